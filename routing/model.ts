@@ -1,0 +1,130 @@
+// The routing model: the one place that defines what a compiled RoutingTable and a DeliveryPlan look like.
+// Pure types and constants only. The operator, the relay and the CLI all import from here.
+
+export const GROUP = 'mailroute.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}` as const;
+
+export const KINDS = ['MailDomain', 'DeliveryPolicy', 'TestRecipient'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export const TLS_MODES = ['None', 'Opportunistic', 'Required', 'RequiredVerify'] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
+export const MODES = ['Direct', 'Dual', 'Split'] as const;
+export type Mode = (typeof MODES)[number];
+
+export const DUAL_SCOPES = ['All', 'TestRecipients', 'Accounts'] as const;
+export type DualScope = (typeof DUAL_SCOPES)[number];
+
+export const BOUNCES = ['Suppress', 'Notify'] as const;
+export type Bounces = (typeof BOUNCES)[number];
+
+export const UNKNOWN_RECIPIENTS = ['Secondary', 'Reject'] as const;
+export type UnknownRecipients = (typeof UNKNOWN_RECIPIENTS)[number];
+
+export type LegRole = 'primary' | 'copy';
+
+/** Identifies one source object and the generation that was compiled. */
+export interface ObjectRef {
+  kind: Kind;
+  namespace: string;
+  name: string;
+  generation: number;
+}
+
+/** A downstream server, copied whole into every leg so that an accepted message keeps its route. */
+export interface ServerRoute {
+  name: string;
+  host: string;
+  port: number;
+  mx: boolean;
+  tls: TlsMode;
+  /** Secret with keys username and password; resolved by the relay at delivery time, never copied into the table. */
+  authSecretRef?: { namespace: string; name: string };
+  maxConnections: number;
+}
+
+export interface TestRecipientRoute {
+  /** Where the copy goes; already has copyRecipientDomain applied when forwardTo was not set. */
+  forwardTo: string;
+  keepPrimaryCopy: boolean;
+  /** RFC 3339; after it the recipient routes like everyone else. */
+  expiresAt?: string;
+}
+
+/** Everything the relay needs to route one domain. Canonical JSON: keys sorted, arrays sorted where order is not meaningful. */
+export interface DomainRoute {
+  domain: string;
+  mailDomain: ObjectRef;
+  /** Absent when the domain has no accepted DeliveryPolicy: mail for it is deferred with 451 4.3.5. */
+  policy?: ObjectRef;
+  servers: Record<string, ServerRoute>;
+  mode?: Mode;
+  primary?: string;
+  secondary?: string;
+  dual?: { scope: DualScope; copyRecipientDomain?: string; bounces: Bounces };
+  split?: { unknownRecipients: UnknownRecipients };
+  /** server name -> sorted lowercase addresses with an account on it */
+  accounts: Record<string, string[]>;
+  recipientVerification?: { server: string; cacheTTLSeconds: number };
+  rejectUnknownRecipients: boolean;
+  /** lowercase address -> route; only active-or-future TestRecipients of the accepted policy */
+  testRecipients: Record<string, TestRecipientRoute & { source: ObjectRef }>;
+}
+
+export interface RoutingTable {
+  apiVersion: typeof API_VERSION;
+  kind: 'RoutingTable';
+  /** lowercase domain -> route */
+  domains: Record<string, DomainRoute>;
+  /** every object that was compiled, sorted; lets the operator tell which generations a revision contains */
+  sources: ObjectRef[];
+}
+
+/** One delivery of one recipient to one server. Fixed when the message is accepted. */
+export interface Leg {
+  server: ServerRoute;
+  /** Envelope recipient after rewriting (copyRecipientDomain, forwardTo). */
+  recipient: string;
+  role: LegRole;
+  bounces: Bounces;
+}
+
+/** An SMTP reply the relay sends as is: "554 5.7.1 ...". */
+export interface Reply {
+  code: number;
+  enhanced: string;
+  text: string;
+}
+
+export type DeliveryPlan =
+  | { verdict: 'accept'; recipient: string; domain: string; legs: Leg[] }
+  | { verdict: 'reject'; recipient: string; reply: Reply; legs: [] }
+  | { verdict: 'tempfail'; recipient: string; reply: Reply; legs: [] };
+
+/** What is known about a mailbox on a server, from accounts or a verification callout. */
+export type MailboxFact = 'exists' | 'absent' | 'unknown';
+
+export interface ResolveContext {
+  now: Date;
+  /** Result of a recipient verification callout, when the relay made one. Pure: the relay does the I/O. */
+  verified?: (server: string, address: string) => MailboxFact;
+}
+
+/** A cross-object problem found by compile(); becomes a status condition in the cluster, a line in `check`. */
+export interface CompileIssue {
+  kind: Kind;
+  namespace: string;
+  name: string;
+  /** The condition it turns into. */
+  condition: 'Accepted' | 'ResolvedRefs';
+  /** CamelCase constant, e.g. Conflict, DomainNotFound, PolicyNotFound, UnknownServer. */
+  reason: string;
+  field: string;
+  message: string;
+}
+
+export function assertNever(x: never, what = 'value'): never {
+  throw new Error(`unexpected ${what}: ${JSON.stringify(x)}`);
+}
