@@ -1,0 +1,78 @@
+// The one place that names the relay's Prometheus metrics (GUIDE §4). No label ever carries a recipient address.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface RelayMetrics {
+  registry: Registry;
+  messagesAccepted: Counter;
+  /** reason: a CamelCase constant (RelayDenied, UnknownRecipient, TooLarge, Loop, BareLineFeed, SpoolError, ...) */
+  messagesRejected: Counter<'reason'>;
+  /** leg: primary|copy; result: delivered|deferred|failed|suppressed */
+  deliveries: Counter<'server' | 'leg' | 'result'>;
+  /** state: pending|deferred */
+  queueMessages: Gauge<'state'>;
+  queueOldestSeconds: Gauge;
+  deliveryDuration: Histogram<'server'>;
+  routingRevision: Gauge<'revision'>;
+  dsnSent: Counter<'kind'>;
+  connections: Gauge;
+}
+
+export function createRelayMetrics(registry: Registry = new Registry(), defaults = true): RelayMetrics {
+  if (defaults) collectDefaultMetrics({ register: registry, prefix: 'mailroute_process_' });
+  const registers = [registry];
+  return {
+    registry,
+    messagesAccepted: new Counter({
+      name: 'mailroute_messages_accepted_total',
+      help: 'Messages answered 250 after they were durably spooled',
+      registers,
+    }),
+    messagesRejected: new Counter({
+      name: 'mailroute_messages_rejected_total',
+      help: 'Messages or recipients refused, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    deliveries: new Counter({
+      name: 'mailroute_deliveries_total',
+      help: 'Delivery attempts per server, leg role and result',
+      labelNames: ['server', 'leg', 'result'],
+      registers,
+    }),
+    queueMessages: new Gauge({
+      name: 'mailroute_queue_messages',
+      help: 'Messages in the spool, by state',
+      labelNames: ['state'],
+      registers,
+    }),
+    queueOldestSeconds: new Gauge({
+      name: 'mailroute_queue_oldest_seconds',
+      help: 'Age of the oldest message in the spool',
+      registers,
+    }),
+    deliveryDuration: new Histogram({
+      name: 'mailroute_delivery_duration_seconds',
+      help: 'Time of one delivery attempt to a server',
+      labelNames: ['server'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    routingRevision: new Gauge({
+      name: 'mailroute_routing_revision_info',
+      help: 'The routing revision this relay serves (value 1)',
+      labelNames: ['revision'],
+      registers,
+    }),
+    dsnSent: new Counter({
+      name: 'mailroute_dsn_total',
+      help: 'Delivery status notifications generated (kind: failed|delayed) ',
+      labelNames: ['kind'],
+      registers,
+    }),
+    connections: new Gauge({
+      name: 'mailroute_smtp_connections',
+      help: 'Open inbound SMTP connections',
+      registers,
+    }),
+  };
+}
