@@ -1,0 +1,120 @@
+// A scriptable destination SMTP server on 127.0.0.1 built on smtp-server: stores what it receives, and can be told
+// to answer 4xx/5xx at RCPT or DATA, to be slow, or to go down and come back on the same port.
+import { createServer, type Server } from 'node:net';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
+
+export interface ReceivedMessage {
+  mailFrom: string;
+  rcptTo: string[];
+  /** Raw bytes as received after DATA (dot-unstuffed by smtp-server). */
+  raw: Buffer;
+  receivedAt: number;
+}
+
+export interface PeerBehaviour {
+  /** Reply to RCPT TO for a given recipient; undefined = accept. e.g. () => ({ code: 450, message: 'try later' }) */
+  rcpt?: (address: string) => { code: number; message: string } | undefined;
+  /** Reply after DATA; undefined = accept. */
+  data?: (msg: ReceivedMessage) => { code: number; message: string } | undefined;
+  /** Delay before answering DATA, in ms. */
+  dataDelayMs?: number;
+}
+
+export interface SmtpPeer {
+  readonly name: string;
+  readonly port: number;
+  readonly messages: ReceivedMessage[];
+  behaviour: PeerBehaviour;
+  /** Messages whose envelope includes this recipient. */
+  for(recipient: string): ReceivedMessage[];
+  /** Close the listener and every connection (an outage). */
+  down(): Promise<void>;
+  /** Listen again on the same port. */
+  up(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const srv: Server = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const addr = srv.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+function smtpError(code: number, message: string): Error & { responseCode: number } {
+  return Object.assign(new Error(message), { responseCode: code });
+}
+
+export async function startSmtpPeer(name: string, behaviour: PeerBehaviour = {}, port?: number): Promise<SmtpPeer> {
+  const messages: ReceivedMessage[] = [];
+  const listenPort = port ?? (await freePort());
+  let server: SMTPServer | undefined;
+
+  const make = (): SMTPServer =>
+    new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['AUTH', 'STARTTLS'],
+      logger: false,
+      size: 64 * 1024 * 1024,
+      onRcptTo(address: SMTPServerAddress, _session: SMTPServerSession, cb: (err?: Error | null) => void) {
+        const r = peer.behaviour.rcpt?.(address.address);
+        cb(r ? smtpError(r.code, r.message) : null);
+      },
+      onData(stream, session, cb) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          const msg: ReceivedMessage = {
+            mailFrom: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
+            rcptTo: session.envelope.rcptTo.map((r) => r.address),
+            raw: Buffer.concat(chunks),
+            receivedAt: Date.now(),
+          };
+          const finish = (): void => {
+            const r = peer.behaviour.data?.(msg);
+            if (r) return cb(smtpError(r.code, r.message));
+            messages.push(msg);
+            cb(null);
+          };
+          const delay = peer.behaviour.dataDelayMs ?? 0;
+          if (delay > 0) setTimeout(finish, delay);
+          else finish();
+        });
+      },
+    });
+
+  const up = async (): Promise<void> => {
+    server = make();
+    const s = server;
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(listenPort, '127.0.0.1', () => resolve());
+    });
+    s.on('error', () => undefined);
+  };
+
+  const down = async (): Promise<void> => {
+    const s = server;
+    server = undefined;
+    if (!s) return;
+    // smtp-server's close() waits for clients; destroy the sockets so this is a real outage.
+    const conns = (s as unknown as { connections?: Set<{ _socket?: { destroy(): void } }> }).connections;
+    conns?.forEach((c) => c._socket?.destroy());
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  };
+
+  const peer: SmtpPeer = {
+    name,
+    port: listenPort,
+    messages,
+    behaviour,
+    for: (recipient) => messages.filter((m) => m.rcptTo.includes(recipient)),
+    down,
+    up,
+    close: down,
+  };
+  await up();
+  return peer;
+}
