@@ -38,3 +38,86 @@ export interface SpoolWriter {
    */
   accept(meta: EnvelopeMeta, body: Readable): Promise<AcceptResult>;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// What the delivery side reads and writes. One state file per message (JSON, rewritten atomically) next to one
+// immutable body file. State lives per leg and recipient.
+
+/** pending: not tried yet; deferred: retry at nextAttemptAt; the other three are final. */
+export type LegStateName = 'pending' | 'deferred' | 'delivered' | 'failed' | 'suppressed';
+
+export const FINAL_LEG_STATES: readonly LegStateName[] = ['delivered', 'failed', 'suppressed'] as const;
+
+/** One (envelope recipient, leg) pair of a message and where its delivery stands. */
+export interface LegState {
+  /** The recipient as accepted in RCPT TO. */
+  recipient: string;
+  /** The leg from the delivery plan fixed at accept time (leg.recipient is the rewritten envelope recipient). */
+  leg: Leg;
+  state: LegStateName;
+  attempts: number;
+  /** RFC 3339; set while deferred. */
+  nextAttemptAt?: string;
+  /** RFC 3339 */
+  lastAttemptAt?: string;
+  /** The last reply or error, e.g. "450 4.2.0 mailbox busy" or "connection refused (ECONNREFUSED)". */
+  lastReply?: string;
+  /** The server that gave lastReply (host:port). */
+  lastServer?: string;
+  /** A DSN is owed for this failure (set with state failed; cleared once the DSN is itself spooled). */
+  dsnPending?: boolean;
+  /** The queue id of the DSN that reported this failure. */
+  dsnId?: string;
+}
+
+/** The content of a message's state file. */
+export interface SpoolState {
+  version: 1;
+  id: string;
+  meta: Omit<EnvelopeMeta, 'recipients'>;
+  /** Bytes in the body file. */
+  size: number;
+  legs: LegState[];
+}
+
+export type LoadResult =
+  | { ok: true; state: SpoolState }
+  /** missing: the message is gone (delivered or deleted); corrupt: the files were moved to quarantine/. */
+  | { ok: false; reason: 'missing' | 'corrupt'; error: string };
+
+/** Everything the delivery engine and the admin API need from the spool. */
+export interface Spool extends SpoolWriter {
+  readonly dir: string;
+  /** Ids of every committed message, oldest first. Reads the directory only, never a file. */
+  list(): Promise<string[]>;
+  /** Reads one state file. A file that does not parse is quarantined (and logged) and reported as corrupt. */
+  load(id: string): Promise<LoadResult>;
+  /**
+   * Read-modify-write of one state file, serialized per id: write tmp, fsync, rename. The directory is not fsynced:
+   * losing the rename in a crash only means an attempt is repeated (at-least-once). Returns undefined when the
+   * message is gone.
+   */
+  update(id: string, change: (state: SpoolState) => SpoolState): Promise<SpoolState | undefined>;
+  /** Removes state then body. True when the message existed. */
+  remove(id: string): Promise<boolean>;
+  /** Moves the message's files to quarantine/ and logs why. */
+  quarantine(id: string, reason: string): Promise<void>;
+  /** Path of the immutable body file (the raw message, byte for byte as accepted). */
+  bodyPath(id: string): string;
+  /** The header block of the body (up to the first empty line), at most maxBytes. For DSNs. */
+  readHeaders(id: string, maxBytes?: number): Promise<Buffer>;
+  /** What openSpool found and cleaned up at start. */
+  readonly recovery: RecoveryReport;
+}
+
+export interface RecoveryReport {
+  /** Committed messages found. */
+  messages: number;
+  /** Partial temp files from a crash, removed. */
+  removedTemp: number;
+  /** Body files without a state file (accept never committed, or a removal was cut short), removed. */
+  removedOrphans: number;
+  /** Files moved to quarantine/. */
+  quarantined: number;
+  durationMs: number;
+}

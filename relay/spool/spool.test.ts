@@ -1,0 +1,271 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Leg } from '../../routing/model.ts';
+import {
+  defaultSpoolFs,
+  headerBlock,
+  isQueueId,
+  newQueueIdGenerator,
+  openSpool,
+  type SpoolFs,
+} from './spool.ts';
+import type { EnvelopeMeta } from './types.ts';
+
+const logger = pino({ level: 'silent' });
+
+const server = {
+  name: 'legacy',
+  host: '127.0.0.1',
+  port: 25,
+  mx: false,
+  tls: 'None' as const,
+  maxConnections: 2,
+};
+const leg = (recipient: string, role: 'primary' | 'copy' = 'primary'): Leg => ({
+  server,
+  recipient,
+  role,
+  bounces: role === 'primary' ? 'Notify' : 'Suppress',
+});
+
+export function meta(recipients: string[] = ['bob@example.com']): EnvelopeMeta {
+  return {
+    mailFrom: 'alice@sender.example',
+    recipients: recipients.map((r) => ({
+      recipient: r,
+      legs: [leg(r), leg(r.replace('@', '@copy.'), 'copy')],
+    })),
+    clientAddress: '127.0.0.1',
+    clientHostname: 'localhost',
+    helo: 'client.example',
+    receivedAt: '2026-11-28T10:00:00.000Z',
+    revision: 'rev1',
+    smtputf8: false,
+    body8bit: false,
+  };
+}
+
+const MESSAGE = 'Received: from x\r\nSubject: hi\r\nFrom: a@b\r\n\r\nbody line\r\n.. dotted\r\n';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mailroute-spool-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('queue ids', () => {
+  it('are unique, 16 chars of [0-9a-z] and sort by time', () => {
+    let t = 1_700_000_000_000;
+    const gen = newQueueIdGenerator(() => new Date(t));
+    const ids: string[] = [];
+    for (let i = 0; i < 2000; i++) {
+      if (i % 100 === 0) t += 1;
+      ids.push(gen());
+    }
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.every(isQueueId)).toBe(true);
+    const firsts = ids.filter((_, i) => i % 100 === 0);
+    expect([...firsts].sort()).toEqual(firsts);
+  });
+  it('rejects path-like input', () => {
+    expect(isQueueId('../../etc/passwd')).toBe(false);
+    expect(isQueueId('ABCDEFGHIJKLMNOP')).toBe(false);
+  });
+});
+
+describe('headerBlock', () => {
+  it.each([
+    ['A: 1\r\nB: 2\r\n\r\nbody', 'A: 1\r\nB: 2\r\n'],
+    ['A: 1\nB: 2\n\nbody', 'A: 1\nB: 2\n'],
+    ['A: 1\r\nB: 2', 'A: 1\r\n'],
+  ])('%j', (raw, want) => {
+    expect(headerBlock(Buffer.from(raw)).toString()).toBe(want);
+  });
+});
+
+describe('spool', () => {
+  it('accepts, loads, updates and removes a message', async () => {
+    const spool = await openSpool({ dir, logger });
+    const r = await spool.accept(meta(), Readable.from([Buffer.from(MESSAGE)]));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(await readFile(spool.bodyPath(r.id), 'utf8')).toBe(MESSAGE);
+    expect(await spool.list()).toEqual([r.id]);
+    const loaded = await spool.load(r.id);
+    expect(loaded.ok && loaded.state.legs.map((l) => [l.recipient, l.leg.role, l.state])).toEqual([
+      ['bob@example.com', 'primary', 'pending'],
+      ['bob@example.com', 'copy', 'pending'],
+    ]);
+    expect(loaded.ok && loaded.state.size).toBe(Buffer.byteLength(MESSAGE));
+    const updated = await spool.update(r.id, (s) => ({
+      ...s,
+      legs: s.legs.map((l, i) => (i === 0 ? { ...l, state: 'delivered', attempts: 1 } : l)),
+    }));
+    expect(updated?.legs[0]?.state).toBe('delivered');
+    const again = await spool.load(r.id);
+    expect(again.ok && again.state.legs[0]?.state).toBe('delivered');
+    expect((await spool.readHeaders(r.id)).toString()).toBe(
+      'Received: from x\r\nSubject: hi\r\nFrom: a@b\r\n',
+    );
+    expect(await spool.remove(r.id)).toBe(true);
+    expect(await spool.remove(r.id)).toBe(false);
+    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+    expect(await spool.load(r.id)).toMatchObject({ ok: false, reason: 'missing' });
+  });
+
+  it('serializes concurrent updates of one message', async () => {
+    const spool = await openSpool({ dir, logger });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    await Promise.all(
+      [0, 1].map((i) =>
+        spool.update(r.id, (s) => ({
+          ...s,
+          legs: s.legs.map((l, j) => (j === i ? { ...l, state: 'delivered' } : l)),
+        })),
+      ),
+    );
+    const s = await spool.load(r.id);
+    expect(s.ok && s.state.legs.map((l) => l.state)).toEqual(['delivered', 'delivered']);
+  });
+
+  it('group-commits: concurrent accepts share directory fsyncs and all are durable before they resolve', async () => {
+    let dirSyncs = 0;
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      async open(p, flags, mode) {
+        const fh = await defaultSpoolFs.open(p, flags, mode);
+        if (p.endsWith('queue') && flags === 'r') {
+          return {
+            write: (d) => fh.write(d),
+            read: (b, o, l, pos) => fh.read(b, o, l, pos),
+            close: () => fh.close(),
+            async sync() {
+              dirSyncs++;
+              await fh.sync();
+            },
+          };
+        }
+        return fh;
+      },
+    };
+    const spool = await openSpool({ dir, logger, fs });
+    const results = await Promise.all(
+      Array.from({ length: 40 }, () => spool.accept(meta(), Readable.from([MESSAGE]))),
+    );
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(dirSyncs).toBeGreaterThan(0);
+    expect(dirSyncs).toBeLessThan(40);
+    expect((await spool.list()).length).toBe(40);
+  });
+
+  it('a body stream that errors leaves nothing behind and is not a storage error', async () => {
+    const spool = await openSpool({ dir, logger });
+    const body = new Readable({ read() {} });
+    body.push(Buffer.alloc(1000, 'a'));
+    setImmediate(() => body.destroy(new Error('bare LF in DATA')));
+    const r = await spool.accept(meta(), body);
+    expect(r).toMatchObject({ ok: false, storage: false });
+    expect(!r.ok && r.error.message).toBe('bare LF in DATA');
+    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+  });
+
+  it.each([
+    ['write', 'ENOSPC'],
+    ['sync', 'EIO'],
+    ['rename', 'ENOSPC'],
+  ])('an injected %s failure (%s) is a storage error and leaves no file', async (op, code) => {
+    const fail = (): Promise<never> =>
+      Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      async open(p, flags, mode) {
+        const fh = await defaultSpoolFs.open(p, flags, mode);
+        if (!p.endsWith('.eml.tmp')) return fh;
+        return {
+          write: (d) => (op === 'write' ? fail() : fh.write(d)),
+          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          close: () => fh.close(),
+          sync: () => (op === 'sync' ? fail() : fh.sync()),
+        };
+      },
+      rename: (a, b) => (op === 'rename' && b.endsWith('.json') ? fail() : defaultSpoolFs.rename(a, b)),
+    };
+    const spool = await openSpool({ dir, logger, fs });
+    const r = await spool.accept(meta(), Readable.from([Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]));
+    expect(r).toMatchObject({ ok: false, storage: true });
+    expect(!r.ok && (r.error as NodeJS.ErrnoException).code).toBe(code);
+    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+  });
+
+  it('recovery removes temp files and orphan bodies and quarantines a state without body and unknown files', async () => {
+    const first = await openSpool({ dir, logger });
+    const a = await first.accept(meta(), Readable.from([MESSAGE]));
+    const b = await first.accept(meta(), Readable.from([MESSAGE]));
+    if (!a.ok || !b.ok) throw new Error('accept failed');
+    const q = join(dir, 'queue');
+    await writeFile(join(q, '0000000000000zzz.eml.tmp'), 'partial');
+    await writeFile(join(q, '0000000000001zzz.eml'), 'orphan body');
+    await writeFile(join(q, '0000000000002zzz.json'), '{}');
+    await writeFile(join(q, 'notes.txt'), 'what is this');
+    const spool = await openSpool({ dir, logger });
+    expect(spool.recovery).toMatchObject({ messages: 2, removedTemp: 1, removedOrphans: 1, quarantined: 2 });
+    expect(await spool.list()).toEqual([a.id, b.id].sort());
+    const quarantined = await readdir(join(dir, 'quarantine'));
+    expect(quarantined.some((n) => n.startsWith('0000000000002zzz.json'))).toBe(true);
+    expect(quarantined.some((n) => n.startsWith('notes.txt'))).toBe(true);
+  });
+
+  it('a corrupt state file is quarantined on load, never dropped', async () => {
+    const spool = await openSpool({ dir, logger });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    await writeFile(join(dir, 'queue', `${r.id}.json`), '{"version":1,"id":');
+    const loaded = await spool.load(r.id);
+    expect(loaded).toMatchObject({ ok: false, reason: 'corrupt' });
+    expect(await spool.list()).toEqual([]);
+    const q = await readdir(join(dir, 'quarantine'));
+    expect(q.filter((n) => n.startsWith(r.id)).length).toBe(2);
+  });
+
+  it('streams a 50 MiB body to disk with RSS growth under 32 MiB (child process)', async () => {
+    const script = `
+      import { openSpool } from ${JSON.stringify(join(import.meta.dirname, 'spool.ts'))};
+      import { Readable } from 'node:stream';
+      import pino from 'pino';
+      const spool = await openSpool({ dir: process.argv[1], logger: pino({ level: 'silent' }) });
+      const chunk = Buffer.alloc(64 * 1024, 'a'); chunk.write('\\r\\n', chunk.length - 2);
+      let sent = 0; const total = 50 * 1024 * 1024;
+      globalThis.gc?.();
+      const base = process.memoryUsage().rss; let peak = base;
+      const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+      const body = new Readable({ read() {
+        peak = Math.max(peak, process.memoryUsage().rss);
+        if (sent >= total) { this.push(null); return; }
+        sent += chunk.length; this.push(Buffer.from(chunk));
+      } });
+      const r = await spool.accept({ mailFrom: 'a@b', recipients: [], clientAddress: '', clientHostname: '', helo: '',
+        receivedAt: new Date().toISOString(), revision: '', smtputf8: false, body8bit: false }, body);
+      clearInterval(timer);
+      process.stdout.write(JSON.stringify({ ok: r.ok, growth: peak - base }));
+    `;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--expose-gc', '--input-type=module', '-e', script, dir],
+      { cwd: join(import.meta.dirname, '../..') },
+    );
+    const out = JSON.parse(stdout) as { ok: boolean; growth: number };
+    expect(out.ok).toBe(true);
+    expect(out.growth).toBeLessThan(32 * 1024 * 1024);
+    const ids = (await readdir(join(dir, 'queue'))).filter((n) => n.endsWith('.eml'));
+    expect(ids.length).toBe(1);
+  });
+});

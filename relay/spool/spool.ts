@@ -1,0 +1,520 @@
+// The on-disk spool: the only hand-off between accepting and delivering (GUIDE §6.4).
+//
+// Exports (called by the relay wiring):
+//   openSpool(opts: { dir; logger; clock?; fs? }): Promise<Spool>
+//     Creates <dir>/queue and <dir>/quarantine, removes partial temp files left by a crash, removes body files that
+//     never got a state file, quarantines what it cannot read, and returns a Spool (relay/spool/types.ts).
+//   isQueueId(s): boolean
+//   newQueueIdGenerator(clock): () => string
+//
+// Layout (state lives in files and their places, as in Postfix and Haraka):
+//   <dir>/queue/<id>.eml         the message, byte for byte as accepted; written once, never changed
+//   <dir>/queue/<id>.json        the envelope and the per-leg, per-recipient delivery state; rewritten atomically
+//   <dir>/queue/<id>.*.tmp       a write in progress (removed at start)
+//   <dir>/quarantine/            files that could not be read, with a log line each
+// A message exists once its .json exists. accept() renames the body first and the state second, then fsyncs the
+// directory; only then does it resolve { ok: true }. Directory fsyncs are shared by concurrent accepts (group commit).
+import * as nodeFs from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type {
+  AcceptResult,
+  EnvelopeMeta,
+  LegState,
+  LoadResult,
+  RecoveryReport,
+  Spool,
+  SpoolState,
+} from './types.ts';
+
+/** The part of a file handle the spool uses (node:fs/promises FileHandle fits). */
+export interface SpoolFileHandle {
+  write(data: Uint8Array): Promise<{ bytesWritten: number }>;
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The file-system subset the spool uses; injectable for fault injection (ENOSPC, EIO). */
+export interface SpoolFs {
+  open(path: string, flags: string, mode?: number): Promise<SpoolFileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Buffer>;
+  mkdir(path: string, opts: { recursive: true }): Promise<unknown>;
+  access(path: string): Promise<void>;
+}
+
+export const defaultSpoolFs: SpoolFs = {
+  open: (p, flags, mode) => nodeFs.open(p, flags, mode),
+  rename: (a, b) => nodeFs.rename(a, b),
+  unlink: (p) => nodeFs.unlink(p),
+  readdir: (p) => nodeFs.readdir(p),
+  readFile: (p) => nodeFs.readFile(p),
+  mkdir: (p, o) => nodeFs.mkdir(p, o),
+  access: (p) => nodeFs.access(p),
+};
+
+export interface OpenSpoolOptions {
+  dir: string;
+  logger: Logger;
+  clock?: () => Date;
+  fs?: SpoolFs;
+}
+
+const ID_RE = /^[0-9a-z]{16}$/;
+/** Body bytes gathered before one write(): bounds memory per message, keeps syscalls few. */
+const WRITE_CHUNK = 256 * 1024;
+const LEG_STATES = new Set(['pending', 'deferred', 'delivered', 'failed', 'suppressed']);
+
+export function isQueueId(s: string): boolean {
+  return ID_RE.test(s);
+}
+
+/**
+ * Queue ids: 9 base36 chars of milliseconds (sortable until the year 5188), a 4-char per-process counter and
+ * 3 random chars. 16 chars of [0-9a-z]: safe as a file name, sorts by arrival.
+ */
+export function newQueueIdGenerator(clock: () => Date): () => string {
+  let counter = Math.floor(Math.random() * 36 ** 4);
+  return () => {
+    counter = (counter + 1) % 36 ** 4;
+    const time = clock().getTime().toString(36).padStart(9, '0').slice(-9);
+    const rand = Math.floor(Math.random() * 36 ** 3)
+      .toString(36)
+      .padStart(3, '0');
+    return `${time}${counter.toString(36).padStart(4, '0')}${rand}`;
+  };
+}
+
+function errno(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** One directory fsync serves every rename queued before it started (group commit). */
+class GroupSync {
+  private inFlight: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  private readonly run: () => Promise<void>;
+
+  constructor(run: () => Promise<void>) {
+    this.run = run;
+  }
+
+  sync(): Promise<void> {
+    if (this.queued) return this.queued;
+    if (!this.inFlight) return this.start();
+    // A sync is running, but it may have started before the caller's rename: wait for the next one.
+    const prior = this.inFlight.then(
+      () => undefined,
+      () => undefined,
+    );
+    const next = prior.then(() => {
+      this.queued = undefined;
+      return this.start();
+    });
+    this.queued = next;
+    return next;
+  }
+
+  private start(): Promise<void> {
+    const p = this.run().finally(() => {
+      if (this.inFlight === p) this.inFlight = undefined;
+    });
+    this.inFlight = p;
+    return p;
+  }
+}
+
+/** Validates what JSON.parse returned; a string names the first problem. */
+export function checkState(x: unknown, id: string): SpoolState | string {
+  if (typeof x !== 'object' || x === null) return 'not an object';
+  const s = x as Partial<SpoolState>;
+  if (s.version !== 1) return `version: expected 1, got ${JSON.stringify(s.version)}`;
+  if (s.id !== id) return `id: expected ${id}, got ${JSON.stringify(s.id)}`;
+  if (typeof s.meta !== 'object' || s.meta === null) return 'meta: missing';
+  if (typeof s.meta.mailFrom !== 'string') return 'meta.mailFrom: not a string';
+  if (typeof s.meta.receivedAt !== 'string' || Number.isNaN(Date.parse(s.meta.receivedAt)))
+    return 'meta.receivedAt: not a time';
+  if (typeof s.size !== 'number') return 'size: not a number';
+  if (!Array.isArray(s.legs) || s.legs.length === 0) return 'legs: empty or missing';
+  for (const [i, l] of (s.legs as unknown[]).entries()) {
+    const leg = l as Partial<LegState> | null;
+    if (typeof leg !== 'object' || leg === null) return `legs[${i}]: not an object`;
+    if (typeof leg.recipient !== 'string') return `legs[${i}].recipient: not a string`;
+    if (!LEG_STATES.has(String(leg.state))) return `legs[${i}].state: ${JSON.stringify(leg.state)}`;
+    if (typeof leg.attempts !== 'number') return `legs[${i}].attempts: not a number`;
+    const l2 = leg.leg;
+    if (typeof l2 !== 'object' || typeof l2.recipient !== 'string' || typeof l2.server !== 'object')
+      return `legs[${i}].leg: malformed`;
+    if (typeof l2.server.host !== 'string' || typeof l2.server.port !== 'number')
+      return `legs[${i}].leg.server: malformed`;
+  }
+  return s as SpoolState;
+}
+
+/** The initial state of an accepted message: every (recipient, leg) pair pending. */
+export function initialState(id: string, meta: EnvelopeMeta, size: number): SpoolState {
+  const { recipients, ...rest } = meta;
+  const legs: LegState[] = [];
+  for (const r of recipients) {
+    for (const leg of r.legs) legs.push({ recipient: r.recipient, leg, state: 'pending', attempts: 0 });
+  }
+  return { version: 1, id, meta: rest, size, legs };
+}
+
+export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
+  const fs = opts.fs ?? defaultSpoolFs;
+  const clock = opts.clock ?? (() => new Date());
+  const log = opts.logger;
+  const queueDir = join(opts.dir, 'queue');
+  const quarantineDir = join(opts.dir, 'quarantine');
+  await fs.mkdir(queueDir, { recursive: true });
+  await fs.mkdir(quarantineDir, { recursive: true });
+  const nextId = newQueueIdGenerator(clock);
+
+  const statePath = (id: string): string => join(queueDir, `${id}.json`);
+  const bodyPath = (id: string): string => join(queueDir, `${id}.eml`);
+
+  const syncDir = async (): Promise<void> => {
+    const fh = await fs.open(queueDir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  };
+  const dirSync = new GroupSync(syncDir);
+
+  const unlinkQuiet = async (p: string): Promise<void> => {
+    try {
+      await fs.unlink(p);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') log.warn({ err, path: p }, 'spool: could not remove file');
+    }
+  };
+
+  const writeAll = async (fh: SpoolFileHandle, data: Uint8Array): Promise<void> => {
+    let off = 0;
+    while (off < data.length) {
+      const { bytesWritten } = await fh.write(off === 0 ? data : data.subarray(off));
+      if (bytesWritten <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+      off += bytesWritten;
+    }
+  };
+
+  /** Writes a whole small file under tmp and fsyncs it (no rename). */
+  const writeFileSynced = async (path: string, data: Uint8Array, flags: string): Promise<void> => {
+    const fh = await fs.open(path, flags, 0o600);
+    try {
+      await writeAll(fh, data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  };
+
+  // Moves files into quarantine/, never overwriting an earlier quarantined file of the same name.
+  const moveToQuarantine = async (names: string[], reason: string, id?: string): Promise<number> => {
+    let moved = 0;
+    const stamp = clock().getTime().toString(36);
+    for (const name of names) {
+      try {
+        await fs.rename(join(queueDir, name), join(quarantineDir, `${name}.${stamp}`));
+        moved++;
+      } catch (err) {
+        if (errno(err) !== 'ENOENT')
+          log.error({ err, file: name }, 'spool: could not move file to quarantine');
+      }
+    }
+    if (moved > 0) log.error({ queueId: id, files: names, reason, dir: quarantineDir }, 'spool: quarantined');
+    return moved;
+  };
+
+  // ---- recovery at start: directory listing only, no file is read ----
+  const started = Date.now();
+  const recovery: RecoveryReport = {
+    messages: 0,
+    removedTemp: 0,
+    removedOrphans: 0,
+    quarantined: 0,
+    durationMs: 0,
+  };
+  {
+    const names = await fs.readdir(queueDir);
+    const states = new Set<string>();
+    const bodies = new Set<string>();
+    const strange: string[] = [];
+    for (const name of names) {
+      if (name.endsWith('.tmp')) {
+        await unlinkQuiet(join(queueDir, name));
+        recovery.removedTemp++;
+        continue;
+      }
+      const dot = name.indexOf('.');
+      const id = name.slice(0, dot);
+      const ext = name.slice(dot + 1);
+      if (dot > 0 && isQueueId(id) && ext === 'json') states.add(id);
+      else if (dot > 0 && isQueueId(id) && ext === 'eml') bodies.add(id);
+      else strange.push(name);
+    }
+    for (const id of bodies) {
+      if (!states.has(id)) {
+        // accept() renames the body before the state: a body alone was never acknowledged, or its removal was cut short.
+        await unlinkQuiet(bodyPath(id));
+        recovery.removedOrphans++;
+      }
+    }
+    for (const id of states) {
+      if (!bodies.has(id)) {
+        recovery.quarantined += await moveToQuarantine([`${id}.json`], 'state file without a body file', id);
+        states.delete(id);
+      }
+    }
+    for (const name of strange) {
+      recovery.quarantined += await moveToQuarantine([name], 'unknown file in the queue directory');
+    }
+    recovery.messages = states.size;
+    recovery.durationMs = Date.now() - started;
+    if (recovery.removedTemp + recovery.removedOrphans + recovery.quarantined > 0 || recovery.messages > 0) {
+      log.info({ spool: opts.dir, ...recovery }, 'spool: recovered');
+    }
+  }
+
+  // ---- per-id serialization of read-modify-write ----
+  const locks = new Map<string, Promise<unknown>>();
+  const withLock = <T>(id: string, fn: () => Promise<T>): Promise<T> => {
+    const prev = locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    locks.set(id, tail);
+    void tail.then(() => {
+      if (locks.get(id) === tail) locks.delete(id);
+    });
+    return run;
+  };
+
+  const readState = async (id: string): Promise<LoadResult> => {
+    let raw: Buffer;
+    try {
+      raw = await fs.readFile(statePath(id));
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return { ok: false, reason: 'missing', error: 'no such message' };
+      throw err;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw.toString('utf8'));
+    } catch (err) {
+      const why = `state file is not JSON: ${asError(err).message}`;
+      await moveToQuarantine([`${id}.json`, `${id}.eml`], why, id);
+      return { ok: false, reason: 'corrupt', error: why };
+    }
+    const checked = checkState(parsed, id);
+    if (typeof checked === 'string') {
+      const why = `state file is malformed: ${checked}`;
+      await moveToQuarantine([`${id}.json`, `${id}.eml`], why, id);
+      return { ok: false, reason: 'corrupt', error: why };
+    }
+    return { ok: true, state: checked };
+  };
+
+  const spool: Spool = {
+    dir: opts.dir,
+    recovery,
+
+    async accept(meta: EnvelopeMeta, body: Readable): Promise<AcceptResult> {
+      // The inbound layer may destroy the body with an error at any time; the iterator below reports it.
+      const swallow = (): void => undefined;
+      body.on('error', swallow);
+      const id = nextId();
+      const bodyTmp = join(queueDir, `${id}.eml.tmp`);
+      const stateTmp = join(queueDir, `${id}.json.tmp`);
+      const created: string[] = [];
+      let storageError: Error | undefined;
+      let bodyError: Error | undefined;
+      let fh: SpoolFileHandle | undefined;
+      let size = 0;
+      try {
+        fh = await fs.open(bodyTmp, 'wx', 0o600);
+        created.push(bodyTmp);
+      } catch (err) {
+        storageError = asError(err);
+      }
+      // Read the whole body even after a storage error so the SMTP session can still answer; write only while healthy.
+      const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async (): Promise<void> => {
+        if (pendingBytes === 0) return;
+        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+        if (fh && !storageError) {
+          try {
+            await writeAll(fh, data);
+          } catch (err) {
+            storageError = asError(err);
+          }
+        }
+      };
+      for (;;) {
+        let r: IteratorResult<Buffer | string>;
+        try {
+          r = await it.next();
+        } catch (err) {
+          bodyError = asError(err);
+          break;
+        }
+        if (r.done) break;
+        const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+        size += chunk.length;
+        if (storageError) continue;
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes >= WRITE_CHUNK) await flush();
+      }
+      if (!bodyError) await flush();
+      else {
+        pending = [];
+        pendingBytes = 0;
+      }
+
+      let committed = false;
+      if (!bodyError && !storageError && fh) {
+        const handle = fh;
+        try {
+          const state = initialState(id, meta, size);
+          await Promise.all([
+            handle.sync(),
+            (async () => {
+              created.push(stateTmp);
+              await writeFileSynced(stateTmp, Buffer.from(JSON.stringify(state)), 'wx');
+            })(),
+          ]);
+          await handle.close();
+          fh = undefined;
+          await fs.rename(bodyTmp, bodyPath(id));
+          created.push(bodyPath(id));
+          await fs.rename(stateTmp, statePath(id));
+          created.push(statePath(id));
+          await dirSync.sync();
+          committed = true;
+        } catch (err) {
+          storageError = asError(err);
+        }
+      }
+      if (fh) {
+        try {
+          await fh.close();
+        } catch {
+          /* the file is removed below */
+        }
+      }
+      if (committed) return { ok: true, id };
+
+      // Nothing half-accepted: remove whatever was created, state first.
+      for (const p of [...created].reverse()) await unlinkQuiet(p);
+      const error = bodyError ?? storageError ?? new Error('spool: body was not written');
+      const storage = bodyError === undefined;
+      if (storage) log.error({ err: error, code: errno(error) }, 'spool: could not store message');
+      return { ok: false, error, storage };
+    },
+
+    async list(): Promise<string[]> {
+      const names = await fs.readdir(queueDir);
+      const ids: string[] = [];
+      for (const name of names) {
+        if (name.length === 21 && name.endsWith('.json')) {
+          const id = name.slice(0, 16);
+          if (isQueueId(id)) ids.push(id);
+        }
+      }
+      return ids.sort();
+    },
+
+    load(id: string): Promise<LoadResult> {
+      if (!isQueueId(id)) return Promise.resolve({ ok: false, reason: 'missing', error: 'not a queue id' });
+      return withLock(id, () => readState(id));
+    },
+
+    update(id: string, change: (state: SpoolState) => SpoolState): Promise<SpoolState | undefined> {
+      return withLock(id, async () => {
+        const cur = await readState(id);
+        if (!cur.ok) return undefined;
+        const next = change(cur.state);
+        const tmp = join(queueDir, `${id}.json.tmp`);
+        try {
+          await writeFileSynced(tmp, Buffer.from(JSON.stringify(next)), 'w');
+          await fs.rename(tmp, statePath(id));
+        } catch (err) {
+          await unlinkQuiet(tmp);
+          throw err;
+        }
+        return next;
+      });
+    },
+
+    remove(id: string): Promise<boolean> {
+      if (!isQueueId(id)) return Promise.resolve(false);
+      return withLock(id, async () => {
+        let existed = true;
+        try {
+          await fs.unlink(statePath(id));
+        } catch (err) {
+          if (errno(err) !== 'ENOENT') throw err;
+          existed = false;
+        }
+        await unlinkQuiet(bodyPath(id));
+        return existed;
+      });
+    },
+
+    quarantine(id: string, reason: string): Promise<void> {
+      return withLock(id, async () => {
+        await moveToQuarantine([`${id}.json`, `${id}.eml`], reason, id);
+      });
+    },
+
+    bodyPath,
+
+    async readHeaders(id: string, maxBytes = 64 * 1024): Promise<Buffer> {
+      const fh = await fs.open(bodyPath(id), 'r');
+      try {
+        const buf = Buffer.alloc(maxBytes);
+        let got = 0;
+        while (got < maxBytes) {
+          const { bytesRead } = await fh.read(buf, got, maxBytes - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return headerBlock(buf.subarray(0, got));
+      } finally {
+        await fh.close();
+      }
+    },
+  };
+  return spool;
+}
+
+/** The header block of a raw message: up to and including the line break before the first empty line. */
+export function headerBlock(raw: Buffer): Buffer {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return raw.subarray(0, crlf + 2);
+  if (lf >= 0) return raw.subarray(0, lf + 1);
+  // No empty line within the limit: keep whole lines only.
+  const last = raw.lastIndexOf('\n');
+  return last >= 0 ? raw.subarray(0, last + 1) : raw;
+}
