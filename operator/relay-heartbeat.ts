@@ -1,0 +1,66 @@
+// The relay heartbeat Lease contract shared by the relay (writer) and the operator (reader). Pure.
+//
+//   coordination.k8s.io/v1 Lease mailroute-relay-<pod name>, in the operator namespace
+//     metadata.annotations: mailroute.io/revision=<revision the relay serves>
+//     metadata.labels: app.kubernetes.io/name=mailroute, app.kubernetes.io/component=relay
+//     spec.holderIdentity=<pod name>, spec.leaseDurationSeconds=30, spec.renewTime=<now, renewed every 10 s>
+//
+// A Lease is fresh while now - renewTime <= leaseDurationSeconds (30 s when unset); stale ones count as gone.
+
+import { REVISION_ANNOTATION } from './routing-configmap.ts';
+
+export const RELAY_LEASE_PREFIX = 'mailroute-relay-';
+export const RELAY_LEASE_DURATION_SECONDS = 30;
+export const RELAY_RENEW_INTERVAL_SECONDS = 10;
+export const RELAY_COMPONENT_LABELS = {
+  'app.kubernetes.io/name': 'mailroute',
+  'app.kubernetes.io/component': 'relay',
+} as const;
+export { REVISION_ANNOTATION };
+
+export function relayLeaseName(pod: string): string {
+  return `${RELAY_LEASE_PREFIX}${pod}`;
+}
+
+/** The subset of a V1Lease read here (renewTime is a Date in @kubernetes/client-node, a string on the wire). */
+export interface LeaseLike {
+  metadata?: { name?: string; annotations?: Record<string, string> };
+  spec?: { holderIdentity?: string; leaseDurationSeconds?: number; renewTime?: Date | string };
+}
+
+export interface RelayHeartbeat {
+  name: string;
+  revision: string | undefined;
+  renewTime: Date | undefined;
+  fresh: boolean;
+}
+
+export function isRelayLease(lease: LeaseLike): boolean {
+  return (lease.metadata?.name ?? '').startsWith(RELAY_LEASE_PREFIX);
+}
+
+export function readHeartbeat(lease: LeaseLike, now: Date): RelayHeartbeat {
+  const raw = lease.spec?.renewTime;
+  const renewTime = raw === undefined ? undefined : new Date(raw);
+  const duration = lease.spec?.leaseDurationSeconds ?? RELAY_LEASE_DURATION_SECONDS;
+  const age = renewTime === undefined ? Infinity : (now.getTime() - renewTime.getTime()) / 1000;
+  return {
+    name: lease.metadata?.name ?? '',
+    revision: lease.metadata?.annotations?.[REVISION_ANNOTATION],
+    renewTime,
+    fresh: Number.isFinite(age) && age <= duration,
+  };
+}
+
+/** Milliseconds until the first fresh heartbeat goes stale (to requeue then), or undefined. */
+export function nextStaleIn(leases: readonly LeaseLike[], now: Date): number | undefined {
+  let min: number | undefined;
+  for (const l of leases) {
+    const hb = readHeartbeat(l, now);
+    if (!hb.fresh || hb.renewTime === undefined) continue;
+    const duration = l.spec?.leaseDurationSeconds ?? RELAY_LEASE_DURATION_SECONDS;
+    const ms = hb.renewTime.getTime() + duration * 1000 - now.getTime() + 1;
+    if (min === undefined || ms < min) min = ms;
+  }
+  return min;
+}
