@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
+import { waitFor } from '../../test/support/wait.ts';
+import { startPreflight, type PreflightKube } from './index.ts';
+import {
+  decideCondition,
+  isDue,
+  nextDue,
+  viewMailDomain,
+  type Condition,
+  type ServerStatus,
+} from './status.ts';
+
+const T0 = new Date('2026-01-01T00:00:00Z');
+const srv = (name: string, reachable: boolean, tls: ServerStatus['tls'] = 'none'): ServerStatus => ({
+  name,
+  reachable,
+  tls,
+  message: reachable ? 'ok' : 'connect refused',
+  lastProbeTime: T0.toISOString(),
+});
+
+describe('decideCondition', () => {
+  const prevTrue: Condition = {
+    type: 'ServersReachable',
+    status: 'True',
+    reason: 'AllReachable',
+    message: '',
+    lastTransitionTime: '2025-01-01T00:00:00.000Z',
+  };
+  it.each([
+    [
+      'all reachable',
+      [srv('a', true), srv('b', true, 'offered')],
+      'True',
+      'AllReachable',
+      /^2\/2 servers reachable$/,
+    ],
+    [
+      'one down',
+      [srv('a', true), srv('b', false)],
+      'False',
+      'ProbeFailed',
+      /^b: unreachable: connect refused$/,
+    ],
+    ['tls failed', [srv('a', true, 'failed')], 'False', 'ProbeFailed', /^a: tls failed: ok$/],
+  ] as const)('%s', (_n, servers, status, reason, message) => {
+    const c = decideCondition([...servers], 7, undefined, T0);
+    expect(c).toMatchObject({ type: 'ServersReachable', status, reason, observedGeneration: 7 });
+    expect(c.message).toMatch(message);
+    expect(c.lastTransitionTime).toBe(T0.toISOString());
+  });
+  it('keeps lastTransitionTime when the status does not change, and moves it when it does', () => {
+    expect(decideCondition([srv('a', true)], 1, prevTrue, T0).lastTransitionTime).toBe(
+      prevTrue.lastTransitionTime,
+    );
+    expect(decideCondition([srv('a', false)], 1, prevTrue, T0).lastTransitionTime).toBe(T0.toISOString());
+  });
+});
+
+describe('viewMailDomain and isDue', () => {
+  const md = (status?: object): unknown => ({
+    metadata: { name: 'example-com', namespace: 'mail', generation: 3 },
+    spec: {
+      domain: 'example.com',
+      servers: [{ name: 'legacy', host: 'mx.legacy', tls: 'Required' }, { name: 'bad' }],
+    },
+    ...(status ? { status } : {}),
+  });
+  it('reads servers with defaults and skips malformed ones', () => {
+    expect(viewMailDomain(md())).toMatchObject({
+      namespace: 'mail',
+      name: 'example-com',
+      generation: 3,
+      servers: [{ name: 'legacy', host: 'mx.legacy', port: 25, mx: false, tls: 'Required' }],
+    });
+    expect(viewMailDomain({ metadata: {} })).toBeUndefined();
+  });
+  it('is due when never probed, when stale, when servers change; not when a fresh status exists', () => {
+    const now = T0.getTime();
+    const fresh = viewMailDomain(md({ servers: [srv('legacy', true)] }));
+    const never = viewMailDomain(md());
+    if (!fresh || !never) throw new Error('view');
+    expect(isDue(never, undefined, now, 60_000)).toBe(true);
+    expect(isDue(fresh, undefined, now + 1000, 60_000)).toBe(false);
+    expect(isDue(fresh, undefined, now + 60_000, 60_000)).toBe(true);
+    expect(isDue(fresh, { fingerprint: 'other', nextDue: now + 1e9 }, now, 60_000)).toBe(true);
+  });
+  it('jitters the next due time within ±jitter', () => {
+    expect(nextDue(0, 1000, 0.1, () => 0)).toBe(900);
+    expect(nextDue(0, 1000, 0.1, () => 1)).toBe(1100);
+    expect(nextDue(0, 1000, 0.1, () => 0.5)).toBe(1000);
+  });
+});
+
+describe('startPreflight with an injected API and a real SMTP peer', () => {
+  let peer: SmtpPeer;
+  beforeAll(async () => {
+    peer = await startSmtpPeer('dest');
+  });
+  afterAll(async () => {
+    await peer.close();
+  });
+
+  it('writes reachable true, then false after the server goes down, then true again', async () => {
+    const applied: Array<{
+      ns: string;
+      name: string;
+      body: { status: { servers: ServerStatus[]; conditions: Condition[] } };
+    }> = [];
+    const objects = [
+      {
+        metadata: { name: 'example-com', namespace: 'mail', generation: 1 },
+        spec: { servers: [{ name: 'legacy', host: '127.0.0.1', port: peer.port, tls: 'Opportunistic' }] },
+      },
+    ];
+    const kube: PreflightKube = {
+      listMailDomains: (ns) => Promise.resolve(ns === undefined ? objects : []),
+      applyStatus: (ns, name, body) => {
+        applied.push({ ns, name, body: body as (typeof applied)[number]['body'] });
+        return Promise.resolve(true);
+      },
+    };
+    const logs: string[] = [];
+    const logger = {
+      info: (_o: object, m?: string) => logs.push(m ?? ''),
+      warn: () => undefined,
+      debug: () => undefined,
+    };
+    const pf = startPreflight({ kube, logger, intervalMs: 50, jitter: 0, scanMs: 20 });
+    try {
+      const first = await waitFor(() => applied[0], { what: 'first status apply' });
+      expect(first.ns).toBe('mail');
+      expect(first.body.status.servers[0]).toMatchObject({ name: 'legacy', reachable: true, tls: 'none' });
+      expect(first.body.status.conditions[0]).toMatchObject({
+        type: 'ServersReachable',
+        status: 'True',
+        reason: 'AllReachable',
+      });
+      await peer.down();
+      const down = await waitFor(() => applied.find((a) => a.body.status.servers[0]?.reachable === false), {
+        what: 'reachable=false',
+      });
+      expect(down.body.status.conditions[0]).toMatchObject({ status: 'False', reason: 'ProbeFailed' });
+      await peer.up();
+      const n = applied.length;
+      await waitFor(() => applied.slice(n).find((a) => a.body.status.servers[0]?.reachable === true), {
+        what: 'reachable again',
+      });
+      expect(logs).toContain('preflight: probed MailDomain servers');
+    } finally {
+      await pf.stop();
+    }
+  });
+
+  it('writes nothing when not the leader', async () => {
+    let applies = 0;
+    let lists = 0;
+    const kube: PreflightKube = {
+      listMailDomains: () => {
+        lists++;
+        return Promise.resolve([]);
+      },
+      applyStatus: () => {
+        applies++;
+        return Promise.resolve(true);
+      },
+    };
+    const logger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+    const pf = startPreflight({ kube, logger, intervalMs: 10, isLeader: () => false });
+    await pf.scanNow();
+    await pf.stop();
+    expect(lists).toBe(0);
+    expect(applies).toBe(0);
+  });
+});

@@ -1,0 +1,181 @@
+// Pure: MailDomain objects as the preflight sees them, the status it writes (status.servers[] and the
+// ServersReachable condition), and when each domain is due for its next probe.
+import { createHash } from 'node:crypto';
+import { API_VERSION, TLS_MODES, type TlsMode } from '../../routing/model.ts';
+import type { ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
+
+export const FIELD_MANAGER = 'mailroute-preflight';
+export const CONDITION_TYPE = 'ServersReachable';
+export const REASONS = { AllReachable: 'AllReachable', ProbeFailed: 'ProbeFailed' } as const;
+export type PreflightReason = (typeof REASONS)[keyof typeof REASONS];
+
+/** metav1.Condition */
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface ServerStatus {
+  name: string;
+  reachable: boolean;
+  tls: TlsReport;
+  message: string;
+  /** RFC 3339 */
+  lastProbeTime: string;
+}
+
+/** What the preflight needs of one MailDomain, read defensively from the API object. */
+export interface DomainView {
+  namespace: string;
+  name: string;
+  generation: number;
+  servers: Array<{ name: string } & ProbeTarget>;
+  previousServers: ServerStatus[];
+  previousCondition?: Condition;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Reads a MailDomain API object; undefined when it is not one we can probe (no name, no servers list). */
+export function viewMailDomain(obj: unknown): DomainView | undefined {
+  if (!isRecord(obj) || !isRecord(obj.metadata)) return undefined;
+  const { name, namespace, generation } = obj.metadata;
+  if (typeof name !== 'string' || typeof namespace !== 'string') return undefined;
+  const spec = isRecord(obj.spec) ? obj.spec : {};
+  const rawServers = Array.isArray(spec.servers) ? spec.servers : [];
+  const servers: DomainView['servers'] = [];
+  for (const s of rawServers) {
+    if (!isRecord(s) || typeof s.name !== 'string' || typeof s.host !== 'string') continue;
+    const tls = (TLS_MODES as readonly unknown[]).includes(s.tls) ? (s.tls as TlsMode) : 'Opportunistic';
+    servers.push({
+      name: s.name,
+      host: s.host,
+      port: typeof s.port === 'number' ? s.port : 25,
+      mx: s.mx === true,
+      tls,
+    });
+  }
+  const status = isRecord(obj.status) ? obj.status : {};
+  const previousServers = (Array.isArray(status.servers) ? status.servers : []).filter(
+    (s): s is ServerStatus =>
+      isRecord(s) &&
+      typeof s.name === 'string' &&
+      typeof s.lastProbeTime === 'string' &&
+      typeof s.reachable === 'boolean',
+  );
+  const previousCondition = (Array.isArray(status.conditions) ? status.conditions : []).find(
+    (c): c is Condition => isRecord(c) && c.type === CONDITION_TYPE && typeof c.status === 'string',
+  );
+  return {
+    namespace,
+    name,
+    generation: typeof generation === 'number' ? generation : 0,
+    servers,
+    previousServers,
+    ...(previousCondition ? { previousCondition } : {}),
+  };
+}
+
+/** Identifies what is probed: a change of hosts, ports or TLS modes makes the domain due at once. */
+export function serversFingerprint(servers: DomainView['servers']): string {
+  const canon = servers.map((s) => [s.name, s.host, s.port, s.mx, s.tls]);
+  return createHash('sha256').update(JSON.stringify(canon)).digest('hex').slice(0, 16);
+}
+
+/** A server passes when it is reachable and TLS did not fail where the mode requires it. */
+export function serverPasses(s: Pick<ServerStatus, 'reachable' | 'tls'>): boolean {
+  return s.reachable && s.tls !== 'failed';
+}
+
+/**
+ * The ServersReachable condition. lastTransitionTime is kept from the previous condition when the status did not
+ * change (the same rule as the operator's condition helper).
+ */
+export function decideCondition(
+  servers: ServerStatus[],
+  generation: number,
+  previous: Condition | undefined,
+  now: Date,
+): Condition {
+  const failing = servers.filter((s) => !serverPasses(s));
+  const status = failing.length === 0 ? 'True' : 'False';
+  const reason: PreflightReason = failing.length === 0 ? REASONS.AllReachable : REASONS.ProbeFailed;
+  const message =
+    failing.length === 0
+      ? `${servers.length}/${servers.length} servers reachable`
+      : failing
+          .map((s) => `${s.name}: ${s.reachable ? `tls ${s.tls}` : 'unreachable'}: ${s.message}`)
+          .join('; ');
+  const lastTransitionTime =
+    previous !== undefined && previous.status === status ? previous.lastTransitionTime : now.toISOString();
+  return {
+    type: CONDITION_TYPE,
+    status,
+    reason,
+    // metav1.Condition caps message at 32768 characters.
+    message: message.length > 32_000 ? `${message.slice(0, 32_000)}...` : message,
+    lastTransitionTime,
+    observedGeneration: generation,
+  };
+}
+
+export function serverStatus(name: string, outcome: ProbeOutcome, at: Date): ServerStatus {
+  return {
+    name,
+    reachable: outcome.reachable,
+    tls: outcome.tls,
+    message: outcome.message.length > 1024 ? `${outcome.message.slice(0, 1024)}...` : outcome.message,
+    lastProbeTime: at.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+  };
+}
+
+/** The server-side apply body for the status subresource, under the field manager mailroute-preflight. */
+export function statusApplyBody(
+  domain: Pick<DomainView, 'namespace' | 'name'>,
+  servers: ServerStatus[],
+  condition: Condition,
+): object {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'MailDomain',
+    metadata: { name: domain.name, namespace: domain.namespace },
+    status: { servers, conditions: [condition] },
+  };
+}
+
+/** Per-domain schedule memory kept between scans. */
+export interface ScheduleEntry {
+  fingerprint: string;
+  /** epoch ms */
+  nextDue: number;
+}
+
+/**
+ * When a domain is next due. A domain never seen is due now unless its status already holds a probe of the same
+ * servers newer than one interval (an operator restart does not re-probe everything at once).
+ */
+export function isDue(
+  view: DomainView,
+  entry: ScheduleEntry | undefined,
+  now: number,
+  intervalMs: number,
+): boolean {
+  const fp = serversFingerprint(view.servers);
+  if (entry !== undefined) return entry.fingerprint !== fp || now >= entry.nextDue;
+  const names = view.servers.map((s) => s.name).sort();
+  const prevNames = view.previousServers.map((s) => s.name).sort();
+  if (names.length === 0 || JSON.stringify(names) !== JSON.stringify(prevNames)) return true;
+  const oldest = Math.min(...view.previousServers.map((s) => Date.parse(s.lastProbeTime)));
+  return !Number.isFinite(oldest) || now - oldest >= intervalMs;
+}
+
+/** Next due time with ±jitter (a fraction, 0.1 = ±10 %) so that many domains do not probe in lockstep. */
+export function nextDue(now: number, intervalMs: number, jitter: number, random: () => number): number {
+  return now + Math.round(intervalMs * (1 + jitter * (2 * random() - 1)));
+}
