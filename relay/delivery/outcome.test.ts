@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import type { Leg } from '../../routing/model.ts';
+import type { LegState } from '../spool/types.ts';
+import { applyOutcome, decideLeg, enhancedStatus, formatReply, type AttemptReply } from './outcome.ts';
+
+const server = { name: 's', host: 'h', port: 25, mx: false, tls: 'None' as const, maxConnections: 1 };
+const legOf = (role: Leg['role'], bounces: Leg['bounces'], attempts = 0): LegState => ({
+  recipient: 'bob@example.com',
+  leg: { server, recipient: 'bob@example.com', role, bounces },
+  state: attempts ? 'deferred' : 'pending',
+  attempts,
+});
+const receivedAt = new Date('2026-01-01T00:00:00Z');
+const ctx = (nowOffsetMs: number, nullSender = false) => ({
+  now: new Date(receivedAt.getTime() + nowOffsetMs),
+  receivedAt,
+  retryScheduleMs: [1000, 5000],
+  maxQueueLifetimeMs: 60_000,
+  nullSender,
+});
+const smtp = (code: number, text: string): AttemptReply => ({ kind: 'smtp', code, text });
+
+describe('decideLeg', () => {
+  it.each([
+    ['250 on primary', legOf('primary', 'Notify'), smtp(250, '250 2.0.0 ok'), ctx(0), { state: 'delivered' }],
+    [
+      '550 on primary',
+      legOf('primary', 'Notify'),
+      smtp(550, '550 5.1.1 no such user'),
+      ctx(0),
+      { state: 'failed', status: '5.1.1', dsn: true, expired: false },
+    ],
+    [
+      '550 on primary, null sender',
+      legOf('primary', 'Notify'),
+      smtp(550, '550 5.1.1 no'),
+      ctx(0, true),
+      { state: 'failed', dsn: false },
+    ],
+    [
+      '550 on copy with Suppress',
+      legOf('copy', 'Suppress'),
+      smtp(550, '550 5.1.1 no'),
+      ctx(0),
+      { state: 'suppressed', status: '5.1.1' },
+    ],
+    [
+      '550 on copy with Notify',
+      legOf('copy', 'Notify'),
+      smtp(550, '550 no'),
+      ctx(0),
+      { state: 'failed', status: '5.0.0', dsn: true },
+    ],
+    [
+      '450 first time',
+      legOf('primary', 'Notify'),
+      smtp(450, '450 4.2.0 busy'),
+      ctx(0),
+      { state: 'deferred', nextAttemptAt: new Date(receivedAt.getTime() + 1000) },
+    ],
+    [
+      '450 third time uses the last step',
+      legOf('primary', 'Notify', 2),
+      smtp(451, 'later'),
+      ctx(10_000),
+      { state: 'deferred', nextAttemptAt: new Date(receivedAt.getTime() + 15_000), reply: '451 later' },
+    ],
+    [
+      'connection refused',
+      legOf('copy', 'Suppress'),
+      { kind: 'network', text: 'ECONNREFUSED' },
+      ctx(0),
+      { state: 'deferred' },
+    ],
+    [
+      '4xx at expiry on primary',
+      legOf('primary', 'Notify', 4),
+      smtp(421, '421 4.4.2 bye'),
+      ctx(60_000),
+      { state: 'failed', status: '4.4.7', expired: true, dsn: true },
+    ],
+    [
+      'network error at expiry on a suppressed copy',
+      legOf('copy', 'Suppress', 4),
+      { kind: 'network', text: 'ETIMEDOUT' },
+      ctx(61_000),
+      { state: 'suppressed', status: '4.4.7', expired: true },
+    ],
+  ] as const)('%s', (_name, leg, reply, c, want) => {
+    expect(decideLeg(leg, reply, c)).toMatchObject(want);
+  });
+});
+
+describe('enhancedStatus and formatReply', () => {
+  it.each([
+    [smtp(550, '550 5.7.1 denied'), '5.7.1', '550 5.7.1 denied'],
+    [smtp(552, 'mailbox full'), '5.0.0', '552 mailbox full'],
+    [smtp(451, '451-4.3.0 multi\r\n451 4.3.0 line'), '4.3.0', '451-4.3.0 multi 451 4.3.0 line'],
+    [{ kind: 'network', text: 'ECONNRESET' } as const, '4.4.1', 'ECONNRESET'],
+    [{ kind: 'local', text: 'no credentials' } as const, '4.3.0', 'no credentials'],
+  ])('%j', (reply, status, text) => {
+    expect(enhancedStatus(reply)).toBe(status);
+    expect(formatReply(reply)).toBe(text);
+  });
+});
+
+describe('applyOutcome', () => {
+  const now = new Date('2026-01-01T00:00:01Z');
+  it('counts the attempt and records reply and server', () => {
+    const leg = legOf('primary', 'Notify');
+    const out = applyOutcome(leg, decideLeg(leg, smtp(450, '450 busy'), ctx(0)), now, '127.0.0.1:25');
+    expect(out).toMatchObject({
+      state: 'deferred',
+      attempts: 1,
+      lastReply: '450 busy',
+      lastServer: '127.0.0.1:25',
+    });
+    const done = applyOutcome(out, decideLeg(out, smtp(250, '250 ok'), ctx(1000)), now, '127.0.0.1:25');
+    expect(done).toMatchObject({ state: 'delivered', attempts: 2 });
+    expect(done.nextAttemptAt).toBeUndefined();
+  });
+  it('marks a DSN pending for a failure that owes one, not for a null sender', () => {
+    const leg = legOf('primary', 'Notify');
+    expect(applyOutcome(leg, decideLeg(leg, smtp(550, '550 no'), ctx(0)), now, 'x').dsnPending).toBe(true);
+    expect(
+      applyOutcome(leg, decideLeg(leg, smtp(550, '550 no'), ctx(0, true)), now, 'x').dsnPending,
+    ).toBeUndefined();
+  });
+});

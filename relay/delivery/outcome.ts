@@ -1,0 +1,111 @@
+// Pure: what happens to one leg of one recipient after a delivery attempt.
+//
+// Exports: AttemptReply (what an attempt produced), LegOutcome, decideLeg(leg, reply, ctx), applyOutcome(leg, outcome),
+// formatReply(reply), enhancedStatus(reply).
+//   2xx                                   -> delivered
+//   4xx, timeout, connection or local error -> deferred on the retry schedule, until max-queue-lifetime
+//   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead
+// A DSN is owed for failed (never suppressed) legs of a message whose sender is not the null sender.
+import type { LegState } from '../spool/types.ts';
+import { nextAttempt } from './retry.ts';
+
+export type AttemptReply =
+  /** The server answered: code and the full reply text (e.g. "550 5.1.1 <bob@x>: no such user"). */
+  | { kind: 'smtp'; code: number; text: string }
+  /** No usable answer: refused, reset, timeout, TLS or DNS failure. */
+  | { kind: 'network'; text: string }
+  /** The relay could not try (e.g. credentials missing, body file unreadable): retried like a 4xx. */
+  | { kind: 'local'; text: string };
+
+export type LegOutcome =
+  | { state: 'delivered'; metric: 'delivered'; reply: string }
+  | { state: 'deferred'; metric: 'deferred'; reply: string; nextAttemptAt: Date }
+  | { state: 'failed'; metric: 'failed'; reply: string; status: string; expired: boolean; dsn: boolean }
+  | { state: 'suppressed'; metric: 'suppressed'; reply: string; status: string; expired: boolean };
+
+export interface DecideContext {
+  now: Date;
+  receivedAt: Date;
+  retryScheduleMs: readonly number[];
+  maxQueueLifetimeMs: number;
+  /** The message's envelope sender was <>. */
+  nullSender: boolean;
+}
+
+export function formatReply(r: AttemptReply): string {
+  const text = r.text.replace(/[\r\n]+/g, ' ').trim();
+  switch (r.kind) {
+    case 'smtp':
+      return text.startsWith(String(r.code)) ? text : `${r.code} ${text}`;
+    case 'network':
+    case 'local':
+      return text;
+    default: {
+      const never: never = r;
+      throw new Error(`unexpected reply ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** The RFC 3463 status of a reply: its enhanced code when it has one, else derived from the reply class. */
+export function enhancedStatus(r: AttemptReply): string {
+  if (r.kind === 'smtp') {
+    const m = /^\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(formatReply(r));
+    if (m) return `${m[1]}.${m[2]}.${m[3]}`;
+    if (r.code >= 500) return '5.0.0';
+    if (r.code >= 400) return '4.0.0';
+    return '2.0.0';
+  }
+  return r.kind === 'network' ? '4.4.1' : '4.3.0';
+}
+
+export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext): LegOutcome {
+  const text = formatReply(reply);
+  const suppress = leg.leg.role === 'copy' && leg.leg.bounces === 'Suppress';
+  const final = (status: string, expired: boolean, why: string): LegOutcome =>
+    suppress
+      ? { state: 'suppressed', metric: 'suppressed', reply: why, status, expired }
+      : { state: 'failed', metric: 'failed', reply: why, status, expired, dsn: !ctx.nullSender };
+
+  if (reply.kind === 'smtp' && reply.code >= 200 && reply.code < 300) {
+    return { state: 'delivered', metric: 'delivered', reply: text };
+  }
+  if (reply.kind === 'smtp' && reply.code >= 500) return final(enhancedStatus(reply), false, text);
+  // Temporary: 4xx (or a nonsense code), network, local.
+  const next = nextAttempt({
+    schedule: ctx.retryScheduleMs,
+    lifetimeMs: ctx.maxQueueLifetimeMs,
+    receivedAt: ctx.receivedAt,
+    now: ctx.now,
+    attempts: leg.attempts + 1,
+  });
+  if (next.kind === 'expired') {
+    return final('4.4.7', true, `expired after ${leg.attempts + 1} attempts; last: ${text}`);
+  }
+  return { state: 'deferred', metric: 'deferred', reply: text, nextAttemptAt: next.at };
+}
+
+/** The leg state after an attempt with this outcome (attempt counted, reply recorded). */
+export function applyOutcome(leg: LegState, outcome: LegOutcome, now: Date, server: string): LegState {
+  const base: LegState = {
+    ...leg,
+    attempts: leg.attempts + 1,
+    lastAttemptAt: now.toISOString(),
+    lastReply: outcome.reply,
+    lastServer: server,
+  };
+  delete base.nextAttemptAt;
+  switch (outcome.state) {
+    case 'delivered':
+    case 'suppressed':
+      return { ...base, state: outcome.state };
+    case 'deferred':
+      return { ...base, state: 'deferred', nextAttemptAt: outcome.nextAttemptAt.toISOString() };
+    case 'failed':
+      return outcome.dsn ? { ...base, state: 'failed', dsnPending: true } : { ...base, state: 'failed' };
+    default: {
+      const never: never = outcome;
+      throw new Error(`unexpected outcome ${JSON.stringify(never)}`);
+    }
+  }
+}
