@@ -1,0 +1,278 @@
+// The relay's configuration: flags and MAILROUTE_<FLAG> environment variables parsed once, validated, frozen
+// (GUIDE §3, §6.7). A bad value fails fast with the flag's name. Flags win over the environment.
+import { hostname as osHostname } from 'node:os';
+import { parseArgs } from 'node:util';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export type RoutingSourceConfig =
+  | { kind: 'manifests'; dir: string }
+  | { kind: 'routing-file'; file: string }
+  | { kind: 'configmap'; namespace: string; name: string };
+
+export const BARE_LF_MODES = ['reject', 'normalize'] as const;
+export type BareLfMode = (typeof BARE_LF_MODES)[number];
+
+export interface RelayConfig {
+  source: RoutingSourceConfig;
+  listen: HostPort;
+  http: HostPort;
+  admin: HostPort;
+  spoolDir: string;
+  hostname: string;
+  maxMessageSize: number;
+  /** Delays between attempts, in ms; the last one repeats. */
+  retryScheduleMs: readonly number[];
+  maxQueueLifetimeMs: number;
+  tls?: { certFile: string; keyFile: string };
+  maxRecipients: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  idleTimeoutMs: number;
+  dataTimeoutMs: number;
+  bareLf: BareLfMode;
+  shutdownTimeoutMs: number;
+  /** Held-back greeting for a client address not seen passing the early-talker check yet; 0 disables the check. */
+  greetingDelayMs: number;
+  logLevel: string;
+}
+
+type FlagKind = 'string' | 'boolean';
+interface FlagSpec {
+  type: FlagKind;
+  default?: string;
+  help: string;
+}
+
+/** Every flag of `mailroute relay`; the README table is generated from the same list (docs/relay.md). */
+export const RELAY_FLAGS = {
+  manifests: {
+    type: 'string',
+    help: 'folder of MailDomain/DeliveryPolicy/TestRecipient/Secret YAML; compiled and watched',
+  },
+  'routing-file': { type: 'string', help: 'a compiled RoutingTable JSON file (`mailroute render`); watched' },
+  configmap: { type: 'string', help: 'NS/NAME of the routing ConfigMap the operator writes' },
+  listen: { type: 'string', default: '0.0.0.0:2525', help: 'SMTP listener' },
+  http: { type: 'string', default: '0.0.0.0:9090', help: '/metrics /healthz /readyz' },
+  admin: { type: 'string', default: '127.0.0.1:9091', help: 'queue admin API (keep it on loopback)' },
+  spool: { type: 'string', default: './spool', help: 'spool folder (queue on disk)' },
+  hostname: {
+    type: 'string',
+    help: 'name in the greeting and the Received: header (default: the host name)',
+  },
+  'max-message-size': { type: 'string', default: '26214400', help: 'bytes; larger messages get 552 5.3.4' },
+  'retry-schedule': {
+    type: 'string',
+    default: '1m,5m,15m,1h',
+    help: 'delays between attempts; the last one repeats',
+  },
+  'max-queue-lifetime': { type: 'string', default: '5d', help: 'after it a deferred primary leg bounces' },
+  'tls-cert': {
+    type: 'string',
+    help: 'PEM certificate for STARTTLS (with --tls-key); no STARTTLS without it',
+  },
+  'tls-key': { type: 'string', help: 'PEM private key for STARTTLS' },
+  'max-recipients': { type: 'string', default: '1000', help: 'recipients per message; more get 452 4.5.3' },
+  'max-connections': { type: 'string', default: '1000', help: 'concurrent SMTP connections in total' },
+  'max-connections-per-ip': {
+    type: 'string',
+    default: '50',
+    help: 'concurrent connections per client IP; more get 421 4.7.0',
+  },
+  'idle-timeout': {
+    type: 'string',
+    default: '5m',
+    help: 'a client silent this long gets 421 and is disconnected',
+  },
+  'data-timeout': { type: 'string', default: '10m', help: 'longest DATA phase; then 421 4.4.2' },
+  'bare-lf': {
+    type: 'string',
+    default: 'reject',
+    help: 'reject: bare LF/CR gets 554 5.6.11; normalize: converted to CRLF',
+  },
+  'shutdown-timeout': {
+    type: 'string',
+    default: '30s',
+    help: 'on SIGTERM, how long sessions in progress may take',
+  },
+  'greeting-delay': {
+    type: 'string',
+    default: '100ms',
+    help: 'early-talker check: greeting held back this long for an address not seen passing it in the last 24 h; 0 disables',
+  },
+  'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  help: { type: 'boolean', help: 'print this help' },
+} as const satisfies Record<string, FlagSpec>;
+
+export type RelayFlag = keyof typeof RELAY_FLAGS;
+
+export type ConfigResult =
+  { ok: true; config: Readonly<RelayConfig> } | { ok: false; error: string } | { ok: 'help' };
+
+export function envName(flag: string): string {
+  return `MAILROUTE_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+export function relayUsage(): string {
+  const rows = Object.entries(RELAY_FLAGS)
+    .filter(([name]) => name !== 'help')
+    .map(([name, spec]) => {
+      const def = 'default' in spec ? ` (default ${spec.default})` : '';
+      return `  --${name.padEnd(24)}${spec.help}${def}`;
+    });
+  return `usage: mailroute relay --manifests DIR | --routing-file FILE | --configmap NS/NAME [flags]\n\nflags (each also read from MAILROUTE_<FLAG>):\n${rows.join('\n')}\n`;
+}
+
+class FlagError extends Error {}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "1500ms", "30s", "5m", "1h", "5d"; a bare number is seconds. */
+export function parseDuration(value: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m?.[1]) return undefined;
+  const n = Number(m[1]) * (DURATION_UNITS[m[2] ?? 's'] ?? 1000);
+  return Number.isFinite(n) ? Math.round(n) : undefined;
+}
+
+export function parseHostPort(value: string): HostPort | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(value.trim());
+  if (!m?.[3]) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+export function parseRelayConfig(
+  argv: readonly string[],
+  env: Record<string, string | undefined> = {},
+): ConfigResult {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(Object.entries(RELAY_FLAGS).map(([k, v]) => [k, { type: v.type }])),
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help === true) return { ok: 'help' };
+
+  const raw = (flag: RelayFlag): string | undefined => {
+    const v = values[flag];
+    if (typeof v === 'string') return v;
+    const e = env[envName(flag)];
+    if (e !== undefined && e !== '') return e;
+    const spec: FlagSpec = RELAY_FLAGS[flag];
+    return spec.default;
+  };
+  const fail = (flag: RelayFlag, why: string, value?: string): never => {
+    const shown = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
+    throw new FlagError(`--${flag}: ${why}${shown}`);
+  };
+  const int = (flag: RelayFlag, min: number): number => {
+    const v = raw(flag) ?? '';
+    if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
+      return fail(flag, `must be an integer >= ${min}`, v);
+    }
+    return Number(v);
+  };
+  const duration = (flag: RelayFlag, min = 0): number => {
+    const v = raw(flag) ?? '';
+    const ms = parseDuration(v);
+    if (ms === undefined || ms < min)
+      return fail(flag, `must be a duration like 500ms, 30s, 5m, 1h, 5d (>= ${min} ms)`, v);
+    return ms;
+  };
+  const hostPort = (flag: RelayFlag): HostPort => {
+    const v = raw(flag) ?? '';
+    return parseHostPort(v) ?? fail(flag, 'must be HOST:PORT', v);
+  };
+
+  try {
+    const sources = (['manifests', 'routing-file', 'configmap'] as const).filter((f) => raw(f) !== undefined);
+    if (sources.length !== 1) {
+      fail(
+        'manifests',
+        sources.length === 0
+          ? 'one routing source is required: --manifests DIR, --routing-file FILE or --configmap NS/NAME'
+          : `only one routing source may be given, got ${sources.map((s) => `--${s}`).join(' and ')}`,
+      );
+    }
+    let source: RoutingSourceConfig;
+    const which = sources[0];
+    if (which === 'manifests') source = { kind: 'manifests', dir: raw('manifests') ?? '' };
+    else if (which === 'routing-file') source = { kind: 'routing-file', file: raw('routing-file') ?? '' };
+    else {
+      const v = raw('configmap') ?? '';
+      const m = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(v);
+      if (!m?.[1] || !m[2]) return fail('configmap', 'must be NAMESPACE/NAME', v);
+      source = { kind: 'configmap', namespace: m[1], name: m[2] };
+    }
+
+    const retryRaw = raw('retry-schedule') ?? '';
+    const retryScheduleMs = retryRaw.split(',').map((s) => parseDuration(s));
+    if (retryScheduleMs.length === 0 || retryScheduleMs.some((n) => n === undefined || n <= 0)) {
+      fail(
+        'retry-schedule',
+        'must be a comma-separated list of positive durations like 1m,5m,15m,1h',
+        retryRaw,
+      );
+    }
+
+    const cert = raw('tls-cert');
+    const key = raw('tls-key');
+    if ((cert === undefined) !== (key === undefined)) {
+      fail(cert === undefined ? 'tls-cert' : 'tls-key', '--tls-cert and --tls-key go together');
+    }
+
+    const bareLf = raw('bare-lf') ?? '';
+    if (!(BARE_LF_MODES as readonly string[]).includes(bareLf)) {
+      fail('bare-lf', `must be one of ${BARE_LF_MODES.join(', ')}`, bareLf);
+    }
+    const host = raw('hostname') ?? osHostname();
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) fail('hostname', 'must be a host name', host);
+
+    const config: RelayConfig = {
+      source,
+      listen: hostPort('listen'),
+      http: hostPort('http'),
+      admin: hostPort('admin'),
+      spoolDir: raw('spool') ?? './spool',
+      hostname: host,
+      maxMessageSize: int('max-message-size', 1024),
+      retryScheduleMs: Object.freeze(retryScheduleMs as number[]),
+      maxQueueLifetimeMs: duration('max-queue-lifetime', 1000),
+      ...(cert !== undefined && key !== undefined
+        ? { tls: Object.freeze({ certFile: cert, keyFile: key }) }
+        : {}),
+      maxRecipients: int('max-recipients', 1),
+      maxConnections: int('max-connections', 1),
+      maxConnectionsPerIp: int('max-connections-per-ip', 1),
+      idleTimeoutMs: duration('idle-timeout', 1000),
+      dataTimeoutMs: duration('data-timeout', 1000),
+      bareLf: bareLf as BareLfMode,
+      shutdownTimeoutMs: duration('shutdown-timeout'),
+      greetingDelayMs: duration('greeting-delay'),
+      logLevel: raw('log-level') ?? 'info',
+    };
+    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
+      fail('log-level', 'must be one of fatal, error, warn, info, debug, trace, silent', config.logLevel);
+    }
+    Object.freeze(config.source);
+    Object.freeze(config.listen);
+    Object.freeze(config.http);
+    Object.freeze(config.admin);
+    return { ok: true, config: Object.freeze(config) };
+  } catch (err) {
+    if (err instanceof FlagError) return { ok: false, error: err.message };
+    throw err;
+  }
+}

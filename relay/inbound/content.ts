@@ -1,0 +1,154 @@
+// The content checks of the DATA phase, as a pure incremental scanner (no streams, no I/O): feed it the message
+// chunks that smtp-server emits (already dot-unstuffed, ending with the CRLF before "."), get back the bytes to
+// relay or a refusal. Chunk boundaries never change the outcome (tested at every split point).
+//
+// - bare LF / bare CR anywhere: refused (554 5.6.11), or converted to CRLF in normalize mode (SMTP smuggling:
+//   the relayed bytes never contain a bare LF or CR);
+// - NUL: refused;
+// - a line longer than maxLineLength: refused;
+// - more than maxReceived `Received:` header fields in the header section: refused as a loop (554 5.4.6);
+// - more than maxBytes: refused (552 5.3.4);
+// otherwise the bytes pass unchanged.
+import type { BareLfMode } from '../config.ts';
+import { REPLIES, type Refusal } from './verdict.ts';
+
+export interface ContentLimits {
+  bareLf: BareLfMode;
+  maxBytes: number;
+  maxReceived: number;
+  maxLineLength: number;
+}
+
+export type ScanResult = { ok: true; out: Buffer[] } | { ok: false; refusal: Refusal };
+
+const CR = 0x0d;
+const LF = 0x0a;
+const NUL = 0x00;
+const CRLF = Buffer.from('\r\n');
+const RECEIVED = Buffer.from('received:');
+
+export class ContentScanner {
+  readonly limits: ContentLimits;
+  /** Message bytes seen (as received, before normalization). */
+  bytes = 0;
+  receivedHeaders = 0;
+  /** Bare CR/LF that were converted (normalize mode). */
+  normalized = 0;
+  private pendingCR = false;
+  private inHeaders = true;
+  private lineLen = 0;
+  /** How much of "received:" the current header line matched; -1 once it cannot match. */
+  private matchPos = 0;
+  private failed: Refusal | undefined;
+
+  constructor(limits: ContentLimits) {
+    this.limits = limits;
+  }
+
+  get refusal(): Refusal | undefined {
+    return this.failed;
+  }
+
+  write(chunk: Buffer): ScanResult {
+    if (this.failed) return { ok: false, refusal: this.failed };
+    this.bytes += chunk.length;
+    if (this.bytes > this.limits.maxBytes) return this.fail(REPLIES.tooLarge(this.limits.maxBytes));
+    const out: Buffer[] = [];
+    const normalize = this.limits.bareLf === 'normalize';
+    let segStart = 0;
+    let i = 0;
+    if (this.pendingCR) {
+      this.pendingCR = false;
+      if (chunk[0] === LF) {
+        out.push(CRLF);
+        this.endOfLine();
+        if (this.failed) return { ok: false, refusal: this.failed };
+        i = 1;
+        segStart = 1;
+      } else {
+        if (!normalize) return this.fail(REPLIES.bareLineFeed());
+        this.normalized++;
+        out.push(CRLF);
+        this.endOfLine();
+        if (this.failed) return { ok: false, refusal: this.failed };
+      }
+    }
+    const n = chunk.length;
+    for (; i < n; i++) {
+      const b = chunk[i] as number;
+      if (b === LF) {
+        // a LF here was not preceded by CR in this chunk (CRLF pairs are consumed at the CR)
+        if (!normalize) return this.fail(REPLIES.bareLineFeed());
+        this.normalized++;
+        if (i > segStart) out.push(chunk.subarray(segStart, i));
+        out.push(CRLF);
+        segStart = i + 1;
+        this.endOfLine();
+        if (this.failed) return { ok: false, refusal: this.failed };
+        continue;
+      }
+      if (b === CR) {
+        if (i + 1 === n) {
+          // decided by the next chunk (or the end)
+          if (i > segStart) out.push(chunk.subarray(segStart, i));
+          segStart = n;
+          this.pendingCR = true;
+          break;
+        }
+        if (chunk[i + 1] === LF) {
+          i++;
+          this.endOfLine();
+          if (this.failed) return { ok: false, refusal: this.failed };
+          continue;
+        }
+        if (!normalize) return this.fail(REPLIES.bareLineFeed());
+        this.normalized++;
+        if (i > segStart) out.push(chunk.subarray(segStart, i));
+        out.push(CRLF);
+        segStart = i + 1;
+        this.endOfLine();
+        if (this.failed) return { ok: false, refusal: this.failed };
+        continue;
+      }
+      if (b === NUL) return this.fail(REPLIES.nul());
+      if (++this.lineLen > this.limits.maxLineLength)
+        return this.fail(REPLIES.lineTooLong(this.limits.maxLineLength));
+      if (this.inHeaders && this.matchPos >= 0) {
+        // case-insensitive match of the field name at the start of a header line
+        if ((b | 0x20) === RECEIVED[this.matchPos]) {
+          this.matchPos++;
+          if (this.matchPos === RECEIVED.length) {
+            this.matchPos = -1;
+            if (++this.receivedHeaders > this.limits.maxReceived) return this.fail(REPLIES.loop());
+          }
+        } else {
+          this.matchPos = -1;
+        }
+      }
+    }
+    if (segStart === 0 && out.length === 0 && !this.pendingCR) return { ok: true, out: [chunk] };
+    if (segStart < n) out.push(chunk.subarray(segStart, n));
+    return { ok: true, out };
+  }
+
+  /** The end of the message: a trailing CR is bare. */
+  end(): ScanResult {
+    if (this.failed) return { ok: false, refusal: this.failed };
+    if (!this.pendingCR) return { ok: true, out: [] };
+    this.pendingCR = false;
+    if (this.limits.bareLf !== 'normalize') return this.fail(REPLIES.bareLineFeed());
+    this.normalized++;
+    return { ok: true, out: [CRLF] };
+  }
+
+  private endOfLine(): void {
+    if (this.inHeaders && this.lineLen === 0) this.inHeaders = false;
+    this.lineLen = 0;
+    this.matchPos = this.inHeaders ? 0 : -1;
+  }
+
+  private fail(refusal: Refusal): ScanResult {
+    this.failed = refusal;
+    return { ok: false, refusal };
+  }
+}

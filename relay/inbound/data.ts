@@ -1,0 +1,127 @@
+// DATA phase: a streaming Transform between smtp-server's data stream and SpoolWriter.accept(). It prepends the one
+// Received: header and runs the content checks (content.ts) on the way; the message is never held whole in memory.
+// When a check fails mid-stream the stream to the spool is destroyed with the refusal (so nothing is kept), the rest
+// of the client's data is still read and discarded, and the refusal is the answer at the end of DATA.
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
+import { toSmtpError } from './adapter.ts';
+import { ContentScanner, type ContentLimits } from './content.ts';
+import { REPLIES, type Refusal } from './verdict.ts';
+
+/** The body stream failed because a content check refused the message. */
+export class RefusedContent extends Error {
+  readonly refusal: Refusal;
+  constructor(refusal: Refusal) {
+    super(refusal.reply.text);
+    this.refusal = refusal;
+  }
+}
+
+export class MessageGuard extends Transform {
+  readonly scanner: ContentScanner;
+  private header: Buffer | undefined;
+
+  constructor(limits: ContentLimits, receivedHeader: string) {
+    super({ highWaterMark: 64 * 1024 });
+    this.scanner = new ContentScanner(limits);
+    this.header = Buffer.from(receivedHeader, 'latin1');
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pushHeader();
+    const r = this.scanner.write(chunk);
+    if (!r.ok) return cb(new RefusedContent(r.refusal));
+    for (const b of r.out) this.push(b);
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.pushHeader();
+    const r = this.scanner.end();
+    if (!r.ok) return cb(new RefusedContent(r.refusal));
+    for (const b of r.out) this.push(b);
+    cb();
+  }
+
+  private pushHeader(): void {
+    if (this.header === undefined) return;
+    this.push(this.header);
+    this.header = undefined;
+  }
+}
+
+export type DataOutcome = { verdict: 'accept'; id: string; size: number; normalized: number } | Refusal;
+
+export interface DataDeps {
+  spool: SpoolWriter;
+  limits: ContentLimits;
+  receivedHeader: string;
+  meta: EnvelopeMeta;
+  /** Longest time the whole DATA phase may take; then the message is refused 421 4.4.2. */
+  dataTimeoutMs: number;
+  /** Called when the DATA timeout fires (the caller closes the connection). */
+  onTimeout?: () => void;
+}
+
+function isDiskFull(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/**
+ * Streams one message from smtp-server to the spool. Resolves once the spool answered; by then the client's data
+ * was read up to the end of DATA, or it is being drained (smtp-server waits for the end before it replies).
+ */
+export async function receiveData(source: Readable, deps: DataDeps): Promise<DataOutcome> {
+  const guard = new MessageGuard(deps.limits, deps.receivedHeader);
+  let failure: Refusal | undefined;
+  const drain = (): void => {
+    source.unpipe(guard);
+    source.resume();
+  };
+  guard.on('error', (err: Error) => {
+    if (err instanceof RefusedContent) failure ??= err.refusal;
+    drain();
+  });
+  // The client went away mid-message: fail the spool write, nothing is kept.
+  const onSourceError = (err: Error): void => {
+    failure ??= REPLIES.connectionLost();
+    guard.destroy(err);
+  };
+  source.once('error', onSourceError);
+  const onSourceClose = (): void => {
+    if (!source.readableEnded) onSourceError(new Error('connection closed during DATA'));
+  };
+  source.once('close', onSourceClose);
+  const timer = setTimeout(() => {
+    failure ??= REPLIES.dataTimeout();
+    guard.destroy(new RefusedContent(failure));
+    deps.onTimeout?.();
+  }, deps.dataTimeoutMs);
+  timer.unref();
+  source.pipe(guard);
+  let result;
+  try {
+    result = await deps.spool.accept(deps.meta, guard);
+  } finally {
+    clearTimeout(timer);
+    source.removeListener('error', onSourceError);
+    source.removeListener('close', onSourceClose);
+  }
+  if (result.ok) {
+    if (failure) return failure; // cannot happen: a refused body never commits
+    return {
+      verdict: 'accept',
+      id: result.id,
+      size: guard.scanner.bytes,
+      normalized: guard.scanner.normalized,
+    };
+  }
+  drain();
+  if (failure) return failure;
+  if (result.error instanceof RefusedContent) return result.error.refusal;
+  if (result.storage) return isDiskFull(result.error) ? REPLIES.diskFull() : REPLIES.spoolError();
+  return REPLIES.spoolError();
+}
+
+export { toSmtpError };

@@ -1,0 +1,84 @@
+// RCPT TO phase: each recipient is resolved with the routing core when it arrives; the delivery plan it gets is the
+// one it keeps (GUIDE §2). A recipient verification callout (cached) runs first when the MailDomain asks for it.
+import type { DeliveryPlan, Leg, MailboxFact, ResolveContext, ServerRoute } from '../../routing/model.ts';
+import type { AcceptedRecipient } from '../spool/types.ts';
+import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
+
+/** What the RCPT phase needs from the routing core, bound to one routing revision. */
+export interface RecipientRouter {
+  readonly revision: string;
+  /** The server to ask whether this mailbox exists, when the recipient's MailDomain asks for verification. */
+  verificationFor(address: string): { server: ServerRoute; cacheTtlMs: number } | undefined;
+  resolve(address: string, ctx: ResolveContext): DeliveryPlan;
+}
+
+export interface Verifier {
+  check(server: ServerRoute, address: string, cacheTtlMs: number): Promise<MailboxFact>;
+}
+
+export type RcptDecision = { verdict: 'accept'; accepted: AcceptedRecipient; revision: string } | Refusal;
+
+/** The reason label of a refusal that came from the routing core, by its enhanced code. */
+export function reasonOf(plan: Exclude<DeliveryPlan, { verdict: 'accept' }>): string {
+  if (plan.reply.enhanced === '5.7.1') return 'RelayDenied';
+  if (plan.reply.enhanced === '5.1.1') return 'UnknownRecipient';
+  return plan.verdict === 'reject' ? 'RecipientRejected' : 'RecipientDeferred';
+}
+
+/** The domain of an address: after the last "@" (a percent hack or bang path in the local part never routes). */
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
+}
+
+/** Lowercases the domain part only (local parts are case-sensitive in principle). */
+export function normalizeRecipient(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : `${address.slice(0, at)}@${address.slice(at + 1).toLowerCase()}`;
+}
+
+export async function decideRcpt(
+  rawAddress: string,
+  deps: { router: RecipientRouter | undefined; verifier: Verifier; now: () => Date },
+): Promise<RcptDecision> {
+  const router = deps.router;
+  if (router === undefined) return REPLIES.noRoutingTable();
+  const address = normalizeRecipient(rawAddress);
+  // "postmaster" without a domain (RFC 5321 §4.1.1.3) has no route through a relay without local mailboxes.
+  if (domainOf(address) === '') return REPLIES.relayDenied();
+  let fact: MailboxFact | undefined;
+  let verifiedOn: string | undefined;
+  const ask = router.verificationFor(address);
+  if (ask !== undefined) {
+    fact = await deps.verifier.check(ask.server, address, ask.cacheTtlMs);
+    verifiedOn = ask.server.name;
+  }
+  const ctx: ResolveContext = {
+    now: deps.now(),
+    ...(fact !== undefined
+      ? {
+          verified: (server: string, a: string): MailboxFact =>
+            server === verifiedOn && a.toLowerCase() === address.toLowerCase() ? fact : 'unknown',
+        }
+      : {}),
+  };
+  const plan = router.resolve(address, ctx);
+  switch (plan.verdict) {
+    case 'accept':
+      return {
+        verdict: 'accept',
+        accepted: { recipient: address, legs: plan.legs.map(freezeLeg) },
+        revision: router.revision,
+      };
+    case 'reject':
+      return reject(reasonOf(plan), plan.reply.code, plan.reply.enhanced, plan.reply.text);
+    case 'tempfail':
+      return tempfail(reasonOf(plan), plan.reply.code, plan.reply.enhanced, plan.reply.text);
+  }
+}
+
+function freezeLeg(leg: Leg): Leg {
+  return { ...leg, server: { ...leg.server } };
+}
+
+export type { Verdict };

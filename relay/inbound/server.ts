@@ -1,0 +1,296 @@
+// The inbound SMTP server: smtp-server configured for an inbound MX relay (no AUTH), with each callback delegating
+// to its phase module (connect, helo, mail, rcpt, data) and every verdict going through the one adapter.
+import type { Logger } from 'pino';
+import {
+  SMTPServer,
+  type SMTPServerDataStream,
+  type SMTPServerEnvelope,
+  type SMTPServerSession,
+} from 'smtp-server';
+import type { BareLfMode } from '../config.ts';
+import type { AcceptedRecipient, EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
+import type { RelayMetrics } from '../telemetry/metrics.ts';
+import { toSmtpError } from './adapter.ts';
+import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
+import { receiveData } from './data.ts';
+import { protocolName, receivedHeader, sanitizeHelo } from './helo.ts';
+import { decideMail } from './mail.ts';
+import { decideRcpt, type RecipientRouter, type Verifier } from './rcpt.ts';
+import { REPLIES, formatReply, type Verdict } from './verdict.ts';
+
+export interface InboundOptions {
+  hostname: string;
+  maxMessageSize: number;
+  maxRecipients: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  idleTimeoutMs: number;
+  dataTimeoutMs: number;
+  bareLf: BareLfMode;
+  greetingDelayMs: number;
+  maxLineLength?: number;
+  maxReceived?: number;
+  tls?: { key: Buffer; cert: Buffer };
+}
+
+export interface InboundDeps {
+  options: InboundOptions;
+  /** The routing view of the current revision, undefined until a table is loaded. Read at every RCPT. */
+  router: () => RecipientRouter | undefined;
+  spool: SpoolWriter;
+  verifier: Verifier;
+  metrics: RelayMetrics;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+export interface Inbound {
+  readonly server: SMTPServer;
+  listen(port: number, host: string): Promise<{ port: number; host: string }>;
+  /** Stop accepting: new connections and new transactions get 421; idle sessions are told 421 and closed. */
+  startDraining(): void;
+  /** Open connections (sessions in progress). */
+  readonly connections: number;
+  /** Closes the listener; sessions still open after graceMs get 421 and are closed. */
+  close(graceMs: number): Promise<void>;
+}
+
+interface Transaction {
+  recipients: Map<string, AcceptedRecipient>;
+  revision: string;
+}
+
+/** The part of smtp-server's connection object the drain needs (not in its public types). */
+interface ConnectionInternals {
+  session?: SMTPServerSession;
+  _dataStream?: unknown;
+  send(code: number, text: string, context?: string | false): void;
+  close(): void;
+}
+
+export function createInbound(deps: InboundDeps): Inbound {
+  const o = deps.options;
+  const clock = deps.clock ?? (() => new Date());
+  const log = deps.logger;
+  const m = deps.metrics;
+  const counter = new ConnectionCounter();
+  const counted = new Set<string>();
+  const gate = new GreetingGate({ delayMs: o.greetingDelayMs });
+  const txns = new WeakMap<SMTPServerEnvelope, Transaction>();
+  let draining = false;
+
+  const refuse = (v: Verdict, what: string, session: SMTPServerSession): Error | null => {
+    const err = toSmtpError(v);
+    if (err && v.verdict !== 'accept') {
+      m.messagesRejected.inc({ reason: v.reason });
+      log.info(
+        { session: session.id, client: session.remoteAddress, phase: what, reply: formatReply(v.reply) },
+        'refused',
+      );
+    }
+    return err;
+  };
+
+  const server = new SMTPServer({
+    name: o.hostname,
+    banner: 'mailroute',
+    size: o.maxMessageSize,
+    maxRecipients: o.maxRecipients,
+    maxClients: o.maxConnections,
+    socketTimeout: o.idleTimeoutMs,
+    closeTimeout: 1000,
+    authOptional: true,
+    disabledCommands: o.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    hideDSN: true,
+    hideREQUIRETLS: true,
+    hideENHANCEDSTATUSCODES: false,
+    disableReverseLookup: true,
+    logger: false,
+    greetingDelay: (address: string) => gate.delayFor(address),
+    ...(o.tls ? { key: o.tls.key, cert: o.tls.cert } : {}),
+
+    onConnect(session, cb) {
+      const ip = session.remoteAddress;
+      counted.add(session.id);
+      const n = counter.open(ip);
+      m.connections.inc();
+      cb(
+        refuse(
+          decideConnect({
+            remoteAddress: ip,
+            fromAddress: n,
+            maxPerAddress: o.maxConnectionsPerIp,
+            draining,
+          }),
+          'connect',
+          session,
+        ),
+      );
+    },
+
+    onClose(session) {
+      if (!counted.delete(session.id)) return;
+      counter.close(session.remoteAddress);
+      m.connections.dec();
+    },
+
+    onMailFrom(address, session, cb) {
+      const size =
+        address.args !== false && typeof address.args.SIZE === 'string'
+          ? Number(address.args.SIZE)
+          : undefined;
+      const v = decideMail({
+        address: address.address,
+        ...(size !== undefined ? { declaredSize: size } : {}),
+        maxMessageSize: o.maxMessageSize,
+        draining,
+        routingLoaded: deps.router() !== undefined,
+      });
+      // A client that waited for the greeting and got this far passed the early-talker check.
+      if (v.verdict === 'accept') gate.pass(session.remoteAddress);
+      cb(refuse(v, 'MAIL FROM', session));
+    },
+
+    onRcptTo(address, session, cb) {
+      decideRcpt(address.address, { router: deps.router(), verifier: deps.verifier, now: clock }).then(
+        (d) => {
+          if (d.verdict !== 'accept') return cb(refuse(d, 'RCPT TO', session));
+          let t = txns.get(session.envelope);
+          if (!t) {
+            t = { recipients: new Map(), revision: d.revision };
+            txns.set(session.envelope, t);
+          }
+          t.recipients.set(d.accepted.recipient.toLowerCase(), d.accepted);
+          t.revision = d.revision;
+          cb(null);
+        },
+        (err: unknown) => {
+          log.error({ err, session: session.id }, 'RCPT TO: routing failed');
+          cb(refuse(REPLIES.spoolError(), 'RCPT TO', session));
+        },
+      );
+    },
+
+    onData(stream: SMTPServerDataStream, session, cb) {
+      const env = session.envelope;
+      const t = txns.get(env);
+      if (!t || t.recipients.size === 0) {
+        // every RCPT was refused but smtp-server still counted one: cannot happen, refuse safely
+        stream.resume();
+        return cb(refuse(REPLIES.spoolError(), 'DATA', session));
+      }
+      const recipients = [...t.recipients.values()];
+      const now = clock();
+      const tls = session.tlsOptions !== false ? session.tlsOptions : undefined;
+      const meta: EnvelopeMeta = {
+        mailFrom: env.mailFrom === false ? '' : env.mailFrom.address,
+        recipients,
+        clientAddress: session.remoteAddress,
+        clientHostname: session.clientHostname || '',
+        helo: sanitizeHelo(session.hostNameAppearsAs),
+        receivedAt: now.toISOString(),
+        revision: t.revision,
+        smtputf8: env.smtpUtf8 === true,
+        body8bit: env.bodyType === '8bitmime',
+      };
+      const header = receivedHeader({
+        helo: session.hostNameAppearsAs,
+        clientAddress: session.remoteAddress,
+        clientHostname:
+          typeof session.clientHostname === 'string' && !session.clientHostname.startsWith('[')
+            ? session.clientHostname
+            : '',
+        byHostname: o.hostname,
+        protocol: protocolName(session.openingCommand, session.secure, session.user !== undefined),
+        id: `${session.id}.${session.transaction}`,
+        ...(recipients.length === 1 && recipients[0] ? { forRecipient: recipients[0].recipient } : {}),
+        ...(tls ? { tls: { protocol: tls.version, cipher: tls.name } } : {}),
+        date: now,
+      });
+      receiveData(stream, {
+        spool: deps.spool,
+        limits: {
+          bareLf: o.bareLf,
+          maxBytes: o.maxMessageSize,
+          maxReceived: o.maxReceived ?? 50,
+          maxLineLength: o.maxLineLength ?? 64 * 1024,
+        },
+        receivedHeader: header,
+        meta,
+        dataTimeoutMs: o.dataTimeoutMs,
+        onTimeout: () => {
+          const conn = findConnection(session.id);
+          conn?.send(421, REPLIES.dataTimeout().reply.text, '4.4.2');
+        },
+      }).then(
+        (r) => {
+          if (r.verdict !== 'accept') return cb(refuse(r, 'DATA', session));
+          m.messagesAccepted.inc();
+          log.info(
+            {
+              queueId: r.id,
+              session: session.id,
+              client: session.remoteAddress,
+              sender: meta.mailFrom,
+              recipients: recipients.length,
+              legs: recipients.reduce((n, rc) => n + rc.legs.length, 0),
+              size: r.size,
+              revision: meta.revision,
+              ...(r.normalized > 0 ? { normalizedLineEnds: r.normalized } : {}),
+            },
+            'accepted',
+          );
+          cb(null, `queued as ${r.id}`);
+        },
+        (err: unknown) => {
+          log.error({ err, session: session.id }, 'DATA: spool failed');
+          stream.resume();
+          cb(refuse(REPLIES.spoolError(), 'DATA', session));
+        },
+      );
+    },
+  });
+
+  const internals = (): Set<ConnectionInternals> =>
+    (server as unknown as { connections: Set<ConnectionInternals> }).connections;
+  const findConnection = (sessionId: string): ConnectionInternals | undefined => {
+    for (const c of internals()) if (c.session?.id === sessionId) return c;
+    return undefined;
+  };
+
+  server.on('error', (err) => log.warn({ err }, 'smtp connection error'));
+
+  return {
+    server,
+    get connections() {
+      return counter.total;
+    },
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        const onError = (err: Error): void => reject(err);
+        server.server.once('error', onError);
+        server.listen(port, host, () => {
+          server.server.removeListener('error', onError);
+          const addr = server.server.address();
+          resolve(
+            typeof addr === 'object' && addr !== null
+              ? { port: addr.port, host: addr.address }
+              : { port, host },
+          );
+        });
+      });
+    },
+    startDraining() {
+      draining = true;
+      const reply = REPLIES.shuttingDown().reply;
+      for (const c of internals()) {
+        const inTransaction = c._dataStream || (c.session?.envelope && c.session.envelope.mailFrom !== false);
+        if (!inTransaction) c.send(reply.code, reply.text, reply.enhanced);
+      }
+    },
+    close(graceMs) {
+      (server.options as { closeTimeout?: number }).closeTimeout = Math.max(1, graceMs);
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,51 @@
+// What each SMTP phase decides: accept, or a reply to send (tempfail 4xx / reject 5xx) with the reason counted in
+// mailroute_messages_rejected_total{reason}. One adapter (adapter.ts) turns verdicts into smtp-server errors.
+import type { Reply } from '../../routing/model.ts';
+
+export type Verdict =
+  | { verdict: 'accept' }
+  | { verdict: 'tempfail'; reply: Reply; reason: string }
+  | { verdict: 'reject'; reply: Reply; reason: string };
+
+export type Refusal = Exclude<Verdict, { verdict: 'accept' }>;
+
+export const ACCEPT: Verdict = Object.freeze({ verdict: 'accept' });
+
+export function reject(reason: string, code: number, enhanced: string, text: string): Refusal {
+  return { verdict: 'reject', reason, reply: { code, enhanced, text } };
+}
+
+export function tempfail(reason: string, code: number, enhanced: string, text: string): Refusal {
+  return { verdict: 'tempfail', reason, reply: { code, enhanced, text } };
+}
+
+/** The replies the relay sends, in one place so tests and docs quote the same text. */
+export const REPLIES = {
+  relayDenied: () => reject('RelayDenied', 554, '5.7.1', 'Relay access denied'),
+  unknownRecipient: (text = 'Recipient address rejected: unknown user') =>
+    reject('UnknownRecipient', 550, '5.1.1', text),
+  tooManyRecipients: () => tempfail('TooManyRecipients', 452, '4.5.3', 'Too many recipients'),
+  tooLarge: (max: number) =>
+    reject('TooLarge', 552, '5.3.4', `Message size exceeds fixed limit of ${max} bytes`),
+  loop: () => reject('Loop', 554, '5.4.6', 'Too many Received: headers: mail loop detected'),
+  bareLineFeed: () =>
+    reject('BareLineFeed', 554, '5.6.11', 'Bare LF or bare CR in message content is not allowed'),
+  lineTooLong: (max: number) =>
+    reject('LineTooLong', 554, '5.6.0', `Line longer than ${max} bytes in message content`),
+  nul: () => reject('NulCharacter', 554, '5.6.0', 'NUL character in message content is not allowed'),
+  tooManyConnections: () =>
+    tempfail('TooManyConnections', 421, '4.7.0', 'Too many connections from your address'),
+  earlyTalker: () => tempfail('EarlyTalker', 421, '4.7.0', 'Protocol error: you talk before the greeting'),
+  shuttingDown: () => tempfail('ShuttingDown', 421, '4.3.2', 'Service shutting down, try again later'),
+  noRoutingTable: () =>
+    tempfail('NoRoutingTable', 451, '4.3.0', 'Routing table not loaded yet, try again later'),
+  spoolError: () =>
+    tempfail('SpoolError', 451, '4.3.0', 'Local error in processing: could not queue the message'),
+  diskFull: () => tempfail('DiskFull', 452, '4.3.1', 'Insufficient system storage'),
+  dataTimeout: () => tempfail('DataTimeout', 421, '4.4.2', 'DATA phase took too long, closing connection'),
+  connectionLost: () => tempfail('ConnectionLost', 421, '4.4.2', 'Connection lost'),
+} as const;
+
+export function formatReply(reply: Reply): string {
+  return `${reply.code} ${reply.enhanced} ${reply.text}`;
+}
