@@ -1,0 +1,76 @@
+// --routing-file FILE: a compiled RoutingTable (`mailroute render` output, or the ConfigMap key mounted as a file),
+// watched. A file that does not parse or does not look like a RoutingTable keeps the last good table.
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { tableRevision } from '../../routing/compile.ts';
+import { API_VERSION, type RoutingTable } from '../../routing/model.ts';
+import { createPolledSource, type LoadOutcome } from './polled.ts';
+import type { RoutingSource } from './types.ts';
+
+/** Structural check of a RoutingTable; returns the problems found. */
+export function checkRoutingTable(x: unknown): string[] {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return ['not a JSON object'];
+  const t = x as Record<string, unknown>;
+  const errs: string[] = [];
+  if (t['apiVersion'] !== API_VERSION) errs.push(`apiVersion: must be ${API_VERSION}`);
+  if (t['kind'] !== 'RoutingTable') errs.push('kind: must be RoutingTable');
+  const domains = t['domains'];
+  if (typeof domains !== 'object' || domains === null || Array.isArray(domains))
+    errs.push('domains: must be an object');
+  else {
+    for (const [name, d] of Object.entries(domains as Record<string, unknown>)) {
+      if (typeof d !== 'object' || d === null) {
+        errs.push(`domains.${name}: must be an object`);
+        continue;
+      }
+      const r = d as Record<string, unknown>;
+      if (r['domain'] !== name) errs.push(`domains.${name}.domain: must equal the key`);
+      if (typeof r['servers'] !== 'object' || r['servers'] === null)
+        errs.push(`domains.${name}.servers: must be an object`);
+    }
+  }
+  if (!Array.isArray(t['sources'])) errs.push('sources: must be an array');
+  return errs;
+}
+
+export async function loadRoutingFile(
+  file: string,
+  clock: () => Date = () => new Date(),
+): Promise<LoadOutcome> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    return { ok: false, errors: [`${file}: ${err instanceof Error ? err.message : String(err)}`] };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, errors: [`${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`] };
+  }
+  const errs = checkRoutingTable(parsed);
+  if (errs.length > 0) return { ok: false, errors: errs.map((e) => `${file}: ${e}`) };
+  const table = parsed as RoutingTable;
+  return {
+    ok: true,
+    warnings: [],
+    snapshot: { table, revision: tableRevision(table), secrets: new Map(), loadedAt: clock(), origin: file },
+  };
+}
+
+export function createRoutingFileSource(opts: {
+  file: string;
+  logger: Logger;
+  clock?: () => Date;
+  pollMs?: number;
+}): RoutingSource {
+  return createPolledSource({
+    kind: 'routing-file',
+    path: opts.file,
+    load: () => loadRoutingFile(opts.file, opts.clock),
+    logger: opts.logger,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
+  });
+}

@@ -1,0 +1,85 @@
+// Picks the routing source for the relay's config. The ConfigMap source (relay/sources/configmap.ts, operator issue)
+// has its own callback API; it is adapted here to RoutingSource so the relay treats every source alike.
+import type { Logger } from 'pino';
+import type { RoutingTable } from '../../routing/model.ts';
+import type { RoutingSourceConfig } from '../config.ts';
+import { createRoutingFileSource } from './file.ts';
+import { createManifestsSource } from './manifests.ts';
+import type { RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
+
+export interface SourceDeps {
+  logger: Logger;
+  clock?: () => Date;
+  pollMs?: number;
+}
+
+export function createSource(config: RoutingSourceConfig, deps: SourceDeps): RoutingSource {
+  const common = {
+    logger: deps.logger,
+    ...(deps.clock ? { clock: deps.clock } : {}),
+    ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}),
+  };
+  switch (config.kind) {
+    case 'manifests':
+      return createManifestsSource({ dir: config.dir, ...common });
+    case 'routing-file':
+      return createRoutingFileSource({ file: config.file, ...common });
+    case 'configmap':
+      return createConfigMapRoutingSource(config.namespace, config.name, deps);
+  }
+}
+
+/** The in-cluster source: the API via the in-cluster (or KUBECONFIG) credentials, the mounted file as fallback. */
+function createConfigMapRoutingSource(namespace: string, name: string, deps: SourceDeps): RoutingSource {
+  const clock = deps.clock ?? (() => new Date());
+  const listeners = new Set<(s: RoutingSnapshot) => void>();
+  let current: RoutingSnapshot | undefined;
+  let lastError: SourceError | undefined;
+  let stop: (() => void) | undefined;
+  const fallbackFile =
+    process.env['MAILROUTE_ROUTING_FILE_FALLBACK'] ?? '/etc/mailroute/routing/routing.json';
+  const onTable = (table: RoutingTable, revision: string, from: 'api' | 'file'): void => {
+    current = {
+      table,
+      revision,
+      secrets: new Map(),
+      loadedAt: clock(),
+      origin: `${from}:${namespace}/${name}`,
+    };
+    lastError = undefined;
+    deps.logger.info({ source: 'configmap', revision, from }, 'routing: table loaded');
+    for (const l of listeners) l(current);
+  };
+  return {
+    kind: 'configmap',
+    async start() {
+      const { KubeConfig } = await import('@kubernetes/client-node');
+      const mod = await import('./configmap.ts');
+      const kc = new KubeConfig();
+      kc.loadFromDefault();
+      const src = mod.startConfigMapSource({
+        namespace,
+        name,
+        api: mod.configMapApi(kc),
+        fallbackFile,
+        onTable,
+        logger: deps.logger,
+      });
+      stop = () => src.stop();
+      const status = await src.start();
+      if (status.lastError !== undefined) lastError = { at: clock(), errors: [status.lastError] };
+    },
+    current: () => current,
+    lastError: () => lastError,
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    close() {
+      stop?.();
+      return Promise.resolve();
+    },
+  };
+}
+
+export type { RoutingSnapshot, RoutingSource } from './types.ts';

@@ -1,0 +1,79 @@
+// The relay's HTTP endpoint: /metrics (its own prom-client Registry), /healthz (the process serves), /readyz
+// (a routing table is loaded AND the spool is writable). Readiness checks are injected, so this stays small.
+import { createServer, type Server } from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface ReadinessCheck {
+  name: string;
+  /** Resolves to undefined when ready, or the reason it is not. */
+  check(): Promise<string | undefined>;
+}
+
+export interface TelemetryServer {
+  readonly server: Server;
+  listen(port: number, host: string): Promise<{ port: number; host: string }>;
+  close(): Promise<void>;
+}
+
+export function createTelemetryServer(deps: {
+  registry: Registry;
+  readiness: ReadinessCheck[];
+  info?: () => object;
+}): TelemetryServer {
+  const server = createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    const send = (code: number, body: string, type = 'text/plain; charset=utf-8'): void => {
+      res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
+    switch (url) {
+      case '/metrics':
+        deps.registry.metrics().then(
+          (text) => send(200, text, deps.registry.contentType),
+          (err: unknown) => send(500, `metrics: ${err instanceof Error ? err.message : String(err)}\n`),
+        );
+        return;
+      case '/healthz':
+        return send(200, 'ok\n');
+      case '/readyz':
+        Promise.all(
+          deps.readiness.map(async (r) => ({
+            name: r.name,
+            why: await r.check().catch((e: unknown) => String(e)),
+          })),
+        ).then(
+          (results) => {
+            const failing = results.filter((r) => r.why !== undefined);
+            const body = {
+              ready: failing.length === 0,
+              checks: Object.fromEntries(results.map((r) => [r.name, r.why ?? 'ok'])),
+              ...(deps.info?.() ?? {}),
+            };
+            send(failing.length === 0 ? 200 : 503, `${JSON.stringify(body)}\n`, 'application/json');
+          },
+          (err: unknown) => send(500, `${String(err)}\n`),
+        );
+        return;
+      default:
+        return send(404, 'not found\n');
+    }
+  });
+  return {
+    server,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.removeListener('error', reject);
+          const a = server.address();
+          resolve(typeof a === 'object' && a !== null ? { port: a.port, host: a.address } : { port, host });
+        });
+      });
+    },
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
