@@ -1,0 +1,80 @@
+// mailroute check -f PATH... : validates manifests offline (schema, CEL rules, cross-object issues).
+// Exit 0 when everything is valid, 1 with one `file: Kind/name: field: message` line per problem, 2 on usage errors.
+import { loadAndCompile } from '../manifests.ts';
+import { fileFlag, filesFrom, guard, parseFlags } from './offline-common.ts';
+
+const USAGE = 'usage: mailroute check -f PATH... [--at TIME]\n';
+
+/** The ConfigMap limit is 1 MiB; above this the operator must shard the table. */
+export const TABLE_WARN_BYTES = 900 * 1024;
+
+export async function run(argv: string[]): Promise<number> {
+  return guard('check', USAGE, async () => {
+    const { values } = parseFlags(
+      argv,
+      { ...fileFlag, at: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      'check',
+    );
+    if (values.help === true) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    const now = values.at === undefined ? new Date() : parseTime(values.at);
+    const { loaded, result, errorLines, issueLines } = await loadAndCompile(filesFrom(values, 'check'));
+    const out: string[] = [...errorLines, ...issueLines];
+    if (loaded.objects.length === 0 && loaded.errors.length === 0)
+      out.push(`${filesFrom(values, 'check').join(', ')}: no mailroute objects found`);
+    for (const w of warnings(loaded, result, now)) process.stdout.write(`warning: ${w}\n`);
+    if (out.length > 0) {
+      process.stdout.write(out.map((l) => `${l}\n`).join(''));
+      process.stdout.write(`${out.length} problem${out.length === 1 ? '' : 's'}\n`);
+      return 1;
+    }
+    const counts = countKinds(loaded.objects.map((o) => o.kind));
+    process.stdout.write(
+      `ok: ${loaded.objects.length} objects (${counts}), revision ${result.revision.slice(0, 12)}\n`,
+    );
+    return 0;
+  });
+}
+
+function parseTime(s: string): Date {
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new Error(`--at: not a date-time: ${s}`);
+  return d;
+}
+
+function countKinds(kinds: string[]): string {
+  const m = new Map<string, number>();
+  for (const k of kinds) m.set(k, (m.get(k) ?? 0) + 1);
+  return [...m].map(([k, n]) => `${n} ${k}`).join(', ');
+}
+
+function warnings(
+  loaded: Awaited<ReturnType<typeof loadAndCompile>>['loaded'],
+  result: Awaited<ReturnType<typeof loadAndCompile>>['result'],
+  now: Date,
+): string[] {
+  const w: string[] = [];
+  const bytes = Buffer.byteLength(result.json, 'utf8');
+  if (bytes > TABLE_WARN_BYTES) {
+    w.push(
+      `the compiled routing table is ${Math.round(bytes / 1024)} KiB: a ConfigMap holds at most 1 MiB, so the operator shards it; consider recipientVerification instead of long accounts lists`,
+    );
+  }
+  for (const route of Object.values(result.table.domains)) {
+    for (const [address, tr] of Object.entries(route.testRecipients)) {
+      const file = loaded.origins.get(`TestRecipient/${tr.source.namespace}/${tr.source.name}`) ?? '(input)';
+      if (route.mode !== 'Dual') {
+        w.push(
+          `${file}: TestRecipient/${tr.source.name}: ${address} has no effect while the policy's mode is ${route.mode ?? 'unset'}`,
+        );
+      } else if (tr.expiresAt !== undefined && Date.parse(tr.expiresAt) <= now.getTime()) {
+        w.push(
+          `${file}: TestRecipient/${tr.source.name}: spec.expiresAt: expired at ${tr.expiresAt}; ${address} routes like everyone else`,
+        );
+      }
+    }
+  }
+  return w;
+}

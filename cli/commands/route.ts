@@ -1,0 +1,66 @@
+// mailroute route -f PATH... --to ADDRESS [--at TIME] [--verified exists|absent|unknown] [-o json]
+// Explains the delivery plan of one recipient, exactly as the relay would compute it.
+import type { MailboxFact } from '../../routing/model.ts';
+import { buildIndex, planToJson, resolve } from '../../routing/resolve.ts';
+import { loadAndCompile } from '../manifests.ts';
+import { fileFlag, filesFrom, guard, parseFlags, UsageError } from './offline-common.ts';
+
+const USAGE =
+  'usage: mailroute route -f PATH... --to ADDRESS [--at TIME] [--verified exists|absent|unknown] [-o json|text]\n';
+
+const FACTS: readonly MailboxFact[] = ['exists', 'absent', 'unknown'];
+
+export async function run(argv: string[]): Promise<number> {
+  return guard('route', USAGE, async () => {
+    const { values } = parseFlags(
+      argv,
+      {
+        ...fileFlag,
+        to: { type: 'string' },
+        at: { type: 'string' },
+        verified: { type: 'string' },
+        output: { type: 'string', short: 'o', default: 'text' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      'route',
+    );
+    if (values.help === true) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (values.to === undefined) throw new UsageError('mailroute route: --to ADDRESS is required');
+    if (values.output !== 'json' && values.output !== 'text')
+      throw new UsageError(`mailroute route: -o must be json or text`);
+    const now = values.at === undefined ? new Date() : new Date(values.at);
+    if (Number.isNaN(now.getTime()))
+      throw new UsageError(`mailroute route: --at: not a date-time: ${values.at}`);
+    const verifiedFlag = values.verified;
+    if (verifiedFlag !== undefined && !(FACTS as readonly string[]).includes(verifiedFlag)) {
+      throw new UsageError('mailroute route: --verified must be exists, absent or unknown');
+    }
+    const { result, errorLines, issueLines } = await loadAndCompile(filesFrom(values, 'route'));
+    if (errorLines.length > 0) {
+      process.stderr.write(errorLines.map((l) => `${l}\n`).join(''));
+      return 1;
+    }
+    for (const l of issueLines) process.stderr.write(`issue (left out of the table): ${l}\n`);
+    const fact = verifiedFlag as MailboxFact | undefined;
+    const plan = resolve(buildIndex(result.table), values.to, {
+      now,
+      ...(fact !== undefined ? { verified: () => fact } : {}),
+    });
+    const json = planToJson(plan);
+    if (values.output === 'json') {
+      process.stdout.write(`${JSON.stringify(json)}\n`);
+      return 0;
+    }
+    const lines = [`${json.recipient}: ${json.verdict} (${json.reply})`];
+    for (const l of json.legs) {
+      lines.push(
+        `  ${l.role.padEnd(8)} ${l.server} ${l.host}:${l.port} -> ${l.recipient} (bounces: ${l.bounces})`,
+      );
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  });
+}

@@ -1,0 +1,75 @@
+// Envelope recipient parsing for routing. Safe for any string: an address either parses into (local, domain) or
+// is refused. The domain is the part after the one '@' that ends the local part, so `user%other.com@example.com`
+// is a recipient at example.com (the % is part of the local part; no percent hack), `"a@b"@example.com` is a
+// quoted local part at example.com, and source routes (`@a,@b:user@c`) do not parse.
+
+export type ParsedAddress =
+  | {
+      ok: true;
+      /** As given (quotes kept unless the quoted content is a plain dot-atom). */
+      local: string;
+      /** Lowercase. */
+      domain: string;
+      /** local@domain with the domain lowercased: the envelope recipient legs carry. */
+      address: string;
+      /** Fully lowercased: the lookup key for accounts and TestRecipients. */
+      key: string;
+    }
+  | { ok: false; reason: string };
+
+// RFC 5322 atext, plus any non-ASCII character (SMTPUTF8, RFC 6531).
+const DOT_ATOM =
+  /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uFFFF-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uFFFF-]+)*$/u;
+// qtext or quoted-pair (RFC 5321 §4.1.2), plus non-ASCII.
+const QUOTED = /^"([\x20\x21\x23-\x5B\x5D-\x7E\u0080-\uFFFF]|\\[\x20-\x7E])*"$/u;
+const LABEL = /^[A-Za-z0-9\u0080-\uFFFF]([-A-Za-z0-9\u0080-\uFFFF]{0,61}[A-Za-z0-9\u0080-\uFFFF])?$/u;
+const ADDRESS_LITERAL = /^\[[A-Za-z0-9:.-]+\]$/;
+
+export const MAX_ADDRESS_LENGTH = 254;
+export const MAX_LOCAL_LENGTH = 64;
+
+function fail(reason: string): ParsedAddress {
+  return { ok: false, reason };
+}
+
+export function parseAddress(input: string): ParsedAddress {
+  if (typeof input !== 'string') return fail('not a string');
+  let s = input;
+  if (s.startsWith('<') && s.endsWith('>')) s = s.slice(1, -1);
+  if (s.length === 0) return fail('empty address');
+  if (s.length > MAX_ADDRESS_LENGTH) return fail(`longer than ${MAX_ADDRESS_LENGTH} characters`);
+  if (s.startsWith('@')) return fail('source routes are not accepted');
+  let local: string;
+  let rest: string;
+  if (s.startsWith('"')) {
+    let i = 1;
+    for (; i < s.length; i++) {
+      const c = s[i];
+      if (c === '\\') i++;
+      else if (c === '"') break;
+    }
+    if (i >= s.length) return fail('unterminated quoted local part');
+    local = s.slice(0, i + 1);
+    if (s[i + 1] !== '@') return fail('quoted local part must be followed by @');
+    rest = s.slice(i + 2);
+    if (!QUOTED.test(local)) return fail('invalid quoted local part');
+    const inner = local.slice(1, -1);
+    if (DOT_ATOM.test(inner)) local = inner; // "alice"@x is alice@x
+  } else {
+    const at = s.indexOf('@');
+    if (at < 0) return fail('no @ in address');
+    local = s.slice(0, at);
+    rest = s.slice(at + 1);
+    if (!DOT_ATOM.test(local)) return fail('invalid local part');
+  }
+  if (Buffer.byteLength(local, 'utf8') > MAX_LOCAL_LENGTH)
+    return fail(`local part longer than ${MAX_LOCAL_LENGTH} octets`);
+  if (rest.length === 0) return fail('empty domain');
+  if (!ADDRESS_LITERAL.test(rest)) {
+    const labels = rest.split('.');
+    if (rest.length > 253 || !labels.every((l) => LABEL.test(l))) return fail('invalid domain');
+  }
+  const domain = rest.toLowerCase();
+  const address = `${local}@${domain}`;
+  return { ok: true, local, domain, address, key: address.toLowerCase() };
+}

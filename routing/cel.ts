@@ -1,0 +1,53 @@
+// The TypeScript twin of every CEL rule (x-kubernetes-validations) in crd-schema.ts, keyed by the rule text, so
+// that offline `check` refuses what the API server would refuse. A unit test asserts the two sets match.
+// Each predicate receives the value at the rule's location (self) and, for transition rules, the old value.
+import type { DeliveryPolicySpec, MailDomainSpec } from './types.ts';
+
+export interface CelPredicate {
+  /** true: the rule compares against oldSelf and only runs on updates. */
+  transition: boolean;
+  check: (self: unknown, oldSelf: unknown) => boolean;
+}
+
+const md = (self: unknown) => self as MailDomainSpec;
+const dp = (self: unknown) => self as DeliveryPolicySpec;
+
+export const CEL_PREDICATES: Readonly<Record<string, CelPredicate>> = {
+  'self.servers.all(s, self.servers.exists_one(t, t.name == s.name))': {
+    transition: false,
+    check: (self) => {
+      const names = md(self).servers.map((s) => s.name);
+      return new Set(names).size === names.length;
+    },
+  },
+  '!has(self.accounts) || self.accounts.all(a, self.servers.exists(s, s.name == a.server))': {
+    transition: false,
+    check: (self) => {
+      const spec = md(self);
+      return (
+        spec.accounts === undefined ||
+        spec.accounts.every((a) => spec.servers.some((s) => s.name === a.server))
+      );
+    },
+  },
+  '!has(self.recipientVerification) || self.servers.exists(s, s.name == self.recipientVerification.server)': {
+    transition: false,
+    check: (self) => {
+      const spec = md(self);
+      const rv = spec.recipientVerification;
+      return rv === undefined || spec.servers.some((s) => s.name === rv.server);
+    },
+  },
+  'self == oldSelf': {
+    transition: true,
+    check: (self, oldSelf) => self === oldSelf,
+  },
+  "self.mode == 'Direct' || has(self.secondary)": {
+    transition: false,
+    check: (self) => dp(self).mode === 'Direct' || dp(self).secondary !== undefined,
+  },
+  '!has(self.secondary) || self.secondary != self.primary': {
+    transition: false,
+    check: (self) => dp(self).secondary === undefined || dp(self).secondary !== dp(self).primary,
+  },
+};

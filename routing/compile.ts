@@ -1,0 +1,449 @@
+// compile(objects) -> { table, issues, revision }: pure and deterministic. The input order never changes a byte.
+// Cross-object checks become per-object issues (status conditions in a cluster, lines in `check`). An object with
+// an issue is left out of the table; a MailDomain whose policy is left out stays in with no policy (451 4.3.5).
+import { byCodeUnit, canonicalJson, sha256Hex } from './canonical.ts';
+import type {
+  CompileIssue,
+  DomainRoute,
+  ObjectRef,
+  RoutingTable,
+  ServerRoute,
+  TestRecipientRoute,
+} from './model.ts';
+import { API_VERSION } from './model.ts';
+import type { DeliveryPolicy, MailDomain, MailrouteObject, TestRecipient } from './types.ts';
+
+/** Issue reasons (CamelCase constants, used as condition reasons). */
+export const Reasons = {
+  /** A second DeliveryPolicy for one MailDomain, or a second TestRecipient for one address (the older one wins). */
+  Conflict: 'Conflict',
+  /** A second MailDomain for one domain, in any namespace (the older one wins). */
+  DomainConflict: 'DomainConflict',
+  /** domainRef names no MailDomain in the namespace. */
+  DomainNotFound: 'DomainNotFound',
+  /** domainRef names a MailDomain that is not accepted itself. */
+  DomainNotAccepted: 'DomainNotAccepted',
+  /** policyRef names no DeliveryPolicy in the namespace. */
+  PolicyNotFound: 'PolicyNotFound',
+  /** policyRef names a DeliveryPolicy that is not accepted itself. */
+  PolicyNotAccepted: 'PolicyNotAccepted',
+  /** primary or secondary names no server of the MailDomain. */
+  UnknownServer: 'UnknownServer',
+  /** An address (TestRecipient address, MailDomain account) is not in the domain. */
+  AddressOutsideDomain: 'AddressOutsideDomain',
+  /** Split (or Dual scope Accounts) cannot know which mailboxes a server has: no accounts and no verification. */
+  NoAccountSource: 'NoAccountSource',
+  /** The same kind/namespace/name was given twice with different content. */
+  Duplicate: 'Duplicate',
+} as const;
+export type Reason = (typeof Reasons)[keyof typeof Reasons];
+
+export interface CompileResult {
+  table: RoutingTable;
+  /** Sorted by kind, namespace, name, field. */
+  issues: CompileIssue[];
+  /** sha256 hex of `json`. */
+  revision: string;
+  /** The canonical JSON of the table. */
+  json: string;
+}
+
+type Obj = MailrouteObject;
+
+const KIND_ORDER: Record<Obj['kind'], number> = { MailDomain: 0, DeliveryPolicy: 1, TestRecipient: 2 };
+
+function identity(o: Obj): string {
+  return `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
+}
+
+export function objectRef(o: Obj): ObjectRef {
+  return {
+    kind: o.kind,
+    namespace: o.metadata.namespace,
+    name: o.metadata.name,
+    generation: o.metadata.generation ?? 0,
+  };
+}
+
+function created(o: Obj): number {
+  const t = o.metadata.creationTimestamp === undefined ? NaN : Date.parse(o.metadata.creationTimestamp);
+  return Number.isNaN(t) ? Number.POSITIVE_INFINITY : t;
+}
+
+/** Oldest creationTimestamp first (objects without one last), ties broken by namespace then name. */
+export function byAge(a: Obj, b: Obj): number {
+  const ta = created(a);
+  const tb = created(b);
+  if (ta !== tb) return ta < tb ? -1 : 1;
+  return (
+    byCodeUnit(a.metadata.namespace, b.metadata.namespace) || byCodeUnit(a.metadata.name, b.metadata.name)
+  );
+}
+
+function describe(o: Obj): string {
+  return `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`;
+}
+
+/** Parses a validated duration (e.g. 1h30m) into seconds. */
+export function durationSeconds(d: string): number {
+  let total = 0;
+  for (const m of d.matchAll(/(\d+)(h|m|s)/g)) {
+    total += Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
+  }
+  return total;
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+function localOf(address: string): string {
+  return address.slice(0, address.lastIndexOf('@'));
+}
+
+function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const it of items) {
+    const k = key(it);
+    const g = m.get(k);
+    if (g === undefined) m.set(k, [it]);
+    else g.push(it);
+  }
+  return m;
+}
+
+export function compile(input: readonly MailrouteObject[]): CompileResult {
+  const issues: CompileIssue[] = [];
+  const bad = new Set<Obj>();
+  const issue = (
+    o: Obj,
+    condition: CompileIssue['condition'],
+    reason: Reason,
+    field: string,
+    message: string,
+  ) => {
+    issues.push({
+      kind: o.kind,
+      namespace: o.metadata.namespace,
+      name: o.metadata.name,
+      condition,
+      reason,
+      field,
+      message,
+    });
+    bad.add(o);
+  };
+
+  // Deterministic order and one object per identity (a different duplicate is refused, whatever the input order).
+  const sorted = input
+    .map((o) => ({ o, id: identity(o) }))
+    .sort((a, b) => KIND_ORDER[a.o.kind] - KIND_ORDER[b.o.kind] || byCodeUnit(a.id, b.id));
+  const objects: Obj[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i + 1;
+    while (j < sorted.length && sorted[j]!.id === sorted[i]!.id) j++;
+    if (j === i + 1) {
+      objects.push(sorted[i]!.o);
+    } else {
+      const same = sorted
+        .slice(i, j)
+        .map((x) => ({ o: x.o, json: canonicalJson(x.o) }))
+        .sort((a, b) => byCodeUnit(a.json, b.json));
+      const first = same[0]!;
+      objects.push(first.o);
+      if (same.some((x) => x.json !== first.json)) {
+        issues.push({
+          kind: first.o.kind,
+          namespace: first.o.metadata.namespace,
+          name: first.o.metadata.name,
+          condition: 'Accepted',
+          reason: Reasons.Duplicate,
+          field: 'metadata.name',
+          message: `${describe(first.o)} was given ${same.length} times with different content; the first in canonical order is used`,
+        });
+      }
+    }
+    i = j;
+  }
+  const domains = objects.filter((o): o is MailDomain => o.kind === 'MailDomain');
+  const policies = objects.filter((o): o is DeliveryPolicy => o.kind === 'DeliveryPolicy');
+  const recipients = objects.filter((o): o is TestRecipient => o.kind === 'TestRecipient');
+
+  // --- MailDomains: one per domain cluster-wide; accounts must be in the domain.
+  for (const group of groupBy(domains, (d) => d.spec.domain).values()) {
+    group.sort(byAge);
+    const [winner, ...losers] = group as [MailDomain, ...MailDomain[]];
+    for (const l of losers) {
+      issue(
+        l,
+        'Accepted',
+        Reasons.DomainConflict,
+        'spec.domain',
+        `domain ${l.spec.domain} is already declared by ${describe(winner)}`,
+      );
+    }
+  }
+  for (const d of domains) {
+    d.spec.accounts?.forEach((entry, i) => {
+      entry.addresses.forEach((a, j) => {
+        if (domainOf(a) !== d.spec.domain) {
+          issue(
+            d,
+            'Accepted',
+            Reasons.AddressOutsideDomain,
+            `spec.accounts[${i}].addresses[${j}]`,
+            `${a} is not in domain ${d.spec.domain}`,
+          );
+        }
+      });
+    });
+  }
+
+  // --- DeliveryPolicies: refs, one per MailDomain, servers exist, Split can tell who is known.
+  const domainByName = new Map(domains.map((d) => [`${d.metadata.namespace}/${d.metadata.name}`, d]));
+  const policyDomain = new Map<DeliveryPolicy, MailDomain>();
+  for (const p of policies) {
+    const d = domainByName.get(`${p.metadata.namespace}/${p.spec.domainRef.name}`);
+    if (d === undefined) {
+      issue(
+        p,
+        'ResolvedRefs',
+        Reasons.DomainNotFound,
+        'spec.domainRef.name',
+        `MailDomain ${p.metadata.namespace}/${p.spec.domainRef.name} not found`,
+      );
+      continue;
+    }
+    policyDomain.set(p, d);
+  }
+  for (const group of groupBy([...policyDomain.keys()], (p) => identity(policyDomain.get(p)!)).values()) {
+    group.sort(byAge);
+    const [winner, ...losers] = group as [DeliveryPolicy, ...DeliveryPolicy[]];
+    for (const l of losers) {
+      issue(
+        l,
+        'Accepted',
+        Reasons.Conflict,
+        'spec.domainRef.name',
+        `MailDomain ${l.metadata.namespace}/${l.spec.domainRef.name} already has ${describe(winner)}`,
+      );
+    }
+  }
+  for (const [p, d] of policyDomain) {
+    if (bad.has(p)) continue;
+    if (bad.has(d)) {
+      issue(
+        p,
+        'ResolvedRefs',
+        Reasons.DomainNotAccepted,
+        'spec.domainRef.name',
+        `${describe(d)} is not accepted`,
+      );
+      continue;
+    }
+    const servers = new Set(d.spec.servers.map((s) => s.name));
+    const known = (server: string) =>
+      (d.spec.accounts ?? []).some((a) => a.server === server) ||
+      d.spec.recipientVerification?.server === server;
+    const list = [...servers].join(', ');
+    if (!servers.has(p.spec.primary)) {
+      issue(
+        p,
+        'ResolvedRefs',
+        Reasons.UnknownServer,
+        'spec.primary',
+        `server ${p.spec.primary} is not one of ${describe(d)}'s servers (${list})`,
+      );
+    }
+    if (p.spec.secondary !== undefined && !servers.has(p.spec.secondary)) {
+      issue(
+        p,
+        'ResolvedRefs',
+        Reasons.UnknownServer,
+        'spec.secondary',
+        `server ${p.spec.secondary} is not one of ${describe(d)}'s servers (${list})`,
+      );
+    }
+    if (p.spec.mode === 'Split' && !known(p.spec.primary)) {
+      issue(
+        p,
+        'Accepted',
+        Reasons.NoAccountSource,
+        'spec.mode',
+        `Split needs to know who has a mailbox on the primary: add accounts for server ${p.spec.primary} or recipientVerification with server ${p.spec.primary} to ${describe(d)}`,
+      );
+    }
+    const scope = p.spec.dual?.scope ?? 'All';
+    if (
+      p.spec.mode === 'Dual' &&
+      scope === 'Accounts' &&
+      p.spec.secondary !== undefined &&
+      !known(p.spec.secondary)
+    ) {
+      issue(
+        p,
+        'Accepted',
+        Reasons.NoAccountSource,
+        'spec.dual.scope',
+        `scope Accounts needs to know who has a mailbox on the secondary: add accounts for server ${p.spec.secondary} or recipientVerification with server ${p.spec.secondary} to ${describe(d)}`,
+      );
+    }
+  }
+
+  // --- TestRecipients: ref, address in the domain, one per address.
+  const policyByName = new Map(policies.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p]));
+  const trByPolicy = new Map<DeliveryPolicy, TestRecipient[]>();
+  for (const t of recipients) {
+    const p = policyByName.get(`${t.metadata.namespace}/${t.spec.policyRef.name}`);
+    if (p === undefined) {
+      issue(
+        t,
+        'ResolvedRefs',
+        Reasons.PolicyNotFound,
+        'spec.policyRef.name',
+        `DeliveryPolicy ${t.metadata.namespace}/${t.spec.policyRef.name} not found`,
+      );
+      continue;
+    }
+    if (bad.has(p)) {
+      issue(
+        t,
+        'ResolvedRefs',
+        Reasons.PolicyNotAccepted,
+        'spec.policyRef.name',
+        `${describe(p)} is not accepted`,
+      );
+      continue;
+    }
+    const d = policyDomain.get(p)!;
+    if (domainOf(t.spec.address) !== d.spec.domain) {
+      issue(
+        t,
+        'Accepted',
+        Reasons.AddressOutsideDomain,
+        'spec.address',
+        `${t.spec.address} is not in domain ${d.spec.domain} of ${describe(p)}`,
+      );
+      continue;
+    }
+    const list = trByPolicy.get(p);
+    if (list === undefined) trByPolicy.set(p, [t]);
+    else list.push(t);
+  }
+  for (const list of trByPolicy.values()) {
+    for (const group of groupBy(list, (t) => t.spec.address.toLowerCase()).values()) {
+      if (group.length < 2) continue;
+      group.sort(byAge);
+      const [winner, ...losers] = group as [TestRecipient, ...TestRecipient[]];
+      for (const l of losers) {
+        issue(
+          l,
+          'Accepted',
+          Reasons.Conflict,
+          'spec.address',
+          `${l.spec.address} is already a test recipient through ${describe(winner)}`,
+        );
+      }
+    }
+  }
+
+  // --- The table.
+  const routes: Record<string, DomainRoute> = {};
+  const sources: ObjectRef[] = [];
+  const acceptedPolicy = new Map<MailDomain, DeliveryPolicy>();
+  for (const [p, d] of policyDomain) if (!bad.has(p)) acceptedPolicy.set(d, p);
+  for (const d of domains) {
+    if (bad.has(d)) continue;
+    sources.push(objectRef(d));
+    const ns = d.metadata.namespace;
+    const servers: Record<string, ServerRoute> = {};
+    for (const s of d.spec.servers) {
+      servers[s.name] = {
+        name: s.name,
+        host: s.host,
+        port: s.port,
+        mx: s.mx,
+        tls: s.tls,
+        maxConnections: s.maxConnections,
+        ...(s.authSecretRef ? { authSecretRef: { namespace: ns, name: s.authSecretRef.name } } : {}),
+      };
+    }
+    const accountSets = new Map<string, Set<string>>();
+    for (const a of d.spec.accounts ?? []) {
+      const set = accountSets.get(a.server) ?? new Set<string>();
+      for (const addr of a.addresses) set.add(addr.toLowerCase());
+      accountSets.set(a.server, set);
+    }
+    const accounts: Record<string, string[]> = {};
+    for (const [server, set] of accountSets) accounts[server] = [...set].sort(byCodeUnit);
+    const route: DomainRoute = {
+      domain: d.spec.domain,
+      mailDomain: objectRef(d),
+      servers,
+      accounts,
+      rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
+      testRecipients: {},
+    };
+    if (d.spec.recipientVerification) {
+      route.recipientVerification = {
+        server: d.spec.recipientVerification.server,
+        cacheTTLSeconds: durationSeconds(d.spec.recipientVerification.cacheTTL),
+      };
+    }
+    const p = acceptedPolicy.get(d);
+    if (p !== undefined) {
+      sources.push(objectRef(p));
+      route.policy = objectRef(p);
+      route.mode = p.spec.mode;
+      route.primary = p.spec.primary;
+      if (p.spec.mode !== 'Direct' && p.spec.secondary !== undefined) route.secondary = p.spec.secondary;
+      const copyDomain = p.spec.mode === 'Dual' ? p.spec.dual?.copyRecipientDomain : undefined;
+      if (p.spec.mode === 'Dual') {
+        route.dual = {
+          scope: p.spec.dual?.scope ?? 'All',
+          bounces: p.spec.dual?.bounces ?? 'Suppress',
+          ...(copyDomain !== undefined ? { copyRecipientDomain: copyDomain } : {}),
+        };
+      }
+      if (p.spec.mode === 'Split')
+        route.split = { unknownRecipients: p.spec.split?.unknownRecipients ?? 'Secondary' };
+      for (const t of trByPolicy.get(p) ?? []) {
+        if (bad.has(t)) continue;
+        sources.push(objectRef(t));
+        const address = t.spec.address;
+        const forwardTo =
+          t.spec.forwardTo ?? (copyDomain !== undefined ? `${localOf(address)}@${copyDomain}` : address);
+        const tr: TestRecipientRoute & { source: ObjectRef } = {
+          forwardTo,
+          keepPrimaryCopy: t.spec.keepPrimaryCopy,
+          source: objectRef(t),
+          ...(t.spec.expiresAt !== undefined ? { expiresAt: t.spec.expiresAt } : {}),
+        };
+        route.testRecipients[address.toLowerCase()] = tr;
+      }
+    }
+    routes[d.spec.domain] = route;
+  }
+  sources.sort(
+    (a, b) =>
+      KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
+      byCodeUnit(a.namespace, b.namespace) ||
+      byCodeUnit(a.name, b.name),
+  );
+  const table: RoutingTable = { apiVersion: API_VERSION, kind: 'RoutingTable', domains: routes, sources };
+  issues.sort(
+    (a, b) =>
+      KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
+      byCodeUnit(a.namespace, b.namespace) ||
+      byCodeUnit(a.name, b.name) ||
+      byCodeUnit(a.field, b.field) ||
+      byCodeUnit(a.reason, b.reason) ||
+      byCodeUnit(a.message, b.message),
+  );
+  const json = canonicalJson(table);
+  return { table, issues, revision: sha256Hex(json), json };
+}
+
+/** The revision of a table loaded from elsewhere (a routing file, a ConfigMap). */
+export function tableRevision(table: RoutingTable): string {
+  return sha256Hex(canonicalJson(table));
+}

@@ -1,0 +1,433 @@
+// The one source of truth for the three CRDs: OpenAPI v3 schemas (`as const`) including their CEL rules.
+// - scripts/gen-crds.ts turns these into crds/*.yaml (see routing/crds.ts);
+// - routing/types.ts derives the TypeScript spec types from them (FromSchema);
+// - routing/validate.ts validates manifests offline with ajv plus the TS twin of every CEL rule (routing/cel.ts).
+import { BOUNCES, DUAL_SCOPES, MODES, TLS_MODES, UNKNOWN_RECIPIENTS } from './model.ts';
+
+// Patterns must work both in Go's RE2 (the API server) and in JavaScript's RegExp (ajv): no lookarounds.
+export const DNS_LABEL = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
+export const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+/** A lowercase fully-qualified domain name with at least two labels. */
+export const DOMAIN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$';
+/** A hostname (any case) or an IPv4/IPv6 literal. */
+export const HOST =
+  '^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$|^[0-9A-Fa-f:.]+$';
+/** local@domain: a dot-atom local part (RFC 5322 atext) and a hostname domain. Quoted local parts are not allowed in manifests. */
+export const ADDRESS =
+  "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)+$";
+/** A Go-style duration made of s, m and h units, e.g. 90s, 15m, 1h30m. */
+export const DURATION = '^([0-9]{1,6}(s|m|h))+$';
+
+export const MAX_SERVERS = 16;
+export const MAX_ACCOUNT_ENTRIES = 16;
+export const MAX_ADDRESSES_PER_ACCOUNT_ENTRY = 5000;
+
+const objectRef = (what: string) =>
+  ({
+    type: 'object',
+    description: `Reference to a ${what} in the same namespace.`,
+    required: ['name'],
+    properties: {
+      name: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 253,
+        pattern: DNS_SUBDOMAIN,
+        description: `Name of the ${what}.`,
+      },
+    },
+  }) as const;
+
+const address = (description: string) =>
+  ({ type: 'string', minLength: 3, maxLength: 254, pattern: ADDRESS, description }) as const;
+
+/** metav1.Condition, as in Kubernetes-generated CRDs. */
+const conditions = {
+  type: 'array',
+  description:
+    'Conditions: Accepted (valid, no conflict), ResolvedRefs (references exist), Programmed (ready relays serve it), Ready (all of them).',
+  maxItems: 8,
+  'x-kubernetes-list-type': 'map',
+  'x-kubernetes-list-map-keys': ['type'],
+  items: {
+    type: 'object',
+    required: ['type', 'status', 'lastTransitionTime', 'reason', 'message'],
+    properties: {
+      type: {
+        type: 'string',
+        maxLength: 316,
+        pattern:
+          '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$',
+        description: 'Type of condition in CamelCase.',
+      },
+      status: { type: 'string', enum: ['True', 'False', 'Unknown'], description: 'True, False or Unknown.' },
+      observedGeneration: {
+        type: 'integer',
+        format: 'int64',
+        minimum: 0,
+        description: 'The .metadata.generation the condition was set for.',
+      },
+      lastTransitionTime: {
+        type: 'string',
+        format: 'date-time',
+        description: 'Last time the condition changed status.',
+      },
+      reason: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 1024,
+        pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$',
+        description: 'CamelCase reason for the last transition.',
+      },
+      message: { type: 'string', maxLength: 32768, description: 'Human-readable details.' },
+    },
+  },
+} as const;
+
+const observedGeneration = {
+  type: 'integer',
+  format: 'int64',
+  minimum: 0,
+  description: 'The .metadata.generation the status was computed for.',
+} as const;
+
+// ---------------------------------------------------------------------------------------------------------------
+// MailDomain
+
+export const serverSchema = {
+  type: 'object',
+  required: ['name', 'host'],
+  properties: {
+    name: {
+      type: 'string',
+      maxLength: 63,
+      pattern: DNS_LABEL,
+      description: 'DNS label, unique in the list.',
+    },
+    host: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 253,
+      pattern: HOST,
+      description: 'Hostname or IP address.',
+    },
+    port: { type: 'integer', minimum: 1, maximum: 65535, default: 25, description: 'SMTP port.' },
+    mx: {
+      type: 'boolean',
+      default: false,
+      description: 'true: resolve the MX records of host instead of connecting to it.',
+    },
+    tls: {
+      type: 'string',
+      enum: TLS_MODES,
+      default: 'Opportunistic',
+      description:
+        'None | Opportunistic (STARTTLS when offered) | Required | RequiredVerify (certificate verified).',
+    },
+    authSecretRef: {
+      ...objectRef('Secret'),
+      description: 'Optional Secret (same namespace) with the keys username and password for SMTP AUTH.',
+    },
+    maxConnections: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 1000,
+      default: 10,
+      description: 'Maximum concurrent connections per relay pod to this server.',
+    },
+  },
+} as const;
+
+export const mailDomainSpecSchema = {
+  type: 'object',
+  description: 'A mail domain the relay accepts, and the downstream servers that can receive its mail.',
+  required: ['domain', 'servers'],
+  'x-kubernetes-validations': [
+    {
+      rule: 'self.servers.all(s, self.servers.exists_one(t, t.name == s.name))',
+      message: 'server names must be unique',
+      fieldPath: '.servers',
+      reason: 'FieldValueDuplicate',
+    },
+    {
+      rule: '!has(self.accounts) || self.accounts.all(a, self.servers.exists(s, s.name == a.server))',
+      message: 'accounts[].server must name one of spec.servers',
+      fieldPath: '.accounts',
+      reason: 'FieldValueInvalid',
+    },
+    {
+      rule: '!has(self.recipientVerification) || self.servers.exists(s, s.name == self.recipientVerification.server)',
+      message: 'recipientVerification.server must name one of spec.servers',
+      fieldPath: '.recipientVerification.server',
+      reason: 'FieldValueInvalid',
+    },
+  ],
+  properties: {
+    domain: {
+      type: 'string',
+      minLength: 3,
+      maxLength: 253,
+      pattern: DOMAIN,
+      description:
+        'The mail domain, a lowercase fully-qualified name. Immutable. One MailDomain per domain cluster-wide.',
+      'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'domain is immutable' }],
+    },
+    servers: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_SERVERS,
+      description: 'The downstream servers (1 to 16) for this domain.',
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+      items: serverSchema,
+    },
+    accounts: {
+      type: 'array',
+      maxItems: MAX_ACCOUNT_ENTRIES,
+      description:
+        'Mailboxes known to exist on a server. Scale limit: a MailDomain is stored in etcd (objects up to ~1.5 MiB) and the compiled routing table in a ConfigMap (1 MiB per object, sharded by the operator), so list at most 5,000 addresses per entry and a few tens of thousands in total. For tens of thousands of mailboxes use recipientVerification instead.',
+      items: {
+        type: 'object',
+        required: ['server', 'addresses'],
+        properties: {
+          server: {
+            type: 'string',
+            maxLength: 63,
+            pattern: DNS_LABEL,
+            description: 'Name of one of spec.servers.',
+          },
+          addresses: {
+            type: 'array',
+            maxItems: MAX_ADDRESSES_PER_ACCOUNT_ENTRY,
+            description: 'Addresses (in this domain) with a mailbox on the server; at most 5,000 per entry.',
+            items: address('An address with a mailbox on the server.'),
+          },
+        },
+      },
+    },
+    recipientVerification: {
+      type: 'object',
+      description:
+        'Ask this server at RCPT time whether a mailbox exists (an SMTP callout, cached). The scalable way to know large account lists.',
+      required: ['server'],
+      properties: {
+        server: {
+          type: 'string',
+          maxLength: 63,
+          pattern: DNS_LABEL,
+          description: 'Name of one of spec.servers.',
+        },
+        cacheTTL: {
+          type: 'string',
+          maxLength: 32,
+          pattern: DURATION,
+          default: '1h',
+          description: 'How long a verification answer is cached, e.g. 15m or 1h.',
+        },
+      },
+    },
+    rejectUnknownRecipients: {
+      type: 'boolean',
+      default: false,
+      description:
+        'true: a recipient known to be absent on every server of the policy gets 550 5.1.1 at RCPT time.',
+    },
+  },
+} as const;
+
+export const mailDomainStatusSchema = {
+  type: 'object',
+  properties: {
+    observedGeneration,
+    conditions,
+    servers: {
+      type: 'array',
+      maxItems: MAX_SERVERS,
+      description: "Preflight results: the operator's view of each downstream server.",
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+      items: {
+        type: 'object',
+        required: ['name'],
+        properties: {
+          name: { type: 'string', maxLength: 63, description: 'Server name from spec.servers.' },
+          reachable: { type: 'boolean', description: 'The server answered with an SMTP greeting.' },
+          tls: { type: 'string', maxLength: 64, description: 'TLS outcome, e.g. STARTTLS, verified, none.' },
+          message: { type: 'string', maxLength: 1024, description: 'Details of the last probe.' },
+          lastProbeTime: {
+            type: 'string',
+            format: 'date-time',
+            description: 'When the server was last probed.',
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+// ---------------------------------------------------------------------------------------------------------------
+// DeliveryPolicy
+
+export const deliveryPolicySpecSchema = {
+  type: 'object',
+  description:
+    'How mail for one MailDomain is delivered: Direct, Dual (a copy to the secondary) or Split. One per MailDomain.',
+  required: ['domainRef', 'mode', 'primary'],
+  'x-kubernetes-validations': [
+    {
+      rule: "self.mode == 'Direct' || has(self.secondary)",
+      message: 'secondary is required when mode is Dual or Split',
+      fieldPath: '.secondary',
+      reason: 'FieldValueRequired',
+    },
+    {
+      rule: '!has(self.secondary) || self.secondary != self.primary',
+      message: 'secondary must differ from primary',
+      fieldPath: '.secondary',
+      reason: 'FieldValueInvalid',
+    },
+  ],
+  properties: {
+    domainRef: objectRef('MailDomain'),
+    mode: { type: 'string', enum: MODES, description: 'Direct | Dual | Split.' },
+    primary: {
+      type: 'string',
+      maxLength: 63,
+      pattern: DNS_LABEL,
+      description: 'Server name from the MailDomain: the mailbox of record.',
+    },
+    secondary: {
+      type: 'string',
+      maxLength: 63,
+      pattern: DNS_LABEL,
+      description: 'Server name from the MailDomain; required for Dual and Split.',
+    },
+    dual: {
+      type: 'object',
+      description: 'Dual delivery settings (mode Dual).',
+      properties: {
+        scope: {
+          type: 'string',
+          enum: DUAL_SCOPES,
+          default: 'All',
+          description:
+            'All: every recipient is copied | TestRecipients: only TestRecipients | Accounts: recipients with an account on the secondary.',
+        },
+        copyRecipientDomain: {
+          type: 'string',
+          minLength: 3,
+          maxLength: 253,
+          pattern: DOMAIN,
+          description:
+            'The copy goes to the same local part at this domain (e.g. an alias domain of the new server).',
+        },
+        bounces: {
+          type: 'string',
+          enum: BOUNCES,
+          default: 'Suppress',
+          description: 'Suppress: a failed copy never produces a DSN | Notify.',
+        },
+      },
+    },
+    split: {
+      type: 'object',
+      description: 'Split delivery settings (mode Split).',
+      properties: {
+        unknownRecipients: {
+          type: 'string',
+          enum: UNKNOWN_RECIPIENTS,
+          default: 'Secondary',
+          description: 'Recipients unknown on the primary: Secondary (deliver there) | Reject (550 5.1.1).',
+        },
+      },
+    },
+  },
+} as const;
+
+export const deliveryPolicyStatusSchema = {
+  type: 'object',
+  properties: { observedGeneration, conditions },
+} as const;
+
+// ---------------------------------------------------------------------------------------------------------------
+// TestRecipient
+
+export const testRecipientSpecSchema = {
+  type: 'object',
+  description: 'A recipient whose mail is copied to the secondary while its DeliveryPolicy is in Dual mode.',
+  required: ['policyRef', 'address'],
+  properties: {
+    policyRef: objectRef('DeliveryPolicy'),
+    address: address("The recipient; must belong to the policy's domain."),
+    forwardTo: address('Where the copy goes; default: the address, with copyRecipientDomain applied.'),
+    keepPrimaryCopy: {
+      type: 'boolean',
+      default: true,
+      description: 'true: deliver to the primary mailbox and the copy; false: the copy only.',
+    },
+    expiresAt: {
+      type: 'string',
+      format: 'date-time',
+      description: 'RFC 3339; after it the recipient routes like everyone else.',
+    },
+  },
+} as const;
+
+export const testRecipientStatusSchema = {
+  type: 'object',
+  properties: { observedGeneration, conditions },
+} as const;
+
+// ---------------------------------------------------------------------------------------------------------------
+// CRD definitions (names, printer columns) used by routing/crds.ts
+
+const ready = {
+  name: 'Ready',
+  type: 'string',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+} as const;
+const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
+
+export const CRD_DEFINITIONS = {
+  MailDomain: {
+    plural: 'maildomains',
+    singular: 'maildomain',
+    shortNames: ['md'],
+    spec: mailDomainSpecSchema,
+    status: mailDomainStatusSchema,
+    description: 'MailDomain declares a mail domain the relay accepts and its downstream servers.',
+    columns: [{ name: 'Domain', type: 'string', jsonPath: '.spec.domain' }, ready, age],
+  },
+  DeliveryPolicy: {
+    plural: 'deliverypolicies',
+    singular: 'deliverypolicy',
+    shortNames: ['dp'],
+    spec: deliveryPolicySpecSchema,
+    status: deliveryPolicyStatusSchema,
+    description: 'DeliveryPolicy says how mail for one MailDomain is delivered: Direct, Dual or Split.',
+    columns: [
+      { name: 'Domain', type: 'string', jsonPath: '.spec.domainRef.name' },
+      { name: 'Mode', type: 'string', jsonPath: '.spec.mode' },
+      { name: 'Primary', type: 'string', jsonPath: '.spec.primary' },
+      { name: 'Secondary', type: 'string', jsonPath: '.spec.secondary' },
+      ready,
+      age,
+    ],
+  },
+  TestRecipient: {
+    plural: 'testrecipients',
+    singular: 'testrecipient',
+    shortNames: ['tr'],
+    spec: testRecipientSpecSchema,
+    status: testRecipientStatusSchema,
+    description: 'TestRecipient copies the mail of one recipient to the secondary while its policy is Dual.',
+    columns: [
+      { name: 'Address', type: 'string', jsonPath: '.spec.address' },
+      { name: 'Policy', type: 'string', jsonPath: '.spec.policyRef.name' },
+      { name: 'Expires', type: 'string', jsonPath: '.spec.expiresAt' },
+      { name: 'Active', type: 'string', jsonPath: '.status.conditions[?(@.type=="Active")].status' },
+      ready,
+      age,
+    ],
+  },
+} as const;

@@ -1,0 +1,239 @@
+// resolve(index, recipient, ctx) -> DeliveryPlan. Pure: the clock (ctx.now) and recipient verification results
+// (ctx.verified) are passed in. Lookups are Map/Set hits built once by buildIndex(); nothing scans.
+import { parseAddress } from './address.ts';
+import type {
+  Bounces,
+  DeliveryPlan,
+  DomainRoute,
+  Leg,
+  LegRole,
+  MailboxFact,
+  Reply,
+  ResolveContext,
+  RoutingTable,
+  ServerRoute,
+} from './model.ts';
+import { assertNever } from './model.ts';
+
+export const Replies = {
+  relayDenied: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
+  badSyntax: { code: 553, enhanced: '5.1.3', text: 'bad recipient address syntax' },
+  unknownRecipient: { code: 550, enhanced: '5.1.1', text: 'mailbox unavailable: recipient unknown' },
+  verificationUnavailable: {
+    code: 451,
+    enhanced: '4.4.3',
+    text: 'recipient verification unavailable, try again later',
+  },
+  accepted: { code: 250, enhanced: '2.1.5', text: 'recipient ok' },
+} as const satisfies Record<string, Reply>;
+
+export function noPolicyReply(domain: string): Reply {
+  return { code: 451, enhanced: '4.3.5', text: `no delivery policy for ${domain}` };
+}
+
+export function formatReply(r: Reply): string {
+  return `${r.code} ${r.enhanced} ${r.text}`;
+}
+
+interface TestRecipientEntry {
+  forwardTo: string;
+  keepPrimaryCopy: boolean;
+  /** ms since the epoch; undefined: never expires. */
+  expiresAtMs: number | undefined;
+}
+
+interface DomainIndex {
+  route: DomainRoute;
+  primary: ServerRoute | undefined;
+  secondary: ServerRoute | undefined;
+  /** server name -> lowercase addresses */
+  accounts: Map<string, Set<string>>;
+  testRecipients: Map<string, TestRecipientEntry>;
+}
+
+/** A RoutingTable prepared for lookups. Build once per revision; immutable afterwards. */
+export interface RoutingIndex {
+  readonly table: RoutingTable;
+  readonly domains: ReadonlyMap<string, DomainIndex>;
+}
+
+export function buildIndex(table: RoutingTable): RoutingIndex {
+  const domains = new Map<string, DomainIndex>();
+  for (const [name, route] of Object.entries(table.domains)) {
+    const accounts = new Map<string, Set<string>>();
+    for (const [server, list] of Object.entries(route.accounts)) {
+      accounts.set(server, new Set(list.map((a) => a.toLowerCase())));
+    }
+    const testRecipients = new Map<string, TestRecipientEntry>();
+    for (const [address, tr] of Object.entries(route.testRecipients)) {
+      const ms = tr.expiresAt === undefined ? undefined : Date.parse(tr.expiresAt);
+      testRecipients.set(address.toLowerCase(), {
+        forwardTo: tr.forwardTo,
+        keepPrimaryCopy: tr.keepPrimaryCopy,
+        expiresAtMs: ms === undefined || Number.isNaN(ms) ? undefined : ms,
+      });
+    }
+    domains.set(name.toLowerCase(), {
+      route,
+      primary: route.primary === undefined ? undefined : route.servers[route.primary],
+      secondary: route.secondary === undefined ? undefined : route.servers[route.secondary],
+      accounts,
+      testRecipients,
+    });
+  }
+  return { table, domains };
+}
+
+function reject(recipient: string, reply: Reply): DeliveryPlan {
+  return { verdict: 'reject', recipient, reply, legs: [] };
+}
+function tempfail(recipient: string, reply: Reply): DeliveryPlan {
+  return { verdict: 'tempfail', recipient, reply, legs: [] };
+}
+function leg(server: ServerRoute, recipient: string, role: LegRole, bounces: Bounces): Leg {
+  return { server, recipient, role, bounces };
+}
+
+/**
+ * What is known about `key` on `server`: listed in accounts -> exists; else the verification callout's answer
+ * when `server` is the verification server (unknown without one); else absent when the server has an accounts
+ * list (a list is authoritative for its server); else unknown.
+ */
+function fact(d: DomainIndex, server: string, key: string, ctx: ResolveContext): MailboxFact {
+  const list = d.accounts.get(server);
+  if (list?.has(key)) return 'exists';
+  if (d.route.recipientVerification?.server === server) return ctx.verified?.(server, key) ?? 'unknown';
+  return list !== undefined ? 'absent' : 'unknown';
+}
+
+/**
+ * The delivery plan of one recipient (GUIDE §2 semantics table). Safe for any string.
+ * - unparsable address: reject 553 5.1.3; domain not declared: reject 554 5.7.1 relay access denied;
+ * - declared domain without an accepted policy: tempfail 451 4.3.5 (never guesses a route);
+ * - Split with an inconclusive verification callout: tempfail 451 4.4.3 (see docs/routing.md);
+ * - rejectUnknownRecipients: 550 5.1.1 only when the recipient is known absent on every server of the policy.
+ */
+export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveContext): DeliveryPlan {
+  const parsed = parseAddress(recipient);
+  if (!parsed.ok) return reject(recipient, Replies.badSyntax);
+  const d = index.domains.get(parsed.domain);
+  if (d === undefined) return reject(parsed.address, Replies.relayDenied);
+  const r = d.route;
+  const primary = d.primary;
+  if (r.mode === undefined || primary === undefined)
+    return tempfail(parsed.address, noPolicyReply(parsed.domain));
+  const { address, key, local } = parsed;
+  const accept = (...legs: Leg[]): DeliveryPlan => ({
+    verdict: 'accept',
+    recipient: address,
+    domain: r.domain,
+    legs,
+  });
+  const primaryLeg = () => leg(primary, address, 'primary', 'Notify');
+
+  const tr = r.mode === 'Dual' ? d.testRecipients.get(key) : undefined;
+  const activeTr =
+    tr !== undefined && (tr.expiresAtMs === undefined || ctx.now.getTime() < tr.expiresAtMs) ? tr : undefined;
+
+  if (r.rejectUnknownRecipients && activeTr === undefined) {
+    const servers = r.secondary === undefined ? [primary.name] : [primary.name, r.secondary];
+    if (servers.every((s) => fact(d, s, key, ctx) === 'absent'))
+      return reject(address, Replies.unknownRecipient);
+  }
+
+  switch (r.mode) {
+    case 'Direct':
+      return accept(primaryLeg());
+    case 'Dual': {
+      const secondary = d.secondary;
+      const dual = r.dual ?? { scope: 'All', bounces: 'Suppress' };
+      if (secondary === undefined) return accept(primaryLeg());
+      if (activeTr !== undefined) {
+        const copy = leg(secondary, activeTr.forwardTo, 'copy', dual.bounces);
+        return activeTr.keepPrimaryCopy ? accept(primaryLeg(), copy) : accept(copy);
+      }
+      const copyTo =
+        dual.copyRecipientDomain === undefined ? address : `${local}@${dual.copyRecipientDomain}`;
+      const copy = () => leg(secondary, copyTo, 'copy', dual.bounces);
+      switch (dual.scope) {
+        case 'All':
+          return accept(primaryLeg(), copy());
+        case 'TestRecipients':
+          return accept(primaryLeg());
+        case 'Accounts':
+          // Inconclusive verification of the secondary: no copy (the copy is optional, the primary is not).
+          return fact(d, secondary.name, key, ctx) === 'exists'
+            ? accept(primaryLeg(), copy())
+            : accept(primaryLeg());
+        default:
+          return assertNever(dual.scope, 'dual scope');
+      }
+    }
+    case 'Split': {
+      const secondary = d.secondary;
+      const known = fact(d, primary.name, key, ctx);
+      switch (known) {
+        case 'exists':
+          return accept(primaryLeg());
+        case 'unknown':
+          return tempfail(address, Replies.verificationUnavailable);
+        case 'absent': {
+          const unknown = r.split?.unknownRecipients ?? 'Secondary';
+          if (unknown === 'Reject' || secondary === undefined)
+            return reject(address, Replies.unknownRecipient);
+          return accept(leg(secondary, address, 'primary', 'Notify'));
+        }
+        default:
+          return assertNever(known, 'mailbox fact');
+      }
+    }
+    default:
+      return assertNever(r.mode, 'mode');
+  }
+}
+
+/**
+ * The recipient verification callout resolve() would consult for this recipient, if any: the relay makes it
+ * (cached for recipientVerification.cacheTTLSeconds) and passes the answer as ctx.verified. The address is the
+ * lowercase lookup key. Without ctx.now, TestRecipients with an expiresAt count as expired (at worst one needless callout).
+ */
+export function verificationNeeded(
+  index: RoutingIndex,
+  recipient: string,
+  ctx?: { now: Date },
+): { server: string; address: string; cacheTTLSeconds: number } | undefined {
+  let asked: { server: string; address: string; cacheTTLSeconds: number } | undefined;
+  resolve(index, recipient, {
+    now: ctx?.now ?? new Date(8.64e15), // the end of time: every expiresAt has passed
+    verified: (server, address) => {
+      const d = index.domains.get(address.slice(address.lastIndexOf('@') + 1));
+      asked ??= { server, address, cacheTTLSeconds: d?.route.recipientVerification?.cacheTTLSeconds ?? 0 };
+      return 'unknown';
+    },
+  });
+  return asked;
+}
+
+/** The `mailroute route -o json` shape of a plan. */
+export interface PlanJson {
+  recipient: string;
+  verdict: DeliveryPlan['verdict'];
+  reply: string;
+  legs: { server: string; host: string; port: number; recipient: string; role: LegRole; bounces: Bounces }[];
+}
+
+export function planToJson(plan: DeliveryPlan): PlanJson {
+  return {
+    recipient: plan.recipient,
+    verdict: plan.verdict,
+    reply: formatReply(plan.verdict === 'accept' ? Replies.accepted : plan.reply),
+    legs: plan.legs.map((l) => ({
+      server: l.server.name,
+      host: l.server.host,
+      port: l.server.port,
+      recipient: l.recipient,
+      role: l.role,
+      bounces: l.bounces,
+    })),
+  };
+}

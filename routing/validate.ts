@@ -1,0 +1,224 @@
+// Offline validation of one object: the CRD's OpenAPI schema (ajv, with defaults applied and unknown fields
+// refused), then the TypeScript twin of every CEL rule. Pure: no I/O.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { CEL_PREDICATES } from './cel.ts';
+import { ADDRESS, CRD_DEFINITIONS, DNS_LABEL, DNS_SUBDOMAIN, DOMAIN, DURATION, HOST } from './crd-schema.ts';
+import { API_VERSION, KINDS, type Kind } from './model.ts';
+import type { MailrouteObject } from './types.ts';
+
+/** One problem with one field of one object. path is like spec.servers[0].name. */
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export type ValidateResult = { ok: true; object: MailrouteObject } | { ok: false; errors: FieldError[] };
+
+export const DEFAULT_NAMESPACE = 'default';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type Schema = { readonly [key: string]: unknown };
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+export function isRfc3339(s: string): boolean {
+  return RFC3339.test(s) && !Number.isNaN(Date.parse(s));
+}
+
+const metadataSchema = {
+  type: 'object',
+  required: ['name'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN },
+    namespace: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS_LABEL },
+    generation: { type: 'integer', minimum: 0 },
+    creationTimestamp: { type: 'string', format: 'date-time' },
+  },
+};
+
+/** The CRD schema made strict for offline use: no x-kubernetes-* keywords, unknown fields refused. */
+export function strictSchema(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(strictSchema);
+  if (typeof schema !== 'object' || schema === null) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k.startsWith('x-kubernetes-')) continue;
+    out[k] = k === 'enum' || k === 'required' ? v : strictSchema(v);
+  }
+  if ('properties' in out) out['additionalProperties'] = false;
+  return out;
+}
+
+function documentSchema(kind: Kind): unknown {
+  const def = CRD_DEFINITIONS[kind];
+  return {
+    type: 'object',
+    required: ['apiVersion', 'kind', 'metadata', 'spec'],
+    additionalProperties: false,
+    properties: {
+      apiVersion: { type: 'string' },
+      kind: { type: 'string' },
+      metadata: metadataSchema,
+      spec: strictSchema(def.spec),
+      status: strictSchema(def.status),
+    },
+  };
+}
+
+function makeAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
+  ajv.addFormat('date-time', { type: 'string', validate: isRfc3339 });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
+  return ajv;
+}
+
+let validators: Map<Kind, ValidateFunction> | undefined;
+function validatorFor(kind: Kind): ValidateFunction {
+  if (validators === undefined) {
+    const ajv = makeAjv();
+    validators = new Map(KINDS.map((k) => [k, ajv.compile(documentSchema(k) as object)]));
+  }
+  const v = validators.get(kind);
+  if (v === undefined) throw new Error(`no validator for ${kind}`);
+  return v;
+}
+
+const PATTERN_WORDS: Record<string, string> = {
+  [DNS_LABEL]: 'must be a DNS label (lowercase letters, digits and -, at most 63 characters)',
+  [DNS_SUBDOMAIN]: 'must be a DNS subdomain name (lowercase letters, digits, - and .)',
+  [DOMAIN]: 'must be a lowercase fully-qualified domain name such as example.com',
+  [HOST]: 'must be a hostname or an IP address',
+  [ADDRESS]: 'must be an email address like local@example.com',
+  [DURATION]: 'must be a duration such as 90s, 15m or 1h',
+};
+
+function show(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
+  return JSON.stringify(v) ?? typeof v;
+}
+
+/** "/spec/servers/0/name" -> "spec.servers[0].name" */
+export function pointerToPath(pointer: string): string {
+  let out = '';
+  for (const raw of pointer.split('/').slice(1)) {
+    const seg = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    out += /^\d+$/.test(seg) ? `[${seg}]` : out === '' ? seg : `.${seg}`;
+  }
+  return out;
+}
+
+function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+function describeError(e: ErrorObject): FieldError {
+  const path = pointerToPath(e.instancePath);
+  const got = `, got ${show(e.data)}`;
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'required':
+      return { path: join(path, String(p['missingProperty'])), message: 'required field is missing' };
+    case 'additionalProperties':
+      return { path: join(path, String(p['additionalProperty'])), message: 'unknown field' };
+    case 'type':
+      return { path, message: `must be ${String(p['type'])}${got}` };
+    case 'enum':
+      return { path, message: `must be one of ${(p['allowedValues'] as unknown[]).join(', ')}${got}` };
+    case 'pattern':
+      return {
+        path,
+        message: `${PATTERN_WORDS[String(p['pattern'])] ?? `must match ${String(p['pattern'])}`}${got}`,
+      };
+    case 'format':
+      return {
+        path,
+        message: `${p['format'] === 'date-time' ? 'must be an RFC 3339 date-time such as 2026-12-31T00:00:00Z' : `must be a valid ${String(p['format'])}`}${got}`,
+      };
+    case 'maxLength':
+    case 'minLength':
+    case 'maximum':
+    case 'minimum':
+      return { path, message: `${e.message ?? 'is out of range'}${got}` };
+    case 'maxItems':
+    case 'minItems':
+      return {
+        path,
+        message: `${e.message ?? 'has a wrong number of items'}, got ${(e.data as unknown[]).length}`,
+      };
+    default:
+      return { path, message: e.message ?? `fails ${e.keyword}` };
+  }
+}
+
+function runCel(schema: Schema, self: unknown, old: unknown, path: string, errors: FieldError[]): void {
+  const rules = schema['x-kubernetes-validations'] as
+    readonly { rule: string; message: string; fieldPath?: string }[] | undefined;
+  for (const r of rules ?? []) {
+    const pred = CEL_PREDICATES[r.rule];
+    if (pred === undefined) throw new Error(`CEL rule without a TypeScript predicate: ${r.rule}`);
+    if (pred.transition && old === undefined) continue;
+    if (!pred.check(self, old)) errors.push({ path: path + (r.fieldPath ?? ''), message: r.message });
+  }
+  const props = schema['properties'] as Record<string, Schema> | undefined;
+  if (props !== undefined && typeof self === 'object' && self !== null && !Array.isArray(self)) {
+    const rec = self as Record<string, unknown>;
+    const oldRec = typeof old === 'object' && old !== null ? (old as Record<string, unknown>) : undefined;
+    for (const [key, sub] of Object.entries(props)) {
+      if (rec[key] !== undefined) runCel(sub, rec[key], oldRec?.[key], join(path, key), errors);
+    }
+  }
+  const items = schema['items'] as Schema | undefined;
+  if (items !== undefined && Array.isArray(self)) {
+    self.forEach((v, i) => runCel(items, v, undefined, `${path}[${i}]`, errors));
+  }
+}
+
+function isKind(k: unknown): k is Kind {
+  return typeof k === 'string' && (KINDS as readonly string[]).includes(k);
+}
+
+/**
+ * Validates one decoded document as a mailroute object. Applies schema defaults (on a copy) and defaults
+ * metadata.namespace to "default". With `old`, transition rules (domain immutability) are checked too.
+ */
+export function validateObject(raw: unknown, old?: MailrouteObject): ValidateResult {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { ok: false, errors: [{ path: '', message: `a manifest must be a mapping, got ${show(raw)}` }] };
+  }
+  const doc = structuredClone(raw) as Record<string, Json>;
+  const { apiVersion, kind } = doc;
+  if (!isKind(kind) || apiVersion !== API_VERSION) {
+    return {
+      ok: false,
+      errors: [{ path: 'kind', message: `unknown kind ${show(kind)} (apiVersion ${show(apiVersion)})` }],
+    };
+  }
+  const validate = validatorFor(kind);
+  const errors: FieldError[] = [];
+  if (!validate(doc)) {
+    const seen = new Set<string>();
+    for (const e of validate.errors ?? []) {
+      const fe = describeError(e);
+      const key = `${fe.path}\0${fe.message}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      errors.push(fe);
+    }
+    return { ok: false, errors };
+  }
+  runCel(CRD_DEFINITIONS[kind].spec, doc['spec'], old?.spec, 'spec', errors);
+  if (errors.length > 0) return { ok: false, errors };
+  const meta = doc['metadata'] as Record<string, Json>;
+  meta['namespace'] ??= DEFAULT_NAMESPACE;
+  return { ok: true, object: doc as unknown as MailrouteObject };
+}
+
+/** "MailDomain/example-com", or "MailDomain/ns/example-com" outside the default namespace. */
+export function objectName(kind: string, namespace: string | undefined, name: string | undefined): string {
+  const n = name ?? '?';
+  return namespace === undefined || namespace === DEFAULT_NAMESPACE
+    ? `${kind}/${n}`
+    : `${kind}/${namespace}/${n}`;
+}

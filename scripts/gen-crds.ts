@@ -1,0 +1,13 @@
+// Writes crds/*.yaml from routing/crd-schema.ts (the one source of truth). Run with `npm run gen`.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crdFileName, renderCrdYaml } from '../routing/crds.ts';
+import { KINDS } from '../routing/model.ts';
+
+const dir = join(import.meta.dirname, '..', 'crds');
+await mkdir(dir, { recursive: true });
+for (const kind of KINDS) {
+  const file = join(dir, crdFileName(kind));
+  await writeFile(file, renderCrdYaml(kind));
+  process.stdout.write(`wrote ${file}\n`);
+}
