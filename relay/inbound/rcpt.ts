@@ -8,7 +8,7 @@ import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict
 export interface RecipientRouter {
   readonly revision: string;
   /** The server to ask whether this mailbox exists, when the recipient's MailDomain asks for verification. */
-  verificationFor(address: string): { server: ServerRoute; cacheTtlMs: number } | undefined;
+  verificationFor(address: string, now: Date): { server: ServerRoute; cacheTtlMs: number } | undefined;
   resolve(address: string, ctx: ResolveContext): DeliveryPlan;
 }
 
@@ -48,13 +48,14 @@ export async function decideRcpt(
   if (domainOf(address) === '') return REPLIES.relayDenied();
   let fact: MailboxFact | undefined;
   let verifiedOn: string | undefined;
-  const ask = router.verificationFor(address);
+  const now = deps.now();
+  const ask = router.verificationFor(address, now);
   if (ask !== undefined) {
     fact = await deps.verifier.check(ask.server, address, ask.cacheTtlMs);
     verifiedOn = ask.server.name;
   }
   const ctx: ResolveContext = {
-    now: deps.now(),
+    now,
     ...(fact !== undefined
       ? {
           verified: (server: string, a: string): MailboxFact =>

@@ -2,23 +2,15 @@
 // satisfy authSecretRef), compiled with the routing core and watched. A change that does not parse or validate
 // keeps the last good table; cross-object compile issues are logged and the objects concerned are left out, as the
 // operator does.
-import { readFile, stat } from 'node:fs/promises';
-import { relative } from 'node:path';
+import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { compile } from '../../routing/compile.ts';
-import {
-  formatManifestError,
-  mergeParsed,
-  parseManifestText,
-  type ParsedManifests,
-} from '../../routing/parse.ts';
+import { loadAndCompile } from '../../cli/manifests.ts';
 import { createPolledSource, type LoadOutcome } from './polled.ts';
 import type { Credentials, RoutingSource } from './types.ts';
-import { listFiles } from './watcher.ts';
 
 export const MANIFEST_FILE = (name: string): boolean => /\.(ya?ml|json)$/i.test(name);
 
-/** Reads and compiles every manifest file under dir (sorted, recursive). Pure apart from reading the files. */
+/** Reads and compiles every manifest file under dir with the routing core's loader (the same as `mailroute check`). */
 export async function loadManifestsDir(
   dir: string,
   clock: () => Date = () => new Date(),
@@ -30,30 +22,25 @@ export async function loadManifestsDir(
     isDir = false;
   }
   if (!isDir) return { ok: false, errors: [`${dir}: no such folder`] };
-  const files = (await listFiles(dir, MANIFEST_FILE)).map((f) => f.path);
-  const parts: ParsedManifests[] = [];
-  for (const file of files) {
-    const text = await readFile(file, 'utf8');
-    parts.push(parseManifestText(text, relative(dir, file) || file));
-  }
-  const merged = mergeParsed(parts);
-  if (merged.errors.length > 0) return { ok: false, errors: merged.errors.map(formatManifestError) };
-  const result = compile(merged.objects);
+  const compiled = await loadAndCompile([dir]);
+  if (compiled.errorLines.length > 0) return { ok: false, errors: compiled.errorLines };
   const secrets = new Map<string, Credentials>();
-  for (const s of merged.secrets) {
+  for (const s of compiled.loaded.secrets) {
     const username = s.data['username'];
     const password = s.data['password'];
     if (username !== undefined && password !== undefined)
       secrets.set(`${s.namespace}/${s.name}`, { username, password });
   }
-  const warnings = result.issues.map(
-    (i) =>
-      `${merged.origins.get(`${i.kind}/${i.namespace}/${i.name}`) ?? dir}: ${i.kind}/${i.name}: ${i.field}: ${i.message} (${i.reason})`,
-  );
   return {
     ok: true,
-    warnings,
-    snapshot: { table: result.table, revision: result.revision, secrets, loadedAt: clock(), origin: dir },
+    warnings: compiled.issueLines,
+    snapshot: {
+      table: compiled.result.table,
+      revision: compiled.result.revision,
+      secrets,
+      loadedAt: clock(),
+      origin: dir,
+    },
   };
 }
 

@@ -1,0 +1,281 @@
+// The front half over real SMTP: open-relay refusal, mixed recipients, smuggling variants, size, loop, limits,
+// Received header, disk full. Clients are raw sockets (exact bytes) and nodemailer; the spool is the real one.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import nodemailer from 'nodemailer';
+import { code, RawSmtp } from './raw-client.ts';
+import { directDomain, startInbound, type InboundHarness } from './inbound-harness.ts';
+import { defaultSpoolFs, type SpoolFs } from '../../relay/spool/spool.ts';
+
+const MANIFESTS = directDomain('example.com', '127.0.0.1', 1);
+
+async function sendRaw(
+  port: number,
+  rcpts: string[],
+  content: string | Buffer,
+): Promise<{ replies: string[]; final: string; after: string }> {
+  const c = await RawSmtp.connect(port);
+  try {
+    const replies = await c.begin('sender@origin.test', rcpts);
+    replies.push(await c.cmd('DATA'));
+    c.write(content);
+    const final = await c.reply();
+    const after = final.startsWith('421') ? '' : await c.cmd('NOOP');
+    return { replies, final, after };
+  } finally {
+    c.close();
+  }
+}
+
+describe('inbound', () => {
+  let h: InboundHarness;
+  beforeAll(async () => {
+    h = await startInbound(MANIFESTS);
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('refuses an undeclared domain (no open relay) and keeps the accepted recipients of a mixed transaction', async () => {
+    const before = (await h.spool.list()).length;
+    const c = await RawSmtp.connect(h.port);
+    const [greeting, ehlo, mail, ok1, bad, ok2, pct, route] = await c.begin('a@origin.test', [
+      'alice@example.com',
+      'bob@evil.org',
+      'carol@EXAMPLE.com',
+      'user%evil.org@example.com',
+      '@example.com:mallory@evil.org',
+    ]);
+    expect(greeting).toMatch(/^220 relay\.test ESMTP/);
+    expect(ehlo).toMatch(/^250-relay\.test/);
+    expect(ehlo).not.toMatch(/STARTTLS|AUTH/);
+    expect(ehlo).toMatch(/PIPELINING/);
+    expect(ehlo).toMatch(/8BITMIME/);
+    expect(ehlo).toMatch(/SMTPUTF8/);
+    expect(ehlo).toMatch(/ENHANCEDSTATUSCODES/);
+    expect(ehlo).toMatch(/SIZE 1048576/);
+    expect(mail).toMatch(/^250/);
+    expect(ok1).toMatch(/^250 2\.1\.5/);
+    expect(bad).toBe('554 5.7.1 relay access denied');
+    expect(ok2).toMatch(/^250/);
+    expect(pct).toMatch(/^250/); // routed by the domain after the last @: example.com's server, never evil.org
+    expect(route).toMatch(/^554 5\.7\.1/); // source route ignored (RFC 5321 App. C): mallory@evil.org is refused
+    expect(await c.cmd('DATA')).toMatch(/^354/);
+    c.write('Subject: mixed\r\n\r\nhello\r\n.\r\n');
+    const final = await c.reply();
+    expect(final).toMatch(/^250 2\.6\.0 queued as [0-9a-z]{16}$/);
+    c.close();
+    const msgs = await h.spooled();
+    expect(msgs.length).toBe(before + 1);
+    const id = final.split(' ').pop();
+    const m = msgs.find((x) => x.state.id === id);
+    expect(
+      m?.state.legs.map((l) => `${l.recipient}->${l.leg.recipient}@${l.leg.server.name}`).sort(),
+    ).toEqual([
+      'alice@example.com->alice@example.com@main',
+      'carol@example.com->carol@example.com@main',
+      'user%evil.org@example.com->user%evil.org@example.com@main',
+    ]);
+  });
+
+  it('prepends exactly one Received: header and relays the rest byte for byte', async () => {
+    const content =
+      'DKIM-Signature: v=1; a=rsa-sha256; b=abc\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\nline 1\r\n..leading dot\r\n\u00e9 8bit\r\n';
+    const c = await RawSmtp.connect(h.port);
+    await c.begin('a@origin.test', ['alice@example.com']);
+    await c.cmd('DATA');
+    c.write(`${content.replace(/\r\n\.\./g, '\r\n..')}.\r\n`);
+    const final = await c.reply();
+    c.close();
+    expect(final).toMatch(/^250/);
+    const id = final.split(' ').pop();
+    const m = (await h.spooled()).find((x) => x.state.id === id);
+    const body = m?.body.toString('latin1') ?? '';
+    const received =
+      /^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\tby relay\.test \(mailroute\) with ESMTP id [^\r\n]+\r\n\tfor <alice@example\.com>;\r\n\t\w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n/;
+    expect(body).toMatch(received);
+    expect(body.replace(received, '')).toBe(content.replace('..leading', '.leading'));
+  });
+
+  const smuggling: [string, string][] = [
+    [
+      'LF.LF',
+      'Subject: s\r\n\r\nhi\n.\nMAIL FROM:<x@evil.org>\nRCPT TO:<y@example.com>\nDATA\nsmuggled\n.\n',
+    ],
+    ['CR.CR', 'Subject: s\r\n\r\nhi\r.\rMAIL FROM:<x@evil.org>\r'],
+    ['LF.CRLF', 'Subject: s\r\n\r\nhi\n.\r\nMAIL FROM:<x@evil.org>\r\n'],
+    ['CRLF.LF', 'Subject: s\r\n\r\nhi\r\n.\nMAIL FROM:<x@evil.org>\r\n'],
+    ['bare LF in body', 'Subject: s\r\n\r\nline\nline\r\n'],
+    ['bare CR in body', 'Subject: s\r\n\r\nline\rline\r\n'],
+    ['bare LF in headers', 'Subject: s\nX-Injected: 1\r\n\r\nbody\r\n'],
+  ];
+  for (const [name, content] of smuggling) {
+    it(`smuggling ${name}: refused 554 5.6.11 at the real end of DATA, nothing spooled, session still in sync`, async () => {
+      const before = (await h.spool.list()).length;
+      const r = await sendRaw(h.port, ['alice@example.com'], `${content}\r\n.\r\n`);
+      expect(r.final).toMatch(/^554 5\.6\.11 /);
+      expect(r.after).toMatch(/^250/); // the next command is answered in order: no smuggled command ran
+      expect((await h.spool.list()).length).toBe(before);
+    });
+  }
+
+  it('NUL in content: 554', async () => {
+    const r = await sendRaw(h.port, ['alice@example.com'], 'Subject: n\r\n\r\na\u0000b\r\n.\r\n');
+    expect(r.final).toMatch(/^554 5\.6\.0 /);
+  });
+
+  it('a declared SIZE over the limit gets 552 5.3.4 at MAIL FROM; a larger body gets 552 5.3.4 at the end of DATA', async () => {
+    const c = await RawSmtp.connect(h.port);
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    expect(await c.cmd('MAIL FROM:<a@origin.test> SIZE=2000000')).toMatch(/^552 5\.3\.4 /);
+    c.close();
+    const before = (await h.spool.list()).length;
+    const big = `Subject: big\r\n\r\n${`${'x'.repeat(998)}\r\n`.repeat(1100)}.\r\n`;
+    const r = await sendRaw(h.port, ['alice@example.com'], big);
+    expect(r.final).toMatch(/^552 5\.3\.4 /);
+    expect(r.after).toMatch(/^250/);
+    expect((await h.spool.list()).length).toBe(before);
+  });
+
+  it('51 Received: headers is a loop: 554 5.4.6; 50 pass', async () => {
+    const hops = (n: number): string =>
+      'Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n'.repeat(n);
+    const loop = await sendRaw(h.port, ['alice@example.com'], `${hops(51)}Subject: l\r\n\r\nx\r\n.\r\n`);
+    expect(loop.final).toMatch(/^554 5\.4\.6 /);
+    const ok = await sendRaw(h.port, ['alice@example.com'], `${hops(50)}Subject: l\r\n\r\nx\r\n.\r\n`);
+    expect(ok.final).toMatch(/^250 /);
+  });
+
+  it('more recipients than --max-recipients: 452 4.5.3', async () => {
+    const c = await RawSmtp.connect(h.port);
+    const replies = await c.begin('a@origin.test', [
+      'r1@example.com',
+      'r2@example.com',
+      'r3@example.com',
+      'r4@example.com',
+      'r5@example.com',
+      'r6@example.com',
+    ]);
+    c.close();
+    expect(replies.slice(3, 8).every((r) => r.startsWith('250'))).toBe(true);
+    expect(replies[8]).toMatch(/^452 4\.5\.3 /);
+  });
+
+  it('nodemailer sends through it (8BITMIME, SMTPUTF8 sender)', async () => {
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: h.port, secure: false, ignoreTLS: true });
+    const info = await t.sendMail({
+      from: 'jörg@origin.test',
+      to: 'alice@example.com',
+      subject: 'grüße',
+      text: 'ünïcödé body',
+    });
+    t.close();
+    expect(info.response).toMatch(/^250 2\.6\.0 queued as /);
+    const accepted = (
+      await h.metrics.registry.getSingleMetricAsString('mailroute_messages_accepted_total')
+    ).match(/ (\d+)$/m)?.[1];
+    expect(Number(accepted)).toBeGreaterThan(0);
+    const rejected = await h.metrics.registry.getSingleMetricAsString('mailroute_messages_rejected_total');
+    expect(rejected).toMatch(/reason="RelayDenied"/);
+    expect(rejected).toMatch(/reason="BareLineFeed"/);
+    expect(rejected).not.toMatch(/@/);
+  });
+});
+
+describe('inbound limits', () => {
+  it('connections per client IP beyond the limit get 421 4.7.0', async () => {
+    const h = await startInbound(MANIFESTS, { maxConnectionsPerIp: 2 });
+    try {
+      const a = await RawSmtp.connect(h.port);
+      const b = await RawSmtp.connect(h.port);
+      expect(await a.reply()).toMatch(/^220/);
+      expect(await b.reply()).toMatch(/^220/);
+      const c = await RawSmtp.connect(h.port);
+      expect(await c.reply()).toMatch(/^421 4\.7\.0 /);
+      a.close();
+      // a slot frees up when a connection closes
+      const { waitFor } = await import('../support/wait.ts');
+      await waitFor(() => h.inbound.connections <= 1, { what: 'connection count to drop' });
+      const d = await RawSmtp.connect(h.port);
+      expect(await d.reply()).toMatch(/^220/);
+      b.close();
+      c.close();
+      d.close();
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('an early talker (command before the greeting) gets 421; a client that passed is greeted at once later', async () => {
+    const h = await startInbound(MANIFESTS, { greetingDelayMs: 300 });
+    try {
+      const early = await RawSmtp.connect(h.port);
+      early.write('EHLO early.test\r\n');
+      expect(await early.reply()).toMatch(/^421 .*talk too soon/);
+      early.close();
+      const polite = await RawSmtp.connect(h.port);
+      expect(await polite.reply()).toMatch(/^220/);
+      await polite.cmd('EHLO polite.test');
+      expect(await polite.cmd('MAIL FROM:<a@origin.test>')).toMatch(/^250/);
+      polite.close();
+      // passed: the greeting now comes without the hold-back, before a 300 ms early-talker window could end
+      const t0 = Date.now();
+      const again = await RawSmtp.connect(h.port);
+      expect(await again.reply()).toMatch(/^220/);
+      expect(Date.now() - t0).toBeLessThan(250);
+      again.close();
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('disk full on the spool: 452 4.3.1, nothing kept, and mail is accepted again once there is space', async () => {
+    let full = true;
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      open: async (p, flags, mode) => {
+        const fh = await defaultSpoolFs.open(p, flags, mode);
+        if (!p.endsWith('.eml.tmp')) return fh;
+        return {
+          write: (d) =>
+            full
+              ? Promise.reject(
+                  Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }),
+                )
+              : fh.write(d),
+          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          sync: () => fh.sync(),
+          close: () => fh.close(),
+        };
+      },
+    };
+    const h = await startInbound(MANIFESTS, {}, fs);
+    try {
+      const r = await sendRaw(h.port, ['alice@example.com'], 'Subject: full\r\n\r\nx\r\n.\r\n');
+      expect(r.final).toMatch(/^452 4\.3\.1 /);
+      expect(await h.spool.list()).toEqual([]);
+      const { readdir } = await import('node:fs/promises');
+      expect((await readdir(`${h.dir}/spool/queue`)).length).toBe(0);
+      full = false;
+      const ok = await sendRaw(h.port, ['alice@example.com'], 'Subject: space\r\n\r\nx\r\n.\r\n');
+      expect(ok.final).toMatch(/^250 /);
+      expect((await h.spool.list()).length).toBe(1);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('--bare-lf normalize: bare LF/CR become CRLF and the relayed bytes hold no bare LF or CR', async () => {
+    const h = await startInbound(MANIFESTS, { bareLf: 'normalize' });
+    try {
+      const r = await sendRaw(h.port, ['alice@example.com'], 'Subject: n\r\n\r\na\nb\rc\n.\nd\r\n.\r\n');
+      expect(r.final).toMatch(/^250 /);
+      const [m] = await h.spooled();
+      const body = m?.body.toString('latin1') ?? '';
+      expect(body.endsWith('Subject: n\r\n\r\na\r\nb\r\nc\r\n.\r\nd\r\n')).toBe(true);
+      expect(/(?<!\r)\n|\r(?!\n)/.test(body)).toBe(false);
+    } finally {
+      await h.close();
+    }
+  });
+});
