@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import type { CompileIssue } from '../../routing/model.ts';
+import { decideStatus, type StatusFacts } from './status.ts';
+
+const now = new Date('2026-11-28T12:00:00Z');
+const base: StatusFacts = {
+  kind: 'DeliveryPolicy',
+  generation: 2,
+  issues: [],
+  missingSecrets: [],
+  compiledGeneration: 2,
+  compiled: true,
+  relays: [
+    { name: 'mailroute-relay-a', revision: 'r2' },
+    { name: 'mailroute-relay-b', revision: 'r2' },
+  ],
+  generationIn: (rev) => ({ r1: 1, r2: 2, r3: 2 })[rev],
+  now,
+};
+const conflict: CompileIssue = {
+  kind: 'DeliveryPolicy',
+  namespace: 'ns',
+  name: 'p2',
+  condition: 'Accepted',
+  reason: 'Conflict',
+  field: 'spec.domainRef',
+  message: 'MailDomain ns/d already has DeliveryPolicy p1',
+};
+const dangling: CompileIssue = {
+  kind: 'TestRecipient',
+  namespace: 'ns',
+  name: 't',
+  condition: 'ResolvedRefs',
+  reason: 'PolicyNotFound',
+  field: 'spec.policyRef.name',
+  message: 'no DeliveryPolicy "nope"',
+};
+
+type Row = [string, Partial<StatusFacts>, Record<string, string>, string];
+const rows: Row[] = [
+  [
+    'all relays at a revision with this generation',
+    {},
+    { Accepted: 'True', ResolvedRefs: 'True', Programmed: 'True/Programmed', Ready: 'True/Ready' },
+    '2/2 relays programmed',
+  ],
+  [
+    'a newer revision that keeps the generation counts',
+    {
+      relays: [
+        { name: 'a', revision: 'r3' },
+        { name: 'b', revision: 'r2' },
+      ],
+    },
+    { Programmed: 'True/Programmed', Ready: 'True/Ready' },
+    '2/2 relays programmed',
+  ],
+  [
+    'one relay still on an old generation',
+    {
+      relays: [
+        { name: 'a', revision: 'r1' },
+        { name: 'b', revision: 'r2' },
+      ],
+    },
+    { Programmed: 'False/Pending', Ready: 'False/Pending' },
+    '1/2 relays programmed',
+  ],
+  [
+    'unknown revision does not count',
+    {
+      relays: [
+        { name: 'a', revision: 'zzz' },
+        { name: 'b', revision: undefined },
+      ],
+    },
+    { Programmed: 'False/Pending' },
+    '0/2 relays programmed',
+  ],
+  [
+    'no relays',
+    { relays: [] },
+    { Programmed: 'False/NoRelays', Ready: 'False/NoRelays' },
+    '0/0 relays programmed',
+  ],
+  [
+    'conflict',
+    { issues: [conflict], compiledGeneration: undefined },
+    { Accepted: 'False/Conflict', Programmed: 'False/NotInRoutingTable', Ready: 'False/Conflict' },
+    '',
+  ],
+  [
+    'dangling reference',
+    { kind: 'TestRecipient', issues: [dangling], compiledGeneration: undefined },
+    {
+      Accepted: 'True',
+      ResolvedRefs: 'False/PolicyNotFound',
+      Ready: 'False/PolicyNotFound',
+      Active: 'True/NoExpiry',
+    },
+    '',
+  ],
+  [
+    'missing Secret',
+    { kind: 'MailDomain', missingSecrets: ['ns/legacy-smtp'] },
+    { ResolvedRefs: 'False/SecretNotFound', Ready: 'False/SecretNotFound' },
+    '',
+  ],
+  [
+    'generation not compiled yet',
+    { compiledGeneration: 1 },
+    { Programmed: 'Unknown/NotCompiled', Ready: 'False/NotCompiled' },
+    '',
+  ],
+  [
+    'before the first compile',
+    { compiled: false, compiledGeneration: undefined },
+    { Programmed: 'Unknown/NotCompiled' },
+    '',
+  ],
+  [
+    'expired TestRecipient',
+    { kind: 'TestRecipient', expiresAt: '2026-11-28T11:59:59Z' },
+    { Active: 'False/Expired', Ready: 'True/Ready' },
+    '',
+  ],
+];
+
+describe('decideStatus', () => {
+  it.each(rows)('%s', (_name, patch, want, programmedMsg) => {
+    const d = decideStatus({ ...base, ...patch });
+    const got = Object.fromEntries(
+      d.conditions.map((c) => [
+        c.type,
+        c.status === 'True' && want[c.type] === 'True' ? 'True' : `${c.status}/${c.reason}`,
+      ]),
+    );
+    for (const [type, v] of Object.entries(want))
+      expect(`${type}=${got[type] ?? 'absent'}`).toBe(`${type}=${v}`);
+    if (programmedMsg !== '')
+      expect(d.conditions.find((c) => c.type === 'Programmed')?.message).toBe(programmedMsg);
+  });
+
+  it('requeues a TestRecipient at its expiresAt', () => {
+    const d = decideStatus({ ...base, kind: 'TestRecipient', expiresAt: '2026-11-28T12:00:30Z' });
+    expect(d.conditions.find((c) => c.type === 'Active')?.status).toBe('True');
+    expect(d.requeueAfterMs).toBe(30_001);
+  });
+
+  it('has no Active condition on other kinds', () => {
+    expect(decideStatus(base).conditions.map((c) => c.type)).toEqual([
+      'Accepted',
+      'ResolvedRefs',
+      'Programmed',
+      'Ready',
+    ]);
+  });
+});

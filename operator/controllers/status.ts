@@ -1,0 +1,209 @@
+// The pure status decision shared by the MailDomain, DeliveryPolicy and TestRecipient controllers:
+// gathered facts in, desired conditions out (the condition helper turns them into a status write).
+
+import type { CompileIssue, Kind } from '../../routing/model.ts';
+import type { DesiredCondition } from '../kube/conditions.ts';
+
+export const ConditionTypes = {
+  Accepted: 'Accepted',
+  ResolvedRefs: 'ResolvedRefs',
+  Programmed: 'Programmed',
+  Ready: 'Ready',
+  Active: 'Active',
+} as const;
+
+/** Condition reasons set by the operator (compile issue reasons, e.g. Conflict or PolicyNotFound, pass through). */
+export const StatusReasons = {
+  Accepted: 'Accepted',
+  ResolvedRefs: 'ResolvedRefs',
+  SecretNotFound: 'SecretNotFound',
+  Programmed: 'Programmed',
+  /** Fresh relays exist but not all of them serve a revision with this generation yet. */
+  Pending: 'Pending',
+  /** No relay has a fresh heartbeat Lease. */
+  NoRelays: 'NoRelays',
+  /** The object is not in the routing table (it has an Accepted or ResolvedRefs problem). */
+  NotInRoutingTable: 'NotInRoutingTable',
+  /** The operator has not compiled this generation yet. */
+  NotCompiled: 'NotCompiled',
+  Ready: 'Ready',
+  NotReady: 'NotReady',
+  Active: 'Active',
+  NoExpiry: 'NoExpiry',
+  Expired: 'Expired',
+} as const;
+export type StatusReason = (typeof StatusReasons)[keyof typeof StatusReasons];
+
+export interface RelayView {
+  name: string;
+  revision: string | undefined;
+}
+
+export interface StatusFacts {
+  kind: Kind;
+  generation: number;
+  /** Issues of this object from the last compile (empty: accepted with resolved references). */
+  issues: readonly CompileIssue[];
+  /** Extra reference problems the operator found (a missing auth Secret). */
+  missingSecrets: readonly string[];
+  /** Generation of this object in the current routing table; undefined when it is not in the table. */
+  compiledGeneration: number | undefined;
+  /** Whether a compile has happened at all (false right after start). */
+  compiled: boolean;
+  /** Relays with a fresh heartbeat. */
+  relays: readonly RelayView[];
+  /** The generation of this object in a revision, or undefined when the revision is unknown or lacks it. */
+  generationIn: (revision: string) => number | undefined;
+  /** TestRecipient spec.expiresAt */
+  expiresAt?: string | undefined;
+  now: Date;
+}
+
+export interface StatusDecision {
+  conditions: DesiredCondition[];
+  /** Call again after this many ms (TestRecipient expiry). */
+  requeueAfterMs?: number;
+  programmed: { ready: number; total: number };
+}
+
+function firstIssue(
+  issues: readonly CompileIssue[],
+  condition: CompileIssue['condition'],
+): CompileIssue | undefined {
+  return issues.find((i) => i.condition === condition);
+}
+
+export function programmedMessage(n: number, m: number): string {
+  return `${n}/${m} relays programmed`;
+}
+
+export function decideStatus(f: StatusFacts): StatusDecision {
+  const conditions: DesiredCondition[] = [];
+  const notAccepted = firstIssue(f.issues, 'Accepted');
+  conditions.push(
+    notAccepted === undefined
+      ? {
+          type: ConditionTypes.Accepted,
+          status: 'True',
+          reason: StatusReasons.Accepted,
+          message: 'valid, no conflict',
+        }
+      : {
+          type: ConditionTypes.Accepted,
+          status: 'False',
+          reason: notAccepted.reason,
+          message: `${notAccepted.field}: ${notAccepted.message}`,
+        },
+  );
+  const unresolved = firstIssue(f.issues, 'ResolvedRefs');
+  if (unresolved !== undefined) {
+    conditions.push({
+      type: ConditionTypes.ResolvedRefs,
+      status: 'False',
+      reason: unresolved.reason,
+      message: `${unresolved.field}: ${unresolved.message}`,
+    });
+  } else if (f.missingSecrets.length > 0) {
+    conditions.push({
+      type: ConditionTypes.ResolvedRefs,
+      status: 'False',
+      reason: StatusReasons.SecretNotFound,
+      message: `spec.servers[].authSecretRef: Secret ${f.missingSecrets.join(', ')} not found`,
+    });
+  } else {
+    conditions.push({
+      type: ConditionTypes.ResolvedRefs,
+      status: 'True',
+      reason: StatusReasons.ResolvedRefs,
+      message: 'all references resolved',
+    });
+  }
+
+  const total = f.relays.length;
+  let ready = 0;
+  for (const r of f.relays)
+    if (r.revision !== undefined && f.generationIn(r.revision) === f.generation) ready++;
+  const msg = programmedMessage(ready, total);
+  let programmed: DesiredCondition;
+  if (!f.compiled || (f.compiledGeneration !== undefined && f.compiledGeneration !== f.generation)) {
+    programmed = {
+      type: ConditionTypes.Programmed,
+      status: 'Unknown',
+      reason: StatusReasons.NotCompiled,
+      message: `generation ${f.generation} not compiled yet; ${msg}`,
+    };
+  } else if (f.compiledGeneration === undefined) {
+    programmed = {
+      type: ConditionTypes.Programmed,
+      status: 'False',
+      reason: StatusReasons.NotInRoutingTable,
+      message: `not in the routing table; ${msg}`,
+    };
+  } else if (total === 0) {
+    programmed = {
+      type: ConditionTypes.Programmed,
+      status: 'False',
+      reason: StatusReasons.NoRelays,
+      message: msg,
+    };
+  } else if (ready === total) {
+    programmed = {
+      type: ConditionTypes.Programmed,
+      status: 'True',
+      reason: StatusReasons.Programmed,
+      message: msg,
+    };
+  } else {
+    programmed = {
+      type: ConditionTypes.Programmed,
+      status: 'False',
+      reason: StatusReasons.Pending,
+      message: msg,
+    };
+  }
+  conditions.push(programmed);
+
+  const notTrue = conditions.find((c) => c.status !== 'True');
+  conditions.push(
+    notTrue === undefined
+      ? { type: ConditionTypes.Ready, status: 'True', reason: StatusReasons.Ready, message: msg }
+      : {
+          type: ConditionTypes.Ready,
+          status: 'False',
+          reason: notTrue.reason,
+          message: `${notTrue.type}: ${notTrue.message}`,
+        },
+  );
+
+  const decision: StatusDecision = { conditions, programmed: { ready, total } };
+  if (f.kind === 'TestRecipient') {
+    if (f.expiresAt === undefined) {
+      conditions.push({
+        type: ConditionTypes.Active,
+        status: 'True',
+        reason: StatusReasons.NoExpiry,
+        message: 'no expiresAt',
+      });
+    } else {
+      const at = Date.parse(f.expiresAt);
+      const left = at - f.now.getTime();
+      if (left > 0) {
+        conditions.push({
+          type: ConditionTypes.Active,
+          status: 'True',
+          reason: StatusReasons.Active,
+          message: `active until ${f.expiresAt}`,
+        });
+        decision.requeueAfterMs = left + 1;
+      } else {
+        conditions.push({
+          type: ConditionTypes.Active,
+          status: 'False',
+          reason: StatusReasons.Expired,
+          message: `expired at ${f.expiresAt}; routes like any other recipient`,
+        });
+      }
+    }
+  }
+  return decision;
+}

@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { WorkQueue, type ReconcileOutcome } from './workqueue.ts';
+import { waitFor } from '../../test/support/wait.ts';
+
+describe('WorkQueue', () => {
+  it('de-duplicates a key that waits in the queue', async () => {
+    const q = new WorkQueue({ name: 't' });
+    q.add('a');
+    q.add('a');
+    q.add('b');
+    q.add('a');
+    expect(q.length).toBe(2);
+    const seen: string[] = [];
+    const running = q.run((k) => {
+      seen.push(k);
+      return Promise.resolve({ ok: true });
+    });
+    await q.idle();
+    q.shutdown();
+    await running;
+    expect(seen).toEqual(['a', 'b']);
+  });
+
+  it('never processes the same key concurrently, and re-runs it when it was added while processing', async () => {
+    const q = new WorkQueue({ name: 't' });
+    let active = 0;
+    let maxActive = 0;
+    let runs = 0;
+    let release: (() => void) | undefined;
+    const running = q.run(async () => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      runs++;
+      if (runs === 1) await new Promise<void>((r) => (release = r));
+      active--;
+      return { ok: true };
+    }, 4);
+    q.add('k');
+    await waitFor(() => release !== undefined, { what: 'first run to start' });
+    q.add('k'); // while processing: marked dirty, not handed to another worker
+    q.add('k');
+    expect(q.length).toBe(0);
+    release?.();
+    await waitFor(() => runs === 2, { what: 'second run' });
+    await q.idle();
+    q.shutdown();
+    await running;
+    expect(maxActive).toBe(1);
+    expect(runs).toBe(2);
+  });
+
+  it('backs off per key exponentially on failure and forgets on success', () => {
+    const q = new WorkQueue({ name: 't', baseDelayMs: 1, maxDelayMs: 8 });
+    expect([
+      q.addRateLimited('x'),
+      q.addRateLimited('x'),
+      q.addRateLimited('x'),
+      q.addRateLimited('x'),
+      q.addRateLimited('x'),
+    ]).toEqual([1, 2, 4, 8, 8]);
+    expect(q.addRateLimited('y')).toBe(1);
+    q.forget('x');
+    expect(q.failuresOf('x')).toBe(0);
+    q.shutdown();
+  });
+
+  it('retries a failing handler with backoff until it succeeds, and honours requeueAfterMs', async () => {
+    const q = new WorkQueue({ name: 't', baseDelayMs: 2 });
+    const results: ReconcileOutcome[] = [
+      { ok: false, error: 'boom' },
+      { ok: false, error: 'boom' },
+      { ok: true, requeueAfterMs: 5 },
+      { ok: true },
+    ];
+    let calls = 0;
+    const running = q.run(() => {
+      const r = results[calls++];
+      if (r === undefined) throw new Error('too many calls');
+      return Promise.resolve(r);
+    });
+    q.add('k');
+    await waitFor(() => calls === 4, { what: '4 calls (2 failures, 1 requeueAfter, 1 final)' });
+    expect(q.failuresOf('k')).toBe(0);
+    q.shutdown();
+    await running;
+  });
+
+  it('treats a thrown error as a failure (rate-limited retry) and reports it', async () => {
+    const thrown: string[] = [];
+    const q = new WorkQueue({
+      name: 't',
+      baseDelayMs: 1,
+      onResult: (key, outcome) => {
+        if (!outcome.ok && 'thrown' in outcome) thrown.push(`${key}: ${outcome.error.split('\n')[0] ?? ''}`);
+      },
+    });
+    let calls = 0;
+    const running = q.run(() => {
+      calls++;
+      if (calls === 1) return Promise.reject(new Error('bug'));
+      return Promise.resolve({ ok: true });
+    });
+    q.add('k');
+    await waitFor(() => calls === 2, { what: 'retry after throw' });
+    q.shutdown();
+    await running;
+    expect(thrown).toEqual(['k: Error: bug']);
+  });
+});
