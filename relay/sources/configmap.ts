@@ -1,0 +1,466 @@
+// The relay's in-cluster routing source: watches the ConfigMap the operator writes (operator/routing-configmap.ts is
+// the wire format), falls back to the same ConfigMap mounted as a file when the API server is unreachable, and
+// hands each new revision to `onTable` (the relay's atomic swap). Sharded tables are swapped in only when every
+// shard of the revision has arrived and checks out.
+//
+//   watch (fieldSelector metadata.name=NAME) ──events──> decode ──> (shards? get each) ──> onTable(table, revision)
+//      │ error / close: restart with jittered backoff; 410 Gone: re-get first
+//   periodic re-get (resyncMs) catches anything a watch missed
+//   API unreachable: poll the mounted file; a change of its revision is applied (the kubelet only moves forward)
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { API_VERSION, type RoutingTable } from '../../routing/model.ts';
+import {
+  assembleShards,
+  decodeIndex,
+  REVISION_KEY,
+  sha256Hex,
+  type ConfigMapLike,
+} from '../../operator/routing-configmap.ts';
+
+/** The API calls this source makes; `configMapApi(kc)` is the real one. */
+export interface ConfigMapApi {
+  /**
+   * Lists the one ConfigMap (fieldSelector metadata.name=NAME): the object (undefined when absent) and the list's
+   * resourceVersion to watch from. Throws when the API server cannot be reached.
+   */
+  list(
+    namespace: string,
+    name: string,
+  ): Promise<{ cm: ConfigMapLike | undefined; resourceVersion: string | undefined }>;
+  /** Reads a shard ConfigMap; undefined when it does not exist (404). */
+  get(namespace: string, name: string): Promise<ConfigMapLike | undefined>;
+  /**
+   * Watches one ConfigMap from resourceVersion. `onDone` is called exactly once when the watch ends (err undefined:
+   * the server closed it normally). The returned function aborts it.
+   */
+  watch(
+    namespace: string,
+    name: string,
+    resourceVersion: string | undefined,
+    onEvent: (type: string, cm: ConfigMapLike) => void,
+    onDone: (err: unknown) => void,
+  ): Promise<() => void>;
+}
+
+export interface SourceLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface ConfigMapSourceOptions {
+  namespace: string;
+  name: string;
+  api: ConfigMapApi;
+  /** The same ConfigMap mounted as a volume: path of its routing.json (the `revision` key beside it is used). */
+  fallbackFile?: string;
+  /** Called with each new table; must swap atomically. A throw is logged and the revision is retried later. */
+  onTable: (table: RoutingTable, revision: string, from: 'api' | 'file') => void;
+  logger: SourceLogger;
+  /** Full re-get period. Default 60 s. */
+  resyncMs?: number;
+  /** Poll period of the fallback file while the API is unreachable. Default 2 s. */
+  filePollMs?: number;
+  /** Backoff bounds for watch restarts and missing shards. Default 200 ms .. 10 s. */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  random?: () => number;
+}
+
+export interface ConfigMapSourceStatus {
+  revision: string | undefined;
+  /** Where the table being served came from. */
+  from: 'api' | 'file' | undefined;
+  apiReachable: boolean;
+  watching: boolean;
+  lastError: string | undefined;
+}
+
+export interface ConfigMapSource {
+  /**
+   * Gets the ConfigMap (or, with the API unreachable, reads the fallback file), serves it, and starts watching.
+   * Never throws: without a table, status().revision is undefined (the relay is not ready) and the source keeps
+   * trying; the first table that arrives is handed to onTable.
+   */
+  start(): Promise<ConfigMapSourceStatus>;
+  stop(): void;
+  status(): ConfigMapSourceStatus;
+}
+
+/** Parses compiled routing JSON; a string names the problem. */
+export function parseTableJson(json: string): RoutingTable | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch (err) {
+    return `invalid JSON: ${(err as Error).message}`;
+  }
+  if (typeof v !== 'object' || v === null) return 'not an object';
+  const t = v as Partial<RoutingTable>;
+  if (t.apiVersion !== API_VERSION)
+    return `apiVersion: expected ${API_VERSION}, got ${JSON.stringify(t.apiVersion)}`;
+  if (t.kind !== 'RoutingTable') return `kind: expected RoutingTable, got ${JSON.stringify(t.kind)}`;
+  if (typeof t.domains !== 'object' || t.domains === null || Array.isArray(t.domains))
+    return 'domains: not an object';
+  if (!Array.isArray(t.sources)) return 'sources: not a list';
+  return t as RoutingTable;
+}
+
+/** Jittered exponential backoff: attempt 0 -> ~min, doubling up to max; ±25 %. Pure. */
+export function backoffMs(attempt: number, min: number, max: number, random: () => number): number {
+  const base = Math.min(max, min * 2 ** Math.min(attempt, 30));
+  return Math.round(base * (0.75 + 0.5 * random()));
+}
+
+function errMessage(err: unknown): string {
+  if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
+  return String(err);
+}
+
+function httpCode(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const code =
+    (err as { code?: unknown; statusCode?: unknown }).code ?? (err as { statusCode?: unknown }).statusCode;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** The real API through @kubernetes/client-node: readNamespacedConfigMap and a single-object watch. */
+export function configMapApi(kc: KubeConfig): ConfigMapApi {
+  const core = kc.makeApiClient(CoreV1Api);
+  const watcher = new Watch(kc);
+  return {
+    async list(namespace, name) {
+      const l = await core.listNamespacedConfigMap({ namespace, fieldSelector: `metadata.name=${name}` });
+      return { cm: l.items[0], resourceVersion: l.metadata?.resourceVersion };
+    },
+    async get(namespace, name) {
+      try {
+        return await core.readNamespacedConfigMap({ namespace, name });
+      } catch (err) {
+        if (httpCode(err) === 404) return undefined;
+        throw err;
+      }
+    },
+    async watch(namespace, name, resourceVersion, onEvent, onDone) {
+      let done = false;
+      const finish = (err: unknown): void => {
+        if (done) return;
+        done = true;
+        onDone(err);
+      };
+      const ctl = await watcher.watch(
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps`,
+        {
+          fieldSelector: `metadata.name=${name}`,
+          allowWatchBookmarks: true,
+          ...(resourceVersion !== undefined ? { resourceVersion } : {}),
+        },
+        (type: string, obj: unknown) => {
+          if (type === 'ERROR') {
+            const status = obj as { code?: number; message?: string };
+            finish(
+              Object.assign(new Error(`watch error: ${status.message ?? 'unknown'}`), { code: status.code }),
+            );
+            return;
+          }
+          onEvent(type, obj as ConfigMapLike);
+        },
+        (err: unknown) => finish(err ?? undefined),
+      );
+      return () => {
+        done = true;
+        ctl.abort();
+      };
+    },
+  };
+}
+
+type Fetched =
+  | { ok: true; table: RoutingTable; revision: string }
+  /** A sharded index of the revision already served: nothing to fetch. */
+  | { ok: true; table: undefined; revision: string }
+  | { ok: false; retry: boolean; error: string };
+
+export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSource {
+  const { namespace, name, api, logger: log } = opts;
+  const resyncMs = opts.resyncMs ?? 60_000;
+  const filePollMs = opts.filePollMs ?? 2_000;
+  const bmin = opts.backoffMinMs ?? 200;
+  const bmax = opts.backoffMaxMs ?? 10_000;
+  const random = opts.random ?? Math.random;
+
+  let stopped = false;
+  let revision: string | undefined;
+  let from: 'api' | 'file' | undefined;
+  let apiReachable = false;
+  let lastError: string | undefined;
+  let resourceVersion: string | undefined;
+  let abortWatch: (() => void) | undefined;
+  let watchFailures = 0;
+  let shardFailures = 0;
+  let lastFileRevision: string | undefined;
+  const timers = new Set<NodeJS.Timeout>();
+  /** Serializes decodes so two events never swap out of order. */
+  let chain: Promise<void> = Promise.resolve();
+
+  const later = (ms: number, fn: () => void): void => {
+    if (stopped) return;
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (!stopped) fn();
+    }, ms);
+    timers.add(t);
+  };
+
+  const swap = (table: RoutingTable, rev: string, src: 'api' | 'file'): boolean => {
+    if (rev === revision) {
+      from = src === 'api' ? 'api' : from;
+      return true;
+    }
+    try {
+      opts.onTable(table, rev, src);
+    } catch (err) {
+      lastError = `applying revision ${rev}: ${errMessage(err)}`;
+      log.warn(
+        { revision: rev, err: errMessage(err) },
+        'routing: swapping the table failed; keeping the previous one',
+      );
+      return false;
+    }
+    log.info(
+      { revision: rev, previous: revision, from: src, configMap: `${namespace}/${name}` },
+      'routing: new revision',
+    );
+    revision = rev;
+    from = src;
+    return true;
+  };
+
+  /** Decodes a ConfigMap into a table; fetches and assembles shards for the sharded format. */
+  const decode = async (cm: ConfigMapLike): Promise<Fetched> => {
+    const idx = decodeIndex(cm);
+    if (!idx.ok) return { ok: false, retry: false, error: `${namespace}/${name}: ${idx.error}` };
+    let json: string;
+    if (idx.format === 'inline') {
+      json = idx.json;
+    } else {
+      if (idx.revision === revision) return { ok: true, table: undefined, revision: idx.revision };
+      const shards = new Map<string, ConfigMapLike>();
+      for (const ref of idx.index.shards) {
+        const s = await api.get(namespace, ref.name);
+        if (s !== undefined) shards.set(ref.name, s);
+      }
+      const joined = assembleShards(idx.index, shards);
+      if (!joined.ok) {
+        return joined.retry
+          ? {
+              ok: false,
+              retry: true,
+              error: `revision ${idx.revision}: shards not all present: ${joined.missing.join(', ')}`,
+            }
+          : { ok: false, retry: false, error: joined.error };
+      }
+      json = joined.json;
+    }
+    const table = parseTableJson(json);
+    if (typeof table === 'string')
+      return { ok: false, retry: false, error: `revision ${idx.revision}: ${table}` };
+    return { ok: true, table, revision: idx.revision };
+  };
+
+  const applyConfigMap = (cm: ConfigMapLike): Promise<void> => {
+    const run = async (): Promise<void> => {
+      if (stopped) return;
+      let r: Fetched;
+      try {
+        r = await decode(cm);
+      } catch (err) {
+        // A shard get failed (API gone mid-fetch): retry like missing shards.
+        r = { ok: false, retry: true, error: `fetching shards: ${errMessage(err)}` };
+      }
+      if (r.ok) {
+        shardFailures = 0;
+        if (r.table !== undefined && r.revision !== revision) swap(r.table, r.revision, 'api');
+        else from = 'api';
+        lastError = undefined;
+        return;
+      }
+      lastError = r.error;
+      log.warn({ err: r.error, revision }, 'routing: ConfigMap not applied; keeping the table being served');
+      if (r.retry) {
+        // Shards of a new revision still on their way: get the ConfigMap again soon.
+        later(backoffMs(shardFailures++, bmin, bmax, random), () => void regetAndApply());
+      }
+    };
+    chain = chain.then(run, run);
+    return chain;
+  };
+
+  const regetAndApply = async (): Promise<boolean> => {
+    try {
+      const listed = await api.list(namespace, name);
+      const cm = listed.cm;
+      apiReachable = true;
+      resourceVersion = listed.resourceVersion;
+      if (cm === undefined) {
+        lastError = `ConfigMap ${namespace}/${name} not found`;
+        log.warn(
+          { configMap: `${namespace}/${name}` },
+          'routing: ConfigMap not found; keeping the table being served',
+        );
+        return true;
+      }
+      await applyConfigMap(cm);
+      return true;
+    } catch (err) {
+      const wasReachable = apiReachable;
+      apiReachable = false;
+      lastError = `get ConfigMap ${namespace}/${name}: ${errMessage(err)}`;
+      if (wasReachable)
+        log.warn({ err: lastError }, 'routing: API server unreachable; polling the mounted file');
+      startFilePoll();
+      return false;
+    }
+  };
+
+  const readFallback = async (): Promise<Fetched | undefined> => {
+    if (opts.fallbackFile === undefined) return undefined;
+    let json: string;
+    try {
+      json = await readFile(opts.fallbackFile, 'utf8');
+    } catch (err) {
+      return { ok: false, retry: true, error: `reading ${opts.fallbackFile}: ${errMessage(err)}` };
+    }
+    let rev: string;
+    try {
+      rev = (await readFile(join(dirname(opts.fallbackFile), REVISION_KEY), 'utf8')).trim();
+    } catch {
+      rev = sha256Hex(json);
+    }
+    const table = parseTableJson(json);
+    if (typeof table === 'string')
+      return { ok: false, retry: false, error: `${opts.fallbackFile}: ${table}` };
+    return { ok: true, table, revision: rev };
+  };
+
+  /** While the API is unreachable, a change of the mounted file's revision means the kubelet saw a newer one. */
+  let polling = false;
+  const pollFile = async (): Promise<void> => {
+    if (stopped || apiReachable || opts.fallbackFile === undefined) {
+      polling = false;
+      return;
+    }
+    const r = await readFallback();
+    if (r?.ok && r.table !== undefined && r.revision !== lastFileRevision) {
+      lastFileRevision = r.revision;
+      if (swap(r.table, r.revision, 'file'))
+        log.info({ revision: r.revision }, 'routing: applied the mounted file (API unreachable)');
+    }
+    later(filePollMs, () => void pollFile());
+  };
+  function startFilePoll(): void {
+    if (polling || opts.fallbackFile === undefined) return;
+    polling = true;
+    later(filePollMs, () => void pollFile());
+  }
+
+  const startWatch = async (): Promise<void> => {
+    if (stopped) return;
+    let eventsSeen = false;
+    const started = Date.now();
+    const onDone = (err: unknown): void => {
+      abortWatch = undefined;
+      if (stopped) return;
+      const code = httpCode(err);
+      if (err !== undefined && err !== null) {
+        lastError = `watch ${namespace}/${name}: ${errMessage(err)}`;
+        log.warn({ err: errMessage(err), code }, 'routing: ConfigMap watch ended with an error; restarting');
+      }
+      if (code === 410) resourceVersion = undefined;
+      if (eventsSeen || Date.now() - started > 30_000) watchFailures = 0;
+      const delay = err === undefined || err === null ? 0 : backoffMs(watchFailures++, bmin, bmax, random);
+      later(delay, () => void restart());
+    };
+    try {
+      abortWatch = await api.watch(
+        namespace,
+        name,
+        resourceVersion,
+        (type, cm) => {
+          eventsSeen = true;
+          apiReachable = true;
+          const rv = cm.metadata?.resourceVersion;
+          if (rv !== undefined) resourceVersion = rv;
+          if (type === 'ADDED' || type === 'MODIFIED') void applyConfigMap(cm);
+          else if (type === 'DELETED')
+            log.warn(
+              { configMap: `${namespace}/${name}` },
+              'routing: ConfigMap deleted; keeping the table being served',
+            );
+        },
+        onDone,
+      );
+      if (stopped) abortWatch();
+    } catch (err) {
+      onDone(err);
+    }
+  };
+
+  /** (Re)starts after a watch ended: re-get (so nothing between the two watches is missed), then watch again. */
+  const restart = async (): Promise<void> => {
+    if (stopped) return;
+    const ok = await regetAndApply();
+    if (!ok) {
+      later(backoffMs(watchFailures++, bmin, bmax, random), () => void restart());
+      return;
+    }
+    await startWatch();
+  };
+
+  const currentStatus = (): ConfigMapSourceStatus => ({
+    revision,
+    from,
+    apiReachable,
+    watching: abortWatch !== undefined,
+    lastError,
+  });
+
+  const resync = (): void => {
+    void regetAndApply().finally(() => later(resyncMs, resync));
+  };
+
+  return {
+    async start(): Promise<ConfigMapSourceStatus> {
+      // The file's revision at start: later changes of it while the API is down are newer tables.
+      const file = await readFallback();
+      if (file?.ok) lastFileRevision = file.revision;
+      const ok = await regetAndApply();
+      if (!ok) {
+        if (file?.ok && file.table !== undefined) {
+          swap(file.table, file.revision, 'file');
+          log.warn(
+            { err: lastError, file: opts.fallbackFile },
+            'routing: API server unreachable at start; serving the mounted file',
+          );
+        }
+        later(backoffMs(watchFailures++, bmin, bmax, random), () => void restart());
+      } else {
+        void startWatch();
+      }
+      later(resyncMs, resync);
+      if (revision === undefined && file !== undefined && !file.ok)
+        lastError = `${lastError ?? 'no table'}; fallback: ${file.error}`;
+      return currentStatus();
+    },
+    stop() {
+      stopped = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      abortWatch?.();
+      abortWatch = undefined;
+    },
+    status: currentStatus,
+  };
+}
