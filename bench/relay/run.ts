@@ -1,0 +1,502 @@
+// `npm run bench:relay`: mailroute against Postfix on loopback, in one go (issue 6 §1).
+// Sets up two smtp-sink destinations, a private Postfix, the mailroute relay and smtp-source load; interleaves
+// Postfix and mailroute runs per workload (ABBA order over rounds) so machine drift hits both; writes
+// bench/results/<date>-<mode>.json, the "Relay vs Postfix" section of docs/benchmarks.md and docs/bench-relay.svg.
+import {
+  chmodSync,
+  mkdtempSync,
+  rmSync,
+  mkdirSync,
+  writeFileSync,
+  readFileSync,
+  existsSync,
+  openSync,
+  closeSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir, cpus, totalmem, loadavg } from 'node:os';
+import { join, resolve, dirname, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { parseOptions, USAGE, type BenchOptions, type SystemName } from './options.ts';
+import { WORKLOADS, findWorkload, sourcePlans, expectedLegs, SENDER, type Workload } from './workloads.ts';
+import { Procs } from './procs.ts';
+import { Sink } from './sink.ts';
+import { PostfixInstance, postfixVersion } from './postfix.ts';
+import { MailrouteInstance } from './mailroute.ts';
+import { LatencyProbe } from './probe.ts';
+import { waitForSmtp } from './smtp-client.ts';
+import { sampleTree, clockTicksPerSecond, MemoryPeaks } from './procstat.ts';
+import { latencySummary, summarize, ratios, type RunResult } from './stats.ts';
+import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const log = (msg: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+};
+
+async function freePorts(n: number): Promise<number[]> {
+  const servers: Server[] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = createServer();
+    await new Promise<void>((res, rej) => {
+      s.once('error', rej);
+      s.listen(0, '127.0.0.1', () => res());
+    });
+    const addr = s.address();
+    if (addr === null || typeof addr === 'string') throw new Error('no port');
+    ports.push(addr.port);
+    servers.push(s);
+  }
+  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
+  return ports;
+}
+
+const sh = (cmd: string, args: string[]): string => {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+};
+
+function machineInfo(): { text: string; json: Record<string, unknown> } {
+  const model = /Model name:\s*(.+)/.exec(sh('lscpu', []))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+  const nproc = Number(sh('nproc', []));
+  const memGiB = totalmem() / 2 ** 30;
+  const kernel = sh('uname', ['-r']);
+  const fs = sh('df', ['-T', '--output=fstype', tmpdir()]).split('\n').pop() ?? 'unknown';
+  const json = { cpuModel: model, nproc, memGiB: Number(memGiB.toFixed(1)), kernel, tmpFilesystem: fs };
+  return {
+    text: `${model}, ${nproc} CPUs (nproc), ${memGiB.toFixed(1)} GiB RAM, Linux ${kernel}, queues and spool on ${fs} (${tmpdir()})`,
+    json,
+  };
+}
+
+function versions(tmp: string): Record<string, string> {
+  const pv = join(tmp, 'postconf-version');
+  mkdirSync(pv, { recursive: true });
+  writeFileSync(join(pv, 'main.cf'), '');
+  writeFileSync(join(pv, 'master.cf'), '');
+  const node = sh(join(repoRoot, 'node_modules', '.bin', 'node'), ['--version']);
+  let mailroute = 'unknown';
+  let smtpServer = 'unknown';
+  let nodemailer = 'unknown';
+  try {
+    mailroute = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string })
+      .version;
+    smtpServer = (
+      JSON.parse(readFileSync(join(repoRoot, 'node_modules/smtp-server/package.json'), 'utf8')) as {
+        version: string;
+      }
+    ).version;
+    nodemailer = (
+      JSON.parse(readFileSync(join(repoRoot, 'node_modules/nodemailer/package.json'), 'utf8')) as {
+        version: string;
+      }
+    ).version;
+  } catch {
+    // Reported as unknown.
+  }
+  const commit = sh('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']);
+  const dirty =
+    sh('git', ['-C', repoRoot, 'status', '--porcelain', '--', 'relay', 'routing', 'cli', 'patches']) === ''
+      ? ''
+      : '+dirty';
+  return {
+    postfix: postfixVersion(pv),
+    node,
+    mailroute: `${mailroute} (${commit}${dirty})`,
+    'smtp-server': smtpServer,
+    nodemailer,
+  };
+}
+
+interface RunContext {
+  readonly options: BenchOptions;
+  readonly procs: Procs;
+  readonly tmp: string;
+}
+
+async function runOne(
+  ctx: RunContext,
+  wl: Workload,
+  system: SystemName,
+  round: number,
+  order: number,
+): Promise<RunResult> {
+  const { options, procs } = ctx;
+  const messages = options.messages ?? (options.mode === 'full' ? wl.fullMessages : wl.quickMessages);
+  const dir = join(ctx.tmp, `${String(order).padStart(2, '0')}-${wl.id}-${system}`);
+  mkdirSync(dir, { recursive: true });
+  const [pA, pB, pSmtp, pHttp, pAdmin] = await freePorts(5);
+  if (
+    pA === undefined ||
+    pB === undefined ||
+    pSmtp === undefined ||
+    pHttp === undefined ||
+    pAdmin === undefined
+  ) {
+    throw new Error('could not get free ports');
+  }
+  const expected = expectedLegs(system === 'ceiling' ? 'Ceiling' : wl.mode, messages, wl.recipients);
+  const base = {
+    workload: wl.id,
+    system,
+    round,
+    order,
+    startedAt: new Date().toISOString(),
+    loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
+    messages,
+    recipients: wl.recipients,
+    expectedLegs: expected,
+  };
+  const sinkA = new Sink(pA, join(dir, 'sink-a.log'));
+  const sinkB = new Sink(pB, join(dir, 'sink-b.log'));
+  let postfix: PostfixInstance | undefined;
+  let mailroute: MailrouteInstance | undefined;
+  const memory = new MemoryPeaks(() => roots);
+  let roots: number[] = [];
+  let poller: NodeJS.Timeout | undefined;
+  const probe = new LatencyProbe(
+    system === 'ceiling' ? pA : pSmtp,
+    wl.sizeBytes,
+    options.probeIntervalMs,
+    options.probeMax,
+  );
+  try {
+    sinkA.start(procs);
+    sinkB.start(procs);
+    await waitForSmtp(pA, 10_000);
+    await waitForSmtp(pB, 10_000);
+    let target = pA;
+    switch (system) {
+      case 'ceiling':
+        break;
+      case 'postfix': {
+        postfix = new PostfixInstance({
+          root: join(dir, 'postfix'),
+          port: pSmtp,
+          sinkA: pA,
+          sinkB: pB,
+          mode: wl.mode,
+        });
+        const pf = postfix;
+        procs.onCleanup('postfix', () => pf.kill());
+        postfix.start();
+        await waitForSmtp(pSmtp, 30_000);
+        roots = postfix.roots();
+        target = pSmtp;
+        break;
+      }
+      case 'mailroute': {
+        mailroute = new MailrouteInstance({
+          root: join(dir, 'mailroute'),
+          sinkA: pA,
+          sinkB: pB,
+          mode: wl.mode,
+          recipients: wl.recipients,
+        });
+        mailroute.start(procs, {
+          repoRoot,
+          port: pSmtp,
+          httpPort: pHttp,
+          adminPort: pAdmin,
+          extraArgs: options.mailrouteArgs,
+          cpuProfDir: options.cpuProfDir,
+        });
+        const mr = mailroute;
+        try {
+          await waitForSmtp(pSmtp, 60_000, () => !mr.exited());
+        } catch (err) {
+          throw new Error(
+            `${err instanceof Error ? err.message : String(err)}\nrelay log:\n${mr.logTail()}`,
+            {
+              cause: err,
+            },
+          );
+        }
+        roots = mailroute.roots();
+        target = pSmtp;
+        break;
+      }
+    }
+
+    const cpuBefore = system === 'ceiling' ? 0 : sampleTree(roots, false).cpuTicks;
+    if (system !== 'ceiling') memory.start(250);
+    const deadline = performance.now() + options.runTimeoutMs;
+    let e2eAt: number | undefined;
+    const t0 = performance.now();
+    const poll = (): number => {
+      const n = sinkA.poll() + sinkB.poll();
+      if (n >= expected && e2eAt === undefined) e2eAt = performance.now();
+      return n;
+    };
+    poller = setInterval(poll, 25);
+    const probeDone = probe.run();
+    const sources = sourcePlans(system === 'ceiling' ? 'Direct' : wl.mode, options.sessions, messages).map(
+      (p, i) => {
+        const errFile = join(dir, `smtp-source-${i}.log`);
+        const fd = openSync(errFile, 'w');
+        const t = procs.spawn(
+          'smtp-source',
+          [
+            '-s',
+            String(p.sessions),
+            '-l',
+            String(wl.sizeBytes),
+            '-m',
+            String(p.messages),
+            '-r',
+            String(wl.recipients),
+            '-f',
+            SENDER,
+            '-M',
+            'client.bench.localhost',
+            '-t',
+            p.to,
+            `127.0.0.1:${target}`,
+          ],
+          { stdio: ['ignore', fd, fd], name: `smtp-source-${i}` },
+        );
+        closeSync(fd);
+        return { t, errFile };
+      },
+    );
+    let sourceTimer: NodeJS.Timeout | undefined;
+    const sourceTimeout = new Promise<'timeout'>((res) => {
+      sourceTimer = setTimeout(() => res('timeout'), options.runTimeoutMs);
+    });
+    const codes = await Promise.race([Promise.all(sources.map((s) => s.t.exited)), sourceTimeout]);
+    clearTimeout(sourceTimer);
+    const acceptedSeconds = (performance.now() - t0) / 1000;
+    probe.stop();
+    let error: string | null = null;
+    if (codes === 'timeout') {
+      error = `smtp-source did not finish within ${options.runTimeoutMs / 1000} s`;
+      for (const s of sources) await procs.stop(s.t, 1000);
+    } else if (codes.some((c) => c !== 0)) {
+      const why = sources
+        .map((s) => readFileSync(s.errFile, 'utf8').trim().split('\n').slice(-3).join(' | '))
+        .join(' ; ');
+      error = `smtp-source exit ${codes.join(',')}: ${why}`;
+    }
+    while (error === null && poll() < expected && performance.now() < deadline) {
+      if (mailroute?.exited() === true) {
+        error = `mailroute exited during the run:\n${mailroute.logTail()}`;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const delivered = poll();
+    clearInterval(poller);
+    poller = undefined;
+    if (error === null && delivered < expected)
+      error = `end to end incomplete: ${delivered} of ${expected} legs after ${options.runTimeoutMs / 1000} s`;
+    const e2eSeconds = e2eAt === undefined ? null : (e2eAt - t0) / 1000;
+    const cpuAfter = system === 'ceiling' ? 0 : sampleTree(roots, false).cpuTicks;
+    if (system !== 'ceiling') memory.sample();
+    memory.stop();
+    const probeResult = await probeDone;
+    const cpuSeconds = system === 'ceiling' ? null : (cpuAfter - cpuBefore) / clockTicksPerSecond();
+    const handled = messages + probeResult.samplesMs.length;
+    return {
+      ...base,
+      deliveredLegs: delivered,
+      sinkLegs: [sinkA.counter.load, sinkB.counter.load],
+      acceptedSeconds: codes === 'timeout' ? null : acceptedSeconds,
+      acceptedRate: codes === 'timeout' ? null : messages / acceptedSeconds,
+      e2eSeconds,
+      e2eRate: e2eSeconds === null ? null : messages / e2eSeconds,
+      latency: latencySummary(probeResult.samplesMs, probeResult.errors),
+      cpuSeconds,
+      cpuSecondsPer1k: cpuSeconds === null ? null : (cpuSeconds / handled) * 1000,
+      peakRssMiB: system === 'ceiling' ? null : memory.rssKb / 1024,
+      peakPssMiB: system === 'ceiling' ? null : memory.pssKb / 1024,
+      maxProcesses: system === 'ceiling' ? null : memory.maxPids,
+      error,
+    };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    return {
+      ...base,
+      deliveredLegs: sinkA.counter.load + sinkB.counter.load,
+      sinkLegs: [sinkA.counter.load, sinkB.counter.load],
+      acceptedSeconds: null,
+      acceptedRate: null,
+      e2eSeconds: null,
+      e2eRate: null,
+      latency: latencySummary([], []),
+      cpuSeconds: null,
+      cpuSecondsPer1k: null,
+      peakRssMiB: null,
+      peakPssMiB: null,
+      maxProcesses: null,
+      error: message,
+    };
+  } finally {
+    if (poller) clearInterval(poller);
+    memory.stop();
+    probe.stop();
+    if (postfix) {
+      await postfix.stop();
+      procs.dropCleanup('postfix');
+    }
+    if (mailroute) await mailroute.stop(procs);
+    sinkA.close();
+    sinkB.close();
+    await procs.stopAllNamed('smtp-sink');
+  }
+}
+
+function schedule(options: BenchOptions): { wl: Workload; system: SystemName; round: number }[] {
+  const out: { wl: Workload; system: SystemName; round: number }[] = [];
+  for (const id of options.workloads) {
+    const wl = findWorkload(id);
+    if (!wl) continue;
+    if (options.systems.includes('ceiling')) out.push({ wl, system: 'ceiling', round: 0 });
+    for (let round = 1; round <= options.rounds; round++) {
+      // ABBA: postfix first in odd rounds, mailroute first in even rounds.
+      const pair: SystemName[] = round % 2 === 1 ? ['postfix', 'mailroute'] : ['mailroute', 'postfix'];
+      for (const system of pair) if (options.systems.includes(system)) out.push({ wl, system, round });
+    }
+  }
+  return out;
+}
+
+function fmtRun(r: RunResult): string {
+  const f = (v: number | null, d = 0): string => (v === null ? '—' : v.toFixed(d));
+  const base = `${r.workload} ${r.system}${r.round > 0 ? ` r${r.round}` : ''}: accepted ${f(r.acceptedRate)} msg/s, e2e ${f(r.e2eRate)} msg/s, p50 ${f(r.latency.p50Ms, 1)} ms, p99 ${f(r.latency.p99Ms, 1)} ms (${r.latency.samples} probes), CPU ${f(r.cpuSecondsPer1k, 2)} s/1k, RSS ${f(r.peakRssMiB)} MiB, legs ${r.deliveredLegs}/${r.expectedLegs} [${r.sinkLegs.join('+')}], load ${r.loadAverage.join(' ')}`;
+  return r.error === null ? base : `${base}\n  ERROR: ${r.error}`;
+}
+
+async function main(): Promise<number> {
+  const parsed = parseOptions(process.argv.slice(2), process.env);
+  if (parsed.ok === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (!parsed.ok) {
+    process.stderr.write(`bench:relay: ${parsed.error}\n\n${USAGE}`);
+    return 2;
+  }
+  const options = parsed.options;
+  if (process.getuid?.() !== 0 && options.systems.includes('postfix')) {
+    process.stderr.write(
+      'bench:relay: the Postfix peer must be started as root (postfix -c DIR start); run as root or --systems ceiling,mailroute\n',
+    );
+    return 2;
+  }
+  for (const bin of ['/usr/sbin/smtp-source', '/usr/sbin/smtp-sink', '/usr/sbin/postfix']) {
+    if (!existsSync(bin)) {
+      process.stderr.write(`bench:relay: ${bin} is missing; install Debian's postfix package\n`);
+      return 2;
+    }
+  }
+
+  const tmp = mkdtempSync(join(tmpdir(), 'mailroute-bench-'));
+  // Postfix daemons run as the postfix user and must reach their data and queue folders below it.
+  chmodSync(tmp, 0o755);
+  const procs = new Procs();
+  let cleaned = false;
+  const cleanup = (): void => {
+    if (cleaned) return;
+    cleaned = true;
+    procs.killAll();
+    if (!options.keepTemp) rmSync(tmp, { recursive: true, force: true });
+  };
+  process.on('exit', cleanup);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      log(`${sig}: stopping everything`);
+      cleanup();
+      process.exit(130);
+    });
+  }
+  const total = setTimeout(() => {
+    log(`global timeout of ${options.totalTimeoutMs / 1000} s reached: stopping everything`);
+    cleanup();
+    process.exit(124);
+  }, options.totalTimeoutMs);
+  total.unref();
+
+  const machine = machineInfo();
+  const vers = versions(tmp);
+  const argv = process.argv.slice(2);
+  const command = `npm run bench:relay${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  log(`${command}\n  machine: ${machine.text}\n  versions: ${JSON.stringify(vers)}\n  temp: ${tmp}`);
+
+  const plan = schedule(options);
+  const runs: RunResult[] = [];
+  const ctx: RunContext = { options, procs, tmp };
+  for (const [i, step] of plan.entries()) {
+    log(
+      `run ${i + 1}/${plan.length}: ${step.wl.id} ${step.system}${step.round > 0 ? ` round ${step.round}` : ''}`,
+    );
+    const r = await runOne(ctx, step.wl, step.system, step.round, i + 1);
+    runs.push(r);
+    log(fmtRun(r));
+  }
+
+  const titles = new Map(WORKLOADS.map((w) => [w.id, w.title]));
+  const summary = summarize(runs, options.workloads, options.systems);
+  const ratioRows = ratios(runs, options.workloads);
+  process.stdout.write(`\n${markdownTables(summary, ratioRows, titles)}\n`);
+
+  const date = new Date().toISOString();
+  const resultFile = join('bench', 'results', `${date.slice(0, 10)}-${options.mode}.json`);
+  if (options.write) {
+    const notes = [
+      'Load: `smtp-source -s SESSIONS -l SIZE -m MESSAGES -r RCPTS` with a new connection per message (no `-d`); split mode runs two smtp-source processes with half the sessions each, one to recipients known on the primary, one to unknown ones.',
+      '"accepted" = messages / time until smtp-source had every message answered 250; "end to end" = messages / time until the two smtp-sink destinations had received every leg (counted per recipient from `smtp-sink -v`).',
+      'p50/p99: a separate probe connection sends one message every ' +
+        options.probeIntervalMs +
+        ' ms during the load and times the write of `<CR><LF>.<CR><LF>` to the 250 reply.',
+      'CPU s / 1k msgs: utime+stime (+ reaped children) of the server process tree from /proc (Postfix: master and all its daemons; mailroute: the relay process and its children), per 1,000 messages including probe messages. Sinks, smtp-source and the harness are not counted.',
+      'Peak RSS: largest sum of VmRSS over the process tree, sampled every 250 ms; PSS (shared pages split between processes) in parentheses is the fairer figure for multi-process Postfix.',
+      'Runs are interleaved per workload: ceiling, then Postfix and mailroute alternating in ABBA order over rounds; the ratio is taken per round, then the median. Ceiling = smtp-source straight into one smtp-sink (one leg).',
+      'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file).',
+      'The machine is shared (2 cores) with other work; the load average at the start of every run is in the JSON.',
+    ];
+    const ctxReport = {
+      command,
+      date,
+      mode: options.mode,
+      machine: machine.text,
+      versions: Object.entries(vers)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+      resultFile,
+      titles,
+      notes,
+    };
+    mkdirSync(join(repoRoot, 'bench', 'results'), { recursive: true });
+    writeFileSync(
+      join(repoRoot, resultFile),
+      `${JSON.stringify({ date, mode: options.mode, command, machine: machine.json, versions: vers, options, summary, ratios: ratioRows, runs }, null, 2)}\n`,
+    );
+    const docPath = join(repoRoot, 'docs', 'benchmarks.md');
+    mkdirSync(dirname(docPath), { recursive: true });
+    const doc = existsSync(docPath)
+      ? readFileSync(docPath, 'utf8')
+      : '# Benchmarks\n\nEvery figure here was measured on the machine named next to it, with the command shown. Re-run them yourself: each section says how.\n';
+    writeFileSync(docPath, replaceSection(doc, markdownSection(summary, ratioRows, ctxReport)));
+    writeFileSync(
+      join(repoRoot, 'docs', 'bench-relay.svg'),
+      svgChart(
+        summary,
+        options.workloads,
+        titles,
+        `${options.mode} run ${date.slice(0, 16).replace('T', ' ')} UTC; median of ${options.rounds} round(s)`,
+      ),
+    );
+    log(`wrote ${resultFile}, ${relative(repoRoot, docPath)}, docs/bench-relay.svg`);
+  }
+  cleanup();
+  return runs.some((r) => r.error !== null) ? 1 : 0;
+}
+
+process.exitCode = await main();
