@@ -1,0 +1,279 @@
+// runRelay(config): the relay's wiring. Routing source -> router (swapped atomically per revision); spool; delivery
+// engine; inbound SMTP; HTTP (/metrics /healthz /readyz); admin API. SIGTERM: stop accepting (421), let sessions in
+// progress finish within --shutdown-timeout, stop delivery, leave the queue spooled for the next start.
+import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { DeliveryPlan } from '../routing/model.ts';
+import type { RelayConfig } from './config.ts';
+import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
+import type { MxResolver, TransportFactory } from './delivery/transport.ts';
+import { createInbound, type Inbound } from './inbound/server.ts';
+import type { RecipientRouter } from './inbound/rcpt.ts';
+import { createRouter } from './inbound/router.ts';
+import { createCalloutVerifier } from './inbound/verify.ts';
+import { createSource } from './sources/index.ts';
+import type { RoutingSnapshot, RoutingSource } from './sources/types.ts';
+import { openSpool, type SpoolFs } from './spool/spool.ts';
+import type { Spool, SpoolWriter } from './spool/types.ts';
+import { createRelayMetrics, type RelayMetrics } from './telemetry/metrics.ts';
+import { createTelemetryServer, type TelemetryServer } from './telemetry/http.ts';
+
+export interface RelayDeps {
+  logger?: Logger;
+  clock?: () => Date;
+  /** Spool file-system seam (fault injection). */
+  spoolFs?: SpoolFs;
+  transport?: TransportFactory;
+  resolver?: MxResolver;
+  /** Install SIGTERM/SIGINT handlers (the CLI does; in-process tests do not). */
+  handleSignals?: boolean;
+  /** Poll period of file sources (default 500 ms). */
+  sourcePollMs?: number;
+}
+
+export interface RelayHandle {
+  readonly smtp: { host: string; port: number };
+  readonly http: { host: string; port: number };
+  readonly admin: { host: string; port: number } | undefined;
+  readonly metrics: RelayMetrics;
+  readonly spool: Spool;
+  readonly source: RoutingSource;
+  readonly delivery: DeliveryEngine;
+  /** The revision being served, undefined before the first table. */
+  revision(): string | undefined;
+  /** Graceful shutdown (what SIGTERM does). Idempotent. */
+  shutdown(reason?: string): Promise<void>;
+  /** Resolves when the relay has shut down. */
+  readonly closed: Promise<void>;
+}
+
+interface AdminHandle {
+  port: number;
+  host: string;
+  close(): Promise<void>;
+}
+
+/** The admin API (relay/admin/server.ts, owned by the spool/delivery side), loaded when present. */
+async function startAdmin(
+  config: RelayConfig,
+  spool: Spool,
+  delivery: DeliveryEngine,
+  logger: Logger,
+): Promise<AdminHandle | undefined> {
+  let mod: Record<string, unknown>;
+  try {
+    const spec = './admin/server.ts';
+    mod = (await import(spec)) as Record<string, unknown>;
+  } catch (err) {
+    logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'admin API not available');
+    return undefined;
+  }
+  const start = mod['startAdminServer'];
+  if (typeof start !== 'function') return undefined;
+  const handle = (await (start as (o: object) => Promise<AdminHandle>)({
+    spool,
+    delivery,
+    logger,
+    host: config.admin.host,
+    port: config.admin.port,
+  })) as AdminHandle;
+  return handle;
+}
+
+function setRevisionGauge(metrics: RelayMetrics, revision: string): void {
+  metrics.routingRevision.reset();
+  metrics.routingRevision.set({ revision }, 1);
+}
+
+/** Writes and removes a probe file: catches a read-only or full file system. */
+async function spoolWritable(dir: string): Promise<string | undefined> {
+  const probe = join(dir, `.readyz-${process.pid}`);
+  try {
+    await writeFile(probe, 'ok');
+    await unlink(probe);
+    return undefined;
+  } catch (err) {
+    return `spool ${dir} not writable: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+  }
+}
+
+export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = {}): Promise<RelayHandle> {
+  const logger = deps.logger ?? pino({ level: config.logLevel, base: { component: 'relay' } });
+  const clock = deps.clock ?? (() => new Date());
+  const metrics = createRelayMetrics(new Registry());
+
+  const spool = await openSpool({
+    dir: config.spoolDir,
+    logger,
+    clock,
+    ...(deps.spoolFs ? { fs: deps.spoolFs } : {}),
+  });
+
+  // ---- routing: one RecipientRouter per revision, replaced in one assignment ----
+  const source = createSource(config.source, {
+    logger,
+    clock,
+    ...(deps.sourcePollMs !== undefined ? { pollMs: deps.sourcePollMs } : {}),
+  });
+  let router: RecipientRouter | undefined;
+  let snapshot: RoutingSnapshot | undefined;
+  const swap = (s: RoutingSnapshot): void => {
+    router = createRouter(s.table, s.revision);
+    snapshot = s;
+    setRevisionGauge(metrics, s.revision);
+  };
+  source.onChange(swap);
+  await source.start();
+  const first = source.current();
+  if (first && first.revision !== snapshot?.revision) swap(first);
+
+  const route = (recipient: string): DeliveryPlan =>
+    router
+      ? router.resolve(recipient, { now: clock() })
+      : {
+          verdict: 'tempfail',
+          recipient,
+          reply: { code: 451, enhanced: '4.3.0', text: 'routing table not loaded' },
+          legs: [],
+        };
+
+  const delivery = startDelivery({
+    spool,
+    logger,
+    metrics,
+    clock,
+    retryScheduleMs: config.retryScheduleMs,
+    maxQueueLifetimeMs: config.maxQueueLifetimeMs,
+    hostname: config.hostname,
+    credentials: (ref) => {
+      const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
+      return Promise.resolve(c ? { user: c.username, pass: c.password } : undefined);
+    },
+    route,
+    ...(deps.transport ? { transport: deps.transport } : {}),
+    ...(deps.resolver ? { resolver: deps.resolver } : {}),
+  });
+
+  // The spool is the only hand-off; the engine is told a new id exists so it need not wait for a scan.
+  const writer: SpoolWriter = {
+    async accept(meta, body) {
+      const r = await spool.accept(meta, body);
+      if (r.ok) delivery.notify(r.id);
+      return r;
+    },
+  };
+
+  const tls = config.tls
+    ? { key: await readFile(config.tls.keyFile), cert: await readFile(config.tls.certFile) }
+    : undefined;
+  let draining = false;
+  const inbound: Inbound = createInbound({
+    options: {
+      hostname: config.hostname,
+      maxMessageSize: config.maxMessageSize,
+      maxRecipients: config.maxRecipients,
+      maxConnections: config.maxConnections,
+      maxConnectionsPerIp: config.maxConnectionsPerIp,
+      idleTimeoutMs: config.idleTimeoutMs,
+      dataTimeoutMs: config.dataTimeoutMs,
+      bareLf: config.bareLf,
+      greetingDelayMs: config.greetingDelayMs,
+      ...(tls ? { tls } : {}),
+    },
+    router: () => router,
+    spool: writer,
+    verifier: createCalloutVerifier({ heloName: config.hostname }),
+    metrics,
+    logger,
+    clock,
+  });
+
+  const telemetry: TelemetryServer = createTelemetryServer({
+    registry: metrics.registry,
+    readiness: [
+      {
+        name: 'routing',
+        check: () =>
+          Promise.resolve(
+            router
+              ? undefined
+              : `no routing table loaded${source.lastError() ? `: ${source.lastError()?.errors.join('; ')}` : ''}`,
+          ),
+      },
+      { name: 'spool', check: () => spoolWritable(join(config.spoolDir, 'queue')) },
+      { name: 'accepting', check: () => Promise.resolve(draining ? 'shutting down' : undefined) },
+    ],
+    info: () => ({ revision: router?.revision ?? null, lastError: source.lastError() ?? null }),
+  });
+
+  const smtpAddr = await inbound.listen(config.listen.port, config.listen.host);
+  const httpAddr = await telemetry.listen(config.http.port, config.http.host);
+  const admin = await startAdmin(config, spool, delivery, logger);
+
+  logger.info(
+    {
+      smtp: `${smtpAddr.host}:${smtpAddr.port}`,
+      http: `${httpAddr.host}:${httpAddr.port}`,
+      admin: admin ? `${admin.host}:${admin.port}` : null,
+      spool: config.spoolDir,
+      source: source.kind,
+      revision: router?.revision ?? null,
+      queued: spool.recovery.messages,
+    },
+    'relay started',
+  );
+
+  let resolveClosed: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  let shuttingDown: Promise<void> | undefined;
+
+  const shutdown = (reason = 'shutdown'): Promise<void> => {
+    shuttingDown ??= (async () => {
+      const started = Date.now();
+      draining = true;
+      logger.info(
+        { reason, sessions: inbound.connections, deadlineMs: config.shutdownTimeoutMs },
+        'relay: draining',
+      );
+      inbound.startDraining();
+      // Sessions in progress may finish their transaction; new ones get 421 until the deadline.
+      while (inbound.connections > 0 && Date.now() - started < config.shutdownTimeoutMs) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await inbound.close(Math.max(1, config.shutdownTimeoutMs - (Date.now() - started)));
+      await delivery.stop();
+      await source.close();
+      await admin?.close();
+      await telemetry.close();
+      logger.info(
+        { reason, queued: (await spool.list()).length, ms: Date.now() - started },
+        'relay: stopped',
+      );
+      resolveClosed();
+    })();
+    return shuttingDown;
+  };
+
+  if (deps.handleSignals === true) {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      void shutdown(sig);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  }
+
+  return {
+    smtp: smtpAddr,
+    http: httpAddr,
+    admin: admin ? { host: admin.host, port: admin.port } : undefined,
+    metrics,
+    spool,
+    source,
+    delivery,
+    revision: () => router?.revision,
+    shutdown,
+    closed,
+  };
+}
