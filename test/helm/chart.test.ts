@@ -1,0 +1,358 @@
+// Chart checks that need helm but no cluster: lint, the values schema (unknown keys and wrong types fail with the
+// schema's message), secure defaults on every container, least-privilege RBAC, the CRDs equal to crds/, and alert and
+// dashboard queries naming only metrics that exist. kubeconform and `helm install` run in cluster.test.ts.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { beforeAll, expect, it } from 'vitest';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { chartCrdTemplate, withoutChartMetadata } from '../../scripts/chart-crds.ts';
+import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
+import {
+  ALL_FEATURES_VALUES,
+  CHART_DIR,
+  describeWithTools,
+  helmTemplate,
+  KUBE_VERSION,
+  parseObjects,
+  REPO_ROOT,
+  run,
+  type K8sObject,
+} from './tools.ts';
+
+type Json = Record<string, unknown>;
+const CRDS_DIR = join(REPO_ROOT, 'crds');
+
+function byKind(objects: K8sObject[], kind: string): K8sObject[] {
+  return objects.filter((o) => o.kind === kind);
+}
+function one(objects: K8sObject[], kind: string, nameSuffix = ''): K8sObject {
+  const found = objects.filter((o) => o.kind === kind && o.metadata.name.endsWith(nameSuffix));
+  if (found.length !== 1) throw new Error(`expected one ${kind} *${nameSuffix}, found ${found.length}`);
+  return found[0]!;
+}
+function podSpec(o: K8sObject): Json {
+  return ((o.spec as Json).template as Json).spec as Json;
+}
+function containers(o: K8sObject): Json[] {
+  const spec = podSpec(o);
+  return [...((spec.initContainers as Json[] | undefined) ?? []), ...(spec.containers as Json[])];
+}
+
+describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
+  let defaults: K8sObject[] = [];
+  let all: K8sObject[] = [];
+  beforeAll(async () => {
+    defaults = parseObjects(await helmTemplate(tools));
+    all = parseObjects(await helmTemplate(tools, ['-f', ALL_FEATURES_VALUES]));
+  });
+
+  it.each([
+    ['default values', []],
+    ['every optional feature on', ['-f', ALL_FEATURES_VALUES]],
+  ])('helm lint --strict passes with %s', async (_name, args) => {
+    const r = await run(tools.helm, ['lint', '--strict', CHART_DIR, '--kube-version', KUBE_VERSION, ...args]);
+    expect(r.stderr + r.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
+    expect(r.code).toBe(0);
+  });
+
+  it.each([
+    [
+      'an unknown key',
+      ['--set', 'relay.replicas=3'],
+      "at '/relay': additional properties 'replicas' not allowed",
+    ],
+    [
+      'an unknown top-level key',
+      ['--set', 'operatorr.replicaCount=1'],
+      "additional properties 'operatorr' not allowed",
+    ],
+    [
+      'a string for an integer',
+      ['--set', 'relay.replicaCount=two'],
+      "at '/relay/replicaCount': got string, want integer",
+    ],
+    ['a value outside an enum', ['--set', 'relay.service.type=External'], "at '/relay/service/type'"],
+    ['a bad retry schedule', ['--set', 'relay.retrySchedule=often'], "at '/relay/retrySchedule'"],
+    ['a number for a boolean', ['--set', 'crds.enabled=1'], "at '/crds/enabled': got number, want boolean"],
+  ])('refuses %s with the schema message', async (_name, args, message) => {
+    const r = await run(tools.helm, ['template', 'mr', CHART_DIR, '--kube-version', KUBE_VERSION, ...args]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("values don't meet the specifications of the schema");
+    expect(r.stderr).toContain(message);
+  });
+
+  it.each([
+    [['--set', 'relay.tls.enabled=true'], 'relay.tls.secretName is required'],
+    [['--set', 'operator.leaderElection.enabled=false'], 'operator.leaderElection.enabled must be true'],
+    [['--set', 'relay.autoscaling.minReplicas=9'], 'minReplicas must not be greater than maxReplicas'],
+  ])('refuses inconsistent values %j', async (args, message) => {
+    const r = await run(tools.helm, ['template', 'mr', CHART_DIR, '--kube-version', KUBE_VERSION, ...args]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(message);
+  });
+
+  it('describes every key of values.yaml in values.schema.json, with additionalProperties: false', () => {
+    const values = parseYaml(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8')) as Json;
+    const schema = JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8')) as Json;
+    const problems: string[] = [];
+    const walk = (v: unknown, s: Json | undefined, path: string): void => {
+      if (s === undefined) return void problems.push(`${path}: not in the schema`);
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) return;
+      const props = s.properties as Record<string, Json> | undefined;
+      if (props === undefined) return; // a free-form map (labels, annotations, a Kubernetes object)
+      if (s.additionalProperties !== false) problems.push(`${path}: additionalProperties is not false`);
+      for (const [k, child] of Object.entries(v)) walk(child, props[k], `${path}.${k}`);
+    };
+    walk(values, schema, '');
+    expect(problems).toEqual([]);
+  });
+
+  it('puts secure defaults on every container (non-root, read-only root, no capabilities, seccomp, no escalation)', () => {
+    for (const objects of [defaults, all]) {
+      const workloads = objects.filter((o) => ['Deployment', 'StatefulSet'].includes(o.kind));
+      expect(workloads.map((o) => o.kind).sort()).toEqual(['Deployment', 'StatefulSet']);
+      for (const w of workloads) {
+        const pod = podSpec(w).securityContext as Json;
+        expect(pod.runAsNonRoot, w.metadata.name).toBe(true);
+        expect((pod.seccompProfile as Json).type).toBe('RuntimeDefault');
+        for (const c of containers(w)) {
+          const sc = c.securityContext as Json;
+          expect(sc, `${w.metadata.name}/${String(c.name)}`).toMatchObject({
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            runAsNonRoot: true,
+            capabilities: { drop: ['ALL'] },
+            seccompProfile: { type: 'RuntimeDefault' },
+          });
+          expect(c.resources).toHaveProperty('requests');
+        }
+      }
+    }
+  });
+
+  it('runs the operator as 2 replicas with leader election, probes and POD_NAMESPACE', () => {
+    const d = one(defaults, 'Deployment', '-operator');
+    expect((d.spec as Json).replicas).toBe(2);
+    const [c] = containers(d);
+    expect(c!.args).toEqual(
+      expect.arrayContaining(['operator', '--leader-elect', '--namespace=$(POD_NAMESPACE)']),
+    );
+    expect(c!.args).toContain('--lease-name=mailroute-operator');
+    expect(c!.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'http' } });
+    expect(c!.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 'http' } });
+    const env = (c!.env as Json[]).map((e) => e.name);
+    expect(env).toEqual(expect.arrayContaining(['POD_NAME', 'POD_NAMESPACE']));
+    const pdb = one(defaults, 'PodDisruptionBudget', '-operator');
+    expect((pdb.spec as Json).minAvailable).toBe(1);
+  });
+
+  it('runs the relay as a StatefulSet with a spool PVC, the downward API, the routing file and a long grace period', () => {
+    const s = one(defaults, 'StatefulSet', '-relay');
+    const spec = s.spec as Json;
+    expect(spec.replicas, 'the HPA owns replicas').toBeUndefined();
+    expect(spec.serviceName).toBe('mr-mailroute-relay-peers');
+    const vct = spec.volumeClaimTemplates as Json[];
+    expect(vct.map((v) => (v.metadata as Json).name)).toEqual(['spool']);
+    const pod = podSpec(s);
+    expect(pod.terminationGracePeriodSeconds as number).toBeGreaterThanOrEqual(60);
+    const [c] = containers(s);
+    const env = new Map((c!.env as Json[]).map((e) => [String(e.name), e]));
+    for (const [name, path] of [
+      ['POD_NAME', 'metadata.name'],
+      ['POD_NAMESPACE', 'metadata.namespace'],
+      ['POD_IP', 'status.podIP'],
+    ] as const) {
+      expect(env.get(name), name).toMatchObject({ valueFrom: { fieldRef: { fieldPath: path } } });
+    }
+    expect(c!.args).toEqual(
+      expect.arrayContaining([
+        'relay',
+        '--configmap=$(POD_NAMESPACE)/mailroute-routing',
+        '--routing-file=/etc/mailroute/routing/routing.json',
+        '--listen=0.0.0.0:2525',
+        '--spool=/var/spool/mailroute',
+      ]),
+    );
+    const volumes = new Map((pod.volumes as Json[]).map((v) => [String(v.name), v]));
+    expect(volumes.get('routing')).toEqual({
+      name: 'routing',
+      configMap: { name: 'mailroute-routing', optional: true },
+    });
+    const mounts = (c!.volumeMounts as Json[]).map((m) => m.mountPath);
+    expect(mounts).toEqual(
+      expect.arrayContaining(['/var/spool/mailroute', '/etc/mailroute/routing', '/tmp']),
+    );
+    // With persistence off the spool is an emptyDir and there is no claim template.
+    expect(c!.livenessProbe).toMatchObject({ httpGet: { path: '/healthz' } });
+    expect(c!.readinessProbe).toMatchObject({ httpGet: { path: '/readyz' } });
+  });
+
+  it('exposes SMTP on a LoadBalancer port 25 -> 2525, a headless peer Service, an HPA and a PDB', async () => {
+    const svc = one(defaults, 'Service', '-relay');
+    expect(svc.spec).toMatchObject({
+      type: 'LoadBalancer',
+      externalTrafficPolicy: 'Cluster',
+      ports: [{ name: 'smtp', port: 25, targetPort: 'smtp', protocol: 'TCP' }],
+    });
+    expect(one(all, 'Service', '-relay').spec).toMatchObject({ externalTrafficPolicy: 'Local' });
+    const peers = one(defaults, 'Service', '-relay-peers');
+    expect((peers.spec as Json).clusterIP).toBe('None');
+    const hpa = one(defaults, 'HorizontalPodAutoscaler');
+    expect(hpa.spec).toMatchObject({
+      scaleTargetRef: { kind: 'StatefulSet', name: 'mr-mailroute-relay' },
+      metrics: [{ type: 'Resource', resource: { name: 'cpu' } }],
+    });
+    const hpaAll = one(all, 'HorizontalPodAutoscaler');
+    expect((hpaAll.spec as Json).metrics).toContainEqual(
+      expect.objectContaining({
+        type: 'Pods',
+        pods: {
+          metric: { name: 'mailroute_queue_messages' },
+          target: { type: 'AverageValue', averageValue: '500' },
+        },
+      }) as unknown,
+    );
+    expect(one(defaults, 'PodDisruptionBudget', '-relay').spec).toMatchObject({ maxUnavailable: 1 });
+    const fixed = parseObjects(
+      await helmTemplate(tools, [
+        '--set',
+        'relay.autoscaling.enabled=false',
+        '--set',
+        'relay.replicaCount=3',
+      ]),
+    );
+    expect(byKind(fixed, 'HorizontalPodAutoscaler')).toEqual([]);
+    expect((one(fixed, 'StatefulSet').spec as Json).replicas).toBe(3);
+    const ephemeral = parseObjects(
+      await helmTemplate(tools, ['--set', 'relay.spool.persistence.enabled=false']),
+    );
+    const eps = one(ephemeral, 'StatefulSet');
+    expect((eps.spec as Json).volumeClaimTemplates).toBeUndefined();
+    expect(podSpec(eps).volumes).toContainEqual({ name: 'spool', emptyDir: { sizeLimit: '2Gi' } });
+  });
+
+  it('grants least privilege: no wildcards, secrets read-only, the relay limited to the routing ConfigMap', () => {
+    for (const objects of [defaults, all]) {
+      for (const role of objects.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole')) {
+        for (const rule of role.rules as Json[]) {
+          const where = `${role.kind} ${role.metadata.name}`;
+          expect(rule.verbs, where).not.toContain('*');
+          expect(rule.resources, where).not.toContain('*');
+          expect(rule.apiGroups, where).not.toContain('*');
+          if ((rule.resources as string[]).includes('secrets'))
+            expect(
+              (rule.verbs as string[]).every((v) => ['get', 'list', 'watch'].includes(v)),
+              where,
+            ).toBe(true);
+          for (const v of ['escalate', 'bind', 'impersonate']) expect(rule.verbs, where).not.toContain(v);
+        }
+      }
+    }
+    const relayRole = one(defaults, 'Role', '-relay');
+    const cm = (relayRole.rules as Json[]).find((r) => (r.resources as string[]).includes('configmaps'));
+    expect(cm).toMatchObject({ resourceNames: ['mailroute-routing'], verbs: ['get', 'list', 'watch'] });
+    // The relay cannot write status or read any mailroute.io object; only the operator's ClusterRole touches them.
+    expect(JSON.stringify(relayRole.rules)).not.toContain('mailroute.io');
+    // secretNamespaces turns the cluster-wide grant into RoleBindings in the listed namespaces.
+    const bindings = byKind(all, 'RoleBinding').filter((b) => b.metadata.name.includes('-secrets-'));
+    expect(bindings.map((b) => `${b.metadata.namespace}/${b.metadata.name}`).sort()).toEqual([
+      'mail-staging/mr-mailroute-secrets-operator',
+      'mail-staging/mr-mailroute-secrets-relay',
+      'mail/mr-mailroute-secrets-operator',
+      'mail/mr-mailroute-secrets-relay',
+    ]);
+    expect(byKind(all, 'ClusterRoleBinding').map((b) => b.metadata.name)).toEqual(['mr-mailroute-operator']);
+  });
+
+  it('keeps the chart templates of the CRDs generated from crds/ (run `npm run gen:chart` after `npm run gen`)', () => {
+    const files = readdirSync(CRDS_DIR)
+      .filter((f) => f.endsWith('.yaml'))
+      .sort();
+    expect(files.length).toBeGreaterThan(0);
+    expect(readdirSync(join(CHART_DIR, 'templates', 'crds')).sort()).toEqual(files);
+    for (const f of files) {
+      const expected = chartCrdTemplate(f, readFileSync(join(CRDS_DIR, f), 'utf8'));
+      const actual = readFileSync(join(CHART_DIR, 'templates', 'crds', f), 'utf8');
+      expect(
+        actual,
+        `charts/mailroute/templates/crds/${f} differs from crds/${f}: run npm run gen:chart`,
+      ).toBe(expected);
+    }
+  });
+
+  it('renders CRDs identical to crds/ apart from the Helm labels and the keep annotation', async () => {
+    const expected = readdirSync(CRDS_DIR)
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => parseAllDocuments(readFileSync(join(CRDS_DIR, f), 'utf8')).map((d) => d.toJS() as Json))
+      .filter((o) => o.kind === 'CustomResourceDefinition')
+      .sort((a, b) => String((a.metadata as Json).name).localeCompare(String((b.metadata as Json).name)));
+    for (const objects of [defaults, all]) {
+      const rendered = byKind(objects, 'CustomResourceDefinition')
+        .map((o) => withoutChartMetadata(o, ['team']))
+        .sort((a, b) => String((a.metadata as Json).name).localeCompare(String((b.metadata as Json).name)));
+      expect(rendered).toEqual(expected);
+    }
+    for (const crd of byKind(defaults, 'CustomResourceDefinition')) {
+      expect(crd.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
+    }
+    const notKept = parseObjects(await helmTemplate(tools, ['--set', 'crds.keep=false']));
+    for (const crd of byKind(notKept, 'CustomResourceDefinition'))
+      expect(crd.metadata.annotations).toBeUndefined();
+    const none = parseObjects(await helmTemplate(tools, ['--set', 'crds.enabled=false']));
+    expect(byKind(none, 'CustomResourceDefinition')).toEqual([]);
+  });
+
+  it('names only metrics that exist in alerts and the dashboard', () => {
+    const registry = new Registry();
+    createRelayMetrics(registry, true);
+    const known = new Set(registry.getMetricsAsArray().map((m) => m.name));
+    // Operator metrics named like controller-runtime's (issue 4); `up` is Prometheus' own.
+    known.add('leader_election_master_status');
+    const used = (text: string): string[] =>
+      [...text.matchAll(/\b(mailroute_[a-z_]+|leader_election_[a-z_]+)\b/g)]
+        .map((m) => m[1]!.replace(/_(bucket|sum|count)$/, ''))
+        .filter((n, i, a) => a.indexOf(n) === i);
+    const rule = one(all, 'PrometheusRule');
+    const exprs = ((rule.spec as Json).groups as Json[]).flatMap((g) =>
+      (g.rules as Json[]).map((r) => String(r.expr)),
+    );
+    const alerts = ((rule.spec as Json).groups as Json[]).flatMap((g) =>
+      (g.rules as Json[]).map((r) => r.alert),
+    );
+    expect(alerts).toEqual(
+      expect.arrayContaining([
+        'MailrouteQueueStuck',
+        'MailrouteDeliveryFailing',
+        'MailrouteRelaysNotProgrammed',
+        'MailrouteOperatorNotLeader',
+      ]),
+    );
+    const dashboard = one(all, 'ConfigMap', '-dashboard');
+    const json = JSON.parse(String((dashboard.data as Json)['mailroute.json'])) as {
+      panels: { targets: { expr: string }[] }[];
+    };
+    const dashExprs = json.panels.flatMap((p) => p.targets.map((t) => t.expr));
+    expect(dashExprs.length).toBeGreaterThan(5);
+    const usedNames = used([...exprs, ...dashExprs].join('\n'));
+    expect(usedNames.filter((n) => !known.has(n))).toEqual([]);
+    for (const n of [
+      'mailroute_queue_messages',
+      'mailroute_queue_oldest_seconds',
+      'mailroute_deliveries_total',
+    ]) {
+      expect(usedNames).toContain(n);
+    }
+    expect(dashboard.metadata.labels).toMatchObject({ grafana_dashboard: '1' });
+  });
+
+  it('renders optional objects only when asked: NetworkPolicy, ServiceMonitor, PrometheusRule, dashboard', () => {
+    const optional = ['NetworkPolicy', 'ServiceMonitor', 'PrometheusRule', 'ConfigMap'];
+    for (const kind of optional) {
+      expect(byKind(defaults, kind), kind).toEqual([]);
+      expect(byKind(all, kind).length, kind).toBeGreaterThan(0);
+    }
+    const relayNp = one(all, 'NetworkPolicy', '-relay');
+    expect(JSON.stringify(relayNp.spec)).toContain('"port":25');
+  });
+});
