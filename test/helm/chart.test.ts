@@ -8,6 +8,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { chartCrdTemplate, withoutChartMetadata } from '../../scripts/chart-crds.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
+import { parseRelayConfig } from '../../relay/config.ts';
 import {
   ALL_FEATURES_VALUES,
   CHART_DIR,
@@ -169,11 +170,13 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       expect.arrayContaining([
         'relay',
         '--configmap=$(POD_NAMESPACE)/mailroute-routing',
-        '--routing-file=/etc/mailroute/routing/routing.json',
         '--listen=0.0.0.0:2525',
         '--spool=/var/spool/mailroute',
       ]),
     );
+    expect(env.get('MAILROUTE_ROUTING_FILE_FALLBACK')).toMatchObject({
+      value: '/etc/mailroute/routing/routing.json',
+    });
     const volumes = new Map((pod.volumes as Json[]).map((v) => [String(v.name), v]));
     expect(volumes.get('routing')).toEqual({
       name: 'routing',
@@ -186,6 +189,30 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     // With persistence off the spool is an emptyDir and there is no claim template.
     expect(c!.livenessProbe).toMatchObject({ httpGet: { path: '/healthz' } });
     expect(c!.readinessProbe).toMatchObject({ httpGet: { path: '/readyz' } });
+  });
+
+  it.each([
+    ['default values', () => defaults],
+    ['every optional feature on', () => all],
+  ])("passes the relay arguments and env the relay's own parser accepts (%s)", (_name, objects) => {
+    const [c] = containers(one(objects(), 'StatefulSet', '-relay'));
+    const podEnv: Record<string, string> = {
+      POD_NAME: 'mr-mailroute-relay-0',
+      POD_NAMESPACE: 'mailroute-system',
+    };
+    const env: Record<string, string> = {};
+    for (const e of c!.env as Json[])
+      env[String(e.name)] = typeof e.value === 'string' ? e.value : (podEnv[String(e.name)] ?? '');
+    const args = (c!.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_m, v: string) => env[v] ?? ''));
+    expect(args[0]).toBe('relay');
+    const parsed = parseRelayConfig(args.slice(1), env);
+    if (parsed.ok !== true)
+      throw new Error(`relay refuses the chart's args: ${parsed.ok === false ? parsed.error : 'help'}`);
+    expect(parsed.config.source).toEqual({
+      kind: 'configmap',
+      namespace: 'mailroute-system',
+      name: 'mailroute-routing',
+    });
   });
 
   it('exposes SMTP on a LoadBalancer port 25 -> 2525, a headless peer Service, an HPA and a PDB', async () => {
@@ -250,8 +277,13 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       }
     }
     const relayRole = one(defaults, 'Role', '-relay');
-    const cm = (relayRole.rules as Json[]).find((r) => (r.resources as string[]).includes('configmaps'));
-    expect(cm).toMatchObject({ resourceNames: ['mailroute-routing'], verbs: ['get', 'list', 'watch'] });
+    const cm = (relayRole.rules as Json[]).filter((r) => (r.resources as string[]).includes('configmaps'));
+    // list/watch only by name; get of any ConfigMap in the release namespace (the shards of a large table)
+    expect(cm).toEqual([
+      expect.objectContaining({ resourceNames: ['mailroute-routing'], verbs: ['get', 'list', 'watch'] }),
+      expect.objectContaining({ verbs: ['get'] }),
+    ]);
+    expect(cm[1]!.resourceNames).toBeUndefined();
     // The relay cannot write status or read any mailroute.io object; only the operator's ClusterRole touches them.
     expect(JSON.stringify(relayRole.rules)).not.toContain('mailroute.io');
     // secretNamespaces turns the cluster-wide grant into RoleBindings in the listed namespaces.
