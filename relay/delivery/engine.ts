@@ -1,0 +1,804 @@
+// The delivery engine: reads the spool, delivers every leg, retries, expires, bounces.
+//
+// Exports (called by the relay wiring):
+//   startDelivery(opts: DeliveryOptions): DeliveryEngine
+//     opts: { spool; logger; metrics; clock?; retryScheduleMs; maxQueueLifetimeMs; hostname; credentials; route;
+//             transport?: TransportFactory; resolver?: MxResolver; timeouts?; stopTimeoutMs? }
+//   DeliveryEngine: notify(id) (a new message: deliver now), flush() (retry all deferred now), remove(id) (admin
+//     delete), stop() (stop taking work, let attempts in flight finish within a deadline, leave the rest spooled),
+//     stats() (for /readyz and the queue gauges), ready (resolves when the start-up scan of the spool is done).
+//
+// How it works:
+//   - In memory there is one small entry per queued message (when it is due, whether it is pending or deferred, which
+//     of its legs are in flight). The state itself stays in the spool's state file and is read when the message is due.
+//   - A due message is loaded, and its due legs are grouped by server and role into SMTP transactions ("jobs").
+//   - Each destination (host:port:tls:auth) has its own nodemailer pool and its own FIFO of jobs limited to the
+//     server's maxConnections. Destinations never wait for each other: a secondary that is down or slow never delays
+//     a primary.
+//   - After a transaction the reply for each recipient goes through decideLeg() (outcome.ts) and the state file is
+//     rewritten. A failure that owes a DSN is marked dsnPending; the DSN is built (dsn.ts), routed with opts.route and
+//     spooled as a new message from <>, and only then is dsnPending cleared. A message whose legs are all final and
+//     owes no DSN is removed.
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { DeliveryPlan, LegRole, ServerRoute } from '../../routing/model.ts';
+import type { LegState, Spool, SpoolState } from '../spool/types.ts';
+import type { RelayMetrics } from '../telemetry/metrics.ts';
+import { buildDsn, type DsnRecipient } from './dsn.ts';
+import { applyOutcome, decideLeg, enhancedStatus, type AttemptReply, type LegOutcome } from './outcome.ts';
+import {
+  nodemailerTransportFactory,
+  poolKey,
+  resolveTargets,
+  systemResolver,
+  type MxResolver,
+  type ServerTarget,
+  type ServerTransport,
+  type SmtpTimeouts,
+  type TransportFactory,
+} from './transport.ts';
+
+export interface DeliveryOptions {
+  spool: Spool;
+  logger: Logger;
+  metrics: RelayMetrics;
+  clock?: () => Date;
+  /** Delays between attempts; the last step repeats. */
+  retryScheduleMs: readonly number[];
+  maxQueueLifetimeMs: number;
+  /** EHLO name, Reporting-MTA and MAILER-DAEMON@ of DSNs. */
+  hostname: string;
+  /** Resolves a server's authSecretRef; undefined = not available (the attempt is deferred). */
+  credentials: (ref: {
+    namespace: string;
+    name: string;
+  }) => Promise<{ user: string; pass: string } | undefined>;
+  /** The current routing, used to route DSNs like any other message. */
+  route: (recipient: string) => DeliveryPlan;
+  transport?: TransportFactory;
+  resolver?: MxResolver;
+  timeouts?: Partial<SmtpTimeouts>;
+  /** How long stop() lets attempts in flight run. Default 10 s. */
+  stopTimeoutMs?: number;
+  /** Messages loaded from the spool at the same time. Default 64. */
+  loadConcurrency?: number;
+}
+
+export interface DeliveryStats {
+  /** Messages in the spool known to the engine. */
+  messages: number;
+  /** Messages with a leg not tried yet or being tried. */
+  pending: number;
+  /** Messages whose open legs all wait for a retry. */
+  deferred: number;
+  /** SMTP transactions in progress or waiting for a connection. */
+  jobs: number;
+  oldestAgeSeconds: number;
+  /** The start-up scan of the spool is still running. */
+  recovering: boolean;
+  stopped: boolean;
+}
+
+export interface DeliveryEngine {
+  notify(id: string): void;
+  flush(): void;
+  remove(id: string): Promise<boolean>;
+  stop(): Promise<void>;
+  stats(): DeliveryStats;
+  readonly ready: Promise<void>;
+}
+
+interface Entry {
+  receivedAt: number;
+  /** When to look at the message next (ms); Infinity: nothing scheduled. */
+  due: number;
+  kind: 'pending' | 'deferred';
+  /** Leg indexes with a job queued or running. */
+  inflight: Set<number>;
+  loading: boolean;
+  /** Process again as soon as the current load finishes. */
+  again: boolean;
+  /** flush(): try deferred legs regardless of nextAttemptAt. */
+  force: boolean;
+  dsnBusy: boolean;
+}
+
+interface Job {
+  id: string;
+  indexes: number[];
+  server: ServerRoute;
+  role: LegRole;
+  from: string;
+  /** leg index -> envelope recipient */
+  recipients: Map<number, string>;
+}
+
+/** A FIFO per destination with at most `limit` jobs running. */
+class Lane {
+  readonly transport: ServerTransport;
+  readonly limit: number;
+  running = 0;
+  readonly waiting: (() => void)[] = [];
+  lastUsed = 0;
+
+  constructor(transport: ServerTransport, limit: number) {
+    this.transport = transport;
+    this.limit = Math.max(1, limit);
+  }
+
+  /** Resolves when a slot is free; false when the engine stopped meanwhile. */
+  acquire(stopped: () => boolean): Promise<boolean> {
+    if (this.running < this.limit) {
+      this.running++;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      this.waiting.push(() => {
+        if (stopped()) return resolve(false);
+        this.running++;
+        resolve(true);
+      });
+    });
+  }
+
+  release(): void {
+    this.running--;
+    const next = this.waiting.shift();
+    if (next) next();
+  }
+
+  drop(): void {
+    for (const w of this.waiting.splice(0)) w();
+  }
+}
+
+/** Min-heap of (due, id) with lazy deletion: stale pairs are skipped when popped. */
+class DueHeap {
+  private readonly a: { due: number; id: string }[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  peek(): { due: number; id: string } | undefined {
+    return this.a[0];
+  }
+  push(due: number, id: string): void {
+    const a = this.a;
+    a.push({ due, id });
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]!.due <= a[i]!.due) break;
+      [a[p], a[i]] = [a[i]!, a[p]!];
+      i = p;
+    }
+  }
+  pop(): { due: number; id: string } | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && a[l]!.due < a[m]!.due) m = l;
+        if (r < a.length && a[r]!.due < a[m]!.due) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i]!, a[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+  clear(): void {
+    this.a.length = 0;
+  }
+}
+
+const FINAL = new Set(['delivered', 'failed', 'suppressed']);
+const isFinal = (l: LegState): boolean => FINAL.has(l.state);
+
+/** Same destination and role -> one SMTP transaction. */
+function jobKey(server: ServerRoute, role: LegRole): string {
+  const auth = server.authSecretRef ? `${server.authSecretRef.namespace}/${server.authSecretRef.name}` : '';
+  return `${server.name}|${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${role}`;
+}
+
+export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
+  const { spool, metrics } = opts;
+  const log = opts.logger;
+  const clock = opts.clock ?? (() => new Date());
+  const factory =
+    opts.transport ?? nodemailerTransportFactory({ hostname: opts.hostname, timeouts: opts.timeouts });
+  const resolver = opts.resolver ?? systemResolver;
+  const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
+  const loadConcurrency = opts.loadConcurrency ?? 64;
+
+  const entries = new Map<string, Entry>();
+  const heap = new DueHeap();
+  const lanes = new Map<string, Lane>();
+  const running = new Set<Promise<void>>();
+  let stopped = false;
+  let aborted = false;
+  let recovering = true;
+  let timer: NodeJS.Timeout | undefined;
+  let timerAt = Infinity;
+  let loading = 0;
+  const loadQueue: string[] = [];
+  let jobs = 0;
+
+  const track = (p: Promise<void>): void => {
+    running.add(p);
+    void p.finally(() => running.delete(p));
+  };
+
+  // ---------------- scheduling ----------------
+  const setDue = (id: string, e: Entry, due: number): void => {
+    e.due = due;
+    if (Number.isFinite(due)) {
+      heap.push(due, id);
+      arm();
+    }
+  };
+
+  const arm = (): void => {
+    if (stopped) return;
+    const top = heap.peek();
+    if (!top) return;
+    if (timer && timerAt <= top.due) return;
+    if (timer) clearTimeout(timer);
+    timerAt = top.due;
+    const delay = Math.max(0, Math.min(top.due - clock().getTime(), 2 ** 31 - 1));
+    timer = setTimeout(tick, delay);
+  };
+
+  const tick = (): void => {
+    timer = undefined;
+    timerAt = Infinity;
+    if (stopped) return;
+    const now = clock().getTime();
+    for (;;) {
+      const top = heap.peek();
+      if (!top || top.due > now) break;
+      heap.pop();
+      const e = entries.get(top.id);
+      if (!e || e.due !== top.due) continue; // stale
+      e.due = Infinity;
+      enqueueLoad(top.id);
+    }
+    arm();
+  };
+
+  const enqueueLoad = (id: string): void => {
+    const e = entries.get(id);
+    if (!e) return;
+    if (e.loading) {
+      e.again = true;
+      return;
+    }
+    e.loading = true;
+    loadQueue.push(id);
+    pumpLoads();
+  };
+
+  const pumpLoads = (): void => {
+    while (!stopped && loading < loadConcurrency && loadQueue.length > 0) {
+      const id = loadQueue.shift()!;
+      loading++;
+      track(
+        processMessage(id)
+          .catch((err: unknown) => {
+            log.error({ err, queueId: id }, 'delivery: could not process message; retrying later');
+            const e = entries.get(id);
+            if (e) setDue(id, e, clock().getTime() + (opts.retryScheduleMs[0] ?? 60_000));
+          })
+          .finally(() => {
+            loading--;
+            const e = entries.get(id);
+            if (e) {
+              e.loading = false;
+              if (e.again) {
+                e.again = false;
+                enqueueLoad(id);
+              }
+            }
+            pumpLoads();
+          }),
+      );
+    }
+  };
+
+  const newEntry = (receivedAt: number): Entry => ({
+    receivedAt,
+    due: Infinity,
+    kind: 'pending',
+    inflight: new Set(),
+    loading: false,
+    again: false,
+    force: false,
+    dsnBusy: false,
+  });
+
+  /** Recomputes kind and due of an entry from a state just read or written. */
+  const reschedule = (id: string, e: Entry, state: SpoolState): void => {
+    let next = Infinity;
+    let open = false;
+    let anyPending = e.inflight.size > 0;
+    const now = clock().getTime();
+    for (const [i, l] of state.legs.entries()) {
+      if (isFinal(l)) {
+        if (l.dsnPending && !e.dsnBusy) next = Math.min(next, now);
+        continue;
+      }
+      open = true;
+      if (e.inflight.has(i)) continue;
+      if (l.state === 'pending') {
+        anyPending = true;
+        next = Math.min(next, now);
+      } else {
+        const at = l.nextAttemptAt ? Date.parse(l.nextAttemptAt) : now;
+        next = Math.min(next, Number.isNaN(at) ? now : at);
+      }
+    }
+    e.kind = anyPending || !open ? 'pending' : 'deferred';
+    if (next !== e.due) setDue(id, e, next);
+  };
+
+  // ---------------- processing one message ----------------
+  const processMessage = async (id: string): Promise<void> => {
+    const e = entries.get(id);
+    if (!e || stopped) return;
+    const loaded = await spool.load(id);
+    if (!loaded.ok) {
+      entries.delete(id);
+      if (loaded.reason === 'corrupt')
+        log.error({ queueId: id, reason: loaded.error }, 'delivery: message quarantined');
+      return;
+    }
+    const state = loaded.state;
+    e.receivedAt = Date.parse(state.meta.receivedAt) || e.receivedAt;
+    const now = clock().getTime();
+    const force = e.force;
+    e.force = false;
+
+    if (state.legs.some((l) => l.dsnPending) && !e.dsnBusy) {
+      await sendDsn(id, e, state);
+      return; // sendDsn reschedules with the state it wrote
+    }
+
+    const groups = new Map<string, Job>();
+    for (const [i, l] of state.legs.entries()) {
+      if (isFinal(l) || e.inflight.has(i)) continue;
+      if (l.state === 'deferred' && !force) {
+        const at = l.nextAttemptAt ? Date.parse(l.nextAttemptAt) : 0;
+        if (at > now) continue;
+      }
+      const k = jobKey(l.leg.server, l.leg.role);
+      let job = groups.get(k);
+      if (!job) {
+        job = {
+          id,
+          indexes: [],
+          server: l.leg.server,
+          role: l.leg.role,
+          from: state.meta.mailFrom,
+          recipients: new Map(),
+        };
+        groups.set(k, job);
+      }
+      job.indexes.push(i);
+      job.recipients.set(i, l.leg.recipient);
+    }
+    for (const job of groups.values()) {
+      for (const i of job.indexes) e.inflight.add(i);
+      jobs++;
+      track(
+        runJob(job)
+          .catch((err: unknown) => {
+            log.error(
+              { err, queueId: id, server: job.server.name },
+              'delivery: attempt crashed; retrying later',
+            );
+            const cur = entries.get(id);
+            if (!cur) return;
+            for (const i of job.indexes) cur.inflight.delete(i);
+            setDue(id, cur, clock().getTime() + (opts.retryScheduleMs[0] ?? 60_000));
+          })
+          .finally(() => jobs--),
+      );
+    }
+    if (e.inflight.size === 0 && state.legs.every((l) => isFinal(l) && !l.dsnPending)) {
+      await finish(id);
+      return;
+    }
+    reschedule(id, e, state);
+  };
+
+  const finish = async (id: string): Promise<void> => {
+    const e = entries.get(id);
+    if (e && (e.inflight.size > 0 || e.dsnBusy)) return;
+    entries.delete(id);
+    await spool.remove(id);
+    log.info({ queueId: id }, 'delivery: message complete, removed from spool');
+  };
+
+  // ---------------- one SMTP transaction ----------------
+  const laneFor = (target: ServerTarget): Lane => {
+    const key = poolKey(target);
+    let lane = lanes.get(key);
+    if (!lane) {
+      lane = new Lane(factory(target), target.maxConnections);
+      lanes.set(key, lane);
+    }
+    return lane;
+  };
+
+  const runJob = async (job: Job): Promise<void> => {
+    const { server } = job;
+    const all = (reply: AttemptReply): Map<number, AttemptReply> =>
+      new Map(job.indexes.map((i) => [i, reply]));
+    let replies: Map<number, AttemptReply>;
+    let serverLabel = `${server.host}:${server.port}`;
+    const started = Date.now();
+
+    let auth: { user: string; pass: string } | undefined;
+    let authFailed = false;
+    if (server.authSecretRef) {
+      try {
+        auth = await opts.credentials(server.authSecretRef);
+      } catch (err) {
+        log.warn({ err, server: server.name }, 'delivery: credentials lookup failed');
+      }
+      authFailed = auth === undefined;
+    }
+    const targets = await resolveTargets(server, resolver);
+    if (authFailed) {
+      const ref = server.authSecretRef!;
+      replies = all({
+        kind: 'local',
+        text: `credentials ${ref.namespace}/${ref.name} for server ${server.name} not available`,
+      });
+    } else if (!targets.ok) {
+      replies = all(targets.reply);
+    } else {
+      replies = all({ kind: 'network', text: 'no host to connect to' });
+      const to = [...new Set(job.recipients.values())];
+      for (const host of targets.hosts) {
+        const target: ServerTarget = {
+          host,
+          port: server.port,
+          tls: server.tls,
+          maxConnections: server.maxConnections,
+          ...(auth ? { auth } : {}),
+          ...(server.authSecretRef
+            ? { authKey: `${server.authSecretRef.namespace}/${server.authSecretRef.name}` }
+            : {}),
+        };
+        const lane = laneFor(target);
+        if (!(await lane.acquire(() => stopped))) {
+          // Stopped while waiting for a connection: nothing was tried, the state stays as it is.
+          const e = entries.get(job.id);
+          for (const i of job.indexes) e?.inflight.delete(i);
+          return;
+        }
+        serverLabel = `${host}:${server.port}`;
+        let byRecipient: Map<string, AttemptReply>;
+        try {
+          lane.lastUsed = Date.now();
+          byRecipient = await lane.transport.send({ from: job.from, to, rawPath: spool.bodyPath(job.id) });
+        } finally {
+          lane.release();
+        }
+        replies = new Map(
+          job.indexes.map((i) => [
+            i,
+            byRecipient.get(job.recipients.get(i) ?? '') ?? {
+              kind: 'local',
+              text: 'no reply for this recipient',
+            },
+          ]),
+        );
+        // Try the next MX host only when this one could not be reached at all.
+        if (![...replies.values()].every((r) => r.kind === 'network')) break;
+      }
+    }
+    metrics.deliveryDuration.observe({ server: server.name }, (Date.now() - started) / 1000);
+    if (aborted) return; // stop() gave up on this attempt; the spool still has the state before it
+    await applyReplies(job, replies, serverLabel, Date.now() - started);
+  };
+
+  const applyReplies = async (
+    job: Job,
+    replies: Map<number, AttemptReply>,
+    serverLabel: string,
+    durationMs: number,
+  ): Promise<void> => {
+    const now = clock();
+    const outcomes: { i: number; leg: LegState; outcome: LegOutcome }[] = [];
+    let state: SpoolState | undefined;
+    try {
+      state = await spool.update(job.id, (s) => {
+        const legs = [...s.legs];
+        const ctx = {
+          now,
+          receivedAt: new Date(s.meta.receivedAt),
+          retryScheduleMs: opts.retryScheduleMs,
+          maxQueueLifetimeMs: opts.maxQueueLifetimeMs,
+          nullSender: s.meta.mailFrom === '',
+        };
+        for (const i of job.indexes) {
+          const leg = legs[i];
+          const reply = replies.get(i);
+          if (!leg || !reply || isFinal(leg)) continue;
+          const outcome = decideLeg(leg, reply, ctx);
+          legs[i] = applyOutcome(leg, outcome, now, serverLabel);
+          outcomes.push({ i, leg, outcome });
+        }
+        return { ...s, legs };
+      });
+    } catch (err) {
+      // The state could not be written: the attempt will be repeated (at-least-once), never lost.
+      log.error({ err, queueId: job.id }, 'delivery: could not record the result of an attempt');
+    }
+    for (const { leg, outcome } of outcomes) {
+      metrics.deliveries.inc({ server: job.server.name, leg: job.role, result: outcome.metric });
+      log.info(
+        {
+          queueId: job.id,
+          server: job.server.name,
+          host: serverLabel,
+          role: job.role,
+          recipient: leg.leg.recipient,
+          result: outcome.metric,
+          reply: outcome.reply,
+          attempt: leg.attempts + 1,
+          durationMs,
+          ...(outcome.state === 'deferred' ? { nextAttemptAt: outcome.nextAttemptAt.toISOString() } : {}),
+        },
+        'delivery attempt',
+      );
+    }
+    const e = entries.get(job.id);
+    for (const i of job.indexes) e?.inflight.delete(i);
+    if (!e) return; // deleted meanwhile
+    if (!state) {
+      if (outcomes.length === 0) {
+        // The message vanished (admin delete) or the write failed: look again later.
+        setDue(job.id, e, clock().getTime() + (opts.retryScheduleMs[0] ?? 60_000));
+      }
+      return;
+    }
+    if (stopped) return;
+    if (state.legs.some((l) => l.dsnPending) && !e.dsnBusy) {
+      await sendDsn(job.id, e, state);
+      return;
+    }
+    if (e.inflight.size === 0 && state.legs.every((l) => isFinal(l) && !l.dsnPending)) {
+      await finish(job.id);
+      return;
+    }
+    reschedule(job.id, e, state);
+  };
+
+  // ---------------- DSN ----------------
+  const sendDsn = async (id: string, e: Entry, state: SpoolState): Promise<void> => {
+    e.dsnBusy = true;
+    let after: SpoolState | undefined;
+    try {
+      const owed = state.legs.map((l, i) => ({ l, i })).filter(({ l }) => l.dsnPending);
+      const sender = state.meta.mailFrom;
+      let dsnId: string | undefined;
+      if (sender === '') {
+        dsnId = 'none';
+      } else {
+        const plan = opts.route(sender);
+        if (plan.verdict !== 'accept') {
+          // The relay only delivers to managed domains; a sender elsewhere cannot be reached from here.
+          log.warn(
+            { queueId: id, verdict: plan.verdict, reply: plan.reply },
+            'delivery: DSN not sent: the sender is not on a routed domain',
+          );
+          metrics.dsnSent.inc({ kind: 'unroutable' });
+          dsnId = 'unroutable';
+        } else {
+          const now = clock();
+          const recipients: DsnRecipient[] = owed.map(({ l }) => ({
+            finalRecipient: l.leg.recipient,
+            originalRecipient: l.recipient,
+            status: dsnStatus(l),
+            diagnostic: l.lastReply ?? 'delivery failed',
+            ...(l.lastServer ? { remoteMta: l.lastServer } : {}),
+            ...(l.lastAttemptAt ? { lastAttemptAt: new Date(l.lastAttemptAt) } : {}),
+            expired: (l.lastReply ?? '').startsWith('expired'),
+          }));
+          const headers = await spool.readHeaders(id).catch(() => Buffer.from(''));
+          const raw = buildDsn({
+            hostname: opts.hostname,
+            sender,
+            queueId: id,
+            arrivalDate: new Date(state.meta.receivedAt),
+            now,
+            boundary: `mailroute-dsn-${id}-${now.getTime().toString(36)}`,
+            recipients,
+            originalHeaders: headers,
+          });
+          const res = await spool.accept(
+            {
+              mailFrom: '',
+              recipients: [{ recipient: sender, legs: plan.legs }],
+              clientAddress: '127.0.0.1',
+              clientHostname: opts.hostname,
+              helo: opts.hostname,
+              receivedAt: now.toISOString(),
+              revision: state.meta.revision,
+              // eslint-disable-next-line no-control-regex
+              smtputf8: /[^\x00-\x7f]/.test(sender),
+              body8bit: false,
+            },
+            Readable.from([raw]),
+          );
+          if (!res.ok) {
+            log.error({ queueId: id, err: res.error }, 'delivery: could not spool the DSN; will retry');
+            e.dsnBusy = false;
+            setDue(id, e, clock().getTime() + (opts.retryScheduleMs[0] ?? 60_000));
+            return;
+          }
+          dsnId = res.id;
+          metrics.dsnSent.inc({ kind: 'failed' });
+          log.info({ queueId: id, dsnId, sender, failed: recipients.length }, 'delivery: DSN queued');
+          notify(res.id);
+        }
+      }
+      const owedSet = new Set(owed.map(({ i }) => i));
+      after = await spool.update(id, (s) => ({
+        ...s,
+        legs: s.legs.map((l, i) => {
+          if (!owedSet.has(i)) return l;
+          const { dsnPending: _drop, ...rest } = l;
+          return { ...rest, dsnId };
+        }),
+      }));
+    } finally {
+      e.dsnBusy = false;
+    }
+    if (!after) {
+      entries.delete(id);
+      return;
+    }
+    if (stopped) return;
+    if (e.inflight.size === 0 && after.legs.every((l) => isFinal(l) && !l.dsnPending)) {
+      await finish(id);
+      return;
+    }
+    reschedule(id, e, after);
+  };
+
+  // ---------------- gauges ----------------
+  const stats = (): DeliveryStats => {
+    let pending = 0;
+    let deferred = 0;
+    let oldest = Infinity;
+    for (const e of entries.values()) {
+      if (e.kind === 'deferred') deferred++;
+      else pending++;
+      if (e.receivedAt < oldest) oldest = e.receivedAt;
+    }
+    const oldestAgeSeconds = Number.isFinite(oldest) ? Math.max(0, (clock().getTime() - oldest) / 1000) : 0;
+    return { messages: entries.size, pending, deferred, jobs, oldestAgeSeconds, recovering, stopped };
+  };
+  const refreshGauges = (): void => {
+    const s = stats();
+    metrics.queueMessages.set({ state: 'pending' }, s.pending);
+    metrics.queueMessages.set({ state: 'deferred' }, s.deferred);
+    metrics.queueOldestSeconds.set(s.oldestAgeSeconds);
+  };
+  const gaugeTimer = setInterval(refreshGauges, 1000);
+  gaugeTimer.unref();
+
+  // Close pools idle for 5 minutes (their servers would drop the connections anyway).
+  const idleTimer = setInterval(() => {
+    const cutoff = Date.now() - 300_000;
+    for (const [key, lane] of lanes) {
+      if (lane.running === 0 && lane.waiting.length === 0 && lane.lastUsed < cutoff) {
+        lane.transport.close();
+        lanes.delete(key);
+      }
+    }
+  }, 60_000);
+  idleTimer.unref();
+
+  // ---------------- API ----------------
+  const notify = (id: string): void => {
+    if (stopped) return;
+    let e = entries.get(id);
+    if (!e) {
+      e = newEntry(clock().getTime());
+      entries.set(id, e);
+    }
+    e.due = Infinity;
+    enqueueLoad(id);
+  };
+
+  const ready = (async () => {
+    const started = Date.now();
+    const ids = await spool.list();
+    const now = clock().getTime();
+    for (const id of ids) {
+      if (entries.has(id)) continue;
+      // The id starts with the time of arrival; the state file has the exact time and is read when due.
+      const t = parseInt(id.slice(0, 9), 36);
+      entries.set(id, newEntry(Number.isFinite(t) ? t : now));
+      enqueueLoad(id);
+    }
+    recovering = false;
+    refreshGauges();
+    log.info(
+      { messages: ids.length, durationMs: Date.now() - started },
+      'delivery: spool scanned, queue resumed',
+    );
+  })().catch((err: unknown) => {
+    recovering = false;
+    log.error({ err }, 'delivery: could not scan the spool');
+  });
+
+  return {
+    ready,
+    notify,
+    flush(): void {
+      if (stopped) return;
+      for (const [id, e] of entries) {
+        if (e.kind === 'deferred' || e.due > clock().getTime()) {
+          e.force = true;
+          e.due = Infinity;
+          enqueueLoad(id);
+        }
+      }
+      log.info({ messages: entries.size }, 'delivery: flush requested');
+    },
+    async remove(id: string): Promise<boolean> {
+      entries.delete(id);
+      const existed = await spool.remove(id);
+      if (existed) log.warn({ queueId: id }, 'delivery: message deleted by an operator');
+      return existed;
+    },
+    async stop(): Promise<void> {
+      if (stopped) return;
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      clearInterval(gaugeTimer);
+      clearInterval(idleTimer);
+      loadQueue.length = 0;
+      heap.clear();
+      for (const lane of lanes.values()) lane.drop();
+      let deadline: NodeJS.Timeout | undefined;
+      const all = Promise.allSettled([...running]);
+      const timedOut = await Promise.race([
+        all.then(() => false),
+        new Promise<boolean>((resolve) => {
+          deadline = setTimeout(() => resolve(true), stopTimeoutMs);
+        }),
+      ]);
+      if (deadline) clearTimeout(deadline);
+      if (timedOut) {
+        aborted = true;
+        log.warn(
+          { inFlight: running.size },
+          'delivery: stop deadline passed; attempts in flight stay queued',
+        );
+      }
+      for (const lane of lanes.values()) lane.transport.close();
+      lanes.clear();
+      refreshGauges();
+    },
+    stats,
+  };
+}
+
+function dsnStatus(l: LegState): string {
+  if ((l.lastReply ?? '').startsWith('expired')) return '4.4.7';
+  const m = /^(\d{3})\b/.exec(l.lastReply ?? '');
+  if (m) return enhancedStatus({ kind: 'smtp', code: Number(m[1]), text: l.lastReply ?? '' });
+  return '5.0.0';
+}

@@ -1,0 +1,218 @@
+// Outbound SMTP: one nodemailer pooled transport per destination (host:port:tls:auth), and MX resolution.
+//
+// Exports:
+//   ServerTarget, SendRequest, ServerTransport, TransportFactory: the seam the engine uses (injectable for tests).
+//   nodemailerTransportFactory(opts): TransportFactory  - the real thing.
+//   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
+//   resolveTargets(server, resolver): where to connect for a ServerRoute (MX lookup when mx: true).
+//
+// TLS modes: None = ignoreTLS; Opportunistic = STARTTLS when offered, no certificate check, plain text if the upgrade
+// fails; Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host.
+// TCP_NODELAY: nodemailer (>= 10) calls socket.setNoDelay(true) on every socket it connects (smtp-connection
+// _onConnect), so the final "." is not held back by Nagle (GUIDE §7, the 40 ms stall Haraka has).
+import { promises as dnsPromises } from 'node:dns';
+import nodemailer from 'nodemailer';
+import type { ServerRoute, TlsMode } from '../../routing/model.ts';
+import type { AttemptReply } from './outcome.ts';
+
+export interface ServerTarget {
+  host: string;
+  port: number;
+  tls: TlsMode;
+  auth?: { user: string; pass: string };
+  /** Identifies the credentials in the pool key without putting the password in it. */
+  authKey?: string;
+  maxConnections: number;
+}
+
+export interface SendRequest {
+  /** '' for the null sender. */
+  from: string;
+  to: string[];
+  /** The spooled body file, sent byte for byte. */
+  rawPath: string;
+}
+
+export interface ServerTransport {
+  /** One SMTP transaction; never rejects: every recipient of req.to gets a reply. */
+  send(req: SendRequest): Promise<Map<string, AttemptReply>>;
+  close(): void;
+}
+
+export type TransportFactory = (target: ServerTarget) => ServerTransport;
+
+export interface SmtpTimeouts {
+  connectionMs: number;
+  greetingMs: number;
+  socketMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: SmtpTimeouts = { connectionMs: 30_000, greetingMs: 60_000, socketMs: 300_000 };
+
+export function poolKey(t: Pick<ServerTarget, 'host' | 'port' | 'tls' | 'authKey'>): string {
+  return `${t.host}:${t.port}:${t.tls}:${t.authKey ?? ''}`;
+}
+
+interface NodemailerError {
+  code?: string;
+  message?: string;
+  response?: string;
+  responseCode?: number;
+  recipient?: string;
+  rejectedErrors?: NodemailerError[];
+}
+
+interface NodemailerInfo {
+  accepted?: (string | { address: string })[];
+  rejected?: (string | { address: string })[];
+  rejectedErrors?: NodemailerError[];
+  response?: string;
+}
+
+const addr = (a: string | { address: string }): string => (typeof a === 'string' ? a : a.address);
+
+function errorReply(e: NodemailerError): AttemptReply {
+  const text = e.response ?? e.message ?? 'unknown error';
+  // Authentication and TLS problems are ours to fix (or the peer's to fix): retried, never bounced.
+  if (e.code === 'EAUTH' || e.code === 'ETLS' || e.code === 'ENOAUTH') {
+    return { kind: 'local', text: `${e.code}: ${e.message ?? text}` };
+  }
+  if (typeof e.responseCode === 'number' && e.responseCode > 0) {
+    return { kind: 'smtp', code: e.responseCode, text };
+  }
+  return { kind: 'network', text: e.code ? `${e.code}: ${e.message ?? ''}`.trim() : text };
+}
+
+/** Maps a nodemailer sendMail outcome to one reply per recipient. Pure. */
+export function repliesFromNodemailer(
+  recipients: string[],
+  err: NodemailerError | null,
+  info: NodemailerInfo | undefined,
+): Map<string, AttemptReply> {
+  const out = new Map<string, AttemptReply>();
+  const key = (r: string): string => r.toLowerCase();
+  const byKey = new Map(recipients.map((r) => [key(r), r]));
+  const set = (r: string, reply: AttemptReply): void => {
+    const orig = byKey.get(key(r));
+    if (orig !== undefined) out.set(orig, reply);
+  };
+  if (err) {
+    const fallback = errorReply(err);
+    // Per-recipient refusals at RCPT TO when every recipient was refused.
+    for (const re of err.rejectedErrors ?? []) if (re.recipient) set(re.recipient, errorReply(re));
+    for (const r of recipients) if (!out.has(r)) out.set(r, fallback);
+    return out;
+  }
+  const response = info?.response ?? '250 OK';
+  const code = Number(/^(\d{3})/.exec(response)?.[1] ?? 250);
+  for (const re of info?.rejectedErrors ?? []) if (re.recipient) set(re.recipient, errorReply(re));
+  for (const a of info?.rejected ?? []) {
+    if (!out.has(byKey.get(key(addr(a))) ?? ''))
+      set(addr(a), { kind: 'smtp', code: 550, text: 'recipient rejected' });
+  }
+  for (const a of info?.accepted ?? []) set(addr(a), { kind: 'smtp', code, text: response });
+  for (const r of recipients) {
+    if (!out.has(r))
+      out.set(r, { kind: 'local', text: 'no reply for this recipient in the SMTP transaction' });
+  }
+  return out;
+}
+
+export interface NodemailerFactoryOptions {
+  /** Our name in EHLO. */
+  hostname: string;
+  timeouts?: Partial<SmtpTimeouts>;
+}
+
+export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): TransportFactory {
+  const t = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+  return (target: ServerTarget): ServerTransport => {
+    const tlsOptions = (() => {
+      switch (target.tls) {
+        case 'None':
+          return { ignoreTLS: true };
+        case 'Opportunistic':
+          return { opportunisticTLS: true, tls: { rejectUnauthorized: false } };
+        case 'Required':
+          return { requireTLS: true, tls: { rejectUnauthorized: false } };
+        case 'RequiredVerify':
+          return { requireTLS: true, tls: { rejectUnauthorized: true, servername: target.host } };
+        default: {
+          const never: never = target.tls;
+          throw new Error(`unknown tls mode ${String(never)}`);
+        }
+      }
+    })();
+    const transporter = nodemailer.createTransport({
+      pool: true,
+      host: target.host,
+      port: target.port,
+      secure: false,
+      name: opts.hostname,
+      maxConnections: Math.max(1, target.maxConnections),
+      maxMessages: Infinity,
+      connectionTimeout: t.connectionMs,
+      greetingTimeout: t.greetingMs,
+      socketTimeout: t.socketMs,
+      logger: false,
+      ...(target.auth ? { auth: { user: target.auth.user, pass: target.auth.pass } } : {}),
+      ...tlsOptions,
+    });
+    // A pool emits 'error' for connection problems it also reports to the sendMail callback.
+    transporter.on('error', () => undefined);
+    return {
+      send(req: SendRequest): Promise<Map<string, AttemptReply>> {
+        return new Promise((resolve) => {
+          transporter.sendMail(
+            { envelope: { from: req.from, to: req.to }, raw: { path: req.rawPath } },
+            (err: Error | null, info: unknown) => {
+              resolve(repliesFromNodemailer(req.to, err, info as NodemailerInfo));
+            },
+          );
+        });
+      },
+      close(): void {
+        transporter.close();
+      },
+    };
+  };
+}
+
+export interface MxResolver {
+  resolveMx(host: string): Promise<{ exchange: string; priority: number }[]>;
+}
+
+export const systemResolver: MxResolver = { resolveMx: (h) => dnsPromises.resolveMx(h) };
+
+export type TargetsResult = { ok: true; hosts: string[] } | { ok: false; reply: AttemptReply };
+
+/**
+ * Where to connect for a server: its host, or with mx: true its MX hosts by preference (RFC 5321 §5.1: no MX record
+ * means the host itself; a null MX "." means the domain takes no mail).
+ */
+export async function resolveTargets(server: ServerRoute, resolver: MxResolver): Promise<TargetsResult> {
+  if (!server.mx) return { ok: true, hosts: [server.host] };
+  let records: { exchange: string; priority: number }[];
+  try {
+    records = await resolver.resolveMx(server.host);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENODATA' || code === 'ENOTFOUND') return { ok: true, hosts: [server.host] };
+    return {
+      ok: false,
+      reply: { kind: 'network', text: `MX lookup for ${server.host} failed: ${code ?? String(err)}` },
+    };
+  }
+  if (records.length === 0) return { ok: true, hosts: [server.host] };
+  if (records.length === 1 && (records[0]?.exchange === '' || records[0]?.exchange === '.')) {
+    return {
+      ok: false,
+      reply: { kind: 'smtp', code: 556, text: `556 5.1.10 ${server.host} does not accept mail (null MX)` },
+    };
+  }
+  const hosts = [...records]
+    .sort((a, b) => a.priority - b.priority)
+    .map((r) => r.exchange.replace(/\.$/, ''))
+    .filter((h) => h !== '');
+  return { ok: true, hosts: [...new Set(hosts)] };
+}
