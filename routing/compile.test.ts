@@ -1,0 +1,370 @@
+import { describe, expect, it } from 'vitest';
+import { canonicalJson, prettyCanonicalJson, sha256Hex } from './canonical.ts';
+import { compile, durationSeconds, Reasons, tableRevision } from './compile.ts';
+import type { CompileIssue } from './model.ts';
+import {
+  deliveryPolicy,
+  exampleDomain,
+  examplePolicy,
+  mailDomain,
+  syntheticObjects,
+  testRecipient,
+} from './test-fixtures.ts';
+import type { MailrouteObject } from './types.ts';
+
+const at = (t: string) => ({ creationTimestamp: t });
+const brief = (issues: CompileIssue[]) => issues.map((i) => `${i.kind}/${i.name} ${i.field} ${i.reason}`);
+
+describe('compile: the table', () => {
+  it('compiles a Dual domain with test recipients', () => {
+    const { table, issues, revision, json } = compile([
+      exampleDomain({
+        accounts: [
+          { server: 'new', addresses: ['Bob@Example.com', 'alice@example.com'] },
+          { server: 'new', addresses: ['alice@example.com', 'carol@example.com'] },
+        ],
+        recipientVerification: { server: 'old', cacheTTL: '1h30m' },
+        servers: [
+          { name: 'old', host: '10.0.0.1', authSecretRef: { name: 'old-smtp' } },
+          { name: 'new', host: '10.0.0.2' },
+        ],
+      }),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { scope: 'TestRecipients', copyRecipientDomain: 'zoho.example' },
+      }),
+      testRecipient('alice', { policyRef: { name: 'example-com' }, address: 'Alice@example.com' }),
+      testRecipient('bob', {
+        policyRef: { name: 'example-com' },
+        address: 'bob@example.com',
+        forwardTo: 'robert@elsewhere.example',
+        keepPrimaryCopy: false,
+        expiresAt: '2026-12-31T00:00:00Z',
+      }),
+    ]);
+    expect(issues).toEqual([]);
+    const d = table.domains['example.com']!;
+    expect(d.mode).toBe('Dual');
+    expect(d.primary).toBe('old');
+    expect(d.secondary).toBe('new');
+    expect(d.dual).toEqual({
+      scope: 'TestRecipients',
+      bounces: 'Suppress',
+      copyRecipientDomain: 'zoho.example',
+    });
+    expect(d.split).toBeUndefined();
+    expect(d.accounts).toEqual({ new: ['alice@example.com', 'bob@example.com', 'carol@example.com'] });
+    expect(d.recipientVerification).toEqual({ server: 'old', cacheTTLSeconds: 5400 });
+    expect(d.servers['old']).toEqual({
+      name: 'old',
+      host: '10.0.0.1',
+      port: 25,
+      mx: false,
+      tls: 'Opportunistic',
+      maxConnections: 10,
+      authSecretRef: { namespace: 'default', name: 'old-smtp' },
+    });
+    expect(d.testRecipients['alice@example.com']).toMatchObject({
+      forwardTo: 'Alice@zoho.example',
+      keepPrimaryCopy: true,
+    });
+    expect(d.testRecipients['bob@example.com']).toMatchObject({
+      forwardTo: 'robert@elsewhere.example',
+      keepPrimaryCopy: false,
+      expiresAt: '2026-12-31T00:00:00Z',
+    });
+    expect(table.sources.map((s) => `${s.kind}/${s.name}`)).toEqual([
+      'MailDomain/example-com',
+      'DeliveryPolicy/example-com',
+      'TestRecipient/alice',
+      'TestRecipient/bob',
+    ]);
+    expect(json).toBe(canonicalJson(table));
+    expect(revision).toBe(sha256Hex(json));
+    expect(tableRevision(table)).toBe(revision);
+    expect(revision).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('keeps a domain without a policy, with no policy fields', () => {
+    const { table, issues } = compile([exampleDomain()]);
+    expect(issues).toEqual([]);
+    const d = table.domains['example.com']!;
+    expect(d.policy).toBeUndefined();
+    expect(d.mode).toBeUndefined();
+    expect(d.primary).toBeUndefined();
+  });
+
+  it('only keeps the settings of the policy mode', () => {
+    const { table } = compile([
+      exampleDomain({ accounts: [{ server: 'old', addresses: ['a@example.com'] }] }),
+      examplePolicy({ mode: 'Split', secondary: 'new', dual: { scope: 'All' } }),
+    ]);
+    const d = table.domains['example.com']!;
+    expect(d.split).toEqual({ unknownRecipients: 'Secondary' });
+    expect(d.dual).toBeUndefined();
+  });
+
+  it('is deterministic: input order and duplicates of the same object do not change a byte', () => {
+    const objects = syntheticObjects(5, 4);
+    const a = compile(objects);
+    const b = compile([...objects].reverse().concat(objects.slice(0, 3)));
+    expect(b.json).toBe(a.json);
+    expect(b.revision).toBe(a.revision);
+    expect(b.issues).toEqual([]);
+  });
+
+  it('a changed generation changes the revision', () => {
+    const a = compile([exampleDomain({}, { name: 'example-com', generation: 1 })]);
+    const b = compile([exampleDomain({}, { name: 'example-com', generation: 2 })]);
+    expect(a.revision).not.toBe(b.revision);
+  });
+});
+
+// Every cross-object issue: the objects, then the issues expected (Kind/name field Reason), then what is routed.
+const cases: { name: string; objects: () => MailrouteObject[]; issues: string[]; domains?: string[] }[] = [
+  {
+    name: 'dangling domainRef',
+    objects: () => [
+      exampleDomain(),
+      deliveryPolicy('p', { domainRef: { name: 'nope' }, mode: 'Direct', primary: 'old' }),
+    ],
+    issues: ['DeliveryPolicy/p spec.domainRef.name DomainNotFound'],
+  },
+  {
+    name: 'domainRef in another namespace does not resolve',
+    objects: () => [
+      exampleDomain({}, { name: 'example-com', namespace: 'mail' }),
+      examplePolicy({ mode: 'Direct' }, { name: 'p', namespace: 'other' }),
+    ],
+    issues: ['DeliveryPolicy/p spec.domainRef.name DomainNotFound'],
+  },
+  {
+    name: 'dangling policyRef',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Direct' }),
+      testRecipient('t', { policyRef: { name: 'nope' }, address: 'a@example.com' }),
+    ],
+    issues: ['TestRecipient/t spec.policyRef.name PolicyNotFound'],
+  },
+  {
+    name: 'unknown primary server',
+    objects: () => [exampleDomain(), examplePolicy({ mode: 'Direct', primary: 'zoho' })],
+    issues: ['DeliveryPolicy/example-com spec.primary UnknownServer'],
+  },
+  {
+    name: 'unknown secondary server',
+    objects: () => [exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'zoho' })],
+    issues: ['DeliveryPolicy/example-com spec.secondary UnknownServer'],
+  },
+  {
+    name: 'two policies for one domain: the older wins',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Direct' }, { name: 'b-newer', ...at('2026-01-02T00:00:00Z') }),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }, { name: 'a-older', ...at('2026-01-01T00:00:00Z') }),
+    ],
+    issues: ['DeliveryPolicy/b-newer spec.domainRef.name Conflict'],
+  },
+  {
+    name: 'two policies with the same age: ties broken by name',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Direct' }, { name: 'b', ...at('2026-01-01T00:00:00Z') }),
+      examplePolicy({ mode: 'Direct' }, { name: 'a', ...at('2026-01-01T00:00:00Z') }),
+    ],
+    issues: ['DeliveryPolicy/b spec.domainRef.name Conflict'],
+  },
+  {
+    name: 'a policy without creationTimestamp loses to one with',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Direct' }, { name: 'a' }),
+      examplePolicy({ mode: 'Direct' }, { name: 'b', ...at('2026-01-01T00:00:00Z') }),
+    ],
+    issues: ['DeliveryPolicy/a spec.domainRef.name Conflict'],
+  },
+  {
+    name: 'a test recipient outside the domain',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+      testRecipient('t', { policyRef: { name: 'example-com' }, address: 'a@example.org' }),
+    ],
+    issues: ['TestRecipient/t spec.address AddressOutsideDomain'],
+  },
+  {
+    name: 'an account outside the domain',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'new', addresses: ['a@example.com', 'b@example.org'] }] }),
+    ],
+    issues: ['MailDomain/example-com spec.accounts[0].addresses[1] AddressOutsideDomain'],
+    domains: [],
+  },
+  {
+    name: 'Split without a way to know the primary mailboxes',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'new', addresses: ['a@example.com'] }] }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    issues: ['DeliveryPolicy/example-com spec.mode NoAccountSource'],
+  },
+  {
+    name: 'Split with verification on the primary is fine',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    issues: [],
+  },
+  {
+    name: 'Dual scope Accounts without a way to know the secondary mailboxes',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'old', addresses: ['a@example.com'] }] }),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
+    ],
+    issues: ['DeliveryPolicy/example-com spec.dual.scope NoAccountSource'],
+  },
+  {
+    name: 'a domain declared twice (across namespaces): the older wins',
+    objects: () => [
+      exampleDomain({}, { name: 'example-com', namespace: 'b', ...at('2026-01-01T00:00:00Z') }),
+      exampleDomain({}, { name: 'example-com', namespace: 'a', ...at('2026-01-02T00:00:00Z') }),
+    ],
+    issues: ['MailDomain/example-com spec.domain DomainConflict'],
+    domains: ['example.com'],
+  },
+  {
+    name: 'a policy of a losing MailDomain',
+    objects: () => [
+      exampleDomain({}, { name: 'example-com', ...at('2026-01-02T00:00:00Z') }),
+      exampleDomain({}, { name: 'first', ...at('2026-01-01T00:00:00Z') }),
+      examplePolicy({ mode: 'Direct' }),
+    ],
+    issues: [
+      'MailDomain/example-com spec.domain DomainConflict',
+      'DeliveryPolicy/example-com spec.domainRef.name DomainNotAccepted',
+    ],
+  },
+  {
+    name: 'test recipients of a losing policy',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }, { name: 'a', ...at('2026-01-01T00:00:00Z') }),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }, { name: 'b', ...at('2026-01-02T00:00:00Z') }),
+      testRecipient('t', { policyRef: { name: 'b' }, address: 'x@example.com' }),
+    ],
+    issues: [
+      'DeliveryPolicy/b spec.domainRef.name Conflict',
+      'TestRecipient/t spec.policyRef.name PolicyNotAccepted',
+    ],
+  },
+  {
+    name: 'two test recipients for one address: the older wins',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+      testRecipient(
+        { name: 'a', ...at('2026-01-02T00:00:00Z') },
+        { policyRef: { name: 'example-com' }, address: 'x@example.com' },
+      ),
+      testRecipient(
+        { name: 'b', ...at('2026-01-01T00:00:00Z') },
+        { policyRef: { name: 'example-com' }, address: 'X@example.com' },
+      ),
+    ],
+    issues: ['TestRecipient/a spec.address Conflict'],
+  },
+  {
+    name: 'the same object twice with different content',
+    objects: () => [exampleDomain(), exampleDomain({ rejectUnknownRecipients: true })],
+    issues: ['MailDomain/example-com metadata.name Duplicate'],
+    domains: ['example.com'],
+  },
+];
+
+describe('compile: cross-object issues', () => {
+  it.each(cases)('$name', ({ objects, issues, domains }) => {
+    const input = objects();
+    const r = compile(input);
+    expect(brief(r.issues)).toEqual(issues);
+    for (const i of r.issues) {
+      expect(Object.values(Reasons)).toContain(i.reason);
+      expect(i.message.length).toBeGreaterThan(10);
+    }
+    // Objects with issues are left out of the table.
+    const bad = new Set(
+      r.issues.filter((i) => i.reason !== Reasons.Duplicate).map((i) => `${i.kind}/${i.namespace}/${i.name}`),
+    );
+    for (const s of r.table.sources) expect(bad.has(`${s.kind}/${s.namespace}/${s.name}`)).toBe(false);
+    if (domains !== undefined) expect(Object.keys(r.table.domains)).toEqual(domains);
+    // and reversing the input changes nothing
+    expect(compile([...input].reverse()).json).toBe(r.json);
+  });
+
+  it('the winner of a policy conflict is the one in the table', () => {
+    const r = compile(cases.find((c) => c.name.startsWith('two policies for one'))!.objects());
+    expect(r.table.domains['example.com']!.policy?.name).toBe('a-older');
+    expect(r.table.domains['example.com']!.mode).toBe('Dual');
+  });
+
+  it('conditions: dangling refs are ResolvedRefs, conflicts are Accepted', () => {
+    const conditions = cases
+      .flatMap((c) => compile(c.objects()).issues)
+      .map((i) => `${i.reason}:${i.condition}`);
+    expect(new Set(conditions)).toEqual(
+      new Set([
+        'DomainNotFound:ResolvedRefs',
+        'PolicyNotFound:ResolvedRefs',
+        'UnknownServer:ResolvedRefs',
+        'DomainNotAccepted:ResolvedRefs',
+        'PolicyNotAccepted:ResolvedRefs',
+        'Conflict:Accepted',
+        'DomainConflict:Accepted',
+        'AddressOutsideDomain:Accepted',
+        'NoAccountSource:Accepted',
+        'Duplicate:Accepted',
+      ]),
+    );
+  });
+});
+
+describe('canonical JSON', () => {
+  it('sorts keys recursively by code unit, keeps array order, drops undefined', () => {
+    expect(canonicalJson({ b: 1, a: [3, { d: undefined, c: 'x' }], '10': 0, '9': 0, B: null })).toBe(
+      '{"10":0,"9":0,"B":null,"a":[3,{"c":"x"}],"b":1}',
+    );
+  });
+  it('pretty output has the same order and parses to the same value', () => {
+    const v = { b: { y: [1, {}], x: [] }, a: 'é' };
+    const pretty = prettyCanonicalJson(v);
+    expect(pretty).toBe(
+      '{\n  "a": "é",\n  "b": {\n    "x": [],\n    "y": [\n      1,\n      {}\n    ]\n  }\n}',
+    );
+    expect(canonicalJson(JSON.parse(pretty))).toBe(canonicalJson(v));
+  });
+  it('refuses values JSON cannot carry', () => {
+    expect(() => canonicalJson({ a: Number.NaN })).toThrow(/non-finite/);
+  });
+});
+
+describe('durationSeconds', () => {
+  it.each([
+    ['90s', 90],
+    ['15m', 900],
+    ['1h', 3600],
+    ['1h30m', 5400],
+  ])('%s = %d s', (d, s) => expect(durationSeconds(d)).toBe(s));
+});
+
+describe('mailDomain fixture sanity', () => {
+  it('namespaces are kept', () => {
+    expect(
+      mailDomain(
+        { name: 'x', namespace: 'mail' },
+        { domain: 'x.example', servers: [{ name: 'a', host: 'h' }] },
+      ).metadata.namespace,
+    ).toBe('mail');
+  });
+});

@@ -1,0 +1,530 @@
+import { describe, expect, it } from 'vitest';
+import { parseAddress } from './address.ts';
+import { compile } from './compile.ts';
+import type { DeliveryPlan, MailboxFact } from './model.ts';
+import { buildIndex, planToJson, resolve, verificationNeeded } from './resolve.ts';
+import { exampleDomain, examplePolicy, testRecipient } from './test-fixtures.ts';
+import type { MailrouteObject } from './types.ts';
+
+const NOW = new Date('2026-06-01T00:00:00Z');
+
+function index(objects: MailrouteObject[]) {
+  const r = compile(objects);
+  expect(r.issues).toEqual([]);
+  return buildIndex(r.table);
+}
+
+/** A plan in one line: "accept primary:old:a@example.com:Notify copy:new:a@x:Suppress" or "reject 554 5.7.1". */
+function brief(plan: DeliveryPlan): string {
+  if (plan.verdict !== 'accept') return `${plan.verdict} ${plan.reply.code} ${plan.reply.enhanced}`;
+  return ['accept', ...plan.legs.map((l) => `${l.role}:${l.server.name}:${l.recipient}:${l.bounces}`)].join(
+    ' ',
+  );
+}
+
+const tr = (name: string, spec: Record<string, unknown>) =>
+  testRecipient(name, { policyRef: { name: 'example-com' }, ...spec });
+
+interface Row {
+  row: string;
+  objects: () => MailrouteObject[];
+  to: string;
+  verified?: MailboxFact;
+  want: string;
+}
+
+// The GUIDE §2 semantics table, row by row, plus the edges (copyRecipientDomain, forwardTo, keepPrimaryCopy,
+// expiresAt, verification, rejectUnknownRecipients).
+const rows: Row[] = [
+  {
+    row: 'Direct: any recipient -> primary',
+    objects: () => [exampleDomain(), examplePolicy({ mode: 'Direct' })],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify',
+  },
+  {
+    row: 'Dual scope All: any -> primary + copy to secondary',
+    objects: () => [exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'new' })],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify copy:new:alice@example.com:Suppress',
+  },
+  {
+    row: 'Dual scope All with copyRecipientDomain and bounces Notify',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { copyRecipientDomain: 'zoho.example', bounces: 'Notify' },
+      }),
+    ],
+    to: 'Alice@Example.COM',
+    want: 'accept primary:old:Alice@example.com:Notify copy:new:Alice@zoho.example:Notify',
+  },
+  {
+    row: 'Dual scope Accounts: has an account on the secondary -> primary + copy',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'new', addresses: ['alice@example.com'] }] }),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
+    ],
+    to: 'ALICE@example.com',
+    want: 'accept primary:old:ALICE@example.com:Notify copy:new:ALICE@example.com:Suppress',
+  },
+  {
+    row: 'Dual scope Accounts: otherwise -> primary',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'new', addresses: ['alice@example.com'] }] }),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
+    ],
+    to: 'bob@example.com',
+    want: 'accept primary:old:bob@example.com:Notify',
+  },
+  {
+    row: 'Dual scope Accounts: verified on the secondary -> primary + copy',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'new' } }),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
+    ],
+    to: 'bob@example.com',
+    verified: 'exists',
+    want: 'accept primary:old:bob@example.com:Notify copy:new:bob@example.com:Suppress',
+  },
+  {
+    row: 'Dual scope Accounts: verification inconclusive -> primary only',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'new' } }),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
+    ],
+    to: 'bob@example.com',
+    verified: 'unknown',
+    want: 'accept primary:old:bob@example.com:Notify',
+  },
+  {
+    row: 'Dual any scope: active TestRecipient -> primary + copy to forwardTo',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      tr('alice', { address: 'alice@example.com', forwardTo: 'alice@zoho.example' }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify copy:new:alice@zoho.example:Suppress',
+  },
+  {
+    row: 'Dual scope All: active TestRecipient -> its forwardTo instead of the scope copy',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { copyRecipientDomain: 'alias.example' } }),
+      tr('alice', { address: 'alice@example.com', forwardTo: 'a.smith@zoho.example' }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify copy:new:a.smith@zoho.example:Suppress',
+  },
+  {
+    row: 'Dual scope Accounts: active TestRecipient without an account still gets its copy',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'new', addresses: ['bob@example.com'] }] }),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
+      tr('alice', { address: 'alice@example.com' }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify copy:new:alice@example.com:Suppress',
+  },
+  {
+    row: 'TestRecipient without forwardTo: copyRecipientDomain applies',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { scope: 'TestRecipients', copyRecipientDomain: 'zoho.example' },
+      }),
+      tr('alice', { address: 'alice@example.com' }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify copy:new:alice@zoho.example:Suppress',
+  },
+  {
+    row: 'TestRecipient keepPrimaryCopy false -> copy only',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      tr('alice', { address: 'alice@example.com', keepPrimaryCopy: false }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept copy:new:alice@example.com:Suppress',
+  },
+  {
+    row: 'TestRecipient before expiresAt is active',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      tr('alice', {
+        address: 'alice@example.com',
+        keepPrimaryCopy: false,
+        expiresAt: '2026-06-01T00:00:01Z',
+      }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept copy:new:alice@example.com:Suppress',
+  },
+  {
+    row: 'TestRecipient after expiresAt routes like everyone else',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      tr('alice', {
+        address: 'alice@example.com',
+        keepPrimaryCopy: false,
+        expiresAt: '2026-06-01T00:00:00Z',
+      }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify',
+  },
+  {
+    row: 'Dual scope TestRecipients: not a TestRecipient -> primary',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      tr('alice', { address: 'alice@example.com' }),
+    ],
+    to: 'bob@example.com',
+    want: 'accept primary:old:bob@example.com:Notify',
+  },
+  {
+    row: 'TestRecipients have no effect outside Dual',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({ mode: 'Direct' }),
+      tr('alice', { address: 'alice@example.com', keepPrimaryCopy: false }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify',
+  },
+  {
+    row: 'Split: known on the primary (accounts) -> primary',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'old', addresses: ['alice@example.com'] }] }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    to: 'Alice@example.com',
+    want: 'accept primary:old:Alice@example.com:Notify',
+  },
+  {
+    row: 'Split: known on the primary (verification) -> primary',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    to: 'alice@example.com',
+    verified: 'exists',
+    want: 'accept primary:old:alice@example.com:Notify',
+  },
+  {
+    row: 'Split: unknown on the primary (accounts) -> secondary',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'old', addresses: ['alice@example.com'] }] }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    to: 'bob@example.com',
+    want: 'accept primary:new:bob@example.com:Notify',
+  },
+  {
+    row: 'Split: unknown on the primary (verification says absent) -> secondary',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    to: 'bob@example.com',
+    verified: 'absent',
+    want: 'accept primary:new:bob@example.com:Notify',
+  },
+  {
+    row: 'Split: unknown on the primary with unknownRecipients Reject -> 550 5.1.1',
+    objects: () => [
+      exampleDomain({ accounts: [{ server: 'old', addresses: ['alice@example.com'] }] }),
+      examplePolicy({ mode: 'Split', secondary: 'new', split: { unknownRecipients: 'Reject' } }),
+    ],
+    to: 'bob@example.com',
+    want: 'reject 550 5.1.1',
+  },
+  {
+    row: 'Split: not in the accounts list, verification says exists -> primary',
+    objects: () => [
+      exampleDomain({
+        accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
+        recipientVerification: { server: 'old' },
+      }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    to: 'bob@example.com',
+    verified: 'exists',
+    want: 'accept primary:old:bob@example.com:Notify',
+  },
+  {
+    row: 'Split: verification inconclusive -> tempfail 451 4.4.3 (never guesses)',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ],
+    to: 'bob@example.com',
+    verified: 'unknown',
+    want: 'tempfail 451 4.4.3',
+  },
+  {
+    row: 'Split: no verification answer at all -> tempfail 451 4.4.3',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Split', secondary: 'new', split: { unknownRecipients: 'Reject' } }),
+    ],
+    to: 'bob@example.com',
+    want: 'tempfail 451 4.4.3',
+  },
+  {
+    row: 'any mode: domain not declared -> 554 5.7.1',
+    objects: () => [exampleDomain(), examplePolicy({ mode: 'Direct' })],
+    to: 'alice@example.org',
+    want: 'reject 554 5.7.1',
+  },
+  {
+    row: 'subdomain of a declared domain is not declared -> 554 5.7.1',
+    objects: () => [exampleDomain(), examplePolicy({ mode: 'Direct' })],
+    to: 'alice@sub.example.com',
+    want: 'reject 554 5.7.1',
+  },
+  {
+    row: 'declared domain without a policy -> tempfail 451 4.3.5',
+    objects: () => [exampleDomain()],
+    to: 'alice@example.com',
+    want: 'tempfail 451 4.3.5',
+  },
+  {
+    row: 'rejectUnknownRecipients: absent on every server -> 550 5.1.1',
+    objects: () => [
+      exampleDomain({
+        rejectUnknownRecipients: true,
+        accounts: [
+          { server: 'old', addresses: ['alice@example.com'] },
+          { server: 'new', addresses: ['carol@example.com'] },
+        ],
+      }),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+    ],
+    to: 'bob@example.com',
+    want: 'reject 550 5.1.1',
+  },
+  {
+    row: 'rejectUnknownRecipients: present on one server -> routed',
+    objects: () => [
+      exampleDomain({
+        rejectUnknownRecipients: true,
+        accounts: [
+          { server: 'old', addresses: ['alice@example.com'] },
+          { server: 'new', addresses: ['carol@example.com'] },
+        ],
+      }),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+    ],
+    to: 'carol@example.com',
+    want: 'accept primary:old:carol@example.com:Notify copy:new:carol@example.com:Suppress',
+  },
+  {
+    row: 'rejectUnknownRecipients: unknown somewhere (no list, no verification) -> routed',
+    objects: () => [
+      exampleDomain({
+        rejectUnknownRecipients: true,
+        accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
+      }),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+    ],
+    to: 'bob@example.com',
+    want: 'accept primary:old:bob@example.com:Notify copy:new:bob@example.com:Suppress',
+  },
+  {
+    row: 'rejectUnknownRecipients with Direct: verification says absent -> 550 5.1.1',
+    objects: () => [
+      exampleDomain({ rejectUnknownRecipients: true, recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Direct' }),
+    ],
+    to: 'bob@example.com',
+    verified: 'absent',
+    want: 'reject 550 5.1.1',
+  },
+  {
+    row: 'rejectUnknownRecipients with Direct: verification inconclusive -> routed',
+    objects: () => [
+      exampleDomain({ rejectUnknownRecipients: true, recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Direct' }),
+    ],
+    to: 'bob@example.com',
+    verified: 'unknown',
+    want: 'accept primary:old:bob@example.com:Notify',
+  },
+  {
+    row: 'rejectUnknownRecipients: an active TestRecipient is never refused',
+    objects: () => [
+      exampleDomain({
+        rejectUnknownRecipients: true,
+        accounts: [
+          { server: 'old', addresses: [] },
+          { server: 'new', addresses: [] },
+        ],
+      }),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      tr('bob', { address: 'bob@example.com' }),
+    ],
+    to: 'bob@example.com',
+    want: 'accept primary:old:bob@example.com:Notify copy:new:bob@example.com:Suppress',
+  },
+];
+
+describe('resolve: the semantics table', () => {
+  it.each(rows)('$row', ({ objects, to, verified, want }) => {
+    const idx = index(objects());
+    const asked: string[] = [];
+    const plan = resolve(idx, to, {
+      now: NOW,
+      ...(verified !== undefined
+        ? {
+            verified: (server: string, address: string) => {
+              asked.push(`${server}:${address}`);
+              return verified;
+            },
+          }
+        : {}),
+    });
+    expect(brief(plan)).toBe(want);
+    if (verified !== undefined) expect(asked.length).toBeGreaterThan(0);
+    // verificationNeeded predicts whether resolve consults the callout
+    const need = verificationNeeded(idx, to, { now: NOW });
+    if (verified !== undefined) expect(need?.server).toBe(asked[0]!.split(':')[0]);
+  });
+});
+
+describe('resolve: hostile and odd addresses', () => {
+  const idx = () => index([exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'new' })]);
+
+  it.each([
+    'user%other.com@example.com',
+    'other.com!user@example.com',
+    '"user@other.com"@example.com',
+    '"user%other.com"@example.com',
+  ])('%s stays at example.com', (to) => {
+    const plan = resolve(idx(), to, { now: NOW });
+    expect(plan.verdict).toBe('accept');
+    if (plan.verdict !== 'accept') return;
+    expect(plan.domain).toBe('example.com');
+    for (const l of plan.legs) {
+      expect(['10.0.0.1', '10.0.0.2']).toContain(l.server.host);
+      expect(l.recipient.endsWith('@example.com')).toBe(true);
+    }
+  });
+
+  it.each([
+    ['', 553],
+    ['alice', 553],
+    ['@example.com', 553],
+    ['alice@', 553],
+    ['@relay.example:alice@example.com', 553],
+    ['@a,@b:alice@example.com', 553],
+    ['alice@example.com@other.com', 553],
+    ['alice@other.com@example.com', 553],
+    ['a b@example.com', 553],
+    ['alice@exa mple.com', 553],
+    ['alice@-example.com', 553],
+    ['"unterminated@example.com', 553],
+    ['a\r\nRCPT TO:<b>@example.com', 553],
+    [`${'a'.repeat(65)}@example.com`, 553],
+    [`a@${'b'.repeat(250)}.com`, 553],
+    ['alice@[192.0.2.1]', 554],
+    ['alice@example.com.', 553],
+  ])('%j is refused with %d', (to, code) => {
+    const plan = resolve(idx(), to, { now: NOW });
+    expect(plan.verdict).toBe('reject');
+    if (plan.verdict === 'reject') expect(plan.reply.code).toBe(code);
+    expect(plan.legs).toEqual([]);
+  });
+
+  it('accepts angle brackets and quoted dot-atoms', () => {
+    expect(brief(resolve(idx(), '<alice@example.com>', { now: NOW }))).toContain(
+      'primary:old:alice@example.com',
+    );
+    expect(brief(resolve(idx(), '"alice"@example.com', { now: NOW }))).toContain(
+      'primary:old:alice@example.com',
+    );
+  });
+});
+
+describe('parseAddress', () => {
+  it.each([
+    ['Alice@Example.COM', 'Alice', 'example.com', 'alice@example.com'],
+    ['"a b"@example.com', '"a b"', 'example.com', '"a b"@example.com'],
+    ['"alice"@example.com', 'alice', 'example.com', 'alice@example.com'],
+    ['ünïcode@example.com', 'ünïcode', 'example.com', 'ünïcode@example.com'],
+  ])('%s', (input, local, domain, key) => {
+    const p = parseAddress(input);
+    expect(p).toMatchObject({ ok: true, local, domain, key });
+  });
+});
+
+describe('verificationNeeded', () => {
+  it('is undefined when the answer is already known or irrelevant', () => {
+    const idx = index([
+      exampleDomain({
+        accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
+        recipientVerification: { server: 'old', cacheTTL: '10m' },
+      }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ]);
+    expect(verificationNeeded(idx, 'alice@example.com')).toBeUndefined();
+    expect(verificationNeeded(idx, 'bob@example.org')).toBeUndefined();
+    expect(verificationNeeded(idx, 'Bob@Example.com')).toEqual({
+      server: 'old',
+      address: 'bob@example.com',
+      cacheTTLSeconds: 600,
+    });
+  });
+
+  it('is undefined for Direct without rejectUnknownRecipients', () => {
+    const idx = index([
+      exampleDomain({ recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Direct' }),
+    ]);
+    expect(verificationNeeded(idx, 'bob@example.com')).toBeUndefined();
+  });
+});
+
+describe('planToJson', () => {
+  it('has the route -o json shape', () => {
+    const idx = index([exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'new' })]);
+    expect(planToJson(resolve(idx, 'alice@example.com', { now: NOW }))).toEqual({
+      recipient: 'alice@example.com',
+      verdict: 'accept',
+      reply: '250 2.1.5 recipient ok',
+      legs: [
+        {
+          server: 'old',
+          host: '10.0.0.1',
+          port: 25,
+          recipient: 'alice@example.com',
+          role: 'primary',
+          bounces: 'Notify',
+        },
+        {
+          server: 'new',
+          host: '10.0.0.2',
+          port: 2525,
+          recipient: 'alice@example.com',
+          role: 'copy',
+          bounces: 'Suppress',
+        },
+      ],
+    });
+    expect(planToJson(resolve(idx, 'alice@example.org', { now: NOW }))).toEqual({
+      recipient: 'alice@example.org',
+      verdict: 'reject',
+      reply: '554 5.7.1 relay access denied',
+      legs: [],
+    });
+  });
+});

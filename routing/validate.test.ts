@@ -1,0 +1,380 @@
+import { describe, expect, it } from 'vitest';
+import { CEL_PREDICATES } from './cel.ts';
+import { formatManifestError, parseManifestText } from './parse.ts';
+import type { MailDomain } from './types.ts';
+import { pointerToPath, validateObject } from './validate.ts';
+
+const md = (spec: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  apiVersion: 'mailroute.io/v1alpha1',
+  kind: 'MailDomain',
+  metadata: { name: 'example-com' },
+  spec,
+  ...extra,
+});
+const servers = [
+  { name: 'old', host: 'mail.old.example' },
+  { name: 'new', host: '192.0.2.10' },
+];
+const dp = (spec: Record<string, unknown>) => ({
+  apiVersion: 'mailroute.io/v1alpha1',
+  kind: 'DeliveryPolicy',
+  metadata: { name: 'p' },
+  spec: { domainRef: { name: 'example-com' }, mode: 'Dual', primary: 'old', secondary: 'new', ...spec },
+});
+const tr = (spec: Record<string, unknown>) => ({
+  apiVersion: 'mailroute.io/v1alpha1',
+  kind: 'TestRecipient',
+  metadata: { name: 't' },
+  spec: { policyRef: { name: 'p' }, address: 'alice@example.com', ...spec },
+});
+
+describe('validateObject: valid input gets defaults', () => {
+  it('applies schema defaults and the default namespace', () => {
+    const r = validateObject(md({ domain: 'example.com', servers }));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const o = r.object as MailDomain;
+    expect(o.metadata.namespace).toBe('default');
+    expect(o.spec.servers[0]).toEqual({
+      name: 'old',
+      host: 'mail.old.example',
+      port: 25,
+      mx: false,
+      tls: 'Opportunistic',
+      maxConnections: 10,
+    });
+    expect(o.spec.rejectUnknownRecipients).toBe(false);
+  });
+
+  it('does not modify its input', () => {
+    const raw = md({ domain: 'example.com', servers: [{ name: 'a', host: 'h.example' }] });
+    const before = JSON.stringify(raw);
+    validateObject(raw);
+    expect(JSON.stringify(raw)).toBe(before);
+  });
+
+  it('accepts every valid variant of the three kinds', () => {
+    for (const raw of [
+      dp({}),
+      dp({ mode: 'Direct', secondary: undefined }),
+      dp({ mode: 'Split', split: { unknownRecipients: 'Reject' } }),
+      tr({ forwardTo: 'alice@zoho.example', keepPrimaryCopy: false, expiresAt: '2026-12-31T00:00:00Z' }),
+      tr({ expiresAt: '2026-12-31T00:00:00.5+02:00' }),
+      md({ domain: 'a-b.example.co.uk', servers: [{ name: 'x', host: '2001:db8::1', mx: true }] }),
+    ]) {
+      const r = validateObject(raw);
+      expect(r.ok ? [] : r.errors, JSON.stringify(raw)).toEqual([]);
+    }
+  });
+});
+
+// One row per invalid input: the field path and a fragment of the message.
+const invalid: [string, unknown, string, string][] = [
+  ['not a mapping', 'hello', '', 'must be a mapping'],
+  [
+    'unknown kind',
+    { apiVersion: 'mailroute.io/v1alpha1', kind: 'MailBox', metadata: { name: 'x' } },
+    'kind',
+    'unknown kind "MailBox"',
+  ],
+  [
+    'wrong apiVersion',
+    { ...md({ domain: 'example.com', servers }), apiVersion: 'mailroute.io/v1' },
+    'kind',
+    'unknown kind',
+  ],
+  [
+    'missing spec',
+    { apiVersion: 'mailroute.io/v1alpha1', kind: 'MailDomain', metadata: { name: 'x' } },
+    'spec',
+    'required',
+  ],
+  ['missing name', { ...md({ domain: 'example.com', servers }), metadata: {} }, 'metadata.name', 'required'],
+  [
+    'bad name',
+    { ...md({ domain: 'example.com', servers }), metadata: { name: 'Bad_Name' } },
+    'metadata.name',
+    'DNS subdomain',
+  ],
+  ['unknown top-level field', md({ domain: 'example.com', servers }, { extra: 1 }), 'extra', 'unknown field'],
+  [
+    'unknown spec field',
+    md({ domain: 'example.com', servers, colour: 'red' }),
+    'spec.colour',
+    'unknown field',
+  ],
+  [
+    'unknown nested field',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', weight: 1 }] }),
+    'spec.servers[0].weight',
+    'unknown field',
+  ],
+  ['missing domain', md({ servers }), 'spec.domain', 'required field is missing'],
+  [
+    'uppercase domain',
+    md({ domain: 'Example.com', servers }),
+    'spec.domain',
+    'lowercase fully-qualified domain',
+  ],
+  ['single-label domain', md({ domain: 'localhost', servers }), 'spec.domain', 'domain name'],
+  ['domain wrong type', md({ domain: 42, servers }), 'spec.domain', 'must be string, got 42'],
+  ['no servers', md({ domain: 'example.com', servers: [] }), 'spec.servers', 'fewer than 1'],
+  [
+    '17 servers',
+    md({
+      domain: 'example.com',
+      servers: Array.from({ length: 17 }, (_, i) => ({ name: `s${i}`, host: 'h' })),
+    }),
+    'spec.servers',
+    'more than 16',
+  ],
+  [
+    'port out of range',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', port: 0 }] }),
+    'spec.servers[0].port',
+    '>= 1',
+  ],
+  [
+    'port not an integer',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', port: 25.5 }] }),
+    'spec.servers[0].port',
+    'must be integer',
+  ],
+  [
+    'port as string',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', port: '25' }] }),
+    'spec.servers[0].port',
+    'must be integer, got "25"',
+  ],
+  [
+    'bad tls',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', tls: 'Yes' }] }),
+    'spec.servers[0].tls',
+    'must be one of None, Opportunistic',
+  ],
+  [
+    'bad server name',
+    md({ domain: 'example.com', servers: [{ name: 'Old', host: 'h' }] }),
+    'spec.servers[0].name',
+    'DNS label',
+  ],
+  [
+    'bad host',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h h' }] }),
+    'spec.servers[0].host',
+    'hostname or an IP',
+  ],
+  [
+    'maxConnections too high',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', maxConnections: 5000 }] }),
+    'spec.servers[0].maxConnections',
+    '<= 1000',
+  ],
+  [
+    'duplicate server names (CEL)',
+    md({
+      domain: 'example.com',
+      servers: [
+        { name: 'a', host: 'h' },
+        { name: 'a', host: 'i' },
+      ],
+    }),
+    'spec.servers',
+    'server names must be unique',
+  ],
+  [
+    'accounts for an unknown server (CEL)',
+    md({ domain: 'example.com', servers, accounts: [{ server: 'zoho', addresses: ['a@example.com'] }] }),
+    'spec.accounts',
+    'must name one of spec.servers',
+  ],
+  [
+    'verification of an unknown server (CEL)',
+    md({ domain: 'example.com', servers, recipientVerification: { server: 'zoho' } }),
+    'spec.recipientVerification.server',
+    'must name one of spec.servers',
+  ],
+  [
+    'bad account address',
+    md({ domain: 'example.com', servers, accounts: [{ server: 'old', addresses: ['not-an-address'] }] }),
+    'spec.accounts[0].addresses[0]',
+    'email address',
+  ],
+  [
+    'too many addresses',
+    md({
+      domain: 'example.com',
+      servers,
+      accounts: [{ server: 'old', addresses: Array.from({ length: 5001 }, (_, i) => `u${i}@example.com`) }],
+    }),
+    'spec.accounts[0].addresses',
+    'more than 5000',
+  ],
+  [
+    'bad cacheTTL',
+    md({ domain: 'example.com', servers, recipientVerification: { server: 'old', cacheTTL: 'forever' } }),
+    'spec.recipientVerification.cacheTTL',
+    'duration',
+  ],
+  ['bad mode', dp({ mode: 'Triple' }), 'spec.mode', 'must be one of Direct, Dual, Split'],
+  [
+    'Dual without secondary (CEL)',
+    dp({ secondary: undefined }),
+    'spec.secondary',
+    'required when mode is Dual or Split',
+  ],
+  [
+    'Split without secondary (CEL)',
+    dp({ mode: 'Split', secondary: undefined }),
+    'spec.secondary',
+    'required when mode is Dual or Split',
+  ],
+  ['secondary == primary (CEL)', dp({ secondary: 'old' }), 'spec.secondary', 'must differ from primary'],
+  [
+    'bad scope',
+    dp({ dual: { scope: 'Some' } }),
+    'spec.dual.scope',
+    'must be one of All, TestRecipients, Accounts',
+  ],
+  ['bad bounces', dp({ dual: { bounces: 'Drop' } }), 'spec.dual.bounces', 'must be one of Suppress, Notify'],
+  [
+    'bad copyRecipientDomain',
+    dp({ dual: { copyRecipientDomain: 'not a domain' } }),
+    'spec.dual.copyRecipientDomain',
+    'domain name',
+  ],
+  [
+    'bad unknownRecipients',
+    dp({ mode: 'Split', split: { unknownRecipients: 'Drop' } }),
+    'spec.split.unknownRecipients',
+    'must be one of Secondary, Reject',
+  ],
+  ['missing domainRef', dp({ domainRef: undefined }), 'spec.domainRef', 'required'],
+  ['domainRef without name', dp({ domainRef: {} }), 'spec.domainRef.name', 'required'],
+  ['bad address', tr({ address: 'alice' }), 'spec.address', 'email address'],
+  [
+    'source route address',
+    tr({ address: '@relay.example:alice@example.com' }),
+    'spec.address',
+    'email address',
+  ],
+  ['bad forwardTo', tr({ forwardTo: 'a b@example.com' }), 'spec.forwardTo', 'email address'],
+  ['bad expiresAt', tr({ expiresAt: 'tomorrow' }), 'spec.expiresAt', 'RFC 3339'],
+  ['expiresAt without zone', tr({ expiresAt: '2026-12-31T00:00:00' }), 'spec.expiresAt', 'RFC 3339'],
+  ['keepPrimaryCopy as string', tr({ keepPrimaryCopy: 'yes' }), 'spec.keepPrimaryCopy', 'must be boolean'],
+  [
+    'bad status condition',
+    { ...tr({}), status: { conditions: [{ type: 'Ready', status: 'Maybe' }] } },
+    'status.conditions[0].status',
+    'must be one of True, False, Unknown',
+  ],
+];
+
+describe('validateObject: invalid input names the field', () => {
+  it.each(invalid)('%s', (_name, raw, path, fragment) => {
+    const r = validateObject(raw);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    const match = r.errors.find((e) => e.path === path);
+    expect(match, JSON.stringify(r.errors)).toBeDefined();
+    expect(match!.message).toContain(fragment);
+  });
+});
+
+describe('CEL predicates', () => {
+  it('domain immutability is checked only with an old object', () => {
+    const old = validateObject(md({ domain: 'example.com', servers }));
+    expect(old.ok).toBe(true);
+    if (!old.ok) return;
+    expect(validateObject(md({ domain: 'example.org', servers })).ok).toBe(true);
+    const changed = validateObject(md({ domain: 'example.org', servers }), old.object);
+    expect(changed.ok ? [] : changed.errors).toEqual([
+      { path: 'spec.domain', message: 'domain is immutable' },
+    ]);
+    expect(validateObject(md({ domain: 'example.com', servers: [servers[0]] }), old.object).ok).toBe(true);
+  });
+
+  it('each predicate accepts and refuses', () => {
+    const p = (rule: string) => CEL_PREDICATES[rule]!.check;
+    const unique = p('self.servers.all(s, self.servers.exists_one(t, t.name == s.name))');
+    expect(unique({ servers: [{ name: 'a' }, { name: 'b' }] }, undefined)).toBe(true);
+    expect(unique({ servers: [{ name: 'a' }, { name: 'a' }] }, undefined)).toBe(false);
+    const direct = p("self.mode == 'Direct' || has(self.secondary)");
+    expect(direct({ mode: 'Direct', primary: 'a' }, undefined)).toBe(true);
+    expect(direct({ mode: 'Split', primary: 'a' }, undefined)).toBe(false);
+    const differ = p('!has(self.secondary) || self.secondary != self.primary');
+    expect(differ({ primary: 'a' }, undefined)).toBe(true);
+    expect(differ({ primary: 'a', secondary: 'a' }, undefined)).toBe(false);
+  });
+});
+
+describe('parseManifestText', () => {
+  it('reads several documents, skips empty ones, decodes Secrets', () => {
+    const text = [
+      '---',
+      'apiVersion: v1\nkind: Secret\nmetadata: {name: smtp}\ndata: {username: YWxpY2U=}\nstringData: {password: s3cret}',
+      '---',
+      '# only a comment',
+      '---',
+      'apiVersion: mailroute.io/v1alpha1\nkind: MailDomain\nmetadata: {name: example-com, namespace: mail}\nspec:\n  domain: example.com\n  servers: [{name: old, host: mail.example}]',
+    ].join('\n');
+    const r = parseManifestText(text, 'f.yaml');
+    expect(r.errors).toEqual([]);
+    expect(r.secrets).toEqual([
+      { namespace: 'default', name: 'smtp', data: { username: 'alice', password: 's3cret' } },
+    ]);
+    expect(r.objects.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`)).toEqual([
+      'MailDomain/mail/example-com',
+    ]);
+    expect(r.origins.get('MailDomain/mail/example-com')).toBe('f.yaml');
+  });
+
+  it.each([
+    ['malformed YAML', 'a: [1, 2\n', 'f.yaml: line', 'invalid YAML'],
+    ['duplicate keys', 'apiVersion: v1\napiVersion: v2\n', 'f.yaml: line 2', 'invalid YAML'],
+    ['a list document', '- a\n- b\n', 'f.yaml: line 1', 'must be a mapping'],
+    [
+      'a ConfigMap',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n',
+      'f.yaml: ConfigMap/c',
+      'unknown kind "ConfigMap"',
+    ],
+    [
+      'bad Secret data',
+      'apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {password: "!!"}\n',
+      'f.yaml: Secret/s: data.password',
+      'base64',
+    ],
+    [
+      'the same object twice',
+      'apiVersion: mailroute.io/v1alpha1\nkind: TestRecipient\nmetadata: {name: t}\nspec: {policyRef: {name: p}, address: a@example.com}\n---\napiVersion: mailroute.io/v1alpha1\nkind: TestRecipient\nmetadata: {name: t}\nspec: {policyRef: {name: p}, address: a@example.com}\n',
+      'f.yaml: TestRecipient/t',
+      'declared twice',
+    ],
+  ])('%s is one clear error', (_name, text, prefix, fragment) => {
+    const r = parseManifestText(text, 'f.yaml');
+    expect(r.errors.length).toBeGreaterThan(0);
+    const line = formatManifestError(r.errors[0]!);
+    expect(line.startsWith(prefix), line).toBe(true);
+    expect(line).toContain(fragment);
+  });
+
+  it('formats errors as file: Kind/name: path: message', () => {
+    const r = parseManifestText(
+      'apiVersion: mailroute.io/v1alpha1\nkind: DeliveryPolicy\nmetadata: {name: p}\nspec: {domainRef: {name: d}, mode: Dual, primary: a, secondary: a}\n',
+      'policy.yaml',
+    );
+    expect(r.errors.map(formatManifestError)).toEqual([
+      'policy.yaml: DeliveryPolicy/p: spec.secondary: secondary must differ from primary',
+    ]);
+  });
+});
+
+describe('pointerToPath', () => {
+  it.each([
+    ['', ''],
+    ['/spec', 'spec'],
+    ['/spec/servers/0/name', 'spec.servers[0].name'],
+    ['/metadata/labels/a~1b', 'metadata.labels.a/b'],
+  ])('%s -> %s', (p, want) => expect(pointerToPath(p)).toBe(want));
+});
