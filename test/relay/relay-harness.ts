@@ -1,0 +1,180 @@
+// Test support for end-to-end relay suites: an in-process relay (runRelay) on free loopback ports with a temp
+// manifests folder and spool, and a spawned relay child (node bin/mailroute.js relay ...) for kill -9, SIGTERM and
+// memory tests. Ports are 0: the child's actual ports are read from its "relay started" log line.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { parseRelayConfig } from '../../relay/config.ts';
+import { runRelay, type RelayDeps, type RelayHandle } from '../../relay/relay.ts';
+import { waitFor } from '../support/wait.ts';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const NODE = join(ROOT, 'node_modules/.bin/node');
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `mailroute-${prefix}-`));
+}
+
+export async function writeManifests(dir: string, files: Record<string, string>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+}
+
+export interface InProcessRelay {
+  relay: RelayHandle;
+  dir: string;
+  manifests: string;
+  spoolDir: string;
+  close(): Promise<void>;
+}
+
+export async function startRelay(
+  files: Record<string, string>,
+  flags: string[] = [],
+  deps: RelayDeps = {},
+): Promise<InProcessRelay> {
+  const dir = await tempDir('relay');
+  const manifests = join(dir, 'manifests');
+  const spoolDir = join(dir, 'spool');
+  await writeManifests(manifests, files);
+  const parsed = parseRelayConfig([
+    '--manifests',
+    manifests,
+    '--listen',
+    '127.0.0.1:0',
+    '--http',
+    '127.0.0.1:0',
+    '--admin',
+    '127.0.0.1:0',
+    '--spool',
+    spoolDir,
+    '--hostname',
+    'relay.test',
+    '--retry-schedule',
+    '1s',
+    '--greeting-delay',
+    '0',
+    '--shutdown-timeout',
+    '2s',
+    ...flags,
+  ]);
+  if (parsed.ok !== true) throw new Error(`bad test config: ${parsed.ok === false ? parsed.error : 'help'}`);
+  const relay = await runRelay(parsed.config, {
+    logger: pino({ level: 'silent' }),
+    sourcePollMs: 200,
+    ...deps,
+  });
+  return {
+    relay,
+    dir,
+    manifests,
+    spoolDir,
+    async close() {
+      await relay.shutdown('test');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+}
+
+export interface RelayChild {
+  proc: ChildProcess;
+  pid: number;
+  smtpPort: number;
+  httpPort: number;
+  logs: string[];
+  exited: Promise<number | null>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/** Spawns `node bin/mailroute.js relay ARGS` and waits for its "relay started" line. */
+export async function spawnRelay(args: string[], env: Record<string, string> = {}): Promise<RelayChild> {
+  const proc = spawn(NODE, [join(ROOT, 'bin/mailroute.js'), 'relay', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  let started: { smtp: string; http: string } | undefined;
+  let partial = '';
+  proc.stdout?.on('data', (c: Buffer) => {
+    partial += c.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      logs.push(line);
+      if (line.includes('"relay started"')) started = JSON.parse(line) as { smtp: string; http: string };
+    }
+  });
+  proc.stderr?.on('data', (c: Buffer) => logs.push(c.toString()));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const s = await waitFor(
+    () => started ?? (gone ? Promise.reject(new Error(`relay exited:\n${logs.join('\n')}`)) : undefined),
+    {
+      timeoutMs: 15_000,
+      what: 'the relay child to start',
+    },
+  );
+  const port = (hp: string): number => Number(hp.slice(hp.lastIndexOf(':') + 1));
+  return {
+    proc,
+    pid: proc.pid ?? 0,
+    smtpPort: port(s.smtp),
+    httpPort: port(s.http),
+    logs,
+    exited,
+    kill: (signal) => proc.kill(signal),
+  };
+}
+
+/** The value of a metric line (first match) from /metrics text; undefined when absent. */
+export function metricValue(text: string, name: string, labels = ''): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    if (line.startsWith(`${name}${labels}`) || (labels === '' && line.startsWith(`${name} `))) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return undefined;
+}
+
+export function dualDomain(
+  domain: string,
+  primary: number,
+  secondary: number,
+  opts: {
+    mode?: string;
+    scope?: string;
+    extraPolicy?: string;
+    extraDomain?: string;
+    policyName?: string;
+  } = {},
+): string {
+  const name = domain.replaceAll('.', '-');
+  const mode = opts.mode ?? 'Dual';
+  return `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: ${name}}
+spec:
+  domain: ${domain}
+  servers:
+    - {name: old, host: 127.0.0.1, port: ${primary}, tls: None}
+    - {name: new, host: 127.0.0.1, port: ${secondary}, tls: None}
+${opts.extraDomain ?? ''}---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: ${opts.policyName ?? name}}
+spec:
+  domainRef: {name: ${name}}
+  mode: ${mode}
+  primary: old
+${mode === 'Direct' ? '' : '  secondary: new\n'}${mode === 'Dual' ? `  dual:\n    scope: ${opts.scope ?? 'All'}\n` : ''}${opts.extraPolicy ?? ''}`;
+}
