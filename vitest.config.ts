@@ -7,7 +7,13 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['routing/**/*.test.ts', 'relay/**/*.test.ts', 'operator/**/*.test.ts', 'cli/**/*.test.ts'],
+          include: [
+            'routing/**/*.test.ts',
+            'relay/**/*.test.ts',
+            'operator/**/*.test.ts',
+            'cli/**/*.test.ts',
+            'bench/**/*.test.ts',
+          ],
           testTimeout: 20_000,
         },
       },

@@ -48,7 +48,7 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --timeout S             seconds for the whole benchmark (default 5400 full, 900 quick)
   --no-write              print only; don't write results, docs and chart
   --keep                  keep the temp folder (configs, logs, spools)
-  --mailroute-arg ARG     extra argument for \`mailroute relay\` (repeatable; BENCH_MAILROUTE_ARGS, space-separated)
+  --mailroute-arg=ARG     extra argument for \`mailroute relay\` (repeatable; BENCH_MAILROUTE_ARGS, space-separated)
   --cpu-prof DIR          run mailroute under node --cpu-prof, profiles into DIR
 `;
 

@@ -13,7 +13,6 @@ import {
   openSync,
   closeSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir, cpus, totalmem, loadavg } from 'node:os';
 import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +25,7 @@ import { Sink } from './sink.ts';
 import { PostfixInstance, postfixVersion } from './postfix.ts';
 import { MailrouteInstance } from './mailroute.ts';
 import { LatencyProbe } from './probe.ts';
-import { waitForSmtp } from './smtp-client.ts';
+import { freePorts, waitForSmtp } from './smtp-client.ts';
 import { sampleTree, clockTicksPerSecond, MemoryPeaks } from './procstat.ts';
 import { latencySummary, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
@@ -36,24 +35,6 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const log = (msg: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 };
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  const ports: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer();
-    await new Promise<void>((res, rej) => {
-      s.once('error', rej);
-      s.listen(0, '127.0.0.1', () => res());
-    });
-    const addr = s.address();
-    if (addr === null || typeof addr === 'string') throw new Error('no port');
-    ports.push(addr.port);
-    servers.push(s);
-  }
-  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
-  return ports;
-}
 
 const sh = (cmd: string, args: string[]): string => {
   try {
@@ -68,7 +49,7 @@ function machineInfo(): { text: string; json: Record<string, unknown> } {
   const nproc = Number(sh('nproc', []));
   const memGiB = totalmem() / 2 ** 30;
   const kernel = sh('uname', ['-r']);
-  const fs = sh('df', ['-T', '--output=fstype', tmpdir()]).split('\n').pop() ?? 'unknown';
+  const fs = sh('df', ['--output=fstype', tmpdir()]).split('\n').pop() ?? 'unknown';
   const json = { cpuModel: model, nproc, memGiB: Number(memGiB.toFixed(1)), kernel, tmpFilesystem: fs };
   return {
     text: `${model}, ${nproc} CPUs (nproc), ${memGiB.toFixed(1)} GiB RAM, Linux ${kernel}, queues and spool on ${fs} (${tmpdir()})`,

@@ -1,6 +1,6 @@
 // A minimal raw SMTP client over node:net for the latency probe and readiness checks: one command at a time,
 // multi-line replies, TCP_NODELAY. Only what the benchmark needs.
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 export interface Reply {
   readonly code: number;
@@ -148,4 +148,23 @@ export async function waitForSmtp(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`no SMTP greeting on 127.0.0.1:${port} within ${timeoutMs} ms (last: ${last})`);
+}
+
+/** n distinct free loopback ports (held together while chosen, then released). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: Server[] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = createServer();
+    await new Promise<void>((res, rej) => {
+      s.once('error', rej);
+      s.listen(0, '127.0.0.1', () => res());
+    });
+    const addr = s.address();
+    if (addr === null || typeof addr === 'string') throw new Error('no port');
+    ports.push(addr.port);
+    servers.push(s);
+  }
+  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
+  return ports;
 }

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { parseOptions } from './options.ts';
+
+describe('parseOptions', () => {
+  it('defaults to the full benchmark: 2 rounds, 20 sessions, every workload and system', () => {
+    const r = parseOptions([], {});
+    expect(r.ok).toBe(true);
+    if (r.ok !== true) return;
+    expect(r.options).toMatchObject({
+      mode: 'full',
+      rounds: 2,
+      sessions: 20,
+      messages: undefined,
+      write: true,
+    });
+    expect(r.options.systems).toEqual(['ceiling', 'postfix', 'mailroute']);
+    expect(r.options.workloads).toContain('dual-4k');
+    expect(Object.isFrozen(r.options)).toBe(true);
+  });
+
+  it('--quick runs 1 round; flags win over the environment', () => {
+    const r = parseOptions(['--quick', '--rounds', '3', '--systems', 'postfix'], {
+      BENCH_ROUNDS: '5',
+      BENCH_SYSTEMS: 'mailroute',
+    });
+    expect(r.ok === true && r.options).toMatchObject({ mode: 'quick', rounds: 3, systems: ['postfix'] });
+    const q = parseOptions([], { BENCH_MODE: 'quick' });
+    expect(q.ok === true && q.options).toMatchObject({ mode: 'quick', rounds: 1 });
+  });
+
+  it('collects mailroute arguments from the environment and repeated flags', () => {
+    const r = parseOptions(['--mailroute-arg=--greeting-delay=0'], {
+      BENCH_MAILROUTE_ARGS: '--log-level warn',
+    });
+    expect(r.ok === true && r.options.mailrouteArgs).toEqual(['--log-level', 'warn', '--greeting-delay=0']);
+  });
+
+  it.each([
+    [['--rounds', 'x'], '--rounds: expected a whole number'],
+    [['--rounds', '0'], '--rounds: must be at least 1'],
+    [['--workloads', 'dual-4k,nope'], '--workloads: unknown workload "nope"'],
+    [['--systems', 'exim'], '--systems: unknown system "exim"'],
+    [['--quick', '--full'], '--quick and --full exclude each other'],
+    [['--bogus'], "Unknown option '--bogus'"],
+  ])('%j fails naming the flag', (argv, message) => {
+    const r = parseOptions(argv, {});
+    expect(r.ok).toBe(false);
+    expect(r.ok === false && r.error).toContain(message);
+  });
+
+  it('rejects a bad BENCH_MODE', () => {
+    const r = parseOptions([], { BENCH_MODE: 'fast' });
+    expect(r.ok === false && r.error).toContain('BENCH_MODE');
+  });
+
+  it('--help', () => {
+    expect(parseOptions(['--help'], {}).ok).toBe('help');
+  });
+});

@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { latencySummary, median, percentile, ratios, summarize, type RunResult } from './stats.ts';
+import type { SystemName } from './options.ts';
+
+describe('percentile (nearest rank)', () => {
+  const v = Array.from({ length: 100 }, (_, i) => i + 1);
+  it.each([
+    [50, 50],
+    [99, 99],
+    [100, 100],
+    [1, 1],
+  ])('p%i of 1..100 is %i', (p, want) => {
+    expect(percentile(v, p)).toBe(want);
+  });
+  it('is null without samples', () => {
+    expect(percentile([], 50)).toBeNull();
+  });
+});
+
+describe('median', () => {
+  it.each([
+    [[3, 1, 2], 2],
+    [[4, 1, 2, 3], 2.5],
+    [[null, 5], 5],
+    [[], null],
+  ])('%j -> %s', (v, want) => {
+    expect(median(v)).toBe(want);
+  });
+});
+
+function run(
+  system: SystemName,
+  round: number,
+  e2eRate: number | null,
+  error: string | null = null,
+): RunResult {
+  return {
+    workload: 'dual-4k',
+    system,
+    round,
+    order: 0,
+    startedAt: '',
+    loadAverage: [],
+    messages: 1000,
+    recipients: 1,
+    expectedLegs: 2000,
+    deliveredLegs: 2000,
+    sinkLegs: [1000, 1000],
+    acceptedSeconds: 1,
+    acceptedRate: e2eRate,
+    e2eSeconds: 1,
+    e2eRate,
+    latency: latencySummary([1, 2, 3], []),
+    cpuSeconds: 1,
+    cpuSecondsPer1k: 1,
+    peakRssMiB: 10,
+    peakPssMiB: 5,
+    maxProcesses: 1,
+    error,
+  };
+}
+
+describe('ratios', () => {
+  it('pairs runs of the same round and takes the median; failed runs are left out', () => {
+    const runs = [
+      run('postfix', 1, 400),
+      run('mailroute', 1, 600),
+      run('mailroute', 2, 900),
+      run('postfix', 2, 450),
+      run('postfix', 3, 500),
+      run('mailroute', 3, null, 'crashed'),
+    ];
+    const [r] = ratios(runs, ['dual-4k']);
+    expect(r?.perRoundE2e).toEqual([1.5, 2]);
+    expect(r?.e2e).toBe(1.75);
+  });
+});
+
+describe('summarize', () => {
+  it('medians of good runs, the range, and the failed count', () => {
+    const s = summarize(
+      [run('postfix', 1, 400), run('postfix', 2, 500), run('postfix', 3, null, 'x')],
+      ['dual-4k'],
+      ['postfix'],
+    );
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({ runs: 3, failedRuns: 1, e2eRate: 450, e2eMin: 400, e2eMax: 500, p50Ms: 2 });
+  });
+});
