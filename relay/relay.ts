@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { DeliveryPlan } from '../routing/model.ts';
 import type { RelayConfig } from './config.ts';
+import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
 import type { MxResolver, TransportFactory } from './delivery/transport.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
@@ -36,7 +37,7 @@ export interface RelayDeps {
 export interface RelayHandle {
   readonly smtp: { host: string; port: number };
   readonly http: { host: string; port: number };
-  readonly admin: { host: string; port: number } | undefined;
+  readonly admin: { host: string; port: number };
   readonly metrics: RelayMetrics;
   readonly spool: Spool;
   readonly source: RoutingSource;
@@ -47,39 +48,6 @@ export interface RelayHandle {
   shutdown(reason?: string): Promise<void>;
   /** Resolves when the relay has shut down. */
   readonly closed: Promise<void>;
-}
-
-interface AdminHandle {
-  port: number;
-  host: string;
-  close(): Promise<void>;
-}
-
-/** The admin API (relay/admin/server.ts, owned by the spool/delivery side), loaded when present. */
-async function startAdmin(
-  config: RelayConfig,
-  spool: Spool,
-  delivery: DeliveryEngine,
-  logger: Logger,
-): Promise<AdminHandle | undefined> {
-  let mod: Record<string, unknown>;
-  try {
-    const spec = './admin/server.ts';
-    mod = (await import(spec)) as Record<string, unknown>;
-  } catch (err) {
-    logger.warn({ error: err instanceof Error ? err.message : String(err) }, 'admin API not available');
-    return undefined;
-  }
-  const start = mod['startAdminServer'];
-  if (typeof start !== 'function') return undefined;
-  const handle = (await (start as (o: object) => Promise<AdminHandle>)({
-    spool,
-    delivery,
-    logger,
-    host: config.admin.host,
-    port: config.admin.port,
-  })) as AdminHandle;
-  return handle;
 }
 
 function setRevisionGauge(metrics: RelayMetrics, revision: string): void {
@@ -210,13 +178,18 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
 
   const smtpAddr = await inbound.listen(config.listen.port, config.listen.host);
   const httpAddr = await telemetry.listen(config.http.port, config.http.host);
-  const admin = await startAdmin(config, spool, delivery, logger);
+  const admin: AdminServer = await startAdminServer({
+    listen: config.admin,
+    spool,
+    engine: delivery,
+    logger,
+  });
 
   logger.info(
     {
       smtp: `${smtpAddr.host}:${smtpAddr.port}`,
       http: `${httpAddr.host}:${httpAddr.port}`,
-      admin: admin ? `${admin.host}:${admin.port}` : null,
+      admin: `${admin.address.host}:${admin.address.port}`,
       spool: config.spoolDir,
       source: source.kind,
       revision: router?.revision ?? null,
@@ -245,7 +218,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       await inbound.close(Math.max(1, config.shutdownTimeoutMs - (Date.now() - started)));
       await delivery.stop();
       await source.close();
-      await admin?.close();
+      await admin.close();
       await telemetry.close();
       logger.info(
         { reason, queued: (await spool.list()).length, ms: Date.now() - started },
@@ -267,7 +240,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
   return {
     smtp: smtpAddr,
     http: httpAddr,
-    admin: admin ? { host: admin.host, port: admin.port } : undefined,
+    admin: admin.address,
     metrics,
     spool,
     source,
