@@ -187,7 +187,9 @@ export class LeaderElector {
         };
         await this.o.rest.request('PUT', this.path, { body });
       }
-      this.setLeading(false);
+      this.leading = false;
+      this.o.onStatus?.(false);
+      this.o.logger.info({ lease: this.o.name, identity: this.o.identity }, 'released leadership');
     }
   }
 }

@@ -10,12 +10,18 @@ export type ApiResult<T> =
   | { ok: true; status: number; body: T }
   | { ok: false; status: number; reason: string; message: string; body?: unknown };
 
+export interface RequestOpts {
+  body?: unknown;
+  contentType?: string;
+  query?: Record<string, string>;
+  timeoutMs?: number;
+  accept?: string;
+}
+
+export const PARTIAL_METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+
 export interface KubeRest {
-  request<T>(
-    method: string,
-    path: string,
-    opts?: { body?: unknown; contentType?: string; query?: Record<string, string>; timeoutMs?: number },
-  ): Promise<ApiResult<T>>;
+  request<T>(method: string, path: string, opts?: RequestOpts): Promise<ApiResult<T>>;
 }
 
 export const APPLY_PATCH = 'application/apply-patch+yaml';
@@ -30,14 +36,10 @@ export function createKubeRest(kc: KubeConfig): KubeRest {
     ? new Agent({ keepAlive: true, maxSockets: 16 })
     : new HttpAgent({ keepAlive: true, maxSockets: 16 });
   return {
-    async request<T>(
-      method: string,
-      path: string,
-      opts: { body?: unknown; contentType?: string; query?: Record<string, string>; timeoutMs?: number } = {},
-    ): Promise<ApiResult<T>> {
+    async request<T>(method: string, path: string, opts: RequestOpts = {}): Promise<ApiResult<T>> {
       const url = new URL(base.pathname.replace(/\/$/, '') + path, base);
       for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
-      const ro: RequestOptions = { method, headers: { Accept: 'application/json' }, agent };
+      const ro: RequestOptions = { method, headers: { Accept: opts.accept ?? 'application/json' }, agent };
       await kc.applyToHTTPSOptions(ro);
       ro.agent = agent;
       const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);

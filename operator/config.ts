@@ -1,0 +1,158 @@
+// `mailroute operator` configuration: flags and MAILROUTE_<FLAG> environment variables, parsed once, validated,
+// frozen. A bad value fails fast naming the flag. Flags win over the environment.
+
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+
+export interface OperatorConfig {
+  namespace: string;
+  kubeconfig: string | undefined;
+  leaderElect: boolean;
+  leaseName: string;
+  identity: string;
+  http: { host: string; port: number };
+  configMapName: string;
+  /** Inline/shard threshold of the routing ConfigMap (bytes of canonical JSON). */
+  inlineMaxBytes: number;
+  shardMaxBytes: number;
+  workers: number;
+  relistIntervalMs: number;
+  watchdogMs: number;
+  logLevel: string;
+}
+
+interface FlagSpec {
+  type: 'string' | 'boolean';
+  default?: string;
+  help: string;
+}
+
+export const OPERATOR_FLAGS = {
+  namespace: {
+    type: 'string',
+    help: "the operator's namespace (routing ConfigMap, leases); default POD_NAMESPACE, else mailroute-system",
+  },
+  kubeconfig: { type: 'string', help: 'kubeconfig file; default KUBECONFIG, else in-cluster config' },
+  'leader-elect': { type: 'string', default: 'true', help: 'elect one leader through a Lease (true|false)' },
+  'lease-name': { type: 'string', default: 'mailroute-operator', help: 'name of the leader election Lease' },
+  identity: { type: 'string', help: 'leader election identity; default POD_NAME, else hostname_pid' },
+  http: { type: 'string', default: '0.0.0.0:8080', help: '/metrics /healthz /readyz' },
+  configmap: { type: 'string', default: 'mailroute-routing', help: 'name of the routing ConfigMap' },
+  'inline-max-bytes': {
+    type: 'string',
+    default: String(900 * 1024),
+    help: 'largest routing JSON kept inline; bigger tables are sharded',
+  },
+  'shard-max-bytes': {
+    type: 'string',
+    default: String(700 * 1024),
+    help: 'bytes of gzip data per shard ConfigMap',
+  },
+  workers: { type: 'string', default: '4', help: 'concurrent status reconciles per kind' },
+  'relist-interval': { type: 'string', default: '10m', help: 'periodic full re-list of every informer' },
+  watchdog: {
+    type: 'string',
+    default: '2m',
+    help: 'restart an informer that saw no event or reconnect for this long',
+  },
+  'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  help: { type: 'boolean', help: 'print this help' },
+} as const satisfies Record<string, FlagSpec>;
+
+export type ConfigResult =
+  | { ok: true; config: Readonly<OperatorConfig> }
+  | { ok: false; error: string }
+  | { ok: 'help'; text: string };
+
+export function envName(flag: string): string {
+  return `MAILROUTE_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(s.trim());
+  if (m === null) return undefined;
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  return n * unit;
+}
+
+export function helpText(): string {
+  const lines = Object.entries(OPERATOR_FLAGS).map(([name, f]) => {
+    const def = 'default' in f ? ` (default ${f.default})` : '';
+    return `  --${name.padEnd(18)} ${f.help}${def}; env ${envName(name)}`;
+  });
+  return `usage: mailroute operator [flags]\n\n${lines.join('\n')}\n`;
+}
+
+export function parseOperatorConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ConfigResult {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const options = Object.fromEntries(Object.entries(OPERATOR_FLAGS).map(([k, f]) => [k, { type: f.type }]));
+    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    return { ok: false, error: (err as Error).message };
+  }
+  if (values.help === true) return { ok: 'help', text: helpText() };
+  const get = (flag: keyof typeof OPERATOR_FLAGS): string | undefined => {
+    const v = values[flag];
+    if (typeof v === 'string') return v;
+    const e = env[envName(flag)];
+    if (e !== undefined && e !== '') return e;
+    const spec: FlagSpec = OPERATOR_FLAGS[flag];
+    return spec.default;
+  };
+  const int = (flag: keyof typeof OPERATOR_FLAGS, min: number): number | string => {
+    const raw = get(flag) ?? '';
+    const n = Number(raw);
+    return Number.isInteger(n) && n >= min ? n : `--${flag}: expected an integer >= ${min}, got "${raw}"`;
+  };
+  const dur = (flag: keyof typeof OPERATOR_FLAGS): number | string => {
+    const raw = get(flag) ?? '';
+    const ms = parseDuration(raw);
+    return ms !== undefined && ms > 0 ? ms : `--${flag}: expected a duration like 30s, 10m, got "${raw}"`;
+  };
+  const leader = get('leader-elect');
+  if (leader !== 'true' && leader !== 'false')
+    return { ok: false, error: `--leader-elect: expected true or false, got "${leader ?? ''}"` };
+  const httpRaw = get('http') ?? '';
+  const hm = /^(.*):(\d{1,5})$/.exec(httpRaw);
+  if (hm === null || Number(hm[2]) > 65535)
+    return { ok: false, error: `--http: expected HOST:PORT, got "${httpRaw}"` };
+  const namespace = get('namespace') ?? env.POD_NAMESPACE ?? 'mailroute-system';
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace))
+    return { ok: false, error: `--namespace: not a namespace name: "${namespace}"` };
+  const nums = {
+    inlineMaxBytes: int('inline-max-bytes', 1),
+    shardMaxBytes: int('shard-max-bytes', 1024),
+    workers: int('workers', 1),
+    relistIntervalMs: dur('relist-interval'),
+    watchdogMs: dur('watchdog'),
+  };
+  for (const v of Object.values(nums)) if (typeof v === 'string') return { ok: false, error: v };
+  if ((nums.shardMaxBytes as number) > 900 * 1024)
+    return {
+      ok: false,
+      error: '--shard-max-bytes: at most 921600 (a ConfigMap holds 1 MiB, base64 included)',
+    };
+  const kubeconfig =
+    get('kubeconfig') ?? (env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined);
+  const config: OperatorConfig = {
+    namespace,
+    kubeconfig,
+    leaderElect: leader === 'true',
+    leaseName: get('lease-name') ?? 'mailroute-operator',
+    identity: get('identity') ?? env.POD_NAME ?? `${hostname()}_${process.pid}`,
+    http: { host: hm[1] === '' ? '0.0.0.0' : (hm[1] as string).replace(/^\[|\]$/g, ''), port: Number(hm[2]) },
+    configMapName: get('configmap') ?? 'mailroute-routing',
+    inlineMaxBytes: nums.inlineMaxBytes as number,
+    shardMaxBytes: nums.shardMaxBytes as number,
+    workers: nums.workers as number,
+    relistIntervalMs: nums.relistIntervalMs as number,
+    watchdogMs: nums.watchdogMs as number,
+    logLevel: get('log-level') ?? 'info',
+  };
+  return { ok: true, config: Object.freeze(config) };
+}

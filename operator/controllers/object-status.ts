@@ -1,0 +1,124 @@
+// The status reconciler the three kind controllers share: gather (cache + routing state + relay heartbeats) ->
+// decide (pure, ./status.ts) -> apply (the condition helper; a status write through the status subresource only
+// when something changed, by server-side apply with the operator's field manager, so conditions other writers own,
+// e.g. the preflight's ServersReachable, are left alone) -> Events on transitions.
+
+import type { Kind } from '../../routing/model.ts';
+import { API_VERSION } from '../../routing/model.ts';
+import type { MailrouteObject } from '../../routing/types.ts';
+import { setConditions, type StatusLike } from '../kube/conditions.ts';
+import type { EventRecorder } from '../kube/ssa.ts';
+import { serverSideApply } from '../kube/ssa.ts';
+import { describeFailure, type KubeRest } from '../kube/rest.ts';
+import type { ReconcileOutcome } from '../kube/workqueue.ts';
+import { objectKey, type RoutingState } from './routing/controller.ts';
+import { decideStatus, type RelayView, type StatusFacts } from './status.ts';
+
+export const PLURALS: Record<Kind, string> = {
+  MailDomain: 'maildomains',
+  DeliveryPolicy: 'deliverypolicies',
+  TestRecipient: 'testrecipients',
+};
+
+export interface StatusControllerDeps<O extends MailrouteObject> {
+  kind: Kind;
+  rest: KubeRest;
+  state: RoutingState;
+  events: EventRecorder;
+  get: (namespace: string, name: string) => O | undefined;
+  relays: () => readonly RelayView[];
+  now: () => Date;
+  /** Kind-specific facts (missing Secrets, expiresAt). */
+  extra?: (obj: O) => Partial<Pick<StatusFacts, 'missingSecrets' | 'expiresAt'>>;
+}
+
+export function statusKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+export function splitKey(key: string): [string, string] {
+  const i = key.indexOf('/');
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+export class ObjectStatusController<O extends MailrouteObject> {
+  readonly kind: Kind;
+  private readonly d: StatusControllerDeps<O>;
+  writes = 0;
+
+  constructor(deps: StatusControllerDeps<O>) {
+    this.kind = deps.kind;
+    this.d = deps;
+  }
+
+  async reconcile(key: string): Promise<ReconcileOutcome> {
+    const [namespace, name] = splitKey(key);
+    const obj = this.d.get(namespace, name);
+    if (obj === undefined) return { ok: true };
+    const generation = obj.metadata.generation ?? 0;
+    const okey = objectKey(this.kind, namespace, name);
+    const now = this.d.now();
+    const st = this.d.state;
+    const decision = decideStatus({
+      kind: this.kind,
+      generation,
+      issues: st.issuesByKey.get(okey) ?? [],
+      missingSecrets: [],
+      compiledGeneration: st.currentGeneration(okey),
+      compiled: st.compiled,
+      relays: this.d.relays(),
+      generationIn: (rev) => st.history.generationIn(rev, okey),
+      now,
+      ...this.d.extra?.(obj),
+    });
+    // An object whose generation was not compiled yet waits for the routing controller (which requeues all).
+    const update = setConditions(obj.status, decision.conditions, generation, now);
+    if (update.changed) {
+      const body = {
+        apiVersion: API_VERSION,
+        kind: this.kind,
+        metadata: { name, namespace },
+        status: { observedGeneration: generation, conditions: update.conditions },
+      };
+      const r = await serverSideApply(
+        this.d.rest,
+        `/apis/mailroute.io/v1alpha1/namespaces/${namespace}/${PLURALS[this.kind]}/${name}/status`,
+        body,
+      );
+      if (!r.ok) {
+        if (r.status === 404) return { ok: true };
+        return { ok: false, error: `status of ${this.kind} ${namespace}/${name}: ${describeFailure(r)}` };
+      }
+      this.writes++;
+      // Keep the cache's view current so a reconcile before the watch event does not write again.
+      (obj as { status?: unknown }).status = {
+        ...(obj.status ?? {}),
+        observedGeneration: generation,
+        conditions: mergeConditions(obj.status, update.conditions),
+      };
+      // One Event per real transition; a brand-new object gets a single one for Ready.
+      for (const t of update.transitions.filter((x) => x.from !== undefined || x.type === 'Ready')) {
+        await this.d.events.event(
+          {
+            apiVersion: API_VERSION,
+            kind: this.kind,
+            namespace,
+            name,
+            ...(typeof obj.metadata.uid === 'string' ? { uid: obj.metadata.uid } : {}),
+          },
+          t.to === 'False' ? 'Warning' : 'Normal',
+          t.reason,
+          `${t.type}=${t.to}: ${t.message}`,
+        );
+      }
+    }
+    return decision.requeueAfterMs !== undefined
+      ? { ok: true, requeueAfterMs: decision.requeueAfterMs }
+      : { ok: true };
+  }
+}
+
+function mergeConditions(status: StatusLike | undefined, mine: readonly { type: string }[]): unknown[] {
+  const types = new Set(mine.map((c) => c.type));
+  return [...(status?.conditions ?? []).filter((c) => c.type === undefined || !types.has(c.type)), ...mine];
+}

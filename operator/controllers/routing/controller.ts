@@ -1,0 +1,252 @@
+// The routing controller: compiles every MailDomain, DeliveryPolicy and TestRecipient in the cache with the
+// routing core and server-side applies the result to ConfigMap mailroute-routing (inline, or sharded when big;
+// operator/routing-configmap.ts). One key ("routing"), so bursts of changes coalesce into one compile.
+// It keeps the compile result (issues, which generation of each object is in which revision) for the status
+// controllers, and garbage-collects shards of revisions no fresh relay serves any more.
+
+import type { CompileIssue, ObjectRef, RoutingTable } from '../../../routing/model.ts';
+import { compile, type CompileResult } from '../../../routing/compile.ts';
+import type { MailrouteObject } from '../../../routing/types.ts';
+import {
+  encodeRouting,
+  REVISION_ANNOTATION,
+  SHARD_LABEL,
+  type EncodedRouting,
+} from '../../routing-configmap.ts';
+import { serverSideApply } from '../../kube/ssa.ts';
+import { describeFailure, PARTIAL_METADATA_LIST, type KubeRest } from '../../kube/rest.ts';
+import type { ReconcileOutcome } from '../../kube/workqueue.ts';
+import type { Logger } from '../../kube/supervisor.ts';
+
+export const ROUTING_KEY = 'routing';
+
+export function objectKey(kind: string, namespace: string, name: string): string {
+  return `${kind}/${namespace}/${name}`;
+}
+
+/** Which generation of each object each recent revision holds (relays may serve an older revision). */
+export class RevisionHistory {
+  private readonly max: number;
+  private readonly revisions = new Map<string, Map<string, number>>();
+
+  constructor(max = 16) {
+    this.max = max;
+  }
+
+  add(revision: string, sources: readonly ObjectRef[]): void {
+    if (this.revisions.has(revision)) {
+      // refresh recency
+      const v = this.revisions.get(revision) as Map<string, number>;
+      this.revisions.delete(revision);
+      this.revisions.set(revision, v);
+      return;
+    }
+    const m = new Map<string, number>();
+    for (const s of sources) m.set(objectKey(s.kind, s.namespace, s.name), s.generation);
+    this.revisions.set(revision, m);
+    while (this.revisions.size > this.max) {
+      const oldest = this.revisions.keys().next().value as string;
+      this.revisions.delete(oldest);
+    }
+  }
+
+  generationIn(revision: string, key: string): number | undefined {
+    return this.revisions.get(revision)?.get(key);
+  }
+
+  has(revision: string): boolean {
+    return this.revisions.has(revision);
+  }
+}
+
+/** What the status controllers read. Mutated only by the routing controller. */
+export class RoutingState {
+  compiled = false;
+  revision: string | undefined;
+  /** revision applied to the cluster (undefined until the first apply succeeded) */
+  appliedRevision: string | undefined;
+  issuesByKey = new Map<string, CompileIssue[]>();
+  readonly history = new RevisionHistory();
+
+  currentGeneration(key: string): number | undefined {
+    return this.revision === undefined ? undefined : this.history.generationIn(this.revision, key);
+  }
+}
+
+export interface RoutingControllerDeps {
+  namespace: string;
+  configMapName: string;
+  rest: KubeRest;
+  logger: Logger;
+  state: RoutingState;
+  /** Objects from the informer caches. */
+  objects: () => MailrouteObject[];
+  /** Revisions served by relays with a fresh heartbeat. */
+  relayRevisions: () => ReadonlySet<string>;
+  /** Called when the compile result changed (new revision or new issues): requeue every object's status. */
+  onCompiled: (result: CompileResult) => void;
+  onApplied?: (revision: string, bytes: number, format: EncodedRouting['format']) => void;
+  inlineMaxBytes?: number;
+  shardMaxBytes?: number;
+  /** Drift check interval (re-read the ConfigMap; re-apply if someone changed it). Default 60 s. */
+  resyncMs?: number;
+  now?: () => number;
+}
+
+export interface RoutingTimings {
+  gatherMs: number;
+  compileMs: number;
+  encodeMs: number;
+  applyMs: number;
+  objects: number;
+  bytes: number;
+  shards: number;
+}
+
+export class RoutingController {
+  private readonly d: RoutingControllerDeps;
+  private lastIssuesJson = '';
+  private appliedShards = new Set<string>();
+  private gcNeeded = true;
+  lastTimings: RoutingTimings | undefined;
+
+  constructor(deps: RoutingControllerDeps) {
+    this.d = deps;
+  }
+
+  requestGc(): void {
+    this.gcNeeded = true;
+  }
+
+  private get cmPath(): string {
+    return `/api/v1/namespaces/${this.d.namespace}/configmaps`;
+  }
+
+  async reconcile(): Promise<ReconcileOutcome> {
+    const now = this.d.now ?? Date.now;
+    const t0 = now();
+    const objects = this.d.objects();
+    const t1 = now();
+    const result = compile(objects);
+    const t2 = now();
+    const st = this.d.state;
+    const issuesJson = JSON.stringify(result.issues);
+    const changed = result.revision !== st.revision || issuesJson !== this.lastIssuesJson || !st.compiled;
+    if (changed) {
+      st.history.add(result.revision, result.table.sources);
+      const byKey = new Map<string, CompileIssue[]>();
+      for (const i of result.issues) {
+        const k = objectKey(i.kind, i.namespace, i.name);
+        const list = byKey.get(k);
+        if (list === undefined) byKey.set(k, [i]);
+        else list.push(i);
+      }
+      st.issuesByKey = byKey;
+      st.revision = result.revision;
+      st.compiled = true;
+      this.lastIssuesJson = issuesJson;
+    }
+
+    let encodeMs = 0;
+    let applyMs = 0;
+    let shards = 0;
+    if (st.appliedRevision !== result.revision || (await this.drifted(result.revision))) {
+      const t3 = now();
+      const enc = encodeRouting(result.json, result.revision, {
+        namespace: this.d.namespace,
+        name: this.d.configMapName,
+        ...(this.d.inlineMaxBytes !== undefined ? { inlineMaxBytes: this.d.inlineMaxBytes } : {}),
+        ...(this.d.shardMaxBytes !== undefined ? { shardMaxBytes: this.d.shardMaxBytes } : {}),
+      });
+      const t4 = now();
+      encodeMs = t4 - t3;
+      shards = enc.shards.length;
+      // Shards first (a relay must never see an index whose shards are missing), then the index.
+      for (const s of enc.shards) {
+        if (this.appliedShards.has(s.metadata.name)) continue;
+        const r = await serverSideApply(this.d.rest, `${this.cmPath}/${s.metadata.name}`, s);
+        if (!r.ok) return { ok: false, error: `apply ConfigMap ${s.metadata.name}: ${describeFailure(r)}` };
+        this.appliedShards.add(s.metadata.name);
+      }
+      const r = await serverSideApply(this.d.rest, `${this.cmPath}/${enc.index.metadata.name}`, enc.index);
+      if (!r.ok)
+        return { ok: false, error: `apply ConfigMap ${enc.index.metadata.name}: ${describeFailure(r)}` };
+      applyMs = now() - t4;
+      const previous = st.appliedRevision;
+      st.appliedRevision = result.revision;
+      this.gcNeeded = true;
+      this.d.logger.info(
+        {
+          revision: result.revision,
+          previous,
+          format: enc.format,
+          bytes: result.json.length,
+          shards,
+          objects: objects.length,
+          issues: result.issues.length,
+        },
+        'routing table applied',
+      );
+      this.d.onApplied?.(result.revision, result.json.length, enc.format);
+    }
+    if (changed) this.d.onCompiled(result);
+    if (this.gcNeeded) {
+      const gc = await this.collectShards(result.revision);
+      if (!gc.ok) this.d.logger.warn({ err: gc.error }, 'shard garbage collection failed; will retry');
+      else this.gcNeeded = false;
+    }
+    this.lastTimings = {
+      gatherMs: t1 - t0,
+      compileMs: t2 - t1,
+      encodeMs,
+      applyMs,
+      objects: objects.length,
+      bytes: result.json.length,
+      shards,
+    };
+    return { ok: true, requeueAfterMs: this.d.resyncMs ?? 60_000 };
+  }
+
+  /** Someone deleted or changed mailroute-routing: re-apply. */
+  private async drifted(revision: string): Promise<boolean> {
+    const r = await this.d.rest.request<{ metadata?: { annotations?: Record<string, string> } }>(
+      'GET',
+      `${this.cmPath}/${this.d.configMapName}`,
+      {
+        accept: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1',
+      },
+    );
+    if (r.ok) return r.body.metadata?.annotations?.[REVISION_ANNOTATION] !== revision;
+    if (r.status === 404) {
+      this.appliedShards.clear();
+      return true;
+    }
+    return false; // transient: keep what we have, the next resync checks again
+  }
+
+  /** Deletes shards whose revision is neither current nor served by a fresh relay. */
+  private async collectShards(current: string): Promise<{ ok: true } | { ok: false; error: string }> {
+    const list = await this.d.rest.request<{
+      items?: { metadata?: { name?: string; annotations?: Record<string, string> } }[];
+    }>('GET', this.cmPath, {
+      query: { labelSelector: `${SHARD_LABEL}=true` },
+      accept: PARTIAL_METADATA_LIST,
+    });
+    if (!list.ok) return { ok: false, error: describeFailure(list) };
+    const keep = new Set(this.d.relayRevisions());
+    keep.add(current);
+    for (const item of list.body.items ?? []) {
+      const name = item.metadata?.name;
+      const rev = item.metadata?.annotations?.[REVISION_ANNOTATION];
+      if (name === undefined || (rev !== undefined && keep.has(rev))) continue;
+      const del = await this.d.rest.request('DELETE', `${this.cmPath}/${name}`);
+      if (!del.ok && del.status !== 404)
+        return { ok: false, error: `delete ${name}: ${describeFailure(del)}` };
+      this.appliedShards.delete(name);
+      this.d.logger.info({ shard: name, revision: rev }, 'deleted routing shard of an old revision');
+    }
+    return { ok: true };
+  }
+}
+
+export type { RoutingTable };

@@ -1,0 +1,401 @@
+// Wires the operator together: supervised informers (warm on every replica), one work queue per controller,
+// leader election (only the leader runs the queues, so non-leaders write nothing), metrics and the HTTP endpoints.
+
+import { createServer, type Server } from 'node:http';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  makeInformer,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import type { CompileResult } from '../routing/compile.ts';
+import { GROUP, VERSION, type Kind } from '../routing/model.ts';
+import type { DeliveryPolicy, MailDomain, MailrouteObject, TestRecipient } from '../routing/types.ts';
+import type { OperatorConfig } from './config.ts';
+import { LeaderElector } from './kube/leader.ts';
+import { createKubeRest, type KubeRest } from './kube/rest.ts';
+import { createEventRecorder } from './kube/ssa.ts';
+import { InformerSupervisor, type InformerEvent, type InformerLike, type Logger } from './kube/supervisor.ts';
+import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
+import { isRelayLease, nextStaleIn, readHeartbeat, type LeaseLike } from './relay-heartbeat.ts';
+import { createDeliveryPolicyController } from './controllers/deliverypolicy/controller.ts';
+import { createMailDomainController } from './controllers/maildomain/controller.ts';
+import { ObjectStatusController, PLURALS, statusKey } from './controllers/object-status.ts';
+import { ROUTING_KEY, RoutingController, RoutingState } from './controllers/routing/controller.ts';
+import type { RelayView } from './controllers/status.ts';
+import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
+import type { OperatorMetrics } from './telemetry/metrics.ts';
+
+export type StopReason = 'stopped' | 'lost-leadership';
+
+export interface ManagerDeps {
+  config: Readonly<OperatorConfig>;
+  kubeconfig: KubeConfig;
+  logger: Logger & { debug?: (obj: object, msg: string) => void };
+  metrics: OperatorMetrics;
+  now?: () => Date;
+  /** Start the HTTP server (default true). */
+  serveHttp?: boolean;
+}
+
+type Cached = KubernetesObject & { metadata?: { generation?: number; namespace?: string; name?: string } };
+
+export class OperatorManager {
+  private readonly d: ManagerDeps;
+  private readonly now: () => Date;
+  readonly rest: KubeRest;
+  readonly state = new RoutingState();
+  readonly informers: Record<
+    'MailDomain' | 'DeliveryPolicy' | 'TestRecipient' | 'Secret' | 'Lease',
+    InformerSupervisor<Cached>
+  >;
+  readonly queues: Record<'routing' | Kind, WorkQueue>;
+  readonly routing: RoutingController;
+  readonly status: Record<Kind, ObjectStatusController<MailrouteObject>>;
+  private readonly elector: LeaderElector | undefined;
+  private http: Server | undefined;
+  private readonly generations = new Map<string, number>();
+  private relaySignature = '';
+  private staleTimer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown>[] = [];
+  private leading = false;
+  private stopping = false;
+  private resolveDone: (r: StopReason) => void = () => undefined;
+  readonly done: Promise<StopReason>;
+
+  constructor(deps: ManagerDeps) {
+    this.d = deps;
+    this.now = deps.now ?? (() => new Date());
+    this.done = new Promise<StopReason>((r) => (this.resolveDone = r));
+    const { config, kubeconfig: kc, logger, metrics } = deps;
+    this.rest = createKubeRest(kc);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const core = kc.makeApiClient(CoreV1Api);
+    const coord = kc.makeApiClient(CoordinationV1Api);
+
+    const supervise = (
+      name: string,
+      path: string,
+      list: () => Promise<KubernetesListObject<Cached>>,
+      onEvent: (t: InformerEvent, o: Cached) => void,
+      onResync: () => void,
+    ): InformerSupervisor<Cached> =>
+      new InformerSupervisor<Cached>({
+        name,
+        make: () => makeInformer<Cached>(kc, path, list),
+        onEvent,
+        onResync,
+        logger,
+        relistIntervalMs: config.relistIntervalMs,
+        watchdogMs: config.watchdogMs,
+        onRestart: (reason) => metrics.informerRestarts.inc({ informer: name, reason }),
+      });
+    const crd = (kind: Kind): InformerSupervisor<Cached> =>
+      supervise(
+        kind,
+        `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}`,
+        () =>
+          custom.listClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURALS[kind],
+          }) as Promise<KubernetesListObject<Cached>>,
+        (t, o) => this.onObjectEvent(kind, t, o),
+        () => this.onObjectResync(kind),
+      );
+    this.informers = {
+      MailDomain: crd('MailDomain'),
+      DeliveryPolicy: crd('DeliveryPolicy'),
+      TestRecipient: crd('TestRecipient'),
+      Secret: supervise(
+        'Secret',
+        '/api/v1/secrets',
+        () => core.listSecretForAllNamespaces(),
+        (_t, o) => this.onSecretEvent(o),
+        () => this.enqueueAll('MailDomain'),
+      ),
+      Lease: supervise(
+        'Lease',
+        `/apis/coordination.k8s.io/v1/namespaces/${config.namespace}/leases`,
+        () => coord.listNamespacedLease({ namespace: config.namespace }),
+        () => this.onRelaysMaybeChanged(),
+        () => this.onRelaysMaybeChanged(),
+      ),
+    };
+
+    const queue = (name: string): WorkQueue =>
+      new WorkQueue({
+        name,
+        metrics: metrics.queue(name),
+        onResult: (key, outcome, seconds) => {
+          const result = !outcome.ok
+            ? 'error'
+            : outcome.requeueAfterMs !== undefined
+              ? 'requeue_after'
+              : 'success';
+          metrics.reconcileTotal.inc({ controller: name, result });
+          metrics.reconcileTime.observe({ controller: name }, seconds);
+          if (!outcome.ok) {
+            metrics.reconcileErrors.inc({ controller: name });
+            logger.warn(
+              { controller: name, key, err: outcome.error },
+              'reconcile failed; retrying with backoff',
+            );
+          }
+        },
+      });
+    this.queues = {
+      routing: queue('routing'),
+      MailDomain: queue('maildomain'),
+      DeliveryPolicy: queue('deliverypolicy'),
+      TestRecipient: queue('testrecipient'),
+    };
+
+    this.routing = new RoutingController({
+      namespace: config.namespace,
+      configMapName: config.configMapName,
+      rest: this.rest,
+      logger,
+      state: this.state,
+      inlineMaxBytes: config.inlineMaxBytes,
+      shardMaxBytes: config.shardMaxBytes,
+      objects: () => [
+        ...(this.informers.MailDomain.list() as unknown as MailrouteObject[]),
+        ...(this.informers.DeliveryPolicy.list() as unknown as MailrouteObject[]),
+        ...(this.informers.TestRecipient.list() as unknown as MailrouteObject[]),
+      ],
+      relayRevisions: () =>
+        new Set(this.relays().flatMap((r) => (r.revision === undefined ? [] : [r.revision]))),
+      onCompiled: (r) => this.onCompiled(r),
+      onApplied: (revision, bytes) => {
+        metrics.setRevision(revision);
+        metrics.routingBytes.set(bytes);
+      },
+    });
+
+    const events = createEventRecorder(this.rest, 'mailroute-operator', this.now, (err) =>
+      logger.warn({ err }, 'could not record event'),
+    );
+    const common = { rest: this.rest, state: this.state, events, relays: () => this.relays(), now: this.now };
+    const getter =
+      <O>(kind: Kind) =>
+      (namespace: string, name: string): O | undefined =>
+        this.informers[kind].get(name, namespace) as O | undefined;
+    this.status = {
+      MailDomain: createMailDomainController({
+        ...common,
+        get: getter<MailDomain>('MailDomain'),
+        secretExists: (ns, name) => this.informers.Secret.get(name, ns) !== undefined,
+      }) as unknown as ObjectStatusController<MailrouteObject>,
+      DeliveryPolicy: createDeliveryPolicyController({
+        ...common,
+        get: getter<DeliveryPolicy>('DeliveryPolicy'),
+      }) as unknown as ObjectStatusController<MailrouteObject>,
+      TestRecipient: createTestRecipientController({
+        ...common,
+        get: getter<TestRecipient>('TestRecipient'),
+      }) as unknown as ObjectStatusController<MailrouteObject>,
+    };
+
+    if (config.leaderElect) {
+      this.elector = new LeaderElector({
+        rest: this.rest,
+        namespace: config.namespace,
+        name: config.leaseName,
+        identity: config.identity,
+        logger,
+        onStartedLeading: () => this.startControllers(),
+        onStoppedLeading: () => void this.stop('lost-leadership'),
+        onStatus: (leading) => metrics.leaderStatus.set({ name: config.leaseName }, leading ? 1 : 0),
+      });
+    }
+    metrics.leaderStatus.set({ name: config.leaseName }, 0);
+  }
+
+  /** Relays with a fresh heartbeat Lease. */
+  relays(): RelayView[] {
+    const now = this.now();
+    const out: RelayView[] = [];
+    for (const l of this.informers.Lease.list() as LeaseLike[]) {
+      if (!isRelayLease(l)) continue;
+      const hb = readHeartbeat(l, now);
+      if (hb.fresh) out.push({ name: hb.name, revision: hb.revision });
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  private enqueueAll(kind: Kind): void {
+    for (const o of this.informers[kind].list()) {
+      const md = o.metadata;
+      if (md?.name !== undefined) this.queues[kind].add(statusKey(md.namespace ?? '', md.name));
+    }
+  }
+
+  private enqueueAllStatus(): void {
+    this.enqueueAll('MailDomain');
+    this.enqueueAll('DeliveryPolicy');
+    this.enqueueAll('TestRecipient');
+  }
+
+  private onObjectEvent(kind: Kind, type: InformerEvent, o: Cached): void {
+    const ns = o.metadata?.namespace ?? '';
+    const name = o.metadata?.name ?? '';
+    const id = `${kind}/${ns}/${name}`;
+    if (type === 'delete') {
+      this.generations.delete(id);
+      this.queues.routing.add(ROUTING_KEY);
+      return;
+    }
+    const gen = o.metadata?.generation ?? 0;
+    if (this.generations.get(id) !== gen) {
+      // spec changed (or new): recompile; a status-only update does not
+      this.generations.set(id, gen);
+      this.queues.routing.add(ROUTING_KEY);
+    }
+    this.queues[kind].add(statusKey(ns, name));
+  }
+
+  private onObjectResync(kind: Kind): void {
+    this.queues.routing.add(ROUTING_KEY);
+    this.enqueueAll(kind);
+  }
+
+  private onSecretEvent(o: Cached): void {
+    const ns = o.metadata?.namespace;
+    for (const md of this.informers.MailDomain.list(ns)) {
+      const name = md.metadata?.name;
+      if (name !== undefined) this.queues.MailDomain.add(statusKey(ns ?? '', name));
+    }
+  }
+
+  /** Enqueue every status when the set of fresh relays or the revision one of them serves changed. */
+  private onRelaysMaybeChanged(): void {
+    const relays = this.relays();
+    this.d.metrics.relaysFresh.set(relays.length);
+    const sig = relays.map((r) => `${r.name}=${r.revision ?? ''}`).join(',');
+    if (this.staleTimer !== undefined) clearTimeout(this.staleTimer);
+    const staleIn = nextStaleIn(this.informers.Lease.list(), this.now());
+    if (staleIn !== undefined && !this.stopping) {
+      this.staleTimer = setTimeout(() => this.onRelaysMaybeChanged(), staleIn);
+      this.staleTimer.unref();
+    }
+    if (sig === this.relaySignature) return;
+    this.relaySignature = sig;
+    this.routing.requestGc();
+    this.queues.routing.add(ROUTING_KEY);
+    this.enqueueAllStatus();
+  }
+
+  private onCompiled(_r: CompileResult): void {
+    this.enqueueAllStatus();
+  }
+
+  private startControllers(): void {
+    if (this.leading || this.stopping) return;
+    this.leading = true;
+    this.d.logger.info({ identity: this.d.config.identity }, 'starting controllers');
+    const wrap =
+      (f: (key: string) => Promise<ReconcileOutcome>) =>
+      (key: string): Promise<ReconcileOutcome> =>
+        f(key);
+    this.running.push(
+      this.queues.routing.run(
+        wrap(() => this.routing.reconcile()),
+        1,
+      ),
+    );
+    for (const kind of ['MailDomain', 'DeliveryPolicy', 'TestRecipient'] as const) {
+      const c = this.status[kind];
+      this.running.push(
+        this.queues[kind].run(
+          wrap((k) => c.reconcile(k)),
+          this.d.config.workers,
+        ),
+      );
+    }
+    this.queues.routing.add(ROUTING_KEY);
+    this.enqueueAllStatus();
+  }
+
+  /** Starts informers (waits for their first list), the HTTP server, and leader election (or the controllers). */
+  async start(): Promise<void> {
+    if (this.d.serveHttp !== false) await this.startHttp();
+    await Promise.all(Object.values(this.informers).map((i) => i.start()));
+    this.d.logger.info({ namespace: this.d.config.namespace }, 'informers synced');
+    if (this.elector !== undefined) this.elector.start();
+    else this.startControllers();
+  }
+
+  ready(): {
+    ready: boolean;
+    informers: ReturnType<InformerSupervisor<Cached>['health']>[];
+    leader: boolean;
+  } {
+    const informers = Object.values(this.informers).map((i) => i.health());
+    return { ready: informers.every((h) => h.synced && h.healthy), informers, leader: this.leading };
+  }
+
+  private async startHttp(): Promise<void> {
+    const { registry } = this.d.metrics;
+    this.http = createServer((req, res) => {
+      const url = (req.url ?? '/').split('?')[0];
+      if (url === '/metrics') {
+        registry
+          .metrics()
+          .then((text) => {
+            res.writeHead(200, { 'Content-Type': registry.contentType });
+            res.end(text);
+          })
+          .catch((err: unknown) => {
+            res.writeHead(500);
+            res.end(String(err));
+          });
+        return;
+      }
+      if (url === '/healthz') {
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end('ok\n');
+        return;
+      }
+      if (url === '/readyz') {
+        const r = this.ready();
+        res.writeHead(r.ready ? 200 : 503, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify(r) + '\n');
+        return;
+      }
+      res.writeHead(404);
+      res.end('not found\n');
+    });
+    const server = this.http;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.d.config.http.port, this.d.config.http.host, () => resolve());
+    });
+  }
+
+  httpAddress(): { host: string; port: number } | undefined {
+    const a = this.http?.address();
+    return a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
+  async stop(reason: StopReason = 'stopped'): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.d.logger.info({ reason }, 'operator stopping');
+    if (this.staleTimer !== undefined) clearTimeout(this.staleTimer);
+    for (const q of Object.values(this.queues)) q.shutdown();
+    await Promise.all(this.running);
+    await this.elector?.stop(reason === 'stopped');
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+    await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+    this.d.metrics.leaderStatus.set({ name: this.d.config.leaseName }, 0);
+    this.resolveDone(reason);
+  }
+}
