@@ -1,0 +1,225 @@
+// `mailroute queue list|show ID|flush|delete ID [--admin HOST:PORT] [-o json]`: a client of the relay's admin API
+// (relay/admin/server.ts). --admin also reads MAILROUTE_ADMIN; default 127.0.0.1:9091.
+import { parseArgs } from 'node:util';
+import type { LegView, MessageView, QueueListView } from '../../relay/admin/view.ts';
+
+export interface QueueIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  env: Record<string, string | undefined>;
+  fetch: typeof fetch;
+  now: () => Date;
+}
+
+const defaultIo: QueueIo = {
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+  env: process.env,
+  fetch: (...a) => fetch(...a),
+  now: () => new Date(),
+};
+
+export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|flush|delete ID> [--admin HOST:PORT] [-o json]
+
+  list          every queued message, one line per recipient with the state of each leg
+  show ID       one message: every leg with attempts, next attempt and last reply
+  flush         retry every deferred leg now
+  delete ID     drop a message without delivering it (no DSN)
+
+flags:
+  --admin HOST:PORT   the relay's admin API (default 127.0.0.1:9091, env MAILROUTE_ADMIN)
+  -o json             print the API's JSON
+`;
+
+/** "1h02m", "3m05s", "12s" */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h${String(m % 60).padStart(2, '0')}m`;
+  return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, '0')}h`;
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? `${s} ` : s.padEnd(n);
+}
+
+export function renderList(v: QueueListView, now: Date): string {
+  if (v.messages.length === 0)
+    return v.total === 0 ? 'queue is empty\n' : `no message listed (${v.total} queued)\n`;
+  const lines: string[] = [];
+  const fromW = Math.min(32, Math.max(4, ...v.messages.map((m) => (m.mailFrom || '<>').length)) + 1);
+  const rcptW = Math.min(
+    40,
+    Math.max(9, ...v.messages.flatMap((m) => m.recipients.map((r) => r.recipient.length))) + 1,
+  );
+  lines.push(`${pad('ID', 17)}${pad('AGE', 8)}${pad('FROM', fromW)}${pad('RECIPIENT', rcptW)}LEGS`);
+  const counts = { pending: 0, deferred: 0, done: 0 };
+  for (const m of v.messages) {
+    counts[m.state]++;
+    const age = formatAge(now.getTime() - Date.parse(m.receivedAt));
+    m.recipients.forEach((r, i) => {
+      const head =
+        i === 0 ? `${pad(m.id, 17)}${pad(age, 8)}${pad(m.mailFrom || '<>', fromW)}` : ' '.repeat(25 + fromW);
+      lines.push(`${head}${pad(r.recipient, rcptW)}${r.summary}`);
+    });
+  }
+  const more = v.truncated ? `, ${v.total - v.messages.length} more not listed` : '';
+  const skipped = v.skipped > 0 ? `, ${v.skipped} unreadable` : '';
+  lines.push(
+    `${v.total} message${v.total === 1 ? '' : 's'} (${counts.pending} pending, ${counts.deferred} deferred${more}${skipped})`,
+  );
+  return lines.join('\n') + '\n';
+}
+
+function legLine(l: LegView, now: Date): string {
+  const parts = [`  ${l.role.padEnd(8)}${l.state.padEnd(11)}${l.server} (${l.address}) <${l.recipient}>`];
+  const details: string[] = [`attempts ${l.attempts}`];
+  if (l.nextAttemptAt) details.push(`next in ${formatAge(Date.parse(l.nextAttemptAt) - now.getTime())}`);
+  if (l.lastReply) details.push(`last: ${l.lastReply}`);
+  if (l.dsnId && l.dsnId !== 'none') details.push(`DSN ${l.dsnId}`);
+  parts.push(`    ${details.join('; ')}`);
+  return parts.join('\n');
+}
+
+export function renderMessage(m: MessageView, now: Date): string {
+  const lines = [
+    `id:       ${m.id}`,
+    `received: ${m.receivedAt} (${formatAge(now.getTime() - Date.parse(m.receivedAt))} ago)`,
+    `from:     ${m.mailFrom || '<>'}`,
+    `size:     ${m.size} bytes`,
+    `state:    ${m.state}`,
+  ];
+  for (const r of m.recipients) {
+    lines.push(`${r.recipient}: ${r.summary}`);
+    for (const l of r.legs) lines.push(legLine(l, now));
+  }
+  return lines.join('\n') + '\n';
+}
+
+function parseAdmin(s: string): string | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s/]+)):(\d{1,5})$/.exec(s.trim());
+  if (!m?.[3] || Number(m[3]) > 65535) return undefined;
+  const host = m[1] !== undefined ? `[${m[1]}]` : (m[2] ?? '');
+  return `http://${host}:${m[3]}`;
+}
+
+export async function run(argv: string[], io: QueueIo = defaultIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        admin: { type: 'string' },
+        output: { type: 'string', short: 'o' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    io.stderr(`mailroute queue: ${err instanceof Error ? err.message : String(err)}\n${QUEUE_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.stdout(QUEUE_USAGE);
+    return 0;
+  }
+  const [sub, id, ...extra] = positionals;
+  const adminRaw = values.admin ?? io.env.MAILROUTE_ADMIN ?? '127.0.0.1:9091';
+  const base = parseAdmin(adminRaw);
+  if (!base) {
+    io.stderr(`mailroute queue: --admin: expected HOST:PORT, got ${JSON.stringify(adminRaw)}\n`);
+    return 2;
+  }
+  if (values.output !== undefined && values.output !== 'json') {
+    io.stderr(`mailroute queue: -o: only "json" is supported, got ${JSON.stringify(values.output)}\n`);
+    return 2;
+  }
+  const json = values.output === 'json';
+  const needsId = sub === 'show' || sub === 'delete';
+  if (sub === undefined || !['list', 'show', 'flush', 'delete'].includes(sub)) {
+    io.stderr(
+      `mailroute queue: ${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\n${QUEUE_USAGE}`,
+    );
+    return 2;
+  }
+  if (needsId && id === undefined) {
+    io.stderr(`mailroute queue ${sub}: missing queue ID\n`);
+    return 2;
+  }
+  if (extra.length > 0 || (!needsId && id !== undefined)) {
+    io.stderr(`mailroute queue ${sub}: unexpected argument ${JSON.stringify(needsId ? extra[0] : id)}\n`);
+    return 2;
+  }
+
+  const call = async (
+    method: string,
+    path: string,
+  ): Promise<{ status: number; body: unknown } | undefined> => {
+    try {
+      const res = await io.fetch(`${base}${path}`, { method });
+      const text = await res.text();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        /* keep the text */
+      }
+      return { status: res.status, body };
+    } catch (err) {
+      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      io.stderr(
+        `mailroute queue: cannot reach the admin API at ${base} (${cause}); is the relay running with --admin ${adminRaw}?\n`,
+      );
+      return undefined;
+    }
+  };
+  const fail = (r: { status: number; body: unknown }): number => {
+    const msg =
+      typeof r.body === 'object' && r.body !== null && 'error' in r.body
+        ? String(r.body.error)
+        : JSON.stringify(r.body);
+    io.stderr(`mailroute queue ${sub}: ${msg} (HTTP ${r.status})\n`);
+    return 1;
+  };
+  const now = io.now();
+
+  switch (sub) {
+    case 'list': {
+      const r = await call('GET', '/queue');
+      if (!r) return 1;
+      if (r.status !== 200) return fail(r);
+      io.stdout(json ? JSON.stringify(r.body, null, 2) + '\n' : renderList(r.body as QueueListView, now));
+      return 0;
+    }
+    case 'show': {
+      const r = await call('GET', `/queue/${encodeURIComponent(id!)}`);
+      if (!r) return 1;
+      if (r.status !== 200) return fail(r);
+      io.stdout(json ? JSON.stringify(r.body, null, 2) + '\n' : renderMessage(r.body as MessageView, now));
+      return 0;
+    }
+    case 'flush': {
+      const r = await call('POST', '/queue/flush');
+      if (!r) return 1;
+      if (r.status !== 202) return fail(r);
+      const n = (r.body as { messages?: number }).messages ?? 0;
+      io.stdout(
+        json ? JSON.stringify(r.body) + '\n' : `flush requested: ${n} message${n === 1 ? '' : 's'} queued\n`,
+      );
+      return 0;
+    }
+    case 'delete': {
+      const r = await call('DELETE', `/queue/${encodeURIComponent(id!)}`);
+      if (!r) return 1;
+      if (r.status !== 200) return fail(r);
+      io.stdout(json ? JSON.stringify(r.body) + '\n' : `deleted ${id}\n`);
+      return 0;
+    }
+    default:
+      return 2;
+  }
+}

@@ -1,0 +1,131 @@
+// The queue admin HTTP API, served on --admin (127.0.0.1:9091 by default: keep it on loopback, it has no auth).
+//
+// Exports (called by the relay wiring):
+//   startAdminServer(opts: { listen: { host; port }; spool; engine; logger; maxList? })
+//     : Promise<{ address: { host; port }; close(): Promise<void> }>
+//
+// Routes (JSON in and out; shapes in relay/admin/view.ts):
+//   GET    /queue[?limit=N]   QueueListView: the oldest N messages (default 1000, max 100000) with per-leg state
+//   GET    /queue/stats       DeliveryStats of the engine
+//   GET    /queue/:id         MessageView of one message, 404 when it is not queued
+//   POST   /queue/flush       retry every deferred leg now -> 202 { flushed: true, messages }
+//   DELETE /queue/:id         drop a message without delivering it (no DSN) -> 200 { deleted: id } or 404
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { DeliveryEngine } from '../delivery/engine.ts';
+import { isQueueId } from '../spool/spool.ts';
+import type { Spool } from '../spool/types.ts';
+import { messageView, type MessageView, type QueueListView } from './view.ts';
+
+export interface AdminServerOptions {
+  listen: { host: string; port: number };
+  spool: Pick<Spool, 'list' | 'load'>;
+  engine: Pick<DeliveryEngine, 'flush' | 'remove' | 'stats'>;
+  logger: Logger;
+  /** Default number of messages GET /queue lists. */
+  maxList?: number;
+}
+
+export interface AdminServer {
+  address: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const data = JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(data),
+  });
+  res.end(data);
+}
+
+export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
+  const { spool, engine } = opts;
+  const log = opts.logger;
+  const defaultLimit = opts.maxList ?? 1000;
+
+  const list = async (limit: number): Promise<QueueListView> => {
+    const ids = await spool.list();
+    const messages: MessageView[] = [];
+    let skipped = 0;
+    for (const id of ids.slice(0, limit)) {
+      const r = await spool.load(id);
+      if (r.ok) messages.push(messageView(r.state));
+      else skipped++;
+    }
+    return { total: ids.length, truncated: ids.length > limit, messages, skipped };
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const parts = url.pathname.split('/').filter((p) => p !== '');
+    const method = req.method ?? 'GET';
+    if (parts[0] !== 'queue' || parts.length > 2) {
+      return send(res, 404, { error: `no route ${method} ${url.pathname}; see GET /queue` });
+    }
+    if (parts.length === 1) {
+      if (method !== 'GET') return send(res, 405, { error: `${method} /queue: use GET` });
+      const raw = url.searchParams.get('limit');
+      const limit = raw === null ? defaultLimit : Number(raw);
+      if (!Number.isInteger(limit) || limit < 0 || limit > 100_000) {
+        return send(res, 400, { error: `limit: expected an integer 0..100000, got ${JSON.stringify(raw)}` });
+      }
+      return send(res, 200, await list(limit));
+    }
+    const arg = parts[1]!;
+    if (arg === 'flush') {
+      if (method !== 'POST') return send(res, 405, { error: `${method} /queue/flush: use POST` });
+      const before = engine.stats();
+      engine.flush();
+      log.info({ client: req.socket.remoteAddress }, 'admin: flush');
+      return send(res, 202, { flushed: true, messages: before.messages });
+    }
+    if (arg === 'stats') {
+      if (method !== 'GET') return send(res, 405, { error: `${method} /queue/stats: use GET` });
+      return send(res, 200, engine.stats());
+    }
+    if (!isQueueId(arg))
+      return send(res, 400, { error: `queue id: ${JSON.stringify(arg)} is not a queue id` });
+    if (method === 'GET') {
+      const r = await spool.load(arg);
+      if (!r.ok)
+        return send(res, 404, { error: `${arg}: ${r.reason === 'missing' ? 'not in the queue' : r.error}` });
+      return send(res, 200, messageView(r.state));
+    }
+    if (method === 'DELETE') {
+      const existed = await engine.remove(arg);
+      log.warn({ queueId: arg, client: req.socket.remoteAddress, existed }, 'admin: delete');
+      return existed
+        ? send(res, 200, { deleted: arg })
+        : send(res, 404, { error: `${arg}: not in the queue` });
+    }
+    return send(res, 405, { error: `${method} /queue/${arg}: use GET or DELETE` });
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err }, 'admin: request failed');
+      if (!res.headersSent) send(res, 500, { error: err instanceof Error ? err.message : String(err) });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.listen.port, opts.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const a = server.address() as AddressInfo;
+  log.info({ host: a.address, port: a.port }, 'admin API listening');
+  return {
+    address: { host: a.address, port: a.port },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,187 @@
+// The queue admin API and `mailroute queue` against a real spool, engine and SMTP peers.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run, type QueueIo } from '../../cli/commands/queue.ts';
+import { startAdminServer, type AdminServer } from '../../relay/admin/server.ts';
+import type { QueueListView } from '../../relay/admin/view.ts';
+import { startDelivery, type DeliveryEngine } from '../../relay/delivery/engine.ts';
+import { openSpool } from '../../relay/spool/spool.ts';
+import type { Leg, ServerRoute } from '../../routing/model.ts';
+import type { Spool } from '../../relay/spool/types.ts';
+import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+
+const logger = pino({ level: 'silent' });
+const srv = (name: string, port: number): ServerRoute => ({
+  name,
+  host: '127.0.0.1',
+  port,
+  mx: false,
+  tls: 'None',
+  maxConnections: 2,
+});
+
+let dir: string;
+let primary: SmtpPeer;
+let copy: SmtpPeer;
+let spool: Spool;
+let engine: DeliveryEngine;
+let admin: AdminServer;
+let adminArg: string;
+const ids: string[] = [];
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: QueueIo = {
+    stdout: (s) => (out += s),
+    stderr: (s) => (err += s),
+    env: {},
+    fetch: (...a) => fetch(...a),
+    now: () => new Date(),
+  };
+  const code = await run(argv, io);
+  return { code, out, err };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mailroute-admin-'));
+  primary = await startSmtpPeer('legacy');
+  copy = await startSmtpPeer('zoho');
+  await copy.down();
+  spool = await openSpool({ dir, logger });
+  engine = startDelivery({
+    spool,
+    logger,
+    metrics: createRelayMetrics(new Registry(), false),
+    retryScheduleMs: [60_000],
+    maxQueueLifetimeMs: 3_600_000,
+    hostname: 'relay.test',
+    credentials: () => Promise.resolve(undefined),
+    route: (r) => ({
+      verdict: 'reject',
+      recipient: r,
+      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
+      legs: [],
+    }),
+    timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
+  });
+  admin = await startAdminServer({ listen: { host: '127.0.0.1', port: 0 }, spool, engine, logger });
+  adminArg = `127.0.0.1:${admin.address.port}`;
+  const legs = (r: string): Leg[] => [
+    { server: srv('legacy', primary.port), recipient: r, role: 'primary', bounces: 'Notify' },
+    { server: srv('zoho', copy.port), recipient: r, role: 'copy', bounces: 'Suppress' },
+  ];
+  for (const rcpts of [['bob@example.com'], ['carol@example.com', 'dave@example.com']]) {
+    const res = await spool.accept(
+      {
+        mailFrom: 'alice@sender.example',
+        recipients: rcpts.map((r) => ({ recipient: r, legs: legs(r) })),
+        clientAddress: '127.0.0.1',
+        clientHostname: 'l',
+        helo: 'x',
+        receivedAt: new Date().toISOString(),
+        revision: 't',
+        smtputf8: false,
+        body8bit: false,
+      },
+      Readable.from(['Subject: admin\r\n\r\nhi\r\n']),
+    );
+    if (!res.ok) throw res.error;
+    ids.push(res.id);
+    engine.notify(res.id);
+  }
+  await waitFor(() => primary.messages.length === 2 && engine.stats().deferred === 2, {
+    what: 'primary delivered, copies deferred',
+  });
+});
+
+afterAll(async () => {
+  await admin.close();
+  await engine.stop();
+  await primary.close();
+  await copy.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('queue admin API and CLI', () => {
+  it('GET /queue lists each message with per-leg state', async () => {
+    const res = await fetch(`http://${adminArg}/queue`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as QueueListView;
+    expect(body.total).toBe(2);
+    expect(body.messages.map((m) => m.id)).toEqual(ids);
+    expect(body.messages[1]?.recipients.map((r) => r.summary)).toEqual([
+      'primary delivered, copy deferred',
+      'primary delivered, copy deferred',
+    ]);
+    const copyLeg = body.messages[0]?.recipients[0]?.legs[1];
+    expect(copyLeg).toMatchObject({ role: 'copy', state: 'deferred', attempts: 1, server: 'zoho' });
+    expect(copyLeg?.lastReply).toMatch(/ECONNREFUSED/);
+  });
+
+  it('`queue list` shows the legs at a glance', async () => {
+    const r = await cli('list', '--admin', adminArg);
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+AGE\s+FROM\s+RECIPIENT\s+LEGS$/);
+    expect(lines[1]).toMatch(
+      new RegExp(
+        `^${ids[0]}\\s+\\d+s\\s+alice@sender\\.example\\s+bob@example\\.com\\s+primary delivered, copy deferred$`,
+      ),
+    );
+    expect(lines[3]).toMatch(/^\s+dave@example\.com\s+primary delivered, copy deferred$/);
+    expect(lines.at(-1)).toBe('2 messages (0 pending, 2 deferred)');
+  });
+
+  it('`queue show ID` prints every leg with attempts, next attempt and last reply', async () => {
+    const r = await cli('show', ids[0]!, '--admin', adminArg);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`id:       ${ids[0]}`);
+    expect(r.out).toMatch(/ {2}primary delivered +legacy \(127\.0\.0\.1:\d+\) <bob@example\.com>/);
+    expect(r.out).toMatch(/ {4}attempts 1; next in \d+s; last: .*ECONNREFUSED/);
+    const j = await cli('show', ids[0]!, '--admin', adminArg, '-o', 'json');
+    expect(JSON.parse(j.out)).toMatchObject({ id: ids[0], state: 'deferred' });
+  });
+
+  it('errors: unknown id, malformed id, wrong method, unreachable API, bad flags', async () => {
+    const unknown = await cli('show', '0000000000000zzz', '--admin', adminArg);
+    expect(unknown).toMatchObject({ code: 1 });
+    expect(unknown.err).toContain('0000000000000zzz: not in the queue (HTTP 404)');
+    const bad = await cli('delete', '../etc', '--admin', adminArg);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('is not a queue id (HTTP 400)');
+    expect((await fetch(`http://${adminArg}/queue/flush`)).status).toBe(405);
+    expect((await fetch(`http://${adminArg}/nope`)).status).toBe(404);
+    const down = await cli('list', '--admin', '127.0.0.1:1');
+    expect(down.code).toBe(1);
+    expect(down.err).toMatch(/cannot reach the admin API at http:\/\/127\.0\.0\.1:1/);
+    expect((await cli('list', '--admin', 'nonsense')).code).toBe(2);
+    expect((await cli('explode')).code).toBe(2);
+    expect((await cli('show')).err).toContain('missing queue ID');
+  });
+
+  it('`queue delete ID` drops a message; `queue flush` delivers the deferred copies now', async () => {
+    const del = await cli('delete', ids[1]!, '--admin', adminArg);
+    expect(del).toMatchObject({ code: 0, out: `deleted ${ids[1]}\n` });
+    expect((await cli('delete', ids[1]!, '--admin', adminArg)).code).toBe(1);
+    await copy.up();
+    // The retry is a minute away: only a flush brings it forward.
+    const fl = await cli('flush', '--admin', adminArg);
+    expect(fl.code).toBe(0);
+    expect(fl.out).toBe('flush requested: 1 message queued\n');
+    await waitFor(() => copy.messages.length === 1, { what: 'the flushed copy' });
+    expect(copy.messages[0]?.rcptTo).toEqual(['bob@example.com']);
+    await waitFor(async () => (await cli('list', '--admin', adminArg)).out === 'queue is empty\n', {
+      what: 'empty queue',
+    });
+    const stats = (await (await fetch(`http://${adminArg}/queue/stats`)).json()) as { messages: number };
+    expect(stats.messages).toBe(0);
+  });
+});
