@@ -1,0 +1,416 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Leg } from '../../routing/model.ts';
+import { openSpool } from '../spool/spool.ts';
+import type { EnvelopeMeta, LegState, Spool, SpoolState } from '../spool/types.ts';
+import { nodemailerTransportFactory } from '../delivery/transport.ts';
+import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
+import { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
+import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
+import { buildLease, parsePeerAddress, parseStaticPeers, peersFromLeases } from './lease.ts';
+import { clusterSettings } from './index.ts';
+
+const NOW = new Date('2026-11-28T12:00:00Z');
+const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+
+describe('lease contents and peers', () => {
+  it('builds the heartbeat Lease with revision, ready and smtp annotations', () => {
+    const l = buildLease(
+      { pod: 'relay-0', namespace: 'ms', revision: 'abc', ready: true, smtp: '10.0.0.5:2525' },
+      NOW,
+    );
+    expect(l.metadata).toMatchObject({
+      name: 'mailroute-relay-relay-0',
+      namespace: 'ms',
+      annotations: {
+        'mailroute.io/revision': 'abc',
+        'mailroute.io/ready': 'true',
+        'mailroute.io/smtp': '10.0.0.5:2525',
+      },
+      labels: { 'app.kubernetes.io/name': 'mailroute', 'app.kubernetes.io/component': 'relay' },
+    });
+    expect(l.spec).toMatchObject({
+      holderIdentity: 'relay-0',
+      leaseDurationSeconds: 30,
+      renewTime: NOW,
+      acquireTime: NOW,
+    });
+    const again = buildLease(
+      { pod: 'relay-0', namespace: 'ms', revision: undefined, ready: false, smtp: undefined },
+      NOW,
+      {
+        resourceVersion: '7',
+        acquireTime: '2026-01-01T00:00:00Z',
+      },
+    );
+    expect(again.metadata.resourceVersion).toBe('7');
+    expect(again.metadata.annotations).toEqual({ 'mailroute.io/ready': 'false' });
+    expect(again.spec.acquireTime.toISOString()).toBe('2026-01-01T00:00:00.000Z');
+  });
+
+  it.each([
+    ['10.0.0.1:2525', { host: '10.0.0.1', port: 2525 }],
+    ['[fd00::1]:25', { host: 'fd00::1', port: 25 }],
+    ['relay.ms.svc.cluster.local:2525', { host: 'relay.ms.svc.cluster.local', port: 2525 }],
+    ['nohost', undefined],
+    ['h:0', undefined],
+    ['h:70000', undefined],
+  ])('parsePeerAddress(%j)', (input, want) => {
+    expect(parsePeerAddress(input)).toEqual(want);
+  });
+
+  it('keeps fresh, ready, other relays with an smtp address, sorted by name', () => {
+    const lease = (pod: string, ageS: number, ann: Record<string, string>) => ({
+      metadata: { name: `mailroute-relay-${pod}`, annotations: ann },
+      spec: { renewTime: new Date(NOW.getTime() - ageS * 1000), leaseDurationSeconds: 30 },
+    });
+    const ok = { 'mailroute.io/ready': 'true', 'mailroute.io/smtp': '10.0.0.2:2525' };
+    const peers = peersFromLeases(
+      [
+        lease('c', 1, { ...ok, 'mailroute.io/smtp': '10.0.0.3:2525' }),
+        lease('b', 5, ok),
+        lease('self', 1, ok),
+        lease('stale', 31, ok),
+        lease('notready', 1, { ...ok, 'mailroute.io/ready': 'false' }),
+        lease('noaddr', 1, { 'mailroute.io/ready': 'true' }),
+        { metadata: { name: 'mailroute-operator-leader' }, spec: { renewTime: NOW } },
+      ],
+      'self',
+      NOW,
+    );
+    expect(peers).toEqual([
+      { name: 'mailroute-relay-b', host: '10.0.0.2', port: 2525 },
+      { name: 'mailroute-relay-c', host: '10.0.0.3', port: 2525 },
+    ]);
+    expect(parseStaticPeers('a:1, b:2')).toEqual([
+      { name: 'static', host: 'a', port: 1 },
+      { name: 'static', host: 'b', port: 2 },
+    ]);
+    expect(parseStaticPeers('a:1,bad')).toBe('not HOST:PORT: "bad"');
+  });
+
+  it('derives cluster settings from flags and the downward API', () => {
+    const env = { POD_NAME: 'r-0', POD_NAMESPACE: 'ms', POD_IP: '10.1.1.1' };
+    const flags = {
+      sourceKind: 'configmap',
+      peers: undefined,
+      drainOnShutdown: 'auto' as const,
+      drainTimeoutMs: 60_000,
+    };
+    expect(clusterSettings(flags, env, { host: '0.0.0.0', port: 2525 })).toMatchObject({
+      pod: 'r-0',
+      namespace: 'ms',
+      smtp: '10.1.1.1:2525',
+      drainOnShutdown: true,
+    });
+    expect(
+      clusterSettings({ ...flags, sourceKind: 'manifests' }, env, { host: '0.0.0.0', port: 2525 }),
+    ).toMatchObject({
+      pod: undefined,
+      drainOnShutdown: false,
+    });
+    expect(
+      clusterSettings(
+        { ...flags, sourceKind: 'manifests', peers: 'p:25' },
+        {},
+        { host: '127.0.0.1', port: 2 },
+      ),
+    ).toMatchObject({
+      drainOnShutdown: true,
+      smtp: '127.0.0.1:2',
+    });
+    expect(
+      clusterSettings({ ...flags, drainOnShutdown: 'false' }, env, { host: '0.0.0.0', port: 1 }),
+    ).toMatchObject({
+      drainOnShutdown: false,
+    });
+    expect(clusterSettings({ ...flags, peers: 'x' }, env, { host: '0.0.0.0', port: 1 })).toBe(
+      '--peers: not HOST:PORT: "x"',
+    );
+  });
+});
+
+describe('heartbeat with an injected Lease API', () => {
+  it('creates, renews with compare-and-swap, renews at once on a revision change, and deletes on stop', async () => {
+    const calls: string[] = [];
+    let rv = 0;
+    let stored: { rv: string; body: unknown } | undefined;
+    let conflictOnce = true;
+    const api: LeaseApi = {
+      read: () => Promise.resolve(stored ? ({ resourceVersion: stored.rv } satisfies LeaseRef) : undefined),
+      create: (_ns, body) => {
+        calls.push('create');
+        stored = { rv: String(++rv), body };
+        return Promise.resolve({ resourceVersion: stored.rv });
+      },
+      replace: (_ns, _n, body) => {
+        calls.push(`replace:${body.metadata.annotations['mailroute.io/revision'] ?? '-'}`);
+        if (conflictOnce && calls.length === 2) {
+          conflictOnce = false;
+          stored = { rv: String(++rv), body };
+          return Promise.reject(Object.assign(new Error('conflict'), { code: 409 }));
+        }
+        if (body.metadata.resourceVersion !== stored?.rv)
+          return Promise.reject(Object.assign(new Error('conflict'), { code: 409 }));
+        stored = { rv: String(++rv), body };
+        return Promise.resolve({ resourceVersion: stored.rv });
+      },
+      delete: () => {
+        calls.push('delete');
+        stored = undefined;
+        return Promise.resolve();
+      },
+      list: () => Promise.resolve([]),
+    };
+    const hb = startHeartbeat({
+      api,
+      logger: quiet,
+      renewMs: 3_600_000,
+      initial: { pod: 'p', namespace: 'ns', revision: 'r1', ready: true, smtp: '127.0.0.1:1' },
+    });
+    await hb.update({});
+    expect(calls).toEqual(['create']);
+    await hb.update({ revision: 'r2' });
+    // first replace conflicts (someone else wrote), the heartbeat reads again and retries
+    expect(calls).toEqual(['create', 'replace:r2', 'replace:r2']);
+    expect(
+      (stored?.body as { metadata: { annotations: Record<string, string> } }).metadata.annotations[
+        'mailroute.io/revision'
+      ],
+    ).toBe('r2');
+    await hb.update({ revision: 'r2' }); // unchanged: no write
+    expect(calls.length).toBe(3);
+    expect(hb.lastRenewed()).toBeInstanceOf(Date);
+    await hb.stop({ deleteLease: true });
+    expect(calls.at(-1)).toBe('delete');
+  });
+});
+
+describe('handoffPlan', () => {
+  const server = {
+    name: 's',
+    host: '127.0.0.1',
+    port: 25,
+    mx: false,
+    tls: 'None' as const,
+    maxConnections: 1,
+  };
+  const leg = (recipient: string, role: 'primary' | 'copy'): Leg => ({
+    server,
+    recipient,
+    role,
+    bounces: role === 'primary' ? 'Notify' : 'Suppress',
+  });
+  const st = (legs: Array<[string, LegState['state'], boolean?]>): SpoolState => ({
+    version: 1,
+    id: 'x',
+    size: 1,
+    meta: {
+      mailFrom: 'a@b',
+      clientAddress: '',
+      clientHostname: '',
+      helo: '',
+      receivedAt: NOW.toISOString(),
+      revision: 'r',
+      smtputf8: false,
+      body8bit: false,
+    },
+    legs: legs.map(([r, state, dsn]) => ({
+      recipient: r,
+      leg: leg(r, 'primary'),
+      state,
+      attempts: 0,
+      ...(dsn ? { dsnPending: true } : {}),
+    })),
+  });
+  it.each([
+    [
+      'all open',
+      [
+        ['a@x', 'pending'],
+        ['b@x', 'deferred'],
+      ],
+      { kind: 'handoff', recipients: ['a@x', 'b@x'], partial: [], keepAfter: false },
+    ],
+    [
+      'partly done',
+      [
+        ['a@x', 'delivered'],
+        ['a@x', 'deferred'],
+        ['b@x', 'delivered'],
+      ],
+      { kind: 'handoff', recipients: ['a@x'], partial: ['a@x'], keepAfter: false },
+    ],
+    [
+      'dsn owed',
+      [
+        ['a@x', 'failed', true],
+        ['b@x', 'pending'],
+      ],
+      { kind: 'handoff', recipients: ['b@x'], partial: [], keepAfter: true },
+    ],
+    [
+      'nothing open',
+      [
+        ['a@x', 'delivered'],
+        ['b@x', 'suppressed'],
+      ],
+      { kind: 'nothing', reason: 'no open legs' },
+    ],
+  ] as const)('%s', (_n, legs, want) => {
+    expect(handoffPlan(st(legs.map((l) => [...l] as [string, LegState['state'], boolean?])))).toEqual(want);
+  });
+  it('marks only the open legs of handed-off recipients', () => {
+    const s = markHandedOff(
+      st([
+        ['a@x', 'deferred'],
+        ['a@x', 'delivered'],
+        ['b@x', 'pending'],
+      ]),
+      new Set(['a@x']),
+      'p:1',
+      '250 ok',
+      NOW,
+    );
+    expect(s.legs.map((l) => l.state)).toEqual(['delivered', 'delivered', 'pending']);
+    expect(s.legs[0]?.lastReply).toBe('handed off to relay p:1: 250 ok');
+  });
+});
+
+describe('drainQueue with a real spool and real SMTP peers', () => {
+  let dir: string;
+  let spool: Spool;
+  let peerA: SmtpPeer;
+  let peerB: SmtpPeer;
+  const logger = pino({ level: 'silent' });
+  const server = {
+    name: 'dest',
+    host: '127.0.0.1',
+    port: 9,
+    mx: false,
+    tls: 'None' as const,
+    maxConnections: 1,
+  };
+  const meta = (rcpts: string[], from = 'alice@sender.example'): EnvelopeMeta => ({
+    mailFrom: from,
+    recipients: rcpts.map((r) => ({
+      recipient: r,
+      legs: [
+        { server, recipient: r, role: 'primary', bounces: 'Notify' },
+        { server, recipient: r.replace('@', '@copy.'), role: 'copy', bounces: 'Suppress' },
+      ],
+    })),
+    clientAddress: '127.0.0.1',
+    clientHostname: 'localhost',
+    helo: 'c',
+    receivedAt: NOW.toISOString(),
+    revision: 'r1',
+    smtputf8: false,
+    body8bit: false,
+  });
+  const BODY = 'Subject: drain me\r\nFrom: a@b\r\n\r\nline\r\n.dot\r\n';
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailroute-drain-'));
+    spool = await openSpool({ dir, logger });
+    peerA = await startSmtpPeer('a');
+    peerB = await startSmtpPeer('b');
+  });
+  afterEach(async () => {
+    await peerA.close();
+    await peerB.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const transport = nodemailerTransportFactory({
+    hostname: 'draining.test',
+    timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
+  });
+
+  it('hands every message to peers byte for byte, with the original sender, and empties the spool', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await spool.accept(
+        meta([`u${i}@example.com`, `v${i}@example.com`], i === 0 ? '' : 'alice@sender.example'),
+        Readable.from([BODY]),
+      );
+      if (!r.ok) throw r.error;
+      ids.push(r.id);
+    }
+    const report = await drainQueue({
+      spool,
+      peers: () =>
+        Promise.resolve([
+          { name: 'a', host: '127.0.0.1', port: peerA.port },
+          { name: 'b', host: '127.0.0.1', port: peerB.port },
+        ]),
+      transport,
+      logger: quiet,
+      deadlineMs: 10_000,
+    });
+    expect(report).toMatchObject({ messages: 6, handedOff: 6, left: 0 });
+    expect(await spool.list()).toEqual([]);
+    const all = [...peerA.messages, ...peerB.messages];
+    expect(all).toHaveLength(6);
+    expect(peerA.messages.length).toBeGreaterThan(0);
+    expect(peerB.messages.length).toBeGreaterThan(0);
+    expect(all.every((m) => m.raw.toString() === BODY)).toBe(true);
+    expect(all.filter((m) => m.mailFrom === '')).toHaveLength(1);
+    expect(all.flatMap((m) => m.rcptTo).sort()).toEqual(
+      Array.from({ length: 6 }, (_, i) => [`u${i}@example.com`, `v${i}@example.com`])
+        .flat()
+        .sort(),
+    );
+  });
+
+  it('hands only recipients with open legs; keeps what no peer took; fails over between peers', async () => {
+    const r = await spool.accept(
+      meta(['done@example.com', 'open@example.com', 'refused@example.com']),
+      Readable.from([BODY]),
+    );
+    if (!r.ok) throw r.error;
+    await spool.update(r.id, (s) => ({
+      ...s,
+      legs: s.legs.map((l) => (l.recipient === 'done@example.com' ? { ...l, state: 'delivered' } : l)),
+    }));
+    peerB.behaviour.rcpt = (a) =>
+      a === 'refused@example.com' ? { code: 554, message: '5.7.1 relay access denied' } : undefined;
+    await peerA.down();
+    const report = await drainQueue({
+      spool,
+      peers: () =>
+        Promise.resolve([
+          { name: 'a', host: '127.0.0.1', port: peerA.port },
+          { name: 'b', host: '127.0.0.1', port: peerB.port },
+        ]),
+      transport,
+      logger: quiet,
+      deadlineMs: 10_000,
+    });
+    expect(report).toMatchObject({ messages: 1, handedOff: 0, left: 1 });
+    expect(peerB.messages.map((m) => m.rcptTo)).toEqual([['open@example.com']]);
+    const left = await spool.load(r.id);
+    if (!left.ok) throw new Error('message should stay');
+    const byRcpt = (rc: string) => left.state.legs.filter((l) => l.recipient === rc).map((l) => l.state);
+    expect(byRcpt('open@example.com')).toEqual(['delivered', 'delivered']);
+    expect(byRcpt('refused@example.com')).toEqual(['pending', 'pending']);
+  });
+
+  it('leaves the queue alone when there is no peer', async () => {
+    const r = await spool.accept(meta(['x@example.com']), Readable.from([BODY]));
+    if (!r.ok) throw r.error;
+    const report = await drainQueue({
+      spool,
+      peers: () => Promise.resolve([]),
+      transport,
+      logger: quiet,
+      deadlineMs: 1000,
+    });
+    expect(report).toMatchObject({ messages: 1, handedOff: 0, left: 1 });
+    expect(await spool.list()).toEqual([r.id]);
+  });
+});

@@ -1,0 +1,235 @@
+// Scale-down without stranding mail: on SIGTERM, after inbound and delivery have stopped, each message still queued is
+// handed to a peer relay over SMTP with its original envelope sender and the recipients whose legs are still open.
+// The local copy (or the handed-off legs of it) is removed only after the peer answered 250, i.e. after the peer has
+// spooled it durably (GUIDE §4). A peer relay re-resolves the recipients with its own routing table (see
+// docs/operations.md, "Relay in cluster", for what that means for partly delivered messages).
+import type { Spool, SpoolState, LegState } from '../spool/types.ts';
+import type { AttemptReply } from '../delivery/outcome.ts';
+import { formatReply } from '../delivery/outcome.ts';
+import type { ServerTransport, TransportFactory } from '../delivery/transport.ts';
+import type { ClusterLogger } from './heartbeat.ts';
+import type { Peer } from './lease.ts';
+
+const OPEN_STATES: ReadonlySet<LegState['state']> = new Set(['pending', 'deferred']);
+
+export type HandoffPlan =
+  | {
+      kind: 'handoff';
+      /** Original RCPT TO addresses with at least one open leg, in first-seen order. */
+      recipients: string[];
+      /** Recipients that also have finished legs: the peer re-plans all their legs (those may be delivered again). */
+      partial: string[];
+      /** A DSN is owed and not spooled yet: the message stays after the hand-off (only its open legs go). */
+      keepAfter: boolean;
+    }
+  | { kind: 'nothing'; reason: string };
+
+/** Pure: what of a spooled message a draining relay hands to a peer. */
+export function handoffPlan(state: SpoolState): HandoffPlan {
+  const open: string[] = [];
+  const finished = new Set<string>();
+  let dsnOwed = false;
+  for (const leg of state.legs) {
+    if (OPEN_STATES.has(leg.state)) {
+      if (!open.includes(leg.recipient)) open.push(leg.recipient);
+    } else finished.add(leg.recipient);
+    if (leg.dsnPending === true) dsnOwed = true;
+  }
+  if (open.length === 0) {
+    return { kind: 'nothing', reason: dsnOwed ? 'a DSN is owed and not spooled yet' : 'no open legs' };
+  }
+  return {
+    kind: 'handoff',
+    recipients: open,
+    partial: open.filter((r) => finished.has(r)),
+    keepAfter: dsnOwed,
+  };
+}
+
+/** Pure: marks the open legs of the handed-off recipients as delivered (to the peer). */
+export function markHandedOff(
+  state: SpoolState,
+  recipients: ReadonlySet<string>,
+  peer: string,
+  reply: string,
+  at: Date,
+): SpoolState {
+  return {
+    ...state,
+    legs: state.legs.map((l) =>
+      OPEN_STATES.has(l.state) && recipients.has(l.recipient)
+        ? {
+            ...l,
+            state: 'delivered',
+            lastReply: `handed off to relay ${peer}: ${reply}`,
+            lastServer: peer,
+            lastAttemptAt: at.toISOString(),
+          }
+        : l,
+    ),
+  };
+}
+
+export interface DrainOptions {
+  spool: Spool;
+  /** The peers to try, asked once when the drain starts. */
+  peers: () => Promise<Peer[]>;
+  /** SMTP transport to a peer (the delivery engine's nodemailer factory; tls Opportunistic, no certificate check). */
+  transport: TransportFactory;
+  logger: ClusterLogger;
+  /** The drain stops taking new messages after this many ms; what is left stays spooled (and is logged). */
+  deadlineMs: number;
+  /** Messages in flight at once. Default 4. */
+  concurrency?: number;
+  clock?: () => Date;
+}
+
+export interface DrainReport {
+  /** Messages in the spool when the drain started. */
+  messages: number;
+  /** Messages whose open legs all went to peers (and whose local copy was removed unless keepAfter). */
+  handedOff: number;
+  /** Messages (or parts of them) left in the spool. */
+  left: number;
+  /** Recipients handed off although some of their legs were already finished (the peer re-plans them). */
+  partialRecipients: number;
+  peers: string[];
+  durationMs: number;
+}
+
+const peerKey = (p: Peer): string => `${p.host}:${p.port}`;
+
+/** Hands the whole queue to peers. Never throws for a message: failures are logged and the message stays. */
+export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
+  const { spool, logger: log } = opts;
+  const clock = opts.clock ?? (() => new Date());
+  const started = Date.now();
+  const deadline = started + opts.deadlineMs;
+  const ids = await spool.list();
+  const report: DrainReport = {
+    messages: ids.length,
+    handedOff: 0,
+    left: 0,
+    partialRecipients: 0,
+    peers: [],
+    durationMs: 0,
+  };
+  if (ids.length === 0) return { ...report, durationMs: Date.now() - started };
+
+  let peers: Peer[];
+  try {
+    peers = await opts.peers();
+  } catch (err) {
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'drain: finding peers failed');
+    peers = [];
+  }
+  report.peers = peers.map(peerKey);
+  if (peers.length === 0) {
+    log.warn({ queued: ids.length }, 'drain: no peer relay found; the queue stays in the spool');
+    return { ...report, left: ids.length, durationMs: Date.now() - started };
+  }
+  log.info({ queued: ids.length, peers: report.peers }, 'drain: handing the queue to peer relays');
+
+  const transports = new Map<string, ServerTransport>();
+  const transportFor = (p: Peer): ServerTransport => {
+    const key = peerKey(p);
+    let t = transports.get(key);
+    if (t === undefined) {
+      t = opts.transport({
+        host: p.host,
+        port: p.port,
+        tls: 'Opportunistic',
+        maxConnections: opts.concurrency ?? 4,
+      });
+      transports.set(key, t);
+    }
+    return t;
+  };
+
+  const drainOne = async (id: string, n: number): Promise<void> => {
+    const loaded = await spool.load(id);
+    if (!loaded.ok) {
+      if (loaded.reason !== 'missing') report.left++;
+      return;
+    }
+    const plan = handoffPlan(loaded.state);
+    if (plan.kind === 'nothing') {
+      report.left++;
+      log.warn({ queueId: id, reason: plan.reason }, 'drain: message stays in the spool');
+      return;
+    }
+    let remaining = [...plan.recipients];
+    const tried: string[] = [];
+    // Spread messages over peers; on failure, the next peer.
+    for (let k = 0; k < peers.length && remaining.length > 0; k++) {
+      const peer = peers[(n + k) % peers.length];
+      if (peer === undefined) break;
+      const key = peerKey(peer);
+      const replies: Map<string, AttemptReply> = await transportFor(peer).send({
+        from: loaded.state.meta.mailFrom,
+        to: remaining,
+        rawPath: spool.bodyPath(id),
+      });
+      const accepted = new Set(remaining.filter((r) => { const x = replies.get(r); return x?.kind === 'smtp' && x.code >= 200 && x.code < 300; })); // prettier-ignore
+      const sample = replies.get(remaining[0] ?? '');
+      tried.push(`${key}: ${sample ? formatReply(sample) : 'no reply'}`);
+      if (accepted.size === 0) continue;
+      const reply = [...accepted].map((r) => replies.get(r)).find((x) => x !== undefined);
+      const text = reply ? formatReply(reply) : '250';
+      remaining = remaining.filter((r) => !accepted.has(r));
+      const after = await spool.update(id, (s) => markHandedOff(s, accepted, key, text, clock()));
+      if (remaining.length === 0 && !plan.keepAfter && after !== undefined) await spool.remove(id);
+      log.info(
+        {
+          queueId: id,
+          peer: key,
+          recipients: accepted.size,
+          reply: text,
+          ...(plan.partial.length > 0 ? { replanned: plan.partial.length } : {}),
+        },
+        'drain: handed off to peer relay',
+      );
+    }
+    report.partialRecipients += plan.partial.filter((r) => !remaining.includes(r)).length;
+    if (remaining.length === 0) report.handedOff++;
+    else {
+      report.left++;
+      log.warn(
+        { queueId: id, recipients: remaining.length, tried },
+        'drain: no peer took the message; it stays in the spool',
+      );
+    }
+  };
+
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < ids.length) {
+      if (Date.now() > deadline) return;
+      const n = next++;
+      const id = ids[n];
+      if (id === undefined) return;
+      try {
+        await drainOne(id, n);
+      } catch (err) {
+        report.left++;
+        log.warn(
+          { queueId: id, err: err instanceof Error ? err.message : String(err) },
+          'drain: hand-off failed; message stays',
+        );
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 4, ids.length) }, () => worker()));
+  } finally {
+    for (const t of transports.values()) t.close();
+  }
+  const notReached = ids.length - next;
+  if (notReached > 0) {
+    report.left += notReached;
+    log.warn({ notReached }, 'drain: deadline passed; the rest of the queue stays in the spool');
+  }
+  report.durationMs = Date.now() - started;
+  log.info({ ...report }, 'drain: done');
+  return report;
+}

@@ -1,0 +1,202 @@
+// The relay's heartbeat: Lease mailroute-relay-<pod> in POD_NAMESPACE, renewed every 10 s and at once when the
+// served revision (or readiness) changes, so the operator sees a new revision within a second. Deleted on
+// graceful shutdown. Also lists the other relays' Leases for drain peers.
+import { CoordinationV1Api, KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import {
+  RELAY_RENEW_INTERVAL_SECONDS,
+  relayLeaseName,
+  type LeaseLike,
+} from '../../operator/relay-heartbeat.ts';
+import {
+  buildLease,
+  peersFromLeases,
+  RELAY_LABEL_SELECTOR,
+  type HeartbeatState,
+  type LeaseBody,
+  type Peer,
+} from './lease.ts';
+
+export interface LeaseRef {
+  resourceVersion?: string | undefined;
+  acquireTime?: Date | string | undefined;
+}
+
+/** The Lease calls the relay makes (RBAC: create/get/update/delete leases, list leases). */
+export interface LeaseApi {
+  read(namespace: string, name: string): Promise<LeaseRef | undefined>;
+  create(namespace: string, body: LeaseBody): Promise<LeaseRef>;
+  /** Compare-and-swap on metadata.resourceVersion: rejects with { code: 409 } on a conflict, { code: 404 } when gone. */
+  replace(namespace: string, name: string, body: LeaseBody): Promise<LeaseRef>;
+  /** Resolves when deleted or already gone. */
+  delete(namespace: string, name: string): Promise<void>;
+  list(namespace: string, labelSelector: string): Promise<LeaseLike[]>;
+}
+
+export interface ClusterLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+function code(err: unknown): number | undefined {
+  const c = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof c === 'number' ? c : undefined;
+}
+
+function errMessage(err: unknown): string {
+  if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
+  return String(err);
+}
+
+const refOf = (l: V1Lease): LeaseRef => ({
+  resourceVersion: l.metadata?.resourceVersion,
+  acquireTime: l.spec?.acquireTime,
+});
+
+/** The real API through @kubernetes/client-node. */
+export function leaseApi(kc: KubeConfig): LeaseApi {
+  const api = kc.makeApiClient(CoordinationV1Api);
+  return {
+    async read(namespace, name) {
+      try {
+        return refOf(await api.readNamespacedLease({ namespace, name }));
+      } catch (err) {
+        if (code(err) === 404) return undefined;
+        throw err;
+      }
+    },
+    async create(namespace, body) {
+      return refOf(await api.createNamespacedLease({ namespace, body }));
+    },
+    async replace(namespace, name, body) {
+      return refOf(await api.replaceNamespacedLease({ namespace, name, body }));
+    },
+    async delete(namespace, name) {
+      try {
+        await api.deleteNamespacedLease({ namespace, name });
+      } catch (err) {
+        if (code(err) !== 404) throw err;
+      }
+    },
+    async list(namespace, labelSelector) {
+      return (await api.listNamespacedLease({ namespace, labelSelector })).items;
+    },
+  };
+}
+
+export interface HeartbeatOptions {
+  api: LeaseApi;
+  initial: HeartbeatState;
+  logger: ClusterLogger;
+  /** Default 10 s. */
+  renewMs?: number;
+  now?: () => Date;
+}
+
+export interface Heartbeat {
+  /** Changes what the Lease says; renews at once when something changed. Resolves when that renewal is done. */
+  update(change: Partial<Pick<HeartbeatState, 'revision' | 'ready' | 'smtp'>>): Promise<void>;
+  /** The other relays that are fresh and ready, from their Leases. */
+  peers(): Promise<Peer[]>;
+  /** Time of the last successful renewal. */
+  lastRenewed(): Date | undefined;
+  /** Stops renewing; with deleteLease (graceful shutdown) removes the Lease so the relay stops counting at once. */
+  stop(opts?: { deleteLease?: boolean }): Promise<void>;
+}
+
+/** Starts renewing at once; the first renewal's outcome is logged, never thrown (the relay serves mail regardless). */
+export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
+  const { api, logger: log } = opts;
+  const renewMs = opts.renewMs ?? RELAY_RENEW_INTERVAL_SECONDS * 1000;
+  const now = opts.now ?? (() => new Date());
+  const state: HeartbeatState = { ...opts.initial };
+  const name = relayLeaseName(state.pod);
+  let known: LeaseRef | undefined;
+  let lastRenewed: Date | undefined;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let chain: Promise<void> = Promise.resolve();
+  let failures = 0;
+
+  const renewOnce = async (): Promise<void> => {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (known === undefined) {
+        known = await api.read(state.namespace, name);
+        if (known === undefined) {
+          known = await api.create(state.namespace, buildLease(state, now()));
+          return;
+        }
+      }
+      try {
+        known = await api.replace(state.namespace, name, buildLease(state, now(), known));
+        return;
+      } catch (err) {
+        const c = code(err);
+        if (c !== 409 && c !== 404) throw err;
+        known = undefined; // someone else wrote it (or deleted it): read again and retry
+      }
+    }
+    throw new Error(`lease ${state.namespace}/${name}: conflicts on every attempt`);
+  };
+
+  const schedule = (): void => {
+    if (stopped) return;
+    if (timer !== undefined) clearTimeout(timer);
+    timer = setTimeout(() => void renew(), renewMs);
+  };
+
+  const renew = (): Promise<void> => {
+    const run = async (): Promise<void> => {
+      if (stopped) return;
+      try {
+        await renewOnce();
+        lastRenewed = now();
+        if (failures > 0) log.info({ lease: name, failures }, 'heartbeat: lease renewed again');
+        failures = 0;
+      } catch (err) {
+        failures++;
+        known = undefined;
+        log.warn({ lease: name, err: errMessage(err), failures }, 'heartbeat: renewing the lease failed');
+      } finally {
+        schedule();
+      }
+    };
+    chain = chain.then(run, run);
+    return chain;
+  };
+
+  void renew();
+
+  return {
+    update(change) {
+      let changed = false;
+      for (const key of ['revision', 'ready', 'smtp'] as const) {
+        if (key in change && change[key] !== state[key]) {
+          (state as unknown as Record<string, unknown>)[key] = change[key];
+          changed = true;
+        }
+      }
+      return changed ? renew() : chain;
+    },
+    async peers() {
+      return peersFromLeases(await api.list(state.namespace, RELAY_LABEL_SELECTOR), state.pod, now());
+    },
+    lastRenewed: () => lastRenewed,
+    async stop(o = {}) {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      await chain;
+      if (o.deleteLease === true) {
+        try {
+          await api.delete(state.namespace, name);
+          log.info({ lease: name }, 'heartbeat: lease deleted');
+        } catch (err) {
+          log.warn(
+            { lease: name, err: errMessage(err) },
+            'heartbeat: deleting the lease failed; it goes stale in 30 s',
+          );
+        }
+      }
+    },
+  };
+}

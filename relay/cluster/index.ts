@@ -1,0 +1,167 @@
+// The relay's cluster mode, as runRelay (relay/relay.ts) uses it:
+//   const cluster = await startClusterMode({ ... })   after the SMTP listener is up
+//   cluster.setRevision(rev)                         on every table swap (renews the Lease at once)
+//   shutdown: cluster.beginShutdown() -> [inbound closed, delivery stopped] -> cluster.drain(spool) -> cluster.stop()
+// With POD_NAME and POD_NAMESPACE (downward API) and a --configmap source, the relay keeps a heartbeat Lease; with
+// --drain-on-shutdown it hands its queue to peers (fresh Leases, or --peers) when it stops.
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Spool } from '../spool/types.ts';
+import { nodemailerTransportFactory, type TransportFactory } from '../delivery/transport.ts';
+import { drainQueue, type DrainReport } from './drain.ts';
+import { leaseApi, startHeartbeat, type ClusterLogger, type Heartbeat, type LeaseApi } from './heartbeat.ts';
+import { parseStaticPeers, type Peer } from './lease.ts';
+
+export { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
+export { startHeartbeat, leaseApi } from './heartbeat.ts';
+export { buildLease, peersFromLeases, parseStaticPeers, READY_ANNOTATION, SMTP_ANNOTATION } from './lease.ts';
+
+export interface ClusterSettings {
+  /** POD_NAME; undefined: no heartbeat Lease. */
+  pod: string | undefined;
+  /** POD_NAMESPACE: where the Lease lives. */
+  namespace: string | undefined;
+  /** host:port peers reach this relay's SMTP on (POD_IP + the listen port). */
+  smtp: string | undefined;
+  staticPeers: Peer[];
+  drainOnShutdown: boolean;
+  drainTimeoutMs: number;
+}
+
+/**
+ * Pure: cluster settings from the relay's flags and the downward-API environment. `drainOnShutdown` 'auto' means
+ * on when there is somewhere to drain to (a heartbeat Lease to find peers by, or --peers).
+ */
+export function clusterSettings(
+  flags: {
+    sourceKind: string;
+    peers: string | undefined;
+    drainOnShutdown: 'auto' | 'true' | 'false';
+    drainTimeoutMs: number;
+  },
+  env: Record<string, string | undefined>,
+  listen: { host: string; port: number },
+): ClusterSettings | string {
+  const pod = env.POD_NAME !== undefined && env.POD_NAME !== '' ? env.POD_NAME : undefined;
+  const namespace =
+    env.POD_NAMESPACE !== undefined && env.POD_NAMESPACE !== '' ? env.POD_NAMESPACE : undefined;
+  const leases = flags.sourceKind === 'configmap' && pod !== undefined && namespace !== undefined;
+  const peers = flags.peers === undefined ? [] : parseStaticPeers(flags.peers);
+  if (typeof peers === 'string') return `--peers: ${peers}`;
+  const ip =
+    env.POD_IP !== undefined && env.POD_IP !== ''
+      ? env.POD_IP
+      : listen.host !== '0.0.0.0' && listen.host !== '::'
+        ? listen.host
+        : undefined;
+  const smtp =
+    ip === undefined ? undefined : ip.includes(':') ? `[${ip}]:${listen.port}` : `${ip}:${listen.port}`;
+  const drainOnShutdown =
+    flags.drainOnShutdown === 'auto' ? leases || peers.length > 0 : flags.drainOnShutdown === 'true';
+  return {
+    pod: leases ? pod : undefined,
+    namespace: leases ? namespace : undefined,
+    smtp,
+    staticPeers: peers,
+    drainOnShutdown,
+    drainTimeoutMs: flags.drainTimeoutMs,
+  };
+}
+
+export interface ClusterModeOptions {
+  settings: ClusterSettings;
+  logger: ClusterLogger;
+  /** EHLO name for drain connections. */
+  hostname: string;
+  /** Revision served when cluster mode starts. */
+  revision: string | undefined;
+  /** Injected Lease API; default: from KUBECONFIG or the in-cluster config. */
+  leases?: LeaseApi;
+  transport?: TransportFactory;
+}
+
+export interface ClusterMode {
+  readonly heartbeat: Heartbeat | undefined;
+  setRevision(revision: string): void;
+  /** Marks the Lease not ready (so no other draining relay picks this one) before the relay stops accepting. */
+  beginShutdown(): Promise<void>;
+  /** After inbound and delivery stopped: hands the queue to peers when --drain-on-shutdown. */
+  drain(spool: Spool): Promise<DrainReport | undefined>;
+  /** Stops the heartbeat and deletes the Lease. */
+  stop(): Promise<void>;
+}
+
+export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
+  const s = opts.settings;
+  const log = opts.logger;
+  let heartbeat: Heartbeat | undefined;
+  if (s.pod !== undefined && s.namespace !== undefined) {
+    const api =
+      opts.leases ??
+      (() => {
+        const kc = new KubeConfig();
+        kc.loadFromDefault();
+        return leaseApi(kc);
+      })();
+    heartbeat = startHeartbeat({
+      api,
+      logger: log,
+      initial: {
+        pod: s.pod,
+        namespace: s.namespace,
+        revision: opts.revision,
+        ready: opts.revision !== undefined,
+        smtp: s.smtp,
+      },
+    });
+    log.info(
+      { pod: s.pod, namespace: s.namespace, smtp: s.smtp ?? null },
+      'cluster: heartbeat lease started',
+    );
+  }
+
+  const peers = async (): Promise<Peer[]> => {
+    const fromLeases = heartbeat
+      ? await heartbeat.peers().catch((err: unknown) => {
+          log.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            'cluster: listing relay leases failed',
+          );
+          return [] as Peer[];
+        })
+      : [];
+    const seen = new Set(fromLeases.map((p) => `${p.host}:${p.port}`));
+    const own = s.smtp;
+    return [
+      ...fromLeases,
+      ...s.staticPeers.filter((p) => !seen.has(`${p.host}:${p.port}`) && `${p.host}:${p.port}` !== own),
+    ];
+  };
+
+  return {
+    heartbeat,
+    setRevision(revision) {
+      void heartbeat?.update({ revision, ready: true });
+    },
+    async beginShutdown() {
+      await heartbeat?.update({ ready: false });
+    },
+    async drain(spool) {
+      if (!s.drainOnShutdown) return undefined;
+      return drainQueue({
+        spool,
+        peers,
+        transport:
+          opts.transport ??
+          nodemailerTransportFactory({
+            hostname: opts.hostname,
+            timeouts: { connectionMs: 5_000, greetingMs: 10_000, socketMs: 30_000 },
+          }),
+        logger: log,
+        deadlineMs: s.drainTimeoutMs,
+      });
+    },
+    async stop() {
+      await heartbeat?.stop({ deleteLease: true });
+    },
+  };
+}
