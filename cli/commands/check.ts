@@ -31,8 +31,9 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
     const counts = countKinds(loaded.objects.map((o) => o.kind));
+    const secrets = loaded.secrets.length > 0 ? `, ${loaded.secrets.length} Secret` : '';
     process.stdout.write(
-      `ok: ${loaded.objects.length} objects (${counts}), revision ${result.revision.slice(0, 12)}\n`,
+      `ok: ${loaded.objects.length} objects (${counts}${secrets}), revision ${result.revision.slice(0, 12)}\n`,
     );
     return 0;
   });

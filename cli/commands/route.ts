@@ -55,9 +55,12 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     const lines = [`${json.recipient}: ${json.verdict} (${json.reply})`];
-    for (const l of json.legs) {
+    for (const l of plan.legs) {
+      const where = l.server.mx
+        ? `MX of ${l.server.host}, port ${l.server.port}`
+        : `${l.server.host}:${l.server.port}`;
       lines.push(
-        `  ${l.role.padEnd(8)} ${l.server} ${l.host}:${l.port} -> ${l.recipient} (bounces: ${l.bounces})`,
+        `  ${l.role.padEnd(8)} ${l.server.name} (${where}) -> ${l.recipient} (bounces: ${l.bounces})`,
       );
     }
     process.stdout.write(`${lines.join('\n')}\n`);
