@@ -9,6 +9,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { chartCrdTemplate, withoutChartMetadata } from '../../scripts/chart-crds.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
+import { parseOperatorConfig } from '../../operator/config.ts';
 import {
   ALL_FEATURES_VALUES,
   CHART_DIR,
@@ -137,7 +138,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect((d.spec as Json).replicas).toBe(2);
     const [c] = containers(d);
     expect(c!.args).toEqual(
-      expect.arrayContaining(['operator', '--leader-elect', '--namespace=$(POD_NAMESPACE)']),
+      expect.arrayContaining(['operator', '--leader-elect=true', '--namespace=$(POD_NAMESPACE)']),
     );
     expect(c!.args).toContain('--lease-name=mailroute-operator');
     expect(c!.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'http' } });
@@ -212,6 +213,32 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       kind: 'configmap',
       namespace: 'mailroute-system',
       name: 'mailroute-routing',
+    });
+  });
+
+  it.each([
+    ['default values', () => defaults],
+    ['every optional feature on', () => all],
+  ])("passes the operator arguments and env the operator's own parser accepts (%s)", (_name, objects) => {
+    const [c] = containers(one(objects(), 'Deployment', '-operator'));
+    const podEnv: Record<string, string> = {
+      POD_NAME: 'mr-mailroute-operator-0',
+      POD_NAMESPACE: 'mailroute-system',
+    };
+    const env: Record<string, string> = {};
+    for (const e of c!.env as Json[])
+      env[String(e.name)] = typeof e.value === 'string' ? e.value : (podEnv[String(e.name)] ?? '');
+    const args = (c!.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_m, v: string) => env[v] ?? ''));
+    expect(args[0]).toBe('operator');
+    const parsed = parseOperatorConfig(args.slice(1), env);
+    if (parsed.ok !== true)
+      throw new Error(`operator refuses the chart's args: ${parsed.ok === false ? parsed.error : 'help'}`);
+    expect(parsed.config).toMatchObject({
+      namespace: 'mailroute-system',
+      leaderElect: true,
+      leaseName: 'mailroute-operator',
+      configMapName: 'mailroute-routing',
+      http: { host: '0.0.0.0', port: 8080 },
     });
   });
 

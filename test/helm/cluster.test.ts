@@ -1,0 +1,351 @@
+// The chart against a real kube-apiserver (test/controlplane): kubeconform -strict with the server's own OpenAPI
+// schemas and our CRDs, `helm install` (bad values refused with the schema's message), the objects it creates, the
+// RBAC it grants (kubectl auth can-i as each ServiceAccount), and the operator, run as a process with the chart's
+// arguments and the chart's ServiceAccount token, programming an example. There is no kubelet, scheduler or
+// controller-manager: no pod runs, the StatefulSet creates no PVCs, the LoadBalancer gets no address.
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { freePort } from '../controlplane/harness.ts';
+import { describeCluster, waitEstablished } from '../controlplane/suite.ts';
+import { waitFor } from '../support/wait.ts';
+import { openApiPath, schemasFromCrds, schemasFromOpenApi, type OpenApiV3Document } from './kube-schemas.ts';
+import {
+  ALL_FEATURES_VALUES,
+  CHART_DIR,
+  findTools,
+  helmTemplate,
+  KUBE_VERSION,
+  parseObjects,
+  REPO_ROOT,
+  run,
+  type K8sObject,
+  type Tools,
+} from './tools.ts';
+
+type Json = Record<string, unknown>;
+const NS = 'mailroute-system';
+const RELEASE = 'mr';
+const MAIL_NS = 'mail';
+const EXAMPLE = join(REPO_ROOT, 'examples', 'demo', 'mailroute.yaml');
+const HERE = join(REPO_ROOT, 'test', 'helm');
+
+const found = findTools();
+const tools: Tools = found.ok ? found.tools : { helm: 'helm', kubeconform: 'kubeconform' };
+
+describeCluster(
+  'helm chart on a real API server',
+  (ctx) => {
+    let work = '';
+    let operator: ChildProcess | undefined;
+    let operatorLog = '';
+    beforeAll(() => {
+      if (!found.ok) throw new Error(`helm/kubeconform unavailable: ${found.reason} (run npm run envtest)`);
+      work = mkdtempSync(join(tmpdir(), 'mailroute-helm-'));
+    });
+    afterAll(async () => {
+      if (operator !== undefined && operator.exitCode === null) {
+        const exited = new Promise((r) => operator!.once('exit', r));
+        operator.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000).unref())]);
+        if (operator.exitCode === null) operator.kill('SIGKILL');
+      }
+      if (work !== '') rmSync(work, { recursive: true, force: true });
+    });
+
+    const helm = (args: string[]): ReturnType<typeof run> =>
+      run(tools.helm, [...args, '--kubeconfig', ctx.cp.kubeconfigPath]);
+    const getJson = async (args: string[]): Promise<Json> => {
+      const r = await ctx.cp.kubectl(['get', ...args, '-o', 'json']);
+      if (r.code !== 0) throw new Error(`kubectl get ${args.join(' ')}: ${r.stderr}`);
+      return JSON.parse(r.stdout) as Json;
+    };
+
+    it('validates the rendered chart with kubeconform -strict (API server schemas + our CRDs)', async () => {
+      const defaults = await helmTemplate(tools);
+      const all = await helmTemplate(tools, ['-f', ALL_FEATURES_VALUES]);
+      const objects = [...parseObjects(defaults), ...parseObjects(all)];
+      // Schemas of every Kubernetes kind the chart renders, from the server's OpenAPI v3 documents.
+      const builtin = [...new Set(objects.map((o) => o.apiVersion))].filter(
+        (v) => !v.startsWith('mailroute.io/') && !v.startsWith('monitoring.coreos.com/'),
+      );
+      const docs: OpenApiV3Document[] = [];
+      for (const v of builtin) {
+        const r = await ctx.cp.kubectl(['get', '--raw', `/openapi/v3/${openApiPath(v)}`]);
+        expect(r.code, r.stderr).toBe(0);
+        docs.push(JSON.parse(r.stdout) as OpenApiV3Document);
+      }
+      const schemaDir = join(work, 'schemas');
+      mkdirSync(schemaDir);
+      const files = schemasFromOpenApi(docs);
+      const crds = readdirSync(join(REPO_ROOT, 'crds')).flatMap((f) =>
+        parseAllDocuments(readFileSync(join(REPO_ROOT, 'crds', f), 'utf8')).map((d) => d.toJS() as unknown),
+      );
+      for (const [name, schema] of schemasFromCrds(crds)) files.set(name, schema);
+      for (const [name, schema] of files) writeFileSync(join(schemaDir, name), JSON.stringify(schema));
+      // prometheus-operator's kinds: minimal hand-written strict schemas (test/helm/schemas), not the full CRDs.
+      for (const f of readdirSync(join(HERE, 'schemas')))
+        copyFileSync(join(HERE, 'schemas', f), join(schemaDir, f));
+
+      const kubeconform = (paths: string[]): ReturnType<typeof run> =>
+        run(tools.kubeconform, [
+          '-strict',
+          '-summary',
+          '-output',
+          'json',
+          '-kubernetes-version',
+          KUBE_VERSION,
+          '-schema-location',
+          join(schemaDir, '{{ .ResourceKind }}{{ .KindSuffix }}.json'),
+          ...paths,
+        ]);
+      writeFileSync(join(work, 'default.yaml'), defaults);
+      writeFileSync(join(work, 'all.yaml'), all);
+      const ok = await kubeconform([join(work, 'default.yaml'), join(work, 'all.yaml'), EXAMPLE]);
+      const summary = (JSON.parse(ok.stdout) as { summary: Record<string, number> }).summary;
+      expect(ok.stdout + ok.stderr).not.toContain('could not find schema');
+      expect(summary).toMatchObject({ invalid: 0, errors: 0, skipped: 0 });
+      expect(summary.valid).toBe(objects.length + 2);
+      expect(ok.code).toBe(0);
+
+      // The schemas are strict: an unknown field and a wrong type are both caught.
+      const bad = all
+        .replace(
+          'terminationGracePeriodSeconds: 180',
+          'terminationGracePeriodSeconds: 180\n      hostNetwrok: true',
+        )
+        .replace('minReplicas: 2', 'minReplicas: "2"');
+      writeFileSync(join(work, 'bad.yaml'), bad);
+      const refused = await kubeconform([join(work, 'bad.yaml')]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stdout).toContain("additional properties 'hostNetwrok' not allowed");
+      expect(refused.stdout).toContain("at '/spec/minReplicas': got string, want integer");
+    });
+
+    it('refuses bad values at helm install with the schema message, and installs nothing', async () => {
+      const r = await helm([
+        'install',
+        RELEASE,
+        CHART_DIR,
+        '-n',
+        NS,
+        '--create-namespace',
+        '--set',
+        'relay.sevice.type=NodePort',
+      ]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("at '/relay': additional properties 'sevice' not allowed");
+      const wrongType = await helm([
+        'install',
+        RELEASE,
+        CHART_DIR,
+        '-n',
+        NS,
+        '--set-json',
+        'relay.service={"port":"25"}',
+      ]);
+      expect(wrongType.code).not.toBe(0);
+      expect(wrongType.stderr).toContain("at '/relay/service/port': got string, want integer");
+      const ls = await helm(['list', '-A', '-q']);
+      expect(ls.stdout.trim()).toBe('');
+    });
+
+    it('installs the chart: CRDs established, workloads, Services, HPA, PDBs, RBAC and the NOTES', async () => {
+      const r = await helm(['install', RELEASE, CHART_DIR, '-n', NS, '--create-namespace']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('STATUS: deployed');
+      expect(r.stdout).toContain("Find the relay's address");
+      expect(r.stdout).toContain('inbound gateway');
+      await waitEstablished(
+        ctx.cp,
+        ['maildomains.mailroute.io', 'deliverypolicies.mailroute.io', 'testrecipients.mailroute.io'],
+        30_000,
+      );
+      const deploy = await getJson(['deployment', 'mr-mailroute-operator', '-n', NS]);
+      expect((deploy.spec as Json).replicas).toBe(2);
+      const sts = await getJson(['statefulset', 'mr-mailroute-relay', '-n', NS]);
+      expect(((sts.spec as Json).volumeClaimTemplates as Json[]).length).toBe(1);
+      const svc = await getJson(['service', 'mr-mailroute-relay', '-n', NS]);
+      const port = ((svc.spec as Json).ports as Json[])[0]!;
+      expect(port).toMatchObject({ port: 25, targetPort: 'smtp' });
+      expect(port.nodePort, 'a LoadBalancer Service gets a node port').toEqual(expect.any(Number));
+      const peers = await getJson(['service', 'mr-mailroute-relay-peers', '-n', NS]);
+      expect((peers.spec as Json).clusterIP).toBe('None');
+      for (const kind of ['hpa', 'pdb', 'serviceaccount', 'role', 'rolebinding']) {
+        const list = await getJson([kind, '-n', NS, '-l', `app.kubernetes.io/instance=${RELEASE}`]);
+        expect((list.items as unknown[]).length, kind).toBeGreaterThan(0);
+      }
+    });
+
+    it.each([
+      // [serviceaccount, verb, resource, namespace, allowed]
+      ['operator', 'list', 'maildomains.mailroute.io', MAIL_NS, true],
+      ['operator', 'watch', 'testrecipients.mailroute.io', '', true],
+      ['operator', 'patch', 'deliverypolicies.mailroute.io --subresource=status', MAIL_NS, true],
+      ['operator', 'patch', 'deliverypolicies.mailroute.io', MAIL_NS, false],
+      ['operator', 'update', 'deliverypolicies.mailroute.io', MAIL_NS, false],
+      ['operator', 'delete', 'maildomains.mailroute.io', MAIL_NS, false],
+      ['operator', 'create', 'events', MAIL_NS, true],
+      ['operator', 'patch', 'configmaps', NS, true],
+      ['operator', 'create', 'configmaps', MAIL_NS, false],
+      ['operator', 'update', 'leases.coordination.k8s.io', NS, true],
+      ['operator', 'update', 'leases.coordination.k8s.io', MAIL_NS, false],
+      ['operator', 'watch', 'secrets', MAIL_NS, true],
+      ['operator', 'create', 'secrets', MAIL_NS, false],
+      ['operator', 'list', 'pods', NS, false],
+      ['relay', 'watch', 'configmaps/mailroute-routing', NS, true],
+      ['relay', 'get', 'configmaps/mailroute-routing-0123abcd-0', NS, true],
+      ['relay', 'list', 'configmaps', NS, false],
+      ['relay', 'patch', 'configmaps/mailroute-routing', NS, false],
+      ['relay', 'get', 'configmaps/mailroute-routing', MAIL_NS, false],
+      ['relay', 'create', 'leases.coordination.k8s.io', NS, true],
+      ['relay', 'delete', 'leases.coordination.k8s.io', NS, true],
+      ['relay', 'get', 'secrets', MAIL_NS, true],
+      ['relay', 'list', 'secrets', MAIL_NS, false],
+      ['relay', 'list', 'maildomains.mailroute.io', MAIL_NS, false],
+      ['relay', 'create', 'events', NS, false],
+    ] as const)('RBAC: %s may %s %s in "%s": %s', async (who, verb, resource, ns, allowed) => {
+      const r = await ctx.cp.kubectl([
+        'auth',
+        'can-i',
+        verb,
+        ...resource.split(' '),
+        ...(ns === '' ? ['--all-namespaces'] : ['-n', ns]),
+        `--as=system:serviceaccount:${NS}:mr-mailroute-${who}`,
+      ]);
+      expect(r.stdout.trim(), r.stderr).toBe(allowed ? 'yes' : 'no');
+    });
+
+    it("runs the operator with the chart's args and ServiceAccount: routing ConfigMap written, statuses set", async () => {
+      // The operator's container as the chart renders it; --http moves to a free loopback port.
+      const deploy = parseObjects(await helmTemplate(tools, [], RELEASE, NS)).find(
+        (o): o is K8sObject => o.kind === 'Deployment',
+      )!;
+      const c = ((((deploy.spec as Json).template as Json).spec as Json).containers as Json[])[0]!;
+      const httpPort = await freePort();
+      const podEnv: Record<string, string> = { POD_NAME: 'mr-mailroute-operator-test', POD_NAMESPACE: NS };
+      const env: Record<string, string> = {};
+      for (const e of c.env as Json[])
+        env[String(e.name)] = typeof e.value === 'string' ? e.value : (podEnv[String(e.name)] ?? '');
+      const args = (c.args as string[])
+        .map((a) => a.replace(/\$\((\w+)\)/g, (_m, v: string) => env[v] ?? ''))
+        .map((a) => (a.startsWith('--http=') ? `--http=127.0.0.1:${httpPort}` : a));
+
+      // A kubeconfig that authenticates as the chart's ServiceAccount (TokenRequest), so RBAC is what the pod gets.
+      const token = await ctx.cp.kubectl([
+        'create',
+        'token',
+        'mr-mailroute-operator',
+        '-n',
+        NS,
+        '--duration=1h',
+      ]);
+      expect(token.code, token.stderr).toBe(0);
+      const cluster = ctx.cp.kubeconfig.getCurrentCluster()!;
+      const ca = cluster.caData ?? Buffer.from(readFileSync(cluster.caFile!)).toString('base64');
+      const kubeconfig = join(work, 'operator.kubeconfig');
+      writeFileSync(
+        kubeconfig,
+        [
+          'apiVersion: v1',
+          'kind: Config',
+          'clusters: [{name: envtest, cluster: {server: "' +
+            ctx.cp.server +
+            '", certificate-authority-data: ' +
+            ca +
+            '}}]',
+          'users: [{name: operator, user: {token: ' + token.stdout.trim() + '}}]',
+          'contexts: [{name: operator, context: {cluster: envtest, user: operator, namespace: ' + NS + '}}]',
+          'current-context: operator',
+          '',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+
+      expect((await ctx.cp.kubectl(['create', 'namespace', MAIL_NS])).code).toBe(0);
+      const applied = await ctx.cp.kubectl(['apply', '-n', MAIL_NS, '-f', EXAMPLE]);
+      expect(applied.code, applied.stderr).toBe(0);
+
+      operator = spawn(
+        process.execPath,
+        [join(REPO_ROOT, 'bin', 'mailroute.js'), ...args, `--kubeconfig=${kubeconfig}`],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, ...env, KUBECONFIG: kubeconfig },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      operator.stdout!.setEncoding('utf8').on('data', (d: string) => (operatorLog += d));
+      operator.stderr!.setEncoding('utf8').on('data', (d: string) => (operatorLog += d));
+      const exited = (): string =>
+        operator?.exitCode !== null
+          ? `operator exited (${String(operator?.exitCode)}):\n${operatorLog.slice(-3000)}`
+          : '';
+
+      const cm = await waitFor(
+        async () => {
+          if (exited() !== '') throw new Error(exited());
+          const r = await ctx.cp.kubectl(['get', 'configmap', 'mailroute-routing', '-n', NS, '-o', 'json']);
+          return r.code === 0 ? (JSON.parse(r.stdout) as Json) : undefined;
+        },
+        {
+          timeoutMs: 30_000,
+          what: `ConfigMap ${NS}/mailroute-routing (operator log:\n${operatorLog.slice(-2000)})`,
+        },
+      );
+      const data = cm.data as Record<string, string>;
+      const table = JSON.parse(data['routing.json'] ?? '{}') as { domains?: Record<string, unknown> };
+      expect(Object.keys(table.domains ?? {})).toEqual(['example.com']);
+      expect((cm.metadata as Json).annotations).toHaveProperty(['mailroute.io/revision']);
+
+      for (const kind of ['maildomain', 'deliverypolicy']) {
+        const obj = await waitFor(
+          async () => {
+            if (exited() !== '') throw new Error(exited());
+            const o = await getJson([`${kind}.mailroute.io`, 'example-com', '-n', MAIL_NS]);
+            const st = o.status as { observedGeneration?: number; conditions?: Json[] } | undefined;
+            const gen = (o.metadata as Json).generation;
+            return st?.observedGeneration === gen && (st?.conditions ?? []).some((c) => c.type === 'Ready')
+              ? o
+              : undefined;
+          },
+          { timeoutMs: 30_000, what: `${kind} example-com status` },
+        );
+        const conds = new Map(((obj.status as Json).conditions as Json[]).map((c) => [String(c.type), c]));
+        expect(conds.get('Accepted'), kind).toMatchObject({ status: 'True' });
+        expect(conds.get('ResolvedRefs'), kind).toMatchObject({ status: 'True' });
+        // No relay runs (no kubelet), so the operator counts 0 relays; Programmed and Ready say so.
+        expect([...conds.keys()]).toEqual(expect.arrayContaining(['Programmed', 'Ready']));
+      }
+
+      const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+      expect(health.status).toBe(200);
+      const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/leader_election_master_status\{[^}]*\} 1/);
+    });
+
+    it('helm uninstall removes the workloads and keeps the CRDs (crds.keep)', async () => {
+      const r = await helm(['uninstall', RELEASE, '-n', NS]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout + r.stderr).toContain('kept due to the resource policy');
+      const deploy = await ctx.cp.kubectl(['get', 'deployment', 'mr-mailroute-operator', '-n', NS]);
+      expect(deploy.code).not.toBe(0);
+      const crd = await ctx.cp.kubectl(['get', 'crd', 'maildomains.mailroute.io']);
+      expect(crd.code, crd.stderr).toBe(0);
+      const md = await ctx.cp.kubectl(['get', 'maildomain', 'example-com', '-n', MAIL_NS]);
+      expect(md.code, 'the custom resources survive the uninstall').toBe(0);
+    });
+  },
+  { crds: false },
+);
