@@ -18,7 +18,7 @@ import type { OperatorConfig } from './config.ts';
 import { LeaderElector } from './kube/leader.ts';
 import { createKubeRest, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder } from './kube/ssa.ts';
-import { InformerSupervisor, type InformerEvent, type InformerLike, type Logger } from './kube/supervisor.ts';
+import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
 import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
 import { isRelayLease, nextStaleIn, readHeartbeat, type LeaseLike } from './relay-heartbeat.ts';
 import { createDeliveryPolicyController } from './controllers/deliverypolicy/controller.ts';

@@ -1,0 +1,258 @@
+// The operator against a real kube-apiserver: status conditions, rollout counting by relay heartbeat Leases,
+// cross-object problems, expiry, and recovery from an API server restart.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createNamespace, describeCluster, REPO_ROOT } from '../controlplane/suite.ts';
+import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  condition,
+  getObject,
+  heartbeat,
+  routingRevision,
+  SimulatedRelays,
+  startOperator,
+  type OperatorProcess,
+} from './support.ts';
+
+const OP_NS = 'mailroute-system';
+const NS = 'demo';
+
+describeCluster(
+  'operator on a real API server',
+  (ctx) => {
+    let op: OperatorProcess;
+    let rest: KubeRest;
+    let relays: SimulatedRelays;
+    const apply = async (yaml: string): Promise<void> => {
+      const r = await ctx.cp.kubectl(['apply', '-n', NS, '-f', '-'], { stdin: yaml });
+      if (r.code !== 0) throw new Error(`kubectl apply: ${r.stderr}`);
+    };
+    const readyMessage = async (
+      kind: 'MailDomain' | 'DeliveryPolicy' | 'TestRecipient',
+      name: string,
+    ): Promise<string | undefined> => {
+      const c = await condition(rest, kind, NS, name, 'Ready');
+      return c?.status === 'True' ? c.message : undefined;
+    };
+
+    beforeAll(async () => {
+      await createNamespace(ctx.cp, OP_NS);
+      await createNamespace(ctx.cp, NS);
+      rest = createKubeRest(ctx.cp.kubeconfig);
+      await apply(readFileSync(join(REPO_ROOT, 'examples/demo/mailroute.yaml'), 'utf8'));
+      op = startOperator(ctx.cp, { namespace: OP_NS, identity: 'op-main' });
+      relays = new SimulatedRelays(ctx.cp, OP_NS, ['relay-0', 'relay-1']);
+    });
+    afterAll(async () => {
+      relays.stop();
+      const code = await op.stop();
+      expect(code, op.logs()).toBe(0);
+    });
+
+    it('with zero relays: Programmed=False NoRelays "0/0 relays programmed"', async () => {
+      const c = await waitFor(
+        async () => {
+          const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Programmed');
+          return c?.reason === 'NoRelays' ? c : undefined;
+        },
+        { timeoutMs: 30_000, what: 'Programmed NoRelays' },
+      );
+      expect(c).toMatchObject({ status: 'False', message: '0/0 relays programmed', observedGeneration: 1 });
+      expect(await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Accepted')).toMatchObject({
+        status: 'True',
+      });
+      const routing = await routingRevision(rest, OP_NS);
+      expect(JSON.parse(routing?.json ?? '{}')).toMatchObject({
+        kind: 'RoutingTable',
+        domains: { 'example.com': { mode: 'Dual' } },
+      });
+    });
+
+    it('every object reaches Ready with "2/2 relays programmed", and kubectl wait works', async () => {
+      relays.start();
+      for (const [kind, name] of [
+        ['MailDomain', 'example-com'],
+        ['DeliveryPolicy', 'example-com'],
+      ] as const) {
+        // (1/1 can show up on the way, while the second relay's Lease is being created)
+        await waitFor(async () => (await readyMessage(kind, name)) === '2/2 relays programmed', {
+          timeoutMs: 20_000,
+          what: `${kind} Ready 2/2`,
+        });
+      }
+      const w = await ctx.cp.kubectl([
+        'wait',
+        '-n',
+        NS,
+        '--for=condition=Ready',
+        'deliverypolicy/example-com',
+        'maildomain/example-com',
+        '--timeout=20s',
+      ]);
+      expect(w.code, w.stderr).toBe(0);
+      expect(w.stdout).toContain('condition met');
+      const get = await ctx.cp.kubectl(['get', 'dp', '-n', NS]);
+      expect(get.stdout).toMatch(/example-com\s+example-com\s+Dual\s+old\s+new\s+True/);
+    });
+
+    it('a changed policy becomes Programmed on both relays at its new generation; a lagging relay shows 1/2', async () => {
+      relays.paused = true;
+      const before = (await routingRevision(rest, OP_NS))?.revision;
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: example-com}
+spec: {domainRef: {name: example-com}, mode: Direct, primary: old}
+`);
+      const rev = await waitFor(
+        async () => {
+          const r = await routingRevision(rest, OP_NS);
+          return r !== undefined && r.revision !== before ? r.revision : undefined;
+        },
+        { timeoutMs: 20_000, what: 'a new routing revision' },
+      );
+      await heartbeat(rest, OP_NS, 'relay-0', rev);
+      const pending = await waitFor(
+        async () => {
+          const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Programmed');
+          return c?.observedGeneration === 2 && c.message === '1/2 relays programmed' ? c : undefined;
+        },
+        { timeoutMs: 20_000, what: 'Programmed 1/2 at generation 2' },
+      );
+      expect(pending).toMatchObject({ status: 'False', reason: 'Pending' });
+      relays.paused = false;
+      await waitFor(
+        async () => {
+          const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Ready');
+          return c?.status === 'True' && c.observedGeneration === 2 && c.message === '2/2 relays programmed';
+        },
+        { timeoutMs: 20_000, what: 'Ready 2/2 at generation 2' },
+      );
+      // the MailDomain did not change: it stayed programmed on both relays through the rollout
+      expect(await readyMessage('MailDomain', 'example-com')).toBe('2/2 relays programmed');
+    });
+
+    it('a dangling policyRef gives ResolvedRefs=False; a second policy for one domain gives Accepted=False Conflict', async () => {
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: TestRecipient
+metadata: {name: dangling}
+spec: {policyRef: {name: no-such-policy}, address: alice@example.com}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: example-com-second}
+spec: {domainRef: {name: example-com}, mode: Direct, primary: new}
+`);
+      const refs = await waitFor(() => condition(rest, 'TestRecipient', NS, 'dangling', 'ResolvedRefs'), {
+        timeoutMs: 20_000,
+        what: 'ResolvedRefs on dangling',
+      });
+      expect(refs).toMatchObject({ status: 'False', reason: 'PolicyNotFound' });
+      expect(refs.message).toContain('spec.policyRef');
+      const ready = await condition(rest, 'TestRecipient', NS, 'dangling', 'Ready');
+      expect(ready).toMatchObject({ status: 'False', reason: 'PolicyNotFound' });
+      const acc = await waitFor(
+        () => condition(rest, 'DeliveryPolicy', NS, 'example-com-second', 'Accepted'),
+        { timeoutMs: 20_000, what: 'Accepted on the second policy' },
+      );
+      expect(acc).toMatchObject({ status: 'False', reason: 'Conflict' });
+      // the older policy keeps working
+      expect(await readyMessage('DeliveryPolicy', 'example-com')).toBe('2/2 relays programmed');
+      const ev = await ctx.cp.kubectl([
+        'get',
+        'events',
+        '-n',
+        NS,
+        '--field-selector',
+        'involvedObject.name=example-com-second',
+        '-o',
+        'jsonpath={.items[*].reason}',
+      ]);
+      expect(ev.stdout).toContain('Conflict');
+    });
+
+    it('expiry flips Active to False at expiresAt', async () => {
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: example-com}
+spec: {domainRef: {name: example-com}, mode: Dual, primary: old, secondary: new, dual: {scope: TestRecipients}}
+`);
+      const expiresAt = new Date(Date.now() + 4000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: TestRecipient
+metadata: {name: alice}
+spec: {policyRef: {name: example-com}, address: alice@example.com, expiresAt: "${expiresAt}"}
+`);
+      const active = await waitFor(() => condition(rest, 'TestRecipient', NS, 'alice', 'Active'), {
+        timeoutMs: 20_000,
+        what: 'Active',
+      });
+      expect(active).toMatchObject({ status: 'True', reason: 'Active' });
+      const expired = await waitFor(
+        async () => {
+          const c = await condition(rest, 'TestRecipient', NS, 'alice', 'Active');
+          return c?.status === 'False' ? c : undefined;
+        },
+        { timeoutMs: 20_000, what: 'Active=False after expiresAt' },
+      );
+      expect(expired.reason).toBe('Expired');
+      expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(expiresAt));
+    });
+
+    it('recovers by itself from an API server restart: a change after it still reconciles', async () => {
+      await ctx.cp.restartApiServer();
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: example-com}
+spec: {domainRef: {name: example-com}, mode: Split, primary: old, secondary: new, split: {unknownRecipients: Secondary}}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: example-com}
+spec:
+  domain: example.com
+  servers:
+  - {name: old, host: 127.0.0.1, port: 2601, tls: None}
+  - {name: new, host: 127.0.0.1, port: 2602, tls: None}
+  recipientVerification: {server: old, cacheTTL: 1h}
+`);
+      const gen = (await getObject(rest, 'DeliveryPolicy', NS, 'example-com'))?.metadata.generation;
+      await waitFor(
+        async () => {
+          const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Ready');
+          return c?.status === 'True' && c.observedGeneration === gen;
+        },
+        { timeoutMs: 60_000, what: `Ready at generation ${String(gen)} after the restart` },
+      );
+      const table = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
+        domains: Record<string, { mode?: string }>;
+      };
+      expect(table.domains['example.com']?.mode).toBe('Split');
+      expect(op.proc.exitCode).toBeNull();
+    });
+
+    it('serves controller-runtime style metrics', async () => {
+      const m = /"http":\{"host":"([^"]+)","port":(\d+)\}/.exec(op.logs());
+      expect(m, op.logs().slice(0, 2000)).not.toBeNull();
+      const text = await (await fetch(`http://127.0.0.1:${m?.[2] ?? ''}/metrics`)).text();
+      for (const name of [
+        'controller_runtime_reconcile_total{controller="routing",result="requeue_after"}',
+        'controller_runtime_reconcile_time_seconds_bucket',
+        'workqueue_depth{name="deliverypolicy"',
+        'workqueue_adds_total',
+        'workqueue_queue_duration_seconds_bucket',
+        'workqueue_work_duration_seconds_bucket',
+        'workqueue_retries_total',
+        'leader_election_master_status{name="mailroute-operator"} 1',
+        'mailroute_operator_routing_revision_info{revision="',
+      ]) {
+        expect(text).toContain(name);
+      }
+      const ready = await fetch(`http://127.0.0.1:${m?.[2] ?? ''}/readyz`);
+      expect(ready.status).toBe(200);
+    });
+  },
+  { crds: true },
+);

@@ -1,0 +1,214 @@
+// Helpers for operator suites: run `mailroute operator` as a child process, simulate relays by their heartbeat
+// Leases (a relay that follows mailroute-routing and reports the revision it serves), read conditions.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { ControlPlane } from '../controlplane/harness.ts';
+import { REPO_ROOT } from '../controlplane/suite.ts';
+import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
+import { microTime } from '../../operator/kube/leader.ts';
+import {
+  assembleShards,
+  decodeIndex,
+  ROUTING_CONFIGMAP,
+  type ConfigMapLike,
+} from '../../operator/routing-configmap.ts';
+import {
+  relayLeaseName,
+  REVISION_ANNOTATION,
+  RELAY_COMPONENT_LABELS,
+} from '../../operator/relay-heartbeat.ts';
+import { PLURALS } from '../../operator/controllers/object-status.ts';
+import type { Kind } from '../../routing/model.ts';
+
+export const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
+export const BIN = join(REPO_ROOT, 'bin', 'mailroute.js');
+
+export interface OperatorProcess {
+  proc: ChildProcess;
+  identity: string;
+  logs: () => string;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function startOperator(
+  cp: ControlPlane,
+  opts: { namespace: string; identity: string; args?: string[] },
+): OperatorProcess {
+  const proc = spawn(
+    NODE,
+    [
+      BIN,
+      'operator',
+      '--kubeconfig',
+      cp.kubeconfigPath,
+      '--namespace',
+      opts.namespace,
+      '--http',
+      '127.0.0.1:0',
+      '--identity',
+      opts.identity,
+      ...(opts.args ?? []),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT },
+  );
+  let out = '';
+  proc.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
+  proc.stderr?.setEncoding('utf8').on('data', (c: string) => (out += c));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  process.once('exit', () => proc.kill('SIGKILL'));
+  return {
+    proc,
+    identity: opts.identity,
+    logs: () => out,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
+
+export interface Cond {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+}
+
+interface Obj {
+  metadata: { generation?: number; resourceVersion?: string };
+  status?: { observedGeneration?: number; conditions?: Cond[] };
+}
+
+export async function getObject(
+  rest: KubeRest,
+  kind: Kind,
+  ns: string,
+  name: string,
+): Promise<Obj | undefined> {
+  const r = await rest.request<Obj>(
+    'GET',
+    `/apis/mailroute.io/v1alpha1/namespaces/${ns}/${PLURALS[kind]}/${name}`,
+  );
+  return r.ok ? r.body : undefined;
+}
+
+export async function condition(
+  rest: KubeRest,
+  kind: Kind,
+  ns: string,
+  name: string,
+  type: string,
+): Promise<Cond | undefined> {
+  const o = await getObject(rest, kind, ns, name);
+  return o?.status?.conditions?.find((c) => c.type === type);
+}
+
+/** The revision the routing ConfigMap currently announces, and whether all of its shards are readable. */
+export async function routingRevision(
+  rest: KubeRest,
+  namespace: string,
+): Promise<{ revision: string; json: string } | undefined> {
+  const r = await rest.request<ConfigMapLike>(
+    'GET',
+    `/api/v1/namespaces/${namespace}/configmaps/${ROUTING_CONFIGMAP}`,
+  );
+  if (!r.ok) return undefined;
+  const idx = decodeIndex(r.body);
+  if (!idx.ok) throw new Error(idx.error);
+  if (idx.format === 'inline') return { revision: idx.revision, json: idx.json };
+  const shards = new Map<string, ConfigMapLike>();
+  for (const s of idx.index.shards) {
+    const g = await rest.request<ConfigMapLike>(
+      'GET',
+      `/api/v1/namespaces/${namespace}/configmaps/${s.name}`,
+    );
+    if (g.ok) shards.set(s.name, g.body);
+  }
+  const a = assembleShards(idx.index, shards);
+  return a.ok ? { revision: a.revision, json: a.json } : undefined;
+}
+
+/** Creates or renews a relay heartbeat Lease (what a relay pod does every 10 s). */
+export async function heartbeat(
+  rest: KubeRest,
+  namespace: string,
+  pod: string,
+  revision: string | undefined,
+  renewTime = new Date(),
+): Promise<void> {
+  const name = relayLeaseName(pod);
+  const path = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
+  const got = await rest.request<{ metadata: Record<string, unknown> }>('GET', `${path}/${name}`);
+  const body = {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: {
+      ...(got.ok ? got.body.metadata : {}),
+      name,
+      namespace,
+      labels: { ...RELAY_COMPONENT_LABELS },
+      annotations: revision === undefined ? {} : { [REVISION_ANNOTATION]: revision },
+    },
+    spec: { holderIdentity: pod, leaseDurationSeconds: 30, renewTime: microTime(renewTime.getTime()) },
+  };
+  const r = got.ok
+    ? await rest.request('PUT', `${path}/${name}`, { body })
+    : await rest.request('POST', path, { body });
+  if (!r.ok) throw new Error(`heartbeat ${name}: ${r.status} ${r.message}`);
+}
+
+/**
+ * Simulated relays: each follows mailroute-routing (assembling shards like a real relay) and reports the revision it
+ * serves in its heartbeat Lease, checking every `pollMs`. Used where the real relay processes are not needed.
+ */
+export class SimulatedRelays {
+  private readonly rest: KubeRest;
+  private readonly namespace: string;
+  readonly pods: string[];
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  served = new Map<string, string>();
+  private readonly renewed = new Map<string, number>();
+  paused = false;
+
+  constructor(cp: ControlPlane, namespace: string, pods: string[]) {
+    this.rest = createKubeRest(cp.kubeconfig);
+    this.namespace = namespace;
+    this.pods = pods;
+  }
+
+  start(pollMs = 100): void {
+    const tick = async (): Promise<void> => {
+      if (this.busy || this.paused) return;
+      this.busy = true;
+      try {
+        const r = await routingRevision(this.rest, this.namespace);
+        for (const pod of this.pods) {
+          const next = r?.revision;
+          const stale = Date.now() - (this.renewed.get(pod) ?? 0) > 10_000;
+          if (next !== undefined && (next !== this.served.get(pod) || stale)) {
+            await heartbeat(this.rest, this.namespace, pod, next);
+            this.served.set(pod, next);
+            this.renewed.set(pod, Date.now());
+          }
+        }
+      } catch {
+        // API server away (restart test): try again next tick
+      } finally {
+        this.busy = false;
+      }
+    };
+    this.timer = setInterval(() => void tick(), pollMs);
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+}
