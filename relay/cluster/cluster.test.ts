@@ -36,8 +36,8 @@ describe('lease contents and peers', () => {
     expect(l.spec).toMatchObject({
       holderIdentity: 'relay-0',
       leaseDurationSeconds: 30,
-      renewTime: NOW,
-      acquireTime: NOW,
+      renewTime: '2026-11-28T12:00:00.000000Z',
+      acquireTime: '2026-11-28T12:00:00.000000Z',
     });
     const again = buildLease(
       { pod: 'relay-0', namespace: 'ms', revision: undefined, ready: false, smtp: undefined },
@@ -49,7 +49,7 @@ describe('lease contents and peers', () => {
     );
     expect(again.metadata.resourceVersion).toBe('7');
     expect(again.metadata.annotations).toEqual({ 'mailroute.io/ready': 'false' });
-    expect(again.spec.acquireTime.toISOString()).toBe('2026-01-01T00:00:00.000Z');
+    expect(again.spec.acquireTime).toBe('2026-01-01T00:00:00.000000Z');
   });
 
   it.each([

@@ -43,9 +43,19 @@ function code(err: unknown): number | undefined {
   return typeof c === 'number' ? c : undefined;
 }
 
-function errMessage(err: unknown): string {
-  if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
-  return String(err);
+/** One line for logs; for an ApiException of @kubernetes/client-node, the Status message from its body. */
+export function errMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const body = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      const status = JSON.parse(body) as { message?: unknown };
+      if (typeof status.message === 'string') return `${err.message.split('\n')[0] ?? ''}: ${status.message}`;
+    } catch {
+      // not JSON: fall through
+    }
+  }
+  return err.message.split('\n')[0] ?? err.message;
 }
 
 const refOf = (l: V1Lease): LeaseRef => ({
@@ -66,10 +76,11 @@ export function leaseApi(kc: KubeConfig): LeaseApi {
       }
     },
     async create(namespace, body) {
-      return refOf(await api.createNamespacedLease({ namespace, body }));
+      // The MicroTime strings pass through client-node's serializer untouched (see microTime()).
+      return refOf(await api.createNamespacedLease({ namespace, body: body as unknown as V1Lease }));
     },
     async replace(namespace, name, body) {
-      return refOf(await api.replaceNamespacedLease({ namespace, name, body }));
+      return refOf(await api.replaceNamespacedLease({ namespace, name, body: body as unknown as V1Lease }));
     },
     async delete(namespace, name) {
       try {

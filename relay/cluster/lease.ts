@@ -40,9 +40,15 @@ export interface LeaseBody {
   spec: {
     holderIdentity: string;
     leaseDurationSeconds: number;
-    acquireTime: Date;
-    renewTime: Date;
+    /** metav1.MicroTime: RFC 3339 with exactly 6 fractional digits (the API server refuses 3). */
+    acquireTime: string;
+    renewTime: string;
   };
+}
+
+/** metav1.MicroTime wire format. @kubernetes/client-node would send a Date with milliseconds, which is refused. */
+export function microTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
 /** Pure: the Lease for this relay at `now`; keeps acquireTime and resourceVersion of the existing one. */
@@ -67,8 +73,8 @@ export function buildLease(
     spec: {
       holderIdentity: state.pod,
       leaseDurationSeconds: RELAY_LEASE_DURATION_SECONDS,
-      acquireTime: existing?.acquireTime !== undefined ? new Date(existing.acquireTime) : now,
-      renewTime: now,
+      acquireTime: microTime(existing?.acquireTime !== undefined ? new Date(existing.acquireTime) : now),
+      renewTime: microTime(now),
     },
   };
 }

@@ -13,7 +13,7 @@ import { encodeRouting, type ConfigMapLike } from '../../operator/routing-config
 import { configMapApi, startConfigMapSource, type ConfigMapSource } from '../../relay/sources/configmap.ts';
 
 const NS = 'mailroute-system';
-const quiet = process.env.CMDEBUG
+const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
   ? {
       info: (o: object, m?: string) => console.log('INFO', m, JSON.stringify(o)),
       warn: (o: object, m?: string) => console.log('WARN', m, JSON.stringify(o)),

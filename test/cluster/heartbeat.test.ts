@@ -1,0 +1,86 @@
+// The relay heartbeat Lease on a real kube-apiserver: created with the revision, renewed at once on a new revision,
+// seen as a peer by another relay, deleted on graceful shutdown.
+import { afterAll, expect, it } from 'vitest';
+import { CoordinationV1Api } from '@kubernetes/client-node';
+import { describeCluster } from '../controlplane/suite.ts';
+import { waitFor } from '../support/wait.ts';
+import { readHeartbeat } from '../../operator/relay-heartbeat.ts';
+import { leaseApi, startHeartbeat, type Heartbeat } from '../../relay/cluster/heartbeat.ts';
+
+const NS = 'mailroute-system';
+const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+  info: () => undefined,
+  warn: (o: object, m?: string) => console.log('WARN', m, JSON.stringify(o)),
+  debug: () => undefined,
+};
+
+describeCluster(
+  'relay heartbeat Lease',
+  (ctx) => {
+    const beats: Heartbeat[] = [];
+    afterAll(async () => {
+      for (const b of beats) await b.stop();
+    });
+    const read = (name: string) =>
+      ctx.cp.kubeconfig
+        .makeApiClient(CoordinationV1Api)
+        .readNamespacedLease({ namespace: NS, name })
+        .catch((err: unknown) => {
+          if ((err as { code?: number }).code === 404) return undefined;
+          throw err;
+        });
+
+    it('appears with the revision, follows a new revision within 1 s, lists peers, and is deleted on shutdown', async () => {
+      const api = leaseApi(ctx.cp.kubeconfig);
+      const a = startHeartbeat({
+        api,
+        logger: quiet,
+        initial: { pod: 'relay-a', namespace: NS, revision: 'rev1', ready: true, smtp: '127.0.0.1:2601' },
+      });
+      beats.push(a);
+      const lease = await waitFor(() => read('mailroute-relay-relay-a'), { what: 'lease created' });
+      expect(lease.spec?.holderIdentity).toBe('relay-a');
+      expect(lease.spec?.leaseDurationSeconds).toBe(30);
+      expect(lease.metadata?.annotations).toMatchObject({
+        'mailroute.io/revision': 'rev1',
+        'mailroute.io/ready': 'true',
+        'mailroute.io/smtp': '127.0.0.1:2601',
+      });
+      expect(readHeartbeat(lease, new Date()).fresh).toBe(true);
+
+      const t0 = performance.now();
+      await a.update({ revision: 'rev2' });
+      await waitFor(
+        async () =>
+          (await read('mailroute-relay-relay-a'))?.metadata?.annotations?.['mailroute.io/revision'] ===
+          'rev2',
+        {
+          timeoutMs: 1000,
+          what: 'revision rev2 on the lease',
+        },
+      );
+      console.log(
+        `[heartbeat] revision change -> lease annotated: ${(performance.now() - t0).toFixed(1)} ms`,
+      );
+
+      const b = startHeartbeat({
+        api,
+        logger: quiet,
+        initial: { pod: 'relay-b', namespace: NS, revision: 'rev2', ready: true, smtp: '127.0.0.1:2602' },
+      });
+      beats.push(b);
+      const peers = await waitFor(async () => ((await b.peers()).length === 1 ? b.peers() : undefined), {
+        what: 'peer a seen by b',
+      });
+      expect(peers).toEqual([{ name: 'mailroute-relay-relay-a', host: '127.0.0.1', port: 2601 }]);
+      await a.update({ ready: false });
+      expect(await b.peers()).toEqual([]);
+
+      await a.stop({ deleteLease: true });
+      expect(await read('mailroute-relay-relay-a')).toBeUndefined();
+      await b.stop({ deleteLease: true });
+      expect(await read('mailroute-relay-relay-b')).toBeUndefined();
+    });
+  },
+  { crds: false, namespaces: [NS] },
+);
