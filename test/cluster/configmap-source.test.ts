@@ -14,12 +14,6 @@ import { configMapApi, startConfigMapSource, type ConfigMapSource } from '../../
 
 const NS = 'mailroute-system';
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
-  ? {
-      info: (o: object, m?: string) => console.log('INFO', m, JSON.stringify(o)),
-      warn: (o: object, m?: string) => console.log('WARN', m, JSON.stringify(o)),
-      debug: () => undefined,
-    }
-  : { info: () => undefined, warn: () => undefined, debug: () => undefined };
 
 /** A small valid table whose revision differs per tag; `pad` grows it (to force sharding). */
 export function tableFor(tag: string, pad = 0): { table: RoutingTable; json: string; revision: string } {

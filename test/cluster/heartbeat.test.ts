@@ -9,10 +9,6 @@ import { leaseApi, startHeartbeat, type Heartbeat } from '../../relay/cluster/he
 
 const NS = 'mailroute-system';
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
-  info: () => undefined,
-  warn: (o: object, m?: string) => console.log('WARN', m, JSON.stringify(o)),
-  debug: () => undefined,
-};
 
 describeCluster(
   'relay heartbeat Lease',
