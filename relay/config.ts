@@ -11,7 +11,8 @@ export interface HostPort {
 export type RoutingSourceConfig =
   | { kind: 'manifests'; dir: string }
   | { kind: 'routing-file'; file: string }
-  | { kind: 'configmap'; namespace: string; name: string };
+  /** fallbackFile: the same ConfigMap mounted as a volume (--routing-file with --configmap), read while the API is down. */
+  | { kind: 'configmap'; namespace: string; name: string; fallbackFile?: string };
 
 export const BARE_LF_MODES = ['reject', 'normalize'] as const;
 export type BareLfMode = (typeof BARE_LF_MODES)[number];
@@ -38,6 +39,11 @@ export interface RelayConfig {
   /** Held-back greeting for a client address not seen passing the early-talker check yet; 0 disables the check. */
   greetingDelayMs: number;
   logLevel: string;
+  /** --peers HOST:PORT,... : drain targets besides the relays found by their heartbeat Leases (relay/cluster). */
+  peers?: string;
+  /** auto: on in cluster mode (POD_NAME + --configmap) or when --peers is given. */
+  drainOnShutdown: 'auto' | 'true' | 'false';
+  drainTimeoutMs: number;
 }
 
 type FlagKind = 'string' | 'boolean';
@@ -104,6 +110,20 @@ export const RELAY_FLAGS = {
     help: 'early-talker check: greeting held back this long for an address not seen passing it in the last 24 h; 0 disables',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  peers: {
+    type: 'string',
+    help: 'HOST:PORT,... relays to hand the queue to on shutdown (e.g. a headless Service); in cluster mode peers also come from heartbeat Leases',
+  },
+  'drain-on-shutdown': {
+    type: 'string',
+    default: 'auto',
+    help: 'true|false|auto: on SIGTERM hand queued mail to a peer relay over SMTP (auto: on in cluster mode or with --peers)',
+  },
+  'drain-timeout': {
+    type: 'string',
+    default: '60s',
+    help: 'how long the shutdown drain may take; what is left stays spooled',
+  },
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
 
@@ -197,7 +217,11 @@ export function parseRelayConfig(
   };
 
   try {
-    const sources = (['manifests', 'routing-file', 'configmap'] as const).filter((f) => raw(f) !== undefined);
+    // --routing-file beside --configmap is the ConfigMap mounted as a file: the fallback while the API is down.
+    const withConfigMap = raw('configmap') !== undefined;
+    const sources = (['manifests', 'routing-file', 'configmap'] as const).filter(
+      (f) => raw(f) !== undefined && !(withConfigMap && f === 'routing-file'),
+    );
     if (sources.length !== 1) {
       fail(
         'manifests',
@@ -214,7 +238,13 @@ export function parseRelayConfig(
       const v = raw('configmap') ?? '';
       const m = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(v);
       if (!m?.[1] || !m[2]) return fail('configmap', 'must be NAMESPACE/NAME', v);
-      source = { kind: 'configmap', namespace: m[1], name: m[2] };
+      const fallbackFile = raw('routing-file');
+      source = {
+        kind: 'configmap',
+        namespace: m[1],
+        name: m[2],
+        ...(fallbackFile !== undefined ? { fallbackFile } : {}),
+      };
     }
 
     const retryRaw = raw('retry-schedule') ?? '';
@@ -262,7 +292,19 @@ export function parseRelayConfig(
       shutdownTimeoutMs: duration('shutdown-timeout'),
       greetingDelayMs: duration('greeting-delay'),
       logLevel: raw('log-level') ?? 'info',
+      ...(raw('peers') !== undefined ? { peers: raw('peers') } : {}),
+      drainOnShutdown: (raw('drain-on-shutdown') ?? 'auto') as RelayConfig['drainOnShutdown'],
+      drainTimeoutMs: duration('drain-timeout'),
     };
+    if (!['auto', 'true', 'false'].includes(config.drainOnShutdown)) {
+      fail('drain-on-shutdown', 'must be one of true, false, auto', config.drainOnShutdown);
+    }
+    if (
+      config.peers !== undefined &&
+      !/^\s*[^,\s]+:\d{1,5}\s*(,\s*[^,\s]+:\d{1,5}\s*)*$/.test(config.peers)
+    ) {
+      fail('peers', 'must be HOST:PORT,HOST:PORT,...', config.peers);
+    }
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
       fail('log-level', 'must be one of fatal, error, warn, info, debug, trace, silent', config.logLevel);
     }

@@ -10,6 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { errMessage } from '../cluster/heartbeat.ts';
 import { API_VERSION, type RoutingTable } from '../../routing/model.ts';
 import {
   assembleShards,
@@ -112,11 +113,6 @@ export function parseTableJson(json: string): RoutingTable | string {
 export function backoffMs(attempt: number, min: number, max: number, random: () => number): number {
   const base = Math.min(max, min * 2 ** Math.min(attempt, 30));
   return Math.round(base * (0.75 + 0.5 * random()));
-}
-
-function errMessage(err: unknown): string {
-  if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
-  return String(err);
 }
 
 function httpCode(err: unknown): number | undefined {

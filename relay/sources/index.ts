@@ -25,19 +25,26 @@ export function createSource(config: RoutingSourceConfig, deps: SourceDeps): Rou
     case 'routing-file':
       return createRoutingFileSource({ file: config.file, ...common });
     case 'configmap':
-      return createConfigMapRoutingSource(config.namespace, config.name, deps);
+      return createConfigMapRoutingSource(config.namespace, config.name, deps, config.fallbackFile);
   }
 }
 
 /** The in-cluster source: the API via the in-cluster (or KUBECONFIG) credentials, the mounted file as fallback. */
-function createConfigMapRoutingSource(namespace: string, name: string, deps: SourceDeps): RoutingSource {
+function createConfigMapRoutingSource(
+  namespace: string,
+  name: string,
+  deps: SourceDeps,
+  fallbackFromFlag?: string,
+): RoutingSource {
   const clock = deps.clock ?? (() => new Date());
   const listeners = new Set<(s: RoutingSnapshot) => void>();
   let current: RoutingSnapshot | undefined;
   let lastError: SourceError | undefined;
   let stop: (() => void) | undefined;
   const fallbackFile =
-    process.env['MAILROUTE_ROUTING_FILE_FALLBACK'] ?? '/etc/mailroute/routing/routing.json';
+    fallbackFromFlag ??
+    process.env['MAILROUTE_ROUTING_FILE_FALLBACK'] ??
+    '/etc/mailroute/routing/routing.json';
   const onTable = (table: RoutingTable, revision: string, from: 'api' | 'file'): void => {
     current = {
       table,
