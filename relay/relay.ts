@@ -11,6 +11,7 @@ import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
 import type { MxResolver, TransportFactory } from './delivery/transport.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
+import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
 import { createRouter } from './inbound/router.ts';
 import { createCalloutVerifier } from './inbound/verify.ts';
@@ -71,6 +72,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { component: 'relay' } });
   const clock = deps.clock ?? (() => new Date());
   const metrics = createRelayMetrics(new Registry());
+  const governor = startBufferGovernor();
 
   const spool = await openSpool({
     dir: config.spoolDir,
@@ -220,6 +222,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       await source.close();
       await admin.close();
       await telemetry.close();
+      governor.stop();
       logger.info(
         { reason, queued: (await spool.list()).length, ms: Date.now() - started },
         'relay: stopped',

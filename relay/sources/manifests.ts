@@ -15,7 +15,7 @@ export async function loadManifestsDir(
   dir: string,
   clock: () => Date = () => new Date(),
 ): Promise<LoadOutcome> {
-  let isDir = false;
+  let isDir: boolean;
   try {
     isDir = (await stat(dir)).isDirectory();
   } catch {

@@ -2,9 +2,9 @@
 // Received header, disk full. Clients are raw sockets (exact bytes) and nodemailer; the spool is the real one.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import nodemailer from 'nodemailer';
-import { code, RawSmtp } from './raw-client.ts';
+import { RawSmtp } from './raw-client.ts';
 import { directDomain, startInbound, type InboundHarness } from './inbound-harness.ts';
-import { defaultSpoolFs, type SpoolFs } from '../../relay/spool/spool.ts';
+import { defaultSpoolFs, type SpoolFileHandle, type SpoolFs } from '../../relay/spool/spool.ts';
 
 const MANIFESTS = directDomain('example.com', '127.0.0.1', 1);
 
@@ -233,17 +233,15 @@ describe('inbound limits', () => {
     let full = true;
     const fs: SpoolFs = {
       ...defaultSpoolFs,
-      open: async (p, flags, mode) => {
+      open: async (p, flags, mode): Promise<SpoolFileHandle> => {
         const fh = await defaultSpoolFs.open(p, flags, mode);
         if (!p.endsWith('.eml.tmp')) return fh;
+        const enospc = (): Promise<never> =>
+          Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
         return {
-          write: (d) =>
-            full
-              ? Promise.reject(
-                  Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }),
-                )
-              : fh.write(d),
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          write: (d: Uint8Array) => (full ? enospc() : fh.write(d)),
+          writev: (bufs: Uint8Array[]) => (full ? enospc() : fh.writev(bufs)),
+          read: (b: Uint8Array, o: number, l: number, pos: number) => fh.read(b, o, l, pos),
           sync: () => fh.sync(),
           close: () => fh.close(),
         };

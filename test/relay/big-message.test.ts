@@ -1,0 +1,133 @@
+// A 50 MiB message streams through the relay (client -> spool -> Postfix smtp-sink) while the relay process's
+// resident memory grows by less than 32 MiB: measured on the child from /proc/<pid>/status (VmRSS sampled every
+// 10 ms, and VmHWM, the kernel's peak).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait.ts';
+import { RawSmtp } from './raw-client.ts';
+import {
+  dualDomain,
+  httpGet,
+  metricValue,
+  spawnRelay,
+  tempDir,
+  writeManifests,
+  type RelayChild,
+} from './relay-harness.ts';
+
+const MiB = 1024 * 1024;
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const a = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return typeof a === 'object' && a !== null ? a.port : 0;
+}
+
+async function memKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+}
+
+describe('large messages', () => {
+  let sink: ChildProcess;
+  let relay: RelayChild;
+  let dir: string;
+  beforeAll(async () => {
+    const port = await freePort();
+    const asRoot = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+    sink = spawn('/usr/sbin/smtp-sink', [...asRoot, '-c', `127.0.0.1:${port}`, '100'], { stdio: 'ignore' });
+    dir = await tempDir('big');
+    await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain('big.test', port, port) });
+    await waitFor(
+      async () => {
+        const c = await RawSmtp.connect(port).catch(() => undefined);
+        c?.close();
+        return c !== undefined;
+      },
+      { what: 'smtp-sink to listen' },
+    );
+    relay = await spawnRelay([
+      '--manifests',
+      join(dir, 'manifests'),
+      '--spool',
+      join(dir, 'spool'),
+      '--listen',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--greeting-delay',
+      '0',
+      '--max-message-size',
+      String(64 * MiB),
+      '--log-level',
+      'info',
+    ]);
+  });
+  afterAll(() => {
+    relay?.kill('SIGKILL');
+    sink?.kill('SIGTERM');
+  });
+
+  const sendBig = async (bytes: number): Promise<string> => {
+    const c = await RawSmtp.connect(relay.smtpPort);
+    await c.begin('s@origin.test', ['big@big.test']);
+    expect(await c.cmd('DATA')).toMatch(/^354/);
+    c.write('Subject: big\r\n\r\n');
+    const line = `${'x'.repeat(998)}\r\n`;
+    const chunk = Buffer.from(line.repeat(64));
+    for (let sent = 0; sent < bytes; sent += chunk.length) {
+      if (!c.socket.write(chunk)) await new Promise((r) => c.socket.once('drain', r));
+    }
+    c.write('.\r\n');
+    const reply = await c.reply(60_000);
+    c.close();
+    return reply;
+  };
+  /** Deliveries done on both legs (the smaller count of the two). */
+  const delivered = async (): Promise<number> => {
+    const text = (await httpGet(relay.httpPort, '/metrics')).body;
+    const primary =
+      metricValue(text, 'mailroute_deliveries_total', '{server="old",leg="primary",result="delivered"}') ?? 0;
+    const copy =
+      metricValue(text, 'mailroute_deliveries_total', '{server="new",leg="copy",result="delivered"}') ?? 0;
+    return Math.min(primary, copy);
+  };
+
+  it('streams 50 MiB with RSS growth under 32 MiB, on both legs', async () => {
+    // warm up: one small message through both legs so every module and pool exists
+    expect(await sendBig(64 * 1024)).toMatch(/^250 /);
+    await waitFor(async () => (await delivered()) >= 1, { what: 'the warm-up delivery' });
+    const baseRss = await memKiB(relay.pid, 'VmRSS');
+    const baseHwm = await memKiB(relay.pid, 'VmHWM');
+    let maxRss = baseRss;
+    const sampler = setInterval(() => {
+      memKiB(relay.pid, 'VmRSS').then(
+        (v) => (maxRss = Math.max(maxRss, v)),
+        () => undefined,
+      );
+    }, 10);
+    try {
+      expect(await sendBig(50 * MiB)).toMatch(/^250 2\.6\.0 queued as /);
+      const intake = (maxRss - baseRss) / 1024;
+      console.log(`after intake (250): max RSS +${intake.toFixed(1)} MiB`);
+      await waitFor(async () => (await delivered()) >= 2, { timeoutMs: 60_000, what: 'the 50 MiB delivery' });
+    } finally {
+      clearInterval(sampler);
+    }
+    const hwm = await memKiB(relay.pid, 'VmHWM');
+    const growthRss = (maxRss - baseRss) / 1024;
+    const growthHwm = (hwm - baseHwm) / 1024;
+    console.log(
+      `50 MiB message: RSS ${Math.round(baseRss / 1024)} MiB -> max ${Math.round(maxRss / 1024)} MiB (+${growthRss.toFixed(1)}), VmHWM +${growthHwm.toFixed(1)} MiB`,
+    );
+    expect(growthRss).toBeLessThan(32);
+    expect(growthHwm).toBeLessThan(32);
+  });
+});
