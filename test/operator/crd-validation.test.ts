@@ -1,0 +1,112 @@
+// The CRDs (crds/*.yaml) on a real API server refuse bad objects with messages that name the field.
+
+import { beforeAll, expect, it } from 'vitest';
+import { createNamespace, describeCluster } from '../controlplane/suite.ts';
+
+const NS = 'validation';
+const md = (name: string, domain: string, servers: string): string => `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: ${name}}
+spec:
+  domain: ${domain}
+  servers: ${servers}
+`;
+const dp = (spec: string): string => `apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: p}
+spec: ${spec}
+`;
+const tr = (address: string): string => `apiVersion: mailroute.io/v1alpha1
+kind: TestRecipient
+metadata: {name: t}
+spec: {policyRef: {name: p}, address: "${address}"}
+`;
+
+describeCluster('CRD schemas and CEL rules', (ctx) => {
+  const apply = (yaml: string): Promise<{ code: number; stdout: string; stderr: string }> =>
+    ctx.cp.kubectl(['apply', '--server-side', '-n', NS, '-f', '-'], { stdin: yaml });
+
+  beforeAll(async () => {
+    await createNamespace(ctx.cp, NS);
+  });
+
+  it('accepts a valid MailDomain and DeliveryPolicy, and prints the columns', async () => {
+    expect(
+      (
+        await apply(
+          md('ok', 'ok.example', '[{name: a, host: mail.ok.example}, {name: b, host: 10.0.0.5, port: 2525}]'),
+        )
+      ).code,
+    ).toBe(0);
+    const r = await apply(dp('{domainRef: {name: ok}, mode: Dual, primary: a, secondary: b}'));
+    expect(r.code, r.stderr).toBe(0);
+    const get = await ctx.cp.kubectl(['get', 'md', 'ok', '-n', NS]);
+    expect(get.stdout).toMatch(/NAME\s+DOMAIN\s+READY\s+AGE/);
+    expect(get.stdout).toContain('ok.example');
+  });
+
+  const bad: [string, string, RegExp][] = [
+    [
+      'Dual without secondary',
+      dp('{domainRef: {name: ok}, mode: Dual, primary: a}'),
+      /spec\.secondary: Required value: secondary is required when mode is Dual or Split/,
+    ],
+    [
+      'Split without secondary',
+      dp('{domainRef: {name: ok}, mode: Split, primary: a}'),
+      /spec\.secondary: Required value/,
+    ],
+    [
+      'secondary equal to primary',
+      dp('{domainRef: {name: ok}, mode: Dual, primary: a, secondary: a}'),
+      /spec\.secondary: Invalid value.*secondary must differ from primary/,
+    ],
+    [
+      'unknown mode',
+      dp('{domainRef: {name: ok}, mode: Triple, primary: a, secondary: b}'),
+      /spec\.mode: Unsupported value: "Triple"/,
+    ],
+    [
+      'duplicate server names',
+      md('dup', 'dup.example', '[{name: a, host: h1.example}, {name: a, host: h2.example}]'),
+      /spec\.servers: (Duplicate value.*server names must be unique|duplicate entries for key \[name="a"\])/,
+    ],
+    [
+      'server name not a DNS label',
+      md('lbl', 'lbl.example', '[{name: Bad_Name, host: h1.example}]'),
+      /spec\.servers\[0\]\.name: Invalid value/,
+    ],
+    [
+      'upper-case domain',
+      md('uc', 'Example.COM', '[{name: a, host: h1.example}]'),
+      /spec\.domain: Invalid value/,
+    ],
+    [
+      'no servers',
+      md('none', 'none.example', '[]'),
+      /spec\.servers: Invalid value.*should have at least 1 items/,
+    ],
+    ['bad address pattern', tr('not-an-address'), /spec\.address: Invalid value: "not-an-address"/],
+  ];
+  it.each(bad)('refuses %s with a field-named message', async (_name, yaml, message) => {
+    const r = await apply(yaml);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('refuses duplicate server names through the CEL rule on a plain create', async () => {
+    const r = await ctx.cp.kubectl(['create', '-n', NS, '-f', '-'], {
+      stdin: md('dup2', 'dup2.example', '[{name: a, host: h1.example}, {name: a, host: h2.example}]'),
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/spec\.servers(\[1\])?: Duplicate value/);
+  });
+
+  it('refuses a change of spec.domain (immutable)', async () => {
+    const r = await apply(
+      md('ok', 'other.example', '[{name: a, host: mail.ok.example}, {name: b, host: 10.0.0.5, port: 2525}]'),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/spec\.domain: Invalid value.*domain is immutable/);
+  });
+});
