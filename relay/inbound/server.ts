@@ -28,6 +28,8 @@ export interface InboundOptions {
   dataTimeoutMs: number;
   bareLf: BareLfMode;
   greetingDelayMs: number;
+  /** How long an address that passed the early-talker check is greeted at once (default 24 h; 0: never). */
+  greetingPassTtlMs?: number;
   maxLineLength?: number;
   maxReceived?: number;
   tls?: { key: Buffer; cert: Buffer };
@@ -75,7 +77,10 @@ export function createInbound(deps: InboundDeps): Inbound {
   const m = deps.metrics;
   const counter = new ConnectionCounter();
   const counted = new Set<string>();
-  const gate = new GreetingGate({ delayMs: o.greetingDelayMs });
+  const gate = new GreetingGate({
+    delayMs: o.greetingDelayMs,
+    ...(o.greetingPassTtlMs !== undefined ? { passTtlMs: o.greetingPassTtlMs } : {}),
+  });
   const txns = new WeakMap<SMTPServerEnvelope, Transaction>();
   let draining = false;
 

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { envName, parseDuration, parseHostPort, parseRelayConfig, relayUsage } from './config.ts';
+
+const ok = (argv: string[], env: Record<string, string> = {}) => {
+  const r = parseRelayConfig(argv, env);
+  if (r.ok !== true) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
+  return r.config;
+};
+const err = (argv: string[], env: Record<string, string> = {}): string => {
+  const r = parseRelayConfig(argv, env);
+  if (r.ok !== false) throw new Error(`expected an error, got ${JSON.stringify(r)}`);
+  return r.error;
+};
+
+describe('relay config', () => {
+  it('defaults (GUIDE §3) and a frozen result', () => {
+    const c = ok(['--manifests', 'dir']);
+    expect(c.source).toEqual({ kind: 'manifests', dir: 'dir' });
+    expect(c.listen).toEqual({ host: '0.0.0.0', port: 2525 });
+    expect(c.http).toEqual({ host: '0.0.0.0', port: 9090 });
+    expect(c.admin).toEqual({ host: '127.0.0.1', port: 9091 });
+    expect(c.maxMessageSize).toBe(26214400);
+    expect(c.retryScheduleMs).toEqual([60_000, 300_000, 900_000, 3_600_000]);
+    expect(c.maxQueueLifetimeMs).toBe(5 * 86_400_000);
+    expect(c.bareLf).toBe('reject');
+    expect(c.tls).toBeUndefined();
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.listen)).toBe(true);
+    expect(Object.isFrozen(c.retryScheduleMs)).toBe(true);
+  });
+
+  it('reads MAILROUTE_<FLAG>; a flag wins over the environment', () => {
+    expect(envName('max-message-size')).toBe('MAILROUTE_MAX_MESSAGE_SIZE');
+    const env = {
+      MAILROUTE_ROUTING_FILE: '/t.json',
+      MAILROUTE_MAX_MESSAGE_SIZE: '2048',
+      MAILROUTE_BARE_LF: 'normalize',
+    };
+    const c = ok([], env);
+    expect(c.source).toEqual({ kind: 'routing-file', file: '/t.json' });
+    expect(c.maxMessageSize).toBe(2048);
+    expect(c.bareLf).toBe('normalize');
+    expect(ok(['--max-message-size', '4096'], env).maxMessageSize).toBe(4096);
+  });
+
+  const bad: [string[], RegExp][] = [
+    [[], /--manifests: one routing source is required/],
+    [['--manifests', 'a', '--routing-file', 'b'], /only one routing source/],
+    [['--manifests', 'a', '--listen', 'nope'], /^--listen: must be HOST:PORT \(got "nope"\)/],
+    [['--manifests', 'a', '--listen', '1.2.3.4:70000'], /^--listen: /],
+    [['--manifests', 'a', '--max-message-size', '10k'], /^--max-message-size: must be an integer/],
+    [['--manifests', 'a', '--retry-schedule', '1m,,5m'], /^--retry-schedule: /],
+    [['--manifests', 'a', '--max-queue-lifetime', 'forever'], /^--max-queue-lifetime: must be a duration/],
+    [['--manifests', 'a', '--tls-cert', 'c.pem'], /^--tls-key: --tls-cert and --tls-key go together/],
+    [['--manifests', 'a', '--bare-lf', 'allow'], /^--bare-lf: must be one of reject, normalize/],
+    [['--manifests', 'a', '--max-recipients', '0'], /^--max-recipients: must be an integer >= 1/],
+    [['--manifests', 'a', '--configmap', 'x'], /^--configmap: |only one routing source/],
+    [['--manifests', 'a', '--log-level', 'loud'], /^--log-level: /],
+    [['--manifests', 'a', '--bogus'], /Unknown option '--bogus'/],
+  ];
+  for (const [argv, re] of bad) {
+    it(`fails fast naming the flag: ${argv.join(' ') || '(nothing)'}`, () => {
+      expect(err(argv)).toMatch(re);
+    });
+  }
+
+  it('names the flag for a bad environment value too', () => {
+    expect(err(['--manifests', 'a'], { MAILROUTE_IDLE_TIMEOUT: 'soon' })).toMatch(/^--idle-timeout: /);
+  });
+
+  it('parses durations and host:port', () => {
+    expect(parseDuration('1500ms')).toBe(1500);
+    expect(parseDuration('30')).toBe(30_000);
+    expect(parseDuration('2h')).toBe(7_200_000);
+    expect(parseDuration('1x')).toBeUndefined();
+    expect(parseHostPort('[::1]:25')).toEqual({ host: '::1', port: 25 });
+    expect(parseHostPort(':25')).toEqual({ host: '0.0.0.0', port: 25 });
+  });
+
+  it('usage lists every flag with its environment variable note', () => {
+    const u = relayUsage();
+    for (const f of [
+      '--manifests',
+      '--max-recipients',
+      '--max-connections-per-ip',
+      '--idle-timeout',
+      '--data-timeout',
+      '--bare-lf',
+      '--shutdown-timeout',
+    ]) {
+      expect(u).toContain(f);
+    }
+  });
+});

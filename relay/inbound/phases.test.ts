@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import { toSmtpError } from './adapter.ts';
+import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
+import { protocolName, receivedHeader, rfc5322Date, sanitizeHelo } from './helo.ts';
+import { decideMail } from './mail.ts';
+import { domainOf, normalizeRecipient } from './rcpt.ts';
+import { factOfReply } from './verify.ts';
+import { REPLIES } from './verdict.ts';
+
+describe('verdict adapter', () => {
+  it('turns a refusal into an smtp-server error with responseCode and enhancedCode', () => {
+    const e = toSmtpError(REPLIES.relayDenied());
+    expect(e).toMatchObject({
+      responseCode: 554,
+      enhancedCode: '5.7.1',
+      message: 'Relay access denied',
+      reason: 'RelayDenied',
+    });
+    expect(toSmtpError({ verdict: 'accept' })).toBeNull();
+  });
+});
+
+describe('connect phase', () => {
+  const cases: [Parameters<typeof decideConnect>[0], string][] = [
+    [{ remoteAddress: '1.2.3.4', fromAddress: 1, maxPerAddress: 2, draining: false }, 'accept'],
+    [{ remoteAddress: '1.2.3.4', fromAddress: 3, maxPerAddress: 2, draining: false }, '421 4.7.0'],
+    [{ remoteAddress: '1.2.3.4', fromAddress: 1, maxPerAddress: 2, draining: true }, '421 4.3.2'],
+  ];
+  for (const [facts, want] of cases) {
+    it(`${JSON.stringify(facts)} -> ${want}`, () => {
+      const v = decideConnect(facts);
+      expect(v.verdict === 'accept' ? 'accept' : `${v.reply.code} ${v.reply.enhanced}`).toBe(want);
+    });
+  }
+  it('counts connections per address', () => {
+    const c = new ConnectionCounter();
+    expect(c.open('a')).toBe(1);
+    expect(c.open('a')).toBe(2);
+    c.close('a');
+    c.close('b');
+    expect(c.count('a')).toBe(1);
+    expect(c.total).toBe(1);
+  });
+  it('holds the greeting back until an address passes, for passTtl', () => {
+    let now = 0;
+    const g = new GreetingGate({ delayMs: 100, passTtlMs: 1000, now: () => now, maxEntries: 2 });
+    expect(g.delayFor('a')).toBe(100);
+    g.pass('a');
+    expect(g.delayFor('a')).toBe(0);
+    now = 1001;
+    expect(g.delayFor('a')).toBe(100);
+    g.pass('a');
+    g.pass('b');
+    g.pass('c'); // bounded: the oldest is forgotten
+    expect(g.delayFor('a')).toBe(100);
+    expect(g.delayFor('c')).toBe(0);
+    expect(new GreetingGate({ delayMs: 0 }).delayFor('x')).toBe(0);
+  });
+});
+
+describe('helo phase and the Received: header', () => {
+  it('sanitizes the HELO name so nothing can be injected', () => {
+    expect(sanitizeHelo('mail.example.com')).toBe('mail.example.com');
+    expect(sanitizeHelo('[192.0.2.1]')).toBe('[192.0.2.1]');
+    expect(sanitizeHelo('evil\r\nX-Injected: 1')).toBe('evilX-Injected:1');
+    expect(sanitizeHelo('a (b); c')).toBe('abc');
+    expect(sanitizeHelo('\u0000\u0007')).toBe('unknown');
+    expect(sanitizeHelo(false)).toBe('unknown');
+    expect(sanitizeHelo('x'.repeat(300)).length).toBe(255);
+  });
+  it('names the protocol per RFC 3848', () => {
+    expect(protocolName('HELO', false, false)).toBe('SMTP');
+    expect(protocolName('EHLO', false, false)).toBe('ESMTP');
+    expect(protocolName('EHLO', true, false)).toBe('ESMTPS');
+    expect(protocolName('EHLO', true, true)).toBe('ESMTPSA');
+    expect(protocolName('EHLO', false, true)).toBe('ESMTPA');
+  });
+  it('builds one folded header with every line CRLF-terminated and no raw client bytes', () => {
+    const h = receivedHeader({
+      helo: 'client\r\nBcc: x',
+      clientAddress: '192.0.2.1',
+      clientHostname: 'client.example',
+      byHostname: 'relay.example',
+      protocol: 'ESMTPS',
+      id: 'abc.1',
+      forRecipient: 'a@b.example>\r\nX: y',
+      tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' },
+      date: new Date('2026-11-28T16:05:38Z'),
+    });
+    expect(h).toBe(
+      'Received: from clientBcc:x (client.example [192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\tby relay.example (mailroute) with ESMTPS id abc.1\r\n\tfor <a@b.exampleX:y>;\r\n\tSat, 28 Nov 2026 16:05:38 +0000\r\n',
+    );
+    expect(/(?<!\r)\n|\r(?!\n)/.test(h)).toBe(false);
+  });
+  it('formats RFC 5322 dates', () => {
+    expect(rfc5322Date(new Date('2026-01-05T03:04:05Z'))).toBe('Mon, 5 Jan 2026 03:04:05 +0000');
+  });
+});
+
+describe('mail and rcpt phases', () => {
+  it('MAIL FROM: shutdown, declared size, no routing table', () => {
+    const base = { address: 'a@b.c', maxMessageSize: 100, draining: false, routingLoaded: true };
+    expect(decideMail(base).verdict).toBe('accept');
+    expect(decideMail({ ...base, declaredSize: 101 })).toMatchObject({
+      reply: { code: 552, enhanced: '5.3.4' },
+    });
+    expect(decideMail({ ...base, draining: true })).toMatchObject({ reply: { code: 421 } });
+    expect(decideMail({ ...base, routingLoaded: false })).toMatchObject({ reply: { code: 451 } });
+  });
+  it('routes by the domain after the last @ (percent hack and bang paths stay in the local part)', () => {
+    expect(domainOf('user%evil.org@Example.COM')).toBe('example.com');
+    expect(domainOf('evil.org!user@example.com')).toBe('example.com');
+    expect(domainOf('postmaster')).toBe('');
+    expect(normalizeRecipient('Alice@EXAMPLE.com')).toBe('Alice@example.com');
+  });
+  it('maps callout replies to mailbox facts', () => {
+    expect(factOfReply(250)).toBe('exists');
+    expect(factOfReply(550)).toBe('absent');
+    expect(factOfReply(450)).toBe('unknown');
+    expect(factOfReply(421)).toBe('unknown');
+  });
+});
