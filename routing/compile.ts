@@ -57,11 +57,12 @@ function identity(o: Obj): string {
 }
 
 export function objectRef(o: Obj): ObjectRef {
+  // keys in sorted order (see canonicalJson's fast path)
   return {
-    kind: o.kind,
-    namespace: o.metadata.namespace,
-    name: o.metadata.name,
     generation: o.metadata.generation ?? 0,
+    kind: o.kind,
+    name: o.metadata.name,
+    namespace: o.metadata.namespace,
   };
 }
 
@@ -346,25 +347,28 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
     }
   }
 
-  // --- The table.
+  // --- The table. Every object literal below lists its keys in sorted order and every record is filled in sorted
+  // key order, so that canonicalJson can take its native JSON.stringify fast path.
   const routes: Record<string, DomainRoute> = {};
   const sources: ObjectRef[] = [];
   const acceptedPolicy = new Map<MailDomain, DeliveryPolicy>();
   for (const [p, d] of policyDomain) if (!bad.has(p)) acceptedPolicy.set(d, p);
-  for (const d of domains) {
-    if (bad.has(d)) continue;
+  const acceptedDomains = domains
+    .filter((d) => !bad.has(d))
+    .sort((a, b) => byCodeUnit(a.spec.domain, b.spec.domain));
+  for (const d of acceptedDomains) {
     sources.push(objectRef(d));
     const ns = d.metadata.namespace;
     const servers: Record<string, ServerRoute> = {};
-    for (const s of d.spec.servers) {
+    for (const s of [...d.spec.servers].sort((a, b) => byCodeUnit(a.name, b.name))) {
       servers[s.name] = {
-        name: s.name,
+        ...(s.authSecretRef ? { authSecretRef: { name: s.authSecretRef.name, namespace: ns } } : {}),
         host: s.host,
-        port: s.port,
-        mx: s.mx,
-        tls: s.tls,
         maxConnections: s.maxConnections,
-        ...(s.authSecretRef ? { authSecretRef: { namespace: ns, name: s.authSecretRef.name } } : {}),
+        mx: s.mx,
+        name: s.name,
+        port: s.port,
+        tls: s.tls,
       };
     }
     const accountSets = new Map<string, Set<string>>();
@@ -374,54 +378,75 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
       accountSets.set(a.server, set);
     }
     const accounts: Record<string, string[]> = {};
-    for (const [server, set] of accountSets) accounts[server] = [...set].sort(byCodeUnit);
-    const route: DomainRoute = {
-      domain: d.spec.domain,
-      mailDomain: objectRef(d),
-      servers,
-      accounts,
-      rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
-      testRecipients: {},
-    };
-    if (d.spec.recipientVerification) {
-      route.recipientVerification = {
-        server: d.spec.recipientVerification.server,
-        cacheTTLSeconds: durationSeconds(d.spec.recipientVerification.cacheTTL),
-      };
+    for (const server of [...accountSets.keys()].sort(byCodeUnit)) {
+      accounts[server] = [...accountSets.get(server)!].sort(byCodeUnit);
     }
+    const rv = d.spec.recipientVerification;
+    const recipientVerification =
+      rv === undefined
+        ? {}
+        : { recipientVerification: { cacheTTLSeconds: durationSeconds(rv.cacheTTL), server: rv.server } };
     const p = acceptedPolicy.get(d);
-    if (p !== undefined) {
-      sources.push(objectRef(p));
-      route.policy = objectRef(p);
-      route.mode = p.spec.mode;
-      route.primary = p.spec.primary;
-      if (p.spec.mode !== 'Direct' && p.spec.secondary !== undefined) route.secondary = p.spec.secondary;
-      const copyDomain = p.spec.mode === 'Dual' ? p.spec.dual?.copyRecipientDomain : undefined;
-      if (p.spec.mode === 'Dual') {
-        route.dual = {
-          scope: p.spec.dual?.scope ?? 'All',
-          bounces: p.spec.dual?.bounces ?? 'Suppress',
-          ...(copyDomain !== undefined ? { copyRecipientDomain: copyDomain } : {}),
-        };
-      }
-      if (p.spec.mode === 'Split')
-        route.split = { unknownRecipients: p.spec.split?.unknownRecipients ?? 'Secondary' };
-      for (const t of trByPolicy.get(p) ?? []) {
-        if (bad.has(t)) continue;
-        sources.push(objectRef(t));
-        const address = t.spec.address;
-        const forwardTo =
-          t.spec.forwardTo ?? (copyDomain !== undefined ? `${localOf(address)}@${copyDomain}` : address);
-        const tr: TestRecipientRoute & { source: ObjectRef } = {
+    const testRecipients: DomainRoute['testRecipients'] = {};
+    if (p === undefined) {
+      routes[d.spec.domain] = {
+        accounts,
+        domain: d.spec.domain,
+        mailDomain: objectRef(d),
+        ...recipientVerification,
+        rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
+        servers,
+        testRecipients,
+      };
+      continue;
+    }
+    sources.push(objectRef(p));
+    const mode = p.spec.mode;
+    const copyDomain = mode === 'Dual' ? p.spec.dual?.copyRecipientDomain : undefined;
+    const entries: [string, TestRecipientRoute & { source: ObjectRef }][] = [];
+    for (const t of trByPolicy.get(p) ?? []) {
+      if (bad.has(t)) continue;
+      sources.push(objectRef(t));
+      const address = t.spec.address;
+      const forwardTo =
+        t.spec.forwardTo ?? (copyDomain !== undefined ? `${localOf(address)}@${copyDomain}` : address);
+      entries.push([
+        address.toLowerCase(),
+        {
+          ...(t.spec.expiresAt !== undefined ? { expiresAt: t.spec.expiresAt } : {}),
           forwardTo,
           keepPrimaryCopy: t.spec.keepPrimaryCopy,
           source: objectRef(t),
-          ...(t.spec.expiresAt !== undefined ? { expiresAt: t.spec.expiresAt } : {}),
-        };
-        route.testRecipients[address.toLowerCase()] = tr;
-      }
+        },
+      ]);
     }
-    routes[d.spec.domain] = route;
+    entries.sort((a, b) => byCodeUnit(a[0], b[0]));
+    for (const [address, tr] of entries) testRecipients[address] = tr;
+    routes[d.spec.domain] = {
+      accounts,
+      domain: d.spec.domain,
+      ...(mode === 'Dual'
+        ? {
+            dual: {
+              bounces: p.spec.dual?.bounces ?? 'Suppress',
+              ...(copyDomain !== undefined ? { copyRecipientDomain: copyDomain } : {}),
+              scope: p.spec.dual?.scope ?? 'All',
+            },
+          }
+        : {}),
+      mailDomain: objectRef(d),
+      mode,
+      policy: objectRef(p),
+      primary: p.spec.primary,
+      ...recipientVerification,
+      rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
+      ...(mode !== 'Direct' && p.spec.secondary !== undefined ? { secondary: p.spec.secondary } : {}),
+      servers,
+      ...(mode === 'Split'
+        ? { split: { unknownRecipients: p.spec.split?.unknownRecipients ?? 'Secondary' } }
+        : {}),
+      testRecipients,
+    };
   }
   sources.sort(
     (a, b) =>
@@ -429,7 +454,7 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
       byCodeUnit(a.namespace, b.namespace) ||
       byCodeUnit(a.name, b.name),
   );
-  const table: RoutingTable = { apiVersion: API_VERSION, kind: 'RoutingTable', domains: routes, sources };
+  const table: RoutingTable = { apiVersion: API_VERSION, domains: routes, kind: 'RoutingTable', sources };
   issues.sort(
     (a, b) =>
       KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||

@@ -3,6 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAddress } from './address.ts';
+import { canonicalJson } from './canonical.ts';
 import { compile } from './compile.ts';
 import { buildIndex, resolve } from './resolve.ts';
 import { deliveryPolicy, mailDomain, testRecipient } from './test-fixtures.ts';
@@ -167,6 +168,29 @@ describe('properties', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+/** The same value with every object's keys inserted in a random order. */
+function shuffleKeys(v: unknown, rnd: () => number): unknown {
+  if (Array.isArray(v)) return v.map((x) => shuffleKeys(x, rnd));
+  if (v === null || typeof v !== 'object') return v;
+  const entries = Object.entries(v).sort(() => rnd() - 0.5);
+  return Object.fromEntries(entries.map(([k, x]) => [k, shuffleKeys(x, rnd)]));
+}
+
+describe('canonicalJson', () => {
+  it('gives the same bytes whatever the key insertion order (fast and slow paths agree)', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.integer(), (value, seed) => {
+        let s = seed;
+        const rnd = () => (s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+        const a = canonicalJson(value);
+        expect(canonicalJson(shuffleKeys(value, rnd))).toBe(a);
+        expect(canonicalJson(JSON.parse(a))).toBe(a);
+      }),
+      { numRuns: 500 },
     );
   });
 });
