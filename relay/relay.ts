@@ -21,6 +21,7 @@ import { openSpool, type SpoolFs } from './spool/spool.ts';
 import type { Spool, SpoolWriter } from './spool/types.ts';
 import { createRelayMetrics, type RelayMetrics } from './telemetry/metrics.ts';
 import { createTelemetryServer, type TelemetryServer } from './telemetry/http.ts';
+import type { ClusterMode } from './cluster/index.ts';
 
 export interface RelayDeps {
   logger?: Logger;
@@ -89,10 +90,13 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
   });
   let router: RecipientRouter | undefined;
   let snapshot: RoutingSnapshot | undefined;
+  // Cluster mode (relay/cluster): heartbeat Lease, drain to peers on shutdown. Set once the SMTP listener is up.
+  let cluster: ClusterMode | undefined;
   const swap = (s: RoutingSnapshot): void => {
     router = createRouter(s.table, s.revision);
     snapshot = s;
     setRevisionGauge(metrics, s.revision);
+    cluster?.setRevision(s.revision);
   };
   source.onChange(swap);
   await source.start();
@@ -180,6 +184,21 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
 
   const smtpAddr = await inbound.listen(config.listen.port, config.listen.host);
   const httpAddr = await telemetry.listen(config.http.port, config.http.host);
+  if (config.source.kind === 'configmap' || config.peers !== undefined || config.drainOnShutdown === 'true') {
+    const { clusterSettings, startClusterMode } = await import('./cluster/index.ts');
+    const settings = clusterSettings(
+      {
+        sourceKind: config.source.kind,
+        peers: config.peers,
+        drainOnShutdown: config.drainOnShutdown,
+        drainTimeoutMs: config.drainTimeoutMs,
+      },
+      process.env,
+      { host: config.listen.host, port: smtpAddr.port },
+    );
+    if (typeof settings === 'string') throw new Error(settings);
+    cluster = startClusterMode({ settings, logger, hostname: config.hostname, revision: router?.revision });
+  }
   const admin: AdminServer = await startAdminServer({
     listen: config.admin,
     spool,
@@ -208,6 +227,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     shuttingDown ??= (async () => {
       const started = Date.now();
       draining = true;
+      await cluster?.beginShutdown();
       logger.info(
         { reason, sessions: inbound.connections, deadlineMs: config.shutdownTimeoutMs },
         'relay: draining',
@@ -219,6 +239,8 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       }
       await inbound.close(Math.max(1, config.shutdownTimeoutMs - (Date.now() - started)));
       await delivery.stop();
+      await cluster?.drain(spool);
+      await cluster?.stop();
       await source.close();
       await admin.close();
       await telemetry.close();

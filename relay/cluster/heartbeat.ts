@@ -58,6 +58,18 @@ export function errMessage(err: unknown): string {
   return err.message.split('\n')[0] ?? err.message;
 }
 
+/** Resolves with p's value, or rejects with Error(message) after ms (resolves undefined when message is undefined). */
+function withTimeout<T>(p: Promise<T>, ms: number, message: string | undefined): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<undefined>((resolve, reject) => {
+    timer = setTimeout(
+      () => (message === undefined ? resolve(undefined) : reject(new Error(`${message} after ${ms} ms`))),
+      ms,
+    );
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
 const refOf = (l: V1Lease): LeaseRef => ({
   resourceVersion: l.metadata?.resourceVersion,
   acquireTime: l.spec?.acquireTime,
@@ -196,10 +208,10 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
     async stop(o = {}) {
       stopped = true;
       if (timer !== undefined) clearTimeout(timer);
-      await chain;
+      await withTimeout(chain, 2_000, undefined);
       if (o.deleteLease === true) {
         try {
-          await api.delete(state.namespace, name);
+          await withTimeout(api.delete(state.namespace, name), 5_000, 'timeout');
           log.info({ lease: name }, 'heartbeat: lease deleted');
         } catch (err) {
           log.warn(

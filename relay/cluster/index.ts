@@ -143,7 +143,14 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
       void heartbeat?.update({ revision, ready: true });
     },
     async beginShutdown() {
-      await heartbeat?.update({ ready: false });
+      if (heartbeat === undefined) return;
+      // Bounded: with the API server down, shutdown must not wait for the renewal's HTTP timeout.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        heartbeat.update({ ready: false }),
+        new Promise<void>((r) => (timer = setTimeout(r, 2_000))),
+      ]);
+      clearTimeout(timer);
     },
     async drain(spool) {
       if (!s.drainOnShutdown) return undefined;
