@@ -517,7 +517,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   ): Promise<void> => {
     const now = clock();
     const outcomes: { i: number; leg: LegState; outcome: LegOutcome }[] = [];
-    let state: SpoolState | undefined;
+    let state: SpoolState | null | undefined;
     try {
       state = await spool.update(job.id, (s) => {
         const legs = [...s.legs];
@@ -536,6 +536,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           legs[i] = applyOutcome(leg, outcome, now, serverLabel);
           outcomes.push({ i, leg, outcome });
         }
+        // The last open legs just became final and no DSN is owed: remove the message instead of rewriting it.
+        const e = entries.get(job.id);
+        const othersInFlight = e ? [...e.inflight].some((i) => !job.indexes.includes(i)) : false;
+        if (!othersInFlight && !stopped && legs.every((l) => isFinal(l) && !l.dsnPending)) return null;
         return { ...s, legs };
       });
     } catch (err) {
@@ -562,6 +566,11 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     }
     const e = entries.get(job.id);
     for (const i of job.indexes) e?.inflight.delete(i);
+    if (state === null) {
+      entries.delete(job.id);
+      log.info({ queueId: job.id }, 'delivery: message complete, removed from spool');
+      return;
+    }
     if (!e) return; // deleted meanwhile
     if (!state) {
       if (outcomes.length === 0) {
@@ -585,7 +594,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   // ---------------- DSN ----------------
   const sendDsn = async (id: string, e: Entry, state: SpoolState): Promise<void> => {
     e.dsnBusy = true;
-    let after: SpoolState | undefined;
+    let after: SpoolState | null | undefined;
     try {
       const owed = state.legs.map((l, i) => ({ l, i })).filter(({ l }) => l.dsnPending);
       const sender = state.meta.mailFrom;

@@ -31,6 +31,7 @@ import type {
 /** The part of a file handle the spool uses (node:fs/promises FileHandle fits). */
 export interface SpoolFileHandle {
   write(data: Uint8Array): Promise<{ bytesWritten: number }>;
+  writev(data: Uint8Array[]): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   sync(): Promise<void>;
   close(): Promise<void>;
@@ -66,7 +67,7 @@ export interface OpenSpoolOptions {
 
 const ID_RE = /^[0-9a-z]{16}$/;
 /** Body bytes gathered before one write(): bounds memory per message, keeps syscalls few. */
-const WRITE_CHUNK = 256 * 1024;
+const WRITE_CHUNK = 128 * 1024;
 const LEG_STATES = new Set(['pending', 'deferred', 'delivered', 'failed', 'suppressed']);
 
 export function isQueueId(s: string): boolean {
@@ -145,7 +146,7 @@ export function checkState(x: unknown, id: string): SpoolState | string {
   if (typeof s.meta.receivedAt !== 'string' || Number.isNaN(Date.parse(s.meta.receivedAt)))
     return 'meta.receivedAt: not a time';
   if (typeof s.size !== 'number') return 'size: not a number';
-  if (!Array.isArray(s.legs) || s.legs.length === 0) return 'legs: empty or missing';
+  if (!Array.isArray(s.legs)) return 'legs: missing';
   for (const [i, l] of (s.legs as unknown[]).entries()) {
     const leg = l as Partial<LegState> | null;
     if (typeof leg !== 'object' || leg === null) return `legs[${i}]: not an object`;
@@ -305,6 +306,19 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     return run;
   };
 
+  // State first: a body without a state is removed at the next start; a state without a body would be quarantined.
+  const removeFiles = async (id: string): Promise<boolean> => {
+    let existed = true;
+    try {
+      await fs.unlink(statePath(id));
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+      existed = false;
+    }
+    await unlinkQuiet(bodyPath(id));
+    return existed;
+  };
+
   const readState = async (id: string): Promise<LoadResult> => {
     let raw: Buffer;
     try {
@@ -335,56 +349,102 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     recovery,
 
     async accept(meta: EnvelopeMeta, body: Readable): Promise<AcceptResult> {
-      // The inbound layer may destroy the body with an error at any time; the iterator below reports it.
-      const swallow = (): void => undefined;
-      body.on('error', swallow);
+      // Listen before the first await: the inbound layer may destroy the body with an error at any time.
+      // 'data' events in paused-then-resumed mode hand over chunks as they were pushed (read() would concatenate
+      // buffered chunks into new buffers, garbage that lets RSS grow with the message size until the next GC).
+      body.pause();
+      let bodyError: Error | undefined;
+      let ended = false;
+      let onSettled: (() => void) | undefined;
+      let paused = false;
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      let size = 0;
+      let storageError: Error | undefined;
+      let writing: Promise<void> | undefined;
+      let fh: SpoolFileHandle | undefined;
+      const settle = (): void => {
+        ended = true;
+        if (!writing) onSettled?.();
+      };
+      const onData = (c: Buffer | string): void => {
+        const chunk = typeof c === 'string' ? Buffer.from(c) : c;
+        size += chunk.length;
+        if (storageError) return; // keep reading so the SMTP session can still answer
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes >= WRITE_CHUNK && !writing) {
+          body.pause();
+          paused = true;
+          writing = flush().finally(() => {
+            writing = undefined;
+            if (ended) onSettled?.();
+            else if (paused) {
+              paused = false;
+              body.resume();
+            }
+          });
+        }
+      };
+      const onError = (err: Error): void => {
+        bodyError ??= err;
+        settle();
+      };
+      const onClose = (): void => {
+        if (!body.readableEnded) bodyError ??= new Error('the message body stream closed before its end');
+        settle();
+      };
+      body.on('data', onData);
+      body.on('error', onError);
+      body.once('end', settle);
+      body.once('close', onClose);
+      if (body.errored) onError(body.errored);
+      else if (body.destroyed && !body.readableEnded) onClose();
+
       const id = nextId();
       const bodyTmp = join(queueDir, `${id}.eml.tmp`);
       const stateTmp = join(queueDir, `${id}.json.tmp`);
       const created: string[] = [];
-      let storageError: Error | undefined;
-      let bodyError: Error | undefined;
-      let fh: SpoolFileHandle | undefined;
-      let size = 0;
       try {
         fh = await fs.open(bodyTmp, 'wx', 0o600);
         created.push(bodyTmp);
       } catch (err) {
         storageError = asError(err);
       }
-      // Read the whole body even after a storage error so the SMTP session can still answer; write only while healthy.
-      const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async (): Promise<void> => {
+      async function flush(): Promise<void> {
         if (pendingBytes === 0) return;
-        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        const data = pending;
+        const total = pendingBytes;
         pending = [];
         pendingBytes = 0;
-        if (fh && !storageError) {
-          try {
-            await writeAll(fh, data);
-          } catch (err) {
-            storageError = asError(err);
-          }
-        }
-      };
-      for (;;) {
-        let r: IteratorResult<Buffer | string>;
+        if (!fh || storageError) return;
         try {
-          r = await it.next();
+          // writev: no copy into one big buffer. A short write (rare on files) finishes chunk by chunk.
+          const { bytesWritten } = await fh.writev(data);
+          if (bytesWritten < total) {
+            let skip = bytesWritten;
+            for (const chunk of data) {
+              if (skip >= chunk.length) {
+                skip -= chunk.length;
+                continue;
+              }
+              await writeAll(fh, skip > 0 ? chunk.subarray(skip) : chunk);
+              skip = 0;
+            }
+          }
         } catch (err) {
-          bodyError = asError(err);
-          break;
+          storageError = asError(err);
         }
-        if (r.done) break;
-        const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-        size += chunk.length;
-        if (storageError) continue;
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= WRITE_CHUNK) await flush();
       }
+      await new Promise<void>((resolve) => {
+        onSettled = resolve;
+        if (ended && !writing) resolve();
+        else body.resume();
+      });
+      body.off('data', onData);
+      body.off('end', settle);
+      body.off('close', onClose);
+      // keep onError attached: a late error must not become an uncaught exception
       if (!bodyError) await flush();
       else {
         pending = [];
@@ -449,11 +509,18 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       return withLock(id, () => readState(id));
     },
 
-    update(id: string, change: (state: SpoolState) => SpoolState): Promise<SpoolState | undefined> {
+    update(
+      id: string,
+      change: (state: SpoolState) => SpoolState | null,
+    ): Promise<SpoolState | null | undefined> {
       return withLock(id, async () => {
         const cur = await readState(id);
         if (!cur.ok) return undefined;
         const next = change(cur.state);
+        if (next === null) {
+          await removeFiles(id);
+          return null;
+        }
         const tmp = join(queueDir, `${id}.json.tmp`);
         try {
           await writeFileSynced(tmp, Buffer.from(JSON.stringify(next)), 'w');
@@ -468,17 +535,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
     remove(id: string): Promise<boolean> {
       if (!isQueueId(id)) return Promise.resolve(false);
-      return withLock(id, async () => {
-        let existed = true;
-        try {
-          await fs.unlink(statePath(id));
-        } catch (err) {
-          if (errno(err) !== 'ENOENT') throw err;
-          existed = false;
-        }
-        await unlinkQuiet(bodyPath(id));
-        return existed;
-      });
+      return withLock(id, () => removeFiles(id));
     },
 
     quarantine(id: string, reason: string): Promise<void> {

@@ -94,10 +94,13 @@ export interface Spool extends SpoolWriter {
   load(id: string): Promise<LoadResult>;
   /**
    * Read-modify-write of one state file, serialized per id: write tmp, fsync, rename. The directory is not fsynced:
-   * losing the rename in a crash only means an attempt is repeated (at-least-once). Returns undefined when the
-   * message is gone.
+   * losing the rename in a crash only means an attempt is repeated (at-least-once). When change returns null the
+   * message is removed instead (resolves null). Resolves undefined when the message is gone.
    */
-  update(id: string, change: (state: SpoolState) => SpoolState): Promise<SpoolState | undefined>;
+  update(
+    id: string,
+    change: (state: SpoolState) => SpoolState | null,
+  ): Promise<SpoolState | null | undefined>;
   /** Removes state then body. True when the message existed. */
   remove(id: string): Promise<boolean>;
   /** Moves the message's files to quarantine/ and logs why. */
