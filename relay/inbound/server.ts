@@ -206,7 +206,7 @@ export function createInbound(deps: InboundDeps): Inbound {
             ? session.clientHostname
             : '',
         byHostname: o.hostname,
-        protocol: protocolName(session.openingCommand, session.secure, session.user !== undefined),
+        protocol: protocolName(session.openingCommand, session.secure, Boolean(session.user)),
         id: `${session.id}.${session.transaction}`,
         ...(recipients.length === 1 && recipients[0] ? { forRecipient: recipients[0].recipient } : {}),
         ...(tls ? { tls: { protocol: tls.version, cipher: tls.name } } : {}),

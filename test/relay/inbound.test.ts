@@ -277,3 +277,85 @@ describe('inbound limits', () => {
     }
   });
 });
+
+describe('inbound timeouts and TLS', () => {
+  it('--idle-timeout: a silent client gets 421 and is disconnected', async () => {
+    const h = await startInbound(MANIFESTS, { idleTimeoutMs: 300 });
+    try {
+      const c = await RawSmtp.connect(h.port);
+      expect(await c.reply()).toMatch(/^220/);
+      expect(await c.reply(5000)).toMatch(/^421 /);
+      c.close();
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('--data-timeout: a DATA phase that takes too long gets 421 4.4.2 and nothing is kept', async () => {
+    const h = await startInbound(MANIFESTS, { dataTimeoutMs: 400, idleTimeoutMs: 30_000 });
+    try {
+      const c = await RawSmtp.connect(h.port);
+      await c.begin('a@origin.test', ['alice@example.com']);
+      expect(await c.cmd('DATA')).toMatch(/^354/);
+      c.write('Subject: slow\r\n\r\nstill typing');
+      expect(await c.reply(5000)).toMatch(/^421 4\.4\.2 /);
+      c.close();
+      expect(await h.spool.list()).toEqual([]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('STARTTLS with --tls-cert/--tls-key: advertised, and the Received: header says ESMTPS (nodemailer requireTLS)', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { mkdtemp, readFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const run = promisify(execFile);
+    const dir = await mkdtemp(`${tmpdir()}/mailroute-tls-`);
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=relay.test',
+      '-keyout',
+      `${dir}/key.pem`,
+      '-out',
+      `${dir}/cert.pem`,
+    ]);
+    const h = await startInbound(MANIFESTS, {
+      tls: { key: await readFile(`${dir}/key.pem`), cert: await readFile(`${dir}/cert.pem`) },
+    });
+    try {
+      const c = await RawSmtp.connect(h.port);
+      await c.reply();
+      expect(await c.cmd('EHLO client.test')).toMatch(/STARTTLS/);
+      c.close();
+      const t = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: h.port,
+        requireTLS: true,
+        tls: { rejectUnauthorized: false },
+      });
+      const info = await t.sendMail({
+        from: 'a@origin.test',
+        to: 'alice@example.com',
+        subject: 'tls',
+        text: 'over TLS',
+      });
+      t.close();
+      expect(info.response).toMatch(/^250 2\.6\.0 queued as/);
+      const [m] = await h.spooled();
+      expect(m?.body.toString()).toMatch(
+        /^Received: from \S+ \(\[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.[23] with cipher \S+\)\r\n\tby relay\.test \(mailroute\) with ESMTPS id /,
+      );
+    } finally {
+      await h.close();
+    }
+  });
+});
