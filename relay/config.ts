@@ -38,6 +38,7 @@ export interface RelayConfig {
   shutdownTimeoutMs: number;
   /** Held-back greeting for a client address not seen passing the early-talker check yet; 0 disables the check. */
   greetingDelayMs: number;
+  maxLineLength: number;
   logLevel: string;
   /** --peers HOST:PORT,... : drain targets besides the relays found by their heartbeat Leases (relay/cluster). */
   peers?: string;
@@ -108,6 +109,11 @@ export const RELAY_FLAGS = {
     type: 'string',
     default: '100ms',
     help: 'early-talker check: greeting held back this long for an address not seen passing it in the last 24 h; 0 disables',
+  },
+  'max-line-length': {
+    type: 'string',
+    default: '65536',
+    help: 'longest line in message content, in bytes; longer gets 554 5.6.0 (commands: smtp-server limit, 16 KiB)',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
   peers: {
@@ -291,6 +297,7 @@ export function parseRelayConfig(
       bareLf: bareLf as BareLfMode,
       shutdownTimeoutMs: duration('shutdown-timeout'),
       greetingDelayMs: duration('greeting-delay'),
+      maxLineLength: int('max-line-length', 1000),
       logLevel: raw('log-level') ?? 'info',
       ...(raw('peers') !== undefined ? { peers: raw('peers') } : {}),
       drainOnShutdown: (raw('drain-on-shutdown') ?? 'auto') as RelayConfig['drainOnShutdown'],

@@ -154,6 +154,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       dataTimeoutMs: config.dataTimeoutMs,
       bareLf: config.bareLf,
       greetingDelayMs: config.greetingDelayMs,
+      maxLineLength: config.maxLineLength,
       ...(tls ? { tls } : {}),
     },
     router: () => router,
