@@ -59,9 +59,7 @@ describeCluster(
       const compiled = compile(parsed.objects);
       expect(compiled.issues).toEqual([]);
       const cm = encodeRouting(compiled.json, compiled.revision, { namespace: NS }).index;
-      await ctx.cp.kubeconfig
-        .makeApiClient(CoreV1Api)
-        .createNamespacedConfigMap({ namespace: NS, body: cm as V1ConfigMap });
+      await ctx.cp.kubeconfig.makeApiClient(CoreV1Api).createNamespacedConfigMap({ namespace: NS, body: cm });
 
       const start = async (pod: string): Promise<{ child: RelayChild; spool: string }> => {
         const dir = await tempDir(`drain-${pod}`);
