@@ -6,7 +6,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, expect, it } from 'vitest';
-import { CoordinationV1Api, CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { describeCluster } from '../controlplane/suite.ts';
 import { freePort } from '../controlplane/harness.ts';
 import { waitFor } from '../support/wait.ts';
