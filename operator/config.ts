@@ -16,6 +16,8 @@ export interface OperatorConfig {
   inlineMaxBytes: number;
   shardMaxBytes: number;
   workers: number;
+  /** Namespaces whose Secrets are watched (authSecretRef checks); empty: all namespaces. */
+  secretNamespaces: string[];
   relistIntervalMs: number;
   watchdogMs: number;
   logLevel: string;
@@ -47,6 +49,11 @@ export const OPERATOR_FLAGS = {
     type: 'string',
     default: String(700 * 1024),
     help: 'bytes of gzip data per shard ConfigMap',
+  },
+  'secret-namespaces': {
+    type: 'string',
+    default: '',
+    help: 'comma-separated namespaces whose Secrets are watched for authSecretRef checks; empty: all (needs cluster-wide read of Secrets)',
   },
   workers: { type: 'string', default: '4', help: 'concurrent status reconciles per kind' },
   'relist-interval': { type: 'string', default: '10m', help: 'periodic full re-list of every informer' },
@@ -137,6 +144,13 @@ export function parseOperatorConfig(
       ok: false,
       error: '--shard-max-bytes: at most 921600 (a ConfigMap holds 1 MiB, base64 included)',
     };
+  const secretNamespaces = (get('secret-namespaces') ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+  const badNs = secretNamespaces.find((n) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n));
+  if (badNs !== undefined)
+    return { ok: false, error: `--secret-namespaces: not a namespace name: "${badNs}"` };
   const kubeconfig =
     get('kubeconfig') ?? (env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined);
   const config: OperatorConfig = {
@@ -150,6 +164,7 @@ export function parseOperatorConfig(
     inlineMaxBytes: nums.inlineMaxBytes as number,
     shardMaxBytes: nums.shardMaxBytes as number,
     workers: nums.workers as number,
+    secretNamespaces,
     relistIntervalMs: nums.relistIntervalMs as number,
     watchdogMs: nums.watchdogMs as number,
     logLevel: get('log-level') ?? 'info',

@@ -49,9 +49,11 @@ export class OperatorManager {
   readonly rest: KubeRest;
   readonly state = new RoutingState();
   readonly informers: Record<
-    'MailDomain' | 'DeliveryPolicy' | 'TestRecipient' | 'Secret' | 'Lease',
+    'MailDomain' | 'DeliveryPolicy' | 'TestRecipient' | 'Lease',
     InformerSupervisor<Cached>
   >;
+  /** One cluster-wide Secret informer, or one per --secret-namespaces entry. */
+  readonly secretInformers: Map<string, InformerSupervisor<Cached>>;
   readonly queues: Record<'routing' | Kind, WorkQueue>;
   readonly routing: RoutingController;
   readonly status: Record<Kind, ObjectStatusController<MailrouteObject>>;
@@ -110,13 +112,6 @@ export class OperatorManager {
       MailDomain: crd('MailDomain'),
       DeliveryPolicy: crd('DeliveryPolicy'),
       TestRecipient: crd('TestRecipient'),
-      Secret: supervise(
-        'Secret',
-        '/api/v1/secrets',
-        () => core.listSecretForAllNamespaces(),
-        (_t, o) => this.onSecretEvent(o),
-        () => this.enqueueAll('MailDomain'),
-      ),
       Lease: supervise(
         'Lease',
         `/apis/coordination.k8s.io/v1/namespaces/${config.namespace}/leases`,
@@ -125,6 +120,21 @@ export class OperatorManager {
         () => this.onRelaysMaybeChanged(),
       ),
     };
+
+    const secretScopes = config.secretNamespaces.length === 0 ? [''] : config.secretNamespaces;
+    this.secretInformers = new Map(
+      secretScopes.map((ns) => [
+        ns,
+        supervise(
+          ns === '' ? 'Secret' : `Secret/${ns}`,
+          ns === '' ? '/api/v1/secrets' : `/api/v1/namespaces/${ns}/secrets`,
+          () =>
+            ns === '' ? core.listSecretForAllNamespaces() : core.listNamespacedSecret({ namespace: ns }),
+          (_t, o) => this.onSecretEvent(o),
+          () => this.enqueueAll('MailDomain'),
+        ),
+      ]),
+    );
 
     const queue = (name: string): WorkQueue =>
       new WorkQueue({
@@ -188,7 +198,7 @@ export class OperatorManager {
       MailDomain: createMailDomainController({
         ...common,
         get: getter<MailDomain>('MailDomain'),
-        secretExists: (ns, name) => this.informers.Secret.get(name, ns) !== undefined,
+        secretExists: (ns, name) => this.secretExists(ns, name),
       }) as unknown as ObjectStatusController<MailrouteObject>,
       DeliveryPolicy: createDeliveryPolicyController({
         ...common,
@@ -225,6 +235,16 @@ export class OperatorManager {
       if (hb.fresh) out.push({ name: hb.name, revision: hb.revision });
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** Unknown (a namespace outside --secret-namespaces) counts as existing: never claim a Secret is missing unseen. */
+  secretExists(namespace: string, name: string): boolean {
+    const inf = this.secretInformers.get('') ?? this.secretInformers.get(namespace);
+    return inf === undefined || inf.get(name, namespace) !== undefined;
+  }
+
+  private allInformers(): InformerSupervisor<Cached>[] {
+    return [...Object.values(this.informers), ...this.secretInformers.values()];
   }
 
   get isLeader(): boolean {
@@ -327,7 +347,7 @@ export class OperatorManager {
   /** Starts informers (waits for their first list), the HTTP server, and leader election (or the controllers). */
   async start(): Promise<void> {
     if (this.d.serveHttp !== false) await this.startHttp();
-    await Promise.all(Object.values(this.informers).map((i) => i.start()));
+    await Promise.all(this.allInformers().map((i) => i.start()));
     this.d.logger.info({ namespace: this.d.config.namespace }, 'informers synced');
     if (this.elector !== undefined) this.elector.start();
     else this.startControllers();
@@ -338,7 +358,7 @@ export class OperatorManager {
     informers: ReturnType<InformerSupervisor<Cached>['health']>[];
     leader: boolean;
   } {
-    const informers = Object.values(this.informers).map((i) => i.health());
+    const informers = this.allInformers().map((i) => i.health());
     return { ready: informers.every((h) => h.synced && h.healthy), informers, leader: this.leading };
   }
 
@@ -393,7 +413,7 @@ export class OperatorManager {
     for (const q of Object.values(this.queues)) q.shutdown();
     await Promise.all(this.running);
     await this.elector?.stop(reason === 'stopped');
-    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+    await Promise.all(this.allInformers().map((i) => i.stop()));
     await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
     this.d.metrics.leaderStatus.set({ name: this.d.config.leaseName }, 0);
     this.resolveDone(reason);

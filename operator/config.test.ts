@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { envName, parseDuration, parseOperatorConfig } from './config.ts';
+
+describe('parseOperatorConfig', () => {
+  it('has the documented defaults', () => {
+    const r = parseOperatorConfig([], { POD_NAME: 'op-0' });
+    if (r.ok !== true) throw new Error(JSON.stringify(r));
+    expect(r.config).toMatchObject({
+      namespace: 'mailroute-system',
+      kubeconfig: undefined,
+      leaderElect: true,
+      leaseName: 'mailroute-operator',
+      identity: 'op-0',
+      http: { host: '0.0.0.0', port: 8080 },
+      configMapName: 'mailroute-routing',
+      inlineMaxBytes: 921_600,
+      secretNamespaces: [],
+    });
+    expect(Object.isFrozen(r.config)).toBe(true);
+  });
+
+  it('reads POD_NAMESPACE, KUBECONFIG and MAILROUTE_<FLAG>; flags win', () => {
+    const env = {
+      POD_NAMESPACE: 'ops',
+      KUBECONFIG: '/k',
+      MAILROUTE_LEADER_ELECT: 'false',
+      MAILROUTE_HTTP: '127.0.0.1:9000',
+      MAILROUTE_SECRET_NAMESPACES: 'a, b',
+    };
+    const r = parseOperatorConfig(['--http', '[::1]:8081'], env);
+    if (r.ok !== true) throw new Error(JSON.stringify(r));
+    expect(r.config).toMatchObject({
+      namespace: 'ops',
+      kubeconfig: '/k',
+      leaderElect: false,
+      http: { host: '::1', port: 8081 },
+      secretNamespaces: ['a', 'b'],
+    });
+  });
+
+  it.each([
+    [['--leader-elect', 'yes'], /--leader-elect: expected true or false/],
+    [['--http', 'nope'], /--http: expected HOST:PORT/],
+    [['--namespace', 'Bad_NS'], /--namespace: not a namespace name/],
+    [['--workers', '0'], /--workers: expected an integer >= 1/],
+    [['--relist-interval', '10'], /--relist-interval: expected a duration/],
+    [['--shard-max-bytes', '2000000'], /--shard-max-bytes: at most/],
+    [['--secret-namespaces', 'ok,Not_OK'], /--secret-namespaces: not a namespace name: "Not_OK"/],
+    [['--bogus'], /Unknown option '--bogus'/],
+  ])('refuses %j naming the flag', (argv, re) => {
+    const r = parseOperatorConfig(argv, {});
+    expect(r.ok).toBe(false);
+    if (r.ok === false) expect(r.error).toMatch(re);
+  });
+
+  it('maps flags to env names and parses durations', () => {
+    expect(envName('lease-name')).toBe('MAILROUTE_LEASE_NAME');
+    expect([
+      parseDuration('500ms'),
+      parseDuration('30s'),
+      parseDuration('10m'),
+      parseDuration('1h'),
+      parseDuration('1d'),
+    ]).toEqual([500, 30_000, 600_000, 3_600_000, undefined]);
+  });
+});
