@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseKb, parseStat, sampleTree, treeOf, type ProcStat } from './procstat.ts';
+import { parseKb, parsePressureTotal, parseStat, sampleTree, treeOf, type ProcStat } from './procstat.ts';
 
 // A real line shape: pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ...
 const line = (
@@ -59,5 +59,14 @@ describe('treeOf', () => {
     );
     expect(treeOf([10], stats).sort()).toEqual([10, 11, 12]);
     expect(treeOf([99], stats)).toEqual([]);
+  });
+});
+
+describe('parsePressureTotal', () => {
+  it('reads the "some" total', () => {
+    const text =
+      'some avg10=92.14 avg60=92.03 avg300=85.05 total=1046000803\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n';
+    expect(parsePressureTotal(text)).toBe(1046000803);
+    expect(parsePressureTotal('')).toBeUndefined();
   });
 });

@@ -138,3 +138,18 @@ export class MemoryPeaks {
     this.timer = undefined;
   }
 }
+
+/** The "some" total (µs any task waited for a CPU) from /proc/pressure/cpu text. */
+export function parsePressureTotal(text: string): number | undefined {
+  const m = /^some .*total=(\d+)/m.exec(text);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/** Reads /proc/pressure/cpu (PSI); undefined where the kernel has none. */
+export function cpuPressureTotalUs(): number | undefined {
+  try {
+    return parsePressureTotal(readFileSync('/proc/pressure/cpu', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}

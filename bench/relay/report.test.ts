@@ -16,6 +16,7 @@ const s = (system: SystemSummary['system'], e2eRate: number | null): SystemSumma
   cpuSecondsPer1k: 2.5,
   peakRssMiB: 100,
   peakPssMiB: 50,
+  cpuPressure: 0.25,
 });
 const titles = new Map([['dual-4k', 'dual, 4 KiB, 1 rcpt']]);
 

@@ -26,7 +26,7 @@ import { PostfixInstance, postfixVersion } from './postfix.ts';
 import { MailrouteInstance } from './mailroute.ts';
 import { LatencyProbe } from './probe.ts';
 import { freePorts, waitForSmtp } from './smtp-client.ts';
-import { sampleTree, clockTicksPerSecond, MemoryPeaks } from './procstat.ts';
+import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from './procstat.ts';
 import { latencySummary, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
 
@@ -134,7 +134,10 @@ async function runOne(
     messages,
     recipients: wl.recipients,
     expectedLegs: expected,
+    cpuPressure: null as number | null,
   };
+  const pressureStart = cpuPressureTotalUs();
+  const wallStart = performance.now();
   const sinkA = new Sink(pA, join(dir, 'sink-a.log'));
   const sinkB = new Sink(pB, join(dir, 'sink-b.log'));
   let postfix: PostfixInstance | undefined;
@@ -284,8 +287,14 @@ async function runOne(
     const probeResult = await probeDone;
     const cpuSeconds = system === 'ceiling' ? null : (cpuAfter - cpuBefore) / clockTicksPerSecond();
     const handled = messages + probeResult.samplesMs.length;
+    const pressureEnd = cpuPressureTotalUs();
+    const wallUs = (performance.now() - wallStart) * 1000;
     return {
       ...base,
+      cpuPressure:
+        pressureStart === undefined || pressureEnd === undefined || wallUs <= 0
+          ? null
+          : Number(Math.min(1, (pressureEnd - pressureStart) / wallUs).toFixed(3)),
       deliveredLegs: delivered,
       sinkLegs: [sinkA.counter.load, sinkB.counter.load],
       acceptedSeconds: codes === 'timeout' ? null : acceptedSeconds,
@@ -350,7 +359,7 @@ function schedule(options: BenchOptions): { wl: Workload; system: SystemName; ro
 
 function fmtRun(r: RunResult): string {
   const f = (v: number | null, d = 0): string => (v === null ? '—' : v.toFixed(d));
-  const base = `${r.workload} ${r.system}${r.round > 0 ? ` r${r.round}` : ''}: accepted ${f(r.acceptedRate)} msg/s, e2e ${f(r.e2eRate)} msg/s, p50 ${f(r.latency.p50Ms, 1)} ms, p99 ${f(r.latency.p99Ms, 1)} ms (${r.latency.samples} probes), CPU ${f(r.cpuSecondsPer1k, 2)} s/1k, RSS ${f(r.peakRssMiB)} MiB, legs ${r.deliveredLegs}/${r.expectedLegs} [${r.sinkLegs.join('+')}], load ${r.loadAverage.join(' ')}`;
+  const base = `${r.workload} ${r.system}${r.round > 0 ? ` r${r.round}` : ''}: accepted ${f(r.acceptedRate)} msg/s, e2e ${f(r.e2eRate)} msg/s, p50 ${f(r.latency.p50Ms, 1)} ms, p99 ${f(r.latency.p99Ms, 1)} ms (${r.latency.samples} probes), CPU ${f(r.cpuSecondsPer1k, 2)} s/1k, RSS ${f(r.peakRssMiB)} MiB, legs ${r.deliveredLegs}/${r.expectedLegs} [${r.sinkLegs.join('+')}], load ${r.loadAverage.join(' ')}, cpu pressure ${r.cpuPressure === null ? '—' : `${Math.round(r.cpuPressure * 100)}%`}`;
   return r.error === null ? base : `${base}\n  ERROR: ${r.error}`;
 }
 
@@ -440,7 +449,7 @@ async function main(): Promise<number> {
       'Peak RSS: largest sum of VmRSS over the process tree, sampled every 250 ms; PSS (shared pages split between processes) in parentheses is the fairer figure for multi-process Postfix.',
       'Runs are interleaved per workload: ceiling, then Postfix and mailroute alternating in ABBA order over rounds; the ratio is taken per round, then the median. Ceiling = smtp-source straight into one smtp-sink (one leg).',
       'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file).',
-      'The machine is shared (2 cores) with other work; the load average at the start of every run is in the JSON.',
+      'The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run\'s wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu); high values mean the figures are depressed by contention, and a single-threaded process suffers more from it than a multi-process one. Load averages per run are in the JSON.',
     ];
     const ctxReport = {
       command,

@@ -41,6 +41,7 @@ function run(
     order: 0,
     startedAt: '',
     loadAverage: [],
+    cpuPressure: null,
     messages: 1000,
     recipients: 1,
     expectedLegs: 2000,

@@ -17,6 +17,8 @@ export interface RunResult {
   readonly order: number;
   readonly startedAt: string;
   readonly loadAverage: readonly number[];
+  /** Share of the run's wall time during which some task waited for a CPU (PSI); contention from outside shows here. */
+  readonly cpuPressure: number | null;
   readonly messages: number;
   readonly recipients: number;
   readonly expectedLegs: number;
@@ -76,6 +78,7 @@ export interface SystemSummary {
   readonly cpuSecondsPer1k: number | null;
   readonly peakRssMiB: number | null;
   readonly peakPssMiB: number | null;
+  readonly cpuPressure: number | null;
 }
 
 export interface RatioSummary {
@@ -114,6 +117,7 @@ export function summarize(
         cpuSecondsPer1k: median(good.map((r) => r.cpuSecondsPer1k)),
         peakRssMiB: median(good.map((r) => r.peakRssMiB)),
         peakPssMiB: median(good.map((r) => r.peakPssMiB)),
+        cpuPressure: median(all.map((r) => r.cpuPressure)),
       });
     }
   }
