@@ -9,7 +9,12 @@ import type { DeliveryPlan } from '../routing/model.ts';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
-import type { MxResolver, TransportFactory } from './delivery/transport.ts';
+import {
+  resolveTargets,
+  systemResolver,
+  type MxResolver,
+  type TransportFactory,
+} from './delivery/transport.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
@@ -159,7 +164,15 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     },
     router: () => router,
     spool: writer,
-    verifier: createCalloutVerifier({ heloName: config.hostname }),
+    verifier: createCalloutVerifier({
+      heloName: config.hostname,
+      // mx: true: ask the most preferred MX host, as delivery would connect to it first
+      connect: async (server) => {
+        const t = await resolveTargets(server, deps.resolver ?? systemResolver);
+        const host = t.ok ? t.hosts[0] : undefined;
+        return host === undefined ? undefined : { host, port: server.port };
+      },
+    }),
     metrics,
     logger,
     clock,

@@ -10,8 +10,8 @@ export interface CalloutOptions {
   timeoutMs?: number;
   now?: () => number;
   maxEntries?: number;
-  /** Connect target override (tests, or MX resolution done elsewhere). */
-  connect?: (server: ServerRoute) => { host: string; port: number };
+  /** Where to connect for a server (default: its host; the relay passes MX resolution for mx: true). */
+  connect?: (server: ServerRoute) => Promise<{ host: string; port: number } | undefined>;
 }
 
 /** Maps the reply to RCPT TO onto a fact. */
@@ -82,13 +82,15 @@ export function createCalloutVerifier(opts: CalloutOptions): Verifier & { readon
   const maxEntries = opts.maxEntries ?? 100_000;
   const cache = new Map<string, { fact: MailboxFact; until: number }>();
   const inflight = new Map<string, Promise<MailboxFact>>();
-  const target = opts.connect ?? ((s: ServerRoute) => ({ host: s.host, port: s.port }));
+  const target = opts.connect ?? ((s: ServerRoute) => Promise.resolve({ host: s.host, port: s.port }));
   return {
     get size() {
       return cache.size;
     },
     async check(server, address, cacheTtlMs) {
-      const { host, port } = target(server);
+      const where = await target(server);
+      if (where === undefined) return 'unknown';
+      const { host, port } = where;
       const key = `${host}:${port}\u0000${address.toLowerCase()}`;
       const hit = cache.get(key);
       if (hit !== undefined) {
