@@ -2,6 +2,7 @@
 // ServersReachable condition), and when each domain is due for its next probe.
 import { createHash } from 'node:crypto';
 import { API_VERSION, TLS_MODES, type TlsMode } from '../../routing/model.ts';
+import { setConditions, type Condition } from '../kube/conditions.ts';
 import type { ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
 
 export const FIELD_MANAGER = 'mailroute-preflight';
@@ -9,15 +10,7 @@ export const CONDITION_TYPE = 'ServersReachable';
 export const REASONS = { AllReachable: 'AllReachable', ProbeFailed: 'ProbeFailed' } as const;
 export type PreflightReason = (typeof REASONS)[keyof typeof REASONS];
 
-/** metav1.Condition */
-export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-  lastTransitionTime: string;
-  observedGeneration?: number;
-}
+export type { Condition };
 
 export interface ServerStatus {
   name: string;
@@ -94,8 +87,8 @@ export function serverPasses(s: Pick<ServerStatus, 'reachable' | 'tls'>): boolea
 }
 
 /**
- * The ServersReachable condition. lastTransitionTime is kept from the previous condition when the status did not
- * change (the same rule as the operator's condition helper).
+ * The ServersReachable condition, through the operator's condition helper (operator/kube/conditions.ts), which owns
+ * lastTransitionTime (kept while the status does not change) and observedGeneration.
  */
 export function decideCondition(
   servers: ServerStatus[],
@@ -112,17 +105,17 @@ export function decideCondition(
       : failing
           .map((s) => `${s.name}: ${s.reachable ? `tls ${s.tls}` : 'unreachable'}: ${s.message}`)
           .join('; ');
-  const lastTransitionTime =
-    previous !== undefined && previous.status === status ? previous.lastTransitionTime : now.toISOString();
-  return {
+  const desired = {
     type: CONDITION_TYPE,
     status,
     reason,
     // metav1.Condition caps message at 32768 characters.
     message: message.length > 32_000 ? `${message.slice(0, 32_000)}...` : message,
-    lastTransitionTime,
-    observedGeneration: generation,
-  };
+  } as const;
+  const update = setConditions(previous ? { conditions: [previous] } : undefined, [desired], generation, now);
+  const cond = update.conditions[0];
+  if (cond === undefined) throw new Error('setConditions returned no condition');
+  return cond;
 }
 
 export function serverStatus(name: string, outcome: ProbeOutcome, at: Date): ServerStatus {
@@ -130,7 +123,8 @@ export function serverStatus(name: string, outcome: ProbeOutcome, at: Date): Ser
     name,
     reachable: outcome.reachable,
     tls: outcome.tls,
-    message: outcome.message.length > 1024 ? `${outcome.message.slice(0, 1024)}...` : outcome.message,
+    // The CRD caps status.servers[].message at 1024 characters.
+    message: outcome.message.length > 1024 ? `${outcome.message.slice(0, 1020)}...` : outcome.message,
     lastProbeTime: at.toISOString().replace(/\.\d{3}Z$/, 'Z'),
   };
 }
