@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SMTPServer } from 'smtp-server';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { dualDomain, startRelay, type InProcessRelay } from './relay-harness.ts';
@@ -17,6 +18,9 @@ describe('relay modes end to end', () => {
   let r: InProcessRelay;
   let port: number;
   let calloutsForNobody = 0;
+  // A destination that requires AUTH: what it received, and with which user.
+  const authed: { user: string; rcpt: string[] }[] = [];
+  let authServer: SMTPServer | undefined;
 
   beforeAll(async () => {
     oldPeer = await startSmtpPeer('old', {
@@ -29,6 +33,29 @@ describe('relay modes end to end', () => {
       },
     });
     newPeer = await startSmtpPeer('new');
+    authServer = new SMTPServer({
+      authMethods: ['PLAIN', 'LOGIN'],
+      allowInsecureAuth: true,
+      disabledCommands: ['STARTTLS'],
+      greetingDelay: 0,
+      logger: false,
+      onAuth(auth, _session, cb) {
+        if (auth.username === 'relay-user' && auth.password === 's3cret')
+          return cb(null, { user: auth.username });
+        cb(new Error('bad credentials'));
+      },
+      onData(stream, session, cb) {
+        stream.resume();
+        stream.on('end', () => {
+          authed.push({ user: String(session.user), rcpt: session.envelope.rcptTo.map((r) => r.address) });
+          cb(null);
+        });
+      },
+    });
+    const authSrv = authServer;
+    await new Promise<void>((ok) => authSrv.listen(0, '127.0.0.1', () => ok()));
+    const authAddr = authSrv.server.address();
+    const authPort = typeof authAddr === 'object' && authAddr !== null ? authAddr.port : 0;
     const o = oldPeer.port;
     const n = newPeer.port;
     r = await startRelay({
@@ -65,6 +92,15 @@ spec:
         extraPolicy: '  split:\n    unknownRecipients: Reject\n',
         extraDomain: '  accounts:\n    - {server: old, addresses: [hank@splitrej.test]}\n',
       }),
+      'auth.yaml': `${dualDomain('auth.test', authPort, n, { mode: 'Direct' }).replace(
+        `port: ${authPort}, tls: None}`,
+        `port: ${authPort}, tls: None, authSecretRef: {name: auth-smtp}}`,
+      )}---
+apiVersion: v1
+kind: Secret
+metadata: {name: auth-smtp}
+stringData: {username: relay-user, password: s3cret}
+`,
       'verify.yaml': dualDomain('verify.test', o, n, {
         mode: 'Split',
         extraDomain: '  recipientVerification: {server: old, cacheTTL: 1h}\n',
@@ -77,6 +113,7 @@ spec:
     await r?.close();
     await oldPeer?.close();
     await newPeer?.close();
+    await new Promise<void>((ok) => (authServer ? authServer.close(() => ok()) : ok()));
   });
 
   const send = async (to: string, subject: string): Promise<string> => {
@@ -188,6 +225,14 @@ print('ok')
       what: 'nobody on secondary',
     });
     expect(calloutsForNobody).toBe(1);
+  });
+
+  it('standalone credentials: a Secret in the manifests folder satisfies authSecretRef', async () => {
+    expect(await send('olga@auth.test', 'auth-1')).toMatch(/^250 /);
+    await waitFor(() => authed.some((a) => a.rcpt.includes('olga@auth.test')), {
+      what: 'delivery with AUTH',
+    });
+    expect(authed.find((a) => a.rcpt.includes('olga@auth.test'))?.user).toBe('relay-user');
   });
 
   it('a transaction mixing accepted and refused recipients delivers only the accepted ones', async () => {
