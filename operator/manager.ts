@@ -225,14 +225,14 @@ export class OperatorManager {
     metrics.leaderStatus.set({ name: config.leaseName }, 0);
   }
 
-  /** Relays with a fresh heartbeat Lease. */
+  /** Relays with a fresh heartbeat Lease that are not marked ready=false. */
   relays(): RelayView[] {
     const now = this.now();
     const out: RelayView[] = [];
     for (const l of this.informers.Lease.list() as LeaseLike[]) {
       if (!isRelayLease(l)) continue;
       const hb = readHeartbeat(l, now);
-      if (hb.fresh) out.push({ name: hb.name, revision: hb.revision });
+      if (hb.fresh && hb.ready) out.push({ name: hb.name, revision: hb.revision });
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }

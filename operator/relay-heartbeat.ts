@@ -1,16 +1,19 @@
 // The relay heartbeat Lease contract shared by the relay (writer) and the operator (reader). Pure.
 //
 //   coordination.k8s.io/v1 Lease mailroute-relay-<pod name>, in the operator namespace
-//     metadata.annotations: mailroute.io/revision=<revision the relay serves>
+//     metadata.annotations: mailroute.io/revision=<revision the relay serves>,
+//                           mailroute.io/ready=true|false (false: starting or draining; not counted)
 //     metadata.labels: app.kubernetes.io/name=mailroute, app.kubernetes.io/component=relay
 //     spec.holderIdentity=<pod name>, spec.leaseDurationSeconds=30, spec.renewTime=<now, renewed every 10 s>
 //
 // A Lease is fresh while now - renewTime <= leaseDurationSeconds (30 s when unset); stale ones count as gone.
+// The operator counts relays that are fresh and not marked ready=false (a Lease without the annotation counts).
 
 import { REVISION_ANNOTATION } from './routing-configmap.ts';
 
 export const RELAY_LEASE_PREFIX = 'mailroute-relay-';
 export const RELAY_LEASE_DURATION_SECONDS = 30;
+export const READY_ANNOTATION = 'mailroute.io/ready';
 export const RELAY_RENEW_INTERVAL_SECONDS = 10;
 export const RELAY_COMPONENT_LABELS = {
   'app.kubernetes.io/name': 'mailroute',
@@ -33,6 +36,8 @@ export interface RelayHeartbeat {
   revision: string | undefined;
   renewTime: Date | undefined;
   fresh: boolean;
+  /** false only when annotated mailroute.io/ready=false */
+  ready: boolean;
 }
 
 export function isRelayLease(lease: LeaseLike): boolean {
@@ -49,6 +54,7 @@ export function readHeartbeat(lease: LeaseLike, now: Date): RelayHeartbeat {
     revision: lease.metadata?.annotations?.[REVISION_ANNOTATION],
     renewTime,
     fresh: Number.isFinite(age) && age <= duration,
+    ready: lease.metadata?.annotations?.[READY_ANNOTATION] !== 'false',
   };
 }
 
