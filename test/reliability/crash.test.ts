@@ -1,0 +1,170 @@
+// Crash rounds: kill -9 of the real relay process (node bin/mailroute.js relay) at a random point under dual load,
+// N rounds, each restart on the same spool. Load: nodemailer pooled clients and raw-socket clients sending one
+// message per connection. Deliveries are in flight when the kill comes (the destinations answer after a random
+// delay). After the last round one more relay drains the spool: every message that was answered 250 must have
+// reached both legs (primary and copy); duplicates are counted and reported, never a loss.
+import { join } from 'node:path';
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawSmtp, code } from '../relay/raw-client.ts';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  dualDomain,
+  duplicates,
+  queuedMessages,
+  relayArgs,
+  report,
+  scale,
+  spawnRelay,
+  subjectCounts,
+  tempDir,
+  writeManifests,
+  type RelayChild,
+} from './support.ts';
+
+const ROUNDS = scale(20, 3);
+
+describe('crash: kill -9 at random points under dual load', () => {
+  let primary: SmtpPeer;
+  let copy: SmtpPeer;
+  let dir: string;
+  const children: RelayChild[] = [];
+
+  beforeAll(async () => {
+    // Random small delays before the destinations answer DATA, so legs are in flight when the kill comes.
+    primary = await startSmtpPeer('primary');
+    copy = await startSmtpPeer('copy');
+    primary.behaviour.dataDelayMs = 0;
+    copy.behaviour.dataDelayMs = 20;
+    dir = await tempDir('rel-crash');
+    await writeManifests(join(dir, 'manifests'), {
+      'd.yaml': dualDomain('crash.test', primary.port, copy.port),
+    });
+  });
+  afterAll(async () => {
+    for (const c of children) if (c.proc.exitCode === null) c.kill('SIGKILL');
+    await primary?.close();
+    await copy?.close();
+  });
+
+  it(`${ROUNDS} rounds: every message answered 250 reaches both legs`, async () => {
+    const acked = new Set<string>();
+    let seq = 0;
+    const started = Date.now();
+    const perRound: number[] = [];
+
+    for (let round = 1; round <= ROUNDS; round++) {
+      const relay = await spawnRelay(relayArgs(dir));
+      children.push(relay);
+      let stop = false;
+      const before = acked.size;
+
+      const pooled = async (): Promise<void> => {
+        const t = nodemailer.createTransport({
+          host: '127.0.0.1',
+          port: relay.smtpPort,
+          ignoreTLS: true,
+          pool: true,
+          maxConnections: 1,
+          connectionTimeout: 5000,
+          socketTimeout: 5000,
+        });
+        try {
+          while (!stop) {
+            const id = `c-${++seq}`;
+            try {
+              const info = await t.sendMail({
+                from: 'sender@origin.test',
+                to: [`u${seq % 5}@crash.test`, `v${seq % 3}@crash.test`],
+                subject: id,
+                messageId: `<${id}@crash.test>`,
+                text: `payload ${id}\n`.repeat(40),
+              });
+              if (/^250 /.test(info.response)) acked.add(id);
+            } catch {
+              return; // the relay died: this message was never answered 250
+            }
+          }
+        } finally {
+          t.close();
+        }
+      };
+      const raw = async (): Promise<void> => {
+        while (!stop) {
+          const id = `c-${++seq}`;
+          let c: RawSmtp | undefined;
+          try {
+            c = await RawSmtp.connect(relay.smtpPort);
+            const replies = await c.begin('sender@origin.test', [`w${seq % 4}@crash.test`]);
+            if (replies.some((r) => code(r) >= 400 || r === '')) return;
+            if (code(await c.cmd('DATA')) !== 354) return;
+            c.write(`Subject: ${id}\r\nMessage-ID: <${id}@crash.test>\r\n\r\nraw ${id}\r\n.\r\n`);
+            const final = await c.reply(5000);
+            if (code(final) === 250) acked.add(id);
+            c.write('QUIT\r\n');
+          } catch {
+            return;
+          } finally {
+            c?.close();
+          }
+        }
+      };
+      const load = [pooled(), pooled(), pooled(), raw(), raw()];
+      // A random point: after 5..40 more acknowledged messages of this round.
+      const target = before + 5 + Math.floor(Math.random() * 36);
+      await waitFor(() => acked.size >= target, {
+        timeoutMs: 30_000,
+        what: `${target} acknowledged messages`,
+      });
+      relay.kill('SIGKILL');
+      stop = true;
+      await relay.exited;
+      await Promise.all(load);
+      perRound.push(acked.size - before);
+    }
+
+    // The final start drains the spool.
+    const last = await spawnRelay(relayArgs(dir));
+    children.push(last);
+    const missing = (peer: SmtpPeer): string[] => {
+      const got = subjectCounts(peer, /^c-\d+$/);
+      return [...acked].filter((id) => !got.has(id));
+    };
+    await waitFor(() => missing(primary).length === 0 && missing(copy).length === 0, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      what: 'every acknowledged message on both legs',
+    }).catch((err: unknown) => {
+      throw new Error(
+        `${String(err)}; missing on primary: ${missing(primary).join(',')}; on copy: ${missing(copy).join(',')}`,
+      );
+    });
+    await waitFor(async () => (await queuedMessages(last.httpPort)) === 0, {
+      timeoutMs: 20_000,
+      what: 'the queue to drain',
+    });
+
+    const p = subjectCounts(primary, /^c-\d+$/);
+    const c = subjectCounts(copy, /^c-\d+$/);
+    const figures = {
+      rounds: ROUNDS,
+      acked: acked.size,
+      ackedPerRound: perRound,
+      attempted: seq,
+      lostPrimary: missing(primary).length,
+      lostCopy: missing(copy).length,
+      duplicatesPrimary: duplicates(p),
+      duplicatesCopy: duplicates(c),
+      bounces: primary.messages.filter((m) => m.mailFrom === '').length,
+      seconds: Math.round((Date.now() - started) / 100) / 10,
+    };
+    report('crash', figures);
+    expect(acked.size).toBeGreaterThanOrEqual(ROUNDS * 5);
+    expect(figures.lostPrimary).toBe(0);
+    expect(figures.lostCopy).toBe(0);
+    expect(figures.bounces).toBe(0);
+    last.kill('SIGTERM');
+    expect(await last.exited).toBe(0);
+  });
+});

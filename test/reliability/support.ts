@@ -1,0 +1,175 @@
+// Shared helpers for the reliability suite. Relay processes are spawned with the relay suites' own helper
+// (test/relay/relay-harness.ts spawnRelay); this file only adds what the reliability tests need on top:
+// the full/reduced switch, the standard flag set, reading the admin port, RSS, metrics, and counting what the
+// destination peers received by a unique Subject.
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
+import type { RelayChild } from '../relay/relay-harness.ts';
+
+export {
+  dualDomain,
+  spawnRelay,
+  tempDir,
+  writeManifests,
+  metricValue,
+  ROOT,
+} from '../relay/relay-harness.ts';
+export type { RelayChild } from '../relay/relay-harness.ts';
+
+/** `npm run test:reliability` sets MAILROUTE_RELIABILITY_FULL=1: the long variants (20 crash rounds, 2,000 connections). */
+export const FULL = process.env['MAILROUTE_RELIABILITY_FULL'] === '1';
+
+/** Picks the full or the reduced (npm test) figure. */
+export const scale = (full: number, reduced: number): number => (FULL ? full : reduced);
+
+export const run = promisify(execFile);
+
+/** The flags every reliability relay gets: loopback, port 0, fast retries, no held-back greeting (log level info:
+ * spawnRelay reads the ports from the "relay started" info line). */
+export function relayArgs(dir: string, extra: string[] = []): string[] {
+  return [
+    '--manifests',
+    join(dir, 'manifests'),
+    '--spool',
+    join(dir, 'spool'),
+    '--listen',
+    '127.0.0.1:0',
+    '--http',
+    '127.0.0.1:0',
+    '--admin',
+    '127.0.0.1:0',
+    '--hostname',
+    'relay.test',
+    '--retry-schedule',
+    '1s',
+    '--greeting-delay',
+    '0',
+    ...extra,
+  ];
+}
+
+/** The admin API port, from the child's "relay started" log line (spawnRelay only parses smtp and http). */
+export function adminPort(child: RelayChild): number {
+  for (const line of child.logs) {
+    if (!line.includes('"relay started"')) continue;
+    const admin = (JSON.parse(line) as { admin?: string }).admin ?? '';
+    return Number(admin.slice(admin.lastIndexOf(':') + 1));
+  }
+  throw new Error('no "relay started" line in the relay log');
+}
+
+/** VmRSS of a process in KiB (from /proc/PID/status); undefined once it is gone. */
+export async function rssKb(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    return m?.[1] ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Samples RSS every intervalMs until stop() and reports the peak (KiB). */
+export function rssSampler(pid: number, intervalMs = 100): { stop(): Promise<number> } {
+  let peak = 0;
+  let done = false;
+  const loop = (async () => {
+    while (!done) {
+      const v = await rssKb(pid);
+      if (v !== undefined && v > peak) peak = v;
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  })();
+  return {
+    async stop() {
+      done = true;
+      await loop;
+      const last = await rssKb(pid);
+      return Math.max(peak, last ?? 0);
+    },
+  };
+}
+
+export async function metrics(httpPort: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+  return res.text();
+}
+
+/** mailroute_queue_messages summed over its states (0 when the queue is empty). */
+export async function queuedMessages(httpPort: number): Promise<number> {
+  const text = await metrics(httpPort);
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('mailroute_queue_messages')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Subject of a raw message (first Subject: header), or undefined. */
+export function subjectOf(raw: Buffer): string | undefined {
+  const head = raw.subarray(0, Math.max(0, raw.indexOf('\r\n\r\n')) || raw.length).toString('latin1');
+  return /^Subject: ([^\r\n]*)/im.exec(head)?.[1];
+}
+
+/** How many times each tagged subject (e.g. "c-12") reached a peer. */
+export function subjectCounts(peer: SmtpPeer, pattern: RegExp): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const msg of peer.messages) {
+    const s = subjectOf(msg.raw);
+    if (s !== undefined && pattern.test(s)) m.set(s, (m.get(s) ?? 0) + 1);
+  }
+  return m;
+}
+
+/** Number of extra copies (sum over subjects of count - 1). */
+export function duplicates(counts: Map<string, number>): number {
+  let d = 0;
+  for (const v of counts.values()) if (v > 1) d += v - 1;
+  return d;
+}
+
+/** DSNs (null sender) a peer received. */
+export function bounces(peer: SmtpPeer): number {
+  return peer.messages.filter((m) => m.mailFrom === '').length;
+}
+
+/** A self-signed certificate for STARTTLS, made with openssl into dir. */
+export async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=relay.test',
+  ]);
+  return { cert, key };
+}
+
+/** A figures line the docs quote: printed so `npm run test:reliability` shows it. */
+export function report(name: string, figures: Record<string, unknown>): void {
+  console.log(`[reliability] ${name}: ${JSON.stringify(figures)}`);
+}
+
+/** Sum of a metric's samples whose label set contains every given `key="value"` pair. */
+export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
