@@ -25,6 +25,8 @@ export interface BenchOptions {
   /** Write bench/results/*.json, docs/benchmarks.md and docs/bench-relay.svg. */
   readonly write: boolean;
   readonly keepTemp: boolean;
+  /** Run mailroute from a copy of its sources taken at the start (default), not the live checkout. */
+  readonly snapshot: boolean;
   /** Extra arguments for `mailroute relay`. */
   readonly mailrouteArgs: readonly string[];
   /** Run mailroute with --cpu-prof into this folder. */
@@ -48,6 +50,7 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --timeout S             seconds for the whole benchmark (default 5400 full, 900 quick)
   --no-write              print only; don't write results, docs and chart
   --keep                  keep the temp folder (configs, logs, spools)
+  --no-snapshot           run mailroute from the checkout (default: from a copy of its sources taken at the start)
   --mailroute-arg=ARG     extra argument for \`mailroute relay\` (repeatable; BENCH_MAILROUTE_ARGS, space-separated)
   --cpu-prof DIR          run mailroute under node --cpu-prof, profiles into DIR
 `;
@@ -92,6 +95,7 @@ export function parseOptions(
         timeout: { type: 'string' },
         'no-write': { type: 'boolean' },
         keep: { type: 'boolean' },
+        'no-snapshot': { type: 'boolean' },
         'mailroute-arg': { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -163,6 +167,7 @@ export function parseOptions(
     totalTimeoutMs: (ints.timeout ?? (mode === 'full' ? 5400 : 900)) * 1000,
     write: v['no-write'] !== true,
     keepTemp: v.keep === true,
+    snapshot: v['no-snapshot'] !== true,
     mailrouteArgs,
     cpuProfDir: v['cpu-prof'],
   };

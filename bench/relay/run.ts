@@ -4,6 +4,8 @@
 // bench/results/<date>-<mode>.json, the "Relay vs Postfix" section of docs/benchmarks.md and docs/bench-relay.svg.
 import {
   chmodSync,
+  cpSync,
+  symlinkSync,
   mkdtempSync,
   rmSync,
   mkdirSync,
@@ -96,10 +98,37 @@ function versions(tmp: string): Record<string, string> {
   };
 }
 
+/**
+ * Copies the relay's sources (as they are on disk now, committed or not) into the temp folder, with node_modules
+ * linked, so every mailroute run of this benchmark runs the same code while others keep editing the checkout.
+ */
+function snapshotSources(tmp: string): string {
+  const dest = join(tmp, 'mailroute-src');
+  mkdirSync(dest, { recursive: true });
+  for (const entry of [
+    'bin',
+    'cli',
+    'relay',
+    'routing',
+    'operator',
+    'test/support',
+    'package.json',
+    'tsconfig.json',
+  ]) {
+    const from = join(repoRoot, entry);
+    if (!existsSync(from)) continue;
+    cpSync(from, join(dest, entry), { recursive: true, filter: (src) => !src.includes('node_modules') });
+  }
+  symlinkSync(join(repoRoot, 'node_modules'), join(dest, 'node_modules'));
+  return dest;
+}
+
 interface RunContext {
   readonly options: BenchOptions;
   readonly procs: Procs;
   readonly tmp: string;
+  /** Where bin/mailroute.js is run from (a snapshot, or the checkout with --no-snapshot). */
+  readonly mailrouteRoot: string;
 }
 
 async function runOne(
@@ -185,7 +214,7 @@ async function runOne(
           recipients: wl.recipients,
         });
         mailroute.start(procs, {
-          repoRoot,
+          repoRoot: ctx.mailrouteRoot,
           port: pSmtp,
           httpPort: pHttp,
           adminPort: pAdmin,
@@ -421,7 +450,9 @@ async function main(): Promise<number> {
 
   const plan = schedule(options);
   const runs: RunResult[] = [];
-  const ctx: RunContext = { options, procs, tmp };
+  const mailrouteRoot =
+    options.systems.includes('mailroute') && options.snapshot ? snapshotSources(tmp) : repoRoot;
+  const ctx: RunContext = { options, procs, tmp, mailrouteRoot };
   for (const [i, step] of plan.entries()) {
     log(
       `run ${i + 1}/${plan.length}: ${step.wl.id} ${step.system}${step.round > 0 ? ` round ${step.round}` : ''}`,
@@ -437,7 +468,11 @@ async function main(): Promise<number> {
   process.stdout.write(`\n${markdownTables(summary, ratioRows, titles)}\n`);
 
   const date = new Date().toISOString();
-  const resultFile = join('bench', 'results', `${date.slice(0, 10)}-${options.mode}.json`);
+  const resultFile = join(
+    'bench',
+    'results',
+    `${date.slice(0, 10)}-${date.slice(11, 13)}${date.slice(14, 16)}-${options.mode}.json`,
+  );
   if (options.write) {
     const notes = [
       'Load: `smtp-source -s SESSIONS -l SIZE -m MESSAGES -r RCPTS` with a new connection per message (no `-d`); split mode runs two smtp-source processes with half the sessions each, one to recipients known on the primary, one to unknown ones.',
