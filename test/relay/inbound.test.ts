@@ -229,39 +229,65 @@ describe('inbound limits', () => {
     }
   });
 
-  it('disk full on the spool: 452 4.3.1, nothing kept, and mail is accepted again once there is space', async () => {
-    let full = true;
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      open: async (p, flags, mode): Promise<SpoolFileHandle> => {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
-        if (!p.endsWith('.eml.tmp')) return fh;
-        const enospc = (): Promise<never> =>
-          Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
-        return {
-          write: (d: Uint8Array) => (full ? enospc() : fh.write(d)),
-          writev: (bufs: Uint8Array[]) => (full ? enospc() : fh.writev(bufs)),
-          read: (b: Uint8Array, o: number, l: number, pos: number) => fh.read(b, o, l, pos),
-          sync: () => fh.sync(),
-          close: () => fh.close(),
-        };
-      },
-    };
-    const h = await startInbound(MANIFESTS, {}, fs);
-    try {
-      const r = await sendRaw(h.port, ['alice@example.com'], 'Subject: full\r\n\r\nx\r\n.\r\n');
-      expect(r.final).toMatch(/^452 4\.3\.1 /);
-      expect(await h.spool.list()).toEqual([]);
-      const { readdir } = await import('node:fs/promises');
-      expect((await readdir(`${h.dir}/spool/queue`)).length).toBe(0);
-      full = false;
-      const ok = await sendRaw(h.port, ['alice@example.com'], 'Subject: space\r\n\r\nx\r\n.\r\n');
-      expect(ok.final).toMatch(/^250 /);
-      expect((await h.spool.list()).length).toBe(1);
-    } finally {
-      await h.close();
-    }
-  });
+  const faults: { name: string; file: string; op: 'write' | 'sync'; code: string; reply: RegExp }[] = [
+    {
+      name: 'disk full writing the body',
+      file: '.eml.tmp',
+      op: 'write',
+      code: 'ENOSPC',
+      reply: /^452 4\.3\.1 /,
+    },
+    {
+      name: 'disk full writing the plan',
+      file: '.json.tmp',
+      op: 'write',
+      code: 'ENOSPC',
+      reply: /^452 4\.3\.1 /,
+    },
+    { name: 'fsync failing (EIO)', file: '.eml.tmp', op: 'sync', code: 'EIO', reply: /^451 4\.3\.0 / },
+  ];
+  for (const f of faults) {
+    it(`${f.name}: 4xx, nothing half-kept, earlier mail intact, accepted again once healthy`, async () => {
+      let broken = false;
+      const fail = (): Promise<never> =>
+        Promise.reject(Object.assign(new Error(`${f.code}: injected`), { code: f.code }));
+      const fs: SpoolFs = {
+        ...defaultSpoolFs,
+        open: async (p, flags, mode): Promise<SpoolFileHandle> => {
+          const fh = await defaultSpoolFs.open(p, flags, mode);
+          if (!p.endsWith(f.file)) return fh;
+          const hit = (op: 'write' | 'sync'): boolean => broken && op === f.op;
+          return {
+            write: (d: Uint8Array) => (hit('write') ? fail() : fh.write(d)),
+            writev: (bufs: Uint8Array[]) => (hit('write') ? fail() : fh.writev(bufs)),
+            read: (b: Uint8Array, o: number, l: number, pos: number) => fh.read(b, o, l, pos),
+            sync: () => (hit('sync') ? fail() : fh.sync()),
+            close: () => fh.close(),
+          };
+        },
+      };
+      const h = await startInbound(MANIFESTS, {}, fs);
+      try {
+        const before = await sendRaw(h.port, ['alice@example.com'], 'Subject: before\r\n\r\nx\r\n.\r\n');
+        expect(before.final).toMatch(/^250 /);
+        broken = true;
+        const r = await sendRaw(h.port, ['alice@example.com'], 'Subject: broken\r\n\r\nx\r\n.\r\n');
+        expect(r.final).toMatch(f.reply);
+        expect(r.after).toMatch(/^250/);
+        const { readdir } = await import('node:fs/promises');
+        const files = (await readdir(`${h.dir}/spool/queue`)).sort();
+        const id = before.final.split(' ').pop() ?? '';
+        expect(files).toEqual([`${id}.eml`, `${id}.json`]);
+        broken = false;
+        const ok = await sendRaw(h.port, ['alice@example.com'], 'Subject: after\r\n\r\nx\r\n.\r\n');
+        expect(ok.final).toMatch(/^250 /);
+        const bodies = (await h.spooled()).map((m) => /Subject: (\w+)/.exec(m.body.toString())?.[1]).sort();
+        expect(bodies).toEqual(['after', 'before']);
+      } finally {
+        await h.close();
+      }
+    });
+  }
 
   it('--bare-lf normalize: bare LF/CR become CRLF and the relayed bytes hold no bare LF or CR', async () => {
     const h = await startInbound(MANIFESTS, { bareLf: 'normalize' });
