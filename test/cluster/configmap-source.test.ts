@@ -6,31 +6,13 @@ import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { describeCluster } from '../controlplane/suite.ts';
+import { tableFor } from './tables.ts';
 import { waitFor } from '../support/wait.ts';
-import { canonicalJson, sha256Hex } from '../../routing/canonical.ts';
-import { API_VERSION, type RoutingTable } from '../../routing/model.ts';
 import { encodeRouting, type ConfigMapLike } from '../../operator/routing-configmap.ts';
 import { configMapApi, startConfigMapSource, type ConfigMapSource } from '../../relay/sources/configmap.ts';
 
 const NS = 'mailroute-system';
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
-
-/** A small valid table whose revision differs per tag; `pad` grows it (to force sharding). */
-export function tableFor(tag: string, pad = 0): { table: RoutingTable; json: string; revision: string } {
-  const table: RoutingTable = {
-    apiVersion: API_VERSION,
-    kind: 'RoutingTable',
-    domains: {},
-    sources: Array.from({ length: pad + 1 }, (_, i) => ({
-      kind: 'MailDomain' as const,
-      namespace: 'mail',
-      name: `${tag}-${i}-${'x'.repeat(40)}`,
-      generation: i + 1,
-    })),
-  };
-  const json = canonicalJson(table);
-  return { table, json, revision: sha256Hex(json) };
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'mailroute-cmsource-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,0 +1,113 @@
+// The relay's RBAC in cluster mode, in one place: docs/operations.md shows it as a table, the Helm chart should
+// mirror it, and test/cluster/relay-rbac.test.ts runs the ConfigMap source, the heartbeat and peer discovery with
+// exactly these rules (a ServiceAccount token), so a missing verb fails a test.
+import { ROUTING_CONFIGMAP } from '../../operator/routing-configmap.ts';
+import { relayLeaseName } from '../../operator/relay-heartbeat.ts';
+
+export interface RelayPolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+  /** Why (docs only; not part of the Kubernetes object). */
+  why: string;
+}
+
+export interface RelayRbacOptions {
+  /** ServiceAccount, Role and RoleBinding name. Default mailroute-relay. */
+  name?: string;
+  /** The namespace of the relays, the routing ConfigMap and the heartbeat Leases. */
+  namespace: string;
+  /** The routing ConfigMap (--configmap NS/NAME). Default mailroute-routing. */
+  configMap?: string;
+  /**
+   * The relay pod names when they are known in advance (a StatefulSet: <sts>-0 .. <sts>-<maxReplicas-1>): narrows
+   * get/update/delete of Leases to their heartbeat Leases. Undefined: any Lease in the namespace.
+   */
+  pods?: string[];
+  /** Read shard ConfigMaps of a sharded table (GUIDE §8). Default true. */
+  shards?: boolean;
+}
+
+/** Rules of the relay's Role, in its namespace. */
+export function relayRules(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = {}): RelayPolicyRule[] {
+  const cm = opts.configMap ?? ROUTING_CONFIGMAP;
+  const leaseNames = opts.pods?.map(relayLeaseName);
+  const rules: RelayPolicyRule[] = [
+    {
+      apiGroups: [''],
+      resources: ['configmaps'],
+      verbs: ['get', 'list', 'watch'],
+      resourceNames: [cm],
+      why: 'the routing table: list + watch with fieldSelector metadata.name, periodic re-get',
+    },
+  ];
+  if (opts.shards !== false) {
+    rules.push({
+      apiGroups: [''],
+      resources: ['configmaps'],
+      verbs: ['get'],
+      why: `shards of a sharded table (${cm}-<rev8>-<n>); their names carry the revision, so no resourceNames`,
+    });
+  }
+  rules.push(
+    {
+      apiGroups: ['coordination.k8s.io'],
+      resources: ['leases'],
+      verbs: ['create'],
+      why: 'heartbeat Lease mailroute-relay-<pod>, first start (create cannot be narrowed by name)',
+    },
+    {
+      apiGroups: ['coordination.k8s.io'],
+      resources: ['leases'],
+      verbs: ['get', 'update', 'delete'],
+      ...(leaseNames ? { resourceNames: leaseNames } : {}),
+      why: 'heartbeat: compare-and-swap renew every 10 s, delete on graceful shutdown',
+    },
+    {
+      apiGroups: ['coordination.k8s.io'],
+      resources: ['leases'],
+      verbs: ['list'],
+      why: "drain peers: the other relays' fresh heartbeat Leases (label selector app.kubernetes.io/component=relay)",
+    },
+  );
+  return rules;
+}
+
+type K8sObject = Record<string, unknown>;
+
+/** ServiceAccount, Role and RoleBinding granting the relay what cluster mode needs and nothing more. */
+export function relayRbacObjects(opts: RelayRbacOptions): K8sObject[] {
+  const name = opts.name ?? 'mailroute-relay';
+  const rbac = 'rbac.authorization.k8s.io/v1';
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: opts.namespace } },
+    {
+      apiVersion: rbac,
+      kind: 'Role',
+      metadata: { name, namespace: opts.namespace },
+      rules: relayRules(opts).map((r) => ({
+        apiGroups: r.apiGroups,
+        resources: r.resources,
+        verbs: r.verbs,
+        ...(r.resourceNames ? { resourceNames: r.resourceNames } : {}),
+      })),
+    },
+    {
+      apiVersion: rbac,
+      kind: 'RoleBinding',
+      metadata: { name, namespace: opts.namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [{ kind: 'ServiceAccount', name, namespace: opts.namespace }],
+    },
+  ];
+}
+
+/** Markdown table of the relay's rules (docs/operations.md). */
+export function relayRbacTable(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = {}): string {
+  const rows = relayRules(opts).map(
+    (r) =>
+      `| ${r.apiGroups.map((g) => (g === '' ? 'core' : g)).join(', ')} | ${r.resources.join(', ')}${r.resourceNames ? ` (only ${r.resourceNames.join(', ')})` : ''} | ${r.verbs.join(', ')} | ${r.why} |`,
+  );
+  return ['| API group | resources | verbs | why |', '|---|---|---|---|', ...rows].join('\n');
+}
