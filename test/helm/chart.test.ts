@@ -10,6 +10,7 @@ import { chartCrdTemplate, withoutChartMetadata } from '../../scripts/chart-crds
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
+import { operatorRbacObjects } from '../../operator/rbac.ts';
 import {
   ALL_FEATURES_VALUES,
   CHART_DIR,
@@ -322,6 +323,24 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       'mail/mr-mailroute-secrets-relay',
     ]);
     expect(byKind(all, 'ClusterRoleBinding').map((b) => b.metadata.name)).toEqual(['mr-mailroute-operator']);
+  });
+
+  it("grants the operator exactly the rules of operator/rbac.ts (the operator's canonical, tested RBAC)", () => {
+    const canonical = operatorRbacObjects({ namespace: 'mailroute-system', leaseName: 'mailroute-operator' });
+    const rulesOf = (objects: Json[], kind: string, pred: (name: string) => boolean): unknown =>
+      objects.filter((o) => o.kind === kind && pred(String((o.metadata as Json).name))).map((o) => o.rules);
+    expect(rulesOf(defaults, 'ClusterRole', (n) => n === 'mr-mailroute-operator')).toEqual(
+      rulesOf(canonical, 'ClusterRole', (n) => n === 'mailroute-operator'),
+    );
+    expect(rulesOf(defaults, 'ClusterRole', (n) => n === 'mr-mailroute-secrets-operator')).toEqual(
+      rulesOf(canonical, 'ClusterRole', (n) => n === 'mailroute-operator-secrets'),
+    );
+    expect(rulesOf(defaults, 'Role', (n) => n === 'mr-mailroute-operator')).toEqual(
+      rulesOf(canonical, 'Role', (n) => n === 'mailroute-operator'),
+    );
+    // rbac.secretNamespaces also narrows what the operator watches (--secret-namespaces), or its informer is refused.
+    const [c] = containers(one(all, 'Deployment', '-operator'));
+    expect(c!.args).toContain('--secret-namespaces=mail,mail-staging');
   });
 
   it('keeps the chart templates of the CRDs generated from crds/ (run `npm run gen:chart` after `npm run gen`)', () => {

@@ -20,6 +20,7 @@ import { parseAllDocuments } from 'yaml';
 import { freePort } from '../controlplane/harness.ts';
 import { describeCluster, waitEstablished } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
+import { argoHealth, findLua } from './argocd-health.ts';
 import { openApiPath, schemasFromCrds, schemasFromOpenApi, type OpenApiV3Document } from './kube-schemas.ts';
 import {
   ALL_FEATURES_VALUES,
@@ -48,21 +49,91 @@ describeCluster(
   'helm chart on a real API server',
   (ctx) => {
     let work = '';
-    let operator: ChildProcess | undefined;
-    let operatorLog = '';
+    const procs = new Map<string, { child: ChildProcess; log: string }>();
     beforeAll(() => {
       if (!found.ok) throw new Error(`helm/kubeconform unavailable: ${found.reason} (run npm run envtest)`);
       work = mkdtempSync(join(tmpdir(), 'mailroute-helm-'));
     });
-    afterAll(async () => {
-      if (operator !== undefined && operator.exitCode === null) {
-        const exited = new Promise((r) => operator!.once('exit', r));
-        operator.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000).unref())]);
-        if (operator.exitCode === null) operator.kill('SIGKILL');
+    const stopAll = async (): Promise<void> => {
+      for (const { child } of procs.values()) {
+        if (child.exitCode !== null || child.signalCode !== null) continue;
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       }
+    };
+    afterAll(async () => {
+      await stopAll();
       if (work !== '') rmSync(work, { recursive: true, force: true });
     });
+
+    /** A kubeconfig that authenticates with a token of the chart's ServiceAccount (TokenRequest): RBAC as in a pod. */
+    const serviceAccountKubeconfig = async (sa: string): Promise<string> => {
+      const token = await ctx.cp.kubectl(['create', 'token', sa, '-n', NS, '--duration=1h']);
+      expect(token.code, token.stderr).toBe(0);
+      const cluster = ctx.cp.kubeconfig.getCurrentCluster()!;
+      const ca = cluster.caData ?? Buffer.from(readFileSync(cluster.caFile!)).toString('base64');
+      const path = join(work, `${sa}.kubeconfig`);
+      const doc = {
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'envtest', cluster: { server: ctx.cp.server, 'certificate-authority-data': ca } }],
+        users: [{ name: sa, user: { token: token.stdout.trim() } }],
+        contexts: [{ name: sa, context: { cluster: 'envtest', user: sa, namespace: NS } }],
+        'current-context': sa,
+      };
+      writeFileSync(path, JSON.stringify(doc), { mode: 0o600 });
+      return path;
+    };
+
+    /**
+     * The container of a rendered workload as a local process: its args with $(VAR) expanded from its env (the
+     * downward API values given in `pod`), flags rewritten by `rewrite`, run with this checkout's bin/mailroute.js.
+     */
+    const runContainer = async (
+      name: string,
+      kind: 'Deployment' | 'StatefulSet',
+      pod: Record<string, string>,
+      kubeconfig: string,
+      rewrite: (arg: string) => string,
+      extraEnv: Record<string, string> = {},
+    ): Promise<{ exited: () => string }> => {
+      const w = parseObjects(await helmTemplate(tools, [], RELEASE, NS)).find(
+        (o): o is K8sObject => o.kind === kind,
+      )!;
+      const c = ((((w.spec as Json).template as Json).spec as Json).containers as Json[])[0]!;
+      const env: Record<string, string> = {};
+      for (const e of c.env as Json[])
+        env[String(e.name)] = typeof e.value === 'string' ? e.value : (pod[String(e.name)] ?? '');
+      Object.assign(env, extraEnv);
+      const args = (c.args as string[]).map((a) =>
+        rewrite(a.replace(/\$\((\w+)\)/g, (_m, v: string) => env[v] ?? '')),
+      );
+      const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'mailroute.js'), ...args], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, ...env, KUBECONFIG: kubeconfig },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const entry = { child, log: '' };
+      procs.set(name, entry);
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (entry.log += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (entry.log += d));
+      return {
+        exited: () =>
+          child.exitCode !== null
+            ? `${name} exited (${String(child.exitCode)}):\n${entry.log.slice(-3000)}`
+            : '',
+      };
+    };
+
+    /** Health of a live object per docs/gitops/argocd-health.lua (lua5.4), as Argo CD would show it. */
+    const argo = async (kind: string, name: string): Promise<string> => {
+      const lua = findLua('lua5.4');
+      if (lua === undefined) return 'lua5.4 missing';
+      const h = await argoHealth(lua, await getJson([`${kind}.mailroute.io`, name, '-n', MAIL_NS]));
+      return `${h.status}: ${h.message}`;
+    };
 
     const helm = (args: string[]): ReturnType<typeof run> =>
       run(tools.helm, [...args, '--kubeconfig', ctx.cp.kubeconfigPath]);
@@ -198,9 +269,12 @@ describeCluster(
       ['operator', 'delete', 'maildomains.mailroute.io', MAIL_NS, false],
       ['operator', 'create', 'events', MAIL_NS, true],
       ['operator', 'patch', 'configmaps', NS, true],
+      ['operator', 'delete', 'configmaps', NS, true],
       ['operator', 'create', 'configmaps', MAIL_NS, false],
-      ['operator', 'update', 'leases.coordination.k8s.io', NS, true],
-      ['operator', 'update', 'leases.coordination.k8s.io', MAIL_NS, false],
+      ['operator', 'update', 'leases.coordination.k8s.io/mailroute-operator', NS, true],
+      ['operator', 'update', 'leases.coordination.k8s.io/mailroute-relay-mr-mailroute-relay-0', NS, false],
+      ['operator', 'watch', 'leases.coordination.k8s.io', NS, true],
+      ['operator', 'update', 'leases.coordination.k8s.io/mailroute-operator', MAIL_NS, false],
       ['operator', 'watch', 'secrets', MAIL_NS, true],
       ['operator', 'create', 'secrets', MAIL_NS, false],
       ['operator', 'list', 'pods', NS, false],
@@ -228,81 +302,26 @@ describeCluster(
     });
 
     it("runs the operator with the chart's args and ServiceAccount: routing ConfigMap written, statuses set", async () => {
-      // The operator's container as the chart renders it; --http moves to a free loopback port.
-      const deploy = parseObjects(await helmTemplate(tools, [], RELEASE, NS)).find(
-        (o): o is K8sObject => o.kind === 'Deployment',
-      )!;
-      const c = ((((deploy.spec as Json).template as Json).spec as Json).containers as Json[])[0]!;
-      const httpPort = await freePort();
-      const podEnv: Record<string, string> = { POD_NAME: 'mr-mailroute-operator-test', POD_NAMESPACE: NS };
-      const env: Record<string, string> = {};
-      for (const e of c.env as Json[])
-        env[String(e.name)] = typeof e.value === 'string' ? e.value : (podEnv[String(e.name)] ?? '');
-      const args = (c.args as string[])
-        .map((a) => a.replace(/\$\((\w+)\)/g, (_m, v: string) => env[v] ?? ''))
-        .map((a) => (a.startsWith('--http=') ? `--http=127.0.0.1:${httpPort}` : a));
-
-      // A kubeconfig that authenticates as the chart's ServiceAccount (TokenRequest), so RBAC is what the pod gets.
-      const token = await ctx.cp.kubectl([
-        'create',
-        'token',
-        'mr-mailroute-operator',
-        '-n',
-        NS,
-        '--duration=1h',
-      ]);
-      expect(token.code, token.stderr).toBe(0);
-      const cluster = ctx.cp.kubeconfig.getCurrentCluster()!;
-      const ca = cluster.caData ?? Buffer.from(readFileSync(cluster.caFile!)).toString('base64');
-      const kubeconfig = join(work, 'operator.kubeconfig');
-      writeFileSync(
-        kubeconfig,
-        [
-          'apiVersion: v1',
-          'kind: Config',
-          'clusters: [{name: envtest, cluster: {server: "' +
-            ctx.cp.server +
-            '", certificate-authority-data: ' +
-            ca +
-            '}}]',
-          'users: [{name: operator, user: {token: ' + token.stdout.trim() + '}}]',
-          'contexts: [{name: operator, context: {cluster: envtest, user: operator, namespace: ' + NS + '}}]',
-          'current-context: operator',
-          '',
-        ].join('\n'),
-        { mode: 0o600 },
-      );
-
       expect((await ctx.cp.kubectl(['create', 'namespace', MAIL_NS])).code).toBe(0);
       const applied = await ctx.cp.kubectl(['apply', '-n', MAIL_NS, '-f', EXAMPLE]);
       expect(applied.code, applied.stderr).toBe(0);
 
-      operator = spawn(
-        process.execPath,
-        [join(REPO_ROOT, 'bin', 'mailroute.js'), ...args, `--kubeconfig=${kubeconfig}`],
-        {
-          cwd: REPO_ROOT,
-          env: { ...process.env, ...env, KUBECONFIG: kubeconfig },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
+      const httpPort = await freePort();
+      const operator = await runContainer(
+        'operator',
+        'Deployment',
+        { POD_NAME: 'mr-mailroute-operator-test', POD_NAMESPACE: NS },
+        await serviceAccountKubeconfig('mr-mailroute-operator'),
+        (a) => (a.startsWith('--http=') ? `--http=127.0.0.1:${httpPort}` : a),
       );
-      operator.stdout!.setEncoding('utf8').on('data', (d: string) => (operatorLog += d));
-      operator.stderr!.setEncoding('utf8').on('data', (d: string) => (operatorLog += d));
-      const exited = (): string =>
-        operator?.exitCode !== null
-          ? `operator exited (${String(operator?.exitCode)}):\n${operatorLog.slice(-3000)}`
-          : '';
 
       const cm = await waitFor(
         async () => {
-          if (exited() !== '') throw new Error(exited());
+          if (operator.exited() !== '') throw new Error(operator.exited());
           const r = await ctx.cp.kubectl(['get', 'configmap', 'mailroute-routing', '-n', NS, '-o', 'json']);
           return r.code === 0 ? (JSON.parse(r.stdout) as Json) : undefined;
         },
-        {
-          timeoutMs: 30_000,
-          what: `ConfigMap ${NS}/mailroute-routing (operator log:\n${operatorLog.slice(-2000)})`,
-        },
+        { timeoutMs: 30_000, what: `ConfigMap ${NS}/mailroute-routing` },
       );
       const data = cm.data as Record<string, string>;
       const table = JSON.parse(data['routing.json'] ?? '{}') as { domains?: Record<string, unknown> };
@@ -312,7 +331,7 @@ describeCluster(
       for (const kind of ['maildomain', 'deliverypolicy']) {
         const obj = await waitFor(
           async () => {
-            if (exited() !== '') throw new Error(exited());
+            if (operator.exited() !== '') throw new Error(operator.exited());
             const o = await getJson([`${kind}.mailroute.io`, 'example-com', '-n', MAIL_NS]);
             const st = o.status as { observedGeneration?: number; conditions?: Json[] } | undefined;
             const gen = (o.metadata as Json).generation;
@@ -325,8 +344,14 @@ describeCluster(
         const conds = new Map(((obj.status as Json).conditions as Json[]).map((c) => [String(c.type), c]));
         expect(conds.get('Accepted'), kind).toMatchObject({ status: 'True' });
         expect(conds.get('ResolvedRefs'), kind).toMatchObject({ status: 'True' });
-        // No relay runs (no kubelet), so the operator counts 0 relays; Programmed and Ready say so.
-        expect([...conds.keys()]).toEqual(expect.arrayContaining(['Programmed', 'Ready']));
+        // No relay yet: the operator counts 0 relays, and Argo CD would show the object as still progressing.
+        expect(conds.get('Programmed'), kind).toMatchObject({
+          status: 'False',
+          message: '0/0 relays programmed',
+        });
+        expect(await argo(kind, 'example-com')).toBe(
+          'Progressing: Programmed (NoRelays): 0/0 relays programmed',
+        );
       }
 
       const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
@@ -335,7 +360,63 @@ describeCluster(
       expect(metrics).toMatch(/leader_election_master_status\{[^}]*\} 1/);
     });
 
+    it("runs a relay with the chart's args and ServiceAccount: heartbeat Lease, the policy becomes Ready", async () => {
+      const [smtp, http, admin] = [await freePort(), await freePort(), await freePort()];
+      const spool = join(work, 'spool');
+      mkdirSync(spool);
+      const relay = await runContainer(
+        'relay',
+        'StatefulSet',
+        { POD_NAME: 'mr-mailroute-relay-0', POD_NAMESPACE: NS, POD_IP: '127.0.0.1' },
+        await serviceAccountKubeconfig('mr-mailroute-relay'),
+        (a) =>
+          a.startsWith('--listen=')
+            ? `--listen=127.0.0.1:${smtp}`
+            : a.startsWith('--http=')
+              ? `--http=127.0.0.1:${http}`
+              : a.startsWith('--admin=')
+                ? `--admin=127.0.0.1:${admin}`
+                : a.startsWith('--spool=')
+                  ? `--spool=${spool}`
+                  : a,
+        { MAILROUTE_ROUTING_FILE_FALLBACK: join(work, 'no-mounted-file', 'routing.json') },
+      );
+      const lease = await waitFor(
+        async () => {
+          if (relay.exited() !== '') throw new Error(relay.exited());
+          const r = await ctx.cp.kubectl([
+            'get',
+            'lease',
+            'mailroute-relay-mr-mailroute-relay-0',
+            '-n',
+            NS,
+            '-o',
+            'json',
+          ]);
+          return r.code === 0 ? (JSON.parse(r.stdout) as Json) : undefined;
+        },
+        { timeoutMs: 30_000, what: 'the relay heartbeat Lease' },
+      );
+      expect(((lease.metadata as Json).annotations as Json)['mailroute.io/revision']).toEqual(
+        expect.any(String),
+      );
+      const ready = await waitFor(
+        async () => {
+          if (relay.exited() !== '') throw new Error(relay.exited());
+          const o = await getJson(['deliverypolicy.mailroute.io', 'example-com', '-n', MAIL_NS]);
+          const conds = ((o.status as Json | undefined)?.conditions as Json[] | undefined) ?? [];
+          return conds.find((c) => c.type === 'Ready' && c.status === 'True');
+        },
+        { timeoutMs: 30_000, what: 'DeliveryPolicy Ready=True' },
+      );
+      expect(ready.message).toBe('1/1 relays programmed');
+      expect(await argo('deliverypolicy', 'example-com')).toBe('Healthy: 1/1 relays programmed');
+      const readyz = await fetch(`http://127.0.0.1:${http}/readyz`);
+      expect(readyz.status).toBe(200);
+    });
+
     it('helm uninstall removes the workloads and keeps the CRDs (crds.keep)', async () => {
+      await stopAll();
       const r = await helm(['uninstall', RELEASE, '-n', NS]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout + r.stderr).toContain('kept due to the resource policy');
