@@ -62,6 +62,8 @@ export interface DeliveryOptions {
   stopTimeoutMs?: number;
   /** Messages loaded from the spool at the same time. Default 64. */
   loadConcurrency?: number;
+  /** How long a result waits for the other legs of its message before it is written. Default 50 ms. */
+  resultCoalesceMs?: number;
 }
 
 export interface DeliveryStats {
@@ -101,6 +103,18 @@ interface Entry {
   /** flush(): try deferred legs regardless of nextAttemptAt. */
   force: boolean;
   dsnBusy: boolean;
+  /** Attempt results not written yet (see applyReplies). */
+  results: PendingResult[];
+  waiters: (() => void)[];
+  resultTimer: NodeJS.Timeout | undefined;
+  flushing: Promise<void> | undefined;
+}
+
+interface PendingResult {
+  job: Job;
+  replies: Map<number, AttemptReply>;
+  serverLabel: string;
+  durationMs: number;
 }
 
 interface Job {
@@ -215,6 +229,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const resolver = opts.resolver ?? systemResolver;
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const loadConcurrency = opts.loadConcurrency ?? 64;
+  const resultCoalesceMs = opts.resultCoalesceMs ?? 50;
 
   const entries = new Map<string, Entry>();
   const heap = new DueHeap();
@@ -319,6 +334,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     again: false,
     force: false,
     dsnBusy: false,
+    results: [],
+    waiters: [],
+    resultTimer: undefined,
+    flushing: undefined,
   });
 
   /** Recomputes kind and due of an entry from a state just read or written. */
@@ -509,17 +528,66 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     await applyReplies(job, replies, serverLabel, Date.now() - started);
   };
 
-  const applyReplies = async (
+  /**
+   * Results are recorded per message in batches: a result waits up to resultCoalesceMs for the other legs of the
+   * same message still in flight, so that a dual message whose legs finish together costs one write (or none: when
+   * every leg is final the message is removed instead of rewritten). A crash in that window only repeats an attempt.
+   */
+  const applyReplies = (
     job: Job,
     replies: Map<number, AttemptReply>,
     serverLabel: string,
     durationMs: number,
   ): Promise<void> => {
+    const e = entries.get(job.id);
+    if (!e) return Promise.resolve(); // deleted meanwhile
+    return new Promise<void>((resolve) => {
+      e.results.push({ job, replies, serverLabel, durationMs });
+      e.waiters.push(resolve);
+      kickResults(job.id, e);
+    });
+  };
+
+  const kickResults = (id: string, e: Entry): void => {
+    if (e.flushing || e.results.length === 0) return;
+    const covered = new Set(e.results.flatMap((r) => r.job.indexes));
+    const othersInFlight = [...e.inflight].some((i) => !covered.has(i));
+    if (othersInFlight && !stopped && resultCoalesceMs > 0) {
+      e.resultTimer ??= setTimeout(() => {
+        e.resultTimer = undefined;
+        flushResults(id, e);
+      }, resultCoalesceMs);
+      return;
+    }
+    flushResults(id, e);
+  };
+
+  const flushResults = (id: string, e: Entry): void => {
+    if (e.resultTimer) {
+      clearTimeout(e.resultTimer);
+      e.resultTimer = undefined;
+    }
+    if (e.flushing || e.results.length === 0) return;
+    const batch = e.results.splice(0);
+    const waiters = e.waiters.splice(0);
+    e.flushing = recordResults(id, e, batch)
+      .catch((err: unknown) => log.error({ err, queueId: id }, 'delivery: recording results failed'))
+      .finally(() => {
+        e.flushing = undefined;
+        for (const w of waiters) w();
+        kickResults(id, e);
+      });
+  };
+
+  const recordResults = async (id: string, e: Entry, batch: PendingResult[]): Promise<void> => {
     const now = clock();
-    const outcomes: { i: number; leg: LegState; outcome: LegOutcome }[] = [];
+    const outcomes: { r: PendingResult; leg: LegState; outcome: LegOutcome }[] = [];
+    const indexes = new Set(batch.flatMap((r) => r.job.indexes));
     let state: SpoolState | null | undefined;
+    let writeFailed = false;
     try {
-      state = await spool.update(job.id, (s) => {
+      state = await spool.update(id, (s) => {
+        outcomes.length = 0;
         const legs = [...s.legs];
         const ctx = {
           now,
@@ -528,67 +596,70 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           maxQueueLifetimeMs: opts.maxQueueLifetimeMs,
           nullSender: s.meta.mailFrom === '',
         };
-        for (const i of job.indexes) {
-          const leg = legs[i];
-          const reply = replies.get(i);
-          if (!leg || !reply || isFinal(leg)) continue;
-          const outcome = decideLeg(leg, reply, ctx);
-          legs[i] = applyOutcome(leg, outcome, now, serverLabel);
-          outcomes.push({ i, leg, outcome });
+        for (const r of batch) {
+          for (const i of r.job.indexes) {
+            const leg = legs[i];
+            const reply = r.replies.get(i);
+            if (!leg || !reply || isFinal(leg)) continue;
+            const outcome = decideLeg(leg, reply, ctx);
+            legs[i] = applyOutcome(leg, outcome, now, r.serverLabel);
+            outcomes.push({ r, leg, outcome });
+          }
         }
         // The last open legs just became final and no DSN is owed: remove the message instead of rewriting it.
-        const e = entries.get(job.id);
-        const othersInFlight = e ? [...e.inflight].some((i) => !job.indexes.includes(i)) : false;
+        const othersInFlight = [...e.inflight].some((i) => !indexes.has(i));
         if (!othersInFlight && !stopped && legs.every((l) => isFinal(l) && !l.dsnPending)) return null;
         return { ...s, legs };
       });
     } catch (err) {
-      // The state could not be written: the attempt will be repeated (at-least-once), never lost.
-      log.error({ err, queueId: job.id }, 'delivery: could not record the result of an attempt');
+      // The state could not be written: the attempts will be repeated (at-least-once), never lost.
+      writeFailed = true;
+      log.error({ err, queueId: id }, 'delivery: could not record the result of an attempt');
     }
-    for (const { leg, outcome } of outcomes) {
-      metrics.deliveries.inc({ server: job.server.name, leg: job.role, result: outcome.metric });
+    for (const { r, leg, outcome } of outcomes) {
+      metrics.deliveries.inc({ server: r.job.server.name, leg: r.job.role, result: outcome.metric });
       log.info(
         {
-          queueId: job.id,
-          server: job.server.name,
-          host: serverLabel,
-          role: job.role,
+          queueId: id,
+          server: r.job.server.name,
+          host: r.serverLabel,
+          role: r.job.role,
           recipient: leg.leg.recipient,
           result: outcome.metric,
           reply: outcome.reply,
           attempt: leg.attempts + 1,
-          durationMs,
+          durationMs: r.durationMs,
           ...(outcome.state === 'deferred' ? { nextAttemptAt: outcome.nextAttemptAt.toISOString() } : {}),
+          ...(writeFailed ? { recorded: false } : {}),
         },
         'delivery attempt',
       );
     }
-    const e = entries.get(job.id);
-    for (const i of job.indexes) e?.inflight.delete(i);
+    for (const i of indexes) e.inflight.delete(i);
     if (state === null) {
-      entries.delete(job.id);
-      log.info({ queueId: job.id }, 'delivery: message complete, removed from spool');
+      if (entries.get(id) === e) entries.delete(id);
+      log.info({ queueId: id }, 'delivery: message complete, removed from spool');
       return;
     }
-    if (!e) return; // deleted meanwhile
-    if (!state) {
-      if (outcomes.length === 0) {
-        // The message vanished (admin delete) or the write failed: look again later.
-        setDue(job.id, e, clock().getTime() + (opts.retryScheduleMs[0] ?? 60_000));
-      }
+    if (entries.get(id) !== e) return; // deleted meanwhile
+    if (writeFailed) {
+      setDue(id, e, clock().getTime() + (opts.retryScheduleMs[0] ?? 60_000));
+      return;
+    }
+    if (state === undefined) {
+      entries.delete(id); // the message is gone (deleted by an operator, or quarantined)
       return;
     }
     if (stopped) return;
     if (state.legs.some((l) => l.dsnPending) && !e.dsnBusy) {
-      await sendDsn(job.id, e, state);
+      await sendDsn(id, e, state);
       return;
     }
     if (e.inflight.size === 0 && state.legs.every((l) => isFinal(l) && !l.dsnPending)) {
-      await finish(job.id);
+      await finish(id);
       return;
     }
-    reschedule(job.id, e, state);
+    reschedule(id, e, state);
   };
 
   // ---------------- DSN ----------------
@@ -781,6 +852,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       loadQueue.length = 0;
       heap.clear();
       for (const lane of lanes.values()) lane.drop();
+      // Results waiting for sibling legs are written now.
+      for (const [id, e] of entries) if (e.resultTimer) flushResults(id, e);
       let deadline: NodeJS.Timeout | undefined;
       const all = Promise.allSettled([...running]);
       const timedOut = await Promise.race([

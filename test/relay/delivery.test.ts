@@ -191,6 +191,67 @@ describe('delivery engine', () => {
     expect(id).toMatch(/^[0-9a-z]{16}$/);
   });
 
+  it('records the results of legs that finish together in one step: the message is removed without a rewrite', async () => {
+    h = await harness();
+    await h.engine.stop();
+    const inner = h.spool;
+    let writes = 0;
+    let removals = 0;
+    const counting: Spool = {
+      ...inner,
+      accept: (m, b) => inner.accept(m, b),
+      update: (id, change) =>
+        inner.update(id, (st) => {
+          const next = change(st);
+          if (next === null) removals++;
+          else writes++;
+          return next;
+        }),
+    };
+    const engine = startDelivery({
+      spool: counting,
+      logger,
+      metrics: createRelayMetrics(new Registry(), false),
+      retryScheduleMs: [50],
+      maxQueueLifetimeMs: 60_000,
+      hostname: 'relay.test',
+      credentials: () => Promise.resolve(undefined),
+      route: (r) => ({
+        verdict: 'reject',
+        recipient: r,
+        reply: { code: 554, enhanced: '5.7.1', text: 'no' },
+        legs: [],
+      }),
+      resultCoalesceMs: 5000,
+    });
+    cleanups.push(() => engine.stop());
+    for (let i = 0; i < 5; i++) {
+      const r = await inner.accept(
+        {
+          mailFrom: 'alice@sender.example',
+          recipients: [{ recipient: `u${i}@example.com`, legs: h.legs(`u${i}@example.com`) }],
+          clientAddress: '127.0.0.1',
+          clientHostname: 'l',
+          helo: 'x',
+          receivedAt: new Date().toISOString(),
+          revision: 't',
+          smtputf8: false,
+          body8bit: false,
+        },
+        Readable.from([MESSAGE]),
+      );
+      if (!r.ok) throw r.error;
+      engine.notify(r.id);
+    }
+    await waitFor(async () => (await h.queueFiles()).length === 0 && engine.stats().messages === 0, {
+      what: 'drain',
+    });
+    expect(h.primary.messages.length).toBe(5);
+    expect(h.copy.messages.length).toBe(5);
+    expect(removals).toBe(5);
+    expect(writes).toBe(0);
+  });
+
   it('groups the recipients of one message for the same server and role into one transaction', async () => {
     h = await harness();
     await h.accept(['bob@example.com', 'carol@example.com', 'dave@example.com']);
@@ -288,7 +349,13 @@ describe('delivery engine', () => {
       what: 'primary legs while the copy server is down',
     });
     expect(h.copy.messages.length).toBe(0);
-    await waitFor(async () => (await h.counter('deferred', 'copy')) >= 2, { what: 'copies deferred' });
+    await waitFor(
+      async () =>
+        (await h.counter('deferred', 'copy')) >= 2 && (await h.counter('delivered', 'primary')) === 2,
+      {
+        what: 'copies deferred, primaries recorded',
+      },
+    );
     for (const id of ids) {
       const s = await h.spool.load(id);
       expect(s.ok && s.state.legs.map((l) => `${l.leg.role} ${l.state}`)).toEqual([
