@@ -134,40 +134,46 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
     bad.add(o);
   };
 
-  // Deterministic order and one object per identity (a different duplicate is refused, whatever the input order).
-  const sorted = input
-    .map((o) => ({ o, id: identity(o) }))
-    .sort((a, b) => KIND_ORDER[a.o.kind] - KIND_ORDER[b.o.kind] || byCodeUnit(a.id, b.id));
-  const objects: Obj[] = [];
-  for (let i = 0; i < sorted.length;) {
-    let j = i + 1;
-    while (j < sorted.length && sorted[j]!.id === sorted[i]!.id) j++;
-    if (j === i + 1) {
-      objects.push(sorted[i]!.o);
-    } else {
-      const same = sorted
-        .slice(i, j)
-        .map((x) => ({ o: x.o, json: canonicalJson(x.o) }))
+  // One object per identity (a different duplicate is refused, whatever the input order). Every later step is
+  // order-independent: groups are sorted before a winner is chosen, and the table is built in sorted order.
+  const byId = new Map<string, Obj[]>();
+  for (const o of input) {
+    const id = identity(o);
+    const same = byId.get(id);
+    if (same === undefined) byId.set(id, [o]);
+    else same.push(o);
+  }
+  const domains: MailDomain[] = [];
+  const policies: DeliveryPolicy[] = [];
+  const recipients: TestRecipient[] = [];
+  for (const same of byId.values()) {
+    let o = same[0]!;
+    if (same.length > 1) {
+      const jsons = same
+        .map((x) => ({ x, json: canonicalJson(x) }))
         .sort((a, b) => byCodeUnit(a.json, b.json));
-      const first = same[0]!;
-      objects.push(first.o);
-      if (same.some((x) => x.json !== first.json)) {
+      o = jsons[0]!.x;
+      if (jsons.some((j) => j.json !== jsons[0]!.json)) {
         issues.push({
-          kind: first.o.kind,
-          namespace: first.o.metadata.namespace,
-          name: first.o.metadata.name,
+          kind: o.kind,
+          namespace: o.metadata.namespace,
+          name: o.metadata.name,
           condition: 'Accepted',
           reason: Reasons.Duplicate,
           field: 'metadata.name',
-          message: `${describe(first.o)} was given ${same.length} times with different content; the first in canonical order is used`,
+          message: `${describe(o)} was given ${same.length} times with different content; the first in canonical order is used`,
         });
       }
     }
-    i = j;
+    if (o.kind === 'MailDomain') domains.push(o);
+    else if (o.kind === 'DeliveryPolicy') policies.push(o);
+    else recipients.push(o);
   }
-  const domains = objects.filter((o): o is MailDomain => o.kind === 'MailDomain');
-  const policies = objects.filter((o): o is DeliveryPolicy => o.kind === 'DeliveryPolicy');
-  const recipients = objects.filter((o): o is TestRecipient => o.kind === 'TestRecipient');
+  const byName = (a: Obj, b: Obj) =>
+    byCodeUnit(a.metadata.namespace, b.metadata.namespace) || byCodeUnit(a.metadata.name, b.metadata.name);
+  domains.sort(byName);
+  policies.sort(byName);
+  recipients.sort(byName); // so that per-policy lists and `sources` come out sorted without sorting again
 
   // --- MailDomains: one per domain cluster-wide; accounts must be in the domain.
   for (const group of groupBy(domains, (d) => d.spec.domain).values()) {
@@ -331,7 +337,14 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
     else list.push(t);
   }
   for (const list of trByPolicy.values()) {
-    for (const group of groupBy(list, (t) => t.spec.address.toLowerCase()).values()) {
+    const first = new Map<string, TestRecipient[]>();
+    for (const t of list) {
+      const key = t.spec.address.toLowerCase();
+      const group = first.get(key);
+      if (group === undefined) first.set(key, [t]);
+      else group.push(t);
+    }
+    for (const group of first.values()) {
       if (group.length < 2) continue;
       group.sort(byAge);
       const [winner, ...losers] = group as [TestRecipient, ...TestRecipient[]];
@@ -350,14 +363,13 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
   // --- The table. Every object literal below lists its keys in sorted order and every record is filled in sorted
   // key order, so that canonicalJson can take its native JSON.stringify fast path.
   const routes: Record<string, DomainRoute> = {};
-  const sources: ObjectRef[] = [];
+  const trRefs = new Map<TestRecipient, ObjectRef>();
   const acceptedPolicy = new Map<MailDomain, DeliveryPolicy>();
   for (const [p, d] of policyDomain) if (!bad.has(p)) acceptedPolicy.set(d, p);
   const acceptedDomains = domains
     .filter((d) => !bad.has(d))
     .sort((a, b) => byCodeUnit(a.spec.domain, b.spec.domain));
   for (const d of acceptedDomains) {
-    sources.push(objectRef(d));
     const ns = d.metadata.namespace;
     const servers: Record<string, ServerRoute> = {};
     for (const s of [...d.spec.servers].sort((a, b) => byCodeUnit(a.name, b.name))) {
@@ -400,25 +412,22 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
       };
       continue;
     }
-    sources.push(objectRef(p));
     const mode = p.spec.mode;
     const copyDomain = mode === 'Dual' ? p.spec.dual?.copyRecipientDomain : undefined;
     const entries: [string, TestRecipientRoute & { source: ObjectRef }][] = [];
     for (const t of trByPolicy.get(p) ?? []) {
       if (bad.has(t)) continue;
-      sources.push(objectRef(t));
+      const source = objectRef(t);
+      trRefs.set(t, source);
       const address = t.spec.address;
       const forwardTo =
         t.spec.forwardTo ?? (copyDomain !== undefined ? `${localOf(address)}@${copyDomain}` : address);
-      entries.push([
-        address.toLowerCase(),
-        {
-          ...(t.spec.expiresAt !== undefined ? { expiresAt: t.spec.expiresAt } : {}),
-          forwardTo,
-          keepPrimaryCopy: t.spec.keepPrimaryCopy,
-          source: objectRef(t),
-        },
-      ]);
+      // literal shapes instead of spreads: this loop runs once per TestRecipient
+      const route: TestRecipientRoute & { source: ObjectRef } =
+        t.spec.expiresAt !== undefined
+          ? { expiresAt: t.spec.expiresAt, forwardTo, keepPrimaryCopy: t.spec.keepPrimaryCopy, source }
+          : { forwardTo, keepPrimaryCopy: t.spec.keepPrimaryCopy, source };
+      entries.push([address.toLowerCase(), route]);
     }
     entries.sort((a, b) => byCodeUnit(a[0], b[0]));
     for (const [address, tr] of entries) testRecipients[address] = tr;
@@ -448,13 +457,21 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
       testRecipients,
     };
   }
-  sources.sort(
-    (a, b) =>
-      KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
-      byCodeUnit(a.namespace, b.namespace) ||
-      byCodeUnit(a.name, b.name),
-  );
-  const table: RoutingTable = { apiVersion: API_VERSION, domains: routes, kind: 'RoutingTable', sources };
+  // Sorted by kind, namespace, name: the three lists are sorted by namespace and name already.
+  const sortedSources: ObjectRef[] = [
+    ...domains.filter((d) => !bad.has(d)).map(objectRef),
+    ...policies.filter((p) => !bad.has(p)).map(objectRef),
+  ];
+  for (const t of recipients) {
+    const ref = trRefs.get(t);
+    if (ref !== undefined) sortedSources.push(ref);
+  }
+  const table: RoutingTable = {
+    apiVersion: API_VERSION,
+    domains: routes,
+    kind: 'RoutingTable',
+    sources: sortedSources,
+  };
   issues.sort(
     (a, b) =>
       KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
