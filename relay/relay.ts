@@ -62,7 +62,7 @@ function setRevisionGauge(metrics: RelayMetrics, revision: string): void {
   metrics.routingRevision.set({ revision }, 1);
 }
 
-/** Writes and removes a probe file: catches a read-only or full file system. */
+/** Writes and removes a probe file in the spool root (not queue/, whose strangers are quarantined at start): catches a read-only or full file system. */
 async function spoolWritable(dir: string): Promise<string | undefined> {
   const probe = join(dir, `.readyz-${process.pid}`);
   try {
@@ -190,7 +190,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
               : `no routing table loaded${source.lastError() ? `: ${source.lastError()?.errors.join('; ')}` : ''}`,
           ),
       },
-      { name: 'spool', check: () => spoolWritable(join(config.spoolDir, 'queue')) },
+      { name: 'spool', check: () => spoolWritable(config.spoolDir) },
       { name: 'accepting', check: () => Promise.resolve(draining ? 'shutting down' : undefined) },
     ],
     info: () => ({ revision: router?.revision ?? null, lastError: source.lastError() ?? null }),

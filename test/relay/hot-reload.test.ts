@@ -91,3 +91,34 @@ describe('hot reload', () => {
     await waitFor(has(b, 'nobody@hot.test', 'still'), { what: 'mail still routed by the last good table' });
   });
 });
+
+describe('readiness', () => {
+  it('/readyz is 503 without a routing table (MAIL gets 451), and 200 once a valid folder appears', async () => {
+    const r = await startRelay({ 'bad.yaml': 'kind: [' });
+    try {
+      const first = await httpGet(r.relay.http.port, '/readyz');
+      expect(first.status).toBe(503);
+      expect(JSON.parse(first.body)).toMatchObject({
+        ready: false,
+        checks: {
+          routing: expect.stringMatching(/no routing table loaded: .*bad\.yaml/) as unknown,
+          spool: 'ok',
+        },
+      });
+      expect((await httpGet(r.relay.http.port, '/healthz')).status).toBe(200);
+      const { RawSmtp } = await import('./raw-client.ts');
+      const c = await RawSmtp.connect(r.relay.smtp.port);
+      await c.reply();
+      await c.cmd('EHLO client.test');
+      expect(await c.cmd('MAIL FROM:<a@origin.test>')).toMatch(/^451 4\.3\.0 /);
+      c.close();
+      await writeFile(join(r.manifests, 'bad.yaml'), dualDomain('ready.test', 1, 1, { mode: 'Direct' }));
+      await waitFor(async () => (await httpGet(r.relay.http.port, '/readyz')).status === 200, {
+        timeoutMs: 3000,
+        what: '/readyz 200',
+      });
+    } finally {
+      await r.close();
+    }
+  });
+});
