@@ -83,8 +83,9 @@ describe('outages: secondary down, primary slow, primary 4xx', () => {
       what: 'mailroute_queue_messages 0',
     });
     const res = await fetch(`http://127.0.0.1:${adminPort(relay)}/queue`);
-    const body = (await res.json()) as unknown;
-    expect(Array.isArray(body) ? body : (body as { messages?: unknown[] }).messages).toEqual([]);
+    const body = (await res.json()) as { total: number; messages: unknown[] };
+    expect(body.total).toBe(0);
+    expect(body.messages).toEqual([]);
   };
 
   it('secondary down for a while: primary gets everything at once, copies follow after recovery, no DSN', async () => {

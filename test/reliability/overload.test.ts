@@ -1,0 +1,281 @@
+// Overload against the real relay process: thousands of concurrent connections and slowloris clients.
+// Clients bind to distinct loopback source addresses (127.0.x.y) so the per-IP and the global limits can be told
+// apart. Proves:
+// - per client address never more than --max-connections-per-ip sessions are greeted (220); the rest get 421 and
+//   are closed by the relay;
+// - in total never more than --max-connections sessions are greeted, the rest get 421 and are closed;
+// - the relay's RSS (VmRSS from /proc/PID/status) stays under a bound during the flood;
+// - slowloris clients (one byte per second) hold their slots but a well-behaved client from another address still
+//   gets 250 within a deadline, and a slowloris client in DATA is cut off by --data-timeout (421 4.4.2).
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  dualDomain,
+  FULL,
+  metrics,
+  metricSum,
+  relayArgs,
+  report,
+  rssKb,
+  rssSampler,
+  scale,
+  spawnRelay,
+  tempDir,
+  writeManifests,
+  type RelayChild,
+} from './support.ts';
+
+const CONNECTIONS = scale(2000, 300);
+const MAX_CONNECTIONS = scale(1000, 250);
+const PER_IP = 50;
+const RSS_LIMIT_KB = 400 * 1024;
+
+interface Conn {
+  socket: Socket;
+  from: string;
+  first: Promise<string>;
+  closed: Promise<void>;
+  isClosed(): boolean;
+}
+
+/** Connects from a given loopback address; `first` is the first reply line ('' when closed without one). */
+function connect(port: number, from: string): Promise<Conn> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    let buf = '';
+    let closed = false;
+    let gotFirst: (s: string) => void = () => undefined;
+    const first = new Promise<string>((r) => (gotFirst = r));
+    const closedP = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.on('data', (c: Buffer) => {
+      buf += c.toString('latin1');
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) gotFirst(buf.slice(0, nl).trimEnd());
+    });
+    socket.once('close', () => {
+      closed = true;
+      gotFirst('');
+    });
+    socket.on('error', () => undefined);
+    socket.once('error', reject);
+    socket.connect({ port, host: '127.0.0.1', localAddress: from }, () => {
+      socket.removeListener('error', reject);
+      resolve({ socket, from, first, closed: closedP, isClosed: () => closed });
+    });
+  });
+}
+
+async function flood(port: number, n: number, addresses: string[]): Promise<Conn[]> {
+  const out: Conn[] = [];
+  // In waves of 200 so the listen backlog is not the thing under test.
+  for (let i = 0; i < n; i += 200) {
+    const wave = Array.from({ length: Math.min(200, n - i) }, (_, j) =>
+      connect(port, addresses[(i + j) % addresses.length] ?? '127.0.0.1'),
+    );
+    out.push(...(await Promise.all(wave)));
+  }
+  return out;
+}
+
+const addrs = (prefix: string, n: number): string[] =>
+  Array.from({ length: n }, (_, i) => `${prefix}.${i + 1}`);
+
+describe('overload: connection floods and slowloris', () => {
+  let primary: SmtpPeer;
+  let copy: SmtpPeer;
+  let relay: RelayChild;
+  const open: Conn[] = [];
+
+  beforeAll(async () => {
+    primary = await startSmtpPeer('primary');
+    copy = await startSmtpPeer('copy');
+    const dir = await tempDir('rel-overload');
+    await writeManifests(join(dir, 'manifests'), {
+      'd.yaml': dualDomain('load.test', primary.port, copy.port),
+    });
+    relay = await spawnRelay(
+      relayArgs(dir, [
+        '--max-connections',
+        String(MAX_CONNECTIONS),
+        '--max-connections-per-ip',
+        String(PER_IP),
+        '--idle-timeout',
+        '60s',
+        '--data-timeout',
+        '4s',
+      ]),
+    );
+  });
+  afterAll(async () => {
+    for (const c of open) c.socket.destroy();
+    if (relay && relay.proc.exitCode === null) {
+      relay.kill('SIGKILL');
+      await relay.exited;
+    }
+    await primary?.close();
+    await copy?.close();
+  });
+
+  const wellBehaved = async (subject: string): Promise<number> => {
+    const t0 = Date.now();
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: relay.smtpPort,
+      ignoreTLS: true,
+      connectionTimeout: 5000,
+      greetingTimeout: 5000,
+      socketTimeout: 5000,
+    });
+    try {
+      const info = await t.sendMail({ from: 's@origin.test', to: 'ok@load.test', subject, text: 'hello\n' });
+      expect(info.response).toMatch(/^250 /);
+    } finally {
+      t.close();
+    }
+    await waitFor(() => primary.messages.some((m) => m.raw.includes(`Subject: ${subject}`)), {
+      timeoutMs: 10_000,
+      what: `${subject} at the destination`,
+    });
+    return Date.now() - t0;
+  };
+
+  const classify = async (conns: Conn[]): Promise<{ greeted: Conn[]; refused: Conn[]; other: string[] }> => {
+    const firsts = await Promise.all(conns.map((c) => c.first));
+    const greeted: Conn[] = [];
+    const refused: Conn[] = [];
+    const other: string[] = [];
+    firsts.forEach((f, i) => {
+      const c = conns[i] as Conn;
+      if (f.startsWith('220 ')) greeted.push(c);
+      else if (f.startsWith('421')) refused.push(c);
+      else other.push(f);
+    });
+    return { greeted, refused, other };
+  };
+
+  it(`${CONNECTIONS} connections from 4 addresses: at most ${PER_IP} per address, slowloris held, a good client served`, async () => {
+    const rss = rssSampler(relay.pid);
+    const t0 = Date.now();
+    const conns = await flood(relay.smtpPort, CONNECTIONS, addrs('127.0.1', 4));
+    open.push(...conns);
+    const { greeted, refused, other } = await classify(conns);
+    const perAddress = new Map<string, number>();
+    for (const c of greeted) perAddress.set(c.from, (perAddress.get(c.from) ?? 0) + 1);
+    expect(other).toEqual([]);
+    expect(Math.max(...perAddress.values())).toBeLessThanOrEqual(PER_IP);
+    expect(greeted.length).toBe(4 * PER_IP);
+    expect(refused.length).toBe(CONNECTIONS - 4 * PER_IP);
+    // The refused connections are closed by the relay, not left holding a descriptor.
+    await waitFor(() => refused.every((c) => c.isClosed()), {
+      timeoutMs: 10_000,
+      what: 'refused connections closed',
+    });
+
+    // Slowloris: every greeted session types "EHLO slowloris.test" one byte a second; meanwhile a good client.
+    const line = 'EHLO slowloris.test\r\n';
+    let pos = 0;
+    let rounds = 0;
+    const slow = setInterval(() => {
+      const ch = line[pos % line.length] ?? ' ';
+      pos++;
+      rounds++;
+      for (const c of greeted) if (!c.isClosed()) c.socket.write(ch);
+    }, 1000);
+    try {
+      await waitFor(() => rounds >= 3, { timeoutMs: 10_000, what: 'three slowloris bytes' });
+      const goodMs = await wellBehaved('overload-good-1');
+      expect(goodMs).toBeLessThan(5000);
+      expect(greeted.filter((c) => c.isClosed()).length).toBe(0);
+      const connectionsGauge = metricSum(await metrics(relay.httpPort), 'mailroute_smtp_connections');
+      const peak = await rss.stop();
+      report('overload per-ip flood', {
+        connections: CONNECTIONS,
+        greeted: greeted.length,
+        refused421: refused.length,
+        floodMs: Date.now() - t0,
+        slowlorisBytes: rounds,
+        goodClientMs: goodMs,
+        connectionsGauge,
+        peakRssMiB: Math.round(peak / 1024),
+      });
+      expect(peak).toBeLessThan(RSS_LIMIT_KB);
+    } finally {
+      clearInterval(slow);
+      for (const c of conns) c.socket.destroy();
+    }
+    await waitFor(async () => metricSum(await metrics(relay.httpPort), 'mailroute_smtp_connections') === 0, {
+      timeoutMs: 10_000,
+      what: 'all sessions closed',
+    });
+  });
+
+  it(`${CONNECTIONS} connections from many addresses: at most ${MAX_CONNECTIONS} sessions in total, RSS bounded`, async () => {
+    const nAddr = Math.ceil(CONNECTIONS / PER_IP);
+    const rss = rssSampler(relay.pid);
+    const t0 = Date.now();
+    const conns = await flood(relay.smtpPort, CONNECTIONS, addrs('127.0.2', nAddr));
+    open.push(...conns);
+    const { greeted, refused, other } = await classify(conns);
+    expect(other).toEqual([]);
+    expect(greeted.length).toBeLessThanOrEqual(MAX_CONNECTIONS);
+    expect(greeted.length).toBeGreaterThanOrEqual(MAX_CONNECTIONS / 2);
+    expect(refused.length).toBe(CONNECTIONS - greeted.length);
+    await waitFor(() => refused.every((c) => c.isClosed()), {
+      timeoutMs: 10_000,
+      what: 'refused connections closed',
+    });
+    const gauge = metricSum(await metrics(relay.httpPort), 'mailroute_smtp_connections');
+    expect(gauge).toBeLessThanOrEqual(MAX_CONNECTIONS);
+    const peak = await rss.stop();
+    for (const c of conns) c.socket.destroy();
+    await waitFor(async () => metricSum(await metrics(relay.httpPort), 'mailroute_smtp_connections') === 0, {
+      timeoutMs: 10_000,
+      what: 'all sessions closed',
+    });
+    // Served again once the flood is gone.
+    const goodMs = await wellBehaved('overload-good-2');
+    report('overload global cap', {
+      connections: CONNECTIONS,
+      addresses: nAddr,
+      maxConnections: MAX_CONNECTIONS,
+      greeted: greeted.length,
+      refused421: refused.length,
+      floodMs: Date.now() - t0,
+      peakRssMiB: Math.round(peak / 1024),
+      rssAfterMiB: Math.round(((await rssKb(relay.pid)) ?? 0) / 1024),
+      goodClientAfterMs: goodMs,
+      full: FULL,
+    });
+    expect(peak).toBeLessThan(RSS_LIMIT_KB);
+  });
+
+  it('slowloris in DATA (a byte a second) is cut off by --data-timeout with 421 4.4.2; nothing is queued', async () => {
+    const c = await connect(relay.smtpPort, '127.0.3.1');
+    open.push(c);
+    let buf = '';
+    c.socket.on('data', (d: Buffer) => (buf += d.toString('latin1')));
+    expect(await c.first).toMatch(/^220 /);
+    c.socket.write('EHLO slow.test\r\nMAIL FROM:<s@origin.test>\r\nRCPT TO:<slow@load.test>\r\nDATA\r\n');
+    await waitFor(() => buf.includes('354'), { timeoutMs: 5000, what: '354' });
+    const t0 = Date.now();
+    const drip = setInterval(() => c.socket.write('x'), 1000);
+    try {
+      await waitFor(() => /421[ -]4\.4\.2/.test(buf) || c.isClosed(), {
+        timeoutMs: 15_000,
+        what: 'the DATA timeout',
+      });
+      await waitFor(() => c.isClosed(), { timeoutMs: 5000, what: 'the relay to close the connection' });
+    } finally {
+      clearInterval(drip);
+    }
+    const cutMs = Date.now() - t0;
+    report('overload slowloris in DATA', { cutAfterMs: cutMs, reply: /421[^\r\n]*/.exec(buf)?.[0] });
+    expect(buf).toMatch(/421[ -]4\.4\.2/);
+    expect(cutMs).toBeLessThan(10_000);
+    expect(primary.messages.some((m) => m.rcptTo.includes('slow@load.test'))).toBe(false);
+  });
+});
