@@ -99,6 +99,8 @@ export async function receiveData(source: Readable, deps: DataDeps): Promise<Dat
     deps.onTimeout?.();
   }, deps.dataTimeoutMs);
   timer.unref();
+  // The DATA phase ends with the client's data; the wait for the spool's fsync is not part of it.
+  source.once('end', () => clearTimeout(timer));
   source.pipe(guard);
   let result;
   try {
