@@ -1,5 +1,7 @@
 // mailroute check -f PATH... : validates manifests offline (schema, CEL rules, cross-object issues).
 // Exit 0 when everything is valid, 1 with one `file: Kind/name: field: message` line per problem, 2 on usage errors.
+import type { CompileResult } from '../../routing/compile.ts';
+import type { ParsedManifests } from '../../routing/parse.ts';
 import { loadAndCompile } from '../manifests.ts';
 import { fileFlag, filesFrom, guard, parseFlags } from './offline-common.ts';
 
@@ -24,7 +26,7 @@ export async function run(argv: string[]): Promise<number> {
     const out: string[] = [...errorLines, ...issueLines];
     if (loaded.objects.length === 0 && loaded.errors.length === 0)
       out.push(`${filesFrom(values, 'check').join(', ')}: no mailroute objects found`);
-    for (const w of warnings(loaded, result, now)) process.stdout.write(`warning: ${w}\n`);
+    for (const w of checkWarnings(loaded, result, now)) process.stdout.write(`warning: ${w}\n`);
     if (out.length > 0) {
       process.stdout.write(out.map((l) => `${l}\n`).join(''));
       process.stdout.write(`${out.length} problem${out.length === 1 ? '' : 's'}\n`);
@@ -51,9 +53,10 @@ function countKinds(kinds: string[]): string {
   return [...m].map(([k, n]) => `${n} ${k}`).join(', ');
 }
 
-function warnings(
-  loaded: Awaited<ReturnType<typeof loadAndCompile>>['loaded'],
-  result: Awaited<ReturnType<typeof loadAndCompile>>['result'],
+/** Problems that do not fail `check`: an oversized table, TestRecipients without effect or expired. */
+export function checkWarnings(
+  loaded: Pick<ParsedManifests, 'origins'>,
+  result: Pick<CompileResult, 'json' | 'table'>,
   now: Date,
 ): string[] {
   const w: string[] = [];
