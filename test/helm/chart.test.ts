@@ -89,6 +89,10 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     [['--set', 'relay.tls.enabled=true'], 'relay.tls.secretName is required'],
     [['--set', 'operator.leaderElection.enabled=false'], 'operator.leaderElection.enabled must be true'],
     [['--set', 'relay.autoscaling.minReplicas=9'], 'minReplicas must not be greater than maxReplicas'],
+    [
+      ['--set', 'relay.shutdown.drainTimeoutSeconds=600'],
+      'relay.terminationGracePeriodSeconds (180) must be at least preStopSleepSeconds + shutdown.sessionTimeoutSeconds + shutdown.drainTimeoutSeconds + 10 = 645',
+    ],
   ])('refuses inconsistent values %j', async (args, message) => {
     const r = await run(tools.helm, ['template', 'mr', CHART_DIR, '--kube-version', KUBE_VERSION, ...args]);
     expect(r.code).not.toBe(0);
@@ -210,6 +214,11 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     const parsed = parseRelayConfig(args.slice(1), env);
     if (parsed.ok !== true)
       throw new Error(`relay refuses the chart's args: ${parsed.ok === false ? parsed.error : 'help'}`);
+    expect(parsed.config).toMatchObject({
+      shutdownTimeoutMs: 30_000,
+      drainOnShutdown: 'auto',
+      drainTimeoutMs: 120_000,
+    });
     expect(parsed.config.source).toEqual({
       kind: 'configmap',
       namespace: 'mailroute-system',

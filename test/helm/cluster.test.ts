@@ -216,6 +216,9 @@ describeCluster(
         'relay.sevice.type=NodePort',
       ]);
       expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(
+        "Error: INSTALLATION FAILED: values don't meet the specifications of the schema",
+      );
       expect(r.stderr).toContain("at '/relay': additional properties 'sevice' not allowed");
       const wrongType = await helm([
         'install',
