@@ -11,6 +11,7 @@ import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
+import { createOperatorMetrics } from '../../operator/telemetry/metrics.ts';
 import {
   ALL_FEATURES_VALUES,
   CHART_DIR,
@@ -394,10 +395,14 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     const registry = new Registry();
     createRelayMetrics(registry, true);
     const known = new Set(registry.getMetricsAsArray().map((m) => m.name));
-    // Operator metrics named like controller-runtime's (issue 4); `up` is Prometheus' own.
-    known.add('leader_election_master_status');
+    for (const m of createOperatorMetrics({ defaultMetrics: false }).registry.getMetricsAsArray())
+      known.add(m.name);
     const used = (text: string): string[] =>
-      [...text.matchAll(/\b(mailroute_[a-z_]+|leader_election_[a-z_]+)\b/g)]
+      [
+        ...text.matchAll(
+          /\b(mailroute_[a-z_]+|leader_election_[a-z_]+|controller_runtime_[a-z_]+|workqueue_[a-z_]+)\b/g,
+        ),
+      ]
         .map((m) => m[1]!.replace(/_(bucket|sum|count)$/, ''))
         .filter((n, i, a) => a.indexOf(n) === i);
     const rule = one(all, 'PrometheusRule');
@@ -413,6 +418,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteDeliveryFailing',
         'MailrouteRelaysNotProgrammed',
         'MailrouteOperatorNotLeader',
+        'MailrouteRelayHeartbeatMissing',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');
