@@ -71,14 +71,16 @@ function makeAjv(): Ajv {
   return ajv;
 }
 
-let validators: Map<Kind, ValidateFunction> | undefined;
+// Compiled on first use, per kind (compiling all three costs ~0.1 s of CLI start-up). Memoization of pure code.
+let ajv: Ajv | undefined;
+const validators = new Map<Kind, ValidateFunction>();
 function validatorFor(kind: Kind): ValidateFunction {
-  if (validators === undefined) {
-    const ajv = makeAjv();
-    validators = new Map(KINDS.map((k) => [k, ajv.compile(documentSchema(k) as object)]));
+  let v = validators.get(kind);
+  if (v === undefined) {
+    ajv ??= makeAjv();
+    v = ajv.compile(documentSchema(kind) as object);
+    validators.set(kind, v);
   }
-  const v = validators.get(kind);
-  if (v === undefined) throw new Error(`no validator for ${kind}`);
   return v;
 }
 
