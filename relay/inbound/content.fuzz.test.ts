@@ -1,0 +1,246 @@
+// Fuzz/property tests of the relay's header handling and content checks (pure modules, no I/O):
+// - ContentScanner (content.ts): any message, split anywhere, gets the same verdict and the same output bytes;
+//   reject mode relays accepted bytes unchanged and never accepts a bare CR, bare LF or NUL; normalize mode never
+//   outputs a bare CR or LF; Received: fields in the header section are counted exactly (any letter case,
+//   interleaved with other fields) and more than 50 is a loop (554 5.4.6), while Received: lines in the body are not
+//   counted.
+// - receivedHeader()/sanitizeHelo() (helo.ts): whatever the client sent (HELO name, reverse name, address, id,
+//   recipient, TLS names), the prepended header is exactly one folded header field: CRLF only at line ends, every
+//   continuation line starts with a tab, one ';' (before the date), no control characters.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { BareLfMode } from '../config.ts';
+import { ContentScanner, type ContentLimits } from './content.ts';
+import { receivedHeader, sanitizeHelo } from './helo.ts';
+
+const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
+
+const limits = (bareLf: BareLfMode, over: Partial<ContentLimits> = {}): ContentLimits => ({
+  bareLf,
+  maxBytes: 1 << 20,
+  maxReceived: 50,
+  maxLineLength: 200,
+  ...over,
+});
+
+type Outcome = { ok: true; out: Buffer } | { ok: false; code: number; enhanced: string; reason: string };
+
+function scan(input: Buffer, l: ContentLimits, cuts: number[]): { outcome: Outcome; received: number } {
+  const s = new ContentScanner(l);
+  const points = [
+    0,
+    ...[...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b),
+    input.length,
+  ];
+  const out: Buffer[] = [];
+  for (let i = 0; i < points.length - 1; i++) {
+    const r = s.write(input.subarray(points[i], points[i + 1]));
+    if (!r.ok) {
+      const { code, enhanced } = r.refusal.reply;
+      return {
+        outcome: { ok: false, code, enhanced, reason: r.refusal.reason },
+        received: s.receivedHeaders,
+      };
+    }
+    out.push(...r.out);
+  }
+  const e = s.end();
+  if (!e.ok) {
+    const { code, enhanced } = e.refusal.reply;
+    return { outcome: { ok: false, code, enhanced, reason: e.refusal.reason }, received: s.receivedHeaders };
+  }
+  out.push(...e.out);
+  return { outcome: { ok: true, out: Buffer.concat(out) }, received: s.receivedHeaders };
+}
+
+/** Bytes biased towards the interesting ones: CR, LF, NUL, '.', ':' and the letters of "received". */
+const byte = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(0x0d, 0x0a, 0x00, 0x2e, 0x3a, 0x20) },
+  { weight: 3, arbitrary: fc.constantFrom(...Buffer.from('ReceivdREIVD')) },
+  { weight: 4, arbitrary: fc.integer({ min: 0, max: 255 }) },
+);
+const message = fc.oneof(
+  fc.array(byte, { maxLength: 400 }).map((a) => Buffer.from(a)),
+  // well-formed CRLF messages with hostile fragments spliced into lines
+  fc
+    .array(
+      fc.oneof(fc.string({ maxLength: 60 }), fc.constantFrom('Received: x', '.', '\n.\n', '\r.\r', '\0')),
+      {
+        maxLength: 20,
+      },
+    )
+    .map((lines) => Buffer.from(`${lines.join('\r\n')}\r\n`, 'latin1')),
+);
+const cuts = fc.array(fc.nat(), { maxLength: 8 });
+
+const hasBare = (b: Buffer): boolean => {
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === 0x0d && b[i + 1] !== 0x0a) return true;
+    if (b[i] === 0x0a && (i === 0 || b[i - 1] !== 0x0d)) return true;
+  }
+  return false;
+};
+
+describe('ContentScanner (fuzz)', () => {
+  for (const mode of ['reject', 'normalize'] as const) {
+    it(`${mode}: the verdict and the output do not depend on where chunks are split`, () => {
+      fc.assert(
+        fc.property(message, cuts, (input, c) => {
+          const whole = scan(input, limits(mode), []);
+          const split = scan(input, limits(mode), c);
+          expect(split.outcome).toEqual(whole.outcome);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+  }
+
+  it('reject: accepted bytes pass unchanged and never hold a bare CR/LF or NUL; refusals are 5xx with a reason', () => {
+    fc.assert(
+      fc.property(message, cuts, (input, c) => {
+        const { outcome } = scan(input, limits('reject'), c);
+        if (outcome.ok) {
+          expect(outcome.out.equals(input)).toBe(true);
+          expect(hasBare(input)).toBe(false);
+          expect(input.includes(0)).toBe(false);
+        } else {
+          expect([552, 554]).toContain(outcome.code);
+          expect(outcome.reason).toMatch(/^[A-Z][A-Za-z]+$/);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('normalize: the output never holds a bare CR or LF', () => {
+    fc.assert(
+      fc.property(message, cuts, (input, c) => {
+        const { outcome } = scan(input, limits('normalize'), c);
+        if (outcome.ok) expect(hasBare(outcome.out)).toBe(false);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  const receivedName = fc.constantFrom('Received', 'RECEIVED', 'received', 'ReCeIvEd');
+  const otherField = fc.constantFrom(
+    'Subject: hi',
+    'X-Received-By: no',
+    'From: a@b',
+    'DKIM-Signature: v=1',
+    'Receivedx: no',
+  );
+  it('counts Received: fields of the header section exactly; more than 50 is 554 5.4.6; body lines never count', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 60 }),
+        fc.array(otherField, { maxLength: 10 }),
+        fc.array(receivedName, { minLength: 60, maxLength: 60 }),
+        fc.integer({ min: 0, max: 80 }),
+        fc.nat(),
+        cuts,
+        (k, others, names, inBody, seed, c) => {
+          const fields = names
+            .slice(0, k)
+            .map((n, i) => `${n}: from h${i} by relay; Sat, 28 Nov 2026 00:00:00 +0000`);
+          others.forEach((o, i) => fields.splice((seed + i) % (fields.length + 1), 0, o));
+          const body = Array.from({ length: inBody }, () => 'Received: in the body').join('\r\n');
+          const input = Buffer.from(`${fields.join('\r\n')}\r\n\r\n${body}\r\n`, 'latin1');
+          const { outcome, received } = scan(input, limits('reject', { maxLineLength: 1000 }), c);
+          if (k <= 50) {
+            expect(outcome.ok).toBe(true);
+            expect(received).toBe(k);
+          } else {
+            expect(outcome).toMatchObject({ ok: false, code: 554, enhanced: '5.4.6' });
+            expect(received).toBe(51);
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe('receivedHeader / sanitizeHelo (fuzz)', () => {
+  const hostile = fc.oneof(
+    fc.string({ maxLength: 80 }),
+    fc.string({ unit: 'binary', maxLength: 80 }),
+    fc.constantFrom(
+      'evil\r\nX-Injected: yes',
+      'a\rX-Injected: 1',
+      'a\nX-Injected: 1',
+      'x (comment) ; by other',
+      '[127.0.0.1]\tX-Injected:1',
+      'a\u2028b\u0085c',
+      '\0\0',
+      'x'.repeat(600),
+    ),
+  );
+  it('sanitizeHelo keeps only host name characters, at most 255', () => {
+    fc.assert(
+      fc.property(hostile, (h) => {
+        const s = sanitizeHelo(h);
+        expect(s).toMatch(/^[A-Za-z0-9.\-_:[\]]{1,255}$/);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('the prepended header is exactly one well-formed, folded Received: field', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          helo: fc.oneof(hostile, fc.constant(false as const), fc.constant(undefined)),
+          clientAddress: hostile,
+          clientHostname: hostile,
+          byHostname: hostile,
+          protocol: hostile,
+          id: hostile,
+          forRecipient: fc.option(hostile, { nil: undefined }),
+          tls: fc.option(
+            fc.record({
+              protocol: fc.option(hostile, { nil: undefined }),
+              cipher: fc.option(hostile, { nil: undefined }),
+            }),
+            {
+              nil: undefined,
+            },
+          ),
+          date: fc.date({ min: new Date(0), max: new Date(4_000_000_000_000), noInvalidDate: true }),
+        }),
+        (info) => {
+          const h = receivedHeader({
+            helo: info.helo,
+            clientAddress: info.clientAddress,
+            clientHostname: info.clientHostname,
+            byHostname: info.byHostname,
+            protocol: info.protocol,
+            id: info.id,
+            ...(info.forRecipient !== undefined ? { forRecipient: info.forRecipient } : {}),
+            ...(info.tls !== undefined
+              ? {
+                  tls: {
+                    ...(info.tls.protocol !== undefined ? { protocol: info.tls.protocol } : {}),
+                    ...(info.tls.cipher !== undefined ? { cipher: info.tls.cipher } : {}),
+                  },
+                }
+              : {}),
+            date: info.date,
+          });
+          expect(h.startsWith('Received: from ')).toBe(true);
+          expect(h.endsWith('\r\n')).toBe(true);
+          const lines = h.slice(0, -2).split('\r\n');
+          for (const [i, line] of lines.entries()) {
+            expect(line).not.toMatch(/[\r\n\0]/);
+            // eslint-disable-next-line no-control-regex
+            expect(line.replace(/^\t/, '')).not.toMatch(/[\x00-\x1f\x7f]/);
+            if (i > 0) expect(line.startsWith('\t')).toBe(true);
+          }
+          expect(h.split(';').length).toBe(2);
+          expect(lines[0]).toMatch(/^Received: from [A-Za-z0-9.\-_:[\]]+ \(/);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
