@@ -12,7 +12,7 @@ import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
 import { buildLease, parsePeerAddress, parseStaticPeers, peersFromLeases } from './lease.ts';
-import { clusterSettings } from './index.ts';
+import { clusterSettings, expandPeers } from './index.ts';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
@@ -131,6 +131,30 @@ describe('lease contents and peers', () => {
     expect(clusterSettings({ ...flags, peers: 'x' }, env, { host: '0.0.0.0', port: 1 })).toBe(
       '--peers: not HOST:PORT: "x"',
     );
+  });
+});
+
+describe('expandPeers', () => {
+  it('turns a headless Service name into one peer per address; IPs and unresolvable names pass through', async () => {
+    const lookup = (h: string) =>
+      h === 'relay.ms.svc'
+        ? Promise.resolve(['10.0.0.1', '10.0.0.2'])
+        : Promise.reject(new Error('ENOTFOUND'));
+    expect(
+      await expandPeers(
+        [
+          { name: 'static', host: 'relay.ms.svc', port: 2525 },
+          { name: 'static', host: '10.0.0.9', port: 25 },
+          { name: 'static', host: 'gone.ms.svc', port: 25 },
+        ],
+        lookup,
+      ),
+    ).toEqual([
+      { name: 'relay.ms.svc', host: '10.0.0.1', port: 2525 },
+      { name: 'relay.ms.svc', host: '10.0.0.2', port: 2525 },
+      { name: 'static', host: '10.0.0.9', port: 25 },
+      { name: 'static', host: 'gone.ms.svc', port: 25 },
+    ]);
   });
 });
 

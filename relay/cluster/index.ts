@@ -4,6 +4,8 @@
 //   shutdown: cluster.beginShutdown() -> [inbound closed, delivery stopped] -> cluster.drain(spool) -> cluster.stop()
 // With POD_NAME and POD_NAMESPACE (downward API) and a --configmap source, the relay keeps a heartbeat Lease; with
 // --drain-on-shutdown it hands its queue to peers (fresh Leases, or --peers) when it stops.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Spool } from '../spool/types.ts';
 import { nodemailerTransportFactory, type TransportFactory } from '../delivery/transport.ts';
@@ -77,6 +79,8 @@ export interface ClusterModeOptions {
   /** Injected Lease API; default: from KUBECONFIG or the in-cluster config. */
   leases?: LeaseApi;
   transport?: TransportFactory;
+  /** DNS for --peers names; default node:dns lookup with all: true. */
+  lookup?: LookupAll;
 }
 
 export interface ClusterMode {
@@ -88,6 +92,29 @@ export interface ClusterMode {
   drain(spool: Spool): Promise<DrainReport | undefined>;
   /** Stops the heartbeat and deletes the Lease. */
   stop(): Promise<void>;
+}
+
+export type LookupAll = (host: string) => Promise<string[]>;
+
+const defaultLookup: LookupAll = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
+
+/**
+ * A --peers name such as a headless Service resolves to every relay pod, this one included: each address becomes
+ * its own peer (so the drain can skip its own address and fail over between pods). IPs pass through; a name that
+ * does not resolve is kept as is (the send reports the failure).
+ */
+export async function expandPeers(peers: readonly Peer[], lookupAll: LookupAll): Promise<Peer[]> {
+  const out: Peer[] = [];
+  for (const p of peers) {
+    if (isIP(p.host) !== 0) {
+      out.push(p);
+      continue;
+    }
+    const addrs = await lookupAll(p.host).catch(() => [] as string[]);
+    if (addrs.length === 0) out.push(p);
+    for (const a of addrs) out.push({ name: p.host, host: a, port: p.port });
+  }
+  return out;
 }
 
 export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
@@ -129,11 +156,12 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
           return [] as Peer[];
         })
       : [];
+    const expanded = await expandPeers(s.staticPeers, opts.lookup ?? defaultLookup);
     const seen = new Set(fromLeases.map((p) => `${p.host}:${p.port}`));
     const own = s.smtp;
     return [
       ...fromLeases,
-      ...s.staticPeers.filter((p) => !seen.has(`${p.host}:${p.port}`) && `${p.host}:${p.port}` !== own),
+      ...expanded.filter((p) => !seen.has(`${p.host}:${p.port}`) && `${p.host}:${p.port}` !== own),
     ];
   };
 
