@@ -121,6 +121,19 @@ describe('spool', () => {
     expect(await spool.load(r.id)).toMatchObject({ ok: false, reason: 'missing' });
   });
 
+  it('hands the state of a just-accepted message to the first load, then reads the file', async () => {
+    const spool = await openSpool({ dir, logger });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const path = join(dir, 'queue', `${r.id}.json`);
+    const onDisk = await readFile(path, 'utf8');
+    await writeFile(path, onDisk.replace('"attempts":0', '"attempts":7'));
+    const a = await spool.load(r.id);
+    const b = await spool.load(r.id);
+    expect(a.ok && a.state.legs[0]?.attempts).toBe(0);
+    expect(b.ok && b.state.legs[0]?.attempts).toBe(7);
+  });
+
   it('serializes concurrent updates of one message', async () => {
     const spool = await openSpool({ dir, logger });
     const r = await spool.accept(meta(), Readable.from([MESSAGE]));
@@ -227,10 +240,12 @@ describe('spool', () => {
   });
 
   it('a corrupt state file is quarantined on load, never dropped', async () => {
-    const spool = await openSpool({ dir, logger });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const first = await openSpool({ dir, logger });
+    const r = await first.accept(meta(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     await writeFile(join(dir, 'queue', `${r.id}.json`), '{"version":1,"id":');
+    // found after a restart (the first instance hands its freshly accepted state to the first load without a read)
+    const spool = await openSpool({ dir, logger });
     const loaded = await spool.load(r.id);
     expect(loaded).toMatchObject({ ok: false, reason: 'corrupt' });
     expect(await spool.list()).toEqual([]);

@@ -68,6 +68,8 @@ export interface OpenSpoolOptions {
 const ID_RE = /^[0-9a-z]{16}$/;
 /** Body bytes gathered before one write(): bounds memory per message, keeps syscalls few. */
 const WRITE_CHUNK = 128 * 1024;
+/** States of just-accepted messages kept for their first load(). */
+const FRESH_MAX = 10_000;
 const LEG_STATES = new Set(['pending', 'deferred', 'delivered', 'failed', 'suppressed']);
 
 export function isQueueId(s: string): boolean {
@@ -224,7 +226,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   };
 
   // Moves files into quarantine/, never overwriting an earlier quarantined file of the same name.
+  // The state of a message just accepted, handed to the first load() (the engine's, right after notify) so it is
+  // not read back from disk. Dropped by any other access. Bounded.
+  const fresh = new Map<string, SpoolState>();
+
   const moveToQuarantine = async (names: string[], reason: string, id?: string): Promise<number> => {
+    if (id !== undefined) fresh.delete(id);
     let moved = 0;
     const stamp = clock().getTime().toString(36);
     for (const name of names) {
@@ -308,6 +315,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
   // State first: a body without a state is removed at the next start; a state without a body would be quarantined.
   const removeFiles = async (id: string): Promise<boolean> => {
+    fresh.delete(id);
     let existed = true;
     try {
       await fs.unlink(statePath(id));
@@ -471,6 +479,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           created.push(statePath(id));
           await dirSync.sync();
           committed = true;
+          if (fresh.size < FRESH_MAX) fresh.set(id, state);
         } catch (err) {
           storageError = asError(err);
         }
@@ -506,7 +515,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
     load(id: string): Promise<LoadResult> {
       if (!isQueueId(id)) return Promise.resolve({ ok: false, reason: 'missing', error: 'not a queue id' });
-      return withLock(id, () => readState(id));
+      return withLock(id, () => {
+        const cached = fresh.get(id);
+        if (cached) {
+          fresh.delete(id);
+          return Promise.resolve({ ok: true, state: cached });
+        }
+        return readState(id);
+      });
     },
 
     update(
@@ -514,6 +530,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       change: (state: SpoolState) => SpoolState | null,
     ): Promise<SpoolState | null | undefined> {
       return withLock(id, async () => {
+        fresh.delete(id);
         const cur = await readState(id);
         if (!cur.ok) return undefined;
         const next = change(cur.state);

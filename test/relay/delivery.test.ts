@@ -363,7 +363,7 @@ describe('delivery engine', () => {
         'copy deferred',
       ]);
     }
-    expect(h.engine.stats().deferred).toBe(2);
+    expect(h.engine.stats().messages).toBe(2);
     await h.copy.up();
     await waitFor(() => h.copy.messages.length === 2, { what: 'copies after the outage' });
     await drained(h);
