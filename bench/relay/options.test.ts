@@ -48,6 +48,13 @@ describe('parseOptions', () => {
     expect(r.ok === false && r.error).toContain(message);
   });
 
+  it('runs mailroute from a snapshot unless told otherwise', () => {
+    const d = parseOptions([], {});
+    expect(d.ok === true && d.options).toMatchObject({ snapshot: true, mailrouteRoot: undefined });
+    const e = parseOptions(['--no-snapshot', '--mailroute-root', '/tmp/patched'], {});
+    expect(e.ok === true && e.options).toMatchObject({ snapshot: false, mailrouteRoot: '/tmp/patched' });
+  });
+
   it('rejects a bad BENCH_MODE', () => {
     const r = parseOptions([], { BENCH_MODE: 'fast' });
     expect(r.ok === false && r.error).toContain('BENCH_MODE');

@@ -27,6 +27,8 @@ export interface BenchOptions {
   readonly keepTemp: boolean;
   /** Run mailroute from a copy of its sources taken at the start (default), not the live checkout. */
   readonly snapshot: boolean;
+  /** Run mailroute from this folder instead (a patched copy, for experiments). */
+  readonly mailrouteRoot: string | undefined;
   /** Extra arguments for `mailroute relay`. */
   readonly mailrouteArgs: readonly string[];
   /** Run mailroute with --cpu-prof into this folder. */
@@ -51,6 +53,7 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --no-write              print only; don't write results, docs and chart
   --keep                  keep the temp folder (configs, logs, spools)
   --no-snapshot           run mailroute from the checkout (default: from a copy of its sources taken at the start)
+  --mailroute-root DIR    run mailroute's bin/mailroute.js from DIR (a patched copy of the sources, for experiments)
   --mailroute-arg=ARG     extra argument for \`mailroute relay\` (repeatable; BENCH_MAILROUTE_ARGS, space-separated)
   --cpu-prof DIR          run mailroute under node --cpu-prof, profiles into DIR
 `;
@@ -96,6 +99,7 @@ export function parseOptions(
         'no-write': { type: 'boolean' },
         keep: { type: 'boolean' },
         'no-snapshot': { type: 'boolean' },
+        'mailroute-root': { type: 'string' },
         'mailroute-arg': { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -168,6 +172,7 @@ export function parseOptions(
     write: v['no-write'] !== true,
     keepTemp: v.keep === true,
     snapshot: v['no-snapshot'] !== true,
+    mailrouteRoot: v['mailroute-root'],
     mailrouteArgs,
     cpuProfDir: v['cpu-prof'],
   };

@@ -451,7 +451,11 @@ async function main(): Promise<number> {
   const plan = schedule(options);
   const runs: RunResult[] = [];
   const mailrouteRoot =
-    options.systems.includes('mailroute') && options.snapshot ? snapshotSources(tmp) : repoRoot;
+    options.mailrouteRoot !== undefined
+      ? resolve(options.mailrouteRoot)
+      : options.systems.includes('mailroute') && options.snapshot
+        ? snapshotSources(tmp)
+        : repoRoot;
   const ctx: RunContext = { options, procs, tmp, mailrouteRoot };
   for (const [i, step] of plan.entries()) {
     log(
