@@ -3,15 +3,13 @@ import { API_VERSION } from '../../routing/model.ts';
 import { backoffMs, parseTableJson } from './configmap.ts';
 
 describe('parseTableJson', () => {
+  const base = { apiVersion: API_VERSION, kind: 'RoutingTable', domains: {}, sources: [] };
   it.each([
     ['{', /^invalid JSON/],
-    ['[]', /^apiVersion: expected/],
-    [JSON.stringify({ apiVersion: API_VERSION, kind: 'X' }), /^kind: expected RoutingTable/],
-    [
-      JSON.stringify({ apiVersion: API_VERSION, kind: 'RoutingTable', domains: [] }),
-      /^domains: not an object/,
-    ],
-    [JSON.stringify({ apiVersion: API_VERSION, kind: 'RoutingTable', domains: {} }), /^sources: not a list/],
+    ['[]', /^not a JSON object/],
+    [JSON.stringify({ ...base, kind: 'X' }), /^kind: must be RoutingTable/],
+    [JSON.stringify({ ...base, domains: [] }), /^domains: must be an object/],
+    [JSON.stringify({ ...base, sources: undefined }), /^sources: must be an array/],
   ])('%s -> error', (json, msg) => {
     const r = parseTableJson(json);
     expect(typeof r).toBe('string');

@@ -11,7 +11,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { errMessage } from '../cluster/heartbeat.ts';
-import { API_VERSION, type RoutingTable } from '../../routing/model.ts';
+import type { RoutingTable } from '../../routing/model.ts';
+import { checkRoutingTable } from './file.ts';
 import {
   assembleShards,
   decodeIndex,
@@ -90,7 +91,7 @@ export interface ConfigMapSource {
   status(): ConfigMapSourceStatus;
 }
 
-/** Parses compiled routing JSON; a string names the problem. */
+/** Parses compiled routing JSON with the routing-file source's structural check; a string names the problem. */
 export function parseTableJson(json: string): RoutingTable | string {
   let v: unknown;
   try {
@@ -98,15 +99,8 @@ export function parseTableJson(json: string): RoutingTable | string {
   } catch (err) {
     return `invalid JSON: ${(err as Error).message}`;
   }
-  if (typeof v !== 'object' || v === null) return 'not an object';
-  const t = v as Partial<RoutingTable>;
-  if (t.apiVersion !== API_VERSION)
-    return `apiVersion: expected ${API_VERSION}, got ${JSON.stringify(t.apiVersion)}`;
-  if (t.kind !== 'RoutingTable') return `kind: expected RoutingTable, got ${JSON.stringify(t.kind)}`;
-  if (typeof t.domains !== 'object' || t.domains === null || Array.isArray(t.domains))
-    return 'domains: not an object';
-  if (!Array.isArray(t.sources)) return 'sources: not a list';
-  return t as RoutingTable;
+  const errs = checkRoutingTable(v);
+  return errs.length > 0 ? errs.join('; ') : (v as RoutingTable);
 }
 
 /** Jittered exponential backoff: attempt 0 -> ~min, doubling up to max; ±25 %. Pure. */
@@ -238,11 +232,12 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
   const decode = async (cm: ConfigMapLike): Promise<Fetched> => {
     const idx = decodeIndex(cm);
     if (!idx.ok) return { ok: false, retry: false, error: `${namespace}/${name}: ${idx.error}` };
+    // The revision being served: nothing to parse or fetch (the operator re-applies the same table often).
+    if (idx.revision === revision) return { ok: true, table: undefined, revision: idx.revision };
     let json: string;
     if (idx.format === 'inline') {
       json = idx.json;
     } else {
-      if (idx.revision === revision) return { ok: true, table: undefined, revision: idx.revision };
       const shards = new Map<string, ConfigMapLike>();
       for (const ref of idx.index.shards) {
         const s = await api.get(namespace, ref.name);
