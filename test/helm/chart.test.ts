@@ -12,6 +12,7 @@ import { parseRelayConfig } from '../../relay/config.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
 import { createOperatorMetrics } from '../../operator/telemetry/metrics.ts';
+import { parser as promql } from '@prometheus-io/lezer-promql';
 import {
   ALL_FEATURES_VALUES,
   CHART_DIR,
@@ -389,6 +390,38 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       expect(crd.metadata.annotations).toBeUndefined();
     const none = parseObjects(await helmTemplate(tools, ['--set', 'crds.enabled=false']));
     expect(byKind(none, 'CustomResourceDefinition')).toEqual([]);
+  });
+
+  it("parses every alert and dashboard query with Prometheus' own PromQL grammar (@prometheus-io/lezer-promql)", () => {
+    const rule = one(all, 'PrometheusRule');
+    const dashboard = one(all, 'ConfigMap', '-dashboard');
+    const json = JSON.parse(String((dashboard.data as Json)['mailroute.json'])) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const queries: [string, string][] = [
+      ...((rule.spec as Json).groups as Json[]).flatMap((g) =>
+        (g.rules as Json[]).map((r): [string, string] => [String(r.alert), String(r.expr)]),
+      ),
+      ...json.panels.flatMap((p) => p.targets.map((t): [string, string] => [p.title, t.expr])),
+    ];
+    expect(queries.length).toBeGreaterThan(15);
+    const broken: string[] = [];
+    for (const [where, expr] of queries) {
+      let errors = 0;
+      promql.parse(expr).iterate({
+        enter: (n) => {
+          if (n.type.isError) errors++;
+        },
+      });
+      if (errors > 0) broken.push(`${where}: ${expr}`);
+    }
+    expect(broken).toEqual([]);
+    // The grammar does find mistakes (a dangling operator, an unclosed group).
+    for (const bad of ['sum by (leg) (rate(x[5m]) >', 'max(up{job="a"}']) {
+      let errors = 0;
+      promql.parse(bad).iterate({ enter: (n) => void (n.type.isError && errors++) });
+      expect(errors, bad).toBeGreaterThan(0);
+    }
   });
 
   it('names only metrics that exist in alerts and the dashboard', () => {
