@@ -1,0 +1,364 @@
+// Security probes against the real relay process (dual mode for sec.test, STARTTLS with a self-signed certificate,
+// --max-recipients 5, --max-line-length 1000). Destinations are smtp-server peers that record every envelope.
+// - open relay: unmanaged domains, percent hack, source routes, quoted local parts, address literals, IDN/UTF-8
+//   addresses (SMTPUTF8): a recipient whose domain is not managed is refused at RCPT, and every envelope recipient
+//   that reaches a destination is on the managed domain;
+// - SMTP smuggling (LF.LF, CR.CR, LF.CRLF, CRLF.LF, CR.LF, NUL) in reject mode and in normalize mode: no
+//   destination ever sees a second (smuggled) message, its recipient, or a bare CR/LF;
+// - STARTTLS command injection: commands pipelined after STARTTLS in the same packet get no reply, before or after
+//   the handshake;
+// - header injection through EHLO names: no injected header field at the destination, one Received: added;
+// - oversized command and content lines, too many recipients.
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawSmtp, code } from '../relay/raw-client.ts';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  dualDomain,
+  queuedMessages,
+  relayArgs,
+  report,
+  selfSignedCert,
+  spawnRelay,
+  subjectOf,
+  tempDir,
+  writeManifests,
+  type RelayChild,
+} from './support.ts';
+
+const DOMAIN = 'sec.test';
+
+/** One transaction over a raw socket; DATA only when a recipient was accepted. Returns every reply. */
+async function transact(
+  port: number,
+  opts: { ehlo?: string; from?: string; mailParams?: string; rcpts: string[]; content?: string | Buffer },
+): Promise<{ ehlo: string; mail: string; rcpts: string[]; final?: string; after?: string }> {
+  const c = await RawSmtp.connect(port);
+  try {
+    await c.reply();
+    const ehlo = await c.cmd(`EHLO ${opts.ehlo ?? 'client.test'}`);
+    const mail = await c.cmd(`MAIL FROM:<${opts.from ?? 'probe@origin.test'}>${opts.mailParams ?? ''}`);
+    const rcpts: string[] = [];
+    for (const r of opts.rcpts) rcpts.push(await c.cmd(`RCPT TO:<${r}>`));
+    if (opts.content === undefined || !rcpts.some((r) => code(r) === 250)) return { ehlo, mail, rcpts };
+    const d = await c.cmd('DATA');
+    if (code(d) !== 354) return { ehlo, mail, rcpts, final: d };
+    c.write(opts.content);
+    const final = await c.reply();
+    const after = final.startsWith('421') ? '' : await c.cmd('NOOP');
+    return { ehlo, mail, rcpts, final, after };
+  } finally {
+    c.close();
+  }
+}
+
+const hasBare = (b: Buffer): boolean => {
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === 0x0d && b[i + 1] !== 0x0a) return true;
+    if (b[i] === 0x0a && (i === 0 || b[i - 1] !== 0x0d)) return true;
+  }
+  return false;
+};
+
+describe('security probes', () => {
+  let primary: SmtpPeer;
+  let copy: SmtpPeer;
+  let relay: RelayChild;
+  let normalizing: RelayChild;
+  const all = (): SmtpPeer['messages'] => [...primary.messages, ...copy.messages];
+
+  beforeAll(async () => {
+    primary = await startSmtpPeer('primary');
+    copy = await startSmtpPeer('copy');
+    const dir = await tempDir('rel-sec');
+    const dir2 = await tempDir('rel-sec-norm');
+    const manifests = { 'd.yaml': dualDomain(DOMAIN, primary.port, copy.port) };
+    await writeManifests(join(dir, 'manifests'), manifests);
+    await writeManifests(join(dir2, 'manifests'), manifests);
+    const { cert, key } = await selfSignedCert(dir);
+    const common = [
+      '--max-recipients',
+      '5',
+      '--max-line-length',
+      '1000',
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+    ];
+    relay = await spawnRelay(relayArgs(dir, common));
+    normalizing = await spawnRelay(relayArgs(dir2, [...common, '--bare-lf', 'normalize']));
+  });
+  afterAll(async () => {
+    for (const r of [relay, normalizing]) {
+      if (r && r.proc.exitCode === null) {
+        r.kill('SIGKILL');
+        await r.exited;
+      }
+    }
+    await primary?.close();
+    await copy?.close();
+  });
+
+  it('open-relay probes: unmanaged domains are refused at RCPT; nothing reaches a destination off the managed domain', async () => {
+    // [recipient, must be refused?, MAIL FROM parameters]
+    const probes: [string, boolean, string?][] = [
+      ['user@unmanaged.test', true],
+      ['user@UNMANAGED.TEST', true],
+      [`user@${DOMAIN}.unmanaged.test`, true],
+      [`user@unmanaged.test.${DOMAIN}`, true],
+      ['user@unmanaged.test.', true],
+      [`user%unmanaged.test@${DOMAIN}`, false],
+      [`user%unmanaged.test`, true],
+      [`user!unmanaged.test`, true],
+      [`unmanaged.test!user@${DOMAIN}`, false],
+      [`@${DOMAIN}:user@unmanaged.test`, true],
+      [`@unmanaged.test:user@${DOMAIN}`, false],
+      [`@a.test,@b.test:user@unmanaged.test`, true],
+      [`"user@unmanaged.test"@${DOMAIN}`, false],
+      [`"user@${DOMAIN}"@unmanaged.test`, true],
+      [`user@${DOMAIN}@unmanaged.test`, true],
+      ['user@[127.0.0.1]', true],
+      ['user@[IPv6:::1]', true],
+      ['postmaster@unmanaged.test', true],
+      ['user@bücher.test', true, ' SMTPUTF8'],
+      ['user@xn--bcher-kva.test', true],
+      [`üser@${DOMAIN}`, false, ' SMTPUTF8'],
+      [`USER@${DOMAIN.toUpperCase()}`, false],
+    ];
+    const results: { probe: string; rcpt: string; final?: string }[] = [];
+    for (const [i, [rcpt, mustRefuse, params]] of probes.entries()) {
+      const r = await transact(relay.smtpPort, {
+        rcpts: [rcpt],
+        ...(params !== undefined ? { mailParams: params } : {}),
+        content: `Subject: probe-${i}\r\n\r\nopen relay probe\r\n.\r\n`,
+      });
+      const reply = r.rcpts[0] ?? '';
+      results.push({
+        probe: rcpt,
+        rcpt: reply.slice(0, 9),
+        ...(r.final ? { final: r.final.slice(0, 3) } : {}),
+      });
+      if (mustRefuse) expect(code(reply), `RCPT TO:<${rcpt}> got ${reply}`).toBeGreaterThanOrEqual(500);
+    }
+    await waitFor(async () => (await queuedMessages(relay.httpPort)) === 0, {
+      timeoutMs: 20_000,
+      what: 'queue drained',
+    });
+    const delivered = all().filter((m) => /^probe-\d+$/.test(subjectOf(m.raw) ?? ''));
+    for (const m of delivered) {
+      for (const r of m.rcptTo)
+        expect(r.slice(r.lastIndexOf('@') + 1).toLowerCase(), `envelope ${r}`).toBe(DOMAIN);
+    }
+    report('security open-relay probes', {
+      probes: probes.length,
+      refusedAtRcpt: results.filter((r) => code(r.rcpt) >= 500).length,
+      delivered: delivered.length,
+      recipientsDelivered: [...new Set(delivered.flatMap((m) => m.rcptTo))],
+      results,
+    });
+  });
+
+  const SMUGGLED =
+    'MAIL FROM:<evil@origin.test>\r\nRCPT TO:<victim@sec.test>\r\nDATA\r\nSubject: SMUGGLED\r\n\r\nevil\r\n';
+  const variants: [string, string][] = [
+    ['LF.LF', '\n.\n'],
+    ['CR.CR', '\r.\r'],
+    ['LF.CRLF', '\n.\r\n'],
+    ['CRLF.LF', '\r\n.\n'],
+    ['CR.LF', '\r.\n'],
+    ['CR.CRLF', '\r.\r\n'],
+    ['NUL', '\r\n.\0\r\n'],
+    ['NUL-dot', '\r\n\0.\r\n'],
+  ];
+  for (const [mode, which] of [
+    ['reject', () => relay],
+    ['normalize', () => normalizing],
+  ] as const) {
+    it(`SMTP smuggling (${mode} mode): no destination sees a smuggled message or a bare CR/LF`, async () => {
+      const outcome: Record<string, string> = {};
+      for (const [name, seq] of variants) {
+        const r = await transact(which().smtpPort, {
+          rcpts: [`smug@${DOMAIN}`],
+          content: `Subject: smug-${mode}-${name}\r\n\r\nhello${seq}${SMUGGLED}.\r\n`,
+        });
+        outcome[name] = r.final?.slice(0, 9) ?? '';
+        if (mode === 'reject') expect(r.final, name).toMatch(/^554 5\.6\.(11|0) /);
+        // The session is still in step: the next command is answered as itself.
+        expect(r.after, name).toMatch(/^250/);
+      }
+      // A clean message after them, so there is something to wait for.
+      const clean = await transact(which().smtpPort, {
+        rcpts: [`smug@${DOMAIN}`],
+        content: `Subject: smug-${mode}-clean\r\n\r\nclean\r\n.\r\n`,
+      });
+      expect(clean.final).toMatch(/^250 /);
+      await waitFor(() => copy.messages.some((m) => subjectOf(m.raw) === `smug-${mode}-clean`), {
+        timeoutMs: 10_000,
+        what: 'the clean message on the copy leg',
+      });
+      await waitFor(async () => (await queuedMessages(which().httpPort)) === 0, {
+        timeoutMs: 20_000,
+        what: 'queue drained',
+      });
+      for (const m of all()) {
+        expect(m.rcptTo).not.toContain(`victim@${DOMAIN}`);
+        expect(subjectOf(m.raw)).not.toBe('SMUGGLED');
+        expect(hasBare(m.raw), `bare CR/LF in ${subjectOf(m.raw) ?? '?'}`).toBe(false);
+      }
+      const seen = all().filter((m) => (subjectOf(m.raw) ?? '').startsWith(`smug-${mode}-`));
+      report(`security smuggling ${mode}`, { replies: outcome, messagesAtDestinations: seen.length });
+      // Each accepted message arrives once per leg; nothing else does.
+      const accepted = Object.values(outcome).filter((f) => f.startsWith('250')).length + 1;
+      expect(seen.length).toBe(2 * accepted);
+    });
+  }
+
+  it('STARTTLS injection: commands pipelined after STARTTLS are discarded (no reply before or after the handshake)', async () => {
+    const plain = new Socket();
+    let buf = '';
+    const onData = (c: Buffer): void => {
+      buf += c.toString('latin1');
+    };
+    plain.on('data', onData);
+    plain.on('error', () => undefined);
+    await new Promise<void>((resolve) => plain.connect(relay.smtpPort, '127.0.0.1', resolve));
+    const until = (re: RegExp, what: string): Promise<RegExpExecArray> =>
+      waitFor(() => re.exec(buf) ?? undefined, { timeoutMs: 5000, what });
+    await until(/^220 .*\r\n/, 'greeting');
+    plain.write('EHLO client.test\r\n');
+    await until(/250 [^\r\n]*\r\n$/, 'EHLO reply');
+    expect(buf).toMatch(/STARTTLS/);
+    buf = '';
+    plain.write('STARTTLS\r\nHELP\r\nMAIL FROM:<injected@origin.test>\r\nRCPT TO:<injected@sec.test>\r\n');
+    await until(/^220 [^\r\n]*\r\n/, 'the STARTTLS 220');
+    const plaintextAfter220 = buf.replace(/^220 [^\r\n]*\r\n/, '');
+    plain.removeListener('data', onData);
+    // A plaintext reply to the injected commands would also break the handshake.
+    const secure: TLSSocket = await new Promise((resolve, reject) => {
+      const t = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'relay.test' }, () =>
+        resolve(t),
+      );
+      t.once('error', reject);
+    });
+    let tbuf = '';
+    secure.on('data', (c: Buffer) => (tbuf += c.toString('latin1')));
+    secure.write('EHLO client.test\r\n');
+    await waitFor(() => /(^|\n)\d{3} [^\r\n]*\r\n/.exec(tbuf), {
+      timeoutMs: 5000,
+      what: 'the first reply over TLS',
+    });
+    const firstTls = tbuf;
+    tbuf = '';
+    secure.write('MAIL FROM:<real@origin.test>\r\n');
+    await waitFor(() => /\r\n$/.test(tbuf), { timeoutMs: 5000, what: 'MAIL FROM reply over TLS' });
+    const mail = tbuf;
+    secure.destroy();
+    report('security STARTTLS injection', {
+      plaintextAfter220: JSON.stringify(plaintextAfter220),
+      firstTlsReply: firstTls.split('\r\n')[0],
+      mailFromReply: mail.trim(),
+    });
+    expect(plaintextAfter220).toBe('');
+    // The first thing answered over TLS is our EHLO (250-...), not HELP (214) or the injected MAIL/RCPT.
+    expect(firstTls).toMatch(/^250[- ]/);
+    expect(firstTls).not.toMatch(/^214|^503|^5\d\d/m);
+    expect(mail).toMatch(/^250 /);
+    expect(all().some((m) => m.mailFrom === 'injected@origin.test')).toBe(false);
+  });
+
+  it('header injection through EHLO names: no injected field at the destination, exactly one Received: added', async () => {
+    // smtp-server refuses a name with whitespace or control characters (501); names without them are accepted
+    // and go into the Received: header through sanitizeHelo.
+    const names = [
+      'evil.test\rX-Injected: yes',
+      'evil.test X-Injected: yes',
+      'evil.test\tX-Injected: yes',
+      '[127.0.0.1]\x0bX-Injected: yes',
+      'X-Injected:yes',
+      '(X-Injected:yes)',
+      'evil.test;X-Injected:yes',
+      'evil.test)\r\n',
+      'evil>X-Injected:yes<',
+      '[127.0.0.1]X-Injected:yes',
+      'ünïcode.test',
+    ];
+    const replies: Record<string, string> = {};
+    for (const [i, name] of names.entries()) {
+      const r = await transact(relay.smtpPort, {
+        ehlo: name,
+        rcpts: [`ehlo${i}@${DOMAIN}`],
+        content: `Subject: ehlo-${i}\r\nX-Original: kept\r\n\r\nbody\r\n.\r\n`,
+      });
+      replies[JSON.stringify(name)] = `${r.ehlo.slice(0, 3)}/${r.final?.slice(0, 3) ?? '-'}`;
+    }
+    await waitFor(async () => (await queuedMessages(relay.httpPort)) === 0, {
+      timeoutMs: 20_000,
+      what: 'queue drained',
+    });
+    const got = all().filter((m) => /^ehlo-\d+$/.test(subjectOf(m.raw) ?? ''));
+    for (const m of got) {
+      const head = m.raw.subarray(0, m.raw.indexOf('\r\n\r\n')).toString('latin1');
+      const fields = head.split(/\r\n(?![ \t])/);
+      expect(fields.filter((f) => /^x-injected/i.test(f))).toEqual([]);
+      expect(fields.filter((f) => /^received:/i.test(f)).length).toBe(1);
+      expect(fields[0]).toMatch(/^Received: from /);
+      expect(fields).toContain('X-Original: kept');
+    }
+    report('security EHLO header injection', { ehloReplies: replies, delivered: got.length });
+  });
+
+  it('oversized lines: a 20 KiB command line ends the session (421) and a 2,000-byte content line gets 554 5.6.0', async () => {
+    const c = await RawSmtp.connect(relay.smtpPort);
+    let longCommand: string;
+    try {
+      await c.reply();
+      longCommand = await c.cmd(`EHLO ${'a'.repeat(20 * 1024)}`);
+    } finally {
+      c.close();
+    }
+    // smtp-server's command limit is 16 KiB: the session ends with 421 4.4.2 (or a 5xx / close), never a 2xx.
+    const ended = longCommand === '' || code(longCommand) === 421 || code(longCommand) >= 500;
+    expect(ended, `reply to a 20 KiB EHLO: ${longCommand}`).toBe(true);
+    const r = await transact(relay.smtpPort, {
+      rcpts: [`long@${DOMAIN}`],
+      content: `Subject: long-line\r\n\r\n${'x'.repeat(2000)}\r\n.\r\n`,
+    });
+    expect(r.final).toMatch(/^554 5\.6\.0 /);
+    expect(r.after).toMatch(/^250/);
+    expect(relay.proc.exitCode).toBeNull();
+    expect(all().some((m) => subjectOf(m.raw) === 'long-line')).toBe(false);
+    report('security oversized lines', { command20KiB: longCommand.slice(0, 40), contentLine2000: r.final });
+  });
+
+  it('too many recipients: the 6th and later get 452 4.5.3; the message goes to the first 5 on both legs', async () => {
+    const rcpts = Array.from({ length: 8 }, (_, i) => `many${i}@${DOMAIN}`);
+    const r = await transact(relay.smtpPort, { rcpts, content: 'Subject: many-rcpts\r\n\r\nx\r\n.\r\n' });
+    expect(r.rcpts.slice(0, 5).every((x) => code(x) === 250)).toBe(true);
+    for (const x of r.rcpts.slice(5)) expect(x).toMatch(/^452 4\.5\.3 /);
+    expect(r.final).toMatch(/^250 /);
+    await waitFor(
+      () =>
+        [primary, copy].every((p) =>
+          p.messages.some((m) => subjectOf(m.raw) === 'many-rcpts' && m.rcptTo.length > 0),
+        ) &&
+        new Set(
+          all()
+            .filter((m) => subjectOf(m.raw) === 'many-rcpts')
+            .flatMap((m) => m.rcptTo),
+        ).size >= 5,
+      { timeoutMs: 10_000, what: 'many-rcpts on both legs' },
+    );
+    await waitFor(async () => (await queuedMessages(relay.httpPort)) === 0, {
+      timeoutMs: 20_000,
+      what: 'queue drained',
+    });
+    for (const p of [primary, copy]) {
+      const to = p.messages.filter((m) => subjectOf(m.raw) === 'many-rcpts').flatMap((m) => m.rcptTo);
+      expect(to.sort()).toEqual(rcpts.slice(0, 5).sort());
+    }
+  });
+});
