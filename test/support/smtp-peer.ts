@@ -9,6 +9,17 @@ export interface ReceivedMessage {
   /** Raw bytes as received after DATA (dot-unstuffed by smtp-server). */
   raw: Buffer;
   receivedAt: number;
+  /** The session ran over TLS (STARTTLS). */
+  secure: boolean;
+  /** The user that authenticated, when AUTH was used. */
+  user?: string;
+}
+
+export interface PeerOptions {
+  /** Offer STARTTLS with this key and certificate (PEM). */
+  tls?: { key: Buffer | string; cert: Buffer | string };
+  /** Require AUTH (PLAIN/LOGIN) with these credentials before MAIL FROM. */
+  auth?: { user: string; pass: string };
 }
 
 export interface PeerBehaviour {
@@ -47,15 +58,28 @@ function smtpError(code: number, message: string): Error & { responseCode: numbe
   return Object.assign(new Error(message), { responseCode: code });
 }
 
-export async function startSmtpPeer(name: string, behaviour: PeerBehaviour = {}, port?: number): Promise<SmtpPeer> {
+export async function startSmtpPeer(
+  name: string,
+  behaviour: PeerBehaviour = {},
+  port?: number,
+  options: PeerOptions = {},
+): Promise<SmtpPeer> {
   const messages: ReceivedMessage[] = [];
   const listenPort = port ?? (await freePort());
   let server: SMTPServer | undefined;
 
   const make = (): SMTPServer =>
     new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['AUTH', 'STARTTLS'],
+      authOptional: options.auth === undefined,
+      disabledCommands: [...(options.auth ? [] : ['AUTH']), ...(options.tls ? [] : ['STARTTLS'])],
+      ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
+      // AUTH over a plain connection is allowed: the tests run on loopback.
+      allowInsecureAuth: true,
+      onAuth(auth, _session, cb) {
+        const ok = options.auth && auth.username === options.auth.user && auth.password === options.auth.pass;
+        if (ok) cb(null, { user: auth.username });
+        else cb(smtpError(535, '5.7.8 authentication failed'));
+      },
       logger: false,
       size: 64 * 1024 * 1024,
       onRcptTo(address: SMTPServerAddress, _session: SMTPServerSession, cb: (err?: Error | null) => void) {
@@ -71,6 +95,8 @@ export async function startSmtpPeer(name: string, behaviour: PeerBehaviour = {},
             rcptTo: session.envelope.rcptTo.map((r) => r.address),
             raw: Buffer.concat(chunks),
             receivedAt: Date.now(),
+            secure: session.secure,
+            ...(typeof session.user === 'string' ? { user: session.user } : {}),
           };
           const finish = (): void => {
             const r = peer.behaviour.data?.(msg);

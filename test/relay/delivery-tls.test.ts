@@ -1,0 +1,174 @@
+// TLS modes and SMTP AUTH on outbound legs, against smtp-server peers that offer STARTTLS (self-signed certificate
+// made with openssl) or require AUTH.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDelivery, type DeliveryEngine } from '../../relay/delivery/engine.ts';
+import { openSpool } from '../../relay/spool/spool.ts';
+import type { Spool } from '../../relay/spool/types.ts';
+import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
+import type { ServerRoute, TlsMode } from '../../routing/model.ts';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+
+const logger = pino({ level: 'silent' });
+let dir: string;
+let tlsPeer: SmtpPeer;
+let plainPeer: SmtpPeer;
+let authPeer: SmtpPeer;
+let spool: Spool;
+let engine: DeliveryEngine;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mailroute-tls-'));
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+  ]); // prettier-ignore
+  const tls = { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) };
+  tlsPeer = await startSmtpPeer('tls', {}, undefined, { tls });
+  plainPeer = await startSmtpPeer('plain');
+  authPeer = await startSmtpPeer('auth', {}, undefined, { auth: { user: 'relay', pass: 's3cret' } });
+  spool = await openSpool({ dir: join(dir, 'spool'), logger });
+  engine = startDelivery({
+    spool,
+    logger,
+    metrics: createRelayMetrics(new Registry(), false),
+    retryScheduleMs: [60_000],
+    maxQueueLifetimeMs: 3_600_000,
+    hostname: 'relay.test',
+    credentials: (ref) =>
+      Promise.resolve(
+        ref.name === 'good'
+          ? { user: 'relay', pass: 's3cret' }
+          : ref.name === 'wrong'
+            ? { user: 'relay', pass: 'nope' }
+            : undefined,
+      ),
+    route: (r) => ({
+      verdict: 'reject',
+      recipient: r,
+      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
+      legs: [],
+    }),
+    timeouts: { connectionMs: 3000, greetingMs: 3000, socketMs: 5000 },
+  });
+});
+
+afterAll(async () => {
+  await engine.stop();
+  await Promise.all([tlsPeer.close(), plainPeer.close(), authPeer.close()]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function send(rcpt: string, server: Partial<ServerRoute> & { port: number }): Promise<string> {
+  const s: ServerRoute = {
+    name: 'dest',
+    host: '127.0.0.1',
+    mx: false,
+    tls: 'None',
+    maxConnections: 1,
+    ...server,
+  };
+  const r = await spool.accept(
+    {
+      mailFrom: 'alice@sender.example',
+      recipients: [
+        { recipient: rcpt, legs: [{ server: s, recipient: rcpt, role: 'primary', bounces: 'Notify' }] },
+      ],
+      clientAddress: '127.0.0.1',
+      clientHostname: 'l',
+      helo: 'x',
+      receivedAt: new Date().toISOString(),
+      revision: 't',
+      smtputf8: false,
+      body8bit: false,
+    },
+    Readable.from(['Subject: tls\r\n\r\nbody\r\n']),
+  );
+  if (!r.ok) throw r.error;
+  engine.notify(r.id);
+  return r.id;
+}
+
+async function legAfterFirstAttempt(id: string): Promise<{ state: string; lastReply?: string }> {
+  return waitFor(
+    async () => {
+      const s = await spool.load(id);
+      if (!s.ok) return { state: 'removed' };
+      const leg = s.state.legs[0];
+      return leg && leg.attempts > 0
+        ? { state: leg.state, ...(leg.lastReply ? { lastReply: leg.lastReply } : {}) }
+        : undefined;
+    },
+    { what: `first attempt of ${id}` },
+  );
+}
+
+describe('outbound TLS modes', () => {
+  it.each([
+    ['Opportunistic', 'over TLS when offered (self-signed accepted)', true],
+    ['Required', 'over TLS (self-signed accepted)', true],
+    ['None', 'in plain text although STARTTLS is offered', false],
+  ] as const)('%s to a STARTTLS server delivers %s', async (tls: TlsMode, _what, secure) => {
+    const rcpt = `${tls.toLowerCase()}@example.com`;
+    await send(rcpt, { port: tlsPeer.port, tls });
+    const m = await waitFor(() => tlsPeer.for(rcpt)[0], { what: `delivery with ${tls}` });
+    expect(m.secure).toBe(secure);
+  });
+
+  it('Opportunistic to a server without STARTTLS delivers in plain text', async () => {
+    await send('opp-plain@example.com', { port: plainPeer.port, tls: 'Opportunistic' });
+    const m = await waitFor(() => plainPeer.for('opp-plain@example.com')[0]);
+    expect(m.secure).toBe(false);
+  });
+
+  it('Required to a server without STARTTLS never sends in plain text: the leg is deferred', async () => {
+    const id = await send('req-plain@example.com', { port: plainPeer.port, tls: 'Required' });
+    const leg = await legAfterFirstAttempt(id);
+    expect(leg.state).toBe('deferred');
+    expect(plainPeer.for('req-plain@example.com')).toEqual([]);
+  });
+
+  it('RequiredVerify refuses a certificate it cannot verify: the leg is deferred', async () => {
+    const id = await send('verify@example.com', {
+      port: tlsPeer.port,
+      tls: 'RequiredVerify',
+      host: 'localhost',
+    });
+    const leg = await legAfterFirstAttempt(id);
+    expect(leg.state).toBe('deferred');
+    expect(leg.lastReply).toMatch(/certificate/i);
+    expect(tlsPeer.for('verify@example.com')).toEqual([]);
+  });
+});
+
+describe('outbound AUTH', () => {
+  it('authenticates with the credentials of authSecretRef', async () => {
+    await send('auth-good@example.com', {
+      port: authPeer.port,
+      authSecretRef: { namespace: 'mail', name: 'good' },
+    });
+    const m = await waitFor(() => authPeer.for('auth-good@example.com')[0]);
+    expect(m.user).toBe('relay');
+  });
+
+  it.each([
+    ['missing credentials', 'absent', /credentials mail\/absent for server dest not available/],
+    ['wrong credentials (535)', 'wrong', /EAUTH/],
+  ])('%s defer the leg, never bounce it', async (_name, secret, reply) => {
+    const rcpt = `auth-${secret}@example.com`;
+    const id = await send(rcpt, { port: authPeer.port, authSecretRef: { namespace: 'mail', name: secret } });
+    const leg = await legAfterFirstAttempt(id);
+    expect(leg.state).toBe('deferred');
+    expect(leg.lastReply).toMatch(reply);
+    expect(authPeer.for(rcpt)).toEqual([]);
+  });
+});
