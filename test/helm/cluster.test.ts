@@ -435,6 +435,44 @@ else
         const md = await ctx.cp.kubectl(['get', 'maildomain', 'example-com', '-n', MAIL_NS]);
         expect(md.code, 'the custom resources survive the uninstall').toBe(0);
       });
+
+      it('installs every optional feature (but the prometheus-operator kinds) beside the CRDs the first release kept', async () => {
+        for (const ns of ['mail-staging', 'monitoring'])
+          expect((await ctx.cp.kubectl(['create', 'namespace', ns])).code).toBe(0);
+        const r = await helm([
+          'install',
+          'full',
+          CHART_DIR,
+          '-n',
+          'mailroute-full',
+          '--create-namespace',
+          '-f',
+          ALL_FEATURES_VALUES,
+          // No ServiceMonitor/PrometheusRule CRDs on this API server; the CRDs are the first release's (kept).
+          '--set',
+          'serviceMonitor.enabled=false,prometheusRule.enabled=false,crds.enabled=false',
+        ]);
+        expect(r.code, r.stderr).toBe(0);
+        const nps = await getJson(['networkpolicy', '-n', 'mailroute-full']);
+        expect((nps.items as Json[]).map((o) => (o.metadata as Json).name).sort()).toEqual([
+          'full-mailroute-operator',
+          'full-mailroute-relay',
+        ]);
+        const hpa = await getJson(['hpa', 'full-mailroute-relay', '-n', 'mailroute-full']);
+        expect(((hpa.spec as Json).metrics as Json[]).map((m) => m.type)).toEqual(['Resource', 'Pods']);
+        for (const ns of ['mail', 'mail-staging']) {
+          const rb = await getJson(['rolebinding', 'full-mailroute-secrets-relay', '-n', ns]);
+          expect((rb.roleRef as Json).name).toBe('full-mailroute-secrets-relay');
+        }
+        const dashboard = await getJson(['configmap', 'full-mailroute-dashboard', '-n', 'monitoring']);
+        expect(Object.keys(dashboard.data as Json)).toEqual(['mailroute.json']);
+        const svc = await getJson(['service', 'full-mailroute-relay', '-n', 'mailroute-full']);
+        expect(svc.spec).toMatchObject({
+          externalTrafficPolicy: 'Local',
+          loadBalancerClass: 'service.k8s.aws/nlb',
+        });
+        expect((await helm(['uninstall', 'full', '-n', 'mailroute-full'])).code).toBe(0);
+      });
     },
     { crds: false },
   );
