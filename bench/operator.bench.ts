@@ -229,10 +229,11 @@ spec: {domainRef: {name: example-com}, mode: Dual, primary: old, secondary: new}
     state,
     objects: () => objects,
     relayRevisions: () => new Set(),
-    onCompiled: () => undefined,
+    onCompiled: (_r, changed) => requeued.push(changed.all ? objects.length : changed.keys.size),
   });
+  const requeued: number[] = [];
   const timings: { first: NonNullable<RoutingController['lastTimings']>; totalMs: number }[] = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 6; i++) {
     if (i > 0) {
       // a change: one policy's bounces flip, so every run compiles and applies a new revision
       const dp = objects.find((o) => o.kind === 'DeliveryPolicy');

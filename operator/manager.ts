@@ -11,7 +11,6 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import type { CompileResult } from '../routing/compile.ts';
 import { GROUP, VERSION, type Kind } from '../routing/model.ts';
 import type { DeliveryPolicy, MailDomain, MailrouteObject, TestRecipient } from '../routing/types.ts';
 import type { OperatorConfig } from './config.ts';
@@ -61,6 +60,7 @@ export class OperatorManager {
   private http: Server | undefined;
   private readonly generations = new Map<string, number>();
   private relaySignature = '';
+  private relayRevisions = new Map<string, string | undefined>();
   private staleTimer: NodeJS.Timeout | undefined;
   private running: Promise<unknown>[] = [];
   private leading = false;
@@ -179,7 +179,7 @@ export class OperatorManager {
       ],
       relayRevisions: () =>
         new Set(this.relays().flatMap((r) => (r.revision === undefined ? [] : [r.revision]))),
-      onCompiled: (r) => this.onCompiled(r),
+      onCompiled: (_r, changed) => this.onCompiled(changed),
       onApplied: (revision, bytes) => {
         metrics.setRevision(revision);
         metrics.routingBytes.set(bytes);
@@ -310,11 +310,41 @@ export class OperatorManager {
     this.relaySignature = sig;
     this.routing.requestGc();
     this.queues.routing.add(ROUTING_KEY);
+    // Same relays, some moved to another revision: only objects whose generation differs between the old and the
+    // new revision can change their count. Otherwise (a relay came or went: every "N/M" changes) requeue all.
+    const previous = this.relayRevisions;
+    this.relayRevisions = new Map(relays.map((r) => [r.name, r.revision]));
+    const sameSet = previous.size === relays.length && relays.every((r) => previous.has(r.name));
+    if (sameSet) {
+      const keys = new Set<string>();
+      for (const r of relays) {
+        const before = previous.get(r.name);
+        if (before === r.revision) continue;
+        const d =
+          before === undefined || r.revision === undefined
+            ? undefined
+            : this.state.history.diff(before, r.revision);
+        if (d === undefined) return this.enqueueAllStatus();
+        for (const k of d) keys.add(k);
+      }
+      this.enqueueKeys(keys);
+      return;
+    }
     this.enqueueAllStatus();
   }
 
-  private onCompiled(_r: CompileResult): void {
-    this.enqueueAllStatus();
+  /** Requeue the status of objects by routing key (kind/namespace/name). */
+  private enqueueKeys(keys: Iterable<string>): void {
+    for (const k of keys) {
+      const i = k.indexOf('/');
+      const kind = k.slice(0, i) as Kind;
+      this.queues[kind].add(k.slice(i + 1));
+    }
+  }
+
+  private onCompiled(changed: { all: true } | { all: false; keys: ReadonlySet<string> }): void {
+    if (changed.all) this.enqueueAllStatus();
+    else this.enqueueKeys(changed.keys);
   }
 
   private startControllers(): void {

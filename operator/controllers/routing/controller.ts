@@ -57,6 +57,17 @@ export class RevisionHistory {
   has(revision: string): boolean {
     return this.revisions.has(revision);
   }
+
+  /** Object keys whose generation differs between two revisions (present in one only counts); undefined if unknown. */
+  diff(a: string, b: string): Set<string> | undefined {
+    const ma = this.revisions.get(a);
+    const mb = this.revisions.get(b);
+    if (ma === undefined || mb === undefined) return undefined;
+    const out = new Set<string>();
+    for (const [k, g] of ma) if (mb.get(k) !== g) out.add(k);
+    for (const k of mb.keys()) if (!ma.has(k)) out.add(k);
+    return out;
+  }
 }
 
 /** What the status controllers read. Mutated only by the routing controller. */
@@ -83,8 +94,15 @@ export interface RoutingControllerDeps {
   objects: () => MailrouteObject[];
   /** Revisions served by relays with a fresh heartbeat. */
   relayRevisions: () => ReadonlySet<string>;
-  /** Called when the compile result changed (new revision or new issues): requeue every object's status. */
-  onCompiled: (result: CompileResult) => void;
+  /**
+   * Called when the compile result changed, with the object keys (kind/namespace/name) whose issues or compiled
+   * generation changed; `all` on the first compile. Only their status can change because of the compile itself
+   * (a change in what the relays serve is handled by the relay watch).
+   */
+  onCompiled: (
+    result: CompileResult,
+    changed: { all: true } | { all: false; keys: ReadonlySet<string> },
+  ) => void;
   onApplied?: (revision: string, bytes: number, format: EncodedRouting['format']) => void;
   inlineMaxBytes?: number;
   shardMaxBytes?: number;
@@ -132,7 +150,11 @@ export class RoutingController {
     const st = this.d.state;
     const issuesJson = JSON.stringify(result.issues);
     const changed = result.revision !== st.revision || issuesJson !== this.lastIssuesJson || !st.compiled;
+    let changedKeys: { all: true } | { all: false; keys: ReadonlySet<string> } = { all: true };
     if (changed) {
+      const firstCompile = !st.compiled;
+      const previousRevision = st.revision;
+      const previousIssues = st.issuesByKey;
       st.history.add(result.revision, result.table.sources);
       const byKey = new Map<string, CompileIssue[]>();
       for (const i of result.issues) {
@@ -145,6 +167,17 @@ export class RoutingController {
       st.revision = result.revision;
       st.compiled = true;
       this.lastIssuesJson = issuesJson;
+      const generations =
+        firstCompile || previousRevision === undefined
+          ? undefined
+          : st.history.diff(previousRevision, result.revision);
+      if (generations !== undefined) {
+        const keys = new Set(generations);
+        for (const k of new Set([...previousIssues.keys(), ...byKey.keys()])) {
+          if (JSON.stringify(previousIssues.get(k)) !== JSON.stringify(byKey.get(k))) keys.add(k);
+        }
+        changedKeys = { all: false, keys };
+      }
     }
 
     let encodeMs = 0;
@@ -189,7 +222,7 @@ export class RoutingController {
       );
       this.d.onApplied?.(result.revision, result.json.length, enc.format);
     }
-    if (changed) this.d.onCompiled(result);
+    if (changed) this.d.onCompiled(result, changedKeys);
     if (this.gcNeeded) {
       const gc = await this.collectShards(result.revision);
       if (!gc.ok) this.d.logger.warn({ err: gc.error }, 'shard garbage collection failed; will retry');
