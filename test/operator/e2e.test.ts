@@ -55,7 +55,10 @@ describeCluster('operator + two real relays', (ctx) => {
     newDest = await startSmtpPeer('new');
     await apply(dualDomain('example.com', oldDest.port, newDest.port));
     op = startOperator(ctx.cp, { namespace: OP_NS, identity: 'op-e2e' });
-    await waitFor(() => routingRevision(rest, OP_NS), { timeoutMs: 30_000, what: 'the routing ConfigMap' }).catch((err: unknown) => {
+    await waitFor(() => routingRevision(rest, OP_NS), {
+      timeoutMs: 30_000,
+      what: 'the routing ConfigMap',
+    }).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}\noperator log:\n${op.logs().slice(-3000)}`);
     });
     for (const pod of ['relay-0', 'relay-1']) {
