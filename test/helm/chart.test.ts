@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 import { beforeAll, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { chartCrdTemplate, withoutChartMetadata } from '../../scripts/chart-crds.ts';
+import { valuesTable, withValuesTable } from '../../scripts/chart-readme.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
@@ -115,6 +116,18 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     };
     walk(values, schema, '');
     expect(problems).toEqual([]);
+  });
+
+  it('keeps the values table of the chart README generated (run `npm run gen:chart`)', () => {
+    const readme = readFileSync(join(CHART_DIR, 'README.md'), 'utf8');
+    const table = valuesTable(
+      readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8'),
+      readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8'),
+    );
+    expect(readme, 'charts/mailroute/README.md is stale: run npm run gen:chart').toBe(
+      withValuesTable(readme, table),
+    );
+    expect(table).toContain('| `relay.service.externalTrafficPolicy` | string | `"Cluster"` |');
   });
 
   it('puts secure defaults on every container (non-root, read-only root, no capabilities, seccomp, no escalation)', () => {
