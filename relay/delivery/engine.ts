@@ -64,6 +64,8 @@ export interface DeliveryOptions {
   loadConcurrency?: number;
   /** How long a result waits for the other legs of its message before it is written. Default 50 ms. */
   resultCoalesceMs?: number;
+  /** Engines (worker processes) sharing each server's maxConnections; this one opens ceil(max / share). Default 1. */
+  connectionShare?: number;
 }
 
 export interface DeliveryStats {
@@ -123,6 +125,7 @@ interface Job {
   server: ServerRoute;
   role: LegRole;
   from: string;
+  size: number;
   /** leg index -> envelope recipient */
   recipients: Map<number, string>;
 }
@@ -230,6 +233,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const loadConcurrency = opts.loadConcurrency ?? 64;
   const resultCoalesceMs = opts.resultCoalesceMs ?? 50;
+  const connectionShare = Math.max(1, opts.connectionShare ?? 1);
 
   const entries = new Map<string, Entry>();
   const heap = new DueHeap();
@@ -403,6 +407,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           server: l.leg.server,
           role: l.leg.role,
           from: state.meta.mailFrom,
+          size: state.size,
           recipients: new Map(),
         };
         groups.set(k, job);
@@ -448,7 +453,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const key = poolKey(target);
     let lane = lanes.get(key);
     if (!lane) {
-      lane = new Lane(factory(target), target.maxConnections);
+      const limit = Math.max(1, Math.ceil(target.maxConnections / connectionShare));
+      lane = new Lane(factory({ ...target, maxConnections: limit }), limit);
       lanes.set(key, lane);
     }
     return lane;
@@ -506,7 +512,12 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         let byRecipient: Map<string, AttemptReply>;
         try {
           lane.lastUsed = Date.now();
-          byRecipient = await lane.transport.send({ from: job.from, to, rawPath: spool.bodyPath(job.id) });
+          byRecipient = await lane.transport.send({
+            from: job.from,
+            to,
+            rawPath: spool.bodyPath(job.id),
+            size: job.size,
+          });
         } finally {
           lane.release();
         }

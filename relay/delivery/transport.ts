@@ -31,6 +31,8 @@ export interface SendRequest {
   to: string[];
   /** The spooled body file, sent byte for byte. */
   rawPath: string;
+  /** Bytes in the body file: announced as MAIL FROM SIZE= when the server supports it (RFC 1870). */
+  size?: number;
 }
 
 export interface ServerTransport {
@@ -164,7 +166,10 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
       send(req: SendRequest): Promise<Map<string, AttemptReply>> {
         return new Promise((resolve) => {
           transporter.sendMail(
-            { envelope: { from: req.from, to: req.to }, raw: { path: req.rawPath } },
+            {
+              envelope: { from: req.from, to: req.to, ...(req.size ? { size: req.size } : {}) },
+              raw: { path: req.rawPath },
+            },
             (err: Error | null, info: unknown) => {
               resolve(repliesFromNodemailer(req.to, err, info as NodemailerInfo));
             },

@@ -381,6 +381,36 @@ describe('delivery engine', () => {
     await drained(h);
   });
 
+  it('stop() lets an attempt in flight finish and records it; past the deadline the leg stays queued', async () => {
+    h = await harness({ stopTimeoutMs: 5000 });
+    h.primary.behaviour.dataDelayMs = 600;
+    await h.copy.down();
+    const id = await h.accept();
+    await waitFor(() => h.engine.stats().jobs > 0 && h.primary.messages.length === 0, {
+      what: 'an attempt in flight',
+    });
+    await h.engine.stop();
+    expect(h.primary.messages.length).toBe(1);
+    const s = await h.spool.load(id);
+    expect(s.ok && s.state.legs[0]?.state).toBe('delivered');
+
+    // A deadline shorter than the attempt: stop() returns, nothing is recorded, the next start tries again.
+    await h.restart({ stopTimeoutMs: 100 });
+    h.primary.behaviour.dataDelayMs = 1500;
+    const id2 = await h.accept(['late@example.com']);
+    await waitFor(() => h.engine.stats().jobs > 0, { what: 'an attempt in flight' });
+    await h.engine.stop();
+    const s2 = await h.spool.load(id2);
+    expect(s2.ok && s2.state.legs[0]?.state).toBe('pending');
+    h.primary.behaviour.dataDelayMs = 0;
+    await h.copy.up();
+    await h.restart();
+    await drained(h);
+    // at-least-once: the late message may arrive twice (once from the abandoned attempt), never zero times
+    expect(h.primary.for('late@example.com').length).toBeGreaterThanOrEqual(1);
+    expect(h.copy.for('late@copy.example.com').length).toBe(1);
+  });
+
   it('expires a leg that stays deferred past max-queue-lifetime and bounces it with 4.4.7', async () => {
     h = await harness({ maxQueueLifetimeMs: 400, retryScheduleMs: [50] });
     h.primary.behaviour.rcpt = () => ({ code: 451, message: '4.3.0 try later' });
