@@ -141,6 +141,32 @@ describe('InformerSupervisor', () => {
     expect(made).toBeGreaterThanOrEqual(3);
   });
 
+  it('treats a start that never returns as a failure and starts a new informer', async () => {
+    let made = 0;
+    const sup = new InformerSupervisor({
+      name: 'hang',
+      logger,
+      startTimeoutMs: 50,
+      backoffBaseMs: 1,
+      make: () => {
+        made++;
+        const f = new FakeInformer([obj('a')], false);
+        if (made === 1) f.start = () => new Promise<void>(() => undefined);
+        return f as unknown as InformerLike<KubernetesObject>;
+      },
+      onEvent: () => undefined,
+      onResync: () => undefined,
+    });
+    await sup.start();
+    expect(made).toBe(2);
+    expect(sup.health()).toMatchObject({
+      synced: true,
+      restarts: 1,
+      lastError: 'informer start timed out after 50 ms',
+    });
+    await sup.stop();
+  });
+
   it.each([
     [0, 0, 50],
     [0, 1, 100],

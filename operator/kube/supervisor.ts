@@ -33,6 +33,8 @@ export interface SupervisorOptions<T extends KubernetesObject> {
   watchdogMs?: number;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** A start (list + watch request) taking longer than this counts as failed. Default 60 s. */
+  startTimeoutMs?: number;
   onRestart?: (reason: string) => void;
 }
 
@@ -203,10 +205,23 @@ export class InformerSupervisor<T extends KubernetesObject> {
       }
       this.fail(gen, err);
     });
+    // The client's list call has no timeout of its own: a start that hangs counts as a failure.
+    const startTimeoutMs = this.opts.startTimeoutMs ?? 60_000;
+    let timer: unknown;
     try {
-      await inf.start();
+      await Promise.race([
+        inf.start(),
+        new Promise<never>((_, reject) => {
+          timer = this.timers.setTimeout(
+            () => reject(new Error(`informer start timed out after ${startTimeoutMs} ms`)),
+            startTimeoutMs,
+          );
+        }),
+      ]);
     } catch (err) {
       failedDuringStart ??= err;
+    } finally {
+      this.timers.clearTimeout(timer);
     }
     this.starting = false;
     if (failedDuringStart !== undefined || gen !== this.generation || this.stopped) {
