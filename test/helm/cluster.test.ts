@@ -68,6 +68,16 @@ else
       };
       afterAll(async () => {
         await stopAll();
+        // A relay stopped with SIGTERM deletes its heartbeat Lease (with the chart's RBAC), so it stops counting at once.
+        expect(procs.get('relay')?.child.exitCode, procs.get('relay')?.log.slice(-2000)).toBe(0);
+        const lease = await ctx.cp.kubectl([
+          'get',
+          'lease',
+          'mailroute-relay-mr-mailroute-relay-0',
+          '-n',
+          NS,
+        ]);
+        expect(lease.stderr).toContain('NotFound');
         if (work !== '') rmSync(work, { recursive: true, force: true });
       });
 
