@@ -118,6 +118,16 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect(problems).toEqual([]);
   });
 
+  it("versions the chart's appVersion like package.json (the image tag defaults to it)", () => {
+    const chart = parseYaml(readFileSync(join(CHART_DIR, 'Chart.yaml'), 'utf8')) as { appVersion: string };
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(chart.appVersion).toBe(pkg.version);
+    const [c] = containers(one(defaults, 'Deployment', '-operator'));
+    expect(c!.image).toBe(`ghcr.io/mailroute/mailroute:${pkg.version}`);
+    const [d] = containers(one(all, 'StatefulSet', '-relay'));
+    expect(d!.image).toMatch(/^ghcr\.io\/mailroute\/mailroute@sha256:[0-9a-f]{64}$/);
+  });
+
   it('keeps the values table of the chart README generated (run `npm run gen:chart`)', () => {
     const readme = readFileSync(join(CHART_DIR, 'README.md'), 'utf8');
     const table = valuesTable(
