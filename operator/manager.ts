@@ -186,8 +186,13 @@ export class OperatorManager {
       },
     });
 
-    const events = createEventRecorder(this.rest, 'mailroute-operator', this.now, (err) =>
-      logger.warn({ err }, 'could not record event'),
+    const events = createEventRecorder(
+      this.rest,
+      'mailroute-operator',
+      this.now,
+      (err) => logger.warn({ err }, 'could not record event'),
+      { qps: 20, burst: 100 },
+      () => metrics.eventsDropped.inc(),
     );
     const common = { rest: this.rest, state: this.state, events, relays: () => this.relays(), now: this.now };
     const getter =

@@ -34,17 +34,38 @@ export interface EventRecorder {
   event(obj: InvolvedObject, type: EventType, reason: string, message: string): Promise<void>;
 }
 
-/** Writes core/v1 Events (what `kubectl describe` shows). Failures are logged by the caller's onError, never thrown. */
+export interface EventRateLimit {
+  /** events per second on average */
+  qps: number;
+  burst: number;
+}
+
+/**
+ * Writes core/v1 Events (what `kubectl describe` shows). Failures are reported to onError, never thrown. A token
+ * bucket (default 20/s, burst 100) keeps a mass status change (100,000 TestRecipients becoming Ready) from flooding
+ * the API server with Events; events over the limit are dropped and counted (onDrop).
+ */
 export function createEventRecorder(
   rest: KubeRest,
   component: string,
   now: () => Date,
   onError: (err: string) => void,
+  limit: EventRateLimit = { qps: 20, burst: 100 },
+  onDrop: () => void = () => undefined,
 ): EventRecorder {
   let seq = 0;
+  let tokens = limit.burst;
+  let last = now().getTime();
   return {
     async event(obj, type, reason, message) {
       const t = now();
+      tokens = Math.min(limit.burst, tokens + ((t.getTime() - last) / 1000) * limit.qps);
+      last = t.getTime();
+      if (tokens < 1) {
+        onDrop();
+        return;
+      }
+      tokens -= 1;
       const ts = t.toISOString().replace(/\.\d{3}Z$/, 'Z');
       const body = {
         apiVersion: 'v1',

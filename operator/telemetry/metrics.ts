@@ -15,6 +15,7 @@ export interface OperatorMetrics {
   routingBytes: Gauge;
   relaysFresh: Gauge;
   informerRestarts: Counter<'informer' | 'reason'>;
+  eventsDropped: Counter;
   queue(name: string): QueueMetrics;
   setRevision(revision: string): void;
 }
@@ -107,6 +108,11 @@ export function createOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): 
     labelNames: ['informer', 'reason'],
     registers: [registry],
   });
+  const eventsDropped = new Counter({
+    name: 'mailroute_operator_events_dropped_total',
+    help: 'Events not written because of the event rate limit',
+    registers: [registry],
+  });
   let currentRevision: string | undefined;
   return {
     registry,
@@ -118,6 +124,7 @@ export function createOperatorMetrics(opts: { defaultMetrics?: boolean } = {}): 
     routingBytes,
     relaysFresh,
     informerRestarts,
+    eventsDropped,
     queue(name) {
       const l = { name, controller: name };
       return {
