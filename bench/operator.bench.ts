@@ -297,13 +297,13 @@ spec: {domainRef: {name: example-com}, mode: Dual, primary: old, secondary: new}
   out.push('');
   out.push('| step | ms |');
   out.push('|---|---:|');
-  out.push(`| gather from the caches | ${f0(last.first.gatherMs)} |`);
-  out.push(`| compile (routing core) | ${f0(last.first.compileMs)} |`);
+  out.push(`| gather from the caches (last run) | ${f0(last.first.gatherMs)} |`);
+  out.push(`| compile (routing core; last run) | ${f0(last.first.compileMs)} |`);
   out.push(
-    `| encode: canonical JSON ${(last.first.bytes / 1048576).toFixed(1)} MiB -> gzip -> ${last.first.shards} shard ConfigMaps | ${f0(last.first.encodeMs)} |`,
+    `| encode: canonical JSON ${(last.first.bytes / 1048576).toFixed(1)} MiB -> gzip -> ${last.first.shards} shard ConfigMaps (last run) | ${f0(last.first.encodeMs)} |`,
   );
   out.push(
-    `| server-side apply of ${last.first.shards} shards + the index to kube-apiserver | ${f0(last.first.applyMs)} |`,
+    `| server-side apply of ${last.first.shards} shards + the index to kube-apiserver (last run) | ${f0(last.first.applyMs)} |`,
   );
   const after = timings.slice(1).map((x) => x.totalMs);
   out.push(
