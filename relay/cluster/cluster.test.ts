@@ -12,7 +12,8 @@ import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
 import { buildLease, parsePeerAddress, parseStaticPeers, peersFromLeases } from './lease.ts';
-import { clusterSettings, expandPeers } from './index.ts';
+import { clusterSettings, expandPeers, startClusterMode } from './index.ts';
+import type { LeaseBody } from './lease.ts';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
@@ -436,5 +437,106 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
     });
     expect(report).toMatchObject({ messages: 1, handedOff: 0, left: 1 });
     expect(await spool.list()).toEqual([r.id]);
+  });
+});
+
+describe('startClusterMode', () => {
+  it('advertises the revision, stays not-ready once shutdown began, drains to --peers, deletes the Lease', async () => {
+    const writes: LeaseBody[] = [];
+    let deleted = false;
+    const api: LeaseApi = {
+      read: () => Promise.resolve(writes.length ? { resourceVersion: String(writes.length) } : undefined),
+      create: (_ns, body) => {
+        writes.push(body);
+        return Promise.resolve({ resourceVersion: String(writes.length) });
+      },
+      replace: (_ns, _n, body) => {
+        writes.push(body);
+        return Promise.resolve({ resourceVersion: String(writes.length) });
+      },
+      delete: () => {
+        deleted = true;
+        return Promise.resolve();
+      },
+      list: () => Promise.resolve([]),
+    };
+    const peer = await startSmtpPeer('peer');
+    const dir = await mkdtemp(join(tmpdir(), 'mailroute-cm-'));
+    try {
+      const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
+      const server = {
+        name: 'd',
+        host: '127.0.0.1',
+        port: 9,
+        mx: false,
+        tls: 'None' as const,
+        maxConnections: 1,
+      };
+      const r = await spool.accept(
+        {
+          mailFrom: 'a@b.example',
+          recipients: [
+            {
+              recipient: 'x@example.com',
+              legs: [{ server, recipient: 'x@example.com', role: 'primary', bounces: 'Notify' }],
+            },
+          ],
+          clientAddress: '127.0.0.1',
+          clientHostname: 'l',
+          helo: 'h',
+          receivedAt: NOW.toISOString(),
+          revision: 'r1',
+          smtputf8: false,
+          body8bit: false,
+        },
+        Readable.from(['Subject: x\r\n\r\nbody\r\n']),
+      );
+      if (!r.ok) throw r.error;
+      const settings = clusterSettings(
+        {
+          sourceKind: 'configmap',
+          peers: `127.0.0.1:${peer.port}`,
+          drainOnShutdown: 'auto',
+          drainTimeoutMs: 10_000,
+        },
+        { POD_NAME: 'r-0', POD_NAMESPACE: 'ms', POD_IP: '127.0.0.1' },
+        { host: '0.0.0.0', port: 1 },
+      );
+      if (typeof settings === 'string') throw new Error(settings);
+      const cm = startClusterMode({
+        settings,
+        logger: quiet,
+        hostname: 'r-0.test',
+        revision: undefined,
+        leases: api,
+      });
+      await cm.heartbeat?.update({});
+      expect(writes.at(-1)?.metadata.annotations).toEqual({
+        'mailroute.io/ready': 'false',
+        'mailroute.io/smtp': '127.0.0.1:1',
+      });
+      cm.setRevision('rev1');
+      await cm.heartbeat?.update({});
+      expect(writes.at(-1)?.metadata.annotations).toMatchObject({
+        'mailroute.io/ready': 'true',
+        'mailroute.io/revision': 'rev1',
+      });
+      await cm.beginShutdown();
+      cm.setRevision('rev2');
+      await cm.heartbeat?.update({});
+      expect(writes.at(-1)?.metadata.annotations).toMatchObject({
+        'mailroute.io/ready': 'false',
+        'mailroute.io/revision': 'rev2',
+      });
+      const report = await cm.drain(spool);
+      expect(report).toMatchObject({ messages: 1, handedOff: 1, left: 0, peers: [`127.0.0.1:${peer.port}`] });
+      expect(peer.for('x@example.com')).toHaveLength(1);
+      expect(await spool.list()).toEqual([]);
+      await cm.stop();
+      expect(deleted).toBe(true);
+    } finally {
+      await peer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -146,6 +146,7 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
     );
   }
 
+  let shuttingDown = false;
   const peers = async (): Promise<Peer[]> => {
     const fromLeases = heartbeat
       ? await heartbeat.peers().catch((err: unknown) => {
@@ -168,9 +169,11 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
   return {
     heartbeat,
     setRevision(revision) {
-      void heartbeat?.update({ revision, ready: true });
+      // A swap during shutdown (the source is closed last) must not advertise this relay as a drain target again.
+      void heartbeat?.update(shuttingDown ? { revision } : { revision, ready: true });
     },
     async beginShutdown() {
+      shuttingDown = true;
       if (heartbeat === undefined) return;
       // Bounded: with the API server down, shutdown must not wait for the renewal's HTTP timeout.
       let timer: NodeJS.Timeout | undefined;
