@@ -172,7 +172,8 @@ const yamlSoup = fc
   )
   .map((parts) => parts.join(''));
 
-describe('manifest parser (fuzz)', () => {
+// Generous timeout: `npm run test:reliability` runs these with MAILROUTE_FUZZ_RUNS=3000.
+describe('manifest parser (fuzz)', { timeout: 300_000 }, () => {
   it('random text never throws and gives typed errors', () => {
     fc.assert(
       fc.property(

@@ -81,7 +81,7 @@ const hasBare = (b: Buffer): boolean => {
   return false;
 };
 
-describe('ContentScanner (fuzz)', () => {
+describe('ContentScanner (fuzz)', { timeout: 300_000 }, () => {
   for (const mode of ['reject', 'normalize'] as const) {
     it(`${mode}: the verdict and the output do not depend on where chunks are split`, () => {
       fc.assert(
@@ -161,7 +161,7 @@ describe('ContentScanner (fuzz)', () => {
   });
 });
 
-describe('receivedHeader / sanitizeHelo (fuzz)', () => {
+describe('receivedHeader / sanitizeHelo (fuzz)', { timeout: 300_000 }, () => {
   const hostile = fc.oneof(
     fc.string({ maxLength: 80 }),
     fc.string({ unit: 'binary', maxLength: 80 }),

@@ -10,9 +10,10 @@ import { RawSmtp, code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
+  adminPort,
   dualDomain,
   duplicates,
-  queuedMessages,
+  queueTotal,
   relayArgs,
   report,
   scale,
@@ -140,7 +141,7 @@ describe('crash: kill -9 at random points under dual load', () => {
         `${String(err)}; missing on primary: ${missing(primary).join(',')}; on copy: ${missing(copy).join(',')}`,
       );
     });
-    await waitFor(async () => (await queuedMessages(last.httpPort)) === 0, {
+    await waitFor(async () => (await queueTotal(adminPort(last))) === 0, {
       timeoutMs: 20_000,
       what: 'the queue to drain',
     });

@@ -16,8 +16,10 @@ import { RawSmtp, code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
+  adminPort,
   dualDomain,
   queuedMessages,
+  queueTotal,
   relayArgs,
   report,
   run,
@@ -108,6 +110,7 @@ function budgetFs(budget: number): SpoolFs {
 interface Target {
   smtpPort: number;
   httpPort: number;
+  adminPort: number;
   spoolDir: string;
   alive(): boolean;
   /** kill -9 and start again on the same spool; undefined in the fallback (no process to kill). */
@@ -168,6 +171,9 @@ describe('disk full on the spool', () => {
         get httpPort() {
           return child.httpPort;
         },
+        get adminPort() {
+          return adminPort(child);
+        },
         spoolDir: spool,
         alive: () => child.proc.exitCode === null,
         restart: async () => {
@@ -187,6 +193,7 @@ describe('disk full on the spool', () => {
       target = {
         smtpPort: r.relay.smtp.port,
         httpPort: r.relay.http.port,
+        adminPort: r.relay.admin.port,
         spoolDir: r.spoolDir,
         alive: () => true,
       };
@@ -244,7 +251,7 @@ describe('disk full on the spool', () => {
       intervalMs: 100,
       what: 'every acknowledged message delivered intact on both legs',
     });
-    await waitFor(async () => (await queuedMessages(target.httpPort)) === 0, {
+    await waitFor(async () => (await queueTotal(target.adminPort)) === 0, {
       timeoutMs: 20_000,
       what: 'queue drained',
     });

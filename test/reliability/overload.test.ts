@@ -10,7 +10,7 @@
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
@@ -110,8 +110,11 @@ describe('overload: connection floods and slowloris', () => {
       ]),
     );
   });
+  // A failed test must not leave its connections to the next one.
+  afterEach(() => {
+    for (const c of open.splice(0)) c.socket.destroy();
+  });
   afterAll(async () => {
-    for (const c of open) c.socket.destroy();
     if (relay && relay.proc.exitCode === null) {
       relay.kill('SIGKILL');
       await relay.exited;
@@ -119,6 +122,13 @@ describe('overload: connection floods and slowloris', () => {
     await primary?.close();
     await copy?.close();
   });
+
+  /** No session left from an earlier test (they are counted against the global limit until closed). */
+  const idle = (): Promise<unknown> =>
+    waitFor(async () => metricSum(await metrics(relay.httpPort), 'mailroute_smtp_connections') === 0, {
+      timeoutMs: 10_000,
+      what: 'no open sessions',
+    });
 
   const wellBehaved = async (subject: string): Promise<number> => {
     const t0 = Date.now();
@@ -158,6 +168,7 @@ describe('overload: connection floods and slowloris', () => {
   };
 
   it(`${CONNECTIONS} connections from 4 addresses: at most ${PER_IP} per address, slowloris held, a good client served`, async () => {
+    await idle();
     const rss = rssSampler(relay.pid);
     const t0 = Date.now();
     const conns = await flood(relay.smtpPort, CONNECTIONS, addrs('127.0.1', 4));
@@ -165,10 +176,16 @@ describe('overload: connection floods and slowloris', () => {
     const { greeted, refused, other } = await classify(conns);
     const perAddress = new Map<string, number>();
     for (const c of greeted) perAddress.set(c.from, (perAddress.get(c.from) ?? 0) + 1);
+    const refusedPerIp = (await Promise.all(refused.map((c) => c.first))).filter((f) =>
+      f.startsWith('421 4.7.0'),
+    ).length;
     expect(other).toEqual([]);
     expect(Math.max(...perAddress.values())).toBeLessThanOrEqual(PER_IP);
-    expect(greeted.length).toBe(4 * PER_IP);
-    expect(refused.length).toBe(CONNECTIONS - 4 * PER_IP);
+    // Every address was served up to (about) its limit. A connection refused for its address holds a slot of the
+    // global limit until it is closed, so in a burst a few may get the global 421 instead: not exactly 4 x 50.
+    expect(perAddress.size).toBe(4);
+    expect(greeted.length).toBeGreaterThanOrEqual(4 * PER_IP * 0.8);
+    expect(refusedPerIp).toBeGreaterThanOrEqual(CONNECTIONS - MAX_CONNECTIONS);
     // The refused connections are closed by the relay, not left holding a descriptor.
     await waitFor(() => refused.every((c) => c.isClosed()), {
       timeoutMs: 10_000,
@@ -196,6 +213,7 @@ describe('overload: connection floods and slowloris', () => {
         connections: CONNECTIONS,
         greeted: greeted.length,
         refused421: refused.length,
+        refusedPerIp421: refusedPerIp,
         floodMs: Date.now() - t0,
         slowlorisBytes: rounds,
         goodClientMs: goodMs,
@@ -214,6 +232,7 @@ describe('overload: connection floods and slowloris', () => {
   });
 
   it(`${CONNECTIONS} connections from many addresses: at most ${MAX_CONNECTIONS} sessions in total, RSS bounded`, async () => {
+    await idle();
     const nAddr = Math.ceil(CONNECTIONS / PER_IP);
     const rss = rssSampler(relay.pid);
     const t0 = Date.now();
@@ -254,6 +273,7 @@ describe('overload: connection floods and slowloris', () => {
   });
 
   it('slowloris in DATA (a byte a second) is cut off by --data-timeout with 421 4.4.2; nothing is queued', async () => {
+    await idle();
     const c = await connect(relay.smtpPort, '127.0.3.1');
     open.push(c);
     let buf = '';

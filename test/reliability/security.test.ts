@@ -17,8 +17,9 @@ import { RawSmtp, code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
+  adminPort,
   dualDomain,
-  queuedMessages,
+  queueTotal,
   relayArgs,
   report,
   selfSignedCert,
@@ -37,12 +38,17 @@ async function transact(
   opts: { ehlo?: string; from?: string; mailParams?: string; rcpts: string[]; content?: string | Buffer },
 ): Promise<{ ehlo: string; mail: string; rcpts: string[]; final?: string; after?: string }> {
   const c = await RawSmtp.connect(port);
+  // Commands go out as UTF-8 (RawSmtp.cmd writes latin1), so SMTPUTF8 addresses are sent as a real client would.
+  const cmd = async (line: string): Promise<string> => {
+    c.write(Buffer.from(`${line}\r\n`, 'utf8'));
+    return c.reply();
+  };
   try {
     await c.reply();
-    const ehlo = await c.cmd(`EHLO ${opts.ehlo ?? 'client.test'}`);
-    const mail = await c.cmd(`MAIL FROM:<${opts.from ?? 'probe@origin.test'}>${opts.mailParams ?? ''}`);
+    const ehlo = await cmd(`EHLO ${opts.ehlo ?? 'client.test'}`);
+    const mail = await cmd(`MAIL FROM:<${opts.from ?? 'probe@origin.test'}>${opts.mailParams ?? ''}`);
     const rcpts: string[] = [];
-    for (const r of opts.rcpts) rcpts.push(await c.cmd(`RCPT TO:<${r}>`));
+    for (const r of opts.rcpts) rcpts.push(await cmd(`RCPT TO:<${r}>`));
     if (opts.content === undefined || !rcpts.some((r) => code(r) === 250)) return { ehlo, mail, rcpts };
     const d = await c.cmd('DATA');
     if (code(d) !== 354) return { ehlo, mail, rcpts, final: d };
@@ -144,11 +150,13 @@ describe('security probes', () => {
       });
       if (mustRefuse) expect(code(reply), `RCPT TO:<${rcpt}> got ${reply}`).toBeGreaterThanOrEqual(500);
     }
-    await waitFor(async () => (await queuedMessages(relay.httpPort)) === 0, {
+    await waitFor(async () => (await queueTotal(adminPort(relay))) === 0, {
       timeoutMs: 20_000,
       what: 'queue drained',
     });
     const delivered = all().filter((m) => /^probe-\d+$/.test(subjectOf(m.raw) ?? ''));
+    const accepted = results.filter((r) => r.final === '250').length;
+    expect(delivered.length).toBe(2 * accepted);
     for (const m of delivered) {
       for (const r of m.rcptTo)
         expect(r.slice(r.lastIndexOf('@') + 1).toLowerCase(), `envelope ${r}`).toBe(DOMAIN);
@@ -160,6 +168,35 @@ describe('security probes', () => {
       recipientsDelivered: [...new Set(delivered.flatMap((m) => m.rcptTo))],
       results,
     });
+  });
+
+  it('no backscatter: a primary 5xx for a sender on an unmanaged domain sends no DSN anywhere; the queue empties', async () => {
+    primary.behaviour.rcpt = (a) =>
+      a === `bounce@${DOMAIN}` ? { code: 550, message: '5.1.1 no such user' } : undefined;
+    try {
+      const r = await transact(relay.smtpPort, {
+        from: 'victim@unmanaged.test',
+        rcpts: [`bounce@${DOMAIN}`],
+        content: 'Subject: backscatter\r\n\r\nx\r\n.\r\n',
+      });
+      expect(r.final).toMatch(/^250 /);
+      // The copy leg is delivered; the primary leg fails for good; then the message leaves the queue.
+      await waitFor(() => copy.messages.some((m) => subjectOf(m.raw) === 'backscatter'), {
+        timeoutMs: 10_000,
+        what: 'the copy',
+      });
+      await waitFor(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${adminPort(relay)}/queue`);
+          return ((await res.json()) as { total: number }).total === 0;
+        },
+        { timeoutMs: 20_000, what: 'GET /queue empty' },
+      );
+      expect(all().filter((m) => m.mailFrom === '')).toEqual([]);
+      expect(relay.logs.some((l) => l.includes('DSN not sent'))).toBe(true);
+    } finally {
+      primary.behaviour.rcpt = undefined;
+    }
   });
 
   const SMUGGLED =
@@ -200,7 +237,7 @@ describe('security probes', () => {
         timeoutMs: 10_000,
         what: 'the clean message on the copy leg',
       });
-      await waitFor(async () => (await queuedMessages(which().httpPort)) === 0, {
+      await waitFor(async () => (await queueTotal(adminPort(which()))) === 0, {
         timeoutMs: 20_000,
         what: 'queue drained',
       });
@@ -281,7 +318,7 @@ describe('security probes', () => {
       'X-Injected:yes',
       '(X-Injected:yes)',
       'evil.test;X-Injected:yes',
-      'evil.test)\r\n',
+      'evil.test)',
       'evil>X-Injected:yes<',
       '[127.0.0.1]X-Injected:yes',
       'ünïcode.test',
@@ -295,11 +332,14 @@ describe('security probes', () => {
       });
       replies[JSON.stringify(name)] = `${r.ehlo.slice(0, 3)}/${r.final?.slice(0, 3) ?? '-'}`;
     }
-    await waitFor(async () => (await queuedMessages(relay.httpPort)) === 0, {
+    await waitFor(async () => (await queueTotal(adminPort(relay))) === 0, {
       timeoutMs: 20_000,
       what: 'queue drained',
     });
+    const accepted = Object.values(replies).filter((r) => r.endsWith('/250')).length;
     const got = all().filter((m) => /^ehlo-\d+$/.test(subjectOf(m.raw) ?? ''));
+    expect(accepted).toBeGreaterThan(0);
+    expect(got.length).toBe(2 * accepted);
     for (const m of got) {
       const head = m.raw.subarray(0, m.raw.indexOf('\r\n\r\n')).toString('latin1');
       const fields = head.split(/\r\n(?![ \t])/);
@@ -352,7 +392,7 @@ describe('security probes', () => {
         ).size >= 5,
       { timeoutMs: 10_000, what: 'many-rcpts on both legs' },
     );
-    await waitFor(async () => (await queuedMessages(relay.httpPort)) === 0, {
+    await waitFor(async () => (await queueTotal(adminPort(relay))) === 0, {
       timeoutMs: 20_000,
       what: 'queue drained',
     });

@@ -173,3 +173,13 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   }
   return sum;
 }
+
+/**
+ * Messages in the spool, from the admin API (GET /queue reads the spool itself). Use this to decide "drained":
+ * the mailroute_queue_messages gauge is refreshed once a second, so it can read 0 just after a message was queued.
+ */
+export async function queueTotal(adminApiPort: number): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${adminApiPort}/queue?limit=0`);
+  if (res.status !== 200) throw new Error(`GET /queue: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { total: number }).total;
+}
