@@ -184,7 +184,7 @@ export function startPreflight(opts: PreflightOptions): PreflightHandle {
         // Fresh status from a previous leader: schedule from its probe time.
         const oldest = Math.min(...v.previousServers.map((s) => Date.parse(s.lastProbeTime)));
         schedule.set(key, {
-          fingerprint: serversFingerprint(v.servers),
+          fingerprint: serversFingerprint(v),
           nextDue: nextDue(oldest, intervalMs, jitter, random),
         });
       }
@@ -200,7 +200,7 @@ export function startPreflight(opts: PreflightOptions): PreflightHandle {
         try {
           const { servers, written } = await probeDomain(v, probe, api, now);
           schedule.set(key, {
-            fingerprint: serversFingerprint(v.servers),
+            fingerprint: serversFingerprint(v),
             nextDue: nextDue(now().getTime(), intervalMs, jitter, random),
           });
           const failing = servers.filter((s) => !s.reachable || s.tls === 'failed').map((s) => s.name);

@@ -6,6 +6,7 @@ import {
   decideCondition,
   isDue,
   nextDue,
+  serversFingerprint,
   viewMailDomain,
   type Condition,
   type ServerStatus,
@@ -80,13 +81,34 @@ describe('viewMailDomain and isDue', () => {
   });
   it('is due when never probed, when stale, when servers change; not when a fresh status exists', () => {
     const now = T0.getTime();
-    const fresh = viewMailDomain(md({ servers: [srv('legacy', true)] }));
+    const cond = (generation: number) => ({
+      type: 'ServersReachable',
+      status: 'True',
+      reason: 'AllReachable',
+      message: '',
+      lastTransitionTime: '',
+      observedGeneration: generation,
+    });
+    const fresh = viewMailDomain(md({ servers: [srv('legacy', true)], conditions: [cond(3)] }));
+    const oldGeneration = viewMailDomain(md({ servers: [srv('legacy', true)], conditions: [cond(2)] }));
     const never = viewMailDomain(md());
-    if (!fresh || !never) throw new Error('view');
+    if (!fresh || !never || !oldGeneration) throw new Error('view');
     expect(isDue(never, undefined, now, 60_000)).toBe(true);
     expect(isDue(fresh, undefined, now + 1000, 60_000)).toBe(false);
+    expect(isDue(oldGeneration, undefined, now + 1000, 60_000)).toBe(true);
     expect(isDue(fresh, undefined, now + 60_000, 60_000)).toBe(true);
     expect(isDue(fresh, { fingerprint: 'other', nextDue: now + 1e9 }, now, 60_000)).toBe(true);
+    expect(isDue(fresh, { fingerprint: serversFingerprint(fresh), nextDue: now + 1e9 }, now, 60_000)).toBe(
+      false,
+    );
+    expect(
+      isDue(
+        fresh,
+        { fingerprint: serversFingerprint({ ...fresh, generation: 2 }), nextDue: now + 1e9 },
+        now,
+        60_000,
+      ),
+    ).toBe(true);
   });
   it('jitters the next due time within ±jitter', () => {
     expect(nextDue(0, 1000, 0.1, () => 0)).toBe(900);

@@ -75,9 +75,12 @@ export function viewMailDomain(obj: unknown): DomainView | undefined {
   };
 }
 
-/** Identifies what is probed: a change of hosts, ports or TLS modes makes the domain due at once. */
-export function serversFingerprint(servers: DomainView['servers']): string {
-  const canon = servers.map((s) => [s.name, s.host, s.port, s.mx, s.tls]);
+/**
+ * Identifies what is probed: a change of hosts, ports or TLS modes makes the domain due at once, and so does a new
+ * generation (so ServersReachable's observedGeneration follows the spec promptly).
+ */
+export function serversFingerprint(view: Pick<DomainView, 'servers' | 'generation'>): string {
+  const canon = [view.generation, ...view.servers.map((s) => [s.name, s.host, s.port, s.mx, s.tls])];
   return createHash('sha256').update(JSON.stringify(canon)).digest('hex').slice(0, 16);
 }
 
@@ -160,8 +163,9 @@ export function isDue(
   now: number,
   intervalMs: number,
 ): boolean {
-  const fp = serversFingerprint(view.servers);
+  const fp = serversFingerprint(view);
   if (entry !== undefined) return entry.fingerprint !== fp || now >= entry.nextDue;
+  if (view.previousCondition?.observedGeneration !== view.generation) return true;
   const names = view.servers.map((s) => s.name).sort();
   const prevNames = view.previousServers.map((s) => s.name).sort();
   if (names.length === 0 || JSON.stringify(names) !== JSON.stringify(prevNames)) return true;
