@@ -26,6 +26,7 @@ import {
   ALL_FEATURES_VALUES,
   CHART_DIR,
   describeWithTools,
+  findKstatus,
   findTools,
   helmTemplate,
   KUBE_VERSION,
@@ -44,6 +45,12 @@ const EXAMPLE = join(REPO_ROOT, 'examples', 'demo', 'mailroute.yaml');
 const HERE = join(REPO_ROOT, 'test', 'helm');
 
 const found = findTools();
+const kstatusBin = findKstatus();
+if (kstatusBin === undefined && process.env.MAILROUTE_REQUIRE_ENVTEST !== '1') {
+  console.warn(
+    '\n!! SKIPPING the Flux kstatus checks: the kstatus CLI is not built (bash test/helm/build-kstatus.sh; .ci/run builds it)\n',
+  );
+}
 const tools: Tools = found.ok ? found.tools : { helm: 'helm', kubeconform: 'kubeconform' };
 
 // Missing helm/kubeconform: a loud skip (a failure under MAILROUTE_REQUIRE_ENVTEST=1), like a missing control plane.
@@ -141,6 +148,25 @@ else
               : '',
         };
       };
+
+      /** kstatus of the live mailroute objects in MAIL_NS, as Flux's health checks compute it: "Kind/name\tStatus\tmsg". */
+      const kstatus = async (): Promise<string[]> => {
+        if (kstatusBin === undefined)
+          throw new Error('kstatus CLI not built: bash test/helm/build-kstatus.sh');
+        const list = await ctx.cp.kubectl([
+          'get',
+          'maildomains,deliverypolicies',
+          '-n',
+          MAIL_NS,
+          '-o',
+          'json',
+        ]);
+        expect(list.code, list.stderr).toBe(0);
+        const r = await run(kstatusBin, [], { stdin: list.stdout });
+        expect(r.code, r.stderr).toBe(0);
+        return r.stdout.trim().split('\n').sort();
+      };
+      const kstatusRequired = kstatusBin !== undefined || process.env.MAILROUTE_REQUIRE_ENVTEST === '1';
 
       /** Health of a live object per docs/gitops/argocd-health.lua (lua5.4), as Argo CD would show it. */
       const argo = async (kind: string, name: string): Promise<string> => {
@@ -378,6 +404,16 @@ else
         expect(metrics).toMatch(/leader_election_master_status\{[^}]*\} 1/);
       });
 
+      it.runIf(kstatusRequired)(
+        'Flux (kstatus): the objects are InProgress while no relay serves them',
+        async () => {
+          expect(await kstatus()).toEqual([
+            'DeliveryPolicy/example-com\tInProgress\tProgrammed: 0/0 relays programmed',
+            'MailDomain/example-com\tInProgress\tProgrammed: 0/0 relays programmed',
+          ]);
+        },
+      );
+
       it("runs a relay with the chart's args and ServiceAccount: heartbeat Lease, the policy becomes Ready", async () => {
         const [smtp, http, admin] = [await freePort(), await freePort(), await freePort()];
         const spool = join(work, 'spool');
@@ -432,6 +468,25 @@ else
         const readyz = await fetch(`http://127.0.0.1:${http}/readyz`);
         expect(readyz.status).toBe(200);
       });
+
+      it.runIf(kstatusRequired)(
+        'Flux (kstatus): the objects are Current once every relay serves them',
+        async () => {
+          await waitFor(
+            async () => {
+              const md = await getJson(['maildomain.mailroute.io', 'example-com', '-n', MAIL_NS]);
+              return ((md.status as Json).conditions as Json[]).some(
+                (c) => c.type === 'Ready' && c.status === 'True',
+              );
+            },
+            { timeoutMs: 30_000, what: 'MailDomain Ready=True' },
+          );
+          expect(await kstatus()).toEqual([
+            'DeliveryPolicy/example-com\tCurrent\tResource is Ready',
+            'MailDomain/example-com\tCurrent\tResource is Ready',
+          ]);
+        },
+      );
 
       it('helm uninstall removes the workloads and keeps the CRDs (crds.keep)', async () => {
         await stopAll();

@@ -33,6 +33,12 @@ export function findTools(): ToolsLookup {
   return { ok: true, tools: { helm, kubeconform } };
 }
 
+/** Flux's kstatus as a CLI (test/helm/build-kstatus.sh); undefined when not built. */
+export function findKstatus(): string | undefined {
+  const p = process.env.MAILROUTE_KSTATUS ?? join(toolsDir(), 'kstatus');
+  return existsSync(p) ? p : undefined;
+}
+
 const HOW_TO_GET_TOOLS =
   'run `npm run envtest` (test/controlplane/build-envtest.sh builds helm and kubeconform from Go modules into ' +
   '~/.cache/mailroute/tools/), or set MAILROUTE_HELM and MAILROUTE_KUBECONFORM';
