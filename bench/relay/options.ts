@@ -29,6 +29,8 @@ export interface BenchOptions {
   readonly snapshot: boolean;
   /** Run mailroute from this folder instead (a patched copy, for experiments). */
   readonly mailrouteRoot: string | undefined;
+  /** Don't run anything: re-render docs/benchmarks.md and the chart from this results file. */
+  readonly render: string | undefined;
   /** Extra arguments for `mailroute relay`. */
   readonly mailrouteArgs: readonly string[];
   /** Run mailroute with --cpu-prof into this folder. */
@@ -55,6 +57,7 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --no-snapshot           run mailroute from the checkout (default: from a copy of its sources taken at the start)
   --mailroute-root DIR    run mailroute's bin/mailroute.js from DIR (a patched copy of the sources, for experiments)
   --mailroute-arg=ARG     extra argument for \`mailroute relay\` (repeatable; BENCH_MAILROUTE_ARGS, space-separated)
+  --render FILE           run nothing: re-render the docs section and chart from a bench/results/*.json file
   --cpu-prof DIR          run mailroute under node --cpu-prof, profiles into DIR
 `;
 
@@ -100,6 +103,7 @@ export function parseOptions(
         keep: { type: 'boolean' },
         'no-snapshot': { type: 'boolean' },
         'mailroute-root': { type: 'string' },
+        render: { type: 'string' },
         'mailroute-arg': { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -173,6 +177,7 @@ export function parseOptions(
     keepTemp: v.keep === true,
     snapshot: v['no-snapshot'] !== true,
     mailrouteRoot: v['mailroute-root'],
+    render: v.render,
     mailrouteArgs,
     cpuProfDir: v['cpu-prof'],
   };

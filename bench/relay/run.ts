@@ -392,6 +392,82 @@ function fmtRun(r: RunResult): string {
   return r.error === null ? base : `${base}\n  ERROR: ${r.error}`;
 }
 
+/** What bench/results/*.json holds (summary and ratios are recomputed from runs when rendering). */
+interface ResultsFile {
+  date: string;
+  mode: string;
+  command: string;
+  machine: Record<string, unknown>;
+  machineText?: string;
+  versions: Record<string, string>;
+  options: Pick<BenchOptions, 'workloads' | 'systems' | 'rounds' | 'probeIntervalMs'>;
+  runs: RunResult[];
+}
+
+const DOC_INTRO =
+  '# Benchmarks\n\nEvery figure here was measured on the machine named next to it, with the command shown. Re-run them yourself: each section says how.\n';
+
+/**
+ * Prints the tables; with resultFile, writes it (JSON), the "Relay vs Postfix" section of docs/benchmarks.md and
+ * docs/bench-relay.svg. writeJson false: re-render the docs from an existing results file.
+ */
+function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson = true): void {
+  const titles = new Map(WORKLOADS.map((w) => [w.id, w.title]));
+  const summary = summarize(r.runs, r.options.workloads, r.options.systems);
+  const ratioRows = ratios(r.runs, r.options.workloads);
+  process.stdout.write(`\n${markdownTables(summary, ratioRows, titles)}\n`);
+  if (resultFile === undefined) return;
+  const m = r.machine;
+  const machineText =
+    r.machineText ??
+    `${String(m['cpuModel'])}, ${String(m['nproc'])} CPUs (nproc), ${String(m['memGiB'])} GiB RAM, Linux ${String(m['kernel'])}, queues and spool on ${String(m['tmpFilesystem'])}`;
+  const pressures = r.runs.map((x) => x.cpuPressure).filter((x): x is number => x !== null);
+  const loads = r.runs.map((x) => x.loadAverage[0] ?? 0);
+  const notes = [
+    'Load: `smtp-source -s SESSIONS -l SIZE -m MESSAGES -r RCPTS` with a new connection per message (no `-d`); split mode runs two smtp-source processes with half the sessions each, one to recipients known on the primary, one to unknown ones.',
+    '"accepted" = messages / time until smtp-source had every message answered 250; "end to end" = messages / time until the two smtp-sink destinations had received every leg (counted per recipient from `smtp-sink -v`).',
+    `p50/p99: a separate probe connection sends one message every ${r.options.probeIntervalMs} ms during the load and times the write of \`<CR><LF>.<CR><LF>\` to the 250 reply.`,
+    'CPU s / 1k msgs: utime+stime (+ reaped children) of the server process tree from /proc (Postfix: master and all its daemons; mailroute: the relay process and its children), per 1,000 messages including probe messages. Sinks, smtp-source and the harness are not counted.',
+    'Peak RSS: largest sum of VmRSS over the process tree, sampled every 250 ms; PSS (shared pages split between processes) in parentheses is the fairer figure for multi-process Postfix.',
+    'Runs are interleaved per workload: ceiling, then Postfix and mailroute alternating in ABBA order over rounds; the ratio is taken per round, then the median. Ceiling = smtp-source straight into one smtp-sink (one leg).',
+    'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file). mailroute runs with its defaults, one process; its 100 ms early-talker greeting delay (GUIDE §7) applies only until a client address has passed the check once, so it does not cap this load.',
+    `The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run's wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu)${pressures.length > 0 ? `: ${Math.round(Math.min(...pressures) * 100)}–${Math.round(Math.max(...pressures) * 100)} % in this run, load average ${Math.min(...loads).toFixed(0)}–${Math.max(...loads).toFixed(0)}` : ''}. High values mean every figure is depressed by contention (GUIDE §7 has the same machine quiet: Postfix 716–790 msg/s direct, 444–483 dual, ceiling ~10,000), and a single-threaded process suffers more from it than a multi-process one. Trust the interleaved ratios more than the absolute rates.`,
+  ];
+  const ctxReport = {
+    command: r.command,
+    date: r.date,
+    mode: r.mode,
+    machine: machineText,
+    versions: Object.entries(r.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
+    resultFile,
+    titles,
+    notes,
+  };
+  if (writeJson) {
+    mkdirSync(join(repoRoot, 'bench', 'results'), { recursive: true });
+    writeFileSync(
+      join(repoRoot, resultFile),
+      `${JSON.stringify({ ...r, summary, ratios: ratioRows }, null, 2)}\n`,
+    );
+  }
+  const docPath = join(repoRoot, 'docs', 'benchmarks.md');
+  mkdirSync(dirname(docPath), { recursive: true });
+  const doc = existsSync(docPath) ? readFileSync(docPath, 'utf8') : DOC_INTRO;
+  writeFileSync(docPath, replaceSection(doc, markdownSection(summary, ratioRows, ctxReport)));
+  writeFileSync(
+    join(repoRoot, 'docs', 'bench-relay.svg'),
+    svgChart(
+      summary,
+      r.options.workloads,
+      titles,
+      `${r.mode} run ${r.date.slice(0, 16).replace('T', ' ')} UTC; median of ${r.options.rounds} round(s)`,
+    ),
+  );
+  log(`wrote ${writeJson ? `${resultFile}, ` : ''}${relative(repoRoot, docPath)}, docs/bench-relay.svg`);
+}
+
 async function main(): Promise<number> {
   const parsed = parseOptions(process.argv.slice(2), process.env);
   if (parsed.ok === 'help') {
@@ -403,6 +479,11 @@ async function main(): Promise<number> {
     return 2;
   }
   const options = parsed.options;
+  if (options.render !== undefined) {
+    const file = resolve(options.render);
+    writeReport(JSON.parse(readFileSync(file, 'utf8')) as ResultsFile, relative(repoRoot, file), false);
+    return 0;
+  }
   if (process.getuid?.() !== 0 && options.systems.includes('postfix')) {
     process.stderr.write(
       'bench:relay: the Postfix peer must be started as root (postfix -c DIR start); run as root or --systems ceiling,mailroute\n',
@@ -466,64 +547,23 @@ async function main(): Promise<number> {
     log(fmtRun(r));
   }
 
-  const titles = new Map(WORKLOADS.map((w) => [w.id, w.title]));
-  const summary = summarize(runs, options.workloads, options.systems);
-  const ratioRows = ratios(runs, options.workloads);
-  process.stdout.write(`\n${markdownTables(summary, ratioRows, titles)}\n`);
-
   const date = new Date().toISOString();
   const resultFile = join(
     'bench',
     'results',
     `${date.slice(0, 10)}-${date.slice(11, 13)}${date.slice(14, 16)}-${options.mode}.json`,
   );
-  if (options.write) {
-    const notes = [
-      'Load: `smtp-source -s SESSIONS -l SIZE -m MESSAGES -r RCPTS` with a new connection per message (no `-d`); split mode runs two smtp-source processes with half the sessions each, one to recipients known on the primary, one to unknown ones.',
-      '"accepted" = messages / time until smtp-source had every message answered 250; "end to end" = messages / time until the two smtp-sink destinations had received every leg (counted per recipient from `smtp-sink -v`).',
-      'p50/p99: a separate probe connection sends one message every ' +
-        options.probeIntervalMs +
-        ' ms during the load and times the write of `<CR><LF>.<CR><LF>` to the 250 reply.',
-      'CPU s / 1k msgs: utime+stime (+ reaped children) of the server process tree from /proc (Postfix: master and all its daemons; mailroute: the relay process and its children), per 1,000 messages including probe messages. Sinks, smtp-source and the harness are not counted.',
-      'Peak RSS: largest sum of VmRSS over the process tree, sampled every 250 ms; PSS (shared pages split between processes) in parentheses is the fairer figure for multi-process Postfix.',
-      'Runs are interleaved per workload: ceiling, then Postfix and mailroute alternating in ABBA order over rounds; the ratio is taken per round, then the median. Ceiling = smtp-source straight into one smtp-sink (one leg).',
-      'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file).',
-      'The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run\'s wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu); high values mean the figures are depressed by contention, and a single-threaded process suffers more from it than a multi-process one. Load averages per run are in the JSON.',
-    ];
-    const ctxReport = {
-      command,
-      date,
-      mode: options.mode,
-      machine: machine.text,
-      versions: Object.entries(vers)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', '),
-      resultFile,
-      titles,
-      notes,
-    };
-    mkdirSync(join(repoRoot, 'bench', 'results'), { recursive: true });
-    writeFileSync(
-      join(repoRoot, resultFile),
-      `${JSON.stringify({ date, mode: options.mode, command, machine: machine.json, versions: vers, options, summary, ratios: ratioRows, runs }, null, 2)}\n`,
-    );
-    const docPath = join(repoRoot, 'docs', 'benchmarks.md');
-    mkdirSync(dirname(docPath), { recursive: true });
-    const doc = existsSync(docPath)
-      ? readFileSync(docPath, 'utf8')
-      : '# Benchmarks\n\nEvery figure here was measured on the machine named next to it, with the command shown. Re-run them yourself: each section says how.\n';
-    writeFileSync(docPath, replaceSection(doc, markdownSection(summary, ratioRows, ctxReport)));
-    writeFileSync(
-      join(repoRoot, 'docs', 'bench-relay.svg'),
-      svgChart(
-        summary,
-        options.workloads,
-        titles,
-        `${options.mode} run ${date.slice(0, 16).replace('T', ' ')} UTC; median of ${options.rounds} round(s)`,
-      ),
-    );
-    log(`wrote ${resultFile}, ${relative(repoRoot, docPath)}, docs/bench-relay.svg`);
-  }
+  const results: ResultsFile = {
+    date,
+    mode: options.mode,
+    command,
+    machine: machine.json,
+    machineText: machine.text,
+    versions: vers,
+    options,
+    runs,
+  };
+  writeReport(results, options.write ? resultFile : undefined);
   cleanup();
   return runs.some((r) => r.error !== null) ? 1 : 0;
 }
