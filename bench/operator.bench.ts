@@ -245,6 +245,7 @@ spec: {domainRef: {name: example-com}, mode: Dual, primary: old, secondary: new}
         };
       }
     }
+    routing.markDirty(); // what the manager does on an informer event
     t = performance.now();
     const r = await routing.reconcile();
     if (!r.ok) throw new Error(r.error);

@@ -275,6 +275,7 @@ export class OperatorManager {
     const id = `${kind}/${ns}/${name}`;
     if (type === 'delete') {
       this.generations.delete(id);
+      this.routing.markDirty();
       this.queues.routing.add(ROUTING_KEY);
       return;
     }
@@ -282,12 +283,14 @@ export class OperatorManager {
     if (this.generations.get(id) !== gen) {
       // spec changed (or new): recompile; a status-only update does not
       this.generations.set(id, gen);
+      this.routing.markDirty();
       this.queues.routing.add(ROUTING_KEY);
     }
     this.queues[kind].add(statusKey(ns, name));
   }
 
   private onObjectResync(kind: Kind): void {
+    this.routing.markDirty();
     this.queues.routing.add(ROUTING_KEY);
     this.enqueueAll(kind);
   }
@@ -375,6 +378,7 @@ export class OperatorManager {
         ),
       );
     }
+    this.routing.markDirty();
     this.queues.routing.add(ROUTING_KEY);
     this.enqueueAllStatus();
   }

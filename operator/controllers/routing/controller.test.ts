@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ObjectRef } from '../../../routing/model.ts';
-import { objectKey, RevisionHistory } from './controller.ts';
+import { syntheticObjects } from '../../../routing/test-fixtures.ts';
+import { objectKey, RevisionHistory, RoutingController, RoutingState } from './controller.ts';
 
 const ref = (kind: ObjectRef['kind'], name: string, generation: number): ObjectRef => ({
   kind,
@@ -36,5 +37,54 @@ describe('RevisionHistory', () => {
     h.add('r1', []); // re-adding refreshes recency
     h.add('r4', []);
     expect([h.has('r1'), h.has('r2'), h.has('r3'), h.has('r4')]).toEqual([true, false, true, true]);
+  });
+});
+
+describe('RoutingController', () => {
+  it('compiles only when marked dirty; a periodic resync reuses the last result', async () => {
+    const objects = syntheticObjects(2, 2);
+    let gathered = 0;
+    const applied: string[] = [];
+    const rest = {
+      request: <T>(method: string, path: string) => {
+        if (method === 'PATCH') applied.push(path);
+        if (method === 'GET' && path.endsWith('/configmaps'))
+          return Promise.resolve({ ok: true as const, status: 200, body: { items: [] } as T });
+        // drift check: report the revision we last applied
+        if (method === 'GET')
+          return Promise.resolve({
+            ok: true as const,
+            status: 200,
+            body: { metadata: { annotations: { 'mailroute.io/revision': state.appliedRevision } } } as T,
+          });
+        return Promise.resolve({ ok: true as const, status: 200, body: {} as T });
+      },
+    };
+    const state = new RoutingState();
+    const compiled: number[] = [];
+    const c = new RoutingController({
+      namespace: 'ns',
+      configMapName: 'mailroute-routing',
+      rest,
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      state,
+      objects: () => {
+        gathered++;
+        return objects;
+      },
+      relayRevisions: () => new Set(),
+      onCompiled: (_r, changed) => compiled.push(changed.all ? -1 : changed.keys.size),
+    });
+    expect(await c.reconcile()).toMatchObject({ ok: true, requeueAfterMs: 60_000 });
+    expect([gathered, applied.length, compiled]).toEqual([1, 1, [-1]]);
+    await c.reconcile(); // periodic: nothing changed
+    expect([gathered, applied.length]).toEqual([1, 1]);
+    const dp = objects.find((o) => o.kind === 'DeliveryPolicy');
+    if (dp?.kind !== 'DeliveryPolicy') throw new Error('no policy');
+    dp.metadata.generation = 2;
+    c.markDirty();
+    await c.reconcile();
+    expect([gathered, applied.length, compiled]).toEqual([2, 2, [-1, 1]]);
+    expect(applied[1]).toBe('/api/v1/namespaces/ns/configmaps/mailroute-routing');
   });
 });

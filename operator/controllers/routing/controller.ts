@@ -126,6 +126,8 @@ export class RoutingController {
   private lastIssuesJson = '';
   private appliedShards = new Set<string>();
   private gcNeeded = true;
+  private dirty = true;
+  private last: CompileResult | undefined;
   lastTimings: RoutingTimings | undefined;
 
   constructor(deps: RoutingControllerDeps) {
@@ -136,6 +138,11 @@ export class RoutingController {
     this.gcNeeded = true;
   }
 
+  /** An object changed (or a re-list happened): the next reconcile compiles again. */
+  markDirty(): void {
+    this.dirty = true;
+  }
+
   private get cmPath(): string {
     return `/api/v1/namespaces/${this.d.namespace}/configmaps`;
   }
@@ -143,9 +150,13 @@ export class RoutingController {
   async reconcile(): Promise<ReconcileOutcome> {
     const now = this.d.now ?? Date.now;
     const t0 = now();
-    const objects = this.d.objects();
+    // A periodic resync (drift check, shard GC) with no object change since the last compile reuses its result.
+    const reuse = !this.dirty && this.last !== undefined;
+    this.dirty = false;
+    const objects = reuse ? [] : this.d.objects();
     const t1 = now();
-    const result = compile(objects);
+    const result = reuse && this.last !== undefined ? this.last : compile(objects);
+    this.last = result;
     const t2 = now();
     const st = this.d.state;
     const issuesJson = JSON.stringify(result.issues);
