@@ -3,6 +3,8 @@
 // server-side apply under the field manager `mailroute-preflight`, so the main controller's fields are untouched.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../../routing/model.ts';
+import { describeFailure, type KubeRest } from '../kube/rest.ts';
+import { serverSideApply } from '../kube/ssa.ts';
 import { createSmtpProbe, type Probe } from './probe.ts';
 import {
   FIELD_MANAGER,
@@ -37,8 +39,8 @@ export interface PreflightKube {
 }
 
 export interface PreflightOptions {
-  /** A KubeConfig (the operator's) or an injected PreflightKube. */
-  kube: KubeConfig | PreflightKube;
+  /** A KubeConfig, the operator's REST client (operator/kube/rest.ts), or an injected PreflightKube. */
+  kube: KubeConfig | KubeRest | PreflightKube;
   /** Namespaces to watch; undefined or empty: all namespaces. */
   namespaces?: readonly string[];
   logger: PreflightLogger;
@@ -114,6 +116,32 @@ export function kubeApi(kc: KubeConfig): PreflightKube {
   };
 }
 
+/** The same calls through the operator's own REST client (typed results; server-side apply via operator/kube/ssa.ts). */
+export function kubeRestApi(rest: KubeRest): PreflightKube {
+  const base = `/apis/${GROUP}/${VERSION}`;
+  const items = async (path: string): Promise<unknown[]> => {
+    const r = await rest.request<{ items?: unknown[] }>('GET', path);
+    if (!r.ok) throw new Error(`GET ${path}: ${describeFailure(r)}`);
+    return Array.isArray(r.body.items) ? r.body.items : [];
+  };
+  return {
+    async listMailDomains(namespaces) {
+      if (namespaces === undefined || namespaces.length === 0) return items(`${base}/${PLURAL}`);
+      const lists = await Promise.all(
+        namespaces.map((ns) => items(`${base}/namespaces/${encodeURIComponent(ns)}/${PLURAL}`)),
+      );
+      return lists.flat();
+    },
+    async applyStatus(namespace, name, body) {
+      const path = `${base}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}/${encodeURIComponent(name)}/status`;
+      const r = await serverSideApply(rest, path, body, FIELD_MANAGER);
+      if (r.ok) return true;
+      if (r.status === 404) return false;
+      throw new Error(`PATCH ${path}: ${describeFailure(r)}`);
+    },
+  };
+}
+
 function errMessage(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
   return String(err);
@@ -142,7 +170,8 @@ export async function probeDomain(
 }
 
 export function startPreflight(opts: PreflightOptions): PreflightHandle {
-  const api = opts.kube instanceof KubeConfig ? kubeApi(opts.kube) : opts.kube;
+  const k = opts.kube;
+  const api = k instanceof KubeConfig ? kubeApi(k) : 'listMailDomains' in k ? k : kubeRestApi(k);
   const intervalMs = opts.intervalMs ?? 5 * 60_000;
   const jitter = opts.jitter ?? 0.1;
   const scanMs = opts.scanMs ?? Math.min(intervalMs, 30_000);

@@ -9,6 +9,7 @@ import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { makeSelfSigned, startTlsPeer, type TlsPeer } from './tls-peer.ts';
 import { createSmtpProbe, startPreflight, type PreflightHandle } from '../../operator/preflight/index.ts';
 import type { Condition, ServerStatus } from '../../operator/preflight/status.ts';
+import { createKubeRest } from '../../operator/kube/rest.ts';
 
 const NS = 'mail';
 const G = { group: 'mailroute.io', version: 'v1alpha1', namespace: NS, plural: 'maildomains' };
@@ -142,8 +143,9 @@ describeCluster(
           },
         },
       });
+      // This one goes through the operator's own REST client (operator/kube/rest.ts) instead of client-node.
       const pf = startPreflight({
-        kube: ctx.cp.kubeconfig,
+        kube: createKubeRest(ctx.cp.kubeconfig),
         namespaces: [NS],
         logger: quiet,
         intervalMs: 60_000,
