@@ -125,6 +125,15 @@ describe('createSmtpProbe against real SMTP servers', () => {
     });
   });
 
+  it('does not echo what a non-SMTP service sends', async () => {
+    rawGreeting = 'SSH-2.0-OpenSSH_9.2p1 Debian\r\n';
+    const r = await createSmtpProbe({ timeoutMs: 3000 })(target(rawPort, 'None'));
+    expect(r.reachable).toBe(false);
+    expect(r.message).toMatch(/not an SMTP reply/);
+    expect(r.message).not.toContain('OpenSSH');
+    rawGreeting = '554 5.7.1 no service here\r\n';
+  });
+
   it('times out on a server that never greets', async () => {
     rawGreeting = '';
     const r = await createSmtpProbe({ timeoutMs: 300 })(target(rawPort, 'None'));

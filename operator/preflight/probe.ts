@@ -117,7 +117,13 @@ class Conversation {
         if (this.buffer.length > 64 * 1024) this.fail(new Error('reply longer than 64 KiB'));
         return;
       case 'invalid':
-        this.fail(new Error(`not an SMTP reply: ${JSON.stringify(parsed.line.slice(0, 80))}`));
+        // The content is not echoed: status is readable by whoever can read the MailDomain, and a non-SMTP service's
+        // banner is none of their business (the probe must not become a banner grabber for the cluster network).
+        this.fail(
+          new Error(
+            `not an SMTP reply (a line of ${parsed.line.length} bytes that does not start with a 3-digit code)`,
+          ),
+        );
         return;
       case 'complete': {
         this.buffer = parsed.rest;
