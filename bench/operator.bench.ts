@@ -9,7 +9,11 @@
 //    informer caches (in-memory here) -> compile -> encode (gzip shards) -> server-side apply to the real API server;
 //    then the status pass over all 102,000 objects (decision + condition helper; status writes counted, not sent).
 //
-// Env: BENCH_ROUNDS (20), BENCH_DOMAINS (1000), BENCH_PER_DOMAIN (100), BENCH_SIMULATED_RELAYS (0).
+// 3. Real objects at moderate scale in the API server (default 100 domains x 100 TestRecipients = 10,200 objects):
+//    operator start -> every status written; two relays -> every object Ready 2/2; one policy change -> Programmed.
+//
+// Env: BENCH_ROUNDS (20), BENCH_DOMAINS (1000), BENCH_PER_DOMAIN (100), BENCH_SIMULATED_RELAYS (0),
+//      BENCH_CLUSTER_DOMAINS (100, 0 skips part 3), BENCH_CLUSTER_PER_DOMAIN (100).
 
 import { execSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
@@ -30,6 +34,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
 const DOMAINS = Number(process.env.BENCH_DOMAINS ?? 1000);
 const PER_DOMAIN = Number(process.env.BENCH_PER_DOMAIN ?? 100);
 const SIMULATED = process.env.BENCH_SIMULATED_RELAYS === '1';
+const CLUSTER_DOMAINS = Number(process.env.BENCH_CLUSTER_DOMAINS ?? 100);
+const CLUSTER_PER_DOMAIN = Number(process.env.BENCH_CLUSTER_PER_DOMAIN ?? 100);
 const OP_NS = 'mailroute-system';
 const NS = 'bench';
 
@@ -318,6 +324,136 @@ spec: {domainRef: {name: example-com}, mode: Dual, primary: old, secondary: new}
   );
   out.push(`| status pass, steady state (nothing changed: ${steadyWrites} writes) | ${f0(steadyPass)} |`);
   out.push('');
+
+  // ---------------------------------------------------------------- part 3: real objects in the API server
+  if (CLUSTER_DOMAINS > 0) {
+    const SNS = 'scale';
+    await createNamespace(cp, SNS);
+    const plural = {
+      MailDomain: 'maildomains',
+      DeliveryPolicy: 'deliverypolicies',
+      TestRecipient: 'testrecipients',
+    } as const;
+    const real = syntheticObjects(CLUSTER_DOMAINS, CLUSTER_PER_DOMAIN);
+    t = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < real.length) {
+          const o = real[next++] as MailrouteObject;
+          const body = {
+            apiVersion: 'mailroute.io/v1alpha1',
+            kind: o.kind,
+            metadata: { name: o.metadata.name, namespace: SNS },
+            spec: o.spec,
+          };
+          const r = await rest.request(
+            'POST',
+            `/apis/mailroute.io/v1alpha1/namespaces/${SNS}/${plural[o.kind]}`,
+            { body },
+          );
+          if (!r.ok) throw new Error(`create ${o.kind} ${o.metadata.name}: ${r.message}`);
+        }
+      }),
+    );
+    const createMs = performance.now() - t;
+    log(`created ${real.length} objects in ${f0(createMs)} ms`);
+    type Listed = {
+      items: {
+        metadata: { generation?: number };
+        status?: {
+          observedGeneration?: number;
+          conditions?: { type: string; status: string; message: string }[];
+        };
+      }[];
+    };
+    const count = async (pred: (i: Listed['items'][number]) => boolean): Promise<number> => {
+      let n = 0;
+      for (const kind of ['MailDomain', 'DeliveryPolicy', 'TestRecipient'] as const) {
+        const r = await rest.request<Listed>(
+          'GET',
+          `/apis/mailroute.io/v1alpha1/namespaces/${SNS}/${plural[kind]}`,
+          { timeoutMs: 120_000 },
+        );
+        if (!r.ok) throw new Error(r.message);
+        n += r.body.items.filter(pred).length;
+      }
+      return n;
+    };
+    const waitAll = async (what: string, pred: (i: Listed['items'][number]) => boolean): Promise<number> => {
+      const start = performance.now();
+      for (;;) {
+        const n = await count(pred);
+        log(`${what}: ${n}/${real.length}`);
+        if (n === real.length) return performance.now() - start;
+        if (performance.now() - start > 1_200_000) throw new Error(`timed out: ${what}`);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    };
+    const t0 = performance.now();
+    const op2 = startOperator(cp, {
+      namespace: OP_NS,
+      identity: 'bench-scale',
+      args: ['--lease-name', 'mailroute-operator-scale'],
+    });
+    await waitAll('status written', (i) => i.status?.observedGeneration === (i.metadata.generation ?? 1));
+    const firstStatusTotal = performance.now() - t0;
+    const sim = new SimulatedRelays(cp, OP_NS, ['scale-0', 'scale-1']);
+    sim.start(100);
+    const allReady = await waitAll(
+      'Ready 2/2',
+      (i) =>
+        i.status?.conditions?.some(
+          (c) => c.type === 'Ready' && c.status === 'True' && c.message === '2/2 relays programmed',
+        ) === true,
+    );
+    // one policy change at this scale
+    const dpName = real.find((o) => o.kind === 'DeliveryPolicy')?.metadata.name ?? '';
+    const tc = performance.now();
+    const p = await rest.request<{ metadata: { generation: number } }>(
+      'PATCH',
+      `/apis/mailroute.io/v1alpha1/namespaces/${SNS}/deliverypolicies/${dpName}`,
+      {
+        body: { spec: { dual: { bounces: 'Notify' } } },
+        contentType: MERGE_PATCH,
+      },
+    );
+    if (!p.ok) throw new Error(p.message);
+    await poll(
+      async () => {
+        const c = await condition(rest, 'DeliveryPolicy', SNS, dpName, 'Programmed');
+        return c?.status === 'True' &&
+          c.observedGeneration === p.body.metadata.generation &&
+          c.message === '2/2 relays programmed'
+          ? true
+          : undefined;
+      },
+      300_000,
+      'policy change at scale',
+    );
+    const changeMs = performance.now() - tc;
+    sim.stop();
+    await op2.stop();
+    out.push(
+      `#### Real objects in kube-apiserver: ${CLUSTER_DOMAINS.toLocaleString('en')} MailDomains + ${CLUSTER_DOMAINS.toLocaleString('en')} DeliveryPolicies + ${(CLUSTER_DOMAINS * CLUSTER_PER_DOMAIN).toLocaleString('en')} TestRecipients (simulated relays)`,
+    );
+    out.push('');
+    out.push('| step | s |');
+    out.push('|---|---:|');
+    out.push(
+      `| create the ${real.length.toLocaleString('en')} objects (16 concurrent POSTs; not the operator) | ${(createMs / 1000).toFixed(1)} |`,
+    );
+    out.push(
+      `| operator start -> every object has a status (list, compile, apply, ${real.length.toLocaleString('en')} status writes) | ${(firstStatusTotal / 1000).toFixed(1)} (${((real.length / firstStatusTotal) * 1000).toFixed(0)} objects/s) |`,
+    );
+    out.push(
+      `| 2 relays appear -> every object Ready "2/2 relays programmed" (every status rewritten) | ${(allReady / 1000).toFixed(1)} |`,
+    );
+    out.push(
+      `| change one DeliveryPolicy -> Programmed 2/2 at the new generation | ${(changeMs / 1000).toFixed(2)} |`,
+    );
+    out.push('');
+  }
   out.push(
     `Machine: ${cpuModel()}, ${cpus().length} CPUs, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, load average ${load0.toFixed(2)} at start; kube-apiserver ${cp.binaries.dir.split('/').pop() ?? ''} + etcd 3.6 (envtest harness, --unsafe-no-fsync), node ${process.version}. ${new Date().toISOString()}.`,
   );

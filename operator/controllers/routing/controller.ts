@@ -282,7 +282,13 @@ export class RoutingController {
     for (const item of list.body.items ?? []) {
       const name = item.metadata?.name;
       const rev = item.metadata?.annotations?.[REVISION_ANNOTATION];
-      if (name === undefined || (rev !== undefined && keep.has(rev))) continue;
+      // only our own shards (another ConfigMap name in the same namespace has its own)
+      if (
+        name === undefined ||
+        !name.startsWith(`${this.d.configMapName}-`) ||
+        (rev !== undefined && keep.has(rev))
+      )
+        continue;
       const del = await this.d.rest.request('DELETE', `${this.cmPath}/${name}`);
       if (!del.ok && del.status !== 404)
         return { ok: false, error: `delete ${name}: ${describeFailure(del)}` };
