@@ -122,7 +122,10 @@ export async function spawnRelay(args: string[], env: Record<string, string> = {
       timeoutMs: 15_000,
       what: 'the relay child to start',
     },
-  );
+  ).catch((err: unknown) => {
+    proc.kill('SIGKILL'); // never leave a child that did not start (it would outlive the test run)
+    throw err;
+  });
   const port = (hp: string): number => Number(hp.slice(hp.lastIndexOf(':') + 1));
   return {
     proc,
