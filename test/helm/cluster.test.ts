@@ -277,8 +277,42 @@ else
       });
 
       it('installs the chart: CRDs established, workloads, Services, HPA, PDBs, RBAC and the NOTES', async () => {
-        const r = await helm(['install', RELEASE, CHART_DIR, '-n', NS, '--create-namespace']);
+        // The namespace enforces the "restricted" Pod Security Standard and warns about workloads that would violate
+        // it: the API server's PodSecurity admission checks the pod templates of the Deployment and StatefulSet.
+        const ns = await ctx.cp.kubectl(['create', 'namespace', NS]);
+        expect(ns.code, ns.stderr).toBe(0);
+        const labels = ['enforce', 'warn', 'audit'].map((m) => `pod-security.kubernetes.io/${m}=restricted`);
+        expect((await ctx.cp.kubectl(['label', 'namespace', NS, ...labels])).code).toBe(0);
+        const r = await helm(['install', RELEASE, CHART_DIR, '-n', NS]);
         expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).not.toContain('violate PodSecurity');
+        // kubectl shows the API server's warnings (helm may not): the chart's workloads, default and with every feature
+        // on, draw none; one with privilege escalation allowed does (so the check can fail).
+        for (const args of [[], ['-f', ALL_FEATURES_VALUES]]) {
+          for (const w of parseObjects(await helmTemplate(tools, args, 'psa', NS)).filter((o) =>
+            ['Deployment', 'StatefulSet'].includes(o.kind),
+          )) {
+            const dry = await ctx.cp.kubectl(['apply', '--dry-run=server', '-n', NS, '-f', '-'], {
+              stdin: JSON.stringify(w),
+            });
+            expect(dry.code, dry.stderr).toBe(0);
+            expect(dry.stderr, `${w.kind} ${args.join(' ')}`).not.toContain('PodSecurity');
+          }
+        }
+        const unrestricted = parseObjects(await helmTemplate(tools, [], 'psa', NS)).find(
+          (o) => o.kind === 'Deployment',
+        )!;
+        const container = (
+          (((unrestricted.spec as Json).template as Json).spec as Json).containers as Json[]
+        )[0]!;
+        container.securityContext = {
+          ...(container.securityContext as Json),
+          allowPrivilegeEscalation: true,
+        };
+        const probe = await ctx.cp.kubectl(['apply', '--dry-run=server', '-n', NS, '-f', '-'], {
+          stdin: JSON.stringify(unrestricted),
+        });
+        expect(probe.stderr).toContain('would violate PodSecurity "restricted:latest"');
         expect(r.stdout).toContain('STATUS: deployed');
         expect(r.stdout).toContain("Find the relay's address");
         expect(r.stdout).toContain('inbound gateway');
