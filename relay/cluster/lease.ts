@@ -1,6 +1,7 @@
 // The relay's heartbeat Lease, pure parts: what the Lease says (operator/relay-heartbeat.ts is the shared contract)
 // and which other relays are fresh, ready peers a draining relay may hand its queue to.
 import {
+  READY_ANNOTATION,
   RELAY_COMPONENT_LABELS,
   RELAY_LEASE_DURATION_SECONDS,
   REVISION_ANNOTATION,
@@ -10,7 +11,7 @@ import {
   type LeaseLike,
 } from '../../operator/relay-heartbeat.ts';
 
-export const READY_ANNOTATION = 'mailroute.io/ready';
+export { READY_ANNOTATION };
 export const SMTP_ANNOTATION = 'mailroute.io/smtp';
 export const RELAY_LABEL_SELECTOR = Object.entries(RELAY_COMPONENT_LABELS)
   .map(([k, v]) => `${k}=${v}`)
