@@ -80,8 +80,8 @@ const invalid: [string, unknown, string, string][] = [
   [
     'wrong apiVersion',
     { ...md({ domain: 'example.com', servers }), apiVersion: 'mailroute.io/v1' },
-    'kind',
-    'unknown kind',
+    'apiVersion',
+    'must be mailroute.io/v1alpha1 for MailDomain, got "mailroute.io/v1"',
   ],
   [
     'missing spec',

@@ -191,7 +191,15 @@ export function validateObject(raw: unknown, old?: MailrouteObject): ValidateRes
   }
   const doc = structuredClone(raw) as Record<string, Json>;
   const { apiVersion, kind } = doc;
-  if (!isKind(kind) || apiVersion !== API_VERSION) {
+  if (isKind(kind) && apiVersion !== API_VERSION) {
+    return {
+      ok: false,
+      errors: [
+        { path: 'apiVersion', message: `must be ${API_VERSION} for ${kind}, got ${show(apiVersion)}` },
+      ],
+    };
+  }
+  if (!isKind(kind)) {
     return {
       ok: false,
       errors: [{ path: 'kind', message: `unknown kind ${show(kind)} (apiVersion ${show(apiVersion)})` }],
