@@ -91,4 +91,29 @@ describe('relay config', () => {
       expect(u).toContain(f);
     }
   });
+
+  it.each([
+    { argv: [], cpus: 2, workers: 2 },
+    { argv: [], cpus: 1, workers: 1 },
+    { argv: [], cpus: 200, workers: 64 },
+    { argv: ['--workers', '3'], cpus: 2, workers: 3 },
+    { argv: ['--workers', '1'], cpus: 8, workers: 1 },
+    { argv: ['--configmap', 'ns/name'], cpus: 8, workers: 1 },
+    { argv: ['--peers', 'a:2525'], cpus: 8, workers: 1 },
+  ])('--workers $argv with $cpus CPUs -> $workers', ({ argv, cpus, workers }) => {
+    const base = argv.includes('--configmap') ? [] : ['--manifests', 'dir'];
+    const r = parseRelayConfig([...base, ...argv], {}, () => cpus);
+    expect(r.ok === true && r.config.workers).toBe(workers);
+  });
+
+  it('--workers: refused values name the flag', () => {
+    expect(err(['--manifests', 'd', '--workers', '0'])).toMatch(/^--workers: must be an integer >= 1/);
+    expect(err(['--manifests', 'd', '--workers', '65'])).toMatch(
+      /^--workers: must be auto or an integer 1\.\.64/,
+    );
+    expect(err(['--configmap', 'ns/n', '--workers', '2'])).toMatch(
+      /^--workers: more than 1 worker is not supported in cluster mode/,
+    );
+    expect(ok(['--manifests', 'd'], { MAILROUTE_WORKERS: '1' }).workers).toBe(1);
+  });
 });

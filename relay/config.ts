@@ -1,6 +1,6 @@
 // The relay's configuration: flags and MAILROUTE_<FLAG> environment variables parsed once, validated, frozen
 // (GUIDE §3, §6.7). A bad value fails fast with the flag's name. Flags win over the environment.
-import { hostname as osHostname } from 'node:os';
+import { availableParallelism, hostname as osHostname } from 'node:os';
 import { parseArgs } from 'node:util';
 
 export interface HostPort {
@@ -45,6 +45,8 @@ export interface RelayConfig {
   /** auto: on in cluster mode (POD_NAME + --configmap) or when --peers is given. */
   drainOnShutdown: 'auto' | 'true' | 'false';
   drainTimeoutMs: number;
+  /** Relay processes sharing the SMTP listener, each with its own spool subfolder (relay/workers.ts); 1: one process. */
+  workers?: number;
 }
 
 type FlagKind = 'string' | 'boolean';
@@ -116,6 +118,11 @@ export const RELAY_FLAGS = {
     help: 'longest line in message content, in bytes; longer gets 554 5.6.0 (commands: smtp-server limit, 16 KiB)',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  workers: {
+    type: 'string',
+    default: 'auto',
+    help: 'relay processes sharing the SMTP port, each with its own spool subfolder and delivery; auto: one per CPU (1 in cluster mode)',
+  },
   peers: {
     type: 'string',
     help: 'HOST:PORT,... relays to hand the queue to on shutdown (e.g. a headless Service); in cluster mode peers also come from heartbeat Leases',
@@ -176,6 +183,7 @@ export function parseHostPort(value: string): HostPort | undefined {
 export function parseRelayConfig(
   argv: readonly string[],
   env: Record<string, string | undefined> = {},
+  cpus: () => number = availableParallelism,
 ): ConfigResult {
   let parsed;
   try {
@@ -302,6 +310,7 @@ export function parseRelayConfig(
       ...(raw('peers') !== undefined ? { peers: raw('peers') } : {}),
       drainOnShutdown: (raw('drain-on-shutdown') ?? 'auto') as RelayConfig['drainOnShutdown'],
       drainTimeoutMs: duration('drain-timeout'),
+      workers: 1,
     };
     if (!['auto', 'true', 'false'].includes(config.drainOnShutdown)) {
       fail('drain-on-shutdown', 'must be one of true, false, auto', config.drainOnShutdown);
@@ -311,6 +320,16 @@ export function parseRelayConfig(
       !/^\s*[^,\s]+:\d{1,5}\s*(,\s*[^,\s]+:\d{1,5}\s*)*$/.test(config.peers)
     ) {
       fail('peers', 'must be HOST:PORT,HOST:PORT,...', config.peers);
+    }
+    const clusterMode =
+      config.source.kind === 'configmap' || config.peers !== undefined || config.drainOnShutdown === 'true';
+    const workersRaw = raw('workers') ?? 'auto';
+    if (workersRaw === 'auto') config.workers = clusterMode ? 1 : Math.min(64, Math.max(1, cpus()));
+    else {
+      config.workers = int('workers', 1);
+      if (config.workers > 64) fail('workers', 'must be auto or an integer 1..64', workersRaw);
+      if (config.workers > 1 && clusterMode)
+        fail('workers', 'more than 1 worker is not supported in cluster mode (scale with pods)', workersRaw);
     }
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
       fail('log-level', 'must be one of fatal, error, warn, info, debug, trace, silent', config.logLevel);

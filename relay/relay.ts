@@ -25,7 +25,13 @@ import type { RoutingSnapshot, RoutingSource } from './sources/types.ts';
 import { openSpool, type SpoolFs } from './spool/spool.ts';
 import type { Spool, SpoolWriter } from './spool/types.ts';
 import { createRelayMetrics, type RelayMetrics } from './telemetry/metrics.ts';
-import { createTelemetryServer, type TelemetryServer } from './telemetry/http.ts';
+import {
+  createTelemetryServer,
+  evaluateReadiness,
+  type ReadinessCheck,
+  type ReadyReport,
+  type TelemetryServer,
+} from './telemetry/http.ts';
 import type { ClusterMode } from './cluster/index.ts';
 
 export interface RelayDeps {
@@ -39,6 +45,11 @@ export interface RelayDeps {
   handleSignals?: boolean;
   /** Poll period of file sources (default 500 ms). */
   sourcePollMs?: number;
+  /**
+   * One of `count` worker processes (relay/workers.ts): no HTTP or admin listener (the primary serves them), connection
+   * limits inbound and outbound divided by count, "relay worker started" instead of "relay started".
+   */
+  worker?: { index: number; count: number };
 }
 
 export interface RelayHandle {
@@ -51,6 +62,8 @@ export interface RelayHandle {
   readonly delivery: DeliveryEngine;
   /** The revision being served, undefined before the first table. */
   revision(): string | undefined;
+  /** What /readyz reports (the cluster primary asks its workers). */
+  readiness(): Promise<ReadyReport & { revision: string | null }>;
   /** Graceful shutdown (what SIGTERM does). Idempotent. */
   shutdown(reason?: string): Promise<void>;
   /** Resolves when the relay has shut down. */
@@ -118,8 +131,12 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
           legs: [],
         };
 
+  const share = deps.worker && deps.worker.count > 1 ? deps.worker.count : 1;
+  /** A limit split between worker processes, never below 1. */
+  const split = (n: number): number => Math.max(1, Math.ceil(n / share));
   const delivery = startDelivery({
     spool,
+    connectionShare: share,
     logger,
     metrics,
     clock,
@@ -153,8 +170,8 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       hostname: config.hostname,
       maxMessageSize: config.maxMessageSize,
       maxRecipients: config.maxRecipients,
-      maxConnections: config.maxConnections,
-      maxConnectionsPerIp: config.maxConnectionsPerIp,
+      maxConnections: split(config.maxConnections),
+      maxConnectionsPerIp: split(config.maxConnectionsPerIp),
       idleTimeoutMs: config.idleTimeoutMs,
       dataTimeoutMs: config.dataTimeoutMs,
       bareLf: config.bareLf,
@@ -178,26 +195,30 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     clock,
   });
 
+  const readinessChecks: ReadinessCheck[] = [
+    {
+      name: 'routing',
+      check: () =>
+        Promise.resolve(
+          router
+            ? undefined
+            : `no routing table loaded${source.lastError() ? `: ${source.lastError()?.errors.join('; ')}` : ''}`,
+        ),
+    },
+    { name: 'spool', check: () => spoolWritable(config.spoolDir) },
+    { name: 'accepting', check: () => Promise.resolve(draining ? 'shutting down' : undefined) },
+  ];
   const telemetry: TelemetryServer = createTelemetryServer({
     registry: metrics.registry,
-    readiness: [
-      {
-        name: 'routing',
-        check: () =>
-          Promise.resolve(
-            router
-              ? undefined
-              : `no routing table loaded${source.lastError() ? `: ${source.lastError()?.errors.join('; ')}` : ''}`,
-          ),
-      },
-      { name: 'spool', check: () => spoolWritable(config.spoolDir) },
-      { name: 'accepting', check: () => Promise.resolve(draining ? 'shutting down' : undefined) },
-    ],
+    readiness: readinessChecks,
     info: () => ({ revision: router?.revision ?? null, lastError: source.lastError() ?? null }),
   });
 
   const smtpAddr = await inbound.listen(config.listen.port, config.listen.host);
-  const httpAddr = await telemetry.listen(config.http.port, config.http.host);
+  const embedded = deps.worker !== undefined;
+  const httpAddr = embedded
+    ? { host: config.http.host, port: 0 }
+    : await telemetry.listen(config.http.port, config.http.host);
   if (config.source.kind === 'configmap' || config.peers !== undefined || config.drainOnShutdown === 'true') {
     const { clusterSettings, startClusterMode } = await import('./cluster/index.ts');
     const settings = clusterSettings(
@@ -213,12 +234,14 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     if (typeof settings === 'string') throw new Error(settings);
     cluster = startClusterMode({ settings, logger, hostname: config.hostname, revision: router?.revision });
   }
-  const admin: AdminServer = await startAdminServer({
-    listen: config.admin,
-    spool,
-    engine: delivery,
-    logger,
-  });
+  const admin: AdminServer = embedded
+    ? { address: { host: config.admin.host, port: 0 }, close: () => Promise.resolve() }
+    : await startAdminServer({
+        listen: config.admin,
+        spool,
+        engine: delivery,
+        logger,
+      });
 
   logger.info(
     {
@@ -229,8 +252,9 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       source: source.kind,
       revision: router?.revision ?? null,
       queued: spool.recovery.messages,
+      ...(deps.worker ? { worker: deps.worker.index } : {}),
     },
-    'relay started',
+    embedded ? 'relay worker started' : 'relay started',
   );
 
   let resolveClosed: () => void = () => undefined;
@@ -257,7 +281,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       await cluster?.stop();
       await source.close();
       await admin.close();
-      await telemetry.close();
+      if (!embedded) await telemetry.close();
       governor.stop();
       logger.info(
         { reason, queued: (await spool.list()).length, ms: Date.now() - started },
@@ -285,6 +309,10 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     source,
     delivery,
     revision: () => router?.revision,
+    readiness: async () => ({
+      ...(await evaluateReadiness(readinessChecks)),
+      revision: router?.revision ?? null,
+    }),
     shutdown,
     closed,
   };

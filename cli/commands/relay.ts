@@ -11,14 +11,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`mailroute relay: ${parsed.error}\n`);
     return 2;
   }
-  const { runRelay } = await import('../../relay/relay.ts');
-  let handle;
+  // Before the first asynchronous fs call creates libuv's pool: 4 threads queue the spool's fsyncs (docs/perf.md).
+  process.env.UV_THREADPOOL_SIZE ??= '16';
+  const { runRelayProcess } = await import('../../relay/workers.ts');
   try {
-    handle = await runRelay(parsed.config, { handleSignals: true });
+    return await runRelayProcess(parsed.config);
   } catch (err) {
     process.stderr.write(`mailroute relay: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
-  await handle.closed;
-  return 0;
 }

@@ -13,7 +13,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { DeliveryEngine } from '../delivery/engine.ts';
+import type { DeliveryEngine, DeliveryStats } from '../delivery/engine.ts';
 import { isQueueId } from '../spool/spool.ts';
 import type { Spool } from '../spool/types.ts';
 import { messageView, type MessageView, type QueueListView } from './view.ts';
@@ -21,7 +21,10 @@ import { messageView, type MessageView, type QueueListView } from './view.ts';
 export interface AdminServerOptions {
   listen: { host: string; port: number };
   spool: Pick<Spool, 'list' | 'load'>;
-  engine: Pick<DeliveryEngine, 'flush' | 'remove' | 'stats'>;
+  engine: Pick<DeliveryEngine, 'flush' | 'remove'> & {
+    /** Synchronous in one process; the workers' primary (relay/workers.ts) asks them. */
+    stats(): DeliveryStats | Promise<DeliveryStats>;
+  };
   logger: Logger;
   /** Default number of messages GET /queue lists. */
   maxList?: number;
@@ -77,14 +80,14 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     const arg = parts[1]!;
     if (arg === 'flush') {
       if (method !== 'POST') return send(res, 405, { error: `${method} /queue/flush: use POST` });
-      const before = engine.stats();
+      const before = await engine.stats();
       engine.flush();
       log.info({ client: req.socket.remoteAddress }, 'admin: flush');
       return send(res, 202, { flushed: true, messages: before.messages });
     }
     if (arg === 'stats') {
       if (method !== 'GET') return send(res, 405, { error: `${method} /queue/stats: use GET` });
-      return send(res, 200, engine.stats());
+      return send(res, 200, await engine.stats());
     }
     if (!isQueueId(arg))
       return send(res, 400, { error: `queue id: ${JSON.stringify(arg)} is not a queue id` });

@@ -9,6 +9,26 @@ export interface ReadinessCheck {
   check(): Promise<string | undefined>;
 }
 
+export interface ReadyReport {
+  ready: boolean;
+  /** check name -> 'ok' or the reason it is not ready */
+  checks: Record<string, string>;
+}
+
+/** Runs every readiness check; a check that throws counts as not ready. */
+export async function evaluateReadiness(readiness: readonly ReadinessCheck[]): Promise<ReadyReport> {
+  const results = await Promise.all(
+    readiness.map(async (r) => ({
+      name: r.name,
+      why: await r.check().catch((e: unknown) => String(e)),
+    })),
+  );
+  return {
+    ready: results.every((r) => r.why === undefined),
+    checks: Object.fromEntries(results.map((r) => [r.name, r.why ?? 'ok'])),
+  };
+}
+
 export interface TelemetryServer {
   readonly server: Server;
   listen(port: number, host: string): Promise<{ port: number; host: string }>;
@@ -16,8 +36,11 @@ export interface TelemetryServer {
 }
 
 export function createTelemetryServer(deps: {
-  registry: Registry;
+  /** A Registry, or anything that renders one (the cluster primary aggregates its workers'). */
+  registry: Pick<Registry, 'metrics' | 'contentType'>;
   readiness: ReadinessCheck[];
+  /** Replaces the readiness checks (the cluster primary asks its workers). */
+  report?: () => Promise<ReadyReport>;
   info?: () => object;
 }): TelemetryServer {
   const server = createServer((req, res) => {
@@ -37,20 +60,10 @@ export function createTelemetryServer(deps: {
       case '/healthz':
         return send(200, 'ok\n');
       case '/readyz':
-        Promise.all(
-          deps.readiness.map(async (r) => ({
-            name: r.name,
-            why: await r.check().catch((e: unknown) => String(e)),
-          })),
-        ).then(
-          (results) => {
-            const failing = results.filter((r) => r.why !== undefined);
-            const body = {
-              ready: failing.length === 0,
-              checks: Object.fromEntries(results.map((r) => [r.name, r.why ?? 'ok'])),
-              ...(deps.info?.() ?? {}),
-            };
-            send(failing.length === 0 ? 200 : 503, `${JSON.stringify(body)}\n`, 'application/json');
+        (deps.report ? deps.report() : evaluateReadiness(deps.readiness)).then(
+          (report) => {
+            const body = { ...report, ...(deps.info?.() ?? {}) };
+            send(report.ready ? 200 : 503, `${JSON.stringify(body)}\n`, 'application/json');
           },
           (err: unknown) => send(500, `${String(err)}\n`),
         );

@@ -48,6 +48,8 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     queueOldestSeconds: new Gauge({
       name: 'mailroute_queue_oldest_seconds',
       help: 'Age of the oldest message in the spool',
+      // --workers N: the oldest of the workers' spools, not the sum
+      aggregator: 'max',
       registers,
     }),
     deliveryDuration: new Histogram({
@@ -61,6 +63,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       name: 'mailroute_routing_revision_info',
       help: 'The routing revision this relay serves (value 1)',
       labelNames: ['revision'],
+      aggregator: 'max',
       registers,
     }),
     dsnSent: new Counter({

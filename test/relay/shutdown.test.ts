@@ -79,7 +79,12 @@ describe('graceful shutdown', () => {
     expect(await relay.exited).toBe(0);
 
     const id = final.split(' ').pop() ?? '';
-    const files = await readdir(join(dir, 'spool', 'queue'));
+    // With --workers N (default: one per CPU) worker i > 0 spools under spool/w<i>/ (relay/spool/adopt.ts).
+    const folders = [
+      'queue',
+      ...(await readdir(join(dir, 'spool'))).filter((n) => /^w\d+$/.test(n)).map((w) => join(w, 'queue')),
+    ];
+    const files = (await Promise.all(folders.map((f) => readdir(join(dir, 'spool', f))))).flat();
     expect(files).toContain(`${id}.json`);
     expect(files).toContain(`${id}.eml`);
 
