@@ -3,7 +3,9 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'charts/**', 'demo-mail/**', 'coverage/**', '**/*.js', '!eslint.config.js'] },
+  {
+    ignores: ['node_modules/**', 'charts/**', 'demo-mail/**', 'coverage/**', '**/*.js', '!eslint.config.js'],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
