@@ -13,6 +13,8 @@ import {
   adminPort,
   dualDomain,
   duplicates,
+  killTree,
+  processTree,
   queueTotal,
   relayArgs,
   report,
@@ -54,23 +56,33 @@ describe('crash: kill -9 at random points under dual load', () => {
     let seq = 0;
     const started = Date.now();
     const perRound: number[] = [];
+    const roundMs: number[] = [];
+    const startMs: number[] = [];
+    const afterKillMs: number[] = [];
+    let workerKills = 0;
+    let processesKilled = 0;
 
     for (let round = 1; round <= ROUNDS; round++) {
+      const roundStart = Date.now();
       const relay = await spawnRelay(relayArgs(dir));
       children.push(relay);
+      startMs.push(Date.now() - roundStart);
       let stop = false;
       const before = acked.size;
 
+      // Clients keep sending through errors (a killed worker drops its sessions) until the round stops.
       const pooled = async (): Promise<void> => {
-        const t = nodemailer.createTransport({
-          host: '127.0.0.1',
-          port: relay.smtpPort,
-          ignoreTLS: true,
-          pool: true,
-          maxConnections: 1,
-          connectionTimeout: 5000,
-          socketTimeout: 5000,
-        });
+        const transport = () =>
+          nodemailer.createTransport({
+            host: '127.0.0.1',
+            port: relay.smtpPort,
+            ignoreTLS: true,
+            pool: true,
+            maxConnections: 1,
+            connectionTimeout: 5000,
+            socketTimeout: 5000,
+          });
+        let t = transport();
         try {
           while (!stop) {
             const id = `c-${++seq}`;
@@ -84,7 +96,9 @@ describe('crash: kill -9 at random points under dual load', () => {
               });
               if (/^250 /.test(info.response)) acked.add(id);
             } catch {
-              return; // the relay died: this message was never answered 250
+              // never answered 250 (the relay or its worker died): not counted
+              t.close();
+              t = transport();
             }
           }
         } finally {
@@ -98,31 +112,46 @@ describe('crash: kill -9 at random points under dual load', () => {
           try {
             c = await RawSmtp.connect(relay.smtpPort);
             const replies = await c.begin('sender@origin.test', [`w${seq % 4}@crash.test`]);
-            if (replies.some((r) => code(r) >= 400 || r === '')) return;
-            if (code(await c.cmd('DATA')) !== 354) return;
+            if (replies.some((r) => code(r) >= 400 || r === '')) continue;
+            if (code(await c.cmd('DATA')) !== 354) continue;
             c.write(`Subject: ${id}\r\nMessage-ID: <${id}@crash.test>\r\n\r\nraw ${id}\r\n.\r\n`);
             const final = await c.reply(5000);
             if (code(final) === 250) acked.add(id);
             c.write('QUIT\r\n');
           } catch {
-            return;
+            // connection refused or dropped: not answered 250
           } finally {
             c?.close();
           }
         }
       };
       const load = [pooled(), pooled(), pooled(), raw(), raw()];
-      // A random point: after 5..40 more acknowledged messages of this round.
-      const target = before + 5 + Math.floor(Math.random() * 36);
+      // Every other round one worker process is killed first, at a random point; the primary restarts it and the
+      // relay goes on serving (its queue is recovered by the new worker).
+      if (round % 2 === 0) {
+        const at = acked.size + 3 + Math.floor(Math.random() * 15);
+        await waitFor(() => acked.size >= at, { timeoutMs: 30_000, what: `${at} acknowledged messages` });
+        const workers = (await processTree(relay.pid)).slice(1);
+        const victim = workers[Math.floor(Math.random() * workers.length)];
+        if (victim !== undefined) {
+          process.kill(victim, 'SIGKILL');
+          workerKills++;
+        }
+      }
+      // Then the whole relay (primary and workers) at a random point: after 5..40 more acknowledged messages.
+      const target = acked.size + 5 + Math.floor(Math.random() * 36);
       await waitFor(() => acked.size >= target, {
         timeoutMs: 30_000,
         what: `${target} acknowledged messages`,
       });
-      relay.kill('SIGKILL');
+      processesKilled += await killTree(relay.pid);
       stop = true;
+      const killedAt = Date.now();
       await relay.exited;
       await Promise.all(load);
+      afterKillMs.push(Date.now() - killedAt);
       perRound.push(acked.size - before);
+      roundMs.push(Date.now() - roundStart);
     }
 
     // The final start drains the spool.
@@ -150,8 +179,13 @@ describe('crash: kill -9 at random points under dual load', () => {
     const c = subjectCounts(copy, /^c-\d+$/);
     const figures = {
       rounds: ROUNDS,
+      workerKills,
+      processesKilled,
       acked: acked.size,
       ackedPerRound: perRound,
+      roundMs,
+      startMs,
+      afterKillMs,
       attempted: seq,
       lostPrimary: missing(primary).length,
       lostCopy: missing(copy).length,

@@ -61,15 +61,44 @@ export function adminPort(child: RelayChild): number {
   throw new Error('no "relay started" line in the relay log');
 }
 
-/** VmRSS of a process in KiB (from /proc/PID/status); undefined once it is gone. */
-export async function rssKb(pid: number): Promise<number | undefined> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
-    return m?.[1] ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
+/** The pid and its descendants (the relay runs a primary and --workers processes), from /proc/PID/task/PID/children. */
+export async function processTree(pid: number): Promise<number[]> {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const p = out[i] as number;
+    const kids = await readFile(`/proc/${p}/task/${p}/children`, 'utf8').catch(() => '');
+    for (const k of kids.trim().split(/\s+/)) if (k !== '') out.push(Number(k));
   }
+  return out;
+}
+
+/** VmRSS in KiB of a process and all its descendants (primary + workers); undefined once it is gone. */
+export async function rssKb(pid: number): Promise<number | undefined> {
+  let total: number | undefined;
+  for (const p of await processTree(pid)) {
+    try {
+      const status = await readFile(`/proc/${p}/status`, 'utf8');
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+      if (m?.[1]) total = (total ?? 0) + Number(m[1]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/** SIGKILL to every process of the tree (primary first, so it cannot restart a worker, then the workers, in the same
+ * tick): a crash of the whole relay. The pids are read before; the kills are synchronous. Returns how many. */
+export async function killTree(pid: number): Promise<number> {
+  const pids = await processTree(pid);
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  return pids.length;
 }
 
 /** Samples RSS every intervalMs until stop() and reports the peak (KiB). */
