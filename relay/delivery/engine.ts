@@ -241,6 +241,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const running = new Set<Promise<void>>();
   let stopped = false;
   let aborted = false;
+  let closed = false;
   let recovering = true;
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Infinity;
@@ -374,6 +375,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const e = entries.get(id);
     if (!e || stopped) return;
     const loaded = await spool.load(id);
+    if (stopped) return;
     if (!loaded.ok) {
       entries.delete(id);
       if (loaded.reason === 'corrupt')
@@ -479,6 +481,12 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       authFailed = auth === undefined;
     }
     const targets = await resolveTargets(server, resolver);
+    if (stopped) {
+      // Stopped before anything was tried: the state stays as it is.
+      const e = entries.get(job.id);
+      for (const i of job.indexes) e?.inflight.delete(i);
+      return;
+    }
     if (authFailed) {
       const ref = server.authSecretRef!;
       replies = all({
@@ -501,8 +509,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             ? { authKey: `${server.authSecretRef.namespace}/${server.authSecretRef.name}` }
             : {}),
         };
-        const lane = laneFor(target);
-        if (!(await lane.acquire(() => stopped))) {
+        const lane = stopped ? undefined : laneFor(target);
+        if (!lane || !(await lane.acquire(() => stopped))) {
           // Stopped while waiting for a connection: nothing was tried, the state stays as it is.
           const e = entries.get(job.id);
           for (const i of job.indexes) e?.inflight.delete(i);
@@ -591,6 +599,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   };
 
   const recordResults = async (id: string, e: Entry, batch: PendingResult[]): Promise<void> => {
+    if (closed) return; // after stop(): the attempt is repeated at the next start
     const now = clock();
     const outcomes: { r: PendingResult; leg: LegState; outcome: LegOutcome }[] = [];
     const indexes = new Set(batch.flatMap((r) => r.job.indexes));
@@ -865,22 +874,27 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       for (const lane of lanes.values()) lane.drop();
       // Results waiting for sibling legs are written now.
       for (const [id, e] of entries) if (e.resultTimer) flushResults(id, e);
-      let deadline: NodeJS.Timeout | undefined;
-      const all = Promise.allSettled([...running]);
-      const timedOut = await Promise.race([
-        all.then(() => false),
-        new Promise<boolean>((resolve) => {
-          deadline = setTimeout(() => resolve(true), stopTimeoutMs);
-        }),
-      ]);
-      if (deadline) clearTimeout(deadline);
-      if (timedOut) {
+      // Wait for everything in flight, including work that started while we waited (a load that finished).
+      const deadlineAt = Date.now() + stopTimeoutMs;
+      while (running.size > 0 && Date.now() < deadlineAt) {
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...running]),
+          new Promise<void>((resolve) => {
+            t = setTimeout(resolve, Math.max(1, deadlineAt - Date.now()));
+          }),
+        ]);
+        if (t) clearTimeout(t);
+      }
+      if (running.size > 0) {
         aborted = true;
         log.warn(
           { inFlight: running.size },
           'delivery: stop deadline passed; attempts in flight stay queued',
         );
       }
+      // From here on nothing is written: the spool may already belong to the next engine.
+      closed = true;
       for (const lane of lanes.values()) lane.transport.close();
       lanes.clear();
       refreshGauges();

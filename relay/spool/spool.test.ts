@@ -121,7 +121,7 @@ describe('spool', () => {
     expect(await spool.load(r.id)).toMatchObject({ ok: false, reason: 'missing' });
   });
 
-  it('hands the state of a just-accepted message to the first load, then reads the file', async () => {
+  it('serves states it wrote from memory (write-through); another instance reads the file', async () => {
     const spool = await openSpool({ dir, logger });
     const r = await spool.accept(meta(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
@@ -129,9 +129,16 @@ describe('spool', () => {
     const onDisk = await readFile(path, 'utf8');
     await writeFile(path, onDisk.replace('"attempts":0', '"attempts":7'));
     const a = await spool.load(r.id);
-    const b = await spool.load(r.id);
     expect(a.ok && a.state.legs[0]?.attempts).toBe(0);
-    expect(b.ok && b.state.legs[0]?.attempts).toBe(7);
+    const updated = await spool.update(r.id, (st) => ({
+      ...st,
+      legs: st.legs.map((l) => ({ ...l, attempts: 1 })),
+    }));
+    expect(updated && updated.legs[0]?.attempts).toBe(1);
+    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual(updated);
+    const other = await openSpool({ dir, logger });
+    const b = await other.load(r.id);
+    expect(b.ok && b.state).toEqual(updated);
   });
 
   it('serializes concurrent updates of one message', async () => {

@@ -68,7 +68,7 @@ export interface OpenSpoolOptions {
 const ID_RE = /^[0-9a-z]{16}$/;
 /** Body bytes gathered before one write(): bounds memory per message, keeps syscalls few. */
 const WRITE_CHUNK = 128 * 1024;
-/** States of just-accepted messages kept for their first load(). */
+/** State files kept in memory (write-through) for the engine's read-modify-write cycles. */
 const FRESH_MAX = 10_000;
 const LEG_STATES = new Set(['pending', 'deferred', 'delivered', 'failed', 'suppressed']);
 
@@ -225,10 +225,15 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   };
 
-  // Moves files into quarantine/, never overwriting an earlier quarantined file of the same name.
-  // The state of a message just accepted, handed to the first load() (the engine's, right after notify) so it is
-  // not read back from disk. Dropped by any other access. Bounded.
+  // Write-through cache of state files: what this instance last wrote (accept, update) or read, so the engine's
+  // read-modify-write cycles do not read the file back. This process owns its spool folder, so the cache is what is on
+  // disk. Bounded; entries leave with their message. Cached states are shared: callers treat them as immutable.
   const fresh = new Map<string, SpoolState>();
+  const remember = (id: string, state: SpoolState): void => {
+    if (fresh.size < FRESH_MAX || fresh.has(id)) fresh.set(id, state);
+  };
+
+  // Moves files into quarantine/, never overwriting an earlier quarantined file of the same name.
 
   const moveToQuarantine = async (names: string[], reason: string, id?: string): Promise<number> => {
     if (id !== undefined) fresh.delete(id);
@@ -479,7 +484,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           created.push(statePath(id));
           await dirSync.sync();
           committed = true;
-          if (fresh.size < FRESH_MAX) fresh.set(id, state);
+          remember(id, state);
         } catch (err) {
           storageError = asError(err);
         }
@@ -517,11 +522,11 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       if (!isQueueId(id)) return Promise.resolve({ ok: false, reason: 'missing', error: 'not a queue id' });
       return withLock(id, () => {
         const cached = fresh.get(id);
-        if (cached) {
-          fresh.delete(id);
-          return Promise.resolve({ ok: true, state: cached });
-        }
-        return readState(id);
+        if (cached) return Promise.resolve({ ok: true, state: cached });
+        return readState(id).then((r) => {
+          if (r.ok) remember(id, r.state);
+          return r;
+        });
       });
     },
 
@@ -530,8 +535,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       change: (state: SpoolState) => SpoolState | null,
     ): Promise<SpoolState | null | undefined> {
       return withLock(id, async () => {
-        fresh.delete(id);
-        const cur = await readState(id);
+        const cached = fresh.get(id);
+        const cur: LoadResult = cached ? { ok: true, state: cached } : await readState(id);
         if (!cur.ok) return undefined;
         const next = change(cur.state);
         if (next === null) {
@@ -543,9 +548,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           await writeFileSynced(tmp, Buffer.from(JSON.stringify(next)), 'w');
           await fs.rename(tmp, statePath(id));
         } catch (err) {
+          // What is on disk is unknown now: read it next time.
+          fresh.delete(id);
           await unlinkQuiet(tmp);
           throw err;
         }
+        remember(id, next);
         return next;
       });
     },

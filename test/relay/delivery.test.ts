@@ -395,20 +395,23 @@ describe('delivery engine', () => {
     expect(s.ok && s.state.legs[0]?.state).toBe('delivered');
 
     // A deadline shorter than the attempt: stop() returns, nothing is recorded, the next start tries again.
+    await h.copy.up();
     await h.restart({ stopTimeoutMs: 100 });
     h.primary.behaviour.dataDelayMs = 1500;
     const id2 = await h.accept(['late@example.com']);
-    await waitFor(() => h.engine.stats().jobs > 0, { what: 'an attempt in flight' });
+    // The copy went through, so the primary attempt (dispatched with it) is in flight, held 1.5 s by the server.
+    await waitFor(() => h.copy.for('late@copy.example.com').length === 1, {
+      what: 'the copy of the late message',
+    });
     await h.engine.stop();
     const s2 = await h.spool.load(id2);
     expect(s2.ok && s2.state.legs[0]?.state).toBe('pending');
     h.primary.behaviour.dataDelayMs = 0;
-    await h.copy.up();
     await h.restart();
     await drained(h);
     // at-least-once: the late message may arrive twice (once from the abandoned attempt), never zero times
     expect(h.primary.for('late@example.com').length).toBeGreaterThanOrEqual(1);
-    expect(h.copy.for('late@copy.example.com').length).toBe(1);
+    expect(h.copy.for('late@copy.example.com').length).toBeGreaterThanOrEqual(1);
   });
 
   it('expires a leg that stays deferred past max-queue-lifetime and bounces it with 4.4.7', async () => {

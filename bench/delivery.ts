@@ -1,0 +1,155 @@
+// The back half of the relay alone: spool.accept() (fsync, group commit) + the delivery engine, dual legs into two
+// Postfix smtp-sink processes. No inbound SMTP. Shows what the spool and the engine cost per message.
+// usage: node bench/delivery.ts [MESSAGES=5000] [CONCURRENCY=20] [SIZE=4096]
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { startDelivery } from '../relay/delivery/engine.ts';
+import { openSpool } from '../relay/spool/spool.ts';
+import type { EnvelopeMeta } from '../relay/spool/types.ts';
+import { createRelayMetrics } from '../relay/telemetry/metrics.ts';
+import type { ServerRoute } from '../routing/model.ts';
+
+const total = Number(process.argv[2] ?? 5000);
+const concurrency = Number(process.argv[3] ?? 20);
+const size = Number(process.argv[4] ?? 4096);
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+
+const dir = await mkdtemp(join(tmpdir(), 'mailroute-bench-delivery-'));
+await chmod(dir, 0o755);
+const sinks = await Promise.all(
+  [0, 1].map(async () => {
+    const port = await freePort();
+    const args = [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), `127.0.0.1:${port}`, '256'];
+    const proc = spawn('/usr/sbin/smtp-sink', args, { stdio: 'ignore' });
+    return { port, proc };
+  }),
+);
+await new Promise((r) => setTimeout(r, 300)); // smtp-sink start-up (bench only)
+const server = (name: string, port: number): ServerRoute => ({
+  name,
+  host: '127.0.0.1',
+  port,
+  mx: false,
+  tls: 'None',
+  maxConnections: 10,
+});
+const logger = pino({ level: 'warn' });
+const metrics = createRelayMetrics(new Registry(), false);
+try {
+  const spool = await openSpool({ dir, logger });
+  const engine = startDelivery({
+    spool,
+    logger,
+    metrics,
+    retryScheduleMs: [1000],
+    maxQueueLifetimeMs: 3_600_000,
+    hostname: 'bench.test',
+    credentials: () => Promise.resolve(undefined),
+    route: (r) => ({
+      verdict: 'reject',
+      recipient: r,
+      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
+      legs: [],
+    }),
+  });
+  const body = Buffer.concat([
+    Buffer.from('Subject: bench\r\n\r\n'),
+    Buffer.alloc(size, 'x'),
+    Buffer.from('\r\n'),
+  ]);
+  const meta = (i: number): EnvelopeMeta => ({
+    mailFrom: 'bench@sender.example',
+    recipients: [
+      {
+        recipient: `u${i}@example.com`,
+        legs: [
+          {
+            server: server('old', sinks[0]!.port),
+            recipient: `u${i}@example.com`,
+            role: 'primary',
+            bounces: 'Notify',
+          },
+          {
+            server: server('new', sinks[1]!.port),
+            recipient: `u${i}@copy.example`,
+            role: 'copy',
+            bounces: 'Suppress',
+          },
+        ],
+      },
+    ],
+    clientAddress: '127.0.0.1',
+    clientHostname: 'bench',
+    helo: 'bench',
+    receivedAt: new Date().toISOString(),
+    revision: 'bench',
+    smtputf8: false,
+    body8bit: false,
+  });
+  const acceptMs: number[] = [];
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        const i = next++;
+        const t = performance.now();
+        const r = await spool.accept(meta(i), Readable.from([body]));
+        acceptMs.push(performance.now() - t);
+        if (!r.ok) throw r.error;
+        engine.notify(r.id);
+      }
+    }),
+  );
+  const acceptedAt = performance.now();
+  const cpu0 = process.cpuUsage();
+  for (;;) {
+    const s = engine.stats();
+    if (s.messages === 0) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const doneAt = performance.now();
+  const delivered = (await metrics.deliveries.get()).values
+    .filter((v) => v.labels.result === 'delivered')
+    .reduce((a, v) => a + v.value, 0);
+  acceptMs.sort((a, b) => a - b);
+  const cpu = process.cpuUsage();
+  await engine.stop();
+  process.stdout.write(
+    JSON.stringify(
+      {
+        messages: total,
+        concurrency,
+        bodyBytes: body.length,
+        legsDelivered: delivered,
+        acceptPerSec: Math.round(total / ((acceptedAt - t0) / 1000)),
+        acceptP50Ms: Number(acceptMs[Math.floor(acceptMs.length * 0.5)]?.toFixed(2)),
+        acceptP99Ms: Number(acceptMs[Math.floor(acceptMs.length * 0.99)]?.toFixed(2)),
+        endToEndPerSec: Math.round(total / ((doneAt - t0) / 1000)),
+        drainAfterAcceptMs: Math.round(doneAt - acceptedAt),
+        cpuMsPerMessage: Number(((cpu.user + cpu.system) / 1000 / total).toFixed(3)),
+        cpuAfterAcceptMs: Math.round((cpu.user + cpu.system - cpu0.user - cpu0.system) / 1000),
+        cpus: cpus().length,
+        node: process.version,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+} finally {
+  for (const s of sinks) s.proc.kill('SIGTERM');
+  await rm(dir, { recursive: true, force: true });
+}
