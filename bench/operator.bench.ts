@@ -9,11 +9,11 @@
 //    informer caches (in-memory here) -> compile -> encode (gzip shards) -> server-side apply to the real API server;
 //    then the status pass over all 102,000 objects (decision + condition helper; status writes counted, not sent).
 //
-// 3. Real objects at moderate scale in the API server (default 100 domains x 100 TestRecipients = 10,200 objects):
+// 3. Real objects at moderate scale in the API server (default 20 domains x 50 TestRecipients = 1,040 objects):
 //    operator start -> every status written; two relays -> every object Ready 2/2; one policy change -> Programmed.
 //
 // Env: BENCH_ROUNDS (20), BENCH_DOMAINS (1000), BENCH_PER_DOMAIN (100), BENCH_SIMULATED_RELAYS (0),
-//      BENCH_CLUSTER_DOMAINS (100, 0 skips part 3), BENCH_CLUSTER_PER_DOMAIN (100).
+//      BENCH_CLUSTER_DOMAINS (20, 0 skips part 3), BENCH_CLUSTER_PER_DOMAIN (50).
 
 import { execSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
@@ -34,8 +34,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
 const DOMAINS = Number(process.env.BENCH_DOMAINS ?? 1000);
 const PER_DOMAIN = Number(process.env.BENCH_PER_DOMAIN ?? 100);
 const SIMULATED = process.env.BENCH_SIMULATED_RELAYS === '1';
-const CLUSTER_DOMAINS = Number(process.env.BENCH_CLUSTER_DOMAINS ?? 100);
-const CLUSTER_PER_DOMAIN = Number(process.env.BENCH_CLUSTER_PER_DOMAIN ?? 100);
+const CLUSTER_DOMAINS = Number(process.env.BENCH_CLUSTER_DOMAINS ?? 20);
+const CLUSTER_PER_DOMAIN = Number(process.env.BENCH_CLUSTER_PER_DOMAIN ?? 50);
 const OP_NS = 'mailroute-system';
 const NS = 'bench';
 

@@ -55,6 +55,9 @@ export class ObjectStatusController<O extends MailrouteObject> {
     const [namespace, name] = splitKey(key);
     const obj = this.d.get(namespace, name);
     if (obj === undefined) return { ok: true };
+    // Before the first compile (start, failover) there is nothing true to say; writing "not compiled" would flap every
+    // status on each failover. The first compile requeues every object.
+    if (!this.d.state.compiled) return { ok: true };
     const generation = obj.metadata.generation ?? 0;
     const okey = objectKey(this.kind, namespace, name);
     const now = this.d.now();

@@ -69,6 +69,7 @@ spec:
   it('after SIGKILL of the leader, the other replica takes over within the lease time and reconciles', async () => {
     const leader = (await holder()) ?? '';
     const standby = leader === 'replica-a' ? 'replica-b' : 'replica-a';
+    const acceptedBefore = await condition(rest, 'MailDomain', NS, 'shop', 'Accepted');
     const killedAt = Date.now();
     await ops.get(leader)?.stop('SIGKILL');
     await waitFor(async () => (await holder()) === standby, {
@@ -85,6 +86,11 @@ spec:
       { timeoutMs: 20_000, what: 'the new leader reconciles generation 2' },
     );
     expect(ops.get(standby)?.logs()).toContain('became leader');
+    // no status flapping on failover: Accepted stayed True, its transition time is the original one
+    expect(await condition(rest, 'MailDomain', NS, 'shop', 'Accepted')).toMatchObject({
+      status: 'True',
+      lastTransitionTime: acceptedBefore?.lastTransitionTime,
+    });
   });
 
   it('a graceful stop (SIGTERM) releases the lease at once', async () => {

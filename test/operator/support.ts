@@ -79,6 +79,7 @@ export interface Cond {
   reason: string;
   message: string;
   observedGeneration?: number;
+  lastTransitionTime?: string;
 }
 
 interface Obj {
