@@ -20,6 +20,8 @@ export interface ReportContext {
   readonly resultFile: string;
   readonly titles: ReadonlyMap<string, string>;
   readonly notes: readonly string[];
+  /** One line up front: where we stand against the target. */
+  readonly verdict?: string;
 }
 
 export function markdownTables(
@@ -67,6 +69,7 @@ export function markdownSection(
     `Machine: ${ctx.machine}  `,
     `Versions: ${ctx.versions}`,
     '',
+    ...(ctx.verdict === undefined ? [] : [ctx.verdict, '']),
     markdownTables(summary, ratioRows, ctx.titles),
     '![messages/s by workload](bench-relay.svg)',
     '',

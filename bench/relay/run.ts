@@ -433,7 +433,13 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
     'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file). mailroute runs with its defaults, one process; its 100 ms early-talker greeting delay (GUIDE §7) applies only until a client address has passed the check once, so it does not cap this load.',
     `The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run's wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu)${pressures.length > 0 ? `: ${Math.round(Math.min(...pressures) * 100)}–${Math.round(Math.max(...pressures) * 100)} % in this run, load average ${Math.min(...loads).toFixed(0)}–${Math.max(...loads).toFixed(0)}` : ''}. High values mean every figure is depressed by contention (GUIDE §7 has the same machine quiet: Postfix 716–790 msg/s direct, 444–483 dual, ceiling ~10,000), and a single-threaded process suffers more from it than a multi-process one. Trust the interleaved ratios more than the absolute rates.`,
   ];
+  const dual = ratioRows.find((x) => x.workload === 'dual-4k');
+  const verdict =
+    dual?.e2e === null || dual?.e2e === undefined
+      ? undefined
+      : `**Target (issues 3 and 6): mailroute ≥ 1.5× Postfix end to end in dual mode (dual, 4 KiB). This run: ${dual.e2e.toFixed(2)}× — ${dual.e2e >= 1.5 ? 'met' : 'not met'}.** Where the time goes and what to change: [perf.md](perf.md).`;
   const ctxReport = {
+    verdict,
     command: r.command,
     date: r.date,
     mode: r.mode,
