@@ -64,6 +64,11 @@ export interface DeliveryOptions {
   loadConcurrency?: number;
   /** How long a result waits for the other legs of its message before it is written. Default 50 ms. */
   resultCoalesceMs?: number;
+  /**
+   * After a destination could not be reached at all, other transactions to it are deferred without connecting for
+   * this long. Default: the first retry step, at most 60 s. 0 disables.
+   */
+  destinationBackoffMs?: number;
   /** Engines (worker processes) sharing each server's maxConnections; this one opens ceil(max / share). Default 1. */
   connectionShare?: number;
 }
@@ -137,6 +142,9 @@ class Lane {
   running = 0;
   readonly waiting: (() => void)[] = [];
   lastUsed = 0;
+  /** After a connection failure the destination is not tried again before this time (ms); see destinationBackoffMs. */
+  suspendedUntil = 0;
+  suspendReason = '';
 
   constructor(transport: ServerTransport, limit: number) {
     this.transport = transport;
@@ -233,6 +241,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const loadConcurrency = opts.loadConcurrency ?? 64;
   const resultCoalesceMs = opts.resultCoalesceMs ?? 50;
+  const destinationBackoffMs =
+    opts.destinationBackoffMs ?? Math.min(opts.retryScheduleMs[0] ?? 60_000, 60_000);
   const connectionShare = Math.max(1, opts.connectionShare ?? 1);
 
   const entries = new Map<string, Entry>();
@@ -518,16 +528,36 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         }
         serverLabel = `${host}:${server.port}`;
         let byRecipient: Map<string, AttemptReply>;
-        try {
-          lane.lastUsed = Date.now();
-          byRecipient = await lane.transport.send({
-            from: job.from,
-            to,
-            rawPath: spool.bodyPath(job.id),
-            size: job.size,
-          });
-        } finally {
+        const now = Date.now();
+        if (lane.suspendedUntil > now) {
+          // The destination failed to connect moments ago: defer without another connection attempt (Postfix:
+          // "delivery temporarily suspended"), so a dead server costs one timeout, not one per queued message.
           lane.release();
+          const reply: AttemptReply = {
+            kind: 'network',
+            text: `delivery temporarily suspended: ${lane.suspendReason}`,
+          };
+          byRecipient = new Map(to.map((r) => [r, reply]));
+        } else {
+          try {
+            lane.lastUsed = now;
+            byRecipient = await lane.transport.send({
+              from: job.from,
+              to,
+              rawPath: spool.bodyPath(job.id),
+              size: job.size,
+            });
+          } finally {
+            lane.release();
+          }
+          const all = [...byRecipient.values()];
+          const unreachable = all.length > 0 && all.every((r) => r.kind === 'network');
+          if (unreachable && destinationBackoffMs > 0) {
+            lane.suspendedUntil = Date.now() + destinationBackoffMs;
+            lane.suspendReason = all[0]?.text ?? 'connection failed';
+          } else if (!unreachable) {
+            lane.suspendedUntil = 0;
+          }
         }
         replies = new Map(
           job.indexes.map((i) => [
@@ -848,6 +878,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     notify,
     flush(): void {
       if (stopped) return;
+      // An operator's flush tries suspended destinations again too.
+      for (const lane of lanes.values()) lane.suspendedUntil = 0;
       for (const [id, e] of entries) {
         if (e.kind === 'deferred' || e.due > clock().getTime()) {
           e.force = true;

@@ -153,6 +153,9 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
       name: opts.hostname,
       maxConnections: Math.max(1, target.maxConnections),
       maxMessages: Infinity,
+      // A connection dropped while sending is retried once by the pool (a reused connection the server closed);
+      // beyond that the engine's retry schedule decides (nodemailer's default is 5 requeues with backoff).
+      maxRequeues: 1,
       connectionTimeout: t.connectionMs,
       greetingTimeout: t.greetingMs,
       socketTimeout: t.socketMs,

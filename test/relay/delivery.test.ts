@@ -371,6 +371,55 @@ describe('delivery engine', () => {
     expect(h.senderBox.messages.length).toBe(0);
   });
 
+  it('after a destination fails to connect, its other transactions are deferred without new connections', async () => {
+    // A server that accepts TCP and hangs up at once: every connection attempt is counted.
+    let connections = 0;
+    const hangup = createServer((sock) => {
+      connections++;
+      sock.destroy();
+    });
+    await new Promise<void>((resolve) => hangup.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => hangup.close(() => resolve())));
+    const port = (hangup.address() as { port: number }).port;
+    h = await harness({ retryScheduleMs: [60_000] });
+    const legs = (r: string): Leg[] => [
+      { server: server('legacy', h.primary.port), recipient: r, role: 'primary', bounces: 'Notify' },
+      { server: server('dead', port, 2), recipient: r, role: 'copy', bounces: 'Suppress' },
+    ];
+    for (let i = 0; i < 10; i++) {
+      const r = await h.spool.accept(
+        {
+          mailFrom: 'alice@sender.example',
+          recipients: [{ recipient: `d${i}@example.com`, legs: legs(`d${i}@example.com`) }],
+          clientAddress: '127.0.0.1',
+          clientHostname: 'l',
+          helo: 'x',
+          receivedAt: new Date().toISOString(),
+          revision: 't',
+          smtputf8: false,
+          body8bit: false,
+        },
+        Readable.from([MESSAGE]),
+      );
+      if (!r.ok) throw r.error;
+      h.engine.notify(r.id);
+    }
+    await waitFor(async () => (await h.counter('deferred', 'copy')) === 10, { what: 'ten deferred copies' });
+    expect(h.primary.messages.length).toBe(10);
+    // at most one failed transaction per connection slot (nodemailer may retry a dropped connection once)
+    expect(connections).toBeLessThanOrEqual(4);
+    const ids = await h.spool.list();
+    const replies = await Promise.all(
+      ids.map(async (id) => {
+        const st = await h.spool.load(id);
+        return st.ok ? (st.state.legs[1]?.lastReply ?? '') : '';
+      }),
+    );
+    expect(
+      replies.filter((r) => r.startsWith('delivery temporarily suspended')).length,
+    ).toBeGreaterThanOrEqual(6);
+  });
+
   it('a slow secondary does not hold back the primary', async () => {
     h = await harness();
     h.copy.behaviour.dataDelayMs = 3000;
