@@ -101,14 +101,21 @@ export async function killTree(pid: number): Promise<number> {
   return pids.length;
 }
 
-/** Samples RSS every intervalMs until stop() and reports the peak (KiB). */
-export function rssSampler(pid: number, intervalMs = 100): { stop(): Promise<number> } {
+/** Samples the tree's RSS every intervalMs until stop(); reports the first sample (baseline) and the peak, in KiB. */
+export function rssSampler(
+  pid: number,
+  intervalMs = 100,
+): { stop(): Promise<{ baselineKb: number; peakKb: number }> } {
   let peak = 0;
+  let baseline: number | undefined;
   let done = false;
   const loop = (async () => {
     while (!done) {
       const v = await rssKb(pid);
-      if (v !== undefined && v > peak) peak = v;
+      if (v !== undefined) {
+        baseline ??= v;
+        if (v > peak) peak = v;
+      }
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   })();
@@ -117,7 +124,7 @@ export function rssSampler(pid: number, intervalMs = 100): { stop(): Promise<num
       done = true;
       await loop;
       const last = await rssKb(pid);
-      return Math.max(peak, last ?? 0);
+      return { baselineKb: baseline ?? 0, peakKb: Math.max(peak, last ?? 0) };
     },
   };
 }
