@@ -110,6 +110,8 @@ interface Entry {
   /** flush(): try deferred legs regardless of nextAttemptAt. */
   force: boolean;
   dsnBusy: boolean;
+  /** Servers (serverKey) this message waits on for a dispatch slot (see maxQueuedPerServer). */
+  blockedOn: Set<string>;
   /** Attempt results not written yet (see applyReplies). */
   results: PendingResult[];
   waiters: (() => void)[];
@@ -135,12 +137,41 @@ interface Job {
   recipients: Map<number, string>;
 }
 
+/** A FIFO queue with O(1) push and shift (Array.prototype.shift is O(n) on large arrays). */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  push(x: T): void {
+    this.items.push(x);
+  }
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const x = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return x;
+  }
+  /** Removes and returns everything. */
+  drain(): T[] {
+    const all = this.items.slice(this.head) as T[];
+    this.items = [];
+    this.head = 0;
+    return all;
+  }
+}
+
 /** A FIFO per destination with at most `limit` jobs running. */
 class Lane {
   readonly transport: ServerTransport;
   readonly limit: number;
   running = 0;
-  readonly waiting: (() => void)[] = [];
+  readonly waiting = new Fifo<() => void>();
   lastUsed = 0;
   /** After a connection failure the destination is not tried again before this time (ms); see destinationBackoffMs. */
   suspendedUntil = 0;
@@ -173,7 +204,7 @@ class Lane {
   }
 
   drop(): void {
-    for (const w of this.waiting.splice(0)) w();
+    for (const w of this.waiting.drain()) w();
   }
 }
 
@@ -225,10 +256,15 @@ class DueHeap {
 const FINAL = new Set(['delivered', 'failed', 'suppressed']);
 const isFinal = (l: LegState): boolean => FINAL.has(l.state);
 
+/** One downstream server as a leg names it (before MX resolution). */
+function serverKey(server: ServerRoute): string {
+  const auth = server.authSecretRef ? `${server.authSecretRef.namespace}/${server.authSecretRef.name}` : '';
+  return `${server.name}|${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}`;
+}
+
 /** Same destination and role -> one SMTP transaction. */
 function jobKey(server: ServerRoute, role: LegRole): string {
-  const auth = server.authSecretRef ? `${server.authSecretRef.namespace}/${server.authSecretRef.name}` : '';
-  return `${server.name}|${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${role}`;
+  return `${serverKey(server)}|${role}`;
 }
 
 export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
@@ -256,7 +292,25 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Infinity;
   let loading = 0;
-  const loadQueue: string[] = [];
+  const loadQueue = new Fifo<string>();
+  // Backpressure per server: transactions dispatched (queued for a connection or running), and the messages waiting
+  // for a slot (ids only). Keeps memory bounded by connections, not by queue length.
+  const dispatched = new Map<string, number>();
+  const blocked = new Map<string, Fifo<string>>();
+  const slotCap = (server: ServerRoute): number => Math.max(16, server.maxConnections * 4);
+  const releaseSlot = (sk: string): void => {
+    dispatched.set(sk, (dispatched.get(sk) ?? 1) - 1);
+    const q = blocked.get(sk);
+    while (q && q.length > 0) {
+      const id = q.shift()!;
+      const w = entries.get(id);
+      if (w?.blockedOn.delete(sk)) {
+        enqueueLoad(id);
+        break;
+      }
+    }
+    if (q && q.length === 0) blocked.delete(sk);
+  };
   let jobs = 0;
 
   const track = (p: Promise<void>): void => {
@@ -349,6 +403,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     again: false,
     force: false,
     dsnBusy: false,
+    blockedOn: new Set(),
     results: [],
     waiters: [],
     resultTimer: undefined,
@@ -368,6 +423,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       }
       open = true;
       if (e.inflight.has(i)) continue;
+      if (e.blockedOn.has(serverKey(l.leg.server))) {
+        anyPending = true; // woken when the server has a free slot
+        continue;
+      }
       if (l.state === 'pending') {
         anyPending = true;
         next = Math.min(next, now);
@@ -410,6 +469,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         const at = l.nextAttemptAt ? Date.parse(l.nextAttemptAt) : 0;
         if (at > now) continue;
       }
+      if (e.blockedOn.has(serverKey(l.leg.server))) continue;
       const k = jobKey(l.leg.server, l.leg.role);
       let job = groups.get(k);
       if (!job) {
@@ -428,6 +488,20 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       job.recipients.set(i, l.leg.recipient);
     }
     for (const job of groups.values()) {
+      const sk = serverKey(job.server);
+      const n = dispatched.get(sk) ?? 0;
+      if (n >= slotCap(job.server)) {
+        // The server has enough work queued: wait for a slot instead of holding this transaction in memory.
+        e.blockedOn.add(sk);
+        let q = blocked.get(sk);
+        if (!q) {
+          q = new Fifo<string>();
+          blocked.set(sk, q);
+        }
+        q.push(id);
+        continue;
+      }
+      dispatched.set(sk, n + 1);
       for (const i of job.indexes) e.inflight.add(i);
       jobs++;
       track(
@@ -442,7 +516,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             for (const i of job.indexes) cur.inflight.delete(i);
             setDue(id, cur, clock().getTime() + (opts.retryScheduleMs[0] ?? 60_000));
           })
-          .finally(() => jobs--),
+          .finally(() => {
+            jobs--;
+            releaseSlot(sk);
+          }),
       );
     }
     if (e.inflight.size === 0 && state.legs.every((l) => isFinal(l) && !l.dsnPending)) {
@@ -901,7 +978,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       if (timer) clearTimeout(timer);
       clearInterval(gaugeTimer);
       clearInterval(idleTimer);
-      loadQueue.length = 0;
+      loadQueue.drain();
       heap.clear();
       for (const lane of lanes.values()) lane.drop();
       // Results waiting for sibling legs are written now.

@@ -577,7 +577,7 @@ describe('delivery engine', () => {
     expect(await h.counter('deferred')).toBe(0);
   });
 
-  it('delivers a burst to Postfix smtp-sink over pooled connections', async () => {
+  it('delivers a burst to Postfix smtp-sink over pooled connections, with bounded dispatch', async () => {
     const sinkDir = await mkdtemp(join(tmpdir(), 'mailroute-sink-'));
     await chmod(sinkDir, 0o777);
     const port = await new Promise<number>((resolve) => {
@@ -611,7 +611,8 @@ describe('delivery engine', () => {
     const sinkLegs = (r: string): Leg[] => [
       { server: server('sink', port, 4), recipient: r, role: 'primary', bounces: 'Notify' },
     ];
-    const n = 40;
+    const n = 100;
+    const ids: string[] = [];
     for (let i = 0; i < n; i++) {
       const r = await h.spool.accept(
         {
@@ -628,9 +629,22 @@ describe('delivery engine', () => {
         Readable.from([MESSAGE]),
       );
       if (!r.ok) throw r.error;
-      h.engine.notify(r.id);
+      ids.push(r.id);
     }
-    await drained(h);
+    // All at once: a burst.
+    for (const id of ids) h.engine.notify(id);
+    // Backpressure: at most 4 x maxConnections (16) transactions are dispatched to one server at a time; the other
+    // messages wait as ids, not as queued transactions.
+    let peakJobs = 0;
+    await waitFor(
+      async () => {
+        peakJobs = Math.max(peakJobs, h.engine.stats().jobs);
+        return (await h.queueFiles()).length === 0 && h.engine.stats().messages === 0;
+      },
+      { intervalMs: 5, what: 'the burst to drain' },
+    );
+    expect(peakJobs).toBeGreaterThan(0);
+    expect(peakJobs).toBeLessThanOrEqual(16);
     expect(await h.counter('delivered', 'primary')).toBe(n);
     const dumped = await waitFor(
       async () => {
