@@ -424,6 +424,7 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
   const pressures = r.runs.map((x) => x.cpuPressure).filter((x): x is number => x !== null);
   const loads = r.runs.map((x) => x.loadAverage[0] ?? 0);
   const notes = [
+    "Needs root (the private Postfix instance is started with `postfix -c DIR start`; nothing under /etc/postfix is touched) and Debian's `postfix` package for smtp-source, smtp-sink and postfix. `--quick` is a 2,000-message development run; `--help` lists the flags (workloads, rounds, systems, `--cpu-prof DIR`, `--render FILE`). Everything listens on 127.0.0.1 only, each run and the whole benchmark have a timeout, and every process is killed on exit or Ctrl-C.",
     'Load: `smtp-source -s SESSIONS -l SIZE -m MESSAGES -r RCPTS` with a new connection per message (no `-d`); split mode runs two smtp-source processes with half the sessions each, one to recipients known on the primary, one to unknown ones.',
     '"accepted" = messages / time until smtp-source had every message answered 250; "end to end" = messages / time until the two smtp-sink destinations had received every leg (counted per recipient from `smtp-sink -v`).',
     `p50/p99: a separate probe connection sends one message every ${r.options.probeIntervalMs} ms during the load and times the write of \`<CR><LF>.<CR><LF>\` to the 250 reply.`,
