@@ -19,7 +19,7 @@ export async function waitFor<T>(
   for (;;) {
     try {
       const v = await cond();
-      if (v !== undefined && v !== null && v !== false) return v as NonNullable<T>;
+      if (v !== undefined && v !== null && v !== false) return v;
     } catch (err) {
       lastError = err;
     }
