@@ -304,3 +304,48 @@ describe('overload: connection floods and slowloris', () => {
     expect(primary.messages.some((m) => m.rcptTo.includes('slow@load.test'))).toBe(false);
   });
 });
+
+// Open finding 4 in docs/reliability.md: relay/relay.ts gives each of the N worker processes ceil(limit / N) of
+// --max-connections and --max-connections-per-ip, so with an odd limit and 2 workers the totals exceed the flags by
+// up to N - 1 (5 per address admits 6, 7 in total admits 8). Marked it.fails until the split is fixed; it then
+// passes and it.fails turns red, so the marker must be removed with the fix.
+describe('overload: odd connection limits across worker processes', () => {
+  let relay: RelayChild;
+  const conns: Conn[] = [];
+  beforeAll(async () => {
+    const dir = await tempDir('rel-odd-limits');
+    await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain('odd.test', 1, 2) });
+    relay = await spawnRelay(
+      relayArgs(dir, ['--workers', '2', '--max-connections-per-ip', '5', '--max-connections', '7']),
+    );
+  });
+  afterAll(async () => {
+    for (const c of conns) c.socket.destroy();
+    if (relay && relay.proc.exitCode === null) {
+      relay.kill('SIGKILL');
+      await relay.exited;
+    }
+  });
+
+  it.fails(
+    'never more than --max-connections-per-ip 5 per address nor --max-connections 7 in total',
+    async () => {
+      const fromOne = await flood(relay.smtpPort, 10, ['127.0.7.1']);
+      conns.push(...fromOne);
+      const firstsOne = await Promise.all(fromOne.map((c) => c.first));
+      const others = await flood(relay.smtpPort, 10, addrs('127.0.8', 10));
+      conns.push(...others);
+      const firstsOthers = await Promise.all(others.map((c) => c.first));
+      const greetedOne = firstsOne.filter((f) => f.startsWith('220 ')).length;
+      const greetedAll = greetedOne + firstsOthers.filter((f) => f.startsWith('220 ')).length;
+      report('overload odd limits (2 workers)', {
+        perIpLimit: 5,
+        greetedFromOneAddress: greetedOne,
+        globalLimit: 7,
+        greetedAll,
+      });
+      expect(greetedOne).toBeLessThanOrEqual(5);
+      expect(greetedAll).toBeLessThanOrEqual(7);
+    },
+  );
+});
