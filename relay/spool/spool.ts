@@ -69,7 +69,7 @@ const ID_RE = /^[0-9a-z]{16}$/;
 /** Body bytes gathered before one write(): bounds memory per message, keeps syscalls few. */
 const WRITE_CHUNK = 128 * 1024;
 /** State files kept in memory (write-through) for the engine's read-modify-write cycles. */
-const FRESH_MAX = 10_000;
+const FRESH_MAX = 2048;
 const LEG_STATES = new Set(['pending', 'deferred', 'delivered', 'failed', 'suppressed']);
 
 export function isQueueId(s: string): boolean {
