@@ -15,7 +15,10 @@ describe('parseOperatorConfig', () => {
       configMapName: 'mailroute-routing',
       inlineMaxBytes: 921_600,
       secretNamespaces: [],
+      preflightIntervalMs: 300_000,
     });
+    const off = parseOperatorConfig(['--preflight-interval', 'off'], {});
+    expect(off.ok === true && off.config.preflightIntervalMs).toBe(0);
     expect(Object.isFrozen(r.config)).toBe(true);
   });
 
@@ -46,6 +49,7 @@ describe('parseOperatorConfig', () => {
     [['--relist-interval', '10'], /--relist-interval: expected a duration/],
     [['--shard-max-bytes', '2000000'], /--shard-max-bytes: at most/],
     [['--secret-namespaces', 'ok,Not_OK'], /--secret-namespaces: not a namespace name: "Not_OK"/],
+    [['--preflight-interval', 'never'], /--preflight-interval: expected a duration like 5m, or off/],
     [['--bogus'], /Unknown option '--bogus'/],
   ])('refuses %j naming the flag', (argv, re) => {
     const r = parseOperatorConfig(argv, {});

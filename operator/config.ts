@@ -19,6 +19,8 @@ export interface OperatorConfig {
   /** Namespaces whose Secrets are watched (authSecretRef checks); empty: all namespaces. */
   secretNamespaces: string[];
   relistIntervalMs: number;
+  /** Preflight probe interval per MailDomain; 0: preflight off. */
+  preflightIntervalMs: number;
   watchdogMs: number;
   logLevel: string;
 }
@@ -61,6 +63,11 @@ export const OPERATOR_FLAGS = {
     type: 'string',
     default: '2m',
     help: 'restart an informer that saw no event or reconnect for this long',
+  },
+  'preflight-interval': {
+    type: 'string',
+    default: '5m',
+    help: 'probe every MailDomain server (connect, EHLO, STARTTLS) this often; off disables',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
   help: { type: 'boolean', help: 'print this help' },
@@ -144,6 +151,14 @@ export function parseOperatorConfig(
       ok: false,
       error: '--shard-max-bytes: at most 921600 (a ConfigMap holds 1 MiB, base64 included)',
     };
+  const preflightRaw = get('preflight-interval') ?? '5m';
+  const preflightIntervalMs = preflightRaw === 'off' ? 0 : parseDuration(preflightRaw);
+  if (preflightIntervalMs === undefined || (preflightRaw !== 'off' && preflightIntervalMs <= 0)) {
+    return {
+      ok: false,
+      error: `--preflight-interval: expected a duration like 5m, or off, got "${preflightRaw}"`,
+    };
+  }
   const secretNamespaces = (get('secret-namespaces') ?? '')
     .split(',')
     .map((x) => x.trim())
@@ -165,6 +180,7 @@ export function parseOperatorConfig(
     shardMaxBytes: nums.shardMaxBytes as number,
     workers: nums.workers as number,
     secretNamespaces,
+    preflightIntervalMs,
     relistIntervalMs: nums.relistIntervalMs as number,
     watchdogMs: nums.watchdogMs as number,
     logLevel: get('log-level') ?? 'info',

@@ -27,13 +27,14 @@ import { ROUTING_KEY, RoutingController, RoutingState } from './controllers/rout
 import type { RelayView } from './controllers/status.ts';
 import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
 import type { OperatorMetrics } from './telemetry/metrics.ts';
+import { startPreflight, type PreflightHandle } from './preflight/index.ts';
 
 export type StopReason = 'stopped' | 'lost-leadership';
 
 export interface ManagerDeps {
   config: Readonly<OperatorConfig>;
   kubeconfig: KubeConfig;
-  logger: Logger & { debug?: (obj: object, msg: string) => void };
+  logger: Logger & { debug: (obj: object, msg?: string) => void };
   metrics: OperatorMetrics;
   now?: () => Date;
   /** Start the HTTP server (default true). */
@@ -58,6 +59,7 @@ export class OperatorManager {
   readonly status: Record<Kind, ObjectStatusController<MailrouteObject>>;
   private readonly elector: LeaderElector | undefined;
   private http: Server | undefined;
+  private preflight: PreflightHandle | undefined;
   private readonly generations = new Map<string, number>();
   private relaySignature = '';
   private relayRevisions = new Map<string, string | undefined>();
@@ -381,6 +383,15 @@ export class OperatorManager {
     this.routing.markDirty();
     this.queues.routing.add(ROUTING_KEY);
     this.enqueueAllStatus();
+    if (this.d.config.preflightIntervalMs > 0) {
+      // operator/preflight: probes every MailDomain server, writes status.servers + ServersReachable (own field manager)
+      this.preflight = startPreflight({
+        kube: this.rest,
+        logger: this.d.logger,
+        intervalMs: this.d.config.preflightIntervalMs,
+        isLeader: () => this.leading && !this.stopping,
+      });
+    }
   }
 
   /** Starts informers (waits for their first list), the HTTP server, and leader election (or the controllers). */
@@ -397,8 +408,14 @@ export class OperatorManager {
     informers: ReturnType<InformerSupervisor<Cached>['health']>[];
     leader: boolean;
   } {
+    // Ready once every informer has listed, unless one has been failing for over a minute: a short API server
+    // blip (the supervisor restarts the informer) must not flap the pod's readiness.
+    const now = Date.now();
     const informers = this.allInformers().map((i) => i.health());
-    return { ready: informers.every((h) => h.synced && h.healthy), informers, leader: this.leading };
+    const ready = informers.every(
+      (h) => h.synced && (h.failingSince === undefined || now - h.failingSince < 60_000),
+    );
+    return { ready, informers, leader: this.leading };
   }
 
   private async startHttp(): Promise<void> {
@@ -450,6 +467,7 @@ export class OperatorManager {
     this.d.logger.info({ reason }, 'operator stopping');
     if (this.staleTimer !== undefined) clearTimeout(this.staleTimer);
     for (const q of Object.values(this.queues)) q.shutdown();
+    await this.preflight?.stop();
     await Promise.all(this.running);
     await this.elector?.stop(reason === 'stopped');
     await Promise.all(this.allInformers().map((i) => i.stop()));

@@ -45,6 +45,8 @@ export interface InformerHealth {
   restarts: number;
   lastError: string | undefined;
   lastSyncAt: number | undefined;
+  /** When the current run of failures began (undefined while healthy). */
+  failingSince: number | undefined;
 }
 
 /** Exponential backoff with full jitter in [d/2, d]: base * 2^attempt capped at max. */
@@ -70,6 +72,7 @@ export class InformerSupervisor<T extends KubernetesObject> {
   private lastSyncAt: number | undefined;
   private lastActivity = 0;
   private failing = false;
+  private failingSince: number | undefined;
   private stopped = true;
   private restartTimer: unknown;
   private relistTimer: unknown;
@@ -120,6 +123,7 @@ export class InformerSupervisor<T extends KubernetesObject> {
       restarts: this.restarts,
       lastError: this.lastError,
       lastSyncAt: this.lastSyncAt,
+      failingSince: this.failingSince,
     };
   }
 
@@ -151,6 +155,7 @@ export class InformerSupervisor<T extends KubernetesObject> {
   private fail(gen: number, err: unknown): void {
     if (gen !== this.generation || this.stopped) return;
     this.failing = true;
+    this.failingSince ??= this.timers.now();
     this.lastError = err instanceof Error ? err.message : String(err);
     const delay = jitteredBackoff(
       this.attempts++,
@@ -235,6 +240,7 @@ export class InformerSupervisor<T extends KubernetesObject> {
     touch();
     this.attempts = 0;
     this.failing = false;
+    this.failingSince = undefined;
     this.lastSyncAt = this.timers.now();
     await old?.stop().catch(() => undefined);
     this.scheduleRelist();

@@ -118,6 +118,32 @@ describeCluster('operator + two real relays', (ctx) => {
     );
   });
 
+  it('runs the preflight: status.servers and ServersReachable beside the main conditions', async () => {
+    type Md = { status?: { servers?: { name: string; reachable?: boolean; tls?: string }[] } };
+    const md = await waitFor(
+      async () => {
+        const r = await rest.request<Md>(
+          'GET',
+          `/apis/mailroute.io/v1alpha1/namespaces/${NS}/maildomains/example-com`,
+        );
+        return r.ok && (r.body.status?.servers?.length ?? 0) === 2 ? r.body : undefined;
+      },
+      { timeoutMs: 30_000, what: 'status.servers from the preflight' },
+    );
+    const servers = (md.status?.servers ?? []).map((s) => [s.name, s.reachable, s.tls]).sort();
+    expect(servers).toEqual([
+      ['new', true, 'none'],
+      ['old', true, 'none'],
+    ]);
+    expect(await condition(rest, 'MailDomain', NS, 'example-com', 'ServersReachable')).toMatchObject({
+      status: 'True',
+    });
+    expect(await condition(rest, 'MailDomain', NS, 'example-com', 'Ready')).toMatchObject({
+      status: 'True',
+      message: '2/2 relays programmed',
+    });
+  });
+
   it('a policy change reaches both relays (Programmed 2/2 at the new generation) and mail follows it', async () => {
     const t0 = Date.now();
     await apply(dualDomain('example.com', oldDest.port, newDest.port, { mode: 'Direct' }));
