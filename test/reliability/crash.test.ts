@@ -15,6 +15,7 @@ import {
   duplicates,
   killTree,
   processTree,
+  quarantinedFiles,
   queueTotal,
   relayArgs,
   report,
@@ -175,6 +176,8 @@ describe('crash: kill -9 at random points under dual load', () => {
       what: 'the queue to drain',
     });
 
+    // kill -9 at any point never leaves a file the spool cannot read (it would be quarantined at start).
+    const quarantined = await quarantinedFiles(join(dir, 'spool'));
     const p = subjectCounts(primary, /^c-\d+$/);
     const c = subjectCounts(copy, /^c-\d+$/);
     const figures = {
@@ -191,6 +194,7 @@ describe('crash: kill -9 at random points under dual load', () => {
       lostCopy: missing(copy).length,
       duplicatesPrimary: duplicates(p),
       duplicatesCopy: duplicates(c),
+      quarantined: quarantined.length,
       bounces: primary.messages.filter((m) => m.mailFrom === '').length,
       seconds: Math.round((Date.now() - started) / 100) / 10,
     };
@@ -199,6 +203,7 @@ describe('crash: kill -9 at random points under dual load', () => {
     expect(figures.lostPrimary).toBe(0);
     expect(figures.lostCopy).toBe(0);
     expect(figures.bounces).toBe(0);
+    expect(quarantined).toEqual([]);
     last.kill('SIGTERM');
     expect(await last.exited).toBe(0);
   });

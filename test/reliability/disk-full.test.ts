@@ -7,7 +7,7 @@
 // When mount is not permitted (not root) the same checks run in-process through the spool's injected file-system
 // seam (ENOSPC beyond a 2 MiB byte budget), without the kill -9 step; the figures line says which variant ran.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultSpoolFs, type SpoolFileHandle, type SpoolFs } from '../../relay/spool/spool.ts';
@@ -19,6 +19,7 @@ import {
   adminPort,
   dualDomain,
   queuedMessages,
+  quarantinedFiles,
   queueTotal,
   relayArgs,
   report,
@@ -256,7 +257,7 @@ describe('disk full on the spool', () => {
       what: 'queue drained',
     });
     const drainMs = Date.now() - t0;
-    const quarantined = await readdir(join(target.spoolDir, 'quarantine')).catch(() => [] as string[]);
+    const quarantined = await quarantinedFiles(target.spoolDir);
     expect(quarantined).toEqual([]);
 
     const after = message('after-1', 96);

@@ -3,8 +3,8 @@
 // the full/reduced switch, the standard flag set, reading the admin port, RSS, metrics, and counting what the
 // destination peers received by a unique Subject.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
 import type { RelayChild } from '../relay/relay-harness.ts';
@@ -218,4 +218,12 @@ export async function queueTotal(adminApiPort: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${adminApiPort}/queue?limit=0`);
   if (res.status !== 200) throw new Error(`GET /queue: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { total: number }).total;
+}
+
+/** Files in any quarantine/ folder under a spool (worker i keeps its spool in <spool>/w<i>). */
+export async function quarantinedFiles(spoolDir: string): Promise<string[]> {
+  const entries = await readdir(spoolDir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => e.isFile() && join(e.parentPath, e.name).split(sep).includes('quarantine'))
+    .map((e) => join(e.parentPath, e.name));
 }
