@@ -93,9 +93,11 @@ describe('relay config', () => {
   });
 
   it.each([
-    { argv: [], cpus: 2, workers: 2 },
-    { argv: [], cpus: 1, workers: 1 },
-    { argv: [], cpus: 200, workers: 64 },
+    { argv: [], cpus: 2, workers: 1 },
+    { argv: ['--workers', 'auto'], cpus: 2, workers: 2 },
+    { argv: ['--workers', 'auto'], cpus: 1, workers: 1 },
+    { argv: ['--workers', 'auto'], cpus: 200, workers: 64 },
+    { argv: ['--workers', 'auto', '--configmap', 'ns/name'], cpus: 8, workers: 1 },
     { argv: ['--workers', '3'], cpus: 2, workers: 3 },
     { argv: ['--workers', '1'], cpus: 8, workers: 1 },
     { argv: ['--configmap', 'ns/name'], cpus: 8, workers: 1 },

@@ -295,6 +295,8 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
     },
     readiness: [],
     report: async () => {
+      // While stopping, don't ask: a worker draining its sessions may answer IPC late (seen under load).
+      if (stopping) return { ready: false, checks: { accepting: 'shutting down' } };
       const reports = await Promise.all(
         slots.map((s) =>
           (call(s, { op: 'ready' }) as Promise<ReadyReport>).catch((e: unknown) =>
@@ -302,9 +304,7 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
           ),
         ),
       );
-      const merged = mergeReadiness(reports);
-      if (stopping) return { ready: false, checks: { ...merged.checks, accepting: 'shutting down' } };
-      return merged;
+      return mergeReadiness(reports);
     },
   });
   let admin: AdminServer;
