@@ -1,0 +1,132 @@
+// A relay restarting on a full spool: N queued dual messages (4 KiB) delivered into two Postfix smtp-sink processes.
+// Reports the time until the engine is ready (spool scanned), until the queue is drained, and the peak RSS growth.
+// usage: node bench/recovery-drain.ts [N=20000]
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { startDelivery } from '../relay/delivery/engine.ts';
+import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
+import { createRelayMetrics } from '../relay/telemetry/metrics.ts';
+import type { ServerRoute } from '../routing/model.ts';
+
+const n = Number(process.argv[2] ?? 20_000);
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+const dir = await mkdtemp(join(tmpdir(), 'mailroute-recovery-'));
+await chmod(dir, 0o755);
+const ports = [await freePort(), await freePort()];
+const sinks = ports.map((p) =>
+  spawn(
+    '/usr/sbin/smtp-sink',
+    [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), `127.0.0.1:${p}`, '256'],
+    {
+      stdio: 'ignore',
+    },
+  ),
+);
+const server = (name: string, port: number): ServerRoute => ({
+  name,
+  host: '127.0.0.1',
+  port,
+  mx: false,
+  tls: 'None',
+  maxConnections: 10,
+});
+const logger = pino({ level: 'warn' });
+try {
+  await openSpool({ dir, logger });
+  const gen = newQueueIdGenerator(() => new Date());
+  const body = Buffer.concat([Buffer.from('Subject: recovery\r\n\r\n'), Buffer.alloc(4096, 'x')]);
+  for (let i = 0; i < n; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, n - i) }, async (_, k) => {
+        const id = gen();
+        const r = `u${i + k}@example.com`;
+        const state = initialState(
+          id,
+          {
+            mailFrom: 'bench@sender.example',
+            recipients: [
+              {
+                recipient: r,
+                legs: [
+                  { server: server('old', ports[0]!), recipient: r, role: 'primary', bounces: 'Notify' },
+                  { server: server('new', ports[1]!), recipient: r, role: 'copy', bounces: 'Suppress' },
+                ],
+              },
+            ],
+            clientAddress: '127.0.0.1',
+            clientHostname: 'bench',
+            helo: 'bench',
+            receivedAt: new Date().toISOString(),
+            revision: 'bench',
+            smtputf8: false,
+            body8bit: false,
+          },
+          body.length,
+        );
+        await writeFile(join(dir, 'queue', `${id}.eml`), body);
+        await writeFile(join(dir, 'queue', `${id}.json`), JSON.stringify(state));
+      }),
+    );
+  }
+  global.gc?.();
+  const base = process.memoryUsage().rss;
+  const t0 = performance.now();
+  const spool = await openSpool({ dir, logger });
+  const engine = startDelivery({
+    spool,
+    logger,
+    metrics: createRelayMetrics(new Registry(), false),
+    retryScheduleMs: [1000],
+    maxQueueLifetimeMs: 3_600_000,
+    hostname: 'bench.test',
+    credentials: () => Promise.resolve(undefined),
+    route: (r) => ({
+      verdict: 'reject',
+      recipient: r,
+      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
+      legs: [],
+    }),
+  });
+  await engine.ready;
+  const readyMs = performance.now() - t0;
+  let peak = base;
+  let peakJobs = 0;
+  while (engine.stats().messages > 0) {
+    peak = Math.max(peak, process.memoryUsage().rss);
+    peakJobs = Math.max(peakJobs, engine.stats().jobs);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const drainMs = performance.now() - t0;
+  await engine.stop();
+  process.stdout.write(
+    JSON.stringify(
+      {
+        messages: n,
+        readyMs: Math.round(readyMs),
+        drainMs: Math.round(drainMs),
+        messagesPerSec: Math.round(n / (drainMs / 1000)),
+        rssGrowthMiB: Math.round((peak - base) / 1048576),
+        peakJobs,
+        loadavg: loadavg().map((x) => Math.round(x * 10) / 10),
+        cpus: cpus().length,
+        node: process.version,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+} finally {
+  for (const s of sinks) s.kill('SIGTERM');
+  await rm(dir, { recursive: true, force: true });
+}
