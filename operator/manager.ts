@@ -24,6 +24,8 @@ import { createDeliveryPolicyController } from './controllers/deliverypolicy/con
 import { createMailDomainController } from './controllers/maildomain/controller.ts';
 import { ObjectStatusController, PLURALS, statusKey } from './controllers/object-status.ts';
 import { ROUTING_KEY, RoutingController, RoutingState } from './controllers/routing/controller.ts';
+import { CredentialsController } from './controllers/credentials/controller.ts';
+import { readCredentials, type SecretLike, type SecretLookup } from './credentials-secret.ts';
 import type { RelayView } from './controllers/status.ts';
 import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
 import type { OperatorMetrics } from './telemetry/metrics.ts';
@@ -56,6 +58,8 @@ export class OperatorManager {
   readonly secretInformers: Map<string, InformerSupervisor<Cached>>;
   readonly queues: Record<'routing' | Kind, WorkQueue>;
   readonly routing: RoutingController;
+  /** Secret mailroute-credentials: what relays authenticate with (applied by the routing reconcile). */
+  readonly credentials: CredentialsController;
   readonly status: Record<Kind, ObjectStatusController<MailrouteObject>>;
   private readonly elector: LeaderElector | undefined;
   private http: Server | undefined;
@@ -133,7 +137,10 @@ export class OperatorManager {
           () =>
             ns === '' ? core.listSecretForAllNamespaces() : core.listNamespacedSecret({ namespace: ns }),
           (_t, o) => this.onSecretEvent(o),
-          () => this.enqueueAll('MailDomain'),
+          () => {
+            this.enqueueAll('MailDomain');
+            this.queues.routing.add(ROUTING_KEY);
+          },
         ),
       ]),
     );
@@ -166,6 +173,12 @@ export class OperatorManager {
       TestRecipient: queue('testrecipient'),
     };
 
+    this.credentials = new CredentialsController({
+      namespace: config.namespace,
+      rest: this.rest,
+      logger,
+      lookup: (key) => this.secretLookup(key),
+    });
     this.routing = new RoutingController({
       namespace: config.namespace,
       configMapName: config.configMapName,
@@ -182,6 +195,7 @@ export class OperatorManager {
       relayRevisions: () =>
         new Set(this.relays().flatMap((r) => (r.revision === undefined ? [] : [r.revision]))),
       onCompiled: (_r, changed) => this.onCompiled(changed),
+      beforeApply: (table) => this.credentials.apply(table),
       onApplied: (revision, bytes) => {
         metrics.setRevision(revision);
         metrics.routingBytes.set(bytes);
@@ -250,6 +264,15 @@ export class OperatorManager {
     return inf === undefined || inf.get(name, namespace) !== undefined;
   }
 
+  /** A referenced Secret ("namespace/name") from the cache, for mailroute-credentials. */
+  secretLookup(key: string): SecretLookup {
+    const i = key.indexOf('/');
+    const namespace = key.slice(0, i);
+    const inf = this.secretInformers.get('') ?? this.secretInformers.get(namespace);
+    if (inf === undefined) return { state: 'unknown' };
+    return readCredentials(inf.get(key.slice(i + 1), namespace) as SecretLike | undefined);
+  }
+
   private allInformers(): InformerSupervisor<Cached>[] {
     return [...Object.values(this.informers), ...this.secretInformers.values()];
   }
@@ -299,6 +322,8 @@ export class OperatorManager {
 
   private onSecretEvent(o: Cached): void {
     const ns = o.metadata?.namespace;
+    // A Secret named by an authSecretRef in the table changed: mailroute-credentials follows it.
+    if (this.credentials.isReferenced(ns ?? '', o.metadata?.name ?? '')) this.queues.routing.add(ROUTING_KEY);
     for (const md of this.informers.MailDomain.list(ns)) {
       const name = md.metadata?.name;
       if (name !== undefined) this.queues.MailDomain.add(statusKey(ns ?? '', name));

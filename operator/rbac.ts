@@ -1,6 +1,7 @@
 // The operator's RBAC, in one place: docs/operations.md shows it as a table and as YAML, the Helm chart should
 // mirror it, and test/operator/rbac.test.ts runs the operator with exactly these rules (a ServiceAccount token),
 // so a missing verb fails a test instead of a production rollout.
+import { CREDENTIALS_SECRET } from './credentials-secret.ts';
 
 export interface PolicyRule {
   apiGroups: string[];
@@ -50,7 +51,7 @@ export const SECRET_RULES: readonly PolicyRule[] = [
     apiGroups: [''],
     resources: ['secrets'],
     verbs: ['get', 'list', 'watch'],
-    why: 'ResolvedRefs: does each authSecretRef Secret exist',
+    why: 'ResolvedRefs: does each authSecretRef Secret exist; read username/password for mailroute-credentials',
   },
 ];
 
@@ -62,6 +63,19 @@ export function namespaceRules(leaseName = 'mailroute-operator'): PolicyRule[] {
       resources: ['configmaps'],
       verbs: ['get', 'list', 'create', 'patch', 'delete'],
       why: 'mailroute-routing and its shards: server-side apply (create+patch), drift check (get), shard GC (list+delete)',
+    },
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      verbs: ['create'],
+      why: `${CREDENTIALS_SECRET}: the first server-side apply creates it (Kubernetes cannot narrow create by resourceNames, so this allows creating any Secret in the operator namespace)`,
+    },
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      verbs: ['get', 'patch'],
+      resourceNames: [CREDENTIALS_SECRET],
+      why: `${CREDENTIALS_SECRET}: server-side apply (patch), drift check (get)`,
     },
     {
       apiGroups: ['coordination.k8s.io'],

@@ -3,6 +3,7 @@
 // exactly these rules (a ServiceAccount token), so a missing verb fails a test.
 import { ROUTING_CONFIGMAP } from '../../operator/routing-configmap.ts';
 import { relayLeaseName } from '../../operator/relay-heartbeat.ts';
+import { CREDENTIALS_SECRET } from '../../operator/credentials-secret.ts';
 
 export interface RelayPolicyRule {
   apiGroups: string[];
@@ -51,6 +52,13 @@ export function relayRules(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = 
     });
   }
   rules.push(
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      verbs: ['get', 'list', 'watch'],
+      resourceNames: [CREDENTIALS_SECRET],
+      why: 'server credentials (authSecretRef) the operator collects: list + watch with fieldSelector metadata.name; no other Secret',
+    },
     {
       apiGroups: ['coordination.k8s.io'],
       resources: ['leases'],

@@ -19,6 +19,7 @@
 //     rewritten. A failure that owes a DSN is marked dsnPending; the DSN is built (dsn.ts), routed with opts.route and
 //     spooled as a new message from <>, and only then is dsnPending cleared. A message whose legs are all final and
 //     owes no DSN is removed.
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { DeliveryPlan, LegRole, ServerRoute } from '../../routing/model.ts';
@@ -593,7 +594,11 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           maxConnections: server.maxConnections,
           ...(auth ? { auth } : {}),
           ...(server.authSecretRef
-            ? { authKey: `${server.authSecretRef.namespace}/${server.authSecretRef.name}` }
+            ? {
+                // A changed password (cluster mode: mailroute-credentials follows the Secret) must not reuse a
+                // pooled connection set up with the old one: the key carries a digest, never the password.
+                authKey: `${server.authSecretRef.namespace}/${server.authSecretRef.name}#${auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex').slice(0, 16) : ''}`,
+              }
             : {}),
         };
         const lane = stopped ? undefined : laneFor(target);

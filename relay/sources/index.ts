@@ -5,7 +5,7 @@ import type { RoutingTable } from '../../routing/model.ts';
 import type { RoutingSourceConfig } from '../config.ts';
 import { createRoutingFileSource } from './file.ts';
 import { createManifestsSource } from './manifests.ts';
-import type { RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
+import type { Credentials, RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
 
 export interface SourceDeps {
   logger: Logger;
@@ -29,7 +29,12 @@ export function createSource(config: RoutingSourceConfig, deps: SourceDeps): Rou
   }
 }
 
-/** The in-cluster source: the API via the in-cluster (or KUBECONFIG) credentials, the mounted file as fallback. */
+/**
+ * The in-cluster source: the API via the in-cluster (or KUBECONFIG) credentials, the mounted file as fallback.
+ * Server credentials come from Secret mailroute-credentials in the same namespace (relay/sources/credentials.ts);
+ * every snapshot shares one map that is replaced in place when that Secret changes, so a new password is used
+ * without a new routing revision.
+ */
 function createConfigMapRoutingSource(
   namespace: string,
   name: string,
@@ -41,6 +46,7 @@ function createConfigMapRoutingSource(
   let current: RoutingSnapshot | undefined;
   let lastError: SourceError | undefined;
   let stop: (() => void) | undefined;
+  const secrets = new Map<string, Credentials>();
   const fallbackFile =
     fallbackFromFlag ??
     process.env['MAILROUTE_ROUTING_FILE_FALLBACK'] ??
@@ -49,7 +55,7 @@ function createConfigMapRoutingSource(
     current = {
       table,
       revision,
-      secrets: new Map(),
+      secrets,
       loadedAt: clock(),
       origin: `${from}:${namespace}/${name}`,
     };
@@ -62,8 +68,22 @@ function createConfigMapRoutingSource(
     async start() {
       const { KubeConfig } = await import('@kubernetes/client-node');
       const mod = await import('./configmap.ts');
+      const creds = await import('./credentials.ts');
+      const { CREDENTIALS_SECRET } = await import('../../operator/credentials-secret.ts');
       const kc = new KubeConfig();
       kc.loadFromDefault();
+      // Credentials first: the table that needs them should find them.
+      const credWatch = creds.startCredentialsWatch({
+        namespace,
+        name: CREDENTIALS_SECRET,
+        api: creds.credentialsApi(kc),
+        onCredentials: (next) => {
+          secrets.clear();
+          for (const [k, v] of next) secrets.set(k, v);
+        },
+        logger: deps.logger,
+      });
+      await credWatch.start();
       const src = mod.startConfigMapSource({
         namespace,
         name,
@@ -72,7 +92,10 @@ function createConfigMapRoutingSource(
         onTable,
         logger: deps.logger,
       });
-      stop = () => src.stop();
+      stop = () => {
+        src.stop();
+        credWatch.stop();
+      };
       const status = await src.start();
       if (status.lastError !== undefined) lastError = { at: clock(), errors: [status.lastError] };
     },

@@ -321,7 +321,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect(podSpec(eps).volumes).toContainEqual({ name: 'spool', emptyDir: { sizeLimit: '2Gi' } });
   });
 
-  it('grants least privilege: no wildcards, secrets read-only, the relay limited to the routing ConfigMap', () => {
+  it('grants least privilege: no wildcards, secrets read-only but mailroute-credentials, the relay limited to its ConfigMap and Secret', () => {
     for (const objects of [defaults, all]) {
       for (const role of objects.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole')) {
         for (const rule of role.rules as Json[]) {
@@ -329,11 +329,20 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
           expect(rule.verbs, where).not.toContain('*');
           expect(rule.resources, where).not.toContain('*');
           expect(rule.apiGroups, where).not.toContain('*');
-          if ((rule.resources as string[]).includes('secrets'))
-            expect(
-              (rule.verbs as string[]).every((v) => ['get', 'list', 'watch'].includes(v)),
-              where,
-            ).toBe(true);
+          // Secrets are read-only, except the operator's own mailroute-credentials in its namespace: patch by name,
+          // and create (which Kubernetes cannot narrow by resourceNames) only in the operator's namespaced Role.
+          if ((rule.resources as string[]).includes('secrets')) {
+            const writes = (rule.verbs as string[]).filter((v) => !['get', 'list', 'watch'].includes(v));
+            if (writes.length > 0) {
+              expect(`${role.kind} ${role.metadata.name}`, where).toBe('Role mr-mailroute-operator');
+              if (writes.includes('patch'))
+                expect(rule.resourceNames, where).toEqual(['mailroute-credentials']);
+              expect(
+                writes.every((v) => ['create', 'patch'].includes(v)),
+                where,
+              ).toBe(true);
+            }
+          }
           for (const v of ['escalate', 'bind', 'impersonate']) expect(rule.verbs, where).not.toContain(v);
         }
       }
@@ -346,16 +355,25 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       expect.objectContaining({ verbs: ['get'] }),
     ]);
     expect(cm[1]!.resourceNames).toBeUndefined();
+    // The relay reads one Secret by name in its own namespace (mailroute-credentials, written by the operator).
+    const secrets = (relayRole.rules as Json[]).filter((r) => (r.resources as string[]).includes('secrets'));
+    expect(secrets).toEqual([
+      expect.objectContaining({ resourceNames: ['mailroute-credentials'], verbs: ['get', 'list', 'watch'] }),
+    ]);
     // The relay cannot write status or read any mailroute.io object; only the operator's ClusterRole touches them.
     expect(JSON.stringify(relayRole.rules)).not.toContain('mailroute.io');
-    // secretNamespaces turns the cluster-wide grant into RoleBindings in the listed namespaces.
+    // secretNamespaces turns the operator's cluster-wide grant into RoleBindings in the listed namespaces; the
+    // relay has no grant on Secrets outside its namespace at all.
     const bindings = byKind(all, 'RoleBinding').filter((b) => b.metadata.name.includes('-secrets-'));
     expect(bindings.map((b) => `${b.metadata.namespace}/${b.metadata.name}`).sort()).toEqual([
       'mail-staging/mr-mailroute-secrets-operator',
-      'mail-staging/mr-mailroute-secrets-relay',
       'mail/mr-mailroute-secrets-operator',
-      'mail/mr-mailroute-secrets-relay',
     ]);
+    expect(
+      [...byKind(defaults, 'ClusterRoleBinding'), ...byKind(defaults, 'ClusterRole')].map(
+        (b) => b.metadata.name,
+      ),
+    ).not.toContain('mr-mailroute-secrets-relay');
     expect(byKind(all, 'ClusterRoleBinding').map((b) => b.metadata.name)).toEqual(['mr-mailroute-operator']);
   });
 

@@ -355,6 +355,9 @@ else
         ['operator', 'update', 'leases.coordination.k8s.io/mailroute-operator', MAIL_NS, false],
         ['operator', 'watch', 'secrets', MAIL_NS, true],
         ['operator', 'create', 'secrets', MAIL_NS, false],
+        ['operator', 'patch', 'secrets/mailroute-credentials', NS, true],
+        ['operator', 'patch', 'secrets/other', NS, false],
+        ['operator', 'patch', 'secrets/mailroute-credentials', MAIL_NS, false],
         ['operator', 'list', 'pods', NS, false],
         ['relay', 'watch', 'configmaps/mailroute-routing', NS, true],
         ['relay', 'get', 'configmaps/mailroute-routing-0123abcd-0', NS, true],
@@ -363,7 +366,9 @@ else
         ['relay', 'get', 'configmaps/mailroute-routing', MAIL_NS, false],
         ['relay', 'create', 'leases.coordination.k8s.io', NS, true],
         ['relay', 'delete', 'leases.coordination.k8s.io', NS, true],
-        ['relay', 'get', 'secrets', MAIL_NS, true],
+        ['relay', 'watch', 'secrets/mailroute-credentials', NS, true],
+        ['relay', 'get', 'secrets/other', NS, false],
+        ['relay', 'get', 'secrets', MAIL_NS, false],
         ['relay', 'list', 'secrets', MAIL_NS, false],
         ['relay', 'list', 'maildomains.mailroute.io', MAIL_NS, false],
         ['relay', 'create', 'events', NS, false],
@@ -560,8 +565,8 @@ else
         const hpa = await getJson(['hpa', 'full-mailroute-relay', '-n', 'mailroute-full']);
         expect(((hpa.spec as Json).metrics as Json[]).map((m) => m.type)).toEqual(['Resource', 'Pods']);
         for (const ns of ['mail', 'mail-staging']) {
-          const rb = await getJson(['rolebinding', 'full-mailroute-secrets-relay', '-n', ns]);
-          expect((rb.roleRef as Json).name).toBe('full-mailroute-secrets-relay');
+          const rb = await getJson(['rolebinding', 'full-mailroute-secrets-operator', '-n', ns]);
+          expect((rb.roleRef as Json).name).toBe('full-mailroute-secrets-operator');
         }
         const dashboard = await getJson(['configmap', 'full-mailroute-dashboard', '-n', 'monitoring']);
         expect(Object.keys(dashboard.data as Json)).toEqual(['mailroute.json']);

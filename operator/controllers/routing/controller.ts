@@ -104,6 +104,11 @@ export interface RoutingControllerDeps {
     changed: { all: true } | { all: false; keys: ReadonlySet<string> },
   ) => void;
   onApplied?: (revision: string, bytes: number, format: EncodedRouting['format']) => void;
+  /**
+   * Runs on every reconcile before the table is applied (the credentials Secret: a relay must have the
+   * credentials before the table that needs them). A failure fails the reconcile, so it is retried.
+   */
+  beforeApply?: (table: RoutingTable) => Promise<{ ok: true } | { ok: false; error: string }>;
   inlineMaxBytes?: number;
   shardMaxBytes?: number;
   /** Drift check interval (re-read the ConfigMap; re-apply if someone changed it). Default 60 s. */
@@ -191,6 +196,11 @@ export class RoutingController {
       }
     }
 
+    // A failure still applies the table (status must follow the compile) and fails the reconcile at the end, so
+    // it is retried with backoff.
+    const before =
+      this.d.beforeApply === undefined ? { ok: true as const } : await this.d.beforeApply(result.table);
+
     let encodeMs = 0;
     let applyMs = 0;
     let shards = 0;
@@ -248,6 +258,7 @@ export class RoutingController {
       bytes: result.json.length,
       shards,
     };
+    if (!before.ok) return { ok: false, error: before.error };
     return { ok: true, requeueAfterMs: this.d.resyncMs ?? 60_000 };
   }
 
