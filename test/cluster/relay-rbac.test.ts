@@ -5,13 +5,21 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import { describeCluster } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
 import { encodeRouting, type ConfigMapLike } from '../../operator/routing-configmap.ts';
 import { configMapApi, startConfigMapSource, type ConfigMapSource } from '../../relay/sources/configmap.ts';
 import { leaseApi, startHeartbeat } from '../../relay/cluster/heartbeat.ts';
 import { relayRbacObjects } from '../../relay/cluster/rbac.ts';
+import { credentialsApi, startCredentialsWatch } from '../../relay/sources/credentials.ts';
+import type { Credentials } from '../../operator/credentials-secret.ts';
 import { tableFor } from './tables.ts';
 
 const NS = 'mailroute-system';
@@ -103,6 +111,56 @@ describeCluster(
         .listNamespacedConfigMap({ namespace: NS })
         .then(() => undefined, (e: unknown) => e as { code?: number }); // prettier-ignore
       expect(err?.code).toBe(403);
+    });
+
+    it('watches mailroute-credentials by name, and may read no other Secret', async () => {
+      const core = ctx.cp.kubeconfig.makeApiClient(CoreV1Api);
+      const b64 = (v: string): string => Buffer.from(v).toString('base64');
+      await core.createNamespacedSecret({
+        namespace: NS,
+        body: {
+          metadata: { name: 'mailroute-credentials' },
+          data: { 'mail.a.username': b64('u'), 'mail.a.password': b64('p1') },
+        },
+      });
+      await core.createNamespacedSecret({
+        namespace: NS,
+        body: { metadata: { name: 'other' }, data: { password: b64('x') } },
+      });
+      let seen: ReadonlyMap<string, Credentials> = new Map();
+      const w = startCredentialsWatch({
+        namespace: NS,
+        name: 'mailroute-credentials',
+        api: credentialsApi(sa),
+        onCredentials: (m) => (seen = new Map(m)),
+        logger: quiet,
+      });
+      try {
+        await w.start();
+        expect(seen.get('mail/a')).toEqual({ username: 'u', password: 'p1' });
+        await core.patchNamespacedSecret(
+          {
+            namespace: NS,
+            name: 'mailroute-credentials',
+            body: [{ op: 'replace', path: '/data/mail.a.password', value: b64('p2') }],
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+        );
+        await waitFor(() => seen.get('mail/a')?.password === 'p2', {
+          timeoutMs: 5000,
+          what: 'watched update',
+        });
+      } finally {
+        w.stop();
+      }
+      const saCore = sa.makeApiClient(CoreV1Api);
+      for (const denied of [
+        saCore.readNamespacedSecret({ namespace: NS, name: 'other' }),
+        saCore.listNamespacedSecret({ namespace: NS }),
+      ]) {
+        const err = await denied.then(() => undefined, (e: unknown) => e as { code?: number }); // prettier-ignore
+        expect(err?.code).toBe(403);
+      }
     });
 
     it('keeps its heartbeat Lease, sees peers, and may not touch other Leases', async () => {

@@ -97,6 +97,17 @@ stringData: {username: u, password: p}
       timeoutMs: 20_000,
       what: 'MailDomain Ready once the Secret exists',
     });
+    // ... and copies it into mailroute-credentials in its own namespace (create, then patch by name).
+    await waitFor(
+      async () => {
+        const r = await rest.request<{ data?: Record<string, string> }>(
+          'GET',
+          `/api/v1/namespaces/${OP_NS}/secrets/mailroute-credentials`,
+        );
+        return r.ok && r.body.data?.['tenant.smtp-auth.password'] === Buffer.from('p').toString('base64');
+      },
+      { timeoutMs: 20_000, what: 'mailroute-credentials written with the ServiceAccount' },
+    );
   });
 
   it('garbage-collects shards and renews its leader Lease without a single Forbidden', async () => {
