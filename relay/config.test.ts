@@ -57,7 +57,20 @@ describe('relay config', () => {
     [['--manifests', 'a', '--configmap', 'x'], /^--configmap: |only one routing source/],
     [['--manifests', 'a', '--log-level', 'loud'], /^--log-level: /],
     [['--manifests', 'a', '--bogus'], /Unknown option '--bogus'/],
+    [['--manifests', 'a', '--dsn-relay', 'smarthost'], /^--dsn-relay: must be HOST:PORT/],
   ];
+
+  it('--dsn-relay / MAILROUTE_DSN_RELAY: optional smarthost for DSNs', () => {
+    expect(ok(['--manifests', 'a']).dsnRelay).toBeUndefined();
+    expect(ok(['--manifests', 'a', '--dsn-relay', 'smtp.example:587']).dsnRelay).toEqual({
+      host: 'smtp.example',
+      port: 587,
+    });
+    expect(ok(['--manifests', 'a'], { MAILROUTE_DSN_RELAY: '127.0.0.1:2600' }).dsnRelay).toEqual({
+      host: '127.0.0.1',
+      port: 2600,
+    });
+  });
   for (const [argv, re] of bad) {
     it(`fails fast naming the flag: ${argv.join(' ') || '(nothing)'}`, () => {
       expect(err(argv)).toMatch(re);

@@ -47,6 +47,8 @@ export interface RelayConfig {
   drainTimeoutMs: number;
   /** Relay processes sharing the SMTP listener, each with its own spool subfolder (relay/workers.ts); 1: one process. */
   workers?: number;
+  /** --dsn-relay HOST:PORT: smarthost for DSNs to senders outside the managed domains (default: the sender's MX). */
+  dsnRelay?: HostPort;
 }
 
 type FlagKind = 'string' | 'boolean';
@@ -136,6 +138,10 @@ export const RELAY_FLAGS = {
     type: 'string',
     default: '60s',
     help: 'how long the shutdown drain may take; what is left stays spooled',
+  },
+  'dsn-relay': {
+    type: 'string',
+    help: "HOST:PORT smarthost for DSNs to senders outside the managed domains (default: the sender domain's MX)",
   },
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
@@ -311,6 +317,7 @@ export function parseRelayConfig(
       drainOnShutdown: (raw('drain-on-shutdown') ?? 'auto') as RelayConfig['drainOnShutdown'],
       drainTimeoutMs: duration('drain-timeout'),
       workers: 1,
+      ...(raw('dsn-relay') !== undefined ? { dsnRelay: hostPort('dsn-relay') } : {}),
     };
     if (!['auto', 'true', 'false'].includes(config.drainOnShutdown)) {
       fail('drain-on-shutdown', 'must be one of true, false, auto', config.drainOnShutdown);

@@ -19,6 +19,7 @@ import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
 import { createRouter } from './inbound/router.ts';
+import { dsnRoute } from './delivery/dsn-route.ts';
 import { createCalloutVerifier } from './inbound/verify.ts';
 import { createSource } from './sources/index.ts';
 import type { RoutingSnapshot, RoutingSource } from './sources/types.ts';
@@ -147,7 +148,13 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
       return Promise.resolve(c ? { user: c.username, pass: c.password } : undefined);
     },
-    route,
+    // DSNs: a managed sender domain goes through its policy; any other through its MX or --dsn-relay.
+    route: (sender) =>
+      dsnRoute(sender, {
+        route,
+        isManaged: (domain) => snapshot !== undefined && Object.hasOwn(snapshot.table.domains, domain),
+        ...(config.dsnRelay ? { dsnRelay: config.dsnRelay } : {}),
+      }),
     ...(deps.transport ? { transport: deps.transport } : {}),
     ...(deps.resolver ? { resolver: deps.resolver } : {}),
   });

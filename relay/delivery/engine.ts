@@ -54,7 +54,7 @@ export interface DeliveryOptions {
     namespace: string;
     name: string;
   }) => Promise<{ user: string; pass: string } | undefined>;
-  /** The current routing, used to route DSNs like any other message. */
+  /** Where a DSN to this sender goes (relay/delivery/dsn-route.ts): managed domain: its policy; else MX/--dsn-relay. */
   route: (recipient: string) => DeliveryPlan;
   transport?: TransportFactory;
   resolver?: MxResolver;
@@ -807,10 +807,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       } else {
         const plan = opts.route(sender);
         if (plan.verdict !== 'accept') {
-          // The relay only delivers to managed domains; a sender elsewhere cannot be reached from here.
+          // Undeliverable: the sender's domain is not a valid host name, or its managed domain refuses it.
           log.warn(
             { queueId: id, verdict: plan.verdict, reply: plan.reply },
-            'delivery: DSN not sent: the sender is not on a routed domain',
+            'delivery: DSN not sent: the sender address is undeliverable',
           );
           metrics.dsnSent.inc({ kind: 'unroutable' });
           dsnId = 'unroutable';

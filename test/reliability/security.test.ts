@@ -72,6 +72,8 @@ const hasBare = (b: Buffer): boolean => {
 describe('security probes', () => {
   let primary: SmtpPeer;
   let copy: SmtpPeer;
+  /** The --dsn-relay smarthost: DSNs to senders outside the managed domain go here (instead of the sender's MX). */
+  let dsnPeer: SmtpPeer;
   let relay: RelayChild;
   let normalizing: RelayChild;
   const all = (): SmtpPeer['messages'] => [...primary.messages, ...copy.messages];
@@ -79,6 +81,7 @@ describe('security probes', () => {
   beforeAll(async () => {
     primary = await startSmtpPeer('primary');
     copy = await startSmtpPeer('copy');
+    dsnPeer = await startSmtpPeer('dsn');
     const dir = await tempDir('rel-sec');
     const dir2 = await tempDir('rel-sec-norm');
     const manifests = { 'd.yaml': dualDomain(DOMAIN, primary.port, copy.port) };
@@ -94,6 +97,8 @@ describe('security probes', () => {
       cert,
       '--tls-key',
       key,
+      '--dsn-relay',
+      `127.0.0.1:${dsnPeer.port}`,
     ];
     relay = await spawnRelay(relayArgs(dir, common));
     normalizing = await spawnRelay(relayArgs(dir2, [...common, '--bare-lf', 'normalize']));
@@ -107,6 +112,7 @@ describe('security probes', () => {
     }
     await primary?.close();
     await copy?.close();
+    await dsnPeer?.close();
   });
 
   it('open-relay probes: unmanaged domains are refused at RCPT; nothing reaches a destination off the managed domain', async () => {
@@ -170,9 +176,11 @@ describe('security probes', () => {
     });
   });
 
-  it('no backscatter: a primary 5xx for a sender on an unmanaged domain sends no DSN anywhere; the queue empties', async () => {
+  it('no backscatter: a primary 5xx for a sender on an unmanaged domain sends exactly one DSN, to the sender only (via --dsn-relay); the queue empties', async () => {
     primary.behaviour.rcpt = (a) =>
       a === `bounce@${DOMAIN}` ? { code: 550, message: '5.1.1 no such user' } : undefined;
+    const dsns = (): SmtpPeer['messages'] =>
+      dsnPeer.messages.filter((m) => m.raw.toString('latin1').includes('Subject: backscatter'));
     try {
       const r = await transact(relay.smtpPort, {
         from: 'victim@unmanaged.test',
@@ -180,11 +188,12 @@ describe('security probes', () => {
         content: 'Subject: backscatter\r\n\r\nx\r\n.\r\n',
       });
       expect(r.final).toMatch(/^250 /);
-      // The copy leg is delivered; the primary leg fails for good; then the message leaves the queue.
+      // The copy leg is delivered; the primary leg fails for good; a DSN goes to the sender; the queue empties.
       await waitFor(() => copy.messages.some((m) => subjectOf(m.raw) === 'backscatter'), {
         timeoutMs: 10_000,
         what: 'the copy',
       });
+      await waitFor(() => dsns().length > 0, { timeoutMs: 20_000, what: 'the DSN at the --dsn-relay peer' });
       await waitFor(
         async () => {
           const res = await fetch(`http://127.0.0.1:${adminPort(relay)}/queue`);
@@ -192,8 +201,17 @@ describe('security probes', () => {
         },
         { timeoutMs: 20_000, what: 'GET /queue empty' },
       );
+      const [dsn, ...more] = dsns();
+      expect(more).toEqual([]);
+      expect(dsn?.mailFrom).toBe('');
+      expect(dsn?.rcptTo).toEqual(['victim@unmanaged.test']);
+      const text = dsn?.raw.toString('latin1') ?? '';
+      expect(text).toMatch(/Content-Type: multipart\/report; report-type=delivery-status/i);
+      expect(text).toMatch(/Final-Recipient: rfc822; ?bounce@sec\.test/i);
+      expect(text).toMatch(/Status: 5\.1\.1/);
+      // Never to the managed destinations.
       expect(all().filter((m) => m.mailFrom === '')).toEqual([]);
-      expect(relay.logs.some((l) => l.includes('DSN not sent'))).toBe(true);
+      expect(relay.logs.some((l) => l.includes('DSN not sent'))).toBe(false);
     } finally {
       primary.behaviour.rcpt = undefined;
     }

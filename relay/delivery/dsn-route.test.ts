@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import type { DeliveryPlan } from '../../routing/model.ts';
+import { dsnRoute, isDeliverableDomain } from './dsn-route.ts';
+
+const managedPlan = (recipient: string): DeliveryPlan => ({
+  verdict: 'accept',
+  recipient,
+  domain: 'managed.test',
+  legs: [
+    {
+      server: { name: 'm', host: '127.0.0.1', port: 2500, mx: false, tls: 'None', maxConnections: 1 },
+      recipient,
+      role: 'primary',
+      bounces: 'Notify',
+    },
+  ],
+});
+const deps = { route: managedPlan, isManaged: (d: string) => d === 'managed.test' };
+
+describe('dsnRoute', () => {
+  it('a managed sender domain goes through its policy', () => {
+    expect(dsnRoute('a@Managed.TEST', deps)).toEqual(managedPlan('a@Managed.TEST'));
+  });
+  it('another domain: one primary leg via MX, bounces Suppress', () => {
+    expect(dsnRoute('a@example.org', deps)).toEqual({
+      verdict: 'accept',
+      recipient: 'a@example.org',
+      domain: 'example.org',
+      legs: [
+        {
+          server: {
+            name: 'mx',
+            host: 'example.org',
+            port: 25,
+            mx: true,
+            tls: 'Opportunistic',
+            maxConnections: 4,
+          },
+          recipient: 'a@example.org',
+          role: 'primary',
+          bounces: 'Suppress',
+        },
+      ],
+    });
+  });
+  it('another domain with --dsn-relay: the smarthost', () => {
+    const p = dsnRoute('a@example.org', { ...deps, dsnRelay: { host: '127.0.0.1', port: 2600 } });
+    expect(p.legs[0]?.server).toEqual({
+      name: 'dsn-relay',
+      host: '127.0.0.1',
+      port: 2600,
+      mx: false,
+      tls: 'Opportunistic',
+      maxConnections: 4,
+    });
+  });
+  it.each(['a@localhost', 'a@[127.0.0.1]', 'a@-bad.test', 'a@x..test', 'nodomain', '@x.test', 'a@1.2.3.4'])(
+    '%s is undeliverable: reject',
+    (sender) => {
+      expect(dsnRoute(sender, deps).verdict).toBe('reject');
+    },
+  );
+  it.each([
+    ['bücher.example', true],
+    ['xn--bcher-kva.example', true],
+    ['a.b.c.example', true],
+    ['example', false],
+    ['ex_ample.org', false],
+  ])('isDeliverableDomain(%s) = %s', (d, ok) => {
+    expect(isDeliverableDomain(d)).toBe(ok);
+  });
+});
