@@ -220,6 +220,7 @@ export class OperatorManager {
         ...common,
         get: getter<MailDomain>('MailDomain'),
         secretExists: (ns, name) => this.secretExists(ns, name),
+        secretLookup: (key) => this.secretLookup(key),
       }) as unknown as ObjectStatusController<MailrouteObject>,
       DeliveryPolicy: createDeliveryPolicyController({
         ...common,

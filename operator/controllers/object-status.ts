@@ -29,7 +29,7 @@ export interface StatusControllerDeps<O extends MailrouteObject> {
   relays: () => readonly RelayView[];
   now: () => Date;
   /** Kind-specific facts (missing Secrets, expiresAt). */
-  extra?: (obj: O) => Partial<Pick<StatusFacts, 'missingSecrets' | 'expiresAt'>>;
+  extra?: (obj: O) => Partial<Pick<StatusFacts, 'missingSecrets' | 'invalidSecrets' | 'expiresAt'>>;
 }
 
 export function statusKey(namespace: string, name: string): string {

@@ -107,6 +107,12 @@ const rows: Row[] = [
     '',
   ],
   [
+    'Secret without username/password',
+    { kind: 'MailDomain', invalidSecrets: ['ns/legacy-smtp: no key password'] },
+    { ResolvedRefs: 'False/InvalidSecret', Ready: 'False/InvalidSecret' },
+    '',
+  ],
+  [
     'generation not compiled yet',
     { compiledGeneration: 1 },
     { Programmed: 'Unknown/NotCompiled', Ready: 'False/NotCompiled' },

@@ -17,6 +17,8 @@ export const StatusReasons = {
   Accepted: 'Accepted',
   ResolvedRefs: 'ResolvedRefs',
   SecretNotFound: 'SecretNotFound',
+  /** The Secret exists but has no usable username/password (so it is left out of mailroute-credentials). */
+  InvalidSecret: 'InvalidSecret',
   Programmed: 'Programmed',
   /** Fresh relays exist but not all of them serve a revision with this generation yet. */
   Pending: 'Pending',
@@ -46,6 +48,8 @@ export interface StatusFacts {
   issues: readonly CompileIssue[];
   /** Extra reference problems the operator found (a missing auth Secret). */
   missingSecrets: readonly string[];
+  /** Referenced Secrets without usable username/password keys, as "namespace/name: why". */
+  invalidSecrets?: readonly string[];
   /** Generation of this object in the current routing table; undefined when it is not in the table. */
   compiledGeneration: number | undefined;
   /** Whether a compile has happened at all (false right after start). */
@@ -109,6 +113,13 @@ export function decideStatus(f: StatusFacts): StatusDecision {
       status: 'False',
       reason: StatusReasons.SecretNotFound,
       message: `spec.servers[].authSecretRef: Secret ${f.missingSecrets.join(', ')} not found`,
+    });
+  } else if (f.invalidSecrets !== undefined && f.invalidSecrets.length > 0) {
+    conditions.push({
+      type: ConditionTypes.ResolvedRefs,
+      status: 'False',
+      reason: StatusReasons.InvalidSecret,
+      message: `spec.servers[].authSecretRef: Secret ${f.invalidSecrets.join(', ')} (needs keys username, password)`,
     });
   } else {
     conditions.push({

@@ -205,4 +205,33 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
     expect(op.logs()).not.toContain('n3w-pass');
     expect((relay as RelayChild).logs.join('\n')).not.toContain('n3w-pass');
   });
+  it('a referenced Secret without a password: ResolvedRefs False/InvalidSecret, left out of mailroute-credentials', async () => {
+    await apply(`apiVersion: v1
+kind: Secret
+metadata: {name: half}
+stringData: {username: only-user}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: half-example}
+spec:
+  domain: half.example
+  servers:
+    - {name: s, host: 127.0.0.1, port: ${peer.port}, tls: None, authSecretRef: {name: half}}
+`);
+    const c = await waitFor(
+      async () => {
+        const r = await condition(rest, 'MailDomain', NS, 'half-example', 'ResolvedRefs');
+        return r?.status === 'False' ? r : undefined;
+      },
+      { timeoutMs: 20_000, what: 'ResolvedRefs False' },
+    );
+    expect(c).toMatchObject({ reason: 'InvalidSecret' });
+    expect(c.message).toContain('mail/half: no key password');
+    await waitFor(() => op.logs().includes('referenced Secrets left out of mailroute-credentials'), {
+      timeoutMs: 20_000,
+      what: 'operator reports the Secret left out',
+    });
+    expect((await credentials())?.has('mail/half')).toBe(false);
+  });
 });

@@ -1,7 +1,15 @@
-// MailDomain status: Accepted, ResolvedRefs (incl. every servers[].authSecretRef Secret exists), Programmed, Ready.
+// MailDomain status: Accepted, ResolvedRefs (incl. every servers[].authSecretRef Secret exists and has the keys
+// username and password), Programmed, Ready.
 
 import type { MailDomain } from '../../../routing/types.ts';
+import type { SecretLookup } from '../../credentials-secret.ts';
 import { ObjectStatusController, type StatusControllerDeps } from '../object-status.ts';
+
+function referenced(md: MailDomain): string[] {
+  const names = new Set<string>();
+  for (const s of md.spec.servers) if (s.authSecretRef !== undefined) names.add(s.authSecretRef.name);
+  return [...names];
+}
 
 /** Secrets referenced by a MailDomain that are not in the cache, as "namespace/name". */
 export function missingSecrets(
@@ -9,19 +17,35 @@ export function missingSecrets(
   secretExists: (namespace: string, name: string) => boolean,
 ): string[] {
   const ns = md.metadata.namespace;
-  const names = new Set<string>();
-  for (const s of md.spec.servers) if (s.authSecretRef !== undefined) names.add(s.authSecretRef.name);
-  return [...names].filter((n) => !secretExists(ns, n)).map((n) => `${ns}/${n}`);
+  return referenced(md)
+    .filter((n) => !secretExists(ns, n))
+    .map((n) => `${ns}/${n}`);
+}
+
+/** Referenced Secrets that exist but hold no usable username/password, as "namespace/name: why". */
+export function invalidSecrets(md: MailDomain, lookup: (key: string) => SecretLookup): string[] {
+  const ns = md.metadata.namespace;
+  const out: string[] = [];
+  for (const n of referenced(md)) {
+    const r = lookup(`${ns}/${n}`);
+    if (r.state === 'invalid') out.push(`${ns}/${n}: ${r.reason}`);
+  }
+  return out;
 }
 
 export function createMailDomainController(
   deps: Omit<StatusControllerDeps<MailDomain>, 'kind' | 'extra'> & {
     secretExists: (namespace: string, name: string) => boolean;
+    /** The cached Secret's credentials (operator/credentials-secret.ts); absent: keys are not checked. */
+    secretLookup?: (key: string) => SecretLookup;
   },
 ): ObjectStatusController<MailDomain> {
   return new ObjectStatusController<MailDomain>({
     ...deps,
     kind: 'MailDomain',
-    extra: (md) => ({ missingSecrets: missingSecrets(md, deps.secretExists) }),
+    extra: (md) => ({
+      missingSecrets: missingSecrets(md, deps.secretExists),
+      ...(deps.secretLookup ? { invalidSecrets: invalidSecrets(md, deps.secretLookup) } : {}),
+    }),
   });
 }
