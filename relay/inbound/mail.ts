@@ -1,5 +1,6 @@
 // MAIL FROM phase. smtp-server already checks the syntax, SIZE= against the limit (552 5.3.4), BODY= and SMTPUTF8.
-// The relay refuses new transactions while shutting down and without a routing table.
+// The relay refuses new transactions while shutting down and without a routing table, and a non-ASCII (UTF-8) sender
+// address without the SMTPUTF8 parameter (553 5.6.7, RFC 6531 §3.4).
 import { ACCEPT, REPLIES, type Verdict } from './verdict.ts';
 
 export interface MailFacts {
@@ -10,10 +11,19 @@ export interface MailFacts {
   maxMessageSize: number;
   draining: boolean;
   routingLoaded: boolean;
+  /** The SMTPUTF8 parameter was given on this MAIL FROM. */
+  smtputf8: boolean;
+}
+
+/** True when an address has a byte outside US-ASCII (an RFC 6531 address, which needs SMTPUTF8). */
+export function isNonAscii(address: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return /[^\x00-\x7f]/.test(address);
 }
 
 export function decideMail(f: MailFacts): Verdict {
   if (f.draining) return REPLIES.shuttingDown();
+  if (!f.smtputf8 && isNonAscii(f.address)) return REPLIES.nonAsciiAddress();
   if (f.declaredSize !== undefined && f.declaredSize > f.maxMessageSize)
     return REPLIES.tooLarge(f.maxMessageSize);
   if (!f.routingLoaded) return REPLIES.noRoutingTable();

@@ -99,13 +99,28 @@ describe('helo phase and the Received: header', () => {
 
 describe('mail and rcpt phases', () => {
   it('MAIL FROM: shutdown, declared size, no routing table', () => {
-    const base = { address: 'a@b.c', maxMessageSize: 100, draining: false, routingLoaded: true };
+    const base = {
+      address: 'a@b.c',
+      maxMessageSize: 100,
+      draining: false,
+      routingLoaded: true,
+      smtputf8: false,
+    };
     expect(decideMail(base).verdict).toBe('accept');
     expect(decideMail({ ...base, declaredSize: 101 })).toMatchObject({
       reply: { code: 552, enhanced: '5.3.4' },
     });
     expect(decideMail({ ...base, draining: true })).toMatchObject({ reply: { code: 421 } });
     expect(decideMail({ ...base, routingLoaded: false })).toMatchObject({ reply: { code: 451 } });
+  });
+  it('MAIL FROM: a non-ASCII address needs SMTPUTF8 (553 5.6.7)', () => {
+    const base = { maxMessageSize: 100, draining: false, routingLoaded: true };
+    expect(decideMail({ ...base, address: 'üser@b.c', smtputf8: false })).toMatchObject({
+      verdict: 'reject',
+      reply: { code: 553, enhanced: '5.6.7' },
+    });
+    expect(decideMail({ ...base, address: 'u@bücher.c', smtputf8: true }).verdict).toBe('accept');
+    expect(decideMail({ ...base, address: '', smtputf8: false }).verdict).toBe('accept');
   });
   it('routes by the domain after the last @ (percent hack and bang paths stay in the local part)', () => {
     expect(domainOf('user%evil.org@Example.COM')).toBe('example.com');

@@ -3,6 +3,7 @@
 import type { DeliveryPlan, Leg, MailboxFact, ResolveContext, ServerRoute } from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
+import { isNonAscii } from './mail.ts';
 
 /** What the RCPT phase needs from the routing core, bound to one routing revision. */
 export interface RecipientRouter {
@@ -39,8 +40,15 @@ export function normalizeRecipient(address: string): string {
 
 export async function decideRcpt(
   rawAddress: string,
-  deps: { router: RecipientRouter | undefined; verifier: Verifier; now: () => Date },
+  deps: {
+    router: RecipientRouter | undefined;
+    verifier: Verifier;
+    now: () => Date;
+    /** The transaction's MAIL FROM carried SMTPUTF8; without it a non-ASCII recipient gets 553 5.6.7 (RFC 6531). */
+    smtputf8?: boolean;
+  },
 ): Promise<RcptDecision> {
+  if (deps.smtputf8 !== true && isNonAscii(rawAddress)) return REPLIES.nonAsciiAddress();
   const router = deps.router;
   if (router === undefined) return REPLIES.noRoutingTable();
   const address = normalizeRecipient(rawAddress);

@@ -150,6 +150,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         maxMessageSize: o.maxMessageSize,
         draining,
         routingLoaded: deps.router() !== undefined,
+        smtputf8: address.args !== false && address.args.SMTPUTF8 === true,
       });
       // A client that waited for the greeting and got this far passed the early-talker check.
       if (v.verdict === 'accept') gate.pass(session.remoteAddress);
@@ -157,7 +158,12 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onRcptTo(address, session, cb) {
-      decideRcpt(address.address, { router: deps.router(), verifier: deps.verifier, now: clock }).then(
+      decideRcpt(address.address, {
+        router: deps.router(),
+        verifier: deps.verifier,
+        now: clock,
+        smtputf8: session.envelope.smtpUtf8 === true,
+      }).then(
         (d) => {
           if (d.verdict !== 'accept') return cb(refuse(d, 'RCPT TO', session));
           let t = txns.get(session.envelope);

@@ -24,6 +24,9 @@ export const REPLIES = {
   relayDenied: () => reject('RelayDenied', 554, '5.7.1', 'Relay access denied'),
   unknownRecipient: (text = 'Recipient address rejected: unknown user') =>
     reject('UnknownRecipient', 550, '5.1.1', text),
+  /** RFC 6531 §3.4: a non-ASCII address without the SMTPUTF8 parameter on MAIL FROM (Postfix sends the same code). */
+  nonAsciiAddress: () =>
+    reject('NonAsciiAddress', 553, '5.6.7', 'Must declare SMTPUTF8 to send a non-ASCII address'),
   tooManyRecipients: () => tempfail('TooManyRecipients', 452, '4.5.3', 'Too many recipients'),
   tooLarge: (max: number) =>
     reject('TooLarge', 552, '5.3.4', `Message size exceeds fixed limit of ${max} bytes`),

@@ -161,6 +161,34 @@ describe('inbound', () => {
     expect(replies[8]).toMatch(/^452 4\.5\.3 /);
   });
 
+  it('a non-ASCII address without SMTPUTF8 gets 553 5.6.7 at MAIL FROM and RCPT TO; with SMTPUTF8 it passes', async () => {
+    const before = (await h.spool.list()).length;
+    const c = await RawSmtp.connect(h.port);
+    // Commands as UTF-8 bytes, as a real client would send them.
+    const utf8 = async (line: string): Promise<string> => {
+      c.write(Buffer.from(`${line}\r\n`, 'utf8'));
+      return c.reply();
+    };
+    try {
+      expect(await c.reply()).toMatch(/^220 /);
+      expect(await c.cmd('EHLO client.test')).toMatch(/^250/);
+      expect(await utf8('MAIL FROM:<jörg@origin.test>')).toMatch(/^553 5\.6\.7 /);
+      expect(await utf8('MAIL FROM:<a@bücher.test>')).toMatch(/^553 5\.6\.7 /);
+      expect(await utf8('MAIL FROM:<a@origin.test>')).toMatch(/^250 /);
+      expect(await utf8('RCPT TO:<ülrich@example.com>')).toMatch(/^553 5\.6\.7 /);
+      expect(await utf8('RCPT TO:<alice@example.com>')).toMatch(/^250 /);
+      expect(await c.cmd('RSET')).toMatch(/^250 /);
+      expect(await utf8('MAIL FROM:<jörg@origin.test> SMTPUTF8')).toMatch(/^250 /);
+      expect(await utf8('RCPT TO:<ülrich@example.com>')).toMatch(/^250 /);
+      expect(await c.cmd('RSET')).toMatch(/^250 /);
+    } finally {
+      c.close();
+    }
+    expect((await h.spool.list()).length).toBe(before);
+    const rejected = await h.metrics.registry.getSingleMetricAsString('mailroute_messages_rejected_total');
+    expect(rejected).toMatch(/reason="NonAsciiAddress"/);
+  });
+
   it('nodemailer sends through it (8BITMIME, SMTPUTF8 sender)', async () => {
     const t = nodemailer.createTransport({ host: '127.0.0.1', port: h.port, secure: false, ignoreTLS: true });
     const info = await t.sendMail({
