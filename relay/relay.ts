@@ -19,6 +19,7 @@ import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
 import { createRouter } from './inbound/router.ts';
+import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
 import { createCalloutVerifier } from './inbound/verify.ts';
 import { createSource } from './sources/index.ts';
@@ -133,8 +134,17 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
         };
 
   const share = deps.worker && deps.worker.count > 1 ? deps.worker.count : 1;
-  /** A limit split between worker processes, never below 1. */
-  const split = (n: number): number => Math.max(1, Math.ceil(n / share));
+  /** A limit split between worker processes: the shares add up to the limit (relay/inbound/connect.ts workerShare). */
+  const split = (n: number): number => workerShare(n, share, deps.worker?.index ?? 0);
+  if (deps.worker?.index === 0) {
+    for (const [flag, n] of [
+      ['--max-connections', config.maxConnections],
+      ['--max-connections-per-ip', config.maxConnectionsPerIp],
+    ] as const) {
+      if (n < share)
+        logger.warn({ flag, limit: n, workers: share }, `${flag} is below --workers: each worker admits 1`);
+    }
+  }
   const delivery = startDelivery({
     spool,
     connectionShare: share,

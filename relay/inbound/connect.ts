@@ -83,3 +83,15 @@ export class GreetingGate {
     this.passed.delete(address);
   }
 }
+
+/**
+ * Worker `index`'s share of a connection limit split between `count` worker processes: floor(limit / count), plus one
+ * for the first `limit % count` workers, so the shares add up to the limit exactly. Never 0 for a positive limit
+ * (a worker with no share would refuse every connection the round-robin hands it): when count > limit every worker
+ * gets 1, and the total is count, above the limit by count - limit (logged at start).
+ */
+export function workerShare(limit: number, count: number, index: number): number {
+  if (count <= 1) return limit;
+  const share = Math.floor(limit / count) + (index < limit % count ? 1 : 0);
+  return limit > 0 ? Math.max(1, share) : share;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { toSmtpError } from './adapter.ts';
-import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
+import { ConnectionCounter, GreetingGate, decideConnect, workerShare } from './connect.ts';
 import { protocolName, receivedHeader, rfc5322Date, sanitizeHelo } from './helo.ts';
 import { decideMail } from './mail.ts';
 import { domainOf, normalizeRecipient } from './rcpt.ts';
@@ -94,6 +94,23 @@ describe('helo phase and the Received: header', () => {
   });
   it('formats RFC 5322 dates', () => {
     expect(rfc5322Date(new Date('2026-01-05T03:04:05Z'))).toBe('Mon, 5 Jan 2026 03:04:05 +0000');
+  });
+});
+
+describe('workerShare: a connection limit split between worker processes', () => {
+  it.each([
+    [7, 2, [4, 3]],
+    [5, 2, [3, 2]],
+    [50, 2, [25, 25]],
+    [1000, 3, [334, 333, 333]],
+    [10, 4, [3, 3, 2, 2]],
+    [8, 1, [8]],
+    [1, 2, [1, 1]], // count > limit: never 0, so the total is count
+    [3, 5, [1, 1, 1, 1, 1]],
+  ])('limit %i over %i workers: %j', (limit, count, shares) => {
+    const got = Array.from({ length: count }, (_, i) => workerShare(limit, count, i));
+    expect(got).toEqual(shares);
+    if (limit >= count) expect(got.reduce((a, b) => a + b, 0)).toBe(limit);
   });
 });
 
