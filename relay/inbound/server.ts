@@ -251,7 +251,7 @@ export function createInbound(deps: InboundDeps): Inbound {
             },
             'accepted',
           );
-          cb(null, `queued as ${r.id}`);
+          cb(null, `2.0.0 queued as ${r.id}`);
         },
         (err: unknown) => {
           log.error({ err, session: session.id }, 'DATA: spool failed');
