@@ -283,6 +283,40 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const connectionShare = Math.max(1, opts.connectionShare ?? 1);
 
   const entries = new Map<string, Entry>();
+  // mailroute_queue_messages{state} follows every add, remove and state change at once (a scrape right after a 250
+  // sees the message); the 1 s timer still recounts everything and sets queue_oldest_seconds.
+  const counts: Record<Entry['kind'], number> = { pending: 0, deferred: 0 };
+  const publish = (kind: Entry['kind']): void => {
+    metrics.queueMessages.set({ state: kind }, counts[kind]);
+  };
+  const addEntry = (id: string, e: Entry): void => {
+    const old = entries.get(id);
+    if (old) {
+      counts[old.kind]--;
+      publish(old.kind);
+    }
+    entries.set(id, e);
+    counts[e.kind]++;
+    publish(e.kind);
+  };
+  const dropEntry = (id: string): void => {
+    const e = entries.get(id);
+    if (!e) return;
+    entries.delete(id);
+    counts[e.kind]--;
+    publish(e.kind);
+  };
+  const setKind = (id: string, e: Entry, kind: Entry['kind']): void => {
+    if (e.kind === kind) return;
+    const old = e.kind;
+    e.kind = kind;
+    // Only the entry in the map is counted (a dropped entry may still be rescheduled once).
+    if (entries.get(id) !== e) return;
+    counts[old]--;
+    counts[kind]++;
+    publish(old);
+    publish(kind);
+  };
   const heap = new DueHeap();
   const lanes = new Map<string, Lane>();
   const running = new Set<Promise<void>>();
@@ -436,7 +470,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         next = Math.min(next, Number.isNaN(at) ? now : at);
       }
     }
-    e.kind = anyPending || !open ? 'pending' : 'deferred';
+    setKind(id, e, anyPending || !open ? 'pending' : 'deferred');
     if (next !== e.due) setDue(id, e, next);
   };
 
@@ -447,7 +481,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const loaded = await spool.load(id);
     if (stopped) return;
     if (!loaded.ok) {
-      entries.delete(id);
+      dropEntry(id);
       if (loaded.reason === 'corrupt')
         log.error({ queueId: id, reason: loaded.error }, 'delivery: message quarantined');
       return;
@@ -533,7 +567,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const finish = async (id: string): Promise<void> => {
     const e = entries.get(id);
     if (e && (e.inflight.size > 0 || e.dsnBusy)) return;
-    entries.delete(id);
+    dropEntry(id);
     await spool.remove(id);
     log.info({ queueId: id }, 'delivery: message complete, removed from spool');
   };
@@ -769,7 +803,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     }
     for (const i of indexes) e.inflight.delete(i);
     if (state === null) {
-      if (entries.get(id) === e) entries.delete(id);
+      if (entries.get(id) === e) dropEntry(id);
       log.info({ queueId: id }, 'delivery: message complete, removed from spool');
       return;
     }
@@ -779,7 +813,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       return;
     }
     if (state === undefined) {
-      entries.delete(id); // the message is gone (deleted by an operator, or quarantined)
+      dropEntry(id); // the message is gone (deleted by an operator, or quarantined)
       return;
     }
     if (stopped) return;
@@ -876,7 +910,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       e.dsnBusy = false;
     }
     if (!after) {
-      entries.delete(id);
+      dropEntry(id);
       return;
     }
     if (stopped) return;
@@ -927,7 +961,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     let e = entries.get(id);
     if (!e) {
       e = newEntry(clock().getTime());
-      entries.set(id, e);
+      addEntry(id, e);
     }
     e.due = Infinity;
     enqueueLoad(id);
@@ -941,7 +975,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       if (entries.has(id)) continue;
       // The id starts with the time of arrival; the state file has the exact time and is read when due.
       const t = parseInt(id.slice(0, 9), 36);
-      entries.set(id, newEntry(Number.isFinite(t) ? t : now));
+      addEntry(id, newEntry(Number.isFinite(t) ? t : now));
       enqueueLoad(id);
     }
     recovering = false;
@@ -972,7 +1006,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       log.info({ messages: entries.size }, 'delivery: flush requested');
     },
     async remove(id: string): Promise<boolean> {
-      entries.delete(id);
+      dropEntry(id);
       const existed = await spool.remove(id);
       if (existed) log.warn({ queueId: id }, 'delivery: message deleted by an operator');
       return existed;

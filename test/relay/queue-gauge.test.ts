@@ -1,0 +1,52 @@
+// mailroute_queue_messages{state} follows accept and remove at once (docs/reliability.md finding 2 was a lag of up to
+// 1 s from a timer): a scrape right after the 250 counts the message, and once the spool is empty the gauge reads 0.
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import { dualDomain, httpGet, metricValue, startRelay, type InProcessRelay } from './relay-harness.ts';
+
+describe('queue gauge', () => {
+  let a: SmtpPeer;
+  let r: InProcessRelay;
+
+  beforeAll(async () => {
+    a = await startSmtpPeer('a');
+    r = await startRelay({ 'g.yaml': dualDomain('gauge.test', a.port, a.port, { mode: 'Direct' }) });
+  });
+  afterAll(async () => {
+    await r?.close();
+    await a?.close();
+  });
+
+  const queued = async (): Promise<{ pending: number; deferred: number }> => {
+    const text = (await httpGet(r.relay.http.port, '/metrics')).body;
+    return {
+      pending: metricValue(text, 'mailroute_queue_messages', '{state="pending"}') ?? 0,
+      deferred: metricValue(text, 'mailroute_queue_messages', '{state="deferred"}') ?? 0,
+    };
+  };
+  const queueTotal = async (): Promise<number> =>
+    (JSON.parse((await httpGet(r.relay.admin.port, '/queue')).body) as { total: number }).total;
+
+  it('counts a message right after its 250 and reads 0 as soon as the spool is empty', async () => {
+    a.behaviour.rcpt = () => ({ code: 451, message: '4.3.0 try again later' });
+    try {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port: r.relay.smtp.port, ignoreTLS: true });
+      try {
+        const info = await t.sendMail({ from: 's@origin.test', to: 'x@gauge.test', subject: 'g', text: 'g' });
+        expect(info.response).toMatch(/^250 /);
+      } finally {
+        t.close();
+      }
+      const q = await queued();
+      expect(q.pending + q.deferred).toBe(1);
+    } finally {
+      a.behaviour.rcpt = undefined;
+    }
+    // The retry (1 s schedule) delivers it; the engine drops its entry before the spool files go.
+    await waitFor(async () => (await queueTotal()) === 0, { timeoutMs: 10_000, what: 'GET /queue empty' });
+    expect(a.for('x@gauge.test').length).toBe(1);
+    expect(await queued()).toEqual({ pending: 0, deferred: 0 });
+  });
+});
