@@ -252,7 +252,12 @@ export const mailDomainStatusSchema = {
         properties: {
           name: { type: 'string', maxLength: 63, description: 'Server name from spec.servers.' },
           reachable: { type: 'boolean', description: 'The server answered with an SMTP greeting.' },
-          tls: { type: 'string', maxLength: 64, description: 'TLS outcome, e.g. STARTTLS, verified, none.' },
+          tls: {
+            type: 'string',
+            maxLength: 64,
+            description:
+              'TLS outcome of the last probe: none (not attempted), offered (STARTTLS advertised, not required), ok (STARTTLS succeeded, verified for RequiredVerify), failed.',
+          },
           message: { type: 'string', maxLength: 1024, description: 'Details of the last probe.' },
           lastProbeTime: {
             type: 'string',
