@@ -15,6 +15,7 @@ export default defineConfig({
             'bench/**/*.test.ts',
           ],
           testTimeout: 20_000,
+          setupFiles: ['test/support/dns-guard.ts'],
         },
       },
       {
@@ -23,6 +24,7 @@ export default defineConfig({
           include: ['test/**/*.test.ts'],
           exclude: ['test/reliability/**'],
           testTimeout: 120_000,
+          setupFiles: ['test/support/dns-guard.ts'],
           hookTimeout: 180_000,
           fileParallelism: false,
         },
@@ -32,6 +34,7 @@ export default defineConfig({
           name: 'reliability',
           include: ['test/reliability/**/*.test.ts'],
           testTimeout: 300_000,
+          setupFiles: ['test/support/dns-guard.ts'],
           hookTimeout: 180_000,
           fileParallelism: false,
         },

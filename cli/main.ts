@@ -1,6 +1,8 @@
 // The `mailroute` command: argument dispatch only. Each subcommand lives in cli/commands/<name>.ts and exports
 // `run(argv: string[]): Promise<number>` (the exit code). Imports are lazy so `mailroute check` never loads smtp-server.
 
+import { applyDnsServers } from './dns.ts';
+
 type Command = { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> };
 
 const commands: Record<string, Command> = {
@@ -30,6 +32,11 @@ export async function main(argv: string[]): Promise<number> {
   const command = commands[name];
   if (command === undefined) {
     process.stderr.write(`mailroute: unknown command "${name}"\n${usage()}`);
+    return 2;
+  }
+  const dnsError = applyDnsServers(process.env);
+  if (dnsError !== undefined) {
+    process.stderr.write(`mailroute: ${dnsError}\n`);
     return 2;
   }
   const mod = await command.load();

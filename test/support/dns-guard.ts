@@ -1,0 +1,7 @@
+// Loaded by every vitest project (setupFiles): lookups made in the test process or in the relays and operators it
+// spawns (they inherit MAILROUTE_DNS_SERVERS, see cli/dns.ts) go to a closed loopback port, never to the machine's
+// resolver, so tests send no traffic beyond 127.0.0.0/8.
+import dns from 'node:dns';
+
+process.env.MAILROUTE_DNS_SERVERS = '127.0.0.1:1';
+dns.setServers(['127.0.0.1:1']);
