@@ -154,11 +154,13 @@ describeCluster(
         w.stop();
       }
       const saCore = sa.makeApiClient(CoreV1Api);
-      for (const denied of [
-        saCore.readNamespacedSecret({ namespace: NS, name: 'other' }),
-        saCore.listNamespacedSecret({ namespace: NS }),
-      ]) {
-        const err = await denied.then(() => undefined, (e: unknown) => e as { code?: number }); // prettier-ignore
+      // One request at a time (a second promise created up front would reject before anyone awaits it).
+      const denied = [
+        () => saCore.readNamespacedSecret({ namespace: NS, name: 'other' }),
+        () => saCore.listNamespacedSecret({ namespace: NS }),
+      ];
+      for (const call of denied) {
+        const err = await call().then(() => undefined, (e: unknown) => e as { code?: number }); // prettier-ignore
         expect(err?.code).toBe(403);
       }
     });
