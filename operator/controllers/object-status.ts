@@ -62,6 +62,9 @@ export class ObjectStatusController<O extends MailrouteObject> {
     const okey = objectKey(this.kind, namespace, name);
     const now = this.d.now();
     const st = this.d.state;
+    // This generation was not compiled yet: its issues are unknown (a new second policy is not "Accepted" until the
+    // compile has seen it). The routing controller requeues the object once it has.
+    if (!st.compiledSpec(okey, generation)) return { ok: true };
     const decision = decideStatus({
       kind: this.kind,
       generation,

@@ -159,7 +159,14 @@ spec: {domainRef: {name: example-com}, mode: Direct, primary: new}
       );
       expect(acc).toMatchObject({ status: 'False', reason: 'Conflict' });
       // the older policy keeps working
-      expect(await readyMessage('DeliveryPolicy', 'example-com')).toBe('2/2 relays programmed');
+      // (the conflict changes the table; the relays need a moment to serve the new revision)
+      await waitFor(
+        async () => (await readyMessage('DeliveryPolicy', 'example-com')) === '2/2 relays programmed',
+        {
+          timeoutMs: 20_000,
+          what: 'the older policy Ready 2/2',
+        },
+      );
       const ev = await ctx.cp.kubectl([
         'get',
         'events',

@@ -77,7 +77,14 @@ export class RoutingState {
   /** revision applied to the cluster (undefined until the first apply succeeded) */
   appliedRevision: string | undefined;
   issuesByKey = new Map<string, CompileIssue[]>();
+  /** The generation of every object the last compile was given (included in the table or not). */
+  seen = new Map<string, number>();
   readonly history = new RevisionHistory();
+
+  /** Whether the last compile saw this generation of the object: only then are its issues (or their absence) known. */
+  compiledSpec(key: string, generation: number): boolean {
+    return this.seen.get(key) === generation;
+  }
 
   currentGeneration(key: string): number | undefined {
     return this.revision === undefined ? undefined : this.history.generationIn(this.revision, key);
@@ -164,8 +171,24 @@ export class RoutingController {
     this.last = result;
     const t2 = now();
     const st = this.d.state;
+    // Objects whose compiled generation is new to the status controllers (a new object, or a spec change that
+    // changed neither the table nor the issues): their status may now be written.
+    const seenChanged = new Set<string>();
+    if (!reuse) {
+      const seen = new Map<string, number>();
+      for (const o of objects) {
+        const k = objectKey(o.kind, o.metadata.namespace ?? '', o.metadata.name);
+        seen.set(k, o.metadata.generation ?? 0);
+        if (st.seen.get(k) !== seen.get(k)) seenChanged.add(k);
+      }
+      st.seen = seen;
+    }
     const issuesJson = JSON.stringify(result.issues);
-    const changed = result.revision !== st.revision || issuesJson !== this.lastIssuesJson || !st.compiled;
+    const changed =
+      result.revision !== st.revision ||
+      issuesJson !== this.lastIssuesJson ||
+      !st.compiled ||
+      seenChanged.size > 0;
     let changedKeys: { all: true } | { all: false; keys: ReadonlySet<string> } = { all: true };
     if (changed) {
       const firstCompile = !st.compiled;
@@ -192,6 +215,7 @@ export class RoutingController {
         for (const k of new Set([...previousIssues.keys(), ...byKey.keys()])) {
           if (JSON.stringify(previousIssues.get(k)) !== JSON.stringify(byKey.get(k))) keys.add(k);
         }
+        for (const k of seenChanged) keys.add(k);
         changedKeys = { all: false, keys };
       }
     }
