@@ -397,6 +397,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           clearTimeout(timer);
           res({ code: code ?? -1, stdout, stderr });
         });
+        // A tool may exit without reading its input (EPIPE): its exit code and output tell what happened.
+        p.stdin.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EPIPE') rej(err);
+        });
         p.stdin.end(kopts.stdin ?? '');
       });
     },

@@ -98,6 +98,10 @@ export function run(
     p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     p.on('error', reject);
     p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A tool may exit without reading its input (EPIPE): its exit code and output tell what happened.
+    p.stdin.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') reject(err);
+    });
     p.stdin.end(opts.stdin ?? '');
   });
 }
