@@ -117,6 +117,50 @@ function httpCode(err: unknown): number | undefined {
 }
 
 /** The real API through @kubernetes/client-node: readNamespacedConfigMap and a single-object watch. */
+/**
+ * Watches the one object called `name` at a collection path (fieldSelector metadata.name, bookmarks on). `onDone` is
+ * called exactly once when the watch ends (an ERROR event ends it with the API's code); the returned function aborts.
+ * Shared by the ConfigMap source and the credentials Secret watch.
+ */
+export async function watchNamed<T>(
+  watcher: Watch,
+  path: string,
+  name: string,
+  resourceVersion: string | undefined,
+  onEvent: (type: string, obj: T) => void,
+  onDone: (err: unknown) => void,
+): Promise<() => void> {
+  let done = false;
+  const finish = (err: unknown): void => {
+    if (done) return;
+    done = true;
+    onDone(err);
+  };
+  const ctl = await watcher.watch(
+    path,
+    {
+      fieldSelector: `metadata.name=${name}`,
+      allowWatchBookmarks: true,
+      ...(resourceVersion !== undefined ? { resourceVersion } : {}),
+    },
+    (type: string, obj: unknown) => {
+      if (type === 'ERROR') {
+        const status = obj as { code?: number; message?: string };
+        finish(
+          Object.assign(new Error(`watch error: ${status.message ?? 'unknown'}`), { code: status.code }),
+        );
+        return;
+      }
+      onEvent(type, obj as T);
+    },
+    (err: unknown) => finish(err ?? undefined),
+  );
+  return () => {
+    done = true;
+    ctl.abort();
+  };
+}
+
 export function configMapApi(kc: KubeConfig): ConfigMapApi {
   const core = kc.makeApiClient(CoreV1Api);
   const watcher = new Watch(kc);
@@ -133,37 +177,15 @@ export function configMapApi(kc: KubeConfig): ConfigMapApi {
         throw err;
       }
     },
-    async watch(namespace, name, resourceVersion, onEvent, onDone) {
-      let done = false;
-      const finish = (err: unknown): void => {
-        if (done) return;
-        done = true;
-        onDone(err);
-      };
-      const ctl = await watcher.watch(
+    watch: (namespace, name, resourceVersion, onEvent, onDone) =>
+      watchNamed<ConfigMapLike>(
+        watcher,
         `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps`,
-        {
-          fieldSelector: `metadata.name=${name}`,
-          allowWatchBookmarks: true,
-          ...(resourceVersion !== undefined ? { resourceVersion } : {}),
-        },
-        (type: string, obj: unknown) => {
-          if (type === 'ERROR') {
-            const status = obj as { code?: number; message?: string };
-            finish(
-              Object.assign(new Error(`watch error: ${status.message ?? 'unknown'}`), { code: status.code }),
-            );
-            return;
-          }
-          onEvent(type, obj as ConfigMapLike);
-        },
-        (err: unknown) => finish(err ?? undefined),
-      );
-      return () => {
-        done = true;
-        ctl.abort();
-      };
-    },
+        name,
+        resourceVersion,
+        onEvent,
+        onDone,
+      ),
   };
 }
 

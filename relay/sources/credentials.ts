@@ -8,7 +8,7 @@
 import { CoreV1Api, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { errMessage } from '../cluster/heartbeat.ts';
 import { parseCredentialsData, type Credentials } from '../../operator/credentials-secret.ts';
-import { backoffMs, type SourceLogger } from './configmap.ts';
+import { backoffMs, watchNamed, type SourceLogger } from './configmap.ts';
 
 export interface SecretObject {
   metadata?: { name?: string; resourceVersion?: string } | undefined;
@@ -40,37 +40,17 @@ export function credentialsApi(kc: KubeConfig): CredentialsApi {
       const l = await core.listNamespacedSecret({ namespace, fieldSelector: `metadata.name=${name}` });
       return { secret: l.items[0], resourceVersion: l.metadata?.resourceVersion };
     },
-    async watch(namespace, name, resourceVersion, onEvent, onDone) {
-      let done = false;
-      const finish = (err: unknown): void => {
-        if (done) return;
-        done = true;
-        onDone(err);
-      };
-      const ctl = await watcher.watch(
+    watch: (namespace, name, resourceVersion, onEvent, onDone) =>
+      watchNamed<SecretObject>(
+        watcher,
         `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
-        {
-          fieldSelector: `metadata.name=${name}`,
-          allowWatchBookmarks: true,
-          ...(resourceVersion !== undefined ? { resourceVersion } : {}),
+        name,
+        resourceVersion,
+        (type, secret) => {
+          if (type !== 'BOOKMARK') onEvent(type, secret);
         },
-        (type: string, obj: unknown) => {
-          if (type === 'ERROR') {
-            const status = obj as { code?: number; message?: string };
-            finish(
-              Object.assign(new Error(`watch error: ${status.message ?? 'unknown'}`), { code: status.code }),
-            );
-            return;
-          }
-          if (type !== 'BOOKMARK') onEvent(type, obj as SecretObject);
-        },
-        (err: unknown) => finish(err ?? undefined),
-      );
-      return () => {
-        done = true;
-        ctl.abort();
-      };
-    },
+        onDone,
+      ),
   };
 }
 
