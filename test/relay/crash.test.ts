@@ -6,7 +6,14 @@ import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, spawnRelay, tempDir, writeManifests, type RelayChild } from './relay-harness.ts';
+import {
+  dualDomain,
+  loopbackRelayArgs,
+  spawnRelay,
+  tempDir,
+  writeManifests,
+  type RelayChild,
+} from './relay-harness.ts';
 
 describe('crash safety', () => {
   let oldPeer: SmtpPeer;
@@ -28,22 +35,7 @@ describe('crash safety', () => {
     await newPeer?.close();
   });
 
-  const args = (): string[] => [
-    '--manifests',
-    join(dir, 'manifests'),
-    '--spool',
-    join(dir, 'spool'),
-    '--listen',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
-    '--retry-schedule',
-    '1s',
-    '--greeting-delay',
-    '0',
-  ];
+  const args = (): string[] => loopbackRelayArgs(dir, ['--retry-schedule', '1s']);
 
   it('kill -9 during load loses nothing that was answered 250', async () => {
     await newPeer.down();

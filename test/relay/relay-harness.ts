@@ -181,3 +181,23 @@ spec:
   primary: old
 ${mode === 'Direct' ? '' : '  secondary: new\n'}${mode === 'Dual' ? `  dual:\n    scope: ${opts.scope ?? 'All'}\n` : ''}${opts.extraPolicy ?? ''}`;
 }
+
+/** The flags every spawned test relay gets: its folder's manifests and spool, loopback port 0 for SMTP, HTTP and
+ * admin, and no held-back greeting; `extra` follows. */
+export function loopbackRelayArgs(dir: string, extra: string[] = []): string[] {
+  return [
+    '--manifests',
+    join(dir, 'manifests'),
+    '--spool',
+    join(dir, 'spool'),
+    '--listen',
+    '127.0.0.1:0',
+    '--http',
+    '127.0.0.1:0',
+    '--admin',
+    '127.0.0.1:0',
+    '--greeting-delay',
+    '0',
+    ...extra,
+  ];
+}

@@ -8,6 +8,7 @@ import { RawSmtp } from './raw-client.ts';
 import {
   dualDomain,
   httpGet,
+  loopbackRelayArgs,
   spawnRelay,
   tempDir,
   writeManifests,
@@ -27,22 +28,7 @@ describe('graceful shutdown', () => {
   afterAll(() => {
     for (const c of children) c.kill('SIGKILL');
   });
-  const args = (): string[] => [
-    '--manifests',
-    join(dir, 'manifests'),
-    '--spool',
-    join(dir, 'spool'),
-    '--listen',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
-    '--greeting-delay',
-    '0',
-    '--shutdown-timeout',
-    '10s',
-  ];
+  const args = (): string[] => loopbackRelayArgs(dir, ['--shutdown-timeout', '10s']);
 
   it('answers 421 to new connections, lets the session in progress finish, keeps the queue', async () => {
     const relay = await spawnRelay(args());

@@ -10,6 +10,7 @@ import { waitFor } from '../support/wait.ts';
 import {
   dualDomain,
   httpGet,
+  loopbackRelayArgs,
   metricValue,
   spawnRelay,
   tempDir,
@@ -20,26 +21,14 @@ import {
 const MESSAGES = 24;
 
 function args(dir: string, workers: number): string[] {
-  return [
-    '--manifests',
-    join(dir, 'manifests'),
-    '--spool',
-    join(dir, 'spool'),
-    '--listen',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
+  return loopbackRelayArgs(dir, [
     '--hostname',
     'relay.test',
     '--retry-schedule',
     '1s',
-    '--greeting-delay',
-    '0',
     '--workers',
     String(workers),
-  ];
+  ]);
 }
 
 function adminPortOf(child: RelayChild): number {

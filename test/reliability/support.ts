@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
-import type { RelayChild } from '../relay/relay-harness.ts';
+import { loopbackRelayArgs, type RelayChild } from '../relay/relay-harness.ts';
 
 export {
   dualDomain,
@@ -30,25 +30,7 @@ export const run = promisify(execFile);
 /** The flags every reliability relay gets: loopback, port 0, fast retries, no held-back greeting (log level info:
  * spawnRelay reads the ports from the "relay started" info line). */
 export function relayArgs(dir: string, extra: string[] = []): string[] {
-  return [
-    '--manifests',
-    join(dir, 'manifests'),
-    '--spool',
-    join(dir, 'spool'),
-    '--listen',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
-    '--hostname',
-    'relay.test',
-    '--retry-schedule',
-    '1s',
-    '--greeting-delay',
-    '0',
-    ...extra,
-  ];
+  return loopbackRelayArgs(dir, ['--hostname', 'relay.test', '--retry-schedule', '1s', ...extra]);
 }
 
 /** The admin API port, from the child's "relay started" log line (spawnRelay only parses smtp and http). */
