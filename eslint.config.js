@@ -4,7 +4,15 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['node_modules/**', 'charts/**', 'demo-mail/**', 'coverage/**', '.tmp/**', '**/*.js', '!eslint.config.js'],
+    ignores: [
+      'node_modules/**',
+      'charts/**',
+      'demo-mail/**',
+      'coverage/**',
+      '.tmp/**',
+      '**/*.js',
+      '!eslint.config.js',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
