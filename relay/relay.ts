@@ -210,6 +210,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     metrics,
     logger,
     clock,
+    onBodyBytes: (n) => governor.account(n),
   });
 
   const readinessChecks: ReadinessCheck[] = [

@@ -20,14 +20,17 @@ export class RefusedContent extends Error {
 export class MessageGuard extends Transform {
   readonly scanner: ContentScanner;
   private header: Buffer | undefined;
+  private readonly onBytes: ((n: number) => void) | undefined;
 
-  constructor(limits: ContentLimits, receivedHeader: string) {
+  constructor(limits: ContentLimits, receivedHeader: string, onBytes?: (n: number) => void) {
     super({ highWaterMark: 64 * 1024 });
     this.scanner = new ContentScanner(limits);
     this.header = Buffer.from(receivedHeader, 'latin1');
+    this.onBytes = onBytes;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.onBytes?.(chunk.length);
     this.pushHeader();
     const r = this.scanner.write(chunk);
     if (!r.ok) return cb(new RefusedContent(r.refusal));
@@ -61,6 +64,8 @@ export interface DataDeps {
   dataTimeoutMs: number;
   /** Called when the DATA timeout fires (the caller closes the connection). */
   onTimeout?: () => void;
+  /** Told the size of every body chunk as it streams (the relay's buffer governor, relay/memory.ts). */
+  onBodyBytes?: (n: number) => void;
 }
 
 function isDiskFull(err: Error): boolean {
@@ -73,7 +78,7 @@ function isDiskFull(err: Error): boolean {
  * was read up to the end of DATA, or it is being drained (smtp-server waits for the end before it replies).
  */
 export async function receiveData(source: Readable, deps: DataDeps): Promise<DataOutcome> {
-  const guard = new MessageGuard(deps.limits, deps.receivedHeader);
+  const guard = new MessageGuard(deps.limits, deps.receivedHeader, deps.onBodyBytes);
   let failure: Refusal | undefined;
   const drain = (): void => {
     source.unpipe(guard);

@@ -44,6 +44,8 @@ export interface InboundDeps {
   metrics: RelayMetrics;
   logger: Logger;
   clock?: () => Date;
+  /** Told the size of every message chunk as it streams in (the buffer governor, relay/memory.ts). */
+  onBodyBytes?: (n: number) => void;
 }
 
 export interface Inbound {
@@ -229,6 +231,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         receivedHeader: header,
         meta,
         dataTimeoutMs: o.dataTimeoutMs,
+        ...(deps.onBodyBytes ? { onBodyBytes: deps.onBodyBytes } : {}),
         onTimeout: () => {
           const conn = findConnection(session.id);
           conn?.send(421, REPLIES.dataTimeout().reply.text, '4.4.2');
