@@ -23,8 +23,10 @@ LABEL org.opencontainers.image.title="mailroute" \
       org.opencontainers.image.description="Kubernetes operator and SMTP relay for mail migrations" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/mailroute/mailroute"
+# --max-semi-space-size=16: V8 otherwise grows the young generation to 2 x 64 MiB under the relay's allocation rate
+# (peak RSS ~260 MiB at 500 msg/s instead of ~175 MiB, same throughput; docs/perf.md).
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--enable-source-maps"
+    NODE_OPTIONS="--enable-source-maps --max-semi-space-size=16"
 WORKDIR /app
 COPY --from=deps --chown=0:0 /app/node_modules ./node_modules
 COPY --chown=0:0 package.json ./

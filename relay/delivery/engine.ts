@@ -660,7 +660,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             byRecipient = await lane.transport.send({
               from: job.from,
               to,
-              rawPath: spool.bodyPath(job.id),
+              raw: spool.body(job.id),
               size: job.size,
             });
           } finally {

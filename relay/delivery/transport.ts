@@ -14,6 +14,7 @@ import { promises as dnsPromises } from 'node:dns';
 import nodemailer from 'nodemailer';
 import type { ServerRoute, TlsMode } from '../../routing/model.ts';
 import type { AttemptReply } from './outcome.ts';
+import type { MessageBody } from '../spool/types.ts';
 
 export interface ServerTarget {
   host: string;
@@ -29,8 +30,8 @@ export interface SendRequest {
   /** '' for the null sender. */
   from: string;
   to: string[];
-  /** The spooled body file, sent byte for byte. */
-  rawPath: string;
+  /** The spooled message, sent byte for byte: its bytes, or its body file. */
+  raw: MessageBody;
   /** Bytes in the body file: announced as MAIL FROM SIZE= when the server supports it (RFC 1870). */
   size?: number;
 }
@@ -171,7 +172,7 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
           transporter.sendMail(
             {
               envelope: { from: req.from, to: req.to, ...(req.size ? { size: req.size } : {}) },
-              raw: { path: req.rawPath },
+              raw: req.raw,
             },
             (err: Error | null, info: unknown) => {
               resolve(repliesFromNodemailer(req.to, err, info as NodemailerInfo));

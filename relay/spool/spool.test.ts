@@ -141,6 +141,48 @@ describe('spool', () => {
     expect(b.ok && b.state).toEqual(updated);
   });
 
+  it('keeps small fresh bodies in memory (exactly the file bytes), large ones and other instances read the file', async () => {
+    const spool = await openSpool({ dir, logger });
+    // split into chunks that are views into one larger buffer: the copy must not keep the parent alive
+    const parent = Buffer.alloc(MESSAGE.length + 1000, 'x'); // not from the shared pool
+    parent.write(MESSAGE);
+    const small = await spool.accept(
+      meta(),
+      Readable.from([parent.subarray(0, 10), parent.subarray(10, MESSAGE.length)]),
+    );
+    if (!small.ok) throw small.error;
+    const kept = spool.body(small.id);
+    expect(Buffer.isBuffer(kept)).toBe(true);
+    expect(Buffer.isBuffer(kept) && kept.toString()).toBe(MESSAGE);
+    expect(Buffer.isBuffer(kept) && kept.buffer.byteLength).toBe(MESSAGE.length); // its own memory, no pool slab
+    expect(await readFile(spool.bodyPath(small.id), 'utf8')).toBe(MESSAGE);
+
+    const bigText = `Subject: big\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(300)}`;
+    const big = await spool.accept(meta(), Readable.from([Buffer.from(bigText)]));
+    if (!big.ok) throw big.error;
+    expect(spool.body(big.id)).toEqual({ path: spool.bodyPath(big.id) });
+
+    const other = await openSpool({ dir, logger });
+    expect(other.body(small.id)).toEqual({ path: other.bodyPath(small.id) });
+
+    await spool.remove(small.id);
+    expect(spool.body(small.id)).toEqual({ path: spool.bodyPath(small.id) });
+  });
+
+  it('bounds the bodies kept in memory: the oldest leave first', async () => {
+    const spool = await openSpool({ dir, logger });
+    const text = `Subject: s\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(200)}`; // ~200 KiB, under the per-message cap
+    const ids: string[] = [];
+    for (let i = 0; i < 45; i++) {
+      const r = await spool.accept(meta(), Readable.from([Buffer.from(text)]));
+      if (!r.ok) throw r.error;
+      ids.push(r.id);
+    }
+    const inMemory = ids.filter((id) => Buffer.isBuffer(spool.body(id)));
+    expect(inMemory.length).toBeGreaterThan(0);
+    expect(inMemory.length * Buffer.byteLength(text)).toBeLessThanOrEqual(8 * 1024 * 1024);
+    expect(inMemory).toEqual(ids.slice(ids.length - inMemory.length));
+  });
   it('serializes concurrent updates of one message', async () => {
     const spool = await openSpool({ dir, logger });
     const r = await spool.accept(meta(), Readable.from([MESSAGE]));

@@ -23,6 +23,7 @@ import type {
   EnvelopeMeta,
   LegState,
   LoadResult,
+  MessageBody,
   RecoveryReport,
   Spool,
   SpoolState,
@@ -70,6 +71,10 @@ const ID_RE = /^[0-9a-z]{16}$/;
 const WRITE_CHUNK = 128 * 1024;
 /** State files kept in memory (write-through) for the engine's read-modify-write cycles. */
 const FRESH_MAX = 2048;
+/** Bodies up to this size are kept in memory after accept, for the first delivery attempts (no read-back). */
+const BODY_CACHE_ITEM = 256 * 1024;
+/** All bodies kept in memory together; the oldest leave first. */
+const BODY_CACHE_TOTAL = 8 * 1024 * 1024;
 const LEG_STATES = new Set(['pending', 'deferred', 'delivered', 'failed', 'suppressed']);
 
 export function isQueueId(s: string): boolean {
@@ -96,6 +101,18 @@ function errno(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
     ? err.code
     : undefined;
+}
+
+/**
+ * The chunks joined into a buffer of its own: the chunks may be views into larger socket buffers, and Buffer.concat
+ * of a small size takes a slice of the shared 64 KiB allocation pool; either would keep far more memory alive than
+ * the message.
+ */
+function ownCopy(chunks: Buffer[], size: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(size);
+  let off = 0;
+  for (const c of chunks) off += c.copy(out, off);
+  return out;
 }
 
 function asError(err: unknown): Error {
@@ -233,10 +250,34 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     if (fresh.size < FRESH_MAX || fresh.has(id)) fresh.set(id, state);
   };
 
+  // Bodies of small messages just accepted, exactly the bytes of the body file, kept so that the first attempts of
+  // every leg send from memory. Bounded in total (the oldest leave first); entries leave with their message.
+  const bodies = new Map<string, Buffer>();
+  let bodiesBytes = 0;
+  const forgetBody = (id: string): void => {
+    const b = bodies.get(id);
+    if (!b) return;
+    bodies.delete(id);
+    bodiesBytes -= b.length;
+  };
+  const keepBody = (id: string, b: Buffer): void => {
+    if (b.length > BODY_CACHE_ITEM || b.length > BODY_CACHE_TOTAL) return;
+    for (const [old, ob] of bodies) {
+      if (bodiesBytes + b.length <= BODY_CACHE_TOTAL) break;
+      bodies.delete(old);
+      bodiesBytes -= ob.length;
+    }
+    bodies.set(id, b);
+    bodiesBytes += b.length;
+  };
+
   // Moves files into quarantine/, never overwriting an earlier quarantined file of the same name.
 
   const moveToQuarantine = async (names: string[], reason: string, id?: string): Promise<number> => {
-    if (id !== undefined) fresh.delete(id);
+    if (id !== undefined) {
+      fresh.delete(id);
+      forgetBody(id);
+    }
     let moved = 0;
     const stamp = clock().getTime().toString(36);
     for (const name of names) {
@@ -321,6 +362,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // State first: a body without a state is removed at the next start; a state without a body would be quarantined.
   const removeFiles = async (id: string): Promise<boolean> => {
     fresh.delete(id);
+    forgetBody(id);
     let existed = true;
     try {
       await fs.unlink(statePath(id));
@@ -372,6 +414,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       let paused = false;
       let pending: Buffer[] = [];
       let pendingBytes = 0;
+      // The chunks of a small body, for the in-memory copy (dropped once the body outgrows BODY_CACHE_ITEM).
+      let small: Buffer[] | undefined = [];
       let size = 0;
       let storageError: Error | undefined;
       let writing: Promise<void> | undefined;
@@ -386,6 +430,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         if (storageError) return; // keep reading so the SMTP session can still answer
         pending.push(chunk);
         pendingBytes += chunk.length;
+        if (small) {
+          if (size <= BODY_CACHE_ITEM) small.push(chunk);
+          else small = undefined;
+        }
         if (pendingBytes >= WRITE_CHUNK && !writing) {
           body.pause();
           paused = true;
@@ -485,6 +533,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           await dirSync.sync();
           committed = true;
           remember(id, state);
+          if (small) keepBody(id, ownCopy(small, size));
         } catch (err) {
           storageError = asError(err);
         }
@@ -570,6 +619,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     },
 
     bodyPath,
+
+    body(id: string): MessageBody {
+      return bodies.get(id) ?? { path: bodyPath(id) };
+    },
 
     async readHeaders(id: string, maxBytes = 64 * 1024): Promise<Buffer> {
       const fh = await fs.open(bodyPath(id), 'r');

@@ -70,6 +70,9 @@ export interface LegState {
   dsnId?: string;
 }
 
+/** A message body for sending: its bytes, or the file that holds them. */
+export type MessageBody = Buffer | { path: string };
+
 /** The content of a message's state file. */
 export interface SpoolState {
   version: 1;
@@ -107,6 +110,11 @@ export interface Spool extends SpoolWriter {
   quarantine(id: string, reason: string): Promise<void>;
   /** Path of the immutable body file (the raw message, byte for byte as accepted). */
   bodyPath(id: string): string;
+  /**
+   * Where to read the body from for sending: the bytes themselves while a small, recently accepted message is still
+   * held in memory (so the legs of a fresh message do not each read the file back), else the body file.
+   */
+  body(id: string): MessageBody;
   /** The header block of the body (up to the first empty line), at most maxBytes. For DSNs. */
   readHeaders(id: string, maxBytes?: number): Promise<Buffer>;
   /** What openSpool found and cleaned up at start. */
