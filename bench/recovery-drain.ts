@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { startDelivery } from '../relay/delivery/engine.ts';
+import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
 import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
 import { createRelayMetrics } from '../relay/telemetry/metrics.ts';
 import type { ServerRoute } from '../routing/model.ts';
@@ -74,8 +75,7 @@ try {
           },
           body.length,
         );
-        await writeFile(join(dir, 'queue', `${id}.eml`), body);
-        await writeFile(join(dir, 'queue', `${id}.json`), JSON.stringify(state));
+        await writeFile(join(dir, 'queue', messageFile(id)), encodeMessageFile(body, state));
       }),
     );
   }

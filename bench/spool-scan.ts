@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
 import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
 import type { EnvelopeMeta } from '../relay/spool/types.ts';
 
@@ -55,8 +56,10 @@ try {
     await Promise.all(
       Array.from({ length: Math.min(500, n - i) }, async () => {
         const id = gen();
-        await writeFile(join(q, `${id}.eml`), body);
-        await writeFile(join(q, `${id}.json`), JSON.stringify(initialState(id, meta, body.length)));
+        await writeFile(
+          join(q, messageFile(id)),
+          encodeMessageFile(body, initialState(id, meta, body.length)),
+        );
       }),
     );
   }

@@ -168,7 +168,7 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
       const replies: Map<string, AttemptReply> = await transportFor(peer).send({
         from: loaded.state.meta.mailFrom,
         to: remaining,
-        raw: spool.body(id),
+        raw: spool.body(id, loaded.state.size),
       });
       const accepted = new Set(remaining.filter((r) => { const x = replies.get(r); return x?.kind === 'smtp' && x.code >= 200 && x.code < 300; })); // prettier-ignore
       const sample = replies.get(remaining[0] ?? '');

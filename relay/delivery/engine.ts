@@ -660,7 +660,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             byRecipient = await lane.transport.send({
               from: job.from,
               to,
-              raw: spool.body(job.id),
+              raw: spool.body(job.id, job.size),
               size: job.size,
             });
           } finally {

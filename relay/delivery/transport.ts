@@ -11,6 +11,8 @@
 // TCP_NODELAY: nodemailer (>= 10) calls socket.setNoDelay(true) on every socket it connects (smtp-connection
 // _onConnect), so the final "." is not held back by Nagle (GUIDE §7, the 40 ms stall Haraka has).
 import { promises as dnsPromises } from 'node:dns';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { ServerRoute, TlsMode } from '../../routing/model.ts';
 import type { AttemptReply } from './outcome.ts';
@@ -169,15 +171,22 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
     return {
       send(req: SendRequest): Promise<Map<string, AttemptReply>> {
         return new Promise((resolve) => {
-          transporter.sendMail(
-            {
-              envelope: { from: req.from, to: req.to, ...(req.size ? { size: req.size } : {}) },
-              raw: req.raw,
-            },
-            (err: Error | null, info: unknown) => {
-              resolve(repliesFromNodemailer(req.to, err, info as NodemailerInfo));
-            },
-          );
+          // A body in a file is a byte range of it (relay/spool/format.ts), sent as a stream. The pool may requeue a
+          // message once when a reused connection was closed under it; a stream cannot be read twice (nodemailer
+          // answers ESTREAM), so that one retry is made here with a fresh stream.
+          const attempt = (retry: boolean): void => {
+            transporter.sendMail(
+              {
+                envelope: { from: req.from, to: req.to, ...(req.size ? { size: req.size } : {}) },
+                raw: rawSource(req.raw),
+              },
+              (err: Error | null, info: unknown) => {
+                if (err && (err as NodemailerError).code === 'ESTREAM' && retry) return attempt(false);
+                resolve(repliesFromNodemailer(req.to, err, info as NodemailerInfo));
+              },
+            );
+          };
+          attempt(!Buffer.isBuffer(req.raw));
         });
       },
       close(): void {
@@ -185,6 +194,13 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
       },
     };
   };
+}
+
+/** What nodemailer sends for a body: the bytes, or a stream of the first size bytes of the file. */
+export function rawSource(body: MessageBody): Buffer | Readable {
+  if (Buffer.isBuffer(body)) return body;
+  if (body.size === 0) return Readable.from([]);
+  return createReadStream(body.path, { start: 0, end: body.size - 1 });
 }
 
 export interface MxResolver {

@@ -4,13 +4,15 @@
 // uses <spool>/w<i>/. A run with fewer workers than the previous one adopts the messages of every folder w<k>, k >= N,
 // into the spool of worker k mod N before any worker starts.
 //
-// Adoption never loses a message that was answered 250: each message is hard-linked into the target queue (body,
-// then state), the target directory is fsynced, and only then are the source's state and body unlinked. A crash in
-// between leaves the message in both places (delivered twice at worst, as the guarantee allows), or a body alone in
-// the target (removed as an orphan at the next start while the source still holds the message).
+// Adoption never loses a message that was answered 250: each message is hard-linked into the target queue (its
+// latest state file first, when it has one, then the message file), the target directory is fsynced, and only then
+// are the source's message and state files unlinked. A crash in between leaves the message in both places (delivered
+// twice at worst, as the guarantee allows), or a state file alone in the target (removed at the next start while the
+// source still holds the message).
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { classifyEntry, messageFile, stateFile } from './format.ts';
 import { isQueueId } from './spool.ts';
 
 /** The spool folder of worker `index` (0: the root). */
@@ -53,7 +55,7 @@ async function linkIfAbsent(from: string, to: string): Promise<void> {
   }
 }
 
-/** Moves every complete message (state + body) of fromDir/queue into toDir/queue. Returns how many moved. */
+/** Moves every message (message file + state file, if any) of fromDir/queue into toDir/queue. Returns how many moved. */
 export async function adoptQueue(fromDir: string, toDir: string): Promise<number> {
   const src = join(fromDir, 'queue');
   const dst = join(toDir, 'queue');
@@ -66,19 +68,20 @@ export async function adoptQueue(fromDir: string, toDir: string): Promise<number
   }
   await nodeFs.mkdir(dst, { recursive: true });
   const have = new Set(names);
-  const ids = names
-    .filter((n) => n.endsWith('.json') && isQueueId(n.slice(0, -5)))
-    .map((n) => n.slice(0, -5))
-    .filter((id) => have.has(`${id}.eml`));
+  const ids: string[] = [];
+  for (const n of names) {
+    const e = classifyEntry(n, isQueueId);
+    if (e.kind === 'message') ids.push(e.id);
+  }
   if (ids.length === 0) return 0;
   for (const id of ids) {
-    await linkIfAbsent(join(src, `${id}.eml`), join(dst, `${id}.eml`));
-    await linkIfAbsent(join(src, `${id}.json`), join(dst, `${id}.json`));
+    if (have.has(stateFile(id))) await linkIfAbsent(join(src, stateFile(id)), join(dst, stateFile(id)));
+    await linkIfAbsent(join(src, messageFile(id)), join(dst, messageFile(id)));
   }
   await fsyncDir(dst);
   for (const id of ids) {
-    await nodeFs.unlink(join(src, `${id}.json`));
-    await nodeFs.unlink(join(src, `${id}.eml`));
+    await nodeFs.unlink(join(src, messageFile(id)));
+    if (have.has(stateFile(id))) await nodeFs.unlink(join(src, stateFile(id)));
   }
   await fsyncDir(src);
   return ids.length;

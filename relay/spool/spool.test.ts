@@ -97,7 +97,14 @@ describe('spool', () => {
     const r = await spool.accept(meta(), Readable.from([Buffer.from(MESSAGE)]));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(await readFile(spool.bodyPath(r.id), 'utf8')).toBe(MESSAGE);
+    // one file: the body byte for byte, then the initial state and the footer (format.ts)
+    const file = await readFile(join(dir, 'queue', `${r.id}.msg`));
+    expect(file.subarray(0, Buffer.byteLength(MESSAGE)).toString()).toBe(MESSAGE);
+    expect(file.subarray(Buffer.byteLength(MESSAGE)).toString()).toMatch(
+      /^\{"version":1,.*\}\nmailroute-spool-v1 \d{12}\n$/s,
+    );
+    expect(await readdir(join(dir, 'queue'))).toEqual([`${r.id}.msg`]);
+    expect((await (await openSpool({ dir, logger })).readBody(r.id)).toString()).toBe(MESSAGE);
     expect(await spool.list()).toEqual([r.id]);
     const loaded = await spool.load(r.id);
     expect(loaded.ok && loaded.state.legs.map((l) => [l.recipient, l.leg.role, l.state])).toEqual([
@@ -126,8 +133,9 @@ describe('spool', () => {
     const r = await spool.accept(meta(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const path = join(dir, 'queue', `${r.id}.json`);
-    const onDisk = await readFile(path, 'utf8');
-    await writeFile(path, onDisk.replace('"attempts":0', '"attempts":7'));
+    const initial = await spool.load(r.id);
+    if (!initial.ok) throw new Error(initial.error);
+    await writeFile(path, JSON.stringify(initial.state).replaceAll('"attempts":0', '"attempts":7'));
     const a = await spool.load(r.id);
     expect(a.ok && a.state.legs[0]?.attempts).toBe(0);
     const updated = await spool.update(r.id, (st) => ({
@@ -151,22 +159,24 @@ describe('spool', () => {
       Readable.from([parent.subarray(0, 10), parent.subarray(10, MESSAGE.length)]),
     );
     if (!small.ok) throw small.error;
-    const kept = spool.body(small.id);
+    const kept = spool.body(small.id, MESSAGE.length);
     expect(Buffer.isBuffer(kept)).toBe(true);
     expect(Buffer.isBuffer(kept) && kept.toString()).toBe(MESSAGE);
     expect(Buffer.isBuffer(kept) && kept.buffer.byteLength).toBe(MESSAGE.length); // its own memory, no pool slab
-    expect(await readFile(spool.bodyPath(small.id), 'utf8')).toBe(MESSAGE);
+    const other = await openSpool({ dir, logger });
+    expect((await other.readBody(small.id)).toString()).toBe(MESSAGE);
 
     const bigText = `Subject: big\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(300)}`;
     const big = await spool.accept(meta(), Readable.from([Buffer.from(bigText)]));
     if (!big.ok) throw big.error;
-    expect(spool.body(big.id)).toEqual({ path: spool.bodyPath(big.id) });
-
-    const other = await openSpool({ dir, logger });
-    expect(other.body(small.id)).toEqual({ path: other.bodyPath(small.id) });
+    const bigSize = Buffer.byteLength(bigText);
+    const msgFile = (id: string): string => join(dir, 'queue', `${id}.msg`);
+    expect(spool.body(big.id, bigSize)).toEqual({ path: msgFile(big.id), size: bigSize });
+    expect((await spool.readBody(big.id)).toString()).toBe(bigText);
+    expect(other.body(small.id, MESSAGE.length)).toEqual({ path: msgFile(small.id), size: MESSAGE.length });
 
     await spool.remove(small.id);
-    expect(spool.body(small.id)).toEqual({ path: spool.bodyPath(small.id) });
+    expect(spool.body(small.id, MESSAGE.length)).toEqual({ path: msgFile(small.id), size: MESSAGE.length });
   });
 
   it('bounds the bodies kept in memory: the oldest leave first', async () => {
@@ -178,7 +188,7 @@ describe('spool', () => {
       if (!r.ok) throw r.error;
       ids.push(r.id);
     }
-    const inMemory = ids.filter((id) => Buffer.isBuffer(spool.body(id)));
+    const inMemory = ids.filter((id) => Buffer.isBuffer(spool.body(id, Buffer.byteLength(text))));
     expect(inMemory.length).toBeGreaterThan(0);
     expect(inMemory.length * Buffer.byteLength(text)).toBeLessThanOrEqual(8 * 1024 * 1024);
     expect(inMemory).toEqual(ids.slice(ids.length - inMemory.length));
@@ -210,6 +220,7 @@ describe('spool', () => {
             write: (d) => fh.write(d),
             writev: (d) => fh.writev(d),
             read: (b, o, l, pos) => fh.read(b, o, l, pos),
+            stat: () => fh.stat(),
             close: () => fh.close(),
             async sync() {
               dirSyncs++;
@@ -252,16 +263,17 @@ describe('spool', () => {
       ...defaultSpoolFs,
       async open(p, flags, mode) {
         const fh = await defaultSpoolFs.open(p, flags, mode);
-        if (!p.endsWith('.eml.tmp')) return fh;
+        if (!p.endsWith('.msg.tmp')) return fh;
         return {
           write: (d) => (op === 'write' ? fail() : fh.write(d)),
           writev: (d) => (op === 'write' ? fail() : fh.writev(d)),
           read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          stat: () => fh.stat(),
           close: () => fh.close(),
           sync: () => (op === 'sync' ? fail() : fh.sync()),
         };
       },
-      rename: (a, b) => (op === 'rename' && b.endsWith('.json') ? fail() : defaultSpoolFs.rename(a, b)),
+      rename: (a, b) => (op === 'rename' && b.endsWith('.msg') ? fail() : defaultSpoolFs.rename(a, b)),
     };
     const spool = await openSpool({ dir, logger, fs });
     const r = await spool.accept(meta(), Readable.from([Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]));
@@ -270,21 +282,22 @@ describe('spool', () => {
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
   });
 
-  it('recovery removes temp files and orphan bodies and quarantines a state without body and unknown files', async () => {
+  it('recovery removes temp files and state files without a message, and quarantines unknown files', async () => {
     const first = await openSpool({ dir, logger });
     const a = await first.accept(meta(), Readable.from([MESSAGE]));
     const b = await first.accept(meta(), Readable.from([MESSAGE]));
     if (!a.ok || !b.ok) throw new Error('accept failed');
     const q = join(dir, 'queue');
-    await writeFile(join(q, '0000000000000zzz.eml.tmp'), 'partial');
-    await writeFile(join(q, '0000000000001zzz.eml'), 'orphan body');
-    await writeFile(join(q, '0000000000002zzz.json'), '{}');
+    await writeFile(join(q, '0000000000000zzz.msg.tmp'), 'partial');
+    await writeFile(join(q, '0000000000001zzz.json'), '{}'); // its message file is gone: a removal cut short
+    await writeFile(join(q, '0000000000002zzz.eml'), 'a body in an unknown format');
     await writeFile(join(q, 'notes.txt'), 'what is this');
     const spool = await openSpool({ dir, logger });
     expect(spool.recovery).toMatchObject({ messages: 2, removedTemp: 1, removedOrphans: 1, quarantined: 2 });
     expect(await spool.list()).toEqual([a.id, b.id].sort());
+    expect((await readdir(q)).sort()).toEqual([`${a.id}.msg`, `${b.id}.msg`].sort());
     const quarantined = await readdir(join(dir, 'quarantine'));
-    expect(quarantined.some((n) => n.startsWith('0000000000002zzz.json'))).toBe(true);
+    expect(quarantined.some((n) => n.startsWith('0000000000002zzz.eml'))).toBe(true);
     expect(quarantined.some((n) => n.startsWith('notes.txt'))).toBe(true);
   });
 
@@ -300,6 +313,30 @@ describe('spool', () => {
     expect(await spool.list()).toEqual([]);
     const q = await readdir(join(dir, 'quarantine'));
     expect(q.filter((n) => n.startsWith(r.id)).length).toBe(2);
+  });
+
+  it.each([
+    ['cut short (no footer)', (f: Buffer) => f.subarray(0, f.length - 10)],
+    [
+      'state JSON damaged',
+      (f: Buffer) => Buffer.from(f.toString('latin1').replace('"version":1', '"version":9'), 'latin1'),
+    ],
+    ['body grew (size does not match)', (f: Buffer) => Buffer.concat([Buffer.from('X'), f])],
+    ['empty', () => Buffer.alloc(0)],
+  ])('a message file %s is quarantined on load, never dropped', async (_what, damage) => {
+    const first = await openSpool({ dir, logger });
+    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const path = join(dir, 'queue', `${r.id}.msg`);
+    await writeFile(path, damage(await readFile(path)));
+    const spool = await openSpool({ dir, logger });
+    expect(await spool.list()).toEqual([r.id]);
+    const loaded = await spool.load(r.id);
+    expect(loaded).toMatchObject({ ok: false, reason: 'corrupt' });
+    expect(await spool.list()).toEqual([]);
+    expect((await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(`${r.id}.msg`)).length).toBe(
+      1,
+    );
   });
 
   it('streams a 50 MiB body to disk with RSS growth under 32 MiB (child process)', async () => {
@@ -334,8 +371,11 @@ describe('spool', () => {
     expect(out.sent).toBe(50 * 1024 * 1024);
     expect(out.ok).toBe(true);
     expect(out.growth).toBeLessThan(32 * 1024 * 1024);
-    const bodies = (await readdir(join(dir, 'queue'))).filter((n) => n.endsWith('.eml'));
+    const bodies = (await readdir(join(dir, 'queue'))).filter((n) => n.endsWith('.msg'));
     expect(bodies.length).toBe(1);
-    expect((await stat(join(dir, 'queue', bodies[0]!))).size).toBe(50 * 1024 * 1024);
+    const id = bodies[0]!.slice(0, -4);
+    const loaded = await (await openSpool({ dir, logger })).load(id);
+    expect(loaded.ok && loaded.state.size).toBe(50 * 1024 * 1024);
+    expect((await stat(join(dir, 'queue', bodies[0]!))).size).toBeGreaterThan(50 * 1024 * 1024);
   });
 });

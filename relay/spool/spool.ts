@@ -2,22 +2,32 @@
 //
 // Exports (called by the relay wiring):
 //   openSpool(opts: { dir; logger; clock?; fs? }): Promise<Spool>
-//     Creates <dir>/queue and <dir>/quarantine, removes partial temp files left by a crash, removes body files that
-//     never got a state file, quarantines what it cannot read, and returns a Spool (relay/spool/types.ts).
+//     Creates <dir>/queue and <dir>/quarantine, removes partial temp files left by a crash and state files whose
+//     message file is gone, quarantines what it cannot read, and returns a Spool (relay/spool/types.ts).
 //   isQueueId(s): boolean
 //   newQueueIdGenerator(clock): () => string
 //
-// Layout (state lives in files and their places, as in Postfix and Haraka):
-//   <dir>/queue/<id>.eml         the message, byte for byte as accepted; written once, never changed
-//   <dir>/queue/<id>.json        the envelope and the per-leg, per-recipient delivery state; rewritten atomically
+// Layout (state lives in files and their places, as in Postfix and Haraka; the file format is in format.ts):
+//   <dir>/queue/<id>.msg         the message byte for byte as accepted, then its initial state; written once
+//   <dir>/queue/<id>.json        the latest delivery state, once an attempt changed it; rewritten atomically
 //   <dir>/queue/<id>.*.tmp       a write in progress (removed at start)
 //   <dir>/quarantine/            files that could not be read, with a log line each
-// A message exists once its .json exists. accept() renames the body first and the state second, then fsyncs the
-// directory; only then does it resolve { ok: true }. Directory fsyncs are shared by concurrent accepts (group commit).
+// A message exists once its .msg exists. accept() writes body and state into one temp file, fsyncs it, renames it
+// into place and fsyncs the directory; only then does it resolve { ok: true }. One file fsync per message; directory
+// fsyncs are shared by concurrent accepts (group commit).
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import {
+  classifyEntry,
+  encodeTrailer,
+  FOOTER_LEN,
+  messageFile,
+  parseFooter,
+  stateFile,
+  TEMP_EXT,
+} from './format.ts';
 import type {
   AcceptResult,
   EnvelopeMeta,
@@ -34,6 +44,7 @@ export interface SpoolFileHandle {
   write(data: Uint8Array): Promise<{ bytesWritten: number }>;
   writev(data: Uint8Array[]): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  stat(): Promise<{ size: number }>;
   sync(): Promise<void>;
   close(): Promise<void>;
 }
@@ -201,8 +212,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   await fs.mkdir(quarantineDir, { recursive: true });
   const nextId = newQueueIdGenerator(clock);
 
-  const statePath = (id: string): string => join(queueDir, `${id}.json`);
-  const bodyPath = (id: string): string => join(queueDir, `${id}.eml`);
+  const statePath = (id: string): string => join(queueDir, stateFile(id));
+  const msgPath = (id: string): string => join(queueDir, messageFile(id));
 
   const syncDir = async (): Promise<void> => {
     const fh = await fs.open(queueDir, 'r');
@@ -304,39 +315,29 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   };
   {
     const names = await fs.readdir(queueDir);
-    const states = new Set<string>();
-    const bodies = new Set<string>();
+    const messages = new Set<string>();
+    const states: string[] = [];
     const strange: string[] = [];
     for (const name of names) {
-      if (name.endsWith('.tmp')) {
+      const entry = classifyEntry(name, isQueueId);
+      if (entry.kind === 'temp') {
         await unlinkQuiet(join(queueDir, name));
         recovery.removedTemp++;
-        continue;
-      }
-      const dot = name.indexOf('.');
-      const id = name.slice(0, dot);
-      const ext = name.slice(dot + 1);
-      if (dot > 0 && isQueueId(id) && ext === 'json') states.add(id);
-      else if (dot > 0 && isQueueId(id) && ext === 'eml') bodies.add(id);
+      } else if (entry.kind === 'message') messages.add(entry.id);
+      else if (entry.kind === 'state') states.push(entry.id);
       else strange.push(name);
     }
-    for (const id of bodies) {
-      if (!states.has(id)) {
-        // accept() renames the body before the state: a body alone was never acknowledged, or its removal was cut short.
-        await unlinkQuiet(bodyPath(id));
-        recovery.removedOrphans++;
-      }
-    }
     for (const id of states) {
-      if (!bodies.has(id)) {
-        recovery.quarantined += await moveToQuarantine([`${id}.json`], 'state file without a body file', id);
-        states.delete(id);
+      if (!messages.has(id)) {
+        // remove() deletes the message file first: a state file alone is a removal that was cut short
+        await unlinkQuiet(statePath(id));
+        recovery.removedOrphans++;
       }
     }
     for (const name of strange) {
       recovery.quarantined += await moveToQuarantine([name], 'unknown file in the queue directory');
     }
-    recovery.messages = states.size;
+    recovery.messages = messages.size;
     recovery.durationMs = Date.now() - started;
     if (recovery.removedTemp + recovery.removedOrphans + recovery.quarantined > 0 || recovery.messages > 0) {
       log.info({ spool: opts.dir, ...recovery }, 'spool: recovered');
@@ -359,44 +360,90 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     return run;
   };
 
-  // State first: a body without a state is removed at the next start; a state without a body would be quarantined.
+  // Message file first: a state file left alone by a crash is removed at the next start, while a message file left
+  // alone would be delivered again.
   const removeFiles = async (id: string): Promise<boolean> => {
     fresh.delete(id);
     forgetBody(id);
     let existed = true;
     try {
-      await fs.unlink(statePath(id));
+      await fs.unlink(msgPath(id));
     } catch (err) {
       if (errno(err) !== 'ENOENT') throw err;
       existed = false;
     }
-    await unlinkQuiet(bodyPath(id));
+    await unlinkQuiet(statePath(id));
     return existed;
   };
 
-  const readState = async (id: string): Promise<LoadResult> => {
-    let raw: Buffer;
-    try {
-      raw = await fs.readFile(statePath(id));
-    } catch (err) {
-      if (errno(err) === 'ENOENT') return { ok: false, reason: 'missing', error: 'no such message' };
-      throw err;
-    }
+  const quarantineMessage = async (id: string, why: string): Promise<LoadResult> => {
+    await moveToQuarantine([stateFile(id), messageFile(id)], why, id);
+    return { ok: false, reason: 'corrupt', error: why };
+  };
+
+  /** Parses and checks state JSON; a problem quarantines the message. */
+  const parseState = async (id: string, raw: Buffer, what: string): Promise<LoadResult> => {
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw.toString('utf8'));
     } catch (err) {
-      const why = `state file is not JSON: ${asError(err).message}`;
-      await moveToQuarantine([`${id}.json`, `${id}.eml`], why, id);
-      return { ok: false, reason: 'corrupt', error: why };
+      return quarantineMessage(id, `${what} is not JSON: ${asError(err).message}`);
     }
     const checked = checkState(parsed, id);
-    if (typeof checked === 'string') {
-      const why = `state file is malformed: ${checked}`;
-      await moveToQuarantine([`${id}.json`, `${id}.eml`], why, id);
-      return { ok: false, reason: 'corrupt', error: why };
-    }
+    if (typeof checked === 'string') return quarantineMessage(id, `${what} is malformed: ${checked}`);
     return { ok: true, state: checked };
+  };
+
+  /** Reads exactly length bytes at position (fewer only at the end of the file). */
+  const readAt = async (fh: SpoolFileHandle, length: number, position: number): Promise<Buffer> => {
+    const buf = Buffer.alloc(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === length ? buf : buf.subarray(0, got);
+  };
+
+  type Layout = { ok: true; bodySize: number; state?: Buffer } | { ok: false; why: string };
+
+  /** Where the body ends in a message file, and (withState) the initial state's JSON from its trailer. */
+  const readLayout = async (fh: SpoolFileHandle, withState: boolean): Promise<Layout> => {
+    const { size } = await fh.stat();
+    const footer = await readAt(fh, FOOTER_LEN, Math.max(0, size - FOOTER_LEN));
+    const layout = parseFooter(footer, size);
+    if (typeof layout === 'string') return { ok: false, why: `message file: ${layout}` };
+    if (!withState) return { ok: true, bodySize: layout.bodySize };
+    const state = await readAt(fh, layout.jsonLength, layout.jsonOffset);
+    return { ok: true, bodySize: layout.bodySize, state };
+  };
+
+  /** The latest state: <id>.json when an attempt wrote one, else the initial state in the message file. */
+  const readState = async (id: string): Promise<LoadResult> => {
+    try {
+      return await parseState(id, await fs.readFile(statePath(id)), 'state file');
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+    }
+    let fh: SpoolFileHandle;
+    try {
+      fh = await fs.open(msgPath(id), 'r');
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return { ok: false, reason: 'missing', error: 'no such message' };
+      throw err;
+    }
+    let layout: Layout;
+    try {
+      layout = await readLayout(fh, true);
+    } finally {
+      await fh.close();
+    }
+    if (!layout.ok) return quarantineMessage(id, layout.why);
+    const r = await parseState(id, layout.state ?? Buffer.alloc(0), 'initial state');
+    if (r.ok && r.state.size !== layout.bodySize)
+      return quarantineMessage(id, `initial state: size ${r.state.size}, body ${layout.bodySize} bytes`);
+    return r;
   };
 
   const spool: Spool = {
@@ -463,12 +510,11 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       else if (body.destroyed && !body.readableEnded) onClose();
 
       const id = nextId();
-      const bodyTmp = join(queueDir, `${id}.eml.tmp`);
-      const stateTmp = join(queueDir, `${id}.json.tmp`);
+      const tmp = join(queueDir, `${messageFile(id)}${TEMP_EXT}`);
       const created: string[] = [];
       try {
-        fh = await fs.open(bodyTmp, 'wx', 0o600);
-        created.push(bodyTmp);
+        fh = await fs.open(tmp, 'wx', 0o600);
+        created.push(tmp);
       } catch (err) {
         storageError = asError(err);
       }
@@ -506,30 +552,30 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       body.off('end', settle);
       body.off('close', onClose);
       // keep onError attached: a late error must not become an uncaught exception
-      if (!bodyError) await flush();
-      else {
+      let state: SpoolState | undefined;
+      if (!bodyError) {
+        if (fh && !storageError) {
+          // the initial state goes behind the body, in the same write as the body's last bytes (format.ts)
+          state = initialState(id, meta, size);
+          const trailer = encodeTrailer(state);
+          pending.push(trailer);
+          pendingBytes += trailer.length;
+        }
+        await flush();
+      } else {
         pending = [];
         pendingBytes = 0;
       }
 
       let committed = false;
-      if (!bodyError && !storageError && fh) {
+      if (!bodyError && !storageError && fh && state) {
         const handle = fh;
         try {
-          const state = initialState(id, meta, size);
-          await Promise.all([
-            handle.sync(),
-            (async () => {
-              created.push(stateTmp);
-              await writeFileSynced(stateTmp, Buffer.from(JSON.stringify(state)), 'wx');
-            })(),
-          ]);
+          await handle.sync();
           await handle.close();
           fh = undefined;
-          await fs.rename(bodyTmp, bodyPath(id));
-          created.push(bodyPath(id));
-          await fs.rename(stateTmp, statePath(id));
-          created.push(statePath(id));
+          await fs.rename(tmp, msgPath(id));
+          created.push(msgPath(id));
           await dirSync.sync();
           committed = true;
           remember(id, state);
@@ -547,7 +593,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       }
       if (committed) return { ok: true, id };
 
-      // Nothing half-accepted: remove whatever was created, state first.
+      // Nothing half-accepted: remove whatever was created.
       for (const p of [...created].reverse()) await unlinkQuiet(p);
       const error = bodyError ?? storageError ?? new Error('spool: body was not written');
       const storage = bodyError === undefined;
@@ -559,10 +605,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       const names = await fs.readdir(queueDir);
       const ids: string[] = [];
       for (const name of names) {
-        if (name.length === 21 && name.endsWith('.json')) {
-          const id = name.slice(0, 16);
-          if (isQueueId(id)) ids.push(id);
-        }
+        const entry = classifyEntry(name, isQueueId);
+        if (entry.kind === 'message') ids.push(entry.id);
       }
       return ids.sort();
     },
@@ -592,7 +636,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           await removeFiles(id);
           return null;
         }
-        const tmp = join(queueDir, `${id}.json.tmp`);
+        const tmp = join(queueDir, `${stateFile(id)}${TEMP_EXT}`);
         try {
           await writeFileSynced(tmp, Buffer.from(JSON.stringify(next)), 'w');
           await fs.rename(tmp, statePath(id));
@@ -614,27 +658,35 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
     quarantine(id: string, reason: string): Promise<void> {
       return withLock(id, async () => {
-        await moveToQuarantine([`${id}.json`, `${id}.eml`], reason, id);
+        await moveToQuarantine([stateFile(id), messageFile(id)], reason, id);
       });
     },
 
-    bodyPath,
+    body(id: string, size: number): MessageBody {
+      return bodies.get(id) ?? { path: msgPath(id), size };
+    },
 
-    body(id: string): MessageBody {
-      return bodies.get(id) ?? { path: bodyPath(id) };
+    async readBody(id: string): Promise<Buffer> {
+      const kept = bodies.get(id);
+      if (kept) return kept;
+      const fh = await fs.open(msgPath(id), 'r');
+      try {
+        const layout = await readLayout(fh, false);
+        if (!layout.ok) throw new Error(`spool: ${id}: ${layout.why}`);
+        return await readAt(fh, layout.bodySize, 0);
+      } finally {
+        await fh.close();
+      }
     },
 
     async readHeaders(id: string, maxBytes = 64 * 1024): Promise<Buffer> {
-      const fh = await fs.open(bodyPath(id), 'r');
+      const kept = bodies.get(id);
+      if (kept) return headerBlock(kept.subarray(0, maxBytes));
+      const fh = await fs.open(msgPath(id), 'r');
       try {
-        const buf = Buffer.alloc(maxBytes);
-        let got = 0;
-        while (got < maxBytes) {
-          const { bytesRead } = await fh.read(buf, got, maxBytes - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        return headerBlock(buf.subarray(0, got));
+        const layout = await readLayout(fh, false);
+        if (!layout.ok) throw new Error(`spool: ${id}: ${layout.why}`);
+        return headerBlock(await readAt(fh, Math.min(maxBytes, layout.bodySize), 0));
       } finally {
         await fh.close();
       }

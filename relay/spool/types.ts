@@ -70,8 +70,8 @@ export interface LegState {
   dsnId?: string;
 }
 
-/** A message body for sending: its bytes, or the file that holds them. */
-export type MessageBody = Buffer | { path: string };
+/** A message body for sending: its bytes, or the file whose first size bytes they are. */
+export type MessageBody = Buffer | { path: string; size: number };
 
 /** The content of a message's state file. */
 export interface SpoolState {
@@ -108,13 +108,14 @@ export interface Spool extends SpoolWriter {
   remove(id: string): Promise<boolean>;
   /** Moves the message's files to quarantine/ and logs why. */
   quarantine(id: string, reason: string): Promise<void>;
-  /** Path of the immutable body file (the raw message, byte for byte as accepted). */
-  bodyPath(id: string): string;
   /**
-   * Where to read the body from for sending: the bytes themselves while a small, recently accepted message is still
-   * held in memory (so the legs of a fresh message do not each read the file back), else the body file.
+   * Where to read the body (size bytes, SpoolState.size) from for sending: the bytes themselves while a small,
+   * recently accepted message is still held in memory (so the legs of a fresh message do not each read the file
+   * back), else the first size bytes of its message file.
    */
-  body(id: string): MessageBody;
+  body(id: string, size: number): MessageBody;
+  /** The whole body in memory, byte for byte as accepted (tests, tools; delivery streams with body()). */
+  readBody(id: string): Promise<Buffer>;
   /** The header block of the body (up to the first empty line), at most maxBytes. For DSNs. */
   readHeaders(id: string, maxBytes?: number): Promise<Buffer>;
   /** What openSpool found and cleaned up at start. */
@@ -126,7 +127,7 @@ export interface RecoveryReport {
   messages: number;
   /** Partial temp files from a crash, removed. */
   removedTemp: number;
-  /** Body files without a state file (accept never committed, or a removal was cut short), removed. */
+  /** State files whose message file is gone (a removal was cut short), removed. */
   removedOrphans: number;
   /** Files moved to quarantine/. */
   quarantined: number;

@@ -44,7 +44,7 @@ describeCluster(
 
     const queued = async (spoolDir: string): Promise<number> => {
       const files = await readdir(join(spoolDir, 'queue')).catch(() => [] as string[]);
-      return files.filter((f) => f.endsWith('.json')).length;
+      return files.filter((f) => f.endsWith('.msg')).length;
     };
 
     it('hands the queue to the peer relay, which delivers every leg once the destination is back', async () => {

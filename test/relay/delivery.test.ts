@@ -509,6 +509,23 @@ describe('delivery engine', () => {
     expect(h.copy.for('bob@copy.example.com').length).toBe(1);
     expect(h.primary.for('erin@example.com').length).toBe(1);
     expect(h.copy.for('erin@copy.example.com').length).toBe(1);
+    // sent from the message file after the restart: exactly the body, none of the state behind it
+    expect(h.primary.for('erin@example.com')[0]?.raw.toString()).toBe(MESSAGE);
+    expect(h.copy.for('bob@copy.example.com')[0]?.raw.toString()).toBe(MESSAGE);
+  });
+
+  it('streams a body too large to keep in memory from the message file, byte for byte, on both legs', async () => {
+    h = await harness();
+    const body = `Subject: large\r\n\r\n${`${'q'.repeat(998)}\r\n`.repeat(400)}`; // 400 KiB > 256 KiB
+    const id = await h.accept(['bob@example.com'], 'alice@sender.example', body);
+    expect(Buffer.isBuffer(h.spool.body(id, Buffer.byteLength(body)))).toBe(false);
+    await waitFor(
+      () => h.primary.for('bob@example.com').length === 1 && h.copy.for('bob@copy.example.com').length === 1,
+      { what: 'both legs' },
+    );
+    expect(h.primary.messages[0]?.raw.equals(Buffer.from(body))).toBe(true);
+    expect(h.copy.messages[0]?.raw.equals(Buffer.from(body))).toBe(true);
+    await drained(h);
   });
 
   it('quarantines a corrupt state file found at start and keeps delivering the rest', async () => {

@@ -79,8 +79,7 @@ export async function startInbound(
       for (const id of await spool.list()) {
         const r = await spool.load(id);
         if (!r.ok) continue;
-        const { readFile } = await import('node:fs/promises');
-        out.push({ state: r.state, body: await readFile(spool.bodyPath(id)) });
+        out.push({ state: r.state, body: await spool.readBody(id) });
       }
       return out;
     },

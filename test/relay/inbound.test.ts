@@ -257,22 +257,24 @@ describe('inbound limits', () => {
     }
   });
 
-  const faults: { name: string; file: string; op: 'write' | 'sync'; code: string; reply: RegExp }[] = [
+  // op 'plan': only the write that carries the delivery plan (the trailer after the body, relay/spool/format.ts)
+  type FaultOp = 'write' | 'plan' | 'sync';
+  const faults: { name: string; file: string; op: FaultOp; code: string; reply: RegExp }[] = [
     {
       name: 'disk full writing the body',
-      file: '.eml.tmp',
+      file: '.msg.tmp',
       op: 'write',
       code: 'ENOSPC',
       reply: /^452 4\.3\.1 /,
     },
     {
       name: 'disk full writing the plan',
-      file: '.json.tmp',
-      op: 'write',
+      file: '.msg.tmp',
+      op: 'plan',
       code: 'ENOSPC',
       reply: /^452 4\.3\.1 /,
     },
-    { name: 'fsync failing (EIO)', file: '.eml.tmp', op: 'sync', code: 'EIO', reply: /^451 4\.3\.0 / },
+    { name: 'fsync failing (EIO)', file: '.msg.tmp', op: 'sync', code: 'EIO', reply: /^451 4\.3\.0 / },
   ];
   for (const f of faults) {
     it(`${f.name}: 4xx, nothing half-kept, earlier mail intact, accepted again once healthy`, async () => {
@@ -284,11 +286,15 @@ describe('inbound limits', () => {
         open: async (p, flags, mode): Promise<SpoolFileHandle> => {
           const fh = await defaultSpoolFs.open(p, flags, mode);
           if (!p.endsWith(f.file)) return fh;
-          const hit = (op: 'write' | 'sync'): boolean => broken && op === f.op;
+          const carriesPlan = (bufs: Uint8Array[]): boolean =>
+            bufs.some((b) => Buffer.from(b).includes('mailroute-spool-v1'));
+          const hit = (op: 'write' | 'sync', bufs: Uint8Array[] = []): boolean =>
+            broken && (op === f.op || (op === 'write' && f.op === 'plan' && carriesPlan(bufs)));
           return {
-            write: (d: Uint8Array) => (hit('write') ? fail() : fh.write(d)),
-            writev: (bufs: Uint8Array[]) => (hit('write') ? fail() : fh.writev(bufs)),
+            write: (d: Uint8Array) => (hit('write', [d]) ? fail() : fh.write(d)),
+            writev: (bufs: Uint8Array[]) => (hit('write', bufs) ? fail() : fh.writev(bufs)),
             read: (b: Uint8Array, o: number, l: number, pos: number) => fh.read(b, o, l, pos),
+            stat: () => fh.stat(),
             sync: () => (hit('sync') ? fail() : fh.sync()),
             close: () => fh.close(),
           };
@@ -305,7 +311,7 @@ describe('inbound limits', () => {
         const { readdir } = await import('node:fs/promises');
         const files = (await readdir(`${h.dir}/spool/queue`)).sort();
         const id = before.final.split(' ').pop() ?? '';
-        expect(files).toEqual([`${id}.eml`, `${id}.json`]);
+        expect(files).toEqual([`${id}.msg`]);
         broken = false;
         const ok = await sendRaw(h.port, ['alice@example.com'], 'Subject: after\r\n\r\nx\r\n.\r\n');
         expect(ok.final).toMatch(/^250 /);

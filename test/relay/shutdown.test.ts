@@ -71,8 +71,7 @@ describe('graceful shutdown', () => {
       ...(await readdir(join(dir, 'spool'))).filter((n) => /^w\d+$/.test(n)).map((w) => join(w, 'queue')),
     ];
     const files = (await Promise.all(folders.map((f) => readdir(join(dir, 'spool', f))))).flat();
-    expect(files).toContain(`${id}.json`);
-    expect(files).toContain(`${id}.eml`);
+    expect(files).toContain(`${id}.msg`);
 
     // The next start picks it up.
     const again = await spawnRelay(args());

@@ -56,7 +56,7 @@ async function queueFiles(spool: string): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const f of folders) {
     const names = await readdir(join(spool, f, 'queue')).catch(() => []);
-    out.set(f, names.filter((n) => n.endsWith('.json')).length);
+    out.set(f, names.filter((n) => n.endsWith('.msg')).length);
   }
   return out;
 }

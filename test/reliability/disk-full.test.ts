@@ -87,6 +87,7 @@ function budgetFs(budget: number): SpoolFs {
           return fh.writev(bufs);
         },
         read: (b, o, l, pos) => fh.read(b, o, l, pos),
+        stat: () => fh.stat(),
         sync: () => fh.sync(),
         close: () => fh.close(),
       };
