@@ -213,6 +213,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   const nextId = newQueueIdGenerator(clock);
 
   const statePath = (id: string): string => join(queueDir, stateFile(id));
+  // Ids whose <id>.json exists (found at start, or written since): most messages never get one, and neither a load
+  // nor a removal should pay for a failing syscall (and the error object it throws) to find that out.
+  const stateFiles = new Set<string>();
   const msgPath = (id: string): string => join(queueDir, messageFile(id));
 
   const syncDir = async (): Promise<void> => {
@@ -288,6 +291,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     if (id !== undefined) {
       fresh.delete(id);
       forgetBody(id);
+      stateFiles.delete(id);
     }
     let moved = 0;
     const stamp = clock().getTime().toString(36);
@@ -328,7 +332,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       else strange.push(name);
     }
     for (const id of states) {
-      if (!messages.has(id)) {
+      if (messages.has(id)) stateFiles.add(id);
+      else {
         // remove() deletes the message file first: a state file alone is a removal that was cut short
         await unlinkQuiet(statePath(id));
         recovery.removedOrphans++;
@@ -372,7 +377,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       if (errno(err) !== 'ENOENT') throw err;
       existed = false;
     }
-    await unlinkQuiet(statePath(id));
+    if (stateFiles.delete(id)) await unlinkQuiet(statePath(id));
     return existed;
   };
 
@@ -421,10 +426,13 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
   /** The latest state: <id>.json when an attempt wrote one, else the initial state in the message file. */
   const readState = async (id: string): Promise<LoadResult> => {
-    try {
-      return await parseState(id, await fs.readFile(statePath(id)), 'state file');
-    } catch (err) {
-      if (errno(err) !== 'ENOENT') throw err;
+    if (stateFiles.has(id)) {
+      try {
+        return await parseState(id, await fs.readFile(statePath(id)), 'state file');
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw err;
+        stateFiles.delete(id);
+      }
     }
     let fh: SpoolFileHandle;
     try {
@@ -640,6 +648,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         try {
           await writeFileSynced(tmp, Buffer.from(JSON.stringify(next)), 'w');
           await fs.rename(tmp, statePath(id));
+          stateFiles.add(id);
         } catch (err) {
           // What is on disk is unknown now: read it next time.
           fresh.delete(id);
