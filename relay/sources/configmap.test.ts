@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { API_VERSION } from '../../routing/model.ts';
-import { backoffMs, parseTableJson } from './configmap.ts';
+import { parseTableJson } from './configmap.ts';
 
 describe('parseTableJson', () => {
   const base = { apiVersion: API_VERSION, kind: 'RoutingTable', domains: {}, sources: [] };
@@ -18,17 +18,5 @@ describe('parseTableJson', () => {
   it('accepts a table', () => {
     const t = { apiVersion: API_VERSION, kind: 'RoutingTable', domains: {}, sources: [] };
     expect(parseTableJson(JSON.stringify(t))).toEqual(t);
-  });
-});
-
-describe('backoffMs', () => {
-  it.each([
-    [0, 0, 150],
-    [0, 1, 250],
-    [1, 0.5, 400],
-    [10, 0.5, 10_000],
-    [50, 1, 12_500],
-  ])('attempt %i, random %f -> %i ms', (attempt, r, want) => {
-    expect(backoffMs(attempt, 200, 10_000, () => r)).toBe(want);
   });
 });

@@ -3,9 +3,7 @@
 // hands each new revision to `onTable` (the relay's atomic swap). Sharded tables are swapped in only when every
 // shard of the revision has arrived and checks out.
 //
-//   watch (fieldSelector metadata.name=NAME) ──events──> decode ──> (shards? get each) ──> onTable(table, revision)
-//      │ error / close: restart with jittered backoff; 410 Gone: re-get first
-//   periodic re-get (resyncMs) catches anything a watch missed
+//   list + watch of the one ConfigMap (list-watch.ts) ──> decode ──> (shards? get each) ──> onTable(table, revision)
 //   API unreachable: poll the mounted file; a change of its revision is applied (the kubelet only moves forward)
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -13,6 +11,14 @@ import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { errMessage } from '../cluster/heartbeat.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import { checkRoutingTable } from './file.ts';
+import {
+  backoffMs,
+  createTimers,
+  httpCode,
+  startListWatch,
+  watchNamed,
+  type SourceLogger,
+} from './list-watch.ts';
 import {
   assembleShards,
   decodeIndex,
@@ -44,12 +50,6 @@ export interface ConfigMapApi {
     onEvent: (type: string, cm: ConfigMapLike) => void,
     onDone: (err: unknown) => void,
   ): Promise<() => void>;
-}
-
-export interface SourceLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
 }
 
 export interface ConfigMapSourceOptions {
@@ -103,64 +103,6 @@ export function parseTableJson(json: string): RoutingTable | string {
   return errs.length > 0 ? errs.join('; ') : (v as RoutingTable);
 }
 
-/** Jittered exponential backoff: attempt 0 -> ~min, doubling up to max; ±25 %. Pure. */
-export function backoffMs(attempt: number, min: number, max: number, random: () => number): number {
-  const base = Math.min(max, min * 2 ** Math.min(attempt, 30));
-  return Math.round(base * (0.75 + 0.5 * random()));
-}
-
-function httpCode(err: unknown): number | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const code =
-    (err as { code?: unknown; statusCode?: unknown }).code ?? (err as { statusCode?: unknown }).statusCode;
-  return typeof code === 'number' ? code : undefined;
-}
-
-/** The real API through @kubernetes/client-node: readNamespacedConfigMap and a single-object watch. */
-/**
- * Watches the one object called `name` at a collection path (fieldSelector metadata.name, bookmarks on). `onDone` is
- * called exactly once when the watch ends (an ERROR event ends it with the API's code); the returned function aborts.
- * Shared by the ConfigMap source and the credentials Secret watch.
- */
-export async function watchNamed<T>(
-  watcher: Watch,
-  path: string,
-  name: string,
-  resourceVersion: string | undefined,
-  onEvent: (type: string, obj: T) => void,
-  onDone: (err: unknown) => void,
-): Promise<() => void> {
-  let done = false;
-  const finish = (err: unknown): void => {
-    if (done) return;
-    done = true;
-    onDone(err);
-  };
-  const ctl = await watcher.watch(
-    path,
-    {
-      fieldSelector: `metadata.name=${name}`,
-      allowWatchBookmarks: true,
-      ...(resourceVersion !== undefined ? { resourceVersion } : {}),
-    },
-    (type: string, obj: unknown) => {
-      if (type === 'ERROR') {
-        const status = obj as { code?: number; message?: string };
-        finish(
-          Object.assign(new Error(`watch error: ${status.message ?? 'unknown'}`), { code: status.code }),
-        );
-        return;
-      }
-      onEvent(type, obj as T);
-    },
-    (err: unknown) => finish(err ?? undefined),
-  );
-  return () => {
-    done = true;
-    ctl.abort();
-  };
-}
-
 export function configMapApi(kc: KubeConfig): ConfigMapApi {
   const core = kc.makeApiClient(CoreV1Api);
   const watcher = new Watch(kc);
@@ -197,34 +139,21 @@ type Fetched =
 
 export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSource {
   const { namespace, name, api, logger: log } = opts;
-  const resyncMs = opts.resyncMs ?? 60_000;
   const filePollMs = opts.filePollMs ?? 2_000;
   const bmin = opts.backoffMinMs ?? 200;
   const bmax = opts.backoffMaxMs ?? 10_000;
   const random = opts.random ?? Math.random;
 
-  let stopped = false;
   let revision: string | undefined;
   let from: 'api' | 'file' | undefined;
   let apiReachable = false;
   let lastError: string | undefined;
-  let resourceVersion: string | undefined;
-  let abortWatch: (() => void) | undefined;
-  let watchFailures = 0;
   let shardFailures = 0;
   let lastFileRevision: string | undefined;
-  const timers = new Set<NodeJS.Timeout>();
+  const timers = createTimers();
+  const later = timers.later;
   /** Serializes decodes so two events never swap out of order. */
   let chain: Promise<void> = Promise.resolve();
-
-  const later = (ms: number, fn: () => void): void => {
-    if (stopped) return;
-    const t = setTimeout(() => {
-      timers.delete(t);
-      if (!stopped) fn();
-    }, ms);
-    timers.add(t);
-  };
 
   const swap = (table: RoutingTable, rev: string, src: 'api' | 'file'): boolean => {
     if (rev === revision) {
@@ -285,7 +214,7 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
 
   const applyConfigMap = (cm: ConfigMapLike): Promise<void> => {
     const run = async (): Promise<void> => {
-      if (stopped) return;
+      if (timers.stopped) return;
       let r: Fetched;
       try {
         r = await decode(cm);
@@ -311,32 +240,56 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
     return chain;
   };
 
-  const regetAndApply = async (): Promise<boolean> => {
-    try {
-      const listed = await api.list(namespace, name);
-      const cm = listed.cm;
+  // list + watch of the ConfigMap; a failed list means the API server is unreachable: serve and poll the file
+  const loop = startListWatch<ConfigMapLike>({
+    list: async () => {
+      const l = await api.list(namespace, name);
+      return { obj: l.cm, resourceVersion: l.resourceVersion };
+    },
+    watch: (rv, onEvent, onDone) => api.watch(namespace, name, rv, onEvent, onDone),
+    onList: async (cm) => {
       apiReachable = true;
-      resourceVersion = listed.resourceVersion;
       if (cm === undefined) {
         lastError = `ConfigMap ${namespace}/${name} not found`;
         log.warn(
           { configMap: `${namespace}/${name}` },
           'routing: ConfigMap not found; keeping the table being served',
         );
-        return true;
+        return;
       }
       await applyConfigMap(cm);
-      return true;
-    } catch (err) {
+    },
+    onEvent: (type, cm) => {
+      apiReachable = true;
+      if (type === 'ADDED' || type === 'MODIFIED') void applyConfigMap(cm);
+      else if (type === 'DELETED')
+        log.warn(
+          { configMap: `${namespace}/${name}` },
+          'routing: ConfigMap deleted; keeping the table being served',
+        );
+    },
+    onListError: (err) => {
       const wasReachable = apiReachable;
       apiReachable = false;
       lastError = `get ConfigMap ${namespace}/${name}: ${errMessage(err)}`;
       if (wasReachable)
         log.warn({ err: lastError }, 'routing: API server unreachable; polling the mounted file');
       startFilePoll();
-      return false;
-    }
-  };
+    },
+    onWatchError: (err) => {
+      lastError = `watch ${namespace}/${name}: ${errMessage(err)}`;
+      log.warn(
+        { err: errMessage(err), code: httpCode(err) },
+        'routing: ConfigMap watch ended with an error; restarting',
+      );
+    },
+    timers,
+    ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
+    backoffMinMs: bmin,
+    backoffMaxMs: bmax,
+    random,
+  });
+  const regetAndApply = (): Promise<boolean> => loop.relist();
 
   const readFallback = async (): Promise<Fetched | undefined> => {
     if (opts.fallbackFile === undefined) return undefined;
@@ -361,7 +314,7 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
   /** While the API is unreachable, a change of the mounted file's revision means the kubelet saw a newer one. */
   let polling = false;
   const pollFile = async (): Promise<void> => {
-    if (stopped || apiReachable || opts.fallbackFile === undefined) {
+    if (timers.stopped || apiReachable || opts.fallbackFile === undefined) {
       polling = false;
       return;
     }
@@ -379,100 +332,33 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
     later(filePollMs, () => void pollFile());
   }
 
-  const startWatch = async (): Promise<void> => {
-    if (stopped) return;
-    let eventsSeen = false;
-    const started = Date.now();
-    const onDone = (err: unknown): void => {
-      abortWatch = undefined;
-      if (stopped) return;
-      const code = httpCode(err);
-      if (err !== undefined && err !== null) {
-        lastError = `watch ${namespace}/${name}: ${errMessage(err)}`;
-        log.warn({ err: errMessage(err), code }, 'routing: ConfigMap watch ended with an error; restarting');
-      }
-      if (code === 410) resourceVersion = undefined;
-      if (eventsSeen || Date.now() - started > 30_000) watchFailures = 0;
-      const delay = err === undefined || err === null ? 0 : backoffMs(watchFailures++, bmin, bmax, random);
-      later(delay, () => void restart());
-    };
-    try {
-      abortWatch = await api.watch(
-        namespace,
-        name,
-        resourceVersion,
-        (type, cm) => {
-          eventsSeen = true;
-          apiReachable = true;
-          const rv = cm.metadata?.resourceVersion;
-          if (rv !== undefined) resourceVersion = rv;
-          if (type === 'ADDED' || type === 'MODIFIED') void applyConfigMap(cm);
-          else if (type === 'DELETED')
-            log.warn(
-              { configMap: `${namespace}/${name}` },
-              'routing: ConfigMap deleted; keeping the table being served',
-            );
-        },
-        onDone,
-      );
-      if (stopped) abortWatch();
-    } catch (err) {
-      onDone(err);
-    }
-  };
-
-  /** (Re)starts after a watch ended: re-get (so nothing between the two watches is missed), then watch again. */
-  const restart = async (): Promise<void> => {
-    if (stopped) return;
-    const ok = await regetAndApply();
-    if (!ok) {
-      later(backoffMs(watchFailures++, bmin, bmax, random), () => void restart());
-      return;
-    }
-    await startWatch();
-  };
-
   const currentStatus = (): ConfigMapSourceStatus => ({
     revision,
     from,
     apiReachable,
-    watching: abortWatch !== undefined,
+    watching: loop.watching,
     lastError,
   });
-
-  const resync = (): void => {
-    void regetAndApply().finally(() => later(resyncMs, resync));
-  };
 
   return {
     async start(): Promise<ConfigMapSourceStatus> {
       // The file's revision at start: later changes of it while the API is down are newer tables.
       const file = await readFallback();
       if (file?.ok) lastFileRevision = file.revision;
-      const ok = await regetAndApply();
-      if (!ok) {
-        if (file?.ok && file.table !== undefined) {
-          swap(file.table, file.revision, 'file');
-          log.warn(
-            { err: lastError, file: opts.fallbackFile },
-            'routing: API server unreachable at start; serving the mounted file',
-          );
-        }
-        later(backoffMs(watchFailures++, bmin, bmax, random), () => void restart());
-      } else {
-        void startWatch();
+      const ok = await loop.start();
+      if (!ok && file?.ok && file.table !== undefined) {
+        swap(file.table, file.revision, 'file');
+        log.warn(
+          { err: lastError, file: opts.fallbackFile },
+          'routing: API server unreachable at start; serving the mounted file',
+        );
       }
-      later(resyncMs, resync);
       if (revision === undefined && file !== undefined && !file.ok)
         lastError = `${lastError ?? 'no table'}; fallback: ${file.error}`;
       return currentStatus();
     },
     stop() {
-      stopped = true;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      abortWatch?.();
-      abortWatch = undefined;
+      loop.stop();
     },
     status: currentStatus,
   };

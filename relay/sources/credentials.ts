@@ -3,12 +3,11 @@
 // The relay reads it by name only (list + watch with fieldSelector metadata.name, allowed by resourceNames), so it
 // needs no access to Secrets in the MailDomains' namespaces.
 //
-//   list (fieldSelector metadata.name=NAME) ──> parse ──> onCredentials(map) ──> watch from the list's resourceVersion
-//      │ watch error / close: re-list and watch again with jittered backoff; periodic re-list catches anything missed
+//   list + watch of the one Secret (list-watch.ts) ──> parse ──> onCredentials(map)
 import { CoreV1Api, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { errMessage } from '../cluster/heartbeat.ts';
 import { parseCredentialsData, type Credentials } from '../../operator/credentials-secret.ts';
-import { backoffMs, watchNamed, type SourceLogger } from './configmap.ts';
+import { createTimers, startListWatch, watchNamed, type SourceLogger } from './list-watch.ts';
 
 export interface SecretObject {
   metadata?: { name?: string; resourceVersion?: string } | undefined;
@@ -46,9 +45,7 @@ export function credentialsApi(kc: KubeConfig): CredentialsApi {
         `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
         name,
         resourceVersion,
-        (type, secret) => {
-          if (type !== 'BOOKMARK') onEvent(type, secret);
-        },
+        onEvent,
         onDone,
       ),
   };
@@ -76,24 +73,7 @@ export interface CredentialsWatch {
 
 export function startCredentialsWatch(opts: CredentialsWatchOptions): CredentialsWatch {
   const { namespace, name, api, logger: log } = opts;
-  const bmin = opts.backoffMinMs ?? 200;
-  const bmax = opts.backoffMaxMs ?? 10_000;
-  const random = opts.random ?? Math.random;
-  const resyncMs = opts.resyncMs ?? 60_000;
-  let stopped = false;
-  let resourceVersion: string | undefined;
-  let abortWatch: (() => void) | undefined;
-  let failures = 0;
   let lastSignature: string | undefined;
-  const timers = new Set<NodeJS.Timeout>();
-  const later = (ms: number, fn: () => void): void => {
-    if (stopped) return;
-    const t = setTimeout(() => {
-      timers.delete(t);
-      if (!stopped) fn();
-    }, ms);
-    timers.add(t);
-  };
 
   const apply = (secret: SecretObject | undefined): void => {
     const { secrets, errors } = parseCredentialsData(secret?.data);
@@ -110,76 +90,37 @@ export function startCredentialsWatch(opts: CredentialsWatchOptions): Credential
     );
   };
 
-  const list = async (): Promise<boolean> => {
-    try {
+  const loop = startListWatch<SecretObject>({
+    list: async () => {
       const l = await api.list(namespace, name);
-      resourceVersion = l.resourceVersion;
-      apply(l.secret);
-      return true;
-    } catch (err) {
+      return { obj: l.secret, resourceVersion: l.resourceVersion };
+    },
+    watch: (rv, onEvent, onDone) => api.watch(namespace, name, rv, onEvent, onDone),
+    onList: apply,
+    onEvent: (type, s) => {
+      if (type === 'ADDED' || type === 'MODIFIED') apply(s);
+      else if (type === 'DELETED') apply(undefined);
+    },
+    onListError: (err) =>
       log.warn(
         { secret: `${namespace}/${name}`, err: errMessage(err) },
         'credentials: list failed; retrying',
-      );
-      return false;
-    }
-  };
-
-  const watch = async (): Promise<void> => {
-    if (stopped) return;
-    const onDone = (err: unknown): void => {
-      abortWatch = undefined;
-      if (stopped) return;
-      if (err !== undefined && err !== null)
-        log.warn({ err: errMessage(err) }, 'credentials: watch ended with an error; restarting');
-      const delay = err === undefined || err === null ? 0 : backoffMs(failures++, bmin, bmax, random);
-      later(delay, () => void restart());
-    };
-    try {
-      abortWatch = await api.watch(
-        namespace,
-        name,
-        resourceVersion,
-        (type, s) => {
-          failures = 0;
-          if (s.metadata?.resourceVersion !== undefined) resourceVersion = s.metadata.resourceVersion;
-          if (type === 'ADDED' || type === 'MODIFIED') apply(s);
-          else if (type === 'DELETED') apply(undefined);
-        },
-        onDone,
-      );
-      if (stopped) abortWatch();
-    } catch (err) {
-      onDone(err);
-    }
-  };
-
-  /** Re-list (nothing between two watches is missed), then watch again. */
-  const restart = async (): Promise<void> => {
-    if (stopped) return;
-    if (!(await list())) {
-      later(backoffMs(failures++, bmin, bmax, random), () => void restart());
-      return;
-    }
-    await watch();
-  };
-
-  const resync = (): void => {
-    void list().finally(() => later(resyncMs, resync));
-  };
+      ),
+    onWatchError: (err) =>
+      log.warn({ err: errMessage(err) }, 'credentials: watch ended with an error; restarting'),
+    timers: createTimers(),
+    ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
+    ...(opts.backoffMinMs !== undefined ? { backoffMinMs: opts.backoffMinMs } : {}),
+    ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+    ...(opts.random !== undefined ? { random: opts.random } : {}),
+  });
 
   return {
     async start() {
-      if (await list()) void watch();
-      else later(backoffMs(failures++, bmin, bmax, random), () => void restart());
-      later(resyncMs, resync);
+      await loop.start();
     },
     stop() {
-      stopped = true;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      abortWatch?.();
-      abortWatch = undefined;
+      loop.stop();
     },
   };
 }
