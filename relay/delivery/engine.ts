@@ -63,7 +63,7 @@ export interface DeliveryOptions {
   stopTimeoutMs?: number;
   /** Messages loaded from the spool at the same time. Default 64. */
   loadConcurrency?: number;
-  /** How long a result waits for the other legs of its message before it is written. Default 50 ms. */
+  /** How long a result waits for the other legs of its message before it is written. Default 5 ms. */
   resultCoalesceMs?: number;
   /**
    * After a destination could not be reached at all, other transactions to it are deferred without connecting for
@@ -277,7 +277,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const resolver = opts.resolver ?? systemResolver;
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const loadConcurrency = opts.loadConcurrency ?? 64;
-  const resultCoalesceMs = opts.resultCoalesceMs ?? 50;
+  const resultCoalesceMs = opts.resultCoalesceMs ?? 5;
   const destinationBackoffMs =
     opts.destinationBackoffMs ?? Math.min(opts.retryScheduleMs[0] ?? 60_000, 60_000);
   const connectionShare = Math.max(1, opts.connectionShare ?? 1);

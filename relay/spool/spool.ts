@@ -245,12 +245,11 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   };
 
-  /** Writes a whole small file under tmp and fsyncs it (no rename). */
-  const writeFileSynced = async (path: string, data: Uint8Array, flags: string): Promise<void> => {
-    const fh = await fs.open(path, flags, 0o600);
+  /** Writes a whole small file (no fsync, no rename). */
+  const writeFileWhole = async (path: string, data: Uint8Array): Promise<void> => {
+    const fh = await fs.open(path, 'w', 0o600);
     try {
       await writeAll(fh, data);
-      await fh.sync();
     } finally {
       await fh.close();
     }
@@ -386,17 +385,16 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     return { ok: false, reason: 'corrupt', error: why };
   };
 
-  /** Parses and checks state JSON; a problem quarantines the message. */
-  const parseState = async (id: string, raw: Buffer, what: string): Promise<LoadResult> => {
+  /** Parses and checks state JSON; a string names the problem. */
+  const parseState = (id: string, raw: Buffer, what: string): SpoolState | string => {
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw.toString('utf8'));
     } catch (err) {
-      return quarantineMessage(id, `${what} is not JSON: ${asError(err).message}`);
+      return `${what} is not JSON: ${asError(err).message}`;
     }
     const checked = checkState(parsed, id);
-    if (typeof checked === 'string') return quarantineMessage(id, `${what} is malformed: ${checked}`);
-    return { ok: true, state: checked };
+    return typeof checked === 'string' ? `${what} is malformed: ${checked}` : checked;
   };
 
   /** Reads exactly length bytes at position (fewer only at the end of the file). */
@@ -427,11 +425,24 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   /** The latest state: <id>.json when an attempt wrote one, else the initial state in the message file. */
   const readState = async (id: string): Promise<LoadResult> => {
     if (stateFiles.has(id)) {
+      let raw: Buffer | undefined;
       try {
-        return await parseState(id, await fs.readFile(statePath(id)), 'state file');
+        raw = await fs.readFile(statePath(id));
       } catch (err) {
         if (errno(err) !== 'ENOENT') throw err;
         stateFiles.delete(id);
+      }
+      if (raw !== undefined) {
+        const st = parseState(id, raw, 'state file');
+        if (typeof st !== 'string') return { ok: true, state: st };
+        // State files are not fsynced (update()): after a machine crash one may be empty or cut short. The message
+        // file still holds the initial state, so the message goes on from there (legs already delivered are
+        // delivered again: at-least-once); the unreadable file is kept in quarantine/ for inspection.
+        await moveToQuarantine(
+          [stateFile(id)],
+          `${st}; going on from the initial state in the message file`,
+          id,
+        );
       }
     }
     let fh: SpoolFileHandle;
@@ -448,10 +459,11 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       await fh.close();
     }
     if (!layout.ok) return quarantineMessage(id, layout.why);
-    const r = await parseState(id, layout.state ?? Buffer.alloc(0), 'initial state');
-    if (r.ok && r.state.size !== layout.bodySize)
-      return quarantineMessage(id, `initial state: size ${r.state.size}, body ${layout.bodySize} bytes`);
-    return r;
+    const st = parseState(id, layout.state ?? Buffer.alloc(0), 'initial state');
+    if (typeof st === 'string') return quarantineMessage(id, st);
+    if (st.size !== layout.bodySize)
+      return quarantineMessage(id, `initial state: size ${st.size}, body ${layout.bodySize} bytes`);
+    return { ok: true, state: st };
   };
 
   const spool: Spool = {
@@ -646,7 +658,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         }
         const tmp = join(queueDir, `${stateFile(id)}${TEMP_EXT}`);
         try {
-          await writeFileSynced(tmp, Buffer.from(JSON.stringify(next)), 'w');
+          // Not fsynced: a process crash keeps it (the page cache survives); a machine crash may lose it or leave it
+          // cut short, and then the message goes on from an older state (readState), which repeats attempts at
+          // worst. An fsync here would cost a journal commit per delivery result.
+          await writeFileWhole(tmp, Buffer.from(JSON.stringify(next)));
           await fs.rename(tmp, statePath(id));
           stateFiles.add(id);
         } catch (err) {

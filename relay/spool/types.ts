@@ -96,9 +96,11 @@ export interface Spool extends SpoolWriter {
   /** Reads one state file. A file that does not parse is quarantined (and logged) and reported as corrupt. */
   load(id: string): Promise<LoadResult>;
   /**
-   * Read-modify-write of one state file, serialized per id: write tmp, fsync, rename. The directory is not fsynced:
-   * losing the rename in a crash only means an attempt is repeated (at-least-once). When change returns null the
-   * message is removed instead (resolves null). Resolves undefined when the message is gone.
+   * Read-modify-write of the message's state file, serialized per id: write tmp, rename. Neither the file nor the
+   * directory is fsynced: a process crash keeps the update; a machine crash may lose it or leave the file cut short,
+   * and then the message goes on from an older state (at worst the initial one in the message file), so attempts are
+   * repeated (at-least-once), never lost. When change returns null the message is removed instead (resolves null).
+   * Resolves undefined when the message is gone.
    */
   update(
     id: string,
