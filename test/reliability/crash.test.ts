@@ -1,5 +1,7 @@
 // Crash rounds: kill -9 of the real relay process (node bin/mailroute.js relay) at a random point under dual load,
-// N rounds, each restart on the same spool. Load: nodemailer pooled clients and raw-socket clients sending one
+// N rounds, each restart on the same spool. Odd rounds run the relay as it runs by default (one process); even rounds
+// run it with --workers 2 and first kill one worker (the primary restarts it), then the whole process tree; the next
+// single-process round adopts the worker folder's queue (relay/spool/adopt.ts). Load: nodemailer pooled clients and raw-socket clients sending one
 // message per connection. Deliveries are in flight when the kill comes (the destinations answer after a random
 // delay). After the last round one more relay drains the spool: every message that was answered 250 must have
 // reached both legs (primary and copy); duplicates are counted and reported, never a loss.
@@ -65,7 +67,8 @@ describe('crash: kill -9 at random points under dual load', () => {
 
     for (let round = 1; round <= ROUNDS; round++) {
       const roundStart = Date.now();
-      const relay = await spawnRelay(relayArgs(dir));
+      const withWorkers = round % 2 === 0;
+      const relay = await spawnRelay(relayArgs(dir, withWorkers ? ['--workers', '2'] : []));
       children.push(relay);
       startMs.push(Date.now() - roundStart);
       let stop = false;
@@ -127,9 +130,9 @@ describe('crash: kill -9 at random points under dual load', () => {
         }
       };
       const load = [pooled(), pooled(), pooled(), raw(), raw()];
-      // Every other round one worker process is killed first, at a random point; the primary restarts it and the
-      // relay goes on serving (its queue is recovered by the new worker).
-      if (round % 2 === 0) {
+      // With workers, one worker process is killed first, at a random point; the primary restarts it and the relay
+      // goes on serving (its queue is recovered by the new worker).
+      if (withWorkers) {
         const at = acked.size + 3 + Math.floor(Math.random() * 15);
         await waitFor(() => acked.size >= at, { timeoutMs: 30_000, what: `${at} acknowledged messages` });
         const workers = (await processTree(relay.pid)).slice(1);
@@ -200,6 +203,7 @@ describe('crash: kill -9 at random points under dual load', () => {
     };
     report('crash', figures);
     expect(acked.size).toBeGreaterThanOrEqual(ROUNDS * 5);
+    expect(workerKills).toBe(Math.floor(ROUNDS / 2));
     expect(figures.lostPrimary).toBe(0);
     expect(figures.lostCopy).toBe(0);
     expect(figures.bounces).toBe(0);
