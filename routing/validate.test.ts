@@ -281,6 +281,26 @@ describe('validateObject: invalid input names the field', () => {
   });
 });
 
+describe('validateObject: values that are not JSON data (found by routing/parse.fuzz.test.ts)', () => {
+  it('an array with an own "constructor" property is validated as the JSON it stands for, without throwing', () => {
+    const list = [
+      { name: 'old', host: 'mail.old.example' },
+      { name: 'new', host: '192.0.2.10' },
+    ];
+    Object.defineProperty(list, 'constructor', { value: 70000, enumerable: true });
+    const r = validateObject(md({ domain: 'example.com', servers: list }));
+    expect(r.ok).toBe(true);
+  });
+  it.each([
+    ['a BigInt', { a: 1n }, /^not JSON data: .*BigInt/],
+    ['a cycle', (() => { const o: Record<string, unknown> = {}; o.self = o; return o; })(), /^not JSON data: .*circular/], // prettier-ignore
+  ])('%s is refused with a message, not thrown', (_what, extra, want) => {
+    const r = validateObject(md({ domain: 'example.com', servers }, { x: extra }));
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.errors[0]?.message).toMatch(want);
+  });
+});
+
 describe('CEL predicates', () => {
   it('domain immutability is checked only with an old object', () => {
     const old = validateObject(md({ domain: 'example.com', servers }));

@@ -189,7 +189,15 @@ export function validateObject(raw: unknown, old?: MailrouteObject): ValidateRes
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { ok: false, errors: [{ path: '', message: `a manifest must be a mapping, got ${show(raw)}` }] };
   }
-  const doc = structuredClone(raw) as Record<string, Json>;
+  // A JSON copy, not structuredClone: only what JSON can carry survives (array indices, own enumerable keys), so
+  // an array with extra own properties (say a "constructor" key, which breaks Array.prototype.map) or a value JSON
+  // cannot hold is refused or dropped here instead of throwing later. YAML and the API server only give JSON data.
+  let doc: Record<string, Json>;
+  try {
+    doc = JSON.parse(JSON.stringify(raw)) as Record<string, Json>;
+  } catch (err) {
+    return { ok: false, errors: [{ path: '', message: `not JSON data: ${(err as Error).message}` }] };
+  }
   const { apiVersion, kind } = doc;
   if (isKind(kind) && apiVersion !== API_VERSION) {
     return {
