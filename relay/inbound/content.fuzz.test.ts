@@ -25,8 +25,13 @@ const limits = (bareLf: BareLfMode, over: Partial<ContentLimits> = {}): ContentL
 
 type Outcome = { ok: true; out: Buffer } | { ok: false; code: number; enhanced: string; reason: string };
 
-function scan(input: Buffer, l: ContentLimits, cuts: number[]): { outcome: Outcome; received: number } {
-  const s = new ContentScanner(l);
+function scan(
+  input: Buffer,
+  l: ContentLimits,
+  cuts: number[],
+  byteByByte = false,
+): { outcome: Outcome; received: number } {
+  const s = new ContentScanner(l, { byteByByte });
   const points = [
     0,
     ...[...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b),
@@ -72,6 +77,26 @@ const message = fc.oneof(
     .map((lines) => Buffer.from(`${lines.join('\r\n')}\r\n`, 'latin1')),
 );
 const cuts = fc.array(fc.nat(), { maxLength: 8 });
+/** A header section, an empty line, then body lines with hostile fragments: what the body fast path sees. */
+const withBody = fc
+  .tuple(
+    fc.constantFrom('', 'Subject: x\r\n', 'Received: a\r\nReceived: b\r\n'),
+    fc.array(
+      fc.oneof(
+        { weight: 4, arbitrary: fc.string({ maxLength: 80 }) },
+        {
+          weight: 2,
+          arbitrary: fc.constantFrom('x'.repeat(199), 'x'.repeat(200), 'x'.repeat(201), 'Received: y'),
+        },
+        { weight: 2, arbitrary: fc.constantFrom('\n', '\r', '\0', 'a\rb', 'a\nb', '\r\r\n', '.', '') },
+      ),
+      { maxLength: 30 },
+    ),
+    fc.boolean(),
+  )
+  .map(([head, lines, crlfEnd]) =>
+    Buffer.from(`${head}\r\n${lines.join('\r\n')}${crlfEnd ? '\r\n' : ''}`, 'latin1'),
+  );
 
 const hasBare = (b: Buffer): boolean => {
   for (let i = 0; i < b.length; i++) {
@@ -91,6 +116,17 @@ describe('ContentScanner (fuzz)', { timeout: 300_000 }, () => {
           expect(split.outcome).toEqual(whole.outcome);
         }),
         { numRuns: RUNS },
+      );
+    });
+  }
+
+  for (const mode of ['reject', 'normalize'] as const) {
+    it(`${mode}: the body fast path gives exactly the byte-by-byte verdict, output and Received count`, () => {
+      fc.assert(
+        fc.property(fc.oneof(withBody, message), cuts, (input, c) => {
+          expect(scan(input, limits(mode), c)).toEqual(scan(input, limits(mode), c, true));
+        }),
+        { numRuns: RUNS * 3 },
       );
     });
   }

@@ -1,0 +1,83 @@
+// nodemailer's SMTP DATA encoder (smtp-connection/data-stream.js) is patched (patches/nodemailer+10.6.1.patch) to
+// visit only the bytes that can need an insert (CR, LF, dot) instead of every byte. This checks the patched stream
+// against the original per-byte algorithm, copied here as the reference, on random bytes split at random points.
+import { join } from 'node:path';
+import type { Transform } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+
+const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
+
+type DataStreamClass = new () => Transform;
+const dataStreamUrl = pathToFileURL(
+  join(import.meta.dirname, '../../node_modules/nodemailer/dist/esm/smtp-connection/data-stream.js'),
+).href;
+const { default: DataStream } = (await import(dataStreamUrl)) as { default: DataStreamClass };
+
+/** The unpatched algorithm of nodemailer 10.6.1, byte by byte, over the whole input (then the final dot line). */
+function reference(input: Buffer): Buffer {
+  const out: number[] = [];
+  let prev: number | false = false;
+  for (const byte of input) {
+    if (prev === 0x0d && byte !== 0x0a) out.push(...(byte === 0x2e ? [0x0a, 0x2e] : [0x0a]));
+    else if (byte === 0x0a && prev !== 0x0d) out.push(0x0d);
+    else if (byte === 0x2e && (prev === 0x0a || prev === false)) out.push(0x2e);
+    out.push(byte);
+    prev = byte;
+  }
+  const end = prev === 0x0a ? '.\r\n' : prev === 0x0d ? '\n.\r\n' : '\r\n.\r\n';
+  return Buffer.concat([Buffer.from(out), Buffer.from(end)]);
+}
+
+async function patched(input: Buffer, cuts: number[]): Promise<Buffer> {
+  const s = new DataStream();
+  const parts: Buffer[] = [];
+  s.on('data', (c: Buffer) => parts.push(c));
+  const done = new Promise<void>((resolve, reject) => {
+    s.once('end', resolve);
+    s.once('error', reject);
+  });
+  const points = [...new Set([0, ...cuts.map((c) => c % (input.length + 1)), input.length])].sort(
+    (a, b) => a - b,
+  );
+  for (let i = 0; i < points.length - 1; i++) s.write(input.subarray(points[i], points[i + 1]));
+  s.end();
+  await done;
+  return Buffer.concat(parts);
+}
+
+const byte = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(0x0d, 0x0a, 0x2e) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
+);
+
+describe('nodemailer DATA encoder (patched)', () => {
+  it('gives exactly the bytes of the original per-byte algorithm, however the input is split', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(byte, { maxLength: 300 }).map((a) => Buffer.from(a)),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        async (input, cuts) => {
+          expect((await patched(input, cuts)).equals(reference(input))).toBe(true);
+        },
+      ),
+      { numRuns: RUNS * 10 },
+    );
+  });
+
+  it.each([
+    ['a dot at the start of the data', '.hidden\r\n', '..hidden\r\n.\r\n'],
+    ['a dot line in the middle', 'a\r\n.\r\nb\r\n', 'a\r\n..\r\nb\r\n.\r\n'],
+    ['bare LF and bare CR', 'a\nb\rc', 'a\r\nb\r\nc\r\n.\r\n'],
+    ['a bare CR before a dot', 'a\r.b', 'a\r\n..b\r\n.\r\n'],
+    ['no line break at the end', 'abc', 'abc\r\n.\r\n'],
+  ])('%s', async (_what, input, want) => {
+    expect((await patched(Buffer.from(input, 'latin1'), [])).toString('latin1')).toBe(want);
+  });
+
+  it('is the patched version (visits candidates, not every byte)', () => {
+    const proto = DataStream.prototype as unknown as { _transform: (...args: unknown[]) => void };
+    expect(proto._transform.toString()).toContain('nextDot');
+  });
+});
