@@ -14,6 +14,7 @@ import { openSpool } from '../relay/spool/spool.ts';
 import type { EnvelopeMeta } from '../relay/spool/types.ts';
 import { createRelayMetrics } from '../relay/telemetry/metrics.ts';
 import type { ServerRoute } from '../routing/model.ts';
+import { deliveryOptions, envelope } from '../test/support/delivery.ts';
 
 const total = Number(process.argv[2] ?? 5000);
 const concurrency = Number(process.argv[3] ?? 20);
@@ -50,55 +51,35 @@ const logger = pino({ level: 'warn' });
 const metrics = createRelayMetrics(new Registry(), false);
 try {
   const spool = await openSpool({ dir, logger });
-  const engine = startDelivery({
-    spool,
-    logger,
-    metrics,
-    retryScheduleMs: [1000],
-    maxQueueLifetimeMs: 3_600_000,
-    hostname: 'bench.test',
-    credentials: () => Promise.resolve(undefined),
-    route: (r) => ({
-      verdict: 'reject',
-      recipient: r,
-      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
-      legs: [],
-    }),
-  });
+  const engine = startDelivery(deliveryOptions(spool, { logger, hostname: 'bench.test', metrics }));
   const body = Buffer.concat([
     Buffer.from('Subject: bench\r\n\r\n'),
     Buffer.alloc(size, 'x'),
     Buffer.from('\r\n'),
   ]);
-  const meta = (i: number): EnvelopeMeta => ({
-    mailFrom: 'bench@sender.example',
-    recipients: [
-      {
-        recipient: `u${i}@example.com`,
-        legs: [
-          {
-            server: server('old', sinks[0]!.port),
-            recipient: `u${i}@example.com`,
-            role: 'primary',
-            bounces: 'Notify',
-          },
-          {
-            server: server('new', sinks[1]!.port),
-            recipient: `u${i}@copy.example`,
-            role: 'copy',
-            bounces: 'Suppress',
-          },
-        ],
-      },
-    ],
-    clientAddress: '127.0.0.1',
-    clientHostname: 'bench',
-    helo: 'bench',
-    receivedAt: new Date().toISOString(),
-    revision: 'bench',
-    smtputf8: false,
-    body8bit: false,
-  });
+  const meta = (i: number): EnvelopeMeta =>
+    envelope(
+      [
+        {
+          recipient: `u${i}@example.com`,
+          legs: [
+            {
+              server: server('old', sinks[0]!.port),
+              recipient: `u${i}@example.com`,
+              role: 'primary',
+              bounces: 'Notify',
+            },
+            {
+              server: server('new', sinks[1]!.port),
+              recipient: `u${i}@copy.example`,
+              role: 'copy',
+              bounces: 'Suppress',
+            },
+          ],
+        },
+      ],
+      { mailFrom: 'bench@sender.example' },
+    );
   const acceptMs: number[] = [];
   const t0 = performance.now();
   let next = 0;

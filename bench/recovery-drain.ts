@@ -7,12 +7,11 @@ import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Registry } from 'prom-client';
 import { startDelivery } from '../relay/delivery/engine.ts';
 import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
 import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
-import { createRelayMetrics } from '../relay/telemetry/metrics.ts';
 import type { ServerRoute } from '../routing/model.ts';
+import { deliveryOptions, envelope } from '../test/support/delivery.ts';
 
 const n = Number(process.argv[2] ?? 20_000);
 const freePort = (): Promise<number> =>
@@ -54,9 +53,8 @@ try {
         const r = `u${i + k}@example.com`;
         const state = initialState(
           id,
-          {
-            mailFrom: 'bench@sender.example',
-            recipients: [
+          envelope(
+            [
               {
                 recipient: r,
                 legs: [
@@ -65,14 +63,8 @@ try {
                 ],
               },
             ],
-            clientAddress: '127.0.0.1',
-            clientHostname: 'bench',
-            helo: 'bench',
-            receivedAt: new Date().toISOString(),
-            revision: 'bench',
-            smtputf8: false,
-            body8bit: false,
-          },
+            { mailFrom: 'bench@sender.example' },
+          ),
           body.length,
         );
         await writeFile(join(dir, 'queue', messageFile(id)), encodeMessageFile(body, state));
@@ -83,21 +75,7 @@ try {
   const base = process.memoryUsage().rss;
   const t0 = performance.now();
   const spool = await openSpool({ dir, logger });
-  const engine = startDelivery({
-    spool,
-    logger,
-    metrics: createRelayMetrics(new Registry(), false),
-    retryScheduleMs: [1000],
-    maxQueueLifetimeMs: 3_600_000,
-    hostname: 'bench.test',
-    credentials: () => Promise.resolve(undefined),
-    route: (r) => ({
-      verdict: 'reject',
-      recipient: r,
-      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
-      legs: [],
-    }),
-  });
+  const engine = startDelivery(deliveryOptions(spool, { logger, hostname: 'bench.test' }));
   await engine.ready;
   const readyMs = performance.now() - t0;
   let peak = base;

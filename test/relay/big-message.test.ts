@@ -11,6 +11,7 @@ import { RawSmtp } from './raw-client.ts';
 import {
   dualDomain,
   httpGet,
+  loopbackRelayArgs,
   metricValue,
   spawnRelay,
   tempDir,
@@ -51,24 +52,9 @@ describe('large messages', () => {
       },
       { what: 'smtp-sink to listen' },
     );
-    relay = await spawnRelay([
-      '--manifests',
-      join(dir, 'manifests'),
-      '--spool',
-      join(dir, 'spool'),
-      '--listen',
-      '127.0.0.1:0',
-      '--http',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
-      '--greeting-delay',
-      '0',
-      '--max-message-size',
-      String(64 * MiB),
-      '--log-level',
-      'info',
-    ]);
+    relay = await spawnRelay(
+      loopbackRelayArgs(dir, ['--max-message-size', String(64 * MiB), '--log-level', 'info']),
+    );
   });
   afterAll(() => {
     relay?.kill('SIGKILL');

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, type QueueIo } from '../../cli/commands/queue.ts';
 import { startAdminServer, type AdminServer } from '../../relay/admin/server.ts';
@@ -13,8 +12,8 @@ import { startDelivery, type DeliveryEngine } from '../../relay/delivery/engine.
 import { openSpool } from '../../relay/spool/spool.ts';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
 import type { Spool } from '../../relay/spool/types.ts';
-import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { deliveryOptions, envelope } from '../support/delivery.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: 'silent' });
@@ -56,22 +55,13 @@ beforeAll(async () => {
   copy = await startSmtpPeer('zoho');
   await copy.down();
   spool = await openSpool({ dir, logger });
-  engine = startDelivery({
-    spool,
-    logger,
-    metrics: createRelayMetrics(new Registry(), false),
-    retryScheduleMs: [60_000],
-    maxQueueLifetimeMs: 3_600_000,
-    hostname: 'relay.test',
-    credentials: () => Promise.resolve(undefined),
-    route: (r) => ({
-      verdict: 'reject',
-      recipient: r,
-      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
-      legs: [],
+  engine = startDelivery(
+    deliveryOptions(spool, {
+      logger,
+      retryScheduleMs: [60_000],
+      timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
     }),
-    timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
-  });
+  );
   admin = await startAdminServer({ listen: { host: '127.0.0.1', port: 0 }, spool, engine, logger });
   adminArg = `127.0.0.1:${admin.address.port}`;
   const legs = (r: string): Leg[] => [
@@ -80,17 +70,7 @@ beforeAll(async () => {
   ];
   for (const rcpts of [['bob@example.com'], ['carol@example.com', 'dave@example.com']]) {
     const res = await spool.accept(
-      {
-        mailFrom: 'alice@sender.example',
-        recipients: rcpts.map((r) => ({ recipient: r, legs: legs(r) })),
-        clientAddress: '127.0.0.1',
-        clientHostname: 'l',
-        helo: 'x',
-        receivedAt: new Date().toISOString(),
-        revision: 't',
-        smtputf8: false,
-        body8bit: false,
-      },
+      envelope(rcpts.map((r) => ({ recipient: r, legs: legs(r) }))),
       Readable.from(['Subject: admin\r\n\r\nhi\r\n']),
     );
     if (!res.ok) throw res.error;

@@ -7,14 +7,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDelivery, type DeliveryEngine } from '../../relay/delivery/engine.ts';
 import { openSpool } from '../../relay/spool/spool.ts';
 import type { Spool } from '../../relay/spool/types.ts';
-import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import type { ServerRoute, TlsMode } from '../../routing/model.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { deliveryOptions, envelope } from '../support/delivery.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: 'silent' });
@@ -37,29 +36,21 @@ beforeAll(async () => {
   plainPeer = await startSmtpPeer('plain');
   authPeer = await startSmtpPeer('auth', {}, undefined, { auth: { user: 'relay', pass: 's3cret' } });
   spool = await openSpool({ dir: join(dir, 'spool'), logger });
-  engine = startDelivery({
-    spool,
-    logger,
-    metrics: createRelayMetrics(new Registry(), false),
-    retryScheduleMs: [60_000],
-    maxQueueLifetimeMs: 3_600_000,
-    hostname: 'relay.test',
-    credentials: (ref) =>
-      Promise.resolve(
-        ref.name === 'good'
-          ? { user: 'relay', pass: 's3cret' }
-          : ref.name === 'wrong'
-            ? { user: 'relay', pass: 'nope' }
-            : undefined,
-      ),
-    route: (r) => ({
-      verdict: 'reject',
-      recipient: r,
-      reply: { code: 554, enhanced: '5.7.1', text: 'no' },
-      legs: [],
+  engine = startDelivery(
+    deliveryOptions(spool, {
+      logger,
+      retryScheduleMs: [60_000],
+      credentials: (ref) =>
+        Promise.resolve(
+          ref.name === 'good'
+            ? { user: 'relay', pass: 's3cret' }
+            : ref.name === 'wrong'
+              ? { user: 'relay', pass: 'nope' }
+              : undefined,
+        ),
+      timeouts: { connectionMs: 3000, greetingMs: 3000, socketMs: 5000 },
     }),
-    timeouts: { connectionMs: 3000, greetingMs: 3000, socketMs: 5000 },
-  });
+  );
 });
 
 afterAll(async () => {
@@ -78,19 +69,9 @@ async function send(rcpt: string, server: Partial<ServerRoute> & { port: number 
     ...server,
   };
   const r = await spool.accept(
-    {
-      mailFrom: 'alice@sender.example',
-      recipients: [
-        { recipient: rcpt, legs: [{ server: s, recipient: rcpt, role: 'primary', bounces: 'Notify' }] },
-      ],
-      clientAddress: '127.0.0.1',
-      clientHostname: 'l',
-      helo: 'x',
-      receivedAt: new Date().toISOString(),
-      revision: 't',
-      smtputf8: false,
-      body8bit: false,
-    },
+    envelope([
+      { recipient: rcpt, legs: [{ server: s, recipient: rcpt, role: 'primary', bounces: 'Notify' }] },
+    ]),
     Readable.from(['Subject: tls\r\n\r\nbody\r\n']),
   );
   if (!r.ok) throw r.error;

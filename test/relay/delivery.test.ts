@@ -15,6 +15,7 @@ import { openSpool } from '../../relay/spool/spool.ts';
 import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
 import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { deliveryOptions, envelope } from '../support/delivery.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -95,20 +96,19 @@ async function harness(
   const start = async (o: Partial<DeliveryOptions>): Promise<void> => {
     state.spool = await openSpool({ dir, logger });
     state.metrics = createRelayMetrics(new Registry(), false);
-    state.engine = startDelivery({
-      spool: state.spool,
-      logger,
-      metrics: state.metrics,
-      retryScheduleMs: [50],
-      maxQueueLifetimeMs: 60_000,
-      hostname: 'relay.test',
-      credentials: () => Promise.resolve(undefined),
-      route,
-      timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
-      stopTimeoutMs: 2000,
-      ...overrides,
-      ...o,
-    });
+    state.engine = startDelivery(
+      deliveryOptions(state.spool, {
+        logger,
+        metrics: state.metrics,
+        retryScheduleMs: [50],
+        maxQueueLifetimeMs: 60_000,
+        route,
+        timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
+        stopTimeoutMs: 2000,
+        ...overrides,
+        ...o,
+      }),
+    );
     await state.engine.ready;
   };
   await start({});
@@ -119,17 +119,10 @@ async function harness(
     senderBox,
     legs,
     async accept(rcpts = ['bob@example.com'], mailFrom = 'alice@sender.example', body = MESSAGE) {
-      const meta: EnvelopeMeta = {
-        mailFrom,
-        recipients: rcpts.map((r) => ({ recipient: r, legs: legs(r) })),
-        clientAddress: '127.0.0.1',
-        clientHostname: 'localhost',
-        helo: 'client.example',
-        receivedAt: new Date().toISOString(),
-        revision: 'test',
-        smtputf8: false,
-        body8bit: false,
-      };
+      const meta = envelope(
+        rcpts.map((r) => ({ recipient: r, legs: legs(r) })),
+        { mailFrom },
+      );
       const r = await state.spool.accept(meta, Readable.from([Buffer.from(body)]));
       if (!r.ok) throw r.error;
       state.engine.notify(r.id);
@@ -208,36 +201,18 @@ describe('delivery engine', () => {
           return next;
         }),
     };
-    const engine = startDelivery({
-      spool: counting,
-      logger,
-      metrics: createRelayMetrics(new Registry(), false),
-      retryScheduleMs: [50],
-      maxQueueLifetimeMs: 60_000,
-      hostname: 'relay.test',
-      credentials: () => Promise.resolve(undefined),
-      route: (r) => ({
-        verdict: 'reject',
-        recipient: r,
-        reply: { code: 554, enhanced: '5.7.1', text: 'no' },
-        legs: [],
+    const engine = startDelivery(
+      deliveryOptions(counting, {
+        logger,
+        retryScheduleMs: [50],
+        maxQueueLifetimeMs: 60_000,
+        resultCoalesceMs: 5000,
       }),
-      resultCoalesceMs: 5000,
-    });
+    );
     cleanups.push(() => engine.stop());
     for (let i = 0; i < 5; i++) {
       const r = await inner.accept(
-        {
-          mailFrom: 'alice@sender.example',
-          recipients: [{ recipient: `u${i}@example.com`, legs: h.legs(`u${i}@example.com`) }],
-          clientAddress: '127.0.0.1',
-          clientHostname: 'l',
-          helo: 'x',
-          receivedAt: new Date().toISOString(),
-          revision: 't',
-          smtputf8: false,
-          body8bit: false,
-        },
+        envelope([{ recipient: `u${i}@example.com`, legs: h.legs(`u${i}@example.com`) }]),
         Readable.from([MESSAGE]),
       );
       if (!r.ok) throw r.error;
@@ -388,17 +363,7 @@ describe('delivery engine', () => {
     ];
     for (let i = 0; i < 10; i++) {
       const r = await h.spool.accept(
-        {
-          mailFrom: 'alice@sender.example',
-          recipients: [{ recipient: `d${i}@example.com`, legs: legs(`d${i}@example.com`) }],
-          clientAddress: '127.0.0.1',
-          clientHostname: 'l',
-          helo: 'x',
-          receivedAt: new Date().toISOString(),
-          revision: 't',
-          smtputf8: false,
-          body8bit: false,
-        },
+        envelope([{ recipient: `d${i}@example.com`, legs: legs(`d${i}@example.com`) }]),
         Readable.from([MESSAGE]),
       );
       if (!r.ok) throw r.error;
@@ -486,17 +451,7 @@ describe('delivery engine', () => {
     await waitFor(async () => (await h.counter('deferred', 'copy')) === 1 && h.primary.messages.length === 1);
     await h.engine.stop();
     // Messages accepted while no engine runs (a crash between 250 and delivery).
-    const meta = (r: string): EnvelopeMeta => ({
-      mailFrom: 'alice@sender.example',
-      recipients: [{ recipient: r, legs: h.legs(r) }],
-      clientAddress: '127.0.0.1',
-      clientHostname: 'localhost',
-      helo: 'x',
-      receivedAt: new Date().toISOString(),
-      revision: 't',
-      smtputf8: false,
-      body8bit: false,
-    });
+    const meta = (r: string): EnvelopeMeta => envelope([{ recipient: r, legs: h.legs(r) }]);
     const offline = await h.spool.accept(meta('erin@example.com'), Readable.from([MESSAGE]));
     expect(offline.ok).toBe(true);
     await h.copy.up();
@@ -531,17 +486,9 @@ describe('delivery engine', () => {
   it('an unreadable state file found at start is quarantined; the message is delivered from its initial state', async () => {
     h = await harness();
     await h.engine.stop();
-    const meta: EnvelopeMeta = {
+    const meta: EnvelopeMeta = envelope([{ recipient: 'bob@example.com', legs: h.legs('bob@example.com') }], {
       mailFrom: 'a@sender.example',
-      recipients: [{ recipient: 'bob@example.com', legs: h.legs('bob@example.com') }],
-      clientAddress: '127.0.0.1',
-      clientHostname: 'l',
-      helo: 'x',
-      receivedAt: new Date().toISOString(),
-      revision: 't',
-      smtputf8: false,
-      body8bit: false,
-    };
+    });
     const good = await h.spool.accept(meta, Readable.from([MESSAGE]));
     const bad = await h.spool.accept(meta, Readable.from([MESSAGE]));
     if (!good.ok || !bad.ok) throw new Error('accept failed');
@@ -576,17 +523,7 @@ describe('delivery engine', () => {
       bounces: 'Notify',
     };
     const r = await h.spool.accept(
-      {
-        mailFrom: 'alice@sender.example',
-        recipients: [{ recipient: 'mx@example.com', legs: [mxLeg] }],
-        clientAddress: '127.0.0.1',
-        clientHostname: 'l',
-        helo: 'x',
-        receivedAt: new Date().toISOString(),
-        revision: 't',
-        smtputf8: false,
-        body8bit: false,
-      },
+      envelope([{ recipient: 'mx@example.com', legs: [mxLeg] }]),
       Readable.from([MESSAGE]),
     );
     if (!r.ok) throw r.error;
@@ -635,17 +572,7 @@ describe('delivery engine', () => {
     const ids: string[] = [];
     for (let i = 0; i < n; i++) {
       const r = await h.spool.accept(
-        {
-          mailFrom: 'alice@sender.example',
-          recipients: [{ recipient: `u${i}@example.com`, legs: sinkLegs(`u${i}@example.com`) }],
-          clientAddress: '127.0.0.1',
-          clientHostname: 'l',
-          helo: 'x',
-          receivedAt: new Date().toISOString(),
-          revision: 't',
-          smtputf8: false,
-          body8bit: false,
-        },
+        envelope([{ recipient: `u${i}@example.com`, legs: sinkLegs(`u${i}@example.com`) }]),
         Readable.from([MESSAGE]),
       );
       if (!r.ok) throw r.error;

@@ -1,0 +1,55 @@
+// A delivery engine and spooled envelopes outside the relay wiring, for the delivery suites and the delivery
+// benchmarks: the defaults they all used, in one place.
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import type { DeliveryPlan, Leg } from '../../routing/model.ts';
+import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
+import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
+import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
+
+/** Routes nothing: a DSN (or anything else the engine routes) is refused as to an unmanaged domain. */
+export function routeNowhere(recipient: string): DeliveryPlan {
+  return {
+    verdict: 'reject',
+    recipient,
+    reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
+    legs: [],
+  };
+}
+
+/**
+ * startDelivery() options with test defaults: a silent logger, fresh metrics, a 1 s retry step, one hour of queue
+ * lifetime, no credentials, nothing routable for DSNs. `over` replaces any of them.
+ */
+export function deliveryOptions(spool: Spool, over: Partial<DeliveryOptions> = {}): DeliveryOptions {
+  return {
+    spool,
+    logger: pino({ level: 'silent' }),
+    metrics: createRelayMetrics(new Registry(), false),
+    retryScheduleMs: [1000],
+    maxQueueLifetimeMs: 3_600_000,
+    hostname: 'relay.test',
+    credentials: () => Promise.resolve(undefined),
+    route: routeNowhere,
+    ...over,
+  };
+}
+
+/** An accepted envelope as the inbound side hands it to spool.accept(): each recipient with its legs. */
+export function envelope(
+  recipients: { recipient: string; legs: Leg[] }[],
+  over: Partial<EnvelopeMeta> = {},
+): EnvelopeMeta {
+  return {
+    mailFrom: 'alice@sender.example',
+    recipients,
+    clientAddress: '127.0.0.1',
+    clientHostname: 'localhost',
+    helo: 'client.example',
+    receivedAt: new Date().toISOString(),
+    revision: 'test',
+    smtputf8: false,
+    body8bit: false,
+    ...over,
+  };
+}
