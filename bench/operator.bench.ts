@@ -18,11 +18,16 @@
 import { execSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
 import { startControlPlane, freePort } from '../test/controlplane/harness.ts';
 import { applyCrds, createNamespace } from '../test/controlplane/suite.ts';
-import { condition, routingRevision, SimulatedRelays, startOperator } from '../test/operator/support.ts';
-import { spawnRelay, tempDir, type RelayChild } from '../test/relay/relay-harness.ts';
+import {
+  condition,
+  routingRevision,
+  SimulatedRelays,
+  spawnClusterRelay,
+  startOperator,
+} from '../test/operator/support.ts';
+import { tempDir, type RelayChild } from '../test/relay/relay-harness.ts';
 import { createKubeRest, MERGE_PATCH, type ApiResult, type KubeRest } from '../operator/kube/rest.ts';
 import { RoutingController, RoutingState } from '../operator/controllers/routing/controller.ts';
 import { ObjectStatusController } from '../operator/controllers/object-status.ts';
@@ -105,27 +110,13 @@ spec: {domainRef: {name: example-com}, mode: Dual, primary: old, secondary: new}
       const dir = await tempDir(`bench-op-${pod}`);
       dirs.push(dir);
       relays.push(
-        await spawnRelay(
-          [
-            '--configmap',
-            `${OP_NS}/mailroute-routing`,
-            '--listen',
-            `127.0.0.1:${await freePort()}`,
-            '--http',
-            '127.0.0.1:0',
-            '--admin',
-            '127.0.0.1:0',
-            '--spool',
-            join(dir, 'spool'),
-            '--hostname',
-            `${pod}.bench`,
-            '--greeting-delay',
-            '0',
-            '--shutdown-timeout',
-            '2s',
-          ],
-          { KUBECONFIG: cp.kubeconfigPath, POD_NAME: pod, POD_NAMESPACE: OP_NS, POD_IP: '127.0.0.1' },
-        ),
+        await spawnClusterRelay({
+          kubeconfigPath: cp.kubeconfigPath,
+          namespace: OP_NS,
+          pod,
+          dir,
+          hostname: `${pod}.bench`,
+        }),
       );
     }
   }

@@ -4,17 +4,21 @@
 // that requires AUTH with them, picking up a changed password without a new routing revision.
 
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
-import { freePort } from '../controlplane/harness.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { CREDENTIALS_SECRET, parseCredentialsData } from '../../operator/credentials-secret.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { spawnRelay, tempDir, type RelayChild } from '../relay/relay-harness.ts';
-import { condition, routingRevision, startOperator, type OperatorProcess } from './support.ts';
+import { tempDir, type RelayChild } from '../relay/relay-harness.ts';
+import {
+  condition,
+  routingRevision,
+  spawnClusterRelay,
+  startOperator,
+  type OperatorProcess,
+} from './support.ts';
 
 const OP_NS = 'mailroute-system';
 const NS = 'mail';
@@ -130,29 +134,14 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
 
   it('a relay in cluster mode authenticates with them to a server that requires AUTH', async () => {
     dir = await tempDir('creds-relay');
-    relay = await spawnRelay(
-      [
-        '--configmap',
-        `${OP_NS}/mailroute-routing`,
-        '--listen',
-        `127.0.0.1:${await freePort()}`,
-        '--http',
-        '127.0.0.1:0',
-        '--admin',
-        '127.0.0.1:0',
-        '--spool',
-        join(dir, 'spool'),
-        '--hostname',
-        'relay-0.test',
-        '--retry-schedule',
-        '1s',
-        '--greeting-delay',
-        '0',
-        '--shutdown-timeout',
-        '2s',
-      ],
-      { KUBECONFIG: ctx.cp.kubeconfigPath, POD_NAME: 'relay-0', POD_NAMESPACE: OP_NS, POD_IP: '127.0.0.1' },
-    );
+    relay = await spawnClusterRelay({
+      kubeconfigPath: ctx.cp.kubeconfigPath,
+      namespace: OP_NS,
+      pod: 'relay-0',
+      dir,
+      hostname: 'relay-0.test',
+      extra: ['--retry-schedule', '1s'],
+    });
     const r = relay;
     await waitFor(
       () => r.logs.some((l) => l.includes('credentials: loaded') && l.includes('mail/smtp-auth')),

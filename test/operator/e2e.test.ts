@@ -3,16 +3,21 @@
 // relays is delivered as the policy says; a policy change reaches both relays and changes delivery.
 
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
-import { freePort } from '../controlplane/harness.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { dualDomain, spawnRelay, tempDir, type RelayChild } from '../relay/relay-harness.ts';
-import { condition, getObject, routingRevision, startOperator, type OperatorProcess } from './support.ts';
+import { dualDomain, tempDir, type RelayChild } from '../relay/relay-harness.ts';
+import {
+  condition,
+  getObject,
+  routingRevision,
+  spawnClusterRelay,
+  startOperator,
+  type OperatorProcess,
+} from './support.ts';
 
 const OP_NS = 'mailroute-system';
 const NS = 'mail';
@@ -65,29 +70,14 @@ describeCluster('operator + two real relays', (ctx) => {
       const dir = await tempDir(`e2e-${pod}`);
       dirs.push(dir);
       relays.push(
-        await spawnRelay(
-          [
-            '--configmap',
-            `${OP_NS}/mailroute-routing`,
-            '--listen',
-            `127.0.0.1:${await freePort()}`,
-            '--http',
-            '127.0.0.1:0',
-            '--admin',
-            '127.0.0.1:0',
-            '--spool',
-            join(dir, 'spool'),
-            '--hostname',
-            `${pod}.test`,
-            '--retry-schedule',
-            '1s',
-            '--greeting-delay',
-            '0',
-            '--shutdown-timeout',
-            '2s',
-          ],
-          { KUBECONFIG: ctx.cp.kubeconfigPath, POD_NAME: pod, POD_NAMESPACE: OP_NS, POD_IP: '127.0.0.1' },
-        ),
+        await spawnClusterRelay({
+          kubeconfigPath: ctx.cp.kubeconfigPath,
+          namespace: OP_NS,
+          pod,
+          dir,
+          hostname: `${pod}.test`,
+          extra: ['--retry-schedule', '1s'],
+        }),
       );
     }
   });

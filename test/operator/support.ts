@@ -3,7 +3,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { ControlPlane } from '../controlplane/harness.ts';
+import { freePort, type ControlPlane } from '../controlplane/harness.ts';
+import { spawnRelay, type RelayChild } from '../relay/relay-harness.ts';
 import { REPO_ROOT } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { microTime } from '../../operator/kube/leader.ts';
@@ -212,4 +213,40 @@ export class SimulatedRelays {
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
   }
+}
+
+/**
+ * A relay in cluster mode, as a pod of the chart runs it: routing from the operator's ConfigMap in `namespace`,
+ * heartbeat Lease and credentials as `pod`, spooling under `dir`, on a free loopback SMTP port. `extra` follows.
+ */
+export async function spawnClusterRelay(o: {
+  kubeconfigPath: string;
+  namespace: string;
+  pod: string;
+  dir: string;
+  hostname: string;
+  extra?: string[];
+}): Promise<RelayChild> {
+  return spawnRelay(
+    [
+      '--configmap',
+      `${o.namespace}/mailroute-routing`,
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--http',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--spool',
+      join(o.dir, 'spool'),
+      '--hostname',
+      o.hostname,
+      '--greeting-delay',
+      '0',
+      '--shutdown-timeout',
+      '2s',
+      ...(o.extra ?? []),
+    ],
+    { KUBECONFIG: o.kubeconfigPath, POD_NAME: o.pod, POD_NAMESPACE: o.namespace, POD_IP: '127.0.0.1' },
+  );
 }
