@@ -1,8 +1,10 @@
-// Outbound SMTP: one nodemailer pooled transport per destination (host:port:tls:auth), and MX resolution.
+// Outbound SMTP: one nodemailer SMTP pool per destination (host:port:tls:auth), fed finished messages directly (no
+// Mailer layer, see poolMessage), and MX resolution.
 //
 // Exports:
 //   ServerTarget, SendRequest, ServerTransport, TransportFactory: the seam the engine uses (injectable for tests).
 //   nodemailerTransportFactory(opts): TransportFactory  - the real thing.
+//   readSource(body): a fresh stream of a spooled body (bytes in memory, or the first size bytes of its file).
 //   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
 //   resolveTargets(server, resolver): where to connect for a ServerRoute (MX lookup when mx: true).
 //
