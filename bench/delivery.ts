@@ -3,7 +3,6 @@
 // usage: node bench/delivery.ts [MESSAGES=5000] [CONCURRENCY=20] [SIZE=4096]
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,18 +14,11 @@ import type { EnvelopeMeta } from '../relay/spool/types.ts';
 import { createRelayMetrics } from '../relay/telemetry/metrics.ts';
 import type { ServerRoute } from '../routing/model.ts';
 import { deliveryOptions, envelope } from '../test/support/delivery.ts';
+import { freePort } from '../test/support/net.ts';
 
 const total = Number(process.argv[2] ?? 5000);
 const concurrency = Number(process.argv[3] ?? 20);
 const size = Number(process.argv[4] ?? 4096);
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 
 const dir = await mkdtemp(join(tmpdir(), 'mailroute-bench-delivery-'));
 await chmod(dir, 0o755);

@@ -18,7 +18,8 @@
 import { execSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { startControlPlane, freePort } from '../test/controlplane/harness.ts';
+import { startControlPlane } from '../test/controlplane/harness.ts';
+import { freePort } from '../test/support/net.ts';
 import { applyCrds, createNamespace } from '../test/controlplane/suite.ts';
 import {
   condition,

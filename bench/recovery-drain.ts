@@ -3,7 +3,6 @@
 // usage: node bench/recovery-drain.ts [N=20000]
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -12,15 +11,9 @@ import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
 import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
 import type { ServerRoute } from '../routing/model.ts';
 import { deliveryOptions, envelope } from '../test/support/delivery.ts';
+import { freePort } from '../test/support/net.ts';
 
 const n = Number(process.argv[2] ?? 20_000);
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 const dir = await mkdtemp(join(tmpdir(), 'mailroute-recovery-'));
 await chmod(dir, 0o755);
 const ports = [await freePort(), await freePort()];

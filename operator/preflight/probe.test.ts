@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TlsMode } from '../../routing/model.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
-import { makeSelfSigned, startTlsPeer, type SelfSigned, type TlsPeer } from '../../test/cluster/tls-peer.ts';
+import { makeSelfSigned, type SelfSigned } from '../../test/support/tls.ts';
 import { createSmtpProbe, tlsPlan, type ProbeTarget, type TlsReport } from './probe.ts';
 import { ehloKeywords, parseReply } from './smtp-reply.ts';
 
@@ -49,7 +49,7 @@ describe('tlsPlan', () => {
 describe('createSmtpProbe against real SMTP servers', () => {
   let plain: SmtpPeer;
   let cert: SelfSigned;
-  let tlsPeer: TlsPeer;
+  let tlsPeer: SmtpPeer;
   let raw: Server;
   const rawSockets = new Set<Socket>();
   let rawPort = 0;
@@ -58,7 +58,7 @@ describe('createSmtpProbe against real SMTP servers', () => {
   beforeAll(async () => {
     plain = await startSmtpPeer('plain');
     cert = makeSelfSigned();
-    tlsPeer = await startTlsPeer(cert);
+    tlsPeer = await startSmtpPeer('tls', {}, undefined, { tls: cert });
     raw = createServer((s) => {
       rawSockets.add(s);
       s.on('close', () => rawSockets.delete(s));

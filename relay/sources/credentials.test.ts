@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Credentials } from '../../operator/credentials-secret.ts';
 import { startCredentialsWatch, type CredentialsApi, type SecretObject } from './credentials.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
@@ -39,14 +40,6 @@ function fakeApi(initial: SecretObject | undefined) {
   return { api, state };
 }
 
-const until = async (cond: () => boolean): Promise<void> => {
-  const deadline = Date.now() + 2000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
-
 describe('startCredentialsWatch', () => {
   it('lists, then follows MODIFIED and DELETED events; an unchanged Secret is not handed on again', async () => {
     const { api, state } = fakeApi(secret('5', { 'mail.a.username': 'u', 'mail.a.password': 'p' }));
@@ -60,7 +53,7 @@ describe('startCredentialsWatch', () => {
     });
     await w.start();
     expect(seen).toEqual([new Map([['mail/a', { username: 'u', password: 'p' }]])]);
-    await until(() => state.watches.length === 1);
+    await waitFor(() => state.watches.length === 1, { what: 'the first watch' });
     const watch = state.watches[0]!;
     expect(watch.rv).toBe('5');
     watch.emit('MODIFIED', secret('6', { 'mail.a.username': 'u', 'mail.a.password': 'p' }));
@@ -104,13 +97,13 @@ describe('startCredentialsWatch', () => {
     expect(state.watches).toHaveLength(0);
     state.current = secret('9', { 'mail.a.username': 'u', 'mail.a.password': 'p' });
     state.down = false;
-    await until(() => state.watches.length === 1);
+    await waitFor(() => state.watches.length === 1, { what: 'the first watch' });
     expect(seen).toEqual([new Map([['mail/a', { username: 'u', password: 'p' }]])]);
     // The watch ends with an error: re-list (sees the Secret deleted meanwhile), watch again.
     state.current = undefined;
     const lists = state.lists;
     state.watches[0]!.end(new Error('stream reset'));
-    await until(() => state.watches.length === 2);
+    await waitFor(() => state.watches.length === 2, { what: 'the watch after the restart' });
     expect(state.lists).toBeGreaterThan(lists);
     expect(seen[1]).toEqual(new Map());
     w.stop();

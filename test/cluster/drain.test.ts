@@ -8,7 +8,7 @@ import nodemailer from 'nodemailer';
 import { afterAll, expect, it } from 'vitest';
 import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { describeCluster } from '../controlplane/suite.ts';
-import { freePort } from '../controlplane/harness.ts';
+import { freePort } from '../support/net.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { dualDomain, spawnRelay, tempDir, type RelayChild } from '../relay/relay-harness.ts';

@@ -6,7 +6,7 @@ import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/c
 import { describeCluster } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { makeSelfSigned, startTlsPeer, type TlsPeer } from './tls-peer.ts';
+import { makeSelfSigned } from '../support/tls.ts';
 import { createSmtpProbe, startPreflight, type PreflightHandle } from '../../operator/preflight/index.ts';
 import type { Condition, ServerStatus } from '../../operator/preflight/status.ts';
 import { createKubeRest } from '../../operator/kube/rest.ts';
@@ -24,11 +24,11 @@ describeCluster(
   'operator preflight',
   (ctx) => {
     let plain: SmtpPeer;
-    let tls: TlsPeer;
+    let tls: SmtpPeer;
     const handles: PreflightHandle[] = [];
     beforeAll(async () => {
       plain = await startSmtpPeer('plain');
-      tls = await startTlsPeer(makeSelfSigned());
+      tls = await startSmtpPeer('tls', {}, undefined, { tls: makeSelfSigned() });
     });
     afterAll(async () => {
       for (const h of handles) await h.stop();

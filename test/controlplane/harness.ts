@@ -8,12 +8,13 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { request } from 'node:https';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
+import { freePort } from '../support/net.ts';
+import { waitFor } from '../support/wait.ts';
 
 export const DEFAULT_K8S_VERSION = '1.34.4';
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -125,18 +126,6 @@ export interface ControlPlaneOptions {
   keepDir?: boolean;
 }
 
-/** Free loopback TCP port (bind to 0, read, close). */
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => res(port));
-    });
-  });
-}
-
 function openssl(args: string[], cwd: string): void {
   const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
   if (r.error !== undefined)
@@ -237,21 +226,16 @@ async function httpsGet(
   });
 }
 
-async function pollUntil(
+/** Waits for a process to become ready; the timeout error carries the tail of its log. */
+async function readyOrLog(
   what: string,
-  deadline: number,
+  timeoutMs: number,
   check: () => Promise<boolean>,
-  onTimeout: () => string,
+  log: () => string,
 ): Promise<void> {
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`${what} not ready before the deadline\n${onTimeout()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitFor(check, { what, timeoutMs, intervalMs: 50 }).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\n${log()}`);
+  });
 }
 
 async function stopProcess(p: ChildProcess | undefined, graceMs = 5000): Promise<void> {
@@ -334,9 +318,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   let stopped = false;
 
   const waitEtcd = async (): Promise<void> =>
-    pollUntil(
+    readyOrLog(
       'etcd',
-      Date.now() + startTimeoutMs,
+      startTimeoutMs,
       async () => {
         if (etcd.exitCode !== null) throw new Error('etcd exited');
         const r = await fetch(`${etcdUrl}/health`);
@@ -348,10 +332,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const startApi = async (): Promise<void> => {
     api = spawnLogged(binaries.kubeApiServer, apiArgs, apiLog);
     const p = api;
-    const deadline = Date.now() + startTimeoutMs;
-    await pollUntil(
+    await readyOrLog(
       'kube-apiserver /readyz',
-      deadline,
+      startTimeoutMs,
       async () => {
         if (p.exitCode !== null) throw new Error(`kube-apiserver exited with ${p.exitCode}`);
         return (await httpsGet(`${server}/readyz`, certs)).status === 200;

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { freePort } from '../controlplane/harness.ts';
+import { freePort } from '../support/net.ts';
 import { describeCluster, waitEstablished } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
 import { argoHealth, findLua } from './argocd-health.ts';

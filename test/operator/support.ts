@@ -3,7 +3,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { freePort, type ControlPlane } from '../controlplane/harness.ts';
+import type { ControlPlane } from '../controlplane/harness.ts';
+import { freePort } from '../support/net.ts';
 import { spawnRelay, type RelayChild } from '../relay/relay-harness.ts';
 import { REPO_ROOT } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';

@@ -3,9 +3,9 @@
 // 10 ms, and VmHWM, the kernel's peak).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/net.ts';
 import { waitFor } from '../support/wait.ts';
 import { RawSmtp } from './raw-client.ts';
 import {
@@ -20,14 +20,6 @@ import {
 } from './relay-harness.ts';
 
 const MiB = 1024 * 1024;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const a = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  return typeof a === 'object' && a !== null ? a.port : 0;
-}
 
 async function memKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');

@@ -1,11 +1,9 @@
 // TLS modes and SMTP AUTH on outbound legs, against smtp-server peers that offer STARTTLS (self-signed certificate
 // made with openssl) or require AUTH.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDelivery, type DeliveryEngine } from '../../relay/delivery/engine.ts';
@@ -14,6 +12,7 @@ import type { Spool } from '../../relay/spool/types.ts';
 import type { ServerRoute, TlsMode } from '../../routing/model.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { deliveryOptions, envelope } from '../support/delivery.ts';
+import { makeSelfSigned } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: 'silent' });
@@ -26,13 +25,7 @@ let engine: DeliveryEngine;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mailroute-tls-'));
-  await promisify(execFile)('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-  ]); // prettier-ignore
-  const tls = { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) };
-  tlsPeer = await startSmtpPeer('tls', {}, undefined, { tls });
+  tlsPeer = await startSmtpPeer('tls', {}, undefined, { tls: makeSelfSigned() });
   plainPeer = await startSmtpPeer('plain');
   authPeer = await startSmtpPeer('auth', {}, undefined, { auth: { user: 'relay', pass: 's3cret' } });
   spool = await openSpool({ dir: join(dir, 'spool'), logger });

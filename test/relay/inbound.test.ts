@@ -5,6 +5,7 @@ import nodemailer from 'nodemailer';
 import { RawSmtp } from './raw-client.ts';
 import { directDomain, startInbound, type InboundHarness } from './inbound-harness.ts';
 import { defaultSpoolFs, type SpoolFileHandle, type SpoolFs } from '../../relay/spool/spool.ts';
+import { makeSelfSigned } from '../support/tls.ts';
 
 const MANIFESTS = directDomain('example.com', '127.0.0.1', 1);
 
@@ -367,29 +368,9 @@ describe('inbound timeouts and TLS', () => {
   });
 
   it('STARTTLS with --tls-cert/--tls-key: advertised, and the Received: header says ESMTPS (nodemailer requireTLS)', async () => {
-    const { execFile } = await import('node:child_process');
-    const { promisify } = await import('node:util');
-    const { mkdtemp, readFile } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const run = promisify(execFile);
-    const dir = await mkdtemp(`${tmpdir()}/mailroute-tls-`);
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=relay.test',
-      '-keyout',
-      `${dir}/key.pem`,
-      '-out',
-      `${dir}/cert.pem`,
-    ]);
+    const pem = makeSelfSigned('relay.test');
     const h = await startInbound(MANIFESTS, {
-      tls: { key: await readFile(`${dir}/key.pem`), cert: await readFile(`${dir}/cert.pem`) },
+      tls: { key: Buffer.from(pem.key), cert: Buffer.from(pem.cert) },
     });
     try {
       const c = await RawSmtp.connect(h.port);

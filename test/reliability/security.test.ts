@@ -15,6 +15,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawSmtp, code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { selfSignedFiles } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   adminPort,
@@ -22,7 +23,6 @@ import {
   queueTotal,
   relayArgs,
   report,
-  selfSignedCert,
   spawnRelay,
   subjectOf,
   tempDir,
@@ -87,7 +87,7 @@ describe('security probes', () => {
     const manifests = { 'd.yaml': dualDomain(DOMAIN, primary.port, copy.port) };
     await writeManifests(join(dir, 'manifests'), manifests);
     await writeManifests(join(dir2, 'manifests'), manifests);
-    const { cert, key } = await selfSignedCert(dir);
+    const { cert, key } = selfSignedFiles(dir, 'relay.test');
     const common = [
       '--max-recipients',
       '5',

@@ -154,28 +154,6 @@ export function bounces(peer: SmtpPeer): number {
   return peer.messages.filter((m) => m.mailFrom === '').length;
 }
 
-/** A self-signed certificate for STARTTLS, made with openssl into dir. */
-export async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '2',
-    '-subj',
-    '/CN=relay.test',
-  ]);
-  return { cert, key };
-}
-
 /** A figures line the docs quote: printed so `npm run test:reliability` shows it. */
 export function report(name: string, figures: Record<string, unknown>): void {
   console.log(`[reliability] ${name}: ${JSON.stringify(figures)}`);

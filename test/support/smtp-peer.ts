@@ -1,6 +1,6 @@
 // A scriptable destination SMTP server on 127.0.0.1 built on smtp-server: stores what it receives, and can be told
 // to answer 4xx/5xx at RCPT or DATA, to be slow, or to go down and come back on the same port.
-import { createServer, type Server } from 'node:net';
+import { freePort } from './net.ts';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 
 export interface ReceivedMessage {
@@ -43,15 +43,6 @@ export interface SmtpPeer {
   /** Listen again on the same port. */
   up(): Promise<void>;
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const srv: Server = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const addr = srv.address();
-  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 function smtpError(code: number, message: string): Error & { responseCode: number } {
