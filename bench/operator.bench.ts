@@ -15,7 +15,6 @@
 // Env: BENCH_ROUNDS (20), BENCH_DOMAINS (1000), BENCH_PER_DOMAIN (100), BENCH_SIMULATED_RELAYS (0),
 //      BENCH_CLUSTER_DOMAINS (20, 0 skips part 3), BENCH_CLUSTER_PER_DOMAIN (50).
 
-import { execSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { startControlPlane } from '../test/controlplane/harness.ts';
@@ -35,6 +34,7 @@ import { ObjectStatusController } from '../operator/controllers/object-status.ts
 import { readHeartbeat, relayLeaseName, type LeaseLike } from '../operator/relay-heartbeat.ts';
 import { syntheticObjects } from '../routing/test-fixtures.ts';
 import type { MailrouteObject } from '../routing/types.ts';
+import { cpuModel } from './machine.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
 const DOMAINS = Number(process.env.BENCH_DOMAINS ?? 1000);
@@ -51,16 +51,6 @@ const pct = (xs: number[], p: number): number => {
 };
 const f0 = (n: number): string => n.toFixed(0);
 const log = (s: string): boolean => process.stderr.write(`${s}\n`);
-
-function cpuModel(): string {
-  try {
-    return execSync("lscpu | grep 'Model name'", { encoding: 'utf8' })
-      .replace(/Model name:\s*/, '')
-      .trim();
-  } catch {
-    return cpus()[0]?.model ?? 'unknown';
-  }
-}
 
 async function poll<T>(f: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
   const deadline = performance.now() + timeoutMs;

@@ -1,10 +1,10 @@
 // Routing core benchmark (npm run bench:routing): compile 1,000 domains with 100,000 TestRecipients (target
 // < 1 s) and resolve (target < 2 µs per lookup). Prints a Markdown table for docs/benchmarks.md.
-import { execSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { compile } from '../routing/compile.ts';
 import { buildIndex, resolve } from '../routing/resolve.ts';
 import { syntheticObjects } from '../routing/test-fixtures.ts';
+import { cpuModel } from './machine.ts';
 
 const DOMAINS = Number(process.env['BENCH_DOMAINS'] ?? 1000);
 const PER_DOMAIN = Number(process.env['BENCH_PER_DOMAIN'] ?? 100);
@@ -14,16 +14,6 @@ const LOOKUPS = Number(process.env['BENCH_LOOKUPS'] ?? 2_000_000);
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
-}
-
-function cpuModel(): string {
-  try {
-    return execSync("lscpu | grep 'Model name'", { encoding: 'utf8' })
-      .replace(/Model name:\s*/, '')
-      .trim();
-  } catch {
-    return cpus()[0]?.model ?? 'unknown';
-  }
 }
 
 let t = performance.now();

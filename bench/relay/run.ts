@@ -15,7 +15,7 @@ import {
   openSync,
   closeSync,
 } from 'node:fs';
-import { tmpdir, cpus, totalmem, loadavg } from 'node:os';
+import { tmpdir, totalmem, loadavg } from 'node:os';
 import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
@@ -31,6 +31,7 @@ import { freePorts, waitForSmtp } from './smtp-client.ts';
 import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from './procstat.ts';
 import { latencySummary, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
+import { cpuModel } from '../machine.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -47,7 +48,7 @@ const sh = (cmd: string, args: string[]): string => {
 };
 
 function machineInfo(): { text: string; json: Record<string, unknown> } {
-  const model = /Model name:\s*(.+)/.exec(sh('lscpu', []))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+  const model = cpuModel();
   const nproc = Number(sh('nproc', []));
   const memGiB = totalmem() / 2 ** 30;
   const kernel = sh('uname', ['-r']);
