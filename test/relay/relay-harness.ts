@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { runRelay, type RelayDeps, type RelayHandle } from '../../relay/relay.ts';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -200,4 +201,16 @@ export function loopbackRelayArgs(dir: string, extra: string[] = []): string[] {
     '0',
     ...extra,
   ];
+}
+
+/** Two recording destinations and a temp folder whose manifests route `domain` to them (Dual, scope All). */
+export async function dualDestinations(
+  prefix: string,
+  domain: string,
+): Promise<{ primary: SmtpPeer; copy: SmtpPeer; dir: string }> {
+  const primary = await startSmtpPeer('primary');
+  const copy = await startSmtpPeer('copy');
+  const dir = await tempDir(prefix);
+  await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain(domain, primary.port, copy.port) });
+  return { primary, copy, dir };
 }

@@ -5,17 +5,15 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
-  dualDomain,
+  dualDestinations,
   httpGet,
   loopbackRelayArgs,
   metricValue,
-  spawnRelay,
-  tempDir,
-  writeManifests,
   type RelayChild,
+  spawnRelay,
 } from './relay-harness.ts';
 
 const MESSAGES = 24;
@@ -68,12 +66,7 @@ describe('relay --workers', () => {
   const children: RelayChild[] = [];
 
   beforeAll(async () => {
-    primary = await startSmtpPeer('primary');
-    copy = await startSmtpPeer('copy');
-    dir = await tempDir('workers');
-    await writeManifests(join(dir, 'manifests'), {
-      'd.yaml': dualDomain('workers.test', primary.port, copy.port),
-    });
+    ({ primary, copy, dir } = await dualDestinations('workers', 'workers.test'));
   });
   afterAll(async () => {
     for (const c of children) if (c.proc.exitCode === null) c.kill('SIGKILL');

@@ -9,24 +9,22 @@ import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawSmtp, code } from '../relay/raw-client.ts';
-import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   adminPort,
-  dualDomain,
+  dualDestinations,
   duplicates,
   killTree,
   processTree,
   quarantinedFiles,
   queueTotal,
   relayArgs,
+  type RelayChild,
   report,
   scale,
   spawnRelay,
   subjectCounts,
-  tempDir,
-  writeManifests,
-  type RelayChild,
 } from './support.ts';
 
 const ROUNDS = scale(20, 3);
@@ -39,14 +37,9 @@ describe('crash: kill -9 at random points under dual load', () => {
 
   beforeAll(async () => {
     // Random small delays before the destinations answer DATA, so legs are in flight when the kill comes.
-    primary = await startSmtpPeer('primary');
-    copy = await startSmtpPeer('copy');
+    ({ primary, copy, dir } = await dualDestinations('rel-crash', 'crash.test'));
     primary.behaviour.dataDelayMs = 0;
     copy.behaviour.dataDelayMs = 20;
-    dir = await tempDir('rel-crash');
-    await writeManifests(join(dir, 'manifests'), {
-      'd.yaml': dualDomain('crash.test', primary.port, copy.port),
-    });
   });
   afterAll(async () => {
     for (const c of children) if (c.proc.exitCode === null) c.kill('SIGKILL');

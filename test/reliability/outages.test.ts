@@ -4,27 +4,24 @@
 // - the primary is slow (answers DATA after 3 s): the copies are not held back, nothing is sent twice;
 // - the primary answers 451 for a while: retried on the schedule, then delivered once.
 // In each case: nothing is lost, no DSN, and the queue drains (mailroute_queue_messages 0, GET /queue empty).
-import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   adminPort,
   bounces,
-  dualDomain,
+  dualDestinations,
   duplicates,
   metrics,
   metricSum,
   queuedMessages,
   queueTotal,
   relayArgs,
+  type RelayChild,
   report,
   spawnRelay,
   subjectCounts,
-  tempDir,
-  writeManifests,
-  type RelayChild,
 } from './support.ts';
 
 describe('outages: secondary down, primary slow, primary 4xx', () => {
@@ -33,12 +30,8 @@ describe('outages: secondary down, primary slow, primary 4xx', () => {
   let relay: RelayChild;
 
   beforeAll(async () => {
-    primary = await startSmtpPeer('primary');
-    copy = await startSmtpPeer('copy');
-    const dir = await tempDir('rel-outage');
-    await writeManifests(join(dir, 'manifests'), {
-      'd.yaml': dualDomain('outage.test', primary.port, copy.port),
-    });
+    let dir: string;
+    ({ primary, copy, dir } = await dualDestinations('rel-outage', 'outage.test'));
     relay = await spawnRelay(relayArgs(dir));
   });
   afterAll(async () => {

@@ -11,14 +11,16 @@ import { Socket } from 'node:net';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
+  dualDestinations,
   dualDomain,
   FULL,
   metrics,
   metricSum,
   relayArgs,
+  type RelayChild,
   report,
   rssKb,
   rssSampler,
@@ -26,7 +28,6 @@ import {
   spawnRelay,
   tempDir,
   writeManifests,
-  type RelayChild,
 } from './support.ts';
 
 const CONNECTIONS = scale(2000, 300);
@@ -92,12 +93,8 @@ describe('overload: connection floods and slowloris', () => {
   const open: Conn[] = [];
 
   beforeAll(async () => {
-    primary = await startSmtpPeer('primary');
-    copy = await startSmtpPeer('copy');
-    const dir = await tempDir('rel-overload');
-    await writeManifests(join(dir, 'manifests'), {
-      'd.yaml': dualDomain('load.test', primary.port, copy.port),
-    });
+    let dir: string;
+    ({ primary, copy, dir } = await dualDestinations('rel-overload', 'load.test'));
     relay = await spawnRelay(
       relayArgs(dir, [
         '--max-connections',

@@ -6,23 +6,20 @@
 // bounded, and a well-behaved client still gets 250. The samples come from fast-check with a printed seed
 // (MAILROUTE_FUZZ_SEED reproduces a run).
 import { Socket } from 'node:net';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
-  dualDomain,
+  dualDestinations,
   relayArgs,
+  type RelayChild,
   report,
   rssKb,
   rssSampler,
   scale,
   spawnRelay,
-  tempDir,
-  writeManifests,
-  type RelayChild,
 } from './support.ts';
 
 const SESSIONS = Number(process.env['MAILROUTE_FUZZ_SESSIONS'] ?? scale(10_000, 1000));
@@ -147,12 +144,8 @@ describe('SMTP command fuzzing against the real relay', () => {
   let relay: RelayChild;
 
   beforeAll(async () => {
-    primary = await startSmtpPeer('primary');
-    copy = await startSmtpPeer('copy');
-    const dir = await tempDir('rel-fuzz');
-    await writeManifests(join(dir, 'manifests'), {
-      'd.yaml': dualDomain('fuzz.test', primary.port, copy.port),
-    });
+    let dir: string;
+    ({ primary, copy, dir } = await dualDestinations('rel-fuzz', 'fuzz.test'));
     relay = await spawnRelay(
       relayArgs(dir, ['--idle-timeout', '2s', '--data-timeout', '3s', '--max-connections-per-ip', '100']),
     );

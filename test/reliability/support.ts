@@ -10,6 +10,7 @@ import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { loopbackRelayArgs, type RelayChild } from '../relay/relay-harness.ts';
 
 export {
+  dualDestinations,
   dualDomain,
   spawnRelay,
   tempDir,
