@@ -4,14 +4,13 @@
 // that requires AUTH with them, picking up a changed password without a new routing revision.
 
 import { rm } from 'node:fs/promises';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { CREDENTIALS_SECRET, parseCredentialsData } from '../../operator/credentials-secret.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { tempDir, type RelayChild } from '../relay/relay-harness.ts';
+import { type RelayChild, submit, tempDir } from '../relay/relay-harness.ts';
 import {
   condition,
   routingRevision,
@@ -66,20 +65,10 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
     return p.secrets;
   };
   const send = async (to: string, id: string): Promise<void> => {
-    const t = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: (relay as RelayChild).smtpPort,
-      secure: false,
-      ignoreTLS: true,
+    await submit((relay as RelayChild).smtpPort, {
+      envelope: { from: 'sender@outside.example', to: [to] },
+      raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
     });
-    try {
-      await t.sendMail({
-        envelope: { from: 'sender@outside.example', to: [to] },
-        raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
-      });
-    } finally {
-      t.close();
-    }
   };
   const got = (id: string): { user?: string }[] =>
     peer.messages.filter((m) => m.raw.toString().includes(`Message-ID: <${id}@test>`));

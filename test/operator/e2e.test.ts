@@ -3,13 +3,12 @@
 // relays is delivered as the policy says; a policy change reaches both relays and changes delivery.
 
 import { rm } from 'node:fs/promises';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { dualDomain, tempDir, type RelayChild } from '../relay/relay-harness.ts';
+import { dualDomain, type RelayChild, submit, tempDir } from '../relay/relay-harness.ts';
 import {
   condition,
   getObject,
@@ -34,20 +33,10 @@ describeCluster('operator + two real relays', (ctx) => {
     if (r.code !== 0) throw new Error(r.stderr);
   };
   const send = async (relay: RelayChild, to: string, id: string): Promise<void> => {
-    const t = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: relay.smtpPort,
-      secure: false,
-      ignoreTLS: true,
+    await submit(relay.smtpPort, {
+      envelope: { from: 'sender@outside.example', to: [to] },
+      raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
     });
-    try {
-      await t.sendMail({
-        envelope: { from: 'sender@outside.example', to: [to] },
-        raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
-      });
-    } finally {
-      t.close();
-    }
   };
   const got = (peer: SmtpPeer, id: string): number =>
     peer.messages.filter((m) => m.raw.toString().includes(`Message-ID: <${id}@test>`)).length;

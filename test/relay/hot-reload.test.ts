@@ -2,11 +2,10 @@
 // routes the new way, mail accepted before keeps its plan, and an invalid change keeps the last good table.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, httpGet, startRelay, type InProcessRelay } from './relay-harness.ts';
+import { dualDomain, httpGet, type InProcessRelay, startRelay, submit } from './relay-harness.ts';
 
 describe('hot reload', () => {
   let a: SmtpPeer;
@@ -25,12 +24,7 @@ describe('hot reload', () => {
   });
 
   const send = async (to: string, subject: string): Promise<void> => {
-    const t = nodemailer.createTransport({ host: '127.0.0.1', port: r.relay.smtp.port, ignoreTLS: true });
-    try {
-      await t.sendMail({ from: 's@origin.test', to, subject, text: subject });
-    } finally {
-      t.close();
-    }
+    await submit(r.relay.smtp.port, { from: 's@origin.test', to, subject, text: subject });
   };
   const revisionAtMetrics = async (): Promise<string | undefined> =>
     /mailroute_routing_revision_info\{revision="([0-9a-f]{64})"\} 1/.exec(

@@ -1,10 +1,16 @@
 // mailroute_queue_messages{state} follows accept and remove at once (docs/reliability.md finding 2 was a lag of up to
 // 1 s from a timer): a scrape right after the 250 counts the message, and once the spool is empty the gauge reads 0.
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, httpGet, metricValue, startRelay, type InProcessRelay } from './relay-harness.ts';
+import {
+  dualDomain,
+  httpGet,
+  type InProcessRelay,
+  metricValue,
+  startRelay,
+  submit,
+} from './relay-harness.ts';
 
 describe('queue gauge', () => {
   let a: SmtpPeer;
@@ -32,13 +38,13 @@ describe('queue gauge', () => {
   it('counts a message right after its 250 and reads 0 as soon as the spool is empty', async () => {
     a.behaviour.rcpt = () => ({ code: 451, message: '4.3.0 try again later' });
     try {
-      const t = nodemailer.createTransport({ host: '127.0.0.1', port: r.relay.smtp.port, ignoreTLS: true });
-      try {
-        const info = await t.sendMail({ from: 's@origin.test', to: 'x@gauge.test', subject: 'g', text: 'g' });
-        expect(info.response).toMatch(/^250 /);
-      } finally {
-        t.close();
-      }
+      const reply = await submit(r.relay.smtp.port, {
+        from: 's@origin.test',
+        to: 'x@gauge.test',
+        subject: 'g',
+        text: 'g',
+      });
+      expect(reply).toMatch(/^250 /);
       const q = await queued();
       expect(q.pending + q.deferred).toBe(1);
     } finally {

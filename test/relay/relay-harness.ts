@@ -5,6 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import nodemailer from 'nodemailer';
+import type { SendMailOptions } from 'nodemailer';
 import { pino } from 'pino';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { runRelay, type RelayDeps, type RelayHandle } from '../../relay/relay.ts';
@@ -213,4 +215,25 @@ export async function dualDestinations(
   const dir = await tempDir(prefix);
   await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain(domain, primary.port, copy.port) });
   return { primary, copy, dir };
+}
+
+/**
+ * Sends one message to 127.0.0.1:port over a fresh connection without TLS, as a client of the relay would, and
+ * resolves with the relay's reply to the end of DATA ("250 2.0.0 queued as ..."); a refusal rejects.
+ */
+export async function submit(port: number, mail: SendMailOptions, timeoutMs = 10_000): Promise<string> {
+  const t = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: false,
+    ignoreTLS: true,
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs,
+  });
+  try {
+    return ((await t.sendMail(mail)) as { response: string }).response;
+  } finally {
+    t.close();
+  }
 }

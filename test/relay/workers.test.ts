@@ -3,7 +3,6 @@
 // leaves the queue spooled; a later run with fewer workers adopts the folders of the missing ones and delivers them.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
@@ -14,6 +13,7 @@ import {
   metricValue,
   type RelayChild,
   spawnRelay,
+  submit,
 } from './relay-harness.ts';
 
 const MESSAGES = 24;
@@ -38,14 +38,12 @@ function adminPortOf(child: RelayChild): number {
 /** One message per connection, as smtp-source does: spread over the workers by the cluster's round robin. */
 async function sendEach(port: number, n: number, tag: string): Promise<void> {
   for (let i = 0; i < n; i++) {
-    const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
-    await t.sendMail({
+    await submit(port, {
       from: 'sender@elsewhere.test',
       to: 'user@workers.test',
       subject: `${tag}-${i}`,
       text: 'hello',
     });
-    t.close();
   }
 }
 

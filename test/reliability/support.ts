@@ -11,6 +11,7 @@ import { loopbackRelayArgs, type RelayChild } from '../relay/relay-harness.ts';
 
 export {
   dualDestinations,
+  submit,
   dualDomain,
   spawnRelay,
   tempDir,
