@@ -284,7 +284,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
 
   const entries = new Map<string, Entry>();
   // mailroute_queue_messages{state} follows every add, remove and state change at once (a scrape right after a 250
-  // sees the message); the 1 s timer still recounts everything and sets queue_oldest_seconds.
+  // sees the message); a 1 s timer sets queue_oldest_seconds.
   const counts: Record<Entry['kind'], number> = { pending: 0, deferred: 0 };
   const publish = (kind: Entry['kind']): void => {
     metrics.queueMessages.set({ state: kind }, counts[kind]);
@@ -922,23 +922,23 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   };
 
   // ---------------- gauges ----------------
-  const stats = (): DeliveryStats => {
-    let pending = 0;
-    let deferred = 0;
+  const oldestAgeSeconds = (): number => {
     let oldest = Infinity;
-    for (const e of entries.values()) {
-      if (e.kind === 'deferred') deferred++;
-      else pending++;
-      if (e.receivedAt < oldest) oldest = e.receivedAt;
-    }
-    const oldestAgeSeconds = Number.isFinite(oldest) ? Math.max(0, (clock().getTime() - oldest) / 1000) : 0;
-    return { messages: entries.size, pending, deferred, jobs, oldestAgeSeconds, recovering, stopped };
+    for (const e of entries.values()) if (e.receivedAt < oldest) oldest = e.receivedAt;
+    return Number.isFinite(oldest) ? Math.max(0, (clock().getTime() - oldest) / 1000) : 0;
   };
+  // pending/deferred are the counts kept by addEntry, dropEntry and setKind (published as they change)
+  const stats = (): DeliveryStats => ({
+    messages: entries.size,
+    pending: counts.pending,
+    deferred: counts.deferred,
+    jobs,
+    oldestAgeSeconds: oldestAgeSeconds(),
+    recovering,
+    stopped,
+  });
   const refreshGauges = (): void => {
-    const s = stats();
-    metrics.queueMessages.set({ state: 'pending' }, s.pending);
-    metrics.queueMessages.set({ state: 'deferred' }, s.deferred);
-    metrics.queueOldestSeconds.set(s.oldestAgeSeconds);
+    metrics.queueOldestSeconds.set(oldestAgeSeconds());
   };
   const gaugeTimer = setInterval(refreshGauges, 1000);
   gaugeTimer.unref();
