@@ -233,7 +233,7 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
       log.warn({ err: r.error, revision }, 'routing: ConfigMap not applied; keeping the table being served');
       if (r.retry) {
         // Shards of a new revision still on their way: get the ConfigMap again soon.
-        later(backoffMs(shardFailures++, bmin, bmax, random), () => void regetAndApply());
+        later(backoffMs(shardFailures++, bmin, bmax, random), () => void loop.relist());
       }
     };
     chain = chain.then(run, run);
@@ -289,7 +289,6 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
     backoffMaxMs: bmax,
     random,
   });
-  const regetAndApply = (): Promise<boolean> => loop.relist();
 
   const readFallback = async (): Promise<Fetched | undefined> => {
     if (opts.fallbackFile === undefined) return undefined;
