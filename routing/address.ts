@@ -80,3 +80,12 @@ const encoder = new TextEncoder();
 function utf8Length(s: string): number {
   return encoder.encode(s).length;
 }
+
+/**
+ * The domain of an envelope address, lowercased: what follows the last "@" ('' without one). A percent hack or a bang
+ * path in the local part never decides the domain. No validation: parseAddress() does that.
+ */
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
+}

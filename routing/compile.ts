@@ -1,6 +1,7 @@
 // compile(objects) -> { table, issues, revision }: pure and deterministic. The input order never changes a byte.
 // Cross-object checks become per-object issues (status conditions in a cluster, lines in `check`). An object with
 // an issue is left out of the table; a MailDomain whose policy is left out stays in with no policy (451 4.3.5).
+import { domainOf } from './address.ts';
 import { byCodeUnit, canonicalJson, sha256Hex } from './canonical.ts';
 import type {
   CompileIssue,
@@ -94,9 +95,6 @@ export function durationSeconds(d: string): number {
   return total;
 }
 
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-}
 function localOf(address: string): string {
   return address.slice(0, address.lastIndexOf('@'));
 }

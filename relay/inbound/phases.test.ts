@@ -3,7 +3,8 @@ import { toSmtpError } from './adapter.ts';
 import { ConnectionCounter, GreetingGate, decideConnect, workerShare } from './connect.ts';
 import { protocolName, receivedHeader, rfc5322Date, sanitizeHelo } from './helo.ts';
 import { decideMail } from './mail.ts';
-import { domainOf, normalizeRecipient } from './rcpt.ts';
+import { domainOf } from '../../routing/address.ts';
+import { normalizeRecipient } from './rcpt.ts';
 import { factOfReply } from './verify.ts';
 import { REPLIES } from './verdict.ts';
 

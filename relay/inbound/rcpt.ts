@@ -3,6 +3,7 @@
 import type { DeliveryPlan, Leg, MailboxFact, ResolveContext, ServerRoute } from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
+import { domainOf } from '../../routing/address.ts';
 import { isNonAscii } from './mail.ts';
 
 /** What the RCPT phase needs from the routing core, bound to one routing revision. */
@@ -24,12 +25,6 @@ export function reasonOf(plan: Exclude<DeliveryPlan, { verdict: 'accept' }>): st
   if (plan.reply.enhanced === '5.7.1') return 'RelayDenied';
   if (plan.reply.enhanced === '5.1.1') return 'UnknownRecipient';
   return plan.verdict === 'reject' ? 'RecipientRejected' : 'RecipientDeferred';
-}
-
-/** The domain of an address: after the last "@" (a percent hack or bang path in the local part never routes). */
-export function domainOf(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
 }
 
 /** Lowercases the domain part only (local parts are case-sensitive in principle). */

@@ -1,5 +1,6 @@
 // Binds one routing snapshot to the RCPT phase: the routing core's index is built once per revision, so a swap is
 // one assignment of a new RecipientRouter.
+import { domainOf } from '../../routing/address.ts';
 import { buildIndex, resolve, verificationNeeded } from '../../routing/resolve.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import type { RecipientRouter } from './rcpt.ts';
@@ -11,8 +12,7 @@ export function createRouter(table: RoutingTable, revision: string): RecipientRo
     verificationFor(address, now) {
       const v = verificationNeeded(index, address, { now });
       if (v === undefined) return undefined;
-      const domain = v.address.slice(v.address.lastIndexOf('@') + 1);
-      const server = table.domains[domain]?.servers[v.server];
+      const server = table.domains[domainOf(v.address)]?.servers[v.server];
       if (server === undefined) return undefined;
       return { server, cacheTtlMs: v.cacheTTLSeconds * 1000 };
     },
