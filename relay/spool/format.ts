@@ -9,8 +9,8 @@
 // Later states (attempts, results) go to `<id>.json`, which overrides the initial state while it exists.
 import type { SpoolState } from './types.ts';
 
-export const MESSAGE_EXT = '.msg';
-export const STATE_EXT = '.json';
+const MESSAGE_EXT = '.msg';
+const STATE_EXT = '.json';
 export const TEMP_EXT = '.tmp';
 
 const FOOTER_PREFIX = '\nmailroute-spool-v1 ';

@@ -57,7 +57,6 @@ export interface SpoolFs {
   readdir(path: string): Promise<string[]>;
   readFile(path: string): Promise<Buffer>;
   mkdir(path: string, opts: { recursive: true }): Promise<unknown>;
-  access(path: string): Promise<void>;
 }
 
 export const defaultSpoolFs: SpoolFs = {
@@ -67,7 +66,6 @@ export const defaultSpoolFs: SpoolFs = {
   readdir: (p) => nodeFs.readdir(p),
   readFile: (p) => nodeFs.readFile(p),
   mkdir: (p, o) => nodeFs.mkdir(p, o),
-  access: (p) => nodeFs.access(p),
 };
 
 export interface OpenSpoolOptions {
