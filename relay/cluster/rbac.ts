@@ -113,9 +113,11 @@ export function relayRbacObjects(opts: RelayRbacOptions): K8sObject[] {
 
 /** Markdown table of the relay's rules (docs/operations.md). */
 export function relayRbacTable(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = {}): string {
+  // markdown: placeholders like <pod> would otherwise read as HTML tags
+  const md = (s: string): string => s.replaceAll('<', '&lt;').replaceAll('>', '&gt;');
   const rows = relayRules(opts).map(
     (r) =>
-      `| ${r.apiGroups.map((g) => (g === '' ? 'core' : g)).join(', ')} | ${r.resources.join(', ')}${r.resourceNames ? ` (only ${r.resourceNames.join(', ')})` : ''} | ${r.verbs.join(', ')} | ${r.why} |`,
+      `| ${r.apiGroups.map((g) => (g === '' ? 'core' : g)).join(', ')} | ${r.resources.join(', ')}${r.resourceNames ? ` (only ${r.resourceNames.join(', ')})` : ''} | ${r.verbs.join(', ')} | ${md(r.why)} |`,
   );
   return ['| API group | resources | verbs | why |', '|---|---|---|---|', ...rows].join('\n');
 }
