@@ -2,6 +2,11 @@
 // is refused. The domain is the part after the one '@' that ends the local part, so `user%other.com@example.com`
 // is a recipient at example.com (the % is part of the local part; no percent hack), `"a@b"@example.com` is a
 // quoted local part at example.com, and source routes (`@a,@b:user@c`) do not parse.
+//
+// Domains are A-labels throughout (IDNA, RFC 5890): an internationalised domain in Unicode (U-labels, sent with
+// SMTPUTF8) becomes its punycode form (xn--...) here, and an ASCII domain, A-labels included, is only lowercased.
+// domainToASCII (node:url, the WHATWG/UTS #46 mapping) is pure: no I/O.
+import { domainToASCII } from 'node:url';
 
 export type ParsedAddress =
   | {
@@ -71,9 +76,25 @@ export function parseAddress(input: string): ParsedAddress {
   if (rest.length === 0) return fail('empty domain');
   if (rest.length > 253 || !(DOMAIN_NAME.test(rest) || ADDRESS_LITERAL.test(rest)))
     return fail('invalid domain');
-  const domain = rest.toLowerCase();
+  const domain = asciiDomain(rest);
+  if (domain === undefined) return fail('invalid internationalised domain name');
+  if (domain.length > 253) return fail('domain longer than 253 characters in A-label form');
   const address = `${local}@${domain}`;
   return { ok: true, local, domain, address, key: `${local.toLowerCase()}@${domain}` };
+}
+
+// eslint-disable-next-line no-control-regex
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * The A-label (ASCII) form of a domain, lowercased: an ASCII domain (A-labels included: `xn--` is never decoded) is
+ * only lowercased; a domain with U-labels is converted with IDNA (`bücher.example` -> `xn--bcher-kva.example`).
+ * undefined when a Unicode domain is not a valid IDN.
+ */
+export function asciiDomain(domain: string): string | undefined {
+  if (!NON_ASCII.test(domain)) return domain.toLowerCase();
+  const ascii = domainToASCII(domain);
+  return ascii === '' || NON_ASCII.test(ascii) ? undefined : ascii;
 }
 
 const encoder = new TextEncoder();

@@ -1,6 +1,7 @@
 // The TypeScript twin of every CEL rule (x-kubernetes-validations) in crd-schema.ts, keyed by the rule text, so
 // that offline `check` refuses what the API server would refuse. A unit test asserts the two sets match.
 // Each predicate receives the value at the rule's location (self) and, for transition rules, the old value.
+import { IDN_RULE } from './crd-schema.ts';
 import type { DeliveryPolicySpec, MailDomainSpec } from './types.ts';
 
 export interface CelPredicate {
@@ -37,6 +38,10 @@ export const CEL_PREDICATES: Readonly<Record<string, CelPredicate>> = {
       const rv = spec.recipientVerification;
       return rv === undefined || spec.servers.some((s) => s.name === rv.server);
     },
+  },
+  [IDN_RULE]: {
+    transition: false,
+    check: (self) => typeof self === 'string' && /^[ -~]*$/.test(self),
   },
   'self == oldSelf': {
     transition: true,

@@ -15,6 +15,10 @@ export const HOST =
 /** local@domain: a dot-atom local part (RFC 5322 atext) and a hostname domain. Quoted local parts are not allowed in manifests. */
 export const ADDRESS =
   "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)+$";
+/** CEL: a domain written in Unicode (U-labels) is refused with a message that names the form to use. */
+export const IDN_RULE = "self.matches('^[ -~]*$')";
+export const IDN_MESSAGE =
+  'an internationalised domain must be written in its A-label (punycode) form, e.g. xn--mnchen-3ya.example for münchen.example (`mailroute check` prints the A-label)';
 /** A Go-style duration made of s, m and h units, e.g. 90s, 15m, 1h30m. */
 export const DURATION = '^([0-9]{1,6}(s|m|h))+$';
 
@@ -169,8 +173,14 @@ export const mailDomainSpecSchema = {
       maxLength: 253,
       pattern: DOMAIN,
       description:
-        'The mail domain, a lowercase fully-qualified name. Immutable. One MailDomain per domain cluster-wide.',
-      'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'domain is immutable' }],
+        'The mail domain, a lowercase fully-qualified name; an internationalised domain in its A-label (punycode) form, e.g. xn--mnchen-3ya.example for münchen.example. Immutable. One MailDomain per domain cluster-wide.',
+      'x-kubernetes-validations': [
+        { rule: 'self == oldSelf', message: 'domain is immutable' },
+        {
+          rule: IDN_RULE,
+          message: IDN_MESSAGE,
+        },
+      ],
     },
     servers: {
       type: 'array',

@@ -1,5 +1,5 @@
 // routing/ is pure: no I/O modules and no clock (time is a parameter). index.ts is the one exception: it
-// re-exports loadManifests from cli/manifests.ts for the relay.
+// re-exports loadManifests from cli/manifests.ts for the relay. node:url is allowed for domainToASCII (IDNA, pure).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ describe('routing/ purity', () => {
     const text = readFileSync(join(dir, file), 'utf8');
     const imports = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]!);
     for (const m of imports) {
-      expect(m, `${file} imports ${m}`).toMatch(/^(\.\/[a-z-]+\.ts|ajv|yaml|node:crypto)$/);
+      expect(m, `${file} imports ${m}`).toMatch(/^(\.\/[a-z-]+\.ts|ajv|yaml|node:crypto|node:url)$/);
     }
     expect(text).not.toMatch(/Date\.now\(|new Date\(\)|performance\.now|process\./);
   });

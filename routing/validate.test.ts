@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CEL_PREDICATES } from './cel.ts';
 import { formatManifestError, parseManifestText } from './parse.ts';
+import { IDN_RULE } from './crd-schema.ts';
 import type { MailDomain } from './types.ts';
 import { pointerToPath, validateObject } from './validate.ts';
 
@@ -397,4 +398,35 @@ describe('pointerToPath', () => {
     ['/spec/servers/0/name', 'spec.servers[0].name'],
     ['/metadata/labels/a~1b', 'metadata.labels.a/b'],
   ])('%s -> %s', (p, want) => expect(pointerToPath(p)).toBe(want));
+});
+
+describe('IDN domains in a MailDomain (issue 14 §1)', () => {
+  const md = (domain: string) => ({
+    apiVersion: 'mailroute.io/v1alpha1',
+    kind: 'MailDomain',
+    metadata: { name: 'idn' },
+    spec: { domain, servers: [{ name: 'old', host: '10.0.0.1' }] },
+  });
+  it('accepts the A-label form', () => {
+    expect(validateObject(md('xn--mnchen-3ya.example')).ok).toBe(true);
+  });
+  it.each([
+    [
+      'münchen.example',
+      'an internationalised domain must be written in its A-label (punycode) form: use "xn--mnchen-3ya.example" for "münchen.example"',
+    ],
+    [
+      'XN--MNCHEN-3YA.example',
+      'must be a lowercase fully-qualified domain name: use "xn--mnchen-3ya.example"',
+    ],
+    ['Example.COM', 'must be a lowercase fully-qualified domain name: use "example.com"'],
+  ])('refuses %s and says which form to use', (domain, message) => {
+    const r = validateObject(md(domain));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors).toEqual([{ path: 'spec.domain', message }]);
+  });
+  it('the CEL twin of the API server rule refuses a U-label domain too', () => {
+    expect(CEL_PREDICATES[IDN_RULE]?.check('münchen.example', undefined)).toBe(false);
+    expect(CEL_PREDICATES[IDN_RULE]?.check('xn--mnchen-3ya.example', undefined)).toBe(true);
+  });
 });

@@ -1,6 +1,7 @@
 // Offline validation of one object: the CRD's OpenAPI schema (ajv, with defaults applied and unknown fields
 // refused), then the TypeScript twin of every CEL rule. Pure: no I/O.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { asciiDomain } from './address.ts';
 import { CEL_PREDICATES } from './cel.ts';
 import { ADDRESS, CRD_DEFINITIONS, DNS_LABEL, DNS_SUBDOMAIN, DOMAIN, DURATION, HOST } from './crd-schema.ts';
 import { API_VERSION, KINDS, type Kind } from './model.ts';
@@ -115,6 +116,19 @@ function join(path: string, key: string): string {
   return path === '' ? key : `${path}.${key}`;
 }
 
+/**
+ * Which form to write a domain in, when it is a valid domain in the wrong form: Unicode (U-labels) -> its A-label
+ * (punycode) form; upper case -> lower case. undefined when it is no domain at all.
+ */
+export function domainHint(value: string): string | undefined {
+  const ascii = asciiDomain(value);
+  if (ascii === undefined || ascii === value || !new RegExp(DOMAIN).test(ascii)) return undefined;
+  // eslint-disable-next-line no-control-regex
+  return /[^\x00-\x7f]/.test(value)
+    ? `an internationalised domain must be written in its A-label (punycode) form: use ${JSON.stringify(ascii)} for ${JSON.stringify(value)}`
+    : `must be a lowercase fully-qualified domain name: use ${JSON.stringify(ascii)}`;
+}
+
 function describeError(e: ErrorObject): FieldError {
   const path = pointerToPath(e.instancePath);
   const got = `, got ${show(e.data)}`;
@@ -129,6 +143,10 @@ function describeError(e: ErrorObject): FieldError {
     case 'enum':
       return { path, message: `must be one of ${(p['allowedValues'] as unknown[]).join(', ')}${got}` };
     case 'pattern':
+      if (p['pattern'] === DOMAIN && typeof e.data === 'string') {
+        const hint = domainHint(e.data);
+        if (hint !== undefined) return { path, message: hint };
+      }
       return {
         path,
         message: `${PATTERN_WORDS[String(p['pattern'])] ?? `must match ${String(p['pattern'])}`}${got}`,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { toSmtpError } from './adapter.ts';
 import { ConnectionCounter, GreetingGate, decideConnect, workerShare } from './connect.ts';
 import { protocolName, receivedHeader, rfc5322Date, sanitizeHelo } from './helo.ts';
-import { decideMail } from './mail.ts';
+import { decideMail, isNonAscii } from './mail.ts';
 import { domainOf } from '../../routing/address.ts';
 import { normalizeRecipient } from './rcpt.ts';
 import { factOfReply } from './verify.ts';
@@ -145,6 +145,13 @@ describe('mail and rcpt phases', () => {
     expect(domainOf('evil.org!user@example.com')).toBe('example.com');
     expect(domainOf('postmaster')).toBe('');
     expect(normalizeRecipient('Alice@EXAMPLE.com')).toBe('Alice@example.com');
+  });
+  it('normalizes recipients to lowercase A-labels (IDN): U-labels converted, A-labels kept', () => {
+    expect(normalizeRecipient('Alice@XN--MNCHEN-3YA.test')).toBe('Alice@xn--mnchen-3ya.test');
+    expect(normalizeRecipient('alice@münchen.test')).toBe('alice@xn--mnchen-3ya.test');
+    expect(normalizeRecipient('alice@ü b.test')).toBeUndefined();
+    // an A-label sender or recipient is plain ASCII: no SMTPUTF8 needed
+    expect(isNonAscii('alice@xn--mnchen-3ya.test')).toBe(false);
   });
   it('maps callout replies to mailbox facts', () => {
     expect(factOfReply(250)).toBe('exists');

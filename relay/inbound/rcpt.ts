@@ -3,7 +3,7 @@
 import type { DeliveryPlan, Leg, MailboxFact, ResolveContext, ServerRoute } from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
-import { domainOf } from '../../routing/address.ts';
+import { asciiDomain, domainOf } from '../../routing/address.ts';
 import { isNonAscii } from './mail.ts';
 
 /** What the RCPT phase needs from the routing core, bound to one routing revision. */
@@ -27,10 +27,16 @@ export function reasonOf(plan: Exclude<DeliveryPlan, { verdict: 'accept' }>): st
   return plan.verdict === 'reject' ? 'RecipientRejected' : 'RecipientDeferred';
 }
 
-/** Lowercases the domain part only (local parts are case-sensitive in principle). */
-export function normalizeRecipient(address: string): string {
+/**
+ * The recipient the relay routes and relays: the domain in lowercase A-label form (a U-label domain, sent with
+ * SMTPUTF8, becomes xn--...; an A-label stays as it is), the local part as sent (case-sensitive in principle).
+ * undefined when the domain is not a valid internationalised domain name.
+ */
+export function normalizeRecipient(address: string): string | undefined {
   const at = address.lastIndexOf('@');
-  return at < 0 ? address : `${address.slice(0, at)}@${address.slice(at + 1).toLowerCase()}`;
+  if (at < 0) return address;
+  const domain = asciiDomain(address.slice(at + 1));
+  return domain === undefined ? undefined : `${address.slice(0, at)}@${domain}`;
 }
 
 export async function decideRcpt(
@@ -47,6 +53,7 @@ export async function decideRcpt(
   const router = deps.router;
   if (router === undefined) return REPLIES.noRoutingTable();
   const address = normalizeRecipient(rawAddress);
+  if (address === undefined) return REPLIES.badIdnDomain();
   // "postmaster" without a domain (RFC 5321 §4.1.1.3) has no route through a relay without local mailboxes.
   if (domainOf(address) === '') return REPLIES.relayDenied();
   let fact: MailboxFact | undefined;

@@ -15,6 +15,7 @@ import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
 import { receiveData } from './data.ts';
 import { protocolName, receivedHeader, sanitizeHelo } from './helo.ts';
 import { decideMail } from './mail.ts';
+import { assertSmtpServerPatched } from './patched.ts';
 import { decideRcpt, type RecipientRouter, type Verifier } from './rcpt.ts';
 import { REPLIES, formatReply, type Verdict } from './verdict.ts';
 
@@ -73,6 +74,7 @@ interface ConnectionInternals {
 }
 
 export function createInbound(deps: InboundDeps): Inbound {
+  assertSmtpServerPatched();
   const o = deps.options;
   const clock = deps.clock ?? (() => new Date());
   const log = deps.logger;
@@ -114,6 +116,8 @@ export function createInbound(deps: InboundDeps): Inbound {
     disableReverseLookup: true,
     logger: false,
     greetingDelay: (address: string) => gate.delayFor(address),
+    // The relay works on A-labels: smtp-server would otherwise rewrite a lowercase xn-- domain to Unicode (patch).
+    decodePunycode: false,
     ...(o.tls ? { key: o.tls.key, cert: o.tls.cert } : {}),
 
     onConnect(session, cb) {

@@ -27,6 +27,14 @@ export const REPLIES = {
   /** RFC 6531 §3.4: a non-ASCII address without the SMTPUTF8 parameter on MAIL FROM (Postfix sends the same code). */
   nonAsciiAddress: () =>
     reject('NonAsciiAddress', 553, '5.6.7', 'Must declare SMTPUTF8 to send a non-ASCII address'),
+  /** A Unicode (U-label) domain that IDNA cannot convert to its A-label form. */
+  badIdnDomain: () =>
+    reject(
+      'BadAddress',
+      553,
+      '5.1.3',
+      'Bad address syntax: the domain is not a valid internationalised domain name',
+    ),
   tooManyRecipients: () => tempfail('TooManyRecipients', 452, '4.5.3', 'Too many recipients'),
   tooLarge: (max: number) =>
     reject('TooLarge', 552, '5.3.4', `Message size exceeds fixed limit of ${max} bytes`),

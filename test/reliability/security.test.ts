@@ -31,6 +31,8 @@ import {
 } from './support.ts';
 
 const DOMAIN = 'sec.test';
+/** münchen.test, a managed internationalised domain (A-label form, as the CRD requires). */
+const IDN = 'xn--mnchen-3ya.test';
 
 /** One transaction over a raw socket; DATA only when a recipient was accepted. Returns every reply. */
 async function transact(
@@ -84,7 +86,10 @@ describe('security probes', () => {
     dsnPeer = await startSmtpPeer('dsn');
     const dir = await tempDir('rel-sec');
     const dir2 = await tempDir('rel-sec-norm');
-    const manifests = { 'd.yaml': dualDomain(DOMAIN, primary.port, copy.port) };
+    const manifests = {
+      'd.yaml': dualDomain(DOMAIN, primary.port, copy.port),
+      'idn.yaml': dualDomain(IDN, primary.port, copy.port),
+    };
     await writeManifests(join(dir, 'manifests'), manifests);
     await writeManifests(join(dir2, 'manifests'), manifests);
     const { cert, key } = selfSignedFiles(dir, 'relay.test');
@@ -165,7 +170,7 @@ describe('security probes', () => {
     expect(delivered.length).toBe(2 * accepted);
     for (const m of delivered) {
       for (const r of m.rcptTo)
-        expect(r.slice(r.lastIndexOf('@') + 1).toLowerCase(), `envelope ${r}`).toBe(DOMAIN);
+        expect([DOMAIN, IDN], `envelope ${r}`).toContain(r.slice(r.lastIndexOf('@') + 1).toLowerCase());
     }
     report('security open-relay probes', {
       probes: probes.length,
@@ -417,6 +422,45 @@ describe('security probes', () => {
     for (const p of [primary, copy]) {
       const to = p.messages.filter((m) => subjectOf(m.raw) === 'many-rcpts').flatMap((m) => m.rcptTo);
       expect(to.sort()).toEqual(rcpts.slice(0, 5).sort());
+    }
+  });
+
+  it('IDN (mail loss before): A-label senders get 250, the managed xn-- domain receives mail in any case, U-labels with SMTPUTF8 route to it; both legs get the A-label envelope', async () => {
+    const cases: { from: string; to: string; params?: string; subject: string; want: string }[] = [
+      { from: 'a@xn--bcher-kva.example', to: `idn1@${DOMAIN}`, subject: 'idn-1', want: `idn1@${DOMAIN}` },
+      { from: 'a@xn--bcher-kva.example', to: `idn2@${IDN}`, subject: 'idn-2', want: `idn2@${IDN}` },
+      { from: 'a@origin.test', to: `idn3@${IDN.toUpperCase()}`, subject: 'idn-3', want: `idn3@${IDN}` },
+      { from: 'a@origin.test', to: 'idn4@xN--mNCHEN-3ya.test', subject: 'idn-4', want: `idn4@${IDN}` },
+      {
+        from: 'a@bücher.example',
+        to: 'idn5@münchen.test',
+        params: ' SMTPUTF8',
+        subject: 'idn-5',
+        want: `idn5@${IDN}`,
+      },
+    ];
+    for (const c of cases) {
+      const r = await transact(relay.smtpPort, {
+        from: c.from,
+        rcpts: [c.to],
+        ...(c.params !== undefined ? { mailParams: c.params } : {}),
+        content: `Subject: ${c.subject}\r\n\r\nidn\r\n.\r\n`,
+      });
+      expect(r.mail, `MAIL FROM:<${c.from}>`).toMatch(/^250 /);
+      expect(r.rcpts[0], `RCPT TO:<${c.to}>`).toMatch(/^250 /);
+      expect(r.final).toMatch(/^250 /);
+    }
+    for (const c of cases) {
+      for (const p of [primary, copy]) {
+        await waitFor(() => p.messages.some((m) => subjectOf(m.raw) === c.subject), {
+          timeoutMs: 10_000,
+          what: `${c.subject} at ${p.name}`,
+        });
+        const m = p.messages.find((x) => subjectOf(x.raw) === c.subject)!;
+        expect(m.rcptTo).toEqual([c.want]);
+        // the sender in A-label form (a U-label sender is relayed as xn--...)
+        expect(m.mailFrom).toBe(c.from.replace('bücher', 'xn--bcher-kva'));
+      }
     }
   });
 });

@@ -72,6 +72,8 @@ export async function startSmtpPeer(
         else cb(smtpError(535, '5.7.8 authentication failed'));
       },
       logger: false,
+      // Record envelopes as sent: smtp-server would otherwise show a lowercase xn-- domain in Unicode (patch).
+      decodePunycode: false,
       size: 64 * 1024 * 1024,
       onRcptTo(address: SMTPServerAddress, _session: SMTPServerSession, cb: (err?: Error | null) => void) {
         const r = peer.behaviour.rcpt?.(address.address);

@@ -1,0 +1,39 @@
+// The relay depends on patches/smtp-server+3.21.6.patch (applied by patch-package in postinstall and in the
+// Dockerfile). Without it mail is lost, not merely slower: every sender at a punycode domain would get 553 5.6.7 and
+// managed xn-- domains could not receive mail. So the relay probes each patched behaviour at start and refuses to
+// run without it (an install with --ignore-scripts and no explicit patch-package step).
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+
+type ParseAddress = (this: unknown, name: string, command: string) => { address: string } | false;
+
+/** The patched behaviours that are missing (empty when smtp-server is patched). */
+export function smtpServerPatchProblems(): string[] {
+  const problems: string[] = [];
+  const proto = SMTPConnection.prototype as unknown as Record<string, unknown>;
+  if (!String(proto['init']).includes('greetingDelay')) problems.push('greetingDelay option');
+  if (typeof proto['_dataOkReply'] !== 'function') problems.push('DATA reply with its own enhanced code');
+  const parse = proto['_parseAddressCommand'] as ParseAddress;
+  const probe = {
+    _server: { options: { decodePunycode: false }, logger: { error: () => undefined } },
+    session: {},
+    id: 'probe',
+  };
+  const parsed = parse.call(probe, 'MAIL FROM', 'MAIL FROM:<a@xn--bcher-kva.example>');
+  if (parsed === false || parsed.address !== 'a@xn--bcher-kva.example')
+    problems.push('decodePunycode: false (A-label domains kept as sent)');
+  if (typeof (new SMTPStream() as { lineStartedAt?: unknown }).lineStartedAt !== 'number')
+    problems.push('SMTPStream.lineStartedAt (command line timing)');
+  return problems;
+}
+
+/** Throws when smtp-server lacks a patched behaviour the relay relies on. */
+export function assertSmtpServerPatched(): void {
+  const problems = smtpServerPatchProblems();
+  if (problems.length > 0) {
+    throw new Error(
+      `smtp-server is not patched (missing: ${problems.join('; ')}): apply patches/smtp-server+3.21.6.patch with ` +
+        '`npx patch-package --error-on-fail`',
+    );
+  }
+}
