@@ -60,6 +60,15 @@ describe('relay config', () => {
     [['--manifests', 'a', '--dsn-relay', 'smarthost'], /^--dsn-relay: must be HOST:PORT/],
   ];
 
+  it('--cluster-id / MAILROUTE_CLUSTER_ID: the trace name; default the --hostname; a bad value names the flag', () => {
+    expect(ok(['--manifests', 'd', '--hostname', 'mx1.example.com']).clusterId).toBe('mx1.example.com');
+    expect(ok(['--manifests', 'd'], { MAILROUTE_CLUSTER_ID: 'mailroute.mail' }).clusterId).toBe(
+      'mailroute.mail',
+    );
+    expect(err(['--manifests', 'd', '--cluster-id', 'a b'])).toMatch(/^--cluster-id: .*\(got "a b"\)/);
+    expect(err(['--manifests', 'd', '--cluster-id', 'x)'])).toMatch(/^--cluster-id: /);
+  });
+
   it('--dsn-relay / MAILROUTE_DSN_RELAY: optional smarthost for DSNs', () => {
     expect(ok(['--manifests', 'a']).dsnRelay).toBeUndefined();
     expect(ok(['--manifests', 'a', '--dsn-relay', 'smtp.example:587']).dsnRelay).toEqual({

@@ -2,6 +2,7 @@
 // (GUIDE §3, §6.7). A bad value fails fast with the flag's name. Flags win over the environment.
 import { availableParallelism, hostname as osHostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { isValidClusterId } from './inbound/trace.ts';
 
 export interface HostPort {
   host: string;
@@ -24,6 +25,8 @@ export interface RelayConfig {
   admin: HostPort;
   spoolDir: string;
   hostname: string;
+  /** The installation's name in the Received: trace (relay/inbound/trace.ts); default: hostname. */
+  clusterId: string;
   maxMessageSize: number;
   /** Delays between attempts, in ms; the last one repeats. */
   retryScheduleMs: readonly number[];
@@ -73,6 +76,10 @@ export const RELAY_FLAGS = {
   hostname: {
     type: 'string',
     help: 'name in the greeting and the Received: header (default: the host name)',
+  },
+  'cluster-id': {
+    type: 'string',
+    help: 'name of this installation in the Received: trace; a message that comes back carrying it is refused as a loop (554 5.4.6). Same on every relay of a cluster (default: --hostname)',
   },
   'max-message-size': { type: 'string', default: '26214400', help: 'bytes; larger messages get 552 5.3.4' },
   'retry-schedule': {
@@ -289,6 +296,13 @@ export function parseRelayConfig(
     }
     const host = raw('hostname') ?? osHostname();
     if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) fail('hostname', 'must be a host name', host);
+    const clusterId = raw('cluster-id') ?? host;
+    if (!isValidClusterId(clusterId))
+      fail(
+        'cluster-id',
+        'must be 1-128 letters, digits, ".", "_" or "-", starting and ending with a letter or digit',
+        clusterId,
+      );
 
     const config: RelayConfig = {
       source,
@@ -297,6 +311,7 @@ export function parseRelayConfig(
       admin: hostPort('admin'),
       spoolDir: raw('spool') ?? './spool',
       hostname: host,
+      clusterId,
       maxMessageSize: int('max-message-size', 1024),
       retryScheduleMs: Object.freeze(retryScheduleMs as number[]),
       maxQueueLifetimeMs: duration('max-queue-lifetime', 1000),

@@ -185,6 +185,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
   const inbound: Inbound = createInbound({
     options: {
       hostname: config.hostname,
+      clusterId: config.clusterId,
       maxMessageSize: config.maxMessageSize,
       maxRecipients: config.maxRecipients,
       maxConnections: split(config.maxConnections),
@@ -250,7 +251,13 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       { host: config.listen.host, port: smtpAddr.port },
     );
     if (typeof settings === 'string') throw new Error(settings);
-    cluster = startClusterMode({ settings, logger, hostname: config.hostname, revision: router?.revision });
+    cluster = startClusterMode({
+      settings,
+      logger,
+      hostname: config.hostname,
+      clusterId: config.clusterId,
+      revision: router?.revision,
+    });
   }
   const admin: AdminServer = embedded
     ? { address: { host: config.admin.host, port: 0 }, close: () => Promise.resolve() }

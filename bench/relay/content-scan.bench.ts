@@ -10,7 +10,7 @@ const run = (n: number): number => {
     const s = new ContentScanner({
       bareLf: 'reject',
       maxBytes: 26214400,
-      maxReceived: 50,
+      hopLimit: 50,
       maxLineLength: 998,
     });
     for (const c of chunks) s.write(c);

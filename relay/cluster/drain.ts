@@ -6,7 +6,8 @@
 import type { Spool, SpoolState, LegState } from '../spool/types.ts';
 import type { AttemptReply } from '../delivery/outcome.ts';
 import { formatReply } from '../delivery/outcome.ts';
-import type { ServerTransport, TransportFactory } from '../delivery/transport.ts';
+import { skipBytes, type ServerTransport, type TransportFactory } from '../delivery/transport.ts';
+import { ownTraceLength } from '../inbound/trace.ts';
 import type { ClusterLogger } from './heartbeat.ts';
 import type { Peer } from './lease.ts';
 
@@ -79,6 +80,12 @@ export interface DrainOptions {
   logger: ClusterLogger;
   /** The drain stops taking new messages after this many ms; what is left stays spooled (and is logged). */
   deadlineMs: number;
+  /**
+   * The relay's cluster id (relay/inbound/trace.ts). A peer of the same cluster refuses a message carrying its trace
+   * as a loop, so the Received: header this relay prepended is left out of the hand-off (the peer adds its own: the
+   * hand-off is not a hop).
+   */
+  clusterId?: string;
   /** Messages in flight at once. Default 4. */
   concurrency?: number;
   clock?: () => Date;
@@ -158,6 +165,11 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
       log.warn({ queueId: id, reason: plan.reason }, 'drain: message stays in the spool');
       return;
     }
+    const full = spool.body(id, loaded.state.size);
+    const raw =
+      opts.clusterId !== undefined
+        ? skipBytes(full, ownTraceLength(await spool.readHeaders(id, 16 * 1024), opts.clusterId))
+        : full;
     let remaining = [...plan.recipients];
     const tried: string[] = [];
     // Spread messages over peers; on failure, the next peer.
@@ -168,7 +180,7 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
       const replies: Map<string, AttemptReply> = await transportFor(peer).send({
         from: loaded.state.meta.mailFrom,
         to: remaining,
-        raw: spool.body(id, loaded.state.size),
+        raw,
       });
       const accepted = new Set(remaining.filter((r) => { const x = replies.get(r); return x?.kind === 'smtp' && x.code >= 200 && x.code < 300; })); // prettier-ignore
       const sample = replies.get(remaining[0] ?? '');

@@ -74,6 +74,8 @@ export interface ClusterModeOptions {
   logger: ClusterLogger;
   /** EHLO name for drain connections. */
   hostname: string;
+  /** The relay's cluster id: its Received: trace is left out of what the drain hands to a peer (drain.ts). */
+  clusterId?: string;
   /** Revision served when cluster mode starts. */
   revision: string | undefined;
   /** Injected Lease API; default: from KUBECONFIG or the in-cluster config. */
@@ -196,6 +198,7 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
           }),
         logger: log,
         deadlineMs: s.drainTimeoutMs,
+        ...(opts.clusterId !== undefined ? { clusterId: opts.clusterId } : {}),
       });
     },
     async stop() {

@@ -224,11 +224,19 @@ function poolMessage(req: SendRequest): MailMessage<SMTPPool.SentMessageInfo> {
   return msg as unknown as MailMessage<SMTPPool.SentMessageInfo>;
 }
 
-/** A fresh stream of a body: the bytes in memory, or the first size bytes of its file. */
+/** A fresh stream of a body: the bytes in memory, or bytes [start, size) of its file. */
 export function readSource(body: MessageBody): Readable {
   if (Buffer.isBuffer(body)) return Readable.from([body]);
-  if (body.size === 0) return Readable.from([]);
-  return createReadStream(body.path, { start: 0, end: body.size - 1 });
+  const start = body.start ?? 0;
+  if (body.size <= start) return Readable.from([]);
+  return createReadStream(body.path, { start, end: body.size - 1 });
+}
+
+/** The body without its first `skip` bytes. */
+export function skipBytes(body: MessageBody, skip: number): MessageBody {
+  if (skip <= 0) return body;
+  if (Buffer.isBuffer(body)) return body.subarray(skip);
+  return { ...body, start: (body.start ?? 0) + skip };
 }
 
 export interface MxResolver {

@@ -4,7 +4,7 @@ import { ContentScanner, type ContentLimits } from './content.ts';
 const limits = (over: Partial<ContentLimits> = {}): ContentLimits => ({
   bareLf: 'reject',
   maxBytes: 1 << 20,
-  maxReceived: 50,
+  hopLimit: 50,
   maxLineLength: 1000,
   ...over,
 });
@@ -79,13 +79,24 @@ const cases: { name: string; input: string; reject?: string; normalized?: string
     normalized: 'S: a\r\n\r\nx\r\n\r\n',
   },
   { name: 'NUL', input: 'S: a\r\n\r\nx\u0000y\r\n', reject: 'NulCharacter' },
+  // hop limit 50 counts the relay's own Received: (as Postfix's hopcount_limit does): 48 arrive and 49 leave; 49 arriving
+  // would leave with 50 and is refused, as Postfix 3.7 refuses it
   {
-    name: '50 Received is fine',
-    input: `${received(50)}S: a\r\n\r\nb\r\n`,
-    normalized: `${received(50)}S: a\r\n\r\nb\r\n`,
+    name: '48 Received pass (the message leaves with 49)',
+    input: `${received(48)}S: a\r\n\r\nb\r\n`,
+    normalized: `${received(48)}S: a\r\n\r\nb\r\n`,
   },
-  { name: '51 Received is a loop', input: `${received(51)}S: a\r\n\r\nb\r\n`, reject: 'Loop' },
-  { name: 'RECEIVED case-insensitive', input: `${'RECEIVED: x\r\n'.repeat(51)}\r\nb\r\n`, reject: 'Loop' },
+  {
+    name: '49 Received reach the hop limit',
+    input: `${received(49)}S: a\r\n\r\nb\r\n`,
+    reject: 'TooManyHops',
+  },
+  { name: '50 Received too', input: `${received(50)}S: a\r\n\r\nb\r\n`, reject: 'TooManyHops' },
+  {
+    name: 'RECEIVED case-insensitive',
+    input: `${'RECEIVED: x\r\n'.repeat(49)}\r\nb\r\n`,
+    reject: 'TooManyHops',
+  },
   {
     name: 'Received in the body does not count',
     input: `S: a\r\n\r\n${received(60)}`,
@@ -143,5 +154,82 @@ describe('ContentScanner', () => {
     const chunk = Buffer.from('Subject: a\r\n\r\nbody\r\n');
     const r = s.write(chunk);
     expect(r.ok && r.out[0]).toBe(chunk);
+  });
+});
+
+describe("ContentScanner: the relay's own trace (loop at its first return)", () => {
+  const own = limits({ clusterId: 'mail-relay.mailroute-system' });
+  const ours =
+    'Received: from old.example.test (old.example.test [192.0.2.7])\r\n\tby relay-1 (mailroute mail-relay.mailroute-system) with ESMTP id 1.1;\r\n\tSat, 28 Nov 2026 10:00:00 +0000\r\n';
+  const trace: { name: string; input: string; loop: boolean }[] = [
+    { name: 'own trace, first field', input: `${ours}S: a\r\n\r\nb\r\n`, loop: true },
+    {
+      name: 'own trace below other hops',
+      input: `${received(3)}${ours}${received(2)}S: a\r\n\r\nb\r\n`,
+      loop: true,
+    },
+    {
+      name: 'own trace refolded by another server (spaces, other line breaks)',
+      input:
+        'Received: from a (a [192.0.2.1]) by\r\n   relay-0    (mailroute\r\n mail-relay.mailroute-system)\r\n  with ESMTPS id 2.1; Sat, 28 Nov 2026 10:00:00 +0000\r\n\r\nb\r\n',
+      loop: true,
+    },
+    {
+      name: 'letter case differs',
+      input:
+        'RECEIVED: from a BY RELAY-0 (MAILROUTE MAIL-RELAY.MAILROUTE-SYSTEM) with ESMTP id 1; date\r\n\r\nb\r\n',
+      loop: true,
+    },
+    {
+      name: 'a message that is all header',
+      input: 'Received: from a by relay-0 (mailroute mail-relay.mailroute-system) with ESMTP id 1; date\r\n',
+      loop: true,
+    },
+    {
+      name: 'another installation (another cluster id)',
+      input: `${ours.replace('mail-relay.mailroute-system', 'mail-relay.other-ns')}S: a\r\n\r\nb\r\n`,
+      loop: false,
+    },
+    {
+      name: 'a cluster id that only starts with ours',
+      input: `${ours.replace('mail-relay.mailroute-system', 'mail-relay.mailroute-system.eu')}\r\nb\r\n`,
+      loop: false,
+    },
+    {
+      name: 'a release before cluster ids: (mailroute)',
+      input: 'Received: from a by relay-0 (mailroute) with ESMTP id 1; date\r\n\r\nb\r\n',
+      loop: false,
+    },
+    {
+      name: 'the comment in the from clause, not after by',
+      input:
+        'Received: from relay-0 (mailroute mail-relay.mailroute-system) by mx.other.test with ESMTP; date\r\n\r\nb\r\n',
+      loop: false,
+    },
+    {
+      name: 'the comment in another field',
+      input: 'X-Trace: by relay-0 (mailroute mail-relay.mailroute-system)\r\nSubject: x\r\n\r\nb\r\n',
+      loop: false,
+    },
+    {
+      name: 'the comment in the body',
+      input: `S: a\r\n\r\n${ours}`,
+      loop: false,
+    },
+  ];
+  for (const c of trace) {
+    it(`${c.name}: ${c.loop ? 'refused as a loop' : 'passes'} at every split point`, () => {
+      const n = Buffer.byteLength(c.input, 'latin1');
+      for (let cut = 0; cut <= n; cut++) {
+        const splits = cut === 0 || cut === n ? [] : [cut];
+        const r = run(c.input, own, splits);
+        if (c.loop) expect(r.reason, `cut ${cut}`).toBe('Loop');
+        else expect(r.out, `cut ${cut}`).toBe(c.input);
+      }
+    });
+  }
+
+  it('without a cluster id there is no trace check', () => {
+    expect(run(`${ours}\r\nb\r\n`, limits()).out).toBe(`${ours}\r\nb\r\n`);
   });
 });

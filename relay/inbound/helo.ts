@@ -3,6 +3,7 @@
 // cannot inject a header or break the field (no CR, LF, control characters, parentheses or semicolons).
 import type { Verdict } from './verdict.ts';
 import { ACCEPT } from './verdict.ts';
+import { traceComment } from './trace.ts';
 
 const MAX_NAME = 255;
 
@@ -25,6 +26,8 @@ export interface ReceivedInfo {
   /** Reverse-resolved name, or '' */
   clientHostname: string;
   byHostname: string;
+  /** The relay's trace (trace.ts): `(mailroute <clusterId>)` after `by <byHostname>`; undefined: `(mailroute)`. */
+  clusterId?: string;
   /** RFC 3848 protocol: ESMTP, ESMTPS, ... */
   protocol: string;
   id: string;
@@ -67,7 +70,8 @@ export function receivedHeader(info: ReceivedInfo): string {
     info.tls?.protocol !== undefined || info.tls?.cipher !== undefined
       ? `\r\n\t(using ${safeToken(info.tls.protocol ?? 'TLS')} with cipher ${safeToken(info.tls.cipher ?? 'unknown')})`
       : '';
-  const by = `by ${safeToken(info.byHostname)} (mailroute) with ${safeToken(info.protocol)} id ${safeToken(info.id)}`;
+  const comment = info.clusterId !== undefined ? traceComment(safeToken(info.clusterId)) : '(mailroute)';
+  const by = `by ${safeToken(info.byHostname)} ${comment} with ${safeToken(info.protocol)} id ${safeToken(info.id)}`;
   const rcpt = info.forRecipient !== undefined ? `\r\n\tfor <${safeAddress(info.forRecipient)}>` : '';
   return `Received: ${from}${tls}\r\n\t${by}${rcpt};\r\n\t${rfc5322Date(info.date)}\r\n`;
 }

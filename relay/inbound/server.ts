@@ -32,7 +32,10 @@ export interface InboundOptions {
   /** How long an address that passed the early-talker check is greeted at once (default 24 h; 0: never). */
   greetingPassTtlMs?: number;
   maxLineLength?: number;
-  maxReceived?: number;
+  /** Received: fields (the relay's own included) at which a message is refused as a loop; default 50 (Postfix). */
+  hopLimit?: number;
+  /** The installation's name in the relay's Received: trace (trace.ts); a message carrying it is a loop. */
+  clusterId?: string;
   tls?: { key: Buffer; cert: Buffer };
 }
 
@@ -218,6 +221,7 @@ export function createInbound(deps: InboundDeps): Inbound {
             ? session.clientHostname
             : '',
         byHostname: o.hostname,
+        ...(o.clusterId !== undefined ? { clusterId: o.clusterId } : {}),
         protocol: protocolName(session.openingCommand, session.secure, Boolean(session.user)),
         id: `${session.id}.${session.transaction}`,
         ...(recipients.length === 1 && recipients[0] ? { forRecipient: recipients[0].recipient } : {}),
@@ -229,7 +233,8 @@ export function createInbound(deps: InboundDeps): Inbound {
         limits: {
           bareLf: o.bareLf,
           maxBytes: o.maxMessageSize,
-          maxReceived: o.maxReceived ?? 50,
+          hopLimit: o.hopLimit ?? 50,
+          ...(o.clusterId !== undefined ? { clusterId: o.clusterId } : {}),
           maxLineLength: o.maxLineLength ?? 64 * 1024,
         },
         receivedHeader: header,

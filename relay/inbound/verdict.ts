@@ -38,7 +38,22 @@ export const REPLIES = {
   tooManyRecipients: () => tempfail('TooManyRecipients', 452, '4.5.3', 'Too many recipients'),
   tooLarge: (max: number) =>
     reject('TooLarge', 552, '5.3.4', `Message size exceeds fixed limit of ${max} bytes`),
-  loop: () => reject('Loop', 554, '5.4.6', 'Too many Received: headers: mail loop detected'),
+  /** The message already carries this relay's (or its cluster's) Received: trace: it came back (Postfix's wording). */
+  mailLoop: () =>
+    reject(
+      'Loop',
+      554,
+      '5.4.6',
+      "Mail loops back to myself: the message already carries this relay's Received: trace",
+    ),
+  /** Received: fields with the relay's own reach the hop limit (Postfix's hopcount_limit). */
+  tooManyHops: (limit: number) =>
+    reject(
+      'TooManyHops',
+      554,
+      '5.4.6',
+      `Too many hops: ${limit} Received: header fields with this relay's own`,
+    ),
   bareLineFeed: () =>
     reject('BareLineFeed', 554, '5.6.11', 'Bare LF or bare CR in message content is not allowed'),
   lineTooLong: (max: number) =>

@@ -70,8 +70,8 @@ export interface LegState {
   dsnId?: string;
 }
 
-/** A message body for sending: its bytes, or the file whose first size bytes they are. */
-export type MessageBody = Buffer | { path: string; size: number };
+/** A message body for sending: its bytes, or the bytes [start (default 0), size) of a file. */
+export type MessageBody = Buffer | { path: string; size: number; start?: number };
 
 /** The content of a message's state file. */
 export interface SpoolState {

@@ -138,13 +138,15 @@ describe('inbound', () => {
     expect((await h.spool.list()).length).toBe(before);
   });
 
-  it('51 Received: headers is a loop: 554 5.4.6; 50 pass', async () => {
+  it("hop limit as Postfix counts it (the relay's own Received: included): 49 arriving is 554 5.4.6; 48 pass and leave with 49", async () => {
     const hops = (n: number): string =>
       'Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n'.repeat(n);
-    const loop = await sendRaw(h.port, ['alice@example.com'], `${hops(51)}Subject: l\r\n\r\nx\r\n.\r\n`);
-    expect(loop.final).toMatch(/^554 5\.4\.6 /);
-    const ok = await sendRaw(h.port, ['alice@example.com'], `${hops(50)}Subject: l\r\n\r\nx\r\n.\r\n`);
+    const loop = await sendRaw(h.port, ['alice@example.com'], `${hops(49)}Subject: l\r\n\r\nx\r\n.\r\n`);
+    expect(loop.final).toMatch(/^554 5\.4\.6 Too many hops/);
+    const ok = await sendRaw(h.port, ['alice@example.com'], `${hops(48)}Subject: l\r\n\r\nhop48\r\n.\r\n`);
     expect(ok.final).toMatch(/^250 /);
+    const stored = (await h.spooled()).find((m) => m.body.includes('hop48'));
+    expect(stored?.body.toString('latin1').match(/^Received:/gim)).toHaveLength(49);
   });
 
   it('more recipients than --max-recipients: 452 4.5.3', async () => {

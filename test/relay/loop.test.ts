@@ -1,0 +1,152 @@
+// Forwarding loops against real peers: the relay's primary is an "old server" (test/support/forwarding-peer.ts) that
+// forwards everything it receives back to the relay, the install.md mistake. The message must be delivered once and
+// the loop stopped at its first return with 554 5.4.6, by the relay that stamped it or by any other relay of its
+// cluster (same --cluster-id, other host name). The fixed recipe (the old server keeps what carries the relay's trace)
+// delivers once without a refusal; a shutdown drain between relays of one cluster is not mistaken for a loop.
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../support/net.ts';
+import { startForwardingPeer, type ForwardingPeer } from '../support/forwarding-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import { metricValue, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+
+const direct = (port: number): string => `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: example-com}
+spec:
+  domain: example.com
+  servers:
+    - {name: old, host: 127.0.0.1, port: ${port}, tls: None}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: example-com}
+spec:
+  domainRef: {name: example-com}
+  mode: Direct
+  primary: old
+`;
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function relay(oldPort: number, flags: string[]): Promise<InProcessRelay> {
+  const r = await startRelay({ 'd.yaml': direct(oldPort) }, flags);
+  cleanups.push(() => r.close());
+  return r;
+}
+
+async function forwarder(
+  port: number,
+  relayPort: number,
+  exempt?: (raw: string) => boolean,
+): Promise<ForwardingPeer> {
+  const f = await startForwardingPeer({
+    name: 'old.example.test',
+    port,
+    smarthost: { host: '127.0.0.1', port: relayPort },
+    ...(exempt ? { exempt: (m) => exempt(m.raw.toString('latin1')) } : {}),
+  });
+  cleanups.push(() => f.close());
+  return f;
+}
+
+const loops = async (r: InProcessRelay): Promise<number> =>
+  metricValue(
+    await r.relay.metrics.registry.metrics(),
+    'mailroute_messages_rejected_total',
+    '{reason="Loop"}',
+  ) ?? 0;
+
+const mail = { from: 'sender@elsewhere.test', to: 'alice@example.com', subject: 'loop', text: 'hello' };
+
+describe('forwarding loops', () => {
+  it('the old server forwards everything back: delivered once, stopped at its first return with 554 5.4.6', async () => {
+    const oldPort = await freePort();
+    const r = await relay(oldPort, ['--hostname', 'relay-0']);
+    const old = await forwarder(oldPort, r.relay.smtp.port);
+    expect(await submit(r.relay.smtp.port, mail)).toMatch(/^250 /);
+    await waitFor(() => old.forwards.length >= 1, { what: 'the old server to forward the message back' });
+    expect(old.forwards[0]).toMatch(/^554 5\.4\.6 Mail loops back to myself/);
+    expect(old.received).toHaveLength(1);
+    expect(old.received[0]?.raw.toString('latin1')).toContain('by relay-0 (mailroute relay-0) with ESMTP');
+    await waitFor(async () => (await r.relay.spool.list()).length === 0, {
+      what: 'the relay queue to empty',
+    });
+    expect(await loops(r)).toBe(1);
+    // nothing is on its way any more: one copy in, one refusal, no further round
+    expect(old.received).toHaveLength(1);
+    expect(old.forwards).toHaveLength(1);
+  });
+
+  it('another relay of the same cluster (same --cluster-id, other pod name) stops it too', async () => {
+    const oldPort = await freePort();
+    const a = await relay(oldPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
+    const b = await relay(oldPort, ['--hostname', 'relay-1', '--cluster-id', 'mailroute.mail']);
+    const old = await forwarder(oldPort, b.relay.smtp.port);
+    expect(await submit(a.relay.smtp.port, mail)).toMatch(/^250 /);
+    await waitFor(() => old.forwards.length >= 1, { what: 'the forward to the other relay' });
+    expect(old.forwards[0]).toMatch(/^554 5\.4\.6 /);
+    expect(old.received).toHaveLength(1);
+    expect(await loops(b)).toBe(1);
+  });
+
+  it('a relay of another installation (other cluster id) is not a loop', async () => {
+    const oldPort = await freePort();
+    const sinkPort = await freePort();
+    const a = await relay(oldPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
+    const other = await relay(sinkPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.other']);
+    const old = await forwarder(oldPort, other.relay.smtp.port);
+    const sink = await forwarder(sinkPort, 1, () => true); // stores everything
+    expect(await submit(a.relay.smtp.port, mail)).toMatch(/^250 /);
+    await waitFor(() => sink.stored.length === 1, { what: 'the other installation to deliver it' });
+    expect(old.forwards[0]).toMatch(/^250 /);
+    expect(await loops(other)).toBe(0);
+  });
+
+  it("the fixed recipe: the old server keeps what carries the relay's trace; mail from outside goes round once", async () => {
+    const oldPort = await freePort();
+    const r = await relay(oldPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
+    const old = await forwarder(oldPort, r.relay.smtp.port, (raw) =>
+      /\(mailroute mailroute\.mail\)/i.test(raw),
+    );
+    // mail arrives at the old server (the MX) from outside
+    expect(await submit(old.port, mail)).toMatch(/^250 /);
+    await waitFor(() => old.stored.length === 1, { what: 'the relay to deliver to the mailbox' });
+    expect(old.forwards).toEqual([expect.stringMatching(/^250 /)]);
+    expect(old.received).toHaveLength(2);
+    expect(await loops(r)).toBe(0);
+  });
+
+  it('a shutdown drain to a relay of the same cluster is a hand-off, not a loop', async () => {
+    const deadPort = await freePort(); // the primary is down: the message stays queued
+    const b = await relay(deadPort, ['--hostname', 'relay-1', '--cluster-id', 'mailroute.mail']);
+    const a = await startRelay({ 'd.yaml': direct(deadPort) }, [
+      '--hostname',
+      'relay-0',
+      '--cluster-id',
+      'mailroute.mail',
+      '--peers',
+      `127.0.0.1:${b.relay.smtp.port}`,
+      '--drain-on-shutdown',
+      'true',
+    ]);
+    cleanups.push(() => a.close());
+    expect(await submit(a.relay.smtp.port, mail)).toMatch(/^250 /);
+    await a.relay.shutdown('test');
+    const ids = await waitFor(
+      async () => {
+        const l = await b.relay.spool.list();
+        return l.length === 1 ? l : undefined;
+      },
+      { what: 'the hand-off to reach the peer' },
+    );
+    expect(await a.relay.spool.list()).toEqual([]);
+    const body = (await b.relay.spool.readBody(ids[0] ?? '')).toString('latin1');
+    // the peer's stamp only: the hand-off is not a hop
+    expect(body.match(/\(mailroute mailroute\.mail\)/g)).toHaveLength(1);
+    expect(body).toContain('by relay-1 (mailroute mailroute.mail)');
+    expect(await loops(b)).toBe(0);
+  });
+});
