@@ -144,7 +144,7 @@ stringData: {username: relay-user, password: s3cret}
       const raw = peer.for('amy@all.test')[0]?.raw.toString() ?? '';
       expect(raw.match(/^Received: /gm)?.length).toBe(1);
       expect(raw).toMatch(
-        /^Received: from \S+ \(\[127\.0\.0\.1\]\)\r\n\tby relay\.test \(mailroute\) with ESMTP/,
+        /^Received: from \S+ \(\[127\.0\.0\.1\]\)\r\n\tby relay\.test \(mailroute relay\.test\) with ESMTP/,
       );
       expect(raw).toContain('body of all-1');
     }
