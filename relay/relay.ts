@@ -8,6 +8,7 @@ import { Registry } from 'prom-client';
 import type { DeliveryPlan } from '../routing/model.ts';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
+import { adminTokenPath } from './admin/token.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
 import {
   resolveTargets,
@@ -260,12 +261,13 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     });
   }
   const admin: AdminServer = embedded
-    ? { address: { host: config.admin.host, port: 0 }, close: () => Promise.resolve() }
+    ? { address: { host: config.admin.host, port: 0 }, tokenFile: '', close: () => Promise.resolve() }
     : await startAdminServer({
         listen: config.admin,
         spool,
         engine: delivery,
         logger,
+        tokenFile: adminTokenPath(config.spoolDir),
       });
 
   logger.info(

@@ -21,6 +21,7 @@ import { pino, type Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
+import { adminTokenPath } from './admin/token.ts';
 import type { DeliveryStats } from './delivery/engine.ts';
 import type { RelayHandle } from './relay.ts';
 import { adoptOrphanFolders, workerSpoolDir } from './spool/adopt.ts';
@@ -314,6 +315,7 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
     admin = await startAdminServer({
       listen: config.admin,
       logger,
+      tokenFile: adminTokenPath(config.spoolDir),
       spool: {
         list: async () => (await callAll<string[]>({ op: 'list' })).flat().sort(),
         load: async (id) => mergeLoads(await callAll<LoadResult>({ op: 'load', id })),

@@ -1,6 +1,9 @@
-// `mailroute queue list|show ID|flush|delete ID [--admin HOST:PORT] [-o json]`: a client of the relay's admin API
-// (relay/admin/server.ts). --admin also reads MAILROUTE_ADMIN; default 127.0.0.1:9091.
+// `mailroute queue list|show ID|flush|delete ID [--admin HOST:PORT] [--spool DIR | --token-file FILE] [-o json]`: a
+// client of the relay's admin API (relay/admin/server.ts). --admin also reads MAILROUTE_ADMIN; default 127.0.0.1:9091.
+// flush and delete send the token of the relay's token file (<spool>/admin.token; --spool and --token-file also read
+// MAILROUTE_SPOOL and MAILROUTE_TOKEN_FILE).
 import { parseArgs } from 'node:util';
+import { adminTokenPath, readAdminToken } from '../../relay/admin/token.ts';
 import type { LegView, MessageView, QueueListView } from '../../relay/admin/view.ts';
 
 export interface QueueIo {
@@ -19,7 +22,7 @@ const defaultIo: QueueIo = {
   now: () => new Date(),
 };
 
-export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|flush|delete ID> [--admin HOST:PORT] [-o json]
+export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|flush|delete ID> [--admin HOST:PORT] [--spool DIR] [-o json]
 
   list          every queued message, one line per recipient with the state of each leg
   show ID       one message: every leg with attempts, next attempt and last reply
@@ -28,6 +31,9 @@ export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|flush|delete ID
 
 flags:
   --admin HOST:PORT   the relay's admin API (default 127.0.0.1:9091, env MAILROUTE_ADMIN)
+  --spool DIR         the relay's spool folder, whose admin.token flush and delete send (default ./spool,
+                      env MAILROUTE_SPOOL)
+  --token-file FILE   the token file itself (env MAILROUTE_TOKEN_FILE), instead of DIR/admin.token
   -o json             print the API's JSON
 `;
 
@@ -114,6 +120,8 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
       allowPositionals: true,
       options: {
         admin: { type: 'string' },
+        spool: { type: 'string' },
+        'token-file': { type: 'string' },
         output: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -155,12 +163,32 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
     return 2;
   }
 
+  // State changes need the relay's token (relay/admin/guard.ts); reads do not.
+  let token: string | undefined;
+  if (sub === 'flush' || sub === 'delete') {
+    const file =
+      values['token-file'] ??
+      io.env.MAILROUTE_TOKEN_FILE ??
+      adminTokenPath(values.spool ?? io.env.MAILROUTE_SPOOL ?? './spool');
+    const t = await readAdminToken(file);
+    if (!t.ok) {
+      io.stderr(
+        `mailroute queue ${sub}: cannot read the admin token (${t.error}); pass the relay's --spool DIR or --token-file FILE\n`,
+      );
+      return 1;
+    }
+    token = t.token;
+  }
+
   const call = async (
     method: string,
     path: string,
   ): Promise<{ status: number; body: unknown } | undefined> => {
     try {
-      const res = await io.fetch(`${base}${path}`, { method });
+      const res = await io.fetch(`${base}${path}`, {
+        method,
+        ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {}),
+      });
       const text = await res.text();
       let body: unknown = text;
       try {

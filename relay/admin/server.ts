@@ -1,11 +1,14 @@
-// The queue admin HTTP API, served on --admin (127.0.0.1:9091 by default: keep it on loopback, it has no auth).
+// The queue admin HTTP API, served on --admin (127.0.0.1:9091 by default: keep it on loopback). It trusts the
+// loopback interface and the spool folder: requests from a browser (Origin, Sec-Fetch-Site), with a Host that is not
+// this listener (DNS rebinding), and state changes without the token of <spool>/admin.token are refused
+// (relay/admin/guard.ts; docs/relay.md "Admin API").
 //
 // Exports (called by the relay wiring):
-//   startAdminServer(opts: { listen: { host; port }; spool; engine; logger; maxList? })
-//     : Promise<{ address: { host; port }; close(): Promise<void> }>
+//   startAdminServer(opts: { listen: { host; port }; spool; engine; logger; tokenFile; maxList? })
+//     : Promise<{ address: { host; port }; tokenFile; close(): Promise<void> }>
 //
 // Routes (JSON in and out; shapes in relay/admin/view.ts):
-//   GET    /queue[?limit=N]   QueueListView: the oldest N messages (default 1000, max 100000) with per-leg state
+//   GET    /queue[?limit=N]   QueueListView: the oldest N messages (default and max 1000: 400 above) with per-leg state
 //   GET    /queue/stats       DeliveryStats of the engine
 //   GET    /queue/:id         MessageView of one message, 404 when it is not queued
 //   POST   /queue/flush       retry every deferred leg now -> 202 { flushed: true, messages }
@@ -16,7 +19,12 @@ import type { Logger } from 'pino';
 import type { DeliveryEngine, DeliveryStats } from '../delivery/engine.ts';
 import { isQueueId } from '../spool/spool.ts';
 import type { Spool } from '../spool/types.ts';
+import { guardAdminRequest } from './guard.ts';
+import { createAdminToken } from './token.ts';
 import { messageView, type MessageView, type QueueListView } from './view.ts';
+
+/** The most messages one GET /queue returns (a page is about 1 KiB per message). */
+export const MAX_PAGE = 1000;
 
 export interface AdminServerOptions {
   listen: { host: string; port: number };
@@ -26,12 +34,16 @@ export interface AdminServerOptions {
     stats(): DeliveryStats | Promise<DeliveryStats>;
   };
   logger: Logger;
-  /** Default number of messages GET /queue lists. */
+  /** Where to write the token that POST and DELETE need (a new one at every start): <spool>/admin.token. */
+  tokenFile: string;
+  /** Default number of messages GET /queue lists (at most MAX_PAGE). */
   maxList?: number;
 }
 
 export interface AdminServer {
   address: { host: string; port: number };
+  /** The token file ('' for a worker's embedded stand-in). */
+  tokenFile: string;
   close(): Promise<void>;
 }
 
@@ -47,7 +59,8 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const { spool, engine } = opts;
   const log = opts.logger;
-  const defaultLimit = opts.maxList ?? 1000;
+  const defaultLimit = Math.min(opts.maxList ?? MAX_PAGE, MAX_PAGE);
+  const token = await createAdminToken(opts.tokenFile);
 
   const list = async (limit: number): Promise<QueueListView> => {
     const ids = await spool.list();
@@ -62,6 +75,18 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const allowed = guardAdminRequest(
+      { method: req.method ?? 'GET', headers: req.headers },
+      { listenHost: opts.listen.host, token },
+    );
+    if (!allowed.ok) {
+      log.warn(
+        { client: req.socket.remoteAddress, method: req.method, url: req.url, status: allowed.status },
+        `admin: refused: ${allowed.error}`,
+      );
+      req.resume();
+      return send(res, allowed.status, { error: allowed.error });
+    }
     const url = new URL(req.url ?? '/', 'http://admin');
     const parts = url.pathname.split('/').filter((p) => p !== '');
     const method = req.method ?? 'GET';
@@ -72,8 +97,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       if (method !== 'GET') return send(res, 405, { error: `${method} /queue: use GET` });
       const raw = url.searchParams.get('limit');
       const limit = raw === null ? defaultLimit : Number(raw);
-      if (!Number.isInteger(limit) || limit < 0 || limit > 100_000) {
-        return send(res, 400, { error: `limit: expected an integer 0..100000, got ${JSON.stringify(raw)}` });
+      if (!Number.isInteger(limit) || limit < 0 || limit > MAX_PAGE) {
+        return send(res, 400, {
+          error: `limit: expected an integer 0..${MAX_PAGE} (the largest page), got ${JSON.stringify(raw)}`,
+        });
       }
       return send(res, 200, await list(limit));
     }
@@ -125,6 +152,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   log.info({ host: a.address, port: a.port }, 'admin API listening');
   return {
     address: { host: a.address, port: a.port },
+    tokenFile: opts.tokenFile,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -1,5 +1,6 @@
 // The queue admin API and `mailroute queue` against a real spool, engine and SMTP peers.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -62,7 +63,13 @@ beforeAll(async () => {
       timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
     }),
   );
-  admin = await startAdminServer({ listen: { host: '127.0.0.1', port: 0 }, spool, engine, logger });
+  admin = await startAdminServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    spool,
+    engine,
+    logger,
+    tokenFile: join(dir, 'admin.token'),
+  });
   adminArg = `127.0.0.1:${admin.address.port}`;
   const legs = (r: string): Leg[] => [
     { server: srv('legacy', primary.port), recipient: r, role: 'primary', bounces: 'Notify' },
@@ -134,7 +141,7 @@ describe('queue admin API and CLI', () => {
     const unknown = await cli('show', '0000000000000zzz', '--admin', adminArg);
     expect(unknown).toMatchObject({ code: 1 });
     expect(unknown.err).toContain('0000000000000zzz: not in the queue (HTTP 404)');
-    const bad = await cli('delete', '../etc', '--admin', adminArg);
+    const bad = await cli('delete', '../etc', '--admin', adminArg, '--spool', dir);
     expect(bad.code).toBe(1);
     expect(bad.err).toContain('is not a queue id (HTTP 400)');
     expect((await fetch(`http://${adminArg}/queue/flush`)).status).toBe(405);
@@ -148,12 +155,18 @@ describe('queue admin API and CLI', () => {
   });
 
   it('`queue delete ID` drops a message; `queue flush` delivers the deferred copies now', async () => {
-    const del = await cli('delete', ids[1]!, '--admin', adminArg);
+    // without the relay's token file a state change is not even sent
+    const noToken = await cli('delete', ids[1]!, '--admin', adminArg, '--spool', join(dir, 'nowhere'));
+    expect(noToken.code).toBe(1);
+    expect(noToken.err).toMatch(
+      /cannot read the admin token \(.*nowhere\/admin\.token: ENOENT\); pass the relay's --spool/,
+    );
+    const del = await cli('delete', ids[1]!, '--admin', adminArg, '--spool', dir);
     expect(del).toMatchObject({ code: 0, out: `deleted ${ids[1]}\n` });
-    expect((await cli('delete', ids[1]!, '--admin', adminArg)).code).toBe(1);
+    expect((await cli('delete', ids[1]!, '--admin', adminArg, '--spool', dir)).code).toBe(1);
     await copy.up();
     // The retry is a minute away: only a flush brings it forward.
-    const fl = await cli('flush', '--admin', adminArg);
+    const fl = await cli('flush', '--admin', adminArg, '--token-file', join(dir, 'admin.token'));
     expect(fl.code).toBe(0);
     expect(fl.out).toBe('flush requested: 1 message queued\n');
     await waitFor(() => copy.messages.length === 1, { what: 'the flushed copy' });
@@ -167,4 +180,75 @@ describe('queue admin API and CLI', () => {
       return stats.messages === 0;
     });
   });
+
+  it('refuses browsers and DNS rebinding, needs the token for state changes, caps the page (issue 14 §3)', async () => {
+    const { mode } = await stat(join(dir, 'admin.token'));
+    expect(mode & 0o777).toBe(0o600);
+    const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+    const port = admin.address.port;
+    // a cross-origin "simple" POST, as a web page can send it
+    const xorigin = await rawHttp(port, 'POST', '/queue/flush', {
+      'content-type': 'text/plain',
+      origin: 'http://attacker.example',
+    });
+    expect(xorigin.status).toBe(403);
+    expect(xorigin.body).toMatch(/cross-origin request refused/);
+    // the same with the token: a browser never gets to send it, but Origin alone is enough to refuse
+    expect(
+      (await rawHttp(port, 'POST', '/queue/flush', { origin: 'null', authorization: `Bearer ${token}` }))
+        .status,
+    ).toBe(403);
+    expect((await rawHttp(port, 'GET', '/queue', { 'sec-fetch-site': 'cross-site' })).status).toBe(403);
+    // DNS rebinding: the page's own name as Host
+    const rebound = await rawHttp(port, 'GET', `/queue/${ids[0]}`, { host: `attacker.example:${port}` });
+    expect(rebound.status).toBe(421);
+    expect((JSON.parse(rebound.body) as { error: string }).error).toMatch(
+      /^Host "attacker\.example:\d+" is not this admin API/,
+    );
+    expect((await rawHttp(port, 'DELETE', `/queue/${ids[0]}`, { host: 'attacker.example' })).status).toBe(
+      421,
+    );
+    expect((await rawHttp(port, 'GET', '/queue?limit=0', { host: `localhost:${port}` })).status).toBe(200);
+    expect((await rawHttp(port, 'GET', '/queue?limit=0', { host: `[::1]:${port}` })).status).toBe(200);
+    // state changes need the token
+    const noAuth = await rawHttp(port, 'DELETE', `/queue/${ids[0]}`, {});
+    expect(noAuth.status).toBe(401);
+    expect(noAuth.body).toMatch(/needs the admin token/);
+    expect((await rawHttp(port, 'DELETE', `/queue/${ids[0]}`, { authorization: 'Bearer nope' })).status).toBe(
+      403,
+    );
+    expect((await rawHttp(port, 'POST', '/queue/flush', {})).status).toBe(401);
+    expect((await rawHttp(port, 'POST', '/queue/flush', { authorization: `Bearer ${token}` })).status).toBe(
+      202,
+    );
+    // the page size is capped
+    const big = await rawHttp(port, 'GET', '/queue?limit=100000', {});
+    expect(big.status).toBe(400);
+    expect((JSON.parse(big.body) as { error: string }).error).toBe(
+      'limit: expected an integer 0..1000 (the largest page), got "100000"',
+    );
+    expect((await rawHttp(port, 'GET', '/queue?limit=1000', {})).status).toBe(200);
+  });
 });
+
+/** One HTTP request with exactly these headers (fetch would not let a test set Host). */
+function rawHttp(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}

@@ -1,7 +1,7 @@
 // `mailroute relay --workers N` (relay/workers.ts), spawned for real: N processes share the SMTP port, each with its
 // own spool folder; /metrics and the admin API of the primary show the whole relay; SIGTERM stops every worker and
 // leaves the queue spooled; a later run with fewer workers adopts the folders of the missing ones and delivers them.
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
@@ -141,7 +141,12 @@ describe('relay --workers', () => {
     expect(JSON.parse(single.logs.find((l) => l.includes('"relay started"')) ?? '{}')).toMatchObject({
       queued: MESSAGES,
     });
-    await fetch(`http://127.0.0.1:${adminPortOf(single)}/queue/flush`, { method: 'POST' });
+    const token = (await readFile(join(dir, 'spool', 'admin.token'), 'utf8')).trim();
+    const flushed = await fetch(`http://127.0.0.1:${adminPortOf(single)}/queue/flush`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(flushed.status).toBe(202);
     await waitFor(() => primary.messages.length >= 2 * MESSAGES && copy.messages.length >= 2 * MESSAGES, {
       what: 'the adopted messages on both legs',
       timeoutMs: 20_000,

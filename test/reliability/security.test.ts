@@ -9,6 +9,7 @@
 //   the handshake;
 // - header injection through EHLO names: no injected header field at the destination, one Received: added;
 // - oversized command and content lines, too many recipients.
+import { request as httpRequest } from 'node:http';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -23,6 +24,8 @@ import {
   queueTotal,
   relayArgs,
   report,
+  ROOT,
+  run,
   spawnRelay,
   subjectOf,
   tempDir,
@@ -77,6 +80,7 @@ describe('security probes', () => {
   /** The --dsn-relay smarthost: DSNs to senders outside the managed domain go here (instead of the sender's MX). */
   let dsnPeer: SmtpPeer;
   let relay: RelayChild;
+  let relayDir: string;
   let normalizing: RelayChild;
   const all = (): SmtpPeer['messages'] => [...primary.messages, ...copy.messages];
 
@@ -85,6 +89,7 @@ describe('security probes', () => {
     copy = await startSmtpPeer('copy');
     dsnPeer = await startSmtpPeer('dsn');
     const dir = await tempDir('rel-sec');
+    relayDir = dir;
     const dir2 = await tempDir('rel-sec-norm');
     const manifests = {
       'd.yaml': dualDomain(DOMAIN, primary.port, copy.port),
@@ -463,4 +468,69 @@ describe('security probes', () => {
       }
     }
   });
+
+  it('admin API (browser reachable before): cross-origin POST, DNS-rebinding Host, DELETE without the token and oversized pages are refused; `mailroute queue` still works', async () => {
+    const port = adminPort(relay);
+    const probes = {
+      crossOriginFlush: await rawHttp(port, 'POST', '/queue/flush', {
+        'content-type': 'text/plain',
+        origin: 'http://attacker.example',
+      }),
+      reboundList: await rawHttp(port, 'GET', '/queue', { host: `attacker.example:${port}` }),
+      reboundDelete: await rawHttp(port, 'DELETE', '/queue/0000000000000abc', { host: 'attacker.example' }),
+      deleteWithoutToken: await rawHttp(port, 'DELETE', '/queue/0000000000000abc', {}),
+      flushWithoutToken: await rawHttp(port, 'POST', '/queue/flush', {}),
+      hugePage: await rawHttp(port, 'GET', '/queue?limit=100000', {}),
+    };
+    expect(probes.crossOriginFlush.status).toBe(403);
+    expect(probes.reboundList.status).toBe(421);
+    expect(probes.reboundDelete.status).toBe(421);
+    expect(probes.deleteWithoutToken.status).toBe(401);
+    expect(probes.flushWithoutToken.status).toBe(401);
+    expect(probes.hugePage.status).toBe(400);
+    // the CLI, with the relay's spool folder, still lists, flushes and deletes
+    const cli = (...args: string[]) =>
+      run(process.execPath, [
+        join(ROOT, 'bin/mailroute.js'),
+        'queue',
+        ...args,
+        '--admin',
+        `127.0.0.1:${port}`,
+      ]);
+    const list = await cli('list');
+    expect(list.stdout).toMatch(/queue is empty|messages? \(/);
+    const flush = await cli('flush', '--spool', join(relayDir, 'spool'));
+    expect(flush.stdout).toMatch(/^flush requested: \d+ messages? queued/);
+    await expect(cli('delete', '0000000000000abc', '--spool', join(relayDir, 'spool'))).rejects.toMatchObject(
+      {
+        stderr: expect.stringContaining('not in the queue (HTTP 404)') as unknown,
+      },
+    );
+    await expect(cli('flush', '--spool', join(relayDir, 'elsewhere'))).rejects.toMatchObject({
+      stderr: expect.stringContaining('cannot read the admin token') as unknown,
+    });
+    report('security admin API', Object.fromEntries(Object.entries(probes).map(([k, v]) => [k, v.status])));
+  });
 });
+
+/** One HTTP request with exactly these headers (fetch would not let a test set Host). */
+function rawHttp(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
