@@ -30,6 +30,7 @@ import type { RelayView } from './controllers/status.ts';
 import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
 import type { OperatorMetrics } from './telemetry/metrics.ts';
 import { startPreflight, type PreflightHandle } from './preflight/index.ts';
+import { safeDelay } from '../routing/timer.ts';
 
 export type StopReason = 'stopped' | 'lost-leadership';
 
@@ -339,7 +340,7 @@ export class OperatorManager {
     if (this.staleTimer !== undefined) clearTimeout(this.staleTimer);
     const staleIn = nextStaleIn(this.informers.Lease.list(), this.now());
     if (staleIn !== undefined && !this.stopping) {
-      this.staleTimer = setTimeout(() => this.onRelaysMaybeChanged(), staleIn);
+      this.staleTimer = setTimeout(() => this.onRelaysMaybeChanged(), safeDelay(staleIn));
       this.staleTimer.unref();
     }
     if (sig === this.relaySignature) return;

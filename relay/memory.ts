@@ -10,6 +10,7 @@
 // bounds a fast stream: at 150+ MiB/s of intake a 50 ms timer alone let 15 MiB of garbage through between two ticks.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { safeDelay } from '../routing/timer.ts';
 
 type GcFn = (opts?: { type?: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void;
 
@@ -68,7 +69,7 @@ export function startBufferGovernor(opts: BufferGovernorOptions = {}): BufferGov
     }
     floor = after;
   };
-  const timer = setInterval(check, opts.intervalMs ?? 50);
+  const timer = setInterval(check, safeDelay(opts.intervalMs ?? 50));
   timer.unref();
   return {
     get collections() {

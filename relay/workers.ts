@@ -27,6 +27,7 @@ import type { RelayHandle } from './relay.ts';
 import { adoptOrphanFolders, workerSpoolDir } from './spool/adopt.ts';
 import type { LoadResult } from './spool/types.ts';
 import { createTelemetryServer, type ReadyReport } from './telemetry/http.ts';
+import { safeDelay } from '../routing/timer.ts';
 
 /** Calls the primary makes to a worker. */
 export type WorkerCall =
@@ -370,7 +371,7 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
         () => {
           for (const s of slots) s.worker?.kill('SIGKILL');
         },
-        config.shutdownTimeoutMs + config.drainTimeoutMs + 30_000,
+        safeDelay(config.shutdownTimeoutMs + config.drainTimeoutMs + 30_000),
       );
       void Promise.all(exits)
         .then(async () => {

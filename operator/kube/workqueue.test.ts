@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { WorkQueue, type ReconcileOutcome } from './workqueue.ts';
+import { WorkQueue, type ReconcileOutcome, type Timers } from './workqueue.ts';
+import { MAX_TIMER_DELAY_MS } from '../../routing/timer.ts';
 import { waitFor } from '../../test/support/wait.ts';
 
 describe('WorkQueue', () => {
@@ -105,5 +106,76 @@ describe('WorkQueue', () => {
     q.shutdown();
     await running;
     expect(thrown).toEqual(['k: Error: bug']);
+  });
+
+  it('waits out a requeueAfter of 60 days with timers of at most a day, re-armed until it is due', () => {
+    // A fake clock: setTimeout records (due, fn); advance() fires what is due.
+    let now = 0;
+    const armed: { due: number; fn: () => void; ms: number }[] = [];
+    const timers: Timers = {
+      now: () => now,
+      setTimeout: (fn, ms) => {
+        const t = { due: now + ms, fn, ms };
+        armed.push(t);
+        return t;
+      },
+      clearTimeout: (h) => {
+        const i = armed.indexOf(h as (typeof armed)[number]);
+        if (i >= 0) armed.splice(i, 1);
+      },
+    };
+    const advanceTo = (t: number): void => {
+      for (;;) {
+        armed.sort((a, b) => a.due - b.due);
+        const next = armed[0];
+        if (next === undefined || next.due > t) break;
+        armed.shift();
+        now = next.due;
+        next.fn();
+      }
+      now = t;
+    };
+    const day = 86_400_000;
+    const q = new WorkQueue({ name: 't', timers });
+    q.addAfter('tr', 60 * day);
+    const delays: number[] = [];
+    let fired = 0;
+    while (q.length === 0 && fired < 1000) {
+      const next = armed[0];
+      if (next === undefined) break;
+      delays.push(next.ms);
+      advanceTo(next.due);
+      fired++;
+    }
+    expect(q.length).toBe(1);
+    expect(now).toBe(60 * day);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(MAX_TIMER_DELAY_MS);
+    expect(fired).toBe(60); // one timer a day, not a storm
+    q.shutdown();
+  });
+
+  it('with real timers, a 60-day requeueAfter neither warns (TimeoutOverflowWarning) nor runs the handler early', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const q = new WorkQueue({ name: 't' });
+      let calls = 0;
+      const running = q.run(() => {
+        calls++;
+        return Promise.resolve({ ok: true, requeueAfterMs: 60 * 86_400_000 });
+      });
+      q.add('tr');
+      await waitFor(() => calls >= 1, { what: 'first reconcile' });
+      // A storm (the old 1 ms overflow) would run hundreds of times in this window.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(calls).toBe(1);
+      q.shutdown();
+      await running;
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });

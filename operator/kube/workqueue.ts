@@ -4,6 +4,9 @@
 //   queued again when the worker is done;
 // - failures requeue with base * 2^failures (capped), success forgets the failures;
 // - a handler may ask to be called again after a delay (requeueAfterMs), e.g. at a TestRecipient's expiresAt.
+//   That delay can be months: timers are armed for at most a day (safeDelay) and re-armed until the moment comes.
+
+import { safeDelay } from '../../routing/timer.ts';
 
 export interface Timers {
   now(): number;
@@ -11,10 +14,11 @@ export interface Timers {
   clearTimeout(handle: unknown): void;
 }
 
+/** Node's timers, unref'd, each armed for at most a day (safeDelay): a longer wait must re-arm. */
 export const realTimers: Timers = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
+    const t = setTimeout(fn, safeDelay(ms));
     t.unref();
     return t;
   },
@@ -102,11 +106,19 @@ export class WorkQueue {
       if (existing.at <= at) return;
       this.timers.clearTimeout(existing.handle);
     }
-    const handle = this.timers.setTimeout(() => {
-      this.delayed.delete(key);
-      this.add(key);
-    }, ms);
-    this.delayed.set(key, { at, handle });
+    const entry: { at: number; handle: unknown } = { at, handle: undefined };
+    const arm = (): void => {
+      entry.handle = this.timers.setTimeout(
+        () => {
+          if (this.timers.now() < at) return arm(); // capped at a day: not due yet
+          this.delayed.delete(key);
+          this.add(key);
+        },
+        safeDelay(at - this.timers.now()),
+      );
+    };
+    arm();
+    this.delayed.set(key, entry);
   }
 
   /** Queue the key after its backoff: base * 2^failures, capped at maxDelay. */

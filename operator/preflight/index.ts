@@ -19,6 +19,7 @@ import {
   type ScheduleEntry,
   type ServerStatus,
 } from './status.ts';
+import { safeDelay } from '../../routing/timer.ts';
 
 export { createSmtpProbe } from './probe.ts';
 export type { Probe, ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
@@ -256,7 +257,7 @@ export function startPreflight(opts: PreflightOptions): PreflightHandle {
   const tick = (): void => {
     if (stopped) return;
     void runScan().finally(() => {
-      if (!stopped) timer = setTimeout(tick, scanMs);
+      if (!stopped) timer = setTimeout(tick, safeDelay(scanMs));
     });
   };
   timer = setTimeout(tick, 0);

@@ -15,6 +15,7 @@ import {
   type LeaseBody,
   type Peer,
 } from './lease.ts';
+import { safeDelay } from '../../routing/timer.ts';
 
 export interface LeaseRef {
   resourceVersion?: string | undefined;
@@ -64,7 +65,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string | undefined):
   const t = new Promise<undefined>((resolve, reject) => {
     timer = setTimeout(
       () => (message === undefined ? resolve(undefined) : reject(new Error(`${message} after ${ms} ms`))),
-      ms,
+      safeDelay(ms),
     );
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
@@ -165,7 +166,7 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
   const schedule = (): void => {
     if (stopped) return;
     if (timer !== undefined) clearTimeout(timer);
-    timer = setTimeout(() => void renew(), renewMs);
+    timer = setTimeout(() => void renew(), safeDelay(renewMs));
   };
 
   const renew = (): Promise<void> => {

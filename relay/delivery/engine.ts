@@ -38,6 +38,7 @@ import {
   type SmtpTimeouts,
   type TransportFactory,
 } from './transport.ts';
+import { safeDelay } from '../../routing/timer.ts';
 
 export interface DeliveryOptions {
   spool: Spool;
@@ -369,7 +370,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     if (timer && timerAt <= top.due) return;
     if (timer) clearTimeout(timer);
     timerAt = top.due;
-    const delay = Math.max(0, Math.min(top.due - clock().getTime(), 2 ** 31 - 1));
+    const delay = safeDelay(top.due - clock().getTime()); // a later due re-arms in tick()
     timer = setTimeout(tick, delay);
   };
 

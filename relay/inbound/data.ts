@@ -7,6 +7,7 @@ import type { EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
 import { toSmtpError } from './adapter.ts';
 import { ContentScanner, type ContentLimits } from './content.ts';
 import { REPLIES, type Refusal } from './verdict.ts';
+import { safeDelay } from '../../routing/timer.ts';
 
 /** The body stream failed because a content check refused the message. */
 export class RefusedContent extends Error {
@@ -102,7 +103,7 @@ export async function receiveData(source: Readable, deps: DataDeps): Promise<Dat
     failure ??= REPLIES.dataTimeout();
     guard.destroy(new RefusedContent(failure));
     deps.onTimeout?.();
-  }, deps.dataTimeoutMs);
+  }, safeDelay(deps.dataTimeoutMs));
   timer.unref();
   // The DATA phase ends with the client's data; the wait for the spool's fsync is not part of it.
   source.once('end', () => clearTimeout(timer));

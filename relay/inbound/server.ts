@@ -18,6 +18,7 @@ import { decideMail } from './mail.ts';
 import { assertSmtpServerPatched } from './patched.ts';
 import { decideRcpt, type RecipientRouter, type Verifier } from './rcpt.ts';
 import { REPLIES, formatReply, type Verdict } from './verdict.ts';
+import { safeDelay } from '../../routing/timer.ts';
 
 export interface InboundOptions {
   hostname: string;
@@ -85,7 +86,7 @@ export function createInbound(deps: InboundDeps): Inbound {
   const counter = new ConnectionCounter();
   const counted = new Set<string>();
   const gate = new GreetingGate({
-    delayMs: o.greetingDelayMs,
+    delayMs: safeDelay(o.greetingDelayMs),
     ...(o.greetingPassTtlMs !== undefined ? { passTtlMs: o.greetingPassTtlMs } : {}),
   });
   const txns = new WeakMap<SMTPServerEnvelope, Transaction>();
@@ -109,7 +110,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     size: o.maxMessageSize,
     maxRecipients: o.maxRecipients,
     maxClients: o.maxConnections,
-    socketTimeout: o.idleTimeoutMs,
+    socketTimeout: safeDelay(o.idleTimeoutMs),
     closeTimeout: 1000,
     authOptional: true,
     disabledCommands: o.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
@@ -312,7 +313,7 @@ export function createInbound(deps: InboundDeps): Inbound {
       }
     },
     close(graceMs) {
-      (server.options as { closeTimeout?: number }).closeTimeout = Math.max(1, graceMs);
+      (server.options as { closeTimeout?: number }).closeTimeout = Math.max(1, safeDelay(graceMs));
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };

@@ -8,6 +8,7 @@
 //     ▲                         │ ends: error -> backoff (410 Gone: forget rv), normal close -> at once
 //     └──────── re-list ────────┘        re-list every resyncMs as well
 import type { Watch } from '@kubernetes/client-node';
+import { safeDelay } from '../../routing/timer.ts';
 
 export interface SourceLogger {
   info(obj: object, msg?: string): void;
@@ -88,7 +89,7 @@ export function createTimers(): Timers {
       const t = setTimeout(() => {
         timers.delete(t);
         if (!stopped) fn();
-      }, ms);
+      }, safeDelay(ms));
       timers.add(t);
     },
     get stopped() {

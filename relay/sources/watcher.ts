@@ -4,6 +4,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { safeDelay } from '../../routing/timer.ts';
 
 export interface WatchOptions {
   /** A folder (recursive) or a single file. */
@@ -100,7 +101,7 @@ export function watchPath(opts: WatchOptions, initial: string, onChange: () => P
 
   const poke = (): void => {
     if (debounce) clearTimeout(debounce);
-    debounce = setTimeout(() => void check(), debounceMs);
+    debounce = setTimeout(() => void check(), safeDelay(debounceMs));
   };
 
   let fsw: FSWatcher | undefined;
@@ -110,7 +111,7 @@ export function watchPath(opts: WatchOptions, initial: string, onChange: () => P
   } catch {
     fsw = undefined; // polling alone
   }
-  const poll = setInterval(() => void check(), pollMs);
+  const poll = setInterval(() => void check(), safeDelay(pollMs));
   poll.unref();
 
   return {

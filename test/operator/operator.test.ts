@@ -208,6 +208,38 @@ spec: {policyRef: {name: example-com}, address: alice@example.com, expiresAt: "$
       expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(expiresAt));
     });
 
+    it('a TestRecipient expiring 60 days out leaves the operator idle (no 1 ms requeue storm)', async () => {
+      // Node's setTimeout holds at most 2^31-1 ms (24.8 days); a longer requeueAfter used to fire after 1 ms.
+      const port = /"http":\{"host":"[^"]+","port":(\d+)\}/.exec(op.logs())?.[1];
+      expect(port, op.logs().slice(0, 2000)).toBeDefined();
+      const reconciles = async (): Promise<number> => {
+        const text = await (await fetch(`http://127.0.0.1:${port ?? ''}/metrics`)).text();
+        let n = 0;
+        for (const m of text.matchAll(
+          /^controller_runtime_reconcile_total\{controller="testrecipient",[^}]*\} (\d+)$/gm,
+        ))
+          n += Number(m[1]);
+        return n;
+      };
+      const expiresAt = new Date(Date.now() + 60 * 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: TestRecipient
+metadata: {name: bob}
+spec: {policyRef: {name: example-com}, address: bob@example.com, expiresAt: "${expiresAt}"}
+`);
+      await waitFor(
+        async () => (await condition(rest, 'TestRecipient', NS, 'bob', 'Ready'))?.status === 'True',
+        { timeoutMs: 20_000, what: 'TestRecipient bob Ready' },
+      );
+      const before = await reconciles();
+      // An observation window, not a synchronization: the old code reconciled ~400 times a second here.
+      await new Promise((r) => setTimeout(r, 3000));
+      const during = (await reconciles()) - before;
+      expect(during, 'testrecipient reconciles in 3 s').toBeLessThan(10);
+      expect(await condition(rest, 'TestRecipient', NS, 'bob', 'Active')).toMatchObject({ status: 'True' });
+      expect(op.logs()).not.toContain('TimeoutOverflowWarning');
+    });
+
     it('recovers by itself from an API server restart: a change after it still reconciles', async () => {
       await ctx.cp.restartApiServer();
       await apply(`apiVersion: mailroute.io/v1alpha1
