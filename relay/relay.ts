@@ -24,6 +24,7 @@ import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
 import { createCalloutVerifier } from './inbound/verify.ts';
 import { createSource } from './sources/index.ts';
+import { openedResources, type OpenedResources } from './startup.ts';
 import type { RoutingSnapshot, RoutingSource } from './sources/types.ts';
 import { openSpool, type SpoolFs } from './spool/spool.ts';
 import type { Spool, SpoolWriter } from './spool/types.ts';
@@ -92,16 +93,42 @@ async function spoolWritable(dir: string): Promise<string | undefined> {
 
 export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = {}): Promise<RelayHandle> {
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { component: 'relay' } });
+  const resources = openedResources();
+  try {
+    return await startRelay(config, deps, logger, resources);
+  } catch (err) {
+    // All or nothing (relay/startup.ts): close what was opened, so the process can exit and no listener stays up.
+    await resources.closeAll((name, e) =>
+      logger.warn(
+        { resource: name, err: e instanceof Error ? e.message : String(e) },
+        'relay: close after a failed start',
+      ),
+    );
+    throw err;
+  }
+}
+
+async function startRelay(
+  config: Readonly<RelayConfig>,
+  deps: RelayDeps,
+  logger: Logger,
+  resources: OpenedResources,
+): Promise<RelayHandle> {
   const clock = deps.clock ?? (() => new Date());
   const metrics = createRelayMetrics(new Registry());
   const governor = startBufferGovernor();
+  resources.opened('buffer governor', () => governor.stop());
 
   const spool = await openSpool({
     dir: config.spoolDir,
     logger,
     clock,
     ...(deps.spoolFs ? { fs: deps.spoolFs } : {}),
+  }).catch((err: unknown) => {
+    throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
   });
+  const unwritable = await spoolWritable(config.spoolDir);
+  if (unwritable !== undefined) throw new Error(`--spool: ${unwritable}`);
 
   // ---- routing: one RecipientRouter per revision, replaced in one assignment ----
   const source = createSource(config.source, {
@@ -120,6 +147,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     cluster?.setRevision(s.revision);
   };
   source.onChange(swap);
+  resources.opened('routing source', () => source.close());
   await source.start();
   const first = source.current();
   if (first && first.revision !== snapshot?.revision) swap(first);
@@ -169,6 +197,7 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     ...(deps.transport ? { transport: deps.transport } : {}),
     ...(deps.resolver ? { resolver: deps.resolver } : {}),
   });
+  resources.opened('delivery', () => delivery.stop());
 
   // The spool is the only hand-off; the engine is told a new id exists so it need not wait for a scan.
   const writer: SpoolWriter = {
@@ -179,8 +208,15 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     },
   };
 
+  const readTls = (flag: string, file: string): Promise<Buffer> =>
+    readFile(file).catch((err: unknown) => {
+      throw new Error(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    });
   const tls = config.tls
-    ? { key: await readFile(config.tls.keyFile), cert: await readFile(config.tls.certFile) }
+    ? {
+        key: await readTls('--tls-key', config.tls.keyFile),
+        cert: await readTls('--tls-cert', config.tls.certFile),
+      }
     : undefined;
   let draining = false;
   const inbound: Inbound = createInbound({
@@ -234,14 +270,46 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
     info: () => ({ revision: router?.revision ?? null, lastError: source.lastError() ?? null }),
   });
 
-  const smtpAddr = await inbound.listen(config.listen.port, config.listen.host);
+  // Listeners: HTTP and admin first, SMTP last. Until every listener is bound no client can be answered 250, and a
+  // bind that fails (EADDRINUSE, EACCES) names its flag.
+  const bind = async <T>(
+    flag: string,
+    at: { host: string; port: number },
+    f: () => Promise<T>,
+  ): Promise<T> => {
+    try {
+      return await f();
+    } catch (err) {
+      throw new Error(`${flag} ${at.host}:${at.port}: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
+    }
+  };
   const embedded = deps.worker !== undefined;
-  const httpAddr = embedded
-    ? { host: config.http.host, port: 0 }
-    : await telemetry.listen(config.http.port, config.http.host);
-  if (config.source.kind === 'configmap' || config.peers !== undefined || config.drainOnShutdown === 'true') {
-    const { clusterSettings, startClusterMode } = await import('./cluster/index.ts');
-    const settings = clusterSettings(
+  let httpAddr = { host: config.http.host, port: 0 };
+  if (!embedded) {
+    httpAddr = await bind('--http', config.http, () => telemetry.listen(config.http.port, config.http.host));
+    resources.opened('http', () => telemetry.close());
+  }
+  const admin: AdminServer = embedded
+    ? { address: { host: config.admin.host, port: 0 }, tokenFile: '', close: () => Promise.resolve() }
+    : await bind('--admin', config.admin, () =>
+        startAdminServer({
+          listen: config.admin,
+          spool,
+          engine: delivery,
+          logger,
+          tokenFile: adminTokenPath(config.spoolDir),
+        }),
+      );
+  resources.opened('admin', () => admin.close());
+  const clusterWanted =
+    config.source.kind === 'configmap' || config.peers !== undefined || config.drainOnShutdown === 'true';
+  const clusterModule = clusterWanted ? await import('./cluster/index.ts') : undefined;
+  const settingsFor = (
+    port: number,
+  ): ReturnType<NonNullable<typeof clusterModule>['clusterSettings']> | undefined =>
+    clusterModule?.clusterSettings(
       {
         sourceKind: config.source.kind,
         peers: config.peers,
@@ -249,10 +317,19 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
         drainTimeoutMs: config.drainTimeoutMs,
       },
       process.env,
-      { host: config.listen.host, port: smtpAddr.port },
+      { host: config.listen.host, port },
     );
-    if (typeof settings === 'string') throw new Error(settings);
-    cluster = startClusterMode({
+  const invalid = settingsFor(config.listen.port);
+  if (typeof invalid === 'string') throw new Error(invalid);
+
+  const smtpAddr = await bind('--listen', config.listen, () =>
+    inbound.listen(config.listen.port, config.listen.host),
+  );
+  resources.opened('smtp', () => inbound.close(1));
+  // No await from here to the return: nothing can fail after the SMTP listener is up with a client already answered.
+  const settings = settingsFor(smtpAddr.port);
+  if (clusterModule !== undefined && settings !== undefined && typeof settings !== 'string') {
+    cluster = clusterModule.startClusterMode({
       settings,
       logger,
       hostname: config.hostname,
@@ -260,15 +337,6 @@ export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = 
       revision: router?.revision,
     });
   }
-  const admin: AdminServer = embedded
-    ? { address: { host: config.admin.host, port: 0 }, tokenFile: '', close: () => Promise.resolve() }
-    : await startAdminServer({
-        listen: config.admin,
-        spool,
-        engine: delivery,
-        logger,
-        tokenFile: adminTokenPath(config.spoolDir),
-      });
 
   logger.info(
     {

@@ -101,7 +101,9 @@ export async function runRelayProcess(config: Readonly<RelayConfig>): Promise<nu
   const workers = config.workers ?? 1;
   if (cluster.isWorker) return runWorker(config, workers);
   const logger = pino({ level: config.logLevel, base: { component: 'relay' } });
-  await adoptOrphanFolders(config.spoolDir, workers, logger);
+  await adoptOrphanFolders(config.spoolDir, workers, logger).catch((err: unknown) => {
+    throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
+  });
   if (workers <= 1) {
     const { runRelay } = await import('./relay.ts');
     const handle = await runRelay(config, { handleSignals: true, logger });
@@ -275,20 +277,6 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
   };
   const callAll = <T>(c: WorkerCall): Promise<T[]> => Promise.all(slots.map((s) => call(s, c) as Promise<T>));
 
-  for (const slot of slots) fork(slot);
-  await new Promise<void>((resolve) => {
-    onStartEvent = () => {
-      if (startError !== undefined || slots.every((s) => s.up)) resolve();
-    };
-  });
-  onStartEvent = undefined;
-  if (startError !== undefined) {
-    stopping = true;
-    for (const s of slots) s.worker?.kill('SIGKILL');
-    process.stderr.write(`mailroute relay: ${startError}\n`);
-    return 1;
-  }
-
   const aggregator = new AggregatorRegistry();
   const telemetry = createTelemetryServer({
     registry: {
@@ -309,10 +297,20 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
       return mergeReadiness(reports);
     },
   });
-  let admin: AdminServer;
-  let httpAddr: { host: string; port: number };
+  // --http and --admin are bound before any worker forks (and so before the SMTP port accepts anything): a port
+  // that is taken ends the start with nothing left running.
+  let admin: AdminServer | undefined;
+  let httpAddr: { host: string; port: number } | undefined;
+  const closeListeners = async (): Promise<void> => {
+    await admin?.close();
+    if (httpAddr !== undefined) await telemetry.close();
+  };
   try {
-    httpAddr = await telemetry.listen(config.http.port, config.http.host);
+    httpAddr = await telemetry.listen(config.http.port, config.http.host).catch((err: unknown) => {
+      throw new Error(
+        `--http ${config.http.host}:${config.http.port}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    });
     admin = await startAdminServer({
       listen: config.admin,
       logger,
@@ -328,11 +326,29 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
         remove: async (id) => (await callAll<boolean>({ op: 'remove', id })).some(Boolean),
         stats: async () => mergeStats(await callAll<DeliveryStats>({ op: 'stats' })),
       },
+    }).catch((err: unknown) => {
+      throw new Error(
+        `--admin ${config.admin.host}:${config.admin.port}: ${err instanceof Error ? err.message : String(err)}`,
+      );
     });
   } catch (err) {
-    stopping = true;
-    for (const s of slots) s.worker?.kill('SIGTERM');
+    await closeListeners();
     process.stderr.write(`mailroute relay: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+
+  for (const slot of slots) fork(slot);
+  await new Promise<void>((resolve) => {
+    onStartEvent = () => {
+      if (startError !== undefined || slots.every((s) => s.up)) resolve();
+    };
+  });
+  onStartEvent = undefined;
+  if (startError !== undefined) {
+    stopping = true;
+    for (const s of slots) s.worker?.kill('SIGKILL');
+    await closeListeners();
+    process.stderr.write(`mailroute relay: ${startError}\n`);
     return 1;
   }
 

@@ -68,6 +68,7 @@ export function createRoutingFileSource(opts: {
   return createPolledSource({
     kind: 'routing-file',
     path: opts.file,
+    required: { flag: '--routing-file', kind: 'file' },
     load: () => loadRoutingFile(opts.file, opts.clock),
     logger: opts.logger,
     ...(opts.clock ? { clock: opts.clock } : {}),

@@ -53,6 +53,7 @@ export function createManifestsSource(opts: {
   return createPolledSource({
     kind: 'manifests',
     path: opts.dir,
+    required: { flag: '--manifests', kind: 'directory' },
     filter: MANIFEST_FILE,
     load: () => loadManifestsDir(opts.dir, opts.clock),
     logger: opts.logger,

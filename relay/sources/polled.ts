@@ -1,4 +1,6 @@
 // The shared machinery of file-based sources: load, keep the last good snapshot, watch, reload, swap atomically.
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
 import { fingerprint, watchPath } from './watcher.ts';
@@ -13,8 +15,28 @@ export interface PolledSourceOptions {
   logger: Logger;
   clock?: () => Date;
   filter?: (name: string) => boolean;
+  /**
+   * What `path` must be when the source starts: start() rejects, naming `flag`, when it is missing or unreadable (a
+   * start-up failure: the relay exits). Content that does not load only leaves the relay without a table (not ready).
+   */
+  required: { flag: string; kind: 'directory' | 'file' };
   pollMs?: number;
   debounceMs?: number;
+}
+
+async function requirePath(path: string, r: PolledSourceOptions['required']): Promise<void> {
+  const fail = (why: string): Error => new Error(`${r.flag} ${path}: ${why}`);
+  const code = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
+  const st = await stat(path).catch((err: unknown) => {
+    throw fail(code(err));
+  });
+  if (r.kind === 'directory' && !st.isDirectory()) throw fail('not a folder');
+  if (r.kind === 'file' && st.isDirectory()) throw fail('a folder, not a file');
+  await access(path, r.kind === 'directory' ? constants.R_OK | constants.X_OK : constants.R_OK).catch(
+    (err: unknown) => {
+      throw fail(code(err));
+    },
+  );
 }
 
 export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
@@ -70,6 +92,7 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
   return {
     kind: opts.kind,
     async start() {
+      await requirePath(opts.path, opts.required);
       const fp = await fingerprint(opts.path, opts.filter);
       await reload();
       watcher = watchPath(
