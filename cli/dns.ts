@@ -1,6 +1,7 @@
-// MAILROUTE_DNS_SERVERS: comma-separated DNS servers (IP or IP:PORT) for the relay's and the operator's own lookups
-// (MX records, server names resolved by nodemailer). Applied once at start, before any command runs. The test suites
-// set it to a closed loopback port so no lookup ever leaves the machine.
+// MAILROUTE_DNS_SERVERS: comma-separated DNS servers (IP or IP:PORT) for the process's own lookups. Applied once at
+// start, before any command runs, to node:dns (the operator's MX lookups). The relay reads the same variable as
+// --dns-servers and resolves every name through its own seam (relay/dns.ts: MX, A/AAAA of destinations, DSN routes,
+// callouts, --peers). The test suites set it to a closed loopback port so no lookup ever leaves the machine.
 import dns from 'node:dns';
 
 export function applyDnsServers(env: NodeJS.ProcessEnv): string | undefined {

@@ -2,6 +2,7 @@
 // (GUIDE §3, §6.7). A bad value fails fast with the flag's name. Flags win over the environment.
 import { availableParallelism, hostname as osHostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseDnsServers } from './dns.ts';
 import { isValidClusterId } from './inbound/trace.ts';
 
 export interface HostPort {
@@ -52,6 +53,8 @@ export interface RelayConfig {
   workers?: number;
   /** --dsn-relay HOST:PORT: smarthost for DSNs to senders outside the managed domains (default: the sender's MX). */
   dsnRelay?: HostPort;
+  /** --dns-servers / MAILROUTE_DNS_SERVERS: every lookup of the relay goes to these (relay/dns.ts); default: the system's. */
+  dnsServers?: readonly string[];
 }
 
 type FlagKind = 'string' | 'boolean';
@@ -149,6 +152,10 @@ export const RELAY_FLAGS = {
   'dsn-relay': {
     type: 'string',
     help: "HOST:PORT smarthost for DSNs to senders outside the managed domains (default: the sender domain's MX)",
+  },
+  'dns-servers': {
+    type: 'string',
+    help: 'IP[:PORT],... DNS servers for every lookup of the relay (MX, destination and DSN hosts, callouts, --peers); names are looked up as given. Default: the system resolver',
   },
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
@@ -334,6 +341,12 @@ export function parseRelayConfig(
       workers: 1,
       ...(raw('dsn-relay') !== undefined ? { dsnRelay: hostPort('dsn-relay') } : {}),
     };
+    const dnsRaw = raw('dns-servers');
+    if (dnsRaw !== undefined) {
+      const servers = parseDnsServers(dnsRaw);
+      if (typeof servers === 'string') fail('dns-servers', servers, dnsRaw);
+      else config.dnsServers = servers;
+    }
     if (!['auto', 'true', 'false'].includes(config.drainOnShutdown)) {
       fail('drain-on-shutdown', 'must be one of true, false, auto', config.drainOnShutdown);
     }

@@ -10,12 +10,8 @@ import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
-import {
-  resolveTargets,
-  systemResolver,
-  type MxResolver,
-  type TransportFactory,
-} from './delivery/transport.ts';
+import { resolveTargets, type TransportFactory } from './delivery/transport.ts';
+import { createDnsResolver, type DnsResolver } from './dns.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
@@ -44,7 +40,8 @@ export interface RelayDeps {
   /** Spool file-system seam (fault injection). */
   spoolFs?: SpoolFs;
   transport?: TransportFactory;
-  resolver?: MxResolver;
+  /** The DNS seam (relay/dns.ts); default: one built from --dns-servers (MAILROUTE_DNS_SERVERS). */
+  resolver?: DnsResolver;
   /** Install SIGTERM/SIGINT handlers (the CLI does; in-process tests do not). */
   handleSignals?: boolean;
   /** Poll period of file sources (default 500 ms). */
@@ -118,6 +115,9 @@ async function startRelay(
   const metrics = createRelayMetrics(new Registry());
   const governor = startBufferGovernor();
   resources.opened('buffer governor', () => governor.stop());
+  // Every lookup the relay makes goes through this one resolver: MX, destination and DSN hosts, callouts, --peers.
+  const resolver =
+    deps.resolver ?? createDnsResolver(config.dnsServers ? { servers: config.dnsServers } : {});
 
   const spool = await openSpool({
     dir: config.spoolDir,
@@ -195,7 +195,7 @@ async function startRelay(
         ...(config.dsnRelay ? { dsnRelay: config.dsnRelay } : {}),
       }),
     ...(deps.transport ? { transport: deps.transport } : {}),
-    ...(deps.resolver ? { resolver: deps.resolver } : {}),
+    resolver,
   });
   resources.opened('delivery', () => delivery.stop());
 
@@ -240,9 +240,11 @@ async function startRelay(
       heloName: config.hostname,
       // mx: true: ask the most preferred MX host, as delivery would connect to it first
       connect: async (server) => {
-        const t = await resolveTargets(server, deps.resolver ?? systemResolver);
+        const t = await resolveTargets(server, resolver);
         const host = t.ok ? t.hosts[0] : undefined;
-        return host === undefined ? undefined : { host, port: server.port };
+        if (host === undefined) return undefined;
+        const address = (await resolver.addresses(host).catch(() => []))[0];
+        return address === undefined ? undefined : { host: address, port: server.port };
       },
     }),
     metrics,
@@ -335,6 +337,7 @@ async function startRelay(
       hostname: config.hostname,
       clusterId: config.clusterId,
       revision: router?.revision,
+      lookup: (host) => resolver.addresses(host),
     });
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildDsn, rfc5322Date, type DsnInput } from './dsn.ts';
+import { buildDsn, hostPortLabel, remoteMtaName, rfc5322Date, type DsnInput } from './dsn.ts';
 
 const base: DsnInput = {
   hostname: 'relay.example',
@@ -13,7 +13,7 @@ const base: DsnInput = {
       finalRecipient: 'bob@example.com',
       status: '5.1.1',
       diagnostic: '550 5.1.1 <bob@example.com>: no such user',
-      remoteMta: '127.0.0.1:2525',
+      remoteMta: '127.0.0.1',
       lastAttemptAt: new Date('2026-11-28T10:04:59Z'),
       expired: false,
     },
@@ -31,6 +31,16 @@ function parts(raw: string, boundary: string): { headers: string; body: string }
     return { headers: t.slice(0, i), body: t.slice(i + 4) };
   });
 }
+
+describe('remoteMtaName: Remote-MTA is the host without the port (RFC 3464 §2.3.5)', () => {
+  it.each([
+    ['127.0.0.1:3601', '127.0.0.1'],
+    ['mx.example.com:25', 'mx.example.com'],
+    [hostPortLabel('::1', 2525), '::1'],
+    [hostPortLabel('2001:db8::25', 25), '2001:db8::25'],
+    ['mx.example.com', 'mx.example.com'],
+  ])('%s -> %s', (label, name) => expect(remoteMtaName(label)).toBe(name));
+});
 
 describe('buildDsn', () => {
   it('is multipart/report with delivery-status and the original headers, CRLF only', () => {
@@ -58,7 +68,7 @@ describe('buildDsn', () => {
         'Final-Recipient: rfc822; bob@example.com',
         'Action: failed',
         'Status: 5.1.1',
-        'Remote-MTA: dns; 127.0.0.1:2525',
+        'Remote-MTA: dns; 127.0.0.1',
         'Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: no such user',
         'Last-Attempt-Date: Sat, 28 Nov 2026 10:04:59 +0000',
       ].join('\r\n'),

@@ -18,7 +18,7 @@ export interface DsnRecipient {
   status: string;
   /** The server's last reply, or what went wrong. */
   diagnostic: string;
-  /** host[:port] of the server that answered, when one did. */
+  /** Host name (or address) of the server that answered, when one did; no port (RFC 3464 §2.3.5, remoteMtaName). */
   remoteMta?: string;
   lastAttemptAt?: Date;
   /** The failure was an expiry in the queue. */
@@ -50,6 +50,19 @@ export function rfc5322Date(d: Date): string {
     `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
     `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`
   );
+}
+
+/** "host:port" as the engine records a leg's last server (an IPv6 address in brackets). */
+export function hostPortLabel(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The MTA name of a "host:port" label: the host alone (Remote-MTA is `dns; <name>`, RFC 3464 §2.3.5). */
+export function remoteMtaName(label: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(label);
+  if (bracketed?.[1]) return bracketed[1];
+  const m = /^([^:]+):\d+$/.exec(label);
+  return m?.[1] ?? label;
 }
 
 /** One line, no CR/LF, no control characters. */

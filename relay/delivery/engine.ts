@@ -3,7 +3,7 @@
 // Exports (called by the relay wiring):
 //   startDelivery(opts: DeliveryOptions): DeliveryEngine
 //     opts: { spool; logger; metrics; clock?; retryScheduleMs; maxQueueLifetimeMs; hostname; credentials; route;
-//             transport?: TransportFactory; resolver?: MxResolver; timeouts?; stopTimeoutMs? }
+//             transport?: TransportFactory; resolver?: DnsResolver; timeouts?; stopTimeoutMs? }
 //   DeliveryEngine: notify(id) (a new message: deliver now), flush() (retry all deferred now), remove(id) (admin
 //     delete), stop() (stop taking work, let attempts in flight finish within a deadline, leave the rest spooled),
 //     stats() (for /readyz and the queue gauges), ready (resolves when the start-up scan of the spool is done).
@@ -25,14 +25,13 @@ import type { Logger } from 'pino';
 import type { DeliveryPlan, LegRole, ServerRoute } from '../../routing/model.ts';
 import type { LegState, Spool, SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
-import { buildDsn, type DsnRecipient } from './dsn.ts';
+import { createDnsResolver, type DnsResolver } from '../dns.ts';
+import { buildDsn, hostPortLabel, remoteMtaName, type DsnRecipient } from './dsn.ts';
 import { applyOutcome, decideLeg, enhancedStatus, type AttemptReply, type LegOutcome } from './outcome.ts';
 import {
   nodemailerTransportFactory,
   poolKey,
   resolveTargets,
-  systemResolver,
-  type MxResolver,
   type ServerTarget,
   type ServerTransport,
   type SmtpTimeouts,
@@ -58,7 +57,8 @@ export interface DeliveryOptions {
   /** Where a DSN to this sender goes (relay/delivery/dsn-route.ts): managed domain: its policy; else MX/--dsn-relay. */
   route: (recipient: string) => DeliveryPlan;
   transport?: TransportFactory;
-  resolver?: MxResolver;
+  /** MX and address lookups (relay/dns.ts); default: the system resolver. */
+  resolver?: DnsResolver;
   timeouts?: Partial<SmtpTimeouts>;
   /** How long stop() lets attempts in flight run. Default 10 s. */
   stopTimeoutMs?: number;
@@ -275,7 +275,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const clock = opts.clock ?? (() => new Date());
   const factory =
     opts.transport ?? nodemailerTransportFactory({ hostname: opts.hostname, timeouts: opts.timeouts });
-  const resolver = opts.resolver ?? systemResolver;
+  const resolver = opts.resolver ?? createDnsResolver();
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const loadConcurrency = opts.loadConcurrency ?? 64;
   const resultCoalesceMs = opts.resultCoalesceMs ?? 5;
@@ -590,7 +590,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const all = (reply: AttemptReply): Map<number, AttemptReply> =>
       new Map(job.indexes.map((i) => [i, reply]));
     let replies: Map<number, AttemptReply>;
-    let serverLabel = `${server.host}:${server.port}`;
+    let serverLabel = hostPortLabel(server.host, server.port);
     const started = Date.now();
 
     let auth: { user: string; pass: string } | undefined;
@@ -621,72 +621,87 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     } else {
       replies = all({ kind: 'network', text: 'no host to connect to' });
       const to = [...new Set(job.recipients.values())];
-      for (const host of targets.hosts) {
-        const target: ServerTarget = {
-          host,
-          port: server.port,
-          tls: server.tls,
-          maxConnections: server.maxConnections,
-          ...(auth ? { auth } : {}),
-          ...(server.authSecretRef
-            ? {
-                // A changed password (cluster mode: mailroute-credentials follows the Secret) must not reuse a
-                // pooled connection set up with the old one: the key carries a digest, never the password.
-                authKey: `${server.authSecretRef.namespace}/${server.authSecretRef.name}#${auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex').slice(0, 16) : ''}`,
-              }
-            : {}),
-        };
-        const lane = stopped ? undefined : laneFor(target);
-        if (!lane || !(await lane.acquire(() => stopped))) {
-          // Stopped while waiting for a connection: nothing was tried, the state stays as it is.
-          const e = entries.get(job.id);
-          for (const i of job.indexes) e?.inflight.delete(i);
-          return;
+      // Each host (MX hosts by preference) is resolved through the DNS seam (relay/dns.ts) and its addresses are tried
+      // in turn; the host name stays the TLS server name.
+      const addressesOf = async (host: string): Promise<string[]> => {
+        try {
+          return await resolver.addresses(host);
+        } catch (err) {
+          const code = (err as { code?: string }).code ?? String(err);
+          replies = all({ kind: 'network', text: `address lookup for ${host} failed: ${code}` });
+          serverLabel = hostPortLabel(host, server.port);
+          return [];
         }
-        serverLabel = `${host}:${server.port}`;
-        let byRecipient: Map<string, AttemptReply>;
-        const now = Date.now();
-        if (lane.suspendedUntil > now) {
-          // The destination failed to connect moments ago: defer without another connection attempt (Postfix:
-          // "delivery temporarily suspended"), so a dead server costs one timeout, not one per queued message.
-          lane.release();
-          const reply: AttemptReply = {
-            kind: 'network',
-            text: `delivery temporarily suspended: ${lane.suspendReason}`,
+      };
+      hosts: for (const host of targets.hosts) {
+        for (const address of await addressesOf(host)) {
+          const target: ServerTarget = {
+            host: address,
+            ...(address !== host ? { servername: host } : {}),
+            port: server.port,
+            tls: server.tls,
+            maxConnections: server.maxConnections,
+            ...(auth ? { auth } : {}),
+            ...(server.authSecretRef
+              ? {
+                  // A changed password (cluster mode: mailroute-credentials follows the Secret) must not reuse a
+                  // pooled connection set up with the old one: the key carries a digest, never the password.
+                  authKey: `${server.authSecretRef.namespace}/${server.authSecretRef.name}#${auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex').slice(0, 16) : ''}`,
+                }
+              : {}),
           };
-          byRecipient = new Map(to.map((r) => [r, reply]));
-        } else {
-          try {
-            lane.lastUsed = now;
-            byRecipient = await lane.transport.send({
-              from: job.from,
-              to,
-              raw: spool.body(job.id, job.size),
-              size: job.size,
-            });
-          } finally {
+          const lane = stopped ? undefined : laneFor(target);
+          if (!lane || !(await lane.acquire(() => stopped))) {
+            // Stopped while waiting for a connection: nothing was tried, the state stays as it is.
+            const e = entries.get(job.id);
+            for (const i of job.indexes) e?.inflight.delete(i);
+            return;
+          }
+          serverLabel = hostPortLabel(host, server.port);
+          let byRecipient: Map<string, AttemptReply>;
+          const now = Date.now();
+          if (lane.suspendedUntil > now) {
+            // The destination failed to connect moments ago: defer without another connection attempt (Postfix:
+            // "delivery temporarily suspended"), so a dead server costs one timeout, not one per queued message.
             lane.release();
+            const reply: AttemptReply = {
+              kind: 'network',
+              text: `delivery temporarily suspended: ${lane.suspendReason}`,
+            };
+            byRecipient = new Map(to.map((r) => [r, reply]));
+          } else {
+            try {
+              lane.lastUsed = now;
+              byRecipient = await lane.transport.send({
+                from: job.from,
+                to,
+                raw: spool.body(job.id, job.size),
+                size: job.size,
+              });
+            } finally {
+              lane.release();
+            }
+            const all = [...byRecipient.values()];
+            const unreachable = all.length > 0 && all.every((r) => r.kind === 'network');
+            if (unreachable && destinationBackoffMs > 0) {
+              lane.suspendedUntil = Date.now() + destinationBackoffMs;
+              lane.suspendReason = all[0]?.text ?? 'connection failed';
+            } else if (!unreachable) {
+              lane.suspendedUntil = 0;
+            }
           }
-          const all = [...byRecipient.values()];
-          const unreachable = all.length > 0 && all.every((r) => r.kind === 'network');
-          if (unreachable && destinationBackoffMs > 0) {
-            lane.suspendedUntil = Date.now() + destinationBackoffMs;
-            lane.suspendReason = all[0]?.text ?? 'connection failed';
-          } else if (!unreachable) {
-            lane.suspendedUntil = 0;
-          }
+          replies = new Map(
+            job.indexes.map((i) => [
+              i,
+              byRecipient.get(job.recipients.get(i) ?? '') ?? {
+                kind: 'local',
+                text: 'no reply for this recipient',
+              },
+            ]),
+          );
+          // Try the next address or MX host only when this one could not be reached at all.
+          if (![...replies.values()].every((r) => r.kind === 'network')) break hosts;
         }
-        replies = new Map(
-          job.indexes.map((i) => [
-            i,
-            byRecipient.get(job.recipients.get(i) ?? '') ?? {
-              kind: 'local',
-              text: 'no reply for this recipient',
-            },
-          ]),
-        );
-        // Try the next MX host only when this one could not be reached at all.
-        if (![...replies.values()].every((r) => r.kind === 'network')) break;
       }
     }
     metrics.deliveryDuration.observe({ server: server.name }, (Date.now() - started) / 1000);
@@ -856,7 +871,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             originalRecipient: l.recipient,
             status: dsnStatus(l),
             diagnostic: l.lastReply ?? 'delivery failed',
-            ...(l.lastServer ? { remoteMta: l.lastServer } : {}),
+            ...(l.lastServer ? { remoteMta: remoteMtaName(l.lastServer) } : {}),
             ...(l.lastAttemptAt ? { lastAttemptAt: new Date(l.lastAttemptAt) } : {}),
             expired: (l.lastReply ?? '').startsWith('expired'),
           }));

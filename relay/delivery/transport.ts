@@ -6,24 +6,28 @@
 //   nodemailerTransportFactory(opts): TransportFactory  - the real thing.
 //   readSource(body): a fresh stream of a spooled body (bytes in memory, or the first size bytes of its file).
 //   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
-//   resolveTargets(server, resolver): where to connect for a ServerRoute (MX lookup when mx: true).
+//   resolveTargets(server, resolver): which hosts to connect to for a ServerRoute (MX lookup when mx: true); the engine
+//     resolves each host's addresses through the same seam (relay/dns.ts).
 //
 // TLS modes: None = ignoreTLS; Opportunistic = STARTTLS when offered, no certificate check, plain text if the upgrade
 // fails; Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host.
 // TCP_NODELAY: nodemailer (>= 10) calls socket.setNoDelay(true) on every socket it connects (smtp-connection
 // _onConnect), so the final "." is not held back by Nagle (GUIDE §7, the 40 ms stall Haraka has).
-import { promises as dnsPromises } from 'node:dns';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message';
 import MimeNode from 'nodemailer/lib/mime-node';
 import SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { ServerRoute, TlsMode } from '../../routing/model.ts';
+import type { DnsResolver } from '../dns.ts';
 import type { AttemptReply } from './outcome.ts';
 import type { MessageBody } from '../spool/types.ts';
 
 export interface ServerTarget {
+  /** Where to connect: an address resolved through relay/dns.ts (or a host name, which nodemailer resolves). */
   host: string;
+  /** The host name when host is its address: TLS SNI and certificate verification use it. */
+  servername?: string;
   port: number;
   tls: TlsMode;
   auth?: { user: string; pass: string };
@@ -58,8 +62,8 @@ export interface SmtpTimeouts {
 
 export const DEFAULT_TIMEOUTS: SmtpTimeouts = { connectionMs: 30_000, greetingMs: 60_000, socketMs: 300_000 };
 
-export function poolKey(t: Pick<ServerTarget, 'host' | 'port' | 'tls' | 'authKey'>): string {
-  return `${t.host}:${t.port}:${t.tls}:${t.authKey ?? ''}`;
+export function poolKey(t: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'authKey'>): string {
+  return `${t.host}:${t.port}:${t.tls}:${t.authKey ?? ''}:${t.servername ?? ''}`;
 }
 
 interface NodemailerError {
@@ -145,7 +149,10 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
         case 'Required':
           return { requireTLS: true, tls: { rejectUnauthorized: false } };
         case 'RequiredVerify':
-          return { requireTLS: true, tls: { rejectUnauthorized: true, servername: target.host } };
+          return {
+            requireTLS: true,
+            tls: { rejectUnauthorized: true, servername: target.servername ?? target.host },
+          };
         default: {
           const never: never = target.tls;
           throw new Error(`unknown tls mode ${String(never)}`);
@@ -154,6 +161,7 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
     })();
     const pool = new SMTPPool({
       host: target.host,
+      ...(target.servername !== undefined ? { servername: target.servername } : {}),
       port: target.port,
       secure: false,
       name: opts.hostname,
@@ -239,11 +247,8 @@ export function skipBytes(body: MessageBody, skip: number): MessageBody {
   return { ...body, start: (body.start ?? 0) + skip };
 }
 
-export interface MxResolver {
-  resolveMx(host: string): Promise<{ exchange: string; priority: number }[]>;
-}
-
-export const systemResolver: MxResolver = { resolveMx: (h) => dnsPromises.resolveMx(h) };
+/** The part of the DNS seam (relay/dns.ts) resolveTargets needs. */
+export type MxResolver = Pick<DnsResolver, 'resolveMx'>;
 
 export type TargetsResult = { ok: true; hosts: string[] } | { ok: false; reply: AttemptReply };
 

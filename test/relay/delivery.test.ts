@@ -514,6 +514,7 @@ describe('delivery engine', () => {
             { exchange: '127.0.0.2', priority: 10 },
           ]);
         },
+        addresses: (host) => Promise.resolve([host]),
       },
     });
     const mxLeg: Leg = {

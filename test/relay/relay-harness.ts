@@ -42,27 +42,33 @@ export async function startRelay(
   const manifests = join(dir, 'manifests');
   const spoolDir = join(dir, 'spool');
   await writeManifests(manifests, files);
-  const parsed = parseRelayConfig([
-    '--manifests',
-    manifests,
-    '--listen',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
-    '--spool',
-    spoolDir,
-    '--hostname',
-    'relay.test',
-    '--retry-schedule',
-    '1s',
-    '--greeting-delay',
-    '0',
-    '--shutdown-timeout',
-    '2s',
-    ...flags,
-  ]);
+  const parsed = parseRelayConfig(
+    [
+      '--manifests',
+      manifests,
+      '--listen',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--spool',
+      spoolDir,
+      '--hostname',
+      'relay.test',
+      '--retry-schedule',
+      '1s',
+      '--greeting-delay',
+      '0',
+      '--shutdown-timeout',
+      '2s',
+      ...flags,
+    ],
+    {
+      // test/support/dns-guard.ts: the relay's lookups go to a closed loopback port unless a test names its servers
+      MAILROUTE_DNS_SERVERS: process.env.MAILROUTE_DNS_SERVERS,
+    },
+  );
   if (parsed.ok !== true) throw new Error(`bad test config: ${parsed.ok === false ? parsed.error : 'help'}`);
   const relay = await runRelay(parsed.config, {
     logger: pino({ level: 'silent' }),

@@ -13,6 +13,8 @@ export interface ReceivedMessage {
   secure: boolean;
   /** The user that authenticated, when AUTH was used. */
   user?: string;
+  /** The TLS server name (SNI) the client asked for, when it sent one. */
+  servername?: string;
 }
 
 export interface PeerOptions {
@@ -90,6 +92,9 @@ export async function startSmtpPeer(
             receivedAt: Date.now(),
             secure: session.secure,
             ...(typeof session.user === 'string' ? { user: session.user } : {}),
+            ...(typeof (session as { servername?: unknown }).servername === 'string'
+              ? { servername: (session as { servername: string }).servername }
+              : {}),
           };
           const finish = (): void => {
             const r = peer.behaviour.data?.(msg);
