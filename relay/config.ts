@@ -38,6 +38,9 @@ export interface RelayConfig {
   maxConnectionsPerIp: number;
   idleTimeoutMs: number;
   dataTimeoutMs: number;
+  commandTimeoutMs: number;
+  sessionTimeoutMs: number;
+  stressTimeoutMs: number;
   bareLf: BareLfMode;
   shutdownTimeoutMs: number;
   /** Held-back greeting for a client address not seen passing the early-talker check yet; 0 disables the check. */
@@ -109,6 +112,21 @@ export const RELAY_FLAGS = {
     help: 'a client silent this long gets 421 and is disconnected',
   },
   'data-timeout': { type: 'string', default: '10m', help: 'longest DATA phase; then 421 4.4.2' },
+  'command-timeout': {
+    type: 'string',
+    default: '30s',
+    help: 'a command line must be complete this long after its first byte (a client trickling bytes resets the idle timer); then 421 4.4.2',
+  },
+  'session-timeout': {
+    type: 'string',
+    default: '30m',
+    help: 'a session ends this long after it opened, once the client owes a command (never mid-message); then 421 4.4.2',
+  },
+  'stress-timeout': {
+    type: 'string',
+    default: '10s',
+    help: 'idle and command timeout while the connection table is 3/4 full (stress-adaptive, as Postfix)',
+  },
   'bare-lf': {
     type: 'string',
     default: 'reject',
@@ -330,6 +348,9 @@ export function parseRelayConfig(
       maxConnectionsPerIp: int('max-connections-per-ip', 1),
       idleTimeoutMs: duration('idle-timeout', 1000),
       dataTimeoutMs: duration('data-timeout', 1000),
+      commandTimeoutMs: duration('command-timeout', 1000),
+      sessionTimeoutMs: duration('session-timeout', 1000),
+      stressTimeoutMs: duration('stress-timeout', 1000),
       bareLf: bareLf as BareLfMode,
       shutdownTimeoutMs: duration('shutdown-timeout'),
       greetingDelayMs: duration('greeting-delay'),

@@ -17,6 +17,14 @@ import { protocolName, receivedHeader, sanitizeHelo } from './helo.ts';
 import { decideMail } from './mail.ts';
 import { assertSmtpServerPatched } from './patched.ts';
 import { decideRcpt, type RecipientRouter, type Verifier } from './rcpt.ts';
+import {
+  pickEviction,
+  sweepSession,
+  timeoutsInForce,
+  underStress,
+  type SessionFacts,
+  type SlowClientPolicy,
+} from './slow.ts';
 import { REPLIES, formatReply, type Verdict } from './verdict.ts';
 import { safeDelay } from '../../routing/timer.ts';
 
@@ -28,6 +36,14 @@ export interface InboundOptions {
   maxConnectionsPerIp: number;
   idleTimeoutMs: number;
   dataTimeoutMs: number;
+  /** A command line must be complete this long after its first byte (default 30 s); then 421 4.4.2. */
+  commandTimeoutMs?: number;
+  /** A session ends this long after it opened, once the client owes input and is not sending a message (30 min). */
+  sessionTimeoutMs?: number;
+  /** Idle and command timeout under stress, when the connection table is 3/4 full (default 10 s). */
+  stressTimeoutMs?: number;
+  /** How often the slow-client sweeper runs (default 1 s). */
+  sweepIntervalMs?: number;
   bareLf: BareLfMode;
   greetingDelayMs: number;
   /** How long an address that passed the early-talker check is greeted at once (default 24 h; 0: never). */
@@ -73,6 +89,12 @@ interface Transaction {
 interface ConnectionInternals {
   session?: SMTPServerSession;
   _dataStream?: unknown;
+  /** The command parser; lineStartedAt is added by the patch (relay/inbound/patched.ts checks it). */
+  _parser?: { lineStartedAt?: number; _dataMode?: boolean } | null;
+  /** A handler (a callout, the spool) has not answered yet: the client waits for the relay. */
+  _handlerPending?: boolean;
+  _closing?: boolean;
+  _armTimeout?: () => void;
   send(code: number, text: string, context?: string | false): void;
   close(): void;
 }
@@ -91,6 +113,18 @@ export function createInbound(deps: InboundDeps): Inbound {
   });
   const txns = new WeakMap<SMTPServerEnvelope, Transaction>();
   let draining = false;
+  const policy: SlowClientPolicy = {
+    idleTimeoutMs: o.idleTimeoutMs,
+    commandTimeoutMs: o.commandTimeoutMs ?? 30_000,
+    sessionTimeoutMs: o.sessionTimeoutMs ?? 30 * 60_000,
+    stressTimeoutMs: o.stressTimeoutMs ?? 10_000,
+    stressRatio: 0.75,
+    maxConnections: o.maxConnections,
+  };
+  /** Sessions by id: when they opened, whether they sent mail, whether they are being evicted. */
+  const tracked = new Map<string, { openedAt: number; sentMail: boolean; evicting: boolean }>();
+  let evicting = 0;
+  let stressed = false;
 
   const refuse = (v: Verdict, what: string, session: SMTPServerSession): Error | null => {
     const err = toSmtpError(v);
@@ -109,7 +143,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     banner: 'mailroute',
     size: o.maxMessageSize,
     maxRecipients: o.maxRecipients,
-    maxClients: o.maxConnections,
+    // No maxClients: a full table is handled in onConnect, which may evict an idle client instead (slow.ts).
     socketTimeout: safeDelay(o.idleTimeoutMs),
     closeTimeout: 1000,
     authOptional: true,
@@ -129,21 +163,26 @@ export function createInbound(deps: InboundDeps): Inbound {
       counted.add(session.id);
       const n = counter.open(ip);
       m.connections.inc();
-      cb(
-        refuse(
-          decideConnect({
-            remoteAddress: ip,
-            fromAddress: n,
-            maxPerAddress: o.maxConnectionsPerIp,
-            draining,
-          }),
-          'connect',
-          session,
-        ),
-      );
+      const v = decideConnect({
+        remoteAddress: ip,
+        fromAddress: n,
+        maxPerAddress: o.maxConnectionsPerIp,
+        draining,
+      });
+      if (v.verdict === 'accept' && counter.total - evicting > o.maxConnections && !makeRoom()) {
+        return cb(refuse(REPLIES.tableFull(), 'connect', session));
+      }
+      if (v.verdict === 'accept')
+        tracked.set(session.id, { openedAt: Date.now(), sentMail: false, evicting: false });
+      cb(refuse(v, 'connect', session));
     },
 
     onClose(session) {
+      const t = tracked.get(session.id);
+      if (t !== undefined) {
+        if (t.evicting) evicting--;
+        tracked.delete(session.id);
+      }
       if (!counted.delete(session.id)) return;
       counter.close(session.remoteAddress);
       m.connections.dec();
@@ -250,6 +289,8 @@ export function createInbound(deps: InboundDeps): Inbound {
         (r) => {
           if (r.verdict !== 'accept') return cb(refuse(r, 'DATA', session));
           m.messagesAccepted.inc();
+          const tr = tracked.get(session.id);
+          if (tr !== undefined) tr.sentMail = true;
           log.info(
             {
               queueId: r.id,
@@ -284,6 +325,64 @@ export function createInbound(deps: InboundDeps): Inbound {
 
   server.on('error', (err) => log.warn({ err }, 'smtp connection error'));
 
+  const factsOf = (c: ConnectionInternals, t: { openedAt: number; sentMail: boolean }): SessionFacts => ({
+    openedAt: t.openedAt,
+    lineStartedAt: c._parser?.lineStartedAt ?? 0,
+    busy: Boolean(c._dataStream) || c._parser?._dataMode === true || c._handlerPending === true,
+    sentMail: t.sentMail,
+  });
+  /** Closes one session with a 421, counted under `reason`. */
+  const drop = (c: ConnectionInternals, reason: string, text: string, enhanced: string): void => {
+    const session = c.session;
+    m.messagesRejected.inc({ reason });
+    log.info(
+      { session: session?.id, client: session?.remoteAddress, reason },
+      'closed a slow or idle client',
+    );
+    c.send(421, text, enhanced);
+  };
+  /** The table is full: evict the oldest client that sent no mail and is not busy. False when there is none. */
+  const makeRoom = (): boolean => {
+    const candidates: [ConnectionInternals, SessionFacts][] = [];
+    for (const c of internals()) {
+      const t = c.session ? tracked.get(c.session.id) : undefined;
+      if (t === undefined || t.evicting || c._closing === true) continue;
+      candidates.push([c, factsOf(c, t)]);
+    }
+    const victim = pickEviction(candidates, Date.now());
+    const t = victim?.session ? tracked.get(victim.session.id) : undefined;
+    if (victim === undefined || t === undefined) return false;
+    t.evicting = true;
+    evicting++;
+    const r = REPLIES.evicted().reply;
+    drop(victim, 'Evicted', r.text, r.enhanced);
+    return true;
+  };
+  const sweep = (): void => {
+    const now = Date.now();
+    const nowStressed = underStress(counter.total, policy);
+    const { idleMs, commandMs } = timeoutsInForce(policy, nowStressed);
+    if (nowStressed !== stressed) {
+      stressed = nowStressed;
+      (server.options as { socketTimeout?: number }).socketTimeout = safeDelay(idleMs);
+      log.warn(
+        { connections: counter.total, idleTimeoutMs: idleMs, commandTimeoutMs: commandMs },
+        stressed ? 'under stress: shorter timeouts' : 'stress over',
+      );
+      for (const c of internals()) if (c._closing !== true) c._armTimeout?.();
+    }
+    for (const c of internals()) {
+      const t = c.session ? tracked.get(c.session.id) : undefined;
+      if (t === undefined || t.evicting || c._closing === true) continue;
+      const v = sweepSession(factsOf(c, t), now, commandMs, policy.sessionTimeoutMs);
+      if (v === 'CommandTimeout')
+        drop(c, v, 'Command line not completed in time, closing connection', '4.4.2');
+      else if (v === 'SessionTimeout') drop(c, v, 'Session too long, closing connection', '4.4.2');
+    }
+  };
+  const sweeper = setInterval(sweep, o.sweepIntervalMs ?? 1000);
+  sweeper.unref();
+
   return {
     server,
     get connections() {
@@ -313,6 +412,7 @@ export function createInbound(deps: InboundDeps): Inbound {
       }
     },
     close(graceMs) {
+      clearInterval(sweeper);
       (server.options as { closeTimeout?: number }).closeTimeout = Math.max(1, safeDelay(graceMs));
       return new Promise((resolve) => server.close(() => resolve()));
     },

@@ -61,6 +61,17 @@ export const REPLIES = {
   nul: () => reject('NulCharacter', 554, '5.6.0', 'NUL character in message content is not allowed'),
   tooManyConnections: () =>
     tempfail('TooManyConnections', 421, '4.7.0', 'Too many connections from your address'),
+  /** The connection table is full and no idle client without mail could be evicted. */
+  tableFull: () =>
+    tempfail('TooManyConnections', 421, '4.7.0', 'Too many connected clients, try again in a moment'),
+  /** A new client needed the slot of this idle one, which has sent no mail (relay/inbound/slow.ts). */
+  evicted: () =>
+    tempfail(
+      'Evicted',
+      421,
+      '4.7.0',
+      'Too many connected clients: closing an idle connection, try again later',
+    ),
   earlyTalker: () => tempfail('EarlyTalker', 421, '4.7.0', 'Protocol error: you talk before the greeting'),
   shuttingDown: () => tempfail('ShuttingDown', 421, '4.3.2', 'Service shutting down, try again later'),
   noRoutingTable: () =>

@@ -109,6 +109,8 @@ describe('security probes', () => {
       key,
       '--dsn-relay',
       `127.0.0.1:${dsnPeer.port}`,
+      '--command-timeout',
+      '2s',
     ];
     relay = await spawnRelay(relayArgs(dir, common));
     normalizing = await spawnRelay(relayArgs(dir2, [...common, '--bare-lf', 'normalize']));
@@ -510,6 +512,31 @@ describe('security probes', () => {
       stderr: expect.stringContaining('cannot read the admin token') as unknown,
     });
     report('security admin API', Object.fromEntries(Object.entries(probes).map(([k, v]) => [k, v.status])));
+  });
+
+  it('slowloris (held its slot forever before): a client trickling a byte every 300 ms is cut off within --command-timeout 2s', async () => {
+    const c = await RawSmtp.connect(relay.smtpPort);
+    try {
+      expect(code(await c.reply())).toBe(220);
+      const line = 'EHLO slowloris.example';
+      let i = 0;
+      const t0 = Date.now();
+      const drip = setInterval(() => {
+        if (!c.isClosed) c.write(line[i++ % line.length] ?? 'x');
+      }, 300);
+      let reply: string;
+      try {
+        reply = await c.reply(10_000);
+      } finally {
+        clearInterval(drip);
+      }
+      const cutMs = Date.now() - t0;
+      report('security slowloris', { cutAfterMs: cutMs, bytes: i, reply });
+      expect(reply).toMatch(/^421 4\.4\.2 Command line not completed in time/);
+      expect(cutMs).toBeLessThan(4000);
+    } finally {
+      c.close();
+    }
   });
 });
 

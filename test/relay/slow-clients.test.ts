@@ -1,0 +1,175 @@
+// Slowloris (issue 14 §2) over real sockets against the real inbound server and spool. Before the fix the idle timer
+// restarted on every byte, so a client trickling one byte at a time held its slot forever, and a table full of such
+// clients answered everyone else "421 Too many connected clients".
+import nodemailer from 'nodemailer';
+import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait.ts';
+import { directDomain, startInbound, type InboundHarness } from './inbound-harness.ts';
+import { RawSmtp, code } from './raw-client.ts';
+
+const MANIFESTS = directDomain('example.com', '127.0.0.1', 1);
+
+/** Writes `text` one byte every `everyMs` (cycling), until the socket closes or stop() is called. */
+function trickle(c: RawSmtp, text: string, everyMs: number): { stop(): void } {
+  let i = 0;
+  const t = setInterval(() => {
+    if (c.isClosed) return clearInterval(t);
+    c.write(text[i++ % text.length] ?? 'x');
+  }, everyMs);
+  return { stop: () => clearInterval(t) };
+}
+
+async function greeted(port: number): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(port);
+  expect(code(await c.reply())).toBe(220);
+  return c;
+}
+
+async function sendMail(port: number, subject: string): Promise<string> {
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+  try {
+    return (await t.sendMail({ from: 's@origin.test', to: 'bob@example.com', subject, text: 'hi' })).response;
+  } finally {
+    t.close();
+  }
+}
+
+describe('slow and idle clients', () => {
+  let h: InboundHarness | undefined;
+  const open: RawSmtp[] = [];
+  afterEach(async () => {
+    for (const c of open.splice(0)) c.close();
+    await h?.close();
+    h = undefined;
+  });
+
+  it('a client trickling one byte at a time is disconnected once its command line is older than --command-timeout', async () => {
+    h = await startInbound(MANIFESTS, {
+      idleTimeoutMs: 4000,
+      commandTimeoutMs: 1500,
+      sweepIntervalMs: 100,
+      stressTimeoutMs: 60_000,
+    });
+    const c = await greeted(h.port);
+    open.push(c);
+    const started = Date.now();
+    const t = trickle(c, 'EHLO slow.example', 200);
+    const reply = await c.reply(8000);
+    t.stop();
+    const heldMs = Date.now() - started;
+    expect(reply).toBe('421 4.4.2 Command line not completed in time, closing connection');
+    await waitFor(() => c.isClosed, { what: 'the trickler disconnected' });
+    // the bound: command timeout + one sweep + slack; the idle timer (4 s) never fired, bytes kept coming
+    expect(heldMs).toBeGreaterThanOrEqual(1400);
+    expect(heldMs).toBeLessThan(3500);
+  });
+
+  it('a client sending complete lines slowly is disconnected after --session-timeout', async () => {
+    h = await startInbound(MANIFESTS, {
+      idleTimeoutMs: 4000,
+      commandTimeoutMs: 1500,
+      sessionTimeoutMs: 2500,
+      sweepIntervalMs: 100,
+      stressTimeoutMs: 60_000,
+    });
+    const c = await greeted(h.port);
+    open.push(c);
+    const started = Date.now();
+    let last = '';
+    while (!c.isClosed && Date.now() - started < 8000) {
+      c.write('NOOP\r\n');
+      last = await c.reply(3000);
+      if (!last.startsWith('250')) break;
+    }
+    expect(last).toBe('421 4.4.2 Session too long, closing connection');
+    expect(Date.now() - started).toBeLessThan(4500);
+  });
+
+  it('with the table full of idle tricklers, a real client still sends mail (the oldest idle one is evicted); a client that sent mail keeps its slot', async () => {
+    const max = 6;
+    h = await startInbound(MANIFESTS, {
+      maxConnections: max,
+      maxConnectionsPerIp: 100,
+      idleTimeoutMs: 60_000,
+      commandTimeoutMs: 60_000,
+      stressTimeoutMs: 60_000,
+      sweepIntervalMs: 100,
+    });
+    // a mailer that sent one message and stays connected
+    const mailer = await RawSmtp.connect(h.port);
+    open.push(mailer);
+    await mailer.begin('a@origin.test', ['bob@example.com']);
+    expect(code(await mailer.cmd('DATA'))).toBe(354);
+    mailer.write('Subject: kept\r\n\r\nhi\r\n.\r\n');
+    expect(await mailer.reply()).toMatch(/^250 /);
+    // fill the rest of the table with tricklers (one byte every 500 ms: the idle timer never fires)
+    const tricklers: RawSmtp[] = [];
+    for (let i = 1; i < max; i++) {
+      const c = await greeted(h.port);
+      open.push(c);
+      tricklers.push(c);
+      trickle(c, 'EHLO trickle.example', 500);
+    }
+    await waitFor(() => h!.inbound.connections === max, { what: 'a full table' });
+    // a connection is evictable once it is 1 s old (a burst of newcomers does not evict itself)
+    const filledAt = Date.now();
+    await waitFor(() => Date.now() - filledAt > 1000, { what: 'the tricklers 1 s old', intervalMs: 100 });
+    // before the fix: 421 Too many connected clients
+    // three clients that stay connected after their message: each takes the slot of the oldest trickler
+    for (let i = 0; i < 3; i++) {
+      const c = await RawSmtp.connect(h.port);
+      open.push(c);
+      await c.begin('a@origin.test', ['bob@example.com']);
+      expect(code(await c.cmd('DATA'))).toBe(354);
+      c.write(`Subject: through-${i}\r\n\r\nhi\r\n.\r\n`);
+      expect(await c.reply()).toMatch(/^250 /);
+    }
+    // and nodemailer (before the fix: 421 Too many connected clients)
+    expect(await sendMail(h.port, 'through-3')).toMatch(/^250 /);
+    // four tricklers, the oldest first, were closed with a 421; the mailer and the newest trickler were not
+    await waitFor(() => tricklers.filter((c) => c.isClosed).length >= 4, { what: '4 tricklers evicted' });
+    expect(tricklers.map((c) => c.isClosed)).toEqual([true, true, true, true, false]);
+    expect(code(await mailer.cmd('NOOP'))).toBe(250);
+    const subjects = (await h.spooled()).map((m) => /Subject: (\S+)/.exec(m.body.toString())?.[1]).sort();
+    expect(subjects).toEqual(['kept', 'through-0', 'through-1', 'through-2', 'through-3']);
+  });
+
+  it('when nobody can be evicted (all sent mail), a new client gets 421 4.7.0', async () => {
+    const max = 2;
+    h = await startInbound(MANIFESTS, {
+      maxConnections: max,
+      maxConnectionsPerIp: 100,
+      stressTimeoutMs: 60_000,
+    });
+    for (let i = 0; i < max; i++) {
+      const c = await RawSmtp.connect(h.port);
+      open.push(c);
+      await c.begin('a@origin.test', ['bob@example.com']);
+      expect(code(await c.cmd('DATA'))).toBe(354);
+      c.write(`Subject: m${i}\r\n\r\nhi\r\n.\r\n`);
+      expect(await c.reply()).toMatch(/^250 /);
+    }
+    const late = await RawSmtp.connect(h.port);
+    open.push(late);
+    expect(await late.reply()).toBe('421 4.7.0 Too many connected clients, try again in a moment');
+  });
+
+  it('under stress (3/4 of the table in use) idle clients get the short --stress-timeout', async () => {
+    h = await startInbound(MANIFESTS, {
+      maxConnections: 4,
+      maxConnectionsPerIp: 100,
+      idleTimeoutMs: 60_000,
+      stressTimeoutMs: 1000,
+      sweepIntervalMs: 100,
+    });
+    const idle: RawSmtp[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await greeted(h.port);
+      open.push(c);
+      idle.push(c);
+    }
+    const started = Date.now();
+    await waitFor(() => idle.every((c) => c.isClosed), { what: 'idle clients closed', timeoutMs: 5000 });
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+});
