@@ -18,6 +18,7 @@ import type { RecipientRouter } from './inbound/rcpt.ts';
 import { createRouter } from './inbound/router.ts';
 import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
+import { lookupServer } from './delivery/server-lookup.ts';
 import { createCalloutVerifier } from './inbound/verify.ts';
 import { createSource } from './sources/index.ts';
 import { openedResources, type OpenedResources } from './startup.ts';
@@ -187,6 +188,9 @@ async function startRelay(
       const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
       return Promise.resolve(c ? { user: c.username, pass: c.password } : undefined);
     },
+    // How to reach a leg's server: the table served now, at every attempt (relay/delivery/server-lookup.ts).
+    serverFor: (leg) => lookupServer(snapshot?.table, leg),
+    replan: (recipient) => route(recipient),
     // DSNs: a managed sender domain goes through its policy; any other through its MX or --dsn-relay.
     route: (sender) =>
       dsnRoute(sender, {
@@ -198,6 +202,9 @@ async function startRelay(
     resolver,
   });
   resources.opened('delivery', () => delivery.stop());
+
+  // A new table (or new credentials): legs held because their server was gone are looked at again now.
+  source.onChange(() => delivery.routingChanged());
 
   // The spool is the only hand-off; the engine is told a new id exists so it need not wait for a scan.
   const writer: SpoolWriter = {
@@ -305,6 +312,7 @@ async function startRelay(
           engine: delivery,
           logger,
           tokenFile: adminTokenPath(config.spoolDir),
+          lookup: (leg) => lookupServer(snapshot?.table, leg),
         }),
       );
   resources.opened('admin', () => admin.close());

@@ -6,6 +6,7 @@ const stats = (over: Partial<DeliveryStats>): DeliveryStats => ({
   messages: 0,
   pending: 0,
   deferred: 0,
+  unroutableLegs: 0,
   jobs: 0,
   oldestAgeSeconds: 0,
   recovering: false,
@@ -17,13 +18,21 @@ describe('workers: merged views', () => {
   it('stats: counts add up, the oldest age is the maximum, flags are any', () => {
     expect(
       mergeStats([
-        stats({ messages: 3, pending: 1, deferred: 2, jobs: 4, oldestAgeSeconds: 10 }),
-        stats({ messages: 5, pending: 5, jobs: 1, oldestAgeSeconds: 70, recovering: true }),
+        stats({ messages: 3, pending: 1, deferred: 2, unroutableLegs: 1, jobs: 4, oldestAgeSeconds: 10 }),
+        stats({
+          messages: 5,
+          pending: 5,
+          unroutableLegs: 2,
+          jobs: 1,
+          oldestAgeSeconds: 70,
+          recovering: true,
+        }),
       ]),
     ).toEqual({
       messages: 8,
       pending: 6,
       deferred: 2,
+      unroutableLegs: 3,
       jobs: 5,
       oldestAgeSeconds: 70,
       recovering: true,

@@ -22,7 +22,8 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
-import type { DeliveryStats } from './delivery/engine.ts';
+import type { DeliveryEngine, DeliveryStats } from './delivery/engine.ts';
+import type { RerouteResult } from './delivery/reroute.ts';
 import type { RelayHandle } from './relay.ts';
 import { adoptOrphanFolders, workerSpoolDir } from './spool/adopt.ts';
 import type { LoadResult } from './spool/types.ts';
@@ -35,6 +36,8 @@ export type WorkerCall =
   | { op: 'load'; id: string }
   | { op: 'remove'; id: string }
   | { op: 'flush' }
+  | { op: 'reroute'; id: string }
+  | { op: 'rerouteAll' }
   | { op: 'stats' }
   | { op: 'ready' }
   | { op: 'shutdown' };
@@ -59,6 +62,7 @@ export function mergeStats(all: readonly DeliveryStats[]): DeliveryStats {
     messages: all.reduce((n, s) => n + s.messages, 0),
     pending: all.reduce((n, s) => n + s.pending, 0),
     deferred: all.reduce((n, s) => n + s.deferred, 0),
+    unroutableLegs: all.reduce((n, s) => n + s.unroutableLegs, 0),
     jobs: all.reduce((n, s) => n + s.jobs, 0),
     oldestAgeSeconds: all.reduce((n, s) => Math.max(n, s.oldestAgeSeconds), 0),
     recovering: all.some((s) => s.recovering),
@@ -148,6 +152,13 @@ async function runWorker(config: Readonly<RelayConfig>, count: number): Promise<
       case 'flush':
         handle.delivery.flush();
         return true;
+      case 'reroute':
+        // The state is not sent back: the admin API answers with what changed.
+        return handle.delivery
+          .reroute(call.id)
+          .then((r) => r && { changed: r.changed, unchanged: r.unchanged });
+      case 'rerouteAll':
+        return handle.delivery.rerouteAll();
       case 'stats':
         return handle.delivery.stats();
       case 'ready':
@@ -324,6 +335,22 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
           void callAll({ op: 'flush' }).catch((err: unknown) => logger.error({ err }, 'admin: flush failed'));
         },
         remove: async (id) => (await callAll<boolean>({ op: 'remove', id })).some(Boolean),
+        reroute: async (id) =>
+          (
+            await callAll<Pick<RerouteResult, 'changed' | 'unchanged'> | undefined | null>({
+              op: 'reroute',
+              id,
+            })
+          ).find((r) => r !== undefined && r !== null) ?? undefined,
+        rerouteAll: async () => {
+          const all = await callAll<Awaited<ReturnType<DeliveryEngine['rerouteAll']>>>({ op: 'rerouteAll' });
+          return {
+            messages: all.reduce((n, r) => n + r.messages, 0),
+            rerouted: all.reduce((n, r) => n + r.rerouted, 0),
+            legs: all.reduce((n, r) => n + r.legs, 0),
+            unchanged: all.reduce((n, r) => n + r.unchanged, 0),
+          };
+        },
         stats: async () => mergeStats(await callAll<DeliveryStats>({ op: 'stats' })),
       },
     }).catch((err: unknown) => {

@@ -33,7 +33,10 @@ export interface ObjectRef {
   generation: number;
 }
 
-/** A downstream server, copied whole into every leg so that an accepted message keeps its route. */
+/**
+ * A downstream server. Legs keep a copy (what `queue show` falls back to, and what spool files written before legs
+ * named their domain carry), but the relay looks the server up again in the current table at every attempt.
+ */
 export interface ServerRoute {
   name: string;
   host: string;
@@ -82,9 +85,19 @@ export interface RoutingTable {
   sources: ObjectRef[];
 }
 
-/** One delivery of one recipient to one server. Fixed when the message is accepted. */
+/**
+ * One delivery of one recipient to one server. Which legs a message has, and their recipients, roles and bounce
+ * behaviour, are fixed when the message is accepted. How to reach the server is not: the relay looks it up by
+ * (domain, server.name) in the routing table it serves at every attempt (relay/delivery/server-lookup.ts).
+ */
 export interface Leg {
+  /** The server as it was when the plan was made (a fallback; see Leg). */
   server: ServerRoute;
+  /**
+   * The MailDomain's domain whose `servers` entry this leg uses. Absent for servers that are not in the table (a
+   * DSN to a sender outside the managed domains) and in spool files written before this field existed.
+   */
+  domain?: string;
   /** Envelope recipient after rewriting (copyRecipientDomain, forwardTo). */
   recipient: string;
   role: LegRole;

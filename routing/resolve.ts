@@ -90,8 +90,8 @@ function reject(recipient: string, reply: Reply): DeliveryPlan {
 function tempfail(recipient: string, reply: Reply): DeliveryPlan {
   return { verdict: 'tempfail', recipient, reply, legs: [] };
 }
-function leg(server: ServerRoute, recipient: string, role: LegRole, bounces: Bounces): Leg {
-  return { server, recipient, role, bounces };
+function leg(domain: string, server: ServerRoute, recipient: string, role: LegRole, bounces: Bounces): Leg {
+  return { server, domain, recipient, role, bounces };
 }
 
 /**
@@ -129,7 +129,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
     domain: r.domain,
     legs,
   });
-  const primaryLeg = () => leg(primary, address, 'primary', 'Notify');
+  const primaryLeg = () => leg(r.domain, primary, address, 'primary', 'Notify');
 
   const tr = r.mode === 'Dual' ? d.testRecipients.get(key) : undefined;
   const activeTr =
@@ -149,12 +149,12 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
       const dual = r.dual ?? { scope: 'All', bounces: 'Suppress' };
       if (secondary === undefined) return accept(primaryLeg());
       if (activeTr !== undefined) {
-        const copy = leg(secondary, activeTr.forwardTo, 'copy', dual.bounces);
+        const copy = leg(r.domain, secondary, activeTr.forwardTo, 'copy', dual.bounces);
         return activeTr.keepPrimaryCopy ? accept(primaryLeg(), copy) : accept(copy);
       }
       const copyTo =
         dual.copyRecipientDomain === undefined ? address : `${local}@${dual.copyRecipientDomain}`;
-      const copy = () => leg(secondary, copyTo, 'copy', dual.bounces);
+      const copy = () => leg(r.domain, secondary, copyTo, 'copy', dual.bounces);
       switch (dual.scope) {
         case 'All':
           return accept(primaryLeg(), copy());
@@ -181,7 +181,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
           const unknown = r.split?.unknownRecipients ?? 'Secondary';
           if (unknown === 'Reject' || secondary === undefined)
             return reject(address, Replies.unknownRecipient);
-          return accept(leg(secondary, address, 'primary', 'Notify'));
+          return accept(leg(r.domain, secondary, address, 'primary', 'Notify'));
         }
         default:
           return assertNever(known, 'mailbox fact');

@@ -1,6 +1,6 @@
-// `mailroute queue list|show ID|flush|delete ID [--admin HOST:PORT] [--spool DIR | --token-file FILE] [-o json]`: a
+// `mailroute queue list|show ID|flush|reroute ID|--all|delete ID [--admin HOST:PORT] [--spool DIR | --token-file FILE] [-o json]`: a
 // client of the relay's admin API (relay/admin/server.ts). --admin also reads MAILROUTE_ADMIN; default 127.0.0.1:9091.
-// flush and delete send the token of the relay's token file (<spool>/admin.token; --spool and --token-file also read
+// flush, reroute and delete send the token of the relay's token file (<spool>/admin.token; --spool and --token-file also read
 // MAILROUTE_SPOOL and MAILROUTE_TOKEN_FILE).
 import { parseArgs } from 'node:util';
 import { adminTokenPath, readAdminToken } from '../../relay/admin/token.ts';
@@ -22,16 +22,18 @@ const defaultIo: QueueIo = {
   now: () => new Date(),
 };
 
-export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|flush|delete ID> [--admin HOST:PORT] [--spool DIR] [-o json]
+export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|flush|reroute ID|--all|delete ID> [--admin HOST:PORT] [--spool DIR] [-o json]
 
   list          every queued message, one line per recipient with the state of each leg
   show ID       one message: every leg with attempts, next attempt and last reply
   flush         retry every deferred leg now
+  reroute ID    re-plan the message's open legs with the current routing table (delivered legs stay delivered)
+  reroute --all the same for every queued message
   delete ID     drop a message without delivering it (no DSN)
 
 flags:
   --admin HOST:PORT   the relay's admin API (default 127.0.0.1:9091, env MAILROUTE_ADMIN)
-  --spool DIR         the relay's spool folder, whose admin.token flush and delete send (default ./spool,
+  --spool DIR         the relay's spool folder, whose admin.token flush, reroute and delete send (default ./spool,
                       env MAILROUTE_SPOOL)
   --token-file FILE   the token file itself (env MAILROUTE_TOKEN_FILE), instead of DIR/admin.token
   -o json             print the API's JSON
@@ -80,8 +82,33 @@ export function renderList(v: QueueListView, now: Date): string {
   return lines.join('\n') + '\n';
 }
 
+interface RerouteOne {
+  id: string;
+  changed: { recipient: string; role: string; from: string; to: string }[];
+  unchanged: { recipient: string; role: string; reason: string }[];
+}
+interface RerouteAll {
+  messages: number;
+  rerouted: number;
+  legs: number;
+  unchanged: number;
+}
+
+export function renderReroute(body: unknown): string {
+  if (typeof body === 'object' && body !== null && 'changed' in body) {
+    const r = body as RerouteOne;
+    const lines = [`${r.id}: ${r.changed.length} leg${r.changed.length === 1 ? '' : 's'} rerouted`];
+    for (const c of r.changed) lines.push(`  ${c.recipient} ${c.role}: ${c.from} -> ${c.to}`);
+    for (const u of r.unchanged) lines.push(`  ${u.recipient} ${u.role}: unchanged (${u.reason})`);
+    return lines.join('\n') + '\n';
+  }
+  const a = body as RerouteAll;
+  return `${a.rerouted} of ${a.messages} message${a.messages === 1 ? '' : 's'} rerouted (${a.legs} leg${a.legs === 1 ? '' : 's'} changed, ${a.unchanged} unchanged)\n`;
+}
+
 function legLine(l: LegView, now: Date): string {
   const parts = [`  ${l.role.padEnd(8)}${l.state.padEnd(11)}${l.server} (${l.address}) <${l.recipient}>`];
+  if (l.unroutable) parts.push(`    HELD: ${l.unroutable}`);
   const details: string[] = [`attempts ${l.attempts}`];
   if (l.nextAttemptAt) details.push(`next in ${formatAge(Date.parse(l.nextAttemptAt) - now.getTime())}`);
   if (l.lastReply) details.push(`last: ${l.lastReply}`);
@@ -98,6 +125,8 @@ export function renderMessage(m: MessageView, now: Date): string {
     `size:     ${m.size} bytes`,
     `state:    ${m.state}`,
   ];
+  if (m.origin)
+    lines.push(`origin:   ${m.origin.queueId} on relay ${m.origin.relay} (handed over when it shut down)`);
   for (const r of m.recipients) {
     lines.push(`${r.recipient}: ${r.summary}`);
     for (const l of r.legs) lines.push(legLine(l, now));
@@ -123,6 +152,7 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
         spool: { type: 'string' },
         'token-file': { type: 'string' },
         output: { type: 'string', short: 'o' },
+        all: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -147,15 +177,20 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
     return 2;
   }
   const json = values.output === 'json';
-  const needsId = sub === 'show' || sub === 'delete';
-  if (sub === undefined || !['list', 'show', 'flush', 'delete'].includes(sub)) {
+  const all = values.all === true;
+  const needsId = sub === 'show' || sub === 'delete' || (sub === 'reroute' && !all);
+  if (sub === undefined || !['list', 'show', 'flush', 'reroute', 'delete'].includes(sub)) {
     io.stderr(
       `mailroute queue: ${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\n${QUEUE_USAGE}`,
     );
     return 2;
   }
+  if (all && sub !== 'reroute') {
+    io.stderr(`mailroute queue ${sub}: --all only goes with reroute\n`);
+    return 2;
+  }
   if (needsId && id === undefined) {
-    io.stderr(`mailroute queue ${sub}: missing queue ID\n`);
+    io.stderr(`mailroute queue ${sub}: missing queue ID${sub === 'reroute' ? ' (or --all)' : ''}\n`);
     return 2;
   }
   if (extra.length > 0 || (!needsId && id !== undefined)) {
@@ -165,7 +200,7 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
 
   // State changes need the relay's token (relay/admin/guard.ts); reads do not.
   let token: string | undefined;
-  if (sub === 'flush' || sub === 'delete') {
+  if (sub === 'flush' || sub === 'delete' || sub === 'reroute') {
     const file =
       values['token-file'] ??
       io.env.MAILROUTE_TOKEN_FILE ??
@@ -238,6 +273,13 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
       io.stdout(
         json ? JSON.stringify(r.body) + '\n' : `flush requested: ${n} message${n === 1 ? '' : 's'} queued\n`,
       );
+      return 0;
+    }
+    case 'reroute': {
+      const r = await call('POST', all ? '/queue/reroute' : `/queue/${encodeURIComponent(id!)}/reroute`);
+      if (!r) return 1;
+      if (r.status !== 200) return fail(r);
+      io.stdout(json ? JSON.stringify(r.body, null, 2) + '\n' : renderReroute(r.body));
       return 0;
     }
     case 'delete': {

@@ -12,13 +12,18 @@
 //   GET    /queue/stats       DeliveryStats of the engine
 //   GET    /queue/:id         MessageView of one message, 404 when it is not queued
 //   POST   /queue/flush       retry every deferred leg now -> 202 { flushed: true, messages }
+//   POST   /queue/reroute     re-plan the open legs of every queued message with the current routing table
+//                             -> 200 { messages, rerouted, legs, unchanged }
+//   POST   /queue/:id/reroute the same for one message -> 200 { id, changed: [...], unchanged: [...] } or 404
 //   DELETE /queue/:id         drop a message without delivering it (no DSN) -> 200 { deleted: id } or 404
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { DeliveryEngine, DeliveryStats } from '../delivery/engine.ts';
+import type { RerouteResult } from '../delivery/reroute.ts';
+import type { ServerLookup } from '../delivery/server-lookup.ts';
 import { isQueueId } from '../spool/spool.ts';
-import type { Spool } from '../spool/types.ts';
+import type { LegState, Spool } from '../spool/types.ts';
 import { guardAdminRequest } from './guard.ts';
 import { createAdminToken } from './token.ts';
 import { messageView, type MessageView, type QueueListView } from './view.ts';
@@ -29,13 +34,16 @@ export const MAX_PAGE = 1000;
 export interface AdminServerOptions {
   listen: { host: string; port: number };
   spool: Pick<Spool, 'list' | 'load'>;
-  engine: Pick<DeliveryEngine, 'flush' | 'remove'> & {
+  engine: Pick<DeliveryEngine, 'flush' | 'remove' | 'rerouteAll'> & {
+    reroute(id: string): Promise<Pick<RerouteResult, 'changed' | 'unchanged'> | undefined>;
     /** Synchronous in one process; the workers' primary (relay/workers.ts) asks them. */
     stats(): DeliveryStats | Promise<DeliveryStats>;
   };
   logger: Logger;
   /** Where to write the token that POST and DELETE need (a new one at every start): <spool>/admin.token. */
   tokenFile: string;
+  /** Where a leg would be delivered now (the current routing table); views show that address and why a leg is held. */
+  lookup?: (leg: LegState) => ServerLookup;
   /** Default number of messages GET /queue lists (at most MAX_PAGE). */
   maxList?: number;
 }
@@ -68,7 +76,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     let skipped = 0;
     for (const id of ids.slice(0, limit)) {
       const r = await spool.load(id);
-      if (r.ok) messages.push(messageView(r.state));
+      if (r.ok) messages.push(messageView(r.state, opts.lookup));
       else skipped++;
     }
     return { total: ids.length, truncated: ids.length > limit, messages, skipped };
@@ -90,7 +98,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     const url = new URL(req.url ?? '/', 'http://admin');
     const parts = url.pathname.split('/').filter((p) => p !== '');
     const method = req.method ?? 'GET';
-    if (parts[0] !== 'queue' || parts.length > 2) {
+    if (parts[0] !== 'queue' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'reroute')) {
       return send(res, 404, { error: `no route ${method} ${url.pathname}; see GET /queue` });
     }
     if (parts.length === 1) {
@@ -105,6 +113,24 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       return send(res, 200, await list(limit));
     }
     const arg = parts[1]!;
+    if (arg === 'reroute' && parts.length === 2) {
+      if (method !== 'POST') return send(res, 405, { error: `${method} /queue/reroute: use POST` });
+      const r = await engine.rerouteAll();
+      log.info({ client: req.socket.remoteAddress, ...r }, 'admin: reroute all');
+      return send(res, 200, r);
+    }
+    if (parts.length === 3) {
+      if (!isQueueId(arg))
+        return send(res, 400, { error: `queue id: ${JSON.stringify(arg)} is not a queue id` });
+      if (method !== 'POST') return send(res, 405, { error: `${method} /queue/${arg}/reroute: use POST` });
+      const r = await engine.reroute(arg);
+      log.info(
+        { queueId: arg, client: req.socket.remoteAddress, changed: r?.changed.length ?? null },
+        'admin: reroute',
+      );
+      if (r === undefined) return send(res, 404, { error: `${arg}: not in the queue` });
+      return send(res, 200, { id: arg, changed: r.changed, unchanged: r.unchanged });
+    }
     if (arg === 'flush') {
       if (method !== 'POST') return send(res, 405, { error: `${method} /queue/flush: use POST` });
       const before = await engine.stats();
@@ -122,7 +148,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       const r = await spool.load(arg);
       if (!r.ok)
         return send(res, 404, { error: `${arg}: ${r.reason === 'missing' ? 'not in the queue' : r.error}` });
-      return send(res, 200, messageView(r.state));
+      return send(res, 200, messageView(r.state, opts.lookup));
     }
     if (method === 'DELETE') {
       const existed = await engine.remove(arg);

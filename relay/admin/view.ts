@@ -1,12 +1,15 @@
 // Pure: the JSON shapes of the queue admin API, built from spool state files. Shared by relay/admin/server.ts and
 // the `mailroute queue` command (cli/commands/queue.ts), which renders them as text.
-import type { LegStateName, SpoolState } from '../spool/types.ts';
+import type { LegState, LegStateName, SpoolState } from '../spool/types.ts';
+import type { ServerLookup } from '../delivery/server-lookup.ts';
 
 export interface LegView {
   role: 'primary' | 'copy';
   server: string;
-  /** host:port */
+  /** host:port, as the current routing table defines the server (the stored copy when it is not in the table). */
   address: string;
+  /** Set on an open leg whose server is no longer in the routing table: why it is held. */
+  unroutable?: string;
   /** Envelope recipient on this leg (after rewriting). */
   recipient: string;
   state: LegStateName;
@@ -32,6 +35,8 @@ export interface MessageView {
   size: number;
   /** pending: something not tried yet; deferred: waiting for a retry; done: all legs final (DSN being queued). */
   state: 'pending' | 'deferred' | 'done';
+  /** A message handed over by a relay that was shutting down: its queue id there (logs connect the two). */
+  origin?: { queueId: string; relay: string };
   recipients: RecipientView[];
 }
 
@@ -48,13 +53,18 @@ export function recipientSummary(legs: LegView[]): string {
   return legs.map((l) => `${l.role} ${l.state}`).join(', ');
 }
 
-export function messageView(s: SpoolState): MessageView {
+/** `lookup`: where the relay would deliver a leg now (relay/delivery/server-lookup.ts); default: the stored copy. */
+export function messageView(s: SpoolState, lookup?: (leg: LegState) => ServerLookup): MessageView {
   const byRecipient = new Map<string, LegView[]>();
   for (const l of s.legs) {
+    const found = lookup?.(l);
+    const server = found?.server ?? l.leg.server;
+    const open = l.state === 'pending' || l.state === 'deferred';
     const view: LegView = {
       role: l.leg.role,
       server: l.leg.server.name,
-      address: `${l.leg.server.host}:${l.leg.server.port}`,
+      address: `${server.host}:${server.port}`,
+      ...(found !== undefined && !found.ok && open ? { unroutable: found.reason } : {}),
       recipient: l.leg.recipient,
       state: l.state,
       attempts: l.attempts,
@@ -75,6 +85,7 @@ export function messageView(s: SpoolState): MessageView {
     mailFrom: s.meta.mailFrom,
     size: s.size,
     state,
+    ...(s.meta.origin ? { origin: s.meta.origin } : {}),
     recipients: [...byRecipient.entries()].map(([recipient, legs]) => ({
       recipient,
       summary: recipientSummary(legs),

@@ -5,13 +5,16 @@
 //     opts: { spool; logger; metrics; clock?; retryScheduleMs; maxQueueLifetimeMs; hostname; credentials; route;
 //             transport?: TransportFactory; resolver?: DnsResolver; timeouts?; stopTimeoutMs? }
 //   DeliveryEngine: notify(id) (a new message: deliver now), flush() (retry all deferred now), remove(id) (admin
-//     delete), stop() (stop taking work, let attempts in flight finish within a deadline, leave the rest spooled),
+//     delete), reroute(id|'all') (re-plan open legs with opts.replan), routingChanged() (a new table: retry held legs
+//     now), stop() (stop taking work, let attempts in flight finish within a deadline, leave the rest spooled),
 //     stats() (for /readyz and the queue gauges), ready (resolves when the start-up scan of the spool is done).
 //
 // How it works:
 //   - In memory there is one small entry per queued message (when it is due, whether it is pending or deferred, which
 //     of its legs are in flight). The state itself stays in the spool's state file and is read when the message is due.
-//   - A due message is loaded, and its due legs are grouped by server and role into SMTP transactions ("jobs").
+//   - A due message is loaded, and its due legs are grouped by server and role into SMTP transactions ("jobs"). The
+//     server of each leg is looked up at every attempt with opts.serverFor (the current routing table,
+//     server-lookup.ts); a leg whose server left the table is held: deferred with the reason, never bounced for it.
 //   - Each destination (host:port:tls:auth) has its own nodemailer pool and its own FIFO of jobs limited to the
 //     server's maxConnections. Destinations never wait for each other: a secondary that is down or slow never delays
 //     a primary.
@@ -23,6 +26,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { DeliveryPlan, LegRole, ServerRoute } from '../../routing/model.ts';
+import { rerouteState, type RerouteResult } from './reroute.ts';
+import type { ServerLookup } from './server-lookup.ts';
 import type { LegState, Spool, SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
@@ -73,6 +78,13 @@ export interface DeliveryOptions {
   destinationBackoffMs?: number;
   /** Engines (worker processes) sharing each server's maxConnections; this one opens ceil(max / share). Default 1. */
   connectionShare?: number;
+  /**
+   * The server a queued leg is delivered to now (relay/delivery/server-lookup.ts with the table being served).
+   * Default: the definition stored in the leg.
+   */
+  serverFor?: (leg: LegState) => ServerLookup;
+  /** The current plan of an accepted recipient, for reroute() (the relay's route function). Default: none. */
+  replan?: (recipient: string) => DeliveryPlan;
 }
 
 export interface DeliveryStats {
@@ -82,6 +94,8 @@ export interface DeliveryStats {
   pending: number;
   /** Messages whose open legs all wait for a retry. */
   deferred: number;
+  /** Open legs whose server is no longer in the routing table (held; see `mailroute queue reroute`). */
+  unroutableLegs: number;
   /** SMTP transactions in progress or waiting for a connection. */
   jobs: number;
   oldestAgeSeconds: number;
@@ -93,6 +107,14 @@ export interface DeliveryStats {
 export interface DeliveryEngine {
   notify(id: string): void;
   flush(): void;
+  /**
+   * Re-plans the open legs of one message (or of every queued message) with opts.replan; delivered and other final
+   * legs stay as they are. Resolves with what changed; undefined when the message is not queued.
+   */
+  reroute(id: string): Promise<RerouteResult | undefined>;
+  rerouteAll(): Promise<{ messages: number; rerouted: number; legs: number; unchanged: number }>;
+  /** The routing table changed: held legs (server gone) are looked at again now. */
+  routingChanged(): void;
   remove(id: string): Promise<boolean>;
   stop(): Promise<void>;
   stats(): DeliveryStats;
@@ -131,7 +153,10 @@ interface PendingResult {
 interface Job {
   id: string;
   indexes: number[];
+  /** The server as looked up for this attempt (the stored copy when unroutable). */
   server: ServerRoute;
+  /** Set when the server is gone from the routing table: nothing is sent, the legs are deferred with this reason. */
+  unroutable?: string;
   role: LegRole;
   from: string;
   size: number;
@@ -282,6 +307,19 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const destinationBackoffMs =
     opts.destinationBackoffMs ?? Math.min(opts.retryScheduleMs[0] ?? 60_000, 60_000);
   const connectionShare = Math.max(1, opts.connectionShare ?? 1);
+  const serverFor =
+    opts.serverFor ?? ((l: LegState): ServerLookup => ({ ok: true, server: l.leg.server, from: 'stored' }));
+  // Open legs held because their server left the table, per message (mailroute_queue_legs_unroutable).
+  const unroutable = new Map<string, number>();
+  let unroutableTotal = 0;
+  const setUnroutable = (id: string, n: number): void => {
+    const before = unroutable.get(id) ?? 0;
+    if (n === before) return;
+    if (n === 0) unroutable.delete(id);
+    else unroutable.set(id, n);
+    unroutableTotal += n - before;
+    metrics.queueLegsUnroutable.set(unroutableTotal);
+  };
 
   const entries = new Map<string, Entry>();
   // mailroute_queue_messages{state} follows every add, remove and state change at once (a scrape right after a 250
@@ -301,6 +339,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     publish(e.kind);
   };
   const dropEntry = (id: string): void => {
+    setUnroutable(id, 0);
     const e = entries.get(id);
     if (!e) return;
     entries.delete(id);
@@ -459,7 +498,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       }
       open = true;
       if (e.inflight.has(i)) continue;
-      if (e.blockedOn.has(serverKey(l.leg.server))) {
+      if (e.blockedOn.has(serverKey(serverFor(l).server))) {
         anyPending = true; // woken when the server has a free slot
         continue;
       }
@@ -499,20 +538,26 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     }
 
     const groups = new Map<string, Job>();
+    let held = 0;
     for (const [i, l] of state.legs.entries()) {
-      if (isFinal(l) || e.inflight.has(i)) continue;
+      if (isFinal(l)) continue;
+      // How to reach the server is looked up now, not taken from the state (server-lookup.ts).
+      const found = serverFor(l);
+      if (!found.ok) held++;
+      if (e.inflight.has(i)) continue;
       if (l.state === 'deferred' && !force) {
         const at = l.nextAttemptAt ? Date.parse(l.nextAttemptAt) : 0;
         if (at > now) continue;
       }
-      if (e.blockedOn.has(serverKey(l.leg.server))) continue;
-      const k = jobKey(l.leg.server, l.leg.role);
+      if (found.ok && e.blockedOn.has(serverKey(found.server))) continue;
+      const k = found.ok ? jobKey(found.server, l.leg.role) : `unroutable|${found.reason}|${l.leg.role}`;
       let job = groups.get(k);
       if (!job) {
         job = {
           id,
           indexes: [],
-          server: l.leg.server,
+          server: found.server,
+          ...(found.ok ? {} : { unroutable: found.reason }),
           role: l.leg.role,
           from: state.meta.mailFrom,
           size: state.size,
@@ -523,7 +568,16 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       job.indexes.push(i);
       job.recipients.set(i, l.leg.recipient);
     }
+    setUnroutable(id, held);
     for (const job of groups.values()) {
+      if (job.unroutable !== undefined) {
+        // Nothing to connect to: the legs are deferred with the reason (retried on the schedule and when the table
+        // changes; never bounced for it before --max-queue-lifetime).
+        for (const i of job.indexes) e.inflight.add(i);
+        const reply: AttemptReply = { kind: 'local', text: job.unroutable };
+        track(applyReplies(job, new Map(job.indexes.map((i) => [i, reply])), '', 0));
+        continue;
+      }
       const sk = serverKey(job.server);
       const n = dispatched.get(sk) ?? 0;
       if (n >= slotCap(job.server)) {
@@ -581,6 +635,20 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       const limit = Math.max(1, Math.ceil(target.maxConnections / connectionShare));
       lane = new Lane(factory({ ...target, maxConnections: limit }), limit);
       lanes.set(key, lane);
+      if (target.authKey !== undefined) {
+        // New credentials for a destination (a rotated Secret): close the pool set up with the old ones now
+        // rather than when it has been idle for 5 minutes. One still sending is left to the idle timer.
+        const stale = poolKey({
+          ...target,
+          authKey: target.authKey.slice(0, target.authKey.indexOf('#') + 1),
+        });
+        for (const [k, old] of lanes) {
+          if (k !== key && k.startsWith(stale) && old.running === 0 && old.waiting.length === 0) {
+            old.transport.close();
+            lanes.delete(k);
+          }
+        }
+      }
     }
     return lane;
   };
@@ -948,6 +1016,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     messages: entries.size,
     pending: counts.pending,
     deferred: counts.deferred,
+    unroutableLegs: unroutableTotal,
     jobs,
     oldestAgeSeconds: oldestAgeSeconds(),
     recovering,
@@ -981,6 +1050,33 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     }
     e.due = Infinity;
     enqueueLoad(id);
+  };
+
+  const reroute = async (id: string): Promise<RerouteResult | undefined> => {
+    const e = entries.get(id);
+    if (!e || stopped) return undefined;
+    const replan = opts.replan;
+    if (replan === undefined) throw new Error('reroute: this engine has no routing table to re-plan with');
+    let result: RerouteResult | undefined;
+    // Legs in flight keep their server: their result is recorded against the leg they were sent for.
+    const busy = new Set(e.inflight);
+    const after = await spool.update(id, (s) => {
+      result = rerouteState(s, replan, busy);
+      return result.state;
+    });
+    if (after === undefined || after === null || result === undefined) return undefined;
+    if (result.changed.length > 0) {
+      log.info(
+        { queueId: id, rerouted: result.changed, unchanged: result.unchanged.length },
+        'delivery: message rerouted with the current routing table',
+      );
+    }
+    if (entries.get(id) === e) {
+      e.force = true;
+      e.due = Infinity;
+      enqueueLoad(id);
+    }
+    return result;
   };
 
   const ready = (async () => {
@@ -1020,6 +1116,29 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         }
       }
       log.info({ messages: entries.size }, 'delivery: flush requested');
+    },
+    routingChanged(): void {
+      if (stopped) return;
+      for (const id of unroutable.keys()) {
+        const e = entries.get(id);
+        if (!e) continue;
+        e.force = true;
+        e.due = Infinity;
+        enqueueLoad(id);
+      }
+    },
+    reroute,
+    async rerouteAll() {
+      const total = { messages: 0, rerouted: 0, legs: 0, unchanged: 0 };
+      for (const id of [...entries.keys()]) {
+        const r = await reroute(id);
+        if (r === undefined) continue;
+        total.messages++;
+        if (r.changed.length > 0) total.rerouted++;
+        total.legs += r.changed.length;
+        total.unchanged += r.unchanged.length;
+      }
+      return total;
     },
     async remove(id: string): Promise<boolean> {
       dropEntry(id);

@@ -85,14 +85,17 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
   return { state: 'deferred', metric: 'deferred', reply: text, nextAttemptAt: next.at };
 }
 
-/** The leg state after an attempt with this outcome (attempt counted, reply recorded). */
+/**
+ * The leg state after an attempt with this outcome (attempt counted, reply recorded). server '' (nothing was
+ * contacted, e.g. the leg's server is gone from the table) keeps the previous lastServer.
+ */
 export function applyOutcome(leg: LegState, outcome: LegOutcome, now: Date, server: string): LegState {
   const base: LegState = {
     ...leg,
     attempts: leg.attempts + 1,
     lastAttemptAt: now.toISOString(),
     lastReply: outcome.reply,
-    lastServer: server,
+    ...(server !== '' ? { lastServer: server } : {}),
   };
   delete base.nextAttemptAt;
   switch (outcome.state) {

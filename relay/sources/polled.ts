@@ -1,8 +1,9 @@
 // The shared machinery of file-based sources: load, keep the last good snapshot, watch, reload, swap atomically.
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
+import type { Credentials, RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
 import { fingerprint, watchPath } from './watcher.ts';
 
 export type LoadOutcome =
@@ -22,6 +23,17 @@ export interface PolledSourceOptions {
   required: { flag: string; kind: 'directory' | 'file' };
   pollMs?: number;
   debounceMs?: number;
+}
+
+/**
+ * A digest of a set of credentials: Secrets are not part of the routing revision (they never enter the table), so a
+ * rotated password is noticed by this instead. Never logged with the values.
+ */
+export function credentialsDigest(secrets: ReadonlyMap<string, Credentials>): string {
+  const h = createHash('sha256');
+  for (const [k, v] of [...secrets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    h.update(JSON.stringify([k, v.username, v.password]));
+  return h.digest('hex');
 }
 
 async function requirePath(path: string, r: PolledSourceOptions['required']): Promise<void> {
@@ -67,19 +79,34 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
     lastError = undefined;
     for (const w of outcome.warnings)
       log.warn({ source: opts.kind, path: opts.path, issue: w }, 'routing: compile issue');
-    if (current?.revision === outcome.snapshot.revision) return;
+    const sameTable = current !== undefined && current.revision === outcome.snapshot.revision;
+    // A changed Secret (a rotated password) is a change too, within the same poll as a manifest change.
+    if (sameTable && credentialsDigest(current!.secrets) === credentialsDigest(outcome.snapshot.secrets))
+      return;
     const previous = current?.revision;
     current = outcome.snapshot;
-    log.info(
-      {
-        source: opts.kind,
-        path: opts.path,
-        revision: current.revision,
-        previous: previous ?? null,
-        domains: Object.keys(current.table.domains).length,
-      },
-      'routing: table loaded',
-    );
+    if (sameTable) {
+      log.info(
+        {
+          source: opts.kind,
+          path: opts.path,
+          revision: current.revision,
+          credentials: [...current.secrets.keys()],
+        },
+        'routing: credentials changed',
+      );
+    } else {
+      log.info(
+        {
+          source: opts.kind,
+          path: opts.path,
+          revision: current.revision,
+          previous: previous ?? null,
+          domains: Object.keys(current.table.domains).length,
+        },
+        'routing: table loaded',
+      );
+    }
     for (const l of listeners) {
       try {
         l(current);

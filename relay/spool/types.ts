@@ -24,6 +24,16 @@ export interface EnvelopeMeta {
   smtputf8: boolean;
   /** BODY=8BITMIME was declared */
   body8bit: boolean;
+  /**
+   * Set when a draining relay handed this message over (relay/cluster/drain.ts): the queue id it had there and that
+   * relay's name. Logged with the acceptance and shown by `mailroute queue show`.
+   */
+  origin?: HandoffOrigin;
+}
+
+export interface HandoffOrigin {
+  queueId: string;
+  relay: string;
 }
 
 export type AcceptResult =

@@ -11,6 +11,8 @@ export interface RelayMetrics {
   /** state: pending|deferred */
   queueMessages: Gauge<'state'>;
   queueOldestSeconds: Gauge;
+  /** Open legs held because their server is no longer in the routing table (see `mailroute queue reroute`). */
+  queueLegsUnroutable: Gauge;
   deliveryDuration: Histogram<'server'>;
   routingRevision: Gauge<'revision'>;
   dsnSent: Counter<'kind'>;
@@ -50,6 +52,11 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       help: 'Age of the oldest message in the spool',
       // --workers N: the oldest of the workers' spools, not the sum
       aggregator: 'max',
+      registers,
+    }),
+    queueLegsUnroutable: new Gauge({
+      name: 'mailroute_queue_legs_unroutable',
+      help: 'Queued legs held because their server is no longer in the routing table (mailroute queue reroute re-plans them)',
       registers,
     }),
     deliveryDuration: new Histogram({

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import type { DeliveryPlan, Leg, ServerRoute } from '../../routing/model.ts';
+import type { LegState, SpoolState } from '../spool/types.ts';
+import { rerouteState } from './reroute.ts';
+
+const server = (name: string): ServerRoute => ({
+  name,
+  host: `${name}.example`,
+  port: 25,
+  mx: false,
+  tls: 'None',
+  maxConnections: 10,
+});
+const leg = (s: string, role: Leg['role'], recipient = 'bob@example.com'): Leg => ({
+  server: server(s),
+  domain: 'example.com',
+  recipient,
+  role,
+  bounces: role === 'copy' ? 'Suppress' : 'Notify',
+});
+const legState = (l: Leg, state: LegState['state']): LegState => ({
+  recipient: 'bob@example.com',
+  leg: l,
+  state,
+  attempts: state === 'pending' ? 0 : 3,
+  ...(state === 'deferred' ? { nextAttemptAt: '2026-12-02T13:00:00.000Z' } : {}),
+});
+const message = (...legs: LegState[]): SpoolState => ({
+  version: 1,
+  id: '0mx0qz1k20001a7f',
+  meta: {
+    mailFrom: 'a@outside.example',
+    clientAddress: '127.0.0.1',
+    clientHostname: '',
+    helo: 'x',
+    receivedAt: '2026-12-02T12:00:00.000Z',
+    revision: 'r',
+    smtputf8: false,
+    body8bit: false,
+  },
+  size: 10,
+  legs,
+});
+const accept = (...legs: Leg[]): DeliveryPlan => ({
+  verdict: 'accept',
+  recipient: 'bob@example.com',
+  domain: 'example.com',
+  legs,
+});
+
+describe('rerouteState', () => {
+  it('moves an open copy to the new secondary; the delivered primary stays delivered', () => {
+    const s = message(
+      legState(leg('legacy', 'primary'), 'delivered'),
+      legState(leg('zoho', 'copy'), 'deferred'),
+    );
+    const r = rerouteState(s, () => accept(leg('legacy', 'primary'), leg('zoho2', 'copy')));
+    expect(r.changed).toEqual([
+      {
+        index: 1,
+        recipient: 'bob@example.com',
+        role: 'copy',
+        from: 'zoho <bob@example.com>',
+        to: 'zoho2 <bob@example.com>',
+      },
+    ]);
+    expect(r.state.legs[0]).toBe(s.legs[0]);
+    expect(r.state.legs[1]).toEqual({
+      recipient: 'bob@example.com',
+      leg: leg('zoho2', 'copy'),
+      state: 'pending',
+      attempts: 3,
+    });
+  });
+
+  it.each([
+    {
+      name: 'the new plan refuses the recipient',
+      plan: {
+        verdict: 'reject',
+        recipient: 'bob@example.com',
+        reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
+        legs: [],
+      } satisfies DeliveryPlan,
+      reason: 'the current routing does not accept bob@example.com: 554 5.7.1 relay access denied',
+    },
+    {
+      name: 'the new plan has no copy',
+      plan: accept(leg('legacy', 'primary')),
+      reason: 'the current plan of bob@example.com has no copy leg',
+    },
+    {
+      name: 'the same leg',
+      plan: accept(leg('legacy', 'primary'), leg('zoho', 'copy')),
+      reason: 'already on the current plan',
+    },
+  ])('leaves the leg as it is when $name', ({ plan, reason }) => {
+    const s = message(
+      legState(leg('legacy', 'primary'), 'delivered'),
+      legState(leg('zoho', 'copy'), 'deferred'),
+    );
+    const r = rerouteState(s, () => plan);
+    expect(r.changed).toEqual([]);
+    expect(r.state).toBe(s);
+    expect(r.unchanged).toEqual([{ index: 1, recipient: 'bob@example.com', role: 'copy', reason }]);
+  });
+
+  it('does not touch a leg in flight, nor add legs the message did not have', () => {
+    const s = message(legState(leg('legacy', 'primary'), 'pending'));
+    const r = rerouteState(s, () => accept(leg('new', 'primary'), leg('zoho', 'copy')), new Set([0]));
+    expect(r.state).toBe(s);
+    expect(r.unchanged[0]?.reason).toBe('an attempt is in flight');
+  });
+});

@@ -1,0 +1,210 @@
+// Fixes reach queued mail without a restart (--manifests mode, one in-process relay, real smtp-server peers):
+//   - a wrong port corrected in the manifest: the queued message goes to the corrected port at its next retry;
+//   - a rotated Secret (the peer requires AUTH with the new password): delivered within the retry;
+//   - a server removed from the table: its queued leg is held (not bounced), `queue show` says why, the
+//     mailroute_queue_legs_unroutable gauge counts it, and `queue reroute` onto the new server delivers it without
+//     delivering the primary again.
+// Each of these failed before: a queued leg carried the server definition it had at accept, and a Secret change
+// was ignored until a restart (it is not part of the routing revision).
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { run as queueCli } from '../../cli/commands/queue.ts';
+import type { MessageView } from '../../relay/admin/view.ts';
+import { freePort } from '../support/net.ts';
+import { startSmtpPeer, type PeerOptions, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  dualDomain,
+  httpGet,
+  metricValue,
+  startRelay,
+  submit,
+  type InProcessRelay,
+} from './relay-harness.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function peer(name: string, options: PeerOptions = {}): Promise<SmtpPeer> {
+  const p = await startSmtpPeer(name, {}, undefined, options);
+  cleanups.push(() => p.close());
+  return p;
+}
+
+async function relay(files: Record<string, string>): Promise<InProcessRelay> {
+  const r = await startRelay(files);
+  cleanups.push(() => r.close());
+  return r;
+}
+
+async function send(r: InProcessRelay, to: string, subject: string): Promise<string> {
+  const reply = await submit(r.relay.smtp.port, {
+    envelope: { from: 'sender@outside.test', to: [to] },
+    raw: `From: sender@outside.test\r\nTo: ${to}\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`,
+  });
+  const id = /queued as ([0-9a-z]{16})/.exec(reply)?.[1];
+  expect(id, reply).toBeDefined();
+  return id!;
+}
+
+async function show(r: InProcessRelay, id: string): Promise<MessageView | undefined> {
+  const res = await httpGet(r.relay.admin.port, `/queue/${id}`);
+  return res.status === 200 ? (JSON.parse(res.body) as MessageView) : undefined;
+}
+
+async function cli(r: InProcessRelay, argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await queueCli(
+    [...argv, '--admin', `127.0.0.1:${r.relay.admin.port}`, '--spool', r.spoolDir],
+    {
+      stdout: (s) => (out += s),
+      stderr: (s) => (err += s),
+      env: {},
+      fetch: (...a) => fetch(...a),
+      now: () => new Date(),
+    },
+  );
+  return { code, out, err };
+}
+
+const legState = (v: MessageView | undefined, role: 'primary' | 'copy') =>
+  v?.recipients[0]?.legs.find((l) => l.role === role);
+
+describe('fixes reach queued mail without a restart', () => {
+  it('a corrected port in the manifests folder: the queued message is delivered at its next retry', async () => {
+    const dest = await peer('dest');
+    const wrongPort = await freePort(); // nothing listens there
+    const r = await relay({ 'd.yaml': dualDomain('port.test', wrongPort, dest.port, { mode: 'Direct' }) });
+    const id = await send(r, 'alice@port.test', 'wrong port');
+    await waitFor(async () => legState(await show(r, id), 'primary')?.state === 'deferred', {
+      what: 'the leg deferred (connection refused)',
+    });
+    expect(dest.messages).toHaveLength(0);
+
+    // Fix the port of server "old"; no restart, no flush.
+    await writeFile(
+      join(r.manifests, 'd.yaml'),
+      dualDomain('port.test', dest.port, dest.port, { mode: 'Direct' }),
+    );
+    await waitFor(() => dest.for('alice@port.test').length === 1, {
+      timeoutMs: 10_000,
+      what: 'the queued message at the corrected port',
+    });
+    await waitFor(async () => (await show(r, id)) === undefined, { what: 'the message gone from the queue' });
+    expect(dest.messages).toHaveLength(1);
+  });
+
+  it('a rotated Secret: the queued message is delivered with the new password within the retry', async () => {
+    const dest = await peer('auth', { auth: { user: 'relay', pass: 'new-password' } });
+    const domain = `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: auth-test}
+spec:
+  domain: auth.test
+  servers:
+    - {name: old, host: 127.0.0.1, port: ${dest.port}, tls: None, authSecretRef: {name: old-smtp}}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: auth-test}
+spec:
+  domainRef: {name: auth-test}
+  mode: Direct
+  primary: old
+`;
+    const secret = (password: string) => `apiVersion: v1
+kind: Secret
+metadata: {name: old-smtp}
+stringData: {username: relay, password: ${password}}
+`;
+    const r = await relay({ 'd.yaml': domain, 'secret.yaml': secret('old-password') });
+    const id = await send(r, 'bob@auth.test', 'rotated');
+    const deferred = await waitFor(
+      async () => {
+        const l = legState(await show(r, id), 'primary');
+        return l?.state === 'deferred' ? l : undefined;
+      },
+      { what: 'the leg deferred by the refused password' },
+    );
+    expect(deferred.lastReply).toMatch(/EAUTH|535/);
+
+    const rotatedAt = Date.now();
+    await writeFile(join(r.manifests, 'secret.yaml'), secret('new-password'));
+    const got = await waitFor(() => dest.for('bob@auth.test')[0], {
+      timeoutMs: 10_000,
+      what: 'the queued message delivered with the new password',
+    });
+    expect(got.user).toBe('relay');
+    // The change is picked up within the 2 s of a manifest change, then the leg's next retry (1 s) sends it.
+    expect(Date.now() - rotatedAt).toBeLessThan(5_000);
+  });
+
+  it('a removed server holds its legs with a reason and a metric; reroute sends them to the new server', async () => {
+    const primary = await peer('primary');
+    const copy = await peer('copy');
+    const gone = await freePort(); // the secondary the copy was planned for never answers
+    const r = await relay({ 'd.yaml': dualDomain('move.test', primary.port, gone) });
+    const id = await send(r, 'carol@move.test', 'moved');
+    await waitFor(
+      async () => {
+        const v = await show(r, id);
+        return legState(v, 'primary')?.state === 'delivered' && legState(v, 'copy')?.state === 'deferred';
+      },
+      { what: 'primary delivered, copy deferred' },
+    );
+
+    // The secondary "new" leaves the table (the policy goes Direct).
+    await writeFile(
+      join(r.manifests, 'd.yaml'),
+      dualDomain('move.test', primary.port, gone, { mode: 'Direct' }).replace(
+        /\n\s+- \{name: new,[^\n]*/,
+        '',
+      ),
+    );
+    const held = await waitFor(
+      async () => {
+        const l = legState(await show(r, id), 'copy');
+        return l?.unroutable !== undefined ? l : undefined;
+      },
+      { timeoutMs: 10_000, what: 'the copy leg reported unroutable' },
+    );
+    expect(held.unroutable).toContain('server new is no longer declared by the MailDomain of move.test');
+    expect(held.state).toBe('deferred'); // held, not bounced
+    await waitFor(
+      async () =>
+        metricValue(
+          (await httpGet(r.relay.http.port, '/metrics')).body,
+          'mailroute_queue_legs_unroutable',
+        ) === 1,
+      { what: 'mailroute_queue_legs_unroutable 1' },
+    );
+    const shown = await cli(r, ['show', id]);
+    expect(shown.code).toBe(0);
+    expect(shown.out).toContain('HELD: unroutable: server new is no longer declared');
+
+    // A new secondary under another name; the held leg does not move by itself...
+    await writeFile(
+      join(r.manifests, 'd.yaml'),
+      dualDomain('move.test', primary.port, copy.port)
+        .replaceAll('name: new', 'name: zoho')
+        .replace('secondary: new', 'secondary: zoho'),
+    );
+    await waitFor(async () => (await cli(r, ['reroute', id])).out.includes('1 leg rerouted'), {
+      timeoutMs: 10_000,
+      what: 'reroute to find the new secondary',
+    });
+    // ...reroute re-plans it onto "zoho"; the delivered primary is not sent again.
+    await waitFor(() => copy.for('carol@move.test').length === 1, {
+      what: 'the copy delivered to the new server',
+    });
+    await waitFor(async () => (await show(r, id)) === undefined, { what: 'the message gone from the queue' });
+    expect(primary.for('carol@move.test')).toHaveLength(1);
+    expect(
+      metricValue((await httpGet(r.relay.http.port, '/metrics')).body, 'mailroute_queue_legs_unroutable'),
+    ).toBe(0);
+  });
+});
