@@ -6,7 +6,7 @@ import {
   syntheticObjects,
   testRecipient,
 } from '../../routing/test-fixtures.ts';
-import { checkWarnings, TABLE_WARN_BYTES } from './check.ts';
+import { checkWarnings, okLine, TABLE_WARN_BYTES } from './check.ts';
 
 const origins = new Map([['TestRecipient/default/alice', 'tr.yaml']]);
 
@@ -36,5 +36,26 @@ describe('check warnings', () => {
     expect(checkWarnings({ origins }, direct, new Date('2025-12-31T00:00:00Z'))).toEqual([
       "tr.yaml: TestRecipient/alice: alice@example.com has no effect while the policy's mode is Direct",
     ]);
+  });
+});
+
+describe('check summary line', () => {
+  it.each([
+    [
+      ['MailDomain', 'DeliveryPolicy'],
+      'ok: 2 objects (1 MailDomain, 1 DeliveryPolicy), revision 0123456789ab',
+    ],
+    // Secrets count in the total as in the list (it said "2 objects (... 1 Secret)")
+    [
+      ['MailDomain', 'DeliveryPolicy', 'Secret'],
+      'ok: 3 objects (1 MailDomain, 1 DeliveryPolicy, 1 Secret), revision 0123456789ab',
+    ],
+    [
+      ['MailDomain', 'DeliveryPolicy', 'TestRecipient', 'TestRecipient', 'Secret', 'Secret'],
+      'ok: 6 objects (1 MailDomain, 1 DeliveryPolicy, 2 TestRecipient, 2 Secret), revision 0123456789ab',
+    ],
+    [['MailDomain'], 'ok: 1 object (1 MailDomain), revision 0123456789ab'],
+  ])('%j -> %s', (kinds, line) => {
+    expect(okLine(kinds, '0123456789abcdef')).toBe(line);
   });
 });

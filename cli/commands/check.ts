@@ -32,11 +32,8 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`${out.length} problem${out.length === 1 ? '' : 's'}\n`);
       return 1;
     }
-    const counts = countKinds(loaded.objects.map((o) => o.kind));
-    const secrets = loaded.secrets.length > 0 ? `, ${loaded.secrets.length} Secret` : '';
-    process.stdout.write(
-      `ok: ${loaded.objects.length} objects (${counts}${secrets}), revision ${result.revision.slice(0, 12)}\n`,
-    );
+    const kinds = [...loaded.objects.map((o) => o.kind), ...loaded.secrets.map(() => 'Secret')];
+    process.stdout.write(`${okLine(kinds, result.revision)}\n`);
     return 0;
   });
 }
@@ -47,7 +44,12 @@ function parseTime(s: string): Date {
   return d;
 }
 
-function countKinds(kinds: string[]): string {
+/** `ok: 3 objects (1 MailDomain, 1 DeliveryPolicy, 1 Secret), revision 0123456789ab`: the total counts every kind listed. */
+export function okLine(kinds: readonly string[], revision: string): string {
+  return `ok: ${kinds.length} object${kinds.length === 1 ? '' : 's'} (${countKinds(kinds)}), revision ${revision.slice(0, 12)}`;
+}
+
+function countKinds(kinds: readonly string[]): string {
   const m = new Map<string, number>();
   for (const k of kinds) m.set(k, (m.get(k) ?? 0) + 1);
   return [...m].map(([k, n]) => `${n} ${k}`).join(', ');

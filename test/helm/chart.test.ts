@@ -12,6 +12,7 @@ import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
+import { relayRbacObjects } from '../../relay/cluster/rbac.ts';
 import { createOperatorMetrics } from '../../operator/telemetry/metrics.ts';
 import { parser as promql } from '@prometheus-io/lezer-promql';
 import {
@@ -364,10 +365,10 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect(JSON.stringify(relayRole.rules)).not.toContain('mailroute.io');
     // secretNamespaces turns the operator's cluster-wide grant into RoleBindings in the listed namespaces; the
     // relay has no grant on Secrets outside its namespace at all.
-    const bindings = byKind(all, 'RoleBinding').filter((b) => b.metadata.name.includes('-secrets-'));
+    const bindings = byKind(all, 'RoleBinding').filter((b) => b.metadata.name.endsWith('-secrets'));
     expect(bindings.map((b) => `${b.metadata.namespace}/${b.metadata.name}`).sort()).toEqual([
-      'mail-staging/mr-mailroute-secrets-operator',
-      'mail/mr-mailroute-secrets-operator',
+      'mail-staging/mr-mailroute-operator-secrets',
+      'mail/mr-mailroute-operator-secrets',
     ]);
     expect(
       [...byKind(defaults, 'ClusterRoleBinding'), ...byKind(defaults, 'ClusterRole')].map(
@@ -384,16 +385,52 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect(rulesOf(defaults, 'ClusterRole', (n) => n === 'mr-mailroute-operator')).toEqual(
       rulesOf(canonical, 'ClusterRole', (n) => n === 'mailroute-operator'),
     );
-    expect(rulesOf(defaults, 'ClusterRole', (n) => n === 'mr-mailroute-secrets-operator')).toEqual(
+    expect(rulesOf(defaults, 'ClusterRole', (n) => n === 'mr-mailroute-operator-secrets')).toEqual(
       rulesOf(canonical, 'ClusterRole', (n) => n === 'mailroute-operator-secrets'),
     );
     expect(rulesOf(defaults, 'Role', (n) => n === 'mr-mailroute-operator')).toEqual(
       rulesOf(canonical, 'Role', (n) => n === 'mailroute-operator'),
     );
+    // one name for each object: the chart's are operator/rbac.ts's with the release prefix (docs/operations.md
+    // names them)
+    const names = (objects: Json[], prefix: string): string[] =>
+      objects
+        .filter((o) => ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(String(o.kind)))
+        .map((o) => `${String(o.kind)} ${prefix}${String((o.metadata as Json).name)}`)
+        .filter((n) => n.includes('-operator'))
+        .sort();
+    expect(names(defaults, '')).toEqual(names(canonical, 'mr-'));
     // rbac.secretNamespaces also narrows what the operator watches (--secret-namespaces), or its informer is refused.
     const [c] = containers(one(all, 'Deployment', '-operator'));
     expect(c!.args).toContain('--secret-namespaces=mail,mail-staging');
   });
+
+  it.each([
+    ['the HPA (maxReplicas 6)', [], 6],
+    ['the HPA with maxReplicas 3', ['--set', 'relay.autoscaling.maxReplicas=3'], 3],
+    [
+      'no HPA, replicaCount 4',
+      ['--set', 'relay.autoscaling.enabled=false', '--set', 'relay.replicaCount=4'],
+      4,
+    ],
+  ] as const)(
+    'grants the relay exactly the rules of relay/cluster/rbac.ts for its pods, with %s: Leases by name',
+    async (_name, args, pods) => {
+      const objects = parseObjects(await helmTemplate(tools, [...args]));
+      const names = Array.from({ length: pods }, (_, i) => `mr-mailroute-relay-${i}`);
+      const [, canonical] = relayRbacObjects({ namespace: 'mailroute-system', pods: names });
+      expect(one(objects, 'Role', '-relay').rules).toEqual((canonical as Json).rules);
+      const leaseRules = (one(objects, 'Role', '-relay').rules as Json[]).filter((r) =>
+        (r.resources as string[]).includes('leases'),
+      );
+      // get/update/delete only by name; create and list cannot be narrowed by name (create) or are needed
+      // unnarrowed (list of the peers' Leases by label)
+      for (const r of leaseRules) {
+        if ((r.verbs as string[]).some((v) => ['get', 'update', 'delete', 'patch'].includes(v)))
+          expect(r.resourceNames).toEqual(names.map((n) => `mailroute-relay-${n}`));
+      }
+    },
+  );
 
   it('keeps the chart templates of the CRDs generated from crds/ (run `npm run gen:chart` after `npm run gen`)', () => {
     const files = readdirSync(CRDS_DIR)

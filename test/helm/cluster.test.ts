@@ -565,8 +565,8 @@ else
         const hpa = await getJson(['hpa', 'full-mailroute-relay', '-n', 'mailroute-full']);
         expect(((hpa.spec as Json).metrics as Json[]).map((m) => m.type)).toEqual(['Resource', 'Pods']);
         for (const ns of ['mail', 'mail-staging']) {
-          const rb = await getJson(['rolebinding', 'full-mailroute-secrets-operator', '-n', ns]);
-          expect((rb.roleRef as Json).name).toBe('full-mailroute-secrets-operator');
+          const rb = await getJson(['rolebinding', 'full-mailroute-operator-secrets', '-n', ns]);
+          expect((rb.roleRef as Json).name).toBe('full-mailroute-operator-secrets');
         }
         const dashboard = await getJson(['configmap', 'full-mailroute-dashboard', '-n', 'monitoring']);
         expect(Object.keys(dashboard.data as Json)).toEqual(['mailroute.json']);

@@ -54,6 +54,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-relay" (include "mailroute.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The most relay pods there can be: the HPA's maxReplicas, or replicaCount without the HPA. The relay Role grants
+get/update/delete of exactly their heartbeat Leases (mailroute-relay-<pod>). */}}
+{{- define "mailroute.relay.maxPods" -}}
+{{- if .Values.relay.autoscaling.enabled }}{{ max .Values.relay.autoscaling.maxReplicas .Values.relay.replicaCount }}{{ else }}{{ .Values.relay.replicaCount }}{{ end }}
+{{- end }}
+
 {{/* Headless Service of the relay peers (StatefulSet serviceName). */}}
 {{- define "mailroute.relay.peersName" -}}
 {{- printf "%s-relay-peers" (include "mailroute.fullname" .) | trunc 63 | trimSuffix "-" }}
