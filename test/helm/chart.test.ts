@@ -12,6 +12,7 @@ import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
+import { probeTargets } from '../../cli/commands/probe.ts';
 import { relayRbacObjects } from '../../relay/cluster/rbac.ts';
 import { createOperatorMetrics } from '../../operator/telemetry/metrics.ts';
 import { parser as promql } from '@prometheus-io/lezer-promql';
@@ -163,6 +164,50 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       }
     }
   });
+
+  it.each([
+    ['the HPA (minReplicas 2)', [], 2],
+    [
+      'no HPA, replicaCount 3',
+      ['--set', 'relay.autoscaling.enabled=false', '--set', 'relay.replicaCount=3'],
+      3,
+    ],
+  ] as const)(
+    'has a `helm test` pod that probes /readyz on every relay through the headless peer Service, with %s',
+    async (_name, args, min) => {
+      const objects = parseObjects(await helmTemplate(tools, [...args]));
+      const pods = byKind(objects, 'Pod');
+      expect(pods.map((p) => p.metadata.name)).toEqual(['mr-mailroute-test-relays-ready']);
+      const pod = pods[0]!;
+      expect(pod.metadata.annotations?.['helm.sh/hook']).toBe('test');
+      const spec = pod.spec as Json;
+      expect(spec.restartPolicy).toBe('Never');
+      expect(spec.automountServiceAccountToken).toBe(false);
+      const [c] = spec.containers as Json[];
+      // the relay's image, running the image's own `mailroute probe`
+      expect(c!.image).toBe(containers(one(objects, 'StatefulSet'))[0]!.image);
+      expect(c!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
+      const argv = c!.args as string[];
+      expect(argv[0]).toBe('probe');
+      expect(argv).toContain('--all-addresses');
+      expect(argv).toContain(`--min-addresses=${min}`);
+      const url = argv.find((a) => a.startsWith('--url='))!.slice('--url='.length);
+      const peers = one(objects, 'Service', '-relay-peers');
+      expect((peers.spec as Json).publishNotReadyAddresses, 'every relay, ready or not, has an address').toBe(
+        true,
+      );
+      const httpPort = ((peers.spec as Json).ports as Json[]).find((p) => p.name === 'http')!.port;
+      expect(probeTargets(url)).toEqual([
+        {
+          label: url,
+          host: 'mr-mailroute-relay-peers.mailroute-system.svc',
+          port: httpPort,
+          path: '/readyz',
+          hostHeader: `mr-mailroute-relay-peers.mailroute-system.svc:${String(httpPort)}`,
+        },
+      ]);
+    },
+  );
 
   it('runs the operator as 2 replicas with leader election, probes and POD_NAMESPACE', () => {
     const d = one(defaults, 'Deployment', '-operator');

@@ -289,8 +289,9 @@ else
         // kubectl shows the API server's warnings (helm may not): the chart's workloads, default and with every feature
         // on, draw none; one with privilege escalation allowed does (so the check can fail).
         for (const args of [[], ['-f', ALL_FEATURES_VALUES]]) {
+          // (the Pod is the `helm test` pod)
           for (const w of parseObjects(await helmTemplate(tools, args, 'psa', NS)).filter((o) =>
-            ['Deployment', 'StatefulSet'].includes(o.kind),
+            ['Deployment', 'StatefulSet', 'Pod'].includes(o.kind),
           )) {
             const dry = await ctx.cp.kubectl(['apply', '--dry-run=server', '-n', NS, '-f', '-'], {
               stdin: JSON.stringify(w),
@@ -365,7 +366,15 @@ else
         ['relay', 'patch', 'configmaps/mailroute-routing', NS, false],
         ['relay', 'get', 'configmaps/mailroute-routing', MAIL_NS, false],
         ['relay', 'create', 'leases.coordination.k8s.io', NS, true],
-        ['relay', 'delete', 'leases.coordination.k8s.io', NS, true],
+        // Leases: create any (RBAC cannot narrow create by name), get/update/delete only its pods' heartbeats
+        ['relay', 'delete', 'leases.coordination.k8s.io', NS, false],
+        ['relay', 'delete', 'leases.coordination.k8s.io/mailroute-relay-mr-mailroute-relay-0', NS, true],
+        ['relay', 'update', 'leases.coordination.k8s.io/mailroute-relay-mr-mailroute-relay-5', NS, true],
+        ['relay', 'get', 'leases.coordination.k8s.io/mailroute-relay-mr-mailroute-relay-5', NS, true],
+        ['relay', 'update', 'leases.coordination.k8s.io/mailroute-relay-mr-mailroute-relay-6', NS, false],
+        ['relay', 'get', 'leases.coordination.k8s.io/mailroute-operator', NS, false],
+        ['relay', 'update', 'leases.coordination.k8s.io/mailroute-operator', NS, false],
+        ['relay', 'list', 'leases.coordination.k8s.io', NS, true],
         ['relay', 'watch', 'secrets/mailroute-credentials', NS, true],
         ['relay', 'get', 'secrets/other', NS, false],
         ['relay', 'get', 'secrets', MAIL_NS, false],
