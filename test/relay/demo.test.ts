@@ -1,6 +1,7 @@
 // `mailroute demo`: the printed swaks and curl lines work as printed, and dual delivery stores one .eml per message
 // under demo-mail/old and demo-mail/new. (The destination ports 2601/2602 are fixed by examples/demo.)
 import { exec, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -53,6 +54,13 @@ describe('mailroute demo', () => {
     const curl = /^\s*(printf .* \| curl .*)$/m.exec(out)?.[1];
     expect(swaks).toBeDefined();
     expect(curl).toBeDefined();
+    // README.md and docs/relay.md show these lines (their blocks say `docs-check: tested-by` this file)
+    for (const doc of ['README.md', 'docs/relay.md']) {
+      const text = readFileSync(new URL(`../../${doc}`, import.meta.url), 'utf8');
+      const asDocumented = (line: string): string => line.replace(/127\.0\.0\.1:\d+/, '127.0.0.1:2525');
+      expect(text, doc).toContain(`${asDocumented(swaks!)}\n`);
+      expect(text, doc).toContain(`${asDocumented(curl!)}\n`);
+    }
     const s = await sh(swaks ?? 'false');
     expect(s.stdout).toMatch(/<- {2}250 2\.0\.0 queued as/);
     await sh(curl ?? 'false', { shell: '/bin/bash' });
