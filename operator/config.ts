@@ -23,6 +23,8 @@ export interface OperatorConfig {
   preflightIntervalMs: number;
   watchdogMs: number;
   logLevel: string;
+  /** A ConfigMap in `namespace` that owns what the operator creates (ownerReferences); undefined: no owner. */
+  ownerConfigMap: string | undefined;
 }
 
 interface FlagSpec {
@@ -70,6 +72,10 @@ export const OPERATOR_FLAGS = {
     help: 'probe every MailDomain server (connect, EHLO, STARTTLS) this often; off disables',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  'owner-configmap': {
+    type: 'string',
+    help: 'a ConfigMap in the namespace that owns the routing ConfigMap, mailroute-credentials and the leader Lease (ownerReferences: deleting it garbage-collects them); default none',
+  },
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
 
@@ -166,6 +172,9 @@ export function parseOperatorConfig(
   const badNs = secretNamespaces.find((n) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n));
   if (badNs !== undefined)
     return { ok: false, error: `--secret-namespaces: not a namespace name: "${badNs}"` };
+  const ownerConfigMap = get('owner-configmap');
+  if (ownerConfigMap !== undefined && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ownerConfigMap))
+    return { ok: false, error: `--owner-configmap: not a ConfigMap name: "${ownerConfigMap}"` };
   const kubeconfig =
     get('kubeconfig') ?? (env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined);
   const config: OperatorConfig = {
@@ -184,6 +193,7 @@ export function parseOperatorConfig(
     relistIntervalMs: nums.relistIntervalMs as number,
     watchdogMs: nums.watchdogMs as number,
     logLevel: get('log-level') ?? 'info',
+    ownerConfigMap,
   };
   return { ok: true, config: Object.freeze(config) };
 }

@@ -15,6 +15,7 @@ import { GROUP, VERSION, type Kind } from '../routing/model.ts';
 import type { DeliveryPolicy, MailDomain, MailrouteObject, TestRecipient } from '../routing/types.ts';
 import type { OperatorConfig } from './config.ts';
 import { LeaderElector } from './kube/leader.ts';
+import { resolveOwnerConfigMap, type OwnerReference } from './owner.ts';
 import { createKubeRest, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
@@ -71,6 +72,8 @@ export class OperatorManager {
   private staleTimer: NodeJS.Timeout | undefined;
   private running: Promise<unknown>[] = [];
   private leading = false;
+  /** ownerReferences of what the operator creates (--owner-configmap), resolved at start. */
+  private owners: readonly OwnerReference[] = [];
   private stopping = false;
   private resolveDone: (r: StopReason) => void = () => undefined;
   readonly done: Promise<StopReason>;
@@ -179,8 +182,10 @@ export class OperatorManager {
       rest: this.rest,
       logger,
       lookup: (key) => this.secretLookup(key),
+      owners: () => this.owners,
     });
     this.routing = new RoutingController({
+      owners: () => this.owners,
       namespace: config.namespace,
       configMapName: config.configMapName,
       rest: this.rest,
@@ -243,6 +248,7 @@ export class OperatorManager {
         onStartedLeading: () => this.startControllers(),
         onStoppedLeading: () => void this.stop('lost-leadership'),
         onStatus: (leading) => metrics.leaderStatus.set({ name: config.leaseName }, leading ? 1 : 0),
+        owners: () => this.owners,
       });
     }
     metrics.leaderStatus.set({ name: config.leaseName }, 0);
@@ -423,6 +429,12 @@ export class OperatorManager {
 
   /** Starts informers (waits for their first list), the HTTP server, and leader election (or the controllers). */
   async start(): Promise<void> {
+    const ownerName = this.d.config.ownerConfigMap;
+    if (ownerName !== undefined) {
+      const owner = await resolveOwnerConfigMap(this.rest, this.d.config.namespace, ownerName);
+      if (!owner.ok) throw new Error(owner.error);
+      this.owners = owner.owners;
+    }
     if (this.d.serveHttp !== false) await this.startHttp();
     await Promise.all(this.allInformers().map((i) => i.start()));
     this.d.logger.info({ namespace: this.d.config.namespace }, 'informers synced');

@@ -20,6 +20,7 @@
 // hashes to the revision. Shards of revisions that no fresh relay serves any more (and that are not the current
 // one) are deleted by the operator.
 
+import type { OwnerReference } from './owner.ts';
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
@@ -73,6 +74,7 @@ export interface ConfigMapLike {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     resourceVersion?: string;
+    ownerReferences?: OwnerReference[];
   };
   data?: Record<string, string>;
   /** base64, as the API serves it */
@@ -81,6 +83,8 @@ export interface ConfigMapLike {
 
 export interface EncodeOptions {
   namespace: string;
+  /** metadata.ownerReferences of the index and every shard (operator/owner.ts). */
+  ownerReferences?: readonly OwnerReference[];
   name?: string;
   inlineMaxBytes?: number;
   shardMaxBytes?: number;
@@ -110,12 +114,17 @@ export function encodeRouting(json: string, revision: string, opts: EncodeOption
   const shardMax = opts.shardMaxBytes ?? DEFAULT_SHARD_MAX_BYTES;
   const jsonBytes = Buffer.byteLength(json, 'utf8');
   const labels = { [MANAGED_BY_LABEL]: FIELD_MANAGER };
+  const owners =
+    opts.ownerReferences !== undefined && opts.ownerReferences.length > 0
+      ? { ownerReferences: opts.ownerReferences.map((o) => ({ ...o })) }
+      : {};
   const base = (format: RoutingFormat): EncodedRouting['index'] => ({
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
       name,
       namespace: opts.namespace,
+      ...owners,
       labels,
       annotations: { [REVISION_ANNOTATION]: revision, [FORMAT_ANNOTATION]: format },
     },
@@ -143,6 +152,7 @@ export function encodeRouting(json: string, revision: string, opts: EncodeOption
       metadata: {
         name: sname,
         namespace: opts.namespace,
+        ...owners,
         labels: { ...labels, [SHARD_LABEL]: 'true', [REVISION_PREFIX_LABEL]: revision.slice(0, 8) },
         annotations: { [REVISION_ANNOTATION]: revision, [SHARD_ANNOTATION]: `${n}/${count}` },
       },

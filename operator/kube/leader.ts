@@ -8,6 +8,7 @@ import { describeFailure } from './rest.ts';
 import type { Logger } from './supervisor.ts';
 import type { Timers } from './workqueue.ts';
 import { realTimers } from './workqueue.ts';
+import { withOwners, type OwnerReference } from '../owner.ts';
 
 export interface LeaderElectionOptions {
   rest: KubeRest;
@@ -23,6 +24,8 @@ export interface LeaderElectionOptions {
   /** Leadership lost (renew failed for renewDeadline, or someone else holds it). The process should stop writing. */
   onStoppedLeading: () => void;
   onStatus?: (leading: boolean) => void;
+  /** ownerReferences of the Lease when this elector creates it (operator/owner.ts). */
+  owners?: () => readonly OwnerReference[];
 }
 
 interface LeaseSpec {
@@ -35,7 +38,7 @@ interface LeaseSpec {
 interface Lease {
   apiVersion: 'coordination.k8s.io/v1';
   kind: 'Lease';
-  metadata: { name: string; namespace: string; resourceVersion?: string };
+  metadata: { name: string; namespace: string; resourceVersion?: string; ownerReferences?: OwnerReference[] };
   spec: LeaseSpec;
 }
 
@@ -45,8 +48,8 @@ export function microTime(ms: number): string {
 }
 
 export class LeaderElector {
-  private readonly o: Required<Omit<LeaderElectionOptions, 'onStatus' | 'timers'>> &
-    Pick<LeaderElectionOptions, 'onStatus'>;
+  private readonly o: Required<Omit<LeaderElectionOptions, 'onStatus' | 'timers' | 'owners'>> &
+    Pick<LeaderElectionOptions, 'onStatus' | 'owners'>;
   private readonly timers: Timers;
   private observedRecord: string | undefined;
   private observedTime = 0;
@@ -113,12 +116,15 @@ export class LeaderElector {
       };
     };
     if (!got.ok && got.status === 404) {
-      const body: Lease = {
-        apiVersion: 'coordination.k8s.io/v1',
-        kind: 'Lease',
-        metadata: { name: this.o.name, namespace: this.o.namespace },
-        spec: desired(undefined),
-      };
+      const body: Lease = withOwners(
+        {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name: this.o.name, namespace: this.o.namespace },
+          spec: desired(undefined),
+        },
+        this.o.owners?.() ?? [],
+      );
       const created = await this.o.rest.request<Lease>(
         'POST',
         `/apis/coordination.k8s.io/v1/namespaces/${this.o.namespace}/leases`,

@@ -95,3 +95,9 @@ mailroute-routing
 {{ .Values.image.repository }}:{{ $tag }}
 {{- end -}}
 {{- end }}
+
+{{/* The ConfigMap that owns (metadata.ownerReferences) what the operator creates at run time; helm uninstall
+     deletes it and the garbage collector deletes the rest. */}}
+{{- define "mailroute.ownerConfigMap" -}}
+{{- printf "%s-owner" (include "mailroute.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -13,6 +13,7 @@ import {
   type SecretLookup,
 } from '../../credentials-secret.ts';
 import { serverSideApply } from '../../kube/ssa.ts';
+import { withOwners, type OwnerReference } from '../../owner.ts';
 import { describeFailure, type KubeRest } from '../../kube/rest.ts';
 import type { Logger } from '../../kube/supervisor.ts';
 
@@ -23,6 +24,8 @@ export interface CredentialsControllerDeps {
   /** A referenced Secret from the informer cache ("namespace/name"). */
   lookup: (secret: SecretKey) => SecretLookup;
   name?: string;
+  /** ownerReferences of the Secret (operator/owner.ts); read at each apply. */
+  owners?: () => readonly OwnerReference[];
 }
 
 export class CredentialsController {
@@ -62,7 +65,7 @@ export class CredentialsController {
     const r = await serverSideApply(
       this.d.rest,
       this.path,
-      credentialsSecret(this.d.namespace, built, this.d.name),
+      withOwners(credentialsSecret(this.d.namespace, built, this.d.name), this.d.owners?.() ?? []),
     );
     if (!r.ok)
       return { ok: false, error: `apply Secret ${this.d.name ?? CREDENTIALS_SECRET}: ${describeFailure(r)}` };

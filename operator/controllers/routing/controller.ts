@@ -4,6 +4,7 @@
 // It keeps the compile result (issues, which generation of each object is in which revision) for the status
 // controllers, and garbage-collects shards of revisions no fresh relay serves any more.
 
+import type { OwnerReference } from '../../owner.ts';
 import type { CompileIssue, ObjectRef, RoutingTable } from '../../../routing/model.ts';
 import { compile, type CompileResult } from '../../../routing/compile.ts';
 import type { MailrouteObject } from '../../../routing/types.ts';
@@ -118,6 +119,8 @@ export interface RoutingControllerDeps {
   beforeApply?: (table: RoutingTable) => Promise<{ ok: true } | { ok: false; error: string }>;
   inlineMaxBytes?: number;
   shardMaxBytes?: number;
+  /** ownerReferences of the ConfigMaps it writes (operator/owner.ts); read at each apply. */
+  owners?: () => readonly OwnerReference[];
   /** Drift check interval (re-read the ConfigMap; re-apply if someone changed it). Default 60 s. */
   resyncMs?: number;
   now?: () => number;
@@ -233,6 +236,7 @@ export class RoutingController {
       const enc = encodeRouting(result.json, result.revision, {
         namespace: this.d.namespace,
         name: this.d.configMapName,
+        ownerReferences: this.d.owners?.() ?? [],
         ...(this.d.inlineMaxBytes !== undefined ? { inlineMaxBytes: this.d.inlineMaxBytes } : {}),
         ...(this.d.shardMaxBytes !== undefined ? { shardMaxBytes: this.d.shardMaxBytes } : {}),
       });
