@@ -1,7 +1,8 @@
 // The relay's heartbeat: Lease mailroute-relay-<pod> in POD_NAMESPACE, renewed every 10 s and at once when the
 // served revision (or readiness) changes, so the operator sees a new revision within a second. Deleted on
 // graceful shutdown. Also lists the other relays' Leases for drain peers.
-import { CoordinationV1Api, KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import type { OwnerReference } from '../../operator/owner.ts';
+import { CoordinationV1Api, CoreV1Api, KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import {
   RELAY_RENEW_INTERVAL_SECONDS,
   relayLeaseName,
@@ -26,6 +27,8 @@ export interface LeaseRef {
 export interface LeaseApi {
   read(namespace: string, name: string): Promise<LeaseRef | undefined>;
   create(namespace: string, body: LeaseBody): Promise<LeaseRef>;
+  /** The uid of a ConfigMap (the release's owner ConfigMap), undefined when it does not exist. */
+  configMapUid?(namespace: string, name: string): Promise<string | undefined>;
   /** Compare-and-swap on metadata.resourceVersion: rejects with { code: 409 } on a conflict, { code: 404 } when gone. */
   replace(namespace: string, name: string, body: LeaseBody): Promise<LeaseRef>;
   /** Resolves when deleted or already gone. */
@@ -79,7 +82,16 @@ const refOf = (l: V1Lease): LeaseRef => ({
 /** The real API through @kubernetes/client-node. */
 export function leaseApi(kc: KubeConfig): LeaseApi {
   const api = kc.makeApiClient(CoordinationV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
   return {
+    async configMapUid(namespace, name) {
+      try {
+        return (await core.readNamespacedConfigMap({ namespace, name })).metadata?.uid;
+      } catch (err) {
+        if (code(err) === 404) return undefined;
+        throw err;
+      }
+    },
     async read(namespace, name) {
       try {
         return refOf(await api.readNamespacedLease({ namespace, name }));
@@ -111,6 +123,11 @@ export function leaseApi(kc: KubeConfig): LeaseApi {
 export interface HeartbeatOptions {
   api: LeaseApi;
   initial: HeartbeatState;
+  /**
+   * The Lease's ownerReferences, read once before the first write (the release's owner ConfigMap: its uid). A
+   * failure is logged and the Lease is written without them.
+   */
+  owners?: () => Promise<readonly OwnerReference[]>;
   logger: ClusterLogger;
   /** Default 10 s. */
   renewMs?: number;
@@ -142,7 +159,25 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
   let chain: Promise<void> = Promise.resolve();
   let failures = 0;
 
+  let owners: Promise<void> | undefined =
+    opts.owners === undefined
+      ? undefined
+      : opts.owners().then(
+          (o) => {
+            state.owners = o;
+          },
+          (err: unknown) => {
+            log.warn(
+              { err: errMessage(err) },
+              'heartbeat: owner ConfigMap not readable; lease written without owner',
+            );
+          },
+        );
   const renewOnce = async (): Promise<void> => {
+    if (owners !== undefined) {
+      await owners;
+      owners = undefined;
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       if (known === undefined) {
         known = await api.read(state.namespace, name);

@@ -4,6 +4,7 @@
 //   shutdown: cluster.beginShutdown() -> [inbound closed, delivery stopped] -> cluster.drain(spool) -> cluster.stop()
 // With POD_NAME and POD_NAMESPACE (downward API) and a --configmap source, the relay keeps a heartbeat Lease; with
 // --drain-on-shutdown it hands its queue to peers (fresh Leases, or --peers) when it stops.
+import { configMapOwner } from '../../operator/owner.ts';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -27,6 +28,8 @@ export interface ClusterSettings {
   staticPeers: Peer[];
   drainOnShutdown: boolean;
   drainTimeoutMs: number;
+  /** MAILROUTE_OWNER_CONFIGMAP: a ConfigMap in the namespace that owns the heartbeat Lease (ownerReferences). */
+  ownerConfigMap?: string;
 }
 
 /**
@@ -66,6 +69,9 @@ export function clusterSettings(
     staticPeers: peers,
     drainOnShutdown,
     drainTimeoutMs: flags.drainTimeoutMs,
+    ...(leases && env.MAILROUTE_OWNER_CONFIGMAP !== undefined && env.MAILROUTE_OWNER_CONFIGMAP !== ''
+      ? { ownerConfigMap: env.MAILROUTE_OWNER_CONFIGMAP }
+      : {}),
   };
 }
 
@@ -131,9 +137,20 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
         kc.loadFromDefault();
         return leaseApi(kc);
       })();
+    const owner = s.ownerConfigMap;
+    const namespace = s.namespace;
     heartbeat = startHeartbeat({
       api,
       logger: log,
+      ...(owner !== undefined && api.configMapUid !== undefined
+        ? {
+            owners: async () => {
+              const uid = await api.configMapUid!(namespace, owner);
+              if (uid === undefined) throw new Error(`ConfigMap ${namespace}/${owner} not found`);
+              return [configMapOwner(owner, uid)];
+            },
+          }
+        : {}),
       initial: {
         pod: s.pod,
         namespace: s.namespace,

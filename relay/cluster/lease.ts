@@ -1,5 +1,6 @@
 // The relay's heartbeat Lease, pure parts: what the Lease says (operator/relay-heartbeat.ts is the shared contract)
 // and which other relays are fresh, ready peers a draining relay may hand its queue to.
+import type { OwnerReference } from '../../operator/owner.ts';
 import {
   READY_ANNOTATION,
   RELAY_COMPONENT_LABELS,
@@ -25,6 +26,8 @@ export interface HeartbeatState {
   ready: boolean;
   /** host:port other relays reach this one's SMTP listener on; undefined: not offered as a drain peer. */
   smtp: string | undefined;
+  /** metadata.ownerReferences (the release's owner ConfigMap), kept on every write; empty or undefined: none. */
+  owners?: readonly OwnerReference[];
 }
 
 /** The Lease body as written (create or replace). `resourceVersion` makes replace a compare-and-swap. */
@@ -37,6 +40,7 @@ export interface LeaseBody {
     labels: Record<string, string>;
     annotations: Record<string, string>;
     resourceVersion?: string;
+    ownerReferences?: OwnerReference[];
   };
   spec: {
     holderIdentity: string;
@@ -69,6 +73,9 @@ export function buildLease(
       namespace: state.namespace,
       labels: { ...RELAY_COMPONENT_LABELS },
       annotations,
+      ...(state.owners !== undefined && state.owners.length > 0
+        ? { ownerReferences: state.owners.map((o) => ({ ...o })) }
+        : {}),
       ...(existing?.resourceVersion !== undefined ? { resourceVersion: existing.resourceVersion } : {}),
     },
     spec: {

@@ -48,7 +48,7 @@ export function relayRules(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = 
       apiGroups: [''],
       resources: ['configmaps'],
       verbs: ['get'],
-      why: `shards of a sharded table (${cm}-<rev8>-<n>); their names carry the revision, so no resourceNames`,
+      why: `shards of a sharded table (${cm}-<rev8>-<n>); their names carry the revision, so no resourceNames. Also the release's owner ConfigMap (MAILROUTE_OWNER_CONFIGMAP: its uid for the heartbeat Lease's ownerReferences)`,
     });
   }
   rules.push(

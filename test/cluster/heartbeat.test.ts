@@ -1,7 +1,8 @@
 // The relay heartbeat Lease on a real kube-apiserver: created with the revision, renewed at once on a new revision,
 // seen as a peer by another relay, deleted on graceful shutdown.
 import { afterAll, expect, it } from 'vitest';
-import { CoordinationV1Api } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { configMapOwner } from '../../operator/owner.ts';
 import { describeCluster } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
 import { readHeartbeat } from '../../operator/relay-heartbeat.ts';
@@ -25,6 +26,32 @@ describeCluster(
           if ((err as { code?: number }).code === 404) return undefined;
           throw err;
         });
+
+    it("is owned by the release's owner ConfigMap (MAILROUTE_OWNER_CONFIGMAP), through every renewal", async () => {
+      const api = leaseApi(ctx.cp.kubeconfig);
+      const cm = await ctx.cp.kubeconfig.makeApiClient(CoreV1Api).createNamespacedConfigMap({
+        namespace: NS,
+        body: { metadata: { name: 'mailroute-owner' } },
+      });
+      expect(await api.configMapUid!(NS, 'no-such-owner')).toBeUndefined();
+      const uid = await api.configMapUid!(NS, 'mailroute-owner');
+      expect(uid).toBe(cm.metadata?.uid);
+      const c = startHeartbeat({
+        api,
+        logger: quiet,
+        initial: { pod: 'relay-c', namespace: NS, revision: 'rev1', ready: true, smtp: undefined },
+        owners: () => Promise.resolve([configMapOwner('mailroute-owner', uid!)]),
+      });
+      beats.push(c);
+      const want = [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'mailroute-owner', uid }];
+      const lease = await waitFor(() => read('mailroute-relay-relay-c'), { what: 'lease created' });
+      expect(lease.metadata?.ownerReferences).toEqual(want);
+      await c.update({ revision: 'rev2' }); // a replace (PUT) must keep them
+      const renewed = await read('mailroute-relay-relay-c');
+      expect(renewed?.metadata?.annotations?.['mailroute.io/revision']).toBe('rev2');
+      expect(renewed?.metadata?.ownerReferences).toEqual(want);
+      await c.stop({ deleteLease: true });
+    });
 
     it('appears with the revision, follows a new revision within 1 s, lists peers, and is deleted on shutdown', async () => {
       const api = leaseApi(ctx.cp.kubeconfig);
