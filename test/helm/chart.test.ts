@@ -595,11 +595,24 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect(dashboard.metadata.labels).toMatchObject({ grafana_dashboard: '1' });
   });
 
+  it('creates the owner ConfigMap and names it to the operator (--owner-configmap) and the relays (env)', () => {
+    for (const objects of [defaults, all]) {
+      expect(byKind(objects, 'ConfigMap').map((c) => c.metadata.name)).toContain('mr-mailroute-owner');
+      const [op] = containers(one(objects, 'Deployment', '-operator'));
+      expect(op!.args).toContain('--owner-configmap=mr-mailroute-owner');
+      const [relay] = containers(one(objects, 'StatefulSet'));
+      expect(relay!.env).toContainEqual({ name: 'MAILROUTE_OWNER_CONFIGMAP', value: 'mr-mailroute-owner' });
+    }
+  });
+
   it('renders optional objects only when asked: NetworkPolicy, ServiceMonitor, PrometheusRule, dashboard', () => {
     const optional = ['NetworkPolicy', 'ServiceMonitor', 'PrometheusRule', 'ConfigMap'];
+    // the owner ConfigMap (ownerReferences of what the operator and relays create) is always there
+    const notOwner = (objects: K8sObject[]): K8sObject[] =>
+      objects.filter((o) => o.metadata.name !== 'mr-mailroute-owner');
     for (const kind of optional) {
-      expect(byKind(defaults, kind), kind).toEqual([]);
-      expect(byKind(all, kind).length, kind).toBeGreaterThan(0);
+      expect(byKind(notOwner(defaults), kind), kind).toEqual([]);
+      expect(byKind(notOwner(all), kind).length, kind).toBeGreaterThan(0);
     }
     const relayNp = one(all, 'NetworkPolicy', '-relay');
     expect(JSON.stringify(relayNp.spec)).toContain('"port":25');
