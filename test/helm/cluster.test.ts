@@ -419,6 +419,16 @@ else
         const table = JSON.parse(data['routing.json'] ?? '{}') as { domains?: Record<string, unknown> };
         expect(Object.keys(table.domains ?? {})).toEqual(['example.com']);
         expect((cm.metadata as Json).annotations).toHaveProperty(['mailroute.io/revision']);
+        // owned by the release's owner ConfigMap: helm uninstall deletes that one, the garbage collector this one
+        const owner = await getJson(['configmap', 'mr-mailroute-owner', '-n', NS]);
+        expect((cm.metadata as Json).ownerReferences).toEqual([
+          {
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            name: 'mr-mailroute-owner',
+            uid: (owner.metadata as Json).uid,
+          },
+        ]);
 
         for (const kind of ['maildomain', 'deliverypolicy']) {
           const obj = await waitFor(
@@ -547,6 +557,10 @@ else
         expect(crd.code, crd.stderr).toBe(0);
         const md = await ctx.cp.kubectl(['get', 'maildomain', 'example-com', '-n', MAIL_NS]);
         expect(md.code, 'the custom resources survive the uninstall').toBe(0);
+        // The owner of mailroute-routing and the Leases is gone: kube-controller-manager's garbage collector (not run
+        // by the test control plane) deletes what references it.
+        const owner = await ctx.cp.kubectl(['get', 'configmap', 'mr-mailroute-owner', '-n', NS]);
+        expect(owner.stderr).toContain('NotFound');
       });
 
       it('installs every optional feature (but the prometheus-operator kinds) beside the CRDs the first release kept', async () => {
