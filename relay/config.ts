@@ -58,6 +58,12 @@ export interface RelayConfig {
   dsnRelay?: HostPort;
   /** --dns-servers / MAILROUTE_DNS_SERVERS: every lookup of the relay goes to these (relay/dns.ts); default: the system's. */
   dnsServers?: readonly string[];
+  /** --quarantine-max-age: quarantined spool files older than this are deleted (default 7 days). */
+  quarantineMaxAgeMs?: number;
+  /** --quarantine-max-files: at most this many entries stay in <spool>/quarantine (default 1000). */
+  quarantineMaxFiles?: number;
+  /** --spool-stall-timeout: a spool file-system call pending this long makes /healthz fail (default 60 s). */
+  spoolStallMs?: number;
 }
 
 type FlagKind = 'string' | 'boolean';
@@ -148,6 +154,21 @@ export const RELAY_FLAGS = {
     help: 'longest line in message content, in bytes; longer gets 554 5.6.0 (commands: smtp-server limit, 16 KiB)',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  'quarantine-max-age': {
+    type: 'string',
+    default: '7d',
+    help: 'spool files moved to <spool>/quarantine are deleted after this long',
+  },
+  'quarantine-max-files': {
+    type: 'string',
+    default: '1000',
+    help: 'entries kept in <spool>/quarantine; the oldest are deleted first',
+  },
+  'spool-stall-timeout': {
+    type: 'string',
+    default: '60s',
+    help: 'a spool file-system call pending this long makes /healthz answer 503 (the liveness probe restarts the pod)',
+  },
   workers: {
     type: 'string',
     default: '1',
@@ -361,6 +382,9 @@ export function parseRelayConfig(
       drainTimeoutMs: duration('drain-timeout'),
       workers: 1,
       ...(raw('dsn-relay') !== undefined ? { dsnRelay: hostPort('dsn-relay') } : {}),
+      quarantineMaxAgeMs: duration('quarantine-max-age', 1000),
+      quarantineMaxFiles: int('quarantine-max-files', 1),
+      spoolStallMs: duration('spool-stall-timeout', 1000),
     };
     const dnsRaw = raw('dns-servers');
     if (dnsRaw !== undefined) {

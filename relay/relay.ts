@@ -124,6 +124,10 @@ async function startRelay(
     dir: config.spoolDir,
     logger,
     clock,
+    metrics: { quarantined: metrics.spoolQuarantined, quarantinedTotal: metrics.spoolQuarantinedTotal },
+    ...(config.quarantineMaxAgeMs !== undefined ? { quarantineMaxAgeMs: config.quarantineMaxAgeMs } : {}),
+    ...(config.quarantineMaxFiles !== undefined ? { quarantineMaxFiles: config.quarantineMaxFiles } : {}),
+    ...(config.spoolStallMs !== undefined ? { stallMs: config.spoolStallMs } : {}),
     ...(deps.spoolFs ? { fs: deps.spoolFs } : {}),
   }).catch((err: unknown) => {
     throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
@@ -279,6 +283,7 @@ async function startRelay(
   const telemetry: TelemetryServer = createTelemetryServer({
     registry: metrics.registry,
     readiness: readinessChecks,
+    liveness: () => Promise.resolve(spool.stalled()),
     info: () => ({ revision: router?.revision ?? null, lastError: source.lastError() ?? null }),
   });
 

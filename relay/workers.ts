@@ -40,6 +40,7 @@ export type WorkerCall =
   | { op: 'rerouteAll' }
   | { op: 'stats' }
   | { op: 'ready' }
+  | { op: 'live' }
   | { op: 'shutdown' };
 
 type ToWorker = { mr: 'req'; rid: number; call: WorkerCall };
@@ -163,6 +164,8 @@ async function runWorker(config: Readonly<RelayConfig>, count: number): Promise<
         return handle.delivery.stats();
       case 'ready':
         return handle.readiness();
+      case 'live':
+        return handle.spool.stalled() ?? null;
       case 'shutdown':
         void handle.shutdown('primary');
         return true;
@@ -306,6 +309,22 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
         ),
       );
       return mergeReadiness(reports);
+    },
+    // A worker whose spool is stuck (or that does not answer) fails /healthz: the pod is restarted.
+    liveness: async () => {
+      if (stopping) return undefined;
+      const why = await Promise.all(
+        slots.map((s) =>
+          (call(s, { op: 'live' }) as Promise<string | null>).then(
+            (w) => (w === null ? undefined : `worker ${s.index}: ${w}`),
+            // a worker being restarted by this primary is not a reason to restart the pod
+            (e: unknown) =>
+              s.up ? `worker ${s.index}: ${e instanceof Error ? e.message : String(e)}` : undefined,
+          ),
+        ),
+      );
+      const bad = why.filter((w) => w !== undefined);
+      return bad.length > 0 ? bad.join('; ') : undefined;
     },
   });
   // --http and --admin are bound before any worker forks (and so before the SMTP port accepts anything): a port

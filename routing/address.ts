@@ -110,3 +110,26 @@ export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
   return at < 0 ? '' : address.slice(at + 1).toLowerCase();
 }
+
+// Characters no envelope sender may carry, whatever it came from (an SMTP client, a spool file): C0 controls (a CR or
+// LF would end the MAIL command downstream and start another one), DEL, C1 controls, zero-width and BOM characters,
+// whitespace and angle brackets. smtp-server refuses the same set at MAIL FROM.
+// eslint-disable-next-line no-control-regex
+const UNSAFE_SENDER_CHAR = /[\x00-\x20\x7f-\x9f<>\u200b\u2060\ufeff]/;
+/** RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, so no path can be longer. */
+export const MAX_SENDER_LENGTH = 512;
+
+/**
+ * Why an envelope sender (MAIL FROM, '' for <>) cannot be relayed, or undefined when it can. Looser than
+ * parseAddress() on purpose: senders are never routed by, and real senders use local parts RFC 5322 does not allow,
+ * so only what would break the SMTP dialogue or the DSN is refused.
+ */
+export function senderProblem(address: string): string | undefined {
+  if (address === '') return undefined;
+  if (address.length > MAX_SENDER_LENGTH) return `longer than ${MAX_SENDER_LENGTH} characters`;
+  if (UNSAFE_SENDER_CHAR.test(address))
+    return 'contains a control character, white space or an angle bracket';
+  const at = address.lastIndexOf('@');
+  if (at <= 0 || at === address.length - 1) return 'not local@domain';
+  return undefined;
+}

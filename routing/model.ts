@@ -23,7 +23,8 @@ export type Bounces = (typeof BOUNCES)[number];
 export const UNKNOWN_RECIPIENTS = ['Secondary', 'Reject'] as const;
 export type UnknownRecipients = (typeof UNKNOWN_RECIPIENTS)[number];
 
-export type LegRole = 'primary' | 'copy';
+export const LEG_ROLES = ['primary', 'copy'] as const;
+export type LegRole = (typeof LEG_ROLES)[number];
 
 /** Identifies one source object and the generation that was compiled. */
 export interface ObjectRef {

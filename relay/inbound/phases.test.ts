@@ -140,6 +140,13 @@ describe('mail and rcpt phases', () => {
     expect(decideMail({ ...base, address: 'u@bücher.c', smtputf8: true }).verdict).toBe('accept');
     expect(decideMail({ ...base, address: '', smtputf8: false }).verdict).toBe('accept');
   });
+  it('MAIL FROM: a sender with CR, LF or other controls is refused (553 5.1.7), like a spool file carrying one', () => {
+    const base = { maxMessageSize: 100, draining: false, routingLoaded: true, smtputf8: false };
+    for (const address of ['a@b.c\r\nRCPT TO:<x@y.z>', 'a\u0000@b.c', 'a b@c.d', '<a@b.c>', 'nobody', 'a@']) {
+      expect(decideMail({ ...base, address })).toMatchObject({ reply: { code: 553, enhanced: '5.1.7' } });
+    }
+    expect(decideMail({ ...base, address: 'user.name+tag@example.com' }).verdict).toBe('accept');
+  });
   it('routes by the domain after the last @ (percent hack and bang paths stay in the local part)', () => {
     expect(domainOf('user%evil.org@Example.COM')).toBe('example.com');
     expect(domainOf('evil.org!user@example.com')).toBe('example.com');

@@ -35,6 +35,7 @@ export const REPLIES = {
       '5.1.3',
       'Bad address syntax: the domain is not a valid internationalised domain name',
     ),
+  badSender: (problem: string) => reject('BadSender', 553, '5.1.7', `Sender address rejected: ${problem}`),
   tooManyRecipients: () => tempfail('TooManyRecipients', 452, '4.5.3', 'Too many recipients'),
   tooLarge: (max: number) =>
     reject('TooLarge', 552, '5.3.4', `Message size exceeds fixed limit of ${max} bytes`),

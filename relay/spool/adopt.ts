@@ -9,6 +9,7 @@
 // are the source's message and state files unlinked. A crash in between leaves the message in both places (delivered
 // twice at worst, as the guarantee allows), or a state file alone in the target (removed at the next start while the
 // source still holds the message).
+import type { Dirent } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -59,17 +60,20 @@ async function linkIfAbsent(from: string, to: string): Promise<void> {
 export async function adoptQueue(fromDir: string, toDir: string): Promise<number> {
   const src = join(fromDir, 'queue');
   const dst = join(toDir, 'queue');
-  let names: string[];
+  let entries: Dirent[];
   try {
-    names = await nodeFs.readdir(src);
+    entries = await nodeFs.readdir(src, { withFileTypes: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw err;
   }
   await nodeFs.mkdir(dst, { recursive: true });
-  const have = new Set(names);
+  // Regular files only: a FIFO or a directory under a spool name stays behind (it cannot be hard-linked, and the
+  // spool never reads one); the source folder's leftovers are not moved.
+  const files = entries.filter((e) => e.isFile()).map((e) => e.name);
+  const have = new Set(files);
   const ids: string[] = [];
-  for (const n of names) {
+  for (const n of files) {
     const e = classifyEntry(n, isQueueId);
     if (e.kind === 'message') ids.push(e.id);
   }

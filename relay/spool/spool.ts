@@ -11,14 +11,19 @@
 //   <dir>/queue/<id>.msg         the message byte for byte as accepted, then its initial state; written once
 //   <dir>/queue/<id>.json        the latest delivery state, once an attempt changed it; rewritten atomically
 //   <dir>/queue/<id>.*.tmp       a write in progress (removed at start)
-//   <dir>/quarantine/            files that could not be read, with a log line each
+//   <dir>/quarantine/            files that could not be read, with a log line each; bounded by age and count
+// Only regular files are read (lstat, then a non-blocking open without following symlinks), a state is at most
+// MAX_STATE_BYTES, and every field of a state is checked as SMTP input is (check.ts) before it is used.
 // A message exists once its .msg exists. accept() writes body and state into one temp file, fsyncs it, renames it
 // into place and fsyncs the directory; only then does it resolve { ok: true }. One file fsync per message; directory
-// fsyncs are shared by concurrent accepts (group commit).
+// fsyncs are shared by concurrent accepts, state updates and removals (group commit). State updates are written to a
+// temp file, fsynced and renamed (update()), so a power cut repeats only the attempts whose results were in flight.
+import { constants as fsConstants } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { checkState } from './check.ts';
 import {
   classifyEntry,
   encodeTrailer,
@@ -44,35 +49,125 @@ export interface SpoolFileHandle {
   write(data: Uint8Array): Promise<{ bytesWritten: number }>;
   writev(data: Uint8Array[]): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  stat(): Promise<{ size: number }>;
+  stat(): Promise<{ size: number; isFile(): boolean }>;
   sync(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What lstat and a directory listing tell about an entry (node:fs Stats and Dirent fit). */
+export interface SpoolEntryType {
+  isFile(): boolean;
 }
 
 /** The file-system subset the spool uses; injectable for fault injection (ENOSPC, EIO). */
 export interface SpoolFs {
   open(path: string, flags: string, mode?: number): Promise<SpoolFileHandle>;
+  /**
+   * Opens a spool file for reading without following a symlink and without blocking (a FIFO in its place would hold a
+   * libuv thread until someone writes to it). The caller checks stat().isFile().
+   */
+  openRead(path: string): Promise<SpoolFileHandle>;
+  lstat(path: string): Promise<SpoolEntryType & { mtimeMs: number }>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  /** Removes a file or a whole directory (quarantine pruning). */
+  rm(path: string): Promise<void>;
   readdir(path: string): Promise<string[]>;
-  readFile(path: string): Promise<Buffer>;
+  /** Names with their types, from the listing alone (d_type; lstat where the file system gives none). */
+  scan(path: string): Promise<(SpoolEntryType & { name: string })[]>;
   mkdir(path: string, opts: { recursive: true }): Promise<unknown>;
 }
 
+const READ_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW;
+
 export const defaultSpoolFs: SpoolFs = {
   open: (p, flags, mode) => nodeFs.open(p, flags, mode),
+  openRead: (p) => nodeFs.open(p, READ_FLAGS),
+  lstat: (p) => nodeFs.lstat(p),
   rename: (a, b) => nodeFs.rename(a, b),
   unlink: (p) => nodeFs.unlink(p),
+  rm: (p) => nodeFs.rm(p, { recursive: true, force: true }),
   readdir: (p) => nodeFs.readdir(p),
-  readFile: (p) => nodeFs.readFile(p),
+  scan: (p) => nodeFs.readdir(p, { withFileTypes: true }),
   mkdir: (p, o) => nodeFs.mkdir(p, o),
 };
+
+/**
+ * Every spool fs call in progress and since when: a call that never returns (a FIFO, a hung NFS server, a dying disk)
+ * holds one of libuv's few threads, and once they are all held nothing in the process touches a file again. The
+ * relay's /healthz reports a call older than the stall limit so that the liveness probe restarts the pod.
+ */
+export class FsWatch {
+  private readonly started = new Map<number, { op: string; at: number }>();
+  private next = 0;
+  private readonly now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.now = now;
+  }
+
+  track<T>(op: string, p: Promise<T>): Promise<T> {
+    const key = this.next++;
+    this.started.set(key, { op, at: this.now() });
+    const done = (): void => {
+      this.started.delete(key);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  /** The oldest call in progress (Map order is start order), or undefined when none is. */
+  oldest(): { op: string; ageMs: number } | undefined {
+    for (const v of this.started.values()) return { op: v.op, ageMs: this.now() - v.at };
+    return undefined;
+  }
+
+  /** Wraps fs so that each of its calls (and each call on a handle it opened) is tracked. */
+  wrap(fs: SpoolFs): SpoolFs {
+    const handle = (fh: SpoolFileHandle): SpoolFileHandle => ({
+      write: (d) => this.track('write', fh.write(d)),
+      writev: (d) => this.track('write', fh.writev(d)),
+      read: (b, o, l, pos) => this.track('read', fh.read(b, o, l, pos)),
+      stat: () => this.track('fstat', fh.stat()),
+      sync: () => this.track('fsync', fh.sync()),
+      close: () => this.track('close', fh.close()),
+    });
+    return {
+      open: async (p, f, m) => handle(await this.track('open', fs.open(p, f, m))),
+      openRead: async (p) => handle(await this.track('open', fs.openRead(p))),
+      lstat: (p) => this.track('lstat', fs.lstat(p)),
+      rename: (a, b) => this.track('rename', fs.rename(a, b)),
+      unlink: (p) => this.track('unlink', fs.unlink(p)),
+      rm: (p) => this.track('rm', fs.rm(p)),
+      readdir: (p) => this.track('readdir', fs.readdir(p)),
+      scan: (p) => this.track('readdir', fs.scan(p)),
+      mkdir: (p, o) => this.track('mkdir', fs.mkdir(p, o)),
+    };
+  }
+}
+
+/** The quarantine metrics (relay/telemetry/metrics.ts). */
+export interface SpoolMetrics {
+  /** Entries in quarantine/ now. */
+  quarantined: { set(n: number): void };
+  /** Files moved to quarantine/ since start. */
+  quarantinedTotal: { inc(n?: number): void };
+}
 
 export interface OpenSpoolOptions {
   dir: string;
   logger: Logger;
   clock?: () => Date;
   fs?: SpoolFs;
+  metrics?: SpoolMetrics;
+  /** A state larger than this is not read (quarantined). Default MAX_STATE_BYTES. */
+  maxStateBytes?: number;
+  /** Quarantined files older than this are deleted. Default 7 days. */
+  quarantineMaxAgeMs?: number;
+  /** At most this many entries stay in quarantine/ (the oldest go first). Default 1000. */
+  quarantineMaxFiles?: number;
+  /** A spool fs call in progress for longer than this makes stalled() report it. Default 60 s. */
+  stallMs?: number;
 }
 
 const ID_RE = /^[0-9a-z]{16}$/;
@@ -84,7 +179,11 @@ const FRESH_MAX = 2048;
 const BODY_CACHE_ITEM = 256 * 1024;
 /** All bodies kept in memory together; the oldest leave first. */
 const BODY_CACHE_TOTAL = 8 * 1024 * 1024;
-const LEG_STATES = new Set(['pending', 'deferred', 'delivered', 'failed', 'suppressed']);
+/**
+ * The largest state the spool reads. A state is a few hundred bytes per (recipient, leg) pair: 1,000 recipients with
+ * two legs each and long replies stay well under 4 MiB. A footer or a state file claiming more is corrupt.
+ */
+export const MAX_STATE_BYTES = 8 * 1024 * 1024;
 
 export function isQueueId(s: string): boolean {
   return ID_RE.test(s);
@@ -163,33 +262,6 @@ class GroupSync {
   }
 }
 
-/** Validates what JSON.parse returned; a string names the first problem. */
-export function checkState(x: unknown, id: string): SpoolState | string {
-  if (typeof x !== 'object' || x === null) return 'not an object';
-  const s = x as Partial<SpoolState>;
-  if (s.version !== 1) return `version: expected 1, got ${JSON.stringify(s.version)}`;
-  if (s.id !== id) return `id: expected ${id}, got ${JSON.stringify(s.id)}`;
-  if (typeof s.meta !== 'object' || s.meta === null) return 'meta: missing';
-  if (typeof s.meta.mailFrom !== 'string') return 'meta.mailFrom: not a string';
-  if (typeof s.meta.receivedAt !== 'string' || Number.isNaN(Date.parse(s.meta.receivedAt)))
-    return 'meta.receivedAt: not a time';
-  if (typeof s.size !== 'number') return 'size: not a number';
-  if (!Array.isArray(s.legs)) return 'legs: missing';
-  for (const [i, l] of (s.legs as unknown[]).entries()) {
-    const leg = l as Partial<LegState> | null;
-    if (typeof leg !== 'object' || leg === null) return `legs[${i}]: not an object`;
-    if (typeof leg.recipient !== 'string') return `legs[${i}].recipient: not a string`;
-    if (!LEG_STATES.has(String(leg.state))) return `legs[${i}].state: ${JSON.stringify(leg.state)}`;
-    if (typeof leg.attempts !== 'number') return `legs[${i}].attempts: not a number`;
-    const l2 = leg.leg;
-    if (typeof l2 !== 'object' || typeof l2.recipient !== 'string' || typeof l2.server !== 'object')
-      return `legs[${i}].leg: malformed`;
-    if (typeof l2.server.host !== 'string' || typeof l2.server.port !== 'number')
-      return `legs[${i}].leg.server: malformed`;
-  }
-  return s as SpoolState;
-}
-
 /** The initial state of an accepted message: every (recipient, leg) pair pending. */
 export function initialState(id: string, meta: EnvelopeMeta, size: number): SpoolState {
   const { recipients, ...rest } = meta;
@@ -201,9 +273,14 @@ export function initialState(id: string, meta: EnvelopeMeta, size: number): Spoo
 }
 
 export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
-  const fs = opts.fs ?? defaultSpoolFs;
+  const watch = new FsWatch();
+  const fs = watch.wrap(opts.fs ?? defaultSpoolFs);
   const clock = opts.clock ?? (() => new Date());
   const log = opts.logger;
+  const maxStateBytes = opts.maxStateBytes ?? MAX_STATE_BYTES;
+  const quarantineMaxAgeMs = opts.quarantineMaxAgeMs ?? 7 * 24 * 3600_000;
+  const quarantineMaxFiles = opts.quarantineMaxFiles ?? 1000;
+  const stallMs = opts.stallMs ?? 60_000;
   const queueDir = join(opts.dir, 'queue');
   const quarantineDir = join(opts.dir, 'quarantine');
   await fs.mkdir(queueDir, { recursive: true });
@@ -243,11 +320,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   };
 
-  /** Writes a whole small file (no fsync, no rename). */
-  const writeFileWhole = async (path: string, data: Uint8Array): Promise<void> => {
+  /** Writes a whole small file and fsyncs it (no rename). */
+  const writeFileDurably = async (path: string, data: Uint8Array): Promise<void> => {
     const fh = await fs.open(path, 'w', 0o600);
     try {
       await writeAll(fh, data);
+      await fh.sync();
     } finally {
       await fh.close();
     }
@@ -282,8 +360,63 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     bodiesBytes += b.length;
   };
 
-  // Moves files into quarantine/, never overwriting an earlier quarantined file of the same name.
+  // ---- quarantine/: bounded by age and count ----
+  let inQuarantine = 0;
+  let pruning: Promise<void> | undefined;
+  let lastPrune = 0;
+  let pruneSoon: NodeJS.Timeout | undefined;
+  const publishQuarantine = (): void => opts.metrics?.quarantined.set(inQuarantine);
+  /** Deletes quarantined entries older than the age limit, then the oldest beyond the count limit. */
+  const pruneQuarantine = (): Promise<void> =>
+    (pruning ??= (async () => {
+      try {
+        const names = await fs.readdir(quarantineDir);
+        const now = clock().getTime();
+        const aged: { name: string; at: number }[] = [];
+        for (const name of names) {
+          try {
+            aged.push({ name, at: (await fs.lstat(join(quarantineDir, name))).mtimeMs });
+          } catch (err) {
+            if (errno(err) !== 'ENOENT') throw err;
+          }
+        }
+        aged.sort((a, b) => b.at - a.at); // newest first
+        let removed = 0;
+        for (const [i, e] of aged.entries()) {
+          if (i < quarantineMaxFiles && now - e.at <= quarantineMaxAgeMs) continue;
+          await fs.rm(join(quarantineDir, e.name));
+          removed++;
+        }
+        inQuarantine = aged.length - removed;
+        publishQuarantine();
+        if (removed > 0)
+          log.info({ dir: quarantineDir, removed, kept: inQuarantine }, 'spool: pruned quarantine');
+      } catch (err) {
+        log.warn({ err, dir: quarantineDir }, 'spool: could not prune quarantine');
+      } finally {
+        lastPrune = clock().getTime();
+        pruning = undefined;
+      }
+    })());
+  const afterQuarantine = (moved: number): void => {
+    inQuarantine += moved;
+    opts.metrics?.quarantinedTotal.inc(moved);
+    publishQuarantine();
+    // Over the count limit: prune (a burst prunes once per second at most); the age limit is checked hourly.
+    if (inQuarantine <= quarantineMaxFiles || pruneSoon) return;
+    pruneSoon = setTimeout(
+      () => {
+        pruneSoon = undefined;
+        void pruneQuarantine();
+      },
+      Math.max(0, 1000 - (clock().getTime() - lastPrune)),
+    );
+    pruneSoon.unref();
+  };
+  const pruneTimer = setInterval(() => void pruneQuarantine(), 3600_000);
+  pruneTimer.unref();
 
+  // Moves files into quarantine/, never overwriting an earlier quarantined file of the same name.
   const moveToQuarantine = async (names: string[], reason: string, id?: string): Promise<number> => {
     if (id !== undefined) {
       fresh.delete(id);
@@ -301,7 +434,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           log.error({ err, file: name }, 'spool: could not move file to quarantine');
       }
     }
-    if (moved > 0) log.error({ queueId: id, files: names, reason, dir: quarantineDir }, 'spool: quarantined');
+    if (moved > 0) {
+      log.error({ queueId: id, files: names, reason, dir: quarantineDir }, 'spool: quarantined');
+      afterQuarantine(moved);
+    }
     return moved;
   };
 
@@ -315,12 +451,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     durationMs: 0,
   };
   {
-    const names = await fs.readdir(queueDir);
+    const listing = await fs.scan(queueDir);
     const messages = new Set<string>();
     const states: string[] = [];
     const strange: string[] = [];
-    for (const name of names) {
-      const entry = classifyEntry(name, isQueueId);
+    for (const dirent of listing) {
+      const name = dirent.name;
+      // Only regular files are spool files: a FIFO, a directory or a symlink under a spool name is not read.
+      const entry = dirent.isFile() ? classifyEntry(name, isQueueId) : ({ kind: 'unknown' } as const);
       if (entry.kind === 'temp') {
         await unlinkQuiet(join(queueDir, name));
         recovery.removedTemp++;
@@ -337,8 +475,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       }
     }
     for (const name of strange) {
-      recovery.quarantined += await moveToQuarantine([name], 'unknown file in the queue directory');
+      recovery.quarantined += await moveToQuarantine(
+        [name],
+        'unknown file in the queue directory, or not a regular file',
+      );
     }
+    await pruneQuarantine();
     recovery.messages = messages.size;
     recovery.durationMs = Date.now() - started;
     if (recovery.removedTemp + recovery.removedOrphans + recovery.quarantined > 0 || recovery.messages > 0) {
@@ -375,6 +517,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       existed = false;
     }
     if (stateFiles.delete(id)) await unlinkQuiet(statePath(id));
+    // Durable before the caller goes on: a removal lost in a power cut delivers every leg again. Shared with
+    // concurrent accepts, updates and removals (one directory fsync per batch).
+    if (existed) await dirSync.sync();
     return existed;
   };
 
@@ -409,33 +554,88 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
   type Layout = { ok: true; bodySize: number; state?: Buffer } | { ok: false; why: string };
 
-  /** Where the body ends in a message file, and (withState) the initial state's JSON from its trailer. */
-  const readLayout = async (fh: SpoolFileHandle, withState: boolean): Promise<Layout> => {
-    const { size } = await fh.stat();
+  /** Where the body ends in a message file of `size` bytes, and (withState) the initial state's JSON from its trailer. */
+  const readLayout = async (fh: SpoolFileHandle, size: number, withState: boolean): Promise<Layout> => {
     const footer = await readAt(fh, FOOTER_LEN, Math.max(0, size - FOOTER_LEN));
     const layout = parseFooter(footer, size);
     if (typeof layout === 'string') return { ok: false, why: `message file: ${layout}` };
     if (!withState) return { ok: true, bodySize: layout.bodySize };
+    if (layout.jsonLength > maxStateBytes)
+      return {
+        ok: false,
+        why: `message file: footer claims ${layout.jsonLength} bytes of state, more than the limit of ${maxStateBytes}`,
+      };
     const state = await readAt(fh, layout.jsonLength, layout.jsonOffset);
     return { ok: true, bodySize: layout.bodySize, state };
+  };
+
+  type Opened =
+    | { ok: true; fh: SpoolFileHandle; size: number }
+    | { ok: false; missing: true }
+    | { ok: false; missing: false; why: string };
+
+  /**
+   * Opens a spool file for reading only if it is a regular file: lstat first (a FIFO, a device, a directory or a
+   * symlink under a spool name is never opened), then a non-blocking open that does not follow symlinks, and fstat
+   * again (the entry may have been replaced in between).
+   */
+  const openSpoolFile = async (path: string): Promise<Opened> => {
+    const notRegular = { ok: false, missing: false, why: 'not a regular file' } as const;
+    try {
+      if (!(await fs.lstat(path)).isFile()) return notRegular;
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return { ok: false, missing: true };
+      throw err;
+    }
+    let fh: SpoolFileHandle;
+    try {
+      fh = await fs.openRead(path);
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return { ok: false, missing: true };
+      if (errno(err) === 'ELOOP') return notRegular;
+      throw err;
+    }
+    try {
+      const st = await fh.stat();
+      if (st.isFile()) return { ok: true, fh, size: st.size };
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+    await fh.close();
+    return notRegular;
+  };
+
+  /** Reads a message's <id>.json: its bytes, 'missing', or why it cannot be read. */
+  const readStateFile = async (id: string): Promise<Buffer | 'missing' | { why: string }> => {
+    const o = await openSpoolFile(statePath(id));
+    if (!o.ok) return o.missing ? 'missing' : { why: `state file: ${o.why}` };
+    try {
+      if (o.size > maxStateBytes)
+        return { why: `state file: ${o.size} bytes, more than the limit of ${maxStateBytes}` };
+      return await readAt(o.fh, o.size, 0);
+    } finally {
+      await o.fh.close();
+    }
   };
 
   /** The latest state: <id>.json when an attempt wrote one, else the initial state in the message file. */
   const readState = async (id: string): Promise<LoadResult> => {
     if (stateFiles.has(id)) {
-      let raw: Buffer | undefined;
-      try {
-        raw = await fs.readFile(statePath(id));
-      } catch (err) {
-        if (errno(err) !== 'ENOENT') throw err;
+      const raw = await readStateFile(id);
+      if (raw === 'missing') stateFiles.delete(id);
+      else if (Buffer.isBuffer(raw) && raw.length === 0) {
+        // An empty state file: a write cut short by a power cut under an older version (state files are now written
+        // to a temp file, fsynced and renamed). Nothing to inspect: remove it and go on from the initial state.
         stateFiles.delete(id);
-      }
-      if (raw !== undefined) {
-        const st = parseState(id, raw, 'state file');
+        fresh.delete(id);
+        await unlinkQuiet(statePath(id));
+        log.warn({ queueId: id }, 'spool: removed an empty state file; going on from the initial state');
+      } else {
+        const st = Buffer.isBuffer(raw) ? parseState(id, raw, 'state file') : raw.why;
         if (typeof st !== 'string') return { ok: true, state: st };
-        // State files are not fsynced (update()): after a machine crash one may be empty or cut short. The message
-        // file still holds the initial state, so the message goes on from there (legs already delivered are
-        // delivered again: at-least-once); the unreadable file is kept in quarantine/ for inspection.
+        // The message file still holds the initial state, so the message goes on from there (legs already
+        // delivered are delivered again: at-least-once); the unreadable file is kept in quarantine/ for inspection.
         await moveToQuarantine(
           [stateFile(id)],
           `${st}; going on from the initial state in the message file`,
@@ -443,18 +643,16 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         );
       }
     }
-    let fh: SpoolFileHandle;
-    try {
-      fh = await fs.open(msgPath(id), 'r');
-    } catch (err) {
-      if (errno(err) === 'ENOENT') return { ok: false, reason: 'missing', error: 'no such message' };
-      throw err;
+    const o = await openSpoolFile(msgPath(id));
+    if (!o.ok) {
+      if (o.missing) return { ok: false, reason: 'missing', error: 'no such message' };
+      return quarantineMessage(id, `message file: ${o.why}`);
     }
     let layout: Layout;
     try {
-      layout = await readLayout(fh, true);
+      layout = await readLayout(o.fh, o.size, true);
     } finally {
-      await fh.close();
+      await o.fh.close();
     }
     if (!layout.ok) return quarantineMessage(id, layout.why);
     const st = parseState(id, layout.state ?? Buffer.alloc(0), 'initial state');
@@ -464,9 +662,32 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     return { ok: true, state: st };
   };
 
+  /** Opens a message file for its body (readBody, readHeaders); throws what is wrong with it. */
+  const openBody = async (id: string): Promise<{ fh: SpoolFileHandle; bodySize: number }> => {
+    const o = await openSpoolFile(msgPath(id));
+    if (!o.ok) {
+      if (o.missing) throw Object.assign(new Error(`spool: ${id}: no such message`), { code: 'ENOENT' });
+      throw new Error(`spool: ${id}: message file: ${o.why}`);
+    }
+    try {
+      const layout = await readLayout(o.fh, o.size, false);
+      if (!layout.ok) throw new Error(`spool: ${id}: ${layout.why}`);
+      return { fh: o.fh, bodySize: layout.bodySize };
+    } catch (err) {
+      await o.fh.close();
+      throw err;
+    }
+  };
+
   const spool: Spool = {
     dir: opts.dir,
     recovery,
+
+    stalled(): string | undefined {
+      const o = watch.oldest();
+      if (!o || o.ageMs <= stallMs) return undefined;
+      return `spool ${opts.dir}: a file-system call (${o.op}) has been waiting for ${Math.round(o.ageMs / 1000)} s`;
+    },
 
     async accept(meta: EnvelopeMeta, body: Readable): Promise<AcceptResult> {
       // Listen before the first await: the inbound layer may destroy the body with an error at any time.
@@ -656,12 +877,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         }
         const tmp = join(queueDir, `${stateFile(id)}${TEMP_EXT}`);
         try {
-          // Not fsynced: a process crash keeps it (the page cache survives); a machine crash may lose it or leave it
-          // cut short, and then the message goes on from an older state (readState), which repeats attempts at
-          // worst. An fsync here would cost a journal commit per delivery result.
-          await writeFileWhole(tmp, Buffer.from(JSON.stringify(next)));
+          // Atomic and durable: temp file, fsync, rename, directory fsync. A power cut leaves the old state or the
+          // new one, never an empty file, and a result recorded here is not repeated after one. Concurrent updates
+          // (the engine records the results of many messages at once) fsync their files in parallel, which the
+          // file system commits together, and share one directory fsync with accepts and removals (group commit).
+          await writeFileDurably(tmp, Buffer.from(JSON.stringify(next)));
           await fs.rename(tmp, statePath(id));
           stateFiles.add(id);
+          await dirSync.sync();
         } catch (err) {
           // What is on disk is unknown now: read it next time.
           fresh.delete(id);
@@ -691,11 +914,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     async readBody(id: string): Promise<Buffer> {
       const kept = bodies.get(id);
       if (kept) return kept;
-      const fh = await fs.open(msgPath(id), 'r');
+      const { fh, bodySize } = await openBody(id);
       try {
-        const layout = await readLayout(fh, false);
-        if (!layout.ok) throw new Error(`spool: ${id}: ${layout.why}`);
-        return await readAt(fh, layout.bodySize, 0);
+        return await readAt(fh, bodySize, 0);
       } finally {
         await fh.close();
       }
@@ -704,11 +925,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     async readHeaders(id: string, maxBytes = 64 * 1024): Promise<Buffer> {
       const kept = bodies.get(id);
       if (kept) return headerBlock(kept.subarray(0, maxBytes));
-      const fh = await fs.open(msgPath(id), 'r');
+      const { fh, bodySize } = await openBody(id);
       try {
-        const layout = await readLayout(fh, false);
-        if (!layout.ok) throw new Error(`spool: ${id}: ${layout.why}`);
-        return headerBlock(await readAt(fh, Math.min(maxBytes, layout.bodySize), 0));
+        return headerBlock(await readAt(fh, Math.min(maxBytes, bodySize), 0));
       } finally {
         await fh.close();
       }

@@ -54,7 +54,8 @@ export interface SpoolWriter {
 // immutable body file. State lives per leg and recipient.
 
 /** pending: not tried yet; deferred: retry at nextAttemptAt; the other three are final. */
-export type LegStateName = 'pending' | 'deferred' | 'delivered' | 'failed' | 'suppressed';
+export const LEG_STATE_NAMES = ['pending', 'deferred', 'delivered', 'failed', 'suppressed'] as const;
+export type LegStateName = (typeof LEG_STATE_NAMES)[number];
 
 export const FINAL_LEG_STATES: readonly LegStateName[] = ['delivered', 'failed', 'suppressed'] as const;
 
@@ -103,14 +104,17 @@ export interface Spool extends SpoolWriter {
   readonly dir: string;
   /** Ids of every committed message, oldest first. Reads the directory only, never a file. */
   list(): Promise<string[]>;
-  /** Reads one state file. A file that does not parse is quarantined (and logged) and reported as corrupt. */
+  /**
+   * Reads one message's state. Only regular files are read; a state that is too large, does not parse, or carries an
+   * address or enum the relay would not accept (relay/spool/check.ts) is quarantined (and logged) and reported as
+   * corrupt.
+   */
   load(id: string): Promise<LoadResult>;
   /**
-   * Read-modify-write of the message's state file, serialized per id: write tmp, rename. Neither the file nor the
-   * directory is fsynced: a process crash keeps the update; a machine crash may lose it or leave the file cut short,
-   * and then the message goes on from an older state (at worst the initial one in the message file), so attempts are
-   * repeated (at-least-once), never lost. When change returns null the message is removed instead (resolves null).
-   * Resolves undefined when the message is gone.
+   * Read-modify-write of the message's state file, serialized per id: write tmp, fsync, rename, directory fsync
+   * (shared by concurrent callers: group commit). Resolves once the new state survives a power cut. When change
+   * returns null the message is removed instead (resolves null, also once durable). Resolves undefined when the
+   * message is gone.
    */
   update(
     id: string,
@@ -132,6 +136,8 @@ export interface Spool extends SpoolWriter {
   readHeaders(id: string, maxBytes?: number): Promise<Buffer>;
   /** What openSpool found and cleaned up at start. */
   readonly recovery: RecoveryReport;
+  /** Why the spool is stuck (a file-system call pending for longer than the stall limit), else undefined. */
+  stalled(): string | undefined;
 }
 
 export interface RecoveryReport {
@@ -141,7 +147,7 @@ export interface RecoveryReport {
   removedTemp: number;
   /** State files whose message file is gone (a removal was cut short), removed. */
   removedOrphans: number;
-  /** Files moved to quarantine/. */
+  /** Files moved to quarantine/ (names that are not spool files, or entries that are not regular files). */
   quarantined: number;
   durationMs: number;
 }

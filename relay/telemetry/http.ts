@@ -1,4 +1,5 @@
-// The relay's HTTP endpoint: /metrics (its own prom-client Registry), /healthz (the process serves), /readyz
+// The relay's HTTP endpoint: /metrics (its own prom-client Registry), /healthz (the process serves and its spool is not
+// stuck: 503 with the reason otherwise, so that the liveness probe restarts it), /readyz
 // (a routing table is loaded AND the spool is writable). Readiness checks are injected, so this stays small.
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
@@ -41,6 +42,8 @@ export function createTelemetryServer(deps: {
   readiness: ReadinessCheck[];
   /** Replaces the readiness checks (the cluster primary asks its workers). */
   report?: () => Promise<ReadyReport>;
+  /** Why the process should be restarted (e.g. a stuck spool), or undefined; /healthz answers 503 with it. */
+  liveness?: () => Promise<string | undefined>;
   info?: () => object;
 }): TelemetryServer {
   const server = createServer((req, res) => {
@@ -58,7 +61,12 @@ export function createTelemetryServer(deps: {
         );
         return;
       case '/healthz':
-        return send(200, 'ok\n');
+        if (!deps.liveness) return send(200, 'ok\n');
+        deps.liveness().then(
+          (why) => (why === undefined ? send(200, 'ok\n') : send(503, `${why}\n`)),
+          (err: unknown) => send(503, `${err instanceof Error ? err.message : String(err)}\n`),
+        );
+        return;
       case '/readyz':
         (deps.report ? deps.report() : evaluateReadiness(deps.readiness)).then(
           (report) => {

@@ -17,6 +17,10 @@ export interface RelayMetrics {
   routingRevision: Gauge<'revision'>;
   dsnSent: Counter<'kind'>;
   connections: Gauge;
+  /** Entries in the spool's quarantine/ folder (bounded by age and count). */
+  spoolQuarantined: Gauge;
+  /** Files moved to quarantine/ since start. */
+  spoolQuarantinedTotal: Counter;
 }
 
 export function createRelayMetrics(registry: Registry = new Registry(), defaults = true): RelayMetrics {
@@ -82,6 +86,16 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     connections: new Gauge({
       name: 'mailroute_smtp_connections',
       help: 'Open inbound SMTP connections',
+      registers,
+    }),
+    spoolQuarantined: new Gauge({
+      name: 'mailroute_spool_quarantined',
+      help: 'Entries in the spool quarantine folder (files that could not be read; bounded by age and count)',
+      registers,
+    }),
+    spoolQuarantinedTotal: new Counter({
+      name: 'mailroute_spool_quarantined_total',
+      help: 'Files moved to the spool quarantine folder since start',
       registers,
     }),
   };

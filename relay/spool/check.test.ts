@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { checkState } from './check.ts';
+import type { SpoolState } from './types.ts';
+
+const ID = '0000000000000abc';
+const good = (): SpoolState => ({
+  version: 1,
+  id: ID,
+  meta: {
+    mailFrom: 'alice@sender.example',
+    clientAddress: '127.0.0.1',
+    clientHostname: 'localhost',
+    helo: 'client.example',
+    receivedAt: '2026-11-28T10:00:00.000Z',
+    revision: 'rev1',
+    smtputf8: false,
+    body8bit: false,
+  },
+  size: 10,
+  legs: [
+    {
+      recipient: 'bob@example.com',
+      leg: {
+        server: { name: 'legacy', host: '127.0.0.1', port: 25, mx: false, tls: 'None', maxConnections: 2 },
+        recipient: 'bob@example.com',
+        role: 'primary',
+        bounces: 'Notify',
+      },
+      state: 'deferred',
+      attempts: 1,
+      nextAttemptAt: '2026-11-28T10:01:00.000Z',
+      lastReply: '451 4.3.0 try later',
+      dsnId: 'none',
+    },
+  ],
+});
+
+/** A copy of good() with the value at path replaced. */
+function withValue(path: (string | number)[], value: unknown): unknown {
+  const root = structuredClone(good()) as unknown;
+  let o = root as Record<string | number, unknown>;
+  for (const k of path.slice(0, -1)) o = o[k] as Record<string | number, unknown>;
+  o[path[path.length - 1]!] = value;
+  return root;
+}
+
+describe('checkState: what is read from the spool is checked like SMTP input', () => {
+  it('accepts a state the relay writes, and a DSN to a sender parseAddress would not route', () => {
+    expect(typeof checkState(good(), ID)).toBe('object');
+    const dsn = good();
+    dsn.meta.mailFrom = '';
+    dsn.legs[0]!.recipient = 'odd,local@sender.example';
+    dsn.legs[0]!.leg.recipient = 'odd,local@sender.example';
+    expect(typeof checkState(dsn, ID)).toBe('object');
+  });
+
+  const L = ['legs', 0];
+  const S = ['legs', 0, 'leg', 'server'];
+  const cases: [string, (string | number)[], unknown, RegExp][] = [
+    ['CRLF in the sender', ['meta', 'mailFrom'], 'a@b.example\r\nRCPT TO:<x@evil.example>', /meta\.mailFrom/],
+    [
+      'CRLF in a leg recipient',
+      [...L, 'leg', 'recipient'],
+      'b@x.example>\r\nDATA',
+      /legs\[0\]\.leg\.recipient/,
+    ],
+    ['CRLF in a recipient', [...L, 'recipient'], 'b@x.example\r\n', /legs\[0\]\.recipient/],
+    ['a recipient without a domain', [...L, 'leg', 'recipient'], 'postmaster', /leg\.recipient: no @/],
+    ['an unknown TLS mode', [...S, 'tls'], 'Sometimes', /leg\.server\.tls: "Sometimes"/],
+    ['an unknown role', [...L, 'leg', 'role'], 'bcc', /leg\.role/],
+    ['an unknown bounce mode', [...L, 'leg', 'bounces'], 'Loud', /leg\.bounces/],
+    ['an unknown leg state', [...L, 'state'], 'lost', /legs\[0\]\.state/],
+    ['a port out of range', [...S, 'port'], 70000, /leg\.server\.port/],
+    ['a host with a space', [...S, 'host'], 'a b', /leg\.server\.host/],
+    ['zero connections', [...S, 'maxConnections'], 0, /maxConnections/],
+    ['mx not a boolean', [...S, 'mx'], 'yes', /leg\.server\.mx/],
+    ['negative attempts', [...L, 'attempts'], -1, /attempts/],
+    ['a reply with a line break', [...L, 'lastReply'], '250 ok\r\nX', /lastReply/],
+    ['a bad time', [...L, 'nextAttemptAt'], 'soon', /nextAttemptAt/],
+    ['a HELO with a line break', ['meta', 'helo'], 'x\nReceived: forged', /meta\.helo/],
+    ['a fractional size', ['size'], 1.5, /size/],
+    ['another id', ['id'], '0000000000000abd', /id: expected/],
+    ['version 2', ['version'], 2, /version/],
+    ['legs not a list', ['legs'], {}, /legs: missing/],
+  ];
+  it.each(cases)('refuses %s, naming the field', (_what, path, value, field) => {
+    const r = checkState(withValue(path, value), ID);
+    expect(typeof r).toBe('string');
+    expect(r).toMatch(field);
+  });
+});

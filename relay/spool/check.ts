@@ -1,0 +1,106 @@
+// What a spool file may contain (pure: no I/O). The spool is input too: a corrupted disk, a bad restore or a local
+// writer can put anything in a state, and its addresses go into SMTP commands downstream. Every field the relay uses
+// is checked with the code that checks the same field on the way in: recipients with routing's parseAddress (the RCPT
+// phase routes with it), senders with senderProblem (the MAIL phase), enums against routing/model.ts. A state that
+// fails is quarantined by the spool, never delivered.
+import { parseAddress, senderProblem } from '../../routing/address.ts';
+import { BOUNCES, LEG_ROLES, TLS_MODES } from '../../routing/model.ts';
+import { LEG_STATE_NAMES, type SpoolState } from './types.ts';
+
+const DSN_ID_RE = /^[0-9a-z]{1,32}$/;
+/** CR, LF and NUL: would end a line of a header or an SMTP command. */
+const LINE_BREAK = /[\r\n\0]/;
+// eslint-disable-next-line no-control-regex
+const HOST_UNSAFE = /[\x00-\x20\x7f/\\@]/;
+
+type Obj = Record<string, unknown>;
+const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
+const oneOf = (list: readonly string[], x: unknown): boolean => typeof x === 'string' && list.includes(x);
+const isCount = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const isTime = (x: unknown): boolean => typeof x === 'string' && !Number.isNaN(Date.parse(x));
+const isLine = (x: unknown): boolean => typeof x === 'string' && !LINE_BREAK.test(x);
+const show = (x: unknown): string => JSON.stringify(x)?.slice(0, 80) ?? String(x);
+
+/**
+ * An envelope recipient read back: parseAddress, as the RCPT phase routes it; the recipient of a DSN (sent from <>)
+ * is the original envelope sender, which came through the MAIL phase, so senderProblem there.
+ */
+function recipientProblem(x: unknown, dsn: boolean): string | undefined {
+  if (typeof x !== 'string') return 'not a string';
+  if (dsn) return x === '' ? 'empty' : senderProblem(x);
+  const p = parseAddress(x);
+  return p.ok ? undefined : p.reason;
+}
+
+function serverProblem(s: unknown): string | undefined {
+  if (!isObj(s)) return 'not an object';
+  if (typeof s.name !== 'string' || !isLine(s.name)) return 'name: not a string';
+  if (typeof s.host !== 'string' || s.host === '' || s.host.length > 255 || HOST_UNSAFE.test(s.host))
+    return `host: ${show(s.host)}`;
+  if (typeof s.port !== 'number' || !Number.isInteger(s.port) || s.port < 1 || s.port > 65535)
+    return `port: ${show(s.port)}`;
+  if (typeof s.mx !== 'boolean') return `mx: ${show(s.mx)}`;
+  if (!oneOf(TLS_MODES, s.tls)) return `tls: ${show(s.tls)} is not one of ${TLS_MODES.join(', ')}`;
+  if (!isCount(s.maxConnections) || s.maxConnections === 0)
+    return `maxConnections: ${show(s.maxConnections)}`;
+  if (s.authSecretRef !== undefined) {
+    const a = s.authSecretRef;
+    if (!isObj(a) || typeof a.namespace !== 'string' || typeof a.name !== 'string')
+      return 'authSecretRef: malformed';
+  }
+  return undefined;
+}
+
+function legProblem(l: unknown, dsn: boolean): string | undefined {
+  if (!isObj(l)) return 'not an object';
+  const r = recipientProblem(l.recipient, dsn);
+  if (r !== undefined) return `recipient: ${r}`;
+  if (!oneOf(LEG_STATE_NAMES, l.state)) return `state: ${show(l.state)}`;
+  if (!isCount(l.attempts)) return `attempts: ${show(l.attempts)}`;
+  for (const k of ['nextAttemptAt', 'lastAttemptAt'] as const) {
+    if (l[k] !== undefined && !isTime(l[k])) return `${k}: not a time`;
+  }
+  for (const k of ['lastReply', 'lastServer'] as const) {
+    if (l[k] !== undefined && !isLine(l[k])) return `${k}: not a one-line string`;
+  }
+  if (l.dsnPending !== undefined && typeof l.dsnPending !== 'boolean') return 'dsnPending: not a boolean';
+  // a queue id, or 'none' / 'unroutable' (engine.ts)
+  if (l.dsnId !== undefined && !(typeof l.dsnId === 'string' && DSN_ID_RE.test(l.dsnId)))
+    return `dsnId: ${show(l.dsnId)}`;
+  const leg = l.leg;
+  if (!isObj(leg)) return 'leg: not an object';
+  const s = serverProblem(leg.server);
+  if (s !== undefined) return `leg.server.${s}`;
+  const lr = recipientProblem(leg.recipient, dsn);
+  if (lr !== undefined) return `leg.recipient: ${lr}`;
+  if (!oneOf(LEG_ROLES, leg.role)) return `leg.role: ${show(leg.role)}`;
+  if (!oneOf(BOUNCES, leg.bounces)) return `leg.bounces: ${show(leg.bounces)}`;
+  return undefined;
+}
+
+/** Validates what JSON.parse returned for message `id`; a string names the first problem and its field. */
+export function checkState(x: unknown, id: string): SpoolState | string {
+  if (!isObj(x)) return 'not an object';
+  if (x.version !== 1) return `version: expected 1, got ${show(x.version)}`;
+  if (x.id !== id) return `id: expected ${id}, got ${show(x.id)}`;
+  const m = x.meta;
+  if (!isObj(m)) return 'meta: missing';
+  if (typeof m.mailFrom !== 'string') return 'meta.mailFrom: not a string';
+  const sp = senderProblem(m.mailFrom);
+  if (sp !== undefined) return `meta.mailFrom: ${sp}`;
+  if (!isTime(m.receivedAt)) return 'meta.receivedAt: not a time';
+  for (const k of ['clientAddress', 'clientHostname', 'helo', 'revision'] as const) {
+    if (!isLine(m[k])) return `meta.${k}: not a one-line string`;
+  }
+  for (const k of ['smtputf8', 'body8bit'] as const) {
+    if (typeof m[k] !== 'boolean') return `meta.${k}: not a boolean`;
+  }
+  if (!isCount(x.size)) return `size: ${show(x.size)}`;
+  if (!Array.isArray(x.legs)) return 'legs: missing';
+  const dsn = m.mailFrom === '';
+  for (const [i, l] of (x.legs as unknown[]).entries()) {
+    const p = legProblem(l, dsn);
+    if (p !== undefined) return `legs[${i}].${p}`;
+  }
+  return x as unknown as SpoolState;
+}

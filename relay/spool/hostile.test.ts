@@ -1,0 +1,371 @@
+// The spool's contents are input too: what a corrupted disk, a bad restore or a local writer can put in the queue
+// folder must never hang the process, exhaust its memory, reach a downstream server, or stay in the queue forever.
+import { execFile } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeMessageFile, FOOTER_LEN } from './format.ts';
+import { defaultSpoolFs, FsWatch, openSpool, type SpoolFs } from './spool.ts';
+import type { EnvelopeMeta, LoadResult, SpoolState } from './types.ts';
+
+const logger = pino({ level: 'silent' });
+const server = {
+  name: 'legacy',
+  host: '127.0.0.1',
+  port: 25,
+  mx: false,
+  tls: 'None',
+  maxConnections: 2,
+} as const;
+const meta = (): EnvelopeMeta => ({
+  mailFrom: 'alice@sender.example',
+  recipients: [
+    {
+      recipient: 'bob@example.com',
+      legs: [
+        { server, recipient: 'bob@example.com', role: 'primary', bounces: 'Notify' },
+        { server, recipient: 'bob@copy.example.com', role: 'copy', bounces: 'Suppress' },
+      ],
+    },
+  ],
+  clientAddress: '127.0.0.1',
+  clientHostname: 'localhost',
+  helo: 'client.example',
+  receivedAt: '2026-11-28T10:00:00.000Z',
+  revision: 'rev1',
+  smtputf8: false,
+  body8bit: false,
+});
+const MESSAGE = 'Subject: hi\r\n\r\nbody\r\n';
+const run = promisify(execFile);
+
+let dir: string;
+const fifos: string[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mailroute-hostile-'));
+});
+afterEach(async () => {
+  // A reader blocked on a FIFO (the old behaviour) is released by a writer: do not leave libuv threads stuck.
+  for (const f of fifos.splice(0)) {
+    await open(f, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK).then(
+      (fh) => fh.close(),
+      () => undefined,
+    );
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Resolves with p's value, or rejects after ms (a load that hangs is a failure, not a stuck test). */
+function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
+
+const quarantined = async (): Promise<string[]> => readdir(join(dir, 'quarantine'));
+const idAt = (i: number): string => `00000000000${String(i).padStart(5, '0')}`;
+
+/** Counts what the spool reports through its metrics. */
+function recorder(): { gauge: number[]; total: number; metrics: Parameters<typeof openSpool>[0]['metrics'] } {
+  const r = {
+    gauge: [] as number[],
+    total: 0,
+    metrics: undefined as Parameters<typeof openSpool>[0]['metrics'],
+  };
+  r.metrics = {
+    quarantined: { set: (n: number) => r.gauge.push(n) },
+    quarantinedTotal: { inc: (n = 1) => (r.total += n) },
+  };
+  return r;
+}
+
+describe('spool: hostile or damaged contents', () => {
+  it('20 FIFOs named like messages: loads answer at once, are quarantined, and accepting still works', async () => {
+    const first = await openSpool({ dir, logger });
+    // 10 FIFOs in place of state files of real messages, 10 in place of message files
+    const withState: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await first.accept(meta(), Readable.from([MESSAGE]));
+      if (!r.ok) throw r.error;
+      withState.push(r.id);
+    }
+    const statePaths = withState.map((id) => join(dir, 'queue', `${id}.json`));
+    fifos.push(...statePaths);
+    await run('mkfifo', statePaths);
+    // A state file is only looked for when the listing at start showed one: a fresh instance.
+    const spool = await openSpool({ dir, logger });
+    const bare = Array.from({ length: 10 }, (_, i) => idAt(i));
+    const msgPaths = bare.map((id) => join(dir, 'queue', `${id}.msg`));
+    fifos.push(...msgPaths);
+    await run('mkfifo', msgPaths);
+    const loads = await within(
+      5000,
+      Promise.all([...withState, ...bare].map((id) => spool.load(id))),
+      'load of FIFOs',
+    );
+    // a FIFO state file is set aside and its message goes on from the initial state; a FIFO message is quarantined
+    for (const r of loads.slice(0, 10)) expect(r.ok).toBe(true);
+    for (const r of loads.slice(10)) expect(r).toMatchObject({ ok: false, reason: 'corrupt' });
+    const accepted = await within(5000, spool.accept(meta(), Readable.from([MESSAGE])), 'accept');
+    expect(accepted.ok).toBe(true);
+    expect(spool.stalled()).toBeUndefined();
+    expect((await quarantined()).length).toBe(20);
+  });
+
+  it('FIFOs present at start are quarantined by the listing alone, never opened', async () => {
+    const paths = Array.from({ length: 20 }, (_, i) => join(dir, 'queue', `${idAt(i)}.msg`));
+    await mkdir(join(dir, 'queue'), { recursive: true });
+    fifos.push(...paths);
+    await run('mkfifo', paths);
+    const spool = await within(5000, openSpool({ dir, logger }), 'openSpool');
+    expect(spool.recovery).toMatchObject({ messages: 0, quarantined: 20 });
+    expect(await spool.list()).toEqual([]);
+  });
+
+  it('a directory named <id>.msg is quarantined (at start, and on load when it appears later)', async () => {
+    await mkdir(join(dir, 'queue', `${idAt(1)}.msg`), { recursive: true });
+    const spool = await openSpool({ dir, logger });
+    expect(spool.recovery.quarantined).toBe(1);
+    await mkdir(join(dir, 'queue', `${idAt(2)}.msg`));
+    expect(await spool.list()).toEqual([idAt(2)]);
+    await expect(spool.load(idAt(2))).resolves.toMatchObject({ ok: false, reason: 'corrupt' });
+    expect(await spool.list()).toEqual([]);
+    expect((await quarantined()).filter((n) => n.includes('.msg.')).length).toBe(2);
+  });
+
+  it('a symlink named <id>.msg is not followed', async () => {
+    const spool = await openSpool({ dir, logger });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    await run('ln', ['-s', join(dir, 'queue', `${r.id}.msg`), join(dir, 'queue', `${idAt(3)}.msg`)]);
+    await expect(spool.load(idAt(3))).resolves.toMatchObject({ ok: false, reason: 'corrupt' });
+    await expect(spool.load(r.id)).resolves.toMatchObject({ ok: true });
+  });
+
+  it('a 1.2 GB sparse message file whose footer claims a 1.2 GB state is quarantined without reading it', async () => {
+    const spool = await openSpool({ dir, logger });
+    const id = idAt(4);
+    const path = join(dir, 'queue', `${id}.msg`);
+    const size = 1_200_000_000;
+    await writeFile(path, '');
+    await truncate(path, size);
+    const fh = await open(path, 'r+');
+    const claim = size - FOOTER_LEN - 100;
+    await fh.write(
+      Buffer.from(`\nmailroute-spool-v1 ${String(claim).padStart(12, '0')}\n`),
+      0,
+      FOOTER_LEN,
+      size - FOOTER_LEN,
+    );
+    await fh.close();
+    const rss = process.memoryUsage().rss;
+    const r = await spool.load(id);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(64 * 1024 * 1024);
+    expect(r).toMatchObject({ ok: false, reason: 'corrupt' });
+    expect(!r.ok && r.error).toMatch(/more than the limit/);
+  });
+
+  it('a state file larger than the limit is set aside; the message goes on from its initial state', async () => {
+    const spool = await openSpool({ dir, logger, maxStateBytes: 64 * 1024 });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    await spool.update(r.id, (s) => ({ ...s, legs: s.legs.map((l) => ({ ...l, attempts: 1 })) }));
+    await truncate(join(dir, 'queue', `${r.id}.json`), 200 * 1024);
+    const again = await openSpool({ dir, logger, maxStateBytes: 64 * 1024 });
+    const loaded = await again.load(r.id);
+    expect(loaded.ok && loaded.state.legs.map((l) => l.attempts)).toEqual([0, 0]);
+    expect((await quarantined()).some((n) => n.startsWith(`${r.id}.json`))).toBe(true);
+  });
+
+  const damage: [string, (s: SpoolState) => void][] = [
+    [
+      'CRLF in a leg recipient',
+      (s) => (s.legs[0]!.leg.recipient = 'bob@example.com>\r\nRCPT TO:<x@evil.example'),
+    ],
+    ['CRLF in the sender', (s) => (s.meta.mailFrom = 'a@b.example>\r\nRSET')],
+    ['an unknown TLS mode', (s) => Object.assign(s.legs[0]!.leg.server, { tls: 'Sometimes' })],
+  ];
+  it.each(damage)(
+    'a state file with %s is never delivered: the message is quarantined',
+    async (_what, hurt) => {
+      const spool = await openSpool({ dir, logger });
+      const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+      if (!r.ok) throw r.error;
+      const st = await spool.load(r.id);
+      if (!st.ok) throw new Error(st.error);
+      const bad = structuredClone(st.state);
+      hurt(bad);
+      // the initial state in the message file is damaged the same way: nothing valid is left to go on from
+      const path = join(dir, 'queue', `${r.id}.msg`);
+      await writeFile(path, encodeMessageFile(Buffer.from(MESSAGE), bad));
+      await writeFile(join(dir, 'queue', `${r.id}.json`), JSON.stringify(bad));
+      const again = await openSpool({ dir, logger });
+      const loaded: LoadResult = await again.load(r.id);
+      expect(loaded).toMatchObject({ ok: false, reason: 'corrupt' });
+      expect(await again.list()).toEqual([]);
+    },
+  );
+
+  it('an empty state file (an old, unsynced write cut short) is removed, not quarantined', async () => {
+    const spool = await openSpool({ dir, logger });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    await writeFile(join(dir, 'queue', `${r.id}.json`), '');
+    const again = await openSpool({ dir, logger });
+    await expect(again.load(r.id)).resolves.toMatchObject({ ok: true });
+    expect(await quarantined()).toEqual([]);
+    expect(await readdir(join(dir, 'queue'))).toEqual([`${r.id}.msg`]);
+  });
+
+  it('the quarantine is bounded by count and age, with a gauge and a total', async () => {
+    const m = recorder();
+    const q = join(dir, 'quarantine');
+    await mkdir(q, { recursive: true });
+    const old = new Date(Date.now() - 8 * 24 * 3600_000);
+    for (let i = 0; i < 3; i++) {
+      await writeFile(join(q, `old-${i}`), 'x');
+      await utimes(join(q, `old-${i}`), old, old);
+    }
+    await writeFile(join(q, 'recent'), 'x');
+    const spool = await openSpool({ dir, logger, metrics: m.metrics, quarantineMaxFiles: 5 });
+    // the old ones are past the 7-day default
+    expect((await quarantined()).sort()).toEqual(['recent']);
+    expect(m.gauge.at(-1)).toBe(1);
+    for (let i = 0; i < 8; i++) {
+      await writeFile(join(dir, 'queue', `${idAt(i)}.msg`), 'not a message file');
+      await spool.load(idAt(i));
+    }
+    expect(m.total).toBe(8);
+    await within(
+      5000,
+      (async () => {
+        while ((await quarantined()).length > 5) await new Promise((r) => setTimeout(r, 20));
+      })(),
+      'prune',
+    );
+    const left = await quarantined();
+    expect(left.length).toBe(5);
+    expect(left).not.toContain('recent'); // the oldest went first
+    expect(m.gauge.at(-1)).toBeLessThanOrEqual(5);
+  });
+});
+
+describe('spool: durability of results (power cuts)', () => {
+  it('update writes a temp file, fsyncs it, renames it, and fsyncs the directory before it resolves', async () => {
+    const events: string[] = [];
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      async open(p, flags, mode) {
+        const fh = await defaultSpoolFs.open(p, flags, mode);
+        const name = p.endsWith('queue') ? 'dir' : p.slice(p.lastIndexOf('.', p.length - 5));
+        return {
+          write: (d) => fh.write(d),
+          writev: (d) => fh.writev(d),
+          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          stat: () => fh.stat(),
+          close: () => fh.close(),
+          async sync() {
+            await fh.sync();
+            events.push(`sync ${name}`);
+          },
+        };
+      },
+      async rename(a, b) {
+        await defaultSpoolFs.rename(a, b);
+        events.push(`rename ${b.slice(b.lastIndexOf('.'))}`);
+      },
+    };
+    const spool = await openSpool({ dir, logger, fs });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    events.length = 0;
+    await spool.update(r.id, (s) => ({ ...s, legs: s.legs.map((l) => ({ ...l, attempts: 1 })) }));
+    expect(events).toEqual(['sync .json.tmp', 'rename .json', 'sync dir']);
+    events.length = 0;
+    await spool.remove(r.id);
+    expect(events).toEqual(['sync dir']);
+    expect(JSON.parse(await readFile(join(dir, 'queue', `${r.id}.json`), 'utf8').catch(() => 'null'))).toBe(
+      null,
+    );
+  });
+
+  it('concurrent updates share directory fsyncs (group commit)', async () => {
+    let dirSyncs = 0;
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      async open(p, flags, mode) {
+        const fh = await defaultSpoolFs.open(p, flags, mode);
+        if (!p.endsWith('queue')) return fh;
+        return {
+          write: (d) => fh.write(d),
+          writev: (d) => fh.writev(d),
+          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          stat: () => fh.stat(),
+          close: () => fh.close(),
+          async sync() {
+            dirSyncs++;
+            await fh.sync();
+          },
+        };
+      },
+    };
+    const spool = await openSpool({ dir, logger, fs });
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+      if (!r.ok) throw r.error;
+      ids.push(r.id);
+    }
+    dirSyncs = 0;
+    await Promise.all(
+      ids.map((id) => spool.update(id, (s) => ({ ...s, legs: s.legs.map((l) => ({ ...l, attempts: 1 })) }))),
+    );
+    expect(dirSyncs).toBeGreaterThan(0);
+    expect(dirSyncs).toBeLessThan(40);
+  });
+});
+
+describe('spool: stall watchdog', () => {
+  it('FsWatch reports the oldest call in progress and forgets finished ones', async () => {
+    let now = 1000;
+    const w = new FsWatch(() => now);
+    let release: () => void = () => undefined;
+    void w.track('open', new Promise<void>((r) => (release = r)));
+    await w.track('fsync', Promise.resolve());
+    now = 5000;
+    expect(w.oldest()).toEqual({ op: 'open', ageMs: 4000 });
+    release();
+    await new Promise((r) => setImmediate(r));
+    expect(w.oldest()).toBeUndefined();
+  });
+
+  it('stalled() names a spool call pending longer than the limit', async () => {
+    let hang = false;
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      openRead: (p) => (hang ? new Promise(() => undefined) : defaultSpoolFs.openRead(p)),
+    };
+    const spool = await openSpool({ dir, logger, fs, stallMs: 50 });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const other = await openSpool({ dir, logger, fs, stallMs: 50 });
+    hang = true;
+    void other.load(r.id);
+    expect(other.stalled()).toBeUndefined();
+    await within(
+      5000,
+      (async () => {
+        while (other.stalled() === undefined) await new Promise((res) => setTimeout(res, 10));
+      })(),
+      'stall report',
+    );
+    expect(other.stalled()).toMatch(/\(open\) has been waiting/);
+  });
+});
