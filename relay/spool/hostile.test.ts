@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { withDeadline } from '../../test/support/wait.ts';
 import { encodeMessageFile, FOOTER_LEN } from './format.ts';
 import { defaultSpoolFs, FsWatch, openSpool, type SpoolFs } from './spool.ts';
 import type { EnvelopeMeta, LoadResult, SpoolState } from './types.ts';
@@ -60,15 +61,6 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Resolves with p's value, or rejects after ms (a load that hangs is a failure, not a stuck test). */
-function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
-}
-
 const quarantined = async (): Promise<string[]> => readdir(join(dir, 'quarantine'));
 const idAt = (i: number): string => `00000000000${String(i).padStart(5, '0')}`;
 
@@ -105,7 +97,7 @@ describe('spool: hostile or damaged contents', () => {
     const msgPaths = bare.map((id) => join(dir, 'queue', `${id}.msg`));
     fifos.push(...msgPaths);
     await run('mkfifo', msgPaths);
-    const loads = await within(
+    const loads = await withDeadline(
       5000,
       Promise.all([...withState, ...bare].map((id) => spool.load(id))),
       'load of FIFOs',
@@ -113,7 +105,7 @@ describe('spool: hostile or damaged contents', () => {
     // a FIFO state file is set aside and its message goes on from the initial state; a FIFO message is quarantined
     for (const r of loads.slice(0, 10)) expect(r.ok).toBe(true);
     for (const r of loads.slice(10)) expect(r).toMatchObject({ ok: false, reason: 'corrupt' });
-    const accepted = await within(5000, spool.accept(meta(), Readable.from([MESSAGE])), 'accept');
+    const accepted = await withDeadline(5000, spool.accept(meta(), Readable.from([MESSAGE])), 'accept');
     expect(accepted.ok).toBe(true);
     expect(spool.stalled()).toBeUndefined();
     expect((await quarantined()).length).toBe(20);
@@ -124,7 +116,7 @@ describe('spool: hostile or damaged contents', () => {
     await mkdir(join(dir, 'queue'), { recursive: true });
     fifos.push(...paths);
     await run('mkfifo', paths);
-    const spool = await within(5000, openSpool({ dir, logger }), 'openSpool');
+    const spool = await withDeadline(5000, openSpool({ dir, logger }), 'openSpool');
     expect(spool.recovery).toMatchObject({ messages: 0, quarantined: 20 });
     expect(await spool.list()).toEqual([]);
   });
@@ -243,7 +235,7 @@ describe('spool: hostile or damaged contents', () => {
       await spool.load(idAt(i));
     }
     expect(m.total).toBe(8);
-    await within(
+    await withDeadline(
       5000,
       (async () => {
         while ((await quarantined()).length > 5) await new Promise((r) => setTimeout(r, 20));
@@ -359,7 +351,7 @@ describe('spool: stall watchdog', () => {
     hang = true;
     void other.load(r.id);
     expect(other.stalled()).toBeUndefined();
-    await within(
+    await withDeadline(
       5000,
       (async () => {
         while (other.stalled() === undefined) await new Promise((res) => setTimeout(res, 10));

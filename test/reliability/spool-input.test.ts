@@ -11,7 +11,7 @@ import { defaultSpoolFs, type SpoolFs } from '../../relay/spool/spool.ts';
 import { httpGet, startRelay } from '../relay/relay-harness.ts';
 import type { SpoolState } from '../../relay/spool/types.ts';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
-import { waitFor } from '../support/wait.ts';
+import { waitFor, withDeadline } from '../support/wait.ts';
 import {
   adminPort,
   dualDestinations,
@@ -27,15 +27,6 @@ import {
 } from './support.ts';
 
 const idAt = (prefix: string, i: number): string => `${prefix}${String(i).padStart(16 - prefix.length, '0')}`;
-
-/** Resolves with p, or rejects after ms: a hang is a failure, not a stuck suite. */
-function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
-}
 
 describe('spool input: hostile or damaged queue files', () => {
   let primary: SmtpPeer;
@@ -116,7 +107,7 @@ describe('spool input: hostile or damaged queue files', () => {
     // FIFOs that appear while the relay runs: the admin API's listing reads each message
     const later = Array.from({ length: 20 }, (_, i) => join(queue, `${idAt('g', i)}.msg`));
     await run('mkfifo', later);
-    const listing = await within(
+    const listing = await withDeadline(
       10_000,
       fetch(`http://127.0.0.1:${adminPort(r)}/queue?limit=100`),
       'GET /queue',
@@ -124,11 +115,11 @@ describe('spool input: hostile or damaged queue files', () => {
     expect(listing.status).toBe(200);
     expect(await queueTotal(adminPort(r))).toBe(0);
 
-    const health = await within(5000, fetch(`http://127.0.0.1:${r.httpPort}/healthz`), '/healthz');
+    const health = await withDeadline(5000, fetch(`http://127.0.0.1:${r.httpPort}/healthz`), '/healthz');
     expect(health.status).toBe(200);
-    const ready = await within(5000, fetch(`http://127.0.0.1:${r.httpPort}/readyz`), '/readyz');
+    const ready = await withDeadline(5000, fetch(`http://127.0.0.1:${r.httpPort}/readyz`), '/readyz');
     expect(ready.status).toBe(200);
-    const reply = await within(
+    const reply = await withDeadline(
       10_000,
       submit(r.smtpPort, { from: 'a@origin.test', to: 'carol@spool.test', subject: 'after', text: 'x' }),
       'DATA',
@@ -146,7 +137,7 @@ describe('spool input: hostile or damaged queue files', () => {
     expect(everyRcpt.filter((a) => a.includes('evil'))).toEqual([]);
 
     r.kill('SIGTERM');
-    expect(await within(20_000, r.exited, 'exit after SIGTERM')).toBe(0);
+    expect(await withDeadline(20_000, r.exited, 'exit after SIGTERM')).toBe(0);
     report('spool-input', { fifos: 40, directories: 1, badStates: 2, quarantined, injectedRcpts: 0 });
   });
 
