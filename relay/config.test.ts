@@ -69,6 +69,22 @@ describe('relay config', () => {
     expect(err(['--manifests', 'd', '--cluster-id', 'x)'])).toMatch(/^--cluster-id: /);
   });
 
+  it('--delay-warning / MAILROUTE_DELAY_WARNING: default 4h, 0 turns delay DSNs off, a bad value names the flag', () => {
+    expect(ok(['--manifests', 'd']).delayWarningMs).toBe(4 * 3_600_000);
+    expect(ok(['--manifests', 'd'], { MAILROUTE_DELAY_WARNING: '0' }).delayWarningMs).toBe(0);
+    expect(ok(['--manifests', 'd', '--delay-warning', '30m']).delayWarningMs).toBe(1_800_000);
+    expect(err(['--manifests', 'd', '--delay-warning', 'soon'])).toMatch(/^--delay-warning: /);
+  });
+
+  it('--dns-servers / MAILROUTE_DNS_SERVERS: a list of servers; a bad one names the flag', () => {
+    expect(ok(['--manifests', 'd']).dnsServers).toBeUndefined();
+    expect(ok(['--manifests', 'd'], { MAILROUTE_DNS_SERVERS: '127.0.0.1:5353,::1' }).dnsServers).toEqual([
+      '127.0.0.1:5353',
+      '::1',
+    ]);
+    expect(err(['--manifests', 'd', '--dns-servers', 'dns.example.com'])).toMatch(/^--dns-servers: /);
+  });
+
   it('--dsn-relay / MAILROUTE_DSN_RELAY: optional smarthost for DSNs', () => {
     expect(ok(['--manifests', 'a']).dsnRelay).toBeUndefined();
     expect(ok(['--manifests', 'a', '--dsn-relay', 'smtp.example:587']).dsnRelay).toEqual({

@@ -32,6 +32,8 @@ export interface RelayConfig {
   /** Delays between attempts, in ms; the last one repeats. */
   retryScheduleMs: readonly number[];
   maxQueueLifetimeMs: number;
+  /** --delay-warning: one delay DSN per notifying leg still deferred this long after arrival; 0: never. */
+  delayWarningMs: number;
   tls?: { certFile: string; keyFile: string };
   maxRecipients: number;
   maxConnections: number;
@@ -100,6 +102,11 @@ export const RELAY_FLAGS = {
     help: 'delays between attempts; the last one repeats',
   },
   'max-queue-lifetime': { type: 'string', default: '5d', help: 'after it a deferred primary leg bounces' },
+  'delay-warning': {
+    type: 'string',
+    default: '4h',
+    help: 'a leg that would bounce, still deferred this long after arrival, gets one delay DSN (Action: delayed) to the sender; 0 disables',
+  },
   'tls-cert': {
     type: 'string',
     help: 'PEM certificate for STARTTLS (with --tls-key); no STARTTLS without it',
@@ -361,6 +368,7 @@ export function parseRelayConfig(
       maxMessageSize: int('max-message-size', 1024),
       retryScheduleMs: Object.freeze(retryScheduleMs as number[]),
       maxQueueLifetimeMs: duration('max-queue-lifetime', 1000),
+      delayWarningMs: duration('delay-warning'),
       ...(cert !== undefined && key !== undefined
         ? { tls: Object.freeze({ certFile: cert, keyFile: key }) }
         : {}),

@@ -187,6 +187,7 @@ async function startRelay(
     clock,
     retryScheduleMs: config.retryScheduleMs,
     maxQueueLifetimeMs: config.maxQueueLifetimeMs,
+    delayWarningMs: config.delayWarningMs,
     hostname: config.hostname,
     credentials: (ref) => {
       const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);

@@ -121,3 +121,34 @@ describe('buildDsn', () => {
     expect(rfc5322Date(new Date('2026-01-05T03:04:05Z'))).toBe('Mon, 5 Jan 2026 03:04:05 +0000');
   });
 });
+
+describe('buildDsn: delay notices (RFC 3464 Action: delayed)', () => {
+  it('says delayed, keeps the 4.x.x status and tells until when the relay keeps trying', () => {
+    const first = base.recipients[0]!;
+    const raw = buildDsn({
+      ...base,
+      recipients: [
+        {
+          ...first,
+          status: '4.2.0',
+          diagnostic: '450 4.2.0 mailbox busy',
+          action: 'delayed',
+          willRetryUntil: new Date('2026-12-03T10:00:00Z'),
+        },
+      ],
+    }).toString('utf8');
+    expect(raw).toContain('Subject: Delayed Mail (still being retried)\r\n');
+    expect(raw).toContain('This is a warning only');
+    expect(raw).toContain(
+      [
+        'Final-Recipient: rfc822; bob@example.com',
+        'Action: delayed',
+        'Status: 4.2.0',
+        'Remote-MTA: dns; 127.0.0.1',
+        'Diagnostic-Code: smtp; 450 4.2.0 mailbox busy',
+        'Last-Attempt-Date: Sat, 28 Nov 2026 10:04:59 +0000',
+        'Will-Retry-Until: Thu, 3 Dec 2026 10:00:00 +0000',
+      ].join('\r\n'),
+    );
+  });
+});

@@ -4,8 +4,8 @@
 // The DSN goes from the null sender <> (the engine spools it with mailFrom ''), with From: MAILER-DAEMON@hostname and
 // Auto-Submitted: auto-replied (RFC 3834), so it never causes another DSN. Parts:
 //   1. text/plain: a human explanation;
-//   2. message/delivery-status: per-message fields, then one block per failed recipient (Final-Recipient, Action,
-//      Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date);
+//   2. message/delivery-status: per-message fields, then one block per reported recipient (Final-Recipient, Action
+//      failed or delayed, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date, Will-Retry-Until when delayed);
 //   3. text/rfc822-headers: the original message's headers (never the body).
 // Every line ends in CRLF.
 
@@ -23,6 +23,10 @@ export interface DsnRecipient {
   lastAttemptAt?: Date;
   /** The failure was an expiry in the queue. */
   expired: boolean;
+  /** failed (default): given up; delayed: still being retried (RFC 3464 §2.3.3), status 4.x.x. */
+  action?: 'failed' | 'delayed';
+  /** Delayed recipients: until when the relay keeps trying (Will-Retry-Until). */
+  willRetryUntil?: Date;
 }
 
 export interface DsnInput {
@@ -89,9 +93,12 @@ function crlfLines(b: Buffer): Buffer {
 export function buildDsn(input: DsnInput): Buffer {
   const { hostname, boundary } = input;
   const expiredOnly = input.recipients.every((r) => r.expired);
-  const subject = expiredOnly
-    ? 'Undelivered Mail Returned to Sender (expired in queue)'
-    : 'Undelivered Mail Returned to Sender';
+  const delayedOnly = input.recipients.every((r) => r.action === 'delayed');
+  const subject = delayedOnly
+    ? 'Delayed Mail (still being retried)'
+    : expiredOnly
+      ? 'Undelivered Mail Returned to Sender (expired in queue)'
+      : 'Undelivered Mail Returned to Sender';
   const head = [
     `From: Mail Delivery System <MAILER-DAEMON@${hostname}>`,
     `To: <${input.sender}>`,
@@ -114,11 +121,15 @@ export function buildDsn(input: DsnInput): Buffer {
     '',
     `This is the mail system at host ${hostname}.`,
     '',
-    'Your message could not be delivered to one or more recipients. It is attached below (headers only).',
+    delayedOnly
+      ? 'Your message could not be delivered yet to one or more recipients. This is a warning only: the mail system' +
+        ' keeps trying, and you need not send the message again. Its headers are attached below.'
+      : 'Your message could not be delivered to one or more recipients. It is attached below (headers only).',
     '',
     ...input.recipients.map(
       (r) =>
-        `<${r.finalRecipient}>: ${r.expired ? 'delivery time expired; ' : ''}${oneLine(r.diagnostic)}` +
+        `<${r.finalRecipient}>: ${r.action === 'delayed' ? 'delayed, still trying' + (r.willRetryUntil ? ` until ${rfc5322Date(r.willRetryUntil)}` : '') + '; ' : ''}` +
+        `${r.expired ? 'delivery time expired; ' : ''}${oneLine(r.diagnostic)}` +
         (r.remoteMta ? ` (server ${r.remoteMta})` : ''),
     ),
     '',
@@ -137,11 +148,13 @@ export function buildDsn(input: DsnInput): Buffer {
     if (r.originalRecipient && r.originalRecipient !== r.finalRecipient) {
       status.push(`Original-Recipient: ${addressField(r.originalRecipient)}`);
     }
-    status.push('Action: failed', `Status: ${r.status}`);
+    status.push(`Action: ${r.action ?? 'failed'}`, `Status: ${r.status}`);
     if (r.remoteMta) status.push(`Remote-MTA: dns; ${oneLine(r.remoteMta)}`);
     const diag = oneLine(r.diagnostic);
     if (diag) status.push(`Diagnostic-Code: ${/^\d{3}\b/.test(diag) ? 'smtp' : 'x-mailroute'}; ${diag}`);
     if (r.lastAttemptAt) status.push(`Last-Attempt-Date: ${rfc5322Date(r.lastAttemptAt)}`);
+    if (r.action === 'delayed' && r.willRetryUntil)
+      status.push(`Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}`);
     status.push('');
   }
   const headersPart = [

@@ -52,6 +52,8 @@ export interface DeliveryOptions {
   /** Delays between attempts; the last step repeats. */
   retryScheduleMs: readonly number[];
   maxQueueLifetimeMs: number;
+  /** --delay-warning: a notifying leg still deferred this long after arrival gets one delay DSN; 0/undefined: off. */
+  delayWarningMs?: number;
   /** EHLO name, Reporting-MTA and MAILER-DAEMON@ of DSNs. */
   hostname: string;
   /** Resolves a server's authSecretRef; undefined = not available (the attempt is deferred). */
@@ -532,7 +534,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const force = e.force;
     e.force = false;
 
-    if (state.legs.some((l) => l.dsnPending) && !e.dsnBusy) {
+    if (state.legs.some(owesDsn) && !e.dsnBusy) {
       await sendDsn(id, e, state);
       return; // sendDsn reschedules with the state it wrote
     }
@@ -845,6 +847,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           retryScheduleMs: opts.retryScheduleMs,
           maxQueueLifetimeMs: opts.maxQueueLifetimeMs,
           nullSender: s.meta.mailFrom === '',
+          delayWarningMs: opts.delayWarningMs ?? 0,
         };
         for (const r of batch) {
           for (const i of r.job.indexes) {
@@ -901,7 +904,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       return;
     }
     if (stopped) return;
-    if (state.legs.some((l) => l.dsnPending) && !e.dsnBusy) {
+    if (state.legs.some(owesDsn) && !e.dsnBusy) {
       await sendDsn(id, e, state);
       return;
     }
@@ -917,7 +920,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     e.dsnBusy = true;
     let after: SpoolState | null | undefined;
     try {
-      const owed = state.legs.map((l, i) => ({ l, i })).filter(({ l }) => l.dsnPending);
+      const owed = state.legs.map((l, i) => ({ l, i })).filter(({ l }) => owesDsn(l));
+      const delayed = (l: LegState): boolean => l.dsnPending !== true;
       const sender = state.meta.mailFrom;
       let dsnId: string | undefined;
       if (sender === '') {
@@ -934,14 +938,16 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           dsnId = 'unroutable';
         } else {
           const now = clock();
+          const retryUntil = new Date(Date.parse(state.meta.receivedAt) + opts.maxQueueLifetimeMs);
           const recipients: DsnRecipient[] = owed.map(({ l }) => ({
             finalRecipient: l.leg.recipient,
             originalRecipient: l.recipient,
-            status: dsnStatus(l),
+            status: delayed(l) ? delayStatus(l) : dsnStatus(l),
             diagnostic: l.lastReply ?? 'delivery failed',
             ...(l.lastServer ? { remoteMta: remoteMtaName(l.lastServer) } : {}),
             ...(l.lastAttemptAt ? { lastAttemptAt: new Date(l.lastAttemptAt) } : {}),
-            expired: (l.lastReply ?? '').startsWith('expired'),
+            expired: !delayed(l) && (l.lastReply ?? '').startsWith('expired'),
+            ...(delayed(l) ? { action: 'delayed' as const, willRetryUntil: retryUntil } : {}),
           }));
           const headers = await spool.readHeaders(id).catch(() => Buffer.from(''));
           const raw = buildDsn({
@@ -976,18 +982,31 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             return;
           }
           dsnId = res.id;
-          metrics.dsnSent.inc({ kind: 'failed' });
-          log.info({ queueId: id, dsnId, sender, failed: recipients.length }, 'delivery: DSN queued');
+          const nDelayed = owed.filter(({ l }) => delayed(l)).length;
+          if (nDelayed < owed.length) metrics.dsnSent.inc({ kind: 'failed' });
+          if (nDelayed > 0) metrics.dsnSent.inc({ kind: 'delayed' });
+          log.info(
+            { queueId: id, dsnId, sender, failed: owed.length - nDelayed, delayed: nDelayed },
+            'delivery: DSN queued',
+          );
           notify(res.id);
         }
       }
-      const owedSet = new Set(owed.map(({ i }) => i));
+      const owedKind = new Map(owed.map(({ l, i }) => [i, delayed(l) ? 'delayed' : 'failed']));
       after = await spool.update(id, (s) => ({
         ...s,
         legs: s.legs.map((l, i) => {
-          if (!owedSet.has(i)) return l;
-          const { dsnPending: _drop, ...rest } = l;
-          return { ...rest, dsnId };
+          const kind = owedKind.get(i);
+          if (kind === 'failed') {
+            const { dsnPending: _drop, ...rest } = l;
+            return { ...rest, dsnId };
+          }
+          if (kind === 'delayed') {
+            // at most one delay notice per leg: delayDsnId stays (a failure meanwhile keeps its own dsnPending)
+            const { delayPending: _drop, ...rest } = l;
+            return { ...rest, delayDsnId: dsnId ?? 'none' };
+          }
+          return l;
         }),
       }));
     } finally {
@@ -1184,6 +1203,18 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     },
     stats,
   };
+}
+
+/** A DSN is owed for the leg: its failure, or the delay notice of a leg still deferred. */
+function owesDsn(l: LegState): boolean {
+  return l.dsnPending === true || l.delayPending === true;
+}
+
+/** The RFC 3463 status of a delayed leg: its last temporary reply's, 4.4.1 when no server answered. */
+function delayStatus(l: LegState): string {
+  const m = /^(4\d\d)\b/.exec(l.lastReply ?? '');
+  if (m) return enhancedStatus({ kind: 'smtp', code: Number(m[1]), text: l.lastReply ?? '' });
+  return '4.4.1';
 }
 
 function dsnStatus(l: LegState): string {

@@ -127,3 +127,47 @@ describe('applyOutcome', () => {
     ).toBeUndefined();
   });
 });
+
+describe('delay notices (--delay-warning)', () => {
+  const now = new Date('2026-01-01T00:00:30Z');
+  const busy = smtp(450, '450 4.2.0 busy');
+  const withWarning = (offsetMs: number, warnMs: number, nullSender = false) => ({
+    ...ctx(offsetMs, nullSender),
+    delayWarningMs: warnMs,
+  });
+  const delayDsn = (leg: LegState, c: ReturnType<typeof withWarning>): boolean | undefined => {
+    const o = decideLeg(leg, busy, c);
+    return o.state === 'deferred' ? o.delayDsn : undefined;
+  };
+  it.each([
+    ['before the warning time', legOf('primary', 'Notify', 1), withWarning(9_999, 10_000), false],
+    ['at the warning time', legOf('primary', 'Notify', 1), withWarning(10_000, 10_000), true],
+    ['warning off (0)', legOf('primary', 'Notify', 1), withWarning(50_000, 0), false],
+    ['a copy that bounces (Notify)', legOf('copy', 'Notify', 1), withWarning(10_000, 10_000), true],
+    ['a suppressed copy: never', legOf('copy', 'Suppress', 1), withWarning(10_000, 10_000), false],
+    ['null sender: never', legOf('primary', 'Notify', 1), withWarning(10_000, 10_000, true), false],
+    [
+      'already notified: at most once per leg',
+      { ...legOf('primary', 'Notify', 1), delayDsnId: 'abc' },
+      withWarning(20_000, 10_000),
+      false,
+    ],
+    [
+      'a notice still pending',
+      { ...legOf('primary', 'Notify', 1), delayPending: true },
+      withWarning(20_000, 10_000),
+      false,
+    ],
+  ])('%s', (_name, leg, c, expected) => expect(delayDsn(leg, c)).toBe(expected));
+
+  it('applyOutcome marks the notice pending on the deferral and drops it once the leg is final', () => {
+    const leg = legOf('primary', 'Notify', 1);
+    const deferred = applyOutcome(leg, decideLeg(leg, busy, withWarning(10_000, 10_000)), now, 'x');
+    expect(deferred).toMatchObject({ state: 'deferred', delayPending: true });
+    const delivered = applyOutcome(deferred, decideLeg(deferred, smtp(250, '250 ok'), ctx(11_000)), now, 'x');
+    expect(delivered.delayPending).toBeUndefined();
+    const failed = applyOutcome(deferred, decideLeg(deferred, smtp(550, '550 no'), ctx(11_000)), now, 'x');
+    expect(failed).toMatchObject({ state: 'failed', dsnPending: true });
+    expect(failed.delayPending).toBeUndefined();
+  });
+});

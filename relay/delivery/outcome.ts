@@ -5,7 +5,8 @@
 //   2xx                                   -> delivered
 //   4xx, timeout, connection or local error -> deferred on the retry schedule, until max-queue-lifetime
 //   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead
-// A DSN is owed for failed (never suppressed) legs of a message whose sender is not the null sender.
+// A DSN is owed for failed (never suppressed) legs of a message whose sender is not the null sender, and a delay DSN
+// (Action: delayed) once per such leg still deferred --delay-warning after arrival.
 import type { LegState } from '../spool/types.ts';
 import { nextAttempt } from './retry.ts';
 
@@ -19,7 +20,8 @@ export type AttemptReply =
 
 export type LegOutcome =
   | { state: 'delivered'; metric: 'delivered'; reply: string }
-  | { state: 'deferred'; metric: 'deferred'; reply: string; nextAttemptAt: Date }
+  /** delayDsn: this deferral is the one that owes the leg's delay notice (RFC 3464 Action: delayed). */
+  | { state: 'deferred'; metric: 'deferred'; reply: string; nextAttemptAt: Date; delayDsn: boolean }
   | { state: 'failed'; metric: 'failed'; reply: string; status: string; expired: boolean; dsn: boolean }
   | { state: 'suppressed'; metric: 'suppressed'; reply: string; status: string; expired: boolean };
 
@@ -30,6 +32,8 @@ export interface DecideContext {
   maxQueueLifetimeMs: number;
   /** The message's envelope sender was <>. */
   nullSender: boolean;
+  /** --delay-warning: a leg still deferred this long after arrival owes one delay DSN; 0 or undefined: never. */
+  delayWarningMs?: number;
 }
 
 export function formatReply(r: AttemptReply): string {
@@ -82,7 +86,15 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
   if (next.kind === 'expired') {
     return final('4.4.7', true, `expired after ${leg.attempts + 1} attempts; last: ${text}`);
   }
-  return { state: 'deferred', metric: 'deferred', reply: text, nextAttemptAt: next.at };
+  // One delay notice per leg, only for legs whose failure would bounce (never a suppressed copy), never to <>.
+  const delayDsn =
+    !suppress &&
+    !ctx.nullSender &&
+    (ctx.delayWarningMs ?? 0) > 0 &&
+    leg.delayPending !== true &&
+    leg.delayDsnId === undefined &&
+    ctx.now.getTime() - ctx.receivedAt.getTime() >= (ctx.delayWarningMs ?? 0);
+  return { state: 'deferred', metric: 'deferred', reply: text, nextAttemptAt: next.at, delayDsn };
 }
 
 /**
@@ -98,12 +110,19 @@ export function applyOutcome(leg: LegState, outcome: LegOutcome, now: Date, serv
     ...(server !== '' ? { lastServer: server } : {}),
   };
   delete base.nextAttemptAt;
+  // A delay notice not sent yet is moot once the leg is final (delivered, or reported failed).
+  if (outcome.state !== 'deferred') delete base.delayPending;
   switch (outcome.state) {
     case 'delivered':
     case 'suppressed':
       return { ...base, state: outcome.state };
     case 'deferred':
-      return { ...base, state: 'deferred', nextAttemptAt: outcome.nextAttemptAt.toISOString() };
+      return {
+        ...base,
+        state: 'deferred',
+        nextAttemptAt: outcome.nextAttemptAt.toISOString(),
+        ...(outcome.delayDsn ? { delayPending: true } : {}),
+      };
     case 'failed':
       return outcome.dsn ? { ...base, state: 'failed', dsnPending: true } : { ...base, state: 'failed' };
     default: {

@@ -79,6 +79,10 @@ export interface LegState {
   dsnPending?: boolean;
   /** The queue id of the DSN that reported this failure. */
   dsnId?: string;
+  /** A delay DSN (Action: delayed) is owed: the leg is still deferred --delay-warning after arrival. */
+  delayPending?: boolean;
+  /** The queue id of the delay DSN sent for this leg (at most one per leg); 'none'/'unroutable' when none went. */
+  delayDsnId?: string;
 }
 
 /** A message body for sending: its bytes, or the bytes [start (default 0), size) of a file. */

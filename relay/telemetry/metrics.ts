@@ -15,6 +15,7 @@ export interface RelayMetrics {
   queueLegsUnroutable: Gauge;
   deliveryDuration: Histogram<'server'>;
   routingRevision: Gauge<'revision'>;
+  /** kind: failed|delayed (a DSN spooled; one with both kinds counts once in each), unroutable (owed, not sent) */
   dsnSent: Counter<'kind'>;
   connections: Gauge;
   /** Entries in the spool's quarantine/ folder (bounded by age and count). */
@@ -24,7 +25,9 @@ export interface RelayMetrics {
 }
 
 export function createRelayMetrics(registry: Registry = new Registry(), defaults = true): RelayMetrics {
-  if (defaults) collectDefaultMetrics({ register: registry, prefix: 'mailroute_process_' });
+  // prom-client's defaults are already named process_* and nodejs_*: the prefix makes them mailroute_process_* and
+  // mailroute_nodejs_* (not mailroute_process_process_*).
+  if (defaults) collectDefaultMetrics({ register: registry, prefix: 'mailroute_' });
   const registers = [registry];
   return {
     registry,
@@ -79,7 +82,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     }),
     dsnSent: new Counter({
       name: 'mailroute_dsn_total',
-      help: 'Delivery status notifications generated (kind: failed|delayed) ',
+      help: 'Delivery status notifications, by kind: failed|delayed sent, unroutable not sent',
       labelNames: ['kind'],
       registers,
     }),

@@ -302,6 +302,47 @@ describe('delivery engine', () => {
     await drained(h);
   });
 
+  it('--delay-warning: one delay DSN (Action: delayed, 4.x.x) per notifying leg, none for a suppressed copy', async () => {
+    h = await harness({ delayWarningMs: 150, retryScheduleMs: [60] });
+    let busy = true;
+    h.primary.behaviour.rcpt = () => (busy ? { code: 450, message: '4.2.0 mailbox busy' } : undefined);
+    h.copy.behaviour.rcpt = () => ({ code: 451, message: '4.3.0 try later' }); // copy: bounces Suppress
+    await h.accept();
+    const dsn = await waitFor(() => h.senderBox.for('alice@sender.example')[0], { what: 'the delay DSN' });
+    expect(dsn.mailFrom).toBe('');
+    const raw = dsn.raw.toString();
+    expect(raw).toMatch(/^Subject: Delayed Mail \(still being retried\)\r$/m);
+    const status = raw.slice(raw.indexOf('Content-Type: message/delivery-status'));
+    expect(status).toContain(
+      'Final-Recipient: rfc822; bob@example.com\r\nAction: delayed\r\nStatus: 4.2.0\r\n',
+    );
+    expect(status).toMatch(/^Will-Retry-Until: /m);
+    expect(status).not.toContain('copy.example.com');
+    // more deferrals after it: still that one notice
+    const deferred = await h.counter('deferred', 'primary');
+    await waitFor(async () => (await h.counter('deferred', 'primary')) >= deferred + 3, {
+      what: 'more retries',
+    });
+    expect(h.senderBox.messages.length).toBe(1);
+    const kinds = (await h.metrics.dsnSent.get()).values.map((v) => [v.labels.kind, v.value]);
+    expect(kinds).toEqual([['delayed', 1]]);
+    busy = false;
+    h.copy.behaviour.rcpt = undefined;
+    await drained(h);
+    expect(h.primary.for('bob@example.com').length).toBe(1);
+    expect(h.senderBox.messages.length).toBe(1);
+  });
+
+  it('--delay-warning 0 (or a leg delivered before it) sends no delay DSN', async () => {
+    h = await harness({ delayWarningMs: 0, retryScheduleMs: [40] });
+    let refusals = 0;
+    h.primary.behaviour.rcpt = () => (refusals++ < 4 ? { code: 450, message: '4.2.0 busy' } : undefined);
+    await h.accept();
+    await drained(h);
+    expect(refusals).toBe(5);
+    expect(h.senderBox.messages.length).toBe(0);
+  });
+
   it('retries a 4xx on the schedule and delivers when the server recovers', async () => {
     h = await harness();
     let refusals = 0;
