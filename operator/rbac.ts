@@ -62,7 +62,7 @@ export function namespaceRules(leaseName = 'mailroute-operator'): PolicyRule[] {
       apiGroups: [''],
       resources: ['configmaps'],
       verbs: ['get', 'list', 'create', 'patch', 'delete'],
-      why: 'mailroute-routing and its shards: server-side apply (create+patch), drift check (get), shard GC (list+delete)',
+      why: 'mailroute-routing and its shards: server-side apply (create+patch), drift check (get), shard GC (list+delete); the owner ConfigMap of --owner-configmap (get: its uid)',
     },
     {
       apiGroups: [''],

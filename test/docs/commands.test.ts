@@ -27,7 +27,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parse as parseYaml } from 'yaml';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseOperatorConfig } from '../../operator/config.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { CHART_DIR, findTools, KUBE_VERSION, REPO_ROOT } from '../helm/tools.ts';
@@ -229,6 +229,100 @@ function helmTemplateOf(argv: string[], cmd: Command): Verdict {
   return { how: 'ran', detail: 'helm template renders it' };
 }
 
+const KIND_ALIASES: Record<string, string> = {
+  svc: 'Service',
+  service: 'Service',
+  services: 'Service',
+  deploy: 'Deployment',
+  deployment: 'Deployment',
+  deployments: 'Deployment',
+  sts: 'StatefulSet',
+  statefulset: 'StatefulSet',
+  statefulsets: 'StatefulSet',
+  lease: 'Lease',
+  leases: 'Lease',
+  cm: 'ConfigMap',
+  configmap: 'ConfigMap',
+  configmaps: 'ConfigMap',
+  secret: 'Secret',
+  secrets: 'Secret',
+  pod: 'Pod',
+  pods: 'Pod',
+  po: 'Pod',
+  hpa: 'HorizontalPodAutoscaler',
+  pdb: 'PodDisruptionBudget',
+  sa: 'ServiceAccount',
+  role: 'Role',
+  rolebinding: 'RoleBinding',
+  clusterrole: 'ClusterRole',
+  clusterrolebinding: 'ClusterRoleBinding',
+};
+
+let releaseNames: Set<string> | undefined;
+/**
+ * "Kind/name" of every object a default install (release mailroute in mailroute-system) has: what the chart renders,
+ * and what runs create (the routing ConfigMap, the credentials Secret, the Leases, the relay pods 0..maxReplicas-1).
+ * Undefined without helm.
+ */
+function releaseObjects(): Set<string> | undefined {
+  if (releaseNames !== undefined || !tools.ok) return releaseNames;
+  const r = spawnSync(
+    tools.tools.helm,
+    ['template', 'mailroute', CHART_DIR, '-n', 'mailroute-system', '--kube-version', KUBE_VERSION],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`helm template: ${r.stderr}`);
+  const names = new Set<string>();
+  for (const d of parseAllDocuments(r.stdout)) {
+    const o = d.toJS() as { kind?: string; metadata?: { name?: string } } | null;
+    if (o?.kind !== undefined && o.metadata?.name !== undefined) names.add(`${o.kind}/${o.metadata.name}`);
+  }
+  names
+    .add('ConfigMap/mailroute-routing')
+    .add('Secret/mailroute-credentials')
+    .add('Lease/mailroute-operator');
+  for (let i = 0; i < 6; i++)
+    names.add(`Pod/mailroute-relay-${i}`).add(`Lease/mailroute-relay-mailroute-relay-${i}`);
+  releaseNames = names;
+  return names;
+}
+
+/**
+ * The objects a kubectl command names in mailroute-system (`get svc NAME`, `get lease/NAME`, `exec POD`) that a
+ * default install does not have. Other namespaces hold the user's objects: not checked here.
+ */
+function unknownReleaseObjects(argv: readonly string[], sub: string): string[] {
+  const nsAt = argv.findIndex((w) => w === '-n' || w === '--namespace');
+  const ns = nsAt >= 0 ? argv[nsAt + 1] : argv.find((w) => w.startsWith('--namespace='))?.slice(12);
+  if (ns !== 'mailroute-system') return [];
+  const known = releaseObjects();
+  if (known === undefined) return [];
+  const words = argv
+    .slice(1)
+    .filter(
+      (w, i, a) => !w.startsWith('-') && !['-n', '--namespace', '-o', '-l', '-c'].includes(a[i - 1] ?? ''),
+    );
+  const rest = words.slice(words.indexOf(sub) + 1);
+  const refs: string[] = [];
+  if (sub === 'exec' || sub === 'port-forward' || sub === 'logs') {
+    const target = rest[0];
+    if (target !== undefined && !target.startsWith('$'))
+      refs.push(target.includes('/') ? target : `pod/${target}`);
+  } else if (
+    ['get', 'describe', 'delete', 'scale', 'wait', 'edit', 'patch'].includes(sub) &&
+    rest.length > 0
+  ) {
+    const [first, ...names] = rest;
+    if (first!.includes('/')) refs.push(...rest.filter((w) => w.includes('/')));
+    else if (!first!.includes(',')) refs.push(...names.map((n) => `${first!}/${n}`));
+  }
+  return refs.filter((ref) => {
+    const [type = '', name = ''] = ref.split('/');
+    const kind = KIND_ALIASES[type.toLowerCase()];
+    return kind !== undefined && !known.has(`${kind}/${name}`);
+  });
+}
+
 function verdictOf(cmd: Command, ws: Workspace): Verdict[] {
   const syntax = spawnSync('bash', ['-n', '-c', cmd.text], { encoding: 'utf8' });
   if (syntax.status !== 0) return [{ how: 'failed', detail: `bash -n: ${syntax.stderr}` }];
@@ -331,6 +425,14 @@ function verdictOf(cmd: Command, ws: Workspace): Verdict[] {
         out.push({ how: 'failed', detail: `kubectl: unknown subcommand ${sub ?? '(none)'}` });
         continue;
       }
+      const unknown = unknownReleaseObjects(argv, sub);
+      if (unknown.length > 0) {
+        out.push({
+          how: 'failed',
+          detail: `kubectl names objects the chart (release mailroute) does not create: ${unknown.join(', ')}`,
+        });
+        continue;
+      }
     }
     const needs = NEEDS[prog];
     if (needs !== undefined && ann !== undefined && needs.includes(ann.kind)) {
@@ -403,6 +505,31 @@ describe('the docs check itself', () => {
       'unknown subcommand gte',
     );
     failsWith(check('```sh\nmailroute frob\n```\n'), '');
+    if (tools.ok) {
+      failsWith(
+        check(
+          '<!-- docs-check: cluster -->\n```sh\nkubectl -n mailroute-system get svc mailroute-relais\n```\n',
+        ),
+        'svc/mailroute-relais',
+      );
+      failsWith(
+        check(
+          '<!-- docs-check: cluster -->\n```sh\nkubectl -n mailroute-system exec mailroute-relay-6 -- true\n```\n',
+        ),
+        'pod/mailroute-relay-6',
+      );
+      expect(
+        check(
+          '<!-- docs-check: cluster -->\n```sh\nkubectl -n mailroute-system get clusterrole mailroute-operator-secrets\n```\n',
+        ),
+      ).toEqual([{ how: 'listed', detail: 'kubectl (cluster)' }]);
+      failsWith(
+        check(
+          '<!-- docs-check: cluster -->\n```sh\nkubectl -n mailroute-system get clusterrole mailroute-secrets-operator\n```\n',
+        ),
+        'clusterrole/mailroute-secrets-operator',
+      );
+    }
     failsWith(check('```sh\nmailroute relay --manifests m --listen nowhere\n```\n'), '--listen');
     failsWith(check('```sh\nnpm run no-such-script\n```\n'), '');
     failsWith(check("```sh\necho 'unterminated\n```\n"), '');
