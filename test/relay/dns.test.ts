@@ -42,6 +42,30 @@ async function peer(
   return p;
 }
 
+describe('DNS: the test guard holds for the relay', () => {
+  it('without --dns-servers an in-process relay asks the guard (a closed loopback port), not the system resolver', async () => {
+    const target = await peer('by-name');
+    const relay = await startRelay({
+      'd.yaml': domain('example.com', `host: mx.mailroute.test, port: ${target.port}, tls: None`),
+    });
+    cleanups.push(() => relay.close());
+    expect(
+      await submit(relay.relay.smtp.port, { from: 's@elsewhere.test', to: 'alice@example.com', text: 'x' }),
+    ).toMatch(/^250 /);
+    const reply = await waitFor(
+      async () => {
+        const [id] = await relay.relay.spool.list();
+        const loaded = id === undefined ? undefined : await relay.relay.spool.load(id);
+        return loaded?.ok ? loaded.state.legs[0]?.lastReply : undefined;
+      },
+      { what: 'the first attempt' },
+    );
+    // c-ares against 127.0.0.1:1: refused (getaddrinfo would have asked the machine's resolver: ENOTFOUND/EAI_AGAIN)
+    expect(reply).toBe('address lookup for mx.mailroute.test failed: ECONNREFUSED');
+    expect(target.messages).toHaveLength(0);
+  });
+});
+
 describe('DNS: one resolver for MX, A/AAAA and the DSN route (--dns-servers)', () => {
   let dns: DnsServer;
   let relay: InProcessRelay;
