@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { withDeadline } from '../../test/support/wait.ts';
+import { adoptQueue } from './adopt.ts';
 import { encodeMessageFile, FOOTER_LEN } from './format.ts';
 import { defaultSpoolFs, FsWatch, openSpool, type SpoolFs } from './spool.ts';
 import type { EnvelopeMeta, LoadResult, SpoolState } from './types.ts';
@@ -359,5 +360,22 @@ describe('spool: stall watchdog', () => {
       'stall report',
     );
     expect(other.stalled()).toMatch(/\(open\) has been waiting/);
+  });
+});
+
+describe('spool: adopting a former worker folder', () => {
+  it('moves regular message files only; a FIFO or a directory under a spool name stays behind', async () => {
+    const from = join(dir, 'w1');
+    const to = join(dir, 'root');
+    const first = await openSpool({ dir: from, logger });
+    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const fifo = join(from, 'queue', `${idAt(7)}.msg`);
+    fifos.push(fifo);
+    await run('mkfifo', [fifo]);
+    await mkdir(join(from, 'queue', `${idAt(8)}.msg`));
+    expect(await withDeadline(5000, adoptQueue(from, to), 'adoptQueue')).toBe(1);
+    expect(await readdir(join(to, 'queue'))).toEqual([`${r.id}.msg`]);
+    expect((await readdir(join(from, 'queue'))).sort()).toEqual([`${idAt(7)}.msg`, `${idAt(8)}.msg`]);
   });
 });

@@ -95,6 +95,8 @@ describe('relay --workers', () => {
     expect(m).toMatch(/mailroute_routing_revision_info\{revision="[0-9a-f]{64}"\} 1\n/);
     const ready = await httpGet(relay.httpPort, '/readyz');
     expect(ready.status).toBe(200);
+    // /healthz asks every worker whether its spool is stuck
+    expect(await httpGet(relay.httpPort, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
     expect(JSON.parse(ready.body)).toMatchObject({
       ready: true,
       checks: { routing: 'ok', spool: 'ok', accepting: 'ok' },
