@@ -126,7 +126,7 @@ export const serverSchema = {
       enum: TLS_MODES,
       default: 'Opportunistic',
       description:
-        'None | Opportunistic (STARTTLS when offered) | Required | RequiredVerify (certificate verified).',
+        'None | Opportunistic (STARTTLS when offered) | Required (STARTTLS, certificate not checked) | RequiredVerify (STARTTLS, certificate verified) | Implicit (TLS from the first byte, as on port 465; certificate not checked). Delivery and recipient-verification callouts both use it.',
     },
     authSecretRef: {
       ...objectRef('Secret'),

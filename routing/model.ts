@@ -8,7 +8,7 @@ export const API_VERSION = `${GROUP}/${VERSION}` as const;
 export const KINDS = ['MailDomain', 'DeliveryPolicy', 'TestRecipient'] as const;
 export type Kind = (typeof KINDS)[number];
 
-export const TLS_MODES = ['None', 'Opportunistic', 'Required', 'RequiredVerify'] as const;
+export const TLS_MODES = ['None', 'Opportunistic', 'Required', 'RequiredVerify', 'Implicit'] as const;
 export type TlsMode = (typeof TLS_MODES)[number];
 
 export const MODES = ['Direct', 'Dual', 'Split'] as const;

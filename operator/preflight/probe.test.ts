@@ -41,6 +41,8 @@ describe('tlsPlan', () => {
     ['Required', false, 'fail-not-offered'],
     ['RequiredVerify', true, 'handshake'],
     ['RequiredVerify', false, 'fail-not-offered'],
+    ['Implicit', true, 'report-implicit'],
+    ['Implicit', false, 'report-implicit'],
   ] as const)('%s offered=%s -> %s', (mode, offered, plan) => {
     expect(tlsPlan(mode, offered)).toBe(plan);
   });
@@ -50,6 +52,7 @@ describe('createSmtpProbe against real SMTP servers', () => {
   let plain: SmtpPeer;
   let cert: SelfSigned;
   let tlsPeer: SmtpPeer;
+  let implicitPeer: SmtpPeer;
   let raw: Server;
   const rawSockets = new Set<Socket>();
   let rawPort = 0;
@@ -59,6 +62,7 @@ describe('createSmtpProbe against real SMTP servers', () => {
     plain = await startSmtpPeer('plain');
     cert = makeSelfSigned();
     tlsPeer = await startSmtpPeer('tls', {}, undefined, { tls: cert });
+    implicitPeer = await startSmtpPeer('implicit', {}, undefined, { tls: cert, implicitTls: true });
     raw = createServer((s) => {
       rawSockets.add(s);
       s.on('close', () => rawSockets.delete(s));
@@ -72,6 +76,7 @@ describe('createSmtpProbe against real SMTP servers', () => {
   afterAll(async () => {
     await plain.close();
     await tlsPeer.close();
+    await implicitPeer.close();
     rawSockets.forEach((s) => s.destroy());
     await new Promise<void>((r) => raw.close(() => r()));
   });
@@ -106,6 +111,20 @@ describe('createSmtpProbe against real SMTP servers', () => {
     expect(r.tls).toBe(report);
     expect(r.reachable).toBe(true);
     expect(r.message).toMatch(msg);
+  });
+
+  it('tls: Implicit does the TLS handshake before the greeting (port 465 style); a STARTTLS port fails it', async () => {
+    const probe = createSmtpProbe({ timeoutMs: 3000 });
+    const ok = await probe(target(implicitPeer.port, 'Implicit'));
+    expect(ok).toMatchObject({ reachable: true, tls: 'ok' });
+    expect(ok.message).toMatch(/^220 .*EHLO ok; implicit TLS ok \(TLSv1\.[23], certificate not verified\)/);
+    // a plain-text server does not answer a ClientHello with a handshake
+    const plainPort = await probe(target(plain.port, 'Implicit'));
+    expect(plainPort).toMatchObject({ reachable: true, tls: 'failed' });
+    expect(plainPort.message).toMatch(/^TLS handshake with 127\.0\.0\.1:\d+ \(tls: Implicit\): /);
+    // and the implicit-TLS port is not an SMTP server for a plain-text client
+    const asPlain = await createSmtpProbe({ timeoutMs: 300 })(target(implicitPeer.port, 'Opportunistic'));
+    expect(asPlain.tls).not.toBe('ok');
   });
 
   it('verifies the certificate for RequiredVerify when its CA is trusted', async () => {

@@ -1,5 +1,6 @@
 // The preflight probe of one downstream server: TCP connect, greeting, EHLO, and STARTTLS when the server's TLS mode
-// asks for it (certificate verified for RequiredVerify). It never sends MAIL: it tells whether our relay can reach
+// asks for it (certificate verified for RequiredVerify); with tls: Implicit the TLS handshake comes first, before
+// the greeting (port 465). It never sends MAIL: it tells whether our relay can reach
 // the server and negotiate what its routing asks, nothing more.
 import { isIP, Socket, connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -50,7 +51,7 @@ export interface SmtpProbeOptions {
 export function tlsPlan(
   mode: TlsMode,
   starttlsOffered: boolean,
-): 'report-none' | 'report-offered' | 'handshake' | 'fail-not-offered' {
+): 'report-none' | 'report-offered' | 'handshake' | 'fail-not-offered' | 'report-implicit' {
   switch (mode) {
     case 'None':
       return 'report-none';
@@ -59,6 +60,9 @@ export function tlsPlan(
     case 'Required':
     case 'RequiredVerify':
       return starttlsOffered ? 'handshake' : 'fail-not-offered';
+    case 'Implicit':
+      // the session is already TLS (handshake before the greeting); STARTTLS does not apply
+      return 'report-implicit';
     default:
       return assertNever(mode, 'tls mode');
   }
@@ -253,6 +257,24 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
       }
       if (timedOut) throw new ProbeError(`timed out after ${timeoutMs} ms during connect`, false);
       conv = new Conversation(socket);
+      let implicit: TLSSocket | undefined;
+      if (target.tls === 'Implicit') {
+        step = 'TLS handshake';
+        try {
+          implicit = await conv.upgrade({
+            host: endpoint.host,
+            verify: false,
+            ...(options.ca !== undefined ? { ca: options.ca } : {}),
+          });
+        } catch (err) {
+          if (err instanceof ProbeError || timedOut) throw err;
+          return {
+            reachable: true,
+            tls: 'failed',
+            message: `TLS handshake with ${where} (tls: Implicit): ${errText(err)}`,
+          };
+        }
+      }
 
       step = 'greeting';
       const greeting = await conv.read().catch((err: unknown) => {
@@ -289,6 +311,13 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
           break;
         case 'report-offered':
           outcome = { reachable: true, tls: 'offered', message: `${base}; STARTTLS offered` };
+          break;
+        case 'report-implicit':
+          outcome = {
+            reachable: true,
+            tls: 'ok',
+            message: `${base}; implicit TLS ok (${implicit?.getProtocol() ?? 'TLS'}, certificate not verified)`,
+          };
           break;
         case 'fail-not-offered':
           outcome = {

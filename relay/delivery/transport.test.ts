@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { ServerRoute } from '../../routing/model.ts';
-import { poolKey, readSource, repliesFromNodemailer, resolveTargets, type MxResolver } from './transport.ts';
+import {
+  DEFAULT_TIMEOUTS,
+  poolKey,
+  readSource,
+  repliesFromNodemailer,
+  resolveTargets,
+  smtpClientOptions,
+  type MxResolver,
+} from './transport.ts';
 
 describe('readSource', () => {
   const drain = async (r: Readable): Promise<Buffer> => {
@@ -138,5 +146,35 @@ describe('poolKey', () => {
     const b = poolKey({ host: 'h', port: 25, tls: 'Required' });
     const c = poolKey({ host: 'h', port: 25, tls: 'None', authKey: 'ns/secret' });
     expect(new Set([a, b, c]).size).toBe(3);
+  });
+});
+
+describe('smtpClientOptions (shared by delivery and the verification callout)', () => {
+  const settings = { hostname: 'relay.example', timeouts: DEFAULT_TIMEOUTS };
+  it.each([
+    ['None', { secure: false, ignoreTLS: true }],
+    ['Opportunistic', { secure: false, opportunisticTLS: true, tls: { rejectUnauthorized: false } }],
+    ['Required', { secure: false, requireTLS: true, tls: { rejectUnauthorized: false } }],
+    [
+      'RequiredVerify',
+      { secure: false, requireTLS: true, tls: { rejectUnauthorized: true, servername: 'mx.example' } },
+    ],
+    ['Implicit', { secure: true, tls: { rejectUnauthorized: false } }],
+  ] as const)('tls %s', (tls, want) => {
+    const o = smtpClientOptions({ host: 'mx.example', port: 465, tls }, settings);
+    expect(o).toMatchObject({ host: 'mx.example', port: 465, name: 'relay.example', ...want });
+    expect(o.auth).toBeUndefined();
+  });
+  it('carries the credentials and the timeouts', () => {
+    const o = smtpClientOptions(
+      { host: 'h', port: 25, tls: 'None', auth: { user: 'u', pass: 'p' } },
+      { hostname: 'n', timeouts: { connectionMs: 1, greetingMs: 2, socketMs: 3 } },
+    );
+    expect(o).toMatchObject({
+      auth: { user: 'u', pass: 'p' },
+      connectionTimeout: 1,
+      greetingTimeout: 2,
+      socketTimeout: 3,
+    });
   });
 });

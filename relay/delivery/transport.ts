@@ -8,17 +8,21 @@
 //   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
 //   resolveTargets(server, resolver): which hosts to connect to for a ServerRoute (MX lookup when mx: true); the engine
 //     resolves each host's addresses through the same seam (relay/dns.ts).
+//   smtpClientOptions(target, settings): the client options of a destination, shared with the verification callout.
 //
 // TLS modes: None = ignoreTLS; Opportunistic = STARTTLS when offered, no certificate check, plain text if the upgrade
-// fails; Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host.
+// fails; Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host;
+// Implicit = TLS from the first byte (secure: true, port 465), no check.
 // TCP_NODELAY: nodemailer (>= 10) calls socket.setNoDelay(true) on every socket it connects (smtp-connection
 // _onConnect), so the final "." is not held back by Nagle (GUIDE §7, the 40 ms stall Haraka has).
 import { createReadStream } from 'node:fs';
+import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message';
 import MimeNode from 'nodemailer/lib/mime-node';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import SMTPPool from 'nodemailer/lib/smtp-pool';
-import type { ServerRoute, TlsMode } from '../../routing/model.ts';
+import { assertNever, type ServerRoute, type TlsMode } from '../../routing/model.ts';
 import type { DnsResolver } from '../dns.ts';
 import type { AttemptReply } from './outcome.ts';
 import type { MessageBody } from '../spool/types.ts';
@@ -137,45 +141,63 @@ export interface NodemailerFactoryOptions {
   timeouts?: Partial<SmtpTimeouts>;
 }
 
+/**
+ * The nodemailer client options for one destination: host (and the name for TLS when host is an address), port, our
+ * EHLO name, timeouts, TLS mode and credentials. The one place these are decided: the delivery pool
+ * (nodemailerTransportFactory) and the recipient-verification callout (relay/inbound/callout.ts) both start from it,
+ * so a server is spoken to the same way by both. Pure.
+ */
+export function smtpClientOptions(
+  target: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'auth'>,
+  settings: { hostname: string; timeouts: SmtpTimeouts },
+): SMTPConnection.Options {
+  // SNI and certificate checks use the host name; an IP address is no SNI name (RFC 6066)
+  const tlsName = target.servername ?? (isIP(target.host) === 0 ? target.host : undefined);
+  const tlsOptions = ((): SMTPConnection.Options => {
+    switch (target.tls) {
+      case 'None':
+        return { secure: false, ignoreTLS: true };
+      case 'Opportunistic':
+        return { secure: false, opportunisticTLS: true, tls: { rejectUnauthorized: false } };
+      case 'Required':
+        return { secure: false, requireTLS: true, tls: { rejectUnauthorized: false } };
+      case 'RequiredVerify':
+        return {
+          secure: false,
+          requireTLS: true,
+          tls: { rejectUnauthorized: true, ...(tlsName !== undefined ? { servername: tlsName } : {}) },
+        };
+      case 'Implicit':
+        // TLS from the first byte (port 465, RFC 8314); like Required, the certificate is not checked.
+        return { secure: true, tls: { rejectUnauthorized: false } };
+      default:
+        return assertNever(target.tls, 'tls mode');
+    }
+  })();
+  return {
+    host: target.host,
+    ...(target.servername !== undefined ? { servername: target.servername } : {}),
+    port: target.port,
+    name: settings.hostname,
+    connectionTimeout: settings.timeouts.connectionMs,
+    greetingTimeout: settings.timeouts.greetingMs,
+    socketTimeout: settings.timeouts.socketMs,
+    logger: false,
+    ...(target.auth ? { auth: { user: target.auth.user, pass: target.auth.pass } } : {}),
+    ...tlsOptions,
+  };
+}
+
 export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): TransportFactory {
   const t = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
   return (target: ServerTarget): ServerTransport => {
-    const tlsOptions = (() => {
-      switch (target.tls) {
-        case 'None':
-          return { ignoreTLS: true };
-        case 'Opportunistic':
-          return { opportunisticTLS: true, tls: { rejectUnauthorized: false } };
-        case 'Required':
-          return { requireTLS: true, tls: { rejectUnauthorized: false } };
-        case 'RequiredVerify':
-          return {
-            requireTLS: true,
-            tls: { rejectUnauthorized: true, servername: target.servername ?? target.host },
-          };
-        default: {
-          const never: never = target.tls;
-          throw new Error(`unknown tls mode ${String(never)}`);
-        }
-      }
-    })();
     const pool = new SMTPPool({
-      host: target.host,
-      ...(target.servername !== undefined ? { servername: target.servername } : {}),
-      port: target.port,
-      secure: false,
-      name: opts.hostname,
+      ...smtpClientOptions(target, { hostname: opts.hostname, timeouts: t }),
       maxConnections: Math.max(1, target.maxConnections),
       maxMessages: Infinity,
       // A connection dropped while sending is retried once by the pool (a reused connection the server closed);
       // beyond that the engine's retry schedule decides (nodemailer's default is 5 requeues with backoff).
       maxRequeues: 1,
-      connectionTimeout: t.connectionMs,
-      greetingTimeout: t.greetingMs,
-      socketTimeout: t.socketMs,
-      logger: false,
-      ...(target.auth ? { auth: { user: target.auth.user, pass: target.auth.pass } } : {}),
-      ...tlsOptions,
     });
     // A pool emits 'error' for connection problems it also reports to the send callback.
     pool.on('error', () => undefined);

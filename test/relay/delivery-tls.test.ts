@@ -20,6 +20,7 @@ let dir: string;
 let tlsPeer: SmtpPeer;
 let plainPeer: SmtpPeer;
 let authPeer: SmtpPeer;
+let implicitPeer: SmtpPeer;
 let spool: Spool;
 let engine: DeliveryEngine;
 
@@ -28,6 +29,7 @@ beforeAll(async () => {
   tlsPeer = await startSmtpPeer('tls', {}, undefined, { tls: makeSelfSigned() });
   plainPeer = await startSmtpPeer('plain');
   authPeer = await startSmtpPeer('auth', {}, undefined, { auth: { user: 'relay', pass: 's3cret' } });
+  implicitPeer = await startSmtpPeer('implicit', {}, undefined, { tls: makeSelfSigned(), implicitTls: true });
   spool = await openSpool({ dir: join(dir, 'spool'), logger });
   engine = startDelivery(
     deliveryOptions(spool, {
@@ -48,7 +50,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await engine.stop();
-  await Promise.all([tlsPeer.close(), plainPeer.close(), authPeer.close()]);
+  await Promise.all([tlsPeer.close(), plainPeer.close(), authPeer.close(), implicitPeer.close()]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -121,6 +123,23 @@ describe('outbound TLS modes', () => {
     expect(leg.state).toBe('deferred');
     expect(leg.lastReply).toMatch(/certificate/i);
     expect(tlsPeer.for('verify@example.com')).toEqual([]);
+  });
+});
+
+describe('outbound implicit TLS (tls: Implicit, port 465 style)', () => {
+  it('delivers over TLS from the first byte to an implicit-TLS server', async () => {
+    await send('implicit@example.com', { port: implicitPeer.port, tls: 'Implicit' });
+    const m = await waitFor(() => implicitPeer.for('implicit@example.com')[0], {
+      what: 'implicit TLS delivery',
+    });
+    expect(m.secure).toBe(true);
+  });
+
+  it('never falls back to plain text: Implicit to a STARTTLS-port server is deferred', async () => {
+    const id = await send('implicit-plain@example.com', { port: plainPeer.port, tls: 'Implicit' });
+    const leg = await legAfterFirstAttempt(id);
+    expect(leg.state).toBe('deferred');
+    expect(plainPeer.for('implicit-plain@example.com')).toEqual([]);
   });
 });
 

@@ -9,7 +9,7 @@ export interface ReceivedMessage {
   /** Raw bytes as received after DATA (dot-unstuffed by smtp-server). */
   raw: Buffer;
   receivedAt: number;
-  /** The session ran over TLS (STARTTLS). */
+  /** The session ran over TLS (STARTTLS or implicit). */
   secure: boolean;
   /** The user that authenticated, when AUTH was used. */
   user?: string;
@@ -22,6 +22,8 @@ export interface PeerOptions {
   tls?: { key: Buffer | string; cert: Buffer | string };
   /** Require AUTH (PLAIN/LOGIN) with these credentials before MAIL FROM. */
   auth?: { user: string; pass: string };
+  /** With tls: implicit TLS (TLS from the first byte, as on port 465) instead of STARTTLS. */
+  implicitTls?: boolean;
 }
 
 export interface PeerBehaviour {
@@ -64,8 +66,12 @@ export async function startSmtpPeer(
   const make = (): SMTPServer =>
     new SMTPServer({
       authOptional: options.auth === undefined,
-      disabledCommands: [...(options.auth ? [] : ['AUTH']), ...(options.tls ? [] : ['STARTTLS'])],
+      disabledCommands: [
+        ...(options.auth ? [] : ['AUTH']),
+        ...(options.tls && options.implicitTls !== true ? [] : ['STARTTLS']),
+      ],
       ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
+      ...(options.tls && options.implicitTls === true ? { secure: true } : {}),
       // AUTH over a plain connection is allowed: the tests run on loopback.
       allowInsecureAuth: true,
       onAuth(auth, _session, cb) {
