@@ -66,6 +66,20 @@ export interface RelayConfig {
   quarantineMaxFiles?: number;
   /** --spool-stall-timeout: a spool file-system call pending this long makes /healthz fail (default 60 s). */
   spoolStallMs?: number;
+  /** Recipient-verification callouts (relay/inbound/callout.ts, verify.ts). */
+  callout: {
+    /** Concurrent callout connections per server (also capped by the server's maxConnections). */
+    maxConnections: number;
+    /** Callouts waiting for a connection per server; more get 451 4.4.3 at once. */
+    maxQueued: number;
+    /** Cache lifetime of an absent answer (capped by the MailDomain's cacheTTL). */
+    negativeTtlMs: number;
+    timeoutMs: number;
+  };
+  /** Unknown recipients (550 5.1.1, 554 5.7.1, 553 at RCPT) per session before 421 4.7.0 and close; 0: no limit. */
+  maxUnknownRecipients: number;
+  /** Unknown recipients per client address within 10 minutes before its RCPTs get 421 4.7.0; 0: no limit. */
+  maxUnknownRecipientsPerIp: number;
 }
 
 type FlagKind = 'string' | 'boolean';
@@ -202,6 +216,36 @@ export const RELAY_FLAGS = {
   'dns-servers': {
     type: 'string',
     help: 'IP[:PORT],... DNS servers for every lookup of the relay (MX, destination and DSN hosts, callouts, --peers); names are looked up as given. Default: the system resolver',
+  },
+  'callout-connections': {
+    type: 'string',
+    default: '2',
+    help: "recipient-verification callout connections per server at once (also capped by the server's maxConnections); each is reused",
+  },
+  'callout-queue': {
+    type: 'string',
+    default: '100',
+    help: 'callouts that may wait for a connection per server; more get 451 4.4.3 at once',
+  },
+  'callout-negative-ttl': {
+    type: 'string',
+    default: '10m',
+    help: "how long an 'absent' callout answer is cached (at most the MailDomain's cacheTTL)",
+  },
+  'callout-timeout': {
+    type: 'string',
+    default: '10s',
+    help: 'connect, greeting and per-command timeout of a callout',
+  },
+  'max-unknown-recipients': {
+    type: 'string',
+    default: '20',
+    help: 'unknown or refused recipients in one session before 421 4.7.0 and close; 0: no limit',
+  },
+  'max-unknown-recipients-per-ip': {
+    type: 'string',
+    default: '100',
+    help: 'unknown or refused recipients from one client address within 10 minutes before its RCPTs get 421 4.7.0; 0: no limit',
   },
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
@@ -393,6 +437,14 @@ export function parseRelayConfig(
       quarantineMaxAgeMs: duration('quarantine-max-age', 1000),
       quarantineMaxFiles: int('quarantine-max-files', 1),
       spoolStallMs: duration('spool-stall-timeout', 1000),
+      callout: Object.freeze({
+        maxConnections: int('callout-connections', 1),
+        maxQueued: int('callout-queue', 0),
+        negativeTtlMs: duration('callout-negative-ttl'),
+        timeoutMs: duration('callout-timeout', 100),
+      }),
+      maxUnknownRecipients: int('max-unknown-recipients', 0),
+      maxUnknownRecipientsPerIp: int('max-unknown-recipients-per-ip', 0),
     };
     const dnsRaw = raw('dns-servers');
     if (dnsRaw !== undefined) {

@@ -10,7 +10,7 @@ import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
-import { resolveTargets, type TransportFactory } from './delivery/transport.ts';
+import { type TransportFactory } from './delivery/transport.ts';
 import { createDnsResolver, type DnsResolver } from './dns.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
@@ -179,6 +179,11 @@ async function startRelay(
         logger.warn({ flag, limit: n, workers: share }, `${flag} is below --workers: each worker admits 1`);
     }
   }
+  // One credentials lookup for delivery and the verification callouts: the Secrets of the revision being served.
+  const credentials = (ref: { namespace: string; name: string }) => {
+    const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
+    return Promise.resolve(c ? { user: c.username, pass: c.password } : undefined);
+  };
   const delivery = startDelivery({
     spool,
     connectionShare: share,
@@ -189,10 +194,7 @@ async function startRelay(
     maxQueueLifetimeMs: config.maxQueueLifetimeMs,
     delayWarningMs: config.delayWarningMs,
     hostname: config.hostname,
-    credentials: (ref) => {
-      const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
-      return Promise.resolve(c ? { user: c.username, pass: c.password } : undefined);
-    },
+    credentials,
     // How to reach a leg's server: the table served now, at every attempt (relay/delivery/server-lookup.ts).
     serverFor: (leg) => lookupServer(snapshot?.table, leg),
     replan: (recipient) => route(recipient),
@@ -231,6 +233,17 @@ async function startRelay(
       }
     : undefined;
   let draining = false;
+  // Recipient-verification callouts: the server's port, TLS mode, credentials and MX, as delivery; bounded per server.
+  const verifier = createCalloutVerifier({
+    heloName: config.hostname,
+    timeoutMs: config.callout.timeoutMs,
+    credentials,
+    resolver,
+    maxConnections: split(config.callout.maxConnections),
+    maxQueued: config.callout.maxQueued,
+    negativeTtlMs: config.callout.negativeTtlMs,
+    metrics,
+  });
   const inbound: Inbound = createInbound({
     options: {
       hostname: config.hostname,
@@ -247,21 +260,13 @@ async function startRelay(
       bareLf: config.bareLf,
       greetingDelayMs: config.greetingDelayMs,
       maxLineLength: config.maxLineLength,
+      maxUnknownRecipients: config.maxUnknownRecipients,
+      maxUnknownRecipientsPerIp: split(config.maxUnknownRecipientsPerIp),
       ...(tls ? { tls } : {}),
     },
     router: () => router,
     spool: writer,
-    verifier: createCalloutVerifier({
-      heloName: config.hostname,
-      // mx: true: ask the most preferred MX host, as delivery would connect to it first
-      connect: async (server) => {
-        const t = await resolveTargets(server, resolver);
-        const host = t.ok ? t.hosts[0] : undefined;
-        if (host === undefined) return undefined;
-        const address = (await resolver.addresses(host).catch(() => []))[0];
-        return address === undefined ? undefined : { host: address, port: server.port };
-      },
-    }),
+    verifier,
     metrics,
     logger,
     clock,
@@ -391,6 +396,7 @@ async function startRelay(
         await new Promise((r) => setTimeout(r, 25));
       }
       await inbound.close(Math.max(1, config.shutdownTimeoutMs - (Date.now() - started)));
+      verifier.close();
       await delivery.stop();
       await cluster?.drain(spool);
       await cluster?.stop();

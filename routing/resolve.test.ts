@@ -30,6 +30,8 @@ interface Row {
   objects: () => MailrouteObject[];
   to: string;
   verified?: MailboxFact;
+  /** server:address the callout must be asked about (when verified is set). */
+  asks?: string;
   want: string;
 }
 
@@ -88,6 +90,21 @@ const rows: Row[] = [
     to: 'bob@example.com',
     verified: 'exists',
     want: 'accept primary:old:bob@example.com:Notify copy:new:bob@example.com:Suppress',
+  },
+  {
+    row: 'Dual scope Accounts with copyRecipientDomain: the secondary is asked about the copy address',
+    objects: () => [
+      exampleDomain({ recipientVerification: { server: 'new' } }),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { scope: 'Accounts', copyRecipientDomain: 'zoho-test.example' },
+      }),
+    ],
+    to: 'bob@example.com',
+    verified: 'exists',
+    asks: 'new:bob@zoho-test.example',
+    want: 'accept primary:old:bob@example.com:Notify copy:new:bob@zoho-test.example:Suppress',
   },
   {
     row: 'Dual scope Accounts: verification inconclusive -> primary only',
@@ -379,7 +396,7 @@ const rows: Row[] = [
 ];
 
 describe('resolve: the semantics table', () => {
-  it.each(rows)('$row', ({ objects, to, verified, want }) => {
+  it.each(rows)('$row', ({ objects, to, verified, asks, want }) => {
     const idx = index(objects());
     const asked: string[] = [];
     const plan = resolve(idx, to, {
@@ -395,9 +412,10 @@ describe('resolve: the semantics table', () => {
     });
     expect(brief(plan)).toBe(want);
     if (verified !== undefined) expect(asked.length).toBeGreaterThan(0);
+    if (asks !== undefined) expect(asked).toEqual([asks]);
     // verificationNeeded predicts whether resolve consults the callout
     const need = verificationNeeded(idx, to, { now: NOW });
-    if (verified !== undefined) expect(need?.server).toBe(asked[0]!.split(':')[0]);
+    if (verified !== undefined) expect(need && `${need.server}:${need.address}`).toBe(asked[0]);
   });
 });
 
@@ -480,9 +498,44 @@ describe('verificationNeeded', () => {
     expect(verificationNeeded(idx, 'bob@example.org')).toBeUndefined();
     expect(verificationNeeded(idx, 'Bob@Example.com')).toEqual({
       server: 'old',
-      address: 'bob@example.com',
+      address: 'Bob@example.com',
       cacheTTLSeconds: 600,
     });
+  });
+
+  it('asks about the address that will be delivered: the copy address for scope Accounts, the own one for Split', () => {
+    const accounts = index([
+      exampleDomain({ recipientVerification: { server: 'new', cacheTTL: '1h' } }),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { scope: 'Accounts', copyRecipientDomain: 'zoho-test.example' },
+      }),
+    ]);
+    expect(verificationNeeded(accounts, 'bob@example.com')).toEqual({
+      server: 'new',
+      address: 'bob@zoho-test.example',
+      cacheTTLSeconds: 3600,
+    });
+    const split = index([
+      exampleDomain({ recipientVerification: { server: 'old', cacheTTL: '1h' } }),
+      examplePolicy({ mode: 'Split', secondary: 'new' }),
+    ]);
+    expect(verificationNeeded(split, 'bob@example.com')?.address).toBe('bob@example.com');
+    // rejectUnknownRecipients asks the secondary about the copy address too
+    const reject = index([
+      exampleDomain({
+        rejectUnknownRecipients: true,
+        accounts: [{ server: 'old', addresses: [] }],
+        recipientVerification: { server: 'new', cacheTTL: '1h' },
+      }),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { scope: 'All', copyRecipientDomain: 'zoho-test.example' },
+      }),
+    ]);
+    expect(verificationNeeded(reject, 'bob@example.com')?.address).toBe('bob@zoho-test.example');
   });
 
   it('is undefined for Direct without rejectUnknownRecipients', () => {

@@ -95,14 +95,22 @@ function leg(domain: string, server: ServerRoute, recipient: string, role: LegRo
 }
 
 /**
- * What is known about `key` on `server`: listed in accounts -> exists; else the verification callout's answer
- * when `server` is the verification server (unknown without one); else absent when the server has an accounts
- * list (a list is authoritative for its server); else unknown.
+ * What is known about the recipient (lookup key `key`) on `server`, where `delivered` is the address a leg to that
+ * server would carry (after copyRecipientDomain): listed in accounts (by the recipient's own address) -> exists;
+ * else the verification callout's answer about `delivered` when `server` is the verification server (unknown
+ * without one); else absent when the server has an accounts list (a list is authoritative for its server); else
+ * unknown. The callout asks about the delivered address because that is the mailbox the server must have.
  */
-function fact(d: DomainIndex, server: string, key: string, ctx: ResolveContext): MailboxFact {
+function fact(
+  d: DomainIndex,
+  server: string,
+  key: string,
+  delivered: string,
+  ctx: ResolveContext,
+): MailboxFact {
   const list = d.accounts.get(server);
   if (list?.has(key)) return 'exists';
-  if (d.route.recipientVerification?.server === server) return ctx.verified?.(server, key) ?? 'unknown';
+  if (d.route.recipientVerification?.server === server) return ctx.verified?.(server, delivered) ?? 'unknown';
   return list !== undefined ? 'absent' : 'unknown';
 }
 
@@ -130,14 +138,24 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
     legs,
   });
   const primaryLeg = () => leg(r.domain, primary, address, 'primary', 'Notify');
+  // The address a leg to the secondary carries: a Dual copy goes to copyRecipientDomain when set; Split sends the
+  // recipient's own address.
+  const copyRecipientDomain = r.mode === 'Dual' ? r.dual?.copyRecipientDomain : undefined;
+  const copyTo = copyRecipientDomain === undefined ? address : `${local}@${copyRecipientDomain}`;
 
   const tr = r.mode === 'Dual' ? d.testRecipients.get(key) : undefined;
   const activeTr =
     tr !== undefined && (tr.expiresAtMs === undefined || ctx.now.getTime() < tr.expiresAtMs) ? tr : undefined;
 
   if (r.rejectUnknownRecipients && activeTr === undefined) {
-    const servers = r.secondary === undefined ? [primary.name] : [primary.name, r.secondary];
-    if (servers.every((s) => fact(d, s, key, ctx) === 'absent'))
+    const servers: [string, string][] =
+      r.secondary === undefined
+        ? [[primary.name, address]]
+        : [
+            [primary.name, address],
+            [r.secondary, copyTo],
+          ];
+    if (servers.every(([s, delivered]) => fact(d, s, key, delivered, ctx) === 'absent'))
       return reject(address, Replies.unknownRecipient);
   }
 
@@ -152,8 +170,6 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
         const copy = leg(r.domain, secondary, activeTr.forwardTo, 'copy', dual.bounces);
         return activeTr.keepPrimaryCopy ? accept(primaryLeg(), copy) : accept(copy);
       }
-      const copyTo =
-        dual.copyRecipientDomain === undefined ? address : `${local}@${dual.copyRecipientDomain}`;
       const copy = () => leg(r.domain, secondary, copyTo, 'copy', dual.bounces);
       switch (dual.scope) {
         case 'All':
@@ -162,7 +178,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
           return accept(primaryLeg());
         case 'Accounts':
           // Inconclusive verification of the secondary: no copy (the copy is optional, the primary is not).
-          return fact(d, secondary.name, key, ctx) === 'exists'
+          return fact(d, secondary.name, key, copyTo, ctx) === 'exists'
             ? accept(primaryLeg(), copy())
             : accept(primaryLeg());
         default:
@@ -171,7 +187,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
     }
     case 'Split': {
       const secondary = d.secondary;
-      const known = fact(d, primary.name, key, ctx);
+      const known = fact(d, primary.name, key, address, ctx);
       switch (known) {
         case 'exists':
           return accept(primaryLeg());
@@ -194,8 +210,9 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
 
 /**
  * The recipient verification callout resolve() would consult for this recipient, if any: the relay makes it
- * (cached for recipientVerification.cacheTTLSeconds) and passes the answer as ctx.verified. The address is the
- * lowercase lookup key. Without ctx.now, TestRecipients with an expiresAt count as expired (at worst one needless callout).
+ * (cached for recipientVerification.cacheTTLSeconds) and passes the answer as ctx.verified. The address is the one
+ * a leg to that server would carry: the copy's address (copyRecipientDomain) when scope Accounts asks the
+ * secondary, the recipient's own when Split asks the primary. Without ctx.now, TestRecipients with an expiresAt count as expired (at worst one needless callout).
  */
 export function verificationNeeded(
   index: RoutingIndex,
@@ -203,11 +220,14 @@ export function verificationNeeded(
   ctx?: { now: Date },
 ): { server: string; address: string; cacheTTLSeconds: number } | undefined {
   let asked: { server: string; address: string; cacheTTLSeconds: number } | undefined;
+  const parsed = parseAddress(recipient);
+  const ttl = parsed.ok
+    ? (index.domains.get(parsed.domain)?.route.recipientVerification?.cacheTTLSeconds ?? 0)
+    : 0;
   resolve(index, recipient, {
     now: ctx?.now ?? new Date(8.64e15), // the end of time: every expiresAt has passed
     verified: (server, address) => {
-      const d = index.domains.get(address.slice(address.lastIndexOf('@') + 1));
-      asked ??= { server, address, cacheTTLSeconds: d?.route.recipientVerification?.cacheTTLSeconds ?? 0 };
+      asked ??= { server, address, cacheTTLSeconds: ttl };
       return 'unknown';
     },
   });

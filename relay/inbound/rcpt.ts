@@ -5,18 +5,23 @@ import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
 import { asciiDomain, domainOf } from '../../routing/address.ts';
 import { isNonAscii } from './mail.ts';
+import type { Verifier } from './verify.ts';
 
 /** What the RCPT phase needs from the routing core, bound to one routing revision. */
 export interface RecipientRouter {
   readonly revision: string;
-  /** The server to ask whether this mailbox exists, when the recipient's MailDomain asks for verification. */
-  verificationFor(address: string, now: Date): { server: ServerRoute; cacheTtlMs: number } | undefined;
+  /**
+   * The server to ask whether a mailbox exists, and the address to ask about (the one a leg to that server would
+   * carry: after copyRecipientDomain), when the recipient's MailDomain asks for verification.
+   */
+  verificationFor(
+    address: string,
+    now: Date,
+  ): { server: ServerRoute; address: string; cacheTtlMs: number } | undefined;
   resolve(address: string, ctx: ResolveContext): DeliveryPlan;
 }
 
-export interface Verifier {
-  check(server: ServerRoute, address: string, cacheTtlMs: number): Promise<MailboxFact>;
-}
+export type { Verifier };
 
 export type RcptDecision = { verdict: 'accept'; accepted: AcceptedRecipient; revision: string } | Refusal;
 
@@ -57,19 +62,15 @@ export async function decideRcpt(
   // "postmaster" without a domain (RFC 5321 §4.1.1.3) has no route through a relay without local mailboxes.
   if (domainOf(address) === '') return REPLIES.relayDenied();
   let fact: MailboxFact | undefined;
-  let verifiedOn: string | undefined;
   const now = deps.now();
   const ask = router.verificationFor(address, now);
-  if (ask !== undefined) {
-    fact = await deps.verifier.check(ask.server, address, ask.cacheTtlMs);
-    verifiedOn = ask.server.name;
-  }
+  if (ask !== undefined) fact = (await deps.verifier.check(ask.server, ask.address, ask.cacheTtlMs)).fact;
   const ctx: ResolveContext = {
     now,
-    ...(fact !== undefined
+    ...(fact !== undefined && ask !== undefined
       ? {
           verified: (server: string, a: string): MailboxFact =>
-            server === verifiedOn && a.toLowerCase() === address.toLowerCase() ? fact : 'unknown',
+            server === ask.server.name && a.toLowerCase() === ask.address.toLowerCase() ? fact : 'unknown',
         }
       : {}),
   };

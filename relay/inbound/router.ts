@@ -12,9 +12,10 @@ export function createRouter(table: RoutingTable, revision: string): RecipientRo
     verificationFor(address, now) {
       const v = verificationNeeded(index, address, { now });
       if (v === undefined) return undefined;
-      const server = table.domains[domainOf(v.address)]?.servers[v.server];
+      // the server belongs to the recipient's domain (the asked address may be at copyRecipientDomain)
+      const server = table.domains[domainOf(address).toLowerCase()]?.servers[v.server];
       if (server === undefined) return undefined;
-      return { server, cacheTtlMs: v.cacheTTLSeconds * 1000 };
+      return { server, address: v.address, cacheTtlMs: v.cacheTTLSeconds * 1000 };
     },
     resolve: (address, ctx) => resolve(index, address, ctx),
   };

@@ -27,6 +27,7 @@ import {
 } from './slow.ts';
 import { REPLIES, formatReply, type Verdict } from './verdict.ts';
 import { safeDelay } from '../../routing/timer.ts';
+import { UnknownRecipientLimiter, countsAsUnknown, tooManyUnknownRecipients } from './unknown-limit.ts';
 
 export interface InboundOptions {
   hostname: string;
@@ -53,6 +54,10 @@ export interface InboundOptions {
   hopLimit?: number;
   /** The installation's name in the relay's Received: trace (trace.ts); a message carrying it is a loop. */
   clusterId?: string;
+  /** Unknown recipients per session before 421 4.7.0 (unknown-limit.ts); 0 or absent: no limit. */
+  maxUnknownRecipients?: number;
+  /** Unknown recipients per client address within 10 minutes before 421 4.7.0; 0 or absent: no limit. */
+  maxUnknownRecipientsPerIp?: number;
   tls?: { key: Buffer; cert: Buffer };
 }
 
@@ -112,6 +117,12 @@ export function createInbound(deps: InboundDeps): Inbound {
     ...(o.greetingPassTtlMs !== undefined ? { passTtlMs: o.greetingPassTtlMs } : {}),
   });
   const txns = new WeakMap<SMTPServerEnvelope, Transaction>();
+  const unknownLimit = new UnknownRecipientLimiter({
+    perSession: o.maxUnknownRecipients ?? 0,
+    perAddress: o.maxUnknownRecipientsPerIp ?? 0,
+  });
+  /** session id -> unknown recipients named in it */
+  const unknownCount = new Map<string, number>();
   let draining = false;
   const policy: SlowClientPolicy = {
     idleTimeoutMs: o.idleTimeoutMs,
@@ -183,6 +194,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         if (t.evicting) evicting--;
         tracked.delete(session.id);
       }
+      unknownCount.delete(session.id);
       if (!counted.delete(session.id)) return;
       counter.close(session.remoteAddress);
       m.connections.dec();
@@ -207,6 +219,10 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onRcptTo(address, session, cb) {
+      const ip = session.remoteAddress;
+      // 421 closes the connection (smtp-server); pipelined commands after it are dropped with it
+      if (unknownLimit.exceeded(ip, unknownCount.get(session.id) ?? 0))
+        return cb(refuse(tooManyUnknownRecipients(), 'RCPT TO', session));
       decideRcpt(address.address, {
         router: deps.router(),
         verifier: deps.verifier,
@@ -214,7 +230,13 @@ export function createInbound(deps: InboundDeps): Inbound {
         smtputf8: session.envelope.smtpUtf8 === true,
       }).then(
         (d) => {
-          if (d.verdict !== 'accept') return cb(refuse(d, 'RCPT TO', session));
+          if (d.verdict !== 'accept') {
+            if (countsAsUnknown(d.reason)) {
+              unknownCount.set(session.id, (unknownCount.get(session.id) ?? 0) + 1);
+              unknownLimit.record(ip);
+            }
+            return cb(refuse(d, 'RCPT TO', session));
+          }
           let t = txns.get(session.envelope);
           if (!t) {
             t = { recipients: new Map(), revision: d.revision };

@@ -1,17 +1,31 @@
-// Recipient verification by SMTP callout (MAIL FROM:<> / RCPT TO:<address>, then QUIT) over a real connection, with
-// a cache of positive and negative answers for the MailDomain's cacheTTL. Anything inconclusive (4xx, timeout,
-// connection refused, protocol error) is 'unknown' and is not cached, so the next recipient asks again.
-import { Socket } from 'node:net';
+// Recipient verification: a cache of callout answers per (server, address) in front of the callout pool
+// (callout.ts), with the callout metrics.
+//
+// What is cached, and for how long (docs/relay.md "Recipient verification"):
+//   exists  -> the MailDomain's cacheTTL;
+//   absent  -> min(cacheTTL, negativeTtlMs) (default 10 min: a mailbox created during a migration is seen soon);
+//   unknown from an SMTP reply (4xx, or a code that says nothing) -> min(cacheTTL, unknownTtlMs) (default 30 s), so a
+//            server that tempfails one address is not asked again for every RCPT of a burst;
+//   no answer (connection, TLS, AUTH failure, busy, suspended) -> not cached per address; the pool suspends the server
+//            instead (callout.ts), which bounds the cost of a failing server without remembering a wrong answer.
+// Concurrent lookups of one (server, address) share one callout.
 import type { MailboxFact, ServerRoute } from '../../routing/model.ts';
-import type { Verifier } from './rcpt.ts';
+import type { RelayMetrics } from '../telemetry/metrics.ts';
+import { createDnsResolver, type DnsResolver } from '../dns.ts';
+import { createCalloutPool, type CalloutPool, type CalloutProbe } from './callout.ts';
 
-export interface CalloutOptions {
-  heloName: string;
-  timeoutMs?: number;
-  now?: () => number;
-  maxEntries?: number;
-  /** Where to connect for a server (default: its host; the relay passes MX resolution for mx: true). */
-  connect?: (server: ServerRoute) => Promise<{ host: string; port: number } | undefined>;
+/** A verification answer: the fact, and the reply it came from (or why there is none). */
+export interface CalloutResult {
+  fact: MailboxFact;
+  /** The server's RCPT reply ("550 5.1.1 no such user"), or what happened instead ("busy: ..."). */
+  reply: string;
+  /** Answered from the cache without a callout. */
+  cached: boolean;
+}
+
+export interface Verifier {
+  /** Is `address` (the address a leg to `server` would carry) a mailbox on `server`? */
+  check(server: ServerRoute, address: string, cacheTtlMs: number): Promise<CalloutResult>;
 }
 
 /** Maps the reply to RCPT TO onto a fact. */
@@ -21,95 +35,84 @@ export function factOfReply(code: number): MailboxFact {
   return 'unknown';
 }
 
-/** One callout. Resolves to the RCPT reply code, or undefined when the exchange did not get that far. */
-export function callout(
-  host: string,
-  port: number,
-  heloName: string,
-  address: string,
-  timeoutMs: number,
-): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    let buf = '';
-    let step = 0;
-    let settled = false;
-    let rcptCode: number | undefined;
-    const done = (code: number | undefined): void => {
-      if (settled) return;
-      settled = true;
-      socket.destroy();
-      resolve(code);
-    };
-    const commands = [`EHLO ${heloName}`, 'MAIL FROM:<>', `RCPT TO:<${address}>`, 'QUIT'];
-    const expect = [220, 250, 250];
-    socket.setTimeout(timeoutMs, () => done(undefined));
-    socket.setNoDelay(true);
-    socket.on('error', () => done(rcptCode));
-    socket.on('close', () => done(rcptCode));
-    socket.on('data', (chunk: Buffer) => {
-      buf += chunk.toString('latin1');
-      for (;;) {
-        // a complete reply: its last line has a space after the code
-        const m = /^(?:\d{3}-[^\n]*\n)*(\d{3})(?: [^\n]*)?\r?\n/.exec(buf);
-        if (!m?.[1]) {
-          if (buf.length > 64 * 1024) done(undefined);
-          return;
-        }
-        buf = buf.slice(m[0].length);
-        const code = Number(m[1]);
-        if (step === 3) {
-          rcptCode = code;
-          socket.write(`${commands[3]}\r\n`);
-          done(code);
-          return;
-        }
-        if (code !== expect[step]) {
-          done(undefined);
-          return;
-        }
-        socket.write(`${commands[step]}\r\n`);
-        step++;
-      }
-    });
-    socket.connect(port, host);
-  });
+/** How long an answer is cached, in ms (0: not cached). Pure. */
+export function cacheTtlFor(
+  probe: CalloutProbe,
+  fact: MailboxFact,
+  ttl: { cacheTtlMs: number; negativeTtlMs: number; unknownTtlMs: number },
+): number {
+  if (probe.kind !== 'reply') return 0;
+  switch (fact) {
+    case 'exists':
+      return ttl.cacheTtlMs;
+    case 'absent':
+      return Math.min(ttl.cacheTtlMs, ttl.negativeTtlMs);
+    case 'unknown':
+      return Math.min(ttl.cacheTtlMs, ttl.unknownTtlMs);
+  }
 }
 
-export function createCalloutVerifier(opts: CalloutOptions): Verifier & { readonly size: number } {
+export interface VerifierOptions {
+  pool: CalloutPool;
+  /** Cache lifetime of an `absent` answer, capped by cacheTTL. Default 10 min. */
+  negativeTtlMs?: number;
+  /** Cache lifetime of an `unknown` reply (4xx), capped by cacheTTL. Default 30 s. */
+  unknownTtlMs?: number;
+  maxEntries?: number;
+  metrics?: RelayMetrics;
+  now?: () => number;
+}
+
+/** The server as the cache and the metrics name it: the same server asked about the same address is one entry. */
+function serverId(s: ServerRoute): string {
+  return `${s.host}:${s.port}:${s.mx ? 'mx' : 'host'}`;
+}
+
+export function createVerifier(opts: VerifierOptions): Verifier & { readonly size: number } {
   const now = opts.now ?? Date.now;
-  const timeoutMs = opts.timeoutMs ?? 10_000;
   const maxEntries = opts.maxEntries ?? 100_000;
-  const cache = new Map<string, { fact: MailboxFact; until: number }>();
-  const inflight = new Map<string, Promise<MailboxFact>>();
-  const target = opts.connect ?? ((s: ServerRoute) => Promise.resolve({ host: s.host, port: s.port }));
+  const negativeTtlMs = opts.negativeTtlMs ?? 10 * 60_000;
+  const unknownTtlMs = opts.unknownTtlMs ?? 30_000;
+  const m = opts.metrics;
+  const cache = new Map<string, { fact: MailboxFact; reply: string; until: number }>();
+  const inflight = new Map<string, Promise<CalloutResult>>();
+
+  const ask = async (server: ServerRoute, address: string, key: string, cacheTtlMs: number) => {
+    const started = now();
+    const probe = await opts.pool.probe(server, address);
+    const fact = probe.kind === 'reply' ? factOfReply(probe.code) : 'unknown';
+    const reply = probe.kind === 'reply' ? probe.text : `${probe.kind}: ${probe.text}`;
+    m?.callouts.inc({ server: server.name, result: probe.kind === 'reply' ? fact : probe.kind });
+    if (probe.kind === 'reply' || probe.kind === 'failed')
+      m?.calloutDuration.observe({ server: server.name }, (now() - started) / 1000);
+    const ttl = cacheTtlFor(probe, fact, { cacheTtlMs, negativeTtlMs, unknownTtlMs });
+    if (ttl > 0) {
+      cache.set(key, { fact, reply, until: now() + ttl });
+      if (cache.size > maxEntries) {
+        const oldest = cache.keys().next();
+        if (oldest.done !== true) cache.delete(oldest.value);
+      }
+    }
+    return { fact, reply, cached: false };
+  };
+
   return {
     get size() {
       return cache.size;
     },
     async check(server, address, cacheTtlMs) {
-      const where = await target(server);
-      if (where === undefined) return 'unknown';
-      const { host, port } = where;
-      const key = `${host}:${port}\u0000${address.toLowerCase()}`;
+      const key = `${serverId(server)}\u0000${address.toLowerCase()}`;
       const hit = cache.get(key);
       if (hit !== undefined) {
-        if (hit.until > now()) return hit.fact;
+        if (hit.until > now()) {
+          m?.calloutCacheHits.inc({ server: server.name, result: hit.fact });
+          return { fact: hit.fact, reply: hit.reply, cached: true };
+        }
         cache.delete(key);
       }
       const running = inflight.get(key);
       if (running) return running;
-      const p = callout(host, port, opts.heloName, address, timeoutMs).then((code) => {
-        const fact = code === undefined ? 'unknown' : factOfReply(code);
-        if (fact !== 'unknown' && cacheTtlMs > 0) {
-          cache.set(key, { fact, until: now() + cacheTtlMs });
-          if (cache.size > maxEntries) {
-            const oldest = cache.keys().next();
-            if (oldest.done !== true) cache.delete(oldest.value);
-          }
-        }
-        return fact;
-      });
+      const p = ask(server, address, key, cacheTtlMs);
       inflight.set(key, p);
       try {
         return await p;
@@ -117,5 +120,78 @@ export function createCalloutVerifier(opts: CalloutOptions): Verifier & { readon
         inflight.delete(key);
       }
     },
+  };
+}
+
+/** Settings of the callout pool and cache (the relay's --callout-* flags). */
+export interface CalloutSettings {
+  /** Our EHLO name. */
+  heloName: string;
+  /** Connection, greeting and per-command timeout. Default 10 s. */
+  timeoutMs?: number;
+  credentials?: (ref: {
+    namespace: string;
+    name: string;
+  }) => Promise<{ user: string; pass: string } | undefined>;
+  /** The relay's DNS seam; default: the system's resolver. */
+  resolver?: Pick<DnsResolver, 'resolveMx' | 'addresses'>;
+  /** Concurrent callout connections per server. Default 2. */
+  maxConnections?: number;
+  /** Callouts waiting for a connection per server; more get 451 4.4.3 at once. Default 100. */
+  maxQueued?: number;
+  /** Idle callout connections are closed after this long. Default 5 s. */
+  idleMs?: number;
+  negativeTtlMs?: number;
+  unknownTtlMs?: number;
+  maxEntries?: number;
+  metrics?: RelayMetrics;
+  now?: () => number;
+}
+
+export const CALLOUT_DEFAULTS = {
+  timeoutMs: 10_000,
+  maxConnections: 2,
+  maxQueued: 100,
+  idleMs: 5_000,
+  maxProbesPerConnection: 100,
+  suspendMs: 10_000,
+} as const;
+
+/** The relay's verifier: cache (createVerifier) over a bounded, reusing callout pool (callout.ts). */
+export function createCalloutVerifier(
+  s: CalloutSettings,
+): Verifier & { readonly size: number; readonly pool: CalloutPool; close(): void } {
+  const t = s.timeoutMs ?? CALLOUT_DEFAULTS.timeoutMs;
+  const m = s.metrics;
+  const pool = createCalloutPool({
+    hostname: s.heloName,
+    timeouts: { connectionMs: t, greetingMs: t, socketMs: t },
+    credentials: s.credentials ?? (() => Promise.resolve(undefined)),
+    resolver: s.resolver ?? createDnsResolver(),
+    maxConnections: s.maxConnections ?? CALLOUT_DEFAULTS.maxConnections,
+    maxQueued: s.maxQueued ?? CALLOUT_DEFAULTS.maxQueued,
+    idleMs: s.idleMs ?? CALLOUT_DEFAULTS.idleMs,
+    maxProbesPerConnection: CALLOUT_DEFAULTS.maxProbesPerConnection,
+    suspendMs: CALLOUT_DEFAULTS.suspendMs,
+    ...(m
+      ? { onConnection: (server: ServerRoute) => m.calloutConnections.inc({ server: server.name }) }
+      : {}),
+    ...(s.now ? { now: s.now } : {}),
+  });
+  const v = createVerifier({
+    pool,
+    ...(s.negativeTtlMs !== undefined ? { negativeTtlMs: s.negativeTtlMs } : {}),
+    ...(s.unknownTtlMs !== undefined ? { unknownTtlMs: s.unknownTtlMs } : {}),
+    ...(s.maxEntries !== undefined ? { maxEntries: s.maxEntries } : {}),
+    ...(m ? { metrics: m } : {}),
+    ...(s.now ? { now: s.now } : {}),
+  });
+  return {
+    get size() {
+      return v.size;
+    },
+    pool,
+    check: (server, address, ttl) => v.check(server, address, ttl),
+    close: () => pool.close(),
   };
 }

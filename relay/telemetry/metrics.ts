@@ -22,6 +22,15 @@ export interface RelayMetrics {
   spoolQuarantined: Gauge;
   /** Files moved to quarantine/ since start. */
   spoolQuarantinedTotal: Counter;
+  /** Recipient-verification callouts past the cache; result: exists|absent|unknown (the server's RCPT reply) or
+   * failed (no reply: connection, TLS, AUTH), busy (too many waiting), suspended (server failed moments ago). */
+  callouts: Counter<'server' | 'result'>;
+  /** Verification answers served from the cache; result: exists|absent|unknown. */
+  calloutCacheHits: Counter<'server' | 'result'>;
+  /** Time of one callout (including the wait for a connection). */
+  calloutDuration: Histogram<'server'>;
+  /** Callout connections opened (each carries several probes). */
+  calloutConnections: Counter<'server'>;
 }
 
 export function createRelayMetrics(registry: Registry = new Registry(), defaults = true): RelayMetrics {
@@ -99,6 +108,31 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     spoolQuarantinedTotal: new Counter({
       name: 'mailroute_spool_quarantined_total',
       help: 'Files moved to the spool quarantine folder since start',
+      registers,
+    }),
+    callouts: new Counter({
+      name: 'mailroute_callouts_total',
+      help: 'Recipient-verification callouts (not answered from the cache), by server and result (exists, absent, unknown, failed, busy, suspended)',
+      labelNames: ['server', 'result'],
+      registers,
+    }),
+    calloutCacheHits: new Counter({
+      name: 'mailroute_callout_cache_hits_total',
+      help: 'Recipient-verification answers served from the cache, by server and result',
+      labelNames: ['server', 'result'],
+      registers,
+    }),
+    calloutDuration: new Histogram({
+      name: 'mailroute_callout_duration_seconds',
+      help: 'Time of one recipient-verification callout, including the wait for a connection',
+      labelNames: ['server'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    calloutConnections: new Counter({
+      name: 'mailroute_callout_connections_total',
+      help: 'Recipient-verification connections opened (each is reused for several callouts)',
+      labelNames: ['server'],
       registers,
     }),
   };

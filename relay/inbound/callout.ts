@@ -1,0 +1,398 @@
+// Recipient-verification callouts over reused SMTP connections, bounded per server (issue: callout amplification).
+//
+//   createCalloutPool(opts).probe(server, address) -> CalloutProbe
+//
+// A probe is `MAIL FROM:<>`, `RCPT TO:<address>`, `RSET` on a connection that speaks the server's language: the
+// client options come from smtpClientOptions() (relay/delivery/transport.ts), the same function the delivery pools
+// use, so the callout has the server's port, TLS mode (STARTTLS, RequiredVerify's certificate check, Implicit TLS)
+// and credentials (AUTH with the authSecretRef the delivery path resolves). mx: true asks the most preferred MX
+// host that answers, as delivery would; every host name is resolved through the relay's DNS seam (relay/dns.ts) and
+// an address is connected to, with the name kept for TLS.
+//
+// Bounds, per server (its host, port, TLS mode and credentials):
+//   - at most maxConnections callout connections at once, each reused for up to maxProbesPerConnection probes
+//     (RSET between), closed after idleMs without work (Postfix verify(8) with its connection cache);
+//   - at most maxQueued probes waiting for a connection; one more gets `busy` at once (the RCPT phase answers
+//     451 4.4.3 without touching the server);
+//   - after a connection could not be set up (refused, TLS or AUTH failure), probes get `suspended` for suspendMs
+//     instead of each trying again.
+//
+// The SMTP client is nodemailer's SMTPConnection: connect() does the greeting, EHLO, STARTTLS per the options,
+// login() does AUTH. It has no public call for an envelope without DATA, so MAIL/RCPT/RSET use the same two
+// internals its own reset() uses (_sendCommand and _responseActions; see `command` below). A nodemailer upgrade that
+// changes them fails test/relay/callout.test.ts.
+import { createHash } from 'node:crypto';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { ServerRoute } from '../../routing/model.ts';
+import { resolveTargets, smtpClientOptions, type SmtpTimeouts } from '../delivery/transport.ts';
+import type { DnsResolver } from '../dns.ts';
+
+/** What one probe learned. `reply`: the server answered RCPT TO (code and the whole reply line). */
+export type CalloutProbe =
+  | { kind: 'reply'; code: number; text: string }
+  /** The exchange did not get to a RCPT reply: connection, TLS, AUTH, MAIL FROM refused, timeout. */
+  | { kind: 'failed'; text: string }
+  /** Refused locally without asking: too many probes waiting for this server. */
+  | { kind: 'busy'; text: string }
+  /** Refused locally without asking: the server failed moments ago (suspendMs). */
+  | { kind: 'suspended'; text: string };
+
+export interface CalloutPoolOptions {
+  /** Our EHLO name. */
+  hostname: string;
+  /** Client timeouts (callouts run while a client waits at RCPT: keep them short). */
+  timeouts: SmtpTimeouts;
+  /** Resolves a server's authSecretRef, as for delivery; undefined: not available. */
+  credentials: (ref: {
+    namespace: string;
+    name: string;
+  }) => Promise<{ user: string; pass: string } | undefined>;
+  /** The relay's DNS seam (relay/dns.ts): MX records and the addresses of each host, as for delivery. */
+  resolver: Pick<DnsResolver, 'resolveMx' | 'addresses'>;
+  /** Concurrent callout connections per server (further capped by the server's maxConnections). */
+  maxConnections: number;
+  /** Probes that may wait for a connection per server; more get `busy`. */
+  maxQueued: number;
+  /** An unused connection is closed (QUIT) after this long. */
+  idleMs: number;
+  /** Probes per connection before it is replaced. */
+  maxProbesPerConnection: number;
+  /** After a connection could not be set up, probes to the server are refused for this long. 0: never. */
+  suspendMs: number;
+  /** Told when a connection is opened (metrics). */
+  onConnection?: (server: ServerRoute) => void;
+  now?: () => number;
+}
+
+/** The part of SMTPConnection the probe uses beyond its public API (see the header). */
+interface ConnectionInternals {
+  _sendCommand(line: string): void;
+  _responseActions: ((reply: string) => void)[];
+}
+
+class CalloutError extends Error {}
+
+/** One callout connection: SMTPConnection after connect (+ login), probing one address at a time. */
+class Session {
+  probes = 0;
+  dead = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private pending: ((err: Error) => void) | undefined;
+
+  private readonly conn: SMTPConnection;
+
+  constructor(conn: SMTPConnection) {
+    this.conn = conn;
+    const fail = (err: Error): void => {
+      this.dead = true;
+      const p = this.pending;
+      this.pending = undefined;
+      p?.(err);
+    };
+    conn.on('error', (err: Error) => fail(err));
+    conn.on('end', () => fail(new CalloutError('connection closed by the server')));
+  }
+
+  /** One command and its reply (the whole reply, code first). */
+  command(line: string): Promise<string> {
+    if (this.dead) return Promise.reject(new CalloutError('connection closed'));
+    return new Promise((resolve, reject) => {
+      this.pending = reject;
+      const c = this.conn as unknown as ConnectionInternals;
+      c._responseActions.push((reply: string) => {
+        this.pending = undefined;
+        resolve(reply);
+      });
+      c._sendCommand(line);
+    });
+  }
+
+  async probe(address: string): Promise<CalloutProbe> {
+    this.probes++;
+    const mail = await this.command('MAIL FROM:<>');
+    if (!mail.startsWith('2')) {
+      // not about the address; the connection may be fine, but start the next probe clean
+      this.close();
+      return { kind: 'failed', text: `MAIL FROM:<>: ${firstLine(mail)}` };
+    }
+    const rcpt = await this.command(`RCPT TO:<${address}>`);
+    const rset = await this.command('RSET').catch(() => '');
+    if (!rset.startsWith('2')) this.close();
+    return { kind: 'reply', code: Number(rcpt.slice(0, 3)) || 0, text: firstLine(rcpt) };
+  }
+
+  idle(ms: number, onIdle: () => void): void {
+    this.idleTimer = setTimeout(onIdle, ms);
+    this.idleTimer.unref();
+  }
+
+  busy(): void {
+    clearTimeout(this.idleTimer);
+  }
+
+  /** QUIT and close (nodemailer closes when the server answers QUIT, or on its socket timeout). */
+  close(): void {
+    clearTimeout(this.idleTimer);
+    if (this.dead) return;
+    this.dead = true;
+    try {
+      this.conn.quit();
+    } catch {
+      this.conn.close();
+    }
+    // do not wait for the QUIT reply longer than a moment
+    setTimeout(() => this.conn.close(), 1000).unref();
+  }
+}
+
+function firstLine(reply: string): string {
+  return reply.split(/\r?\n/)[0]?.trim() ?? '';
+}
+
+/** A server as the pool keys it: where and how to connect, and with which credentials (never the password). */
+function laneKey(server: ServerRoute): string {
+  const auth = server.authSecretRef ? `${server.authSecretRef.namespace}/${server.authSecretRef.name}` : '';
+  return `${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}`;
+}
+
+interface Waiter {
+  resolve: (s: Session | undefined) => void;
+}
+
+interface Lane {
+  /** Connections open or being opened. */
+  open: number;
+  idle: Session[];
+  waiters: Waiter[];
+  suspendedUntil: number;
+  suspendReason: string;
+  /** Credentials digest the idle connections were set up with; a change closes them. */
+  authDigest: string;
+}
+
+export interface CalloutPool {
+  probe(server: ServerRoute, address: string): Promise<CalloutProbe>;
+  /** Open connections and waiting probes per server key (tests, /metrics). */
+  stats(): { connections: number; waiting: number };
+  close(): void;
+}
+
+export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
+  const now = opts.now ?? Date.now;
+  const lanes = new Map<string, Lane>();
+  let closed = false;
+
+  const laneFor = (key: string): Lane => {
+    let lane = lanes.get(key);
+    if (!lane) {
+      lane = { open: 0, idle: [], waiters: [], suspendedUntil: 0, suspendReason: '', authDigest: '' };
+      lanes.set(key, lane);
+    }
+    return lane;
+  };
+
+  /** Sets up one connection: MX, credentials, connect (greeting, EHLO, STARTTLS), AUTH. Throws CalloutError. */
+  const openSession = async (
+    server: ServerRoute,
+    auth: { user: string; pass: string } | undefined,
+  ): Promise<Session> => {
+    const targets = await resolveTargets(server, opts.resolver);
+    if (!targets.ok) throw new CalloutError(targets.reply.text);
+    let last = 'no host to connect to';
+    for (const host of targets.hosts) {
+      let addresses: string[];
+      try {
+        addresses = await opts.resolver.addresses(host);
+      } catch (err) {
+        last = `address lookup for ${host} failed: ${(err as { code?: string }).code ?? String(err)}`;
+        continue;
+      }
+      const address = addresses[0];
+      if (address === undefined) continue;
+      const conn = new SMTPConnection(
+        smtpClientOptions(
+          {
+            host: address,
+            ...(address !== host ? { servername: host } : {}),
+            port: server.port,
+            tls: server.tls,
+            ...(auth ? { auth } : {}),
+          },
+          { hostname: opts.hostname, timeouts: opts.timeouts },
+        ),
+      );
+      // Until the Session takes over, a failure arrives as the connect()/login() callback or as an 'error' event.
+      let failed: ((err: Error) => void) | undefined;
+      const onError = (err: Error): void => failed?.(err);
+      conn.on('error', onError);
+      const step = (run: (done: (err?: Error | null) => void) => void): Promise<Error | undefined> =>
+        new Promise((resolve) => {
+          failed = resolve;
+          run((err) => resolve(err ?? undefined));
+        });
+      const connected = await step((done) => conn.connect(done));
+      if (connected) {
+        conn.close();
+        last = `${host}:${server.port}: ${errText(connected)}`;
+        // the next MX host only when this one could not be reached
+        if (isNetworkError(connected)) continue;
+        throw new CalloutError(last);
+      }
+      opts.onConnection?.(server);
+      if (auth) {
+        const loggedIn = await step((done) => conn.login({ user: auth.user, pass: auth.pass }, done));
+        if (loggedIn) {
+          conn.close();
+          throw new CalloutError(`${host}:${server.port}: AUTH: ${errText(loggedIn)}`);
+        }
+      }
+      failed = undefined;
+      conn.off('error', onError);
+      conn.on('error', () => undefined);
+      return new Session(conn);
+    }
+    throw new CalloutError(last);
+  };
+
+  /** Hands a connection that finished a probe to the next waiter, or parks it idle, or closes it. */
+  const release = (lane: Lane, s: Session): void => {
+    if (closed || s.dead || s.probes >= opts.maxProbesPerConnection) {
+      s.close();
+      lane.open--;
+      // a waiter may now open a connection of its own
+      lane.waiters.shift()?.resolve(undefined);
+      return;
+    }
+    const w = lane.waiters.shift();
+    if (w) return w.resolve(s);
+    lane.idle.push(s);
+    s.idle(opts.idleMs, () => {
+      const i = lane.idle.indexOf(s);
+      if (i < 0) return;
+      lane.idle.splice(i, 1);
+      lane.open--;
+      s.close();
+    });
+  };
+
+  /** A connection to use: an idle one, a new one (under the cap), or one handed over after waiting. */
+  const acquire = async (
+    lane: Lane,
+    server: ServerRoute,
+    auth: { user: string; pass: string } | undefined,
+    cap: number,
+  ): Promise<{ session: Session; reused: boolean } | CalloutProbe> => {
+    for (;;) {
+      const idle = lane.idle.pop();
+      if (idle) {
+        idle.busy();
+        if (!idle.dead) return { session: idle, reused: true };
+        lane.open--;
+        continue;
+      }
+      if (lane.open < cap) {
+        lane.open++;
+        try {
+          return { session: await openSession(server, auth), reused: false };
+        } catch (err) {
+          lane.open--;
+          const text = errText(err);
+          if (opts.suspendMs > 0) {
+            lane.suspendedUntil = now() + opts.suspendMs;
+            lane.suspendReason = text;
+          }
+          // the waiters would fail the same way: let them see the suspension
+          for (const w of lane.waiters.splice(0)) w.resolve(undefined);
+          return { kind: 'failed', text };
+        }
+      }
+      if (lane.waiters.length >= opts.maxQueued) {
+        return {
+          kind: 'busy',
+          text: `${lane.open} callouts to ${server.name} in progress and ${lane.waiters.length} waiting`,
+        };
+      }
+      const handed = await new Promise<Session | undefined>((resolve) => lane.waiters.push({ resolve }));
+      if (handed) return { session: handed, reused: true };
+      if (lane.suspendedUntil > now())
+        return { kind: 'suspended', text: `callouts suspended: ${lane.suspendReason}` };
+    }
+  };
+
+  const probe = async (server: ServerRoute, address: string): Promise<CalloutProbe> => {
+    if (closed) return { kind: 'failed', text: 'shutting down' };
+    if (/[\s<>]/.test(address)) return { kind: 'failed', text: 'address not sent: whitespace or <>' };
+    let auth: { user: string; pass: string } | undefined;
+    if (server.authSecretRef) {
+      auth = await opts.credentials(server.authSecretRef).catch(() => undefined);
+      if (!auth) {
+        const ref = server.authSecretRef;
+        return {
+          kind: 'failed',
+          text: `credentials ${ref.namespace}/${ref.name} for server ${server.name} not available`,
+        };
+      }
+    }
+    const lane = laneFor(laneKey(server));
+    // a rotated password: connections set up with the old one are not reused
+    const digest = auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex') : '';
+    if (digest !== lane.authDigest) {
+      for (const s of lane.idle.splice(0)) {
+        lane.open--;
+        s.close();
+      }
+      lane.authDigest = digest;
+    }
+    if (lane.suspendedUntil > now())
+      return { kind: 'suspended', text: `callouts suspended: ${lane.suspendReason}` };
+    const cap = Math.max(1, Math.min(opts.maxConnections, server.maxConnections));
+    // A reused connection the server has closed meanwhile fails at once: one more try on a fresh one.
+    for (let attempt = 0; ; attempt++) {
+      const got = await acquire(lane, server, auth, cap);
+      if ('kind' in got) return got;
+      try {
+        const r = await got.session.probe(address);
+        release(lane, got.session);
+        return r;
+      } catch (err) {
+        got.session.close();
+        release(lane, got.session);
+        if (got.reused && attempt === 0) continue;
+        return { kind: 'failed', text: errText(err) };
+      }
+    }
+  };
+
+  return {
+    probe,
+    stats() {
+      let connections = 0;
+      let waiting = 0;
+      for (const l of lanes.values()) {
+        connections += l.open;
+        waiting += l.waiters.length;
+      }
+      return { connections, waiting };
+    },
+    close() {
+      closed = true;
+      for (const l of lanes.values()) {
+        for (const s of l.idle.splice(0)) s.close();
+        for (const w of l.waiters.splice(0)) w.resolve(undefined);
+        l.open = 0;
+      }
+    },
+  };
+}
+
+function isNetworkError(err: Error): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return ['ECONNECTION', 'ESOCKET', 'ETIMEDOUT', 'EDNS'].includes(code);
+}
+
+function errText(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const e = err as Error & { code?: string; response?: string };
+  const text = e.response ? firstLine(e.response) : e.message;
+  return e.code && !(err instanceof CalloutError) ? `${e.code}: ${text}` : text;
+}
