@@ -165,6 +165,10 @@ describe('smtpClientOptions (shared by delivery and the verification callout)', 
     expect(o).toMatchObject({ host: 'mx.example', port: 465, name: 'relay.example', ...want });
     expect(o).not.toHaveProperty('auth');
   });
+  it('RequiredVerify to an IP address sends no SNI name (RFC 6066) but still verifies', () => {
+    const o = smtpClientOptions({ host: '127.0.0.1', port: 25, tls: 'RequiredVerify' }, settings);
+    expect(o.tls).toEqual({ rejectUnauthorized: true });
+  });
   it('carries the credentials and the timeouts', () => {
     const o = smtpClientOptions(
       { host: 'h', port: 25, tls: 'None', auth: { user: 'u', pass: 'p' } },

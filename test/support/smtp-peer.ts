@@ -33,12 +33,35 @@ export interface PeerBehaviour {
   data?: (msg: ReceivedMessage) => { code: number; message: string } | undefined;
   /** Delay before answering DATA, in ms. */
   dataDelayMs?: number;
+  /** Delay before answering RCPT TO, in ms. */
+  rcptDelayMs?: number;
+}
+
+/** One RCPT TO the peer answered, with how the session got there. */
+export interface RcptSeen {
+  address: string;
+  code: number;
+  secure: boolean;
+  user?: string;
+}
+
+/** Connection accounting (for the tests that bound what the relay makes a server do). */
+export interface PeerStats {
+  /** Connections accepted so far. */
+  connections: number;
+  /** Connections open now. */
+  open: number;
+  /** Most connections open at once. */
+  maxOpen: number;
 }
 
 export interface SmtpPeer {
   readonly name: string;
   readonly port: number;
   readonly messages: ReceivedMessage[];
+  /** Every RCPT TO answered, accepted or not. */
+  readonly rcpts: RcptSeen[];
+  readonly stats: PeerStats;
   behaviour: PeerBehaviour;
   /** Messages whose envelope includes this recipient. */
   for(recipient: string): ReceivedMessage[];
@@ -60,6 +83,8 @@ export async function startSmtpPeer(
   options: PeerOptions = {},
 ): Promise<SmtpPeer> {
   const messages: ReceivedMessage[] = [];
+  const rcpts: RcptSeen[] = [];
+  const stats: PeerStats = { connections: 0, open: 0, maxOpen: 0 };
   const listenPort = port ?? (await freePort());
   let server: SMTPServer | undefined;
 
@@ -83,9 +108,29 @@ export async function startSmtpPeer(
       // Record envelopes as sent: smtp-server would otherwise show a lowercase xn-- domain in Unicode (patch).
       decodePunycode: false,
       size: 64 * 1024 * 1024,
-      onRcptTo(address: SMTPServerAddress, _session: SMTPServerSession, cb: (err?: Error | null) => void) {
-        const r = peer.behaviour.rcpt?.(address.address);
-        cb(r ? smtpError(r.code, r.message) : null);
+      onConnect(_session, cb) {
+        stats.connections++;
+        stats.open++;
+        stats.maxOpen = Math.max(stats.maxOpen, stats.open);
+        cb();
+      },
+      onClose() {
+        stats.open--;
+      },
+      onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void) {
+        const answer = (): void => {
+          const r = peer.behaviour.rcpt?.(address.address);
+          rcpts.push({
+            address: address.address,
+            code: r?.code ?? 250,
+            secure: session.secure,
+            ...(typeof session.user === 'string' ? { user: session.user } : {}),
+          });
+          cb(r ? smtpError(r.code, r.message) : null);
+        };
+        const delay = peer.behaviour.rcptDelayMs ?? 0;
+        if (delay > 0) setTimeout(answer, delay);
+        else answer();
       },
       onData(stream, session, cb) {
         const chunks: Buffer[] = [];
@@ -139,6 +184,8 @@ export async function startSmtpPeer(
     name,
     port: listenPort,
     messages,
+    rcpts,
+    stats,
     behaviour,
     for: (recipient) => messages.filter((m) => m.rcptTo.includes(recipient)),
     down,

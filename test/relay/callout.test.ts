@@ -1,0 +1,379 @@
+// Recipient-verification callouts end to end: a real relay (runRelay) asking real smtp-server peers. The callout
+// speaks each server's language (STARTTLS + AUTH, certificate verification, implicit TLS), asks about the address
+// that will be delivered (copyRecipientDomain), caches answers, and bounds what many clients can make it do to a
+// server (connections per server, reuse, a bounded wait queue, unknown-recipient limits).
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { makeSelfSigned } from '../support/tls.ts';
+import { waitFor } from '../support/wait.ts';
+import { code, RawSmtp } from './raw-client.ts';
+import { dualDomain, startRelay, type InProcessRelay } from './relay-harness.ts';
+
+const cert = makeSelfSigned();
+const SECRET = `---
+apiVersion: v1
+kind: Secret
+metadata: {name: legacy-smtp}
+stringData: {username: relay-user, password: s3cret}
+`;
+
+/** A Split (or Dual) domain whose servers are given whole (so TLS mode and authSecretRef can be set). */
+function domain(name: string, old: string, neu: string, policy: string, extraDomain = ''): string {
+  const id = name.replaceAll('.', '-');
+  return `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: ${id}}
+spec:
+  domain: ${name}
+  servers:
+    - {name: old, host: 127.0.0.1, ${old}}
+    - {name: new, host: 127.0.0.1, ${neu}}
+${extraDomain}---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: ${id}}
+spec:
+  domainRef: {name: ${id}}
+  primary: old
+  secondary: new
+${policy}`;
+}
+
+async function send(port: number, to: string, subject: string): Promise<string> {
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+  try {
+    const info = await t.sendMail({ from: 'sender@origin.test', to, subject, text: `body of ${subject}` });
+    return info.response;
+  } catch (err) {
+    return String((err as { response?: string }).response ?? err);
+  } finally {
+    t.close();
+  }
+}
+
+const subjects = (peer: SmtpPeer, rcpt: string): string[] =>
+  peer.for(rcpt).map((m) => /^Subject: (.*)$/m.exec(m.raw.toString())?.[1] ?? '?');
+
+describe('callouts speak the server language and ask about the delivered address', () => {
+  const known = new Set(['alice@secure.test', 'alice@implicit.test', 'alice@verify.test']);
+  let secure: SmtpPeer; // STARTTLS + AUTH required
+  let implicit: SmtpPeer; // implicit TLS
+  let aliases: SmtpPeer; // knows only the copy addresses
+  let plain: SmtpPeer; // the other side of every domain
+  let r: InProcessRelay;
+  let port: number;
+
+  beforeAll(async () => {
+    const rcpt = (a: string) => (known.has(a) ? undefined : { code: 550, message: '5.1.1 no such user' });
+    secure = await startSmtpPeer('secure', { rcpt }, undefined, {
+      tls: cert,
+      auth: { user: 'relay-user', pass: 's3cret' },
+    });
+    implicit = await startSmtpPeer('implicit', { rcpt }, undefined, { tls: cert, implicitTls: true });
+    aliases = await startSmtpPeer('aliases', {
+      rcpt: (a) => (a === 'bob@acc-copy.test' ? undefined : { code: 550, message: '5.1.1 no such user' }),
+    });
+    plain = await startSmtpPeer('plain');
+    const split = `  mode: Split\n`;
+    const verifyOld = `  recipientVerification: {server: old, cacheTTL: 1h}\n`;
+    r = await startRelay({
+      'secure.yaml': `${domain(
+        'secure.test',
+        `port: ${secure.port}, tls: Required, authSecretRef: {name: legacy-smtp}`,
+        `port: ${plain.port}, tls: None`,
+        split,
+        verifyOld,
+      )}${SECRET}`,
+      'verify.yaml': domain(
+        'verify.test',
+        `port: ${secure.port}, tls: RequiredVerify, authSecretRef: {name: legacy-smtp}`,
+        `port: ${plain.port}, tls: None`,
+        split,
+        verifyOld,
+      ),
+      'implicit.yaml': domain(
+        'implicit.test',
+        `port: ${implicit.port}, tls: Implicit`,
+        `port: ${plain.port}, tls: None`,
+        split,
+        verifyOld,
+      ),
+      'acc.yaml': domain(
+        'acc.test',
+        `port: ${plain.port}, tls: None`,
+        `port: ${aliases.port}, tls: None`,
+        `  mode: Dual\n  dual:\n    scope: Accounts\n    copyRecipientDomain: acc-copy.test\n`,
+        `  recipientVerification: {server: new, cacheTTL: 1h}\n`,
+      ),
+    });
+    port = r.relay.smtp.port;
+  });
+
+  afterAll(async () => {
+    await r?.close();
+    await Promise.all([secure, implicit, aliases, plain].map((p) => p?.close()));
+  });
+
+  it('STARTTLS + AUTH (tls: Required, authSecretRef): the callout succeeds over TLS as the user, and is cached', async () => {
+    expect(await send(port, 'alice@secure.test', 'secure-1')).toMatch(/^250 /);
+    expect(await send(port, 'nobody@secure.test', 'secure-2')).toMatch(/^250 /);
+    await waitFor(() => subjects(secure, 'alice@secure.test').includes('secure-1'), { what: 'alice on old' });
+    await waitFor(() => subjects(plain, 'nobody@secure.test').includes('secure-2'), {
+      what: 'nobody on new',
+    });
+    // asked once each, over TLS, authenticated (the delivery of alice's message adds one more RCPT for her)
+    const asked = secure.rcpts.filter((x) => x.code !== 250 || x.address === 'alice@secure.test');
+    expect(asked.every((x) => x.secure && x.user === 'relay-user')).toBe(true);
+    const before = secure.rcpts.length;
+    // both answers are cached: positive (cacheTTL) and negative
+    expect(await send(port, 'alice@secure.test', 'secure-3')).toMatch(/^250 /);
+    expect(await send(port, 'nobody@secure.test', 'secure-4')).toMatch(/^250 /);
+    await waitFor(() => subjects(secure, 'alice@secure.test').includes('secure-3'), { what: 'alice again' });
+    await waitFor(() => subjects(plain, 'nobody@secure.test').includes('secure-4'), { what: 'nobody again' });
+    // only the delivery of secure-3 reached the server, no callout
+    expect(secure.rcpts.length - before).toBe(1);
+    expect(secure.rcpts.filter((x) => x.address === 'nobody@secure.test')).toHaveLength(1);
+    const hits = await r.relay.metrics.calloutCacheHits.get();
+    const hit = (result: string) =>
+      hits.values.find((v) => v.labels.server === 'old' && v.labels.result === result)?.value ?? 0;
+    expect(hit('exists')).toBeGreaterThanOrEqual(1);
+    expect(hit('absent')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('RequiredVerify: a certificate that does not verify is never trusted, so the recipient is tempfailed', async () => {
+    const c = await RawSmtp.connect(port);
+    try {
+      await c.begin('sender@origin.test', []);
+      const reply = await c.cmd('RCPT TO:<alice@verify.test>');
+      expect(reply).toMatch(/^451 4\.4\.3 /);
+    } finally {
+      c.close();
+    }
+    expect(secure.rcpts.filter((x) => x.address === 'alice@verify.test')).toEqual([]);
+    const callouts = await r.relay.metrics.callouts.get();
+    expect(
+      callouts.values.some((v) => v.labels.server === 'old' && v.labels.result === 'failed' && v.value > 0),
+    ).toBe(true);
+  });
+
+  it('tls: Implicit: the callout talks TLS from the first byte', async () => {
+    expect(await send(port, 'alice@implicit.test', 'implicit-1')).toMatch(/^250 /);
+    expect(await send(port, 'nobody@implicit.test', 'implicit-2')).toMatch(/^250 /);
+    await waitFor(() => subjects(implicit, 'alice@implicit.test').includes('implicit-1'), {
+      what: 'alice over implicit TLS',
+    });
+    await waitFor(() => subjects(plain, 'nobody@implicit.test').includes('implicit-2'), { what: 'nobody' });
+    expect(implicit.rcpts.filter((x) => x.address === 'nobody@implicit.test')).toEqual([
+      { address: 'nobody@implicit.test', code: 550, secure: true },
+    ]);
+  });
+
+  it('scope Accounts + copyRecipientDomain: the secondary is asked about the copy address, and gets the copy', async () => {
+    expect(await send(port, 'bob@acc.test', 'acc-1')).toMatch(/^250 /);
+    expect(await send(port, 'carol@acc.test', 'acc-2')).toMatch(/^250 /);
+    await waitFor(() => subjects(aliases, 'bob@acc-copy.test').includes('acc-1'), { what: "bob's copy" });
+    await waitFor(() => subjects(plain, 'carol@acc.test').includes('acc-2'), { what: "carol's primary" });
+    await waitFor(() => subjects(plain, 'bob@acc.test').includes('acc-1'), { what: "bob's primary" });
+    // asked about the copy addresses only, never the originals
+    const asked = aliases.rcpts.map((x) => x.address);
+    expect(asked).toContain('carol@acc-copy.test');
+    expect(asked.filter((a) => a.endsWith('@acc.test'))).toEqual([]);
+    expect(aliases.for('carol@acc-copy.test')).toEqual([]);
+  });
+});
+
+describe('callout amplification is bounded', () => {
+  const CAP = 2;
+  let old: SmtpPeer;
+  let neu: SmtpPeer;
+  let r: InProcessRelay;
+
+  beforeAll(async () => {
+    // the old server knows nobody the test makes up
+    old = await startSmtpPeer('old', {
+      rcpt: (a) => (a.startsWith('user') ? undefined : { code: 550, message: '5.1.1 no such user' }),
+    });
+    neu = await startSmtpPeer('new');
+    r = await startRelay(
+      {
+        'split.yaml': dualDomain('split.test', old.port, neu.port, {
+          mode: 'Split',
+          extraDomain: '  recipientVerification: {server: old, cacheTTL: 1h}\n',
+        }),
+        'reject.yaml': dualDomain('reject.test', old.port, neu.port, {
+          mode: 'Split',
+          extraPolicy: '  split:\n    unknownRecipients: Reject\n',
+          extraDomain: '  recipientVerification: {server: old, cacheTTL: 1h}\n',
+        }),
+      },
+      [
+        '--callout-connections',
+        String(CAP),
+        '--max-recipients',
+        '1000',
+        '--max-unknown-recipients',
+        '20',
+        '--max-unknown-recipients-per-ip',
+        '0',
+      ],
+    );
+  });
+
+  afterAll(async () => {
+    await r?.close();
+    await old?.close();
+    await neu?.close();
+  });
+
+  /** One session that pipelines `n` RCPTs at once and reads every reply. */
+  async function pipelined(rcpts: string[]): Promise<string[]> {
+    const c = await RawSmtp.connect(r.relay.smtp.port);
+    try {
+      await c.reply();
+      await c.cmd('EHLO client.test');
+      await c.cmd('MAIL FROM:<sender@origin.test>');
+      c.write(rcpts.map((a) => `RCPT TO:<${a}>\r\n`).join(''));
+      const out: string[] = [];
+      for (let i = 0; i < rcpts.length; i++) {
+        const reply = await c.reply(30_000);
+        if (reply === '') break;
+        out.push(reply);
+      }
+      return out;
+    } finally {
+      c.close();
+    }
+  }
+
+  it('many sessions of pipelined random RCPTs: at most the cap of connections at once, each reused', async () => {
+    const SESSIONS = 8;
+    const PER = 60;
+    const before = old.stats.connections;
+    const replies = await Promise.all(
+      Array.from({ length: SESSIONS }, (_, s) =>
+        pipelined(
+          Array.from(
+            { length: PER },
+            (_, i) => `x${s}-${i}-${Math.random().toString(36).slice(2)}@split.test`,
+          ),
+        ),
+      ),
+    );
+    const all = replies.flat();
+    expect(all).toHaveLength(SESSIONS * PER);
+    // Split, unknown on the primary -> the secondary: every one accepted after a callout
+    expect(all.every((x) => code(x) === 250)).toBe(true);
+    expect(old.stats.maxOpen).toBeLessThanOrEqual(CAP);
+    const opened = old.stats.connections - before;
+    expect(opened).toBeGreaterThan(0);
+    // 480 callouts over a handful of reused connections (100 probes each at most)
+    expect(opened).toBeLessThanOrEqual(Math.ceil((SESSIONS * PER) / 100) + CAP);
+    expect(old.rcpts.length).toBeGreaterThanOrEqual(SESSIONS * PER);
+    const conns = await r.relay.metrics.calloutConnections.get();
+    expect(conns.values.find((v) => v.labels.server === 'old')?.value).toBe(opened);
+  });
+
+  it('a full wait queue tempfails at once with 451 4.4.3 instead of queueing without bound', async () => {
+    const r2 = await startRelay(
+      {
+        'split.yaml': dualDomain('split.test', old.port, neu.port, {
+          mode: 'Split',
+          extraDomain: '  recipientVerification: {server: old, cacheTTL: 1h}\n',
+        }),
+      },
+      ['--callout-connections', '1', '--callout-queue', '2', '--max-unknown-recipients', '0'],
+    );
+    old.behaviour.rcptDelayMs = 200;
+    const before = old.stats.maxOpen;
+    // connections of the other relay may still be open (idle): count from here
+    const base = old.stats.open;
+    old.stats.maxOpen = base;
+    try {
+      const started = Date.now();
+      const one = async (s: number): Promise<string> => {
+        const c = await RawSmtp.connect(r2.relay.smtp.port);
+        try {
+          await c.reply();
+          await c.cmd('EHLO client.test');
+          await c.cmd('MAIL FROM:<sender@origin.test>');
+          return await c.cmd(`RCPT TO:<q${s}-${Math.random().toString(36).slice(2)}@split.test>`);
+        } finally {
+          c.close();
+        }
+      };
+      const replies = await Promise.all(Array.from({ length: 8 }, (_, s) => one(s)));
+      const busy = replies.filter((x) => x.startsWith('451 4.4.3'));
+      // one connection in use, two waiting: the other five get 451 without waiting for the server
+      expect(busy.length).toBeGreaterThanOrEqual(4);
+      expect(replies.filter((x) => code(x) === 250).length).toBeGreaterThanOrEqual(1);
+      expect(old.stats.maxOpen).toBeLessThanOrEqual(base + 1);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const callouts = await r2.relay.metrics.callouts.get();
+      expect(callouts.values.find((v) => v.labels.result === 'busy')?.value).toBe(busy.length);
+    } finally {
+      old.behaviour.rcptDelayMs = 0;
+      old.stats.maxOpen = Math.max(before, old.stats.maxOpen);
+      await r2.close();
+    }
+  });
+
+  it('after --max-unknown-recipients refusals the session gets 421 4.7.0 and is closed, and it is counted', async () => {
+    const rcpts = Array.from({ length: 30 }, (_, i) => `nobody${i}@reject.test`);
+    const replies = await pipelined(rcpts);
+    expect(replies.slice(0, 20).every((x) => x.startsWith('550 5.1.1'))).toBe(true);
+    expect(replies[20]).toMatch(/^421 4\.7\.0 /);
+    expect(replies).toHaveLength(21);
+    const rejected = await r.relay.metrics.messagesRejected.get();
+    expect(rejected.values.find((v) => v.labels.reason === 'TooManyUnknownRecipients')?.value).toBe(1);
+  });
+});
+
+describe('unknown recipients per client address', () => {
+  it('--max-unknown-recipients-per-ip closes new sessions of an address that keeps naming unknown recipients', async () => {
+    const old = await startSmtpPeer('old', {
+      rcpt: () => ({ code: 550, message: '5.1.1 no such user' }),
+    });
+    const neu = await startSmtpPeer('new');
+    const r = await startRelay(
+      {
+        'reject.yaml': dualDomain('reject.test', old.port, neu.port, {
+          mode: 'Split',
+          extraPolicy: '  split:\n    unknownRecipients: Reject\n',
+          extraDomain: '  recipientVerification: {server: old, cacheTTL: 1h}\n',
+        }),
+      },
+      ['--max-unknown-recipients', '0', '--max-unknown-recipients-per-ip', '5'],
+    );
+    try {
+      const session = async (n: number): Promise<string[]> => {
+        const c = await RawSmtp.connect(r.relay.smtp.port);
+        try {
+          await c.reply();
+          await c.cmd('EHLO client.test');
+          await c.cmd('MAIL FROM:<sender@origin.test>');
+          const out: string[] = [];
+          for (let i = 0; i < n; i++) {
+            const reply = await c.cmd(`RCPT TO:<u${Math.random().toString(36).slice(2)}@reject.test>`);
+            out.push(reply);
+            if (reply === '' || reply.startsWith('421')) break;
+          }
+          return out;
+        } finally {
+          c.close();
+        }
+      };
+      const first = await session(3);
+      expect(first.every((x) => x.startsWith('550 5.1.1'))).toBe(true);
+      const second = await session(5);
+      expect(second.slice(0, 2).every((x) => x.startsWith('550 5.1.1'))).toBe(true);
+      expect(second[2]).toMatch(/^421 4\.7\.0 /);
+      // a new session from the same address is refused at its first RCPT
+      expect(await session(1)).toEqual([expect.stringMatching(/^421 4\.7\.0 /)]);
+    } finally {
+      await r.close();
+      await old.close();
+      await neu.close();
+    }
+  });
+});
