@@ -1,7 +1,10 @@
 // mailroute route -f PATH... --to ADDRESS [--at TIME] [--verified exists|absent|unknown] [-o json]
-// Explains the delivery plan of one recipient, exactly as the relay would compute it.
+// Explains the delivery plan of one recipient, exactly as the relay would compute it. Where the relay would make a
+// recipient-verification callout, it says which server would be asked about which address (the one the leg
+// carries: after copyRecipientDomain) and takes the answer from --verified. It never makes the callout itself: the
+// command is offline (no network, no Secrets), and an answer given on the command line can be any of the three.
 import type { MailboxFact } from '../../routing/model.ts';
-import { buildIndex, planToJson, resolve } from '../../routing/resolve.ts';
+import { buildIndex, planToJson, resolve, verificationNeeded, type PlanJson } from '../../routing/resolve.ts';
 import { loadAndCompile } from '../manifests.ts';
 import { fileFlag, filesFrom, guard, parseFlags, UsageError } from './offline-common.ts';
 
@@ -45,11 +48,25 @@ export async function run(argv: string[]): Promise<number> {
     }
     for (const l of issueLines) process.stderr.write(`issue (left out of the table): ${l}\n`);
     const fact = verifiedFlag as MailboxFact | undefined;
-    const plan = resolve(buildIndex(result.table), values.to, {
+    const index = buildIndex(result.table);
+    const asked = verificationNeeded(index, values.to, { now });
+    const plan = resolve(index, values.to, {
       now,
-      ...(fact !== undefined ? { verified: () => fact } : {}),
+      ...(fact !== undefined && asked !== undefined
+        ? {
+            verified: (server: string, address: string): MailboxFact =>
+              server === asked.server && address === asked.address ? fact : 'unknown',
+          }
+        : {}),
     });
-    const json = planToJson(plan);
+    const json: PlanJson & {
+      verification?: { server: string; address: string; answer: MailboxFact | null };
+    } = {
+      ...planToJson(plan),
+      ...(asked !== undefined
+        ? { verification: { server: asked.server, address: asked.address, answer: fact ?? null } }
+        : {}),
+    };
     if (values.output === 'json') {
       process.stdout.write(`${JSON.stringify(json)}\n`);
       return 0;
@@ -61,6 +78,14 @@ export async function run(argv: string[]): Promise<number> {
         : `${l.server.host}:${l.server.port}`;
       lines.push(
         `  ${l.role.padEnd(8)} ${l.server.name} (${where}) -> ${l.recipient} (bounces: ${l.bounces})`,
+      );
+    }
+    if (json.verification !== undefined) {
+      const v = json.verification;
+      lines.push(
+        `  verification: the relay asks ${v.server} about ${v.address} (RCPT TO callout); answer: ${
+          v.answer ?? 'not given (--verified exists|absent|unknown), taken as unknown'
+        }`,
       );
     }
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -324,3 +324,64 @@ describe('bad input: exit 1, one line naming the field, no stack trace', () => {
     noStackTrace(r3);
   });
 });
+
+describe('mailroute route --verified says which address the relay asks', () => {
+  const vdir = mkdtempSync(join(tmpdir(), 'mailroute-cli-verify-'));
+  afterAll(() => rmSync(vdir, { recursive: true, force: true }));
+  const file = join(vdir, 'acc.yaml');
+  writeFileSync(
+    file,
+    `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: example-com}
+spec:
+  domain: example.com
+  servers:
+    - {name: old, host: 10.0.0.1}
+    - {name: zoho, host: 10.0.0.2}
+  recipientVerification: {server: zoho, cacheTTL: 1h}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: example-com}
+spec:
+  domainRef: {name: example-com}
+  mode: Dual
+  primary: old
+  secondary: zoho
+  dual: {scope: Accounts, copyRecipientDomain: example.com.zoho-test.example}
+`,
+  );
+  const routeJson = async (...extra: string[]) => {
+    const r = await run('route', '-f', file, '--to', 'bob@example.com', '-o', 'json', ...extra);
+    expect(r.code).toBe(0);
+    return JSON.parse(r.stdout) as PlanJson & { verification?: unknown };
+  };
+
+  it('scope Accounts asks the secondary about the copy address; the answer comes from --verified', async () => {
+    const yes = await routeJson('--verified', 'exists');
+    expect(yes.verification).toEqual({
+      server: 'zoho',
+      address: 'bob@example.com.zoho-test.example',
+      answer: 'exists',
+    });
+    expect(legs(yes)).toEqual([
+      'primary:old:bob@example.com:Notify',
+      'copy:zoho:bob@example.com.zoho-test.example:Suppress',
+    ]);
+    const none = await routeJson();
+    expect(none.verification).toEqual({
+      server: 'zoho',
+      address: 'bob@example.com.zoho-test.example',
+      answer: null,
+    });
+    expect(legs(none)).toEqual(['primary:old:bob@example.com:Notify']);
+  });
+
+  it('text output names the server and the address asked', async () => {
+    const r = await run('route', '-f', file, '--to', 'bob@example.com', '--verified', 'absent');
+    expect(r.stdout).toContain(
+      'verification: the relay asks zoho about bob@example.com.zoho-test.example (RCPT TO callout); answer: absent',
+    );
+  });
+});
