@@ -11,6 +11,8 @@ export interface OperatorConfig {
   leaseName: string;
   identity: string;
   http: { host: string; port: number };
+  /** Relay StatefulSet whose desired replicas are the relays meant to exist; '' = count heartbeats only. */
+  relayStatefulSet: string;
   configMapName: string;
   /** Inline/shard threshold of the routing ConfigMap (bytes of canonical JSON). */
   inlineMaxBytes: number;
@@ -44,6 +46,11 @@ export const OPERATOR_FLAGS = {
   identity: { type: 'string', help: 'leader election identity; default POD_NAME, else hostname_pid' },
   http: { type: 'string', default: '0.0.0.0:8080', help: '/metrics /healthz /readyz' },
   configmap: { type: 'string', default: 'mailroute-routing', help: 'name of the routing ConfigMap' },
+  'relay-statefulset': {
+    type: 'string',
+    default: 'mailroute-relay',
+    help: 'relay StatefulSet in --namespace whose desired replicas are the relays "N/M relays programmed" counts; when it does not exist (or is empty), the relays with a fresh heartbeat',
+  },
   'inline-max-bytes': {
     type: 'string',
     default: String(900 * 1024),
@@ -185,6 +192,7 @@ export function parseOperatorConfig(
     identity: get('identity') ?? env.POD_NAME ?? `${hostname()}_${process.pid}`,
     http: { host: hm[1] === '' ? '0.0.0.0' : (hm[1] as string).replace(/^\[|\]$/g, ''), port: Number(hm[2]) },
     configMapName: get('configmap') ?? 'mailroute-routing',
+    relayStatefulSet: get('relay-statefulset') ?? 'mailroute-relay',
     inlineMaxBytes: nums.inlineMaxBytes as number,
     shardMaxBytes: nums.shardMaxBytes as number,
     workers: nums.workers as number,

@@ -3,6 +3,7 @@
 
 import { createServer, type Server } from 'node:http';
 import {
+  AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -20,7 +21,13 @@ import { createKubeRest, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
 import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
-import { isRelayLease, nextStaleIn, readHeartbeat, type LeaseLike } from './relay-heartbeat.ts';
+import {
+  expectedRelayPods,
+  isRelayLease,
+  nextStaleIn,
+  readHeartbeat,
+  type LeaseLike,
+} from './relay-heartbeat.ts';
 import { createDeliveryPolicyController } from './controllers/deliverypolicy/controller.ts';
 import { createMailDomainController } from './controllers/maildomain/controller.ts';
 import { ObjectStatusController, PLURALS, statusKey } from './controllers/object-status.ts';
@@ -56,6 +63,8 @@ export class OperatorManager {
     'MailDomain' | 'DeliveryPolicy' | 'TestRecipient' | 'Lease',
     InformerSupervisor<Cached>
   >;
+  /** StatefulSets in the operator namespace (the relay pool's desired replicas); undefined with --relay-statefulset ''. */
+  readonly statefulSets: InformerSupervisor<Cached> | undefined;
   /** One cluster-wide Secret informer, or one per --secret-namespaces entry. */
   readonly secretInformers: Map<string, InformerSupervisor<Cached>>;
   readonly queues: Record<'routing' | Kind, WorkQueue>;
@@ -68,6 +77,7 @@ export class OperatorManager {
   private preflight: PreflightHandle | undefined;
   private readonly generations = new Map<string, number>();
   private relaySignature = '';
+  private expectedSignature = '-';
   private relayRevisions = new Map<string, string | undefined>();
   private staleTimer: NodeJS.Timeout | undefined;
   private running: Promise<unknown>[] = [];
@@ -87,6 +97,7 @@ export class OperatorManager {
     const custom = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);
     const coord = kc.makeApiClient(CoordinationV1Api);
+    const apps = kc.makeApiClient(AppsV1Api);
 
     const supervise = (
       name: string,
@@ -130,6 +141,17 @@ export class OperatorManager {
         () => this.onRelaysMaybeChanged(),
       ),
     };
+
+    this.statefulSets =
+      config.relayStatefulSet === ''
+        ? undefined
+        : supervise(
+            'StatefulSet',
+            `/apis/apps/v1/namespaces/${config.namespace}/statefulsets`,
+            () => apps.listNamespacedStatefulSet({ namespace: config.namespace }),
+            () => this.onRelaysMaybeChanged(),
+            () => this.onRelaysMaybeChanged(),
+          );
 
     const secretScopes = config.secretNamespaces.length === 0 ? [''] : config.secretNamespaces;
     this.secretInformers = new Map(
@@ -216,7 +238,14 @@ export class OperatorManager {
       { qps: 20, burst: 100 },
       () => metrics.eventsDropped.inc(),
     );
-    const common = { rest: this.rest, state: this.state, events, relays: () => this.relays(), now: this.now };
+    const common = {
+      rest: this.rest,
+      state: this.state,
+      events,
+      relays: () => this.relays(),
+      expectedRelays: () => this.expectedRelays(),
+      now: this.now,
+    };
     const getter =
       <O>(kind: Kind) =>
       (namespace: string, name: string): O | undefined =>
@@ -266,6 +295,18 @@ export class OperatorManager {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  /**
+   * The relay pods meant to exist: <statefulset>-0 .. -(replicas-1) of --relay-statefulset, or undefined when that
+   * StatefulSet does not exist (a local run: the fresh heartbeats are all there is to count).
+   */
+  expectedRelays(): string[] | undefined {
+    const name = this.d.config.relayStatefulSet;
+    const sts = this.statefulSets?.get(name, this.d.config.namespace);
+    if (sts === undefined) return undefined;
+    const spec = (sts as { spec?: { replicas?: number } }).spec;
+    return expectedRelayPods(name, spec?.replicas);
+  }
+
   /** Unknown (a namespace outside --secret-namespaces) counts as existing: never claim a Secret is missing unseen. */
   secretExists(namespace: string, name: string): boolean {
     const inf = this.secretInformers.get('') ?? this.secretInformers.get(namespace);
@@ -282,7 +323,11 @@ export class OperatorManager {
   }
 
   private allInformers(): InformerSupervisor<Cached>[] {
-    return [...Object.values(this.informers), ...this.secretInformers.values()];
+    return [
+      ...Object.values(this.informers),
+      ...(this.statefulSets ? [this.statefulSets] : []),
+      ...this.secretInformers.values(),
+    ];
   }
 
   get isLeader(): boolean {
@@ -342,7 +387,8 @@ export class OperatorManager {
   private onRelaysMaybeChanged(): void {
     const relays = this.relays();
     this.d.metrics.relaysFresh.set(relays.length);
-    const sig = relays.map((r) => `${r.name}=${r.revision ?? ''}`).join(',');
+    const expected = this.expectedRelays();
+    const sig = `${relays.map((r) => `${r.name}=${r.revision ?? ''}`).join(',')};expected=${expected?.join(',') ?? '-'}`;
     if (this.staleTimer !== undefined) clearTimeout(this.staleTimer);
     const staleIn = nextStaleIn(this.informers.Lease.list(), this.now());
     if (staleIn !== undefined && !this.stopping) {
@@ -357,7 +403,11 @@ export class OperatorManager {
     // new revision can change their count. Otherwise (a relay came or went: every "N/M" changes) requeue all.
     const previous = this.relayRevisions;
     this.relayRevisions = new Map(relays.map((r) => [r.name, r.revision]));
-    const sameSet = previous.size === relays.length && relays.every((r) => previous.has(r.name));
+    const sameSet =
+      previous.size === relays.length &&
+      relays.every((r) => previous.has(r.name)) &&
+      (expected?.join(',') ?? '-') === this.expectedSignature;
+    this.expectedSignature = expected?.join(',') ?? '-';
     if (sameSet) {
       const keys = new Set<string>();
       for (const r of relays) {

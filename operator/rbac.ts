@@ -84,6 +84,12 @@ export function namespaceRules(leaseName = 'mailroute-operator'): PolicyRule[] {
       why: 'relay heartbeat Leases mailroute-relay-*',
     },
     {
+      apiGroups: ['apps'],
+      resources: ['statefulsets'],
+      verbs: ['get', 'list', 'watch'],
+      why: 'the relay StatefulSet (--relay-statefulset): its desired replicas are the M of "N/M relays programmed"',
+    },
+    {
       apiGroups: ['coordination.k8s.io'],
       resources: ['leases'],
       verbs: ['create'],

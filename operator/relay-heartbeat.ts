@@ -70,3 +70,9 @@ export function nextStaleIn(leases: readonly LeaseLike[], now: Date): number | u
   }
   return min;
 }
+
+/** The pods of a StatefulSet with `replicas` desired (unset: 1, as Kubernetes defaults it): name-0 .. name-(n-1). */
+export function expectedRelayPods(statefulSet: string, replicas: number | undefined): string[] {
+  const n = replicas ?? 1;
+  return Array.from({ length: Math.max(0, n) }, (_, i) => `${statefulSet}-${i}`);
+}

@@ -27,6 +27,8 @@ export interface StatusControllerDeps<O extends MailrouteObject> {
   events: EventRecorder;
   get: (namespace: string, name: string) => O | undefined;
   relays: () => readonly RelayView[];
+  /** The relay pods meant to exist (StatefulSet replicas), undefined when no StatefulSet is known. */
+  expectedRelays?: () => readonly string[] | undefined;
   now: () => Date;
   /** Kind-specific facts (missing Secrets, expiresAt). */
   extra?: (obj: O) => Partial<Pick<StatusFacts, 'missingSecrets' | 'invalidSecrets' | 'expiresAt'>>;
@@ -73,6 +75,7 @@ export class ObjectStatusController<O extends MailrouteObject> {
       compiledGeneration: st.currentGeneration(okey),
       compiled: st.compiled,
       relays: this.d.relays(),
+      expectedRelays: this.d.expectedRelays?.(),
       generationIn: (rev) => st.history.generationIn(rev, okey),
       now,
       ...this.d.extra?.(obj),

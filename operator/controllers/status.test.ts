@@ -84,6 +84,40 @@ const rows: Row[] = [
     '0/0 relays programmed',
   ],
   [
+    'StatefulSet wants 2, one relay has reported: the other is named',
+    {
+      expectedRelays: ['mailroute-relay-0', 'mailroute-relay-1'],
+      relays: [{ name: 'mailroute-relay-mailroute-relay-0', revision: 'r2' }],
+    },
+    { Programmed: 'False/Pending', Ready: 'False/Pending' },
+    '1/2 relays programmed; mailroute-relay-1 has not reported',
+  ],
+  [
+    'StatefulSet wants 2, both report; a relay outside it (scaled down, still beating) is not counted',
+    {
+      expectedRelays: ['mailroute-relay-0', 'mailroute-relay-1'],
+      relays: [
+        { name: 'mailroute-relay-mailroute-relay-0', revision: 'r2' },
+        { name: 'mailroute-relay-mailroute-relay-1', revision: 'r2' },
+        { name: 'mailroute-relay-mailroute-relay-2', revision: 'r1' },
+      ],
+    },
+    { Programmed: 'True/Programmed', Ready: 'True/Ready' },
+    '2/2 relays programmed',
+  ],
+  [
+    'StatefulSet wants 5, none has reported: the first three are named',
+    { expectedRelays: ['r-0', 'r-1', 'r-2', 'r-3', 'r-4'], relays: [] },
+    { Programmed: 'False/Pending' },
+    '0/5 relays programmed; r-0, r-1, r-2, 2 more have not reported',
+  ],
+  [
+    'StatefulSet scaled to 0',
+    { expectedRelays: [], relays: [] },
+    { Programmed: 'False/NoRelays' },
+    '0/0 relays programmed',
+  ],
+  [
     'conflict',
     { issues: [conflict], compiledGeneration: undefined },
     { Accepted: 'False/Conflict', Programmed: 'False/NotInRoutingTable', Ready: 'False/Conflict' },

@@ -3,6 +3,7 @@
 
 import type { CompileIssue, Kind } from '../../routing/model.ts';
 import type { DesiredCondition } from '../kube/conditions.ts';
+import { relayLeaseName } from '../relay-heartbeat.ts';
 
 export const ConditionTypes = {
   Accepted: 'Accepted',
@@ -54,8 +55,13 @@ export interface StatusFacts {
   compiledGeneration: number | undefined;
   /** Whether a compile has happened at all (false right after start). */
   compiled: boolean;
-  /** Relays with a fresh heartbeat. */
+  /** Relays with a fresh heartbeat (RelayView.name is the heartbeat Lease's name). */
   relays: readonly RelayView[];
+  /**
+   * The relay pods meant to exist (the relay StatefulSet's desired replicas: <statefulset>-0 ..), or undefined when
+   * no StatefulSet is known (a local run): then the relays with a fresh heartbeat are all there is to count.
+   */
+  expectedRelays?: readonly string[] | undefined;
   /** The generation of this object in a revision, or undefined when the revision is unknown or lacks it. */
   generationIn: (revision: string) => number | undefined;
   /** TestRecipient spec.expiresAt */
@@ -77,8 +83,31 @@ function firstIssue(
   return issues.find((i) => i.condition === condition);
 }
 
-export function programmedMessage(n: number, m: number): string {
-  return `${n}/${m} relays programmed`;
+export function programmedMessage(n: number, m: number, missing: readonly string[] = []): string {
+  const base = `${n}/${m} relays programmed`;
+  if (missing.length === 0) return base;
+  const shown = missing.length > 3 ? [...missing.slice(0, 3), `${missing.length - 3} more`] : missing;
+  return `${base}; ${shown.join(', ')} ${missing.length === 1 ? 'has' : 'have'} not reported`;
+}
+
+/** Ready/total relays for one generation, and the expected relays that have no fresh heartbeat. */
+export function countProgrammed(
+  f: Pick<StatusFacts, 'relays' | 'expectedRelays' | 'generation' | 'generationIn'>,
+): { ready: number; total: number; missing: string[] } {
+  const serves = (r: RelayView): boolean =>
+    r.revision !== undefined && f.generationIn(r.revision) === f.generation;
+  if (f.expectedRelays === undefined) {
+    return { ready: f.relays.filter(serves).length, total: f.relays.length, missing: [] };
+  }
+  const byLease = new Map(f.relays.map((r) => [r.name, r]));
+  let ready = 0;
+  const missing: string[] = [];
+  for (const pod of f.expectedRelays) {
+    const r = byLease.get(relayLeaseName(pod));
+    if (r === undefined) missing.push(pod);
+    else if (serves(r)) ready++;
+  }
+  return { ready, total: f.expectedRelays.length, missing };
 }
 
 export function decideStatus(f: StatusFacts): StatusDecision {
@@ -130,11 +159,8 @@ export function decideStatus(f: StatusFacts): StatusDecision {
     });
   }
 
-  const total = f.relays.length;
-  let ready = 0;
-  for (const r of f.relays)
-    if (r.revision !== undefined && f.generationIn(r.revision) === f.generation) ready++;
-  const msg = programmedMessage(ready, total);
+  const { ready, total, missing } = countProgrammed(f);
+  const msg = programmedMessage(ready, total, missing);
   let programmed: DesiredCondition;
   if (!f.compiled || (f.compiledGeneration !== undefined && f.compiledGeneration !== f.generation)) {
     programmed = {

@@ -40,6 +40,9 @@ import {
 type Json = Record<string, unknown>;
 const NS = 'mailroute-system';
 const RELEASE = 'mr';
+// With autoscaling on (the default) the chart leaves spec.replicas to the HPA; with no controller-manager running, it
+// stays at the API server's default of 1.
+const NONE_REPORTED = `0/1 relays programmed; ${RELEASE}-mailroute-relay-0 has not reported`;
 const MAIL_NS = 'mail';
 const EXAMPLE = join(REPO_ROOT, 'examples', 'demo', 'mailroute.yaml');
 const HERE = join(REPO_ROOT, 'test', 'helm');
@@ -446,14 +449,13 @@ else
           const conds = new Map(((obj.status as Json).conditions as Json[]).map((c) => [String(c.type), c]));
           expect(conds.get('Accepted'), kind).toMatchObject({ status: 'True' });
           expect(conds.get('ResolvedRefs'), kind).toMatchObject({ status: 'True' });
-          // No relay yet: the operator counts 0 relays, and Argo CD would show the object as still progressing.
+          // No relay yet: the StatefulSet wants one, it has not reported, and Argo CD shows the object as progressing.
           expect(conds.get('Programmed'), kind).toMatchObject({
             status: 'False',
-            message: '0/0 relays programmed',
+            reason: 'Pending',
+            message: NONE_REPORTED,
           });
-          expect(await argo(kind, 'example-com')).toBe(
-            'Progressing: Programmed (NoRelays): 0/0 relays programmed',
-          );
+          expect(await argo(kind, 'example-com')).toBe(`Progressing: Programmed (Pending): ${NONE_REPORTED}`);
         }
 
         const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
@@ -466,8 +468,8 @@ else
         'Flux (kstatus): the objects are InProgress while no relay serves them',
         async () => {
           expect(await kstatus()).toEqual([
-            'DeliveryPolicy/example-com\tInProgress\tProgrammed: 0/0 relays programmed',
-            'MailDomain/example-com\tInProgress\tProgrammed: 0/0 relays programmed',
+            `DeliveryPolicy/example-com\tInProgress\tProgrammed: ${NONE_REPORTED}`,
+            `MailDomain/example-com\tInProgress\tProgrammed: ${NONE_REPORTED}`,
           ]);
         },
       );
@@ -512,12 +514,16 @@ else
         expect(((lease.metadata as Json).annotations as Json)['mailroute.io/revision']).toEqual(
           expect.any(String),
         );
+        const dpCondition = async (type: string): Promise<Json | undefined> => {
+          if (relay.exited() !== '') throw new Error(relay.exited());
+          const o = await getJson(['deliverypolicy.mailroute.io', 'example-com', '-n', MAIL_NS]);
+          const conds = ((o.status as Json | undefined)?.conditions as Json[] | undefined) ?? [];
+          return conds.find((c) => c.type === type);
+        };
         const ready = await waitFor(
           async () => {
-            if (relay.exited() !== '') throw new Error(relay.exited());
-            const o = await getJson(['deliverypolicy.mailroute.io', 'example-com', '-n', MAIL_NS]);
-            const conds = ((o.status as Json | undefined)?.conditions as Json[] | undefined) ?? [];
-            return conds.find((c) => c.type === 'Ready' && c.status === 'True');
+            const c = await dpCondition('Ready');
+            return c?.status === 'True' ? c : undefined;
           },
           { timeoutMs: 30_000, what: 'DeliveryPolicy Ready=True' },
         );
@@ -525,6 +531,36 @@ else
         expect(await argo('deliverypolicy', 'example-com')).toBe('Healthy: 1/1 relays programmed');
         const readyz = await fetch(`http://127.0.0.1:${http}/readyz`);
         expect(readyz.status).toBe(200);
+        // A scale-up is not Ready until the new relay reports, and the status names it.
+        const scale = async (n: number): Promise<void> => {
+          const r = await ctx.cp.kubectl([
+            'scale',
+            'statefulset',
+            `${RELEASE}-mailroute-relay`,
+            '-n',
+            NS,
+            `--replicas=${n}`,
+          ]);
+          expect(r.code, r.stderr).toBe(0);
+        };
+        await scale(2);
+        const half = await waitFor(
+          async () => {
+            const c = await dpCondition('Programmed');
+            return typeof c?.message === 'string' && c.message.startsWith('1/2') ? c : undefined;
+          },
+          { timeoutMs: 30_000, what: 'DeliveryPolicy Programmed 1/2 after the scale-up' },
+        );
+        expect(half).toMatchObject({
+          status: 'False',
+          message: `1/2 relays programmed; ${RELEASE}-mailroute-relay-1 has not reported`,
+        });
+        expect((await dpCondition('Ready'))?.status).toBe('False');
+        await scale(1);
+        await waitFor(async () => (await dpCondition('Ready'))?.status === 'True', {
+          timeoutMs: 30_000,
+          what: 'DeliveryPolicy Ready=True again at 1 replica',
+        });
       });
 
       it.runIf(kstatusRequired)(

@@ -292,6 +292,75 @@ spec:
       const ready = await fetch(`http://127.0.0.1:${m?.[2] ?? ''}/readyz`);
       expect(ready.status).toBe(200);
     });
+
+    it('with a relay StatefulSet of 2 replicas, Programmed waits for both and names the one that has not reported', async () => {
+      // The object alone (no kubelet runs its pods): its desired replicas are the relays meant to exist.
+      const sts = `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: mailroute-relay}
+spec:
+  replicas: 2
+  serviceName: mailroute-relay-peers
+  selector: {matchLabels: {app: relay}}
+  template:
+    metadata: {labels: {app: relay}}
+    spec: {containers: [{name: relay, image: mailroute:test}]}
+`;
+      const r = await ctx.cp.kubectl(['apply', '-n', OP_NS, '-f', '-'], { stdin: sts });
+      expect(r.code, r.stderr).toBe(0);
+      const programmed = (want: (m: string, status: string) => boolean, what: string) =>
+        waitFor(
+          async () => {
+            const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Programmed');
+            return c !== undefined && want(c.message, c.status) ? c : undefined;
+          },
+          { timeoutMs: 30_000, what },
+        );
+      // relay-0 and relay-1 (the simulated relays so far) are not pods of the StatefulSet: they are not counted.
+      const none = await programmed(
+        (m) => m.startsWith('0/2 relays programmed'),
+        'Programmed 0/2 against the StatefulSet',
+      );
+      expect(none).toMatchObject({
+        status: 'False',
+        reason: 'Pending',
+        message: '0/2 relays programmed; mailroute-relay-0, mailroute-relay-1 have not reported',
+      });
+      const first = new SimulatedRelays(ctx.cp, OP_NS, ['mailroute-relay-0']);
+      first.start();
+      try {
+        const one = await programmed((m) => m.startsWith('1/2'), 'Programmed 1/2 with one pod reporting');
+        expect(one).toMatchObject({
+          status: 'False',
+          reason: 'Pending',
+          message: '1/2 relays programmed; mailroute-relay-1 has not reported',
+        });
+        const ready = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Ready');
+        expect(ready?.status).toBe('False');
+        const second = new SimulatedRelays(ctx.cp, OP_NS, ['mailroute-relay-1']);
+        second.start();
+        try {
+          const both = await programmed(
+            (_m, st) => st === 'True',
+            'Programmed True with both pods reporting',
+          );
+          expect(both.message).toBe('2/2 relays programmed');
+          const w = await ctx.cp.kubectl([
+            'wait',
+            '-n',
+            NS,
+            '--for=condition=Ready',
+            'deliverypolicy/example-com',
+            '--timeout=20s',
+          ]);
+          expect(w.code, w.stderr).toBe(0);
+        } finally {
+          second.stop();
+        }
+      } finally {
+        first.stop();
+      }
+    });
   },
   { crds: true },
 );
