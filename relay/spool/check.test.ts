@@ -77,6 +77,8 @@ describe('checkState: what is read from the spool is checked like SMTP input', (
     ['negative attempts', [...L, 'attempts'], -1, /attempts/],
     ['a reply with a line break', [...L, 'lastReply'], '250 ok\r\nX', /lastReply/],
     ['a bad time', [...L, 'nextAttemptAt'], 'soon', /nextAttemptAt/],
+    ['delayPending not a boolean', [...L, 'delayPending'], 'yes', /delayPending/],
+    ['a delay DSN id with a line break', [...L, 'delayDsnId'], 'x\r\ny', /delayDsnId/],
     ['a HELO with a line break', ['meta', 'helo'], 'x\nReceived: forged', /meta\.helo/],
     ['a fractional size', ['size'], 1.5, /size/],
     ['another id', ['id'], '0000000000000abd', /id: expected/],

@@ -63,10 +63,14 @@ function legProblem(l: unknown, dsn: boolean): string | undefined {
   for (const k of ['lastReply', 'lastServer'] as const) {
     if (l[k] !== undefined && !isLine(l[k])) return `${k}: not a one-line string`;
   }
-  if (l.dsnPending !== undefined && typeof l.dsnPending !== 'boolean') return 'dsnPending: not a boolean';
+  for (const k of ['dsnPending', 'delayPending'] as const) {
+    if (l[k] !== undefined && typeof l[k] !== 'boolean') return `${k}: not a boolean`;
+  }
   // a queue id, or 'none' / 'unroutable' (engine.ts)
-  if (l.dsnId !== undefined && !(typeof l.dsnId === 'string' && DSN_ID_RE.test(l.dsnId)))
-    return `dsnId: ${show(l.dsnId)}`;
+  for (const k of ['dsnId', 'delayDsnId'] as const) {
+    const v = l[k];
+    if (v !== undefined && !(typeof v === 'string' && DSN_ID_RE.test(v))) return `${k}: ${show(v)}`;
+  }
   const leg = l.leg;
   if (!isObj(leg)) return 'leg: not an object';
   const s = serverProblem(leg.server);
