@@ -72,3 +72,55 @@ describe('loadManifests', () => {
     ]);
   });
 });
+
+describe('input bounds (issue 14 §2: a 50 MB manifest took check 53 s and 2.7 GB)', () => {
+  const dir = join(root, 'bounds');
+  mkdirSync(dir, { recursive: true });
+  const md = (name: string, pad = 0) =>
+    `# ${'x'.repeat(pad)}\napiVersion: mailroute.io/v1alpha1\nkind: MailDomain\nmetadata: {name: ${name}}\nspec:\n  domain: ${name}.example\n  servers: [{name: a, host: 10.0.0.1}]\n`;
+
+  it('refuses a file over --max-manifest-size with an error naming the file and the flag', async () => {
+    writeFileSync(join(dir, 'big.yaml'), md('big', 5 * 1024 * 1024));
+    writeFileSync(join(dir, 'small.yaml'), md('small'));
+    const r = await loadManifests([dir]);
+    expect(r.errors.map(formatManifestError)).toEqual([
+      `${join(dir, 'big.yaml')}: 5.0 MiB is more than the 4 MiB a manifest file may have (raise it with --max-manifest-size)`,
+    ]);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['small']);
+    // raised: read
+    const raised = await loadManifests([dir], {
+      maxFileBytes: 8 * 1024 * 1024,
+      maxTotalBytes: 16 * 1024 * 1024,
+    });
+    expect(raised.errors).toEqual([]);
+    rmSync(join(dir, 'big.yaml'));
+  });
+
+  it('refuses manifests adding up to more than --max-manifests-total', async () => {
+    const r = await loadManifests([dir], { maxFileBytes: 4096, maxTotalBytes: 100 });
+    expect(r.errors.map(formatManifestError)).toEqual([
+      `${join(dir, 'small.yaml')}: the manifests add up to more than 100 bytes with this file (raise it with --max-manifests-total); this file and the rest were not read`,
+    ]);
+  });
+
+  it('says "nesting too deep", not "Maximum call stack size exceeded", for flow and block nesting', async () => {
+    const flow = `apiVersion: mailroute.io/v1alpha1\nkind: MailDomain\nmetadata: {name: deep}\nspec: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`;
+    const block = `apiVersion: mailroute.io/v1alpha1\nkind: MailDomain\nmetadata: {name: deep}\nspec:\n${Array.from({ length: 1500 }, (_, i) => `${'  '.repeat(i + 1)}a${i}:\n`).join('')}`;
+    for (const [name, text] of [
+      ['flow.yaml', flow],
+      ['block.yaml', block],
+    ] as const) {
+      const d = join(root, `deep-${name}`);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, name), text);
+      const r = await loadManifests([d]);
+      expect(r.errors.length, name).toBeGreaterThan(0);
+      for (const e of r.errors) {
+        expect(formatManifestError(e), name).toMatch(
+          /: line \d+: nesting too deep: a manifest may nest at most 64 levels/,
+        );
+        expect(e.message).not.toMatch(/call stack/);
+      }
+    }
+  });
+});

@@ -15,9 +15,40 @@ import { objectName } from '../routing/validate.ts';
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
 
+/** Input bounds: a 50 MB manifest took `check` 53 s and 2.7 GB. Raised with --max-manifest-size/--max-manifests-total. */
+export interface ManifestLimits {
+  /** Largest manifest file, in bytes (default 4 MiB). */
+  maxFileBytes: number;
+  /** Largest sum of all manifest files read at once, in bytes (default 16 MiB). */
+  maxTotalBytes: number;
+}
+
+export const DEFAULT_MANIFEST_LIMITS: Readonly<ManifestLimits> = Object.freeze({
+  maxFileBytes: 4 * 1024 * 1024,
+  maxTotalBytes: 16 * 1024 * 1024,
+});
+
+/** "4 MiB", "512 KiB", "17 bytes" */
+export function formatBytes(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 * 1024) return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
+/** "4MiB", "4M", "512KiB", "100000" -> bytes; undefined when it is no size. */
+export function parseBytes(s: string): number | undefined {
+  const m = /^(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$/i.exec(s.trim());
+  if (!m?.[1]) return undefined;
+  const unit = (m[2] ?? '').toLowerCase()[0];
+  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+  const n = Number(m[1]) * mult;
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
 async function listFiles(
   path: string,
-  out: string[],
+  out: { path: string; size: number }[],
   errors: ParsedManifests['errors'],
   top: boolean,
 ): Promise<void> {
@@ -38,7 +69,7 @@ async function listFiles(
       await listFiles(join(path, e), out, errors, false);
     }
   } else if (top || MANIFEST_FILE.test(path)) {
-    out.push(path);
+    out.push({ path, size: st.size });
   }
 }
 
@@ -46,17 +77,40 @@ async function listFiles(
  * Reads every manifest under `paths`. Never throws for bad input: unreadable paths, YAML errors, unknown kinds
  * and schema errors are returned in `errors`, and the valid objects in `objects` (plus v1 Secrets in `secrets`).
  */
-export async function loadManifests(paths: readonly string[]): Promise<ParsedManifests> {
+export async function loadManifests(
+  paths: readonly string[],
+  limits: ManifestLimits = DEFAULT_MANIFEST_LIMITS,
+): Promise<ParsedManifests> {
   const errors: ParsedManifests['errors'] = [];
-  const files: string[] = [];
+  const files: { path: string; size: number }[] = [];
   for (const p of paths) await listFiles(p, files, errors, true);
   const parts: ParsedManifests[] = [];
-  for (const file of files) {
+  let total = 0;
+  for (const { path: file, size } of files) {
+    const tooBig = (n: number) =>
+      `${formatBytes(n)} is more than the ${formatBytes(limits.maxFileBytes)} a manifest file may have (raise it with --max-manifest-size)`;
+    if (size > limits.maxFileBytes) {
+      errors.push({ file, message: tooBig(size) });
+      continue;
+    }
+    total += size;
+    if (total > limits.maxTotalBytes) {
+      errors.push({
+        file,
+        message: `the manifests add up to more than ${formatBytes(limits.maxTotalBytes)} with this file (raise it with --max-manifests-total); this file and the rest were not read`,
+      });
+      break;
+    }
     let text: string;
     try {
       text = await readFile(file, 'utf8');
     } catch (err) {
       errors.push({ file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+      continue;
+    }
+    // the file may have grown since stat()
+    if (text.length > limits.maxFileBytes) {
+      errors.push({ file, message: tooBig(Buffer.byteLength(text)) });
       continue;
     }
     parts.push(parseManifestText(text, file));
@@ -83,8 +137,11 @@ export function formatIssue(issue: CompileIssue, origins: ReadonlyMap<string, st
   return `${file}: ${objectName(issue.kind, issue.namespace, issue.name)}: ${issue.field}: ${issue.message} (${issue.reason})`;
 }
 
-export async function loadAndCompile(paths: readonly string[]): Promise<Compiled> {
-  const loaded = await loadManifests(paths);
+export async function loadAndCompile(
+  paths: readonly string[],
+  limits: ManifestLimits = DEFAULT_MANIFEST_LIMITS,
+): Promise<Compiled> {
+  const loaded = await loadManifests(paths, limits);
   const result = compile(loaded.objects);
   return {
     loaded,

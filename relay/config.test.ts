@@ -15,7 +15,11 @@ const err = (argv: string[], env: Record<string, string> = {}): string => {
 describe('relay config', () => {
   it('defaults (GUIDE §3) and a frozen result', () => {
     const c = ok(['--manifests', 'dir']);
-    expect(c.source).toEqual({ kind: 'manifests', dir: 'dir' });
+    expect(c.source).toEqual({
+      kind: 'manifests',
+      dir: 'dir',
+      limits: { maxFileBytes: 4 * 1024 * 1024, maxTotalBytes: 16 * 1024 * 1024 },
+    });
     expect(c.listen).toEqual({ host: '0.0.0.0', port: 2525 });
     expect(c.http).toEqual({ host: '0.0.0.0', port: 9090 });
     expect(c.admin).toEqual({ host: '127.0.0.1', port: 9091 });

@@ -3,6 +3,7 @@
 import { availableParallelism, hostname as osHostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDnsServers } from './dns.ts';
+import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../cli/manifests.ts';
 import { isValidClusterId } from './inbound/trace.ts';
 
 export interface HostPort {
@@ -11,7 +12,7 @@ export interface HostPort {
 }
 
 export type RoutingSourceConfig =
-  | { kind: 'manifests'; dir: string }
+  | { kind: 'manifests'; dir: string; limits?: ManifestLimits }
   | { kind: 'routing-file'; file: string }
   /** fallbackFile: the same ConfigMap mounted as a volume (--routing-file with --configmap), read while the API is down. */
   | { kind: 'configmap'; namespace: string; name: string; fallbackFile?: string };
@@ -94,6 +95,16 @@ export const RELAY_FLAGS = {
   manifests: {
     type: 'string',
     help: 'folder of MailDomain/DeliveryPolicy/TestRecipient/Secret YAML; compiled and watched',
+  },
+  'max-manifest-size': {
+    type: 'string',
+    default: '4MiB',
+    help: 'largest --manifests file; a bigger one is refused with an error naming it (the last good table stays)',
+  },
+  'max-manifests-total': {
+    type: 'string',
+    default: '16MiB',
+    help: 'largest sum of the --manifests files',
   },
   'routing-file': { type: 'string', help: 'a compiled RoutingTable JSON file (`mailroute render`); watched' },
   configmap: { type: 'string', help: 'NS/NAME of the routing ConfigMap the operator writes' },
@@ -356,8 +367,21 @@ export function parseRelayConfig(
     }
     let source: RoutingSourceConfig;
     const which = sources[0];
-    if (which === 'manifests') source = { kind: 'manifests', dir: raw('manifests') ?? '' };
-    else if (which === 'routing-file') source = { kind: 'routing-file', file: raw('routing-file') ?? '' };
+    if (which === 'manifests') {
+      const bytes = (flag: RelayFlag, def: number): number => {
+        const v = raw(flag);
+        if (v === undefined) return def;
+        return parseBytes(v) ?? fail(flag, 'must be a size like 4MiB or 65536', v);
+      };
+      source = {
+        kind: 'manifests',
+        dir: raw('manifests') ?? '',
+        limits: Object.freeze({
+          maxFileBytes: bytes('max-manifest-size', DEFAULT_MANIFEST_LIMITS.maxFileBytes),
+          maxTotalBytes: bytes('max-manifests-total', DEFAULT_MANIFEST_LIMITS.maxTotalBytes),
+        }),
+      };
+    } else if (which === 'routing-file') source = { kind: 'routing-file', file: raw('routing-file') ?? '' };
     else {
       const v = raw('configmap') ?? '';
       const m = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(v);

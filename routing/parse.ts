@@ -31,6 +31,78 @@ export function objectKey(kind: string, namespace: string, name: string): string
   return `${kind}/${namespace}/${name}`;
 }
 
+/** How deep a manifest may nest collections; a MailDomain needs 5 levels. */
+export const MAX_NESTING = 64;
+
+export function nestingTooDeep(): string {
+  return `nesting too deep: a manifest may nest at most ${MAX_NESTING} levels of lists and mappings`;
+}
+
+function isStackOverflow(err: unknown): boolean {
+  return (
+    (err instanceof RangeError || err instanceof Error) &&
+    /Maximum call stack size exceeded/.test(err.message)
+  );
+}
+
+/**
+ * The first line where flow collections ([ ] { }) nest deeper than MAX_NESTING, found by one linear scan that skips
+ * quoted strings and comments (the YAML parser recurses per level and would overflow the stack first). Block
+ * nesting needs a line per level and is caught by the parser's own error (isStackOverflow) if ever that deep.
+ */
+export function tooDeep(text: string): { line: number } | undefined {
+  let depth = 0;
+  let line = 1;
+  let quote: '"' | "'" | undefined;
+  let comment = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\n') {
+      line++;
+      comment = false;
+      continue;
+    }
+    if (comment) continue;
+    if (quote !== undefined) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = undefined;
+      continue;
+    }
+    if (c === '"' || c === "'") {
+      // a quote opens a string only where a scalar can start (after space, [ { , : or at a line start)
+      const prev = i === 0 ? ' ' : text[i - 1];
+      if (
+        prev === ' ' ||
+        prev === '\t' ||
+        prev === '[' ||
+        prev === '{' ||
+        prev === ',' ||
+        prev === ':' ||
+        prev === '\n'
+      )
+        quote = c;
+    } else if (c === '#') {
+      const prev = i === 0 ? ' ' : text[i - 1];
+      if (prev === ' ' || prev === '\t' || prev === '\n') comment = true;
+    } else if (c === '[' || c === '{') {
+      if (++depth > MAX_NESTING) return { line };
+    } else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return undefined;
+}
+
+/** Whether a decoded value nests lists and mappings deeper than max (iterative: no recursion to overflow). */
+export function deeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [v, depth] = item;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
@@ -87,18 +159,31 @@ function parseSecret(
  */
 export function parseManifestText(text: string, file: string): ParsedManifests {
   const out: ParsedManifests = { objects: [], secrets: [], errors: [], origins: new Map() };
+  const deep = tooDeep(text);
+  if (deep !== undefined) {
+    out.errors.push({ file, line: deep.line, message: nestingTooDeep() });
+    return out;
+  }
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   for (const doc of list) {
     const line = lineCounter.linePos(doc.range[0]).line;
     if (doc.errors.length > 0) {
+      const overflow = doc.errors.find(isStackOverflow);
+      if (overflow !== undefined) {
+        // the parser gave up in the middle: what follows the overflow is noise
+        out.errors.push({ file, line: lineCounter.linePos(overflow.pos[0]).line, message: nestingTooDeep() });
+        continue;
+      }
       for (const err of doc.errors) {
         const at = lineCounter.linePos(err.pos[0]).line;
         out.errors.push({
           file,
           line: at,
-          message: `invalid YAML: ${err.message.split('\n')[0] ?? err.code}`,
+          message: isStackOverflow(err)
+            ? nestingTooDeep()
+            : `invalid YAML: ${err.message.split('\n')[0] ?? err.code}`,
         });
       }
       continue;
@@ -110,11 +195,17 @@ export function parseManifestText(text: string, file: string): ParsedManifests {
       out.errors.push({
         file,
         line,
-        message: `invalid YAML: ${err instanceof Error ? err.message : String(err)}`,
+        message: isStackOverflow(err)
+          ? nestingTooDeep()
+          : `invalid YAML: ${err instanceof Error ? err.message : String(err)}`,
       });
       continue;
     }
     if (value === null || value === undefined) continue; // an empty document
+    if (deeperThan(value, MAX_NESTING)) {
+      out.errors.push({ file, line, message: nestingTooDeep() });
+      continue;
+    }
     addDocument(value, file, line, out);
   }
   return out;

@@ -3,9 +3,10 @@
 import type { CompileResult } from '../../routing/compile.ts';
 import type { ParsedManifests } from '../../routing/parse.ts';
 import { loadAndCompile } from '../manifests.ts';
-import { fileFlag, filesFrom, guard, parseFlags } from './offline-common.ts';
+import { fileFlag, filesFrom, guard, limitFlags, limitsFrom, parseFlags } from './offline-common.ts';
 
-const USAGE = 'usage: mailroute check -f PATH... [--at TIME]\n';
+const USAGE =
+  'usage: mailroute check -f PATH... [--at TIME] [--max-manifest-size 4MiB] [--max-manifests-total 16MiB]\n';
 
 /** The ConfigMap limit is 1 MiB; above this the operator must shard the table. */
 export const TABLE_WARN_BYTES = 900 * 1024;
@@ -14,7 +15,7 @@ export async function run(argv: string[]): Promise<number> {
   return guard('check', USAGE, async () => {
     const { values } = parseFlags(
       argv,
-      { ...fileFlag, at: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      { ...fileFlag, ...limitFlags, at: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       'check',
     );
     if (values.help === true) {
@@ -22,7 +23,10 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     const now = values.at === undefined ? new Date() : parseTime(values.at);
-    const { loaded, result, errorLines, issueLines } = await loadAndCompile(filesFrom(values, 'check'));
+    const { loaded, result, errorLines, issueLines } = await loadAndCompile(
+      filesFrom(values, 'check'),
+      limitsFrom(values, 'check'),
+    );
     const out: string[] = [...errorLines, ...issueLines];
     if (loaded.objects.length === 0 && loaded.errors.length === 0)
       out.push(`${filesFrom(values, 'check').join(', ')}: no mailroute objects found`);

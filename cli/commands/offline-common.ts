@@ -1,5 +1,6 @@
 // Small helpers shared by the offline commands (check, render, route): flag parsing errors without stack traces.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../manifests.ts';
 
 type Parsed<T extends ParseArgsConfig['options']> = ReturnType<
   typeof parseArgs<{ options: T; allowPositionals: false; strict: true }>
@@ -45,4 +46,30 @@ export function filesFrom(
   const files = [...(values.f ?? []), ...(values.filename ?? [])];
   if (files.length === 0) throw new UsageError(`mailroute ${command}: -f PATH is required`);
   return files;
+}
+
+/** --max-manifest-size and --max-manifests-total: the input bounds (cli/manifests.ts ManifestLimits). */
+export const limitFlags = {
+  'max-manifest-size': { type: 'string' },
+  'max-manifests-total': { type: 'string' },
+} as const;
+
+export function limitsFrom(
+  values: { 'max-manifest-size'?: string | undefined; 'max-manifests-total'?: string | undefined },
+  command: string,
+): ManifestLimits {
+  const get = (flag: 'max-manifest-size' | 'max-manifests-total', def: number): number => {
+    const raw = values[flag];
+    if (raw === undefined) return def;
+    const n = parseBytes(raw);
+    if (n === undefined)
+      throw new UsageError(
+        `mailroute ${command}: --${flag}: expected a size like 4MiB or 65536, got ${JSON.stringify(raw)}`,
+      );
+    return n;
+  };
+  return {
+    maxFileBytes: get('max-manifest-size', DEFAULT_MANIFEST_LIMITS.maxFileBytes),
+    maxTotalBytes: get('max-manifests-total', DEFAULT_MANIFEST_LIMITS.maxTotalBytes),
+  };
 }

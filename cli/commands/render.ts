@@ -2,9 +2,10 @@
 // input). --compact prints the exact canonical bytes whose sha256 is the revision. Issues go to stderr.
 import { canonicalJson, prettyCanonicalJson } from '../../routing/canonical.ts';
 import { loadAndCompile } from '../manifests.ts';
-import { fileFlag, filesFrom, guard, parseFlags } from './offline-common.ts';
+import { fileFlag, filesFrom, guard, limitFlags, limitsFrom, parseFlags } from './offline-common.ts';
 
-const USAGE = 'usage: mailroute render -f PATH... [--compact] [--strict]\n';
+const USAGE =
+  'usage: mailroute render -f PATH... [--compact] [--strict] [--max-manifest-size 4MiB] [--max-manifests-total 16MiB]\n';
 
 export async function run(argv: string[]): Promise<number> {
   return guard('render', USAGE, async () => {
@@ -12,6 +13,7 @@ export async function run(argv: string[]): Promise<number> {
       argv,
       {
         ...fileFlag,
+        ...limitFlags,
         compact: { type: 'boolean' },
         strict: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -22,7 +24,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return 0;
     }
-    const { result, errorLines, issueLines } = await loadAndCompile(filesFrom(values, 'render'));
+    const { result, errorLines, issueLines } = await loadAndCompile(
+      filesFrom(values, 'render'),
+      limitsFrom(values, 'render'),
+    );
     if (errorLines.length > 0) {
       process.stderr.write(errorLines.map((l) => `${l}\n`).join(''));
       return 1;

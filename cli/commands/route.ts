@@ -6,7 +6,15 @@
 import type { MailboxFact } from '../../routing/model.ts';
 import { buildIndex, planToJson, resolve, verificationNeeded, type PlanJson } from '../../routing/resolve.ts';
 import { loadAndCompile } from '../manifests.ts';
-import { fileFlag, filesFrom, guard, parseFlags, UsageError } from './offline-common.ts';
+import {
+  fileFlag,
+  filesFrom,
+  guard,
+  limitFlags,
+  limitsFrom,
+  parseFlags,
+  UsageError,
+} from './offline-common.ts';
 
 const USAGE =
   'usage: mailroute route -f PATH... --to ADDRESS [--at TIME] [--verified exists|absent|unknown] [-o json|text]\n';
@@ -19,6 +27,7 @@ export async function run(argv: string[]): Promise<number> {
       argv,
       {
         ...fileFlag,
+        ...limitFlags,
         to: { type: 'string' },
         at: { type: 'string' },
         verified: { type: 'string' },
@@ -41,7 +50,10 @@ export async function run(argv: string[]): Promise<number> {
     if (verifiedFlag !== undefined && !(FACTS as readonly string[]).includes(verifiedFlag)) {
       throw new UsageError('mailroute route: --verified must be exists, absent or unknown');
     }
-    const { result, errorLines, issueLines } = await loadAndCompile(filesFrom(values, 'route'));
+    const { result, errorLines, issueLines } = await loadAndCompile(
+      filesFrom(values, 'route'),
+      limitsFrom(values, 'route'),
+    );
     if (errorLines.length > 0) {
       process.stderr.write(errorLines.map((l) => `${l}\n`).join(''));
       return 1;

@@ -21,7 +21,11 @@ export function createSource(config: RoutingSourceConfig, deps: SourceDeps): Rou
   };
   switch (config.kind) {
     case 'manifests':
-      return createManifestsSource({ dir: config.dir, ...common });
+      return createManifestsSource({
+        dir: config.dir,
+        ...common,
+        ...(config.limits ? { limits: config.limits } : {}),
+      });
     case 'routing-file':
       return createRoutingFileSource({ file: config.file, ...common });
     case 'configmap':

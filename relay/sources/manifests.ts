@@ -3,8 +3,9 @@
 // keeps the last good table; cross-object compile issues are logged and the objects concerned are left out, as the
 // operator does.
 import { stat } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { loadAndCompile } from '../../cli/manifests.ts';
+import { DEFAULT_MANIFEST_LIMITS, loadAndCompile, type ManifestLimits } from '../../cli/manifests.ts';
 import { createPolledSource, type LoadOutcome } from './polled.ts';
 import type { Credentials, RoutingSource } from './types.ts';
 
@@ -14,6 +15,7 @@ export const MANIFEST_FILE = (name: string): boolean => /\.(ya?ml|json)$/i.test(
 export async function loadManifestsDir(
   dir: string,
   clock: () => Date = () => new Date(),
+  limits: ManifestLimits = DEFAULT_MANIFEST_LIMITS,
 ): Promise<LoadOutcome> {
   let isDir: boolean;
   try {
@@ -22,7 +24,7 @@ export async function loadManifestsDir(
     isDir = false;
   }
   if (!isDir) return { ok: false, errors: [`${dir}: no such folder`] };
-  const compiled = await loadAndCompile([dir]);
+  const compiled = await loadAndCompile([dir], limits);
   if (compiled.errorLines.length > 0) return { ok: false, errors: compiled.errorLines };
   const secrets = new Map<string, Credentials>();
   for (const s of compiled.loaded.secrets) {
@@ -44,20 +46,96 @@ export async function loadManifestsDir(
   };
 }
 
+/** Heap of the compile worker: a table too big for it fails to load (the last good one stays) instead of the relay. */
+export const COMPILE_WORKER_HEAP_MB = 1024;
+
+/**
+ * loadManifestsDir in a worker thread (relay/sources/compile-worker.ts): parsing and compiling never block the SMTP
+ * event loop, and the worker's heap is bounded (a table too big for it fails to load and the last good one stays).
+ * One worker per source, started on the first load and kept (unref'd) for the next; restarted after it died.
+ * loadedAt is stamped with the caller's clock.
+ */
+export function createCompileWorker(): {
+  load(dir: string, clock: () => Date, limits: ManifestLimits): Promise<LoadOutcome>;
+  close(): Promise<void>;
+} {
+  let worker: Worker | undefined;
+  let nextId = 0;
+  const waiting = new Map<number, (o: LoadOutcome) => void>();
+  const failAll = (why: string): void => {
+    for (const done of waiting.values()) done({ ok: false, errors: [why] });
+    waiting.clear();
+  };
+  const start = (): Worker => {
+    const w = new Worker(new URL('./compile-worker.ts', import.meta.url), {
+      resourceLimits: { maxOldGenerationSizeMb: COMPILE_WORKER_HEAP_MB },
+    });
+    w.unref();
+    w.on('message', (m: { id: number; outcome: LoadOutcome }) => {
+      const done = waiting.get(m.id);
+      waiting.delete(m.id);
+      done?.(m.outcome);
+    });
+    w.on('error', (err: Error) => {
+      const oom = (err as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY';
+      failAll(
+        oom
+          ? `compiling the manifests needs more than ${COMPILE_WORKER_HEAP_MB} MiB of memory`
+          : `the compile worker failed: ${err.message}`,
+      );
+    });
+    w.on('exit', (code) => {
+      if (worker === w) worker = undefined;
+      failAll(`the compile worker exited (${code})`);
+    });
+    return w;
+  };
+  return {
+    load(dir, clock, limits) {
+      worker ??= start();
+      const id = nextId++;
+      const w = worker;
+      return new Promise((resolve) => {
+        waiting.set(id, (o) => resolve(o.ok ? { ...o, snapshot: { ...o.snapshot, loadedAt: clock() } } : o));
+        w.postMessage({ id, dir, limits });
+      });
+    },
+    async close() {
+      const w = worker;
+      worker = undefined;
+      if (w) await w.terminate();
+    },
+  };
+}
+
 export function createManifestsSource(opts: {
   dir: string;
   logger: Logger;
   clock?: () => Date;
   pollMs?: number;
+  limits?: ManifestLimits;
 }): RoutingSource {
-  return createPolledSource({
+  const compiler = createCompileWorker();
+  const source = createPolledSource({
     kind: 'manifests',
     path: opts.dir,
     required: { flag: '--manifests', kind: 'directory' },
     filter: MANIFEST_FILE,
-    load: () => loadManifestsDir(opts.dir, opts.clock),
+    load: () =>
+      compiler.load(opts.dir, opts.clock ?? (() => new Date()), opts.limits ?? DEFAULT_MANIFEST_LIMITS),
     logger: opts.logger,
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
   });
+  return {
+    kind: source.kind,
+    start: () => source.start(),
+    current: () => source.current(),
+    lastError: () => source.lastError(),
+    onChange: (listener) => source.onChange(listener),
+    close: async () => {
+      await source.close();
+      await compiler.close();
+    },
+  };
 }
