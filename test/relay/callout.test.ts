@@ -4,6 +4,9 @@
 // server (connections per server, reuse, a bounded wait queue, unknown-recipient limits).
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCalloutPool } from '../../relay/inbound/callout.ts';
+import { createDnsResolver } from '../../relay/dns.ts';
+import type { ServerRoute } from '../../routing/model.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { makeSelfSigned } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
@@ -374,6 +377,58 @@ describe('unknown recipients per client address', () => {
       await r.close();
       await old.close();
       await neu.close();
+    }
+  });
+});
+
+describe('callout pool: credentials and failing servers', () => {
+  it('a rotated password is not used on connections set up with the old one; a failed setup suspends the server', async () => {
+    const peer = await startSmtpPeer('auth', {}, undefined, {
+      tls: cert,
+      auth: { user: 'relay-user', pass: 's3cret' },
+    });
+    let pass = 's3cret';
+    let now = 0;
+    const pool = createCalloutPool({
+      hostname: 'relay.test',
+      timeouts: { connectionMs: 3000, greetingMs: 3000, socketMs: 3000 },
+      credentials: () => Promise.resolve({ user: 'relay-user', pass }),
+      resolver: createDnsResolver(),
+      maxConnections: 2,
+      maxQueued: 10,
+      idleMs: 60_000,
+      maxProbesPerConnection: 100,
+      suspendMs: 10_000,
+      now: () => now,
+    });
+    const server: ServerRoute = {
+      name: 'old',
+      host: '127.0.0.1',
+      port: peer.port,
+      mx: false,
+      tls: 'Required',
+      authSecretRef: { namespace: 'mail', name: 'legacy-smtp' },
+      maxConnections: 10,
+    };
+    try {
+      expect(await pool.probe(server, 'a@x.test')).toMatchObject({ kind: 'reply', code: 250 });
+      expect(await pool.probe(server, 'b@x.test')).toMatchObject({ kind: 'reply', code: 250 });
+      expect(peer.stats.connections).toBe(1); // reused
+      pass = 'rotated-and-wrong';
+      const failed = await pool.probe(server, 'c@x.test');
+      expect(failed).toMatchObject({ kind: 'failed' });
+      expect(failed.kind === 'failed' && failed.text).toMatch(/AUTH/);
+      expect(peer.rcpts.map((x) => x.address)).toEqual(['a@x.test', 'b@x.test']);
+      // the server is not asked again until the suspension is over
+      const connections = peer.stats.connections;
+      expect(await pool.probe(server, 'd@x.test')).toMatchObject({ kind: 'suspended' });
+      expect(peer.stats.connections).toBe(connections);
+      now = 10_000;
+      pass = 's3cret';
+      expect(await pool.probe(server, 'e@x.test')).toMatchObject({ kind: 'reply', code: 250 });
+    } finally {
+      pool.close();
+      await peer.close();
     }
   });
 });
