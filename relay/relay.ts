@@ -194,6 +194,7 @@ async function startRelay(
     maxQueueLifetimeMs: config.maxQueueLifetimeMs,
     delayWarningMs: config.delayWarningMs,
     hostname: config.hostname,
+    clusterId: config.clusterId,
     credentials,
     // How to reach a leg's server: the table served now, at every attempt (relay/delivery/server-lookup.ts).
     serverFor: (leg) => lookupServer(snapshot?.table, leg),

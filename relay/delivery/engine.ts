@@ -31,7 +31,8 @@ import type { ServerLookup } from './server-lookup.ts';
 import type { LegState, Spool, SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
-import { buildDsn, hostPortLabel, remoteMtaName, type DsnRecipient } from './dsn.ts';
+import { traceComment } from '../inbound/trace.ts';
+import { buildDsn, hostPortLabel, remoteMtaName, rfc5322Date, type DsnRecipient } from './dsn.ts';
 import { applyOutcome, decideLeg, enhancedStatus, type AttemptReply, type LegOutcome } from './outcome.ts';
 import {
   nodemailerTransportFactory,
@@ -56,6 +57,11 @@ export interface DeliveryOptions {
   delayWarningMs?: number;
   /** EHLO name, Reporting-MTA and MAILER-DAEMON@ of DSNs. */
   hostname: string;
+  /**
+   * The relay's cluster id (relay/inbound/trace.ts): a DSN starts with the relay's Received: trace, as a message it
+   * accepted does, so a DSN that a forwarding server sends back is refused as a loop at its first return.
+   */
+  clusterId?: string;
   /** Resolves a server's authSecretRef; undefined = not available (the attempt is deferred). */
   credentials: (ref: {
     namespace: string;
@@ -916,6 +922,13 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   };
 
   // ---------------- DSN ----------------
+  const dsnTrace = (id: string, now: Date): Buffer =>
+    Buffer.from(
+      opts.clusterId === undefined
+        ? ''
+        : `Received: by ${opts.hostname} ${traceComment(opts.clusterId)} id ${id}.dsn;\r\n\t${rfc5322Date(now)}\r\n`,
+      'latin1',
+    );
   const sendDsn = async (id: string, e: Entry, state: SpoolState): Promise<void> => {
     e.dsnBusy = true;
     let after: SpoolState | null | undefined;
@@ -973,7 +986,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
               smtputf8: /[^\x00-\x7f]/.test(sender),
               body8bit: false,
             },
-            Readable.from([raw]),
+            Readable.from([dsnTrace(id, now), raw]),
           );
           if (!res.ok) {
             log.error({ queueId: id, err: res.error }, 'delivery: could not spool the DSN; will retry');

@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../support/net.ts';
 import { startForwardingPeer, type ForwardingPeer } from '../support/forwarding-peer.ts';
+import { startSmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { metricValue, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
 
@@ -117,6 +118,36 @@ describe('forwarding loops', () => {
     expect(old.forwards).toEqual([expect.stringMatching(/^250 /)]);
     expect(old.received).toHaveLength(2);
     expect(await loops(r)).toBe(0);
+  });
+
+  it("a DSN carries the relay's trace too: a forwarding server sending it back is stopped at its first return", async () => {
+    const oldPort = await freePort();
+    const mailbox = await startSmtpPeer('mailbox', {
+      rcpt: () => ({ code: 550, message: '5.1.1 no such user' }),
+    });
+    cleanups.push(() => mailbox.close());
+    // example.com's mailboxes refuse the recipient; the sender's domain is behind the forwarding old server
+    const r = await startRelay(
+      {
+        'd.yaml': direct(mailbox.port),
+        's.yaml': direct(oldPort)
+          .replaceAll('example-com', 'sender-example')
+          .replace('domain: example.com', 'domain: sender.example'),
+      },
+      ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail'],
+    );
+    cleanups.push(() => r.close());
+    const old = await forwarder(oldPort, r.relay.smtp.port);
+    expect(
+      await submit(r.relay.smtp.port, { ...mail, from: 'alice@sender.example', to: 'gone@example.com' }),
+    ).toMatch(/^250 /);
+    await waitFor(() => old.forwards.length >= 1, { what: 'the DSN to come back' });
+    expect(old.received[0]?.mailFrom).toBe('');
+    expect(old.received[0]?.raw.toString('latin1')).toMatch(
+      /^Received: by relay-0 \(mailroute mailroute\.mail\) id \S+\.dsn;/,
+    );
+    expect(old.forwards[0]).toMatch(/^554 5\.4\.6 /);
+    expect(old.received).toHaveLength(1);
   });
 
   it('a shutdown drain to a relay of the same cluster is a hand-off, not a loop', async () => {
