@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
 import { openSpool } from '../spool/spool.ts';
 import type { EnvelopeMeta, LegState, Spool, SpoolState } from '../spool/types.ts';
-import { nodemailerTransportFactory } from '../delivery/transport.ts';
+import { handoffTransportFactory } from './handoff-transport.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
@@ -259,7 +259,16 @@ describe('handoffPlan', () => {
         ['a@x', 'pending'],
         ['b@x', 'deferred'],
       ],
-      { kind: 'handoff', recipients: ['a@x', 'b@x'], partial: [], keepAfter: false },
+      {
+        kind: 'handoff',
+        recipients: ['a@x', 'b@x'],
+        roles: new Map([
+          ['a@x', ['primary']],
+          ['b@x', ['primary']],
+        ]),
+        partial: [],
+        keepAfter: false,
+      },
     ],
     [
       'partly done',
@@ -268,7 +277,13 @@ describe('handoffPlan', () => {
         ['a@x', 'deferred'],
         ['b@x', 'delivered'],
       ],
-      { kind: 'handoff', recipients: ['a@x'], partial: ['a@x'], keepAfter: false },
+      {
+        kind: 'handoff',
+        recipients: ['a@x'],
+        roles: new Map([['a@x', ['primary']]]),
+        partial: ['a@x'],
+        keepAfter: false,
+      },
     ],
     [
       'dsn owed',
@@ -276,7 +291,13 @@ describe('handoffPlan', () => {
         ['a@x', 'failed', true],
         ['b@x', 'pending'],
       ],
-      { kind: 'handoff', recipients: ['b@x'], partial: [], keepAfter: true },
+      {
+        kind: 'handoff',
+        recipients: ['b@x'],
+        roles: new Map([['b@x', ['primary']]]),
+        partial: [],
+        keepAfter: true,
+      },
     ],
     [
       'nothing open',
@@ -351,7 +372,7 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const transport = nodemailerTransportFactory({
+  const transport = handoffTransportFactory({
     hostname: 'draining.test',
     timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
   });
@@ -374,6 +395,7 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
           { name: 'b', host: '127.0.0.1', port: peerB.port },
         ]),
       transport,
+      relayName: 'draining.test',
       logger: quiet,
       deadlineMs: 10_000,
     });
@@ -413,6 +435,7 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
           { name: 'b', host: '127.0.0.1', port: peerB.port },
         ]),
       transport,
+      relayName: 'draining.test',
       logger: quiet,
       deadlineMs: 10_000,
     });
@@ -432,6 +455,7 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
       spool,
       peers: () => Promise.resolve([]),
       transport,
+      relayName: 'draining.test',
       logger: quiet,
       deadlineMs: 1000,
     });

@@ -1,12 +1,16 @@
 // Scale-down without stranding mail: on SIGTERM, after inbound and delivery have stopped, each message still queued is
-// handed to a peer relay over SMTP with its original envelope sender and the recipients whose legs are still open.
+// handed to a peer relay over SMTP with its original envelope sender and the recipients whose legs are still open,
+// each with the roles of those open legs (RCPT TO ... X-MAILROUTE-LEGS=copy) and the message with its queue id here
+// (MAIL FROM ... X-MAILROUTE-ORIGIN=<id>@<relay>; relay/inbound/handoff.ts). The peer plans each recipient with its
+// own table and keeps only the legs of those roles, so a leg delivered before the drain is not delivered again.
 // The local copy (or the handed-off legs of it) is removed only after the peer answered 250, i.e. after the peer has
-// spooled it durably (GUIDE §4). A peer relay re-resolves the recipients with its own routing table (see
-// docs/operations.md, "Relay in cluster", for what that means for partly delivered messages).
+// spooled it durably (GUIDE §4).
+import type { LegRole } from '../../routing/model.ts';
 import type { Spool, SpoolState, LegState } from '../spool/types.ts';
 import type { AttemptReply } from '../delivery/outcome.ts';
 import { formatReply } from '../delivery/outcome.ts';
-import { skipBytes, type ServerTransport, type TransportFactory } from '../delivery/transport.ts';
+import { skipBytes } from '../delivery/transport.ts';
+import type { HandoffTransport, HandoffTransportFactory } from './handoff-transport.ts';
 import { ownTraceLength } from '../inbound/trace.ts';
 import type { ClusterLogger } from './heartbeat.ts';
 import type { Peer } from './lease.ts';
@@ -18,7 +22,9 @@ export type HandoffPlan =
       kind: 'handoff';
       /** Original RCPT TO addresses with at least one open leg, in first-seen order. */
       recipients: string[];
-      /** Recipients that also have finished legs: the peer re-plans all their legs (those may be delivered again). */
+      /** recipient -> roles of its open legs (what the peer keeps of its own plan). */
+      roles: Map<string, LegRole[]>;
+      /** Recipients that also have finished legs: only their open legs go (the finished ones are not repeated). */
       partial: string[];
       /** A DSN is owed and not spooled yet: the message stays after the hand-off (only its open legs go). */
       keepAfter: boolean;
@@ -28,11 +34,15 @@ export type HandoffPlan =
 /** Pure: what of a spooled message a draining relay hands to a peer. */
 export function handoffPlan(state: SpoolState): HandoffPlan {
   const open: string[] = [];
+  const roles = new Map<string, LegRole[]>();
   const finished = new Set<string>();
   let dsnOwed = false;
   for (const leg of state.legs) {
     if (OPEN_STATES.has(leg.state)) {
       if (!open.includes(leg.recipient)) open.push(leg.recipient);
+      const list = roles.get(leg.recipient) ?? [];
+      if (!list.includes(leg.leg.role)) list.push(leg.leg.role);
+      roles.set(leg.recipient, list);
     } else finished.add(leg.recipient);
     if (leg.dsnPending === true) dsnOwed = true;
   }
@@ -42,6 +52,7 @@ export function handoffPlan(state: SpoolState): HandoffPlan {
   return {
     kind: 'handoff',
     recipients: open,
+    roles,
     partial: open.filter((r) => finished.has(r)),
     keepAfter: dsnOwed,
   };
@@ -75,8 +86,10 @@ export interface DrainOptions {
   spool: Spool;
   /** The peers to try, asked once when the drain starts. */
   peers: () => Promise<Peer[]>;
-  /** SMTP transport to a peer (the delivery engine's nodemailer factory; tls Opportunistic, no certificate check). */
-  transport: TransportFactory;
+  /** SMTP client to a peer relay (handoff-transport.ts: STARTTLS when offered, no certificate check). */
+  transport: HandoffTransportFactory;
+  /** This relay's name (--hostname): with the queue id, the origin a handed-over message carries. */
+  relayName: string;
   logger: ClusterLogger;
   /** The drain stops taking new messages after this many ms; what is left stays spooled (and is logged). */
   deadlineMs: number;
@@ -98,7 +111,7 @@ export interface DrainReport {
   handedOff: number;
   /** Messages (or parts of them) left in the spool. */
   left: number;
-  /** Recipients handed off although some of their legs were already finished (the peer re-plans them). */
+  /** Recipients handed off with only some of their legs (the others were already finished, and are not repeated). */
   partialRecipients: number;
   peers: string[];
   durationMs: number;
@@ -137,17 +150,12 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
   }
   log.info({ queued: ids.length, peers: report.peers }, 'drain: handing the queue to peer relays');
 
-  const transports = new Map<string, ServerTransport>();
-  const transportFor = (p: Peer): ServerTransport => {
+  const transports = new Map<string, HandoffTransport>();
+  const transportFor = (p: Peer): HandoffTransport => {
     const key = peerKey(p);
     let t = transports.get(key);
     if (t === undefined) {
-      t = opts.transport({
-        host: p.host,
-        port: p.port,
-        tls: 'Opportunistic',
-        maxConnections: opts.concurrency ?? 4,
-      });
+      t = opts.transport({ host: p.host, port: p.port });
       transports.set(key, t);
     }
     return t;
@@ -181,6 +189,8 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
         from: loaded.state.meta.mailFrom,
         to: remaining,
         raw,
+        origin: { queueId: id, relay: opts.relayName },
+        roles: plan.roles,
       });
       const accepted = new Set(remaining.filter((r) => { const x = replies.get(r); return x?.kind === 'smtp' && x.code >= 200 && x.code < 300; })); // prettier-ignore
       const sample = replies.get(remaining[0] ?? '');
@@ -191,13 +201,16 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
       remaining = remaining.filter((r) => !accepted.has(r));
       const after = await spool.update(id, (s) => markHandedOff(s, accepted, key, text, clock()));
       if (remaining.length === 0 && !plan.keepAfter && after !== undefined) await spool.remove(id);
+      const peerQueueId = /queued as ([0-9a-z]+)/.exec(text)?.[1];
       log.info(
         {
           queueId: id,
           peer: key,
+          ...(peerQueueId !== undefined ? { peerQueueId } : {}),
           recipients: accepted.size,
+          legs: [...accepted].reduce((k, r) => k + (plan.roles.get(r)?.length ?? 0), 0),
           reply: text,
-          ...(plan.partial.length > 0 ? { replanned: plan.partial.length } : {}),
+          ...(plan.partial.length > 0 ? { partial: plan.partial.length } : {}),
         },
         'drain: handed off to peer relay',
       );

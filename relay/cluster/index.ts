@@ -9,7 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Spool } from '../spool/types.ts';
-import { nodemailerTransportFactory, type TransportFactory } from '../delivery/transport.ts';
+import { handoffTransportFactory, type HandoffTransportFactory } from './handoff-transport.ts';
 import { drainQueue, type DrainReport } from './drain.ts';
 import { leaseApi, startHeartbeat, type ClusterLogger, type Heartbeat, type LeaseApi } from './heartbeat.ts';
 import { parseStaticPeers, type Peer } from './lease.ts';
@@ -86,7 +86,7 @@ export interface ClusterModeOptions {
   revision: string | undefined;
   /** Injected Lease API; default: from KUBECONFIG or the in-cluster config. */
   leases?: LeaseApi;
-  transport?: TransportFactory;
+  transport?: HandoffTransportFactory;
   /** DNS for --peers names; default node:dns lookup with all: true. */
   lookup?: LookupAll;
 }
@@ -209,10 +209,11 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
         peers,
         transport:
           opts.transport ??
-          nodemailerTransportFactory({
+          handoffTransportFactory({
             hostname: opts.hostname,
             timeouts: { connectionMs: 5_000, greetingMs: 10_000, socketMs: 30_000 },
           }),
+        relayName: opts.hostname,
         logger: log,
         deadlineMs: s.drainTimeoutMs,
         ...(opts.clusterId !== undefined ? { clusterId: opts.clusterId } : {}),

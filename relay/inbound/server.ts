@@ -15,6 +15,7 @@ import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
 import { receiveData } from './data.ts';
 import { protocolName, receivedHeader, sanitizeHelo } from './helo.ts';
 import { decideMail } from './mail.ts';
+import { LEGS_PARAM, ORIGIN_PARAM, narrowLegs, parseLegRoles, parseOrigin, type Origin } from './handoff.ts';
 import { assertSmtpServerPatched } from './patched.ts';
 import { decideRcpt, type RecipientRouter, type Verifier } from './rcpt.ts';
 import {
@@ -25,7 +26,7 @@ import {
   type SessionFacts,
   type SlowClientPolicy,
 } from './slow.ts';
-import { REPLIES, formatReply, type Verdict } from './verdict.ts';
+import { REPLIES, formatReply, reject, tempfail, type Verdict } from './verdict.ts';
 import { safeDelay } from '../../routing/timer.ts';
 import { UnknownRecipientLimiter, countsAsUnknown, tooManyUnknownRecipients } from './unknown-limit.ts';
 
@@ -201,6 +202,12 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onMailFrom(address, session, cb) {
+      // A hand-off from a draining relay names the message's queue id there (handoff.ts).
+      if (address.args !== false && address.args[ORIGIN_PARAM] !== undefined) {
+        const origin = parseOrigin(address.args[ORIGIN_PARAM]);
+        if (typeof origin === 'string')
+          return cb(refuse(reject('BadParameter', 501, '5.5.4', origin), 'MAIL FROM', session));
+      }
       const size =
         address.args !== false && typeof address.args.SIZE === 'string'
           ? Number(address.args.SIZE)
@@ -237,6 +244,23 @@ export function createInbound(deps: InboundDeps): Inbound {
             }
             return cb(refuse(d, 'RCPT TO', session));
           }
+          // A hand-off keeps only the legs still open on the relay that hands the message over (handoff.ts).
+          const legsArg = address.args === false ? undefined : address.args[LEGS_PARAM];
+          if (legsArg !== undefined) {
+            const roles = parseLegRoles(legsArg);
+            if (typeof roles === 'string')
+              return cb(refuse(reject('BadParameter', 501, '5.5.4', roles), 'RCPT TO', session));
+            const legs = narrowLegs(d.accepted.legs, roles);
+            if (typeof legs === 'string')
+              return cb(
+                refuse(
+                  tempfail('HandoffNoLeg', 451, '4.3.0', `${d.accepted.recipient}: ${legs}; not taken over`),
+                  'RCPT TO',
+                  session,
+                ),
+              );
+            d = { ...d, accepted: { ...d.accepted, legs } };
+          }
           let t = txns.get(session.envelope);
           if (!t) {
             t = { recipients: new Map(), revision: d.revision };
@@ -263,6 +287,10 @@ export function createInbound(deps: InboundDeps): Inbound {
       }
       const recipients = [...t.recipients.values()];
       const now = clock();
+      const originArg =
+        env.mailFrom === false || env.mailFrom.args === false ? undefined : env.mailFrom.args[ORIGIN_PARAM];
+      const parsedOrigin = originArg === undefined ? undefined : parseOrigin(originArg);
+      const origin: Origin | undefined = typeof parsedOrigin === 'object' ? parsedOrigin : undefined;
       const tls = session.tlsOptions !== false ? session.tlsOptions : undefined;
       const meta: EnvelopeMeta = {
         mailFrom: env.mailFrom === false ? '' : env.mailFrom.address,
@@ -274,6 +302,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         revision: t.revision,
         smtputf8: env.smtpUtf8 === true,
         body8bit: env.bodyType === '8bitmime',
+        ...(origin ? { origin } : {}),
       };
       const header = receivedHeader({
         helo: session.hostNameAppearsAs,
@@ -323,6 +352,7 @@ export function createInbound(deps: InboundDeps): Inbound {
               legs: recipients.reduce((n, rc) => n + rc.legs.length, 0),
               size: r.size,
               revision: meta.revision,
+              ...(origin ? { origin } : {}),
               ...(r.normalized > 0 ? { normalizedLineEnds: r.normalized } : {}),
             },
             'accepted',

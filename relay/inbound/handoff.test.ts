@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import type { Leg } from '../../routing/model.ts';
+import { withHandoffParams } from '../cluster/handoff-transport.ts';
+import { formatLegRoles, narrowLegs, parseLegRoles, parseOrigin } from './handoff.ts';
+
+const server = { name: 's', host: 'h', port: 25, mx: false, tls: 'None' as const, maxConnections: 1 };
+const leg = (role: Leg['role']): Leg => ({
+  server,
+  domain: 'example.com',
+  recipient: 'bob@example.com',
+  role,
+  bounces: 'Notify',
+});
+
+describe('hand-off parameters', () => {
+  it.each([
+    ['0mx0qz1k20001a7f@relay-0.example', { queueId: '0mx0qz1k20001a7f', relay: 'relay-0.example' }],
+    ['0mx0qz1k20001a7f', expect.stringContaining('X-MAILROUTE-ORIGIN: expected QUEUEID@RELAY') as string],
+    ['short@relay', expect.stringContaining('expected QUEUEID@RELAY') as string],
+    ['0mx0qz1k20001a7f@bad host', expect.stringContaining('expected QUEUEID@RELAY') as string],
+    [true, 'X-MAILROUTE-ORIGIN needs a value: QUEUEID@RELAY'],
+  ])('origin %j', (value, want) => {
+    expect(parseOrigin(value)).toEqual(want);
+  });
+
+  it.each([
+    ['copy', ['copy']],
+    ['PRIMARY,copy', ['primary', 'copy']],
+    ['none', null],
+    ['', null],
+    [true, null],
+  ])('legs %j', (value, want) => {
+    const got = parseLegRoles(value);
+    if (want === null) expect(got).toMatch(/^X-MAILROUTE-LEGS: expected primary, copy or primary,copy/);
+    else expect([...(got as Set<string>)]).toEqual(want);
+  });
+
+  it('formats roles in a fixed order', () => {
+    expect(formatLegRoles(['copy', 'primary', 'copy'])).toBe('primary,copy');
+  });
+
+  it('narrows a plan to the open roles, and says which role it lacks', () => {
+    expect(narrowLegs([leg('primary'), leg('copy')], new Set(['copy']))).toEqual([leg('copy')]);
+    expect(narrowLegs([leg('primary')], new Set(['primary', 'copy']))).toBe(
+      "no copy leg in this relay's routing",
+    );
+  });
+
+  it('adds the parameters to the MAIL FROM and RCPT TO lines the client writes', () => {
+    const roles = new Map([['bob@xn--bcher-kva.example', 'copy']]);
+    expect(withHandoffParams('MAIL FROM:<a@b.example> SIZE=10', '0mx0qz1k20001a7f@r', roles)).toBe(
+      'MAIL FROM:<a@b.example> SIZE=10 X-MAILROUTE-ORIGIN=0mx0qz1k20001a7f@r',
+    );
+    expect(withHandoffParams('RCPT TO:<Bob@xn--bcher-kva.example>', 'o', roles)).toBe(
+      'RCPT TO:<Bob@xn--bcher-kva.example> X-MAILROUTE-LEGS=copy',
+    );
+    // never without its roles: a value the receiving relay refuses
+    expect(withHandoffParams('RCPT TO:<eve@example.com>', 'o', roles)).toBe(
+      'RCPT TO:<eve@example.com> X-MAILROUTE-LEGS=none',
+    );
+    expect(withHandoffParams('DATA', 'o', roles)).toBe('DATA');
+  });
+});

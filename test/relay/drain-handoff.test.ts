@@ -1,0 +1,90 @@
+// A drain hands over only the legs still pending (issue: every rollout duplicated mail). Two in-process relays with
+// the same manifests, relay A draining to relay B (--peers) on shutdown, real smtp-server destinations: 5 messages
+// whose primary was delivered by A and whose copy is deferred (the secondary is down). After A's drain, B holds the 5
+// messages with only their copy legs and A's queue ids as their origin; when the secondary is back B delivers the 5
+// copies, and the primary still has exactly 5 deliveries. Before, B re-planned every recipient in full and the
+// primary got 10.
+import { afterAll, describe, expect, it } from 'vitest';
+import type { MessageView, QueueListView } from '../../relay/admin/view.ts';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import { dualDomain, httpGet, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+
+const N = 5;
+
+describe('drain hands over pending legs only', () => {
+  const closers: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+
+  it('the peer delivers only the copies; the primary count stays at the number of messages', async () => {
+    const primary: SmtpPeer = await startSmtpPeer('primary');
+    const copy: SmtpPeer = await startSmtpPeer('copy');
+    closers.push(
+      () => primary.close(),
+      () => copy.close(),
+    );
+    await copy.down(); // the secondary has not allowlisted the relay yet
+    const files = { 'd.yaml': dualDomain('roll.test', primary.port, copy.port) };
+    const b: InProcessRelay = await startRelay(files);
+    closers.push(() => b.close());
+    const a: InProcessRelay = await startRelay(files, [
+      '--peers',
+      `127.0.0.1:${b.relay.smtp.port}`,
+      '--drain-on-shutdown',
+      'true',
+    ]);
+    closers.push(() => a.close());
+
+    const ids: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const reply = await submit(a.relay.smtp.port, {
+        envelope: { from: 'sender@outside.test', to: [`user${i}@roll.test`] },
+        raw: `From: sender@outside.test\r\nTo: user${i}@roll.test\r\nSubject: rollout ${i}\r\n\r\nbody ${i}\r\n`,
+      });
+      ids.push(/queued as ([0-9a-z]{16})/.exec(reply)?.[1] ?? '');
+    }
+    const listOf = async (r: InProcessRelay): Promise<QueueListView> =>
+      JSON.parse((await httpGet(r.relay.admin.port, '/queue')).body) as QueueListView;
+    await waitFor(
+      async () => {
+        const q = await listOf(a);
+        return (
+          q.messages.length === N &&
+          q.messages.every((m) => m.recipients[0]?.summary === 'primary delivered, copy deferred')
+        );
+      },
+      { what: 'every primary delivered by A, every copy deferred' },
+    );
+    expect(primary.messages).toHaveLength(N);
+
+    // A rollout: A shuts down and hands its queue to B.
+    await a.relay.shutdown('test');
+    expect(await a.relay.spool.list()).toEqual([]);
+
+    // B holds each message with the copy leg only, and A's queue id as its origin.
+    const onB = await waitFor(
+      async () => {
+        const q = await listOf(b);
+        return q.messages.length === N ? q.messages : undefined;
+      },
+      { what: `${N} messages on B` },
+    );
+    expect(onB.map((m: MessageView) => m.origin?.queueId).sort()).toEqual([...ids].sort());
+    expect(onB.every((m) => m.origin?.relay === 'relay.test')).toBe(true);
+    for (const m of onB) {
+      expect(m.recipients).toHaveLength(1);
+      expect(m.recipients[0]?.legs.map((l) => l.role)).toEqual(['copy']);
+    }
+
+    // The secondary comes back: B delivers the copies; nobody delivers a primary again.
+    await copy.up();
+    await waitFor(() => copy.messages.length === N, { timeoutMs: 15_000, what: 'every copy delivered by B' });
+    await waitFor(async () => (await listOf(b)).total === 0, { what: "B's queue empty" });
+    expect(primary.messages).toHaveLength(N);
+    expect(new Set(copy.messages.flatMap((m) => m.rcptTo))).toEqual(
+      new Set(Array.from({ length: N }, (_, i) => `user${i}@roll.test`)),
+    );
+  });
+});
