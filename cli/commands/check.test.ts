@@ -8,15 +8,20 @@ import {
 } from '../../routing/test-fixtures.ts';
 import { checkWarnings, okLine, TABLE_WARN_BYTES } from './check.ts';
 
-const origins = new Map([['TestRecipient/default/alice', 'tr.yaml']]);
+const origins = new Map([
+  ['TestRecipient/default/alice', 'tr.yaml'],
+  ['MailDomain/default/example-com', 'md.yaml'],
+]);
+/** The warnings other than backscatter (which the fixtures below, with no recipient checks, all get). */
+const others = (w: string[]): string[] => w.filter((x) => !x.includes('(backscatter)'));
 
 describe('check warnings', () => {
   it('warns when the compiled table would not fit a ConfigMap', () => {
     const small = compile(syntheticObjects(1, 10));
-    expect(checkWarnings({ origins }, small, new Date())).toEqual([]);
+    expect(others(checkWarnings({ origins }, small, new Date()))).toEqual([]);
     const big = compile(syntheticObjects(1, 4000));
     expect(big.json.length).toBeGreaterThan(TABLE_WARN_BYTES);
-    const w = checkWarnings({ origins }, big, new Date());
+    const w = others(checkWarnings({ origins }, big, new Date()));
     expect(w).toHaveLength(1);
     expect(w[0]).toMatch(/routing table is \d+ KiB: a ConfigMap holds at most 1 MiB/);
   });
@@ -27,15 +32,40 @@ describe('check warnings', () => {
       address: 'alice@example.com',
       expiresAt: '2026-01-01T00:00:00Z',
     });
-    const dual = compile([exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'new' }), tr]);
+    const dual = compile([
+      exampleDomain({ rejectUnknownRecipients: true }),
+      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+      tr,
+    ]);
     expect(checkWarnings({ origins }, dual, new Date('2025-12-31T00:00:00Z'))).toEqual([]);
     expect(checkWarnings({ origins }, dual, new Date('2026-01-02T00:00:00Z'))).toEqual([
       'tr.yaml: TestRecipient/alice: spec.expiresAt: expired at 2026-01-01T00:00:00Z; alice@example.com routes like everyone else',
     ]);
-    const direct = compile([exampleDomain(), examplePolicy({ mode: 'Direct' }), tr]);
+    const direct = compile([
+      exampleDomain({ rejectUnknownRecipients: true }),
+      examplePolicy({ mode: 'Direct' }),
+      tr,
+    ]);
     expect(checkWarnings({ origins }, direct, new Date('2025-12-31T00:00:00Z'))).toEqual([
       "tr.yaml: TestRecipient/alice: alice@example.com has no effect while the policy's mode is Direct",
     ]);
+  });
+});
+
+describe('backscatter warning (issue 14 §2)', () => {
+  it('warns about a domain with no accounts, no recipientVerification and no rejectUnknownRecipients', () => {
+    const open = compile([exampleDomain(), examplePolicy({ mode: 'Direct' })]);
+    expect(checkWarnings({ origins }, open, new Date())).toEqual([
+      'md.yaml: MailDomain/example-com: example.com accepts mail for any local part: with no accounts, no recipientVerification and no rejectUnknownRecipients, mail to a mailbox the primary does not have is accepted, and its 550 sends a DSN to a sender that may be forged (backscatter)',
+    ]);
+  });
+  it.each([
+    ['accounts', { accounts: [{ server: 'old', addresses: ['a@example.com'] }] }],
+    ['recipientVerification', { recipientVerification: { server: 'old' } }],
+    ['rejectUnknownRecipients', { rejectUnknownRecipients: true }],
+  ])('no warning with %s', (_name, extra) => {
+    const checked = compile([exampleDomain(extra), examplePolicy({ mode: 'Direct' })]);
+    expect(checkWarnings({ origins }, checked, new Date())).toEqual([]);
   });
 });
 

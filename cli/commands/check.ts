@@ -1,5 +1,6 @@
 // mailroute check -f PATH... : validates manifests offline (schema, CEL rules, cross-object issues).
 // Exit 0 when everything is valid, 1 with one `file: Kind/name: field: message` line per problem, 2 on usage errors.
+import { backscatterRisk } from '../../routing/backscatter.ts';
 import type { CompileResult } from '../../routing/compile.ts';
 import type { ParsedManifests } from '../../routing/parse.ts';
 import { loadAndCompile } from '../manifests.ts';
@@ -73,6 +74,12 @@ export function checkWarnings(
     );
   }
   for (const route of Object.values(result.table.domains)) {
+    const risk = backscatterRisk(route);
+    if (risk !== undefined) {
+      const md = route.mailDomain;
+      const file = loaded.origins.get(`MailDomain/${md.namespace}/${md.name}`) ?? '(input)';
+      w.push(`${file}: MailDomain/${md.name}: ${route.domain} ${risk}`);
+    }
     for (const [address, tr] of Object.entries(route.testRecipients)) {
       const file = loaded.origins.get(`TestRecipient/${tr.source.namespace}/${tr.source.name}`) ?? '(input)';
       if (route.mode !== 'Dual') {

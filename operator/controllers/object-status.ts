@@ -31,7 +31,9 @@ export interface StatusControllerDeps<O extends MailrouteObject> {
   expectedRelays?: () => readonly string[] | undefined;
   now: () => Date;
   /** Kind-specific facts (missing Secrets, expiresAt). */
-  extra?: (obj: O) => Partial<Pick<StatusFacts, 'missingSecrets' | 'invalidSecrets' | 'expiresAt'>>;
+  extra?: (
+    obj: O,
+  ) => Partial<Pick<StatusFacts, 'missingSecrets' | 'invalidSecrets' | 'expiresAt' | 'backscatterRisk'>>;
 }
 
 export function statusKey(namespace: string, name: string): string {

@@ -195,4 +195,27 @@ describe('decideStatus', () => {
       'Ready',
     ]);
   });
+
+  it('MailDomain: BackscatterRisk is True for a domain without recipient checks, False otherwise; never part of Ready', () => {
+    const risky = decideStatus({
+      ...base,
+      kind: 'MailDomain',
+      backscatterRisk: 'accepts mail for any local part',
+    });
+    const c = risky.conditions.find((x) => x.type === 'BackscatterRisk');
+    expect(c).toMatchObject({
+      status: 'True',
+      reason: 'NoRecipientCheck',
+      message: 'accepts mail for any local part',
+    });
+    const ready = risky.conditions.find((x) => x.type === 'Ready');
+    expect(ready?.status).toBe(
+      decideStatus({ ...base, kind: 'MailDomain' }).conditions.find((x) => x.type === 'Ready')?.status,
+    );
+    const safe = decideStatus({ ...base, kind: 'MailDomain', backscatterRisk: '' });
+    expect(safe.conditions.find((x) => x.type === 'BackscatterRisk')).toMatchObject({
+      status: 'False',
+      reason: 'RecipientsChecked',
+    });
+  });
 });

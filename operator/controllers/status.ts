@@ -11,6 +11,8 @@ export const ConditionTypes = {
   Programmed: 'Programmed',
   Ready: 'Ready',
   Active: 'Active',
+  /** MailDomain only: True when the domain accepts any local part (routing/backscatter.ts); not part of Ready. */
+  BackscatterRisk: 'BackscatterRisk',
 } as const;
 
 /** Condition reasons set by the operator (compile issue reasons, e.g. Conflict or PolicyNotFound, pass through). */
@@ -34,6 +36,8 @@ export const StatusReasons = {
   Active: 'Active',
   NoExpiry: 'NoExpiry',
   Expired: 'Expired',
+  NoRecipientCheck: 'NoRecipientCheck',
+  RecipientsChecked: 'RecipientsChecked',
 } as const;
 export type StatusReason = (typeof StatusReasons)[keyof typeof StatusReasons];
 
@@ -64,6 +68,8 @@ export interface StatusFacts {
   expectedRelays?: readonly string[] | undefined;
   /** The generation of this object in a revision, or undefined when the revision is unknown or lacks it. */
   generationIn: (revision: string) => number | undefined;
+  /** MailDomain: the backscatter warning ('' when the domain checks its recipients); undefined for other kinds. */
+  backscatterRisk?: string | undefined;
   /** TestRecipient spec.expiresAt */
   expiresAt?: string | undefined;
   now: Date;
@@ -213,6 +219,24 @@ export function decideStatus(f: StatusFacts): StatusDecision {
   );
 
   const decision: StatusDecision = { conditions, programmed: { ready, total } };
+  if (f.backscatterRisk !== undefined) {
+    conditions.push(
+      f.backscatterRisk === ''
+        ? {
+            type: ConditionTypes.BackscatterRisk,
+            status: 'False',
+            reason: StatusReasons.RecipientsChecked,
+            message:
+              'unknown recipients are known from accounts, recipientVerification or rejectUnknownRecipients',
+          }
+        : {
+            type: ConditionTypes.BackscatterRisk,
+            status: 'True',
+            reason: StatusReasons.NoRecipientCheck,
+            message: f.backscatterRisk,
+          },
+    );
+  }
   if (f.kind === 'TestRecipient') {
     if (f.expiresAt === undefined) {
       conditions.push({

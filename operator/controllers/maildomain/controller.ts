@@ -1,6 +1,7 @@
 // MailDomain status: Accepted, ResolvedRefs (incl. every servers[].authSecretRef Secret exists and has the keys
-// username and password), Programmed, Ready.
+// username and password), Programmed, Ready, and BackscatterRisk (True: the domain accepts any local part).
 
+import { backscatterRisk } from '../../../routing/backscatter.ts';
 import type { MailDomain } from '../../../routing/types.ts';
 import type { SecretLookup } from '../../credentials-secret.ts';
 import { ObjectStatusController, type StatusControllerDeps } from '../object-status.ts';
@@ -45,6 +46,7 @@ export function createMailDomainController(
     kind: 'MailDomain',
     extra: (md) => ({
       missingSecrets: missingSecrets(md, deps.secretExists),
+      backscatterRisk: backscatterRisk(md.spec) ?? '',
       ...(deps.secretLookup ? { invalidSecrets: invalidSecrets(md, deps.secretLookup) } : {}),
     }),
   });
