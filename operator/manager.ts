@@ -18,7 +18,7 @@ import type { OperatorConfig } from './config.ts';
 import { LeaderElector } from './kube/leader.ts';
 import { resolveOwnerConfigMap, type OwnerReference } from './owner.ts';
 import { createKubeRest, type KubeRest } from './kube/rest.ts';
-import { createEventRecorder } from './kube/ssa.ts';
+import { createEventRecorder, type EventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
 import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
 import {
@@ -75,6 +75,7 @@ export class OperatorManager {
   private readonly elector: LeaderElector | undefined;
   private http: Server | undefined;
   private preflight: PreflightHandle | undefined;
+  private readonly events: EventRecorder;
   private readonly generations = new Map<string, number>();
   private relaySignature = '';
   private expectedSignature = '-';
@@ -230,14 +231,14 @@ export class OperatorManager {
       },
     });
 
-    const events = createEventRecorder(
+    const events = (this.events = createEventRecorder(
       this.rest,
       'mailroute-operator',
       this.now,
       (err) => logger.warn({ err }, 'could not record event'),
       { qps: 20, burst: 100 },
       () => metrics.eventsDropped.inc(),
-    );
+    ));
     const common = {
       rest: this.rest,
       state: this.state,
@@ -473,6 +474,7 @@ export class OperatorManager {
         logger: this.d.logger,
         intervalMs: this.d.config.preflightIntervalMs,
         isLeader: () => this.leading && !this.stopping,
+        events: this.events,
       });
     }
   }

@@ -12,7 +12,7 @@ import { serverSideApply } from '../kube/ssa.ts';
 import { describeFailure, type KubeRest } from '../kube/rest.ts';
 import type { ReconcileOutcome } from '../kube/workqueue.ts';
 import { objectKey, type RoutingState } from './routing/controller.ts';
-import { decideStatus, type RelayView, type StatusFacts } from './status.ts';
+import { decideStatus, statusEvents, type RelayView, type StatusFacts } from './status.ts';
 
 export const PLURALS: Record<Kind, string> = {
   MailDomain: 'maildomains',
@@ -78,6 +78,10 @@ export class ObjectStatusController<O extends MailrouteObject> {
       compiled: st.compiled,
       relays: this.d.relays(),
       expectedRelays: this.d.expectedRelays?.(),
+      noPolicyFor:
+        this.kind === 'MailDomain' && st.unroutedMailDomains.has(okey)
+          ? (obj as { spec?: { domain?: string } }).spec?.domain
+          : undefined,
       generationIn: (rev) => st.history.generationIn(rev, okey),
       now,
       ...this.d.extra?.(obj),
@@ -107,8 +111,8 @@ export class ObjectStatusController<O extends MailrouteObject> {
         observedGeneration: generation,
         conditions: mergeConditions(obj.status, update.conditions),
       };
-      // One Event per real transition; a brand-new object gets a single one for Ready.
-      for (const t of update.transitions.filter((x) => x.from !== undefined || x.type === 'Ready')) {
+      // Events follow Ready (./status.ts statusEvents): a new object gets a single one for its first Ready.
+      for (const e of statusEvents(update.transitions)) {
         await this.d.events.event(
           {
             apiVersion: API_VERSION,
@@ -117,9 +121,9 @@ export class ObjectStatusController<O extends MailrouteObject> {
             name,
             ...(typeof obj.metadata.uid === 'string' ? { uid: obj.metadata.uid } : {}),
           },
-          t.to === 'False' ? 'Warning' : 'Normal',
-          t.reason,
-          `${t.type}=${t.to}: ${t.message}`,
+          e.type,
+          e.reason,
+          e.message,
         );
       }
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CompileIssue } from '../../routing/model.ts';
-import { decideStatus, type StatusFacts } from './status.ts';
+import { decideStatus, statusEvents, type StatusFacts } from './status.ts';
 
 const now = new Date('2026-11-28T12:00:00Z');
 const base: StatusFacts = {
@@ -124,6 +124,18 @@ const rows: Row[] = [
     '',
   ],
   [
+    'MailDomain that no accepted policy routes',
+    { kind: 'MailDomain', noPolicyFor: 'example.com' },
+    { Accepted: 'True', Programmed: 'False/NoPolicy', Ready: 'False/NoPolicy' },
+    'no accepted DeliveryPolicy routes example.com: mail for it is deferred (451 4.3.5)',
+  ],
+  [
+    'not in the routing table: no relay count (relays on an older revision are no news about it)',
+    { issues: [conflict], compiledGeneration: undefined },
+    { Programmed: 'False/NotInRoutingTable' },
+    'not in the routing table (see Accepted and ResolvedRefs)',
+  ],
+  [
     'dangling reference',
     { kind: 'TestRecipient', issues: [dangling], compiledGeneration: undefined },
     {
@@ -217,5 +229,72 @@ describe('decideStatus', () => {
       status: 'False',
       reason: 'RecipientsChecked',
     });
+  });
+});
+
+describe('statusEvents', () => {
+  type T = Parameters<typeof statusEvents>[0][number];
+  const t = (type: string, from: string | undefined, to: string, reason: string, message = 'm'): T => ({
+    type,
+    from,
+    to,
+    reason,
+    message,
+  });
+  it.each<[string, T[], string[]]>([
+    [
+      'a new object coming up: no event',
+      [
+        t('Accepted', undefined, 'True', 'Accepted'),
+        t('ResolvedRefs', undefined, 'True', 'ResolvedRefs'),
+        t('Programmed', undefined, 'False', 'Pending'),
+        t('Ready', undefined, 'False', 'Pending'),
+      ],
+      [],
+    ],
+    [
+      'its first Ready: one Normal event with the status message',
+      [
+        t('Programmed', 'False', 'True', 'Programmed', '2/2 relays programmed'),
+        t('Ready', 'False', 'True', 'Ready', '2/2 relays programmed'),
+      ],
+      ['Normal Ready Ready=True: 2/2 relays programmed'],
+    ],
+    [
+      'a new object Ready at once: one event',
+      [
+        t('Accepted', undefined, 'True', 'Accepted'),
+        t('Ready', undefined, 'True', 'Ready', '1/1 relays programmed'),
+      ],
+      ['Normal Ready Ready=True: 1/1 relays programmed'],
+    ],
+    [
+      'a new object with a problem: one Warning',
+      [
+        t('Accepted', undefined, 'False', 'Conflict'),
+        t('Ready', undefined, 'False', 'Conflict', 'Accepted: x'),
+      ],
+      ['Warning Conflict Ready=False: Accepted: x'],
+    ],
+    [
+      'a change rolling out (Ready True -> False Pending): Normal',
+      [t('Ready', 'True', 'False', 'Pending', 'Programmed: 1/2 relays programmed')],
+      ['Normal Pending Ready=False: Programmed: 1/2 relays programmed'],
+    ],
+    [
+      'a problem on a Ready object: Warning',
+      [
+        t('ResolvedRefs', 'True', 'False', 'SecretNotFound'),
+        t('Ready', 'True', 'False', 'SecretNotFound', 'r'),
+      ],
+      ['Warning SecretNotFound Ready=False: r'],
+    ],
+    [
+      'expiry',
+      [t('Active', 'True', 'False', 'Expired', 'expired at x')],
+      ['Normal Expired Active=False: expired at x'],
+    ],
+  ])('%s', (_name, transitions, want) => {
+    expect(statusEvents(transitions).map((e) => `${e.type} ${e.reason} ${e.message}`)).toEqual(want);
   });
 });

@@ -31,6 +31,8 @@ export const StatusReasons = {
   NotInRoutingTable: 'NotInRoutingTable',
   /** The operator has not compiled this generation yet. */
   NotCompiled: 'NotCompiled',
+  /** MailDomain: no accepted DeliveryPolicy routes its domain (mail for it is deferred with 451 4.3.5). */
+  NoPolicy: 'NoPolicy',
   Ready: 'Ready',
   NotReady: 'NotReady',
   Active: 'Active',
@@ -70,6 +72,8 @@ export interface StatusFacts {
   generationIn: (revision: string) => number | undefined;
   /** MailDomain: the backscatter warning ('' when the domain checks its recipients); undefined for other kinds. */
   backscatterRisk?: string | undefined;
+  /** MailDomain: its domain, when it is in the routing table but no accepted DeliveryPolicy routes it. */
+  noPolicyFor?: string | undefined;
   /** TestRecipient spec.expiresAt */
   expiresAt?: string | undefined;
   now: Date;
@@ -180,7 +184,15 @@ export function decideStatus(f: StatusFacts): StatusDecision {
       type: ConditionTypes.Programmed,
       status: 'False',
       reason: StatusReasons.NotInRoutingTable,
-      message: `not in the routing table; ${msg}`,
+      // No relay count: relays may still serve an older revision that had it, which is no news about this object.
+      message: 'not in the routing table (see Accepted and ResolvedRefs)',
+    };
+  } else if (f.noPolicyFor !== undefined) {
+    programmed = {
+      type: ConditionTypes.Programmed,
+      status: 'False',
+      reason: StatusReasons.NoPolicy,
+      message: `no accepted DeliveryPolicy routes ${f.noPolicyFor}: mail for it is deferred (451 4.3.5)`,
     };
   } else if (total === 0) {
     programmed = {
@@ -267,4 +279,49 @@ export function decideStatus(f: StatusFacts): StatusDecision {
     }
   }
   return decision;
+}
+
+/** Reasons of an object still coming up (or rolling out a change): no Warning, and no event before its first Ready. */
+const PROGRESS_REASONS: ReadonlySet<string> = new Set([
+  StatusReasons.Pending,
+  StatusReasons.NoRelays,
+  StatusReasons.NotCompiled,
+]);
+
+export interface StatusEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+/**
+ * The Events for one status write: they follow the Ready condition (whose message names the condition that is not
+ * True), so each change of Ready gives one Event, with the message the status now shows. A new object gets none while
+ * it is only coming up (Pending, NoRelays, NotCompiled): its first Event is its first Ready, or the problem that keeps
+ * it from being Ready (a Warning). A TestRecipient's expiry (Active True -> False) gets its own Event.
+ */
+export function statusEvents(
+  transitions: readonly {
+    type: string;
+    from: string | undefined;
+    to: string;
+    reason: string;
+    message: string;
+  }[],
+): StatusEvent[] {
+  const out: StatusEvent[] = [];
+  for (const t of transitions) {
+    if (t.type === ConditionTypes.Ready) {
+      const progress = PROGRESS_REASONS.has(t.reason);
+      if (t.from === undefined && t.to !== 'True' && progress) continue;
+      out.push({
+        type: t.to === 'True' || progress ? 'Normal' : 'Warning',
+        reason: t.reason,
+        message: `Ready=${t.to}: ${t.message}`,
+      });
+    } else if (t.type === ConditionTypes.Active && t.from !== undefined) {
+      out.push({ type: 'Normal', reason: t.reason, message: `Active=${t.to}: ${t.message}` });
+    }
+  }
+  return out;
 }

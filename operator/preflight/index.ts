@@ -2,15 +2,16 @@
 // and stop() on shutdown. Results go to MailDomain status.servers[] and the ServersReachable condition by
 // server-side apply under the field manager `mailroute-preflight`, so the main controller's fields are untouched.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { GROUP, VERSION } from '../../routing/model.ts';
+import { API_VERSION, GROUP, VERSION } from '../../routing/model.ts';
 import { describeFailure, type KubeRest } from '../kube/rest.ts';
-import { serverSideApply } from '../kube/ssa.ts';
+import { serverSideApply, type EventRecorder } from '../kube/ssa.ts';
 import { createSmtpProbe, type Probe } from './probe.ts';
 import {
   FIELD_MANAGER,
   decideCondition,
   isDue,
   nextDue,
+  reachabilityEvent,
   serverStatus,
   serversFingerprint,
   statusApplyBody,
@@ -59,6 +60,8 @@ export interface PreflightOptions {
   concurrency?: number;
   now?: () => Date;
   random?: () => number;
+  /** Records a Warning event on the MailDomain when ServersReachable becomes False (Normal when it recovers). */
+  events?: EventRecorder;
 }
 
 export interface PreflightHandle {
@@ -154,6 +157,7 @@ export async function probeDomain(
   probe: Probe,
   api: PreflightKube,
   now: () => Date,
+  events?: EventRecorder,
 ): Promise<{ servers: ServerStatus[]; written: boolean }> {
   const servers = await Promise.all(
     view.servers.map(async (s) => {
@@ -167,6 +171,15 @@ export async function probeDomain(
   );
   const condition = decideCondition(servers, view.generation, view.previousCondition, now());
   const written = await api.applyStatus(view.namespace, view.name, statusApplyBody(view, servers, condition));
+  const event = written ? reachabilityEvent(view.previousCondition?.status, condition) : undefined;
+  if (event !== undefined && events !== undefined) {
+    await events.event(
+      { apiVersion: API_VERSION, kind: 'MailDomain', namespace: view.namespace, name: view.name },
+      event.type,
+      event.reason,
+      event.message,
+    );
+  }
   return { servers, written };
 }
 
@@ -228,7 +241,7 @@ export function startPreflight(opts: PreflightOptions): PreflightHandle {
         if (v === undefined) break;
         const key = `${v.namespace}/${v.name}`;
         try {
-          const { servers, written } = await probeDomain(v, probe, api, now);
+          const { servers, written } = await probeDomain(v, probe, api, now, opts.events);
           schedule.set(key, {
             fingerprint: serversFingerprint(v),
             nextDue: nextDue(now().getTime(), intervalMs, jitter, random),

@@ -10,6 +10,7 @@ import {
   viewMailDomain,
   type Condition,
   type ServerStatus,
+  reachabilityEvent,
 } from './status.ts';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
@@ -196,5 +197,19 @@ describe('startPreflight with an injected API and a real SMTP peer', () => {
     await pf.stop();
     expect(lists).toBe(0);
     expect(applies).toBe(0);
+  });
+});
+
+describe('reachabilityEvent', () => {
+  it.each<[string | undefined, 'True' | 'False', string | undefined]>([
+    [undefined, 'True', undefined],
+    [undefined, 'False', 'Warning ServersUnreachable'],
+    ['True', 'False', 'Warning ServersUnreachable'],
+    ['False', 'False', undefined],
+    ['False', 'True', 'Normal ServersReachable'],
+    ['True', 'True', undefined],
+  ])('%s -> %s: %s', (previous, status, want) => {
+    const e = reachabilityEvent(previous, { status, message: 'm' });
+    expect(e === undefined ? undefined : `${e.type} ${e.reason}`).toBe(want);
   });
 });

@@ -121,6 +121,20 @@ export function decideCondition(
   return cond;
 }
 
+/**
+ * The Event for a ServersReachable change: a Warning ServersUnreachable when it becomes False (a new MailDomain whose
+ * servers fail too), a Normal ServersReachable when it recovers; nothing while it stays the same.
+ */
+export function reachabilityEvent(
+  previous: string | undefined,
+  now: Pick<Condition, 'status' | 'message'>,
+): { type: 'Warning' | 'Normal'; reason: string; message: string } | undefined {
+  if (now.status === previous) return undefined;
+  if (now.status === 'False') return { type: 'Warning', reason: 'ServersUnreachable', message: now.message };
+  if (previous === 'False') return { type: 'Normal', reason: 'ServersReachable', message: now.message };
+  return undefined;
+}
+
 export function serverStatus(name: string, outcome: ProbeOutcome, at: Date): ServerStatus {
   return {
     name,

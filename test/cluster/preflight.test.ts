@@ -10,6 +10,7 @@ import { makeSelfSigned } from '../support/tls.ts';
 import { createSmtpProbe, startPreflight, type PreflightHandle } from '../../operator/preflight/index.ts';
 import type { Condition, ServerStatus } from '../../operator/preflight/status.ts';
 import { createKubeRest } from '../../operator/kube/rest.ts';
+import { createEventRecorder } from '../../operator/kube/ssa.ts';
 
 const NS = 'mail';
 const G = { group: 'mailroute.io', version: 'v1alpha1', namespace: NS, plural: 'maildomains' };
@@ -84,6 +85,7 @@ describeCluster(
         setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
       );
 
+      const eventErrors: string[] = [];
       const pf = startPreflight({
         kube: ctx.cp.kubeconfig,
         namespaces: [NS],
@@ -91,6 +93,12 @@ describeCluster(
         intervalMs: 300,
         scanMs: 100,
         jitter: 0,
+        events: createEventRecorder(
+          createKubeRest(ctx.cp.kubeconfig),
+          'mailroute-operator',
+          () => new Date(),
+          (e) => eventErrors.push(e),
+        ),
       });
       handles.push(pf);
       const up = await waitFor(async () => {
@@ -123,6 +131,28 @@ describeCluster(
         what: 'ServersReachable back to True',
       });
       await pf.stop();
+      // The failure raised a Warning on the MailDomain (kubectl describe shows it), the recovery a Normal one.
+      const events = await waitFor(
+        async () => {
+          const r = await ctx.cp.kubectl([
+            'get',
+            'events',
+            '-n',
+            NS,
+            '--field-selector',
+            'involvedObject.name=plain-example,involvedObject.kind=MailDomain',
+            '-o',
+            'jsonpath={range .items[*]}{.type} {.reason}: {.message}{"\\n"}{end}',
+          ]);
+          return r.stdout.includes('Normal ServersReachable') ? r.stdout : undefined;
+        },
+        { what: 'the preflight events' },
+      );
+      expect(events).toMatch(
+        /^Warning ServersUnreachable: legacy: unreachable: connect 127\.0\.0\.1:\d+: ECONNREFUSED/m,
+      );
+      expect(events).toMatch(/^Normal ServersReachable: 1\/1 servers reachable$/m);
+      expect(eventErrors).toEqual([]);
     });
 
     it('reports STARTTLS per TLS mode against a self-signed peer: offered / ok / failed', async () => {

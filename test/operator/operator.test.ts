@@ -293,6 +293,78 @@ spec:
       expect(ready.status).toBe(200);
     });
 
+    it('a MailDomain no policy routes is not Ready (NoPolicy); a new policy gets a single event, for its first Ready', async () => {
+      const events = async (kind: string, name: string): Promise<string[]> => {
+        const r = await ctx.cp.kubectl(['get', 'events', '-n', NS, '-o', 'json']);
+        const items = (
+          JSON.parse(r.stdout) as {
+            items: {
+              involvedObject: { kind: string; name: string };
+              type: string;
+              reason: string;
+              message: string;
+              firstTimestamp?: string;
+              eventTime?: string;
+              metadata: { creationTimestamp: string };
+            }[];
+          }
+        ).items.filter((e) => e.involvedObject.kind === kind && e.involvedObject.name === name);
+        items.sort((x, y) => (x.metadata.creationTimestamp < y.metadata.creationTimestamp ? -1 : 1));
+        return items.map((e) => `${e.type} ${e.reason} ${e.message}`);
+      };
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: lonely}
+spec:
+  domain: lonely.example
+  servers: [{name: only, host: 127.0.0.1, port: 2603, tls: None}]
+`);
+      const nopolicy = await waitFor(
+        async () => {
+          const c = await condition(rest, 'MailDomain', NS, 'lonely', 'Programmed');
+          return c?.reason === 'NoPolicy' ? c : undefined;
+        },
+        { timeoutMs: 20_000, what: 'MailDomain lonely Programmed NoPolicy' },
+      );
+      expect(nopolicy).toMatchObject({
+        status: 'False',
+        message: 'no accepted DeliveryPolicy routes lonely.example: mail for it is deferred (451 4.3.5)',
+      });
+      expect(await condition(rest, 'MailDomain', NS, 'lonely', 'Ready')).toMatchObject({
+        status: 'False',
+        reason: 'NoPolicy',
+      });
+      await apply(`apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: lonely}
+spec: {domainRef: {name: lonely}, mode: Direct, primary: only}
+`);
+      for (const kind of ['MailDomain', 'DeliveryPolicy'] as const)
+        await waitFor(async () => (await readyMessage(kind, 'lonely')) === '2/2 relays programmed', {
+          timeoutMs: 20_000,
+          what: `${kind} lonely Ready 2/2`,
+        });
+      const dp = await waitFor(
+        async () => {
+          const e = await events('DeliveryPolicy', 'lonely');
+          return e.length > 0 ? e : undefined;
+        },
+        { timeoutMs: 10_000, what: 'the new policy’s event' },
+      );
+      expect(dp).toEqual(['Normal Ready Ready=True: 2/2 relays programmed']);
+      const md = await waitFor(
+        async () => {
+          const e = await events('MailDomain', 'lonely');
+          return e.length >= 2 ? e : undefined;
+        },
+        { timeoutMs: 10_000, what: 'the MailDomain’s events' },
+      );
+      expect(md).toEqual([
+        'Warning NoPolicy Ready=False: Programmed: no accepted DeliveryPolicy routes lonely.example: mail for it is deferred (451 4.3.5)',
+        'Normal Ready Ready=True: 2/2 relays programmed',
+      ]);
+    });
+
     it('with a relay StatefulSet of 2 replicas, Programmed waits for both and names the one that has not reported', async () => {
       // The object alone (no kubelet runs its pods): its desired replicas are the relays meant to exist.
       const sts = `apiVersion: apps/v1

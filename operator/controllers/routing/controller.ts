@@ -80,6 +80,8 @@ export class RoutingState {
   issuesByKey = new Map<string, CompileIssue[]>();
   /** The generation of every object the last compile was given (included in the table or not). */
   seen = new Map<string, number>();
+  /** MailDomain keys whose domain is in the table without an accepted DeliveryPolicy (status NoPolicy). */
+  unroutedMailDomains = new Set<string>();
   readonly history = new RevisionHistory();
 
   /** Whether the last compile saw this generation of the object: only then are its issues (or their absence) known. */
@@ -206,6 +208,12 @@ export class RoutingController {
         else list.push(i);
       }
       st.issuesByKey = byKey;
+      const unrouted = new Set<string>();
+      for (const d of Object.values(result.table.domains))
+        if (d.policy === undefined)
+          unrouted.add(objectKey('MailDomain', d.mailDomain.namespace, d.mailDomain.name));
+      const previousUnrouted = st.unroutedMailDomains;
+      st.unroutedMailDomains = unrouted;
       st.revision = result.revision;
       st.compiled = true;
       this.lastIssuesJson = issuesJson;
@@ -219,6 +227,9 @@ export class RoutingController {
           if (JSON.stringify(previousIssues.get(k)) !== JSON.stringify(byKey.get(k))) keys.add(k);
         }
         for (const k of seenChanged) keys.add(k);
+        // A policy that came or went changes its MailDomain's NoPolicy, not the MailDomain's generation.
+        for (const k of unrouted) if (!previousUnrouted.has(k)) keys.add(k);
+        for (const k of previousUnrouted) if (!unrouted.has(k)) keys.add(k);
         changedKeys = { all: false, keys };
       }
     }
