@@ -59,6 +59,8 @@ export interface RelayConfig {
   workers?: number;
   /** --dsn-relay HOST:PORT: smarthost for DSNs to senders outside the managed domains (default: the sender's MX). */
   dsnRelay?: HostPort;
+  /** --dsn-rate: DSNs per minute per recipient domain; 0: no limit. */
+  dsnRatePerMinute: number;
   /** --dns-servers / MAILROUTE_DNS_SERVERS: every lookup of the relay goes to these (relay/dns.ts); default: the system's. */
   dnsServers?: readonly string[];
   /** --quarantine-max-age: quarantined spool files older than this are deleted (default 7 days). */
@@ -219,6 +221,11 @@ export const RELAY_FLAGS = {
     type: 'string',
     default: '60s',
     help: 'how long the shutdown drain may take; what is left stays spooled',
+  },
+  'dsn-rate': {
+    type: 'string',
+    default: '60',
+    help: 'DSNs per minute per recipient domain (as many at once); more are deferred, never dropped (backscatter); 0: no limit',
   },
   'dsn-relay': {
     type: 'string',
@@ -458,6 +465,7 @@ export function parseRelayConfig(
       drainTimeoutMs: duration('drain-timeout'),
       workers: 1,
       ...(raw('dsn-relay') !== undefined ? { dsnRelay: hostPort('dsn-relay') } : {}),
+      dsnRatePerMinute: int('dsn-rate', 0),
       quarantineMaxAgeMs: duration('quarantine-max-age', 1000),
       quarantineMaxFiles: int('quarantine-max-files', 1),
       spoolStallMs: duration('spool-stall-timeout', 1000),

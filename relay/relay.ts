@@ -193,6 +193,7 @@ async function startRelay(
     retryScheduleMs: config.retryScheduleMs,
     maxQueueLifetimeMs: config.maxQueueLifetimeMs,
     delayWarningMs: config.delayWarningMs,
+    dsnRate: { perMinute: config.dsnRatePerMinute, burst: config.dsnRatePerMinute },
     hostname: config.hostname,
     clusterId: config.clusterId,
     credentials,

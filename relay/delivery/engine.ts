@@ -44,6 +44,8 @@ import {
   type TransportFactory,
 } from './transport.ts';
 import { safeDelay } from '../../routing/timer.ts';
+import { domainOf } from '../../routing/address.ts';
+import { createDsnLimiter, type DsnRateLimit } from './dsn-rate.ts';
 
 export interface DeliveryOptions {
   spool: Spool;
@@ -55,6 +57,8 @@ export interface DeliveryOptions {
   maxQueueLifetimeMs: number;
   /** --delay-warning: a notifying leg still deferred this long after arrival gets one delay DSN; 0/undefined: off. */
   delayWarningMs?: number;
+  /** --dsn-rate: DSNs per minute per recipient domain (burst as many); over it a DSN is deferred (dsn-rate.ts). */
+  dsnRate?: DsnRateLimit;
   /** EHLO name, Reporting-MTA and MAILER-DAEMON@ of DSNs. */
   hostname: string;
   /**
@@ -929,6 +933,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         : `Received: by ${opts.hostname} ${traceComment(opts.clusterId)} id ${id}.dsn;\r\n\t${rfc5322Date(now)}\r\n`,
       'latin1',
     );
+  const dsnLimiter = createDsnLimiter(opts.dsnRate ?? { perMinute: 0, burst: 0 });
   const sendDsn = async (id: string, e: Entry, state: SpoolState): Promise<void> => {
     e.dsnBusy = true;
     let after: SpoolState | null | undefined;
@@ -951,6 +956,20 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           dsnId = 'unroutable';
         } else {
           const now = clock();
+          // Per recipient domain: a flood of 550s for one managed domain does not become a flood of DSNs.
+          const firstOwed = owed[0];
+          const rcptDomain = firstOwed ? domainOf(firstOwed.l.recipient) : '';
+          const token = dsnLimiter.take(rcptDomain, now.getTime());
+          if (!token.ok) {
+            metrics.dsnSent.inc({ kind: 'deferred' });
+            log.info(
+              { queueId: id, domain: rcptDomain, retryInMs: token.retryInMs },
+              'delivery: DSN deferred: rate limit for the recipient domain',
+            );
+            e.dsnBusy = false;
+            setDue(id, e, now.getTime() + token.retryInMs);
+            return;
+          }
           const retryUntil = new Date(Date.parse(state.meta.receivedAt) + opts.maxQueueLifetimeMs);
           const recipients: DsnRecipient[] = owed.map(({ l }) => ({
             finalRecipient: l.leg.recipient,

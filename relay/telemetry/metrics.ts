@@ -91,7 +91,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     }),
     dsnSent: new Counter({
       name: 'mailroute_dsn_total',
-      help: 'Delivery status notifications, by kind: failed|delayed sent, unroutable not sent',
+      help: 'Delivery status notifications, by kind: failed|delayed sent, unroutable not sent, deferred by the per-recipient-domain rate limit (--dsn-rate)',
       labelNames: ['kind'],
       registers,
     }),

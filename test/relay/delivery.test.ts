@@ -283,6 +283,22 @@ describe('delivery engine', () => {
     expect(h.senderBox.messages.length).toBe(1);
   });
 
+  it('DSNs are rate-limited per recipient domain: over the limit they are deferred, not dropped (backscatter)', async () => {
+    h = await harness({ dsnRate: { perMinute: 1, burst: 2 } });
+    h.primary.behaviour.rcpt = () => ({ code: 550, message: '5.1.1 no such user here' });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push(await h.accept([`nobody${i}@example.com`]));
+    await waitFor(async () => (await h.counter('failed', 'primary')) === 4, { what: '4 primary 550s' });
+    await waitFor(() => h.senderBox.messages.length === 2, { what: 'the first two DSNs' });
+    const deferred = async (): Promise<number> =>
+      (await h.metrics.dsnSent.get()).values.find((v) => v.labels.kind === 'deferred')?.value ?? 0;
+    await waitFor(async () => (await deferred()) >= 2, { what: 'two DSNs deferred' });
+    expect(h.senderBox.messages.length).toBe(2);
+    // the two messages still owe their DSN: they stay queued (nothing is lost)
+    const left = (await h.spool.list()).filter((id) => ids.includes(id));
+    expect(left).toHaveLength(2);
+  });
+
   it('never sends a DSN for a null sender', async () => {
     h = await harness();
     h.primary.behaviour.rcpt = () => ({ code: 550, message: '5.1.1 unknown' });
