@@ -23,6 +23,17 @@ export type Bounces = (typeof BOUNCES)[number];
 export const UNKNOWN_RECIPIENTS = ['Secondary', 'Reject'] as const;
 export type UnknownRecipients = (typeof UNKNOWN_RECIPIENTS)[number];
 
+/**
+ * The role of a leg in a delivery plan.
+ * - `primary`: the leg of record, the mailbox that holds the message for the recipient. Every accepted plan has
+ *   exactly one, first, and it always bounces (`Notify`): a 5xx, or a 4xx until expiry, sends a DSN to a non-null
+ *   sender. It is usually the policy's primary server, but not always: a Split recipient unknown on the primary,
+ *   and a TestRecipient with `keepPrimaryCopy: false` (whose `forwardTo` mailbox is then the only one), have their
+ *   leg of record on the secondary.
+ * - `copy`: an extra delivery beside the leg of record (Dual); it bounces as `dual.bounces` says.
+ * So a message can never end with every leg suppressed and no one told (docs/design.md, "Routing: the mailbox of
+ * record").
+ */
 export const LEG_ROLES = ['primary', 'copy'] as const;
 export type LegRole = (typeof LEG_ROLES)[number];
 
@@ -86,12 +97,7 @@ export interface RoutingTable {
   sources: ObjectRef[];
 }
 
-/**
- * One delivery of one recipient to one server. Which legs a message has, and their recipients, roles and bounce
- * behaviour, are fixed when the message is accepted. How to reach the server is not: the relay looks it up by
- * (domain, server.name) in the routing table it serves at every attempt (relay/delivery/server-lookup.ts).
- */
-export interface Leg {
+interface LegBase {
   /** The server as it was when the plan was made (a fallback; see Leg). */
   server: ServerRoute;
   /**
@@ -101,9 +107,26 @@ export interface Leg {
   domain?: string;
   /** Envelope recipient after rewriting (copyRecipientDomain, forwardTo). */
   recipient: string;
-  role: LegRole;
+}
+
+/** The leg of record (role primary): its failure always bounces to the sender. */
+export interface RecordLeg extends LegBase {
+  role: 'primary';
+  bounces: 'Notify';
+}
+
+/** A copy beside the leg of record; bounces as the policy's dual.bounces says. */
+export interface CopyLeg extends LegBase {
+  role: 'copy';
   bounces: Bounces;
 }
+
+/**
+ * One delivery of one recipient to one server. Which legs a message has, and their recipients, roles and bounce
+ * behaviour, are fixed when the message is accepted. How to reach the server is not: the relay looks it up by
+ * (domain, server.name) in the routing table it serves at every attempt (relay/delivery/server-lookup.ts).
+ */
+export type Leg = RecordLeg | CopyLeg;
 
 /** An SMTP reply the relay sends as is: "554 5.7.1 ...". */
 export interface Reply {
@@ -113,7 +136,8 @@ export interface Reply {
 }
 
 export type DeliveryPlan =
-  | { verdict: 'accept'; recipient: string; domain: string; legs: Leg[] }
+  /** The type itself guarantees the mailbox of record: one RecordLeg, first, then any copies. */
+  | { verdict: 'accept'; recipient: string; domain: string; legs: [RecordLeg, ...CopyLeg[]] }
   | { verdict: 'reject'; recipient: string; reply: Reply; legs: [] }
   | { verdict: 'tempfail'; recipient: string; reply: Reply; legs: [] };
 

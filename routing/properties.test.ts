@@ -1,11 +1,12 @@
 // Property tests (fast-check): compile is deterministic under any input order, and every accepted recipient has
-// at least one leg, whatever the policy, the recipients and the clock.
+// at least one leg, and exactly one leg of record that notifies the sender, whatever the policy, the recipients and
+// the clock.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAddress } from './address.ts';
 import { canonicalJson } from './canonical.ts';
 import { compile } from './compile.ts';
-import { buildIndex, resolve } from './resolve.ts';
+import { buildIndex, planToJson, resolve } from './resolve.ts';
 import { deliveryPolicy, mailDomain, testRecipient } from './test-fixtures.ts';
 import type { MailrouteObject } from './types.ts';
 
@@ -169,6 +170,49 @@ describe('properties', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('no message ends with no one told: every accepted recipient has exactly one leg of record, and it notifies', () => {
+    // The generated worlds include the configuration that once lost mail: Dual with bounces Suppress and
+    // TestRecipients with keepPrimaryCopy false (with and without forwardTo), before, at and after their expiry.
+    let copyOnlyUnderSuppress = 0;
+    const recipient = fc
+      .tuple(fc.constantFrom(...locals, 'zed'), fc.constantFrom(...domains))
+      .map(([l, d]) => `${l}@${d}`);
+    fc.assert(
+      fc.property(
+        world,
+        fc.array(recipient, { minLength: 1, maxLength: 10 }),
+        fc.constantFrom('exists' as const, 'absent' as const, 'unknown' as const),
+        fc.integer({ min: 0, max: 6 }),
+        (w, tos, f, day) => {
+          const { table } = compile(build(w));
+          const idx = buildIndex(table);
+          const now = new Date(`2026-06-0${day + 1}T00:00:00Z`);
+          for (const to of tos) {
+            const plan = resolve(idx, to, { now, verified: () => f });
+            if (plan.verdict !== 'accept') continue;
+            const notifying = plan.legs.filter((l) => l.bounces === 'Notify');
+            expect(notifying.length, `${to}: ${JSON.stringify(plan.legs)}`).toBeGreaterThan(0);
+            const records = plan.legs.filter((l) => l.role === 'primary');
+            expect(records).toHaveLength(1);
+            expect(records[0]!.bounces).toBe('Notify');
+            expect(plan.legs[0]).toBe(records[0]);
+            // the route -o json view says the same
+            expect(planToJson(plan).legs.filter((l) => l.record)).toEqual([
+              expect.objectContaining({ role: 'primary', bounces: 'Notify' }),
+            ]);
+            const route = table.domains[plan.domain]!;
+            if (route.mode === 'Dual' && route.dual?.bounces === 'Suppress' && plan.legs.length === 1) {
+              if (plan.legs[0].server.name === route.secondary) copyOnlyUnderSuppress++;
+            }
+          }
+        },
+      ),
+      { numRuns: 400 },
+    );
+    // The runs did reach the case that once lost mail (keepPrimaryCopy false under bounces Suppress).
+    expect(copyOnlyUnderSuppress).toBeGreaterThan(0);
   });
 });
 

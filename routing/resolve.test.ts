@@ -161,14 +161,43 @@ const rows: Row[] = [
     want: 'accept primary:old:alice@example.com:Notify copy:new:alice@zoho.example:Suppress',
   },
   {
-    row: 'TestRecipient keepPrimaryCopy false -> copy only',
+    // The mailbox of record: the secondary's mailbox is the only one, so its leg is the primary and bounces.
+    row: 'TestRecipient keepPrimaryCopy false -> the secondary is the leg of record (Notify despite Suppress)',
     objects: () => [
       exampleDomain(),
       examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
       tr('alice', { address: 'alice@example.com', keepPrimaryCopy: false }),
     ],
     to: 'alice@example.com',
-    want: 'accept copy:new:alice@example.com:Suppress',
+    want: 'accept primary:new:alice@example.com:Notify',
+  },
+  {
+    row: 'TestRecipient keepPrimaryCopy false with forwardTo and copyRecipientDomain -> forwardTo is the record',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { scope: 'All', copyRecipientDomain: 'zoho.example', bounces: 'Suppress' },
+      }),
+      tr('alice', { address: 'alice@example.com', forwardTo: 'al@fwd.example', keepPrimaryCopy: false }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:new:al@fwd.example:Notify',
+  },
+  {
+    row: 'TestRecipient keepPrimaryCopy true with bounces Suppress -> primary + suppressed copy at forwardTo',
+    objects: () => [
+      exampleDomain(),
+      examplePolicy({
+        mode: 'Dual',
+        secondary: 'new',
+        dual: { scope: 'TestRecipients', bounces: 'Suppress' },
+      }),
+      tr('alice', { address: 'alice@example.com', forwardTo: 'al@fwd.example' }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify copy:new:al@fwd.example:Suppress',
   },
   {
     row: 'TestRecipient before expiresAt is active',
@@ -182,7 +211,7 @@ const rows: Row[] = [
       }),
     ],
     to: 'alice@example.com',
-    want: 'accept copy:new:alice@example.com:Suppress',
+    want: 'accept primary:new:alice@example.com:Notify',
   },
   {
     row: 'TestRecipient after expiresAt routes like everyone else',
@@ -562,6 +591,7 @@ describe('planToJson', () => {
           recipient: 'alice@example.com',
           role: 'primary',
           bounces: 'Notify',
+          record: true,
         },
         {
           server: 'new',
@@ -570,6 +600,7 @@ describe('planToJson', () => {
           recipient: 'alice@example.com',
           role: 'copy',
           bounces: 'Suppress',
+          record: false,
         },
       ],
     });

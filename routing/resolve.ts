@@ -3,11 +3,12 @@
 import { parseAddress } from './address.ts';
 import type {
   Bounces,
+  CopyLeg,
   DeliveryPlan,
   DomainRoute,
-  Leg,
   LegRole,
   MailboxFact,
+  RecordLeg,
   Reply,
   ResolveContext,
   RoutingTable,
@@ -90,8 +91,12 @@ function reject(recipient: string, reply: Reply): DeliveryPlan {
 function tempfail(recipient: string, reply: Reply): DeliveryPlan {
   return { verdict: 'tempfail', recipient, reply, legs: [] };
 }
-function leg(domain: string, server: ServerRoute, recipient: string, role: LegRole, bounces: Bounces): Leg {
-  return { server, domain, recipient, role, bounces };
+/** The leg of record: the mailbox that holds the message; it always bounces (see LegRole in model.ts). */
+function recordLeg(domain: string, server: ServerRoute, recipient: string): RecordLeg {
+  return { server, domain, recipient, role: 'primary', bounces: 'Notify' };
+}
+function copyLeg(domain: string, server: ServerRoute, recipient: string, bounces: Bounces): CopyLeg {
+  return { server, domain, recipient, role: 'copy', bounces };
 }
 
 /**
@@ -131,13 +136,14 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   if (r.mode === undefined || primary === undefined)
     return tempfail(parsed.address, noPolicyReply(parsed.domain));
   const { address, key, local } = parsed;
-  const accept = (...legs: Leg[]): DeliveryPlan => ({
+  // Every accepted plan names its leg of record first; the type makes a plan of copies alone impossible.
+  const accept = (record: RecordLeg, ...copies: CopyLeg[]): DeliveryPlan => ({
     verdict: 'accept',
     recipient: address,
     domain: r.domain,
-    legs,
+    legs: [record, ...copies],
   });
-  const primaryLeg = () => leg(r.domain, primary, address, 'primary', 'Notify');
+  const primaryLeg = () => recordLeg(r.domain, primary, address);
   // The address a leg to the secondary carries: a Dual copy goes to copyRecipientDomain when set; Split sends the
   // recipient's own address.
   const copyRecipientDomain = r.mode === 'Dual' ? r.dual?.copyRecipientDomain : undefined;
@@ -167,10 +173,13 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
       const dual = r.dual ?? { scope: 'All', bounces: 'Suppress' };
       if (secondary === undefined) return accept(primaryLeg());
       if (activeTr !== undefined) {
-        const copy = leg(r.domain, secondary, activeTr.forwardTo, 'copy', dual.bounces);
-        return activeTr.keepPrimaryCopy ? accept(primaryLeg(), copy) : accept(copy);
+        // keepPrimaryCopy false: the forwardTo mailbox is the only one that gets the message, so it is the leg of
+        // record and bounces whatever dual.bounces says (a failure must reach the sender, never be suppressed).
+        return activeTr.keepPrimaryCopy
+          ? accept(primaryLeg(), copyLeg(r.domain, secondary, activeTr.forwardTo, dual.bounces))
+          : accept(recordLeg(r.domain, secondary, activeTr.forwardTo));
       }
-      const copy = () => leg(r.domain, secondary, copyTo, 'copy', dual.bounces);
+      const copy = () => copyLeg(r.domain, secondary, copyTo, dual.bounces);
       switch (dual.scope) {
         case 'All':
           return accept(primaryLeg(), copy());
@@ -197,7 +206,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
           const unknown = r.split?.unknownRecipients ?? 'Secondary';
           if (unknown === 'Reject' || secondary === undefined)
             return reject(address, Replies.unknownRecipient);
-          return accept(leg(r.domain, secondary, address, 'primary', 'Notify'));
+          return accept(recordLeg(r.domain, secondary, address));
         }
         default:
           return assertNever(known, 'mailbox fact');
@@ -239,7 +248,16 @@ export interface PlanJson {
   recipient: string;
   verdict: DeliveryPlan['verdict'];
   reply: string;
-  legs: { server: string; host: string; port: number; recipient: string; role: LegRole; bounces: Bounces }[];
+  legs: {
+    server: string;
+    host: string;
+    port: number;
+    recipient: string;
+    role: LegRole;
+    bounces: Bounces;
+    /** True on exactly one leg of an accepted plan: the mailbox of record (role primary, bounces Notify). */
+    record: boolean;
+  }[];
 }
 
 export function planToJson(plan: DeliveryPlan): PlanJson {
@@ -254,6 +272,7 @@ export function planToJson(plan: DeliveryPlan): PlanJson {
       recipient: l.recipient,
       role: l.role,
       bounces: l.bounces,
+      record: l.role === 'primary',
     })),
   };
 }

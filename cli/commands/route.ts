@@ -88,8 +88,10 @@ export async function run(argv: string[]): Promise<number> {
       const where = l.server.mx
         ? `MX of ${l.server.host}, port ${l.server.port}`
         : `${l.server.host}:${l.server.port}`;
+      // The leg of record is named as such: its failure is the one the sender hears about.
+      const record = l.role === 'primary' ? '; mailbox of record' : '';
       lines.push(
-        `  ${l.role.padEnd(8)} ${l.server.name} (${where}) -> ${l.recipient} (bounces: ${l.bounces})`,
+        `  ${l.role.padEnd(8)} ${l.server.name} (${where}) -> ${l.recipient} (bounces: ${l.bounces}${record})`,
       );
     }
     if (json.verification !== undefined) {

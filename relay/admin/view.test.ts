@@ -18,12 +18,10 @@ const leg = (
   extra: Partial<LegState> = {},
 ): LegState => ({
   recipient,
-  leg: {
-    server: srv(role === 'primary' ? 'legacy' : 'zoho'),
-    recipient: role === 'copy' ? `c-${recipient}` : recipient,
-    role,
-    bounces: 'Suppress',
-  },
+  leg:
+    role === 'primary'
+      ? { server: srv('legacy'), recipient, role, bounces: 'Notify' }
+      : { server: srv('zoho'), recipient: `c-${recipient}`, role, bounces: 'Suppress' },
   state,
   attempts: 0,
   ...extra,

@@ -224,12 +224,10 @@ describe('handoffPlan', () => {
     tls: 'None' as const,
     maxConnections: 1,
   };
-  const leg = (recipient: string, role: 'primary' | 'copy'): Leg => ({
-    server,
-    recipient,
-    role,
-    bounces: role === 'primary' ? 'Notify' : 'Suppress',
-  });
+  const leg = (recipient: string, role: 'primary' | 'copy'): Leg =>
+    role === 'primary'
+      ? { server, recipient, role, bounces: 'Notify' }
+      : { server, recipient, role, bounces: 'Suppress' };
   const st = (legs: Array<[string, LegState['state'], boolean?]>): SpoolState => ({
     version: 1,
     id: 'x',

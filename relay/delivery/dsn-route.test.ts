@@ -21,7 +21,7 @@ describe('dsnRoute', () => {
   it('a managed sender domain goes through its policy', () => {
     expect(dsnRoute('a@Managed.TEST', deps)).toEqual(managedPlan('a@Managed.TEST'));
   });
-  it('another domain: one primary leg via MX, bounces Suppress', () => {
+  it('another domain: one leg of record via MX (its failure is not bounced: a DSN is sent from <>)', () => {
     expect(dsnRoute('a@example.org', deps)).toEqual({
       verdict: 'accept',
       recipient: 'a@example.org',
@@ -38,7 +38,7 @@ describe('dsnRoute', () => {
           },
           recipient: 'a@example.org',
           role: 'primary',
-          bounces: 'Suppress',
+          bounces: 'Notify',
         },
       ],
     });

@@ -1,8 +1,9 @@
 // Where a DSN goes (GUIDE §4: "routed like any other message"). Pure: the routing table's answer and the managed-domain
 // check are injected.
 //   - sender on a managed domain: that domain's policy (route(sender)), like any inbound recipient;
-//   - sender elsewhere: one primary leg to the sender's domain via MX, or to the --dsn-relay smarthost when set;
-//     bounces Suppress (a DSN never bounces);
+//   - sender elsewhere: one leg of record (role primary, bounces Notify like every leg of record) to the sender's
+//     domain via MX, or to the --dsn-relay smarthost when set. A DSN still never bounces: its sender is <>, and no
+//     DSN is owed for a message from the null sender (outcome.ts);
 //   - sender whose domain is not a valid host name (or an address literal): the reject plan, so the engine counts the
 //     DSN as unroutable and does not send it.
 import type { DeliveryPlan, ServerRoute } from '../../routing/model.ts';
@@ -56,6 +57,6 @@ export function dsnRoute(sender: string, deps: DsnRouteDeps): DeliveryPlan {
     verdict: 'accept',
     recipient: sender,
     domain,
-    legs: [{ server, recipient: sender, role: 'primary', bounces: 'Suppress' }],
+    legs: [{ server, recipient: sender, role: 'primary', bounces: 'Notify' }],
   };
 }

@@ -4,9 +4,13 @@ import type { LegState } from '../spool/types.ts';
 import { applyOutcome, decideLeg, enhancedStatus, formatReply, type AttemptReply } from './outcome.ts';
 
 const server = { name: 's', host: 'h', port: 25, mx: false, tls: 'None' as const, maxConnections: 1 };
+/** A primary leg (the leg of record) always bounces Notify; only a copy leg takes the policy's bounces. */
 const legOf = (role: Leg['role'], bounces: Leg['bounces'], attempts = 0): LegState => ({
   recipient: 'bob@example.com',
-  leg: { server, recipient: 'bob@example.com', role, bounces },
+  leg:
+    role === 'primary'
+      ? { server, recipient: 'bob@example.com', role, bounces: 'Notify' }
+      : { server, recipient: 'bob@example.com', role, bounces },
   state: attempts ? 'deferred' : 'pending',
   attempts,
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { DeliveryPlan, Leg, ServerRoute } from '../../routing/model.ts';
+import type { CopyLeg, DeliveryPlan, Leg, RecordLeg, ServerRoute } from '../../routing/model.ts';
 import type { LegState, SpoolState } from '../spool/types.ts';
 import { rerouteState } from './reroute.ts';
 
@@ -11,13 +11,22 @@ const server = (name: string): ServerRoute => ({
   tls: 'None',
   maxConnections: 10,
 });
-const leg = (s: string, role: Leg['role'], recipient = 'bob@example.com'): Leg => ({
+const primaryLeg = (s: string, recipient = 'bob@example.com'): RecordLeg => ({
   server: server(s),
   domain: 'example.com',
   recipient,
-  role,
-  bounces: role === 'copy' ? 'Suppress' : 'Notify',
+  role: 'primary',
+  bounces: 'Notify',
 });
+const copyLeg = (s: string, recipient = 'bob@example.com'): CopyLeg => ({
+  server: server(s),
+  domain: 'example.com',
+  recipient,
+  role: 'copy',
+  bounces: 'Suppress',
+});
+const leg = (s: string, role: Leg['role'], recipient = 'bob@example.com'): Leg =>
+  role === 'primary' ? primaryLeg(s, recipient) : copyLeg(s, recipient);
 const legState = (l: Leg, state: LegState['state']): LegState => ({
   recipient: 'bob@example.com',
   leg: l,
@@ -41,11 +50,11 @@ const message = (...legs: LegState[]): SpoolState => ({
   size: 10,
   legs,
 });
-const accept = (...legs: Leg[]): DeliveryPlan => ({
+const accept = (record: RecordLeg, ...copies: CopyLeg[]): DeliveryPlan => ({
   verdict: 'accept',
   recipient: 'bob@example.com',
   domain: 'example.com',
-  legs,
+  legs: [record, ...copies],
 });
 
 describe('rerouteState', () => {
@@ -54,7 +63,7 @@ describe('rerouteState', () => {
       legState(leg('legacy', 'primary'), 'delivered'),
       legState(leg('zoho', 'copy'), 'deferred'),
     );
-    const r = rerouteState(s, () => accept(leg('legacy', 'primary'), leg('zoho2', 'copy')));
+    const r = rerouteState(s, () => accept(primaryLeg('legacy'), copyLeg('zoho2')));
     expect(r.changed).toEqual([
       {
         index: 1,
@@ -86,12 +95,12 @@ describe('rerouteState', () => {
     },
     {
       name: 'the new plan has no copy',
-      plan: accept(leg('legacy', 'primary')),
+      plan: accept(primaryLeg('legacy')),
       reason: 'the current plan of bob@example.com has no copy leg',
     },
     {
       name: 'the same leg',
-      plan: accept(leg('legacy', 'primary'), leg('zoho', 'copy')),
+      plan: accept(primaryLeg('legacy'), copyLeg('zoho')),
       reason: 'already on the current plan',
     },
   ])('leaves the leg as it is when $name', ({ plan, reason }) => {
@@ -107,7 +116,7 @@ describe('rerouteState', () => {
 
   it('does not touch a leg in flight, nor add legs the message did not have', () => {
     const s = message(legState(leg('legacy', 'primary'), 'pending'));
-    const r = rerouteState(s, () => accept(leg('new', 'primary'), leg('zoho', 'copy')), new Set([0]));
+    const r = rerouteState(s, () => accept(primaryLeg('new'), copyLeg('zoho')), new Set([0]));
     expect(r.state).toBe(s);
     expect(r.unchanged[0]?.reason).toBe('an attempt is in flight');
   });

@@ -27,7 +27,7 @@ const table = (servers: Record<string, ServerRoute>): RoutingTable => ({
   },
 });
 
-const leg = (l: Partial<Leg> & Pick<Leg, 'server'>, recipient = 'bob@example.com') => ({
+const leg = (l: Pick<Leg, 'server'> & Partial<Pick<Leg, 'domain'>>, recipient = 'bob@example.com') => ({
   recipient,
   leg: { recipient, role: 'primary' as const, bounces: 'Notify' as const, ...l },
 });

@@ -27,12 +27,10 @@ const server = {
   tls: 'None' as const,
   maxConnections: 2,
 };
-const leg = (recipient: string, role: 'primary' | 'copy' = 'primary'): Leg => ({
-  server,
-  recipient,
-  role,
-  bounces: role === 'primary' ? 'Notify' : 'Suppress',
-});
+const leg = (recipient: string, role: 'primary' | 'copy' = 'primary'): Leg =>
+  role === 'primary'
+    ? { server, recipient, role, bounces: 'Notify' }
+    : { server, recipient, role, bounces: 'Suppress' };
 
 export function meta(recipients: string[] = ['bob@example.com']): EnvelopeMeta {
   return {

@@ -108,6 +108,7 @@ describe('mailroute route on the examples follows the semantics table', () => {
         recipient: 'alice@example.com',
         role: 'primary',
         bounces: 'Notify',
+        record: true,
       },
       {
         server: 'new',
@@ -116,6 +117,7 @@ describe('mailroute route on the examples follows the semantics table', () => {
         recipient: 'alice@example.com',
         role: 'copy',
         bounces: 'Suppress',
+        record: false,
       },
     ]);
   });
@@ -190,7 +192,10 @@ describe('mailroute route on the examples follows the semantics table', () => {
     const r = await run('route', '-f', join(examples, 'demo'), '--to', 'alice@example.com');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('alice@example.com: accept (250 2.1.5 recipient ok)');
-    expect(r.stdout).toContain('copy     new (127.0.0.1:2602) -> alice@example.com (bounces: Suppress)');
+    expect(r.stdout).toContain(
+      'primary  old (127.0.0.1:2601) -> alice@example.com (bounces: Notify; mailbox of record)',
+    );
+    expect(r.stdout).toContain('copy     new (127.0.0.1:2602) -> alice@example.com (bounces: Suppress)\n');
   });
 });
 

@@ -73,7 +73,7 @@ describe('spool input: hostile or damaged queue files', () => {
         legs: [
           {
             recipient: 'bob@spool.test',
-            leg: { server: server(tls), recipient, role: 'primary', bounces: 'Suppress' },
+            leg: { server: server(tls), recipient, role: 'primary', bounces: 'Notify' },
             state: 'pending',
             attempts: 0,
           },

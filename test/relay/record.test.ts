@@ -1,0 +1,136 @@
+// The mailbox of record end to end: a TestRecipient with keepPrimaryCopy: false under dual.bounces Suppress (the
+// default) has its forwardTo mailbox as its only leg. That leg is the leg of record, so a 550 there, or a 4xx until
+// the queue lifetime ends, must reach the sender as a DSN; a real copy leg (keepPrimaryCopy: true) stays
+// suppressed. A real relay (runRelay) delivers to smtp-server peers; DSNs are routed like any mail, to the
+// sender's own managed domain (sender.test), whose server records them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import { dualDomain, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+
+const testRecipient = (name: string, address: string, forwardTo: string, keepPrimaryCopy: boolean) => `---
+apiVersion: mailroute.io/v1alpha1
+kind: TestRecipient
+metadata: {name: ${name}}
+spec:
+  policyRef: {name: rec-test}
+  address: ${address}
+  forwardTo: ${forwardTo}
+  keepPrimaryCopy: ${keepPrimaryCopy}
+`;
+
+/** The message/delivery-status part of a DSN. */
+function deliveryStatus(raw: string): string {
+  const start = raw.indexOf('Content-Type: message/delivery-status');
+  return raw.slice(start, raw.indexOf('Content-Type: text/rfc822-headers', start));
+}
+
+describe('the mailbox of record: a lone forwardTo leg bounces to the sender', () => {
+  let oldPeer: SmtpPeer;
+  let newPeer: SmtpPeer;
+  let senderBox: SmtpPeer;
+  let r: InProcessRelay;
+
+  beforeAll(async () => {
+    oldPeer = await startSmtpPeer('old');
+    newPeer = await startSmtpPeer('new', {
+      rcpt: (a) => {
+        if (a === 'carol@fwd.test' || a === 'dave@fwd.test')
+          return { code: 550, message: '5.1.1 no such mailbox' };
+        if (a === 'erin@fwd.test') return { code: 450, message: '4.2.1 mailbox busy' };
+        return undefined;
+      },
+    });
+    senderBox = await startSmtpPeer('senderbox');
+    r = await startRelay(
+      {
+        // bounces is left out: it defaults to Suppress, the setting that used to lose carol's mail
+        'rec.yaml': `${dualDomain('rec.test', oldPeer.port, newPeer.port, { scope: 'TestRecipients' })}${testRecipient(
+          'carol',
+          'carol@rec.test',
+          'carol@fwd.test',
+          false,
+        )}${testRecipient('dave', 'dave@rec.test', 'dave@fwd.test', true)}${testRecipient(
+          'erin',
+          'erin@rec.test',
+          'erin@fwd.test',
+          false,
+        )}`,
+        'sender.yaml': dualDomain('sender.test', senderBox.port, senderBox.port, { mode: 'Direct' }),
+      },
+      ['--max-queue-lifetime', '3s'],
+    );
+  });
+
+  afterAll(async () => {
+    await r?.close();
+    await Promise.all([oldPeer?.close(), newPeer?.close(), senderBox?.close()]);
+  });
+
+  const deliveries = async (result: string, leg: string): Promise<number> => {
+    const m = await r.relay.metrics.deliveries.get();
+    return m.values
+      .filter((v) => v.labels.result === result && v.labels.leg === leg)
+      .reduce((a, v) => a + v.value, 0);
+  };
+  const dsnsFor = (recipient: string) =>
+    senderBox.for(recipient).filter((m) => m.mailFrom === '' && m.raw.toString().includes(recipient));
+
+  it('keepPrimaryCopy false: a 550 on the forwardTo leg sends a DSN to the sender', async () => {
+    const reply = await submit(r.relay.smtp.port, {
+      envelope: { from: 'alice@sender.test', to: ['carol@rec.test'] },
+      from: 'alice@sender.test',
+      to: 'carol@rec.test',
+      subject: 'to carol',
+      text: 'Hello Carol.',
+      messageId: '<rec-carol@sender.test>',
+    });
+    expect(reply).toMatch(/^250 /);
+    const dsn = await waitFor(() => dsnsFor('alice@sender.test')[0], { what: "the DSN for carol's 550" });
+    const raw = dsn.raw.toString();
+    const status = deliveryStatus(raw);
+    expect(status).toContain('Final-Recipient: rfc822; carol@fwd.test\r\n');
+    expect(status).toContain('Original-Recipient: rfc822; carol@rec.test\r\n');
+    expect(status).toMatch(/^Status: 5\.1\.1\r$/m);
+    expect(raw).toContain('Message-ID: <rec-carol@sender.test>');
+    // the leg was delivered as the leg of record (role primary), never as a suppressible copy
+    expect(await deliveries('failed', 'primary')).toBeGreaterThanOrEqual(1);
+    expect(await deliveries('suppressed', 'copy')).toBe(0);
+    expect(oldPeer.for('carol@rec.test')).toEqual([]);
+  });
+
+  it('keepPrimaryCopy false: a 4xx until the queue lifetime ends sends a 4.4.7 DSN', async () => {
+    await submit(r.relay.smtp.port, {
+      envelope: { from: 'bob@sender.test', to: ['erin@rec.test'] },
+      from: 'bob@sender.test',
+      to: 'erin@rec.test',
+      subject: 'to erin',
+      text: 'Hello Erin.',
+    });
+    const dsn = await waitFor(() => dsnsFor('bob@sender.test')[0], {
+      what: "the expiry DSN for erin's 450s",
+      timeoutMs: 20_000,
+    });
+    const status = deliveryStatus(dsn.raw.toString());
+    expect(status).toContain('Final-Recipient: rfc822; erin@fwd.test\r\n');
+    expect(status).toMatch(/^Status: 4\.4\.7\r$/m);
+    expect(oldPeer.for('erin@rec.test')).toEqual([]);
+  });
+
+  it('keepPrimaryCopy true: the mailbox of record gets the message and the failed copy stays suppressed', async () => {
+    const before = senderBox.messages.length;
+    await submit(r.relay.smtp.port, {
+      envelope: { from: 'frank@sender.test', to: ['dave@rec.test'] },
+      from: 'frank@sender.test',
+      to: 'dave@rec.test',
+      subject: 'to dave',
+      text: 'Hello Dave.',
+    });
+    await waitFor(() => oldPeer.for('dave@rec.test')[0], { what: "dave's primary delivery" });
+    await waitFor(async () => (await deliveries('suppressed', 'copy')) === 1, {
+      what: "dave's suppressed copy",
+    });
+    expect(senderBox.messages.length).toBe(before);
+    expect(dsnsFor('frank@sender.test')).toEqual([]);
+  });
+});
