@@ -851,6 +851,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       state = await spool.update(id, (s) => {
         outcomes.length = 0;
         const legs = [...s.legs];
+        const recorded = new Set(s.legs.filter((l) => l.leg.role === 'primary').map((l) => l.recipient));
         const ctx = {
           now,
           receivedAt: new Date(s.meta.receivedAt),
@@ -864,7 +865,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             const leg = legs[i];
             const reply = r.replies.get(i);
             if (!leg || !reply || isFinal(leg)) continue;
-            const outcome = decideLeg(leg, reply, ctx);
+            const outcome = decideLeg(leg, reply, {
+              ...ctx,
+              recipientHasRecord: recorded.has(leg.recipient),
+            });
             legs[i] = applyOutcome(leg, outcome, now, r.serverLabel);
             outcomes.push({ r, leg, outcome });
           }

@@ -49,6 +49,21 @@ describe('decideLeg', () => {
       { state: 'suppressed', status: '5.1.1' },
     ],
     [
+      // a message spooled before every plan had a leg of record: its lone copy is the only mailbox
+      '550 on copy with Suppress whose recipient has no leg of record',
+      legOf('copy', 'Suppress'),
+      smtp(550, '550 5.1.1 no'),
+      { ...ctx(0), recipientHasRecord: false },
+      { state: 'failed', status: '5.1.1', dsn: true },
+    ],
+    [
+      'expiry of a copy with Suppress whose recipient has no leg of record',
+      legOf('copy', 'Suppress', 4),
+      { kind: 'network', text: 'ETIMEDOUT' },
+      { ...ctx(61_000), recipientHasRecord: false },
+      { state: 'failed', status: '4.4.7', expired: true, dsn: true },
+    ],
+    [
       '550 on copy with Notify',
       legOf('copy', 'Notify'),
       smtp(550, '550 no'),

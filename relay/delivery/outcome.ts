@@ -4,7 +4,9 @@
 // formatReply(reply), enhancedStatus(reply).
 //   2xx                                   -> delivered
 //   4xx, timeout, connection or local error -> deferred on the retry schedule, until max-queue-lifetime
-//   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead
+//   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead, unless
+//                                            its recipient has no leg of record (a plan spooled before every plan
+//                                            had one: that copy is the only mailbox, so it bounces)
 // A DSN is owed for failed (never suppressed) legs of a message whose sender is not the null sender, and a delay DSN
 // (Action: delayed) once per such leg still deferred --delay-warning after arrival.
 import type { LegState } from '../spool/types.ts';
@@ -34,6 +36,11 @@ export interface DecideContext {
   nullSender: boolean;
   /** --delay-warning: a leg still deferred this long after arrival owes one delay DSN; 0 or undefined: never. */
   delayWarningMs?: number;
+  /**
+   * The leg's recipient has a leg of record (role primary) in the message. Every plan made now does; a message
+   * spooled by an older version may not, and then its copy must not be suppressed. Default true.
+   */
+  recipientHasRecord?: boolean;
 }
 
 export function formatReply(r: AttemptReply): string {
@@ -65,7 +72,8 @@ export function enhancedStatus(r: AttemptReply): string {
 
 export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext): LegOutcome {
   const text = formatReply(reply);
-  const suppress = leg.leg.role === 'copy' && leg.leg.bounces === 'Suppress';
+  const suppress =
+    leg.leg.role === 'copy' && leg.leg.bounces === 'Suppress' && ctx.recipientHasRecord !== false;
   const final = (status: string, expired: boolean, why: string): LegOutcome =>
     suppress
       ? { state: 'suppressed', metric: 'suppressed', reply: why, status, expired }

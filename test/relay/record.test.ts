@@ -3,10 +3,17 @@
 // the queue lifetime ends, must reach the sender as a DSN; a real copy leg (keepPrimaryCopy: true) stays
 // suppressed. A real relay (runRelay) delivers to smtp-server peers; DSNs are routed like any mail, to the
 // sender's own managed domain (sender.test), whose server records them.
+import { rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeliveryPlan, ServerRoute } from '../../routing/model.ts';
+import { startDelivery } from '../../relay/delivery/engine.ts';
+import { openSpool } from '../../relay/spool/spool.ts';
+import { deliveryOptions, envelope } from '../support/delivery.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+import { dualDomain, startRelay, submit, tempDir, type InProcessRelay } from './relay-harness.ts';
 
 const testRecipient = (name: string, address: string, forwardTo: string, keepPrimaryCopy: boolean) => `---
 apiVersion: mailroute.io/v1alpha1
@@ -132,5 +139,63 @@ describe('the mailbox of record: a lone forwardTo leg bounces to the sender', ()
     });
     expect(senderBox.messages.length).toBe(before);
     expect(dsnsFor('frank@sender.test')).toEqual([]);
+  });
+});
+
+describe('a message spooled before every plan had a leg of record', () => {
+  it('its lone suppressible copy bounces to the sender instead of ending suppressed', async () => {
+    const copyPeer = await startSmtpPeer('new', {
+      rcpt: () => ({ code: 550, message: '5.1.1 no such mailbox' }),
+    });
+    const senderBox = await startSmtpPeer('senderbox');
+    const dir = await tempDir('record-legacy');
+    const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
+    const server = (name: string, port: number): ServerRoute => ({
+      name,
+      host: '127.0.0.1',
+      port,
+      mx: false,
+      tls: 'None',
+      maxConnections: 1,
+    });
+    const route = (rcpt: string): DeliveryPlan => ({
+      verdict: 'accept',
+      recipient: rcpt,
+      domain: 'sender.test',
+      legs: [
+        { server: server('senderbox', senderBox.port), recipient: rcpt, role: 'primary', bounces: 'Notify' },
+      ],
+    });
+    const engine = startDelivery(deliveryOptions(spool, { route, retryScheduleMs: [50] }));
+    try {
+      await engine.ready;
+      // What an older relay spooled for keepPrimaryCopy: false under bounces Suppress: one copy leg, nothing else.
+      const meta = envelope(
+        [
+          {
+            recipient: 'carol@rec.test',
+            legs: [
+              {
+                server: server('new', copyPeer.port),
+                recipient: 'carol@fwd.test',
+                role: 'copy',
+                bounces: 'Suppress',
+              },
+            ],
+          },
+        ],
+        { mailFrom: 'alice@sender.test' },
+      );
+      const r = await spool.accept(meta, Readable.from([Buffer.from('Subject: old\r\n\r\nHello.\r\n')]));
+      if (!r.ok) throw r.error;
+      engine.notify(r.id);
+      const dsn = await waitFor(() => senderBox.for('alice@sender.test')[0], { what: 'the DSN' });
+      expect(dsn.mailFrom).toBe('');
+      expect(deliveryStatus(dsn.raw.toString())).toContain('Final-Recipient: rfc822; carol@fwd.test\r\n');
+    } finally {
+      await engine.stop();
+      await Promise.all([copyPeer.close(), senderBox.close()]);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
