@@ -261,6 +261,7 @@ export class OperatorManager {
       DeliveryPolicy: createDeliveryPolicyController({
         ...common,
         get: getter<DeliveryPolicy>('DeliveryPolicy'),
+        mailDomain: getter<MailDomain>('MailDomain'),
       }) as unknown as ObjectStatusController<MailrouteObject>,
       TestRecipient: createTestRecipientController({
         ...common,

@@ -250,6 +250,12 @@ export const mailDomainStatusSchema = {
   properties: {
     observedGeneration,
     conditions,
+    serverNames: {
+      type: 'string',
+      maxLength: 1024,
+      description:
+        'The names of spec.servers, comma-separated (written by the operator for kubectl get -o wide).',
+    },
     servers: {
       type: 'array',
       maxItems: MAX_SERVERS,
@@ -309,7 +315,8 @@ export const deliveryPolicySpecSchema = {
       type: 'string',
       maxLength: 63,
       pattern: DNS_LABEL,
-      description: 'Server name from the MailDomain: the mailbox of record.',
+      description:
+        "Server name from the MailDomain: the mailbox of record. Its failures (5xx, or 4xx until the relay's queue lifetime ends) always bounce to the sender (RFC 3464 DSN), whatever dual.bounces says.",
     },
     secondary: {
       type: 'string',
@@ -340,7 +347,8 @@ export const deliveryPolicySpecSchema = {
           type: 'string',
           enum: BOUNCES,
           default: 'Suppress',
-          description: 'Suppress: a failed copy never produces a DSN | Notify.',
+          description:
+            'Suppress: a failed copy never produces a DSN | Notify: it does. Applies to copy legs only: the mailbox of record always bounces (a TestRecipient with keepPrimaryCopy: false has its forwardTo as its mailbox of record, so its failures bounce even with Suppress).',
         },
       },
     },
@@ -361,7 +369,22 @@ export const deliveryPolicySpecSchema = {
 
 export const deliveryPolicyStatusSchema = {
   type: 'object',
-  properties: { observedGeneration, conditions },
+  properties: {
+    observedGeneration,
+    conditions,
+    domain: {
+      type: 'string',
+      maxLength: 253,
+      description:
+        "The domain of the MailDomain that domainRef names (written by the operator; kubectl get's DOMAIN column). Absent while that MailDomain does not exist.",
+    },
+    scope: {
+      type: 'string',
+      maxLength: 32,
+      description:
+        "Dual only: spec.dual.scope with its default applied (written by the operator; kubectl get's SCOPE column).",
+    },
+  },
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -374,11 +397,14 @@ export const testRecipientSpecSchema = {
   properties: {
     policyRef: objectRef('DeliveryPolicy'),
     address: address("The recipient; must belong to the policy's domain."),
-    forwardTo: address('Where the copy goes; default: the address, with copyRecipientDomain applied.'),
+    forwardTo: address(
+      'Where the copy goes (via the secondary); default: the address, with copyRecipientDomain applied.',
+    ),
     keepPrimaryCopy: {
       type: 'boolean',
       default: true,
-      description: 'true: deliver to the primary mailbox and the copy; false: the copy only.',
+      description:
+        "true: deliver to the primary mailbox (the mailbox of record) and a copy to forwardTo (bounces as the policy's dual.bounces says) | false: deliver to forwardTo only; it is then the mailbox of record, and its failures bounce to the sender even with dual.bounces Suppress.",
     },
     expiresAt: {
       type: 'string',
@@ -411,7 +437,31 @@ export const CRD_DEFINITIONS = {
     spec: mailDomainSpecSchema,
     status: mailDomainStatusSchema,
     description: 'MailDomain declares a mail domain the relay accepts and its downstream servers.',
-    columns: [{ name: 'Domain', type: 'string', jsonPath: '.spec.domain' }, ready, age],
+    columns: [
+      { name: 'Domain', type: 'string', jsonPath: '.spec.domain' },
+      {
+        name: 'Reachable',
+        type: 'string',
+        description: "The operator's preflight: every server answered (and TLS held where required).",
+        jsonPath: '.status.conditions[?(@.type=="ServersReachable")].status',
+      },
+      ready,
+      age,
+      {
+        name: 'Servers',
+        type: 'string',
+        priority: 1,
+        description: 'The names of spec.servers.',
+        jsonPath: '.status.serverNames',
+      },
+      {
+        name: 'Verification',
+        type: 'string',
+        priority: 1,
+        description: 'The server asked at RCPT time whether a mailbox exists.',
+        jsonPath: '.spec.recipientVerification.server',
+      },
+    ],
   },
   DeliveryPolicy: {
     plural: 'deliverypolicies',
@@ -421,12 +471,30 @@ export const CRD_DEFINITIONS = {
     status: deliveryPolicyStatusSchema,
     description: 'DeliveryPolicy says how mail for one MailDomain is delivered: Direct, Dual or Split.',
     columns: [
-      { name: 'Domain', type: 'string', jsonPath: '.spec.domainRef.name' },
+      {
+        name: 'Domain',
+        type: 'string',
+        description: 'The domain of the referenced MailDomain.',
+        jsonPath: '.status.domain',
+      },
       { name: 'Mode', type: 'string', jsonPath: '.spec.mode' },
-      { name: 'Primary', type: 'string', jsonPath: '.spec.primary' },
-      { name: 'Secondary', type: 'string', jsonPath: '.spec.secondary' },
+      {
+        name: 'Scope',
+        type: 'string',
+        description: 'Dual: who gets a copy (All, TestRecipients or Accounts).',
+        jsonPath: '.status.scope',
+      },
       ready,
       age,
+      {
+        name: 'Primary',
+        type: 'string',
+        priority: 1,
+        description: 'The mailbox of record.',
+        jsonPath: '.spec.primary',
+      },
+      { name: 'Secondary', type: 'string', priority: 1, jsonPath: '.spec.secondary' },
+      { name: 'MailDomain', type: 'string', priority: 1, jsonPath: '.spec.domainRef.name' },
     ],
   },
   TestRecipient: {
@@ -439,10 +507,25 @@ export const CRD_DEFINITIONS = {
     columns: [
       { name: 'Address', type: 'string', jsonPath: '.spec.address' },
       { name: 'Policy', type: 'string', jsonPath: '.spec.policyRef.name' },
-      { name: 'Expires', type: 'string', jsonPath: '.spec.expiresAt' },
       { name: 'Active', type: 'string', jsonPath: '.status.conditions[?(@.type=="Active")].status' },
       ready,
       age,
+      {
+        name: 'ForwardTo',
+        type: 'string',
+        priority: 1,
+        description: 'Where the copy goes (empty: the address, with copyRecipientDomain applied).',
+        jsonPath: '.spec.forwardTo',
+      },
+      {
+        name: 'KeepPrimaryCopy',
+        type: 'boolean',
+        priority: 1,
+        description: 'false: forwardTo is the only mailbox, and the mailbox of record.',
+        jsonPath: '.spec.keepPrimaryCopy',
+      },
+      // a string: a date column shows the age, which is <invalid> for a time in the future
+      { name: 'Expires', type: 'string', priority: 1, jsonPath: '.spec.expiresAt' },
     ],
   },
 } as const;

@@ -39,7 +39,11 @@ describe('crds/*.yaml', () => {
       spec: {
         scope: string;
         names: { shortNames: string[]; categories: string[] };
-        versions: { name: string; subresources: unknown; additionalPrinterColumns: { name: string }[] }[];
+        versions: {
+          name: string;
+          subresources: unknown;
+          additionalPrinterColumns: { name: string; priority?: number }[];
+        }[];
       };
     };
     expect(crd.spec.scope).toBe('Namespaced');
@@ -50,9 +54,19 @@ describe('crds/*.yaml', () => {
     const v = crd.spec.versions[0]!;
     expect(v.name).toBe('v1alpha1');
     expect(v.subresources).toEqual({ status: {} });
-    const cols = v.additionalPrinterColumns.map((c) => c.name);
-    expect(cols).toContain('Ready');
-    expect(cols.at(-1)).toBe('Age');
+    // the default view ends with Ready and Age; -o wide (priority 1) columns follow, as kubectl's own do
+    const cols = v.additionalPrinterColumns.filter((c) => (c.priority ?? 0) === 0).map((c) => c.name);
+    expect(cols.slice(-2)).toEqual(['Ready', 'Age']);
+    expect(cols[0]).toBe({ MailDomain: 'Domain', DeliveryPolicy: 'Domain', TestRecipient: 'Address' }[kind]);
+    const wide = v.additionalPrinterColumns.filter((c) => c.priority === 1).map((c) => c.name);
+    expect(wide).toEqual(
+      {
+        MailDomain: ['Servers', 'Verification'],
+        DeliveryPolicy: ['Primary', 'Secondary', 'MailDomain'],
+        TestRecipient: ['ForwardTo', 'KeepPrimaryCopy', 'Expires'],
+      }[kind],
+    );
+    expect(v.additionalPrinterColumns.findIndex((c) => c.priority === 1)).toBe(cols.length);
   });
 });
 

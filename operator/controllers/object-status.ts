@@ -34,6 +34,29 @@ export interface StatusControllerDeps<O extends MailrouteObject> {
   extra?: (
     obj: O,
   ) => Partial<Pick<StatusFacts, 'missingSecrets' | 'invalidSecrets' | 'expiresAt' | 'backscatterRisk'>>;
+  /**
+   * Kind-specific status fields this controller owns besides the conditions, for kubectl's printer columns (which
+   * are JSONPaths on the object itself), e.g. DeliveryPolicy status.domain. An undefined value removes the field.
+   */
+  fields?: (obj: O) => StatusFields;
+}
+
+/** Plain string status fields (see StatusControllerDeps.fields). */
+export type StatusFields = Readonly<Record<string, string | undefined>>;
+
+/** The defined fields of `fields`, and whether they differ from what `status` holds now. */
+export function statusFieldsUpdate(
+  status: unknown,
+  fields: StatusFields,
+): { fields: Record<string, string>; changed: boolean } {
+  const current = typeof status === 'object' && status !== null ? (status as Record<string, unknown>) : {};
+  const out: Record<string, string> = {};
+  let changed = false;
+  for (const [k, v] of Object.entries(fields)) {
+    if (v !== undefined) out[k] = v;
+    if (current[k] !== v) changed = true;
+  }
+  return { fields: out, changed };
 }
 
 export function statusKey(namespace: string, name: string): string {
@@ -88,12 +111,15 @@ export class ObjectStatusController<O extends MailrouteObject> {
     });
     // An object whose generation was not compiled yet waits for the routing controller (which requeues all).
     const update = setConditions(obj.status, decision.conditions, generation, now);
-    if (update.changed) {
+    const wanted = this.d.fields?.(obj) ?? {};
+    const own = statusFieldsUpdate(obj.status, wanted);
+    if (update.changed || own.changed) {
       const body = {
         apiVersion: API_VERSION,
         kind: this.kind,
         metadata: { name, namespace },
-        status: { observedGeneration: generation, conditions: update.conditions },
+        // Server-side apply: a field of ours left out of the body (an undefined one) is removed.
+        status: { ...own.fields, observedGeneration: generation, conditions: update.conditions },
       };
       const r = await serverSideApply(
         this.d.rest,
@@ -107,7 +133,8 @@ export class ObjectStatusController<O extends MailrouteObject> {
       this.writes++;
       // Keep the cache's view current so a reconcile before the watch event does not write again.
       (obj as { status?: unknown }).status = {
-        ...(obj.status ?? {}),
+        ...withoutKeys(obj.status ?? {}, Object.keys(wanted)),
+        ...own.fields,
         observedGeneration: generation,
         conditions: mergeConditions(obj.status, update.conditions),
       };
@@ -131,6 +158,10 @@ export class ObjectStatusController<O extends MailrouteObject> {
       ? { ok: true, requeueAfterMs: decision.requeueAfterMs }
       : { ok: true };
   }
+}
+
+function withoutKeys(o: object, keys: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
 }
 
 function mergeConditions(status: StatusLike | undefined, mine: readonly { type: string }[]): unknown[] {

@@ -41,7 +41,7 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
     const r = await apply(dp('{domainRef: {name: ok}, mode: Dual, primary: a, secondary: b}'));
     expect(r.code, r.stderr).toBe(0);
     const get = await ctx.cp.kubectl(['get', 'md', 'ok', '-n', NS]);
-    expect(get.stdout).toMatch(/NAME\s+DOMAIN\s+READY\s+AGE/);
+    expect(get.stdout).toMatch(/NAME\s+DOMAIN\s+REACHABLE\s+READY\s+AGE/);
     expect(get.stdout).toContain('ok.example');
   });
 

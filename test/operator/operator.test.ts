@@ -95,7 +95,8 @@ describeCluster(
       expect(w.code, w.stderr).toBe(0);
       expect(w.stdout).toContain('condition met');
       const get = await ctx.cp.kubectl(['get', 'dp', '-n', NS]);
-      expect(get.stdout).toMatch(/example-com\s+example-com\s+Dual\s+old\s+new\s+True/);
+      // DOMAIN is the domain (status.domain, written by the operator), not the MailDomain's name
+      expect(get.stdout).toMatch(/example-com\s+example\.com\s+Dual\s+All\s+True/);
     });
 
     it('a changed policy becomes Programmed on both relays at its new generation; a lagging relay shows 1/2', async () => {

@@ -1,10 +1,11 @@
 // MailDomain status: Accepted, ResolvedRefs (incl. every servers[].authSecretRef Secret exists and has the keys
-// username and password), Programmed, Ready, and BackscatterRisk (True: the domain accepts any local part).
+// username and password), Programmed, Ready, and BackscatterRisk (True: the domain accepts any local part); and
+// status.serverNames for kubectl get -o wide.
 
 import { backscatterRisk } from '../../../routing/backscatter.ts';
 import type { MailDomain } from '../../../routing/types.ts';
 import type { SecretLookup } from '../../credentials-secret.ts';
-import { ObjectStatusController, type StatusControllerDeps } from '../object-status.ts';
+import { ObjectStatusController, type StatusControllerDeps, type StatusFields } from '../object-status.ts';
 
 function referenced(md: MailDomain): string[] {
   const names = new Set<string>();
@@ -34,8 +35,13 @@ export function invalidSecrets(md: MailDomain, lookup: (key: string) => SecretLo
   return out;
 }
 
+/** Pure: the status fields kubectl shows (a printer column prints only the first value of a list). */
+export function domainStatusFields(md: MailDomain): StatusFields {
+  return { serverNames: md.spec.servers.map((s) => s.name).join(',') };
+}
+
 export function createMailDomainController(
-  deps: Omit<StatusControllerDeps<MailDomain>, 'kind' | 'extra'> & {
+  deps: Omit<StatusControllerDeps<MailDomain>, 'kind' | 'extra' | 'fields'> & {
     secretExists: (namespace: string, name: string) => boolean;
     /** The cached Secret's credentials (operator/credentials-secret.ts); absent: keys are not checked. */
     secretLookup?: (key: string) => SecretLookup;
@@ -49,5 +55,6 @@ export function createMailDomainController(
       backscatterRisk: backscatterRisk(md.spec) ?? '',
       ...(deps.secretLookup ? { invalidSecrets: invalidSecrets(md, deps.secretLookup) } : {}),
     }),
+    fields: domainStatusFields,
   });
 }
