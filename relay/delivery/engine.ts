@@ -851,7 +851,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       state = await spool.update(id, (s) => {
         outcomes.length = 0;
         const legs = [...s.legs];
+        // Recipients whose leg of record is in this message. A message a draining relay handed over keeps only the
+        // legs still open there (relay/inbound/handoff.ts): its leg of record may have been delivered already.
         const recorded = new Set(s.legs.filter((l) => l.leg.role === 'primary').map((l) => l.recipient));
+        const handedOver = s.meta.origin !== undefined;
         const ctx = {
           now,
           receivedAt: new Date(s.meta.receivedAt),
@@ -867,7 +870,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             if (!leg || !reply || isFinal(leg)) continue;
             const outcome = decideLeg(leg, reply, {
               ...ctx,
-              recipientHasRecord: recorded.has(leg.recipient),
+              recipientHasRecord: handedOver || recorded.has(leg.recipient),
             });
             legs[i] = applyOutcome(leg, outcome, now, r.serverLabel);
             outcomes.push({ r, leg, outcome });

@@ -37,8 +37,9 @@ export interface DecideContext {
   /** --delay-warning: a leg still deferred this long after arrival owes one delay DSN; 0 or undefined: never. */
   delayWarningMs?: number;
   /**
-   * The leg's recipient has a leg of record (role primary) in the message. Every plan made now does; a message
-   * spooled by an older version may not, and then its copy must not be suppressed. Default true.
+   * The leg's recipient has a leg of record (role primary) in the message, or had one before the message was handed
+   * over by a draining relay (which sends only the legs still open). Every plan made now has one; a message spooled
+   * by an older version may not, and then its copy must not be suppressed. Default true.
    */
   recipientHasRecord?: boolean;
 }

@@ -6,10 +6,13 @@
 import { rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import pino from 'pino';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeliveryPlan, ServerRoute } from '../../routing/model.ts';
 import { startDelivery } from '../../relay/delivery/engine.ts';
 import { openSpool } from '../../relay/spool/spool.ts';
+import type { EnvelopeMeta } from '../../relay/spool/types.ts';
+import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { deliveryOptions, envelope } from '../support/delivery.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
@@ -142,13 +145,17 @@ describe('the mailbox of record: a lone forwardTo leg bounces to the sender', ()
   });
 });
 
-describe('a message spooled before every plan had a leg of record', () => {
-  it('its lone suppressible copy bounces to the sender instead of ending suppressed', async () => {
+describe('a recipient whose only leg in the message is a suppressible copy', () => {
+  /**
+   * Spools one message whose recipient has a lone copy leg (bounces Suppress) to a peer that answers 550, runs the
+   * delivery engine on it, and returns the engine's metrics and the DSN mailbox once the leg is final.
+   */
+  async function deliverLoneCopy(over: Partial<EnvelopeMeta>) {
     const copyPeer = await startSmtpPeer('new', {
       rcpt: () => ({ code: 550, message: '5.1.1 no such mailbox' }),
     });
     const senderBox = await startSmtpPeer('senderbox');
-    const dir = await tempDir('record-legacy');
+    const dir = await tempDir('record-lone-copy');
     const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
     const server = (name: string, port: number): ServerRoute => ({
       name,
@@ -166,10 +173,14 @@ describe('a message spooled before every plan had a leg of record', () => {
         { server: server('senderbox', senderBox.port), recipient: rcpt, role: 'primary', bounces: 'Notify' },
       ],
     });
-    const engine = startDelivery(deliveryOptions(spool, { route, retryScheduleMs: [50] }));
+    const metrics = createRelayMetrics(new Registry(), false);
+    const engine = startDelivery(deliveryOptions(spool, { route, metrics, retryScheduleMs: [50] }));
+    const results = async (result: string) =>
+      (await metrics.deliveries.get()).values
+        .filter((v) => v.labels.result === result)
+        .reduce((a, v) => a + v.value, 0);
     try {
       await engine.ready;
-      // What an older relay spooled for keepPrimaryCopy: false under bounces Suppress: one copy leg, nothing else.
       const meta = envelope(
         [
           {
@@ -184,18 +195,42 @@ describe('a message spooled before every plan had a leg of record', () => {
             ],
           },
         ],
-        { mailFrom: 'alice@sender.test' },
+        { mailFrom: 'alice@sender.test', ...over },
       );
       const r = await spool.accept(meta, Readable.from([Buffer.from('Subject: old\r\n\r\nHello.\r\n')]));
       if (!r.ok) throw r.error;
       engine.notify(r.id);
-      const dsn = await waitFor(() => senderBox.for('alice@sender.test')[0], { what: 'the DSN' });
-      expect(dsn.mailFrom).toBe('');
-      expect(deliveryStatus(dsn.raw.toString())).toContain('Final-Recipient: rfc822; carol@fwd.test\r\n');
+      await waitFor(async () => (await results('failed')) + (await results('suppressed')) === 1, {
+        what: 'the copy leg to become final',
+      });
+      // a DSN, when one is owed, is spooled and sent right after the leg fails
+      const dsn =
+        (await results('failed')) === 1
+          ? await waitFor(() => senderBox.for('alice@sender.test')[0], { what: 'the DSN' })
+          : undefined;
+      return { dsn, suppressed: await results('suppressed'), received: senderBox.messages.length };
     } finally {
       await engine.stop();
       await Promise.all([copyPeer.close(), senderBox.close()]);
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  it('spooled by an older version (keepPrimaryCopy: false was a lone copy): it bounces to the sender', async () => {
+    const { dsn, suppressed } = await deliverLoneCopy({});
+    expect(suppressed).toBe(0);
+    expect(dsn?.mailFrom).toBe('');
+    expect(deliveryStatus(dsn?.raw.toString() ?? '')).toContain(
+      'Final-Recipient: rfc822; carol@fwd.test\r\n',
+    );
+  });
+
+  it('handed over by a draining relay after its primary was delivered there: it stays suppressed', async () => {
+    const { dsn, suppressed, received } = await deliverLoneCopy({
+      origin: { queueId: '0mx0qz1k20001a7f', relay: 'relay-0.test' },
+    });
+    expect(suppressed).toBe(1);
+    expect(dsn).toBeUndefined();
+    expect(received).toBe(0);
   });
 });
