@@ -423,6 +423,57 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect(byKind(all, 'ClusterRoleBinding').map((b) => b.metadata.name)).toEqual(['mr-mailroute-operator']);
   });
 
+  it('ships tenant ClusterRoles like cert-manager: edit without status, view with it, labelled for aggregation', async () => {
+    const kinds = ['maildomains', 'deliverypolicies', 'testrecipients'];
+    const agg = (...roles: string[]): Record<string, string> =>
+      Object.fromEntries(roles.map((r) => [`rbac.authorization.k8s.io/aggregate-to-${r}`, 'true']));
+    const view = one(defaults, 'ClusterRole', '-mailroute-view');
+    expect(view.metadata.name).toBe('mr-mailroute-view');
+    expect(view.metadata.labels).toMatchObject(agg('view', 'edit', 'admin'));
+    expect(view.rules).toEqual([
+      {
+        apiGroups: ['mailroute.io'],
+        resources: kinds.flatMap((k) => [k, `${k}/status`]),
+        verbs: ['get', 'list', 'watch'],
+      },
+    ]);
+    const edit = one(defaults, 'ClusterRole', '-mailroute-edit');
+    expect(edit.metadata.name).toBe('mr-mailroute-edit');
+    expect(edit.metadata.labels).toMatchObject(agg('edit', 'admin'));
+    expect(edit.metadata.labels).not.toHaveProperty(['rbac.authorization.k8s.io/aggregate-to-view']);
+    expect(edit.rules).toEqual([
+      {
+        apiGroups: ['mailroute.io'],
+        resources: kinds,
+        verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'],
+      },
+    ]);
+    expect(JSON.stringify(edit.rules)).not.toContain('/status');
+    // rbac.tenantRoles=false (or rbac.create=false) leaves them out
+    for (const off of ['rbac.tenantRoles=false', 'rbac.create=false']) {
+      const objs = parseObjects(await helmTemplate(tools, ['--set', off]));
+      expect(
+        objs.filter((o) => o.metadata.name.endsWith('-edit') || o.metadata.name.endsWith('-view')),
+        off,
+      ).toEqual([]);
+    }
+  });
+
+  it('ships the destinations ValidatingAdmissionPolicy and its binding, toggled by admissionPolicy.*', async () => {
+    const vap = one(defaults, 'ValidatingAdmissionPolicy');
+    expect(vap.apiVersion).toBe('admissionregistration.k8s.io/v1');
+    expect(vap.metadata.name).toBe('mr-mailroute-destinations');
+    expect((vap.spec as Json).failurePolicy).toBe('Fail');
+    const binding = one(defaults, 'ValidatingAdmissionPolicyBinding');
+    expect(binding.spec).toEqual({ policyName: 'mr-mailroute-destinations', validationActions: ['Deny'] });
+    const warn = parseObjects(
+      await helmTemplate(tools, ['--set-json', 'admissionPolicy.validationActions=["Warn"]']),
+    );
+    expect(one(warn, 'ValidatingAdmissionPolicyBinding').spec).toMatchObject({ validationActions: ['Warn'] });
+    const off = parseObjects(await helmTemplate(tools, ['--set', 'admissionPolicy.enabled=false']));
+    expect(off.filter((o) => o.kind.startsWith('ValidatingAdmissionPolicy'))).toEqual([]);
+  });
+
   it("grants the operator exactly the rules of operator/rbac.ts (the operator's canonical, tested RBAC)", () => {
     const canonical = operatorRbacObjects({ namespace: 'mailroute-system', leaseName: 'mailroute-operator' });
     const rulesOf = (objects: Json[], kind: string, pred: (name: string) => boolean): unknown =>
