@@ -16,7 +16,7 @@ describe('createRelayMetrics', () => {
     const m = createRelayMetrics(new Registry(), false);
     const dsn = (await m.registry.getMetricsAsJSON()).find((x) => x.name === 'mailroute_dsn_total');
     expect(dsn?.help).toBe(
-      'Delivery status notifications, by kind: failed|delayed sent, unroutable not sent',
+      'Delivery status notifications, by kind: failed|delayed sent, unroutable not sent, deferred by the per-recipient-domain rate limit (--dsn-rate)',
     );
   });
 });
