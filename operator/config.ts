@@ -3,6 +3,7 @@
 
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { isLogFormat, type LogFormat } from '../cli/logger.ts';
 
 export interface OperatorConfig {
   namespace: string;
@@ -25,6 +26,7 @@ export interface OperatorConfig {
   preflightIntervalMs: number;
   watchdogMs: number;
   logLevel: string;
+  logFormat: LogFormat;
   /** A ConfigMap in `namespace` that owns what the operator creates (ownerReferences); undefined: no owner. */
   ownerConfigMap: string | undefined;
 }
@@ -79,6 +81,11 @@ export const OPERATOR_FLAGS = {
     help: 'probe every MailDomain server (connect, EHLO, STARTTLS) this often; off disables',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  'log-format': {
+    type: 'string',
+    default: 'json',
+    help: 'json (one JSON object a line) or pretty (for a terminal)',
+  },
   'owner-configmap': {
     type: 'string',
     help: 'a ConfigMap in the namespace that owns the routing ConfigMap, mailroute-credentials and the leader Lease (ownerReferences: deleting it garbage-collects them); default none',
@@ -182,6 +189,9 @@ export function parseOperatorConfig(
   const ownerConfigMap = get('owner-configmap');
   if (ownerConfigMap !== undefined && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ownerConfigMap))
     return { ok: false, error: `--owner-configmap: not a ConfigMap name: "${ownerConfigMap}"` };
+  const logFormat = get('log-format') ?? 'json';
+  if (!isLogFormat(logFormat))
+    return { ok: false, error: `--log-format: must be json or pretty, got "${logFormat}"` };
   const kubeconfig =
     get('kubeconfig') ?? (env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined);
   const config: OperatorConfig = {
@@ -201,6 +211,7 @@ export function parseOperatorConfig(
     relistIntervalMs: nums.relistIntervalMs as number,
     watchdogMs: nums.watchdogMs as number,
     logLevel: get('log-level') ?? 'info',
+    logFormat,
     ownerConfigMap,
   };
   return { ok: true, config: Object.freeze(config) };

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { parseDnsServers } from './dns.ts';
 import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../cli/manifests.ts';
 import { isValidClusterId } from './inbound/trace.ts';
+import { isLogFormat, type LogFormat } from '../cli/logger.ts';
 
 export interface HostPort {
   host: string;
@@ -50,6 +51,7 @@ export interface RelayConfig {
   greetingDelayMs: number;
   maxLineLength: number;
   logLevel: string;
+  logFormat: LogFormat;
   /** --peers HOST:PORT,... : drain targets besides the relays found by their heartbeat Leases (relay/cluster). */
   peers?: string;
   /** auto: on in cluster mode (POD_NAME + --configmap) or when --peers is given. */
@@ -188,6 +190,11 @@ export const RELAY_FLAGS = {
     help: 'longest line in message content, in bytes; longer gets 554 5.6.0 (commands: smtp-server limit, 16 KiB)',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
+  'log-format': {
+    type: 'string',
+    default: 'json',
+    help: 'json (one JSON object a line) or pretty (for a terminal)',
+  },
   'quarantine-max-age': {
     type: 'string',
     default: '7d',
@@ -460,6 +467,7 @@ export function parseRelayConfig(
       greetingDelayMs: duration('greeting-delay'),
       maxLineLength: int('max-line-length', 1000),
       logLevel: raw('log-level') ?? 'info',
+      logFormat: (raw('log-format') ?? 'json') as LogFormat,
       ...(raw('peers') !== undefined ? { peers: raw('peers') } : {}),
       drainOnShutdown: (raw('drain-on-shutdown') ?? 'auto') as RelayConfig['drainOnShutdown'],
       drainTimeoutMs: duration('drain-timeout'),
@@ -505,6 +513,7 @@ export function parseRelayConfig(
       if (config.workers > 1 && clusterMode)
         fail('workers', 'more than 1 worker is not supported in cluster mode (scale with pods)', workersRaw);
     }
+    if (!isLogFormat(config.logFormat)) fail('log-format', 'must be json or pretty', config.logFormat);
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
       fail('log-level', 'must be one of fatal, error, warn, info, debug, trace, silent', config.logLevel);
     }

@@ -3,7 +3,7 @@
 // progress finish within --shutdown-timeout, stop delivery, leave the queue spooled for the next start.
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { DeliveryPlan } from '../routing/model.ts';
 import type { RelayConfig } from './config.ts';
@@ -34,6 +34,7 @@ import {
   type TelemetryServer,
 } from './telemetry/http.ts';
 import type { ClusterMode } from './cluster/index.ts';
+import { createLogger } from '../cli/logger.ts';
 
 export interface RelayDeps {
   logger?: Logger;
@@ -90,7 +91,9 @@ async function spoolWritable(dir: string): Promise<string | undefined> {
 }
 
 export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = {}): Promise<RelayHandle> {
-  const logger = deps.logger ?? pino({ level: config.logLevel, base: { component: 'relay' } });
+  const logger =
+    deps.logger ??
+    createLogger({ level: config.logLevel, format: config.logFormat, base: { component: 'relay' } });
   const resources = openedResources();
   try {
     return await startRelay(config, deps, logger, resources);

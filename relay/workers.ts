@@ -17,7 +17,7 @@
 //     worker is, and --admin: the queue API over all the workers' spools (relay/admin/server.ts with a fan-out view).
 // With --workers 1 there is no primary: the process is the relay, as before.
 import cluster, { type Worker } from 'node:cluster';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
@@ -29,6 +29,7 @@ import { adoptOrphanFolders, workerSpoolDir } from './spool/adopt.ts';
 import type { LoadResult } from './spool/types.ts';
 import { createTelemetryServer, type ReadyReport } from './telemetry/http.ts';
 import { safeDelay } from '../routing/timer.ts';
+import { createLogger } from '../cli/logger.ts';
 
 /** Calls the primary makes to a worker. */
 export type WorkerCall =
@@ -105,7 +106,11 @@ export function mergeLoads(results: readonly LoadResult[]): LoadResult {
 export async function runRelayProcess(config: Readonly<RelayConfig>): Promise<number> {
   const workers = config.workers ?? 1;
   if (cluster.isWorker) return runWorker(config, workers);
-  const logger = pino({ level: config.logLevel, base: { component: 'relay' } });
+  const logger = createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    base: { component: 'relay' },
+  });
   await adoptOrphanFolders(config.spoolDir, workers, logger).catch((err: unknown) => {
     throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
   });
@@ -125,7 +130,11 @@ async function runWorker(config: Readonly<RelayConfig>, count: number): Promise<
   const send = (m: FromWorker): void => {
     if (process.connected) process.send?.(m);
   };
-  const logger = pino({ level: config.logLevel, base: { component: 'relay', worker: index } });
+  const logger = createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    base: { component: 'relay', worker: index },
+  });
   let handle: RelayHandle;
   try {
     // Imported here: the primary never loads the relay itself, so it starts (and forks) sooner.

@@ -2,7 +2,7 @@
 // until SIGTERM/SIGINT (exit 0, the leader Lease is released) or lost leadership (exit 1, to be restarted).
 
 import { KubeConfig } from '@kubernetes/client-node';
-import { pino } from 'pino';
+import { createLogger } from '../logger.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
 import { OperatorManager } from '../../operator/manager.ts';
 import { createOperatorMetrics } from '../../operator/telemetry/metrics.ts';
@@ -18,7 +18,11 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const config = parsed.config;
-  const logger = pino({ level: config.logLevel, base: { component: 'operator', identity: config.identity } });
+  const logger = createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    base: { component: 'operator', identity: config.identity },
+  });
   const kc = new KubeConfig();
   try {
     if (config.kubeconfig !== undefined) kc.loadFromFile(config.kubeconfig);
