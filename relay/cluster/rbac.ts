@@ -26,7 +26,12 @@ export interface RelayRbacOptions {
    * get/update/delete of Leases to their heartbeat Leases. Undefined: any Lease in the namespace.
    */
   pods?: string[];
-  /** Read shard ConfigMaps of a sharded table (GUIDE §8). Default true. */
+  /** The release's owner ConfigMap (MAILROUTE_OWNER_CONFIGMAP), read by name. Undefined: no such rule. */
+  ownerConfigMap?: string;
+  /**
+   * Read shard ConfigMaps of a sharded table: `get` of any ConfigMap in the namespace, since shard names carry the
+   * revision. Default true. false: a table too large to be inline never reaches the relays.
+   */
   shards?: boolean;
 }
 
@@ -43,12 +48,21 @@ export function relayRules(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = 
       why: 'the routing table: list + watch with fieldSelector metadata.name, periodic re-get',
     },
   ];
+  if (opts.ownerConfigMap !== undefined) {
+    rules.push({
+      apiGroups: [''],
+      resources: ['configmaps'],
+      verbs: ['get'],
+      resourceNames: [opts.ownerConfigMap],
+      why: "the release's owner ConfigMap (MAILROUTE_OWNER_CONFIGMAP): its uid for the heartbeat Lease's ownerReferences",
+    });
+  }
   if (opts.shards !== false) {
     rules.push({
       apiGroups: [''],
       resources: ['configmaps'],
       verbs: ['get'],
-      why: `shards of a sharded table (${cm}-<rev8>-<n>); their names carry the revision, so no resourceNames. Also the release's owner ConfigMap (MAILROUTE_OWNER_CONFIGMAP: its uid for the heartbeat Lease's ownerReferences)`,
+      why: `shards of a sharded table (${cm}-<rev8>-<n>), only those its index lists; their names carry the revision, so no resourceNames (this reads any ConfigMap of the namespace by name)`,
     });
   }
   rules.push(

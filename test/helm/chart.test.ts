@@ -395,12 +395,14 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     }
     const relayRole = one(defaults, 'Role', '-relay');
     const cm = (relayRole.rules as Json[]).filter((r) => (r.resources as string[]).includes('configmaps'));
-    // list/watch only by name; get of any ConfigMap in the release namespace (the shards of a large table)
+    // list/watch only by name; the owner ConfigMap by name; get of any ConfigMap in the release namespace (the
+    // shards of a large table), unless rbac.relayShardAccess=false
     expect(cm).toEqual([
       expect.objectContaining({ resourceNames: ['mailroute-routing'], verbs: ['get', 'list', 'watch'] }),
+      expect.objectContaining({ resourceNames: ['mr-mailroute-owner'], verbs: ['get'] }),
       expect.objectContaining({ verbs: ['get'] }),
     ]);
-    expect(cm[1]!.resourceNames).toBeUndefined();
+    expect(cm[2]!.resourceNames).toBeUndefined();
     // The relay reads one Secret by name in its own namespace (mailroute-credentials, written by the operator).
     const secrets = (relayRole.rules as Json[]).filter((r) => (r.resources as string[]).includes('secrets'));
     expect(secrets).toEqual([
@@ -514,7 +516,11 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     async (_name, args, pods) => {
       const objects = parseObjects(await helmTemplate(tools, [...args]));
       const names = Array.from({ length: pods }, (_, i) => `mr-mailroute-relay-${i}`);
-      const [, canonical] = relayRbacObjects({ namespace: 'mailroute-system', pods: names });
+      const [, canonical] = relayRbacObjects({
+        namespace: 'mailroute-system',
+        pods: names,
+        ownerConfigMap: 'mr-mailroute-owner',
+      });
       expect(one(objects, 'Role', '-relay').rules).toEqual((canonical as Json).rules);
       const leaseRules = (one(objects, 'Role', '-relay').rules as Json[]).filter((r) =>
         (r.resources as string[]).includes('leases'),
@@ -527,6 +533,21 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       }
     },
   );
+
+  it('with rbac.relayShardAccess=false the relay reads ConfigMaps only by name (relay/cluster/rbac.ts shards: false)', async () => {
+    const objects = parseObjects(await helmTemplate(tools, ['--set', 'rbac.relayShardAccess=false']));
+    const pods = Array.from({ length: 6 }, (_, i) => `mr-mailroute-relay-${i}`);
+    const [, canonical] = relayRbacObjects({
+      namespace: 'mailroute-system',
+      pods,
+      ownerConfigMap: 'mr-mailroute-owner',
+      shards: false,
+    });
+    const rules = one(objects, 'Role', '-relay').rules as Json[];
+    expect(rules).toEqual((canonical as Json).rules);
+    for (const r of rules.filter((x) => (x.resources as string[]).includes('configmaps')))
+      expect(r.resourceNames, JSON.stringify(r)).toBeDefined();
+  });
 
   it('keeps the chart templates of the CRDs generated from crds/ (run `npm run gen:chart` after `npm run gen`)', () => {
     const files = readdirSync(CRDS_DIR)

@@ -330,6 +330,8 @@ else
         expect(r.stdout).toContain('STATUS: deployed');
         expect(r.stdout).toContain("Find the relay's address");
         expect(r.stdout).toContain('inbound gateway');
+        expect(r.stdout).toContain('ClusterRoles mr-mailroute-edit and -view aggregate into the built-in');
+        expect(r.stdout).not.toContain('ValidatingAdmissionPolicy');
         await waitEstablished(
           ctx.cp,
           ['maildomains.mailroute.io', 'deliverypolicies.mailroute.io', 'testrecipients.mailroute.io'],
@@ -377,6 +379,7 @@ else
         ['relay', 'get', 'configmaps/mailroute-routing-0123abcd-0', NS, true],
         ['relay', 'list', 'configmaps', NS, false],
         ['relay', 'watch', 'configmaps', NS, false],
+        ['relay', 'get', 'configmaps/mr-mailroute-owner', NS, true],
         ['relay', 'get', 'configmaps/mailroute-routing-0123abcd-0', MAIL_NS, false],
         ['relay', 'delete', 'configmaps/mailroute-routing-0123abcd-0', NS, false],
         ['relay', 'patch', 'configmaps/mailroute-routing', NS, false],
@@ -631,6 +634,9 @@ else
           'serviceMonitor.enabled=false,prometheusRule.enabled=false,crds.enabled=false',
         ]);
         expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toContain(
+          'ValidatingAdmissionPolicy full-mailroute-destinations refuses a MailDomain whose servers[].host',
+        );
         const nps = await getJson(['networkpolicy', '-n', 'mailroute-full']);
         expect((nps.items as Json[]).map((o) => (o.metadata as Json).name).sort()).toEqual([
           'full-mailroute-operator',
