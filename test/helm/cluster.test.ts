@@ -600,6 +600,29 @@ else
         },
       );
 
+      it("with the relay's own token: the operator's leader Lease cannot be read or deleted, ConfigMaps not listed", async () => {
+        const relay = await serviceAccountKubeconfig('mr-mailroute-relay');
+        const as = (args: string[]): ReturnType<typeof ctx.cp.kubectl> =>
+          ctx.cp.kubectl(['--kubeconfig', relay, ...args, '-n', NS]);
+        const lease = 'mailroute-operator';
+        expect((await ctx.cp.kubectl(['get', 'lease', lease, '-n', NS])).code, 'leader Lease exists').toBe(0);
+        for (const verb of ['get', 'delete']) {
+          const r = await as([verb, 'lease', lease]);
+          expect(r.code, `${verb} lease ${lease}`).not.toBe(0);
+          expect(r.stderr).toContain(
+            `User "system:serviceaccount:${NS}:mr-mailroute-relay" cannot ${verb} resource "leases"`,
+          );
+        }
+        expect((await ctx.cp.kubectl(['get', 'lease', lease, '-n', NS])).code, 'still there').toBe(0);
+        const list = await as(['get', 'configmaps']);
+        expect(list.code).not.toBe(0);
+        expect(list.stderr).toContain('cannot list resource "configmaps"');
+        for (const name of ['mailroute-routing', `${RELEASE}-mailroute-owner`]) {
+          const r = await as(['get', 'configmap', name, '-o', 'name']);
+          expect(r.code, r.stderr).toBe(0);
+        }
+      });
+
       it('helm uninstall removes the workloads and keeps the CRDs (crds.keep)', async () => {
         await stopAll();
         const r = await helm(['uninstall', RELEASE, '-n', NS]);
