@@ -332,6 +332,7 @@ else
         expect(r.stdout).toContain('inbound gateway');
         expect(r.stdout).toContain('ClusterRoles mr-mailroute-edit and -view aggregate into the built-in');
         expect(r.stdout).not.toContain('ValidatingAdmissionPolicy');
+        expect(r.stdout).toContain('The operator may read Secrets in EVERY namespace');
         await waitEstablished(
           ctx.cp,
           ['maildomains.mailroute.io', 'deliverypolicies.mailroute.io', 'testrecipients.mailroute.io'],
@@ -660,6 +661,7 @@ else
         expect(r.stdout).toContain(
           'ValidatingAdmissionPolicy full-mailroute-destinations refuses a MailDomain whose servers[].host',
         );
+        expect(r.stdout).not.toContain('read Secrets in EVERY namespace');
         const nps = await getJson(['networkpolicy', '-n', 'mailroute-full']);
         expect((nps.items as Json[]).map((o) => (o.metadata as Json).name).sort()).toEqual([
           'full-mailroute-operator',
