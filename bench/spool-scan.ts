@@ -1,4 +1,4 @@
-// How long the spool takes to come back with N queued messages (GUIDE §8: 100,000 must stay fast).
+// How long the spool takes to come back with N queued messages (docs/design.md §8: 100,000 must stay fast).
 // usage: node bench/spool-scan.ts [N=100000]
 // Writes N messages (4 KiB body + state file, as accept() leaves them, without fsync to save time), then measures
 // openSpool() (the start-up scan: directory listing only), list(), and reading every state file with the engine's

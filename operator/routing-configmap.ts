@@ -6,7 +6,7 @@
 //     annotations: mailroute.io/revision=<sha256 hex>, mailroute.io/routing-format=inline
 //     data: routing.json=<canonical JSON>, revision=<sha256 hex>
 //
-// Big tables are SHARDED (a ConfigMap holds at most 1 MiB, GUIDE §8):
+// Big tables are SHARDED (a ConfigMap holds at most 1 MiB, docs/design.md §8):
 //   ConfigMap mailroute-routing (the index)
 //     annotations: mailroute.io/revision=<sha256 hex>, mailroute.io/routing-format=sharded
 //     data: index.json=<RoutingIndex JSON>, revision=<sha256 hex>

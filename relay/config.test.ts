@@ -13,7 +13,7 @@ const err = (argv: string[], env: Record<string, string> = {}): string => {
 };
 
 describe('relay config', () => {
-  it('defaults (GUIDE §3) and a frozen result', () => {
+  it('defaults (docs/design.md §3) and a frozen result', () => {
     const c = ok(['--manifests', 'dir']);
     expect(c.source).toEqual({
       kind: 'manifests',

@@ -1,5 +1,5 @@
 // The relay's configuration: flags and MAILROUTE_<FLAG> environment variables parsed once, validated, frozen
-// (GUIDE §3, §6.7). A bad value fails fast with the flag's name. Flags win over the environment.
+// (docs/design.md §3, §6.7). A bad value fails fast with the flag's name. Flags win over the environment.
 import { availableParallelism, hostname as osHostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDnsServers } from './dns.ts';

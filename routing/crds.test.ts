@@ -34,40 +34,45 @@ describe('crds/*.yaml', () => {
     },
   );
 
-  it.each(KINDS)('%s has the names, columns, status subresource and category the GUIDE asks for', (kind) => {
-    const crd = parse(renderCrdYaml(kind)) as ReturnType<typeof buildCrd> & {
-      spec: {
-        scope: string;
-        names: { shortNames: string[]; categories: string[] };
-        versions: {
-          name: string;
-          subresources: unknown;
-          additionalPrinterColumns: { name: string; priority?: number }[];
-        }[];
+  it.each(KINDS)(
+    '%s has the names, columns, status subresource and category docs/design.md §2 asks for',
+    (kind) => {
+      const crd = parse(renderCrdYaml(kind)) as ReturnType<typeof buildCrd> & {
+        spec: {
+          scope: string;
+          names: { shortNames: string[]; categories: string[] };
+          versions: {
+            name: string;
+            subresources: unknown;
+            additionalPrinterColumns: { name: string; priority?: number }[];
+          }[];
+        };
       };
-    };
-    expect(crd.spec.scope).toBe('Namespaced');
-    expect(crd.spec.names.categories).toEqual(['mailroute']);
-    expect(crd.spec.names.shortNames).toEqual(
-      { MailDomain: ['md'], DeliveryPolicy: ['dp'], TestRecipient: ['tr'] }[kind],
-    );
-    const v = crd.spec.versions[0]!;
-    expect(v.name).toBe('v1alpha1');
-    expect(v.subresources).toEqual({ status: {} });
-    // the default view ends with Ready and Age; -o wide (priority 1) columns follow, as kubectl's own do
-    const cols = v.additionalPrinterColumns.filter((c) => (c.priority ?? 0) === 0).map((c) => c.name);
-    expect(cols.slice(-2)).toEqual(['Ready', 'Age']);
-    expect(cols[0]).toBe({ MailDomain: 'Domain', DeliveryPolicy: 'Domain', TestRecipient: 'Address' }[kind]);
-    const wide = v.additionalPrinterColumns.filter((c) => c.priority === 1).map((c) => c.name);
-    expect(wide).toEqual(
-      {
-        MailDomain: ['Servers', 'Verification'],
-        DeliveryPolicy: ['Primary', 'Secondary', 'MailDomain'],
-        TestRecipient: ['ForwardTo', 'KeepPrimaryCopy', 'Expires'],
-      }[kind],
-    );
-    expect(v.additionalPrinterColumns.findIndex((c) => c.priority === 1)).toBe(cols.length);
-  });
+      expect(crd.spec.scope).toBe('Namespaced');
+      expect(crd.spec.names.categories).toEqual(['mailroute']);
+      expect(crd.spec.names.shortNames).toEqual(
+        { MailDomain: ['md'], DeliveryPolicy: ['dp'], TestRecipient: ['tr'] }[kind],
+      );
+      const v = crd.spec.versions[0]!;
+      expect(v.name).toBe('v1alpha1');
+      expect(v.subresources).toEqual({ status: {} });
+      // the default view ends with Ready and Age; -o wide (priority 1) columns follow, as kubectl's own do
+      const cols = v.additionalPrinterColumns.filter((c) => (c.priority ?? 0) === 0).map((c) => c.name);
+      expect(cols.slice(-2)).toEqual(['Ready', 'Age']);
+      expect(cols[0]).toBe(
+        { MailDomain: 'Domain', DeliveryPolicy: 'Domain', TestRecipient: 'Address' }[kind],
+      );
+      const wide = v.additionalPrinterColumns.filter((c) => c.priority === 1).map((c) => c.name);
+      expect(wide).toEqual(
+        {
+          MailDomain: ['Servers', 'Verification'],
+          DeliveryPolicy: ['Primary', 'Secondary', 'MailDomain'],
+          TestRecipient: ['ForwardTo', 'KeepPrimaryCopy', 'Expires'],
+        }[kind],
+      );
+      expect(v.additionalPrinterColumns.findIndex((c) => c.priority === 1)).toBe(cols.length);
+    },
+  );
 });
 
 /** Every x-kubernetes-validations rule in a schema, recursively. */

@@ -35,7 +35,7 @@ interface Row {
   want: string;
 }
 
-// The GUIDE §2 semantics table, row by row, plus the edges (copyRecipientDomain, forwardTo, keepPrimaryCopy,
+// The docs/design.md §2 semantics table, row by row, plus the edges (copyRecipientDomain, forwardTo, keepPrimaryCopy,
 // expiresAt, verification, rejectUnknownRecipients).
 const rows: Row[] = [
   {

@@ -120,7 +120,7 @@ function fact(
 }
 
 /**
- * The delivery plan of one recipient (GUIDE §2 semantics table). Safe for any string.
+ * The delivery plan of one recipient (docs/design.md §2 semantics table). Safe for any string.
  * - unparsable address: reject 553 5.1.3; domain not declared: reject 554 5.7.1 relay access denied;
  * - declared domain without an accepted policy: tempfail 451 4.3.5 (never guesses a route);
  * - Split with an inconclusive verification callout: tempfail 451 4.4.3 (see docs/routing.md);

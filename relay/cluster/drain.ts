@@ -4,7 +4,7 @@
 // (MAIL FROM ... X-MAILROUTE-ORIGIN=<id>@<relay>; relay/inbound/handoff.ts). The peer plans each recipient with its
 // own table and keeps only the legs of those roles, so a leg delivered before the drain is not delivered again.
 // The local copy (or the handed-off legs of it) is removed only after the peer answered 250, i.e. after the peer has
-// spooled it durably (GUIDE §4).
+// spooled it durably (docs/design.md §4).
 import type { LegRole } from '../../routing/model.ts';
 import type { Spool, SpoolState, LegState } from '../spool/types.ts';
 import type { AttemptReply } from '../delivery/outcome.ts';

@@ -30,7 +30,7 @@ export interface RelayRbacOptions {
   ownerConfigMap?: string;
   /**
    * Read shard ConfigMaps of a sharded table: `get` of any ConfigMap in the namespace, since shard names carry the
-   * revision. Default true. false: a table too large to be inline never reaches the relays.
+   * revision (docs/design.md §8). Default true. false: a table too large to be inline never reaches the relays.
    */
   shards?: boolean;
 }

@@ -1,4 +1,4 @@
-// Where a DSN goes (GUIDE §4: "routed like any other message"). Pure: the routing table's answer and the managed-domain
+// Where a DSN goes (docs/design.md §4: "routed like any other message"). Pure: the routing table's answer and the managed-domain
 // check are injected.
 //   - sender on a managed domain: that domain's policy (route(sender)), like any inbound recipient;
 //   - sender elsewhere: one leg of record (role primary, bounces Notify like every leg of record) to the sender's

@@ -1,6 +1,6 @@
 // Pure: how to reach the server of a queued leg, looked up in the routing table the relay serves now.
 //
-// The legs of a message and their recipients are fixed at accept (GUIDE §2); the server definition (host, port, mx,
+// The legs of a message and their recipients are fixed at accept (docs/design.md §2); the server definition (host, port, mx,
 // TLS mode, authSecretRef, maxConnections) is not: a corrected port, TLS mode or Secret reaches mail already queued.
 //   leg.domain set (spool files written since legs name their domain):
 //     domain and server in the current table -> the current definition;

@@ -14,7 +14,7 @@
 // fails; Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host;
 // Implicit = TLS from the first byte (secure: true, port 465), no check.
 // TCP_NODELAY: nodemailer (>= 10) calls socket.setNoDelay(true) on every socket it connects (smtp-connection
-// _onConnect), so the final "." is not held back by Nagle (GUIDE §7, the 40 ms stall Haraka has).
+// _onConnect), so the final "." is not held back by Nagle (docs/design.md §7, the 40 ms stall Haraka has).
 import { createReadStream } from 'node:fs';
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';

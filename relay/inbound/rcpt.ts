@@ -1,5 +1,5 @@
 // RCPT TO phase: each recipient is resolved with the routing core when it arrives; the delivery plan it gets is the
-// one it keeps (GUIDE §2). A recipient verification callout (cached) runs first when the MailDomain asks for it.
+// one it keeps (docs/design.md §2). A recipient verification callout (cached) runs first when the MailDomain asks for it.
 import type { DeliveryPlan, Leg, MailboxFact, ResolveContext, ServerRoute } from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';

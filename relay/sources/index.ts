@@ -1,4 +1,4 @@
-// Picks the routing source for the relay's config. The ConfigMap source (relay/sources/configmap.ts, operator issue)
+// Picks the routing source for the relay's config. The ConfigMap source (relay/sources/configmap.ts)
 // has its own callback API; it is adapted here to RoutingSource so the relay treats every source alike.
 import type { Logger } from 'pino';
 import type { RoutingTable } from '../../routing/model.ts';

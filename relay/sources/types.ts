@@ -37,5 +37,5 @@ export interface RoutingSource {
   close(): Promise<void>;
 }
 
-/** Builds the source for a config; the ConfigMap source registers itself here (operator issue). */
+/** Builds the source for a config; the ConfigMap source registers itself here. */
 export type SourceFactory<C> = (config: C) => RoutingSource;

@@ -1,4 +1,4 @@
-// The on-disk spool: the only hand-off between accepting and delivering (GUIDE §6.4).
+// The on-disk spool: the only hand-off between accepting and delivering (docs/design.md §6.4).
 //
 // Exports (called by the relay wiring):
 //   openSpool(opts: { dir; logger; clock?; fs? }): Promise<Spool>

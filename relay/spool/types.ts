@@ -1,5 +1,5 @@
 // The seam between accepting and delivering: the inbound side calls accept(), the delivery side reads the spool.
-// The spool is the only hand-off between the two (GUIDE §6.4).
+// The spool is the only hand-off between the two (docs/design.md §6.4).
 import type { Readable } from 'node:stream';
 import type { Leg } from '../../routing/model.ts';
 

@@ -1,4 +1,4 @@
-// The one place that names the relay's Prometheus metrics (GUIDE §4). No label ever carries a recipient address.
+// The one place that names the relay's Prometheus metrics (docs/design.md §4). No label ever carries a recipient address.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface RelayMetrics {

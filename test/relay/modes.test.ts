@@ -1,6 +1,6 @@
 // Every routing mode end to end over SMTP: a real relay (runRelay) fed by nodemailer, swaks and python smtplib,
 // delivering to two scriptable smtp-server peers ("old" and "new"). Each domain below exercises one row of the
-// GUIDE §2 semantics table; the assertions are on what each peer actually received (envelope recipients).
+// docs/design.md §2 semantics table; the assertions are on what each peer actually received (envelope recipients).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
