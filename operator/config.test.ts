@@ -1,7 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { envName, parseDuration, parseOperatorConfig } from './config.ts';
+import { checkDestination } from '../routing/destinations.ts';
 
 describe('parseOperatorConfig', () => {
+  it('destination policy: the cluster defaults, plus --deny-destinations, minus --allow-destinations', () => {
+    const d = parseOperatorConfig([], {});
+    if (d.ok !== true) throw new Error('defaults');
+    for (const a of ['127.0.0.1', '::1', '169.254.169.254', 'fd00:ec2::254', '::ffff:127.0.0.1']) {
+      expect(checkDestination(d.config.destinations, a).permitted, a).toBe(false);
+    }
+    expect(checkDestination(d.config.destinations, '192.0.2.25').permitted).toBe(true);
+    const x = parseOperatorConfig(
+      ['--deny-destinations', '10.244.0.0/16', '--allow-destinations', '127.0.0.1'],
+      {},
+    );
+    if (x.ok !== true) throw new Error('flags');
+    expect(checkDestination(x.config.destinations, '10.244.1.1').permitted).toBe(false);
+    expect(checkDestination(x.config.destinations, '127.0.0.1').permitted).toBe(true);
+    expect(parseOperatorConfig(['--deny-destinations', 'nope'], {})).toEqual({
+      ok: false,
+      error: '--deny-destinations: "nope" is not an IP address or CIDR (IPv4 a.b.c.d/n or IPv6 x:y::z/n)',
+    });
+  });
+
   it('has the documented defaults', () => {
     const r = parseOperatorConfig([], { POD_NAME: 'op-0' });
     if (r.ok !== true) throw new Error(JSON.stringify(r));

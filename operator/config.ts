@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isLogFormat, type LogFormat } from '../cli/logger.ts';
+import { policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
 
 export interface OperatorConfig {
   namespace: string;
@@ -29,6 +30,8 @@ export interface OperatorConfig {
   logFormat: LogFormat;
   /** A ConfigMap in `namespace` that owns what the operator creates (ownerReferences); undefined: no owner. */
   ownerConfigMap: string | undefined;
+  /** Where the preflight may connect (routing/destinations.ts): the cluster defaults plus --deny-destinations. */
+  destinations: DestinationPolicy;
 }
 
 interface FlagSpec {
@@ -79,6 +82,14 @@ export const OPERATOR_FLAGS = {
     type: 'string',
     default: '5m',
     help: 'probe every MailDomain server (connect, EHLO, STARTTLS) this often; off disables',
+  },
+  'deny-destinations': {
+    type: 'string',
+    help: 'CIDR,... the preflight never connects to, in addition to the defaults (loopback, link-local, metadata, unspecified, multicast); add the cluster pod and service ranges',
+  },
+  'allow-destinations': {
+    type: 'string',
+    help: 'CIDR,... exceptions to the denied destinations',
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
   'log-format': {
@@ -192,6 +203,12 @@ export function parseOperatorConfig(
   const logFormat = get('log-format') ?? 'json';
   if (!isLogFormat(logFormat))
     return { ok: false, error: `--log-format: must be json or pretty, got "${logFormat}"` };
+  const destinations = policyFromFlags({
+    deny: get('deny-destinations'),
+    allow: get('allow-destinations'),
+    clusterDefaults: true,
+  });
+  if ('flag' in destinations) return { ok: false, error: `--${destinations.flag}: ${destinations.message}` };
   const kubeconfig =
     get('kubeconfig') ?? (env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined);
   const config: OperatorConfig = {
@@ -213,6 +230,7 @@ export function parseOperatorConfig(
     logLevel: get('log-level') ?? 'info',
     logFormat,
     ownerConfigMap,
+    destinations,
   };
   return { ok: true, config: Object.freeze(config) };
 }

@@ -37,7 +37,7 @@ import { readCredentials, type SecretLike, type SecretLookup } from './credentia
 import type { RelayView } from './controllers/status.ts';
 import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
 import type { OperatorMetrics } from './telemetry/metrics.ts';
-import { startPreflight, type PreflightHandle } from './preflight/index.ts';
+import { createSmtpProbe, startPreflight, type PreflightHandle } from './preflight/index.ts';
 import { safeDelay } from '../routing/timer.ts';
 
 export type StopReason = 'stopped' | 'lost-leadership';
@@ -474,6 +474,7 @@ export class OperatorManager {
         kube: this.rest,
         logger: this.d.logger,
         intervalMs: this.d.config.preflightIntervalMs,
+        probe: createSmtpProbe({ destinations: this.d.config.destinations }),
         isLeader: () => this.leading && !this.stopping,
         events: this.events,
       });

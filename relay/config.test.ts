@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { envName, parseDuration, parseHostPort, parseRelayConfig, relayUsage } from './config.ts';
+import { checkDestination } from '../routing/destinations.ts';
 
 const ok = (argv: string[], env: Record<string, string> = {}) => {
   const r = parseRelayConfig(argv, env);
@@ -13,6 +14,28 @@ const err = (argv: string[], env: Record<string, string> = {}): string => {
 };
 
 describe('relay config', () => {
+  it('destination policy: standalone permits loopback unless told; --configmap denies the cluster defaults', () => {
+    const standalone = ok(['--manifests', 'dir']).destinations;
+    expect(checkDestination(standalone, '127.0.0.1').permitted).toBe(true);
+    const denied = ok(['--routing-file', 'f.json', '--deny-destinations', '127.0.0.0/8,::1']).destinations;
+    expect(checkDestination(denied, '127.0.0.1').permitted).toBe(false);
+    expect(checkDestination(denied, '169.254.169.254').permitted).toBe(true);
+    const cluster = ok(['--configmap', 'ns/cm']).destinations;
+    for (const a of ['127.0.0.1', '::1', '169.254.169.254', 'fe80::1', '0.0.0.0']) {
+      expect(checkDestination(cluster, a).permitted, a).toBe(false);
+    }
+    const clusterExtra = ok(['--configmap', 'ns/cm', '--deny-destinations', '10.96.0.0/12'], {
+      MAILROUTE_ALLOW_DESTINATIONS: '127.0.0.1',
+    }).destinations;
+    expect(checkDestination(clusterExtra, '10.96.0.10').permitted).toBe(false);
+    expect(checkDestination(clusterExtra, '127.0.0.1').permitted).toBe(true);
+    expect(checkDestination(clusterExtra, '169.254.169.254').permitted).toBe(false);
+    expect(err(['--manifests', 'd', '--deny-destinations', '10.0.0.0/8,2130706433'])).toMatch(
+      /^--deny-destinations: "2130706433" is not an IP address or CIDR/,
+    );
+    expect(err(['--manifests', 'd', '--allow-destinations', '::/200'])).toMatch(/^--allow-destinations: /);
+  });
+
   it('defaults (docs/design.md §3) and a frozen result', () => {
     const c = ok(['--manifests', 'dir']);
     expect(c.source).toEqual({

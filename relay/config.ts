@@ -6,6 +6,7 @@ import { parseDnsServers } from './dns.ts';
 import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../cli/manifests.ts';
 import { isValidClusterId } from './inbound/trace.ts';
 import { isLogFormat, type LogFormat } from '../cli/logger.ts';
+import { PERMIT_ALL, policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
 
 export interface HostPort {
   host: string;
@@ -71,6 +72,8 @@ export interface RelayConfig {
   quarantineMaxFiles?: number;
   /** --spool-stall-timeout: a spool file-system call pending this long makes /healthz fail (default 60 s). */
   spoolStallMs?: number;
+  /** Where delivery, DSNs and callouts may connect (routing/destinations.ts): the cluster defaults with --configmap. */
+  destinations: DestinationPolicy;
   /** Recipient-verification callouts (relay/inbound/callout.ts, verify.ts). */
   callout: {
     /** Concurrent callout connections per server (also capped by the server's maxConnections). */
@@ -241,6 +244,14 @@ export const RELAY_FLAGS = {
   'dns-servers': {
     type: 'string',
     help: 'IP[:PORT],... DNS servers for every lookup of the relay (MX, destination and DSN hosts, callouts, --peers); names are looked up as given. Default: the system resolver',
+  },
+  'deny-destinations': {
+    type: 'string',
+    help: 'CIDR,... addresses delivery, DSNs and recipient-verification callouts never connect to (checked on the resolved address). With --configmap added to the cluster defaults (loopback, link-local, metadata, unspecified, multicast); standalone: nothing else is denied',
+  },
+  'allow-destinations': {
+    type: 'string',
+    help: 'CIDR,... exceptions to the denied destinations (e.g. 127.0.0.0/8 for a local MTA in cluster mode)',
   },
   'callout-connections': {
     type: 'string',
@@ -485,7 +496,15 @@ export function parseRelayConfig(
       }),
       maxUnknownRecipients: int('max-unknown-recipients', 0),
       maxUnknownRecipientsPerIp: int('max-unknown-recipients-per-ip', 0),
+      destinations: PERMIT_ALL,
     };
+    const destinations = policyFromFlags({
+      deny: raw('deny-destinations'),
+      allow: raw('allow-destinations'),
+      clusterDefaults: config.source.kind === 'configmap',
+    });
+    if ('flag' in destinations) fail(destinations.flag, destinations.message, raw(destinations.flag));
+    config.destinations = destinations as DestinationPolicy;
     const dnsRaw = raw('dns-servers');
     if (dnsRaw !== undefined) {
       const servers = parseDnsServers(dnsRaw);

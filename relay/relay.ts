@@ -12,6 +12,7 @@ import { adminTokenPath } from './admin/token.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
 import { type TransportFactory } from './delivery/transport.ts';
 import { createDnsResolver, type DnsResolver } from './dns.ts';
+import { guardResolver } from './destinations.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
@@ -122,6 +123,13 @@ async function startRelay(
   // Every lookup the relay makes goes through this one resolver: MX, destination and DSN hosts, callouts, --peers.
   const resolver =
     deps.resolver ?? createDnsResolver(config.dnsServers ? { servers: config.dnsServers } : {});
+  // Delivery (DSNs included) and callouts connect only where the destination policy permits (relay/destinations.ts);
+  // --peers lookups (other relays) use the resolver as it is.
+  const guarded = (use: 'delivery' | 'callout'): DnsResolver =>
+    guardResolver(resolver, config.destinations, (err) => {
+      metrics.destinationsDenied.inc({ use });
+      logger.warn({ host: err.host, use, err: err.message }, 'destination not permitted');
+    });
 
   const spool = await openSpool({
     dir: config.spoolDir,
@@ -211,7 +219,7 @@ async function startRelay(
         ...(config.dsnRelay ? { dsnRelay: config.dsnRelay } : {}),
       }),
     ...(deps.transport ? { transport: deps.transport } : {}),
-    resolver,
+    resolver: guarded('delivery'),
   });
   resources.opened('delivery', () => delivery.stop());
 
@@ -243,7 +251,7 @@ async function startRelay(
     heloName: config.hostname,
     timeoutMs: config.callout.timeoutMs,
     credentials,
-    resolver,
+    resolver: guarded('callout'),
     maxConnections: split(config.callout.maxConnections),
     maxQueued: config.callout.maxQueued,
     negativeTtlMs: config.callout.negativeTtlMs,

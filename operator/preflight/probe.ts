@@ -4,7 +4,14 @@
 // the server and negotiate what its routing asks, nothing more.
 import { isIP, Socket, connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { resolveMx as dnsResolveMx } from 'node:dns/promises';
+import { lookup as dnsLookup, resolveMx as dnsResolveMx } from 'node:dns/promises';
+import {
+  checkDestination,
+  NOT_PERMITTED,
+  PERMIT_ALL,
+  permitsEverything,
+  type DestinationPolicy,
+} from '../../routing/destinations.ts';
 import type { TlsMode } from '../../routing/model.ts';
 import { assertNever } from '../../routing/model.ts';
 import { ehloKeywords, formatReply, parseReply, type SmtpReply } from './smtp-reply.ts';
@@ -45,6 +52,13 @@ export interface SmtpProbeOptions {
   resolveMx?: (host: string) => Promise<MxRecord[]>;
   /** Extra trusted CA certificates (PEM) for RequiredVerify; default: Node's bundled roots. */
   ca?: string | Buffer | Array<string | Buffer>;
+  /**
+   * Where the probe may connect (routing/destinations.ts), checked on the resolved address before any connection:
+   * a denied destination reports "not permitted" whether its port is open, closed or filtered. Default: anywhere.
+   */
+  destinations?: DestinationPolicy;
+  /** Addresses of a host name for the policy check. Default: node:dns lookup (getaddrinfo, as net.connect does). */
+  lookup?: (host: string) => Promise<string[]>;
 }
 
 /** Pure: what the TLS mode asks of the probe once EHLO has answered. */
@@ -225,11 +239,43 @@ function connectTcp(host: string, port: number): Promise<Socket> {
   });
 }
 
+/**
+ * The address to connect to: the host itself when the policy denies nothing (net.connect resolves it); otherwise
+ * its first permitted address, resolved here so the address checked is the address connected to (a name, or a
+ * numeric form such as 2130706433, is never handed to net.connect). Every address denied: "not permitted", and no
+ * connection is made, so an open, a closed and a filtered port read the same.
+ */
+async function permittedAddress(
+  host: string,
+  where: string,
+  policy: DestinationPolicy,
+  lookup: (host: string) => Promise<string[]>,
+): Promise<string> {
+  if (permitsEverything(policy)) return host;
+  let addresses: string[];
+  try {
+    addresses = isIP(host) !== 0 ? [host] : await lookup(host);
+  } catch (err) {
+    throw new ProbeError(
+      `address lookup of ${host}: ${(err as NodeJS.ErrnoException).code ?? errText(err)}`,
+      false,
+    );
+  }
+  const permitted = addresses.find((a) => checkDestination(policy, a).permitted);
+  // no port in the text: nothing about the port is known, and two ports of one host read the same
+  if (permitted === undefined) throw new ProbeError(`connect ${where}: ${NOT_PERMITTED}`, false);
+  return permitted;
+}
+
 /** Creates the probe the scheduler uses; options are fixed once. */
 export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const heloName = options.heloName ?? 'mailroute-preflight';
   const resolveMx = options.resolveMx ?? ((h: string) => dnsResolveMx(h));
+  const policy = options.destinations ?? PERMIT_ALL;
+  const lookup =
+    options.lookup ??
+    (async (h: string) => (await dnsLookup(h, { all: true, order: 'ipv4first' })).map((a) => a.address));
 
   return async (target) => {
     let conv: Conversation | undefined;
@@ -249,8 +295,14 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
       const endpoint = await pickEndpoint(target, resolveMx);
       step = 'connect';
       const where = `${endpoint.host}:${target.port}${endpoint.via}`;
+      const address = await permittedAddress(
+        endpoint.host,
+        `${endpoint.host}${endpoint.via}`,
+        policy,
+        lookup,
+      );
       try {
-        socket = await connectTcp(endpoint.host, target.port);
+        socket = await connectTcp(address, target.port);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         throw new ProbeError(`connect ${where}: ${code ?? errText(err)}`, false);

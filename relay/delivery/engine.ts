@@ -31,6 +31,7 @@ import type { ServerLookup } from './server-lookup.ts';
 import type { LegState, Spool, SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
+import { isDestinationDenied } from '../destinations.ts';
 import { traceComment } from '../inbound/trace.ts';
 import { buildDsn, hostPortLabel, remoteMtaName, rfc5322Date, type DsnRecipient } from './dsn.ts';
 import { applyOutcome, decideLeg, enhancedStatus, type AttemptReply, type LegOutcome } from './outcome.ts';
@@ -708,7 +709,13 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           return await resolver.addresses(host);
         } catch (err) {
           const code = (err as { code?: string }).code ?? String(err);
-          replies = all({ kind: 'network', text: `address lookup for ${host} failed: ${code}` });
+          // A destination the policy denies (relay/destinations.ts) is deferred like a 4xx, never connected to: a
+          // corrected policy reaches the queued mail at its next attempt.
+          replies = all(
+            isDestinationDenied(err)
+              ? { kind: 'local', text: err.message }
+              : { kind: 'network', text: `address lookup for ${host} failed: ${code}` },
+          );
           serverLabel = hostPortLabel(host, server.port);
           return [];
         }

@@ -26,6 +26,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { ServerRoute } from '../../routing/model.ts';
 import { resolveTargets, smtpClientOptions, type SmtpTimeouts } from '../delivery/transport.ts';
 import type { DnsResolver } from '../dns.ts';
+import { isDestinationDenied } from '../destinations.ts';
 
 /** What one probe learned. `reply`: the server answered RCPT TO (code and the whole reply line). */
 export type CalloutProbe =
@@ -204,7 +205,9 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
       try {
         addresses = await opts.resolver.addresses(host);
       } catch (err) {
-        last = `address lookup for ${host} failed: ${(err as { code?: string }).code ?? String(err)}`;
+        last = isDestinationDenied(err)
+          ? err.message
+          : `address lookup for ${host} failed: ${(err as { code?: string }).code ?? String(err)}`;
         continue;
       }
       const address = addresses[0];

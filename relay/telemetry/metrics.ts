@@ -31,6 +31,9 @@ export interface RelayMetrics {
   calloutDuration: Histogram<'server'>;
   /** Callout connections opened (each carries several probes). */
   calloutConnections: Counter<'server'>;
+  /** Connections not made because the destination policy denies every address of the host; use: delivery|callout
+   * (delivery includes DSNs). The attempt is deferred (deliveries_total result="deferred"). */
+  destinationsDenied: Counter<'use'>;
 }
 
 export function createRelayMetrics(registry: Registry = new Registry(), defaults = true): RelayMetrics {
@@ -133,6 +136,12 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       name: 'mailroute_callout_connections_total',
       help: 'Recipient-verification connections opened (each is reused for several callouts)',
       labelNames: ['server'],
+      registers,
+    }),
+    destinationsDenied: new Counter({
+      name: 'mailroute_destinations_denied_total',
+      help: 'Hosts not connected to because the destination policy denies every address they resolve to, by use',
+      labelNames: ['use'],
       registers,
     }),
   };

@@ -69,6 +69,7 @@ describeCluster(
         const child = await spawnRelay(
           [
             '--configmap', `${NS}/mailroute-routing`,
+            '--allow-destinations', '127.0.0.0/8', // the cluster default denies loopback; the sinks are on it
             '--listen', `127.0.0.1:${port}`,
             '--http', '127.0.0.1:0',
             '--admin', '127.0.0.1:0',

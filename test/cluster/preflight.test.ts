@@ -11,6 +11,8 @@ import { createSmtpProbe, startPreflight, type PreflightHandle } from '../../ope
 import type { Condition, ServerStatus } from '../../operator/preflight/status.ts';
 import { createKubeRest } from '../../operator/kube/rest.ts';
 import { createEventRecorder } from '../../operator/kube/ssa.ts';
+import { parseOperatorConfig } from '../../operator/config.ts';
+import { freePort } from '../support/net.ts';
 
 const NS = 'mail';
 const G = { group: 'mailroute.io', version: 'v1alpha1', namespace: NS, plural: 'maildomains' };
@@ -197,6 +199,62 @@ describeCluster(
         /verify: tls failed: .*; plain-required: tls failed: .*STARTTLS: not offered/,
       );
       await pf.stop();
+    });
+
+    it('the default cluster destination policy: loopback servers are "not permitted", open or closed port alike, never connected to', async () => {
+      const parsed = parseOperatorConfig([], {});
+      if (parsed.ok !== true) throw new Error('default operator config');
+      const closedPort = await freePort();
+      await api().createNamespacedCustomObject({
+        ...G,
+        body: {
+          apiVersion: 'mailroute.io/v1alpha1',
+          kind: 'MailDomain',
+          metadata: { name: 'denied-example' },
+          spec: {
+            domain: 'denied.example',
+            servers: [
+              { name: 'open', host: '127.0.0.1', port: plain.port, tls: 'None' },
+              { name: 'closed', host: '127.0.0.1', port: closedPort, tls: 'None' },
+              { name: 'decimal', host: '2130706433', port: plain.port, tls: 'None' },
+              { name: 'mapped', host: '::ffff:127.0.0.1', port: plain.port, tls: 'None' },
+              { name: 'name', host: 'localhost', port: plain.port, tls: 'None' },
+            ],
+          },
+        },
+      });
+      const before = plain.stats.connections;
+      const pf = startPreflight({
+        kube: ctx.cp.kubeconfig,
+        namespaces: [NS],
+        logger: quiet,
+        intervalMs: 60_000,
+        scanMs: 100,
+        probe: createSmtpProbe({ timeoutMs: 5000, destinations: parsed.config.destinations }),
+      });
+      handles.push(pf);
+      const s = await waitFor(async () => {
+        const x = await get('denied-example');
+        return (x.status?.servers?.length ?? 0) === 5 ? x : undefined;
+      }, { what: 'five server results' }); // prettier-ignore
+      await pf.stop();
+      const open = server(s, 'open');
+      const closed = server(s, 'closed');
+      expect(open).toMatchObject({ reachable: false, tls: 'none' });
+      expect(open?.message).toBe('connect 127.0.0.1: not permitted by the destination policy');
+      // the status of an open port and of a closed one cannot be told apart
+      expect(closed?.reachable).toBe(open?.reachable);
+      expect(closed?.tls).toBe(open?.tls);
+      expect(closed?.message).toBe(open?.message);
+      expect(server(s, 'decimal')?.message).toBe(
+        'connect 2130706433: not permitted by the destination policy',
+      );
+      expect(server(s, 'mapped')?.message).toBe(
+        'connect ::ffff:127.0.0.1: not permitted by the destination policy',
+      );
+      expect(server(s, 'name')?.message).toBe('connect localhost: not permitted by the destination policy');
+      expect(plain.stats.connections).toBe(before);
+      expect(cond(s)).toMatchObject({ status: 'False', reason: 'ProbeFailed' });
     });
   },
   { namespaces: [NS] },

@@ -51,6 +51,9 @@ export function startOperator(
       '127.0.0.1:0',
       '--identity',
       opts.identity,
+      // the cluster default denies loopback destinations (preflight); the test's SMTP peers are on 127.0.0.1
+      '--allow-destinations',
+      '127.0.0.0/8,::1',
       ...(opts.args ?? []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT },
@@ -232,6 +235,9 @@ export async function spawnClusterRelay(o: {
     [
       '--configmap',
       `${o.namespace}/mailroute-routing`,
+      // the cluster default denies loopback destinations; the test's SMTP peers are on 127.0.0.1
+      '--allow-destinations',
+      '127.0.0.0/8,::1',
       '--listen',
       `127.0.0.1:${await freePort()}`,
       '--http',

@@ -24,6 +24,8 @@ export interface PeerOptions {
   auth?: { user: string; pass: string };
   /** With tls: implicit TLS (TLS from the first byte, as on port 465) instead of STARTTLS. */
   implicitTls?: boolean;
+  /** Loopback address to listen on; default 127.0.0.1 (another 127.x address is a different destination). */
+  host?: string;
 }
 
 export interface PeerBehaviour {
@@ -165,7 +167,7 @@ export async function startSmtpPeer(
     const s = server;
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
-      s.listen(listenPort, '127.0.0.1', () => resolve());
+      s.listen(listenPort, options.host ?? '127.0.0.1', () => resolve());
     });
     s.on('error', () => undefined);
   };

@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'vitest';
+import {
+  checkDestination,
+  clusterDefaultDeny,
+  destinationPolicy,
+  parseCidr,
+  parseCidrList,
+  parseIpAddress,
+  PERMIT_ALL,
+  type Cidr,
+} from './destinations.ts';
+
+const list = (raw: string): Cidr[] => {
+  const parsed = parseCidrList(raw);
+  if (typeof parsed === 'string') throw new Error(parsed);
+  return parsed;
+};
+
+describe('parseIpAddress', () => {
+  it.each([
+    ['127.0.0.1', 4, 0x7f000001n],
+    ['0.0.0.0', 4, 0n],
+    ['::ffff:127.0.0.1', 4, 0x7f000001n],
+    ['::FFFF:7f00:1', 4, 0x7f000001n],
+    ['[::ffff:169.254.169.254]', 4, 0xa9fea9fen],
+    ['::1', 6, 1n],
+    ['[::]', 6, 0n],
+    ['::', 6, 0n],
+    ['fe80::1%eth0', 6, (0xfe80n << 112n) | 1n],
+    ['fd00:ec2::254', 6, (0xfd00n << 112n) | (0xec2n << 96n) | 0x254n],
+    ['2001:db8:0:0:0:0:0:1', 6, (0x20010db8n << 96n) | 1n],
+    ['64:ff9b::1.2.3.4', 6, (0x64n << 112n) | (0xff9bn << 96n) | 0x01020304n],
+  ] as const)('%s -> IPv%i', (text, family, value) => {
+    expect(parseIpAddress(text)).toEqual({ family, value });
+  });
+
+  it.each([
+    '2130706433', // decimal 127.0.0.1: an address only to inet_aton; resolve it, then check the answer
+    '0x7f000001',
+    '127.1',
+    '0177.0.0.1',
+    '010.0.0.1',
+    '256.0.0.1',
+    'localhost',
+    'mail.example.com',
+    ':::1',
+    '1::2::3',
+    '1:2:3:4:5:6:7:8:9',
+    '12345::1',
+    '',
+  ])('%j is not an IP address', (text) => {
+    expect(parseIpAddress(text)).toBeUndefined();
+  });
+});
+
+describe('parseCidr / parseCidrList', () => {
+  it.each([
+    ['10.0.0.0/8', '10.0.0.0/8'],
+    ['10.1.2.3/8', '10.0.0.0/8'],
+    ['192.0.2.7', '192.0.2.7/32'],
+    ['::1', '::1/128'],
+    ['fe80::/10', 'fe80::/10'],
+    ['fd00:ec2::254/128', 'fd00:ec2::254/128'],
+    ['::ffff:127.0.0.0/104', '127.0.0.0/8'],
+    ['0.0.0.0/0', '0.0.0.0/0'],
+    ['::/0', '::/0'],
+  ])('%s -> %s', (text, canonical) => {
+    const c = parseCidr(text);
+    expect(typeof c === 'string' ? c : c.text).toBe(canonical);
+  });
+
+  it.each([
+    ['10.0.0.0/33', 'prefix length must be 0..32'],
+    ['::/129', 'prefix length must be 0..128'],
+    ['10.0.0.0/x', 'prefix length must be a number'],
+    ['2130706433/32', 'is not an IP address or CIDR'],
+    ['example.com', 'is not an IP address or CIDR'],
+  ])('%s is refused: %s', (text, message) => {
+    expect(parseCidr(text)).toContain(message);
+  });
+
+  it('a list separated by commas and spaces; the first bad entry is named', () => {
+    expect(list('10.0.0.0/8, 172.16.0.0/12 ,fd00::/8').map((c) => c.text)).toEqual([
+      '10.0.0.0/8',
+      '172.16.0.0/12',
+      'fd00::/8',
+    ]);
+    expect(list('')).toEqual([]);
+    expect(parseCidrList('10.0.0.0/8,10.0.0.0/99,nonsense')).toContain('"10.0.0.0/99"');
+  });
+});
+
+describe('checkDestination', () => {
+  const cluster = destinationPolicy({
+    deny: [...clusterDefaultDeny(), ...list('10.96.0.0/12, 10.244.0.0/16')],
+  });
+
+  it.each([
+    ['127.0.0.1', '127.0.0.0/8'],
+    ['127.255.0.9', '127.0.0.0/8'],
+    ['::ffff:127.0.0.1', '127.0.0.0/8'],
+    ['::1', '::1/128'],
+    ['[::]', '::/128'],
+    ['::', '::/128'],
+    ['0.0.0.0', '0.0.0.0/8'],
+    ['169.254.169.254', '169.254.0.0/16'],
+    ['::ffff:169.254.169.254', '169.254.0.0/16'],
+    ['fe80::1', 'fe80::/10'],
+    ['fe80::1%eth0', 'fe80::/10'],
+    ['fd00:ec2::254', 'fd00:ec2::254/128'],
+    ['100.100.100.200', '100.100.100.200/32'],
+    ['255.255.255.255', '240.0.0.0/4'],
+    ['10.96.0.1', '10.96.0.0/12'],
+    ['10.244.3.17', '10.244.0.0/16'],
+    // never resolved: numeric forms and names are not addresses, so they are not permitted by a policy
+    ['2130706433', 'not an IP address'],
+    ['0x7f000001', 'not an IP address'],
+    ['127.1', 'not an IP address'],
+    ['localhost', 'not an IP address'],
+  ])('cluster default denies %s (%s)', (address, rule) => {
+    expect(checkDestination(cluster, address)).toEqual({ permitted: false, rule });
+  });
+
+  it.each(['192.0.2.10', '2001:db8::25', '10.0.0.5', '172.16.4.4', '::ffff:192.0.2.10', '169.253.0.1'])(
+    'cluster default permits %s',
+    (address) => {
+      expect(checkDestination(cluster, address)).toEqual({ permitted: true });
+    },
+  );
+
+  it('allow entries are exceptions to the deny list', () => {
+    const p = destinationPolicy({
+      deny: list('10.0.0.0/8, 127.0.0.0/8'),
+      allow: list('10.1.2.3, 127.0.0.1'),
+    });
+    expect(checkDestination(p, '10.1.2.3').permitted).toBe(true);
+    expect(checkDestination(p, '10.1.2.4')).toEqual({ permitted: false, rule: '10.0.0.0/8' });
+    expect(checkDestination(p, '::ffff:127.0.0.1').permitted).toBe(true);
+    expect(checkDestination(p, '127.0.0.2').permitted).toBe(false);
+  });
+
+  it('the empty policy permits everything, even unresolved text (the standalone default)', () => {
+    for (const a of ['127.0.0.1', '::1', '2130706433', 'localhost']) {
+      expect(checkDestination(PERMIT_ALL, a)).toEqual({ permitted: true });
+    }
+  });
+
+  it('IPv4 entries never match IPv6 addresses outside ::ffff:0:0/96 and the other way round', () => {
+    const p = destinationPolicy({ deny: list('0.0.0.0/0') });
+    expect(checkDestination(p, '2001:db8::1').permitted).toBe(true);
+    expect(checkDestination(p, '::7f00:1').permitted).toBe(true); // IPv4-compatible, not mapped: an IPv6 address
+    expect(checkDestination(destinationPolicy({ deny: list('::/0') }), '192.0.2.1').permitted).toBe(true);
+  });
+});

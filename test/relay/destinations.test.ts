@@ -1,0 +1,194 @@
+// The destination policy holds on the address actually connected to (issue: "the relay delivered to a loopback
+// service reached through a decimal IP"). A relay with --deny-destinations 127.0.0.0/8 and the system resolver
+// (getaddrinfo turns 2130706433 and 127.1 into 127.0.0.1 without asking any DNS server) never connects to a loopback
+// peer named by a numeric form: not for delivery, not for a recipient-verification callout, not for a DSN. The leg
+// is deferred (so a corrected policy reaches the queued mail), `queue show` says "not permitted", and
+// mailroute_destinations_denied_total counts it. --allow-destinations makes an exception.
+import { afterEach, describe, expect, it } from 'vitest';
+import { run as queueCli } from '../../cli/commands/queue.ts';
+import { createDnsResolver } from '../../relay/dns.ts';
+import type { MessageView } from '../../relay/admin/view.ts';
+import { startSmtpPeer, type PeerBehaviour, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+import { RawSmtp } from './raw-client.ts';
+import { httpGet, metricValue, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function peer(name: string, behaviour: PeerBehaviour = {}, host?: string): Promise<SmtpPeer> {
+  const p = await startSmtpPeer(name, behaviour, undefined, host ? { host } : {});
+  cleanups.push(() => p.close());
+  return p;
+}
+
+async function relay(files: Record<string, string>, flags: string[]): Promise<InProcessRelay> {
+  // The system resolver: numeric host forms resolve locally (inet_aton), no DNS query leaves the machine.
+  const r = await startRelay(files, flags, { resolver: createDnsResolver() });
+  cleanups.push(() => r.close());
+  return r;
+}
+
+const domain = (name: string, server: string, policy = '  mode: Direct\n', extra = ''): string => {
+  const id = name.replaceAll('.', '-');
+  return `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: ${id}}
+spec:
+  domain: ${name}
+  servers:
+    - {name: old, ${server}}
+${extra}---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: ${id}}
+spec:
+  domainRef: {name: ${id}}
+${policy}  primary: old
+---
+`;
+};
+
+async function send(r: InProcessRelay, from: string, to: string): Promise<string> {
+  const reply = await submit(r.relay.smtp.port, {
+    envelope: { from, to: [to] },
+    raw: `From: ${from}\r\nTo: ${to}\r\nSubject: policy\r\n\r\nbody\r\n`,
+  });
+  const id = /queued as ([0-9a-z]{16})/.exec(reply)?.[1];
+  expect(id, reply).toBeDefined();
+  return id!;
+}
+
+async function show(r: InProcessRelay, id: string): Promise<MessageView | undefined> {
+  const res = await httpGet(r.relay.admin.port, `/queue/${id}`);
+  return res.status === 200 ? (JSON.parse(res.body) as MessageView) : undefined;
+}
+
+async function queueShow(r: InProcessRelay, id: string): Promise<string> {
+  let out = '';
+  const code = await queueCli(
+    ['show', id, '--admin', `127.0.0.1:${r.relay.admin.port}`, '--spool', r.spoolDir],
+    {
+      stdout: (s) => (out += s),
+      stderr: (s) => (out += s),
+      env: {},
+      fetch: (...a) => fetch(...a),
+      now: () => new Date(),
+    },
+  );
+  expect(code, out).toBe(0);
+  return out;
+}
+
+const lastReply = (v: MessageView | undefined): string | undefined => v?.recipients[0]?.legs[0]?.lastReply;
+
+describe('destination policy: the relay checks the address it would connect to', () => {
+  it('--deny-destinations 127.0.0.0/8: servers at 2130706433, 127.1 and ::ffff:127.0.0.1 get nothing; deferred, "not permitted"', async () => {
+    const target = await peer('loopback');
+    const r = await relay(
+      {
+        'decimal.yaml': domain('decimal.test', `host: "2130706433", port: ${target.port}, tls: None`),
+        'short.yaml': domain('short.test', `host: "127.1", port: ${target.port}, tls: None`),
+        'mapped.yaml': domain('mapped.test', `host: "::ffff:127.0.0.1", port: ${target.port}, tls: None`),
+      },
+      ['--deny-destinations', '127.0.0.0/8'],
+    );
+    const ids = [
+      await send(r, 'sender@outside.test', 'alice@decimal.test'),
+      await send(r, 'sender@outside.test', 'bob@short.test'),
+      await send(r, 'sender@outside.test', 'carol@mapped.test'),
+    ];
+    for (const id of ids) {
+      const reply = await waitFor(async () => lastReply(await show(r, id)), {
+        what: `the first attempt of ${id}`,
+      });
+      expect(reply).toMatch(/: not permitted by the destination policy \(127\.0\.0\.0\/8\)$/);
+      const leg = (await show(r, id))?.recipients[0]?.legs[0];
+      expect(leg?.state).toBe('deferred');
+      expect(await queueShow(r, id)).toContain('not permitted by the destination policy');
+    }
+    expect(lastReply(await show(r, ids[0]!))).toBe(
+      '2130706433 (127.0.0.1): not permitted by the destination policy (127.0.0.0/8)',
+    );
+    expect(target.stats.connections).toBe(0);
+    expect(target.messages).toHaveLength(0);
+    const metrics = (await httpGet(r.relay.http.port, '/metrics')).body;
+    expect(
+      metricValue(metrics, 'mailroute_destinations_denied_total', '{use="delivery"}'),
+    ).toBeGreaterThanOrEqual(3);
+    expect(
+      metricValue(metrics, 'mailroute_deliveries_total', '{server="old",leg="primary",result="deferred"}'),
+    ).toBe(3);
+  });
+
+  it('--allow-destinations is an exception to the denied range: 2130706433 is 127.0.0.1 and gets delivered', async () => {
+    const target = await peer('allowed');
+    const r = await relay(
+      { 'decimal.yaml': domain('decimal.test', `host: "2130706433", port: ${target.port}, tls: None`) },
+      ['--deny-destinations', '127.0.0.0/8', '--allow-destinations', '127.0.0.1'],
+    );
+    await send(r, 'sender@outside.test', 'alice@decimal.test');
+    await waitFor(() => target.messages.length === 1 || undefined, { what: 'the message at 127.0.0.1' });
+  });
+
+  it('recipient-verification callouts: no connection to a denied server, the recipient is tempfailed', async () => {
+    const target = await peer('verifier');
+    const r = await relay(
+      {
+        'split.yaml': domain(
+          'split.test',
+          `host: "127.1", port: ${target.port}, tls: None`,
+          '  mode: Split\n  secondary: new\n',
+          `    - {name: new, host: "127.1", port: ${target.port}, tls: None}\n  recipientVerification: {server: old, cacheTTL: 1h}\n`,
+        ),
+      },
+      ['--deny-destinations', '127.0.0.0/8'],
+    );
+    const c = await RawSmtp.connect(r.relay.smtp.port);
+    try {
+      await c.begin('sender@origin.test', []);
+      expect(await c.cmd('RCPT TO:<alice@split.test>')).toMatch(/^451 4\.4\.3 /);
+    } finally {
+      c.close();
+    }
+    expect(target.stats.connections).toBe(0);
+    const metrics = (await httpGet(r.relay.http.port, '/metrics')).body;
+    expect(
+      metricValue(metrics, 'mailroute_destinations_denied_total', '{use="callout"}'),
+    ).toBeGreaterThanOrEqual(1);
+  });
+
+  it('DSNs: a bounce routed to a denied --dsn-relay (2130706434 = 127.0.0.2) is never sent there', async () => {
+    const refusing = await peer('refusing', { rcpt: () => ({ code: 550, message: '5.1.1 no such user' }) });
+    const dsnBox = await peer('dsn-box', {}, '127.0.0.2');
+    const r = await relay(
+      { 'bounce.yaml': domain('bounce.test', `host: 127.0.0.1, port: ${refusing.port}, tls: None`) },
+      [
+        '--deny-destinations',
+        '127.0.0.0/8',
+        '--allow-destinations',
+        '127.0.0.1',
+        '--dsn-relay',
+        `2130706434:${dsnBox.port}`,
+      ],
+    );
+    const id = await send(r, 'sender@outside.test', 'alice@bounce.test');
+    // the message fails (550) and its DSN is queued under its own id, addressed to the sender
+    const dsnReply = await waitFor(
+      async () => {
+        for (const other of await r.relay.spool.list()) {
+          if (other === id) continue;
+          const reply = lastReply(await show(r, other));
+          if (reply !== undefined) return reply;
+        }
+        return undefined;
+      },
+      { what: 'the first attempt of the DSN' },
+    );
+    expect(dsnReply).toBe('2130706434 (127.0.0.2): not permitted by the destination policy (127.0.0.0/8)');
+    expect(refusing.rcpts.length).toBeGreaterThan(0);
+    expect(dsnBox.stats.connections).toBe(0);
+  });
+});
