@@ -11,6 +11,7 @@ import { valuesTable, withValuesTable } from '../../scripts/chart-readme.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
+import { checkDestination } from '../../routing/destinations.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
 import { probeTargets } from '../../cli/commands/probe.ts';
 import { relayRbacObjects } from '../../relay/cluster/rbac.ts';
@@ -294,7 +295,11 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       kind: 'configmap',
       namespace: 'mailroute-system',
       name: 'mailroute-routing',
-    });
+    }); // the chart's destination policy: the built-in cluster defaults plus destinations.deny (pod and service ranges)
+    for (const a of ['127.0.0.1', '169.254.169.254', '10.96.0.1', '10.244.1.2']) {
+      expect(checkDestination(parsed.config.destinations, a).permitted, a).toBe(false);
+    }
+    expect(checkDestination(parsed.config.destinations, '192.0.2.25').permitted).toBe(true);
   });
 
   it.each([
@@ -321,6 +326,9 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       configMapName: 'mailroute-routing',
       http: { host: '0.0.0.0', port: 8080 },
     });
+    for (const a of ['127.0.0.1', '169.254.169.254', '10.96.0.1', '10.244.1.2']) {
+      expect(checkDestination(parsed.config.destinations, a).permitted, a).toBe(false);
+    }
   });
 
   it('exposes SMTP on a LoadBalancer port 25 -> 2525, a headless peer Service, an HPA and a PDB', async () => {
