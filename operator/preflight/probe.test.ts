@@ -4,6 +4,7 @@ import type { TlsMode } from '../../routing/model.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { makeSelfSigned, type SelfSigned } from '../../test/support/tls.ts';
 import { createSmtpProbe, tlsPlan, type ProbeTarget, type TlsReport } from './probe.ts';
+import { clusterDefaultDeny, destinationPolicy, parseCidr, type Cidr } from '../../routing/destinations.ts';
 import { ehloKeywords, parseReply } from './smtp-reply.ts';
 
 describe('parseReply', () => {
@@ -178,5 +179,55 @@ describe('createSmtpProbe against real SMTP servers', () => {
       reachable: false,
       message: 'MX lookup of broken.test: queryMx ESERVFAIL',
     });
+  });
+
+  it('a destination policy is checked on the resolved address: a denied one is "not permitted", never connected to', async () => {
+    const policy = destinationPolicy({ deny: clusterDefaultDeny() });
+    const lookups: string[] = [];
+    const probe = createSmtpProbe({
+      timeoutMs: 3000,
+      destinations: policy,
+      lookup: (host) => {
+        lookups.push(host);
+        if (host === 'metadata.test') return Promise.resolve(['169.254.169.254']);
+        if (host === 'both.test') return Promise.resolve(['::1', '::ffff:127.0.0.1']);
+        return Promise.reject(
+          Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' }),
+        );
+      },
+      resolveMx: () => Promise.resolve([{ exchange: 'metadata.test', priority: 10 }]),
+    });
+    const before = plain.stats.connections;
+    const open = await probe({ host: '127.0.0.1', port: plain.port, mx: false, tls: 'None' });
+    const closed = await probe({ host: '127.0.0.1', port: 1, mx: false, tls: 'None' });
+    expect(open).toEqual({
+      reachable: false,
+      tls: 'none',
+      message: 'connect 127.0.0.1: not permitted by the destination policy',
+    });
+    expect(closed).toEqual(open);
+    expect(await probe({ host: 'both.test', port: plain.port, mx: false, tls: 'None' })).toMatchObject({
+      message: 'connect both.test: not permitted by the destination policy',
+    });
+    expect(await probe({ host: 'mail.test', port: plain.port, mx: true, tls: 'None' })).toMatchObject({
+      message: 'connect metadata.test (MX metadata.test): not permitted by the destination policy',
+    });
+    expect(await probe({ host: 'gone.test', port: plain.port, mx: false, tls: 'None' })).toMatchObject({
+      reachable: false,
+      message: 'address lookup of gone.test: ENOTFOUND',
+    });
+    expect(lookups).toEqual(['both.test', 'metadata.test', 'gone.test']);
+    expect(plain.stats.connections).toBe(before);
+    // an exception for loopback: the probe connects to the permitted address
+    const allowed = createSmtpProbe({
+      timeoutMs: 3000,
+      destinations: destinationPolicy({
+        deny: clusterDefaultDeny(),
+        allow: [parseCidr('127.0.0.0/8') as Cidr],
+      }),
+    });
+    expect((await allowed({ host: '127.0.0.1', port: plain.port, mx: false, tls: 'None' })).reachable).toBe(
+      true,
+    );
   });
 });
