@@ -142,7 +142,7 @@ export async function loadAndCompile(
   limits: ManifestLimits = DEFAULT_MANIFEST_LIMITS,
 ): Promise<Compiled> {
   const loaded = await loadManifests(paths, limits);
-  const result = compile(loaded.objects);
+  const result = compile(loaded.objects, loaded.claims);
   return {
     loaded,
     result,

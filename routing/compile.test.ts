@@ -4,6 +4,7 @@ import { compile, durationSeconds, Reasons, tableRevision } from './compile.ts';
 import type { CompileIssue } from './model.ts';
 import {
   deliveryPolicy,
+  domainClaim,
   exampleDomain,
   examplePolicy,
   mailDomain,
@@ -366,5 +367,176 @@ describe('mailDomain fixture sanity', () => {
         { domain: 'x.example', servers: [{ name: 'a', host: 'h' }] },
       ).metadata.namespace,
     ).toBe('mail');
+  });
+});
+
+describe('compile: domain grants (DomainClaim)', () => {
+  // Two teams on one cluster: team-a owns corp.test and its subdomains; team-b owns b.test. bigbank.test belongs to
+  // nobody on this cluster. The admin also grants the providers' test domains used as copy targets.
+  const claims = [
+    domainClaim('team-a', ['corp.test', '*.corp.test', 'corp.test.zoho-test.example'], ['team-a']),
+    domainClaim('team-b', ['b.test'], ['team-b']),
+  ];
+  const md = (ns: string, name: string, domain: string, created = '2026-01-01T00:00:00Z') =>
+    mailDomain(
+      { name, namespace: ns, creationTimestamp: created },
+      {
+        domain,
+        servers: [
+          { name: 'old', host: `${ns}.mx.test` },
+          { name: 'new', host: `${ns}.new.test` },
+        ],
+      },
+    );
+  const dual = (ns: string, domainRef: string, copyRecipientDomain?: string) =>
+    deliveryPolicy(
+      { name: domainRef, namespace: ns },
+      {
+        domainRef: { name: domainRef },
+        mode: 'Dual',
+        primary: 'old',
+        secondary: 'new',
+        dual: copyRecipientDomain === undefined ? {} : { copyRecipientDomain },
+      },
+    );
+  const full = (issues: CompileIssue[]) =>
+    issues.map((i) => `${i.kind}/${i.namespace}/${i.name} ${i.field} ${i.reason}: ${i.message}`);
+
+  it("re-create hijack: team-a re-creates its MailDomain (newer than team-b's) and still routes corp.test", () => {
+    const objects = [
+      md('team-a', 'corp', 'corp.test', '2026-06-01T12:00:00Z'), // kubectl replace --force: a new creationTimestamp
+      md('team-b', 'corp', 'corp.test', '2026-01-01T00:00:00Z'),
+    ];
+    // without grants the older object (team-b's) takes the domain: the observed hijack
+    expect(compile(objects).table.domains['corp.test']!.servers['old']!.host).toBe('team-b.mx.test');
+    const { table, issues, notices } = compile(objects, claims);
+    expect(table.domains['corp.test']!.mailDomain.namespace).toBe('team-a');
+    expect(table.domains['corp.test']!.servers['old']!.host).toBe('team-a.mx.test');
+    expect(full(issues)).toEqual([
+      'MailDomain/team-b/corp spec.domain NotPermitted: no DomainClaim grants domain corp.test to namespace team-b; ask the cluster admin',
+    ]);
+    expect(notices).toEqual([]);
+  });
+
+  it('two granted namespaces: the one named first in the grant wins, whatever the age; neither side is named', () => {
+    const shared = [domainClaim('shared', ['corp.test'], ['team-a', 'team-b'])];
+    for (const [aCreated, bCreated] of [
+      ['2026-06-01T00:00:00Z', '2026-01-01T00:00:00Z'],
+      ['2026-01-01T00:00:00Z', '2026-06-01T00:00:00Z'],
+    ] as const) {
+      const objects = [
+        md('team-a', 'corp', 'corp.test', aCreated),
+        md('team-b', 'corp', 'corp.test', bCreated),
+      ];
+      const { table, issues, notices } = compile(objects, shared);
+      expect(table.domains['corp.test']!.mailDomain.namespace).toBe('team-a');
+      expect(full(issues)).toEqual([
+        'MailDomain/team-b/corp spec.domain DomainConflict: domain corp.test is claimed by another object you cannot see',
+      ]);
+      expect(notices).toEqual([
+        {
+          kind: 'MailDomain',
+          namespace: 'team-a',
+          name: 'corp',
+          reason: 'DomainContested',
+          message: 'domain corp.test is also declared by an object in another namespace; this one routes it',
+        },
+      ]);
+      for (const m of [...issues, ...notices].map((x) => x.message)) expect(m).not.toMatch(/team-/);
+    }
+  });
+
+  it('0-squatter: a namespace sorting first does not win a same-second tie it is not granted', () => {
+    const objects = [
+      md('team-a', 'corp', 'corp.test', '2026-01-01T00:00:00Z'),
+      md('0-squatter', 'corp', 'corp.test', '2026-01-01T00:00:00Z'),
+    ];
+    expect(compile(objects).table.domains['corp.test']!.mailDomain.namespace).toBe('0-squatter');
+    const { table, issues } = compile(objects, claims);
+    expect(table.domains['corp.test']!.mailDomain.namespace).toBe('team-a');
+    expect(brief(issues)).toEqual(['MailDomain/corp spec.domain NotPermitted']);
+  });
+
+  it("a subdomain of another team's domain is refused; the owner may use it", () => {
+    const objects = [md('team-b', 'payroll', 'payroll.corp.test'), md('team-a', 'hr', 'hr.corp.test')];
+    const { table, issues } = compile(objects, claims);
+    expect(Object.keys(table.domains)).toEqual(['hr.corp.test']);
+    expect(full(issues)).toEqual([
+      'MailDomain/team-b/payroll spec.domain NotPermitted: no DomainClaim grants domain payroll.corp.test to namespace team-b; ask the cluster admin',
+    ]);
+    // a wildcard covers subdomains only, not the parent itself
+    expect(
+      compile([md('team-x', 'corp', 'corp.test')], [domainClaim('x', ['*.corp.test'], ['team-x'])]).issues,
+    ).toHaveLength(1);
+  });
+
+  it('a foreign sender domain declared by a tenant does not enter the table (so it attracts no DSN routing)', () => {
+    // the relay routes a DSN through the table only when the sender's domain is in it (relay/delivery/dsn-route.ts)
+    const objects = [md('team-b', 'bigbank', 'bigbank.test'), dual('team-b', 'bigbank')];
+    expect(Object.keys(compile(objects).table.domains)).toEqual(['bigbank.test']);
+    const { table, issues } = compile(objects, claims);
+    expect(table.domains).toEqual({});
+    expect(brief(issues)).toEqual([
+      'MailDomain/bigbank spec.domain NotPermitted',
+      'DeliveryPolicy/bigbank spec.domainRef.name DomainNotAccepted',
+    ]);
+  });
+
+  it("copyRecipientDomain into another team's domain is refused; a granted copy domain is accepted", () => {
+    const objects = [
+      md('team-b', 'b', 'b.test'),
+      dual('team-b', 'b', 'corp.test'),
+      md('team-a', 'corp', 'corp.test'),
+      dual('team-a', 'corp', 'corp.test.zoho-test.example'),
+    ];
+    const { table, issues } = compile(objects, claims);
+    expect(full(issues)).toEqual([
+      'DeliveryPolicy/team-b/b spec.dual.copyRecipientDomain NotPermitted: no DomainClaim grants domain corp.test to namespace team-b; ask the cluster admin',
+    ]);
+    expect(table.domains['b.test']!.policy).toBeUndefined(); // no policy: mail is deferred, never copied
+    expect(table.domains['corp.test']!.dual!.copyRecipientDomain).toBe('corp.test.zoho-test.example');
+  });
+
+  it("a TestRecipient forwardTo into another team's domain is refused", () => {
+    const objects = [
+      md('team-b', 'b', 'b.test'),
+      dual('team-b', 'b'),
+      testRecipient(
+        { name: 'eve', namespace: 'team-b' },
+        { policyRef: { name: 'b' }, address: 'eve@b.test', forwardTo: 'ceo@Corp.test' },
+      ),
+      testRecipient(
+        { name: 'bob', namespace: 'team-b' },
+        { policyRef: { name: 'b' }, address: 'bob@b.test', forwardTo: 'bob2@b.test' },
+      ),
+    ];
+    const { table, issues } = compile(objects, claims);
+    expect(full(issues)).toEqual([
+      'TestRecipient/team-b/eve spec.forwardTo NotPermitted: no DomainClaim grants domain corp.test to namespace team-b; ask the cluster admin',
+    ]);
+    expect(Object.keys(table.domains['b.test']!.testRecipients)).toEqual(['bob@b.test']);
+  });
+
+  it('precedence: an exact grant beats a wildcard, a longer wildcard beats a shorter one, * comes last', () => {
+    const layered = [
+      domainClaim('everything', ['*'], ['platform']),
+      domainClaim('corp-wide', ['*.corp.test'], ['team-a']),
+      domainClaim('payroll', ['payroll.corp.test'], ['payroll']),
+    ];
+    const winner = (domain: string, namespaces: string[]) =>
+      compile(
+        namespaces.map((ns) => md(ns, 'd', domain)),
+        layered,
+      ).table.domains[domain]?.mailDomain.namespace;
+    expect(winner('payroll.corp.test', ['platform', 'team-a', 'payroll'])).toBe('payroll');
+    expect(winner('hr.corp.test', ['platform', 'team-a'])).toBe('team-a');
+    expect(winner('other.test', ['platform', 'team-a'])).toBe('platform');
+  });
+
+  it('no DomainClaim: every namespace may use any domain (single-tenant default), and the result is order-free', () => {
+    const objects = [md('x', 'corp', 'corp.test'), dual('x', 'corp', 'corp.test.zoho-test.example')];
+    expect(compile(objects, []).issues).toEqual([]);
+    const withClaims = compile([...objects].reverse(), [...claims].reverse());
+    expect(withClaims.json).toBe(compile(objects, claims).json);
   });
 });

@@ -12,7 +12,8 @@ import type {
   TestRecipientRoute,
 } from './model.ts';
 import { API_VERSION } from './model.ts';
-import type { DeliveryPolicy, MailDomain, MailrouteObject, TestRecipient } from './types.ts';
+import { compileGrants } from './grants.ts';
+import type { DeliveryPolicy, DomainClaim, MailDomain, MailrouteObject, TestRecipient } from './types.ts';
 
 /** Issue reasons (CamelCase constants, used as condition reasons). */
 export const Reasons = {
@@ -36,13 +37,29 @@ export const Reasons = {
   NoAccountSource: 'NoAccountSource',
   /** The same kind/namespace/name was given twice with different content. */
   Duplicate: 'Duplicate',
+  /** A domain (spec.domain, copyRecipientDomain, forwardTo) that no DomainClaim grants to the object's namespace. */
+  NotPermitted: 'NotPermitted',
 } as const;
 export type Reason = (typeof Reasons)[keyof typeof Reasons];
+
+/**
+ * Something the winner of a conflict should hear about (a Warning Event in a cluster): another object, possibly in a
+ * namespace its owner cannot see, declares the same domain and lost. The message never names the other object.
+ */
+export interface CompileNotice {
+  kind: MailrouteObject['kind'];
+  namespace: string;
+  name: string;
+  reason: 'DomainContested';
+  message: string;
+}
 
 export interface CompileResult {
   table: RoutingTable;
   /** Sorted by kind, namespace, name, field. */
   issues: CompileIssue[];
+  /** Sorted by kind, namespace, name. */
+  notices: CompileNotice[];
   /** sha256 hex of `json`. */
   revision: string;
   /** The canonical JSON of the table. */
@@ -110,7 +127,17 @@ function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]
   return m;
 }
 
-export function compile(input: readonly MailrouteObject[]): CompileResult {
+/**
+ * `claims`: the cluster-scoped DomainClaims. None at all (the default): every namespace may use any domain, and the
+ * oldest MailDomain for a domain wins. With claims, an object outside its namespace's grants is refused with
+ * NotPermitted, and the grant's precedence (routing/grants.ts), not age, decides between namespaces.
+ */
+export function compile(
+  input: readonly MailrouteObject[],
+  claims: readonly DomainClaim[] = [],
+): CompileResult {
+  const grants = compileGrants(claims);
+  const notices: CompileNotice[] = [];
   const issues: CompileIssue[] = [];
   const bad = new Set<Obj>();
   const issue = (
@@ -173,18 +200,49 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
   policies.sort(byName);
   recipients.sort(byName); // so that per-policy lists and `sources` come out sorted without sorting again
 
-  // --- MailDomains: one per domain cluster-wide; accounts must be in the domain.
-  for (const group of groupBy(domains, (d) => d.spec.domain).values()) {
-    group.sort(byAge);
+  // --- MailDomains: the domain must be granted to the namespace; one per domain cluster-wide (the grant's
+  // precedence, then age, decides); accounts must be in the domain. A conflict never names an object in another
+  // namespace: its owner may be another tenant.
+  const granted: MailDomain[] = [];
+  for (const d of domains) {
+    if (grants.permits(d.metadata.namespace, d.spec.domain)) granted.push(d);
+    else {
+      issue(
+        d,
+        'Accepted',
+        Reasons.NotPermitted,
+        'spec.domain',
+        `no DomainClaim grants domain ${d.spec.domain} to namespace ${d.metadata.namespace}; ask the cluster admin`,
+      );
+    }
+  }
+  const rank = (d: MailDomain): number => grants.rank(d.metadata.namespace, d.spec.domain) ?? Infinity;
+  for (const group of groupBy(granted, (d) => d.spec.domain).values()) {
+    if (group.length < 2) continue;
+    group.sort((a, b) => rank(a) - rank(b) || byAge(a, b));
     const [winner, ...losers] = group as [MailDomain, ...MailDomain[]];
+    let foreign = false;
     for (const l of losers) {
+      const same = l.metadata.namespace === winner.metadata.namespace;
+      foreign ||= !same;
       issue(
         l,
         'Accepted',
         Reasons.DomainConflict,
         'spec.domain',
-        `domain ${l.spec.domain} is already declared by ${describe(winner)}`,
+        same
+          ? `domain ${l.spec.domain} is already declared by ${describe(winner)}`
+          : `domain ${l.spec.domain} is claimed by another object you cannot see`,
       );
+    }
+    if (foreign) {
+      notices.push({
+        kind: winner.kind,
+        namespace: winner.metadata.namespace,
+        name: winner.metadata.name,
+        reason: 'DomainContested',
+        message: `domain ${winner.spec.domain} is also declared by an object in another namespace; this one routes it`,
+      });
     }
   }
   for (const d of domains) {
@@ -235,6 +293,17 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
   }
   for (const [p, d] of policyDomain) {
     if (bad.has(p)) continue;
+    const copyDomain = p.spec.dual?.copyRecipientDomain;
+    if (copyDomain !== undefined && !grants.permits(p.metadata.namespace, copyDomain)) {
+      issue(
+        p,
+        'Accepted',
+        Reasons.NotPermitted,
+        'spec.dual.copyRecipientDomain',
+        `no DomainClaim grants domain ${copyDomain} to namespace ${p.metadata.namespace}; ask the cluster admin`,
+      );
+      continue;
+    }
     if (bad.has(d)) {
       issue(
         p,
@@ -320,6 +389,17 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
       continue;
     }
     const d = policyDomain.get(p)!;
+    const forwardDomain = t.spec.forwardTo === undefined ? undefined : domainOf(t.spec.forwardTo);
+    if (forwardDomain !== undefined && !grants.permits(t.metadata.namespace, forwardDomain)) {
+      issue(
+        t,
+        'Accepted',
+        Reasons.NotPermitted,
+        'spec.forwardTo',
+        `no DomainClaim grants domain ${forwardDomain} to namespace ${t.metadata.namespace}; ask the cluster admin`,
+      );
+      continue;
+    }
     if (domainOf(t.spec.address) !== d.spec.domain) {
       issue(
         t,
@@ -479,8 +559,14 @@ export function compile(input: readonly MailrouteObject[]): CompileResult {
       byCodeUnit(a.reason, b.reason) ||
       byCodeUnit(a.message, b.message),
   );
+  notices.sort(
+    (a, b) =>
+      KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
+      byCodeUnit(a.namespace, b.namespace) ||
+      byCodeUnit(a.name, b.name),
+  );
   const json = canonicalJson(table);
-  return { table, issues, revision: sha256Hex(json), json };
+  return { table, issues, notices, revision: sha256Hex(json), json };
 }
 
 /** The revision of a table loaded from elsewhere (a routing file, a ConfigMap). */

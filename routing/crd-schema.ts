@@ -420,6 +420,47 @@ export const testRecipientStatusSchema = {
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
+// DomainClaim (cluster-scoped): which namespaces may route which domains
+
+/** A grant pattern: `*` (any domain), `*.corp.test` (any subdomain of corp.test, not corp.test itself) or a domain. */
+export const DOMAIN_PATTERN =
+  '^\\*$|^(\\*\\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$';
+export const MAX_GRANT_DOMAINS = 256;
+export const MAX_GRANT_NAMESPACES = 256;
+
+export const domainClaimSpecSchema = {
+  type: 'object',
+  description:
+    'Grants the namespaces listed in `namespaces` the right to route the domains in `domains`: a MailDomain, a copyRecipientDomain or a TestRecipient forwardTo outside every grant of its namespace is refused (Accepted=False, NotPermitted). While no DomainClaim exists at all, every namespace may use any domain (single-tenant default).',
+  required: ['domains', 'namespaces'],
+  properties: {
+    domains: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_GRANT_DOMAINS,
+      description:
+        'Domains granted: `corp.test` (exactly that domain), `*.corp.test` (any subdomain of corp.test, not corp.test itself), `*` (any domain). Lowercase; internationalised domains in their A-label form.',
+      items: { type: 'string', minLength: 1, maxLength: 253, pattern: DOMAIN_PATTERN },
+    },
+    namespaces: {
+      type: 'object',
+      description: 'The namespaces the domains are granted to.',
+      required: ['names'],
+      properties: {
+        names: {
+          type: 'array',
+          minItems: 1,
+          maxItems: MAX_GRANT_NAMESPACES,
+          description:
+            'Namespace names, in order of precedence: when two granted namespaces declare the same domain, the one listed first wins, whatever the age of the objects (re-creating an object never hands its domain to another namespace).',
+          items: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS_LABEL },
+        },
+      },
+    },
+  },
+} as const;
+
+// ---------------------------------------------------------------------------------------------------------------
 // CRD definitions (names, printer columns) used by routing/crds.ts
 
 const ready = {
@@ -431,6 +472,7 @@ const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp'
 
 export const CRD_DEFINITIONS = {
   MailDomain: {
+    scope: 'Namespaced',
     plural: 'maildomains',
     singular: 'maildomain',
     shortNames: ['md'],
@@ -464,6 +506,7 @@ export const CRD_DEFINITIONS = {
     ],
   },
   DeliveryPolicy: {
+    scope: 'Namespaced',
     plural: 'deliverypolicies',
     singular: 'deliverypolicy',
     shortNames: ['dp'],
@@ -498,6 +541,7 @@ export const CRD_DEFINITIONS = {
     ],
   },
   TestRecipient: {
+    scope: 'Namespaced',
     plural: 'testrecipients',
     singular: 'testrecipient',
     shortNames: ['tr'],
@@ -526,6 +570,21 @@ export const CRD_DEFINITIONS = {
       },
       // a string: a date column shows the age, which is <invalid> for a time in the future
       { name: 'Expires', type: 'string', priority: 1, jsonPath: '.spec.expiresAt' },
+    ],
+  },
+  DomainClaim: {
+    scope: 'Cluster',
+    plural: 'domainclaims',
+    singular: 'domainclaim',
+    shortNames: ['dc'],
+    spec: domainClaimSpecSchema,
+    status: undefined,
+    description:
+      'DomainClaim (cluster-scoped, for the cluster admin) grants namespaces the right to route domains. With none, every namespace may route any domain.',
+    columns: [
+      { name: 'Domains', type: 'string', jsonPath: '.spec.domains' },
+      { name: 'Namespaces', type: 'string', jsonPath: '.spec.namespaces.names' },
+      age,
     ],
   },
 } as const;

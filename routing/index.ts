@@ -5,7 +5,16 @@ export type * from './types.ts';
 export { ADDRESS, CRD_DEFINITIONS, DOMAIN, DNS_LABEL } from './crd-schema.ts';
 export { parseAddress, type ParsedAddress } from './address.ts';
 export { canonicalJson, sha256Hex } from './canonical.ts';
-export { compile, objectRef, Reasons, tableRevision, type CompileResult, type Reason } from './compile.ts';
+export {
+  compile,
+  objectRef,
+  Reasons,
+  tableRevision,
+  type CompileNotice,
+  type CompileResult,
+  type Reason,
+} from './compile.ts';
+export { compileGrants, patternMatches, type Grants } from './grants.ts';
 export { buildCrd, buildCrds } from './crds.ts';
 export {
   formatManifestError,

@@ -5,8 +5,17 @@ export const GROUP = 'mailroute.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}` as const;
 
+/** The namespaced kinds that are compiled into routes (and get status conditions). */
 export const KINDS = ['MailDomain', 'DeliveryPolicy', 'TestRecipient'] as const;
 export type Kind = (typeof KINDS)[number];
+
+/** Cluster-scoped kinds: DomainClaim grants namespaces the right to route domains (routing/grants.ts). */
+export const CLUSTER_KINDS = ['DomainClaim'] as const;
+export type ClusterKind = (typeof CLUSTER_KINDS)[number];
+
+/** Every kind with a CRD (crds/, the chart). */
+export const CRD_KINDS = [...KINDS, ...CLUSTER_KINDS] as const;
+export type CrdKind = (typeof CRD_KINDS)[number];
 
 export const TLS_MODES = ['None', 'Opportunistic', 'Required', 'RequiredVerify', 'Implicit'] as const;
 export type TlsMode = (typeof TLS_MODES)[number];

@@ -1,6 +1,6 @@
 // Multi-document YAML text -> validated mailroute objects, Secrets and errors. Pure (the caller reads files).
 import { LineCounter, parseAllDocuments } from 'yaml';
-import type { MailrouteObject, SecretObject } from './types.ts';
+import type { DomainClaim, MailrouteObject, SecretObject } from './types.ts';
 import { DEFAULT_NAMESPACE, objectName, validateObject } from './validate.ts';
 
 /** One problem in a manifest file. Printed as `file: Kind/name: path: message` (parts omitted when unknown). */
@@ -15,6 +15,8 @@ export interface ManifestError {
 
 export interface ParsedManifests {
   objects: MailrouteObject[];
+  /** Cluster-scoped DomainClaims (routing/grants.ts); none at all: every namespace may use any domain. */
+  claims: DomainClaim[];
   secrets: SecretObject[];
   errors: ManifestError[];
   /** objectKey(...) -> the file that declared it, so that compile issues can name the file. */
@@ -158,7 +160,7 @@ function parseSecret(
  * is an error ("unknown kind").
  */
 export function parseManifestText(text: string, file: string): ParsedManifests {
-  const out: ParsedManifests = { objects: [], secrets: [], errors: [], origins: new Map() };
+  const out: ParsedManifests = { objects: [], claims: [], secrets: [], errors: [], origins: new Map() };
   const deep = tooDeep(text);
   if (deep !== undefined) {
     out.errors.push({ file, line: deep.line, message: nestingTooDeep() });
@@ -245,12 +247,13 @@ function addDocument(value: unknown, file: string, line: number, out: ParsedMani
     return;
   }
   const o = result.object;
-  const key = objectKey(o.kind, o.metadata.namespace, o.metadata.name);
+  const key = objectKey(o.kind, o.metadata.namespace ?? '', o.metadata.name);
   if (out.origins.has(key)) {
     out.errors.push({ file, line, object, message: 'declared twice in this file' });
     return;
   }
-  out.objects.push(o);
+  if (o.kind === 'DomainClaim') out.claims.push(o);
+  else out.objects.push(o);
   out.origins.set(key, file);
 }
 
@@ -259,7 +262,7 @@ function addDocument(value: unknown, file: string, line: number, out: ParsedMani
  * naming both files; the first one is kept.
  */
 export function mergeParsed(parts: readonly ParsedManifests[]): ParsedManifests {
-  const out: ParsedManifests = { objects: [], secrets: [], errors: [], origins: new Map() };
+  const out: ParsedManifests = { objects: [], claims: [], secrets: [], errors: [], origins: new Map() };
   const secretKeys = new Map<string, string>();
   for (const part of parts) {
     out.errors.push(...part.errors);
@@ -277,6 +280,21 @@ export function mergeParsed(parts: readonly ParsedManifests[]): ParsedManifests 
       }
       out.origins.set(key, file);
       out.objects.push(o);
+    }
+    for (const c of part.claims) {
+      const key = objectKey(c.kind, '', c.metadata.name);
+      const file = part.origins.get(key) ?? '?';
+      const first = out.origins.get(key);
+      if (first !== undefined) {
+        out.errors.push({
+          file,
+          object: `DomainClaim/${c.metadata.name}`,
+          message: `declared twice (also in ${first})`,
+        });
+        continue;
+      }
+      out.origins.set(key, file);
+      out.claims.push(c);
     }
     for (const s of part.secrets) {
       const key = objectKey('Secret', s.namespace, s.name);

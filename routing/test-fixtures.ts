@@ -1,10 +1,10 @@
 // Builders for tests and benchmarks: manifests as a user would write them, validated (defaults applied).
-import type { DeliveryPolicy, MailDomain, MailrouteObject, TestRecipient } from './types.ts';
+import type { DeliveryPolicy, DomainClaim, MailDomain, MailrouteObject, TestRecipient } from './types.ts';
 import { validateObject } from './validate.ts';
 
 type Meta = { name: string; namespace?: string; creationTimestamp?: string; generation?: number };
 
-export function validated<T extends MailrouteObject>(raw: unknown): T {
+export function validated<T extends MailrouteObject | DomainClaim>(raw: unknown): T {
   const r = validateObject(raw);
   if (!r.ok)
     throw new Error(`fixture is invalid: ${r.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
@@ -35,6 +35,16 @@ export function testRecipient(meta: Meta | string, spec: Record<string, unknown>
     kind: 'TestRecipient',
     metadata: typeof meta === 'string' ? { name: meta } : meta,
     spec,
+  });
+}
+
+/** A cluster-scoped grant of `domains` to the namespaces `names` (in order of precedence). */
+export function domainClaim(name: string, domains: string[], names: string[]): DomainClaim {
+  return validated<DomainClaim>({
+    apiVersion: 'mailroute.io/v1alpha1',
+    kind: 'DomainClaim',
+    metadata: { name },
+    spec: { domains, namespaces: { names } },
   });
 }
 

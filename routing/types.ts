@@ -4,6 +4,7 @@
 import type {
   deliveryPolicySpecSchema,
   deliveryPolicyStatusSchema,
+  domainClaimSpecSchema,
   mailDomainSpecSchema,
   mailDomainStatusSchema,
   serverSchema,
@@ -50,6 +51,7 @@ export type DeliveryPolicySpec = FromSchema<typeof deliveryPolicySpecSchema>;
 export type DeliveryPolicyStatus = FromSchema<typeof deliveryPolicyStatusSchema>;
 export type TestRecipientSpec = FromSchema<typeof testRecipientSpecSchema>;
 export type TestRecipientStatus = FromSchema<typeof testRecipientStatusSchema>;
+export type DomainClaimSpec = FromSchema<typeof domainClaimSpecSchema>;
 export type Condition = NonNullable<DeliveryPolicyStatus['conditions']>[number];
 
 /** The metadata fields mailroute reads. Other metadata (labels, annotations, uid, ...) is kept as is. */
@@ -76,6 +78,23 @@ export type MailDomain = Resource<'MailDomain', MailDomainSpec, MailDomainStatus
 export type DeliveryPolicy = Resource<'DeliveryPolicy', DeliveryPolicySpec, DeliveryPolicyStatus>;
 export type TestRecipient = Resource<'TestRecipient', TestRecipientSpec, TestRecipientStatus>;
 export type MailrouteObject = MailDomain | DeliveryPolicy | TestRecipient;
+
+/** Cluster-scoped: metadata has no namespace. */
+export interface DomainClaim {
+  apiVersion: typeof API_VERSION;
+  kind: 'DomainClaim';
+  metadata: {
+    name: string;
+    namespace?: undefined;
+    generation?: number;
+    creationTimestamp?: string;
+    [key: string]: unknown;
+  };
+  spec: DomainClaimSpec;
+}
+
+/** Anything a manifest file may hold besides Secrets. */
+export type ManifestObject = MailrouteObject | DomainClaim;
 
 /** A core v1 Secret found among manifests (standalone mode resolves authSecretRef with it). Values are decoded. */
 export interface SecretObject {

@@ -430,3 +430,52 @@ describe('IDN domains in a MailDomain (issue 14 §1)', () => {
     expect(CEL_PREDICATES[IDN_RULE]?.check('xn--mnchen-3ya.example', undefined)).toBe(true);
   });
 });
+
+describe('DomainClaim (cluster-scoped)', () => {
+  const dc = (spec: Record<string, unknown>, metadata: Record<string, unknown> = { name: 'team-a' }) => ({
+    apiVersion: 'mailroute.io/v1alpha1',
+    kind: 'DomainClaim',
+    metadata,
+    spec,
+  });
+
+  it('accepts domains, wildcards and *, and has no namespace', () => {
+    const r = validateObject(
+      dc(
+        { domains: ['corp.test', '*.corp.test', '*'], namespaces: { names: ['team-a'] } },
+        { name: 'team-a', namespace: 'ignored' },
+      ),
+    );
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(r.object.metadata.namespace).toBeUndefined();
+  });
+
+  it.each([
+    [{ domains: ['Corp.test'], namespaces: { names: ['a'] } }, 'spec.domains[0]'],
+    [{ domains: ['*corp.test'], namespaces: { names: ['a'] } }, 'spec.domains[0]'],
+    [{ domains: ['corp.*.test'], namespaces: { names: ['a'] } }, 'spec.domains[0]'],
+    [{ domains: [], namespaces: { names: ['a'] } }, 'spec.domains'],
+    [{ domains: ['corp.test'], namespaces: { names: ['Team_A'] } }, 'spec.namespaces.names[0]'],
+    [{ domains: ['corp.test'], namespaces: {} }, 'spec.namespaces.names'],
+    [{ domains: ['corp.test'] }, 'spec.namespaces'],
+  ])('refuses %j at %s', (spec, path) => {
+    const r = validateObject(dc(spec));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors.map((e) => e.path)).toContain(path);
+  });
+
+  it('parseManifestText puts DomainClaims apart from the routed objects', () => {
+    const parsed = parseManifestText(
+      [
+        'apiVersion: mailroute.io/v1alpha1',
+        'kind: DomainClaim',
+        'metadata: {name: team-a}',
+        'spec: {domains: [corp.test], namespaces: {names: [team-a]}}',
+      ].join('\n'),
+      'grants.yaml',
+    );
+    expect(parsed.errors).toEqual([]);
+    expect(parsed.objects).toEqual([]);
+    expect(parsed.claims.map((c) => c.metadata.name)).toEqual(['team-a']);
+  });
+});

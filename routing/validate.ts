@@ -3,9 +3,18 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { asciiDomain } from './address.ts';
 import { CEL_PREDICATES } from './cel.ts';
-import { ADDRESS, CRD_DEFINITIONS, DNS_LABEL, DNS_SUBDOMAIN, DOMAIN, DURATION, HOST } from './crd-schema.ts';
-import { API_VERSION, KINDS, type Kind } from './model.ts';
-import type { MailrouteObject } from './types.ts';
+import {
+  ADDRESS,
+  CRD_DEFINITIONS,
+  DNS_LABEL,
+  DNS_SUBDOMAIN,
+  DOMAIN,
+  DOMAIN_PATTERN,
+  DURATION,
+  HOST,
+} from './crd-schema.ts';
+import { API_VERSION, CRD_KINDS, type CrdKind } from './model.ts';
+import type { ManifestObject } from './types.ts';
 
 /** One problem with one field of one object. path is like spec.servers[0].name. */
 export interface FieldError {
@@ -13,7 +22,7 @@ export interface FieldError {
   message: string;
 }
 
-export type ValidateResult = { ok: true; object: MailrouteObject } | { ok: false; errors: FieldError[] };
+export type ValidateResult = { ok: true; object: ManifestObject } | { ok: false; errors: FieldError[] };
 
 export const DEFAULT_NAMESPACE = 'default';
 
@@ -49,7 +58,7 @@ export function strictSchema(schema: unknown): unknown {
   return out;
 }
 
-function documentSchema(kind: Kind): unknown {
+function documentSchema(kind: CrdKind): unknown {
   const def = CRD_DEFINITIONS[kind];
   return {
     type: 'object',
@@ -60,7 +69,7 @@ function documentSchema(kind: Kind): unknown {
       kind: { type: 'string' },
       metadata: metadataSchema,
       spec: strictSchema(def.spec),
-      status: strictSchema(def.status),
+      ...(def.status !== undefined ? { status: strictSchema(def.status) } : {}),
     },
   };
 }
@@ -74,8 +83,8 @@ function makeAjv(): Ajv {
 
 // Compiled on first use, per kind (compiling all three costs ~0.1 s of CLI start-up). Memoization of pure code.
 let ajv: Ajv | undefined;
-const validators = new Map<Kind, ValidateFunction>();
-function validatorFor(kind: Kind): ValidateFunction {
+const validators = new Map<CrdKind, ValidateFunction>();
+function validatorFor(kind: CrdKind): ValidateFunction {
   let v = validators.get(kind);
   if (v === undefined) {
     ajv ??= makeAjv();
@@ -92,6 +101,7 @@ const PATTERN_WORDS: Record<string, string> = {
   [HOST]: 'must be a hostname or an IP address',
   [ADDRESS]: 'must be an email address like local@example.com',
   [DURATION]: 'must be a duration such as 90s, 15m or 1h',
+  [DOMAIN_PATTERN]: 'must be a lowercase domain such as corp.test, a wildcard such as *.corp.test, or *',
 };
 
 function show(v: unknown): string {
@@ -195,15 +205,15 @@ function runCel(schema: Schema, self: unknown, old: unknown, path: string, error
   }
 }
 
-function isKind(k: unknown): k is Kind {
-  return typeof k === 'string' && (KINDS as readonly string[]).includes(k);
+function isKind(k: unknown): k is CrdKind {
+  return typeof k === 'string' && (CRD_KINDS as readonly string[]).includes(k);
 }
 
 /**
  * Validates one decoded document as a mailroute object. Applies schema defaults (on a copy) and defaults
  * metadata.namespace to "default". With `old`, transition rules (domain immutability) are checked too.
  */
-export function validateObject(raw: unknown, old?: MailrouteObject): ValidateResult {
+export function validateObject(raw: unknown, old?: ManifestObject): ValidateResult {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { ok: false, errors: [{ path: '', message: `a manifest must be a mapping, got ${show(raw)}` }] };
   }
@@ -247,8 +257,10 @@ export function validateObject(raw: unknown, old?: MailrouteObject): ValidateRes
   runCel(CRD_DEFINITIONS[kind].spec, doc['spec'], old?.spec, 'spec', errors);
   if (errors.length > 0) return { ok: false, errors };
   const meta = doc['metadata'] as Record<string, Json>;
-  meta['namespace'] ??= DEFAULT_NAMESPACE;
-  return { ok: true, object: doc as unknown as MailrouteObject };
+  // A cluster-scoped object has no namespace (the API server ignores one given, and so do we).
+  if (CRD_DEFINITIONS[kind].scope === 'Cluster') delete meta['namespace'];
+  else meta['namespace'] ??= DEFAULT_NAMESPACE;
+  return { ok: true, object: doc as unknown as ManifestObject };
 }
 
 /** "MailDomain/example-com", or "MailDomain/ns/example-com" outside the default namespace. */

@@ -2,11 +2,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crdFileName, renderCrdYaml } from '../routing/crds.ts';
-import { KINDS } from '../routing/model.ts';
+import { CRD_KINDS } from '../routing/model.ts';
 
 const dir = join(import.meta.dirname, '..', 'crds');
 await mkdir(dir, { recursive: true });
-for (const kind of KINDS) {
+for (const kind of CRD_KINDS) {
   const file = join(dir, crdFileName(kind));
   await writeFile(file, renderCrdYaml(kind));
   process.stdout.write(`wrote ${file}\n`);

@@ -29,15 +29,21 @@ export async function run(argv: string[]): Promise<number> {
       limitsFrom(values, 'check'),
     );
     const out: string[] = [...errorLines, ...issueLines];
-    if (loaded.objects.length === 0 && loaded.errors.length === 0)
+    if (loaded.objects.length === 0 && loaded.claims.length === 0 && loaded.errors.length === 0)
       out.push(`${filesFrom(values, 'check').join(', ')}: no mailroute objects found`);
     for (const w of checkWarnings(loaded, result, now)) process.stdout.write(`warning: ${w}\n`);
+    for (const n of result.notices)
+      process.stdout.write(`warning: ${n.kind}/${n.namespace}/${n.name}: ${n.message} (${n.reason})\n`);
     if (out.length > 0) {
       process.stdout.write(out.map((l) => `${l}\n`).join(''));
       process.stdout.write(`${out.length} problem${out.length === 1 ? '' : 's'}\n`);
       return 1;
     }
-    const kinds = [...loaded.objects.map((o) => o.kind), ...loaded.secrets.map(() => 'Secret')];
+    const kinds = [
+      ...loaded.objects.map((o) => o.kind),
+      ...loaded.claims.map((c) => c.kind),
+      ...loaded.secrets.map(() => 'Secret'),
+    ];
     process.stdout.write(`${okLine(kinds, result.revision)}\n`);
     return 0;
   });
