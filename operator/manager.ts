@@ -13,7 +13,14 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { GROUP, VERSION, type Kind } from '../routing/model.ts';
-import type { DeliveryPolicy, MailDomain, MailrouteObject, TestRecipient } from '../routing/types.ts';
+import type { CompileNotice } from '../routing/compile.ts';
+import type {
+  DeliveryPolicy,
+  DomainClaim,
+  MailDomain,
+  MailrouteObject,
+  TestRecipient,
+} from '../routing/types.ts';
 import type { OperatorConfig } from './config.ts';
 import { LeaderElector } from './kube/leader.ts';
 import { resolveOwnerConfigMap, type OwnerReference } from './owner.ts';
@@ -60,7 +67,7 @@ export class OperatorManager {
   readonly rest: KubeRest;
   readonly state = new RoutingState();
   readonly informers: Record<
-    'MailDomain' | 'DeliveryPolicy' | 'TestRecipient' | 'Lease',
+    'MailDomain' | 'DeliveryPolicy' | 'TestRecipient' | 'DomainClaim' | 'Lease',
     InformerSupervisor<Cached>
   >;
   /** StatefulSets in the operator namespace (the relay pool's desired replicas); undefined with --relay-statefulset ''. */
@@ -77,6 +84,8 @@ export class OperatorManager {
   private preflight: PreflightHandle | undefined;
   private readonly events: EventRecorder;
   private readonly generations = new Map<string, number>();
+  /** Conflict notices already sent as Warning Events (namespace/name: message), so that each is sent once. */
+  private noticesSent = new Set<string>();
   private relaySignature = '';
   private expectedSignature = '-';
   private relayRevisions = new Map<string, string | undefined>();
@@ -134,6 +143,25 @@ export class OperatorManager {
       MailDomain: crd('MailDomain'),
       DeliveryPolicy: crd('DeliveryPolicy'),
       TestRecipient: crd('TestRecipient'),
+      // cluster-scoped grants: any change recompiles (objects may gain or lose their domain)
+      DomainClaim: supervise(
+        'DomainClaim',
+        `/apis/${GROUP}/${VERSION}/domainclaims`,
+        () =>
+          custom.listClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: 'domainclaims',
+          }) as Promise<KubernetesListObject<Cached>>,
+        () => {
+          this.routing.markDirty();
+          this.queues.routing.add(ROUTING_KEY);
+        },
+        () => {
+          this.routing.markDirty();
+          this.queues.routing.add(ROUTING_KEY);
+        },
+      ),
       Lease: supervise(
         'Lease',
         `/apis/coordination.k8s.io/v1/namespaces/${config.namespace}/leases`,
@@ -200,6 +228,14 @@ export class OperatorManager {
       TestRecipient: queue('testrecipient'),
     };
 
+    const events = (this.events = createEventRecorder(
+      this.rest,
+      'mailroute-operator',
+      this.now,
+      (err) => logger.warn({ err }, 'could not record event'),
+      { qps: 20, burst: 100 },
+      () => metrics.eventsDropped.inc(),
+    ));
     this.credentials = new CredentialsController({
       namespace: config.namespace,
       rest: this.rest,
@@ -221,6 +257,8 @@ export class OperatorManager {
         ...(this.informers.DeliveryPolicy.list() as unknown as MailrouteObject[]),
         ...(this.informers.TestRecipient.list() as unknown as MailrouteObject[]),
       ],
+      claims: () => this.informers.DomainClaim.list() as unknown as DomainClaim[],
+      onNotices: (notices) => this.onNotices(notices),
       relayRevisions: () =>
         new Set(this.relays().flatMap((r) => (r.revision === undefined ? [] : [r.revision]))),
       onCompiled: (_r, changed) => this.onCompiled(changed),
@@ -231,14 +269,6 @@ export class OperatorManager {
       },
     });
 
-    const events = (this.events = createEventRecorder(
-      this.rest,
-      'mailroute-operator',
-      this.now,
-      (err) => logger.warn({ err }, 'could not record event'),
-      { qps: 20, burst: 100 },
-      () => metrics.eventsDropped.inc(),
-    ));
     const common = {
       rest: this.rest,
       state: this.state,
@@ -383,6 +413,33 @@ export class OperatorManager {
       const name = md.metadata?.name;
       if (name !== undefined) this.queues.MailDomain.add(statusKey(ns ?? '', name));
     }
+  }
+
+  /**
+   * The winner of a conflict with an object in another namespace gets a Warning Event, once per conflict (the loser
+   * reads DomainConflict in its status). Neither names the other object: it may belong to another tenant.
+   */
+  private onNotices(notices: readonly CompileNotice[]): void {
+    const sent = new Set<string>();
+    for (const n of notices) {
+      const key = `${n.kind}/${n.namespace}/${n.name}: ${n.message}`;
+      sent.add(key);
+      if (this.noticesSent.has(key)) continue;
+      const o = this.informers[n.kind].get(n.name, n.namespace);
+      void this.events.event(
+        {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind: n.kind,
+          namespace: n.namespace,
+          name: n.name,
+          ...(typeof o?.metadata?.uid === 'string' ? { uid: o.metadata.uid } : {}),
+        },
+        'Warning',
+        n.reason,
+        n.message,
+      );
+    }
+    this.noticesSent = sent;
   }
 
   /** Enqueue every status when the set of fresh relays or the revision one of them serves changed. */

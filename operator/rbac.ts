@@ -33,6 +33,12 @@ export const CLUSTER_RULES: readonly PolicyRule[] = [
   },
   {
     apiGroups: ['mailroute.io'],
+    resources: ['domainclaims'],
+    verbs: ['get', 'list', 'watch'],
+    why: 'informer: the cluster-scoped domain grants (which namespace may route which domain)',
+  },
+  {
+    apiGroups: ['mailroute.io'],
     resources: ['maildomains/status', 'deliverypolicies/status', 'testrecipients/status'],
     verbs: ['patch'],
     why: 'status conditions (server-side apply on the status subresource)',

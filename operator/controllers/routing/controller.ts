@@ -6,8 +6,8 @@
 
 import type { OwnerReference } from '../../owner.ts';
 import type { CompileIssue, ObjectRef, RoutingTable } from '../../../routing/model.ts';
-import { compile, type CompileResult } from '../../../routing/compile.ts';
-import type { MailrouteObject } from '../../../routing/types.ts';
+import { compile, type CompileNotice, type CompileResult } from '../../../routing/compile.ts';
+import type { DomainClaim, MailrouteObject } from '../../../routing/types.ts';
 import {
   encodeRouting,
   REVISION_ANNOTATION,
@@ -102,6 +102,10 @@ export interface RoutingControllerDeps {
   state: RoutingState;
   /** Objects from the informer caches. */
   objects: () => MailrouteObject[];
+  /** Cluster-scoped DomainClaims from the informer cache (none: every namespace may use any domain). */
+  claims?: () => DomainClaim[];
+  /** After each fresh compile: what the winners of cross-namespace conflicts should hear (Warning Events). */
+  onNotices?: (notices: readonly CompileNotice[]) => void;
   /** Revisions served by relays with a fresh heartbeat. */
   relayRevisions: () => ReadonlySet<string>;
   /**
@@ -171,9 +175,11 @@ export class RoutingController {
     const reuse = !this.dirty && this.last !== undefined;
     this.dirty = false;
     const objects = reuse ? [] : this.d.objects();
+    const claims = reuse ? [] : (this.d.claims?.() ?? []);
     const t1 = now();
-    const result = reuse && this.last !== undefined ? this.last : compile(objects);
+    const result = reuse && this.last !== undefined ? this.last : compile(objects, claims);
     this.last = result;
+    if (!reuse) this.d.onNotices?.(result.notices);
     const t2 = now();
     const st = this.d.state;
     // Objects whose compiled generation is new to the status controllers (a new object, or a spec change that
