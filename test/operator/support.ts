@@ -2,7 +2,10 @@
 // Leases (a relay that follows mailroute-routing and reports the revision it serves), read conditions.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
 import type { ControlPlane } from '../controlplane/harness.ts';
 import { freePort } from '../support/net.ts';
 import { spawnRelay, type RelayChild } from '../relay/relay-harness.ts';
@@ -256,4 +259,35 @@ export async function spawnClusterRelay(o: {
     ],
     { KUBECONFIG: o.kubeconfigPath, POD_NAME: o.pod, POD_NAMESPACE: o.namespace, POD_IP: '127.0.0.1' },
   );
+}
+
+/**
+ * A kubeconfig file (and a KubeRest) that authenticates as ServiceAccount `namespace/name` with a fresh token, so
+ * that RBAC applies to what it does (the harness's own identity is in system:masters).
+ */
+export async function serviceAccountIdentity(
+  cp: ControlPlane,
+  namespace: string,
+  name: string,
+): Promise<{ kubeconfigPath: string; rest: KubeRest }> {
+  const tok = await cp.kubectl(['create', 'token', name, '-n', namespace, '--duration=1h']);
+  if (tok.code !== 0) throw new Error(`kubectl create token ${namespace}/${name}: ${tok.stderr}`);
+  const cluster = cp.kubeconfig.getCurrentCluster();
+  const kubeconfigPath = join(cp.dir, `${namespace}.${name}.kubeconfig`);
+  writeFileSync(
+    kubeconfigPath,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        { name: 'c', cluster: { server: cluster?.server, 'certificate-authority-data': cluster?.caData } },
+      ],
+      users: [{ name: 'sa', user: { token: tok.stdout.trim() } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
+      'current-context': 'c',
+    }),
+  );
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  return { kubeconfigPath, rest: createKubeRest(kc) };
 }
