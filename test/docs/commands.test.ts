@@ -103,6 +103,8 @@ type Verdict = { how: 'ran' | 'checked' | 'listed'; detail: string } | { how: 'f
 
 interface Workspace {
   dir: string;
+  /** docker -v mounts of the command being run: [path in the container, path on this machine]. */
+  mounts?: [string, string][];
 }
 
 const temps: string[] = [];
@@ -147,6 +149,7 @@ function mailrouteArgs(argv: string[], ws: Workspace): string[] | undefined {
     }
     const image = argv[i];
     if (image === undefined || !/mailroute/.test(image)) return undefined;
+    ws.mounts = mounts;
     return argv.slice(i + 1).map((a) => {
       for (const [dst, src] of mounts)
         if (a === dst || a.startsWith(`${dst}/`)) return src + a.slice(dst.length);
@@ -162,12 +165,16 @@ function runMailroute(args: string[], cmd: Command, ws: Workspace): Verdict {
     case 'check':
     case 'render':
     case 'route': {
-      const r = spawnSync(process.execPath, [BIN, ...args], {
+      // One pipe for stdout and stderr, so warnings and results appear in the order a terminal shows them.
+      const r = spawnSync('/bin/sh', ['-c', 'exec "$@" 2>&1', 'sh', process.execPath, BIN, ...args], {
         cwd: ws.dir,
         encoding: 'utf8',
         timeout: 60_000,
       });
-      const actual = `${r.stdout}${r.stderr}`.trimEnd();
+      // A container prints its own paths: map the host side of each mount back to the path the doc shows.
+      let actual = r.stdout.trimEnd();
+      for (const [dst, src] of ws.mounts ?? []) actual = actual.split(src).join(dst);
+      ws.mounts = undefined;
       const problems = cmd.output.length > 0 && /^\d+ problems?$/.test(cmd.output.at(-1)!.trim());
       if (cmd.output.length > 0 && actual !== cmd.output.join('\n').trimEnd())
         return { how: 'failed', detail: `prints:\n${actual}\nbut the doc shows:\n${cmd.output.join('\n')}` };
@@ -545,11 +552,11 @@ describe('the docs check itself', () => {
     const md = [
       '<!-- docs-check: file m/x.yaml -->',
       '```yaml',
-      readFileSync(join(REPO_ROOT, 'examples/demo/mailroute.yaml'), 'utf8').trimEnd(),
+      readFileSync(join(REPO_ROOT, 'examples/split-new-primary/mailroute.yaml'), 'utf8').trimEnd(),
       '```',
       '```console',
       '$ npx mailroute check -f m/',
-      'ok: 2 objects (1 MailDomain, 1 DeliveryPolicy), revision 5f0a902a8b7e',
+      'ok: 2 objects (1 MailDomain, 1 DeliveryPolicy), revision 24ac39bb84db',
       '```',
     ].join('\n');
     expect(check(md)).toEqual([{ how: 'ran', detail: 'output as shown' }]);
