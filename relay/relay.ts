@@ -35,6 +35,8 @@ import {
   type TelemetryServer,
 } from './telemetry/http.ts';
 import type { ClusterMode } from './cluster/index.ts';
+import { parseStaticPeers } from './cluster/lease.ts';
+import { createPeerTrust } from './inbound/peer-trust.ts';
 import { createLogger } from '../cli/logger.ts';
 
 export interface RelayDeps {
@@ -257,6 +259,12 @@ async function startRelay(
     negativeTtlMs: config.callout.negativeTtlMs,
     metrics,
   });
+  // The hand-off parameters are honoured only from the addresses --peers resolves to (relay/inbound/peer-trust.ts).
+  const staticPeers = config.peers === undefined ? [] : parseStaticPeers(config.peers);
+  const peerTrust = createPeerTrust({
+    hosts: typeof staticPeers === 'string' ? [] : staticPeers.map((p) => p.host),
+    resolve: (host) => resolver.addresses(host),
+  });
   const inbound: Inbound = createInbound({
     options: {
       hostname: config.hostname,
@@ -284,6 +292,7 @@ async function startRelay(
     logger,
     clock,
     onBodyBytes: (n) => governor.account(n),
+    isPeer: (client) => peerTrust.isPeer(client),
   });
 
   const readinessChecks: ReadinessCheck[] = [

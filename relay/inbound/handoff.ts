@@ -10,10 +10,15 @@
 //     delivered again. A role its plan does not have is refused with 451 4.3.0 (the message stays with the relay
 //     that hands it over, which keeps it spooled).
 //
-// No trust is needed: X-MAILROUTE-LEGS can only remove legs from the plan any client would get for that recipient
-// (never add a server or a rewritten recipient), and the origin is informational (syntax-checked, never used to
-// route). A client that names only the copy gets what it asked for: its message without the primary.
+// Only a peer relay may use them: the receiving relay honours them from a client whose address is one its own
+// `--peers` setting currently resolves to (peer-trust.ts caches that, re-resolving through relay/dns.ts), and from no
+// one when `--peers` is not set. Any other client gets `555 5.5.4 Unsupported parameter X-MAILROUTE-...`, as for any
+// parameter the relay does not support (RFC 5321 §4.1.1.11), so its message keeps its normal plan. Trust is needed:
+// LEGS=copy would drop the mailbox of record, and a lone copy in a handed-over message may be suppressed (the
+// relay that handed it over delivered the leg of record), so an untrusted LEGS would let any client get a message
+// with no leg of record that notifies; and an untrusted ORIGIN would write forged entries into logs and queue show.
 import type { Leg, LegRole } from '../../routing/model.ts';
+import { reject, type Refusal } from './verdict.ts';
 
 export const ORIGIN_PARAM = 'X-MAILROUTE-ORIGIN';
 export const LEGS_PARAM = 'X-MAILROUTE-LEGS';
@@ -66,4 +71,43 @@ export function narrowLegs(legs: readonly Leg[], roles: ReadonlySet<LegRole>): L
   const missing = [...roles].filter((r) => !kept.some((l) => l.role === r));
   if (missing.length > 0) return `no ${missing.join(' or ')} leg in this relay's routing`;
   return kept;
+}
+
+/**
+ * An IP address in one spelling, so a client address and a resolved peer address compare equal: an IPv4-mapped IPv6
+ * address (what a dual-stack listener reports for an IPv4 client) as IPv4, IPv6 compressed and lowercase.
+ */
+export function canonicalAddress(ip: string): string {
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  if (mapped?.[1] !== undefined) return mapped[1];
+  if (!ip.includes(':')) return ip;
+  try {
+    const host = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+    const v4 = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+    if (v4?.[1] !== undefined && v4[2] !== undefined) {
+      const hi = parseInt(v4[1], 16);
+      const lo = parseInt(v4[2], 16);
+      return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+    }
+    return host;
+  } catch {
+    return ip.toLowerCase(); // a zone id (fe80::1%eth0): compared as written
+  }
+}
+
+/** Pure: whether a client may use the hand-off parameters: its address is one of the peer addresses. */
+export function isPeerAddress(client: string, peers: Iterable<string>): boolean {
+  const c = canonicalAddress(client);
+  for (const p of peers) if (canonicalAddress(p) === c) return true;
+  return false;
+}
+
+/**
+ * Pure: what a hand-off parameter gets. From a peer: honoured (undefined, the value is checked next); from anyone
+ * else the reply to any parameter the relay does not support, naming it.
+ */
+export function handoffParamVerdict(param: string, fromPeer: boolean): Refusal | undefined {
+  return fromPeer
+    ? undefined
+    : reject('UnsupportedParameter', 555, '5.5.4', `Unsupported parameter ${param}`);
 }

@@ -15,7 +15,15 @@ import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
 import { receiveData } from './data.ts';
 import { protocolName, receivedHeader, sanitizeHelo } from './helo.ts';
 import { decideMail } from './mail.ts';
-import { LEGS_PARAM, ORIGIN_PARAM, narrowLegs, parseLegRoles, parseOrigin, type Origin } from './handoff.ts';
+import {
+  LEGS_PARAM,
+  ORIGIN_PARAM,
+  handoffParamVerdict,
+  narrowLegs,
+  parseLegRoles,
+  parseOrigin,
+  type Origin,
+} from './handoff.ts';
 import { assertSmtpServerPatched } from './patched.ts';
 import { decideRcpt, type RecipientRouter, type Verifier } from './rcpt.ts';
 import {
@@ -73,6 +81,11 @@ export interface InboundDeps {
   clock?: () => Date;
   /** Told the size of every message chunk as it streams in (the buffer governor, relay/memory.ts). */
   onBodyBytes?: (n: number) => void;
+  /**
+   * Whether a client address is a peer relay, which may send the hand-off parameters (handoff.ts, peer-trust.ts);
+   * asked only when a client sends one. Absent: no client is.
+   */
+  isPeer?: (client: string) => Promise<boolean>;
 }
 
 export interface Inbound {
@@ -138,6 +151,9 @@ export function createInbound(deps: InboundDeps): Inbound {
   let evicting = 0;
   let stressed = false;
 
+  const isPeer = (client: string): Promise<boolean> =>
+    deps.isPeer === undefined ? Promise.resolve(false) : deps.isPeer(client).catch(() => false);
+
   const refuse = (v: Verdict, what: string, session: SMTPServerSession): Error | null => {
     const err = toSmtpError(v);
     if (err && v.verdict !== 'accept') {
@@ -202,27 +218,35 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onMailFrom(address, session, cb) {
-      // A hand-off from a draining relay names the message's queue id there (handoff.ts).
-      if (address.args !== false && address.args[ORIGIN_PARAM] !== undefined) {
-        const origin = parseOrigin(address.args[ORIGIN_PARAM]);
+      const mailFrom = (): void => {
+        const size =
+          address.args !== false && typeof address.args.SIZE === 'string'
+            ? Number(address.args.SIZE)
+            : undefined;
+        const v = decideMail({
+          address: address.address,
+          ...(size !== undefined ? { declaredSize: size } : {}),
+          maxMessageSize: o.maxMessageSize,
+          draining,
+          routingLoaded: deps.router() !== undefined,
+          smtputf8: address.args !== false && address.args.SMTPUTF8 === true,
+        });
+        // A client that waited for the greeting and got this far passed the early-talker check.
+        if (v.verdict === 'accept') gate.pass(session.remoteAddress);
+        cb(refuse(v, 'MAIL FROM', session));
+      };
+      // A hand-off from a draining peer relay names the message's queue id there (handoff.ts); from anyone else the
+      // parameter is not supported.
+      const originArg = address.args === false ? undefined : address.args[ORIGIN_PARAM];
+      if (originArg === undefined) return mailFrom();
+      void isPeer(session.remoteAddress).then((peer) => {
+        const notPeer = handoffParamVerdict(ORIGIN_PARAM, peer);
+        if (notPeer !== undefined) return cb(refuse(notPeer, 'MAIL FROM', session));
+        const origin = parseOrigin(originArg);
         if (typeof origin === 'string')
           return cb(refuse(reject('BadParameter', 501, '5.5.4', origin), 'MAIL FROM', session));
-      }
-      const size =
-        address.args !== false && typeof address.args.SIZE === 'string'
-          ? Number(address.args.SIZE)
-          : undefined;
-      const v = decideMail({
-        address: address.address,
-        ...(size !== undefined ? { declaredSize: size } : {}),
-        maxMessageSize: o.maxMessageSize,
-        draining,
-        routingLoaded: deps.router() !== undefined,
-        smtputf8: address.args !== false && address.args.SMTPUTF8 === true,
+        mailFrom();
       });
-      // A client that waited for the greeting and got this far passed the early-talker check.
-      if (v.verdict === 'accept') gate.pass(session.remoteAddress);
-      cb(refuse(v, 'MAIL FROM', session));
     },
 
     onRcptTo(address, session, cb) {
@@ -230,51 +254,65 @@ export function createInbound(deps: InboundDeps): Inbound {
       // 421 closes the connection (smtp-server); pipelined commands after it are dropped with it
       if (unknownLimit.exceeded(ip, unknownCount.get(session.id) ?? 0))
         return cb(refuse(tooManyUnknownRecipients(), 'RCPT TO', session));
-      decideRcpt(address.address, {
-        router: deps.router(),
-        verifier: deps.verifier,
-        now: clock,
-        smtputf8: session.envelope.smtpUtf8 === true,
-      }).then(
-        (d) => {
-          if (d.verdict !== 'accept') {
-            if (countsAsUnknown(d.reason)) {
-              unknownCount.set(session.id, (unknownCount.get(session.id) ?? 0) + 1);
-              unknownLimit.record(ip);
+      // A hand-off keeps only the legs still open on the relay that hands the message over (handoff.ts); only a
+      // peer relay may name them: from anyone else the parameter is not supported (the recipient keeps its plan).
+      const legsArg = address.args === false ? undefined : address.args[LEGS_PARAM];
+      const rcptTo = (): void => {
+        decideRcpt(address.address, {
+          router: deps.router(),
+          verifier: deps.verifier,
+          now: clock,
+          smtputf8: session.envelope.smtpUtf8 === true,
+        }).then(
+          (d) => {
+            if (d.verdict !== 'accept') {
+              if (countsAsUnknown(d.reason)) {
+                unknownCount.set(session.id, (unknownCount.get(session.id) ?? 0) + 1);
+                unknownLimit.record(ip);
+              }
+              return cb(refuse(d, 'RCPT TO', session));
             }
-            return cb(refuse(d, 'RCPT TO', session));
-          }
-          // A hand-off keeps only the legs still open on the relay that hands the message over (handoff.ts).
-          const legsArg = address.args === false ? undefined : address.args[LEGS_PARAM];
-          if (legsArg !== undefined) {
-            const roles = parseLegRoles(legsArg);
-            if (typeof roles === 'string')
-              return cb(refuse(reject('BadParameter', 501, '5.5.4', roles), 'RCPT TO', session));
-            const legs = narrowLegs(d.accepted.legs, roles);
-            if (typeof legs === 'string')
-              return cb(
-                refuse(
-                  tempfail('HandoffNoLeg', 451, '4.3.0', `${d.accepted.recipient}: ${legs}; not taken over`),
-                  'RCPT TO',
-                  session,
-                ),
-              );
-            d = { ...d, accepted: { ...d.accepted, legs } };
-          }
-          let t = txns.get(session.envelope);
-          if (!t) {
-            t = { recipients: new Map(), revision: d.revision };
-            txns.set(session.envelope, t);
-          }
-          t.recipients.set(d.accepted.recipient.toLowerCase(), d.accepted);
-          t.revision = d.revision;
-          cb(null);
-        },
-        (err: unknown) => {
-          log.error({ err, session: session.id }, 'RCPT TO: routing failed');
-          cb(refuse(REPLIES.spoolError(), 'RCPT TO', session));
-        },
-      );
+            if (legsArg !== undefined) {
+              const roles = parseLegRoles(legsArg);
+              if (typeof roles === 'string')
+                return cb(refuse(reject('BadParameter', 501, '5.5.4', roles), 'RCPT TO', session));
+              const legs = narrowLegs(d.accepted.legs, roles);
+              if (typeof legs === 'string')
+                return cb(
+                  refuse(
+                    tempfail(
+                      'HandoffNoLeg',
+                      451,
+                      '4.3.0',
+                      `${d.accepted.recipient}: ${legs}; not taken over`,
+                    ),
+                    'RCPT TO',
+                    session,
+                  ),
+                );
+              d = { ...d, accepted: { ...d.accepted, legs } };
+            }
+            let t = txns.get(session.envelope);
+            if (!t) {
+              t = { recipients: new Map(), revision: d.revision };
+              txns.set(session.envelope, t);
+            }
+            t.recipients.set(d.accepted.recipient.toLowerCase(), d.accepted);
+            t.revision = d.revision;
+            cb(null);
+          },
+          (err: unknown) => {
+            log.error({ err, session: session.id }, 'RCPT TO: routing failed');
+            cb(refuse(REPLIES.spoolError(), 'RCPT TO', session));
+          },
+        );
+      };
+      if (legsArg === undefined) return rcptTo();
+      void isPeer(ip).then((peer) => {
+        const notPeer = handoffParamVerdict(LEGS_PARAM, peer);
+        if (notPeer !== undefined) return cb(refuse(notPeer, 'RCPT TO', session));
+        rcptTo();
+      });
     },
 
     onData(stream: SMTPServerDataStream, session, cb) {

@@ -1,9 +1,9 @@
 // A drain hands over only the legs still pending (issue: every rollout duplicated mail). Two in-process relays with
-// the same manifests, relay A draining to relay B (--peers) on shutdown, real smtp-server destinations: 5 messages
-// whose primary was delivered by A and whose copy is deferred (the secondary is down). After A's drain, B holds the 5
-// messages with only their copy legs and A's queue ids as their origin; when the secondary is back B delivers the 5
-// copies, and the primary still has exactly 5 deliveries. Before, B re-planned every recipient in full and the
-// primary got 10.
+// the same manifests, relay A draining to relay B (--peers) on shutdown, B taking hand-offs from its --peers
+// addresses, real smtp-server destinations: 5 messages whose primary was delivered by A and whose copy is deferred
+// (the secondary is down). After A's drain, B holds the 5 messages with only their copy legs and A's queue ids as
+// their origin; when the secondary is back B delivers the 5 copies, and the primary still has exactly 5 deliveries.
+// Before, B re-planned every recipient in full and the primary got 10.
 import { afterAll, describe, expect, it } from 'vitest';
 import type { MessageView, QueueListView } from '../../relay/admin/view.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
@@ -27,7 +27,13 @@ describe('drain hands over pending legs only', () => {
     );
     await copy.down(); // the secondary has not allowlisted the relay yet
     const files = { 'd.yaml': dualDomain('roll.test', primary.port, copy.port) };
-    const b: InProcessRelay = await startRelay(files);
+    // B takes hand-offs only from the addresses its --peers resolve to (relay/inbound/peer-trust.ts): A's, 127.0.0.1.
+    const b: InProcessRelay = await startRelay(files, [
+      '--peers',
+      '127.0.0.1:2525',
+      '--drain-on-shutdown',
+      'false',
+    ]);
     closers.push(() => b.close());
     const a: InProcessRelay = await startRelay(files, [
       '--peers',

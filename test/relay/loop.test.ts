@@ -152,7 +152,17 @@ describe('forwarding loops', () => {
 
   it('a shutdown drain to a relay of the same cluster is a hand-off, not a loop', async () => {
     const deadPort = await freePort(); // the primary is down: the message stays queued
-    const b = await relay(deadPort, ['--hostname', 'relay-1', '--cluster-id', 'mailroute.mail']);
+    // B takes hand-offs from the addresses its --peers resolve to (relay/inbound/peer-trust.ts): A's, 127.0.0.1.
+    const b = await relay(deadPort, [
+      '--hostname',
+      'relay-1',
+      '--cluster-id',
+      'mailroute.mail',
+      '--peers',
+      '127.0.0.1:2525',
+      '--drain-on-shutdown',
+      'false',
+    ]);
     const a = await startRelay({ 'd.yaml': direct(deadPort) }, [
       '--hostname',
       'relay-0',

@@ -1,0 +1,52 @@
+// Which clients are peer relays, for the hand-off parameters (handoff.ts): the addresses the relay's own `--peers`
+// hosts resolve to (a headless Service name resolves to every relay pod; it publishes not-ready pods too, so a
+// draining relay is still among them). The resolution (relay/dns.ts) is injected; the answer is cached, re-resolved
+// when older than refreshMs, and at once (at most every missRefreshMs) when a client is not in it, so a pod that
+// has just started is known at its first hand-off. A host that fails to resolve counts as no address (fail closed:
+// the hand-off is refused and the message stays with the relay that hands it over). No hosts: nobody is a peer, and
+// nothing is resolved. Only a client that sends a hand-off parameter is looked up; other clients cost nothing.
+import { isPeerAddress } from './handoff.ts';
+
+export interface PeerTrustOptions {
+  /** The host parts of --peers (names or IP literals). */
+  hosts: readonly string[];
+  /** A host's addresses (relay/dns.ts DnsResolver.addresses); rejects when it has none. */
+  resolve: (host: string) => Promise<string[]>;
+  /** Addresses older than this are resolved again before a decision. Default 30 s. */
+  refreshMs?: number;
+  /** A client not among the addresses has them resolved again, at most this often. Default 2 s. */
+  missRefreshMs?: number;
+  /** Monotonic milliseconds. */
+  now?: () => number;
+}
+
+export interface PeerTrust {
+  /** Whether a client address is one of the peers' addresses; never rejects. */
+  isPeer(client: string): Promise<boolean>;
+}
+
+export function createPeerTrust(o: PeerTrustOptions): PeerTrust {
+  const hosts = [...new Set(o.hosts)];
+  const refreshMs = o.refreshMs ?? 30_000;
+  const missRefreshMs = o.missRefreshMs ?? 2_000;
+  const now = o.now ?? (() => performance.now());
+  let addresses: readonly string[] = [];
+  let resolvedAt = -Infinity;
+  let inflight: Promise<void> | undefined;
+
+  const refresh = (): Promise<void> =>
+    (inflight ??= (async () => {
+      const found = await Promise.all(hosts.map((h) => o.resolve(h).catch(() => [] as string[])));
+      addresses = found.flat();
+      resolvedAt = now();
+    })().finally(() => (inflight = undefined)));
+
+  return {
+    async isPeer(client) {
+      if (hosts.length === 0) return false;
+      const age = now() - resolvedAt;
+      if (age >= refreshMs || (age >= missRefreshMs && !isPeerAddress(client, addresses))) await refresh();
+      return isPeerAddress(client, addresses);
+    },
+  };
+}
