@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
 import { withHandoffParams } from '../cluster/handoff-transport.ts';
-import { formatLegRoles, narrowLegs, parseLegRoles, parseOrigin } from './handoff.ts';
+import {
+  canonicalAddress,
+  formatLegRoles,
+  handoffParamVerdict,
+  isPeerAddress,
+  narrowLegs,
+  parseLegRoles,
+  parseOrigin,
+} from './handoff.ts';
 
 const server = { name: 's', host: 'h', port: 25, mx: false, tls: 'None' as const, maxConnections: 1 };
 const leg = (role: Leg['role']): Leg => ({
@@ -59,5 +67,54 @@ describe('hand-off parameters', () => {
       'RCPT TO:<eve@example.com> X-MAILROUTE-LEGS=none',
     );
     expect(withHandoffParams('DATA', 'o', roles)).toBe('DATA');
+  });
+});
+
+describe('who may send the hand-off parameters', () => {
+  it.each([
+    ['127.0.0.1', '127.0.0.1'],
+    ['::ffff:10.0.0.7', '10.0.0.7'],
+    ['::FFFF:10.0.0.7', '10.0.0.7'],
+    ['::ffff:a00:7', '10.0.0.7'],
+    ['2001:0DB8:0000:0000:0000:0000:0000:0001', '2001:db8::1'],
+    ['2001:db8::1', '2001:db8::1'],
+    ['fe80::1%ETH0', 'fe80::1%eth0'],
+  ])('address %s is compared as %s', (ip, want) => {
+    expect(canonicalAddress(ip)).toBe(want);
+  });
+
+  it.each([
+    ['a peer address', '10.0.0.7', ['10.0.0.6', '10.0.0.7'], true],
+    ['the same address from a dual-stack listener', '::ffff:10.0.0.7', ['10.0.0.7'], true],
+    ['IPv6 in another spelling', '2001:db8:0:0::7', ['2001:db8::7'], true],
+    ['another address', '10.0.0.8', ['10.0.0.6', '10.0.0.7'], false],
+    ['a prefix of a peer address', '10.0.0.1', ['10.0.0.17'], false],
+    ['no peers (no --peers, or it resolved to nothing)', '127.0.0.1', [], false],
+  ])('%s', (_, client, peers, want) => {
+    expect(isPeerAddress(client, peers)).toBe(want);
+  });
+
+  it.each([
+    ['X-MAILROUTE-LEGS', true, undefined],
+    [
+      'X-MAILROUTE-LEGS',
+      false,
+      {
+        verdict: 'reject',
+        reason: 'UnsupportedParameter',
+        reply: { code: 555, enhanced: '5.5.4', text: 'Unsupported parameter X-MAILROUTE-LEGS' },
+      },
+    ],
+    [
+      'X-MAILROUTE-ORIGIN',
+      false,
+      {
+        verdict: 'reject',
+        reason: 'UnsupportedParameter',
+        reply: { code: 555, enhanced: '5.5.4', text: 'Unsupported parameter X-MAILROUTE-ORIGIN' },
+      },
+    ],
+  ])('%s from a peer: %s', (param, fromPeer, want) => {
+    expect(handoffParamVerdict(param, fromPeer)).toEqual(want);
   });
 });
