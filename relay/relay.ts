@@ -259,11 +259,14 @@ async function startRelay(
     negativeTtlMs: config.callout.negativeTtlMs,
     metrics,
   });
-  // The hand-off parameters are honoured only from the addresses --peers resolves to (relay/inbound/peer-trust.ts).
+  // The hand-off parameters are honoured only from peer relays: the addresses --peers resolves to and, in cluster
+  // mode, those in the other relays' heartbeat Leases (relay/inbound/peer-trust.ts).
   const staticPeers = config.peers === undefined ? [] : parseStaticPeers(config.peers);
   const peerTrust = createPeerTrust({
     hosts: typeof staticPeers === 'string' ? [] : staticPeers.map((p) => p.host),
     resolve: (host) => resolver.addresses(host),
+    // cluster mode starts once the SMTP listener is up; until then (and without it) no Lease addresses
+    more: () => cluster?.relayAddresses() ?? Promise.resolve([]),
   });
   const inbound: Inbound = createInbound({
     options: {

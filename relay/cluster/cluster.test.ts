@@ -87,6 +87,24 @@ describe('lease contents and peers', () => {
       { name: 'mailroute-relay-b', host: '10.0.0.2', port: 2525 },
       { name: 'mailroute-relay-c', host: '10.0.0.3', port: 2525 },
     ]);
+    // the relays whose hand-offs this one takes: a draining relay is not ready, and still a relay
+    expect(
+      peersFromLeases(
+        [
+          lease('b', 5, ok),
+          lease('self', 1, ok),
+          lease('stale', 31, ok),
+          lease('draining', 1, {
+            ...ok,
+            'mailroute.io/ready': 'false',
+            'mailroute.io/smtp': '10.0.0.4:2525',
+          }),
+        ],
+        'self',
+        NOW,
+        { readyOnly: false },
+      ).map((p) => p.host),
+    ).toEqual(['10.0.0.2', '10.0.0.4']);
     expect(parseStaticPeers('a:1, b:2')).toEqual([
       { name: 'static', host: 'a', port: 1 },
       { name: 'static', host: 'b', port: 2 },

@@ -139,6 +139,11 @@ export interface Heartbeat {
   update(change: Partial<Pick<HeartbeatState, 'revision' | 'ready' | 'smtp'>>): Promise<void>;
   /** The other relays that are fresh and ready, from their Leases. */
   peers(): Promise<Peer[]>;
+  /**
+   * The SMTP addresses of the other relays with a fresh Lease, ready or not (a draining relay is not ready): the
+   * clients whose hand-off parameters this relay honours (relay/inbound/peer-trust.ts).
+   */
+  relayAddresses(): Promise<string[]>;
   /** Time of the last successful renewal. */
   lastRenewed(): Date | undefined;
   /** Stops renewing; with deleteLease (graceful shutdown) removes the Lease so the relay stops counting at once. */
@@ -239,6 +244,10 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
     },
     async peers() {
       return peersFromLeases(await api.list(state.namespace, RELAY_LABEL_SELECTOR), state.pod, now());
+    },
+    async relayAddresses() {
+      const leases = await api.list(state.namespace, RELAY_LABEL_SELECTOR);
+      return peersFromLeases(leases, state.pod, now(), { readyOnly: false }).map((p) => p.host);
     },
     lastRenewed: () => lastRenewed,
     async stop(o = {}) {

@@ -100,6 +100,8 @@ export interface ClusterMode {
   drain(spool: Spool): Promise<DrainReport | undefined>;
   /** Stops the heartbeat and deletes the Lease. */
   stop(): Promise<void>;
+  /** The SMTP addresses of the other relays' fresh Leases, ready or not; none without a heartbeat Lease. */
+  relayAddresses(): Promise<string[]>;
 }
 
 export type LookupAll = (host: string) => Promise<string[]>;
@@ -221,6 +223,9 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
     },
     async stop() {
       await heartbeat?.stop({ deleteLease: true });
+    },
+    async relayAddresses() {
+      return heartbeat === undefined ? [] : heartbeat.relayAddresses();
     },
   };
 }

@@ -107,7 +107,12 @@ export function parsePeerAddress(value: string): { host: string; port: number } 
  * Pure: the other relays a draining relay may hand mail to: relay Leases other than its own, fresh at `now`,
  * annotated ready=true and with a parseable smtp address. Sorted by name (deterministic).
  */
-export function peersFromLeases(leases: readonly LeaseLike[], selfPod: string, now: Date): Peer[] {
+export function peersFromLeases(
+  leases: readonly LeaseLike[],
+  selfPod: string,
+  now: Date,
+  opts: { readyOnly?: boolean } = {},
+): Peer[] {
   const self = relayLeaseName(selfPod);
   const out: Peer[] = [];
   for (const lease of leases) {
@@ -115,7 +120,7 @@ export function peersFromLeases(leases: readonly LeaseLike[], selfPod: string, n
     if (!isRelayLease(lease) || name === self) continue;
     if (!readHeartbeat(lease, now).fresh) continue;
     const ann = lease.metadata?.annotations ?? {};
-    if (ann[READY_ANNOTATION] !== 'true') continue;
+    if (opts.readyOnly !== false && ann[READY_ANNOTATION] !== 'true') continue;
     const addr = parsePeerAddress(ann[SMTP_ANNOTATION] ?? '');
     if (addr === undefined) continue;
     out.push({ name, ...addr });

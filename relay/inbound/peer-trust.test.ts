@@ -82,4 +82,28 @@ describe('peer trust', () => {
     ]);
     expect(z.lookups).toEqual(['peers.example']);
   });
+
+  it("cluster mode: the addresses of the other relays' Leases count too, asked with every resolution", async () => {
+    let now = 0;
+    let leases = ['10.0.2.1'];
+    let asked = 0;
+    const z = zone({});
+    const t = createPeerTrust({
+      hosts: [],
+      resolve: (h) => z.resolve(h),
+      more: () => {
+        asked++;
+        return Promise.resolve([...leases]);
+      },
+      now: () => now,
+    });
+    expect(await t.isPeer('10.0.2.1')).toBe(true);
+    expect(await t.isPeer('10.0.2.2')).toBe(false);
+    expect(asked).toBe(1);
+    leases = ['10.0.2.1', '10.0.2.2'];
+    now = 2_000;
+    expect(await t.isPeer('10.0.2.2')).toBe(true);
+    expect(asked).toBe(2);
+    expect(z.lookups).toEqual([]);
+  });
 });

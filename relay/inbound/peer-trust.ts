@@ -1,10 +1,12 @@
 // Which clients are peer relays, for the hand-off parameters (handoff.ts): the addresses the relay's own `--peers`
 // hosts resolve to (a headless Service name resolves to every relay pod; it publishes not-ready pods too, so a
-// draining relay is still among them). The resolution (relay/dns.ts) is injected; the answer is cached, re-resolved
+// draining relay is still among them) and, in cluster mode, the addresses in the other relays' fresh heartbeat
+// Leases (`mailroute.io/smtp`, ready or not: the relays a draining relay finds its peers by; in the chart only the
+// relay ServiceAccount and the operator may write Leases in the relay namespace). The resolution (relay/dns.ts) is injected; the answer is cached, re-resolved
 // when older than refreshMs, and at once (at most every missRefreshMs) when a client is not in it, so a pod that
 // has just started is known at its first hand-off. A host that fails to resolve counts as no address (fail closed:
-// the hand-off is refused and the message stays with the relay that hands it over). No hosts: nobody is a peer, and
-// nothing is resolved. Only a client that sends a hand-off parameter is looked up; other clients cost nothing.
+// the hand-off is refused and the message stays with the relay that hands it over). No hosts and no Leases: nobody
+// is a peer, and nothing is resolved. Only a client that sends a hand-off parameter is looked up; other clients cost nothing.
 import { isPeerAddress } from './handoff.ts';
 
 export interface PeerTrustOptions {
@@ -12,6 +14,11 @@ export interface PeerTrustOptions {
   hosts: readonly string[];
   /** A host's addresses (relay/dns.ts DnsResolver.addresses); rejects when it has none. */
   resolve: (host: string) => Promise<string[]>;
+  /**
+   * More peer addresses, asked with every resolution: in cluster mode the SMTP addresses of the other relays' fresh
+   * heartbeat Leases (relay/cluster), ready or not. Rejecting counts as none.
+   */
+  more?: () => Promise<string[]>;
   /** Addresses older than this are resolved again before a decision. Default 30 s. */
   refreshMs?: number;
   /** A client not among the addresses has them resolved again, at most this often. Default 2 s. */
@@ -36,14 +43,17 @@ export function createPeerTrust(o: PeerTrustOptions): PeerTrust {
 
   const refresh = (): Promise<void> =>
     (inflight ??= (async () => {
-      const found = await Promise.all(hosts.map((h) => o.resolve(h).catch(() => [] as string[])));
+      const found = await Promise.all([
+        ...hosts.map((h) => o.resolve(h).catch(() => [] as string[])),
+        o.more === undefined ? [] : o.more().catch(() => [] as string[]),
+      ]);
       addresses = found.flat();
       resolvedAt = now();
     })().finally(() => (inflight = undefined)));
 
   return {
     async isPeer(client) {
-      if (hosts.length === 0) return false;
+      if (hosts.length === 0 && o.more === undefined) return false;
       const age = now() - resolvedAt;
       if (age >= refreshMs || (age >= missRefreshMs && !isPeerAddress(client, addresses))) await refresh();
       return isPeerAddress(client, addresses);
