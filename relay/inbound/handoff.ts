@@ -11,12 +11,13 @@
 //     that hands it over, which keeps it spooled).
 //
 // Only a peer relay may use them: the receiving relay honours them from a client whose address is one its own
-// `--peers` setting currently resolves to (peer-trust.ts caches that, re-resolving through relay/dns.ts), and from no
-// one when `--peers` is not set. Any other client gets `555 5.5.4 Unsupported parameter X-MAILROUTE-...`, as for any
-// parameter the relay does not support (RFC 5321 §4.1.1.11), so its message keeps its normal plan. Trust is needed:
-// LEGS=copy would drop the mailbox of record, and a lone copy in a handed-over message may be suppressed (the
-// relay that handed it over delivered the leg of record), so an untrusted LEGS would let any client get a message
-// with no leg of record that notifies; and an untrusted ORIGIN would write forged entries into logs and queue show.
+// `--peers` setting currently resolves to, or (cluster mode) one in another relay's fresh heartbeat Lease
+// (peer-trust.ts caches these, re-resolving through relay/dns.ts), and from no one without either. Any other
+// client gets `555 5.5.4 Unsupported parameter X-MAILROUTE-...`, as for any parameter the relay does not support
+// (RFC 5321 §4.1.1.11), so its message keeps its normal plan. Trust is needed: LEGS=copy would drop the mailbox of
+// record, and a lone copy in a handed-over message may be suppressed (the relay that handed it over delivered the
+// leg of record), so an untrusted LEGS would let any client get a message with no leg of record that notifies; and
+// an untrusted ORIGIN would write forged entries into logs and queue show.
 import type { Leg, LegRole } from '../../routing/model.ts';
 import { reject, type Refusal } from './verdict.ts';
 
