@@ -2,7 +2,7 @@
 // examples, and on bad input (one clear line naming the field, exit code 1, never a stack trace).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -389,5 +389,59 @@ spec:
     expect(r.stdout).toContain(
       'verification: the relay asks zoho about bob@example.com.zoho-test.example (RCPT TO callout); answer: absent',
     );
+  });
+});
+
+describe('DomainClaims among the manifests (standalone: check, route)', () => {
+  const gdir = mkdtempSync(join(tmpdir(), 'mailroute-cli-grants-'));
+  const open = join(gdir, 'open');
+  const granted = join(gdir, 'granted');
+  afterAll(() => rmSync(gdir, { recursive: true, force: true }));
+  const md = (ns: string, domain: string) => `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: corp, namespace: ${ns}}
+spec: {domain: ${domain}, rejectUnknownRecipients: true, servers: [{name: mx, host: mx.${ns}.test}]}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: corp, namespace: ${ns}}
+spec: {domainRef: {name: corp}, mode: Direct, primary: mx}
+`;
+  for (const d of [open, granted]) mkdirSync(d);
+  for (const d of [open, granted]) writeFileSync(join(d, 'team-a.yaml'), md('team-a', 'corp.test'));
+  // team-b is older (a same-named object is re-created in team-a later): without grants it would take corp.test
+  for (const d of [open, granted])
+    writeFileSync(
+      join(d, 'team-b.yaml'),
+      md('team-b', 'corp.test').replace(
+        'namespace: team-b}',
+        'namespace: team-b, creationTimestamp: "2026-01-01T00:00:00Z"}',
+      ),
+    );
+
+  writeFileSync(
+    join(granted, 'grants.yaml'),
+    `apiVersion: mailroute.io/v1alpha1
+kind: DomainClaim
+metadata: {name: team-a}
+spec: {domains: [corp.test], namespaces: {names: [team-a]}}
+`,
+  );
+
+  it('none: open (the older team-b object wins)', async () => {
+    const r = await run('route', '-f', open, '--to', 'x@corp.test', '-o', 'json');
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.stdout) as PlanJson).legs[0]?.host).toBe('mx.team-b.test');
+  });
+
+  it('with a DomainClaim: team-b is NotPermitted and team-a routes corp.test', async () => {
+    const check = await run('check', '-f', granted);
+    expect(check.code).toBe(1);
+    expect(check.stdout).toContain(
+      'team-b.yaml: MailDomain/team-b/corp: spec.domain: no DomainClaim grants domain corp.test to namespace team-b; ask the cluster admin (NotPermitted)',
+    );
+    noStackTrace(check);
+    const r = await run('route', '-f', granted, '--to', 'x@corp.test', '-o', 'json');
+    expect((JSON.parse(r.stdout) as PlanJson).legs[0]?.host).toBe('mx.team-a.test');
   });
 });
