@@ -84,7 +84,7 @@ export class OperatorManager {
   private preflight: PreflightHandle | undefined;
   private readonly events: EventRecorder;
   private readonly generations = new Map<string, number>();
-  /** Conflict notices already sent as Warning Events (namespace/name: message), so that each is sent once. */
+  /** Conflict notices already sent as Warning Events (kind/namespace/name/uid: message), so each is sent once. */
   private noticesSent = new Set<string>();
   private relaySignature = '';
   private expectedSignature = '-';
@@ -422,17 +422,19 @@ export class OperatorManager {
   private onNotices(notices: readonly CompileNotice[]): void {
     const sent = new Set<string>();
     for (const n of notices) {
-      const key = `${n.kind}/${n.namespace}/${n.name}: ${n.message}`;
+      const o = this.informers[n.kind].get(n.name, n.namespace);
+      const uid = o?.metadata?.uid;
+      // keyed by uid too: a re-created object that wins again is told again
+      const key = `${n.kind}/${n.namespace}/${n.name}/${uid ?? ''}: ${n.message}`;
       sent.add(key);
       if (this.noticesSent.has(key)) continue;
-      const o = this.informers[n.kind].get(n.name, n.namespace);
       void this.events.event(
         {
           apiVersion: `${GROUP}/${VERSION}`,
           kind: n.kind,
           namespace: n.namespace,
           name: n.name,
-          ...(typeof o?.metadata?.uid === 'string' ? { uid: o.metadata.uid } : {}),
+          ...(uid !== undefined ? { uid } : {}),
         },
         'Warning',
         n.reason,

@@ -202,18 +202,25 @@ describeCluster('domain grants (DomainClaim) with RBAC and two tenants', (ctx) =
       message: 'spec.domain: domain shared.test is claimed by another object you cannot see',
     });
 
-    // ... and team-a hears that someone else declares its domain, without learning who
+    // ... and team-a's re-created object hears that someone else declares its domain, without learning who
+    const shared = await admin.request<{ metadata: { uid: string } }>('GET', mdPath('team-a', 'shared'));
+    const uid = shared.ok ? shared.body.metadata.uid : '?';
     const events = await waitFor(
       async () => {
         const r = await admin.request<{
-          items: { reason: string; type: string; message: string; involvedObject: { name: string } }[];
+          items: {
+            reason: string;
+            type: string;
+            message: string;
+            involvedObject: { name: string; uid?: string };
+          }[];
         }>('GET', '/api/v1/namespaces/team-a/events');
         const found = r.ok
-          ? r.body.items.filter((e) => e.reason === 'DomainContested' && e.involvedObject.name === 'shared')
+          ? r.body.items.filter((e) => e.reason === 'DomainContested' && e.involvedObject.uid === uid)
           : [];
         return found.length > 0 ? found : undefined;
       },
-      { timeoutMs: 20_000, what: 'a DomainContested Warning Event on team-a/shared' },
+      { timeoutMs: 20_000, what: 'a DomainContested Warning Event on the re-created team-a/shared' },
     );
     expect(events[0]).toMatchObject({ type: 'Warning' });
     expect(events[0]?.message).not.toContain('team-b');

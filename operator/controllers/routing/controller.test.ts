@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ObjectRef } from '../../../routing/model.ts';
-import { syntheticObjects } from '../../../routing/test-fixtures.ts';
+import { domainClaim, mailDomain, syntheticObjects } from '../../../routing/test-fixtures.ts';
+import type { CompileNotice } from '../../../routing/compile.ts';
+import type { DomainClaim } from '../../../routing/types.ts';
 import { objectKey, RevisionHistory, RoutingController, RoutingState } from './controller.ts';
 
 const ref = (kind: ObjectRef['kind'], name: string, generation: number): ObjectRef => ({
@@ -86,5 +88,48 @@ describe('RoutingController', () => {
     await c.reconcile();
     expect([gathered, applied.length, compiled]).toEqual([2, 2, [-1, 1]]);
     expect(applied[1]).toBe('/api/v1/namespaces/ns/configmaps/mailroute-routing');
+  });
+
+  it('compiles with the DomainClaims of the cache, and reports the notices of every fresh compile', async () => {
+    const rest = {
+      request: <T>(method: string, path: string) =>
+        Promise.resolve({
+          ok: true as const,
+          status: 200,
+          body: (method === 'GET' && path.endsWith('/configmaps') ? { items: [] } : {}) as T,
+        }),
+    };
+    const md = (ns: string) =>
+      mailDomain(
+        { name: 'corp', namespace: ns },
+        { domain: 'corp.test', servers: [{ name: 'mx', host: `mx.${ns}.test` }] },
+      );
+    let claims: DomainClaim[] = [];
+    const notices: CompileNotice[][] = [];
+    const state = new RoutingState();
+    const c = new RoutingController({
+      namespace: 'ns',
+      configMapName: 'mailroute-routing',
+      rest,
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      state,
+      objects: () => [md('team-a'), md('team-b')],
+      claims: () => claims,
+      onNotices: (n) => notices.push([...n]),
+      relayRevisions: () => new Set(),
+      onCompiled: () => undefined,
+    });
+    await c.reconcile();
+    // no claims: open, the two tie on age and team-a wins by name
+    expect(state.issuesByKey.get('MailDomain/team-b/corp')?.map((i) => i.reason)).toEqual(['DomainConflict']);
+    claims = [domainClaim('corp', ['corp.test'], ['team-b'])];
+    c.markDirty();
+    await c.reconcile();
+    expect(state.issuesByKey.get('MailDomain/team-a/corp')?.map((i) => i.reason)).toEqual(['NotPermitted']);
+    expect(state.issuesByKey.get('MailDomain/team-b/corp')).toBeUndefined();
+    expect(notices.map((n) => n.map((x) => `${x.namespace}/${x.name} ${x.reason}`))).toEqual([
+      ['team-a/corp DomainContested'],
+      [],
+    ]);
   });
 });
