@@ -36,7 +36,9 @@ describe('loadManifests', () => {
     const r = await loadManifests([dir]);
     expect(r.errors).toEqual([]);
     expect(r.objects.map((o) => o.metadata.name)).toEqual(['b', 'a']);
-    expect(r.secrets).toEqual([{ namespace: 'default', name: 's', data: { username: 'u', password: 'p' } }]);
+    expect(r.secrets).toEqual([
+      { namespace: 'default', name: 's', data: { username: 'u', password: 'p' }, labels: {} },
+    ]);
     expect(r.origins.get('MailDomain/default/a')).toBe(join(dir, 'sub', 'a.yml'));
   });
 

@@ -11,6 +11,7 @@ import {
   parseManifestText,
   type ParsedManifests,
 } from '../routing/parse.ts';
+import { secretOptedIn, SMTP_AUTH_LABEL, SMTP_AUTH_LABEL_VALUE } from '../routing/secret-opt-in.ts';
 import { objectName } from '../routing/validate.ts';
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
@@ -149,4 +150,38 @@ export async function loadAndCompile(
     errorLines: loaded.errors.map(formatManifestError),
     issueLines: result.issues.map((i) => formatIssue(i, loaded.origins)),
   };
+}
+
+/**
+ * The credentials an authSecretRef may use in standalone mode ("namespace/name" -> username/password): the Secrets
+ * among the manifests that opt in (routing/secret-opt-in.ts, the same rule as in a cluster) and have both keys. A
+ * referenced Secret that is there but does not opt in, or lacks a key, gets a warning line (in standalone mode
+ * whoever runs the relay wrote the files). Pure.
+ */
+export function usableSecrets(compiled: Pick<Compiled, 'loaded' | 'result'>): {
+  secrets: Map<string, { username: string; password: string }>;
+  warnings: string[];
+} {
+  const referenced = new Set<string>();
+  for (const d of Object.values(compiled.result.table.domains))
+    for (const s of Object.values(d.servers))
+      if (s.authSecretRef) referenced.add(`${s.authSecretRef.namespace}/${s.authSecretRef.name}`);
+  const secrets = new Map<string, { username: string; password: string }>();
+  const warnings: string[] = [];
+  for (const s of compiled.loaded.secrets) {
+    const key = `${s.namespace}/${s.name}`;
+    const where = objectName('Secret', s.namespace, s.name);
+    if (!secretOptedIn(s)) {
+      if (referenced.has(key))
+        warnings.push(
+          `${where}: metadata.labels: not used by authSecretRef without the label ${SMTP_AUTH_LABEL}: "${SMTP_AUTH_LABEL_VALUE}"`,
+        );
+      continue;
+    }
+    const username = s.data['username'];
+    const password = s.data['password'];
+    if (username !== undefined && password !== undefined) secrets.set(key, { username, password });
+    else if (referenced.has(key)) warnings.push(`${where}: data: needs the keys username and password`);
+  }
+  return { secrets, warnings };
 }

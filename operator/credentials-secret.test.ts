@@ -13,24 +13,44 @@ import {
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 describe('readCredentials', () => {
+  const optedIn = { labels: { 'mailroute.io/smtp-auth': 'true' } };
   it.each([
     ['absent', undefined, { state: 'missing' }],
     [
       'both keys',
-      { data: { username: b64('u'), password: b64('p') } },
+      { metadata: optedIn, data: { username: b64('u'), password: b64('p') } },
       { state: 'ok', credentials: { username: 'u', password: 'p' } },
     ],
     [
       'empty password allowed',
-      { data: { username: b64('u'), password: '' } },
+      { metadata: optedIn, data: { username: b64('u'), password: '' } },
       { state: 'ok', credentials: { username: 'u', password: '' } },
     ],
-    ['no password', { data: { username: b64('u') } }, { state: 'invalid', reason: 'no key password' }],
-    ['no data', {}, { state: 'invalid', reason: 'no key username, password' }],
+    [
+      'no password',
+      { metadata: optedIn, data: { username: b64('u') } },
+      { state: 'invalid', reason: 'no key password' },
+    ],
+    ['no data', { metadata: optedIn }, { state: 'invalid', reason: 'no key username, password' }],
     [
       'empty username',
-      { data: { username: '', password: b64('p') } },
+      { metadata: optedIn, data: { username: '', password: b64('p') } },
       { state: 'invalid', reason: 'username is empty' },
+    ],
+    // Not opted in: missing, whatever it holds; its keys are never looked at (no "no key password" for it).
+    [
+      'no label',
+      { data: { username: b64('app'), password: b64('database-password') } },
+      { state: 'missing' },
+    ],
+    ['no label, no keys', { data: { 'db-password': b64('x') } }, { state: 'missing' }],
+    [
+      'label with another value',
+      {
+        metadata: { labels: { 'mailroute.io/smtp-auth': 'yes' } },
+        data: { username: b64('u'), password: b64('p') },
+      },
+      { state: 'missing' },
     ],
   ] as const)('%s', (_name, secret, want) => {
     expect(readCredentials(secret)).toEqual(want);
@@ -64,7 +84,7 @@ describe('buildCredentialsData / parseCredentialsData', () => {
     expect(built.skipped).toEqual([
       { secret: 'other/hidden', reason: 'not readable (outside --secret-namespaces)' },
       { secret: 'tenant/bad', reason: 'no key password' },
-      { secret: 'tenant/gone', reason: 'not found' },
+      { secret: 'tenant/gone', reason: 'not found or not labelled mailroute.io/smtp-auth: "true"' },
     ]);
     const parsed = parseCredentialsData(built.data);
     expect(parsed.errors).toEqual([]);

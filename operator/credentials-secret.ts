@@ -4,13 +4,15 @@
 //   Secret mailroute-credentials (type Opaque) in the operator's namespace, field manager mailroute-operator
 //     annotations: mailroute.io/credentials-hash=<sha256 hex of the canonical data>
 //     data: <namespace>.<name>.username, <namespace>.<name>.password
-//           for every Secret named by servers[].authSecretRef of a MailDomain in the routing table
+//           for every Secret named by servers[].authSecretRef of a MailDomain in the routing table that opts in
+//           with the label mailroute.io/smtp-auth: "true" (routing/secret-opt-in.ts)
 //
 // Relays read this one Secret by name (get/list/watch limited with resourceNames), so they need no access to
 // Secrets in the MailDomains' namespaces, and no credential ever lands in a ConfigMap. A namespace has no dots (a
 // DNS label); a Secret name may have some: a key is split at its first dot and at its last.
 import { createHash } from 'node:crypto';
 import type { RoutingTable } from '../routing/model.ts';
+import { secretOptedIn } from '../routing/secret-opt-in.ts';
 
 export const CREDENTIALS_SECRET = 'mailroute-credentials';
 export const CREDENTIALS_HASH_ANNOTATION = 'mailroute.io/credentials-hash';
@@ -34,6 +36,7 @@ export function referencedSecrets(table: RoutingTable): SecretKey[] {
 
 /** What the Secret informer holds for one Secret: base64 data, as the API returns it. */
 export interface SecretLike {
+  metadata?: { labels?: Record<string, string> | undefined } | undefined;
   data?: Record<string, string> | undefined;
 }
 
@@ -44,9 +47,13 @@ export type SecretLookup =
   /** Outside the namespaces the operator may read (--secret-namespaces): cannot be resolved. */
   | { state: 'unknown' };
 
-/** Reads username/password out of a Secret (base64 data). Pure. */
+/**
+ * Reads username/password out of a Secret (base64 data). Pure. A Secret that has not opted in
+ * (routing/secret-opt-in.ts) is 'missing', whatever it holds: its keys are never looked at, nor reported.
+ */
 export function readCredentials(secret: SecretLike | undefined): SecretLookup {
-  if (secret === undefined) return { state: 'missing' };
+  if (secret === undefined || !secretOptedIn({ labels: secret.metadata?.labels }))
+    return { state: 'missing' };
   const get = (k: string): string | undefined => {
     const v = secret.data?.[k];
     return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
@@ -94,7 +101,7 @@ export function buildCredentialsData(
           r.state === 'invalid'
             ? r.reason
             : r.state === 'missing'
-              ? 'not found'
+              ? 'not found or not labelled mailroute.io/smtp-auth: "true"'
               : 'not readable (outside --secret-namespaces)',
       });
     }

@@ -40,7 +40,8 @@ import { createMailDomainController } from './controllers/maildomain/controller.
 import { ObjectStatusController, PLURALS, statusKey } from './controllers/object-status.ts';
 import { ROUTING_KEY, RoutingController, RoutingState } from './controllers/routing/controller.ts';
 import { CredentialsController } from './controllers/credentials/controller.ts';
-import { readCredentials, type SecretLike, type SecretLookup } from './credentials-secret.ts';
+import { readCredentials, type SecretLookup } from './credentials-secret.ts';
+import { secretOptedIn, SMTP_AUTH_SELECTOR } from '../routing/secret-opt-in.ts';
 import type { RelayView } from './controllers/status.ts';
 import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
 import type { OperatorMetrics } from './telemetry/metrics.ts';
@@ -72,7 +73,7 @@ export class OperatorManager {
   >;
   /** StatefulSets in the operator namespace (the relay pool's desired replicas); undefined with --relay-statefulset ''. */
   readonly statefulSets: InformerSupervisor<Cached> | undefined;
-  /** One cluster-wide Secret informer, or one per --secret-namespaces entry. */
+  /** One cluster-wide Secret informer, or one per --secret-namespaces entry; opted-in Secrets only (a label selector). */
   readonly secretInformers: Map<string, InformerSupervisor<Cached>>;
   readonly queues: Record<'routing' | Kind, WorkQueue>;
   readonly routing: RoutingController;
@@ -115,10 +116,11 @@ export class OperatorManager {
       list: () => Promise<KubernetesListObject<Cached>>,
       onEvent: (t: InformerEvent, o: Cached) => void,
       onResync: () => void,
+      labelSelector?: string,
     ): InformerSupervisor<Cached> =>
       new InformerSupervisor<Cached>({
         name,
-        make: () => makeInformer<Cached>(kc, path, list),
+        make: () => makeInformer<Cached>(kc, path, list, labelSelector),
         onEvent,
         onResync,
         logger,
@@ -189,13 +191,17 @@ export class OperatorManager {
         supervise(
           ns === '' ? 'Secret' : `Secret/${ns}`,
           ns === '' ? '/api/v1/secrets' : `/api/v1/namespaces/${ns}/secrets`,
+          // Only Secrets that opt in (routing/secret-opt-in.ts): the operator never lists or caches the others.
           () =>
-            ns === '' ? core.listSecretForAllNamespaces() : core.listNamespacedSecret({ namespace: ns }),
+            ns === ''
+              ? core.listSecretForAllNamespaces({ labelSelector: SMTP_AUTH_SELECTOR })
+              : core.listNamespacedSecret({ namespace: ns, labelSelector: SMTP_AUTH_SELECTOR }),
           (_t, o) => this.onSecretEvent(o),
           () => {
             this.enqueueAll('MailDomain');
             this.queues.routing.add(ROUTING_KEY);
           },
+          SMTP_AUTH_SELECTOR,
         ),
       ]),
     );
@@ -339,10 +345,15 @@ export class OperatorManager {
     return expectedRelayPods(name, spec?.replicas);
   }
 
-  /** Unknown (a namespace outside --secret-namespaces) counts as existing: never claim a Secret is missing unseen. */
+  /**
+   * Whether a referenced Secret exists and opts in (the informer holds no other). Unknown (a namespace outside
+   * --secret-namespaces) counts as existing: never claim a Secret is missing unseen.
+   */
   secretExists(namespace: string, name: string): boolean {
     const inf = this.secretInformers.get('') ?? this.secretInformers.get(namespace);
-    return inf === undefined || inf.get(name, namespace) !== undefined;
+    if (inf === undefined) return true;
+    const s = inf.get(name, namespace);
+    return s !== undefined && secretOptedIn({ labels: s.metadata?.labels });
   }
 
   /** A referenced Secret ("namespace/name") from the cache, for mailroute-credentials. */
@@ -351,7 +362,7 @@ export class OperatorManager {
     const namespace = key.slice(0, i);
     const inf = this.secretInformers.get('') ?? this.secretInformers.get(namespace);
     if (inf === undefined) return { state: 'unknown' };
-    return readCredentials(inf.get(key.slice(i + 1), namespace) as SecretLike | undefined);
+    return readCredentials(inf.get(key.slice(i + 1), namespace));
   }
 
   private allInformers(): InformerSupervisor<Cached>[] {

@@ -2,7 +2,7 @@
 // that offline `check` refuses what the API server would refuse. A unit test asserts the two sets match.
 // Each predicate receives the value at the rule's location (self) and, for transition rules, the old value.
 import { IDN_RULE } from './crd-schema.ts';
-import type { DeliveryPolicySpec, MailDomainSpec } from './types.ts';
+import type { DeliveryPolicySpec, MailDomainSpec, ServerSpec } from './types.ts';
 
 export interface CelPredicate {
   /** true: the rule compares against oldSelf and only runs on updates. */
@@ -39,6 +39,14 @@ export const CEL_PREDICATES: Readonly<Record<string, CelPredicate>> = {
       return rv === undefined || spec.servers.some((s) => s.name === rv.server);
     },
   },
+  "!has(self.authSecretRef) || !has(self.tls) || self.tls != 'None' || (has(self.allowPlaintextAuth) && self.allowPlaintextAuth)":
+    {
+      transition: false,
+      check: (self) => {
+        const s = self as ServerSpec;
+        return s.authSecretRef === undefined || s.tls !== 'None' || s.allowPlaintextAuth === true;
+      },
+    },
   [IDN_RULE]: {
     transition: false,
     check: (self) => typeof self === 'string' && /^[ -~]*$/.test(self),

@@ -204,6 +204,47 @@ const cases: { name: string; objects: () => MailrouteObject[]; issues: string[];
     domains: [],
   },
   {
+    // The CRD's CEL rule refuses this at admission; an object stored before the rule existed still gets here.
+    name: 'authSecretRef with tls None, without allowPlaintextAuth (stored before the CEL rule)',
+    objects: () => {
+      const d = exampleDomain({
+        servers: [
+          {
+            name: 'old',
+            host: '10.0.0.1',
+            tls: 'None',
+            allowPlaintextAuth: true,
+            authSecretRef: { name: 'old-smtp' },
+          },
+          { name: 'new', host: '10.0.0.2', tls: 'None' },
+        ],
+      });
+      delete d.spec.servers[0]!.allowPlaintextAuth;
+      return [d];
+    },
+    issues: ['MailDomain/example-com spec.servers[0].allowPlaintextAuth PlaintextAuth'],
+    domains: [],
+  },
+  {
+    name: 'authSecretRef with tls None and allowPlaintextAuth: true, or with TLS',
+    objects: () => [
+      exampleDomain({
+        servers: [
+          {
+            name: 'old',
+            host: '10.0.0.1',
+            tls: 'None',
+            allowPlaintextAuth: true,
+            authSecretRef: { name: 'old-smtp' },
+          },
+          { name: 'new', host: '10.0.0.2', tls: 'Opportunistic', authSecretRef: { name: 'new-smtp' } },
+        ],
+      }),
+    ],
+    issues: [],
+    domains: ['example.com'],
+  },
+  {
     name: 'Split without a way to know the primary mailboxes',
     objects: () => [
       exampleDomain({ accounts: [{ server: 'new', addresses: ['a@example.com'] }] }),
@@ -304,6 +345,15 @@ describe('compile: cross-object issues', () => {
     expect(compile([...input].reverse()).json).toBe(r.json);
   });
 
+  it('allowPlaintextAuth reaches the table only when true and with an authSecretRef', () => {
+    const r = compile(cases.find((c) => c.name.startsWith('authSecretRef with tls None and'))!.objects());
+    expect(r.table.domains['example.com']!.servers['old']).toMatchObject({
+      allowPlaintextAuth: true,
+      tls: 'None',
+    });
+    expect(r.table.domains['example.com']!.servers['new']).not.toHaveProperty('allowPlaintextAuth');
+  });
+
   it('the winner of a policy conflict is the one in the table', () => {
     const r = compile(cases.find((c) => c.name.startsWith('two policies for one'))!.objects());
     expect(r.table.domains['example.com']!.policy?.name).toBe('a-older');
@@ -325,6 +375,7 @@ describe('compile: cross-object issues', () => {
         'DomainConflict:Accepted',
         'AddressOutsideDomain:Accepted',
         'NoAccountSource:Accepted',
+        'PlaintextAuth:Accepted',
         'Duplicate:Accepted',
       ]),
     );

@@ -35,6 +35,8 @@ export const Reasons = {
   AddressOutsideDomain: 'AddressOutsideDomain',
   /** Split (or Dual scope Accounts) cannot know which mailboxes a server has: no accounts and no verification. */
   NoAccountSource: 'NoAccountSource',
+  /** A server with authSecretRef and tls None, without allowPlaintextAuth: true. */
+  PlaintextAuth: 'PlaintextAuth',
   /** The same kind/namespace/name was given twice with different content. */
   Duplicate: 'Duplicate',
   /** A domain (spec.domain, copyRecipientDomain, forwardTo) that no DomainClaim grants to the object's namespace. */
@@ -246,6 +248,18 @@ export function compile(
     }
   }
   for (const d of domains) {
+    d.spec.servers.forEach((s, i) => {
+      // Also a CEL rule of the CRD; here for objects stored before the rule existed.
+      if (s.authSecretRef !== undefined && s.tls === 'None' && s.allowPlaintextAuth !== true) {
+        issue(
+          d,
+          'Accepted',
+          Reasons.PlaintextAuth,
+          `spec.servers[${i}].allowPlaintextAuth`,
+          `server ${s.name} has an authSecretRef and tls None, which sends the password in plain text: use another tls mode, or set allowPlaintextAuth: true`,
+        );
+      }
+    });
     d.spec.accounts?.forEach((entry, i) => {
       entry.addresses.forEach((a, j) => {
         if (domainOf(a) !== d.spec.domain) {
@@ -452,6 +466,7 @@ export function compile(
     const servers: Record<string, ServerRoute> = {};
     for (const s of [...d.spec.servers].sort((a, b) => byCodeUnit(a.name, b.name))) {
       servers[s.name] = {
+        ...(s.authSecretRef && s.allowPlaintextAuth === true ? { allowPlaintextAuth: true as const } : {}),
         ...(s.authSecretRef ? { authSecretRef: { name: s.authSecretRef.name, namespace: ns } } : {}),
         host: s.host,
         maxConnections: s.maxConnections,

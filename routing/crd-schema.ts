@@ -101,6 +101,15 @@ const observedGeneration = {
 export const serverSchema = {
   type: 'object',
   required: ['name', 'host'],
+  'x-kubernetes-validations': [
+    {
+      rule: "!has(self.authSecretRef) || !has(self.tls) || self.tls != 'None' || (has(self.allowPlaintextAuth) && self.allowPlaintextAuth)",
+      message:
+        'authSecretRef with tls None sends the password in plain text: use another tls mode, or set allowPlaintextAuth: true',
+      fieldPath: '.allowPlaintextAuth',
+      reason: 'FieldValueForbidden',
+    },
+  ],
   properties: {
     name: {
       type: 'string',
@@ -130,7 +139,13 @@ export const serverSchema = {
     },
     authSecretRef: {
       ...objectRef('Secret'),
-      description: 'Optional Secret (same namespace) with the keys username and password for SMTP AUTH.',
+      description:
+        'Optional Secret (same namespace) with the keys username and password for SMTP AUTH. The Secret must opt in with the label mailroute.io/smtp-auth: "true"; any other Secret is reported as not found or not permitted, and never read.',
+    },
+    allowPlaintextAuth: {
+      type: 'boolean',
+      description:
+        'true: AUTH may be sent without TLS. By default AUTH is only sent over TLS: tls None with an authSecretRef is refused, and with tls Opportunistic a server that offers no STARTTLS gets no AUTH (the attempt is deferred).',
     },
     maxConnections: {
       type: 'integer',

@@ -146,6 +146,7 @@ const fullMailDomain: Required<MailDomainSpec> = {
       mx: false,
       tls: 'RequiredVerify',
       authSecretRef: { name: 'old-smtp' },
+      allowPlaintextAuth: false,
       maxConnections: 5,
     },
   ],

@@ -64,6 +64,11 @@ export interface ServerRoute {
   port: number;
   mx: boolean;
   tls: TlsMode;
+  /**
+   * true: AUTH may be sent without TLS (present only when true, and only with authSecretRef). Without it the relay
+   * sends AUTH only over TLS: with tls Opportunistic STARTTLS becomes required (relay/delivery/transport.ts).
+   */
+  allowPlaintextAuth?: true;
   /** Secret with keys username and password; resolved by the relay at delivery time, never copied into the table. */
   authSecretRef?: { namespace: string; name: string };
   maxConnections: number;

@@ -151,7 +151,28 @@ function parseSecret(
       data[k] = v;
     }
   }
-  return { namespace, name, data };
+  const labels: Record<string, string> = {};
+  const rawLabels = meta['labels'];
+  if (rawLabels !== undefined && rawLabels !== null) {
+    if (typeof rawLabels !== 'object' || Array.isArray(rawLabels)) {
+      errors.push({ file, object, path: 'metadata.labels', message: 'must be a mapping of strings' });
+      return undefined;
+    }
+    for (const [k, v] of Object.entries(rawLabels)) {
+      if (typeof v !== 'string') {
+        errors.push({
+          file,
+          object,
+          path: `metadata.labels.${k}`,
+          message: 'must be a string (quote "true")',
+        });
+        return undefined;
+      }
+      labels[k] = v;
+    }
+  }
+  const type = str(doc['type']);
+  return { namespace, name, data, labels, ...(type !== undefined ? { type } : {}) };
 }
 
 /**

@@ -102,4 +102,8 @@ export interface SecretObject {
   name: string;
   /** stringData merged over base64-decoded data. */
   data: Record<string, string>;
+  /** metadata.labels (string values only); routing/secret-opt-in.ts decides whether the Secret may be used. */
+  labels: Record<string, string>;
+  /** The Secret's type, when given. */
+  type?: string;
 }

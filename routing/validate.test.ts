@@ -323,6 +323,27 @@ describe('CEL predicates', () => {
     const direct = p("self.mode == 'Direct' || has(self.secondary)");
     expect(direct({ mode: 'Direct', primary: 'a' }, undefined)).toBe(true);
     expect(direct({ mode: 'Split', primary: 'a' }, undefined)).toBe(false);
+    const plaintext = p(
+      "!has(self.authSecretRef) || !has(self.tls) || self.tls != 'None' || (has(self.allowPlaintextAuth) && self.allowPlaintextAuth)",
+    );
+    const ref = { name: 's' };
+    expect(plaintext({ name: 'a', host: 'h', tls: 'None' }, undefined)).toBe(true);
+    expect(plaintext({ name: 'a', host: 'h', tls: 'Opportunistic', authSecretRef: ref }, undefined)).toBe(
+      true,
+    );
+    expect(plaintext({ name: 'a', host: 'h', tls: 'None', authSecretRef: ref }, undefined)).toBe(false);
+    expect(
+      plaintext(
+        { name: 'a', host: 'h', tls: 'None', authSecretRef: ref, allowPlaintextAuth: false },
+        undefined,
+      ),
+    ).toBe(false);
+    expect(
+      plaintext(
+        { name: 'a', host: 'h', tls: 'None', authSecretRef: ref, allowPlaintextAuth: true },
+        undefined,
+      ),
+    ).toBe(true);
     const differ = p('!has(self.secondary) || self.secondary != self.primary');
     expect(differ({ primary: 'a' }, undefined)).toBe(true);
     expect(differ({ primary: 'a', secondary: 'a' }, undefined)).toBe(false);
@@ -333,7 +354,7 @@ describe('parseManifestText', () => {
   it('reads several documents, skips empty ones, decodes Secrets', () => {
     const text = [
       '---',
-      'apiVersion: v1\nkind: Secret\nmetadata: {name: smtp}\ndata: {username: YWxpY2U=}\nstringData: {password: s3cret}',
+      'apiVersion: v1\nkind: Secret\ntype: mailroute.io/smtp-auth\nmetadata: {name: smtp, labels: {mailroute.io/smtp-auth: "true"}}\ndata: {username: YWxpY2U=}\nstringData: {password: s3cret}',
       '---',
       '# only a comment',
       '---',
@@ -342,7 +363,13 @@ describe('parseManifestText', () => {
     const r = parseManifestText(text, 'f.yaml');
     expect(r.errors).toEqual([]);
     expect(r.secrets).toEqual([
-      { namespace: 'default', name: 'smtp', data: { username: 'alice', password: 's3cret' } },
+      {
+        namespace: 'default',
+        name: 'smtp',
+        data: { username: 'alice', password: 's3cret' },
+        labels: { 'mailroute.io/smtp-auth': 'true' },
+        type: 'mailroute.io/smtp-auth',
+      },
     ]);
     expect(r.objects.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`)).toEqual([
       'MailDomain/mail/example-com',

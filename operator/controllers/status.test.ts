@@ -193,6 +193,13 @@ describe('decideStatus', () => {
       expect(d.conditions.find((c) => c.type === 'Programmed')?.message).toBe(programmedMsg);
   });
 
+  it('a missing Secret and one that does not opt in get the same neutral message', () => {
+    const d = decideStatus({ ...base, kind: 'MailDomain', missingSecrets: ['ns/db-password'] });
+    expect(d.conditions.find((c) => c.type === 'ResolvedRefs')?.message).toBe(
+      'spec.servers[].authSecretRef: Secret ns/db-password not found or not permitted (a Secret is used for SMTP AUTH only with the label mailroute.io/smtp-auth: "true")',
+    );
+  });
+
   it('requeues a TestRecipient at its expiresAt', () => {
     const d = decideStatus({ ...base, kind: 'TestRecipient', expiresAt: '2026-11-28T12:00:30Z' });
     expect(d.conditions.find((c) => c.type === 'Active')?.status).toBe('True');

@@ -4,6 +4,7 @@
 import type { CompileIssue, Kind } from '../../routing/model.ts';
 import type { DesiredCondition } from '../kube/conditions.ts';
 import { relayLeaseName } from '../relay-heartbeat.ts';
+import { SECRET_NOT_USABLE } from '../../routing/secret-opt-in.ts';
 
 export const ConditionTypes = {
   Accepted: 'Accepted',
@@ -19,8 +20,9 @@ export const ConditionTypes = {
 export const StatusReasons = {
   Accepted: 'Accepted',
   ResolvedRefs: 'ResolvedRefs',
+  /** A referenced Secret is missing or does not opt in (label mailroute.io/smtp-auth: "true"); one reason for both. */
   SecretNotFound: 'SecretNotFound',
-  /** The Secret exists but has no usable username/password (so it is left out of mailroute-credentials). */
+  /** The Secret opts in but has no usable username/password (so it is left out of mailroute-credentials). */
   InvalidSecret: 'InvalidSecret',
   Programmed: 'Programmed',
   /** Fresh relays exist but not all of them serve a revision with this generation yet. */
@@ -53,9 +55,12 @@ export interface StatusFacts {
   generation: number;
   /** Issues of this object from the last compile (empty: accepted with resolved references). */
   issues: readonly CompileIssue[];
-  /** Extra reference problems the operator found (a missing auth Secret). */
+  /**
+   * Referenced auth Secrets that are missing or have not opted in (routing/secret-opt-in.ts): one message for both,
+   * so status tells a tenant nothing about a Secret they may not read.
+   */
   missingSecrets: readonly string[];
-  /** Referenced Secrets without usable username/password keys, as "namespace/name: why". */
+  /** Opted-in referenced Secrets without usable username/password keys, as "namespace/name: why". */
   invalidSecrets?: readonly string[];
   /** Generation of this object in the current routing table; undefined when it is not in the table. */
   compiledGeneration: number | undefined;
@@ -151,7 +156,7 @@ export function decideStatus(f: StatusFacts): StatusDecision {
       type: ConditionTypes.ResolvedRefs,
       status: 'False',
       reason: StatusReasons.SecretNotFound,
-      message: `spec.servers[].authSecretRef: Secret ${f.missingSecrets.join(', ')} not found`,
+      message: `spec.servers[].authSecretRef: Secret ${f.missingSecrets.join(', ')} ${SECRET_NOT_USABLE}`,
     });
   } else if (f.invalidSecrets !== undefined && f.invalidSecrets.length > 0) {
     conditions.push({

@@ -37,6 +37,7 @@ import { buildDsn, hostPortLabel, remoteMtaName, rfc5322Date, type DsnRecipient 
 import { applyOutcome, decideLeg, enhancedStatus, type AttemptReply, type LegOutcome } from './outcome.ts';
 import {
   nodemailerTransportFactory,
+  plaintextAuthRefusal,
   poolKey,
   resolveTargets,
   type ServerTarget,
@@ -299,7 +300,7 @@ const isFinal = (l: LegState): boolean => FINAL.has(l.state);
 /** One downstream server as a leg names it (before MX resolution). */
 function serverKey(server: ServerRoute): string {
   const auth = server.authSecretRef ? `${server.authSecretRef.namespace}/${server.authSecretRef.name}` : '';
-  return `${server.name}|${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}`;
+  return `${server.name}|${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${server.allowPlaintextAuth === true}`;
 }
 
 /** Same destination and role -> one SMTP transaction. */
@@ -691,12 +692,15 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       for (const i of job.indexes) e?.inflight.delete(i);
       return;
     }
+    const plaintextRefused = plaintextAuthRefusal(server, server.authSecretRef !== undefined);
     if (authFailed) {
       const ref = server.authSecretRef!;
       replies = all({
         kind: 'local',
         text: `credentials ${ref.namespace}/${ref.name} for server ${server.name} not available`,
       });
+    } else if (plaintextRefused !== undefined) {
+      replies = all({ kind: 'local', text: plaintextRefused });
     } else if (!targets.ok) {
       replies = all(targets.reply);
     } else {
@@ -729,6 +733,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
             tls: server.tls,
             maxConnections: server.maxConnections,
             ...(auth ? { auth } : {}),
+            ...(server.allowPlaintextAuth === true ? { allowPlaintextAuth: true } : {}),
             ...(server.authSecretRef
               ? {
                   // A changed password (cluster mode: mailroute-credentials follows the Secret) must not reuse a

@@ -10,6 +10,7 @@ import {
   readSource,
   repliesFromNodemailer,
   resolveTargets,
+  plaintextAuthRefusal,
   smtpClientOptions,
   type MxResolver,
 } from './transport.ts';
@@ -180,5 +181,47 @@ describe('smtpClientOptions (shared by delivery and the verification callout)', 
       greetingTimeout: 2,
       socketTimeout: 3,
     });
+  });
+  const auth = { user: 'u', pass: 'p' };
+  it.each([
+    // tls, allowPlaintextAuth, what nodemailer is told
+    ['Opportunistic', undefined, { requireTLS: true, tls: { rejectUnauthorized: false } }],
+    ['Opportunistic', false, { requireTLS: true, tls: { rejectUnauthorized: false } }],
+    ['Opportunistic', true, { opportunisticTLS: true, tls: { rejectUnauthorized: false } }],
+    ['Required', undefined, { requireTLS: true }],
+    ['None', true, { ignoreTLS: true }],
+  ] as const)(
+    'with credentials, tls %s and allowPlaintextAuth %s: AUTH only over TLS',
+    (tls, allow, want) => {
+      const o = smtpClientOptions(
+        { host: 'h', port: 25, tls, auth, ...(allow !== undefined ? { allowPlaintextAuth: allow } : {}) },
+        settings,
+      );
+      expect(o).toMatchObject({ secure: false, auth, ...want });
+      if ('requireTLS' in want) expect(o.opportunisticTLS).toBeUndefined();
+    },
+  );
+});
+
+describe('plaintextAuthRefusal', () => {
+  it.each([
+    ['None', true, undefined, true],
+    ['None', true, false, true],
+    ['None', true, true, false],
+    ['None', false, undefined, false],
+    ['Opportunistic', true, undefined, false], // STARTTLS becomes required instead (smtpClientOptions)
+    ['Required', true, undefined, false],
+    ['Implicit', true, undefined, false],
+  ] as const)('tls %s, credentials %s, allowPlaintextAuth %s: refused %s', (tls, hasAuth, allow, refused) => {
+    const r = plaintextAuthRefusal(
+      { tls, ...(allow !== undefined ? { allowPlaintextAuth: allow } : {}) },
+      hasAuth,
+    );
+    expect(r !== undefined).toBe(refused);
+    if (refused) expect(r).toMatch(/allowPlaintextAuth: true/);
+  });
+  it('the pool key tells allowPlaintextAuth apart', () => {
+    const t = { host: 'h', port: 25, tls: 'Opportunistic', authKey: 'ns/s#1' } as const;
+    expect(poolKey(t)).not.toBe(poolKey({ ...t, allowPlaintextAuth: true }));
   });
 });

@@ -11,7 +11,7 @@
 //   smtpClientOptions(target, settings): the client options of a destination, shared with the verification callout.
 //
 // TLS modes: None = ignoreTLS; Opportunistic = STARTTLS when offered, no certificate check, plain text if the upgrade
-// fails; Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host;
+// fails (with credentials and without allowPlaintextAuth: STARTTLS required, as AUTH goes only over TLS); Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host;
 // Implicit = TLS from the first byte (secure: true, port 465), no check.
 // TCP_NODELAY: nodemailer (>= 10) calls socket.setNoDelay(true) on every socket it connects (smtp-connection
 // _onConnect), so the final "." is not held back by Nagle (docs/design.md §7, the 40 ms stall Haraka has).
@@ -27,6 +27,20 @@ import type { DnsResolver } from '../dns.ts';
 import type { AttemptReply } from './outcome.ts';
 import type { MessageBody } from '../spool/types.ts';
 
+/**
+ * Why AUTH must not be attempted to this server at all, or undefined. AUTH goes only over TLS unless the server says
+ * allowPlaintextAuth: true (Postfix's smtp_sasl_tls_security_options = noplaintext). With tls None there is no TLS
+ * to wait for: the attempt fails before connecting (compile refuses this combination; a table written before that
+ * rule can still carry it). With tls Opportunistic, smtpClientOptions requires STARTTLS instead. Pure.
+ */
+export function plaintextAuthRefusal(
+  target: Pick<ServerTarget, 'tls' | 'allowPlaintextAuth'>,
+  hasAuth: boolean,
+): string | undefined {
+  if (!hasAuth || target.allowPlaintextAuth === true || target.tls !== 'None') return undefined;
+  return 'AUTH without TLS refused (tls None): set allowPlaintextAuth: true on the server to send the password in plain text';
+}
+
 export interface ServerTarget {
   /** Where to connect: an address resolved through relay/dns.ts (or a host name, which nodemailer resolves). */
   host: string;
@@ -35,6 +49,8 @@ export interface ServerTarget {
   port: number;
   tls: TlsMode;
   auth?: { user: string; pass: string };
+  /** true: AUTH may go without TLS. Otherwise, with auth, STARTTLS is required (tls Opportunistic) or nothing is sent (None). */
+  allowPlaintextAuth?: boolean;
   /** Identifies the credentials in the pool key without putting the password in it. */
   authKey?: string;
   maxConnections: number;
@@ -66,8 +82,10 @@ export interface SmtpTimeouts {
 
 export const DEFAULT_TIMEOUTS: SmtpTimeouts = { connectionMs: 30_000, greetingMs: 60_000, socketMs: 300_000 };
 
-export function poolKey(t: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'authKey'>): string {
-  return `${t.host}:${t.port}:${t.tls}:${t.authKey ?? ''}:${t.servername ?? ''}`;
+export function poolKey(
+  t: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'authKey' | 'allowPlaintextAuth'>,
+): string {
+  return `${t.host}:${t.port}:${t.tls}${t.allowPlaintextAuth === true ? '+plaintext-auth' : ''}:${t.authKey ?? ''}:${t.servername ?? ''}`;
 }
 
 interface NodemailerError {
@@ -148,7 +166,7 @@ export interface NodemailerFactoryOptions {
  * so a server is spoken to the same way by both. Pure.
  */
 export function smtpClientOptions(
-  target: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'auth'>,
+  target: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'auth' | 'allowPlaintextAuth'>,
   settings: { hostname: string; timeouts: SmtpTimeouts },
 ): SMTPConnection.Options {
   // SNI and certificate checks use the host name; an IP address is no SNI name (RFC 6066)
@@ -158,6 +176,10 @@ export function smtpClientOptions(
       case 'None':
         return { secure: false, ignoreTLS: true };
       case 'Opportunistic':
+        // With credentials, AUTH goes only over TLS: STARTTLS becomes required, so a server that does not offer it
+        // (or fails the upgrade) fails the attempt with ETLS before AUTH, a temporary failure that is retried.
+        if (target.auth !== undefined && target.allowPlaintextAuth !== true)
+          return { secure: false, requireTLS: true, tls: { rejectUnauthorized: false } };
         return { secure: false, opportunisticTLS: true, tls: { rejectUnauthorized: false } };
       case 'Required':
         return { secure: false, requireTLS: true, tls: { rejectUnauthorized: false } };

@@ -24,7 +24,12 @@
 import { createHash } from 'node:crypto';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { ServerRoute } from '../../routing/model.ts';
-import { resolveTargets, smtpClientOptions, type SmtpTimeouts } from '../delivery/transport.ts';
+import {
+  plaintextAuthRefusal,
+  resolveTargets,
+  smtpClientOptions,
+  type SmtpTimeouts,
+} from '../delivery/transport.ts';
 import type { DnsResolver } from '../dns.ts';
 import { isDestinationDenied } from '../destinations.ts';
 
@@ -153,7 +158,7 @@ function firstLine(reply: string): string {
 /** A server as the pool keys it: where and how to connect, and with which credentials (never the password). */
 function laneKey(server: ServerRoute): string {
   const auth = server.authSecretRef ? `${server.authSecretRef.namespace}/${server.authSecretRef.name}` : '';
-  return `${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}`;
+  return `${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${server.allowPlaintextAuth === true}`;
 }
 
 interface Waiter {
@@ -220,6 +225,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
             port: server.port,
             tls: server.tls,
             ...(auth ? { auth } : {}),
+            ...(server.allowPlaintextAuth === true ? { allowPlaintextAuth: true } : {}),
           },
           { hostname: opts.hostname, timeouts: opts.timeouts },
         ),
@@ -336,6 +342,8 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
         };
       }
     }
+    const refused = plaintextAuthRefusal(server, auth !== undefined);
+    if (refused !== undefined) return { kind: 'failed', text: refused };
     const lane = laneFor(laneKey(server));
     // a rotated password: connections set up with the old one are not reused
     const digest = auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex') : '';

@@ -1,13 +1,18 @@
 // --manifests DIR: the YAML a cluster would get (MailDomain, DeliveryPolicy, TestRecipient, and v1 Secrets that
-// satisfy authSecretRef), compiled with the routing core and watched. A change that does not parse or validate
+// satisfy authSecretRef; only those labelled mailroute.io/smtp-auth: "true" are used, as in a cluster), compiled with the routing core and watched. A change that does not parse or validate
 // keeps the last good table; cross-object compile issues are logged and the objects concerned are left out, as the
 // operator does.
 import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { DEFAULT_MANIFEST_LIMITS, loadAndCompile, type ManifestLimits } from '../../cli/manifests.ts';
+import {
+  DEFAULT_MANIFEST_LIMITS,
+  loadAndCompile,
+  usableSecrets,
+  type ManifestLimits,
+} from '../../cli/manifests.ts';
 import { createPolledSource, type LoadOutcome } from './polled.ts';
-import type { Credentials, RoutingSource } from './types.ts';
+import type { RoutingSource } from './types.ts';
 
 export const MANIFEST_FILE = (name: string): boolean => /\.(ya?ml|json)$/i.test(name);
 
@@ -26,16 +31,10 @@ export async function loadManifestsDir(
   if (!isDir) return { ok: false, errors: [`${dir}: no such folder`] };
   const compiled = await loadAndCompile([dir], limits);
   if (compiled.errorLines.length > 0) return { ok: false, errors: compiled.errorLines };
-  const secrets = new Map<string, Credentials>();
-  for (const s of compiled.loaded.secrets) {
-    const username = s.data['username'];
-    const password = s.data['password'];
-    if (username !== undefined && password !== undefined)
-      secrets.set(`${s.namespace}/${s.name}`, { username, password });
-  }
+  const { secrets, warnings } = usableSecrets(compiled);
   return {
     ok: true,
-    warnings: compiled.issueLines,
+    warnings: [...compiled.issueLines, ...warnings],
     snapshot: {
       table: compiled.result.table,
       revision: compiled.result.revision,

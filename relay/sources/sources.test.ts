@@ -37,11 +37,14 @@ describe('manifests folder', () => {
   it('compiles every file (recursively) and picks up Secrets for authSecretRef', async () => {
     const d = await temp();
     await mkdir(join(d, 'sub'));
-    await writeFile(join(d, 'a.yaml'), domain('a.test', 25, ', authSecretRef: {name: a-smtp}'));
+    await writeFile(
+      join(d, 'a.yaml'),
+      domain('a.test', 25, ', allowPlaintextAuth: true, authSecretRef: {name: a-smtp}'),
+    );
     await writeFile(join(d, 'sub', 'b.yml'), domain('b.test'));
     await writeFile(
       join(d, 'secret.yaml'),
-      'apiVersion: v1\nkind: Secret\nmetadata: {name: a-smtp}\nstringData: {username: u, password: p}\n',
+      'apiVersion: v1\nkind: Secret\nmetadata: {name: a-smtp, labels: {mailroute.io/smtp-auth: "true"}}\nstringData: {username: u, password: p}\n',
     );
     await writeFile(join(d, 'notes.txt'), 'not a manifest');
     const r = await loadManifestsDir(d);
@@ -49,6 +52,29 @@ describe('manifests folder', () => {
     expect(Object.keys(r.snapshot.table.domains).sort()).toEqual(['a.test', 'b.test']);
     expect(r.snapshot.revision).toMatch(/^[0-9a-f]{64}$/);
     expect(r.snapshot.secrets.get('default/a-smtp')).toEqual({ username: 'u', password: 'p' });
+  });
+
+  it('a Secret without the opt-in label is not used by authSecretRef (a warning says why)', async () => {
+    const d = await temp();
+    await writeFile(
+      join(d, 'a.yaml'),
+      domain('a.test', 25, ', allowPlaintextAuth: true, authSecretRef: {name: db}'),
+    );
+    await writeFile(
+      join(d, 'secret.yaml'),
+      [
+        'apiVersion: v1\nkind: Secret\ntype: kubernetes.io/basic-auth\nmetadata: {name: db}\nstringData: {username: app, password: database-password}\n',
+        // the type alone does not opt in; a label with another value neither
+        'apiVersion: v1\nkind: Secret\ntype: mailroute.io/smtp-auth\nmetadata: {name: typed}\nstringData: {username: u, password: p}\n',
+        'apiVersion: v1\nkind: Secret\nmetadata: {name: no, labels: {mailroute.io/smtp-auth: "false"}}\nstringData: {username: u, password: p}\n',
+      ].join('---\n'),
+    );
+    const r = await loadManifestsDir(d);
+    if (!r.ok) throw new Error(r.errors.join('\n'));
+    expect([...r.snapshot.secrets.keys()]).toEqual([]);
+    expect(r.warnings).toEqual([
+      'Secret/db: metadata.labels: not used by authSecretRef without the label mailroute.io/smtp-auth: "true"',
+    ]);
   });
 
   it('a schema error is a failed load naming the file; a missing folder too', async () => {

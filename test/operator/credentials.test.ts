@@ -28,7 +28,7 @@ metadata: {name: auth-example}
 spec:
   domain: auth.example
   servers:
-    - {name: legacy, host: 127.0.0.1, port: ${port}, tls: None${withAuth ? ', authSecretRef: {name: smtp-auth}' : ''}}
+    - {name: legacy, host: 127.0.0.1, port: ${port}, tls: None${withAuth ? ', allowPlaintextAuth: true, authSecretRef: {name: smtp-auth}' : ''}}
 ---
 apiVersion: mailroute.io/v1alpha1
 kind: DeliveryPolicy
@@ -38,7 +38,7 @@ spec: {domainRef: {name: auth-example}, mode: Direct, primary: legacy}
 
 const secret = (username: string, password: string): string => `apiVersion: v1
 kind: Secret
-metadata: {name: smtp-auth}
+metadata: {name: smtp-auth, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: ${username}, password: ${password}}
 `;
 
@@ -186,7 +186,7 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
   it('a referenced Secret without a password: ResolvedRefs False/InvalidSecret, left out of mailroute-credentials', async () => {
     await apply(`apiVersion: v1
 kind: Secret
-metadata: {name: half}
+metadata: {name: half, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: only-user}
 ---
 apiVersion: mailroute.io/v1alpha1
@@ -195,7 +195,7 @@ metadata: {name: half-example}
 spec:
   domain: half.example
   servers:
-    - {name: s, host: 127.0.0.1, port: ${peer.port}, tls: None, authSecretRef: {name: half}}
+    - {name: s, host: 127.0.0.1, port: ${peer.port}, tls: None, allowPlaintextAuth: true, authSecretRef: {name: half}}
 `);
     const c = await waitFor(
       async () => {

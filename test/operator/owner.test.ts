@@ -16,7 +16,7 @@ const OWNER = 'mailroute-owner';
 
 const manifests = `apiVersion: v1
 kind: Secret
-metadata: {name: smtp}
+metadata: {name: smtp, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: u, password: p}
 ---
 apiVersion: mailroute.io/v1alpha1
@@ -25,7 +25,7 @@ metadata: {name: owned}
 spec:
   domain: owned.example
   servers:
-    - {name: a, host: 127.0.0.1, port: 2601, tls: None, authSecretRef: {name: smtp}}
+    - {name: a, host: 127.0.0.1, port: 2601, tls: None, allowPlaintextAuth: true, authSecretRef: {name: smtp}}
     - {name: b, host: 127.0.0.1, port: 2602, tls: None}
 ---
 apiVersion: mailroute.io/v1alpha1

@@ -59,7 +59,7 @@ kind: MailDomain
 metadata: {name: t}
 spec:
   domain: tenant.example
-  servers: [{name: a, host: 127.0.0.1, port: 2601, tls: None, authSecretRef: {name: smtp-auth}}, {name: b, host: 127.0.0.1, port: 2602, tls: None}]
+  servers: [{name: a, host: 127.0.0.1, port: 2601, tls: None, allowPlaintextAuth: true, authSecretRef: {name: smtp-auth}}, {name: b, host: 127.0.0.1, port: 2602, tls: None}]
 ---
 apiVersion: mailroute.io/v1alpha1
 kind: DeliveryPolicy
@@ -90,7 +90,7 @@ spec: {domainRef: {name: t}, mode: Dual, primary: a, secondary: b}
     expect(refs?.message).toContain('tenant/smtp-auth');
     await apply(`apiVersion: v1
 kind: Secret
-metadata: {name: smtp-auth}
+metadata: {name: smtp-auth, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: u, password: p}
 `);
     await waitFor(async () => (await condition(rest, 'MailDomain', NS, 't', 'Ready'))?.status === 'True', {

@@ -17,7 +17,7 @@ const cert = makeSelfSigned();
 const SECRET = `---
 apiVersion: v1
 kind: Secret
-metadata: {name: legacy-smtp}
+metadata: {name: legacy-smtp, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: relay-user, password: s3cret}
 `;
 

@@ -21,6 +21,7 @@ let tlsPeer: SmtpPeer;
 let plainPeer: SmtpPeer;
 let authPeer: SmtpPeer;
 let implicitPeer: SmtpPeer;
+let tlsAuthPeer: SmtpPeer;
 let spool: Spool;
 let engine: DeliveryEngine;
 
@@ -30,6 +31,10 @@ beforeAll(async () => {
   plainPeer = await startSmtpPeer('plain');
   authPeer = await startSmtpPeer('auth', {}, undefined, { auth: { user: 'relay', pass: 's3cret' } });
   implicitPeer = await startSmtpPeer('implicit', {}, undefined, { tls: makeSelfSigned(), implicitTls: true });
+  tlsAuthPeer = await startSmtpPeer('tls-auth', {}, undefined, {
+    tls: makeSelfSigned(),
+    auth: { user: 'relay', pass: 's3cret' },
+  });
   spool = await openSpool({ dir: join(dir, 'spool'), logger });
   engine = startDelivery(
     deliveryOptions(spool, {
@@ -50,7 +55,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await engine.stop();
-  await Promise.all([tlsPeer.close(), plainPeer.close(), authPeer.close(), implicitPeer.close()]);
+  await Promise.all([
+    tlsPeer.close(),
+    plainPeer.close(),
+    authPeer.close(),
+    implicitPeer.close(),
+    tlsAuthPeer.close(),
+  ]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -144,9 +155,10 @@ describe('outbound implicit TLS (tls: Implicit, port 465 style)', () => {
 });
 
 describe('outbound AUTH', () => {
-  it('authenticates with the credentials of authSecretRef', async () => {
+  it('authenticates with the credentials of authSecretRef (in plain text only with allowPlaintextAuth)', async () => {
     await send('auth-good@example.com', {
       port: authPeer.port,
+      allowPlaintextAuth: true,
       authSecretRef: { namespace: 'mail', name: 'good' },
     });
     const m = await waitFor(() => authPeer.for('auth-good@example.com')[0]);
@@ -158,10 +170,67 @@ describe('outbound AUTH', () => {
     ['wrong credentials (535)', 'wrong', /EAUTH/],
   ])('%s defer the leg, never bounce it', async (_name, secret, reply) => {
     const rcpt = `auth-${secret}@example.com`;
-    const id = await send(rcpt, { port: authPeer.port, authSecretRef: { namespace: 'mail', name: secret } });
+    const id = await send(rcpt, {
+      port: authPeer.port,
+      allowPlaintextAuth: true,
+      authSecretRef: { namespace: 'mail', name: secret },
+    });
     const leg = await legAfterFirstAttempt(id);
     expect(leg.state).toBe('deferred');
     expect(leg.lastReply).toMatch(reply);
     expect(authPeer.for(rcpt)).toEqual([]);
+  });
+});
+
+describe('AUTH only over TLS unless allowPlaintextAuth', () => {
+  const good = { namespace: 'mail', name: 'good' } as const;
+  const sentPassword = (peer: SmtpPeer): boolean => peer.auths.some((a) => a.password === 's3cret');
+
+  it('tls None + authSecretRef: deferred before connecting, the password is never sent', async () => {
+    const before = authPeer.stats.connections;
+    const auths = authPeer.auths.length;
+    const id = await send('plain-none@example.com', {
+      port: authPeer.port,
+      tls: 'None',
+      authSecretRef: good,
+    });
+    const leg = await legAfterFirstAttempt(id);
+    expect(leg.state).toBe('deferred');
+    expect(leg.lastReply).toMatch(/AUTH without TLS refused \(tls None\).*allowPlaintextAuth: true/);
+    expect(authPeer.stats.connections).toBe(before);
+    expect(authPeer.auths.length).toBe(auths);
+  });
+
+  it('tls Opportunistic + authSecretRef to a server without STARTTLS: no AUTH, deferred (retried)', async () => {
+    const auths = authPeer.auths.length;
+    const id = await send('plain-opp@example.com', {
+      port: authPeer.port,
+      tls: 'Opportunistic',
+      authSecretRef: good,
+    });
+    const leg = await legAfterFirstAttempt(id);
+    expect(leg.state).toBe('deferred');
+    expect(leg.lastReply).toMatch(/ETLS/);
+    expect(authPeer.auths.length).toBe(auths);
+    expect(authPeer.for('plain-opp@example.com')).toEqual([]);
+  });
+
+  it('tls Opportunistic + authSecretRef to a server with STARTTLS: AUTH over TLS', async () => {
+    await send('tls-opp@example.com', { port: tlsAuthPeer.port, tls: 'Opportunistic', authSecretRef: good });
+    const m = await waitFor(() => tlsAuthPeer.for('tls-opp@example.com')[0], { what: 'delivery over TLS' });
+    expect(m).toMatchObject({ secure: true, user: 'relay' });
+    expect(tlsAuthPeer.auths.every((a) => a.secure)).toBe(true);
+  });
+
+  it('tls Opportunistic + allowPlaintextAuth: AUTH in plain text to a server without STARTTLS', async () => {
+    await send('plain-allowed@example.com', {
+      port: authPeer.port,
+      tls: 'Opportunistic',
+      allowPlaintextAuth: true,
+      authSecretRef: good,
+    });
+    const m = await waitFor(() => authPeer.for('plain-allowed@example.com')[0], { what: 'delivery' });
+    expect(m).toMatchObject({ secure: false, user: 'relay' });
+    expect(sentPassword(authPeer)).toBe(true);
   });
 });

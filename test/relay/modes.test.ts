@@ -94,11 +94,11 @@ spec:
       }),
       'auth.yaml': `${dualDomain('auth.test', authPort, n, { mode: 'Direct' }).replace(
         `port: ${authPort}, tls: None}`,
-        `port: ${authPort}, tls: None, authSecretRef: {name: auth-smtp}}`,
+        `port: ${authPort}, tls: None, allowPlaintextAuth: true, authSecretRef: {name: auth-smtp}}`,
       )}---
 apiVersion: v1
 kind: Secret
-metadata: {name: auth-smtp}
+metadata: {name: auth-smtp, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: relay-user, password: s3cret}
 `,
       'verify.yaml': dualDomain('verify.test', o, n, {

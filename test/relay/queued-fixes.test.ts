@@ -106,7 +106,7 @@ metadata: {name: auth-test}
 spec:
   domain: auth.test
   servers:
-    - {name: old, host: 127.0.0.1, port: ${dest.port}, tls: None, authSecretRef: {name: old-smtp}}
+    - {name: old, host: 127.0.0.1, port: ${dest.port}, tls: None, allowPlaintextAuth: true, authSecretRef: {name: old-smtp}}
 ---
 apiVersion: mailroute.io/v1alpha1
 kind: DeliveryPolicy
@@ -118,7 +118,7 @@ spec:
 `;
     const secret = (password: string) => `apiVersion: v1
 kind: Secret
-metadata: {name: old-smtp}
+metadata: {name: old-smtp, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: relay, password: ${password}}
 `;
     const r = await relay({ 'd.yaml': domain, 'secret.yaml': secret('old-password') });

@@ -47,6 +47,14 @@ export interface RcptSeen {
   user?: string;
 }
 
+/** One AUTH command the peer received (whatever its outcome): what a client revealed to it. */
+export interface AuthSeen {
+  username: string;
+  password: string;
+  /** The session ran over TLS when AUTH arrived. */
+  secure: boolean;
+}
+
 /** Connection accounting (for the tests that bound what the relay makes a server do). */
 export interface PeerStats {
   /** Connections accepted so far. */
@@ -63,6 +71,8 @@ export interface SmtpPeer {
   readonly messages: ReceivedMessage[];
   /** Every RCPT TO answered, accepted or not. */
   readonly rcpts: RcptSeen[];
+  /** Every AUTH received, accepted or not (with the password, so tests can assert it was never sent). */
+  readonly auths: AuthSeen[];
   readonly stats: PeerStats;
   behaviour: PeerBehaviour;
   /** Messages whose envelope includes this recipient. */
@@ -86,6 +96,7 @@ export async function startSmtpPeer(
 ): Promise<SmtpPeer> {
   const messages: ReceivedMessage[] = [];
   const rcpts: RcptSeen[] = [];
+  const auths: AuthSeen[] = [];
   const stats: PeerStats = { connections: 0, open: 0, maxOpen: 0 };
   const listenPort = port ?? (await freePort());
   let server: SMTPServer | undefined;
@@ -101,7 +112,8 @@ export async function startSmtpPeer(
       ...(options.tls && options.implicitTls === true ? { secure: true } : {}),
       // AUTH over a plain connection is allowed: the tests run on loopback.
       allowInsecureAuth: true,
-      onAuth(auth, _session, cb) {
+      onAuth(auth, session, cb) {
+        auths.push({ username: auth.username ?? '', password: auth.password ?? '', secure: session.secure });
         const ok = options.auth && auth.username === options.auth.user && auth.password === options.auth.pass;
         if (ok) cb(null, { user: auth.username });
         else cb(smtpError(535, '5.7.8 authentication failed'));
@@ -187,6 +199,7 @@ export async function startSmtpPeer(
     port: listenPort,
     messages,
     rcpts,
+    auths,
     stats,
     behaviour,
     for: (recipient) => messages.filter((m) => m.rcptTo.includes(recipient)),

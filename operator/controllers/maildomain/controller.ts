@@ -1,6 +1,7 @@
-// MailDomain status: Accepted, ResolvedRefs (incl. every servers[].authSecretRef Secret exists and has the keys
-// username and password), Programmed, Ready, and BackscatterRisk (True: the domain accepts any local part); and
-// status.serverNames for kubectl get -o wide.
+// MailDomain status: Accepted, ResolvedRefs (incl. every servers[].authSecretRef Secret exists, opts in with the
+// label mailroute.io/smtp-auth: "true", and has the keys username and password; a Secret that does not opt in is
+// reported exactly like a missing one, nothing about its keys), Programmed, Ready, and BackscatterRisk (True: the
+// domain accepts any local part); and status.serverNames for kubectl get -o wide.
 
 import { backscatterRisk } from '../../../routing/backscatter.ts';
 import type { MailDomain } from '../../../routing/types.ts';
@@ -13,7 +14,7 @@ function referenced(md: MailDomain): string[] {
   return [...names];
 }
 
-/** Secrets referenced by a MailDomain that are not in the cache, as "namespace/name". */
+/** Secrets referenced by a MailDomain that are not in the cache or have not opted in, as "namespace/name". */
 export function missingSecrets(
   md: MailDomain,
   secretExists: (namespace: string, name: string) => boolean,
@@ -24,7 +25,7 @@ export function missingSecrets(
     .map((n) => `${ns}/${n}`);
 }
 
-/** Referenced Secrets that exist but hold no usable username/password, as "namespace/name: why". */
+/** Referenced opted-in Secrets that hold no usable username/password, as "namespace/name: why". */
 export function invalidSecrets(md: MailDomain, lookup: (key: string) => SecretLookup): string[] {
   const ns = md.metadata.namespace;
   const out: string[] = [];
