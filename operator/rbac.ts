@@ -56,8 +56,8 @@ export const SECRET_RULES: readonly PolicyRule[] = [
   {
     apiGroups: [''],
     resources: ['secrets'],
-    verbs: ['get', 'list', 'watch'],
-    why: 'ResolvedRefs: does each authSecretRef Secret exist; read username/password for mailroute-credentials',
+    verbs: ['list', 'watch'],
+    why: 'the Secret informer, label selector mailroute.io/smtp-auth=true: does each authSecretRef Secret exist and opt in; read username/password for mailroute-credentials (RBAC cannot restrict by label)',
   },
 ];
 
