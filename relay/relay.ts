@@ -5,7 +5,8 @@ import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import type { DeliveryPlan } from '../routing/model.ts';
+import { grantFromTexts, withGrant } from '../routing/destinations.ts';
+import type { DeliveryPlan, DomainRoute } from '../routing/model.ts';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
@@ -127,11 +128,26 @@ async function startRelay(
     deps.resolver ?? createDnsResolver(config.dnsServers ? { servers: config.dnsServers } : {});
   // Delivery (DSNs included) and callouts connect only where the destination policy permits (relay/destinations.ts);
   // --peers lookups (other relays) use the resolver as it is.
-  const guarded = (use: 'delivery' | 'callout'): DnsResolver =>
-    guardResolver(resolver, config.destinations, (err) => {
+  const guarded = (use: 'delivery' | 'callout', policy = config.destinations): DnsResolver =>
+    guardResolver(resolver, policy, (err) => {
       metrics.destinationsDenied.inc({ use });
       logger.warn({ host: err.host, use, err: err.message }, 'destination not permitted');
     });
+  // Delivery to the servers of a domain whose DomainClaim has destinations: the policy combined with them
+  // (routing/destinations.ts withGrant), one resolver per distinct rule set.
+  const deliveryResolver = guarded('delivery');
+  const grantResolvers = new Map<string, DnsResolver>();
+  const deliveryResolverFor = (destinations: DomainRoute['destinations']): DnsResolver => {
+    if (destinations === undefined) return deliveryResolver;
+    const key = JSON.stringify(destinations);
+    let r = grantResolvers.get(key);
+    if (r === undefined) {
+      if (grantResolvers.size >= 1024) grantResolvers.clear();
+      r = guarded('delivery', withGrant(config.destinations, grantFromTexts(destinations)));
+      grantResolvers.set(key, r);
+    }
+    return r;
+  };
 
   const spool = await openSpool({
     dir: config.spoolDir,
@@ -221,7 +237,8 @@ async function startRelay(
         ...(config.dsnRelay ? { dsnRelay: config.dsnRelay } : {}),
       }),
     ...(deps.transport ? { transport: deps.transport } : {}),
-    resolver: guarded('delivery'),
+    resolver: deliveryResolver,
+    resolverFor: deliveryResolverFor,
   });
   resources.opened('delivery', () => delivery.stop());
 

@@ -591,3 +591,41 @@ describe('compile: domain grants (DomainClaim)', () => {
     expect(withClaims.json).toBe(compile(objects, claims).json);
   });
 });
+
+describe('compile: DomainClaim destinations travel on the route', () => {
+  const md = (ns: string, domain: string) =>
+    mailDomain(
+      { name: domain.replaceAll('.', '-'), namespace: ns },
+      { domain, servers: [{ name: 'old', host: `mx.${domain}` }] },
+    );
+
+  it('the granting claim of the winning namespace: canonical CIDRs, sorted, deduplicated', () => {
+    const claims = [
+      domainClaim('a-wide', ['*.corp.test'], ['team-a'], { deny: ['10.0.0.0/8'] }),
+      domainClaim('b-exact', ['mx.corp.test'], ['team-a'], {
+        allow: ['10.244.1.7', '10.244.0.0/16', '::ffff:10.244.0.0/112', '10.244.0.9/16'],
+        deny: ['192.0.2.0/24'],
+      }),
+      domainClaim('plain', ['plain.test'], ['team-a']),
+    ];
+    const { table, issues } = compile(
+      [md('team-a', 'mx.corp.test'), md('team-a', 'x.corp.test'), md('team-a', 'plain.test')],
+      claims,
+    );
+    expect(issues).toEqual([]);
+    // the exact grant is the more specific one: its rules, not the wildcard's
+    expect(table.domains['mx.corp.test']!.destinations).toEqual({
+      allow: ['10.244.0.0/16', '10.244.1.7/32'],
+      deny: ['192.0.2.0/24'],
+    });
+    expect(table.domains['x.corp.test']!.destinations).toEqual({ allow: [], deny: ['10.0.0.0/8'] });
+    expect(table.domains['plain.test']!.destinations).toBeUndefined();
+    expect(Object.keys(table.domains['mx.corp.test']!)).toEqual(
+      [...Object.keys(table.domains['mx.corp.test']!)].sort(),
+    );
+  });
+
+  it('no DomainClaim at all: no destinations on any route', () => {
+    expect(compile([md('team-a', 'corp.test')]).table.domains['corp.test']!.destinations).toBeUndefined();
+  });
+});

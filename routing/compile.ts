@@ -12,6 +12,7 @@ import type {
   TestRecipientRoute,
 } from './model.ts';
 import { API_VERSION } from './model.ts';
+import { canonicalGrantTexts } from './destinations.ts';
 import { compileGrants } from './grants.ts';
 import type { DeliveryPolicy, DomainClaim, MailDomain, MailrouteObject, TestRecipient } from './types.ts';
 
@@ -491,11 +492,14 @@ export function compile(
       rv === undefined
         ? {}
         : { recipientVerification: { cacheTTLSeconds: durationSeconds(rv.cacheTTL), server: rv.server } };
+    const grantDestinations = canonicalGrantTexts(grants.destinations(d.metadata.namespace, d.spec.domain));
+    const destinations = grantDestinations === undefined ? {} : { destinations: grantDestinations };
     const p = acceptedPolicy.get(d);
     const testRecipients: DomainRoute['testRecipients'] = {};
     if (p === undefined) {
       routes[d.spec.domain] = {
         accounts,
+        ...destinations,
         domain: d.spec.domain,
         mailDomain: objectRef(d),
         ...recipientVerification,
@@ -526,6 +530,7 @@ export function compile(
     for (const [address, tr] of entries) testRecipients[address] = tr;
     routes[d.spec.domain] = {
       accounts,
+      ...destinations,
       domain: d.spec.domain,
       ...(mode === 'Dual'
         ? {

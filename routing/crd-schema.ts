@@ -442,6 +442,20 @@ export const DOMAIN_PATTERN =
   '^\\*$|^(\\*\\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$';
 export const MAX_GRANT_DOMAINS = 256;
 export const MAX_GRANT_NAMESPACES = 256;
+/**
+ * The shape of a CIDR or a bare address (IPv4 a.b.c.d[/n], IPv6 x:y::z[/n]); routing/destinations.ts parseCidr is the
+ * full check (offline validation and the compiler use it; a Kubernetes before 1.31 has no CEL isCIDR).
+ */
+export const CIDR_PATTERN = '^([0-9]{1,3}(\\.[0-9]{1,3}){3}|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)(/[0-9]{1,3})?$';
+export const MAX_GRANT_CIDRS = 64;
+
+const cidrList = (description: string) =>
+  ({
+    type: 'array',
+    maxItems: MAX_GRANT_CIDRS,
+    description,
+    items: { type: 'string', minLength: 2, maxLength: 64, pattern: CIDR_PATTERN },
+  }) as const;
 
 export const domainClaimSpecSchema = {
   type: 'object',
@@ -470,6 +484,17 @@ export const domainClaimSpecSchema = {
             'Namespace names, in order of precedence: when two granted namespaces declare the same domain, the one listed first wins, whatever the age of the objects (re-creating an object never hands its domain to another namespace).',
           items: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS_LABEL },
         },
+      },
+    },
+    destinations: {
+      type: 'object',
+      description:
+        "Where the relay and the operator's preflight may connect for the servers of the granted domains, on top of the relay's destination policy (--deny-destinations, --allow-destinations and, on a cluster, the default deny list). `deny` adds to the deny list, and wins over every allow. `allow` re-permits, for these domains' servers only, addresses the relay's deny list refuses (for example an on-premises MTA inside the pod range), never link-local or metadata addresses.",
+      properties: {
+        allow: cidrList(
+          'CIDRs (10.1.2.0/24, fd00::/64) or single addresses re-permitted for the servers of the granted domains.',
+        ),
+        deny: cidrList('CIDRs or single addresses refused for the servers of the granted domains.'),
       },
     },
   },

@@ -6,8 +6,13 @@ import {
   parseCidr,
   parseCidrList,
   parseIpAddress,
+  canonicalGrantTexts,
+  grantFromTexts,
   PERMIT_ALL,
+  policyFromFlags,
+  withGrant,
   type Cidr,
+  type DestinationPolicy,
 } from './destinations.ts';
 
 const list = (raw: string): Cidr[] => {
@@ -150,5 +155,129 @@ describe('checkDestination', () => {
     expect(checkDestination(p, '2001:db8::1').permitted).toBe(true);
     expect(checkDestination(p, '::7f00:1').permitted).toBe(true); // IPv4-compatible, not mapped: an IPv6 address
     expect(checkDestination(destinationPolicy({ deny: list('::/0') }), '192.0.2.1').permitted).toBe(true);
+  });
+});
+
+describe("withGrant: the global policy combined with a DomainClaim's destinations", () => {
+  const flags = (deny: string, allow: string, clusterDefaults: boolean): DestinationPolicy => {
+    const p = policyFromFlags({ deny, allow, clusterDefaults });
+    if ('flag' in p) throw new Error(p.message);
+    return p;
+  };
+  const cluster = flags('10.244.0.0/16, 10.96.0.0/12', '192.0.2.99', true); // chart: pod + service ranges
+  const standalone = flags('127.0.0.0/8', '', false);
+  const grant = (allow: string, deny: string) =>
+    grantFromTexts({ allow: list(allow).map((c) => c.text), deny: list(deny).map((c) => c.text) });
+
+  it.each([
+    // [case, global, grant allow, grant deny, address, permitted?, rule]
+    ['no grant: global policy', cluster, undefined, undefined, '10.244.1.7', false, '10.244.0.0/16'],
+    ['grant allow carves the pod range for this domain', cluster, '10.244.1.7', '', '10.244.1.7', true, ''],
+    ['... only the allowed address', cluster, '10.244.1.7', '', '10.244.1.8', false, '10.244.0.0/16'],
+    ['grant allow carves a cluster default (loopback)', cluster, '127.0.0.1', '', '127.0.0.1', true, ''],
+    ['grant allow carves a --deny-destinations range', standalone, '127.0.0.1/32', '', '127.0.0.1', true, ''],
+    [
+      'grant allow never re-permits metadata',
+      cluster,
+      '169.254.0.0/16',
+      '',
+      '169.254.169.254',
+      false,
+      '169.254.0.0/16',
+    ],
+    ['grant allow never re-permits link-local IPv6', cluster, '::/0', '', 'fe80::1', false, 'fe80::/10'],
+    [
+      'grant allow 0.0.0.0/0 cannot re-permit Alibaba metadata',
+      cluster,
+      '0.0.0.0/0',
+      '',
+      '100.100.100.200',
+      false,
+      '100.100.100.200/32',
+    ],
+    [
+      'grant allow of an address nothing denies: permitted anyway',
+      cluster,
+      '198.51.100.1',
+      '',
+      '198.51.100.2',
+      true,
+      '',
+    ],
+    [
+      'grant deny adds to the deny list',
+      cluster,
+      '',
+      '198.51.100.0/24',
+      '198.51.100.2',
+      false,
+      '198.51.100.0/24 (DomainClaim)',
+    ],
+    [
+      'grant deny adds even to a permit-all standalone relay',
+      PERMIT_ALL,
+      '',
+      '127.0.0.1',
+      '127.0.0.1',
+      false,
+      '127.0.0.1/32 (DomainClaim)',
+    ],
+    [
+      'grant deny wins over --allow-destinations',
+      cluster,
+      '',
+      '192.0.2.0/24',
+      '192.0.2.99',
+      false,
+      '192.0.2.0/24 (DomainClaim)',
+    ],
+    [
+      'grant deny wins over its own allow',
+      cluster,
+      '10.244.1.7',
+      '10.244.1.0/24',
+      '10.244.1.7',
+      false,
+      '10.244.1.0/24 (DomainClaim)',
+    ],
+    ['--allow-destinations still applies', cluster, '', '10.0.0.0/8', '192.0.2.99', true, ''],
+    [
+      'a grant never permits a name that is not an address',
+      cluster,
+      '0.0.0.0/0',
+      '',
+      '2130706433',
+      false,
+      'not an IP address',
+    ],
+    ['IPv4-mapped address is its IPv4', cluster, '10.244.1.7', '', '::ffff:10.244.1.7', true, ''],
+  ] as const)('%s', (_name, global, allow, deny, address, permitted, rule) => {
+    const g = allow === undefined ? undefined : grant(allow, deny ?? '');
+    expect(checkDestination(withGrant(global, g), address)).toEqual(
+      permitted ? { permitted: true } : { permitted: false, rule },
+    );
+  });
+
+  it('an empty grant is the global policy itself', () => {
+    expect(withGrant(cluster, grantFromTexts({ allow: [], deny: [] }))).toBe(cluster);
+    expect(withGrant(cluster, undefined)).toBe(cluster);
+  });
+
+  it('a table entry that does not parse fails closed: bad deny denies everything, bad allow is dropped', () => {
+    const g = grantFromTexts({ allow: ['10.244.1.7', 'nonsense'], deny: ['also nonsense'] })!;
+    expect(g.allow.map((c) => c.text)).toEqual(['10.244.1.7/32']);
+    expect(g.deny.map((c) => c.text)).toEqual(['0.0.0.0/0', '::/0']);
+    expect(checkDestination(withGrant(PERMIT_ALL, g), '198.51.100.1').permitted).toBe(false);
+  });
+
+  it('canonicalGrantTexts: canonical, sorted, deduplicated; nothing when both lists are empty', () => {
+    expect(
+      canonicalGrantTexts({ allow: ['10.1.2.3/8', '10.0.0.0/8', '::FFFF:10.0.0.0/104'], deny: ['fd00::1'] }),
+    ).toEqual({
+      allow: ['10.0.0.0/8'],
+      deny: ['fd00::1/128'],
+    });
+    expect(canonicalGrantTexts({ allow: [], deny: [] })).toBeUndefined();
+    expect(canonicalGrantTexts(undefined)).toBeUndefined();
   });
 });

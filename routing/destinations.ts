@@ -29,6 +29,14 @@ export interface IpAddress {
 export interface DestinationPolicy {
   readonly deny: readonly Cidr[];
   readonly allow: readonly Cidr[];
+  /** The DomainClaim's destinations for the domain being delivered to (withGrant); absent: the global policy alone. */
+  readonly grant?: GrantDestinations;
+}
+
+/** A DomainClaim's `destinations`, parsed: rules for the servers of the domains it grants. */
+export interface GrantDestinations {
+  readonly allow: readonly Cidr[];
+  readonly deny: readonly Cidr[];
 }
 
 export type DestinationVerdict =
@@ -191,6 +199,17 @@ export function destinationPolicy(lists: {
   });
 }
 
+/**
+ * Link-local and metadata addresses: a grant's allow never re-permits them (the relay's or the operator's cloud
+ * credentials live behind them). --allow-destinations still can: that is the admin's global word.
+ */
+export const NEVER_GRANTABLE: readonly string[] = Object.freeze([
+  '169.254.0.0/16',
+  '100.100.100.200/32',
+  'fe80::/10',
+  'fd00:ec2::254/128',
+]);
+
 /** The empty policy: everything permitted (a standalone relay without --deny-destinations). */
 export const PERMIT_ALL: DestinationPolicy = destinationPolicy({});
 
@@ -201,19 +220,86 @@ export function clusterDefaultDeny(): Cidr[] {
   return parsed;
 }
 
-/** True when the policy denies nothing (checks can be skipped). */
-export function permitsEverything(policy: DestinationPolicy): boolean {
-  return policy.deny.length === 0;
+let neverGrantable: Cidr[] | undefined;
+function neverGrantableCidrs(): Cidr[] {
+  if (neverGrantable) return neverGrantable;
+  const parsed = parseCidrList(NEVER_GRANTABLE);
+  if (typeof parsed === 'string') throw new Error(`NEVER_GRANTABLE: ${parsed}`);
+  return (neverGrantable = parsed);
 }
 
-/** May we connect to this address? `address` is what the resolver returned, the address the socket will use. */
+/**
+ * The global policy (flags and cluster defaults) for the servers of one domain whose DomainClaim has `destinations`.
+ * Without a grant (or with empty lists) the global policy as it is.
+ */
+export function withGrant(
+  policy: DestinationPolicy,
+  grant: GrantDestinations | undefined,
+): DestinationPolicy {
+  if (grant === undefined || (grant.allow.length === 0 && grant.deny.length === 0)) return policy;
+  return Object.freeze({
+    deny: policy.deny,
+    allow: policy.allow,
+    grant: Object.freeze({ allow: Object.freeze([...grant.allow]), deny: Object.freeze([...grant.deny]) }),
+  });
+}
+
+/**
+ * A DomainClaim's destinations as the routing table carries them (canonical CIDR texts). An entry that does not
+ * parse (a table written by hand) fails closed: a bad deny entry denies everything, a bad allow entry is dropped.
+ */
+export function grantFromTexts(
+  d: { allow?: readonly string[]; deny?: readonly string[] } | undefined,
+): GrantDestinations | undefined {
+  if (d === undefined) return undefined;
+  const deny = parseCidrList(d.deny ?? []);
+  const allow = d.allow?.flatMap((t) => {
+    const c = parseCidr(t);
+    return typeof c === 'string' ? [] : [c];
+  });
+  const denyAll = [parseCidr('0.0.0.0/0'), parseCidr('::/0')].filter((c): c is Cidr => typeof c !== 'string');
+  return { allow: allow ?? [], deny: typeof deny === 'string' ? denyAll : deny };
+}
+
+/**
+ * A DomainClaim's `destinations` as the routing table carries them: canonical CIDR texts, sorted, without duplicates;
+ * undefined when both lists are empty. Entries the API server let through but the parser refuses fail closed (as in
+ * grantFromTexts).
+ */
+export function canonicalGrantTexts(
+  d: { allow?: readonly string[]; deny?: readonly string[] } | undefined,
+): { allow: string[]; deny: string[] } | undefined {
+  const g = grantFromTexts(d);
+  if (g === undefined || (g.allow.length === 0 && g.deny.length === 0)) return undefined;
+  const texts = (l: readonly Cidr[]): string[] =>
+    [...new Set(l.map((c) => c.text))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { allow: texts(g.allow), deny: texts(g.deny) };
+}
+
+/** True when the policy denies nothing (checks can be skipped). */
+export function permitsEverything(policy: DestinationPolicy): boolean {
+  return policy.deny.length === 0 && (policy.grant?.deny.length ?? 0) === 0;
+}
+
+/**
+ * May we connect to this address? `address` is what the resolver returned, the address the socket will use.
+ * In order: a grant's deny entry denies (it wins over every allow); an --allow-destinations entry permits; an address
+ * no deny entry contains is permitted; a grant's allow entry permits (an exception to the deny list, for that
+ * domain's servers only, never for link-local or metadata addresses, NEVER_GRANTABLE); else denied.
+ */
 export function checkDestination(policy: DestinationPolicy, address: string): DestinationVerdict {
-  if (policy.deny.length === 0) return { permitted: true };
+  if (permitsEverything(policy)) return { permitted: true };
   const ip = parseIpAddress(address);
   if (!ip) return { permitted: false, rule: 'not an IP address' };
+  const grantDeny = policy.grant?.deny.find((c) => contains(c, ip));
+  if (grantDeny) return { permitted: false, rule: `${grantDeny.text} (DomainClaim)` };
   if (policy.allow.some((c) => contains(c, ip))) return { permitted: true };
   const rule = policy.deny.find((c) => contains(c, ip));
-  return rule ? { permitted: false, rule: rule.text } : { permitted: true };
+  if (!rule) return { permitted: true };
+  const grantAllows =
+    policy.grant?.allow.some((c) => contains(c, ip)) === true &&
+    !neverGrantableCidrs().some((c) => contains(c, ip));
+  return grantAllows ? { permitted: true } : { permitted: false, rule: rule.text };
 }
 
 /**

@@ -18,6 +18,11 @@ export interface Grants {
    * namespace is not granted the domain, and 0 for everyone when the grants are open.
    */
   rank(namespace: string, domain: string): number | undefined;
+  /**
+   * The `destinations` of the DomainClaim that grants `domain` to `namespace` (the first in precedence order that
+   * lists both); undefined when the grants are open or that claim has none.
+   */
+  destinations(namespace: string, domain: string): DomainClaim['spec']['destinations'];
 }
 
 /** Does a grant pattern (`*`, `*.corp.test`, `corp.test`) cover the lowercase domain? */
@@ -37,7 +42,7 @@ export function specificity(pattern: string): number {
 
 export function compileGrants(claims: readonly DomainClaim[]): Grants {
   if (claims.length === 0) {
-    return { open: true, permits: () => true, rank: () => 0 };
+    return { open: true, permits: () => true, rank: () => 0, destinations: () => undefined };
   }
   const sorted = [...claims].sort((a, b) => byCodeUnit(a.metadata.name, b.metadata.name));
   const orders = new Map<string, Map<string, number>>();
@@ -53,13 +58,28 @@ export function compileGrants(claims: readonly DomainClaim[]): Grants {
     });
     matches.sort((a, b) => b.spec - a.spec || a.claim - b.claim);
     order = new Map();
-    for (const m of matches) for (const ns of m.names) if (!order.has(ns)) order.set(ns, order.size);
+    const granting = new Map<string, DomainClaim>();
+    for (const m of matches) {
+      for (const ns of m.names) {
+        if (order.has(ns)) continue;
+        order.set(ns, order.size);
+        granting.set(ns, sorted[m.claim]!);
+      }
+    }
     orders.set(domain, order);
+    grantingClaims.set(domain, granting);
     return order;
   };
+  /** domain -> namespace -> the DomainClaim that grants it (filled with orders). */
+  const grantingClaims = new Map<string, Map<string, DomainClaim>>();
   return {
     open: false,
     permits: (namespace, domain) => orderFor(domain.toLowerCase()).has(namespace),
     rank: (namespace, domain) => orderFor(domain.toLowerCase()).get(namespace),
+    destinations: (namespace, domain) => {
+      const d = domain.toLowerCase();
+      orderFor(d);
+      return grantingClaims.get(d)?.get(namespace)?.spec.destinations;
+    },
   };
 }

@@ -86,6 +86,12 @@ export interface TestRecipientRoute {
 export interface DomainRoute {
   domain: string;
   mailDomain: ObjectRef;
+  /**
+   * The granting DomainClaim's `destinations`, canonical CIDR texts sorted: applied by the relay (and the operator's
+   * preflight) on top of the global destination policy for this domain's servers (routing/destinations.ts withGrant).
+   * Absent when the claim has none, or no DomainClaim exists.
+   */
+  destinations?: { allow: string[]; deny: string[] };
   /** Absent when the domain has no accepted DeliveryPolicy: mail for it is deferred with 451 4.3.5. */
   policy?: ObjectRef;
   servers: Record<string, ServerRoute>;

@@ -39,12 +39,17 @@ export function testRecipient(meta: Meta | string, spec: Record<string, unknown>
 }
 
 /** A cluster-scoped grant of `domains` to the namespaces `names` (in order of precedence). */
-export function domainClaim(name: string, domains: string[], names: string[]): DomainClaim {
+export function domainClaim(
+  name: string,
+  domains: string[],
+  names: string[],
+  destinations?: { allow?: string[]; deny?: string[] },
+): DomainClaim {
   return validated<DomainClaim>({
     apiVersion: 'mailroute.io/v1alpha1',
     kind: 'DomainClaim',
     metadata: { name },
-    spec: { domains, namespaces: { names } },
+    spec: { domains, namespaces: { names }, ...(destinations ? { destinations } : {}) },
   });
 }
 

@@ -8,11 +8,13 @@ import {
   CRD_DEFINITIONS,
   DNS_LABEL,
   DNS_SUBDOMAIN,
+  CIDR_PATTERN,
   DOMAIN,
   DOMAIN_PATTERN,
   DURATION,
   HOST,
 } from './crd-schema.ts';
+import { parseCidr } from './destinations.ts';
 import { API_VERSION, CRD_KINDS, type CrdKind } from './model.ts';
 import type { ManifestObject } from './types.ts';
 
@@ -101,6 +103,7 @@ const PATTERN_WORDS: Record<string, string> = {
   [HOST]: 'must be a hostname or an IP address',
   [ADDRESS]: 'must be an email address like local@example.com',
   [DURATION]: 'must be a duration such as 90s, 15m or 1h',
+  [CIDR_PATTERN]: 'must be a CIDR such as 10.0.0.0/8 or fd00::/64, or an IP address',
   [DOMAIN_PATTERN]: 'must be a lowercase domain such as corp.test, a wildcard such as *.corp.test, or *',
 };
 
@@ -205,6 +208,17 @@ function runCel(schema: Schema, self: unknown, old: unknown, path: string, error
   }
 }
 
+/** DomainClaim destinations: the schema checks the shape, the destination policy's own parser the value. */
+function checkGrantCidrs(spec: Json | undefined, errors: FieldError[]): void {
+  const d = (spec as { destinations?: { allow?: string[]; deny?: string[] } } | undefined)?.destinations;
+  for (const list of ['allow', 'deny'] as const) {
+    d?.[list]?.forEach((text, i) => {
+      const c = parseCidr(text);
+      if (typeof c === 'string') errors.push({ path: `spec.destinations.${list}[${i}]`, message: c });
+    });
+  }
+}
+
 function isKind(k: unknown): k is CrdKind {
   return typeof k === 'string' && (CRD_KINDS as readonly string[]).includes(k);
 }
@@ -255,6 +269,7 @@ export function validateObject(raw: unknown, old?: ManifestObject): ValidateResu
     return { ok: false, errors };
   }
   runCel(CRD_DEFINITIONS[kind].spec, doc['spec'], old?.spec, 'spec', errors);
+  if (kind === 'DomainClaim') checkGrantCidrs(doc['spec'], errors);
   if (errors.length > 0) return { ok: false, errors };
   const meta = doc['metadata'] as Record<string, Json>;
   // A cluster-scoped object has no namespace (the API server ignores one given, and so do we).

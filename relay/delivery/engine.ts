@@ -25,7 +25,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { DeliveryPlan, LegRole, ServerRoute } from '../../routing/model.ts';
+import type { DeliveryPlan, DomainRoute, LegRole, ServerRoute } from '../../routing/model.ts';
 import { rerouteState, type RerouteResult } from './reroute.ts';
 import type { ServerLookup } from './server-lookup.ts';
 import type { LegState, Spool, SpoolState } from '../spool/types.ts';
@@ -78,6 +78,11 @@ export interface DeliveryOptions {
   transport?: TransportFactory;
   /** MX and address lookups (relay/dns.ts); default: the system resolver. */
   resolver?: DnsResolver;
+  /**
+   * The resolver for the servers of a domain whose DomainClaim has destinations (the relay applies the destination
+   * policy combined with them, relay/destinations.ts). Default: `resolver` for every domain.
+   */
+  resolverFor?: (destinations: DomainRoute['destinations']) => DnsResolver;
   timeouts?: Partial<SmtpTimeouts>;
   /** How long stop() lets attempts in flight run. Default 10 s. */
   stopTimeoutMs?: number;
@@ -169,6 +174,8 @@ interface Job {
   indexes: number[];
   /** The server as looked up for this attempt (the stored copy when unroutable). */
   server: ServerRoute;
+  /** The DomainClaim destinations of the leg's domain (server-lookup.ts): which addresses the server may resolve to. */
+  destinations?: DomainRoute['destinations'];
   /** Set when the server is gone from the routing table: nothing is sent, the legs are deferred with this reason. */
   unroutable?: string;
   role: LegRole;
@@ -303,9 +310,9 @@ function serverKey(server: ServerRoute): string {
   return `${server.name}|${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${server.allowPlaintextAuth === true}`;
 }
 
-/** Same destination and role -> one SMTP transaction. */
-function jobKey(server: ServerRoute, role: LegRole): string {
-  return `${serverKey(server)}|${role}`;
+/** Same destination, role and destination rules -> one SMTP transaction. */
+function jobKey(server: ServerRoute, role: LegRole, destinations: DomainRoute['destinations']): string {
+  return `${serverKey(server)}|${role}|${destinations === undefined ? '' : JSON.stringify(destinations)}`;
 }
 
 export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
@@ -564,13 +571,16 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         if (at > now) continue;
       }
       if (found.ok && e.blockedOn.has(serverKey(found.server))) continue;
-      const k = found.ok ? jobKey(found.server, l.leg.role) : `unroutable|${found.reason}|${l.leg.role}`;
+      const k = found.ok
+        ? jobKey(found.server, l.leg.role, found.destinations)
+        : `unroutable|${found.reason}|${l.leg.role}`;
       let job = groups.get(k);
       if (!job) {
         job = {
           id,
           indexes: [],
           server: found.server,
+          ...(found.ok && found.destinations !== undefined ? { destinations: found.destinations } : {}),
           ...(found.ok ? {} : { unroutable: found.reason }),
           role: l.leg.role,
           from: state.meta.mailFrom,
@@ -685,7 +695,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       }
       authFailed = auth === undefined;
     }
-    const targets = await resolveTargets(server, resolver);
+    const jobResolver = opts.resolverFor?.(job.destinations) ?? resolver;
+    const targets = await resolveTargets(server, jobResolver);
     if (stopped) {
       // Stopped before anything was tried: the state stays as it is.
       const e = entries.get(job.id);
@@ -710,7 +721,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       // in turn; the host name stays the TLS server name.
       const addressesOf = async (host: string): Promise<string[]> => {
         try {
-          return await resolver.addresses(host);
+          return await jobResolver.addresses(host);
         } catch (err) {
           const code = (err as { code?: string }).code ?? String(err);
           // A destination the policy denies (relay/destinations.ts) is deferred like a 4xx, never connected to: a

@@ -14,11 +14,17 @@
 //     a server outside the table (a DSN to an outside sender: its MX or --dsn-relay): the stored copy.
 //   No table loaded at all: the stored copy (there is nothing newer to prefer).
 import { domainOf } from '../../routing/address.ts';
-import type { RoutingTable, ServerRoute } from '../../routing/model.ts';
+import type { DomainRoute, RoutingTable, ServerRoute } from '../../routing/model.ts';
 import type { LegState } from '../spool/types.ts';
 
 export type ServerLookup =
-  | { ok: true; server: ServerRoute; from: 'table' | 'stored' }
+  | {
+      ok: true;
+      server: ServerRoute;
+      from: 'table' | 'stored';
+      /** The domain's DomainClaim destinations (DomainRoute.destinations), for the destination policy. */
+      destinations?: DomainRoute['destinations'];
+    }
   | { ok: false; server: ServerRoute; reason: string };
 
 /** The prefix of the last reply of a leg held because its server is gone (queue show, logs). */
@@ -33,10 +39,11 @@ export function lookupServer(
   const name = stored.name;
   const domain = leg.leg.domain;
   if (domain === undefined) {
-    const current = table.domains[domainOf(leg.recipient)]?.servers[name];
+    const byRecipient = table.domains[domainOf(leg.recipient)];
+    const current = byRecipient?.servers[name];
     return current === undefined
       ? { ok: true, server: stored, from: 'stored' }
-      : { ok: true, server: current, from: 'table' };
+      : { ok: true, server: current, from: 'table', ...withDestinations(byRecipient) };
   }
   const route = table.domains[domain];
   if (route === undefined) {
@@ -54,5 +61,9 @@ export function lookupServer(
       reason: `${UNROUTABLE_PREFIX} server ${name} is no longer declared by the MailDomain of ${domain}; held until it is back or the message is rerouted`,
     };
   }
-  return { ok: true, server: current, from: 'table' };
+  return { ok: true, server: current, from: 'table', ...withDestinations(route) };
+}
+
+function withDestinations(route: DomainRoute | undefined): { destinations?: DomainRoute['destinations'] } {
+  return route?.destinations === undefined ? {} : { destinations: route.destinations };
 }

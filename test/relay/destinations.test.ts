@@ -192,3 +192,66 @@ describe('destination policy: the relay checks the address it would connect to',
     expect(dsnBox.stats.connections).toBe(0);
   });
 });
+
+const claim = (
+  name: string,
+  domains: string[],
+  destinations = '',
+): string => `apiVersion: mailroute.io/v1alpha1
+kind: DomainClaim
+metadata: {name: ${name}}
+spec:
+  domains: [${domains.join(', ')}]
+  namespaces: {names: [default]}
+${destinations}---
+`;
+
+describe('destination policy per DomainClaim (destinations.allow / destinations.deny)', () => {
+  it('--deny-destinations 127.0.0.0/8: the grant allowing 127.0.0.1/32 is delivered; a domain granted without it is not', async () => {
+    const onprem = await peer('onprem');
+    const other = await peer('other');
+    const r = await relay(
+      {
+        'claims.yaml':
+          claim('onprem', ['onprem.test'], '  destinations: {allow: [127.0.0.1/32]}\n') +
+          claim('plain', ['plain.test']),
+        'onprem.yaml': domain('onprem.test', `host: "2130706433", port: ${onprem.port}, tls: None`),
+        'plain.yaml': domain('plain.test', `host: 127.0.0.1, port: ${other.port}, tls: None`),
+      },
+      ['--deny-destinations', '127.0.0.0/8'],
+    );
+    const plainId = await send(r, 'sender@outside.test', 'bob@plain.test');
+    await send(r, 'sender@outside.test', 'alice@onprem.test');
+    await waitFor(() => onprem.messages.length === 1 || undefined, {
+      what: 'the message at the granted 127.0.0.1',
+    });
+    expect(onprem.messages[0]?.rcptTo).toEqual(['alice@onprem.test']);
+    const reply = await waitFor(async () => lastReply(await show(r, plainId)), {
+      what: 'the first attempt for plain.test',
+    });
+    expect(reply).toBe('127.0.0.1: not permitted by the destination policy (127.0.0.0/8)');
+    expect(other.stats.connections).toBe(0);
+  });
+
+  it('a grant deny applies even on a relay without --deny-destinations; only that domain is refused', async () => {
+    const target = await peer('target');
+    const r = await relay(
+      {
+        'claims.yaml':
+          claim('closed', ['closed.test'], '  destinations: {deny: [127.0.0.0/8]}\n') +
+          claim('open', ['open.test']),
+        'closed.yaml': domain('closed.test', `host: 127.0.0.1, port: ${target.port}, tls: None`),
+        'open.yaml': domain('open.test', `host: 127.0.0.1, port: ${target.port}, tls: None`),
+      },
+      [],
+    );
+    const closedId = await send(r, 'sender@outside.test', 'alice@closed.test');
+    await send(r, 'sender@outside.test', 'bob@open.test');
+    const reply = await waitFor(async () => lastReply(await show(r, closedId)), {
+      what: 'the first attempt for closed.test',
+    });
+    expect(reply).toBe('127.0.0.1: not permitted by the destination policy (127.0.0.0/8 (DomainClaim))');
+    await waitFor(() => target.messages.length === 1 || undefined, { what: 'the message for open.test' });
+    expect(target.messages.flatMap((m) => m.rcptTo)).toEqual(['bob@open.test']);
+  });
+});
