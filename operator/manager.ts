@@ -47,6 +47,8 @@ import { createTestRecipientController } from './controllers/testrecipient/contr
 import type { OperatorMetrics } from './telemetry/metrics.ts';
 import { createSmtpProbe, startPreflight, type PreflightHandle } from './preflight/index.ts';
 import { safeDelay } from '../routing/timer.ts';
+import { grantFromTexts } from '../routing/destinations.ts';
+import { compileGrants } from '../routing/grants.ts';
 
 export type StopReason = 'stopped' | 'lost-leadership';
 
@@ -545,6 +547,14 @@ export class OperatorManager {
         logger: this.d.logger,
         intervalMs: this.d.config.preflightIntervalMs,
         probe: createSmtpProbe({ destinations: this.d.config.destinations }),
+        // a MailDomain's servers are probed under its DomainClaim's destinations too, as the relay delivers
+        grantFor: (namespace, domain) =>
+          grantFromTexts(
+            compileGrants(this.informers.DomainClaim.list() as unknown as DomainClaim[]).destinations(
+              namespace,
+              domain,
+            ),
+          ),
         isLeader: () => this.leading && !this.stopping,
         events: this.events,
       });

@@ -21,6 +21,7 @@ import {
   type ServerStatus,
 } from './status.ts';
 import { safeDelay } from '../../routing/timer.ts';
+import type { GrantDestinations } from '../../routing/destinations.ts';
 
 export { createSmtpProbe } from './probe.ts';
 export type { Probe, ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
@@ -54,6 +55,11 @@ export interface PreflightOptions {
   scanMs?: number;
   /** Probe of one server; default createSmtpProbe(). */
   probe?: Probe;
+  /**
+   * The DomainClaim destinations of a MailDomain's domain (routing/grants.ts), applied with the probe's destination
+   * policy to its servers. Default: none.
+   */
+  grantFor?: (namespace: string, domain: string) => GrantDestinations | undefined;
   /** Non-leaders write nothing: when this returns false, the scan is skipped. Default: always leader. */
   isLeader?: () => boolean;
   /** Domains probed at the same time. Default 4. */
@@ -241,7 +247,12 @@ export function startPreflight(opts: PreflightOptions): PreflightHandle {
         if (v === undefined) break;
         const key = `${v.namespace}/${v.name}`;
         try {
-          const { servers, written } = await probeDomain(v, probe, api, now, opts.events);
+          const grant = v.domain === undefined ? undefined : opts.grantFor?.(v.namespace, v.domain);
+          const probed =
+            grant === undefined
+              ? v
+              : { ...v, servers: v.servers.map((s) => ({ ...s, destinations: grant })) };
+          const { servers, written } = await probeDomain(probed, probe, api, now, opts.events);
           schedule.set(key, {
             fingerprint: serversFingerprint(v),
             nextDue: nextDue(now().getTime(), intervalMs, jitter, random),

@@ -4,7 +4,13 @@ import type { TlsMode } from '../../routing/model.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { makeSelfSigned, type SelfSigned } from '../../test/support/tls.ts';
 import { createSmtpProbe, tlsPlan, type ProbeTarget, type TlsReport } from './probe.ts';
-import { clusterDefaultDeny, destinationPolicy, parseCidr, type Cidr } from '../../routing/destinations.ts';
+import {
+  clusterDefaultDeny,
+  destinationPolicy,
+  grantFromTexts,
+  parseCidr,
+  type Cidr,
+} from '../../routing/destinations.ts';
 import { ehloKeywords, parseReply } from './smtp-reply.ts';
 
 describe('parseReply', () => {
@@ -228,6 +234,30 @@ describe('createSmtpProbe against real SMTP servers', () => {
     });
     expect((await allowed({ host: '127.0.0.1', port: plain.port, mx: false, tls: 'None' })).reachable).toBe(
       true,
+    );
+  });
+
+  it("a server's DomainClaim destinations: its allow re-permits loopback for that target, its deny refuses", async () => {
+    const probe = createSmtpProbe({
+      timeoutMs: 3000,
+      destinations: destinationPolicy({ deny: clusterDefaultDeny() }),
+    });
+    const target = { host: '127.0.0.1', port: plain.port, mx: false, tls: 'None' } as const;
+    const before = plain.stats.connections;
+    expect(await probe(target)).toMatchObject({
+      reachable: false,
+      message: 'connect 127.0.0.1: not permitted by the destination policy',
+    });
+    expect(plain.stats.connections).toBe(before);
+    const granted = await probe({ ...target, destinations: grantFromTexts({ allow: ['127.0.0.1/32'] })! });
+    expect(granted.reachable).toBe(true);
+    const open = createSmtpProbe({ timeoutMs: 3000 }); // no global policy: a grant deny still applies
+    expect((await open(target)).reachable).toBe(true);
+    expect(await open({ ...target, destinations: grantFromTexts({ deny: ['127.0.0.0/8'] })! })).toMatchObject(
+      {
+        reachable: false,
+        message: 'connect 127.0.0.1: not permitted by the destination policy',
+      },
     );
   });
 });

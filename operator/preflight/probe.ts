@@ -10,7 +10,9 @@ import {
   NOT_PERMITTED,
   PERMIT_ALL,
   permitsEverything,
+  withGrant,
   type DestinationPolicy,
+  type GrantDestinations,
 } from '../../routing/destinations.ts';
 import type { TlsMode } from '../../routing/model.ts';
 import { assertNever } from '../../routing/model.ts';
@@ -27,6 +29,8 @@ export interface ProbeTarget {
   port: number;
   mx: boolean;
   tls: TlsMode;
+  /** The DomainClaim destinations of the server's domain, combined with the probe's policy (withGrant). */
+  destinations?: GrantDestinations;
 }
 
 export interface ProbeOutcome {
@@ -298,7 +302,7 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
       const address = await permittedAddress(
         endpoint.host,
         `${endpoint.host}${endpoint.via}`,
-        policy,
+        withGrant(policy, target.destinations),
         lookup,
       );
       try {

@@ -25,6 +25,8 @@ export interface ServerStatus {
 export interface DomainView {
   namespace: string;
   name: string;
+  /** spec.domain (lowercase), for the DomainClaim destinations of its servers. */
+  domain?: string;
   generation: number;
   servers: Array<{ name: string } & ProbeTarget>;
   previousServers: ServerStatus[];
@@ -68,6 +70,7 @@ export function viewMailDomain(obj: unknown): DomainView | undefined {
   return {
     namespace,
     name,
+    ...(typeof spec.domain === 'string' ? { domain: spec.domain.toLowerCase() } : {}),
     generation: typeof generation === 'number' ? generation : 0,
     servers,
     previousServers,
