@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { waitFor } from '../../test/support/wait.ts';
-import { startPreflight, type PreflightKube } from './index.ts';
+import { clusterDefaultDeny, destinationPolicy, grantFromTexts } from '../../routing/destinations.ts';
+import { createSmtpProbe, startPreflight, type PreflightKube } from './index.ts';
 import {
   decideCondition,
   isDue,
@@ -173,6 +174,47 @@ describe('startPreflight with an injected API and a real SMTP peer', () => {
         what: 'reachable again',
       });
       expect(logs).toContain('preflight: probed MailDomain servers');
+    } finally {
+      await pf.stop();
+    }
+  });
+
+  it("probes each MailDomain's servers under its domain's DomainClaim destinations (grantFor)", async () => {
+    const applied = new Map<string, ServerStatus | undefined>();
+    const md = (name: string, domain: string) => ({
+      metadata: { name, namespace: 'team-a', generation: 1 },
+      spec: { domain, servers: [{ name: 'onprem', host: '127.0.0.1', port: peer.port, tls: 'None' }] },
+    });
+    const kube: PreflightKube = {
+      listMailDomains: () => Promise.resolve([md('granted', 'Granted.test'), md('plain', 'plain.test')]),
+      applyStatus: (_ns, name, body) => {
+        applied.set(name, (body as { status: { servers: ServerStatus[] } }).status.servers[0]);
+        return Promise.resolve(true);
+      },
+    };
+    const asked: string[] = [];
+    const logger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+    const pf = startPreflight({
+      kube,
+      logger,
+      intervalMs: 60_000,
+      probe: createSmtpProbe({
+        timeoutMs: 3000,
+        destinations: destinationPolicy({ deny: clusterDefaultDeny() }),
+      }),
+      grantFor: (namespace, domain) => {
+        asked.push(`${namespace}/${domain}`);
+        return domain === 'granted.test' ? grantFromTexts({ allow: ['127.0.0.1/32'] }) : undefined;
+      },
+    });
+    try {
+      await waitFor(() => (applied.size === 2 ? true : undefined), { what: 'both MailDomains probed' });
+      expect(applied.get('granted')).toMatchObject({ reachable: true });
+      expect(applied.get('plain')).toMatchObject({
+        reachable: false,
+        message: 'connect 127.0.0.1: not permitted by the destination policy',
+      });
+      expect(asked.sort()).toEqual(['team-a/granted.test', 'team-a/plain.test']);
     } finally {
       await pf.stop();
     }
