@@ -6,6 +6,7 @@
 //   parseIpAddress(text)               an IPv4 or IPv6 address (IPv4-mapped IPv6 such as ::ffff:127.0.0.1 is IPv4)
 //   destinationPolicy({deny, allow})   compiled, frozen policy
 //   checkDestination(policy, address)  permitted, or not with the rule that denied it
+//   withGrant(policy, grant)           the policy for the servers of one domain whose DomainClaim has destinations
 //
 // An address is denied when a deny entry contains it and no allow entry does: allow entries are exceptions to the
 // deny list (deny 10.0.0.0/8, allow 10.1.2.3 reaches one server in a denied range). A text that is not an IP address
