@@ -431,4 +431,50 @@ describe('callout pool: credentials and failing servers', () => {
       await peer.close();
     }
   });
+
+  it('AUTH only over TLS: tls None or Opportunistic to a server without STARTTLS sends no AUTH', async () => {
+    const peer = await startSmtpPeer('plain-auth', {}, undefined, {
+      auth: { user: 'relay-user', pass: 's3cret' },
+    });
+    const pool = createCalloutPool({
+      hostname: 'relay.test',
+      timeouts: { connectionMs: 3000, greetingMs: 3000, socketMs: 3000 },
+      credentials: () => Promise.resolve({ user: 'relay-user', pass: 's3cret' }),
+      resolver: createDnsResolver(),
+      maxConnections: 2,
+      maxQueued: 10,
+      idleMs: 60_000,
+      maxProbesPerConnection: 100,
+      suspendMs: 0,
+    });
+    const server = (tls: ServerRoute['tls'], allowPlaintextAuth = false): ServerRoute => ({
+      name: 'old',
+      host: '127.0.0.1',
+      port: peer.port,
+      mx: false,
+      tls,
+      ...(allowPlaintextAuth ? { allowPlaintextAuth: true as const } : {}),
+      authSecretRef: { namespace: 'mail', name: 'legacy-smtp' },
+      maxConnections: 10,
+    });
+    try {
+      const none = await pool.probe(server('None'), 'a@x.test');
+      expect(none).toMatchObject({ kind: 'failed' });
+      expect(none.kind === 'failed' && none.text).toMatch(/AUTH without TLS refused/);
+      const opp = await pool.probe(server('Opportunistic'), 'b@x.test');
+      expect(opp).toMatchObject({ kind: 'failed' });
+      expect(opp.kind === 'failed' && opp.text).toMatch(/ETLS/);
+      expect(peer.auths).toEqual([]);
+      expect(peer.rcpts).toEqual([]);
+      // the server's own statement allows it
+      expect(await pool.probe(server('Opportunistic', true), 'c@x.test')).toMatchObject({
+        kind: 'reply',
+        code: 250,
+      });
+      expect(peer.auths.map((a) => a.secure)).toEqual([false]);
+    } finally {
+      pool.close();
+      await peer.close();
+    }
+  });
 });
