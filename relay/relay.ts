@@ -136,18 +136,21 @@ async function startRelay(
   // Delivery to the servers of a domain whose DomainClaim has destinations: the policy combined with them
   // (routing/destinations.ts withGrant), one resolver per distinct rule set.
   const deliveryResolver = guarded('delivery');
+  const calloutResolver = guarded('callout');
   const grantResolvers = new Map<string, DnsResolver>();
-  const deliveryResolverFor = (destinations: DomainRoute['destinations']): DnsResolver => {
-    if (destinations === undefined) return deliveryResolver;
-    const key = JSON.stringify(destinations);
-    let r = grantResolvers.get(key);
-    if (r === undefined) {
-      if (grantResolvers.size >= 1024) grantResolvers.clear();
-      r = guarded('delivery', withGrant(config.destinations, grantFromTexts(destinations)));
-      grantResolvers.set(key, r);
-    }
-    return r;
-  };
+  const resolverFor =
+    (use: 'delivery' | 'callout') =>
+    (destinations: DomainRoute['destinations']): DnsResolver => {
+      if (destinations === undefined) return use === 'delivery' ? deliveryResolver : calloutResolver;
+      const key = `${use}|${JSON.stringify(destinations)}`;
+      let r = grantResolvers.get(key);
+      if (r === undefined) {
+        if (grantResolvers.size >= 1024) grantResolvers.clear();
+        r = guarded(use, withGrant(config.destinations, grantFromTexts(destinations)));
+        grantResolvers.set(key, r);
+      }
+      return r;
+    };
 
   const spool = await openSpool({
     dir: config.spoolDir,
@@ -238,7 +241,7 @@ async function startRelay(
       }),
     ...(deps.transport ? { transport: deps.transport } : {}),
     resolver: deliveryResolver,
-    resolverFor: deliveryResolverFor,
+    resolverFor: resolverFor('delivery'),
   });
   resources.opened('delivery', () => delivery.stop());
 
@@ -270,7 +273,8 @@ async function startRelay(
     heloName: config.hostname,
     timeoutMs: config.callout.timeoutMs,
     credentials,
-    resolver: guarded('callout'),
+    resolver: calloutResolver,
+    resolverFor: resolverFor('callout'),
     maxConnections: split(config.callout.maxConnections),
     maxQueued: config.callout.maxQueued,
     negativeTtlMs: config.callout.negativeTtlMs,

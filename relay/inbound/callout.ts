@@ -23,7 +23,7 @@
 // changes them fails test/relay/callout.test.ts.
 import { createHash } from 'node:crypto';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import type { ServerRoute } from '../../routing/model.ts';
+import type { DomainRoute, ServerRoute } from '../../routing/model.ts';
 import {
   plaintextAuthRefusal,
   resolveTargets,
@@ -55,6 +55,8 @@ export interface CalloutPoolOptions {
   }) => Promise<{ user: string; pass: string } | undefined>;
   /** The relay's DNS seam (relay/dns.ts): MX records and the addresses of each host, as for delivery. */
   resolver: Pick<DnsResolver, 'resolveMx' | 'addresses'>;
+  /** The resolver for a domain whose DomainClaim has destinations (as for delivery); default: `resolver`. */
+  resolverFor?: (destinations: DomainRoute['destinations']) => Pick<DnsResolver, 'resolveMx' | 'addresses'>;
   /** Concurrent callout connections per server (further capped by the server's maxConnections). */
   maxConnections: number;
   /** Probes that may wait for a connection per server; more get `busy`. */
@@ -156,9 +158,10 @@ function firstLine(reply: string): string {
 }
 
 /** A server as the pool keys it: where and how to connect, and with which credentials (never the password). */
-function laneKey(server: ServerRoute): string {
+function laneKey(server: ServerRoute, destinations: DomainRoute['destinations']): string {
   const auth = server.authSecretRef ? `${server.authSecretRef.namespace}/${server.authSecretRef.name}` : '';
-  return `${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${server.allowPlaintextAuth === true}`;
+  const rules = destinations === undefined ? '' : JSON.stringify(destinations);
+  return `${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${server.allowPlaintextAuth === true}|${rules}`;
 }
 
 interface Waiter {
@@ -177,7 +180,11 @@ interface Lane {
 }
 
 export interface CalloutPool {
-  probe(server: ServerRoute, address: string): Promise<CalloutProbe>;
+  probe(
+    server: ServerRoute,
+    address: string,
+    destinations?: DomainRoute['destinations'],
+  ): Promise<CalloutProbe>;
   /** Open connections and waiting probes per server key (tests, /metrics). */
   stats(): { connections: number; waiting: number };
   close(): void;
@@ -201,14 +208,16 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
   const openSession = async (
     server: ServerRoute,
     auth: { user: string; pass: string } | undefined,
+    destinations: DomainRoute['destinations'],
   ): Promise<Session> => {
-    const targets = await resolveTargets(server, opts.resolver);
+    const resolver = opts.resolverFor?.(destinations) ?? opts.resolver;
+    const targets = await resolveTargets(server, resolver);
     if (!targets.ok) throw new CalloutError(targets.reply.text);
     let last = 'no host to connect to';
     for (const host of targets.hosts) {
       let addresses: string[];
       try {
-        addresses = await opts.resolver.addresses(host);
+        addresses = await resolver.addresses(host);
       } catch (err) {
         last = isDestinationDenied(err)
           ? err.message
@@ -290,6 +299,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     server: ServerRoute,
     auth: { user: string; pass: string } | undefined,
     cap: number,
+    destinations: DomainRoute['destinations'],
   ): Promise<{ session: Session; reused: boolean } | CalloutProbe> => {
     for (;;) {
       const idle = lane.idle.pop();
@@ -302,7 +312,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
       if (lane.open < cap) {
         lane.open++;
         try {
-          return { session: await openSession(server, auth), reused: false };
+          return { session: await openSession(server, auth, destinations), reused: false };
         } catch (err) {
           lane.open--;
           const text = errText(err);
@@ -328,7 +338,11 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     }
   };
 
-  const probe = async (server: ServerRoute, address: string): Promise<CalloutProbe> => {
+  const probe = async (
+    server: ServerRoute,
+    address: string,
+    destinations?: DomainRoute['destinations'],
+  ): Promise<CalloutProbe> => {
     if (closed) return { kind: 'failed', text: 'shutting down' };
     if (/[\s<>]/.test(address)) return { kind: 'failed', text: 'address not sent: whitespace or <>' };
     let auth: { user: string; pass: string } | undefined;
@@ -344,7 +358,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     }
     const refused = plaintextAuthRefusal(server, auth !== undefined);
     if (refused !== undefined) return { kind: 'failed', text: refused };
-    const lane = laneFor(laneKey(server));
+    const lane = laneFor(laneKey(server, destinations));
     // a rotated password: connections set up with the old one are not reused
     const digest = auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex') : '';
     if (digest !== lane.authDigest) {
@@ -359,7 +373,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     const cap = Math.max(1, Math.min(opts.maxConnections, server.maxConnections));
     // A reused connection the server has closed meanwhile fails at once: one more try on a fresh one.
     for (let attempt = 0; ; attempt++) {
-      const got = await acquire(lane, server, auth, cap);
+      const got = await acquire(lane, server, auth, cap, destinations);
       if ('kind' in got) return got;
       try {
         const r = await got.session.probe(address);

@@ -1,6 +1,13 @@
 // RCPT TO phase: each recipient is resolved with the routing core when it arrives; the delivery plan it gets is the
 // one it keeps (docs/design.md §2). A recipient verification callout (cached) runs first when the MailDomain asks for it.
-import type { DeliveryPlan, Leg, MailboxFact, ResolveContext, ServerRoute } from '../../routing/model.ts';
+import type {
+  DeliveryPlan,
+  DomainRoute,
+  Leg,
+  MailboxFact,
+  ResolveContext,
+  ServerRoute,
+} from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
 import { asciiDomain, domainOf } from '../../routing/address.ts';
@@ -17,7 +24,15 @@ export interface RecipientRouter {
   verificationFor(
     address: string,
     now: Date,
-  ): { server: ServerRoute; address: string; cacheTtlMs: number } | undefined;
+  ):
+    | {
+        server: ServerRoute;
+        address: string;
+        cacheTtlMs: number;
+        /** The domain's DomainClaim destinations, for the destination policy of the callout. */
+        destinations?: DomainRoute['destinations'];
+      }
+    | undefined;
   resolve(address: string, ctx: ResolveContext): DeliveryPlan;
 }
 
@@ -64,7 +79,8 @@ export async function decideRcpt(
   let fact: MailboxFact | undefined;
   const now = deps.now();
   const ask = router.verificationFor(address, now);
-  if (ask !== undefined) fact = (await deps.verifier.check(ask.server, ask.address, ask.cacheTtlMs)).fact;
+  if (ask !== undefined)
+    fact = (await deps.verifier.check(ask.server, ask.address, ask.cacheTtlMs, ask.destinations)).fact;
   const ctx: ResolveContext = {
     now,
     ...(fact !== undefined && ask !== undefined

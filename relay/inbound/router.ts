@@ -15,7 +15,13 @@ export function createRouter(table: RoutingTable, revision: string): RecipientRo
       // the server belongs to the recipient's domain (the asked address may be at copyRecipientDomain)
       const server = table.domains[domainOf(address).toLowerCase()]?.servers[v.server];
       if (server === undefined) return undefined;
-      return { server, address: v.address, cacheTtlMs: v.cacheTTLSeconds * 1000 };
+      const destinations = table.domains[domainOf(address).toLowerCase()]?.destinations;
+      return {
+        server,
+        address: v.address,
+        cacheTtlMs: v.cacheTTLSeconds * 1000,
+        ...(destinations !== undefined ? { destinations } : {}),
+      };
     },
     resolve: (address, ctx) => resolve(index, address, ctx),
   };

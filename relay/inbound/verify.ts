@@ -9,7 +9,7 @@
 //   no answer (connection, TLS, AUTH failure, busy, suspended) -> not cached per address; the pool suspends the server
 //            instead (callout.ts), which bounds the cost of a failing server without remembering a wrong answer.
 // Concurrent lookups of one (server, address) share one callout.
-import type { MailboxFact, ServerRoute } from '../../routing/model.ts';
+import type { DomainRoute, MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
 import { createCalloutPool, type CalloutPool, type CalloutProbe } from './callout.ts';
@@ -25,7 +25,13 @@ export interface CalloutResult {
 
 export interface Verifier {
   /** Is `address` (the address a leg to `server` would carry) a mailbox on `server`? */
-  check(server: ServerRoute, address: string, cacheTtlMs: number): Promise<CalloutResult>;
+  check(
+    server: ServerRoute,
+    address: string,
+    cacheTtlMs: number,
+    /** The domain's DomainClaim destinations (DomainRoute.destinations). */
+    destinations?: DomainRoute['destinations'],
+  ): Promise<CalloutResult>;
 }
 
 /** Maps the reply to RCPT TO onto a fact. */
@@ -77,9 +83,15 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
   const cache = new Map<string, { fact: MailboxFact; reply: string; until: number }>();
   const inflight = new Map<string, Promise<CalloutResult>>();
 
-  const ask = async (server: ServerRoute, address: string, key: string, cacheTtlMs: number) => {
+  const ask = async (
+    server: ServerRoute,
+    address: string,
+    key: string,
+    cacheTtlMs: number,
+    destinations: DomainRoute['destinations'],
+  ) => {
     const started = now();
-    const probe = await opts.pool.probe(server, address);
+    const probe = await opts.pool.probe(server, address, destinations);
     const fact = probe.kind === 'reply' ? factOfReply(probe.code) : 'unknown';
     const reply = probe.kind === 'reply' ? probe.text : `${probe.kind}: ${probe.text}`;
     m?.callouts.inc({ server: server.name, result: probe.kind === 'reply' ? fact : probe.kind });
@@ -100,8 +112,9 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
     get size() {
       return cache.size;
     },
-    async check(server, address, cacheTtlMs) {
-      const key = `${serverId(server)}\u0000${address.toLowerCase()}`;
+    async check(server, address, cacheTtlMs, destinations) {
+      const rules = destinations === undefined ? '' : `\u0000${JSON.stringify(destinations)}`;
+      const key = `${serverId(server)}\u0000${address.toLowerCase()}${rules}`;
       const hit = cache.get(key);
       if (hit !== undefined) {
         if (hit.until > now()) {
@@ -112,7 +125,7 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
       }
       const running = inflight.get(key);
       if (running) return running;
-      const p = ask(server, address, key, cacheTtlMs);
+      const p = ask(server, address, key, cacheTtlMs, destinations);
       inflight.set(key, p);
       try {
         return await p;
@@ -135,6 +148,8 @@ export interface CalloutSettings {
   }) => Promise<{ user: string; pass: string } | undefined>;
   /** The relay's DNS seam; default: the system's resolver. */
   resolver?: Pick<DnsResolver, 'resolveMx' | 'addresses'>;
+  /** The resolver for a domain whose DomainClaim has destinations; default: `resolver`. */
+  resolverFor?: (destinations: DomainRoute['destinations']) => Pick<DnsResolver, 'resolveMx' | 'addresses'>;
   /** Concurrent callout connections per server. Default 2. */
   maxConnections?: number;
   /** Callouts waiting for a connection per server; more get 451 4.4.3 at once. Default 100. */
@@ -168,6 +183,7 @@ export function createCalloutVerifier(
     timeouts: { connectionMs: t, greetingMs: t, socketMs: t },
     credentials: s.credentials ?? (() => Promise.resolve(undefined)),
     resolver: s.resolver ?? createDnsResolver(),
+    ...(s.resolverFor ? { resolverFor: s.resolverFor } : {}),
     maxConnections: s.maxConnections ?? CALLOUT_DEFAULTS.maxConnections,
     maxQueued: s.maxQueued ?? CALLOUT_DEFAULTS.maxQueued,
     idleMs: s.idleMs ?? CALLOUT_DEFAULTS.idleMs,
@@ -191,7 +207,7 @@ export function createCalloutVerifier(
       return v.size;
     },
     pool,
-    check: (server, address, ttl) => v.check(server, address, ttl),
+    check: (server, address, ttl, destinations) => v.check(server, address, ttl, destinations),
     close: () => pool.close(),
   };
 }

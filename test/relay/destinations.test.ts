@@ -233,6 +233,38 @@ describe('destination policy per DomainClaim (destinations.allow / destinations.
     expect(other.stats.connections).toBe(0);
   });
 
+  it('recipient-verification callouts follow the grant too: allowed for the granted domain, 451 4.4.3 for the other', async () => {
+    const verifier = await peer('verifier');
+    const split = (name: string) =>
+      domain(
+        name,
+        `host: "127.1", port: ${verifier.port}, tls: None`,
+        '  mode: Split\n  secondary: new\n',
+        `    - {name: new, host: "127.1", port: ${verifier.port}, tls: None}\n  recipientVerification: {server: old, cacheTTL: 1h}\n`,
+      );
+    const r = await relay(
+      {
+        'claims.yaml':
+          claim('onprem', ['onprem.test'], '  destinations: {allow: [127.0.0.1/32]}\n') +
+          claim('plain', ['plain.test']),
+        'onprem.yaml': split('onprem.test'),
+        'plain.yaml': split('plain.test'),
+      },
+      ['--deny-destinations', '127.0.0.0/8'],
+    );
+    const c = await RawSmtp.connect(r.relay.smtp.port);
+    try {
+      await c.begin('sender@origin.test', []);
+      expect(await c.cmd('RCPT TO:<bob@plain.test>')).toMatch(/^451 4\.4\.3 /);
+      expect(verifier.stats.connections).toBe(0);
+      expect(await c.cmd('RCPT TO:<alice@onprem.test>')).toMatch(/^250 /);
+    } finally {
+      c.close();
+    }
+    expect(verifier.stats.connections).toBeGreaterThan(0);
+    expect(verifier.rcpts.map((x) => x.address)).toContain('alice@onprem.test');
+  });
+
   it('a grant deny applies even on a relay without --deny-destinations; only that domain is refused', async () => {
     const target = await peer('target');
     const r = await relay(
