@@ -161,6 +161,18 @@ export function compile(
     });
     bad.add(o);
   };
+  /** False, with an Accepted=False NotPermitted issue on `o`, when no DomainClaim grants `domain` to its namespace. */
+  const permitted = (o: Obj, field: string, domain: string): boolean => {
+    if (grants.permits(o.metadata.namespace, domain)) return true;
+    issue(
+      o,
+      'Accepted',
+      Reasons.NotPermitted,
+      field,
+      `no DomainClaim grants domain ${domain} to namespace ${o.metadata.namespace}; ask the cluster admin`,
+    );
+    return false;
+  };
 
   // One object per identity (a different duplicate is refused, whatever the input order). Every later step is
   // order-independent: groups are sorted before a winner is chosen, and the table is built in sorted order.
@@ -207,18 +219,7 @@ export function compile(
   // precedence, then age, decides); accounts must be in the domain. A conflict never names an object in another
   // namespace: its owner may be another tenant.
   const granted: MailDomain[] = [];
-  for (const d of domains) {
-    if (grants.permits(d.metadata.namespace, d.spec.domain)) granted.push(d);
-    else {
-      issue(
-        d,
-        'Accepted',
-        Reasons.NotPermitted,
-        'spec.domain',
-        `no DomainClaim grants domain ${d.spec.domain} to namespace ${d.metadata.namespace}; ask the cluster admin`,
-      );
-    }
-  }
+  for (const d of domains) if (permitted(d, 'spec.domain', d.spec.domain)) granted.push(d);
   const rank = (d: MailDomain): number => grants.rank(d.metadata.namespace, d.spec.domain) ?? Infinity;
   for (const group of groupBy(granted, (d) => d.spec.domain).values()) {
     if (group.length < 2) continue;
@@ -309,16 +310,7 @@ export function compile(
   for (const [p, d] of policyDomain) {
     if (bad.has(p)) continue;
     const copyDomain = p.spec.dual?.copyRecipientDomain;
-    if (copyDomain !== undefined && !grants.permits(p.metadata.namespace, copyDomain)) {
-      issue(
-        p,
-        'Accepted',
-        Reasons.NotPermitted,
-        'spec.dual.copyRecipientDomain',
-        `no DomainClaim grants domain ${copyDomain} to namespace ${p.metadata.namespace}; ask the cluster admin`,
-      );
-      continue;
-    }
+    if (copyDomain !== undefined && !permitted(p, 'spec.dual.copyRecipientDomain', copyDomain)) continue;
     if (bad.has(d)) {
       issue(
         p,
@@ -405,16 +397,7 @@ export function compile(
     }
     const d = policyDomain.get(p)!;
     const forwardDomain = t.spec.forwardTo === undefined ? undefined : domainOf(t.spec.forwardTo);
-    if (forwardDomain !== undefined && !grants.permits(t.metadata.namespace, forwardDomain)) {
-      issue(
-        t,
-        'Accepted',
-        Reasons.NotPermitted,
-        'spec.forwardTo',
-        `no DomainClaim grants domain ${forwardDomain} to namespace ${t.metadata.namespace}; ask the cluster admin`,
-      );
-      continue;
-    }
+    if (forwardDomain !== undefined && !permitted(t, 'spec.forwardTo', forwardDomain)) continue;
     if (domainOf(t.spec.address) !== d.spec.domain) {
       issue(
         t,
