@@ -1,5 +1,4 @@
 // The queue admin API and `mailroute queue` against a real spool, engine and SMTP peers.
-import { request as httpRequest } from 'node:http';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import type { Leg, ServerRoute } from '../../routing/model.ts';
 import type { Spool } from '../../relay/spool/types.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { deliveryOptions, envelope } from '../support/delivery.ts';
+import { rawHttp } from '../support/net.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: 'silent' });
@@ -230,25 +230,3 @@ describe('queue admin API and CLI', () => {
     expect((await rawHttp(port, 'GET', '/queue?limit=1000', {})).status).toBe(200);
   });
 });
-
-/** One HTTP request with exactly these headers (fetch would not let a test set Host). */
-function rawHttp(
-  port: number,
-  method: string,
-  path: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      { host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers } },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}

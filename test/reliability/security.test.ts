@@ -9,7 +9,6 @@
 //   the handshake;
 // - header injection through EHLO names: no injected header field at the destination, one Received: added;
 // - oversized command and content lines, too many recipients.
-import { request as httpRequest } from 'node:http';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -17,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawSmtp, code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { selfSignedFiles } from '../support/tls.ts';
+import { rawHttp } from '../support/net.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   adminPort,
@@ -539,25 +539,3 @@ describe('security probes', () => {
     }
   });
 });
-
-/** One HTTP request with exactly these headers (fetch would not let a test set Host). */
-function rawHttp(
-  port: number,
-  method: string,
-  path: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      { host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers } },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
