@@ -19,6 +19,7 @@ import {
   SimulatedRelays,
   startOperator,
   type OperatorProcess,
+  tenantEditorObjects,
 } from './support.ts';
 
 const OP_NS = 'mailroute-system';
@@ -75,28 +76,7 @@ describeCluster('domain grants (DomainClaim) with RBAC and two tenants', (ctx) =
     const tenantRbac: object[] = [];
     for (const team of TEAMS) {
       await createNamespace(ctx.cp, team);
-      tenantRbac.push(
-        { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'editor', namespace: team } },
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'Role',
-          metadata: { name: 'mailroute-editor', namespace: team },
-          rules: [
-            {
-              apiGroups: ['mailroute.io'],
-              resources: ['maildomains', 'deliverypolicies', 'testrecipients'],
-              verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
-            },
-          ],
-        },
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'RoleBinding',
-          metadata: { name: 'mailroute-editor', namespace: team },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'mailroute-editor' },
-          subjects: [{ kind: 'ServiceAccount', name: 'editor', namespace: team }],
-        },
-      );
+      tenantRbac.push(...tenantEditorObjects(team));
     }
     await kubectlApply([
       {

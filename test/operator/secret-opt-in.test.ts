@@ -22,6 +22,7 @@ import {
   spawnClusterRelay,
   startOperator,
   type OperatorProcess,
+  tenantEditorObjects,
 } from './support.ts';
 
 const OP_NS = 'mailroute-system';
@@ -68,26 +69,7 @@ describeCluster('Secret opt-in: a tenant cannot make the operator send a Secret 
         metadata: { name: 'mailroute-operator', namespace: OP_NS },
       },
       ...operatorRbacObjects({ namespace: OP_NS }),
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'editor', namespace: NS } },
-      {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'Role',
-        metadata: { name: 'mailroute-editor', namespace: NS },
-        rules: [
-          {
-            apiGroups: ['mailroute.io'],
-            resources: ['maildomains', 'deliverypolicies', 'testrecipients'],
-            verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
-          },
-        ],
-      },
-      {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'RoleBinding',
-        metadata: { name: 'mailroute-editor', namespace: NS },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'mailroute-editor' },
-        subjects: [{ kind: 'ServiceAccount', name: 'editor', namespace: NS }],
-      },
+      ...tenantEditorObjects(NS),
       // Someone else's Secret in the tenant's namespace: the application's database login, no opt-in.
       {
         apiVersion: 'v1',

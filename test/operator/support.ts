@@ -291,3 +291,32 @@ export async function serviceAccountIdentity(
   kc.loadFromFile(kubeconfigPath);
   return { kubeconfigPath, rest: createKubeRest(kc) };
 }
+
+/**
+ * A tenant: ServiceAccount `editor` in `namespace`, allowed to create and change mailroute objects there and nothing
+ * else (no Secrets, no status, no other namespace).
+ */
+export function tenantEditorObjects(namespace: string): object[] {
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'editor', namespace } },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'mailroute-editor', namespace },
+      rules: [
+        {
+          apiGroups: ['mailroute.io'],
+          resources: ['maildomains', 'deliverypolicies', 'testrecipients'],
+          verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
+        },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'mailroute-editor', namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'mailroute-editor' },
+      subjects: [{ kind: 'ServiceAccount', name: 'editor', namespace }],
+    },
+  ];
+}
