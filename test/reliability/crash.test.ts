@@ -18,13 +18,13 @@ import {
   killTree,
   processTree,
   quarantinedFiles,
-  queueTotal,
   relayArgs,
   type RelayChild,
   report,
   scale,
   spawnRelay,
   subjectCounts,
+  allDeliveredAndDrained,
 } from './support.ts';
 
 const ROUNDS = scale(20, 3);
@@ -154,23 +154,16 @@ describe('crash: kill -9 at random points under dual load', () => {
     // The final start drains the spool.
     const last = await spawnRelay(relayArgs(dir));
     children.push(last);
-    const missing = (peer: SmtpPeer): string[] => {
-      const got = subjectCounts(peer, /^c-\d+$/);
-      return [...acked].filter((id) => !got.has(id));
-    };
-    await waitFor(() => missing(primary).length === 0 && missing(copy).length === 0, {
-      timeoutMs: 60_000,
-      intervalMs: 100,
-      what: 'every acknowledged message on both legs',
-    }).catch((err: unknown) => {
-      throw new Error(
-        `${String(err)}; missing on primary: ${missing(primary).join(',')}; on copy: ${missing(copy).join(',')}`,
-      );
-    });
-    await waitFor(async () => (await queueTotal(adminPort(last))) === 0, {
-      timeoutMs: 20_000,
-      what: 'the queue to drain',
-    });
+    await allDeliveredAndDrained(
+      acked,
+      { primary, copy },
+      (p) => subjectCounts(p, /^c-\d+$/),
+      adminPort(last),
+      {
+        deliveredMs: 60_000,
+        drainedMs: 20_000,
+      },
+    );
 
     // kill -9 at any point never leaves a file the spool cannot read (it would be quarantined at start).
     const quarantined = await quarantinedFiles(join(dir, 'spool'));
@@ -186,8 +179,8 @@ describe('crash: kill -9 at random points under dual load', () => {
       startMs,
       afterKillMs,
       attempted: seq,
-      lostPrimary: missing(primary).length,
-      lostCopy: missing(copy).length,
+      lostPrimary: [...acked].filter((id) => !p.has(id)).length,
+      lostCopy: [...acked].filter((id) => !c.has(id)).length,
       duplicatesPrimary: duplicates(p),
       duplicatesCopy: duplicates(c),
       quarantined: quarantined.length,

@@ -18,13 +18,13 @@ import {
   dualDestinations,
   killTree,
   quarantinedFiles,
-  queueTotal,
   relayArgs,
   type RelayChild,
   report,
   scale,
   spawnRelay,
   subjectOf,
+  allDeliveredAndDrained,
 } from './support.ts';
 
 const CUTS = scale(10, 3);
@@ -148,22 +148,9 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
     mount = await mountSpool();
     const last = await spawnRelay(relayArgs(dir));
     children.push(last);
-    const missing = (peer: SmtpPeer): string[] => {
-      const got = deliveries(peer);
-      return [...acked].filter((id) => !got.has(id));
-    };
-    await waitFor(() => missing(primary).length === 0 && missing(copy).length === 0, {
-      timeoutMs: 120_000,
-      intervalMs: 100,
-      what: 'every acknowledged message on both legs',
-    }).catch((err: unknown) => {
-      throw new Error(
-        `${String(err)}; missing on primary: ${missing(primary).join(',')}; on copy: ${missing(copy).join(',')}`,
-      );
-    });
-    await waitFor(async () => (await queueTotal(adminPort(last))) === 0, {
-      timeoutMs: 30_000,
-      what: 'the queue to drain',
+    await allDeliveredAndDrained(acked, { primary, copy }, (p) => deliveries(p), adminPort(last), {
+      deliveredMs: 120_000,
+      drainedMs: 30_000,
     });
     last.kill('SIGTERM');
     expect(await last.exited).toBe(0);
@@ -185,8 +172,8 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
       cuts: CUTS,
       acknowledged: acked.size,
       attempted: seq,
-      lostPrimary: missing(primary).length,
-      lostCopy: missing(copy).length,
+      lostPrimary: [...acked].filter((id) => !deliveries(primary).has(id)).length,
+      lostCopy: [...acked].filter((id) => !deliveries(copy).has(id)).length,
       legs: legs.length,
       duplicatedLegsPrimary: [...deliveries(primary).values()].filter((t) => t.length > 1).length,
       duplicatedLegsCopy: [...deliveries(copy).values()].filter((t) => t.length > 1).length,

@@ -7,6 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
 import { loopbackRelayArgs, type RelayChild } from '../relay/relay-harness.ts';
 
 export {
@@ -188,4 +189,36 @@ export async function quarantinedFiles(spoolDir: string): Promise<string[]> {
   return entries
     .filter((e) => e.isFile() && join(e.parentPath, e.name).split(sep).includes('quarantine'))
     .map((e) => join(e.parentPath, e.name));
+}
+
+/**
+ * Waits until every acknowledged id has reached every peer (`delivered` says which ids a peer holds), naming the
+ * missing ones on timeout, then until the relay's queue (admin API) is empty.
+ */
+export async function allDeliveredAndDrained(
+  acked: Iterable<string>,
+  peers: Record<string, SmtpPeer>,
+  delivered: (peer: SmtpPeer) => { has(id: string): boolean },
+  adminApiPort: number,
+  o: { deliveredMs: number; drainedMs: number },
+): Promise<void> {
+  const ids = [...acked];
+  const list = Object.entries(peers);
+  const missing = (peer: SmtpPeer): string[] => {
+    const got = delivered(peer);
+    return ids.filter((id) => !got.has(id));
+  };
+  await waitFor(() => list.every(([, p]) => missing(p).length === 0), {
+    timeoutMs: o.deliveredMs,
+    intervalMs: 100,
+    what: 'every acknowledged message on every leg',
+  }).catch((err: unknown) => {
+    throw new Error(
+      `${String(err)}; ${list.map(([n, p]) => `missing on ${n}: ${missing(p).join(',')}`).join('; ')}`,
+    );
+  });
+  await waitFor(async () => (await queueTotal(adminApiPort)) === 0, {
+    timeoutMs: o.drainedMs,
+    what: 'the queue to drain',
+  });
 }
