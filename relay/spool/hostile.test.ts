@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { withDeadline } from '../../test/support/wait.ts';
+import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeMessageFile, FOOTER_LEN } from './format.ts';
 import { defaultSpoolFs, FsWatch, openSpool, type SpoolFs } from './spool.ts';
@@ -236,13 +236,7 @@ describe('spool: hostile or damaged contents', () => {
       await spool.load(idAt(i));
     }
     expect(m.total).toBe(8);
-    await withDeadline(
-      5000,
-      (async () => {
-        while ((await quarantined()).length > 5) await new Promise((r) => setTimeout(r, 20));
-      })(),
-      'prune',
-    );
+    await waitFor(async () => (await quarantined()).length <= 5, { timeoutMs: 5000, what: 'prune' });
     const left = await quarantined();
     expect(left.length).toBe(5);
     expect(left).not.toContain('recent'); // the oldest went first
@@ -352,13 +346,11 @@ describe('spool: stall watchdog', () => {
     hang = true;
     void other.load(r.id);
     expect(other.stalled()).toBeUndefined();
-    await withDeadline(
-      5000,
-      (async () => {
-        while (other.stalled() === undefined) await new Promise((res) => setTimeout(res, 10));
-      })(),
-      'stall report',
-    );
+    await waitFor(() => other.stalled() !== undefined, {
+      timeoutMs: 5000,
+      intervalMs: 10,
+      what: 'stall report',
+    });
     expect(other.stalled()).toMatch(/\(open\) has been waiting/);
   });
 });
