@@ -7,8 +7,8 @@
 //     .powerCut() drops the unsynced data and resolves when LazyFS reports it done; .unmount() unmounts and waits.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, existsSync, readdirSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor, withDeadline } from '../support/wait.ts';
 import { ROOT, run } from './support.ts';
@@ -80,7 +80,12 @@ export async function mountLazyFs(opts: {
   await mkdir(opts.workDir, { recursive: true });
   const faults = join(opts.workDir, 'faults.fifo');
   const done = join(opts.workDir, 'done.fifo');
-  const config = join(opts.workDir, 'lazyfs.toml');
+  // LazyFS ignores --config-path when the path contains "-o" in any case (main.cpp: strcasestr(path, "-o")) and
+  // falls back to config/default.toml; a temp folder such as mailroute-rel-power-o6pXdl hit it one run in ~30.
+  // The config therefore lives in a folder whose name has no hyphen at all.
+  const configDir = await mkdtemp(join(tmpdir(), 'lazyfscfg'));
+  const config = join(configDir, 'lazyfs.toml');
+  if (/-o/i.test(config)) throw new Error(`lazyfs would ignore --config-path ${config} (it contains "-o")`);
   await writeFile(
     config,
     [
@@ -164,6 +169,7 @@ export async function mountLazyFs(opts: {
           throw err;
         },
       );
+      await rm(configDir, { recursive: true, force: true });
     },
   };
 }
