@@ -9,6 +9,10 @@ const commands: Record<string, Command> = {
   check: { summary: 'validate manifests offline', load: () => import('./commands/check.ts') },
   render: { summary: 'print the compiled RoutingTable as JSON', load: () => import('./commands/render.ts') },
   route: { summary: 'explain the delivery plan of one recipient', load: () => import('./commands/route.ts') },
+  diff: {
+    summary: 'what a routing change does: two manifest sets, or the cluster and a folder',
+    load: () => import('./commands/diff.ts'),
+  },
   relay: { summary: 'run the SMTP relay', load: () => import('./commands/relay.ts') },
   queue: { summary: "inspect and drive a relay's queue", load: () => import('./commands/queue.ts') },
   operator: { summary: 'run the Kubernetes operator', load: () => import('./commands/operator.ts') },

@@ -162,9 +162,16 @@ function mailrouteArgs(argv: string[], ws: Workspace): string[] | undefined {
 function runMailroute(args: string[], cmd: Command, ws: Workspace): Verdict {
   const [sub, ...rest] = args;
   switch (sub) {
+    case 'diff':
     case 'check':
     case 'render':
     case 'route': {
+      // The live routing needs a cluster: such a block must say so (and is listed, not run); two manifest sets are
+      // compared offline like the other commands.
+      if (sub === 'diff' && rest.includes('--cluster'))
+        return cmd.annotation?.kind === 'cluster'
+          ? { how: 'listed', detail: 'diff --cluster (cluster)' }
+          : { how: 'failed', detail: 'mailroute diff --cluster needs a `docs-check: cluster` block' };
       // One pipe for stdout and stderr, so warnings and results appear in the order a terminal shows them.
       const r = spawnSync('/bin/sh', ['-c', 'exec "$@" 2>&1', 'sh', process.execPath, BIN, ...args], {
         cwd: ws.dir,
@@ -178,8 +185,9 @@ function runMailroute(args: string[], cmd: Command, ws: Workspace): Verdict {
       const problems = cmd.output.length > 0 && /^\d+ problems?$/.test(cmd.output.at(-1)!.trim());
       if (cmd.output.length > 0 && actual !== cmd.output.join('\n').trimEnd())
         return { how: 'failed', detail: `prints:\n${actual}\nbut the doc shows:\n${cmd.output.join('\n')}` };
-      if (r.status !== (problems ? 1 : 0))
-        return { how: 'failed', detail: `exit ${String(r.status)}: ${actual}` };
+      // diff exits like diff(1): 0 no change, 1 changes; 2 is an error
+      const ok = sub === 'diff' ? r.status === 0 || r.status === 1 : r.status === (problems ? 1 : 0);
+      if (!ok) return { how: 'failed', detail: `exit ${String(r.status)}: ${actual}` };
       return { how: 'ran', detail: cmd.output.length > 0 ? 'output as shown' : 'exit 0' };
     }
     case 'relay': {
@@ -199,6 +207,7 @@ function runMailroute(args: string[], cmd: Command, ws: Workspace): Verdict {
         ? { how: 'checked', detail: `queue ${rest[0]!}` }
         : { how: 'failed', detail: `unknown queue subcommand ${rest[0] ?? '(none)'}` };
     case 'probe':
+    case 'preflight':
     case 'demo':
       return { how: 'checked', detail: `${sub} is a subcommand` };
     case undefined:
