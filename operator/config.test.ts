@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { envName, parseDuration, parseOperatorConfig } from './config.ts';
 import { checkDestination } from '../routing/destinations.ts';
+import { DEFAULT_WATCHDOG_MS } from './kube/supervisor.ts';
+import { LONGEST_QUIET_WATCH_MS } from './kube/watch.ts';
 
 describe('parseOperatorConfig', () => {
   it('destination policy: the cluster defaults, plus --deny-destinations, minus --allow-destinations', () => {
@@ -68,6 +70,7 @@ describe('parseOperatorConfig', () => {
     [['--namespace', 'Bad_NS'], /--namespace: not a namespace name/],
     [['--workers', '0'], /--workers: expected an integer >= 1/],
     [['--relist-interval', '10'], /--relist-interval: expected a duration/],
+    [['--watchdog', '2m'], /--watchdog: must be longer than 630s, the longest a quiet watch lasts, got "2m"/],
     [['--shard-max-bytes', '2000000'], /--shard-max-bytes: at most/],
     [['--secret-namespaces', 'ok,Not_OK'], /--secret-namespaces: not a namespace name: "Not_OK"/],
     [['--preflight-interval', 'never'], /--preflight-interval: expected a duration like 5m, or off/],
@@ -87,5 +90,14 @@ describe('parseOperatorConfig', () => {
       parseDuration('1h'),
       parseDuration('1d'),
     ]).toEqual([500, 30_000, 600_000, 3_600_000, undefined]);
+  });
+});
+
+describe('--watchdog default', () => {
+  it('is the supervisor default and outlasts the longest quiet watch', () => {
+    const r = parseOperatorConfig([], {});
+    if (r.ok !== true) throw new Error(JSON.stringify(r));
+    expect(r.config.watchdogMs).toBe(DEFAULT_WATCHDOG_MS);
+    expect(r.config.watchdogMs).toBeGreaterThan(LONGEST_QUIET_WATCH_MS);
   });
 });

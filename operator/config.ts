@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isLogFormat, type LogFormat } from '../cli/logger.ts';
 import { policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
+import { LONGEST_QUIET_WATCH_MS } from './kube/watch.ts';
 
 export interface OperatorConfig {
   namespace: string;
@@ -75,8 +76,8 @@ export const OPERATOR_FLAGS = {
   'relist-interval': { type: 'string', default: '10m', help: 'periodic full re-list of every informer' },
   watchdog: {
     type: 'string',
-    default: '2m',
-    help: 'restart an informer that saw no event or reconnect for this long',
+    default: '15m',
+    help: 'restart an informer that saw no event or reconnect for this long; longer than a quiet watch lasts (10m30s)',
   },
   'preflight-interval': {
     type: 'string',
@@ -177,6 +178,13 @@ export function parseOperatorConfig(
     watchdogMs: dur('watchdog'),
   };
   for (const v of Object.values(nums)) if (typeof v === 'string') return { ok: false, error: v };
+  // A quiet watch reconnects only when the server ends it (operator/kube/watch.ts): a shorter watchdog would
+  // restart, and so re-list, every quiet informer.
+  if ((nums.watchdogMs as number) <= LONGEST_QUIET_WATCH_MS)
+    return {
+      ok: false,
+      error: `--watchdog: must be longer than ${LONGEST_QUIET_WATCH_MS / 1000}s, the longest a quiet watch lasts, got "${get('watchdog') ?? ''}"`,
+    };
   if ((nums.shardMaxBytes as number) > 900 * 1024)
     return {
       ok: false,

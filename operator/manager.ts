@@ -7,7 +7,6 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  makeInformer,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
@@ -27,6 +26,7 @@ import { resolveOwnerConfigMap, type OwnerReference } from './owner.ts';
 import { createKubeRest, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder, type EventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
+import { makeWatchInformer } from './kube/watch.ts';
 import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
 import {
   expectedRelayPods,
@@ -122,7 +122,7 @@ export class OperatorManager {
     ): InformerSupervisor<Cached> =>
       new InformerSupervisor<Cached>({
         name,
-        make: () => makeInformer<Cached>(kc, path, list, labelSelector),
+        make: () => makeWatchInformer<Cached>(kc, path, list, labelSelector),
         onEvent,
         onResync,
         logger,

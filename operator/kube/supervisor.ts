@@ -3,8 +3,9 @@
 // - after any error, a NEW informer is made and started, with jittered exponential backoff;
 // - every relistIntervalMs the informer is replaced by a fresh one (a full re-list), which also repairs a watch that
 //   silently stopped delivering;
-// - a watchdog replaces the informer when neither an event nor a (re)connect was seen for watchdogMs (the client
-//   reconnects its watch at least every 30 s on a quiet resource, so silence means it is stuck);
+// - a watchdog replaces the informer when neither an event nor a (re)connect was seen for watchdogMs (the informer
+//   re-watches at least every LONGEST_QUIET_WATCH_MS on a quiet resource (kube/watch.ts: the server ends each watch,
+//   and the client gives up on a silent one), so longer silence means the informer itself is stuck);
 // - the consumer reads objects through the supervisor (list/get) and gets onResync() after every (re)list, so a
 //   level-based controller recomputes from the cache and nothing missed during an outage is lost.
 
@@ -37,6 +38,9 @@ export interface SupervisorOptions<T extends KubernetesObject> {
   startTimeoutMs?: number;
   onRestart?: (reason: string) => void;
 }
+
+/** The watchdog's default: longer than the longest quiet watch (LONGEST_QUIET_WATCH_MS, 10 min 30 s). */
+export const DEFAULT_WATCHDOG_MS = 15 * 60_000;
 
 export interface InformerHealth {
   name: string;
@@ -128,7 +132,7 @@ export class InformerSupervisor<T extends KubernetesObject> {
   }
 
   private scheduleWatchdog(): void {
-    const every = this.opts.watchdogMs ?? 120_000;
+    const every = this.opts.watchdogMs ?? DEFAULT_WATCHDOG_MS;
     this.watchdogTimer = this.timers.setTimeout(
       () => {
         if (this.stopped) return;

@@ -7,7 +7,8 @@
 //   API unreachable: poll the mounted file; a change of its revision is applied (the kubelet only moves forward)
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ServerTimedWatch, type WatchTimingOptions } from '../../operator/kube/watch.ts';
 import { errMessage } from '../cluster/heartbeat.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import { checkRoutingTable } from './file.ts';
@@ -27,7 +28,7 @@ import {
   type ConfigMapLike,
 } from '../../operator/routing-configmap.ts';
 
-/** The API calls this source makes; `configMapApi(kc)` is the real one. */
+/** The API calls this source makes; `configMapApi(kc)` is the real one (`timing`: tests shorten the watches). */
 export interface ConfigMapApi {
   /**
    * Lists the one ConfigMap (fieldSelector metadata.name=NAME): the object (undefined when absent) and the list's
@@ -61,8 +62,6 @@ export interface ConfigMapSourceOptions {
   /** Called with each new table; must swap atomically. A throw is logged and the revision is retried later. */
   onTable: (table: RoutingTable, revision: string, from: 'api' | 'file') => void;
   logger: SourceLogger;
-  /** Full re-get period. Default 60 s. */
-  resyncMs?: number;
   /** Poll period of the fallback file while the API is unreachable. Default 2 s. */
   filePollMs?: number;
   /** Backoff bounds for watch restarts and missing shards. Default 200 ms .. 10 s. */
@@ -103,9 +102,9 @@ export function parseTableJson(json: string): RoutingTable | string {
   return errs.length > 0 ? errs.join('; ') : (v as RoutingTable);
 }
 
-export function configMapApi(kc: KubeConfig): ConfigMapApi {
+export function configMapApi(kc: KubeConfig, timing: WatchTimingOptions = {}): ConfigMapApi {
   const core = kc.makeApiClient(CoreV1Api);
-  const watcher = new Watch(kc);
+  const watcher = new ServerTimedWatch(kc, timing);
   return {
     async list(namespace, name) {
       const l = await core.listNamespacedConfigMap({ namespace, fieldSelector: `metadata.name=${name}` });
@@ -284,7 +283,6 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
       );
     },
     timers,
-    ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
     backoffMinMs: bmin,
     backoffMaxMs: bmax,
     random,

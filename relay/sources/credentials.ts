@@ -4,7 +4,8 @@
 // needs no access to Secrets in the MailDomains' namespaces.
 //
 //   list + watch of the one Secret (list-watch.ts) ──> parse ──> onCredentials(map)
-import { CoreV1Api, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { ServerTimedWatch, type WatchTimingOptions } from '../../operator/kube/watch.ts';
 import { errMessage } from '../cluster/heartbeat.ts';
 import { parseCredentialsData, type Credentials } from '../../operator/credentials-secret.ts';
 import { createTimers, startListWatch, watchNamed, type SourceLogger } from './list-watch.ts';
@@ -14,7 +15,7 @@ export interface SecretObject {
   data?: Record<string, string> | undefined;
 }
 
-/** The API calls this watcher makes; `credentialsApi(kc)` is the real one. */
+/** The API calls this watcher makes; `credentialsApi(kc)` is the real one (`timing`: tests shorten the watches). */
 export interface CredentialsApi {
   /** The one Secret (undefined when absent) and the list's resourceVersion. Throws when the API cannot be reached. */
   list(
@@ -31,9 +32,9 @@ export interface CredentialsApi {
   ): Promise<() => void>;
 }
 
-export function credentialsApi(kc: KubeConfig): CredentialsApi {
+export function credentialsApi(kc: KubeConfig, timing: WatchTimingOptions = {}): CredentialsApi {
   const core = kc.makeApiClient(CoreV1Api);
-  const watcher = new Watch(kc);
+  const watcher = new ServerTimedWatch(kc, timing);
   return {
     async list(namespace, name) {
       const l = await core.listNamespacedSecret({ namespace, fieldSelector: `metadata.name=${name}` });
@@ -58,8 +59,6 @@ export interface CredentialsWatchOptions {
   /** Called with the whole set whenever it changes (an absent Secret: an empty map). */
   onCredentials: (secrets: ReadonlyMap<string, Credentials>) => void;
   logger: SourceLogger;
-  /** Full re-list period. Default 60 s. */
-  resyncMs?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
   random?: () => number;
@@ -109,7 +108,6 @@ export function startCredentialsWatch(opts: CredentialsWatchOptions): Credential
     onWatchError: (err) =>
       log.warn({ err: errMessage(err) }, 'credentials: watch ended with an error; restarting'),
     timers: createTimers(),
-    ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
     ...(opts.backoffMinMs !== undefined ? { backoffMinMs: opts.backoffMinMs } : {}),
     ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
     ...(opts.random !== undefined ? { random: opts.random } : {}),

@@ -1,13 +1,17 @@
 // One named Kubernetes object, kept current: list it (fieldSelector metadata.name=NAME), hand it over, watch from
-// the list's resourceVersion; when the watch ends, list again (nothing between two watches is missed) and watch
-// again, with jittered backoff after errors; a periodic re-list catches anything a watch missed. Used by the
-// routing ConfigMap source (configmap.ts) and the credentials Secret watch (credentials.ts), which differ only in
-// what they do with the object and how they report trouble.
+// the list's resourceVersion. The server ends each watch after its timeoutSeconds (5–10 min, operator/kube/watch.ts,
+// with bookmarks, so the resourceVersion stays current on a quiet cluster): the loop then watches again from the
+// last resourceVersion, without a list. Only a watch that ends with an error (410 Gone: the resourceVersion is
+// forgotten) is followed by a list, after a jittered backoff. A watch from a resourceVersion misses nothing, so
+// there is no periodic re-list: a quiet cluster costs one open watch per object and no lists. Used by the routing
+// ConfigMap source (configmap.ts) and the credentials Secret watch (credentials.ts), which differ only in what they
+// do with the object and how they report trouble.
 //
-//   list ──> onList(obj) ──> watch(rv) ──events──> onEvent(type, obj)
-//     ▲                         │ ends: error -> backoff (410 Gone: forget rv), normal close -> at once
-//     └──────── re-list ────────┘        re-list every resyncMs as well
-import type { Watch } from '@kubernetes/client-node';
+//   list ──> onList(obj) ──> watch(rv) ──events, bookmarks (rv)──> onEvent(type, obj)
+//     ▲                        │  ▲
+//     │                        │  └── server's close: watch again from rv at once (backoff if it lasted < 1 s)
+//     └── error: backoff ──────┘      (410 Gone: forget rv)
+import { watchWasHealthy, type ServerTimedWatch } from '../../operator/kube/watch.ts';
 import { safeDelay } from '../../routing/timer.ts';
 
 export interface SourceLogger {
@@ -31,11 +35,12 @@ export function httpCode(err: unknown): number | undefined {
 }
 
 /**
- * Watches the one object called `name` at a collection path (fieldSelector metadata.name, bookmarks on). `onDone` is
- * called exactly once when the watch ends (an ERROR event ends it with the API's code); the returned function aborts.
+ * Watches the one object called `name` at a collection path (fieldSelector metadata.name; the ServerTimedWatch adds
+ * bookmarks and the server-side timeout). `onDone` is called exactly once when the watch ends (undefined: the server
+ * closed it; an ERROR event ends it with the API's code); the returned function aborts.
  */
 export async function watchNamed<T>(
-  watcher: Watch,
+  watcher: ServerTimedWatch,
   path: string,
   name: string,
   resourceVersion: string | undefined,
@@ -52,7 +57,6 @@ export async function watchNamed<T>(
     path,
     {
       fieldSelector: `metadata.name=${name}`,
-      allowWatchBookmarks: true,
       ...(resourceVersion !== undefined ? { resourceVersion } : {}),
     },
     (type: string, obj: unknown) => {
@@ -120,21 +124,21 @@ export interface ListWatchOptions<T extends WithResourceVersion> {
   onEvent(type: string, obj: T): void;
   /** A list failed (the API server cannot be reached, or onList threw); the loop retries with backoff. */
   onListError(err: unknown): void;
-  /** A watch ended with an error; the loop re-lists and watches again. */
+  /** A watch ended with an error; the loop re-lists (after a backoff) and watches again. */
   onWatchError(err: unknown): void;
   /** Shared with the caller, so that its own timers stop together with the loop. */
   timers: Timers;
-  /** Full re-list period. Default 60 s. */
-  resyncMs?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
   random?: () => number;
+  /** Clock for how long a watch lasted. Default Date.now. */
+  now?: () => number;
 }
 
 export interface ListWatch {
   /** Lists once; true when that worked (a watch then starts), false when it failed (retried in the background). */
   start(): Promise<boolean>;
-  /** Lists now and hands the object over (the caller's own re-check); false when the list failed. */
+  /** Lists now and hands the object over (the caller's own re-check, e.g. for missing shards); false when it failed. */
   relist(): Promise<boolean>;
   readonly watching: boolean;
   stop(): void;
@@ -144,7 +148,7 @@ export function startListWatch<T extends WithResourceVersion>(o: ListWatchOption
   const bmin = o.backoffMinMs ?? 200;
   const bmax = o.backoffMaxMs ?? 10_000;
   const random = o.random ?? Math.random;
-  const resyncMs = o.resyncMs ?? 60_000;
+  const now = o.now ?? Date.now;
   const { timers } = o;
   let resourceVersion: string | undefined;
   let abortWatch: (() => void) | undefined;
@@ -166,16 +170,25 @@ export function startListWatch<T extends WithResourceVersion>(o: ListWatchOption
   const watch = async (): Promise<void> => {
     if (timers.stopped) return;
     let eventsSeen = false;
-    const started = Date.now();
+    const started = now();
     const onDone = (err: unknown): void => {
       abortWatch = undefined;
       if (timers.stopped) return;
-      const failed = err !== undefined && err !== null;
-      if (failed) o.onWatchError(err);
+      const lasted = now() - started;
+      if (err === undefined || err === null) {
+        // The server's close (its timeoutSeconds): watch again from the last resourceVersion, without a list; at
+        // once after a healthy watch, after a backoff when the server closed it straight away.
+        if (watchWasHealthy(lasted, eventsSeen)) {
+          failures = 0;
+          timers.later(0, () => void watch());
+        } else timers.later(backoffMs(failures++, bmin, bmax, random), () => void watch());
+        return;
+      }
+      o.onWatchError(err);
       if (httpCode(err) === 410) resourceVersion = undefined;
       // a watch that delivered events, or lasted, was healthy: start the backoff over
-      if (eventsSeen || Date.now() - started > 30_000) failures = 0;
-      timers.later(failed ? backoffMs(failures++, bmin, bmax, random) : 0, () => void restart());
+      if (eventsSeen || lasted > 30_000) failures = 0;
+      timers.later(backoffMs(failures++, bmin, bmax, random), () => void restart());
     };
     try {
       abortWatch = await o.watch(
@@ -194,7 +207,7 @@ export function startListWatch<T extends WithResourceVersion>(o: ListWatchOption
     }
   };
 
-  /** After a watch ended: list again, then watch again. */
+  /** After a watch failed: list again, then watch again. */
   const restart = async (): Promise<void> => {
     if (timers.stopped) return;
     if (!(await relist())) {
@@ -204,16 +217,11 @@ export function startListWatch<T extends WithResourceVersion>(o: ListWatchOption
     await watch();
   };
 
-  const resync = (): void => {
-    void relist().finally(() => timers.later(resyncMs, resync));
-  };
-
   return {
     async start() {
       const ok = await relist();
       if (ok) void watch();
       else timers.later(backoffMs(failures++, bmin, bmax, random), () => void restart());
-      timers.later(resyncMs, resync);
       return ok;
     },
     relist,

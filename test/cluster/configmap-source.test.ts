@@ -49,7 +49,6 @@ describeCluster(
         ...(fallbackFile !== undefined ? { fallbackFile } : {}),
         onTable: (_t, revision, from) => seen.push({ revision, from, at: performance.now() }),
         logger: quiet,
-        resyncMs: 60_000,
         filePollMs: 100,
         backoffMinMs: 50,
         backoffMaxMs: 500,
