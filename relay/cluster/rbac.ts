@@ -45,7 +45,7 @@ export function relayRules(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = 
       resources: ['configmaps'],
       verbs: ['get', 'list', 'watch'],
       resourceNames: [cm],
-      why: 'the routing table: list + watch with fieldSelector metadata.name, periodic re-get',
+      why: 'the routing table: list + watch with fieldSelector metadata.name',
     },
   ];
   if (opts.ownerConfigMap !== undefined) {
