@@ -22,7 +22,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/reliability/**'],
+          exclude: ['test/reliability/**', 'test/node/**'],
           testTimeout: 120_000,
           setupFiles: ['test/support/dns-guard.ts'],
           hookTimeout: 180_000,
@@ -37,6 +37,19 @@ export default defineConfig({
           setupFiles: ['test/support/dns-guard.ts'],
           hookTimeout: 180_000,
           fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          // The real single-node cluster (test/node/cluster.sh): it runs after the other projects (groupOrder), so
+          // that its pods do not compete with the timing of the local suites, one file at a time.
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          globalSetup: ['test/node/global-setup.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

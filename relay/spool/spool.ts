@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { checkState } from './check.ts';
+import { explainUnwritable } from './writable.ts';
 import {
   classifyEntry,
   encodeTrailer,
@@ -283,8 +284,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   const stallMs = opts.stallMs ?? 60_000;
   const queueDir = join(opts.dir, 'queue');
   const quarantineDir = join(opts.dir, 'quarantine');
-  await fs.mkdir(queueDir, { recursive: true });
-  await fs.mkdir(quarantineDir, { recursive: true });
+  await explainUnwritable(opts.dir, async () => {
+    await fs.mkdir(queueDir, { recursive: true });
+    await fs.mkdir(quarantineDir, { recursive: true });
+  });
   const nextId = newQueueIdGenerator(clock);
 
   const statePath = (id: string): string => join(queueDir, stateFile(id));

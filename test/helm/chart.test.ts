@@ -226,6 +226,42 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
     expect((pdb.spec as Json).minAvailable).toBe(1);
   });
 
+  it('prepares the spool for volumes that ignore fsGroup only when asked (relay.spool.volumePermissions)', async () => {
+    expect(podSpec(one(defaults, 'StatefulSet')).initContainers).toBeUndefined();
+    const on = parseObjects(
+      await helmTemplate(tools, [
+        '--set',
+        'relay.spool.volumePermissions.enabled=true',
+        '--set',
+        'podSecurityContext.runAsUser=1234',
+      ]),
+    );
+    const sts = one(on, 'StatefulSet');
+    const [init, ...more] = podSpec(sts).initContainers as Json[];
+    expect(more).toEqual([]);
+    const relay = (podSpec(sts).containers as Json[])[0]!;
+    expect(init!.image).toBe(relay.image);
+    // root, but only the two capabilities chown needs, and nothing else widened
+    expect(init!.securityContext).toEqual({
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'], add: ['CHOWN', 'FOWNER'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect((init!.command as string[]).at(-1)).toBe(
+      'chown 1234:1000 /var/spool/mailroute && chmod 0750 /var/spool/mailroute',
+    );
+    expect(init!.volumeMounts).toEqual([{ name: 'spool', mountPath: '/var/spool/mailroute' }]);
+    // the relay container itself is unchanged: non-root
+    expect(relay.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+    });
+  });
+
   it('runs the relay as a StatefulSet with a spool PVC, the downward API, the routing file and a long grace period', () => {
     const s = one(defaults, 'StatefulSet', '-relay');
     const spec = s.spec as Json;
