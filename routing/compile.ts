@@ -9,6 +9,7 @@ import type {
   ObjectRef,
   RoutingTable,
   ServerRoute,
+  StageRoute,
   TestRecipientRoute,
 } from './model.ts';
 import { API_VERSION } from './model.ts';
@@ -174,6 +175,11 @@ export function compile(
     return false;
   };
 
+  const permittedCopyDomain = (p: DeliveryPolicy, state: RoutingStateSpec, at: string): boolean => {
+    const copyDomain = state.dual?.copyRecipientDomain;
+    return copyDomain === undefined || permitted(p, `${at}dual.copyRecipientDomain`, copyDomain);
+  };
+
   // One object per identity (a different duplicate is refused, whatever the input order). Every later step is
   // order-independent: groups are sorted before a winner is chosen, and the table is built in sorted order.
   const byId = new Map<string, Obj[]>();
@@ -309,8 +315,8 @@ export function compile(
   }
   for (const [p, d] of policyDomain) {
     if (bad.has(p)) continue;
-    const copyDomain = p.spec.dual?.copyRecipientDomain;
-    if (copyDomain !== undefined && !permitted(p, 'spec.dual.copyRecipientDomain', copyDomain)) continue;
+    const states = routingStates(p);
+    if (!states.every(({ state, at }) => permittedCopyDomain(p, state, at))) continue;
     if (bad.has(d)) {
       issue(
         p,
@@ -326,47 +332,50 @@ export function compile(
       (d.spec.accounts ?? []).some((a) => a.server === server) ||
       d.spec.recipientVerification?.server === server;
     const list = [...servers].join(', ');
-    if (!servers.has(p.spec.primary)) {
-      issue(
-        p,
-        'ResolvedRefs',
-        Reasons.UnknownServer,
-        'spec.primary',
-        `server ${p.spec.primary} is not one of ${describe(d)}'s servers (${list})`,
-      );
-    }
-    if (p.spec.secondary !== undefined && !servers.has(p.spec.secondary)) {
-      issue(
-        p,
-        'ResolvedRefs',
-        Reasons.UnknownServer,
-        'spec.secondary',
-        `server ${p.spec.secondary} is not one of ${describe(d)}'s servers (${list})`,
-      );
-    }
-    if (p.spec.mode === 'Split' && !known(p.spec.primary)) {
-      issue(
-        p,
-        'Accepted',
-        Reasons.NoAccountSource,
-        'spec.mode',
-        `Split needs to know who has a mailbox on the primary: add accounts for server ${p.spec.primary} or recipientVerification with server ${p.spec.primary} to ${describe(d)}`,
-      );
-    }
-    const scope = p.spec.dual?.scope ?? 'All';
-    if (
-      p.spec.mode === 'Dual' &&
-      scope === 'Accounts' &&
-      p.spec.secondary !== undefined &&
-      !known(p.spec.secondary)
-    ) {
-      issue(
-        p,
-        'Accepted',
-        Reasons.NoAccountSource,
-        'spec.dual.scope',
-        `scope Accounts needs to know who has a mailbox on the secondary: add accounts for server ${p.spec.secondary} or recipientVerification with server ${p.spec.secondary} to ${describe(d)}`,
-      );
+    // The policy's own fields and every stage's: each is a routing state the domain may be in.
+    for (const { state, at } of states) {
+      if (!servers.has(state.primary)) {
+        issue(
+          p,
+          'ResolvedRefs',
+          Reasons.UnknownServer,
+          `${at}primary`,
+          `server ${state.primary} is not one of ${describe(d)}'s servers (${list})`,
+        );
+      }
+      if (state.secondary !== undefined && !servers.has(state.secondary)) {
+        issue(
+          p,
+          'ResolvedRefs',
+          Reasons.UnknownServer,
+          `${at}secondary`,
+          `server ${state.secondary} is not one of ${describe(d)}'s servers (${list})`,
+        );
+      }
+      if (state.mode === 'Split' && !known(state.primary)) {
+        issue(
+          p,
+          'Accepted',
+          Reasons.NoAccountSource,
+          `${at}mode`,
+          `Split needs to know who has a mailbox on the primary: add accounts for server ${state.primary} or recipientVerification with server ${state.primary} to ${describe(d)}`,
+        );
+      }
+      const scope = state.dual?.scope ?? 'All';
+      if (
+        state.mode === 'Dual' &&
+        scope === 'Accounts' &&
+        state.secondary !== undefined &&
+        !known(state.secondary)
+      ) {
+        issue(
+          p,
+          'Accepted',
+          Reasons.NoAccountSource,
+          `${at}dual.scope`,
+          `scope Accounts needs to know who has a mailbox on the secondary: add accounts for server ${state.secondary} or recipientVerification with server ${state.secondary} to ${describe(d)}`,
+        );
+      }
     }
   }
 
@@ -494,6 +503,8 @@ export function compile(
     }
     const mode = p.spec.mode;
     const copyDomain = mode === 'Dual' ? p.spec.dual?.copyRecipientDomain : undefined;
+    const stages = p.spec.stages;
+    const staged = stages !== undefined && stages.length > 0;
     const entries: [string, TestRecipientRoute & { source: ObjectRef }][] = [];
     for (const t of trByPolicy.get(p) ?? []) {
       if (bad.has(t)) continue;
@@ -507,6 +518,8 @@ export function compile(
         t.spec.expiresAt !== undefined
           ? { expiresAt: t.spec.expiresAt, forwardTo, keepPrimaryCopy: t.spec.keepPrimaryCopy, source }
           : { forwardTo, keepPrimaryCopy: t.spec.keepPrimaryCopy, source };
+      // With stages the default forwardTo depends on the copyRecipientDomain of the stage in force (resolve()).
+      if (staged && t.spec.forwardTo === undefined) route.forwardToDefaulted = true;
       entries.push([address.toLowerCase(), route]);
     }
     entries.sort((a, b) => byCodeUnit(a[0], b[0]));
@@ -515,25 +528,28 @@ export function compile(
       accounts,
       ...destinations,
       domain: d.spec.domain,
-      ...(mode === 'Dual'
-        ? {
-            dual: {
-              bounces: p.spec.dual?.bounces ?? 'Suppress',
-              ...(copyDomain !== undefined ? { copyRecipientDomain: copyDomain } : {}),
-              scope: p.spec.dual?.scope ?? 'All',
-            },
-          }
-        : {}),
+      ...compileDual(p.spec),
       mailDomain: objectRef(d),
       mode,
       policy: objectRef(p),
       primary: p.spec.primary,
       ...recipientVerification,
       rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
-      ...(mode !== 'Direct' && p.spec.secondary !== undefined ? { secondary: p.spec.secondary } : {}),
+      ...compileSecondary(p.spec),
       servers,
-      ...(mode === 'Split'
-        ? { split: { unknownRecipients: p.spec.split?.unknownRecipients ?? 'Secondary' } }
+      ...compileSplit(p.spec),
+      ...(staged
+        ? {
+            stages: stages.map((st): StageRoute => ({
+              ...compileDual(st),
+              mode: st.mode,
+              name: st.name,
+              primary: st.primary,
+              ...compileSecondary(st),
+              ...compileSplit(st),
+              until: st.until,
+            })),
+          }
         : {}),
       testRecipients,
     };
@@ -570,6 +586,38 @@ export function compile(
   );
   const json = canonicalJson(table);
   return { table, issues, notices, revision: sha256Hex(json), json };
+}
+
+/** The routing fields of a DeliveryPolicy spec or of one of its stages. */
+type RoutingStateSpec = Pick<DeliveryPolicy['spec'], 'mode' | 'primary' | 'secondary' | 'dual' | 'split'>;
+
+/** The policy's own routing fields (field prefix spec.) and each stage's (spec.stages[i].), in that order. */
+function routingStates(p: DeliveryPolicy): { state: RoutingStateSpec; at: string }[] {
+  return [
+    { state: p.spec, at: 'spec.' },
+    ...(p.spec.stages ?? []).map((st, i) => ({ state: st, at: `spec.stages[${i}].` })),
+  ];
+}
+
+// The compiled dual, secondary and split of one routing state, keys in sorted order (see the table comment).
+function compileDual(s: RoutingStateSpec): Pick<DomainRoute, 'dual'> {
+  if (s.mode !== 'Dual') return {};
+  const copyDomain = s.dual?.copyRecipientDomain;
+  return {
+    dual: {
+      bounces: s.dual?.bounces ?? 'Suppress',
+      ...(copyDomain !== undefined ? { copyRecipientDomain: copyDomain } : {}),
+      scope: s.dual?.scope ?? 'All',
+    },
+  };
+}
+function compileSecondary(s: RoutingStateSpec): Pick<DomainRoute, 'secondary'> {
+  return s.mode !== 'Direct' && s.secondary !== undefined ? { secondary: s.secondary } : {};
+}
+function compileSplit(s: RoutingStateSpec): Pick<DomainRoute, 'split'> {
+  return s.mode === 'Split'
+    ? { split: { unknownRecipients: s.split?.unknownRecipients ?? 'Secondary' } }
+    : {};
 }
 
 /** The revision of a table loaded from elsewhere (a routing file, a ConfigMap). */

@@ -304,80 +304,149 @@ export const mailDomainStatusSchema = {
 // ---------------------------------------------------------------------------------------------------------------
 // DeliveryPolicy
 
+/** The CEL rules shared by a DeliveryPolicy's own routing fields and each of its stages. */
+const routingStateRules = [
+  {
+    rule: "self.mode == 'Direct' || has(self.secondary)",
+    message: 'secondary is required when mode is Dual or Split',
+    fieldPath: '.secondary',
+    reason: 'FieldValueRequired',
+  },
+  {
+    rule: '!has(self.secondary) || self.secondary != self.primary',
+    message: 'secondary must differ from primary',
+    fieldPath: '.secondary',
+    reason: 'FieldValueInvalid',
+  },
+] as const;
+
+/** The routing fields of a DeliveryPolicy: its own (the final state) and each stage's. */
+const routingStateProperties = {
+  mode: { type: 'string', enum: MODES, description: 'Direct | Dual | Split.' },
+  primary: {
+    type: 'string',
+    maxLength: 63,
+    pattern: DNS_LABEL,
+    description:
+      "Server name from the MailDomain: the mailbox of record. Its failures (5xx, or 4xx until the relay's queue lifetime ends) always bounce to the sender (RFC 3464 DSN), whatever dual.bounces says.",
+  },
+  secondary: {
+    type: 'string',
+    maxLength: 63,
+    pattern: DNS_LABEL,
+    description: 'Server name from the MailDomain; required for Dual and Split.',
+  },
+  dual: {
+    type: 'object',
+    description: 'Dual delivery settings (mode Dual).',
+    properties: {
+      scope: {
+        type: 'string',
+        enum: DUAL_SCOPES,
+        default: 'All',
+        description:
+          'All: every recipient is copied | TestRecipients: only TestRecipients | Accounts: recipients with an account on the secondary.',
+      },
+      copyRecipientDomain: {
+        type: 'string',
+        minLength: 3,
+        maxLength: 253,
+        pattern: DOMAIN,
+        description:
+          'The copy goes to the same local part at this domain (e.g. an alias domain of the new server).',
+      },
+      bounces: {
+        type: 'string',
+        enum: BOUNCES,
+        default: 'Suppress',
+        description:
+          'Suppress: a failed copy never produces a DSN | Notify: it does. Applies to copy legs only: the mailbox of record always bounces (a TestRecipient with keepPrimaryCopy: false has its forwardTo as its mailbox of record, so its failures bounce even with Suppress).',
+      },
+    },
+  },
+  split: {
+    type: 'object',
+    description: 'Split delivery settings (mode Split).',
+    properties: {
+      unknownRecipients: {
+        type: 'string',
+        enum: UNKNOWN_RECIPIENTS,
+        default: 'Secondary',
+        description: 'Recipients unknown on the primary: Secondary (deliver there) | Reject (550 5.1.1).',
+      },
+    },
+  },
+} as const;
+
+export const MAX_STAGES = 8;
+/** CEL: stage ends strictly increasing (a date-time field is a CEL timestamp). */
+export const STAGES_ORDER_RULE =
+  '!has(self.stages) || (self.stages.map(s, s.until).isSorted() && self.stages.all(a, self.stages.exists_one(b, b.until == a.until)))';
+export const STAGES_ORDER_MESSAGE =
+  'stages must be listed in order of until, each ending strictly after the one before (stages cannot overlap)';
+
+export const stageSchema = {
+  type: 'object',
+  description:
+    "One dated stage: these routing fields are in force until `until`; then the next stage, and after the last one the policy's own fields. A stage states its whole routing (mode, primary, secondary, dual, split): nothing is inherited from the policy's own fields or from other stages. The domain (domainRef) is the policy's, for every stage.",
+  required: ['name', 'until', 'mode', 'primary'],
+  'x-kubernetes-validations': [
+    ...routingStateRules,
+    {
+      rule: "self.name != 'final'",
+      message: "final is the name status uses for the policy's own fields, after the last stage",
+      fieldPath: '.name',
+      reason: 'FieldValueInvalid',
+    },
+  ],
+  properties: {
+    name: {
+      type: 'string',
+      maxLength: 63,
+      pattern: DNS_LABEL,
+      description: 'DNS label, unique in the list; status.stage shows it while the stage is in force.',
+    },
+    until: {
+      type: 'string',
+      format: 'date-time',
+      description:
+        'RFC 3339 instant (e.g. 2026-12-05T02:00:00Z, or with an offset: 2026-12-05T03:00:00+01:00) at which this stage ends, exclusive. The stage begins where the one before ends (the first: at once).',
+    },
+    ...routingStateProperties,
+  },
+} as const;
+
 export const deliveryPolicySpecSchema = {
   type: 'object',
   description:
-    'How mail for one MailDomain is delivered: Direct, Dual (a copy to the secondary) or Split. One per MailDomain.',
+    'How mail for one MailDomain is delivered: Direct, Dual (a copy to the secondary) or Split. One per MailDomain. With stages, the routing changes by the clock: each stage is in force until its `until`, and the fields here after the last one.',
   required: ['domainRef', 'mode', 'primary'],
   'x-kubernetes-validations': [
+    ...routingStateRules,
     {
-      rule: "self.mode == 'Direct' || has(self.secondary)",
-      message: 'secondary is required when mode is Dual or Split',
-      fieldPath: '.secondary',
-      reason: 'FieldValueRequired',
+      rule: '!has(self.stages) || self.stages.all(s, self.stages.exists_one(t, t.name == s.name))',
+      message: 'stage names must be unique',
+      fieldPath: '.stages',
+      reason: 'FieldValueDuplicate',
     },
     {
-      rule: '!has(self.secondary) || self.secondary != self.primary',
-      message: 'secondary must differ from primary',
-      fieldPath: '.secondary',
+      rule: STAGES_ORDER_RULE,
+      message: STAGES_ORDER_MESSAGE,
+      fieldPath: '.stages',
       reason: 'FieldValueInvalid',
     },
   ],
   properties: {
     domainRef: objectRef('MailDomain'),
-    mode: { type: 'string', enum: MODES, description: 'Direct | Dual | Split.' },
-    primary: {
-      type: 'string',
-      maxLength: 63,
-      pattern: DNS_LABEL,
+    ...routingStateProperties,
+    stages: {
+      type: 'array',
+      maxItems: MAX_STAGES,
       description:
-        "Server name from the MailDomain: the mailbox of record. Its failures (5xx, or 4xx until the relay's queue lifetime ends) always bounce to the sender (RFC 3464 DSN), whatever dual.bounces says.",
-    },
-    secondary: {
-      type: 'string',
-      maxLength: 63,
-      pattern: DNS_LABEL,
-      description: 'Server name from the MailDomain; required for Dual and Split.',
-    },
-    dual: {
-      type: 'object',
-      description: 'Dual delivery settings (mode Dual).',
-      properties: {
-        scope: {
-          type: 'string',
-          enum: DUAL_SCOPES,
-          default: 'All',
-          description:
-            'All: every recipient is copied | TestRecipients: only TestRecipients | Accounts: recipients with an account on the secondary.',
-        },
-        copyRecipientDomain: {
-          type: 'string',
-          minLength: 3,
-          maxLength: 253,
-          pattern: DOMAIN,
-          description:
-            'The copy goes to the same local part at this domain (e.g. an alias domain of the new server).',
-        },
-        bounces: {
-          type: 'string',
-          enum: BOUNCES,
-          default: 'Suppress',
-          description:
-            'Suppress: a failed copy never produces a DSN | Notify: it does. Applies to copy legs only: the mailbox of record always bounces (a TestRecipient with keepPrimaryCopy: false has its forwardTo as its mailbox of record, so its failures bounce even with Suppress).',
-        },
-      },
-    },
-    split: {
-      type: 'object',
-      description: 'Split delivery settings (mode Split).',
-      properties: {
-        unknownRecipients: {
-          type: 'string',
-          enum: UNKNOWN_RECIPIENTS,
-          default: 'Secondary',
-          description: 'Recipients unknown on the primary: Secondary (deliver there) | Reject (550 5.1.1).',
-        },
-      },
+        "Dated stages before the policy's own fields take over, in order of `until` (at most 8), e.g. Dual to the new server until Saturday 02:00, then Direct to the new server with a copy to the old one for two weeks. The stage in force, and the next transition, are in status.stage and status.nextTransition. Stages that have ended may stay: they route nothing.",
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+      items: stageSchema,
     },
   },
 } as const;
@@ -397,7 +466,25 @@ export const deliveryPolicyStatusSchema = {
       type: 'string',
       maxLength: 32,
       description:
-        "Dual only: spec.dual.scope with its default applied (written by the operator; kubectl get's SCOPE column).",
+        "Dual only: dual.scope of the stage in force, with its default applied (written by the operator; kubectl get's SCOPE column).",
+    },
+    mode: {
+      type: 'string',
+      maxLength: 32,
+      description:
+        "The mode in force: the current stage's, or spec.mode (written by the operator; kubectl get's MODE column).",
+    },
+    stage: {
+      type: 'string',
+      maxLength: 63,
+      description:
+        "The stage in force: a spec.stages[].name, or final for the policy's own fields. Absent for a policy without stages.",
+    },
+    nextTransition: {
+      type: 'string',
+      format: 'date-time',
+      description:
+        'When the routing of this policy next changes by the clock (the end of the stage in force). Absent when nothing is scheduled.',
     },
   },
 } as const;
@@ -560,12 +647,23 @@ export const CRD_DEFINITIONS = {
         description: 'The domain of the referenced MailDomain.',
         jsonPath: '.status.domain',
       },
-      { name: 'Mode', type: 'string', jsonPath: '.spec.mode' },
+      {
+        name: 'Mode',
+        type: 'string',
+        description: 'The mode in force (of the current stage, if any).',
+        jsonPath: '.status.mode',
+      },
       {
         name: 'Scope',
         type: 'string',
         description: 'Dual: who gets a copy (All, TestRecipients or Accounts).',
         jsonPath: '.status.scope',
+      },
+      {
+        name: 'Stage',
+        type: 'string',
+        description: "The stage in force (final: the policy's own fields); empty without stages.",
+        jsonPath: '.status.stage',
       },
       ready,
       age,
@@ -573,11 +671,19 @@ export const CRD_DEFINITIONS = {
         name: 'Primary',
         type: 'string',
         priority: 1,
-        description: 'The mailbox of record.',
+        description: 'The mailbox of record after the last stage (spec.primary).',
         jsonPath: '.spec.primary',
       },
       { name: 'Secondary', type: 'string', priority: 1, jsonPath: '.spec.secondary' },
       { name: 'MailDomain', type: 'string', priority: 1, jsonPath: '.spec.domainRef.name' },
+      // a string: a date column shows the age, which is <invalid> for a time in the future
+      {
+        name: 'Next',
+        type: 'string',
+        priority: 1,
+        description: 'When the routing next changes by the clock (the end of the stage in force).',
+        jsonPath: '.status.nextTransition',
+      },
     ],
   },
   TestRecipient: {

@@ -67,7 +67,7 @@ describe('crds/*.yaml', () => {
       expect(wide).toEqual(
         {
           MailDomain: ['Servers', 'Verification'],
-          DeliveryPolicy: ['Primary', 'Secondary', 'MailDomain'],
+          DeliveryPolicy: ['Primary', 'Secondary', 'MailDomain', 'Next'],
           TestRecipient: ['ForwardTo', 'KeepPrimaryCopy', 'Expires'],
         }[kind],
       );
@@ -161,6 +161,17 @@ const fullPolicy: Required<DeliveryPolicySpec> = {
   secondary: 'new',
   dual: { scope: 'Accounts', copyRecipientDomain: 'example.com.new.example', bounces: 'Notify' },
   split: { unknownRecipients: 'Reject' },
+  stages: [
+    {
+      name: 'trial',
+      until: '2026-12-05T02:00:00Z',
+      mode: 'Dual',
+      primary: 'old',
+      secondary: 'new',
+      dual: { scope: 'All', copyRecipientDomain: 'example.com.new.example', bounces: 'Suppress' },
+      split: { unknownRecipients: 'Secondary' },
+    },
+  ],
 };
 const fullRecipient: Required<TestRecipientSpec> = {
   policyRef: { name: 'example-com' },

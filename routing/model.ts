@@ -75,11 +75,35 @@ export interface ServerRoute {
 }
 
 export interface TestRecipientRoute {
-  /** Where the copy goes; already has copyRecipientDomain applied when forwardTo was not set. */
+  /**
+   * Where the copy goes; already has copyRecipientDomain applied when forwardTo was not set (of the policy's own
+   * fields; see forwardToDefaulted).
+   */
   forwardTo: string;
+  /**
+   * Present (true) only when spec.forwardTo was not set and the policy has stages: the copy then goes to the address
+   * with the copyRecipientDomain of the stage in force, which can differ from the one forwardTo was built with.
+   */
+  forwardToDefaulted?: true;
   keepPrimaryCopy: boolean;
   /** RFC 3339; after it the recipient routes like everyone else. */
   expiresAt?: string;
+}
+
+/**
+ * One dated stage of a DeliveryPolicy (spec.stages[]): the routing fields in force until `until` (exclusive). The
+ * DomainRoute's own mode/primary/secondary/dual/split are the final state, in force after the last stage.
+ * routing/schedule.ts says which stage is in force at an instant.
+ */
+export interface StageRoute {
+  name: string;
+  /** RFC 3339, as written in the manifest. */
+  until: string;
+  mode: Mode;
+  primary: string;
+  secondary?: string;
+  dual?: { scope: DualScope; copyRecipientDomain?: string; bounces: Bounces };
+  split?: { unknownRecipients: UnknownRecipients };
 }
 
 /** Everything the relay needs to route one domain. Canonical JSON: keys sorted, arrays sorted where order is not meaningful. */
@@ -100,6 +124,11 @@ export interface DomainRoute {
   secondary?: string;
   dual?: { scope: DualScope; copyRecipientDomain?: string; bounces: Bounces };
   split?: { unknownRecipients: UnknownRecipients };
+  /**
+   * The policy's dated stages, in order of `until` (strictly increasing); absent when it has none. Until the last
+   * one ends, the stage in force replaces mode, primary, secondary, dual and split above.
+   */
+  stages?: StageRoute[];
   /** server name -> sorted lowercase addresses with an account on it */
   accounts: Record<string, string[]>;
   recipientVerification?: { server: string; cacheTTLSeconds: number };

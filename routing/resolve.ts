@@ -15,6 +15,7 @@ import type {
   ServerRoute,
 } from './model.ts';
 import { assertNever } from './model.ts';
+import { instant, stageIndexAt } from './schedule.ts';
 
 export const Replies = {
   relayDenied: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
@@ -38,15 +39,28 @@ export function formatReply(r: Reply): string {
 
 interface TestRecipientEntry {
   forwardTo: string;
+  /** forwardTo was not set: the copy goes to the local part at the copyRecipientDomain in force. */
+  defaulted: boolean;
   keepPrimaryCopy: boolean;
   /** ms since the epoch; undefined: never expires. */
   expiresAtMs: number | undefined;
 }
 
-interface DomainIndex {
-  route: DomainRoute;
+/** One routing state of a domain: the policy's own fields, or one stage's. */
+interface StateIndex {
+  mode: DomainRoute['mode'];
   primary: ServerRoute | undefined;
   secondary: ServerRoute | undefined;
+  dual: DomainRoute['dual'];
+  split: DomainRoute['split'];
+}
+
+interface DomainIndex {
+  route: DomainRoute;
+  /** One per stage, then the final state (the route's own fields); stageIndexAt(untilMs, now) picks one. */
+  states: StateIndex[];
+  /** The stages' ends, ms since the epoch (+Infinity for an unparsable one: that stage never ends). */
+  untilMs: number[];
   /** server name -> lowercase addresses */
   accounts: Map<string, Set<string>>;
   testRecipients: Map<string, TestRecipientEntry>;
@@ -70,14 +84,25 @@ export function buildIndex(table: RoutingTable): RoutingIndex {
       const ms = tr.expiresAt === undefined ? undefined : Date.parse(tr.expiresAt);
       testRecipients.set(address.toLowerCase(), {
         forwardTo: tr.forwardTo,
+        defaulted: tr.forwardToDefaulted === true,
         keepPrimaryCopy: tr.keepPrimaryCopy,
         expiresAtMs: ms === undefined || Number.isNaN(ms) ? undefined : ms,
       });
     }
+    const state = (
+      s: Pick<DomainRoute, 'mode' | 'primary' | 'secondary' | 'dual' | 'split'>,
+    ): StateIndex => ({
+      mode: s.mode,
+      primary: s.primary === undefined ? undefined : route.servers[s.primary],
+      secondary: s.secondary === undefined ? undefined : route.servers[s.secondary],
+      dual: s.dual,
+      split: s.split,
+    });
+    const stages = route.stages ?? [];
     domains.set(name.toLowerCase(), {
       route,
-      primary: route.primary === undefined ? undefined : route.servers[route.primary],
-      secondary: route.secondary === undefined ? undefined : route.servers[route.secondary],
+      states: [...stages.map(state), state(route)],
+      untilMs: stages.map((s) => instant(s.until)),
       accounts,
       testRecipients,
     });
@@ -131,8 +156,10 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   if (!parsed.ok) return reject(recipient, Replies.badSyntax);
   const d = index.domains.get(parsed.domain);
   if (d === undefined) return reject(parsed.address, Replies.relayDenied);
-  const r = d.route;
-  const primary = d.primary;
+  // The routing state in force: the stage at ctx.now (routing/schedule.ts), or the policy's own fields.
+  const r = d.states[stageIndexAt(d.untilMs, ctx.now.getTime())]!;
+  const domain = d.route.domain;
+  const primary = r.primary;
   if (r.mode === undefined || primary === undefined)
     return tempfail(parsed.address, noPolicyReply(parsed.domain));
   const { address, key, local } = parsed;
@@ -140,26 +167,30 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   const accept = (record: RecordLeg, ...copies: CopyLeg[]): DeliveryPlan => ({
     verdict: 'accept',
     recipient: address,
-    domain: r.domain,
+    domain,
     legs: [record, ...copies],
   });
-  const primaryLeg = () => recordLeg(r.domain, primary, address);
+  const primaryLeg = () => recordLeg(domain, primary, address);
   // The address a leg to the secondary carries: a Dual copy goes to copyRecipientDomain when set; Split sends the
   // recipient's own address.
   const copyRecipientDomain = r.mode === 'Dual' ? r.dual?.copyRecipientDomain : undefined;
   const copyTo = copyRecipientDomain === undefined ? address : `${local}@${copyRecipientDomain}`;
 
   const tr = r.mode === 'Dual' ? d.testRecipients.get(key) : undefined;
+  // Expiry is a schedule of one transition: active in its first "stage", until expiresAt (routing/schedule.ts).
   const activeTr =
-    tr !== undefined && (tr.expiresAtMs === undefined || ctx.now.getTime() < tr.expiresAtMs) ? tr : undefined;
+    tr !== undefined &&
+    (tr.expiresAtMs === undefined || stageIndexAt([tr.expiresAtMs], ctx.now.getTime()) === 0)
+      ? tr
+      : undefined;
 
-  if (r.rejectUnknownRecipients && activeTr === undefined) {
+  if (d.route.rejectUnknownRecipients && activeTr === undefined) {
     const servers: [string, string][] =
       r.secondary === undefined
         ? [[primary.name, address]]
         : [
             [primary.name, address],
-            [r.secondary, copyTo],
+            [r.secondary.name, copyTo],
           ];
     if (servers.every(([s, delivered]) => fact(d, s, key, delivered, ctx) === 'absent'))
       return reject(address, Replies.unknownRecipient);
@@ -169,17 +200,18 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
     case 'Direct':
       return accept(primaryLeg());
     case 'Dual': {
-      const secondary = d.secondary;
+      const secondary = r.secondary;
       const dual = r.dual ?? { scope: 'All', bounces: 'Suppress' };
       if (secondary === undefined) return accept(primaryLeg());
       if (activeTr !== undefined) {
         // keepPrimaryCopy false: the forwardTo mailbox is the only one that gets the message, so it is the leg of
         // record and bounces whatever dual.bounces says (a failure must reach the sender, never be suppressed).
+        const forwardTo = activeTr.defaulted ? copyTo : activeTr.forwardTo;
         return activeTr.keepPrimaryCopy
-          ? accept(primaryLeg(), copyLeg(r.domain, secondary, activeTr.forwardTo, dual.bounces))
-          : accept(recordLeg(r.domain, secondary, activeTr.forwardTo));
+          ? accept(primaryLeg(), copyLeg(domain, secondary, forwardTo, dual.bounces))
+          : accept(recordLeg(domain, secondary, forwardTo));
       }
-      const copy = () => copyLeg(r.domain, secondary, copyTo, dual.bounces);
+      const copy = () => copyLeg(domain, secondary, copyTo, dual.bounces);
       switch (dual.scope) {
         case 'All':
           return accept(primaryLeg(), copy());
@@ -195,7 +227,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
       }
     }
     case 'Split': {
-      const secondary = d.secondary;
+      const secondary = r.secondary;
       const known = fact(d, primary.name, key, address, ctx);
       switch (known) {
         case 'exists':
@@ -206,7 +238,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
           const unknown = r.split?.unknownRecipients ?? 'Secondary';
           if (unknown === 'Reject' || secondary === undefined)
             return reject(address, Replies.unknownRecipient);
-          return accept(recordLeg(r.domain, secondary, address));
+          return accept(recordLeg(domain, secondary, address));
         }
         default:
           return assertNever(known, 'mailbox fact');

@@ -2,7 +2,7 @@
 // refused), then the TypeScript twin of every CEL rule. Pure: no I/O.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { asciiDomain } from './address.ts';
-import { CEL_PREDICATES } from './cel.ts';
+import { CEL_PREDICATES, firstUnorderedStage } from './cel.ts';
 import {
   ADDRESS,
   CRD_DEFINITIONS,
@@ -13,6 +13,7 @@ import {
   DOMAIN_PATTERN,
   DURATION,
   HOST,
+  STAGES_ORDER_MESSAGE,
 } from './crd-schema.ts';
 import { parseCidr } from './destinations.ts';
 import { API_VERSION, CRD_KINDS, type CrdKind } from './model.ts';
@@ -150,6 +151,13 @@ function describeError(e: ErrorObject): FieldError {
     case 'required':
       return { path: join(path, String(p['missingProperty'])), message: 'required field is missing' };
     case 'additionalProperties':
+      if (/^spec\.stages\[\d+\]$/.test(path) && p['additionalProperty'] === 'domainRef') {
+        return {
+          path: join(path, 'domainRef'),
+          message:
+            "a stage cannot change the domain: spec.domainRef is the policy's, for every stage (use another DeliveryPolicy for another MailDomain)",
+        };
+      }
       return { path: join(path, String(p['additionalProperty'])), message: 'unknown field' };
     case 'type':
       return { path, message: `must be ${String(p['type'])}${got}` };
@@ -219,6 +227,26 @@ function checkGrantCidrs(spec: Json | undefined, errors: FieldError[]): void {
   }
 }
 
+/**
+ * The stage-order CEL rule can only point at spec.stages; offline, the error names the first stage that does not end
+ * after the one before it.
+ */
+function nameUnorderedStage(spec: Json | undefined, errors: FieldError[]): void {
+  const stages = (spec as { stages?: { until: string }[] } | undefined)?.stages ?? [];
+  const i = firstUnorderedStage(stages);
+  const at = errors.findIndex((e) => e.path === 'spec.stages' && e.message === STAGES_ORDER_MESSAGE);
+  if (i < 0 || at < 0) return;
+  const [prev, cur] = [stages[i - 1]!.until, stages[i]!.until];
+  errors[at] = {
+    path: `spec.stages[${i}].until`,
+    message: `${cur} must be after spec.stages[${i - 1}].until (${prev}): ${
+      Date.parse(cur) === Date.parse(prev)
+        ? 'two stages cannot end at the same instant'
+        : STAGES_ORDER_MESSAGE
+    }`,
+  };
+}
+
 function isKind(k: unknown): k is CrdKind {
   return typeof k === 'string' && (CRD_KINDS as readonly string[]).includes(k);
 }
@@ -270,6 +298,7 @@ export function validateObject(raw: unknown, old?: ManifestObject): ValidateResu
   }
   runCel(CRD_DEFINITIONS[kind].spec, doc['spec'], old?.spec, 'spec', errors);
   if (kind === 'DomainClaim') checkGrantCidrs(doc['spec'], errors);
+  if (kind === 'DeliveryPolicy') nameUnorderedStage(doc['spec'], errors);
   if (errors.length > 0) return { ok: false, errors };
   const meta = doc['metadata'] as Record<string, Json>;
   // A cluster-scoped object has no namespace (the API server ignores one given, and so do we).

@@ -87,11 +87,56 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
       /spec\.servers: Invalid value.*should have at least 1 items/,
     ],
     ['bad address pattern', tr('not-an-address'), /spec\.address: Invalid value: "not-an-address"/],
+    [
+      'stages out of order',
+      dp(
+        '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "2026-12-19T02:00:00Z", mode: Dual, primary: a, secondary: b}, {name: s2, until: "2026-12-05T02:00:00Z", mode: Direct, primary: b}]}',
+      ),
+      /spec\.stages: Invalid value.*stages must be listed in order of until/,
+    ],
+    [
+      'two stages ending at the same instant, written with different offsets',
+      dp(
+        '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "2026-12-05T02:00:00Z", mode: Dual, primary: a, secondary: b}, {name: s2, until: "2026-12-05T03:00:00+01:00", mode: Direct, primary: b}]}',
+      ),
+      /spec\.stages: Invalid value.*cannot overlap/,
+    ],
+    [
+      'a stage that changes the domain',
+      dp(
+        '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "2026-12-05T02:00:00Z", mode: Direct, primary: a, domainRef: {name: other}}]}',
+      ),
+      // server-side apply names the list-map entry by its key
+      /\.spec\.stages\[name="s1"\]\.domainRef: field not declared in schema/,
+    ],
+    [
+      'a stage in Dual without a secondary',
+      dp(
+        '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "2026-12-05T02:00:00Z", mode: Dual, primary: a}]}',
+      ),
+      /spec\.stages\[0\]\.secondary: Required value/,
+    ],
+    [
+      'a stage until that is not a date-time',
+      dp(
+        '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "Saturday", mode: Direct, primary: a}]}',
+      ),
+      /spec\.stages\[0\]\.until: Invalid value: "Saturday"/,
+    ],
   ];
   it.each(bad)('refuses %s with a field-named message', async (_name, yaml, message) => {
     const r = await apply(yaml);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(message);
+  });
+
+  it('accepts ordered stages', async () => {
+    const r = await apply(
+      dp(
+        '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "2026-12-05T02:00:00Z", mode: Dual, primary: a, secondary: b}, {name: s2, until: "2026-12-19T03:00:00+01:00", mode: Dual, primary: b, secondary: a}]}',
+      ),
+    );
+    expect(r.code, r.stderr).toBe(0);
   });
 
   it('refuses duplicate server names through the CEL rule on a plain create', async () => {

@@ -1,0 +1,79 @@
+// The routing schedule: which dated stage of a DeliveryPolicy is in force at an instant, and the next instant at which
+// routing changes (a stage ends, a TestRecipient expires). Pure, UTC instants only (ms since the epoch): a wall clock
+// time zone, DST or a clock that jumps cannot change the answer, which depends on `now` alone. resolve() (the relay,
+// `mailroute route --at`), `mailroute check`, the operator's status and the relay's transition timer all ask here;
+// none of them keeps its own idea of the schedule.
+//
+// A stage is in force from the end of the stage before it (the first: from any time) until its `until`, exclusive:
+// at `until` exactly, the next stage (or, after the last, the policy's own fields) is in force. TestRecipient expiry
+// follows the same rule: active while now < expiresAt.
+import type { RoutingTable } from './model.ts';
+
+/** The policy's own fields, in force after the last stage (and always, for a policy without stages). */
+export const FINAL_STAGE = 'final';
+
+/**
+ * The index of the stage in force at `nowMs` among stages ending at `untilMs` (strictly increasing, as validation
+ * ensures): the first stage whose end is after now, or `untilMs.length` (the final state) when every stage has ended.
+ */
+export function stageIndexAt(untilMs: readonly number[], nowMs: number): number {
+  // A handful of stages (at most MAX_STAGES): a scan is the clearest and fastest.
+  for (let i = 0; i < untilMs.length; i++) if (nowMs < untilMs[i]!) return i;
+  return untilMs.length;
+}
+
+export interface StageInForce {
+  /** Index into the stages; equal to their number for the final state. */
+  index: number;
+  /** The stage's name, or FINAL_STAGE. */
+  name: string;
+  /** RFC 3339 end of the stage in force; absent for the final state. */
+  until?: string;
+}
+
+/** The stage in force at `now` (see stageIndexAt). Stages without a parsable `until` never end. */
+export function stageAt(
+  stages: readonly { name: string; until: string }[] | undefined,
+  now: Date,
+): StageInForce {
+  const list = stages ?? [];
+  const i = stageIndexAt(
+    list.map((s) => instant(s.until)),
+    now.getTime(),
+  );
+  const s = list[i];
+  return s === undefined ? { index: i, name: FINAL_STAGE } : { index: i, name: s.name, until: s.until };
+}
+
+/** ms since the epoch of an RFC 3339 time; +Infinity (never) for a missing or unparsable one. */
+export function instant(rfc3339: string | undefined): number {
+  const ms = rfc3339 === undefined ? Number.NaN : Date.parse(rfc3339);
+  return Number.isNaN(ms) ? Number.POSITIVE_INFINITY : ms;
+}
+
+/** The earliest of `times` (RFC 3339) that is after `now`, or undefined when none is. */
+export function nextInstant(times: Iterable<string | undefined>, now: Date): Date | undefined {
+  const n = now.getTime();
+  let best = Number.POSITIVE_INFINITY;
+  for (const t of times) {
+    const ms = instant(t);
+    if (ms > n && ms < best) best = ms;
+  }
+  return best === Number.POSITIVE_INFINITY ? undefined : new Date(best);
+}
+
+/** Every instant at which a route of `table` changes by the clock alone: stage ends and TestRecipient expiries. */
+export function* transitionTimes(table: Pick<RoutingTable, 'domains'>): Generator<string> {
+  for (const route of Object.values(table.domains)) {
+    for (const s of route.stages ?? []) yield s.until;
+    for (const tr of Object.values(route.testRecipients)) if (tr.expiresAt !== undefined) yield tr.expiresAt;
+  }
+}
+
+/**
+ * The next instant after `now` at which `table` routes differently without any change to the table: what the relay
+ * arms its transition timer on (through safeDelay; routing/timer.ts). undefined: the table never changes by itself.
+ */
+export function nextTransition(table: Pick<RoutingTable, 'domains'>, now: Date): Date | undefined {
+  return nextInstant(transitionTimes(table), now);
+}
