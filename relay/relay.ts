@@ -17,6 +17,7 @@ import { guardResolver } from './destinations.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
+import { startTransitionTimer } from './transitions.ts';
 import { createRouter } from './inbound/router.ts';
 import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
@@ -177,10 +178,15 @@ async function startRelay(
   let snapshot: RoutingSnapshot | undefined;
   // Cluster mode (relay/cluster): heartbeat Lease, drain to peers on shutdown. Set once the SMTP listener is up.
   let cluster: ClusterMode | undefined;
+  // Dated stages and TestRecipient expiry change routing by the clock (resolve() reads it at every RCPT); this timer
+  // keeps the stage gauge and the log in step with them.
+  const transitions = startTransitionTimer({ clock, logger, stageGauge: metrics.policyStage });
+  resources.opened('transition timer', () => Promise.resolve(transitions.close()));
   const swap = (s: RoutingSnapshot): void => {
     router = createRouter(s.table, s.revision);
     snapshot = s;
     setRevisionGauge(metrics, s.revision);
+    transitions.serve(s.table);
     cluster?.setRevision(s.revision);
   };
   source.onChange(swap);

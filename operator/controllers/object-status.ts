@@ -33,12 +33,14 @@ export interface StatusControllerDeps<O extends MailrouteObject> {
   /** Kind-specific facts (missing Secrets, expiresAt). */
   extra?: (
     obj: O,
-  ) => Partial<Pick<StatusFacts, 'missingSecrets' | 'invalidSecrets' | 'expiresAt' | 'backscatterRisk'>>;
+  ) => Partial<
+    Pick<StatusFacts, 'missingSecrets' | 'invalidSecrets' | 'expiresAt' | 'backscatterRisk' | 'transitions'>
+  >;
   /**
    * Kind-specific status fields this controller owns besides the conditions, for kubectl's printer columns (which
    * are JSONPaths on the object itself), e.g. DeliveryPolicy status.domain. An undefined value removes the field.
    */
-  fields?: (obj: O) => StatusFields;
+  fields?: (obj: O, now: Date) => StatusFields;
 }
 
 /** Plain string status fields (see StatusControllerDeps.fields). */
@@ -111,7 +113,7 @@ export class ObjectStatusController<O extends MailrouteObject> {
     });
     // An object whose generation was not compiled yet waits for the routing controller (which requeues all).
     const update = setConditions(obj.status, decision.conditions, generation, now);
-    const wanted = this.d.fields?.(obj) ?? {};
+    const wanted = this.d.fields?.(obj, now) ?? {};
     const own = statusFieldsUpdate(obj.status, wanted);
     if (update.changed || own.changed) {
       const body = {

@@ -16,6 +16,8 @@ const md = mailDomain('example-com', {
 const dp = (spec: Record<string, unknown>) =>
   deliveryPolicy('p', { domainRef: { name: 'example-com' }, primary: 'legacy', ...spec });
 
+const NOW = new Date('2026-12-01T00:00:00Z');
+
 describe('policyStatusFields', () => {
   it.each([
     ['Dual without dual: the default scope', { mode: 'Dual', secondary: 'zoho' }, 'All'],
@@ -23,15 +25,66 @@ describe('policyStatusFields', () => {
     ['Direct: no scope', { mode: 'Direct' }, undefined],
     ['Split: no scope (even with a dual block)', { mode: 'Split', secondary: 'zoho', dual: {} }, undefined],
   ])('%s', (_name, spec, scope) => {
-    expect(policyStatusFields(dp(spec), md)).toEqual({ domain: 'example.com', scope });
+    expect(policyStatusFields(dp(spec), md, NOW)).toEqual({
+      domain: 'example.com',
+      mode: spec.mode,
+      scope,
+      stage: undefined,
+      nextTransition: undefined,
+    });
   });
 
   it('the domain is the MailDomain spec.domain, not its name; absent while it does not exist', () => {
-    expect(policyStatusFields(dp({ mode: 'Direct' }), md).domain).toBe('example.com');
-    const f = policyStatusFields(dp({ mode: 'Direct' }), undefined);
-    expect(f).toEqual({ domain: undefined, scope: undefined });
-    expect(Object.keys(f)).toEqual(['domain', 'scope']); // listed, so that a write removes them
+    expect(policyStatusFields(dp({ mode: 'Direct' }), md, NOW).domain).toBe('example.com');
+    const f = policyStatusFields(dp({ mode: 'Direct' }), undefined, NOW);
+    expect(f).toEqual({
+      domain: undefined,
+      mode: 'Direct',
+      scope: undefined,
+      stage: undefined,
+      nextTransition: undefined,
+    });
+    // listed, so that a write removes them
+    expect(Object.keys(f)).toEqual(['domain', 'mode', 'scope', 'stage', 'nextTransition']);
   });
+
+  const staged = dp({
+    mode: 'Direct',
+    primary: 'zoho',
+    stages: [
+      {
+        name: 'dual',
+        until: '2026-12-05T02:00:00Z',
+        mode: 'Dual',
+        primary: 'legacy',
+        secondary: 'zoho',
+        dual: { scope: 'Accounts' },
+      },
+      {
+        name: 'reverse',
+        until: '2026-12-19T03:00:00+01:00',
+        mode: 'Dual',
+        primary: 'zoho',
+        secondary: 'legacy',
+      },
+    ],
+  });
+  it.each([
+    ['2026-12-01T00:00:00Z', 'dual', 'Dual', 'Accounts', '2026-12-05T02:00:00Z'],
+    ['2026-12-05T02:00:00Z', 'reverse', 'Dual', 'All', '2026-12-19T02:00:00Z'],
+    ['2026-12-19T02:00:00Z', 'final', 'Direct', undefined, undefined],
+  ])(
+    'with stages, at %s: stage %s, mode %s, scope %s, next transition %s (UTC)',
+    (at, stage, mode, scope, next) => {
+      expect(policyStatusFields(staged, md, new Date(at))).toEqual({
+        domain: 'example.com',
+        mode,
+        scope,
+        stage,
+        nextTransition: next,
+      });
+    },
+  );
 });
 
 describe('domainStatusFields', () => {

@@ -5,6 +5,7 @@ import type { CompileIssue, Kind } from '../../routing/model.ts';
 import type { DesiredCondition } from '../kube/conditions.ts';
 import { relayLeaseName } from '../relay-heartbeat.ts';
 import { SECRET_NOT_USABLE } from '../../routing/secret-opt-in.ts';
+import { instant, nextInstant, stageIndexAt } from '../../routing/schedule.ts';
 
 export const ConditionTypes = {
   Accepted: 'Accepted',
@@ -81,12 +82,17 @@ export interface StatusFacts {
   noPolicyFor?: string | undefined;
   /** TestRecipient spec.expiresAt */
   expiresAt?: string | undefined;
+  /**
+   * Other instants at which this object's status changes by the clock alone (a DeliveryPolicy's stage ends): the
+   * reconcile is requeued at the next one after now, as at expiresAt (routing/schedule.ts nextInstant).
+   */
+  transitions?: readonly string[] | undefined;
   now: Date;
 }
 
 export interface StatusDecision {
   conditions: DesiredCondition[];
-  /** Call again after this many ms (TestRecipient expiry). */
+  /** Call again after this many ms: the next transition (TestRecipient expiry, the end of a policy's stage). */
   requeueAfterMs?: number;
   programmed: { ready: number; total: number };
 }
@@ -263,16 +269,14 @@ export function decideStatus(f: StatusFacts): StatusDecision {
         message: 'no expiresAt',
       });
     } else {
-      const at = Date.parse(f.expiresAt);
-      const left = at - f.now.getTime();
-      if (left > 0) {
+      // Active while expiresAt is still ahead: the same rule as resolve() (routing/schedule.ts).
+      if (stageIndexAt([instant(f.expiresAt)], f.now.getTime()) === 0) {
         conditions.push({
           type: ConditionTypes.Active,
           status: 'True',
           reason: StatusReasons.Active,
           message: `active until ${f.expiresAt}`,
         });
-        decision.requeueAfterMs = left + 1;
       } else {
         conditions.push({
           type: ConditionTypes.Active,
@@ -283,6 +287,8 @@ export function decideStatus(f: StatusFacts): StatusDecision {
       }
     }
   }
+  const next = nextInstant([f.expiresAt, ...(f.transitions ?? [])], f.now);
+  if (next !== undefined) decision.requeueAfterMs = next.getTime() - f.now.getTime() + 1;
   return decision;
 }
 

@@ -15,6 +15,8 @@ export interface RelayMetrics {
   queueLegsUnroutable: Gauge;
   deliveryDuration: Histogram<'server'>;
   routingRevision: Gauge<'revision'>;
+  /** policy: namespace/name of a DeliveryPolicy with stages; stage: the stage in force (or final). Value 1. */
+  policyStage: Gauge<'policy' | 'stage'>;
   /** kind: failed|delayed (a DSN spooled; one with both kinds counts once in each), unroutable (owed, not sent) */
   dsnSent: Counter<'kind'>;
   connections: Gauge;
@@ -89,6 +91,13 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       name: 'mailroute_routing_revision_info',
       help: 'The routing revision this relay serves (value 1)',
       labelNames: ['revision'],
+      aggregator: 'max',
+      registers,
+    }),
+    policyStage: new Gauge({
+      name: 'mailroute_policy_stage_info',
+      help: 'The stage in force of each DeliveryPolicy with dated stages (value 1; stage "final" after the last one)',
+      labelNames: ['policy', 'stage'],
       aggregator: 'max',
       registers,
     }),

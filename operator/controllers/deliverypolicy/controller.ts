@@ -1,18 +1,38 @@
 // DeliveryPolicy status: Accepted (Conflict when a second policy targets one MailDomain), ResolvedRefs
 // (DomainNotFound, UnknownServer, ...), Programmed ("N/M relays programmed"), Ready; and, for kubectl get's printer
-// columns, status.domain (the referenced MailDomain's spec.domain) and status.scope (who gets a copy).
+// columns, status.domain (the referenced MailDomain's spec.domain), status.mode and status.scope (of the stage in
+// force), status.stage and status.nextTransition (dated stages). The reconcile is requeued at the end of the stage in
+// force, so status follows the schedule without any event from the API server.
 
+import { nextInstant, stageAt } from '../../../routing/schedule.ts';
 import type { DeliveryPolicy, MailDomain } from '../../../routing/types.ts';
 import { ObjectStatusController, type StatusControllerDeps, type StatusFields } from '../object-status.ts';
 
 /**
- * Pure: the status fields kubectl shows. domain: spec.domain of the MailDomain that domainRef names, absent while
- * it does not exist. scope: the Dual scope with its default applied (All), absent for Direct and Split.
+ * Pure: the status fields kubectl shows, at `now`. domain: spec.domain of the MailDomain that domainRef names, absent
+ * while it does not exist. mode and scope: of the stage in force (routing/schedule.ts stageAt), or of the policy's own
+ * fields; scope is the Dual scope with its default applied (All), absent for Direct and Split. stage: the name of the
+ * stage in force, `final` after the last one, absent without stages. nextTransition: the end of the stage in force.
  */
-export function policyStatusFields(dp: DeliveryPolicy, domain: MailDomain | undefined): StatusFields {
+export function policyStatusFields(
+  dp: DeliveryPolicy,
+  domain: MailDomain | undefined,
+  now: Date,
+): StatusFields {
+  const stages = dp.spec.stages ?? [];
+  const inForce = stageAt(stages, now);
+  const state = stages[inForce.index] ?? dp.spec;
   return {
     domain: domain?.spec.domain,
-    scope: dp.spec.mode === 'Dual' ? (dp.spec.dual?.scope ?? 'All') : undefined,
+    mode: state.mode,
+    scope: state.mode === 'Dual' ? (state.dual?.scope ?? 'All') : undefined,
+    stage: stages.length > 0 ? inForce.name : undefined,
+    nextTransition: nextInstant(
+      stages.map((s) => s.until),
+      now,
+    )
+      ?.toISOString()
+      .replace(/\.000Z$/, 'Z'),
   };
 }
 
@@ -25,6 +45,8 @@ export function createDeliveryPolicyController(
   return new ObjectStatusController<DeliveryPolicy>({
     ...deps,
     kind: 'DeliveryPolicy',
-    fields: (dp) => policyStatusFields(dp, deps.mailDomain(dp.metadata.namespace, dp.spec.domainRef.name)),
+    fields: (dp, now) =>
+      policyStatusFields(dp, deps.mailDomain(dp.metadata.namespace, dp.spec.domainRef.name), now),
+    extra: (dp) => ({ transitions: (dp.spec.stages ?? []).map((s) => s.until) }),
   });
 }
