@@ -3,6 +3,9 @@
 import { backscatterRisk } from '../../routing/backscatter.ts';
 import type { CompileResult } from '../../routing/compile.ts';
 import type { ParsedManifests } from '../../routing/parse.ts';
+import type { RoutingTable } from '../../routing/model.ts';
+import { stageAt } from '../../routing/schedule.ts';
+import { objectName } from '../../routing/validate.ts';
 import { loadAndCompile } from '../manifests.ts';
 import { fileFlag, filesFrom, guard, limitFlags, limitsFrom, parseFlags } from './offline-common.ts';
 
@@ -32,6 +35,7 @@ export async function run(argv: string[]): Promise<number> {
     if (loaded.objects.length === 0 && loaded.claims.length === 0 && loaded.errors.length === 0)
       out.push(`${filesFrom(values, 'check').join(', ')}: no mailroute objects found`);
     for (const w of checkWarnings(loaded, result, now)) process.stdout.write(`warning: ${w}\n`);
+    for (const l of stageLines(result.table, now)) process.stdout.write(`stage: ${l}\n`);
     for (const n of result.notices)
       process.stdout.write(`warning: ${n.kind}/${n.namespace}/${n.name}: ${n.message} (${n.reason})\n`);
     if (out.length > 0) {
@@ -64,6 +68,27 @@ function countKinds(kinds: readonly string[]): string {
   const m = new Map<string, number>();
   for (const k of kinds) m.set(k, (m.get(k) ?? 0) + 1);
   return [...m].map(([k, n]) => `${n} ${k}`).join(', ');
+}
+
+/**
+ * One line per policy with dated stages: the stage in force at `now` (--at) and the next transition, from the same
+ * routing/schedule.ts the relay and the operator use.
+ */
+export function stageLines(table: RoutingTable, now: Date): string[] {
+  const out: string[] = [];
+  for (const route of Object.values(table.domains)) {
+    if (route.policy === undefined || route.stages === undefined) continue;
+    const s = stageAt(route.stages, now);
+    const name = objectName('DeliveryPolicy', route.policy.namespace, route.policy.name);
+    out.push(
+      `${name}: ${route.domain} is in stage ${s.name} at ${now.toISOString()}${
+        s.until !== undefined
+          ? `; next transition ${s.until}`
+          : "; every stage has ended (the policy's own fields route; the stages can be removed)"
+      }`,
+    );
+  }
+  return out;
 }
 
 /** Problems that do not fail `check`: an oversized table, TestRecipients without effect or expired. */

@@ -3,7 +3,9 @@
 // recipient-verification callout, it says which server would be asked about which address (the one the leg
 // carries: after copyRecipientDomain) and takes the answer from --verified. It never makes the callout itself: the
 // command is offline (no network, no Secrets), and an answer given on the command line can be any of the three.
+import { domainOf } from '../../routing/address.ts';
 import type { MailboxFact } from '../../routing/model.ts';
+import { stageAt, type StageInForce } from '../../routing/schedule.ts';
 import { buildIndex, planToJson, resolve, verificationNeeded, type PlanJson } from '../../routing/resolve.ts';
 import { loadAndCompile } from '../manifests.ts';
 import {
@@ -71,10 +73,17 @@ export async function run(argv: string[]): Promise<number> {
           }
         : {}),
     });
+    // The stage in force at --at (or now), when the recipient's policy has dated stages: the same stageAt() resolve() uses.
+    const stages = result.table.domains[domainOf(values.to).toLowerCase()]?.stages;
+    const stage = stages === undefined ? undefined : stageAt(stages, now);
     const json: PlanJson & {
       verification?: { server: string; address: string; answer: MailboxFact | null };
+      stage?: Omit<StageInForce, 'index'>;
     } = {
       ...planToJson(plan),
+      ...(stage !== undefined
+        ? { stage: { name: stage.name, ...(stage.until !== undefined ? { until: stage.until } : {}) } }
+        : {}),
       ...(asked !== undefined
         ? { verification: { server: asked.server, address: asked.address, answer: fact ?? null } }
         : {}),
@@ -92,6 +101,11 @@ export async function run(argv: string[]): Promise<number> {
       const record = l.role === 'primary' ? '; mailbox of record' : '';
       lines.push(
         `  ${l.role.padEnd(8)} ${l.server.name} (${where}) -> ${l.recipient} (bounces: ${l.bounces}${record})`,
+      );
+    }
+    if (json.stage !== undefined) {
+      lines.push(
+        `  stage:   ${json.stage.name} at ${now.toISOString()}${json.stage.until !== undefined ? `, until ${json.stage.until}` : " (the policy's own fields; every stage has ended)"}`,
       );
     }
     if (json.verification !== undefined) {

@@ -206,6 +206,24 @@ describe('decideStatus', () => {
     expect(d.requeueAfterMs).toBe(30_001);
   });
 
+  it.each([
+    ['the next stage end', ['2026-11-28T11:00:00Z', '2026-11-28T12:00:10Z', '2026-11-28T13:00:00Z'], 10_001],
+    [
+      'a stage ending now is in force already: the one after it',
+      ['2026-11-28T12:00:00Z', '2026-11-28T12:01:00Z'],
+      60_001,
+    ],
+    ['every stage has ended: no requeue', ['2026-11-28T11:00:00Z'], undefined],
+  ])('requeues a DeliveryPolicy at %s (the same nextInstant as expiry)', (_what, transitions, want) => {
+    expect(decideStatus({ ...base, transitions }).requeueAfterMs).toBe(want);
+  });
+
+  it('a TestRecipient at expiresAt exactly is expired, and not requeued', () => {
+    const d = decideStatus({ ...base, kind: 'TestRecipient', expiresAt: '2026-11-28T12:00:00Z' });
+    expect(d.conditions.find((c) => c.type === 'Active')?.status).toBe('False');
+    expect(d.requeueAfterMs).toBeUndefined();
+  });
+
   it('has no Active condition on other kinds', () => {
     expect(decideStatus(base).conditions.map((c) => c.type)).toEqual([
       'Accepted',

@@ -63,6 +63,7 @@ const EXAMPLES = [
   'dual-test-users-exchange',
   'dual-domain-alias-google',
   'dual-new-primary-copy-old',
+  'scheduled-cutover',
   'split-new-primary',
 ];
 
@@ -162,6 +163,44 @@ describe('mailroute route on the examples follows the semantics table', () => {
       'json',
     );
     expect(legs(JSON.parse(r.stdout) as PlanJson)).toEqual(['primary:exchange:bob@example.com:Notify']);
+  });
+
+  it.each([
+    [
+      '2026-12-05T01:59:59Z',
+      ['primary:legacy:alice@example.com:Notify', 'copy:zoho:alice@example.com:Suppress'],
+      'dual',
+    ],
+    [
+      '2026-12-05T02:00:00Z',
+      ['primary:zoho:alice@example.com:Notify', 'copy:legacy:alice@example.com:Suppress'],
+      'reverse-copy',
+    ],
+    ['2026-12-19T03:00:00+01:00', ['primary:zoho:alice@example.com:Notify'], 'final'],
+  ])('scheduled cut-over: route --at %s follows the stage in force', async (at, want, stage) => {
+    const r = await run(
+      'route',
+      '-f',
+      join(examples, 'scheduled-cutover'),
+      '--to',
+      'alice@example.com',
+      '--at',
+      at,
+      '-o',
+      'json',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const p = JSON.parse(r.stdout) as PlanJson & { stage?: { name: string } };
+    expect(legs(p)).toEqual(want);
+    expect(p.stage?.name).toBe(stage);
+  });
+
+  it('scheduled cut-over: check names the stage in force and the next transition', async () => {
+    const r = await run('check', '-f', join(examples, 'scheduled-cutover'), '--at', '2026-12-10T00:00:00Z');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      'stage: DeliveryPolicy/mail/example-com-cutover: example.com is in stage reverse-copy at 2026-12-10T00:00:00.000Z; next transition 2026-12-19T02:00:00Z',
+    );
   });
 
   it('Google style: every recipient is copied to the alias domain', async () => {

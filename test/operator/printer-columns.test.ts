@@ -135,9 +135,9 @@ spec: {domainRef: {name: down}, mode: Direct, primary: gone}
       await newPeer?.close();
     });
 
-    it('DeliveryPolicy: DOMAIN is the domain, SCOPE the Dual scope; -o wide adds PRIMARY, SECONDARY, MAILDOMAIN', async () => {
+    it('DeliveryPolicy: DOMAIN is the domain, SCOPE the Dual scope; -o wide adds PRIMARY, SECONDARY, MAILDOMAIN, NEXT', async () => {
       const plain = await kubectl('get', 'dp', '-n', NS);
-      expect(headerOf(plain)).toEqual(['NAME', 'DOMAIN', 'MODE', 'SCOPE', 'READY', 'AGE']);
+      expect(headerOf(plain)).toEqual(['NAME', 'DOMAIN', 'MODE', 'SCOPE', 'STAGE', 'READY', 'AGE']);
       const rows = rowsOf(plain);
       expect(pick(rows.get('migration'), 'DOMAIN', 'MODE', 'SCOPE')).toEqual([
         'example.com',
@@ -153,8 +153,8 @@ spec: {domainRef: {name: down}, mode: Direct, primary: gone}
 
       const wide = await kubectl('get', 'dp', '-n', NS, '-o', 'wide');
       expect(headerOf(wide)).toEqual([
-        ...['NAME', 'DOMAIN', 'MODE', 'SCOPE', 'READY', 'AGE'],
-        ...['PRIMARY', 'SECONDARY', 'MAILDOMAIN'],
+        ...['NAME', 'DOMAIN', 'MODE', 'SCOPE', 'STAGE', 'READY', 'AGE'],
+        ...['PRIMARY', 'SECONDARY', 'MAILDOMAIN', 'NEXT'],
       ]);
       expect(pick(rowsOf(wide).get('migration'), 'PRIMARY', 'SECONDARY', 'MAILDOMAIN')).toEqual([
         'old',

@@ -87,7 +87,9 @@ describe('dated stages in the relay', () => {
 
     const sentAt = await send('alice@stages.test', 'during trial');
     expect(sentAt, 'the first message must be sent before the stage ends').toBeLessThan(untilMs);
-    await waitFor(() => got(oldPeer, 'alice@stages.test', 'during trial'), { what: 'the trial primary on old' });
+    await waitFor(() => got(oldPeer, 'alice@stages.test', 'during trial'), {
+      what: 'the trial primary on old',
+    });
     await waitFor(() => got(newPeer, 'alice@stages.test', 'during trial'), { what: 'the trial copy on new' });
 
     // The relay's transition timer flips the gauge at the stage's end (armed on routing/schedule.ts nextTransition).
@@ -99,7 +101,9 @@ describe('dated stages in the relay', () => {
     expect(await stageGauge('trial')).toBeUndefined();
 
     await send('bob@stages.test', 'after cutover');
-    await waitFor(() => got(newPeer, 'bob@stages.test', 'after cutover'), { what: 'the final primary on new' });
+    await waitFor(() => got(newPeer, 'bob@stages.test', 'after cutover'), {
+      what: 'the final primary on new',
+    });
     // The leg of record moved to new, and no copy went to old.
     expect(oldPeer.for('bob@stages.test')).toEqual([]);
     expect(r.relay.revision(), 'the table was not reloaded').toBe(revision);
@@ -110,7 +114,9 @@ describe('dated stages in the relay', () => {
     await writeFile(join(r.manifests, 'policy.yaml'), dualPolicy);
     await waitFor(() => r.relay.revision() !== before, { what: 'the reverted table being served' });
     await send('carol@stages.test', 'after revert');
-    await waitFor(() => got(oldPeer, 'carol@stages.test', 'after revert'), { what: 'the primary on old again' });
+    await waitFor(() => got(oldPeer, 'carol@stages.test', 'after revert'), {
+      what: 'the primary on old again',
+    });
     await waitFor(() => got(newPeer, 'carol@stages.test', 'after revert'), { what: 'the copy on new again' });
     // No stages any more: the gauge has no series for the policy.
     expect(await stageGauge('final')).toBeUndefined();

@@ -1,0 +1,179 @@
+// Dated stages on a real kube-apiserver (issue 11 §4): the operator shows the stage in force and the next transition
+// in DeliveryPolicy status and moves them at the stage's end with no change to the object; reverting the manifest
+// is a new generation whose rollout the Programmed condition counts relay by relay ("N/M relays programmed").
+
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createNamespace, describeCluster } from '../controlplane/suite.ts';
+import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
+import { waitFor } from '../support/wait.ts';
+import {
+  condition,
+  getObject,
+  routingRevision,
+  SimulatedRelays,
+  startOperator,
+  type OperatorProcess,
+} from './support.ts';
+
+const OP_NS = 'mailroute-system';
+const NS = 'stages';
+
+const domain = `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: example-com}
+spec:
+  domain: example.com
+  servers:
+  - {name: legacy, host: 127.0.0.1, port: 2601, tls: None}
+  - {name: zoho, host: 127.0.0.1, port: 2602, tls: None}
+`;
+const plainPolicy = `apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: migration}
+spec: {domainRef: {name: example-com}, mode: Dual, primary: legacy, secondary: zoho}
+`;
+const stagedPolicy = (until: string) => `apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: migration}
+spec:
+  domainRef: {name: example-com}
+  mode: Direct
+  primary: zoho
+  stages:
+  - {name: dual, until: "${until}", mode: Dual, primary: legacy, secondary: zoho, dual: {scope: Accounts}}
+`;
+
+interface PolicyStatus {
+  observedGeneration?: number;
+  mode?: string;
+  scope?: string;
+  stage?: string;
+  nextTransition?: string;
+}
+
+describeCluster(
+  'dated stages on a real API server',
+  (ctx) => {
+    let op: OperatorProcess;
+    let rest: KubeRest;
+    let relays: SimulatedRelays;
+    const apply = async (yaml: string): Promise<void> => {
+      const r = await ctx.cp.kubectl(['apply', '-n', NS, '-f', '-'], { stdin: yaml });
+      if (r.code !== 0) throw new Error(`kubectl apply: ${r.stderr}`);
+    };
+    const policy = async (): Promise<{ metadata: { generation: number }; status?: PolicyStatus }> =>
+      (await getObject(rest, 'DeliveryPolicy', NS, 'migration')) as {
+        metadata: { generation: number };
+        status?: PolicyStatus;
+      };
+
+    beforeAll(async () => {
+      await createNamespace(ctx.cp, OP_NS);
+      await createNamespace(ctx.cp, NS);
+      rest = createKubeRest(ctx.cp.kubeconfig);
+      await apply(`${domain}---\n${plainPolicy}`);
+      op = startOperator(ctx.cp, { namespace: OP_NS, identity: 'op-stages' });
+      relays = new SimulatedRelays(ctx.cp, OP_NS, ['relay-0', 'relay-1']);
+      relays.start();
+      await waitFor(
+        async () => (await condition(rest, 'DeliveryPolicy', NS, 'migration', 'Ready'))?.status === 'True',
+        { timeoutMs: 30_000, what: 'the plain policy Ready' },
+      );
+    });
+    afterAll(async () => {
+      relays?.stop();
+      const code = await op?.stop();
+      expect(code, op?.logs()).toBe(0);
+    });
+
+    it('status shows the stage in force and the next transition, and moves to final at until by itself', async () => {
+      // scope Accounts needs an account source on zoho: verification on zoho, so the stage compiles.
+      await apply(`${domain}  recipientVerification: {server: zoho}\n`);
+      const until = new Date(Date.now() + 6000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      const untilMs = Date.parse(until);
+      await apply(stagedPolicy(until));
+      const during = await waitFor(
+        async () => {
+          const p = await policy();
+          return p.status?.stage === 'dual' && p.status.observedGeneration === p.metadata.generation
+            ? p
+            : undefined;
+        },
+        { timeoutMs: 20_000, what: 'status.stage dual' },
+      );
+      if (Date.now() < Date.parse(until)) {
+        expect(during.status).toMatchObject({ mode: 'Dual', scope: 'Accounts', nextTransition: until });
+      }
+      const table = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
+        domains: Record<string, { mode: string; stages?: { name: string; until: string }[] }>;
+      };
+      expect(table.domains['example.com']).toMatchObject({
+        mode: 'Direct',
+        stages: [{ name: 'dual', until }],
+      });
+
+      // kubectl get shows the stage; -o wide the next transition
+      const get = await ctx.cp.kubectl(['get', 'dp', 'migration', '-n', NS, '-o', 'wide']);
+      expect(get.stdout).toMatch(
+        /NAME\s+DOMAIN\s+MODE\s+SCOPE\s+STAGE\s+READY\s+AGE\s+PRIMARY\s+SECONDARY\s+MAILDOMAIN\s+NEXT/,
+      );
+
+      // No change to the object: the operator requeues itself at until.
+      const after = await waitFor(
+        async () => {
+          const p = await policy();
+          return p.status?.stage === 'final' ? p : undefined;
+        },
+        { timeoutMs: 20_000, what: 'status.stage final after until' },
+      );
+      expect(Date.now()).toBeGreaterThanOrEqual(untilMs);
+      expect(after.status).toMatchObject({ mode: 'Direct', stage: 'final' });
+      expect(after.status?.scope).toBeUndefined();
+      expect(after.status?.nextTransition).toBeUndefined();
+      expect(after.status?.observedGeneration).toBe(after.metadata.generation);
+    });
+
+    it('reverting the manifest is a rollout: Programmed counts the relays that route by it, then Ready', async () => {
+      const generation = (await policy()).metadata.generation;
+      relays.paused = true; // the relays have not picked up the revert yet
+      await apply(plainPolicy);
+      const pending = await waitFor(
+        async () => {
+          const c = await condition(rest, 'DeliveryPolicy', NS, 'migration', 'Programmed');
+          return c?.observedGeneration === generation + 1 ? c : undefined;
+        },
+        { timeoutMs: 20_000, what: 'Programmed for the reverted generation' },
+      );
+      expect(pending).toMatchObject({ status: 'False', reason: 'Pending', message: '0/2 relays programmed' });
+      const table = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
+        domains: Record<string, { mode: string; primary: string; stages?: unknown }>;
+      };
+      expect(table.domains['example.com']).toMatchObject({ mode: 'Dual', primary: 'legacy' });
+      expect(table.domains['example.com']?.stages).toBeUndefined();
+
+      relays.paused = false;
+      const ready = await waitFor(
+        async () => {
+          const c = await condition(rest, 'DeliveryPolicy', NS, 'migration', 'Ready');
+          return c?.status === 'True' && c.observedGeneration === generation + 1 ? c : undefined;
+        },
+        { timeoutMs: 20_000, what: 'Ready for the reverted generation' },
+      );
+      expect(ready.message).toBe('2/2 relays programmed');
+      const p = await policy();
+      expect(p.status).toMatchObject({ mode: 'Dual', scope: 'All' });
+      expect(p.status?.stage).toBeUndefined();
+      expect(p.status?.nextTransition).toBeUndefined();
+      const wait = await ctx.cp.kubectl([
+        'wait',
+        '-n',
+        NS,
+        '--for=condition=Ready',
+        'dp/migration',
+        '--timeout=5s',
+      ]);
+      expect(wait.code, wait.stderr).toBe(0);
+    });
+  },
+  { crds: true },
+);
