@@ -232,15 +232,18 @@ spec: {domainRef: {name: down}, mode: Direct, primary: gone}
         ['Domain', 0],
         ['Mode', 0],
         ['Scope', 0],
+        ['Stage', 0],
         ['Ready', 0],
         ['Age', 0],
         ['Primary', 1],
         ['Secondary', 1],
         ['MailDomain', 1],
+        ['Next', 1],
       ]);
       const row = r.body.rows.find((x) => x.object.metadata.name === 'migration');
-      expect(row?.cells.slice(0, 4)).toEqual(['migration', 'example.com', 'Dual', 'TestRecipients']);
-      expect(row?.cells.slice(-3)).toEqual(['old', 'new', 'example-com']);
+      // no stages: empty Stage and Next cells
+      expect(row?.cells.slice(0, 5)).toEqual(['migration', 'example.com', 'Dual', 'TestRecipients', null]);
+      expect(row?.cells.slice(-4)).toEqual(['old', 'new', 'example-com', null]);
     });
   },
   { crds: true },
