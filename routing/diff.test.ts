@@ -66,6 +66,28 @@ describe('diffTables: domain fields', () => {
         { field: 'dual.bounces', before: 'Suppress', after: 'Notify' },
       ],
     ],
+    [
+      'dated stages added (the policy fields become the final state)',
+      examplePolicy({
+        mode: 'Direct',
+        primary: 'new',
+        stages: [
+          { name: 'trial', until: '2026-12-05T02:00:00Z', mode: 'Dual', primary: 'old', secondary: 'new' },
+        ],
+      }),
+      [
+        { field: 'mode', before: 'Dual', after: 'Direct' },
+        { field: 'primary', before: 'old', after: 'new' },
+        { field: 'secondary', before: 'new', after: null },
+        { field: 'dual.scope', before: 'All', after: null },
+        { field: 'dual.bounces', before: 'Suppress', after: null },
+        {
+          field: 'stages',
+          before: null,
+          after: 'trial until 2026-12-05T02:00:00Z: Dual old+new scope All bounces Suppress',
+        },
+      ],
+    ],
   ])('%s', (_name, policy, fields) => {
     const d = only(BASE, table(exampleDomain(), policy));
     expect(d.change).toBe('changed');

@@ -3,7 +3,7 @@
 // `mailroute route` use. `mailroute diff` (cli/commands/diff.ts) feeds it two compiled tables (two manifest sets, or
 // the cluster's routing ConfigMap and a folder) and prints the result as text, markdown or JSON (the JSON is this
 // module's RoutingDiff, documented in docs/routing.md, "mailroute diff").
-import type { DomainRoute, RoutingTable, ServerRoute, TestRecipientRoute } from './model.ts';
+import type { DomainRoute, RoutingTable, ServerRoute, StageRoute, TestRecipientRoute } from './model.ts';
 import { buildIndex, planToJson, resolve, type PlanJson } from './resolve.ts';
 
 export const DIFF_FORMAT = 'mailroute.io/routing-diff/v1';
@@ -108,12 +108,23 @@ function domainFields(d: DomainRoute | undefined): [string, DiffValue][] {
     ['dual.copyRecipientDomain', d?.dual?.copyRecipientDomain ?? null],
     ['dual.bounces', d?.dual?.bounces ?? null],
     ['split.unknownRecipients', d?.split?.unknownRecipients ?? null],
+    ['stages', d?.stages === undefined ? null : d.stages.map(stageSummary).join('; ')],
     ['recipientVerification.server', d?.recipientVerification?.server ?? null],
     ['recipientVerification.cacheTTLSeconds', d?.recipientVerification?.cacheTTLSeconds ?? null],
     ['rejectUnknownRecipients', d === undefined ? null : d.rejectUnknownRecipients],
     ['destinations.allow', d?.destinations === undefined ? null : d.destinations.allow.join(',')],
     ['destinations.deny', d?.destinations === undefined ? null : d.destinations.deny.join(',')],
   ];
+}
+
+/** One dated stage in a line: `dual until 2026-12-05T02:00:00Z: Dual old+new scope All`. */
+function stageSummary(s: StageRoute): string {
+  const copy =
+    s.dual === undefined
+      ? ''
+      : ` scope ${s.dual.scope}${s.dual.copyRecipientDomain !== undefined ? ` copy@${s.dual.copyRecipientDomain}` : ''} bounces ${s.dual.bounces}`;
+  const split = s.split === undefined ? '' : ` unknown ${s.split.unknownRecipients}`;
+  return `${s.name} until ${s.until}: ${s.mode} ${s.primary}${s.secondary !== undefined ? `+${s.secondary}` : ''}${copy}${split}`;
 }
 
 /** A server's fields: where it is and how it is spoken to (TLS, credentials). */
