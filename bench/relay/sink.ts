@@ -43,15 +43,18 @@ export class Sink {
   private offset = 0;
   private readonly buf = Buffer.alloc(1 << 20);
 
-  constructor(port: number, logFile: string) {
+  readonly host: string;
+
+  constructor(port: number, logFile: string, host = '127.0.0.1') {
     this.port = port;
     this.logFile = logFile;
+    this.host = host;
   }
 
-  /** Starts `smtp-sink -u nobody -v 127.0.0.1:PORT 256` with its output in logFile. */
+  /** Starts `smtp-sink -u nobody -v HOST:PORT 256` with its output in logFile. */
   start(procs: Procs): void {
     const out = openSync(this.logFile, 'a');
-    procs.spawn('smtp-sink', ['-u', 'nobody', '-v', `127.0.0.1:${this.port}`, '256'], {
+    procs.spawn('smtp-sink', ['-u', 'nobody', '-v', `${this.host}:${this.port}`, '256'], {
       stdio: ['ignore', out, out],
       name: `smtp-sink:${this.port}`,
     });

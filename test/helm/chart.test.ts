@@ -181,6 +181,8 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       expect(pods.map((p) => p.metadata.name)).toEqual(['mr-mailroute-test-relays-ready']);
       const pod = pods[0]!;
       expect(pod.metadata.annotations?.['helm.sh/hook']).toBe('test');
+      // not hook-succeeded: `helm test --logs` reads the pod's logs after it succeeded (test/node/chart.test.ts)
+      expect(pod.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe('before-hook-creation');
       const spec = pod.spec as Json;
       expect(spec.restartPolicy).toBe('Never');
       expect(spec.automountServiceAccountToken).toBe(false);

@@ -333,6 +333,7 @@ up() {
 }
 
 down() {
+  set +e # take down whatever is there: a step that finds nothing to remove is not a failure
   stop provisioner
   stop kubelet
   if [ -S "$CTR_SOCK" ] && [ -x "$NODE_BIN/crictl" ]; then
