@@ -16,6 +16,11 @@ const commands: Record<string, Command> = {
   relay: { summary: 'run the SMTP relay', load: () => import('./commands/relay.ts') },
   queue: { summary: "inspect and drive a relay's queue", load: () => import('./commands/queue.ts') },
   operator: { summary: 'run the Kubernetes operator', load: () => import('./commands/operator.ts') },
+  preflight: {
+    summary:
+      "probe every server of the manifests' MailDomains from here (connect, TLS, AUTH, --probe ADDRESS)",
+    load: () => import('./commands/preflight.ts'),
+  },
   probe: {
     summary: 'GET a URL on one or every address of a host; exit 1 unless all answer 2xx',
     load: () => import('./commands/probe.ts'),

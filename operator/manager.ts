@@ -45,7 +45,12 @@ import { secretOptedIn, SMTP_AUTH_SELECTOR } from '../routing/secret-opt-in.ts';
 import type { RelayView } from './controllers/status.ts';
 import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
 import type { OperatorMetrics } from './telemetry/metrics.ts';
-import { createSmtpProbe, startPreflight, type PreflightHandle } from './preflight/index.ts';
+import {
+  createSmtpProbe,
+  credentialsFromLookup,
+  startPreflight,
+  type PreflightHandle,
+} from './preflight/index.ts';
 import { safeDelay } from '../routing/timer.ts';
 import { grantFromTexts } from '../routing/destinations.ts';
 import { compileGrants } from '../routing/grants.ts';
@@ -557,6 +562,9 @@ export class OperatorManager {
           ),
         isLeader: () => this.leading && !this.stopping,
         events: this.events,
+        // the acceptance step (spec.servers[].probe.address) authenticates as delivery does
+        credentials: (namespace, name) =>
+          credentialsFromLookup(namespace, name, this.secretLookup(`${namespace}/${name}`)),
       });
     }
   }

@@ -154,6 +154,21 @@ export const serverSchema = {
       default: 10,
       description: 'Maximum concurrent connections per relay pod to this server.',
     },
+    probe: {
+      type: 'object',
+      required: ['address'],
+      description:
+        "Optional acceptance step of the operator's preflight: after the connection and TLS checks pass, it authenticates (authSecretRef) and sends MAIL FROM:<> and RCPT TO:<address>, then RSET (no message is sent). A server that has not allowlisted the relay answers 5xx here before real mail does. The result is in status.servers[].acceptance; a refusal makes ServersReachable False.",
+      properties: {
+        address: {
+          type: 'string',
+          maxLength: 254,
+          pattern: ADDRESS,
+          description:
+            'A mailbox this server must accept mail for, e.g. a test user of the migration (after copyRecipientDomain, as a copy would be addressed).',
+        },
+      },
+    },
   },
 } as const;
 
@@ -290,6 +305,26 @@ export const mailDomainStatusSchema = {
               'TLS outcome of the last probe: none (not attempted), offered (STARTTLS advertised, not required), ok (STARTTLS succeeded, verified for RequiredVerify), failed.',
           },
           message: { type: 'string', maxLength: 1024, description: 'Details of the last probe.' },
+          localAddress: {
+            type: 'string',
+            maxLength: 64,
+            description:
+              "The local address the probe's connection left from (the operator pod's; relays leave from theirs, or from the cluster's egress address): the address to allowlist.",
+          },
+          acceptance: {
+            type: 'object',
+            description: 'The acceptance step (spec.servers[].probe.address), when the server has one.',
+            properties: {
+              address: { type: 'string', maxLength: 254, description: 'The probe address.' },
+              result: {
+                type: 'string',
+                maxLength: 16,
+                description:
+                  'accepted (2xx to RCPT TO), deferred (4xx), refused (5xx: not allowlisted, or no such mailbox), failed (no RCPT reply: connection, TLS, AUTH or MAIL FROM failed, or the credentials are unavailable).',
+              },
+              reply: { type: 'string', maxLength: 1024, description: 'The reply to RCPT TO, or what failed.' },
+            },
+          },
           lastProbeTime: {
             type: 'string',
             format: 'date-time',

@@ -12,8 +12,11 @@ import {
   isDue,
   nextDue,
   reachabilityEvent,
+  serverPasses,
   serverStatus,
   serversFingerprint,
+  withAcceptance,
+  type CredentialsFor,
   statusApplyBody,
   viewMailDomain,
   type DomainView,
@@ -25,7 +28,8 @@ import type { GrantDestinations } from '../../routing/destinations.ts';
 
 export { createSmtpProbe } from './probe.ts';
 export type { Probe, ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
-export { CONDITION_TYPE, FIELD_MANAGER, REASONS } from './status.ts';
+export { PROBE_HEADER, type AcceptanceResult } from './acceptance.ts';
+export { CONDITION_TYPE, FIELD_MANAGER, REASONS, credentialsFromLookup } from './status.ts';
 
 export interface PreflightLogger {
   info(obj: object, msg?: string): void;
@@ -60,6 +64,11 @@ export interface PreflightOptions {
    * policy to its servers. Default: none.
    */
   grantFor?: (namespace: string, domain: string) => GrantDestinations | undefined;
+  /**
+   * Credentials of a server's authSecretRef for the acceptance step (spec.servers[].probe.address). Default: none,
+   * and a server with both gets its acceptance step reported failed ("not available to the preflight").
+   */
+  credentials?: CredentialsFor;
   /** Non-leaders write nothing: when this returns false, the scan is skipped. Default: always leader. */
   isLeader?: () => boolean;
   /** Domains probed at the same time. Default 4. */
@@ -248,16 +257,17 @@ export function startPreflight(opts: PreflightOptions): PreflightHandle {
         const key = `${v.namespace}/${v.name}`;
         try {
           const grant = v.domain === undefined ? undefined : opts.grantFor?.(v.namespace, v.domain);
+          const targets = withAcceptance(v, opts.credentials);
           const probed =
             grant === undefined
-              ? v
-              : { ...v, servers: v.servers.map((s) => ({ ...s, destinations: grant })) };
+              ? targets
+              : { ...targets, servers: targets.servers.map((s) => ({ ...s, destinations: grant })) };
           const { servers, written } = await probeDomain(probed, probe, api, now, opts.events);
           schedule.set(key, {
             fingerprint: serversFingerprint(v),
             nextDue: nextDue(now().getTime(), intervalMs, jitter, random),
           });
-          const failing = servers.filter((s) => !s.reachable || s.tls === 'failed').map((s) => s.name);
+          const failing = servers.filter((s) => !serverPasses(s)).map((s) => s.name);
           log.info(
             { mailDomain: key, servers: servers.length, failing, written },
             'preflight: probed MailDomain servers',

@@ -148,6 +148,8 @@ describe('createSmtpProbe against real SMTP servers', () => {
       reachable: false,
       tls: 'none',
       message: `greeting from 127.0.0.1:${rawPort}: 554 5.7.1 no service here`,
+      // connected: the address it left from is known (what the server would have to allowlist)
+      localAddress: '127.0.0.1',
     });
   });
 

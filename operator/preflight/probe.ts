@@ -1,7 +1,10 @@
 // The preflight probe of one downstream server: TCP connect, greeting, EHLO, and STARTTLS when the server's TLS mode
 // asks for it (certificate verified for RequiredVerify); with tls: Implicit the TLS handshake comes first, before
-// the greeting (port 465). It never sends MAIL: it tells whether our relay can reach
-// the server and negotiate what its routing asks, nothing more.
+// the greeting (port 465). That part never sends MAIL: it tells whether our relay can reach the server and negotiate
+// what its routing asks. When the target carries credentials or an acceptance probe (spec.servers[].probe.address,
+// `mailroute preflight --probe`), and that part passed, the acceptance step follows (acceptance.ts): AUTH, and
+// MAIL FROM + RCPT TO the probe address (or a probe message), in a session set up the way delivery sets one up.
+// The outcome names the local address the connection left from: the address the server must allowlist.
 import { isIP, Socket, connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { lookup as dnsLookup, resolveMx as dnsResolveMx } from 'node:dns/promises';
@@ -17,6 +20,7 @@ import {
 import type { TlsMode } from '../../routing/model.ts';
 import { assertNever } from '../../routing/model.ts';
 import { ehloKeywords, formatReply, parseReply, type SmtpReply } from './smtp-reply.ts';
+import { runAcceptance, type AcceptanceOutcome, type AcceptanceProbe } from './acceptance.ts';
 
 /** none: no TLS in use for this server (mode None, or Opportunistic and not offered); offered: Opportunistic and the
  * server advertises STARTTLS; ok: the STARTTLS handshake succeeded (and the certificate verified for RequiredVerify);
@@ -31,6 +35,15 @@ export interface ProbeTarget {
   tls: TlsMode;
   /** The DomainClaim destinations of the server's domain, combined with the probe's policy (withGrant). */
   destinations?: GrantDestinations;
+  /**
+   * Credentials for AUTH in the acceptance step (the server's authSecretRef), or why they could not be had (then the
+   * acceptance step fails without connecting).
+   */
+  credentials?: { user: string; pass: string } | { error: string };
+  /** true: AUTH may go without TLS (the server's allowPlaintextAuth). */
+  allowPlaintextAuth?: boolean;
+  /** The acceptance step's MAIL FROM / RCPT TO (and optional probe message). */
+  acceptance?: AcceptanceProbe;
 }
 
 export interface ProbeOutcome {
@@ -38,6 +51,12 @@ export interface ProbeOutcome {
   tls: TlsReport;
   /** What happened, naming the SMTP step that failed: "EHLO: 554 go away", "connect 10.0.0.1:25: ECONNREFUSED". */
   message: string;
+  /** The local address the connection left from (present once connected). */
+  localAddress?: string;
+  /** With credentials: whether AUTH succeeded (or why not). */
+  auth?: { ok: boolean; message: string };
+  /** With an acceptance probe: the RCPT TO (or probe message) result. */
+  acceptance?: AcceptanceOutcome['acceptance'];
 }
 
 export type Probe = (target: ProbeTarget) => Promise<ProbeOutcome>;
@@ -281,7 +300,9 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
     options.lookup ??
     (async (h: string) => (await dnsLookup(h, { all: true, order: 'ipv4first' })).map((a) => a.address));
 
-  return async (target) => {
+  const reachability = async (
+    target: ProbeTarget,
+  ): Promise<{ outcome: ProbeOutcome; connectTo?: { host: string; servername?: string } }> => {
     let conv: Conversation | undefined;
     let socket: Socket | undefined;
     let step = 'MX lookup';
@@ -312,6 +333,11 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
         throw new ProbeError(`connect ${where}: ${code ?? errText(err)}`, false);
       }
       if (timedOut) throw new ProbeError(`timed out after ${timeoutMs} ms during connect`, false);
+      const localAddress = socket.localAddress;
+      const connectTo = {
+        host: address,
+        ...(address !== endpoint.host && isIP(endpoint.host) === 0 ? { servername: endpoint.host } : {}),
+      };
       conv = new Conversation(socket);
       let implicit: TLSSocket | undefined;
       if (target.tls === 'Implicit') {
@@ -325,9 +351,12 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
         } catch (err) {
           if (err instanceof ProbeError || timedOut) throw err;
           return {
-            reachable: true,
-            tls: 'failed',
-            message: `TLS handshake with ${where} (tls: Implicit): ${errText(err)}`,
+            outcome: {
+              reachable: true,
+              tls: 'failed',
+              message: `TLS handshake with ${where} (tls: Implicit): ${errText(err)}`,
+              ...(localAddress !== undefined ? { localAddress } : {}),
+            },
           };
         }
       }
@@ -429,19 +458,61 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
       }
       step = 'QUIT';
       socket.write('QUIT\r\n');
-      return outcome;
+      return { outcome: { ...outcome, ...(localAddress !== undefined ? { localAddress } : {}) }, connectTo };
     } catch (err) {
+      const local = socket?.localAddress !== undefined ? { localAddress: socket.localAddress } : {};
       if (timedOut) {
         const reachable = step !== 'connect' && step !== 'MX lookup' && step !== 'greeting';
-        return { reachable, tls: 'none', message: `timed out after ${timeoutMs} ms during ${step}` };
+        return {
+          outcome: {
+            reachable,
+            tls: 'none',
+            message: `timed out after ${timeoutMs} ms during ${step}`,
+            ...local,
+          },
+        };
       }
-      if (err instanceof ProbeError) return { reachable: err.reachable, tls: 'none', message: err.message };
+      if (err instanceof ProbeError)
+        return { outcome: { reachable: err.reachable, tls: 'none', message: err.message, ...local } };
       // A failure after the greeting (connection dropped mid-EHLO, an invalid reply) still means the server answered.
-      return { reachable: false, tls: 'none', message: `${step}: ${errText(err)}` };
+      return { outcome: { reachable: false, tls: 'none', message: `${step}: ${errText(err)}`, ...local } };
     } finally {
       clearTimeout(timer);
       conv?.end();
       socket?.destroy();
     }
+  };
+
+  return async (target) => {
+    const { outcome, connectTo } = await reachability(target);
+    const wanted = target.credentials !== undefined || target.acceptance !== undefined;
+    if (!wanted) return outcome;
+    const passed = outcome.reachable && outcome.tls !== 'failed' && connectTo !== undefined;
+    const skipped = (why: string): ProbeOutcome => ({
+      ...outcome,
+      ...(target.credentials !== undefined ? { auth: { ok: false, message: why } } : {}),
+      ...(target.acceptance !== undefined
+        ? { acceptance: { address: target.acceptance.address, result: 'failed' as const, reply: why } }
+        : {}),
+    });
+    if (!passed) return skipped('not tried: the server did not pass the connection and TLS checks');
+    const creds = target.credentials;
+    if (creds !== undefined && 'error' in creds) return skipped(`credentials: ${creds.error}`);
+    const more = await runAcceptance(
+      {
+        ...connectTo,
+        port: target.port,
+        tls: target.tls,
+        ...(creds !== undefined ? { auth: creds } : {}),
+        ...(target.allowPlaintextAuth === true ? { allowPlaintextAuth: true } : {}),
+        ...(target.acceptance !== undefined ? { probe: target.acceptance } : {}),
+      },
+      { hostname: heloName, timeoutMs, ...(options.ca !== undefined ? { ca: options.ca } : {}) },
+    );
+    return {
+      ...outcome,
+      ...(more.auth !== undefined ? { auth: more.auth } : {}),
+      ...(more.acceptance !== undefined ? { acceptance: more.acceptance } : {}),
+    };
   };
 }

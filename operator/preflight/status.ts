@@ -1,9 +1,12 @@
 // Pure: MailDomain objects as the preflight sees them, the status it writes (status.servers[] and the
 // ServersReachable condition), and when each domain is due for its next probe.
 import { createHash } from 'node:crypto';
-import { API_VERSION, TLS_MODES, type TlsMode } from '../../routing/model.ts';
+import { API_VERSION, assertNever, TLS_MODES, type TlsMode } from '../../routing/model.ts';
+import { SMTP_AUTH_LABEL, SMTP_AUTH_LABEL_VALUE } from '../../routing/secret-opt-in.ts';
+import type { SecretLookup } from '../credentials-secret.ts';
 import { setConditions, type Condition } from '../kube/conditions.ts';
 import type { ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
+import type { AcceptanceResult } from './acceptance.ts';
 
 export const FIELD_MANAGER = 'mailroute-preflight';
 export const CONDITION_TYPE = 'ServersReachable';
@@ -17,9 +20,21 @@ export interface ServerStatus {
   reachable: boolean;
   tls: TlsReport;
   message: string;
+  /** The local address the probe's connection left from: the address the server must allowlist. */
+  localAddress?: string;
+  /** The acceptance step (spec.servers[].probe.address): RCPT TO the probe address, and its reply. */
+  acceptance?: { address: string; result: AcceptanceResult; reply: string };
   /** RFC 3339 */
   lastProbeTime: string;
 }
+
+/** A server of a MailDomain as the preflight reads it: where to probe, and what the acceptance step needs. */
+export type ServerView = { name: string } & ProbeTarget & {
+    /** spec.servers[].authSecretRef.name (the Secret is in the MailDomain's namespace). */
+    authSecretRef?: string;
+    /** spec.servers[].probe.address */
+    probeAddress?: string;
+  };
 
 /** What the preflight needs of one MailDomain, read defensively from the API object. */
 export interface DomainView {
@@ -28,7 +43,7 @@ export interface DomainView {
   /** spec.domain (lowercase), for the DomainClaim destinations of its servers. */
   domain?: string;
   generation: number;
-  servers: Array<{ name: string } & ProbeTarget>;
+  servers: ServerView[];
   previousServers: ServerStatus[];
   previousCondition?: Condition;
 }
@@ -48,12 +63,17 @@ export function viewMailDomain(obj: unknown): DomainView | undefined {
   for (const s of rawServers) {
     if (!isRecord(s) || typeof s.name !== 'string' || typeof s.host !== 'string') continue;
     const tls = (TLS_MODES as readonly unknown[]).includes(s.tls) ? (s.tls as TlsMode) : 'Opportunistic';
+    const secret = isRecord(s.authSecretRef) ? s.authSecretRef.name : undefined;
+    const probe = isRecord(s.probe) ? s.probe.address : undefined;
     servers.push({
       name: s.name,
       host: s.host,
       port: typeof s.port === 'number' ? s.port : 25,
       mx: s.mx === true,
       tls,
+      ...(s.allowPlaintextAuth === true ? { allowPlaintextAuth: true } : {}),
+      ...(typeof secret === 'string' ? { authSecretRef: secret } : {}),
+      ...(typeof probe === 'string' ? { probeAddress: probe } : {}),
     });
   }
   const status = isRecord(obj.status) ? obj.status : {};
@@ -78,18 +98,98 @@ export function viewMailDomain(obj: unknown): DomainView | undefined {
   };
 }
 
+/** Where the credentials of an authSecretRef come from: the Secret's username/password, or why there are none. */
+export type CredentialsFor = (
+  namespace: string,
+  name: string,
+) => { user: string; pass: string } | { error: string };
+
+/** A Secret informer lookup (operator/credentials-secret.ts) as the acceptance step's credentials. Pure. */
+export function credentialsFromLookup(
+  namespace: string,
+  name: string,
+  found: SecretLookup,
+): { user: string; pass: string } | { error: string } {
+  const where = `Secret ${namespace}/${name}`;
+  switch (found.state) {
+    case 'ok':
+      return { user: found.credentials.username, pass: found.credentials.password };
+    case 'missing':
+      return { error: `${where} not found, or not labelled ${SMTP_AUTH_LABEL}: "${SMTP_AUTH_LABEL_VALUE}"` };
+    case 'invalid':
+      return { error: `${where}: ${found.reason}` };
+    case 'unknown':
+      return { error: `${where} is outside the namespaces the operator reads (--secret-namespaces)` };
+    default:
+      return assertNever(found, 'secret lookup');
+  }
+}
+
+/**
+ * The operator's targets: a server with spec.servers[].probe.address gets the acceptance step (MAIL FROM:<> and RCPT
+ * TO the address, then RSET: the periodic probe never sends a message), with AUTH when it has an authSecretRef.
+ * Servers without a probe address are probed for reachability and TLS only, as before. Pure.
+ */
+export function withAcceptance(view: DomainView, credentials: CredentialsFor | undefined): DomainView {
+  return {
+    ...view,
+    servers: view.servers.map((s) => {
+      if (s.probeAddress === undefined) return s;
+      const creds =
+        s.authSecretRef === undefined
+          ? undefined
+          : (credentials?.(view.namespace, s.authSecretRef) ?? {
+              error: `Secret ${view.namespace}/${s.authSecretRef} is not available to the preflight`,
+            });
+      return {
+        ...s,
+        acceptance: { address: s.probeAddress, sender: '' },
+        ...(creds !== undefined ? { credentials: creds } : {}),
+      };
+    }),
+  };
+}
+
 /**
  * Identifies what is probed: a change of hosts, ports or TLS modes makes the domain due at once, and so does a new
  * generation (so ServersReachable's observedGeneration follows the spec promptly).
  */
 export function serversFingerprint(view: Pick<DomainView, 'servers' | 'generation'>): string {
-  const canon = [view.generation, ...view.servers.map((s) => [s.name, s.host, s.port, s.mx, s.tls])];
+  const canon = [
+    view.generation,
+    ...view.servers.map((s) => [
+      s.name,
+      s.host,
+      s.port,
+      s.mx,
+      s.tls,
+      s.authSecretRef ?? '',
+      s.probeAddress ?? '',
+    ]),
+  ];
   return createHash('sha256').update(JSON.stringify(canon)).digest('hex').slice(0, 16);
 }
 
-/** A server passes when it is reachable and TLS did not fail where the mode requires it. */
-export function serverPasses(s: Pick<ServerStatus, 'reachable' | 'tls'>): boolean {
-  return s.reachable && s.tls !== 'failed';
+/**
+ * A server passes when it is reachable, TLS did not fail where the mode requires it, and, with an acceptance probe,
+ * the probe address was accepted.
+ */
+export function serverPasses(s: Pick<ServerStatus, 'reachable' | 'tls' | 'acceptance'>): boolean {
+  return (
+    s.reachable && s.tls !== 'failed' && (s.acceptance === undefined || s.acceptance.result === 'accepted')
+  );
+}
+
+/** Why a server does not pass, for the condition message. Pure. */
+export function failureText(s: ServerStatus): string {
+  if (!s.reachable) return `${s.name}: unreachable: ${s.message}`;
+  if (s.tls === 'failed') return `${s.name}: tls failed: ${s.message}`;
+  const a = s.acceptance;
+  if (a !== undefined && a.result !== 'accepted') {
+    const from = s.localAddress !== undefined ? ` (from ${s.localAddress})` : '';
+    return `${s.name}: probe RCPT TO:<${a.address}> ${a.result}${from}: ${a.reply}`;
+  }
+  return `${s.name}: ${s.message}`;
 }
 
 /**
@@ -108,9 +208,7 @@ export function decideCondition(
   const message =
     failing.length === 0
       ? `${servers.length}/${servers.length} servers reachable`
-      : failing
-          .map((s) => `${s.name}: ${s.reachable ? `tls ${s.tls}` : 'unreachable'}: ${s.message}`)
-          .join('; ');
+      : failing.map(failureText).join('; ');
   const desired = {
     type: CONDITION_TYPE,
     status,
@@ -138,13 +236,25 @@ export function reachabilityEvent(
   return undefined;
 }
 
+const cap = (text: string, max: number): string =>
+  text.length > max ? `${text.slice(0, max - 4)}...` : text;
+
 export function serverStatus(name: string, outcome: ProbeOutcome, at: Date): ServerStatus {
+  // AUTH's outcome is part of the acceptance step: a failed AUTH is the reason the probe address got no reply.
+  const a = outcome.acceptance;
   return {
     name,
     reachable: outcome.reachable,
     tls: outcome.tls,
     // The CRD caps status.servers[].message at 1024 characters.
-    message: outcome.message.length > 1024 ? `${outcome.message.slice(0, 1020)}...` : outcome.message,
+    message: cap(
+      outcome.auth?.ok === true ? `${outcome.message}; ${outcome.auth.message}` : outcome.message,
+      1024,
+    ),
+    ...(outcome.localAddress !== undefined ? { localAddress: outcome.localAddress } : {}),
+    ...(a !== undefined
+      ? { acceptance: { address: a.address, result: a.result, reply: cap(a.reply, 1024) } }
+      : {}),
     lastProbeTime: at.toISOString().replace(/\.\d{3}Z$/, 'Z'),
   };
 }

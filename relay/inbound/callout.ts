@@ -18,9 +18,8 @@
 //     instead of each trying again.
 //
 // The SMTP client is nodemailer's SMTPConnection: connect() does the greeting, EHLO, STARTTLS per the options,
-// login() does AUTH. It has no public call for an envelope without DATA, so MAIL/RCPT/RSET use the same two
-// internals its own reset() uses (_sendCommand and _responseActions; see `command` below). A nodemailer upgrade that
-// changes them fails test/relay/callout.test.ts.
+// login() does AUTH. It has no public call for an envelope without DATA, so MAIL/RCPT/RSET go through
+// queueSmtpCommand (relay/delivery/smtp-command.ts), which uses the same internals its own reset() uses.
 import { createHash } from 'node:crypto';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DomainRoute, ServerRoute } from '../../routing/model.ts';
@@ -30,6 +29,7 @@ import {
   smtpClientOptions,
   type SmtpTimeouts,
 } from '../delivery/transport.ts';
+import { queueSmtpCommand } from '../delivery/smtp-command.ts';
 import type { DnsResolver } from '../dns.ts';
 import { isDestinationDenied } from '../destinations.ts';
 
@@ -72,12 +72,6 @@ export interface CalloutPoolOptions {
   now?: () => number;
 }
 
-/** The part of SMTPConnection the probe uses beyond its public API (see the header). */
-interface ConnectionInternals {
-  _sendCommand(line: string): void;
-  _responseActions: ((reply: string) => void)[];
-}
-
 class CalloutError extends Error {}
 
 /** One callout connection: SMTPConnection after connect (+ login), probing one address at a time. */
@@ -106,12 +100,10 @@ class Session {
     if (this.dead) return Promise.reject(new CalloutError('connection closed'));
     return new Promise((resolve, reject) => {
       this.pending = reject;
-      const c = this.conn as unknown as ConnectionInternals;
-      c._responseActions.push((reply: string) => {
+      queueSmtpCommand(this.conn, line, (reply: string) => {
         this.pending = undefined;
         resolve(reply);
       });
-      c._sendCommand(line);
     });
   }
 

@@ -22,6 +22,8 @@ export interface PeerOptions {
   tls?: { key: Buffer | string; cert: Buffer | string };
   /** Require AUTH (PLAIN/LOGIN) with these credentials before MAIL FROM. */
   auth?: { user: string; pass: string };
+  /** With auth and tls: AUTH only after STARTTLS (smtp-server answers 538 before); default: AUTH allowed in plain text. */
+  authRequiresTls?: boolean;
   /** With tls: implicit TLS (TLS from the first byte, as on port 465) instead of STARTTLS. */
   implicitTls?: boolean;
   /** Loopback address to listen on; default 127.0.0.1 (another 127.x address is a different destination). */
@@ -110,8 +112,8 @@ export async function startSmtpPeer(
       ],
       ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
       ...(options.tls && options.implicitTls === true ? { secure: true } : {}),
-      // AUTH over a plain connection is allowed: the tests run on loopback.
-      allowInsecureAuth: true,
+      // AUTH over a plain connection is allowed (the tests run on loopback) unless the peer requires TLS for it.
+      allowInsecureAuth: options.authRequiresTls !== true,
       onAuth(auth, session, cb) {
         auths.push({ username: auth.username ?? '', password: auth.password ?? '', secure: session.secure });
         const ok = options.auth && auth.username === options.auth.user && auth.password === options.auth.pass;
