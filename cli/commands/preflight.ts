@@ -221,7 +221,9 @@ async function preflight(argv: string[]): Promise<number> {
     );
   } else {
     const sent = values.send === true ? `; probe messages carry X-Mailroute-Probe: ${id}` : '';
-    process.stdout.write(`${rows.length} servers: ${rows.length - failed} ok, ${failed} failed${sent}\n`);
+    process.stdout.write(
+      `${rows.length} server${rows.length === 1 ? '' : 's'}: ${rows.length - failed} ok, ${failed} failed${sent}\n`,
+    );
   }
   return failed > 0 ? 1 : 0;
 }
