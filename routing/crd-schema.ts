@@ -322,7 +322,11 @@ export const mailDomainStatusSchema = {
                 description:
                   'accepted (2xx to RCPT TO), deferred (4xx), refused (5xx: not allowlisted, or no such mailbox), failed (no RCPT reply: connection, TLS, AUTH or MAIL FROM failed, or the credentials are unavailable).',
               },
-              reply: { type: 'string', maxLength: 1024, description: 'The reply to RCPT TO, or what failed.' },
+              reply: {
+                type: 'string',
+                maxLength: 1024,
+                description: 'The reply to RCPT TO, or what failed.',
+              },
             },
           },
           lastProbeTime: {

@@ -6,7 +6,14 @@ import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { makeSelfSigned, type SelfSigned } from '../../test/support/tls.ts';
 import { classifyReply, PROBE_HEADER, probeMessage } from './acceptance.ts';
 import { createSmtpProbe, type ProbeTarget } from './probe.ts';
-import { serverPasses, serverStatus, withAcceptance, type DomainView } from './status.ts';
+import {
+  credentialsFromLookup,
+  decideCondition,
+  serverPasses,
+  serverStatus,
+  withAcceptance,
+  type DomainView,
+} from './status.ts';
 
 describe('acceptance: pure parts', () => {
   it.each([
@@ -67,6 +74,45 @@ describe('acceptance: pure parts', () => {
     expect(withAcceptance(view, undefined).servers[1]!.credentials).toEqual({
       error: 'Secret mail/b-smtp is not available to the preflight',
     });
+  });
+});
+
+describe('acceptance: credentials and the condition', () => {
+  it.each([
+    [
+      { state: 'ok', credentials: { username: 'u', password: 'p' } },
+      { user: 'u', pass: 'p' },
+    ],
+    [
+      { state: 'missing' },
+      { error: 'Secret mail/s not found, or not labelled mailroute.io/smtp-auth: "true"' },
+    ],
+    [{ state: 'invalid', reason: 'no key password' }, { error: 'Secret mail/s: no key password' }],
+    [
+      { state: 'unknown' },
+      { error: 'Secret mail/s is outside the namespaces the operator reads (--secret-namespaces)' },
+    ],
+  ] as const)('%j', (found, expected) => expect(credentialsFromLookup('mail', 's', found)).toEqual(expected));
+
+  it.each([
+    ['accepted', true, '1/1 servers reachable'],
+    ['deferred', false, 'zoho: probe RCPT TO:<a@example.com> deferred (from 10.0.0.7): 451 later'],
+    ['refused', false, 'zoho: probe RCPT TO:<a@example.com> refused (from 10.0.0.7): 451 later'],
+    ['failed', false, 'zoho: probe RCPT TO:<a@example.com> failed (from 10.0.0.7): 451 later'],
+  ] as const)('acceptance %s: passes %s', (result, passes, message) => {
+    const s = serverStatus(
+      'zoho',
+      {
+        reachable: true,
+        tls: 'ok',
+        message: 'EHLO ok',
+        localAddress: '10.0.0.7',
+        acceptance: { address: 'a@example.com', result, reply: '451 later' },
+      },
+      new Date(0),
+    );
+    expect(serverPasses(s)).toBe(passes);
+    expect(decideCondition([s], 1, undefined, new Date(0)).message).toBe(message);
   });
 });
 

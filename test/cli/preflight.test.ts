@@ -160,7 +160,7 @@ stringData: {username: relay, password: ${password}}
   it('a wrong password in the Secret fails that server at AUTH', async () => {
     const r = await run('-f', manifests('wrong', 'nope'), '--ca', caFile, '--server', 'google');
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/\n  AUTH: failed: AUTH: .*535/);
+    expect(r.stdout).toMatch(/\n {2}AUTH: failed: AUTH: .*535/);
     expect(r.stdout).toContain('1 server: 0 ok, 1 failed');
   });
 
