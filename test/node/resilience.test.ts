@@ -142,11 +142,18 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
   });
 
   it('a relay pod force-deleted while accepting loses no message it answered 250', async () => {
+    // A slow server, so that the relay holds accepted mail in its spool when it dies.
+    sink.behaviour = { dataDelayMs: 300 };
     const load = startLoad(relayIp, ['k@load.test'], 'kill', 4, 3000);
     await waitFor(() => load.acked.size >= 40, {
       timeoutMs: 120_000,
       intervalMs: 200,
       what: '40 messages accepted',
+    });
+    await waitFor(async () => (await queuedIds(`${RELAY_STS}-0`)).length >= 5, {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      what: 'mail queued on relay-0',
     });
     const uid = (
       await kubectlOk(['-n', NAMESPACE, 'get', 'pod', `${RELAY_STS}-0`, '-o', 'jsonpath={.metadata.uid}'])
@@ -166,6 +173,7 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
       what: '20 more accepted',
     });
     await load.stop();
+    sink.behaviour = {};
     console.log(`[node] pod kill: ${load.acked.size} accepted, replies ${JSON.stringify([...load.codes])}`);
     expect(load.permanent).toEqual([]);
     await waitDelivered(sink, load.acked);
