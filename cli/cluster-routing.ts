@@ -48,7 +48,13 @@ function errText(err: unknown): string {
     }
   }
   const m = err instanceof Error ? err.message : String(err);
-  return m.split('\n')[0] ?? m;
+  const line = m.split('\n')[0] ?? m;
+  // fetch() says only "fetch failed"; the reason (ECONNREFUSED, a certificate error) is its cause
+  const cause =
+    err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
+  const why =
+    typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : '';
+  return why === '' || line.includes(why) ? line : `${line}: ${why}`;
 }
 
 /** The KubeConfig the command uses: --kubeconfig or the default chain, switched to --context. */

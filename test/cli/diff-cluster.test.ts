@@ -145,6 +145,21 @@ describeCluster('mailroute diff --cluster', (ctx) => {
     );
   });
 
+  it('a ConfigMap that is not a routing table is a clear error (exit 2)', async () => {
+    const cm = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: not-routing, namespace: ${OP_NS}}
+data: {routing.json: '{"kind": "Something"}'}
+`;
+    const applied = await ctx.cp.kubectl(['apply', '-f', '-'], { stdin: cm });
+    expect(applied.code).toBe(0);
+    const r = await diff('-f', live, '--configmap', `${OP_NS}/not-routing`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^mailroute diff: ConfigMap mailroute-system\/not-routing: revision [0-9a-f]+: apiVersion: must be mailroute\.io\/v1alpha1; kind: must be RoutingTable/,
+    );
+  });
+
   it('an unknown --context is a clear error (exit 2)', async () => {
     const r = await diff('-f', live, '--context', 'prod-eu');
     expect(r.code).toBe(2);

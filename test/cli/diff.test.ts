@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/net.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const nodeBin = join(root, 'node_modules', '.bin', 'node');
@@ -151,6 +152,25 @@ describe('mailroute diff (two manifest sets)', () => {
     const r = await run(...args);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
+  });
+
+  it('--cluster with an API server that does not answer: a clear error (exit 2)', async () => {
+    const dead = write(
+      'dead-kubeconfig',
+      `apiVersion: v1
+kind: Config
+clusters: [{name: dead, cluster: {server: 'https://127.0.0.1:${await freePort()}', insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: dead, context: {cluster: dead, user: u}}]
+current-context: dead
+`,
+    );
+    const r = await run('--cluster', '-f', ex('demo'), '--kubeconfig', dead);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^mailroute diff: reading ConfigMap mailroute-system\/mailroute-routing \(context dead\): fetch failed: ECONNREFUSED\n$/,
+    );
   });
 
   it('a folder that does not exist is an error, not an empty side', async () => {
