@@ -45,12 +45,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
 fi
 if want crictl; then
+  t0=$(date +%s)
   GOBIN="$OUT/bin-crictl" go install -trimpath -ldflags '-s -w' "sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL_VERSION"
   mv "$OUT/bin-crictl/crictl" "$OUT/crictl" && rmdir "$OUT/bin-crictl"
+  echo "build-node: built crictl v$CRICTL_VERSION in $(( $(date +%s) - t0 )) s"
 fi
 if want coredns; then
+  t0=$(date +%s)
   GOBIN="$OUT/bin-coredns" go install -trimpath -ldflags '-s -w' "github.com/coredns/coredns@v$COREDNS_VERSION"
   mv "$OUT/bin-coredns/coredns" "$OUT/coredns" && rmdir "$OUT/bin-coredns"
+  echo "build-node: built CoreDNS v$COREDNS_VERSION in $(( $(date +%s) - t0 )) s"
 fi
 if want pause; then
   # The sandbox image's only binary: static, exits on SIGTERM/SIGINT, reaps children.
