@@ -1,7 +1,7 @@
 // Pure: what happens to one leg of one recipient after a delivery attempt.
 //
 // Exports: AttemptReply (what an attempt produced), LegOutcome, decideLeg(leg, reply, ctx), applyOutcome(leg, outcome),
-// formatReply(reply), enhancedStatus(reply).
+// formatReply(reply), enhancedStatus(reply), delayStatus(reply).
 //   2xx                                   -> delivered
 //   4xx, timeout, connection or local error -> deferred on the retry schedule, until max-queue-lifetime
 //   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead, unless
@@ -22,8 +22,18 @@ export type AttemptReply =
 
 export type LegOutcome =
   | { state: 'delivered'; metric: 'delivered'; reply: string }
-  /** delayDsn: this deferral is the one that owes the leg's delay notice (RFC 3464 Action: delayed). */
-  | { state: 'deferred'; metric: 'deferred'; reply: string; nextAttemptAt: Date; delayDsn: boolean }
+  /**
+   * delayDsn: this deferral is the one that owes the leg's delay notice (RFC 3464 Action: delayed). status: what a
+   * delay notice reports (delayStatus).
+   */
+  | {
+      state: 'deferred';
+      metric: 'deferred';
+      reply: string;
+      status: string;
+      nextAttemptAt: Date;
+      delayDsn: boolean;
+    }
   | { state: 'failed'; metric: 'failed'; reply: string; status: string; expired: boolean; dsn: boolean }
   | { state: 'suppressed'; metric: 'suppressed'; reply: string; status: string; expired: boolean };
 
@@ -57,6 +67,11 @@ export function formatReply(r: AttemptReply): string {
       throw new Error(`unexpected reply ${JSON.stringify(never)}`);
     }
   }
+}
+
+/** The RFC 3463 status a delay notice reports for a temporary reply: a 4xx reply's own, else 4.4.1 (no answer). */
+export function delayStatus(r: AttemptReply): string {
+  return r.kind === 'smtp' && r.code >= 400 && r.code < 500 ? enhancedStatus(r) : '4.4.1';
 }
 
 /** The RFC 3463 status of a reply: its enhanced code when it has one, else derived from the reply class. */
@@ -103,12 +118,20 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
     leg.delayPending !== true &&
     leg.delayDsnId === undefined &&
     ctx.now.getTime() - ctx.receivedAt.getTime() >= (ctx.delayWarningMs ?? 0);
-  return { state: 'deferred', metric: 'deferred', reply: text, nextAttemptAt: next.at, delayDsn };
+  return {
+    state: 'deferred',
+    metric: 'deferred',
+    reply: text,
+    status: delayStatus(reply),
+    nextAttemptAt: next.at,
+    delayDsn,
+  };
 }
 
 /**
- * The leg state after an attempt with this outcome (attempt counted, reply recorded). server '' (nothing was
- * contacted, e.g. the leg's server is gone from the table) keeps the previous lastServer.
+ * The leg state after an attempt with this outcome (attempt counted, reply recorded with its RFC 3463 status and,
+ * when final, whether it expired: a DSN reports these as they are, never parsed back from the reply). server ''
+ * (nothing was contacted, e.g. the leg's server is gone from the table) keeps the previous lastServer.
  */
 export function applyOutcome(leg: LegState, outcome: LegOutcome, now: Date, server: string): LegState {
   const base: LegState = {
@@ -119,24 +142,32 @@ export function applyOutcome(leg: LegState, outcome: LegOutcome, now: Date, serv
     ...(server !== '' ? { lastServer: server } : {}),
   };
   delete base.nextAttemptAt;
+  delete base.status;
+  delete base.expired;
   // A delay notice not sent yet is moot once the leg is final (delivered, or reported failed).
   if (outcome.state !== 'deferred') delete base.delayPending;
   switch (outcome.state) {
     case 'delivered':
+      return { ...base, state: 'delivered' };
     case 'suppressed':
-      return { ...base, state: outcome.state };
+      return { ...base, state: 'suppressed', ...final(outcome) };
     case 'deferred':
       return {
         ...base,
         state: 'deferred',
+        status: outcome.status,
         nextAttemptAt: outcome.nextAttemptAt.toISOString(),
         ...(outcome.delayDsn ? { delayPending: true } : {}),
       };
     case 'failed':
-      return outcome.dsn ? { ...base, state: 'failed', dsnPending: true } : { ...base, state: 'failed' };
+      return { ...base, state: 'failed', ...final(outcome), ...(outcome.dsn ? { dsnPending: true } : {}) };
     default: {
       const never: never = outcome;
       throw new Error(`unexpected outcome ${JSON.stringify(never)}`);
     }
   }
+}
+
+function final(o: { status: string; expired: boolean }): Pick<LegState, 'status' | 'expired'> {
+  return { status: o.status, ...(o.expired ? { expired: true } : {}) };
 }

@@ -8,6 +8,8 @@ import { BOUNCES, LEG_ROLES, TLS_MODES } from '../../routing/model.ts';
 import { LEG_STATE_NAMES, type SpoolState } from './types.ts';
 
 const DSN_ID_RE = /^[0-9a-z]{1,32}$/;
+/** An RFC 3463 status code (goes into a DSN's Status: field). */
+const STATUS_RE = /^[245]\.\d{1,3}\.\d{1,3}$/;
 /** CR, LF and NUL: would end a line of a header or an SMTP command. */
 const LINE_BREAK = /[\r\n\0]/;
 // eslint-disable-next-line no-control-regex
@@ -63,7 +65,9 @@ function legProblem(l: unknown, dsn: boolean): string | undefined {
   for (const k of ['lastReply', 'lastServer'] as const) {
     if (l[k] !== undefined && !isLine(l[k])) return `${k}: not a one-line string`;
   }
-  for (const k of ['dsnPending', 'delayPending'] as const) {
+  if (l.status !== undefined && !(typeof l.status === 'string' && STATUS_RE.test(l.status)))
+    return `status: ${show(l.status)}`;
+  for (const k of ['dsnPending', 'delayPending', 'expired'] as const) {
     if (l[k] !== undefined && typeof l[k] !== 'boolean') return `${k}: not a boolean`;
   }
   // a queue id, or 'none' / 'unroutable' (engine.ts)

@@ -75,6 +75,13 @@ export interface LegState {
   lastReply?: string;
   /** The server that gave lastReply (host:port). */
   lastServer?: string;
+  /**
+   * The RFC 3463 status a DSN reports for lastReply (outcome.ts): set with every deferral and failure. Absent in
+   * state files written before it existed; the DSN then derives it from lastReply (relay/delivery/bounce.ts).
+   */
+  status?: string;
+  /** The leg failed because its queue lifetime ran out (status 4.4.7). */
+  expired?: boolean;
   /** A DSN is owed for this failure (set with state failed; cleared once the DSN is itself spooled). */
   dsnPending?: boolean;
   /** The queue id of the DSN that reported this failure. */

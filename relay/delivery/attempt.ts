@@ -1,0 +1,248 @@
+// One SMTP transaction: which due legs of a message go together (groupJobs, pure), and trying them once (attempt).
+// Postfix's smtp agent: it resolves the destination's hosts, connects through the destination's pools in MX order and
+// returns one reply per leg. It writes nothing; the engine hands the replies to results.ts.
+//
+// Exports:
+//   Job: one transaction (legs of one message with the same server, role and destination rules).
+//   groupJobs(id, state, due, serverFor): the jobs for the due legs of a message; legs whose server is gone from the
+//     table form jobs with `unroutable` set (nothing is sent for them).
+//   attempt(job, destination, deps): the replies per leg index; undefined when the engine stopped before anything
+//     was tried (the state stays as it is).
+import { createHash } from 'node:crypto';
+import type { DomainRoute, LegRole, ServerRoute } from '../../routing/model.ts';
+import type { DnsResolver } from '../dns.ts';
+import { isDestinationDenied } from '../destinations.ts';
+import type { LegState, MessageBody, SpoolState } from '../spool/types.ts';
+import type { Destination } from './destination.ts';
+import { destinationKey } from './destination.ts';
+import { hostPortLabel } from './dsn.ts';
+import type { AttemptReply } from './outcome.ts';
+import type { ServerLookup } from './server-lookup.ts';
+import { plaintextAuthRefusal, resolveTargets, type ServerTarget } from './transport.ts';
+
+export interface Job {
+  id: string;
+  indexes: number[];
+  /** The server as looked up for this attempt (the stored copy when unroutable). */
+  server: ServerRoute;
+  /** The DomainClaim destinations of the leg's domain (server-lookup.ts): which addresses the server may resolve to. */
+  destinations?: DomainRoute['destinations'];
+  /** Set when the server is gone from the routing table: nothing is sent, the legs are deferred with this reason. */
+  unroutable?: string;
+  role: LegRole;
+  from: string;
+  size: number;
+  /** leg index -> envelope recipient */
+  recipients: Map<number, string>;
+}
+
+/** Which legs of the message to try now. */
+export interface DueLegs {
+  /** Leg indexes with a transaction in flight: skipped. */
+  inflight: ReadonlySet<number>;
+  /** Destinations (destinationKey) the message waits on for a dispatch slot: their legs are skipped. */
+  blockedOn: ReadonlySet<string>;
+  /** flush(): deferred legs are due regardless of nextAttemptAt. */
+  force: boolean;
+  now: number;
+}
+
+/**
+ * Groups the due open legs of a message into transactions: same server, role and destination rules -> one
+ * transaction (one MAIL FROM, several RCPT TO). held: open legs whose server is gone from the table (in flight or not).
+ */
+export function groupJobs(
+  id: string,
+  state: SpoolState,
+  due: DueLegs,
+  serverFor: (leg: LegState) => ServerLookup,
+): { jobs: Job[]; held: number } {
+  const groups = new Map<string, Job>();
+  let held = 0;
+  for (const [i, l] of state.legs.entries()) {
+    if (isFinalLeg(l)) continue;
+    // How to reach the server is looked up now, not taken from the state (server-lookup.ts).
+    const found = serverFor(l);
+    if (!found.ok) held++;
+    if (due.inflight.has(i)) continue;
+    if (l.state === 'deferred' && !due.force) {
+      const at = l.nextAttemptAt ? Date.parse(l.nextAttemptAt) : 0;
+      if (at > due.now) continue;
+    }
+    if (found.ok && due.blockedOn.has(destinationKey(found.server))) continue;
+    const k = found.ok
+      ? `${destinationKey(found.server)}|${l.leg.role}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`
+      : `unroutable|${found.reason}|${l.leg.role}`;
+    let job = groups.get(k);
+    if (!job) {
+      job = {
+        id,
+        indexes: [],
+        server: found.server,
+        ...(found.ok && found.destinations !== undefined ? { destinations: found.destinations } : {}),
+        ...(found.ok ? {} : { unroutable: found.reason }),
+        role: l.leg.role,
+        from: state.meta.mailFrom,
+        size: state.size,
+        recipients: new Map(),
+      };
+      groups.set(k, job);
+    }
+    job.indexes.push(i);
+    job.recipients.set(i, l.leg.recipient);
+  }
+  return { jobs: [...groups.values()], held };
+}
+
+const FINAL = new Set(['delivered', 'failed', 'suppressed']);
+export const isFinalLeg = (l: LegState): boolean => FINAL.has(l.state);
+
+export interface AttemptDeps {
+  now: () => number;
+  credentials: (ref: {
+    namespace: string;
+    name: string;
+  }) => Promise<{ user: string; pass: string } | undefined>;
+  resolver: DnsResolver;
+  body: (id: string, size: number) => MessageBody;
+  stopped: () => boolean;
+  /** Credentials lookups that failed (logged by the engine). */
+  onCredentialsError: (err: unknown, server: ServerRoute) => void;
+}
+
+export interface AttemptResult {
+  replies: Map<number, AttemptReply>;
+  /** host:port of the last host tried ('' when nothing was contacted). */
+  serverLabel: string;
+  durationMs: number;
+}
+
+/** The replies of a job whose server is gone from the table: each leg is deferred with the reason. */
+export function unroutableResult(job: Job & { unroutable: string }): AttemptResult {
+  const reply: AttemptReply = { kind: 'local', text: job.unroutable };
+  return { replies: new Map(job.indexes.map((i) => [i, reply])), serverLabel: '', durationMs: 0 };
+}
+
+/** Tries the job once through its destination. undefined: stopped before anything was tried. */
+export async function attempt(
+  job: Job,
+  destination: Destination,
+  deps: AttemptDeps,
+): Promise<AttemptResult | undefined> {
+  const { server } = job;
+  const all = (reply: AttemptReply): Map<number, AttemptReply> => new Map(job.indexes.map((i) => [i, reply]));
+  let replies: Map<number, AttemptReply>;
+  let serverLabel = hostPortLabel(server.host, server.port);
+  const started = deps.now();
+  const done = (): AttemptResult => ({ replies, serverLabel, durationMs: deps.now() - started });
+
+  let auth: { user: string; pass: string } | undefined;
+  let authFailed = false;
+  if (server.authSecretRef) {
+    try {
+      auth = await deps.credentials(server.authSecretRef);
+    } catch (err) {
+      deps.onCredentialsError(err, server);
+    }
+    authFailed = auth === undefined;
+  }
+  const targets = await resolveTargets(server, deps.resolver);
+  if (deps.stopped()) return undefined;
+  const plaintextRefused = plaintextAuthRefusal(server, server.authSecretRef !== undefined);
+  if (authFailed) {
+    const ref = server.authSecretRef!;
+    replies = all({
+      kind: 'local',
+      text: `credentials ${ref.namespace}/${ref.name} for server ${server.name} not available`,
+    });
+    return done();
+  }
+  if (plaintextRefused !== undefined) {
+    replies = all({ kind: 'local', text: plaintextRefused });
+    return done();
+  }
+  if (!targets.ok) {
+    replies = all(targets.reply);
+    return done();
+  }
+  replies = all({ kind: 'network', text: 'no host to connect to' });
+  const to = [...new Set(job.recipients.values())];
+  // Each host (MX hosts by preference) is resolved through the DNS seam (relay/dns.ts) and its addresses are tried
+  // in turn; the host name stays the TLS server name.
+  const addressesOf = async (host: string): Promise<string[]> => {
+    try {
+      return await deps.resolver.addresses(host);
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? String(err);
+      // A destination the policy denies (relay/destinations.ts) is deferred like a 4xx, never connected to: a
+      // corrected policy reaches the queued mail at its next attempt.
+      replies = all(
+        isDestinationDenied(err)
+          ? { kind: 'local', text: err.message }
+          : { kind: 'network', text: `address lookup for ${host} failed: ${code}` },
+      );
+      serverLabel = hostPortLabel(host, server.port);
+      return [];
+    }
+  };
+  for (const host of targets.hosts) {
+    for (const address of await addressesOf(host)) {
+      if (deps.stopped() || !(await destination.acquire(deps.stopped))) return undefined;
+      serverLabel = hostPortLabel(host, server.port);
+      let byRecipient: Map<string, AttemptReply>;
+      const suspended = destination.suspension(address);
+      if (suspended !== undefined) {
+        // The address failed to connect moments ago: defer without another connection attempt (Postfix: "delivery
+        // temporarily suspended"), so a dead server costs one timeout, not one per queued message.
+        destination.release();
+        const reply: AttemptReply = { kind: 'network', text: `delivery temporarily suspended: ${suspended}` };
+        byRecipient = new Map(to.map((r) => [r, reply]));
+      } else {
+        try {
+          byRecipient = await destination.send(targetOf(server, host, address, auth), (t) =>
+            t.send({ from: job.from, to, raw: deps.body(job.id, job.size), size: job.size }),
+          );
+        } finally {
+          destination.release();
+        }
+        destination.record(address, [...byRecipient.values()]);
+      }
+      replies = new Map(
+        job.indexes.map((i) => [
+          i,
+          byRecipient.get(job.recipients.get(i) ?? '') ?? {
+            kind: 'local',
+            text: 'no reply for this recipient',
+          },
+        ]),
+      );
+      // Try the next address or MX host only when this one could not be reached at all.
+      if (![...replies.values()].every((r) => r.kind === 'network')) return done();
+    }
+  }
+  return done();
+}
+
+function targetOf(
+  server: ServerRoute,
+  host: string,
+  address: string,
+  auth: { user: string; pass: string } | undefined,
+): ServerTarget {
+  return {
+    host: address,
+    ...(address !== host ? { servername: host } : {}),
+    port: server.port,
+    tls: server.tls,
+    maxConnections: server.maxConnections,
+    ...(auth ? { auth } : {}),
+    ...(server.allowPlaintextAuth === true ? { allowPlaintextAuth: true } : {}),
+    ...(server.authSecretRef
+      ? {
+          // A changed password (cluster mode: mailroute-credentials follows the Secret) must not reuse a pooled
+          // connection set up with the old one: the key carries a digest, never the password.
+          authKey: `${server.authSecretRef.namespace}/${server.authSecretRef.name}#${auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex').slice(0, 16) : ''}`,
+        }
+      : {}),
+  };
+}

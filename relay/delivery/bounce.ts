@@ -1,0 +1,203 @@
+// The DSN hand-off (Postfix's bounce daemon): for a message whose legs owe a DSN (a failure, or the delay notice of a
+// leg still deferred), builds the DSN (dsn.ts), spools it as a new message from <> routed with `route`, and only then
+// clears what was owed in the message's state. No scheduling of its own: the engine decides what comes next from the
+// result.
+//
+// Exports:
+//   owesDsn(leg): a DSN is owed for the leg.
+//   legDsnStatus(leg): the RFC 3463 status and expiry a DSN reports for the leg (the structured fields outcome.ts
+//     wrote; derived from lastReply for state files written before those fields existed).
+//   Bouncer: bounce(id, state) -> BounceResult.
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { domainOf } from '../../routing/address.ts';
+import type { DeliveryPlan } from '../../routing/model.ts';
+import { traceComment } from '../inbound/trace.ts';
+import type { LegState, Spool, SpoolState } from '../spool/types.ts';
+import type { RelayMetrics } from '../telemetry/metrics.ts';
+import { createDsnLimiter, type DsnRateLimit } from './dsn-rate.ts';
+import { buildDsn, remoteMtaName, rfc5322Date, type DsnRecipient } from './dsn.ts';
+import { enhancedStatus } from './outcome.ts';
+
+/** A DSN is owed for the leg: its failure, or the delay notice of a leg still deferred. */
+export function owesDsn(l: LegState): boolean {
+  return l.dsnPending === true || l.delayPending === true;
+}
+
+/**
+ * What a DSN reports for the leg: for a delay notice (the leg is still deferred) the status of its last temporary
+ * reply (4.4.1 when no server answered); for a failure its status, 4.4.7 when it expired.
+ */
+export function legDsnStatus(l: LegState): { status: string; expired: boolean } {
+  const delayed = l.dsnPending !== true;
+  if (l.status !== undefined) return { status: l.status, expired: !delayed && l.expired === true };
+  // A state file written before status and expired were stored: derive them from the reply text as it was written.
+  const reply = l.lastReply ?? '';
+  if (delayed) {
+    const m = /^(4\d\d)\b/.exec(reply);
+    return {
+      status: m ? enhancedStatus({ kind: 'smtp', code: Number(m[1]), text: reply }) : '4.4.1',
+      expired: false,
+    };
+  }
+  if (reply.startsWith('expired')) return { status: '4.4.7', expired: true };
+  const m = /^(\d{3})\b/.exec(reply);
+  return {
+    status: m ? enhancedStatus({ kind: 'smtp', code: Number(m[1]), text: reply }) : '5.0.0',
+    expired: false,
+  };
+}
+
+export interface BounceDeps {
+  spool: Pick<Spool, 'accept' | 'update' | 'readHeaders'>;
+  clock: () => Date;
+  log: Logger;
+  metrics: Pick<RelayMetrics, 'dsnSent'>;
+  /** EHLO name, Reporting-MTA and MAILER-DAEMON@ of DSNs. */
+  hostname: string;
+  /** The relay's cluster id: a DSN starts with the relay's Received: trace (a DSN sent back is refused as a loop). */
+  clusterId?: string;
+  maxQueueLifetimeMs: number;
+  /** DSNs per minute per recipient domain (dsn-rate.ts); 0: unlimited. */
+  dsnRate?: DsnRateLimit;
+  /** Where a DSN to this sender goes. */
+  route: (recipient: string) => DeliveryPlan;
+  /** A DSN was spooled: deliver it. */
+  spooled: (dsnId: string) => void;
+}
+
+export type BounceResult =
+  /** The DSN was spooled (or none could go) and the state updated: as spool.update resolved. */
+  | { kind: 'done'; state: SpoolState | null | undefined }
+  /** The rate limit for the recipient domain: try again at `at` (ms). */
+  | { kind: 'rate-limited'; at: number }
+  /** The DSN could not be spooled: try again later. */
+  | { kind: 'failed' };
+
+export class Bouncer {
+  private readonly limiter;
+
+  private readonly d: BounceDeps;
+
+  constructor(d: BounceDeps) {
+    this.d = d;
+    this.limiter = createDsnLimiter(d.dsnRate ?? { perMinute: 0, burst: 0 });
+  }
+
+  async bounce(id: string, state: SpoolState): Promise<BounceResult> {
+    const { d } = this;
+    const owed = state.legs.map((l, i) => ({ l, i })).filter(({ l }) => owesDsn(l));
+    const delayed = (l: LegState): boolean => l.dsnPending !== true;
+    const sender = state.meta.mailFrom;
+    let dsnId: string;
+    if (sender === '') {
+      dsnId = 'none';
+    } else {
+      const plan = d.route(sender);
+      if (plan.verdict !== 'accept') {
+        // Undeliverable: the sender's domain is not a valid host name, or its managed domain refuses it.
+        d.log.warn(
+          { queueId: id, verdict: plan.verdict, reply: plan.reply },
+          'delivery: DSN not sent: the sender address is undeliverable',
+        );
+        d.metrics.dsnSent.inc({ kind: 'unroutable' });
+        dsnId = 'unroutable';
+      } else {
+        const now = d.clock();
+        // Per recipient domain: a flood of 550s for one managed domain does not become a flood of DSNs.
+        const firstOwed = owed[0];
+        const rcptDomain = firstOwed ? domainOf(firstOwed.l.recipient) : '';
+        const token = this.limiter.take(rcptDomain, now.getTime());
+        if (!token.ok) {
+          d.metrics.dsnSent.inc({ kind: 'deferred' });
+          d.log.info(
+            { queueId: id, domain: rcptDomain, retryInMs: token.retryInMs },
+            'delivery: DSN deferred: rate limit for the recipient domain',
+          );
+          return { kind: 'rate-limited', at: now.getTime() + token.retryInMs };
+        }
+        const retryUntil = new Date(Date.parse(state.meta.receivedAt) + d.maxQueueLifetimeMs);
+        const recipients: DsnRecipient[] = owed.map(({ l }) => {
+          const { status, expired } = legDsnStatus(l);
+          return {
+            finalRecipient: l.leg.recipient,
+            originalRecipient: l.recipient,
+            status,
+            diagnostic: l.lastReply ?? 'delivery failed',
+            ...(l.lastServer ? { remoteMta: remoteMtaName(l.lastServer) } : {}),
+            ...(l.lastAttemptAt ? { lastAttemptAt: new Date(l.lastAttemptAt) } : {}),
+            expired,
+            ...(delayed(l) ? { action: 'delayed' as const, willRetryUntil: retryUntil } : {}),
+          };
+        });
+        const headers = await d.spool.readHeaders(id).catch(() => Buffer.from(''));
+        const raw = buildDsn({
+          hostname: d.hostname,
+          sender,
+          queueId: id,
+          arrivalDate: new Date(state.meta.receivedAt),
+          now,
+          boundary: `mailroute-dsn-${id}-${now.getTime().toString(36)}`,
+          recipients,
+          originalHeaders: headers,
+        });
+        const res = await d.spool.accept(
+          {
+            mailFrom: '',
+            recipients: [{ recipient: sender, legs: plan.legs }],
+            clientAddress: '127.0.0.1',
+            clientHostname: d.hostname,
+            helo: d.hostname,
+            receivedAt: now.toISOString(),
+            revision: state.meta.revision,
+            // eslint-disable-next-line no-control-regex
+            smtputf8: /[^\x00-\x7f]/.test(sender),
+            body8bit: false,
+          },
+          Readable.from([this.trace(id, now), raw]),
+        );
+        if (!res.ok) {
+          d.log.error({ queueId: id, err: res.error }, 'delivery: could not spool the DSN; will retry');
+          return { kind: 'failed' };
+        }
+        dsnId = res.id;
+        const nDelayed = owed.filter(({ l }) => delayed(l)).length;
+        if (nDelayed < owed.length) d.metrics.dsnSent.inc({ kind: 'failed' });
+        if (nDelayed > 0) d.metrics.dsnSent.inc({ kind: 'delayed' });
+        d.log.info(
+          { queueId: id, dsnId, sender, failed: owed.length - nDelayed, delayed: nDelayed },
+          'delivery: DSN queued',
+        );
+        d.spooled(res.id);
+      }
+    }
+    const owedKind = new Map(owed.map(({ l, i }) => [i, delayed(l) ? 'delayed' : 'failed']));
+    const after = await d.spool.update(id, (s) => ({
+      ...s,
+      legs: s.legs.map((l, i) => {
+        const kind = owedKind.get(i);
+        if (kind === 'failed') {
+          const { dsnPending: _drop, ...rest } = l;
+          return { ...rest, dsnId };
+        }
+        if (kind === 'delayed') {
+          // at most one delay notice per leg: delayDsnId stays (a failure meanwhile keeps its own dsnPending)
+          const { delayPending: _drop, ...rest } = l;
+          return { ...rest, delayDsnId: dsnId };
+        }
+        return l;
+      }),
+    }));
+    return { kind: 'done', state: after };
+  }
+
+  private trace(id: string, now: Date): Buffer {
+    const { d } = this;
+    return Buffer.from(
+      d.clusterId === undefined
+        ? ''
+        : `Received: by ${d.hostname} ${traceComment(d.clusterId)} id ${id}.dsn;\r\n\t${rfc5322Date(now)}\r\n`,
+      'latin1',
+    );
+  }
+}

@@ -1,0 +1,125 @@
+// The engine's in-memory index of queued messages: one small entry per message (whether it is pending or deferred,
+// which legs are in flight, what it waits on) and the queue gauges that follow it. The state itself stays in the
+// spool's state file and is read when the message is due.
+//
+// mailroute_queue_messages{state} and mailroute_queue_legs_unroutable follow every add, remove and change at once (a
+// scrape right after a 250 sees the message); the engine sets queue_oldest_seconds on a timer (oldestAgeSeconds).
+//
+// Exports: Entry, QueueIndex.
+import type { RelayMetrics } from '../telemetry/metrics.ts';
+import { newMessageResults, type TrackedMessage } from './results.ts';
+
+export interface Entry extends TrackedMessage {
+  receivedAt: number;
+  kind: 'pending' | 'deferred';
+  /** flush(): try deferred legs regardless of nextAttemptAt. */
+  force: boolean;
+  /** A DSN for the message is being built and spooled (bounce.ts). */
+  dsnBusy: boolean;
+  /** Destinations (destinationKey) this message waits on for a dispatch slot. */
+  blockedOn: Set<string>;
+}
+
+export class QueueIndex {
+  private readonly entries = new Map<string, Entry>();
+  private readonly counts: Record<Entry['kind'], number> = { pending: 0, deferred: 0 };
+  // Open legs held because their server left the table, per message.
+  private readonly unroutable = new Map<string, number>();
+  private unroutableTotal = 0;
+
+  private readonly metrics: Pick<RelayMetrics, 'queueMessages' | 'queueLegsUnroutable'>;
+
+  constructor(metrics: Pick<RelayMetrics, 'queueMessages' | 'queueLegsUnroutable'>) {
+    this.metrics = metrics;
+  }
+
+  get(id: string): Entry | undefined {
+    return this.entries.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  ids(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  all(): IterableIterator<[string, Entry]> {
+    return this.entries.entries();
+  }
+
+  count(kind: Entry['kind']): number {
+    return this.counts[kind];
+  }
+
+  get unroutableLegs(): number {
+    return this.unroutableTotal;
+  }
+
+  /** Messages with legs held (server gone). */
+  heldIds(): string[] {
+    return [...this.unroutable.keys()];
+  }
+
+  /** A new entry for a message received at receivedAt (ms), replacing any. */
+  add(id: string, receivedAt: number): Entry {
+    const e: Entry = {
+      receivedAt,
+      kind: 'pending',
+      inflight: new Set(),
+      force: false,
+      dsnBusy: false,
+      blockedOn: new Set(),
+      results: newMessageResults(),
+    };
+    const old = this.entries.get(id);
+    if (old) this.bump(old.kind, -1);
+    this.entries.set(id, e);
+    this.bump(e.kind, 1);
+    return e;
+  }
+
+  drop(id: string): void {
+    this.setUnroutable(id, 0);
+    const e = this.entries.get(id);
+    if (!e) return;
+    this.entries.delete(id);
+    this.bump(e.kind, -1);
+  }
+
+  setKind(id: string, e: Entry, kind: Entry['kind']): void {
+    if (e.kind === kind) return;
+    const old = e.kind;
+    e.kind = kind;
+    // Only the entry in the map is counted (a dropped entry may still be rescheduled once).
+    if (this.entries.get(id) !== e) return;
+    this.bump(old, -1);
+    this.bump(kind, 1);
+  }
+
+  /** The number of the message's open legs held because their server is gone. */
+  setUnroutable(id: string, n: number): void {
+    const before = this.unroutable.get(id) ?? 0;
+    if (n === before) return;
+    if (n === 0) this.unroutable.delete(id);
+    else this.unroutable.set(id, n);
+    this.unroutableTotal += n - before;
+    this.metrics.queueLegsUnroutable.set(this.unroutableTotal);
+  }
+
+  oldestAgeSeconds(now: number): number {
+    let oldest = Infinity;
+    for (const e of this.entries.values()) if (e.receivedAt < oldest) oldest = e.receivedAt;
+    return Number.isFinite(oldest) ? Math.max(0, (now - oldest) / 1000) : 0;
+  }
+
+  private bump(kind: Entry['kind'], by: number): void {
+    this.counts[kind] += by;
+    this.metrics.queueMessages.set({ state: kind }, this.counts[kind]);
+  }
+}

@@ -1,0 +1,215 @@
+// Recording attempt results: the coalesced state write.
+//
+// A result waits up to coalesceMs for the other legs of the same message still in flight, so that a dual message
+// whose legs finish together costs one write (or none: when every leg is final and no DSN is owed the message is
+// removed instead of rewritten). Each reply goes through decideLeg() (outcome.ts); the leg states are written in one
+// spool.update. A crash in the window only repeats an attempt. After the write, `written` (the engine) decides what
+// comes next for the message (a DSN, removal, or its next due time).
+//
+// Hook point: `onLegFinal` (optional) is told of every leg whose attempt made it final (delivered, failed or
+// suppressed) once that state is durable; a result that could not be written is not reported (it will be repeated).
+//
+// Exports: Results (one per engine), MessageResults / newMessageResults() (the per-message batch the engine keeps),
+// PendingResult, Written, LegFinal.
+import type { Logger } from 'pino';
+import type { LegState, Spool, SpoolState } from '../spool/types.ts';
+import type { RelayMetrics } from '../telemetry/metrics.ts';
+import { isFinalLeg, type AttemptResult, type Job } from './attempt.ts';
+import { applyOutcome, decideLeg, type LegOutcome } from './outcome.ts';
+import type { TimerHandle, Timers } from './scheduler.ts';
+
+export interface PendingResult extends AttemptResult {
+  job: Job;
+}
+
+/** Results of one message not written yet. */
+export interface MessageResults {
+  pending: PendingResult[];
+  waiters: (() => void)[];
+  timer: TimerHandle | undefined;
+  flushing: Promise<void> | undefined;
+}
+
+export const newMessageResults = (): MessageResults => ({
+  pending: [],
+  waiters: [],
+  timer: undefined,
+  flushing: undefined,
+});
+
+/** What the results module needs to know of a queued message. */
+export interface TrackedMessage {
+  /** Leg indexes with a transaction in flight (the results written are removed from it). */
+  inflight: Set<number>;
+  results: MessageResults;
+}
+
+/** The outcome of one write. state: as spool.update resolved (null: removed, undefined: gone); writeFailed: not written. */
+export interface Written {
+  state: SpoolState | null | undefined;
+  writeFailed: boolean;
+}
+
+/** A leg made final by an attempt, reported once its state is durable. */
+export interface LegFinal {
+  queueId: string;
+  /** The leg state as written. */
+  leg: LegState;
+  outcome: Extract<LegOutcome, { state: 'delivered' | 'failed' | 'suppressed' }>;
+  /** The server (name) and host:port the reply came from ('' when nothing was contacted). */
+  server: string;
+  host: string;
+}
+
+export interface ResultsDeps {
+  spool: Pick<Spool, 'update'>;
+  clock: () => Date;
+  timers: Timers;
+  /** How long a result waits for the other legs of its message; 0: written at once. */
+  coalesceMs: number;
+  retryScheduleMs: readonly number[];
+  maxQueueLifetimeMs: number;
+  delayWarningMs: number;
+  metrics: Pick<RelayMetrics, 'deliveries'>;
+  log: Logger;
+  /** stop() began: results are written at once, and a message is rewritten rather than removed. */
+  stopped: () => boolean;
+  /** stop() finished: nothing more is written (the spool may belong to the next engine). */
+  closed: () => boolean;
+  onLegFinal?: (final: LegFinal) => void;
+  /** After each write (the results' legs are no longer in flight): what comes next for the message. */
+  written: (id: string, m: TrackedMessage, w: Written) => Promise<void>;
+}
+
+export class Results {
+  private readonly d: ResultsDeps;
+
+  constructor(d: ResultsDeps) {
+    this.d = d;
+  }
+
+  /** Queues a result; resolves once it is written (or given up on) and `written` has run. */
+  record(id: string, m: TrackedMessage, result: PendingResult): Promise<void> {
+    return new Promise<void>((resolve) => {
+      m.results.pending.push(result);
+      m.results.waiters.push(resolve);
+      this.kick(id, m);
+    });
+  }
+
+  /** Writes what waits for sibling legs now (stop). */
+  flushWaiting(id: string, m: TrackedMessage): void {
+    if (m.results.timer !== undefined) this.flush(id, m);
+  }
+
+  private kick(id: string, m: TrackedMessage): void {
+    const r = m.results;
+    if (r.flushing || r.pending.length === 0) return;
+    const covered = new Set(r.pending.flatMap((p) => p.job.indexes));
+    const othersInFlight = [...m.inflight].some((i) => !covered.has(i));
+    if (othersInFlight && !this.d.stopped() && this.d.coalesceMs > 0) {
+      r.timer ??= this.d.timers.set(() => {
+        r.timer = undefined;
+        this.flush(id, m);
+      }, this.d.coalesceMs);
+      return;
+    }
+    this.flush(id, m);
+  }
+
+  private flush(id: string, m: TrackedMessage): void {
+    const r = m.results;
+    if (r.timer !== undefined) {
+      this.d.timers.clear(r.timer);
+      r.timer = undefined;
+    }
+    if (r.flushing || r.pending.length === 0) return;
+    const batch = r.pending.splice(0);
+    const waiters = r.waiters.splice(0);
+    r.flushing = this.write(id, m, batch)
+      .catch((err: unknown) => this.d.log.error({ err, queueId: id }, 'delivery: recording results failed'))
+      .finally(() => {
+        r.flushing = undefined;
+        for (const w of waiters) w();
+        this.kick(id, m);
+      });
+  }
+
+  private async write(id: string, m: TrackedMessage, batch: PendingResult[]): Promise<void> {
+    const d = this.d;
+    if (d.closed()) return; // after stop(): the attempt is repeated at the next start
+    const now = d.clock();
+    const outcomes: { r: PendingResult; leg: LegState; after: LegState; outcome: LegOutcome }[] = [];
+    const indexes = new Set(batch.flatMap((r) => r.job.indexes));
+    let state: SpoolState | null | undefined;
+    let writeFailed = false;
+    try {
+      state = await d.spool.update(id, (s) => {
+        outcomes.length = 0;
+        const legs = [...s.legs];
+        // Recipients whose leg of record is in this message. A message a draining relay handed over keeps only the
+        // legs still open there (relay/inbound/handoff.ts): its leg of record may have been delivered already.
+        const recorded = new Set(s.legs.filter((l) => l.leg.role === 'primary').map((l) => l.recipient));
+        const handedOver = s.meta.origin !== undefined;
+        const ctx = {
+          now,
+          receivedAt: new Date(s.meta.receivedAt),
+          retryScheduleMs: d.retryScheduleMs,
+          maxQueueLifetimeMs: d.maxQueueLifetimeMs,
+          nullSender: s.meta.mailFrom === '',
+          delayWarningMs: d.delayWarningMs,
+        };
+        for (const r of batch) {
+          for (const i of r.job.indexes) {
+            const leg = legs[i];
+            const reply = r.replies.get(i);
+            if (!leg || !reply || isFinalLeg(leg)) continue;
+            const outcome = decideLeg(leg, reply, {
+              ...ctx,
+              recipientHasRecord: handedOver || recorded.has(leg.recipient),
+            });
+            const after = applyOutcome(leg, outcome, now, r.serverLabel);
+            legs[i] = after;
+            outcomes.push({ r, leg, after, outcome });
+          }
+        }
+        // The last open legs just became final and no DSN is owed: remove the message instead of rewriting it.
+        const othersInFlight = [...m.inflight].some((i) => !indexes.has(i));
+        if (!othersInFlight && !d.stopped() && legs.every((l) => isFinalLeg(l) && !l.dsnPending)) return null;
+        return { ...s, legs };
+      });
+    } catch (err) {
+      // The state could not be written: the attempts will be repeated (at-least-once), never lost.
+      writeFailed = true;
+      d.log.error({ err, queueId: id }, 'delivery: could not record the result of an attempt');
+    }
+    for (const { r, leg, after, outcome } of outcomes) {
+      d.metrics.deliveries.inc({ server: r.job.server.name, leg: r.job.role, result: outcome.metric });
+      d.log.info(
+        {
+          queueId: id,
+          server: r.job.server.name,
+          host: r.serverLabel,
+          role: r.job.role,
+          recipient: leg.leg.recipient,
+          result: outcome.metric,
+          reply: outcome.reply,
+          attempt: leg.attempts + 1,
+          durationMs: r.durationMs,
+          ...(outcome.state === 'deferred' ? { nextAttemptAt: outcome.nextAttemptAt.toISOString() } : {}),
+          ...(writeFailed ? { recorded: false } : {}),
+        },
+        'delivery attempt',
+      );
+      if (!writeFailed && state !== undefined && outcome.state !== 'deferred' && d.onLegFinal) {
+        try {
+          d.onLegFinal({ queueId: id, leg: after, outcome, server: r.job.server.name, host: r.serverLabel });
+        } catch (err) {
+          d.log.error({ err, queueId: id }, 'delivery: onLegFinal observer failed');
+        }
+      }
+    }
+    for (const i of indexes) m.inflight.delete(i);
+    await d.written(id, m, { state, writeFailed });
+  }
+}

@@ -1,0 +1,209 @@
+// When each queued message is looked at next, and looking at due messages a bounded number at a time (qmgr's job in
+// Postfix). No I/O of its own: the engine passes what "looking at a message" means (run), the clock and the timers.
+//
+// Exports:
+//   Timers, realTimers: the timer seam; every timer of the engine goes through it, so a fake clock drives the engine.
+//   DueHeap: a min-heap of (due, id) with lazy deletion.
+//   Scheduler: at(id, due) / dueOf(id) / wake(id) / forget(id) / stop().
+//     - One due time per message (Infinity: nothing scheduled). A single timer is armed for the earliest one.
+//     - A due (or woken) message is run; at most `concurrency` run at once, the rest wait in FIFO order.
+//     - A message woken while it runs is run once more right after (never twice at the same time).
+import { safeDelay } from '../../routing/timer.ts';
+import { Fifo } from './fifo.ts';
+
+/** What Timers.set returns (a NodeJS.Timeout for the real timers). */
+export type TimerHandle = object | number;
+
+/** setTimeout/clearTimeout, injectable. background: the timer alone does not keep the process alive (unref). */
+export interface Timers {
+  set(fn: () => void, ms: number, background?: boolean): TimerHandle;
+  clear(handle: TimerHandle): void;
+}
+
+export const realTimers: Timers = {
+  set(fn, ms, background) {
+    const t = setTimeout(fn, ms);
+    if (background === true) t.unref();
+    return t;
+  },
+  clear(handle) {
+    clearTimeout(handle as NodeJS.Timeout);
+  },
+};
+
+/** Runs fn every ms through timers until the returned function is called. */
+export function every(timers: Timers, ms: number, fn: () => void): () => void {
+  let handle: TimerHandle | undefined;
+  let on = true;
+  const loop = (): void => {
+    handle = timers.set(
+      () => {
+        if (!on) return;
+        fn();
+        loop();
+      },
+      ms,
+      true,
+    );
+  };
+  loop();
+  return () => {
+    on = false;
+    if (handle !== undefined) timers.clear(handle);
+  };
+}
+
+/** Min-heap of (due, id) with lazy deletion: stale pairs are skipped when popped. */
+export class DueHeap {
+  private readonly a: { due: number; id: string }[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  peek(): { due: number; id: string } | undefined {
+    return this.a[0];
+  }
+  push(due: number, id: string): void {
+    const a = this.a;
+    a.push({ due, id });
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]!.due <= a[i]!.due) break;
+      [a[p], a[i]] = [a[i]!, a[p]!];
+      i = p;
+    }
+  }
+  pop(): { due: number; id: string } | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && a[l]!.due < a[m]!.due) m = l;
+        if (r < a.length && a[r]!.due < a[m]!.due) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i]!, a[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+  clear(): void {
+    this.a.length = 0;
+  }
+}
+
+export interface SchedulerOptions {
+  now: () => number;
+  timers: Timers;
+  /** Messages run at the same time. */
+  concurrency: number;
+  /** Looks at one message. Must not reject (the engine catches and reschedules). */
+  run: (id: string) => Promise<void>;
+}
+
+export class Scheduler {
+  private readonly heap = new DueHeap();
+  private readonly due = new Map<string, number>();
+  private readonly waiting = new Fifo<string>();
+  /** Ids queued or running, and those woken again meanwhile. */
+  private readonly busy = new Set<string>();
+  private readonly again = new Set<string>();
+  private running = 0;
+  private timer: TimerHandle | undefined;
+  private timerAt = Infinity;
+  private stopped = false;
+
+  private readonly o: SchedulerOptions;
+
+  constructor(o: SchedulerOptions) {
+    this.o = o;
+  }
+
+  /** When the message is due (ms); Infinity when nothing is scheduled. */
+  dueOf(id: string): number {
+    return this.due.get(id) ?? Infinity;
+  }
+
+  /** Schedules the message at due (ms); Infinity clears it. Replaces any earlier time. */
+  at(id: string, due: number): void {
+    if (!Number.isFinite(due)) {
+      this.due.delete(id);
+      return;
+    }
+    this.due.set(id, due);
+    this.heap.push(due, id);
+    this.arm();
+  }
+
+  /** Runs the message now (its due time is cleared); when it is running already, once more after. */
+  wake(id: string): void {
+    this.due.delete(id);
+    if (this.stopped) return;
+    if (this.busy.has(id)) {
+      this.again.add(id);
+      return;
+    }
+    this.busy.add(id);
+    this.waiting.push(id);
+    this.pump();
+  }
+
+  /** The message left the queue: nothing more is scheduled for it. */
+  forget(id: string): void {
+    this.due.delete(id);
+    this.again.delete(id);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) this.o.timers.clear(this.timer);
+    this.timer = undefined;
+    this.waiting.drain();
+    this.heap.clear();
+  }
+
+  private arm(): void {
+    if (this.stopped) return;
+    const top = this.heap.peek();
+    if (!top) return;
+    if (this.timer !== undefined && this.timerAt <= top.due) return;
+    if (this.timer !== undefined) this.o.timers.clear(this.timer);
+    this.timerAt = top.due;
+    // safeDelay: a due beyond setTimeout's range fires early; tick() then re-arms for the rest
+    this.timer = this.o.timers.set(() => this.tick(), safeDelay(top.due - this.o.now()));
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.stopped) return;
+    const now = this.o.now();
+    for (;;) {
+      const top = this.heap.peek();
+      if (!top || top.due > now) break;
+      this.heap.pop();
+      if (this.due.get(top.id) !== top.due) continue; // stale
+      this.wake(top.id);
+    }
+    this.arm();
+  }
+
+  private pump(): void {
+    while (!this.stopped && this.running < this.o.concurrency && this.waiting.length > 0) {
+      const id = this.waiting.shift()!;
+      this.running++;
+      void this.o.run(id).finally(() => {
+        this.running--;
+        this.busy.delete(id);
+        if (this.again.delete(id)) this.wake(id);
+        this.pump();
+      });
+    }
+  }
+}
