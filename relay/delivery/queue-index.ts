@@ -84,6 +84,13 @@ export class QueueIndex {
     return e;
   }
 
+  /** Puts back an entry dropped by mistake (a removal that failed). */
+  restore(id: string, e: Entry): void {
+    if (this.entries.has(id)) return;
+    this.entries.set(id, e);
+    this.bump(e.kind, 1);
+  }
+
   drop(id: string): void {
     this.setUnroutable(id, 0);
     const e = this.entries.get(id);

@@ -48,6 +48,8 @@ export interface TrackedMessage {
 export interface Written {
   state: SpoolState | null | undefined;
   writeFailed: boolean;
+  /** The write was to remove the message (every leg final, nothing owed): `removing` ran before it. */
+  removal: boolean;
 }
 
 /** A leg made final by an attempt, reported once its state is durable. */
@@ -77,6 +79,11 @@ export interface ResultsDeps {
   /** stop() finished: nothing more is written (the spool may belong to the next engine). */
   closed: () => boolean;
   onLegFinal?: (final: LegFinal) => void;
+  /**
+   * The write about to happen removes the message: the engine forgets it first, so nothing counts a message whose
+   * files are going (a failed removal is reported to `written` with removal set).
+   */
+  removing: (id: string, m: TrackedMessage) => void;
   /** After each write (the results' legs are no longer in flight): what comes next for the message. */
   written: (id: string, m: TrackedMessage, w: Written) => Promise<void>;
 }
@@ -143,6 +150,7 @@ export class Results {
     const indexes = new Set(batch.flatMap((r) => r.job.indexes));
     let state: SpoolState | null | undefined;
     let writeFailed = false;
+    let removal = false;
     try {
       state = await d.spool.update(id, (s) => {
         outcomes.length = 0;
@@ -175,7 +183,11 @@ export class Results {
         }
         // The last open legs just became final and no DSN is owed: remove the message instead of rewriting it.
         const othersInFlight = [...m.inflight].some((i) => !indexes.has(i));
-        if (!othersInFlight && !d.stopped() && legs.every((l) => isFinalLeg(l) && !l.dsnPending)) return null;
+        removal = !othersInFlight && !d.stopped() && legs.every((l) => isFinalLeg(l) && !l.dsnPending);
+        if (removal) {
+          d.removing(id, m);
+          return null;
+        }
         return { ...s, legs };
       });
     } catch (err) {
@@ -210,6 +222,6 @@ export class Results {
       }
     }
     for (const i of indexes) m.inflight.delete(i);
-    await d.written(id, m, { state, writeFailed });
+    await d.written(id, m, { state, writeFailed, removal });
   }
 }

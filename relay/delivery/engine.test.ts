@@ -1,0 +1,248 @@
+// The delivery engine alone: a fake transport, an in-memory spool and a fake clock (test/support/engine-harness.ts).
+// Time moves only when a test advances the clock, so retries, suspension, coalescing and expiry are exact.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { LegFinal } from './results.ts';
+import {
+  busy,
+  copyLeg,
+  engineHarness,
+  noSuchUser,
+  primaryLeg,
+  refused,
+  routeTo,
+  server,
+  type EngineHarness,
+} from '../../test/support/engine-harness.ts';
+import { settle } from '../../test/support/fake-clock.ts';
+import { POOL_IDLE_MS } from './destination.ts';
+
+let h: EngineHarness | undefined;
+afterEach(async () => {
+  await h?.stop();
+  h = undefined;
+});
+
+const mx1 = server('mx1');
+const mx2 = server('mx2');
+
+describe('delivery engine (fake clock, in-memory spool, fake transport)', () => {
+  it('delivers both legs of a dual message and removes it without rewriting the state', async () => {
+    h = await engineHarness();
+    const id = await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+    ]);
+    expect(h.net.sentTo('mx1.test')).toBe(1);
+    expect(h.net.sentTo('mx2.test')).toBe(1);
+    expect(h.spool.states.has(id)).toBe(false);
+    // both results waited for each other and went in one update, which removed the message
+    expect(h.spool.writes).toBe(1);
+    expect(h.engine.stats()).toMatchObject({ messages: 0, pending: 0, deferred: 0, jobs: 0 });
+  });
+
+  it('retries a 4xx on the schedule, from the fake clock alone, and delivers when the server recovers', async () => {
+    h = await engineHarness({ retryScheduleMs: [60_000, 300_000] });
+    h.net.reply = () => busy;
+    const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    expect(h.legs(id)?.[0]).toMatchObject({
+      state: 'deferred',
+      attempts: 1,
+      lastReply: '451 4.3.0 try later',
+      status: '4.3.0',
+      nextAttemptAt: new Date(h.clock.now + 60_000).toISOString(),
+    });
+    expect(h.engine.stats()).toMatchObject({ messages: 1, deferred: 1 });
+    await h.clock.advance(59_999);
+    expect(h.net.sent).toHaveLength(1);
+    await h.clock.advance(1);
+    expect(h.net.sent).toHaveLength(2);
+    expect(h.legs(id)?.[0]).toMatchObject({
+      attempts: 2,
+      nextAttemptAt: new Date(h.clock.now + 300_000).toISOString(),
+    });
+    h.net.reply = () => ({ kind: 'smtp', code: 250, text: '250 ok' });
+    await h.clock.advance(300_000);
+    expect(h.net.sent).toHaveLength(3);
+    expect(h.spool.states.has(id)).toBe(false);
+  });
+
+  it('flush() tries a deferred leg now', async () => {
+    h = await engineHarness({ retryScheduleMs: [3_600_000] });
+    h.net.reply = () => busy;
+    await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    h.engine.flush();
+    await settle();
+    expect(h.net.sent).toHaveLength(2);
+  });
+
+  it('suspends an unreachable destination on the fake clock: no connection until the backoff has passed', async () => {
+    h = await engineHarness({ retryScheduleMs: [1_000], destinationBackoffMs: 30_000 });
+    h.net.reply = () => refused;
+    const a = await h.accept([{ recipient: 'a@x.test', legs: [primaryLeg('a@x.test', mx1)] }]);
+    expect(h.net.sent).toHaveLength(1);
+    const b = await h.accept([{ recipient: 'b@x.test', legs: [primaryLeg('b@x.test', mx1)] }]);
+    expect(h.net.sent).toHaveLength(1); // deferred without connecting
+    expect(h.legs(b)?.[0]?.lastReply).toBe('delivery temporarily suspended: connect ECONNREFUSED');
+    // retries every second: still suspended, nothing is sent for 30 s of fake time
+    await h.clock.advance(29_000);
+    expect(h.net.sent).toHaveLength(1);
+    expect(h.legs(a)?.[0]?.attempts).toBeGreaterThan(10);
+    h.net.reply = () => ({ kind: 'smtp', code: 250, text: '250 ok' });
+    await h.clock.advance(2_000);
+    expect(h.spool.states.size).toBe(0);
+    // one connection ended the suspension; the other message went on the same or the next pass
+    expect(h.net.sent.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a suspended destination never holds back another one', async () => {
+    h = await engineHarness({ destinationBackoffMs: 30_000 });
+    h.net.reply = (host) => (host === 'mx2.test' ? refused : { kind: 'smtp', code: 250, text: '250 ok' });
+    await h.accept([
+      { recipient: 'a@x.test', legs: [primaryLeg('a@x.test', mx1), copyLeg('a@y.test', mx2)] },
+    ]);
+    const b = await h.accept([
+      { recipient: 'b@x.test', legs: [primaryLeg('b@x.test', mx1), copyLeg('b@y.test', mx2)] },
+    ]);
+    expect(h.net.sentTo('mx1.test')).toBe(2);
+    expect(h.net.sentTo('mx2.test')).toBe(1);
+    expect(h.legs(b)?.map((l) => l.state)).toEqual(['delivered', 'deferred']);
+  });
+
+  it('holds at most maxConnections connections and 4 × maxConnections (at least 16) transactions per destination', async () => {
+    h = await engineHarness();
+    const slow = server('slow', { maxConnections: 2 });
+    h.net.hold('slow.test');
+    for (let i = 0; i < 40; i++)
+      await h.accept([{ recipient: `r${i}@x.test`, legs: [primaryLeg(`r${i}@x.test`, slow)] }]);
+    expect(h.net.inFlight.get('slow.test')).toBe(2); // connections
+    expect(h.engine.stats().jobs).toBe(16); // dispatched: the rest wait as ids
+    expect(h.engine.stats()).toMatchObject({ messages: 40, pending: 40 });
+    // another destination is not affected by the full one
+    await h.accept([{ recipient: 'z@x.test', legs: [primaryLeg('z@x.test', mx1)] }]);
+    expect(h.net.sentTo('mx1.test')).toBe(1);
+    h.net.release();
+    for (let i = 0; i < 50 && h.spool.states.size > 0; i++) await settle();
+    expect(h.spool.states.size).toBe(0);
+    expect(h.net.maxInFlight.get('slow.test')).toBe(2);
+    expect(h.net.sentTo('slow.test')).toBe(40);
+  });
+
+  it('connectionShare splits maxConnections between engines', async () => {
+    h = await engineHarness({ connectionShare: 2 });
+    const s = server('shared', { maxConnections: 4 });
+    h.net.hold();
+    for (let i = 0; i < 6; i++)
+      await h.accept([{ recipient: `r${i}@x.test`, legs: [primaryLeg(`r${i}@x.test`, s)] }]);
+    expect(h.net.inFlight.get('shared.test')).toBe(2);
+  });
+
+  it('coalesces the results of legs that finish together into one write', async () => {
+    h = await engineHarness({ resultCoalesceMs: 5 });
+    h.net.hold();
+    const id = await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+    ]);
+    expect(h.net.waiting).toBe(2);
+    h.net.release(); // both answer in the same turn: one update, which removes the message
+    await settle();
+    expect(h.spool.writes).toBe(1);
+    expect(h.spool.states.has(id)).toBe(false);
+  });
+
+  it('writes a result alone when its sibling leg is still in flight after the coalescing window', async () => {
+    h = await engineHarness({ resultCoalesceMs: 5 });
+    h.net.hold('mx2.test');
+    const id = await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+    ]);
+    expect(h.spool.writes).toBe(0); // the primary's result waits for the copy
+    await h.clock.advance(4);
+    expect(h.spool.writes).toBe(0);
+    await h.clock.advance(1);
+    expect(h.spool.writes).toBe(1);
+    expect(h.legs(id)?.map((l) => l.state)).toEqual(['delivered', 'pending']);
+    h.net.release();
+    await settle();
+    expect(h.spool.writes).toBe(2);
+    expect(h.spool.states.has(id)).toBe(false);
+  });
+
+  it('with coalescing off, every result is written at once', async () => {
+    h = await engineHarness({ resultCoalesceMs: 0 });
+    h.net.hold('mx2.test');
+    const id = await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+    ]);
+    expect(h.spool.writes).toBe(1);
+    expect(h.legs(id)?.map((l) => l.state)).toEqual(['delivered', 'pending']);
+  });
+
+  it('expires a leg that stays deferred past max-queue-lifetime and bounces it with 4.4.7, from stored fields', async () => {
+    const bounces = server('bounces');
+    h = await engineHarness({
+      retryScheduleMs: [60_000],
+      maxQueueLifetimeMs: 150_000,
+      route: routeTo(bounces),
+    });
+    h.net.reply = (host) => (host === 'bounces.test' ? { kind: 'smtp', code: 250, text: '250 ok' } : busy);
+    const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    await h.clock.advance(120_000);
+    expect(h.legs(id)?.[0]).toMatchObject({ state: 'deferred', attempts: 3 });
+    // the next attempt is scheduled at expiry (150 s), and a deferral then is final
+    await h.clock.advance(30_000);
+    const dsn = h.net.sent.find((s) => s.host === 'bounces.test');
+    expect(dsn?.req.from).toBe('');
+    expect(dsn?.req.to).toEqual(['alice@sender.example']);
+    const text = Buffer.isBuffer(dsn?.req.raw) ? dsn.req.raw.toString('latin1') : '';
+    expect(text).toMatch(/Status: 4\.4\.7/);
+    expect(text).toMatch(/expired/i);
+    expect(h.spool.states.size).toBe(0); // the message and its DSN are gone
+  });
+
+  it('tells onLegFinal of each leg made final once it is written, never of a deferral', async () => {
+    const finals: LegFinal[] = [];
+    h = await engineHarness({ onLegFinal: (f) => finals.push(f) });
+    h.net.reply = (host, rcpt) =>
+      host === 'mx2.test'
+        ? busy
+        : rcpt.startsWith('bad')
+          ? noSuchUser
+          : { kind: 'smtp', code: 250, text: '250 ok' };
+    await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+      { recipient: 'bad@x.test', legs: [primaryLeg('bad@x.test', mx1)] },
+    ]);
+    expect(finals.map((f) => [f.leg.leg.recipient, f.outcome.state, f.server, f.host])).toEqual([
+      ['bob@x.test', 'delivered', 'mx1', 'mx1.test:25'],
+      ['bad@x.test', 'failed', 'mx1', 'mx1.test:25'],
+    ]);
+    expect(finals[1]?.leg).toMatchObject({ status: '5.1.1', dsnPending: true });
+  });
+
+  it('a state (here: the removal) that cannot be written repeats the attempt after the first retry step', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000] });
+    h.spool.failUpdates = 1;
+    const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    expect(h.net.sent).toHaveLength(1);
+    expect(h.spool.states.has(id)).toBe(true);
+    // the failed write was the removal: the message is still counted and scheduled
+    expect(h.engine.stats()).toMatchObject({ messages: 1, pending: 1 });
+    await h.clock.advance(9_999);
+    expect(h.net.sent).toHaveLength(1);
+    await h.clock.advance(1);
+    expect(h.net.sent).toHaveLength(2);
+    expect(h.spool.states.has(id)).toBe(false);
+  });
+
+  it('closes pools idle for 5 minutes of fake time', async () => {
+    h = await engineHarness();
+    await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    expect(h.net.pools).toBe(1);
+    await h.clock.advance(POOL_IDLE_MS);
+    expect(h.net.closed).toEqual([]);
+    await h.clock.advance(60_000);
+    expect(h.net.closed).toEqual(['mx1.test']);
+    // a new message opens a new pool
+    await h.accept([{ recipient: 'carol@x.test', legs: [primaryLeg('carol@x.test', mx1)] }]);
+    expect(h.net.pools).toBe(2);
+  });
+});
