@@ -25,6 +25,9 @@ export function destinationKey(server: ServerRoute): string {
   return `${server.name}|${server.host}|${server.port}|${server.mx}|${server.tls}|${auth}|${server.allowPlaintextAuth === true}`;
 }
 
+/** The Secret part of an authKey ("namespace/name#digest" -> "namespace/name"). */
+const secretOf = (authKey: string): string => authKey.slice(0, authKey.indexOf('#'));
+
 export interface DestinationDeps {
   now: () => number;
   factory: TransportFactory;
@@ -38,6 +41,7 @@ export interface DestinationDeps {
 export const POOL_IDLE_MS = 300_000;
 
 interface Pool {
+  target: ServerTarget;
   transport: ServerTransport;
   /** Transactions using it now. */
   busy: number;
@@ -190,14 +194,26 @@ export class Destination {
     let pool = this.pools.get(key);
     if (pool) return pool;
     const limit = this.limit;
-    pool = { transport: this.deps.factory({ ...target, maxConnections: limit }), busy: 0, lastUsed: 0 };
+    pool = {
+      target,
+      transport: this.deps.factory({ ...target, maxConnections: limit }),
+      busy: 0,
+      lastUsed: 0,
+    };
     this.pools.set(key, pool);
     if (target.authKey !== undefined) {
       // New credentials (a rotated Secret): close the pools set up with the old ones now rather than when they have
       // been idle for POOL_IDLE_MS. One still sending is left to the idle reaping.
-      const stale = poolKey({ ...target, authKey: target.authKey.slice(0, target.authKey.indexOf('#') + 1) });
+      const secret = secretOf(target.authKey);
+      const place = poolKey({ ...target, authKey: '' });
       for (const [k, old] of this.pools) {
-        if (k !== key && k.startsWith(stale) && old.busy === 0) {
+        if (
+          k !== key &&
+          old.busy === 0 &&
+          old.target.authKey !== undefined &&
+          secretOf(old.target.authKey) === secret &&
+          poolKey({ ...old.target, authKey: '' }) === place
+        ) {
           old.transport.close();
           this.pools.delete(k);
         }

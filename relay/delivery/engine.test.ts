@@ -226,6 +226,9 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(h.spool.states.has(id)).toBe(true);
     // the failed write was the removal: the message is still counted and scheduled
     expect(h.engine.stats()).toMatchObject({ messages: 1, pending: 1 });
+    expect(
+      (await h.metrics.queueMessages.get()).values.find((v) => v.labels.state === 'pending')?.value,
+    ).toBe(1);
     await h.clock.advance(9_999);
     expect(h.net.sent).toHaveLength(1);
     await h.clock.advance(1);

@@ -200,9 +200,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     stopped: () => stopped,
     closed: () => closed,
     ...(opts.onLegFinal ? { onLegFinal: opts.onLegFinal } : {}),
-    removing: (id, m) => {
-      if (queue.get(id) === m) drop(id);
-    },
+    removing: (id, m) => queue.leaving(id, m as Entry),
     written: (id, m, w) => written(id, m as Entry, w),
   });
 
@@ -361,15 +359,12 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   /** After results were written (results.ts). */
   const written = async (id: string, e: Entry, w: Written): Promise<void> => {
     if (w.state === null) {
+      if (queue.get(id) === e) drop(id);
       log.info({ queueId: id }, 'delivery: message complete, removed from spool');
       return;
     }
-    if (w.removal && w.writeFailed && !queue.has(id) && !stopped) {
-      // The removal failed after the entry was dropped for it: the message is still queued.
-      queue.restore(id, e);
-      return retryLater(id);
-    }
     if (queue.get(id) !== e) return; // deleted meanwhile
+    if (w.removal) queue.stay(id, e); // the removal failed: the message is still queued
     if (w.writeFailed) return retryLater(id);
     if (w.state === undefined) return drop(id); // the message is gone (deleted by an operator, or quarantined)
     return settle(id, e, w.state);

@@ -18,6 +18,8 @@ export interface Entry extends TrackedMessage {
   dsnBusy: boolean;
   /** Destinations (destinationKey) this message waits on for a dispatch slot. */
   blockedOn: Set<string>;
+  /** Being removed: no longer in the queue gauge (see QueueIndex.leaving). */
+  leaving: boolean;
 }
 
 export class QueueIndex {
@@ -75,19 +77,29 @@ export class QueueIndex {
       force: false,
       dsnBusy: false,
       blockedOn: new Set(),
+      leaving: false,
       results: newMessageResults(),
     };
     const old = this.entries.get(id);
-    if (old) this.bump(old.kind, -1);
+    if (old && !old.leaving) this.bump(old.kind, -1);
     this.entries.set(id, e);
     this.bump(e.kind, 1);
     return e;
   }
 
-  /** Puts back an entry dropped by mistake (a removal that failed). */
-  restore(id: string, e: Entry): void {
-    if (this.entries.has(id)) return;
-    this.entries.set(id, e);
+  /**
+   * The message is being removed (its last results are written with the removal): it leaves the queue gauge now,
+   * before its files go, and the index when the removal is done (drop) or comes back if it failed (stay).
+   */
+  leaving(id: string, e: Entry): void {
+    if (this.entries.get(id) !== e || e.leaving) return;
+    e.leaving = true;
+    this.bump(e.kind, -1);
+  }
+
+  stay(id: string, e: Entry): void {
+    if (this.entries.get(id) !== e || !e.leaving) return;
+    e.leaving = false;
     this.bump(e.kind, 1);
   }
 
@@ -96,7 +108,7 @@ export class QueueIndex {
     const e = this.entries.get(id);
     if (!e) return;
     this.entries.delete(id);
-    this.bump(e.kind, -1);
+    if (!e.leaving) this.bump(e.kind, -1);
   }
 
   setKind(id: string, e: Entry, kind: Entry['kind']): void {
@@ -104,7 +116,7 @@ export class QueueIndex {
     const old = e.kind;
     e.kind = kind;
     // Only the entry in the map is counted (a dropped entry may still be rescheduled once).
-    if (this.entries.get(id) !== e) return;
+    if (this.entries.get(id) !== e || e.leaving) return;
     this.bump(old, -1);
     this.bump(kind, 1);
   }

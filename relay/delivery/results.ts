@@ -80,8 +80,8 @@ export interface ResultsDeps {
   closed: () => boolean;
   onLegFinal?: (final: LegFinal) => void;
   /**
-   * The write about to happen removes the message: the engine forgets it first, so nothing counts a message whose
-   * files are going (a failed removal is reported to `written` with removal set).
+   * The write about to happen removes the message: the engine takes it out of the queue gauge first, so no scrape
+   * counts a message whose files are gone (a failed removal is reported to `written` with removal set).
    */
   removing: (id: string, m: TrackedMessage) => void;
   /** After each write (the results' legs are no longer in flight): what comes next for the message. */

@@ -2,6 +2,8 @@
 // (memory-spool.ts) and a fake transport at the engine's TransportFactory seam (no sockets). The transport answers
 // with a reply the test chooses per server and recipient, and can hold sends in flight until the test lets them go.
 import { Readable } from 'node:stream';
+import { Registry } from 'prom-client';
+import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/metrics.ts';
 import type { CopyLeg, DeliveryPlan, Leg, RecordLeg, ServerRoute } from '../../routing/model.ts';
 import { startDelivery, type DeliveryEngine, type DeliveryOptions } from '../../relay/delivery/engine.ts';
 import type { AttemptReply } from '../../relay/delivery/outcome.ts';
@@ -115,6 +117,7 @@ export const fakeResolver: DnsResolver = {
 
 export interface EngineHarness {
   clock: FakeClock;
+  metrics: RelayMetrics;
   spool: MemorySpool;
   net: FakeNet;
   engine: DeliveryEngine;
@@ -128,8 +131,10 @@ export async function engineHarness(over: Partial<DeliveryOptions> = {}): Promis
   const clock = new FakeClock();
   const spool = new MemorySpool(clock.clock);
   const net = new FakeNet();
+  const metrics = createRelayMetrics(new Registry(), false);
   const engine = startDelivery(
     deliveryOptions(spool, {
+      metrics,
       clock: clock.clock,
       timers: clock,
       transport: net.factory,
@@ -140,6 +145,7 @@ export async function engineHarness(over: Partial<DeliveryOptions> = {}): Promis
   await engine.ready;
   return {
     clock,
+    metrics,
     spool,
     net,
     engine,

@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import type { ServerRoute } from '../../routing/model.ts';
+import { copyLeg, primaryLeg, server } from '../../test/support/engine-harness.ts';
+import type { LegState, SpoolState } from '../spool/types.ts';
+import { groupJobs, type DueLegs } from './attempt.ts';
+import { destinationKey } from './destination.ts';
+import type { ServerLookup } from './server-lookup.ts';
+
+const mx1 = server('mx1');
+const mx2 = server('mx2');
+const NOW = Date.UTC(2026, 10, 28, 10, 0, 0);
+
+const legState = (
+  rcpt: string,
+  s: ServerRoute,
+  role: 'primary' | 'copy',
+  over: Partial<LegState> = {},
+): LegState => ({
+  recipient: rcpt,
+  leg: role === 'primary' ? primaryLeg(rcpt, s) : copyLeg(rcpt, s),
+  state: 'pending',
+  attempts: 0,
+  ...over,
+});
+
+const state = (legs: LegState[]): SpoolState => ({
+  version: 1,
+  id: 'm',
+  meta: {
+    mailFrom: 'alice@sender.example',
+    clientAddress: '127.0.0.1',
+    clientHostname: 'localhost',
+    helo: 'c',
+    receivedAt: new Date(NOW).toISOString(),
+    revision: 'r',
+    smtputf8: false,
+    body8bit: false,
+  },
+  size: 10,
+  legs,
+});
+
+const stored = (l: LegState): ServerLookup => ({ ok: true, server: l.leg.server, from: 'stored' });
+const due = (over: Partial<DueLegs> = {}): DueLegs => ({
+  inflight: new Set(),
+  blockedOn: new Set(),
+  force: false,
+  now: NOW,
+  ...over,
+});
+const shape = (r: ReturnType<typeof groupJobs>) => r.jobs.map((j) => [j.server.name, j.role, j.indexes]);
+
+describe('groupJobs: the due legs of a message as SMTP transactions', () => {
+  const later = new Date(NOW + 60_000).toISOString();
+  const earlier = new Date(NOW - 1).toISOString();
+  const legs = [
+    legState('a@x.test', mx1, 'primary'),
+    legState('b@x.test', mx1, 'primary'),
+    legState('a@y.test', mx2, 'copy'),
+    legState('c@x.test', mx1, 'primary', { state: 'deferred', nextAttemptAt: later }),
+    legState('d@x.test', mx1, 'primary', { state: 'deferred', nextAttemptAt: earlier }),
+    legState('e@x.test', mx1, 'primary', { state: 'delivered' }),
+    legState('f@x.test', mx1, 'copy'),
+  ];
+
+  it.each<[string, Partial<DueLegs>, (string | number[])[][]]>([
+    [
+      'same server and role -> one transaction; a deferred leg not due yet and final legs are left out',
+      {},
+      [
+        ['mx1', 'primary', [0, 1, 4]],
+        ['mx2', 'copy', [2]],
+        ['mx1', 'copy', [6]],
+      ],
+    ],
+    [
+      'force (flush) makes every deferred leg due',
+      { force: true },
+      [
+        ['mx1', 'primary', [0, 1, 3, 4]],
+        ['mx2', 'copy', [2]],
+        ['mx1', 'copy', [6]],
+      ],
+    ],
+    ['legs in flight are left out', { inflight: new Set([0, 1, 4, 6]) }, [['mx2', 'copy', [2]]]],
+    [
+      'legs whose destination the message waits on are left out',
+      { blockedOn: new Set([destinationKey(mx1)]) },
+      [['mx2', 'copy', [2]]],
+    ],
+  ])('%s', (_, over, want) => {
+    expect(shape(groupJobs('m', state(legs), due(over), stored))).toEqual(want);
+  });
+
+  it('a leg whose server left the table forms an unroutable job and is counted as held, in flight or not', () => {
+    const lookup = (l: LegState): ServerLookup =>
+      l.leg.server.name === 'mx2'
+        ? { ok: false, server: l.leg.server, reason: 'unroutable: gone' }
+        : stored(l);
+    const s = state([
+      legState('a@x.test', mx1, 'primary'),
+      legState('a@y.test', mx2, 'copy'),
+      legState('b@y.test', mx2, 'copy'),
+    ]);
+    const r = groupJobs('m', s, due({ inflight: new Set([2]) }), lookup);
+    expect(r.held).toBe(2);
+    expect(r.jobs.map((j) => [j.server.name, j.unroutable, j.indexes])).toEqual([
+      ['mx1', undefined, [0]],
+      ['mx2', 'unroutable: gone', [1]],
+    ]);
+  });
+
+  it('the current definition of the server decides the destination, and the job carries the recipients', () => {
+    const moved = { ...mx1, port: 2525 };
+    const lookup = (): ServerLookup => ({ ok: true, server: moved, from: 'table' });
+    const r = groupJobs('m', state([legState('a@x.test', mx1, 'primary')]), due(), lookup);
+    expect(r.jobs[0]).toMatchObject({ server: { port: 2525 }, from: 'alice@sender.example', size: 10 });
+    expect([...r.jobs[0]!.recipients]).toEqual([[0, 'a@x.test']]);
+  });
+});
