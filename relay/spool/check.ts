@@ -70,7 +70,7 @@ function legProblem(l: unknown, dsn: boolean): string | undefined {
   for (const k of ['dsnPending', 'delayPending', 'expired'] as const) {
     if (l[k] !== undefined && typeof l[k] !== 'boolean') return `${k}: not a boolean`;
   }
-  // a queue id, or 'none' / 'unroutable' (engine.ts)
+  // a queue id, or 'none' / 'unroutable' (relay/delivery/bounce.ts)
   for (const k of ['dsnId', 'delayDsnId'] as const) {
     const v = l[k];
     if (v !== undefined && !(typeof v === 'string' && DSN_ID_RE.test(v))) return `${k}: ${show(v)}`;
