@@ -71,7 +71,7 @@ build_base() {
 }
 
 base=""
-if [ "$BASE_MODE" = auto ] && buildah inspect --type image "$BASE_REF" >/dev/null 2>&1; then
+if [ "$BASE_MODE" != pull ] && buildah inspect --type image "$BASE_REF" >/dev/null 2>&1; then
   base="$BASE_REF"; log "base: $BASE_REF (already built here)"
 fi
 if [ -z "$base" ] && [ "$BASE_MODE" != local ]; then

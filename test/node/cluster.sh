@@ -51,6 +51,12 @@ wait_for() { # wait_for SECONDS WHAT CMD...: poll CMD until it succeeds or the d
   done
   log "$what"
 }
+write_config() { # write_config FILE < content: replaces FILE only when the content differs (kube-proxy exits when
+  # its configuration file changes, so an `up` on a running cluster must not rewrite the same content)
+  local tmp; tmp="$1.new.$$"
+  cat >"$tmp"
+  if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
 stop() { # stop NAME: SIGTERM, up to 15 s, then SIGKILL
   local f="$PIDS/$1.pid" pid
   [ -f "$f" ] || return 0
@@ -95,7 +101,7 @@ pki() {
 }
 
 kubeconfig() { # kubeconfig NAME: $CONF/NAME.kubeconfig with the client certificate $PKI/NAME.{crt,key}
-  cat >"$CONF/$1.kubeconfig" <<KC
+  write_config "$CONF/$1.kubeconfig" <<KC
 apiVersion: v1
 kind: Config
 clusters:
@@ -124,7 +130,7 @@ host_network() {
 }
 
 containerd_up() {
-  cat >"$CONF/containerd.toml" <<TOML
+  write_config "$CONF/containerd.toml" <<TOML
 version = 2
 root = "$STATE/containerd"
 state = "$RUN/containerd"
@@ -146,7 +152,7 @@ state = "$RUN/containerd"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni/net.d"
 TOML
-  cat >"$STATE/cni/net.d/10-mailroute-node.conflist" <<CNI
+  write_config "$STATE/cni/net.d/10-mailroute-node.conflist" <<CNI
 {
   "cniVersion": "0.4.0",
   "name": "mailroute-node",
@@ -215,7 +221,7 @@ control_plane_up() {
 }
 
 node_up() {
-  cat >"$CONF/kube-proxy.yaml" <<YAML
+  write_config "$CONF/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: "$CONF/kube-proxy.kubeconfig"}
@@ -231,7 +237,7 @@ YAML
   start kube-proxy kube-proxy --config="$CONF/kube-proxy.yaml"
   # CoreDNS on the node address: cluster.local and reverse zones from the API, nothing else (no forward plugin,
   # so any other name is refused and no query leaves the machine).
-  cat >"$CONF/Corefile" <<CORE
+  write_config "$CONF/Corefile" <<CORE
 .:53 {
     bind $NODE_IP
     errors
@@ -243,8 +249,8 @@ YAML
 }
 CORE
   start coredns coredns -conf "$CONF/Corefile"
-  : >"$CONF/resolv.conf"   # what pods with dnsPolicy Default get: no nameserver outside the cluster
-  cat >"$CONF/kubelet.yaml" <<YAML
+  [ -f "$CONF/resolv.conf" ] || : >"$CONF/resolv.conf"   # what pods with dnsPolicy Default get: no nameserver outside the cluster
+  write_config "$CONF/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 containerRuntimeEndpoint: "unix://$CTR_SOCK"
