@@ -82,7 +82,7 @@ export const OPERATOR_FLAGS = {
   'preflight-interval': {
     type: 'string',
     default: '5m',
-    help: 'probe every MailDomain server (connect, EHLO, STARTTLS) this often; off disables',
+    help: 'probe every MailDomain server (connect, EHLO, STARTTLS; AUTH and RCPT TO for servers with probe.address) this often; off disables',
   },
   'deny-destinations': {
     type: 'string',
