@@ -9,6 +9,8 @@ export default defineConfig({
           name: 'unit',
           include: [
             'routing/**/*.test.ts',
+            'lib/**/*.test.ts',
+            'contract/**/*.test.ts',
             'relay/**/*.test.ts',
             'operator/**/*.test.ts',
             'cli/**/*.test.ts',

@@ -31,7 +31,7 @@ import { tempDir, type RelayChild } from '../test/relay/relay-harness.ts';
 import { createKubeRest, MERGE_PATCH, type ApiResult, type KubeRest } from '../operator/kube/rest.ts';
 import { RoutingController, RoutingState } from '../operator/controllers/routing/controller.ts';
 import { ObjectStatusController } from '../operator/controllers/object-status.ts';
-import { readHeartbeat, relayLeaseName, type LeaseLike } from '../operator/relay-heartbeat.ts';
+import { readHeartbeat, relayLeaseName, type LeaseLike } from '../contract/relay-lease.ts';
 import { syntheticObjects } from '../routing/test-fixtures.ts';
 import type { MailrouteObject } from '../routing/types.ts';
 import { cpuModel } from './machine.ts';

@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { isLogFormat, type LogFormat } from '../cli/logger.ts';
+import { isLogFormat, type LogFormat } from '../lib/logger.ts';
 import { policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
 import { LONGEST_QUIET_WATCH_MS } from './kube/watch.ts';
 

@@ -22,7 +22,8 @@ import type {
 } from '../routing/types.ts';
 import type { OperatorConfig } from './config.ts';
 import { LeaderElector } from './kube/leader.ts';
-import { resolveOwnerConfigMap, type OwnerReference } from './owner.ts';
+import type { OwnerReference } from '../contract/owner.ts';
+import { resolveOwnerConfigMap } from './owner.ts';
 import { createKubeRest, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder, type EventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
@@ -34,13 +35,13 @@ import {
   nextStaleIn,
   readHeartbeat,
   type LeaseLike,
-} from './relay-heartbeat.ts';
+} from '../contract/relay-lease.ts';
 import { createDeliveryPolicyController } from './controllers/deliverypolicy/controller.ts';
 import { createMailDomainController } from './controllers/maildomain/controller.ts';
 import { ObjectStatusController, PLURALS, statusKey } from './controllers/object-status.ts';
-import { ROUTING_KEY, RoutingController, RoutingState } from './controllers/routing/controller.ts';
+import { ROUTING_QUEUE_KEY, RoutingController, RoutingState } from './controllers/routing/controller.ts';
 import { CredentialsController } from './controllers/credentials/controller.ts';
-import { readCredentials, type SecretLookup } from './credentials-secret.ts';
+import { readCredentials, type SecretLookup } from '../contract/credentials-secret.ts';
 import { secretOptedIn, SMTP_AUTH_SELECTOR } from '../routing/secret-opt-in.ts';
 import type { RelayView } from './controllers/status.ts';
 import { createTestRecipientController } from './controllers/testrecipient/controller.ts';
@@ -164,11 +165,11 @@ export class OperatorManager {
           }) as Promise<KubernetesListObject<Cached>>,
         () => {
           this.routing.markDirty();
-          this.queues.routing.add(ROUTING_KEY);
+          this.queues.routing.add(ROUTING_QUEUE_KEY);
         },
         () => {
           this.routing.markDirty();
-          this.queues.routing.add(ROUTING_KEY);
+          this.queues.routing.add(ROUTING_QUEUE_KEY);
         },
       ),
       Lease: supervise(
@@ -206,7 +207,7 @@ export class OperatorManager {
           (_t, o) => this.onSecretEvent(o),
           () => {
             this.enqueueAll('MailDomain');
-            this.queues.routing.add(ROUTING_KEY);
+            this.queues.routing.add(ROUTING_QUEUE_KEY);
           },
           SMTP_AUTH_SELECTOR,
         ),
@@ -404,7 +405,7 @@ export class OperatorManager {
     if (type === 'delete') {
       this.generations.delete(id);
       this.routing.markDirty();
-      this.queues.routing.add(ROUTING_KEY);
+      this.queues.routing.add(ROUTING_QUEUE_KEY);
       return;
     }
     const gen = o.metadata?.generation ?? 0;
@@ -412,21 +413,22 @@ export class OperatorManager {
       // spec changed (or new): recompile; a status-only update does not
       this.generations.set(id, gen);
       this.routing.markDirty();
-      this.queues.routing.add(ROUTING_KEY);
+      this.queues.routing.add(ROUTING_QUEUE_KEY);
     }
     this.queues[kind].add(statusKey(ns, name));
   }
 
   private onObjectResync(kind: Kind): void {
     this.routing.markDirty();
-    this.queues.routing.add(ROUTING_KEY);
+    this.queues.routing.add(ROUTING_QUEUE_KEY);
     this.enqueueAll(kind);
   }
 
   private onSecretEvent(o: Cached): void {
     const ns = o.metadata?.namespace;
     // A Secret named by an authSecretRef in the table changed: mailroute-credentials follows it.
-    if (this.credentials.isReferenced(ns ?? '', o.metadata?.name ?? '')) this.queues.routing.add(ROUTING_KEY);
+    if (this.credentials.isReferenced(ns ?? '', o.metadata?.name ?? ''))
+      this.queues.routing.add(ROUTING_QUEUE_KEY);
     for (const md of this.informers.MailDomain.list(ns)) {
       const name = md.metadata?.name;
       if (name !== undefined) this.queues.MailDomain.add(statusKey(ns ?? '', name));
@@ -477,7 +479,7 @@ export class OperatorManager {
     if (sig === this.relaySignature) return;
     this.relaySignature = sig;
     this.routing.requestGc();
-    this.queues.routing.add(ROUTING_KEY);
+    this.queues.routing.add(ROUTING_QUEUE_KEY);
     // Same relays, some moved to another revision: only objects whose generation differs between the old and the
     // new revision can change their count. Otherwise (a relay came or went: every "N/M" changes) requeue all.
     const previous = this.relayRevisions;
@@ -543,7 +545,7 @@ export class OperatorManager {
       );
     }
     this.routing.markDirty();
-    this.queues.routing.add(ROUTING_KEY);
+    this.queues.routing.add(ROUTING_QUEUE_KEY);
     this.enqueueAllStatus();
     if (this.d.config.preflightIntervalMs > 0) {
       // operator/preflight: probes every MailDomain server, writes status.servers + ServersReachable (own field manager)

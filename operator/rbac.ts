@@ -1,7 +1,7 @@
 // The operator's RBAC, in one place: docs/operations.md shows it as a table and as YAML, the Helm chart should
 // mirror it, and test/operator/rbac.test.ts runs the operator with exactly these rules (a ServiceAccount token),
 // so a missing verb fails a test instead of a production rollout.
-import { CREDENTIALS_SECRET } from './credentials-secret.ts';
+import { CREDENTIALS_SECRET } from '../contract/credentials-secret.ts';
 
 export interface PolicyRule {
   apiGroups: string[];

@@ -3,9 +3,9 @@
 import { availableParallelism, hostname as osHostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDnsServers } from './dns.ts';
-import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../cli/manifests.ts';
+import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../lib/manifests.ts';
 import { isValidClusterId } from './inbound/trace.ts';
-import { isLogFormat, type LogFormat } from '../cli/logger.ts';
+import { isLogFormat, type LogFormat } from '../lib/logger.ts';
 import { PERMIT_ALL, policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
 
 export interface HostPort {

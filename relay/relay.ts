@@ -37,9 +37,9 @@ import {
   type TelemetryServer,
 } from './telemetry/http.ts';
 import type { ClusterMode } from './cluster/index.ts';
-import { parseStaticPeers } from './cluster/lease.ts';
+import { parseStaticPeers } from './cluster/peers.ts';
 import { createPeerTrust } from './inbound/peer-trust.ts';
-import { createLogger } from '../cli/logger.ts';
+import { createLogger } from '../lib/logger.ts';
 
 export interface RelayDeps {
   logger?: Logger;

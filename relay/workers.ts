@@ -29,7 +29,7 @@ import { adoptOrphanFolders, workerSpoolDir } from './spool/adopt.ts';
 import type { LoadResult } from './spool/types.ts';
 import { createTelemetryServer, type ReadyReport } from './telemetry/http.ts';
 import { safeDelay } from '../routing/timer.ts';
-import { createLogger } from '../cli/logger.ts';
+import { createLogger } from '../lib/logger.ts';
 
 /** Calls the primary makes to a worker. */
 export type WorkerCall =

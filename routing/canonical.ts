@@ -108,9 +108,9 @@ function encode(value: unknown, indent: string, at: string): string {
   return parts.length === 0 ? '{}' : `{${parts.join(',')}${at}}`;
 }
 
-/** sha256 (hex) of a string, e.g. of canonical JSON: the revision of a routing table. */
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+/** sha256 (hex) of a string (UTF-8) or bytes, e.g. of canonical JSON: the revision of a routing table. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
 }
 
 /** Sorts strings by UTF-16 code units, like canonicalJson sorts keys (never locale-dependent). */

@@ -6,7 +6,7 @@ import type { ParsedManifests } from '../../routing/parse.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import { stageAt } from '../../routing/schedule.ts';
 import { objectName } from '../../routing/validate.ts';
-import { loadAndCompile } from '../manifests.ts';
+import { loadAndCompile } from '../../lib/manifests.ts';
 import { fileFlag, filesFrom, guard, limitFlags, limitsFrom, parseFlags } from './offline-common.ts';
 
 const USAGE =

@@ -1,6 +1,6 @@
 // Small helpers shared by the offline commands (check, render, route): flag parsing errors without stack traces.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../manifests.ts';
+import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../../lib/manifests.ts';
 
 type Parsed<T extends ParseArgsConfig['options']> = ReturnType<
   typeof parseArgs<{ options: T; allowPositionals: false; strict: true }>
@@ -48,7 +48,7 @@ export function filesFrom(
   return files;
 }
 
-/** --max-manifest-size and --max-manifests-total: the input bounds (cli/manifests.ts ManifestLimits). */
+/** --max-manifest-size and --max-manifests-total: the input bounds (lib/manifests.ts ManifestLimits). */
 export const limitFlags = {
   'max-manifest-size': { type: 'string' },
   'max-manifests-total': { type: 'string' },

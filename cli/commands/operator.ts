@@ -2,7 +2,7 @@
 // until SIGTERM/SIGINT (exit 0, the leader Lease is released) or lost leadership (exit 1, to be restarted).
 
 import { KubeConfig } from '@kubernetes/client-node';
-import { createLogger } from '../logger.ts';
+import { createLogger } from '../../lib/logger.ts';
 import { parseOperatorConfig } from '../../operator/config.ts';
 import { OperatorManager } from '../../operator/manager.ts';
 import { createOperatorMetrics } from '../../operator/telemetry/metrics.ts';

@@ -1,7 +1,7 @@
 // mailroute render -f PATH... : prints the compiled RoutingTable as JSON (keys sorted; byte-identical for the same
 // input). --compact prints the exact canonical bytes whose sha256 is the revision. Issues go to stderr.
 import { canonicalJson, prettyCanonicalJson } from '../../routing/canonical.ts';
-import { loadAndCompile } from '../manifests.ts';
+import { loadAndCompile } from '../../lib/manifests.ts';
 import { fileFlag, filesFrom, guard, limitFlags, limitsFrom, parseFlags } from './offline-common.ts';
 
 const USAGE =

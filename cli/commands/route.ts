@@ -7,7 +7,7 @@ import { domainOf } from '../../routing/address.ts';
 import type { MailboxFact } from '../../routing/model.ts';
 import { stageAt, type StageInForce } from '../../routing/schedule.ts';
 import { buildIndex, planToJson, resolve, verificationNeeded, type PlanJson } from '../../routing/resolve.ts';
-import { loadAndCompile } from '../manifests.ts';
+import { loadAndCompile } from '../../lib/manifests.ts';
 import {
   fileFlag,
   filesFrom,

@@ -3,7 +3,7 @@
 
 import type { CompileIssue, Kind } from '../../routing/model.ts';
 import type { DesiredCondition } from '../kube/conditions.ts';
-import { relayLeaseName } from '../relay-heartbeat.ts';
+import { relayLeaseName } from '../../contract/relay-lease.ts';
 import { SECRET_NOT_USABLE } from '../../routing/secret-opt-in.ts';
 import { instant, nextInstant, stageIndexAt } from '../../routing/schedule.ts';
 

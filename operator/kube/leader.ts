@@ -8,7 +8,7 @@ import { describeFailure } from './rest.ts';
 import type { Logger } from './supervisor.ts';
 import type { Timers } from './workqueue.ts';
 import { realTimers } from './workqueue.ts';
-import { withOwners, type OwnerReference } from '../owner.ts';
+import { withOwners, type OwnerReference } from '../../contract/owner.ts';
 
 export interface LeaderElectionOptions {
   rest: KubeRest;

@@ -1,9 +1,9 @@
 // Pure: MailDomain objects as the preflight sees them, the status it writes (status.servers[] and the
 // ServersReachable condition), and when each domain is due for its next probe.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../routing/canonical.ts';
 import { API_VERSION, assertNever, TLS_MODES, type TlsMode } from '../../routing/model.ts';
 import { SMTP_AUTH_LABEL, SMTP_AUTH_LABEL_VALUE } from '../../routing/secret-opt-in.ts';
-import type { SecretLookup } from '../credentials-secret.ts';
+import type { SecretLookup } from '../../contract/credentials-secret.ts';
 import { setConditions, type Condition } from '../kube/conditions.ts';
 import type { ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
 import type { AcceptanceResult } from './acceptance.ts';
@@ -167,7 +167,7 @@ export function serversFingerprint(view: Pick<DomainView, 'servers' | 'generatio
       s.probeAddress ?? '',
     ]),
   ];
-  return createHash('sha256').update(JSON.stringify(canon)).digest('hex').slice(0, 16);
+  return sha256Hex(JSON.stringify(canon)).slice(0, 16);
 }
 
 /**

@@ -11,9 +11,9 @@ import { handoffTransportFactory } from './handoff-transport.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
-import { buildLease, parsePeerAddress, parseStaticPeers, peersFromLeases } from './lease.ts';
+import { parsePeerAddress, parseStaticPeers, peersFromLeases } from './peers.ts';
+import { buildLease, type LeaseBody } from '../../contract/relay-lease.ts';
 import { clusterSettings, expandPeers, startClusterMode } from './index.ts';
-import type { LeaseBody } from './lease.ts';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };

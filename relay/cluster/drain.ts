@@ -13,7 +13,7 @@ import { skipBytes } from '../delivery/transport.ts';
 import type { HandoffTransport, HandoffTransportFactory } from './handoff-transport.ts';
 import { ownTraceLength } from '../inbound/trace.ts';
 import type { ClusterLogger } from './heartbeat.ts';
-import type { Peer } from './lease.ts';
+import type { Peer } from './peers.ts';
 
 const OPEN_STATES: ReadonlySet<LegState['state']> = new Set(['pending', 'deferred']);
 

@@ -1,21 +1,18 @@
 // The relay's heartbeat: Lease mailroute-relay-<pod> in POD_NAMESPACE, renewed every 10 s and at once when the
 // served revision (or readiness) changes, so the operator sees a new revision within a second. Deleted on
 // graceful shutdown. Also lists the other relays' Leases for drain peers.
-import type { OwnerReference } from '../../operator/owner.ts';
+import type { OwnerReference } from '../../contract/owner.ts';
 import { CoordinationV1Api, CoreV1Api, KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import {
+  buildLease,
+  RELAY_LABEL_SELECTOR,
   RELAY_RENEW_INTERVAL_SECONDS,
   relayLeaseName,
-  type LeaseLike,
-} from '../../operator/relay-heartbeat.ts';
-import {
-  buildLease,
-  peersFromLeases,
-  RELAY_LABEL_SELECTOR,
   type HeartbeatState,
   type LeaseBody,
-  type Peer,
-} from './lease.ts';
+  type LeaseLike,
+} from '../../contract/relay-lease.ts';
+import { peersFromLeases, type Peer } from './peers.ts';
 import { safeDelay } from '../../routing/timer.ts';
 
 export interface LeaseRef {

@@ -4,7 +4,7 @@
 //   shutdown: cluster.beginShutdown() -> [inbound closed, delivery stopped] -> cluster.drain(spool) -> cluster.stop()
 // With POD_NAME and POD_NAMESPACE (downward API) and a --configmap source, the relay keeps a heartbeat Lease; with
 // --drain-on-shutdown it hands its queue to peers (fresh Leases, or --peers) when it stops.
-import { configMapOwner } from '../../operator/owner.ts';
+import { configMapOwner } from '../../contract/owner.ts';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -12,11 +12,7 @@ import type { Spool } from '../spool/types.ts';
 import { handoffTransportFactory, type HandoffTransportFactory } from './handoff-transport.ts';
 import { drainQueue, type DrainReport } from './drain.ts';
 import { leaseApi, startHeartbeat, type ClusterLogger, type Heartbeat, type LeaseApi } from './heartbeat.ts';
-import { parseStaticPeers, type Peer } from './lease.ts';
-
-export { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
-export { startHeartbeat, leaseApi } from './heartbeat.ts';
-export { buildLease, peersFromLeases, parseStaticPeers, READY_ANNOTATION, SMTP_ANNOTATION } from './lease.ts';
+import { parseStaticPeers, type Peer } from './peers.ts';
 
 export interface ClusterSettings {
   /** POD_NAME; undefined: no heartbeat Lease. */

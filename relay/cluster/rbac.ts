@@ -1,9 +1,9 @@
 // The relay's RBAC in cluster mode, in one place: docs/operations.md shows it as a table, the Helm chart should
 // mirror it, and test/cluster/relay-rbac.test.ts runs the ConfigMap source, the heartbeat and peer discovery with
 // exactly these rules (a ServiceAccount token), so a missing verb fails a test.
-import { ROUTING_CONFIGMAP } from '../../operator/routing-configmap.ts';
-import { relayLeaseName } from '../../operator/relay-heartbeat.ts';
-import { CREDENTIALS_SECRET } from '../../operator/credentials-secret.ts';
+import { ROUTING_CONFIGMAP } from '../../contract/routing-configmap.ts';
+import { relayLeaseName } from '../../contract/relay-lease.ts';
+import { CREDENTIALS_SECRET } from '../../contract/credentials-secret.ts';
 
 export interface RelayPolicyRule {
   apiGroups: string[];

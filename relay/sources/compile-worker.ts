@@ -3,7 +3,7 @@
 // stays up between loads (its modules are loaded once); each request { id, dir, limits } gets { id, outcome } (plain
 // data, a Map of credentials and a Date: structured-clone safe).
 import { parentPort } from 'node:worker_threads';
-import type { ManifestLimits } from '../../cli/manifests.ts';
+import type { ManifestLimits } from '../../lib/manifests.ts';
 import { loadManifestsDir } from './manifests.ts';
 
 parentPort?.on('message', (req: { id: number; dir: string; limits: ManifestLimits }) => {

@@ -1,4 +1,4 @@
-// The relay's in-cluster routing source: watches the ConfigMap the operator writes (operator/routing-configmap.ts is
+// The relay's in-cluster routing source: watches the ConfigMap the operator writes (contract/routing-configmap.ts is
 // the wire format), falls back to the same ConfigMap mounted as a file when the API server is unreachable, and
 // hands each new revision to `onTable` (the relay's atomic swap). Sharded tables are swapped in only when every
 // shard of the revision has arrived and checks out.
@@ -24,9 +24,9 @@ import {
   assembleShards,
   decodeIndex,
   REVISION_KEY,
-  sha256Hex,
   type ConfigMapLike,
-} from '../../operator/routing-configmap.ts';
+} from '../../contract/routing-configmap.ts';
+import { sha256Hex } from '../../routing/canonical.ts';
 
 /** The API calls this source makes; `configMapApi(kc)` is the real one (`timing`: tests shorten the watches). */
 export interface ConfigMapApi {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Credentials } from '../../operator/credentials-secret.ts';
+import type { Credentials } from '../../contract/credentials-secret.ts';
 import { startCredentialsWatch, type CredentialsApi, type SecretObject } from './credentials.ts';
 import { waitFor } from '../../test/support/wait.ts';
 

@@ -1,5 +1,5 @@
 // Cluster mode: the credentials relays authenticate to servers with, from the one Secret the operator writes
-// (mailroute-credentials in the routing ConfigMap's namespace; operator/credentials-secret.ts is the wire format).
+// (mailroute-credentials in the routing ConfigMap's namespace; contract/credentials-secret.ts is the wire format).
 // The relay reads it by name only (list + watch with fieldSelector metadata.name, allowed by resourceNames), so it
 // needs no access to Secrets in the MailDomains' namespaces.
 //
@@ -7,7 +7,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ServerTimedWatch, type WatchTimingOptions } from '../../operator/kube/watch.ts';
 import { errMessage } from '../cluster/heartbeat.ts';
-import { parseCredentialsData, type Credentials } from '../../operator/credentials-secret.ts';
+import { parseCredentialsData, type Credentials } from '../../contract/credentials-secret.ts';
 import { createTimers, startListWatch, watchNamed, type SourceLogger } from './list-watch.ts';
 
 export interface SecretObject {

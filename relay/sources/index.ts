@@ -73,7 +73,7 @@ function createConfigMapRoutingSource(
       const { KubeConfig } = await import('@kubernetes/client-node');
       const mod = await import('./configmap.ts');
       const creds = await import('./credentials.ts');
-      const { CREDENTIALS_SECRET } = await import('../../operator/credentials-secret.ts');
+      const { CREDENTIALS_SECRET } = await import('../../contract/credentials-secret.ts');
       const kc = new KubeConfig();
       kc.loadFromDefault();
       // Credentials first: the table that needs them should find them.

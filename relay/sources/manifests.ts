@@ -10,7 +10,7 @@ import {
   loadAndCompile,
   usableSecrets,
   type ManifestLimits,
-} from '../../cli/manifests.ts';
+} from '../../lib/manifests.ts';
 import { createPolledSource, type LoadOutcome } from './polled.ts';
 import type { RoutingSource } from './types.ts';
 

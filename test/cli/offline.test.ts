@@ -1,7 +1,7 @@
 // Runs the real `mailroute` bin (node_modules/.bin/node bin/mailroute.js) for check, render and route: on the
 // examples, and on bad input (one clear line naming the field, exit code 1, never a stack trace).
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../routing/canonical.ts';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,7 +78,7 @@ describe('mailroute check / render on the examples', () => {
     ]);
     expect(a.code).toBe(0);
     expect(a.stdout).toBe(b.stdout);
-    const revision = createHash('sha256').update(a.stdout.trimEnd()).digest('hex');
+    const revision = sha256Hex(a.stdout.trimEnd());
     expect(check.stdout).toContain(`revision ${revision.slice(0, 12)}`);
     const table = JSON.parse(a.stdout) as { kind: string; domains: Record<string, unknown> };
     expect(table.kind).toBe('RoutingTable');

@@ -8,7 +8,7 @@ import { CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { describeCluster } from '../controlplane/suite.ts';
 import { tableFor } from './tables.ts';
 import { waitFor } from '../support/wait.ts';
-import { encodeRouting, type ConfigMapLike } from '../../operator/routing-configmap.ts';
+import { encodeRouting, type ConfigMapLike } from '../../contract/routing-configmap.ts';
 import { configMapApi, startConfigMapSource, type ConfigMapSource } from '../../relay/sources/configmap.ts';
 
 const NS = 'mailroute-system';

@@ -14,7 +14,7 @@ import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { dualDomain, spawnRelay, tempDir, type RelayChild } from '../relay/relay-harness.ts';
 import { parseManifestText } from '../../routing/parse.ts';
 import { compile } from '../../routing/compile.ts';
-import { encodeRouting } from '../../operator/routing-configmap.ts';
+import { encodeRouting } from '../../contract/routing-configmap.ts';
 
 const NS = 'mailroute-system';
 const N = 20;

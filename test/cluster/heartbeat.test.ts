@@ -2,10 +2,10 @@
 // seen as a peer by another relay, deleted on graceful shutdown.
 import { afterAll, expect, it } from 'vitest';
 import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
-import { configMapOwner } from '../../operator/owner.ts';
+import { configMapOwner } from '../../contract/owner.ts';
 import { describeCluster } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
-import { readHeartbeat } from '../../operator/relay-heartbeat.ts';
+import { readHeartbeat } from '../../contract/relay-lease.ts';
 import { leaseApi, startHeartbeat, type Heartbeat } from '../../relay/cluster/heartbeat.ts';
 
 const NS = 'mailroute-system';

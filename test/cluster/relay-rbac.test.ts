@@ -14,12 +14,12 @@ import {
 } from '@kubernetes/client-node';
 import { describeCluster } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
-import { encodeRouting, type ConfigMapLike } from '../../operator/routing-configmap.ts';
+import { encodeRouting, type ConfigMapLike } from '../../contract/routing-configmap.ts';
 import { configMapApi, startConfigMapSource, type ConfigMapSource } from '../../relay/sources/configmap.ts';
 import { leaseApi, startHeartbeat } from '../../relay/cluster/heartbeat.ts';
 import { relayRbacObjects } from '../../relay/cluster/rbac.ts';
 import { credentialsApi, startCredentialsWatch } from '../../relay/sources/credentials.ts';
-import type { Credentials } from '../../operator/credentials-secret.ts';
+import type { Credentials } from '../../contract/credentials-secret.ts';
 import { tableFor } from './tables.ts';
 
 const NS = 'mailroute-system';

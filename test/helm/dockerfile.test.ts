@@ -107,7 +107,8 @@ describe('Dockerfile', () => {
       expect(ignored(src), `${src} is excluded by .dockerignore`).toBe(false);
     }
     // every runtime source folder the CLI imports is in the image
-    for (const dir of ['bin', 'cli', 'routing', 'relay', 'operator']) expect(contextCopies).toContain(dir);
+    for (const dir of ['bin', 'cli', 'routing', 'lib', 'contract', 'relay', 'operator'])
+      expect(contextCopies).toContain(dir);
     expect(ignored('relay/spool/spool.test.ts')).toBe(true);
     expect(ignored('node_modules')).toBe(true);
   });

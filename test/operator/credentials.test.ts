@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
-import { CREDENTIALS_SECRET, parseCredentialsData } from '../../operator/credentials-secret.ts';
+import { CREDENTIALS_SECRET, parseCredentialsData } from '../../contract/credentials-secret.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { type RelayChild, submit, tempDir } from '../relay/relay-harness.ts';

@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
-import { CREDENTIALS_SECRET } from '../../operator/credentials-secret.ts';
-import { SHARD_LABEL } from '../../operator/routing-configmap.ts';
+import { CREDENTIALS_SECRET } from '../../contract/credentials-secret.ts';
+import { SHARD_LABEL } from '../../contract/routing-configmap.ts';
 import { waitFor } from '../support/wait.ts';
 import { startOperator, type OperatorProcess } from './support.ts';
 

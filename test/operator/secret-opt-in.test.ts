@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
-import { CREDENTIALS_SECRET, parseCredentialsData } from '../../operator/credentials-secret.ts';
+import { CREDENTIALS_SECRET, parseCredentialsData } from '../../contract/credentials-secret.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';

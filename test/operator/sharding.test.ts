@@ -6,7 +6,12 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
-import { INDEX_KEY, ROUTING_KEY, SHARD_LABEL, type ConfigMapLike } from '../../operator/routing-configmap.ts';
+import {
+  INDEX_KEY,
+  ROUTING_JSON_KEY,
+  SHARD_LABEL,
+  type ConfigMapLike,
+} from '../../contract/routing-configmap.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   condition,
@@ -93,7 +98,7 @@ describeCluster('routing ConfigMap sharding', (ctx) => {
       },
     );
     const cm = await index();
-    expect(cm?.data?.[ROUTING_KEY]).toBeUndefined();
+    expect(cm?.data?.[ROUTING_JSON_KEY]).toBeUndefined();
     const idx = JSON.parse(cm?.data?.[INDEX_KEY] ?? '{}') as { shards: { name: string }[]; revision: string };
     expect(idx.shards.length).toBeGreaterThan(1);
     expect(await shardNames()).toEqual(idx.shards.map((s) => s.name).sort());
@@ -129,7 +134,7 @@ describeCluster('routing ConfigMap sharding', (ctx) => {
   it('goes back to inline when the table shrinks, dropping index.json and every shard', async () => {
     const r = await ctx.cp.kubectl(['delete', 'testrecipients', '-n', NS, '--all']);
     expect(r.code, r.stderr).toBe(0);
-    await waitFor(async () => (await index())?.data?.[ROUTING_KEY] !== undefined, {
+    await waitFor(async () => (await index())?.data?.[ROUTING_JSON_KEY] !== undefined, {
       timeoutMs: 30_000,
       what: 'inline routing.json',
     });

@@ -17,12 +17,8 @@ import {
   decodeIndex,
   ROUTING_CONFIGMAP,
   type ConfigMapLike,
-} from '../../operator/routing-configmap.ts';
-import {
-  relayLeaseName,
-  REVISION_ANNOTATION,
-  RELAY_COMPONENT_LABELS,
-} from '../../operator/relay-heartbeat.ts';
+} from '../../contract/routing-configmap.ts';
+import { relayLeaseName, REVISION_ANNOTATION, RELAY_COMPONENT_LABELS } from '../../contract/relay-lease.ts';
 import { PLURALS } from '../../operator/controllers/object-status.ts';
 import type { Kind } from '../../routing/model.ts';
 

@@ -4,7 +4,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadAndCompile } from '../../cli/manifests.ts';
+import { loadAndCompile } from '../../lib/manifests.ts';
 import { waitFor } from '../support/wait.ts';
 import { RawSmtp, code } from './raw-client.ts';
 import { dualDomain, startRelay, tempDir, type InProcessRelay } from './relay-harness.ts';

@@ -1,4 +1,4 @@
-// The credentials controller: server-side applies Secret mailroute-credentials (operator/credentials-secret.ts) in
+// The credentials controller: server-side applies Secret mailroute-credentials (contract/credentials-secret.ts) in
 // the operator's namespace with the username/password of every Secret named by an authSecretRef of a MailDomain in
 // the routing table. The routing controller calls it after each compile and before it applies the table, so a
 // relay has the credentials of a server by the time the table that uses the server reaches it.
@@ -11,9 +11,9 @@ import {
   referencedSecrets,
   type SecretKey,
   type SecretLookup,
-} from '../../credentials-secret.ts';
+} from '../../../contract/credentials-secret.ts';
 import { serverSideApply } from '../../kube/ssa.ts';
-import { withOwners, type OwnerReference } from '../../owner.ts';
+import { withOwners, type OwnerReference } from '../../../contract/owner.ts';
 import { describeFailure, type KubeRest } from '../../kube/rest.ts';
 import type { Logger } from '../../kube/supervisor.ts';
 

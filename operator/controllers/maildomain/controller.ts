@@ -5,7 +5,7 @@
 
 import { backscatterRisk } from '../../../routing/backscatter.ts';
 import type { MailDomain } from '../../../routing/types.ts';
-import type { SecretLookup } from '../../credentials-secret.ts';
+import type { SecretLookup } from '../../../contract/credentials-secret.ts';
 import { ObjectStatusController, type StatusControllerDeps, type StatusFields } from '../object-status.ts';
 
 function referenced(md: MailDomain): string[] {
@@ -44,7 +44,7 @@ export function domainStatusFields(md: MailDomain): StatusFields {
 export function createMailDomainController(
   deps: Omit<StatusControllerDeps<MailDomain>, 'kind' | 'extra' | 'fields'> & {
     secretExists: (namespace: string, name: string) => boolean;
-    /** The cached Secret's credentials (operator/credentials-secret.ts); absent: keys are not checked. */
+    /** The cached Secret's credentials (contract/credentials-secret.ts); absent: keys are not checked. */
     secretLookup?: (key: string) => SecretLookup;
   },
 ): ObjectStatusController<MailDomain> {

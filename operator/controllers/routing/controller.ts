@@ -1,10 +1,10 @@
 // The routing controller: compiles every MailDomain, DeliveryPolicy and TestRecipient in the cache with the
 // routing core and server-side applies the result to ConfigMap mailroute-routing (inline, or sharded when big;
-// operator/routing-configmap.ts). One key ("routing"), so bursts of changes coalesce into one compile.
+// contract/routing-configmap.ts). One key ("routing"), so bursts of changes coalesce into one compile.
 // It keeps the compile result (issues, which generation of each object is in which revision) for the status
 // controllers, and garbage-collects shards of revisions no fresh relay serves any more.
 
-import type { OwnerReference } from '../../owner.ts';
+import type { OwnerReference } from '../../../contract/owner.ts';
 import type { CompileIssue, ObjectRef, RoutingTable } from '../../../routing/model.ts';
 import { compile, type CompileNotice, type CompileResult } from '../../../routing/compile.ts';
 import type { DomainClaim, MailrouteObject } from '../../../routing/types.ts';
@@ -13,13 +13,13 @@ import {
   REVISION_ANNOTATION,
   SHARD_LABEL,
   type EncodedRouting,
-} from '../../routing-configmap.ts';
+} from '../../../contract/routing-configmap.ts';
 import { serverSideApply } from '../../kube/ssa.ts';
 import { describeFailure, PARTIAL_METADATA_LIST, type KubeRest } from '../../kube/rest.ts';
 import type { ReconcileOutcome } from '../../kube/workqueue.ts';
 import type { Logger } from '../../kube/supervisor.ts';
 
-export const ROUTING_KEY = 'routing';
+export const ROUTING_QUEUE_KEY = 'routing';
 
 export function objectKey(kind: string, namespace: string, name: string): string {
   return `${kind}/${namespace}/${name}`;

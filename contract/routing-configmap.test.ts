@@ -6,10 +6,10 @@ import {
   encodeRouting,
   INDEX_KEY,
   REVISION_ANNOTATION,
-  ROUTING_KEY,
-  sha256Hex,
+  ROUTING_JSON_KEY,
   type ConfigMapLike,
 } from './routing-configmap.ts';
+import { sha256Hex } from '../routing/canonical.ts';
 
 const bigJson = (n: number): string =>
   JSON.stringify({
@@ -25,7 +25,7 @@ describe('encodeRouting / decodeIndex / assembleShards', () => {
     expect(enc.shards).toEqual([]);
     expect(enc.index.metadata.name).toBe('mailroute-routing');
     expect(enc.index.metadata.annotations?.[REVISION_ANNOTATION]).toBe(rev);
-    expect(enc.index.data?.[ROUTING_KEY]).toBe(json);
+    expect(enc.index.data?.[ROUTING_JSON_KEY]).toBe(json);
     expect(decodeIndex(enc.index)).toEqual({ ok: true, format: 'inline', revision: rev, json });
   });
 
@@ -35,7 +35,7 @@ describe('encodeRouting / decodeIndex / assembleShards', () => {
     const enc = encodeRouting(json, rev, { namespace: 'ns', inlineMaxBytes: 1024, shardMaxBytes: 20_000 });
     expect(enc.format).toBe('sharded');
     expect(enc.shards.length).toBeGreaterThan(2);
-    expect(enc.index.data?.[ROUTING_KEY]).toBeUndefined();
+    expect(enc.index.data?.[ROUTING_JSON_KEY]).toBeUndefined();
     expect(enc.shards[0]?.metadata.name).toBe(`mailroute-routing-${rev.slice(0, 8)}-0`);
     const idx = decodeIndex(enc.index);
     if (!idx.ok || idx.format !== 'sharded') throw new Error('expected sharded index');

@@ -10,7 +10,7 @@
 // Relays read this one Secret by name (get/list/watch limited with resourceNames), so they need no access to
 // Secrets in the MailDomains' namespaces, and no credential ever lands in a ConfigMap. A namespace has no dots (a
 // DNS label); a Secret name may have some: a key is split at its first dot and at its last.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../routing/canonical.ts';
 import type { RoutingTable } from '../routing/model.ts';
 import { secretOptedIn } from '../routing/secret-opt-in.ts';
 
@@ -108,7 +108,7 @@ export function buildCredentialsData(
   }
   entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const data = Object.fromEntries(entries);
-  const hash = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+  const hash = sha256Hex(JSON.stringify(entries));
   return { data, hash, skipped };
 }
 

@@ -9,7 +9,7 @@
 // Big tables are SHARDED (a ConfigMap holds at most 1 MiB, docs/design.md §8):
 //   ConfigMap mailroute-routing (the index)
 //     annotations: mailroute.io/revision=<sha256 hex>, mailroute.io/routing-format=sharded
-//     data: index.json=<RoutingIndex JSON>, revision=<sha256 hex>
+//     data: index.json=<ShardIndex JSON>, revision=<sha256 hex>
 //   ConfigMaps mailroute-routing-<rev8>-<n>, n = 0..shards-1 (rev8 = first 8 hex digits of the revision)
 //     labels: mailroute.io/routing-shard=true, mailroute.io/revision-prefix=<rev8>
 //     annotations: mailroute.io/revision=<sha256 hex>, mailroute.io/shard=<n>/<count>
@@ -21,11 +21,11 @@
 // one) are deleted by the operator.
 
 import type { OwnerReference } from './owner.ts';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../routing/canonical.ts';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
 export const ROUTING_CONFIGMAP = 'mailroute-routing';
-export const ROUTING_KEY = 'routing.json';
+export const ROUTING_JSON_KEY = 'routing.json';
 export const INDEX_KEY = 'index.json';
 export const REVISION_KEY = 'revision';
 export const SHARD_KEY = 'shard';
@@ -53,7 +53,7 @@ export interface ShardRef {
 }
 
 /** data["index.json"] of a sharded mailroute-routing ConfigMap. */
-export interface RoutingIndex {
+export interface ShardIndex {
   format: typeof INDEX_FORMAT;
   revision: string;
   encoding: 'gzip';
@@ -99,10 +99,6 @@ export interface EncodedRouting {
   shards: (ConfigMapLike & { metadata: { name: string; namespace: string } })[];
 }
 
-export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
 export function shardName(base: string, revision: string, n: number): string {
   return `${base}-${revision.slice(0, 8)}-${n}`;
 }
@@ -133,7 +129,7 @@ export function encodeRouting(json: string, revision: string, opts: EncodeOption
     return {
       format: 'inline',
       revision,
-      index: { ...base('inline'), data: { [ROUTING_KEY]: json, [REVISION_KEY]: revision } },
+      index: { ...base('inline'), data: { [ROUTING_JSON_KEY]: json, [REVISION_KEY]: revision } },
       shards: [],
     };
   }
@@ -159,7 +155,7 @@ export function encodeRouting(json: string, revision: string, opts: EncodeOption
       binaryData: { [SHARD_KEY]: piece.toString('base64') },
     });
   }
-  const index: RoutingIndex = {
+  const index: ShardIndex = {
     format: INDEX_FORMAT,
     revision,
     encoding: 'gzip',
@@ -177,28 +173,28 @@ export function encodeRouting(json: string, revision: string, opts: EncodeOption
 
 export type DecodedIndex =
   | { ok: true; format: 'inline'; revision: string; json: string }
-  | { ok: true; format: 'sharded'; revision: string; index: RoutingIndex }
+  | { ok: true; format: 'sharded'; revision: string; index: ShardIndex }
   | { ok: false; error: string };
 
 /** Reads mailroute-routing: either the table itself (inline) or the list of shards to fetch. */
 export function decodeIndex(cm: ConfigMapLike): DecodedIndex {
   const data = cm.data ?? {};
   const annotated = cm.metadata?.annotations?.[REVISION_ANNOTATION];
-  const inline = data[ROUTING_KEY];
+  const inline = data[ROUTING_JSON_KEY];
   if (inline !== undefined) {
     const revision = data[REVISION_KEY] ?? annotated ?? sha256Hex(inline);
     return { ok: true, format: 'inline', revision, json: inline };
   }
   const raw = data[INDEX_KEY];
   if (raw === undefined)
-    return { ok: false, error: `ConfigMap has neither data.${ROUTING_KEY} nor data.${INDEX_KEY}` };
+    return { ok: false, error: `ConfigMap has neither data.${ROUTING_JSON_KEY} nor data.${INDEX_KEY}` };
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch (err) {
     return { ok: false, error: `data.${INDEX_KEY}: invalid JSON: ${(err as Error).message}` };
   }
-  const idx = parsed as Partial<RoutingIndex>;
+  const idx = parsed as Partial<ShardIndex>;
   if (idx.format !== INDEX_FORMAT)
     return { ok: false, error: `data.${INDEX_KEY}.format: expected ${INDEX_FORMAT}` };
   if (typeof idx.revision !== 'string' || !/^[0-9a-f]{8,}$/.test(idx.revision)) {
@@ -215,7 +211,7 @@ export function decodeIndex(cm: ConfigMapLike): DecodedIndex {
       return { ok: false, error: `data.${INDEX_KEY}.shards[${i}]: expected {name, sha256, bytes}` };
     }
   }
-  return { ok: true, format: 'sharded', revision: idx.revision, index: idx as RoutingIndex };
+  return { ok: true, format: 'sharded', revision: idx.revision, index: idx as ShardIndex };
 }
 
 export type AssembleResult =
@@ -227,7 +223,7 @@ export type AssembleResult =
 
 /** Joins the shards of a sharded index. `shards` maps shard name -> ConfigMap (as fetched; absent if not found). */
 export function assembleShards(
-  index: RoutingIndex,
+  index: ShardIndex,
   shards: ReadonlyMap<string, ConfigMapLike>,
 ): AssembleResult {
   const missing: string[] = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isRelayLease, nextStaleIn, readHeartbeat, type LeaseLike } from './relay-heartbeat.ts';
+import { isRelayLease, nextStaleIn, readHeartbeat, type LeaseLike } from './relay-lease.ts';
 
 const now = new Date('2026-11-28T12:00:00Z');
 const lease = (
