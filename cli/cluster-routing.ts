@@ -1,5 +1,5 @@
 // Reads the routing table a cluster serves: the operator's routing ConfigMap (inline or sharded, the wire format of
-// operator/routing-configmap.ts) through the normal kubeconfig (KUBECONFIG or ~/.kube/config, --kubeconfig, --context).
+// contract/routing-configmap.ts) through the normal kubeconfig (KUBECONFIG or ~/.kube/config, --kubeconfig, --context).
 // Used by `mailroute diff --cluster`. Expected failures (no kubeconfig, unknown context, API unreachable, the
 // ConfigMap missing or unreadable) are results with one clear line, never exceptions.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -9,7 +9,7 @@ import {
   decodeIndex,
   ROUTING_CONFIGMAP,
   type ConfigMapLike,
-} from '../operator/routing-configmap.ts';
+} from '../contract/routing-configmap.ts';
 import { parseTableJson } from '../relay/sources/configmap.ts';
 
 export const DEFAULT_ROUTING_NAMESPACE = 'mailroute-system';

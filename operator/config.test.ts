@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { envName, parseDuration, parseOperatorConfig } from './config.ts';
 import { checkDestination } from '../routing/destinations.ts';
 import { DEFAULT_WATCHDOG_MS } from './kube/supervisor.ts';
-import { LONGEST_QUIET_WATCH_MS } from './kube/watch.ts';
+import { LONGEST_QUIET_WATCH_MS } from '../lib/kube-watch.ts';
 
 describe('parseOperatorConfig', () => {
   it('destination policy: the cluster defaults, plus --deny-destinations, minus --allow-destinations', () => {

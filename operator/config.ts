@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isLogFormat, type LogFormat } from '../lib/logger.ts';
 import { policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
-import { LONGEST_QUIET_WATCH_MS } from './kube/watch.ts';
+import { LONGEST_QUIET_WATCH_MS } from '../lib/kube-watch.ts';
 
 export interface OperatorConfig {
   namespace: string;
@@ -178,7 +178,7 @@ export function parseOperatorConfig(
     watchdogMs: dur('watchdog'),
   };
   for (const v of Object.values(nums)) if (typeof v === 'string') return { ok: false, error: v };
-  // A quiet watch reconnects only when the server ends it (operator/kube/watch.ts): a shorter watchdog would
+  // A quiet watch reconnects only when the server ends it (lib/kube-watch.ts): a shorter watchdog would
   // restart, and so re-list, every quiet informer.
   if ((nums.watchdogMs as number) <= LONGEST_QUIET_WATCH_MS)
     return {

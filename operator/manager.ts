@@ -27,7 +27,7 @@ import { resolveOwnerConfigMap } from './owner.ts';
 import { createKubeRest, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder, type EventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
-import { makeWatchInformer } from './kube/watch.ts';
+import { makeWatchInformer } from '../lib/kube-watch.ts';
 import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
 import {
   expectedRelayPods,

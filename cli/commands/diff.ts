@@ -9,7 +9,7 @@ import { diffRecipients, diffTables, sampleRecipients, type RoutingDiff } from '
 import type { RoutingTable } from '../../routing/model.ts';
 import { parseDuration } from '../../relay/config.ts';
 import { renderMarkdown, renderText } from '../diff-report.ts';
-import { loadAndCompile, type ManifestLimits } from '../manifests.ts';
+import { loadAndCompile, type ManifestLimits } from '../../lib/manifests.ts';
 import { fileFlag, limitFlags, limitsFrom, parseFlags, UsageError } from './offline-common.ts';
 
 const USAGE = `usage: mailroute diff -f OLD... --to NEW... [flags]

@@ -4,7 +4,7 @@
 // - every relistIntervalMs the informer is replaced by a fresh one (a full re-list), which also repairs a watch that
 //   silently stopped delivering;
 // - a watchdog replaces the informer when neither an event nor a (re)connect was seen for watchdogMs (the informer
-//   re-watches at least every LONGEST_QUIET_WATCH_MS on a quiet resource (kube/watch.ts: the server ends each watch,
+//   re-watches at least every LONGEST_QUIET_WATCH_MS on a quiet resource (lib/kube-watch.ts: the server ends each watch,
 //   and the client gives up on a silent one), so longer silence means the informer itself is stuck);
 // - the consumer reads objects through the supervisor (list/get) and gets onResync() after every (re)list, so a
 //   level-based controller recomputes from the cache and nothing missed during an outage is lost.

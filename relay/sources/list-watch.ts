@@ -1,5 +1,5 @@
 // One named Kubernetes object, kept current: list it (fieldSelector metadata.name=NAME), hand it over, watch from
-// the list's resourceVersion. The server ends each watch after its timeoutSeconds (5–10 min, operator/kube/watch.ts,
+// the list's resourceVersion. The server ends each watch after its timeoutSeconds (5–10 min, lib/kube-watch.ts,
 // with bookmarks, so the resourceVersion stays current on a quiet cluster): the loop then watches again from the
 // last resourceVersion, without a list. Only a watch that ends with an error (410 Gone: the resourceVersion is
 // forgotten) is followed by a list, after a jittered backoff. A watch from a resourceVersion misses nothing, so
@@ -11,7 +11,7 @@
 //     ▲                        │  ▲
 //     │                        │  └── server's close: watch again from rv at once (backoff if it lasted < 1 s)
 //     └── error: backoff ──────┘      (410 Gone: forget rv)
-import { watchWasHealthy, type ServerTimedWatch } from '../../operator/kube/watch.ts';
+import { watchWasHealthy, type ServerTimedWatch } from '../../lib/kube-watch.ts';
 import { safeDelay } from '../../routing/timer.ts';
 
 export interface SourceLogger {

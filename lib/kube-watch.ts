@@ -1,5 +1,5 @@
 // Watches that survive a quiet cluster. The one place for how long a watch lasts and how long the client waits on it;
-// used by the operator's informers (manager.ts) and by the relay's list + watch of its ConfigMap and Secret
+// used by the operator's informers (operator/manager.ts) and by the relay's list + watch of its ConfigMap and Secret
 // (relay/sources/list-watch.ts).
 //
 // @kubernetes/client-node 2.0.1's Watch gives up on a watch after `requestTimeoutMs` = 30 s without a byte from the

@@ -6,7 +6,7 @@ import {
   ServerTimedWatch,
   watchTimeoutSeconds,
   watchWasHealthy,
-} from './watch.ts';
+} from './kube-watch.ts';
 
 describe('watchTimeoutSeconds: [min, 2·min) whole seconds', () => {
   it.each([
