@@ -18,7 +18,7 @@ import {
 } from '../../operator/preflight/status.ts';
 import { SMTP_AUTH_LABEL, SMTP_AUTH_LABEL_VALUE } from '../../routing/secret-opt-in.ts';
 import { parseDuration } from '../../relay/config.ts';
-import { loadAndCompile, usableSecrets } from '../manifests.ts';
+import { loadAndCompile, usableSecrets } from '../../lib/manifests.ts';
 import { fileFlag, filesFrom, limitFlags, limitsFrom, parseFlags, UsageError } from './offline-common.ts';
 
 const USAGE = `usage: mailroute preflight -f PATH... [--probe ADDRESS] [--send] [--from ADDRESS]
