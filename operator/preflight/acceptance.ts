@@ -1,13 +1,12 @@
 // The acceptance step of the preflight: after the reachability probe (probe.ts) has passed, a second SMTP session to
 // the same address, set up exactly as the relay's delivery sets one up: smtpClientOptions() of
-// relay/delivery/transport.ts (TLS mode, certificate check for RequiredVerify, AUTH only over TLS unless
+// lib/smtp-client.ts (TLS mode, certificate check for RequiredVerify, AUTH only over TLS unless
 // allowPlaintextAuth) and nodemailer's SMTPConnection. Then AUTH when credentials are given, and with a probe address
 // `MAIL FROM:<sender>` and `RCPT TO:<address>` followed by RSET (no message), or, with `send`, a whole probe message
 // carrying the marker header `X-Mailroute-Probe: <id>`. A server that has not allowlisted the relay answers 5xx here,
 // long before real mail depends on it.
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { plaintextAuthRefusal, smtpClientOptions } from '../../relay/delivery/transport.ts';
-import { smtpCommand } from '../../relay/delivery/smtp-command.ts';
+import { plaintextAuthRefusal, smtpClientOptions, smtpCommand } from '../../lib/smtp-client.ts';
 import type { TlsMode } from '../../routing/model.ts';
 
 /** The header a probe message carries; its value is the probe id. */

@@ -33,7 +33,8 @@ import { Results, type LegFinal, type Written } from './results.ts';
 import { retryDelayMs } from './retry.ts';
 import { every, realTimers, Scheduler, type TimerHandle, type Timers } from './scheduler.ts';
 import type { ServerLookup } from './server-lookup.ts';
-import { nodemailerTransportFactory, type SmtpTimeouts, type TransportFactory } from './transport.ts';
+import { nodemailerTransportFactory, type TransportFactory } from './transport.ts';
+import type { SmtpTimeouts } from '../../lib/smtp-client.ts';
 
 export interface DeliveryOptions {
   spool: Spool;

@@ -8,49 +8,28 @@
 //   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
 //   resolveTargets(server, resolver): which hosts to connect to for a ServerRoute (MX lookup when mx: true); the engine
 //     resolves each host's addresses through the same seam (relay/dns.ts).
-//   smtpClientOptions(target, settings): the client options of a destination, shared with the verification callout.
 //
-// TLS modes: None = ignoreTLS; Opportunistic = STARTTLS when offered, no certificate check, plain text if the upgrade
-// fails (with credentials and without allowPlaintextAuth: STARTTLS required, as AUTH goes only over TLS); Required = requireTLS, no check; RequiredVerify = requireTLS and the certificate must verify for the host;
-// Implicit = TLS from the first byte (secure: true, port 465), no check.
+// The client options of a destination (TLS modes, AUTH only over TLS) come from lib/smtp-client.ts.
 // TCP_NODELAY: nodemailer (>= 10) calls socket.setNoDelay(true) on every socket it connects (smtp-connection
 // _onConnect), so the final "." is not held back by Nagle (docs/design.md §7, the 40 ms stall Haraka has).
 import { createReadStream } from 'node:fs';
-import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message';
 import MimeNode from 'nodemailer/lib/mime-node';
-import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import SMTPPool from 'nodemailer/lib/smtp-pool';
-import { assertNever, type ServerRoute, type TlsMode } from '../../routing/model.ts';
+import type { ServerRoute } from '../../routing/model.ts';
+import {
+  DEFAULT_TIMEOUTS,
+  smtpClientOptions,
+  type SmtpClientTarget,
+  type SmtpTimeouts,
+} from '../../lib/smtp-client.ts';
 import type { DnsResolver } from '../dns.ts';
 import type { AttemptReply } from './outcome.ts';
 import type { MessageBody } from '../spool/types.ts';
 
-/**
- * Why AUTH must not be attempted to this server at all, or undefined. AUTH goes only over TLS unless the server says
- * allowPlaintextAuth: true (Postfix's smtp_sasl_tls_security_options = noplaintext). With tls None there is no TLS
- * to wait for: the attempt fails before connecting (compile refuses this combination; a table written before that
- * rule can still carry it). With tls Opportunistic, smtpClientOptions requires STARTTLS instead. Pure.
- */
-export function plaintextAuthRefusal(
-  target: Pick<ServerTarget, 'tls' | 'allowPlaintextAuth'>,
-  hasAuth: boolean,
-): string | undefined {
-  if (!hasAuth || target.allowPlaintextAuth === true || target.tls !== 'None') return undefined;
-  return 'AUTH without TLS refused (tls None): set allowPlaintextAuth: true on the server to send the password in plain text';
-}
-
-export interface ServerTarget {
-  /** Where to connect: an address resolved through relay/dns.ts (or a host name, which nodemailer resolves). */
-  host: string;
-  /** The host name when host is its address: TLS SNI and certificate verification use it. */
-  servername?: string;
-  port: number;
-  tls: TlsMode;
-  auth?: { user: string; pass: string };
-  /** true: AUTH may go without TLS. Otherwise, with auth, STARTTLS is required (tls Opportunistic) or nothing is sent (None). */
-  allowPlaintextAuth?: boolean;
+/** One destination of the delivery pool; host is an address resolved through relay/dns.ts (or a host name). */
+export interface ServerTarget extends SmtpClientTarget {
   /** Identifies the credentials in the pool key without putting the password in it. */
   authKey?: string;
   maxConnections: number;
@@ -73,14 +52,6 @@ export interface ServerTransport {
 }
 
 export type TransportFactory = (target: ServerTarget) => ServerTransport;
-
-export interface SmtpTimeouts {
-  connectionMs: number;
-  greetingMs: number;
-  socketMs: number;
-}
-
-export const DEFAULT_TIMEOUTS: SmtpTimeouts = { connectionMs: 30_000, greetingMs: 60_000, socketMs: 300_000 };
 
 export function poolKey(
   t: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'authKey' | 'allowPlaintextAuth'>,
@@ -157,57 +128,6 @@ export interface NodemailerFactoryOptions {
   /** Our name in EHLO. */
   hostname: string;
   timeouts?: Partial<SmtpTimeouts>;
-}
-
-/**
- * The nodemailer client options for one destination: host (and the name for TLS when host is an address), port, our
- * EHLO name, timeouts, TLS mode and credentials. The one place these are decided: the delivery pool
- * (nodemailerTransportFactory) and the recipient-verification callout (relay/inbound/callout.ts) both start from it,
- * so a server is spoken to the same way by both. Pure.
- */
-export function smtpClientOptions(
-  target: Pick<ServerTarget, 'host' | 'servername' | 'port' | 'tls' | 'auth' | 'allowPlaintextAuth'>,
-  settings: { hostname: string; timeouts: SmtpTimeouts },
-): SMTPConnection.Options {
-  // SNI and certificate checks use the host name; an IP address is no SNI name (RFC 6066)
-  const tlsName = target.servername ?? (isIP(target.host) === 0 ? target.host : undefined);
-  const tlsOptions = ((): SMTPConnection.Options => {
-    switch (target.tls) {
-      case 'None':
-        return { secure: false, ignoreTLS: true };
-      case 'Opportunistic':
-        // With credentials, AUTH goes only over TLS: STARTTLS becomes required, so a server that does not offer it
-        // (or fails the upgrade) fails the attempt with ETLS before AUTH, a temporary failure that is retried.
-        if (target.auth !== undefined && target.allowPlaintextAuth !== true)
-          return { secure: false, requireTLS: true, tls: { rejectUnauthorized: false } };
-        return { secure: false, opportunisticTLS: true, tls: { rejectUnauthorized: false } };
-      case 'Required':
-        return { secure: false, requireTLS: true, tls: { rejectUnauthorized: false } };
-      case 'RequiredVerify':
-        return {
-          secure: false,
-          requireTLS: true,
-          tls: { rejectUnauthorized: true, ...(tlsName !== undefined ? { servername: tlsName } : {}) },
-        };
-      case 'Implicit':
-        // TLS from the first byte (port 465, RFC 8314); like Required, the certificate is not checked.
-        return { secure: true, tls: { rejectUnauthorized: false } };
-      default:
-        return assertNever(target.tls, 'tls mode');
-    }
-  })();
-  return {
-    host: target.host,
-    ...(target.servername !== undefined ? { servername: target.servername } : {}),
-    port: target.port,
-    name: settings.hostname,
-    connectionTimeout: settings.timeouts.connectionMs,
-    greetingTimeout: settings.timeouts.greetingMs,
-    socketTimeout: settings.timeouts.socketMs,
-    logger: false,
-    ...(target.auth ? { auth: { user: target.auth.user, pass: target.auth.pass } } : {}),
-    ...tlsOptions,
-  };
 }
 
 export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): TransportFactory {

@@ -3,7 +3,7 @@
 //   createCalloutPool(opts).probe(server, address) -> CalloutProbe
 //
 // A probe is `MAIL FROM:<>`, `RCPT TO:<address>`, `RSET` on a connection that speaks the server's language: the
-// client options come from smtpClientOptions() (relay/delivery/transport.ts), the same function the delivery pools
+// client options come from smtpClientOptions() (lib/smtp-client.ts), the same function the delivery pools
 // use, so the callout has the server's port, TLS mode (STARTTLS, RequiredVerify's certificate check, Implicit TLS)
 // and credentials (AUTH with the authSecretRef the delivery path resolves). mx: true asks the most preferred MX
 // host that answers, as delivery would; every host name is resolved through the relay's DNS seam (relay/dns.ts) and
@@ -23,13 +23,13 @@
 import { createHash } from 'node:crypto';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DomainRoute, ServerRoute } from '../../routing/model.ts';
+import { resolveTargets } from '../delivery/transport.ts';
 import {
   plaintextAuthRefusal,
-  resolveTargets,
+  queueSmtpCommand,
   smtpClientOptions,
   type SmtpTimeouts,
-} from '../delivery/transport.ts';
-import { queueSmtpCommand } from '../delivery/smtp-command.ts';
+} from '../../lib/smtp-client.ts';
 import type { DnsResolver } from '../dns.ts';
 import { isDestinationDenied } from '../destinations.ts';
 
