@@ -18,7 +18,8 @@ import { destinationKey } from './destination.ts';
 import { hostPortLabel } from './dsn.ts';
 import type { AttemptReply } from './outcome.ts';
 import type { ServerLookup } from './server-lookup.ts';
-import { plaintextAuthRefusal, resolveTargets, type ServerTarget } from './transport.ts';
+import { plaintextAuthRefusal } from '../../lib/smtp-client.ts';
+import { resolveTargets, type ServerTarget } from './transport.ts';
 
 export interface Job {
   id: string;
