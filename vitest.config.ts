@@ -7,6 +7,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          sequence: { groupOrder: 0 },
           include: [
             'routing/**/*.test.ts',
             'lib/**/*.test.ts',
@@ -23,6 +24,8 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          // one file at a time, after the unit tests (vitest runs groups from the lowest number up)
+          sequence: { groupOrder: 1 },
           include: ['test/**/*.test.ts'],
           exclude: ['test/reliability/**', 'test/node/**'],
           testTimeout: 120_000,
@@ -34,6 +37,7 @@ export default defineConfig({
       {
         test: {
           name: 'reliability',
+          sequence: { groupOrder: 1 },
           include: ['test/reliability/**/*.test.ts'],
           testTimeout: 300_000,
           setupFiles: ['test/support/dns-guard.ts'],
@@ -51,7 +55,7 @@ export default defineConfig({
           testTimeout: 600_000,
           hookTimeout: 600_000,
           fileParallelism: false,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
         },
       },
     ],
