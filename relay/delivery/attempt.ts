@@ -119,8 +119,8 @@ export interface AttemptResult {
 }
 
 /** The replies of a job whose server is gone from the table: each leg is deferred with the reason. */
-export function unroutableResult(job: Job & { unroutable: string }): AttemptResult {
-  const reply: AttemptReply = { kind: 'local', text: job.unroutable };
+export function unroutableResult(job: Job, reason: string): AttemptResult {
+  const reply: AttemptReply = { kind: 'local', text: reason };
   return { replies: new Map(job.indexes.map((i) => [i, reply])), serverLabel: '', durationMs: 0 };
 }
 

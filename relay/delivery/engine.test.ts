@@ -236,6 +236,31 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(h.spool.states.has(id)).toBe(false);
   });
 
+  it('holds a leg whose server left the table without connecting, and tries it when the table changes', async () => {
+    let gone = true;
+    h = await engineHarness({
+      serverFor: (l) =>
+        gone && l.leg.server.name === 'mx2'
+          ? { ok: false, server: l.leg.server, reason: 'unroutable: server mx2 is no longer declared' }
+          : { ok: true, server: l.leg.server, from: 'table' },
+    });
+    const id = await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+    ]);
+    expect(h.net.sentTo('mx2.test')).toBe(0);
+    expect(h.legs(id)?.[1]).toMatchObject({
+      state: 'deferred',
+      lastReply: 'unroutable: server mx2 is no longer declared',
+    });
+    expect(h.engine.stats()).toMatchObject({ unroutableLegs: 1, deferred: 1 });
+    gone = false;
+    h.engine.routingChanged();
+    await settle();
+    expect(h.net.sentTo('mx2.test')).toBe(1);
+    expect(h.spool.states.has(id)).toBe(false);
+    expect(h.engine.stats().unroutableLegs).toBe(0);
+  });
+
   it('closes pools idle for 5 minutes of fake time', async () => {
     h = await engineHarness();
     await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);

@@ -299,7 +299,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         // Nothing to connect to: the legs are deferred with the reason (retried on the schedule and when the table
         // changes; never bounced for it before --max-queue-lifetime).
         for (const i of job.indexes) e.inflight.add(i);
-        track(results.record(id, e, { job, ...unroutableResult({ ...job, unroutable: job.unroutable }) }));
+        track(results.record(id, e, { job, ...unroutableResult(job, job.unroutable) }));
         continue;
       }
       const dest = destinations.of(job.server);
