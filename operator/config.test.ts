@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { envName, parseDuration, parseOperatorConfig } from './config.ts';
+import { parseOperatorConfig } from './config.ts';
 import { checkDestination } from '../routing/destinations.ts';
 import { DEFAULT_WATCHDOG_MS } from './kube/supervisor.ts';
 import { LONGEST_QUIET_WATCH_MS } from '../lib/kube-watch.ts';
@@ -69,7 +69,7 @@ describe('parseOperatorConfig', () => {
     [['--http', 'nope'], /--http: expected HOST:PORT/],
     [['--namespace', 'Bad_NS'], /--namespace: not a namespace name/],
     [['--workers', '0'], /--workers: expected an integer >= 1/],
-    [['--relist-interval', '10'], /--relist-interval: expected a duration/],
+    [['--relist-interval', '10x'], /--relist-interval: expected a duration/],
     [['--watchdog', '2m'], /--watchdog: must be longer than 630s, the longest a quiet watch lasts, got "2m"/],
     [['--shard-max-bytes', '2000000'], /--shard-max-bytes: at most/],
     [['--secret-namespaces', 'ok,Not_OK'], /--secret-namespaces: not a namespace name: "Not_OK"/],
@@ -81,15 +81,11 @@ describe('parseOperatorConfig', () => {
     if (r.ok === false) expect(r.error).toMatch(re);
   });
 
-  it('maps flags to env names and parses durations', () => {
-    expect(envName('lease-name')).toBe('MAILROUTE_LEASE_NAME');
-    expect([
-      parseDuration('500ms'),
-      parseDuration('30s'),
-      parseDuration('10m'),
-      parseDuration('1h'),
-      parseDuration('1d'),
-    ]).toEqual([500, 30_000, 600_000, 3_600_000, undefined]);
+  it('takes the durations the relay takes (lib/flags.ts): days and decimals', () => {
+    const r = parseOperatorConfig(['--relist-interval', '1d', '--preflight-interval', '1.5m'], {});
+    expect(r.ok === true && [r.config.relistIntervalMs, r.config.preflightIntervalMs]).toEqual([
+      86_400_000, 90_000,
+    ]);
   });
 });
 

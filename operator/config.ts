@@ -2,7 +2,7 @@
 // frozen. A bad value fails fast naming the flag. Flags win over the environment.
 
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
+import { flagUsage, parseDuration, readFlags, type FlagSpec } from '../lib/flags.ts';
 import { isLogFormat, type LogFormat } from '../lib/logger.ts';
 import { policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
 import { LONGEST_QUIET_WATCH_MS } from '../lib/kube-watch.ts';
@@ -33,12 +33,6 @@ export interface OperatorConfig {
   ownerConfigMap: string | undefined;
   /** Where the preflight may connect (routing/destinations.ts): the cluster defaults plus --deny-destinations. */
   destinations: DestinationPolicy;
-}
-
-interface FlagSpec {
-  type: 'string' | 'boolean';
-  default?: string;
-  help: string;
 }
 
 export const OPERATOR_FLAGS = {
@@ -110,46 +104,18 @@ export type ConfigResult =
   | { ok: false; error: string }
   | { ok: 'help'; text: string };
 
-export function envName(flag: string): string {
-  return `MAILROUTE_${flag.toUpperCase().replace(/-/g, '_')}`;
-}
-
-export function parseDuration(s: string): number | undefined {
-  const m = /^(\d+)(ms|s|m|h)$/.exec(s.trim());
-  if (m === null) return undefined;
-  const n = Number(m[1]);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return n * unit;
-}
-
 export function helpText(): string {
-  const lines = Object.entries(OPERATOR_FLAGS).map(([name, f]) => {
-    const def = 'default' in f ? ` (default ${f.default})` : '';
-    return `  --${name.padEnd(18)} ${f.help}${def}; env ${envName(name)}`;
-  });
-  return `usage: mailroute operator [flags]\n\n${lines.join('\n')}\n`;
+  return flagUsage('usage: mailroute operator [flags]', OPERATOR_FLAGS);
 }
 
 export function parseOperatorConfig(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): ConfigResult {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    const options = Object.fromEntries(Object.entries(OPERATOR_FLAGS).map(([k, f]) => [k, { type: f.type }]));
-    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    return { ok: false, error: (err as Error).message };
-  }
-  if (values.help === true) return { ok: 'help', text: helpText() };
-  const get = (flag: keyof typeof OPERATOR_FLAGS): string | undefined => {
-    const v = values[flag];
-    if (typeof v === 'string') return v;
-    const e = env[envName(flag)];
-    if (e !== undefined && e !== '') return e;
-    const spec: FlagSpec = OPERATOR_FLAGS[flag];
-    return spec.default;
-  };
+  const flags = readFlags(OPERATOR_FLAGS, argv, env);
+  if (!flags.ok) return flags;
+  if (flags.help) return { ok: 'help', text: helpText() };
+  const get = flags.get;
   const int = (flag: keyof typeof OPERATOR_FLAGS, min: number): number | string => {
     const raw = get(flag) ?? '';
     const n = Number(raw);
@@ -158,7 +124,9 @@ export function parseOperatorConfig(
   const dur = (flag: keyof typeof OPERATOR_FLAGS): number | string => {
     const raw = get(flag) ?? '';
     const ms = parseDuration(raw);
-    return ms !== undefined && ms > 0 ? ms : `--${flag}: expected a duration like 30s, 10m, got "${raw}"`;
+    return ms !== undefined && ms > 0
+      ? ms
+      : `--${flag}: expected a duration like 30s, 10m, 1.5h, 5d, got "${raw}"`;
   };
   const leader = get('leader-elect');
   if (leader !== 'true' && leader !== 'false')

@@ -1,7 +1,7 @@
 // The relay's configuration: flags and MAILROUTE_<FLAG> environment variables parsed once, validated, frozen
 // (docs/design.md §3, §6.7). A bad value fails fast with the flag's name. Flags win over the environment.
 import { availableParallelism, hostname as osHostname } from 'node:os';
-import { parseArgs } from 'node:util';
+import { flagUsage, parseDuration, readFlags, type FlagSpec } from '../lib/flags.ts';
 import { parseDnsServers } from './dns.ts';
 import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../lib/manifests.ts';
 import { isValidClusterId } from './inbound/trace.ts';
@@ -88,13 +88,6 @@ export interface RelayConfig {
   maxUnknownRecipients: number;
   /** Unknown recipients per client address within 10 minutes before its RCPTs get 421 4.7.0; 0: no limit. */
   maxUnknownRecipientsPerIp: number;
-}
-
-type FlagKind = 'string' | 'boolean';
-interface FlagSpec {
-  type: FlagKind;
-  default?: string;
-  help: string;
 }
 
 /** Every flag of `mailroute relay`; the README table is generated from the same list (docs/relay.md). */
@@ -291,31 +284,14 @@ export type RelayFlag = keyof typeof RELAY_FLAGS;
 export type ConfigResult =
   { ok: true; config: Readonly<RelayConfig> } | { ok: false; error: string } | { ok: 'help' };
 
-export function envName(flag: string): string {
-  return `MAILROUTE_${flag.toUpperCase().replaceAll('-', '_')}`;
-}
-
 export function relayUsage(): string {
-  const rows = Object.entries(RELAY_FLAGS)
-    .filter(([name]) => name !== 'help')
-    .map(([name, spec]) => {
-      const def = 'default' in spec ? ` (default ${spec.default})` : '';
-      return `  --${name.padEnd(24)}${spec.help}${def}`;
-    });
-  return `usage: mailroute relay --manifests DIR | --routing-file FILE | --configmap NS/NAME [flags]\n\nflags (each also read from MAILROUTE_<FLAG>):\n${rows.join('\n')}\n`;
+  return flagUsage(
+    'usage: mailroute relay --manifests DIR | --routing-file FILE | --configmap NS/NAME [flags]',
+    RELAY_FLAGS,
+  );
 }
 
 class FlagError extends Error {}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "1500ms", "30s", "5m", "1h", "5d"; a bare number is seconds. */
-export function parseDuration(value: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
-  if (!m?.[1]) return undefined;
-  const n = Number(m[1]) * (DURATION_UNITS[m[2] ?? 's'] ?? 1000);
-  return Number.isFinite(n) ? Math.round(n) : undefined;
-}
 
 export function parseHostPort(value: string): HostPort | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(value.trim());
@@ -331,28 +307,10 @@ export function parseRelayConfig(
   env: Record<string, string | undefined> = {},
   cpus: () => number = availableParallelism,
 ): ConfigResult {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: Object.fromEntries(Object.entries(RELAY_FLAGS).map(([k, v]) => [k, { type: v.type }])),
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (err) {
-    return { ok: false, error: err instanceof Error ? err.message : String(err) };
-  }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
-  if (values.help === true) return { ok: 'help' };
-
-  const raw = (flag: RelayFlag): string | undefined => {
-    const v = values[flag];
-    if (typeof v === 'string') return v;
-    const e = env[envName(flag)];
-    if (e !== undefined && e !== '') return e;
-    const spec: FlagSpec = RELAY_FLAGS[flag];
-    return spec.default;
-  };
+  const flags = readFlags(RELAY_FLAGS, argv, env);
+  if (!flags.ok) return flags;
+  if (flags.help) return { ok: 'help' };
+  const raw = flags.get;
   const fail = (flag: RelayFlag, why: string, value?: string): never => {
     const shown = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
     throw new FlagError(`--${flag}: ${why}${shown}`);

@@ -7,7 +7,7 @@
 import { tableRevision } from '../../routing/compile.ts';
 import { diffRecipients, diffTables, sampleRecipients, type RoutingDiff } from '../../routing/diff.ts';
 import type { RoutingTable } from '../../routing/model.ts';
-import { parseDuration } from '../../relay/config.ts';
+import { parseDuration } from '../../lib/flags.ts';
 import { renderMarkdown, renderText } from '../diff-report.ts';
 import { loadAndCompile, type ManifestLimits } from '../../lib/manifests.ts';
 import { fileFlag, limitFlags, limitsFrom, parseFlags, UsageError } from './offline-common.ts';

@@ -17,7 +17,7 @@ import {
   type DomainView,
 } from '../../operator/preflight/status.ts';
 import { SMTP_AUTH_LABEL, SMTP_AUTH_LABEL_VALUE } from '../../routing/secret-opt-in.ts';
-import { parseDuration } from '../../relay/config.ts';
+import { parseDuration } from '../../lib/flags.ts';
 import { loadAndCompile, usableSecrets } from '../../lib/manifests.ts';
 import { fileFlag, filesFrom, limitFlags, limitsFrom, parseFlags, UsageError } from './offline-common.ts';
 
