@@ -202,6 +202,7 @@ async function startRelay(
           verdict: 'tempfail',
           recipient,
           reply: { code: 451, enhanced: '4.3.0', text: 'routing table not loaded' },
+          reason: 'NoRoutingTable',
           legs: [],
         };
 

@@ -86,6 +86,11 @@ export function parseAddress(input: string): ParsedAddress {
 // eslint-disable-next-line no-control-regex
 const NON_ASCII = /[^\x00-\x7f]/;
 
+/** True when a string has a character outside US-ASCII (an RFC 6531 address needs SMTPUTF8). */
+export function isNonAscii(s: string): boolean {
+  return NON_ASCII.test(s);
+}
+
 /**
  * The A-label (ASCII) form of a domain, lowercased: an ASCII domain (A-labels included: `xn--` is never decoded) is
  * only lowercased; a domain with U-labels is converted with IDNA (`bücher.example` -> `xn--bcher-kva.example`).

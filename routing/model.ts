@@ -187,8 +187,17 @@ export interface Reply {
 export type DeliveryPlan =
   /** The type itself guarantees the mailbox of record: one RecordLeg, first, then any copies. */
   | { verdict: 'accept'; recipient: string; domain: string; legs: [RecordLeg, ...CopyLeg[]] }
-  | { verdict: 'reject'; recipient: string; reply: Reply; legs: [] }
-  | { verdict: 'tempfail'; recipient: string; reply: Reply; legs: [] };
+  | { verdict: 'reject'; recipient: string; reply: Reply; reason: RefusalReason; legs: [] }
+  | { verdict: 'tempfail'; recipient: string; reply: Reply; reason: RefusalReason; legs: [] };
+
+/** Why a recipient is refused: kept beside the reply, so that nobody has to read it back out of the reply's code. */
+export type RefusalReason =
+  | 'RelayDenied'
+  | 'BadSyntax'
+  | 'UnknownRecipient'
+  | 'NoPolicy'
+  | 'VerificationUnavailable'
+  | 'NoRoutingTable';
 
 /** What is known about a mailbox on a server, from accounts or a verification callout. */
 export type MailboxFact = 'exists' | 'absent' | 'unknown';

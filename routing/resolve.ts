@@ -9,6 +9,7 @@ import type {
   LegRole,
   MailboxFact,
   RecordLeg,
+  RefusalReason,
   Reply,
   ResolveContext,
   RoutingTable,
@@ -110,11 +111,11 @@ export function buildIndex(table: RoutingTable): RoutingIndex {
   return { table, domains };
 }
 
-function reject(recipient: string, reply: Reply): DeliveryPlan {
-  return { verdict: 'reject', recipient, reply, legs: [] };
+function reject(recipient: string, reply: Reply, reason: RefusalReason): DeliveryPlan {
+  return { verdict: 'reject', recipient, reply, reason, legs: [] };
 }
-function tempfail(recipient: string, reply: Reply): DeliveryPlan {
-  return { verdict: 'tempfail', recipient, reply, legs: [] };
+function tempfail(recipient: string, reply: Reply, reason: RefusalReason): DeliveryPlan {
+  return { verdict: 'tempfail', recipient, reply, reason, legs: [] };
 }
 /** The leg of record: the mailbox that holds the message; it always bounces (see LegRole in model.ts). */
 function recordLeg(domain: string, server: ServerRoute, recipient: string): RecordLeg {
@@ -153,15 +154,15 @@ function fact(
  */
 export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveContext): DeliveryPlan {
   const parsed = parseAddress(recipient);
-  if (!parsed.ok) return reject(recipient, Replies.badSyntax);
+  if (!parsed.ok) return reject(recipient, Replies.badSyntax, 'BadSyntax');
   const d = index.domains.get(parsed.domain);
-  if (d === undefined) return reject(parsed.address, Replies.relayDenied);
+  if (d === undefined) return reject(parsed.address, Replies.relayDenied, 'RelayDenied');
   // The routing state in force: the stage at ctx.now (routing/schedule.ts), or the policy's own fields.
   const r = d.states[stageIndexAt(d.untilMs, ctx.now.getTime())]!;
   const domain = d.route.domain;
   const primary = r.primary;
   if (r.mode === undefined || primary === undefined)
-    return tempfail(parsed.address, noPolicyReply(parsed.domain));
+    return tempfail(parsed.address, noPolicyReply(parsed.domain), 'NoPolicy');
   const { address, key, local } = parsed;
   // Every accepted plan names its leg of record first; the type makes a plan of copies alone impossible.
   const accept = (record: RecordLeg, ...copies: CopyLeg[]): DeliveryPlan => ({
@@ -193,7 +194,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
             [r.secondary.name, copyTo],
           ];
     if (servers.every(([s, delivered]) => fact(d, s, key, delivered, ctx) === 'absent'))
-      return reject(address, Replies.unknownRecipient);
+      return reject(address, Replies.unknownRecipient, 'UnknownRecipient');
   }
 
   switch (r.mode) {
@@ -233,11 +234,11 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
         case 'exists':
           return accept(primaryLeg());
         case 'unknown':
-          return tempfail(address, Replies.verificationUnavailable);
+          return tempfail(address, Replies.verificationUnavailable, 'VerificationUnavailable');
         case 'absent': {
           const unknown = r.split?.unknownRecipients ?? 'Secondary';
           if (unknown === 'Reject' || secondary === undefined)
-            return reject(address, Replies.unknownRecipient);
+            return reject(address, Replies.unknownRecipient, 'UnknownRecipient');
           return accept(recordLeg(domain, secondary, address));
         }
         default:

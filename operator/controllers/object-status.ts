@@ -11,7 +11,8 @@ import type { EventRecorder } from '../kube/ssa.ts';
 import { serverSideApply } from '../kube/ssa.ts';
 import { describeFailure, type KubeRest } from '../kube/rest.ts';
 import type { ReconcileOutcome } from '../kube/workqueue.ts';
-import { objectKey, type RoutingState } from './routing/controller.ts';
+import type { RoutingState } from './routing/controller.ts';
+import { objectKey } from '../../routing/parse.ts';
 import { decideStatus, statusEvents, type RelayView, type StatusFacts } from './status.ts';
 
 export const PLURALS: Record<Kind, string> = {

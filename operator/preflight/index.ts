@@ -1,6 +1,7 @@
 // Preflight of every MailDomain server, on a schedule: the operator's main calls startPreflight() (on the leader)
 // and stop() on shutdown. Results go to MailDomain status.servers[] and the ServersReachable condition by
 // server-side apply under the field manager `mailroute-preflight`, so the main controller's fields are untouched.
+import { errMessage } from '../../lib/errors.ts';
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, VERSION } from '../../routing/model.ts';
 import { describeFailure, type KubeRest } from '../kube/rest.ts';
@@ -159,11 +160,6 @@ export function kubeRestApi(rest: KubeRest): PreflightKube {
       throw new Error(`PATCH ${path}: ${describeFailure(r)}`);
     },
   };
-}
-
-function errMessage(err: unknown): string {
-  if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
-  return String(err);
 }
 
 /** Probes one domain's servers (in parallel) and applies its status. Exported for tests. */

@@ -19,7 +19,7 @@ import {
 } from '../../routing/destinations.ts';
 import type { TlsMode } from '../../routing/model.ts';
 import { assertNever } from '../../routing/model.ts';
-import { ehloKeywords, formatReply, parseReply, type SmtpReply } from './smtp-reply.ts';
+import { ehloKeywords, formatSmtpReply, parseReply, type SmtpReply } from './smtp-reply.ts';
 import { runAcceptance, type AcceptanceOutcome, type AcceptanceProbe } from './acceptance.ts';
 
 /** none: no TLS in use for this server (mode None, or Opportunistic and not offered); offered: Opportunistic and the
@@ -368,7 +368,7 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
           : new ProbeError(`greeting from ${where}: ${errText(err)}`, false);
       });
       if (greeting.code !== 220)
-        throw new ProbeError(`greeting from ${where}: ${formatReply(greeting)}`, false);
+        throw new ProbeError(`greeting from ${where}: ${formatSmtpReply(greeting)}`, false);
 
       step = 'EHLO';
       const ehlo = await conv.command(`EHLO ${heloName}`);
@@ -379,11 +379,11 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
         step = 'HELO';
         const helo = await conv.command(`HELO ${heloName}`);
         if (helo.code !== 250) {
-          throw new ProbeError(`EHLO: ${formatReply(ehlo)}; HELO: ${formatReply(helo)}`, false);
+          throw new ProbeError(`EHLO: ${formatSmtpReply(ehlo)}; HELO: ${formatSmtpReply(helo)}`, false);
         }
       }
 
-      const base = `${formatReply(greeting)}; EHLO ok`;
+      const base = `${formatSmtpReply(greeting)}; EHLO ok`;
       const plan = tlsPlan(target.tls, offered);
       let outcome: ProbeOutcome;
       switch (plan) {
@@ -415,7 +415,11 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
           step = 'STARTTLS';
           const start = await conv.command('STARTTLS');
           if (start.code !== 220) {
-            outcome = { reachable: true, tls: 'failed', message: `${base}; STARTTLS: ${formatReply(start)}` };
+            outcome = {
+              reachable: true,
+              tls: 'failed',
+              message: `${base}; STARTTLS: ${formatSmtpReply(start)}`,
+            };
             break;
           }
           const verify = target.tls === 'RequiredVerify';
@@ -441,7 +445,7 @@ export function createSmtpProbe(options: SmtpProbeOptions = {}): Probe {
             outcome = {
               reachable: true,
               tls: 'failed',
-              message: `${base}; EHLO after STARTTLS: ${formatReply(again)}`,
+              message: `${base}; EHLO after STARTTLS: ${formatSmtpReply(again)}`,
             };
             break;
           }

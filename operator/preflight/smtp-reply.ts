@@ -47,6 +47,6 @@ export function ehloKeywords(reply: SmtpReply): Set<string> {
 }
 
 /** "250 mail.example ESMTP" style one-line rendering for messages. */
-export function formatReply(reply: SmtpReply): string {
+export function formatSmtpReply(reply: SmtpReply): string {
   return `${reply.code} ${reply.lines[0] ?? ''}`.trim();
 }

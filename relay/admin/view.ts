@@ -1,6 +1,6 @@
 // Pure: the JSON shapes of the queue admin API, built from spool state files. Shared by relay/admin/server.ts and
 // the `mailroute queue` command (cli/commands/queue.ts), which renders them as text.
-import type { LegState, LegStateName, SpoolState } from '../spool/types.ts';
+import { isOpenLeg, type LegState, type LegStateName, type SpoolState } from '../spool/types.ts';
 import type { ServerLookup } from '../delivery/server-lookup.ts';
 
 export interface LegView {
@@ -59,7 +59,7 @@ export function messageView(s: SpoolState, lookup?: (leg: LegState) => ServerLoo
   for (const l of s.legs) {
     const found = lookup?.(l);
     const server = found?.server ?? l.leg.server;
-    const open = l.state === 'pending' || l.state === 'deferred';
+    const open = isOpenLeg(l);
     const view: LegView = {
       role: l.leg.role,
       server: l.leg.server.name,

@@ -6,16 +6,14 @@
 // The local copy (or the handed-off legs of it) is removed only after the peer answered 250, i.e. after the peer has
 // spooled it durably (docs/design.md §4).
 import type { LegRole } from '../../routing/model.ts';
-import type { Spool, SpoolState, LegState } from '../spool/types.ts';
+import { isOpenLeg, type Spool, type SpoolState } from '../spool/types.ts';
 import type { AttemptReply } from '../delivery/outcome.ts';
-import { formatReply } from '../delivery/outcome.ts';
+import { formatAttemptReply } from '../delivery/outcome.ts';
 import { skipBytes } from '../delivery/transport.ts';
 import type { HandoffTransport, HandoffTransportFactory } from './handoff-transport.ts';
 import { ownTraceLength } from '../inbound/trace.ts';
 import type { ClusterLogger } from './heartbeat.ts';
 import type { Peer } from './peers.ts';
-
-const OPEN_STATES: ReadonlySet<LegState['state']> = new Set(['pending', 'deferred']);
 
 export type HandoffPlan =
   | {
@@ -38,7 +36,7 @@ export function handoffPlan(state: SpoolState): HandoffPlan {
   const finished = new Set<string>();
   let dsnOwed = false;
   for (const leg of state.legs) {
-    if (OPEN_STATES.has(leg.state)) {
+    if (isOpenLeg(leg)) {
       if (!open.includes(leg.recipient)) open.push(leg.recipient);
       const list = roles.get(leg.recipient) ?? [];
       if (!list.includes(leg.leg.role)) list.push(leg.leg.role);
@@ -69,7 +67,7 @@ export function markHandedOff(
   return {
     ...state,
     legs: state.legs.map((l) =>
-      OPEN_STATES.has(l.state) && recipients.has(l.recipient)
+      isOpenLeg(l) && recipients.has(l.recipient)
         ? {
             ...l,
             state: 'delivered',
@@ -194,10 +192,10 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
       });
       const accepted = new Set(remaining.filter((r) => { const x = replies.get(r); return x?.kind === 'smtp' && x.code >= 200 && x.code < 300; })); // prettier-ignore
       const sample = replies.get(remaining[0] ?? '');
-      tried.push(`${key}: ${sample ? formatReply(sample) : 'no reply'}`);
+      tried.push(`${key}: ${sample ? formatAttemptReply(sample) : 'no reply'}`);
       if (accepted.size === 0) continue;
       const reply = [...accepted].map((r) => replies.get(r)).find((x) => x !== undefined);
-      const text = reply ? formatReply(reply) : '250';
+      const text = reply ? formatAttemptReply(reply) : '250';
       remaining = remaining.filter((r) => !accepted.has(r));
       const after = await spool.update(id, (s) => markHandedOff(s, accepted, key, text, clock()));
       if (remaining.length === 0 && !plan.keepAfter && after !== undefined) await spool.remove(id);

@@ -14,6 +14,7 @@ import {
 } from '../../contract/relay-lease.ts';
 import { peersFromLeases, type Peer } from './peers.ts';
 import { safeDelay } from '../../routing/timer.ts';
+import { errMessage } from '../../lib/errors.ts';
 
 export interface LeaseRef {
   resourceVersion?: string | undefined;
@@ -42,21 +43,6 @@ export interface ClusterLogger {
 function code(err: unknown): number | undefined {
   const c = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   return typeof c === 'number' ? c : undefined;
-}
-
-/** One line for logs; for an ApiException of @kubernetes/client-node, the Status message from its body. */
-export function errMessage(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const body = (err as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      const status = JSON.parse(body) as { message?: unknown };
-      if (typeof status.message === 'string') return `${err.message.split('\n')[0] ?? ''}: ${status.message}`;
-    } catch {
-      // not JSON: fall through
-    }
-  }
-  return err.message.split('\n')[0] ?? err.message;
 }
 
 /** Resolves with p's value, or rejects with Error(message) after ms (resolves undefined when message is undefined). */

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import type { DomainRoute, LegRole, ServerRoute } from '../../routing/model.ts';
 import type { DnsResolver } from '../dns.ts';
 import { isDestinationDenied } from '../destinations.ts';
-import type { LegState, MessageBody, SpoolState } from '../spool/types.ts';
+import { isFinalLeg, type LegState, type MessageBody, type SpoolState } from '../spool/types.ts';
 import type { Destination } from './destination.ts';
 import { destinationKey } from './destination.ts';
 import { hostPortLabel } from './dsn.ts';
@@ -94,9 +94,6 @@ export function groupJobs(
   }
   return { jobs: [...groups.values()], held };
 }
-
-const FINAL = new Set(['delivered', 'failed', 'suppressed']);
-export const isFinalLeg = (l: LegState): boolean => FINAL.has(l.state);
 
 export interface AttemptDeps {
   now: () => number;

@@ -40,6 +40,7 @@ export function dsnRoute(sender: string, deps: DsnRouteDeps): DeliveryPlan {
         enhanced: '5.1.3',
         text: `DSN sender ${JSON.stringify(sender)} has no deliverable domain`,
       },
+      reason: 'BadSyntax',
       legs: [],
     };
   }

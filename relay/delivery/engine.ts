@@ -21,9 +21,9 @@
 import type { Logger } from 'pino';
 import type { DeliveryPlan, DomainRoute } from '../../routing/model.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
-import type { LegState, Spool, SpoolState } from '../spool/types.ts';
+import { isFinalLeg, type LegState, type Spool, type SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
-import { attempt, groupJobs, isFinalLeg, unroutableResult, type AttemptResult, type Job } from './attempt.ts';
+import { attempt, groupJobs, unroutableResult, type AttemptResult, type Job } from './attempt.ts';
 import { Bouncer, owesDsn } from './bounce.ts';
 import { destinationKey, Destinations, type Destination } from './destination.ts';
 import type { DsnRateLimit } from './dsn-rate.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
 import type { LegState } from '../spool/types.ts';
-import { applyOutcome, decideLeg, enhancedStatus, formatReply, type AttemptReply } from './outcome.ts';
+import { applyOutcome, decideLeg, enhancedStatus, formatAttemptReply, type AttemptReply } from './outcome.ts';
 
 const server = { name: 's', host: 'h', port: 25, mx: false, tls: 'None' as const, maxConnections: 1 };
 /** A primary leg (the leg of record) always bounces Notify; only a copy leg takes the policy's bounces. */
@@ -110,7 +110,7 @@ describe('decideLeg', () => {
   });
 });
 
-describe('enhancedStatus and formatReply', () => {
+describe('enhancedStatus and formatAttemptReply', () => {
   it.each([
     [smtp(550, '550 5.7.1 denied'), '5.7.1', '550 5.7.1 denied'],
     [smtp(552, 'mailbox full'), '5.0.0', '552 mailbox full'],
@@ -119,7 +119,7 @@ describe('enhancedStatus and formatReply', () => {
     [{ kind: 'local', text: 'no credentials' } as const, '4.3.0', 'no credentials'],
   ])('%j', (reply, status, text) => {
     expect(enhancedStatus(reply)).toBe(status);
-    expect(formatReply(reply)).toBe(text);
+    expect(formatAttemptReply(reply)).toBe(text);
   });
 });
 

@@ -1,7 +1,7 @@
 // Pure: what happens to one leg of one recipient after a delivery attempt.
 //
 // Exports: AttemptReply (what an attempt produced), LegOutcome, decideLeg(leg, reply, ctx), applyOutcome(leg, outcome),
-// formatReply(reply), enhancedStatus(reply), delayStatus(reply).
+// formatAttemptReply(reply), enhancedStatus(reply), delayStatus(reply).
 //   2xx                                   -> delivered
 //   4xx, timeout, connection or local error -> deferred on the retry schedule, until max-queue-lifetime
 //   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead, unless
@@ -54,7 +54,7 @@ export interface DecideContext {
   recipientHasRecord?: boolean;
 }
 
-export function formatReply(r: AttemptReply): string {
+export function formatAttemptReply(r: AttemptReply): string {
   const text = r.text.replace(/[\r\n]+/g, ' ').trim();
   switch (r.kind) {
     case 'smtp':
@@ -77,7 +77,7 @@ export function delayStatus(r: AttemptReply): string {
 /** The RFC 3463 status of a reply: its enhanced code when it has one, else derived from the reply class. */
 export function enhancedStatus(r: AttemptReply): string {
   if (r.kind === 'smtp') {
-    const m = /^\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(formatReply(r));
+    const m = /^\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(formatAttemptReply(r));
     if (m) return `${m[1]}.${m[2]}.${m[3]}`;
     if (r.code >= 500) return '5.0.0';
     if (r.code >= 400) return '4.0.0';
@@ -87,7 +87,7 @@ export function enhancedStatus(r: AttemptReply): string {
 }
 
 export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext): LegOutcome {
-  const text = formatReply(reply);
+  const text = formatAttemptReply(reply);
   const suppress =
     leg.leg.role === 'copy' && leg.leg.bounces === 'Suppress' && ctx.recipientHasRecord !== false;
   const final = (status: string, expired: boolean, why: string): LegOutcome =>

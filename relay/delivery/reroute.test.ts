@@ -89,6 +89,7 @@ describe('rerouteState', () => {
         verdict: 'reject',
         recipient: 'bob@example.com',
         reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
+        reason: 'RelayDenied',
         legs: [],
       } satisfies DeliveryPlan,
       reason: 'the current routing does not accept bob@example.com: 554 5.7.1 relay access denied',

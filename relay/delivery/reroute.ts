@@ -7,7 +7,7 @@
 // plan has and the message did not have are not added. A leg stays as it is (and is listed as unchanged, with why)
 // when the new plan refuses the recipient, has no leg of its role, or is the same leg.
 import type { DeliveryPlan, Leg } from '../../routing/model.ts';
-import type { LegState, SpoolState } from '../spool/types.ts';
+import { isOpenLeg, type LegState, type SpoolState } from '../spool/types.ts';
 
 export interface RerouteChange {
   index: number;
@@ -23,8 +23,6 @@ export interface RerouteResult {
   changed: RerouteChange[];
   unchanged: { index: number; recipient: string; role: Leg['role']; reason: string }[];
 }
-
-const OPEN: ReadonlySet<LegState['state']> = new Set(['pending', 'deferred']);
 
 const describe = (l: Leg): string => `${l.server.name} <${l.recipient}>`;
 
@@ -59,7 +57,7 @@ export function rerouteState(
   const changed: RerouteChange[] = [];
   const unchanged: RerouteResult['unchanged'] = [];
   const legs = state.legs.map((l, index): LegState => {
-    if (!OPEN.has(l.state)) return l;
+    if (!isOpenLeg(l)) return l;
     const base = { index, recipient: l.recipient, role: l.leg.role };
     if (skip.has(index)) {
       unchanged.push({ ...base, reason: 'an attempt is in flight' });

@@ -12,9 +12,9 @@
 // Exports: Results (one per engine), MessageResults / newMessageResults() (the per-message batch the engine keeps),
 // PendingResult, Written, LegFinal.
 import type { Logger } from 'pino';
-import type { LegState, Spool, SpoolState } from '../spool/types.ts';
+import { isFinalLeg, type LegState, type Spool, type SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
-import { isFinalLeg, type AttemptResult, type Job } from './attempt.ts';
+import type { AttemptResult, Job } from './attempt.ts';
 import { applyOutcome, decideLeg, type LegOutcome } from './outcome.ts';
 import type { TimerHandle, Timers } from './scheduler.ts';
 

@@ -2,7 +2,7 @@
 // The relay refuses new transactions while shutting down and without a routing table, an unsafe sender (553 5.1.7,
 // senderProblem: the check the spool applies to senders it reads back), and a non-ASCII (UTF-8) sender address
 // without the SMTPUTF8 parameter (553 5.6.7, RFC 6531 §3.4).
-import { senderProblem } from '../../routing/address.ts';
+import { isNonAscii, senderProblem } from '../../routing/address.ts';
 import { ACCEPT, REPLIES, type Verdict } from './verdict.ts';
 
 export interface MailFacts {
@@ -15,12 +15,6 @@ export interface MailFacts {
   routingLoaded: boolean;
   /** The SMTPUTF8 parameter was given on this MAIL FROM. */
   smtputf8: boolean;
-}
-
-/** True when an address has a byte outside US-ASCII (an RFC 6531 address, which needs SMTPUTF8). */
-export function isNonAscii(address: string): boolean {
-  // eslint-disable-next-line no-control-regex
-  return /[^\x00-\x7f]/.test(address);
 }
 
 export function decideMail(f: MailFacts): Verdict {

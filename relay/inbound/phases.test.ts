@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { toSmtpError } from './adapter.ts';
 import { ConnectionCounter, GreetingGate, decideConnect, workerShare } from './connect.ts';
 import { protocolName, receivedHeader, rfc5322Date, sanitizeHelo } from './helo.ts';
-import { decideMail, isNonAscii } from './mail.ts';
-import { domainOf } from '../../routing/address.ts';
-import { normalizeRecipient } from './rcpt.ts';
+import { decideMail } from './mail.ts';
+import { domainOf, isNonAscii } from '../../routing/address.ts';
+import type { RefusalReason } from '../../routing/model.ts';
+import { normalizeRecipient, reasonOf } from './rcpt.ts';
 import { factOfReply } from './verify.ts';
 import { REPLIES } from './verdict.ts';
 
@@ -165,5 +166,19 @@ describe('mail and rcpt phases', () => {
     expect(factOfReply(550)).toBe('absent');
     expect(factOfReply(450)).toBe('unknown');
     expect(factOfReply(421)).toBe('unknown');
+  });
+});
+
+describe("reasonOf: the rejection label comes from the plan's reason, not from its reply", () => {
+  const reply = { code: 554, enhanced: '5.7.1', text: 'relay access denied' };
+  it.each([
+    ['reject', 'RelayDenied', 'RelayDenied'],
+    ['reject', 'UnknownRecipient', 'UnknownRecipient'],
+    // the same 5.7.1 reply with another reason is not counted as relay denied
+    ['reject', 'BadSyntax', 'RecipientRejected'],
+    ['tempfail', 'NoPolicy', 'RecipientDeferred'],
+    ['tempfail', 'VerificationUnavailable', 'RecipientDeferred'],
+  ] as const)('%s %s -> %s', (verdict, reason: RefusalReason, label) => {
+    expect(reasonOf({ verdict, recipient: 'a@b.example', reply, reason, legs: [] })).toBe(label);
   });
 });

@@ -10,8 +10,7 @@ import type {
 } from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
-import { asciiDomain, domainOf } from '../../routing/address.ts';
-import { isNonAscii } from './mail.ts';
+import { asciiDomain, domainOf, isNonAscii } from '../../routing/address.ts';
 import type { Verifier } from './verify.ts';
 
 /** What the RCPT phase needs from the routing core, bound to one routing revision. */
@@ -40,10 +39,9 @@ export type { Verifier };
 
 export type RcptDecision = { verdict: 'accept'; accepted: AcceptedRecipient; revision: string } | Refusal;
 
-/** The reason label of a refusal that came from the routing core, by its enhanced code. */
+/** The reason label (the rejection metric's) of a refusal that came from the routing core. */
 export function reasonOf(plan: Exclude<DeliveryPlan, { verdict: 'accept' }>): string {
-  if (plan.reply.enhanced === '5.7.1') return 'RelayDenied';
-  if (plan.reply.enhanced === '5.1.1') return 'UnknownRecipient';
+  if (plan.reason === 'RelayDenied' || plan.reason === 'UnknownRecipient') return plan.reason;
   return plan.verdict === 'reject' ? 'RecipientRejected' : 'RecipientDeferred';
 }
 

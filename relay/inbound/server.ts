@@ -34,7 +34,8 @@ import {
   type SessionFacts,
   type SlowClientPolicy,
 } from './slow.ts';
-import { REPLIES, formatReply, reject, tempfail, type Verdict } from './verdict.ts';
+import { REPLIES, reject, tempfail, type Verdict } from './verdict.ts';
+import { formatReply } from '../../routing/resolve.ts';
 import { safeDelay } from '../../routing/timer.ts';
 import { UnknownRecipientLimiter, countsAsUnknown, tooManyUnknownRecipients } from './unknown-limit.ts';
 

@@ -83,7 +83,3 @@ export const REPLIES = {
   dataTimeout: () => tempfail('DataTimeout', 421, '4.4.2', 'DATA phase took too long, closing connection'),
   connectionLost: () => tempfail('ConnectionLost', 421, '4.4.2', 'Connection lost'),
 } as const;
-
-export function formatReply(reply: Reply): string {
-  return `${reply.code} ${reply.enhanced} ${reply.text}`;
-}

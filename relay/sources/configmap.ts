@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ServerTimedWatch, type WatchTimingOptions } from '../../lib/kube-watch.ts';
-import { errMessage } from '../cluster/heartbeat.ts';
+import { errMessage } from '../../lib/errors.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import { checkRoutingTable } from './file.ts';
 import {

@@ -6,7 +6,7 @@
 //   list + watch of the one Secret (list-watch.ts) ──> parse ──> onCredentials(map)
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ServerTimedWatch, type WatchTimingOptions } from '../../lib/kube-watch.ts';
-import { errMessage } from '../cluster/heartbeat.ts';
+import { errMessage } from '../../lib/errors.ts';
 import { parseCredentialsData, type Credentials } from '../../contract/credentials-secret.ts';
 import { createTimers, startListWatch, watchNamed, type SourceLogger } from './list-watch.ts';
 

@@ -57,7 +57,15 @@ export interface SpoolWriter {
 export const LEG_STATE_NAMES = ['pending', 'deferred', 'delivered', 'failed', 'suppressed'] as const;
 export type LegStateName = (typeof LEG_STATE_NAMES)[number];
 
-export const FINAL_LEG_STATES: readonly LegStateName[] = ['delivered', 'failed', 'suppressed'] as const;
+/** pending or deferred: the leg is still to be delivered; the other three states are final. */
+export function isOpenLeg(leg: Pick<LegState, 'state'>): boolean {
+  return leg.state === 'pending' || leg.state === 'deferred';
+}
+
+/** delivered, failed or suppressed: the leg is done (its DSN may still be owed). */
+export function isFinalLeg(leg: Pick<LegState, 'state'>): boolean {
+  return !isOpenLeg(leg);
+}
 
 /** One (envelope recipient, leg) pair of a message and where its delivery stands. */
 export interface LegState {

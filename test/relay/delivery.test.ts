@@ -89,6 +89,7 @@ async function harness(
           verdict: 'reject',
           recipient: rcpt,
           reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
+          reason: 'RelayDenied',
           legs: [],
         };
 

@@ -13,6 +13,7 @@ export function routeNowhere(recipient: string): DeliveryPlan {
     verdict: 'reject',
     recipient,
     reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
+    reason: 'RelayDenied',
     legs: [],
   };
 }

@@ -3,7 +3,8 @@ import type { ObjectRef } from '../../../routing/model.ts';
 import { domainClaim, mailDomain, syntheticObjects } from '../../../routing/test-fixtures.ts';
 import type { CompileNotice } from '../../../routing/compile.ts';
 import type { DomainClaim } from '../../../routing/types.ts';
-import { objectKey, RevisionHistory, RoutingController, RoutingState } from './controller.ts';
+import { RevisionHistory, RoutingController, RoutingState } from './controller.ts';
+import { objectKey } from '../../../routing/parse.ts';
 
 const ref = (kind: ObjectRef['kind'], name: string, generation: number): ObjectRef => ({
   kind,

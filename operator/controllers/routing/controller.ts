@@ -4,6 +4,7 @@
 // It keeps the compile result (issues, which generation of each object is in which revision) for the status
 // controllers, and garbage-collects shards of revisions no fresh relay serves any more.
 
+import { objectKey } from '../../../routing/parse.ts';
 import type { OwnerReference } from '../../../contract/owner.ts';
 import type { CompileIssue, ObjectRef, RoutingTable } from '../../../routing/model.ts';
 import { compile, type CompileNotice, type CompileResult } from '../../../routing/compile.ts';
@@ -20,10 +21,6 @@ import type { ReconcileOutcome } from '../../kube/workqueue.ts';
 import type { Logger } from '../../kube/supervisor.ts';
 
 export const ROUTING_QUEUE_KEY = 'routing';
-
-export function objectKey(kind: string, namespace: string, name: string): string {
-  return `${kind}/${namespace}/${name}`;
-}
 
 /** Which generation of each object each recent revision holds (relays may serve an older revision). */
 export class RevisionHistory {

@@ -1,0 +1,16 @@
+// One line about an error, for logs and status messages.
+
+/** The first line of the message; for an ApiException of @kubernetes/client-node, with the Status message from its body. */
+export function errMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const body = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      const status = JSON.parse(body) as { message?: unknown };
+      if (typeof status.message === 'string') return `${err.message.split('\n')[0] ?? ''}: ${status.message}`;
+    } catch {
+      // not JSON: fall through
+    }
+  }
+  return err.message.split('\n')[0] ?? err.message;
+}
