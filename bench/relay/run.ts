@@ -87,7 +87,19 @@ function versions(tmp: string): Record<string, string> {
   }
   const commit = sh('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']);
   const dirty =
-    sh('git', ['-C', repoRoot, 'status', '--porcelain', '--', 'relay', 'routing', 'cli', 'patches']) === ''
+    sh('git', [
+      '-C',
+      repoRoot,
+      'status',
+      '--porcelain',
+      '--',
+      'relay',
+      'routing',
+      'cli',
+      'contract',
+      'lib',
+      'patches',
+    ]) === ''
       ? ''
       : '+dirty';
   return {
@@ -109,6 +121,8 @@ function snapshotSources(tmp: string): string {
   for (const entry of [
     'bin',
     'cli',
+    'contract',
+    'lib',
     'relay',
     'routing',
     'operator',
