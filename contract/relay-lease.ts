@@ -3,6 +3,7 @@
 //
 //   coordination.k8s.io/v1 Lease mailroute-relay-<pod name>, in the operator namespace
 //     metadata.annotations: mailroute.io/revision=<revision the relay serves>,
+//                           mailroute.io/parity=<the relay's parity counters; contract/relay-parity.ts>,
 //                           mailroute.io/ready=true|false (false: starting or draining; not counted),
 //                           mailroute.io/smtp=<host:port other relays reach its SMTP listener on; drain peers>
 //     metadata.labels: app.kubernetes.io/name=mailroute, app.kubernetes.io/component=relay
@@ -11,6 +12,7 @@
 // A Lease is fresh while now - renewTime <= leaseDurationSeconds (30 s when unset); stale ones count as gone.
 // The operator counts relays that are fresh and not marked ready=false (a Lease without the annotation counts).
 
+import { PARITY_ANNOTATION } from './relay-parity.ts';
 import type { OwnerReference } from './owner.ts';
 import { REVISION_ANNOTATION } from './routing-configmap.ts';
 
@@ -94,6 +96,8 @@ export interface HeartbeatState {
   smtp: string | undefined;
   /** metadata.ownerReferences (the release's owner ConfigMap), kept on every write; empty or undefined: none. */
   owners?: readonly OwnerReference[];
+  /** The parity report (contract/relay-parity.ts encodeParity), annotation mailroute.io/parity; undefined: none. */
+  parity?: string;
 }
 
 /** The Lease body as written (create or replace). `resourceVersion` makes replace a compare-and-swap. */
@@ -131,6 +135,7 @@ export function buildLease(
   const annotations: Record<string, string> = { [READY_ANNOTATION]: String(state.ready) };
   if (state.revision !== undefined) annotations[REVISION_ANNOTATION] = state.revision;
   if (state.smtp !== undefined) annotations[SMTP_ANNOTATION] = state.smtp;
+  if (state.parity !== undefined) annotations[PARITY_ANNOTATION] = state.parity;
   return {
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',

@@ -39,6 +39,7 @@ import {
 import { createDeliveryPolicyController } from './controllers/deliverypolicy/controller.ts';
 import { createMailDomainController } from './controllers/maildomain/controller.ts';
 import { ObjectStatusController, PLURALS, statusKey } from './controllers/object-status.ts';
+import { decodeParity, mergeParity, PARITY_ANNOTATION, type ParityReport } from '../contract/relay-parity.ts';
 import { ROUTING_QUEUE_KEY, RoutingController, RoutingState } from './controllers/routing/controller.ts';
 import { CredentialsController } from './controllers/credentials/controller.ts';
 import { readCredentials, type SecretLookup } from '../contract/credentials-secret.ts';
@@ -96,6 +97,9 @@ export class OperatorManager {
   /** Conflict notices already sent as Warning Events (kind/namespace/name/uid: message), so each is sent once. */
   private noticesSent = new Set<string>();
   private relaySignature = '';
+  private paritySignature = '';
+  /** The fresh relays' parity reports, summed (updateParity). */
+  private parity: ParityReport = { policies: {}, testRecipients: {}, dropped: 0 };
   private expectedSignature = '-';
   private relayRevisions = new Map<string, string | undefined>();
   private staleTimer: NodeJS.Timeout | undefined;
@@ -306,10 +310,12 @@ export class OperatorManager {
         ...common,
         get: getter<DeliveryPolicy>('DeliveryPolicy'),
         mailDomain: getter<MailDomain>('MailDomain'),
+        parity: () => this.parity,
       }) as unknown as ObjectStatusController<MailrouteObject>,
       TestRecipient: createTestRecipientController({
         ...common,
         get: getter<TestRecipient>('TestRecipient'),
+        parity: () => this.parity,
       }) as unknown as ObjectStatusController<MailrouteObject>,
     };
 
@@ -464,8 +470,37 @@ export class OperatorManager {
     this.noticesSent = sent;
   }
 
+  /**
+   * The relays' parity reports (annotation mailroute.io/parity of the fresh relay Leases), summed; recomputed when an
+   * annotation changes, and then every DeliveryPolicy and TestRecipient status is looked at again.
+   */
+  private updateParity(): void {
+    const now = this.now();
+    const texts: string[] = [];
+    for (const l of this.informers.Lease.list() as LeaseLike[]) {
+      if (!isRelayLease(l) || !readHeartbeat(l, now).fresh) continue;
+      const t = l.metadata?.annotations?.[PARITY_ANNOTATION];
+      if (t !== undefined) texts.push(`${l.metadata?.name ?? ''}=${t}`);
+    }
+    const sig = texts.sort().join('\n');
+    if (sig === this.paritySignature) return;
+    this.paritySignature = sig;
+    this.parity = mergeParity(
+      texts.flatMap((t) => {
+        const r = decodeParity(t.slice(t.indexOf('=') + 1));
+        return r === undefined ? [] : [r];
+      }),
+    );
+    for (const kind of ['DeliveryPolicy', 'TestRecipient'] as const) {
+      for (const o of this.informers[kind].list() as { metadata?: { namespace?: string; name?: string } }[]) {
+        this.queues[kind].add(statusKey(o.metadata?.namespace ?? '', o.metadata?.name ?? ''));
+      }
+    }
+  }
+
   /** Enqueue every status when the set of fresh relays or the revision one of them serves changed. */
   private onRelaysMaybeChanged(): void {
+    this.updateParity();
     const relays = this.relays();
     this.d.metrics.relaysFresh.set(relays.length);
     const expected = this.expectedRelays();

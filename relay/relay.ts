@@ -18,6 +18,7 @@ import { createInbound, type Inbound } from './inbound/server.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
 import { startTransitionTimer } from './transitions.ts';
+import { createParityTracker } from './telemetry/parity.ts';
 import { createRouter } from './inbound/router.ts';
 import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
@@ -223,6 +224,8 @@ async function startRelay(
     const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
     return Promise.resolve(c ? { user: c.username, pass: c.password } : undefined);
   };
+  // Parity while dual: primaries and copies per policy and TestRecipient (metrics, heartbeat Lease, /queue/stats).
+  const parity = createParityTracker(metrics);
   const delivery = startDelivery({
     spool,
     connectionShare: share,
@@ -239,6 +242,9 @@ async function startRelay(
     // How to reach a leg's server: the table served now, at every attempt (relay/delivery/server-lookup.ts).
     serverFor: (leg) => lookupServer(snapshot?.table, leg),
     replan: (recipient) => route(recipient),
+    onLegFinal: (f) => parity.settled(f.queueId, f.index, f.legs),
+    onMessageRead: (id, legs) => parity.loaded(id, legs),
+    onMessageGone: (id) => parity.forget(id),
     // DSNs: a managed sender domain goes through its policy; any other through its MX or --dsn-relay.
     route: (sender) =>
       dsnRoute(sender, {
@@ -259,7 +265,13 @@ async function startRelay(
   const writer: SpoolWriter = {
     async accept(meta, body) {
       const r = await spool.accept(meta, body);
-      if (r.ok) delivery.notify(r.id);
+      if (r.ok) {
+        parity.accepted(
+          r.id,
+          meta.recipients.flatMap((x) => x.legs),
+        );
+        delivery.notify(r.id);
+      }
       return r;
     },
   };
@@ -377,6 +389,7 @@ async function startRelay(
           logger,
           tokenFile: adminTokenPath(config.spoolDir),
           lookup: (leg) => lookupServer(snapshot?.table, leg),
+          parity: () => parity.report(),
         }),
       );
   resources.opened('admin', () => admin.close());
@@ -413,6 +426,7 @@ async function startRelay(
       clusterId: config.clusterId,
       revision: router?.revision,
       lookup: (host) => resolver.addresses(host),
+      parity: () => parity.report(),
     });
   }
 

@@ -340,6 +340,36 @@ export const mailDomainStatusSchema = {
   },
 } as const;
 
+/** status.parity of a DeliveryPolicy and a TestRecipient: the relays' parity counters, summed by the operator. */
+const parityStatus = {
+  type: 'object',
+  description:
+    "Parity while dual, summed over the relays with a fresh heartbeat (each relay counts since it started): legs of record delivered, copies delivered, suppressed and pending, and the 95th percentile of the copy lag (copy delivered minus its leg of record delivered). Written by the operator from the relays' heartbeat Leases; absent until a relay has reported a leg.",
+  properties: {
+    primaryDelivered: {
+      type: 'integer',
+      format: 'int64',
+      minimum: 0,
+      description: 'Legs of record delivered.',
+    },
+    copiesDelivered: { type: 'integer', format: 'int64', minimum: 0, description: 'Copy legs delivered.' },
+    copiesSuppressed: {
+      type: 'integer',
+      format: 'int64',
+      minimum: 0,
+      description:
+        'Copy legs that ended undelivered: refused (5xx), expired in the queue, or bounced (bounces Notify). The relay metric mailroute_parity_legs_total has the reasons.',
+    },
+    copiesPending: { type: 'integer', format: 'int64', minimum: 0, description: 'Copy legs not final yet.' },
+    lagP95: {
+      type: 'string',
+      maxLength: 16,
+      description:
+        'The 95th percentile of the copy lag, as the histogram bucket it falls in: "<= 5s", "<= 15m", "> 24h".',
+    },
+  },
+} as const;
+
 // ---------------------------------------------------------------------------------------------------------------
 // DeliveryPolicy
 
@@ -525,6 +555,7 @@ export const deliveryPolicyStatusSchema = {
       description:
         'When the routing of this policy next changes by the clock (the end of the stage in force). Absent when nothing is scheduled.',
     },
+    parity: parityStatus,
   },
 } as const;
 
@@ -557,7 +588,7 @@ export const testRecipientSpecSchema = {
 
 export const testRecipientStatusSchema = {
   type: 'object',
-  properties: { observedGeneration, conditions },
+  properties: { observedGeneration, conditions, parity: parityStatus },
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -737,6 +768,18 @@ export const CRD_DEFINITIONS = {
       { name: 'Address', type: 'string', jsonPath: '.spec.address' },
       { name: 'Policy', type: 'string', jsonPath: '.spec.policyRef.name' },
       { name: 'Active', type: 'string', jsonPath: '.status.conditions[?(@.type=="Active")].status' },
+      {
+        name: 'Copies',
+        type: 'integer',
+        description: 'Copies delivered (status.parity.copiesDelivered, summed over the relays).',
+        jsonPath: '.status.parity.copiesDelivered',
+      },
+      {
+        name: 'Lag',
+        type: 'string',
+        description: 'The 95th percentile of the copy lag (status.parity.lagP95).',
+        jsonPath: '.status.parity.lagP95',
+      },
       ready,
       age,
       {

@@ -156,6 +156,13 @@ interface LegBase {
   domain?: string;
   /** Envelope recipient after rewriting (copyRecipientDomain, forwardTo). */
   recipient: string;
+  /**
+   * "namespace/name" of the DeliveryPolicy whose plan made this leg: the relay's parity counters are kept per policy.
+   * Absent on DSN legs to unmanaged domains and in spool files written before this field existed.
+   */
+  policy?: string;
+  /** "namespace/name" of the active TestRecipient the plan was made for, when there was one (parity per test user). */
+  testRecipient?: string;
 }
 
 /** The leg of record (role primary): its failure always bounces to the sender. */

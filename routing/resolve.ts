@@ -45,6 +45,8 @@ interface TestRecipientEntry {
   keepPrimaryCopy: boolean;
   /** ms since the epoch; undefined: never expires. */
   expiresAtMs: number | undefined;
+  /** "namespace/name" of the TestRecipient object. */
+  source: string;
 }
 
 /** One routing state of a domain: the policy's own fields, or one stage's. */
@@ -86,6 +88,7 @@ export function buildIndex(table: RoutingTable): RoutingIndex {
       testRecipients.set(address.toLowerCase(), {
         forwardTo: tr.forwardTo,
         defaulted: tr.forwardToDefaulted === true,
+        source: `${tr.source.namespace}/${tr.source.name}`,
         keepPrimaryCopy: tr.keepPrimaryCopy,
         expiresAtMs: ms === undefined || Number.isNaN(ms) ? undefined : ms,
       });
@@ -164,13 +167,21 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   if (r.mode === undefined || primary === undefined)
     return tempfail(parsed.address, noPolicyReply(parsed.domain), 'NoPolicy');
   const { address, key, local } = parsed;
-  // Every accepted plan names its leg of record first; the type makes a plan of copies alone impossible.
-  const accept = (record: RecordLeg, ...copies: CopyLeg[]): DeliveryPlan => ({
-    verdict: 'accept',
-    recipient: address,
-    domain,
-    legs: [record, ...copies],
-  });
+  // Every accepted plan names its leg of record first; the type makes a plan of copies alone impossible. Each leg
+  // names the policy (and the active TestRecipient) it was planned for: the relay counts parity by them.
+  const policy =
+    d.route.policy === undefined ? undefined : `${d.route.policy.namespace}/${d.route.policy.name}`;
+  const accept = (record: RecordLeg, ...copies: CopyLeg[]): DeliveryPlan => {
+    if (policy === undefined)
+      return { verdict: 'accept', recipient: address, domain, legs: [record, ...copies] };
+    const tag = activeTr === undefined ? { policy } : { policy, testRecipient: activeTr.source };
+    return {
+      verdict: 'accept',
+      recipient: address,
+      domain,
+      legs: [{ ...record, ...tag }, ...copies.map((c) => ({ ...c, ...tag }))],
+    };
+  };
   const primaryLeg = () => recordLeg(domain, primary, address);
   // The address a leg to the secondary carries: a Dual copy goes to copyRecipientDomain when set; Split sends the
   // recipient's own address.

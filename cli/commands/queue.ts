@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { adminTokenPath, readAdminToken } from '../../relay/admin/token.ts';
 import type { LegView, MessageView, QueueListView } from '../../relay/admin/view.ts';
+import type { ParityView } from '../../contract/relay-parity.ts';
 
 export interface QueueIo {
   stdout: (s: string) => void;
@@ -22,10 +23,12 @@ const defaultIo: QueueIo = {
   now: () => new Date(),
 };
 
-export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|flush|reroute ID|--all|delete ID> [--admin HOST:PORT] [--spool DIR] [-o json]
+export const QUEUE_USAGE = `usage: mailroute queue <list|show ID|stats|flush|reroute ID|--all|delete ID> [--admin HOST:PORT] [--spool DIR] [-o json]
 
   list          every queued message, one line per recipient with the state of each leg
   show ID       one message: every leg with attempts, next attempt and last reply
+  stats         queue counts, and parity while dual: per DeliveryPolicy and TestRecipient, primaries delivered,
+                copies delivered, suppressed (by reason) and pending, and the p95 copy lag
   flush         retry every deferred leg now
   reroute ID    re-plan the message's open legs with the current routing table (delivered legs stay delivered)
   reroute --all the same for every queued message
@@ -48,6 +51,50 @@ export function formatAge(ms: number): string {
   const h = Math.floor(m / 60);
   if (h < 48) return `${h}h${String(m % 60).padStart(2, '0')}m`;
   return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, '0')}h`;
+}
+
+/** GET /queue/stats: the engine's DeliveryStats and the parity counters. */
+export interface StatsView {
+  messages: number;
+  pending: number;
+  deferred: number;
+  oldestAgeSeconds: number;
+  parity?: ParityView;
+}
+
+/** `mailroute queue stats`: the queue in one line, then one parity line per policy and per TestRecipient. */
+export function renderStats(v: StatsView): string {
+  const lines = [
+    `messages ${v.messages} (pending ${v.pending}, deferred ${v.deferred}), oldest ${formatAge(v.oldestAgeSeconds * 1000)}`,
+  ];
+  const rows: string[][] = [];
+  const row = (what: string, name: string, p: ParityView['policies'][string]): void => {
+    const reasons = Object.entries(p.suppressedBy)
+      .map(([r, n]) => `${r} ${n}`)
+      .join(', ');
+    rows.push([
+      what,
+      name,
+      String(p.primaryDelivered),
+      String(p.copiesDelivered),
+      p.copiesSuppressed === 0 ? '0' : `${p.copiesSuppressed} (${reasons})`,
+      String(p.copiesPending),
+      p.lagP95 ?? '-',
+    ]);
+  };
+  for (const [name, p] of Object.entries(v.parity?.policies ?? {})) row('DeliveryPolicy', name, p);
+  for (const [name, p] of Object.entries(v.parity?.testRecipients ?? {})) row('TestRecipient', name, p);
+  if (rows.length === 0) return `${lines[0]}\nparity: no copies yet\n`;
+  const header = ['KIND', 'NAME', 'PRIMARY', 'COPIES', 'SUPPRESSED', 'PENDING', 'LAG P95'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)) + 2);
+  for (const r of [header, ...rows])
+    lines.push(
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('')
+        .trimEnd(),
+    );
+  return `${lines.join('\n')}\n`;
 }
 
 function pad(s: string, n: number): string {
@@ -179,7 +226,7 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
   const json = values.output === 'json';
   const all = values.all === true;
   const needsId = sub === 'show' || sub === 'delete' || (sub === 'reroute' && !all);
-  if (sub === undefined || !['list', 'show', 'flush', 'reroute', 'delete'].includes(sub)) {
+  if (sub === undefined || !['list', 'show', 'stats', 'flush', 'reroute', 'delete'].includes(sub)) {
     io.stderr(
       `mailroute queue: ${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\n${QUEUE_USAGE}`,
     );
@@ -263,6 +310,13 @@ export async function run(argv: string[], io: QueueIo = defaultIo): Promise<numb
       if (!r) return 1;
       if (r.status !== 200) return fail(r);
       io.stdout(json ? JSON.stringify(r.body, null, 2) + '\n' : renderMessage(r.body as MessageView, now));
+      return 0;
+    }
+    case 'stats': {
+      const r = await call('GET', '/queue/stats');
+      if (!r) return 1;
+      if (r.status !== 200) return fail(r);
+      io.stdout(json ? JSON.stringify(r.body, null, 2) + '\n' : renderStats(r.body as StatsView));
       return 0;
     }
     case 'flush': {

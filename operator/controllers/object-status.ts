@@ -5,6 +5,7 @@
 
 import type { Kind } from '../../routing/model.ts';
 import { API_VERSION } from '../../routing/model.ts';
+import { canonicalJson } from '../../routing/canonical.ts';
 import type { MailrouteObject } from '../../routing/types.ts';
 import { setConditions, type StatusLike } from '../kube/conditions.ts';
 import type { EventRecorder } from '../kube/ssa.ts';
@@ -44,20 +45,28 @@ export interface StatusControllerDeps<O extends MailrouteObject> {
   fields?: (obj: O, now: Date) => StatusFields;
 }
 
-/** Plain string status fields (see StatusControllerDeps.fields). */
-export type StatusFields = Readonly<Record<string, string | undefined>>;
+/** Status fields besides the conditions (see StatusControllerDeps.fields): strings, or small objects (parity). */
+export type StatusFields = Readonly<Record<string, string | Readonly<Record<string, unknown>> | undefined>>;
 
 /** The defined fields of `fields`, and whether they differ from what `status` holds now. */
 export function statusFieldsUpdate(
   status: unknown,
   fields: StatusFields,
-): { fields: Record<string, string>; changed: boolean } {
+): { fields: Record<string, unknown>; changed: boolean } {
   const current = typeof status === 'object' && status !== null ? (status as Record<string, unknown>) : {};
-  const out: Record<string, string> = {};
+  const out: Record<string, unknown> = {};
   let changed = false;
+  // Objects are compared as canonical JSON: the API server returns their keys in its own order.
+  const same = (a: unknown, b: unknown): boolean =>
+    a === b ||
+    (typeof a === 'object' &&
+      typeof b === 'object' &&
+      a !== null &&
+      b !== null &&
+      canonicalJson(a) === canonicalJson(b));
   for (const [k, v] of Object.entries(fields)) {
     if (v !== undefined) out[k] = v;
-    if (current[k] !== v) changed = true;
+    if (!same(current[k], v)) changed = true;
   }
   return { fields: out, changed };
 }

@@ -31,6 +31,7 @@ describe('policyStatusFields', () => {
       scope,
       stage: undefined,
       nextTransition: undefined,
+      parity: undefined,
     });
   });
 
@@ -45,7 +46,7 @@ describe('policyStatusFields', () => {
       nextTransition: undefined,
     });
     // listed, so that a write removes them
-    expect(Object.keys(f)).toEqual(['domain', 'mode', 'scope', 'stage', 'nextTransition']);
+    expect(Object.keys(f)).toEqual(['domain', 'mode', 'scope', 'stage', 'nextTransition', 'parity']);
   });
 
   const staged = dp({

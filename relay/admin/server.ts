@@ -19,6 +19,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { parityView, type ParityReport } from '../../contract/relay-parity.ts';
 import type { DeliveryEngine, DeliveryStats } from '../delivery/engine.ts';
 import type { RerouteResult } from '../delivery/reroute.ts';
 import type { ServerLookup } from '../delivery/server-lookup.ts';
@@ -46,6 +47,8 @@ export interface AdminServerOptions {
   lookup?: (leg: LegState) => ServerLookup;
   /** Default number of messages GET /queue lists (at most MAX_PAGE). */
   maxList?: number;
+  /** The parity counters (relay/telemetry/parity.ts), shown by GET /queue/stats. */
+  parity?: () => ParityReport;
 }
 
 export interface AdminServer {
@@ -140,7 +143,11 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
     if (arg === 'stats') {
       if (method !== 'GET') return send(res, 405, { error: `${method} /queue/stats: use GET` });
-      return send(res, 200, await engine.stats());
+      const parity = opts.parity?.();
+      return send(res, 200, {
+        ...(await engine.stats()),
+        ...(parity !== undefined ? { parity: parityView(parity) } : {}),
+      });
     }
     if (!isQueueId(arg))
       return send(res, 400, { error: `queue id: ${JSON.stringify(arg)} is not a queue id` });

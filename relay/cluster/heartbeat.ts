@@ -115,6 +115,8 @@ export interface HeartbeatOptions {
   /** Default 10 s. */
   renewMs?: number;
   now?: () => Date;
+  /** The parity annotation's value, read at every renewal (so the operator sees counts at most 10 s old). */
+  parity?: () => string | undefined;
 }
 
 export interface Heartbeat {
@@ -166,6 +168,7 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
       await owners;
       owners = undefined;
     }
+    if (opts.parity !== undefined) state.parity = opts.parity();
     for (let attempt = 0; attempt < 3; attempt++) {
       if (known === undefined) {
         known = await api.read(state.namespace, name);

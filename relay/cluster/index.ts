@@ -11,6 +11,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { Spool } from '../spool/types.ts';
 import { handoffTransportFactory, type HandoffTransportFactory } from './handoff-transport.ts';
 import { drainQueue, type DrainReport } from './drain.ts';
+import { encodeParity, type ParityReport } from '../../contract/relay-parity.ts';
 import { leaseApi, startHeartbeat, type ClusterLogger, type Heartbeat, type LeaseApi } from './heartbeat.ts';
 import { parseStaticPeers, type Peer } from './peers.ts';
 
@@ -85,6 +86,8 @@ export interface ClusterModeOptions {
   transport?: HandoffTransportFactory;
   /** DNS for --peers names; default node:dns lookup with all: true. */
   lookup?: LookupAll;
+  /** The parity counters, reported in the heartbeat Lease (annotation mailroute.io/parity). */
+  parity?: () => ParityReport;
 }
 
 export interface ClusterMode {
@@ -137,9 +140,11 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
       })();
     const owner = s.ownerConfigMap;
     const namespace = s.namespace;
+    const parity = opts.parity;
     heartbeat = startHeartbeat({
       api,
       logger: log,
+      ...(parity !== undefined ? { parity: () => encodeParity(parity()) } : {}),
       ...(owner !== undefined && api.configMapUid !== undefined
         ? {
             owners: async () => {

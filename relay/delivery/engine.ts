@@ -96,6 +96,10 @@ export interface DeliveryOptions {
   replan?: (recipient: string) => DeliveryPlan;
   /** Told of every leg an attempt made final, once its state is durable (results.ts). */
   onLegFinal?: (final: LegFinal) => void;
+  /** Told when a message's state is read to deliver it (its open legs): the parity counters' pending copies. */
+  onMessageRead?: (id: string, legs: readonly LegState[]) => void;
+  /** Told when the engine lets go of a message (complete, deleted or quarantined). */
+  onMessageGone?: (id: string) => void;
 }
 
 export interface DeliveryStats {
@@ -268,6 +272,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const drop = (id: string): void => {
     queue.drop(id);
     scheduler.forget(id);
+    opts.onMessageGone?.(id);
   };
 
   const look = async (id: string): Promise<void> => {
@@ -282,6 +287,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       return;
     }
     const state = loaded.state;
+    opts.onMessageRead?.(id, state.legs);
     e.receivedAt = Date.parse(state.meta.receivedAt) || e.receivedAt;
     const force = e.force;
     e.force = false;

@@ -57,6 +57,10 @@ export interface LegFinal {
   queueId: string;
   /** The leg state as written. */
   leg: LegState;
+  /** Its index in the message's legs. */
+  index: number;
+  /** Every leg of the message as written (the parity counters pair a copy with its leg of record). */
+  legs: readonly LegState[];
   outcome: Extract<LegOutcome, { state: 'delivered' | 'failed' | 'suppressed' }>;
   /** The server (name) and host:port the reply came from ('' when nothing was contacted). */
   server: string;
@@ -146,7 +150,14 @@ export class Results {
     const d = this.d;
     if (d.closed()) return; // after stop(): the attempt is repeated at the next start
     const now = d.clock();
-    const outcomes: { r: PendingResult; leg: LegState; after: LegState; outcome: LegOutcome }[] = [];
+    const outcomes: {
+      r: PendingResult;
+      leg: LegState;
+      after: LegState;
+      outcome: LegOutcome;
+      index: number;
+    }[] = [];
+    let written: readonly LegState[] = [];
     const indexes = new Set(batch.flatMap((r) => r.job.indexes));
     let state: SpoolState | null | undefined;
     let writeFailed = false;
@@ -178,9 +189,10 @@ export class Results {
             });
             const after = applyOutcome(leg, outcome, now, r.serverLabel);
             legs[i] = after;
-            outcomes.push({ r, leg, after, outcome });
+            outcomes.push({ r, leg, after, outcome, index: i });
           }
         }
+        written = legs;
         // The last open legs just became final and no DSN is owed: remove the message instead of rewriting it.
         const othersInFlight = [...m.inflight].some((i) => !indexes.has(i));
         removal = !othersInFlight && !d.stopped() && legs.every((l) => isFinalLeg(l) && !l.dsnPending);
@@ -195,7 +207,7 @@ export class Results {
       writeFailed = true;
       d.log.error({ err, queueId: id }, 'delivery: could not record the result of an attempt');
     }
-    for (const { r, leg, after, outcome } of outcomes) {
+    for (const { r, leg, after, outcome, index } of outcomes) {
       d.metrics.deliveries.inc({ server: r.job.server.name, leg: r.job.role, result: outcome.metric });
       d.log.info(
         {
@@ -215,7 +227,15 @@ export class Results {
       );
       if (!writeFailed && state !== undefined && outcome.state !== 'deferred' && d.onLegFinal) {
         try {
-          d.onLegFinal({ queueId: id, leg: after, outcome, server: r.job.server.name, host: r.serverLabel });
+          d.onLegFinal({
+            queueId: id,
+            leg: after,
+            index,
+            legs: written,
+            outcome,
+            server: r.job.server.name,
+            host: r.serverLabel,
+          });
         } catch (err) {
           d.log.error({ err, queueId: id }, 'delivery: onLegFinal observer failed');
         }

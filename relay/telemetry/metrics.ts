@@ -1,5 +1,6 @@
 // The one place that names the relay's Prometheus metrics (docs/design.md §4). No label ever carries a recipient address.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LAG_BUCKETS_SECONDS } from '../../contract/relay-parity.ts';
 
 export interface RelayMetrics {
   registry: Registry;
@@ -36,6 +37,16 @@ export interface RelayMetrics {
   /** Connections not made because the destination policy denies every address of the host; use: delivery|callout
    * (delivery includes DSNs). The attempt is deferred (deliveries_total result="deferred"). */
   destinationsDenied: Counter<'use'>;
+  /**
+   * Parity while dual (relay/telemetry/parity.ts), per DeliveryPolicy and TestRecipient ("namespace/name"; '' for a
+   * recipient that is none): final legs; leg primary|copy, result delivered|suppressed, reason (suppressed copies)
+   * rejected|expired|bounced.
+   */
+  parityLegs: Counter<'policy' | 'test_recipient' | 'leg' | 'result' | 'reason'>;
+  /** Copy legs not final yet. */
+  parityCopiesPending: Gauge<'policy' | 'test_recipient'>;
+  /** Copy delivered minus its leg of record delivered (same message and recipient), seconds. */
+  parityCopyLag: Histogram<'policy' | 'test_recipient'>;
 }
 
 export function createRelayMetrics(registry: Registry = new Registry(), defaults = true): RelayMetrics {
@@ -145,6 +156,25 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       name: 'mailroute_callout_connections_total',
       help: 'Recipient-verification connections opened (each is reused for several callouts)',
       labelNames: ['server'],
+      registers,
+    }),
+    parityLegs: new Counter({
+      name: 'mailroute_parity_legs_total',
+      help: 'Final legs per DeliveryPolicy and TestRecipient: leg primary|copy, result delivered|suppressed, reason of a suppressed copy (rejected, expired, bounced)',
+      labelNames: ['policy', 'test_recipient', 'leg', 'result', 'reason'],
+      registers,
+    }),
+    parityCopiesPending: new Gauge({
+      name: 'mailroute_parity_copies_pending',
+      help: 'Copy legs not final yet, per DeliveryPolicy and TestRecipient',
+      labelNames: ['policy', 'test_recipient'],
+      registers,
+    }),
+    parityCopyLag: new Histogram({
+      name: 'mailroute_parity_copy_lag_seconds',
+      help: 'Time from the delivery of a leg of record to the delivery of its copy, per DeliveryPolicy and TestRecipient',
+      labelNames: ['policy', 'test_recipient'],
+      buckets: [...LAG_BUCKETS_SECONDS],
       registers,
     }),
     destinationsDenied: new Counter({

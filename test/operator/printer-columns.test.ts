@@ -190,10 +190,19 @@ spec: {domainRef: {name: down}, mode: Direct, primary: gone}
 
     it('TestRecipient: -o wide adds FORWARDTO, KEEPPRIMARYCOPY and EXPIRES', async () => {
       const plain = await kubectl('get', 'tr', '-n', NS);
-      expect(headerOf(plain)).toEqual(['NAME', 'ADDRESS', 'POLICY', 'ACTIVE', 'READY', 'AGE']);
+      expect(headerOf(plain)).toEqual([
+        'NAME',
+        'ADDRESS',
+        'POLICY',
+        'ACTIVE',
+        'COPIES',
+        'LAG',
+        'READY',
+        'AGE',
+      ]);
       const wide = await kubectl('get', 'tr', '-n', NS, '-o', 'wide');
       expect(headerOf(wide)).toEqual([
-        ...['NAME', 'ADDRESS', 'POLICY', 'ACTIVE', 'READY', 'AGE'],
+        ...['NAME', 'ADDRESS', 'POLICY', 'ACTIVE', 'COPIES', 'LAG', 'READY', 'AGE'],
         ...['FORWARDTO', 'KEEPPRIMARYCOPY', 'EXPIRES'],
       ]);
       expect(

@@ -147,6 +147,8 @@ export async function heartbeat(
   pod: string,
   revision: string | undefined,
   renewTime = new Date(),
+  /** More annotations, e.g. the parity report (contract/relay-parity.ts). */
+  extra: Record<string, string> = {},
 ): Promise<void> {
   const name = relayLeaseName(pod);
   const path = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
@@ -159,7 +161,7 @@ export async function heartbeat(
       name,
       namespace,
       labels: { ...RELAY_COMPONENT_LABELS },
-      annotations: revision === undefined ? {} : { [REVISION_ANNOTATION]: revision },
+      annotations: { ...(revision === undefined ? {} : { [REVISION_ANNOTATION]: revision }), ...extra },
     },
     spec: { holderIdentity: pod, leaseDurationSeconds: 30, renewTime: microTime(renewTime.getTime()) },
   };

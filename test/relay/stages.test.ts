@@ -49,17 +49,21 @@ describe('dated stages in the relay', () => {
   let oldPeer: SmtpPeer;
   let newPeer: SmtpPeer;
   let r: InProcessRelay;
-  // Far enough ahead for the first message to be accepted under the trial stage on a loaded machine.
-  const untilMs = Date.now() + 4000;
-  const until = new Date(untilMs).toISOString();
+  let untilMs = 0;
 
   beforeAll(async () => {
     oldPeer = await startSmtpPeer('old');
     newPeer = await startSmtpPeer('new');
     r = await startRelay({
       'domain.yaml': domainYaml(oldPeer.port, newPeer.port),
-      'policy.yaml': stagedPolicy(until),
+      'policy.yaml': dualPolicy,
     });
+    // The schedule is written once the relay runs, so a slow start cannot eat into the trial stage: far enough
+    // ahead for the first message to be accepted under it on a loaded machine.
+    const before = r.relay.revision();
+    untilMs = Date.now() + 6000;
+    await writeFile(join(r.manifests, 'policy.yaml'), stagedPolicy(new Date(untilMs).toISOString()));
+    await waitFor(() => r.relay.revision() !== before, { what: 'the staged policy being served' });
   });
   afterAll(async () => {
     await r?.close();

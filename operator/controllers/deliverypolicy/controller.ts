@@ -6,6 +6,7 @@
 
 import { nextInstant, stageAt } from '../../../routing/schedule.ts';
 import type { DeliveryPolicy, MailDomain } from '../../../routing/types.ts';
+import { parityStatus, type ParityCounts, type ParityReport } from '../../../contract/relay-parity.ts';
 import { ObjectStatusController, type StatusControllerDeps, type StatusFields } from '../object-status.ts';
 
 /**
@@ -18,6 +19,7 @@ export function policyStatusFields(
   dp: DeliveryPolicy,
   domain: MailDomain | undefined,
   now: Date,
+  parity?: ParityCounts,
 ): StatusFields {
   const stages = dp.spec.stages ?? [];
   const inForce = stageAt(stages, now);
@@ -33,6 +35,8 @@ export function policyStatusFields(
     )
       ?.toISOString()
       .replace(/\.000Z$/, 'Z'),
+    // The relays' counters for this policy (contract/relay-parity.ts); absent until a relay has reported a leg.
+    parity: parity === undefined ? undefined : { ...parityStatus(parity) },
   };
 }
 
@@ -40,13 +44,20 @@ export function createDeliveryPolicyController(
   deps: Omit<StatusControllerDeps<DeliveryPolicy>, 'kind' | 'extra' | 'fields'> & {
     /** A MailDomain from the cache. */
     mailDomain: (namespace: string, name: string) => MailDomain | undefined;
+    /** The parity counters summed over the fresh relays. */
+    parity: () => ParityReport;
   },
 ): ObjectStatusController<DeliveryPolicy> {
   return new ObjectStatusController<DeliveryPolicy>({
     ...deps,
     kind: 'DeliveryPolicy',
     fields: (dp, now) =>
-      policyStatusFields(dp, deps.mailDomain(dp.metadata.namespace, dp.spec.domainRef.name), now),
+      policyStatusFields(
+        dp,
+        deps.mailDomain(dp.metadata.namespace, dp.spec.domainRef.name),
+        now,
+        deps.parity().policies[`${dp.metadata.namespace}/${dp.metadata.name}`],
+      ),
     extra: (dp) => ({ transitions: (dp.spec.stages ?? []).map((s) => s.until) }),
   });
 }
