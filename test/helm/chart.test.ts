@@ -693,6 +693,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteRelaysNotProgrammed',
         'MailrouteOperatorNotLeader',
         'MailrouteRelayHeartbeatMissing',
+        'MailrouteCopiesFallingBehind',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');
@@ -707,6 +708,9 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
       'mailroute_queue_messages',
       'mailroute_queue_oldest_seconds',
       'mailroute_deliveries_total',
+      'mailroute_parity_copies_pending',
+      'mailroute_parity_copy_lag_seconds',
+      'mailroute_parity_legs_total',
     ]) {
       expect(usedNames).toContain(n);
     }
