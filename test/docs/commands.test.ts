@@ -203,7 +203,7 @@ function runMailroute(args: string[], cmd: Command, ws: Workspace): Verdict {
         : { how: 'failed', detail: `operator: ${p.ok === false ? p.error : 'help'}` };
     }
     case 'queue':
-      return ['list', 'show', 'flush', 'delete'].includes(rest[0] ?? '')
+      return ['list', 'show', 'stats', 'flush', 'reroute', 'delete'].includes(rest[0] ?? '')
         ? { how: 'checked', detail: `queue ${rest[0]!}` }
         : { how: 'failed', detail: `unknown queue subcommand ${rest[0] ?? '(none)'}` };
     case 'probe':
