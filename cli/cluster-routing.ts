@@ -12,7 +12,7 @@ import {
 } from '../contract/routing-configmap.ts';
 import { parseTableJson } from '../relay/sources/configmap.ts';
 
-export const DEFAULT_ROUTING_NAMESPACE = 'mailroute-system';
+const DEFAULT_ROUTING_NAMESPACE = 'mailroute-system';
 
 export interface ClusterTarget {
   kubeconfig?: string;
@@ -58,7 +58,7 @@ function errText(err: unknown): string {
 }
 
 /** The KubeConfig the command uses: --kubeconfig or the default chain, switched to --context. */
-export function loadKubeConfig(target: Pick<ClusterTarget, 'kubeconfig' | 'context'>): KubeConfig | string {
+function loadKubeConfig(target: Pick<ClusterTarget, 'kubeconfig' | 'context'>): KubeConfig | string {
   const kc = new KubeConfig();
   try {
     if (target.kubeconfig !== undefined) kc.loadFromFile(target.kubeconfig);
@@ -79,7 +79,7 @@ export function loadKubeConfig(target: Pick<ClusterTarget, 'kubeconfig' | 'conte
 }
 
 /** Decodes a fetched routing ConfigMap into its table; `getShard` fetches a shard ConfigMap (undefined: absent). */
-export async function tableFromConfigMap(
+async function tableFromConfigMap(
   cm: ConfigMapLike,
   where: string,
   getShard: (name: string) => Promise<ConfigMapLike | undefined>,

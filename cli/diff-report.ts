@@ -41,7 +41,7 @@ function fieldText(f: FieldChange): string {
 }
 
 /** The legs of a plan on one line: "primary google -> a@x (Notify), copy zoho -> a@y (Suppress)". */
-export function legsText(p: PlanJson): string {
+function legsText(p: PlanJson): string {
   if (p.verdict !== 'accept') return `${p.verdict} (${p.reply})`;
   return p.legs.map((l) => `${l.role} ${l.server} -> ${l.recipient} (${l.bounces})`).join(', ');
 }

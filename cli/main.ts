@@ -31,7 +31,7 @@ const commands: Record<string, Command> = {
   },
 };
 
-export function usage(): string {
+function usage(): string {
   const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`);
   return `usage: mailroute <command> [flags]\n\ncommands:\n${lines.join('\n')}\n`;
 }

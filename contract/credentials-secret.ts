@@ -77,7 +77,7 @@ export interface CredentialsData {
   skipped: { secret: SecretKey; reason: string }[];
 }
 
-export function dataKey(secret: SecretKey, field: 'username' | 'password'): string {
+function dataKey(secret: SecretKey, field: 'username' | 'password'): string {
   const i = secret.indexOf('/');
   return `${secret.slice(0, i)}.${secret.slice(i + 1)}.${field}`;
 }

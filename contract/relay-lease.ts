@@ -16,8 +16,8 @@ import { PARITY_ANNOTATION } from './relay-parity.ts';
 import type { OwnerReference } from './owner.ts';
 import { REVISION_ANNOTATION } from './routing-configmap.ts';
 
-export const RELAY_LEASE_PREFIX = 'mailroute-relay-';
-export const RELAY_LEASE_DURATION_SECONDS = 30;
+const RELAY_LEASE_PREFIX = 'mailroute-relay-';
+const RELAY_LEASE_DURATION_SECONDS = 30;
 export const READY_ANNOTATION = 'mailroute.io/ready';
 export const SMTP_ANNOTATION = 'mailroute.io/smtp';
 export const RELAY_RENEW_INTERVAL_SECONDS = 10;
@@ -122,7 +122,7 @@ export interface LeaseBody {
 }
 
 /** metav1.MicroTime wire format. @kubernetes/client-node would send a Date with milliseconds, which is refused. */
-export function microTime(d: Date): string {
+function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 

@@ -28,24 +28,24 @@ export const ROUTING_CONFIGMAP = 'mailroute-routing';
 export const ROUTING_JSON_KEY = 'routing.json';
 export const INDEX_KEY = 'index.json';
 export const REVISION_KEY = 'revision';
-export const SHARD_KEY = 'shard';
+const SHARD_KEY = 'shard';
 export const REVISION_ANNOTATION = 'mailroute.io/revision';
-export const FORMAT_ANNOTATION = 'mailroute.io/routing-format';
-export const SHARD_ANNOTATION = 'mailroute.io/shard';
+const FORMAT_ANNOTATION = 'mailroute.io/routing-format';
+const SHARD_ANNOTATION = 'mailroute.io/shard';
 export const SHARD_LABEL = 'mailroute.io/routing-shard';
-export const REVISION_PREFIX_LABEL = 'mailroute.io/revision-prefix';
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const FIELD_MANAGER = 'mailroute-operator';
-export const INDEX_FORMAT = 'mailroute.io/routing-index/v1';
+const REVISION_PREFIX_LABEL = 'mailroute.io/revision-prefix';
+const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+const FIELD_MANAGER = 'mailroute-operator';
+const INDEX_FORMAT = 'mailroute.io/routing-index/v1';
 
 /** Largest canonical JSON kept inline in mailroute-routing (ConfigMaps hold at most 1 MiB). */
-export const DEFAULT_INLINE_MAX_BYTES = 900 * 1024;
+const DEFAULT_INLINE_MAX_BYTES = 900 * 1024;
 /** Raw bytes per shard; base64 in the API request makes it ~4/3 of that, still below 1 MiB. */
-export const DEFAULT_SHARD_MAX_BYTES = 700 * 1024;
+const DEFAULT_SHARD_MAX_BYTES = 700 * 1024;
 
-export type RoutingFormat = 'inline' | 'sharded';
+type RoutingFormat = 'inline' | 'sharded';
 
-export interface ShardRef {
+interface ShardRef {
   name: string;
   /** sha256 hex of this shard's raw bytes */
   sha256: string;
@@ -99,7 +99,7 @@ export interface EncodedRouting {
   shards: (ConfigMapLike & { metadata: { name: string; namespace: string } })[];
 }
 
-export function shardName(base: string, revision: string, n: number): string {
+function shardName(base: string, revision: string, n: number): string {
   return `${base}-${revision.slice(0, 8)}-${n}`;
 }
 

@@ -23,11 +23,11 @@ import type {
 import { setTimeout as delay } from 'node:timers/promises';
 
 /** Shortest server-side watch duration by default: each watch asks for [300, 600) s, as client-go's reflector. */
-export const WATCH_TIMEOUT_MIN_SECONDS = 300;
+const WATCH_TIMEOUT_MIN_SECONDS = 300;
 /** How much longer than the longest server-side duration the client waits in silence before calling a watch dead. */
-export const CLIENT_TIMEOUT_MARGIN_MS = 30_000;
+const CLIENT_TIMEOUT_MARGIN_MS = 30_000;
 /** A watch that the server closed after at least this long was healthy: watch again at once. */
-export const HEALTHY_WATCH_MS = 1_000;
+const HEALTHY_WATCH_MS = 1_000;
 
 /** The server-side duration of one watch: [min, 2·min) seconds, whole. Pure. */
 export function watchTimeoutSeconds(minSeconds: number, random: () => number): number {

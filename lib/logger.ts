@@ -6,7 +6,7 @@
 import { writeSync } from 'node:fs';
 import { pino, stdTimeFunctions, type Logger } from 'pino';
 
-export const LOG_FORMATS = ['json', 'pretty'] as const;
+const LOG_FORMATS = ['json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export function isLogFormat(v: string): v is LogFormat {

@@ -30,7 +30,7 @@ export const DEFAULT_MANIFEST_LIMITS: Readonly<ManifestLimits> = Object.freeze({
 });
 
 /** "4 MiB", "512 KiB", "17 bytes" */
-export function formatBytes(n: number): string {
+function formatBytes(n: number): string {
   if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
   if (n >= 1024 * 1024) return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
   if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
@@ -133,7 +133,7 @@ export interface Compiled {
   issueLines: string[];
 }
 
-export function formatIssue(issue: CompileIssue, origins: ReadonlyMap<string, string>): string {
+function formatIssue(issue: CompileIssue, origins: ReadonlyMap<string, string>): string {
   const file = origins.get(objectKey(issue.kind, issue.namespace, issue.name)) ?? '(input)';
   return `${file}: ${objectName(issue.kind, issue.namespace, issue.name)}: ${issue.field}: ${issue.message} (${issue.reason})`;
 }

@@ -35,7 +35,7 @@ export interface OperatorConfig {
   destinations: DestinationPolicy;
 }
 
-export const OPERATOR_FLAGS = {
+const OPERATOR_FLAGS = {
   namespace: {
     type: 'string',
     help: "the operator's namespace (routing ConfigMap, leases); default POD_NAMESPACE, else mailroute-system",
@@ -104,7 +104,7 @@ export type ConfigResult =
   | { ok: false; error: string }
   | { ok: 'help'; text: string };
 
-export function helpText(): string {
+function helpText(): string {
   return flagUsage('usage: mailroute operator [flags]', OPERATOR_FLAGS);
 }
 

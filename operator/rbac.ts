@@ -24,7 +24,7 @@ export interface RbacOptions {
 }
 
 /** Cluster-wide: the mailroute.io objects in every namespace, their status, Events on them. */
-export const CLUSTER_RULES: readonly PolicyRule[] = [
+const CLUSTER_RULES: readonly PolicyRule[] = [
   {
     apiGroups: ['mailroute.io'],
     resources: ['maildomains', 'deliverypolicies', 'testrecipients'],
@@ -52,7 +52,7 @@ export const CLUSTER_RULES: readonly PolicyRule[] = [
 ];
 
 /** Secrets: cluster-wide, or (with --secret-namespaces) one RoleBinding per namespace to this ClusterRole. */
-export const SECRET_RULES: readonly PolicyRule[] = [
+const SECRET_RULES: readonly PolicyRule[] = [
   {
     apiGroups: [''],
     resources: ['secrets'],

@@ -19,7 +19,7 @@ export type RoutingSourceConfig =
   /** fallbackFile: the same ConfigMap mounted as a volume (--routing-file with --configmap), read while the API is down. */
   | { kind: 'configmap'; namespace: string; name: string; fallbackFile?: string };
 
-export const BARE_LF_MODES = ['reject', 'normalize'] as const;
+const BARE_LF_MODES = ['reject', 'normalize'] as const;
 export type BareLfMode = (typeof BARE_LF_MODES)[number];
 
 export interface RelayConfig {
@@ -91,7 +91,7 @@ export interface RelayConfig {
 }
 
 /** Every flag of `mailroute relay`; the README table is generated from the same list (docs/relay.md). */
-export const RELAY_FLAGS = {
+const RELAY_FLAGS = {
   manifests: {
     type: 'string',
     help: 'folder of MailDomain/DeliveryPolicy/TestRecipient/Secret YAML; compiled and watched',
@@ -279,7 +279,7 @@ export const RELAY_FLAGS = {
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
 
-export type RelayFlag = keyof typeof RELAY_FLAGS;
+type RelayFlag = keyof typeof RELAY_FLAGS;
 
 export type ConfigResult =
   { ok: true; config: Readonly<RelayConfig> } | { ok: false; error: string } | { ok: 'help' };

@@ -10,7 +10,7 @@
 import { isIP } from 'node:net';
 import { promises as dns } from 'node:dns';
 
-export interface MxRecord {
+interface MxRecord {
   exchange: string;
   priority: number;
 }

@@ -15,7 +15,7 @@ import { safeDelay } from '../routing/timer.ts';
 type GcFn = (opts?: { type?: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void;
 
 /** The gc() function, exposed at run time (no --expose-gc needed on the command line). */
-export function exposeGc(): GcFn | undefined {
+function exposeGc(): GcFn | undefined {
   try {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as unknown;

@@ -16,7 +16,7 @@ export interface TransitionTimer {
 }
 
 /** policy ("namespace/name") -> the stage in force, for every domain whose policy has stages. */
-export function stagesInForce(table: RoutingTable, now: Date): Map<string, string> {
+function stagesInForce(table: RoutingTable, now: Date): Map<string, string> {
   const out = new Map<string, string>();
   for (const route of Object.values(table.domains)) {
     if (route.policy === undefined || route.stages === undefined) continue;

@@ -32,7 +32,7 @@ import { safeDelay } from '../routing/timer.ts';
 import { createLogger } from '../lib/logger.ts';
 
 /** Calls the primary makes to a worker. */
-export type WorkerCall =
+type WorkerCall =
   | { op: 'list' }
   | { op: 'load'; id: string }
   | { op: 'remove'; id: string }

@@ -32,8 +32,8 @@ const DOMAIN_NAME =
   /^[A-Za-z0-9\u0080-\uFFFF]([-A-Za-z0-9\u0080-\uFFFF]{0,61}[A-Za-z0-9\u0080-\uFFFF])?(\.[A-Za-z0-9\u0080-\uFFFF]([-A-Za-z0-9\u0080-\uFFFF]{0,61}[A-Za-z0-9\u0080-\uFFFF])?)*$/;
 const ADDRESS_LITERAL = /^\[[A-Za-z0-9:.-]+\]$/;
 
-export const MAX_ADDRESS_LENGTH = 254;
-export const MAX_LOCAL_LENGTH = 64;
+const MAX_ADDRESS_LENGTH = 254;
+const MAX_LOCAL_LENGTH = 64;
 
 function fail(reason: string): ParsedAddress {
   return { ok: false, reason };
@@ -122,7 +122,7 @@ export function domainOf(address: string): string {
 // eslint-disable-next-line no-control-regex
 const UNSAFE_SENDER_CHAR = /[\x00-\x20\x7f-\x9f<>\u200b\u2060\ufeff]/;
 /** RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, so no path can be longer. */
-export const MAX_SENDER_LENGTH = 512;
+const MAX_SENDER_LENGTH = 512;
 
 /**
  * Why an envelope sender (MAIL FROM, '' for <>) cannot be relayed, or undefined when it can. Looser than

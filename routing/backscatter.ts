@@ -10,7 +10,7 @@ export interface RecipientChecks {
   rejectUnknownRecipients?: boolean | undefined;
 }
 
-export const BACKSCATTER_MESSAGE =
+const BACKSCATTER_MESSAGE =
   'accepts mail for any local part: with no accounts, no recipientVerification and no rejectUnknownRecipients, mail to a mailbox the primary does not have is accepted, and its 550 sends a DSN to a sender that may be forged (backscatter)';
 
 function hasAccounts(a: RecipientChecks['accounts']): boolean {

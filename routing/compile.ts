@@ -44,7 +44,7 @@ export const Reasons = {
   /** A domain (spec.domain, copyRecipientDomain, forwardTo) that no DomainClaim grants to the object's namespace. */
   NotPermitted: 'NotPermitted',
 } as const;
-export type Reason = (typeof Reasons)[keyof typeof Reasons];
+type Reason = (typeof Reasons)[keyof typeof Reasons];
 
 /**
  * Something the winner of a conflict should hear about (a Warning Event in a cluster): another object, possibly in a
@@ -78,7 +78,7 @@ function identity(o: Obj): string {
   return `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`;
 }
 
-export function objectRef(o: Obj): ObjectRef {
+function objectRef(o: Obj): ObjectRef {
   // keys in sorted order (see canonicalJson's fast path)
   return {
     generation: o.metadata.generation ?? 0,
@@ -94,7 +94,7 @@ function created(o: Obj): number {
 }
 
 /** Oldest creationTimestamp first (objects without one last), ties broken by namespace then name. */
-export function byAge(a: Obj, b: Obj): number {
+function byAge(a: Obj, b: Obj): number {
   const ta = created(a);
   const tb = created(b);
   if (ta !== tb) return ta < tb ? -1 : 1;

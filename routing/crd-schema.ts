@@ -17,14 +17,14 @@ export const ADDRESS =
   "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)+$";
 /** CEL: a domain written in Unicode (U-labels) is refused with a message that names the form to use. */
 export const IDN_RULE = "self.matches('^[ -~]*$')";
-export const IDN_MESSAGE =
+const IDN_MESSAGE =
   'an internationalised domain must be written in its A-label (punycode) form, e.g. xn--mnchen-3ya.example for münchen.example (`mailroute check` prints the A-label)';
 /** A Go-style duration made of s, m and h units, e.g. 90s, 15m, 1h30m. */
 export const DURATION = '^([0-9]{1,6}(s|m|h))+$';
 
-export const MAX_SERVERS = 16;
-export const MAX_ACCOUNT_ENTRIES = 16;
-export const MAX_ADDRESSES_PER_ACCOUNT_ENTRY = 5000;
+const MAX_SERVERS = 16;
+const MAX_ACCOUNT_ENTRIES = 16;
+const MAX_ADDRESSES_PER_ACCOUNT_ENTRY = 5000;
 
 const objectRef = (what: string) =>
   ({
@@ -447,14 +447,14 @@ const routingStateProperties = {
   },
 } as const;
 
-export const MAX_STAGES = 8;
+const MAX_STAGES = 8;
 /** CEL: stage ends strictly increasing (a date-time field is a CEL timestamp). */
 export const STAGES_ORDER_RULE =
   '!has(self.stages) || (self.stages.map(s, s.until).isSorted() && self.stages.all(a, self.stages.exists_one(b, b.until == a.until)))';
 export const STAGES_ORDER_MESSAGE =
   'stages must be listed in order of until, each ending strictly after the one before (stages cannot overlap)';
 
-export const stageSchema = {
+const stageSchema = {
   type: 'object',
   description:
     "One dated stage: these routing fields are in force until `until`; then the next stage, and after the last one the policy's own fields. A stage states its whole routing (mode, primary, secondary, dual, split): nothing is inherited from the policy's own fields or from other stages. The domain (domainRef) is the policy's, for every stage.",
@@ -597,14 +597,14 @@ export const testRecipientStatusSchema = {
 /** A grant pattern: `*` (any domain), `*.corp.test` (any subdomain of corp.test, not corp.test itself) or a domain. */
 export const DOMAIN_PATTERN =
   '^\\*$|^(\\*\\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$';
-export const MAX_GRANT_DOMAINS = 256;
-export const MAX_GRANT_NAMESPACES = 256;
+const MAX_GRANT_DOMAINS = 256;
+const MAX_GRANT_NAMESPACES = 256;
 /**
  * The shape of a CIDR or a bare address (IPv4 a.b.c.d[/n], IPv6 x:y::z[/n]); routing/destinations.ts parseCidr is the
  * full check (offline validation and the compiler use it; a Kubernetes before 1.31 has no CEL isCIDR).
  */
 export const CIDR_PATTERN = '^([0-9]{1,3}(\\.[0-9]{1,3}){3}|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)(/[0-9]{1,3})?$';
-export const MAX_GRANT_CIDRS = 64;
+const MAX_GRANT_CIDRS = 64;
 
 const cidrList = (description: string) =>
   ({

@@ -2,7 +2,7 @@
 // scripts/gen-crds.ts writes them to crds/; routing/crds.test.ts fails when crds/ differs from this output.
 import { stringify } from 'yaml';
 import { CRD_DEFINITIONS } from './crd-schema.ts';
-import { CRD_KINDS, GROUP, VERSION, type CrdKind } from './model.ts';
+import { GROUP, VERSION, type CrdKind } from './model.ts';
 
 export function crdFileName(kind: CrdKind): string {
   return `${GROUP}_${CRD_DEFINITIONS[kind].plural}.yaml`;
@@ -56,10 +56,6 @@ export function buildCrd(kind: CrdKind): Record<string, unknown> {
       ],
     },
   };
-}
-
-export function buildCrds(): Record<string, unknown>[] {
-  return CRD_KINDS.map(buildCrd);
 }
 
 const HEADER =

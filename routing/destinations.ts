@@ -53,7 +53,7 @@ export const NOT_PERMITTED = 'not permitted by the destination policy';
  * addresses, multicast and reserved ranges. The cluster's pod and service ranges are not knowable here: the admin
  * adds them (chart value destinations.deny).
  */
-export const CLUSTER_DEFAULT_DENY: readonly string[] = Object.freeze([
+const CLUSTER_DEFAULT_DENY: readonly string[] = Object.freeze([
   '0.0.0.0/8', // "this network"; 0.0.0.0 connects to the local host
   '127.0.0.0/8', // loopback
   '169.254.0.0/16', // link-local, including 169.254.169.254 (AWS, GCP, Azure, OpenStack metadata)
@@ -204,7 +204,7 @@ export function destinationPolicy(lists: {
  * Link-local and metadata addresses: a grant's allow never re-permits them (the relay's or the operator's cloud
  * credentials live behind them). --allow-destinations still can: that is the admin's global word.
  */
-export const NEVER_GRANTABLE: readonly string[] = Object.freeze([
+const NEVER_GRANTABLE: readonly string[] = Object.freeze([
   '169.254.0.0/16',
   '100.100.100.200/32',
   'fe80::/10',

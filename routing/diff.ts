@@ -17,9 +17,9 @@ export interface FieldChange {
   after: DiffValue;
 }
 
-export type Change = 'added' | 'removed' | 'changed';
+type Change = 'added' | 'removed' | 'changed';
 
-export interface ServerChange {
+interface ServerChange {
   name: string;
   change: Change;
   /** Every field for added and removed servers (the other side null); the differing ones for changed servers. */
@@ -35,13 +35,13 @@ export interface TestRecipientEntry {
   expiresAt: string | null;
 }
 
-export interface TestRecipientChange {
+interface TestRecipientChange {
   address: string;
   source: string;
   fields: FieldChange[];
 }
 
-export interface AccountsChange {
+interface AccountsChange {
   server: string;
   added: string[];
   removed: string[];
@@ -240,7 +240,7 @@ function expiringOf(a: DomainRoute | undefined, nowMs: number, withinMs: number)
 }
 
 /** Compares one domain; undefined when it is the same on both sides and nothing expires soon. */
-export function diffDomain(
+function diffDomain(
   domain: string,
   b: DomainRoute | undefined,
   a: DomainRoute | undefined,

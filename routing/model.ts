@@ -10,8 +10,7 @@ export const KINDS = ['MailDomain', 'DeliveryPolicy', 'TestRecipient'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** Cluster-scoped kinds: DomainClaim grants namespaces the right to route domains (routing/grants.ts). */
-export const CLUSTER_KINDS = ['DomainClaim'] as const;
-export type ClusterKind = (typeof CLUSTER_KINDS)[number];
+const CLUSTER_KINDS = ['DomainClaim'] as const;
 
 /** Every kind with a CRD (crds/, the chart). */
 export const CRD_KINDS = [...KINDS, ...CLUSTER_KINDS] as const;

@@ -34,9 +34,9 @@ export function objectKey(kind: string, namespace: string, name: string): string
 }
 
 /** How deep a manifest may nest collections; a MailDomain needs 5 levels. */
-export const MAX_NESTING = 64;
+const MAX_NESTING = 64;
 
-export function nestingTooDeep(): string {
+function nestingTooDeep(): string {
   return `nesting too deep: a manifest may nest at most ${MAX_NESTING} levels of lists and mappings`;
 }
 
@@ -52,7 +52,7 @@ function isStackOverflow(err: unknown): boolean {
  * quoted strings and comments (the YAML parser recurses per level and would overflow the stack first). Block
  * nesting needs a line per level and is caught by the parser's own error (isStackOverflow) if ever that deep.
  */
-export function tooDeep(text: string): { line: number } | undefined {
+function tooDeep(text: string): { line: number } | undefined {
   let depth = 0;
   let line = 1;
   let quote: '"' | "'" | undefined;
@@ -94,7 +94,7 @@ export function tooDeep(text: string): { line: number } | undefined {
 }
 
 /** Whether a decoded value nests lists and mappings deeper than max (iterative: no recursion to overflow). */
-export function deeperThan(value: unknown, max: number): boolean {
+function deeperThan(value: unknown, max: number): boolean {
   const stack: [unknown, number][] = [[value, 0]];
   for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
     const [v, depth] = item;

@@ -18,7 +18,7 @@ import type {
 import { assertNever } from './model.ts';
 import { instant, stageIndexAt } from './schedule.ts';
 
-export const Replies = {
+const Replies = {
   relayDenied: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
   badSyntax: { code: 553, enhanced: '5.1.3', text: 'bad recipient address syntax' },
   unknownRecipient: { code: 550, enhanced: '5.1.1', text: 'mailbox unavailable: recipient unknown' },
@@ -30,7 +30,7 @@ export const Replies = {
   accepted: { code: 250, enhanced: '2.1.5', text: 'recipient ok' },
 } as const satisfies Record<string, Reply>;
 
-export function noPolicyReply(domain: string): Reply {
+function noPolicyReply(domain: string): Reply {
   return { code: 451, enhanced: '4.3.5', text: `no delivery policy for ${domain}` };
 }
 

@@ -63,7 +63,7 @@ export function nextInstant(times: Iterable<string | undefined>, now: Date): Dat
 }
 
 /** Every instant at which a route of `table` changes by the clock alone: stage ends and TestRecipient expiries. */
-export function* transitionTimes(table: Pick<RoutingTable, 'domains'>): Generator<string> {
+function* transitionTimes(table: Pick<RoutingTable, 'domains'>): Generator<string> {
   for (const route of Object.values(table.domains)) {
     for (const s of route.stages ?? []) yield s.until;
     for (const tr of Object.values(route.testRecipients)) if (tr.expiresAt !== undefined) yield tr.expiresAt;

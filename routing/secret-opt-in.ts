@@ -15,8 +15,6 @@ export const SMTP_AUTH_LABEL = 'mailroute.io/smtp-auth';
 export const SMTP_AUTH_LABEL_VALUE = 'true';
 /** The label selector of the operator's Secret informer. */
 export const SMTP_AUTH_SELECTOR = `${SMTP_AUTH_LABEL}=${SMTP_AUTH_LABEL_VALUE}`;
-/** A Secret type users may give their SMTP credentials; it does not replace the label. */
-export const SMTP_AUTH_SECRET_TYPE = 'mailroute.io/smtp-auth';
 
 /** What status says about a referenced Secret that is missing or has not opted in: the same words for both. */
 export const SECRET_NOT_USABLE = `not found or not permitted (a Secret is used for SMTP AUTH only with the label ${SMTP_AUTH_LABEL}: "${SMTP_AUTH_LABEL_VALUE}")`;

@@ -4,7 +4,7 @@ import { validateObject } from './validate.ts';
 
 type Meta = { name: string; namespace?: string; creationTimestamp?: string; generation?: number };
 
-export function validated<T extends MailrouteObject | DomainClaim>(raw: unknown): T {
+function validated<T extends MailrouteObject | DomainClaim>(raw: unknown): T {
   const r = validateObject(raw);
   if (!r.ok)
     throw new Error(`fixture is invalid: ${r.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`);

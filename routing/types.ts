@@ -30,7 +30,7 @@ type ObjectFrom<P, R> = Simplify<
 >;
 
 /** The subset of JSON Schema our CRDs use: object/properties/required, array/items, string (enum), integer, boolean. */
-export type FromSchema<S> = S extends { enum: readonly (infer E)[] }
+type FromSchema<S> = S extends { enum: readonly (infer E)[] }
   ? E
   : S extends { type: 'string' }
     ? string
@@ -45,17 +45,16 @@ export type FromSchema<S> = S extends { enum: readonly (infer E)[] }
             : unknown;
 
 export type MailDomainSpec = FromSchema<typeof mailDomainSpecSchema>;
-export type MailDomainStatus = FromSchema<typeof mailDomainStatusSchema>;
+type MailDomainStatus = FromSchema<typeof mailDomainStatusSchema>;
 export type ServerSpec = FromSchema<typeof serverSchema>;
 export type DeliveryPolicySpec = FromSchema<typeof deliveryPolicySpecSchema>;
-export type DeliveryPolicyStatus = FromSchema<typeof deliveryPolicyStatusSchema>;
+type DeliveryPolicyStatus = FromSchema<typeof deliveryPolicyStatusSchema>;
 export type TestRecipientSpec = FromSchema<typeof testRecipientSpecSchema>;
-export type TestRecipientStatus = FromSchema<typeof testRecipientStatusSchema>;
-export type DomainClaimSpec = FromSchema<typeof domainClaimSpecSchema>;
-export type Condition = NonNullable<DeliveryPolicyStatus['conditions']>[number];
+type TestRecipientStatus = FromSchema<typeof testRecipientStatusSchema>;
+type DomainClaimSpec = FromSchema<typeof domainClaimSpecSchema>;
 
 /** The metadata fields mailroute reads. Other metadata (labels, annotations, uid, ...) is kept as is. */
-export interface ObjectMeta {
+interface ObjectMeta {
   name: string;
   /** "default" when a manifest has none. */
   namespace: string;

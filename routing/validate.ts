@@ -20,7 +20,7 @@ import { API_VERSION, CRD_KINDS, type CrdKind } from './model.ts';
 import type { ManifestObject } from './types.ts';
 
 /** One problem with one field of one object. path is like spec.servers[0].name. */
-export interface FieldError {
+interface FieldError {
   path: string;
   message: string;
 }
@@ -33,7 +33,7 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Schema = { readonly [key: string]: unknown };
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-export function isRfc3339(s: string): boolean {
+function isRfc3339(s: string): boolean {
   return RFC3339.test(s) && !Number.isNaN(Date.parse(s));
 }
 
@@ -49,7 +49,7 @@ const metadataSchema = {
 };
 
 /** The CRD schema made strict for offline use: no x-kubernetes-* keywords, unknown fields refused. */
-export function strictSchema(schema: unknown): unknown {
+function strictSchema(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(strictSchema);
   if (typeof schema !== 'object' || schema === null) return schema;
   const out: Record<string, unknown> = {};
@@ -134,7 +134,7 @@ function join(path: string, key: string): string {
  * Which form to write a domain in, when it is a valid domain in the wrong form: Unicode (U-labels) -> its A-label
  * (punycode) form; upper case -> lower case. undefined when it is no domain at all.
  */
-export function domainHint(value: string): string | undefined {
+function domainHint(value: string): string | undefined {
   const ascii = asciiDomain(value);
   if (ascii === undefined || ascii === value || !new RegExp(DOMAIN).test(ascii)) return undefined;
   // eslint-disable-next-line no-control-regex

@@ -75,7 +75,7 @@ export function statusKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-export function splitKey(key: string): [string, string] {
+function splitKey(key: string): [string, string] {
   const i = key.indexOf('/');
   return [key.slice(0, i), key.slice(i + 1)];
 }

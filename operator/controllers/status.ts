@@ -7,7 +7,7 @@ import { relayLeaseName } from '../../contract/relay-lease.ts';
 import { SECRET_NOT_USABLE } from '../../routing/secret-opt-in.ts';
 import { instant, nextInstant, stageIndexAt } from '../../routing/schedule.ts';
 
-export const ConditionTypes = {
+const ConditionTypes = {
   Accepted: 'Accepted',
   ResolvedRefs: 'ResolvedRefs',
   Programmed: 'Programmed',
@@ -18,7 +18,7 @@ export const ConditionTypes = {
 } as const;
 
 /** Condition reasons set by the operator (compile issue reasons, e.g. Conflict or PolicyNotFound, pass through). */
-export const StatusReasons = {
+const StatusReasons = {
   Accepted: 'Accepted',
   ResolvedRefs: 'ResolvedRefs',
   /** A referenced Secret is missing or does not opt in (label mailroute.io/smtp-auth: "true"); one reason for both. */
@@ -44,7 +44,6 @@ export const StatusReasons = {
   NoRecipientCheck: 'NoRecipientCheck',
   RecipientsChecked: 'RecipientsChecked',
 } as const;
-export type StatusReason = (typeof StatusReasons)[keyof typeof StatusReasons];
 
 export interface RelayView {
   name: string;
@@ -104,7 +103,7 @@ function firstIssue(
   return issues.find((i) => i.condition === condition);
 }
 
-export function programmedMessage(n: number, m: number, missing: readonly string[] = []): string {
+function programmedMessage(n: number, m: number, missing: readonly string[] = []): string {
   const base = `${n}/${m} relays programmed`;
   if (missing.length === 0) return base;
   const shown = missing.length > 3 ? [...missing.slice(0, 3), `${missing.length - 3} more`] : missing;
@@ -112,9 +111,11 @@ export function programmedMessage(n: number, m: number, missing: readonly string
 }
 
 /** Ready/total relays for one generation, and the expected relays that have no fresh heartbeat. */
-export function countProgrammed(
-  f: Pick<StatusFacts, 'relays' | 'expectedRelays' | 'generation' | 'generationIn'>,
-): { ready: number; total: number; missing: string[] } {
+function countProgrammed(f: Pick<StatusFacts, 'relays' | 'expectedRelays' | 'generation' | 'generationIn'>): {
+  ready: number;
+  total: number;
+  missing: string[];
+} {
   const serves = (r: RelayView): boolean =>
     r.revision !== undefined && f.generationIn(r.revision) === f.generation;
   if (f.expectedRelays === undefined) {

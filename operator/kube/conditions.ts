@@ -2,7 +2,7 @@
 // Pure: the caller passes the current status, the desired conditions and the clock reading; it gets back the
 // conditions to write, whether anything changed (write only then), and the transitions (to emit Events for).
 
-export type ConditionStatus = 'True' | 'False' | 'Unknown';
+type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 /** metav1.Condition */
 export interface Condition {
@@ -21,7 +21,7 @@ export interface DesiredCondition {
   message: string;
 }
 
-export interface Transition {
+interface Transition {
   type: string;
   from: ConditionStatus | undefined;
   to: ConditionStatus;
@@ -86,8 +86,4 @@ export function setConditions(
     };
   });
   return { conditions, changed, transitions };
-}
-
-export function findCondition(status: StatusLike | undefined, type: string): Partial<Condition> | undefined {
-  return status?.conditions?.find((c) => c.type === type);
 }

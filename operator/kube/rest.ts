@@ -10,7 +10,7 @@ export type ApiResult<T> =
   | { ok: true; status: number; body: T }
   | { ok: false; status: number; reason: string; message: string; body?: unknown };
 
-export interface RequestOpts {
+interface RequestOpts {
   body?: unknown;
   contentType?: string;
   query?: Record<string, string>;

@@ -3,7 +3,7 @@
 import type { ApiResult, KubeRest } from './rest.ts';
 import { APPLY_PATCH } from './rest.ts';
 
-export const OPERATOR_FIELD_MANAGER = 'mailroute-operator';
+const OPERATOR_FIELD_MANAGER = 'mailroute-operator';
 
 /** PATCH (apply) `path` with `body`; force takes over fields another manager owns (we are their owner by design). */
 export async function serverSideApply<T>(
@@ -19,7 +19,7 @@ export async function serverSideApply<T>(
   });
 }
 
-export interface InvolvedObject {
+interface InvolvedObject {
   apiVersion: string;
   kind: string;
   namespace: string;
@@ -28,7 +28,7 @@ export interface InvolvedObject {
   resourceVersion?: string;
 }
 
-export type EventType = 'Normal' | 'Warning';
+type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorder {
   event(obj: InvolvedObject, type: EventType, reason: string, message: string): Promise<void>;

@@ -14,8 +14,7 @@ export const PROBE_HEADER = 'X-Mailroute-Probe';
 
 /** accepted: 2xx to RCPT TO (and to DATA with send); deferred: 4xx; refused: 5xx; failed: no RCPT reply was had
  * (connect, TLS, AUTH or MAIL FROM failed), or the credentials could not be resolved. */
-export const ACCEPTANCE_RESULTS = ['accepted', 'deferred', 'refused', 'failed'] as const;
-export type AcceptanceResult = (typeof ACCEPTANCE_RESULTS)[number];
+export type AcceptanceResult = 'accepted' | 'deferred' | 'refused' | 'failed';
 
 export interface AcceptanceProbe {
   /** RCPT TO this address. */

@@ -28,11 +28,9 @@ import { safeDelay } from '../../routing/timer.ts';
 import type { GrantDestinations } from '../../routing/destinations.ts';
 
 export { createSmtpProbe } from './probe.ts';
-export type { Probe, ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
-export { PROBE_HEADER, type AcceptanceResult } from './acceptance.ts';
-export { CONDITION_TYPE, FIELD_MANAGER, REASONS, credentialsFromLookup } from './status.ts';
+export { credentialsFromLookup } from './status.ts';
 
-export interface PreflightLogger {
+interface PreflightLogger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   debug(obj: object, msg?: string): void;
@@ -94,7 +92,7 @@ function isNotFound(err: unknown): boolean {
 }
 
 /** The real API calls through @kubernetes/client-node. */
-export function kubeApi(kc: KubeConfig): PreflightKube {
+function kubeApi(kc: KubeConfig): PreflightKube {
   const api = kc.makeApiClient(CustomObjectsApi);
   const itemsOf = (list: unknown): unknown[] => {
     const items = (list as { items?: unknown } | undefined)?.items;
@@ -137,7 +135,7 @@ export function kubeApi(kc: KubeConfig): PreflightKube {
 }
 
 /** The same calls through the operator's own REST client (typed results; server-side apply via operator/kube/ssa.ts). */
-export function kubeRestApi(rest: KubeRest): PreflightKube {
+function kubeRestApi(rest: KubeRest): PreflightKube {
   const base = `/apis/${GROUP}/${VERSION}`;
   const items = async (path: string): Promise<unknown[]> => {
     const r = await rest.request<{ items?: unknown[] }>('GET', path);
@@ -163,7 +161,7 @@ export function kubeRestApi(rest: KubeRest): PreflightKube {
 }
 
 /** Probes one domain's servers (in parallel) and applies its status. Exported for tests. */
-export async function probeDomain(
+async function probeDomain(
   view: DomainView,
   probe: Probe,
   api: PreflightKube,

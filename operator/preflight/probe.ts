@@ -25,8 +25,7 @@ import { runAcceptance, type AcceptanceOutcome, type AcceptanceProbe } from './a
 /** none: no TLS in use for this server (mode None, or Opportunistic and not offered); offered: Opportunistic and the
  * server advertises STARTTLS; ok: the STARTTLS handshake succeeded (and the certificate verified for RequiredVerify);
  * failed: the mode requires TLS and it did not work. */
-export const TLS_REPORTS = ['none', 'offered', 'ok', 'failed'] as const;
-export type TlsReport = (typeof TLS_REPORTS)[number];
+export type TlsReport = 'none' | 'offered' | 'ok' | 'failed';
 
 export interface ProbeTarget {
   host: string;
@@ -61,7 +60,7 @@ export interface ProbeOutcome {
 
 export type Probe = (target: ProbeTarget) => Promise<ProbeOutcome>;
 
-export interface MxRecord {
+interface MxRecord {
   exchange: string;
   priority: number;
 }

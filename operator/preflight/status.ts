@@ -9,9 +9,9 @@ import type { ProbeOutcome, ProbeTarget, TlsReport } from './probe.ts';
 import type { AcceptanceResult } from './acceptance.ts';
 
 export const FIELD_MANAGER = 'mailroute-preflight';
-export const CONDITION_TYPE = 'ServersReachable';
-export const REASONS = { AllReachable: 'AllReachable', ProbeFailed: 'ProbeFailed' } as const;
-export type PreflightReason = (typeof REASONS)[keyof typeof REASONS];
+const CONDITION_TYPE = 'ServersReachable';
+const REASONS = { AllReachable: 'AllReachable', ProbeFailed: 'ProbeFailed' } as const;
+type PreflightReason = (typeof REASONS)[keyof typeof REASONS];
 
 export type { Condition };
 
@@ -29,7 +29,7 @@ export interface ServerStatus {
 }
 
 /** A server of a MailDomain as the preflight reads it: where to probe, and what the acceptance step needs. */
-export type ServerView = { name: string } & ProbeTarget & {
+type ServerView = { name: string } & ProbeTarget & {
     /** spec.servers[].authSecretRef.name (the Secret is in the MailDomain's namespace). */
     authSecretRef?: string;
     /** spec.servers[].probe.address */
@@ -181,7 +181,7 @@ export function serverPasses(s: Pick<ServerStatus, 'reachable' | 'tls' | 'accept
 }
 
 /** Why a server does not pass, for the condition message. Pure. */
-export function failureText(s: ServerStatus): string {
+function failureText(s: ServerStatus): string {
   if (!s.reachable) return `${s.name}: unreachable: ${s.message}`;
   if (s.tls === 'failed') return `${s.name}: tls failed: ${s.message}`;
   const a = s.acceptance;

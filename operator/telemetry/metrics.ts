@@ -3,8 +3,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueMetrics } from '../kube/workqueue.ts';
 
-export type ReconcileResult = 'success' | 'error' | 'requeue' | 'requeue_after';
-
 export interface OperatorMetrics {
   registry: Registry;
   reconcileTotal: Counter<'controller' | 'result'>;

@@ -53,7 +53,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export const STATE_CHANGING = new Set(['POST', 'DELETE', 'PUT', 'PATCH']);
+const STATE_CHANGING = new Set(['POST', 'DELETE', 'PUT', 'PATCH']);
 
 export function guardAdminRequest(
   req: AdminRequest,

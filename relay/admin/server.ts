@@ -30,7 +30,7 @@ import { createAdminToken } from './token.ts';
 import { messageView, type MessageView, type QueueListView } from './view.ts';
 
 /** The most messages one GET /queue returns (a page is about 1 KiB per message). */
-export const MAX_PAGE = 1000;
+const MAX_PAGE = 1000;
 
 export interface AdminServerOptions {
   listen: { host: string; port: number };

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
-export const ADMIN_TOKEN_FILE = 'admin.token';
+const ADMIN_TOKEN_FILE = 'admin.token';
 
 export function adminTokenPath(spoolDir: string): string {
   return join(spoolDir, ADMIN_TOKEN_FILE);

@@ -20,7 +20,7 @@ export interface LegView {
   dsnId?: string;
 }
 
-export interface RecipientView {
+interface RecipientView {
   recipient: string;
   /** "primary delivered, copy deferred" */
   summary: string;
@@ -49,7 +49,7 @@ export interface QueueListView {
   skipped: number;
 }
 
-export function recipientSummary(legs: LegView[]): string {
+function recipientSummary(legs: LegView[]): string {
   return legs.map((l) => `${l.role} ${l.state}`).join(', ');
 }
 

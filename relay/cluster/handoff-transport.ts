@@ -14,7 +14,7 @@ import type { AttemptReply } from '../delivery/outcome.ts';
 import { readSource, repliesFromNodemailer, type SendRequest } from '../delivery/transport.ts';
 import { LEGS_PARAM, ORIGIN_PARAM, formatLegRoles, formatOrigin, type Origin } from '../inbound/handoff.ts';
 
-export interface HandoffRequest extends SendRequest {
+interface HandoffRequest extends SendRequest {
   origin: Origin;
   /** recipient (as in `to`) -> roles of its legs still open here */
   roles: ReadonlyMap<string, readonly LegRole[]>;

@@ -5,7 +5,7 @@ import { ROUTING_CONFIGMAP } from '../../contract/routing-configmap.ts';
 import { relayLeaseName } from '../../contract/relay-lease.ts';
 import { CREDENTIALS_SECRET } from '../../contract/credentials-secret.ts';
 
-export interface RelayPolicyRule {
+interface RelayPolicyRule {
   apiGroups: string[];
   resources: string[];
   verbs: string[];
@@ -36,7 +36,7 @@ export interface RelayRbacOptions {
 }
 
 /** Rules of the relay's Role, in its namespace. */
-export function relayRules(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = {}): RelayPolicyRule[] {
+function relayRules(opts: Omit<RelayRbacOptions, 'name' | 'namespace'> = {}): RelayPolicyRule[] {
   const cm = opts.configMap ?? ROUTING_CONFIGMAP;
   const leaseNames = opts.pods?.map(relayLeaseName);
   const rules: RelayPolicyRule[] = [

@@ -9,7 +9,7 @@ export interface DsnRateLimit {
   burst: number;
 }
 
-export type TakeResult = { ok: true } | { ok: false; retryInMs: number };
+type TakeResult = { ok: true } | { ok: false; retryInMs: number };
 
 export interface DsnLimiter {
   take(domain: string, nowMs: number): TakeResult;

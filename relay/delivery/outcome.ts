@@ -70,7 +70,7 @@ export function formatAttemptReply(r: AttemptReply): string {
 }
 
 /** The RFC 3463 status a delay notice reports for a temporary reply: a 4xx reply's own, else 4.4.1 (no answer). */
-export function delayStatus(r: AttemptReply): string {
+function delayStatus(r: AttemptReply): string {
   return r.kind === 'smtp' && r.code >= 400 && r.code < 500 ? enhancedStatus(r) : '4.4.1';
 }
 

@@ -9,7 +9,7 @@
 import type { DeliveryPlan, Leg } from '../../routing/model.ts';
 import { isOpenLeg, type LegState, type SpoolState } from '../spool/types.ts';
 
-export interface RerouteChange {
+interface RerouteChange {
   index: number;
   recipient: string;
   role: Leg['role'];

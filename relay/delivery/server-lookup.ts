@@ -28,7 +28,7 @@ export type ServerLookup =
   | { ok: false; server: ServerRoute; reason: string };
 
 /** The prefix of the last reply of a leg held because its server is gone (queue show, logs). */
-export const UNROUTABLE_PREFIX = 'unroutable:';
+const UNROUTABLE_PREFIX = 'unroutable:';
 
 export function lookupServer(
   table: RoutingTable | undefined,

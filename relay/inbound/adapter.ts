@@ -21,7 +21,3 @@ export function toSmtpError(v: Verdict): SmtpReplyError | null {
       });
   }
 }
-
-export function isSmtpReplyError(err: unknown): err is SmtpReplyError {
-  return err instanceof Error && typeof (err as Partial<SmtpReplyError>).responseCode === 'number';
-}

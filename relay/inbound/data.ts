@@ -4,13 +4,12 @@
 // of the client's data is still read and discarded, and the refusal is the answer at the end of DATA.
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
-import { toSmtpError } from './adapter.ts';
 import { ContentScanner, type ContentLimits } from './content.ts';
 import { REPLIES, type Refusal } from './verdict.ts';
 import { safeDelay } from '../../routing/timer.ts';
 
 /** The body stream failed because a content check refused the message. */
-export class RefusedContent extends Error {
+class RefusedContent extends Error {
   readonly refusal: Refusal;
   constructor(refusal: Refusal) {
     super(refusal.reply.text);
@@ -18,7 +17,7 @@ export class RefusedContent extends Error {
   }
 }
 
-export class MessageGuard extends Transform {
+class MessageGuard extends Transform {
   readonly scanner: ContentScanner;
   private header: Buffer | undefined;
   private readonly onBytes: ((n: number) => void) | undefined;
@@ -131,5 +130,3 @@ export async function receiveData(source: Readable, deps: DataDeps): Promise<Dat
   if (result.storage) return isDiskFull(result.error) ? REPLIES.diskFull() : REPLIES.spoolError();
   return REPLIES.spoolError();
 }
-
-export { toSmtpError };

@@ -1,8 +1,6 @@
 // HELO/EHLO phase. smtp-server parses and validates the command itself (501 on a bad hostname); this module owns
 // what the relay does with the name: it goes into the Received: header, so it is reduced to characters that
 // cannot inject a header or break the field (no CR, LF, control characters, parentheses or semicolons).
-import type { Verdict } from './verdict.ts';
-import { ACCEPT } from './verdict.ts';
 import { traceComment } from './trace.ts';
 
 const MAX_NAME = 255;
@@ -12,12 +10,6 @@ export function sanitizeHelo(name: string | false | undefined): string {
   if (typeof name !== 'string') return 'unknown';
   const cleaned = name.replace(/[^A-Za-z0-9.\-_:[\]]/g, '').slice(0, MAX_NAME);
   return cleaned === '' ? 'unknown' : cleaned;
-}
-
-/** Nothing is refused at HELO beyond smtp-server's syntax check; kept as a phase so a policy has one place. */
-export function decideHelo(name: string): Verdict {
-  void name;
-  return ACCEPT;
 }
 
 export interface ReceivedInfo {

@@ -9,7 +9,7 @@ import type {
   ServerRoute,
 } from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
-import { REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
+import { REPLIES, reject, tempfail, type Refusal } from './verdict.ts';
 import { asciiDomain, domainOf, isNonAscii } from '../../routing/address.ts';
 import type { Verifier } from './verify.ts';
 
@@ -106,5 +106,3 @@ export async function decideRcpt(
 function freezeLeg(leg: Leg): Leg {
   return { ...leg, server: { ...leg.server } };
 }
-
-export type { Verdict };

@@ -68,7 +68,7 @@ export function sweepSession(
 }
 
 /** A session younger than this is never evicted: in a burst of new connections the table is full, not idle. */
-export const MIN_EVICTION_AGE_MS = 1000;
+const MIN_EVICTION_AGE_MS = 1000;
 
 /**
  * The session a new client may evict when the table is full: the oldest that sent no mail, is not busy, and has

@@ -9,7 +9,7 @@
 import type { Refusal } from './verdict.ts';
 import { tempfail } from './verdict.ts';
 
-export const UNKNOWN_WINDOW_MS = 10 * 60_000;
+const UNKNOWN_WINDOW_MS = 10 * 60_000;
 
 const COUNTED = new Set(['UnknownRecipient', 'RelayDenied', 'RecipientRejected']);
 

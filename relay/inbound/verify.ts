@@ -15,7 +15,7 @@ import { createDnsResolver, type DnsResolver } from '../dns.ts';
 import { createCalloutPool, type CalloutPool, type CalloutProbe } from './callout.ts';
 
 /** A verification answer: the fact, and the reply it came from (or why there is none). */
-export interface CalloutResult {
+interface CalloutResult {
   fact: MailboxFact;
   /** The server's RCPT reply ("550 5.1.1 no such user"), or what happened instead ("busy: ..."). */
   reply: string;
@@ -163,7 +163,7 @@ export interface CalloutSettings {
   now?: () => number;
 }
 
-export const CALLOUT_DEFAULTS = {
+const CALLOUT_DEFAULTS = {
   timeoutMs: 10_000,
   maxConnections: 2,
   maxQueued: 100,

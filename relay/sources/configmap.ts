@@ -70,7 +70,7 @@ export interface ConfigMapSourceOptions {
   random?: () => number;
 }
 
-export interface ConfigMapSourceStatus {
+interface ConfigMapSourceStatus {
   revision: string | undefined;
   /** Where the table being served came from. */
   from: 'api' | 'file' | undefined;

@@ -116,4 +116,4 @@ function createConfigMapRoutingSource(
   };
 }
 
-export type { RoutingSnapshot, RoutingSource } from './types.ts';
+export type { RoutingSource } from './types.ts';

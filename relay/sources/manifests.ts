@@ -14,7 +14,7 @@ import {
 import { createPolledSource, type LoadOutcome } from './polled.ts';
 import type { RoutingSource } from './types.ts';
 
-export const MANIFEST_FILE = (name: string): boolean => /\.(ya?ml|json)$/i.test(name);
+const MANIFEST_FILE = (name: string): boolean => /\.(ya?ml|json)$/i.test(name);
 
 /** Reads and compiles every manifest file under dir with the routing core's loader (the same as `mailroute check`). */
 export async function loadManifestsDir(
@@ -46,7 +46,7 @@ export async function loadManifestsDir(
 }
 
 /** Heap of the compile worker: a table too big for it fails to load (the last good one stays) instead of the relay. */
-export const COMPILE_WORKER_HEAP_MB = 1024;
+const COMPILE_WORKER_HEAP_MB = 1024;
 
 /**
  * loadManifestsDir in a worker thread (relay/sources/compile-worker.ts): parsing and compiling never block the SMTP
@@ -54,7 +54,7 @@ export const COMPILE_WORKER_HEAP_MB = 1024;
  * One worker per source, started on the first load and kept (unref'd) for the next; restarted after it died.
  * loadedAt is stamped with the caller's clock.
  */
-export function createCompileWorker(): {
+function createCompileWorker(): {
   load(dir: string, clock: () => Date, limits: ManifestLimits): Promise<LoadOutcome>;
   close(): Promise<void>;
 } {

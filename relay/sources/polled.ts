@@ -29,7 +29,7 @@ export interface PolledSourceOptions {
  * A digest of a set of credentials: Secrets are not part of the routing revision (they never enter the table), so a
  * rotated password is noticed by this instead. Never logged with the values.
  */
-export function credentialsDigest(secrets: ReadonlyMap<string, Credentials>): string {
+function credentialsDigest(secrets: ReadonlyMap<string, Credentials>): string {
   const h = createHash('sha256');
   for (const [k, v] of [...secrets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
     h.update(JSON.stringify([k, v.username, v.password]));

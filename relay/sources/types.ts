@@ -36,6 +36,3 @@ export interface RoutingSource {
   onChange(listener: (snapshot: RoutingSnapshot) => void): () => void;
   close(): Promise<void>;
 }
-
-/** Builds the source for a config; the ConfigMap source registers itself here. */
-export type SourceFactory<C> = (config: C) => RoutingSource;

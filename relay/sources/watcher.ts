@@ -16,7 +16,7 @@ export interface WatchOptions {
 }
 
 /** Files under dir (recursive, sorted, dot-files skipped) with their stats. */
-export async function listFiles(
+async function listFiles(
   dir: string,
   filter: (name: string) => boolean = () => true,
 ): Promise<{ path: string; ino: number; size: number; mtimeMs: number }[]> {

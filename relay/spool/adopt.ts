@@ -22,7 +22,7 @@ export function workerSpoolDir(root: string, index: number): string {
 }
 
 /** Worker folder indexes present under the spool root (w1, w2, ...). */
-export async function workerFolders(root: string): Promise<number[]> {
+async function workerFolders(root: string): Promise<number[]> {
   let names: string[];
   try {
     names = await nodeFs.readdir(root);

@@ -63,7 +63,7 @@ export interface SpoolFileHandle {
 }
 
 /** What lstat and a directory listing tell about an entry (node:fs Stats and Dirent fit). */
-export interface SpoolEntryType {
+interface SpoolEntryType {
   isFile(): boolean;
 }
 
@@ -158,7 +158,7 @@ export class FsWatch {
 }
 
 /** The quarantine metrics (relay/telemetry/metrics.ts). */
-export interface SpoolMetrics {
+interface SpoolMetrics {
   /** Entries in quarantine/ now. */
   quarantined: { set(n: number): void };
   /** Files moved to quarantine/ since start. */
@@ -205,7 +205,7 @@ const BODY_CACHE_TOTAL = 8 * 1024 * 1024;
  * The largest state the spool reads. A state is a few hundred bytes per (recipient, leg) pair: 1,000 recipients with
  * two legs each and long replies stay well under 4 MiB. A footer or a state file claiming more is corrupt.
  */
-export const MAX_STATE_BYTES = 8 * 1024 * 1024;
+const MAX_STATE_BYTES = 8 * 1024 * 1024;
 
 export function isQueueId(s: string): boolean {
   return ID_RE.test(s);

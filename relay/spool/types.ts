@@ -31,7 +31,7 @@ export interface EnvelopeMeta {
   origin?: HandoffOrigin;
 }
 
-export interface HandoffOrigin {
+interface HandoffOrigin {
   queueId: string;
   relay: string;
 }

@@ -38,7 +38,7 @@ export function auditFlags(dir: string, namespaces: readonly string[]): string[]
   ];
 }
 
-export function auditLogPath(dir: string): string {
+function auditLogPath(dir: string): string {
   return join(dir, 'audit.log');
 }
 

@@ -16,9 +16,9 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { freePort } from '../support/net.ts';
 import { waitFor } from '../support/wait.ts';
 
-export const DEFAULT_K8S_VERSION = '1.34.4';
+const DEFAULT_K8S_VERSION = '1.34.4';
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-export const BUILD_SCRIPT = join(HERE, 'build-envtest.sh');
+const BUILD_SCRIPT = join(HERE, 'build-envtest.sh');
 export const HOW_TO_GET_BINARIES =
   'run `npm run envtest` (builds kube-apiserver, kubectl and etcd from Go modules into ~/.cache/mailroute/envtest/<version>/, needs Go) ' +
   'or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver, etcd and kubectl';
@@ -29,7 +29,7 @@ export class ControlPlaneUnavailableError extends Error {
   readonly unavailable = true as const;
 }
 
-export interface Binaries {
+interface Binaries {
   dir: string;
   kubeApiServer: string;
   etcd: string;
@@ -40,7 +40,7 @@ export interface Binaries {
 export type BinariesLookup =
   { ok: true; binaries: Binaries } | { ok: false; reason: string; canBuild: boolean };
 
-export function envtestCacheDir(version = DEFAULT_K8S_VERSION): string {
+function envtestCacheDir(version = DEFAULT_K8S_VERSION): string {
   const cache = process.env.MAILROUTE_CACHE_DIR ?? join(homedir(), '.cache', 'mailroute');
   return join(cache, 'envtest', version);
 }
@@ -73,7 +73,7 @@ export function findBinaries(version = DEFAULT_K8S_VERSION): BinariesLookup {
 }
 
 /** Finds the binaries, building them with build-envtest.sh when they are missing and `go` exists. */
-export function ensureBinaries(version = DEFAULT_K8S_VERSION): Binaries {
+function ensureBinaries(version = DEFAULT_K8S_VERSION): Binaries {
   const found = findBinaries(version);
   if (found.ok) return found.binaries;
   if (!found.canBuild) throw new ControlPlaneUnavailableError(found.reason);
@@ -93,7 +93,7 @@ export function ensureBinaries(version = DEFAULT_K8S_VERSION): Binaries {
   return again.binaries;
 }
 
-export interface KubectlResult {
+interface KubectlResult {
   code: number;
   stdout: string;
   stderr: string;

@@ -17,16 +17,16 @@ import {
 } from './harness.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const CRDS_DIR = join(REPO_ROOT, 'crds');
+const CRDS_DIR = join(REPO_ROOT, 'crds');
 
 export interface ClusterContext {
   /** The running control plane; only valid inside hooks and tests (throws at collection time). */
   readonly cp: ControlPlane;
 }
 
-export type ClusterAvailability = { available: true; build: boolean } | { available: false; reason: string };
+type ClusterAvailability = { available: true; build: boolean } | { available: false; reason: string };
 
-export function clusterAvailability(): ClusterAvailability {
+function clusterAvailability(): ClusterAvailability {
   const found = findBinaries();
   if (found.ok) return { available: true, build: false };
   if (found.canBuild) return { available: true, build: true };
@@ -92,7 +92,7 @@ export function describeCluster(
 }
 
 /** Names of the CustomResourceDefinitions in a directory of YAML files. */
-export function crdNames(dir = CRDS_DIR): string[] {
+function crdNames(dir = CRDS_DIR): string[] {
   const names: string[] = [];
   for (const f of readdirSync(dir)
     .filter((n) => n.endsWith('.yaml') || n.endsWith('.yml'))

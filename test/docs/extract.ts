@@ -11,7 +11,7 @@ export type Annotation =
   | { kind: 'tested-by'; path: string } // a test runs exactly this (the file must exist)
   | { kind: 'file'; path: string }; // a YAML block: the file the commands after it read
 
-export const ANNOTATION_KINDS = ['cluster', 'relay', 'registry', 'manual', 'tested-by', 'file'] as const;
+const ANNOTATION_KINDS = ['cluster', 'relay', 'registry', 'manual', 'tested-by', 'file'] as const;
 
 export interface Block {
   file: string;
@@ -34,7 +34,7 @@ export interface Command {
 
 const SHELL_LANGS = new Set(['sh', 'console', 'bash', 'shell']);
 
-export function parseAnnotation(text: string): Annotation {
+function parseAnnotation(text: string): Annotation {
   const [kind = '', ...rest] = text.trim().split(/\s+/);
   const arg = rest.join(' ');
   switch (kind) {
@@ -86,7 +86,7 @@ export function isShellBlock(b: Block): boolean {
 }
 
 /** Removes an unquoted ` # comment` at the end of a command. */
-export function stripComment(cmd: string): string {
+function stripComment(cmd: string): string {
   let quote: string | undefined;
   for (let i = 0; i < cmd.length; i++) {
     const c = cmd[i]!;

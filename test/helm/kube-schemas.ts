@@ -11,14 +11,14 @@ export interface OpenApiV3Document {
   components?: { schemas?: Record<string, Json> };
 }
 
-export interface GroupVersionKind {
+interface GroupVersionKind {
   group: string;
   version: string;
   kind: string;
 }
 
 /** kubeconform's file name for a kind: deployment-apps-v1.json, service-v1.json, maildomain-mailroute-v1alpha1.json */
-export function schemaFileName(gvk: GroupVersionKind): string {
+function schemaFileName(gvk: GroupVersionKind): string {
   const suffix = gvk.group === '' ? `-${gvk.version}` : `-${gvk.group.split('.')[0]}-${gvk.version}`;
   return `${gvk.kind.toLowerCase()}${suffix}.json`.toLowerCase();
 }
@@ -37,7 +37,7 @@ function isObject(v: unknown): v is Json {
  * additionalProperties: false where properties are listed (unless x-kubernetes-preserve-unknown-fields),
  * x-kubernetes-int-or-string -> integer or string, $ref into #/definitions.
  */
-export function strictify(schema: unknown): unknown {
+function strictify(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(strictify);
   if (!isObject(schema)) return schema;
   const out: Json = {};

@@ -2,7 +2,7 @@
 // ~/.cache/mailroute/tools/ (or named by MAILROUTE_HELM / MAILROUTE_KUBECONFORM). Missing tools skip the suites with a
 // loud notice, unless MAILROUTE_REQUIRE_ENVTEST=1 (CI), which turns them into failures.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,8 +144,4 @@ export async function helmTemplate(
   ]);
   if (r.code !== 0) throw new Error(`helm template ${args.join(' ')} failed:\n${r.stderr}`);
   return r.stdout;
-}
-
-export function readText(path: string): string {
-  return readFileSync(path, 'utf8');
 }

@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const CLUSTER_SCRIPT = join(REPO_ROOT, 'test', 'node', 'cluster.sh');
-export const K8S_VERSION = '1.34.4';
+const CLUSTER_SCRIPT = join(REPO_ROOT, 'test', 'node', 'cluster.sh');
+const K8S_VERSION = '1.34.4';
 /** The node's address: on lo, reachable from the host and from every pod (INPUT, never forwarded). */
 export const NODE_IP = process.env.MAILROUTE_NODE_IP ?? '10.250.0.1';
-export const STATE_DIR = process.env.MAILROUTE_NODE_STATE ?? '/var/lib/mailroute-node';
-export const KUBECONFIG = join(STATE_DIR, 'conf', 'admin.kubeconfig');
+const STATE_DIR = process.env.MAILROUTE_NODE_STATE ?? '/var/lib/mailroute-node';
+const KUBECONFIG = join(STATE_DIR, 'conf', 'admin.kubeconfig');
 /** Folders of the hostPath PersistentVolumes (test/node/provisioner.ts), one per volume: pvc-<claim uid>. */
 export const VOLUMES_DIR = join(STATE_DIR, 'volumes');
 export const PACKAGE_VERSION = (
@@ -35,9 +35,9 @@ function cacheDir(): string {
   return process.env.MAILROUTE_CACHE_DIR ?? join(homedir(), '.cache', 'mailroute');
 }
 
-export const KUBECTL = join(cacheDir(), 'envtest', K8S_VERSION, 'kubectl');
+const KUBECTL = join(cacheDir(), 'envtest', K8S_VERSION, 'kubectl');
 export const HELM = process.env.MAILROUTE_HELM ?? join(cacheDir(), 'tools', 'helm');
-export const IMAGE_ARCHIVE = join(cacheDir(), 'node', 'images', 'mailroute.tar');
+const IMAGE_ARCHIVE = join(cacheDir(), 'node', 'images', 'mailroute.tar');
 
 export type NodeAvailability = { available: true } | { available: false; reason: string };
 

@@ -27,7 +27,7 @@ export const OPERATOR_DEPLOY = `${RELEASE}-mailroute-operator`;
 export const MAIL_NS = 'mail';
 
 /** The image values every install passes: the local image, never pulled. */
-export function imageArgs(tag = PACKAGE_VERSION): string[] {
+function imageArgs(tag = PACKAGE_VERSION): string[] {
   return [
     '--set',
     `image.repository=${IMAGE_REPOSITORY}`,

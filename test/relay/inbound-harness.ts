@@ -25,7 +25,7 @@ export interface InboundHarness {
   close(): Promise<void>;
 }
 
-export const baseOptions: InboundOptions = {
+const baseOptions: InboundOptions = {
   hostname: 'relay.test',
   maxMessageSize: 1024 * 1024,
   maxRecipients: 5,

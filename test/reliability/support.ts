@@ -17,7 +17,6 @@ export {
   spawnRelay,
   tempDir,
   writeManifests,
-  metricValue,
   ROOT,
 } from '../relay/relay-harness.ts';
 export type { RelayChild } from '../relay/relay-harness.ts';

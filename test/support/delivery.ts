@@ -8,7 +8,7 @@ import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 
 /** Routes nothing: a DSN (or anything else the engine routes) is refused as to an unmanaged domain. */
-export function routeNowhere(recipient: string): DeliveryPlan {
+function routeNowhere(recipient: string): DeliveryPlan {
   return {
     verdict: 'reject',
     recipient,

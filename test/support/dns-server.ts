@@ -48,7 +48,7 @@ function ipv6Bytes(ip: string): Buffer {
 }
 
 /** The answer to one query packet, or undefined for a packet that is not a query. Pure. */
-export function answer(query: Buffer, zone: Zone): { response: Buffer; question: string } | undefined {
+function answer(query: Buffer, zone: Zone): { response: Buffer; question: string } | undefined {
   if (query.length < 12 || (query[2]! & 0x80) !== 0) return undefined;
   const qdcount = query.readUInt16BE(4);
   if (qdcount !== 1) return undefined;

@@ -3,7 +3,7 @@
 import { freePort } from './net.ts';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 
-export interface ReceivedMessage {
+interface ReceivedMessage {
   mailFrom: string;
   rcptTo: string[];
   /** Raw bytes as received after DATA (dot-unstuffed by smtp-server). */
@@ -42,7 +42,7 @@ export interface PeerBehaviour {
 }
 
 /** One RCPT TO the peer answered, with how the session got there. */
-export interface RcptSeen {
+interface RcptSeen {
   address: string;
   code: number;
   secure: boolean;
@@ -50,7 +50,7 @@ export interface RcptSeen {
 }
 
 /** One AUTH command the peer received (whatever its outcome): what a client revealed to it. */
-export interface AuthSeen {
+interface AuthSeen {
   username: string;
   password: string;
   /** The session ran over TLS when AUTH arrived. */
@@ -58,7 +58,7 @@ export interface AuthSeen {
 }
 
 /** Connection accounting (for the tests that bound what the relay makes a server do). */
-export interface PeerStats {
+interface PeerStats {
   /** Connections accepted so far. */
   connections: number;
   /** Connections open now. */

@@ -15,7 +15,7 @@ function referenced(md: MailDomain): string[] {
 }
 
 /** Secrets referenced by a MailDomain that are not in the cache or have not opted in, as "namespace/name". */
-export function missingSecrets(
+function missingSecrets(
   md: MailDomain,
   secretExists: (namespace: string, name: string) => boolean,
 ): string[] {
@@ -26,7 +26,7 @@ export function missingSecrets(
 }
 
 /** Referenced opted-in Secrets that hold no usable username/password, as "namespace/name: why". */
-export function invalidSecrets(md: MailDomain, lookup: (key: string) => SecretLookup): string[] {
+function invalidSecrets(md: MailDomain, lookup: (key: string) => SecretLookup): string[] {
   const ns = md.metadata.namespace;
   const out: string[] = [];
   for (const n of referenced(md)) {

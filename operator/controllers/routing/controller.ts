@@ -351,5 +351,3 @@ export class RoutingController {
     return { ok: true };
   }
 }
-
-export type { RoutingTable };
