@@ -13,7 +13,7 @@
 
 export const PARITY_ANNOTATION = 'mailroute.io/parity';
 /** Annotations of an object share 256 KiB; the parity report stays well below. */
-export const MAX_PARITY_BYTES = 32 * 1024;
+const MAX_PARITY_BYTES = 32 * 1024;
 
 /** Upper bounds (seconds) of the copy-lag histogram buckets: the metric's buckets and the annotation's. */
 export const LAG_BUCKETS_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600] as const;
@@ -24,7 +24,7 @@ export const LAG_BUCKETS_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 *
  * - expired: still deferred at the end of the queue lifetime, with bounces Suppress;
  * - bounced: failed with bounces Notify (the sender got a DSN).
  */
-export const SUPPRESS_REASONS = ['rejected', 'expired', 'bounced'] as const;
+const SUPPRESS_REASONS = ['rejected', 'expired', 'bounced'] as const;
 export type SuppressReason = (typeof SUPPRESS_REASONS)[number];
 
 export interface ParityCounts {
@@ -144,7 +144,7 @@ export function decodeParity(text: string | undefined): ParityReport | undefined
   return { policies: table(r.policies), testRecipients: table(r.testRecipients), dropped: count(r.dropped) };
 }
 
-export function addCounts(into: ParityCounts, c: ParityCounts): void {
+function addCounts(into: ParityCounts, c: ParityCounts): void {
   into.primary += c.primary;
   into.copies += c.copies;
   into.pending += c.pending;
