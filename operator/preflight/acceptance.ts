@@ -6,8 +6,12 @@
 // carrying the marker header `X-Mailroute-Probe: <id>`. A server that has not allowlisted the relay answers 5xx here,
 // long before real mail depends on it.
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { plaintextAuthRefusal, smtpClientOptions, smtpCommand } from '../../lib/smtp-client.ts';
-import type { TlsMode } from '../../routing/model.ts';
+import {
+  plaintextAuthRefusal,
+  smtpClientOptions,
+  smtpCommand,
+  type SmtpClientTarget,
+} from '../../lib/smtp-client.ts';
 
 /** The header a probe message carries; its value is the probe id. */
 export const PROBE_HEADER = 'X-Mailroute-Probe';
@@ -25,15 +29,8 @@ export interface AcceptanceProbe {
   send?: { id: string; date: Date };
 }
 
-export interface AcceptanceTarget {
-  /** The address to connect to (the one the reachability probe used). */
-  host: string;
-  /** The host name, for TLS (SNI, certificate check), when host is its address. */
-  servername?: string;
-  port: number;
-  tls: TlsMode;
-  auth?: { user: string; pass: string };
-  allowPlaintextAuth?: boolean;
+/** The server as the delivery would reach it (host: the address the reachability probe used), and what to ask. */
+export interface AcceptanceTarget extends SmtpClientTarget {
   probe?: AcceptanceProbe;
 }
 
