@@ -1,7 +1,6 @@
 // Wires the operator together: supervised informers (warm on every replica), one work queue per controller,
 // leader election (only the leader runs the queues, so non-leaders write nothing), metrics and the HTTP endpoints.
 
-import { createServer, type Server } from 'node:http';
 import {
   AppsV1Api,
   CoordinationV1Api,
@@ -13,13 +12,7 @@ import {
 } from '@kubernetes/client-node';
 import { GROUP, VERSION, type Kind } from '../routing/model.ts';
 import type { CompileNotice } from '../routing/compile.ts';
-import type {
-  DeliveryPolicy,
-  DomainClaim,
-  MailDomain,
-  MailrouteObject,
-  TestRecipient,
-} from '../routing/types.ts';
+import type { DeliveryPolicy, DomainClaim, MailDomain, TestRecipient } from '../routing/types.ts';
 import type { OperatorConfig } from './config.ts';
 import { LeaderElector } from './kube/leader.ts';
 import type { OwnerReference } from '../contract/owner.ts';
@@ -27,6 +20,15 @@ import { resolveOwnerConfigMap } from './owner.ts';
 import { createKubeRest, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder, type EventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
+import { createTelemetryHttp, type TelemetryServer } from '../lib/telemetry-http.ts';
+import {
+  NO_RELAYS,
+  relaysChanged,
+  SpecGenerations,
+  splitRoutingKey,
+  type RelaySnapshot,
+  type Requeue,
+} from './event-routing.ts';
 import { makeWatchInformer } from '../lib/kube-watch.ts';
 import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
 import {
@@ -38,7 +40,7 @@ import {
 } from '../contract/relay-lease.ts';
 import { createDeliveryPolicyController } from './controllers/deliverypolicy/controller.ts';
 import { createMailDomainController } from './controllers/maildomain/controller.ts';
-import { ObjectStatusController, PLURALS, statusKey } from './controllers/object-status.ts';
+import { PLURALS, statusKey, type ObjectStatusController } from './controllers/object-status.ts';
 import { decodeParity, mergeParity, PARITY_ANNOTATION, type ParityReport } from '../contract/relay-parity.ts';
 import { ROUTING_QUEUE_KEY, RoutingController, RoutingState } from './controllers/routing/controller.ts';
 import { CredentialsController } from './controllers/credentials/controller.ts';
@@ -71,15 +73,31 @@ export interface ManagerDeps {
 
 type Cached = KubernetesObject & { metadata?: { generation?: number; namespace?: string; name?: string } };
 
+/**
+ * A custom object as the informer caches it: the routing type and client-node's KubernetesObject (which the informer
+ * requires) at once. The cache holds the API server's JSON as is, so both describe the same object.
+ */
+type Watched<T> = T & KubernetesObject;
+
+/** What the manager does with every informer alike. */
+type Supervised = Pick<InformerSupervisor<KubernetesObject>, 'start' | 'stop' | 'health'>;
+
+/** The cached object of each kind. */
+interface KindObjects {
+  MailDomain: MailDomain;
+  DeliveryPolicy: DeliveryPolicy;
+  TestRecipient: TestRecipient;
+}
+
 export class OperatorManager {
   private readonly d: ManagerDeps;
   private readonly now: () => Date;
   readonly rest: KubeRest;
   readonly state = new RoutingState();
-  readonly informers: Record<
-    'MailDomain' | 'DeliveryPolicy' | 'TestRecipient' | 'DomainClaim' | 'Lease',
-    InformerSupervisor<Cached>
-  >;
+  readonly informers: { [K in Kind]: InformerSupervisor<Watched<KindObjects[K]>> } & {
+    DomainClaim: InformerSupervisor<Watched<DomainClaim>>;
+    Lease: InformerSupervisor<Cached>;
+  };
   /** StatefulSets in the operator namespace (the relay pool's desired replicas); undefined with --relay-statefulset ''. */
   readonly statefulSets: InformerSupervisor<Cached> | undefined;
   /** One cluster-wide Secret informer, or one per --secret-namespaces entry; opted-in Secrets only (a label selector). */
@@ -88,20 +106,19 @@ export class OperatorManager {
   readonly routing: RoutingController;
   /** Secret mailroute-credentials: what relays authenticate with (applied by the routing reconcile). */
   readonly credentials: CredentialsController;
-  readonly status: Record<Kind, ObjectStatusController<MailrouteObject>>;
+  readonly status: { [K in Kind]: ObjectStatusController<KindObjects[K]> };
   private readonly elector: LeaderElector | undefined;
-  private http: Server | undefined;
+  private http: TelemetryServer | undefined;
   private preflight: PreflightHandle | undefined;
   private readonly events: EventRecorder;
-  private readonly generations = new Map<string, number>();
+  private readonly generations = new SpecGenerations();
   /** Conflict notices already sent as Warning Events (kind/namespace/name/uid: message), so each is sent once. */
   private noticesSent = new Set<string>();
-  private relaySignature = '';
+  /** The fresh relays and the expected pods as last seen (onRelaysMaybeChanged). */
+  private relaysSeen: RelaySnapshot = NO_RELAYS;
   private paritySignature = '';
   /** The fresh relays' parity reports, summed (updateParity). */
   private parity: ParityReport = { policies: {}, testRecipients: {}, dropped: 0 };
-  private expectedSignature = '-';
-  private relayRevisions = new Map<string, string | undefined>();
   private staleTimer: NodeJS.Timeout | undefined;
   private running: Promise<unknown>[] = [];
   private leading = false;
@@ -122,17 +139,17 @@ export class OperatorManager {
     const coord = kc.makeApiClient(CoordinationV1Api);
     const apps = kc.makeApiClient(AppsV1Api);
 
-    const supervise = (
+    const supervise = <T extends KubernetesObject>(
       name: string,
       path: string,
-      list: () => Promise<KubernetesListObject<Cached>>,
-      onEvent: (t: InformerEvent, o: Cached) => void,
+      list: () => Promise<KubernetesListObject<T>>,
+      onEvent: (t: InformerEvent, o: T) => void,
       onResync: () => void,
       labelSelector?: string,
-    ): InformerSupervisor<Cached> =>
-      new InformerSupervisor<Cached>({
+    ): InformerSupervisor<T> =>
+      new InformerSupervisor<T>({
         name,
-        make: () => makeWatchInformer<Cached>(kc, path, list, labelSelector),
+        make: () => makeWatchInformer<T>(kc, path, list, labelSelector),
         onEvent,
         onResync,
         logger,
@@ -140,7 +157,7 @@ export class OperatorManager {
         watchdogMs: config.watchdogMs,
         onRestart: (reason) => metrics.informerRestarts.inc({ informer: name, reason }),
       });
-    const crd = (kind: Kind): InformerSupervisor<Cached> =>
+    const crd = <K extends Kind>(kind: K): InformerSupervisor<Watched<KindObjects[K]>> =>
       supervise(
         kind,
         `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}`,
@@ -149,7 +166,7 @@ export class OperatorManager {
             group: GROUP,
             version: VERSION,
             plural: PLURALS[kind],
-          }) as Promise<KubernetesListObject<Cached>>,
+          }) as Promise<KubernetesListObject<Watched<KindObjects[K]>>>,
         (t, o) => this.onObjectEvent(kind, t, o),
         () => this.onObjectResync(kind),
       );
@@ -166,7 +183,7 @@ export class OperatorManager {
             group: GROUP,
             version: VERSION,
             plural: 'domainclaims',
-          }) as Promise<KubernetesListObject<Cached>>,
+          }) as Promise<KubernetesListObject<Watched<DomainClaim>>>,
         () => {
           this.routing.markDirty();
           this.queues.routing.add(ROUTING_QUEUE_KEY);
@@ -271,15 +288,15 @@ export class OperatorManager {
       inlineMaxBytes: config.inlineMaxBytes,
       shardMaxBytes: config.shardMaxBytes,
       objects: () => [
-        ...(this.informers.MailDomain.list() as unknown as MailrouteObject[]),
-        ...(this.informers.DeliveryPolicy.list() as unknown as MailrouteObject[]),
-        ...(this.informers.TestRecipient.list() as unknown as MailrouteObject[]),
+        ...this.informers.MailDomain.list(),
+        ...this.informers.DeliveryPolicy.list(),
+        ...this.informers.TestRecipient.list(),
       ],
-      claims: () => this.informers.DomainClaim.list() as unknown as DomainClaim[],
+      claims: () => [...this.informers.DomainClaim.list()],
       onNotices: (notices) => this.onNotices(notices),
       relayRevisions: () =>
         new Set(this.relays().flatMap((r) => (r.revision === undefined ? [] : [r.revision]))),
-      onCompiled: (_r, changed) => this.onCompiled(changed),
+      onCompiled: (_r, changed) => this.requeue(changed),
       beforeApply: (table) => this.credentials.apply(table),
       onApplied: (revision, bytes) => {
         metrics.setRevision(revision);
@@ -296,27 +313,27 @@ export class OperatorManager {
       now: this.now,
     };
     const getter =
-      <O>(kind: Kind) =>
+      <O>(informer: InformerSupervisor<Watched<O>>) =>
       (namespace: string, name: string): O | undefined =>
-        this.informers[kind].get(name, namespace) as O | undefined;
+        informer.get(name, namespace);
     this.status = {
       MailDomain: createMailDomainController({
         ...common,
-        get: getter<MailDomain>('MailDomain'),
+        get: getter(this.informers.MailDomain),
         secretExists: (ns, name) => this.secretExists(ns, name),
         secretLookup: (key) => this.secretLookup(key),
-      }) as unknown as ObjectStatusController<MailrouteObject>,
+      }),
       DeliveryPolicy: createDeliveryPolicyController({
         ...common,
-        get: getter<DeliveryPolicy>('DeliveryPolicy'),
-        mailDomain: getter<MailDomain>('MailDomain'),
+        get: getter(this.informers.DeliveryPolicy),
+        mailDomain: getter(this.informers.MailDomain),
         parity: () => this.parity,
-      }) as unknown as ObjectStatusController<MailrouteObject>,
+      }),
       TestRecipient: createTestRecipientController({
         ...common,
-        get: getter<TestRecipient>('TestRecipient'),
+        get: getter(this.informers.TestRecipient),
         parity: () => this.parity,
-      }) as unknown as ObjectStatusController<MailrouteObject>,
+      }),
     };
 
     if (config.leaderElect) {
@@ -379,7 +396,7 @@ export class OperatorManager {
     return readCredentials(inf.get(key.slice(i + 1), namespace));
   }
 
-  private allInformers(): InformerSupervisor<Cached>[] {
+  private allInformers(): Supervised[] {
     return [
       ...Object.values(this.informers),
       ...(this.statefulSets ? [this.statefulSets] : []),
@@ -405,23 +422,13 @@ export class OperatorManager {
   }
 
   private onObjectEvent(kind: Kind, type: InformerEvent, o: Cached): void {
-    const ns = o.metadata?.namespace ?? '';
-    const name = o.metadata?.name ?? '';
-    const id = `${kind}/${ns}/${name}`;
-    if (type === 'delete') {
-      this.generations.delete(id);
-      this.routing.markDirty();
-      this.queues.routing.add(ROUTING_QUEUE_KEY);
-      return;
-    }
-    const gen = o.metadata?.generation ?? 0;
-    if (this.generations.get(id) !== gen) {
-      // spec changed (or new): recompile; a status-only update does not
-      this.generations.set(id, gen);
+    const { recompile, status } = this.generations.observe(kind, type, o);
+    if (recompile) {
+      // new, deleted or its spec changed; a status-only update does not recompile
       this.routing.markDirty();
       this.queues.routing.add(ROUTING_QUEUE_KEY);
     }
-    this.queues[kind].add(statusKey(ns, name));
+    if (status !== undefined) this.queues[kind].add(status);
   }
 
   private onObjectResync(kind: Kind): void {
@@ -492,68 +499,41 @@ export class OperatorManager {
       }),
     );
     for (const kind of ['DeliveryPolicy', 'TestRecipient'] as const) {
-      for (const o of this.informers[kind].list() as { metadata?: { namespace?: string; name?: string } }[]) {
-        this.queues[kind].add(statusKey(o.metadata?.namespace ?? '', o.metadata?.name ?? ''));
+      for (const o of this.informers[kind].list()) {
+        this.queues[kind].add(statusKey(o.metadata.namespace, o.metadata.name));
       }
     }
   }
 
-  /** Enqueue every status when the set of fresh relays or the revision one of them serves changed. */
+  /** Enqueue statuses when the set of fresh relays or the revision one of them serves changed (event-routing.ts). */
   private onRelaysMaybeChanged(): void {
     this.updateParity();
     const relays = this.relays();
     this.d.metrics.relaysFresh.set(relays.length);
     const expected = this.expectedRelays();
-    const sig = `${relays.map((r) => `${r.name}=${r.revision ?? ''}`).join(',')};expected=${expected?.join(',') ?? '-'}`;
     if (this.staleTimer !== undefined) clearTimeout(this.staleTimer);
     const staleIn = nextStaleIn(this.informers.Lease.list(), this.now());
     if (staleIn !== undefined && !this.stopping) {
       this.staleTimer = setTimeout(() => this.onRelaysMaybeChanged(), safeDelay(staleIn));
       this.staleTimer.unref();
     }
-    if (sig === this.relaySignature) return;
-    this.relaySignature = sig;
+    const change = relaysChanged(this.relaysSeen, relays, expected, (from, to) =>
+      this.state.history.diff(from, to),
+    );
+    if (change === undefined) return;
+    this.relaysSeen = change.next;
     this.routing.requestGc();
     this.queues.routing.add(ROUTING_QUEUE_KEY);
-    // Same relays, some moved to another revision: only objects whose generation differs between the old and the
-    // new revision can change their count. Otherwise (a relay came or went: every "N/M" changes) requeue all.
-    const previous = this.relayRevisions;
-    this.relayRevisions = new Map(relays.map((r) => [r.name, r.revision]));
-    const sameSet =
-      previous.size === relays.length &&
-      relays.every((r) => previous.has(r.name)) &&
-      (expected?.join(',') ?? '-') === this.expectedSignature;
-    this.expectedSignature = expected?.join(',') ?? '-';
-    if (sameSet) {
-      const keys = new Set<string>();
-      for (const r of relays) {
-        const before = previous.get(r.name);
-        if (before === r.revision) continue;
-        const d =
-          before === undefined || r.revision === undefined
-            ? undefined
-            : this.state.history.diff(before, r.revision);
-        if (d === undefined) return this.enqueueAllStatus();
-        for (const k of d) keys.add(k);
-      }
-      this.enqueueKeys(keys);
-      return;
-    }
-    this.enqueueAllStatus();
+    this.requeue(change.requeue);
   }
 
-  /** Requeue the status of objects by routing key (kind/namespace/name). */
-  private enqueueKeys(keys: Iterable<string>): void {
-    for (const k of keys) {
-      const i = k.indexOf('/');
-      const kind = k.slice(0, i) as Kind;
-      this.queues[kind].add(k.slice(i + 1));
+  /** Requeue every status, or the statuses of these routing keys (kind/namespace/name). */
+  private requeue(r: Requeue): void {
+    if (r.all) return this.enqueueAllStatus();
+    for (const k of r.keys) {
+      const { kind, key } = splitRoutingKey(k);
+      this.queues[kind].add(key);
     }
-  }
-
-  private onCompiled(changed: { all: true } | { all: false; keys: ReadonlySet<string> }): void {
-    if (changed.all) this.enqueueAllStatus();
-    else this.enqueueKeys(changed.keys);
   }
 
   private startControllers(): void {
@@ -591,12 +571,7 @@ export class OperatorManager {
         probe: createSmtpProbe({ destinations: this.d.config.destinations }),
         // a MailDomain's servers are probed under its DomainClaim's destinations too, as the relay delivers
         grantFor: (namespace, domain) =>
-          grantFromTexts(
-            compileGrants(this.informers.DomainClaim.list() as unknown as DomainClaim[]).destinations(
-              namespace,
-              domain,
-            ),
-          ),
+          grantFromTexts(compileGrants(this.informers.DomainClaim.list()).destinations(namespace, domain)),
         isLeader: () => this.leading && !this.stopping,
         events: this.events,
         // the acceptance step (spec.servers[].probe.address) authenticates as delivery does
@@ -623,7 +598,7 @@ export class OperatorManager {
 
   ready(): {
     ready: boolean;
-    informers: ReturnType<InformerSupervisor<Cached>['health']>[];
+    informers: ReturnType<Supervised['health']>[];
     leader: boolean;
   } {
     // Ready once every informer has listed, unless one has been failing for over a minute: a short API server
@@ -637,45 +612,17 @@ export class OperatorManager {
   }
 
   private async startHttp(): Promise<void> {
-    const { registry } = this.d.metrics;
-    this.http = createServer((req, res) => {
-      const url = (req.url ?? '/').split('?')[0];
-      if (url === '/metrics') {
-        registry
-          .metrics()
-          .then((text) => {
-            res.writeHead(200, { 'Content-Type': registry.contentType });
-            res.end(text);
-          })
-          .catch((err: unknown) => {
-            res.writeHead(500);
-            res.end(String(err));
-          });
-        return;
-      }
-      if (url === '/healthz') {
-        res.writeHead(200, { 'Content-Type': 'text/plain' });
-        res.end('ok\n');
-        return;
-      }
-      if (url === '/readyz') {
-        const r = this.ready();
-        res.writeHead(r.ready ? 200 : 503, { 'Content-Type': 'application/json' });
-        res.end(JSON.stringify(r) + '\n');
-        return;
-      }
-      res.writeHead(404);
-      res.end('not found\n');
+    this.http = createTelemetryHttp({
+      registry: this.d.metrics.registry,
+      readiness: () => Promise.resolve(this.ready()),
+      // every method is answered; plain text without a charset
+      framing: { textType: 'text/plain' },
     });
-    const server = this.http;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.d.config.http.port, this.d.config.http.host, () => resolve());
-    });
+    await this.http.listen(this.d.config.http.port, this.d.config.http.host);
   }
 
   httpAddress(): { host: string; port: number } | undefined {
-    const a = this.http?.address();
+    const a = this.http?.server.address();
     return a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
   }
 
@@ -689,7 +636,7 @@ export class OperatorManager {
     await Promise.all(this.running);
     await this.elector?.stop(reason === 'stopped');
     await Promise.all(this.allInformers().map((i) => i.stop()));
-    await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+    await this.http?.close();
     this.d.metrics.leaderStatus.set({ name: this.d.config.leaseName }, 0);
     this.resolveDone(reason);
   }

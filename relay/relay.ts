@@ -35,8 +35,8 @@ import {
   evaluateReadiness,
   type ReadinessCheck,
   type ReadyReport,
-  type TelemetryServer,
 } from './telemetry/http.ts';
+import type { TelemetryServer } from '../lib/telemetry-http.ts';
 import type { ClusterMode } from './cluster/index.ts';
 import { parseStaticPeers } from './cluster/peers.ts';
 import { createPeerTrust } from './inbound/peer-trust.ts';

@@ -1,8 +1,13 @@
 // The relay's HTTP endpoint: /metrics (its own prom-client Registry), /healthz (the process serves and its spool is not
 // stuck: 503 with the reason otherwise, so that the liveness probe restarts it), /readyz
-// (a routing table is loaded AND the spool is writable). Readiness checks are injected, so this stays small.
-import { createServer, type Server } from 'node:http';
+// (a routing table is loaded AND the spool is writable). Readiness checks are injected; the server is the one the
+// operator serves too (lib/telemetry-http.ts).
 import type { Registry } from 'prom-client';
+import {
+  createTelemetryHttp,
+  type TelemetryFraming,
+  type TelemetryServer,
+} from '../../lib/telemetry-http.ts';
 
 export interface ReadinessCheck {
   name: string;
@@ -30,11 +35,12 @@ export async function evaluateReadiness(readiness: readonly ReadinessCheck[]): P
   };
 }
 
-export interface TelemetryServer {
-  readonly server: Server;
-  listen(port: number, host: string): Promise<{ port: number; host: string }>;
-  close(): Promise<void>;
-}
+/** The relay's framing: GET and HEAD only, never cached. */
+const RELAY_FRAMING: TelemetryFraming = {
+  methods: ['GET', 'HEAD'],
+  textType: 'text/plain; charset=utf-8',
+  headers: { 'cache-control': 'no-store' },
+};
 
 export function createTelemetryServer(deps: {
   /** A Registry, or anything that renders one (the cluster primary aggregates its workers'). */
@@ -46,55 +52,13 @@ export function createTelemetryServer(deps: {
   liveness?: () => Promise<string | undefined>;
   info?: () => object;
 }): TelemetryServer {
-  const server = createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0] ?? '/';
-    const send = (code: number, body: string, type = 'text/plain; charset=utf-8'): void => {
-      res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
-      res.end(body);
-    };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
-    switch (url) {
-      case '/metrics':
-        deps.registry.metrics().then(
-          (text) => send(200, text, deps.registry.contentType),
-          (err: unknown) => send(500, `metrics: ${err instanceof Error ? err.message : String(err)}\n`),
-        );
-        return;
-      case '/healthz':
-        if (!deps.liveness) return send(200, 'ok\n');
-        deps.liveness().then(
-          (why) => (why === undefined ? send(200, 'ok\n') : send(503, `${why}\n`)),
-          (err: unknown) => send(503, `${err instanceof Error ? err.message : String(err)}\n`),
-        );
-        return;
-      case '/readyz':
-        (deps.report ? deps.report() : evaluateReadiness(deps.readiness)).then(
-          (report) => {
-            const body = { ...report, ...(deps.info?.() ?? {}) };
-            send(report.ready ? 200 : 503, `${JSON.stringify(body)}\n`, 'application/json');
-          },
-          (err: unknown) => send(500, `${String(err)}\n`),
-        );
-        return;
-      default:
-        return send(404, 'not found\n');
-    }
+  return createTelemetryHttp({
+    registry: deps.registry,
+    readiness: async () => {
+      const report = await (deps.report ? deps.report() : evaluateReadiness(deps.readiness));
+      return { ...report, ...(deps.info?.() ?? {}), ready: report.ready };
+    },
+    ...(deps.liveness ? { liveness: deps.liveness } : {}),
+    framing: RELAY_FRAMING,
   });
-  return {
-    server,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.removeListener('error', reject);
-          const a = server.address();
-          resolve(typeof a === 'object' && a !== null ? { port: a.port, host: a.address } : { port, host });
-        });
-      });
-    },
-    close() {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
 }
