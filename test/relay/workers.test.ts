@@ -75,7 +75,14 @@ describe('relay --workers', () => {
   it('2 workers: both accept and deliver; /metrics and the admin API add them up', async () => {
     const relay = await spawnRelay(args(dir, 2));
     children.push(relay);
-    expect(relay.logs.filter((l) => l.includes('"relay worker started"'))).toHaveLength(2);
+    // Each worker writes its own log lines; its "worker started" line may reach the shared stdout after the
+    // primary's "relay started" (which waits for the workers' IPC message, not for their log buffers).
+    const workerStarts = (): string[] => relay.logs.filter((l) => l.includes('"relay worker started"'));
+    await waitFor(() => workerStarts().length >= 2, {
+      timeoutMs: 10_000,
+      what: 'both workers to log their start',
+    });
+    expect(workerStarts()).toHaveLength(2);
     await sendEach(relay.smtpPort, MESSAGES, 'a');
     await waitFor(() => primary.messages.length >= MESSAGES && copy.messages.length >= MESSAGES, {
       what: 'both legs of every message',
@@ -83,12 +90,18 @@ describe('relay --workers', () => {
     expect(primary.messages).toHaveLength(MESSAGES);
     expect(copy.messages).toHaveLength(MESSAGES);
     // Both workers took connections (round robin), and logged deliveries.
-    const workersSeen = new Set(
-      relay.logs
-        .filter((l) => l.includes('"delivery attempt"'))
-        .map((l) => (JSON.parse(l) as { worker?: number }).worker),
-    );
-    expect([...workersSeen].sort()).toEqual([0, 1]);
+    // (Their log lines may reach stdout after the peers have the messages: wait for them.)
+    const workersSeen = (): Set<number | undefined> =>
+      new Set(
+        relay.logs
+          .filter((l) => l.includes('"delivery attempt"'))
+          .map((l) => (JSON.parse(l) as { worker?: number }).worker),
+      );
+    await waitFor(() => workersSeen().size >= 2, {
+      timeoutMs: 10_000,
+      what: 'delivery logs of both workers',
+    }).catch(() => undefined);
+    expect([...workersSeen()].sort()).toEqual([0, 1]);
 
     const m = (await httpGet(relay.httpPort, '/metrics')).body;
     expect(metricValue(m, 'mailroute_messages_accepted_total')).toBe(MESSAGES);
