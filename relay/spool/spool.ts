@@ -21,8 +21,8 @@
 // DATA waits for one file fsync, as in Postfix (whose cleanup writes its queue file in the queue directory itself and
 // tells complete files from others by the owner execute bit; here the bit means "being written", so that files of
 // older versions, all 0600, read as complete). Until accept() is done the id is neither listed nor loaded; a file
-// left by a crash in mode 0700 without a footer was never acknowledged and is removed by a load once it is an hour
-// old; any other file without a footer is quarantined. Directory fsyncs are shared by concurrent accepts, state updates and removals
+// left by a crash in mode 0700 without a footer was never acknowledged and is removed when loaded, any other file
+// without a footer is quarantined. Directory fsyncs are shared by concurrent accepts, state updates and removals
 // (group commit). State updates are written to a temp file, fsynced and renamed (update()), so a power cut repeats
 // only the attempts whose results were in flight.
 import { constants as fsConstants } from 'node:fs';
