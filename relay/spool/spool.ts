@@ -57,7 +57,7 @@ export interface SpoolFileHandle {
   write(data: Uint8Array): Promise<{ bytesWritten: number }>;
   writev(data: Uint8Array[]): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  stat(): Promise<{ size: number; mode: number; mtimeMs: number; isFile(): boolean }>;
+  stat(): Promise<{ size: number; mode: number; isFile(): boolean }>;
   sync(): Promise<void>;
   close(): Promise<void>;
 }
@@ -195,8 +195,6 @@ const FRESH_MAX = 2048;
 const WRITING_MODE = 0o700;
 const COMPLETE_MODE = 0o600;
 const MODE_WRITING_BIT = 0o100;
-/** A WRITING_MODE file without a footer is removed once nothing has written to it for this long (far above DATA). */
-const CUT_SHORT_AGE_MS = 3600_000;
 /** Bodies up to this size are kept in memory after accept, for the first delivery attempts (no read-back). */
 const BODY_CACHE_ITEM = 256 * 1024;
 /** All bodies kept in memory together; the oldest leave first. */
@@ -596,7 +594,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   };
 
   type Opened =
-    | { ok: true; fh: SpoolFileHandle; size: number; mode: number; mtimeMs: number }
+    | { ok: true; fh: SpoolFileHandle; size: number; mode: number }
     | { ok: false; missing: true }
     | { ok: false; missing: false; why: string };
 
@@ -623,7 +621,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
     try {
       const st = await fh.stat();
-      if (st.isFile()) return { ok: true, fh, size: st.size, mode: st.mode, mtimeMs: st.mtimeMs };
+      if (st.isFile()) return { ok: true, fh, size: st.size, mode: st.mode };
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
@@ -681,10 +679,6 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       await o.fh.close();
     }
     if (!layout.ok && (o.mode & MODE_WRITING_BIT) !== 0 && !stateFiles.has(id)) {
-      // Written to within the last hour: it may still be in progress in another process that (wrongly) shares this
-      // spool, whose accept() would then fsync a file no longer in the queue. Left alone until it is older.
-      if (Date.now() - o.mtimeMs < CUT_SHORT_AGE_MS)
-        return { ok: false, reason: 'missing', error: 'being written, or cut short less than an hour ago' };
       // accept() was still writing it when the process or the machine stopped: it was never acknowledged
       await removeFiles(id);
       log.warn(
