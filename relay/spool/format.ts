@@ -5,8 +5,7 @@
 //   <footer: "\nmailroute-spool-v1 " + N as 12 decimal digits + "\n", 33 bytes>
 //
 // The body comes first so that it streams to disk as it arrives; the state (which needs the body's size) follows
-// at the end, and the whole file is written under its own name and fsynced once: one file fsync per accepted message
-// (spool.ts: the footer marks a complete file; mode 0700 marks one still being written).
+// at the end, and the whole file is written, fsynced and renamed into place once: one fsync per accepted message.
 // Later states (attempts, results) go to `<id>.json`, which overrides the initial state while it exists.
 import type { SpoolState } from './types.ts';
 

@@ -2,22 +2,10 @@
 // folder must never hang the process, exhaust its memory, reach a downstream server, or stay in the queue forever.
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import {
-  chmod,
-  mkdir,
-  mkdtemp,
-  open,
-  readdir,
-  readFile,
-  rm,
-  stat,
-  truncate,
-  utimes,
-  writeFile,
-} from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -257,90 +245,6 @@ describe('spool: hostile or damaged contents', () => {
 });
 
 describe('spool: durability of results (power cuts)', () => {
-  it('accept resolves only after the file fsync and a directory fsync begun after the file was created', async () => {
-    const events: string[] = [];
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      async open(p, flags, mode) {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
-        const name = p.endsWith('queue') ? 'dir' : p.slice(p.lastIndexOf('.'));
-        if (name === '.msg') events.push('created .msg');
-        return {
-          write: (d) => fh.write(d),
-          writev: (d) => fh.writev(d),
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
-          stat: () => fh.stat(),
-          close: () => fh.close(),
-          async sync() {
-            events.push(`sync ${name} begins`);
-            await fh.sync();
-            events.push(`sync ${name} done`);
-          },
-        };
-      },
-      async chmod(p, m) {
-        await defaultSpoolFs.chmod(p, m);
-        events.push(`chmod ${m.toString(8)}`);
-      },
-    };
-    const spool = await openSpool({ dir, logger, fs });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
-    if (!r.ok) throw r.error;
-    events.push('accepted');
-    const at = (e: string): number => events.indexOf(e);
-    expect(at('created .msg')).toBe(0);
-    expect(at('sync dir begins')).toBeGreaterThan(at('created .msg'));
-    expect(at('sync dir done')).toBeLessThan(at('accepted'));
-    expect(at('sync .msg done')).toBeLessThan(at('chmod 600'));
-    expect(at('chmod 600')).toBeLessThan(at('accepted'));
-    // no rename, no temp file: the message is written under its own name
-    expect(await readdir(join(dir, 'queue'))).toEqual([`${r.id}.msg`]);
-  });
-
-  it('a message file whose write was cut short (still in writing mode, no footer) is removed, not quarantined', async () => {
-    const first = await openSpool({ dir, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
-    if (!r.ok) throw r.error;
-    const cut = join(dir, 'queue', `${idAt(7)}.msg`);
-    await writeFile(cut, 'Subject: half a mess', { mode: 0o700 });
-    const spool = await openSpool({ dir, logger });
-    expect(await spool.list()).toEqual([idAt(7), r.id].sort());
-    expect(await spool.load(idAt(7))).toMatchObject({ ok: false, reason: 'missing' });
-    expect(await readdir(join(dir, 'queue'))).toEqual([`${r.id}.msg`]);
-    expect(await quarantined()).toEqual([]);
-  });
-
-  it('a complete message file still in writing mode (the mode change lost in a power cut) is kept', async () => {
-    const first = await openSpool({ dir, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
-    if (!r.ok) throw r.error;
-    const path = join(dir, 'queue', `${r.id}.msg`);
-    expect((await stat(path)).mode & 0o777).toBe(0o600);
-    await chmod(path, 0o700);
-    const spool = await openSpool({ dir, logger });
-    const loaded = await spool.load(r.id);
-    expect(loaded.ok).toBe(true);
-    expect((await spool.readBody(r.id)).toString()).toBe(MESSAGE);
-  });
-
-  it('a message being accepted is neither listed nor loaded until it is durable', async () => {
-    const spool = await openSpool({ dir, logger });
-    const body = new PassThrough();
-    body.write(MESSAGE);
-    const accepting = spool.accept(meta(), body);
-    await waitFor(async () => (await readdir(join(dir, 'queue'))).length === 1, {
-      what: 'the message file to be created',
-    });
-    const [name] = await readdir(join(dir, 'queue'));
-    const id = (name ?? '').slice(0, 16);
-    expect(await spool.list()).toEqual([]);
-    expect(await spool.load(id)).toMatchObject({ ok: false, reason: 'missing' });
-    body.end();
-    const r = await accepting;
-    expect(r).toEqual({ ok: true, id });
-    expect(await spool.list()).toEqual([id]);
-  });
-
   it('update writes a temp file, fsyncs it, renames it, and fsyncs the directory before it resolves', async () => {
     const events: string[] = [];
     const fs: SpoolFs = {

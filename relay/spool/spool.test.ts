@@ -253,8 +253,7 @@ describe('spool', () => {
   it.each([
     ['write', 'ENOSPC'],
     ['sync', 'EIO'],
-    ['chmod', 'EIO'],
-    ['dirsync', 'EIO'],
+    ['rename', 'ENOSPC'],
   ])('an injected %s failure (%s) is a storage error and leaves no file', async (op, code) => {
     const fail = (): Promise<never> =>
       Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
@@ -262,18 +261,17 @@ describe('spool', () => {
       ...defaultSpoolFs,
       async open(p, flags, mode) {
         const fh = await defaultSpoolFs.open(p, flags, mode);
-        const dir = p.endsWith('queue');
-        if (!p.endsWith('.msg') && !dir) return fh;
+        if (!p.endsWith('.msg.tmp')) return fh;
         return {
           write: (d) => (op === 'write' ? fail() : fh.write(d)),
           writev: (d) => (op === 'write' ? fail() : fh.writev(d)),
           read: (b, o, l, pos) => fh.read(b, o, l, pos),
           stat: () => fh.stat(),
           close: () => fh.close(),
-          sync: () => (op === (dir ? 'dirsync' : 'sync') ? fail() : fh.sync()),
+          sync: () => (op === 'sync' ? fail() : fh.sync()),
         };
       },
-      chmod: (p, m) => (op === 'chmod' ? fail() : defaultSpoolFs.chmod(p, m)),
+      rename: (a, b) => (op === 'rename' && b.endsWith('.msg') ? fail() : defaultSpoolFs.rename(a, b)),
     };
     const spool = await openSpool({ dir, logger, fs });
     const r = await spool.accept(meta(), Readable.from([Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]));

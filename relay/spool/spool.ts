@@ -8,23 +8,16 @@
 //   newQueueIdGenerator(clock): () => string
 //
 // Layout (state lives in files and their places, as in Postfix and Haraka; the file format is in format.ts):
-//   <dir>/queue/<id>.msg         the message byte for byte as accepted, then its initial state; written once, under
-//                                this name from the start, mode 0700 while it is written and 0600 once it is durable
+//   <dir>/queue/<id>.msg         the message byte for byte as accepted, then its initial state; written once
 //   <dir>/queue/<id>.json        the latest delivery state, once an attempt changed it; rewritten atomically
-//   <dir>/queue/<id>.*.tmp       a state write in progress, or an older version's message write (removed at start)
+//   <dir>/queue/<id>.*.tmp       a write in progress (removed at start)
 //   <dir>/quarantine/            files that could not be read, with a log line each; bounded by age and count
 // Only regular files are read (lstat, then a non-blocking open without following symlinks), a state is at most
 // MAX_STATE_BYTES, and every field of a state is checked as SMTP input is (check.ts) before it is used.
-// A message exists once its .msg exists with its footer. accept() creates <id>.msg (mode 0700: being written) and at
-// once starts a directory fsync for its name, which runs while the body arrives; it writes body and state, fsyncs
-// the file, sets mode 0600 and waits for that directory fsync; only then does it resolve { ok: true }. So the end of
-// DATA waits for one file fsync, as in Postfix (whose cleanup writes its queue file in the queue directory itself and
-// tells complete files from others by the owner execute bit; here the bit means "being written", so that files of
-// older versions, all 0600, read as complete). Until accept() is done the id is neither listed nor loaded; a file
-// left by a crash in mode 0700 without a footer was never acknowledged and is removed when loaded, any other file
-// without a footer is quarantined. Directory fsyncs are shared by concurrent accepts, state updates and removals
-// (group commit). State updates are written to a temp file, fsynced and renamed (update()), so a power cut repeats
-// only the attempts whose results were in flight.
+// A message exists once its .msg exists. accept() writes body and state into one temp file, fsyncs it, renames it
+// into place and fsyncs the directory; only then does it resolve { ok: true }. One file fsync per message; directory
+// fsyncs are shared by concurrent accepts, state updates and removals (group commit). State updates are written to a
+// temp file, fsynced and renamed (update()), so a power cut repeats only the attempts whose results were in flight.
 import { constants as fsConstants } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
@@ -57,7 +50,7 @@ export interface SpoolFileHandle {
   write(data: Uint8Array): Promise<{ bytesWritten: number }>;
   writev(data: Uint8Array[]): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  stat(): Promise<{ size: number; mode: number; isFile(): boolean }>;
+  stat(): Promise<{ size: number; isFile(): boolean }>;
   sync(): Promise<void>;
   close(): Promise<void>;
 }
@@ -77,7 +70,6 @@ export interface SpoolFs {
   openRead(path: string): Promise<SpoolFileHandle>;
   lstat(path: string): Promise<SpoolEntryType & { mtimeMs: number }>;
   rename(from: string, to: string): Promise<void>;
-  chmod(path: string, mode: number): Promise<void>;
   unlink(path: string): Promise<void>;
   /** Removes a file or a whole directory (quarantine pruning). */
   rm(path: string): Promise<void>;
@@ -94,7 +86,6 @@ export const defaultSpoolFs: SpoolFs = {
   openRead: (p) => nodeFs.open(p, READ_FLAGS),
   lstat: (p) => nodeFs.lstat(p),
   rename: (a, b) => nodeFs.rename(a, b),
-  chmod: (p, m) => nodeFs.chmod(p, m),
   unlink: (p) => nodeFs.unlink(p),
   rm: (p) => nodeFs.rm(p, { recursive: true, force: true }),
   readdir: (p) => nodeFs.readdir(p),
@@ -147,7 +138,6 @@ export class FsWatch {
       openRead: async (p) => handle(await this.track('open', fs.openRead(p))),
       lstat: (p) => this.track('lstat', fs.lstat(p)),
       rename: (a, b) => this.track('rename', fs.rename(a, b)),
-      chmod: (p, m) => this.track('chmod', fs.chmod(p, m)),
       unlink: (p) => this.track('unlink', fs.unlink(p)),
       rm: (p) => this.track('rm', fs.rm(p)),
       readdir: (p) => this.track('readdir', fs.readdir(p)),
@@ -186,15 +176,6 @@ const ID_RE = /^[0-9a-z]{16}$/;
 const WRITE_CHUNK = 128 * 1024;
 /** State files kept in memory (write-through) for the engine's read-modify-write cycles. */
 const FRESH_MAX = 2048;
-/**
- * The mode of a message file while accept() writes it (owner execute bit set, as Postfix marks its queue files), and
- * once it is durable. A file still in WRITING_MODE whose footer is missing was never acknowledged: a crash cut its
- * write short, and it is removed, not quarantined. The footer decides, not the mode: a complete file is kept whatever
- * its mode (a power cut may lose the mode change that followed the fsync).
- */
-const WRITING_MODE = 0o700;
-const COMPLETE_MODE = 0o600;
-const MODE_WRITING_BIT = 0o100;
 /** Bodies up to this size are kept in memory after accept, for the first delivery attempts (no read-back). */
 const BODY_CACHE_ITEM = 256 * 1024;
 /** All bodies kept in memory together; the oldest leave first. */
@@ -314,8 +295,6 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // nor a removal should pay for a failing syscall (and the error object it throws) to find that out.
   const stateFiles = new Set<string>();
   const msgPath = (id: string): string => join(queueDir, messageFile(id));
-  // Ids whose message file accept() is writing now: not listed and not loaded until accept() has finished.
-  const inProgress = new Set<string>();
 
   const syncDir = async (): Promise<void> => {
     const fh = await fs.open(queueDir, 'r');
@@ -594,7 +573,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   };
 
   type Opened =
-    | { ok: true; fh: SpoolFileHandle; size: number; mode: number }
+    | { ok: true; fh: SpoolFileHandle; size: number }
     | { ok: false; missing: true }
     | { ok: false; missing: false; why: string };
 
@@ -621,7 +600,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
     try {
       const st = await fh.stat();
-      if (st.isFile()) return { ok: true, fh, size: st.size, mode: st.mode };
+      if (st.isFile()) return { ok: true, fh, size: st.size };
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
@@ -677,15 +656,6 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       layout = await readLayout(o.fh, o.size, true);
     } finally {
       await o.fh.close();
-    }
-    if (!layout.ok && (o.mode & MODE_WRITING_BIT) !== 0 && !stateFiles.has(id)) {
-      // accept() was still writing it when the process or the machine stopped: it was never acknowledged
-      await removeFiles(id);
-      log.warn(
-        { queueId: id, why: layout.why },
-        'spool: removed a message file whose write was cut short (it was never acknowledged)',
-      );
-      return { ok: false, reason: 'missing', error: 'write cut short' };
     }
     if (!layout.ok) return quarantineMessage(id, layout.why);
     const st = parseState(id, layout.state ?? Buffer.alloc(0), 'initial state');
@@ -782,17 +752,11 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       else if (body.destroyed && !body.readableEnded) onClose();
 
       const id = nextId();
-      const path = msgPath(id);
-      let created = false;
-      // The directory entry is made durable while the body arrives, in a directory fsync shared with the other
-      // sessions (group commit), so the end of DATA waits only for the file's own fsync.
-      let entrySynced: Promise<void> | undefined;
-      inProgress.add(id);
+      const tmp = join(queueDir, `${messageFile(id)}${TEMP_EXT}`);
+      const created: string[] = [];
       try {
-        fh = await fs.open(path, 'wx', WRITING_MODE);
-        created = true;
-        entrySynced = dirSync.sync();
-        entrySynced.catch(() => undefined); // awaited below; a body error may end the accept first
+        fh = await fs.open(tmp, 'wx', 0o600);
+        created.push(tmp);
       } catch (err) {
         storageError = asError(err);
       }
@@ -846,13 +810,15 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       }
 
       let committed = false;
-      if (!bodyError && !storageError && fh && state && entrySynced) {
+      if (!bodyError && !storageError && fh && state) {
         const handle = fh;
         try {
           await handle.sync();
-          // Durable now: the whole file (fsync) and its name (the directory fsync started at open). The mode says
-          // "complete" from here on, so that a crash before this point leaves a file that recovery removes.
-          await Promise.all([fs.chmod(path, COMPLETE_MODE), entrySynced]);
+          await handle.close();
+          fh = undefined;
+          await fs.rename(tmp, msgPath(id));
+          created.push(msgPath(id));
+          await dirSync.sync();
           committed = true;
           remember(id, state);
           if (small) keepBody(id, ownCopy(small, size));
@@ -860,24 +826,17 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           storageError = asError(err);
         }
       }
-      const closing = fh?.close();
-      if (committed) {
-        inProgress.delete(id);
-        // not on the way to the reply: the file is durable, and nothing reads through this handle
-        closing?.catch((err: unknown) =>
-          log.warn({ err, queueId: id }, 'spool: could not close message file'),
-        );
-        return { ok: true, id };
+      if (fh) {
+        try {
+          await fh.close();
+        } catch {
+          /* the file is removed below */
+        }
       }
-      try {
-        await closing;
-      } catch {
-        /* the file is removed below */
-      }
+      if (committed) return { ok: true, id };
 
       // Nothing half-accepted: remove whatever was created.
-      if (created) await unlinkQuiet(path);
-      inProgress.delete(id);
+      for (const p of [...created].reverse()) await unlinkQuiet(p);
       const error = bodyError ?? storageError ?? new Error('spool: body was not written');
       const storage = bodyError === undefined;
       if (storage) log.error({ err: error, code: errno(error) }, 'spool: could not store message');
@@ -889,15 +848,13 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       const ids: string[] = [];
       for (const name of names) {
         const entry = classifyEntry(name, isQueueId);
-        if (entry.kind === 'message' && !inProgress.has(entry.id)) ids.push(entry.id);
+        if (entry.kind === 'message') ids.push(entry.id);
       }
       return ids.sort();
     },
 
     load(id: string): Promise<LoadResult> {
       if (!isQueueId(id)) return Promise.resolve({ ok: false, reason: 'missing', error: 'not a queue id' });
-      if (inProgress.has(id))
-        return Promise.resolve({ ok: false, reason: 'missing', error: 'being accepted' });
       return withLock(id, () => {
         const cached = fresh.get(id);
         if (cached) return Promise.resolve({ ok: true, state: cached });

@@ -265,19 +265,19 @@ describe('inbound limits', () => {
   const faults: { name: string; file: string; op: FaultOp; code: string; reply: RegExp }[] = [
     {
       name: 'disk full writing the body',
-      file: '.msg',
+      file: '.msg.tmp',
       op: 'write',
       code: 'ENOSPC',
       reply: /^452 4\.3\.1 /,
     },
     {
       name: 'disk full writing the plan',
-      file: '.msg',
+      file: '.msg.tmp',
       op: 'plan',
       code: 'ENOSPC',
       reply: /^452 4\.3\.1 /,
     },
-    { name: 'fsync failing (EIO)', file: '.msg', op: 'sync', code: 'EIO', reply: /^451 4\.3\.0 / },
+    { name: 'fsync failing (EIO)', file: '.msg.tmp', op: 'sync', code: 'EIO', reply: /^451 4\.3\.0 / },
   ];
   for (const f of faults) {
     it(`${f.name}: 4xx, nothing half-kept, earlier mail intact, accepted again once healthy`, async () => {
