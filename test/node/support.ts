@@ -49,6 +49,13 @@ export async function installChart(extra: string[] = []): Promise<number> {
     'install', RELEASE, CHART, '-n', NAMESPACE, '--create-namespace',
     ...imageArgs(), '--set', 'relay.spool.volumePermissions.enabled=true', ...extra,
   ]); // prettier-ignore
+  // With the chart's default HPA the StatefulSet starts at one replica until the HPA raises it to its minimum (2)
+  // on its first sync; every install here ends with two relays.
+  await waitFor(
+    async () =>
+      (await kubectl(['-n', NAMESPACE, 'get', 'statefulset', RELAY_STS, '-o', 'jsonpath={.spec.replicas} {.status.readyReplicas}'])).stdout.trim() === '2 2', // prettier-ignore
+    { timeoutMs: 300_000, intervalMs: 500, what: 'two relays Ready' },
+  );
   await waitRollout();
   return (Date.now() - started) / 1000;
 }
