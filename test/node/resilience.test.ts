@@ -144,7 +144,7 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
   it('a relay pod force-deleted while accepting loses no message it answered 250', async () => {
     // A slow server, so that the relay holds accepted mail in its spool when it dies.
     sink.behaviour = { dataDelayMs: 300 };
-    const load = startLoad(relayIp, ['k@load.test'], 'kill', 4, 3000);
+    const load = startLoad(relayIp, ['k@load.test'], 'kill', 4, 20_000);
     await waitFor(() => load.acked.size >= 40, {
       timeoutMs: 120_000,
       intervalMs: 200,
@@ -188,7 +188,7 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
       `${IMAGE_REPOSITORY}:${PACKAGE_VERSION}`,
       `${IMAGE_REPOSITORY}:${tag}`,
     ]);
-    const load = startLoad(relayIp, ['u@load.test'], 'upgrade', 4, 3000);
+    const load = startLoad(relayIp, ['u@load.test'], 'upgrade', 4, 20_000);
     await waitFor(() => load.acked.size >= 20, {
       timeoutMs: 60_000,
       intervalMs: 200,
