@@ -4,6 +4,8 @@
 # Idempotent: a binary that is already there is not rebuilt.
 # Honours KUBEBUILDER_ASSETS: if it is set and holds kube-apiserver and etcd, nothing is built for them.
 set -euo pipefail
+# shellcheck source=kube-module.sh
+. "$(cd "$(dirname "$0")" && pwd)/kube-module.sh"
 K8S_VERSION="${MAILROUTE_K8S_VERSION:-1.34.4}"
 ETCD_VERSION="${MAILROUTE_ETCD_VERSION:-3.6.16}"
 HELM_VERSION="${MAILROUTE_HELM_VERSION:-3.19.2}"
@@ -26,36 +28,14 @@ fi
 
 if [ "$SKIP_CP" = 0 ] && { want "$OUT/kube-apiserver" || want "$OUT/kubectl"; }; then
   src="$CACHE/src/kubernetes-$K8S_VERSION"
-  mkdir -p "$src"
-  staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller)
-  {
-    echo "module mailroute.io/envtest-kube"
-    echo
-    echo "go 1.24"
-    echo
-    echo "require k8s.io/kubernetes v$K8S_VERSION"
-    echo
-    for m in "${staging[@]}"; do echo "replace k8s.io/$m => k8s.io/$m v0.${K8S_VERSION#1.}"; done
-  } > "$src/go.mod"
-  cat > "$src/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-  ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
-  (cd "$src" && go mod tidy)
+  kube_module "$src" mailroute.io/envtest-kube "$K8S_VERSION" kube-apiserver kubectl
   if want "$OUT/kube-apiserver"; then
     echo "build-envtest: building kube-apiserver v$K8S_VERSION (takes several minutes once)"
-    (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver && mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver")
+    kube_build "$src" "$OUT/kube-apiserver" "$K8S_VERSION" kube-apiserver
   fi
   if want "$OUT/kubectl"; then
     echo "build-envtest: building kubectl v$K8S_VERSION"
-    (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$OUT/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl && mv "$OUT/kubectl.tmp" "$OUT/kubectl")
+    kube_build "$src" "$OUT/kubectl" "$K8S_VERSION" kubectl
   fi
 fi
 

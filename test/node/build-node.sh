@@ -11,6 +11,8 @@ COREDNS_VERSION="${MAILROUTE_COREDNS_VERSION:-1.14.7}"
 CACHE="${MAILROUTE_CACHE_DIR:-$HOME/.cache/mailroute}"
 OUT="$CACHE/node/$K8S_VERSION"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=../controlplane/kube-module.sh
+. "$HERE/../controlplane/kube-module.sh"
 mkdir -p "$OUT"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 export CGO_ENABLED=0
@@ -19,28 +21,10 @@ components=(kubelet kube-controller-manager kube-scheduler kube-proxy)
 missing=()
 for c in "${components[@]}"; do want "$c" && missing+=("$c"); done
 if [ ${#missing[@]} -gt 0 ]; then
-  src="$CACHE/src/kubernetes-node-$K8S_VERSION"
-  mkdir -p "$src"
-  staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller)
-  {
-    echo "module mailroute.io/node-kube"
-    echo
-    echo "go 1.24"
-    echo
-    echo "require k8s.io/kubernetes v$K8S_VERSION"
-    echo
-    for m in "${staging[@]}"; do echo "replace k8s.io/$m => k8s.io/$m v0.${K8S_VERSION#1.}"; done
-  } > "$src/go.mod"
-  {
-    printf '//go:build tools\n\npackage tools\n\nimport (\n'
-    for c in "${components[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
-    printf ')\n'
-  } > "$src/tools.go"
-  (cd "$src" && go mod tidy)
-  ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
+  kube_module "$CACHE/src/kubernetes-node-$K8S_VERSION" mailroute.io/node-kube "$K8S_VERSION" "${components[@]}"
   for c in "${missing[@]}"; do
     t0=$(date +%s)
-    (cd "$src" && go build -trimpath -ldflags "$ldflags" -o "$OUT/$c.tmp" "k8s.io/kubernetes/cmd/$c" && mv "$OUT/$c.tmp" "$OUT/$c")
+    kube_build "$CACHE/src/kubernetes-node-$K8S_VERSION" "$OUT/$c" "$K8S_VERSION" "$c"
     echo "build-node: built $c v$K8S_VERSION in $(( $(date +%s) - t0 )) s"
   done
 fi
