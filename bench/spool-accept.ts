@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { openSpool } from '../relay/spool/spool.ts';
-import type { EnvelopeMeta } from '../relay/spool/types.ts';
+import { dualEnvelope } from '../test/support/delivery.ts';
 
 const { values: v } = parseArgs({
   options: {
@@ -24,38 +24,7 @@ const sessions = Number(v.sessions);
 const messages = Number(v.messages);
 const body = Buffer.alloc(Number(v.size), 'x');
 const dir = await mkdtemp(join(v.dir ?? tmpdir(), 'mailroute-accept-'));
-const server = {
-  name: 'sink',
-  host: '127.0.0.1',
-  port: 25,
-  mx: false,
-  tls: 'None' as const,
-  maxConnections: 10,
-};
-const meta: EnvelopeMeta = {
-  mailFrom: 'alice@sender.example',
-  recipients: [
-    {
-      recipient: 'bob@example.com',
-      legs: [
-        { server, recipient: 'bob@example.com', role: 'primary', bounces: 'Notify' },
-        {
-          server: { ...server, name: 'copy' },
-          recipient: 'bob@copy.example',
-          role: 'copy',
-          bounces: 'Suppress',
-        },
-      ],
-    },
-  ],
-  clientAddress: '127.0.0.1',
-  clientHostname: 'client',
-  helo: 'client',
-  receivedAt: new Date().toISOString(),
-  revision: 'bench',
-  smtputf8: false,
-  body8bit: false,
-};
+const meta = dualEnvelope('sink', 'copy');
 
 try {
   const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });

@@ -9,43 +9,12 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
 import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
-import type { EnvelopeMeta } from '../relay/spool/types.ts';
+import { dualEnvelope } from '../test/support/delivery.ts';
 
 const n = Number(process.argv[2] ?? 100_000);
 const dir = await mkdtemp(join(tmpdir(), 'mailroute-scan-'));
 const logger = pino({ level: 'silent' });
-const server = {
-  name: 'legacy',
-  host: '127.0.0.1',
-  port: 25,
-  mx: false,
-  tls: 'None' as const,
-  maxConnections: 10,
-};
-const meta: EnvelopeMeta = {
-  mailFrom: 'alice@sender.example',
-  recipients: [
-    {
-      recipient: 'bob@example.com',
-      legs: [
-        { server, recipient: 'bob@example.com', role: 'primary', bounces: 'Notify' },
-        {
-          server: { ...server, name: 'zoho' },
-          recipient: 'bob@copy.example',
-          role: 'copy',
-          bounces: 'Suppress',
-        },
-      ],
-    },
-  ],
-  clientAddress: '127.0.0.1',
-  clientHostname: 'client',
-  helo: 'client',
-  receivedAt: new Date().toISOString(),
-  revision: 'bench',
-  smtputf8: false,
-  body8bit: false,
-};
+const meta = dualEnvelope();
 const body = Buffer.alloc(4096, 'x');
 try {
   const first = await openSpool({ dir, logger });

@@ -54,3 +54,32 @@ export function envelope(
     ...over,
   };
 }
+
+/** bob@example.com with a primary leg and a Suppress copy to bob@copy.example (the spool benchmarks' envelope). */
+export function dualEnvelope(primary = 'legacy', copy = 'zoho'): EnvelopeMeta {
+  const server = {
+    name: primary,
+    host: '127.0.0.1',
+    port: 25,
+    mx: false,
+    tls: 'None' as const,
+    maxConnections: 10,
+  };
+  return envelope(
+    [
+      {
+        recipient: 'bob@example.com',
+        legs: [
+          { server, recipient: 'bob@example.com', role: 'primary', bounces: 'Notify' },
+          {
+            server: { ...server, name: copy },
+            recipient: 'bob@copy.example',
+            role: 'copy',
+            bounces: 'Suppress',
+          },
+        ],
+      },
+    ],
+    { clientHostname: 'client', helo: 'client', revision: 'bench' },
+  );
+}
