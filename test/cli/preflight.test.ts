@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAcceptancePeers, type AcceptancePeers } from '../support/acceptance-peers.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { makeSelfSigned, type SelfSigned } from '../support/tls.ts';
 
@@ -34,7 +35,7 @@ describe('mailroute preflight', () => {
   let google: SmtpPeer; // STARTTLS + AUTH required
   let zoho: SmtpPeer; // refuses the probe address until the relay is allowlisted
   let legacy: SmtpPeer; // a certificate for another name
-  let allowlisted = false;
+  let peers: AcceptancePeers;
   const caFile = join(tmp, 'ca.pem');
 
   const manifests = (dir: string, password: string): string => {
@@ -70,25 +71,16 @@ stringData: {username: relay, password: ${password}}
   beforeAll(async () => {
     cert = makeSelfSigned();
     writeFileSync(caFile, cert.cert);
-    google = await startSmtpPeer('google', {}, undefined, {
-      tls: cert,
-      auth: { user: 'relay', pass: 's3cret' },
-      authRequiresTls: true,
-    });
-    zoho = await startSmtpPeer(
-      'zoho',
-      { rcpt: () => (allowlisted ? undefined : { code: 550, message: '5.7.1 relay not allowlisted' }) },
-      undefined,
-      { tls: cert },
-    );
+    peers = await startAcceptancePeers(cert);
+    ({ google, zoho } = peers);
     legacy = await startSmtpPeer('legacy', {}, undefined, { tls: makeSelfSigned('mx.elsewhere.example') });
   });
   afterAll(async () => {
-    await Promise.all([google, zoho, legacy].map((p) => p?.close()));
+    await Promise.all([peers?.close(), legacy?.close()]);
   });
 
   it('reports each server: AUTH ok, the probe refused with 550, a certificate that does not verify; exit 1', async () => {
-    allowlisted = false;
+    peers.allowlisted = false;
     const r = await run('-f', manifests('all', 's3cret'), '--ca', caFile, '--hostname', 'relay.test');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(1);
@@ -115,7 +107,7 @@ stringData: {username: relay, password: ${password}}
   });
 
   it('--probe ADDRESS probes every selected server; --send delivers a marked probe message; exit 0 when all pass', async () => {
-    allowlisted = true;
+    peers.allowlisted = true;
     const r = await run(
       '-f',
       manifests('all', 's3cret'),

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import type { Condition, ServerStatus } from '../../operator/preflight/status.ts';
-import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { startAcceptancePeers, type AcceptancePeers } from '../support/acceptance-peers.ts';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { makeSelfSigned } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 import { startOperator, type OperatorProcess } from './support.ts';
@@ -24,7 +25,7 @@ describeCluster('operator preflight: the acceptance step', (ctx) => {
   let rest: KubeRest;
   let google: SmtpPeer;
   let zoho: SmtpPeer;
-  let allowlisted = false;
+  let peers: AcceptancePeers;
 
   const get = async (): Promise<Md | undefined> => {
     const r = await rest.request<Md>(
@@ -41,17 +42,8 @@ describeCluster('operator preflight: the acceptance step', (ctx) => {
     await createNamespace(ctx.cp, NS);
     rest = createKubeRest(ctx.cp.kubeconfig);
     const cert = makeSelfSigned();
-    google = await startSmtpPeer('google', {}, undefined, {
-      tls: cert,
-      auth: { user: 'relay', pass: 's3cret' },
-      authRequiresTls: true,
-    });
-    zoho = await startSmtpPeer(
-      'zoho',
-      { rcpt: () => (allowlisted ? undefined : { code: 550, message: '5.7.1 relay not allowlisted' }) },
-      undefined,
-      { tls: cert },
-    );
+    peers = await startAcceptancePeers(cert);
+    ({ google, zoho } = peers);
     const yaml = `apiVersion: v1
 kind: Secret
 metadata: {name: google-relay, labels: {mailroute.io/smtp-auth: "true"}}
@@ -77,8 +69,7 @@ spec:
   });
   afterAll(async () => {
     await op?.stop();
-    await google?.close();
-    await zoho?.close();
+    await peers?.close();
   });
 
   it('the API server keeps spec.servers[].probe', async () => {
@@ -134,7 +125,7 @@ spec:
   });
 
   it('once the server allowlists the relay, the next probe turns ServersReachable True', async () => {
-    allowlisted = true;
+    peers.allowlisted = true;
     const md = await waitFor(
       async () => {
         const m = await get();
