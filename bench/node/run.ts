@@ -33,7 +33,9 @@ import {
   relayServiceIp,
   uninstallChart,
   waitRollout,
+  waitProgrammed,
 } from '../../test/node/support.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 const { values } = parseArgs({
   options: {
@@ -54,36 +56,6 @@ if (MESSAGES > 20_000) throw new Error('--messages: at most 20000 per run (the b
 const log = (msg: string): void => {
   process.stderr.write(`[bench:node ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 };
-
-async function waitUntil(
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function programmedSeconds(kind: string, name: string, started: number): Promise<number> {
-  const generation = Number(
-    await kubectlOk(['-n', MAIL_NS, 'get', kind, name, '-o', 'jsonpath={.metadata.generation}']),
-  );
-  await waitUntil(
-    async () => {
-      const o = JSON.parse(await kubectlOk(['-n', MAIL_NS, 'get', kind, name, '-o', 'json'])) as {
-        status?: { conditions?: { type: string; status: string; observedGeneration?: number }[] };
-      };
-      const c = o.status?.conditions?.find((x) => x.type === 'Programmed');
-      return c?.status === 'True' && c.observedGeneration === generation;
-    },
-    120_000,
-    `${kind}/${name} Programmed`,
-  );
-  return (Date.now() - started) / 1000;
-}
 
 interface RunFigure {
   replicas: number;
@@ -140,7 +112,8 @@ spec: {domainRef: {name: bench}, mode: Direct, primary: sink}
     await kubectlOk(['-n', MAIL_NS, 'apply', '-f', '-'], {
       input: domain(sinkPort!).replace('port: 9,', 'port: 10,'),
     });
-    const changeSeconds = await programmedSeconds('maildomain', 'bench', started);
+    await waitProgrammed('maildomain', 'bench', 120_000);
+    const changeSeconds = (Date.now() - started) / 1000;
     log(`kubectl apply of a change -> Programmed on both relays: ${changeSeconds.toFixed(1)} s`);
 
     const relayIp = await relayServiceIp();
@@ -148,19 +121,22 @@ spec: {domainRef: {name: bench}, mode: Direct, primary: sink}
     for (const replicas of [2, 1]) {
       await kubectlOk(['-n', NAMESPACE, 'scale', `statefulset/${RELAY_STS}`, `--replicas=${replicas}`]);
       await waitRollout();
-      await waitUntil(
+      await waitFor(
         async () =>
           (await kubectlOk(['-n', NAMESPACE, 'get', 'endpointslices', '-l', `kubernetes.io/service-name=mr-mailroute-relay`, '-o', 'jsonpath={.items[*].endpoints[*].addresses[0]}'])) // prettier-ignore
             .trim()
             .split(/\s+/).length === replicas,
-        60_000,
-        `${replicas} Service endpoints`,
+        { timeoutMs: 60_000, intervalMs: 200, what: `${replicas} Service endpoints` },
       );
       for (let round = 1; round <= ROUNDS; round++) {
         const before = sink.poll();
         const t0 = performance.now();
         execFileSync('smtp-source', ['-c', '-s', String(SESSIONS), '-m', String(MESSAGES), '-l', String(SIZE), '-f', 'sender@origin.example', '-t', `load${round}@bench.test`, `${relayIp}:25`], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 }); // prettier-ignore
-        await waitUntil(() => sink.poll() - before >= MESSAGES, 600_000, `${MESSAGES} deliveries`);
+        await waitFor(() => sink.poll() - before >= MESSAGES, {
+          timeoutMs: 600_000,
+          intervalMs: 100,
+          what: `${MESSAGES} deliveries`,
+        });
         const seconds = (performance.now() - t0) / 1000;
         const figure = {
           replicas,

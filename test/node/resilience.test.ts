@@ -32,6 +32,7 @@ import {
   startLoad,
   uninstallChart,
   waitDelivered,
+  waitProgrammed,
   waitRollout,
 } from './support.ts';
 
@@ -145,11 +146,7 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
     // A slow server, so that the relay holds accepted mail in its spool when it dies.
     sink.behaviour = { dataDelayMs: 300 };
     const load = startLoad(relayIp, ['k@load.test'], 'kill', 4, 20_000);
-    await waitFor(() => load.acked.size >= 40, {
-      timeoutMs: 120_000,
-      intervalMs: 200,
-      what: '40 messages accepted',
-    });
+    await load.accepted(40, 120_000);
     await waitFor(async () => (await queuedIds(`${RELAY_STS}-0`)).length >= 5, {
       timeoutMs: 60_000,
       intervalMs: 200,
@@ -161,17 +158,14 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
     await kubectlOk(['-n', NAMESPACE, 'delete', 'pod', `${RELAY_STS}-0`, '--grace-period=0', '--force']);
     // The StatefulSet brings relay-0 back on the same claim; keep sending until it is Ready again.
     await waitFor(
-      async () =>
-        (await kubectl(['-n', NAMESPACE, 'get', 'pod', `${RELAY_STS}-0`, '-o', 'jsonpath={.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}'])).stdout.trim() !== `${uid} True` && // prettier-ignore
-        (await kubectl(['-n', NAMESPACE, 'get', 'pod', `${RELAY_STS}-0`, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).stdout === 'True', // prettier-ignore
+      async () => {
+        const r = await kubectl(['-n', NAMESPACE, 'get', 'pod', `${RELAY_STS}-0`, '-o', 'jsonpath={.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}']); // prettier-ignore
+        const [now, ready] = r.stdout.trim().split(' ');
+        return now !== uid && ready === 'True';
+      },
       { timeoutMs: 180_000, intervalMs: 500, what: 'a new relay-0 Ready' },
     );
-    const before = load.acked.size;
-    await waitFor(() => load.acked.size >= before + 20, {
-      timeoutMs: 60_000,
-      intervalMs: 200,
-      what: '20 more accepted',
-    });
+    await load.accepted(20);
     await load.stop();
     sink.behaviour = {};
     console.log(`[node] pod kill: ${load.acked.size} accepted, replies ${JSON.stringify([...load.codes])}`);
@@ -189,11 +183,7 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
       `${IMAGE_REPOSITORY}:${tag}`,
     ]);
     const load = startLoad(relayIp, ['u@load.test'], 'upgrade', 4, 20_000);
-    await waitFor(() => load.acked.size >= 20, {
-      timeoutMs: 60_000,
-      intervalMs: 200,
-      what: '20 messages accepted',
-    });
+    await load.accepted(20, 60_000);
     await helmOk(['upgrade', RELEASE, CHART, '-n', NAMESPACE, '--reuse-values', '--set', `image.tag=${tag}`]);
     await waitRollout();
     const images = await kubectlOk([
@@ -205,12 +195,7 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
       'jsonpath={.items[*].spec.containers[0].image}',
     ]);
     expect(new Set(images.trim().split(' '))).toEqual(new Set([`${IMAGE_REPOSITORY}:${tag}`]));
-    const before = load.acked.size;
-    await waitFor(() => load.acked.size >= before + 20, {
-      timeoutMs: 60_000,
-      intervalMs: 200,
-      what: '20 more accepted',
-    });
+    await load.accepted(20);
     await load.stop();
     console.log(
       `[node] rolling upgrade: ${load.acked.size} accepted, replies ${JSON.stringify([...load.codes])}`,
@@ -232,19 +217,7 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
     await kubectlOk(['-n', NAMESPACE, 'delete', 'pod', leader, '--wait=false']);
     await kubectlOk(['-n', MAIL_NS, 'patch', 'deliverypolicy', 'late', '--type=merge', '-p', '{"spec":{"primary":"late","mode":"Direct","secondary":null}}']); // prettier-ignore
     await kubectlOk(['-n', MAIL_NS, 'patch', 'maildomain', 'late', '--type=merge', '-p', JSON.stringify({ spec: { servers: [{ name: 'late', host: NODE_IP, port: late.port, tls: 'None' }, { name: 'sink', host: NODE_IP, port: sink.port, tls: 'None' }] } })]); // prettier-ignore
-    const generation = Number(
-      await kubectlOk(['-n', MAIL_NS, 'get', 'maildomain', 'late', '-o', 'jsonpath={.metadata.generation}']),
-    );
-    await waitFor(
-      async () => {
-        const o = JSON.parse(await kubectlOk(['-n', MAIL_NS, 'get', 'maildomain', 'late', '-o', 'json'])) as {
-          status?: { conditions?: { type: string; status: string; observedGeneration?: number }[] };
-        };
-        const c = o.status?.conditions?.find((x) => x.type === 'Programmed');
-        return c?.status === 'True' && c.observedGeneration === generation;
-      },
-      { timeoutMs: 180_000, intervalMs: 500, what: 'the change Programmed on every relay' },
-    );
+    await waitProgrammed('maildomain', 'late');
     const seconds = (Date.now() - started) / 1000;
     console.log(
       `[node] operator failover: change Programmed ${seconds.toFixed(1)} s after the leader was deleted (lease ${leaseSeconds} s)`,

@@ -231,6 +231,8 @@ export interface Load {
   readonly codes: Map<number, number>;
   /** Replies that were neither 250 nor 4xx nor a connection failure, with their text. */
   readonly permanent: string[];
+  /** Waits until n more messages than now are answered 250; fails at once when the load has ended (its cap). */
+  accepted(n: number, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -255,11 +257,25 @@ export function startLoad(host: string, to: string[], prefix: string, concurrenc
       if (r.code !== 250) await new Promise((res) => setTimeout(res, 100));
     }
   };
+  let ended = false;
   const workers = Array.from({ length: concurrency }, () => worker());
+  void Promise.all(workers).then(() => (ended = true));
   return {
     acked,
     codes,
     permanent,
+    async accepted(n, timeoutMs = 60_000) {
+      const want = acked.size + n;
+      await waitFor(
+        () => {
+          if (acked.size >= want) return true;
+          if (ended)
+            throw new Error(`the load ended after ${seq} messages (cap ${max}) before ${want} were accepted`);
+          return false;
+        },
+        { timeoutMs, intervalMs: 200, what: `${n} more messages accepted (${want} in all)` },
+      );
+    },
     async stop() {
       stopped = true;
       await Promise.all(workers);
@@ -305,4 +321,19 @@ export async function waitDelivered(
       `${(err as Error).message}; ${missing.length} of ${want.length} missing: ${missing.slice(0, 10).join(', ')}`,
     );
   });
+}
+
+/** Waits until the object in MAIL_NS is Programmed (every relay routes by it) at its current generation. */
+export async function waitProgrammed(kind: string, name: string, timeoutMs = 180_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const o = JSON.parse(await kubectlOk(['-n', MAIL_NS, 'get', kind, name, '-o', 'json'])) as {
+        metadata: { generation?: number };
+        status?: { conditions?: { type: string; status: string; observedGeneration?: number }[] };
+      };
+      const c = o.status?.conditions?.find((x) => x.type === 'Programmed');
+      return c?.status === 'True' && c.observedGeneration === o.metadata.generation;
+    },
+    { timeoutMs, intervalMs: 250, what: `${kind}/${name} Programmed on every relay` },
+  );
 }
