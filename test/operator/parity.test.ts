@@ -12,25 +12,21 @@ import {
   type ParityCounts,
 } from '../../contract/relay-parity.ts';
 import { waitFor } from '../support/wait.ts';
-import { getObject, heartbeat, routingRevision, startOperator, type OperatorProcess } from './support.ts';
+import {
+  getObject,
+  heartbeat,
+  MIGRATION_DOMAIN,
+  MIGRATION_POLICY,
+  routingRevision,
+  startOperator,
+  type OperatorProcess,
+} from './support.ts';
 
 const OP_NS = 'mailroute-system';
 const NS = 'parity';
 
-const manifests = `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: example-com}
-spec:
-  domain: example.com
-  servers:
-  - {name: legacy, host: 127.0.0.1, port: 2601, tls: None}
-  - {name: zoho, host: 127.0.0.1, port: 2602, tls: None}
----
-apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: migration}
-spec: {domainRef: {name: example-com}, mode: Dual, primary: legacy, secondary: zoho}
----
+const manifests = `${MIGRATION_DOMAIN}---
+${MIGRATION_POLICY}---
 apiVersion: mailroute.io/v1alpha1
 kind: TestRecipient
 metadata: {name: alice}

@@ -9,6 +9,8 @@ import { waitFor } from '../support/wait.ts';
 import {
   condition,
   getObject,
+  MIGRATION_DOMAIN,
+  MIGRATION_POLICY,
   routingRevision,
   SimulatedRelays,
   startOperator,
@@ -18,20 +20,8 @@ import {
 const OP_NS = 'mailroute-system';
 const NS = 'stages';
 
-const domain = `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: example-com}
-spec:
-  domain: example.com
-  servers:
-  - {name: legacy, host: 127.0.0.1, port: 2601, tls: None}
-  - {name: zoho, host: 127.0.0.1, port: 2602, tls: None}
-`;
-const plainPolicy = `apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: migration}
-spec: {domainRef: {name: example-com}, mode: Dual, primary: legacy, secondary: zoho}
-`;
+const domain = MIGRATION_DOMAIN;
+const plainPolicy = MIGRATION_POLICY;
 const stagedPolicy = (until: string) => `apiVersion: mailroute.io/v1alpha1
 kind: DeliveryPolicy
 metadata: {name: migration}

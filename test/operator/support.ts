@@ -318,3 +318,19 @@ export function tenantEditorObjects(namespace: string): object[] {
     },
   ];
 }
+
+/** example.com with servers legacy (2601) and zoho (2602), and the Dual policy `migration` from legacy to zoho. */
+export const MIGRATION_DOMAIN = `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: example-com}
+spec:
+  domain: example.com
+  servers:
+  - {name: legacy, host: 127.0.0.1, port: 2601, tls: None}
+  - {name: zoho, host: 127.0.0.1, port: 2602, tls: None}
+`;
+export const MIGRATION_POLICY = `apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: migration}
+spec: {domainRef: {name: example-com}, mode: Dual, primary: legacy, secondary: zoho}
+`;
