@@ -1,13 +1,15 @@
 // helm and kubeconform for the chart checks: built from Go modules by test/controlplane/build-envtest.sh into
 // ~/.cache/mailroute/tools/ (or named by MAILROUTE_HELM / MAILROUTE_KUBECONFORM). Missing tools skip the suites with a
 // loud notice, unless MAILROUTE_REQUIRE_ENVTEST=1 (CI), which turns them into failures.
-import { spawn } from 'node:child_process';
+import { runProcess, type RunResult } from '../support/process.ts';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+
+export type { RunResult };
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CHART_DIR = join(REPO_ROOT, 'charts', 'mailroute');
@@ -65,12 +67,6 @@ export function describeWithTools(name: string, fn: (tools: Tools) => void): voi
   describe.skip(name, () => fn({ helm: '', kubeconform: '' }));
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Helm's own state (repositories, cache) goes to a temp dir, never to the user's home. */
 const helmHome = mkdtempSync(join(tmpdir(), 'mailroute-helm-home-'));
 const HELM_ENV = {
@@ -79,31 +75,13 @@ const HELM_ENV = {
   HELM_DATA_HOME: join(helmHome, 'data'),
 };
 
-/** Runs a tool; never throws on a non-zero exit (check `code`). */
+/** Runs a tool with helm's state in a temp dir, from the repository root; never throws on a non-zero exit. */
 export function run(
   bin: string,
   args: string[],
   opts: { stdin?: string; env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, args, {
-      cwd: opts.cwd ?? REPO_ROOT,
-      env: { ...process.env, ...HELM_ENV, ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: opts.timeoutMs ?? 120_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    // A tool may exit without reading its input (EPIPE): its exit code and output tell what happened.
-    p.stdin.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE') reject(err);
-    });
-    p.stdin.end(opts.stdin ?? '');
-  });
+  return runProcess(bin, args, { ...opts, cwd: opts.cwd ?? REPO_ROOT, env: { ...HELM_ENV, ...opts.env } });
 }
 
 export interface K8sObject {

@@ -5,7 +5,8 @@
 // image archive (scripts/image.sh --archive ~/.cache/mailroute/node/images/mailroute.tar) and the Debian packages
 // containerd, runc, containernetworking-plugins, iptables and buildah. Without them the suites are skipped with a
 // loud notice naming what is missing, unless MAILROUTE_REQUIRE_NODE=1 (CI), which makes that a failure.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { runProcess, type RunResult } from '../support/process.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -68,33 +69,16 @@ export function nodeAvailability(): NodeAvailability {
     : { available: false, reason: `missing ${missing.join(', ')}` };
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion (never throws on a non-zero exit: the caller asserts on code). */
+/** A command against the node cluster (KUBECONFIG set); never throws on a non-zero exit. */
 export function run(
   cmd: string,
   args: readonly string[],
   opts: { input?: string; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      env: { ...process.env, KUBECONFIG },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: opts.timeoutMs ?? 300_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code, signal) =>
-      resolve({ code: code ?? (signal !== null ? 128 : 1), stdout, stderr }),
-    );
-    child.stdin.end(opts.input ?? '');
+  return runProcess(cmd, args, {
+    env: { KUBECONFIG },
+    timeoutMs: opts.timeoutMs ?? 300_000,
+    ...(opts.input !== undefined ? { stdin: opts.input } : {}),
   });
 }
 
