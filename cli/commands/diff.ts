@@ -10,7 +10,7 @@ import type { RoutingTable } from '../../routing/model.ts';
 import { parseDuration } from '../../lib/flags.ts';
 import { renderMarkdown, renderText } from '../diff-report.ts';
 import { loadAndCompile, type ManifestLimits } from '../../lib/manifests.ts';
-import { fileFlag, limitFlags, limitsFrom, parseFlags, UsageError } from './offline-common.ts';
+import { fileFlag, limitFlags, limitsFrom, guard, parseFlags, UsageError } from './offline-common.ts';
 
 const USAGE = `usage: mailroute diff -f OLD... --to NEW... [flags]
        mailroute diff --cluster [--context NAME] [--kubeconfig FILE] [--configmap NS/NAME] -f NEW... [flags]
@@ -32,16 +32,8 @@ async function tableOf(paths: string[], side: string, limits: ManifestLimits): P
 }
 
 export async function run(argv: string[]): Promise<number> {
-  try {
-    return await diff(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n${USAGE}`);
-      return 2;
-    }
-    process.stderr.write(`mailroute diff: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 2;
-  }
+  // exit 1 is an answer here (changes), so any error exits 2
+  return guard('diff', USAGE, () => diff(argv), 2);
 }
 
 async function diff(argv: string[]): Promise<number> {

@@ -20,8 +20,16 @@ export function parseFlags<T extends ParseArgsConfig['options']>(
   }
 }
 
-/** Runs a command body; usage errors exit 2, unexpected errors exit 1 with one line (no stack trace). */
-export async function guard(command: string, usage: string, body: () => Promise<number>): Promise<number> {
+/**
+ * Runs a command body; usage errors exit 2, other errors exit `errorCode` (1; 2 for the commands whose 1 is an
+ * answer, like diff's "changes") with one line (no stack trace).
+ */
+export async function guard(
+  command: string,
+  usage: string,
+  body: () => Promise<number>,
+  errorCode = 1,
+): Promise<number> {
   try {
     return await body();
   } catch (err) {
@@ -30,7 +38,7 @@ export async function guard(command: string, usage: string, body: () => Promise<
       return 2;
     }
     process.stderr.write(`mailroute ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    return errorCode;
   }
 }
 

@@ -19,7 +19,15 @@ import {
 import { SMTP_AUTH_LABEL, SMTP_AUTH_LABEL_VALUE } from '../../routing/secret-opt-in.ts';
 import { parseDuration } from '../../lib/flags.ts';
 import { loadAndCompile, usableSecrets } from '../../lib/manifests.ts';
-import { fileFlag, filesFrom, limitFlags, limitsFrom, parseFlags, UsageError } from './offline-common.ts';
+import {
+  fileFlag,
+  filesFrom,
+  limitFlags,
+  limitsFrom,
+  guard,
+  parseFlags,
+  UsageError,
+} from './offline-common.ts';
 
 const USAGE = `usage: mailroute preflight -f PATH... [--probe ADDRESS] [--send] [--from ADDRESS]
        [--domain DOMAIN]... [--server NAME]... [--timeout 10s] [--hostname NAME] [--ca FILE] [-o text|json]
@@ -73,16 +81,8 @@ function credentialsFor(
 }
 
 export async function run(argv: string[]): Promise<number> {
-  try {
-    return await preflight(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n${USAGE}`);
-      return 2;
-    }
-    process.stderr.write(`mailroute preflight: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 2;
-  }
+  // exit 1 is an answer here (a server failed), so any error exits 2
+  return guard('preflight', USAGE, () => preflight(argv), 2);
 }
 
 async function preflight(argv: string[]): Promise<number> {
