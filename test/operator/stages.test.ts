@@ -94,10 +94,18 @@ describeCluster(
       if (Date.now() < Date.parse(until)) {
         expect(during.status).toMatchObject({ mode: 'Dual', scope: 'Accounts', nextTransition: until });
       }
-      const table = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
-        domains: Record<string, { mode: string; stages?: { name: string; until: string }[] }>;
-      };
-      expect(table.domains['example.com']).toMatchObject({
+      // status follows the compile, and the table is applied after it (asynchronously): wait for the table to
+      // carry the stage rather than read it once.
+      const table = await waitFor(
+        async () => {
+          const t = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
+            domains?: Record<string, { mode: string; stages?: { name: string; until: string }[] }>;
+          };
+          return t.domains?.['example.com']?.stages !== undefined ? t : undefined;
+        },
+        { timeoutMs: 10_000, what: 'the routing table with the dual stage' },
+      );
+      expect(table.domains?.['example.com']).toMatchObject({
         mode: 'Direct',
         stages: [{ name: 'dual', until }],
       });
@@ -135,11 +143,18 @@ describeCluster(
         { timeoutMs: 20_000, what: 'Programmed for the reverted generation' },
       );
       expect(pending).toMatchObject({ status: 'False', reason: 'Pending', message: '0/2 relays programmed' });
-      const table = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
-        domains: Record<string, { mode: string; primary: string; stages?: unknown }>;
-      };
-      expect(table.domains['example.com']).toMatchObject({ mode: 'Dual', primary: 'legacy' });
-      expect(table.domains['example.com']?.stages).toBeUndefined();
+      // Programmed is written from the compile; the table is applied right after it.
+      const table = await waitFor(
+        async () => {
+          const t = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
+            domains?: Record<string, { mode: string; primary: string; stages?: unknown }>;
+          };
+          return t.domains?.['example.com']?.mode === 'Dual' ? t : undefined;
+        },
+        { timeoutMs: 10_000, what: 'the reverted routing table' },
+      );
+      expect(table.domains?.['example.com']).toMatchObject({ mode: 'Dual', primary: 'legacy' });
+      expect(table.domains?.['example.com']?.stages).toBeUndefined();
 
       relays.paused = false;
       const ready = await waitFor(
