@@ -2,7 +2,18 @@
 // folder must never hang the process, exhaust its memory, reach a downstream server, or stay in the queue forever.
 import { execFile } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+  truncate,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -245,6 +256,103 @@ describe('spool: hostile or damaged contents', () => {
 });
 
 describe('spool: durability of results (power cuts)', () => {
+  it('accept creates the message file under its final name and fsyncs it and its entry before it resolves', async () => {
+    const events: string[] = [];
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      async open(p, flags, mode) {
+        const fh = await defaultSpoolFs.open(p, flags, mode);
+        const name = p.endsWith('queue') ? 'dir' : p.slice(p.lastIndexOf('.'));
+        if (name !== 'dir') events.push(`open ${name} ${(mode ?? 0).toString(8)}`);
+        return {
+          write: (d) => fh.write(d),
+          writev: (d) => fh.writev(d),
+          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          stat: () => fh.stat(),
+          async chmod(m: number) {
+            await fh.chmod(m);
+            events.push(`chmod ${name} ${m.toString(8)}`);
+          },
+          close: () => fh.close(),
+          async sync() {
+            await fh.sync();
+            events.push(`sync ${name}`);
+          },
+        };
+      },
+      async rename(a, b) {
+        await defaultSpoolFs.rename(a, b);
+        events.push('rename');
+      },
+    };
+    const spool = await openSpool({ dir, logger, fs });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    // one file fsync after the body's end; the directory entry's fsync (started at the create) is done; no rename
+    const beforeMark = events.filter((e) => !e.startsWith('chmod'));
+    expect(beforeMark[0]).toBe('open .msg 700');
+    expect(beforeMark.sort()).toEqual(['open .msg 700', 'sync .msg', 'sync dir']);
+    // then the file is marked complete (not needed for the 250: a complete file in 0700 is delivered too)
+    await waitFor(() => events.includes('chmod .msg 600'), { timeoutMs: 5000, what: 'the mode change' });
+    expect(events).not.toContain('rename');
+    const fh = await open(join(dir, 'queue', `${r.id}.msg`));
+    expect((await fh.stat()).mode & 0o777).toBe(0o600);
+    await fh.close();
+  });
+
+  it('an id being accepted is not listed while its file is written', async () => {
+    const spool = await openSpool({ dir, logger });
+    const body = new Readable({ read() {} });
+    body.push(Buffer.from('Subject: slow\r\n\r\n'));
+    const accepting = spool.accept(meta(), body);
+    await waitFor(async () => (await readdir(join(dir, 'queue'))).some((n) => n.endsWith('.msg')), {
+      timeoutMs: 5000,
+      what: 'the message file created',
+    });
+    expect(await spool.list()).toEqual([]);
+    body.push('body\r\n');
+    body.push(null);
+    const r = await accepting;
+    if (!r.ok) throw r.error;
+    expect(await spool.list()).toEqual([r.id]);
+  });
+
+  it('after a crash: a message file cut short in mode 0700 (never acknowledged) is removed, not quarantined', async () => {
+    const first = await openSpool({ dir, logger });
+    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const path = join(dir, 'queue', `${r.id}.msg`);
+    // what a crash before the fsync leaves: part of the body, no footer, still in the mode of a file being written
+    await writeFile(path, 'Subject: hi\r\n\r\nbo');
+    await chmod(path, 0o700);
+    const again = await openSpool({ dir, logger });
+    expect(await again.list()).toEqual([r.id]);
+    await expect(again.load(r.id)).resolves.toMatchObject({ ok: false, reason: 'missing' });
+    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+    expect(await quarantined()).toEqual([]);
+  });
+
+  it('after a crash: a complete message file still in mode 0700 (its 250 may not have been sent) is delivered', async () => {
+    const first = await openSpool({ dir, logger });
+    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    await chmod(join(dir, 'queue', `${r.id}.msg`), 0o700);
+    const again = await openSpool({ dir, logger });
+    await expect(again.load(r.id)).resolves.toMatchObject({ ok: true });
+    expect((await again.readBody(r.id)).toString()).toBe(MESSAGE);
+  });
+
+  it('a message file without a footer in mode 0600 (complete, then damaged) is quarantined, not removed', async () => {
+    const first = await openSpool({ dir, logger });
+    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const path = join(dir, 'queue', `${r.id}.msg`);
+    await truncate(path, 10);
+    const again = await openSpool({ dir, logger });
+    await expect(again.load(r.id)).resolves.toMatchObject({ ok: false, reason: 'corrupt' });
+    expect((await quarantined()).some((n) => n.startsWith(`${r.id}.msg.`))).toBe(true);
+  });
+
   it('update writes a temp file, fsyncs it, renames it, and fsyncs the directory before it resolves', async () => {
     const events: string[] = [];
     const fs: SpoolFs = {
@@ -257,6 +365,7 @@ describe('spool: durability of results (power cuts)', () => {
           writev: (d) => fh.writev(d),
           read: (b, o, l, pos) => fh.read(b, o, l, pos),
           stat: () => fh.stat(),
+          chmod: (m: number) => fh.chmod(m),
           close: () => fh.close(),
           async sync() {
             await fh.sync();
@@ -295,6 +404,7 @@ describe('spool: durability of results (power cuts)', () => {
           writev: (d) => fh.writev(d),
           read: (b, o, l, pos) => fh.read(b, o, l, pos),
           stat: () => fh.stat(),
+          chmod: (m: number) => fh.chmod(m),
           close: () => fh.close(),
           async sync() {
             dirSyncs++;

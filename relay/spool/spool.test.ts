@@ -219,6 +219,7 @@ describe('spool', () => {
             writev: (d) => fh.writev(d),
             read: (b, o, l, pos) => fh.read(b, o, l, pos),
             stat: () => fh.stat(),
+            chmod: (m: number) => fh.chmod(m),
             close: () => fh.close(),
             async sync() {
               dirSyncs++;
@@ -250,10 +251,35 @@ describe('spool', () => {
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
   });
 
+  it('a failure to mark the file complete after its fsync does not fail the accept: the footer decides', async () => {
+    const fs: SpoolFs = {
+      ...defaultSpoolFs,
+      async open(p, flags, mode) {
+        const fh = await defaultSpoolFs.open(p, flags, mode);
+        if (!p.endsWith('.msg')) return fh;
+        return {
+          write: (d) => fh.write(d),
+          writev: (d) => fh.writev(d),
+          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          stat: () => fh.stat(),
+          chmod: () => Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' })),
+          close: () => fh.close(),
+          sync: () => fh.sync(),
+        };
+      },
+    };
+    const spool = await openSpool({ dir, logger, fs });
+    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const again = await openSpool({ dir, logger });
+    await expect(again.load(r.id)).resolves.toMatchObject({ ok: true });
+    expect((await again.readBody(r.id)).toString()).toBe(MESSAGE);
+  });
+
   it.each([
     ['write', 'ENOSPC'],
     ['sync', 'EIO'],
-    ['rename', 'ENOSPC'],
+    ['directory sync', 'EIO'],
   ])('an injected %s failure (%s) is a storage error and leaves no file', async (op, code) => {
     const fail = (): Promise<never> =>
       Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
@@ -261,17 +287,18 @@ describe('spool', () => {
       ...defaultSpoolFs,
       async open(p, flags, mode) {
         const fh = await defaultSpoolFs.open(p, flags, mode);
-        if (!p.endsWith('.msg.tmp')) return fh;
+        const isDir = p.endsWith('queue') && flags === 'r';
+        if (!p.endsWith('.msg') && !isDir) return fh;
         return {
           write: (d) => (op === 'write' ? fail() : fh.write(d)),
           writev: (d) => (op === 'write' ? fail() : fh.writev(d)),
           read: (b, o, l, pos) => fh.read(b, o, l, pos),
           stat: () => fh.stat(),
+          chmod: (m: number) => fh.chmod(m),
           close: () => fh.close(),
-          sync: () => (op === 'sync' ? fail() : fh.sync()),
+          sync: () => (op === (isDir ? 'directory sync' : 'sync') ? fail() : fh.sync()),
         };
       },
-      rename: (a, b) => (op === 'rename' && b.endsWith('.msg') ? fail() : defaultSpoolFs.rename(a, b)),
     };
     const spool = await openSpool({ dir, logger, fs });
     const r = await spool.accept(meta(), Readable.from([Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]));

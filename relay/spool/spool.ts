@@ -8,16 +8,24 @@
 //   newQueueIdGenerator(clock): () => string
 //
 // Layout (state lives in files and their places, as in Postfix and Haraka; the file format is in format.ts):
-//   <dir>/queue/<id>.msg         the message byte for byte as accepted, then its initial state; written once
+//   <dir>/queue/<id>.msg         the message byte for byte as accepted, then its initial state; written once, in
+//                                mode 0700 while it is being written and 0600 once complete (as Postfix marks its
+//                                queue files by a mode bit)
 //   <dir>/queue/<id>.json        the latest delivery state, once an attempt changed it; rewritten atomically
-//   <dir>/queue/<id>.*.tmp       a write in progress (removed at start)
+//   <dir>/queue/<id>.json.tmp    a state write in progress (removed at start)
 //   <dir>/quarantine/            files that could not be read, with a log line each; bounded by age and count
 // Only regular files are read (lstat, then a non-blocking open without following symlinks), a state is at most
 // MAX_STATE_BYTES, and every field of a state is checked as SMTP input is (check.ts) before it is used.
-// A message exists once its .msg exists. accept() writes body and state into one temp file, fsyncs it, renames it
-// into place and fsyncs the directory; only then does it resolve { ok: true }. One file fsync per message; directory
-// fsyncs are shared by concurrent accepts, state updates and removals (group commit). State updates are written to a
-// temp file, fsynced and renamed (update()), so a power cut repeats only the attempts whose results were in flight.
+// A message exists once its .msg exists with a valid footer. accept() creates <id>.msg under its final name in mode
+// 0700 and at once starts a (group-committed) directory fsync for the new entry, which runs while the body arrives;
+// at the end of DATA it writes the state and footer, fsyncs the file and waits for that directory fsync; only then
+// does it resolve { ok: true }: one file fsync between the end of DATA and the 250, as in Postfix's cleanup. Then it
+// sets mode 0600. After a crash, a message file with a valid footer is complete (delivered, even if its 250 never
+// reached the client: at-least-once); one without a footer in mode 0700 was cut short before its fsync, never
+// acknowledged, and is removed; one without a footer in any other mode was damaged after it was complete and is
+// quarantined. Directory fsyncs are shared by concurrent accepts, state updates and
+// removals (group commit). State updates are written to a temp file, fsynced and renamed (update()), so a power cut
+// repeats only the attempts whose results were in flight.
 import { constants as fsConstants } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
@@ -50,7 +58,8 @@ export interface SpoolFileHandle {
   write(data: Uint8Array): Promise<{ bytesWritten: number }>;
   writev(data: Uint8Array[]): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  stat(): Promise<{ size: number; isFile(): boolean }>;
+  stat(): Promise<{ size: number; mode: number; isFile(): boolean }>;
+  chmod(mode: number): Promise<void>;
   sync(): Promise<void>;
   close(): Promise<void>;
 }
@@ -130,6 +139,7 @@ export class FsWatch {
       writev: (d) => this.track('write', fh.writev(d)),
       read: (b, o, l, pos) => this.track('read', fh.read(b, o, l, pos)),
       stat: () => this.track('fstat', fh.stat()),
+      chmod: (m) => this.track('fchmod', fh.chmod(m)),
       sync: () => this.track('fsync', fh.sync()),
       close: () => this.track('close', fh.close()),
     });
@@ -185,6 +195,9 @@ const BODY_CACHE_TOTAL = 8 * 1024 * 1024;
  * two legs each and long replies stay well under 4 MiB. A footer or a state file claiming more is corrupt.
  */
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
+/** The mode of a message file while accept() writes it, and once it is complete (fchmod before the fsync). */
+const MODE_WRITING = 0o700;
+const MODE_COMPLETE = 0o600;
 
 export function isQueueId(s: string): boolean {
   return ID_RE.test(s);
@@ -295,6 +308,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // nor a removal should pay for a failing syscall (and the error object it throws) to find that out.
   const stateFiles = new Set<string>();
   const msgPath = (id: string): string => join(queueDir, messageFile(id));
+  // Ids whose message file accept() is writing now: not listed (their file exists from the first byte on).
+  const inProgress = new Set<string>();
 
   const syncDir = async (): Promise<void> => {
     const fh = await fs.open(queueDir, 'r');
@@ -573,7 +588,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   };
 
   type Opened =
-    | { ok: true; fh: SpoolFileHandle; size: number }
+    | { ok: true; fh: SpoolFileHandle; size: number; mode: number }
     | { ok: false; missing: true }
     | { ok: false; missing: false; why: string };
 
@@ -600,7 +615,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
     try {
       const st = await fh.stat();
-      if (st.isFile()) return { ok: true, fh, size: st.size };
+      if (st.isFile()) return { ok: true, fh, size: st.size, mode: st.mode };
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
@@ -657,7 +672,19 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     } finally {
       await o.fh.close();
     }
-    if (!layout.ok) return quarantineMessage(id, layout.why);
+    if (!layout.ok) {
+      // Still in mode 0700: a crash cut its accept short before the fsync that precedes the 250, so it was never
+      // acknowledged (the client still has it). Anything else without a footer is kept for inspection.
+      if ((o.mode & 0o777) === MODE_WRITING) {
+        await removeFiles(id);
+        log.warn(
+          { queueId: id, bytes: o.size, reason: layout.why },
+          'spool: removed a message file whose accept never finished (never acknowledged)',
+        );
+        return { ok: false, reason: 'missing', error: 'its accept never finished' };
+      }
+      return quarantineMessage(id, layout.why);
+    }
     const st = parseState(id, layout.state ?? Buffer.alloc(0), 'initial state');
     if (typeof st === 'string') return quarantineMessage(id, st);
     if (st.size !== layout.bodySize)
@@ -752,11 +779,18 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       else if (body.destroyed && !body.readableEnded) onClose();
 
       const id = nextId();
-      const tmp = join(queueDir, `${messageFile(id)}${TEMP_EXT}`);
-      const created: string[] = [];
+      const path = msgPath(id);
+      let created = false;
+      // The directory entry of the new file is made durable while the body arrives (shared with other accepts).
+      let entryDurable: Promise<Error | undefined> | undefined;
+      inProgress.add(id);
       try {
-        fh = await fs.open(tmp, 'wx', 0o600);
-        created.push(tmp);
+        fh = await fs.open(path, 'wx', MODE_WRITING);
+        created = true;
+        entryDurable = dirSync.sync().then(
+          () => undefined,
+          (err: unknown) => asError(err),
+        );
       } catch (err) {
         storageError = asError(err);
       }
@@ -810,15 +844,23 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       }
 
       let committed = false;
-      if (!bodyError && !storageError && fh && state) {
+      if (!bodyError && !storageError && fh && state && entryDurable) {
         const handle = fh;
         try {
           await handle.sync();
-          await handle.close();
           fh = undefined;
-          await fs.rename(tmp, msgPath(id));
-          created.push(msgPath(id));
-          await dirSync.sync();
+          // Data, state and footer are durable. Mode 0600 then marks the file complete, so that after a crash a file
+          // without a valid footer tells apart an accept cut short (still 0700: never acknowledged, removed) from a
+          // complete file damaged later (0600: quarantined). Neither it nor the close is needed for the 250: a
+          // complete file still in 0700 is delivered (its footer decides), so they finish after it.
+          void handle
+            .chmod(MODE_COMPLETE)
+            .catch((err: unknown) =>
+              log.warn({ err, queueId: id }, 'spool: could not mark a message file complete'),
+            )
+            .finally(() => handle.close().catch(() => undefined));
+          const entryError = await entryDurable;
+          if (entryError) throw entryError;
           committed = true;
           remember(id, state);
           if (small) keepBody(id, ownCopy(small, size));
@@ -833,10 +875,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           /* the file is removed below */
         }
       }
-      if (committed) return { ok: true, id };
+      if (committed) {
+        inProgress.delete(id);
+        return { ok: true, id };
+      }
 
-      // Nothing half-accepted: remove whatever was created.
-      for (const p of [...created].reverse()) await unlinkQuiet(p);
+      // Nothing half-accepted: remove whatever was created (the entry's directory fsync needs no waiting for).
+      if (created) await unlinkQuiet(path);
+      inProgress.delete(id);
       const error = bodyError ?? storageError ?? new Error('spool: body was not written');
       const storage = bodyError === undefined;
       if (storage) log.error({ err: error, code: errno(error) }, 'spool: could not store message');
@@ -848,7 +894,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       const ids: string[] = [];
       for (const name of names) {
         const entry = classifyEntry(name, isQueueId);
-        if (entry.kind === 'message') ids.push(entry.id);
+        if (entry.kind === 'message' && !inProgress.has(entry.id)) ids.push(entry.id);
       }
       return ids.sort();
     },

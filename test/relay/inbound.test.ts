@@ -265,19 +265,19 @@ describe('inbound limits', () => {
   const faults: { name: string; file: string; op: FaultOp; code: string; reply: RegExp }[] = [
     {
       name: 'disk full writing the body',
-      file: '.msg.tmp',
+      file: '.msg',
       op: 'write',
       code: 'ENOSPC',
       reply: /^452 4\.3\.1 /,
     },
     {
       name: 'disk full writing the plan',
-      file: '.msg.tmp',
+      file: '.msg',
       op: 'plan',
       code: 'ENOSPC',
       reply: /^452 4\.3\.1 /,
     },
-    { name: 'fsync failing (EIO)', file: '.msg.tmp', op: 'sync', code: 'EIO', reply: /^451 4\.3\.0 / },
+    { name: 'fsync failing (EIO)', file: '.msg', op: 'sync', code: 'EIO', reply: /^451 4\.3\.0 / },
   ];
   for (const f of faults) {
     it(`${f.name}: 4xx, nothing half-kept, earlier mail intact, accepted again once healthy`, async () => {
@@ -298,6 +298,7 @@ describe('inbound limits', () => {
             writev: (bufs: Uint8Array[]) => (hit('write', bufs) ? fail() : fh.writev(bufs)),
             read: (b: Uint8Array, o: number, l: number, pos: number) => fh.read(b, o, l, pos),
             stat: () => fh.stat(),
+            chmod: (m: number) => fh.chmod(m),
             sync: () => (hit('sync') ? fail() : fh.sync()),
             close: () => fh.close(),
           };

@@ -88,6 +88,7 @@ function budgetFs(budget: number): SpoolFs {
         },
         read: (b, o, l, pos) => fh.read(b, o, l, pos),
         stat: () => fh.stat(),
+        chmod: (m: number) => fh.chmod(m),
         sync: () => fh.sync(),
         close: () => fh.close(),
       };
