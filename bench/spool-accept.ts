@@ -1,6 +1,7 @@
 // The spool's accept latency alone: from the end of a message's body to accept() resolving (the message and its
-// plan on disk: file fsync, rename, directory fsync), with N sessions accepting at once, as the relay's SMTP sessions
-// do. Each accepted message is removed again (as delivery would), so the queue folder stays small.
+// plan on disk: the file fsync and the directory fsync of its entry), with N sessions accepting at once, as the
+// relay's SMTP sessions do. Each accepted message is removed again (as delivery would), so the queue folder stays
+// small.
 // usage: node bench/spool-accept.ts [--sessions 20] [--messages 4000] [--size 4096] [--dir DIR]
 // Prints one JSON line: p50/p90/p99 ms, messages per second.
 import { mkdtemp, rm } from 'node:fs/promises';
