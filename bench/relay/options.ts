@@ -18,6 +18,8 @@ export interface BenchOptions {
   /** Latency probe: pause between its messages, and the most it sends per run. */
   readonly probeIntervalMs: number;
   readonly probeMax: number;
+  /** Before each run: sync, then wait up to this long for a quiet machine (0: neither). */
+  readonly settleMs: number;
   /** One run (one system, one workload) may take this long end to end. */
   readonly runTimeoutMs: number;
   /** The whole benchmark is stopped (everything killed) after this. */
@@ -50,6 +52,7 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --systems A,B           subset of: ceiling, postfix, mailroute (BENCH_SYSTEMS)
   --probe-interval MS     pause between latency-probe messages (default 50)
   --probe-max N           latency-probe messages per run at most (default 1000)
+  --settle S              before each run: sync, then wait up to S seconds for a quiet machine (default 15; 0 off)
   --run-timeout S         seconds one run may take (default 600)
   --timeout S             seconds for the whole benchmark (default 5400 full, 900 quick)
   --no-write              print only; don't write results, docs and chart
@@ -97,6 +100,7 @@ export function parseOptions(
         systems: { type: 'string' },
         'probe-interval': { type: 'string' },
         'probe-max': { type: 'string' },
+        settle: { type: 'string' },
         'run-timeout': { type: 'string' },
         timeout: { type: 'string' },
         'no-write': { type: 'boolean' },
@@ -130,6 +134,7 @@ export function parseOptions(
     ['sessions', v.sessions ?? env.BENCH_SESSIONS, 1],
     ['probe-interval', v['probe-interval'], 0],
     ['probe-max', v['probe-max'], 0],
+    ['settle', v.settle, 0],
     ['run-timeout', v['run-timeout'], 1],
     ['timeout', v.timeout, 1],
   ];
@@ -171,6 +176,7 @@ export function parseOptions(
     systems,
     probeIntervalMs: ints['probe-interval'] ?? 50,
     probeMax: ints['probe-max'] ?? 1000,
+    settleMs: (ints.settle ?? 15) * 1000,
     runTimeoutMs: (ints['run-timeout'] ?? 600) * 1000,
     totalTimeoutMs: (ints.timeout ?? (mode === 'full' ? 5400 : 900)) * 1000,
     write: v['no-write'] !== true,

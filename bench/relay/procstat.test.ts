@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { parseKb, parsePressureTotal, parseStat, sampleTree, treeOf, type ProcStat } from './procstat.ts';
+import {
+  busyShare,
+  parseCpuTimes,
+  parseKb,
+  parsePressureTotal,
+  parseStat,
+  sampleTree,
+  treeOf,
+  type ProcStat,
+} from './procstat.ts';
 
 // A real line shape: pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ...
 const line = (
@@ -68,5 +77,25 @@ describe('parsePressureTotal', () => {
       'some avg10=92.14 avg60=92.03 avg300=85.05 total=1046000803\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n';
     expect(parsePressureTotal(text)).toBe(1046000803);
     expect(parsePressureTotal('')).toBeUndefined();
+  });
+});
+
+describe('machine CPU times (/proc/stat) and the busy share between two samples', () => {
+  it.each([
+    ['cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n', { total: 1000, idle: 850 }],
+    ['cpu  10 20 30 40 50 60 70 80\n', { total: 360, idle: 90 }],
+    ['cpu  1 2 3\n', undefined],
+    ['intr 1 2 3\n', undefined],
+  ])('parses %j', (text, want) => {
+    expect(parseCpuTimes(text)).toEqual(want);
+  });
+
+  it.each([
+    [{ total: 1000, idle: 850 }, { total: 2000, idle: 1600 }, 0.25],
+    [{ total: 1000, idle: 850 }, { total: 2000, idle: 1850 }, 0],
+    [{ total: 1000, idle: 850 }, { total: 2000, idle: 850 }, 1],
+    [{ total: 1000, idle: 850 }, { total: 1000, idle: 850 }, 0],
+  ])('busy share from %j to %j is %d', (a, b, want) => {
+    expect(busyShare(a, b)).toBeCloseTo(want, 6);
   });
 });

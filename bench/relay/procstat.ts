@@ -153,3 +153,45 @@ export function cpuPressureTotalUs(): number | undefined {
     return undefined;
   }
 }
+
+/** The machine's CPU time from the "cpu" line of /proc/stat, in clock ticks: all of it, and the idle part. */
+export interface CpuTimes {
+  readonly total: number;
+  readonly idle: number;
+}
+
+/** Parses the aggregate "cpu" line of /proc/stat (user nice system idle iowait irq softirq steal ...). */
+export function parseCpuTimes(text: string): CpuTimes | undefined {
+  const line = /^cpu\s+([\d\s]+)$/m.exec(text)?.[1];
+  if (line === undefined) return undefined;
+  const f = line.trim().split(/\s+/).map(Number);
+  if (f.length < 5 || f.some((n) => !Number.isFinite(n))) return undefined;
+  // guest and guest_nice (fields 9 and 10) are already counted in user and nice
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+  return { total, idle };
+}
+
+/** The share of the machine's CPU time that was busy between two samples (0 when no time passed). */
+export function busyShare(a: CpuTimes, b: CpuTimes): number {
+  const total = b.total - a.total;
+  return total <= 0 ? 0 : Math.min(1, Math.max(0, 1 - (b.idle - a.idle) / total));
+}
+
+/** Reads /proc/stat; undefined where there is none. */
+export function cpuTimes(): CpuTimes | undefined {
+  try {
+    return parseCpuTimes(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Dirty page-cache memory (waiting to be written back), in KiB, from /proc/meminfo. */
+export function dirtyKiB(): number {
+  try {
+    return parseKb(readFileSync('/proc/meminfo', 'utf8'), 'Dirty');
+  } catch {
+    return 0;
+  }
+}

@@ -32,6 +32,7 @@ import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from
 import { latencySummary, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
 import { cpuModel } from '../machine.ts';
+import { settle } from './settle.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -403,7 +404,7 @@ function schedule(options: BenchOptions): { wl: Workload; system: SystemName; ro
 
 function fmtRun(r: RunResult): string {
   const f = (v: number | null, d = 0): string => (v === null ? '—' : v.toFixed(d));
-  const base = `${r.workload} ${r.system}${r.round > 0 ? ` r${r.round}` : ''}: accepted ${f(r.acceptedRate)} msg/s, e2e ${f(r.e2eRate)} msg/s, p50 ${f(r.latency.p50Ms, 1)} ms, p99 ${f(r.latency.p99Ms, 1)} ms (${r.latency.samples} probes), CPU ${f(r.cpuSecondsPer1k, 2)} s/1k, RSS ${f(r.peakRssMiB)} MiB, legs ${r.deliveredLegs}/${r.expectedLegs} [${r.sinkLegs.join('+')}], load ${r.loadAverage.join(' ')}, cpu pressure ${r.cpuPressure === null ? '—' : `${Math.round(r.cpuPressure * 100)}%`}`;
+  const base = `${r.workload} ${r.system}${r.round > 0 ? ` r${r.round}` : ''}: accepted ${f(r.acceptedRate)} msg/s, e2e ${f(r.e2eRate)} msg/s, p50 ${f(r.latency.p50Ms, 1)} ms, p99 ${f(r.latency.p99Ms, 1)} ms (${r.latency.samples} probes), CPU ${f(r.cpuSecondsPer1k, 2)} s/1k, RSS ${f(r.peakRssMiB)} MiB, legs ${r.deliveredLegs}/${r.expectedLegs} [${r.sinkLegs.join('+')}], load ${r.loadAverage.join(' ')}, cpu pressure ${r.cpuPressure === null ? '—' : `${Math.round(r.cpuPressure * 100)}%`}${r.settle === undefined ? '' : `, settled ${f(r.settle.ms / 1000, 1)} s (dirty ${f(r.settle.dirtyKiB / 1024, 1)} MiB, busy ${f(r.settle.busy * 100)}%)`}`;
   return r.error === null ? base : `${base}\n  ERROR: ${r.error}`;
 }
 
@@ -564,7 +565,8 @@ async function main(): Promise<number> {
     log(
       `run ${i + 1}/${plan.length}: ${step.wl.id} ${step.system}${step.round > 0 ? ` round ${step.round}` : ''}`,
     );
-    const r = await runOne(ctx, step.wl, step.system, step.round, i + 1);
+    const settled = await settle(options.settleMs);
+    const r: RunResult = { ...(await runOne(ctx, step.wl, step.system, step.round, i + 1)), settle: settled };
     runs.push(r);
     log(fmtRun(r));
   }

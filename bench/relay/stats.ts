@@ -1,5 +1,6 @@
 // Results of single runs and their summary across rounds. Pure.
 import type { SystemName } from './options.ts';
+import type { SettleResult } from './settle.ts';
 
 export interface LatencySummary {
   readonly samples: number;
@@ -37,6 +38,8 @@ export interface RunResult {
   readonly peakPssMiB: number | null;
   readonly maxProcesses: number | null;
   readonly error: string | null;
+  /** What preceded the run: the page-cache writeback and the wait for a quiet machine (absent in older results). */
+  readonly settle?: SettleResult;
 }
 
 /** Nearest-rank percentile of an ascending array. */
