@@ -12,8 +12,7 @@ import { startDelivery } from '../relay/delivery/engine.ts';
 import { openSpool } from '../relay/spool/spool.ts';
 import type { EnvelopeMeta } from '../relay/spool/types.ts';
 import { createRelayMetrics } from '../relay/telemetry/metrics.ts';
-import type { ServerRoute } from '../routing/model.ts';
-import { deliveryOptions, envelope } from '../test/support/delivery.ts';
+import { deliveryOptions, envelope, localServer } from '../test/support/delivery.ts';
 import { freePort } from '../test/support/net.ts';
 
 const total = Number(process.argv[2] ?? 5000);
@@ -31,14 +30,6 @@ const sinks = await Promise.all(
   }),
 );
 await new Promise((r) => setTimeout(r, 300)); // smtp-sink start-up (bench only)
-const server = (name: string, port: number): ServerRoute => ({
-  name,
-  host: '127.0.0.1',
-  port,
-  mx: false,
-  tls: 'None',
-  maxConnections: 10,
-});
 const logger = pino({ level: 'warn' });
 const metrics = createRelayMetrics(new Registry(), false);
 try {
@@ -56,13 +47,13 @@ try {
           recipient: `u${i}@example.com`,
           legs: [
             {
-              server: server('old', sinks[0]!.port),
+              server: localServer('old', sinks[0]!.port),
               recipient: `u${i}@example.com`,
               role: 'primary',
               bounces: 'Notify',
             },
             {
-              server: server('new', sinks[1]!.port),
+              server: localServer('new', sinks[1]!.port),
               recipient: `u${i}@copy.example`,
               role: 'copy',
               bounces: 'Suppress',

@@ -9,8 +9,7 @@ import pino from 'pino';
 import { startDelivery } from '../relay/delivery/engine.ts';
 import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
 import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
-import type { ServerRoute } from '../routing/model.ts';
-import { deliveryOptions, envelope } from '../test/support/delivery.ts';
+import { deliveryOptions, envelope, localServer } from '../test/support/delivery.ts';
 import { freePort } from '../test/support/net.ts';
 
 const n = Number(process.argv[2] ?? 20_000);
@@ -26,14 +25,6 @@ const sinks = ports.map((p) =>
     },
   ),
 );
-const server = (name: string, port: number): ServerRoute => ({
-  name,
-  host: '127.0.0.1',
-  port,
-  mx: false,
-  tls: 'None',
-  maxConnections: 10,
-});
 const logger = pino({ level: 'warn' });
 try {
   await openSpool({ dir, logger });
@@ -51,8 +42,8 @@ try {
               {
                 recipient: r,
                 legs: [
-                  { server: server('old', ports[0]!), recipient: r, role: 'primary', bounces: 'Notify' },
-                  { server: server('new', ports[1]!), recipient: r, role: 'copy', bounces: 'Suppress' },
+                  { server: localServer('old', ports[0]!), recipient: r, role: 'primary', bounces: 'Notify' },
+                  { server: localServer('new', ports[1]!), recipient: r, role: 'copy', bounces: 'Suppress' },
                 ],
               },
             ],

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Leg, RoutingTable, ServerRoute } from '../../routing/model.ts';
+import { localServer } from '../../test/support/delivery.ts';
 import { lookupServer } from './server-lookup.ts';
-
-const server = (name: string, port: number): ServerRoute => ({
-  name,
-  host: '127.0.0.1',
-  port,
-  mx: false,
-  tls: 'None',
-  maxConnections: 10,
-});
 
 const table = (servers: Record<string, ServerRoute>): RoutingTable => ({
   apiVersion: 'mailroute.io/v1alpha1',
@@ -33,8 +25,8 @@ const leg = (l: Pick<Leg, 'server'> & Partial<Pick<Leg, 'domain'>>, recipient = 
 });
 
 describe('lookupServer: how a queued leg reaches its server', () => {
-  const stored = server('legacy', 2525);
-  const current = server('legacy', 25);
+  const stored = localServer('legacy', 2525);
+  const current = localServer('legacy', 25);
   it.each([
     {
       name: 'domain and server in the table: the current definition',
@@ -50,7 +42,7 @@ describe('lookupServer: how a queued leg reaches its server', () => {
     },
     {
       name: 'server removed: unroutable, stored copy kept for display',
-      t: table({ zoho: server('zoho', 25) }),
+      t: table({ zoho: localServer('zoho', 25) }),
       l: leg({ server: stored, domain: 'example.com' }),
       want: {
         ok: false,
@@ -85,8 +77,8 @@ describe('lookupServer: how a queued leg reaches its server', () => {
     {
       name: 'DSN to an outside sender (no domain, not a managed domain): the stored copy',
       t: table({ legacy: current }),
-      l: leg({ server: server('mx', 25) }, 'sender@outside.example'),
-      want: { ok: true, server: server('mx', 25), from: 'stored' },
+      l: leg({ server: localServer('mx', 25) }, 'sender@outside.example'),
+      want: { ok: true, server: localServer('mx', 25), from: 'stored' },
     },
   ])('$name', ({ t, l, want }) => {
     expect(lookupServer(t, l)).toEqual(want);

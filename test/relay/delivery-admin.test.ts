@@ -13,19 +13,12 @@ import { openSpool } from '../../relay/spool/spool.ts';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
 import type { Spool } from '../../relay/spool/types.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { deliveryOptions, envelope } from '../support/delivery.ts';
+import { deliveryOptions, envelope, localServer } from '../support/delivery.ts';
 import { rawHttp } from '../support/net.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: 'silent' });
-const srv = (name: string, port: number): ServerRoute => ({
-  name,
-  host: '127.0.0.1',
-  port,
-  mx: false,
-  tls: 'None',
-  maxConnections: 2,
-});
+const srv = (name: string, port: number): ServerRoute => localServer(name, port, 2);
 
 let dir: string;
 let primary: SmtpPeer;

@@ -15,19 +15,13 @@ import { openSpool } from '../../relay/spool/spool.ts';
 import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
 import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { deliveryOptions, envelope } from '../support/delivery.ts';
+import { deliveryOptions, envelope, localServer } from '../support/delivery.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
-const server = (name: string, port: number, maxConnections = 2): ServerRoute => ({
-  name,
-  host: '127.0.0.1',
-  port,
-  mx: false,
-  tls: 'None',
-  maxConnections,
-});
+const server = (name: string, port: number, maxConnections = 2): ServerRoute =>
+  localServer(name, port, maxConnections);
 
 const MESSAGE =
   'Received: from client.example by relay.test; Sat, 28 Nov 2026 10:00:00 +0000\r\n' +

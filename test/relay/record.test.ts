@@ -8,12 +8,12 @@ import { Readable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeliveryPlan, ServerRoute } from '../../routing/model.ts';
+import type { DeliveryPlan } from '../../routing/model.ts';
 import { startDelivery } from '../../relay/delivery/engine.ts';
 import { openSpool } from '../../relay/spool/spool.ts';
 import type { EnvelopeMeta } from '../../relay/spool/types.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
-import { deliveryOptions, envelope } from '../support/delivery.ts';
+import { deliveryOptions, envelope, localServer } from '../support/delivery.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { dualDomain, startRelay, submit, tempDir, type InProcessRelay } from './relay-harness.ts';
@@ -157,20 +157,17 @@ describe('a recipient whose only leg in the message is a suppressible copy', () 
     const senderBox = await startSmtpPeer('senderbox');
     const dir = await tempDir('record-lone-copy');
     const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
-    const server = (name: string, port: number): ServerRoute => ({
-      name,
-      host: '127.0.0.1',
-      port,
-      mx: false,
-      tls: 'None',
-      maxConnections: 1,
-    });
     const route = (rcpt: string): DeliveryPlan => ({
       verdict: 'accept',
       recipient: rcpt,
       domain: 'sender.test',
       legs: [
-        { server: server('senderbox', senderBox.port), recipient: rcpt, role: 'primary', bounces: 'Notify' },
+        {
+          server: localServer('senderbox', senderBox.port, 1),
+          recipient: rcpt,
+          role: 'primary',
+          bounces: 'Notify',
+        },
       ],
     });
     const metrics = createRelayMetrics(new Registry(), false);
@@ -187,7 +184,7 @@ describe('a recipient whose only leg in the message is a suppressible copy', () 
             recipient: 'carol@rec.test',
             legs: [
               {
-                server: server('new', copyPeer.port),
+                server: localServer('new', copyPeer.port, 1),
                 recipient: 'carol@fwd.test',
                 role: 'copy',
                 bounces: 'Suppress',

@@ -2,7 +2,7 @@
 // benchmarks: the defaults they all used, in one place.
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { DeliveryPlan, Leg } from '../../routing/model.ts';
+import type { DeliveryPlan, Leg, ServerRoute } from '../../routing/model.ts';
 import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
 import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
@@ -36,6 +36,11 @@ export function deliveryOptions(spool: Spool, over: Partial<DeliveryOptions> = {
   };
 }
 
+/** A plain-SMTP destination server on 127.0.0.1 (no MX lookup, no TLS): how the delivery suites and benchmarks reach their peers. */
+export function localServer(name: string, port: number, maxConnections = 10): ServerRoute {
+  return { name, host: '127.0.0.1', port, mx: false, tls: 'None', maxConnections };
+}
+
 /** An accepted envelope as the inbound side hands it to spool.accept(): each recipient with its legs. */
 export function envelope(
   recipients: { recipient: string; legs: Leg[] }[],
@@ -57,14 +62,7 @@ export function envelope(
 
 /** bob@example.com with a primary leg and a Suppress copy to bob@copy.example (the spool benchmarks' envelope). */
 export function dualEnvelope(primary = 'legacy', copy = 'zoho'): EnvelopeMeta {
-  const server = {
-    name: primary,
-    host: '127.0.0.1',
-    port: 25,
-    mx: false,
-    tls: 'None' as const,
-    maxConnections: 10,
-  };
+  const server = localServer(primary, 25);
   return envelope(
     [
       {
