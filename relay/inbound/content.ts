@@ -100,35 +100,27 @@ export class ContentScanner {
     if (this.fastLines && !this.inHeaders && chunk.indexOf(NUL, i) === -1) i = this.skipLines(chunk, i);
     for (; i < n; i++) {
       const b = chunk[i] as number;
-      if (b === LF) {
-        // a LF here was not preceded by CR in this chunk (CRLF pairs are consumed at the CR)
-        if (!normalize) return this.fail(REPLIES.bareLineFeed());
-        this.normalized++;
-        if (i > segStart) out.push(chunk.subarray(segStart, i));
-        out.push(CRLF);
-        segStart = i + 1;
-        this.endOfLine();
-        if (this.failed) return { ok: false, refusal: this.failed };
-        continue;
-      }
-      if (b === CR) {
-        if (i + 1 === n) {
-          // decided by the next chunk (or the end)
-          if (i > segStart) out.push(chunk.subarray(segStart, i));
-          segStart = n;
-          this.pendingCR = true;
-          break;
+      if (b === LF || b === CR) {
+        if (b === CR) {
+          if (i + 1 === n) {
+            // decided by the next chunk (or the end)
+            if (i > segStart) out.push(chunk.subarray(segStart, i));
+            segStart = n;
+            this.pendingCR = true;
+            break;
+          }
+          if (chunk[i + 1] === LF) {
+            i++;
+            const inHeaders = this.inHeaders;
+            this.endOfLine();
+            if (this.failed) return { ok: false, refusal: this.failed };
+            // the header section just ended: the rest of the chunk is body, for the fast path (the loop's i++ follows)
+            if (inHeaders && !this.inHeaders && this.fastLines && chunk.indexOf(NUL, i + 1) === -1)
+              i = this.skipLines(chunk, i + 1) - 1;
+            continue;
+          }
         }
-        if (chunk[i + 1] === LF) {
-          i++;
-          const inHeaders = this.inHeaders;
-          this.endOfLine();
-          if (this.failed) return { ok: false, refusal: this.failed };
-          // the header section just ended: the rest of the chunk is body, for the fast path (the loop's i++ follows)
-          if (inHeaders && !this.inHeaders && this.fastLines && chunk.indexOf(NUL, i + 1) === -1)
-            i = this.skipLines(chunk, i + 1) - 1;
-          continue;
-        }
+        // a bare LF (not preceded by CR in this chunk: CRLF pairs are consumed at the CR) or a bare CR
         if (!normalize) return this.fail(REPLIES.bareLineFeed());
         this.normalized++;
         if (i > segStart) out.push(chunk.subarray(segStart, i));
