@@ -5,7 +5,8 @@ import type { RoutingTable } from '../../routing/model.ts';
 import type { RoutingSourceConfig } from '../config.ts';
 import { createRoutingFileSource } from './file.ts';
 import { createManifestsSource } from './manifests.ts';
-import type { Credentials, RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
+import { SourceState } from './state.ts';
+import type { Credentials, RoutingSnapshot, RoutingSource } from './types.ts';
 
 export interface SourceDeps {
   logger: Logger;
@@ -46,9 +47,7 @@ function createConfigMapRoutingSource(
   fallbackFromFlag?: string,
 ): RoutingSource {
   const clock = deps.clock ?? (() => new Date());
-  const listeners = new Set<(s: RoutingSnapshot) => void>();
-  let current: RoutingSnapshot | undefined;
-  let lastError: SourceError | undefined;
+  const state = new SourceState();
   let stop: (() => void) | undefined;
   const secrets = new Map<string, Credentials>();
   const fallbackFile =
@@ -56,20 +55,21 @@ function createConfigMapRoutingSource(
     process.env['MAILROUTE_ROUTING_FILE_FALLBACK'] ??
     '/etc/mailroute/routing/routing.json';
   const onTable = (table: RoutingTable, revision: string, from: 'api' | 'file'): void => {
-    current = {
+    const current: RoutingSnapshot = {
       table,
       revision,
       secrets,
       loadedAt: clock(),
       origin: `${from}:${namespace}/${name}`,
     };
-    lastError = undefined;
+    state.current = current;
+    state.lastError = undefined;
     deps.logger.info({ source: 'configmap', revision, from }, 'routing: table loaded');
-    for (const l of listeners) l(current);
+    for (const l of state.listeners) l(current);
   };
-  return {
-    kind: 'configmap',
-    async start() {
+  return state.source(
+    'configmap',
+    async () => {
       const { KubeConfig } = await import('@kubernetes/client-node');
       const mod = await import('./configmap.ts');
       const creds = await import('./credentials.ts');
@@ -101,19 +101,10 @@ function createConfigMapRoutingSource(
         credWatch.stop();
       };
       const status = await src.start();
-      if (status.lastError !== undefined) lastError = { at: clock(), errors: [status.lastError] };
+      if (status.lastError !== undefined) state.lastError = { at: clock(), errors: [status.lastError] };
     },
-    current: () => current,
-    lastError: () => lastError,
-    onChange(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    close() {
-      stop?.();
-      return Promise.resolve();
-    },
-  };
+    () => stop?.(),
+  );
 }
 
 export type { RoutingSource } from './types.ts';

@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { Credentials, RoutingSnapshot, RoutingSource, SourceError } from './types.ts';
+import { SourceState } from './state.ts';
+import type { Credentials, RoutingSnapshot, RoutingSource } from './types.ts';
 import { fingerprint, watchPath } from './watcher.ts';
 
 export type LoadOutcome =
@@ -54,9 +55,7 @@ async function requirePath(path: string, r: PolledSourceOptions['required']): Pr
 export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
   const clock = opts.clock ?? (() => new Date());
   const log = opts.logger;
-  const listeners = new Set<(s: RoutingSnapshot) => void>();
-  let current: RoutingSnapshot | undefined;
-  let lastError: SourceError | undefined;
+  const state = new SourceState();
   let watcher: { close(): void } | undefined;
 
   const reload = async (): Promise<void> => {
@@ -67,24 +66,29 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
       outcome = { ok: false, errors: [err instanceof Error ? err.message : String(err)] };
     }
     if (!outcome.ok) {
-      lastError = { at: clock(), errors: outcome.errors };
+      state.lastError = { at: clock(), errors: outcome.errors };
       log.error(
-        { source: opts.kind, path: opts.path, errors: outcome.errors, keeping: current?.revision ?? null },
-        current
+        {
+          source: opts.kind,
+          path: opts.path,
+          errors: outcome.errors,
+          keeping: state.current?.revision ?? null,
+        },
+        state.current
           ? 'routing: invalid change, keeping the last good table'
           : 'routing: cannot load the routing table',
       );
       return;
     }
-    lastError = undefined;
+    state.lastError = undefined;
     for (const w of outcome.warnings)
       log.warn({ source: opts.kind, path: opts.path, issue: w }, 'routing: compile issue');
-    const sameTable = current !== undefined && current.revision === outcome.snapshot.revision;
+    const previous = state.current;
+    const current = outcome.snapshot;
+    const sameTable = previous !== undefined && previous.revision === current.revision;
     // A changed Secret (a rotated password) is a change too, within the same poll as a manifest change.
-    if (sameTable && credentialsDigest(current!.secrets) === credentialsDigest(outcome.snapshot.secrets))
-      return;
-    const previous = current?.revision;
-    current = outcome.snapshot;
+    if (sameTable && credentialsDigest(previous.secrets) === credentialsDigest(current.secrets)) return;
+    state.current = current;
     if (sameTable) {
       log.info(
         {
@@ -101,13 +105,13 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
           source: opts.kind,
           path: opts.path,
           revision: current.revision,
-          previous: previous ?? null,
+          previous: previous?.revision ?? null,
           domains: Object.keys(current.table.domains).length,
         },
         'routing: table loaded',
       );
     }
-    for (const l of listeners) {
+    for (const l of state.listeners) {
       try {
         l(current);
       } catch (err) {
@@ -116,9 +120,9 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
     }
   };
 
-  return {
-    kind: opts.kind,
-    async start() {
+  return state.source(
+    opts.kind,
+    async () => {
       await requirePath(opts.path, opts.required);
       const fp = await fingerprint(opts.path, opts.filter);
       await reload();
@@ -133,15 +137,6 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
         reload,
       );
     },
-    current: () => current,
-    lastError: () => lastError,
-    onChange(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    close() {
-      watcher?.close();
-      return Promise.resolve();
-    },
-  };
+    () => watcher?.close(),
+  );
 }
