@@ -42,6 +42,10 @@ const objectRef = (what: string) =>
     },
   }) as const;
 
+/** The name of a server or a stage: a DNS label. */
+const dnsLabel = (description: string) =>
+  ({ type: 'string', maxLength: 63, pattern: DNS_LABEL, description }) as const;
+
 const address = (description: string) =>
   ({ type: 'string', minLength: 3, maxLength: 254, pattern: ADDRESS, description }) as const;
 
@@ -111,12 +115,7 @@ export const serverSchema = {
     },
   ],
   properties: {
-    name: {
-      type: 'string',
-      maxLength: 63,
-      pattern: DNS_LABEL,
-      description: 'DNS label, unique in the list.',
-    },
+    name: dnsLabel('DNS label, unique in the list.'),
     host: {
       type: 'string',
       minLength: 1,
@@ -230,12 +229,7 @@ export const mailDomainSpecSchema = {
         type: 'object',
         required: ['server', 'addresses'],
         properties: {
-          server: {
-            type: 'string',
-            maxLength: 63,
-            pattern: DNS_LABEL,
-            description: 'Name of one of spec.servers.',
-          },
+          server: dnsLabel('Name of one of spec.servers.'),
           addresses: {
             type: 'array',
             maxItems: MAX_ADDRESSES_PER_ACCOUNT_ENTRY,
@@ -251,12 +245,7 @@ export const mailDomainSpecSchema = {
         'Ask this server at RCPT time whether a mailbox exists (an SMTP callout, cached). The scalable way to know large account lists.',
       required: ['server'],
       properties: {
-        server: {
-          type: 'string',
-          maxLength: 63,
-          pattern: DNS_LABEL,
-          description: 'Name of one of spec.servers.',
-        },
+        server: dnsLabel('Name of one of spec.servers.'),
         cacheTTL: {
           type: 'string',
           maxLength: 32,
@@ -392,19 +381,10 @@ const routingStateRules = [
 /** The routing fields of a DeliveryPolicy: its own (the final state) and each stage's. */
 const routingStateProperties = {
   mode: { type: 'string', enum: MODES, description: 'Direct | Dual | Split.' },
-  primary: {
-    type: 'string',
-    maxLength: 63,
-    pattern: DNS_LABEL,
-    description:
-      "Server name from the MailDomain: the mailbox of record. Its failures (5xx, or 4xx until the relay's queue lifetime ends) always bounce to the sender (RFC 3464 DSN), whatever dual.bounces says.",
-  },
-  secondary: {
-    type: 'string',
-    maxLength: 63,
-    pattern: DNS_LABEL,
-    description: 'Server name from the MailDomain; required for Dual and Split.',
-  },
+  primary: dnsLabel(
+    "Server name from the MailDomain: the mailbox of record. Its failures (5xx, or 4xx until the relay's queue lifetime ends) always bounce to the sender (RFC 3464 DSN), whatever dual.bounces says.",
+  ),
+  secondary: dnsLabel('Server name from the MailDomain; required for Dual and Split.'),
   dual: {
     type: 'object',
     description: 'Dual delivery settings (mode Dual).',
@@ -469,12 +449,7 @@ const stageSchema = {
     },
   ],
   properties: {
-    name: {
-      type: 'string',
-      maxLength: 63,
-      pattern: DNS_LABEL,
-      description: 'DNS label, unique in the list; status.stage shows it while the stage is in force.',
-    },
+    name: dnsLabel('DNS label, unique in the list; status.stage shows it while the stage is in force.'),
     until: {
       type: 'string',
       format: 'date-time',
