@@ -20,6 +20,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spoolFsWith } from '../../test/support/spool-fs.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeMessageFile, FOOTER_LEN } from './format.ts';
@@ -258,33 +259,28 @@ describe('spool: hostile or damaged contents', () => {
 describe('spool: durability of results (power cuts)', () => {
   it('accept creates the message file under its final name and fsyncs it and its entry before it resolves', async () => {
     const events: string[] = [];
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      async open(p, flags, mode) {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
+    const fs = spoolFsWith(
+      (p, _flags, fh, mode) => {
         const name = p.endsWith('queue') ? 'dir' : p.slice(p.lastIndexOf('.'));
         if (name !== 'dir') events.push(`open ${name} ${(mode ?? 0).toString(8)}`);
         return {
-          write: (d) => fh.write(d),
-          writev: (d) => fh.writev(d),
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
-          stat: () => fh.stat(),
           async chmod(m: number) {
             await fh.chmod(m);
             events.push(`chmod ${name} ${m.toString(8)}`);
           },
-          close: () => fh.close(),
           async sync() {
             await fh.sync();
             events.push(`sync ${name}`);
           },
         };
       },
-      async rename(a, b) {
-        await defaultSpoolFs.rename(a, b);
-        events.push('rename');
+      {
+        async rename(a, b) {
+          await defaultSpoolFs.rename(a, b);
+          events.push('rename');
+        },
       },
-    };
+    );
     const spool = await openSpool({ dir, logger, fs });
     const r = await spool.accept(meta(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
@@ -355,29 +351,23 @@ describe('spool: durability of results (power cuts)', () => {
 
   it('update writes a temp file, fsyncs it, renames it, and fsyncs the directory before it resolves', async () => {
     const events: string[] = [];
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      async open(p, flags, mode) {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
+    const fs = spoolFsWith(
+      (p, _flags, fh) => {
         const name = p.endsWith('queue') ? 'dir' : p.slice(p.lastIndexOf('.', p.length - 5));
         return {
-          write: (d) => fh.write(d),
-          writev: (d) => fh.writev(d),
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
-          stat: () => fh.stat(),
-          chmod: (m: number) => fh.chmod(m),
-          close: () => fh.close(),
           async sync() {
             await fh.sync();
             events.push(`sync ${name}`);
           },
         };
       },
-      async rename(a, b) {
-        await defaultSpoolFs.rename(a, b);
-        events.push(`rename ${b.slice(b.lastIndexOf('.'))}`);
+      {
+        async rename(a, b) {
+          await defaultSpoolFs.rename(a, b);
+          events.push(`rename ${b.slice(b.lastIndexOf('.'))}`);
+        },
       },
-    };
+    );
     const spool = await openSpool({ dir, logger, fs });
     const r = await spool.accept(meta(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
@@ -394,25 +384,16 @@ describe('spool: durability of results (power cuts)', () => {
 
   it('concurrent updates share directory fsyncs (group commit)', async () => {
     let dirSyncs = 0;
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      async open(p, flags, mode) {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
-        if (!p.endsWith('queue')) return fh;
-        return {
-          write: (d) => fh.write(d),
-          writev: (d) => fh.writev(d),
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
-          stat: () => fh.stat(),
-          chmod: (m: number) => fh.chmod(m),
-          close: () => fh.close(),
-          async sync() {
-            dirSyncs++;
-            await fh.sync();
-          },
-        };
-      },
-    };
+    const fs = spoolFsWith((p, _flags, fh) =>
+      p.endsWith('queue')
+        ? {
+            async sync() {
+              dirSyncs++;
+              await fh.sync();
+            },
+          }
+        : {},
+    );
     const spool = await openSpool({ dir, logger, fs });
     const ids: string[] = [];
     for (let i = 0; i < 40; i++) {

@@ -7,14 +7,8 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
-import {
-  defaultSpoolFs,
-  headerBlock,
-  isQueueId,
-  newQueueIdGenerator,
-  openSpool,
-  type SpoolFs,
-} from './spool.ts';
+import { headerBlock, isQueueId, newQueueIdGenerator, openSpool } from './spool.ts';
+import { spoolFsWith } from '../../test/support/spool-fs.ts';
 import type { EnvelopeMeta } from './types.ts';
 
 const logger = pino({ level: 'silent' });
@@ -209,27 +203,16 @@ describe('spool', () => {
 
   it('group-commits: concurrent accepts share directory fsyncs and all are durable before they resolve', async () => {
     let dirSyncs = 0;
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      async open(p, flags, mode) {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
-        if (p.endsWith('queue') && flags === 'r') {
-          return {
-            write: (d) => fh.write(d),
-            writev: (d) => fh.writev(d),
-            read: (b, o, l, pos) => fh.read(b, o, l, pos),
-            stat: () => fh.stat(),
-            chmod: (m: number) => fh.chmod(m),
-            close: () => fh.close(),
+    const fs = spoolFsWith((p, flags, fh) =>
+      p.endsWith('queue') && flags === 'r'
+        ? {
             async sync() {
               dirSyncs++;
               await fh.sync();
             },
-          };
-        }
-        return fh;
-      },
-    };
+          }
+        : {},
+    );
     const spool = await openSpool({ dir, logger, fs });
     const results = await Promise.all(
       Array.from({ length: 40 }, () => spool.accept(meta(), Readable.from([MESSAGE]))),
@@ -252,22 +235,11 @@ describe('spool', () => {
   });
 
   it('a failure to mark the file complete after its fsync does not fail the accept: the footer decides', async () => {
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      async open(p, flags, mode) {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
-        if (!p.endsWith('.msg')) return fh;
-        return {
-          write: (d) => fh.write(d),
-          writev: (d) => fh.writev(d),
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
-          stat: () => fh.stat(),
-          chmod: () => Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' })),
-          close: () => fh.close(),
-          sync: () => fh.sync(),
-        };
-      },
-    };
+    const fs = spoolFsWith((p) =>
+      p.endsWith('.msg')
+        ? { chmod: () => Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' })) }
+        : {},
+    );
     const spool = await openSpool({ dir, logger, fs });
     const r = await spool.accept(meta(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
@@ -283,23 +255,15 @@ describe('spool', () => {
   ])('an injected %s failure (%s) is a storage error and leaves no file', async (op, code) => {
     const fail = (): Promise<never> =>
       Promise.reject(Object.assign(new Error(`${code}: injected`), { code }));
-    const fs: SpoolFs = {
-      ...defaultSpoolFs,
-      async open(p, flags, mode) {
-        const fh = await defaultSpoolFs.open(p, flags, mode);
-        const isDir = p.endsWith('queue') && flags === 'r';
-        if (!p.endsWith('.msg') && !isDir) return fh;
-        return {
-          write: (d) => (op === 'write' ? fail() : fh.write(d)),
-          writev: (d) => (op === 'write' ? fail() : fh.writev(d)),
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
-          stat: () => fh.stat(),
-          chmod: (m: number) => fh.chmod(m),
-          close: () => fh.close(),
-          sync: () => (op === (isDir ? 'directory sync' : 'sync') ? fail() : fh.sync()),
-        };
-      },
-    };
+    const fs = spoolFsWith((p, flags, fh) => {
+      const isDir = p.endsWith('queue') && flags === 'r';
+      if (!p.endsWith('.msg') && !isDir) return {};
+      return {
+        write: (d) => (op === 'write' ? fail() : fh.write(d)),
+        writev: (d) => (op === 'write' ? fail() : fh.writev(d)),
+        sync: () => (op === (isDir ? 'directory sync' : 'sync') ? fail() : fh.sync()),
+      };
+    });
     const spool = await openSpool({ dir, logger, fs });
     const r = await spool.accept(meta(), Readable.from([Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]));
     expect(r).toMatchObject({ ok: false, storage: true });

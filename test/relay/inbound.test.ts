@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import nodemailer from 'nodemailer';
 import { RawSmtp } from './raw-client.ts';
 import { directDomain, startInbound, type InboundHarness } from './inbound-harness.ts';
-import { defaultSpoolFs, type SpoolFileHandle, type SpoolFs } from '../../relay/spool/spool.ts';
+import { spoolFsWith } from '../support/spool-fs.ts';
 import { makeSelfSigned } from '../support/tls.ts';
 
 const MANIFESTS = directDomain('example.com', '127.0.0.1', 1);
@@ -284,26 +284,19 @@ describe('inbound limits', () => {
       let broken = false;
       const fail = (): Promise<never> =>
         Promise.reject(Object.assign(new Error(`${f.code}: injected`), { code: f.code }));
-      const fs: SpoolFs = {
-        ...defaultSpoolFs,
-        open: async (p, flags, mode): Promise<SpoolFileHandle> => {
-          const fh = await defaultSpoolFs.open(p, flags, mode);
-          if (!p.endsWith(f.file)) return fh;
-          const carriesPlan = (bufs: Uint8Array[]): boolean =>
-            bufs.some((b) => Buffer.from(b).includes('mailroute-spool-v1'));
-          const hit = (op: 'write' | 'sync', bufs: Uint8Array[] = []): boolean =>
-            broken && (op === f.op || (op === 'write' && f.op === 'plan' && carriesPlan(bufs)));
-          return {
-            write: (d: Uint8Array) => (hit('write', [d]) ? fail() : fh.write(d)),
-            writev: (bufs: Uint8Array[]) => (hit('write', bufs) ? fail() : fh.writev(bufs)),
-            read: (b: Uint8Array, o: number, l: number, pos: number) => fh.read(b, o, l, pos),
-            stat: () => fh.stat(),
-            chmod: (m: number) => fh.chmod(m),
-            sync: () => (hit('sync') ? fail() : fh.sync()),
-            close: () => fh.close(),
-          };
-        },
-      };
+      const carriesPlan = (bufs: Uint8Array[]): boolean =>
+        bufs.some((b) => Buffer.from(b).includes('mailroute-spool-v1'));
+      const hit = (op: 'write' | 'sync', bufs: Uint8Array[] = []): boolean =>
+        broken && (op === f.op || (op === 'write' && f.op === 'plan' && carriesPlan(bufs)));
+      const fs = spoolFsWith((p, _flags, fh) =>
+        p.endsWith(f.file)
+          ? {
+              write: (d) => (hit('write', [d]) ? fail() : fh.write(d)),
+              writev: (bufs) => (hit('write', bufs) ? fail() : fh.writev(bufs)),
+              sync: () => (hit('sync') ? fail() : fh.sync()),
+            }
+          : {},
+      );
       const h = await startInbound(MANIFESTS, {}, fs);
       try {
         const before = await sendRaw(h.port, ['alice@example.com'], 'Subject: before\r\n\r\nx\r\n.\r\n');
