@@ -11,7 +11,7 @@ import { handoffTransportFactory } from './handoff-transport.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
-import { parsePeerAddress, parseStaticPeers, peersFromLeases } from './peers.ts';
+import { parsePeerAddress, parseStaticPeers, peersFromLeases, type Peer } from './peers.ts';
 import { buildLease, type LeaseBody } from '../../contract/relay-lease.ts';
 import { clusterSettings, expandPeers, startClusterMode } from './index.ts';
 
@@ -392,6 +392,16 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
     hostname: 'draining.test',
     timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
   });
+  /** drainQueue of this suite's spool to `peers`, through the handoff transport. */
+  const drain = (peers: Peer[], deadlineMs = 10_000) =>
+    drainQueue({
+      spool,
+      peers: () => Promise.resolve(peers),
+      transport,
+      relayName: 'draining.test',
+      logger: quiet,
+      deadlineMs,
+    });
 
   it('hands every message to peers byte for byte, with the original sender, and empties the spool', async () => {
     const ids: string[] = [];
@@ -403,18 +413,10 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
       if (!r.ok) throw r.error;
       ids.push(r.id);
     }
-    const report = await drainQueue({
-      spool,
-      peers: () =>
-        Promise.resolve([
-          { name: 'a', host: '127.0.0.1', port: peerA.port },
-          { name: 'b', host: '127.0.0.1', port: peerB.port },
-        ]),
-      transport,
-      relayName: 'draining.test',
-      logger: quiet,
-      deadlineMs: 10_000,
-    });
+    const report = await drain([
+      { name: 'a', host: '127.0.0.1', port: peerA.port },
+      { name: 'b', host: '127.0.0.1', port: peerB.port },
+    ]);
     expect(report).toMatchObject({ messages: 6, handedOff: 6, left: 0 });
     expect(await spool.list()).toEqual([]);
     const all = [...peerA.messages, ...peerB.messages];
@@ -443,18 +445,10 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
     peerB.behaviour.rcpt = (a) =>
       a === 'refused@example.com' ? { code: 554, message: '5.7.1 relay access denied' } : undefined;
     await peerA.down();
-    const report = await drainQueue({
-      spool,
-      peers: () =>
-        Promise.resolve([
-          { name: 'a', host: '127.0.0.1', port: peerA.port },
-          { name: 'b', host: '127.0.0.1', port: peerB.port },
-        ]),
-      transport,
-      relayName: 'draining.test',
-      logger: quiet,
-      deadlineMs: 10_000,
-    });
+    const report = await drain([
+      { name: 'a', host: '127.0.0.1', port: peerA.port },
+      { name: 'b', host: '127.0.0.1', port: peerB.port },
+    ]);
     expect(report).toMatchObject({ messages: 1, handedOff: 0, left: 1 });
     expect(peerB.messages.map((m) => m.rcptTo)).toEqual([['open@example.com']]);
     const left = await spool.load(r.id);
@@ -467,14 +461,7 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
   it('leaves the queue alone when there is no peer', async () => {
     const r = await spool.accept(meta(['x@example.com']), Readable.from([BODY]));
     if (!r.ok) throw r.error;
-    const report = await drainQueue({
-      spool,
-      peers: () => Promise.resolve([]),
-      transport,
-      relayName: 'draining.test',
-      logger: quiet,
-      deadlineMs: 1000,
-    });
+    const report = await drain([], 1000);
     expect(report).toMatchObject({ messages: 1, handedOff: 0, left: 1 });
     expect(await spool.list()).toEqual([r.id]);
   });
