@@ -3,20 +3,22 @@
 // and of the references, and a real relay process (`mailroute relay --configmap`) authenticates to a destination
 // that requires AUTH with them, picking up a changed password without a new routing revision.
 
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { CREDENTIALS_SECRET, parseCredentialsData } from '../../contract/credentials-secret.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { type RelayChild, submit, tempDir } from '../relay/relay-harness.ts';
+import { type RelayChild, tempDir } from '../relay/relay-harness.ts';
 import {
   condition,
   routingRevision,
   spawnClusterRelay,
   startOperator,
   type OperatorProcess,
+  receivedTagged,
+  sendTagged,
+  stopRelayRun,
 } from './support.ts';
 
 const OP_NS = 'mailroute-system';
@@ -64,14 +66,8 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
     expect(p.errors).toEqual([]);
     return p.secrets;
   };
-  const send = async (to: string, id: string): Promise<void> => {
-    await submit((relay as RelayChild).smtpPort, {
-      envelope: { from: 'sender@outside.example', to: [to] },
-      raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
-    });
-  };
-  const got = (id: string): { user?: string }[] =>
-    peer.messages.filter((m) => m.raw.toString().includes(`Message-ID: <${id}@test>`));
+  const send = (to: string, id: string): Promise<void> => sendTagged(relay as RelayChild, to, id);
+  const got = (id: string): { user?: string }[] => receivedTagged(peer, id);
 
   beforeAll(async () => {
     await createNamespace(ctx.cp, OP_NS);
@@ -88,15 +84,7 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
       throw new Error(`${(err as Error).message}\noperator log:\n${op.logs().slice(-3000)}`);
     });
   });
-  afterAll(async () => {
-    if (relay !== undefined) {
-      relay.kill('SIGTERM');
-      await relay.exited;
-    }
-    await op?.stop();
-    await peer?.close();
-    if (dir !== '') await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stopRelayRun({ relays: [relay], op, peers: [peer], dirs: [dir] }));
 
   it('writes mailroute-credentials from the referenced Secret (and nothing else)', async () => {
     const c = await waitFor(async () => (await credentials())?.get('mail/smtp-auth'), {

@@ -2,13 +2,12 @@
 // (`mailroute relay --configmap`). Every object reaches Ready "2/2 relays programmed"; mail sent through both
 // relays is delivered as the policy says; a policy change reaches both relays and changes delivery.
 
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { dualDomain, type RelayChild, submit, tempDir } from '../relay/relay-harness.ts';
+import { dualDomain, type RelayChild, tempDir } from '../relay/relay-harness.ts';
 import {
   condition,
   getObject,
@@ -16,6 +15,9 @@ import {
   spawnClusterRelay,
   startOperator,
   type OperatorProcess,
+  receivedTagged,
+  sendTagged,
+  stopRelayRun,
 } from './support.ts';
 
 const OP_NS = 'mailroute-system';
@@ -32,14 +34,7 @@ describeCluster('operator + two real relays', (ctx) => {
     const r = await ctx.cp.kubectl(['apply', '-n', NS, '-f', '-'], { stdin: yaml });
     if (r.code !== 0) throw new Error(r.stderr);
   };
-  const send = async (relay: RelayChild, to: string, id: string): Promise<void> => {
-    await submit(relay.smtpPort, {
-      envelope: { from: 'sender@outside.example', to: [to] },
-      raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
-    });
-  };
-  const got = (peer: SmtpPeer, id: string): number =>
-    peer.messages.filter((m) => m.raw.toString().includes(`Message-ID: <${id}@test>`)).length;
+  const got = (peer: SmtpPeer, id: string): number => receivedTagged(peer, id).length;
 
   beforeAll(async () => {
     await createNamespace(ctx.cp, OP_NS);
@@ -70,16 +65,7 @@ describeCluster('operator + two real relays', (ctx) => {
       );
     }
   });
-  afterAll(async () => {
-    for (const r of relays) {
-      r.kill('SIGTERM');
-      await r.exited;
-    }
-    await op?.stop();
-    await oldDest?.close();
-    await newDest?.close();
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
-  });
+  afterAll(() => stopRelayRun({ relays, op, peers: [oldDest, newDest], dirs }));
 
   it('every object reaches Ready "2/2 relays programmed", and mail through both relays is delivered dual', async () => {
     for (const kind of ['MailDomain', 'DeliveryPolicy'] as const) {
@@ -89,8 +75,8 @@ describeCluster('operator + two real relays', (ctx) => {
         { timeoutMs: 30_000, what: `${kind} Ready 2/2` },
       );
     }
-    await send(relays[0] as RelayChild, 'alice@example.com', 'dual-0');
-    await send(relays[1] as RelayChild, 'bob@example.com', 'dual-1');
+    await sendTagged(relays[0] as RelayChild, 'alice@example.com', 'dual-0');
+    await sendTagged(relays[1] as RelayChild, 'bob@example.com', 'dual-1');
     await waitFor(
       () => ['dual-0', 'dual-1'].every((id) => got(oldDest, id) === 1 && got(newDest, id) === 1),
       { timeoutMs: 20_000, what: 'both messages on old and new' },
@@ -136,7 +122,7 @@ describeCluster('operator + two real relays', (ctx) => {
     );
     const ms = Date.now() - t0;
     expect(ms).toBeLessThan(30_000);
-    for (const [i, r] of relays.entries()) await send(r, `carol${i}@example.com`, `direct-${i}`);
+    for (const [i, r] of relays.entries()) await sendTagged(r, `carol${i}@example.com`, `direct-${i}`);
     await waitFor(() => got(oldDest, 'direct-0') === 1 && got(oldDest, 'direct-1') === 1, {
       timeoutMs: 20_000,
       what: 'direct mail on old',

@@ -2,15 +2,19 @@
 // does everything: compile, apply (inline and sharded) and garbage-collect the routing ConfigMaps, leader election,
 // status, Events, Secret checks.
 
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
 import { waitFor } from '../support/wait.ts';
-import { condition, SimulatedRelays, startOperator, type OperatorProcess } from './support.ts';
+import {
+  condition,
+  serviceAccountIdentity,
+  SimulatedRelays,
+  startOperator,
+  type OperatorProcess,
+} from './support.ts';
 
 const OP_NS = 'mailroute-system';
 const NS = 'tenant';
@@ -37,23 +41,7 @@ describeCluster('operator with least-privilege RBAC', (ctx) => {
       ...operatorRbacObjects({ namespace: OP_NS }),
     ];
     await apply(objs.map((o) => stringify(o)).join('---\n'), OP_NS);
-    const tok = await ctx.cp.kubectl(['create', 'token', 'mailroute-operator', '-n', OP_NS, '--duration=1h']);
-    expect(tok.code, tok.stderr).toBe(0);
-    const cluster = ctx.cp.kubeconfig.getCurrentCluster();
-    const kubeconfig = join(ctx.cp.dir, 'operator-sa.kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [
-          { name: 'c', cluster: { server: cluster?.server, 'certificate-authority-data': cluster?.caData } },
-        ],
-        users: [{ name: 'sa', user: { token: tok.stdout.trim() } }],
-        contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
-        'current-context': 'c',
-      }),
-    );
+    const { kubeconfigPath: kubeconfig } = await serviceAccountIdentity(ctx.cp, OP_NS, 'mailroute-operator');
     await apply(`apiVersion: mailroute.io/v1alpha1
 kind: MailDomain
 metadata: {name: t}

@@ -5,7 +5,6 @@
 // reach the tenant's server, and status must say only "not found or not permitted". Once the Secret's owner opts it
 // in (the label), the same setup does authenticate: the label is the only thing that kept the password back.
 
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
@@ -14,7 +13,7 @@ import { CREDENTIALS_SECRET, parseCredentialsData } from '../../contract/credent
 import { operatorRbacObjects } from '../../operator/rbac.ts';
 import { waitFor } from '../support/wait.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { type RelayChild, submit, tempDir } from '../relay/relay-harness.ts';
+import { type RelayChild, tempDir } from '../relay/relay-harness.ts';
 import {
   condition,
   routingRevision,
@@ -23,6 +22,8 @@ import {
   startOperator,
   type OperatorProcess,
   tenantEditorObjects,
+  sendTagged,
+  stopRelayRun,
 } from './support.ts';
 
 const OP_NS = 'mailroute-system';
@@ -49,12 +50,7 @@ describeCluster('Secret opt-in: a tenant cannot make the operator send a Secret 
     );
     return r.ok ? [...parseCredentialsData(r.body.data).secrets.keys()] : [];
   };
-  const send = async (to: string, id: string): Promise<void> => {
-    await submit((relay as RelayChild).smtpPort, {
-      envelope: { from: 'sender@outside.example', to: [to] },
-      raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
-    });
-  };
+  const send = (to: string, id: string): Promise<void> => sendTagged(relay as RelayChild, to, id);
 
   beforeAll(async () => {
     admin = createKubeRest(ctx.cp.kubeconfig);
@@ -96,15 +92,7 @@ describeCluster('Secret opt-in: a tenant cannot make the operator send a Secret 
       extra: ['--retry-schedule', '1s'],
     });
   });
-  afterAll(async () => {
-    if (relay !== undefined) {
-      relay.kill('SIGTERM');
-      await relay.exited;
-    }
-    await op?.stop();
-    await peer?.close();
-    if (dir !== '') await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stopRelayRun({ relays: [relay], op, peers: [peer], dirs: [dir] }));
 
   it('the tenant may create MailDomains but may not read the Secret', async () => {
     const r = await tenant.request('GET', `/api/v1/namespaces/${NS}/secrets/db-password`);

@@ -3,12 +3,14 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import type { ControlPlane } from '../controlplane/harness.ts';
 import { freePort } from '../support/net.ts';
-import { spawnRelay, type RelayChild } from '../relay/relay-harness.ts';
+import type { SmtpPeer } from '../support/smtp-peer.ts';
+import { spawnRelay, submit, type RelayChild } from '../relay/relay-harness.ts';
 import { REPO_ROOT } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { microTime } from '../../operator/kube/leader.ts';
@@ -257,6 +259,39 @@ export async function spawnClusterRelay(o: {
     ],
     { KUBECONFIG: o.kubeconfigPath, POD_NAME: o.pod, POD_NAMESPACE: o.namespace, POD_IP: '127.0.0.1' },
   );
+}
+
+/** Submits a message tagged `id` (its Subject, and Message-ID <id@test>) from sender@outside.example to `to`. */
+export async function sendTagged(relay: RelayChild, to: string, id: string): Promise<void> {
+  await submit(relay.smtpPort, {
+    envelope: { from: 'sender@outside.example', to: [to] },
+    raw: `From: sender@outside.example\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@test>\r\n\r\n${id}\r\n`,
+  });
+}
+
+/** The messages `peer` received that sendTagged() tagged `id`. */
+export function receivedTagged(peer: SmtpPeer, id: string): SmtpPeer['messages'] {
+  return peer.messages.filter((m) => m.raw.toString().includes(`Message-ID: <${id}@test>`));
+}
+
+/**
+ * The afterAll of a suite with real relay processes: each relay stopped (SIGTERM, waited for), then the operator, the
+ * SMTP peers and the relays' folders. Parts that were never started (undefined, '') are passed over.
+ */
+export async function stopRelayRun(run: {
+  relays: (RelayChild | undefined)[];
+  op: OperatorProcess | undefined;
+  peers: (SmtpPeer | undefined)[];
+  dirs: string[];
+}): Promise<void> {
+  for (const relay of run.relays) {
+    if (relay === undefined) continue;
+    relay.kill('SIGTERM');
+    await relay.exited;
+  }
+  await run.op?.stop();
+  for (const peer of run.peers) await peer?.close();
+  for (const dir of run.dirs) if (dir !== '') await rm(dir, { recursive: true, force: true });
 }
 
 /**
