@@ -3,7 +3,12 @@ import type { ObjectRef } from '../../../routing/model.ts';
 import { domainClaim, mailDomain, syntheticObjects } from '../../../routing/test-fixtures.ts';
 import type { CompileNotice } from '../../../routing/compile.ts';
 import type { DomainClaim } from '../../../routing/types.ts';
-import { RevisionHistory, RoutingController, RoutingState } from './controller.ts';
+import {
+  RevisionHistory,
+  RoutingController,
+  RoutingState,
+  type RoutingControllerDeps,
+} from './controller.ts';
 import { objectKey } from '../../../routing/parse.ts';
 
 const ref = (kind: ObjectRef['kind'], name: string, generation: number): ObjectRef => ({
@@ -44,6 +49,19 @@ describe('RevisionHistory', () => {
 });
 
 describe('RoutingController', () => {
+  /** A controller for namespace ns and ConfigMap mailroute-routing, silent, with no relays; `deps` has the rest. */
+  const controller = (
+    deps: Pick<RoutingControllerDeps, 'rest' | 'state' | 'objects'> & Partial<RoutingControllerDeps>,
+  ): RoutingController =>
+    new RoutingController({
+      namespace: 'ns',
+      configMapName: 'mailroute-routing',
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      relayRevisions: () => new Set(),
+      onCompiled: () => undefined,
+      ...deps,
+    });
+
   it('compiles only when marked dirty; a periodic resync reuses the last result', async () => {
     const objects = syntheticObjects(2, 2);
     let gathered = 0;
@@ -65,17 +83,13 @@ describe('RoutingController', () => {
     };
     const state = new RoutingState();
     const compiled: number[] = [];
-    const c = new RoutingController({
-      namespace: 'ns',
-      configMapName: 'mailroute-routing',
+    const c = controller({
       rest,
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
       state,
       objects: () => {
         gathered++;
         return objects;
       },
-      relayRevisions: () => new Set(),
       onCompiled: (_r, changed) => compiled.push(changed.all ? -1 : changed.keys.size),
     });
     expect(await c.reconcile()).toMatchObject({ ok: true, requeueAfterMs: 60_000 });
@@ -108,17 +122,12 @@ describe('RoutingController', () => {
     let claims: DomainClaim[] = [];
     const notices: CompileNotice[][] = [];
     const state = new RoutingState();
-    const c = new RoutingController({
-      namespace: 'ns',
-      configMapName: 'mailroute-routing',
+    const c = controller({
       rest,
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
       state,
       objects: () => [md('team-a'), md('team-b')],
       claims: () => claims,
       onNotices: (n) => notices.push([...n]),
-      relayRevisions: () => new Set(),
-      onCompiled: () => undefined,
     });
     await c.reconcile();
     // no claims: open, the two tie on age and team-a wins by name
