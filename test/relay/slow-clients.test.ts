@@ -42,16 +42,33 @@ describe('slow and idle clients', () => {
     await h?.close();
     h = undefined;
   });
+  /** A greeted connection, closed after the test. */
+  const connected = async (port: number): Promise<RawSmtp> => {
+    const c = await greeted(port);
+    open.push(c);
+    return c;
+  };
+  /** A connection, closed after the test, that has sent one message with `subject` (250) and stays connected. */
+  const mailed = async (port: number, subject: string): Promise<RawSmtp> => {
+    const c = await RawSmtp.connect(port);
+    open.push(c);
+    await c.begin('a@origin.test', ['bob@example.com']);
+    expect(code(await c.cmd('DATA'))).toBe(354);
+    c.write(`Subject: ${subject}\r\n\r\nhi\r\n.\r\n`);
+    expect(await c.reply()).toMatch(/^250 /);
+    return c;
+  };
+  /** The limits of the two timeout tests: a 1.5 s command line, 4 s idle, a 100 ms sweep, no stress. */
+  const timeouts = {
+    idleTimeoutMs: 4000,
+    commandTimeoutMs: 1500,
+    sweepIntervalMs: 100,
+    stressTimeoutMs: 60_000,
+  };
 
   it('a client trickling one byte at a time is disconnected once its command line is older than --command-timeout', async () => {
-    h = await startInbound(MANIFESTS, {
-      idleTimeoutMs: 4000,
-      commandTimeoutMs: 1500,
-      sweepIntervalMs: 100,
-      stressTimeoutMs: 60_000,
-    });
-    const c = await greeted(h.port);
-    open.push(c);
+    h = await startInbound(MANIFESTS, timeouts);
+    const c = await connected(h.port);
     const started = Date.now();
     const t = trickle(c, 'EHLO slow.example', 200);
     const reply = await c.reply(8000);
@@ -65,15 +82,8 @@ describe('slow and idle clients', () => {
   });
 
   it('a client sending complete lines slowly is disconnected after --session-timeout', async () => {
-    h = await startInbound(MANIFESTS, {
-      idleTimeoutMs: 4000,
-      commandTimeoutMs: 1500,
-      sessionTimeoutMs: 2500,
-      sweepIntervalMs: 100,
-      stressTimeoutMs: 60_000,
-    });
-    const c = await greeted(h.port);
-    open.push(c);
+    h = await startInbound(MANIFESTS, { ...timeouts, sessionTimeoutMs: 2500 });
+    const c = await connected(h.port);
     const started = Date.now();
     let last = '';
     while (!c.isClosed && Date.now() - started < 8000) {
@@ -96,17 +106,11 @@ describe('slow and idle clients', () => {
       sweepIntervalMs: 100,
     });
     // a mailer that sent one message and stays connected
-    const mailer = await RawSmtp.connect(h.port);
-    open.push(mailer);
-    await mailer.begin('a@origin.test', ['bob@example.com']);
-    expect(code(await mailer.cmd('DATA'))).toBe(354);
-    mailer.write('Subject: kept\r\n\r\nhi\r\n.\r\n');
-    expect(await mailer.reply()).toMatch(/^250 /);
+    const mailer = await mailed(h.port, 'kept');
     // fill the rest of the table with tricklers (one byte every 500 ms: the idle timer never fires)
     const tricklers: RawSmtp[] = [];
     for (let i = 1; i < max; i++) {
-      const c = await greeted(h.port);
-      open.push(c);
+      const c = await connected(h.port);
       tricklers.push(c);
       trickle(c, 'EHLO trickle.example', 500);
     }
@@ -116,14 +120,7 @@ describe('slow and idle clients', () => {
     await waitFor(() => Date.now() - filledAt > 1000, { what: 'the tricklers 1 s old', intervalMs: 100 });
     // before the fix: 421 Too many connected clients
     // three clients that stay connected after their message: each takes the slot of the oldest trickler
-    for (let i = 0; i < 3; i++) {
-      const c = await RawSmtp.connect(h.port);
-      open.push(c);
-      await c.begin('a@origin.test', ['bob@example.com']);
-      expect(code(await c.cmd('DATA'))).toBe(354);
-      c.write(`Subject: through-${i}\r\n\r\nhi\r\n.\r\n`);
-      expect(await c.reply()).toMatch(/^250 /);
-    }
+    for (let i = 0; i < 3; i++) await mailed(h.port, `through-${i}`);
     // and nodemailer (before the fix: 421 Too many connected clients)
     expect(await sendMail(h.port, 'through-3')).toMatch(/^250 /);
     // four tricklers, the oldest first, were closed with a 421; the mailer and the newest trickler were not
@@ -141,14 +138,7 @@ describe('slow and idle clients', () => {
       maxConnectionsPerIp: 100,
       stressTimeoutMs: 60_000,
     });
-    for (let i = 0; i < max; i++) {
-      const c = await RawSmtp.connect(h.port);
-      open.push(c);
-      await c.begin('a@origin.test', ['bob@example.com']);
-      expect(code(await c.cmd('DATA'))).toBe(354);
-      c.write(`Subject: m${i}\r\n\r\nhi\r\n.\r\n`);
-      expect(await c.reply()).toMatch(/^250 /);
-    }
+    for (let i = 0; i < max; i++) await mailed(h.port, `m${i}`);
     const late = await RawSmtp.connect(h.port);
     open.push(late);
     expect(await late.reply()).toBe('421 4.7.0 Too many connected clients, try again in a moment');
@@ -163,11 +153,7 @@ describe('slow and idle clients', () => {
       sweepIntervalMs: 100,
     });
     const idle: RawSmtp[] = [];
-    for (let i = 0; i < 3; i++) {
-      const c = await greeted(h.port);
-      open.push(c);
-      idle.push(c);
-    }
+    for (let i = 0; i < 3; i++) idle.push(await connected(h.port));
     const started = Date.now();
     await waitFor(() => idle.every((c) => c.isClosed), { what: 'idle clients closed', timeoutMs: 5000 });
     expect(Date.now() - started).toBeLessThan(3000);
