@@ -21,6 +21,10 @@ function run(...args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 }
 
+/** diff from the dual-test-users-exchange example to dual-new-primary-copy-old at AT, with `args`. */
+const runMigration = (...args: string[]) =>
+  run('-f', ex('dual-test-users-exchange'), '--to', ex('dual-new-primary-copy-old'), ...args, ...AT);
+
 const tmp = mkdtempSync(join(tmpdir(), 'mailroute-diff-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -39,15 +43,7 @@ describe('mailroute diff (two manifest sets)', () => {
   });
 
   it('exit 1 with the changes per domain, and recipients legs before and after', async () => {
-    const r = await run(
-      '-f',
-      ex('dual-test-users-exchange'),
-      '--to',
-      ex('dual-new-primary-copy-old'),
-      '--recipient',
-      'alice@example.com',
-      ...AT,
-    );
+    const r = await runMigration('--recipient', 'alice@example.com');
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('example.com: changed\n');
     expect(r.stdout).toContain('  primary: exchange -> zoho\n');
@@ -66,17 +62,7 @@ describe('mailroute diff (two manifest sets)', () => {
   });
 
   it('-o json: the documented shape', async () => {
-    const r = await run(
-      '-f',
-      ex('dual-test-users-exchange'),
-      '--to',
-      ex('dual-new-primary-copy-old'),
-      '-o',
-      'json',
-      '--within',
-      '365d',
-      ...AT,
-    );
+    const r = await runMigration('-o', 'json', '--within', '365d');
     expect(r.code).toBe(1);
     const j = JSON.parse(r.stdout) as Record<string, unknown> & {
       domains: { domain: string; change: string; expiring: unknown[]; fields: unknown[] }[];
@@ -105,17 +91,7 @@ describe('mailroute diff (two manifest sets)', () => {
   });
 
   it('-o markdown: a pull-request comment', async () => {
-    const r = await run(
-      '-f',
-      ex('dual-test-users-exchange'),
-      '--to',
-      ex('dual-new-primary-copy-old'),
-      '-o',
-      'markdown',
-      '--recipient',
-      'alice@example.com',
-      ...AT,
-    );
+    const r = await runMigration('-o', 'markdown', '--recipient', 'alice@example.com');
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^### mailroute routing diff\n/);
     expect(r.stdout).toContain('| primary | `exchange` | `zoho` |');
