@@ -6,7 +6,6 @@
 // delay). After the last round one more relay drains the spool: every message that was answered 250 must have
 // reached both legs (primary and copy); duplicates are counted and reported, never a loss.
 import { join } from 'node:path';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawSmtp, code } from '../relay/raw-client.ts';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
@@ -16,6 +15,7 @@ import {
   dualDestinations,
   duplicates,
   killTree,
+  loadTransport,
   processTree,
   quarantinedFiles,
   relayArgs,
@@ -69,16 +69,7 @@ describe('crash: kill -9 at random points under dual load', () => {
 
       // Clients keep sending through errors (a killed worker drops its sessions) until the round stops.
       const pooled = async (): Promise<void> => {
-        const transport = () =>
-          nodemailer.createTransport({
-            host: '127.0.0.1',
-            port: relay.smtpPort,
-            ignoreTLS: true,
-            pool: true,
-            maxConnections: 1,
-            connectionTimeout: 5000,
-            socketTimeout: 5000,
-          });
+        const transport = () => loadTransport(relay.smtpPort);
         let t = transport();
         try {
           while (!stop) {

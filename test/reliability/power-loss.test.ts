@@ -8,7 +8,6 @@
 // was first delivered shortly before a cut (its result was still being written). Reported (docs/reliability.md):
 // cuts, acknowledged, lost, duplicated legs, max deliveries of one leg, the largest repeat window, quarantined.
 import { join } from 'node:path';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
@@ -17,6 +16,7 @@ import {
   adminPort,
   dualDestinations,
   killTree,
+  loadTransport,
   quarantinedFiles,
   relayArgs,
   type RelayChild,
@@ -96,15 +96,7 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
       children.push(relay);
       let stop = false;
       const client = async (): Promise<void> => {
-        const t = nodemailer.createTransport({
-          host: '127.0.0.1',
-          port: relay.smtpPort,
-          ignoreTLS: true,
-          pool: true,
-          maxConnections: 1,
-          connectionTimeout: 5000,
-          socketTimeout: 5000,
-        });
+        const t = loadTransport(relay.smtpPort);
         try {
           while (!stop) {
             const id = `p-${++seq}`;

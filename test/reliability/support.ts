@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
+import nodemailer from 'nodemailer';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { loopbackRelayArgs, type RelayChild } from '../relay/relay-harness.ts';
@@ -28,6 +29,22 @@ export const FULL = process.env['MAILROUTE_RELIABILITY_FULL'] === '1';
 export const scale = (full: number, reduced: number): number => (FULL ? full : reduced);
 
 export const run = promisify(execFile);
+
+/**
+ * A load client's transport to the relay's SMTP port: one pooled connection, 5 s to connect and per socket read, so a
+ * client whose relay (or worker) was killed gets an error soon instead of hanging.
+ */
+export function loadTransport(smtpPort: number) {
+  return nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: smtpPort,
+    ignoreTLS: true,
+    pool: true,
+    maxConnections: 1,
+    connectionTimeout: 5000,
+    socketTimeout: 5000,
+  });
+}
 
 /** The flags every reliability relay gets: loopback, port 0, fast retries, no held-back greeting (log level info:
  * spawnRelay reads the ports from the "relay started" info line). */
