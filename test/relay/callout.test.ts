@@ -11,7 +11,7 @@ import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { makeSelfSigned } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 import { code, RawSmtp } from './raw-client.ts';
-import { dualDomain, startRelay, type InProcessRelay } from './relay-harness.ts';
+import { domainManifests, dualDomain, startRelay, type InProcessRelay } from './relay-harness.ts';
 
 const cert = makeSelfSigned();
 const SECRET = `---
@@ -23,24 +23,12 @@ stringData: {username: relay-user, password: s3cret}
 
 /** A Split (or Dual) domain whose servers are given whole (so TLS mode and authSecretRef can be set). */
 function domain(name: string, old: string, neu: string, policy: string, extraDomain = ''): string {
-  const id = name.replaceAll('.', '-');
-  return `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: ${id}}
-spec:
-  domain: ${name}
-  servers:
-    - {name: old, host: 127.0.0.1, ${old}}
-    - {name: new, host: 127.0.0.1, ${neu}}
-${extraDomain}---
-apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: ${id}}
-spec:
-  domainRef: {name: ${id}}
-  primary: old
-  secondary: new
-${policy}`;
+  return domainManifests({
+    domain: name,
+    servers: [`name: old, host: 127.0.0.1, ${old}`, `name: new, host: 127.0.0.1, ${neu}`],
+    extraDomain,
+    policy: `  primary: old\n  secondary: new\n${policy}`,
+  });
 }
 
 async function send(port: number, to: string, subject: string): Promise<string> {

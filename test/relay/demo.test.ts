@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/wait.ts';
-import { NODE, ROOT, tempDir } from './relay-harness.ts';
+import { LOOPBACK_LISTENERS, NODE, ROOT, tempDir } from './relay-harness.ts';
 
 const sh = promisify(exec);
 
@@ -24,18 +24,7 @@ describe('mailroute demo', () => {
     const mailDir = join(dir, 'demo-mail');
     const proc = spawn(
       NODE,
-      [
-        join(ROOT, 'bin/mailroute.js'),
-        'demo',
-        '--listen',
-        '127.0.0.1:0',
-        '--http',
-        '127.0.0.1:0',
-        '--admin',
-        '127.0.0.1:0',
-        '--mail-dir',
-        mailDir,
-      ],
+      [join(ROOT, 'bin/mailroute.js'), 'demo', ...LOOPBACK_LISTENERS, '--mail-dir', mailDir],
       {
         cwd: dir,
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -11,7 +11,16 @@ import type { MessageView } from '../../relay/admin/view.ts';
 import { startSmtpPeer, type PeerBehaviour, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { RawSmtp } from './raw-client.ts';
-import { httpGet, metricValue, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+import {
+  domainManifests,
+  httpGet,
+  metricValue,
+  queuedId,
+  queuedView,
+  startRelay,
+  submit,
+  type InProcessRelay,
+} from './relay-harness.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -31,39 +40,20 @@ async function relay(files: Record<string, string>, flags: string[]): Promise<In
   return r;
 }
 
-const domain = (name: string, server: string, policy = '  mode: Direct\n', extra = ''): string => {
-  const id = name.replaceAll('.', '-');
-  return `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: ${id}}
-spec:
-  domain: ${name}
-  servers:
-    - {name: old, ${server}}
-${extra}---
-apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: ${id}}
-spec:
-  domainRef: {name: ${id}}
-${policy}  primary: old
----
-`;
-};
+const domain = (name: string, server: string, policy = '  mode: Direct\n', extra = ''): string =>
+  domainManifests({
+    domain: name,
+    servers: [`name: old, ${server}`],
+    extraDomain: extra,
+    policy: `${policy}  primary: old\n`,
+  }) + '---\n';
 
 async function send(r: InProcessRelay, from: string, to: string): Promise<string> {
   const reply = await submit(r.relay.smtp.port, {
     envelope: { from, to: [to] },
     raw: `From: ${from}\r\nTo: ${to}\r\nSubject: policy\r\n\r\nbody\r\n`,
   });
-  const id = /queued as ([0-9a-z]{16})/.exec(reply)?.[1];
-  expect(id, reply).toBeDefined();
-  return id!;
-}
-
-async function show(r: InProcessRelay, id: string): Promise<MessageView | undefined> {
-  const res = await httpGet(r.relay.admin.port, `/queue/${id}`);
-  return res.status === 200 ? (JSON.parse(res.body) as MessageView) : undefined;
+  return queuedId(reply);
 }
 
 async function queueShow(r: InProcessRelay, id: string): Promise<string> {
@@ -101,15 +91,15 @@ describe('destination policy: the relay checks the address it would connect to',
       await send(r, 'sender@outside.test', 'carol@mapped.test'),
     ];
     for (const id of ids) {
-      const reply = await waitFor(async () => lastReply(await show(r, id)), {
+      const reply = await waitFor(async () => lastReply(await queuedView(r, id)), {
         what: `the first attempt of ${id}`,
       });
       expect(reply).toMatch(/: not permitted by the destination policy \(127\.0\.0\.0\/8\)$/);
-      const leg = (await show(r, id))?.recipients[0]?.legs[0];
+      const leg = (await queuedView(r, id))?.recipients[0]?.legs[0];
       expect(leg?.state).toBe('deferred');
       expect(await queueShow(r, id)).toContain('not permitted by the destination policy');
     }
-    expect(lastReply(await show(r, ids[0]!))).toBe(
+    expect(lastReply(await queuedView(r, ids[0]!))).toBe(
       '2130706433 (127.0.0.1): not permitted by the destination policy (127.0.0.0/8)',
     );
     expect(target.stats.connections).toBe(0);
@@ -180,7 +170,7 @@ describe('destination policy: the relay checks the address it would connect to',
       async () => {
         for (const other of await r.relay.spool.list()) {
           if (other === id) continue;
-          const reply = lastReply(await show(r, other));
+          const reply = lastReply(await queuedView(r, other));
           if (reply !== undefined) return reply;
         }
         return undefined;
@@ -226,7 +216,7 @@ describe('destination policy per DomainClaim (destinations.allow / destinations.
       what: 'the message at the granted 127.0.0.1',
     });
     expect(onprem.messages[0]?.rcptTo).toEqual(['alice@onprem.test']);
-    const reply = await waitFor(async () => lastReply(await show(r, plainId)), {
+    const reply = await waitFor(async () => lastReply(await queuedView(r, plainId)), {
       what: 'the first attempt for plain.test',
     });
     expect(reply).toBe('127.0.0.1: not permitted by the destination policy (127.0.0.0/8)');
@@ -279,7 +269,7 @@ describe('destination policy per DomainClaim (destinations.allow / destinations.
     );
     const closedId = await send(r, 'sender@outside.test', 'alice@closed.test');
     await send(r, 'sender@outside.test', 'bob@open.test');
-    const reply = await waitFor(async () => lastReply(await show(r, closedId)), {
+    const reply = await waitFor(async () => lastReply(await queuedView(r, closedId)), {
       what: 'the first attempt for closed.test',
     });
     expect(reply).toBe('127.0.0.1: not permitted by the destination policy (127.0.0.0/8 (DomainClaim))');

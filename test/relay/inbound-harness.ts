@@ -13,6 +13,7 @@ import { createManifestsSource } from '../../relay/sources/manifests.ts';
 import { openSpool, type SpoolFs } from '../../relay/spool/spool.ts';
 import type { Spool, SpoolState } from '../../relay/spool/types.ts';
 import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/metrics.ts';
+import { domainManifests } from './relay-harness.ts';
 
 export interface InboundHarness {
   port: number;
@@ -92,21 +93,10 @@ export async function startInbound(
 }
 
 export function directDomain(domain: string, host: string, port: number, extra = ''): string {
-  const name = domain.replaceAll('.', '-');
-  return `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: ${name}}
-spec:
-  domain: ${domain}
-  servers:
-    - {name: main, host: ${host}, port: ${port}, tls: None}
-${extra}---
-apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: ${name}}
-spec:
-  domainRef: {name: ${name}}
-  mode: Direct
-  primary: main
-`;
+  return domainManifests({
+    domain,
+    servers: [`name: main, host: ${host}, port: ${port}, tls: None`],
+    extraDomain: extra,
+    policy: '  mode: Direct\n  primary: main\n',
+  });
 }

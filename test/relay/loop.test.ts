@@ -8,24 +8,15 @@ import { freePort } from '../support/net.ts';
 import { startForwardingPeer, type ForwardingPeer } from '../support/forwarding-peer.ts';
 import { startSmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { metricValue, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+import { domainManifests, metricValue, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
 
-const direct = (port: number): string => `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: example-com}
-spec:
-  domain: example.com
-  servers:
-    - {name: old, host: 127.0.0.1, port: ${port}, tls: None}
----
-apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: example-com}
-spec:
-  domainRef: {name: example-com}
-  mode: Direct
-  primary: old
-`;
+/** `domain` delivered Direct to server old at 127.0.0.1:`port`. */
+const direct = (domain: string, port: number): string =>
+  domainManifests({
+    domain,
+    servers: [`name: old, host: 127.0.0.1, port: ${port}, tls: None`],
+    policy: '  mode: Direct\n  primary: old\n',
+  });
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -33,7 +24,7 @@ afterEach(async () => {
 });
 
 async function relay(oldPort: number, flags: string[]): Promise<InProcessRelay> {
-  const r = await startRelay({ 'd.yaml': direct(oldPort) }, flags);
+  const r = await startRelay({ 'd.yaml': direct('example.com', oldPort) }, flags);
   cleanups.push(() => r.close());
   return r;
 }
@@ -129,10 +120,8 @@ describe('forwarding loops', () => {
     // example.com's mailboxes refuse the recipient; the sender's domain is behind the forwarding old server
     const r = await startRelay(
       {
-        'd.yaml': direct(mailbox.port),
-        's.yaml': direct(oldPort)
-          .replaceAll('example-com', 'sender-example')
-          .replace('domain: example.com', 'domain: sender.example'),
+        'd.yaml': direct('example.com', mailbox.port),
+        's.yaml': direct('sender.example', oldPort),
       },
       ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail'],
     );
@@ -163,7 +152,7 @@ describe('forwarding loops', () => {
       '--drain-on-shutdown',
       'false',
     ]);
-    const a = await startRelay({ 'd.yaml': direct(deadPort) }, [
+    const a = await startRelay({ 'd.yaml': direct('example.com', deadPort) }, [
       '--hostname',
       'relay-0',
       '--cluster-id',

@@ -10,14 +10,17 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { run as queueCli } from '../../cli/commands/queue.ts';
-import type { MessageView } from '../../relay/admin/view.ts';
 import { freePort } from '../support/net.ts';
+import type { MessageView } from '../../relay/admin/view.ts';
 import { startSmtpPeer, type PeerOptions, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
+  domainManifests,
   dualDomain,
   httpGet,
   metricValue,
+  queuedId,
+  queuedView,
   startRelay,
   submit,
   type InProcessRelay,
@@ -45,14 +48,7 @@ async function send(r: InProcessRelay, to: string, subject: string): Promise<str
     envelope: { from: 'sender@outside.test', to: [to] },
     raw: `From: sender@outside.test\r\nTo: ${to}\r\nSubject: ${subject}\r\n\r\n${subject}\r\n`,
   });
-  const id = /queued as ([0-9a-z]{16})/.exec(reply)?.[1];
-  expect(id, reply).toBeDefined();
-  return id!;
-}
-
-async function show(r: InProcessRelay, id: string): Promise<MessageView | undefined> {
-  const res = await httpGet(r.relay.admin.port, `/queue/${id}`);
-  return res.status === 200 ? (JSON.parse(res.body) as MessageView) : undefined;
+  return queuedId(reply);
 }
 
 async function cli(r: InProcessRelay, argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -80,7 +76,7 @@ describe('fixes reach queued mail without a restart', () => {
     const wrongPort = await freePort(); // nothing listens there
     const r = await relay({ 'd.yaml': dualDomain('port.test', wrongPort, dest.port, { mode: 'Direct' }) });
     const id = await send(r, 'alice@port.test', 'wrong port');
-    await waitFor(async () => legState(await show(r, id), 'primary')?.state === 'deferred', {
+    await waitFor(async () => legState(await queuedView(r, id), 'primary')?.state === 'deferred', {
       what: 'the leg deferred (connection refused)',
     });
     expect(dest.messages).toHaveLength(0);
@@ -94,28 +90,21 @@ describe('fixes reach queued mail without a restart', () => {
       timeoutMs: 10_000,
       what: 'the queued message at the corrected port',
     });
-    await waitFor(async () => (await show(r, id)) === undefined, { what: 'the message gone from the queue' });
+    await waitFor(async () => (await queuedView(r, id)) === undefined, {
+      what: 'the message gone from the queue',
+    });
     expect(dest.messages).toHaveLength(1);
   });
 
   it('a rotated Secret: the queued message is delivered with the new password within the retry', async () => {
     const dest = await peer('auth', { auth: { user: 'relay', pass: 'new-password' } });
-    const domain = `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: auth-test}
-spec:
-  domain: auth.test
-  servers:
-    - {name: old, host: 127.0.0.1, port: ${dest.port}, tls: None, allowPlaintextAuth: true, authSecretRef: {name: old-smtp}}
----
-apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: auth-test}
-spec:
-  domainRef: {name: auth-test}
-  mode: Direct
-  primary: old
-`;
+    const domain = domainManifests({
+      domain: 'auth.test',
+      servers: [
+        `name: old, host: 127.0.0.1, port: ${dest.port}, tls: None, allowPlaintextAuth: true, authSecretRef: {name: old-smtp}`,
+      ],
+      policy: '  mode: Direct\n  primary: old\n',
+    });
     const secret = (password: string) => `apiVersion: v1
 kind: Secret
 metadata: {name: old-smtp, labels: {mailroute.io/smtp-auth: "true"}}
@@ -125,7 +114,7 @@ stringData: {username: relay, password: ${password}}
     const id = await send(r, 'bob@auth.test', 'rotated');
     const deferred = await waitFor(
       async () => {
-        const l = legState(await show(r, id), 'primary');
+        const l = legState(await queuedView(r, id), 'primary');
         return l?.state === 'deferred' ? l : undefined;
       },
       { what: 'the leg deferred by the refused password' },
@@ -151,7 +140,7 @@ stringData: {username: relay, password: ${password}}
     const id = await send(r, 'carol@move.test', 'moved');
     await waitFor(
       async () => {
-        const v = await show(r, id);
+        const v = await queuedView(r, id);
         return legState(v, 'primary')?.state === 'delivered' && legState(v, 'copy')?.state === 'deferred';
       },
       { what: 'primary delivered, copy deferred' },
@@ -167,7 +156,7 @@ stringData: {username: relay, password: ${password}}
     );
     const held = await waitFor(
       async () => {
-        const l = legState(await show(r, id), 'copy');
+        const l = legState(await queuedView(r, id), 'copy');
         return l?.unroutable !== undefined ? l : undefined;
       },
       { timeoutMs: 10_000, what: 'the copy leg reported unroutable' },
@@ -201,7 +190,9 @@ stringData: {username: relay, password: ${password}}
     await waitFor(() => copy.for('carol@move.test').length === 1, {
       what: 'the copy delivered to the new server',
     });
-    await waitFor(async () => (await show(r, id)) === undefined, { what: 'the message gone from the queue' });
+    await waitFor(async () => (await queuedView(r, id)) === undefined, {
+      what: 'the message gone from the queue',
+    });
     expect(primary.for('carol@move.test')).toHaveLength(1);
     expect(
       metricValue((await httpGet(r.relay.http.port, '/metrics')).body, 'mailroute_queue_legs_unroutable'),

@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
 import { pino } from 'pino';
+import { expect } from 'vitest';
+import type { MessageView } from '../../relay/admin/view.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { runRelay, type RelayDeps, type RelayHandle } from '../../relay/relay.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
@@ -15,6 +17,16 @@ import { waitFor } from '../support/wait.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const NODE = join(ROOT, 'node_modules/.bin/node');
+
+/** The SMTP, HTTP and admin listeners of a test relay: loopback, port 0 (the ports taken are read back). */
+export const LOOPBACK_LISTENERS = [
+  '--listen',
+  '127.0.0.1:0',
+  '--http',
+  '127.0.0.1:0',
+  '--admin',
+  '127.0.0.1:0',
+];
 
 export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `mailroute-${prefix}-`));
@@ -46,12 +58,7 @@ export async function startRelay(
     [
       '--manifests',
       manifests,
-      '--listen',
-      '127.0.0.1:0',
-      '--http',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
+      ...LOOPBACK_LISTENERS,
       '--spool',
       spoolDir,
       '--hostname',
@@ -90,6 +97,19 @@ export async function startRelay(
 export async function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: res.status, body: await res.text() };
+}
+
+/** The queue id in a relay's "250 ... queued as ID" reply to DATA (asserted to be there). */
+export function queuedId(reply: string): string {
+  const id = /queued as ([0-9a-z]{16})/.exec(reply)?.[1];
+  expect(id, reply).toBeDefined();
+  return id!;
+}
+
+/** The admin API's view of queued message `id` (GET /queue/ID); undefined when it is not in the queue. */
+export async function queuedView(r: InProcessRelay, id: string): Promise<MessageView | undefined> {
+  const res = await httpGet(r.relay.admin.port, `/queue/${id}`);
+  return res.status === 200 ? (JSON.parse(res.body) as MessageView) : undefined;
 }
 
 export interface RelayChild {
@@ -158,6 +178,35 @@ export function metricValue(text: string, name: string, labels = ''): number | u
   return undefined;
 }
 
+/**
+ * A MailDomain for `domain` (object name: the domain with dots as dashes) with `servers` (each the inside of one
+ * flow map, e.g. "name: old, host: 127.0.0.1, port: 25, tls: None") and `extraDomain` (more spec lines), and its
+ * DeliveryPolicy: `policy` holds the spec lines after domainRef.
+ */
+export function domainManifests(o: {
+  domain: string;
+  servers: string[];
+  policy: string;
+  extraDomain?: string;
+  policyName?: string;
+}): string {
+  const name = o.domain.replaceAll('.', '-');
+  return `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: ${name}}
+spec:
+  domain: ${o.domain}
+  servers:
+${o.servers.map((server) => `    - {${server}}\n`).join('')}${o.extraDomain ?? ''}---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: ${o.policyName ?? name}}
+spec:
+  domainRef: {name: ${name}}
+${o.policy}`;
+}
+
+/** Servers old (`primary`) and new (`secondary`) on 127.0.0.1, plain; Dual (scope All) unless `opts` say otherwise. */
 export function dualDomain(
   domain: string,
   primary: number,
@@ -170,25 +219,19 @@ export function dualDomain(
     policyName?: string;
   } = {},
 ): string {
-  const name = domain.replaceAll('.', '-');
   const mode = opts.mode ?? 'Dual';
-  return `apiVersion: mailroute.io/v1alpha1
-kind: MailDomain
-metadata: {name: ${name}}
-spec:
-  domain: ${domain}
-  servers:
-    - {name: old, host: 127.0.0.1, port: ${primary}, tls: None}
-    - {name: new, host: 127.0.0.1, port: ${secondary}, tls: None}
-${opts.extraDomain ?? ''}---
-apiVersion: mailroute.io/v1alpha1
-kind: DeliveryPolicy
-metadata: {name: ${opts.policyName ?? name}}
-spec:
-  domainRef: {name: ${name}}
-  mode: ${mode}
+  return domainManifests({
+    domain,
+    servers: [
+      `name: old, host: 127.0.0.1, port: ${primary}, tls: None`,
+      `name: new, host: 127.0.0.1, port: ${secondary}, tls: None`,
+    ],
+    ...(opts.extraDomain !== undefined ? { extraDomain: opts.extraDomain } : {}),
+    ...(opts.policyName !== undefined ? { policyName: opts.policyName } : {}),
+    policy: `  mode: ${mode}
   primary: old
-${mode === 'Direct' ? '' : '  secondary: new\n'}${mode === 'Dual' ? `  dual:\n    scope: ${opts.scope ?? 'All'}\n` : ''}${opts.extraPolicy ?? ''}`;
+${mode === 'Direct' ? '' : '  secondary: new\n'}${mode === 'Dual' ? `  dual:\n    scope: ${opts.scope ?? 'All'}\n` : ''}${opts.extraPolicy ?? ''}`,
+  });
 }
 
 /** The flags every spawned test relay gets: its folder's manifests and spool, loopback port 0 for SMTP, HTTP and
@@ -199,12 +242,7 @@ export function loopbackRelayArgs(dir: string, extra: string[] = []): string[] {
     join(dir, 'manifests'),
     '--spool',
     join(dir, 'spool'),
-    '--listen',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
+    ...LOOPBACK_LISTENERS,
     '--greeting-delay',
     '0',
     ...extra,
