@@ -1,21 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { checkState } from './check.ts';
-import type { SpoolState } from './types.ts';
+import { spoolEnvelope } from '../../test/support/delivery.ts';
+import type { EnvelopeMeta, SpoolState } from './types.ts';
 
 const ID = '0000000000000abc';
+const withoutRecipients = ({ recipients: _recipients, ...meta }: EnvelopeMeta): SpoolState['meta'] => meta;
 const good = (): SpoolState => ({
   version: 1,
   id: ID,
-  meta: {
-    mailFrom: 'alice@sender.example',
-    clientAddress: '127.0.0.1',
-    clientHostname: 'localhost',
-    helo: 'client.example',
-    receivedAt: '2026-11-28T10:00:00.000Z',
-    revision: 'rev1',
-    smtputf8: false,
-    body8bit: false,
-  },
+  meta: withoutRecipients(spoolEnvelope()),
   size: 10,
   legs: [
     {

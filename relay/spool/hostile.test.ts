@@ -20,41 +20,15 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spoolEnvelope } from '../../test/support/delivery.ts';
 import { spoolFsWith } from '../../test/support/spool-fs.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeMessageFile, FOOTER_LEN } from './format.ts';
 import { defaultSpoolFs, FsWatch, openSpool, type SpoolFs } from './spool.ts';
-import type { EnvelopeMeta, LoadResult, SpoolState } from './types.ts';
+import type { LoadResult, SpoolState } from './types.ts';
 
 const logger = pino({ level: 'silent' });
-const server = {
-  name: 'legacy',
-  host: '127.0.0.1',
-  port: 25,
-  mx: false,
-  tls: 'None',
-  maxConnections: 2,
-} as const;
-const meta = (): EnvelopeMeta => ({
-  mailFrom: 'alice@sender.example',
-  recipients: [
-    {
-      recipient: 'bob@example.com',
-      legs: [
-        { server, recipient: 'bob@example.com', role: 'primary', bounces: 'Notify' },
-        { server, recipient: 'bob@copy.example.com', role: 'copy', bounces: 'Suppress' },
-      ],
-    },
-  ],
-  clientAddress: '127.0.0.1',
-  clientHostname: 'localhost',
-  helo: 'client.example',
-  receivedAt: '2026-11-28T10:00:00.000Z',
-  revision: 'rev1',
-  smtputf8: false,
-  body8bit: false,
-});
 const MESSAGE = 'Subject: hi\r\n\r\nbody\r\n';
 const run = promisify(execFile);
 
@@ -97,7 +71,7 @@ describe('spool: hostile or damaged contents', () => {
     // 10 FIFOs in place of state files of real messages, 10 in place of message files
     const withState: string[] = [];
     for (let i = 0; i < 10; i++) {
-      const r = await first.accept(meta(), Readable.from([MESSAGE]));
+      const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
       if (!r.ok) throw r.error;
       withState.push(r.id);
     }
@@ -118,7 +92,11 @@ describe('spool: hostile or damaged contents', () => {
     // a FIFO state file is set aside and its message goes on from the initial state; a FIFO message is quarantined
     for (const r of loads.slice(0, 10)) expect(r.ok).toBe(true);
     for (const r of loads.slice(10)) expect(r).toMatchObject({ ok: false, reason: 'corrupt' });
-    const accepted = await withDeadline(5000, spool.accept(meta(), Readable.from([MESSAGE])), 'accept');
+    const accepted = await withDeadline(
+      5000,
+      spool.accept(spoolEnvelope(), Readable.from([MESSAGE])),
+      'accept',
+    );
     expect(accepted.ok).toBe(true);
     expect(spool.stalled()).toBeUndefined();
     expect((await quarantined()).length).toBe(20);
@@ -147,7 +125,7 @@ describe('spool: hostile or damaged contents', () => {
 
   it('a symlink named <id>.msg is not followed', async () => {
     const spool = await openSpool({ dir, logger });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     await run('ln', ['-s', join(dir, 'queue', `${r.id}.msg`), join(dir, 'queue', `${idAt(3)}.msg`)]);
     await expect(spool.load(idAt(3))).resolves.toMatchObject({ ok: false, reason: 'corrupt' });
@@ -179,7 +157,7 @@ describe('spool: hostile or damaged contents', () => {
 
   it('a state file larger than the limit is set aside; the message goes on from its initial state', async () => {
     const spool = await openSpool({ dir, logger, maxStateBytes: 64 * 1024 });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     await spool.update(r.id, (s) => ({ ...s, legs: s.legs.map((l) => ({ ...l, attempts: 1 })) }));
     await truncate(join(dir, 'queue', `${r.id}.json`), 200 * 1024);
@@ -201,7 +179,7 @@ describe('spool: hostile or damaged contents', () => {
     'a state file with %s is never delivered: the message is quarantined',
     async (_what, hurt) => {
       const spool = await openSpool({ dir, logger });
-      const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+      const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
       if (!r.ok) throw r.error;
       const st = await spool.load(r.id);
       if (!st.ok) throw new Error(st.error);
@@ -220,7 +198,7 @@ describe('spool: hostile or damaged contents', () => {
 
   it('an empty state file (an old, unsynced write cut short) is removed, not quarantined', async () => {
     const spool = await openSpool({ dir, logger });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     await writeFile(join(dir, 'queue', `${r.id}.json`), '');
     const again = await openSpool({ dir, logger });
@@ -282,7 +260,7 @@ describe('spool: durability of results (power cuts)', () => {
       },
     );
     const spool = await openSpool({ dir, logger, fs });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     // one file fsync after the body's end; the directory entry's fsync (started at the create) is done; no rename
     const beforeMark = events.filter((e) => !e.startsWith('chmod'));
@@ -300,7 +278,7 @@ describe('spool: durability of results (power cuts)', () => {
     const spool = await openSpool({ dir, logger });
     const body = new Readable({ read() {} });
     body.push(Buffer.from('Subject: slow\r\n\r\n'));
-    const accepting = spool.accept(meta(), body);
+    const accepting = spool.accept(spoolEnvelope(), body);
     await waitFor(async () => (await readdir(join(dir, 'queue'))).some((n) => n.endsWith('.msg')), {
       timeoutMs: 5000,
       what: 'the message file created',
@@ -315,7 +293,7 @@ describe('spool: durability of results (power cuts)', () => {
 
   it('after a crash: a message file cut short in mode 0700 (never acknowledged) is removed, not quarantined', async () => {
     const first = await openSpool({ dir, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const path = join(dir, 'queue', `${r.id}.msg`);
     // what a crash before the fsync leaves: part of the body, no footer, still in the mode of a file being written
@@ -330,7 +308,7 @@ describe('spool: durability of results (power cuts)', () => {
 
   it('after a crash: a complete message file still in mode 0700 (its 250 may not have been sent) is delivered', async () => {
     const first = await openSpool({ dir, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     await chmod(join(dir, 'queue', `${r.id}.msg`), 0o700);
     const again = await openSpool({ dir, logger });
@@ -340,7 +318,7 @@ describe('spool: durability of results (power cuts)', () => {
 
   it('a message file without a footer in mode 0600 (complete, then damaged) is quarantined, not removed', async () => {
     const first = await openSpool({ dir, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const path = join(dir, 'queue', `${r.id}.msg`);
     await truncate(path, 10);
@@ -369,7 +347,7 @@ describe('spool: durability of results (power cuts)', () => {
       },
     );
     const spool = await openSpool({ dir, logger, fs });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     events.length = 0;
     await spool.update(r.id, (s) => ({ ...s, legs: s.legs.map((l) => ({ ...l, attempts: 1 })) }));
@@ -397,7 +375,7 @@ describe('spool: durability of results (power cuts)', () => {
     const spool = await openSpool({ dir, logger, fs });
     const ids: string[] = [];
     for (let i = 0; i < 40; i++) {
-      const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+      const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
       if (!r.ok) throw r.error;
       ids.push(r.id);
     }
@@ -431,7 +409,7 @@ describe('spool: stall watchdog', () => {
       openRead: (p) => (hang ? new Promise(() => undefined) : defaultSpoolFs.openRead(p)),
     };
     const spool = await openSpool({ dir, logger, fs, stallMs: 50 });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const other = await openSpool({ dir, logger, fs, stallMs: 50 });
     hang = true;
@@ -451,7 +429,7 @@ describe('spool: adopting a former worker folder', () => {
     const from = join(dir, 'w1');
     const to = join(dir, 'root');
     const first = await openSpool({ dir: from, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const fifo = join(from, 'queue', `${idAt(7)}.msg`);
     fifos.push(fifo);

@@ -6,42 +6,11 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Leg } from '../../routing/model.ts';
 import { headerBlock, isQueueId, newQueueIdGenerator, openSpool } from './spool.ts';
+import { spoolEnvelope } from '../../test/support/delivery.ts';
 import { spoolFsWith } from '../../test/support/spool-fs.ts';
-import type { EnvelopeMeta } from './types.ts';
 
 const logger = pino({ level: 'silent' });
-
-const server = {
-  name: 'legacy',
-  host: '127.0.0.1',
-  port: 25,
-  mx: false,
-  tls: 'None' as const,
-  maxConnections: 2,
-};
-const leg = (recipient: string, role: 'primary' | 'copy' = 'primary'): Leg =>
-  role === 'primary'
-    ? { server, recipient, role, bounces: 'Notify' }
-    : { server, recipient, role, bounces: 'Suppress' };
-
-export function meta(recipients: string[] = ['bob@example.com']): EnvelopeMeta {
-  return {
-    mailFrom: 'alice@sender.example',
-    recipients: recipients.map((r) => ({
-      recipient: r,
-      legs: [leg(r), leg(r.replace('@', '@copy.'), 'copy')],
-    })),
-    clientAddress: '127.0.0.1',
-    clientHostname: 'localhost',
-    helo: 'client.example',
-    receivedAt: '2026-11-28T10:00:00.000Z',
-    revision: 'rev1',
-    smtputf8: false,
-    body8bit: false,
-  };
-}
 
 const MESSAGE = 'Received: from x\r\nSubject: hi\r\nFrom: a@b\r\n\r\nbody line\r\n.. dotted\r\n';
 
@@ -86,7 +55,7 @@ describe('headerBlock', () => {
 describe('spool', () => {
   it('accepts, loads, updates and removes a message', async () => {
     const spool = await openSpool({ dir, logger });
-    const r = await spool.accept(meta(), Readable.from([Buffer.from(MESSAGE)]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([Buffer.from(MESSAGE)]));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     // one file: the body byte for byte, then the initial state and the footer (format.ts)
@@ -122,7 +91,7 @@ describe('spool', () => {
 
   it('serves states it wrote from memory (write-through); another instance reads the file', async () => {
     const spool = await openSpool({ dir, logger });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const path = join(dir, 'queue', `${r.id}.json`);
     const initial = await spool.load(r.id);
@@ -147,7 +116,7 @@ describe('spool', () => {
     const parent = Buffer.alloc(MESSAGE.length + 1000, 'x'); // not from the shared pool
     parent.write(MESSAGE);
     const small = await spool.accept(
-      meta(),
+      spoolEnvelope(),
       Readable.from([parent.subarray(0, 10), parent.subarray(10, MESSAGE.length)]),
     );
     if (!small.ok) throw small.error;
@@ -159,7 +128,7 @@ describe('spool', () => {
     expect((await other.readBody(small.id)).toString()).toBe(MESSAGE);
 
     const bigText = `Subject: big\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(300)}`;
-    const big = await spool.accept(meta(), Readable.from([Buffer.from(bigText)]));
+    const big = await spool.accept(spoolEnvelope(), Readable.from([Buffer.from(bigText)]));
     if (!big.ok) throw big.error;
     const bigSize = Buffer.byteLength(bigText);
     const msgFile = (id: string): string => join(dir, 'queue', `${id}.msg`);
@@ -176,7 +145,7 @@ describe('spool', () => {
     const text = `Subject: s\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(200)}`; // ~200 KiB, under the per-message cap
     const ids: string[] = [];
     for (let i = 0; i < 45; i++) {
-      const r = await spool.accept(meta(), Readable.from([Buffer.from(text)]));
+      const r = await spool.accept(spoolEnvelope(), Readable.from([Buffer.from(text)]));
       if (!r.ok) throw r.error;
       ids.push(r.id);
     }
@@ -187,7 +156,7 @@ describe('spool', () => {
   });
   it('serializes concurrent updates of one message', async () => {
     const spool = await openSpool({ dir, logger });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     await Promise.all(
       [0, 1].map((i) =>
@@ -215,7 +184,7 @@ describe('spool', () => {
     );
     const spool = await openSpool({ dir, logger, fs });
     const results = await Promise.all(
-      Array.from({ length: 40 }, () => spool.accept(meta(), Readable.from([MESSAGE]))),
+      Array.from({ length: 40 }, () => spool.accept(spoolEnvelope(), Readable.from([MESSAGE]))),
     );
     expect(results.every((r) => r.ok)).toBe(true);
     expect(dirSyncs).toBeGreaterThan(0);
@@ -228,7 +197,7 @@ describe('spool', () => {
     const body = new Readable({ read() {} });
     body.push(Buffer.alloc(1000, 'a'));
     setImmediate(() => body.destroy(new Error('bare LF in DATA')));
-    const r = await spool.accept(meta(), body);
+    const r = await spool.accept(spoolEnvelope(), body);
     expect(r).toMatchObject({ ok: false, storage: false });
     expect(!r.ok && r.error.message).toBe('bare LF in DATA');
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
@@ -241,7 +210,7 @@ describe('spool', () => {
         : {},
     );
     const spool = await openSpool({ dir, logger, fs });
-    const r = await spool.accept(meta(), Readable.from([MESSAGE]));
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const again = await openSpool({ dir, logger });
     await expect(again.load(r.id)).resolves.toMatchObject({ ok: true });
@@ -265,7 +234,10 @@ describe('spool', () => {
       };
     });
     const spool = await openSpool({ dir, logger, fs });
-    const r = await spool.accept(meta(), Readable.from([Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]));
+    const r = await spool.accept(
+      spoolEnvelope(),
+      Readable.from([Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]),
+    );
     expect(r).toMatchObject({ ok: false, storage: true });
     expect(!r.ok && (r.error as NodeJS.ErrnoException).code).toBe(code);
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
@@ -273,8 +245,8 @@ describe('spool', () => {
 
   it('recovery removes temp files and state files without a message, and quarantines unknown files', async () => {
     const first = await openSpool({ dir, logger });
-    const a = await first.accept(meta(), Readable.from([MESSAGE]));
-    const b = await first.accept(meta(), Readable.from([MESSAGE]));
+    const a = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+    const b = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!a.ok || !b.ok) throw new Error('accept failed');
     const q = join(dir, 'queue');
     await writeFile(join(q, '0000000000000zzz.msg.tmp'), 'partial');
@@ -292,7 +264,7 @@ describe('spool', () => {
 
   it('an unreadable state file is quarantined and the message goes on from its initial state', async () => {
     const first = await openSpool({ dir, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     await first.update(r.id, (s) => ({
       ...s,
@@ -323,7 +295,7 @@ describe('spool', () => {
     ['empty', () => Buffer.alloc(0)],
   ])('a message file %s is quarantined on load, never dropped', async (_what, damage) => {
     const first = await openSpool({ dir, logger });
-    const r = await first.accept(meta(), Readable.from([MESSAGE]));
+    const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     const path = join(dir, 'queue', `${r.id}.msg`);
     await writeFile(path, damage(await readFile(path)));

@@ -60,6 +60,26 @@ export function envelope(
   };
 }
 
+/**
+ * The spool suites' envelope: bob@example.com with a primary leg and a Suppress copy to bob@copy.example.com, both
+ * to server legacy (127.0.0.1:25), received 2026-11-28T10:00:00Z under revision rev1.
+ */
+export function spoolEnvelope(): EnvelopeMeta {
+  const server = localServer('legacy', 25, 2);
+  return envelope(
+    [
+      {
+        recipient: 'bob@example.com',
+        legs: [
+          { server, recipient: 'bob@example.com', role: 'primary', bounces: 'Notify' },
+          { server, recipient: 'bob@copy.example.com', role: 'copy', bounces: 'Suppress' },
+        ],
+      },
+    ],
+    { receivedAt: '2026-11-28T10:00:00.000Z', revision: 'rev1' },
+  );
+}
+
 /** bob@example.com with a primary leg and a Suppress copy to bob@copy.example (the spool benchmarks' envelope). */
 export function dualEnvelope(primary = 'legacy', copy = 'zoho'): EnvelopeMeta {
   const server = localServer(primary, 25);
