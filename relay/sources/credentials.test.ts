@@ -40,17 +40,27 @@ function fakeApi(initial: SecretObject | undefined) {
   return { api, state };
 }
 
+/** A watch of mailroute-credentials on fakeApi(initial) that records every set it hands on in `seen`. */
+function watched(
+  initial: SecretObject | undefined,
+  over: Partial<Parameters<typeof startCredentialsWatch>[0]> = {},
+) {
+  const { api, state } = fakeApi(initial);
+  const seen: ReadonlyMap<string, Credentials>[] = [];
+  const w = startCredentialsWatch({
+    namespace: 'mailroute-system',
+    name: 'mailroute-credentials',
+    api,
+    onCredentials: (m) => seen.push(new Map(m)),
+    logger: quiet,
+    ...over,
+  });
+  return { state, seen, w };
+}
+
 describe('startCredentialsWatch', () => {
   it('lists, then follows MODIFIED and DELETED events; an unchanged Secret is not handed on again', async () => {
-    const { api, state } = fakeApi(secret('5', { 'mail.a.username': 'u', 'mail.a.password': 'p' }));
-    const seen: ReadonlyMap<string, Credentials>[] = [];
-    const w = startCredentialsWatch({
-      namespace: 'mailroute-system',
-      name: 'mailroute-credentials',
-      api,
-      onCredentials: (m) => seen.push(new Map(m)),
-      logger: quiet,
-    });
+    const { state, seen, w } = watched(secret('5', { 'mail.a.username': 'u', 'mail.a.password': 'p' }));
     await w.start();
     expect(seen).toEqual([new Map([['mail/a', { username: 'u', password: 'p' }]])]);
     await waitFor(() => state.watches.length === 1, { what: 'the first watch' });
@@ -79,19 +89,8 @@ describe('startCredentialsWatch', () => {
   });
 
   it('an absent Secret is an empty set; an unreachable API is retried, then the watch resumes from a fresh list', async () => {
-    const { api, state } = fakeApi(undefined);
+    const { state, seen, w } = watched(undefined, { backoffMinMs: 5, backoffMaxMs: 20, random: () => 0.5 });
     state.down = true;
-    const seen: ReadonlyMap<string, Credentials>[] = [];
-    const w = startCredentialsWatch({
-      namespace: 'mailroute-system',
-      name: 'mailroute-credentials',
-      api,
-      onCredentials: (m) => seen.push(new Map(m)),
-      logger: quiet,
-      backoffMinMs: 5,
-      backoffMaxMs: 20,
-      random: () => 0.5,
-    });
     await w.start();
     expect(seen).toEqual([]);
     expect(state.watches).toHaveLength(0);
