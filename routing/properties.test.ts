@@ -8,6 +8,7 @@ import { canonicalJson } from './canonical.ts';
 import { compile } from './compile.ts';
 import { buildIndex, planToJson, resolve } from './resolve.ts';
 import { deliveryPolicy, mailDomain, testRecipient } from './test-fixtures.ts';
+import type { DeliveryPlan, RoutingTable } from './model.ts';
 import type { MailrouteObject } from './types.ts';
 
 const locals = ['alice', 'bob', 'carol', 'dave', 'Eve', 'x.y', 'u+tag'];
@@ -108,6 +109,28 @@ function build(w: World): MailrouteObject[] {
   return out;
 }
 
+/**
+ * A property over a generated world, 1 to 10 recipients drawn from `recipient`, a callout answer and a day in June:
+ * each recipient is resolved against the compiled world and `check` gets its plan (and the table).
+ */
+function planProperty(
+  recipient: fc.Arbitrary<string>,
+  check: (to: string, plan: DeliveryPlan, table: RoutingTable) => void,
+) {
+  return fc.property(
+    world,
+    fc.array(recipient, { minLength: 1, maxLength: 10 }),
+    fc.constantFrom('exists' as const, 'absent' as const, 'unknown' as const),
+    fc.integer({ min: 0, max: 6 }),
+    (w, tos, f, day) => {
+      const { table } = compile(build(w));
+      const idx = buildIndex(table);
+      const now = new Date(`2026-06-0${day + 1}T00:00:00Z`);
+      for (const to of tos) check(to, resolve(idx, to, { now, verified: () => f }), table);
+    },
+  );
+}
+
 describe('properties', () => {
   it('compile is deterministic: any permutation of the input gives the same bytes and issues', () => {
     fc.assert(
@@ -132,7 +155,6 @@ describe('properties', () => {
   });
 
   it('every accepted recipient has at least one leg, every refusal none, and legs use declared servers', () => {
-    const fact = fc.constantFrom('exists' as const, 'absent' as const, 'unknown' as const);
     const recipient = fc.oneof(
       fc
         .tuple(
@@ -143,31 +165,19 @@ describe('properties', () => {
       fc.string({ maxLength: 40 }),
     );
     fc.assert(
-      fc.property(
-        world,
-        fc.array(recipient, { minLength: 1, maxLength: 10 }),
-        fact,
-        fc.integer({ min: 0, max: 6 }),
-        (w, tos, f, day) => {
-          const { table } = compile(build(w));
-          const idx = buildIndex(table);
-          const now = new Date(`2026-06-0${day + 1}T00:00:00Z`);
-          for (const to of tos) {
-            const plan = resolve(idx, to, { now, verified: () => f });
-            if (plan.verdict === 'accept') {
-              expect(plan.legs.length).toBeGreaterThan(0);
-              const route = table.domains[plan.domain]!;
-              const parsed = parseAddress(to);
-              expect(parsed.ok && parsed.domain).toBe(plan.domain);
-              for (const l of plan.legs) expect(route.servers[l.server.name]).toEqual(l.server);
-              expect(plan.legs.filter((l) => l.role === 'primary').length).toBeLessThanOrEqual(1);
-            } else {
-              expect(plan.legs).toEqual([]);
-              expect(String(plan.reply.code)[0]).toBe(plan.verdict === 'reject' ? '5' : '4');
-            }
-          }
-        },
-      ),
+      planProperty(recipient, (to, plan, table) => {
+        if (plan.verdict === 'accept') {
+          expect(plan.legs.length).toBeGreaterThan(0);
+          const route = table.domains[plan.domain]!;
+          const parsed = parseAddress(to);
+          expect(parsed.ok && parsed.domain).toBe(plan.domain);
+          for (const l of plan.legs) expect(route.servers[l.server.name]).toEqual(l.server);
+          expect(plan.legs.filter((l) => l.role === 'primary').length).toBeLessThanOrEqual(1);
+        } else {
+          expect(plan.legs).toEqual([]);
+          expect(String(plan.reply.code)[0]).toBe(plan.verdict === 'reject' ? '5' : '4');
+        }
+      }),
       { numRuns: 300 },
     );
   });
@@ -187,35 +197,23 @@ describe('properties', () => {
 
     function checkRound(): void {
       fc.assert(
-        fc.property(
-          world,
-          fc.array(recipient, { minLength: 1, maxLength: 10 }),
-          fc.constantFrom('exists' as const, 'absent' as const, 'unknown' as const),
-          fc.integer({ min: 0, max: 6 }),
-          (w, tos, f, day) => {
-            const { table } = compile(build(w));
-            const idx = buildIndex(table);
-            const now = new Date(`2026-06-0${day + 1}T00:00:00Z`);
-            for (const to of tos) {
-              const plan = resolve(idx, to, { now, verified: () => f });
-              if (plan.verdict !== 'accept') continue;
-              const notifying = plan.legs.filter((l) => l.bounces === 'Notify');
-              expect(notifying.length, `${to}: ${JSON.stringify(plan.legs)}`).toBeGreaterThan(0);
-              const records = plan.legs.filter((l) => l.role === 'primary');
-              expect(records).toHaveLength(1);
-              expect(records[0]!.bounces).toBe('Notify');
-              expect(plan.legs[0]).toBe(records[0]);
-              // the route -o json view says the same
-              expect(planToJson(plan).legs.filter((l) => l.record)).toEqual([
-                expect.objectContaining({ role: 'primary', bounces: 'Notify' }),
-              ]);
-              const route = table.domains[plan.domain]!;
-              if (route.mode === 'Dual' && route.dual?.bounces === 'Suppress' && plan.legs.length === 1) {
-                if (plan.legs[0].server.name === route.secondary) copyOnlyUnderSuppress++;
-              }
-            }
-          },
-        ),
+        planProperty(recipient, (to, plan, table) => {
+          if (plan.verdict !== 'accept') return;
+          const notifying = plan.legs.filter((l) => l.bounces === 'Notify');
+          expect(notifying.length, `${to}: ${JSON.stringify(plan.legs)}`).toBeGreaterThan(0);
+          const records = plan.legs.filter((l) => l.role === 'primary');
+          expect(records).toHaveLength(1);
+          expect(records[0]!.bounces).toBe('Notify');
+          expect(plan.legs[0]).toBe(records[0]);
+          // the route -o json view says the same
+          expect(planToJson(plan).legs.filter((l) => l.record)).toEqual([
+            expect.objectContaining({ role: 'primary', bounces: 'Notify' }),
+          ]);
+          const route = table.domains[plan.domain]!;
+          if (route.mode === 'Dual' && route.dual?.bounces === 'Suppress' && plan.legs.length === 1) {
+            if (plan.legs[0].server.name === route.secondary) copyOnlyUnderSuppress++;
+          }
+        }),
         { numRuns: 400 },
       );
     }
