@@ -122,6 +122,15 @@ describe('compile: the table', () => {
   });
 });
 
+/** Server old authenticating over plain SMTP: tls None, allowPlaintextAuth, authSecretRef old-smtp (a fresh object). */
+const plainAuthOld = () => ({
+  name: 'old',
+  host: '10.0.0.1',
+  tls: 'None',
+  allowPlaintextAuth: true,
+  authSecretRef: { name: 'old-smtp' },
+});
+
 // Every cross-object issue: the objects, then the issues expected (Kind/name field Reason), then what is routed.
 const cases: { name: string; objects: () => MailrouteObject[]; issues: string[]; domains?: string[] }[] = [
   {
@@ -208,16 +217,7 @@ const cases: { name: string; objects: () => MailrouteObject[]; issues: string[];
     name: 'authSecretRef with tls None, without allowPlaintextAuth (stored before the CEL rule)',
     objects: () => {
       const d = exampleDomain({
-        servers: [
-          {
-            name: 'old',
-            host: '10.0.0.1',
-            tls: 'None',
-            allowPlaintextAuth: true,
-            authSecretRef: { name: 'old-smtp' },
-          },
-          { name: 'new', host: '10.0.0.2', tls: 'None' },
-        ],
+        servers: [plainAuthOld(), { name: 'new', host: '10.0.0.2', tls: 'None' }],
       });
       delete d.spec.servers[0]!.allowPlaintextAuth;
       return [d];
@@ -230,13 +230,7 @@ const cases: { name: string; objects: () => MailrouteObject[]; issues: string[];
     objects: () => [
       exampleDomain({
         servers: [
-          {
-            name: 'old',
-            host: '10.0.0.1',
-            tls: 'None',
-            allowPlaintextAuth: true,
-            authSecretRef: { name: 'old-smtp' },
-          },
+          plainAuthOld(),
           { name: 'new', host: '10.0.0.2', tls: 'Opportunistic', authSecretRef: { name: 'new-smtp' } },
         ],
       }),
