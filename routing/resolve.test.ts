@@ -22,6 +22,18 @@ function brief(plan: DeliveryPlan): string {
   );
 }
 
+/** example.com's policy: Dual from old to new, with `dual` (the policy's dual settings) when given. */
+const dualPolicy = (dual?: Record<string, unknown>) =>
+  examplePolicy({ mode: 'Dual', secondary: 'new', ...(dual ? { dual } : {}) });
+/** example.com's policy: Split between old and new, with `split` when given. */
+const splitPolicy = (split?: Record<string, unknown>) =>
+  examplePolicy({ mode: 'Split', secondary: 'new', ...(split ? { split } : {}) });
+/** example.com, whose `server` is asked at RCPT time whether a mailbox exists. */
+const verifiedBy = (server: string) => exampleDomain({ recipientVerification: { server } });
+/** example.com, with `address` listed as an account on `server`. */
+const withAccount = (server: string, address: string) =>
+  exampleDomain({ accounts: [{ server, addresses: [address] }] });
+
 const tr = (name: string, spec: Record<string, unknown>) =>
   testRecipient(name, { policyRef: { name: 'example-com' }, ...spec });
 
@@ -46,47 +58,31 @@ const rows: Row[] = [
   },
   {
     row: 'Dual scope All: any -> primary + copy to secondary',
-    objects: () => [exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'new' })],
+    objects: () => [exampleDomain(), dualPolicy()],
     to: 'alice@example.com',
     want: 'accept primary:old:alice@example.com:Notify copy:new:alice@example.com:Suppress',
   },
   {
     row: 'Dual scope All with copyRecipientDomain and bounces Notify',
-    objects: () => [
-      exampleDomain(),
-      examplePolicy({
-        mode: 'Dual',
-        secondary: 'new',
-        dual: { copyRecipientDomain: 'zoho.example', bounces: 'Notify' },
-      }),
-    ],
+    objects: () => [exampleDomain(), dualPolicy({ copyRecipientDomain: 'zoho.example', bounces: 'Notify' })],
     to: 'Alice@Example.COM',
     want: 'accept primary:old:Alice@example.com:Notify copy:new:Alice@zoho.example:Notify',
   },
   {
     row: 'Dual scope Accounts: has an account on the secondary -> primary + copy',
-    objects: () => [
-      exampleDomain({ accounts: [{ server: 'new', addresses: ['alice@example.com'] }] }),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
-    ],
+    objects: () => [withAccount('new', 'alice@example.com'), dualPolicy({ scope: 'Accounts' })],
     to: 'ALICE@example.com',
     want: 'accept primary:old:ALICE@example.com:Notify copy:new:ALICE@example.com:Suppress',
   },
   {
     row: 'Dual scope Accounts: otherwise -> primary',
-    objects: () => [
-      exampleDomain({ accounts: [{ server: 'new', addresses: ['alice@example.com'] }] }),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
-    ],
+    objects: () => [withAccount('new', 'alice@example.com'), dualPolicy({ scope: 'Accounts' })],
     to: 'bob@example.com',
     want: 'accept primary:old:bob@example.com:Notify',
   },
   {
     row: 'Dual scope Accounts: verified on the secondary -> primary + copy',
-    objects: () => [
-      exampleDomain({ recipientVerification: { server: 'new' } }),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
-    ],
+    objects: () => [verifiedBy('new'), dualPolicy({ scope: 'Accounts' })],
     to: 'bob@example.com',
     verified: 'exists',
     want: 'accept primary:old:bob@example.com:Notify copy:new:bob@example.com:Suppress',
@@ -94,12 +90,8 @@ const rows: Row[] = [
   {
     row: 'Dual scope Accounts with copyRecipientDomain: the secondary is asked about the copy address',
     objects: () => [
-      exampleDomain({ recipientVerification: { server: 'new' } }),
-      examplePolicy({
-        mode: 'Dual',
-        secondary: 'new',
-        dual: { scope: 'Accounts', copyRecipientDomain: 'zoho-test.example' },
-      }),
+      verifiedBy('new'),
+      dualPolicy({ scope: 'Accounts', copyRecipientDomain: 'zoho-test.example' }),
     ],
     to: 'bob@example.com',
     verified: 'exists',
@@ -108,10 +100,7 @@ const rows: Row[] = [
   },
   {
     row: 'Dual scope Accounts: verification inconclusive -> primary only',
-    objects: () => [
-      exampleDomain({ recipientVerification: { server: 'new' } }),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
-    ],
+    objects: () => [verifiedBy('new'), dualPolicy({ scope: 'Accounts' })],
     to: 'bob@example.com',
     verified: 'unknown',
     want: 'accept primary:old:bob@example.com:Notify',
@@ -120,7 +109,7 @@ const rows: Row[] = [
     row: 'Dual any scope: active TestRecipient -> primary + copy to forwardTo',
     objects: () => [
       exampleDomain(),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      dualPolicy({ scope: 'TestRecipients' }),
       tr('alice', { address: 'alice@example.com', forwardTo: 'alice@zoho.example' }),
     ],
     to: 'alice@example.com',
@@ -130,7 +119,7 @@ const rows: Row[] = [
     row: 'Dual scope All: active TestRecipient -> its forwardTo instead of the scope copy',
     objects: () => [
       exampleDomain(),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { copyRecipientDomain: 'alias.example' } }),
+      dualPolicy({ copyRecipientDomain: 'alias.example' }),
       tr('alice', { address: 'alice@example.com', forwardTo: 'a.smith@zoho.example' }),
     ],
     to: 'alice@example.com',
@@ -139,8 +128,8 @@ const rows: Row[] = [
   {
     row: 'Dual scope Accounts: active TestRecipient without an account still gets its copy',
     objects: () => [
-      exampleDomain({ accounts: [{ server: 'new', addresses: ['bob@example.com'] }] }),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'Accounts' } }),
+      withAccount('new', 'bob@example.com'),
+      dualPolicy({ scope: 'Accounts' }),
       tr('alice', { address: 'alice@example.com' }),
     ],
     to: 'alice@example.com',
@@ -150,11 +139,7 @@ const rows: Row[] = [
     row: 'TestRecipient without forwardTo: copyRecipientDomain applies',
     objects: () => [
       exampleDomain(),
-      examplePolicy({
-        mode: 'Dual',
-        secondary: 'new',
-        dual: { scope: 'TestRecipients', copyRecipientDomain: 'zoho.example' },
-      }),
+      dualPolicy({ scope: 'TestRecipients', copyRecipientDomain: 'zoho.example' }),
       tr('alice', { address: 'alice@example.com' }),
     ],
     to: 'alice@example.com',
@@ -165,7 +150,7 @@ const rows: Row[] = [
     row: 'TestRecipient keepPrimaryCopy false -> the secondary is the leg of record (Notify despite Suppress)',
     objects: () => [
       exampleDomain(),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      dualPolicy({ scope: 'TestRecipients' }),
       tr('alice', { address: 'alice@example.com', keepPrimaryCopy: false }),
     ],
     to: 'alice@example.com',
@@ -175,11 +160,7 @@ const rows: Row[] = [
     row: 'TestRecipient keepPrimaryCopy false with forwardTo and copyRecipientDomain -> forwardTo is the record',
     objects: () => [
       exampleDomain(),
-      examplePolicy({
-        mode: 'Dual',
-        secondary: 'new',
-        dual: { scope: 'All', copyRecipientDomain: 'zoho.example', bounces: 'Suppress' },
-      }),
+      dualPolicy({ scope: 'All', copyRecipientDomain: 'zoho.example', bounces: 'Suppress' }),
       tr('alice', { address: 'alice@example.com', forwardTo: 'al@fwd.example', keepPrimaryCopy: false }),
     ],
     to: 'alice@example.com',
@@ -189,11 +170,7 @@ const rows: Row[] = [
     row: 'TestRecipient keepPrimaryCopy true with bounces Suppress -> primary + suppressed copy at forwardTo',
     objects: () => [
       exampleDomain(),
-      examplePolicy({
-        mode: 'Dual',
-        secondary: 'new',
-        dual: { scope: 'TestRecipients', bounces: 'Suppress' },
-      }),
+      dualPolicy({ scope: 'TestRecipients', bounces: 'Suppress' }),
       tr('alice', { address: 'alice@example.com', forwardTo: 'al@fwd.example' }),
     ],
     to: 'alice@example.com',
@@ -203,7 +180,7 @@ const rows: Row[] = [
     row: 'TestRecipient before expiresAt is active',
     objects: () => [
       exampleDomain(),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      dualPolicy({ scope: 'TestRecipients' }),
       tr('alice', {
         address: 'alice@example.com',
         keepPrimaryCopy: false,
@@ -217,7 +194,7 @@ const rows: Row[] = [
     row: 'TestRecipient after expiresAt routes like everyone else',
     objects: () => [
       exampleDomain(),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      dualPolicy({ scope: 'TestRecipients' }),
       tr('alice', {
         address: 'alice@example.com',
         keepPrimaryCopy: false,
@@ -231,7 +208,7 @@ const rows: Row[] = [
     row: 'Dual scope TestRecipients: not a TestRecipient -> primary',
     objects: () => [
       exampleDomain(),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      dualPolicy({ scope: 'TestRecipients' }),
       tr('alice', { address: 'alice@example.com' }),
     ],
     to: 'bob@example.com',
@@ -249,48 +226,33 @@ const rows: Row[] = [
   },
   {
     row: 'Split: known on the primary (accounts) -> primary',
-    objects: () => [
-      exampleDomain({ accounts: [{ server: 'old', addresses: ['alice@example.com'] }] }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
-    ],
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy()],
     to: 'Alice@example.com',
     want: 'accept primary:old:Alice@example.com:Notify',
   },
   {
     row: 'Split: known on the primary (verification) -> primary',
-    objects: () => [
-      exampleDomain({ recipientVerification: { server: 'old' } }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
-    ],
+    objects: () => [verifiedBy('old'), splitPolicy()],
     to: 'alice@example.com',
     verified: 'exists',
     want: 'accept primary:old:alice@example.com:Notify',
   },
   {
     row: 'Split: unknown on the primary (accounts) -> secondary',
-    objects: () => [
-      exampleDomain({ accounts: [{ server: 'old', addresses: ['alice@example.com'] }] }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
-    ],
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy()],
     to: 'bob@example.com',
     want: 'accept primary:new:bob@example.com:Notify',
   },
   {
     row: 'Split: unknown on the primary (verification says absent) -> secondary',
-    objects: () => [
-      exampleDomain({ recipientVerification: { server: 'old' } }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
-    ],
+    objects: () => [verifiedBy('old'), splitPolicy()],
     to: 'bob@example.com',
     verified: 'absent',
     want: 'accept primary:new:bob@example.com:Notify',
   },
   {
     row: 'Split: unknown on the primary with unknownRecipients Reject -> 550 5.1.1',
-    objects: () => [
-      exampleDomain({ accounts: [{ server: 'old', addresses: ['alice@example.com'] }] }),
-      examplePolicy({ mode: 'Split', secondary: 'new', split: { unknownRecipients: 'Reject' } }),
-    ],
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy({ unknownRecipients: 'Reject' })],
     to: 'bob@example.com',
     want: 'reject 550 5.1.1',
   },
@@ -301,7 +263,7 @@ const rows: Row[] = [
         accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
         recipientVerification: { server: 'old' },
       }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
+      splitPolicy(),
     ],
     to: 'bob@example.com',
     verified: 'exists',
@@ -309,20 +271,14 @@ const rows: Row[] = [
   },
   {
     row: 'Split: verification inconclusive -> tempfail 451 4.4.3 (never guesses)',
-    objects: () => [
-      exampleDomain({ recipientVerification: { server: 'old' } }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
-    ],
+    objects: () => [verifiedBy('old'), splitPolicy()],
     to: 'bob@example.com',
     verified: 'unknown',
     want: 'tempfail 451 4.4.3',
   },
   {
     row: 'Split: no verification answer at all -> tempfail 451 4.4.3',
-    objects: () => [
-      exampleDomain({ recipientVerification: { server: 'old' } }),
-      examplePolicy({ mode: 'Split', secondary: 'new', split: { unknownRecipients: 'Reject' } }),
-    ],
+    objects: () => [verifiedBy('old'), splitPolicy({ unknownRecipients: 'Reject' })],
     to: 'bob@example.com',
     want: 'tempfail 451 4.4.3',
   },
@@ -354,7 +310,7 @@ const rows: Row[] = [
           { server: 'new', addresses: ['carol@example.com'] },
         ],
       }),
-      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+      dualPolicy(),
     ],
     to: 'bob@example.com',
     want: 'reject 550 5.1.1',
@@ -369,7 +325,7 @@ const rows: Row[] = [
           { server: 'new', addresses: ['carol@example.com'] },
         ],
       }),
-      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+      dualPolicy(),
     ],
     to: 'carol@example.com',
     want: 'accept primary:old:carol@example.com:Notify copy:new:carol@example.com:Suppress',
@@ -381,7 +337,7 @@ const rows: Row[] = [
         rejectUnknownRecipients: true,
         accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
       }),
-      examplePolicy({ mode: 'Dual', secondary: 'new' }),
+      dualPolicy(),
     ],
     to: 'bob@example.com',
     want: 'accept primary:old:bob@example.com:Notify copy:new:bob@example.com:Suppress',
@@ -416,7 +372,7 @@ const rows: Row[] = [
           { server: 'new', addresses: [] },
         ],
       }),
-      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      dualPolicy({ scope: 'TestRecipients' }),
       tr('bob', { address: 'bob@example.com' }),
     ],
     to: 'bob@example.com',
@@ -449,7 +405,7 @@ describe('resolve: the semantics table', () => {
 });
 
 describe('resolve: hostile and odd addresses', () => {
-  const idx = () => index([exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'new' })]);
+  const idx = () => index([exampleDomain(), dualPolicy()]);
 
   it.each([
     'user%other.com@example.com',
@@ -521,7 +477,7 @@ describe('verificationNeeded', () => {
         accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
         recipientVerification: { server: 'old', cacheTTL: '10m' },
       }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
+      splitPolicy(),
     ]);
     expect(verificationNeeded(idx, 'alice@example.com')).toBeUndefined();
     expect(verificationNeeded(idx, 'bob@example.org')).toBeUndefined();
@@ -535,11 +491,7 @@ describe('verificationNeeded', () => {
   it('asks about the address that will be delivered: the copy address for scope Accounts, the own one for Split', () => {
     const accounts = index([
       exampleDomain({ recipientVerification: { server: 'new', cacheTTL: '1h' } }),
-      examplePolicy({
-        mode: 'Dual',
-        secondary: 'new',
-        dual: { scope: 'Accounts', copyRecipientDomain: 'zoho-test.example' },
-      }),
+      dualPolicy({ scope: 'Accounts', copyRecipientDomain: 'zoho-test.example' }),
     ]);
     expect(verificationNeeded(accounts, 'bob@example.com')).toEqual({
       server: 'new',
@@ -548,7 +500,7 @@ describe('verificationNeeded', () => {
     });
     const split = index([
       exampleDomain({ recipientVerification: { server: 'old', cacheTTL: '1h' } }),
-      examplePolicy({ mode: 'Split', secondary: 'new' }),
+      splitPolicy(),
     ]);
     expect(verificationNeeded(split, 'bob@example.com')?.address).toBe('bob@example.com');
     // rejectUnknownRecipients asks the secondary about the copy address too
@@ -558,27 +510,20 @@ describe('verificationNeeded', () => {
         accounts: [{ server: 'old', addresses: [] }],
         recipientVerification: { server: 'new', cacheTTL: '1h' },
       }),
-      examplePolicy({
-        mode: 'Dual',
-        secondary: 'new',
-        dual: { scope: 'All', copyRecipientDomain: 'zoho-test.example' },
-      }),
+      dualPolicy({ scope: 'All', copyRecipientDomain: 'zoho-test.example' }),
     ]);
     expect(verificationNeeded(reject, 'bob@example.com')?.address).toBe('bob@zoho-test.example');
   });
 
   it('is undefined for Direct without rejectUnknownRecipients', () => {
-    const idx = index([
-      exampleDomain({ recipientVerification: { server: 'old' } }),
-      examplePolicy({ mode: 'Direct' }),
-    ]);
+    const idx = index([verifiedBy('old'), examplePolicy({ mode: 'Direct' })]);
     expect(verificationNeeded(idx, 'bob@example.com')).toBeUndefined();
   });
 });
 
 describe('planToJson', () => {
   it('has the route -o json shape', () => {
-    const idx = index([exampleDomain(), examplePolicy({ mode: 'Dual', secondary: 'new' })]);
+    const idx = index([exampleDomain(), dualPolicy()]);
     expect(planToJson(resolve(idx, 'alice@example.com', { now: NOW }))).toEqual({
       recipient: 'alice@example.com',
       verdict: 'accept',
