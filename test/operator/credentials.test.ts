@@ -13,7 +13,7 @@ import { type RelayChild, tempDir } from '../relay/relay-harness.ts';
 import {
   condition,
   routingRevision,
-  spawnClusterRelay,
+  spawnTestRelay,
   startOperator,
   type OperatorProcess,
   receivedTagged,
@@ -111,14 +111,7 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
 
   it('a relay in cluster mode authenticates with them to a server that requires AUTH', async () => {
     dir = await tempDir('creds-relay');
-    relay = await spawnClusterRelay({
-      kubeconfigPath: ctx.cp.kubeconfigPath,
-      namespace: OP_NS,
-      pod: 'relay-0',
-      dir,
-      hostname: 'relay-0.test',
-      extra: ['--retry-schedule', '1s'],
-    });
+    relay = await spawnTestRelay(ctx.cp, OP_NS, 'relay-0', dir);
     const r = relay;
     await waitFor(
       () => r.logs.some((l) => l.includes('credentials: loaded') && l.includes('mail/smtp-auth')),

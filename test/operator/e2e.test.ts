@@ -12,7 +12,7 @@ import {
   condition,
   getObject,
   routingRevision,
-  spawnClusterRelay,
+  spawnTestRelay,
   startOperator,
   type OperatorProcess,
   receivedTagged,
@@ -53,16 +53,7 @@ describeCluster('operator + two real relays', (ctx) => {
     for (const pod of ['relay-0', 'relay-1']) {
       const dir = await tempDir(`e2e-${pod}`);
       dirs.push(dir);
-      relays.push(
-        await spawnClusterRelay({
-          kubeconfigPath: ctx.cp.kubeconfigPath,
-          namespace: OP_NS,
-          pod,
-          dir,
-          hostname: `${pod}.test`,
-          extra: ['--retry-schedule', '1s'],
-        }),
-      );
+      relays.push(await spawnTestRelay(ctx.cp, OP_NS, pod, dir));
     }
   });
   afterAll(() => stopRelayRun({ relays, op, peers: [oldDest, newDest], dirs }));

@@ -18,7 +18,7 @@ import {
   condition,
   routingRevision,
   serviceAccountIdentity,
-  spawnClusterRelay,
+  spawnTestRelay,
   startOperator,
   type OperatorProcess,
   tenantEditorObjects,
@@ -83,14 +83,7 @@ describeCluster('Secret opt-in: a tenant cannot make the operator send a Secret 
       args: ['--kubeconfig', opIdentity.kubeconfigPath],
     });
     dir = await tempDir('secret-opt-in');
-    relay = await spawnClusterRelay({
-      kubeconfigPath: ctx.cp.kubeconfigPath,
-      namespace: OP_NS,
-      pod: 'relay-0',
-      dir,
-      hostname: 'relay-0.test',
-      extra: ['--retry-schedule', '1s'],
-    });
+    relay = await spawnTestRelay(ctx.cp, OP_NS, 'relay-0', dir);
   });
   afterAll(() => stopRelayRun({ relays: [relay], op, peers: [peer], dirs: [dir] }));
 

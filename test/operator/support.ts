@@ -294,6 +294,23 @@ export async function stopRelayRun(run: {
   for (const dir of run.dirs) if (dir !== '') await rm(dir, { recursive: true, force: true });
 }
 
+/** spawnClusterRelay as the operator suites run it: the harness's own kubeconfig, host name POD.test, 1 s retries. */
+export function spawnTestRelay(
+  cp: ControlPlane,
+  namespace: string,
+  pod: string,
+  dir: string,
+): Promise<RelayChild> {
+  return spawnClusterRelay({
+    kubeconfigPath: cp.kubeconfigPath,
+    namespace,
+    pod,
+    dir,
+    hostname: `${pod}.test`,
+    extra: ['--retry-schedule', '1s'],
+  });
+}
+
 /**
  * A kubeconfig file (and a KubeRest) that authenticates as ServiceAccount `namespace/name` with a fresh token, so
  * that RBAC applies to what it does (the harness's own identity is in system:masters).
