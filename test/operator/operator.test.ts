@@ -30,6 +30,9 @@ describeCluster(
       const r = await ctx.cp.kubectl(['apply', '-n', NS, '-f', '-'], { stdin: yaml });
       if (r.code !== 0) throw new Error(`kubectl apply: ${r.stderr}`);
     };
+    /** `kubectl wait --for=condition=Ready` on `objects` in NS, for up to 20 s. */
+    const kubectlWaitReady = (...objects: string[]) =>
+      ctx.cp.kubectl(['wait', '-n', NS, '--for=condition=Ready', ...objects, '--timeout=20s']);
     const readyMessage = async (
       kind: 'MailDomain' | 'DeliveryPolicy' | 'TestRecipient',
       name: string,
@@ -83,15 +86,7 @@ describeCluster(
           what: `${kind} Ready 2/2`,
         });
       }
-      const w = await ctx.cp.kubectl([
-        'wait',
-        '-n',
-        NS,
-        '--for=condition=Ready',
-        'deliverypolicy/example-com',
-        'maildomain/example-com',
-        '--timeout=20s',
-      ]);
+      const w = await kubectlWaitReady('deliverypolicy/example-com', 'maildomain/example-com');
       expect(w.code, w.stderr).toBe(0);
       expect(w.stdout).toContain('condition met');
       const get = await ctx.cp.kubectl(['get', 'dp', '-n', NS]);
@@ -418,14 +413,7 @@ spec:
             'Programmed True with both pods reporting',
           );
           expect(both.message).toBe('2/2 relays programmed');
-          const w = await ctx.cp.kubectl([
-            'wait',
-            '-n',
-            NS,
-            '--for=condition=Ready',
-            'deliverypolicy/example-com',
-            '--timeout=20s',
-          ]);
+          const w = await kubectlWaitReady('deliverypolicy/example-com');
           expect(w.code, w.stderr).toBe(0);
         } finally {
           second.stop();
