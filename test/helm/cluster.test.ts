@@ -181,6 +181,9 @@ else
 
       const helm = (args: string[]): ReturnType<typeof run> =>
         run(tools.helm, [...args, '--kubeconfig', ctx.cp.kubeconfigPath]);
+      /** `helm install` of the chart as RELEASE into NS, with `args`. */
+      const helmInstall = (...args: string[]): ReturnType<typeof run> =>
+        helm(['install', RELEASE, CHART_DIR, '-n', NS, ...args]);
       const getJson = async (args: string[]): Promise<Json> => {
         const r = await ctx.cp.kubectl(['get', ...args, '-o', 'json']);
         if (r.code !== 0) throw new Error(`kubectl get ${args.join(' ')}: ${r.stderr}`);
@@ -249,30 +252,13 @@ else
       });
 
       it('refuses bad values at helm install with the schema message, and installs nothing', async () => {
-        const r = await helm([
-          'install',
-          RELEASE,
-          CHART_DIR,
-          '-n',
-          NS,
-          '--create-namespace',
-          '--set',
-          'relay.sevice.type=NodePort',
-        ]);
+        const r = await helmInstall('--create-namespace', '--set', 'relay.sevice.type=NodePort');
         expect(r.code).not.toBe(0);
         expect(r.stderr).toContain(
           "Error: INSTALLATION FAILED: values don't meet the specifications of the schema",
         );
         expect(r.stderr).toContain("at '/relay': additional properties 'sevice' not allowed");
-        const wrongType = await helm([
-          'install',
-          RELEASE,
-          CHART_DIR,
-          '-n',
-          NS,
-          '--set-json',
-          'relay.service={"port":"25"}',
-        ]);
+        const wrongType = await helmInstall('--set-json', 'relay.service={"port":"25"}');
         expect(wrongType.code).not.toBe(0);
         expect(wrongType.stderr).toContain("at '/relay/service/port': got string, want integer");
         const ls = await helm(['list', '-A', '-q']);
@@ -288,15 +274,7 @@ else
         expect((await ctx.cp.kubectl(['label', 'namespace', NS, ...labels])).code).toBe(0);
         // The admission policy is off for this release: the example delivers to the test's SMTP peers on 127.0.0.1,
         // which the policy refuses (test/helm/tenancy.test.ts); the second release below installs it.
-        const r = await helm([
-          'install',
-          RELEASE,
-          CHART_DIR,
-          '-n',
-          NS,
-          '--set',
-          'admissionPolicy.enabled=false',
-        ]);
+        const r = await helmInstall('--set', 'admissionPolicy.enabled=false');
         expect(r.code, r.stderr).toBe(0);
         expect(r.stderr).not.toContain('violate PodSecurity');
         // kubectl shows the API server's warnings (helm may not): the chart's workloads, default and with every feature
