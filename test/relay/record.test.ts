@@ -7,6 +7,7 @@ import { rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
+import type { SendMailOptions } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeliveryPlan } from '../../routing/model.ts';
 import { startDelivery } from '../../relay/delivery/engine.ts';
@@ -85,16 +86,19 @@ describe('the mailbox of record: a lone forwardTo leg bounces to the sender', ()
   };
   const dsnsFor = (recipient: string) =>
     senderBox.for(recipient).filter((m) => m.mailFrom === '' && m.raw.toString().includes(recipient));
+  /** Submits "to NAME" ("Hello Name.") from `from` to the test recipient NAME@rec.test; `over` adds to the mail. */
+  const mailTo = (from: string, name: string, over: SendMailOptions = {}): Promise<string> =>
+    submit(r.relay.smtp.port, {
+      envelope: { from, to: [`${name}@rec.test`] },
+      from,
+      to: `${name}@rec.test`,
+      subject: `to ${name}`,
+      text: `Hello ${name[0]!.toUpperCase()}${name.slice(1)}.`,
+      ...over,
+    });
 
   it('keepPrimaryCopy false: a 550 on the forwardTo leg sends a DSN to the sender', async () => {
-    const reply = await submit(r.relay.smtp.port, {
-      envelope: { from: 'alice@sender.test', to: ['carol@rec.test'] },
-      from: 'alice@sender.test',
-      to: 'carol@rec.test',
-      subject: 'to carol',
-      text: 'Hello Carol.',
-      messageId: '<rec-carol@sender.test>',
-    });
+    const reply = await mailTo('alice@sender.test', 'carol', { messageId: '<rec-carol@sender.test>' });
     expect(reply).toMatch(/^250 /);
     const dsn = await waitFor(() => dsnsFor('alice@sender.test')[0], { what: "the DSN for carol's 550" });
     const raw = dsn.raw.toString();
@@ -110,13 +114,7 @@ describe('the mailbox of record: a lone forwardTo leg bounces to the sender', ()
   });
 
   it('keepPrimaryCopy false: a 4xx until the queue lifetime ends sends a 4.4.7 DSN', async () => {
-    await submit(r.relay.smtp.port, {
-      envelope: { from: 'bob@sender.test', to: ['erin@rec.test'] },
-      from: 'bob@sender.test',
-      to: 'erin@rec.test',
-      subject: 'to erin',
-      text: 'Hello Erin.',
-    });
+    await mailTo('bob@sender.test', 'erin');
     const dsn = await waitFor(() => dsnsFor('bob@sender.test')[0], {
       what: "the expiry DSN for erin's 450s",
       timeoutMs: 20_000,
@@ -129,13 +127,7 @@ describe('the mailbox of record: a lone forwardTo leg bounces to the sender', ()
 
   it('keepPrimaryCopy true: the mailbox of record gets the message and the failed copy stays suppressed', async () => {
     const before = senderBox.messages.length;
-    await submit(r.relay.smtp.port, {
-      envelope: { from: 'frank@sender.test', to: ['dave@rec.test'] },
-      from: 'frank@sender.test',
-      to: 'dave@rec.test',
-      subject: 'to dave',
-      text: 'Hello Dave.',
-    });
+    await mailTo('frank@sender.test', 'dave');
     await waitFor(() => oldPeer.for('dave@rec.test')[0], { what: "dave's primary delivery" });
     await waitFor(async () => (await deliveries('suppressed', 'copy')) === 1, {
       what: "dave's suppressed copy",
