@@ -99,6 +99,18 @@ async function legAfterFirstAttempt(id: string): Promise<{ state: string; lastRe
   );
 }
 
+/** Sends to `rcpt` through `server`: after the first attempt the leg is deferred and `peer` has nothing for it. */
+async function expectDeferred(
+  rcpt: string,
+  peer: SmtpPeer,
+  server: Partial<ServerRoute> & { port: number },
+): Promise<{ state: string; lastReply?: string }> {
+  const leg = await legAfterFirstAttempt(await send(rcpt, server));
+  expect(leg.state).toBe('deferred');
+  expect(peer.for(rcpt)).toEqual([]);
+  return leg;
+}
+
 describe('outbound TLS modes', () => {
   it.each([
     ['Opportunistic', 'over TLS when offered (self-signed accepted)', true],
@@ -118,22 +130,16 @@ describe('outbound TLS modes', () => {
   });
 
   it('Required to a server without STARTTLS never sends in plain text: the leg is deferred', async () => {
-    const id = await send('req-plain@example.com', { port: plainPeer.port, tls: 'Required' });
-    const leg = await legAfterFirstAttempt(id);
-    expect(leg.state).toBe('deferred');
-    expect(plainPeer.for('req-plain@example.com')).toEqual([]);
+    await expectDeferred('req-plain@example.com', plainPeer, { port: plainPeer.port, tls: 'Required' });
   });
 
   it('RequiredVerify refuses a certificate it cannot verify: the leg is deferred', async () => {
-    const id = await send('verify@example.com', {
+    const leg = await expectDeferred('verify@example.com', tlsPeer, {
       port: tlsPeer.port,
       tls: 'RequiredVerify',
       host: 'localhost',
     });
-    const leg = await legAfterFirstAttempt(id);
-    expect(leg.state).toBe('deferred');
     expect(leg.lastReply).toMatch(/certificate/i);
-    expect(tlsPeer.for('verify@example.com')).toEqual([]);
   });
 });
 
@@ -147,10 +153,7 @@ describe('outbound implicit TLS (tls: Implicit, port 465 style)', () => {
   });
 
   it('never falls back to plain text: Implicit to a STARTTLS-port server is deferred', async () => {
-    const id = await send('implicit-plain@example.com', { port: plainPeer.port, tls: 'Implicit' });
-    const leg = await legAfterFirstAttempt(id);
-    expect(leg.state).toBe('deferred');
-    expect(plainPeer.for('implicit-plain@example.com')).toEqual([]);
+    await expectDeferred('implicit-plain@example.com', plainPeer, { port: plainPeer.port, tls: 'Implicit' });
   });
 });
 
