@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { unreachableKubeconfig } from '../support/kubeconfig.ts';
 import { freePort } from '../support/net.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -131,16 +132,7 @@ describe('mailroute diff (two manifest sets)', () => {
   });
 
   it('--cluster with an API server that does not answer: a clear error (exit 2)', async () => {
-    const dead = write(
-      'dead-kubeconfig',
-      `apiVersion: v1
-kind: Config
-clusters: [{name: dead, cluster: {server: 'https://127.0.0.1:${await freePort()}', insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: dead, context: {cluster: dead, user: u}}]
-current-context: dead
-`,
-    );
+    const dead = write('dead-kubeconfig', unreachableKubeconfig(`https://127.0.0.1:${await freePort()}`));
     const r = await run('--cluster', '-f', ex('demo'), '--kubeconfig', dead);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');

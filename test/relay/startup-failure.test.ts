@@ -7,6 +7,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unreachableKubeconfig } from '../support/kubeconfig.ts';
 import { freePort } from '../support/net.ts';
 import { NODE, ROOT, tempDir } from './relay-harness.ts';
 
@@ -170,16 +171,7 @@ describe('start-up failures end the process before SMTP accepts anything', () =>
   it('operator, --http port busy: exit 1', async () => {
     // Nothing is contacted before the HTTP listener is bound: a kubeconfig pointing nowhere is enough.
     const kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(
-      kubeconfig,
-      `apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`,
-    );
+    await writeFile(kubeconfig, unreachableKubeconfig('https://127.0.0.1:1'));
     const r = await runUntilExit(
       ['operator', '--kubeconfig', kubeconfig, '--namespace', 'mail', '--http', `127.0.0.1:${busy.port}`],
       undefined,
