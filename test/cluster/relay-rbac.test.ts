@@ -1,8 +1,6 @@
 // The relay's cluster mode with exactly the RBAC of relay/cluster/rbac.ts (a ServiceAccount token, not
 // system:masters): the ConfigMap source (inline and sharded), the heartbeat Lease and peer discovery all work, and
 // what the rules leave out is refused.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import {
@@ -12,7 +10,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import { describeCluster } from '../controlplane/suite.ts';
+import { describeCluster, serviceAccountIdentity } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
 import { encodeRouting, type ConfigMapLike } from '../../contract/routing-configmap.ts';
 import { configMapApi, startConfigMapSource, type ConfigMapSource } from '../../relay/sources/configmap.ts';
@@ -54,28 +52,8 @@ describeCluster(
         stdin: objs.map((o) => stringify(o)).join('---\n'),
       });
       expect(r.code, r.stderr).toBe(0);
-      const tok = await ctx.cp.kubectl(['create', 'token', 'mailroute-relay', '-n', NS, '--duration=1h']);
-      expect(tok.code, tok.stderr).toBe(0);
-      const cluster = ctx.cp.kubeconfig.getCurrentCluster();
-      const path = join(ctx.cp.dir, 'relay-sa.kubeconfig');
-      writeFileSync(
-        path,
-        stringify({
-          apiVersion: 'v1',
-          kind: 'Config',
-          clusters: [
-            {
-              name: 'c',
-              cluster: { server: cluster?.server, 'certificate-authority-data': cluster?.caData },
-            },
-          ],
-          users: [{ name: 'sa', user: { token: tok.stdout.trim() } }],
-          contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
-          'current-context': 'c',
-        }),
-      );
       sa = new KubeConfig();
-      sa.loadFromFile(path);
+      sa.loadFromFile((await serviceAccountIdentity(ctx.cp, NS, 'mailroute-relay')).kubeconfigPath);
     });
 
     it('watches the routing ConfigMap (inline, then sharded) with the relay ServiceAccount', async () => {

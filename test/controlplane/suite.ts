@@ -2,12 +2,13 @@
 // beforeAll, stopped in afterAll). Without binaries the suite is skipped with a loud warning naming how to get
 // them, unless MAILROUTE_REQUIRE_ENVTEST=1 (CI), which turns the missing control plane into a failing test.
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
-import { ApiextensionsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { parseAllDocuments, stringify } from 'yaml';
+import { ApiextensionsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import {
   findBinaries,
   HOW_TO_GET_BINARIES,
@@ -140,4 +141,35 @@ export async function createNamespace(cp: ControlPlane, name: string): Promise<v
     if ((err as { code?: unknown }).code === 409) return;
     throw err;
   }
+}
+
+/**
+ * A kubeconfig file (and a KubeRest) that authenticates as ServiceAccount `namespace/name` with a fresh token, so
+ * that RBAC applies to what it does (the harness's own identity is in system:masters).
+ */
+export async function serviceAccountIdentity(
+  cp: ControlPlane,
+  namespace: string,
+  name: string,
+): Promise<{ kubeconfigPath: string; rest: KubeRest }> {
+  const tok = await cp.kubectl(['create', 'token', name, '-n', namespace, '--duration=1h']);
+  if (tok.code !== 0) throw new Error(`kubectl create token ${namespace}/${name}: ${tok.stderr}`);
+  const cluster = cp.kubeconfig.getCurrentCluster();
+  const kubeconfigPath = join(cp.dir, `${namespace}.${name}.kubeconfig`);
+  writeFileSync(
+    kubeconfigPath,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        { name: 'c', cluster: { server: cluster?.server, 'certificate-authority-data': cluster?.caData } },
+      ],
+      users: [{ name: 'sa', user: { token: tok.stdout.trim() } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
+      'current-context': 'c',
+    }),
+  );
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  return { kubeconfigPath, rest: createKubeRest(kc) };
 }

@@ -6,7 +6,7 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { createNamespace, describeCluster } from '../controlplane/suite.ts';
+import { createNamespace, describeCluster, serviceAccountIdentity } from '../controlplane/suite.ts';
 import type { KubeRest } from '../../operator/kube/rest.ts';
 import { createKubeRest } from '../../operator/kube/rest.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
@@ -15,7 +15,6 @@ import { waitFor } from '../support/wait.ts';
 import {
   condition,
   routingRevision,
-  serviceAccountIdentity,
   SimulatedRelays,
   startOperator,
   type OperatorProcess,

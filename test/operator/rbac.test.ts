@@ -4,17 +4,11 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { createNamespace, describeCluster } from '../controlplane/suite.ts';
+import { createNamespace, describeCluster, serviceAccountIdentity } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
 import { waitFor } from '../support/wait.ts';
-import {
-  condition,
-  serviceAccountIdentity,
-  SimulatedRelays,
-  startOperator,
-  type OperatorProcess,
-} from './support.ts';
+import { condition, SimulatedRelays, startOperator, type OperatorProcess } from './support.ts';
 
 const OP_NS = 'mailroute-system';
 const NS = 'tenant';

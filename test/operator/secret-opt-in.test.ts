@@ -7,7 +7,7 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { createNamespace, describeCluster } from '../controlplane/suite.ts';
+import { createNamespace, describeCluster, serviceAccountIdentity } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { CREDENTIALS_SECRET, parseCredentialsData } from '../../contract/credentials-secret.ts';
 import { operatorRbacObjects } from '../../operator/rbac.ts';
@@ -17,7 +17,6 @@ import { type RelayChild, tempDir } from '../relay/relay-harness.ts';
 import {
   condition,
   routingRevision,
-  serviceAccountIdentity,
   spawnTestRelay,
   startOperator,
   type OperatorProcess,

@@ -2,11 +2,8 @@
 // Leases (a relay that follows mailroute-routing and reports the revision it serves), read conditions.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
-import { stringify } from 'yaml';
 import type { ControlPlane } from '../controlplane/harness.ts';
 import { freePort } from '../support/net.ts';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
@@ -309,37 +306,6 @@ export function spawnTestRelay(
     hostname: `${pod}.test`,
     extra: ['--retry-schedule', '1s'],
   });
-}
-
-/**
- * A kubeconfig file (and a KubeRest) that authenticates as ServiceAccount `namespace/name` with a fresh token, so
- * that RBAC applies to what it does (the harness's own identity is in system:masters).
- */
-export async function serviceAccountIdentity(
-  cp: ControlPlane,
-  namespace: string,
-  name: string,
-): Promise<{ kubeconfigPath: string; rest: KubeRest }> {
-  const tok = await cp.kubectl(['create', 'token', name, '-n', namespace, '--duration=1h']);
-  if (tok.code !== 0) throw new Error(`kubectl create token ${namespace}/${name}: ${tok.stderr}`);
-  const cluster = cp.kubeconfig.getCurrentCluster();
-  const kubeconfigPath = join(cp.dir, `${namespace}.${name}.kubeconfig`);
-  writeFileSync(
-    kubeconfigPath,
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [
-        { name: 'c', cluster: { server: cluster?.server, 'certificate-authority-data': cluster?.caData } },
-      ],
-      users: [{ name: 'sa', user: { token: tok.stdout.trim() } }],
-      contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
-      'current-context': 'c',
-    }),
-  );
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfigPath);
-  return { kubeconfigPath, rest: createKubeRest(kc) };
 }
 
 /**
