@@ -75,7 +75,7 @@ describe('loadManifests', () => {
   });
 });
 
-describe('input bounds (issue 14 §2: a 50 MB manifest took check 53 s and 2.7 GB)', () => {
+describe('input bounds (a 50 MB manifest took check 53 s and 2.7 GB)', () => {
   const dir = join(root, 'bounds');
   mkdirSync(dir, { recursive: true });
   const md = (name: string, pad = 0) =>

@@ -1,4 +1,4 @@
-// IDN (issue 14 §1): routing works on A-labels. U-labels become A-labels; A-labels are only lowercased, never
+// IDN: routing works on A-labels. U-labels become A-labels; A-labels are only lowercased, never
 // decoded; an invalid U-label domain does not parse.
 import { describe, expect, it } from 'vitest';
 import { asciiDomain, parseAddress } from './address.ts';

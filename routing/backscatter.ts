@@ -1,4 +1,4 @@
-// Backscatter risk (issue 14 §2): a MailDomain without accounts, recipient verification or rejectUnknownRecipients
+// Backscatter risk: a MailDomain without accounts, recipient verification or rejectUnknownRecipients
 // accepts mail for any local part. When the primary then refuses an unknown mailbox with 550, the relay sends a DSN to
 // the envelope sender, which spam forges: the relay becomes a source of backscatter. `mailroute check` warns about
 // such a domain and the operator sets the MailDomain condition BackscatterRisk=True. Pure.

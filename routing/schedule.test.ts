@@ -1,4 +1,4 @@
-// Dated stages of a DeliveryPolicy (issue 11 §4): the pure schedule (which stage is in force, the next transition),
+// Dated stages of a DeliveryPolicy: the pure schedule (which stage is in force, the next transition),
 // their validation (each error names its field), compile() and resolve() by the clock.
 import { describe, expect, it } from 'vitest';
 import { compile } from './compile.ts';

@@ -427,7 +427,7 @@ describe('pointerToPath', () => {
   ])('%s -> %s', (p, want) => expect(pointerToPath(p)).toBe(want));
 });
 
-describe('IDN domains in a MailDomain (issue 14 §1)', () => {
+describe('IDN domains in a MailDomain', () => {
   const md = (domain: string) => ({
     apiVersion: 'mailroute.io/v1alpha1',
     kind: 'MailDomain',

@@ -1,4 +1,4 @@
-// `npm run bench:relay`: mailroute against Postfix on loopback, in one go (issue 6 §1).
+// `npm run bench:relay`: mailroute against Postfix on loopback, in one go.
 // Sets up two smtp-sink destinations, a private Postfix, the mailroute relay and smtp-source load; interleaves
 // Postfix and mailroute runs per workload (ABBA order over rounds) so machine drift hits both; writes
 // bench/results/<date>-<mode>.json, the "Relay vs Postfix" section of docs/benchmarks.md and docs/bench-relay.svg.
@@ -454,7 +454,7 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
   const verdict =
     dual?.e2e === null || dual?.e2e === undefined
       ? undefined
-      : `**Target (issues 3 and 6): mailroute ≥ 1.5× Postfix end to end in dual mode (dual, 4 KiB). This run: ${dual.e2e.toFixed(2)}× — ${dual.e2e >= 1.5 ? 'met' : 'not met'}.** Where the time goes and what to change: [perf.md](perf.md).`;
+      : `**Target: mailroute ≥ 1.5× Postfix end to end in dual mode (dual, 4 KiB). This run: ${dual.e2e.toFixed(2)}× — ${dual.e2e >= 1.5 ? 'met' : 'not met'}.** Where the time goes and what to change: [perf.md](perf.md).`;
   const ctxReport = {
     verdict,
     command: r.command,

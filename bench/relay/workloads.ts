@@ -1,4 +1,4 @@
-// The workloads of the relay benchmark (issue 6 §1): what smtp-source sends and what the sinks must receive.
+// The workloads of the relay benchmark: what smtp-source sends and what the sinks must receive.
 // Pure data and arithmetic; run.ts drives them.
 
 export const DELIVERY_MODES = ['Direct', 'Dual', 'Split'] as const;
@@ -11,7 +11,7 @@ export interface Workload {
   readonly sizeBytes: number;
   /** smtp-source -r: recipients per message. */
   readonly recipients: number;
-  /** Messages in full mode (issue 6: 20,000 for the 4 KiB loads). */
+  /** Messages in full mode (20,000 for the 4 KiB loads). */
   readonly fullMessages: number;
   /** Messages in --quick mode (development). */
   readonly quickMessages: number;

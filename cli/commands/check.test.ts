@@ -52,7 +52,7 @@ describe('check warnings', () => {
   });
 });
 
-describe('backscatter warning (issue 14 §2)', () => {
+describe('backscatter warning', () => {
   it('warns about a domain with no accounts, no recipientVerification and no rejectUnknownRecipients', () => {
     const open = compile([exampleDomain(), examplePolicy({ mode: 'Direct' })]);
     expect(checkWarnings({ origins }, open, new Date())).toEqual([

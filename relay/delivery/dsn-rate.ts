@@ -1,4 +1,4 @@
-// DSNs rate-limited per recipient domain (issue 14 §2, backscatter): a flood of mail to unknown mailboxes of one
+// DSNs rate-limited per recipient domain (backscatter): a flood of mail to unknown mailboxes of one
 // managed domain, each refused 550 by its primary, would turn into a flood of DSNs to (forged) senders. A token bucket
 // per domain of the failed recipients (perMinute tokens a minute, up to burst); over the limit the DSN is deferred,
 // never dropped: the message stays queued, owing its DSN, and is tried again when a token is due (counted as

@@ -1,4 +1,4 @@
-// Slow and idle clients (issue 14 §2, "slowloris"). smtp-server's idle timeout restarts on every byte, so a client
+// Slow and idle clients ("slowloris"). smtp-server's idle timeout restarts on every byte, so a client
 // that trickles one byte at a time could hold its connection slot forever, and a table full of such clients locked
 // everyone else out. The relay bounds what an unauthenticated client can hold, in the spirit of Postfix's postscreen
 // and stress-adaptive timeouts:

@@ -1,4 +1,4 @@
-// Parity on a real kube-apiserver (issue 11 §2): the operator sums the parity reports of the relays' heartbeat
+// Parity on a real kube-apiserver: the operator sums the parity reports of the relays' heartbeat
 // Leases (annotation mailroute.io/parity) into DeliveryPolicy and TestRecipient status.parity, and kubectl get
 // testrecipients shows COPIES and LAG. A Lease that goes stale stops counting.
 

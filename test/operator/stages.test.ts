@@ -1,4 +1,4 @@
-// Dated stages on a real kube-apiserver (issue 11 §4): the operator shows the stage in force and the next transition
+// Dated stages on a real kube-apiserver: the operator shows the stage in force and the next transition
 // in DeliveryPolicy status and moves them at the stage's end with no change to the object; reverting the manifest
 // is a new generation whose rollout the Programmed condition counts relay by relay ("N/M relays programmed").
 

@@ -174,7 +174,7 @@ describe('queue admin API and CLI', () => {
     });
   });
 
-  it('refuses browsers and DNS rebinding, needs the token for state changes, caps the page (issue 14 §3)', async () => {
+  it('refuses browsers and DNS rebinding, needs the token for state changes, caps the page', async () => {
     const { mode } = await stat(join(dir, 'admin.token'));
     expect(mode & 0o777).toBe(0o600);
     const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();

@@ -1,4 +1,4 @@
-// Internationalised domains end to end (issue 14 §1): the relay works on A-labels throughout. A real relay (runRelay)
+// Internationalised domains end to end: the relay works on A-labels throughout. A real relay (runRelay)
 // with a managed punycode domain, fed by swaks, python smtplib, nodemailer and a raw socket, delivering to peers that
 // record the envelope exactly as sent. Before the fix smtp-server rewrote every lowercase xn-- domain to Unicode:
 // every sender at a punycode domain got 553 5.6.7 and the managed xn-- domain could not receive mail.

@@ -1,4 +1,4 @@
-// Large manifests are compiled off the SMTP event loop (issue 14 §2): a worker thread parses and compiles the
+// Large manifests are compiled off the SMTP event loop: a worker thread parses and compiles the
 // --manifests folder, so the relay keeps answering while a large-but-allowed table compiles. Before, a 50 MB manifest
 // blocked the event loop for 37.7 s (an SMTP probe waited that long).
 import { writeFile } from 'node:fs/promises';

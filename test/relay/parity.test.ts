@@ -1,4 +1,4 @@
-// Parity while dual (issue 11 §2), end to end: a relay delivering to two real SMTP peers counts, per DeliveryPolicy
+// Parity while dual, end to end: a relay delivering to two real SMTP peers counts, per DeliveryPolicy
 // and per TestRecipient, primaries delivered, copies delivered, suppressed (a 5xx from the secondary) and pending
 // (a 4xx), and the copy lag; in its metrics (labels are names, never addresses) and in `mailroute queue stats`.
 import { execFile } from 'node:child_process';

@@ -1,4 +1,4 @@
-// Slowloris (issue 14 §2) over real sockets against the real inbound server and spool. Before the fix the idle timer
+// Slowloris over real sockets against the real inbound server and spool. Before the fix the idle timer
 // restarted on every byte, so a client trickling one byte at a time held its slot forever, and a table full of such
 // clients answered everyone else "421 Too many connected clients".
 import nodemailer from 'nodemailer';

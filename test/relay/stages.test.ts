@@ -1,4 +1,4 @@
-// Dated stages end to end (issue 11 §4): a real relay delivering to two real SMTP peers follows a DeliveryPolicy's
+// Dated stages end to end: a real relay delivering to two real SMTP peers follows a DeliveryPolicy's
 // stage schedule by the clock, with no reload (resolve() reads the clock at every RCPT), and its transition timer
 // flips mailroute_policy_stage_info at the stage's end. Reverting the manifest (the GitOps undo) brings the previous
 // routing back with the next reload. No sleeps: the stage ends a moment from now and the test waits for that instant.
