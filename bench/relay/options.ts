@@ -27,6 +27,10 @@ export interface BenchOptions {
   /** Write bench/results/*.json, docs/benchmarks.md and docs/bench-relay.svg. */
   readonly write: boolean;
   readonly keepTemp: boolean;
+  /** Messages of the discarded warm-up run of each system before the first workload (0: none). */
+  readonly warmupMessages: number;
+  /** Run one CPU-bound process (`yes > /dev/null`) through the whole benchmark. */
+  readonly neighbour: boolean;
   /** Run mailroute from a copy of its sources taken at the start (default), not the live checkout. */
   readonly snapshot: boolean;
   /** Run mailroute from this folder instead (a patched copy, for experiments). */
@@ -57,6 +61,9 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --timeout S             seconds for the whole benchmark (default 5400 full, 900 quick)
   --no-write              print only; don't write results, docs and chart
   --keep                  keep the temp folder (configs, logs, spools)
+  --warmup N              before the first workload, one discarded run of each system with N messages (full 2000,
+                          quick 0); kept in the results file, left out of every summary and ratio
+  --neighbour             run one CPU-bound process (yes > /dev/null) through every run, as a busy neighbour
   --no-snapshot           run mailroute from the checkout (default: from a copy of its sources taken at the start)
   --mailroute-root DIR    run mailroute's bin/mailroute.js from DIR (a patched copy of the sources, for experiments)
   --mailroute-arg=ARG     extra argument for \`mailroute relay\` (repeatable; BENCH_MAILROUTE_ARGS, space-separated)
@@ -105,6 +112,8 @@ export function parseOptions(
         timeout: { type: 'string' },
         'no-write': { type: 'boolean' },
         keep: { type: 'boolean' },
+        warmup: { type: 'string' },
+        neighbour: { type: 'boolean' },
         'no-snapshot': { type: 'boolean' },
         'mailroute-root': { type: 'string' },
         render: { type: 'string' },
@@ -135,6 +144,7 @@ export function parseOptions(
     ['probe-interval', v['probe-interval'], 0],
     ['probe-max', v['probe-max'], 0],
     ['settle', v.settle, 0],
+    ['warmup', v.warmup, 0],
     ['run-timeout', v['run-timeout'], 1],
     ['timeout', v.timeout, 1],
   ];
@@ -181,6 +191,8 @@ export function parseOptions(
     totalTimeoutMs: (ints.timeout ?? (mode === 'full' ? 5400 : 900)) * 1000,
     write: v['no-write'] !== true,
     keepTemp: v.keep === true,
+    warmupMessages: ints.warmup ?? (mode === 'full' ? 2000 : 0),
+    neighbour: v.neighbour === true,
     snapshot: v['no-snapshot'] !== true,
     mailrouteRoot: v['mailroute-root'],
     render: v.render,

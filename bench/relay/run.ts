@@ -18,7 +18,7 @@ import {
 import { tmpdir, totalmem, loadavg } from 'node:os';
 import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { parseOptions, USAGE, type BenchOptions, type SystemName } from './options.ts';
 import { WORKLOADS, findWorkload, sourcePlans, expectedLegs, SENDER, type Workload } from './workloads.ts';
@@ -153,9 +153,11 @@ async function runOne(
   system: SystemName,
   round: number,
   order: number,
+  messagesOverride?: number,
 ): Promise<RunResult> {
   const { options, procs } = ctx;
-  const messages = options.messages ?? (options.mode === 'full' ? wl.fullMessages : wl.quickMessages);
+  const messages =
+    messagesOverride ?? options.messages ?? (options.mode === 'full' ? wl.fullMessages : wl.quickMessages);
   const dir = join(ctx.tmp, `${String(order).padStart(2, '0')}-${wl.id}-${system}`);
   mkdirSync(dir, { recursive: true });
   const [pA, pB, pSmtp, pHttp, pAdmin] = await freePorts(5);
@@ -416,7 +418,8 @@ interface ResultsFile {
   machine: Record<string, unknown>;
   machineText?: string;
   versions: Record<string, string>;
-  options: Pick<BenchOptions, 'workloads' | 'systems' | 'rounds' | 'probeIntervalMs'>;
+  options: Pick<BenchOptions, 'workloads' | 'systems' | 'rounds' | 'probeIntervalMs'> &
+    Partial<Pick<BenchOptions, 'settleMs' | 'warmupMessages' | 'neighbour'>>;
   runs: RunResult[];
 }
 
@@ -447,6 +450,19 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
     'CPU s / 1k msgs: utime+stime (+ reaped children) of the server process tree from /proc (Postfix: master and all its daemons; mailroute: the relay process and its children), per 1,000 messages including probe messages. Sinks, smtp-source and the harness are not counted.',
     'Peak RSS: largest sum of VmRSS over the process tree, sampled every 250 ms; PSS (shared pages split between processes) in parentheses is the fairer figure for multi-process Postfix.',
     'Runs are interleaved per workload: ceiling, then Postfix and mailroute alternating in ABBA order over rounds; the ratio is taken per round, then the median. Ceiling = smtp-source straight into one smtp-sink (one leg).',
+    ...(r.options.settleMs !== undefined && r.options.settleMs > 0
+      ? [
+          `Before each run: \`sync\`, then a wait of at most ${r.options.settleMs / 1000} s for a 0.5 s window in which the machine was less than 25 % busy (each run records the dirty page cache written back, the wait, and the busy share it started with).`,
+        ]
+      : []),
+    ...(r.options.warmupMessages !== undefined && r.options.warmupMessages > 0
+      ? [
+          `Before the first workload, one warm-up run of each system with ${r.options.warmupMessages} messages: kept in the results file (\`warmup: true\`), left out of every figure here.`,
+        ]
+      : []),
+    ...(r.options.neighbour === true
+      ? ['A CPU-bound neighbour (`yes > /dev/null`, one process) ran through every run of both systems.']
+      : []),
     'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file). mailroute runs with its defaults, one process; its 100 ms early-talker greeting delay (design.md §7) applies only until a client address has passed the check once, so it does not cap this load.',
     `The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run's wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu)${pressures.length > 0 ? `: ${Math.round(Math.min(...pressures) * 100)}–${Math.round(Math.max(...pressures) * 100)} % in this run, load average ${Math.min(...loads).toFixed(0)}–${Math.max(...loads).toFixed(0)}` : ''}. High values mean every figure is depressed by contention (design.md §7 has the same machine quiet: Postfix 716–790 msg/s direct, 444–483 dual, ceiling ~10,000), and a single-threaded process suffers more from it than a multi-process one. Trust the interleaved ratios more than the absolute rates.`,
   ];
@@ -561,6 +577,35 @@ async function main(): Promise<number> {
         ? snapshotSources(tmp)
         : repoRoot;
   const ctx: RunContext = { options, procs, tmp, mailrouteRoot };
+  if (options.neighbour) {
+    // One CPU-bound neighbour through every run of both systems; killed with everything else at the end.
+    const devNull = openSync('/dev/null', 'w');
+    const yes = spawn('yes', [], { stdio: ['ignore', devNull, 'ignore'], detached: false });
+    closeSync(devNull);
+    const stopYes = (): void => {
+      yes.kill('SIGKILL');
+    };
+    process.on('exit', stopYes);
+    log(`neighbour: yes > /dev/null (pid ${String(yes.pid)})`);
+  }
+  // Discarded warm-up runs: the first runs of a benchmark do more work per message (docs/perf.md, "The first round
+  // of a workload is the slowest"); one short run of each system before the first workload keeps that out of the
+  // measured rounds. They are kept in the results file with warmup: true.
+  const first = plan.find((s) => s.system !== 'ceiling');
+  if (first !== undefined && options.warmupMessages > 0) {
+    for (const system of ['postfix', 'mailroute'] as const) {
+      if (!options.systems.includes(system)) continue;
+      log(`warm-up: ${first.wl.id} ${system}, ${options.warmupMessages} messages (not counted)`);
+      const settled = await settle(options.settleMs);
+      const r: RunResult = {
+        ...(await runOne(ctx, first.wl, system, 0, 0, options.warmupMessages)),
+        settle: settled,
+        warmup: true,
+      };
+      runs.push(r);
+      log(`${fmtRun(r)} (warm-up)`);
+    }
+  }
   for (const [i, step] of plan.entries()) {
     log(
       `run ${i + 1}/${plan.length}: ${step.wl.id} ${step.system}${step.round > 0 ? ` round ${step.round}` : ''}`,

@@ -88,3 +88,22 @@ describe('summarize', () => {
     expect(s[0]).toMatchObject({ runs: 3, failedRuns: 1, e2eRate: 450, e2eMin: 400, e2eMax: 500, p50Ms: 2 });
   });
 });
+
+describe('warm-up runs', () => {
+  it('are left out of the summaries and the ratios', () => {
+    const warm = (system: SystemName, rate: number): RunResult => ({ ...run(system, 0, rate), warmup: true });
+    const runs = [
+      warm('postfix', 10),
+      warm('mailroute', 10_000),
+      run('postfix', 1, 400),
+      run('mailroute', 1, 600),
+    ];
+    const [r] = ratios(runs, ['dual-4k']);
+    expect(r?.perRoundE2e).toEqual([1.5]);
+    const s = summarize(runs, ['dual-4k'], ['postfix', 'mailroute']);
+    expect(s.map((x) => [x.system, x.runs, x.e2eMax])).toEqual([
+      ['postfix', 1, 400],
+      ['mailroute', 1, 600],
+    ]);
+  });
+});

@@ -40,7 +40,12 @@ export interface RunResult {
   readonly error: string | null;
   /** What preceded the run: the page-cache writeback and the wait for a quiet machine (absent in older results). */
   readonly settle?: SettleResult;
+  /** A discarded warm-up run (kept in the results file, left out of every summary and ratio). */
+  readonly warmup?: boolean;
 }
+
+/** The runs that count: warm-up runs are left out. */
+const measured = (runs: readonly RunResult[]): RunResult[] => runs.filter((r) => r.warmup !== true);
 
 /** Nearest-rank percentile of an ascending array. */
 export function percentile(sorted: readonly number[], p: number): number | null {
@@ -100,9 +105,10 @@ export function summarize(
   systems: readonly SystemName[],
 ): SystemSummary[] {
   const out: SystemSummary[] = [];
+  const counted = measured(runs);
   for (const workload of workloads) {
     for (const system of systems) {
-      const all = runs.filter((r) => r.workload === workload && r.system === system);
+      const all = counted.filter((r) => r.workload === workload && r.system === system);
       if (all.length === 0) continue;
       const good = all.filter(ok);
       const e2e = good.map((r) => r.e2eRate).filter((x): x is number => x !== null);
@@ -135,15 +141,16 @@ function ratio(a: number | null | undefined, b: number | null | undefined): numb
 /** mailroute/Postfix per round (runs of the same round were interleaved), then the median over rounds. */
 export function ratios(runs: readonly RunResult[], workloads: readonly string[]): RatioSummary[] {
   const out: RatioSummary[] = [];
+  const counted = measured(runs);
   for (const workload of workloads) {
-    const rounds = [...new Set(runs.filter((r) => r.workload === workload).map((r) => r.round))].sort(
+    const rounds = [...new Set(counted.filter((r) => r.workload === workload).map((r) => r.round))].sort(
       (a, b) => a - b,
     );
     const acc: (number | null)[] = [];
     const e2e: (number | null)[] = [];
     for (const round of rounds) {
       const find = (s: SystemName): RunResult | undefined =>
-        runs.find((r) => r.workload === workload && r.round === round && r.system === s && ok(r));
+        counted.find((r) => r.workload === workload && r.round === round && r.system === s && ok(r));
       const p = find('postfix');
       const m = find('mailroute');
       if (!p || !m) continue;
