@@ -586,6 +586,8 @@ async function main(): Promise<number> {
       yes.kill('SIGKILL');
     };
     process.on('exit', stopYes);
+    // A running child keeps the event loop alive: the benchmark must still end when its runs are done.
+    yes.unref();
     log(`neighbour: yes > /dev/null (pid ${String(yes.pid)})`);
   }
   // Discarded warm-up runs: the first runs of a benchmark do more work per message (docs/perf.md, "The first round
