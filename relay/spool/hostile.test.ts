@@ -274,7 +274,7 @@ describe('spool: durability of results (power cuts)', () => {
     await fh.close();
   });
 
-  it('an id being accepted is not listed while its file is written', async () => {
+  it('an id being accepted is not listed, loaded or updated while its file is written', async () => {
     const spool = await openSpool({ dir, logger });
     const body = new Readable({ read() {} });
     body.push(Buffer.from('Subject: slow\r\n\r\n'));
@@ -284,11 +284,19 @@ describe('spool: durability of results (power cuts)', () => {
       what: 'the message file created',
     });
     expect(await spool.list()).toEqual([]);
+    // the admin API or a hand-off may ask for the id: the half-written file (no footer, 0700) must not be removed
+    const name = (await readdir(join(dir, 'queue'))).find((n) => n.endsWith('.msg')) ?? '';
+    const id = name.slice(0, -'.msg'.length);
+    await expect(spool.load(id)).resolves.toMatchObject({ ok: false, reason: 'missing' });
+    await expect(spool.update(id, (s) => s)).resolves.toBeUndefined();
+    expect(await readdir(join(dir, 'queue'))).toEqual([name]);
     body.push('body\r\n');
     body.push(null);
     const r = await accepting;
     if (!r.ok) throw r.error;
+    expect(r.id).toBe(id);
     expect(await spool.list()).toEqual([r.id]);
+    await expect(spool.load(r.id)).resolves.toMatchObject({ ok: true });
   });
 
   it('after a crash: a message file cut short in mode 0700 (never acknowledged) is removed, not quarantined', async () => {

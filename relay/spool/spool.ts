@@ -23,9 +23,9 @@
 // sets mode 0600. After a crash, a message file with a valid footer is complete (delivered, even if its 250 never
 // reached the client: at-least-once); one without a footer in mode 0700 was cut short before its fsync, never
 // acknowledged, and is removed; one without a footer in any other mode was damaged after it was complete and is
-// quarantined. Directory fsyncs are shared by concurrent accepts, state updates and
-// removals (group commit). State updates are written to a temp file, fsynced and renamed (update()), so a power cut
-// repeats only the attempts whose results were in flight.
+// quarantined. Until accept() is done the id is neither listed nor loaded. Directory fsyncs are shared by
+// concurrent accepts, state updates and removals (group commit). State updates are written to a temp file, fsynced
+// and renamed (update()), so a power cut repeats only the attempts whose results were in flight.
 import { constants as fsConstants } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
@@ -195,7 +195,7 @@ const BODY_CACHE_TOTAL = 8 * 1024 * 1024;
  * two legs each and long replies stay well under 4 MiB. A footer or a state file claiming more is corrupt.
  */
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
-/** The mode of a message file while accept() writes it, and once it is complete (fchmod before the fsync). */
+/** The mode of a message file while accept() writes it, and once it is complete (set after its fsync). */
 const MODE_WRITING = 0o700;
 const MODE_COMPLETE = 0o600;
 
@@ -308,7 +308,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // nor a removal should pay for a failing syscall (and the error object it throws) to find that out.
   const stateFiles = new Set<string>();
   const msgPath = (id: string): string => join(queueDir, messageFile(id));
-  // Ids whose message file accept() is writing now: not listed (their file exists from the first byte on).
+  // Ids whose message file accept() is writing now: not listed, loaded or updated (their file exists from the first
+  // byte on, without a footer and in mode 0700, which a load would take for a write cut short).
   const inProgress = new Set<string>();
 
   const syncDir = async (): Promise<void> => {
@@ -901,6 +902,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
     load(id: string): Promise<LoadResult> {
       if (!isQueueId(id)) return Promise.resolve({ ok: false, reason: 'missing', error: 'not a queue id' });
+      // Its file has no footer yet and is in mode 0700: a load would take it for a write cut short and remove it.
+      if (inProgress.has(id))
+        return Promise.resolve({ ok: false, reason: 'missing', error: 'being accepted' });
       return withLock(id, () => {
         const cached = fresh.get(id);
         if (cached) return Promise.resolve({ ok: true, state: cached });
@@ -915,6 +919,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       id: string,
       change: (state: SpoolState) => SpoolState | null,
     ): Promise<SpoolState | null | undefined> {
+      if (inProgress.has(id)) return Promise.resolve(undefined); // as load(): not a message until accept() is done
       return withLock(id, async () => {
         const cached = fresh.get(id);
         const cur: LoadResult = cached ? { ok: true, state: cached } : await readState(id);
