@@ -15,10 +15,10 @@ import {
   openSync,
   closeSync,
 } from 'node:fs';
-import { tmpdir, totalmem, loadavg } from 'node:os';
+import { availableParallelism, tmpdir, totalmem, loadavg } from 'node:os';
 import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { parseOptions, USAGE, type BenchOptions, type SystemName } from './options.ts';
 import { WORKLOADS, findWorkload, sourcePlans, expectedLegs, SENDER, type Workload } from './workloads.ts';
@@ -29,7 +29,7 @@ import { MailrouteInstance } from './mailroute.ts';
 import { LatencyProbe } from './probe.ts';
 import { freePorts, waitForSmtp } from './smtp-client.ts';
 import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from './procstat.ts';
-import { latencySummary, summarize, ratios, type RunResult } from './stats.ts';
+import { latencySummary, measured, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
 import { cpuModel } from '../machine.ts';
 import { settle } from './settle.ts';
@@ -406,7 +406,7 @@ function schedule(options: BenchOptions): { wl: Workload; system: SystemName; ro
 
 function fmtRun(r: RunResult): string {
   const f = (v: number | null, d = 0): string => (v === null ? '—' : v.toFixed(d));
-  const base = `${r.workload} ${r.system}${r.round > 0 ? ` r${r.round}` : ''}: accepted ${f(r.acceptedRate)} msg/s, e2e ${f(r.e2eRate)} msg/s, p50 ${f(r.latency.p50Ms, 1)} ms, p99 ${f(r.latency.p99Ms, 1)} ms (${r.latency.samples} probes), CPU ${f(r.cpuSecondsPer1k, 2)} s/1k, RSS ${f(r.peakRssMiB)} MiB, legs ${r.deliveredLegs}/${r.expectedLegs} [${r.sinkLegs.join('+')}], load ${r.loadAverage.join(' ')}, cpu pressure ${r.cpuPressure === null ? '—' : `${Math.round(r.cpuPressure * 100)}%`}${r.settle === undefined ? '' : `, settled ${f(r.settle.ms / 1000, 1)} s (dirty ${f(r.settle.dirtyKiB / 1024, 1)} MiB, busy ${f(r.settle.busy * 100)}%)`}`;
+  const base = `${r.workload} ${r.system}${r.round > 0 ? ` r${r.round}` : ''}: accepted ${f(r.acceptedRate)} msg/s, e2e ${f(r.e2eRate)} msg/s, p50 ${f(r.latency.p50Ms, 1)} ms, p99 ${f(r.latency.p99Ms, 1)} ms (${r.latency.samples} probes), CPU ${f(r.cpuSecondsPer1k, 2)} s/1k, RSS ${f(r.peakRssMiB)} MiB, legs ${r.deliveredLegs}/${r.expectedLegs} [${r.sinkLegs.join('+')}], load ${r.loadAverage.join(' ')}, cpu pressure ${r.cpuPressure === null ? '—' : `${Math.round(r.cpuPressure * 100)}%`}${r.settle === undefined ? '' : `, settled ${f(r.settle.ms / 1000, 1)} s (dirty ${f(r.settle.dirtyKiB / 1024, 1)} MiB, busy ${f(r.settle.busy === null ? null : r.settle.busy * 100)}%)`}`;
   return r.error === null ? base : `${base}\n  ERROR: ${r.error}`;
 }
 
@@ -440,8 +440,9 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
   const machineText =
     r.machineText ??
     `${String(m['cpuModel'])}, ${String(m['nproc'])} CPUs (nproc), ${String(m['memGiB'])} GiB RAM, Linux ${String(m['kernel'])}, queues and spool on ${String(m['tmpFilesystem'])}`;
-  const pressures = r.runs.map((x) => x.cpuPressure).filter((x): x is number => x !== null);
-  const loads = r.runs.map((x) => x.loadAverage[0] ?? 0);
+  const counted = measured(r.runs);
+  const pressures = counted.map((x) => x.cpuPressure).filter((x): x is number => x !== null);
+  const loads = counted.map((x) => x.loadAverage[0] ?? 0);
   const notes = [
     "Needs root (the private Postfix instance is started with `postfix -c DIR start`; nothing under /etc/postfix is touched) and Debian's `postfix` package for smtp-source, smtp-sink and postfix. `--quick` is a 2,000-message development run; `--help` lists the flags (workloads, rounds, systems, `--cpu-prof DIR`, `--render FILE`). Everything listens on 127.0.0.1 only, each run and the whole benchmark have a timeout, and every process is killed on exit or Ctrl-C.",
     'Load: `smtp-source -s SESSIONS -l SIZE -m MESSAGES -r RCPTS` with a new connection per message (no `-d`); split mode runs two smtp-source processes with half the sessions each, one to recipients known on the primary, one to unknown ones.',
@@ -577,18 +578,13 @@ async function main(): Promise<number> {
         ? snapshotSources(tmp)
         : repoRoot;
   const ctx: RunContext = { options, procs, tmp, mailrouteRoot };
+  // A quiet machine is one less than 25 % busy, beside the neighbour's one core when there is one.
+  const quietBelow = 0.25 + (options.neighbour ? 1 / Math.max(1, availableParallelism()) : 0);
   if (options.neighbour) {
-    // One CPU-bound neighbour through every run of both systems; killed with everything else at the end.
-    const devNull = openSync('/dev/null', 'w');
-    const yes = spawn('yes', [], { stdio: ['ignore', devNull, 'ignore'], detached: false });
-    closeSync(devNull);
-    const stopYes = (): void => {
-      yes.kill('SIGKILL');
-    };
-    process.on('exit', stopYes);
-    // A running child keeps the event loop alive: the benchmark must still end when its runs are done.
-    yes.unref();
-    log(`neighbour: yes > /dev/null (pid ${String(yes.pid)})`);
+    // One CPU-bound neighbour through every run of both systems (stdout ignored: /dev/null); killed with everything
+    // else by cleanup() at the end, on a signal or at the global timeout.
+    const yes = procs.spawn('yes', [], { name: 'neighbour' });
+    log(`neighbour: yes > /dev/null (pid ${String(yes.child.pid)})`);
   }
   // Discarded warm-up runs: the first runs of a benchmark do more work per message (docs/perf.md, "The first round
   // of a workload is the slowest"); one short run of each system before the first workload keeps that out of the
@@ -598,7 +594,7 @@ async function main(): Promise<number> {
     for (const system of ['postfix', 'mailroute'] as const) {
       if (!options.systems.includes(system)) continue;
       log(`warm-up: ${first.wl.id} ${system}, ${options.warmupMessages} messages (not counted)`);
-      const settled = await settle(options.settleMs);
+      const settled = await settle(options.settleMs, quietBelow);
       const r: RunResult = {
         ...(await runOne(ctx, first.wl, system, 0, 0, options.warmupMessages)),
         settle: settled,
@@ -612,7 +608,7 @@ async function main(): Promise<number> {
     log(
       `run ${i + 1}/${plan.length}: ${step.wl.id} ${step.system}${step.round > 0 ? ` round ${step.round}` : ''}`,
     );
-    const settled = await settle(options.settleMs);
+    const settled = await settle(options.settleMs, quietBelow);
     const r: RunResult = { ...(await runOne(ctx, step.wl, step.system, step.round, i + 1)), settle: settled };
     runs.push(r);
     log(fmtRun(r));

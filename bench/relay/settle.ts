@@ -10,8 +10,8 @@ export interface SettleResult {
   readonly ms: number;
   /** Dirty page cache before the sync, KiB. */
   readonly dirtyKiB: number;
-  /** Busy share of the machine's CPU time over the last window before the run started (0..1). */
-  readonly busy: number;
+  /** Busy share of the machine's CPU time over the last window before the run started (0..1); null: unreadable. */
+  readonly busy: number | null;
 }
 
 const WINDOW_MS = 500;
@@ -27,22 +27,26 @@ function syncAll(): Promise<void> {
 /**
  * sync(1), then windows of WINDOW_MS until one in which the machine was busy less than `quietBelow` of its CPU time,
  * or until `maxMs` has passed (another tenant's load never settles: the run then starts anyway, and the busy share
- * it started with is recorded).
+ * it started with is recorded). A deliberate neighbour's share belongs in `quietBelow`. undefined when maxMs is 0.
  */
-export async function settle(maxMs: number, quietBelow = 0.25): Promise<SettleResult> {
+export async function settle(maxMs: number, quietBelow = 0.25): Promise<SettleResult | undefined> {
+  if (maxMs <= 0) return undefined;
   const t0 = performance.now();
   const dirty = dirtyKiB();
-  if (maxMs <= 0) return { ms: 0, dirtyKiB: dirty, busy: 0 };
   await syncAll();
-  let busy = 1;
+  let busy: number | null = null;
   let prev = cpuTimes();
-  while (performance.now() - t0 < maxMs) {
+  while (prev !== undefined && performance.now() - t0 < maxMs) {
     await new Promise((r) => setTimeout(r, WINDOW_MS));
     const now = cpuTimes();
-    if (prev === undefined || now === undefined) break;
+    if (now === undefined) break;
     busy = busyShare(prev, now);
     prev = now;
     if (busy < quietBelow) break;
   }
-  return { ms: Math.round(performance.now() - t0), dirtyKiB: dirty, busy: Number(busy.toFixed(2)) };
+  return {
+    ms: Math.round(performance.now() - t0),
+    dirtyKiB: dirty,
+    busy: busy === null ? null : Number(busy.toFixed(2)),
+  };
 }

@@ -45,7 +45,7 @@ export interface RunResult {
 }
 
 /** The runs that count: warm-up runs are left out. */
-const measured = (runs: readonly RunResult[]): RunResult[] => runs.filter((r) => r.warmup !== true);
+export const measured = (runs: readonly RunResult[]): RunResult[] => runs.filter((r) => r.warmup !== true);
 
 /** Nearest-rank percentile of an ascending array. */
 export function percentile(sorted: readonly number[], p: number): number | null {
