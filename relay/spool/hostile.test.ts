@@ -268,6 +268,8 @@ describe('spool: durability of results (power cuts)', () => {
     expect(beforeMark.sort()).toEqual(['open .msg 700', 'sync .msg', 'sync dir']);
     // then the file is marked complete (not needed for the 250: a complete file in 0700 is delivered too)
     await waitFor(() => events.includes('chmod .msg 600'), { timeoutMs: 5000, what: 'the mode change' });
+    // only after the file's fsync: 0600 is what tells a complete file from one cut short after a crash
+    expect(events.indexOf('chmod .msg 600')).toBeGreaterThan(events.indexOf('sync .msg'));
     expect(events).not.toContain('rename');
     const fh = await open(join(dir, 'queue', `${r.id}.msg`));
     expect((await fh.stat()).mode & 0o777).toBe(0o600);

@@ -266,15 +266,14 @@ export function startLoad(host: string, to: string[], prefix: string, concurrenc
     permanent,
     async accepted(n, timeoutMs = 60_000) {
       const want = acked.size + n;
-      await waitFor(
-        () => {
-          if (acked.size >= want) return true;
-          if (ended)
-            throw new Error(`the load ended after ${seq} messages (cap ${max}) before ${want} were accepted`);
-          return false;
-        },
-        { timeoutMs, intervalMs: 200, what: `${n} more messages accepted (${want} in all)` },
-      );
+      // waitFor retries a condition that throws until its deadline: the end of the load is a result, not a throw
+      const outcome = await waitFor(() => (acked.size >= want ? 'accepted' : ended ? 'ended' : undefined), {
+        timeoutMs,
+        intervalMs: 200,
+        what: `${n} more messages accepted (${want} in all)`,
+      });
+      if (outcome === 'ended' && acked.size < want)
+        throw new Error(`the load ended after ${seq} messages (cap ${max}) before ${want} were accepted`);
     },
     async stop() {
       stopped = true;

@@ -100,7 +100,7 @@ describe('relay --workers', () => {
     await waitFor(() => workersSeen().size >= 2, {
       timeoutMs: 10_000,
       what: 'delivery logs of both workers',
-    }).catch(() => undefined);
+    });
     expect([...workersSeen()].sort()).toEqual([0, 1]);
 
     const m = (await httpGet(relay.httpPort, '/metrics')).body;
