@@ -62,10 +62,8 @@ function createConfigMapRoutingSource(
       loadedAt: clock(),
       origin: `${from}:${namespace}/${name}`,
     };
-    state.current = current;
-    state.lastError = undefined;
     deps.logger.info({ source: 'configmap', revision, from }, 'routing: table loaded');
-    for (const l of state.listeners) l(current);
+    state.publish(current, deps.logger);
   };
   return state.source(
     'configmap',

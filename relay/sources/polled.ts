@@ -88,7 +88,6 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
     const sameTable = previous !== undefined && previous.revision === current.revision;
     // A changed Secret (a rotated password) is a change too, within the same poll as a manifest change.
     if (sameTable && credentialsDigest(previous.secrets) === credentialsDigest(current.secrets)) return;
-    state.current = current;
     if (sameTable) {
       log.info(
         {
@@ -111,13 +110,7 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
         'routing: table loaded',
       );
     }
-    for (const l of state.listeners) {
-      try {
-        l(current);
-      } catch (err) {
-        log.error({ err }, 'routing: change listener failed');
-      }
-    }
+    state.publish(current, log);
   };
 
   return state.source(
