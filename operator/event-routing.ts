@@ -3,13 +3,14 @@
 // relays, only the objects whose generation differs between the old and the new revision.
 
 import type { Kind } from '../routing/model.ts';
+import { objectKey } from '../routing/parse.ts';
 import type { RelayView } from './controllers/status.ts';
 import { statusKey } from './controllers/object-status.ts';
 
 /** Statuses to requeue: all of them, or these routing keys (kind/namespace/name). */
 export type Requeue = { all: true } | { all: false; keys: ReadonlySet<string> };
 
-/** A routing key "kind/namespace/name" split into the kind and its status queue key "namespace/name". */
+/** A routing key "kind/namespace/name" (routing/parse.ts objectKey) split into the kind and its status queue key "namespace/name". */
 export function splitRoutingKey(key: string): { kind: Kind; key: string } {
   const i = key.indexOf('/');
   return { kind: key.slice(0, i) as Kind, key: key.slice(i + 1) };
@@ -31,7 +32,7 @@ export class SpecGenerations {
   ): { recompile: boolean; status: string | undefined } {
     const ns = o.metadata?.namespace ?? '';
     const name = o.metadata?.name ?? '';
-    const id = `${kind}/${ns}/${name}`;
+    const id = objectKey(kind, ns, name);
     if (type === 'delete') {
       this.seen.delete(id);
       return { recompile: true, status: undefined };

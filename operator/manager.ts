@@ -292,7 +292,7 @@ export class OperatorManager {
         ...this.informers.DeliveryPolicy.list(),
         ...this.informers.TestRecipient.list(),
       ],
-      claims: () => [...this.informers.DomainClaim.list()],
+      claims: () => this.informers.DomainClaim.list(),
       onNotices: (notices) => this.onNotices(notices),
       relayRevisions: () =>
         new Set(this.relays().flatMap((r) => (r.revision === undefined ? [] : [r.revision]))),

@@ -100,7 +100,7 @@ export interface RoutingControllerDeps {
   /** Objects from the informer caches. */
   objects: () => MailrouteObject[];
   /** Cluster-scoped DomainClaims from the informer cache (none: every namespace may use any domain). */
-  claims?: () => DomainClaim[];
+  claims?: () => readonly DomainClaim[];
   /** After each fresh compile: what the winners of cross-namespace conflicts should hear (Warning Events). */
   onNotices?: (notices: readonly CompileNotice[]) => void;
   /** Revisions served by relays with a fresh heartbeat. */
