@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultSpoolFs, type SpoolFileHandle, type SpoolFs } from '../../relay/spool/spool.ts';
+import { defaultSpoolFs, type SpoolFs } from '../../relay/spool/spool.ts';
+import { spoolFsWith } from '../support/spool-fs.ts';
 import { startRelay, type InProcessRelay } from '../relay/relay-harness.ts';
 import { RawSmtp, code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
@@ -66,10 +67,8 @@ function budgetFs(budget: number): SpoolFs {
     used += n;
     sizes.set(p, (sizes.get(p) ?? 0) + n);
   };
-  return {
-    ...defaultSpoolFs,
-    async open(p, flags, mode): Promise<SpoolFileHandle> {
-      const fh = await defaultSpoolFs.open(p, flags, mode);
+  return spoolFsWith(
+    (p, flags, fh) => {
       if (flags.startsWith('w')) {
         used -= sizes.get(p) ?? 0;
         sizes.set(p, 0);
@@ -86,27 +85,24 @@ function budgetFs(budget: number): SpoolFs {
           );
           return fh.writev(bufs);
         },
-        read: (b, o, l, pos) => fh.read(b, o, l, pos),
-        stat: () => fh.stat(),
-        chmod: (m: number) => fh.chmod(m),
-        sync: () => fh.sync(),
-        close: () => fh.close(),
       };
     },
-    async rename(a, b) {
-      await defaultSpoolFs.rename(a, b);
-      const n = sizes.get(a);
-      if (n === undefined) return;
-      used -= sizes.get(b) ?? 0;
-      sizes.set(b, n);
-      sizes.delete(a);
+    {
+      async rename(a, b) {
+        await defaultSpoolFs.rename(a, b);
+        const n = sizes.get(a);
+        if (n === undefined) return;
+        used -= sizes.get(b) ?? 0;
+        sizes.set(b, n);
+        sizes.delete(a);
+      },
+      async unlink(p) {
+        await defaultSpoolFs.unlink(p);
+        used -= sizes.get(p) ?? 0;
+        sizes.delete(p);
+      },
     },
-    async unlink(p) {
-      await defaultSpoolFs.unlink(p);
-      used -= sizes.get(p) ?? 0;
-      sizes.delete(p);
-    },
-  };
+  );
 }
 
 /** The relay under test: a spawned process on the tmpfs spool, or (fallback) an in-process relay on budgetFs. */
