@@ -13,7 +13,7 @@ describe('parseOptions', () => {
       messages: undefined,
       write: true,
     });
-    expect(r.options.systems).toEqual(['ceiling', 'postfix', 'mailroute']);
+    expect(r.options.systems).toEqual(['ceiling', 'postfix', 'mailroute', 'mailroute-workers']);
     expect(r.options.workloads).toContain('dual-4k');
     expect(Object.isFrozen(r.options)).toBe(true);
   });
@@ -26,6 +26,8 @@ describe('parseOptions', () => {
     expect(r.ok === true && r.options).toMatchObject({ mode: 'quick', rounds: 3, systems: ['postfix'] });
     const q = parseOptions([], { BENCH_MODE: 'quick' });
     expect(q.ok === true && q.options).toMatchObject({ mode: 'quick', rounds: 1 });
+    // the workers comparison only in full runs, unless asked for
+    expect(q.ok === true && q.options.systems).toEqual(['ceiling', 'postfix', 'mailroute']);
   });
 
   it('collects mailroute arguments from the environment and repeated flags', () => {

@@ -3,7 +3,9 @@
 import { parseArgs } from 'node:util';
 import { WORKLOADS, findWorkload } from './workloads.ts';
 
-export const SYSTEMS = ['ceiling', 'postfix', 'mailroute'] as const;
+export const SYSTEMS = ['ceiling', 'postfix', 'mailroute', 'mailroute-workers'] as const;
+/** The relay with `--workers auto`, run beside the one-process relay in this workload only (the workers target). */
+export const WORKERS_WORKLOAD = 'dual-4k';
 export type SystemName = (typeof SYSTEMS)[number];
 
 export interface BenchOptions {
@@ -53,7 +55,8 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --workloads A,B         subset of: ${WORKLOADS.map((w) => w.id).join(', ')} (BENCH_WORKLOADS)
   --messages N            messages per run for every workload (BENCH_MESSAGES)
   --sessions N            smtp-source sessions (BENCH_SESSIONS, default 20)
-  --systems A,B           subset of: ceiling, postfix, mailroute (BENCH_SYSTEMS)
+  --systems A,B           subset of: ceiling, postfix, mailroute, mailroute-workers (BENCH_SYSTEMS; quick: all but
+                          mailroute-workers). mailroute-workers is the relay with --workers auto, in dual-4k only
   --probe-interval MS     pause between latency-probe messages (default 50)
   --probe-max N           latency-probe messages per run at most (default 1000)
   --settle S              before each run: sync, then wait up to S seconds for a quiet machine (default 15; 0 off)
@@ -163,7 +166,9 @@ export function parseOptions(
       };
     }
   }
-  const systemsRaw = list(v.systems ?? env.BENCH_SYSTEMS) ?? [...SYSTEMS];
+  const systemsRaw =
+    list(v.systems ?? env.BENCH_SYSTEMS) ??
+    (mode === 'full' ? [...SYSTEMS] : SYSTEMS.filter((s) => s !== 'mailroute-workers'));
   const systems: SystemName[] = [];
   for (const s of systemsRaw) {
     const known = SYSTEMS.find((k) => k === s);

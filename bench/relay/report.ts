@@ -20,7 +20,7 @@ export interface ReportContext {
   readonly resultFile: string;
   readonly titles: ReadonlyMap<string, string>;
   readonly notes: readonly string[];
-  /** One line up front: where we stand against the target. */
+  /** Up front: where the run stands against the targets (bench/relay/targets.ts). */
   readonly verdict?: string;
 }
 
@@ -87,7 +87,12 @@ export function replaceSection(doc: string, section: string): string {
   return `${doc.replace(/\n*$/, '\n\n')}${heading}${section}\n`;
 }
 
-const COLORS: Record<SystemName, string> = { ceiling: '#9e9e9e', postfix: '#1f77b4', mailroute: '#d62728' };
+const COLORS: Record<SystemName, string> = {
+  ceiling: '#9e9e9e',
+  postfix: '#1f77b4',
+  mailroute: '#d62728',
+  'mailroute-workers': '#ff7f0e',
+};
 
 const esc = (s: string): string => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 

@@ -12,6 +12,7 @@ import {
   writeFileSync,
   readFileSync,
   existsSync,
+  readdirSync,
   openSync,
   closeSync,
 } from 'node:fs';
@@ -20,7 +21,7 @@ import { join, resolve, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { parseOptions, USAGE, type BenchOptions, type SystemName } from './options.ts';
+import { parseOptions, USAGE, WORKERS_WORKLOAD, type BenchOptions, type SystemName } from './options.ts';
 import { WORKLOADS, findWorkload, sourcePlans, expectedLegs, SENDER, type Workload } from './workloads.ts';
 import { Procs } from './procs.ts';
 import { Sink } from './sink.ts';
@@ -32,6 +33,7 @@ import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from
 import { latencySummary, measured, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
 import { cpuModel } from '../machine.ts';
+import { evaluateTargets, targetsTable, type RunRatios } from './targets.ts';
 import { settle } from './settle.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -223,7 +225,8 @@ async function runOne(
         target = pSmtp;
         break;
       }
-      case 'mailroute': {
+      case 'mailroute':
+      case 'mailroute-workers': {
         mailroute = new MailrouteInstance({
           root: join(dir, 'mailroute'),
           sinkA: pA,
@@ -236,7 +239,10 @@ async function runOne(
           port: pSmtp,
           httpPort: pHttp,
           adminPort: pAdmin,
-          extraArgs: options.mailrouteArgs,
+          extraArgs:
+            system === 'mailroute-workers'
+              ? [...options.mailrouteArgs, '--workers=auto']
+              : options.mailrouteArgs,
           cpuProfDir: options.cpuProfDir,
         });
         const mr = mailroute;
@@ -396,8 +402,11 @@ function schedule(options: BenchOptions): { wl: Workload; system: SystemName; ro
     if (!wl) continue;
     if (options.systems.includes('ceiling')) out.push({ wl, system: 'ceiling', round: 0 });
     for (let round = 1; round <= options.rounds; round++) {
-      // ABBA: postfix first in odd rounds, mailroute first in even rounds.
-      const pair: SystemName[] = round % 2 === 1 ? ['postfix', 'mailroute'] : ['mailroute', 'postfix'];
+      // ABBA: postfix first in odd rounds, mailroute first in even rounds; the relay with --workers auto (the
+      // workers target) right beside the one-process relay, in one workload.
+      const relays: SystemName[] =
+        id === WORKERS_WORKLOAD ? ['mailroute', 'mailroute-workers'] : ['mailroute'];
+      const pair: SystemName[] = round % 2 === 1 ? ['postfix', ...relays] : [...relays.reverse(), 'postfix'];
       for (const system of pair) if (options.systems.includes(system)) out.push({ wl, system, round });
     }
   }
@@ -421,6 +430,31 @@ interface ResultsFile {
   options: Pick<BenchOptions, 'workloads' | 'systems' | 'rounds' | 'probeIntervalMs'> &
     Partial<Pick<BenchOptions, 'settleMs' | 'warmupMessages' | 'neighbour'>>;
   runs: RunResult[];
+}
+
+/** The e2e ratios of the earlier quiet full runs of this relay version in bench/results, oldest first. */
+function fullRunRatios(version: string | undefined, exclude: string): RunRatios[] {
+  const dir = join(repoRoot, 'bench', 'results');
+  if (version === undefined || !existsSync(dir)) return [];
+  const out: RunRatios[] = [];
+  for (const name of readdirSync(dir)
+    .filter((n) => n.endsWith('-full.json'))
+    .sort()) {
+    const file = join('bench', 'results', name);
+    if (file === exclude) continue;
+    try {
+      const f = JSON.parse(readFileSync(join(repoRoot, file), 'utf8')) as ResultsFile;
+      if (f.versions['mailroute'] !== version || f.options.neighbour === true) continue;
+      const rows = ratios(f.runs, f.options.workloads);
+      out.push({
+        label: file,
+        ratios: new Map(rows.flatMap((x) => (x.e2e === null ? [] : [[x.workload, x.e2e] as const]))),
+      });
+    } catch {
+      /* not a results file of this benchmark: left out */
+    }
+  }
+  return out;
 }
 
 const DOC_INTRO =
@@ -467,11 +501,19 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
     'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file). mailroute runs with its defaults, one process; its 100 ms early-talker greeting delay (design.md §7) applies only until a client address has passed the check once, so it does not cap this load.',
     `The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run's wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu)${pressures.length > 0 ? `: ${Math.round(Math.min(...pressures) * 100)}–${Math.round(Math.max(...pressures) * 100)} % in this run, load average ${Math.min(...loads).toFixed(0)}–${Math.max(...loads).toFixed(0)}` : ''}. High values mean every figure is depressed by contention (design.md §7 has the same machine quiet: Postfix 716–790 msg/s direct, 444–483 dual, ceiling ~10,000), and a single-threaded process suffers more from it than a multi-process one. Trust the interleaved ratios more than the absolute rates.`,
   ];
-  const dual = ratioRows.find((x) => x.workload === 'dual-4k');
-  const verdict =
-    dual?.e2e === null || dual?.e2e === undefined
-      ? undefined
-      : `**Target: mailroute ≥ 1.5× Postfix end to end in dual mode (dual, 4 KiB). This run: ${dual.e2e.toFixed(2)}× — ${dual.e2e >= 1.5 ? 'met' : 'not met'}.** Where the time goes and what to change: [perf.md](perf.md).`;
+  const neighbour = r.options.neighbour === true;
+  const ownRatios: RunRatios = {
+    label: resultFile,
+    ratios: new Map(ratioRows.flatMap((x) => (x.e2e === null ? [] : [[x.workload, x.e2e] as const]))),
+  };
+  // The spread target compares the full runs of one relay version (quiet ones: no neighbour), this one last.
+  const history =
+    r.mode === 'full' && !neighbour
+      ? [...fullRunRatios(r.versions['mailroute'], resultFile), ownRatios]
+      : undefined;
+  const targetRows = evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history);
+  const verdict = `**Targets** (what limits each one, and what was tried: [perf.md](perf.md)):\n\n${targetsTable(targetRows).trimEnd()}`;
+  process.stdout.write(`${targetsTable(targetRows)}\n`);
   const ctxReport = {
     verdict,
     command: r.command,
@@ -574,7 +616,7 @@ async function main(): Promise<number> {
   const mailrouteRoot =
     options.mailrouteRoot !== undefined
       ? resolve(options.mailrouteRoot)
-      : options.systems.includes('mailroute') && options.snapshot
+      : options.systems.some((s) => s.startsWith('mailroute')) && options.snapshot
         ? snapshotSources(tmp)
         : repoRoot;
   const ctx: RunContext = { options, procs, tmp, mailrouteRoot };

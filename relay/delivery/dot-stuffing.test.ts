@@ -1,6 +1,7 @@
 // nodemailer's SMTP DATA encoder (smtp-connection/data-stream.js) is patched (patches/nodemailer+10.6.1.patch) to
-// visit only the bytes that can need an insert (CR, LF, dot) instead of every byte. This checks the patched stream
-// against the original per-byte algorithm, copied here as the reference, on random bytes split at random points.
+// visit only the bytes that can need an insert (CR, LF, dot) instead of every byte, and to send its last chunk and the
+// final dot line in one push (one socket write). This checks the patched stream against the original per-byte
+// algorithm, copied here as the reference, on random bytes split at random points, and counts its pushes.
 import { join } from 'node:path';
 import type { Transform } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -30,7 +31,11 @@ function reference(input: Buffer): Buffer {
   return Buffer.concat([Buffer.from(out), Buffer.from(end)]);
 }
 
-async function patched(input: Buffer, cuts: number[]): Promise<Buffer> {
+/** The encoded bytes, and how many chunks the encoder pushed (each is one socket write) for how many written. */
+async function encode(
+  input: Buffer,
+  cuts: number[],
+): Promise<{ out: Buffer; pushes: number; writes: number }> {
   const s = new DataStream();
   const parts: Buffer[] = [];
   s.on('data', (c: Buffer) => parts.push(c));
@@ -44,7 +49,11 @@ async function patched(input: Buffer, cuts: number[]): Promise<Buffer> {
   for (let i = 0; i < points.length - 1; i++) s.write(input.subarray(points[i], points[i + 1]));
   s.end();
   await done;
-  return Buffer.concat(parts);
+  return { out: Buffer.concat(parts), pushes: parts.length, writes: points.length - 1 };
+}
+
+async function patched(input: Buffer, cuts: number[]): Promise<Buffer> {
+  return (await encode(input, cuts)).out;
 }
 
 const byte = fc.oneof(
@@ -63,6 +72,20 @@ describe('nodemailer DATA encoder (patched)', () => {
         },
       ),
       { numRuns: RUNS * 10 },
+    );
+  });
+
+  it('pushes one chunk per chunk written: the final dot line travels with the last one', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(byte, { maxLength: 300 }).map((a) => Buffer.from(a)),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        async (input, cuts) => {
+          const { pushes, writes } = await encode(input, cuts);
+          expect(pushes).toBe(Math.max(1, writes));
+        },
+      ),
+      { numRuns: RUNS },
     );
   });
 

@@ -3,7 +3,7 @@
 //
 // Exports:
 //   ServerTarget, SendRequest, ServerTransport, TransportFactory: the seam the engine uses (injectable for tests).
-//   nodemailerTransportFactory(opts): TransportFactory  - the real thing.
+//   nodemailerTransportFactory(opts): TransportFactory  - the real thing (refuses to start without the nodemailer patch).
 //   readSource(body): a fresh stream of a spooled body (bytes in memory, or the first size bytes of its file).
 //   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
 //   resolveTargets(server, resolver): which hosts to connect to for a ServerRoute (MX lookup when mx: true); the engine
@@ -26,6 +26,7 @@ import {
 } from '../../lib/smtp-client.ts';
 import type { DnsResolver } from '../dns.ts';
 import type { AttemptReply } from './outcome.ts';
+import { assertNodemailerPatched } from './patched.ts';
 import type { MessageBody } from '../spool/types.ts';
 
 /** One destination of the delivery pool; host is an address resolved through relay/dns.ts (or a host name). */
@@ -131,6 +132,7 @@ export interface NodemailerFactoryOptions {
 }
 
 export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): TransportFactory {
+  assertNodemailerPatched();
   const t = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
   return (target: ServerTarget): ServerTransport => {
     const pool = new SMTPPool({

@@ -1,0 +1,167 @@
+import { describe, expect, it } from 'vitest';
+import { latencySummary, type RunResult } from './stats.ts';
+import type { SystemName } from './options.ts';
+import { evaluateTargets, spreadRows, targetsTable, workersRatios, type TargetRow } from './targets.ts';
+
+interface Fig {
+  e2e: number;
+  p50?: number;
+  p99?: number;
+  cpu?: number;
+  warmup?: boolean;
+  error?: string;
+}
+
+function run(workload: string, system: SystemName, round: number, f: Fig): RunResult {
+  return {
+    workload,
+    system,
+    round,
+    order: 0,
+    startedAt: '',
+    loadAverage: [],
+    cpuPressure: null,
+    messages: 1000,
+    recipients: 1,
+    expectedLegs: 2000,
+    deliveredLegs: 2000,
+    sinkLegs: [1000, 1000],
+    acceptedSeconds: 1,
+    acceptedRate: f.e2e,
+    e2eSeconds: 1,
+    e2eRate: f.e2e,
+    latency: latencySummary([f.p50 ?? 5, f.p99 ?? 50], []),
+    cpuSeconds: 1,
+    cpuSecondsPer1k: f.cpu ?? 1,
+    peakRssMiB: 10,
+    peakPssMiB: 5,
+    maxProcesses: 1,
+    error: f.error ?? null,
+    ...(f.warmup === true ? { warmup: true } : {}),
+  };
+}
+
+/** Two ABBA rounds of a workload with the given mailroute/Postfix figures. */
+function rounds(workload: string, postfix: Fig, mailroute: Fig): RunResult[] {
+  return [1, 2].flatMap((r) => [
+    run(workload, 'postfix', r, postfix),
+    run(workload, 'mailroute', r, mailroute),
+  ]);
+}
+
+const byTarget = (rows: TargetRow[], prefix: string): TargetRow | undefined =>
+  rows.find((r) => r.target.startsWith(prefix));
+
+describe('evaluateTargets', () => {
+  const workloads = ['dual-4k', 'direct-4k'];
+
+  it('judges each ratio target on the median of its rounds, and says by how much it missed', () => {
+    const runs = [
+      ...rounds('dual-4k', { e2e: 400, p50: 6, p99: 60, cpu: 4 }, { e2e: 1000, p50: 5, p99: 40, cpu: 1.2 }),
+      ...rounds('direct-4k', { e2e: 600, p50: 6 }, { e2e: 900, p50: 9 }),
+    ];
+    const rows = evaluateTargets(runs, { workloads, neighbour: false });
+    expect(byTarget(rows, 'dual-4k end to end ≥ 2.50×')).toMatchObject({ measured: '2.50×', status: 'met' });
+    expect(byTarget(rows, 'direct-4k end to end ≥ 2.00×')).toMatchObject({
+      measured: '1.50×',
+      status: 'missed',
+      detail: 'by 25 %',
+    });
+    // a workload this run did not include is not judged
+    expect(byTarget(rows, 'split-4k')).toMatchObject({ status: 'not measured' });
+    expect(byTarget(rows, 'p50')).toMatchObject({
+      status: 'missed',
+      detail: "Postfix's p50 × direct-4k 1.50×",
+    });
+    expect(byTarget(rows, 'p99')).toMatchObject({ status: 'met' });
+    expect(byTarget(rows, 'CPU per 1,000')).toMatchObject({ measured: '1.20/4.00 s = 0.30×', status: 'met' });
+    expect(byTarget(rows, 'dual-4k end to end ≥ 2.00× Postfix with a CPU-bound neighbour')).toMatchObject({
+      status: 'not measured',
+    });
+    expect(byTarget(rows, '`--workers auto`')).toMatchObject({ status: 'not measured' });
+  });
+
+  it('leaves warm-up and failed runs out', () => {
+    const runs = [
+      run('dual-4k', 'postfix', 0, { e2e: 100, warmup: true }),
+      run('dual-4k', 'mailroute', 0, { e2e: 10_000, warmup: true }),
+      run('dual-4k', 'postfix', 1, { e2e: 400 }),
+      run('dual-4k', 'mailroute', 1, { e2e: 800 }),
+      run('dual-4k', 'postfix', 2, { e2e: 400 }),
+      run('dual-4k', 'mailroute', 2, { e2e: 4000, error: 'lost legs' }),
+    ];
+    const rows = evaluateTargets(runs, { workloads: ['dual-4k'], neighbour: false });
+    expect(byTarget(rows, 'dual-4k end to end ≥ 2.50×')).toMatchObject({
+      measured: '2.00×',
+      status: 'missed',
+    });
+  });
+
+  it('with a neighbour judges dual against 2× and leaves the quiet targets unjudged', () => {
+    const runs = rounds('dual-4k', { e2e: 300 }, { e2e: 660 });
+    const rows = evaluateTargets(runs, { workloads: ['dual-4k'], neighbour: true });
+    expect(byTarget(rows, 'dual-4k end to end ≥ 2.00× Postfix with a CPU-bound neighbour')).toMatchObject({
+      measured: '2.20×',
+      status: 'met',
+    });
+    expect(byTarget(rows, 'dual-4k end to end ≥ 2.50× Postfix (quiet machine)')).toMatchObject({
+      status: 'not measured',
+    });
+  });
+
+  it('takes the workers ratio per round from mailroute-workers against mailroute', () => {
+    const runs = [
+      ...rounds('dual-4k', { e2e: 400 }, { e2e: 500 }),
+      run('dual-4k', 'mailroute-workers', 1, { e2e: 450 }),
+      run('dual-4k', 'mailroute-workers', 2, { e2e: 700 }),
+    ];
+    expect(workersRatios(runs, 'dual-4k')).toEqual([0.9, 1.4]);
+    const rows = evaluateTargets(runs, { workloads: ['dual-4k'], neighbour: false });
+    expect(byTarget(rows, '`--workers auto`')).toMatchObject({
+      measured: '1.15× (rounds 0.90×, 1.40×)',
+      status: 'missed',
+      detail: 'by 12 %',
+    });
+  });
+});
+
+describe('spreadRows', () => {
+  const r = (
+    label: string,
+    dual: number,
+    direct?: number,
+  ): { label: string; ratios: Map<string, number> } => ({
+    label,
+    ratios: new Map([['dual-4k', dual], ...(direct === undefined ? [] : [['direct-4k', direct] as const])]),
+  });
+
+  it('needs three runs', () => {
+    expect(spreadRows([r('a', 2), r('b', 2)], ['dual-4k'])).toMatchObject({ status: 'not measured' });
+  });
+
+  it('is met when every run is within ±15 % of the median of the last three', () => {
+    const row = spreadRows([r('old', 9), r('a', 2.0), r('b', 2.2), r('c', 1.8)], ['dual-4k']);
+    expect(row).toMatchObject({ status: 'met', measured: 'dual-4k 2.00×, 2.20×, 1.80× (±10 %)' });
+  });
+
+  it('names each workload that swings more', () => {
+    const row = spreadRows([r('a', 2.0, 1.0), r('b', 2.1, 1.5), r('c', 2.0, 1.0)], ['dual-4k', 'direct-4k']);
+    expect(row).toMatchObject({ status: 'missed', detail: 'direct-4k ±50 %' });
+  });
+});
+
+describe('targetsTable', () => {
+  it('has one row per target with its status and detail', () => {
+    const t = targetsTable([
+      { target: 'a', measured: '1×', status: 'met', detail: '' },
+      { target: 'b', measured: '—', status: 'not measured', detail: 'run it' },
+    ]);
+    expect(t.split('\n')).toEqual([
+      '| target | this run | status |',
+      '|---|---|---|',
+      '| a | 1× | met |',
+      '| b | — | not measured: run it |',
+      '',
+    ]);
+  });
+});
