@@ -12,3 +12,18 @@ export function cpuModel(): string {
   }
   return cpus()[0]?.model ?? 'unknown';
 }
+
+/**
+ * Whether an ext4 file system has a journal, from its source device (`df --output=source`) and the entries of
+ * /proc/fs/jbd2 (one `<device>-8` per mounted journal). Undefined for other file systems. It matters to the relay
+ * benchmark: ext4 without a journal walks past recently deleted inodes on every create (docs/perf.md).
+ */
+export function ext4Journal(
+  fstype: string,
+  source: string,
+  jbd2Entries: readonly string[],
+): boolean | undefined {
+  if (fstype !== 'ext4') return undefined;
+  const dev = source.split('/').pop() ?? source;
+  return jbd2Entries.some((e) => e.startsWith(`${dev}-`));
+}

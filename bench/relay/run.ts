@@ -32,7 +32,7 @@ import { freePorts, waitForSmtp } from './smtp-client.ts';
 import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from './procstat.ts';
 import { latencySummary, measured, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
-import { cpuModel } from '../machine.ts';
+import { cpuModel, ext4Journal } from '../machine.ts';
 import { evaluateTargets, targetsTable, type RunRatios } from './targets.ts';
 import { settle } from './settle.ts';
 
@@ -55,8 +55,22 @@ function machineInfo(): { text: string; json: Record<string, unknown> } {
   const nproc = Number(sh('nproc', []));
   const memGiB = totalmem() / 2 ** 30;
   const kernel = sh('uname', ['-r']);
-  const fs = sh('df', ['--output=fstype', tmpdir()]).split('\n').pop() ?? 'unknown';
-  const json = { cpuModel: model, nproc, memGiB: Number(memGiB.toFixed(1)), kernel, tmpFilesystem: fs };
+  const fstype = sh('df', ['--output=fstype', tmpdir()]).split('\n').pop() ?? 'unknown';
+  const source = sh('df', ['--output=source', tmpdir()]).split('\n').pop() ?? 'unknown';
+  const journal = ext4Journal(
+    fstype,
+    source,
+    existsSync('/proc/fs/jbd2') ? readdirSync('/proc/fs/jbd2') : [],
+  );
+  const fs = journal === undefined ? fstype : `${fstype} ${journal ? 'with' : 'without'} a journal`;
+  const json = {
+    cpuModel: model,
+    nproc,
+    memGiB: Number(memGiB.toFixed(1)),
+    kernel,
+    tmpFilesystem: fs,
+    tmpJournal: journal ?? null,
+  };
   return {
     text: `${model}, ${nproc} CPUs (nproc), ${memGiB.toFixed(1)} GiB RAM, Linux ${kernel}, queues and spool on ${fs} (${tmpdir()})`,
     json,
