@@ -29,15 +29,10 @@ async function relay(oldPort: number, flags: string[]): Promise<InProcessRelay> 
   return r;
 }
 
-async function forwarder(
-  port: number,
-  relayPort: number,
-  exempt?: (raw: string) => boolean,
-): Promise<ForwardingPeer> {
+/** The old server, listening before the relays start (they need its port); forwardTo() names its smarthost. */
+async function forwarder(exempt?: (raw: string) => boolean): Promise<ForwardingPeer> {
   const f = await startForwardingPeer({
     name: 'old.example.test',
-    port,
-    smarthost: { host: '127.0.0.1', port: relayPort },
     ...(exempt ? { exempt: (m) => exempt(m.raw.toString('latin1')) } : {}),
   });
   cleanups.push(() => f.close());
@@ -55,9 +50,9 @@ const mail = { from: 'sender@elsewhere.test', to: 'alice@example.com', subject: 
 
 describe('forwarding loops', () => {
   it('the old server forwards everything back: delivered once, stopped at its first return with 554 5.4.6', async () => {
-    const oldPort = await freePort();
-    const r = await relay(oldPort, ['--hostname', 'relay-0']);
-    const old = await forwarder(oldPort, r.relay.smtp.port);
+    const old = await forwarder();
+    const r = await relay(old.port, ['--hostname', 'relay-0']);
+    old.forwardTo(r.relay.smtp.port);
     expect(await submit(r.relay.smtp.port, mail)).toMatch(/^250 /);
     await waitFor(() => old.forwards.length >= 1, { what: 'the old server to forward the message back' });
     expect(old.forwards[0]).toMatch(/^554 5\.4\.6 Mail loops back to myself/);
@@ -73,10 +68,10 @@ describe('forwarding loops', () => {
   });
 
   it('another relay of the same cluster (same --cluster-id, other pod name) stops it too', async () => {
-    const oldPort = await freePort();
-    const a = await relay(oldPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
-    const b = await relay(oldPort, ['--hostname', 'relay-1', '--cluster-id', 'mailroute.mail']);
-    const old = await forwarder(oldPort, b.relay.smtp.port);
+    const old = await forwarder();
+    const a = await relay(old.port, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
+    const b = await relay(old.port, ['--hostname', 'relay-1', '--cluster-id', 'mailroute.mail']);
+    old.forwardTo(b.relay.smtp.port);
     expect(await submit(a.relay.smtp.port, mail)).toMatch(/^250 /);
     await waitFor(() => old.forwards.length >= 1, { what: 'the forward to the other relay' });
     expect(old.forwards[0]).toMatch(/^554 5\.4\.6 /);
@@ -85,12 +80,11 @@ describe('forwarding loops', () => {
   });
 
   it('a relay of another installation (other cluster id) is not a loop', async () => {
-    const oldPort = await freePort();
-    const sinkPort = await freePort();
-    const a = await relay(oldPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
-    const other = await relay(sinkPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.other']);
-    const old = await forwarder(oldPort, other.relay.smtp.port);
-    const sink = await forwarder(sinkPort, 1, () => true); // stores everything
+    const old = await forwarder();
+    const sink = await forwarder(() => true); // stores everything
+    const a = await relay(old.port, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
+    const other = await relay(sink.port, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.other']);
+    old.forwardTo(other.relay.smtp.port);
     expect(await submit(a.relay.smtp.port, mail)).toMatch(/^250 /);
     await waitFor(() => sink.stored.length === 1, { what: 'the other installation to deliver it' });
     expect(old.forwards[0]).toMatch(/^250 /);
@@ -98,11 +92,9 @@ describe('forwarding loops', () => {
   });
 
   it("the fixed recipe: the old server keeps what carries the relay's trace; mail from outside goes round once", async () => {
-    const oldPort = await freePort();
-    const r = await relay(oldPort, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
-    const old = await forwarder(oldPort, r.relay.smtp.port, (raw) =>
-      /\(mailroute mailroute\.mail\)/i.test(raw),
-    );
+    const old = await forwarder((raw) => /\(mailroute mailroute\.mail\)/i.test(raw));
+    const r = await relay(old.port, ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail']);
+    old.forwardTo(r.relay.smtp.port);
     // mail arrives at the old server (the MX) from outside
     expect(await submit(old.port, mail)).toMatch(/^250 /);
     await waitFor(() => old.stored.length === 1, { what: 'the relay to deliver to the mailbox' });
@@ -112,7 +104,7 @@ describe('forwarding loops', () => {
   });
 
   it("a DSN carries the relay's trace too: a forwarding server sending it back is stopped at its first return", async () => {
-    const oldPort = await freePort();
+    const old = await forwarder();
     const mailbox = await startSmtpPeer('mailbox', {
       rcpt: () => ({ code: 550, message: '5.1.1 no such user' }),
     });
@@ -121,12 +113,12 @@ describe('forwarding loops', () => {
     const r = await startRelay(
       {
         'd.yaml': direct('example.com', mailbox.port),
-        's.yaml': direct('sender.example', oldPort),
+        's.yaml': direct('sender.example', old.port),
       },
       ['--hostname', 'relay-0', '--cluster-id', 'mailroute.mail'],
     );
     cleanups.push(() => r.close());
-    const old = await forwarder(oldPort, r.relay.smtp.port);
+    old.forwardTo(r.relay.smtp.port);
     expect(
       await submit(r.relay.smtp.port, { ...mail, from: 'alice@sender.example', to: 'gone@example.com' }),
     ).toMatch(/^250 /);

@@ -2,9 +2,9 @@
 // every message, prepends its own Received: header (as any MTA does) and forwards it, with the same envelope, to a
 // smarthost (the relay). What it received and how each forward was answered are recorded.
 // `exempt(msg)` models the fix: a message it returns true for is stored (the mailbox) instead of forwarded.
+import type { AddressInfo } from 'node:net';
 import nodemailer from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
-import { freePort } from './net.ts';
 
 export interface ForwardedMessage {
   mailFrom: string;
@@ -20,27 +20,31 @@ export interface ForwardingPeer {
   readonly stored: ForwardedMessage[];
   /** The smarthost's answer to each forward, in order ("250 ..." or "554 5.4.6 ..."). */
   readonly forwards: string[];
+  /** Points it at its smarthost (on 127.0.0.1), which may start after it: it forwards nothing before. */
+  forwardTo(port: number): void;
   close(): Promise<void>;
 }
 
 export async function startForwardingPeer(opts: {
   name: string;
-  smarthost: { host: string; port: number };
+  /** Where it forwards to; or later, with forwardTo() (the peer listens first, so its port is never a guess). */
+  smarthost?: { host: string; port: number };
   exempt?: (msg: ForwardedMessage) => boolean;
-  port?: number;
 }): Promise<ForwardingPeer> {
-  const port = opts.port ?? (await freePort());
+  let target = opts.smarthost;
   const received: ForwardedMessage[] = [];
   const stored: ForwardedMessage[] = [];
   const forwards: string[] = [];
   let n = 0;
-  const out = nodemailer.createTransport({
-    host: opts.smarthost.host,
-    port: opts.smarthost.port,
-    secure: false,
-    ignoreTLS: true,
-    name: opts.name,
-  });
+  let out: ReturnType<typeof nodemailer.createTransport> | undefined;
+  const transport = (to: { host: string; port: number }): ReturnType<typeof nodemailer.createTransport> =>
+    (out ??= nodemailer.createTransport({
+      host: to.host,
+      port: to.port,
+      secure: false,
+      ignoreTLS: true,
+      name: opts.name,
+    }));
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['AUTH', 'STARTTLS'],
@@ -60,8 +64,12 @@ export async function startForwardingPeer(opts: {
           stored.push(msg);
           return;
         }
+        if (target === undefined) {
+          forwards.push('no smarthost yet');
+          return;
+        }
         const stamp = `Received: from ${session.hostNameAppearsAs} ([${session.remoteAddress}])\r\n\tby ${opts.name} with ESMTP id F${++n};\r\n\tSat, 28 Nov 2026 10:00:00 +0000\r\n`;
-        out
+        transport(target)
           .sendMail({
             envelope: { from: msg.mailFrom, to: msg.rcptTo },
             raw: Buffer.concat([Buffer.from(stamp, 'latin1'), msg.raw]),
@@ -75,16 +83,22 @@ export async function startForwardingPeer(opts: {
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.listen(0, '127.0.0.1', () => resolve());
   });
   server.on('error', () => undefined);
+  const port = (server as unknown as { server: { address(): AddressInfo } }).server.address().port;
   return {
     port,
     received,
     stored,
     forwards,
+    forwardTo(smarthostPort: number) {
+      target = { host: '127.0.0.1', port: smarthostPort };
+      out?.close();
+      out = undefined;
+    },
     async close() {
-      out.close();
+      out?.close();
       // smtp-server's close() waits for clients (a relay's pooled connection): end them
       const conns = (server as unknown as { connections?: Set<{ _socket?: { destroy(): void } }> })
         .connections;
