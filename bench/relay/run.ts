@@ -33,7 +33,7 @@ import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from
 import { latencySummary, measured, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
 import { cpuModel, ext4Journal } from '../machine.ts';
-import { evaluateTargets, targetsTable, type RunRatios } from './targets.ts';
+import { evaluateTargets, runRatios, targetsTable, versionHistory, type RunRatios } from './targets.ts';
 import { settle } from './settle.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -55,8 +55,9 @@ function machineInfo(): { text: string; json: Record<string, unknown> } {
   const nproc = Number(sh('nproc', []));
   const memGiB = totalmem() / 2 ** 30;
   const kernel = sh('uname', ['-r']);
-  const fstype = sh('df', ['--output=fstype', tmpdir()]).split('\n').pop() ?? 'unknown';
-  const source = sh('df', ['--output=source', tmpdir()]).split('\n').pop() ?? 'unknown';
+  const [fstype = 'unknown', source = 'unknown'] = (
+    sh('df', ['--output=fstype,source', tmpdir()]).split('\n').pop() ?? ''
+  ).split(/\s+/);
   const journal = ext4Journal(
     fstype,
     source,
@@ -450,25 +451,11 @@ interface ResultsFile {
 function fullRunRatios(version: string | undefined, exclude: string): RunRatios[] {
   const dir = join(repoRoot, 'bench', 'results');
   if (version === undefined || !existsSync(dir)) return [];
-  const out: RunRatios[] = [];
-  for (const name of readdirSync(dir)
-    .filter((n) => n.endsWith('-full.json'))
-    .sort()) {
-    const file = join('bench', 'results', name);
-    if (file === exclude) continue;
-    try {
-      const f = JSON.parse(readFileSync(join(repoRoot, file), 'utf8')) as ResultsFile;
-      if (f.versions['mailroute'] !== version || f.options.neighbour === true) continue;
-      const rows = ratios(f.runs, f.options.workloads);
-      out.push({
-        label: file,
-        ratios: new Map(rows.flatMap((x) => (x.e2e === null ? [] : [[x.workload, x.e2e] as const]))),
-      });
-    } catch {
-      /* not a results file of this benchmark: left out */
-    }
-  }
-  return out;
+  const files = readdirSync(dir)
+    .filter((n) => n.endsWith('-full.json') && join('bench', 'results', n) !== exclude)
+    .sort()
+    .map((n) => ({ name: join('bench', 'results', n), text: readFileSync(join(dir, n), 'utf8') }));
+  return versionHistory(files, version);
 }
 
 const DOC_INTRO =
@@ -516,18 +503,14 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
     `The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run's wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu)${pressures.length > 0 ? `: ${Math.round(Math.min(...pressures) * 100)}–${Math.round(Math.max(...pressures) * 100)} % in this run, load average ${Math.min(...loads).toFixed(0)}–${Math.max(...loads).toFixed(0)}` : ''}. High values mean every figure is depressed by contention (design.md §7 has the same machine quiet: Postfix 716–790 msg/s direct, 444–483 dual, ceiling ~10,000), and a single-threaded process suffers more from it than a multi-process one. Trust the interleaved ratios more than the absolute rates.`,
   ];
   const neighbour = r.options.neighbour === true;
-  const ownRatios: RunRatios = {
-    label: resultFile,
-    ratios: new Map(ratioRows.flatMap((x) => (x.e2e === null ? [] : [[x.workload, x.e2e] as const]))),
-  };
   // The spread target compares the full runs of one relay version (quiet ones: no neighbour), this one last.
   const history =
     r.mode === 'full' && !neighbour
-      ? [...fullRunRatios(r.versions['mailroute'], resultFile), ownRatios]
+      ? [...fullRunRatios(r.versions['mailroute'], resultFile), runRatios(resultFile, ratioRows)]
       : undefined;
-  const targetRows = evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history);
-  const verdict = `**Targets** (what limits each one, and what was tried: [perf.md](perf.md)):\n\n${targetsTable(targetRows).trimEnd()}`;
-  process.stdout.write(`${targetsTable(targetRows)}\n`);
+  const table = targetsTable(evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history));
+  const verdict = `**Targets** (what limits each one, and what was tried: [perf.md](perf.md)):\n\n${table.trimEnd()}`;
+  process.stdout.write(`${table}\n`);
   const ctxReport = {
     verdict,
     command: r.command,

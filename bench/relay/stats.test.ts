@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { latencySummary, median, percentile, ratios, summarize, type RunResult } from './stats.ts';
+import { median, percentile, ratios, summarize, type RunResult } from './stats.ts';
 import type { SystemName } from './options.ts';
+import { runFixture } from './run-fixture.ts';
 
 describe('percentile (nearest rank)', () => {
   const v = Array.from({ length: 100 }, (_, i) => i + 1);
@@ -34,31 +35,7 @@ function run(
   e2eRate: number | null,
   error: string | null = null,
 ): RunResult {
-  return {
-    workload: 'dual-4k',
-    system,
-    round,
-    order: 0,
-    startedAt: '',
-    loadAverage: [],
-    cpuPressure: null,
-    messages: 1000,
-    recipients: 1,
-    expectedLegs: 2000,
-    deliveredLegs: 2000,
-    sinkLegs: [1000, 1000],
-    acceptedSeconds: 1,
-    acceptedRate: e2eRate,
-    e2eSeconds: 1,
-    e2eRate,
-    latency: latencySummary([1, 2, 3], []),
-    cpuSeconds: 1,
-    cpuSecondsPer1k: 1,
-    peakRssMiB: 10,
-    peakPssMiB: 5,
-    maxProcesses: 1,
-    error,
-  };
+  return runFixture({ system, round, e2eRate, error });
 }
 
 describe('ratios', () => {

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { latencySummary, type RunResult } from './stats.ts';
 import type { SystemName } from './options.ts';
-import { evaluateTargets, spreadRows, targetsTable, workersRatios, type TargetRow } from './targets.ts';
+import { runFixture } from './run-fixture.ts';
+import {
+  evaluateTargets,
+  spreadRows,
+  targetsTable,
+  versionHistory,
+  workersRatios,
+  type TargetRow,
+} from './targets.ts';
 
 interface Fig {
   e2e: number;
@@ -13,32 +21,16 @@ interface Fig {
 }
 
 function run(workload: string, system: SystemName, round: number, f: Fig): RunResult {
-  return {
+  return runFixture({
     workload,
     system,
     round,
-    order: 0,
-    startedAt: '',
-    loadAverage: [],
-    cpuPressure: null,
-    messages: 1000,
-    recipients: 1,
-    expectedLegs: 2000,
-    deliveredLegs: 2000,
-    sinkLegs: [1000, 1000],
-    acceptedSeconds: 1,
-    acceptedRate: f.e2e,
-    e2eSeconds: 1,
     e2eRate: f.e2e,
     latency: latencySummary([f.p50 ?? 5, f.p99 ?? 50], []),
-    cpuSeconds: 1,
     cpuSecondsPer1k: f.cpu ?? 1,
-    peakRssMiB: 10,
-    peakPssMiB: 5,
-    maxProcesses: 1,
     error: f.error ?? null,
     ...(f.warmup === true ? { warmup: true } : {}),
-  };
+  });
 }
 
 /** Two ABBA rounds of a workload with the given mailroute/Postfix figures. */
@@ -147,6 +139,34 @@ describe('spreadRows', () => {
   it('names each workload that swings more', () => {
     const row = spreadRows([r('a', 2.0, 1.0), r('b', 2.1, 1.5), r('c', 2.0, 1.0)], ['dual-4k', 'direct-4k']);
     expect(row).toMatchObject({ status: 'missed', detail: 'direct-4k ±50 %' });
+  });
+});
+
+describe('versionHistory', () => {
+  const file = (version: string, neighbour: boolean, mailroute: number): string =>
+    JSON.stringify({
+      versions: { mailroute: version },
+      options: { workloads: ['dual-4k'], neighbour },
+      runs: rounds('dual-4k', { e2e: 400 }, { e2e: mailroute }),
+    });
+
+  it('keeps the quiet full runs of one version, in order, and leaves out whatever else is in the folder', () => {
+    const h = versionHistory(
+      [
+        { name: 'a', text: file('v1', false, 600) },
+        { name: 'b', text: file('v0', false, 800) },
+        { name: 'c', text: file('v1', true, 900) },
+        { name: 'd', text: '{ not json' },
+        { name: 'e', text: '{"versions": null}' },
+        { name: 'f', text: '[]' },
+        { name: 'g', text: file('v1', false, 1000) },
+      ],
+      'v1',
+    );
+    expect(h.map((r) => [r.label, r.ratios.get('dual-4k')])).toEqual([
+      ['a', 1.5],
+      ['g', 2.5],
+    ]);
   });
 });
 

@@ -1,6 +1,6 @@
 // The relay's performance targets against Postfix, in one place, and how one benchmark run (or several) measures up
 // to each. Pure: run.ts renders the rows into docs/benchmarks.md.
-import { median, measured, ratios, summarize, type RunResult } from './stats.ts';
+import { median, measured, ratios, summarize, type RatioSummary, type RunResult } from './stats.ts';
 import type { SystemName } from './options.ts';
 
 /** End-to-end rate of mailroute over Postfix, median of the interleaved rounds, on a quiet machine. */
@@ -35,6 +35,41 @@ export interface TargetRow {
 export interface RunRatios {
   readonly label: string;
   readonly ratios: ReadonlyMap<string, number>;
+}
+
+/** One run's median end-to-end ratio per workload (workloads without one are left out). */
+export function runRatios(label: string, rows: readonly RatioSummary[]): RunRatios {
+  return {
+    label,
+    ratios: new Map(rows.flatMap((r) => (r.e2e === null ? [] : [[r.workload, r.e2e] as const]))),
+  };
+}
+
+/**
+ * The spread history: the quiet full runs of one relay version among results files (name and text, oldest first).
+ * A file that is not JSON, or not a results file of this benchmark, is left out, as are runs with a neighbour and
+ * runs of other versions.
+ */
+export function versionHistory(
+  files: readonly { readonly name: string; readonly text: string }[],
+  version: string,
+): RunRatios[] {
+  const out: RunRatios[] = [];
+  for (const { name, text } of files) {
+    try {
+      const f = JSON.parse(text) as {
+        versions: Record<string, string>;
+        options: { workloads: string[]; neighbour?: boolean };
+        runs: RunResult[];
+      };
+      if (f.versions['mailroute'] !== version || f.options.neighbour === true || !Array.isArray(f.runs))
+        continue;
+      out.push(runRatios(name, ratios(f.runs, f.options.workloads)));
+    } catch {
+      /* not a results file of this benchmark */
+    }
+  }
+  return out;
 }
 
 const x = (v: number): string => `${v.toFixed(2)}×`;
