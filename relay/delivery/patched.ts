@@ -8,6 +8,7 @@
 // spend several times the CPU on large mail, so the relay probes them at start and refuses to run without them, as it
 // does for smtp-server (relay/inbound/patched.ts).
 import type { Transform } from 'node:stream';
+import { assertPatched } from '../patch-check.ts';
 
 // The encoder nodemailer's pool uses: its ESM build, which nodemailer's package exports do not list on their own.
 const dataStreamUrl = new URL('./smtp-connection/data-stream.js', import.meta.resolve('nodemailer')).href;
@@ -45,11 +46,5 @@ export function nodemailerPatchProblems(Encoder: new () => Transform = DataStrea
 
 /** Throws when nodemailer lacks a patched behaviour the relay relies on. */
 export function assertNodemailerPatched(): void {
-  const problems = nodemailerPatchProblems();
-  if (problems.length > 0) {
-    throw new Error(
-      `nodemailer is not patched (missing: ${problems.join('; ')}): apply patches/nodemailer+10.6.1.patch with ` +
-        '`npx patch-package --error-on-fail`',
-    );
-  }
+  assertPatched('nodemailer', 'patches/nodemailer+10.6.1.patch', nodemailerPatchProblems());
 }

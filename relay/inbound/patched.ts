@@ -5,6 +5,7 @@
 // and no explicit patch-package step).
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { assertPatched } from '../patch-check.ts';
 
 type ParseAddress = (this: unknown, name: string, command: string) => { address: string } | false;
 
@@ -35,11 +36,5 @@ export function smtpServerPatchProblems(): string[] {
 
 /** Throws when smtp-server lacks a patched behaviour the relay relies on. */
 export function assertSmtpServerPatched(): void {
-  const problems = smtpServerPatchProblems();
-  if (problems.length > 0) {
-    throw new Error(
-      `smtp-server is not patched (missing: ${problems.join('; ')}): apply patches/smtp-server+3.21.6.patch with ` +
-        '`npx patch-package --error-on-fail`',
-    );
-  }
+  assertPatched('smtp-server', 'patches/smtp-server+3.21.6.patch', smtpServerPatchProblems());
 }
