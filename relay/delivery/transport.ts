@@ -15,7 +15,6 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type MailMessage from 'nodemailer/lib/mailer/mail-message';
-import MimeNode from 'nodemailer/lib/mime-node';
 import SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { ServerRoute } from '../../routing/model.ts';
 import {
@@ -25,6 +24,7 @@ import {
   type SmtpTimeouts,
 } from '../../lib/smtp-client.ts';
 import type { DnsResolver } from '../dns.ts';
+import { EnvelopeShaper, type OutgoingEnvelope } from './envelope.ts';
 import type { AttemptReply } from './outcome.ts';
 import { assertNodemailerPatched } from './patched.ts';
 import type { MessageBody } from '../spool/types.ts';
@@ -171,20 +171,18 @@ export function nodemailerTransportFactory(opts: NodemailerFactoryOptions): Tran
 interface PoolMessage {
   data: Record<string, never>;
   message: {
-    getEnvelope(): MimeNode.Envelope & { size?: number };
+    getEnvelope(): OutgoingEnvelope;
     messageId(): string;
     getHeader(key: string): string;
     createReadStream(): Readable;
   };
 }
 
-/** Normalizes envelope addresses exactly as nodemailer's Mailer does (MimeNode.setEnvelope: punycode domains). */
-const envelopeShaper = new MimeNode('message/rfc822', { baseBoundary: 'mailroute' });
+/** Normalizes envelope addresses exactly as nodemailer's Mailer does (MimeNode.setEnvelope), once per address. */
+const envelopeShaper = new EnvelopeShaper();
 
 function poolMessage(req: SendRequest): MailMessage<SMTPPool.SentMessageInfo> {
-  const envelope = envelopeShaper
-    .setEnvelope({ from: req.from, to: req.to, ...(req.size ? { size: req.size } : {}) })
-    .getEnvelope();
+  const envelope = envelopeShaper.shape(req.from, req.to, req.size);
   const msg: PoolMessage = {
     data: {},
     message: {
