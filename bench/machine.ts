@@ -27,3 +27,14 @@ export function ext4Journal(
   const dev = source.split('/').pop() ?? source;
   return jbd2Entries.some((e) => e.startsWith(`${dev}-`));
 }
+
+/**
+ * What a benchmark says when its queues are on ext4 without a journal (journal false), else undefined: there, every
+ * file created soon after many were deleted costs far more (ext4 checks each free inode it considers against the
+ * recently deleted ones only without a journal), which made the relay's first round of each workload slow on such a
+ * file system in every full run (docs/perf.md), and the results are not those of a production spool.
+ */
+export function journalWarning(journal: boolean | null | undefined, dir?: string): string | undefined {
+  if (journal !== false) return undefined;
+  return `The queues and spools${dir === undefined ? '' : ` (${dir})`} are on ext4 without a journal, where every file created soon after many were deleted costs far more: the relay's first round of each workload is slowed, and the figures are not those of a production spool (docs/perf.md, "The first round"). Set TMPDIR to a journaled file system.`;
+}

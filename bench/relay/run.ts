@@ -32,7 +32,7 @@ import { freePorts, waitForSmtp } from './smtp-client.ts';
 import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from './procstat.ts';
 import { latencySummary, measured, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
-import { cpuModel, ext4Journal } from '../machine.ts';
+import { cpuModel, ext4Journal, journalWarning } from '../machine.ts';
 import { evaluateTargets, runRatios, targetsTable, versionHistory, type RunRatios } from './targets.ts';
 import { settle } from './settle.ts';
 
@@ -50,7 +50,7 @@ const sh = (cmd: string, args: string[]): string => {
   }
 };
 
-function machineInfo(): { text: string; json: Record<string, unknown> } {
+function machineInfo(): { text: string; json: Record<string, unknown>; journal: boolean | undefined } {
   const model = cpuModel();
   const nproc = Number(sh('nproc', []));
   const memGiB = totalmem() / 2 ** 30;
@@ -73,6 +73,7 @@ function machineInfo(): { text: string; json: Record<string, unknown> } {
     tmpJournal: journal ?? null,
   };
   return {
+    journal,
     text: `${model}, ${nproc} CPUs (nproc), ${memGiB.toFixed(1)} GiB RAM, Linux ${kernel}, queues and spool on ${fs} (${tmpdir()})`,
     json,
   };
@@ -499,6 +500,9 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
     ...(r.options.neighbour === true
       ? ['A CPU-bound neighbour (`yes > /dev/null`, one process) ran through every run of both systems.']
       : []),
+    ...[journalWarning(m['tmpJournal'] === false ? false : undefined)].filter(
+      (w): w is string => w !== undefined,
+    ),
     'Both sides fsync: Postfix by default (queue files), mailroute by design (file and directory before 250). Both log every message (Postfix to its maillog via postlogd, mailroute pino JSON to a file). mailroute runs with its defaults, one process; mailroute-workers (dual 4 KiB, full runs) is the same relay with `--workers auto` (one process per core), run right after mailroute in round 1 and right before it in round 2. Its 100 ms early-talker greeting delay (design.md §7) applies only until a client address has passed the check once, so it does not cap this load.',
     `The machine is shared (2 cores) with other work. "CPU pressure" is the share of each run's wall time in which some task waited for a CPU (Linux PSI, /proc/pressure/cpu)${pressures.length > 0 ? `: ${Math.round(Math.min(...pressures) * 100)}–${Math.round(Math.max(...pressures) * 100)} % in this run, load average ${Math.min(...loads).toFixed(0)}–${Math.max(...loads).toFixed(0)}` : ''}. High values mean every figure is depressed by contention (design.md §7 has the same machine quiet: Postfix 716–790 msg/s direct, 444–483 dual, ceiling ~10,000), and a single-threaded process suffers more from it than a multi-process one. Trust the interleaved ratios more than the absolute rates.`,
   ];
@@ -607,6 +611,8 @@ async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const command = `npm run bench:relay${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
   log(`${command}\n  machine: ${machine.text}\n  versions: ${JSON.stringify(vers)}\n  temp: ${tmp}`);
+  const fsWarning = journalWarning(machine.journal, tmpdir());
+  if (fsWarning !== undefined) log(`warning: ${fsWarning}`);
 
   const plan = schedule(options);
   const runs: RunResult[] = [];
