@@ -449,14 +449,18 @@ interface ResultsFile {
 }
 
 /** The e2e ratios of the earlier quiet full runs of this relay version in bench/results, oldest first. */
-function fullRunRatios(version: string | undefined, exclude: string): RunRatios[] {
+function fullRunRatios(
+  version: string | undefined,
+  exclude: string,
+  opts: { neighbour?: boolean } = {},
+): RunRatios[] {
   const dir = join(repoRoot, 'bench', 'results');
   if (version === undefined || !existsSync(dir)) return [];
   const files = readdirSync(dir)
     .filter((n) => n.endsWith('-full.json') && join('bench', 'results', n) !== exclude)
     .sort()
     .map((n) => ({ name: join('bench', 'results', n), text: readFileSync(join(dir, n), 'utf8') }));
-  return versionHistory(files, version);
+  return versionHistory(files, version, opts);
 }
 
 const DOC_INTRO =
@@ -512,7 +516,13 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
     r.mode === 'full' && !neighbour
       ? [...fullRunRatios(r.versions['mailroute'], resultFile), runRatios(resultFile, ratioRows)]
       : undefined;
-  const table = targetsTable(evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history));
+  // A quiet run shows the neighbour target from the latest neighbour run of the same version, if there is one.
+  const neighbourRun = neighbour
+    ? undefined
+    : fullRunRatios(r.versions['mailroute'], resultFile, { neighbour: true }).at(-1);
+  const table = targetsTable(
+    evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history, neighbourRun),
+  );
   const verdict = `**Targets** (what limits each one, and what was tried: [perf.md](perf.md)):\n\n${table.trimEnd()}`;
   process.stdout.write(`${table}\n`);
   const ctxReport = {

@@ -101,6 +101,31 @@ describe('evaluateTargets', () => {
     });
   });
 
+  it('without a neighbour shows the neighbour target from the latest neighbour run of the version, if any', () => {
+    const runs = rounds('dual-4k', { e2e: 300 }, { e2e: 600 });
+    const name = 'dual-4k end to end ≥ 2.00× Postfix with a CPU-bound neighbour';
+    const separate = { label: 'bench/results/n.json', ratios: new Map([['dual-4k', 1.29]]) };
+    expect(
+      byTarget(
+        evaluateTargets(runs, { workloads: ['dual-4k'], neighbour: false }, undefined, separate),
+        name,
+      ),
+    ).toMatchObject({
+      measured: '1.29× (its own run: bench/results/n.json)',
+      status: 'missed',
+      detail: 'by 36 %',
+    });
+    const met = { label: 'm', ratios: new Map([['dual-4k', 2.1]]) };
+    expect(
+      byTarget(evaluateTargets(runs, { workloads: ['dual-4k'], neighbour: false }, undefined, met), name),
+    ).toMatchObject({ status: 'met' });
+    // a neighbour run without a dual figure leaves the target unmeasured
+    const other = { label: 'o', ratios: new Map([['direct-4k', 3]]) };
+    expect(
+      byTarget(evaluateTargets(runs, { workloads: ['dual-4k'], neighbour: false }, undefined, other), name),
+    ).toMatchObject({ status: 'not measured' });
+  });
+
   it('takes the workers ratio per round from mailroute-workers against mailroute', () => {
     const runs = [
       ...rounds('dual-4k', { e2e: 400 }, { e2e: 500 }),
@@ -167,6 +192,16 @@ describe('versionHistory', () => {
       ['a', 1.5],
       ['g', 2.5],
     ]);
+    const n = versionHistory(
+      [
+        { name: 'a', text: file('v1', false, 600) },
+        { name: 'c', text: file('v1', true, 900) },
+        { name: 'h', text: file('v0', true, 700) },
+      ],
+      'v1',
+      { neighbour: true },
+    );
+    expect(n.map((r) => [r.label, r.ratios.get('dual-4k')])).toEqual([['c', 2.25]]);
   });
 });
 
