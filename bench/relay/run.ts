@@ -619,7 +619,9 @@ async function main(): Promise<number> {
   const machine = machineInfo();
   const vers = versions(tmp);
   const argv = process.argv.slice(2);
-  const command = `npm run bench:relay${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  // TMPDIR decides the file system of both systems' queues, so the command shown with the results names it.
+  const tmpEnv = process.env['TMPDIR'];
+  const command = `${tmpEnv ? `TMPDIR=${tmpEnv} ` : ''}npm run bench:relay${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
   log(`${command}\n  machine: ${machine.text}\n  versions: ${JSON.stringify(vers)}\n  temp: ${tmp}`);
   const fsWarning = journalWarning(machine.journal, tmpdir());
   if (fsWarning !== undefined) log(`warning: ${fsWarning}`);
