@@ -33,9 +33,10 @@ let nextPort: number | undefined;
 export async function freePort(): Promise<number> {
   const { first, last } = portBlock(workerNumber());
   let port: number = nextPort ?? first + Math.floor(Math.random() * (last - first + 1));
-  for (let tries = 0; tries <= last - first; tries++, port = port >= last ? first : port + 1) {
+  for (let tries = 0; tries <= last - first; tries++) {
     nextPort = port >= last ? first : port + 1;
     if (await canBind(port)) return port;
+    port = nextPort;
   }
   throw new Error(`freePort: every port of ${first}-${last} is in use`);
 }
