@@ -34,7 +34,6 @@ import { retryDelayMs } from './retry.ts';
 import { every, realTimers, Scheduler, type TimerHandle, type Timers } from './scheduler.ts';
 import type { ServerLookup } from './server-lookup.ts';
 import { nodemailerTransportFactory, type TransportFactory } from './transport.ts';
-import { threadTransportFactory } from './transport-thread.ts';
 import type { SmtpTimeouts } from '../../lib/smtp-client.ts';
 
 export interface DeliveryOptions {
@@ -188,13 +187,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const destinations = new Destinations({
     now,
     factory:
-      opts.transport ??
-      (process.env['MAILROUTE_DELIVERY_THREAD'] === '1'
-        ? threadTransportFactory
-        : nodemailerTransportFactory)({
-        hostname: opts.hostname,
-        timeouts: opts.timeouts,
-      }),
+      opts.transport ?? nodemailerTransportFactory({ hostname: opts.hostname, timeouts: opts.timeouts }),
     connectionShare: Math.max(1, opts.connectionShare ?? 1),
     backoffMs: opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000),
   });
