@@ -14,6 +14,8 @@ const s = (system: SystemSummary['system'], e2eRate: number | null): SystemSumma
   p50Ms: 1.25,
   p99Ms: 9.5,
   cpuSecondsPer1k: 2.5,
+  machineCpuSecondsPer1k: system === 'ceiling' ? null : 3.75,
+  othersCpuSecondsPer1k: system === 'ceiling' ? null : 1.25,
   peakRssMiB: 100,
   peakPssMiB: 50,
   cpuPressure: 0.25,
@@ -43,7 +45,7 @@ describe('markdownTables', () => {
       titles,
     );
     expect(md).toContain(
-      '| dual, 4 KiB, 1 rcpt | postfix | 2 | 400 | 400 (400–400) | 1.3 | 9.5 | 2.50 | 100 (50) |',
+      '| dual, 4 KiB, 1 rcpt | postfix | 2 | 400 | 400 (400–400) | 1.3 | 9.5 | 2.50 | 3.75 | 100 (50) |',
     );
     expect(md).toContain('| dual, 4 KiB, 1 rcpt | 1.50× | 1.50× | 1.40×, 1.60× |');
   });

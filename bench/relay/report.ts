@@ -30,15 +30,15 @@ export function markdownTables(
   titles: ReadonlyMap<string, string>,
 ): string {
   const rows = [
-    '| workload | system | runs | accepted msg/s | end-to-end msg/s (min–max) | p50 ms | p99 ms | CPU s / 1k msgs | peak RSS MiB (PSS) | CPU pressure |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| workload | system | runs | accepted msg/s | end-to-end msg/s (min–max) | p50 ms | p99 ms | CPU s / 1k msgs | machine CPU s / 1k msgs | peak RSS MiB (PSS) | CPU pressure |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const s of summary) {
     const range =
       s.e2eMin !== null && s.e2eMax !== null && s.runs > 1 ? ` (${fmt(s.e2eMin)}–${fmt(s.e2eMax)})` : '';
     const failed = s.failedRuns > 0 ? ` (${s.failedRuns} failed)` : '';
     rows.push(
-      `| ${titles.get(s.workload) ?? s.workload} | ${s.system} | ${s.runs}${failed} | ${fmt(s.acceptedRate)} | ${fmt(s.e2eRate)}${range} | ${fmt(s.p50Ms, 1)} | ${fmt(s.p99Ms, 1)} | ${fmt(s.cpuSecondsPer1k, 2)} | ${fmt(s.peakRssMiB)} (${fmt(s.peakPssMiB)}) | ${s.cpuPressure === null ? '—' : `${Math.round(s.cpuPressure * 100)}%`} |`,
+      `| ${titles.get(s.workload) ?? s.workload} | ${s.system} | ${s.runs}${failed} | ${fmt(s.acceptedRate)} | ${fmt(s.e2eRate)}${range} | ${fmt(s.p50Ms, 1)} | ${fmt(s.p99Ms, 1)} | ${fmt(s.cpuSecondsPer1k, 2)} | ${fmt(s.machineCpuSecondsPer1k, 2)} | ${fmt(s.peakRssMiB)} (${fmt(s.peakPssMiB)}) | ${s.cpuPressure === null ? '—' : `${Math.round(s.cpuPressure * 100)}%`} |`,
     );
   }
   const ratioLines = [

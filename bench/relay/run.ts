@@ -29,11 +29,19 @@ import { PostfixInstance, postfixVersion } from './postfix.ts';
 import { MailrouteInstance } from './mailroute.ts';
 import { LatencyProbe } from './probe.ts';
 import { freePorts, waitForSmtp } from './smtp-client.ts';
-import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, MemoryPeaks } from './procstat.ts';
+import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, cpuTimes, MemoryPeaks } from './procstat.ts';
 import { latencySummary, measured, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
 import { cpuModel, ext4Journal, journalWarning } from '../machine.ts';
-import { evaluateTargets, runRatios, targetsTable, versionHistory, type RunRatios } from './targets.ts';
+import {
+  cpuBudget,
+  cpuBudgetTable,
+  evaluateTargets,
+  runRatios,
+  targetsTable,
+  versionHistory,
+  type RunRatios,
+} from './targets.ts';
 import { settle } from './settle.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -279,6 +287,7 @@ async function runOne(
     }
 
     const cpuBefore = system === 'ceiling' ? 0 : sampleTree(roots, false).cpuTicks;
+    const machineBefore = cpuTimes();
     if (system !== 'ceiling') memory.start(250);
     const deadline = performance.now() + options.runTimeoutMs;
     let e2eAt: number | undefined;
@@ -351,11 +360,16 @@ async function runOne(
       error = `end to end incomplete: ${delivered} of ${expected} legs after ${options.runTimeoutMs / 1000} s`;
     const e2eSeconds = e2eAt === undefined ? null : (e2eAt - t0) / 1000;
     const cpuAfter = system === 'ceiling' ? 0 : sampleTree(roots, false).cpuTicks;
+    const machineAfter = cpuTimes();
     if (system !== 'ceiling') memory.sample();
     memory.stop();
     const probeResult = await probeDone;
     const cpuSeconds = system === 'ceiling' ? null : (cpuAfter - cpuBefore) / clockTicksPerSecond();
     const handled = messages + probeResult.samplesMs.length;
+    const machineBusyTicks =
+      machineBefore === undefined || machineAfter === undefined
+        ? undefined
+        : machineAfter.total - machineAfter.idle - (machineBefore.total - machineBefore.idle);
     const pressureEnd = cpuPressureTotalUs();
     const wallUs = (performance.now() - wallStart) * 1000;
     return {
@@ -373,6 +387,8 @@ async function runOne(
       latency: latencySummary(probeResult.samplesMs, probeResult.errors),
       cpuSeconds,
       cpuSecondsPer1k: cpuSeconds === null ? null : (cpuSeconds / handled) * 1000,
+      machineCpuSecondsPer1k:
+        machineBusyTicks === undefined ? null : (machineBusyTicks / clockTicksPerSecond() / handled) * 1000,
       peakRssMiB: system === 'ceiling' ? null : memory.rssKb / 1024,
       peakPssMiB: system === 'ceiling' ? null : memory.pssKb / 1024,
       maxProcesses: system === 'ceiling' ? null : memory.maxPids,
@@ -523,8 +539,13 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
   const table = targetsTable(
     evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history, neighbourRun),
   );
-  const verdict = `**Targets** (what limits each one, and what was tried: [perf.md](perf.md)):\n\n${table.trimEnd()}`;
-  process.stdout.write(`${table}\n`);
+  const budget = cpuBudget(r.runs, r.options.workloads, Number(m['nproc']));
+  const budgetText =
+    budget.length === 0
+      ? ''
+      : `\n\n**What the rest of the load leaves the relay.** smtp-source, the two smtp-sinks, the latency probe, this harness and the kernel's work charged to no server share the ${String(m['nproc'])} cores with the server under test. Machine CPU (/proc/stat) minus the relay's own, per 1,000 messages in the relay's runs, bounds every ratio: even a relay that used no CPU at all would stop where the rest of the load fills every core. An upper bound: it assumes every core could be kept busy and that the rest costs the same per message at any rate.\n\n${cpuBudgetTable(budget).trimEnd()}`;
+  const verdict = `**Targets** (what limits each one, and what was tried: [perf.md](perf.md)):\n\n${table.trimEnd()}${budgetText}`;
+  process.stdout.write(`${table}\n${budget.length === 0 ? '' : `${cpuBudgetTable(budget)}\n`}`);
   const ctxReport = {
     verdict,
     command: r.command,

@@ -66,6 +66,22 @@ describe('summarize', () => {
   });
 });
 
+describe('summarize: machine CPU', () => {
+  it('medians the machine figure and the rest of the load (machine minus server); null without figures', () => {
+    const at = (round: number, cpu: number, machine?: number): RunResult =>
+      runFixture({
+        system: 'mailroute',
+        round,
+        cpuSecondsPer1k: cpu,
+        ...(machine === undefined ? {} : { machineCpuSecondsPer1k: machine }),
+      });
+    const [s] = summarize([at(1, 2, 5), at(2, 3, 5), at(3, 2, 4)], ['dual-4k'], ['mailroute']);
+    expect(s).toMatchObject({ machineCpuSecondsPer1k: 5, othersCpuSecondsPer1k: 2 });
+    const [old] = summarize([at(1, 2)], ['dual-4k'], ['mailroute']);
+    expect(old).toMatchObject({ machineCpuSecondsPer1k: null, othersCpuSecondsPer1k: null });
+  });
+});
+
 describe('warm-up runs', () => {
   it('are left out of the summaries and the ratios', () => {
     const warm = (system: SystemName, rate: number): RunResult => ({ ...run(system, 0, rate), warmup: true });

@@ -34,6 +34,12 @@ export interface RunResult {
   readonly latency: LatencySummary;
   readonly cpuSeconds: number | null;
   readonly cpuSecondsPer1k: number | null;
+  /**
+   * The whole machine's busy CPU time (/proc/stat: all but idle and iowait) over the same window as cpuSeconds, per
+   * 1,000 messages: the server plus the load generator, the sinks, the probe, the harness and the kernel's work
+   * charged to none of them (absent in older results).
+   */
+  readonly machineCpuSecondsPer1k?: number | null;
   readonly peakRssMiB: number | null;
   readonly peakPssMiB: number | null;
   readonly maxProcesses: number | null;
@@ -84,6 +90,10 @@ export interface SystemSummary {
   readonly p50Ms: number | null;
   readonly p99Ms: number | null;
   readonly cpuSecondsPer1k: number | null;
+  /** Median of the runs' machineCpuSecondsPer1k (null where no run has it). */
+  readonly machineCpuSecondsPer1k: number | null;
+  /** Median over runs of machine CPU minus the server's, per 1,000 messages: what the rest of the load costs. */
+  readonly othersCpuSecondsPer1k: number | null;
   readonly peakRssMiB: number | null;
   readonly peakPssMiB: number | null;
   readonly cpuPressure: number | null;
@@ -124,6 +134,14 @@ export function summarize(
         p50Ms: median(good.map((r) => r.latency.p50Ms)),
         p99Ms: median(good.map((r) => r.latency.p99Ms)),
         cpuSecondsPer1k: median(good.map((r) => r.cpuSecondsPer1k)),
+        machineCpuSecondsPer1k: median(good.map((r) => r.machineCpuSecondsPer1k ?? null)),
+        othersCpuSecondsPer1k: median(
+          good.map((r) =>
+            r.machineCpuSecondsPer1k === undefined || r.machineCpuSecondsPer1k === null
+              ? null
+              : r.machineCpuSecondsPer1k - (r.cpuSecondsPer1k ?? 0),
+          ),
+        ),
         peakRssMiB: median(good.map((r) => r.peakRssMiB)),
         peakPssMiB: median(good.map((r) => r.peakPssMiB)),
         cpuPressure: median(all.map((r) => r.cpuPressure)),

@@ -3,6 +3,8 @@ import { latencySummary, type RunResult } from './stats.ts';
 import type { SystemName } from './options.ts';
 import { runFixture } from './run-fixture.ts';
 import {
+  cpuBudget,
+  cpuBudgetTable,
   evaluateTargets,
   spreadRows,
   targetsTable,
@@ -218,5 +220,54 @@ describe('targetsTable', () => {
       '| b | — | not measured: run it |',
       '',
     ]);
+  });
+});
+
+describe('cpuBudget', () => {
+  const at = (system: SystemName, round: number, e2eRate: number, cpu: number, machine?: number): RunResult =>
+    runFixture({
+      system,
+      round,
+      e2eRate,
+      cpuSecondsPer1k: cpu,
+      ...(machine === undefined ? {} : { machineCpuSecondsPer1k: machine }),
+    });
+
+  it('takes the rest of the load from the relay runs and says what it leaves the relay on the cores', () => {
+    // Postfix 300 msg/s; the relay 450 msg/s at 2 s per 1k, the machine 4 s per 1k in its runs: the rest costs 2 s.
+    const runs = [
+      at('postfix', 1, 300, 5, 6.5),
+      at('mailroute', 1, 450, 2, 4),
+      at('postfix', 2, 300, 5, 6.5),
+      at('mailroute', 2, 450, 2, 4),
+    ];
+    const [row, ...rest] = cpuBudget(runs, ['dual-4k'], 2);
+    expect(rest).toEqual([]);
+    expect(row).toMatchObject({
+      workload: 'dual-4k',
+      min: 2.5,
+      othersPer1k: 2,
+      relayPer1k: 2,
+      zeroCpuRate: 1000,
+    });
+    expect(row?.machineBusy).toBeCloseTo(0.9);
+    expect(row?.zeroCpuRatio).toBeCloseTo(1000 / 300);
+    // 2.5 × 300 = 750 msg/s fills 2 cores at 2000 / 750 = 2.67 s per 1k, of which the rest of the load takes 2.
+    expect(row?.budgetPer1k).toBeCloseTo(2000 / 750 - 2);
+    expect(cpuBudgetTable(cpuBudget(runs, ['dual-4k'], 2))).toContain(
+      '| dual-4k | 2.00 | 2.00 | 90 % | 1000 msg/s = 3.33× Postfix | ≤ 0.67 s for 2.50×: 67 % less |',
+    );
+  });
+
+  it('says when the rest of the load alone leaves no room, and when the relay is within its budget', () => {
+    const tight = [at('postfix', 1, 400, 5, 6), at('mailroute', 1, 500, 1, 3)];
+    expect(cpuBudgetTable(cpuBudget(tight, ['dual-4k'], 2))).toContain('out of reach');
+    const roomy = [at('postfix', 1, 100, 5, 6), at('mailroute', 1, 300, 1, 2)];
+    expect(cpuBudgetTable(cpuBudget(roomy, ['dual-4k'], 2))).toContain('≤ 7.00 s for 2.50×: within it');
+  });
+
+  it('leaves out workloads without machine figures (older results) or without Postfix', () => {
+    expect(cpuBudget([at('postfix', 1, 300, 5), at('mailroute', 1, 450, 2)], ['dual-4k'], 2)).toEqual([]);
+    expect(cpuBudget([at('mailroute', 1, 450, 2, 4)], ['dual-4k'], 2)).toEqual([]);
   });
 });

@@ -256,3 +256,92 @@ export function targetsTable(rows: readonly TargetRow[]): string {
   }
   return `${lines.join('\n')}\n`;
 }
+
+/** How much of the machine the rest of the load leaves the relay, for one ratio target (cpuBudget). */
+export interface CpuBudgetRow {
+  readonly workload: string;
+  readonly min: number;
+  /** Machine CPU minus the relay's, per 1,000 messages, in the relay's runs: smtp-source, sinks, probe, harness, kernel. */
+  readonly othersPer1k: number;
+  readonly relayPer1k: number;
+  /** Share of all cores busy during the relay's runs. */
+  readonly machineBusy: number;
+  /** The end-to-end rate at which the rest of the load alone fills every core: the relay's rate at zero CPU. */
+  readonly zeroCpuRate: number;
+  readonly zeroCpuRatio: number;
+  /** The relay's CPU per 1,000 messages at which min × Postfix's rate fills every core (≤ 0: out of reach). */
+  readonly budgetPer1k: number;
+}
+
+/**
+ * For each ratio target: the CPU the rest of the load (load generator, sinks, probe, harness, kernel work charged to
+ * no server) spends per message in the relay's runs, and what that leaves the relay on `cores` cores. An upper
+ * bound: it assumes every core could be busy and that the rest of the load costs the same per message at any rate.
+ * Workloads without machine CPU figures (older results) or without both systems are left out. Pure.
+ */
+export function cpuBudget(
+  runs: readonly RunResult[],
+  workloads: readonly string[],
+  cores: number,
+): CpuBudgetRow[] {
+  const summary = summarize(runs, workloads, ['postfix', 'mailroute']);
+  const out: CpuBudgetRow[] = [];
+  for (const t of RATIO_TARGETS) {
+    if (!workloads.includes(t.workload)) continue;
+    const m = summary.find((s) => s.workload === t.workload && s.system === 'mailroute');
+    const p = summary.find((s) => s.workload === t.workload && s.system === 'postfix');
+    const others = m?.othersCpuSecondsPer1k;
+    const relay = m?.cpuSecondsPer1k;
+    const machine = m?.machineCpuSecondsPer1k;
+    const rate = m?.e2eRate;
+    const postfixRate = p?.e2eRate;
+    if (
+      others === null ||
+      others === undefined ||
+      others <= 0 ||
+      relay === null ||
+      relay === undefined ||
+      machine === null ||
+      machine === undefined ||
+      rate === null ||
+      rate === undefined ||
+      postfixRate === null ||
+      postfixRate === undefined ||
+      postfixRate <= 0 ||
+      cores <= 0
+    )
+      continue;
+    const zeroCpuRate = (cores * 1000) / others;
+    out.push({
+      workload: t.workload,
+      min: t.min,
+      othersPer1k: others,
+      relayPer1k: relay,
+      machineBusy: Math.min(1, (machine * rate) / 1000 / cores),
+      zeroCpuRate,
+      zeroCpuRatio: zeroCpuRate / postfixRate,
+      budgetPer1k: (cores * 1000) / (t.min * postfixRate) - others,
+    });
+  }
+  return out;
+}
+
+/** The rows as a markdown table. */
+export function cpuBudgetTable(rows: readonly CpuBudgetRow[]): string {
+  const lines = [
+    "| workload | rest of the load, CPU s / 1k msgs | relay, CPU s / 1k msgs | machine busy in the relay's runs | relay at zero CPU | relay CPU for the target |",
+    '|---|---:|---:|---:|---:|---|',
+  ];
+  for (const r of rows) {
+    const budget =
+      r.budgetPer1k <= 0
+        ? `out of reach: the rest of the load alone needs more than the machine at ${x(r.min)} Postfix`
+        : r.budgetPer1k >= r.relayPer1k
+          ? `≤ ${r.budgetPer1k.toFixed(2)} s for ${x(r.min)}: within it`
+          : `≤ ${r.budgetPer1k.toFixed(2)} s for ${x(r.min)}: ${Math.round((1 - r.budgetPer1k / r.relayPer1k) * 100)} % less`;
+    lines.push(
+      `| ${r.workload} | ${r.othersPer1k.toFixed(2)} | ${r.relayPer1k.toFixed(2)} | ${Math.round(r.machineBusy * 100)} % | ${Math.round(r.zeroCpuRate)} msg/s = ${x(r.zeroCpuRatio)} Postfix | ${budget} |`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
