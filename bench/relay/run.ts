@@ -40,7 +40,6 @@ import {
   runRatios,
   targetsTable,
   versionHistory,
-  type RunRatios,
 } from './targets.ts';
 import { settle } from './settle.ts';
 
@@ -465,18 +464,14 @@ interface ResultsFile {
 }
 
 /** The e2e ratios of the earlier quiet full runs of this relay version in bench/results, oldest first. */
-function fullRunRatios(
-  version: string | undefined,
-  exclude: string,
-  opts: { neighbour?: boolean } = {},
-): RunRatios[] {
+/** The full-run results files in bench/results other than exclude, oldest first, read once per report. */
+function fullRunFiles(exclude: string): { name: string; text: string }[] {
   const dir = join(repoRoot, 'bench', 'results');
-  if (version === undefined || !existsSync(dir)) return [];
-  const files = readdirSync(dir)
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
     .filter((n) => n.endsWith('-full.json') && join('bench', 'results', n) !== exclude)
     .sort()
     .map((n) => ({ name: join('bench', 'results', n), text: readFileSync(join(dir, n), 'utf8') }));
-  return versionHistory(files, version, opts);
 }
 
 const DOC_INTRO =
@@ -528,14 +523,17 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
   ];
   const neighbour = r.options.neighbour === true;
   // The spread target compares the full runs of one relay version (quiet ones: no neighbour), this one last.
+  const version = r.versions['mailroute'];
+  const files = version === undefined ? [] : fullRunFiles(resultFile);
   const history =
     r.mode === 'full' && !neighbour
-      ? [...fullRunRatios(r.versions['mailroute'], resultFile), runRatios(resultFile, ratioRows)]
+      ? [...(version === undefined ? [] : versionHistory(files, version)), runRatios(resultFile, ratioRows)]
       : undefined;
   // A quiet run shows the neighbour target from the latest neighbour run of the same version, if there is one.
-  const neighbourRun = neighbour
-    ? undefined
-    : fullRunRatios(r.versions['mailroute'], resultFile, { neighbour: true }).at(-1);
+  const neighbourRun =
+    neighbour || version === undefined
+      ? undefined
+      : versionHistory(files, version, { neighbour: true }).at(-1);
   const table = targetsTable(
     evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history, neighbourRun),
   );

@@ -1,6 +1,7 @@
 // A minimal raw SMTP client over node:net for the latency probe and readiness checks: one command at a time,
 // multi-line replies, TCP_NODELAY. Only what the benchmark needs.
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { freePort } from '../../test/support/net.ts';
 
 export interface Reply {
   readonly code: number;
@@ -150,21 +151,18 @@ export async function waitForSmtp(
   throw new Error(`no SMTP greeting on 127.0.0.1:${port} within ${timeoutMs} ms (last: ${last})`);
 }
 
-/** n distinct free loopback ports (held together while chosen, then released). */
+/**
+ * n distinct free loopback ports, from below the kernel's ephemeral range (test/support/net.ts): the relay's outgoing
+ * connections and every listen(0) take their ports from that range, so a port chosen here cannot be taken by one of
+ * them before the sink, Postfix or the relay binds it.
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
   const ports: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer();
-    await new Promise<void>((res, rej) => {
-      s.once('error', rej);
-      s.listen(0, '127.0.0.1', () => res());
-    });
-    const addr = s.address();
-    if (addr === null || typeof addr === 'string') throw new Error('no port');
-    ports.push(addr.port);
-    servers.push(s);
+  while (ports.length < n) {
+    const p = await freePort();
+    if (ports.includes(p))
+      throw new Error(`freePorts: ${n} ports is more than one block of test/support/net.ts`);
+    ports.push(p);
   }
-  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
   return ports;
 }
