@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   busyShare,
+  busyTicks,
   parseCpuTimes,
   parseKb,
   parsePressureTotal,
@@ -97,5 +98,16 @@ describe('machine CPU times (/proc/stat) and the busy share between two samples'
     [{ total: 1000, idle: 850 }, { total: 1000, idle: 850 }, 0],
   ])('busy share from %j to %j is %d', (a, b, want) => {
     expect(busyShare(a, b)).toBeCloseTo(want, 6);
+  });
+});
+
+describe('busyTicks', () => {
+  it.each([
+    [{ total: 1000, idle: 800 }, { total: 1400, idle: 900 }, 300],
+    [{ total: 1000, idle: 800 }, { total: 1000, idle: 800 }, 0],
+    // counters that went backwards (a wrapped or reset sample) never give a negative time
+    [{ total: 1400, idle: 900 }, { total: 1000, idle: 800 }, 0],
+  ])('busy ticks from %j to %j are %d', (a, b, want) => {
+    expect(busyTicks(a, b)).toBe(want);
   });
 });

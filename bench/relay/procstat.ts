@@ -172,6 +172,11 @@ export function parseCpuTimes(text: string): CpuTimes | undefined {
   return { total, idle };
 }
 
+/** The machine's busy CPU time between two samples, in clock ticks (all but idle and iowait; never negative). */
+export function busyTicks(a: CpuTimes, b: CpuTimes): number {
+  return Math.max(0, b.total - b.idle - (a.total - a.idle));
+}
+
 /** The share of the machine's CPU time that was busy between two samples (0 when no time passed). */
 export function busyShare(a: CpuTimes, b: CpuTimes): number {
   const total = b.total - a.total;

@@ -29,7 +29,14 @@ import { PostfixInstance, postfixVersion } from './postfix.ts';
 import { MailrouteInstance } from './mailroute.ts';
 import { LatencyProbe } from './probe.ts';
 import { freePorts, waitForSmtp } from './smtp-client.ts';
-import { sampleTree, clockTicksPerSecond, cpuPressureTotalUs, cpuTimes, MemoryPeaks } from './procstat.ts';
+import {
+  busyTicks,
+  sampleTree,
+  clockTicksPerSecond,
+  cpuPressureTotalUs,
+  cpuTimes,
+  MemoryPeaks,
+} from './procstat.ts';
 import { latencySummary, measured, summarize, ratios, type RunResult } from './stats.ts';
 import { markdownSection, markdownTables, replaceSection, svgChart } from './report.ts';
 import { cpuModel, ext4Journal, journalWarning } from '../machine.ts';
@@ -40,6 +47,7 @@ import {
   runRatios,
   targetsTable,
   versionHistory,
+  type RunRatios,
 } from './targets.ts';
 import { settle } from './settle.ts';
 
@@ -368,7 +376,7 @@ async function runOne(
     const machineBusyTicks =
       machineBefore === undefined || machineAfter === undefined
         ? undefined
-        : machineAfter.total - machineAfter.idle - (machineBefore.total - machineBefore.idle);
+        : busyTicks(machineBefore, machineAfter);
     const pressureEnd = cpuPressureTotalUs();
     const wallUs = (performance.now() - wallStart) * 1000;
     return {
@@ -463,7 +471,6 @@ interface ResultsFile {
   runs: RunResult[];
 }
 
-/** The e2e ratios of the earlier quiet full runs of this relay version in bench/results, oldest first. */
 /** The full-run results files in bench/results other than exclude, oldest first, read once per report. */
 function fullRunFiles(exclude: string): { name: string; text: string }[] {
   const dir = join(repoRoot, 'bench', 'results');
@@ -525,25 +532,23 @@ function writeReport(r: ResultsFile, resultFile: string | undefined, writeJson =
   // The spread target compares the full runs of one relay version (quiet ones: no neighbour), this one last.
   const version = r.versions['mailroute'];
   const files = version === undefined ? [] : fullRunFiles(resultFile);
+  const ofVersion = (o: { neighbour?: boolean } = {}): RunRatios[] =>
+    version === undefined ? [] : versionHistory(files, version, o);
   const history =
-    r.mode === 'full' && !neighbour
-      ? [...(version === undefined ? [] : versionHistory(files, version)), runRatios(resultFile, ratioRows)]
-      : undefined;
+    r.mode === 'full' && !neighbour ? [...ofVersion(), runRatios(resultFile, ratioRows)] : undefined;
   // A quiet run shows the neighbour target from the latest neighbour run of the same version, if there is one.
-  const neighbourRun =
-    neighbour || version === undefined
-      ? undefined
-      : versionHistory(files, version, { neighbour: true }).at(-1);
+  const neighbourRun = neighbour ? undefined : ofVersion({ neighbour: true }).at(-1);
   const table = targetsTable(
     evaluateTargets(r.runs, { workloads: r.options.workloads, neighbour }, history, neighbourRun),
   );
   const budget = cpuBudget(r.runs, r.options.workloads, Number(m['nproc']));
+  const budgetTable = budget.length === 0 ? '' : cpuBudgetTable(budget);
   const budgetText =
-    budget.length === 0
+    budgetTable === ''
       ? ''
-      : `\n\n**What the rest of the load leaves the relay.** smtp-source, the two smtp-sinks, the latency probe, this harness and the kernel's work charged to no server share the ${String(m['nproc'])} cores with the server under test. Machine CPU (/proc/stat) minus the relay's own, per 1,000 messages in the relay's runs, bounds every ratio: even a relay that used no CPU at all would stop where the rest of the load fills every core. An upper bound: it assumes every core could be kept busy and that the rest costs the same per message at any rate.\n\n${cpuBudgetTable(budget).trimEnd()}`;
+      : `\n\n**What the rest of the load leaves the relay.** smtp-source, the two smtp-sinks, the latency probe, this harness and the kernel's work charged to no server share the ${String(m['nproc'])} cores with the server under test. Machine CPU (/proc/stat) minus the relay's own, per 1,000 messages in the relay's runs, bounds every ratio: even a relay that used no CPU at all would stop where the rest of the load fills every core. An upper bound: it assumes every core could be kept busy and that the rest costs the same per message at any rate.\n\n${budgetTable.trimEnd()}`;
   const verdict = `**Targets** (what limits each one, and what was tried: [perf.md](perf.md)):\n\n${table.trimEnd()}${budgetText}`;
-  process.stdout.write(`${table}\n${budget.length === 0 ? '' : `${cpuBudgetTable(budget)}\n`}`);
+  process.stdout.write(`${table}\n${budgetTable === '' ? '' : `${budgetTable}\n`}`);
   const ctxReport = {
     verdict,
     command: r.command,

@@ -269,5 +269,9 @@ describe('cpuBudget', () => {
   it('leaves out workloads without machine figures (older results) or without Postfix', () => {
     expect(cpuBudget([at('postfix', 1, 300, 5), at('mailroute', 1, 450, 2)], ['dual-4k'], 2)).toEqual([]);
     expect(cpuBudget([at('mailroute', 1, 450, 2, 4)], ['dual-4k'], 2)).toEqual([]);
+    // a results file without the machine's core count: no rows, rather than NaN in the table
+    const both = [at('postfix', 1, 300, 5, 6.5), at('mailroute', 1, 450, 2, 4)];
+    expect(cpuBudget(both, ['dual-4k'], 2)).toHaveLength(1);
+    expect(cpuBudget(both, ['dual-4k'], Number.NaN)).toEqual([]);
   });
 });

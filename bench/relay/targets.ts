@@ -290,27 +290,15 @@ export function cpuBudget(
     if (!workloads.includes(t.workload)) continue;
     const m = summary.find((s) => s.workload === t.workload && s.system === 'mailroute');
     const p = summary.find((s) => s.workload === t.workload && s.system === 'postfix');
-    const others = m?.othersCpuSecondsPer1k;
-    const relay = m?.cpuSecondsPer1k;
-    const machine = m?.machineCpuSecondsPer1k;
-    const rate = m?.e2eRate;
-    const postfixRate = p?.e2eRate;
-    if (
-      others === null ||
-      others === undefined ||
-      others <= 0 ||
-      relay === null ||
-      relay === undefined ||
-      machine === null ||
-      machine === undefined ||
-      rate === null ||
-      rate === undefined ||
-      postfixRate === null ||
-      postfixRate === undefined ||
-      postfixRate <= 0 ||
-      cores <= 0
-    )
+    const others = m?.othersCpuSecondsPer1k ?? null;
+    const relay = m?.cpuSecondsPer1k ?? null;
+    const machine = m?.machineCpuSecondsPer1k ?? null;
+    const rate = m?.e2eRate ?? null;
+    const postfixRate = p?.e2eRate ?? null;
+    // !(x > 0) also refuses NaN (a results file without nproc)
+    if (others === null || relay === null || machine === null || rate === null || postfixRate === null)
       continue;
+    if (!(others > 0) || !(postfixRate > 0) || !(cores > 0)) continue;
     const zeroCpuRate = (cores * 1000) / others;
     out.push({
       workload: t.workload,
