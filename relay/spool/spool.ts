@@ -891,11 +891,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     },
 
     async list(): Promise<string[]> {
+      // The messages committed before the call. An accept in progress when the listing starts may end before it
+      // returns: cut short, its file is gone, yet the listing still names it; so it is left out whichever way it ends.
+      const busy = new Set(inProgress);
       const names = await fs.readdir(queueDir);
       const ids: string[] = [];
       for (const name of names) {
         const entry = classifyEntry(name, isQueueId);
-        if (entry.kind === 'message' && !inProgress.has(entry.id)) ids.push(entry.id);
+        if (entry.kind === 'message' && !busy.has(entry.id) && !inProgress.has(entry.id)) ids.push(entry.id);
       }
       return ids.sort();
     },
