@@ -7,6 +7,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
+import type { QueueListView } from '../../relay/admin/view.ts';
+import { isOpenLeg } from '../../relay/spool/types.ts';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { loopbackRelayArgs, type RelayChild } from '../relay/relay-harness.ts';
@@ -197,6 +199,37 @@ export async function queueTotal(adminApiPort: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${adminApiPort}/queue?limit=0`);
   if (res.status !== 200) throw new Error(`GET /queue: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { total: number }).total;
+}
+
+/**
+ * The open legs (`<queue id>/<recipient>/<role>`) that may have been in flight at a power cut and have not been tried
+ * since the relay restarted: a leg of a message received before the restart, never tried since `restartedAt`, and
+ * not held back until after `cutAt` by a retry time (a leg waiting for a retry due after the cut was not being tried
+ * when the power went).
+ */
+export function legsNotRetried(view: QueueListView, restartedAt: number, cutAt: number): string[] {
+  const out: string[] = [];
+  for (const m of view.messages) {
+    if (Date.parse(m.receivedAt) >= restartedAt) continue;
+    for (const r of m.recipients) {
+      for (const l of r.legs) {
+        if (!isOpenLeg(l)) continue;
+        if (l.lastAttemptAt !== undefined && Date.parse(l.lastAttemptAt) >= restartedAt) continue;
+        if (l.nextAttemptAt !== undefined && Date.parse(l.nextAttemptAt) > cutAt) continue;
+        out.push(`${m.id}/${r.recipient}/${l.role}`);
+      }
+    }
+  }
+  return out;
+}
+
+/** GET /queue with the largest page; throws when the queue does not fit in it. */
+export async function queueView(adminApiPort: number): Promise<QueueListView> {
+  const res = await fetch(`http://127.0.0.1:${adminApiPort}/queue?limit=1000`);
+  if (res.status !== 200) throw new Error(`GET /queue: ${res.status} ${await res.text()}`);
+  const view = (await res.json()) as QueueListView;
+  if (view.truncated) throw new Error(`GET /queue: ${view.total} messages do not fit in one page`);
+  return view;
 }
 
 /** Files in any quarantine/ folder under a spool (worker i keeps its spool in <spool>/w<i>). */
