@@ -475,6 +475,7 @@ async function startRelay(
         { reason, queued: (await spool.list()).length, ms: Date.now() - started },
         'relay: stopped',
       );
+      await spool.close();
       resolveClosed();
     })();
     return shuttingDown;

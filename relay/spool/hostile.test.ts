@@ -10,6 +10,7 @@ import {
   readdir,
   readFile,
   rm,
+  stat,
   truncate,
   utimes,
   writeFile,
@@ -395,6 +396,60 @@ describe('spool: durability of results (power cuts)', () => {
     );
     expect(dirSyncs).toBeGreaterThan(0);
     expect(dirSyncs).toBeLessThan(40);
+  });
+
+  it('holds the queue directory open for its fsyncs: opened once, reopened after a failed fsync or after 1 s, released by close()', async () => {
+    let dirOpens = 0;
+    let dirCloses = 0;
+    let failNext = false;
+    const synced: number[] = []; // inode of the directory each fsync went to
+    const fs = spoolFsWith((p, _flags, fh) => {
+      if (!p.endsWith('queue')) return {};
+      dirOpens++;
+      const ino = stat(p).then((st) => st.ino); // the directory this handle was opened on (nothing replaces it yet)
+      return {
+        async sync() {
+          if (failNext) {
+            failNext = false;
+            throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+          }
+          synced.push(await ino);
+          await fh.sync();
+        },
+        async close() {
+          dirCloses++;
+          await fh.close();
+        },
+      };
+    });
+    let now = Date.parse('2026-12-03T12:00:00Z');
+    const spool = await openSpool({ dir, logger, fs, clock: () => new Date(now) });
+    const opensAtStart = dirOpens;
+    const accept = () => spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+    for (let i = 0; i < 5; i++) expect((await accept()).ok).toBe(true);
+    expect(dirOpens - opensAtStart).toBe(1);
+    // A failed directory fsync fails the accepts that waited for it (nothing kept), and drops the handle.
+    failNext = true;
+    expect(await accept()).toMatchObject({ ok: false, storage: true });
+    expect(await spool.list()).toHaveLength(5);
+    expect((await accept()).ok).toBe(true);
+    expect(dirOpens - opensAtStart).toBe(2);
+    // A queue directory removed and made again under the running spool: within a second its fsyncs go to the new one.
+    const queue = join(dir, 'queue');
+    await rm(queue, { recursive: true });
+    await mkdir(queue);
+    const newIno = (await stat(queue)).ino;
+    now += 1001;
+    const r = await accept();
+    if (!r.ok) throw r.error;
+    expect(synced.at(-1)).toBe(newIno);
+    expect(await spool.list()).toEqual([r.id]);
+    expect(dirOpens - opensAtStart).toBe(3);
+    await spool.close();
+    await waitFor(() => dirCloses === dirOpens, { what: 'every directory handle closed' });
+    // After close() nothing more is acknowledged: the directory fsync an accept needs fails as a storage error.
+    expect(await accept()).toMatchObject({ ok: false, storage: true });
+    expect(dirOpens - opensAtStart).toBe(3);
   });
 });
 

@@ -242,6 +242,9 @@ function asError(err: unknown): Error {
 }
 
 /** One directory fsync serves every rename queued before it started (group commit). */
+/** How long the queue directory's handle is held for fsyncs before it is opened again (syncDir). */
+const DIR_HANDLE_MAX_AGE_MS = 1000;
+
 class GroupSync {
   private inFlight: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -265,6 +268,14 @@ class GroupSync {
     });
     this.queued = next;
     return next;
+  }
+
+  /** Settles once the fsyncs started or queued so far have ended (never rejects). */
+  settled(): Promise<void> {
+    return (this.queued ?? this.inFlight ?? Promise.resolve()).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   private start(): Promise<void> {
@@ -312,12 +323,37 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // byte on, without a footer and in mode 0700, which a load would take for a write cut short).
   const inProgress = new Set<string>();
 
+  // The queue directory's handle is held for its fsyncs (one thread-pool hand-off per directory fsync instead of
+  // three: open, fsync, close). A failed fsync drops it, and so does age: a handle older than DIR_HANDLE_MAX_AGE_MS
+  // is replaced, so that a queue directory removed and made again under a running relay gets its fsyncs within that.
+  let dirHandle: Promise<SpoolFileHandle> | undefined;
+  let dirOpenedAt = 0;
+  let closed = false;
   const syncDir = async (): Promise<void> => {
-    const fh = await fs.open(queueDir, 'r');
+    if (closed) throw new Error(`spool ${opts.dir}: closed`);
+    const t = clock().getTime();
+    if (dirHandle !== undefined && t - dirOpenedAt > DIR_HANDLE_MAX_AGE_MS) {
+      const old = dirHandle;
+      dirHandle = undefined;
+      void old.then((fh) => fh.close()).catch(() => undefined);
+    }
+    if (dirHandle === undefined) dirOpenedAt = t;
+    const opening = (dirHandle ??= fs.open(queueDir, 'r'));
+    let fh: SpoolFileHandle;
+    try {
+      fh = await opening;
+    } catch (err) {
+      if (dirHandle === opening) dirHandle = undefined;
+      throw err;
+    }
     try {
       await fh.sync();
-    } finally {
-      await fh.close();
+    } catch (err) {
+      if (dirHandle === opening) {
+        dirHandle = undefined;
+        fh.close().catch(() => undefined);
+      }
+      throw err;
     }
   };
   const dirSync = new GroupSync(syncDir);
@@ -713,6 +749,15 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   const spool: Spool = {
     dir: opts.dir,
     recovery,
+
+    async close(): Promise<void> {
+      closed = true;
+      const held = dirHandle;
+      dirHandle = undefined;
+      // A directory fsync in progress ends first: its accepts, updates and removals still learn how it went.
+      await dirSync.settled();
+      if (held) await (await held.catch(() => undefined))?.close().catch(() => undefined);
+    },
 
     stalled(): string | undefined {
       const o = watch.oldest();

@@ -157,6 +157,11 @@ export interface Spool extends SpoolWriter {
   readonly recovery: RecoveryReport;
   /** Why the spool is stuck (a file-system call pending for longer than the stall limit), else undefined. */
   stalled(): string | undefined;
+  /**
+   * Releases the queue directory's handle (held for its fsyncs) once the directory fsync in progress, if any, ended.
+   * Afterwards every call that needs a directory fsync (accept, update, remove) fails as a storage error.
+   */
+  close(): Promise<void>;
 }
 
 export interface RecoveryReport {

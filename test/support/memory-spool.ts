@@ -128,4 +128,8 @@ export class MemorySpool implements Spool {
   stalled(): string | undefined {
     return undefined;
   }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }
