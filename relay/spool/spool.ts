@@ -241,10 +241,10 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** One directory fsync serves every rename queued before it started (group commit). */
 /** How long the queue directory's handle is held for fsyncs before it is opened again (syncDir). */
 const DIR_HANDLE_MAX_AGE_MS = 1000;
 
+/** One directory fsync serves every rename queued before it started (group commit). */
 class GroupSync {
   private inFlight: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -332,7 +332,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   const syncDir = async (): Promise<void> => {
     if (closed) throw new Error(`spool ${opts.dir}: closed`);
     const t = clock().getTime();
-    if (dirHandle !== undefined && t - dirOpenedAt > DIR_HANDLE_MAX_AGE_MS) {
+    // (a clock set back counts as old too, or the handle would be kept until the clock caught up)
+    if (dirHandle !== undefined && (t - dirOpenedAt > DIR_HANDLE_MAX_AGE_MS || t < dirOpenedAt)) {
       const old = dirHandle;
       dirHandle = undefined;
       void old.then((fh) => fh.close()).catch(() => undefined);
