@@ -329,14 +329,18 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   let dirHandle: Promise<SpoolFileHandle> | undefined;
   let dirOpenedAt = 0;
   let closed = false;
+  /** Forgets the held handle and closes it (resolves once closed; never rejects). */
+  const dropDirHandle = async (): Promise<void> => {
+    const held = dirHandle;
+    dirHandle = undefined;
+    await held?.then((fh) => fh.close()).catch(() => undefined);
+  };
   const syncDir = async (): Promise<void> => {
     if (closed) throw new Error(`spool ${opts.dir}: closed`);
     const t = clock().getTime();
     // (a clock set back counts as old too, or the handle would be kept until the clock caught up)
     if (dirHandle !== undefined && (t - dirOpenedAt > DIR_HANDLE_MAX_AGE_MS || t < dirOpenedAt)) {
-      const old = dirHandle;
-      dirHandle = undefined;
-      void old.then((fh) => fh.close()).catch(() => undefined);
+      void dropDirHandle();
     }
     if (dirHandle === undefined) dirOpenedAt = t;
     const opening = (dirHandle ??= fs.open(queueDir, 'r'));
@@ -350,10 +354,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     try {
       await fh.sync();
     } catch (err) {
-      if (dirHandle === opening) {
-        dirHandle = undefined;
-        fh.close().catch(() => undefined);
-      }
+      if (dirHandle === opening) void dropDirHandle();
       throw err;
     }
   };
@@ -753,11 +754,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
     async close(): Promise<void> {
       closed = true;
-      const held = dirHandle;
-      dirHandle = undefined;
       // A directory fsync in progress ends first: its accepts, updates and removals still learn how it went.
       await dirSync.settled();
-      if (held) await (await held.catch(() => undefined))?.close().catch(() => undefined);
+      await dropDirHandle();
     },
 
     stalled(): string | undefined {

@@ -196,9 +196,14 @@ export function metricSum(text: string, name: string, labels: Record<string, str
  * the mailroute_queue_messages gauge is refreshed once a second, so it can read 0 just after a message was queued.
  */
 export async function queueTotal(adminApiPort: number): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${adminApiPort}/queue?limit=0`);
+  return (await getQueue(adminApiPort, 0)).total;
+}
+
+/** GET /queue?limit=N from the admin API. */
+async function getQueue(adminApiPort: number, limit: number): Promise<QueueListView> {
+  const res = await fetch(`http://127.0.0.1:${adminApiPort}/queue?limit=${limit}`);
   if (res.status !== 200) throw new Error(`GET /queue: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { total: number }).total;
+  return (await res.json()) as QueueListView;
 }
 
 /**
@@ -225,9 +230,7 @@ export function legsNotRetried(view: QueueListView, restartedAt: number, cutAt: 
 
 /** GET /queue with the largest page; throws when the queue does not fit in it. */
 export async function queueView(adminApiPort: number): Promise<QueueListView> {
-  const res = await fetch(`http://127.0.0.1:${adminApiPort}/queue?limit=1000`);
-  if (res.status !== 200) throw new Error(`GET /queue: ${res.status} ${await res.text()}`);
-  const view = (await res.json()) as QueueListView;
+  const view = await getQueue(adminApiPort, 1000);
   if (view.truncated) throw new Error(`GET /queue: ${view.total} messages do not fit in one page`);
   return view;
 }
