@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { waitFor } from '../test/support/wait.ts';
 import { startBufferGovernor } from './memory.ts';
 
@@ -26,7 +26,7 @@ describe('startBufferGovernor', () => {
       // 3 bytes of garbage per message byte (socket read, smtp-server chunk, spool write)
       for (let i = 0; i < 16; i++) {
         h.level += 3 * 512 * 1024;
-        g.account(512 * 1024);
+        g.account(512 * 1024, (i + 1) * 512 * 1024); // one 8 MiB message
         expect(h.level).toBeLessThanOrEqual(8 * MiB + 2 * 3 * MiB);
       }
       expect(g.collections).toBeGreaterThanOrEqual(2);
@@ -41,12 +41,12 @@ describe('startBufferGovernor', () => {
     const g = startBufferGovernor({ limitBytes: 8 * MiB, stepBytes: 2 * MiB, intervalMs: 60_000, ...h });
     try {
       h.level = 7 * MiB;
-      g.account(4 * MiB);
+      g.account(4 * MiB, 4 * MiB);
       expect(g.collections).toBe(0);
       h.level = 20 * MiB;
-      g.account(1 * MiB); // under one step since the last check
+      g.account(1 * MiB, 5 * MiB); // under one step since the last check
       expect(g.collections).toBe(0);
-      g.account(1 * MiB);
+      g.account(1 * MiB, 6 * MiB);
       expect(g.collections).toBe(1);
       expect(h.level).toBe(0);
     } finally {
@@ -59,7 +59,7 @@ describe('startBufferGovernor', () => {
     const g = startBufferGovernor({ limitBytes: 8 * MiB, stepBytes: 1, intervalMs: 60_000, ...h });
     try {
       h.level = 30 * MiB;
-      g.account(1);
+      g.account(1, 2 * MiB);
       expect(h.calls).toEqual(['minor', 'major']);
       expect(h.level).toBe(0);
     } finally {
@@ -67,15 +67,140 @@ describe('startBufferGovernor', () => {
     }
   });
 
+  it('without a large message, a scavenge that leaves less than the relaxed limit is enough (no full collection)', () => {
+    const h = fakeHeap(10 * MiB);
+    const g = startBufferGovernor({
+      limitBytes: 8 * MiB,
+      relaxedLimitBytes: 16 * MiB,
+      stepBytes: 1,
+      intervalMs: 60_000,
+      ...h,
+    });
+    try {
+      h.level = 30 * MiB;
+      g.account(1, 100 * 1024);
+      expect(h.calls).toEqual(['minor']);
+      expect(h.level).toBe(10 * MiB);
+    } finally {
+      g.stop();
+    }
+  });
+
   it('also checks on its timer (buffers that no message stream reports)', async () => {
     const h = fakeHeap();
-    const g = startBufferGovernor({ limitBytes: 1 * MiB, intervalMs: 5, ...h });
+    const g = startBufferGovernor({ limitBytes: 1 * MiB, relaxedLimitBytes: 1 * MiB, intervalMs: 5, ...h });
     try {
       h.level = 5 * MiB;
       await waitFor(() => g.collections > 0, { what: 'a collection by the timer' });
       expect(g.collections).toBe(1);
     } finally {
       g.stop();
+    }
+  });
+
+  // The limit is the tight one only while a large message streams (and strictForMs after its last chunk).
+  it.each([
+    {
+      case: 'medium messages only: 12 MiB of growth is under the relaxed limit',
+      messageBytes: 100 * 1024,
+      growth: 12,
+      at: 0,
+      collects: false,
+    },
+    {
+      case: 'medium messages only: 17 MiB is over it',
+      messageBytes: 100 * 1024,
+      growth: 17,
+      at: 0,
+      collects: true,
+    },
+    {
+      case: 'a large message streaming: 9 MiB is over the tight limit',
+      messageBytes: 2 * MiB,
+      growth: 9,
+      at: 0,
+      collects: true,
+    },
+    {
+      case: 'a large message at exactly largeMessageBytes counts as large',
+      messageBytes: 1 * MiB,
+      growth: 9,
+      at: 0,
+      collects: true,
+    },
+    {
+      case: 'just under largeMessageBytes does not',
+      messageBytes: 1 * MiB - 1,
+      growth: 9,
+      at: 0,
+      collects: false,
+    },
+    {
+      case: 'within strictForMs of a large chunk: still tight',
+      messageBytes: 2 * MiB,
+      growth: 9,
+      at: 999,
+      collects: true,
+    },
+    {
+      case: 'strictForMs after the last large chunk: relaxed again',
+      messageBytes: 2 * MiB,
+      growth: 9,
+      at: 1000,
+      collects: false,
+    },
+  ])('$case', ({ messageBytes, growth, at, collects }) => {
+    const h = fakeHeap();
+    let t = 0;
+    const g = startBufferGovernor({
+      limitBytes: 8 * MiB,
+      relaxedLimitBytes: 16 * MiB,
+      largeMessageBytes: 1 * MiB,
+      strictForMs: 1000,
+      stepBytes: 1,
+      intervalMs: 60_000,
+      now: () => t,
+      ...h,
+    });
+    try {
+      g.account(1, messageBytes); // a chunk of that message, checked while the heap has not grown
+      expect(g.collections).toBe(0);
+      t = at;
+      h.level = growth * MiB;
+      // a later check: by a medium message's chunk (which never makes the limit tight itself)
+      g.account(1, 1);
+      expect(g.collections).toBe(collects ? 1 : 0);
+    } finally {
+      g.stop();
+    }
+  });
+
+  it('the timer uses the same limit: relaxed without a large message, tight during one', () => {
+    vi.useFakeTimers();
+    const h = fakeHeap();
+    const g = startBufferGovernor({
+      limitBytes: 1 * MiB,
+      relaxedLimitBytes: 4 * MiB,
+      stepBytes: 1 << 30,
+      intervalMs: 50,
+      now: () => Date.now(), // the fake clock
+      ...h,
+    });
+    try {
+      h.level = 3 * MiB;
+      vi.advanceTimersByTime(500); // ten ticks: 3 MiB of growth stays under the relaxed 4 MiB
+      expect(g.collections).toBe(0);
+      g.account(1, 2 * MiB); // a large message streams: the next tick collects at the tight 1 MiB
+      vi.advanceTimersByTime(50);
+      expect(g.collections).toBe(1);
+      expect(h.level).toBe(0);
+      vi.advanceTimersByTime(1000); // a second after its last chunk the limit is relaxed again
+      h.level = 3 * MiB;
+      vi.advanceTimersByTime(500);
+      expect(g.collections).toBe(1);
+    } finally {
+      g.stop();
+      vi.useRealTimers();
     }
   });
 });

@@ -334,7 +334,7 @@ async function startRelay(
     metrics,
     logger,
     clock,
-    onBodyBytes: (n) => governor.account(n),
+    onBodyBytes: (n, messageBytes) => governor.account(n, messageBytes),
     isPeer: (client) => peerTrust.isPeer(client),
   });
 

@@ -20,9 +20,14 @@ class RefusedContent extends Error {
 class MessageGuard extends Transform {
   readonly scanner: ContentScanner;
   private header: Buffer | undefined;
-  private readonly onBytes: ((n: number) => void) | undefined;
+  private readonly onBytes: ((n: number, messageBytes: number) => void) | undefined;
+  private streamed = 0;
 
-  constructor(limits: ContentLimits, receivedHeader: string, onBytes?: (n: number) => void) {
+  constructor(
+    limits: ContentLimits,
+    receivedHeader: string,
+    onBytes?: (n: number, messageBytes: number) => void,
+  ) {
     super({ highWaterMark: 64 * 1024 });
     this.scanner = new ContentScanner(limits);
     this.header = Buffer.from(receivedHeader, 'latin1');
@@ -30,7 +35,8 @@ class MessageGuard extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.onBytes?.(chunk.length);
+    this.streamed += chunk.length;
+    this.onBytes?.(chunk.length, this.streamed);
     this.pushHeader();
     const r = this.scanner.write(chunk);
     if (!r.ok) return cb(new RefusedContent(r.refusal));
@@ -65,7 +71,7 @@ export interface DataDeps {
   /** Called when the DATA timeout fires (the caller closes the connection). */
   onTimeout?: () => void;
   /** Told the size of every body chunk as it streams (the relay's buffer governor, relay/memory.ts). */
-  onBodyBytes?: (n: number) => void;
+  onBodyBytes?: (n: number, messageBytes: number) => void;
 }
 
 function isDiskFull(err: Error): boolean {

@@ -81,7 +81,7 @@ export interface InboundDeps {
   logger: Logger;
   clock?: () => Date;
   /** Told the size of every message chunk as it streams in (the buffer governor, relay/memory.ts). */
-  onBodyBytes?: (n: number) => void;
+  onBodyBytes?: (n: number, messageBytes: number) => void;
   /**
    * Whether a client address is a peer relay, which may send the hand-off parameters (handoff.ts, peer-trust.ts);
    * asked only when a client sends one. Absent: no client is.
