@@ -1,7 +1,8 @@
 // nodemailer's SMTP DATA encoder (smtp-connection/data-stream.js) is patched (patches/nodemailer+10.6.1.patch) to
 // visit only the bytes that can need an insert (CR, LF, dot) instead of every byte, and to send its last chunk and the
-// final dot line in one push (one socket write). This checks the patched stream against the original per-byte
-// algorithm, copied here as the reference, on random bytes split at random points, and counts its pushes.
+// final dot line in one push (one socket write) when that chunk is at most 16 KiB; a larger one goes on as it is,
+// uncopied, and the dot line after it. This checks the patched stream against the original per-byte algorithm, copied
+// here as the reference, on random bytes split at random points, and counts its pushes.
 import { join } from 'node:path';
 import type { Transform } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -31,11 +32,11 @@ function reference(input: Buffer): Buffer {
   return Buffer.concat([Buffer.from(out), Buffer.from(end)]);
 }
 
-/** The encoded bytes, and how many chunks the encoder pushed (each is one socket write) for how many written. */
+/** The encoded bytes, the chunks the encoder pushed (each is one socket write), and how many were written. */
 async function encode(
   input: Buffer,
   cuts: number[],
-): Promise<{ out: Buffer; pushes: number; writes: number }> {
+): Promise<{ out: Buffer; pushes: number; writes: number; parts: Buffer[]; written: Buffer[] }> {
   const s = new DataStream();
   const parts: Buffer[] = [];
   s.on('data', (c: Buffer) => parts.push(c));
@@ -46,10 +47,15 @@ async function encode(
   const points = [...new Set([0, ...cuts.map((c) => c % (input.length + 1)), input.length])].sort(
     (a, b) => a - b,
   );
-  for (let i = 0; i < points.length - 1; i++) s.write(input.subarray(points[i], points[i + 1]));
+  const written: Buffer[] = [];
+  for (let i = 0; i < points.length - 1; i++) {
+    const chunk = input.subarray(points[i], points[i + 1]);
+    written.push(chunk);
+    s.write(chunk);
+  }
   s.end();
   await done;
-  return { out: Buffer.concat(parts), pushes: parts.length, writes: points.length - 1 };
+  return { out: Buffer.concat(parts), pushes: parts.length, writes: points.length - 1, parts, written };
 }
 
 const byte = fc.oneof(
@@ -81,6 +87,61 @@ describe('nodemailer DATA encoder (patched)', () => {
     ['no line break at the end', 'abc', 'abc\r\n.\r\n'],
   ])('%s', async (_what, input, want) => {
     expect((await encode(Buffer.from(input, 'latin1'), [])).out.toString('latin1')).toBe(want);
+  });
+
+  // A last chunk of up to 16 KiB travels with the dot line; a larger one is pushed as it is (no copy of the body).
+  it.each([
+    {
+      what: 'a 16 KiB last chunk: one push with the dot line',
+      size: 16 * 1024,
+      dotted: false,
+      pushes: 1,
+      same: false,
+    },
+    {
+      what: 'a 16 KiB + 1 last chunk: itself, then the dot line',
+      size: 16 * 1024 + 1,
+      dotted: false,
+      pushes: 2,
+      same: true,
+    },
+    {
+      what: 'a 100 KiB body in one chunk: itself, then the dot line',
+      size: 100 * 1024,
+      dotted: false,
+      pushes: 2,
+      same: true,
+    },
+    {
+      what: 'a 100 KiB body that needs dots stuffed: its encoding, then the dot line',
+      size: 100 * 1024,
+      dotted: true,
+      pushes: 2,
+      same: false,
+    },
+  ])('$what', async ({ size, dotted, pushes, same }) => {
+    const line = dotted ? '.a dot line\r\n' : 'a line of text\r\n';
+    const input = Buffer.from(line.repeat(Math.ceil(size / line.length)).slice(0, size), 'latin1');
+    const r = await encode(input, []);
+    expect(r.out.equals(reference(input))).toBe(true);
+    expect(r.pushes).toBe(pushes);
+    expect(r.parts[0] === r.written[0]).toBe(same);
+  });
+
+  it('keeps the bytes of the original on large random bodies split at random points', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(byte, { minLength: 16 * 1024, maxLength: 40 * 1024 }).map((a) => Buffer.from(a)),
+        fc.array(fc.nat(), { maxLength: 4 }),
+        async (input, cuts) => {
+          const { out, pushes, writes } = await encode(input, cuts);
+          expect(out.equals(reference(input))).toBe(true);
+          // one push per chunk written, and one more for the dot line when the last encoded chunk is over 16 KiB
+          expect(pushes === writes || pushes === writes + 1).toBe(true);
+        },
+      ),
+      { numRuns: Math.max(10, Math.floor(RUNS / 10)) },
+    );
   });
 
   it('is the patched version (visits candidates, not every byte)', () => {

@@ -37,6 +37,23 @@ class NoStuffing extends Transform {
   }
 }
 
+/** The patch before large chunks went on uncopied: it holds the last chunk and copies it into the dot line's write. */
+class ConcatAlways extends Transform {
+  private held: Buffer | null = null;
+  // (a stand-in for the indexOf search, by the name the self-check looks for; these inputs have nothing to stuff)
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const nextDot = chunk.indexOf(0x2e);
+    if (this.held) this.push(this.held);
+    this.held =
+      nextDot === -1 ? chunk : Buffer.from(chunk.toString('latin1').replace('\n.', '\r\n..'), 'latin1');
+    done();
+  }
+  override _flush(done: TransformCallback): void {
+    this.push(Buffer.concat([this.held ?? Buffer.alloc(0), Buffer.from('\r\n.\r\n')]));
+    done();
+  }
+}
+
 describe('nodemailer patch self-check', () => {
   it('finds both patched behaviours in the installed nodemailer', () => {
     expect(nodemailerPatchProblems()).toEqual([]);
@@ -47,6 +64,13 @@ describe('nodemailer patch self-check', () => {
     expect(nodemailerPatchProblems(Unpatched)).toEqual([
       'DATA encoder search by Buffer.indexOf',
       'DATA encoder sends the last chunk and the final dot line in one write',
+      'DATA encoder sends a large last chunk uncopied, then the final dot line',
+    ]);
+  });
+
+  it('reports the earlier patch, which copied a large last chunk into the final write', () => {
+    expect(nodemailerPatchProblems(ConcatAlways)).toEqual([
+      'DATA encoder sends a large last chunk uncopied, then the final dot line',
     ]);
   });
 

@@ -3,7 +3,8 @@
 // output bytes (relay/delivery/dot-stuffing.test.ts checks them against the original algorithm):
 //   - it visits only the bytes that can need an insert (CR, LF, dot), found with indexOf, instead of every byte;
 //   - it holds the last encoded chunk back and sends it together with the final dot line, one socket write per leg
-//     fewer.
+//     fewer; a last chunk over 16 KiB goes on as it is and the dot line after it, since copying a large body (twice
+//     per message, one per leg) cost more than the write it saved (docs/perf.md).
 // Both are only about speed, but an install without them (--ignore-scripts and no patch-package step) would quietly
 // spend several times the CPU on large mail, so the relay probes them at start and refuses to run without them, as it
 // does for smtp-server (relay/inbound/patched.ts).
@@ -41,6 +42,22 @@ export function nodemailerPatchProblems(Encoder: new () => Transform = DataStrea
   if (pushed.join('') !== 'a\r\n..b\r\n.\r\n') problems.push('DATA encoder output (dot-stuffing, line ends)');
   else if (pushed.length !== 1)
     problems.push('DATA encoder sends the last chunk and the final dot line in one write');
+  // A large last chunk: pushed as the very buffer written (nothing to stuff), then the dot line.
+  const large = Buffer.alloc(20 * 1024, 0x61);
+  const big = new Encoder() as Encoder;
+  const out: Buffer[] = [];
+  big.push = (chunk: unknown): boolean => {
+    if (Buffer.isBuffer(chunk)) out.push(chunk);
+    return true;
+  };
+  try {
+    big._transform(large, 'buffer', () => undefined);
+    big._flush(() => undefined);
+  } catch {
+    /* reported below */
+  }
+  if (out.length !== 2 || out[0] !== large || out[1]?.toString('latin1') !== '\r\n.\r\n')
+    problems.push('DATA encoder sends a large last chunk uncopied, then the final dot line');
   return problems;
 }
 
