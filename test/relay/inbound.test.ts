@@ -237,6 +237,36 @@ describe('inbound limits', () => {
     }
   });
 
+  // Postfix's smtpd closes after 221 too. A client that keeps its side open (or resets it, as smtp-source does) must
+  // not hold the slot: smtp-server alone half-closes and waits up to 5 s for the client's FIN.
+  it('QUIT frees the connection at once: closed after the 221, without waiting for the client to close its side', async () => {
+    const h = await startInbound(MANIFESTS, { maxConnectionsPerIp: 1 });
+    const { waitFor } = await import('../support/wait.ts');
+    const clients: RawSmtp[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = await RawSmtp.connect(h.port, '127.0.0.1', { allowHalfOpen: true });
+        clients.push(c);
+        expect(await c.reply()).toMatch(/^220/);
+        expect(await c.cmd('EHLO client.test')).toMatch(/^250/);
+        expect(await c.cmd('QUIT')).toMatch(/^221 /);
+        await waitFor(() => c.isClosed || c.socket.readableEnded, {
+          timeoutMs: 2_000,
+          what: 'the relay to close its side after 221',
+        });
+        // the client's own side is still open, yet the relay has let the connection go
+        expect(c.socket.writable).toBe(true);
+        await waitFor(() => h.inbound.connections === 0, {
+          timeoutMs: 2_000,
+          what: 'the connection to leave the count while the client lingers',
+        });
+      }
+    } finally {
+      for (const c of clients) c.close();
+      await h.close();
+    }
+  });
+
   it('an early talker (command before the greeting) gets 421; a client that passed is greeted at once later', async () => {
     const h = await startInbound(MANIFESTS, { greetingDelayMs: 1000 });
     try {

@@ -27,9 +27,10 @@ export class RawSmtp {
     for (const f of w) f();
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawSmtp> {
+  /** `allowHalfOpen`: the client's side stays open after the server's FIN until close() (a client that lingers). */
+  static connect(port: number, host = '127.0.0.1', opts: { allowHalfOpen?: boolean } = {}): Promise<RawSmtp> {
     return new Promise((resolve, reject) => {
-      const s = new Socket();
+      const s = new Socket({ allowHalfOpen: opts.allowHalfOpen ?? false });
       s.once('error', reject);
       s.connect(port, host, () => {
         s.removeListener('error', reject);
