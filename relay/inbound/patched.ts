@@ -3,6 +3,7 @@
 // managed xn-- domains could not receive mail (the end-of-DATA search is the one part that is only about speed). So
 // the relay probes each patched behaviour at start and refuses to run without it (an install with --ignore-scripts
 // and no explicit patch-package step).
+import { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { assertPatched } from '../patch-check.ts';
@@ -38,6 +39,10 @@ export function smtpServerPatchProblems(): string[] {
   // hold its slot (and a reset does not end in a read error) for up to 5 s
   if (!String(proto['handler_QUIT']).includes('writableLength === 0'))
     problems.push('QUIT closes a plain connection once the 221 is sent');
+  // a speed patch: connection ids cut from a pool of random bytes, not one randomBytes call per connection
+  const server = SMTPServer.prototype as unknown as Record<string, unknown>;
+  if (!String(server['_handleProxy']).includes('connectionId()'))
+    problems.push('SMTPServer connection ids from a pool of random bytes');
   return problems;
 }
 
