@@ -31,6 +31,9 @@ describe('trace', () => {
     expect(traceMatcher('mailroute.mail')(value)).toBe(true);
     expect(traceMatcher('mailroute.mai')(value)).toBe(false);
     expect(traceMatcher('other.mail')(value)).toBe(false);
+    // compiled once per cluster id (every message asks for the same one), and another id in between changes nothing
+    expect(traceMatcher('mailroute.mail')).toBe(traceMatcher('mailroute.mail'));
+    expect(traceMatcher('mailroute.mail')(value)).toBe(true);
   });
 
   it('ownTraceLength: the length of the first field when it is our Received:, else 0', () => {
