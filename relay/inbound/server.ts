@@ -381,6 +381,8 @@ export function createInbound(deps: InboundDeps): Inbound {
           m.messagesAccepted.inc();
           const tr = tracked.get(session.id);
           if (tr !== undefined) tr.sentMail = true;
+          // the 250 first: the log line is not part of the accept, and would only delay the reply
+          cb(null, `2.0.0 queued as ${r.id}`);
           log.info(
             {
               queueId: r.id,
@@ -396,7 +398,6 @@ export function createInbound(deps: InboundDeps): Inbound {
             },
             'accepted',
           );
-          cb(null, `2.0.0 queued as ${r.id}`);
         },
         (err: unknown) => {
           log.error({ err, session: session.id }, 'DATA: spool failed');
