@@ -398,9 +398,18 @@ describe('resolve: the semantics table', () => {
     expect(brief(plan)).toBe(want);
     if (verified !== undefined) expect(asked.length).toBeGreaterThan(0);
     if (asks !== undefined) expect(asked).toEqual([asks]);
-    // verificationNeeded predicts whether resolve consults the callout
+    // verificationNeeded predicts whether resolve consults the callout, in every row: the first server and address
+    // a resolve with a callout asks about, and undefined exactly when it asks nobody
+    const consulted: string[] = [];
+    resolve(idx, to, {
+      now: NOW,
+      verified: (server, address) => {
+        consulted.push(`${server}:${address}`);
+        return 'unknown';
+      },
+    });
     const need = verificationNeeded(idx, to, { now: NOW });
-    if (verified !== undefined) expect(need && `${need.server}:${need.address}`).toBe(asked[0]);
+    expect(need && `${need.server}:${need.address}`).toBe(consulted[0]);
   });
 });
 

@@ -274,9 +274,11 @@ export function verificationNeeded(
 ): { server: string; address: string; cacheTTLSeconds: number } | undefined {
   let asked: { server: string; address: string; cacheTTLSeconds: number } | undefined;
   const parsed = parseAddress(recipient);
-  const ttl = parsed.ok
-    ? (index.domains.get(parsed.domain)?.route.recipientVerification?.cacheTTLSeconds ?? 0)
-    : 0;
+  // resolve() consults only the verification server of the recipient's own domain (fact()): without one, it asks
+  // nobody, and the dry run below (a whole resolve per RCPT) is not needed
+  const verification = parsed.ok ? index.domains.get(parsed.domain)?.route.recipientVerification : undefined;
+  if (verification === undefined) return undefined;
+  const ttl = verification.cacheTTLSeconds;
   resolve(index, recipient, {
     now: ctx?.now ?? new Date(8.64e15), // the end of time: every expiresAt has passed
     verified: (server, address) => {
