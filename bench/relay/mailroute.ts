@@ -74,6 +74,7 @@ export interface MailrouteStart {
   readonly adminPort: number;
   readonly extraArgs: readonly string[];
   readonly cpuProfDir: string | undefined;
+  readonly nodeArgs: readonly string[];
 }
 
 export class MailrouteInstance {
@@ -92,6 +93,7 @@ export class MailrouteInstance {
   static argv(l: MailrouteLayout, s: MailrouteStart): string[] {
     const prof = s.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', resolve(s.cpuProfDir)];
     return [
+      ...s.nodeArgs,
       ...prof,
       join(s.repoRoot, 'bin', 'mailroute.js'),
       'relay',

@@ -37,6 +37,17 @@ describe('parseOptions', () => {
     expect(r.ok === true && r.options.mailrouteArgs).toEqual(['--log-level', 'warn', '--greeting-delay=0']);
   });
 
+  it('collects node options for the relay the same way, and refuses one that is not an option', () => {
+    const r = parseOptions(['--node-arg=--single-threaded-gc'], {
+      BENCH_NODE_ARGS: '--max-semi-space-size=16',
+    });
+    expect(r.ok === true && r.options.nodeArgs).toEqual(['--max-semi-space-size=16', '--single-threaded-gc']);
+    const bad = parseOptions(['--node-arg=/tmp/evil.js'], {});
+    expect(bad.ok === false && bad.error).toBe(
+      '--node-arg: "/tmp/evil.js" is not an option (it must start with --)',
+    );
+  });
+
   it.each([
     [['--rounds', 'x'], '--rounds: expected a whole number'],
     [['--rounds', '0'], '--rounds: must be at least 1'],

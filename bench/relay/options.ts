@@ -43,6 +43,8 @@ export interface BenchOptions {
   readonly mailrouteArgs: readonly string[];
   /** Run mailroute with --cpu-prof into this folder. */
   readonly cpuProfDir: string | undefined;
+  /** Extra options for the node binary that runs mailroute (V8 flags NODE_OPTIONS refuses, for experiments). */
+  readonly nodeArgs: readonly string[];
 }
 
 export type OptionsResult =
@@ -70,6 +72,8 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --no-snapshot           run mailroute from the checkout (default: from a copy of its sources taken at the start)
   --mailroute-root DIR    run mailroute's bin/mailroute.js from DIR (a patched copy of the sources, for experiments)
   --mailroute-arg=ARG     extra argument for \`mailroute relay\` (repeatable; BENCH_MAILROUTE_ARGS, space-separated)
+  --node-arg=ARG          extra option for the node binary that runs mailroute, e.g. --node-arg=--single-threaded-gc
+                          (repeatable; BENCH_NODE_ARGS, space-separated)
   --render FILE           run nothing: re-render the docs section and chart from a bench/results/*.json file
   --cpu-prof DIR          run mailroute under node --cpu-prof, profiles into DIR
 `;
@@ -121,6 +125,7 @@ export function parseOptions(
         'mailroute-root': { type: 'string' },
         render: { type: 'string' },
         'mailroute-arg': { type: 'string', multiple: true },
+        'node-arg': { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -182,6 +187,14 @@ export function parseOptions(
     ...(v['mailroute-arg'] ?? []),
   ];
 
+  const nodeArgs = [
+    ...(env.BENCH_NODE_ARGS?.split(/\s+/).filter((s) => s !== '') ?? []),
+    ...(v['node-arg'] ?? []),
+  ];
+  const bad = nodeArgs.find((a) => !a.startsWith('--'));
+  if (bad !== undefined)
+    return { ok: false, error: `--node-arg: "${bad}" is not an option (it must start with --)` };
+
   const options: BenchOptions = {
     mode,
     rounds: ints.rounds ?? (mode === 'full' ? 2 : 1),
@@ -203,6 +216,7 @@ export function parseOptions(
     render: v.render,
     mailrouteArgs,
     cpuProfDir: v['cpu-prof'],
+    nodeArgs,
   };
   return { ok: true, options: Object.freeze(options) };
 }

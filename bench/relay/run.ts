@@ -275,6 +275,7 @@ async function runOne(
               ? [...options.mailrouteArgs, '--workers=auto']
               : options.mailrouteArgs,
           cpuProfDir: options.cpuProfDir,
+          nodeArgs: options.nodeArgs,
         });
         const mr = mailroute;
         try {
