@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ContentScanner, type ContentLimits } from './content.ts';
+import { traceMatcher } from './trace.ts';
 
 const limits = (over: Partial<ContentLimits> = {}): ContentLimits => ({
   bareLf: 'reject',
@@ -158,7 +159,7 @@ describe('ContentScanner', () => {
 });
 
 describe("ContentScanner: the relay's own trace (loop at its first return)", () => {
-  const own = limits({ clusterId: 'mail-relay.mailroute-system' });
+  const own = limits({ ownTrace: traceMatcher('mail-relay.mailroute-system') });
   const ours =
     'Received: from old.example.test (old.example.test [192.0.2.7])\r\n\tby relay-1 (mailroute mail-relay.mailroute-system) with ESMTP id 1.1;\r\n\tSat, 28 Nov 2026 10:00:00 +0000\r\n';
   const trace: { name: string; input: string; loop: boolean }[] = [

@@ -14,7 +14,6 @@
 // - more than maxBytes: refused (552 5.3.4);
 // otherwise the bytes pass unchanged.
 import type { BareLfMode } from '../config.ts';
-import { traceMatcher } from './trace.ts';
 import { REPLIES, type Refusal } from './verdict.ts';
 
 export interface ContentLimits {
@@ -23,8 +22,8 @@ export interface ContentLimits {
   /** Received: fields, the relay's own included, at which the message is refused as a loop (Postfix: 50). */
   hopLimit: number;
   maxLineLength: number;
-  /** The cluster id of this relay's trace (trace.ts); undefined: no trace check. */
-  clusterId?: string;
+  /** Does a Received: field's value carry this relay's trace (trace.ts traceMatcher)? Undefined: no trace check. */
+  ownTrace?: (fieldValue: string) => boolean;
 }
 
 /** At most this much of a Received: field is looked at for the trace (the relay's own is a few hundred bytes). */
@@ -65,7 +64,7 @@ export class ContentScanner {
   constructor(limits: ContentLimits, opts: { byteByByte?: boolean } = {}) {
     this.limits = limits;
     this.fastLines = opts.byteByByte !== true;
-    this.isOwnTrace = limits.clusterId !== undefined ? traceMatcher(limits.clusterId) : undefined;
+    this.isOwnTrace = limits.ownTrace;
   }
 
   get refusal(): Refusal | undefined {

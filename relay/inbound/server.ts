@@ -14,6 +14,7 @@ import { toSmtpError } from './adapter.ts';
 import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
 import { receiveData } from './data.ts';
 import { protocolName, receivedHeader, sanitizeHelo } from './helo.ts';
+import { traceMatcher } from './trace.ts';
 import { decideMail } from './mail.ts';
 import {
   LEGS_PARAM,
@@ -154,6 +155,9 @@ export function createInbound(deps: InboundDeps): Inbound {
 
   const isPeer = (client: string): Promise<boolean> =>
     deps.isPeer === undefined ? Promise.resolve(false) : deps.isPeer(client).catch(() => false);
+
+  // the loop check's matcher for this relay's trace, compiled once (not per message)
+  const ownTrace = o.clusterId !== undefined ? traceMatcher(o.clusterId) : undefined;
 
   const refuse = (v: Verdict, what: string, session: SMTPServerSession): Error | null => {
     const err = toSmtpError(v);
@@ -364,7 +368,7 @@ export function createInbound(deps: InboundDeps): Inbound {
           bareLf: o.bareLf,
           maxBytes: o.maxMessageSize,
           hopLimit: o.hopLimit ?? 50,
-          ...(o.clusterId !== undefined ? { clusterId: o.clusterId } : {}),
+          ...(ownTrace !== undefined ? { ownTrace } : {}),
           maxLineLength: o.maxLineLength ?? 64 * 1024,
         },
         receivedHeader: header,

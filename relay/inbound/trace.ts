@@ -24,16 +24,13 @@ export function traceComment(clusterId: string): string {
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
 
-/** The last matcher made: every message of a relay asks for the same cluster id (compiled once, not per message). */
-let lastMatcher: { clusterId: string; test: (fieldValue: string) => boolean } | undefined;
-
-/** A test for the value of one Received: field (folds as they came, or already unfolded): does it carry our trace? */
+/**
+ * A test for the value of one Received: field (folds as they came, or already unfolded): does it carry our trace?
+ * It compiles a regular expression: make it once per cluster id (the inbound layer does, per relay), not per message.
+ */
 export function traceMatcher(clusterId: string): (fieldValue: string) => boolean {
-  if (lastMatcher?.clusterId === clusterId) return lastMatcher.test;
   const re = new RegExp(`(?:^|[\\s;)])by\\s+[^\\s();]+\\s+\\(mailroute\\s+${escapeRe(clusterId)}\\)`, 'i');
-  const test = (value: string): boolean => re.test(value);
-  lastMatcher = { clusterId, test };
-  return test;
+  return (value) => re.test(value);
 }
 
 /**
