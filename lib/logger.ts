@@ -52,8 +52,7 @@ export function isoTimeCached(now: () => number = () => Date.now()): () => strin
       second = s;
       head = `,"time":"${new Date(s * 1000).toISOString().slice(0, -4)}`; // up to and with the '.' of ".000Z"
     }
-    const frac = ms - s * 1000;
-    return `${head}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z"`;
+    return `${head}${String(ms - s * 1000).padStart(3, '0')}Z"`;
   };
 }
 
