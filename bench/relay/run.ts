@@ -645,8 +645,13 @@ async function main(): Promise<number> {
   const vers = versions(tmp);
   const argv = process.argv.slice(2);
   // TMPDIR decides the file system of both systems' queues, so the command shown with the results names it.
-  const tmpEnv = process.env['TMPDIR'];
-  const command = `${tmpEnv ? `TMPDIR=${tmpEnv} ` : ''}npm run bench:relay${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  // So do BENCH_MAILROUTE_ARGS and BENCH_NODE_ARGS: what the relay ran with.
+  const env = ['TMPDIR', 'BENCH_MAILROUTE_ARGS', 'BENCH_NODE_ARGS']
+    .map((k) => [k, process.env[k] ?? ''] as const)
+    .filter(([, v]) => v !== '')
+    .map(([k, v]) => `${k}=${/\s/.test(v) ? JSON.stringify(v) : v} `)
+    .join('');
+  const command = `${env}npm run bench:relay${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
   log(`${command}\n  machine: ${machine.text}\n  versions: ${JSON.stringify(vers)}\n  temp: ${tmp}`);
   const fsWarning = journalWarning(machine.journal, tmpdir());
   if (fsWarning !== undefined) log(`warning: ${fsWarning}`);
