@@ -267,6 +267,20 @@ describe('inbound limits', () => {
     }
   });
 
+  it('a command pipelined after QUIT is not answered: the 221 arrives, then the connection ends', async () => {
+    const h = await startInbound(MANIFESTS);
+    try {
+      const c = await RawSmtp.connect(h.port);
+      expect(await c.reply()).toMatch(/^220/);
+      c.write('QUIT\r\nMAIL FROM:<a@origin.test>\r\nNOOP\r\n');
+      expect(await c.reply()).toMatch(/^221 /);
+      expect(await c.reply()).toBe(''); // closed, nothing more answered
+      c.close();
+    } finally {
+      await h.close();
+    }
+  });
+
   it('an early talker (command before the greeting) gets 421; a client that passed is greeted at once later', async () => {
     const h = await startInbound(MANIFESTS, { greetingDelayMs: 1000 });
     try {
