@@ -3,7 +3,6 @@
 //   json   (default; what the chart runs): {"level":"info","time":"2026-12-02T12:00:00.000Z",...,"msg":"..."}
 //   pretty (a terminal): 2026-12-02T12:00:00.000Z INFO  relay: relay started smtp=0.0.0.0:2525 http=...
 // Both use ISO times and level names (not pino's epoch milliseconds and numbers).
-import { writeSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 
 const LOG_FORMATS = ['json', 'pretty'] as const;
@@ -17,7 +16,10 @@ export interface LoggerOptions {
   level: string;
   format: LogFormat;
   base: Record<string, unknown>;
-  /** Where pretty lines go (default: stdout, written synchronously like pino's own destination). */
+  /**
+   * Where lines go, each as it is logged (tests). Default: stdout, the lines of one turn of the event loop in one
+   * write (stdoutLines).
+   */
   write?: (line: string) => void;
 }
 
@@ -28,14 +30,81 @@ export function createLogger(o: LoggerOptions): Logger {
     timestamp: isoTimeCached(),
     formatters: { level: (label: string) => ({ level: label }) },
   };
+  const write = o.write ?? stdoutLines().write;
   switch (o.format) {
     case 'json':
-      return o.write === undefined ? pino(opts) : pino(opts, { write: o.write });
-    case 'pretty': {
-      const write = o.write ?? ((line: string) => void writeSync(1, line));
+      return pino(opts, { write });
+    case 'pretty':
       return pino(opts, { write: (json: string) => write(prettyLine(json)) });
-    }
   }
+}
+
+export interface LineBatcher {
+  write: (line: string) => void;
+  /** Writes what is pending now. */
+  flush: () => void;
+}
+
+/** POSIX's PIPE_BUF on Linux: a write to a pipe up to this size is not interleaved with other writers' writes. */
+export const ATOMIC_WRITE_BYTES = 4096;
+
+/**
+ * Collects lines and hands them to `out` in chunks: at the end of the event loop's turn (`schedule`, setImmediate),
+ * before a line that would take the pending bytes past `maxBytes`, and on flush(). Order is kept, and a chunk is never
+ * longer than `maxBytes` unless it is a single line, so the lines of `--workers` processes sharing one pipe do not
+ * interleave (a write of up to PIPE_BUF bytes is atomic, as each line's own write was).
+ * A line costs a string append instead of a system call: the relay logs one line per accepted message and one per
+ * delivery leg, so a message to 10 recipients was 22 writes to stdout (in a pod a pipe to the container runtime, whose
+ * reader each write wakes).
+ */
+export function lineBatcher(
+  out: (chunk: string) => void,
+  o: { schedule?: (fn: () => void) => void; maxBytes?: number } = {},
+): LineBatcher {
+  const schedule = o.schedule ?? ((fn: () => void) => void setImmediate(fn));
+  const maxBytes = o.maxBytes ?? ATOMIC_WRITE_BYTES;
+  let pending = '';
+  let pendingBytes = 0;
+  let scheduled = false;
+  const flush = (): void => {
+    if (pending === '') return;
+    const chunk = pending;
+    pending = '';
+    pendingBytes = 0;
+    out(chunk);
+  };
+  const onTurnEnd = (): void => {
+    scheduled = false;
+    flush();
+  };
+  const write = (line: string): void => {
+    const bytes = Buffer.byteLength(line);
+    if (pendingBytes + bytes > maxBytes) flush();
+    pending += line;
+    pendingBytes += bytes;
+    if (!scheduled) {
+      scheduled = true;
+      schedule(onTurnEnd);
+    }
+  };
+  return { write, flush };
+}
+
+let stdout: LineBatcher | undefined;
+
+/**
+ * The process's one batcher for stdout, shared by its loggers so their lines stay in order. It writes through pino's
+ * synchronous destination (which retries EAGAIN, finishes partial writes and ignores a closed pipe), and what is
+ * pending when the process exits is written then. What a SIGKILL can lose is the current turn's lines.
+ */
+function stdoutLines(): LineBatcher {
+  if (stdout === undefined) {
+    const dest = pino.destination({ dest: 1, sync: true });
+    const b = lineBatcher((chunk) => void dest.write(chunk));
+    process.on('exit', b.flush);
+    stdout = b;
+  }
+  return stdout;
 }
 
 /**
