@@ -2,7 +2,8 @@
 // visit only the bytes that can need an insert (CR, LF, dot) instead of every byte, and to send its last chunk and the
 // final dot line in one push (one socket write) when that chunk is at most 16 KiB; a larger one goes on as it is,
 // uncopied, and the dot line after it. This checks the patched stream against the original per-byte algorithm, copied
-// here as the reference, on random bytes split at random points, and counts its pushes.
+// here as the reference, on random bytes split at random points, and counts its pushes; and the patch's one-call
+// form for a body held in memory (DataStream.encode) against the stream.
 import { join } from 'node:path';
 import type { Transform } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -11,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
 
-type DataStreamClass = new () => Transform;
+type DataStreamClass = (new () => Transform) & { encode(body: Buffer): Buffer[] };
 const dataStreamUrl = pathToFileURL(
   join(import.meta.dirname, '../../node_modules/nodemailer/dist/esm/smtp-connection/data-stream.js'),
 ).href;
@@ -149,6 +150,28 @@ describe('nodemailer DATA encoder (patched)', () => {
         },
       ),
       { numRuns: Math.max(10, Math.floor(RUNS / 10)) },
+    );
+  });
+
+  it("encode(body), the client's path for a body in memory, gives the chunks the stream pushes for it written at once", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.array(byte, { maxLength: 300 }),
+          fc.array(byte, { minLength: 16 * 1024 - 8, maxLength: 16 * 1024 + 8 }),
+          fc.array(byte, { minLength: 16 * 1024, maxLength: 40 * 1024 }),
+        ),
+        async (bytes) => {
+          const input = Buffer.from(bytes);
+          const chunks = DataStream.encode(input);
+          expect(Buffer.concat(chunks).equals(reference(input))).toBe(true);
+          const streamed = await encode(input, []);
+          expect(chunks.map((c) => c.toString('latin1'))).toEqual(
+            streamed.parts.map((c) => c.toString('latin1')),
+          );
+        },
+      ),
+      { numRuns: Math.max(30, Math.floor(RUNS / 3)) },
     );
   });
 

@@ -55,7 +55,7 @@ class ConcatAlways extends Transform {
 }
 
 describe('nodemailer patch self-check', () => {
-  it('finds both patched behaviours in the installed nodemailer', () => {
+  it('finds every patched behaviour in the installed nodemailer', () => {
     expect(nodemailerPatchProblems()).toEqual([]);
     expect(() => assertNodemailerPatched()).not.toThrow();
   });
@@ -65,12 +65,21 @@ describe('nodemailer patch self-check', () => {
       'DATA encoder search by Buffer.indexOf',
       'DATA encoder sends the last chunk and the final dot line in one write',
       'DATA encoder sends a large last chunk uncopied, then the final dot line',
+      'DATA encoder encodes a whole body in one call (DataStream.encode)',
+    ]);
+  });
+
+  it('reports a client that pipes every body through the encoder stream', () => {
+    const unpatchedClient = { prototype: { send(): void {} } };
+    expect(nodemailerPatchProblems(undefined, unpatchedClient)).toEqual([
+      'SMTP client writes a body held in memory in one call',
     ]);
   });
 
   it('reports the earlier patch, which copied a large last chunk into the final write', () => {
     expect(nodemailerPatchProblems(ConcatAlways)).toEqual([
       'DATA encoder sends a large last chunk uncopied, then the final dot line',
+      'DATA encoder encodes a whole body in one call (DataStream.encode)',
     ]);
   });
 

@@ -196,9 +196,21 @@ function poolMessage(req: SendRequest): MailMessage<SMTPPool.SentMessageInfo> {
   return msg as unknown as MailMessage<SMTPPool.SentMessageInfo>;
 }
 
-/** A fresh stream of a body: the bytes in memory, or bytes [start, size) of its file. */
+/**
+ * A fresh stream of a body: the bytes in memory, or bytes [start, size) of its file. A stream of bytes in memory also
+ * carries them as `mailrouteBody`: the patched nodemailer then encodes them at once and writes them in one call instead
+ * of piping the stream through its encoder (relay/delivery/patched.ts); it reads the stream once to mark it sent.
+ */
 export function readSource(body: MessageBody): Readable {
-  if (Buffer.isBuffer(body)) return Readable.from([body]);
+  if (Buffer.isBuffer(body)) {
+    const r = new Readable({
+      read() {
+        this.push(body);
+        this.push(null);
+      },
+    });
+    return Object.assign(r, { mailrouteBody: body });
+  }
   const start = body.start ?? 0;
   if (body.size <= start) return Readable.from([]);
   return createReadStream(body.path, { start, end: body.size - 1 });
