@@ -1,5 +1,6 @@
 // A scriptable destination SMTP server on 127.0.0.1 built on smtp-server: stores what it receives, and can be told
-// to answer 4xx/5xx at RCPT or DATA, to be slow, or to go down and come back on the same port.
+// to answer 4xx/5xx at RCPT or DATA, to be slow, to drop a connection mid-transaction, or to go down and come back on
+// the same port.
 import { freePort } from './net.ts';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 
@@ -39,6 +40,10 @@ export interface PeerBehaviour {
   dataDelayMs?: number;
   /** Delay before answering RCPT TO, in ms. */
   rcptDelayMs?: number;
+  /** At MAIL FROM of the n-th transaction on a connection (from 1): true drops the connection instead of answering. */
+  dropAtMail?: (n: number) => boolean;
+  /** After a message's body arrived in full: true drops the connection instead of answering (nothing is stored). */
+  dropAfterData?: boolean;
 }
 
 /** One RCPT TO the peer answered, with how the session got there. */
@@ -65,6 +70,8 @@ interface PeerStats {
   open: number;
   /** Most connections open at once. */
   maxOpen: number;
+  /** Message bodies that arrived in full, answered or not. */
+  bodies: number;
 }
 
 export interface SmtpPeer {
@@ -99,9 +106,18 @@ export async function startSmtpPeer(
   const messages: ReceivedMessage[] = [];
   const rcpts: RcptSeen[] = [];
   const auths: AuthSeen[] = [];
-  const stats: PeerStats = { connections: 0, open: 0, maxOpen: 0 };
+  const stats: PeerStats = { connections: 0, open: 0, maxOpen: 0, bodies: 0 };
+  const transactions = new Map<string, number>();
   const listenPort = port ?? (await freePort());
   let server: SMTPServer | undefined;
+  /** Destroys the socket under a session: the client sees the connection drop with no reply. */
+  const drop = (session: SMTPServerSession): void => {
+    const conns = (server as unknown as { connections?: Set<{ id?: string; _socket?: { destroy(): void } }> })
+      .connections;
+    conns?.forEach((c) => {
+      if (c.id === session.id) c._socket?.destroy();
+    });
+  };
 
   const make = (): SMTPServer =>
     new SMTPServer({
@@ -130,8 +146,15 @@ export async function startSmtpPeer(
         stats.maxOpen = Math.max(stats.maxOpen, stats.open);
         cb();
       },
-      onClose() {
+      onClose(session) {
         stats.open--;
+        transactions.delete(session.id);
+      },
+      onMailFrom(_address, session, cb) {
+        const n = (transactions.get(session.id) ?? 0) + 1;
+        transactions.set(session.id, n);
+        if (peer.behaviour.dropAtMail?.(n) === true) return drop(session);
+        cb();
       },
       onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void) {
         const answer = (): void => {
@@ -152,6 +175,8 @@ export async function startSmtpPeer(
         const chunks: Buffer[] = [];
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('end', () => {
+          stats.bodies++;
+          if (peer.behaviour.dropAfterData === true) return drop(session);
           const msg: ReceivedMessage = {
             mailFrom: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
             rcptTo: session.envelope.rcptTo.map((r) => r.address),
