@@ -75,6 +75,8 @@ export interface MailrouteStart {
   readonly extraArgs: readonly string[];
   readonly cpuProfDir: string | undefined;
   readonly nodeArgs: readonly string[];
+  /** Run bench/relay/floor-relay.ts (the floor system) instead of `mailroute relay`, with the same flags. */
+  readonly floor?: boolean;
 }
 
 export class MailrouteInstance {
@@ -95,8 +97,9 @@ export class MailrouteInstance {
     return [
       ...s.nodeArgs,
       ...prof,
-      join(s.repoRoot, 'bin', 'mailroute.js'),
-      'relay',
+      ...(s.floor === true
+        ? [join(s.repoRoot, 'bench', 'relay', 'floor-relay.ts')]
+        : [join(s.repoRoot, 'bin', 'mailroute.js'), 'relay']),
       '--manifests',
       join(l.root, 'manifests'),
       '--listen',

@@ -30,6 +30,19 @@ describe('parseOptions', () => {
     expect(q.ok === true && q.options.systems).toEqual(['ceiling', 'postfix', 'mailroute']);
   });
 
+  it('runs the floor only when asked for, with the parts of the relay named by --floor-with', () => {
+    const r = parseOptions(['--systems', 'floor,mailroute', '--floor-with', 'smtp-server,pino'], {});
+    expect(r.ok === true && r.options).toMatchObject({
+      systems: ['floor', 'mailroute'],
+      floorWith: ['smtp-server', 'pino'],
+    });
+    const bad = parseOptions(['--floor-with', 'smtp-server,postfix'], {});
+    expect(bad).toEqual({
+      ok: false,
+      error: '--floor-with: unknown part "postfix" (known: smtp-server, nodemailer, pino)',
+    });
+  });
+
   it('collects mailroute arguments from the environment and repeated flags', () => {
     const r = parseOptions(['--mailroute-arg=--greeting-delay=0'], {
       BENCH_MAILROUTE_ARGS: '--log-level warn',

@@ -3,10 +3,12 @@
 import { parseArgs } from 'node:util';
 import { WORKLOADS, findWorkload } from './workloads.ts';
 
-export const SYSTEMS = ['ceiling', 'postfix', 'mailroute', 'mailroute-workers'] as const;
+export const SYSTEMS = ['ceiling', 'postfix', 'mailroute', 'mailroute-workers', 'floor'] as const;
 /** The relay with `--workers auto`, run beside the one-process relay in this workload only (the workers target). */
 export const WORKERS_WORKLOAD = 'dual-4k';
 export type SystemName = (typeof SYSTEMS)[number];
+/** What floor-relay.ts --with accepts. */
+export const FLOOR_PARTS = ['smtp-server', 'nodemailer', 'pino'] as const;
 
 export interface BenchOptions {
   readonly mode: 'full' | 'quick';
@@ -45,6 +47,8 @@ export interface BenchOptions {
   readonly cpuProfDir: string | undefined;
   /** Extra options for the node binary that runs mailroute (V8 flags NODE_OPTIONS refuses, for experiments). */
   readonly nodeArgs: readonly string[];
+  /** The parts of the relay the floor system uses instead of its own (floor-relay.ts --with). */
+  readonly floorWith: readonly string[];
 }
 
 export type OptionsResult =
@@ -57,8 +61,11 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
   --workloads A,B         subset of: ${WORKLOADS.map((w) => w.id).join(', ')} (BENCH_WORKLOADS)
   --messages N            messages per run for every workload (BENCH_MESSAGES)
   --sessions N            smtp-source sessions (BENCH_SESSIONS, default 20)
-  --systems A,B           subset of: ceiling, postfix, mailroute, mailroute-workers (BENCH_SYSTEMS; quick: all but
-                          mailroute-workers). mailroute-workers is the relay with --workers auto, in dual-4k only
+  --systems A,B           subset of: ceiling, postfix, mailroute, mailroute-workers, floor (BENCH_SYSTEMS; full:
+                          all but floor, quick: all but mailroute-workers and floor). mailroute-workers is the relay
+                          with --workers auto, in dual-4k only; floor is bench/relay/floor-relay.ts, the least a
+                          durable relay in Node does per message (docs/perf.md, "A floor")
+  --floor-with A,B        parts of the relay the floor uses instead of its own: smtp-server, nodemailer, pino
   --probe-interval MS     pause between latency-probe messages (default 50)
   --probe-max N           latency-probe messages per run at most (default 1000)
   --settle S              before each run: sync, then wait up to S seconds for a quiet machine (default 15; 0 off)
@@ -127,6 +134,7 @@ export function parseOptions(
         'mailroute-arg': { type: 'string', multiple: true },
         'node-arg': { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
+        'floor-with': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -173,7 +181,7 @@ export function parseOptions(
   }
   const systemsRaw =
     list(v.systems ?? env.BENCH_SYSTEMS) ??
-    (mode === 'full' ? [...SYSTEMS] : SYSTEMS.filter((s) => s !== 'mailroute-workers'));
+    SYSTEMS.filter((s) => s !== 'floor' && (mode === 'full' || s !== 'mailroute-workers'));
   const systems: SystemName[] = [];
   for (const s of systemsRaw) {
     const known = SYSTEMS.find((k) => k === s);
@@ -194,6 +202,14 @@ export function parseOptions(
   const bad = nodeArgs.find((a) => !a.startsWith('--'));
   if (bad !== undefined)
     return { ok: false, error: `--node-arg: "${bad}" is not an option (it must start with --)` };
+
+  const floorWith = list(v['floor-with']) ?? [];
+  const unknownPart = floorWith.find((p) => !FLOOR_PARTS.some((k) => k === p));
+  if (unknownPart !== undefined)
+    return {
+      ok: false,
+      error: `--floor-with: unknown part "${unknownPart}" (known: ${FLOOR_PARTS.join(', ')})`,
+    };
 
   const options: BenchOptions = {
     mode,
@@ -217,6 +233,7 @@ export function parseOptions(
     mailrouteArgs,
     cpuProfDir: v['cpu-prof'],
     nodeArgs,
+    floorWith,
   };
   return { ok: true, options: Object.freeze(options) };
 }

@@ -92,6 +92,7 @@ const COLORS: Record<SystemName, string> = {
   postfix: '#1f77b4',
   mailroute: '#d62728',
   'mailroute-workers': '#ff7f0e',
+  floor: '#2ca02c',
 };
 
 const esc = (s: string): string => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');

@@ -161,6 +161,8 @@ function snapshotSources(tmp: string): string {
     'routing',
     'operator',
     'test/support',
+    'bench/relay/floor-relay.ts',
+    'bench/relay/floor-plan.ts',
     'package.json',
     'tsconfig.json',
   ]) {
@@ -257,7 +259,8 @@ async function runOne(
         break;
       }
       case 'mailroute':
-      case 'mailroute-workers': {
+      case 'mailroute-workers':
+      case 'floor': {
         mailroute = new MailrouteInstance({
           root: join(dir, 'mailroute'),
           sinkA: pA,
@@ -271,9 +274,14 @@ async function runOne(
           httpPort: pHttp,
           adminPort: pAdmin,
           extraArgs:
-            system === 'mailroute-workers'
-              ? [...options.mailrouteArgs, '--workers=auto']
-              : options.mailrouteArgs,
+            system === 'floor'
+              ? options.floorWith.length > 0
+                ? ['--with', options.floorWith.join(',')]
+                : []
+              : system === 'mailroute-workers'
+                ? [...options.mailrouteArgs, '--workers=auto']
+                : options.mailrouteArgs,
+          floor: system === 'floor',
           cpuProfDir: options.cpuProfDir,
           nodeArgs: options.nodeArgs,
         });
@@ -443,9 +451,13 @@ function schedule(options: BenchOptions): { wl: Workload; system: SystemName; ro
     if (options.systems.includes('ceiling')) out.push({ wl, system: 'ceiling', round: 0 });
     for (let round = 1; round <= options.rounds; round++) {
       // ABBA: postfix first in odd rounds, mailroute first in even rounds; the relay with --workers auto (the
-      // workers target) right beside the one-process relay, in one workload.
-      const relays: SystemName[] =
-        id === WORKERS_WORKLOAD ? ['mailroute', 'mailroute-workers'] : ['mailroute'];
+      // workers target) right beside the one-process relay, in one workload; the floor (when asked for) beside them.
+      const relays: SystemName[] = [
+        ...(id === WORKERS_WORKLOAD
+          ? (['mailroute', 'mailroute-workers'] as const)
+          : (['mailroute'] as const)),
+        'floor',
+      ];
       const pair: SystemName[] = round % 2 === 1 ? ['postfix', ...relays] : [...relays.reverse(), 'postfix'];
       for (const system of pair) if (options.systems.includes(system)) out.push({ wl, system, round });
     }
@@ -661,7 +673,7 @@ async function main(): Promise<number> {
   const mailrouteRoot =
     options.mailrouteRoot !== undefined
       ? resolve(options.mailrouteRoot)
-      : options.systems.some((s) => s.startsWith('mailroute')) && options.snapshot
+      : options.systems.some((s) => s.startsWith('mailroute') || s === 'floor') && options.snapshot
         ? snapshotSources(tmp)
         : repoRoot;
   const ctx: RunContext = { options, procs, tmp, mailrouteRoot };

@@ -1,0 +1,343 @@
+// The floor relay: the least a durable SMTP relay in Node does per message, for the benchmark's `floor` system
+// (docs/perf.md, "A floor"). It speaks SMTP itself (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), writes each message
+// and its envelope to one file, fsyncs the file and the queue directory (group commit) before the 250, delivers each
+// leg over a pool of up to 20 connections per server with MAIL, RCPT and DATA in one write (PIPELINING) and the body
+// in one more, then removes the file and fsyncs the directory again. No routing table, no state, no retries, no
+// metrics, no limits: a failed leg is printed and the process exits 1. Not a relay for mail, a yardstick.
+//
+// --with lists parts of the real relay to put in place of its own: smtp-server (inbound, with the relay's options),
+// nodemailer (outbound, through relay/delivery/transport.ts as the relay uses it), pino (the relay's logger: one line
+// per accepted message and per leg).
+//
+//   node bench/relay/floor-relay.ts --manifests DIR --listen 127.0.0.1:2525 --spool DIR [--with smtp-server,nodemailer,pino]
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
+import { floorLegs, floorPlan, fromWire, toWire, type FloorLeg, type FloorPlan } from './floor-plan.ts';
+
+const PARTS = ['smtp-server', 'nodemailer', 'pino'] as const;
+type Part = (typeof PARTS)[number];
+
+/** One accepted message: its bytes as they came in (`wire`: dot-stuffed with the final dot; `raw`: as the message). */
+interface Accepted {
+  from: string;
+  rcpts: string[];
+  wire: Buffer | undefined;
+  raw: Buffer | undefined;
+}
+const wireOf = (m: Accepted): Buffer => (m.wire ??= toWire(m.raw ?? Buffer.alloc(0)));
+const rawOf = (m: Accepted): Buffer => (m.raw ??= fromWire(m.wire ?? toWire(Buffer.alloc(0))));
+
+function fail(message: string): never {
+  process.stderr.write(`floor: ${message}\n`);
+  process.exit(1);
+}
+
+/** One directory fsync serves every change made before it started. */
+class DirSync {
+  private inFlight: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  private readonly dir: FileHandle;
+  constructor(dir: FileHandle) {
+    this.dir = dir;
+  }
+  sync(): Promise<void> {
+    if (this.queued) return this.queued;
+    if (!this.inFlight) return this.start();
+    const next = this.inFlight.then(() => {
+      this.queued = undefined;
+      return this.start();
+    });
+    this.queued = next;
+    return next;
+  }
+  private start(): Promise<void> {
+    const p = this.dir.sync().finally(() => {
+      if (this.inFlight === p) this.inFlight = undefined;
+    });
+    this.inFlight = p;
+    return p;
+  }
+}
+
+type Deliver = (leg: FloorLeg, m: Accepted) => Promise<void>;
+
+/** Outbound: connections to one server, each carrying one transaction at a time. */
+function rawOutbound(hostname: string): Deliver {
+  interface Job {
+    leg: FloorLeg;
+    m: Accepted;
+    done: () => void;
+  }
+  const pools = new Map<number, { queue: Job[]; idle: ((j: Job) => void)[]; conns: number }>();
+  const openConnection = (port: number): void => {
+    const pool = pools.get(port);
+    if (pool === undefined) return;
+    pool.conns++;
+    const s: Socket = connect(port, '127.0.0.1');
+    s.setNoDelay(true);
+    let pending = '';
+    let replies: string[] = [];
+    let want = 1;
+    let onReplies: (r: string[]) => void = (greeting) => {
+      if (!greeting[0]?.startsWith('220')) fail(`server on port ${port} greeted ${greeting[0] ?? ''}`);
+      s.write(`EHLO ${hostname}\r\n`);
+      expect(1, (ehlo) => {
+        if (!ehlo[0]?.startsWith('250')) fail(`server on port ${port} answered EHLO ${ehlo[0] ?? ''}`);
+        next();
+      });
+    };
+    const expect = (n: number, then: (r: string[]) => void): void => {
+      want = n;
+      replies = [];
+      onReplies = then;
+    };
+    const run = (j: Job): void => {
+      let envelope = `MAIL FROM:<${j.m.from}>\r\n`;
+      for (const r of j.leg.rcpts) envelope += `RCPT TO:<${r}>\r\n`;
+      envelope += 'DATA\r\n';
+      expect(2 + j.leg.rcpts.length, (r) => {
+        const refused = r.find((line, i) => !line.startsWith(i === r.length - 1 ? '354' : '250'));
+        if (refused !== undefined) fail(`server on port ${port} answered ${refused}`);
+        expect(1, (end) => {
+          if (!end[0]?.startsWith('250'))
+            fail(`server on port ${port} answered the body with ${end[0] ?? ''}`);
+          j.done();
+          next();
+        });
+        s.write(wireOf(j.m));
+      });
+      s.write(envelope);
+    };
+    const next = (): void => {
+      const j = pool.queue.shift();
+      if (j) run(j);
+      else pool.idle.push(run);
+    };
+    s.on('data', (chunk: Buffer) => {
+      pending += chunk.toString('latin1');
+      for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+        const line = pending.slice(0, nl).replace(/\r$/, '');
+        pending = pending.slice(nl + 1);
+        if (line[3] === '-') continue; // a continuation line of a multi-line reply
+        replies.push(line);
+        if (replies.length === want) onReplies(replies);
+      }
+    });
+    s.on('error', (err) => fail(`connection to port ${port}: ${err.message}`));
+  };
+  return (leg, m) =>
+    new Promise<void>((done) => {
+      let pool = pools.get(leg.port);
+      if (pool === undefined) pools.set(leg.port, (pool = { queue: [], idle: [], conns: 0 }));
+      const job = { leg, m, done };
+      const idle = pool.idle.pop();
+      if (idle) idle(job);
+      else {
+        pool.queue.push(job);
+        if (pool.conns < 20) openConnection(leg.port);
+      }
+    });
+}
+
+async function nodemailerOutbound(hostname: string): Promise<Deliver> {
+  const { nodemailerTransportFactory } = await import('../../relay/delivery/transport.ts');
+  const factory = nodemailerTransportFactory({ hostname });
+  const transports = new Map<number, ReturnType<typeof factory>>();
+  return async (leg, m) => {
+    let t = transports.get(leg.port);
+    if (t === undefined) {
+      t = factory({ host: '127.0.0.1', port: leg.port, tls: 'None', maxConnections: 20 });
+      transports.set(leg.port, t);
+    }
+    const raw = rawOf(m);
+    const replies = await t.send({ from: m.from, to: [...leg.rcpts], raw, size: raw.length });
+    for (const [rcpt, r] of replies)
+      if (r.kind !== 'smtp' || r.code !== 250) fail(`leg to port ${leg.port}, ${rcpt}: ${r.text}`);
+  };
+}
+
+type OnMessage = (m: Accepted) => Promise<void>;
+
+/** Inbound, the floor's own: a session answers each command line as it comes; DATA ends at CRLF `.` CRLF. */
+function rawInbound(onMessage: OnMessage): { listen(port: number, host: string): void } {
+  const END = Buffer.from('\r\n.\r\n');
+  return createServer((s) => {
+    s.setNoDelay(true);
+    s.on('error', () => undefined); // smtp-source resets after QUIT
+    s.write('220 floor ESMTP\r\n');
+    let from = '';
+    let rcpts: string[] = [];
+    let inData = false;
+    let waiting = false;
+    let buf: Buffer = Buffer.alloc(0);
+    const addressIn = (line: string): string => /<([^>]*)>/.exec(line)?.[1] ?? '';
+    const onBytes = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      for (;;) {
+        if (waiting) return;
+        if (inData) {
+          // The DATA section begins right after the DATA line's CRLF, so CRLF `.` CRLF can also end an empty body:
+          // search from 2 bytes before its start (the CRLF put in front of it at DATA).
+          const end = buf.indexOf(END);
+          if (end < 0) return;
+          const wire = buf.subarray(2, end + END.length);
+          buf = buf.subarray(end + END.length);
+          inData = false;
+          const m: Accepted = { from, rcpts, wire: Buffer.from(wire), raw: undefined };
+          // Commands pipelined behind the final dot (QUIT) wait for this message's reply.
+          waiting = true;
+          const resume = (reply: string): void => {
+            s.write(reply);
+            waiting = false;
+            onBytes(Buffer.alloc(0));
+          };
+          onMessage(m).then(
+            () => resume('250 2.0.0 Ok: queued\r\n'),
+            (err: unknown) => resume(`451 4.3.0 ${err instanceof Error ? err.message : String(err)}\r\n`),
+          );
+          return;
+        }
+        const nl = buf.indexOf(10);
+        if (nl < 0) return;
+        const line = buf.subarray(0, nl).toString('latin1').replace(/\r$/, '');
+        buf = buf.subarray(nl + 1);
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === 'EHLO') s.write('250-floor\r\n250-PIPELINING\r\n250 8BITMIME\r\n');
+        else if (verb === 'HELO') s.write('250 floor\r\n');
+        else if (verb === 'MAIL') {
+          from = addressIn(line);
+          rcpts = [];
+          s.write('250 2.1.0 Ok\r\n');
+        } else if (verb === 'RCPT') {
+          rcpts.push(addressIn(line));
+          s.write('250 2.1.5 Ok\r\n');
+        } else if (verb === 'DATA') {
+          s.write('354 End data with <CR><LF>.<CR><LF>\r\n');
+          inData = true;
+          buf = Buffer.concat([Buffer.from('\r\n'), buf]);
+        } else if (verb === 'RSET' || verb === 'NOOP') s.write('250 2.0.0 Ok\r\n');
+        else if (verb === 'QUIT') {
+          s.end('221 2.0.0 Bye\r\n');
+          return;
+        } else s.write('502 5.5.2 Command not implemented\r\n');
+      }
+    };
+    s.on('data', onBytes);
+  });
+}
+
+/** Inbound through smtp-server, with the options the relay gives it (relay/inbound/server.ts). */
+async function smtpServerInbound(
+  onMessage: OnMessage,
+): Promise<{ listen(port: number, host: string): void }> {
+  const { SMTPServer } = await import('smtp-server');
+  return new SMTPServer({
+    name: 'floor',
+    banner: 'mailroute',
+    size: 50 * 1024 * 1024,
+    maxRecipients: 1000,
+    socketTimeout: 300_000,
+    closeTimeout: 1000,
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideDSN: true,
+    hideREQUIRETLS: true,
+    disableReverseLookup: true,
+    logger: false,
+    decodePunycode: false,
+    greetingDelay: () => 0,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const mailFrom = session.envelope.mailFrom;
+        const m: Accepted = {
+          from: mailFrom === false ? '' : mailFrom.address,
+          rcpts: session.envelope.rcptTo.map((r) => r.address),
+          wire: undefined,
+          raw: Buffer.concat(chunks),
+        };
+        onMessage(m).then(
+          () => callback(null, 'Ok: queued'),
+          (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+        );
+      });
+    },
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      manifests: { type: 'string' },
+      listen: { type: 'string' },
+      spool: { type: 'string' },
+      with: { type: 'string' },
+      // what the benchmark also passes to `mailroute relay`; not used here
+      http: { type: 'string' },
+      admin: { type: 'string' },
+      hostname: { type: 'string' },
+    },
+  });
+  const need = (name: 'manifests' | 'listen' | 'spool'): string =>
+    values[name] ?? fail(`--${name} is required`);
+  const parts = new Set<Part>();
+  for (const p of (values.with ?? '').split(',').filter((x) => x !== '')) {
+    const known = PARTS.find((k) => k === p);
+    if (known === undefined) fail(`--with: unknown part "${p}" (known: ${PARTS.join(', ')})`);
+    parts.add(known);
+  }
+  const manifests = need('manifests');
+  let plan: FloorPlan;
+  try {
+    plan = floorPlan(
+      readdirSync(manifests)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .map((f) => readFileSync(join(manifests, f), 'utf8')),
+    );
+  } catch (err) {
+    fail(err instanceof Error ? err.message : String(err));
+  }
+  const listen = /^(.*):(\d+)$/.exec(need('listen')) ?? fail('--listen: HOST:PORT');
+  const queueDir = join(need('spool'), 'queue');
+  mkdirSync(queueDir, { recursive: true });
+  const dirSync = new DirSync(await open(queueDir, 'r'));
+  let log: Logger | undefined;
+  if (parts.has('pino')) {
+    const { createLogger } = await import('../../lib/logger.ts');
+    log = createLogger({ level: 'info', format: 'json', base: { component: 'floor' } });
+  }
+  const hostname = values.hostname ?? 'floor.localhost';
+  const deliver = parts.has('nodemailer') ? await nodemailerOutbound(hostname) : rawOutbound(hostname);
+  let seq = 0;
+
+  const onMessage: OnMessage = async (m) => {
+    const path = join(queueDir, `${process.pid}-${seq++}`);
+    const fh = await open(path, 'wx', 0o600);
+    const entry = dirSync.sync(); // the new entry, while the body is written
+    const body = m.raw ?? m.wire ?? Buffer.alloc(0);
+    await fh.writev([body, Buffer.from(JSON.stringify({ from: m.from, rcpts: m.rcpts }))]);
+    await fh.sync();
+    await entry;
+    void fh.close();
+    log?.info({ id: path, from: m.from, size: body.length }, 'accepted');
+    // after the 250 (the caller writes it when this resolves): the legs, then the removal
+    setImmediate(() => {
+      const legs = floorLegs(plan, m.rcpts);
+      void Promise.all(
+        legs.map((leg) => deliver(leg, m).then(() => log?.info({ id: path, to: leg.rcpts }, 'delivered'))),
+      )
+        .then(() => unlink(path))
+        .then(() => dirSync.sync());
+    });
+  };
+  const server = parts.has('smtp-server') ? await smtpServerInbound(onMessage) : rawInbound(onMessage);
+  server.listen(Number(listen[2]), listen[1] ?? '127.0.0.1');
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+await main();
