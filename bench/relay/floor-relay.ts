@@ -7,7 +7,8 @@
 //
 // --with lists parts of the real relay to put in place of its own: smtp-server (inbound, with the relay's options),
 // nodemailer (outbound, through relay/delivery/transport.ts as the relay uses it), pino (the relay's logger: one line
-// per accepted message and per leg).
+// per accepted message and per leg), spool (relay/spool: the message file with its delivery plan, accepted and
+// removed as the relay does).
 //
 //   node bench/relay/floor-relay.ts --manifests DIR --listen 127.0.0.1:2525 --spool DIR [--with smtp-server,nodemailer,pino]
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -15,10 +16,12 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { Leg, ServerRoute } from '../../routing/model.ts';
 import { floorLegs, floorPlan, fromWire, toWire, type FloorLeg, type FloorPlan } from './floor-plan.ts';
 
-const PARTS = ['smtp-server', 'nodemailer', 'pino'] as const;
+const PARTS = ['smtp-server', 'nodemailer', 'pino', 'spool'] as const;
 type Part = (typeof PARTS)[number];
 
 /** One accepted message: its bytes as they came in (`wire`: dot-stuffed with the final dot; `raw`: as the message). */
@@ -157,6 +160,55 @@ async function nodemailerOutbound(hostname: string): Promise<Deliver> {
     const replies = await t.send({ from: m.from, to: [...leg.rcpts], raw, size: raw.length });
     for (const [rcpt, r] of replies)
       if (r.kind !== 'smtp' || r.code !== 250) fail(`leg to port ${leg.port}, ${rcpt}: ${r.text}`);
+  };
+}
+
+/** The relay's spool (relay/spool/spool.ts) in place of the floor's one file per message. */
+async function relaySpool(
+  dir: string,
+  plan: FloorPlan,
+): Promise<{ accept(m: Accepted): Promise<string>; remove(id: string): Promise<boolean> }> {
+  const { openSpool } = await import('../../relay/spool/spool.ts');
+  const { createLogger } = await import('../../lib/logger.ts');
+  const spool = await openSpool({ dir, logger: createLogger({ level: 'warn', format: 'json', base: {} }) });
+  const server = (name: string, port: number): ServerRoute => ({
+    name,
+    host: '127.0.0.1',
+    port,
+    mx: false,
+    tls: 'None',
+    maxConnections: 20,
+  });
+  const primary = server('a', plan.primaryPort);
+  const secondary = server('b', plan.secondaryPort ?? plan.primaryPort);
+  return {
+    async accept(m) {
+      const legsOf = (rcpt: string): Leg[] =>
+        floorLegs(plan, [rcpt]).map((leg, i) => {
+          const to = leg.rcpts[0] ?? rcpt;
+          const srv = leg.port === plan.primaryPort ? primary : secondary;
+          return i === 0
+            ? { role: 'primary', bounces: 'Notify', server: srv, recipient: to }
+            : { role: 'copy', bounces: 'Suppress', server: srv, recipient: to };
+        });
+      const r = await spool.accept(
+        {
+          mailFrom: m.from,
+          recipients: m.rcpts.map((recipient) => ({ recipient, legs: legsOf(recipient) })),
+          clientAddress: '127.0.0.1',
+          clientHostname: '',
+          helo: 'floor',
+          receivedAt: new Date().toISOString(),
+          revision: 'floor',
+          smtputf8: false,
+          body8bit: false,
+        },
+        Readable.from([rawOf(m)]),
+      );
+      if (!r.ok) throw r.error;
+      return r.id;
+    },
+    remove: (id) => spool.remove(id),
   };
 }
 
@@ -314,8 +366,21 @@ async function main(): Promise<void> {
   const hostname = values.hostname ?? 'floor.localhost';
   const deliver = parts.has('nodemailer') ? await nodemailerOutbound(hostname) : rawOutbound(hostname);
   let seq = 0;
+  const store = parts.has('spool') ? await relaySpool(need('spool'), plan) : undefined;
 
   const onMessage: OnMessage = async (m) => {
+    if (store !== undefined) {
+      const id = await store.accept(m);
+      log?.info({ id, from: m.from }, 'accepted');
+      setImmediate(() => {
+        void Promise.all(
+          floorLegs(plan, m.rcpts).map((leg) =>
+            deliver(leg, m).then(() => log?.info({ id, to: leg.rcpts }, 'delivered')),
+          ),
+        ).then(() => store.remove(id));
+      });
+      return;
+    }
     const path = join(queueDir, `${process.pid}-${seq++}`);
     const fh = await open(path, 'wx', 0o600);
     const entry = dirSync.sync(); // the new entry, while the body is written

@@ -39,7 +39,7 @@ describe('parseOptions', () => {
     const bad = parseOptions(['--floor-with', 'smtp-server,postfix'], {});
     expect(bad).toEqual({
       ok: false,
-      error: '--floor-with: unknown part "postfix" (known: smtp-server, nodemailer, pino)',
+      error: '--floor-with: unknown part "postfix" (known: smtp-server, nodemailer, pino, spool)',
     });
   });
 

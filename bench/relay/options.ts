@@ -8,7 +8,7 @@ export const SYSTEMS = ['ceiling', 'postfix', 'mailroute', 'mailroute-workers', 
 export const WORKERS_WORKLOAD = 'dual-4k';
 export type SystemName = (typeof SYSTEMS)[number];
 /** What floor-relay.ts --with accepts. */
-export const FLOOR_PARTS = ['smtp-server', 'nodemailer', 'pino'] as const;
+export const FLOOR_PARTS = ['smtp-server', 'nodemailer', 'pino', 'spool'] as const;
 
 export interface BenchOptions {
   readonly mode: 'full' | 'quick';
@@ -65,7 +65,7 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
                           all but floor, quick: all but mailroute-workers and floor). mailroute-workers is the relay
                           with --workers auto, in dual-4k only; floor is bench/relay/floor-relay.ts, the least a
                           durable relay in Node does per message (docs/perf.md, "A floor")
-  --floor-with A,B        parts of the relay the floor uses instead of its own: smtp-server, nodemailer, pino
+  --floor-with A,B        parts of the relay the floor uses instead of its own: smtp-server, nodemailer, pino, spool
   --probe-interval MS     pause between latency-probe messages (default 50)
   --probe-max N           latency-probe messages per run at most (default 1000)
   --settle S              before each run: sync, then wait up to S seconds for a quiet machine (default 15; 0 off)

@@ -84,7 +84,7 @@ function rawSession(port: number, from: string, to: string, data: string): Promi
   });
 }
 
-describe.each(['', 'smtp-server,nodemailer,pino'])('floor relay (with: %j)', (withParts) => {
+describe.each(['', 'smtp-server,nodemailer,pino', 'spool'])('floor relay (with: %j)', (withParts) => {
   let a: SmtpPeer;
   let b: SmtpPeer;
   let dir: string;
