@@ -3,7 +3,8 @@
 // and its envelope to one file, fsyncs the file and the queue directory (group commit) before the 250, delivers each
 // leg over a pool of up to 20 connections per server with MAIL, RCPT and DATA in one write (PIPELINING) and the body
 // in one more, then removes the file and fsyncs the directory again. No routing table, no state, no retries, no
-// metrics, no limits: a failed leg is printed and the process exits 1. Not a relay for mail, a yardstick.
+// metrics, no limits (a line or a body is buffered whole, whatever its size): a failed leg is printed and the process
+// exits 1. Not a relay for mail, a yardstick, for the benchmark's clients on 127.0.0.1.
 //
 // --with lists parts of the real relay to put in place of its own: smtp-server (inbound, with the relay's options),
 // nodemailer (outbound, through relay/delivery/transport.ts as the relay uses it), pino (the relay's logger: one line
