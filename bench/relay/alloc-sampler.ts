@@ -20,10 +20,15 @@ session.post('HeapProfiler.startSampling', {
 process.on('exit', () => {
   // A session in the same thread answers at once, so the profile is written before the process ends.
   session.post('HeapProfiler.stopSampling', (err, r) => {
-    if (err === null)
-      writeFileSync(
-        join(process.env['ALLOC_PROFILE_DIR'] ?? tmpdir(), `alloc-${process.pid}.json`),
-        JSON.stringify(r.profile),
+    const file = join(process.env['ALLOC_PROFILE_DIR'] ?? tmpdir(), `alloc-${process.pid}.json`);
+    try {
+      if (err !== null) throw err;
+      writeFileSync(file, JSON.stringify(r.profile));
+    } catch (e) {
+      // the process is ending: say why there is no profile, and leave its exit code alone
+      process.stderr.write(
+        `alloc-sampler: no profile in ${file}: ${e instanceof Error ? e.message : String(e)}\n`,
       );
+    }
   });
 });
