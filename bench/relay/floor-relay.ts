@@ -11,7 +11,10 @@
 // per accepted message and per leg), spool (relay/spool: the message file with its delivery plan, accepted and
 // removed as the relay does).
 //
-//   node bench/relay/floor-relay.ts --manifests DIR --listen 127.0.0.1:2525 --spool DIR [--with smtp-server,nodemailer,pino]
+// --processes N runs N such processes on one port (SO_REUSEPORT), each with its own pools and queue files.
+//
+//   node bench/relay/floor-relay.ts --manifests DIR --listen 127.0.0.1:2525 --spool DIR [--with PARTS] [--processes N]
+import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
@@ -216,7 +219,11 @@ async function relaySpool(
 type OnMessage = (m: Accepted) => Promise<void>;
 
 /** Inbound, the floor's own: a session answers each command line as it comes; DATA ends at CRLF `.` CRLF. */
-function rawInbound(onMessage: OnMessage): { listen(port: number, host: string): void } {
+interface Listener {
+  listen(o: { port: number; host: string; reusePort: boolean }): void;
+}
+
+function rawInbound(onMessage: OnMessage): Listener {
   const END = Buffer.from('\r\n.\r\n');
   return createServer((s) => {
     s.setNoDelay(true);
@@ -284,9 +291,7 @@ function rawInbound(onMessage: OnMessage): { listen(port: number, host: string):
 }
 
 /** Inbound through smtp-server, with the options the relay gives it (relay/inbound/server.ts). */
-async function smtpServerInbound(
-  onMessage: OnMessage,
-): Promise<{ listen(port: number, host: string): void }> {
+async function smtpServerInbound(onMessage: OnMessage): Promise<Listener> {
   const { SMTPServer } = await import('smtp-server');
   return new SMTPServer({
     name: 'floor',
@@ -330,6 +335,7 @@ async function main(): Promise<void> {
       listen: { type: 'string' },
       spool: { type: 'string' },
       with: { type: 'string' },
+      processes: { type: 'string' },
       // what the benchmark also passes to `mailroute relay`; not used here
       http: { type: 'string' },
       admin: { type: 'string' },
@@ -343,6 +349,27 @@ async function main(): Promise<void> {
     const known = PARTS.find((k) => k === p);
     if (known === undefined) fail(`--with: unknown part "${p}" (known: ${PARTS.join(', ')})`);
     parts.add(known);
+  }
+  const processes = Number(values.processes ?? '1');
+  if (!Number.isInteger(processes) || processes < 1 || processes > 16)
+    fail(`--processes: ${values.processes ?? ''} is not a whole number from 1 to 16`);
+  if (processes > 1 && process.env['FLOOR_CHILD'] === undefined) {
+    // The parent only starts the N processes and ends them with itself.
+    const children = Array.from({ length: processes }, () =>
+      spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+        stdio: 'inherit',
+        env: { ...process.env, FLOOR_CHILD: '1' },
+      }),
+    );
+    for (const c of children)
+      c.on('exit', (code) => {
+        if (code !== 0 && code !== null) fail(`a process exited ${code}`);
+      });
+    process.on('SIGTERM', () => {
+      for (const c of children) c.kill('SIGTERM');
+      process.exit(0);
+    });
+    return;
   }
   const manifests = need('manifests');
   let plan: FloorPlan;
@@ -402,7 +429,8 @@ async function main(): Promise<void> {
     });
   };
   const server = parts.has('smtp-server') ? await smtpServerInbound(onMessage) : rawInbound(onMessage);
-  server.listen(Number(listen[2]), listen[1] ?? '127.0.0.1');
+  // With --processes N, each of N processes binds the port with SO_REUSEPORT and the kernel spreads the connections.
+  server.listen({ port: Number(listen[2]), host: listen[1] ?? '127.0.0.1', reusePort: processes > 1 });
   process.on('SIGTERM', () => process.exit(0));
 }
 

@@ -36,6 +36,10 @@ describe('parseOptions', () => {
       systems: ['floor', 'mailroute'],
       floorWith: ['smtp-server', 'pino'],
     });
+    expect(r.ok === true && r.options.floorProcesses).toBe(1);
+    const two = parseOptions(['--systems', 'floor', '--floor-processes', '2'], {});
+    expect(two.ok === true && two.options.floorProcesses).toBe(2);
+    expect(parseOptions(['--floor-processes', '0'], {}).ok).toBe(false);
     const bad = parseOptions(['--floor-with', 'smtp-server,postfix'], {});
     expect(bad).toEqual({
       ok: false,

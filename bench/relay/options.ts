@@ -49,6 +49,8 @@ export interface BenchOptions {
   readonly nodeArgs: readonly string[];
   /** The parts of the relay the floor system uses instead of its own (floor-relay.ts --with). */
   readonly floorWith: readonly string[];
+  /** Processes of the floor system (floor-relay.ts --processes). */
+  readonly floorProcesses: number;
 }
 
 export type OptionsResult =
@@ -66,6 +68,7 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
                           with --workers auto, in dual-4k only; floor is bench/relay/floor-relay.ts, the least a
                           durable relay in Node does per message (docs/perf.md, "A floor")
   --floor-with A,B        parts of the relay the floor uses instead of its own: smtp-server, nodemailer, pino, spool
+  --floor-processes N     floor processes sharing the port with SO_REUSEPORT (default 1)
   --probe-interval MS     pause between latency-probe messages (default 50)
   --probe-max N           latency-probe messages per run at most (default 1000)
   --settle S              before each run: sync, then wait up to S seconds for a quiet machine (default 15; 0 off)
@@ -135,6 +138,7 @@ export function parseOptions(
         'node-arg': { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
         'floor-with': { type: 'string' },
+        'floor-processes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -163,6 +167,7 @@ export function parseOptions(
     ['warmup', v.warmup, 0],
     ['run-timeout', v['run-timeout'], 1],
     ['timeout', v.timeout, 1],
+    ['floor-processes', v['floor-processes'], 1],
   ];
   for (const [name, raw, min] of intFlags) {
     const r = positiveInt(name, raw, min);
@@ -234,6 +239,7 @@ export function parseOptions(
     cpuProfDir: v['cpu-prof'],
     nodeArgs,
     floorWith,
+    floorProcesses: ints['floor-processes'] ?? 1,
   };
   return { ok: true, options: Object.freeze(options) };
 }

@@ -275,9 +275,10 @@ async function runOne(
           adminPort: pAdmin,
           extraArgs:
             system === 'floor'
-              ? options.floorWith.length > 0
-                ? ['--with', options.floorWith.join(',')]
-                : []
+              ? [
+                  ...(options.floorWith.length > 0 ? ['--with', options.floorWith.join(',')] : []),
+                  ...(options.floorProcesses > 1 ? ['--processes', String(options.floorProcesses)] : []),
+                ]
               : system === 'mailroute-workers'
                 ? [...options.mailrouteArgs, '--workers=auto']
                 : options.mailrouteArgs,

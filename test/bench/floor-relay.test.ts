@@ -25,7 +25,12 @@ interface Floor {
   stderr: () => string;
 }
 
-async function startFloor(dir: string, manifests: string, withParts: string): Promise<Floor> {
+async function startFloor(
+  dir: string,
+  manifests: string,
+  withParts: string,
+  extra: string[] = [],
+): Promise<Floor> {
   await mkdir(join(dir, 'manifests'), { recursive: true });
   await writeFile(join(dir, 'manifests', 'bench.yaml'), manifests);
   const port = await freePort();
@@ -40,6 +45,7 @@ async function startFloor(dir: string, manifests: string, withParts: string): Pr
     spool,
   ];
   if (withParts !== '') args.push('--with', withParts);
+  args.push(...extra);
   const child = spawn(NODE, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
@@ -169,7 +175,32 @@ describe('floor relay: split, and bad arguments', () => {
     }
   });
 
+  it('runs as two processes on one port (SO_REUSEPORT), every message delivered once', async () => {
+    const a = await startSmtpPeer('a');
+    const dir = await mkdtemp(join(tmpdir(), 'mailroute-floor-'));
+    const floor = await startFloor(
+      dir,
+      mailrouteManifests({ root: dir, sinkA: a.port, sinkB: a.port, mode: 'Direct', recipients: 1 }),
+      '',
+      ['--processes', '2'],
+    );
+    try {
+      for (let i = 0; i < 8; i++)
+        await submit(floor.port, { from: 's@o.test', to: `u${i}@bench.example`, text: `${i}` });
+      await waitFor(() => a.messages.length === 8, { what: 'eight messages' });
+      expect(new Set(a.messages.map((m) => m.rcptTo[0])).size).toBe(8);
+    } finally {
+      floor.child.kill('SIGTERM');
+      await waitFor(() => floor.child.exitCode !== null || floor.child.signalCode !== null, {
+        what: 'the floor gone',
+      });
+      await a.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it.each([
+    [['--processes', '0'], '--processes: 0 is not a whole number from 1 to 16'],
     [['--with', 'postfix'], '--with: unknown part "postfix"'],
     [['--listen', '127.0.0.1:0', '--spool', '/tmp/x'], '--manifests is required'],
   ])('%j', async (args, message) => {
