@@ -52,6 +52,7 @@ import type {
   Spool,
   SpoolState,
 } from './types.ts';
+import { GroupSync } from './group-sync.ts';
 
 /** The part of a file handle the spool uses (node:fs/promises FileHandle fits). */
 export interface SpoolFileHandle {
@@ -243,49 +244,6 @@ function asError(err: unknown): Error {
 
 /** How long the queue directory's handle is held for fsyncs before it is opened again (syncDir). */
 const DIR_HANDLE_MAX_AGE_MS = 1000;
-
-/** One directory fsync serves every rename queued before it started (group commit). */
-class GroupSync {
-  private inFlight: Promise<void> | undefined;
-  private queued: Promise<void> | undefined;
-  private readonly run: () => Promise<void>;
-
-  constructor(run: () => Promise<void>) {
-    this.run = run;
-  }
-
-  sync(): Promise<void> {
-    if (this.queued) return this.queued;
-    if (!this.inFlight) return this.start();
-    // A sync is running, but it may have started before the caller's rename: wait for the next one.
-    const prior = this.inFlight.then(
-      () => undefined,
-      () => undefined,
-    );
-    const next = prior.then(() => {
-      this.queued = undefined;
-      return this.start();
-    });
-    this.queued = next;
-    return next;
-  }
-
-  /** Settles once the fsyncs started or queued so far have ended (never rejects). */
-  settled(): Promise<void> {
-    return (this.queued ?? this.inFlight ?? Promise.resolve()).then(
-      () => undefined,
-      () => undefined,
-    );
-  }
-
-  private start(): Promise<void> {
-    const p = this.run().finally(() => {
-      if (this.inFlight === p) this.inFlight = undefined;
-    });
-    this.inFlight = p;
-    return p;
-  }
-}
 
 /** The initial state of an accepted message: every (recipient, leg) pair pending. */
 export function initialState(id: string, meta: EnvelopeMeta, size: number): SpoolState {
