@@ -1,11 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { atDomain, floorLegs, floorPlan, fromWire, toWire } from './floor-plan.ts';
+import { parseManifestText } from '../../routing/parse.ts';
+import type { MailrouteObject } from '../../routing/types.ts';
 import { mailrouteManifests } from './mailroute.ts';
 import { BENCH_DOMAIN, COPY_DOMAIN } from './workloads.ts';
 
-const manifests = (mode: 'Direct' | 'Dual' | 'Split', recipients = 2): string =>
+const text = (mode: 'Direct' | 'Dual' | 'Split', recipients = 2): string =>
   mailrouteManifests({ root: '/unused', sinkA: 2601, sinkB: 2602, mode, recipients });
+/** The objects the project's manifest loader makes of a text (throws on a load error: these texts are valid). */
+const load = (yaml: string): MailrouteObject[] => {
+  const parsed = parseManifestText(yaml, 'bench.yaml');
+  expect(parsed.errors).toEqual([]);
+  return parsed.objects;
+};
+const manifests = (mode: 'Direct' | 'Dual' | 'Split', recipients = 2): MailrouteObject[] =>
+  load(text(mode, recipients));
 
 describe('floorPlan: the benchmark manifests', () => {
   it.each([
@@ -13,27 +23,30 @@ describe('floorPlan: the benchmark manifests', () => {
     ['Dual', 2601, 2602, COPY_DOMAIN],
     ['Split', 2601, 2602, undefined],
   ] as const)('%s', (mode, primary, secondary, copy) => {
-    const plan = floorPlan([manifests(mode)]);
+    const plan = floorPlan(manifests(mode));
     expect(plan).toMatchObject({ mode, primaryPort: primary, secondaryPort: secondary, copyDomain: copy });
     if (mode === 'Split') expect(plan.knownOnPrimary.size).toBe(2);
   });
 
   it.each([
-    [[''], 'one MailDomain and one DeliveryPolicy'],
-    [[manifests('Dual').replace('mode: Dual', 'mode: Mirror')], 'DeliveryPolicy.spec.mode "Mirror"'],
-    [[manifests('Dual').replace('secondary: b', 'secondary: c')], 'DeliveryPolicy.spec.secondary'],
-    [[manifests('Direct').replace('primary: a', 'primary: z')], 'DeliveryPolicy.spec.primary'],
-  ])('refuses what it cannot route, naming the field (%#)', (texts, message) => {
-    expect(() => floorPlan(texts)).toThrow(message);
+    [() => [], 'one MailDomain and one DeliveryPolicy'],
+    [
+      () => manifests('Dual').filter((o) => o.kind !== 'DeliveryPolicy'),
+      'one MailDomain and one DeliveryPolicy',
+    ],
+    [() => load(text('Dual').replace('secondary: b', 'secondary: c')), 'DeliveryPolicy.spec.secondary "c"'],
+    [() => load(text('Direct').replace('primary: a', 'primary: z')), 'DeliveryPolicy.spec.primary "z"'],
+  ])('refuses what it cannot route, naming the field (%#)', (objects, message) => {
+    expect(() => floorPlan(objects())).toThrow(message);
   });
 });
 
 describe('floorLegs', () => {
-  const dual = floorPlan([manifests('Dual')]);
-  const split = floorPlan([manifests('Split', 2)]);
+  const dual = floorPlan(manifests('Dual'));
+  const split = floorPlan(manifests('Split', 2));
   const [known] = [...split.knownOnPrimary];
   it.each([
-    ['Direct', floorPlan([manifests('Direct')]), ['u@x'], [{ port: 2601, rcpts: ['u@x'] }]],
+    ['Direct', floorPlan(manifests('Direct')), ['u@x'], [{ port: 2601, rcpts: ['u@x'] }]],
     [
       'Dual: the copy at the copy domain',
       dual,

@@ -1,8 +1,9 @@
-// The floor relay's routing (pure): which server gets which recipients, read from the same manifests the benchmark
-// writes for mailroute (mailroute.ts), and the two wire forms of a message body. See floor-relay.ts.
-import { parseAllDocuments } from 'yaml';
+// The floor relay's routing (pure): which server gets which recipients, from the MailDomain and DeliveryPolicy the
+// benchmark writes for mailroute (mailroute.ts), as the project's manifest loader returns them (lib/manifests.ts,
+// validated against the CRD schema); and the two wire forms of a message body. See floor-relay.ts.
+import type { DeliveryPolicy, MailDomain, MailrouteObject } from '../../routing/types.ts';
 
-export type FloorMode = 'Direct' | 'Dual' | 'Split';
+export type FloorMode = DeliveryPolicy['spec']['mode'];
 
 export interface FloorPlan {
   readonly mode: FloorMode;
@@ -20,59 +21,32 @@ export interface FloorLeg {
   readonly rcpts: readonly string[];
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function field(o: Record<string, unknown>, name: string, where: string): Record<string, unknown> {
-  const v = o[name];
-  if (!isRecord(v)) throw new Error(`floor: ${where}.${name} is missing`);
-  return v;
-}
-
 /**
- * The plan of the one MailDomain and DeliveryPolicy in `yamlTexts` (the benchmark's manifests): the ports of the
- * policy's primary and secondary servers, the copy domain and the primary's accounts. Throws naming the field that
- * is missing or not understood.
+ * The plan of the one MailDomain and DeliveryPolicy among `objects`: the ports of the policy's primary and secondary
+ * servers, the copy domain and the primary's accounts. Throws naming what is missing.
  */
-export function floorPlan(yamlTexts: readonly string[]): FloorPlan {
-  const docs: Record<string, unknown>[] = [];
-  for (const text of yamlTexts)
-    for (const d of parseAllDocuments(text)) {
-      const v: unknown = d.toJS();
-      if (isRecord(v)) docs.push(v);
-    }
-  const domain = docs.find((d) => d['kind'] === 'MailDomain');
-  const policy = docs.find((d) => d['kind'] === 'DeliveryPolicy');
+export function floorPlan(objects: readonly MailrouteObject[]): FloorPlan {
+  const domain = objects.find((o): o is MailDomain => o.kind === 'MailDomain');
+  const policy = objects.find((o): o is DeliveryPolicy => o.kind === 'DeliveryPolicy');
   if (domain === undefined || policy === undefined)
     throw new Error('floor: the manifests need one MailDomain and one DeliveryPolicy');
-  const dspec = field(domain, 'spec', 'MailDomain');
-  const pspec = field(policy, 'spec', 'DeliveryPolicy');
-  const servers = Array.isArray(dspec['servers']) ? dspec['servers'].filter(isRecord) : [];
-  const portOf = (name: unknown, what: string): number => {
-    const s = servers.find((x) => x['name'] === name);
-    const port = s?.['port'];
-    if (typeof port !== 'number')
-      throw new Error(`floor: DeliveryPolicy.spec.${what} names no server with a port`);
-    return port;
+  const p = policy.spec;
+  const portOf = (name: string | undefined, field: string): number => {
+    const server = domain.spec.servers.find((s) => s.name === name);
+    if (server === undefined)
+      throw new Error(
+        `floor: DeliveryPolicy.spec.${field} ${JSON.stringify(name ?? '')} is not a server of the MailDomain`,
+      );
+    return server.port;
   };
-  const mode = pspec['mode'];
-  if (mode !== 'Direct' && mode !== 'Dual' && mode !== 'Split')
-    throw new Error(`floor: DeliveryPolicy.spec.mode ${JSON.stringify(mode)} is not Direct, Dual or Split`);
-  const primaryPort = portOf(pspec['primary'], 'primary');
-  const secondaryPort = mode === 'Direct' ? undefined : portOf(pspec['secondary'], 'secondary');
-  const dual = isRecord(pspec['dual']) ? pspec['dual'] : {};
-  const copy = dual['copyRecipientDomain'];
   const known = new Set<string>();
-  const accounts = Array.isArray(dspec['accounts']) ? dspec['accounts'].filter(isRecord) : [];
-  for (const a of accounts) {
-    if (a['server'] !== pspec['primary'] || !Array.isArray(a['addresses'])) continue;
-    for (const addr of a['addresses']) if (typeof addr === 'string') known.add(addr.toLowerCase());
-  }
+  for (const a of domain.spec.accounts ?? [])
+    if (a.server === p.primary) for (const addr of a.addresses) known.add(addr.toLowerCase());
   return {
-    mode,
-    primaryPort,
-    secondaryPort,
-    copyDomain: mode === 'Dual' && typeof copy === 'string' ? copy : undefined,
+    mode: p.mode,
+    primaryPort: portOf(p.primary, 'primary'),
+    secondaryPort: p.mode === 'Direct' ? undefined : portOf(p.secondary, 'secondary'),
+    copyDomain: p.mode === 'Dual' ? p.dual?.copyRecipientDomain : undefined,
     knownOnPrimary: known,
   };
 }

@@ -15,59 +15,39 @@
 //
 //   node bench/relay/floor-relay.ts --manifests DIR --listen 127.0.0.1:2525 --spool DIR [--with PARTS] [--processes N]
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { loadManifests } from '../../lib/manifests.ts';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
+import { GroupSync } from '../../relay/spool/group-sync.ts';
+import { formatManifestError } from '../../routing/parse.ts';
 import { floorLegs, floorPlan, fromWire, toWire, type FloorLeg, type FloorPlan } from './floor-plan.ts';
 
 const PARTS = ['smtp-server', 'nodemailer', 'pino', 'spool'] as const;
 type Part = (typeof PARTS)[number];
 
-/** One accepted message: its bytes as they came in (`wire`: dot-stuffed with the final dot; `raw`: as the message). */
+/**
+ * One accepted message and its bytes as they came in: dot-stuffed with the final dot (the floor's own inbound) or as
+ * the message (smtp-server). The other form is made once, when a part needs it.
+ */
 interface Accepted {
   from: string;
   rcpts: string[];
-  wire: Buffer | undefined;
-  raw: Buffer | undefined;
+  received: Buffer;
+  dotStuffed: boolean;
+  converted?: Buffer;
 }
-const wireOf = (m: Accepted): Buffer => (m.wire ??= toWire(m.raw ?? Buffer.alloc(0)));
-const rawOf = (m: Accepted): Buffer => (m.raw ??= fromWire(m.wire ?? toWire(Buffer.alloc(0))));
+const wireOf = (m: Accepted): Buffer => (m.dotStuffed ? m.received : (m.converted ??= toWire(m.received)));
+const rawOf = (m: Accepted): Buffer => (m.dotStuffed ? (m.converted ??= fromWire(m.received)) : m.received);
 
 function fail(message: string): never {
   process.stderr.write(`floor: ${message}\n`);
   process.exit(1);
-}
-
-/** One directory fsync serves every change made before it started. */
-class DirSync {
-  private inFlight: Promise<void> | undefined;
-  private queued: Promise<void> | undefined;
-  private readonly dir: FileHandle;
-  constructor(dir: FileHandle) {
-    this.dir = dir;
-  }
-  sync(): Promise<void> {
-    if (this.queued) return this.queued;
-    if (!this.inFlight) return this.start();
-    const next = this.inFlight.then(() => {
-      this.queued = undefined;
-      return this.start();
-    });
-    this.queued = next;
-    return next;
-  }
-  private start(): Promise<void> {
-    const p = this.dir.sync().finally(() => {
-      if (this.inFlight === p) this.inFlight = undefined;
-    });
-    this.inFlight = p;
-    return p;
-  }
 }
 
 type Deliver = (leg: FloorLeg, m: Accepted) => Promise<void>;
@@ -247,7 +227,7 @@ function rawInbound(onMessage: OnMessage): Listener {
           const wire = buf.subarray(2, end + END.length);
           buf = buf.subarray(end + END.length);
           inData = false;
-          const m: Accepted = { from, rcpts, wire: Buffer.from(wire), raw: undefined };
+          const m: Accepted = { from, rcpts, received: Buffer.from(wire), dotStuffed: true };
           // Commands pipelined behind the final dot (QUIT) wait for this message's reply.
           waiting = true;
           const resume = (reply: string): void => {
@@ -316,8 +296,8 @@ async function smtpServerInbound(onMessage: OnMessage): Promise<Listener> {
         const m: Accepted = {
           from: mailFrom === false ? '' : mailFrom.address,
           rcpts: session.envelope.rcptTo.map((r) => r.address),
-          wire: undefined,
-          raw: Buffer.concat(chunks),
+          received: Buffer.concat(chunks),
+          dotStuffed: false,
         };
         onMessage(m).then(
           () => callback(null, 'Ok: queued'),
@@ -371,21 +351,20 @@ async function main(): Promise<void> {
     });
     return;
   }
-  const manifests = need('manifests');
+  // The project's loader: size limits, YAML and schema errors named by file and field.
+  const loaded = await loadManifests([need('manifests')]);
+  if (loaded.errors.length > 0) fail(loaded.errors.map(formatManifestError).join('\n'));
   let plan: FloorPlan;
   try {
-    plan = floorPlan(
-      readdirSync(manifests)
-        .filter((f) => /\.ya?ml$/.test(f))
-        .map((f) => readFileSync(join(manifests, f), 'utf8')),
-    );
+    plan = floorPlan(loaded.objects);
   } catch (err) {
     fail(err instanceof Error ? err.message : String(err));
   }
   const listen = /^(.*):(\d+)$/.exec(need('listen')) ?? fail('--listen: HOST:PORT');
   const queueDir = join(need('spool'), 'queue');
   mkdirSync(queueDir, { recursive: true });
-  const dirSync = new DirSync(await open(queueDir, 'r'));
+  const dirHandle = await open(queueDir, 'r');
+  const dirSync = new GroupSync(() => dirHandle.sync());
   let log: Logger | undefined;
   if (parts.has('pino')) {
     const { createLogger } = await import('../../lib/logger.ts');
@@ -412,7 +391,7 @@ async function main(): Promise<void> {
     const path = join(queueDir, `${process.pid}-${seq++}`);
     const fh = await open(path, 'wx', 0o600);
     const entry = dirSync.sync(); // the new entry, while the body is written
-    const body = m.raw ?? m.wire ?? Buffer.alloc(0);
+    const body = m.received;
     await fh.writev([body, Buffer.from(JSON.stringify({ from: m.from, rcpts: m.rcpts }))]);
     await fh.sync();
     await entry;
