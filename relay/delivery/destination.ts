@@ -10,7 +10,8 @@
 //   - concurrency: at most ceil(maxConnections / connectionShare) connections in use, in FIFO order;
 //   - suspension: an address it could not reach at all is not connected to again for backoffMs (the attempt is
 //     deferred with "delivery temporarily suspended"), so a dead host costs one timeout, not one per message;
-//   - its connection pools (one nodemailer pool per address, TLS name and credentials), closed after idleMs unused.
+//   - its connection pools (one SMTP client pool per address, TLS name and credentials, smtp-out/pool.ts), closed
+//     after idleMs unused.
 // Time comes from the injected clock only (now), so a fake clock drives suspension and idle reaping.
 //
 // Exports: destinationKey(server), Destination, Destinations (the engine's table of them).

@@ -4,6 +4,7 @@
 //   scheduler.ts    when each message is looked at next (due heap, one armed timer), a bounded number at a time
 //   attempt.ts      which due legs go in one SMTP transaction, and trying it once
 //   destination.ts  per destination (the server a leg is routed to): backpressure, connections, suspension, pools
+//   smtp-out/       the SMTP client those pools are (the default transport)
 //   results.ts      the coalesced state write of attempt results (decideLeg, outcome.ts)
 //   bounce.ts       the DSN hand-off
 //
@@ -33,7 +34,8 @@ import { Results, type LegFinal, type Written } from './results.ts';
 import { retryDelayMs } from './retry.ts';
 import { every, realTimers, Scheduler, type TimerHandle, type Timers } from './scheduler.ts';
 import type { ServerLookup } from './server-lookup.ts';
-import { nodemailerTransportFactory, type TransportFactory } from './transport.ts';
+import { smtpOutTransportFactory } from './smtp-out/pool.ts';
+import type { TransportFactory } from './transport.ts';
 import type { SmtpTimeouts } from '../../lib/smtp-client.ts';
 
 export interface DeliveryOptions {
@@ -65,6 +67,7 @@ export interface DeliveryOptions {
   }) => Promise<{ user: string; pass: string } | undefined>;
   /** Where a DSN to this sender goes (relay/delivery/dsn-route.ts): managed domain: its policy; else MX/--dsn-relay. */
   route: (recipient: string) => DeliveryPlan;
+  /** The SMTP client per target; default the relay's own (smtp-out/pool.ts). */
   transport?: TransportFactory;
   /** MX and address lookups (relay/dns.ts); default: the system resolver. */
   resolver?: DnsResolver;
@@ -186,8 +189,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
 
   const destinations = new Destinations({
     now,
-    factory:
-      opts.transport ?? nodemailerTransportFactory({ hostname: opts.hostname, timeouts: opts.timeouts }),
+    factory: opts.transport ?? smtpOutTransportFactory({ hostname: opts.hostname, timeouts: opts.timeouts }),
     connectionShare: Math.max(1, opts.connectionShare ?? 1),
     backoffMs: opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000),
   });

@@ -4,7 +4,9 @@
 //
 // Exports:
 //   OutgoingEnvelope: what nodemailer's SMTP connection reads (from: false is the null sender <>).
-//   EnvelopeShaper: shape(from, to, size?) -> a fresh OutgoingEnvelope per call (nodemailer writes into it).
+//   EnvelopeShaper: shape(from, to, size?) -> a fresh OutgoingEnvelope per call (nodemailer writes into it);
+//     sender(addr) and recipient(addr): one address shaped (the relay's own client, smtp-out/, maps each envelope
+//     address back to the recipient it came from).
 //
 // Why: setEnvelope parses every address with nodemailer's address parser and IDNA mapper on every call, about 3 %
 // of the relay's main thread under the dual 4 KiB load (docs/perf.md). The result depends on the address alone, so
@@ -45,7 +47,8 @@ export class EnvelopeShaper {
     return { from: this.sender(from), to: list, ...(size ? { size } : {}) };
   }
 
-  private sender(addr: string): string | false {
+  /** The sender as shape() puts it in the envelope (false: the null sender <>). */
+  sender(addr: string): string | false {
     const known = this.senders.get(addr);
     if (known !== undefined) return known;
     const shaped = this.node.setEnvelope({ from: addr }).getEnvelope().from;
@@ -53,7 +56,8 @@ export class EnvelopeShaper {
     return shaped;
   }
 
-  private recipient(addr: string): readonly string[] {
+  /** The envelope addresses shape() makes of one recipient (usually one; none for an address it cannot parse). */
+  recipient(addr: string): readonly string[] {
     const known = this.recipients.get(addr);
     if (known !== undefined) return known;
     const shaped = [...this.node.setEnvelope({ to: [addr] }).getEnvelope().to];

@@ -1,7 +1,8 @@
-// The relay depends on patches/nodemailer+10.6.1.patch (applied by patch-package in postinstall and in the
-// Dockerfile), which changes nodemailer's SMTP DATA encoder (smtp-connection/data-stream.js) and client
-// (smtp-connection/index.js) in three ways that keep the bytes on the wire (relay/delivery/dot-stuffing.test.ts checks
-// them against the original algorithm, test/relay/outbound-body.test.ts against a real server):
+// nodemailerTransportFactory (relay/delivery/transport.ts: the benchmark's floor; the delivery path has its own client,
+// smtp-out/, which encodes as the patched encoder does) and the drain's hand-off client depend on
+// patches/nodemailer+10.6.1.patch (applied by patch-package in postinstall and in the Dockerfile), which changes
+// nodemailer's SMTP DATA encoder (smtp-connection/data-stream.js) and client (smtp-connection/index.js) in three ways
+// that keep the bytes on the wire (relay/delivery/dot-stuffing.test.ts checks them against the original algorithm):
 //   - it visits only the bytes that can need an insert (CR, LF, dot), found with indexOf, instead of every byte;
 //   - it holds the last encoded chunk back and sends it together with the final dot line, one socket write per leg
 //     fewer; a last chunk over 16 KiB goes on as it is and the dot line after it, since copying a large body (twice
@@ -11,8 +12,8 @@
 //     through the encoder stream: one system call and no stream pipeline per leg (the stream is read once, so that
 //     the pool still knows the message was sent and does not requeue it on another connection).
 // All are only about speed, but an install without them (--ignore-scripts and no patch-package step) would quietly
-// spend several times the CPU on large mail, so the relay probes them at start and refuses to run without them, as it
-// does for smtp-server (relay/inbound/patched.ts).
+// spend several times the CPU on large mail, so nodemailerTransportFactory probes them and refuses to run without
+// them, as the relay does for smtp-server (relay/inbound/patched.ts).
 import type { Transform } from 'node:stream';
 import { assertPatched } from '../patch-check.ts';
 

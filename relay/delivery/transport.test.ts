@@ -21,7 +21,7 @@ describe('readSource', () => {
       await writeFile(path, 'BODY BYTES|{"state":"behind the body"}');
       expect((await drain(readSource({ path, size: 10 }))).toString()).toBe('BODY BYTES');
       expect((await drain(readSource({ path, size: 0 }))).length).toBe(0);
-      // each call is a fresh stream (a message the pool requeues is read again from the start)
+      // each call is a fresh stream (a message nodemailer's pool requeues is read again from the start)
       expect((await drain(readSource({ path, size: 4 }))).toString()).toBe('BODY');
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -31,6 +31,9 @@ describe('readSource', () => {
 
 const rcpts = ['a@x.example', 'b@x.example'];
 
+// The mapping of nodemailer's results, for the clients still built on nodemailer (the drain's hand-off, the
+// benchmark's floor). The delivery path's own client maps its outcomes in smtp-out/replies.ts, whose test checks it
+// against this one.
 describe('repliesFromNodemailer', () => {
   it.each([
     [

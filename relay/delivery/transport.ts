@@ -1,9 +1,11 @@
-// Outbound SMTP: one nodemailer SMTP pool per destination (host:port:tls:auth), fed finished messages directly (no
-// Mailer layer, see poolMessage), and MX resolution.
+// Outbound SMTP: the seam between the delivery engine and its SMTP client (one pool per destination target,
+// host:port:tls:auth), a nodemailer implementation of it, and MX resolution. The engine's default client is the
+// relay's own (smtp-out/pool.ts), which behaves as the nodemailer pool here does with less CPU per message.
 //
 // Exports:
 //   ServerTarget, SendRequest, ServerTransport, TransportFactory: the seam the engine uses (injectable for tests).
-//   nodemailerTransportFactory(opts): TransportFactory  - the real thing (refuses to start without the nodemailer patch).
+//   nodemailerTransportFactory(opts): TransportFactory  - nodemailer's SMTP pool fed finished messages directly (no
+//     Mailer layer, see poolMessage); refuses to start without the nodemailer patch. The benchmark's floor uses it.
 //   readSource(body): a fresh stream of a spooled body (bytes in memory, or the first size bytes of its file).
 //   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
 //   resolveTargets(server, resolver): which hosts to connect to for a ServerRoute (MX lookup when mx: true); the engine

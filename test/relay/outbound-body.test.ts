@@ -1,17 +1,14 @@
-// The relay's outbound SMTP client (nodemailer's pool, patched) sends a body it holds in memory in one call
-// (readSource's mailrouteBody, DataStream.encode) and streams a body from its file. Against a real smtp-server this
-// checks that both arrive byte for byte (also over STARTTLS after AUTH), and that the pool still tells "not a byte
-// sent" from "sent" when a server drops the connection: the first is requeued on a fresh connection, the second is
-// never sent twice by the pool. The peer is the project's scriptable smtp-server (test/support/smtp-peer.ts).
+// The relay's outbound SMTP client (relay/delivery/smtp-out) sends a body it holds in memory in one call (encoded
+// whole, written with the final dot line) and streams a body from its file. Against a real smtp-server this checks
+// that both arrive byte for byte (also over STARTTLS after AUTH), and that the pool still tells "not a byte sent" from
+// "sent" when a server drops the connection: the first is requeued on a fresh connection, the second is never sent
+// twice by the pool. The peer is the project's scriptable smtp-server (test/support/smtp-peer.ts).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  nodemailerTransportFactory,
-  type ServerTarget,
-  type ServerTransport,
-} from '../../relay/delivery/transport.ts';
+import { smtpOutTransportFactory } from '../../relay/delivery/smtp-out/pool.ts';
+import type { ServerTarget, ServerTransport } from '../../relay/delivery/transport.ts';
 import type { MessageBody } from '../../relay/spool/types.ts';
 import { startSmtpPeer, type PeerOptions, type SmtpPeer } from '../support/smtp-peer.ts';
 import { makeSelfSigned } from '../support/tls.ts';
@@ -20,7 +17,7 @@ const BODY =
   'From: <a@sender.example>\r\nTo: <b@x.example>\r\nSubject: t\r\n\r\n.a line that starts with a dot\r\n' +
   '.\r\n..\r\nlast line\r\n';
 
-describe('outbound bodies (the patched nodemailer client against smtp-server)', () => {
+describe("outbound bodies (the relay's SMTP client against smtp-server)", () => {
   let peer: SmtpPeer | undefined;
   let transport: ServerTransport | undefined;
   let dir: string | undefined;
@@ -36,7 +33,7 @@ describe('outbound bodies (the patched nodemailer client against smtp-server)', 
     target: Partial<ServerTarget> = {},
   ): Promise<{ p: SmtpPeer; t: ServerTransport }> => {
     const p = (peer = await startSmtpPeer('body', {}, undefined, options));
-    const t = (transport = nodemailerTransportFactory({ hostname: 'relay.test' })({
+    const t = (transport = smtpOutTransportFactory({ hostname: 'relay.test' })({
       host: '127.0.0.1',
       port: p.port,
       tls: 'None',

@@ -1,0 +1,1022 @@
+// The relay's SMTP client (smtp-out) against real servers on 127.0.0.1: scripted raw servers that misbehave exactly
+// (replies in pieces or together, multi-line replies, 421, closes, silence, refusals, no PIPELINING, no STARTTLS,
+// the AUTH mechanisms) and the project's smtp-server peer (TLS modes, AUTH, refusals, SMTPUTF8). Each case checks
+// what every recipient is told, what the server saw, and how many connections it took. No sleeps: scripts wait for
+// what the client sends, tests for what the server saw.
+import { createHmac } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { SmtpTimeouts } from '../../../lib/smtp-client.ts';
+import {
+  startScripted,
+  type ScriptedServer,
+  type ScriptedSession,
+} from '../../../test/support/scripted-smtp.ts';
+import {
+  startSmtpPeer,
+  type PeerBehaviour,
+  type PeerOptions,
+  type SmtpPeer,
+} from '../../../test/support/smtp-peer.ts';
+import { makeSelfSigned, type SelfSigned } from '../../../test/support/tls.ts';
+import { waitFor } from '../../../test/support/wait.ts';
+import type { MessageBody } from '../../spool/types.ts';
+import type { AttemptReply } from '../outcome.ts';
+import type { SendRequest, ServerTarget, ServerTransport } from '../transport.ts';
+import { stuffWhole } from './data-encoder.ts';
+import { connectionSettings, smtpOutTransportFactory } from './pool.ts';
+import { MAX_RESPONSE_SIZE } from './reply.ts';
+
+const FAST: SmtpTimeouts = { connectionMs: 3000, greetingMs: 3000, socketMs: 3000 };
+const BODY = Buffer.from('Subject: t\r\n\r\nhello\r\n.a dot line\r\nlast\r\n');
+const WIRE = Buffer.concat(Object.values(stuffWhole(BODY))).toString('latin1');
+
+const cleanups: (() => unknown)[] = [];
+const scriptedServers: ScriptedServer[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  // a script that threw (an unexpected command) fails the test that ran it
+  for (const s of scriptedServers.splice(0)) expect(s.errors).toEqual([]);
+});
+
+function client(
+  port: number,
+  target: Partial<ServerTarget> = {},
+  timeouts: Partial<SmtpTimeouts> = FAST,
+): ServerTransport {
+  const t = smtpOutTransportFactory({ hostname: 'relay.test', timeouts })({
+    host: '127.0.0.1',
+    port,
+    tls: 'None',
+    maxConnections: 1,
+    ...target,
+  });
+  cleanups.push(() => t.close());
+  return t;
+}
+
+async function scripted(script: (s: ScriptedSession, n: number) => Promise<void>): Promise<ScriptedServer> {
+  const server = await startScripted(script);
+  scriptedServers.push(server);
+  cleanups.push(() => server.close());
+  return server;
+}
+
+async function peer(behaviour: PeerBehaviour = {}, options: PeerOptions = {}): Promise<SmtpPeer> {
+  const p = await startSmtpPeer('peer', behaviour, undefined, options);
+  cleanups.push(() => p.close());
+  return p;
+}
+
+const req = (to: string[] = ['b@x.example'], raw: MessageBody = BODY, from = 'a@x.example'): SendRequest => ({
+  from,
+  to,
+  raw,
+  size: Buffer.isBuffer(raw) ? raw.length : raw.size - (raw.start ?? 0),
+});
+
+/** The replies of one send as plain data. */
+async function send(t: ServerTransport, r: SendRequest = req()): Promise<Record<string, AttemptReply>> {
+  return Object.fromEntries(await t.send(r));
+}
+
+async function expectLine(s: ScriptedSession, want: string | RegExp): Promise<string> {
+  const line = await s.line();
+  if (line === undefined || (typeof want === 'string' ? line !== want : !want.test(line))) {
+    throw new Error(`expected ${String(want)}, got ${JSON.stringify(line)}`);
+  }
+  return line;
+}
+
+/**
+ * A pipelined transaction on the server side: MAIL, the RCPTs, DATA read first, then their replies in one write, the
+ * body, and the final reply. Returns the body as received (still dot-stuffed).
+ */
+async function transaction(
+  s: ScriptedSession,
+  rcptReplies: string[] = ['250 2.1.5 ok'],
+  final = '250 2.0.0 queued',
+): Promise<string> {
+  await expectLine(s, /^MAIL FROM:</);
+  for (let i = 0; i < rcptReplies.length; i++) await expectLine(s, /^RCPT TO:</);
+  await expectLine(s, 'DATA');
+  await s.reply('250 2.1.0 ok', ...rcptReplies, '354 go ahead');
+  const data = await s.data();
+  if (data === undefined) throw new Error('closed during DATA');
+  await s.reply(final);
+  return data.toString('latin1');
+}
+
+const smtp = (code: number, text: string): AttemptReply => ({ kind: 'smtp', code, text });
+
+/** Lines from a socket, for the one test that speaks TLS on the server side itself; stop() lets go of the socket. */
+function lineReader(socket: Socket): { line(): Promise<string>; stop(): void } {
+  let buf = '';
+  let wake: (() => void) | undefined;
+  const onData = (c: Buffer): void => {
+    buf += c.toString('latin1');
+    wake?.();
+  };
+  socket.on('data', onData);
+  return {
+    async line() {
+      for (;;) {
+        const i = buf.indexOf('\r\n');
+        if (i !== -1) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          return line;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+    stop: () => socket.removeListener('data', onData),
+  };
+}
+
+describe('replies however they arrive', () => {
+  it('a greeting in single bytes, EHLO in pieces, the envelope in one write and its replies in one, a multi-line final reply', async () => {
+    let batch = '';
+    const server = await scripted(async (s) => {
+      for (const c of '220 scripted.test ESMTP\r\n') await s.write(c);
+      await expectLine(s, 'EHLO relay.test');
+      await s.write('250-scripted.test\r\n250-PIPE');
+      await s.write('LINING\r\n250 SI');
+      await s.write('ZE 1000\r\n');
+      await expectLine(s, `MAIL FROM:<a@x.example> SIZE=${BODY.length}`);
+      // PIPELINING: the rest of the envelope and DATA came with MAIL FROM, before any reply
+      batch = s.pending();
+      for (const l of ['RCPT TO:<b@x.example>', 'RCPT TO:<c@x.example>', 'DATA']) await expectLine(s, l);
+      await s.reply('250 2.1.0 ok', '250 2.1.5 ok', '250 2.1.5 ok', '354 go ahead');
+      expect((await s.data())?.toString('latin1')).toBe(WIRE);
+      await s.reply('250-2.0.0 queued', '250 2.0.0 as X');
+    });
+    const final = smtp(250, '250-2.0.0 queued\n250 2.0.0 as X');
+    expect(await send(client(server.port), req(['b@x.example', 'c@x.example']))).toEqual({
+      'b@x.example': final,
+      'c@x.example': final,
+    });
+    expect(batch).toBe('RCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\nDATA\r\n');
+  });
+
+  it('too long a reply ends the connection (EPROTOCOL), nothing is sent', async () => {
+    const server = await scripted(async (s) => {
+      await s.write(`220-${'x'.repeat(MAX_RESPONSE_SIZE + 16)}`);
+      await s.closed;
+    });
+    expect(await send(client(server.port))).toEqual({
+      'b@x.example': { kind: 'network', text: 'EPROTOCOL: Server response exceeds maximum allowed size' },
+    });
+    expect(server.sessions[0]?.lines).toEqual([]);
+  });
+});
+
+describe('without PIPELINING', () => {
+  it('one command at a time; a refused envelope sends no DATA, then RSET, and the connection is used again', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['8BITMIME']);
+      await expectLine(s, 'MAIL FROM:<a@x.example>');
+      expect(s.pending()).toBe('');
+      await s.reply('250 2.1.0 ok');
+      await expectLine(s, 'RCPT TO:<b@x.example>');
+      expect(s.pending()).toBe('');
+      await s.reply('550 5.1.1 no such user');
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
+      // the second message, on the same connection; its sender is refused: no RCPT TO at all
+      await expectLine(s, 'MAIL FROM:<a@x.example>');
+      await s.reply('553 5.7.1 sender refused');
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
+      await expectLine(s, 'MAIL FROM:<a@x.example>');
+      await s.reply('250 2.1.0 ok');
+      await expectLine(s, 'RCPT TO:<b@x.example>');
+      await s.reply('250 2.1.5 ok');
+      await expectLine(s, 'DATA');
+      expect(s.pending()).toBe('');
+      await s.reply('354 go ahead');
+      expect((await s.data())?.toString('latin1')).toBe(WIRE);
+      await s.reply('250 2.0.0 queued');
+    });
+    const t = client(server.port);
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(550, '550 5.1.1 no such user') });
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(553, '553 5.7.1 sender refused') });
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(server.connections).toBe(1);
+  });
+});
+
+describe('refused recipients', () => {
+  it('one refused among accepted ones gets its own refusal, the others the final reply (smtp-server)', async () => {
+    const p = await peer({
+      rcpt: (a) => (a === 'no@x.example' ? { code: 550, message: '5.1.1 no such user' } : undefined),
+    });
+    const got = await send(client(p.port), req(['a@x.example', 'no@x.example', 'c@x.example']));
+    expect(got['no@x.example']).toEqual(smtp(550, '550 5.1.1 no such user'));
+    expect(got['a@x.example']).toMatchObject({ kind: 'smtp', code: 250 });
+    expect(got['c@x.example']).toMatchObject({ kind: 'smtp', code: 250 });
+    expect(p.messages.map((m) => m.rcptTo)).toEqual([['a@x.example', 'c@x.example']]);
+  });
+
+  it('all refused: each its own refusal, no message (smtp-server)', async () => {
+    const p = await peer({
+      rcpt: (a) =>
+        a === 'later@x.example' ? { code: 451, message: '4.3.0 later' } : { code: 550, message: '5.1.1 no' },
+    });
+    const t = client(p.port);
+    expect(await send(t, req(['later@x.example', 'no@x.example']))).toEqual({
+      'later@x.example': smtp(451, '451 4.3.0 later'),
+      'no@x.example': smtp(550, '550 5.1.1 no'),
+    });
+    expect(p.messages).toEqual([]);
+    // the session was reset and is used again
+    p.behaviour.rcpt = undefined;
+    expect(await send(t)).toMatchObject({ 'b@x.example': { kind: 'smtp', code: 250 } });
+    expect(p.stats.connections).toBe(1);
+  });
+
+  it('all refused but DATA answered 354 anyway: the empty message is ended with a dot, the session kept', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '550 5.1.1 no', '354 go ahead');
+      await expectLine(s, '.');
+      await s.reply('554 5.5.1 no valid recipients');
+      await expectLine(s, 'RSET');
+      await s.reply('250 reset');
+      await transaction(s);
+    });
+    const t = client(server.port);
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(550, '550 5.1.1 no') });
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(server.connections).toBe(1);
+  });
+
+  it('the sender refused but DATA answered 354 anyway: the connection is dropped, no byte of the message sent', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('550 5.7.1 sender refused', '250 ok', '354 go ahead');
+      await s.closed;
+    });
+    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(550, '550 5.7.1 sender refused') });
+    await server.sessions[0]?.closed;
+    expect(server.sessions[0]?.pending()).toBe('');
+    expect(server.connections).toBe(1);
+  });
+});
+
+describe('421, closes and silence', () => {
+  it('a bad greeting: its reply, nothing sent', async () => {
+    const server = await scripted(async (s) => {
+      await s.reply('554 5.7.1 go away');
+      await s.closed;
+    });
+    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(554, '554 5.7.1 go away') });
+    expect(server.sessions[0]?.lines).toEqual([]);
+    expect(server.connections).toBe(1);
+  });
+
+  it('421 after the greeting (at EHLO): the 421 reply, the connection closed, not tried again', async () => {
+    const server = await scripted(async (s) => {
+      await s.reply('220 hello');
+      await expectLine(s, /^EHLO /);
+      await s.reply('421 4.3.2 shutting down');
+      await s.closed;
+    });
+    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(421, '421 4.3.2 shutting down') });
+    expect(server.connections).toBe(1);
+  });
+
+  it('421 at MAIL FROM on a fresh connection: the 421 reply, not tried again', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('421 4.3.2 busy');
+      await s.closed;
+    });
+    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(421, '421 4.3.2 busy') });
+    expect(server.connections).toBe(1);
+  });
+
+  it('421 at RCPT TO on a reused connection, before a byte of the message: sent on a fresh connection', async () => {
+    const bodies: string[] = [];
+    const server = await scripted(async (s, n) => {
+      await s.hello(['PIPELINING']);
+      if (n === 1) {
+        bodies.push(await transaction(s));
+        for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+        await s.reply('250 2.1.0 ok', '421 4.7.0 closing');
+        s.end();
+        return;
+      }
+      bodies.push(await transaction(s));
+    });
+    const t = client(server.port);
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(bodies).toEqual([WIRE, WIRE]);
+    expect(server.connections).toBe(2);
+  });
+
+  it('closed before the greeting: tried once more on a fresh connection, which delivers', async () => {
+    const server = await scripted(async (s, n) => {
+      if (n === 1) return s.destroy();
+      await s.hello(['PIPELINING']);
+      await transaction(s);
+    });
+    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(server.connections).toBe(2);
+  });
+
+  it('closing the pool while a send waits to be tried again answers it with its failure', async () => {
+    const server = await scripted((s) => Promise.resolve(s.destroy()));
+    const t = smtpOutTransportFactory({ hostname: 'relay.test', timeouts: FAST, requeueDelayMs: 600_000 })({
+      host: '127.0.0.1',
+      port: server.port,
+      tls: 'None',
+      maxConnections: 1,
+    });
+    cleanups.push(() => t.close());
+    const sent = send(t);
+    await waitFor(() => server.connections === 1, { what: 'the first connection' });
+    await server.sessions[0]?.closed;
+    t.close();
+    expect(await sent).toEqual({
+      'b@x.example': { kind: 'network', text: 'ECONNECTION: Connection closed unexpectedly' },
+    });
+    expect(server.connections).toBe(1);
+  });
+
+  it('closed before the greeting twice: the failure, after two connections', async () => {
+    const server = await scripted((s) => Promise.resolve(s.destroy()));
+    expect(await send(client(server.port))).toEqual({
+      'b@x.example': { kind: 'network', text: 'ECONNECTION: Connection closed unexpectedly' },
+    });
+    expect(server.connections).toBe(2);
+  });
+
+  it('a server that closes leaving a failure reply unterminated: that reply', async () => {
+    const server = await scripted(async (s) => {
+      await s.write('421 4.3.2 no');
+      s.end();
+    });
+    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(421, '421 4.3.2 no') });
+  });
+
+  it('no greeting: the greeting timeout', async () => {
+    const server = await scripted((s) => s.closed);
+    expect(await send(client(server.port, {}, { ...FAST, greetingMs: 200 }))).toEqual({
+      'b@x.example': { kind: 'network', text: 'ETIMEDOUT: Greeting never received' },
+    });
+    expect(server.connections).toBe(1);
+  });
+
+  it('no reply after the body: the socket timeout, and the message is not sent again', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.data();
+      await s.closed;
+    });
+    expect(await send(client(server.port, {}, { ...FAST, socketMs: 300 }))).toEqual({
+      'b@x.example': { kind: 'network', text: 'ETIMEDOUT: Timeout' },
+    });
+    expect(server.connections).toBe(1);
+  });
+
+  it('a reused connection closed after the body arrived: not sent again', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      await transaction(s);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.data();
+      s.destroy();
+    });
+    const t = client(server.port);
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect((await send(t))['b@x.example']).toMatchObject({
+      kind: 'network',
+      text: expect.stringMatching(/^E(CONNECTION|SOCKET): /) as unknown,
+    });
+    expect(server.connections).toBe(1);
+  });
+
+  it('an idle connection ended by a 421, or by a reply nobody asked for, is dropped; the next send opens another', async () => {
+    const server = await scripted(async (s, n) => {
+      await s.hello(['PIPELINING']);
+      await transaction(s);
+      if (n === 1) await s.reply('421 4.4.2 idle too long');
+      if (n === 2) await s.reply('250 surprise');
+      if (n < 3) await s.closed;
+      else await transaction(s);
+    });
+    const t = client(server.port);
+    for (let n = 1; n <= 3; n++) {
+      expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+      // the client closed it (not the server): then the next send cannot have gone to it
+      if (n < 3) await server.sessions[n - 1]?.closed;
+    }
+    expect(server.connections).toBe(3);
+  });
+
+  it('an idle connection the server closed: the next send goes on a new one without failing', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      await transaction(s);
+      s.end();
+    });
+    const t = client(server.port);
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    await server.sessions[0]?.closed;
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(server.connections).toBe(2);
+  });
+});
+
+describe('the envelope', () => {
+  it('SIZE= when offered; a message over the limit is not sent but refused for good, 552 5.3.4 (and the session reset)', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING', 'SIZE 100']);
+      await expectLine(s, `MAIL FROM:<> SIZE=${BODY.length}`);
+      for (const l of [/^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.data();
+      await s.reply('250 2.0.0 queued');
+      await expectLine(s, 'RSET');
+      await s.reply('250 reset');
+      await s.closed;
+    });
+    const t = client(server.port);
+    expect(await send(t, req(['b@x.example'], BODY, ''))).toEqual({
+      'b@x.example': smtp(250, '250 2.0.0 queued'),
+    });
+    const big = Buffer.alloc(101, 0x61);
+    expect(await send(t, req(['b@x.example'], big))).toEqual({
+      'b@x.example': smtp(552, '552 5.3.4 message size 101 exceeds size limit 100 of server 127.0.0.1'),
+    });
+    await waitFor(() => server.sessions[0]?.lines.includes('RSET'), { what: 'RSET' });
+  });
+
+  it('SMTPUTF8 when an address needs it and the server offers it; otherwise the addresses go as they are', async () => {
+    const mails: string[] = [];
+    const rcpts: string[] = [];
+    const serve = (extensions: string[]) => async (s: ScriptedSession) => {
+      await s.hello(extensions);
+      mails.push(await expectLine(s, /^MAIL/));
+      rcpts.push(await expectLine(s, /^RCPT/));
+      await expectLine(s, 'DATA');
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.data();
+      await s.reply('250 2.0.0 queued');
+    };
+    const utf8 = await scripted(serve(['PIPELINING', 'SMTPUTF8']));
+    const plain = await scripted(serve(['PIPELINING']));
+    // the IDN domain of a recipient goes in A-labels; a local part that is not ASCII cannot
+    const r = req(['b@bücher.example'], BODY, 'jörg@x.example');
+    expect(await send(client(utf8.port), r)).toEqual({ 'b@bücher.example': smtp(250, '250 2.0.0 queued') });
+    expect(await send(client(plain.port), r)).toEqual({ 'b@bücher.example': smtp(250, '250 2.0.0 queued') });
+    expect(mails).toEqual(['MAIL FROM:<jörg@x.example> SMTPUTF8', 'MAIL FROM:<jörg@x.example>']);
+    expect(rcpts).toEqual(['RCPT TO:<b@xn--bcher-kva.example>', 'RCPT TO:<b@xn--bcher-kva.example>']);
+  });
+
+  it('SMTPUTF8 to smtp-server: the sender arrives as sent', async () => {
+    const p = await peer();
+    const got = await send(client(p.port), req(['ü@x.example'], BODY, 'jörg@x.example'));
+    expect(got['ü@x.example']).toMatchObject({ kind: 'smtp', code: 250 });
+    expect(p.messages.map((m) => [m.mailFrom, m.rcptTo])).toEqual([['jörg@x.example', ['ü@x.example']]]);
+  });
+
+  it('an envelope nodemailer would refuse is answered without connecting', async () => {
+    const server = await scripted((s) => s.closed);
+    expect(await send(client(server.port), req(['']))).toEqual({
+      '': { kind: 'network', text: 'EENVELOPE: No recipients defined' },
+    });
+    expect(server.connections).toBe(0);
+  });
+});
+
+describe('AUTH', () => {
+  const creds = { auth: { user: 'relay', pass: 's3cret' }, authKey: 'k', allowPlaintextAuth: true } as const;
+
+  it('PLAIN when offered (smtp-server), on every message of the connection as that user', async () => {
+    const p = await peer({}, { auth: { user: 'relay', pass: 's3cret' } });
+    const t = client(p.port, creds);
+    for (let i = 0; i < 2; i++)
+      expect((await send(t))['b@x.example']).toMatchObject({ kind: 'smtp', code: 250 });
+    expect(p.messages.map((m) => m.user)).toEqual(['relay', 'relay']);
+    expect(p.auths).toHaveLength(1);
+  });
+
+  it('refused (535): local "EAUTH: ...", retried later, never bounced; nothing sent', async () => {
+    const p = await peer({}, { auth: { user: 'relay', pass: 'other' } });
+    expect(await send(client(p.port, creds))).toEqual({
+      'b@x.example': { kind: 'local', text: 'EAUTH: Invalid login: 535 5.7.8 authentication failed' },
+    });
+    expect(p.messages).toEqual([]);
+  });
+
+  it('LOGIN when the server offers only LOGIN', async () => {
+    let seen: string[] = [];
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING', 'AUTH LOGIN']);
+      await expectLine(s, 'AUTH LOGIN');
+      await s.reply('334 VXNlcm5hbWU6');
+      const user = await expectLine(s, /./);
+      await s.reply('334 UGFzc3dvcmQ6');
+      const pass = await expectLine(s, /./);
+      seen = [user, pass].map((b) => Buffer.from(b, 'base64').toString());
+      await s.reply('235 2.7.0 authenticated');
+      await transaction(s);
+    });
+    expect(await send(client(server.port, creds))).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(seen).toEqual(['relay', 's3cret']);
+  });
+
+  it('CRAM-MD5 when the server offers only CRAM-MD5', async () => {
+    const challenge = '<1896.697170952@scripted.test>';
+    let answer = '';
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING', 'AUTH CRAM-MD5']);
+      await expectLine(s, 'AUTH CRAM-MD5');
+      await s.reply(`334 ${Buffer.from(challenge).toString('base64')}`);
+      answer = Buffer.from(await expectLine(s, /./), 'base64').toString();
+      await s.reply('235 2.7.0 authenticated');
+      await transaction(s);
+    });
+    expect(await send(client(server.port, creds))).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(answer).toBe(`relay ${createHmac('md5', 's3cret').update(challenge).digest('hex')}`);
+  });
+
+  it('credentials for a server that offers no AUTH: none sent, the message goes (as nodemailer)', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      await transaction(s);
+    });
+    expect(await send(client(server.port, creds))).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(server.sessions[0]?.lines.some((l) => l.startsWith('AUTH'))).toBe(false);
+  });
+});
+
+describe('connection settings per TLS mode (smtpClientOptions decides them)', () => {
+  const of = (t: Partial<ServerTarget>) => {
+    const c = connectionSettings(
+      { host: '192.0.2.1', port: 25, tls: 'None', maxConnections: 1, ...t },
+      'relay.test',
+      FAST,
+    );
+    return {
+      implicit: c.implicitTls,
+      ignore: c.ignoreTls,
+      require: c.requireTls,
+      opportunistic: c.opportunisticTls,
+      verify: c.tls.rejectUnauthorized,
+      sni: c.tls.servername,
+    };
+  };
+  const auth = { user: 'u', pass: 'p' };
+  it.each([
+    [
+      'None',
+      {},
+      {
+        implicit: false,
+        ignore: true,
+        require: false,
+        opportunistic: false,
+        verify: undefined,
+        sni: undefined,
+      },
+    ],
+    [
+      'Opportunistic',
+      { tls: 'Opportunistic' },
+      { implicit: false, ignore: false, require: false, opportunistic: true, verify: false, sni: undefined },
+    ],
+    [
+      'Opportunistic with credentials: STARTTLS required',
+      { tls: 'Opportunistic', auth },
+      { implicit: false, ignore: false, require: true, opportunistic: false, verify: false, sni: undefined },
+    ],
+    [
+      'Opportunistic with credentials and allowPlaintextAuth',
+      { tls: 'Opportunistic', auth, allowPlaintextAuth: true },
+      { implicit: false, ignore: false, require: false, opportunistic: true, verify: false, sni: undefined },
+    ],
+    [
+      'Required',
+      { tls: 'Required', servername: 'mx.example' },
+      {
+        implicit: false,
+        ignore: false,
+        require: true,
+        opportunistic: false,
+        verify: false,
+        sni: 'mx.example',
+      },
+    ],
+    [
+      'RequiredVerify',
+      { tls: 'RequiredVerify', servername: 'mx.example' },
+      {
+        implicit: false,
+        ignore: false,
+        require: true,
+        opportunistic: false,
+        verify: true,
+        sni: 'mx.example',
+      },
+    ],
+    [
+      'RequiredVerify to a host name',
+      { tls: 'RequiredVerify', host: 'mx.example' },
+      {
+        implicit: false,
+        ignore: false,
+        require: true,
+        opportunistic: false,
+        verify: true,
+        sni: 'mx.example',
+      },
+    ],
+    [
+      'Implicit',
+      { tls: 'Implicit' },
+      { implicit: true, ignore: false, require: false, opportunistic: false, verify: false, sni: undefined },
+    ],
+  ] as const)('%s', (_what, target, want) => {
+    expect(of(target)).toEqual(want);
+  });
+
+  it('the EHLO name cannot carry a line break', () => {
+    expect(
+      connectionSettings({ host: '192.0.2.1', port: 25, tls: 'None', maxConnections: 1 }, 'a\r\nb', FAST)
+        .name,
+    ).toBe('ab');
+  });
+});
+
+describe('TLS modes', () => {
+  let cert: SelfSigned | undefined;
+  const selfSigned = (): SelfSigned => (cert ??= makeSelfSigned());
+  const secureOf = async (p: SmtpPeer, target: Partial<ServerTarget>): Promise<boolean | undefined> => {
+    expect((await send(client(p.port, target)))['b@x.example']).toMatchObject({ kind: 'smtp', code: 250 });
+    return p.messages.at(-1)?.secure;
+  };
+
+  it.each([
+    ['None', false],
+    ['Opportunistic', true],
+    ['Required', true],
+  ] as const)('%s to a server offering STARTTLS: over TLS %s', async (tls, secure) => {
+    const p = await peer({}, { tls: selfSigned() });
+    expect(await secureOf(p, { tls })).toBe(secure);
+  });
+
+  it('Implicit to an implicit-TLS server: TLS from the first byte', async () => {
+    const p = await peer({}, { tls: selfSigned(), implicitTls: true });
+    expect(await secureOf(p, { tls: 'Implicit' })).toBe(true);
+  });
+
+  it('SNI: the host name given as servername, none for an address', async () => {
+    const p = await peer({}, { tls: selfSigned() });
+    await secureOf(p, { tls: 'Required', servername: 'localhost' });
+    await secureOf(p, { tls: 'Required' });
+    expect(p.messages.map((m) => m.servername)).toEqual(['localhost', undefined]);
+  });
+
+  it('RequiredVerify with a certificate that does not verify: network, nothing sent', async () => {
+    const p = await peer({}, { tls: selfSigned() });
+    const got = await send(client(p.port, { tls: 'RequiredVerify', servername: 'localhost' }));
+    expect(got['b@x.example']).toMatchObject({
+      kind: 'network',
+      text: expect.stringMatching(/^ESOCKET: .*certificate/) as unknown,
+    });
+    expect(p.messages).toEqual([]);
+  });
+
+  it('Required to a server without STARTTLS: STARTTLS is sent anyway, refused: local ETLS, no envelope', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      await expectLine(s, 'STARTTLS');
+      await s.reply('502 5.5.1 unrecognized command');
+      await s.closed;
+    });
+    expect(await send(client(server.port, { tls: 'Required' }))).toEqual({
+      'b@x.example': {
+        kind: 'local',
+        text: 'ETLS: Error upgrading connection with STARTTLS: 502 5.5.1 unrecognized command',
+      },
+    });
+    expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test', 'STARTTLS']);
+  });
+
+  it('STARTTLS: what came in plain text after its 220 is dropped (RFC 3207 §4.2), EHLO is sent again over TLS', async () => {
+    const { key, cert } = selfSigned();
+    const seen: string[] = [];
+    const server = createServer((plain) => {
+      plain.on('error', () => undefined);
+      void (async () => {
+        const s = lineReader(plain);
+        plain.write('220 hello\r\n');
+        seen.push(await s.line());
+        plain.write('250-scripted.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n');
+        seen.push(await s.line());
+        // a man in the middle's reply, after the 220, in the same packet
+        plain.write('220 go ahead\r\n250-scripted.test\r\n250 AUTH PLAIN\r\n');
+        s.stop();
+        const secure = new TLSSocket(plain, { isServer: true, key, cert });
+        secure.on('error', () => undefined);
+        const t = lineReader(secure);
+        seen.push(await t.line());
+        secure.write('250-scripted.test\r\n250 PIPELINING\r\n');
+        for (let i = 0; i < 3; i++) seen.push(await t.line());
+        secure.write('250 ok\r\n250 ok\r\n354 go ahead\r\n');
+        while ((await t.line()) !== '.');
+        secure.write('250 2.0.0 queued over TLS\r\n');
+      })();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as { port: number }).port;
+    expect(await send(client(port, { tls: 'Required', auth: { user: 'u', pass: 'p' } }))).toEqual({
+      'b@x.example': smtp(250, '250 2.0.0 queued over TLS'),
+    });
+    // no AUTH: the injected EHLO reply offering it was never read; the TLS one does not offer it
+    expect(seen).toEqual([
+      'EHLO relay.test',
+      'STARTTLS',
+      'EHLO relay.test',
+      'MAIL FROM:<a@x.example>',
+      'RCPT TO:<b@x.example>',
+      'DATA',
+    ]);
+  });
+
+  it('EHLO refused: HELO, and no extension is used', async () => {
+    const server = await scripted(async (s) => {
+      await s.reply('220 old server');
+      await expectLine(s, 'EHLO relay.test');
+      await s.reply('502 5.5.2 what?');
+      await expectLine(s, 'HELO relay.test');
+      await s.reply('250 hi');
+      await expectLine(s, 'MAIL FROM:<a@x.example>');
+      await s.reply('250 ok');
+      await expectLine(s, 'RCPT TO:<b@x.example>');
+      await s.reply('250 ok');
+      await expectLine(s, 'DATA');
+      await s.reply('354 go ahead');
+      await s.data();
+      await s.reply('250 2.0.0 queued');
+    });
+    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+  });
+
+  it('EHLO refused when TLS is required: no HELO, the refusal', async () => {
+    const server = await scripted(async (s) => {
+      await s.reply('220 old server');
+      await expectLine(s, 'EHLO relay.test');
+      await s.reply('502 5.5.2 what?');
+      await s.closed;
+    });
+    expect(await send(client(server.port, { tls: 'Required' }))).toEqual({
+      'b@x.example': smtp(502, '502 5.5.2 what?'),
+    });
+    expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test']);
+  });
+
+  it('Opportunistic, STARTTLS offered but refused: plain text goes on, without AUTH', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING', 'STARTTLS', 'AUTH PLAIN LOGIN']);
+      await expectLine(s, 'STARTTLS');
+      await s.reply('454 4.7.0 TLS not available');
+      await transaction(s);
+    });
+    const target = {
+      tls: 'Opportunistic',
+      auth: { user: 'relay', pass: 's3cret' },
+      allowPlaintextAuth: true,
+    } as const;
+    expect(await send(client(server.port, target))).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(server.sessions[0]?.lines.some((l) => l.startsWith('AUTH'))).toBe(false);
+  });
+
+  it('Opportunistic with credentials to a server without STARTTLS: STARTTLS required, the password never sent', async () => {
+    const p = await peer({}, { auth: { user: 'relay', pass: 's3cret' } });
+    const got = await send(client(p.port, { tls: 'Opportunistic', auth: { user: 'relay', pass: 's3cret' } }));
+    expect(got['b@x.example']).toMatchObject({
+      kind: 'local',
+      text: expect.stringMatching(/^ETLS: /) as unknown,
+    });
+    expect(p.auths).toEqual([]);
+  });
+
+  it('STARTTLS and AUTH: EHLO again over TLS, AUTH over TLS only', async () => {
+    const p = await peer(
+      {},
+      { tls: selfSigned(), auth: { user: 'relay', pass: 's3cret' }, authRequiresTls: true },
+    );
+    expect(await secureOf(p, { tls: 'Opportunistic', auth: { user: 'relay', pass: 's3cret' } })).toBe(true);
+    expect(p.auths.map((a) => a.secure)).toEqual([true]);
+  });
+});
+
+describe('bodies from their files', () => {
+  let dir: string | undefined;
+  const file = async (name: string, content: Buffer | string): Promise<string> => {
+    if (dir === undefined) {
+      const d = await mkdtemp(join(tmpdir(), 'mailroute-smtp-out-'));
+      dir = d;
+      cleanups.push(() => {
+        dir = undefined;
+        return rm(d, { recursive: true, force: true });
+      });
+    }
+    const path = join(dir, name);
+    await writeFile(path, content);
+    return path;
+  };
+
+  it('a large body streamed with backpressure: bytes [start, size) of the file, encoded exactly as a whole body', async () => {
+    // lines with dots, bare CR and LF, and long runs without any
+    const parts: string[] = [];
+    for (let i = 0; i < 40_000; i++)
+      parts.push(i % 7 === 0 ? '.dot\n' : i % 11 === 0 ? 'cr\r' : `line ${i} ${'x'.repeat(i % 200)}\r\n`);
+    const content = Buffer.from(parts.join(''), 'latin1');
+    const path = await file(
+      'big.msg',
+      Buffer.concat([Buffer.from('TRACE'), content, Buffer.from('|{"state":1}')]),
+    );
+    let got = '';
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      got = await transaction(s);
+    });
+    const raw = { path, start: 5, size: 5 + content.length };
+    expect(await send(client(server.port), req(['b@x.example'], raw))).toEqual({
+      'b@x.example': smtp(250, '250 2.0.0 queued'),
+    });
+    expect(got === Buffer.concat(Object.values(stuffWhole(content))).toString('latin1')).toBe(true);
+  });
+
+  it('an empty body file: just the final dot line', async () => {
+    const path = await file('empty.msg', 'state only');
+    let got = '';
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      got = await transaction(s);
+    });
+    expect(
+      (await send(client(server.port), req(['b@x.example'], { path, size: 0 })))['b@x.example'],
+    ).toMatchObject({ code: 250 });
+    expect(got).toBe('\r\n.\r\n');
+  });
+
+  it('a body file shorter than its size, or missing: ESTREAM, and never a final dot', async () => {
+    const short = await file('short.msg', 'Subject: x\r\n\r\nonly this');
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.closed;
+    });
+    const t = client(server.port);
+    expect(await send(t, req(['b@x.example'], { path: short, size: 1000 }))).toEqual({
+      'b@x.example': { kind: 'local', text: 'ESTREAM: the body file ended after 23 of 1000 bytes' },
+    });
+    expect(
+      await send(t, req(['b@x.example'], { path: join(dir ?? tmpdir(), 'gone.msg'), size: 10 })),
+    ).toMatchObject({
+      'b@x.example': { kind: 'local', text: expect.stringMatching(/^ESTREAM: ENOENT/) as unknown },
+    });
+    await Promise.all(server.sessions.map((s) => s.closed));
+    for (const s of server.sessions) expect(s.pending()).not.toContain('\r\n.\r\n');
+    expect(server.connections).toBe(2);
+  });
+
+  it.each([
+    ['552 5.3.4 message too big', smtp(552, '552 5.3.4 message too big')],
+    // acceptance of bytes the server cannot all have had is no delivery: retried later
+    [
+      '250 2.0.0 queued',
+      { kind: 'network', text: 'EPROTOCOL: Server replied before the end of the message: 250 2.0.0 queued' },
+    ],
+  ] as const)(
+    'a reply (%s) before the end of the body: the connection dropped at once, the rest not sent, no final dot',
+    async (early, want) => {
+      const path = await file('huge.msg', Buffer.alloc(16 * 1024 * 1024, 'y'));
+      let session: ScriptedSession | undefined;
+      const server = await scripted(async (s) => {
+        session = s;
+        await s.hello(['PIPELINING']);
+        for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+        await s.reply('250 ok', '250 ok', '354 go ahead');
+        // the client's writes back up while the server answers
+        s.pause();
+        await s.reply(early);
+      });
+      const t = client(server.port);
+      expect(await send(t, req(['b@x.example'], { path, size: 16 * 1024 * 1024 }))).toEqual({
+        'b@x.example': want,
+      });
+      session?.resume();
+      await session?.closed;
+      const got = session?.pending() ?? '';
+      expect(got.length).toBeLessThan(16 * 1024 * 1024);
+      expect(got).not.toContain('\r\n.\r\n');
+      // nothing after the body either (no RSET into the middle of it): the client just went
+      expect(got.replace(/y/g, '')).toBe('');
+      expect(server.connections).toBe(1);
+    },
+  );
+});
+
+describe('the pool', () => {
+  it('at most maxConnections connections, every send answered, waiting sends in order', async () => {
+    const p = await peer({ dataDelayMs: 20 });
+    const t = client(p.port, { maxConnections: 2 });
+    const subjects = Array.from({ length: 8 }, (_, i) => `m${i}`);
+    const all = await Promise.all(
+      subjects.map((s) => send(t, req(['b@x.example'], Buffer.from(`Subject: ${s}\r\n\r\nx\r\n`)))),
+    );
+    expect(all.every((r) => r['b@x.example']?.kind === 'smtp' && r['b@x.example'].code === 250)).toBe(true);
+    expect(p.stats.maxOpen).toBeLessThanOrEqual(2);
+    expect(p.stats.connections).toBe(2);
+    const one = await peer();
+    const t1 = client(one.port);
+    await Promise.all(
+      subjects.map((s) => send(t1, req(['b@x.example'], Buffer.from(`Subject: ${s}\r\n\r\nx\r\n`)))),
+    );
+    expect(one.messages.map((m) => /Subject: (\w+)/.exec(m.raw.toString())?.[1])).toEqual(subjects);
+    expect(one.stats.connections).toBe(1);
+  });
+
+  it('close(): waiting sends answered at once, the one in flight finishes, then QUIT; later sends refused', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.data();
+      await held;
+      await s.reply('250 2.0.0 queued');
+      await expectLine(s, 'QUIT');
+      await s.reply('221 bye');
+    });
+    const t = client(server.port);
+    const first = send(t);
+    await waitFor(() => server.sessions[0]?.lines.includes('DATA'), { what: 'the first transaction' });
+    const waiting = [send(t), send(t)];
+    t.close();
+    const closed = { 'b@x.example': { kind: 'network', text: 'Connection pool was closed' } };
+    expect(await Promise.all(waiting)).toEqual([closed, closed]);
+    release();
+    expect(await first).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    await server.sessions[0]?.closed;
+    expect(server.sessions[0]?.lines.at(-1)).toBe('QUIT');
+    expect(await send(t)).toEqual({
+      'b@x.example': { kind: 'network', text: 'ECONNECTION: Connection pool was closed' },
+    });
+  });
+
+  it('a connection idle for idleMs gets QUIT; the next send opens another', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      await transaction(s);
+      await expectLine(s, 'QUIT');
+      await s.reply('221 bye');
+    });
+    const t = smtpOutTransportFactory({ hostname: 'relay.test', timeouts: FAST, idleMs: 50 })({
+      host: '127.0.0.1',
+      port: server.port,
+      tls: 'None',
+      maxConnections: 1,
+    });
+    cleanups.push(() => t.close());
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    await server.sessions[0]?.closed;
+    expect(server.sessions[0]?.lines.at(-1)).toBe('QUIT');
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    expect(server.connections).toBe(2);
+  });
+
+  it('close() says QUIT on an idle connection', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      await transaction(s);
+      await expectLine(s, 'QUIT');
+    });
+    const t = client(server.port);
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
+    t.close();
+    await server.sessions[0]?.closed;
+    expect(server.sessions[0]?.lines.at(-1)).toBe('QUIT');
+  });
+});

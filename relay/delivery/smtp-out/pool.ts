@@ -1,0 +1,314 @@
+// The relay's own SMTP client for the delivery path: one pool of connections (connection.ts) per destination target,
+// behaving as the nodemailer SMTP pool it replaces (smtp-pool/index.js and pool-resource.js, with maxConnections,
+// maxMessages Infinity and maxRequeues 1), without its per-message overhead.
+//   - Up to maxConnections connections; sends wait in a FIFO; an idle connection is reused (the most recently used
+//     first, so that surplus connections go idle and are closed), a new one opened while below the limit.
+//   - Requeued once, on a fresh connection, after 200 ms: a send whose reused connection failed (closed, reset, timed
+//     out, 421) before any byte of the message was written, and a send whose fresh connection the server closed
+//     before its greeting. A message whose bytes were (partly) written is never sent again by the pool: the engine
+//     decides.
+//   - After a transaction the server refused (MAIL, RCPT, DATA or the final reply, not 421) the connection is RSET and
+//     reused; after any other failure it is closed.
+//   - An idle connection the server closes, or that times out, is dropped; one idle for 4 minutes gets QUIT.
+//   - close(): waiting sends are answered at once (network "Connection pool was closed"), idle connections get QUIT,
+//     a transaction in flight finishes and its connection then gets QUIT (as nodemailer's pool.close()). Later sends
+//     are answered "ECONNECTION: Connection pool was closed". No promise is left hanging.
+// Envelope addresses are shaped as nodemailer's Mailer shapes them (envelope.ts); envelopes nodemailer would refuse
+// (CR, LF or <> in an address, no recipient) are answered without connecting.
+//
+// Exports:
+//   SmtpOutOptions, smtpOutTransportFactory(opts): TransportFactory  - the delivery engine's default.
+//   connectionSettings(target, hostname, timeouts): the settings of a target's connections (from smtpClientOptions).
+import { isIP } from 'node:net';
+import { DEFAULT_TIMEOUTS, smtpClientOptions, type SmtpTimeouts } from '../../../lib/smtp-client.ts';
+import type { MessageBody } from '../../spool/types.ts';
+import { EnvelopeShaper } from '../envelope.ts';
+import type { AttemptReply } from '../outcome.ts';
+import type { SendRequest, ServerTarget, ServerTransport, TransportFactory } from '../transport.ts';
+import { envelopeProblem } from './commands.ts';
+import { SmtpConnection, type ConnectionSettings, type Envelope, type SendOutcome } from './connection.ts';
+import {
+  isTransient,
+  smtpFailure,
+  transactionReplies,
+  type SmtpFailure,
+  type TransactionResult,
+} from './replies.ts';
+
+/** An idle connection is closed (QUIT) after this long: nodemailer's pool idleTimeout, under RFC 5321's 5 minutes. */
+const IDLE_MS = 4 * 60 * 1000;
+/** A requeued send waits this long (nodemailer's pool: 50 ms, a 50 ms backoff, then its 100 ms processing delay). */
+const REQUEUE_DELAY_MS = 200;
+
+export interface SmtpOutOptions {
+  /** Our name in EHLO. */
+  hostname: string;
+  timeouts?: Partial<SmtpTimeouts>;
+  /** How long a connection may stay idle before it is closed with QUIT; default 4 minutes. */
+  idleMs?: number;
+  /** How long a requeued send waits before it goes on a fresh connection; default 200 ms. */
+  requeueDelayMs?: number;
+}
+
+/** The connection settings of a target: the TLS mode, certificate check and AUTH decided by smtpClientOptions. */
+export function connectionSettings(
+  target: ServerTarget,
+  hostname: string,
+  timeouts: SmtpTimeouts,
+): ConnectionSettings {
+  const o = smtpClientOptions(target, { hostname, timeouts });
+  // requireTLS wins over ignoreTLS and opportunisticTLS (nodemailer: a contradiction never falls back to plain text)
+  const requireTls = o.requireTLS === true;
+  const tls = { ...o.tls };
+  // SNI: the host name; an IP address is no SNI name (RFC 6066)
+  const servername = tls.servername ?? o.servername ?? (isIP(target.host) === 0 ? target.host : undefined);
+  if (servername !== undefined) tls.servername = servername;
+  return {
+    host: target.host,
+    port: target.port,
+    name: hostname.replace(/[\r\n]+/g, ''),
+    timeouts,
+    implicitTls: o.secure === true,
+    requireTls,
+    ignoreTls: !requireTls && o.ignoreTLS === true,
+    opportunisticTls: !requireTls && o.opportunisticTLS === true,
+    tls,
+    ...(target.auth !== undefined ? { auth: target.auth } : {}),
+  };
+}
+
+export function smtpOutTransportFactory(opts: SmtpOutOptions): TransportFactory {
+  const timeouts: SmtpTimeouts = {
+    connectionMs: opts.timeouts?.connectionMs ?? DEFAULT_TIMEOUTS.connectionMs,
+    greetingMs: opts.timeouts?.greetingMs ?? DEFAULT_TIMEOUTS.greetingMs,
+    socketMs: opts.timeouts?.socketMs ?? DEFAULT_TIMEOUTS.socketMs,
+  };
+  const times = { idleMs: opts.idleMs ?? IDLE_MS, requeueDelayMs: opts.requeueDelayMs ?? REQUEUE_DELAY_MS };
+  return (target) =>
+    new SmtpPool(
+      connectionSettings(target, opts.hostname, timeouts),
+      Math.max(1, target.maxConnections),
+      times,
+    );
+}
+
+const failed = (failure: SmtpFailure): TransactionResult => ({ ok: false, failure, rejected: [] });
+
+/** Normalizes envelope addresses exactly as nodemailer's Mailer does, once per address (envelope.ts). */
+const shaper = new EnvelopeShaper();
+
+interface Job {
+  env: Envelope;
+  body: MessageBody;
+  /** The request's recipients, and the envelope addresses each became (addresses[i] for recipients[i]). */
+  recipients: readonly string[];
+  addresses: readonly (readonly string[])[];
+  /** Failed once on a connection before any byte of it was written: goes only on a fresh connection now. */
+  requeued: boolean;
+  resolve: (replies: Map<string, AttemptReply>) => void;
+}
+
+class SmtpPool implements ServerTransport {
+  private readonly settings: ConnectionSettings;
+  private readonly max: number;
+  private readonly times: { idleMs: number; requeueDelayMs: number };
+  private readonly queue: Job[] = [];
+  private readonly conns = new Set<SmtpConnection>();
+  /** Idle connections, the most recently used last. */
+  private readonly idle: SmtpConnection[] = [];
+  /** Requeued sends waiting out requeueDelayMs. */
+  private readonly delayed = new Set<{ job: Job; failure: SmtpFailure; timer: NodeJS.Timeout }>();
+  private closed = false;
+
+  constructor(
+    settings: ConnectionSettings,
+    maxConnections: number,
+    times: { idleMs: number; requeueDelayMs: number },
+  ) {
+    this.settings = settings;
+    this.max = maxConnections;
+    this.times = times;
+  }
+
+  send(req: SendRequest): Promise<Map<string, AttemptReply>> {
+    const from = shaper.sender(req.from);
+    const seen = new Set<string>();
+    const to: string[] = [];
+    const addresses = req.to.map((r) => {
+      const shaped = shaper.recipient(r);
+      // duplicates dropped before trimming, as nodemailer's Mailer and then its client do
+      for (const a of shaped) {
+        if (!seen.has(a)) {
+          seen.add(a);
+          to.push(a.trim());
+        }
+      }
+      return shaped.map((a) => a.trim());
+    });
+    const job: Job = {
+      env: { from: from === false ? '' : from.trim(), to, ...(req.size ? { size: req.size } : {}) },
+      body: req.raw,
+      recipients: req.to,
+      addresses,
+      requeued: false,
+      resolve: () => undefined,
+    };
+    if (this.closed) {
+      return Promise.resolve(
+        this.replies(job, failed(smtpFailure('ECONNECTION', 'Connection pool was closed'))),
+      );
+    }
+    const problem = envelopeProblem(job.env.from, job.env.to);
+    if (problem !== undefined) {
+      return Promise.resolve(this.replies(job, failed(smtpFailure('EENVELOPE', problem))));
+    }
+    return new Promise((resolve) => {
+      job.resolve = resolve;
+      this.queue.push(job);
+      this.pump();
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const job of this.queue.splice(0)) {
+      job.resolve(this.replies(job, failed(smtpFailure(undefined, 'Connection pool was closed'))));
+    }
+    for (const { job, failure, timer } of this.delayed) {
+      clearTimeout(timer);
+      job.resolve(this.replies(job, failed(failure)));
+    }
+    this.delayed.clear();
+    for (const conn of this.idle.splice(0)) {
+      this.conns.delete(conn);
+      conn.quit();
+    }
+    // connections setting up or in a transaction finish it, then release() says QUIT
+  }
+
+  /** Hands waiting sends to idle connections, or to new ones while below the limit. */
+  private pump(): void {
+    while (!this.closed) {
+      const job = this.queue[0];
+      if (job === undefined) return;
+      const idle = job.requeued ? undefined : this.idle.pop();
+      if (idle !== undefined) {
+        this.queue.shift();
+        this.run(idle, job);
+      } else if (this.conns.size < this.max) {
+        this.queue.shift();
+        this.open(job);
+      } else if (job.requeued && this.idle.length > 0) {
+        // a requeued send needs a fresh connection: make room by retiring the least recently used idle one
+        const old = this.idle.shift();
+        if (old !== undefined) this.retire(old);
+      } else {
+        return;
+      }
+    }
+  }
+
+  private open(job: Job): void {
+    const conn = new SmtpConnection(this.settings, {
+      closed: (c) => this.drop(c),
+      idleExpired: (c) => this.retire(c),
+    });
+    this.conns.add(conn);
+    conn.open((r) => {
+      if (r.ok) {
+        this.run(conn, job);
+        return;
+      }
+      this.conns.delete(conn);
+      if (r.beforeGreeting && !job.requeued && !this.closed) {
+        // the server closed before it said a word (a reused slot it had not freed yet, a restart): once more
+        this.requeue(job, r.failure);
+      } else {
+        job.resolve(this.replies(job, failed(r.failure)));
+      }
+      this.pump();
+    });
+  }
+
+  private run(conn: SmtpConnection, job: Job): void {
+    const reused = conn.messages > 0;
+    conn.send(job.env, job.body, (o: SendOutcome) => this.sent(conn, job, reused, o));
+  }
+
+  /** What a transaction's outcome means for its send and its connection (nodemailer's PoolResource.send). */
+  private sent(conn: SmtpConnection, job: Job, reused: boolean, o: SendOutcome): void {
+    const { result } = o;
+    if (result.ok) {
+      job.resolve(this.replies(job, result));
+      this.release(conn);
+      return;
+    }
+    const f = result.failure;
+    if (reused && !o.bodyStarted && isTransient(f) && !job.requeued && !this.closed) {
+      // The server dropped a connection it had kept open for us, before a byte of the message went out: the
+      // message goes on a new connection.
+      conn.close();
+      this.conns.delete(conn);
+      this.requeue(job, f);
+      this.pump();
+      return;
+    }
+    job.resolve(this.replies(job, result));
+    if ((f.code === 'EENVELOPE' || f.code === 'EMESSAGE') && f.responseCode !== 421 && conn.alive) {
+      // the server refused this message, the connection is fine: reset the session and keep it
+      conn.reset((ok) => (ok ? this.release(conn) : this.drop(conn)));
+      return;
+    }
+    conn.close();
+    this.drop(conn);
+  }
+
+  /**
+   * Puts the send back at the head of the queue after requeueDelayMs (as nodemailer's pool: a server that keeps
+   * dropping connections is not called again at once). Closing the pool meanwhile answers it with its failure.
+   */
+  private requeue(job: Job, failure: SmtpFailure): void {
+    job.requeued = true;
+    const entry = {
+      job,
+      failure,
+      timer: setTimeout(() => {
+        this.delayed.delete(entry);
+        this.queue.unshift(job);
+        this.pump();
+      }, this.times.requeueDelayMs),
+    };
+    this.delayed.add(entry);
+  }
+
+  /** A connection is free for the next send. */
+  private release(conn: SmtpConnection): void {
+    if (this.closed || !conn.alive) {
+      conn.quit();
+      this.drop(conn);
+      return;
+    }
+    this.idle.push(conn);
+    conn.idle(this.times.idleMs);
+    this.pump();
+  }
+
+  /** Closes a connection with QUIT (idle too long, or its slot is needed). */
+  private retire(conn: SmtpConnection): void {
+    conn.quit();
+    this.drop(conn);
+  }
+
+  /** Forgets a connection that is closed (or closing); a slot may be free for a waiting send. */
+  private drop(conn: SmtpConnection): void {
+    this.conns.delete(conn);
+    const i = this.idle.indexOf(conn);
+    if (i !== -1) this.idle.splice(i, 1);
+    this.pump();
+  }
+
+  private replies(job: Job, result: TransactionResult): Map<string, AttemptReply> {
+    return transactionReplies(job.recipients, job.addresses, result);
+  }
+}

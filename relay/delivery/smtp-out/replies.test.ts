@@ -1,0 +1,175 @@
+// What each recipient is told: failures built as nodemailer's _formatError builds its errors map to the same
+// AttemptReply as nodemailer's errors did (repliesFromNodemailer in relay/delivery/transport.ts, the mapping of the
+// client this one replaces), and transaction results to one reply per recipient of the request.
+import { describe, expect, it } from 'vitest';
+import type { AttemptReply } from '../outcome.ts';
+import { repliesFromNodemailer } from '../transport.ts';
+import {
+  failureReply,
+  isTransient,
+  smtpFailure,
+  transactionReplies,
+  type SmtpFailure,
+  type TransactionResult,
+} from './replies.ts';
+
+describe('failureReply: the reply nodemailer’s error for the same situation gave', () => {
+  it.each([
+    ['connection refused', smtpFailure('ESOCKET', 'connect ECONNREFUSED 127.0.0.1:1'), 'network'],
+    ['closed under us', smtpFailure('ECONNECTION', 'Connection closed unexpectedly'), 'network'],
+    [
+      'closed with a failure reply left',
+      smtpFailure('ECONNECTION', 'Connection closed unexpectedly', '421 bye'),
+      'smtp',
+    ],
+    ['greeting timeout', smtpFailure('ETIMEDOUT', 'Greeting never received'), 'network'],
+    ['bad greeting', smtpFailure('EPROTOCOL', 'Invalid greeting. response=554 no', '554 no'), 'smtp'],
+    ['AUTH refused', smtpFailure('EAUTH', 'Invalid login', '535 5.7.8 authentication failed'), 'local'],
+    [
+      'STARTTLS refused',
+      smtpFailure('ETLS', 'Error upgrading connection with STARTTLS', '454 4.7.0 no TLS'),
+      'local',
+    ],
+    ['TLS closed', smtpFailure('ETLS', 'Connection closed unexpectedly'), 'local'],
+    [
+      'MAIL refused',
+      smtpFailure('EENVELOPE', 'Mail command failed', '550-5.7.1 no\n550 5.7.1 really'),
+      'smtp',
+    ],
+    ['message refused', smtpFailure('EMESSAGE', 'Message failed', '554 5.6.0 spam'), 'smtp'],
+    ['pool closed with sends waiting', smtpFailure(undefined, 'Connection pool was closed'), 'network'],
+  ] as const)('%s', (_what, f, kind) => {
+    const mine = failureReply(f);
+    expect(mine.kind).toBe(kind);
+    // nodemailer's error has the same fields (its message carries the reply the same way)
+    const theirs = repliesFromNodemailer(['r@x'], { ...f }, undefined).get('r@x');
+    expect(mine).toEqual(theirs);
+  });
+
+  it('unlike nodemailer: over the SIZE limit is a permanent 552, an unreadable body file is local', () => {
+    // nodemailer made both 'network': retried for days and the destination suspended for every other message
+    const big = smtpFailure(
+      'EMESSAGE',
+      'Message size larger than allowed',
+      '552 5.3.4 message size 101 exceeds size limit 100 of server mx.example',
+    );
+    expect(failureReply(big)).toEqual({
+      kind: 'smtp',
+      code: 552,
+      text: '552 5.3.4 message size 101 exceeds size limit 100 of server mx.example',
+    });
+    expect(failureReply(smtpFailure('ESTREAM', "ENOENT: no such file or directory, open '/x'"))).toEqual({
+      kind: 'local',
+      text: "ESTREAM: ENOENT: no such file or directory, open '/x'",
+    });
+  });
+
+  it('texts as the leg records them', () => {
+    expect(failureReply(smtpFailure('ESOCKET', 'connect ECONNREFUSED 127.0.0.1:1'))).toEqual({
+      kind: 'network',
+      text: 'ESOCKET: connect ECONNREFUSED 127.0.0.1:1',
+    });
+    expect(failureReply(smtpFailure('EAUTH', 'Invalid login', '535 5.7.8 nope'))).toEqual({
+      kind: 'local',
+      text: 'EAUTH: Invalid login: 535 5.7.8 nope',
+    });
+    expect(failureReply(smtpFailure('EMESSAGE', 'Message failed', '554 5.6.0 spam'))).toEqual({
+      kind: 'smtp',
+      code: 554,
+      text: '554 5.6.0 spam',
+    });
+  });
+
+  it.each([
+    [smtpFailure('ECONNECTION', 'x'), true],
+    [smtpFailure('ESOCKET', 'x'), true],
+    [smtpFailure('ETIMEDOUT', 'x'), true],
+    [smtpFailure('EENVELOPE', 'Mail command failed', '421 4.3.2 bye'), true],
+    [smtpFailure('EENVELOPE', 'Mail command failed', '450 busy'), false],
+    [smtpFailure('EAUTH', 'Invalid login', '535 no'), false],
+    [smtpFailure('ETLS', 'x'), false],
+  ])('isTransient(%j) = %s', (f, transient) => {
+    expect(isTransient(f)).toBe(transient);
+  });
+});
+
+const rcpt = (recipient: string, response: string): { recipient: string; failure: SmtpFailure } => ({
+  recipient,
+  failure: smtpFailure('EENVELOPE', 'Recipient command failed', response),
+});
+
+describe('transactionReplies', () => {
+  const recipients = ['a@x.example', 'B@x.example', 'c@bücher.example', 'broken'];
+  // as the EnvelopeShaper makes them: the IDN domain in A-labels, an address it cannot parse dropped
+  const addresses = [['a@x.example'], ['B@x.example'], ['c@xn--bcher-kva.example'], []];
+  const table = (result: TransactionResult): Record<string, [string, number]> =>
+    Object.fromEntries(
+      [...transactionReplies(recipients, addresses, result)].map(([r, reply]: [string, AttemptReply]) => [
+        r,
+        [reply.kind, reply.kind === 'smtp' ? reply.code : 0],
+      ]),
+    );
+
+  it.each([
+    [
+      'all accepted: the final reply for each (an address the shaper dropped got no reply)',
+      {
+        ok: true,
+        response: '250 2.0.0 queued as X',
+        accepted: ['a@x.example', 'B@x.example', 'c@xn--bcher-kva.example'],
+        rejected: [],
+      },
+      {
+        'a@x.example': ['smtp', 250],
+        'B@x.example': ['smtp', 250],
+        'c@bücher.example': ['smtp', 250],
+        broken: ['local', 0],
+      },
+    ],
+    [
+      'one refused at RCPT: its own refusal',
+      {
+        ok: true,
+        response: '250 ok',
+        accepted: ['a@x.example', 'c@xn--bcher-kva.example'],
+        rejected: [rcpt('B@x.example', '550 5.1.1 unknown')],
+      },
+      {
+        'a@x.example': ['smtp', 250],
+        'B@x.example': ['smtp', 550],
+        'c@bücher.example': ['smtp', 250],
+        broken: ['local', 0],
+      },
+    ],
+    [
+      'all refused: each its own refusal',
+      {
+        ok: false,
+        failure: smtpFailure('EENVELOPE', "Can't send mail - all recipients were rejected", '450 busy'),
+        rejected: [
+          rcpt('a@x.example', '450 busy'),
+          rcpt('B@x.example', '550 no'),
+          rcpt('c@xn--bcher-kva.example', '551 no'),
+        ],
+      },
+      {
+        'a@x.example': ['smtp', 450],
+        'B@x.example': ['smtp', 550],
+        'c@bücher.example': ['smtp', 551],
+        broken: ['smtp', 450],
+      },
+    ],
+    [
+      'a failure: the same reply for everyone',
+      { ok: false, failure: smtpFailure('ECONNECTION', 'Connection closed unexpectedly'), rejected: [] },
+      {
+        'a@x.example': ['network', 0],
+        'B@x.example': ['network', 0],
+        'c@bücher.example': ['network', 0],
+        broken: ['network', 0],
+      },
+    ],
+  ] as const)('%s', (_what, result, want) => {
+    expect(table(result as TransactionResult)).toEqual(want);
+  });
+});

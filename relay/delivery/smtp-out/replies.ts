@@ -1,0 +1,110 @@
+// What a transaction came to, and the reply each recipient gets from it: the same kinds and texts as
+// relay/delivery/transport.ts (errorReply, repliesFromNodemailer) makes of nodemailer's errors and results for the same
+// situations. A failure carries nodemailer's error code (ESOCKET, EAUTH, ...), its message and the server's reply
+// when there was one, built as nodemailer's _formatError builds them. Pure.
+//
+// Exports:
+//   FailureCode, SmtpFailure, smtpFailure(code, message, response?): a failure as nodemailer reports it.
+//   failureReply(failure): its AttemptReply (EAUTH/ETLS/ESTREAM -> local; a reply code -> smtp with the full reply; else
+//     network "CODE: message").
+//   isTransient(failure): it ended the connection rather than refused what was sent (nodemailer isTransientError).
+//   Rejection, TransactionResult: the outcome of one MAIL FROM .. final reply.
+//   transactionReplies(recipients, addresses, result): one reply per recipient of the request.
+import type { AttemptReply } from '../outcome.ts';
+import { replyCode } from './reply.ts';
+
+export type FailureCode =
+  | 'ECONNECTION'
+  | 'ETIMEDOUT'
+  | 'ESOCKET'
+  | 'ETLS'
+  | 'EPROTOCOL'
+  | 'EENVELOPE'
+  | 'EMESSAGE'
+  | 'EAUTH'
+  | 'ESTREAM';
+
+export interface SmtpFailure {
+  /** Absent for the pool's own "Connection pool was closed" when waiting sends are dropped (as nodemailer's). */
+  code?: FailureCode;
+  /** With the server's reply appended after ": " when there is one. */
+  message: string;
+  /** The server's reply (all its lines, joined by "\n"). */
+  response?: string;
+  /** The reply's code, when it has one. */
+  responseCode?: number;
+}
+
+export function smtpFailure(code: FailureCode | undefined, message: string, response?: string): SmtpFailure {
+  const f: SmtpFailure = { message: response !== undefined ? `${message}: ${response}` : message };
+  if (code !== undefined) f.code = code;
+  if (response !== undefined) {
+    f.response = response;
+    const n = replyCode(response);
+    if (n > 0) f.responseCode = n;
+  }
+  return f;
+}
+
+export function failureReply(f: SmtpFailure): AttemptReply {
+  // Authentication and TLS problems are ours (or the peer's) to fix: retried, never bounced.
+  // So is a body file the relay could not read in full: the server is not at fault, and must not be suspended.
+  if (f.code === 'EAUTH' || f.code === 'ETLS' || f.code === 'ESTREAM')
+    return { kind: 'local', text: `${f.code}: ${f.message}` };
+  if (f.responseCode !== undefined && f.responseCode > 0) {
+    return { kind: 'smtp', code: f.responseCode, text: f.response ?? f.message };
+  }
+  return {
+    kind: 'network',
+    text: f.code !== undefined ? `${f.code}: ${f.message}`.trim() : (f.response ?? f.message),
+  };
+}
+
+export function isTransient(f: SmtpFailure): boolean {
+  return f.responseCode === 421 || f.code === 'ECONNECTION' || f.code === 'ESOCKET' || f.code === 'ETIMEDOUT';
+}
+
+/** A recipient the server refused at RCPT TO. */
+export interface Rejection {
+  recipient: string;
+  failure: SmtpFailure;
+}
+
+export type TransactionResult =
+  /** The message was accepted (response: the final reply) for the accepted recipients. */
+  | { ok: true; response: string; accepted: readonly string[]; rejected: readonly Rejection[] }
+  /**
+   * The transaction failed: every recipient gets the failure's reply, except those in rejected (every recipient was
+   * refused at RCPT TO: each gets its own refusal).
+   */
+  | { ok: false; failure: SmtpFailure; rejected: readonly Rejection[] };
+
+const NO_REPLY: AttemptReply = { kind: 'local', text: 'no reply for this recipient in the SMTP transaction' };
+
+/**
+ * One reply per recipient of the request: recipients[i] was sent as the envelope addresses addresses[i] (the
+ * EnvelopeShaper's, usually one; its reply is that of the first).
+ */
+export function transactionReplies(
+  recipients: readonly string[],
+  addresses: readonly (readonly string[])[],
+  result: TransactionResult,
+): Map<string, AttemptReply> {
+  const byAddress = new Map<string, AttemptReply>();
+  for (const r of result.rejected) byAddress.set(r.recipient, failureReply(r.failure));
+  let fallback: AttemptReply;
+  if (result.ok) {
+    const code = Number(/^(\d{3})/.exec(result.response)?.[1] ?? 250);
+    const reply: AttemptReply = { kind: 'smtp', code, text: result.response };
+    for (const a of result.accepted) byAddress.set(a, reply);
+    fallback = NO_REPLY;
+  } else {
+    fallback = failureReply(result.failure);
+  }
+  const out = new Map<string, AttemptReply>();
+  recipients.forEach((r, i) => {
+    const a = addresses[i]?.[0];
+    out.set(r, (a === undefined ? undefined : byAddress.get(a)) ?? fallback);
+  });
+  return out;
+}
