@@ -5,8 +5,10 @@
 // with a CRLF before it when the body does not end with one. The state across chunks is the last input byte, so a body
 // read from its file in chunks encodes as the whole body would. Pure.
 //
-// Only the positions that can need an insert are visited (0, one past a CR, an LF, a dot), found with indexOf, as
-// the relay's patch of nodemailer's encoder does (a per-byte loop was a quarter of the relay's CPU on 100 KiB mail).
+// The positions that need an insert are found by one regular expression over the chunk read as latin1 (one byte, one
+// character), the first byte checked against the previous chunk's last apart: V8 runs it as native code, where a loop over the
+// candidates (every line end, three indexOf calls each) cost 256 µs per leg on a 100 KiB body against 32 µs
+// (docs/perf.md). A body that needs no insert, the usual case, is passed on as it is.
 //
 // Exports:
 //   DotStuffer: push(chunk) -> its encoding (the chunk itself when nothing is inserted), end() -> the final dot line.
@@ -26,6 +28,12 @@ const END_AFTER_LF = Buffer.from('.\r\n');
 const END_AFTER_CR = Buffer.from('\n.\r\n');
 const END = Buffer.from('\r\n.\r\n');
 
+/**
+ * In a chunk: a bare CR (not followed by LF), an LF with a dot after it, a bare LF. The dot is tried before the bare
+ * LF so that an LF with a dot after it is one match (its own bareness is checked apart).
+ */
+const NEEDS_INSERT = /\r(?!\n)|\n\.|(?<!\r)\n/g;
+
 export class DotStuffer {
   private last = START;
 
@@ -33,38 +41,46 @@ export class DotStuffer {
   push(chunk: Buffer): Buffer {
     const len = chunk.length;
     if (len === 0) return chunk;
-    let parts: Buffer[] | undefined;
+    const last = this.last;
+    this.last = chunk[len - 1]!;
+    const first = chunk[0]!;
+    // the first byte, after the previous chunk's last: the one place the expression cannot see
+    let head: Buffer | undefined;
+    if (last === CR && first !== LF) head = first === DOT ? INSERT_LF_DOT : INSERT_LF;
+    else if (first === DOT && (last === LF || last === START)) head = INSERT_DOT;
+    // one byte, one character: text[i] is chunk[i]
+    const text = chunk.toString('latin1');
+    NEEDS_INSERT.lastIndex = 0;
+    let m = NEEDS_INSERT.exec(text);
+    if (m === null && head === undefined) return chunk;
+    const parts: Buffer[] = [];
     let size = 0;
     let from = 0;
-    let nextCr = chunk.indexOf(CR);
-    let nextLf = chunk.indexOf(LF);
-    let nextDot = chunk.indexOf(DOT);
-    let i = 0;
-    while (i < len) {
-      const byte = chunk[i]!;
-      const prev = i > 0 ? chunk[i - 1]! : this.last;
-      let insert: Buffer | undefined;
-      if (prev === CR && byte !== LF) insert = byte === DOT ? INSERT_LF_DOT : INSERT_LF;
-      else if (byte === LF && prev !== CR) insert = INSERT_CR;
-      else if (byte === DOT && (prev === LF || prev === START)) insert = INSERT_DOT;
-      if (insert !== undefined) {
-        parts ??= [];
-        parts.push(chunk.subarray(from, i), insert);
-        size += i - from + insert.length;
-        from = i;
+    /** Inserts `insert` before chunk[at] (at never decreasing from call to call). */
+    const add = (at: number, insert: Buffer): void => {
+      parts.push(chunk.subarray(from, at), insert);
+      size += at - from + insert.length;
+      from = at;
+    };
+    if (head !== undefined) add(0, head);
+    /** An LF at i is bare: no CR before it (at 0: the previous chunk's last byte). */
+    const bareLf = (i: number): boolean => (i > 0 ? text.charCodeAt(i - 1) !== CR : last !== CR);
+    for (; m !== null; m = NEEDS_INSERT.exec(text)) {
+      const i = m.index;
+      if (m[0] === '\r') {
+        // a bare CR: a line end before chunk[i + 1], which is stuffed if it is a dot; a CR that is the chunk's last
+        // byte is left to the next chunk (its first byte decides)
+        if (i + 1 >= len) break;
+        add(i + 1, text.charCodeAt(i + 1) === DOT ? INSERT_LF_DOT : INSERT_LF);
+      } else if (m[0] === '\n') {
+        if (bareLf(i)) add(i, INSERT_CR);
+      } else {
+        // an LF (bare or not) and a dot that starts a line
+        if (bareLf(i)) add(i, INSERT_CR);
+        add(i + 1, INSERT_DOT);
       }
-      // the next candidate after i: one past a CR at or after i, an LF or a dot after i
-      if (nextCr !== -1 && nextCr < i) nextCr = chunk.indexOf(CR, i);
-      if (nextLf !== -1 && nextLf <= i) nextLf = chunk.indexOf(LF, i + 1);
-      if (nextDot !== -1 && nextDot <= i) nextDot = chunk.indexOf(DOT, i + 1);
-      let next = len;
-      if (nextCr !== -1 && nextCr + 1 < next) next = nextCr + 1;
-      if (nextLf !== -1 && nextLf < next) next = nextLf;
-      if (nextDot !== -1 && nextDot < next) next = nextDot;
-      i = next;
     }
-    this.last = chunk[len - 1]!;
-    if (parts === undefined) return chunk;
+    if (parts.length === 0) return chunk;
     parts.push(chunk.subarray(from));
     size += len - from;
     return Buffer.concat(parts, size);
