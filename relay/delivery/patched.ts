@@ -1,5 +1,5 @@
-// nodemailerTransportFactory (relay/delivery/transport.ts: the benchmark's floor; the delivery path has its own client,
-// smtp-out/, which encodes as the patched encoder does) and the drain's hand-off client depend on
+// nodemailerTransportFactory (relay/delivery/transport.ts: the benchmark's floor; the delivery path and the drain's
+// hand-off have their own client, smtp-out/, which encodes as the patched encoder does) depends on
 // patches/nodemailer+10.6.1.patch (applied by patch-package in postinstall and in the Dockerfile), which changes
 // nodemailer's SMTP DATA encoder (smtp-connection/data-stream.js) and client (smtp-connection/index.js) in three ways
 // that keep the bytes on the wire (relay/delivery/dot-stuffing.test.ts checks them against the original algorithm):

@@ -31,7 +31,7 @@ describe('readSource', () => {
 
 const rcpts = ['a@x.example', 'b@x.example'];
 
-// The mapping of nodemailer's results, for the clients still built on nodemailer (the drain's hand-off, the
+// The mapping of nodemailer's results, for the client still built on nodemailer (nodemailerTransportFactory, the
 // benchmark's floor). The delivery path's own client maps its outcomes in smtp-out/replies.ts, whose test checks it
 // against this one.
 describe('repliesFromNodemailer', () => {

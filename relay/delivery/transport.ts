@@ -1,13 +1,18 @@
 // Outbound SMTP: the seam between the delivery engine and its SMTP client (one pool per destination target,
 // host:port:tls:auth), a nodemailer implementation of it, and MX resolution. The engine's default client is the
-// relay's own (smtp-out/pool.ts), which behaves as the nodemailer pool here does with less CPU per message.
+// relay's own (smtp-out/pool.ts), which behaves as the nodemailer pool here does with less CPU per message; the
+// drain's hand-off (relay/cluster/handoff-transport.ts) uses it too. Nothing in relay/ sends a message through
+// nodemailer any more but nodemailerTransportFactory (the recipient-verification callout, relay/inbound/callout.ts,
+// uses nodemailer's SMTPConnection for commands without DATA).
 //
 // Exports:
 //   ServerTarget, SendRequest, ServerTransport, TransportFactory: the seam the engine uses (injectable for tests).
 //   nodemailerTransportFactory(opts): TransportFactory  - nodemailer's SMTP pool fed finished messages directly (no
 //     Mailer layer, see poolMessage); refuses to start without the nodemailer patch. The benchmark's floor uses it.
-//   readSource(body): a fresh stream of a spooled body (bytes in memory, or the first size bytes of its file).
-//   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result.
+//   readSource(body): a fresh stream of a spooled body (bytes in memory, or the first size bytes of its file), as
+//     nodemailerTransportFactory hands it to nodemailer.
+//   repliesFromNodemailer(recipients, err, info): Map<recipient, AttemptReply>  - pure mapping of nodemailer's result;
+//     used by nodemailerTransportFactory only (smtp-out/replies.test.ts checks the own client's mapping against it).
 //   resolveTargets(server, resolver): which hosts to connect to for a ServerRoute (MX lookup when mx: true); the engine
 //     resolves each host's addresses through the same seam (relay/dns.ts).
 //

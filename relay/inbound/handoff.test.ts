@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
-import { withHandoffParams } from '../cluster/handoff-transport.ts';
 import {
   canonicalAddress,
   formatLegRoles,
@@ -52,21 +51,6 @@ describe('hand-off parameters', () => {
     expect(narrowLegs([leg('primary')], new Set(['primary', 'copy']))).toBe(
       "no copy leg in this relay's routing",
     );
-  });
-
-  it('adds the parameters to the MAIL FROM and RCPT TO lines the client writes', () => {
-    const roles = new Map([['bob@xn--bcher-kva.example', 'copy']]);
-    expect(withHandoffParams('MAIL FROM:<a@b.example> SIZE=10', '0mx0qz1k20001a7f@r', roles)).toBe(
-      'MAIL FROM:<a@b.example> SIZE=10 X-MAILROUTE-ORIGIN=0mx0qz1k20001a7f@r',
-    );
-    expect(withHandoffParams('RCPT TO:<Bob@xn--bcher-kva.example>', 'o', roles)).toBe(
-      'RCPT TO:<Bob@xn--bcher-kva.example> X-MAILROUTE-LEGS=copy',
-    );
-    // never without its roles: a value the receiving relay refuses
-    expect(withHandoffParams('RCPT TO:<eve@example.com>', 'o', roles)).toBe(
-      'RCPT TO:<eve@example.com> X-MAILROUTE-LEGS=none',
-    );
-    expect(withHandoffParams('DATA', 'o', roles)).toBe('DATA');
   });
 });
 

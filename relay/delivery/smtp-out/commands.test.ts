@@ -5,6 +5,8 @@ import {
   authPlainLine,
   cramMd5Answer,
   envelopeProblem,
+  esmtpParamsProblem,
+  MAIL_OWN_PARAMS,
   mailFromLine,
   needsSmtpUtf8,
   rcptLine,
@@ -38,6 +40,72 @@ describe('MAIL FROM and RCPT TO', () => {
     ['a@x', ['b@xn--bcher-kva.example'], false],
   ])('needsSmtpUtf8(%j, %j) = %s', (from, to, needs) => {
     expect(needsSmtpUtf8(from, to)).toBe(needs);
+  });
+});
+
+describe("the caller's ESMTP parameters", () => {
+  it.each([
+    ['none', 'a@x.example', { smtputf8: false }, [], 'MAIL FROM:<a@x.example>'],
+    [
+      "one, after the client's own",
+      'ü@x.example',
+      { smtputf8: true, size: 10 },
+      ['X-MAILROUTE-ORIGIN=0mx0qz1k20001a7f@relay-0.example'],
+      'MAIL FROM:<ü@x.example> SMTPUTF8 SIZE=10 X-MAILROUTE-ORIGIN=0mx0qz1k20001a7f@relay-0.example',
+    ],
+    ['two, in order', '', { smtputf8: false }, ['B=2', 'A'], 'MAIL FROM:<> B=2 A'],
+  ])('MAIL FROM, %s', (_what, from, params, extra, line) => {
+    expect(mailFromLine(from, params, extra)).toBe(line);
+  });
+
+  it.each([
+    [undefined, 'RCPT TO:<b@y.example>'],
+    [[], 'RCPT TO:<b@y.example>'],
+    [['X-MAILROUTE-LEGS=primary,copy'], 'RCPT TO:<b@y.example> X-MAILROUTE-LEGS=primary,copy'],
+    [
+      ['NOTIFY=NEVER', 'ORCPT=rfc822;b+2B@y.example'],
+      'RCPT TO:<b@y.example> NOTIFY=NEVER ORCPT=rfc822;b+2B@y.example',
+    ],
+  ])('RCPT TO with %j', (extra, line) => {
+    expect(rcptLine('b@y.example', extra)).toBe(line);
+  });
+
+  it.each([
+    [['X-MAILROUTE-LEGS=copy'], undefined],
+    [['X-MAILROUTE-ORIGIN=0mx0qz1k20001a7f@relay-0.example'], undefined],
+    [['NOTIFY=SUCCESS,FAILURE', 'ORCPT=rfc822;a+2Bb@x'], undefined],
+    [['SMTPUTF8-LIKE', '8BIT'], undefined],
+    [["K=!#$%&'()*+,-./09:;?@AZ[\\]^_`az{|}~"], undefined],
+    [[], undefined],
+    [['X-LEGS=primary copy'], 'Invalid ESMTP parameter "X-LEGS=primary copy"'],
+    [['X-LEGS=copy\r\nRCPT TO:<evil@z>'], 'Invalid ESMTP parameter "X-LEGS=copy\\r\\nRCPT TO:<evil@z>"'],
+    [['X-LEGS=copy\n'], 'Invalid ESMTP parameter "X-LEGS=copy\\n"'],
+    [['X-A=<b>'], 'Invalid ESMTP parameter "X-A=<b>"'],
+    [['X-A=b>'], 'Invalid ESMTP parameter "X-A=b>"'],
+    [['X-A=b=c'], 'Invalid ESMTP parameter "X-A=b=c"'],
+    [['X-A='], 'Invalid ESMTP parameter "X-A="'],
+    [['X-A=\t'], 'Invalid ESMTP parameter "X-A=\\t"'],
+    [['X-A=\u0000'], 'Invalid ESMTP parameter "X-A=\\u0000"'],
+    [['X-A=ü'], 'Invalid ESMTP parameter "X-A=ü"'],
+    [['=b'], 'Invalid ESMTP parameter "=b"'],
+    [['-A=b'], 'Invalid ESMTP parameter "-A=b"'],
+    [['X_A=b'], 'Invalid ESMTP parameter "X_A=b"'],
+    [[''], 'Invalid ESMTP parameter ""'],
+    [[' X-A=b'], 'Invalid ESMTP parameter " X-A=b"'],
+    [['X-A=b', 'x-a=c'], 'ESMTP parameter "x-a=c": X-A given twice'],
+  ])('%j: %j', (params, problem) => {
+    expect(esmtpParamsProblem(params)).toBe(problem);
+  });
+
+  it('on MAIL FROM, not the parameters the client writes itself', () => {
+    expect(esmtpParamsProblem(['size=10'], MAIL_OWN_PARAMS)).toBe(
+      'ESMTP parameter "size=10": SIZE is the client\'s own',
+    );
+    expect(esmtpParamsProblem(['SMTPUTF8'], MAIL_OWN_PARAMS)).toBe(
+      'ESMTP parameter "SMTPUTF8": SMTPUTF8 is the client\'s own',
+    );
+    // on RCPT TO the client writes none of its own
+    expect(esmtpParamsProblem(['SIZE=10'])).toBeUndefined();
   });
 });
 

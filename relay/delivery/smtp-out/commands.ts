@@ -1,12 +1,15 @@
 // The command lines the client writes, built as nodemailer's client builds them (smtp-connection/index.js
 // _setEnvelope, login): MAIL FROM with its parameters, RCPT TO, the AUTH exchanges; and the envelope checks it makes
-// before writing any of them. Pure.
+// before writing any of them. A caller's own ESMTP parameters (the drain's hand-off, relay/inbound/handoff.ts) follow
+// the client's on MAIL FROM and RCPT TO, each checked first as one esmtp-param (RFC 5321 §4.1.2). Pure.
 //
 // Exports:
 //   envelopeProblem(from, to): why nodemailer would refuse this envelope (EENVELOPE), or undefined.
 //   needsSmtpUtf8(from, to): an address is not ASCII (MAIL FROM gets SMTPUTF8 when the server offers it; when it
 //     does not, the addresses go as they are, UTF-8, as nodemailer sends them).
-//   mailFromLine(from, params), rcptLine(to).
+//   esmtpParamsProblem(params, own?): why these extra parameters cannot be written (naming the bad one), or undefined.
+//   MAIL_OWN_PARAMS: the parameters mailFromLine writes itself, which a caller's may not repeat.
+//   mailFromLine(from, params, extra?), rcptLine(to, extra?).
 //   authPlainLine(user, pass), base64(text), cramMd5Answer(challengeReply, user, pass).
 import { createHmac } from 'node:crypto';
 
@@ -25,6 +28,36 @@ export function needsSmtpUtf8(from: string, to: readonly string[]): boolean {
   return NON_ASCII.test(from) || to.some((r) => NON_ASCII.test(r));
 }
 
+/**
+ * esmtp-param = esmtp-keyword ["=" esmtp-value]; esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-");
+ * esmtp-value = 1*(%d33-60 / %d62-126), here without "<" and ">" too (they end or start an address for careless
+ * parsers), and ASCII only (UTF-8 values need SMTPUTF8, RFC 6531, which the client cannot promise).
+ */
+const ESMTP_PARAM = /^([A-Za-z0-9][A-Za-z0-9-]*)(?:=[\x21-\x3b\x3f-\x7e]+)?$/;
+
+/** What mailFromLine adds itself (from the envelope and the server's extensions). */
+export const MAIL_OWN_PARAMS: readonly string[] = ['SIZE', 'SMTPUTF8'];
+
+/**
+ * Why a caller's parameters cannot go on a command line, or undefined: one that is not a single esmtp-param (a space,
+ * CR, LF, "<", ">", a control or non-ASCII character, an empty value), a keyword given twice, or one of own (the
+ * client's own on that command). Keywords compare without case (RFC 5321 §2.4).
+ */
+export function esmtpParamsProblem(
+  params: readonly string[],
+  own: readonly string[] = [],
+): string | undefined {
+  const seen = new Set<string>();
+  for (const p of params) {
+    const keyword = ESMTP_PARAM.exec(p)?.[1]?.toUpperCase();
+    if (keyword === undefined) return `Invalid ESMTP parameter ${JSON.stringify(p)}`;
+    if (own.includes(keyword)) return `ESMTP parameter ${JSON.stringify(p)}: ${keyword} is the client's own`;
+    if (seen.has(keyword)) return `ESMTP parameter ${JSON.stringify(p)}: ${keyword} given twice`;
+    seen.add(keyword);
+  }
+  return undefined;
+}
+
 export interface MailParams {
   /** The envelope needs SMTPUTF8 and the server offers it. */
   smtputf8: boolean;
@@ -32,15 +65,22 @@ export interface MailParams {
   size?: number;
 }
 
-export function mailFromLine(from: string, params: MailParams): string {
+/** extra: the caller's parameters, after the client's (checked with esmtpParamsProblem, own MAIL_OWN_PARAMS). */
+export function mailFromLine(from: string, params: MailParams, extra?: readonly string[]): string {
   let line = `MAIL FROM:<${from}>`;
   if (params.smtputf8) line += ' SMTPUTF8';
   if (params.size !== undefined && params.size > 0) line += ` SIZE=${params.size}`;
-  return line;
+  return extra === undefined ? line : withExtra(line, extra);
 }
 
-export function rcptLine(to: string): string {
-  return `RCPT TO:<${to}>`;
+/** extra: the caller's parameters for this recipient (checked with esmtpParamsProblem). */
+export function rcptLine(to: string, extra?: readonly string[]): string {
+  const line = `RCPT TO:<${to}>`;
+  return extra === undefined ? line : withExtra(line, extra);
+}
+
+function withExtra(line: string, extra: readonly string[]): string {
+  return extra.length === 0 ? line : `${line} ${extra.join(' ')}`;
 }
 
 export function base64(text: string): string {

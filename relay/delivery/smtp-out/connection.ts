@@ -4,7 +4,8 @@
 // is refused, unless TLS is required), STARTTLS per the TLS mode (a refusal is fatal unless the mode is
 // opportunistic, which goes on in plain text without AUTH; EHLO again over TLS), AUTH (PLAIN, LOGIN or CRAM-MD5,
 // chosen as nodemailer does), then transactions: with PIPELINING, MAIL FROM, every RCPT TO and DATA in one write and
-// the replies matched in order; without it, one command at a time; the body as body.ts writes it.
+// the replies matched in order; without it, one command at a time; the body as body.ts writes it. An envelope may carry
+// ESMTP parameters of the caller's own for MAIL FROM and for each recipient's RCPT TO (checked before, by the pool).
 //
 // Timeouts as nodemailer's: connectionMs bounds connecting; greetingMs the wait for the greeting and a STARTTLS
 // handshake, neither past connectionMs from the start; socketMs is the inactivity limit from the connect on.
@@ -57,6 +58,10 @@ export interface Envelope {
   to: readonly string[];
   /** Announced as SIZE= when the server offers SIZE; over the server's limit the message is not sent. */
   size?: number;
+  /** The caller's ESMTP parameters for MAIL FROM, after the client's own (commands.ts esmtpParamsProblem passed). */
+  mailParams?: readonly string[];
+  /** The caller's ESMTP parameters for each RCPT TO: rcptParams[i] for to[i] (checked as mailParams). */
+  rcptParams?: readonly (readonly string[] | undefined)[];
 }
 
 export type OpenResult =
@@ -426,9 +431,10 @@ export class SmtpConnection {
       }
       const to = env.to[next];
       if (to !== undefined) {
+        const extra = env.rcptParams?.[next];
         next++;
         this.expect(onRcpt(to));
-        this.write(rcptLine(to));
+        this.write(rcptLine(to, extra));
         return;
       }
       const err = envelopeError(reply);
@@ -521,10 +527,14 @@ export class SmtpConnection {
       finish({ ok: true, response: reply, accepted, rejected });
     };
 
-    const mail = mailFromLine(env.from, {
-      smtputf8: this.ext.smtputf8 && needsSmtpUtf8(env.from, env.to),
-      ...(this.ext.size && env.size !== undefined ? { size: env.size } : {}),
-    });
+    const mail = mailFromLine(
+      env.from,
+      {
+        smtputf8: this.ext.smtputf8 && needsSmtpUtf8(env.from, env.to),
+        ...(this.ext.size && env.size !== undefined ? { size: env.size } : {}),
+      },
+      env.mailParams,
+    );
     this.expect(onMail);
     if (!pipelined) {
       this.write(mail);
@@ -532,9 +542,12 @@ export class SmtpConnection {
     }
     // RFC 2920: the envelope and DATA in one write, the replies matched in order
     let batch = `${mail}\r\n`;
-    for (const to of env.to) {
+    const rcptParams = env.rcptParams;
+    for (let i = 0; i < env.to.length; i++) {
+      const to = env.to[i];
+      if (to === undefined) continue;
       this.expect(onRcpt(to));
-      batch += `${rcptLine(to)}\r\n`;
+      batch += `${rcptLine(to, rcptParams?.[i])}\r\n`;
     }
     this.expect(onDataReply);
     this.writeRaw(`${batch}DATA\r\n`);

@@ -28,7 +28,13 @@ import type { MessageBody } from '../../spool/types.ts';
 import type { AttemptReply } from '../outcome.ts';
 import type { SendRequest, ServerTarget, ServerTransport } from '../transport.ts';
 import { stuffWhole } from './data-encoder.ts';
-import { connectionSettings, smtpOutTransportFactory } from './pool.ts';
+import {
+  connectionSettings,
+  envelopeAddresses,
+  smtpOutTransportFactory,
+  type SmtpOutRequest,
+  type SmtpOutTransport,
+} from './pool.ts';
 import { MAX_RESPONSE_SIZE } from './reply.ts';
 
 const FAST: SmtpTimeouts = { connectionMs: 3000, greetingMs: 3000, socketMs: 3000 };
@@ -47,7 +53,7 @@ function client(
   port: number,
   target: Partial<ServerTarget> = {},
   timeouts: Partial<SmtpTimeouts> = FAST,
-): ServerTransport {
+): SmtpOutTransport {
   const t = smtpOutTransportFactory({ hostname: 'relay.test', timeouts })({
     host: '127.0.0.1',
     port,
@@ -498,6 +504,180 @@ describe('the envelope', () => {
     expect(await send(client(server.port), req(['']))).toEqual({
       '': { kind: 'network', text: 'EENVELOPE: No recipients defined' },
     });
+    expect(server.connections).toBe(0);
+  });
+});
+
+describe("the caller's ESMTP parameters", () => {
+  const params = (
+    to: string[],
+    rcpt: [string, string[]][],
+    mail: string[] | undefined = ['X-ORIGIN=0mx0qz1k20001a7f@relay-0.example'],
+  ): SmtpOutRequest => ({
+    ...req(to),
+    ...(mail !== undefined ? { mailParams: mail } : {}),
+    rcptParams: new Map(rcpt),
+  });
+
+  it("on MAIL FROM after the client's own, and on each recipient's own RCPT TO, however its address was shaped", async () => {
+    let envelope: string[] = [];
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING', 'SMTPUTF8', 'SIZE 100000']);
+      envelope = [await expectLine(s, /^MAIL FROM:/)];
+      for (let i = 0; i < 6; i++) envelope.push(await expectLine(s, /^RCPT TO:/));
+      await expectLine(s, 'DATA');
+      await s.reply('250 ok', '250 ok', '550 5.1.1 no Bob', '250 ok', '250 ok', '250 ok', '250 ok', '354 go');
+      await s.data();
+      await s.reply('250 2.0.0 queued');
+    });
+    const to = [
+      'plain@x.example',
+      'Bob@Example.COM',
+      'b@BÜCHER.example',
+      'jörg@bücher.example',
+      'none@x.example',
+      'c@xn--bcher-kva.example',
+    ];
+    const got = await send(
+      client(server.port),
+      params(to, [
+        ['plain@x.example', ['X-LEGS=primary']],
+        ['Bob@Example.COM', ['X-LEGS=copy']],
+        ['b@BÜCHER.example', ['X-LEGS=primary,copy', 'X-MORE']],
+        ['jörg@bücher.example', ['X-LEGS=copy']],
+        ['c@xn--bcher-kva.example', ['X-LEGS=primary']],
+      ]),
+    );
+    expect(envelope).toEqual([
+      `MAIL FROM:<a@x.example> SMTPUTF8 SIZE=${BODY.length} X-ORIGIN=0mx0qz1k20001a7f@relay-0.example`,
+      'RCPT TO:<plain@x.example> X-LEGS=primary',
+      'RCPT TO:<Bob@example.com> X-LEGS=copy',
+      'RCPT TO:<b@xn--bcher-kva.example> X-LEGS=primary,copy X-MORE',
+      'RCPT TO:<jörg@bücher.example> X-LEGS=copy',
+      'RCPT TO:<none@x.example>',
+      'RCPT TO:<c@xn--bcher-kva.example> X-LEGS=primary',
+    ]);
+    const queued = smtp(250, '250 2.0.0 queued');
+    expect(got).toEqual({
+      'plain@x.example': queued,
+      'Bob@Example.COM': smtp(550, '550 5.1.1 no Bob'),
+      'b@BÜCHER.example': queued,
+      'jörg@bücher.example': queued,
+      'none@x.example': queued,
+      'c@xn--bcher-kva.example': queued,
+    });
+  });
+
+  it('without PIPELINING on the lines written one at a time; the next send on the connection has only its own', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['8BITMIME']);
+      await expectLine(s, 'MAIL FROM:<a@x.example> X-ORIGIN=q');
+      await s.reply('250 ok');
+      await expectLine(s, 'RCPT TO:<Bob@example.com> X-LEGS=copy');
+      expect(s.pending()).toBe('');
+      await s.reply('250 ok');
+      await expectLine(s, 'RCPT TO:<c@xn--bcher-kva.example>');
+      await s.reply('250 ok');
+      await expectLine(s, 'RCPT TO:<d@x.example> X-LEGS=primary');
+      await s.reply('250 ok');
+      await expectLine(s, 'DATA');
+      await s.reply('354 go');
+      await s.data();
+      await s.reply('250 2.0.0 queued');
+      // the same connection, a send without parameters
+      await expectLine(s, 'MAIL FROM:<a@x.example>');
+      await s.reply('250 ok');
+      await expectLine(s, 'RCPT TO:<Bob@example.com>');
+      await s.reply('250 ok');
+      await expectLine(s, 'DATA');
+      await s.reply('354 go');
+      await s.data();
+      await s.reply('250 2.0.0 queued again');
+    });
+    const t = client(server.port);
+    const to = ['Bob@Example.COM', 'c@bücher.example', 'd@x.example'];
+    const queued = smtp(250, '250 2.0.0 queued');
+    expect(
+      await send(
+        t,
+        params(
+          to,
+          [
+            ['Bob@Example.COM', ['X-LEGS=copy']],
+            ['d@x.example', ['X-LEGS=primary']],
+          ],
+          ['X-ORIGIN=q'],
+        ),
+      ),
+    ).toEqual({ 'Bob@Example.COM': queued, 'c@bücher.example': queued, 'd@x.example': queued });
+    expect(await send(t, req(['Bob@Example.COM']))).toEqual({
+      'Bob@Example.COM': smtp(250, '250 2.0.0 queued again'),
+    });
+    expect(server.connections).toBe(1);
+  });
+
+  it('two recipients that become one envelope address: sent once when their parameters are the same', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      await expectLine(s, /^MAIL FROM:<a@x.example> X-ORIGIN=/);
+      await expectLine(s, 'RCPT TO:<Bob@example.com> X-LEGS=copy');
+      await expectLine(s, 'DATA');
+      await s.reply('250 ok', '250 ok', '354 go');
+      await s.data();
+      await s.reply('250 2.0.0 queued');
+    });
+    const to = ['Bob@Example.COM', 'Bob@example.com'];
+    expect(envelopeAddresses('Bob@Example.COM')).toEqual(envelopeAddresses('Bob@example.com'));
+    const queued = smtp(250, '250 2.0.0 queued');
+    expect(
+      await send(
+        client(server.port),
+        params(
+          to,
+          to.map((r) => [r, ['X-LEGS=copy']]),
+        ),
+      ),
+    ).toEqual({ 'Bob@Example.COM': queued, 'Bob@example.com': queued });
+  });
+
+  it.each([
+    [
+      'a MAIL FROM parameter that is not one esmtp-param',
+      params(['b@x.example'], [], ['X-ORIGIN=a b']),
+      'MAIL FROM: Invalid ESMTP parameter "X-ORIGIN=a b"',
+    ],
+    [
+      'a MAIL FROM parameter the client writes itself',
+      params(['b@x.example'], [], ['SIZE=1']),
+      'MAIL FROM: ESMTP parameter "SIZE=1": SIZE is the client\'s own',
+    ],
+    [
+      'a RCPT TO parameter with a line break',
+      params(['b@x.example', 'c@x.example'], [['c@x.example', ['X-LEGS=copy\r\nRCPT TO:<evil@z.example>']]]),
+      'RCPT TO "c@x.example": Invalid ESMTP parameter "X-LEGS=copy\\r\\nRCPT TO:<evil@z.example>"',
+    ],
+    [
+      'a RCPT TO parameter without its value',
+      params(['b@x.example'], [['b@x.example', ['X-LEGS=']]]),
+      'RCPT TO "b@x.example": Invalid ESMTP parameter "X-LEGS="',
+    ],
+    [
+      'two recipients that become one envelope address with different parameters',
+      params(
+        ['b@x.example', 'Bob@Example.COM', 'Bob@example.com'],
+        [
+          ['Bob@Example.COM', ['X-LEGS=copy']],
+          ['Bob@example.com', ['X-LEGS=primary']],
+        ],
+      ),
+      'recipients "Bob@Example.COM" and "Bob@example.com" are both the envelope address "Bob@example.com", with different ESMTP parameters',
+    ],
+  ])('%s: answered locally, naming it, without connecting', async (_what, r, problem) => {
+    const server = await scripted((s) => s.closed);
+    const text = `ESMTP parameters refused, nothing sent: ${problem}`;
+    expect(await send(client(server.port), r)).toEqual(
+      Object.fromEntries(r.to.map((rc) => [rc, { kind: 'local', text }])),
+    );
     expect(server.connections).toBe(0);
   });
 });

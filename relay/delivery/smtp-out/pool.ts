@@ -15,17 +15,25 @@
 //     are answered "ECONNECTION: Connection pool was closed". No promise is left hanging.
 // Envelope addresses are shaped as nodemailer's Mailer shapes them (envelope.ts); envelopes nodemailer would refuse
 // (CR, LF or <> in an address, no recipient) are answered without connecting.
+// A send may carry ESMTP parameters of its own (SmtpOutRequest: the drain's hand-off, relay/cluster/
+// handoff-transport.ts): for MAIL FROM, and per recipient for the RCPT TO of each envelope address it became. They are
+// checked before anything is queued (commands.ts esmtpParamsProblem); a bad one, or two recipients that became the
+// same envelope address with different parameters, is answered locally (kind local, naming it) and nothing is sent.
+// A send without them costs what it did before they existed (one check).
 //
 // Exports:
-//   SmtpOutOptions, smtpOutTransportFactory(opts): TransportFactory  - the delivery engine's default.
+//   SmtpOutOptions, smtpOutTransportFactory(opts): (target) => SmtpOutTransport  - the delivery engine's default
+//     (a TransportFactory).
+//   SmtpOutRequest, SmtpOutTransport: a SendRequest with ESMTP parameters, and the transport that takes it.
+//   envelopeAddresses(recipient): the envelope addresses a send makes of one recipient (usually one).
 //   connectionSettings(target, hostname, timeouts): the settings of a target's connections (from smtpClientOptions).
 import { isIP } from 'node:net';
 import { DEFAULT_TIMEOUTS, smtpClientOptions, type SmtpTimeouts } from '../../../lib/smtp-client.ts';
 import type { MessageBody } from '../../spool/types.ts';
 import { EnvelopeShaper } from '../envelope.ts';
 import type { AttemptReply } from '../outcome.ts';
-import type { SendRequest, ServerTarget, ServerTransport, TransportFactory } from '../transport.ts';
-import { envelopeProblem } from './commands.ts';
+import type { SendRequest, ServerTarget, ServerTransport } from '../transport.ts';
+import { envelopeProblem, esmtpParamsProblem, MAIL_OWN_PARAMS } from './commands.ts';
 import { SmtpConnection, type ConnectionSettings, type Envelope, type SendOutcome } from './connection.ts';
 import {
   isTransient,
@@ -39,6 +47,21 @@ import {
 const IDLE_MS = 4 * 60 * 1000;
 /** A requeued send waits this long (nodemailer's pool: 50 ms, a 50 ms backoff, then its 100 ms processing delay). */
 const REQUEUE_DELAY_MS = 200;
+
+/** A send with ESMTP parameters of the caller's own, each one esmtp-param ("KEYWORD=value" or "KEYWORD"). */
+export interface SmtpOutRequest extends SendRequest {
+  /** Appended to MAIL FROM, after the client's own (SIZE and SMTPUTF8, which these may not repeat). */
+  mailParams?: readonly string[];
+  /**
+   * recipient (as in `to`) -> appended to the RCPT TO of each envelope address it became; a recipient not in the map
+   * gets none.
+   */
+  rcptParams?: ReadonlyMap<string, readonly string[]>;
+}
+
+export interface SmtpOutTransport extends ServerTransport {
+  send(req: SmtpOutRequest): Promise<Map<string, AttemptReply>>;
+}
 
 export interface SmtpOutOptions {
   /** Our name in EHLO. */
@@ -77,7 +100,7 @@ export function connectionSettings(
   };
 }
 
-export function smtpOutTransportFactory(opts: SmtpOutOptions): TransportFactory {
+export function smtpOutTransportFactory(opts: SmtpOutOptions): (target: ServerTarget) => SmtpOutTransport {
   const timeouts: SmtpTimeouts = {
     connectionMs: opts.timeouts?.connectionMs ?? DEFAULT_TIMEOUTS.connectionMs,
     greetingMs: opts.timeouts?.greetingMs ?? DEFAULT_TIMEOUTS.greetingMs,
@@ -97,6 +120,14 @@ const failed = (failure: SmtpFailure): TransactionResult => ({ ok: false, failur
 /** Normalizes envelope addresses exactly as nodemailer's Mailer does, once per address (envelope.ts). */
 const shaper = new EnvelopeShaper();
 
+/** The envelope addresses SmtpPool#send makes of one recipient (two recipients may become the same one). */
+export function envelopeAddresses(recipient: string): readonly string[] {
+  return shaper.recipient(recipient).map((a) => a.trim());
+}
+
+const localReplies = (recipients: readonly string[], text: string): Map<string, AttemptReply> =>
+  new Map(recipients.map((r) => [r, { kind: 'local', text }]));
+
 interface Job {
   env: Envelope;
   body: MessageBody;
@@ -108,7 +139,43 @@ interface Job {
   resolve: (replies: Map<string, AttemptReply>) => void;
 }
 
-class SmtpPool implements ServerTransport {
+/**
+ * Puts a request's ESMTP parameters on its job's envelope, or says why they cannot go: a parameter that is not one
+ * esmtp-param (or repeats a keyword, or one the client writes itself), or two recipients that became the same envelope
+ * address (sent once) with different parameters.
+ */
+function addParams(job: Job, req: SmtpOutRequest): string | undefined {
+  const { mailParams, rcptParams } = req;
+  if (mailParams !== undefined) {
+    const problem = esmtpParamsProblem(mailParams, MAIL_OWN_PARAMS);
+    if (problem !== undefined) return `MAIL FROM: ${problem}`;
+    job.env.mailParams = mailParams;
+  }
+  if (rcptParams === undefined) return undefined;
+  /** envelope address -> the first recipient that became it, and that recipient's parameters */
+  const first = new Map<string, { recipient: string; params: readonly string[] | undefined; text: string }>();
+  for (let i = 0; i < req.to.length; i++) {
+    const recipient = req.to[i];
+    if (recipient === undefined) continue;
+    const params = rcptParams.get(recipient);
+    if (params !== undefined) {
+      const problem = esmtpParamsProblem(params);
+      if (problem !== undefined) return `RCPT TO ${JSON.stringify(recipient)}: ${problem}`;
+    }
+    const text = params?.join(' ') ?? '';
+    for (const a of job.addresses[i] ?? []) {
+      const earlier = first.get(a);
+      if (earlier === undefined) first.set(a, { recipient, params, text });
+      else if (earlier.text !== text) {
+        return `recipients ${JSON.stringify(earlier.recipient)} and ${JSON.stringify(recipient)} are both the envelope address ${JSON.stringify(a)}, with different ESMTP parameters`;
+      }
+    }
+  }
+  job.env.rcptParams = job.env.to.map((a) => first.get(a)?.params);
+  return undefined;
+}
+
+class SmtpPool implements SmtpOutTransport {
   private readonly settings: ConnectionSettings;
   private readonly max: number;
   private readonly times: { idleMs: number; requeueDelayMs: number };
@@ -130,7 +197,7 @@ class SmtpPool implements ServerTransport {
     this.times = times;
   }
 
-  send(req: SendRequest): Promise<Map<string, AttemptReply>> {
+  send(req: SmtpOutRequest): Promise<Map<string, AttemptReply>> {
     const from = shaper.sender(req.from);
     const seen = new Set<string>();
     const to: string[] = [];
@@ -161,6 +228,11 @@ class SmtpPool implements ServerTransport {
     const problem = envelopeProblem(job.env.from, job.env.to);
     if (problem !== undefined) {
       return Promise.resolve(this.replies(job, failed(smtpFailure('EENVELOPE', problem))));
+    }
+    if (req.mailParams !== undefined || req.rcptParams !== undefined) {
+      const refused = addParams(job, req);
+      if (refused !== undefined)
+        return Promise.resolve(localReplies(req.to, `ESMTP parameters refused, nothing sent: ${refused}`));
     }
     return new Promise((resolve) => {
       job.resolve = resolve;
