@@ -7,7 +7,8 @@
 // exits 1. Not a relay for mail, a yardstick, for the benchmark's clients on 127.0.0.1.
 //
 // --with lists parts of the real relay to put in place of its own: smtp-server (inbound, with the relay's options),
-// nodemailer (outbound, through relay/delivery/transport.ts as the relay uses it), pino (the relay's logger: one line
+// client (outbound: the relay's own SMTP client, relay/delivery/smtp-out/), nodemailer (outbound: nodemailer's pool as
+// the relay used it until 5 December, relay/delivery/transport.ts; one of the two outbound parts at most), pino (the relay's logger: one line
 // per accepted message and per leg), spool (relay/spool: the message file with its delivery plan, accepted and
 // removed as the relay does).
 //
@@ -26,10 +27,17 @@ import { loadManifests } from '../../lib/manifests.ts';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
 import { GroupSync } from '../../relay/spool/group-sync.ts';
 import { formatManifestError } from '../../routing/parse.ts';
-import { floorLegs, floorPlan, fromWire, toWire, type FloorLeg, type FloorPlan } from './floor-plan.ts';
+import {
+  FLOOR_PARTS,
+  floorLegs,
+  floorPlan,
+  fromWire,
+  toWire,
+  type FloorLeg,
+  type FloorPlan,
+} from './floor-plan.ts';
 
-const PARTS = ['smtp-server', 'nodemailer', 'pino', 'spool'] as const;
-type Part = (typeof PARTS)[number];
+type Part = (typeof FLOOR_PARTS)[number];
 
 /**
  * One accepted message and its bytes as they came in: dot-stuffed with the final dot (the floor's own inbound) or as
@@ -130,9 +138,12 @@ function rawOutbound(hostname: string): Deliver {
     });
 }
 
-async function nodemailerOutbound(hostname: string): Promise<Deliver> {
-  const { nodemailerTransportFactory } = await import('../../relay/delivery/transport.ts');
-  const factory = nodemailerTransportFactory({ hostname });
+/** Legs through one of the relay's outbound clients: its own (client) or nodemailer's pool (nodemailer). */
+async function transportOutbound(hostname: string, which: 'client' | 'nodemailer'): Promise<Deliver> {
+  const factory =
+    which === 'client'
+      ? (await import('../../relay/delivery/smtp-out/pool.ts')).smtpOutTransportFactory({ hostname })
+      : (await import('../../relay/delivery/transport.ts')).nodemailerTransportFactory({ hostname });
   const transports = new Map<number, ReturnType<typeof factory>>();
   return async (leg, m) => {
     let t = transports.get(leg.port);
@@ -326,10 +337,12 @@ async function main(): Promise<void> {
     values[name] ?? fail(`--${name} is required`);
   const parts = new Set<Part>();
   for (const p of (values.with ?? '').split(',').filter((x) => x !== '')) {
-    const known = PARTS.find((k) => k === p);
-    if (known === undefined) fail(`--with: unknown part "${p}" (known: ${PARTS.join(', ')})`);
+    const known = FLOOR_PARTS.find((k) => k === p);
+    if (known === undefined) fail(`--with: unknown part "${p}" (known: ${FLOOR_PARTS.join(', ')})`);
     parts.add(known);
   }
+  if (parts.has('client') && parts.has('nodemailer'))
+    fail('--with: client and nodemailer are both outbound clients; name one of them');
   const processes = Number(values.processes ?? '1');
   if (!Number.isInteger(processes) || processes < 1 || processes > 16)
     fail(`--processes: ${values.processes ?? ''} is not a whole number from 1 to 16`);
@@ -371,7 +384,11 @@ async function main(): Promise<void> {
     log = createLogger({ level: 'info', format: 'json', base: { component: 'floor' } });
   }
   const hostname = values.hostname ?? 'floor.localhost';
-  const deliver = parts.has('nodemailer') ? await nodemailerOutbound(hostname) : rawOutbound(hostname);
+  const deliver = parts.has('client')
+    ? await transportOutbound(hostname, 'client')
+    : parts.has('nodemailer')
+      ? await transportOutbound(hostname, 'nodemailer')
+      : rawOutbound(hostname);
   let seq = 0;
   const store = parts.has('spool') ? await relaySpool(need('spool'), plan) : undefined;
 

@@ -1,14 +1,13 @@
 // Options of `npm run bench:relay`: flags, then BENCH_* environment variables, then the mode's defaults.
 // Parsed once, validated, frozen; a bad value names its flag.
 import { parseArgs } from 'node:util';
+import { FLOOR_PARTS } from './floor-plan.ts';
 import { WORKLOADS, findWorkload } from './workloads.ts';
 
 export const SYSTEMS = ['ceiling', 'postfix', 'mailroute', 'mailroute-workers', 'floor'] as const;
 /** The relay with `--workers auto`, run beside the one-process relay in this workload only (the workers target). */
 export const WORKERS_WORKLOAD = 'dual-4k';
 export type SystemName = (typeof SYSTEMS)[number];
-/** What floor-relay.ts --with accepts. */
-export const FLOOR_PARTS = ['smtp-server', 'nodemailer', 'pino', 'spool'] as const;
 
 export interface BenchOptions {
   readonly mode: 'full' | 'quick';
@@ -67,7 +66,8 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
                           all but floor, quick: all but mailroute-workers and floor). mailroute-workers is the relay
                           with --workers auto, in dual-4k only; floor is bench/relay/floor-relay.ts, the least a
                           durable relay in Node does per message (docs/perf.md, "A floor")
-  --floor-with A,B        parts of the relay the floor uses instead of its own: smtp-server, nodemailer, pino, spool
+  --floor-with A,B        parts of the relay the floor uses instead of its own: smtp-server, client (the relay's SMTP
+                          client) or nodemailer (the one it used before), pino, spool
   --floor-processes N     floor processes sharing the port with SO_REUSEPORT (default 1)
   --probe-interval MS     pause between latency-probe messages (default 50)
   --probe-max N           latency-probe messages per run at most (default 1000)

@@ -1,7 +1,7 @@
 // The benchmark's floor relay (bench/relay/floor-relay.ts) against real SMTP peers: every leg of a message arrives
 // byte for byte (dot lines, a body without its last CRLF, 8-bit bytes, an A-label domain), the copy at the copy
 // domain, split legs where the accounts say, and its queue is empty once the legs are delivered; alone and with the
-// relay's smtp-server, nodemailer, pino or spool in place of its own parts. Bad arguments and bad manifests end it
+// relay's smtp-server, SMTP client (its own, or nodemailer's as before), pino or spool in place of its own parts. Bad arguments and bad manifests end it
 // with an error that names the flag or the file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -90,66 +90,69 @@ async function withFloor(
 const queueEmpty = (f: Floor): Promise<boolean> =>
   waitFor(async () => (await readdir(join(f.spool, 'queue'))).length === 0, { what: 'an empty queue' });
 
-describe.each(['', 'smtp-server,nodemailer,pino', 'spool'])('floor relay (with: %j)', (withParts) => {
-  let a: SmtpPeer;
-  let b: SmtpPeer;
-  let dir: string;
-  let floor: Floor;
+describe.each(['', 'smtp-server,client,pino', 'smtp-server,nodemailer,pino', 'spool'])(
+  'floor relay (with: %j)',
+  (withParts) => {
+    let a: SmtpPeer;
+    let b: SmtpPeer;
+    let dir: string;
+    let floor: Floor;
 
-  beforeAll(async () => {
-    a = await startSmtpPeer('a');
-    b = await startSmtpPeer('b');
-    dir = await mkdtemp(join(tmpdir(), 'mailroute-floor-'));
-    floor = await startFloor(
-      dir,
-      mailrouteManifests({ root: dir, sinkA: a.port, sinkB: b.port, mode: 'Dual', recipients: 1 }),
-      withParts === '' ? [] : ['--with', withParts],
-    );
-  });
-  afterAll(async () => {
-    floor?.child.kill('SIGKILL');
-    await a?.close();
-    await b?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+    beforeAll(async () => {
+      a = await startSmtpPeer('a');
+      b = await startSmtpPeer('b');
+      dir = await mkdtemp(join(tmpdir(), 'mailroute-floor-'));
+      floor = await startFloor(
+        dir,
+        mailrouteManifests({ root: dir, sinkA: a.port, sinkB: b.port, mode: 'Dual', recipients: 1 }),
+        withParts === '' ? [] : ['--with', withParts],
+      );
+    });
+    afterAll(async () => {
+      floor?.child.kill('SIGKILL');
+      await a?.close();
+      await b?.close();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
 
-  it('delivers both legs of a dual message byte for byte, the copy at the copy domain, and empties its queue', async () => {
-    const text = '.leading dot\r\n..two\r\n.\r\nbytes \xe9\xff\r\nlast line without CRLF';
-    await submit(floor.port, { from: 's@origin.test', to: 'u@bench.example', subject: 'floor', text });
-    const got = await waitFor(
-      () => (a.messages.length >= 1 && b.messages.length >= 1 ? [a.messages[0], b.messages[0]] : undefined),
-      {
-        what: 'both legs',
-      },
-    );
-    expect(got[0]?.rcptTo).toEqual(['u@bench.example']);
-    expect(got[1]?.rcptTo).toEqual([`u@${COPY_DOMAIN}`]);
-    expect(got[0]?.mailFrom).toBe('s@origin.test');
-    expect(got[0]?.raw.equals(got[1]?.raw ?? Buffer.alloc(0))).toBe(true);
-    const body = got[0]?.raw.toString('latin1') ?? '';
-    expect(body).toContain('\r\n.leading dot\r\n..two\r\n.\r\nbytes');
-    await queueEmpty(floor);
-    expect(floor.child.exitCode).toBeNull();
-  });
+    it('delivers both legs of a dual message byte for byte, the copy at the copy domain, and empties its queue', async () => {
+      const text = '.leading dot\r\n..two\r\n.\r\nbytes \xe9\xff\r\nlast line without CRLF';
+      await submit(floor.port, { from: 's@origin.test', to: 'u@bench.example', subject: 'floor', text });
+      const got = await waitFor(
+        () => (a.messages.length >= 1 && b.messages.length >= 1 ? [a.messages[0], b.messages[0]] : undefined),
+        {
+          what: 'both legs',
+        },
+      );
+      expect(got[0]?.rcptTo).toEqual(['u@bench.example']);
+      expect(got[1]?.rcptTo).toEqual([`u@${COPY_DOMAIN}`]);
+      expect(got[0]?.mailFrom).toBe('s@origin.test');
+      expect(got[0]?.raw.equals(got[1]?.raw ?? Buffer.alloc(0))).toBe(true);
+      const body = got[0]?.raw.toString('latin1') ?? '';
+      expect(body).toContain('\r\n.leading dot\r\n..two\r\n.\r\nbytes');
+      await queueEmpty(floor);
+      expect(floor.child.exitCode).toBeNull();
+    });
 
-  it('takes a body whose final dot arrives with QUIT in one packet, and an A-label domain as it is', async () => {
-    const before = a.messages.length;
-    const c = await RawSmtp.connect(floor.port);
-    try {
-      const replies = await c.begin('s@xn--bcher-kva.example', ['v@bench.example']);
-      expect(replies.every((r) => r.startsWith('2'))).toBe(true);
-      expect(await c.cmd('DATA')).toMatch(/^354/);
-      c.write('Subject: raw\r\n\r\n..x\r\n.\r\nQUIT\r\n');
-      expect(await c.reply()).toMatch(/^250 /);
-      expect(await c.reply()).toMatch(/^221 /);
-    } finally {
-      c.close();
-    }
-    const m = await waitFor(() => a.messages[before], { what: 'the raw message' });
-    expect(m.mailFrom).toBe('s@xn--bcher-kva.example');
-    expect(m.raw.toString('latin1')).toBe('Subject: raw\r\n\r\n.x\r\n');
-  });
-});
+    it('takes a body whose final dot arrives with QUIT in one packet, and an A-label domain as it is', async () => {
+      const before = a.messages.length;
+      const c = await RawSmtp.connect(floor.port);
+      try {
+        const replies = await c.begin('s@xn--bcher-kva.example', ['v@bench.example']);
+        expect(replies.every((r) => r.startsWith('2'))).toBe(true);
+        expect(await c.cmd('DATA')).toMatch(/^354/);
+        c.write('Subject: raw\r\n\r\n..x\r\n.\r\nQUIT\r\n');
+        expect(await c.reply()).toMatch(/^250 /);
+        expect(await c.reply()).toMatch(/^221 /);
+      } finally {
+        c.close();
+      }
+      const m = await waitFor(() => a.messages[before], { what: 'the raw message' });
+      expect(m.mailFrom).toBe('s@xn--bcher-kva.example');
+      expect(m.raw.toString('latin1')).toBe('Subject: raw\r\n\r\n.x\r\n');
+    });
+  },
+);
 
 describe('floor relay: split, and bad arguments', () => {
   it('sends known recipients to the primary and the others to the secondary', async () => {
@@ -202,6 +205,7 @@ describe('floor relay: split, and bad arguments', () => {
   it.each([
     [['--processes', '0'], '--processes: 0 is not a whole number from 1 to 16'],
     [['--with', 'postfix'], '--with: unknown part "postfix"'],
+    [['--with', 'client,nodemailer'], '--with: client and nodemailer are both outbound clients'],
     [['--listen', '127.0.0.1:0', '--spool', '/tmp/x'], '--manifests is required'],
   ])('%j', async (args, message) => {
     const r = await runProcess(NODE, [FLOOR, ...args], { timeoutMs: 20_000 });
