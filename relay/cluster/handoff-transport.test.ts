@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { LegRole } from '../../routing/model.ts';
 import { freePort } from '../../test/support/net.ts';
 import {
+  expectLine,
   startScripted,
   type ScriptedServer,
   type ScriptedSession,
@@ -40,14 +41,6 @@ async function scripted(script: (s: ScriptedSession, n: number) => Promise<void>
   scriptedServers.push(server);
   cleanups.push(() => server.close());
   return server;
-}
-
-async function expectLine(s: ScriptedSession, want: string | RegExp): Promise<string> {
-  const line = await s.line();
-  if (line === undefined || (typeof want === 'string' ? line !== want : !want.test(line))) {
-    throw new Error(`expected ${String(want)}, got ${JSON.stringify(line)}`);
-  }
-  return line;
 }
 
 /** One pipelined transaction of n recipients, all accepted; the envelope lines as received. */

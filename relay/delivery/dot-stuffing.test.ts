@@ -1,14 +1,16 @@
 // nodemailer's SMTP DATA encoder (smtp-connection/data-stream.js) is patched (patches/nodemailer+10.6.1.patch) to
 // visit only the bytes that can need an insert (CR, LF, dot) instead of every byte, and to send its last chunk and the
 // final dot line in one push (one socket write) when that chunk is at most 16 KiB; a larger one goes on as it is,
-// uncopied, and the dot line after it. This checks the patched stream against the original per-byte algorithm, copied
-// here as the reference, on random bytes split at random points, and counts its pushes; and the patch's one-call
-// form for a body held in memory (DataStream.encode) against the stream.
+// uncopied, and the dot line after it. This checks the patched stream against the original per-byte algorithm
+// (test/support/dot-stuffing-reference.ts), on random bytes split at random points, and counts its pushes; and the
+// patch's one-call form for a body held in memory (DataStream.encode) against the stream. Since 5 December only the
+// benchmark floor's nodemailer part uses this encoder; the relay's client has its own (smtp-out/data-encoder.ts).
 import { join } from 'node:path';
 import type { Transform } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { dotStuffingReference as reference } from '../../test/support/dot-stuffing-reference.ts';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
 
@@ -17,21 +19,6 @@ const dataStreamUrl = pathToFileURL(
   join(import.meta.dirname, '../../node_modules/nodemailer/dist/esm/smtp-connection/data-stream.js'),
 ).href;
 const { default: DataStream } = (await import(dataStreamUrl)) as { default: DataStreamClass };
-
-/** The unpatched algorithm of nodemailer 10.6.1, byte by byte, over the whole input (then the final dot line). */
-function reference(input: Buffer): Buffer {
-  const out: number[] = [];
-  let prev: number | false = false;
-  for (const byte of input) {
-    if (prev === 0x0d && byte !== 0x0a) out.push(...(byte === 0x2e ? [0x0a, 0x2e] : [0x0a]));
-    else if (byte === 0x0a && prev !== 0x0d) out.push(0x0d);
-    else if (byte === 0x2e && (prev === 0x0a || prev === false)) out.push(0x2e);
-    out.push(byte);
-    prev = byte;
-  }
-  const end = prev === 0x0a ? '.\r\n' : prev === 0x0d ? '\n.\r\n' : '\r\n.\r\n';
-  return Buffer.concat([Buffer.from(out), Buffer.from(end)]);
-}
 
 /** The encoded bytes, the chunks the encoder pushed (each is one socket write), and how many were written. */
 async function encode(

@@ -2,7 +2,7 @@
 // script that reads the client's command lines (and DATA) and writes whatever bytes it likes, split as it likes,
 // closes or goes silent. Scripts wait for what the client sends, never for time.
 //
-// Exports: ScriptedSession (what a script gets), ScriptedServer, startScripted(script).
+// Exports: ScriptedSession (what a script gets), ScriptedServer, startScripted(script), expectLine(session, want).
 import { createServer, type Server, type Socket } from 'node:net';
 
 export interface ScriptedSession {
@@ -109,6 +109,15 @@ function session(socket: Socket): ScriptedSession {
     closed,
     lines,
   };
+}
+
+/** The client's next line, which must be want (or match it); throws naming what came instead. */
+export async function expectLine(s: ScriptedSession, want: string | RegExp): Promise<string> {
+  const line = await s.line();
+  if (line === undefined || (typeof want === 'string' ? line !== want : !want.test(line))) {
+    throw new Error(`expected ${String(want)}, got ${JSON.stringify(line)}`);
+  }
+  return line;
 }
 
 /** Listens on 127.0.0.1 (a free port) and runs script for each connection. */

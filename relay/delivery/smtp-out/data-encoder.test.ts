@@ -1,26 +1,12 @@
-// The client's DATA encoder against the original per-byte algorithm of nodemailer 10.6.1 (the reference of
-// relay/delivery/dot-stuffing.test.ts, copied here): a whole body, and the same body pushed in chunks split at random
+// The client's DATA encoder against the original per-byte algorithm of nodemailer 10.6.1
+// (test/support/dot-stuffing-reference.ts): a whole body, and the same body pushed in chunks split at random
 // points, give exactly its bytes; a chunk that needs no insert is passed on uncopied.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { dotStuffingReference as reference } from '../../../test/support/dot-stuffing-reference.ts';
 import { DotStuffer, stuffWhole } from './data-encoder.ts';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
-
-/** The unpatched algorithm of nodemailer 10.6.1, byte by byte, over the whole input (then the final dot line). */
-function reference(input: Buffer): Buffer {
-  const out: number[] = [];
-  let prev: number | false = false;
-  for (const byte of input) {
-    if (prev === 0x0d && byte !== 0x0a) out.push(...(byte === 0x2e ? [0x0a, 0x2e] : [0x0a]));
-    else if (byte === 0x0a && prev !== 0x0d) out.push(0x0d);
-    else if (byte === 0x2e && (prev === 0x0a || prev === false)) out.push(0x2e);
-    out.push(byte);
-    prev = byte;
-  }
-  const end = prev === 0x0a ? '.\r\n' : prev === 0x0d ? '\n.\r\n' : '\r\n.\r\n';
-  return Buffer.concat([Buffer.from(out), Buffer.from(end)]);
-}
 
 /** The input pushed in the chunks between the cut points, then the end: all the bytes written. */
 function streamed(input: Buffer, cuts: number[]): Buffer {

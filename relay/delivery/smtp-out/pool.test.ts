@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SmtpTimeouts } from '../../../lib/smtp-client.ts';
 import {
+  expectLine,
   startScripted,
   type ScriptedServer,
   type ScriptedSession,
@@ -88,14 +89,6 @@ const req = (to: string[] = ['b@x.example'], raw: MessageBody = BODY, from = 'a@
 /** The replies of one send as plain data. */
 async function send(t: ServerTransport, r: SendRequest = req()): Promise<Record<string, AttemptReply>> {
   return Object.fromEntries(await t.send(r));
-}
-
-async function expectLine(s: ScriptedSession, want: string | RegExp): Promise<string> {
-  const line = await s.line();
-  if (line === undefined || (typeof want === 'string' ? line !== want : !want.test(line))) {
-    throw new Error(`expected ${String(want)}, got ${JSON.stringify(line)}`);
-  }
-  return line;
 }
 
 /**
