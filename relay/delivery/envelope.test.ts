@@ -96,4 +96,18 @@ describe('EnvelopeShaper', () => {
     a.to.push('other@example.com');
     expect(shaper.shape('s@example.com', ['r@example.com']).to).toEqual(['r@example.com']);
   });
+
+  it("shapeEach: shape()'s envelope, and the addresses each recipient became (duplicates still listed per recipient)", () => {
+    const shaper = new EnvelopeShaper();
+    const to = ['a@bücher.example', 'A@xn--bcher-kva.example', 'b@Example.COM', 'b@example.com'];
+    const each = shaper.shapeEach('Sender@Bücher.example', to);
+    const whole = shaper.shape('Sender@Bücher.example', to);
+    expect({ from: each.from, to: each.to }).toEqual(whole);
+    expect(each.byRecipient).toEqual([
+      ['a@xn--bcher-kva.example'],
+      ['A@xn--bcher-kva.example'],
+      ['b@example.com'],
+      ['b@example.com'],
+    ]);
+  });
 });

@@ -5,8 +5,8 @@
 // Exports:
 //   OutgoingEnvelope: what nodemailer's SMTP connection reads (from: false is the null sender <>).
 //   EnvelopeShaper: shape(from, to, size?) -> a fresh OutgoingEnvelope per call (nodemailer writes into it);
-//     sender(addr) and recipient(addr): one address shaped (the relay's own client, smtp-out/, maps each envelope
-//     address back to the recipient it came from).
+//     shapeEach(from, to): the same, with the addresses each recipient became (the relay's own client, smtp-out/,
+//     maps each reply back to the recipient it came from); recipient(addr): one address shaped.
 //
 // Why: setEnvelope parses every address with nodemailer's address parser and IDNA mapper on every call, about 3 %
 // of the relay's main thread under the dual 4 KiB load (docs/perf.md). The result depends on the address alone, so
@@ -34,21 +34,35 @@ export class EnvelopeShaper {
   }
 
   shape(from: string, to: readonly string[], size?: number): OutgoingEnvelope {
+    const { from: sender, to: list } = this.shapeEach(from, to);
+    return { from: sender, to: list, ...(size ? { size } : {}) };
+  }
+
+  /**
+   * shape()'s sender and recipients, and for each recipient of `to` (same order) the envelope addresses it became:
+   * a client that reports per recipient maps its replies back through them (smtp-out/pool.ts).
+   */
+  shapeEach(
+    from: string,
+    to: readonly string[],
+  ): { from: string | false; to: string[]; byRecipient: (readonly string[])[] } {
     const seen = new Set<string>();
     const list: string[] = [];
-    for (const r of to) {
-      for (const a of this.recipient(r)) {
+    const byRecipient = to.map((r) => {
+      const shaped = this.recipient(r);
+      for (const a of shaped) {
         if (!seen.has(a)) {
           seen.add(a);
           list.push(a);
         }
       }
-    }
-    return { from: this.sender(from), to: list, ...(size ? { size } : {}) };
+      return shaped;
+    });
+    return { from: this.sender(from), to: list, byRecipient };
   }
 
   /** The sender as shape() puts it in the envelope (false: the null sender <>). */
-  sender(addr: string): string | false {
+  private sender(addr: string): string | false {
     const known = this.senders.get(addr);
     if (known !== undefined) return known;
     const shaped = this.node.setEnvelope({ from: addr }).getEnvelope().from;

@@ -198,20 +198,11 @@ class SmtpPool implements SmtpOutTransport {
   }
 
   send(req: SmtpOutRequest): Promise<Map<string, AttemptReply>> {
-    const from = shaper.sender(req.from);
-    const seen = new Set<string>();
-    const to: string[] = [];
-    const addresses = req.to.map((r) => {
-      const shaped = shaper.recipient(r);
-      // duplicates dropped before trimming, as nodemailer's Mailer and then its client do
-      for (const a of shaped) {
-        if (!seen.has(a)) {
-          seen.add(a);
-          to.push(a.trim());
-        }
-      }
-      return shaped.map((a) => a.trim());
-    });
+    // duplicates dropped before trimming, as nodemailer's Mailer and then its client do
+    const shaped = shaper.shapeEach(req.from, req.to);
+    const to = shaped.to.map((a) => a.trim());
+    const addresses = shaped.byRecipient.map((list) => list.map((a) => a.trim()));
+    const from = shaped.from;
     const job: Job = {
       env: { from: from === false ? '' : from.trim(), to, ...(req.size ? { size: req.size } : {}) },
       body: req.raw,
