@@ -70,9 +70,10 @@ export function groupJobs(
       const at = l.nextAttemptAt ? Date.parse(l.nextAttemptAt) : 0;
       if (at > due.now) continue;
     }
-    if (found.ok && due.blockedOn.has(destinationKey(found.server))) continue;
+    const dest = found.ok ? destinationKey(found.server) : undefined;
+    if (dest !== undefined && due.blockedOn.has(dest)) continue;
     const k = found.ok
-      ? `${destinationKey(found.server)}|${l.leg.role}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`
+      ? `${dest}|${l.leg.role}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`
       : `unroutable|${found.reason}|${l.leg.role}`;
     let job = groups.get(k);
     if (!job) {

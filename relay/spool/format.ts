@@ -23,9 +23,10 @@ export const stateFile = (id: string): string => `${id}${STATE_EXT}`;
 
 /** What follows the body in a message file: the state's JSON and the footer. */
 export function encodeTrailer(state: SpoolState): Buffer {
-  const json = Buffer.from(JSON.stringify(state));
-  const footer = `${FOOTER_PREFIX}${String(json.length).padStart(DIGITS, '0')}\n`;
-  return Buffer.concat([json, Buffer.from(footer, 'latin1')]);
+  const json = JSON.stringify(state);
+  // one buffer for JSON and footer (the footer is ASCII: its UTF-8 is its latin1)
+  const footer = `${FOOTER_PREFIX}${String(Buffer.byteLength(json)).padStart(DIGITS, '0')}\n`;
+  return Buffer.from(json + footer);
 }
 
 /** A whole message file (tests and benchmarks that build a spool directly). */

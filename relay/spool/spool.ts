@@ -28,7 +28,7 @@
 // and renamed (update()), so a power cut repeats only the attempts whose results were in flight.
 import { constants as fsConstants } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { checkState } from './check.ts';
@@ -272,11 +272,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   });
   const nextId = newQueueIdGenerator(clock);
 
-  const statePath = (id: string): string => join(queueDir, stateFile(id));
+  // (queueDir is already normalized: a plain concatenation, not join() for every message)
+  const statePath = (id: string): string => `${queueDir}${sep}${stateFile(id)}`;
   // Ids whose <id>.json exists (found at start, or written since): most messages never get one, and neither a load
   // nor a removal should pay for a failing syscall (and the error object it throws) to find that out.
   const stateFiles = new Set<string>();
-  const msgPath = (id: string): string => join(queueDir, messageFile(id));
+  const msgPath = (id: string): string => `${queueDir}${sep}${messageFile(id)}`;
   // Ids whose message file accept() is writing now: not listed, loaded or updated (their file exists from the first
   // byte on, without a footer and in mode 0700, which a load would take for a write cut short).
   const inProgress = new Set<string>();

@@ -1,5 +1,5 @@
-// Writing a message body after DATA's 354: a body held in memory encoded whole and written with the final dot line in
-// one system call; a body file (bytes [start, size) of a spool file that has other data after size) read and encoded
+// Writing a message body after DATA's 354: a body held in memory encoded whole (once per body: the legs of a message
+// share it) and written with the final dot line in one system call; a body file (bytes [start, size) of a spool file that has other data after size) read and encoded
 // chunk by chunk, the file paused while the socket is full, its last chunk written with the dot line. A file that
 // cannot be read in full fails the body: the dot line is then never written, so the server never takes a truncated
 // message.
@@ -14,13 +14,30 @@ import { smtpFailure, type SmtpFailure } from './replies.ts';
 
 const nothing = (): void => undefined;
 
+/**
+ * The encoding of each body held in memory, for as long as the body is: the legs of one message share the spool's
+ * in-memory body (one Buffer, never changed after the accept), so a dual message is encoded once, not once per leg
+ * (33 µs per 100 KiB leg: docs/perf.md). A body that needs no insert is its own encoding, so most entries hold no
+ * second copy.
+ */
+const encoded = new WeakMap<Buffer, { data: Buffer; end: Buffer }>();
+
+function stuffOnce(body: Buffer): { data: Buffer; end: Buffer } {
+  let e = encoded.get(body);
+  if (e === undefined) {
+    e = stuffWhole(body);
+    encoded.set(body, e);
+  }
+  return e;
+}
+
 export function writeBody(
   socket: Writable,
   body: MessageBody,
   done: (failure: SmtpFailure | undefined) => void,
 ): () => void {
   if (Buffer.isBuffer(body)) {
-    const { data, end } = stuffWhole(body);
+    const { data, end } = stuffOnce(body);
     // one system call for the body and the final dot line, neither copied
     socket.cork();
     if (data.length > 0) socket.write(data);
