@@ -2,7 +2,7 @@
 // allocated), by function, and by the nearest frame of the project's own code on the stack (what in the relay caused
 // a library's allocation). Usage: node bench/relay/allocprofile.ts FILE.json [--top N]
 import { readFileSync } from 'node:fs';
-import { ownerOf } from './cpuprofile.ts';
+import { isOwnUrl, ownerOf } from './cpuprofile.ts';
 
 interface Frame {
   functionName: string;
@@ -25,10 +25,6 @@ export interface AllocRow {
   readonly pct: number;
 }
 
-/** The project's own sources (not a dependency, not node's). */
-const isOwn = (url: string): boolean =>
-  /\/(relay|lib|routing|contract|operator|cli)\//.test(url) && !url.includes('/node_modules/');
-
 const name = (f: Frame): string =>
   `${f.functionName === '' ? '(anonymous)' : f.functionName}${f.url === '' ? '' : ` ${ownerOf(f.url)}:${f.lineNumber + 1}`}`;
 
@@ -48,7 +44,7 @@ export function summarizeAllocations(
   };
   const walk = (n: AllocNode, nearestOwn: string | undefined, nearestLib: string | undefined): void => {
     const f = n.callFrame;
-    const own = isOwn(f.url) ? name(f) : nearestOwn;
+    const own = isOwnUrl(f.url) ? name(f) : nearestOwn;
     const lib = f.url.includes('/node_modules/') ? ownerOf(f.url) : nearestLib;
     const b = bytes.get(n.id) ?? 0;
     if (b > 0) {

@@ -1,5 +1,7 @@
-// Summarizes a V8 .cpuprofile (node --cpu-prof): self and inclusive time by function, and self time by package or
-// file. Usage: node bench/relay/cpuprofile.ts FILE.cpuprofile [--top N]
+// Summarizes a V8 .cpuprofile (node --cpu-prof): self and inclusive time by function, self time by package or file,
+// and time by the nearest frame of the project's own code on the stack (what in the relay, or in the benchmark's
+// floor, made the library or system call the time went to). Usage: node bench/relay/cpuprofile.ts FILE.cpuprofile
+// [--top N]
 import { readFileSync } from 'node:fs';
 
 interface CallFrame {
@@ -37,6 +39,12 @@ export function ownerOf(url: string): string {
   return m ? `${m[1]}/${m[2]}` : url;
 }
 
+/** The project's own sources (not a dependency, not node's), the benchmark's floor included. */
+export const isOwnUrl = (url: string): boolean =>
+  (/(?<!\/bench)\/(relay|lib|routing|contract|operator|cli)\//.test(url) ||
+    url.includes('/bench/relay/floor-')) &&
+  !url.includes('/node_modules/');
+
 function frameKey(f: CallFrame): string {
   const file = f.url === '' ? '' : ` ${ownerOf(f.url)}:${f.lineNumber + 1}`;
   return `${f.functionName === '' ? '(anonymous)' : f.functionName}${file}`;
@@ -45,7 +53,7 @@ function frameKey(f: CallFrame): string {
 export function summarizeProfile(
   p: CpuProfile,
   top: number,
-): { totalMs: number; self: Row[]; inclusive: Row[]; owners: Row[] } {
+): { totalMs: number; self: Row[]; inclusive: Row[]; owners: Row[]; nearest: Row[] } {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
   p.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
@@ -90,6 +98,24 @@ export function summarizeProfile(
   if (root) walk(root.id, new Set());
   inclusive.delete(root ? frameKey(root.callFrame) : '');
 
+  // Nearest own frame: each sample goes to the innermost frame of the project on its stack; a sample with none goes
+  // to the package (or node) of its innermost frame, and idle, program and GC stay themselves.
+  const nearest = new Map<string, number>();
+  const attribute = (id: number, own: string | undefined, lib: string | undefined): void => {
+    const n = byId.get(id);
+    if (!n) return;
+    const f = n.callFrame;
+    const mine = isOwnUrl(f.url) ? frameKey(f) : own;
+    const theirs = f.url.includes('/node_modules/') ? ownerOf(f.url) : lib;
+    const us = selfUs.get(id) ?? 0;
+    if (us > 0) {
+      const key = idle.has(f.functionName) ? f.functionName : (mine ?? `[no own frame] ${theirs ?? 'node'}`);
+      nearest.set(key, (nearest.get(key) ?? 0) + us);
+    }
+    for (const c of n.children ?? []) attribute(c, mine, theirs);
+  };
+  if (root) attribute(root.id, undefined, undefined);
+
   const rows = (m: Map<string, number>): Row[] =>
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
@@ -100,6 +126,7 @@ export function summarizeProfile(
     self: rows(selfByKey),
     inclusive: rows(inclusive),
     owners: rows(ownerSelf),
+    nearest: rows(nearest),
   };
 }
 
@@ -122,4 +149,5 @@ if (import.meta.main) {
   print('self time by package / file', s.owners);
   print('self time by function', s.self);
   print('inclusive time by function', s.inclusive);
+  print('time by nearest frame of the project (what made the call)', s.nearest);
 }
