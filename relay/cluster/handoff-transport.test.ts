@@ -5,12 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LegRole } from '../../routing/model.ts';
 import { freePort } from '../../test/support/net.ts';
-import {
-  expectLine,
-  startScripted,
-  type ScriptedServer,
-  type ScriptedSession,
-} from '../../test/support/scripted-smtp.ts';
+import { expectLine, scriptedServers, type ScriptedSession } from '../../test/support/scripted-smtp.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { makeSelfSigned } from '../../test/support/tls.ts';
 import type { AttemptReply } from '../delivery/outcome.ts';
@@ -21,10 +16,11 @@ const ORIGIN = { queueId: '0mx0qz1k20001a7f', relay: 'relay-0.example' };
 const FAST = { connectionMs: 3000, greetingMs: 3000, socketMs: 3000 };
 
 const cleanups: (() => unknown)[] = [];
-const scriptedServers: ScriptedServer[] = [];
+const servers = scriptedServers(cleanups);
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-  for (const s of scriptedServers.splice(0)) expect(s.errors).toEqual([]);
+  // a script that threw (an unexpected command) fails the test that ran it
+  expect(servers.takeErrors()).toEqual([]);
 });
 
 function transport(port: number): HandoffTransport {
@@ -36,12 +32,7 @@ function transport(port: number): HandoffTransport {
   return t;
 }
 
-async function scripted(script: (s: ScriptedSession, n: number) => Promise<void>): Promise<ScriptedServer> {
-  const server = await startScripted(script);
-  scriptedServers.push(server);
-  cleanups.push(() => server.close());
-  return server;
-}
+const scripted = servers.scripted;
 
 /** One pipelined transaction of n recipients, all accepted; the envelope lines as received. */
 async function transaction(

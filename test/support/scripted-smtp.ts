@@ -156,3 +156,24 @@ export async function startScripted(
       }),
   };
 }
+
+/**
+ * The scripted servers of one test file: `scripted(script)` starts one and registers its close with the file's
+ * cleanups; `takeErrors()` (in afterEach, after the cleanups) returns what the scripts of the servers started since
+ * the last call threw, so that an unexpected command fails the test that ran it.
+ */
+export function scriptedServers(cleanups: (() => unknown)[]): {
+  scripted: (script: (s: ScriptedSession, n: number) => Promise<void>) => Promise<ScriptedServer>;
+  takeErrors: () => unknown[];
+} {
+  const started: ScriptedServer[] = [];
+  return {
+    scripted: async (script) => {
+      const server = await startScripted(script);
+      started.push(server);
+      cleanups.push(() => server.close());
+      return server;
+    },
+    takeErrors: () => started.splice(0).flatMap((s) => s.errors),
+  };
+}

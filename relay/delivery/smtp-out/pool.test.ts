@@ -11,12 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SmtpTimeouts } from '../../../lib/smtp-client.ts';
-import {
-  expectLine,
-  startScripted,
-  type ScriptedServer,
-  type ScriptedSession,
-} from '../../../test/support/scripted-smtp.ts';
+import { expectLine, scriptedServers, type ScriptedSession } from '../../../test/support/scripted-smtp.ts';
 import {
   startSmtpPeer,
   type PeerBehaviour,
@@ -43,11 +38,11 @@ const BODY = Buffer.from('Subject: t\r\n\r\nhello\r\n.a dot line\r\nlast\r\n');
 const WIRE = Buffer.concat(Object.values(stuffWhole(BODY))).toString('latin1');
 
 const cleanups: (() => unknown)[] = [];
-const scriptedServers: ScriptedServer[] = [];
+const servers = scriptedServers(cleanups);
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
   // a script that threw (an unexpected command) fails the test that ran it
-  for (const s of scriptedServers.splice(0)) expect(s.errors).toEqual([]);
+  expect(servers.takeErrors()).toEqual([]);
 });
 
 function client(
@@ -66,12 +61,7 @@ function client(
   return t;
 }
 
-async function scripted(script: (s: ScriptedSession, n: number) => Promise<void>): Promise<ScriptedServer> {
-  const server = await startScripted(script);
-  scriptedServers.push(server);
-  cleanups.push(() => server.close());
-  return server;
-}
+const scripted = servers.scripted;
 
 async function peer(behaviour: PeerBehaviour = {}, options: PeerOptions = {}): Promise<SmtpPeer> {
   const p = await startSmtpPeer('peer', behaviour, undefined, options);
