@@ -2,7 +2,8 @@
 // script that reads the client's command lines (and DATA) and writes whatever bytes it likes, split as it likes,
 // closes or goes silent. Scripts wait for what the client sends, never for time.
 //
-// Exports: ScriptedSession (what a script gets), ScriptedServer, startScripted(script), expectLine(session, want).
+// Exports: ScriptedSession (what a script gets), ScriptedServer, scriptedServers(cleanups) (a test file's servers:
+//   scripted(script) starts one, takeErrors() what their scripts threw), expectLine(session, want).
 import { createServer, type Server, type Socket } from 'node:net';
 
 export interface ScriptedSession {
@@ -121,7 +122,7 @@ export async function expectLine(s: ScriptedSession, want: string | RegExp): Pro
 }
 
 /** Listens on 127.0.0.1 (a free port) and runs script for each connection. */
-export async function startScripted(
+async function startScripted(
   script: (s: ScriptedSession, n: number) => Promise<void>,
 ): Promise<ScriptedServer> {
   const sessions: ScriptedSession[] = [];
