@@ -236,51 +236,72 @@ describe('spool: hostile or damaged contents', () => {
 });
 
 describe('spool: durability of results (power cuts)', () => {
-  it('accept creates the message file under its final name and fsyncs it and its entry before it resolves', async () => {
-    const events: string[] = [];
-    const fs = spoolFsWith(
-      (p, _flags, fh, mode) => {
-        const name = p.endsWith('queue') ? 'dir' : p.slice(p.lastIndexOf('.'));
-        if (name !== 'dir') events.push(`open ${name} ${(mode ?? 0).toString(8)}`);
-        return {
-          async chmod(m: number) {
-            await fh.chmod(m);
-            events.push(`chmod ${name} ${m.toString(8)}`);
-          },
-          async sync() {
-            await fh.sync();
-            events.push(`sync ${name}`);
-          },
-        };
-      },
-      {
-        async rename(a, b) {
-          await defaultSpoolFs.rename(a, b);
-          events.push('rename');
+  it.each([
+    ['a message that fits one write: created with O_DSYNC, written durably in that one write', false],
+    ['a larger message: written in pieces as it arrives through a second descriptor, then fsynced', true],
+  ])(
+    'accept creates the message file under its final name, makes it and its entry durable before it resolves: %s',
+    async (_, large) => {
+      const events: string[] = [];
+      const fs = spoolFsWith(
+        (p, flags, fh, mode) => {
+          const name = p.endsWith('queue') ? 'dir' : p.slice(p.lastIndexOf('.'));
+          const dsync = typeof flags === 'number' && (flags & fsConstants.O_DSYNC) !== 0;
+          if (name !== 'dir') events.push(`open ${name} ${(mode ?? 0).toString(8)}${dsync ? ' dsync' : ''}`);
+          return {
+            async writev(d: Uint8Array[]) {
+              const r = await fh.writev(d);
+              if (dsync) events.push(`durable write ${name}`);
+              return r;
+            },
+            async chmod(m: number) {
+              await fh.chmod(m);
+              events.push(`chmod ${name} ${m.toString(8)}`);
+            },
+            async sync() {
+              await fh.sync();
+              events.push(`sync ${name}`);
+            },
+          };
         },
-      },
-    );
-    const spool = await openSpool({ dir, logger, fs });
-    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
-    if (!r.ok) throw r.error;
-    // one file fsync after the body's end; the directory entry's fsync (started at the create) is done; no rename
-    const beforeMark = events.filter((e) => !e.startsWith('chmod'));
-    expect(beforeMark[0]).toBe('open .msg 700');
-    expect(beforeMark.sort()).toEqual(['open .msg 700', 'sync .msg', 'sync dir']);
-    // then the file is marked complete (not needed for the 250: a complete file in 0700 is delivered too)
-    await waitFor(() => events.includes('chmod .msg 600'), { timeoutMs: 5000, what: 'the mode change' });
-    // only after the file's fsync: 0600 is what tells a complete file from one cut short after a crash
-    expect(events.indexOf('chmod .msg 600')).toBeGreaterThan(events.indexOf('sync .msg'));
-    expect(events).not.toContain('rename');
-    const fh = await open(join(dir, 'queue', `${r.id}.msg`));
-    expect((await fh.stat()).mode & 0o777).toBe(0o600);
-    await fh.close();
-  });
+        {
+          async rename(a, b) {
+            await defaultSpoolFs.rename(a, b);
+            events.push('rename');
+          },
+        },
+      );
+      const spool = await openSpool({ dir, logger, fs });
+      const body = large
+        ? [Buffer.from(MESSAGE), Buffer.alloc(300_000, 'x'), Buffer.from('\r\n')]
+        : [MESSAGE];
+      const r = await spool.accept(spoolEnvelope(), Readable.from(body));
+      if (!r.ok) throw r.error;
+      // small: created with O_DSYNC and written durably in one write; large: created so too, then written in pieces
+      // through a second descriptor and fsynced; either way the entry's directory fsync is done; no rename
+      const durable = large ? 'sync .msg' : 'durable write .msg';
+      const beforeMark = events.filter((e) => !e.startsWith('chmod'));
+      expect(beforeMark[0]).toBe('open .msg 700 dsync');
+      const expected = large
+        ? ['open .msg 700 dsync', 'open .msg 0', 'sync .msg', 'sync dir']
+        : ['open .msg 700 dsync', 'durable write .msg', 'sync dir'];
+      expect([...beforeMark].sort()).toEqual(expected.sort());
+      // then the file is marked complete (not needed for the 250: a complete file in 0700 is delivered too)
+      await waitFor(() => events.includes('chmod .msg 600'), { timeoutMs: 5000, what: 'the mode change' });
+      // only after the file is durable: 0600 is what tells a complete file from one cut short after a crash
+      expect(events.indexOf('chmod .msg 600')).toBeGreaterThan(events.indexOf(durable));
+      expect(events).not.toContain('rename');
+      const fh = await open(join(dir, 'queue', `${r.id}.msg`));
+      expect((await fh.stat()).mode & 0o777).toBe(0o600);
+      await fh.close();
+    },
+  );
 
   it('an id being accepted is not listed, loaded or updated while its file is written', async () => {
     const spool = await openSpool({ dir, logger });
     const body = new Readable({ read() {} });
-    body.push(Buffer.from('Subject: slow\r\n\r\n'));
+    // more than one write's worth: the file is created while the body still arrives
+    body.push(Buffer.concat([Buffer.from('Subject: slow\r\n\r\n'), Buffer.alloc(200_000, 'x')]));
     const accepting = spool.accept(spoolEnvelope(), body);
     await waitFor(async () => (await readdir(join(dir, 'queue'))).some((n) => n.endsWith('.msg')), {
       timeoutMs: 5000,

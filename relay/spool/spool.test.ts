@@ -225,7 +225,8 @@ describe('spool', () => {
     const kept = await spool.accept(spoolEnvelope(), Readable.from([Buffer.from(MESSAGE)]));
     if (!kept.ok) throw kept.error;
     const body = new Readable({ read() {} });
-    body.push(Buffer.alloc(1000, 'a'));
+    // more than one write's worth: the file is created while the body still arrives
+    body.push(Buffer.alloc(200_000, 'a'));
     const accepting = spool.accept(spoolEnvelope(), body);
     await waitFor(async () => (await readdir(join(dir, 'queue'))).length === 2, { what: 'the second file' });
     hold = true;

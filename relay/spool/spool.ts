@@ -72,7 +72,7 @@ interface SpoolEntryType {
 
 /** The file-system subset the spool uses; injectable for fault injection (ENOSPC, EIO). */
 export interface SpoolFs {
-  open(path: string, flags: string, mode?: number): Promise<SpoolFileHandle>;
+  open(path: string, flags: string | number, mode?: number): Promise<SpoolFileHandle>;
   /**
    * Opens a spool file for reading without following a symlink and without blocking (a FIFO in its place would hold a
    * libuv thread until someone writes to it). The caller checks stat().isFile().
@@ -198,6 +198,12 @@ const BODY_CACHE_TOTAL = 8 * 1024 * 1024;
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
 /** The mode of a message file while accept() writes it, and once it is complete (set after its fsync). */
 const MODE_WRITING = 0o700;
+/** A new message file, as 'wx': created, never opened if anything exists at its path (a symlink included). */
+const CREATE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
+/** The same, each write durable (data and size) when it returns: for a message written in one write. */
+const CREATE_DSYNC = CREATE | fsConstants.O_DSYNC;
+/** The file just created, again, for a body written in pieces (fsynced once at its end). */
+const WRITE_BULK = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW;
 const MODE_COMPLETE = 0o600;
 
 export function isQueueId(s: string): boolean {
@@ -786,11 +792,16 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       const id = nextId();
       const path = msgPath(id);
       let created = false;
-      // The directory entry of the new file is made durable while the body arrives (shared with other accepts).
+      // The file is created at once, with O_DSYNC: a message that fits one write (the usual case) is written durably
+      // by that one system call, where a write and an fsync were two thread-pool hand-offs. A larger body is written
+      // in WRITE_CHUNK pieces as it arrives, through a second descriptor without O_DSYNC (`bulk`), and fsynced at its
+      // end. The directory entry is made durable by a directory fsync that starts with the create (shared with other
+      // accepts), while the body arrives.
+      let bulk: SpoolFileHandle | undefined;
       let entryDurable: Promise<Error | undefined> | undefined;
       inProgress.add(id);
       try {
-        fh = await fs.open(path, 'wx', MODE_WRITING);
+        fh = await fs.open(path, CREATE_DSYNC, MODE_WRITING);
         created = true;
         entryDurable = dirSync.sync().then(
           () => undefined,
@@ -799,7 +810,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       } catch (err) {
         storageError = asError(err);
       }
-      async function flush(): Promise<void> {
+      /** Writes what is pending; `last`: nothing follows it (the message's only write when it is also the first). */
+      async function flush(last = false): Promise<void> {
         if (pendingBytes === 0) return;
         const data = pending;
         const total = pendingBytes;
@@ -807,8 +819,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         pendingBytes = 0;
         if (!fh || storageError) return;
         try {
+          if (!last && bulk === undefined) bulk = await fs.open(path, WRITE_BULK);
+          const out = bulk ?? fh;
           // writev: no copy into one big buffer. A short write (rare on files) finishes chunk by chunk.
-          const { bytesWritten } = await fh.writev(data);
+          const { bytesWritten } = await out.writev(data);
           if (bytesWritten < total) {
             let skip = bytesWritten;
             for (const chunk of data) {
@@ -816,7 +830,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
                 skip -= chunk.length;
                 continue;
               }
-              await writeAll(fh, skip > 0 ? chunk.subarray(skip) : chunk);
+              await writeAll(out, skip > 0 ? chunk.subarray(skip) : chunk);
               skip = 0;
             }
           }
@@ -842,7 +856,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           pending.push(trailer);
           pendingBytes += trailer.length;
         }
-        await flush();
+        await flush(true);
       } else {
         pending = [];
         pendingBytes = 0;
@@ -852,7 +866,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       if (!bodyError && !storageError && fh && state && entryDurable) {
         const handle = fh;
         try {
-          await handle.sync();
+          // one O_DSYNC write was durable when it returned; a body written in pieces is fsynced now
+          if (bulk) await bulk.sync();
           fh = undefined;
           // Data, state and footer are durable. Mode 0600 then marks the file complete, so that after a crash a file
           // without a valid footer tells apart an accept cut short (still 0700: never acknowledged, removed) from a
@@ -872,6 +887,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         } catch (err) {
           storageError = asError(err);
         }
+      }
+      if (bulk) {
+        const b2 = bulk;
+        bulk = undefined;
+        if (committed) void b2.close().catch(() => undefined);
+        else await b2.close().catch(() => undefined);
       }
       if (fh) {
         try {

@@ -1,5 +1,6 @@
 // The front half over real SMTP: open-relay refusal, mixed recipients, smuggling variants, size, loop, limits,
 // Received header, disk full. Clients are raw sockets (exact bytes) and nodemailer; the spool is the real one.
+import { constants as fsConstants } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import nodemailer from 'nodemailer';
 import { RawSmtp } from './raw-client.ts';
@@ -332,11 +333,15 @@ describe('inbound limits', () => {
         bufs.some((b) => Buffer.from(b).includes('mailroute-spool-v1'));
       const hit = (op: 'write' | 'sync', bufs: Uint8Array[] = []): boolean =>
         broken && (op === f.op || (op === 'write' && f.op === 'plan' && carriesPlan(bufs)));
-      const fs = spoolFsWith((p, _flags, fh) =>
+      // A message that fits one write is written with O_DSYNC: its fsync is that write (relay/spool/spool.ts).
+      const durableWrite = (flags: string | number): boolean =>
+        typeof flags === 'number' && (flags & fsConstants.O_DSYNC) !== 0;
+      const fs = spoolFsWith((p, flags, fh) =>
         p.endsWith(f.file)
           ? {
               write: (d) => (hit('write', [d]) ? fail() : fh.write(d)),
-              writev: (bufs) => (hit('write', bufs) ? fail() : fh.writev(bufs)),
+              writev: (bufs) =>
+                hit('write', bufs) || (durableWrite(flags) && hit('sync')) ? fail() : fh.writev(bufs),
               sync: () => (hit('sync') ? fail() : fh.sync()),
             }
           : {},

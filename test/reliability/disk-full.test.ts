@@ -69,7 +69,8 @@ function budgetFs(budget: number): SpoolFs {
   };
   return spoolFsWith(
     (p, flags, fh) => {
-      if (flags.startsWith('w')) {
+      // a new message file (numeric flags: created exclusively) or a file opened for writing starts empty
+      if (typeof flags === 'number' || flags.startsWith('w')) {
         used -= sizes.get(p) ?? 0;
         sizes.set(p, 0);
       }

@@ -7,7 +7,12 @@ import { defaultSpoolFs, type SpoolFileHandle, type SpoolFs } from '../../relay/
  * of its own (`fh` is the real handle), and the SpoolFs calls in `over` replace the real ones.
  */
 export function spoolFsWith(
-  handle: (path: string, flags: string, fh: SpoolFileHandle, mode?: number) => Partial<SpoolFileHandle>,
+  handle: (
+    path: string,
+    flags: string | number,
+    fh: SpoolFileHandle,
+    mode?: number,
+  ) => Partial<SpoolFileHandle>,
   over: Partial<SpoolFs> = {},
 ): SpoolFs {
   return {
