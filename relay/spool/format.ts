@@ -5,8 +5,9 @@
 //   <footer: "\nmailroute-spool-v1 " + N as 12 decimal digits + "\n", 33 bytes>
 //
 // The body comes first so that it streams to disk as it arrives; the state (which needs the body's size) follows
-// at the end, and the whole file is written once under its final name and fsynced: one fsync per accepted message
-// (its mode, which marks it complete, is spool.ts's business).
+// at the end, and the whole file is written once under its final name and made durable: one durable write per
+// accepted message (an O_DSYNC write, or an fsync after a body written in pieces: spool.ts, which also owns the mode
+// that marks the file complete).
 // Later states (attempts, results) go to `<id>.json`, which overrides the initial state while it exists.
 import type { SpoolState } from './types.ts';
 
