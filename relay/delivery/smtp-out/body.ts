@@ -1,8 +1,8 @@
 // Writing a message body after DATA's 354: a body held in memory encoded whole (once per body: the legs of a message
-// share it) and written with the final dot line in one system call; a body file (bytes [start, size) of a spool file that has other data after size) read and encoded
-// chunk by chunk, the file paused while the socket is full, its last chunk written with the dot line. A file that
-// cannot be read in full fails the body: the dot line is then never written, so the server never takes a truncated
-// message.
+// share it) and written with the final dot line in one system call; a body file (bytes [start, size) of a spool file
+// that has other data after size) read and encoded chunk by chunk, the file paused while the socket is full, its last
+// chunk written with the dot line. A file that cannot be read in full fails the body: the dot line is then never
+// written, so the server never takes a truncated message.
 //
 // Exports: writeBody(socket, body, done) -> stop(): done(undefined) once the dot line is written, done(failure) when
 //   the file could not be read; stop() ends a file's reading (the transaction ended first).

@@ -202,9 +202,12 @@ class SmtpPool implements SmtpOutTransport {
     const shaped = shaper.shapeEach(req.from, req.to);
     const to = shaped.to.map((a) => a.trim());
     const addresses = shaped.byRecipient.map((list) => list.map((a) => a.trim()));
-    const from = shaped.from;
     const job: Job = {
-      env: { from: from === false ? '' : from.trim(), to, ...(req.size ? { size: req.size } : {}) },
+      env: {
+        from: shaped.from === false ? '' : shaped.from.trim(),
+        to,
+        ...(req.size ? { size: req.size } : {}),
+      },
       body: req.raw,
       recipients: req.to,
       addresses,
