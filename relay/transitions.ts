@@ -48,11 +48,13 @@ export function startTransitionTimer(deps: {
     shown = stages;
   };
 
-  const arm = (): void => {
+  // show() and arm() take the same `now`: with two readings of the clock, the first could fall 1 ms before a
+  // transition (the stage still in force) and the second on it (no transition after it), and the gauge would keep the
+  // ended stage until the next table.
+  const arm = (now: Date): void => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
     if (table === undefined) return;
-    const now = deps.clock();
     const next = nextTransition(table, now);
     if (next === undefined) return;
     timer = setTimeout(fire, safeDelay(next.getTime() - now.getTime()));
@@ -61,15 +63,18 @@ export function startTransitionTimer(deps: {
 
   function fire(): void {
     timer = undefined;
-    show(deps.clock(), true);
-    arm(); // early (safeDelay's one-day cap): the same transition again; on time: the one after it
+    const now = deps.clock();
+    show(now, true);
+    arm(now); // early (safeDelay's one-day cap, or a timer that fires before the wall clock reaches the
+    // transition): the same transition again; on time: the one after it
   }
 
   return {
     serve(t) {
       table = t;
-      show(deps.clock(), false);
-      arm();
+      const now = deps.clock();
+      show(now, false);
+      arm(now);
     },
     close() {
       if (timer !== undefined) clearTimeout(timer);
