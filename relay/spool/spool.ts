@@ -183,8 +183,11 @@ export interface OpenSpoolOptions {
 }
 
 const ID_RE = /^[0-9a-z]{16}$/;
-/** Body bytes gathered before one write(): bounds memory per message, keeps syscalls few. */
-const WRITE_CHUNK = 128 * 1024;
+/**
+ * Body bytes gathered before one write(): bounds memory per message, keeps syscalls few. A message that fits the first
+ * write is made durable by it (O_DSYNC); a larger one goes through the bulk descriptor and an fsync (accept()).
+ */
+export const WRITE_CHUNK = 128 * 1024;
 /** State files kept in memory (write-through) for the engine's read-modify-write cycles. */
 const FRESH_MAX = 2048;
 /** Bodies up to this size are kept in memory after accept, for the first delivery attempts (no read-back). */
