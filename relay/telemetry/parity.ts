@@ -32,10 +32,19 @@ export interface ParityTracker {
 
 type Labels = { policy: string; test_recipient: string };
 
-function labelsOf(leg: Leg): Labels | undefined {
-  return leg.policy === undefined
-    ? undefined
-    : { policy: leg.policy, test_recipient: leg.testRecipient ?? '' };
+/** Messages with at most this many legs find a delivered leg's pair by a scan (deliveredPair). */
+const SCAN_LEGS = 32;
+
+/** One label set (a policy, and a TestRecipient or none): its labels and the counts it adds to, made once. */
+interface Bucket {
+  labels: Labels;
+  /** The policy's counts, and the TestRecipient's when there is one. */
+  counts: ParityCounts[];
+  /** The labels of mailroute_parity_legs_total for a delivered leg of each role. */
+  delivered: {
+    primary: Labels & { leg: string; result: string };
+    copy: Labels & { leg: string; result: string };
+  };
 }
 
 export function createParityTracker(
@@ -43,43 +52,97 @@ export function createParityTracker(
 ): ParityTracker {
   const policies = new Map<string, ParityCounts>();
   const testRecipients = new Map<string, ParityCounts>();
-  /** Open copy legs: message id -> leg index -> labels. */
-  const open = new Map<string, Map<number, Labels>>();
+  /** policy + NUL + TestRecipient ('' for none) -> its bucket. */
+  const buckets = new Map<string, Bucket>();
+  /** Open copy legs: message id -> leg index -> bucket. */
+  const open = new Map<string, Map<number, Bucket>>();
   /** Message id -> recipients whose lag was observed (two legs settling in one batch both see the other delivered). */
   const lagged = new Map<string, Set<string>>();
+  /**
+   * Message id -> recipient -> indexes of its legs, built from the legs at the first settle: the pair of a delivered
+   * leg is found among its recipient's few legs, not by a scan of the message's (up to 2 x --max-recipients) legs.
+   */
+  const byRecipient = new Map<string, Map<string, number[]>>();
 
-  const countsFor = (l: Labels): ParityCounts[] => {
-    const out: ParityCounts[] = [];
-    let p = policies.get(l.policy);
-    if (p === undefined) policies.set(l.policy, (p = emptyCounts()));
-    out.push(p);
-    if (l.test_recipient !== '') {
-      let t = testRecipients.get(l.test_recipient);
-      if (t === undefined) testRecipients.set(l.test_recipient, (t = emptyCounts()));
-      out.push(t);
+  const bucketOf = (leg: Leg): Bucket | undefined => {
+    if (leg.policy === undefined) return undefined;
+    const testRecipient = leg.testRecipient ?? '';
+    const key = `${leg.policy}\u0000${testRecipient}`;
+    let b = buckets.get(key);
+    if (b !== undefined) return b;
+    const labels: Labels = { policy: leg.policy, test_recipient: testRecipient };
+    const counts: ParityCounts[] = [];
+    let p = policies.get(labels.policy);
+    if (p === undefined) policies.set(labels.policy, (p = emptyCounts()));
+    counts.push(p);
+    if (testRecipient !== '') {
+      let t = testRecipients.get(testRecipient);
+      if (t === undefined) testRecipients.set(testRecipient, (t = emptyCounts()));
+      counts.push(t);
     }
-    return out;
+    b = {
+      labels,
+      counts,
+      delivered: {
+        primary: { ...labels, leg: 'primary', result: 'delivered' },
+        copy: { ...labels, leg: 'copy', result: 'delivered' },
+      },
+    };
+    buckets.set(key, b);
+    return b;
   };
-  const pendingGauge = (l: Labels, delta: number): void => {
-    metrics.parityCopiesPending.inc(l, delta);
-    for (const c of countsFor(l)) c.pending += delta;
+  const pendingGauge = (b: Bucket, delta: number): void => {
+    metrics.parityCopiesPending.inc(b.labels, delta);
+    for (const c of b.counts) c.pending += delta;
   };
   const openCopy = (id: string, index: number, leg: Leg): void => {
-    const l = leg.role === 'copy' ? labelsOf(leg) : undefined;
-    if (l === undefined) return;
+    const b = leg.role === 'copy' ? bucketOf(leg) : undefined;
+    if (b === undefined) return;
     let legs = open.get(id);
-    if (legs === undefined) open.set(id, (legs = new Map<number, Labels>()));
+    if (legs === undefined) open.set(id, (legs = new Map<number, Bucket>()));
     if (legs.has(index)) return;
-    legs.set(index, l);
-    pendingGauge(l, 1);
+    legs.set(index, b);
+    pendingGauge(b, 1);
   };
   const closeCopy = (id: string, index: number): void => {
     const legs = open.get(id);
-    const l = legs?.get(index);
-    if (legs === undefined || l === undefined) return;
+    const b = legs?.get(index);
+    if (legs === undefined || b === undefined) return;
     legs.delete(index);
     if (legs.size === 0) open.delete(id);
-    pendingGauge(l, -1);
+    pendingGauge(b, -1);
+  };
+  /** The first other leg of `recipient` in `legs` (spool order) with the other role, delivered. */
+  const deliveredPair = (
+    id: string,
+    index: number,
+    legs: readonly LegState[],
+    recipient: string,
+    role: Leg['role'],
+  ): LegState | undefined => {
+    const isPair = (o: LegState | undefined, i: number): o is LegState =>
+      i !== index &&
+      o !== undefined &&
+      o.recipient === recipient &&
+      o.leg.role !== role &&
+      o.state === 'delivered';
+    // a few legs (the usual message) are scanned; an index would cost more than it saves
+    if (legs.length <= SCAN_LEGS) return legs.find((o, i) => isPair(o, i));
+    let indexes = byRecipient.get(id);
+    if (indexes === undefined) {
+      const built = new Map<string, number[]>();
+      legs.forEach((o, i) => {
+        const list = built.get(o.recipient);
+        if (list === undefined) built.set(o.recipient, [i]);
+        else list.push(i);
+      });
+      byRecipient.set(id, (indexes = built));
+    }
+    for (const i of indexes.get(recipient) ?? []) {
+      const o = legs[i];
+      if (isPair(o, i)) return o;
+    }
+    return undefined;
   };
 
   return {
@@ -95,41 +158,41 @@ export function createParityTracker(
       const l = legs[index];
       if (l === undefined) return;
       closeCopy(id, index);
-      const labels = labelsOf(l.leg);
-      if (labels === undefined) return;
-      const counts = countsFor(labels);
+      const b = bucketOf(l.leg);
+      if (b === undefined) return;
       if (l.state === 'delivered') {
         const role = l.leg.role;
-        metrics.parityLegs.inc({ ...labels, leg: role, result: 'delivered' });
-        for (const c of counts) {
+        metrics.parityLegs.inc(role === 'primary' ? b.delivered.primary : b.delivered.copy);
+        for (const c of b.counts) {
           if (role === 'primary') c.primary++;
           else c.copies++;
         }
         // The lag, once both legs of the pair are delivered: copy time minus record time (0 when the copy was first).
-        const other = legs.find(
-          (o) => o !== l && o.recipient === l.recipient && o.leg.role !== role && o.state === 'delivered',
-        );
         let seen = lagged.get(id);
-        if (other?.lastAttemptAt !== undefined && l.lastAttemptAt !== undefined && !seen?.has(l.recipient)) {
+        if (l.lastAttemptAt === undefined || seen?.has(l.recipient) === true) return;
+        const other = deliveredPair(id, index, legs, l.recipient, role);
+        if (other?.lastAttemptAt !== undefined) {
           if (seen === undefined) lagged.set(id, (seen = new Set()));
           seen.add(l.recipient);
           const [copyAt, recordAt] =
             role === 'copy' ? [l.lastAttemptAt, other.lastAttemptAt] : [other.lastAttemptAt, l.lastAttemptAt];
           const seconds = Math.max(0, (Date.parse(copyAt) - Date.parse(recordAt)) / 1000);
-          metrics.parityCopyLag.observe(labels, seconds);
-          for (const c of counts) c.lag[lagBucket(seconds)] = (c.lag[lagBucket(seconds)] ?? 0) + 1;
+          metrics.parityCopyLag.observe(b.labels, seconds);
+          const bucket = lagBucket(seconds);
+          for (const c of b.counts) c.lag[bucket] = (c.lag[bucket] ?? 0) + 1;
         }
         return;
       }
       if (l.leg.role !== 'copy') return;
       const reason: SuppressReason =
         l.state === 'failed' ? 'bounced' : (l.lastReply ?? '').startsWith('expired') ? 'expired' : 'rejected';
-      metrics.parityLegs.inc({ ...labels, leg: 'copy', result: 'suppressed', reason });
-      for (const c of counts) c.suppressed[reason] = (c.suppressed[reason] ?? 0) + 1;
+      metrics.parityLegs.inc({ ...b.labels, leg: 'copy', result: 'suppressed', reason });
+      for (const c of b.counts) c.suppressed[reason] = (c.suppressed[reason] ?? 0) + 1;
     },
     forget(id) {
       for (const index of [...(open.get(id)?.keys() ?? [])]) closeCopy(id, index);
       lagged.delete(id);
+      byRecipient.delete(id);
     },
     report() {
       const copy = (m: Map<string, ParityCounts>) =>
