@@ -65,8 +65,9 @@ export function startTransitionTimer(deps: {
     timer = undefined;
     const now = deps.clock();
     show(now, true);
-    arm(now); // early (safeDelay's one-day cap, or a timer that fires before the wall clock reaches the
-    // transition): the same transition again; on time: the one after it
+    // Early (safeDelay's one-day cap, or a timer that fires before the wall clock reaches the transition): the same
+    // transition again. On time: the one after it.
+    arm(now);
   }
 
   return {
