@@ -204,40 +204,45 @@ describe('spool', () => {
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
   });
 
-  it('list() never names an accept that was in progress when it started, even one cut short while it listed', async () => {
-    // The listing is taken while the accept's file exists; the accept then fails and removes it before list() returns.
-    let hold = false;
-    let listingTaken!: () => void;
-    let releaseListing!: () => void;
-    const taken = new Promise<void>((resolve) => (listingTaken = resolve));
-    const released = new Promise<void>((resolve) => (releaseListing = resolve));
-    const fs = spoolFsWith(() => ({}), {
-      async readdir(p) {
-        const names = await readdir(p);
-        if (hold) {
-          listingTaken();
-          await released;
-        }
-        return names;
-      },
-    });
-    const spool = await openSpool({ dir, logger, fs });
-    const kept = await spool.accept(spoolEnvelope(), Readable.from([Buffer.from(MESSAGE)]));
-    if (!kept.ok) throw kept.error;
-    const body = new Readable({ read() {} });
-    // more than one write's worth: the file is created while the body still arrives
-    body.push(Buffer.alloc(200_000, 'a'));
-    const accepting = spool.accept(spoolEnvelope(), body);
-    await waitFor(async () => (await readdir(join(dir, 'queue'))).length === 2, { what: 'the second file' });
-    hold = true;
-    const listing = spool.list();
-    await taken;
-    body.destroy(new Error('DATA timeout'));
-    expect(await accepting).toMatchObject({ ok: false, storage: false });
-    expect(await readdir(join(dir, 'queue'))).toEqual([`${kept.id}.msg`]);
-    releaseListing();
-    expect(await listing).toEqual([kept.id]);
-  });
+  // a body of one write (O_DSYNC) and one of several (the bulk descriptor): the file exists from the start of either
+  it.each([1000, 200_000])(
+    'list() never names an accept that was in progress when it started, even one cut short while it listed (%i bytes)',
+    async (bytes) => {
+      // The listing is taken while the accept's file exists; the accept then fails and removes it before list() returns.
+      let hold = false;
+      let listingTaken!: () => void;
+      let releaseListing!: () => void;
+      const taken = new Promise<void>((resolve) => (listingTaken = resolve));
+      const released = new Promise<void>((resolve) => (releaseListing = resolve));
+      const fs = spoolFsWith(() => ({}), {
+        async readdir(p) {
+          const names = await readdir(p);
+          if (hold) {
+            listingTaken();
+            await released;
+          }
+          return names;
+        },
+      });
+      const spool = await openSpool({ dir, logger, fs });
+      const kept = await spool.accept(spoolEnvelope(), Readable.from([Buffer.from(MESSAGE)]));
+      if (!kept.ok) throw kept.error;
+      const body = new Readable({ read() {} });
+      body.push(Buffer.alloc(bytes, 'a'));
+      const accepting = spool.accept(spoolEnvelope(), body);
+      await waitFor(async () => (await readdir(join(dir, 'queue'))).length === 2, {
+        what: 'the second file',
+      });
+      hold = true;
+      const listing = spool.list();
+      await taken;
+      body.destroy(new Error('DATA timeout'));
+      expect(await accepting).toMatchObject({ ok: false, storage: false });
+      expect(await readdir(join(dir, 'queue'))).toEqual([`${kept.id}.msg`]);
+      releaseListing();
+      expect(await listing).toEqual([kept.id]);
+    },
+  );
 
   it('a failure to mark the file complete after its fsync does not fail the accept: the footer decides', async () => {
     const fs = spoolFsWith((p) =>

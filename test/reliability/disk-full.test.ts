@@ -7,6 +7,7 @@
 // When mount is not permitted (not root) the same checks run in-process through the spool's injected file-system
 // seam (ENOSPC beyond a 2 MiB byte budget), without the kill -9 step; the figures line says which variant ran.
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,8 +70,10 @@ function budgetFs(budget: number): SpoolFs {
   };
   return spoolFsWith(
     (p, flags, fh) => {
-      // a new message file (numeric flags: created exclusively) or a file opened for writing starts empty
-      if (typeof flags === 'number' || flags.startsWith('w')) {
+      // a file created (O_CREAT: a new message file) or opened with 'w' starts empty; the bulk descriptor of a large
+      // body (O_WRONLY alone) writes on into the file it was opened on
+      const empties = typeof flags === 'number' ? (flags & fsConstants.O_CREAT) !== 0 : flags.startsWith('w');
+      if (empties) {
         used -= sizes.get(p) ?? 0;
         sizes.set(p, 0);
       }
