@@ -7,46 +7,12 @@ import { Registry } from 'prom-client';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { createParityTracker } from '../../relay/telemetry/parity.ts';
 import type { LegState } from '../../relay/spool/types.ts';
-import type { ServerRoute } from '../../routing/model.ts';
-
-const server = (name: string): ServerRoute => ({
-  name,
-  host: '127.0.0.1',
-  port: 25,
-  mx: false,
-  tls: 'None',
-  maxConnections: 10,
-});
-const old = server('old');
-const next = server('new');
-
-function dualLegs(recipients: number): LegState[] {
-  const legs: LegState[] = [];
-  for (let i = 0; i < recipients; i++) {
-    const recipient = `u${i}@example.com`;
-    const common = { recipient, policy: 'default/example-com', domain: 'example.com' };
-    legs.push(
-      {
-        recipient,
-        leg: { ...common, server: old, role: 'primary', bounces: 'Notify' },
-        state: 'pending',
-        attempts: 0,
-      },
-      {
-        recipient,
-        leg: { ...common, server: next, role: 'copy', bounces: 'Suppress' },
-        state: 'pending',
-        attempts: 0,
-      },
-    );
-  }
-  return legs;
-}
+import { dualLegStates } from '../../test/support/engine-harness.ts';
 
 for (let round = 1; round <= 3; round++) {
   const line: string[] = [];
   for (const recipients of [1, 10, 100, 1000]) {
-    const legs = dualLegs(recipients);
+    const legs = dualLegStates(recipients, 'default/example-com');
     const tracker = createParityTracker(createRelayMetrics(new Registry(), false));
     const messages = Math.max(5, Math.floor(40_000 / legs.length));
     const c0 = process.cpuUsage();

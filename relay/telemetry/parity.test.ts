@@ -4,48 +4,14 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { lagBucket, LAG_BUCKETS_SECONDS } from '../../contract/relay-parity.ts';
-import type { ServerRoute } from '../../routing/model.ts';
+import { dualLegStates } from '../../test/support/engine-harness.ts';
 import type { LegState } from '../spool/types.ts';
 import { createRelayMetrics } from './metrics.ts';
 import { createParityTracker } from './parity.ts';
 
-const server = (name: string): ServerRoute => ({
-  name,
-  host: '127.0.0.1',
-  port: 25,
-  mx: false,
-  tls: 'None',
-  maxConnections: 10,
-});
 const POLICY = 'default/example-com';
-
-function dualLegs(recipients: number, testRecipient?: string): LegState[] {
-  const legs: LegState[] = [];
-  for (let i = 0; i < recipients; i++) {
-    const recipient = `u${i}@example.com`;
-    const common = {
-      recipient,
-      policy: POLICY,
-      domain: 'example.com',
-      ...(testRecipient ? { testRecipient } : {}),
-    };
-    legs.push(
-      {
-        recipient,
-        leg: { ...common, server: server('old'), role: 'primary', bounces: 'Notify' },
-        state: 'pending',
-        attempts: 0,
-      },
-      {
-        recipient,
-        leg: { ...common, server: server('new'), role: 'copy', bounces: 'Suppress' },
-        state: 'pending',
-        attempts: 0,
-      },
-    );
-  }
-  return legs;
-}
+const dualLegs = (recipients: number, testRecipient?: string): LegState[] =>
+  dualLegStates(recipients, POLICY, testRecipient);
 
 /** A small deterministic generator (mulberry32): the same orders and times in every run. */
 function random(seed: number): () => number {

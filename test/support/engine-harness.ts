@@ -42,6 +42,25 @@ export const copyLeg = (
   bounces,
 });
 
+/**
+ * A dual message's legs as the spool holds them, pending: for each of `recipients` recipients (u0@example.com, ...)
+ * its leg of record on server old, then its copy on server new, both named by `policy` and `testRecipient` (parity).
+ */
+export function dualLegStates(recipients: number, policy: string, testRecipient?: string): LegState[] {
+  const old = server('old');
+  const next = server('new');
+  const named = { policy, ...(testRecipient !== undefined ? { testRecipient } : {}) };
+  const legs: LegState[] = [];
+  for (let i = 0; i < recipients; i++) {
+    const recipient = `u${i}@example.com`;
+    legs.push(
+      { recipient, leg: { ...primaryLeg(recipient, old), ...named }, state: 'pending', attempts: 0 },
+      { recipient, leg: { ...copyLeg(recipient, next), ...named }, state: 'pending', attempts: 0 },
+    );
+  }
+  return legs;
+}
+
 const ok: AttemptReply = { kind: 'smtp', code: 250, text: '250 2.0.0 ok' };
 export const busy: AttemptReply = { kind: 'smtp', code: 451, text: '451 4.3.0 try later' };
 export const refused: AttemptReply = { kind: 'network', text: 'connect ECONNREFUSED' };
