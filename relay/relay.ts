@@ -263,8 +263,8 @@ async function startRelay(
 
   // The spool is the only hand-off; the engine is told a new id exists so it need not wait for a scan.
   const writer: SpoolWriter = {
-    async accept(meta, body) {
-      const r = await spool.accept(meta, body);
+    async accept(meta, body, opts) {
+      const r = await spool.accept(meta, body, opts);
       if (r.ok) {
         parity.accepted(
           r.id,

@@ -92,6 +92,37 @@ export interface ResultsDeps {
   written: (id: string, m: TrackedMessage, w: Written) => Promise<void>;
 }
 
+/**
+ * mailroute_deliveries_total, one update per label set of the batch (the legs of one transaction share theirs: a
+ * message to 10 recipients is 2 updates, not 20; prom-client hashes the labels at every update).
+ */
+function countDeliveries(
+  metrics: Pick<RelayMetrics, 'deliveries'>,
+  outcomes: readonly { r: PendingResult; outcome: LegOutcome }[],
+): void {
+  const counts = new Map<string, { labels: { server: string; leg: string; result: string }; n: number }>();
+  for (const { r, outcome } of outcomes) {
+    const labels = { server: r.job.server.name, leg: r.job.role, result: outcome.metric };
+    const key = `${labels.server}\u0000${labels.leg}\u0000${labels.result}`;
+    const c = counts.get(key);
+    if (c === undefined) counts.set(key, { labels, n: 1 });
+    else c.n++;
+  }
+  for (const { labels, n } of counts.values()) metrics.deliveries.inc(labels, n);
+}
+
+/** The fields of a `delivery attempt` line that every leg of one transaction shares. */
+const transactionFields = (
+  id: string,
+  r: PendingResult,
+): { queueId: string; server: string; host: string; role: string; durationMs: number } => ({
+  queueId: id,
+  server: r.job.server.name,
+  host: r.serverLabel,
+  role: r.job.role,
+  durationMs: r.durationMs,
+});
+
 export class Results {
   private readonly d: ResultsDeps;
 
@@ -207,24 +238,25 @@ export class Results {
       writeFailed = true;
       d.log.error({ err, queueId: id }, 'delivery: could not record the result of an attempt');
     }
+    countDeliveries(d.metrics, outcomes);
+    // The fields one transaction's legs share are serialized once per transaction (a child logger) when it has
+    // several legs: the lines are the same, with the shared fields first (docs/queue.md "Logs and metrics").
+    let lineLog: { r: PendingResult; log: Logger } | undefined;
     for (const { r, leg, after, outcome, index } of outcomes) {
-      d.metrics.deliveries.inc({ server: r.job.server.name, leg: r.job.role, result: outcome.metric });
-      d.log.info(
-        {
-          queueId: id,
-          server: r.job.server.name,
-          host: r.serverLabel,
-          role: r.job.role,
-          recipient: leg.leg.recipient,
-          result: outcome.metric,
-          reply: outcome.reply,
-          attempt: leg.attempts + 1,
-          durationMs: r.durationMs,
-          ...(outcome.state === 'deferred' ? { nextAttemptAt: outcome.nextAttemptAt.toISOString() } : {}),
-          ...(writeFailed ? { recorded: false } : {}),
-        },
-        'delivery attempt',
-      );
+      const own = {
+        recipient: leg.leg.recipient,
+        result: outcome.metric,
+        reply: outcome.reply,
+        attempt: leg.attempts + 1,
+        ...(outcome.state === 'deferred' ? { nextAttemptAt: outcome.nextAttemptAt.toISOString() } : {}),
+        ...(writeFailed ? { recorded: false } : {}),
+      };
+      if (r.job.indexes.length > 1) {
+        if (lineLog?.r !== r) lineLog = { r, log: d.log.child(transactionFields(id, r)) };
+        lineLog.log.info(own, 'delivery attempt');
+      } else {
+        d.log.info({ ...transactionFields(id, r), ...own }, 'delivery attempt');
+      }
       if (!writeFailed && state !== undefined && outcome.state !== 'deferred' && d.onLegFinal) {
         try {
           d.onLegFinal({

@@ -17,11 +17,20 @@ class RefusedContent extends Error {
   }
 }
 
+const LF = 0x0a;
+const DOT = 0x2e;
+/** A line that starts with a dot, after the first line. */
+const LF_DOT = Buffer.from('\n.');
+
 class MessageGuard extends Transform {
   readonly scanner: ContentScanner;
   private header: Buffer | undefined;
   private readonly onBytes: ((n: number, messageBytes: number) => void) | undefined;
   private streamed = 0;
+  /** What was passed on: its last byte (-1: nothing yet), whether a line of it starts with a dot, whether it ended. */
+  private lastOut = -1;
+  private dotLine = false;
+  private ended = false;
 
   constructor(
     limits: ContentLimits,
@@ -40,7 +49,7 @@ class MessageGuard extends Transform {
     this.pushHeader();
     const r = this.scanner.write(chunk);
     if (!r.ok) return cb(new RefusedContent(r.refusal));
-    for (const b of r.out) this.push(b);
+    for (const b of r.out) this.pass(b);
     cb();
   }
 
@@ -48,13 +57,35 @@ class MessageGuard extends Transform {
     this.pushHeader();
     const r = this.scanner.end();
     if (!r.ok) return cb(new RefusedContent(r.refusal));
-    for (const b of r.out) this.push(b);
+    for (const b of r.out) this.pass(b);
+    this.ended = true;
     cb();
+  }
+
+  /**
+   * The bytes passed on can go after DATA's 354 as they are: the content checks let no bare CR or LF through (refused
+   * or made CRLF), and this guard saw no line start with a dot and a last line that ends in LF. Asked by the spool
+   * once the body has ended (relay/spool/wire-ready.ts).
+   */
+  wireReady(): boolean {
+    return this.ended && !this.dotLine && this.lastOut === LF;
+  }
+
+  private pass(b: Buffer): void {
+    if (b.length > 0) {
+      if (
+        !this.dotLine &&
+        ((b[0] === DOT && (this.lastOut === LF || this.lastOut === -1)) || b.includes(LF_DOT))
+      )
+        this.dotLine = true;
+      this.lastOut = b[b.length - 1] ?? this.lastOut;
+    }
+    this.push(b);
   }
 
   private pushHeader(): void {
     if (this.header === undefined) return;
-    this.push(this.header);
+    this.pass(this.header);
     this.header = undefined;
   }
 }
@@ -115,7 +146,7 @@ export async function receiveData(source: Readable, deps: DataDeps): Promise<Dat
   source.pipe(guard);
   let result;
   try {
-    result = await deps.spool.accept(deps.meta, guard);
+    result = await deps.spool.accept(deps.meta, guard, { wireReady: () => guard.wireReady() });
   } finally {
     clearTimeout(timer);
     source.removeListener('error', onSourceError);

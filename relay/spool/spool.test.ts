@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { headerBlock, isQueueId, newQueueIdGenerator, openSpool } from './spool.ts';
+import { isWireReady } from './wire-ready.ts';
 import { spoolEnvelope } from '../../test/support/delivery.ts';
 import { spoolFsWith } from '../../test/support/spool-fs.ts';
 import { waitFor } from '../../test/support/wait.ts';
@@ -139,6 +140,33 @@ describe('spool', () => {
 
     await spool.remove(small.id);
     expect(spool.body(small.id, MESSAGE.length)).toEqual({ path: msgFile(small.id), size: MESSAGE.length });
+  });
+
+  it('marks a body kept in memory wire-ready only when its writer vouched for it, asking once after the end', async () => {
+    const spool = await openSpool({ dir, logger });
+    const text = 'Subject: s\r\n\r\nplain\r\n';
+    let asked = 0;
+    let endedWhenAsked = false;
+    const body = Readable.from([Buffer.from(text)]);
+    const vouched = await spool.accept(spoolEnvelope(), body, {
+      wireReady: () => {
+        asked++;
+        endedWhenAsked = body.readableEnded;
+        return true;
+      },
+    });
+    if (!vouched.ok) throw vouched.error;
+    expect(asked).toBe(1);
+    expect(endedWhenAsked).toBe(true);
+    const kept = spool.body(vouched.id, text.length);
+    expect(Buffer.isBuffer(kept) && isWireReady(kept)).toBe(true);
+    for (const opts of [undefined, { wireReady: () => false }]) {
+      const r = await spool.accept(spoolEnvelope(), Readable.from([Buffer.from(text)]), opts);
+      if (!r.ok) throw r.error;
+      const b = spool.body(r.id, text.length);
+      expect(Buffer.isBuffer(b)).toBe(true);
+      expect(Buffer.isBuffer(b) && isWireReady(b)).toBe(false);
+    }
   });
 
   it('bounds the bodies kept in memory: the oldest leave first', async () => {

@@ -43,6 +43,7 @@ import {
   TEMP_EXT,
 } from './format.ts';
 import type {
+  AcceptOptions,
   AcceptResult,
   EnvelopeMeta,
   LegState,
@@ -53,6 +54,7 @@ import type {
   SpoolState,
 } from './types.ts';
 import { GroupSync } from './group-sync.ts';
+import { markWireReady } from './wire-ready.ts';
 
 /** The part of a file handle the spool uses (node:fs/promises FileHandle fits). */
 export interface SpoolFileHandle {
@@ -733,7 +735,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       return `spool ${opts.dir}: a file-system call (${o.op}) has been waiting for ${Math.round(o.ageMs / 1000)} s`;
     },
 
-    async accept(meta: EnvelopeMeta, body: Readable): Promise<AcceptResult> {
+    async accept(meta: EnvelopeMeta, body: Readable, opts?: AcceptOptions): Promise<AcceptResult> {
       // Listen before the first await: the inbound layer may destroy the body with an error at any time.
       // 'data' events in paused-then-resumed mode hand over chunks as they were pushed (read() would concatenate
       // buffered chunks into new buffers, garbage that lets RSS grow with the message size until the next GC).
@@ -886,7 +888,11 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           if (entryError) throw entryError;
           committed = true;
           remember(id, state);
-          if (small) keepBody(id, ownCopy(small, size));
+          if (small) {
+            const copy = ownCopy(small, size);
+            if (opts?.wireReady?.() === true) markWireReady(copy);
+            keepBody(id, copy);
+          }
         } catch (err) {
           storageError = asError(err);
         }

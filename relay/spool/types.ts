@@ -41,12 +41,21 @@ export type AcceptResult =
   /** The body stream failed (the inbound layer's own error is passed through) or the disk failed. Nothing was kept. */
   | { ok: false; error: Error; storage: boolean };
 
+export interface AcceptOptions {
+  /**
+   * Asked once, after the body's end: true when the writer vouches that every line of the body ends in CRLF and none
+   * starts with "." (the inbound content scan knows). The in-memory copy is then sent by DATA as it is
+   * (relay/spool/wire-ready.ts). Absent or false: the delivery client scans the body itself.
+   */
+  wireReady?: () => boolean;
+}
+
 export interface SpoolWriter {
   /**
    * Streams body to disk, writes the delivery plan beside it, fsyncs file and directory, and only then resolves
    * with { ok: true }. On any failure nothing remains in the spool.
    */
-  accept(meta: EnvelopeMeta, body: Readable): Promise<AcceptResult>;
+  accept(meta: EnvelopeMeta, body: Readable, opts?: AcceptOptions): Promise<AcceptResult>;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dotStuffingReference } from '../../../test/support/dot-stuffing-reference.ts';
 import type { MessageBody } from '../../spool/types.ts';
+import { markWireReady } from '../../spool/wire-ready.ts';
 import { writeBody } from './body.ts';
 
 /** What writeBody puts on the wire for body, and how it ended. */
@@ -49,6 +50,24 @@ describe('writeBody', () => {
       expect(body.toString('latin1')).toBe(text);
     },
   );
+
+  it('a body marked wire-ready goes as it is, unscanned; one whose first or last byte does not fit is encoded', async () => {
+    const plain = Buffer.from('Subject: a\r\n\r\nline\r\n');
+    markWireReady(plain);
+    const sent = await wire(plain);
+    expect(sent.bytes.toString('latin1')).toBe('Subject: a\r\n\r\nline\r\n.\r\n');
+    expect(sent.bytes.equals(dotStuffingReference(plain))).toBe(true);
+    // the mark is trusted: a body wrongly marked is not scanned (the inbound scan's vouch is what makes it true)
+    const lie = Buffer.from('Subject: a\r\n\r\n.x\r\n');
+    markWireReady(lie);
+    expect((await wire(lie)).bytes.toString('latin1')).toBe('Subject: a\r\n\r\n.x\r\n.\r\n');
+    // what is cheap to check is checked
+    for (const text of ['.first\r\nx\r\n', 'no line end', '']) {
+      const b = Buffer.from(text, 'latin1');
+      markWireReady(b);
+      expect((await wire(b)).bytes.equals(dotStuffingReference(b))).toBe(true);
+    }
+  });
 
   it('a body file (from an offset, other data after it) is encoded as the same body in memory', async () => {
     const text = '.a\r\nb\nc\r.d\r\n';

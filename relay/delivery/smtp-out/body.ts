@@ -9,7 +9,8 @@
 import { createReadStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { MessageBody } from '../../spool/types.ts';
-import { DotStuffer, stuffWhole } from './data-encoder.ts';
+import { isWireReady } from '../../spool/wire-ready.ts';
+import { DotStuffer, passWhole, stuffWhole } from './data-encoder.ts';
 import { smtpFailure, type SmtpFailure } from './replies.ts';
 
 const nothing = (): void => undefined;
@@ -18,14 +19,14 @@ const nothing = (): void => undefined;
  * The encoding of each body held in memory, for as long as the body is: the legs of one message share the spool's
  * in-memory body (one Buffer, never changed after the accept), so a dual message is encoded once, not once per leg
  * (33 µs per 100 KiB leg: docs/perf.md). A body that needs no insert is its own encoding, so most entries hold no
- * second copy.
+ * second copy. A body the inbound content scan vouched for (relay/spool/wire-ready.ts) is not scanned again.
  */
 const encoded = new WeakMap<Buffer, { data: Buffer; end: Buffer }>();
 
 function stuffOnce(body: Buffer): { data: Buffer; end: Buffer } {
   let e = encoded.get(body);
   if (e === undefined) {
-    e = stuffWhole(body);
+    e = isWireReady(body) ? passWhole(body) : stuffWhole(body);
     encoded.set(body, e);
   }
   return e;

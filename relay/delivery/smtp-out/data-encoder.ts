@@ -13,6 +13,7 @@
 // Exports:
 //   DotStuffer: push(chunk) -> its encoding (the chunk itself when nothing is inserted), end() -> the final dot line.
 //   stuffWhole(body): { data, end } for a body held whole in memory.
+//   passWhole(body): the same for a body its writer vouched needs no insert (relay/spool/wire-ready.ts), unscanned.
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -99,4 +100,15 @@ export function stuffWhole(body: Buffer): { data: Buffer; end: Buffer } {
   const s = new DotStuffer();
   const data = s.push(body);
   return { data, end: s.end() };
+}
+
+/**
+ * A whole body whose writer vouched that every line ends in CRLF and none starts with a dot (relay/spool/wire-ready.ts):
+ * the body itself and the final dot line, without the scan. What is cheap to check is checked (the first and the last
+ * byte); a body that fails it is encoded as any other.
+ */
+export function passWhole(body: Buffer): { data: Buffer; end: Buffer } {
+  if (body.length > 0 && body[0] !== DOT && body[body.length - 1] === LF)
+    return { data: body, end: END_AFTER_LF };
+  return stuffWhole(body);
 }

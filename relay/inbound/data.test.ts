@@ -1,0 +1,115 @@
+// receiveData's vouch to the spool (wireReady, relay/spool/wire-ready.ts): true only for bytes that DATA can send as
+// they are, i.e. exactly when the delivery client's own encoder would insert nothing and the body ends in a line end.
+// Property-tested against that encoder over any body, split anywhere, in both bare-LF modes.
+import { PassThrough } from 'node:stream';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { BareLfMode } from '../config.ts';
+import { passWhole, stuffWhole } from '../delivery/smtp-out/data-encoder.ts';
+import type { EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
+import { receiveData } from './data.ts';
+
+const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
+const HEADER = 'Received: from client by relay; Sat, 5 Dec 2026 12:00:00 +0000\r\n';
+
+const meta: EnvelopeMeta = {
+  mailFrom: 'a@example.com',
+  recipients: [],
+  clientAddress: '127.0.0.1',
+  clientHostname: 'client',
+  helo: 'client',
+  receivedAt: '2026-12-05T12:00:00.000Z',
+  revision: 'r1',
+  smtputf8: false,
+  body8bit: false,
+};
+
+/** Runs one body through receiveData in the given pieces; what the spool got and whether it was vouched for. */
+async function run(
+  pieces: Buffer[],
+  bareLf: BareLfMode,
+): Promise<{ accepted: boolean; bytes: Buffer; ready: boolean | undefined }> {
+  let bytes = Buffer.alloc(0);
+  let ready: boolean | undefined;
+  const spool: SpoolWriter = {
+    async accept(_meta, body, opts) {
+      const chunks: Buffer[] = [];
+      try {
+        for await (const c of body) chunks.push(c as Buffer);
+      } catch (err) {
+        return { ok: false, error: err as Error, storage: false };
+      }
+      bytes = Buffer.concat(chunks);
+      ready = opts?.wireReady?.();
+      return { ok: true, id: 'q1' };
+    },
+  };
+  const source = new PassThrough();
+  const done = receiveData(source, {
+    spool,
+    limits: { bareLf, maxBytes: 1 << 20, hopLimit: 50, maxLineLength: 1000 },
+    receivedHeader: HEADER,
+    meta,
+    dataTimeoutMs: 10_000,
+  });
+  for (const p of pieces) source.write(p);
+  source.end();
+  const outcome = await done;
+  return { accepted: outcome.verdict === 'accept', bytes, ready };
+}
+
+const cut = (body: Buffer, points: number[]): Buffer[] => {
+  const at = [...new Set(points.map((p) => p % (body.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const p of [...at, body.length]) {
+    if (p > from) out.push(body.subarray(from, p));
+    from = p;
+  }
+  return out;
+};
+
+describe('receiveData: the wire-ready vouch', () => {
+  it('vouches for a plain body, not for one with a line that starts with a dot', async () => {
+    const plain = await run([Buffer.from('Subject: x\r\n\r\nhello\r\nworld\r\n')], 'reject');
+    expect(plain).toMatchObject({ accepted: true, ready: true });
+    const dotted = await run([Buffer.from('Subject: x\r\n\r\nhello\r\n.hidden\r\n')], 'reject');
+    expect(dotted).toMatchObject({ accepted: true, ready: false });
+    // the dot line split from its line end across two chunks
+    const split = await run([Buffer.from('Subject: x\r\n\r\nhello\r\n'), Buffer.from('.x\r\n')], 'reject');
+    expect(split).toMatchObject({ accepted: true, ready: false });
+    // no line end at the very end: the encoder adds one before the dot line
+    const open = await run([Buffer.from('Subject: x\r\n\r\nhello')], 'reject');
+    expect(open).toMatchObject({ accepted: true, ready: false });
+  });
+
+  it('vouches exactly when the DATA encoder would insert nothing (any body, any split, both modes)', async () => {
+    const line = fc
+      .array(fc.constantFrom('a', 'b', '.', ' ', '\r', '\n', '\r\n', '..'), { maxLength: 12 })
+      .map((parts) => parts.join(''));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(line, { maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 5 }),
+        fc.constantFrom<BareLfMode>('reject', 'normalize'),
+        async (lines, points, mode) => {
+          const body = Buffer.from(`Subject: t\r\n\r\n${lines.join('\r\n')}`, 'latin1');
+          const r = await run(cut(body, points), mode);
+          if (!r.accepted) {
+            expect(r.ready).toBeUndefined();
+            return;
+          }
+          const enc = stuffWhole(r.bytes);
+          const asIs = enc.data === r.bytes && r.bytes.at(-1) === 0x0a;
+          expect(r.ready).toBe(asIs);
+          if (r.ready === true) {
+            const passed = passWhole(r.bytes);
+            expect(passed.data).toBe(r.bytes);
+            expect(passed.end.toString()).toBe(enc.end.toString());
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
