@@ -61,6 +61,23 @@ describe('evaluateTargets', () => {
       status: 'missed',
       detail: 'by 25 %',
     });
+    // a miss that two decimals would show as the target itself gets a third, and its share one decimal
+    const close = evaluateTargets(
+      [
+        ...rounds('dual-4k', { e2e: 500, p50: 6 }, { e2e: 1248, p50: 5 }),
+        ...rounds('direct-4k', { e2e: 500, p50: 6 }, { e2e: 1000, p50: 5 }),
+      ],
+      { workloads, neighbour: false },
+    );
+    expect(byTarget(close, 'dual-4k end to end ≥ 2.50×')).toMatchObject({
+      measured: '2.496×',
+      status: 'missed',
+      detail: 'by 0.2 %',
+    });
+    expect(byTarget(close, 'direct-4k end to end ≥ 2.00×')).toMatchObject({
+      measured: '2.00×',
+      status: 'met',
+    });
     // a workload this run did not include is not judged
     expect(byTarget(rows, 'split-4k')).toMatchObject({ status: 'not measured' });
     expect(byTarget(rows, 'p50')).toMatchObject({

@@ -82,10 +82,15 @@ export function versionHistory(
 const x = (v: number): string => `${v.toFixed(2)}×`;
 const pct = (v: number): string => `${Math.round(v * 100)} %`;
 
-/** How far `value` falls short of `min` (or exceeds `max`), as a share of the target. */
+/** How far `value` falls short of `min` (or exceeds `max`), as a share of the target; under 0.5 % with one decimal. */
 function shortBy(value: number, bound: number, kind: 'min' | 'max'): string {
-  return kind === 'min' ? `by ${pct(1 - value / bound)}` : `by ${pct(value / bound - 1)}`;
+  const share = kind === 'min' ? 1 - value / bound : value / bound - 1;
+  return `by ${share < 0.005 ? `${(share * 100).toFixed(1)} %` : pct(share)}`;
 }
+
+/** A ratio as x() shows it, with a third decimal when two would show a missed minimum as the target itself. */
+const ratioVs = (value: number, min: number): string =>
+  value < min && x(value) === x(min) ? `${value.toFixed(3)}×` : x(value);
 
 function rowFor(target: string, measuredText: string, ok: boolean, miss: string): TargetRow {
   return { target, measured: measuredText, status: ok ? 'met' : 'missed', detail: ok ? '' : miss };
@@ -154,7 +159,7 @@ export function evaluateTargets(
     const r = ratioRows.find((q) => q.workload === t.workload);
     if (opts.neighbour) rows.push(notMeasured(name, 'this run had a neighbour; run without `--neighbour`'));
     else if (r?.e2e === null || r?.e2e === undefined) rows.push(notMeasured(name, rerun(t.workload)));
-    else rows.push(rowFor(name, x(r.e2e), r.e2e >= t.min, shortBy(r.e2e, t.min, 'min')));
+    else rows.push(rowFor(name, ratioVs(r.e2e, t.min), r.e2e >= t.min, shortBy(r.e2e, t.min, 'min')));
   }
   {
     const name = `${NEIGHBOUR_TARGET.workload} end to end ≥ ${x(NEIGHBOUR_TARGET.min)} Postfix with a CPU-bound neighbour`;
@@ -164,7 +169,7 @@ export function evaluateTargets(
       rows.push(
         rowFor(
           name,
-          `${x(separate)} (its own run: ${neighbourRun?.label ?? ''})`,
+          `${ratioVs(separate, NEIGHBOUR_TARGET.min)} (its own run: ${neighbourRun?.label ?? ''})`,
           separate >= NEIGHBOUR_TARGET.min,
           shortBy(separate, NEIGHBOUR_TARGET.min, 'min'),
         ),
@@ -180,7 +185,12 @@ export function evaluateTargets(
       rows.push(notMeasured(name, rerun(NEIGHBOUR_TARGET.workload)));
     else
       rows.push(
-        rowFor(name, x(r.e2e), r.e2e >= NEIGHBOUR_TARGET.min, shortBy(r.e2e, NEIGHBOUR_TARGET.min, 'min')),
+        rowFor(
+          name,
+          ratioVs(r.e2e, NEIGHBOUR_TARGET.min),
+          r.e2e >= NEIGHBOUR_TARGET.min,
+          shortBy(r.e2e, NEIGHBOUR_TARGET.min, 'min'),
+        ),
       );
   }
   for (const [label, key] of [
