@@ -93,22 +93,30 @@ export interface ResultsDeps {
 }
 
 /**
- * mailroute_deliveries_total, one update per label set of the batch (the legs of one transaction share theirs: a
- * message to 10 recipients is 2 updates, not 20; prom-client hashes the labels at every update).
+ * mailroute_deliveries_total, one update per run of legs with the same transaction and result (the legs of one
+ * transaction are consecutive in a batch: a message to 10 recipients delivered is 2 updates, not 20; prom-client
+ * hashes the labels at every update).
  */
 function countDeliveries(
   metrics: Pick<RelayMetrics, 'deliveries'>,
   outcomes: readonly { r: PendingResult; outcome: LegOutcome }[],
 ): void {
-  const counts = new Map<string, { labels: { server: string; leg: string; result: string }; n: number }>();
+  let run: { r: PendingResult; result: string; n: number } | undefined;
+  const count = (): void => {
+    if (run !== undefined)
+      metrics.deliveries.inc(
+        { server: run.r.job.server.name, leg: run.r.job.role, result: run.result },
+        run.n,
+      );
+  };
   for (const { r, outcome } of outcomes) {
-    const labels = { server: r.job.server.name, leg: r.job.role, result: outcome.metric };
-    const key = `${labels.server}\u0000${labels.leg}\u0000${labels.result}`;
-    const c = counts.get(key);
-    if (c === undefined) counts.set(key, { labels, n: 1 });
-    else c.n++;
+    if (run?.r === r && run.result === outcome.metric) run.n++;
+    else {
+      count();
+      run = { r, result: outcome.metric, n: 1 };
+    }
   }
-  for (const { labels, n } of counts.values()) metrics.deliveries.inc(labels, n);
+  count();
 }
 
 /** The fields of a `delivery attempt` line that every leg of one transaction shares. */
@@ -255,7 +263,7 @@ export class Results {
         if (lineLog?.r !== r) lineLog = { r, log: d.log.child(transactionFields(id, r)) };
         lineLog.log.info(own, 'delivery attempt');
       } else {
-        d.log.info({ ...transactionFields(id, r), ...own }, 'delivery attempt');
+        d.log.info(Object.assign(transactionFields(id, r), own), 'delivery attempt');
       }
       if (!writeFailed && state !== undefined && outcome.state !== 'deferred' && d.onLegFinal) {
         try {

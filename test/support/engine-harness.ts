@@ -61,7 +61,7 @@ export function dualLegStates(recipients: number, policy: string, testRecipient?
   return legs;
 }
 
-const ok: AttemptReply = { kind: 'smtp', code: 250, text: '250 2.0.0 ok' };
+export const ok: AttemptReply = { kind: 'smtp', code: 250, text: '250 2.0.0 ok' };
 export const busy: AttemptReply = { kind: 'smtp', code: 451, text: '451 4.3.0 try later' };
 export const refused: AttemptReply = { kind: 'network', text: 'connect ECONNREFUSED' };
 export const noSuchUser: AttemptReply = { kind: 'smtp', code: 550, text: '550 5.1.1 no such user' };
