@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dotStuffingReference as reference } from '../../test/support/dot-stuffing-reference.ts';
+import { splitAt } from '../../test/support/split.ts';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
 
@@ -32,18 +33,14 @@ async function encode(
     s.once('end', resolve);
     s.once('error', reject);
   });
-  const points = [...new Set([0, ...cuts.map((c) => c % (input.length + 1)), input.length])].sort(
-    (a, b) => a - b,
-  );
   const written: Buffer[] = [];
-  for (let i = 0; i < points.length - 1; i++) {
-    const chunk = input.subarray(points[i], points[i + 1]);
+  for (const chunk of splitAt(input, cuts)) {
     written.push(chunk);
     s.write(chunk);
   }
   s.end();
   await done;
-  return { out: Buffer.concat(parts), pushes: parts.length, writes: points.length - 1, parts, written };
+  return { out: Buffer.concat(parts), pushes: parts.length, writes: written.length, parts, written };
 }
 
 const byte = fc.oneof(

@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { describe, expect, it } from 'vitest';
+import { splitAt } from '../../test/support/split.ts';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
 const END_SEQUENCE = Buffer.from('\r\n.\r\n');
@@ -125,13 +126,7 @@ describe('smtp-server DATA end search (patched) matches the original per-byte lo
         async (body, end, after, cuts) => {
           // ".\r\n" ends DATA only as its first line; otherwise the message ends with <CRLF>.<CRLF>
           const all = Buffer.from(body + (body === '' ? end : '\r\n.\r\n') + after, 'latin1');
-          const points = [...new Set(cuts.map((c) => c % (all.length + 1)))].sort((a, b) => a - b);
-          const chunks: Buffer[] = [];
-          let from = 0;
-          for (const p of [...points, all.length]) {
-            if (p > from) chunks.push(all.subarray(from, p));
-            from = Math.max(from, p);
-          }
+          const chunks = splitAt(all, cuts);
           const patched = await parse(new SMTPStream(), chunks);
           const original = await parse(new OriginalStream(), chunks);
           expect(patched).toEqual(original);

@@ -4,6 +4,7 @@
 import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { splitAt } from '../../test/support/split.ts';
 import type { BareLfMode } from '../config.ts';
 import { passWhole, stuffWhole } from '../delivery/smtp-out/data-encoder.ts';
 import type { EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
@@ -58,17 +59,6 @@ async function run(
   return { accepted: outcome.verdict === 'accept', bytes, ready };
 }
 
-const cut = (body: Buffer, points: number[]): Buffer[] => {
-  const at = [...new Set(points.map((p) => p % (body.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const p of [...at, body.length]) {
-    if (p > from) out.push(body.subarray(from, p));
-    from = p;
-  }
-  return out;
-};
-
 describe('receiveData: the wire-ready vouch', () => {
   it('vouches for a plain body, not for one with a line that starts with a dot', async () => {
     const plain = await run([Buffer.from('Subject: x\r\n\r\nhello\r\nworld\r\n')], 'reject');
@@ -78,6 +68,14 @@ describe('receiveData: the wire-ready vouch', () => {
     // the dot line split from its line end across two chunks
     const split = await run([Buffer.from('Subject: x\r\n\r\nhello\r\n'), Buffer.from('.x\r\n')], 'reject');
     expect(split).toMatchObject({ accepted: true, ready: false });
+    // 8-bit text (an IDN sender's name in UTF-8, SMTPUTF8 / 8BITMIME): bytes over 0x7f change nothing
+    const utf8 = Buffer.from('From: Jürgen <jürgen@bücher.example>\r\n\r\nGrüße\r\n', 'utf8');
+    expect(await run([utf8.subarray(0, 9), utf8.subarray(9)], 'reject')).toMatchObject({
+      accepted: true,
+      ready: true,
+    });
+    const utf8Dot = Buffer.from('Subject: x\r\n\r\nGrüße\r\n.ñ\r\n', 'utf8');
+    expect(await run([utf8Dot], 'reject')).toMatchObject({ accepted: true, ready: false });
     // no line end at the very end: the encoder adds one before the dot line
     const open = await run([Buffer.from('Subject: x\r\n\r\nhello')], 'reject');
     expect(open).toMatchObject({ accepted: true, ready: false });
@@ -85,7 +83,9 @@ describe('receiveData: the wire-ready vouch', () => {
 
   it('vouches exactly when the DATA encoder would insert nothing (any body, any split, both modes)', async () => {
     const line = fc
-      .array(fc.constantFrom('a', 'b', '.', ' ', '\r', '\n', '\r\n', '..'), { maxLength: 12 })
+      .array(fc.constantFrom('a', 'b', '.', ' ', '\r', '\n', '\r\n', '..', '\u00e9', '\u00ff'), {
+        maxLength: 12,
+      })
       .map((parts) => parts.join(''));
     await fc.assert(
       fc.asyncProperty(
@@ -94,7 +94,7 @@ describe('receiveData: the wire-ready vouch', () => {
         fc.constantFrom<BareLfMode>('reject', 'normalize'),
         async (lines, points, mode) => {
           const body = Buffer.from(`Subject: t\r\n\r\n${lines.join('\r\n')}`, 'latin1');
-          const r = await run(cut(body, points), mode);
+          const r = await run(splitAt(body, points), mode);
           if (!r.accepted) {
             expect(r.ready).toBeUndefined();
             return;

@@ -4,18 +4,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dotStuffingReference as reference } from '../../../test/support/dot-stuffing-reference.ts';
+import { splitAt } from '../../../test/support/split.ts';
 import { DotStuffer, stuffWhole } from './data-encoder.ts';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
 
 /** The input pushed in the chunks between the cut points, then the end: all the bytes written. */
 function streamed(input: Buffer, cuts: number[]): Buffer {
-  const points = [...new Set([0, ...cuts.map((c) => c % (input.length + 1)), input.length])].sort(
-    (a, b) => a - b,
-  );
   const s = new DotStuffer();
   const parts: Buffer[] = [];
-  for (let i = 0; i < points.length - 1; i++) parts.push(s.push(input.subarray(points[i], points[i + 1])));
+  for (const piece of splitAt(input, cuts)) parts.push(s.push(piece));
   parts.push(s.end());
   return Buffer.concat(parts);
 }
