@@ -10,12 +10,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { smtpOutTransportFactory } from '../../relay/delivery/smtp-out/pool.ts';
 import type { ServerTarget, ServerTransport } from '../../relay/delivery/transport.ts';
 import type { MessageBody } from '../../relay/spool/types.ts';
+import { markWireReady } from '../../relay/spool/wire-ready.ts';
 import { startSmtpPeer, type PeerOptions, type SmtpPeer } from '../support/smtp-peer.ts';
 import { makeSelfSigned } from '../support/tls.ts';
 
 const BODY =
   'From: <a@sender.example>\r\nTo: <b@x.example>\r\nSubject: t\r\n\r\n.a line that starts with a dot\r\n' +
   '.\r\n..\r\nlast line\r\n';
+
+/** A body with no line that starts with a dot: what the inbound scan vouches for. */
+const PLAIN = 'From: <a@sender.example>\r\nTo: <b@x.example>\r\nSubject: plain\r\n\r\nno dots here\r\n';
 
 describe("outbound bodies (the relay's SMTP client against smtp-server)", () => {
   let peer: SmtpPeer | undefined;
@@ -73,9 +77,17 @@ describe("outbound bodies (the relay's SMTP client against smtp-server)", () => 
       const replies = await send(t, Buffer.from(BODY), BODY.length);
       expect(replies.get('b@x.example')).toMatchObject({ kind: 'smtp', code: 250 });
     }
+    // a body the inbound scan vouched for (relay/spool/wire-ready.ts) takes the unscanned path, over TLS too
+    const plain = Buffer.from(PLAIN);
+    markWireReady(plain);
+    expect((await send(t, plain, plain.length)).get('b@x.example')).toMatchObject({
+      kind: 'smtp',
+      code: 250,
+    });
     expect(p.messages.map((m) => [m.raw.toString('latin1'), m.secure, m.user])).toEqual([
       [BODY, true, 'relay'],
       [BODY, true, 'relay'],
+      [PLAIN, true, 'relay'],
     ]);
     expect(p.auths.every((a) => a.secure)).toBe(true);
     expect(p.stats.connections).toBe(1);
