@@ -97,6 +97,8 @@ export interface Inbound {
   startDraining(): void;
   /** Open connections (sessions in progress). */
   readonly connections: number;
+  /** Whether the connection table is under stress (3/4 full at the last sweep): the shorter timeouts are in force. */
+  readonly stressed: boolean;
   /** Closes the listener; sessions still open after graceMs get 421 and are closed. */
   close(graceMs: number): Promise<void>;
 }
@@ -115,7 +117,8 @@ interface ConnectionInternals {
   /** A handler (a callout, the spool) has not answered yet: the client waits for the relay. */
   _handlerPending?: boolean;
   _closing?: boolean;
-  _armTimeout?: () => void;
+  /** The socket the idle timer runs on (the TLS socket after STARTTLS). */
+  _socket?: { setTimeout(ms: number): unknown; once(event: 'data', f: () => void): unknown };
   send(code: number, text: string, context?: string | false): void;
   close(): void;
 }
@@ -454,6 +457,29 @@ export function createInbound(deps: InboundDeps): Inbound {
     drop(victim, 'Evicted', r.text, r.enhanced);
     return true;
   };
+  /** Connections whose idle timer still runs at the stress timeout, waiting for their next bytes to lengthen it. */
+  const shortUntilData = new WeakSet<object>();
+  /**
+   * Sets a connection's idle timer to the timeout in force. Entering stress shortens it at once. Leaving stress
+   * lengthens it only when the client next sends something: otherwise the first idle clients closed under stress
+   * would end it, and the rest, idle as long, would get the long timeout back. Sets the duration only; the timer's
+   * listener stays the one smtp-server armed (re-arming adds a listener each time).
+   */
+  const retime = (c: ConnectionInternals): void => {
+    const socket = c._socket;
+    if (socket === undefined) return;
+    const inForce = (): number => safeDelay(timeoutsInForce(policy, stressed).idleMs);
+    if (stressed) {
+      socket.setTimeout(inForce());
+      return;
+    }
+    if (shortUntilData.has(socket)) return;
+    shortUntilData.add(socket);
+    socket.once('data', () => {
+      shortUntilData.delete(socket);
+      socket.setTimeout(inForce());
+    });
+  };
   const sweep = (): void => {
     const now = Date.now();
     const nowStressed = underStress(counter.total, policy);
@@ -465,7 +491,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         { connections: counter.total, idleTimeoutMs: idleMs, commandTimeoutMs: commandMs },
         stressed ? 'under stress: shorter timeouts' : 'stress over',
       );
-      for (const c of internals()) if (c._closing !== true) c._armTimeout?.();
+      for (const c of internals()) if (c._closing !== true) retime(c);
     }
     for (const c of internals()) {
       const t = c.session ? tracked.get(c.session.id) : undefined;
@@ -483,6 +509,9 @@ export function createInbound(deps: InboundDeps): Inbound {
     server,
     get connections() {
       return counter.total;
+    },
+    get stressed() {
+      return stressed;
     },
     listen(port, host) {
       return new Promise((resolve, reject) => {

@@ -157,5 +157,32 @@ describe('slow and idle clients', () => {
     const started = Date.now();
     await waitFor(() => idle.every((c) => c.isClosed), { what: 'idle clients closed', timeoutMs: 5000 });
     expect(Date.now() - started).toBeLessThan(3000);
+    await waitFor(() => !h!.inbound.stressed, { what: 'stress over' });
+  });
+
+  it('when stress ends, a client idle since it began keeps the short timeout; one that sends a command gets the long one back', async () => {
+    // Before the fix, the end of stress re-armed every connection with --idle-timeout: the first idle clients
+    // closed under stress could end it, and the others, idle as long, were then kept for a minute (seen in CI).
+    h = await startInbound(MANIFESTS, {
+      maxConnections: 4,
+      maxConnectionsPerIp: 100,
+      idleTimeoutMs: 60_000,
+      stressTimeoutMs: 1500,
+      sweepIntervalMs: 50,
+    });
+    const idle = await connected(h.port);
+    const active = await connected(h.port);
+    const leaver = await connected(h.port);
+    await waitFor(() => h!.inbound.stressed, { what: 'under stress (3 of 4)' });
+    expect(code(await leaver.cmd('QUIT'))).toBe(221);
+    await waitFor(() => !h!.inbound.stressed, { what: 'stress over (2 of 4)' });
+    expect(code(await active.cmd('NOOP'))).toBe(250);
+    const activeAt = Date.now();
+    expect(await idle.reply(5000)).toMatch(/^421 /);
+    await waitFor(() => idle.isClosed, { what: 'the idle client closed' });
+    // the active client's timer is the long one again: still open well past the stress timeout
+    await waitFor(() => Date.now() - activeAt > 2500, { what: 'past the stress timeout', intervalMs: 100 });
+    expect(active.isClosed).toBe(false);
+    expect(code(await active.cmd('NOOP'))).toBe(250);
   });
 });
