@@ -486,6 +486,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     const { idleMs, commandMs } = timeoutsInForce(policy, nowStressed);
     if (nowStressed !== stressed) {
       stressed = nowStressed;
+      m.stress.set(stressed ? 1 : 0);
       (server.options as { socketTimeout?: number }).socketTimeout = safeDelay(idleMs);
       log.warn(
         { connections: counter.total, idleTimeoutMs: idleMs, commandTimeoutMs: commandMs },

@@ -21,6 +21,8 @@ export interface RelayMetrics {
   /** kind: failed|delayed (a DSN spooled; one with both kinds counts once in each), unroutable (owed, not sent) */
   dsnSent: Counter<'kind'>;
   connections: Gauge;
+  /** 1 while the inbound connection table is under stress (3/4 full: the shorter --stress-timeout), else 0. */
+  stress: Gauge;
   /** Entries in the spool's quarantine/ folder (bounded by age and count). */
   spoolQuarantined: Gauge;
   /** Files moved to quarantine/ since start. */
@@ -121,6 +123,12 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     connections: new Gauge({
       name: 'mailroute_smtp_connections',
       help: 'Open inbound SMTP connections',
+      registers,
+    }),
+    stress: new Gauge({
+      name: 'mailroute_smtp_stress',
+      help: '1 while 3/4 of --max-connections are in use and idle and command timeouts are --stress-timeout, else 0',
+      aggregator: 'max',
       registers,
     }),
     spoolQuarantined: new Gauge({

@@ -34,6 +34,12 @@ async function sendMail(port: number, subject: string): Promise<string> {
   }
 }
 
+/** mailroute_smtp_stress as /metrics serves it. */
+async function stressGauge(h: InboundHarness): Promise<number | undefined> {
+  const g = await h.metrics.stress.get();
+  return g.values[0]?.value;
+}
+
 describe('slow and idle clients', () => {
   let h: InboundHarness | undefined;
   const open: RawSmtp[] = [];
@@ -174,8 +180,10 @@ describe('slow and idle clients', () => {
     const active = await connected(h.port);
     const leaver = await connected(h.port);
     await waitFor(() => h!.inbound.stressed, { what: 'under stress (3 of 4)' });
+    expect(await stressGauge(h)).toBe(1);
     expect(code(await leaver.cmd('QUIT'))).toBe(221);
     await waitFor(() => !h!.inbound.stressed, { what: 'stress over (2 of 4)' });
+    expect(await stressGauge(h)).toBe(0);
     expect(code(await active.cmd('NOOP'))).toBe(250);
     const activeAt = Date.now();
     expect(await idle.reply(5000)).toMatch(/^421 /);
