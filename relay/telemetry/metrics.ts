@@ -44,11 +44,23 @@ export interface RelayMetrics {
    * recipient that is none): final legs; leg primary|copy, result delivered|suppressed, reason (suppressed copies)
    * rejected|expired|bounced.
    */
-  parityLegs: Counter<'policy' | 'test_recipient' | 'leg' | 'result' | 'reason'>;
+  parityLegs: Counter<ParityLegLabels>;
   /** Copy legs not final yet. */
   parityCopiesPending: Gauge<'policy' | 'test_recipient'>;
   /** Copy delivered minus its leg of record delivered (same message and recipient), seconds. */
   parityCopyLag: Histogram<'policy' | 'test_recipient'>;
+  /** Sets what fills parityLegs and parityCopiesPending when they are read (a scrape): the parity tracker's counts. */
+  setParitySource(source: ParitySource): void;
+}
+
+type ParityLegLabels = 'policy' | 'test_recipient' | 'leg' | 'result' | 'reason';
+
+/** Fills the parity metrics from counts kept elsewhere, at each read (relay/telemetry/parity.ts). */
+interface ParitySource {
+  /** Resets the counter and sets each label set's total. */
+  fillLegs(counter: Counter<ParityLegLabels>): void;
+  /** Resets the gauge and sets each label set's value. */
+  fillPending(gauge: Gauge<'policy' | 'test_recipient'>): void;
 }
 
 export function createRelayMetrics(registry: Registry = new Registry(), defaults = true): RelayMetrics {
@@ -56,6 +68,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
   // mailroute_nodejs_* (not mailroute_process_process_*).
   if (defaults) collectDefaultMetrics({ register: registry, prefix: 'mailroute_' });
   const registers = [registry];
+  let parity: ParitySource | undefined;
   return {
     registry,
     messagesAccepted: new Counter({
@@ -171,12 +184,18 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       help: 'Final legs per DeliveryPolicy and TestRecipient: leg primary|copy, result delivered|suppressed, reason of a suppressed copy (rejected, expired, bounced)',
       labelNames: ['policy', 'test_recipient', 'leg', 'result', 'reason'],
       registers,
+      collect() {
+        parity?.fillLegs(this);
+      },
     }),
     parityCopiesPending: new Gauge({
       name: 'mailroute_parity_copies_pending',
       help: 'Copy legs not final yet, per DeliveryPolicy and TestRecipient',
       labelNames: ['policy', 'test_recipient'],
       registers,
+      collect() {
+        parity?.fillPending(this);
+      },
     }),
     parityCopyLag: new Histogram({
       name: 'mailroute_parity_copy_lag_seconds',
@@ -191,5 +210,8 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       labelNames: ['use'],
       registers,
     }),
+    setParitySource(source) {
+      parity = source;
+    },
   };
 }

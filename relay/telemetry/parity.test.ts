@@ -26,10 +26,18 @@ function random(seed: number): () => number {
 
 const T0 = Date.parse('2026-12-05T10:00:00Z');
 
+/** mailroute_parity_legs_total of POLICY as "leg/result[/reason] value" lines, sorted. */
+async function legsMetric(metrics: ReturnType<typeof createRelayMetrics>): Promise<string[]> {
+  return (await metrics.parityLegs.get()).values
+    .filter((v) => v.labels.policy === POLICY)
+    .map((v) => [v.labels.leg, v.labels.result, v.labels.reason].filter(Boolean).join('/') + ` ${v.value}`)
+    .sort();
+}
+
 describe('parity tracker', () => {
   it.each([1, 3, 16, 17, 40, 200])(
     '%i recipients, legs delivered in a random order: counts and one lag per recipient as computed here',
-    (recipients) => {
+    async (recipients) => {
       const next = random(recipients);
       const metrics = createRelayMetrics(new Registry(), false);
       const tracker = createParityTracker(metrics);
@@ -62,6 +70,14 @@ describe('parity tracker', () => {
         pending: 0,
         lag: want,
       });
+      expect(await legsMetric(metrics)).toEqual([
+        `copy/delivered ${recipients}`,
+        `primary/delivered ${recipients}`,
+      ]);
+      const lag = (await metrics.parityCopyLag.get()).values.find(
+        (v) => v.metricName === 'mailroute_parity_copy_lag_seconds_count',
+      );
+      expect(lag?.value).toBe(recipients);
     },
   );
 
@@ -115,9 +131,64 @@ describe('parity tracker', () => {
       suppressed: { bounced: 1, rejected: 1, expired: 1 },
       pending: 17,
     });
+    expect(await legsMetric(metrics)).toEqual([
+      'copy/suppressed/bounced 1',
+      'copy/suppressed/expired 1',
+      'copy/suppressed/rejected 1',
+    ]);
     tracker.forget('m3');
     expect(tracker.report().policies[POLICY]?.pending).toBe(0);
     const pending = (await metrics.parityCopiesPending.get()).values.find((v) => v.labels.policy === POLICY);
     expect(pending?.value).toBe(0);
+  });
+
+  it('two TestRecipients under one policy and one under another: the report sums per policy and per TestRecipient, the metrics are per pair', async () => {
+    const metrics = createRelayMetrics(new Registry(), false);
+    const tracker = createParityTracker(metrics);
+    const OTHER = 'other/policy';
+    const messages: [string, LegState[]][] = [
+      ['a', dualLegStates(2, POLICY, 'default/alice')],
+      ['b', dualLegStates(3, POLICY, 'default/bob')],
+      ['c', dualLegStates(1, OTHER, 'default/alice')],
+      ['d', dualLegStates(4, POLICY)],
+    ];
+    for (const [id, legs] of messages) {
+      tracker.accepted(
+        id,
+        legs.map((l) => l.leg),
+      );
+      // every leg of record delivered, copies left open
+      legs.forEach((l, i) => {
+        if (l.leg.role !== 'primary') return;
+        legs[i] = { ...l, state: 'delivered', lastAttemptAt: new Date(T0).toISOString() };
+        tracker.settled(id, i, [...legs]);
+      });
+    }
+    const report = tracker.report();
+    expect(report.policies[POLICY]).toMatchObject({ primary: 9, copies: 0, pending: 9 });
+    expect(report.policies[OTHER]).toMatchObject({ primary: 1, pending: 1 });
+    expect(report.testRecipients['default/alice']).toMatchObject({ primary: 3, pending: 3 });
+    expect(report.testRecipients['default/bob']).toMatchObject({ primary: 3, pending: 3 });
+    expect(Object.keys(report.testRecipients).sort()).toEqual(['default/alice', 'default/bob']);
+    const series = (await metrics.parityLegs.get()).values
+      .map((v) => `${v.labels.policy} ${v.labels.test_recipient} ${v.labels.leg} ${v.value}`)
+      .sort();
+    expect(series).toEqual([
+      `${POLICY}  primary 4`,
+      `${POLICY} default/alice primary 2`,
+      `${POLICY} default/bob primary 3`,
+      `${OTHER} default/alice primary 1`,
+    ]);
+    const pending = (await metrics.parityCopiesPending.get()).values
+      .map((v) => `${v.labels.policy} ${v.labels.test_recipient} ${v.value}`)
+      .sort();
+    expect(pending).toEqual([
+      `${POLICY}  4`,
+      `${POLICY} default/alice 2`,
+      `${POLICY} default/bob 3`,
+      `${OTHER} default/alice 1`,
+    ]);
+    // read twice: the same values (a scrape fills them, it does not add)
+    expect((await metrics.parityLegs.get()).values.map((v) => v.value).sort()).toEqual([1, 2, 3, 4]);
   });
 });

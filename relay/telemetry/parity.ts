@@ -35,23 +35,34 @@ type Labels = { policy: string; test_recipient: string };
 /** Messages with at most this many legs find a delivered leg's pair by a scan (deliveredPair). */
 const SCAN_LEGS = 32;
 
-/** One label set (a policy, and a TestRecipient or none): its labels and the counts it adds to, made once. */
+/**
+ * One label set (a policy, and a TestRecipient or none) and its counts: the one place the counts are kept. The
+ * report sums them per policy and per TestRecipient; mailroute_parity_legs_total and mailroute_parity_copies_pending
+ * are filled from them when scraped, so a leg costs no metric update (the copy lag's histogram needs each value).
+ */
 interface Bucket {
   labels: Labels;
-  /** The policy's counts, and the TestRecipient's when there is one. */
-  counts: ParityCounts[];
-  /** The labels of mailroute_parity_legs_total for a delivered leg of each role. */
+  counts: ParityCounts;
+  /** The labels of mailroute_parity_legs_total for a delivered leg of each role, made once. */
   delivered: {
     primary: Labels & { leg: string; result: string };
     copy: Labels & { leg: string; result: string };
   };
 }
 
+/** Adds `from` into `into`. */
+function addCounts(into: ParityCounts, from: ParityCounts): void {
+  into.primary += from.primary;
+  into.copies += from.copies;
+  into.pending += from.pending;
+  for (const [reason, n] of Object.entries(from.suppressed) as [SuppressReason, number][])
+    into.suppressed[reason] = (into.suppressed[reason] ?? 0) + n;
+  from.lag.forEach((n, i) => (into.lag[i] = (into.lag[i] ?? 0) + n));
+}
+
 export function createParityTracker(
-  metrics: Pick<RelayMetrics, 'parityLegs' | 'parityCopiesPending' | 'parityCopyLag'>,
+  metrics: Pick<RelayMetrics, 'parityCopyLag' | 'setParitySource'>,
 ): ParityTracker {
-  const policies = new Map<string, ParityCounts>();
-  const testRecipients = new Map<string, ParityCounts>();
   /** policy + NUL + TestRecipient ('' for none) -> its bucket. */
   const buckets = new Map<string, Bucket>();
   /** Open copy legs: message id -> leg index -> bucket. */
@@ -64,6 +75,23 @@ export function createParityTracker(
    */
   const byRecipient = new Map<string, Map<string, number[]>>();
 
+  metrics.setParitySource({
+    fillLegs(counter) {
+      counter.reset();
+      for (const b of buckets.values()) {
+        const c = b.counts;
+        if (c.primary > 0) counter.inc(b.delivered.primary, c.primary);
+        if (c.copies > 0) counter.inc(b.delivered.copy, c.copies);
+        for (const [reason, n] of Object.entries(c.suppressed))
+          counter.inc({ ...b.labels, leg: 'copy', result: 'suppressed', reason }, n);
+      }
+    },
+    fillPending(gauge) {
+      gauge.reset();
+      for (const b of buckets.values()) gauge.set(b.labels, b.counts.pending);
+    },
+  });
+
   const bucketOf = (leg: Leg): Bucket | undefined => {
     if (leg.policy === undefined) return undefined;
     const testRecipient = leg.testRecipient ?? '';
@@ -71,18 +99,9 @@ export function createParityTracker(
     let b = buckets.get(key);
     if (b !== undefined) return b;
     const labels: Labels = { policy: leg.policy, test_recipient: testRecipient };
-    const counts: ParityCounts[] = [];
-    let p = policies.get(labels.policy);
-    if (p === undefined) policies.set(labels.policy, (p = emptyCounts()));
-    counts.push(p);
-    if (testRecipient !== '') {
-      let t = testRecipients.get(testRecipient);
-      if (t === undefined) testRecipients.set(testRecipient, (t = emptyCounts()));
-      counts.push(t);
-    }
     b = {
       labels,
-      counts,
+      counts: emptyCounts(),
       delivered: {
         primary: { ...labels, leg: 'primary', result: 'delivered' },
         copy: { ...labels, leg: 'copy', result: 'delivered' },
@@ -91,10 +110,6 @@ export function createParityTracker(
     buckets.set(key, b);
     return b;
   };
-  const pendingGauge = (b: Bucket, delta: number): void => {
-    metrics.parityCopiesPending.inc(b.labels, delta);
-    for (const c of b.counts) c.pending += delta;
-  };
   const openCopy = (id: string, index: number, leg: Leg): void => {
     const b = leg.role === 'copy' ? bucketOf(leg) : undefined;
     if (b === undefined) return;
@@ -102,7 +117,7 @@ export function createParityTracker(
     if (legs === undefined) open.set(id, (legs = new Map<number, Bucket>()));
     if (legs.has(index)) return;
     legs.set(index, b);
-    pendingGauge(b, 1);
+    b.counts.pending++;
   };
   const closeCopy = (id: string, index: number): void => {
     const legs = open.get(id);
@@ -110,7 +125,7 @@ export function createParityTracker(
     if (legs === undefined || b === undefined) return;
     legs.delete(index);
     if (legs.size === 0) open.delete(id);
-    pendingGauge(b, -1);
+    b.counts.pending--;
   };
   /** The first other leg of `recipient` in `legs` (spool order) with the other role, delivered. */
   const deliveredPair = (
@@ -162,11 +177,8 @@ export function createParityTracker(
       if (b === undefined) return;
       if (l.state === 'delivered') {
         const role = l.leg.role;
-        metrics.parityLegs.inc(role === 'primary' ? b.delivered.primary : b.delivered.copy);
-        for (const c of b.counts) {
-          if (role === 'primary') c.primary++;
-          else c.copies++;
-        }
+        if (role === 'primary') b.counts.primary++;
+        else b.counts.copies++;
         // The lag, once both legs of the pair are delivered: copy time minus record time (0 when the copy was first).
         let seen = lagged.get(id);
         if (l.lastAttemptAt === undefined || seen?.has(l.recipient) === true) return;
@@ -179,15 +191,14 @@ export function createParityTracker(
           const seconds = Math.max(0, (Date.parse(copyAt) - Date.parse(recordAt)) / 1000);
           metrics.parityCopyLag.observe(b.labels, seconds);
           const bucket = lagBucket(seconds);
-          for (const c of b.counts) c.lag[bucket] = (c.lag[bucket] ?? 0) + 1;
+          b.counts.lag[bucket] = (b.counts.lag[bucket] ?? 0) + 1;
         }
         return;
       }
       if (l.leg.role !== 'copy') return;
       const reason: SuppressReason =
         l.state === 'failed' ? 'bounced' : (l.lastReply ?? '').startsWith('expired') ? 'expired' : 'rejected';
-      metrics.parityLegs.inc({ ...b.labels, leg: 'copy', result: 'suppressed', reason });
-      for (const c of b.counts) c.suppressed[reason] = (c.suppressed[reason] ?? 0) + 1;
+      b.counts.suppressed[reason] = (b.counts.suppressed[reason] ?? 0) + 1;
     },
     forget(id) {
       for (const index of [...(open.get(id)?.keys() ?? [])]) closeCopy(id, index);
@@ -195,11 +206,14 @@ export function createParityTracker(
       byRecipient.delete(id);
     },
     report() {
-      const copy = (m: Map<string, ParityCounts>) =>
-        Object.fromEntries(
-          [...m].map(([k, c]) => [k, { ...c, suppressed: { ...c.suppressed }, lag: [...c.lag] }]),
-        );
-      return { policies: copy(policies), testRecipients: copy(testRecipients), dropped: 0 };
+      const policies: Record<string, ParityCounts> = {};
+      const testRecipients: Record<string, ParityCounts> = {};
+      for (const b of buckets.values()) {
+        addCounts((policies[b.labels.policy] ??= emptyCounts()), b.counts);
+        if (b.labels.test_recipient !== '')
+          addCounts((testRecipients[b.labels.test_recipient] ??= emptyCounts()), b.counts);
+      }
+      return { policies, testRecipients, dropped: 0 };
     },
   };
 }
