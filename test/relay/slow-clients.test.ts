@@ -1,6 +1,7 @@
 // Slowloris over real sockets against the real inbound server and spool. Before the fix the idle timer
 // restarted on every byte, so a client trickling one byte at a time held its slot forever, and a table full of such
 // clients answered everyone else "421 Too many connected clients".
+import type { Socket } from 'node:net';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/wait.ts';
@@ -34,11 +35,26 @@ async function sendMail(port: number, subject: string): Promise<string> {
   }
 }
 
-/** mailroute_smtp_stress as /metrics serves it. */
+/** The value of the mailroute_smtp_stress gauge. */
 async function stressGauge(h: InboundHarness): Promise<number | undefined> {
   const g = await h.metrics.stress.get();
   return g.values[0]?.value;
 }
+
+/** A table of 4 (under stress from 3 connections), a one-minute idle timeout, and the given stress timeout. */
+const stressTable = (stressTimeoutMs: number, sweepIntervalMs: number) => ({
+  maxConnections: 4,
+  maxConnectionsPerIp: 100,
+  idleTimeoutMs: 60_000,
+  stressTimeoutMs,
+  sweepIntervalMs,
+});
+
+/** The server side of each open connection: the socket the idle timer runs on (smtp-server internals). */
+const serverSockets = (h: InboundHarness): { listenerCount(event: string): number }[] =>
+  [...(h.inbound.server as unknown as { connections: Set<{ _socket: Socket }> }).connections].map(
+    (c) => c._socket,
+  );
 
 describe('slow and idle clients', () => {
   let h: InboundHarness | undefined;
@@ -151,13 +167,7 @@ describe('slow and idle clients', () => {
   });
 
   it('under stress (3/4 of the table in use) idle clients get the short --stress-timeout', async () => {
-    h = await startInbound(MANIFESTS, {
-      maxConnections: 4,
-      maxConnectionsPerIp: 100,
-      idleTimeoutMs: 60_000,
-      stressTimeoutMs: 1000,
-      sweepIntervalMs: 100,
-    });
+    h = await startInbound(MANIFESTS, stressTable(1000, 100));
     const idle: RawSmtp[] = [];
     for (let i = 0; i < 3; i++) idle.push(await connected(h.port));
     const started = Date.now();
@@ -169,13 +179,7 @@ describe('slow and idle clients', () => {
   it('when stress ends, a client idle since it began keeps the short timeout; one that sends a command gets the long one back', async () => {
     // Before the fix, the end of stress re-armed every connection with --idle-timeout: the first idle clients
     // closed under stress could end it, and the others, idle as long, were then kept for a minute (seen in CI).
-    h = await startInbound(MANIFESTS, {
-      maxConnections: 4,
-      maxConnectionsPerIp: 100,
-      idleTimeoutMs: 60_000,
-      stressTimeoutMs: 1500,
-      sweepIntervalMs: 50,
-    });
+    h = await startInbound(MANIFESTS, stressTable(1500, 50));
     const idle = await connected(h.port);
     const active = await connected(h.port);
     const leaver = await connected(h.port);
@@ -192,5 +196,26 @@ describe('slow and idle clients', () => {
     await waitFor(() => Date.now() - activeAt > 2500, { what: 'past the stress timeout', intervalMs: 100 });
     expect(active.isClosed).toBe(false);
     expect(code(await active.cmd('NOOP'))).toBe(250);
+  });
+
+  it('a client flapping the table in and out of stress adds no timer listeners to the others; they still close once, at the stress timeout', async () => {
+    // Before the fix, each flip re-armed every connection through smtp-server's _armTimeout(), which adds a
+    // 'timeout' listener per call: after a few flips an idle connection had several, and all of them ran at once.
+    h = await startInbound(MANIFESTS, stressTable(1500, 50));
+    const idle = [await connected(h.port), await connected(h.port)];
+    const dataListeners = serverSockets(h).map((s) => s.listenerCount('data'));
+    for (let i = 0; i < 3; i++) {
+      const flapper = await connected(h.port);
+      await waitFor(() => h!.inbound.stressed, { what: `under stress (flip ${i + 1})` });
+      expect(code(await flapper.cmd('QUIT'))).toBe(221);
+      await waitFor(() => !h!.inbound.stressed, { what: `stress over (flip ${i + 1})` });
+    }
+    const sockets = serverSockets(h);
+    expect(sockets).toHaveLength(2);
+    expect(sockets.map((s) => s.listenerCount('timeout'))).toEqual([1, 1]);
+    // at most one listener waiting for the client's next bytes, however many flips there were
+    expect(sockets.map((s) => s.listenerCount('data'))).toEqual(dataListeners.map((n) => n + 1));
+    for (const c of idle) expect(await c.reply(5000)).toMatch(/^421 /);
+    await waitFor(() => idle.every((c) => c.isClosed), { what: 'the idle clients closed' });
   });
 });
