@@ -355,11 +355,65 @@ describe('spool: durability of results (power cuts)', () => {
     const first = await openSpool({ dir, logger });
     const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
+    // the mark comes a second or two after the 250 (marks.ts), at the latest when the spool closes
+    await first.close();
     const path = join(dir, 'queue', `${r.id}.msg`);
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
     await truncate(path, 10);
     const again = await openSpool({ dir, logger });
     await expect(again.load(r.id)).resolves.toMatchObject({ ok: false, reason: 'corrupt' });
     expect((await quarantined()).some((n) => n.startsWith(`${r.id}.msg.`))).toBe(true);
+  });
+
+  it('a message removed before its mark is closed without one; one still queued is marked a period or two later', async () => {
+    const events: string[] = [];
+    const fs = spoolFsWith((p, _flags, fh) => {
+      const id = p.slice(p.lastIndexOf('/') + 1, p.lastIndexOf('.'));
+      return {
+        async chmod(m: number) {
+          await fh.chmod(m);
+          events.push(`chmod ${id} ${m.toString(8)}`);
+        },
+        async close() {
+          await fh.close();
+          events.push(`close ${id}`);
+        },
+      };
+    });
+    const spool = await openSpool({ dir, logger, fs });
+    const removed = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+    const kept = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+    if (!removed.ok) throw removed.error;
+    if (!kept.ok) throw kept.error;
+    expect(await spool.remove(removed.id)).toBe(true);
+    await waitFor(() => events.includes(`close ${removed.id}`), {
+      timeoutMs: 5000,
+      what: 'the removed file closed',
+    });
+    await waitFor(() => events.includes(`chmod ${kept.id} 600`), {
+      timeoutMs: 5000,
+      what: 'the kept file marked',
+    });
+    await waitFor(() => events.includes(`close ${kept.id}`), {
+      timeoutMs: 5000,
+      what: 'the kept file closed',
+    });
+    expect(events.filter((e) => e.startsWith(`chmod ${removed.id}`))).toEqual([]);
+    expect(events.indexOf(`chmod ${kept.id} 600`)).toBeLessThan(events.indexOf(`close ${kept.id}`));
+    expect((await stat(join(dir, 'queue', `${kept.id}.msg`))).mode & 0o777).toBe(0o600);
+    await spool.close();
+  });
+
+  it('close() marks and closes every message file still waiting for its mark', async () => {
+    const spool = await openSpool({ dir, logger });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+      if (!r.ok) throw r.error;
+      ids.push(r.id);
+    }
+    await spool.close();
+    for (const id of ids) expect((await stat(join(dir, 'queue', `${id}.msg`))).mode & 0o777).toBe(0o600);
   });
 
   it('update writes a temp file, fsyncs it, renames it, and fsyncs the directory before it resolves', async () => {

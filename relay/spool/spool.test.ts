@@ -372,6 +372,8 @@ describe('spool', () => {
     const first = await openSpool({ dir, logger });
     const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
+    // complete: marked (mode 0600), which the spool does a second or two after the 250, or when it closes
+    await first.close();
     const path = join(dir, 'queue', `${r.id}.msg`);
     await writeFile(path, damage(await readFile(path)));
     const spool = await openSpool({ dir, logger });

@@ -19,13 +19,14 @@
 // A message exists once its .msg exists with a valid footer. accept() creates <id>.msg under its final name in mode
 // 0700 and at once starts a (group-committed) directory fsync for the new entry, which runs while the body arrives;
 // at the end of DATA it writes the state and footer, fsyncs the file and waits for that directory fsync; only then
-// does it resolve { ok: true }: one file fsync between the end of DATA and the 250, as in Postfix's cleanup. Then it
-// sets mode 0600. After a crash, a message file with a valid footer is complete (delivered, even if its 250 never
-// reached the client: at-least-once); one without a footer in mode 0700 was cut short before its fsync, never
-// acknowledged, and is removed; one without a footer in any other mode was damaged after it was complete and is
-// quarantined. Until accept() is done the id is neither listed nor loaded. Directory fsyncs are shared by
-// concurrent accepts, state updates and removals (group commit). State updates are written to a temp file, fsynced
-// and renamed (update()), so a power cut repeats only the attempts whose results were in flight.
+// does it resolve { ok: true }: one file fsync between the end of DATA and the 250, as in Postfix's cleanup. Mode
+// 0600 follows a second or two later, unless the message was removed first (marks.ts). After a crash, a message file
+// with a valid footer is complete (delivered, even if its 250 never reached the client: at-least-once); one without a
+// footer in mode 0700 was cut short before its fsync, never acknowledged, and is removed; one without a footer in any
+// other mode was damaged after it was complete and is quarantined. Until accept() is done the id is neither listed
+// nor loaded. Directory fsyncs are shared by concurrent accepts, state updates and removals (group commit). State
+// updates are written to a temp file, fsynced and renamed (update()), so a power cut repeats only the attempts whose
+// results were in flight.
 import { constants as fsConstants } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join, sep } from 'node:path';
@@ -54,6 +55,7 @@ import type {
   SpoolState,
 } from './types.ts';
 import { GroupSync } from './group-sync.ts';
+import { CompletionMarks } from './marks.ts';
 import { markWireReady } from './wire-ready.ts';
 
 /** The part of a file handle the spool uses (node:fs/promises FileHandle fits). */
@@ -203,6 +205,10 @@ const BODY_CACHE_TOTAL = 8 * 1024 * 1024;
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
 /** The mode of a message file while accept() writes it, and once it is complete (set after its fsync). */
 const MODE_WRITING = 0o700;
+/** A message file is marked complete one to two of these after its 250, unless it was removed first (marks.ts). */
+const MARK_PERIOD_MS = 1000;
+/** Message files held open for their mark at most; beyond it a file is marked at once. */
+const MARKS_HELD_MAX = 512;
 /** A new message file, as 'wx': created, never opened if anything exists at its path (a symlink included). */
 const CREATE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
 /** The same, each write durable (data and size) when it returns: for a message written in one write. */
@@ -329,6 +335,13 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   };
   const dirSync = new GroupSync(syncDir);
+  // Mode 0600 is set a second or two after the 250, or never when the message is removed first (marks.ts).
+  const marks = new CompletionMarks({
+    mode: MODE_COMPLETE,
+    periodMs: MARK_PERIOD_MS,
+    maxHeld: MARKS_HELD_MAX,
+    onMarkError: (err, id) => log.warn({ err, queueId: id }, 'spool: could not mark a message file complete'),
+  });
 
   const unlinkQuiet = async (p: string): Promise<void> => {
     try {
@@ -536,6 +549,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   const removeFiles = async (id: string): Promise<boolean> => {
     fresh.delete(id);
     forgetBody(id);
+    // still open for its mark: closed without it (a file removed needs none)
+    marks.release(id);
     let existed = true;
     try {
       await fs.unlink(msgPath(id));
@@ -724,6 +739,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
     async close(): Promise<void> {
       closed = true;
+      await marks.flush();
       // A directory fsync in progress ends first: its accepts, updates and removals still learn how it went.
       await dirSync.settled();
       await dropDirHandle();
@@ -874,19 +890,18 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           // one O_DSYNC write was durable when it returned; a body written in pieces is fsynced now
           if (bulk) await bulk.sync();
           fh = undefined;
+          const entryError = await entryDurable;
+          if (entryError) {
+            void handle.close().catch(() => undefined);
+            throw entryError;
+          }
+          committed = true;
           // Data, state and footer are durable. Mode 0600 then marks the file complete, so that after a crash a file
           // without a valid footer tells apart an accept cut short (still 0700: never acknowledged, removed) from a
-          // complete file damaged later (0600: quarantined). Neither it nor the close is needed for the 250: a
-          // complete file still in 0700 is delivered (its footer decides), so they finish after it.
-          void handle
-            .chmod(MODE_COMPLETE)
-            .catch((err: unknown) =>
-              log.warn({ err, queueId: id }, 'spool: could not mark a message file complete'),
-            )
-            .finally(() => handle.close().catch(() => undefined));
-          const entryError = await entryDurable;
-          if (entryError) throw entryError;
-          committed = true;
+          // complete file damaged later (0600: quarantined). Neither the mark nor the close is needed for the 250: a
+          // complete file still in 0700 is delivered (its footer decides). The marks set it a second or two later,
+          // or only close the file when the message is removed first (marks.ts).
+          marks.hold(id, handle);
           remember(id, state);
           if (small) {
             const copy = ownCopy(small, size);
