@@ -416,6 +416,29 @@ describe('spool: durability of results (power cuts)', () => {
     for (const id of ids) expect((await stat(join(dir, 'queue', `${id}.msg`))).mode & 0o777).toBe(0o600);
   });
 
+  it('a flood of messages nobody removes holds at most 512 files open for their mark (the rest are marked at once)', async () => {
+    const openFiles = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+    const spool = await openSpool({ dir, logger });
+    const before = await openFiles();
+    const ids: string[] = [];
+    let most = 0;
+    for (let i = 0; i < 700; i++) {
+      const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+      if (!r.ok) throw r.error;
+      ids.push(r.id);
+      if (i % 50 === 49) most = Math.max(most, (await openFiles()) - before);
+    }
+    // 512 held, plus the queue directory's handle and the files beyond the cap being marked: never the 700
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(512 + 32);
+    await spool.close();
+    expect((await openFiles()) - before).toBeLessThanOrEqual(1);
+    const modes = await Promise.all(
+      ids.map(async (id) => (await stat(join(dir, 'queue', `${id}.msg`))).mode & 0o777),
+    );
+    expect(modes.filter((m) => m !== 0o600)).toEqual([]);
+  });
+
   it('update writes a temp file, fsyncs it, renames it, and fsyncs the directory before it resolves', async () => {
     const events: string[] = [];
     const fs = spoolFsWith(
