@@ -404,6 +404,28 @@ describe('spool: durability of results (power cuts)', () => {
     await spool.close();
   });
 
+  it('a message whose state is rewritten (it stays queued) is marked then, not at the sweep', async () => {
+    const events: string[] = [];
+    const fs = spoolFsWith((p, _flags, fh) => {
+      const id = p.slice(p.lastIndexOf('/') + 1, p.indexOf('.', p.lastIndexOf('/')));
+      return {
+        async chmod(m: number) {
+          await fh.chmod(m);
+          events.push(`chmod ${id} ${m.toString(8)}`);
+        },
+      };
+    });
+    // a sweep that never comes within the test: only the rewrite can mark the file
+    const spool = await openSpool({ dir, logger, fs, markPeriodMs: 3_600_000 });
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    expect(events).toEqual([]);
+    await spool.update(r.id, (s) => ({ ...s }));
+    await waitFor(() => events.includes(`chmod ${r.id} 600`), { timeoutMs: 5000, what: 'the mark' });
+    expect((await stat(join(dir, 'queue', `${r.id}.msg`))).mode & 0o777).toBe(0o600);
+    await spool.close();
+  });
+
   it('close() marks and closes every message file still waiting for its mark', async () => {
     const spool = await openSpool({ dir, logger });
     const ids: string[] = [];

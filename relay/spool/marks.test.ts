@@ -49,6 +49,22 @@ describe('CompletionMarks', () => {
     await marks.flush();
   });
 
+  it('markNow() marks and closes a file still held at once, and does nothing for one that is not', async () => {
+    const log: string[] = [];
+    const marks = manual(log);
+    marks.hold('a', handle('a', log));
+    marks.markNow('a');
+    marks.markNow('b');
+    await settle();
+    expect(log).toEqual(['chmod a 600', 'close a']);
+    expect(marks.held).toBe(0);
+    // removed afterwards: nothing is held any more, nothing happens
+    marks.release('a');
+    await settle();
+    expect(log).toHaveLength(2);
+    await marks.flush();
+  });
+
   it('holds at most maxHeld files: one more is marked at once', async () => {
     const log: string[] = [];
     const marks = manual(log, 2);

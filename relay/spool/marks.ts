@@ -1,8 +1,9 @@
 // The mark that a message file is complete (its mode, spool.ts), set late or not at all.
 //
 // Most messages are delivered and removed within milliseconds of their 250, and a file that is removed needs no
-// mark. So accept() hands the open file over here once its data is durable, and the file is marked (fchmod) and
-// closed by a sweep one to two periods later; a message removed before that is only closed. That is one thread-pool
+// mark. So accept() hands the open file over here once its data is durable. A message removed is only closed; one
+// whose state is rewritten (a leg deferred: it stays queued) is marked and closed then, as results come in; the rest
+// are marked and closed by a sweep one to two periods later, so that the sweep rarely finds many files at once. That is one thread-pool
 // call fewer for every message delivered at once (each call wakes a pool thread: docs/perf.md).
 //
 // The mark is needed neither for the 250 nor for delivery: after a crash a complete file still in its writing mode
@@ -72,6 +73,15 @@ export class CompletionMarks {
     this.newer.delete(id);
     this.older.delete(id);
     this.track(fh.close().catch(() => undefined));
+  }
+
+  /** The message stays queued (its state was just rewritten): its file, if still held, is marked and closed now. */
+  markNow(id: string): void {
+    const fh = this.newer.get(id) ?? this.older.get(id);
+    if (fh === undefined) return;
+    this.newer.delete(id);
+    this.older.delete(id);
+    this.mark(id, fh);
   }
 
   /** Marks the files held since before the last sweep (the timer calls it every period). */

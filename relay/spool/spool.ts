@@ -184,6 +184,8 @@ export interface OpenSpoolOptions {
   quarantineMaxFiles?: number;
   /** A spool fs call in progress for longer than this makes stalled() report it. Default 60 s. */
   stallMs?: number;
+  /** A message file not removed or rewritten is marked complete one to two of these after its 250. Default 1 s. */
+  markPeriodMs?: number;
 }
 
 const ID_RE = /^[0-9a-z]{16}$/;
@@ -338,7 +340,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // Mode 0600 is set a second or two after the 250, or never when the message is removed first (marks.ts).
   const marks = new CompletionMarks({
     mode: MODE_COMPLETE,
-    periodMs: MARK_PERIOD_MS,
+    periodMs: opts.markPeriodMs ?? MARK_PERIOD_MS,
     maxHeld: MARKS_HELD_MAX,
     onMarkError: (err, id) => log.warn({ err, queueId: id }, 'spool: could not mark a message file complete'),
   });
@@ -987,6 +989,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           // new one, never an empty file, and a result recorded here is not repeated after one. Concurrent updates
           // (the engine records the results of many messages at once) fsync their files in parallel, which the
           // file system commits together, and share one directory fsync with accepts and removals (group commit).
+          // it stays queued: its message file gets its mark now rather than at the next sweep (marks.ts)
+          marks.markNow(id);
           await writeFileDurably(tmp, Buffer.from(JSON.stringify(next)));
           await fs.rename(tmp, statePath(id));
           stateFiles.add(id);
