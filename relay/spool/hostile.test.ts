@@ -33,6 +33,30 @@ const logger = pino({ level: 'silent' });
 const MESSAGE = 'Subject: hi\r\n\r\nbody\r\n';
 const run = promisify(execFile);
 
+/** A spool fs that records each message file's mode changes and closes as "chmod ID MODE" and "close ID". */
+function markEvents(): { events: string[]; fs: SpoolFs } {
+  const events: string[] = [];
+  const fs = spoolFsWith((p, _flags, fh) => {
+    const name = p.slice(p.lastIndexOf('/') + 1);
+    const id = name.slice(0, name.indexOf('.'));
+    return {
+      async chmod(m: number) {
+        await fh.chmod(m);
+        events.push(`chmod ${id} ${m.toString(8)}`);
+      },
+      async close() {
+        await fh.close();
+        events.push(`close ${id}`);
+      },
+    };
+  });
+  return { events, fs };
+}
+
+/** The permission bits of a queued message file. */
+const modeOf = async (dir: string, id: string): Promise<number> =>
+  (await stat(join(dir, 'queue', `${id}.msg`))).mode & 0o777;
+
 let dir: string;
 const fifos: string[] = [];
 beforeEach(async () => {
@@ -366,55 +390,23 @@ describe('spool: durability of results (power cuts)', () => {
   });
 
   it('a message removed before its mark is closed without one; one still queued is marked a period or two later', async () => {
-    const events: string[] = [];
-    const fs = spoolFsWith((p, _flags, fh) => {
-      const id = p.slice(p.lastIndexOf('/') + 1, p.lastIndexOf('.'));
-      return {
-        async chmod(m: number) {
-          await fh.chmod(m);
-          events.push(`chmod ${id} ${m.toString(8)}`);
-        },
-        async close() {
-          await fh.close();
-          events.push(`close ${id}`);
-        },
-      };
-    });
-    const spool = await openSpool({ dir, logger, fs });
+    const { events, fs } = markEvents();
+    const spool = await openSpool({ dir, logger, fs, markPeriodMs: 500 });
     const removed = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     const kept = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!removed.ok) throw removed.error;
     if (!kept.ok) throw kept.error;
     expect(await spool.remove(removed.id)).toBe(true);
-    await waitFor(() => events.includes(`close ${removed.id}`), {
-      timeoutMs: 5000,
-      what: 'the removed file closed',
-    });
-    await waitFor(() => events.includes(`chmod ${kept.id} 600`), {
-      timeoutMs: 5000,
-      what: 'the kept file marked',
-    });
-    await waitFor(() => events.includes(`close ${kept.id}`), {
-      timeoutMs: 5000,
-      what: 'the kept file closed',
-    });
+    for (const e of [`close ${removed.id}`, `chmod ${kept.id} 600`, `close ${kept.id}`])
+      await waitFor(() => events.includes(e), { timeoutMs: 5000, what: e });
     expect(events.filter((e) => e.startsWith(`chmod ${removed.id}`))).toEqual([]);
     expect(events.indexOf(`chmod ${kept.id} 600`)).toBeLessThan(events.indexOf(`close ${kept.id}`));
-    expect((await stat(join(dir, 'queue', `${kept.id}.msg`))).mode & 0o777).toBe(0o600);
+    expect(await modeOf(dir, kept.id)).toBe(0o600);
     await spool.close();
   });
 
   it('a message whose state is rewritten (it stays queued) is marked then, not at the sweep', async () => {
-    const events: string[] = [];
-    const fs = spoolFsWith((p, _flags, fh) => {
-      const id = p.slice(p.lastIndexOf('/') + 1, p.indexOf('.', p.lastIndexOf('/')));
-      return {
-        async chmod(m: number) {
-          await fh.chmod(m);
-          events.push(`chmod ${id} ${m.toString(8)}`);
-        },
-      };
-    });
+    const { events, fs } = markEvents();
     // a sweep that never comes within the test: only the rewrite can mark the file
     const spool = await openSpool({ dir, logger, fs, markPeriodMs: 3_600_000 });
     const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
@@ -422,7 +414,7 @@ describe('spool: durability of results (power cuts)', () => {
     expect(events).toEqual([]);
     await spool.update(r.id, (s) => ({ ...s }));
     await waitFor(() => events.includes(`chmod ${r.id} 600`), { timeoutMs: 5000, what: 'the mark' });
-    expect((await stat(join(dir, 'queue', `${r.id}.msg`))).mode & 0o777).toBe(0o600);
+    expect(await modeOf(dir, r.id)).toBe(0o600);
     await spool.close();
   });
 
@@ -435,7 +427,7 @@ describe('spool: durability of results (power cuts)', () => {
       ids.push(r.id);
     }
     await spool.close();
-    for (const id of ids) expect((await stat(join(dir, 'queue', `${id}.msg`))).mode & 0o777).toBe(0o600);
+    for (const id of ids) expect(await modeOf(dir, id)).toBe(0o600);
   });
 
   it('a flood of messages nobody removes holds at most 512 files open for their mark (the rest are marked at once)', async () => {
@@ -455,9 +447,7 @@ describe('spool: durability of results (power cuts)', () => {
     expect(most).toBeLessThanOrEqual(512 + 32);
     await spool.close();
     expect((await openFiles()) - before).toBeLessThanOrEqual(1);
-    const modes = await Promise.all(
-      ids.map(async (id) => (await stat(join(dir, 'queue', `${id}.msg`))).mode & 0o777),
-    );
+    const modes = await Promise.all(ids.map((id) => modeOf(dir, id)));
     expect(modes.filter((m) => m !== 0o600)).toEqual([]);
   });
 

@@ -68,20 +68,14 @@ export class CompletionMarks {
 
   /** The message is being removed: its file, if still held, is closed without a mark. */
   release(id: string): void {
-    const fh = this.newer.get(id) ?? this.older.get(id);
-    if (fh === undefined) return;
-    this.newer.delete(id);
-    this.older.delete(id);
-    this.track(fh.close().catch(() => undefined));
+    const fh = this.take(id);
+    if (fh !== undefined) this.track(fh.close().catch(() => undefined));
   }
 
   /** The message stays queued (its state was just rewritten): its file, if still held, is marked and closed now. */
   markNow(id: string): void {
-    const fh = this.newer.get(id) ?? this.older.get(id);
-    if (fh === undefined) return;
-    this.newer.delete(id);
-    this.older.delete(id);
-    this.mark(id, fh);
+    const fh = this.take(id);
+    if (fh !== undefined) this.mark(id, fh);
   }
 
   /** Marks the files held since before the last sweep (the timer calls it every period). */
@@ -101,6 +95,14 @@ export class CompletionMarks {
     this.newer = new Map();
     for (const [id, fh] of all) this.mark(id, fh);
     await Promise.all([...this.running]);
+  }
+
+  /** The file held for `id`, no longer held. */
+  private take(id: string): MarkHandle | undefined {
+    const fh = this.newer.get(id) ?? this.older.get(id);
+    this.newer.delete(id);
+    this.older.delete(id);
+    return fh;
   }
 
   private mark(id: string, fh: MarkHandle): void {
