@@ -1,27 +1,29 @@
 // What the spool's file per message costs the whole machine, against a write-ahead log: the question behind
-// docs/perf.md "The journal's share". N sessions accept 4 KiB messages at once, each waiting until its message is
-// durable, in rounds that alternate two stores on the same file system:
+// docs/perf.md "The journal's share". N sessions accept messages at once, each waiting until its message is durable,
+// in rounds that alternate four stores on the same file system:
 //   - spool: the relay's spool (relay/spool), accept() then remove() as delivery does: per message a new file written
 //     with O_DSYNC, a share of a directory fsync for its entry, then an unlink and a share of a directory fsync.
-//   - log: one preallocated file opened with O_DSYNC, written in place: every record that arrives while a write is in
-//     flight goes in the next write (group commit), at the next offset, from the start again at the end. The record
-//     is what the spool writes (the body, the initial state's JSON and the footer). Nothing is done per removal: the
-//     space is reused. A measurement, not a store: no index, no recovery, no checkpoint.
-// Overwriting blocks that are already allocated changes no metadata the data depends on, so an O_DSYNC write needs
-// no journal commit; the spool's creates and unlinks each need one.
+//   - files: the same file calls without the spool's code (open with O_DSYNC, one write, the directory fsync started
+//     at the create and waited for, close; unlink and a shared directory fsync after).
+//   - hybrid: files, but the file is written without O_DSYNC and without the directory fsync; the accept waits for
+//     the same bytes appended to the log below instead. The removal as in files.
+//   - log: the log alone (bench/relay/accept-log.ts): one preallocated file opened with O_DSYNC, written in place,
+//     group-committed. Nothing is done per removal. A measurement, not a store: no index, no recovery, no checkpoint.
+// Each message is the spool's bytes: the body, the initial state's JSON and the footer.
 // Per store and round: accepts per second, p50/p99 from the body's end to durable, the process's CPU and the whole
 // machine's (/proc/stat: every process and kernel thread, the file system's journal and the loop device included)
 // per accept, and the journal commits per accept (/proc/fs/jbd2/DEVICE-*/info) when the file system has a journal.
 // usage: node bench/spool-log.bench.ts --dir DIR [--sessions 20] [--messages 4000] [--size 4096] [--rounds 3]
 import { execFileSync } from 'node:child_process';
 import { constants as fsConstants, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, open, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, open, rm, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { encodeTrailer } from '../relay/spool/format.ts';
 import { GroupSync } from '../relay/spool/group-sync.ts';
+import { openAcceptLog, type AcceptLog } from './relay/accept-log.ts';
 import { initialState, openSpool } from '../relay/spool/spool.ts';
 import { dualEnvelope } from '../test/support/delivery.ts';
 
@@ -40,7 +42,6 @@ const messages = Number(v.messages);
 const rounds = Number(v.rounds);
 const body = Buffer.alloc(Number(v.size), 'x');
 const meta = dualEnvelope('sink', 'copy');
-const LOG_BYTES = 64 * 1024 * 1024;
 const CREATE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
 
 /** Busy jiffies of every CPU (all but idle and iowait), from /proc/stat's first line. */
@@ -92,7 +93,7 @@ async function spoolStore(dir: string): Promise<Store> {
  * directory fsync (group commit) started at the create and waited for, then closed; the removal unlinks and shares a
  * directory fsync, not waited for by the accept.
  */
-function filesStore(dir: string, logged: Log | undefined): Store {
+function filesStore(dir: string, logged: AcceptLog | undefined): Store {
   const dirSync = new GroupSync(async () => {
     const fh = await open(dir, 'r');
     try {
@@ -128,13 +129,8 @@ function filesStore(dir: string, logged: Log | undefined): Store {
   };
 }
 
-interface Log {
-  append(data: Buffer[]): Promise<void>;
-  close(): Promise<void>;
-}
-
 async function logStore(dir: string): Promise<Store> {
-  const log = await openLog(dir);
+  const log = await openAcceptLog(dir);
   let seq = 0;
   return {
     accept() {
@@ -142,45 +138,6 @@ async function logStore(dir: string): Promise<Store> {
       return log.append([body, encodeTrailer(initialState(id, meta, body.length))]);
     },
     close: () => log.close(),
-  };
-}
-
-async function openLog(dir: string): Promise<Log> {
-  const path = join(dir, 'log');
-  const init = await open(path, 'w');
-  const zeros = Buffer.alloc(1024 * 1024);
-  for (let off = 0; off < LOG_BYTES; off += zeros.length) await init.write(zeros, 0, zeros.length, off);
-  await init.sync();
-  await init.close();
-  const dirFh = await open(dir, 'r');
-  await dirFh.sync();
-  await dirFh.close();
-  const fh: FileHandle = await open(path, fsConstants.O_WRONLY | fsConstants.O_DSYNC);
-  let offset = 0;
-  let writing = false;
-  let pending: { data: Buffer[]; done: (() => void)[] } = { data: [], done: [] };
-  const flush = async (): Promise<void> => {
-    writing = true;
-    while (pending.data.length > 0) {
-      const batch = pending;
-      pending = { data: [], done: [] };
-      const bytes = batch.data.reduce((n, b) => n + b.length, 0);
-      if (offset + bytes > LOG_BYTES) offset = 0;
-      await fh.writev(batch.data, offset);
-      offset += bytes;
-      for (const d of batch.done) d();
-    }
-    writing = false;
-  };
-  return {
-    append(record) {
-      return new Promise<void>((resolve) => {
-        pending.data.push(...record);
-        pending.done.push(resolve);
-        if (!writing) void flush();
-      });
-    },
-    close: () => fh.close(),
   };
 }
 
@@ -194,7 +151,7 @@ async function storeOf(kind: Kind, dir: string): Promise<Store> {
     case 'files':
       return filesStore(dir, undefined);
     case 'hybrid':
-      return filesStore(dir, await openLog(dir));
+      return filesStore(dir, await openAcceptLog(dir));
     case 'log':
       return logStore(dir);
   }

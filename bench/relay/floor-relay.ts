@@ -10,7 +10,9 @@
 // client (outbound: the relay's own SMTP client, relay/delivery/smtp-out/), nodemailer (outbound: nodemailer's pool as
 // the relay used it until 5 December, relay/delivery/transport.ts; one of the two outbound parts at most), pino (the relay's logger: one line
 // per accepted message and per leg), spool (relay/spool: the message file with its delivery plan, accepted and
-// removed as the relay does).
+// removed as the relay does), and log, which is not a part of the relay: each message file is written without an
+// fsync and without the directory fsync, and the 250 waits for the same bytes appended to a group-committed write-ahead
+// log instead (accept-log.ts); the removal unlinks and appends a removal record to the log, without waiting.
 //
 // --processes N runs N such processes on one port (SO_REUSEPORT), each with its own pools and queue files.
 //
@@ -26,6 +28,7 @@ import type { Logger } from 'pino';
 import { loadManifests } from '../../lib/manifests.ts';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
 import { GroupSync } from '../../relay/spool/group-sync.ts';
+import { openAcceptLog } from './accept-log.ts';
 import { formatManifestError } from '../../routing/parse.ts';
 import {
   FLOOR_PARTS,
@@ -341,6 +344,7 @@ async function main(): Promise<void> {
     if (known === undefined) fail(`--with: unknown part "${p}" (known: ${FLOOR_PARTS.join(', ')})`);
     parts.add(known);
   }
+  if (parts.has('log') && parts.has('spool')) fail('--with: log and spool are both stores; name one of them');
   if (parts.has('client') && parts.has('nodemailer'))
     fail('--with: client and nodemailer are both outbound clients; name one of them');
   const processes = Number(values.processes ?? '1');
@@ -391,6 +395,7 @@ async function main(): Promise<void> {
       : rawOutbound(hostname);
   let seq = 0;
   const store = parts.has('spool') ? await relaySpool(need('spool'), plan) : undefined;
+  const acceptLog = parts.has('log') ? await openAcceptLog(need('spool')) : undefined;
 
   const onMessage: OnMessage = async (m) => {
     if (store !== undefined) {
@@ -407,11 +412,18 @@ async function main(): Promise<void> {
     }
     const path = join(queueDir, `${process.pid}-${seq++}`);
     const fh = await open(path, 'wx', 0o600);
-    const entry = dirSync.sync(); // the new entry, while the body is written
     const body = m.received;
-    await fh.writev([body, Buffer.from(JSON.stringify({ from: m.from, rcpts: m.rcpts }))]);
-    await fh.sync();
-    await entry;
+    const data = [body, Buffer.from(JSON.stringify({ from: m.from, rcpts: m.rcpts }))];
+    if (acceptLog !== undefined) {
+      // durable in the log; the file's own bytes and entry reach the disk whenever the kernel writes them
+      await fh.writev(data);
+      await acceptLog.append([Buffer.from(path), ...data]);
+    } else {
+      const entry = dirSync.sync(); // the new entry, while the body is written
+      await fh.writev(data);
+      await fh.sync();
+      await entry;
+    }
     void fh.close();
     log?.info({ id: path, from: m.from, size: body.length }, 'accepted');
     // after the 250 (the caller writes it when this resolves): the legs, then the removal
@@ -421,7 +433,9 @@ async function main(): Promise<void> {
         legs.map((leg) => deliver(leg, m).then(() => log?.info({ id: path, to: leg.rcpts }, 'delivered'))),
       )
         .then(() => unlink(path))
-        .then(() => dirSync.sync());
+        .then(() =>
+          acceptLog !== undefined ? void acceptLog.append([Buffer.from(`-${path}`)]) : dirSync.sync(),
+        );
     });
   };
   const server = parts.has('smtp-server') ? await smtpServerInbound(onMessage) : rawInbound(onMessage);

@@ -43,7 +43,8 @@ describe('parseOptions', () => {
     const bad = parseOptions(['--floor-with', 'smtp-server,postfix'], {});
     expect(bad).toEqual({
       ok: false,
-      error: '--floor-with: unknown part "postfix" (known: smtp-server, client, nodemailer, pino, spool)',
+      error:
+        '--floor-with: unknown part "postfix" (known: smtp-server, client, nodemailer, pino, spool, log)',
     });
   });
 

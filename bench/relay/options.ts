@@ -67,7 +67,8 @@ export const USAGE = `usage: npm run bench:relay -- [--quick] [flags]
                           with --workers auto, in dual-4k only; floor is bench/relay/floor-relay.ts, the least a
                           durable relay in Node does per message (docs/perf.md, "A floor")
   --floor-with A,B        parts of the relay the floor uses instead of its own: smtp-server, client (the relay's SMTP
-                          client) or nodemailer (the one it used before), pino, spool
+                          client) or nodemailer (the one it used before), pino, spool; or log (not a part of the
+                          relay: its files made durable by a write-ahead log instead, docs/perf.md)
   --floor-processes N     floor processes sharing the port with SO_REUSEPORT (default 1)
   --probe-interval MS     pause between latency-probe messages (default 50)
   --probe-max N           latency-probe messages per run at most (default 1000)

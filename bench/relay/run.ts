@@ -163,6 +163,7 @@ function snapshotSources(tmp: string): string {
     'test/support',
     'bench/relay/floor-relay.ts',
     'bench/relay/floor-plan.ts',
+    'bench/relay/accept-log.ts',
     'package.json',
     'tsconfig.json',
   ]) {

@@ -1,7 +1,8 @@
 // The benchmark's floor relay (bench/relay/floor-relay.ts) against real SMTP peers: every leg of a message arrives
 // byte for byte (dot lines, a body without its last CRLF, 8-bit bytes, an A-label domain), the copy at the copy
 // domain, split legs where the accounts say, and its queue is empty once the legs are delivered; alone and with the
-// relay's smtp-server, SMTP client (its own, or nodemailer's as before), pino or spool in place of its own parts. Bad arguments and bad manifests end it
+// relay's smtp-server, SMTP client (its own, or nodemailer's as before), pino or spool in place of its own parts, and
+// with its files made durable by a write-ahead log (log). Bad arguments and bad manifests end it
 // with an error that names the flag or the file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -90,7 +91,7 @@ async function withFloor(
 const queueEmpty = (f: Floor): Promise<boolean> =>
   waitFor(async () => (await readdir(join(f.spool, 'queue'))).length === 0, { what: 'an empty queue' });
 
-describe.each(['', 'smtp-server,client,pino', 'smtp-server,nodemailer,pino', 'spool'])(
+describe.each(['', 'smtp-server,client,pino', 'smtp-server,nodemailer,pino', 'spool', 'log'])(
   'floor relay (with: %j)',
   (withParts) => {
     let a: SmtpPeer;
@@ -206,6 +207,7 @@ describe('floor relay: split, and bad arguments', () => {
     [['--processes', '0'], '--processes: 0 is not a whole number from 1 to 16'],
     [['--with', 'postfix'], '--with: unknown part "postfix"'],
     [['--with', 'client,nodemailer'], '--with: client and nodemailer are both outbound clients'],
+    [['--with', 'spool,log'], '--with: log and spool are both stores'],
     [['--listen', '127.0.0.1:0', '--spool', '/tmp/x'], '--manifests is required'],
   ])('%j', async (args, message) => {
     const r = await runProcess(NODE, [FLOOR, ...args], { timeoutMs: 20_000 });
