@@ -4,7 +4,8 @@
 // uses <spool>/w<i>/. A run with fewer workers than the previous one adopts the messages of every folder w<k>, k >= N,
 // into the spool of worker k mod N before any worker starts.
 //
-// Adoption never loses a message that was answered 250: each message is hard-linked into the target queue (its
+// Adoption never loses a message that was answered 250: the folder's accept log is replayed first (every message it
+// holds gets a durable file of its own), then each message is hard-linked into the target queue (its
 // latest state file first, when it has one, then the message file), the target directory is fsynced, and only then
 // are the source's message and state files unlinked. A crash in between leaves the message in both places (delivered
 // twice at worst, as the guarantee allows), or a state file alone in the target (removed at the next start while the
@@ -13,8 +14,12 @@ import type { Dirent } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import pino from 'pino';
+import { replayAcceptLog } from './accept-log.ts';
 import { classifyEntry, messageFile, stateFile } from './format.ts';
-import { isQueueId } from './spool.ts';
+import { defaultSpoolFs, isQueueId } from './spool.ts';
+
+const silent = pino({ level: 'silent' });
 
 /** The spool folder of worker `index` (0: the root). */
 export function workerSpoolDir(root: string, index: number): string {
@@ -57,7 +62,9 @@ async function linkIfAbsent(from: string, to: string): Promise<void> {
 }
 
 /** Moves every message (message file + state file, if any) of fromDir/queue into toDir/queue. Returns how many moved. */
-export async function adoptQueue(fromDir: string, toDir: string): Promise<number> {
+export async function adoptQueue(fromDir: string, toDir: string, log: Logger = silent): Promise<number> {
+  // The folder's accept log first: a message it holds may have no durable file of its own yet (accept-log.ts).
+  await replayAcceptLog(fromDir, defaultSpoolFs, log, isQueueId);
   const src = join(fromDir, 'queue');
   const dst = join(toDir, 'queue');
   let entries: Dirent[];
@@ -101,7 +108,7 @@ export async function adoptOrphanFolders(root: string, workers: number, log: Log
     if (k < workers) continue;
     const from = workerSpoolDir(root, k);
     const to = workerSpoolDir(root, k % workers);
-    const moved = await adoptQueue(from, to);
+    const moved = await adoptQueue(from, to, log);
     total += moved;
     if (moved > 0) log.info({ from, to, messages: moved }, 'spool: adopted the queue of a former worker');
   }

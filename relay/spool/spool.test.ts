@@ -211,7 +211,7 @@ describe('spool', () => {
           }
         : {},
     );
-    const spool = await openSpool({ dir, logger, fs });
+    const spool = await openSpool({ dir, logger, acceptLog: false, fs });
     const results = await Promise.all(
       Array.from({ length: 40 }, () => spool.accept(spoolEnvelope(), Readable.from([MESSAGE]))),
     );
@@ -307,7 +307,7 @@ describe('spool', () => {
           sync: () => (op === (isDir ? 'directory sync' : 'sync') ? fail() : fh.sync()),
         };
       });
-      const spool = await openSpool({ dir, logger, fs });
+      const spool = await openSpool({ dir, logger, acceptLog: false, fs });
       const r = await spool.accept(
         spoolEnvelope(),
         Readable.from([Buffer.alloc(bytes, 'x'), Buffer.from('\r\n')]),
@@ -369,14 +369,14 @@ describe('spool', () => {
     ['body grew (size does not match)', (f: Buffer) => Buffer.concat([Buffer.from('X'), f])],
     ['empty', () => Buffer.alloc(0)],
   ])('a message file %s is quarantined on load, never dropped', async (_what, damage) => {
-    const first = await openSpool({ dir, logger });
+    const first = await openSpool({ dir, logger, acceptLog: false });
     const r = await first.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
     // complete: marked (mode 0600), which the spool does a second or two after the 250, or when it closes
     await first.close();
     const path = join(dir, 'queue', `${r.id}.msg`);
     await writeFile(path, damage(await readFile(path)));
-    const spool = await openSpool({ dir, logger });
+    const spool = await openSpool({ dir, logger, acceptLog: false });
     expect(await spool.list()).toEqual([r.id]);
     const loaded = await spool.load(r.id);
     expect(loaded).toMatchObject({ ok: false, reason: 'corrupt' });

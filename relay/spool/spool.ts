@@ -55,6 +55,7 @@ import type {
   SpoolState,
 } from './types.ts';
 import { GroupSync } from './group-sync.ts';
+import { AcceptLog, replayAcceptLog } from './accept-log.ts';
 import { CompletionMarks } from './marks.ts';
 import { markWireReady } from './wire-ready.ts';
 
@@ -186,6 +187,14 @@ export interface OpenSpoolOptions {
   stallMs?: number;
   /** A message file not removed or rewritten is marked complete one to two of these after its 250. Default 1 s. */
   markPeriodMs?: number;
+  /**
+   * Small messages are made durable by the accept log (accept-log.ts) instead of their file's own O_DSYNC write and a
+   * directory fsync. Default true; false: every message as a large one (an existing log is replayed either way).
+   */
+  acceptLog?: boolean;
+  /** The accept log's segment size (default SEGMENT_BYTES) and checkpoint delay (CHECKPOINT_AFTER_MS); for tests. */
+  logSegmentBytes?: number;
+  checkpointAfterMs?: number;
 }
 
 const ID_RE = /^[0-9a-z]{16}$/;
@@ -256,6 +265,8 @@ function ownCopy(chunks: Buffer[], size: number): Buffer {
   for (const c of chunks) off += c.copy(out, off);
   return out;
 }
+
+const byteLength = (bufs: readonly Buffer[]): number => bufs.reduce((n, b) => n + b.length, 0);
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -490,8 +501,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     removedTemp: 0,
     removedOrphans: 0,
     quarantined: 0,
+    restoredFromLog: 0,
     durationMs: 0,
   };
+  // The accept log first: every message it holds is made durable in its own file before the queue is read.
+  const replay = await replayAcceptLog(opts.dir, fs, log, isQueueId);
+  recovery.restoredFromLog = replay.restored;
   {
     const listing = await fs.scan(queueDir);
     const messages = new Set<string>();
@@ -530,6 +545,38 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   }
 
+  // Small messages' durability (accept-log.ts): a message still queued when its segment is retired gets its file
+  // fsynced then (a checkpoint), and the directory after.
+  const checkpoint = async (ids: readonly string[]): Promise<void> => {
+    for (const id of ids) {
+      let fh: SpoolFileHandle;
+      try {
+        fh = await fs.openRead(msgPath(id));
+      } catch (err) {
+        if (errno(err) === 'ENOENT') continue; // removed meanwhile
+        throw err;
+      }
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    await dirSync.sync();
+  };
+  const acceptLog =
+    opts.acceptLog === false
+      ? undefined
+      : await AcceptLog.open({
+          spoolDir: opts.dir,
+          fs,
+          log,
+          checkpoint,
+          syncQueue: () => dirSync.sync(),
+          ...(opts.logSegmentBytes !== undefined ? { segmentBytes: opts.logSegmentBytes } : {}),
+          ...(opts.checkpointAfterMs !== undefined ? { checkpointAfterMs: opts.checkpointAfterMs } : {}),
+        });
+
   // ---- per-id serialization of read-modify-write ----
   const locks = new Map<string, Promise<unknown>>();
   const withLock = <T>(id: string, fn: () => Promise<T>): Promise<T> => {
@@ -561,14 +608,18 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       existed = false;
     }
     if (stateFiles.delete(id)) await unlinkQuiet(statePath(id));
-    // Durable before the caller goes on: a removal lost in a power cut delivers every leg again. Shared with
-    // concurrent accepts, updates and removals (one directory fsync per batch).
-    if (existed) await dirSync.sync();
+    // Durable before the caller goes on: a removal lost in a power cut delivers every leg again. A message the accept
+    // log still holds gets a removal record there (durable with the log's next write; the log fsyncs the directory
+    // before it lets the accept record go); any other, a directory fsync shared with concurrent accepts, updates and
+    // removals (one per batch).
+    const logged = acceptLog?.removed(id) === true;
+    if (existed && !logged) await dirSync.sync();
     return existed;
   };
 
   const quarantineMessage = async (id: string, why: string): Promise<LoadResult> => {
     await moveToQuarantine([stateFile(id), messageFile(id)], why, id);
+    acceptLog?.removed(id); // out of the queue: not restored from the log after a restart either
     return { ok: false, reason: 'corrupt', error: why };
   };
 
@@ -740,6 +791,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     recovery,
 
     async close(): Promise<void> {
+      // what the accept log holds is replayed at the next start
+      await acceptLog?.close();
       closed = true;
       await marks.flush();
       // A directory fsync in progress ends first: its accepts, updates and removals still learn how it went.
@@ -820,16 +873,23 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       // in WRITE_CHUNK pieces as it arrives, through a second descriptor without O_DSYNC (`bulk`), and fsynced at its
       // end. The directory entry is made durable by a directory fsync that starts with the create (shared with other
       // accepts), while the body arrives.
+      // With the accept log (the default), the file is created without O_DSYNC and no directory fsync starts: a message
+      // that fits one write is made durable by the same bytes in the log (accept-log.ts), a larger one by its fsync and
+      // a directory fsync started at its end.
       let bulk: SpoolFileHandle | undefined;
       let entryDurable: Promise<Error | undefined> | undefined;
-      inProgress.add(id);
-      try {
-        fh = await fs.open(path, CREATE_DSYNC, MODE_WRITING);
-        created = true;
-        entryDurable = dirSync.sync().then(
+      /** The buffers of the message's only write, for the accept log. */
+      let onlyWrite: Buffer[] | undefined;
+      const startEntrySync = (): Promise<Error | undefined> =>
+        dirSync.sync().then(
           () => undefined,
           (err: unknown) => asError(err),
         );
+      inProgress.add(id);
+      try {
+        fh = await fs.open(path, acceptLog ? CREATE : CREATE_DSYNC, MODE_WRITING);
+        created = true;
+        if (!acceptLog) entryDurable = startEntrySync();
       } catch (err) {
         storageError = asError(err);
       }
@@ -841,6 +901,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         pending = [];
         pendingBytes = 0;
         if (!fh || storageError) return;
+        if (last && bulk === undefined) onlyWrite = data;
         try {
           if (!last && bulk === undefined) bulk = await fs.open(path, WRITE_BULK);
           const out = bulk ?? fh;
@@ -886,11 +947,22 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       }
 
       let committed = false;
-      if (!bodyError && !storageError && fh && state && entryDurable) {
+      let logged = false;
+      if (!bodyError && !storageError && fh && state) {
         const handle = fh;
         try {
-          // one O_DSYNC write was durable when it returned; a body written in pieces is fsynced now
-          if (bulk) await bulk.sync();
+          if (acceptLog && !bulk && onlyWrite && byteLength(onlyWrite) <= acceptLog.maxRecordData) {
+            // the file's one write, durable in the accept log (its own bytes and entry reach the disk later, or never)
+            logged = true;
+            await acceptLog.accept(id, onlyWrite);
+          } else if (acceptLog) {
+            // without O_DSYNC: the file and its entry are made durable here, as a large body's always are
+            entryDurable = startEntrySync();
+            await (bulk ?? handle).sync();
+          } else if (bulk) {
+            // one O_DSYNC write was durable when it returned; a body written in pieces is fsynced now
+            await bulk.sync();
+          }
           fh = undefined;
           const entryError = await entryDurable;
           if (entryError) {
@@ -932,8 +1004,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         return { ok: true, id };
       }
 
-      // Nothing half-accepted: remove whatever was created (the entry's directory fsync needs no waiting for).
+      // Nothing half-accepted: remove whatever was created (the entry's directory fsync needs no waiting for), and tell
+      // the accept log, which may hold it, so that a restart does not restore it.
       if (created) await unlinkQuiet(path);
+      if (logged) acceptLog?.removed(id);
       inProgress.delete(id);
       const error = bodyError ?? storageError ?? new Error('spool: body was not written');
       const storage = bodyError === undefined;

@@ -182,5 +182,7 @@ export interface RecoveryReport {
   removedOrphans: number;
   /** Files moved to quarantine/ (names that are not spool files, or entries that are not regular files). */
   quarantined: number;
+  /** Message files rewritten from the accept log (missing, or not what was accepted: a power cut). */
+  restoredFromLog: number;
   durationMs: number;
 }

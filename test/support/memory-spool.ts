@@ -18,6 +18,7 @@ export class MemorySpool implements Spool {
     messages: 0,
     removedTemp: 0,
     removedOrphans: 0,
+    restoredFromLog: 0,
     quarantined: 0,
     durationMs: 0,
   };
