@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,12 +8,13 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spoolEnvelope } from '../../test/support/delivery.ts';
 import { spoolFsWith } from '../../test/support/spool-fs.ts';
-import { waitFor } from '../../test/support/wait.ts';
+import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeRecord, KIND_ACCEPT, KIND_REMOVAL, parseSegment, RECORD_HEADER } from './accept-log.ts';
 import { defaultSpoolFs, openSpool, type OpenSpoolOptions, type SpoolFileHandle } from './spool.ts';
 
 const logger = pino({ level: 'silent' });
+const run = promisify(execFile);
 const MESSAGE = 'Subject: hi\r\n\r\nbody\r\n';
 const ID = '0123456789abcdef';
 const ID2 = 'fedcba9876543210';
@@ -164,8 +167,9 @@ describe('accept log in the spool', () => {
     await again.close();
   });
 
-  it('a log write that fails is the accept failing (451), and the next accept goes on in a new segment', async () => {
+  it('a log write that fails: that message is made durable by its own fsyncs instead, and the log goes on in a new segment', async () => {
     let failNext = false;
+    const synced: string[] = [];
     const fs = spoolFsWith((p, _f, fh) =>
       p.endsWith('.seg')
         ? {
@@ -177,15 +181,42 @@ describe('accept log in the spool', () => {
               return fh.writev(d);
             },
           }
-        : {},
+        : p.endsWith('.msg')
+          ? {
+              async sync() {
+                await fh.sync();
+                synced.push(p);
+              },
+            }
+          : {},
     );
     const spool = await open({ fs });
     failNext = true;
-    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
-    expect(r).toMatchObject({ ok: false, storage: true });
-    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+    const first = await accept(spool);
+    expect(synced).toEqual([msg(first)]);
+    const second = await accept(spool);
+    expect(synced).toEqual([msg(first)]); // in the log again
+    expect(await spool.list()).toEqual([first, second].sort());
+    await spool.close();
+    // the second is restored from the log, the first was never in it and is durable on its own
+    await truncate(msg(second), 0);
+    const again = await open();
+    expect(again.recovery.restoredFromLog).toBe(1);
+    for (const id of [first, second]) expect(await again.load(id)).toMatchObject({ ok: true });
+    await again.close();
+  });
+
+  it('no room for a segment (a small volume): every message is made durable by its own fsyncs', async () => {
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('.seg')
+        ? { writev: () => Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC' })) }
+        : {},
+    );
+    const spool = await open({ fs });
     const id = await accept(spool);
     expect(await spool.list()).toEqual([id]);
+    // the half-made segment was removed
+    expect((await readdir(join(dir, 'log'))).filter((n) => n.endsWith('.seg'))).toEqual([]);
     await spool.close();
   });
 
@@ -198,10 +229,14 @@ describe('accept log in the spool', () => {
     const bad = concat(encodeRecord(0x100, KIND_ACCEPT, '../../etc/passwd', [Buffer.from('x')]));
     await writeFile(join(logDir, '0000000000000100.seg'), bad);
     await writeFile(join(logDir, 'notes.txt'), 'not a segment');
+    // a FIFO where the message file was: set aside, never opened for writing (that would wait for a reader)
     await unlink(msg(id));
-    const again = await open();
+    await run('mkfifo', [msg(id)]);
+    const again = await withDeadline(5000, open(), 'openSpool');
     expect(again.recovery.restoredFromLog).toBe(1);
     expect(await again.list()).toEqual([id]);
+    expect(await again.load(id)).toMatchObject({ ok: true });
+    expect((await readdir(join(dir, 'quarantine'))).some((n) => n.startsWith(`${id}.msg.`))).toBe(true);
     await again.close();
   });
 

@@ -35,6 +35,8 @@ type Kind = typeof KIND_ACCEPT | typeof KIND_REMOVAL;
 const SEGMENT_BYTES = 8 * 1024 * 1024;
 /** A sealed segment's messages still queued this long after it was sealed are checkpointed (their files fsynced). */
 const CHECKPOINT_AFTER_MS = 1000;
+/** How long after a failed attempt to make a segment (a full disk) the next one waits. */
+const RETRY_PREPARE_MS = 10_000;
 const SEGMENT_RE = /^([0-9a-f]{16})\.seg$/;
 const FREE_RE = /^free-[0-9a-f]{16}\.seg$/;
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -194,14 +196,23 @@ export async function replayAcceptLog(
   for (const [id, data] of live) {
     report.live++;
     const path = join(queueDir, `${id}.msg`);
-    const now = await readWhole(fs, path).catch(() => undefined);
+    // Something else under the message's name (a FIFO, a directory, a symlink: the spool's contents are input too) is
+    // set aside in quarantine/, as the spool's own start would, and the message written in its place.
+    const entry = await fs.lstat(path).catch(() => undefined);
+    if (entry !== undefined && !entry.isFile()) {
+      const aside = join(spoolDir, 'quarantine', `${id}.msg.${Date.now().toString(36)}`);
+      await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
+      await fs.rename(path, aside);
+      log.error(
+        { queueId: id, moved: aside },
+        'accept log: not a regular file under a message name, quarantined',
+      );
+    }
+    const now = entry?.isFile() === true ? await readWhole(fs, path).catch(() => undefined) : undefined;
     const same = now !== undefined && now.equals(data);
     // rewritten in place (never renamed over: a state file beside it stays as it is), complete from the start
-    const fh = await fs.open(
-      path,
-      same ? fsConstants.O_WRONLY : fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC,
-      0o600,
-    );
+    const flags = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+    const fh = await fs.open(path, same ? flags : flags | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o600);
     try {
       if (!same) {
         await writeAll(fh, [data]);
@@ -274,6 +285,8 @@ export class AcceptLog {
   private retiring: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** After a segment could not be made, none is tried again before this time. */
+  private noSpaceUntil = 0;
 
   private constructor(o: AcceptLogOptions, firstSeq: number) {
     this.o = {
@@ -438,6 +451,8 @@ export class AcceptLog {
     if (reuse !== undefined) {
       await this.o.fs.rename(join(this.logDir, reuse), path);
     } else {
+      if (this.o.now() < this.noSpaceUntil)
+        throw new Error('accept log: no new segment (the last attempt failed)');
       const fh = await this.o.fs.open(
         path,
         fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
@@ -447,8 +462,15 @@ export class AcceptLog {
         for (let off = 0; off < this.o.segmentBytes; off += ZEROS.length)
           await writeAll(fh, [ZEROS.subarray(0, Math.min(ZEROS.length, this.o.segmentBytes - off))]);
         await fh.sync();
+      } catch (err) {
+        // a full disk: nothing half-made stays, and no new attempt for a while (the spool makes messages durable
+        // without the log meanwhile)
+        this.noSpaceUntil = this.o.now() + RETRY_PREPARE_MS;
+        await fh.close().catch(() => undefined);
+        await this.o.fs.unlink(path).catch(() => undefined);
+        throw err;
       } finally {
-        await fh.close();
+        await fh.close().catch(() => undefined);
       }
     }
     await syncDir(this.o.fs, this.logDir);

@@ -564,17 +564,26 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
     await dirSync.sync();
   };
+  const openLog = (): Promise<AcceptLog> =>
+    AcceptLog.open({
+      spoolDir: opts.dir,
+      fs,
+      log,
+      checkpoint,
+      syncQueue: () => dirSync.sync(),
+      ...(opts.logSegmentBytes !== undefined ? { segmentBytes: opts.logSegmentBytes } : {}),
+      ...(opts.checkpointAfterMs !== undefined ? { checkpointAfterMs: opts.checkpointAfterMs } : {}),
+    });
+  // No room for a segment (a small or full volume): every message is made durable by its own fsyncs, as a large one.
   const acceptLog =
     opts.acceptLog === false
       ? undefined
-      : await AcceptLog.open({
-          spoolDir: opts.dir,
-          fs,
-          log,
-          checkpoint,
-          syncQueue: () => dirSync.sync(),
-          ...(opts.logSegmentBytes !== undefined ? { segmentBytes: opts.logSegmentBytes } : {}),
-          ...(opts.checkpointAfterMs !== undefined ? { checkpointAfterMs: opts.checkpointAfterMs } : {}),
+      : await openLog().catch((err: unknown) => {
+          log.warn(
+            { err, spool: opts.dir },
+            'spool: no accept log (its first segment could not be made); fsyncing each message',
+          );
+          return undefined;
         });
 
   // ---- per-id serialization of read-modify-write ----
@@ -954,7 +963,17 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           if (acceptLog && !bulk && onlyWrite && byteLength(onlyWrite) <= acceptLog.maxRecordData) {
             // the file's one write, durable in the accept log (its own bytes and entry reach the disk later, or never)
             logged = true;
-            await acceptLog.accept(id, onlyWrite);
+            try {
+              await acceptLog.accept(id, onlyWrite);
+            } catch (err) {
+              // the log could not take it (a failed write, no room for a segment): this message's own fsyncs instead
+              log.warn(
+                { err, queueId: id },
+                'spool: the accept log failed; fsyncing the message file instead',
+              );
+              entryDurable = startEntrySync();
+              await handle.sync();
+            }
           } else if (acceptLog) {
             // without O_DSYNC: the file and its entry are made durable here, as a large body's always are
             entryDurable = startEntrySync();

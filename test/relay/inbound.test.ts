@@ -333,11 +333,12 @@ describe('inbound limits', () => {
         bufs.some((b) => Buffer.from(b).includes('mailroute-spool-v1'));
       const hit = (op: 'write' | 'sync', bufs: Uint8Array[] = []): boolean =>
         broken && (op === f.op || (op === 'write' && f.op === 'plan' && carriesPlan(bufs)));
-      // A message that fits one write is written with O_DSYNC: its fsync is that write (relay/spool/spool.ts).
+      // A message that fits one write is made durable by the accept log's O_DSYNC write of the same bytes: its fsync
+      // is that write (relay/spool/accept-log.ts).
       const durableWrite = (flags: string | number): boolean =>
         typeof flags === 'number' && (flags & fsConstants.O_DSYNC) !== 0;
       const fs = spoolFsWith((p, flags, fh) =>
-        p.endsWith(f.file)
+        p.endsWith(f.file) || (f.op === 'sync' && p.endsWith('.seg'))
           ? {
               write: (d) => (hit('write', [d]) ? fail() : fh.write(d)),
               writev: (bufs) =>
