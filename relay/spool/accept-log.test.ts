@@ -207,7 +207,7 @@ describe('accept log in the spool', () => {
   });
 
   it('no room for a segment (a small volume): every message is made durable by its own fsyncs', async () => {
-    const fs = spoolFsWith((p, _f, fh) =>
+    const fs = spoolFsWith((p) =>
       p.endsWith('.seg')
         ? { writev: () => Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC' })) }
         : {},
