@@ -220,7 +220,7 @@ describe('accept log in the spool', () => {
     await spool.close();
   });
 
-  it('hostile log contents: a garbage segment, a record with a bad id, foreign files: start goes on, nothing is invented', async () => {
+  it('hostile log contents: a garbage segment, a record with a bad id, a 1.2 GB sparse segment, foreign files: start goes on, nothing is invented', async () => {
     const spool = await open();
     const id = await accept(spool);
     await spool.close();
@@ -229,6 +229,9 @@ describe('accept log in the spool', () => {
     const bad = concat(encodeRecord(0x100, KIND_ACCEPT, '../../etc/passwd', [Buffer.from('x')]));
     await writeFile(join(logDir, '0000000000000100.seg'), bad);
     await writeFile(join(logDir, 'notes.txt'), 'not a segment');
+    // a sparse file of 1.2 GB named like a segment: set aside unread
+    await writeFile(join(logDir, '0000000000000101.seg'), '');
+    await truncate(join(logDir, '0000000000000101.seg'), 1_200_000_000);
     // a FIFO where the message file was: set aside, never opened for writing (that would wait for a reader)
     await unlink(msg(id));
     await run('mkfifo', [msg(id)]);
@@ -237,6 +240,9 @@ describe('accept log in the spool', () => {
     expect(await again.list()).toEqual([id]);
     expect(await again.load(id)).toMatchObject({ ok: true });
     expect((await readdir(join(dir, 'quarantine'))).some((n) => n.startsWith(`${id}.msg.`))).toBe(true);
+    expect((await readdir(join(dir, 'quarantine'))).some((n) => n.startsWith('0000000000000101.seg.'))).toBe(
+      true,
+    );
     await again.close();
   });
 

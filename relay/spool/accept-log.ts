@@ -35,6 +35,8 @@ type Kind = typeof KIND_ACCEPT | typeof KIND_REMOVAL;
 const SEGMENT_BYTES = 8 * 1024 * 1024;
 /** A sealed segment's messages still queued this long after it was sealed are checkpointed (their files fsynced). */
 const CHECKPOINT_AFTER_MS = 1000;
+/** A segment file larger than this is not read at start (quarantined): the largest segment made is SEGMENT_BYTES. */
+const MAX_SEGMENT_FILE = 64 * 1024 * 1024;
 /** How long after a failed attempt to make a segment (a full disk) the next one waits. */
 const RETRY_PREPARE_MS = 10_000;
 const SEGMENT_RE = /^([0-9a-f]{16})\.seg$/;
@@ -181,7 +183,30 @@ export async function replayAcceptLog(
   /** id -> the message file's bytes, for accept records not removed since */
   const live = new Map<string, Buffer>();
   for (const s of segments) {
-    const buf = await readWhole(fs, join(logDir, s.name));
+    const path = join(logDir, s.name);
+    // never larger than a segment as this relay makes them; a file far larger (a sparse file, another program's) is
+    // set aside in quarantine/ unread rather than read into memory
+    const size = await fs
+      .openRead(path)
+      .then(async (fh) => {
+        try {
+          return (await fh.stat()).size;
+        } finally {
+          await fh.close();
+        }
+      })
+      .catch(() => 0);
+    if (size > MAX_SEGMENT_FILE) {
+      const aside = join(spoolDir, 'quarantine', `${s.name}.${Date.now().toString(36)}`);
+      await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
+      await fs.rename(path, aside);
+      log.error(
+        { segment: s.name, size, moved: aside },
+        'accept log: a segment file far too large, quarantined',
+      );
+      continue;
+    }
+    const buf = await readWhole(fs, path);
     if (buf === undefined) continue;
     report.segments++;
     for (const r of parseSegment(buf, s.seq).records) {
@@ -227,7 +252,11 @@ export async function replayAcceptLog(
   if (report.live > 0) await syncDir(fs, queueDir);
   // every message is durable in its own file now: the segments are free for reuse (their records can never be read
   // as a later segment's: each names the segment it was written to)
-  for (const s of segments) await fs.rename(join(logDir, s.name), join(logDir, freeName(s.seq)));
+  for (const s of segments)
+    await fs.rename(join(logDir, s.name), join(logDir, freeName(s.seq))).catch((err: unknown) => {
+      // one set aside above is gone from here
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    });
   if (segments.length > 0) await syncDir(fs, logDir);
   if (report.segments > 0)
     log.info(
