@@ -17,7 +17,10 @@
 // (replayAcceptLog, before the spool reads its queue), every accept record without a later removal record has its file
 // rewritten from the record unless it is the same, and fsynced either way; then the segments go.
 //
-// Exports: encodeRecord, parseSegment, replayAcceptLog, AcceptLog (openAcceptLog).
+// A message file larger than a quarter of a segment, and every message while no segment can be made (a small or full
+// volume) or after a failed log write, is made durable by its own fsyncs instead (spool.ts).
+//
+// Exports: encodeRecord, parseSegment, replayAcceptLog (and its ReplayReport), AcceptLog (AcceptLog.open).
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -487,19 +490,20 @@ export class AcceptLog {
         fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
         0o600,
       );
+      let made = false;
       try {
         for (let off = 0; off < this.o.segmentBytes; off += ZEROS.length)
           await writeAll(fh, [ZEROS.subarray(0, Math.min(ZEROS.length, this.o.segmentBytes - off))]);
         await fh.sync();
-      } catch (err) {
-        // a full disk: nothing half-made stays, and no new attempt for a while (the spool makes messages durable
-        // without the log meanwhile)
-        this.noSpaceUntil = this.o.now() + RETRY_PREPARE_MS;
-        await fh.close().catch(() => undefined);
-        await this.o.fs.unlink(path).catch(() => undefined);
-        throw err;
+        made = true;
       } finally {
         await fh.close().catch(() => undefined);
+        if (!made) {
+          // a full disk: nothing half-made stays, and no new attempt for a while (the spool makes messages durable
+          // without the log meanwhile)
+          this.noSpaceUntil = this.o.now() + RETRY_PREPARE_MS;
+          await this.o.fs.unlink(path).catch(() => undefined);
+        }
       }
     }
     await syncDir(this.o.fs, this.logDir);
