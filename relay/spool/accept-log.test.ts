@@ -260,4 +260,40 @@ describe('accept log in the spool', () => {
     expect(await spool.load(r.id)).toMatchObject({ ok: true });
     await spool.close();
   });
+
+  it('short writes (a file system that takes at most 1000 bytes a call) still leave every file and record whole', async () => {
+    const short = (fh: SpoolFileHandle) => ({
+      writev: (d: Uint8Array[]) => {
+        const first = d.find((b) => b.length > 0) ?? new Uint8Array(0);
+        return fh.writev([first.subarray(0, 1000)]);
+      },
+    });
+    const fs = spoolFsWith((p, _f, fh) => (p.endsWith('.msg') || p.endsWith('.seg') ? short(fh) : {}));
+    const spool = await open({ fs });
+    const small = await accept(spool, 'Subject: s\r\n\r\n' + 'a'.repeat(3000) + '\r\n');
+    const large = await accept(spool, 'Subject: l\r\n\r\n' + 'b'.repeat(300_000) + '\r\n');
+    for (const id of [small, large]) expect(await spool.load(id)).toMatchObject({ ok: true });
+    expect((await spool.readBody(large)).length).toBeGreaterThan(300_000);
+    await spool.close();
+    // the small one's record in the log is whole too: restored byte for byte
+    const bytes = await readFile(msg(small));
+    await truncate(msg(small), 0);
+    const again = await open();
+    expect(again.recovery.restoredFromLog).toBe(1);
+    expect((await readFile(msg(small))).equals(bytes)).toBe(true);
+    await again.close();
+  });
+
+  it('a write that takes nothing is a storage error, never a loop', async () => {
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('.msg')
+        ? { writev: () => Promise.resolve({ bytesWritten: 0 }) }
+        : { writev: (d) => fh.writev(d) },
+    );
+    const spool = await open({ fs });
+    const r = await withDeadline(5000, spool.accept(spoolEnvelope(), Readable.from([MESSAGE])), 'accept');
+    expect(r).toMatchObject({ ok: false, storage: true });
+    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+    await spool.close();
+  });
 });

@@ -96,7 +96,15 @@ export function parseSegment(buf: Buffer, segment: number): { records: LogRecord
   return { records, end: off };
 }
 
-async function readWhole(fs: SpoolFs, path: string): Promise<Buffer | undefined> {
+/**
+ * A regular file's bytes, one open: undefined when it is missing or not a regular file, 'too large' (unread) when it
+ * holds more than maxBytes.
+ */
+async function readWhole(
+  fs: SpoolFs,
+  path: string,
+  maxBytes = Infinity,
+): Promise<Buffer | 'too large' | undefined> {
   let fh: SpoolFileHandle;
   try {
     fh = await fs.openRead(path);
@@ -107,6 +115,7 @@ async function readWhole(fs: SpoolFs, path: string): Promise<Buffer | undefined>
   try {
     const st = await fh.stat();
     if (!st.isFile()) return undefined;
+    if (st.size > maxBytes) return 'too large';
     const buf = Buffer.alloc(st.size);
     let got = 0;
     while (got < buf.length) {
@@ -120,15 +129,16 @@ async function readWhole(fs: SpoolFs, path: string): Promise<Buffer | undefined>
   }
 }
 
-async function writeAll(fh: SpoolFileHandle, data: readonly Buffer[]): Promise<void> {
+/** Writes every byte of data, going on after a short write; used by the spool's own writes too (spool.ts). */
+export async function writevAll(fh: SpoolFileHandle, data: readonly Uint8Array[]): Promise<void> {
   let left = data.reduce((n, b) => n + b.length, 0);
-  let bufs = [...data];
+  let bufs: Uint8Array[] = [...data];
   while (left > 0) {
     const { bytesWritten } = await fh.writev(bufs);
     if (bytesWritten <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
     left -= bytesWritten;
     let skip = bytesWritten;
-    const rest: Buffer[] = [];
+    const rest: Uint8Array[] = [];
     for (const b of bufs) {
       if (skip >= b.length) skip -= b.length;
       else {
@@ -189,27 +199,14 @@ export async function replayAcceptLog(
     const path = join(logDir, s.name);
     // never larger than a segment as this relay makes them; a file far larger (a sparse file, another program's) is
     // set aside in quarantine/ unread rather than read into memory
-    const size = await fs
-      .openRead(path)
-      .then(async (fh) => {
-        try {
-          return (await fh.stat()).size;
-        } finally {
-          await fh.close();
-        }
-      })
-      .catch(() => 0);
-    if (size > MAX_SEGMENT_FILE) {
+    const buf = await readWhole(fs, path, MAX_SEGMENT_FILE);
+    if (buf === 'too large') {
       const aside = join(spoolDir, 'quarantine', `${s.name}.${Date.now().toString(36)}`);
       await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
       await fs.rename(path, aside);
-      log.error(
-        { segment: s.name, size, moved: aside },
-        'accept log: a segment file far too large, quarantined',
-      );
+      log.error({ segment: s.name, moved: aside }, 'accept log: a segment file far too large, quarantined');
       continue;
     }
-    const buf = await readWhole(fs, path);
     if (buf === undefined) continue;
     report.segments++;
     for (const r of parseSegment(buf, s.seq).records) {
@@ -237,13 +234,13 @@ export async function replayAcceptLog(
       );
     }
     const now = entry?.isFile() === true ? await readWhole(fs, path).catch(() => undefined) : undefined;
-    const same = now !== undefined && now.equals(data);
+    const same = Buffer.isBuffer(now) && now.equals(data);
     // rewritten in place (never renamed over: a state file beside it stays as it is), complete from the start
     const flags = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
     const fh = await fs.open(path, same ? flags : flags | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o600);
     try {
       if (!same) {
-        await writeAll(fh, [data]);
+        await writevAll(fh, [data]);
         await fh.chmod(0o600);
         report.restored++;
       }
@@ -437,7 +434,7 @@ export class AcceptLog {
         }
       }
       try {
-        await writeAll(seg.fh, bufs);
+        await writevAll(seg.fh, bufs);
         seg.used += bytes;
         for (const p of batch) p.resolve();
       } catch (err) {
@@ -493,7 +490,7 @@ export class AcceptLog {
       let made = false;
       try {
         for (let off = 0; off < this.o.segmentBytes; off += ZEROS.length)
-          await writeAll(fh, [ZEROS.subarray(0, Math.min(ZEROS.length, this.o.segmentBytes - off))]);
+          await writevAll(fh, [ZEROS.subarray(0, Math.min(ZEROS.length, this.o.segmentBytes - off))]);
         await fh.sync();
         made = true;
       } finally {

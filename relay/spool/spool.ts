@@ -55,7 +55,7 @@ import type {
   SpoolState,
 } from './types.ts';
 import { GroupSync } from './group-sync.ts';
-import { AcceptLog, replayAcceptLog } from './accept-log.ts';
+import { AcceptLog, replayAcceptLog, writevAll } from './accept-log.ts';
 import { CompletionMarks } from './marks.ts';
 import { markWireReady } from './wire-ready.ts';
 
@@ -906,27 +906,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       async function flush(last = false): Promise<void> {
         if (pendingBytes === 0) return;
         const data = pending;
-        const total = pendingBytes;
         pending = [];
         pendingBytes = 0;
         if (!fh || storageError) return;
         if (last && bulk === undefined) onlyWrite = data;
         try {
           if (!last && bulk === undefined) bulk = await fs.open(path, WRITE_BULK);
-          const out = bulk ?? fh;
-          // writev: no copy into one big buffer. A short write (rare on files) finishes chunk by chunk.
-          const { bytesWritten } = await out.writev(data);
-          if (bytesWritten < total) {
-            let skip = bytesWritten;
-            for (const chunk of data) {
-              if (skip >= chunk.length) {
-                skip -= chunk.length;
-                continue;
-              }
-              await writeAll(out, skip > 0 ? chunk.subarray(skip) : chunk);
-              skip = 0;
-            }
-          }
+          // writev: no copy into one big buffer; a short write (rare on files) goes on from where it stopped
+          await writevAll(bulk ?? fh, data);
         } catch (err) {
           storageError = asError(err);
         }
