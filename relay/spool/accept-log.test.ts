@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, readdir, readFile, rm, truncate, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,7 +11,7 @@ import { spoolFsWith } from '../../test/support/spool-fs.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeRecord, KIND_ACCEPT, KIND_REMOVAL, parseSegment, RECORD_HEADER } from './accept-log.ts';
-import { defaultSpoolFs, openSpool, type OpenSpoolOptions, type SpoolFileHandle } from './spool.ts';
+import { openSpool, type OpenSpoolOptions, type SpoolFileHandle } from './spool.ts';
 
 const logger = pino({ level: 'silent' });
 const run = promisify(execFile);
@@ -83,23 +83,59 @@ describe('accept log in the spool', () => {
   };
   const msg = (id: string): string => join(dir, 'queue', `${id}.msg`);
 
-  it('a power cut that loses the files of acknowledged messages: each is restored from the log, byte for byte', async () => {
+  const queueFiles = async (): Promise<string[]> => (await readdir(join(dir, 'queue'))).sort();
+  /** The message file spool.ts writes: the body, then the initial state and the footer (format.ts). */
+  const expectMessageFile = async (id: string, body: string): Promise<void> => {
+    const file = await readFile(msg(id));
+    expect(file.subarray(0, Buffer.byteLength(body)).toString()).toBe(body);
+    expect(file.subarray(Buffer.byteLength(body)).toString()).toMatch(
+      /^\{"version":1,.*\}\nmailroute-spool-v1 \d{12}\n$/s,
+    );
+  };
+
+  it('a message delivered before the log lets it go never touches the queue directory', async () => {
+    const opened: string[] = [];
+    const fs = spoolFsWith((p) => {
+      opened.push(p);
+      return {};
+    });
+    const spool = await open({ fs });
+    opened.length = 0; // the log's first segment
+    const id = await accept(spool);
+    expect(await queueFiles()).toEqual([]);
+    // a committed message all the same: listed, loaded, its body and headers served
+    expect(await spool.list()).toEqual([id]);
+    expect(await spool.load(id)).toMatchObject({ ok: true, state: { size: MESSAGE.length } });
+    expect((await spool.readBody(id)).toString()).toBe(MESSAGE);
+    expect((await spool.readHeaders(id)).toString()).toBe('Subject: hi\r\n');
+    expect(Buffer.isBuffer(spool.body(id, MESSAGE.length))).toBe(true);
+    expect(await spool.remove(id)).toBe(true);
+    expect(await spool.remove(id)).toBe(false);
+    expect(await spool.list()).toEqual([]);
+    expect(await spool.load(id)).toMatchObject({ ok: false, reason: 'missing' });
+    expect(opened.filter((p) => p.includes(`${join(dir, 'queue')}/`))).toEqual([]);
+    await spool.close();
+    // the removal record went with it: nothing comes back
+    const again = await open();
+    expect(again.recovery.restoredFromLog).toBe(0);
+    expect(await again.list()).toEqual([]);
+    await again.close();
+  });
+
+  it('a power cut while messages are in the log alone: each gets its file from the log at start, byte for byte', async () => {
     const first = await open();
-    const ids = [
-      await accept(first),
-      await accept(first),
-      await accept(first, 'Subject: x\r\n\r\n' + 'y'.repeat(5000)),
-    ];
-    const bytes = await Promise.all(ids.map((id) => readFile(msg(id))));
-    // what a power cut leaves of files never fsynced: an empty file, a file cut short, no entry at all
-    await truncate(msg(ids[0] ?? ''), 0);
-    await truncate(msg(ids[1] ?? ''), 10);
-    await unlink(msg(ids[2] ?? ''));
+    const bodies = [MESSAGE, MESSAGE, 'Subject: x\r\n\r\n' + 'y'.repeat(5000)];
+    const ids: string[] = [];
+    for (const b of bodies) ids.push(await accept(first, b));
+    expect(await queueFiles()).toEqual([]);
+    // what else a power cut may leave under a name: an empty file, a file cut short
+    await writeFile(msg(ids[0] ?? ''), '');
+    await writeFile(msg(ids[1] ?? ''), 'Subject: hi');
     const before = await readdir(join(dir, 'log'));
+    // no close(): the process is gone
     const again = await open();
     expect(again.recovery.restoredFromLog).toBe(3);
-    for (const [i, id] of ids.entries())
-      expect((await readFile(msg(id))).equals(bytes[i] ?? Buffer.alloc(0))).toBe(true);
+    for (const [i, id] of ids.entries()) await expectMessageFile(id, bodies[i] ?? '');
     expect(await again.list()).toEqual([...ids].sort());
     for (const id of ids) expect(await again.load(id)).toMatchObject({ ok: true });
     // every message is in its own durable file now: the segments replayed are free (or reused under a new number), so
@@ -109,6 +145,7 @@ describe('accept log in the spool', () => {
     await again.close();
     const third = await open();
     expect(third.recovery.restoredFromLog).toBe(0);
+    expect(await third.list()).toEqual([...ids].sort());
     await third.close();
   });
 
@@ -118,29 +155,88 @@ describe('accept log in the spool', () => {
     const gone = await accept(spool);
     expect(await spool.remove(gone)).toBe(true);
     await spool.close(); // the removal record is written before close() resolves
-    await unlink(msg(kept));
     const again = await open();
     expect(again.recovery.restoredFromLog).toBe(1);
     expect(await again.list()).toEqual([kept]);
     await again.close();
   });
 
-  it('segments rotate under load and are retired once their messages are removed or checkpointed (fsynced)', async () => {
-    const synced = new Set<string>();
-    const recordSync = (p: string, fh: SpoolFileHandle): SpoolFileHandle => ({
-      ...fh,
-      stat: () => fh.stat(),
-      read: (b, o, l, pos) => fh.read(b, o, l, pos),
-      close: () => fh.close(),
+  it('a message whose state changes gets its own durable file first, then its state file', async () => {
+    const events: string[] = [];
+    const fs = spoolFsWith((p, _f, fh) => ({
       async sync() {
         await fh.sync();
-        if (p.endsWith('.msg')) synced.add(p.slice(p.lastIndexOf('/') + 1, -4));
+        events.push(`sync ${p.slice(p.lastIndexOf('.'))}`);
       },
-    });
-    // a checkpoint opens the file for reading and fsyncs it
-    const fs = spoolFsWith(() => ({}), {
-      openRead: async (p) => recordSync(p, await defaultSpoolFs.openRead(p)),
-    });
+    }));
+    const spool = await open({ fs });
+    const id = await accept(spool);
+    events.length = 0;
+    const next = await spool.update(id, (s) => ({ ...s, legs: s.legs.map((l) => ({ ...l, attempts: 1 })) }));
+    expect(next?.legs.every((l) => l.attempts === 1)).toBe(true);
+    expect(events.indexOf('sync .msg')).toBeGreaterThanOrEqual(0);
+    expect(events.indexOf('sync .msg')).toBeLessThan(events.indexOf('sync .tmp'));
+    expect(await queueFiles()).toEqual([`${id}.json`, `${id}.msg`]);
+    await expectMessageFile(id, MESSAGE);
+    expect((await stat(msg(id))).mode & 0o777).toBe(0o600);
+    await spool.close();
+    const again = await open();
+    const loaded = await again.load(id);
+    expect(loaded.ok && loaded.state.legs.every((l) => l.attempts === 1)).toBe(true);
+    await again.close();
+  });
+
+  it('something already under a new message’s name when its file is written is set aside, not written into', async () => {
+    const spool = await open();
+    const id = await accept(spool);
+    await writeFile(msg(id), 'not this message');
+    await spool.update(id, (s) => ({ ...s }));
+    await expectMessageFile(id, MESSAGE);
+    const aside = (await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(`${id}.msg.`));
+    expect(aside.length).toBe(1);
+    expect(await readFile(join(dir, 'quarantine', aside[0] ?? ''), 'utf8')).toBe('not this message');
+    await spool.close();
+  });
+
+  it('a message quarantined while in the log alone is kept in quarantine/ and not restored at the next start', async () => {
+    const spool = await open();
+    const id = await accept(spool);
+    await spool.quarantine(id, 'a test');
+    expect(await spool.list()).toEqual([]);
+    const aside = (await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(`${id}.msg.`));
+    expect(aside.length).toBe(1);
+    await spool.close();
+    const again = await open();
+    expect(again.recovery.restoredFromLog).toBe(0);
+    expect(await again.list()).toEqual([]);
+    await again.close();
+  });
+
+  it('bodies the body cache let go are served from the log’s copy until the message has a file', async () => {
+    // 100 messages of 100 KiB: more than the 8 MiB body cache holds; no checkpoint within the test
+    const spool = await open({ checkpointAfterMs: 3_600_000 });
+    const bodies = Array.from(
+      { length: 100 },
+      (_, i) => `Subject: ${i}\r\n\r\n` + String(i % 10).repeat(100_000),
+    );
+    const ids: string[] = [];
+    for (const b of bodies) ids.push(await accept(spool, b));
+    for (const [i, id] of ids.entries()) expect((await spool.readBody(id)).toString()).toBe(bodies[i]);
+    await spool.close();
+  });
+
+  it('segments rotate under load and are retired once their messages are removed or checkpointed (written)', async () => {
+    const synced = new Set<string>();
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('.msg')
+        ? {
+            async sync() {
+              await fh.sync();
+              synced.add(p.slice(p.lastIndexOf('/') + 1, -4));
+            },
+          }
+        : {},
+    );
     // 64 KiB segments: a record of at most 16 KiB, about 60 small messages per segment
     const spool = await open({ fs, logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });
     const ids = await Promise.all(Array.from({ length: 300 }, () => accept(spool)));
@@ -148,17 +244,20 @@ describe('accept log in the spool', () => {
     const removed = ids.filter((_, i) => i % 2 === 0);
     const queued = ids.filter((_, i) => i % 2 === 1);
     for (const id of removed) await spool.remove(id);
-    await accept(spool, 'Subject: x\r\n\r\n' + 'z'.repeat(40_000)); // a rotation after the removals
+    await accept(spool, 'Subject: x\r\n\r\n' + 'z'.repeat(12_000)); // a rotation after the removals
     await waitFor(
       async () => (await readdir(join(dir, 'log'))).filter((n) => n.startsWith('free-')).length >= 3,
       { what: 'retired segments' },
     );
     const retiredQueued = queued.filter((id) => synced.has(id));
     expect(retiredQueued.length).toBeGreaterThan(0);
+    for (const id of retiredQueued) await expectMessageFile(id, MESSAGE);
+    // a message removed in the log never got a file
     expect(removed.some((id) => synced.has(id))).toBe(false);
+    const files = await queueFiles();
+    for (const id of removed) expect(files).not.toContain(`${id}.msg`);
     await spool.close();
     // a power cut now: the files of the queued messages are there (checkpointed) or restored from the log
-    for (const id of queued) if (!synced.has(id)) await truncate(msg(id), 0);
     const again = await open();
     const listed = await again.list();
     for (const id of queued) expect(listed).toContain(id);
@@ -167,7 +266,7 @@ describe('accept log in the spool', () => {
     await again.close();
   });
 
-  it('a log write that fails: that message is made durable by its own fsyncs instead, and the log goes on in a new segment', async () => {
+  it('a log write that fails: that message gets its own durable file instead, and the log goes on in a new segment', async () => {
     let failNext = false;
     const synced: string[] = [];
     const fs = spoolFsWith((p, _f, fh) =>
@@ -194,12 +293,13 @@ describe('accept log in the spool', () => {
     failNext = true;
     const first = await accept(spool);
     expect(synced).toEqual([msg(first)]);
+    await expectMessageFile(first, MESSAGE);
     const second = await accept(spool);
     expect(synced).toEqual([msg(first)]); // in the log again
+    expect(await queueFiles()).toEqual([`${first}.msg`]);
     expect(await spool.list()).toEqual([first, second].sort());
     await spool.close();
     // the second is restored from the log, the first was never in it and is durable on its own
-    await truncate(msg(second), 0);
     const again = await open();
     expect(again.recovery.restoredFromLog).toBe(1);
     for (const id of [first, second]) expect(await again.load(id)).toMatchObject({ ok: true });
@@ -232,8 +332,8 @@ describe('accept log in the spool', () => {
     // a sparse file of 1.2 GB named like a segment: set aside unread
     await writeFile(join(logDir, '0000000000000101.seg'), '');
     await truncate(join(logDir, '0000000000000101.seg'), 1_200_000_000);
-    // a FIFO where the message file was: set aside, never opened for writing (that would wait for a reader)
-    await unlink(msg(id));
+    // a FIFO under the name of a message the log holds: set aside, never opened for writing (that would wait for a
+    // reader)
     await run('mkfifo', [msg(id)]);
     const again = await withDeadline(5000, open(), 'openSpool');
     expect(again.recovery.restoredFromLog).toBe(1);
@@ -251,11 +351,11 @@ describe('accept log in the spool', () => {
     const worker = await openSpool({ dir: from, logger });
     const r = await worker.accept(spoolEnvelope(), Readable.from([MESSAGE]));
     if (!r.ok) throw r.error;
-    const bytes = await readFile(join(from, 'queue', `${r.id}.msg`));
     await worker.close();
-    await truncate(join(from, 'queue', `${r.id}.msg`), 0);
+    // (in its log alone; and what a power cut may leave under its name)
+    await writeFile(join(from, 'queue', `${r.id}.msg`), '');
     expect(await adoptQueue(from, dir)).toBe(1);
-    expect((await readFile(msg(r.id))).equals(bytes)).toBe(true);
+    await expectMessageFile(r.id, MESSAGE);
     const spool = await open();
     expect(await spool.load(r.id)).toMatchObject({ ok: true });
     await spool.close();
@@ -275,25 +375,37 @@ describe('accept log in the spool', () => {
     for (const id of [small, large]) expect(await spool.load(id)).toMatchObject({ ok: true });
     expect((await spool.readBody(large)).length).toBeGreaterThan(300_000);
     await spool.close();
-    // the small one's record in the log is whole too: restored byte for byte
-    const bytes = await readFile(msg(small));
-    await truncate(msg(small), 0);
+    // the small one's record in the log is whole too: its file is written from it, byte for byte
+    expect(await queueFiles()).toEqual([`${large}.msg`]);
     const again = await open();
     expect(again.recovery.restoredFromLog).toBe(1);
-    expect((await readFile(msg(small))).equals(bytes)).toBe(true);
+    await expectMessageFile(small, 'Subject: s\r\n\r\n' + 'a'.repeat(3000) + '\r\n');
     await again.close();
   });
 
   it('a write that takes nothing is a storage error, never a loop', async () => {
+    let logTakesNothing = false;
+    const nothing = { writev: () => Promise.resolve({ bytesWritten: 0 }) };
     const fs = spoolFsWith((p, _f, fh) =>
       p.endsWith('.msg')
-        ? { writev: () => Promise.resolve({ bytesWritten: 0 }) }
-        : { writev: (d) => fh.writev(d) },
+        ? nothing
+        : p.endsWith('.seg')
+          ? { writev: (d) => (logTakesNothing ? nothing.writev() : fh.writev(d)) }
+          : {},
     );
     const spool = await open({ fs });
-    const r = await withDeadline(5000, spool.accept(spoolEnvelope(), Readable.from([MESSAGE])), 'accept');
-    expect(r).toMatchObject({ ok: false, storage: true });
-    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+    // too large for the log: its own file
+    const large = Readable.from(['Subject: l\r\n\r\n' + 'b'.repeat(300_000) + '\r\n']);
+    expect(await withDeadline(5000, spool.accept(spoolEnvelope(), large), 'accept')).toMatchObject({
+      ok: false,
+      storage: true,
+    });
+    // a log that takes nothing, then its own file, which takes nothing either
+    logTakesNothing = true;
+    const small = await withDeadline(5000, spool.accept(spoolEnvelope(), Readable.from([MESSAGE])), 'accept');
+    expect(small).toMatchObject({ ok: false, storage: true });
+    expect(await queueFiles()).toEqual([]);
+    expect(await spool.list()).toEqual([]);
     await spool.close();
   });
 });

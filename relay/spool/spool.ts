@@ -228,6 +228,15 @@ const CREATE_DSYNC = CREATE | fsConstants.O_DSYNC;
 const WRITE_BULK = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW;
 const MODE_COMPLETE = 0o600;
 
+/** A committed message whose only durable copy is in the accept log: its file's bytes, and its initial state. */
+interface Unwritten {
+  body: Buffer;
+  trailer: Buffer;
+  state: SpoolState;
+  /** Its file being written (materialize). */
+  writing?: Promise<void>;
+}
+
 export function isQueueId(s: string): boolean {
   return ID_RE.test(s);
 }
@@ -545,10 +554,60 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   }
 
+  // ---- messages held by the accept log alone (no file yet) ----
+  // A small message's file is written only when it is still queued as the log lets it go (a checkpoint), when its
+  // state changes (update), when it is quarantined, or when the log could not take it: most messages are delivered
+  // and removed first, and never touch the queue directory. Until then its bytes are here (the body shared with the
+  // body cache) and in the log, from which a restart writes its file (replayAcceptLog).
+  const unwritten = new Map<string, Unwritten>();
+  /** Writes a message file whole, durably: created (never over anything), written, fsynced, marked complete. */
+  const writeMessageFile = async (id: string, data: Buffer[]): Promise<void> => {
+    const path = msgPath(id);
+    let fh: SpoolFileHandle;
+    try {
+      fh = await fs.open(path, CREATE, MODE_WRITING);
+    } catch (err) {
+      if (errno(err) !== 'EEXIST') throw err;
+      // Something is under the new message's name (queue ids are unique: not a message of this spool): set aside, as
+      // an unknown file at start would be, and the message written in its place.
+      await moveToQuarantine([messageFile(id)], 'something under the name of a message being written');
+      fh = await fs.open(path, CREATE, MODE_WRITING);
+    }
+    try {
+      await writevAll(fh, data);
+      await fh.sync();
+      await fh.chmod(MODE_COMPLETE);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlinkQuiet(path);
+      throw err;
+    }
+    await fh.close();
+  };
+  /** Gives a message the accept log holds alone its own durable file (and directory entry); once at a time. */
+  const materialize = (id: string): Promise<void> => {
+    const u = unwritten.get(id);
+    if (u === undefined) return Promise.resolve();
+    return (u.writing ??= (async () => {
+      try {
+        await writeMessageFile(id, [u.body, u.trailer]);
+        await dirSync.sync();
+      } catch (err) {
+        u.writing = undefined; // tried again by the next caller; the log still holds the message meanwhile
+        throw err;
+      }
+      if (unwritten.get(id) === u) unwritten.delete(id);
+    })());
+  };
+
   // Small messages' durability (accept-log.ts): a message still queued when its segment is retired gets its file
-  // fsynced then (a checkpoint), and the directory after.
+  // written then, or fsynced when it has one (a checkpoint), and the directory after.
   const checkpoint = async (ids: readonly string[]): Promise<void> => {
     for (const id of ids) {
+      if (unwritten.has(id)) {
+        await materialize(id);
+        continue;
+      }
       let fh: SpoolFileHandle;
       try {
         fh = await fs.openRead(msgPath(id));
@@ -605,6 +664,19 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // Message file first: a state file left alone by a crash is removed at the next start, while a message file left
   // alone would be delivered again.
   const removeFiles = async (id: string): Promise<boolean> => {
+    const u = unwritten.get(id);
+    if (u !== undefined) {
+      // its file is being written: removed as any other once it is (or once that failed)
+      await u.writing?.catch(() => undefined);
+      if (unwritten.get(id) === u) {
+        // in the log alone: a removal record there is the whole removal
+        unwritten.delete(id);
+        fresh.delete(id);
+        forgetBody(id);
+        acceptLog?.removed(id);
+        return true;
+      }
+    }
     fresh.delete(id);
     forgetBody(id);
     // still open for its mark: closed without it (a file removed needs none)
@@ -725,6 +797,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
   /** The latest state: <id>.json when an attempt wrote one, else the initial state in the message file. */
   const readState = async (id: string): Promise<LoadResult> => {
+    const u = unwritten.get(id);
+    if (u !== undefined) return { ok: true, state: u.state };
     if (stateFiles.has(id)) {
       const raw = await readStateFile(id);
       if (raw === 'missing') stateFiles.delete(id);
@@ -877,41 +951,57 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       const id = nextId();
       const path = msgPath(id);
       let created = false;
-      // The file is created at once, with O_DSYNC: a message that fits one write (the usual case) is written durably
-      // by that one system call, where a write and an fsync were two thread-pool hand-offs. A larger body is written
-      // in WRITE_CHUNK pieces as it arrives, through a second descriptor without O_DSYNC (`bulk`), and fsynced at its
-      // end. The directory entry is made durable by a directory fsync that starts with the create (shared with other
-      // accepts), while the body arrives.
-      // With the accept log (the default), the file is created without O_DSYNC and no directory fsync starts: a message
-      // that fits one write is made durable by the same bytes in the log (accept-log.ts), a larger one by its fsync and
-      // a directory fsync started at its end.
+      // Without the accept log, the file is created at once, with O_DSYNC: a message that fits one write (the usual
+      // case) is written durably by that one system call, where a write and an fsync were two thread-pool hand-offs. A
+      // larger body is written in WRITE_CHUNK pieces as it arrives, through a second descriptor without O_DSYNC
+      // (`bulk`), and fsynced at its end. The directory entry is made durable by a directory fsync that starts with the
+      // create (shared with other accepts), while the body arrives.
+      // With the accept log (the default), a message whose file fits one record of it gets no file at all here: the
+      // file's bytes go into the log, and the file is written only if the message is still queued when the log lets it
+      // go (materialize). A larger one's file is created, without O_DSYNC, when its first WRITE_CHUNK is ready, and
+      // made durable by its fsync and a directory fsync started at its end.
       let bulk: SpoolFileHandle | undefined;
       let entryDurable: Promise<Error | undefined> | undefined;
-      /** The buffers of the message's only write, for the accept log. */
-      let onlyWrite: Buffer[] | undefined;
+      /** The buffers of the message file's bytes when they go into the accept log alone (body chunks, trailer). */
+      let logOnly: Buffer[] | undefined;
+      let trailer: Buffer | undefined;
       const startEntrySync = (): Promise<Error | undefined> =>
         dirSync.sync().then(
           () => undefined,
           (err: unknown) => asError(err),
         );
+      const openFile = async (): Promise<void> => {
+        try {
+          fh = await fs.open(path, acceptLog ? CREATE : CREATE_DSYNC, MODE_WRITING);
+          created = true;
+          if (!acceptLog) entryDurable = startEntrySync();
+        } catch (err) {
+          storageError = asError(err);
+        }
+      };
       inProgress.add(id);
-      try {
-        fh = await fs.open(path, acceptLog ? CREATE : CREATE_DSYNC, MODE_WRITING);
-        created = true;
-        if (!acceptLog) entryDurable = startEntrySync();
-      } catch (err) {
-        storageError = asError(err);
-      }
+      if (!acceptLog) await openFile();
       /** Writes what is pending; `last`: nothing follows it (the message's only write when it is also the first). */
       async function flush(last = false): Promise<void> {
         if (pendingBytes === 0) return;
         const data = pending;
         pending = [];
         pendingBytes = 0;
+        if (storageError) return;
+        if (
+          last &&
+          fh === undefined &&
+          acceptLog !== undefined &&
+          small !== undefined &&
+          byteLength(data) <= acceptLog.maxRecordData
+        ) {
+          logOnly = data;
+          return;
+        }
+        if (fh === undefined) await openFile();
         if (!fh || storageError) return;
-        if (last && bulk === undefined) onlyWrite = data;
         try {
-          if (!last && bulk === undefined) bulk = await fs.open(path, WRITE_BULK);
+          if (!last && bulk === undefined && !acceptLog) bulk = await fs.open(path, WRITE_BULK);
           // writev: no copy into one big buffer; a short write (rare on files) goes on from where it stopped
           await writevAll(bulk ?? fh, data);
         } catch (err) {
@@ -929,10 +1019,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       // keep onError attached: a late error must not become an uncaught exception
       let state: SpoolState | undefined;
       if (!bodyError) {
-        if (fh && !storageError) {
+        if (!storageError) {
           // the initial state goes behind the body, in the same write as the body's last bytes (format.ts)
           state = initialState(id, meta, size);
-          const trailer = encodeTrailer(state);
+          trailer = encodeTrailer(state);
           pending.push(trailer);
           pendingBytes += trailer.length;
         }
@@ -944,27 +1034,36 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
       let committed = false;
       let logged = false;
-      if (!bodyError && !storageError && fh && state) {
+      if (!bodyError && !storageError && state && trailer && logOnly && small && acceptLog) {
+        const copy = ownCopy(small, size);
+        try {
+          logged = true;
+          try {
+            await acceptLog.accept(id, logOnly);
+            unwritten.set(id, { body: copy, trailer, state });
+          } catch (err) {
+            // the log could not take it (a failed write, no room for a segment): its own durable file instead
+            log.warn(
+              { err, queueId: id },
+              'spool: the accept log failed; writing the message file durably instead',
+            );
+            await writeMessageFile(id, [copy, trailer]);
+            await dirSync.sync();
+          }
+          committed = true;
+          remember(id, state);
+          if (opts?.wireReady?.() === true) markWireReady(copy);
+          keepBody(id, copy);
+        } catch (err) {
+          storageError = asError(err);
+        }
+      } else if (!bodyError && !storageError && fh && state) {
         const handle = fh;
         try {
-          if (acceptLog && !bulk && onlyWrite && byteLength(onlyWrite) <= acceptLog.maxRecordData) {
-            // the file's one write, durable in the accept log (its own bytes and entry reach the disk later, or never)
-            logged = true;
-            try {
-              await acceptLog.accept(id, onlyWrite);
-            } catch (err) {
-              // the log could not take it (a failed write, no room for a segment): this message's own fsyncs instead
-              log.warn(
-                { err, queueId: id },
-                'spool: the accept log failed; fsyncing the message file instead',
-              );
-              entryDurable = startEntrySync();
-              await handle.sync();
-            }
-          } else if (acceptLog) {
-            // without O_DSYNC: the file and its entry are made durable here, as a large body's always are
+          if (acceptLog) {
+            // without O_DSYNC: the file and its entry are made durable here
             entryDurable = startEntrySync();
-            await (bulk ?? handle).sync();
+            await handle.sync();
           } else if (bulk) {
             // one O_DSYNC write was durable when it returned; a body written in pieces is fsynced now
             await bulk.sync();
@@ -1025,13 +1124,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       // The messages committed before the call. An accept in progress when the listing starts may end before it
       // returns: cut short, its file is gone, yet the listing still names it; so it is left out whichever way it ends.
       const busy = new Set(inProgress);
+      // Those the accept log holds alone have no file (some may get one while the listing runs).
+      const ids = new Set(unwritten.keys());
       const names = await fs.readdir(queueDir);
-      const ids: string[] = [];
       for (const name of names) {
         const entry = classifyEntry(name, isQueueId);
-        if (entry.kind === 'message' && !busy.has(entry.id) && !inProgress.has(entry.id)) ids.push(entry.id);
+        if (entry.kind === 'message' && !busy.has(entry.id) && !inProgress.has(entry.id)) ids.add(entry.id);
       }
-      return ids.sort();
+      return [...ids].sort();
     },
 
     load(id: string): Promise<LoadResult> {
@@ -1064,6 +1164,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           return null;
         }
         const tmp = join(queueDir, `${stateFile(id)}${TEMP_EXT}`);
+        // a state file never stands without its message file (a start removes it as a removal cut short)
+        await materialize(id);
         try {
           // Atomic and durable: temp file, fsync, rename, directory fsync. A power cut leaves the old state or the
           // new one, never an empty file, and a result recorded here is not repeated after one. Concurrent updates
@@ -1093,16 +1195,22 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
     quarantine(id: string, reason: string): Promise<void> {
       return withLock(id, async () => {
-        await moveToQuarantine([stateFile(id), messageFile(id)], reason, id);
+        // kept for inspection: a message the log holds alone gets its file first (and leaves the log with it)
+        await materialize(id).catch((err: unknown) =>
+          log.error({ err, queueId: id }, 'spool: could not write a message file to quarantine it'),
+        );
+        if (unwritten.has(id)) return; // still queued: nothing is set aside that is not kept
+        if ((await moveToQuarantine([stateFile(id), messageFile(id)], reason, id)) > 0)
+          acceptLog?.removed(id);
       });
     },
 
     body(id: string, size: number): MessageBody {
-      return bodies.get(id) ?? { path: msgPath(id), size };
+      return bodies.get(id) ?? unwritten.get(id)?.body ?? { path: msgPath(id), size };
     },
 
     async readBody(id: string): Promise<Buffer> {
-      const kept = bodies.get(id);
+      const kept = bodies.get(id) ?? unwritten.get(id)?.body;
       if (kept) return kept;
       const { fh, bodySize } = await openBody(id);
       try {
@@ -1113,7 +1221,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     },
 
     async readHeaders(id: string, maxBytes = 64 * 1024): Promise<Buffer> {
-      const kept = bodies.get(id);
+      const kept = bodies.get(id) ?? unwritten.get(id)?.body;
       if (kept) return headerBlock(kept.subarray(0, maxBytes));
       const { fh, bodySize } = await openBody(id);
       try {
