@@ -1,6 +1,7 @@
 // The accept log: where a small message is durable from its 250 until its own file is (docs/queue.md "The accept
-// log"). A message whose whole file is written in one call is written without O_DSYNC and without a directory fsync;
-// its file's bytes go into this log instead, and the 250 waits for them there. The log is a few preallocated segment
+// log"). A message whose whole file would be written in one call gets no file: its file's bytes go into this log, and
+// the 250 waits for them there; spool.ts writes the file only if the message is still queued when the log lets it go
+// (the checkpoint), its state changes or it is quarantined. The log is a few preallocated segment
 // files under <spool>/log/, opened with O_DSYNC and written in place from their start: the blocks exist already, so a
 // write commits no metadata (no journal commit of the file system), and every record that arrives while a write is in
 // flight goes into the next one (group commit). docs/perf.md "The journal's share" measured why.
@@ -12,7 +13,7 @@
 // A segment is parsed from its start until the first record that is not whole, not of this segment (a reused file's
 // earlier life) or fails its CRC (a write cut short).
 //
-// A segment is retired only when each message it accepted is removed or checkpointed (its file fsynced), and after a
+// A segment is retired only when each message it accepted is removed or checkpointed (its file written or fsynced), and after a
 // directory fsync that makes those removals and entries durable; retired files are reused for later segments. At start
 // (replayAcceptLog, before the spool reads its queue), every accept record without a later removal record has its file
 // rewritten from the record unless it is the same, and fsynced either way; then the segments go.
@@ -290,7 +291,7 @@ export interface AcceptLogOptions {
   spoolDir: string;
   fs: SpoolFs;
   log: Logger;
-  /** fsyncs these messages' files (not those gone), then the queue directory: they no longer need the log. */
+  /** Writes or fsyncs these messages' files (not those gone), then the queue directory: they no longer need the log. */
   checkpoint: (ids: readonly string[]) => Promise<void>;
   /** Makes every removal and directory entry so far durable (the queue directory's fsync). */
   syncQueue: () => Promise<void>;

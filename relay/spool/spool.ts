@@ -14,12 +14,15 @@
 //   <dir>/queue/<id>.json        the latest delivery state, once an attempt changed it; rewritten atomically
 //   <dir>/queue/<id>.json.tmp    a state write in progress (removed at start)
 //   <dir>/quarantine/            files that could not be read, with a log line each; bounded by age and count
+//   <dir>/log/                   the accept log (accept-log.ts)
 // Only regular files are read (lstat, then a non-blocking open without following symlinks), a state is at most
 // MAX_STATE_BYTES, and every field of a state is checked as SMTP input is (check.ts) before it is used.
-// A message exists once its .msg exists with a valid footer. accept() creates <id>.msg under its final name in mode
-// 0700 and at once starts a (group-committed) directory fsync for the new entry, which runs while the body arrives;
-// at the end of DATA it writes the state and footer, fsyncs the file and waits for that directory fsync; only then
-// does it resolve { ok: true }: one file fsync between the end of DATA and the 250, as in Postfix's cleanup. Mode
+// A message exists once its .msg exists with a valid footer, or once the accept log holds it: a small message (one
+// write) goes into the log alone and gets its file only if it stays queued (materialize; served from memory until
+// then, docs/queue.md "Messages in the log alone"). A larger one: accept() creates <id>.msg under its final name in
+// mode 0700 once its first WRITE_CHUNK is ready, writes the rest, the state and footer, fsyncs the file and a
+// (group-committed) directory fsync; only then does it resolve { ok: true }. Without the log, the file is created at
+// once with O_DSYNC, its directory fsync starting then: one durable write between the end of DATA and the 250. Mode
 // 0600 follows a second or two later, unless the message was removed first (marks.ts). After a crash, a message file
 // with a valid footer is complete (delivered, even if its 250 never reached the client: at-least-once); one without a
 // footer in mode 0700 was cut short before its fsync, never acknowledged, and is removed; one without a footer in any
