@@ -230,6 +230,8 @@ const CREATE_DSYNC = CREATE | fsConstants.O_DSYNC;
 /** The file just created, again, for a body written in pieces (fsynced once at its end). */
 const WRITE_BULK = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW;
 const MODE_COMPLETE = 0o600;
+/** Message files a checkpoint writes or fsyncs at once (each holds a descriptor and a thread-pool call). */
+const CHECKPOINT_PARALLEL = 32;
 
 /** A committed message whose only durable copy is in the accept log: its file's bytes, and its initial state. */
 interface Unwritten {
@@ -606,16 +608,13 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // Small messages' durability (accept-log.ts): a message still queued when its segment is retired gets its file
   // written then, or fsynced when it has one (a checkpoint), and the directory after.
   const checkpoint = async (ids: readonly string[]): Promise<void> => {
-    for (const id of ids) {
-      if (unwritten.has(id)) {
-        await materialize(id);
-        continue;
-      }
+    const one = async (id: string): Promise<void> => {
+      if (unwritten.has(id)) return materialize(id);
       let fh: SpoolFileHandle;
       try {
         fh = await fs.openRead(msgPath(id));
       } catch (err) {
-        if (errno(err) === 'ENOENT') continue; // removed meanwhile
+        if (errno(err) === 'ENOENT') return; // removed meanwhile
         throw err;
       }
       try {
@@ -623,6 +622,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       } finally {
         await fh.close();
       }
+    };
+    // CHECKPOINT_PARALLEL at a time: their writes and fsyncs overlap, and their directory fsyncs are shared
+    for (let i = 0; i < ids.length; i += CHECKPOINT_PARALLEL) {
+      const done = await Promise.allSettled(ids.slice(i, i + CHECKPOINT_PARALLEL).map(one));
+      const failed = done.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     }
     await dirSync.sync();
   };
