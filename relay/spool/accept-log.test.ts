@@ -198,6 +198,56 @@ describe('accept log in the spool', () => {
     await spool.close();
   });
 
+  // the queue directory's fsyncs fail while `failDirSyncs` > 0 (the spool holds the directory open for them)
+  const dirSyncFailing = () => {
+    const ctl = { failDirSyncs: 0, failLogWrites: 0 };
+    const eio = (): Promise<never> =>
+      Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('queue')
+        ? { sync: () => (ctl.failDirSyncs-- > 0 ? eio() : fh.sync()) }
+        : p.endsWith('.seg')
+          ? { writev: (d) => (ctl.failLogWrites-- > 0 ? eio() : fh.writev(d)) }
+          : {},
+    );
+    return { ctl, fs };
+  };
+
+  it('a directory fsync that fails after a message’s file was written: the retry keeps that file, and so does removal', async () => {
+    const { ctl, fs } = dirSyncFailing();
+    const spool = await open({ fs });
+    const id = await accept(spool);
+    ctl.failDirSyncs = 1;
+    await expect(spool.update(id, (s) => ({ ...s }))).rejects.toThrow('EIO');
+    await spool.update(id, (s) => ({ ...s }));
+    await expectMessageFile(id, MESSAGE);
+    expect(await readdir(join(dir, 'quarantine'))).toEqual([]); // its own file was not taken for a stranger's
+    // the same, then removed before any retry: the file goes with it
+    const other = await accept(spool);
+    ctl.failDirSyncs = 1;
+    await expect(spool.update(other, (s) => ({ ...s }))).rejects.toThrow('EIO');
+    expect(await queueFiles()).toContain(`${other}.msg`);
+    expect(await spool.remove(other)).toBe(true);
+    expect(await queueFiles()).not.toContain(`${other}.msg`);
+    expect(await spool.list()).toEqual([id]);
+    await spool.close();
+  });
+
+  it('the log fails and then the file’s directory fsync too: 4xx, and the file written for it is removed', async () => {
+    const { ctl, fs } = dirSyncFailing();
+    const spool = await open({ fs });
+    ctl.failLogWrites = 1;
+    ctl.failDirSyncs = 1;
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+    expect(r).toMatchObject({ ok: false, storage: true });
+    expect(await queueFiles()).toEqual([]);
+    expect(await spool.list()).toEqual([]);
+    // healthy again: accepted (in the log, or in its own file while the log starts a new segment)
+    const id = await accept(spool);
+    expect(await spool.list()).toEqual([id]);
+    await spool.close();
+  });
+
   it('a message quarantined while in the log alone is kept in quarantine/ and not restored at the next start', async () => {
     const spool = await open();
     const id = await accept(spool);

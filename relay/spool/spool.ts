@@ -240,6 +240,8 @@ interface Unwritten {
   state: SpoolState;
   /** Its file being written (materialize). */
   writing?: Promise<void>;
+  /** Its file is written and fsynced; its directory entry is not durable yet (a directory fsync failed). */
+  written?: boolean;
 }
 
 export function isQueueId(s: string): boolean {
@@ -595,7 +597,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     if (u === undefined) return Promise.resolve();
     return (u.writing ??= (async () => {
       try {
-        await writeMessageFile(id, [u.body, u.trailer]);
+        if (u.written !== true) {
+          await writeMessageFile(id, [u.body, u.trailer]);
+          u.written = true; // a retry after a failed directory fsync does not write it again (O_EXCL: it is ours)
+        }
         await dirSync.sync();
       } catch (err) {
         u.writing = undefined; // tried again by the next caller; the log still holds the message meanwhile
@@ -677,12 +682,15 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       // its file is being written: removed as any other once it is (or once that failed)
       await u.writing?.catch(() => undefined);
       if (unwritten.get(id) === u) {
-        // in the log alone: a removal record there is the whole removal
         unwritten.delete(id);
-        fresh.delete(id);
-        forgetBody(id);
-        acceptLog?.removed(id);
-        return true;
+        if (u.written !== true) {
+          // in the log alone: a removal record there is the whole removal
+          fresh.delete(id);
+          forgetBody(id);
+          acceptLog?.removed(id);
+          return true;
+        }
+        // its file was written, its entry not yet durable: removed as any other file
       }
     }
     fresh.delete(id);
@@ -1056,6 +1064,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
               'spool: the accept log failed; writing the message file durably instead',
             );
             await writeMessageFile(id, [copy, trailer]);
+            created = true; // ours: removed below if its entry cannot be made durable
             await dirSync.sync();
           }
           committed = true;
