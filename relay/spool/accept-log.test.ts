@@ -11,7 +11,7 @@ import { spoolFsWith } from '../../test/support/spool-fs.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeRecord, KIND_ACCEPT, KIND_REMOVAL, parseSegment, RECORD_HEADER } from './accept-log.ts';
-import { openSpool, type OpenSpoolOptions, type SpoolFileHandle } from './spool.ts';
+import { defaultSpoolFs, openSpool, type OpenSpoolOptions, type SpoolFileHandle } from './spool.ts';
 
 const logger = pino({ level: 'silent' });
 const run = promisify(execFile);
@@ -84,6 +84,13 @@ describe('accept log in the spool', () => {
   const msg = (id: string): string => join(dir, 'queue', `${id}.msg`);
 
   const queueFiles = async (): Promise<string[]> => (await readdir(join(dir, 'queue'))).sort();
+  /** A restart restores nothing from the log, and the queue then holds exactly these messages. */
+  const expectRestartWith = async (ids: readonly string[]): Promise<void> => {
+    const again = await open();
+    expect(again.recovery.restoredFromLog).toBe(0);
+    expect(await again.list()).toEqual([...ids].sort());
+    await again.close();
+  };
   /** The message file spool.ts writes: the body, then the initial state and the footer (format.ts). */
   const expectMessageFile = async (id: string, body: string): Promise<void> => {
     const file = await readFile(msg(id));
@@ -116,10 +123,7 @@ describe('accept log in the spool', () => {
     expect(opened.filter((p) => p.includes(`${join(dir, 'queue')}/`))).toEqual([]);
     await spool.close();
     // the removal record went with it: nothing comes back
-    const again = await open();
-    expect(again.recovery.restoredFromLog).toBe(0);
-    expect(await again.list()).toEqual([]);
-    await again.close();
+    await expectRestartWith([]);
   });
 
   it('a power cut while messages are in the log alone: each gets its file from the log at start, byte for byte', async () => {
@@ -143,10 +147,7 @@ describe('accept log in the spool', () => {
     const replayed = (await readdir(join(dir, 'log'))).filter((n) => !n.startsWith('free-'));
     expect(replayed.filter((n) => before.includes(n))).toEqual([]);
     await again.close();
-    const third = await open();
-    expect(third.recovery.restoredFromLog).toBe(0);
-    expect(await third.list()).toEqual([...ids].sort());
-    await third.close();
+    await expectRestartWith(ids);
   });
 
   it('a removed message is not restored; a removal record lost with the process repeats it (at least once)', async () => {
@@ -256,10 +257,7 @@ describe('accept log in the spool', () => {
     const aside = (await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(`${id}.msg.`));
     expect(aside.length).toBe(1);
     await spool.close();
-    const again = await open();
-    expect(again.recovery.restoredFromLog).toBe(0);
-    expect(await again.list()).toEqual([]);
-    await again.close();
+    await expectRestartWith([]);
   });
 
   it('bodies the body cache let go are served from the log’s copy until the message has a file', async () => {
@@ -325,6 +323,47 @@ describe('accept log in the spool', () => {
     for (const id of removed) expect(listed).not.toContain(id);
     for (const id of queued) expect(await again.load(id)).toMatchObject({ ok: true });
     await again.close();
+  });
+
+  it('a message that got its file when its state changed is not written or fsynced again when its segment retires', async () => {
+    const syncs = new Map<string, number>();
+    const counted = (p: string, fh: SpoolFileHandle): Partial<SpoolFileHandle> =>
+      p.endsWith('.msg')
+        ? {
+            async sync() {
+              await fh.sync();
+              const id = p.slice(p.lastIndexOf('/') + 1, -4);
+              syncs.set(id, (syncs.get(id) ?? 0) + 1);
+            },
+          }
+        : {};
+    // opened for writing or for reading (an fsync needs no write access)
+    const fs = spoolFsWith((p, _f, fh) => counted(p, fh), {
+      openRead: async (p) => {
+        const fh = await defaultSpoolFs.openRead(p);
+        return {
+          ...fh,
+          read: (b, o, l, pos) => fh.read(b, o, l, pos),
+          stat: () => fh.stat(),
+          close: () => fh.close(),
+          ...counted(p, fh),
+        };
+      },
+    });
+    const spool = await open({ fs, logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });
+    const id = await accept(spool);
+    await spool.update(id, (s) => ({ ...s }));
+    expect(syncs.get(id)).toBe(1);
+    // its segment fills and is sealed; the others are delivered; it retires
+    const others = await Promise.all(Array.from({ length: 80 }, () => accept(spool)));
+    for (const o of others) await spool.remove(o);
+    await accept(spool, 'Subject: x\r\n\r\n' + 'z'.repeat(12_000));
+    await waitFor(async () => (await readdir(join(dir, 'log'))).some((n) => n.startsWith('free-')), {
+      what: 'a retired segment',
+    });
+    expect(syncs.get(id)).toBe(1);
+    expect(await spool.load(id)).toMatchObject({ ok: true });
+    await spool.close();
   });
 
   it('a log write that fails: that message gets its own durable file instead, and the log goes on in a new segment', async () => {

@@ -13,7 +13,7 @@
 // A segment is parsed from its start until the first record that is not whole, not of this segment (a reused file's
 // earlier life) or fails its CRC (a write cut short).
 //
-// A segment is retired only when each message it accepted is removed or checkpointed (its file written or fsynced), and after a
+// A segment is retired only when each message it accepted is removed or checkpointed (its file written), and after a
 // directory fsync that makes those removals and entries durable; retired files are reused for later segments. At start
 // (replayAcceptLog, before the spool reads its queue), every accept record without a later removal record has its file
 // rewritten from the record unless it is the same, and fsynced either way; then the segments go.
@@ -291,7 +291,7 @@ export interface AcceptLogOptions {
   spoolDir: string;
   fs: SpoolFs;
   log: Logger;
-  /** Writes or fsyncs these messages' files (not those gone), then the queue directory: they no longer need the log. */
+  /** Makes these messages' files and entries durable (not those gone): they no longer need the log. */
   checkpoint: (ids: readonly string[]) => Promise<void>;
   /** Makes every removal and directory entry so far durable (the queue directory's fsync). */
   syncQueue: () => Promise<void>;

@@ -610,31 +610,18 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     })());
   };
 
-  // Small messages' durability (accept-log.ts): a message still queued when its segment is retired gets its file
-  // written then, or fsynced when it has one (a checkpoint), and the directory after.
+  // Small messages' durability (accept-log.ts): a message still queued when its segment is retired gets its file then
+  // (a checkpoint). Every other message the log still names is gone, or has its durable file and entry already: a file
+  // is only written for a logged message by materialize, which fsyncs it and the directory. (The log fsyncs the
+  // directory again before the segment goes, for the removals.)
   const checkpoint = async (ids: readonly string[]): Promise<void> => {
-    const one = async (id: string): Promise<void> => {
-      if (unwritten.has(id)) return materialize(id);
-      let fh: SpoolFileHandle;
-      try {
-        fh = await fs.openRead(msgPath(id));
-      } catch (err) {
-        if (errno(err) === 'ENOENT') return; // removed meanwhile
-        throw err;
-      }
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    };
+    const pending = ids.filter((id) => unwritten.has(id));
     // CHECKPOINT_PARALLEL at a time: their writes and fsyncs overlap, and their directory fsyncs are shared
-    for (let i = 0; i < ids.length; i += CHECKPOINT_PARALLEL) {
-      const done = await Promise.allSettled(ids.slice(i, i + CHECKPOINT_PARALLEL).map(one));
+    for (let i = 0; i < pending.length; i += CHECKPOINT_PARALLEL) {
+      const done = await Promise.allSettled(pending.slice(i, i + CHECKPOINT_PARALLEL).map(materialize));
       const failed = done.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
     }
-    await dirSync.sync();
   };
   const openLog = (): Promise<AcceptLog> =>
     AcceptLog.open({
@@ -678,25 +665,21 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // alone would be delivered again.
   const removeFiles = async (id: string): Promise<boolean> => {
     const u = unwritten.get(id);
-    if (u !== undefined) {
-      // its file is being written: removed as any other once it is (or once that failed)
-      await u.writing?.catch(() => undefined);
-      if (unwritten.get(id) === u) {
-        unwritten.delete(id);
-        if (u.written !== true) {
-          // in the log alone: a removal record there is the whole removal
-          fresh.delete(id);
-          forgetBody(id);
-          acceptLog?.removed(id);
-          return true;
-        }
-        // its file was written, its entry not yet durable: removed as any other file
-      }
-    }
+    // its file being written: removed once it is, or once that failed
+    await u?.writing?.catch(() => undefined);
     fresh.delete(id);
     forgetBody(id);
     // still open for its mark: closed without it (a file removed needs none)
     marks.release(id);
+    if (u !== undefined && unwritten.get(id) === u) {
+      unwritten.delete(id);
+      // in the log alone: a removal record there is the whole removal (with a file written whose entry is not durable
+      // yet, a failed directory fsync, the file goes below as any other)
+      if (u.written !== true) {
+        acceptLog?.removed(id);
+        return true;
+      }
+    }
     let existed = true;
     try {
       await fs.unlink(msgPath(id));
@@ -1049,11 +1032,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       }
 
       let committed = false;
-      let logged = false;
       if (!bodyError && !storageError && state && trailer && logOnly && small && acceptLog) {
         const copy = ownCopy(small, size);
         try {
-          logged = true;
           try {
             await acceptLog.accept(id, logOnly);
             unwritten.set(id, { body: copy, trailer, state });
@@ -1126,10 +1107,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         return { ok: true, id };
       }
 
-      // Nothing half-accepted: remove whatever was created (the entry's directory fsync needs no waiting for), and tell
-      // the accept log, which may hold it, so that a restart does not restore it.
+      // Nothing half-accepted: remove whatever was created (the entry's directory fsync needs no waiting for). The accept
+      // log holds nothing of it: a failed log write took its record out (accept-log.ts drain), and a record written is
+      // a message committed.
       if (created) await unlinkQuiet(path);
-      if (logged) acceptLog?.removed(id);
       inProgress.delete(id);
       const error = bodyError ?? storageError ?? new Error('spool: body was not written');
       const storage = bodyError === undefined;
