@@ -86,6 +86,29 @@ describe('startBufferGovernor', () => {
     }
   });
 
+  it('without a large message, a scavenge that leaves more than the relaxed limit is not followed by a full collection', () => {
+    const h = fakeHeap(20 * MiB);
+    const g = startBufferGovernor({
+      limitBytes: 8 * MiB,
+      relaxedLimitBytes: 16 * MiB,
+      stepBytes: 1,
+      intervalMs: 60_000,
+      ...h,
+    });
+    try {
+      h.level = 30 * MiB;
+      g.account(1, 100 * 1024);
+      expect(h.calls).toEqual(['minor']);
+      expect(h.level).toBe(20 * MiB);
+      // what the scavenge left is the new floor: 10 MiB more is under the relaxed limit, no second scavenge
+      h.level = 30 * MiB;
+      g.account(1, 100 * 1024);
+      expect(h.calls).toEqual(['minor']);
+    } finally {
+      g.stop();
+    }
+  });
+
   it('also checks on its timer (buffers that no message stream reports)', async () => {
     const h = fakeHeap();
     const g = startBufferGovernor({ limitBytes: 1 * MiB, relaxedLimitBytes: 1 * MiB, intervalMs: 5, ...h });

@@ -13,6 +13,10 @@
 // the RSS bound is about. Otherwise it is 16 MiB: under a load of many medium messages (20 sessions of 100 KiB) the
 // 8 MiB limit sat just below the level that V8's own scavenges keep, and forced 64 scavenges of about 5.5 ms and 10
 // full collections per 3,000 messages (about 4 % of the relay's CPU there); at 16 MiB, 2 and 2 (docs/perf.md).
+// A full collection is forced only under the tight limit. Under the relaxed one the buffers a scavenge leaves are
+// old-generation garbage of small messages (bodies the spool holds for a second or more), which V8's own incremental
+// marking collects: forcing it stopped the relay for 14-21 ms about once a second at 1,800 small messages a second
+// (docs/perf.md, "No forced full collection without a large message").
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { safeDelay } from '../routing/timer.ts';
@@ -79,13 +83,14 @@ export function startBufferGovernor(opts: BufferGovernorOptions = {}): BufferGov
     if (!gc) return;
     const level = arrayBuffers();
     if (level < floor) floor = level;
-    const allowed = now() < strictUntil ? limit : relaxed;
+    const strict = now() < strictUntil;
+    const allowed = strict ? limit : relaxed;
     if (level - floor <= allowed) return;
     gc({ type: 'minor' });
     collections++;
     let after = arrayBuffers();
-    if (after - floor > allowed) {
-      // survivors were promoted: a full collection
+    if (strict && after - floor > allowed) {
+      // survivors were promoted while a large message streams: a full collection
       gc({ type: 'major' });
       after = arrayBuffers();
     }
