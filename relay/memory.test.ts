@@ -67,47 +67,34 @@ describe('startBufferGovernor', () => {
     }
   });
 
-  it('without a large message, a scavenge that leaves less than the relaxed limit is enough (no full collection)', () => {
-    const h = fakeHeap(10 * MiB);
-    const g = startBufferGovernor({
-      limitBytes: 8 * MiB,
-      relaxedLimitBytes: 16 * MiB,
-      stepBytes: 1,
-      intervalMs: 60_000,
-      ...h,
-    });
-    try {
-      h.level = 30 * MiB;
-      g.account(1, 100 * 1024);
-      expect(h.calls).toEqual(['minor']);
-      expect(h.level).toBe(10 * MiB);
-    } finally {
-      g.stop();
-    }
-  });
-
-  it('without a large message, a scavenge that leaves more than the relaxed limit is not followed by a full collection', () => {
-    const h = fakeHeap(20 * MiB);
-    const g = startBufferGovernor({
-      limitBytes: 8 * MiB,
-      relaxedLimitBytes: 16 * MiB,
-      stepBytes: 1,
-      intervalMs: 60_000,
-      ...h,
-    });
-    try {
-      h.level = 30 * MiB;
-      g.account(1, 100 * 1024);
-      expect(h.calls).toEqual(['minor']);
-      expect(h.level).toBe(20 * MiB);
-      // what the scavenge left is the new floor: 10 MiB more is under the relaxed limit, no second scavenge
-      h.level = 30 * MiB;
-      g.account(1, 100 * 1024);
-      expect(h.calls).toEqual(['minor']);
-    } finally {
-      g.stop();
-    }
-  });
+  it.each([
+    { leaves: 'less than the relaxed limit', survivors: 10 * MiB },
+    { leaves: 'more than the relaxed limit (promoted survivors)', survivors: 20 * MiB },
+  ])(
+    'without a large message, a scavenge that leaves $leaves is enough (no full collection), and sets the floor',
+    ({ survivors }) => {
+      const h = fakeHeap(survivors);
+      const g = startBufferGovernor({
+        limitBytes: 8 * MiB,
+        relaxedLimitBytes: 16 * MiB,
+        stepBytes: 1,
+        intervalMs: 60_000,
+        ...h,
+      });
+      try {
+        h.level = 30 * MiB;
+        g.account(1, 100 * 1024);
+        expect(h.calls).toEqual(['minor']);
+        expect(h.level).toBe(survivors);
+        // what the scavenge left is the new floor: 10 MiB more is under the relaxed limit, no second scavenge
+        h.level = survivors + 10 * MiB;
+        g.account(1, 100 * 1024);
+        expect(h.calls).toEqual(['minor']);
+      } finally {
+        g.stop();
+      }
+    },
+  );
 
   it('also checks on its timer (buffers that no message stream reports)', async () => {
     const h = fakeHeap();

@@ -27,6 +27,18 @@ async function memKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
   return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
 }
 
+/** The highest VmRSS (KiB) of `pid` from now on, sampled every 10 ms until stop(). */
+function sampleMaxRss(pid: number, base: number): { max: () => number; stop: () => void } {
+  let max = base;
+  const timer = setInterval(() => {
+    memKiB(pid, 'VmRSS').then(
+      (v) => (max = Math.max(max, v)),
+      () => undefined,
+    );
+  }, 10);
+  return { max: () => max, stop: () => clearInterval(timer) };
+}
+
 describe('large messages', () => {
   let sink: ChildProcess;
   let relay: RelayChild;
@@ -85,21 +97,16 @@ describe('large messages', () => {
     await waitFor(async () => (await delivered()) >= 1, { what: 'the warm-up delivery' });
     const baseRss = await memKiB(relay.pid, 'VmRSS');
     const baseHwm = await memKiB(relay.pid, 'VmHWM');
-    let maxRss = baseRss;
-    const sampler = setInterval(() => {
-      memKiB(relay.pid, 'VmRSS').then(
-        (v) => (maxRss = Math.max(maxRss, v)),
-        () => undefined,
-      );
-    }, 10);
+    const rss = sampleMaxRss(relay.pid, baseRss);
     try {
       expect(await sendBig(50 * MiB)).toMatch(/^250 2\.0\.0 queued as /);
-      const intake = (maxRss - baseRss) / 1024;
+      const intake = (rss.max() - baseRss) / 1024;
       console.log(`after intake (250): max RSS +${intake.toFixed(1)} MiB`);
       await waitFor(async () => (await delivered()) >= 2, { timeoutMs: 60_000, what: 'the 50 MiB delivery' });
     } finally {
-      clearInterval(sampler);
+      rss.stop();
     }
+    const maxRss = rss.max();
     const hwm = await memKiB(relay.pid, 'VmHWM');
     const growthRss = (maxRss - baseRss) / 1024;
     const growthHwm = (hwm - baseHwm) / 1024;
@@ -113,13 +120,7 @@ describe('large messages', () => {
   it('keeps RSS bounded under a stream of messages just under the tight limit (200 x 900 KiB, 8 sessions)', async () => {
     const before = await delivered();
     const baseRss = await memKiB(relay.pid, 'VmRSS');
-    let maxRss = baseRss;
-    const sampler = setInterval(() => {
-      memKiB(relay.pid, 'VmRSS').then(
-        (v) => (maxRss = Math.max(maxRss, v)),
-        () => undefined,
-      );
-    }, 10);
+    const rss = sampleMaxRss(relay.pid, baseRss);
     const sessions = 8;
     const perSession = 25;
     try {
@@ -136,8 +137,9 @@ describe('large messages', () => {
         what: 'the deliveries of 200 messages of 900 KiB',
       });
     } finally {
-      clearInterval(sampler);
+      rss.stop();
     }
+    const maxRss = rss.max();
     const growth = (maxRss - baseRss) / 1024;
     console.log(
       `200 x 900 KiB: RSS ${Math.round(baseRss / 1024)} MiB -> max ${Math.round(maxRss / 1024)} MiB (+${growth.toFixed(1)})`,
