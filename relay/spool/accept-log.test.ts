@@ -2,12 +2,12 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spoolEnvelope } from '../../test/support/delivery.ts';
-import { spoolFsWith } from '../../test/support/spool-fs.ts';
+import { spoolFsWith, withCalls } from '../../test/support/spool-fs.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeRecord, KIND_ACCEPT, KIND_REMOVAL, parseSegment, RECORD_HEADER } from './accept-log.ts';
@@ -84,6 +84,8 @@ describe('accept log in the spool', () => {
   const msg = (id: string): string => join(dir, 'queue', `${id}.msg`);
 
   const queueFiles = async (): Promise<string[]> => (await readdir(join(dir, 'queue'))).sort();
+  /** The queue id of a message file's path (queue/ID.msg). */
+  const msgId = (p: string): string => basename(p, '.msg');
   /** A restart restores nothing from the log, and the queue then holds exactly these messages. */
   const expectRestartWith = async (ids: readonly string[]): Promise<void> => {
     const again = await open();
@@ -199,7 +201,8 @@ describe('accept log in the spool', () => {
     await spool.close();
   });
 
-  // the queue directory's fsyncs fail while `failDirSyncs` > 0 (the spool holds the directory open for them)
+  // the queue directory's fsyncs fail while `failDirSyncs` > 0 (the spool holds the directory open for them), and the
+  // log's segment writes while `failLogWrites` > 0
   const dirSyncFailing = () => {
     const ctl = { failDirSyncs: 0, failLogWrites: 0 };
     const eio = (): Promise<never> =>
@@ -283,7 +286,7 @@ describe('accept log in the spool', () => {
         ? {
             async sync() {
               await fh.sync();
-              const id = p.slice(p.lastIndexOf('/') + 1, -4);
+              const id = msgId(p);
               synced.add(id);
               if (gone.has(id)) writtenAfterRemoval.push(id);
             },
@@ -332,7 +335,7 @@ describe('accept log in the spool', () => {
         ? {
             async sync() {
               await fh.sync();
-              const id = p.slice(p.lastIndexOf('/') + 1, -4);
+              const id = msgId(p);
               syncs.set(id, (syncs.get(id) ?? 0) + 1);
             },
           }
@@ -341,13 +344,7 @@ describe('accept log in the spool', () => {
     const fs = spoolFsWith((p, _f, fh) => counted(p, fh), {
       openRead: async (p) => {
         const fh = await defaultSpoolFs.openRead(p);
-        return {
-          ...fh,
-          read: (b, o, l, pos) => fh.read(b, o, l, pos),
-          stat: () => fh.stat(),
-          close: () => fh.close(),
-          ...counted(p, fh),
-        };
+        return withCalls(fh, counted(p, fh));
       },
     });
     const spool = await open({ fs, logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });

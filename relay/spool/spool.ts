@@ -665,8 +665,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // alone would be delivered again.
   const removeFiles = async (id: string): Promise<boolean> => {
     const u = unwritten.get(id);
-    // its file being written: removed once it is, or once that failed
-    await u?.writing?.catch(() => undefined);
+    // its file being written: removed once it is, or once that failed (no await otherwise: the common removal)
+    if (u?.writing !== undefined) await u.writing.catch(() => undefined);
     fresh.delete(id);
     forgetBody(id);
     // still open for its mark: closed without it (a file removed needs none)

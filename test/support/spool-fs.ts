@@ -19,17 +19,22 @@ export function spoolFsWith(
     ...defaultSpoolFs,
     async open(path, flags, mode) {
       const fh = await defaultSpoolFs.open(path, flags, mode);
-      return {
-        write: (d) => fh.write(d),
-        writev: (d) => fh.writev(d),
-        read: (b, o, l, pos) => fh.read(b, o, l, pos),
-        stat: () => fh.stat(),
-        chmod: (m) => fh.chmod(m),
-        sync: () => fh.sync(),
-        close: () => fh.close(),
-        ...handle(path, flags, fh, mode),
-      };
+      return withCalls(fh, handle(path, flags, fh, mode));
     },
     ...over,
+  };
+}
+
+/** A handle that passes every call to `fh`, except those in `calls`. */
+export function withCalls(fh: SpoolFileHandle, calls: Partial<SpoolFileHandle>): SpoolFileHandle {
+  return {
+    write: (d) => fh.write(d),
+    writev: (d) => fh.writev(d),
+    read: (b, o, l, pos) => fh.read(b, o, l, pos),
+    stat: () => fh.stat(),
+    chmod: (m) => fh.chmod(m),
+    sync: () => fh.sync(),
+    close: () => fh.close(),
+    ...calls,
   };
 }
