@@ -12,6 +12,7 @@ import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import { encodeRecord, KIND_ACCEPT, KIND_REMOVAL, parseSegment, RECORD_HEADER } from './accept-log.ts';
 import { defaultSpoolFs, openSpool, type OpenSpoolOptions, type SpoolFileHandle } from './spool.ts';
+import type { LoadResult, SpoolState } from './types.ts';
 
 const logger = pino({ level: 'silent' });
 const run = promisify(execFile);
@@ -152,30 +153,89 @@ describe('accept log in the spool', () => {
     await expectRestartWith(ids);
   });
 
+  const attemptsOnce = (st: SpoolState): SpoolState => ({
+    ...st,
+    legs: st.legs.map((l) => ({ ...l, attempts: 1 })),
+  });
+  const attemptsOf = (r: LoadResult): number[] | undefined =>
+    r.ok ? r.state.legs.map((l) => l.attempts) : undefined;
+  const eio = (): Promise<never> =>
+    Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
+
   it('a removed message is not restored; a removal record lost with the process repeats it (at least once)', async () => {
     const spool = await open();
     const kept = await accept(spool);
     const gone = await accept(spool);
     expect(await spool.remove(gone)).toBe(true);
-    await spool.close(); // the removal record is written before close() resolves
+    // records are written in order: the removal record is on disk once a later accept is
+    const later = await accept(spool);
+    // no close(): the process is gone
     const again = await open();
-    expect(again.recovery.restoredFromLog).toBe(1);
-    expect(await again.list()).toEqual([kept]);
+    expect(again.recovery.restoredFromLog).toBe(2);
+    expect(await again.list()).toEqual([kept, later].sort());
     await again.close();
   });
 
-  it('a message whose state changes gets its own durable file first, then its state file', async () => {
+  it('a stop writes each message the log still holds into its own file, with its latest state: queue/ alone holds the queue', async () => {
+    const spool = await open();
+    const [plain, changed, gone] = [await accept(spool), await accept(spool), await accept(spool)];
+    await spool.update(changed, attemptsOnce);
+    await spool.remove(gone);
+    expect(await queueFiles()).toEqual([]);
+    await spool.close();
+    expect(await queueFiles()).toEqual([`${plain}.msg`, `${changed}.msg`].sort());
+    for (const id of [plain, changed]) await expectMessageFile(id, MESSAGE);
+    const files = await open({ acceptLog: false }); // queue/ alone
+    expect(await files.list()).toEqual([plain, changed].sort());
+    expect(attemptsOf(await files.load(plain))).toEqual([0, 0]);
+    expect(attemptsOf(await files.load(changed))).toEqual([1, 1]);
+    await files.close();
+    await expectRestartWith([plain, changed]);
+  });
+
+  it('a state change while the message is in the log alone is one more record there: no file, and a power cut restores the latest state', async () => {
+    const opened: string[] = [];
+    const fs = spoolFsWith((p) => {
+      opened.push(p);
+      return {};
+    });
+    const spool = await open({ fs });
+    const id = await accept(spool);
+    expect(attemptsOf({ ok: true, state: (await spool.update(id, attemptsOnce)) as SpoolState })).toEqual([
+      1, 1,
+    ]);
+    expect(await queueFiles()).toEqual([]);
+    expect(opened.filter((p) => p.includes(`${join(dir, 'queue')}/`))).toEqual([]);
+    expect(attemptsOf(await spool.load(id))).toEqual([1, 1]);
+    // no close(): the process is gone; the last record comes back, the new state in its file's trailer
+    const again = await open();
+    expect(again.recovery.restoredFromLog).toBe(1);
+    await expectMessageFile(id, MESSAGE);
+    expect(attemptsOf(await again.load(id))).toEqual([1, 1]);
+    // removed after its state changed: gone for good
+    expect(await again.remove(id)).toBe(true);
+    await again.close();
+    await expectRestartWith([]);
+  });
+
+  it('a state change the log cannot take (a failed write): the message gets its own durable file first, then its state file', async () => {
     const events: string[] = [];
-    const fs = spoolFsWith((p, _f, fh) => ({
-      async sync() {
-        await fh.sync();
-        events.push(`sync ${p.slice(p.lastIndexOf('.'))}`);
-      },
-    }));
+    let failLog = false;
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('.seg')
+        ? { writev: (d) => (failLog ? ((failLog = false), eio()) : fh.writev(d)) }
+        : {
+            async sync() {
+              await fh.sync();
+              events.push(`sync ${p.slice(p.lastIndexOf('.'))}`);
+            },
+          },
+    );
     const spool = await open({ fs });
     const id = await accept(spool);
     events.length = 0;
-    const next = await spool.update(id, (s) => ({ ...s, legs: s.legs.map((l) => ({ ...l, attempts: 1 })) }));
+    failLog = true;
+    const next = await spool.update(id, attemptsOnce);
     expect(next?.legs.every((l) => l.attempts === 1)).toBe(true);
     expect(events.indexOf('sync .msg')).toBeGreaterThanOrEqual(0);
     expect(events.indexOf('sync .msg')).toBeLessThan(events.indexOf('sync .tmp'));
@@ -184,20 +244,80 @@ describe('accept log in the spool', () => {
     expect((await stat(msg(id))).mode & 0o777).toBe(0o600);
     await spool.close();
     const again = await open();
-    const loaded = await again.load(id);
-    expect(loaded.ok && loaded.state.legs.every((l) => l.attempts === 1)).toBe(true);
+    expect(attemptsOf(await again.load(id))).toEqual([1, 1]);
     await again.close();
   });
 
-  it('something already under a new message’s name when its file is written is set aside, not written into', async () => {
-    const spool = await open();
+  it('a state change too large for a record of the log: the message gets its files', async () => {
+    // 64 KiB segments: a record of at most 16 KiB
+    const spool = await open({ logSegmentBytes: 64 * 1024 });
+    const id = await accept(spool, 'Subject: x\r\n\r\n' + 'y'.repeat(5000));
+    expect(await queueFiles()).toEqual([]);
+    await spool.update(id, (st) => ({
+      ...st,
+      legs: st.legs.map((l) => ({ ...l, attempts: 1, lastReply: `451 4.3.0 ${'z'.repeat(12_000)}` })),
+    }));
+    expect(await queueFiles()).toEqual([`${id}.json`, `${id}.msg`]);
+    await spool.close();
+    const again = await open();
+    expect(attemptsOf(await again.load(id))).toEqual([1, 1]);
+    await again.close();
+  });
+
+  it('the earlier record of a message whose state changed no longer holds its segment back', async () => {
+    // no checkpoint within the test: a segment retires only when nothing in it is still queued
+    const spool = await open({ logSegmentBytes: 64 * 1024, checkpointAfterMs: 3_600_000 });
     const id = await accept(spool);
-    await writeFile(msg(id), 'not this message');
-    await spool.update(id, (s) => ({ ...s }));
+    const others = await Promise.all(Array.from({ length: 80 }, () => accept(spool))); // the segment rotates
+    for (const o of others) await spool.remove(o);
+    await spool.update(id, attemptsOnce); // a record in the current segment
+    await accept(spool, 'Subject: x\r\n\r\n' + 'z'.repeat(12_000)); // and one more rotation
+    await waitFor(async () => (await readdir(join(dir, 'log'))).some((n) => n.startsWith('free-')), {
+      what: 'the first segment retired',
+    });
+    expect(await queueFiles()).toEqual([]); // retired without writing the message's file
+    const again = await open(); // a power cut: the later record is there
+    expect(attemptsOf(await again.load(id))).toEqual([1, 1]);
+    await again.close();
+  });
+
+  it('a message whose state changed in the log gets a file with its latest state when its segment retires', async () => {
+    const spool = await open({ logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });
+    const id = await accept(spool);
+    await spool.update(id, attemptsOnce);
+    const others = await Promise.all(Array.from({ length: 80 }, () => accept(spool)));
+    for (const o of others) await spool.remove(o);
+    await accept(spool, 'Subject: x\r\n\r\n' + 'z'.repeat(12_000));
+    await waitFor(async () => (await queueFiles()).includes(`${id}.msg`), { what: 'the checkpoint' });
+    await spool.close();
     await expectMessageFile(id, MESSAGE);
-    const aside = (await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(`${id}.msg.`));
-    expect(aside.length).toBe(1);
-    expect(await readFile(join(dir, 'quarantine', aside[0] ?? ''), 'utf8')).toBe('not this message');
+    expect(await queueFiles()).not.toContain(`${id}.json`); // the latest state is in the file's trailer
+    const again = await open({ acceptLog: false }); // the file alone
+    expect(attemptsOf(await again.load(id))).toEqual([1, 1]);
+    await again.close();
+  });
+
+  it('a state change neither the log nor a file can take: the update fails and the earlier record still holds the message', async () => {
+    let failLog = false;
+    let failFile = false;
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('.seg')
+        ? { writev: (d) => (failLog ? ((failLog = false), eio()) : fh.writev(d)) }
+        : p.endsWith('.msg')
+          ? { writev: (d) => (failFile ? ((failFile = false), eio()) : fh.writev(d)) }
+          : {},
+    );
+    const spool = await open({ fs, logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });
+    const id = await accept(spool);
+    failLog = true;
+    failFile = true;
+    await expect(spool.update(id, attemptsOnce)).rejects.toThrow('EIO');
+    expect(await queueFiles()).toEqual([]);
+    // its segment (sealed by the failed write) is retired only after the message's file is written: the checkpoint
+    await accept(spool);
+    await waitFor(async () => (await queueFiles()).includes(`${id}.msg`), { what: 'the checkpoint' });
+    await expectMessageFile(id, MESSAGE);
+    expect(attemptsOf(await spool.load(id))).toEqual([0, 0]);
     await spool.close();
   });
 
@@ -205,8 +325,6 @@ describe('accept log in the spool', () => {
   // log's segment writes while `failLogWrites` > 0
   const dirSyncFailing = () => {
     const ctl = { failDirSyncs: 0, failLogWrites: 0 };
-    const eio = (): Promise<never> =>
-      Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
     const fs = spoolFsWith((p, _f, fh) =>
       p.endsWith('queue')
         ? { sync: () => (ctl.failDirSyncs-- > 0 ? eio() : fh.sync()) }
@@ -217,10 +335,25 @@ describe('accept log in the spool', () => {
     return { ctl, fs };
   };
 
+  it('something already under a new message’s name when its file is written is set aside, not written into', async () => {
+    const { ctl, fs } = dirSyncFailing();
+    const spool = await open({ fs });
+    const id = await accept(spool);
+    await writeFile(msg(id), 'not this message');
+    ctl.failLogWrites = 1; // the state change goes to files
+    await spool.update(id, (s) => ({ ...s }));
+    await expectMessageFile(id, MESSAGE);
+    const aside = (await readdir(join(dir, 'quarantine'))).filter((n) => n.startsWith(`${id}.msg.`));
+    expect(aside.length).toBe(1);
+    expect(await readFile(join(dir, 'quarantine', aside[0] ?? ''), 'utf8')).toBe('not this message');
+    await spool.close();
+  });
+
   it('a directory fsync that fails after a message’s file was written: the retry keeps that file, and so does removal', async () => {
     const { ctl, fs } = dirSyncFailing();
     const spool = await open({ fs });
     const id = await accept(spool);
+    ctl.failLogWrites = 1; // the state change goes to files
     ctl.failDirSyncs = 1;
     await expect(spool.update(id, (s) => ({ ...s }))).rejects.toThrow('EIO');
     await spool.update(id, (s) => ({ ...s }));
@@ -228,6 +361,7 @@ describe('accept log in the spool', () => {
     expect(await readdir(join(dir, 'quarantine'))).toEqual([]); // its own file was not taken for a stranger's
     // the same, then removed before any retry: the file goes with it
     const other = await accept(spool);
+    ctl.failLogWrites = 1;
     ctl.failDirSyncs = 1;
     await expect(spool.update(other, (s) => ({ ...s }))).rejects.toThrow('EIO');
     expect(await queueFiles()).toContain(`${other}.msg`);
@@ -328,18 +462,21 @@ describe('accept log in the spool', () => {
     await again.close();
   });
 
-  it('a message that got its file when its state changed is not written or fsynced again when its segment retires', async () => {
+  it('a message that got its file when its state changed (the log failed) is not written or fsynced again when its segment retires', async () => {
     const syncs = new Map<string, number>();
+    let failLog = false;
     const counted = (p: string, fh: SpoolFileHandle): Partial<SpoolFileHandle> =>
-      p.endsWith('.msg')
-        ? {
-            async sync() {
-              await fh.sync();
-              const id = msgId(p);
-              syncs.set(id, (syncs.get(id) ?? 0) + 1);
-            },
-          }
-        : {};
+      p.endsWith('.seg')
+        ? { writev: (d) => (failLog ? ((failLog = false), eio()) : fh.writev(d)) }
+        : p.endsWith('.msg')
+          ? {
+              async sync() {
+                await fh.sync();
+                const id = msgId(p);
+                syncs.set(id, (syncs.get(id) ?? 0) + 1);
+              },
+            }
+          : {};
     // opened for writing or for reading (an fsync needs no write access)
     const fs = spoolFsWith((p, _f, fh) => counted(p, fh), {
       openRead: async (p) => {
@@ -349,6 +486,7 @@ describe('accept log in the spool', () => {
     });
     const spool = await open({ fs, logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });
     const id = await accept(spool);
+    failLog = true;
     await spool.update(id, (s) => ({ ...s }));
     expect(syncs.get(id)).toBe(1);
     // its segment fills and is sealed; the others are delivered; it retires
@@ -395,8 +533,8 @@ describe('accept log in the spool', () => {
     expect(synced).toEqual([msg(first)]); // in the log again
     expect(await queueFiles()).toEqual([`${first}.msg`]);
     expect(await spool.list()).toEqual([first, second].sort());
-    await spool.close();
-    // the second is restored from the log, the first was never in it and is durable on its own
+    // no close(): the process is gone. The second is restored from the log; the first was never in it and is durable on
+    // its own
     const again = await open();
     expect(again.recovery.restoredFromLog).toBe(1);
     for (const id of [first, second]) expect(await again.load(id)).toMatchObject({ ok: true });
@@ -420,7 +558,7 @@ describe('accept log in the spool', () => {
   it('hostile log contents: a garbage segment, a record with a bad id, a 1.2 GB sparse segment, foreign files: start goes on, nothing is invented', async () => {
     const spool = await open();
     const id = await accept(spool);
-    await spool.close();
+    // no close(): the process is gone, the message in the log alone
     const logDir = join(dir, 'log');
     await writeFile(join(logDir, '00000000000000ff.seg'), Buffer.alloc(4096, 0xab));
     const bad = concat(encodeRecord(0x100, KIND_ACCEPT, '../../etc/passwd', [Buffer.from('x')]));
@@ -471,8 +609,8 @@ describe('accept log in the spool', () => {
     const large = await accept(spool, 'Subject: l\r\n\r\n' + 'b'.repeat(300_000) + '\r\n');
     for (const id of [small, large]) expect(await spool.load(id)).toMatchObject({ ok: true });
     expect((await spool.readBody(large)).length).toBeGreaterThan(300_000);
-    await spool.close();
-    // the small one's record in the log is whole too: its file is written from it, byte for byte
+    // no close(): the process is gone. The small one's record in the log is whole too: its file is written from it,
+    // byte for byte
     expect(await queueFiles()).toEqual([`${large}.msg`]);
     const again = await open();
     expect(again.recovery.restoredFromLog).toBe(1);

@@ -13,10 +13,14 @@
 // A segment is parsed from its start until the first record that is not whole, not of this segment (a reused file's
 // earlier life) or fails its CRC (a write cut short).
 //
-// A segment is retired only when each message it accepted is removed or checkpointed (its file written), and after a
-// directory fsync that makes those removals and entries durable; retired files are reused for later segments. At start
-// (replayAcceptLog, before the spool reads its queue), every accept record without a later removal record has its file
-// rewritten from the record unless it is the same, and fsynced either way; then the segments go.
+// A message's state change before it has a file (spool.ts update) is one more accept record of the same id: the file's
+// bytes with the new state in the trailer. The later record replaces the earlier one.
+//
+// A segment is retired only when each message it accepted is removed, checkpointed (its file written) or accepted again
+// in a later segment, and after a directory fsync that makes those removals and entries durable; retired files are
+// reused for later segments. At start (replayAcceptLog, before the spool reads its queue), the last accept record of
+// each id without a later removal record has its file rewritten from the record unless it is the same, and fsynced
+// either way; then the segments go.
 //
 // A message file larger than a quarter of a segment, and every message while no segment can be made (a small or full
 // volume) or after a failed log write, is made durable by its own fsyncs instead (spool.ts).
@@ -280,6 +284,8 @@ interface Segment {
 interface Pending {
   kind: Kind;
   id: string;
+  /** An accept of an id the log held already: the segment of its earlier record (set when the batch is written). */
+  earlier?: Segment | undefined;
   data: readonly Buffer[];
   /** The record's size once encoded. */
   bytes: number;
@@ -352,7 +358,11 @@ export class AcceptLog {
     return Math.floor(this.o.segmentBytes / 4) - RECORD_HEADER - ID_BYTES;
   }
 
-  /** Durable once it resolves: the message file's bytes of `id`, which is live until removed() or checkpointed. */
+  /**
+   * Durable once it resolves: the message file's bytes of `id`, which is live until removed() or checkpointed. An id
+   * the log holds already (its file's bytes with a later state: spool.ts update) is accepted again: once the new record
+   * is durable it is the one a replay restores, and the earlier record's segment no longer waits for the id.
+   */
   accept(id: string, data: readonly Buffer[]): Promise<void> {
     return this.append(KIND_ACCEPT, id, data);
   }
@@ -430,6 +440,7 @@ export class AcceptLog {
         bufs.push(...encodeRecord(seg.seq, p.kind, p.id, p.data));
         bytes += p.bytes;
         if (p.kind === KIND_ACCEPT) {
+          p.earlier = this.segOf.get(p.id);
           seg.live.add(p.id);
           this.segOf.set(p.id, seg);
         }
@@ -437,14 +448,29 @@ export class AcceptLog {
       try {
         await writevAll(seg.fh, bufs);
         seg.used += bytes;
-        for (const p of batch) p.resolve();
+        let superseded = false;
+        for (const p of batch) {
+          // an earlier record replaced: its segment may retire without it
+          if (p.earlier !== undefined && p.earlier !== seg && this.segOf.get(p.id) === seg) {
+            p.earlier.live.delete(p.id);
+            superseded = true;
+          }
+          p.resolve();
+        }
+        if (superseded) this.kickRetire();
       } catch (err) {
         // Where the file position is now is unknown: no more records go into this segment.
         seg.used = this.o.segmentBytes;
         for (const p of batch) {
-          if (p.kind !== KIND_ACCEPT) continue;
-          seg.live.delete(p.id);
-          this.segOf.delete(p.id);
+          if (p.kind !== KIND_ACCEPT || this.segOf.get(p.id) !== seg) continue;
+          // an earlier record of the id still holds it (in this segment too: it was written before)
+          if (p.earlier === undefined) {
+            seg.live.delete(p.id);
+            this.segOf.delete(p.id);
+          } else if (p.earlier !== seg) {
+            seg.live.delete(p.id);
+            this.segOf.set(p.id, p.earlier);
+          }
         }
         this.o.log.error(
           { err, segment: segmentName(seg.seq) },

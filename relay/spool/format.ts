@@ -1,7 +1,8 @@
 // The on-disk format of one queued message (pure: no I/O). One file per message, `<id>.msg`:
 //
 //   <body: the message exactly as accepted, `size` bytes>
-//   <the initial state: JSON of SpoolState, N bytes>
+//   <the state as the file was written: JSON of SpoolState, N bytes (the initial state, or for a message the accept
+//    log held first, the latest state it held: spool.ts relog)>
 //   <footer: "\nmailroute-spool-v1 " + N as 12 decimal digits + "\n", 33 bytes>
 //
 // The body comes first so that it streams to disk as it arrives; the state (which needs the body's size) follows

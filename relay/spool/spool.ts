@@ -233,7 +233,7 @@ const MODE_COMPLETE = 0o600;
 /** Message files a checkpoint writes or fsyncs at once (each holds a descriptor and a thread-pool call). */
 const CHECKPOINT_PARALLEL = 32;
 
-/** A committed message whose only durable copy is in the accept log: its file's bytes, and its initial state. */
+/** A committed message whose only durable copy is in the accept log: its file's bytes, and its latest state. */
 interface Unwritten {
   body: Buffer;
   trailer: Buffer;
@@ -562,8 +562,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   }
 
   // ---- messages held by the accept log alone (no file yet) ----
-  // A small message's file is written only when it is still queued as the log lets it go (a checkpoint), when its
-  // state changes (update), when it is quarantined, or when the log could not take it: most messages are delivered
+  // A small message's file is written only when it is still queued as the log lets it go (a checkpoint), when it is
+  // quarantined, or when the log could not take it (its state changes go into the log too: relog): most are delivered
   // and removed first, and never touch the queue directory. Until then its bytes are here (the body shared with the
   // body cache) and in the log, from which a restart writes its file (replayAcceptLog).
   const unwritten = new Map<string, Unwritten>();
@@ -608,6 +608,31 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       }
       if (unwritten.get(id) === u) unwritten.delete(id);
     })());
+  };
+
+  /**
+   * A new state of a message the accept log holds alone, made durable as one more record of it there: its file's bytes
+   * with the new state in the trailer (accept-log.ts). One shared log write, where the message's file, a state file and
+   * their fsyncs would be four file-system round trips with a journal commit each. False: the caller writes the files
+   * (the message has a file or is getting one, no log, a record too large, or the log failed).
+   */
+  const relog = async (id: string, next: SpoolState): Promise<boolean> => {
+    const u = unwritten.get(id);
+    if (u === undefined || u.writing !== undefined || u.written === true || acceptLog === undefined)
+      return false;
+    const trailer = encodeTrailer(next);
+    if (u.body.length + trailer.length > acceptLog.maxRecordData) return false;
+    try {
+      await acceptLog.accept(id, [u.body, trailer]);
+    } catch (err) {
+      log.warn({ err, queueId: id }, 'spool: the accept log failed; writing the state to files instead');
+      return false;
+    }
+    // a checkpoint that began meanwhile writes the earlier state into the file: the state file goes beside it
+    if (unwritten.get(id) !== u || u.writing !== undefined) return false;
+    u.trailer = trailer;
+    u.state = next;
+    return true;
   };
 
   // Small messages' durability (accept-log.ts): a message still queued when its segment is retired gets its file then
@@ -873,7 +898,15 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     recovery,
 
     async close(): Promise<void> {
-      // what the accept log holds is replayed at the next start
+      // A stop leaves each message still queued in its own file: queue/ alone then holds the queue, for tools, another
+      // version or a folder adopted elsewhere. What the accept log still holds alone (this failed) is replayed at the
+      // next start.
+      await checkpoint([...unwritten.keys()]).catch((err: unknown) =>
+        log.warn(
+          { err, spool: opts.dir },
+          'spool: could not write the files of messages the accept log holds; the next start restores them from it',
+        ),
+      );
       await acceptLog?.close();
       closed = true;
       await marks.flush();
@@ -1160,6 +1193,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         if (next === null) {
           await removeFiles(id);
           return null;
+        }
+        if (await relog(id, next)) {
+          remember(id, next);
+          return next;
         }
         const tmp = join(queueDir, `${stateFile(id)}${TEMP_EXT}`);
         // a state file never stands without its message file (a start removes it as a removal cut short)
