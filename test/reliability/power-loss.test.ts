@@ -399,7 +399,10 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
       const { relay, restartedAt } = await startOnSpool(dir);
       const readyAt = Date.now();
       const sending = clients(relay, 'r', load);
-      const delayMs = Math.floor(Math.random() * (round === 1 ? RECOVERY_CUT_EARLY_MS : RECOVERY_CUT_MAX_MS));
+      // The first round cuts early; so does the last when no round so far cut before the retries were written (the
+      // retries may take less time than a cut at a random moment up to RECOVERY_CUT_MAX_MS leaves them).
+      const early = round === 1 || (round === RECOVERY_ROUNDS && !rounds.some((r) => r.notRetriedAtCut > 0));
+      const delayMs = Math.floor(Math.random() * (early ? RECOVERY_CUT_EARLY_MS : RECOVERY_CUT_MAX_MS));
       // The legs to be tried again, read as soon as the relay answers (20-60 ms, before it starts retrying them; a
       // delay shorter than that answer cuts when it comes).
       const lastCut = cutTimes.at(-1) ?? 0;
