@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,7 +10,15 @@ import { spoolEnvelope } from '../../test/support/delivery.ts';
 import { spoolFsWith, withCalls } from '../../test/support/spool-fs.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
-import { encodeRecord, KIND_ACCEPT, KIND_REMOVAL, parseSegment, RECORD_HEADER } from './accept-log.ts';
+import {
+  AcceptLog,
+  encodeRecord,
+  KIND_ACCEPT,
+  KIND_REMOVAL,
+  parseSegment,
+  RECORD_HEADER,
+  replayAcceptLog,
+} from './accept-log.ts';
 import { defaultSpoolFs, openSpool, type OpenSpoolOptions, type SpoolFileHandle } from './spool.ts';
 import type { LoadResult, SpoolState } from './types.ts';
 
@@ -64,6 +72,118 @@ describe('accept log records', () => {
 
   it('refuses an id that is not 16 characters', () => {
     expect(() => encodeRecord(1, KIND_ACCEPT, 'short', [])).toThrow('queue id');
+  });
+});
+
+describe('accept log writes side by side', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailroute-acceptlog-w-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A log whose segment writes wait for the test (`release`, `fail`) once `hold` is set; `done`: writes ended. */
+  const heldLog = async () => {
+    const ctl = {
+      hold: false,
+      done: 0,
+      waiting: [] as { go: () => void; fail: () => void }[],
+    };
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('.seg')
+        ? {
+            async writev(d: Uint8Array[], at?: number) {
+              if (ctl.hold) {
+                const ok = await new Promise<boolean>((r) =>
+                  ctl.waiting.push({ go: () => r(true), fail: () => r(false) }),
+                );
+                if (!ok) throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+              }
+              const r = await fh.writev(d, at);
+              ctl.done++;
+              return r;
+            },
+          }
+        : {},
+    );
+    const log = await AcceptLog.open({
+      spoolDir: dir,
+      fs,
+      log: logger,
+      checkpoint: () => Promise.resolve(),
+      syncQueue: () => Promise.resolve(),
+    });
+    ctl.hold = true;
+    ctl.done = 0; // the segment's zeros, written when it was made
+    return { ctl, log };
+  };
+  /** Every promise callback that is ready has run (one turn of the event loop). */
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const ID3 = 'aaaaaaaaaaaaaaaa';
+
+  it('a record that arrives during a write goes out beside it, and is answered only after it', async () => {
+    const { ctl, log } = await heldLog();
+    const answered: string[] = [];
+    const first = log.accept(ID, [Buffer.from('one')]).then(() => answered.push('one'));
+    await waitFor(() => ctl.waiting.length === 1, { what: 'the first write' });
+    const second = log.accept(ID2, [Buffer.from('two')]).then(() => answered.push('two'));
+    await waitFor(() => ctl.waiting.length === 2, { what: 'the second write, beside the first' });
+    ctl.waiting[1]?.go(); // the later write ends first
+    await waitFor(() => ctl.done === 1, { what: 'the second write to end' });
+    await turn();
+    expect(answered).toEqual([]); // a record before it is not on disk yet
+    ctl.waiting[0]?.go();
+    await Promise.all([first, second]);
+    expect(answered).toEqual(['one', 'two']);
+    await log.close();
+    const [name] = (await readdir(join(dir, 'log'))).filter((n) => n.endsWith('.seg'));
+    const seq = Number.parseInt(name ?? '', 16);
+    const records = parseSegment(await readFile(join(dir, 'log', name ?? '')), seq).records;
+    expect(records.map((r) => [r.id, r.data.toString()])).toEqual([
+      [ID, 'one'],
+      [ID2, 'two'],
+    ]);
+  });
+
+  it('a write that fails refuses the records written after it into its segment (beyond a hole); the next go into a new segment', async () => {
+    const { ctl, log } = await heldLog();
+    const first = log.accept(ID, [Buffer.from('one')]);
+    await waitFor(() => ctl.waiting.length === 1, { what: 'the first write' });
+    const second = log.accept(ID2, [Buffer.from('two')]);
+    await waitFor(() => ctl.waiting.length === 2, { what: 'the second write' });
+    ctl.waiting[1]?.go(); // written, but after a hole
+    ctl.waiting[0]?.fail();
+    await expect(first).rejects.toThrow('EIO');
+    await expect(second).rejects.toThrow('EIO');
+    ctl.hold = false;
+    await log.accept(ID3, [Buffer.from('three')]);
+    expect((await readdir(join(dir, 'log'))).filter((n) => n.endsWith('.seg')).length).toBe(2);
+    await log.close();
+    // a start restores what was answered, and only that
+    await mkdir(join(dir, 'queue'));
+    const report = await replayAcceptLog(dir, defaultSpoolFs, logger, (id) => id.length === 16);
+    expect(report.live).toBe(1);
+    expect(await readdir(join(dir, 'queue'))).toEqual([`${ID3}.msg`]);
+  });
+
+  it('at most four writes are in flight; what arrives meanwhile waits for one of them', async () => {
+    const { ctl, log } = await heldLog();
+    const ids = Array.from({ length: 12 }, (_, i) => i.toString(16).padStart(16, '0'));
+    const all: Promise<void>[] = [];
+    for (const id of ids) {
+      all.push(log.accept(id, [Buffer.from(id)]));
+      await turn(); // each in its own event-loop turn: its own write when a slot is free
+    }
+    expect(ctl.waiting.length).toBe(4);
+    ctl.hold = false;
+    for (const w of ctl.waiting) w.go();
+    await Promise.all(all);
+    await log.close();
+    await mkdir(join(dir, 'queue'));
+    const report = await replayAcceptLog(dir, defaultSpoolFs, logger, (id) => id.length === 16);
+    expect(report.live).toBe(12);
   });
 });
 
@@ -223,7 +343,7 @@ describe('accept log in the spool', () => {
     let failLog = false;
     const fs = spoolFsWith((p, _f, fh) =>
       p.endsWith('.seg')
-        ? { writev: (d) => (failLog ? ((failLog = false), eio()) : fh.writev(d)) }
+        ? { writev: (d, p) => (failLog ? ((failLog = false), eio()) : fh.writev(d, p)) }
         : {
             async sync() {
               await fh.sync();
@@ -302,9 +422,9 @@ describe('accept log in the spool', () => {
     let failFile = false;
     const fs = spoolFsWith((p, _f, fh) =>
       p.endsWith('.seg')
-        ? { writev: (d) => (failLog ? ((failLog = false), eio()) : fh.writev(d)) }
+        ? { writev: (d, p) => (failLog ? ((failLog = false), eio()) : fh.writev(d, p)) }
         : p.endsWith('.msg')
-          ? { writev: (d) => (failFile ? ((failFile = false), eio()) : fh.writev(d)) }
+          ? { writev: (d, p) => (failFile ? ((failFile = false), eio()) : fh.writev(d, p)) }
           : {},
     );
     const spool = await open({ fs, logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });
@@ -329,7 +449,7 @@ describe('accept log in the spool', () => {
       p.endsWith('queue')
         ? { sync: () => (ctl.failDirSyncs-- > 0 ? eio() : fh.sync()) }
         : p.endsWith('.seg')
-          ? { writev: (d) => (ctl.failLogWrites-- > 0 ? eio() : fh.writev(d)) }
+          ? { writev: (d, p) => (ctl.failLogWrites-- > 0 ? eio() : fh.writev(d, p)) }
           : {},
     );
     return { ctl, fs };
@@ -467,7 +587,7 @@ describe('accept log in the spool', () => {
     let failLog = false;
     const counted = (p: string, fh: SpoolFileHandle): Partial<SpoolFileHandle> =>
       p.endsWith('.seg')
-        ? { writev: (d) => (failLog ? ((failLog = false), eio()) : fh.writev(d)) }
+        ? { writev: (d, p) => (failLog ? ((failLog = false), eio()) : fh.writev(d, p)) }
         : p.endsWith('.msg')
           ? {
               async sync() {
@@ -507,12 +627,12 @@ describe('accept log in the spool', () => {
     const fs = spoolFsWith((p, _f, fh) =>
       p.endsWith('.seg')
         ? {
-            writev(d: Uint8Array[]) {
+            writev(d: Uint8Array[], p?: number) {
               if (failNext) {
                 failNext = false;
                 return Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
               }
-              return fh.writev(d);
+              return fh.writev(d, p);
             },
           }
         : p.endsWith('.msg')
@@ -598,9 +718,9 @@ describe('accept log in the spool', () => {
 
   it('short writes (a file system that takes at most 1000 bytes a call) still leave every file and record whole', async () => {
     const short = (fh: SpoolFileHandle) => ({
-      writev: (d: Uint8Array[]) => {
+      writev: (d: Uint8Array[], p?: number) => {
         const first = d.find((b) => b.length > 0) ?? new Uint8Array(0);
-        return fh.writev([first.subarray(0, 1000)]);
+        return fh.writev([first.subarray(0, 1000)], p);
       },
     });
     const fs = spoolFsWith((p, _f, fh) => (p.endsWith('.msg') || p.endsWith('.seg') ? short(fh) : {}));
@@ -625,7 +745,7 @@ describe('accept log in the spool', () => {
       p.endsWith('.msg')
         ? nothing
         : p.endsWith('.seg')
-          ? { writev: (d) => (logTakesNothing ? nothing.writev() : fh.writev(d)) }
+          ? { writev: (d, p) => (logTakesNothing ? nothing.writev() : fh.writev(d, p)) }
           : {},
     );
     const spool = await open({ fs });

@@ -1,10 +1,12 @@
 // The accept log: where a small message is durable from its 250 until its own file is (docs/queue.md "The accept
 // log"). A message whose whole file would be written in one call gets no file: its file's bytes go into this log, and
 // the 250 waits for them there; spool.ts writes the file only if the message is still queued when the log lets it go
-// (the checkpoint), its state changes or it is quarantined. The log is a few preallocated segment
-// files under <spool>/log/, opened with O_DSYNC and written in place from their start: the blocks exist already, so a
-// write commits no metadata (no journal commit of the file system), and every record that arrives while a write is in
-// flight goes into the next one (group commit). docs/perf.md "The journal's share" measured why.
+// (the checkpoint) or it is quarantined. The log is a few preallocated segment files under <spool>/log/, opened with
+// O_DSYNC and written in place from their start: the blocks exist already, so a write commits no metadata (no journal
+// commit of the file system); the records that arrive during a write go out together at the end of that event-loop
+// turn, beside it, at their own offset (group commit, at most MAX_WRITES_IN_FLIGHT writes at once), and every record is
+// answered only once every record before it in the segment is on disk. docs/perf.md "The journal's share" measured
+// why, and "Log writes side by side" the writes side by side.
 //
 // Records (pure, tested with tables): a 24-byte header, then the queue id (16 bytes) and, for an accept, the message
 // file's bytes.
@@ -51,6 +53,8 @@ const SEGMENT_RE = /^([0-9a-f]{16})\.seg$/;
 const FREE_RE = /^free-[0-9a-f]{16}\.seg$/;
 const ZEROS = Buffer.alloc(1024 * 1024);
 const WRITE_DSYNC = fsConstants.O_WRONLY | fsConstants.O_DSYNC | fsConstants.O_NOFOLLOW;
+/** Log writes in flight at once (each at its own offset of the segment; docs/perf.md "Log writes side by side"). */
+const MAX_WRITES_IN_FLIGHT = 4;
 
 const segmentName = (seq: number): string => `${seq.toString(16).padStart(16, '0')}.seg`;
 const freeName = (seq: number): string => `free-${seq.toString(16).padStart(16, '0')}.seg`;
@@ -134,12 +138,21 @@ async function readWhole(
   }
 }
 
-/** Writes every byte of data, going on after a short write; used by the spool's own writes too (spool.ts). */
-export async function writevAll(fh: SpoolFileHandle, data: readonly Uint8Array[]): Promise<void> {
+/**
+ * Writes every byte of data, going on after a short write; at `position` when given, else at the file position. Used
+ * by the spool's own writes too (spool.ts).
+ */
+export async function writevAll(
+  fh: SpoolFileHandle,
+  data: readonly Uint8Array[],
+  position?: number,
+): Promise<void> {
   let left = data.reduce((n, b) => n + b.length, 0);
   let bufs: Uint8Array[] = [...data];
+  let at = position;
   while (left > 0) {
-    const { bytesWritten } = await fh.writev(bufs);
+    const { bytesWritten } = await fh.writev(bufs, at);
+    if (at !== undefined) at += bytesWritten;
     if (bytesWritten <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
     left -= bytesWritten;
     let skip = bytesWritten;
@@ -274,11 +287,15 @@ export async function replayAcceptLog(
 interface Segment {
   seq: number;
   fh: SpoolFileHandle;
-  /** Bytes written (the file position). */
+  /** Bytes given to writes so far (where the next write goes); the whole segment after a failed write. */
   used: number;
   /** Ids accepted in this segment, not removed or checkpointed yet. */
   live: Set<string>;
   sealedAt?: number;
+  /** Settles once every write issued into this segment so far has (its file is closed only after). */
+  writes: Promise<void>;
+  /** A write into this segment failed: the records of later writes into it lie beyond a hole and are refused too. */
+  failed?: unknown;
 }
 
 interface Pending {
@@ -317,7 +334,14 @@ export class AcceptLog {
   private readonly segOf = new Map<string, Segment>();
   private nextSeq: number;
   private queue: Pending[] = [];
-  private writing: Promise<void> | undefined;
+  /** Writes issued whose records are not answered yet. */
+  private inFlight = 0;
+  /** Settles once every write issued so far has been answered (in the order they were issued). */
+  private answered: Promise<void> = Promise.resolve();
+  /** A rotation in progress: no write is issued until the next segment is current. */
+  private rotating: Promise<void> | undefined;
+  /** The queue is to be issued at the end of this event-loop turn's I/O callbacks. */
+  private issueScheduled = false;
   private retiring: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -390,9 +414,10 @@ export class AcceptLog {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
-    while (this.writing !== undefined || this.retiring !== undefined) {
-      await this.writing;
-      await this.retiring;
+    for (;;) {
+      if (this.queue.length > 0) this.issue();
+      if (this.queue.length === 0 && this.inFlight === 0 && !this.rotating && !this.retiring) break;
+      await Promise.all([this.answered, this.rotating, this.retiring]);
     }
     const spare = this.spare;
     this.spare = undefined;
@@ -407,15 +432,33 @@ export class AcceptLog {
     for (const d of data) bytes += d.length;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ kind, id, data, bytes, resolve, reject });
-      this.writing ??= this.drain().finally(() => {
-        this.writing = undefined;
-      });
+      this.pump();
     });
   }
 
-  /** Writes what is queued, segment by segment: everything queued during a write goes into the next (group commit). */
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
+  /**
+   * Gets what is queued written (group commit). With no write in flight, at once: a lone record waits for nothing.
+   * Otherwise once this event-loop turn's I/O callbacks have run (setImmediate), as one write that runs beside those
+   * in flight, rather than after them: the records that arrive during a write no longer wait for its end and for the
+   * event loop to take up its completion before theirs starts (docs/perf.md, "Log writes side by side").
+   */
+  private pump(): void {
+    if (this.inFlight === 0 && this.rotating === undefined && !this.issueScheduled) return this.issue();
+    if (this.issueScheduled) return;
+    this.issueScheduled = true;
+    setImmediate(() => {
+      this.issueScheduled = false;
+      this.issue();
+    });
+  }
+
+  /**
+   * Issues the queue as writes of the records that fit the current segment, each at its own offset, at most
+   * MAX_WRITES_IN_FLIGHT at a time. A record is answered only once its write and every earlier write have ended
+   * (answer): a replay reads a segment up to its first hole, so a record is acknowledged only when none lies before it.
+   */
+  private issue(): void {
+    while (this.queue.length > 0 && this.inFlight < MAX_WRITES_IN_FLIGHT && this.rotating === undefined) {
       const seg = this.current;
       // the records that fit what is left of the segment, in order
       let room = seg === undefined ? 0 : this.o.segmentBytes - seg.used;
@@ -426,13 +469,15 @@ export class AcceptLog {
         batch.push(p);
       }
       if (seg === undefined || batch.length === 0) {
-        try {
-          await this.rotate();
-        } catch (err) {
-          for (const p of this.queue.splice(0)) p.reject(err);
-          return;
-        }
-        continue;
+        this.rotating = this.rotate()
+          .catch((err: unknown) => {
+            for (const p of this.queue.splice(0)) p.reject(err);
+          })
+          .finally(() => {
+            this.rotating = undefined;
+            if (this.queue.length > 0) this.pump();
+          });
+        return;
       }
       const bufs: Buffer[] = [];
       let bytes = 0;
@@ -445,40 +490,60 @@ export class AcceptLog {
           this.segOf.set(p.id, seg);
         }
       }
-      try {
-        await writevAll(seg.fh, bufs);
-        seg.used += bytes;
-        let superseded = false;
-        for (const p of batch) {
-          // an earlier record replaced: its segment may retire without it
-          if (p.earlier !== undefined && p.earlier !== seg && this.segOf.get(p.id) === seg) {
-            p.earlier.live.delete(p.id);
-            superseded = true;
-          }
-          p.resolve();
+      const position = seg.used;
+      seg.used += bytes;
+      this.inFlight++;
+      const wrote = writevAll(seg.fh, bufs, position).then(
+        () => undefined,
+        (err: unknown) => ({ err }),
+      );
+      seg.writes = Promise.all([seg.writes, wrote]).then(() => undefined);
+      this.answered = Promise.all([this.answered, wrote]).then(([, failed]) => {
+        this.inFlight--;
+        this.answer(seg, batch, failed);
+        if (this.queue.length > 0) this.pump();
+      });
+    }
+  }
+
+  /** Answers a write's records, in the order the writes were issued: written, or refused with the failure. */
+  private answer(seg: Segment, batch: readonly Pending[], failed: { err: unknown } | undefined): void {
+    if (failed !== undefined && seg.failed === undefined) {
+      // what lies from here on in this segment is unknown: no more records go into it
+      seg.failed = failed.err;
+      seg.used = this.o.segmentBytes;
+      this.o.log.error(
+        { err: failed.err, segment: segmentName(seg.seq) },
+        'accept log: a write failed; going on in a new segment',
+      );
+    }
+    const err = failed?.err ?? seg.failed;
+    if (err === undefined) {
+      let superseded = false;
+      for (const p of batch) {
+        // an earlier record replaced: its segment may retire without it
+        if (p.earlier !== undefined && p.earlier !== seg && this.segOf.get(p.id) === seg) {
+          p.earlier.live.delete(p.id);
+          superseded = true;
         }
-        if (superseded) this.kickRetire();
-      } catch (err) {
-        // Where the file position is now is unknown: no more records go into this segment.
-        seg.used = this.o.segmentBytes;
-        for (const p of batch) {
-          if (p.kind !== KIND_ACCEPT || this.segOf.get(p.id) !== seg) continue;
-          // an earlier record of the id still holds it (in this segment too: it was written before)
-          if (p.earlier === undefined) {
-            seg.live.delete(p.id);
-            this.segOf.delete(p.id);
-          } else if (p.earlier !== seg) {
-            seg.live.delete(p.id);
-            this.segOf.set(p.id, p.earlier);
-          }
-        }
-        this.o.log.error(
-          { err, segment: segmentName(seg.seq) },
-          'accept log: a write failed; going on in a new segment',
-        );
-        for (const p of batch) p.reject(err);
+        p.resolve();
+      }
+      if (superseded) this.kickRetire();
+      return;
+    }
+    // this write failed, or an earlier one into the segment did (its records would lie beyond a hole)
+    for (const p of batch) {
+      if (p.kind !== KIND_ACCEPT || this.segOf.get(p.id) !== seg) continue;
+      // an earlier record of the id still holds it (in this segment too: it was written before)
+      if (p.earlier === undefined) {
+        seg.live.delete(p.id);
+        this.segOf.delete(p.id);
+      } else if (p.earlier !== seg) {
+        seg.live.delete(p.id);
+        this.segOf.set(p.id, p.earlier);
       }
     }
+    for (const p of batch) p.reject(err);
   }
 
   /** Seals the current segment (if any) and goes on in the next, prepared ahead when it could be. */
@@ -532,7 +597,7 @@ export class AcceptLog {
     }
     await syncDir(this.o.fs, this.logDir);
     const fh = await this.o.fs.open(path, WRITE_DSYNC);
-    return { seq, fh, used: 0, live: new Set() };
+    return { seq, fh, used: 0, live: new Set(), writes: Promise.resolve() };
   }
 
   private kickRetire(): void {
@@ -573,6 +638,7 @@ export class AcceptLog {
       // the unlinks of its removed messages are durable before their accept records go
       await this.o.syncQueue();
       this.sealed.shift();
+      await seg.writes; // its removal records may still be in flight
       await seg.fh.close().catch(() => undefined);
       const free = freeName(seg.seq);
       await this.o.fs.rename(join(this.logDir, segmentName(seg.seq)), join(this.logDir, free));

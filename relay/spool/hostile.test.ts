@@ -291,8 +291,8 @@ describe('spool: durability of results (power cuts)', () => {
           const dsync = typeof flags === 'number' && (flags & fsConstants.O_DSYNC) !== 0;
           if (name !== 'dir') events.push(`open ${name} ${(mode ?? 0).toString(8)}${dsync ? ' dsync' : ''}`);
           return {
-            async writev(d: Uint8Array[]) {
-              const r = await fh.writev(d);
+            async writev(d: Uint8Array[], p?: number) {
+              const r = await fh.writev(d, p);
               if (dsync) events.push(`durable write ${name}`);
               return r;
             },

@@ -308,7 +308,7 @@ describe('spool', () => {
         if (!p.endsWith('.msg') && !isDir) return {};
         return {
           write: (d) => (op === 'write' ? fail() : fh.write(d)),
-          writev: (d) => (op === 'write' ? fail() : fh.writev(d)),
+          writev: (d, p) => (op === 'write' ? fail() : fh.writev(d, p)),
           sync: () => (op === (isDir ? 'directory sync' : 'sync') ? fail() : fh.sync()),
         };
       });

@@ -65,7 +65,8 @@ import { markWireReady } from './wire-ready.ts';
 /** The part of a file handle the spool uses (node:fs/promises FileHandle fits). */
 export interface SpoolFileHandle {
   write(data: Uint8Array): Promise<{ bytesWritten: number }>;
-  writev(data: Uint8Array[]): Promise<{ bytesWritten: number }>;
+  /** At `position` when given, else at the file position (the accept log writes side by side at offsets). */
+  writev(data: Uint8Array[], position?: number): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   stat(): Promise<{ size: number; mode: number; isFile(): boolean }>;
   chmod(mode: number): Promise<void>;
@@ -145,7 +146,7 @@ export class FsWatch {
   wrap(fs: SpoolFs): SpoolFs {
     const handle = (fh: SpoolFileHandle): SpoolFileHandle => ({
       write: (d) => this.track('write', fh.write(d)),
-      writev: (d) => this.track('write', fh.writev(d)),
+      writev: (d, p) => this.track('write', fh.writev(d, p)),
       read: (b, o, l, pos) => this.track('read', fh.read(b, o, l, pos)),
       stat: () => this.track('fstat', fh.stat()),
       chmod: (m) => this.track('fchmod', fh.chmod(m)),

@@ -342,8 +342,8 @@ describe('inbound limits', () => {
         p.endsWith(f.file) || p.endsWith('.seg')
           ? {
               write: (d) => (hit('write', [d]) ? fail() : fh.write(d)),
-              writev: (bufs) =>
-                hit('write', bufs) || (durableWrite(flags) && hit('sync')) ? fail() : fh.writev(bufs),
+              writev: (bufs, p) =>
+                hit('write', bufs) || (durableWrite(flags) && hit('sync')) ? fail() : fh.writev(bufs, p),
               sync: () => (hit('sync') ? fail() : fh.sync()),
             }
           : {},

@@ -82,12 +82,12 @@ function budgetFs(budget: number): SpoolFs {
           grow(p, d.length);
           return fh.write(d);
         },
-        writev: async (bufs) => {
+        writev: async (bufs, at) => {
           grow(
             p,
             bufs.reduce((n, b) => n + b.length, 0),
           );
-          return fh.writev(bufs);
+          return fh.writev(bufs, at);
         },
       };
     },

@@ -29,7 +29,7 @@ export function spoolFsWith(
 export function withCalls(fh: SpoolFileHandle, calls: Partial<SpoolFileHandle>): SpoolFileHandle {
   return {
     write: (d) => fh.write(d),
-    writev: (d) => fh.writev(d),
+    writev: (d, p) => fh.writev(d, p),
     read: (b, o, l, pos) => fh.read(b, o, l, pos),
     stat: () => fh.stat(),
     chmod: (m) => fh.chmod(m),
