@@ -29,6 +29,16 @@ const ID = '0123456789abcdef';
 const ID2 = 'fedcba9876543210';
 
 const concat = (bufs: Buffer[]): Buffer => Buffer.concat(bufs);
+const eio = (): Promise<never> => Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
+
+// a fresh spool folder for each test
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mailroute-acceptlog-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 describe('accept log records', () => {
   const a = concat(encodeRecord(7, KIND_ACCEPT, ID, [Buffer.from('hello '), Buffer.from('world')]));
@@ -76,14 +86,6 @@ describe('accept log records', () => {
 });
 
 describe('accept log writes side by side', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'mailroute-acceptlog-w-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
   /** A log whose segment writes wait for the test (`release`, `fail`) once `hold` is set; `done`: writes ended. */
   const heldLog = async () => {
     const ctl = {
@@ -99,7 +101,7 @@ describe('accept log writes side by side', () => {
                 const ok = await new Promise<boolean>((r) =>
                   ctl.waiting.push({ go: () => r(true), fail: () => r(false) }),
                 );
-                if (!ok) throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+                if (!ok) return eio();
               }
               const r = await fh.writev(d, at);
               ctl.done++;
@@ -188,14 +190,6 @@ describe('accept log writes side by side', () => {
 });
 
 describe('accept log in the spool', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'mailroute-acceptlog-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
   const open = (o: Partial<OpenSpoolOptions> = {}) => openSpool({ dir, logger, ...o });
   const accept = async (spool: Awaited<ReturnType<typeof open>>, body = MESSAGE): Promise<string> => {
     const r = await spool.accept(spoolEnvelope(), Readable.from([body]));
@@ -279,8 +273,6 @@ describe('accept log in the spool', () => {
   });
   const attemptsOf = (r: LoadResult): number[] | undefined =>
     r.ok ? r.state.legs.map((l) => l.attempts) : undefined;
-  const eio = (): Promise<never> =>
-    Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
 
   it('a removed message is not restored; a removal record lost with the process repeats it (at least once)', async () => {
     const spool = await open();
