@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
 import { promisify } from 'node:util';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -197,6 +198,25 @@ describe('accept log in the spool', () => {
     return r.id;
   };
   const msg = (id: string): string => join(dir, 'queue', `${id}.msg`);
+  /** The spool's metrics as the relay wires them (relay/telemetry/metrics.ts), recorded. */
+  const recordedMetrics = () => {
+    const seen = {
+      writes: [] as number[],
+      failures: 0,
+      read: undefined as (() => { messages: number; active: boolean }) | undefined,
+    };
+    const status = (): { messages: number; active: boolean } | undefined => seen.read?.();
+    const metrics: NonNullable<OpenSpoolOptions['metrics']> = {
+      quarantined: { set: () => undefined },
+      quarantinedTotal: { inc: () => undefined },
+      logWriteSeconds: { observe: (s) => void seen.writes.push(s) },
+      logWriteFailures: { inc: () => void seen.failures++ },
+      setLogSource: (read) => {
+        seen.read = read;
+      },
+    };
+    return { seen, status, metrics };
+  };
 
   const queueFiles = async (): Promise<string[]> => (await readdir(join(dir, 'queue'))).sort();
   /** The queue id of a message file's path (queue/ID.msg). */
@@ -223,10 +243,17 @@ describe('accept log in the spool', () => {
       opened.push(p);
       return {};
     });
-    const spool = await open({ fs });
+    const { seen, status, metrics } = recordedMetrics();
+    const spool = await open({ fs, metrics });
     opened.length = 0; // the log's first segment
+    expect(status()).toEqual({ messages: 0, active: true });
     const id = await accept(spool);
     expect(await queueFiles()).toEqual([]);
+    // the metrics: one message in the log alone, its write timed
+    expect(status()).toEqual({ messages: 1, active: true });
+    expect(seen.writes.length).toBe(1);
+    expect(seen.writes[0]).toBeGreaterThanOrEqual(0);
+    expect(seen.writes[0]).toBeLessThan(60);
     // a committed message all the same: listed, loaded, its body and headers served
     expect(await spool.list()).toEqual([id]);
     expect(await spool.load(id)).toMatchObject({ ok: true, state: { size: MESSAGE.length } });
@@ -238,7 +265,10 @@ describe('accept log in the spool', () => {
     expect(await spool.list()).toEqual([]);
     expect(await spool.load(id)).toMatchObject({ ok: false, reason: 'missing' });
     expect(opened.filter((p) => p.includes(`${join(dir, 'queue')}/`))).toEqual([]);
+    expect(status()).toEqual({ messages: 0, active: true });
+    expect(seen.failures).toBe(0);
     await spool.close();
+    expect(status()).toEqual({ messages: 0, active: false });
     // the removal record went with it: nothing comes back
     await expectRestartWith([]);
   });
@@ -636,13 +666,19 @@ describe('accept log in the spool', () => {
             }
           : {},
     );
-    const spool = await open({ fs });
+    const { seen, status, metrics } = recordedMetrics();
+    const spool = await open({ fs, metrics });
     failNext = true;
     const first = await accept(spool);
     expect(synced).toEqual([msg(first)]);
     await expectMessageFile(first, MESSAGE);
+    // counted; the log is still in use (a new segment), and the first message has a file, not a record
+    expect(seen.failures).toBe(1);
+    expect(status()).toEqual({ messages: 0, active: true });
     const second = await accept(spool);
     expect(synced).toEqual([msg(first)]); // in the log again
+    expect(status()).toEqual({ messages: 1, active: true });
+    expect(seen.failures).toBe(1);
     expect(await queueFiles()).toEqual([`${first}.msg`]);
     expect(await spool.list()).toEqual([first, second].sort());
     // no close(): the process is gone. The second is restored from the log; the first was never in it and is durable on
@@ -659,11 +695,46 @@ describe('accept log in the spool', () => {
         ? { writev: () => Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC' })) }
         : {},
     );
-    const spool = await open({ fs });
+    const { seen, status, metrics } = recordedMetrics();
+    const spool = await open({ fs, metrics });
+    // no log in use: what an operator's alert on mailroute_spool_log_active 0 sees
+    expect(status()).toEqual({ messages: 0, active: false });
     const id = await accept(spool);
     expect(await spool.list()).toEqual([id]);
+    expect(status()).toEqual({ messages: 0, active: false });
+    expect(seen.writes).toEqual([]);
     // the half-made segment was removed
     expect((await readdir(join(dir, 'log'))).filter((n) => n.endsWith('.seg'))).toEqual([]);
+    await spool.close();
+  });
+
+  it('the volume fills while the log is in use: no next segment, the log reads inactive, messages get their own files', async () => {
+    let full = false;
+    const fs = spoolFsWith((p, flags, fh) =>
+      // a new segment is created (O_CREAT) and filled with zeros: that is what a full volume refuses
+      p.endsWith('.seg') && typeof flags === 'number' && (flags & fsConstants.O_CREAT) !== 0
+        ? {
+            writev: (d, pos) =>
+              full
+                ? Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC' }))
+                : fh.writev(d, pos),
+          }
+        : {},
+    );
+    const { status, metrics } = recordedMetrics();
+    // 64 KiB segments: about 60 small messages fill one
+    const spool = await open({ fs, metrics, logSegmentBytes: 64 * 1024 });
+    expect(status()?.active).toBe(true);
+    full = true;
+    const ids: string[] = [];
+    for (let i = 0; i < 150 && status()?.active === true; i++) ids.push(await accept(spool));
+    // the first segment took messages until it was full
+    expect(ids.length).toBeGreaterThan(20);
+    expect(status()?.active).toBe(false);
+    // accepted all the same, durable in files of their own
+    const after = await accept(spool);
+    expect(await queueFiles()).toContain(`${after}.msg`);
+    expect(await spool.list()).toEqual([...ids, after].sort());
     await spool.close();
   });
 

@@ -321,10 +321,15 @@ export interface AcceptLogOptions {
   now?: () => number;
   segmentBytes?: number;
   checkpointAfterMs?: number;
+  /** Each write's time from its issue to its completion as the event loop takes it up, in seconds (a metric). */
+  onWrite?: (seconds: number) => void;
+  /** A write failed (a metric; the log goes on in a new segment, its records' messages get files of their own). */
+  onWriteFailed?: () => void;
 }
 
 export class AcceptLog {
-  private readonly o: Required<Omit<AcceptLogOptions, 'now'>> & { now: () => number };
+  private readonly o: Required<Omit<AcceptLogOptions, 'now' | 'onWrite' | 'onWriteFailed'>> &
+    Pick<AcceptLogOptions, 'onWrite' | 'onWriteFailed'> & { now: () => number };
   private readonly logDir: string;
   private current: Segment | undefined;
   private spare: Promise<Segment> | undefined;
@@ -375,6 +380,14 @@ export class AcceptLog {
     for (const n of names) if (FREE_RE.test(n)) l.free.push(n);
     l.current = await l.prepare();
     return l;
+  }
+
+  /**
+   * Whether small messages go into the log now: false once it is closed, and while no segment is current and none
+   * may be made yet (the last attempt failed: a full or small volume; each message gets its own fsynced file).
+   */
+  get usable(): boolean {
+    return !this.closed && (this.current !== undefined || this.o.now() >= this.noSpaceUntil);
   }
 
   /** The largest message file the log takes; a larger one is made durable by its own fsync. */
@@ -493,8 +506,13 @@ export class AcceptLog {
       const position = seg.used;
       seg.used += bytes;
       this.inFlight++;
+      const onWrite = this.o.onWrite;
+      const issued = onWrite === undefined ? 0 : performance.now();
       const wrote = writevAll(seg.fh, bufs, position).then(
-        () => undefined,
+        () => {
+          onWrite?.((performance.now() - issued) / 1000);
+          return undefined;
+        },
         (err: unknown) => ({ err }),
       );
       seg.writes = Promise.all([seg.writes, wrote]).then(() => undefined);
@@ -508,6 +526,7 @@ export class AcceptLog {
 
   /** Answers a write's records, in the order the writes were issued: written, or refused with the failure. */
   private answer(seg: Segment, batch: readonly Pending[], failed: { err: unknown } | undefined): void {
+    if (failed !== undefined) this.o.onWriteFailed?.();
     if (failed !== undefined && seg.failed === undefined) {
       // what lies from here on in this segment is unknown: no more records go into it
       seg.failed = failed.err;

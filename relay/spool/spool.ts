@@ -167,12 +167,18 @@ export class FsWatch {
   }
 }
 
-/** The quarantine metrics (relay/telemetry/metrics.ts). */
+/** The spool's metrics (relay/telemetry/metrics.ts). */
 interface SpoolMetrics {
   /** Entries in quarantine/ now. */
   quarantined: { set(n: number): void };
   /** Files moved to quarantine/ since start. */
   quarantinedTotal: { inc(n?: number): void };
+  /** Each accept-log write's time from issue to completion, in seconds. */
+  logWriteSeconds?: { observe(seconds: number): void };
+  /** Accept-log writes that failed. */
+  logWriteFailures?: { inc(): void };
+  /** Given what reads the accept log's status (messages it holds alone, in use or not), read at each scrape. */
+  setLogSource?: (read: () => { messages: number; active: boolean }) => void;
 }
 
 export interface OpenSpoolOptions {
@@ -656,6 +662,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       log,
       checkpoint,
       syncQueue: () => dirSync.sync(),
+      ...(opts.metrics?.logWriteSeconds !== undefined
+        ? { onWrite: (seconds: number) => opts.metrics?.logWriteSeconds?.observe(seconds) }
+        : {}),
+      ...(opts.metrics?.logWriteFailures !== undefined
+        ? { onWriteFailed: () => opts.metrics?.logWriteFailures?.inc() }
+        : {}),
       ...(opts.logSegmentBytes !== undefined ? { segmentBytes: opts.logSegmentBytes } : {}),
       ...(opts.checkpointAfterMs !== undefined ? { checkpointAfterMs: opts.checkpointAfterMs } : {}),
     });
@@ -670,6 +682,12 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           );
           return undefined;
         });
+
+  // What the metrics read at a scrape: the messages only the log holds, and whether small messages go into it.
+  opts.metrics?.setLogSource?.(() => ({
+    messages: unwritten.size,
+    active: acceptLog?.usable === true,
+  }));
 
   // ---- per-id serialization of read-modify-write ----
   const locks = new Map<string, Promise<unknown>>();

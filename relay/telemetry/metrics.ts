@@ -27,6 +27,22 @@ export interface RelayMetrics {
   spoolQuarantined: Gauge;
   /** Files moved to quarantine/ since start. */
   spoolQuarantinedTotal: Counter;
+  /**
+   * The spool's accept log (relay/spool/accept-log.ts): each write's time from its issue to its completion as the relay
+   * takes it up, which is what the 250 of a small message waits for (the disk's commit and the event loop's turn).
+   */
+  spoolLogWriteSeconds: Histogram;
+  /** Accept-log writes that failed: their messages were made durable in files of their own instead. */
+  spoolLogWriteFailures: Counter;
+  /** Messages the accept log holds without a file of their own (filled at each read from setSpoolLogSource). */
+  spoolLogMessages: Gauge;
+  /**
+   * 1 while small messages are made durable in the accept log, 0 while each is fsynced in a file of its own (no log
+   * segment could be made: a small or full volume). Filled at each read from setSpoolLogSource.
+   */
+  spoolLogActive: Gauge;
+  /** Sets what fills spoolLogMessages and spoolLogActive when they are read: the spool's accept log (spool.ts). */
+  setSpoolLogSource(source: () => SpoolLogStatus): void;
   /** Recipient-verification callouts past the cache; result: exists|absent|unknown (the server's RCPT reply) or
    * failed (no reply: connection, TLS, AUTH), busy (too many waiting), suspended (server failed moments ago). */
   callouts: Counter<'server' | 'result'>;
@@ -55,6 +71,15 @@ export interface RelayMetrics {
 
 type ParityLegLabels = 'policy' | 'test_recipient' | 'leg' | 'result' | 'reason';
 
+/** What the spool's accept log holds and whether it is in use (relay/spool/spool.ts logStatus). */
+interface SpoolLogStatus {
+  messages: number;
+  active: boolean;
+}
+
+/** Accept-log write times: a local disk's commit is well under a millisecond, a troubled one takes seconds. */
+const LOG_WRITE_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
 /** Fills the parity metrics from counts kept elsewhere, at each read (relay/telemetry/parity.ts). */
 interface ParitySource {
   /** Resets the counter and sets each label set's total. */
@@ -69,6 +94,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
   if (defaults) collectDefaultMetrics({ register: registry, prefix: 'mailroute_' });
   const registers = [registry];
   let parity: ParitySource | undefined;
+  let spoolLog: (() => SpoolLogStatus) | undefined;
   return {
     registry,
     messagesAccepted: new Counter({
@@ -154,6 +180,37 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       help: 'Files moved to the spool quarantine folder since start',
       registers,
     }),
+    spoolLogWriteSeconds: new Histogram({
+      name: 'mailroute_spool_log_write_seconds',
+      help: "Accept-log writes, from issue to completion as the relay takes it up: what a small message's 250 waits for",
+      buckets: LOG_WRITE_BUCKETS_SECONDS,
+      registers,
+    }),
+    spoolLogWriteFailures: new Counter({
+      name: 'mailroute_spool_log_write_failures_total',
+      help: 'Accept-log writes that failed (their messages were made durable in files of their own instead)',
+      registers,
+    }),
+    spoolLogMessages: new Gauge({
+      name: 'mailroute_spool_log_messages',
+      help: 'Messages the accept log holds without a file of their own (durable in the log; a file if still queued at its checkpoint)',
+      registers,
+      collect() {
+        const s = spoolLog?.();
+        if (s !== undefined) this.set(s.messages);
+      },
+    }),
+    spoolLogActive: new Gauge({
+      name: 'mailroute_spool_log_active',
+      help: '1 while small messages are made durable in the accept log, 0 while each is fsynced in a file of its own (no log segment could be made)',
+      // with --workers: 0 when any worker's log is out of use
+      aggregator: 'min',
+      registers,
+      collect() {
+        const s = spoolLog?.();
+        if (s !== undefined) this.set(s.active ? 1 : 0);
+      },
+    }),
     callouts: new Counter({
       name: 'mailroute_callouts_total',
       help: 'Recipient-verification callouts (not answered from the cache), by server and result (exists, absent, unknown, failed, busy, suspended)',
@@ -212,6 +269,9 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     }),
     setParitySource(source) {
       parity = source;
+    },
+    setSpoolLogSource(source) {
+      spoolLog = source;
     },
   };
 }

@@ -1,5 +1,6 @@
 // mailroute_queue_messages{state} follows accept and remove at once (docs/reliability.md finding 2 was a lag of up to
 // 1 s from a timer): a scrape right after the 250 counts the message, and once the spool is empty the gauge reads 0.
+// The accept log's metrics (mailroute_spool_log_*) read the same way.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
@@ -54,5 +55,37 @@ describe('queue gauge', () => {
     await waitFor(async () => (await queueTotal()) === 0, { timeoutMs: 10_000, what: 'GET /queue empty' });
     expect(a.for('x@gauge.test').length).toBe(1);
     expect(await queued()).toEqual({ pending: 0, deferred: 0 });
+  });
+
+  it('the accept log: its message while deferred, in use, each write timed; none once delivered', async () => {
+    const logged = async (): Promise<{ messages: number; active: number; writes: number }> => {
+      const text = (await httpGet(r.relay.http.port, '/metrics')).body;
+      return {
+        messages: metricValue(text, 'mailroute_spool_log_messages') ?? -1,
+        active: metricValue(text, 'mailroute_spool_log_active') ?? -1,
+        writes: metricValue(text, 'mailroute_spool_log_write_seconds_count') ?? -1,
+      };
+    };
+    const before = await logged();
+    expect(before.active).toBe(1);
+    a.behaviour.rcpt = () => ({ code: 451, message: '4.3.0 try again later' });
+    try {
+      const reply = await submit(r.relay.smtp.port, {
+        from: 's@origin.test',
+        to: 'y@gauge.test',
+        subject: 'l',
+        text: 'l',
+      });
+      expect(reply).toMatch(/^250 /);
+      // a small message deferred: durable in the log alone, no file of its own yet
+      const held = await logged();
+      expect(held.messages).toBe(1);
+      expect(held.writes).toBeGreaterThan(before.writes);
+    } finally {
+      a.behaviour.rcpt = undefined;
+    }
+    await waitFor(async () => (await queueTotal()) === 0, { timeoutMs: 10_000, what: 'GET /queue empty' });
+    expect(a.for('y@gauge.test').length).toBe(1);
+    expect(await logged()).toMatchObject({ messages: 0, active: 1 });
   });
 });
