@@ -56,6 +56,7 @@ const WRITE_DSYNC = fsConstants.O_WRONLY | fsConstants.O_DSYNC | fsConstants.O_N
 /** Log writes in flight at once (each at its own offset of the segment; docs/perf.md "Log writes side by side"). */
 const MAX_WRITES_IN_FLIGHT = 4;
 
+const noop = (): void => undefined;
 const segmentName = (seq: number): string => `${seq.toString(16).padStart(16, '0')}.seg`;
 const freeName = (seq: number): string => `free-${seq.toString(16).padStart(16, '0')}.seg`;
 
@@ -292,10 +293,20 @@ interface Segment {
   /** Ids accepted in this segment, not removed or checkpointed yet. */
   live: Set<string>;
   sealedAt?: number;
-  /** Settles once every write issued into this segment so far has (its file is closed only after). */
-  writes: Promise<void>;
+  /** Writes issued into this segment and not answered yet (its file is closed only once none is: drained). */
+  pending: number;
+  /** Called once pending is 0 again. */
+  drained: (() => void)[];
   /** A write into this segment failed: the records of later writes into it lie beyond a hole and are refused too. */
   failed?: unknown;
+}
+
+/** One write in flight, answered in the order of issue (issued). */
+interface Issued {
+  seg: Segment;
+  batch: Pending[];
+  done: boolean;
+  failed: { err: unknown } | undefined;
 }
 
 interface Pending {
@@ -341,8 +352,10 @@ export class AcceptLog {
   private queue: Pending[] = [];
   /** Writes issued whose records are not answered yet. */
   private inFlight = 0;
-  /** Settles once every write issued so far has been answered (in the order they were issued). */
-  private answered: Promise<void> = Promise.resolve();
+  /** Those writes, in the order they were issued: the order their records are answered in. */
+  private readonly issued: Issued[] = [];
+  /** Called once every write issued so far has been answered. */
+  private idleWaiters: (() => void)[] = [];
   /** A rotation in progress: no write is issued until the next segment is current. */
   private rotating: Promise<void> | undefined;
   /** The queue is to be issued at the end of this event-loop turn's I/O callbacks. */
@@ -413,7 +426,8 @@ export class AcceptLog {
     if (seg === undefined) return false;
     this.segOf.delete(id);
     seg.live.delete(id);
-    this.append(KIND_REMOVAL, id, []).catch((err: unknown) =>
+    // nothing waits for it (no promise made): a failure is logged
+    this.enqueue(KIND_REMOVAL, id, [], noop, (err: unknown) =>
       this.o.log.warn(
         { err, queueId: id },
         'accept log: could not record a removal (delivered again after a power cut)',
@@ -430,7 +444,7 @@ export class AcceptLog {
     for (;;) {
       if (this.queue.length > 0) this.issue();
       if (this.queue.length === 0 && this.inFlight === 0 && !this.rotating && !this.retiring) break;
-      await Promise.all([this.answered, this.rotating, this.retiring]);
+      await Promise.all([this.idle(), this.rotating, this.retiring]);
     }
     const spare = this.spare;
     this.spare = undefined;
@@ -440,13 +454,21 @@ export class AcceptLog {
   }
 
   private append(kind: Kind, id: string, data: readonly Buffer[]): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('accept log: closed'));
+    return new Promise<void>((resolve, reject) => this.enqueue(kind, id, data, resolve, reject));
+  }
+
+  private enqueue(
+    kind: Kind,
+    id: string,
+    data: readonly Buffer[],
+    resolve: () => void,
+    reject: (err: unknown) => void,
+  ): void {
+    if (this.closed) return reject(new Error('accept log: closed'));
     let bytes = RECORD_HEADER + ID_BYTES;
     for (const d of data) bytes += d.length;
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ kind, id, data, bytes, resolve, reject });
-      this.pump();
-    });
+    this.queue.push({ kind, id, data, bytes, resolve, reject });
+    this.pump();
   }
 
   /**
@@ -507,21 +529,37 @@ export class AcceptLog {
       seg.used += bytes;
       this.inFlight++;
       const onWrite = this.o.onWrite;
-      const issued = onWrite === undefined ? 0 : performance.now();
-      const wrote = writevAll(seg.fh, bufs, position).then(
+      const issuedAt = onWrite === undefined ? 0 : performance.now();
+      const w: Issued = { seg, batch, done: false, failed: undefined };
+      this.issued.push(w);
+      seg.pending++;
+      writevAll(seg.fh, bufs, position).then(
         () => {
-          onWrite?.((performance.now() - issued) / 1000);
-          return undefined;
+          onWrite?.((performance.now() - issuedAt) / 1000);
+          this.completed(w, undefined);
         },
-        (err: unknown) => ({ err }),
+        (err: unknown) => this.completed(w, { err }),
       );
-      seg.writes = Promise.all([seg.writes, wrote]).then(() => undefined);
-      this.answered = Promise.all([this.answered, wrote]).then(([, failed]) => {
-        this.inFlight--;
-        this.answer(seg, batch, failed);
-        if (this.queue.length > 0) this.pump();
-      });
     }
+  }
+
+  /** A write has ended: its records, and those of every write after it that has ended too, are answered in order. */
+  private completed(w: Issued, failed: { err: unknown } | undefined): void {
+    w.done = true;
+    w.failed = failed;
+    for (let head = this.issued[0]; head?.done === true; head = this.issued[0]) {
+      this.issued.shift();
+      this.inFlight--;
+      this.answer(head.seg, head.batch, head.failed);
+      if (--head.seg.pending === 0) for (const f of head.seg.drained.splice(0)) f();
+    }
+    if (this.issued.length === 0) for (const f of this.idleWaiters.splice(0)) f();
+    if (this.queue.length > 0) this.pump();
+  }
+
+  /** Resolves once every write issued so far has been answered. */
+  private idle(): Promise<void> {
+    return this.issued.length === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
   }
 
   /** Answers a write's records, in the order the writes were issued: written, or refused with the failure. */
@@ -616,7 +654,7 @@ export class AcceptLog {
     }
     await syncDir(this.o.fs, this.logDir);
     const fh = await this.o.fs.open(path, WRITE_DSYNC);
-    return { seq, fh, used: 0, live: new Set(), writes: Promise.resolve() };
+    return { seq, fh, used: 0, live: new Set(), pending: 0, drained: [] };
   }
 
   private kickRetire(): void {
@@ -657,7 +695,8 @@ export class AcceptLog {
       // the unlinks of its removed messages are durable before their accept records go
       await this.o.syncQueue();
       this.sealed.shift();
-      await seg.writes; // its removal records may still be in flight
+      // its removal records may still be in flight
+      if (seg.pending > 0) await new Promise<void>((r) => seg.drained.push(r));
       await seg.fh.close().catch(() => undefined);
       const free = freeName(seg.seq);
       await this.o.fs.rename(join(this.logDir, segmentName(seg.seq)), join(this.logDir, free));

@@ -167,6 +167,8 @@ export class FsWatch {
   }
 }
 
+const SETTLED: Promise<void> = Promise.resolve();
+
 /** The spool's metrics (relay/telemetry/metrics.ts). */
 interface SpoolMetrics {
   /** Entries in quarantine/ now. */
@@ -691,17 +693,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
 
   // ---- per-id serialization of read-modify-write ----
   const locks = new Map<string, Promise<unknown>>();
+  /** Runs fn (in a later microtask) once every call before it for the same id has settled. */
   const withLock = <T>(id: string, fn: () => Promise<T>): Promise<T> => {
-    const prev = locks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    locks.set(id, tail);
-    void tail.then(() => {
+    const run = (locks.get(id) ?? SETTLED).then(fn, fn);
+    const release = (): void => {
       if (locks.get(id) === tail) locks.delete(id);
-    });
+    };
+    const tail: Promise<void> = run.then(release, release);
+    locks.set(id, tail);
     return run;
   };
 
