@@ -456,7 +456,9 @@ describe('delivery engine', () => {
     h.primary.behaviour.dataDelayMs = 600;
     await h.copy.down();
     const id = await h.accept();
-    await waitFor(() => h.engine.stats().jobs > 0 && h.primary.messages.length === 0, {
+    // In flight on the wire: the primary has the whole body and holds its reply (a job dispatched but not yet
+    // connected is "stopped before anything was tried", and stays queued).
+    await waitFor(() => h.primary.stats.bodies === 1 && h.primary.messages.length === 0, {
       what: 'an attempt in flight',
     });
     await h.engine.stop();
