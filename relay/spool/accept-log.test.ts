@@ -753,8 +753,17 @@ describe('accept log in the spool', () => {
     // a FIFO under the name of a message the log holds: set aside, never opened for writing (that would wait for a
     // reader)
     await run('mkfifo', [msg(id)]);
-    const again = await withDeadline(5000, open(), 'openSpool');
+    const { metrics } = recordedMetrics();
+    let total = 0;
+    let gauge = -1;
+    metrics.quarantinedTotal = { inc: (n = 1) => void (total += n) };
+    metrics.quarantined = { set: (n) => void (gauge = n) };
+    const again = await withDeadline(5000, open({ metrics }), 'openSpool');
     expect(again.recovery.restoredFromLog).toBe(1);
+    // both set-asides are counted, in the start's report and in the metrics
+    expect(again.recovery.quarantined).toBe(2);
+    expect(total).toBe(2);
+    expect(gauge).toBe(2);
     expect(await again.list()).toEqual([id]);
     expect(await again.load(id)).toMatchObject({ ok: true });
     expect((await readdir(join(dir, 'quarantine'))).some((n) => n.startsWith(`${id}.msg.`))).toBe(true);

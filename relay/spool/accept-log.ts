@@ -185,6 +185,8 @@ export interface ReplayReport {
   restored: number;
   /** Segment files read. */
   segments: number;
+  /** Files set aside in quarantine/: a segment far too large, something not a regular file under a message's name. */
+  quarantined: number;
 }
 
 /**
@@ -199,7 +201,7 @@ export async function replayAcceptLog(
 ): Promise<ReplayReport> {
   const logDir = join(spoolDir, 'log');
   const queueDir = join(spoolDir, 'queue');
-  const report: ReplayReport = { live: 0, restored: 0, segments: 0 };
+  const report: ReplayReport = { live: 0, restored: 0, segments: 0, quarantined: 0 };
   let names: string[];
   try {
     names = await fs.readdir(logDir);
@@ -223,6 +225,7 @@ export async function replayAcceptLog(
       const aside = join(spoolDir, 'quarantine', `${s.name}.${Date.now().toString(36)}`);
       await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
       await fs.rename(path, aside);
+      report.quarantined++;
       log.error({ segment: s.name, moved: aside }, 'accept log: a segment file far too large, quarantined');
       continue;
     }
@@ -247,6 +250,7 @@ export async function replayAcceptLog(
       const aside = join(spoolDir, 'quarantine', `${id}.msg.${Date.now().toString(36)}`);
       await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
       await fs.rename(path, aside);
+      report.quarantined++;
       log.error(
         { queueId: id, moved: aside },
         'accept log: not a regular file under a message name, quarantined',

@@ -532,6 +532,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // The accept log first: every message it holds is made durable in its own file before the queue is read.
   const replay = await replayAcceptLog(opts.dir, fs, log, isQueueId);
   recovery.restoredFromLog = replay.restored;
+  // what the replay set aside counts as the start's other quarantined files do (the gauge reads quarantine/ below)
+  recovery.quarantined += replay.quarantined;
+  if (replay.quarantined > 0) opts.metrics?.quarantinedTotal.inc(replay.quarantined);
   {
     const listing = await fs.scan(queueDir);
     const messages = new Set<string>();
