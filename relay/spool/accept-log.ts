@@ -297,10 +297,6 @@ interface Segment {
   /** Ids accepted in this segment, not removed or checkpointed yet. */
   live: Set<string>;
   sealedAt?: number;
-  /** Writes issued into this segment and not answered yet (its file is closed only once none is: drained). */
-  pending: number;
-  /** Called once pending is 0 again. */
-  drained: (() => void)[];
   /** A write into this segment failed: the records of later writes into it lie beyond a hole and are refused too. */
   failed?: unknown;
 }
@@ -354,12 +350,10 @@ export class AcceptLog {
   private readonly segOf = new Map<string, Segment>();
   private nextSeq: number;
   private queue: Pending[] = [];
-  /** Writes issued whose records are not answered yet. */
-  private inFlight = 0;
-  /** Those writes, in the order they were issued: the order their records are answered in. */
+  /** Writes issued whose records are not answered yet, in the order they were issued: the order of the answers. */
   private readonly issued: Issued[] = [];
-  /** Called once every write issued so far has been answered. */
-  private idleWaiters: (() => void)[] = [];
+  /** Waiting until no write in `issued` matches `of` (answered()). */
+  private answerWaiters: { of: (w: Issued) => boolean; resolve: () => void }[] = [];
   /** A rotation in progress: no write is issued until the next segment is current. */
   private rotating: Promise<void> | undefined;
   /** The queue is to be issued at the end of this event-loop turn's I/O callbacks. */
@@ -447,8 +441,8 @@ export class AcceptLog {
     clearTimeout(this.timer);
     for (;;) {
       if (this.queue.length > 0) this.issue();
-      if (this.queue.length === 0 && this.inFlight === 0 && !this.rotating && !this.retiring) break;
-      await Promise.all([this.idle(), this.rotating, this.retiring]);
+      if (this.queue.length === 0 && this.issued.length === 0 && !this.rotating && !this.retiring) break;
+      await Promise.all([this.answered(() => true), this.rotating, this.retiring]);
     }
     const spare = this.spare;
     this.spare = undefined;
@@ -482,7 +476,7 @@ export class AcceptLog {
    * event loop to take up its completion before theirs starts (docs/perf.md, "Log writes side by side").
    */
   private pump(): void {
-    if (this.inFlight === 0 && this.rotating === undefined && !this.issueScheduled) return this.issue();
+    if (this.issued.length === 0 && this.rotating === undefined && !this.issueScheduled) return this.issue();
     if (this.issueScheduled) return;
     this.issueScheduled = true;
     setImmediate(() => {
@@ -497,7 +491,11 @@ export class AcceptLog {
    * (answer): a replay reads a segment up to its first hole, so a record is acknowledged only when none lies before it.
    */
   private issue(): void {
-    while (this.queue.length > 0 && this.inFlight < MAX_WRITES_IN_FLIGHT && this.rotating === undefined) {
+    while (
+      this.queue.length > 0 &&
+      this.issued.length < MAX_WRITES_IN_FLIGHT &&
+      this.rotating === undefined
+    ) {
       const seg = this.current;
       // the records that fit what is left of the segment, in order
       let room = seg === undefined ? 0 : this.o.segmentBytes - seg.used;
@@ -531,12 +529,10 @@ export class AcceptLog {
       }
       const position = seg.used;
       seg.used += bytes;
-      this.inFlight++;
       const onWrite = this.o.onWrite;
       const issuedAt = onWrite === undefined ? 0 : performance.now();
       const w: Issued = { seg, batch, done: false, failed: undefined };
       this.issued.push(w);
-      seg.pending++;
       writevAll(seg.fh, bufs, position).then(
         () => {
           onWrite?.((performance.now() - issuedAt) / 1000);
@@ -553,17 +549,20 @@ export class AcceptLog {
     w.failed = failed;
     for (let head = this.issued[0]; head?.done === true; head = this.issued[0]) {
       this.issued.shift();
-      this.inFlight--;
       this.answer(head.seg, head.batch, head.failed);
-      if (--head.seg.pending === 0) for (const f of head.seg.drained.splice(0)) f();
     }
-    if (this.issued.length === 0) for (const f of this.idleWaiters.splice(0)) f();
+    if (this.answerWaiters.length > 0) {
+      const still = this.answerWaiters.filter((x) => this.issued.some(x.of));
+      for (const x of this.answerWaiters) if (!still.includes(x)) x.resolve();
+      this.answerWaiters = still;
+    }
     if (this.queue.length > 0) this.pump();
   }
 
-  /** Resolves once every write issued so far has been answered. */
-  private idle(): Promise<void> {
-    return this.issued.length === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
+  /** Resolves once no write issued so far that matches `of` is waiting for its answer (at most four are in flight). */
+  private answered(of: (w: Issued) => boolean): Promise<void> {
+    if (!this.issued.some(of)) return Promise.resolve();
+    return new Promise((resolve) => this.answerWaiters.push({ of, resolve }));
   }
 
   /** Answers a write's records, in the order the writes were issued: written, or refused with the failure. */
@@ -658,7 +657,7 @@ export class AcceptLog {
     }
     await syncDir(this.o.fs, this.logDir);
     const fh = await this.o.fs.open(path, WRITE_DSYNC);
-    return { seq, fh, used: 0, live: new Set(), pending: 0, drained: [] };
+    return { seq, fh, used: 0, live: new Set() };
   }
 
   private kickRetire(): void {
@@ -699,8 +698,7 @@ export class AcceptLog {
       // the unlinks of its removed messages are durable before their accept records go
       await this.o.syncQueue();
       this.sealed.shift();
-      // its removal records may still be in flight
-      if (seg.pending > 0) await new Promise<void>((r) => seg.drained.push(r));
+      await this.answered((w) => w.seg === seg); // its removal records may still be in flight
       await seg.fh.close().catch(() => undefined);
       const free = freeName(seg.seq);
       await this.o.fs.rename(join(this.logDir, segmentName(seg.seq)), join(this.logDir, free));
