@@ -203,12 +203,14 @@ describe('accept log in the spool', () => {
     const seen = {
       writes: [] as number[],
       failures: 0,
+      quarantined: -1,
+      quarantinedTotal: 0,
       read: undefined as (() => { messages: number; active: boolean }) | undefined,
     };
     const status = (): { messages: number; active: boolean } | undefined => seen.read?.();
     const metrics: NonNullable<OpenSpoolOptions['metrics']> = {
-      quarantined: { set: () => undefined },
-      quarantinedTotal: { inc: () => undefined },
+      quarantined: { set: (n) => void (seen.quarantined = n) },
+      quarantinedTotal: { inc: (n = 1) => void (seen.quarantinedTotal += n) },
       logWriteSeconds: { observe: (s) => void seen.writes.push(s) },
       logWriteFailures: { inc: () => void seen.failures++ },
       setLogSource: (read) => {
@@ -753,17 +755,13 @@ describe('accept log in the spool', () => {
     // a FIFO under the name of a message the log holds: set aside, never opened for writing (that would wait for a
     // reader)
     await run('mkfifo', [msg(id)]);
-    const { metrics } = recordedMetrics();
-    let total = 0;
-    let gauge = -1;
-    metrics.quarantinedTotal = { inc: (n = 1) => void (total += n) };
-    metrics.quarantined = { set: (n) => void (gauge = n) };
+    const { seen, metrics } = recordedMetrics();
     const again = await withDeadline(5000, open({ metrics }), 'openSpool');
     expect(again.recovery.restoredFromLog).toBe(1);
     // both set-asides are counted, in the start's report and in the metrics
     expect(again.recovery.quarantined).toBe(2);
-    expect(total).toBe(2);
-    expect(gauge).toBe(2);
+    expect(seen.quarantinedTotal).toBe(2);
+    expect(seen.quarantined).toBe(2);
     expect(await again.list()).toEqual([id]);
     expect(await again.load(id)).toMatchObject({ ok: true });
     expect((await readdir(join(dir, 'quarantine'))).some((n) => n.startsWith(`${id}.msg.`))).toBe(true);

@@ -660,6 +660,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       if (failed) throw failed.reason;
     }
   };
+  const { logWriteSeconds, logWriteFailures } = opts.metrics ?? {};
   const openLog = (): Promise<AcceptLog> =>
     AcceptLog.open({
       spoolDir: opts.dir,
@@ -667,12 +668,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       log,
       checkpoint,
       syncQueue: () => dirSync.sync(),
-      ...(opts.metrics?.logWriteSeconds !== undefined
-        ? { onWrite: (seconds: number) => opts.metrics?.logWriteSeconds?.observe(seconds) }
-        : {}),
-      ...(opts.metrics?.logWriteFailures !== undefined
-        ? { onWriteFailed: () => opts.metrics?.logWriteFailures?.inc() }
-        : {}),
+      ...(logWriteSeconds ? { onWrite: (seconds: number) => logWriteSeconds.observe(seconds) } : {}),
+      ...(logWriteFailures ? { onWriteFailed: () => logWriteFailures.inc() } : {}),
       ...(opts.logSegmentBytes !== undefined ? { segmentBytes: opts.logSegmentBytes } : {}),
       ...(opts.checkpointAfterMs !== undefined ? { checkpointAfterMs: opts.checkpointAfterMs } : {}),
     });

@@ -36,24 +36,29 @@ describe('queue gauge', () => {
   const queueTotal = async (): Promise<number> =>
     (JSON.parse((await httpGet(r.relay.admin.port, '/queue')).body) as { total: number }).total;
 
-  it('counts a message right after its 250 and reads 0 as soon as the spool is empty', async () => {
+  /**
+   * Sends one message to `to` whose first attempt the destination defers (451), runs `whileQueued` right after the
+   * 250, then waits for the retry (1 s schedule) to deliver it and the relay to drop it: the queue reads empty.
+   */
+  const deferredOnce = async (to: string, whileQueued: () => Promise<void>): Promise<void> => {
     a.behaviour.rcpt = () => ({ code: 451, message: '4.3.0 try again later' });
     try {
-      const reply = await submit(r.relay.smtp.port, {
-        from: 's@origin.test',
-        to: 'x@gauge.test',
-        subject: 'g',
-        text: 'g',
-      });
+      const reply = await submit(r.relay.smtp.port, { from: 's@origin.test', to, subject: 'g', text: 'g' });
       expect(reply).toMatch(/^250 /);
-      const q = await queued();
-      expect(q.pending + q.deferred).toBe(1);
+      await whileQueued();
     } finally {
       a.behaviour.rcpt = undefined;
     }
-    // The retry (1 s schedule) delivers it; the engine drops its entry before the spool files go.
+    // the engine drops its entry before the spool's files go
     await waitFor(async () => (await queueTotal()) === 0, { timeoutMs: 10_000, what: 'GET /queue empty' });
-    expect(a.for('x@gauge.test').length).toBe(1);
+    expect(a.for(to).length).toBe(1);
+  };
+
+  it('counts a message right after its 250 and reads 0 as soon as the spool is empty', async () => {
+    await deferredOnce('x@gauge.test', async () => {
+      const q = await queued();
+      expect(q.pending + q.deferred).toBe(1);
+    });
     expect(await queued()).toEqual({ pending: 0, deferred: 0 });
   });
 
@@ -68,24 +73,12 @@ describe('queue gauge', () => {
     };
     const before = await logged();
     expect(before.active).toBe(1);
-    a.behaviour.rcpt = () => ({ code: 451, message: '4.3.0 try again later' });
-    try {
-      const reply = await submit(r.relay.smtp.port, {
-        from: 's@origin.test',
-        to: 'y@gauge.test',
-        subject: 'l',
-        text: 'l',
-      });
-      expect(reply).toMatch(/^250 /);
+    await deferredOnce('y@gauge.test', async () => {
       // a small message deferred: durable in the log alone, no file of its own yet
       const held = await logged();
       expect(held.messages).toBe(1);
       expect(held.writes).toBeGreaterThan(before.writes);
-    } finally {
-      a.behaviour.rcpt = undefined;
-    }
-    await waitFor(async () => (await queueTotal()) === 0, { timeoutMs: 10_000, what: 'GET /queue empty' });
-    expect(a.for('y@gauge.test').length).toBe(1);
+    });
     expect(await logged()).toMatchObject({ messages: 0, active: 1 });
   });
 });
