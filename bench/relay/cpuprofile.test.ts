@@ -66,5 +66,10 @@ describe('summarizeProfile', () => {
     expect(ownerOf('file:///x/node_modules/@scope/pkg/index.js')).toBe('@scope/pkg');
     expect(ownerOf('node:internal/fs/promises')).toBe('node:internal');
     expect(ownerOf('file:///x/mailroute-src/relay/relay.ts')).toBe('relay/relay.ts');
+    // every folder of the project's own code is named short, as isOwnUrl counts it
+    expect(ownerOf('file:///x/mailroute-src/lib/logger.ts')).toBe('lib/logger.ts');
+    expect(ownerOf('file:///x/mailroute-src/contract/routing-configmap.ts')).toBe(
+      'contract/routing-configmap.ts',
+    );
   });
 });

@@ -35,7 +35,7 @@ export function ownerOf(url: string): string {
     const rest = url.slice(nm + '/node_modules/'.length).split('/');
     return rest[0]?.startsWith('@') === true ? `${rest[0]}/${rest[1] ?? ''}` : (rest[0] ?? url);
   }
-  const m = /\/(relay|routing|cli|bench|test)\/(.+)$/.exec(url);
+  const m = /\/(relay|lib|routing|contract|operator|cli|bench|test)\/(.+)$/.exec(url);
   return m ? `${m[1]}/${m[2]}` : url;
 }
 

@@ -9,16 +9,19 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promiseHooks } from 'node:v8';
+import { isOwnUrl, ownerOf } from './cpuprofile.ts';
 
-/** The nearest frame of the project's own code in a V8 stack (`relay/...:LINE`), or `other` when there is none. */
+/**
+ * The nearest frame of the project's own code in a V8 stack (`relay/...:LINE`, as the CPU profile summary names files:
+ * cpuprofile.ts ownerOf, isOwnUrl), or `other` when there is none.
+ */
 export function ownFrame(stack: string): string {
   for (const line of stack.split('\n').slice(1)) {
-    const m =
-      /[(\s](?:file:\/\/)?[^\s()]*?\/((?:relay|lib|routing|contract|cli|operator)\/[^\s():]+:\d+)(?::\d+)?\)?$/.exec(
-        line,
-      );
-    // a package's own relay/ folder, or the benchmark's (this file's hook) are not the project's code
-    if (m?.[1] !== undefined && !line.includes('/node_modules/') && !line.includes('/bench/')) return m[1];
+    const m = /\(?((?:file:\/\/)?\/[^\s()]+?):(\d+):\d+\)?$/.exec(line.trim());
+    const url = m?.[1];
+    // the benchmark's own files (this hook among them) are not what is measured
+    if (url !== undefined && isOwnUrl(url) && !url.includes('/bench/'))
+      return `${ownerOf(url)}:${m?.[2] ?? ''}`;
   }
   return 'other';
 }
@@ -33,10 +36,8 @@ export function summarize(
     .sort((a, b) => b.promises - a.promises || a.frame.localeCompare(b.frame));
 }
 
-if (
-  process.env['PROMISE_COUNT_DISABLED'] !== '1' &&
-  process.execArgv.some((a) => a.includes('promise-count'))
-) {
+// only when preloaded (--import), not when a test imports the functions above
+if (process.execArgv.some((a) => a.includes('promise-count'))) {
   const every = Math.max(1, Number(process.env['PROMISE_SAMPLE_EVERY'] ?? 31) || 31);
   const samples = new Map<string, number>();
   let count = 0;
