@@ -106,6 +106,9 @@ describe('relay --workers', () => {
     const m = (await httpGet(relay.httpPort, '/metrics')).body;
     expect(metricValue(m, 'mailroute_messages_accepted_total')).toBe(MESSAGES);
     expect(m).toMatch(/mailroute_routing_revision_info\{revision="[0-9a-f]{64}"\} 1\n/);
+    // the accept log in use in both workers (the gauge's min over them: 1, where a sum would read 2), its writes timed
+    expect(metricValue(m, 'mailroute_spool_log_active')).toBe(1);
+    expect(metricValue(m, 'mailroute_spool_log_write_seconds_count')).toBeGreaterThanOrEqual(1);
     const ready = await httpGet(relay.httpPort, '/readyz');
     expect(ready.status).toBe(200);
     // /healthz asks every worker whether its spool is stuck
