@@ -456,7 +456,7 @@ async function startRelay(
 
   const shutdown = (reason = 'shutdown'): Promise<void> => {
     shuttingDown ??= (async () => {
-      const started = Date.now();
+      const started = performance.now(); // the deadline is a duration: a wall clock step must not move it
       draining = true;
       await cluster?.beginShutdown();
       logger.info(
@@ -465,10 +465,10 @@ async function startRelay(
       );
       inbound.startDraining();
       // Sessions in progress may finish their transaction; new ones get 421 until the deadline.
-      while (inbound.connections > 0 && Date.now() - started < config.shutdownTimeoutMs) {
+      while (inbound.connections > 0 && performance.now() - started < config.shutdownTimeoutMs) {
         await new Promise((r) => setTimeout(r, 25));
       }
-      await inbound.close(Math.max(1, config.shutdownTimeoutMs - (Date.now() - started)));
+      await inbound.close(Math.max(1, config.shutdownTimeoutMs - (performance.now() - started)));
       verifier.close();
       await delivery.stop();
       await cluster?.drain(spool);
@@ -478,7 +478,7 @@ async function startRelay(
       if (!embedded) await telemetry.close();
       governor.stop();
       logger.info(
-        { reason, queued: (await spool.list()).length, ms: Date.now() - started },
+        { reason, queued: (await spool.list()).length, ms: Math.round(performance.now() - started) },
         'relay: stopped',
       );
       await spool.close();

@@ -424,7 +424,7 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
     const onSignal = (sig: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
-      const started = Date.now();
+      const started = performance.now();
       logger.info({ reason: sig, workers: count }, 'relay: stopping workers');
       const exits = slots.map(
         (s) =>
@@ -449,7 +449,7 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
           clearTimeout(backstop);
           await admin.close();
           await telemetry.close();
-          logger.info({ reason: sig, ms: Date.now() - started }, 'relay: stopped');
+          logger.info({ reason: sig, ms: Math.round(performance.now() - started) }, 'relay: stopped');
         })
         .finally(resolve);
     };

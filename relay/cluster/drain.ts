@@ -121,7 +121,8 @@ const peerKey = (p: Peer): string => `${p.host}:${p.port}`;
 export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
   const { spool, logger: log } = opts;
   const clock = opts.clock ?? (() => new Date());
-  const started = Date.now();
+  // the deadline is a duration on the monotonic clock: a step of the wall clock must not cut the drain short
+  const started = performance.now();
   const deadline = started + opts.deadlineMs;
   const ids = await spool.list();
   const report: DrainReport = {
@@ -132,7 +133,7 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
     peers: [],
     durationMs: 0,
   };
-  if (ids.length === 0) return { ...report, durationMs: Date.now() - started };
+  if (ids.length === 0) return { ...report, durationMs: Math.round(performance.now() - started) };
 
   let peers: Peer[];
   try {
@@ -144,7 +145,7 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
   report.peers = peers.map(peerKey);
   if (peers.length === 0) {
     log.warn({ queued: ids.length }, 'drain: no peer relay found; the queue stays in the spool');
-    return { ...report, left: ids.length, durationMs: Date.now() - started };
+    return { ...report, left: ids.length, durationMs: Math.round(performance.now() - started) };
   }
   log.info({ queued: ids.length, peers: report.peers }, 'drain: handing the queue to peer relays');
 
@@ -227,7 +228,7 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < ids.length) {
-      if (Date.now() > deadline) return;
+      if (performance.now() > deadline) return;
       const n = next++;
       const id = ids[n];
       if (id === undefined) return;
@@ -252,7 +253,7 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
     report.left += notReached;
     log.warn({ notReached }, 'drain: deadline passed; the rest of the queue stays in the spool');
   }
-  report.durationMs = Date.now() - started;
+  report.durationMs = Math.round(performance.now() - started);
   log.info({ ...report }, 'drain: done');
   return report;
 }

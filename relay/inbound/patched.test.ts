@@ -1,4 +1,5 @@
 import { SMTPServer } from 'smtp-server';
+import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { describe, expect, it } from 'vitest';
 import { assertSmtpServerPatched, smtpServerPatchProblems } from './patched.ts';
 
@@ -6,6 +7,22 @@ describe('smtp-server patch self-check', () => {
   it('finds every patched behaviour the relay relies on (greeting delay, enhanced codes, A-labels, line timing, end-of-DATA search)', () => {
     expect(smtpServerPatchProblems()).toEqual([]);
     expect(() => assertSmtpServerPatched()).not.toThrow();
+  });
+
+  it("names the earlier patch's line timing on the wall clock, which the sweep's monotonic ages cannot be compared with", () => {
+    const proto = SMTPStream.prototype as unknown as { _write: unknown };
+    const patched = proto._write;
+    const earlier = String(patched).replace(
+      'lineStartedAt = performance.now()',
+      'lineStartedAt = Date.now()',
+    );
+    expect(earlier).not.toBe(String(patched));
+    proto._write = { toString: () => earlier };
+    try {
+      expect(smtpServerPatchProblems()).toEqual(['SMTPStream.lineStartedAt on the monotonic clock']);
+    } finally {
+      proto._write = patched;
+    }
   });
 
   it('gives every connection its own id of 16 base32 characters, across several pools of random bytes', async () => {

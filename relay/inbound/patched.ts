@@ -27,6 +27,13 @@ export function smtpServerPatchProblems(): string[] {
     problems.push('decodePunycode: false (A-label domains kept as sent)');
   if (typeof (new SMTPStream() as { lineStartedAt?: unknown }).lineStartedAt !== 'number')
     problems.push('SMTPStream.lineStartedAt (command line timing)');
+  // on the clock the relay's sweep reads (server.ts): an earlier patch stamped it with the wall clock
+  else if (
+    !String((SMTPStream.prototype as unknown as Record<string, unknown>)['_write']).includes(
+      'lineStartedAt = performance.now()',
+    )
+  )
+    problems.push('SMTPStream.lineStartedAt on the monotonic clock');
   // a speed patch (the same results as the per-byte loop: relay/inbound/data-end.fuzz.test.ts); checked so that an
   // install without the patch does not quietly spend 3-4 times the CPU per message on finding the end of DATA
   const feed = (SMTPStream.prototype as unknown as Record<string, unknown>)['_feedDataStream'];

@@ -209,7 +209,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         return cb(refuse(REPLIES.tableFull(), 'connect', session));
       }
       if (v.verdict === 'accept')
-        tracked.set(session.id, { openedAt: Date.now(), sentMail: false, evicting: false });
+        tracked.set(session.id, { openedAt: performance.now(), sentMail: false, evicting: false });
       cb(refuse(v, 'connect', session));
     },
 
@@ -448,7 +448,7 @@ export function createInbound(deps: InboundDeps): Inbound {
       if (t === undefined || t.evicting || c._closing === true) continue;
       candidates.push([c, factsOf(c, t)]);
     }
-    const victim = pickEviction(candidates, Date.now());
+    const victim = pickEviction(candidates, performance.now());
     const t = victim?.session ? tracked.get(victim.session.id) : undefined;
     if (victim === undefined || t === undefined) return false;
     t.evicting = true;
@@ -481,7 +481,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     });
   };
   const sweep = (): void => {
-    const now = Date.now();
+    const now = performance.now(); // slow.ts: monotonic, as lineStartedAt
     const nowStressed = underStress(counter.total, policy);
     const { idleMs, commandMs } = timeoutsInForce(policy, nowStressed);
     if (nowStressed !== stressed) {

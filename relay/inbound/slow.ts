@@ -22,10 +22,12 @@ export interface SlowClientPolicy {
   maxConnections: number;
 }
 
+// Every time here is in ms on the monotonic clock (performance.now()): ages are durations, and a step of the wall
+// clock (NTP, a VM resumed) must not end every session at once, nor keep a slow one alive.
 export interface SessionFacts {
-  /** ms since the epoch */
+  /** When the session opened (monotonic ms) */
   openedAt: number;
-  /** First byte of the incomplete command line (ms since the epoch), 0 when none is pending. */
+  /** First byte of the incomplete command line (monotonic ms), 0 when none is pending. */
   lineStartedAt: number;
   /** The client is sending a message (DATA) or waits for the relay (a handler or the spool). */
   busy: boolean;

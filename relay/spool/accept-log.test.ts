@@ -9,6 +9,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spoolEnvelope } from '../../test/support/delivery.ts';
 import { spoolFsWith, withCalls } from '../../test/support/spool-fs.ts';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 import { adoptQueue } from './adopt.ts';
 import {
@@ -439,6 +440,31 @@ describe('accept log in the spool', () => {
     const again = await open({ acceptLog: false }); // the file alone
     expect(attemptsOf(await again.load(id))).toEqual([1, 1]);
     await again.close();
+  });
+
+  it('the wall clock stepping back an hour (NTP, a VM resumed) does not hold a sealed segment back: its age is monotonic', async () => {
+    fakeWallClock();
+    const spool = await open({ logSegmentBytes: 64 * 1024, checkpointAfterMs: 500 });
+    try {
+      // about 60 small messages fill a 64 KiB segment: the first segment is sealed during these accepts, and the
+      // clock steps back before it is half a second old
+      const ids = await Promise.all(Array.from({ length: 80 }, () => accept(spool)));
+      stepWallClock(-3600_000);
+      await accept(spool, 'Subject: x\r\n\r\n' + 'z'.repeat(12_000)); // and the next one sealed after the step
+      // the messages of the first segment get their files half a second after it was sealed, not an hour later (its
+      // age on the wall clock is negative for an hour, and segments retire in order)
+      await waitFor(async () => (await readdir(join(dir, 'log'))).some((n) => n.startsWith('free-')), {
+        what: 'a retired segment',
+        timeoutMs: 5000,
+      });
+      const files = await queueFiles();
+      const checkpointed = ids.filter((id) => files.includes(`${id}.msg`));
+      expect(checkpointed.length).toBeGreaterThan(0);
+      for (const id of checkpointed) await expectMessageFile(id, MESSAGE);
+    } finally {
+      restoreWallClock();
+      await spool.close();
+    }
   });
 
   it('a state change neither the log nor a file can take: the update fails and the earlier record still holds the message', async () => {

@@ -329,6 +329,8 @@ export interface AcceptLogOptions {
   checkpoint: (ids: readonly string[]) => Promise<void>;
   /** Makes every removal and directory entry so far durable (the queue directory's fsync). */
   syncQueue: () => Promise<void>;
+  /** A monotonic clock in ms (default performance.now): a segment's age and the pause after a failed one are
+   * durations, which a step of the wall clock (NTP, a VM resumed) must not stretch or cut short. */
   now?: () => number;
   segmentBytes?: number;
   checkpointAfterMs?: number;
@@ -367,7 +369,7 @@ export class AcceptLog {
   private constructor(o: AcceptLogOptions, firstSeq: number) {
     this.o = {
       ...o,
-      now: o.now ?? Date.now,
+      now: o.now ?? (() => performance.now()),
       segmentBytes: o.segmentBytes ?? SEGMENT_BYTES,
       checkpointAfterMs: o.checkpointAfterMs ?? CHECKPOINT_AFTER_MS,
     };

@@ -21,6 +21,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
 import { spoolEnvelope } from '../../test/support/delivery.ts';
 import { spoolFsWith } from '../../test/support/spool-fs.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
@@ -603,6 +604,21 @@ describe('spool: stall watchdog', () => {
     release();
     await new Promise((r) => setImmediate(r));
     expect(w.oldest()).toBeUndefined();
+  });
+
+  it('a step of the wall clock (an hour forward) makes no call in flight look stalled: ages are monotonic', () => {
+    fakeWallClock();
+    let release: () => void = () => undefined;
+    try {
+      const w = new FsWatch();
+      void w.track('open', new Promise<void>((r) => (release = r)));
+      stepWallClock(3600_000);
+      // a liveness probe reading this would restart a healthy pod
+      expect(w.oldest()?.ageMs).toBeLessThan(60_000);
+    } finally {
+      release();
+      restoreWallClock();
+    }
   });
 
   it('stalled() names a spool call pending longer than the limit', async () => {

@@ -122,7 +122,9 @@ export class FsWatch {
   private next = 0;
   private readonly now: () => number;
 
-  constructor(now: () => number = Date.now) {
+  /** now: a monotonic clock in ms: a call's age must not jump with the wall clock (a step forward would report every
+   * call in flight as stalled, and the liveness probe would restart a healthy pod). */
+  constructor(now: () => number = () => performance.now()) {
     this.now = now;
   }
 
@@ -520,7 +522,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   };
 
   // ---- recovery at start: directory listing only, no file is read ----
-  const started = Date.now();
+  const started = performance.now();
   const recovery: RecoveryReport = {
     messages: 0,
     removedTemp: 0,
@@ -567,7 +569,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
     await pruneQuarantine();
     recovery.messages = messages.size;
-    recovery.durationMs = Date.now() - started;
+    recovery.durationMs = Math.round(performance.now() - started);
     if (recovery.removedTemp + recovery.removedOrphans + recovery.quarantined > 0 || recovery.messages > 0) {
       log.info({ spool: opts.dir, ...recovery }, 'spool: recovered');
     }

@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../support/clock.ts';
 import { waitFor } from '../support/wait.ts';
 import { directDomain, startInbound, type InboundHarness } from './inbound-harness.ts';
 import { RawSmtp, code } from './raw-client.ts';
@@ -115,6 +116,27 @@ describe('slow and idle clients', () => {
     }
     expect(last).toBe('421 4.4.2 Session too long, closing connection');
     expect(Date.now() - started).toBeLessThan(4500);
+  });
+
+  it('a step of the wall clock (an hour forward: NTP, a VM resumed) ends no session: sessions and command lines are aged on the monotonic clock', async () => {
+    fakeWallClock();
+    try {
+      h = await startInbound(MANIFESTS, { ...timeouts, sessionTimeoutMs: 60_000 });
+      const before = await connected(h.port);
+      stepWallClock(3600_000);
+      // the sweep runs on after the step: a trickler connected now is cut at the command timeout, not at once
+      const trickler = await connected(h.port);
+      const started = performance.now();
+      const t = trickle(trickler, 'EHLO slow.example', 200);
+      const reply = await trickler.reply(8000);
+      t.stop();
+      expect(reply).toBe('421 4.4.2 Command line not completed in time, closing connection');
+      expect(performance.now() - started).toBeGreaterThanOrEqual(1400);
+      // the session opened before the step, an hour old on the wall clock, was swept a dozen times since: still served
+      expect(code(await before.cmd('NOOP'))).toBe(250);
+    } finally {
+      restoreWallClock();
+    }
   });
 
   it('with the table full of idle tricklers, a real client still sends mail (the oldest idle one is evicted); a client that sent mail keeps its slot', async () => {

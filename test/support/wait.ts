@@ -1,4 +1,5 @@
-// Waiting for a condition with a deadline: the only synchronization tests may use (no sleeps).
+// Waiting for a condition with a deadline: the only synchronization tests may use (no sleeps). The deadline is on the
+// monotonic clock, so that a test that steps the wall clock (clock.ts) does not time its own waits out.
 
 export interface WaitOptions {
   timeoutMs?: number;
@@ -14,7 +15,7 @@ export async function waitFor<T>(
 ): Promise<NonNullable<T>> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const intervalMs = opts.intervalMs ?? 20;
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
@@ -23,7 +24,7 @@ export async function waitFor<T>(
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       const why = lastError instanceof Error ? `: last error: ${lastError.message}` : '';
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what ?? 'condition'}${why}`);
     }

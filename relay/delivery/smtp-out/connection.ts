@@ -137,7 +137,7 @@ export class SmtpConnection {
   /** Connects and sets the session up (greeting, EHLO, STARTTLS, AUTH). done is called once, never synchronously. */
   open(done: (r: OpenResult) => void): void {
     const t = this.s.timeouts;
-    this.deadline = Date.now() + t.connectionMs;
+    this.deadline = performance.now() + t.connectionMs; // monotonic: a wall clock step must not time it out
     this.opened = done;
     this.onBreak = (failure, kind) => {
       this.opened = undefined;
@@ -728,7 +728,7 @@ export class SmtpConnection {
   }
 
   private setupTime(): number {
-    return Math.min(this.s.timeouts.greetingMs, Math.max(this.deadline - Date.now(), 1));
+    return Math.min(this.s.timeouts.greetingMs, Math.max(this.deadline - performance.now(), 1));
   }
 
   private startPhase(ms: number, message: string): void {

@@ -18,6 +18,7 @@ import {
   type PeerOptions,
   type SmtpPeer,
 } from '../../../test/support/smtp-peer.ts';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../../test/support/clock.ts';
 import { makeSelfSigned, type SelfSigned } from '../../../test/support/tls.ts';
 import { waitFor } from '../../../test/support/wait.ts';
 import type { MessageBody } from '../../spool/types.ts';
@@ -920,6 +921,47 @@ describe('TLS modes', () => {
       'RCPT TO:<b@x.example>',
       'DATA',
     ]);
+  });
+
+  it('a step of the wall clock (an hour forward) during the set-up times nothing out: the deadline is monotonic', async () => {
+    const { key, cert } = selfSigned();
+    fakeWallClock();
+    try {
+      const server = createServer((plain) => {
+        plain.on('error', () => undefined);
+        void (async () => {
+          const s = lineReader(plain);
+          plain.write('220 hello\r\n');
+          await s.line();
+          plain.write('250-scripted.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n');
+          await s.line();
+          // the clock steps before the 220 that starts the handshake, whose time is what is left of the set-up's
+          stepWallClock(3600_000);
+          s.stop();
+          plain.pause(); // the ClientHello waits in the socket for the TLS side
+          plain.write('220 go ahead\r\n');
+          // a server slow to start its side of the handshake (what the set-up deadline is for)
+          await new Promise((r) => setTimeout(r, 50));
+          const secure = new TLSSocket(plain, { isServer: true, key, cert });
+          secure.on('error', () => undefined);
+          const t = lineReader(secure);
+          await t.line();
+          secure.write('250-scripted.test\r\n250 PIPELINING\r\n');
+          for (let i = 0; i < 3; i++) await t.line();
+          secure.write('250 ok\r\n250 ok\r\n354 go ahead\r\n');
+          while ((await t.line()) !== '.');
+          secure.write('250 2.0.0 queued over TLS\r\n');
+        })();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      const port = (server.address() as { port: number }).port;
+      expect(await send(client(port, { tls: 'Required' }))).toEqual({
+        'b@x.example': smtp(250, '250 2.0.0 queued over TLS'),
+      });
+    } finally {
+      restoreWallClock();
+    }
   });
 
   it('EHLO refused: HELO, and no extension is used', async () => {
