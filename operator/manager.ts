@@ -603,10 +603,9 @@ export class OperatorManager {
   } {
     // Ready once every informer has listed, unless one has been failing for over a minute: a short API server
     // blip (the supervisor restarts the informer) must not flap the pod's readiness.
-    const now = Date.now();
     const informers = this.allInformers().map((i) => i.health());
     const ready = informers.every(
-      (h) => h.synced && (h.failingSince === undefined || now - h.failingSince < 60_000),
+      (h) => h.synced && (h.failingForMs === undefined || h.failingForMs < 60_000),
     );
     return { ready, informers, leader: this.leading };
   }

@@ -103,15 +103,19 @@ export class LeaderElector {
 
   /** One round; exported behaviour for tests: returns whether we lead afterwards. */
   async tryAcquireOrRenew(): Promise<boolean> {
+    // The lease's own times are wall-clock timestamps other replicas read; whether a lease expired or a renewal is
+    // overdue is judged on the timers' monotonic clock, as client-go does: a step of the wall clock must neither hand
+    // the lease to a follower while its holder renews, nor keep a leader that cannot renew leading.
     const now = this.timers.now();
+    const wallNow = Date.now();
     const got = await this.o.rest.request<Lease>('GET', this.path);
     const desired = (old: LeaseSpec | undefined): LeaseSpec => {
       const ours = old?.holderIdentity === this.o.identity;
       return {
         holderIdentity: this.o.identity,
         leaseDurationSeconds: Math.round(this.o.leaseDurationMs / 1000),
-        acquireTime: ours && old?.acquireTime !== undefined ? old.acquireTime : microTime(now),
-        renewTime: microTime(now),
+        acquireTime: ours && old?.acquireTime !== undefined ? old.acquireTime : microTime(wallNow),
+        renewTime: microTime(wallNow),
         leaseTransitions: ours ? (old?.leaseTransitions ?? 0) : (old?.leaseTransitions ?? -1) + 1,
       };
     };
@@ -188,7 +192,7 @@ export class LeaderElector {
             ...got.body.spec,
             holderIdentity: null,
             leaseDurationSeconds: 1,
-            renewTime: microTime(this.timers.now()),
+            renewTime: microTime(Date.now()),
           },
         };
         await this.o.rest.request('PUT', this.path, { body });

@@ -48,9 +48,12 @@ export interface InformerHealth {
   healthy: boolean;
   restarts: number;
   lastError: string | undefined;
+  /** When the informer last listed (ms since the epoch, for display). */
   lastSyncAt: number | undefined;
-  /** When the current run of failures began (undefined while healthy). */
+  /** When the current run of failures began (ms since the epoch, for display; undefined while healthy). */
   failingSince: number | undefined;
+  /** How long the current run of failures has lasted, on the monotonic clock (undefined while healthy). */
+  failingForMs: number | undefined;
 }
 
 /** Exponential backoff with full jitter in [d/2, d]: base * 2^attempt capped at max. */
@@ -76,7 +79,8 @@ export class InformerSupervisor<T extends KubernetesObject> {
   private lastSyncAt: number | undefined;
   private lastActivity = 0;
   private failing = false;
-  private failingSince: number | undefined;
+  /** When the current run of failures began: on the wall clock (shown) and on the timers' monotonic clock (aged). */
+  private failingSince: { wall: number; at: number } | undefined;
   private stopped = true;
   private restartTimer: unknown;
   private relistTimer: unknown;
@@ -127,7 +131,8 @@ export class InformerSupervisor<T extends KubernetesObject> {
       restarts: this.restarts,
       lastError: this.lastError,
       lastSyncAt: this.lastSyncAt,
-      failingSince: this.failingSince,
+      failingSince: this.failingSince?.wall,
+      failingForMs: this.failingSince === undefined ? undefined : this.timers.now() - this.failingSince.at,
     };
   }
 
@@ -159,7 +164,7 @@ export class InformerSupervisor<T extends KubernetesObject> {
   private fail(gen: number, err: unknown): void {
     if (gen !== this.generation || this.stopped) return;
     this.failing = true;
-    this.failingSince ??= this.timers.now();
+    this.failingSince ??= { wall: Date.now(), at: this.timers.now() };
     this.lastError = err instanceof Error ? err.message : String(err);
     const delay = jitteredBackoff(
       this.attempts++,
@@ -245,7 +250,7 @@ export class InformerSupervisor<T extends KubernetesObject> {
     this.attempts = 0;
     this.failing = false;
     this.failingSince = undefined;
-    this.lastSyncAt = this.timers.now();
+    this.lastSyncAt = Date.now();
     await old?.stop().catch(() => undefined);
     this.scheduleRelist();
     if (reason !== 'start') this.opts.logger.info({ informer: this.name, reason }, 'informer (re)listed');

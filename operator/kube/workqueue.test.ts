@@ -1,9 +1,30 @@
 import { describe, expect, it } from 'vitest';
 import { WorkQueue, type ReconcileOutcome, type Timers } from './workqueue.ts';
 import { MAX_TIMER_DELAY_MS } from '../../routing/timer.ts';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
 import { waitFor } from '../../test/support/wait.ts';
 
 describe('WorkQueue', () => {
+  it('a delayed key comes when its delay has passed, whatever the wall clock does meanwhile (an hour back)', async () => {
+    fakeWallClock();
+    const q = new WorkQueue({ name: 't' }); // real timers
+    try {
+      const seen: string[] = [];
+      const running = q.run((k) => {
+        seen.push(k);
+        return Promise.resolve({ ok: true });
+      });
+      q.addAfter('retry', 50);
+      stepWallClock(-3600_000);
+      // by the wall clock the key is due in an hour: a failed reconcile's retry would wait that long
+      await waitFor(() => seen.includes('retry'), { timeoutMs: 3000, what: 'the delayed key' });
+      q.shutdown();
+      await running;
+    } finally {
+      restoreWallClock();
+    }
+  });
+
   it('de-duplicates a key that waits in the queue', async () => {
     const q = new WorkQueue({ name: 't' });
     q.add('a');

@@ -14,9 +14,15 @@ export interface Timers {
   clearTimeout(handle: unknown): void;
 }
 
-/** Node's timers, unref'd, each armed for at most a day (safeDelay): a longer wait must re-arm. */
+/**
+ * Node's timers, unref'd, each armed for at most a day (safeDelay): a longer wait must re-arm. `now` is the monotonic
+ * clock (performance.now): every time kept against it is a duration (backoff, a requeue delay, a lease's observed
+ * age, an informer's silence), which a step of the wall clock (NTP at boot, a resumed VM) must not stretch or cut. A
+ * handler that waits for a wall-clock moment (a TestRecipient's expiresAt) computes its delay from the wall clock and
+ * is asked again when it comes.
+ */
 export const realTimers: Timers = {
-  now: () => Date.now(),
+  now: () => performance.now(),
   setTimeout: (fn, ms) => {
     const t = setTimeout(fn, safeDelay(ms));
     t.unref();

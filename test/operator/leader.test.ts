@@ -2,7 +2,10 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
+import pino from 'pino';
+import { LeaderElector } from '../../operator/kube/leader.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../support/clock.ts';
 import { waitFor } from '../support/wait.ts';
 import { condition, getObject, startOperator, type OperatorProcess } from './support.ts';
 
@@ -108,5 +111,64 @@ spec:
       what: 'replica-c to take the released lease',
     });
     expect(Date.now() - t).toBeLessThan(6_000);
+  });
+
+  /** Two electors in this process on a lease of their own; `failing` makes the first one's API calls fail. */
+  const electors = (lease: string, o: { leaseDurationMs: number; renewDeadlineMs: number }) => {
+    const link = { failing: false };
+    const common = {
+      namespace: OP_NS,
+      name: lease,
+      ...o,
+      retryPeriodMs: 100,
+      logger: pino({ level: 'silent' }),
+      onStartedLeading: () => undefined,
+      onStoppedLeading: () => undefined,
+    };
+    const flaky: KubeRest = {
+      request: (method, path, opts) =>
+        link.failing
+          ? Promise.resolve({ ok: false, status: 0, reason: 'Unreachable', message: 'cut off in the test' })
+          : rest.request(method, path, opts),
+    };
+    const a = new LeaderElector({ ...common, rest: flaky, identity: `${lease}-a` });
+    const b = new LeaderElector({ ...common, rest, identity: `${lease}-b` });
+    return { a, b, link };
+  };
+
+  it('a step of the wall clock (an hour forward) does not hand a held lease to a follower: its age is monotonic', async () => {
+    fakeWallClock();
+    try {
+      const { a, b } = electors('clock-forward', { leaseDurationMs: 30_000, renewDeadlineMs: 20_000 });
+      expect(await a.tryAcquireOrRenew()).toBe(true);
+      expect(await b.tryAcquireOrRenew()).toBe(false); // b has seen a's lease now
+      stepWallClock(3600_000);
+      // by the wall clock b saw a's lease an hour ago; a renewed it a moment ago and leads: two leaders if b took it
+      expect(await b.tryAcquireOrRenew()).toBe(false);
+      expect(a.isLeader).toBe(true);
+      expect(await a.tryAcquireOrRenew()).toBe(true);
+    } finally {
+      restoreWallClock();
+    }
+  });
+
+  it('a step of the wall clock (an hour back) does not keep a leader that cannot renew leading past its deadline', async () => {
+    fakeWallClock();
+    try {
+      const { a, link } = electors('clock-back', { leaseDurationMs: 2_000, renewDeadlineMs: 300 });
+      expect(await a.tryAcquireOrRenew()).toBe(true);
+      link.failing = true;
+      stepWallClock(-3600_000);
+      // a must stop leading once 300 ms pass without a renewal (its lease expires for the others at 2 s); by the
+      // wall clock its last renewal is an hour in the future
+      await waitFor(async () => !(await a.tryAcquireOrRenew()), {
+        timeoutMs: 5_000,
+        intervalMs: 50,
+        what: 'the leader to give up after its renew deadline',
+      });
+      expect(a.isLeader).toBe(false);
+    } finally {
+      restoreWallClock();
+    }
   });
 });
