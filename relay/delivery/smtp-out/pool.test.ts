@@ -881,9 +881,17 @@ describe('TLS modes', () => {
     expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test', 'STARTTLS']);
   });
 
-  it('STARTTLS: what came in plain text after its 220 is dropped (RFC 3207 §4.2), EHLO is sent again over TLS', async () => {
+  /**
+   * A server that speaks STARTTLS itself (the project's peer hides the plain-text side): the greeting, EHLO offering
+   * STARTTLS, `220 go ahead` with `injected` after it in the same write (as a man in the middle would), then EHLO,
+   * the envelope and the body over TLS. `atStarttls` runs when STARTTLS arrives, before the 220; `handshakeDelayMs`
+   * makes the server slow to start its side of the handshake. Every line it reads goes to `seen`. Returns its port.
+   */
+  async function starttlsServer(
+    o: { injected?: string; atStarttls?: () => void; handshakeDelayMs?: number },
+    seen: string[] = [],
+  ): Promise<number> {
     const { key, cert } = selfSigned();
-    const seen: string[] = [];
     const server = createServer((plain) => {
       plain.on('error', () => undefined);
       void (async () => {
@@ -892,9 +900,11 @@ describe('TLS modes', () => {
         seen.push(await s.line());
         plain.write('250-scripted.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n');
         seen.push(await s.line());
-        // a man in the middle's reply, after the 220, in the same packet
-        plain.write('220 go ahead\r\n250-scripted.test\r\n250 AUTH PLAIN\r\n');
+        o.atStarttls?.();
         s.stop();
+        plain.pause(); // the ClientHello waits in the socket for the TLS side
+        plain.write(`220 go ahead\r\n${o.injected ?? ''}`);
+        if (o.handshakeDelayMs !== undefined) await new Promise((r) => setTimeout(r, o.handshakeDelayMs));
         const secure = new TLSSocket(plain, { isServer: true, key, cert });
         secure.on('error', () => undefined);
         const t = lineReader(secure);
@@ -908,7 +918,13 @@ describe('TLS modes', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const port = (server.address() as { port: number }).port;
+    return (server.address() as { port: number }).port;
+  }
+
+  it('STARTTLS: what came in plain text after its 220 is dropped (RFC 3207 §4.2), EHLO is sent again over TLS', async () => {
+    const seen: string[] = [];
+    // a man in the middle's reply, after the 220, in the same packet
+    const port = await starttlsServer({ injected: '250-scripted.test\r\n250 AUTH PLAIN\r\n' }, seen);
     expect(await send(client(port, { tls: 'Required', auth: { user: 'u', pass: 'p' } }))).toEqual({
       'b@x.example': smtp(250, '250 2.0.0 queued over TLS'),
     });
@@ -924,38 +940,14 @@ describe('TLS modes', () => {
   });
 
   it('a step of the wall clock (an hour forward) during the set-up times nothing out: the deadline is monotonic', async () => {
-    const { key, cert } = selfSigned();
     fakeWallClock();
     try {
-      const server = createServer((plain) => {
-        plain.on('error', () => undefined);
-        void (async () => {
-          const s = lineReader(plain);
-          plain.write('220 hello\r\n');
-          await s.line();
-          plain.write('250-scripted.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n');
-          await s.line();
-          // the clock steps before the 220 that starts the handshake, whose time is what is left of the set-up's
-          stepWallClock(3600_000);
-          s.stop();
-          plain.pause(); // the ClientHello waits in the socket for the TLS side
-          plain.write('220 go ahead\r\n');
-          // a server slow to start its side of the handshake (what the set-up deadline is for)
-          await new Promise((r) => setTimeout(r, 50));
-          const secure = new TLSSocket(plain, { isServer: true, key, cert });
-          secure.on('error', () => undefined);
-          const t = lineReader(secure);
-          await t.line();
-          secure.write('250-scripted.test\r\n250 PIPELINING\r\n');
-          for (let i = 0; i < 3; i++) await t.line();
-          secure.write('250 ok\r\n250 ok\r\n354 go ahead\r\n');
-          while ((await t.line()) !== '.');
-          secure.write('250 2.0.0 queued over TLS\r\n');
-        })();
+      const port = await starttlsServer({
+        // the clock steps before the 220 that starts the handshake, whose time is what is left of the set-up's
+        atStarttls: () => stepWallClock(3600_000),
+        // a server slow to start its side of the handshake (what the set-up deadline is for)
+        handshakeDelayMs: 50,
       });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-      const port = (server.address() as { port: number }).port;
       expect(await send(client(port, { tls: 'Required' }))).toEqual({
         'b@x.example': smtp(250, '250 2.0.0 queued over TLS'),
       });
