@@ -89,6 +89,8 @@ function mutate(root: unknown, m: Mutation): unknown {
       const n = node as Record<string, unknown>;
       if (m.op === 'replace') n[key] = m.value;
       else if (m.op === 'delete') delete n[key];
+      // a sequence gets an item: a named key on an array is not YAML (and `length` would be an invalid array length)
+      else if (Array.isArray(node)) node.push(m.value);
       else n[m.key] = m.value;
       break;
     }
