@@ -214,6 +214,14 @@ export async function replayAcceptLog(
     .filter((s): s is { name: string; m: RegExpExecArray } => s.m !== null)
     .map((s) => ({ name: s.name, seq: Number.parseInt(s.m[1] ?? '', 16) }))
     .sort((a, b) => a.seq - b.seq);
+  /** Moves path into quarantine/ as name.<time> (never over an earlier one), counted; returns where it went. */
+  const setAside = async (path: string, name: string): Promise<string> => {
+    const aside = join(spoolDir, 'quarantine', `${name}.${Date.now().toString(36)}`);
+    await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
+    await fs.rename(path, aside);
+    report.quarantined++;
+    return aside;
+  };
   /** id -> the message file's bytes, for accept records not removed since */
   const live = new Map<string, Buffer>();
   for (const s of segments) {
@@ -222,10 +230,7 @@ export async function replayAcceptLog(
     // set aside in quarantine/ unread rather than read into memory
     const buf = await readWhole(fs, path, MAX_SEGMENT_FILE);
     if (buf === 'too large') {
-      const aside = join(spoolDir, 'quarantine', `${s.name}.${Date.now().toString(36)}`);
-      await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
-      await fs.rename(path, aside);
-      report.quarantined++;
+      const aside = await setAside(path, s.name);
       log.error({ segment: s.name, moved: aside }, 'accept log: a segment file far too large, quarantined');
       continue;
     }
@@ -247,10 +252,7 @@ export async function replayAcceptLog(
     // set aside in quarantine/, as the spool's own start would, and the message written in its place.
     const entry = await fs.lstat(path).catch(() => undefined);
     if (entry !== undefined && !entry.isFile()) {
-      const aside = join(spoolDir, 'quarantine', `${id}.msg.${Date.now().toString(36)}`);
-      await fs.mkdir(join(spoolDir, 'quarantine'), { recursive: true });
-      await fs.rename(path, aside);
-      report.quarantined++;
+      const aside = await setAside(path, `${id}.msg`);
       log.error(
         { queueId: id, moved: aside },
         'accept log: not a regular file under a message name, quarantined',
