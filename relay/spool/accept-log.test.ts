@@ -444,19 +444,19 @@ describe('accept log in the spool', () => {
 
   it('the wall clock stepping back an hour (NTP, a VM resumed) does not hold a sealed segment back: its age is monotonic', async () => {
     fakeWallClock();
-    const spool = await open({ logSegmentBytes: 64 * 1024, checkpointAfterMs: 500 });
+    const spool = await open({ logSegmentBytes: 64 * 1024, checkpointAfterMs: 2000 });
+    const retired = async (): Promise<boolean> =>
+      (await readdir(join(dir, 'log'))).some((n) => n.startsWith('free-'));
     try {
       // about 60 small messages fill a 64 KiB segment: the first segment is sealed during these accepts, and the
-      // clock steps back before it is half a second old
+      // clock steps back before it is two seconds old (checked: nothing retired yet, or the step would prove nothing)
       const ids = await Promise.all(Array.from({ length: 80 }, () => accept(spool)));
+      expect(await retired()).toBe(false);
       stepWallClock(-3600_000);
       await accept(spool, 'Subject: x\r\n\r\n' + 'z'.repeat(12_000)); // and the next one sealed after the step
-      // the messages of the first segment get their files half a second after it was sealed, not an hour later (its
+      // the messages of the first segment get their files two seconds after it was sealed, not an hour later (its
       // age on the wall clock is negative for an hour, and segments retire in order)
-      await waitFor(async () => (await readdir(join(dir, 'log'))).some((n) => n.startsWith('free-')), {
-        what: 'a retired segment',
-        timeoutMs: 5000,
-      });
+      await waitFor(retired, { what: 'a retired segment', timeoutMs: 8000 });
       const files = await queueFiles();
       const checkpointed = ids.filter((id) => files.includes(`${id}.msg`));
       expect(checkpointed.length).toBeGreaterThan(0);
