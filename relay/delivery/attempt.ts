@@ -97,6 +97,7 @@ export function groupJobs(
 }
 
 export interface AttemptDeps {
+  /** Monotonic ms (the engine's elapsed clock): the attempt's duration. */
   now: () => number;
   credentials: (ref: {
     namespace: string;

@@ -147,6 +147,7 @@ describe('state files written before status and expired were stored', () => {
     const engine = startDelivery(
       deliveryOptions(spool, {
         clock: clock.clock,
+        elapsed: clock.elapsed,
         timers: clock,
         transport: net.factory,
         resolver: fakeResolver,

@@ -12,7 +12,8 @@
 //     deferred with "delivery temporarily suspended"), so a dead host costs one timeout, not one per message;
 //   - its connection pools (one SMTP client pool per address, TLS name and credentials, smtp-out/pool.ts), closed
 //     after idleMs unused.
-// Time comes from the injected clock only (now), so a fake clock drives suspension and idle reaping.
+// Time comes from the injected clock only (now: the engine's monotonic clock, so a step of the wall clock neither
+// stretches a suspension nor reaps a pool in use), and a fake clock drives suspension and idle reaping in tests.
 //
 // Exports: destinationKey(server), Destination, Destinations (the engine's table of them).
 import type { ServerRoute } from '../../routing/model.ts';
@@ -30,6 +31,7 @@ export function destinationKey(server: ServerRoute): string {
 const secretOf = (authKey: string): string => authKey.slice(0, authKey.indexOf('#'));
 
 export interface DestinationDeps {
+  /** Monotonic ms (the engine's elapsed clock): suspensions and idle times are durations. */
   now: () => number;
   factory: TransportFactory;
   /** Engines (worker processes) sharing each server's maxConnections. */

@@ -1,12 +1,16 @@
 // The delivery engine alone: a fake transport, an in-memory spool and a fake clock (test/support/engine-harness.ts).
 // Time moves only when a test advances the clock, so retries, suspension, coalescing and expiry are exact.
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startDelivery } from './engine.ts';
 import type { LegFinal } from './results.ts';
 import { createLogger } from '../../lib/logger.ts';
 import {
+  FakeNet,
   busy,
   copyLeg,
   engineHarness,
+  fakeResolver,
   noSuchUser,
   ok,
   primaryLeg,
@@ -15,7 +19,11 @@ import {
   server,
   type EngineHarness,
 } from '../../test/support/engine-harness.ts';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
+import { deliveryOptions, envelope } from '../../test/support/delivery.ts';
 import { settle } from '../../test/support/fake-clock.ts';
+import { MemorySpool } from '../../test/support/memory-spool.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { POOL_IDLE_MS } from './destination.ts';
 
 let h: EngineHarness | undefined;
@@ -95,6 +103,31 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(h.spool.states.size).toBe(0);
     // one connection ended the suspension; the other message went on the same or the next pass
     expect(h.net.sent.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a step of the wall clock back does not stretch a suspension: the next message goes once the backoff has passed', async () => {
+    h = await engineHarness({ retryScheduleMs: [1_000], destinationBackoffMs: 30_000 });
+    h.net.reply = () => refused;
+    await h.accept([{ recipient: 'a@x.test', legs: [primaryLeg('a@x.test', mx1)] }]);
+    expect(h.net.sent).toHaveLength(1); // mx1 suspended for 30 s
+    h.clock.step(-3_600_000); // NTP, or a resumed virtual machine: the wall clock goes back an hour
+    h.net.reply = () => ok; // the server is fixed
+    await h.clock.advance(31_000);
+    const b = await h.accept([{ recipient: 'b@x.test', legs: [primaryLeg('b@x.test', mx1)] }]);
+    // On the wall clock the suspension would last another hour: b deferred with "delivery temporarily suspended".
+    expect(h.legs(b)).toBeUndefined(); // delivered and removed
+    expect(h.net.sent.map((s) => s.req.to)).toContainEqual(['b@x.test']);
+  });
+
+  it('a step of the wall clock forward does not reap a pool in use', async () => {
+    h = await engineHarness();
+    await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    expect(h.net.pools).toBe(1);
+    h.clock.step(3_600_000); // the wall clock jumps an hour ahead
+    await h.clock.advance(60_000); // the next idle reaping
+    expect(h.net.closed).toEqual([]);
+    await h.accept([{ recipient: 'carol@x.test', legs: [primaryLeg('carol@x.test', mx1)] }]);
+    expect(h.net.pools).toBe(1); // the same pool carries the next message
   });
 
   it('a suspended destination never holds back another one', async () => {
@@ -343,5 +376,43 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
       'mx2/copy/delivered': 2,
       'mx2/copy/deferred': 1,
     });
+  });
+});
+
+describe('delivery engine (real timers, the wall clock stepped)', () => {
+  afterEach(() => restoreWallClock());
+
+  it('measures a suspension on the monotonic clock by default: a step back of an hour holds the next message for the backoff only', async () => {
+    fakeWallClock(); // before the engine exists: it must not have taken the real Date
+    const spool = new MemorySpool(() => new Date());
+    const net = new FakeNet();
+    net.reply = () => refused;
+    const engine = startDelivery(
+      deliveryOptions(spool, { transport: net.factory, resolver: fakeResolver, destinationBackoffMs: 300 }),
+    );
+    const send = async (to: string): Promise<string> => {
+      const r = await spool.accept(
+        envelope([{ recipient: to, legs: [primaryLeg(to, mx1)] }]),
+        Readable.from([Buffer.from('Subject: t\r\n\r\nhello\r\n')]),
+      );
+      if (!r.ok) throw r.error;
+      engine.notify(r.id);
+      return r.id;
+    };
+    try {
+      await engine.ready;
+      await send('a@x.test');
+      await waitFor(() => net.sent.length === 1, { what: 'the refused attempt that suspends mx1' });
+      stepWallClock(-3_600_000);
+      net.reply = () => ok;
+      const suspendedUntil = performance.now() + 300;
+      await waitFor(() => performance.now() > suspendedUntil, { what: 'the 300 ms backoff' });
+      const b = await send('b@x.test');
+      // On the wall clock mx1 would stay suspended for an hour and b would be deferred without a connection.
+      await waitFor(() => !spool.states.has(b), { timeoutMs: 5_000, what: 'b delivered and removed' });
+      expect(net.sent.map((s) => s.req.to)).toContainEqual(['b@x.test']);
+    } finally {
+      await engine.stop();
+    }
   });
 });

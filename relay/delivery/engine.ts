@@ -42,8 +42,14 @@ export interface DeliveryOptions {
   spool: Spool;
   logger: Logger;
   metrics: RelayMetrics;
-  /** The one clock of the engine: due times, retries, expiry, suspension, idle reaping, durations. */
+  /** The wall clock of the engine: due times, retries, expiry, the times stored in a leg's state. */
   clock?: () => Date;
+  /**
+   * The monotonic clock (ms) for what is measured within the process: a destination's suspension, pool idle reaping,
+   * an attempt's duration, the stop deadline. A step of the wall clock does not move it (docs/design.md §6 rule 10).
+   * Default `performance.now()`. A test's fake clock passes both (test/support/fake-clock.ts).
+   */
+  elapsed?: () => number;
   /** The timers the engine arms (scheduler.ts); default the real ones. A fake clock brings its own. */
   timers?: Timers;
   /** Delays between attempts; the last step repeats. */
@@ -147,6 +153,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const log = opts.logger;
   const clock = opts.clock ?? (() => new Date());
   const now = (): number => clock().getTime();
+  const elapsed = opts.elapsed ?? ((): number => performance.now());
   const timers = opts.timers ?? realTimers;
   const resolver = opts.resolver ?? createDnsResolver();
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
@@ -190,7 +197,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const retryLater = (id: string): void => scheduler.at(id, now() + retryLaterMs);
 
   const destinations = new Destinations({
-    now,
+    now: elapsed,
     factory: opts.transport ?? smtpOutTransportFactory({ hostname: opts.hostname, timeouts: opts.timeouts }),
     connectionShare: Math.max(1, opts.connectionShare ?? 1),
     backoffMs: opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000),
@@ -346,7 +353,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   /** One job: the attempt, then its results. */
   const run = async (job: Job, dest: Destination): Promise<void> => {
     const result: AttemptResult | undefined = await attempt(job, dest, {
-      now,
+      now: elapsed,
       credentials: opts.credentials,
       resolver: opts.resolverFor?.(job.destinations) ?? resolver,
       body: (id, size) => spool.body(id, size),
@@ -442,7 +449,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   };
 
   const ready = (async () => {
-    const started = now();
+    const started = elapsed();
     const ids = await spool.list();
     const t = now();
     for (const id of ids) {
@@ -454,7 +461,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     }
     recovering = false;
     refreshGauges();
-    log.info({ messages: ids.length, durationMs: now() - started }, 'delivery: spool scanned, queue resumed');
+    log.info(
+      { messages: ids.length, durationMs: Math.round(elapsed() - started) },
+      'delivery: spool scanned, queue resumed',
+    );
   })().catch((err: unknown) => {
     recovering = false;
     log.error({ err }, 'delivery: could not scan the spool');
@@ -505,13 +515,13 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       // Results waiting for sibling legs are written now.
       for (const [id, e] of queue.all()) results.flushWaiting(id, e);
       // Wait for everything in flight, including work that started while we waited (a load that finished).
-      const deadlineAt = now() + stopTimeoutMs;
-      while (running.size > 0 && now() < deadlineAt) {
+      const deadlineAt = elapsed() + stopTimeoutMs;
+      while (running.size > 0 && elapsed() < deadlineAt) {
         let t: TimerHandle | undefined;
         await Promise.race([
           Promise.allSettled([...running]),
           new Promise<void>((resolve) => {
-            t = timers.set(resolve, Math.max(1, deadlineAt - now()));
+            t = timers.set(resolve, Math.max(1, deadlineAt - elapsed()));
           }),
         ]);
         if (t !== undefined) timers.clear(t);

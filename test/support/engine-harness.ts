@@ -155,6 +155,7 @@ export async function engineHarness(over: Partial<DeliveryOptions> = {}): Promis
     deliveryOptions(spool, {
       metrics,
       clock: clock.clock,
+      elapsed: clock.elapsed,
       timers: clock,
       transport: net.factory,
       resolver: fakeResolver,

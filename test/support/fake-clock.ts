@@ -1,5 +1,7 @@
-// A fake clock for the delivery engine's unit tests: now() and the Timers seam (relay/delivery/scheduler.ts) from one
-// virtual time that only moves when the test calls advance(). Nothing waits for real time.
+// A fake clock for the delivery engine's unit tests: the wall clock (clock, now), the monotonic clock (elapsed) and the
+// Timers seam (relay/delivery/scheduler.ts) from one virtual time that only moves when the test calls advance(), as
+// real time moves all three. step() moves the wall clock alone, as NTP at boot or a resumed virtual machine does:
+// timers and the monotonic clock go on undisturbed. Nothing waits for real time.
 import type { TimerHandle, Timers } from '../../relay/delivery/scheduler.ts';
 
 interface FakeTimer {
@@ -14,19 +16,31 @@ export async function settle(): Promise<void> {
 }
 
 export class FakeClock implements Timers {
-  private t: number;
+  /** The monotonic time (ms since the fake began): what timers are armed on. */
+  private t = 0;
+  /** The wall clock minus the monotonic time: changed by step() only. */
+  private skew: number;
   private seq = 0;
   private readonly timers = new Map<object, FakeTimer>();
 
   constructor(start = Date.UTC(2026, 10, 28, 10, 0, 0)) {
-    this.t = start;
+    this.skew = start;
   }
 
-  /** The engine's clock option. */
-  readonly clock = (): Date => new Date(this.t);
+  /** The engine's clock option: the wall clock. */
+  readonly clock = (): Date => new Date(this.t + this.skew);
 
+  /** The engine's elapsed option: the monotonic clock. */
+  readonly elapsed = (): number => this.t;
+
+  /** The wall clock, in ms. */
   get now(): number {
-    return this.t;
+    return this.t + this.skew;
+  }
+
+  /** The wall clock jumps by ms (negative: back); timers and the monotonic clock do not move. */
+  step(ms: number): void {
+    this.skew += ms;
   }
 
   /** Timers armed and not fired or cleared. */
