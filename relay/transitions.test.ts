@@ -32,12 +32,13 @@ describe('relay transition timer', () => {
   let timer: TransitionTimer | undefined;
   let gauge: Gauge<'policy' | 'stage'>;
   let lines: string[];
+  let logger: pino.Logger;
 
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     gauge = new Gauge({ name: 'stage_info', help: 'stage', labelNames: ['policy', 'stage'], registers: [] });
     lines = [];
-    const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
+    logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
     // Every reading moves the clock 1 ms on: code that reads it twice for one decision sees two instants.
     timer = startTransitionTimer({ clock: () => new Date(now++), logger, stageGauge: gauge });
   });
@@ -85,7 +86,23 @@ describe('relay transition timer', () => {
     expect(await stages()).toEqual(['default/example-com=final']);
   });
 
-  it('a transition more than a day ahead is reached through timers of at most a day', async () => {
+  it('a step of the wall clock forward past the transition shows the final stage within a minute, not an hour', async () => {
+    now = UNTIL - 3_600_000;
+    timer!.serve(stagedTable(UNTIL));
+    now = UNTIL + 3_600_000; // the wall clock jumps two hours; the timer (monotonic) still has an hour to run
+    vi.advanceTimersByTime(60_000);
+    expect(await stages()).toEqual(['default/example-com=final']);
+    expect(changes()).toEqual(['trial->final']);
+  });
+
+  it('a transition more than a day ahead is reached through timers of at most a day (safeDelay), with no recheck', async () => {
+    timer?.close();
+    timer = startTransitionTimer({
+      clock: () => new Date(now++),
+      logger,
+      stageGauge: gauge,
+      recheckMs: 2 * DAY,
+    });
     now = UNTIL - 2 * DAY - 10;
     timer!.serve(stagedTable(UNTIL));
     vi.advanceTimersByTime(DAY);

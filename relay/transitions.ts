@@ -2,7 +2,10 @@
 // clock alone (a DeliveryPolicy stage ends, a TestRecipient expires: routing/schedule.ts nextTransition). Routing
 // itself never waits for it: resolve() reads the clock at every RCPT, so mail follows the schedule to the
 // millisecond. The timer keeps what people look at in step: the mailroute_policy_stage_info gauge and one log line
-// per transition. Timers are armed through safeDelay (at most a day) and re-armed when they fire early.
+// per transition. A timer runs on the monotonic clock and the transition is a wall-clock instant, so a timer is armed
+// for at most recheckMs (default a minute) and re-armed when it fires early: after a step of the wall clock forward
+// (NTP at boot, a resumed virtual machine) the gauge reaches the stage in force within recheckMs, not the step's size
+// later.
 import type { Logger } from 'pino';
 import type { Gauge } from 'prom-client';
 import type { RoutingTable } from '../routing/model.ts';
@@ -30,7 +33,10 @@ export function startTransitionTimer(deps: {
   logger: Logger;
   /** labels policy, stage; value 1 for the stage in force */
   stageGauge: Gauge<'policy' | 'stage'>;
+  /** The longest a timer waits before the wall clock is read again (default 60 s). */
+  recheckMs?: number;
 }): TransitionTimer {
+  const recheckMs = deps.recheckMs ?? 60_000;
   let timer: NodeJS.Timeout | undefined;
   let table: RoutingTable | undefined;
   let shown = new Map<string, string>();
@@ -57,7 +63,7 @@ export function startTransitionTimer(deps: {
     if (table === undefined) return;
     const next = nextTransition(table, now);
     if (next === undefined) return;
-    timer = setTimeout(fire, safeDelay(next.getTime() - now.getTime()));
+    timer = setTimeout(fire, safeDelay(Math.min(next.getTime() - now.getTime(), recheckMs)));
     timer.unref();
   };
 
@@ -65,8 +71,8 @@ export function startTransitionTimer(deps: {
     timer = undefined;
     const now = deps.clock();
     show(now, true);
-    // Early (safeDelay's one-day cap, or a timer that fires before the wall clock reaches the transition): the same
-    // transition again. On time: the one after it.
+    // Early (the recheck, or a timer that fires before the wall clock reaches the transition): the same transition
+    // again. On time or late: the one after it.
     arm(now);
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CompileIssue } from '../../routing/model.ts';
-import { decideStatus, statusEvents, type StatusFacts } from './status.ts';
+import { WALL_CLOCK_RECHECK_MS, decideStatus, statusEvents, type StatusFacts } from './status.ts';
 
 const now = new Date('2026-11-28T12:00:00Z');
 const base: StatusFacts = {
@@ -216,6 +216,12 @@ describe('decideStatus', () => {
     ['every stage has ended: no requeue', ['2026-11-28T11:00:00Z'], undefined],
   ])('requeues a DeliveryPolicy at %s (the same nextInstant as expiry)', (_what, transitions, want) => {
     expect(decideStatus({ ...base, transitions }).requeueAfterMs).toBe(want);
+  });
+
+  it('waits at most WALL_CLOCK_RECHECK_MS for an instant further ahead (a step of the wall clock forward flips it late by no more)', () => {
+    const d = decideStatus({ ...base, kind: 'TestRecipient', expiresAt: '2026-11-29T12:00:00Z' });
+    expect(d.requeueAfterMs).toBe(WALL_CLOCK_RECHECK_MS);
+    expect(WALL_CLOCK_RECHECK_MS).toBe(300_000);
   });
 
   it('a TestRecipient at expiresAt exactly is expired, and not requeued', () => {

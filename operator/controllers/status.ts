@@ -289,9 +289,17 @@ export function decideStatus(f: StatusFacts): StatusDecision {
     }
   }
   const next = nextInstant([f.expiresAt, ...(f.transitions ?? [])], f.now);
-  if (next !== undefined) decision.requeueAfterMs = next.getTime() - f.now.getTime() + 1;
+  if (next !== undefined)
+    decision.requeueAfterMs = Math.min(next.getTime() - f.now.getTime() + 1, WALL_CLOCK_RECHECK_MS);
   return decision;
 }
+
+/**
+ * The longest a reconcile waits for a wall-clock instant (an expiresAt, a stage's end). The work queue's delay runs on
+ * the monotonic clock, so after a step of the wall clock forward (NTP at boot, a resumed virtual machine) the status
+ * would flip late by the size of the step; asked again at least this often, it flips within this much of the step.
+ */
+export const WALL_CLOCK_RECHECK_MS = 300_000;
 
 /** Reasons of an object still coming up (or rolling out a change): no Warning, and no event before its first Ready. */
 const PROGRESS_REASONS: ReadonlySet<string> = new Set([
