@@ -104,7 +104,7 @@ describe('relay transition timer', () => {
       recheckMs: 2 * DAY,
     });
     now = UNTIL - 2 * DAY - 10;
-    timer!.serve(stagedTable(UNTIL));
+    timer.serve(stagedTable(UNTIL));
     vi.advanceTimersByTime(DAY);
     expect(await stages()).toEqual(['default/example-com=trial']);
     now = UNTIL - 10;
