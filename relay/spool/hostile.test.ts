@@ -260,6 +260,23 @@ describe('spool: hostile or damaged contents', () => {
     expect(left).not.toContain('recent'); // the oldest went first
     expect(m.gauge.at(-1)).toBeLessThanOrEqual(5);
   });
+
+  it('a step of the wall clock back does not hold the next prune back for the size of the step', async () => {
+    fakeWallClock(); // before the spool exists
+    try {
+      const spool = await openSpool({ dir, logger, quarantineMaxFiles: 2 });
+      stepWallClock(-3_600_000); // the start's prune was an hour "ahead" now
+      for (let i = 0; i < 4; i++) {
+        await writeFile(join(dir, 'queue', `${idAt(i)}.msg`), 'not a message file');
+        await spool.load(idAt(i));
+      }
+      // a burst over the count prunes once a second at most: on the wall clock the next would wait an hour
+      await waitFor(async () => (await quarantined()).length <= 2, { timeoutMs: 5000, what: 'prune' });
+      expect(await quarantined()).toHaveLength(2);
+    } finally {
+      restoreWallClock();
+    }
+  });
 });
 
 describe('spool: durability of results (power cuts)', () => {

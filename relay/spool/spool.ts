@@ -443,7 +443,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // ---- quarantine/: bounded by age and count ----
   let inQuarantine = 0;
   let pruning: Promise<void> | undefined;
-  let lastPrune = 0;
+  let lastPrune = Number.NEGATIVE_INFINITY;
   let pruneSoon: NodeJS.Timeout | undefined;
   const publishQuarantine = (): void => opts.metrics?.quarantined.set(inQuarantine);
   /** Deletes quarantined entries older than the age limit, then the oldest beyond the count limit. */
@@ -474,7 +474,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       } catch (err) {
         log.warn({ err, dir: quarantineDir }, 'spool: could not prune quarantine');
       } finally {
-        lastPrune = clock().getTime();
+        lastPrune = performance.now(); // a rate limit: a duration (a step of the wall clock back would stall it)
         pruning = undefined;
       }
     })());
@@ -489,7 +489,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         pruneSoon = undefined;
         void pruneQuarantine();
       },
-      Math.max(0, 1000 - (clock().getTime() - lastPrune)),
+      Math.max(0, 1000 - (performance.now() - lastPrune)),
     );
     pruneSoon.unref();
   };
