@@ -50,6 +50,23 @@ describe('createTelemetryHttp', () => {
     expect([bad.status, await bad.text()]).toEqual([500, 'metrics: boom\n']);
   });
 
+  it('an error of the listener once it listens (EMFILE on accept) is reported, not thrown, and it still answers', async () => {
+    const errors: string[] = [];
+    const s = createTelemetryHttp({
+      registry: new Registry(),
+      readiness: () => Promise.resolve({ ready: true }),
+      framing: OPERATOR,
+      onError: (err) => errors.push(err.message),
+    });
+    open.push(s);
+    const { port } = await s.listen(0, '127.0.0.1');
+    // what Node emits when an accept fails and libuv's reserve descriptor is gone too
+    const emfile = Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' });
+    expect(() => s.server.emit('error', emfile)).not.toThrow();
+    expect(errors).toEqual(['accept EMFILE']);
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+  });
+
   it('/readyz answers 503 when not ready; /healthz 503 with the liveness reason', async () => {
     const base = await serve(RELAY, { ready: false, liveness: () => Promise.resolve('spool stuck') });
     expect((await fetch(`${base}/readyz`)).status).toBe(503);

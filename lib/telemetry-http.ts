@@ -29,6 +29,11 @@ export function createTelemetryHttp(deps: {
   /** Why the process should be restarted, or undefined; /healthz answers 503 with it. Absent: always 200. */
   liveness?: () => Promise<string | undefined>;
   framing: TelemetryFraming;
+  /**
+   * An error of the listener once it listens: an accept that fails for want of a descriptor (EMFILE, ENFILE) when a
+   * flood holds them all. Reported here, never fatal (an 'error' event without a listener would end the process).
+   */
+  onError?: (err: Error) => void;
 }): TelemetryServer {
   const { framing } = deps;
   const server = createServer((req, res) => {
@@ -70,6 +75,7 @@ export function createTelemetryHttp(deps: {
         server.once('error', reject);
         server.listen(port, host, () => {
           server.removeListener('error', reject);
+          server.on('error', (err) => deps.onError?.(err));
           const a = server.address();
           resolve(typeof a === 'object' && a !== null ? { port: a.port, host: a.address } : { port, host });
         });

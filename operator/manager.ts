@@ -616,6 +616,7 @@ export class OperatorManager {
       readiness: () => Promise.resolve(this.ready()),
       // every method is answered; plain text without a charset
       framing: { textType: 'text/plain' },
+      onError: (err) => this.d.logger.warn({ err }, 'telemetry: listener error'),
     });
     await this.http.listen(this.d.config.http.port, this.d.config.http.host);
   }

@@ -19,6 +19,40 @@ function fakeHeap(survivors = 0) {
 }
 
 describe('startBufferGovernor', () => {
+  it('a level that cannot be read (EMFILE: every descriptor in use) skips the check, from the timer and from account()', async () => {
+    const h = fakeHeap();
+    let failing = false;
+    let reads = 0;
+    const arrayBuffers = (): number => {
+      reads++;
+      if (failing)
+        throw Object.assign(new Error('EMFILE: too many open files, uv_resident_set_memory'), {
+          code: 'EMFILE',
+        });
+      return h.level;
+    };
+    const g = startBufferGovernor({
+      limitBytes: 8 * MiB,
+      stepBytes: 2 * MiB,
+      intervalMs: 5,
+      gc: h.gc,
+      arrayBuffers,
+    });
+    try {
+      failing = true;
+      h.level = 64 * MiB;
+      expect(() => g.account(4 * MiB, 4 * MiB)).not.toThrow();
+      const before = reads;
+      await waitFor(() => reads > before + 2, { what: 'the timer to check while the level cannot be read' });
+      expect(g.collections).toBe(0);
+      failing = false;
+      await waitFor(() => g.collections > 0, { what: 'a collection once the level can be read again' });
+      expect(h.level).toBe(0);
+    } finally {
+      g.stop();
+    }
+  });
+
   it('collects once the reported bytes cross a step and the garbage exceeds the limit', () => {
     const h = fakeHeap();
     const g = startBufferGovernor({ limitBytes: 8 * MiB, stepBytes: 2 * MiB, intervalMs: 60_000, ...h });

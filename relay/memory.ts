@@ -75,24 +75,35 @@ export function startBufferGovernor(opts: BufferGovernorOptions = {}): BufferGov
   let strictUntil = -Infinity;
   const step = opts.stepBytes ?? 2 * 1024 * 1024;
   const gc = opts.gc ?? exposeGc();
-  const arrayBuffers = opts.arrayBuffers ?? (() => process.memoryUsage().arrayBuffers);
-  let floor = arrayBuffers();
+  const read = opts.arrayBuffers ?? (() => process.memoryUsage().arrayBuffers);
+  // process.memoryUsage() reads the RSS too, from a /proc file it opens on every call: with every file descriptor in
+  // use (a connection flood under a low limit) it throws EMFILE, which from the timer would end the process. A level
+  // that cannot be read skips that check.
+  const arrayBuffers = (): number | undefined => {
+    try {
+      return read();
+    } catch {
+      return undefined;
+    }
+  };
+  let floor = arrayBuffers() ?? Number.POSITIVE_INFINITY; // the first level read sets it
   let collections = 0;
   let streamed = 0;
   const check = (): void => {
     if (!gc) return;
     const level = arrayBuffers();
+    if (level === undefined) return;
     if (level < floor) floor = level;
     const strict = now() < strictUntil;
     const allowed = strict ? limit : relaxed;
     if (level - floor <= allowed) return;
     gc({ type: 'minor' });
     collections++;
-    let after = arrayBuffers();
+    let after = arrayBuffers() ?? floor;
     if (strict && after - floor > allowed) {
       // survivors were promoted while a large message streams: a full collection
       gc({ type: 'major' });
-      after = arrayBuffers();
+      after = arrayBuffers() ?? floor;
     }
     floor = after;
   };

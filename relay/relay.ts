@@ -15,6 +15,7 @@ import { type TransportFactory } from './delivery/transport.ts';
 import { createDnsResolver, type DnsResolver } from './dns.ts';
 import { guardResolver } from './destinations.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
+import { descriptorAdvice, readOpenFilesLimit } from './fd-limit.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
 import { startTransitionTimer } from './transitions.ts';
@@ -225,6 +226,11 @@ async function startRelay(
         logger.warn({ flag, limit: n, workers: share }, `${flag} is below --workers: each worker admits 1`);
     }
   }
+  // A descriptor limit below the sessions this process admits: it runs out under a flood (relay/fd-limit.ts).
+  const fdLimit = await readOpenFilesLimit();
+  const fdAdvice = fdLimit && descriptorAdvice(fdLimit, split(config.maxConnections));
+  if (fdAdvice !== undefined)
+    logger.warn({ openFiles: fdLimit, maxConnections: split(config.maxConnections) }, fdAdvice);
   // One credentials lookup for delivery and the verification callouts: the Secrets of the revision being served.
   const credentials = (ref: { namespace: string; name: string }) => {
     const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
@@ -362,6 +368,7 @@ async function startRelay(
     readiness: readinessChecks,
     liveness: () => Promise.resolve(spool.stalled()),
     info: () => ({ revision: router?.revision ?? null, lastError: source.lastError() ?? null }),
+    onError: (err) => logger.warn({ err }, 'telemetry: listener error'),
   });
 
   // Listeners: HTTP and admin first, SMTP last. Until every listener is bound no client can be answered 250, and a

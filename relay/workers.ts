@@ -335,6 +335,7 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
       const bad = why.filter((w) => w !== undefined);
       return bad.length > 0 ? bad.join('; ') : undefined;
     },
+    onError: (err) => logger.warn({ err }, 'telemetry: listener error'),
   });
   // --http and --admin are bound before any worker forks (and so before the SMTP port accepts anything): a port
   // that is taken ends the start with nothing left running.

@@ -178,6 +178,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     server.once('error', reject);
     server.listen(opts.listen.port, opts.listen.host, () => {
       server.off('error', reject);
+      // once listening, an accept that fails (EMFILE under a connection flood) is logged, never fatal
+      server.on('error', (err) => log.warn({ err }, 'admin: listener error'));
       resolve();
     });
   });

@@ -51,6 +51,8 @@ export function createTelemetryServer(deps: {
   /** Why the process should be restarted (e.g. a stuck spool), or undefined; /healthz answers 503 with it. */
   liveness?: () => Promise<string | undefined>;
   info?: () => object;
+  /** An error of the listener once it listens (lib/telemetry-http.ts): logged, never fatal. */
+  onError?: (err: Error) => void;
 }): TelemetryServer {
   return createTelemetryHttp({
     registry: deps.registry,
@@ -59,6 +61,7 @@ export function createTelemetryServer(deps: {
       return { ...report, ...(deps.info?.() ?? {}), ready: report.ready };
     },
     ...(deps.liveness ? { liveness: deps.liveness } : {}),
+    ...(deps.onError ? { onError: deps.onError } : {}),
     framing: RELAY_FRAMING,
   });
 }

@@ -123,8 +123,14 @@ export interface RelayChild {
 }
 
 /** Spawns `node bin/mailroute.js relay ARGS` and waits for its "relay started" line. */
-export async function spawnRelay(args: string[], env: Record<string, string> = {}): Promise<RelayChild> {
-  const proc = spawn(NODE, [join(ROOT, 'bin/mailroute.js'), 'relay', ...args], {
+/** `wrapper`: a command the relay runs under (e.g. prlimit with its options), its program first. */
+export async function spawnRelay(
+  args: string[],
+  env: Record<string, string> = {},
+  wrapper: string[] = [],
+): Promise<RelayChild> {
+  const command = [...wrapper, NODE, join(ROOT, 'bin/mailroute.js'), 'relay', ...args];
+  const proc = spawn(command[0] ?? NODE, command.slice(1), {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -658,7 +658,10 @@ export class SmtpConnection {
   }
 
   private readonly onError = (err: Error): void => {
-    this.fail(smtpFailure('ESOCKET', err.message));
+    const f = smtpFailure('ESOCKET', err.message);
+    const errno = (err as NodeJS.ErrnoException).code;
+    if (errno !== undefined) f.errno = errno;
+    this.fail(f);
   };
 
   private readonly onTimeout = (): void => {

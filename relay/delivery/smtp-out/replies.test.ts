@@ -64,6 +64,24 @@ describe('failureReply: the reply nodemailer’s error for the same situation ga
     });
   });
 
+  it.each(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'])(
+    'unlike nodemailer: a socket that fails with %s (this host short of a resource) is local, so the destination is not suspended',
+    (errno) => {
+      const f = {
+        ...smtpFailure('ESOCKET', `connect ${errno} 127.0.0.1:25 - Local (undefined:undefined)`),
+        errno,
+      };
+      expect(failureReply(f)).toEqual({
+        kind: 'local',
+        text: `ESOCKET: connect ${errno} 127.0.0.1:25 - Local (undefined:undefined)`,
+      });
+      // the server's own failure stays network
+      expect(
+        failureReply({ ...smtpFailure('ESOCKET', 'connect ECONNREFUSED'), errno: 'ECONNREFUSED' }).kind,
+      ).toBe('network');
+    },
+  );
+
   it('texts as the leg records them', () => {
     expect(failureReply(smtpFailure('ESOCKET', 'connect ECONNREFUSED 127.0.0.1:1'))).toEqual({
       kind: 'network',

@@ -5,8 +5,8 @@
 //
 // Exports:
 //   FailureCode, SmtpFailure, smtpFailure(code, message, response?): a failure as nodemailer reports it.
-//   failureReply(failure): its AttemptReply (EAUTH/ETLS/ESTREAM -> local; a reply code -> smtp with the full reply; else
-//     network "CODE: message").
+//   failureReply(failure): its AttemptReply (EAUTH/ETLS/ESTREAM and a socket failing for want of this host's resources,
+//     EMFILE and the like -> local; a reply code -> smtp with the full reply; else network "CODE: message").
 //   isTransient(failure): it ended the connection rather than refused what was sent (nodemailer isTransientError).
 //   Rejection, TransactionResult: the outcome of one MAIL FROM .. final reply.
 //   transactionReplies(recipients, addresses, result): one reply per recipient of the request.
@@ -33,7 +33,15 @@ export interface SmtpFailure {
   response?: string;
   /** The reply's code, when it has one. */
   responseCode?: number;
+  /** The system error of a socket failure (ECONNREFUSED, EMFILE, ...), when there was one. */
+  errno?: string;
 }
+
+/**
+ * System errors of a connect or a socket that are this host's shortage, not the server's failure: no descriptor, no
+ * buffer, no memory, no free local port. The attempt is deferred as local: the destination is not suspended for them.
+ */
+const LOCAL_ERRNOS: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
 
 export function smtpFailure(code: FailureCode | undefined, message: string, response?: string): SmtpFailure {
   const f: SmtpFailure = { message: response !== undefined ? `${message}: ${response}` : message };
@@ -49,8 +57,9 @@ export function smtpFailure(code: FailureCode | undefined, message: string, resp
 export function failureReply(f: SmtpFailure): AttemptReply {
   // Authentication and TLS problems are ours (or the peer's) to fix: retried, never bounced.
   // So is a body file the relay could not read in full: the server is not at fault, and must not be suspended.
-  if (f.code === 'EAUTH' || f.code === 'ETLS' || f.code === 'ESTREAM')
-    return { kind: 'local', text: `${f.code}: ${f.message}` };
+  // And so is a socket that failed for want of this host's resources (a descriptor, a local port).
+  if (f.code === 'EAUTH' || f.code === 'ETLS' || f.code === 'ESTREAM' || LOCAL_ERRNOS.has(f.errno ?? ''))
+    return { kind: 'local', text: `${f.code ?? 'ESOCKET'}: ${f.message}` };
   if (f.responseCode !== undefined && f.responseCode > 0) {
     return { kind: 'smtp', code: f.responseCode, text: f.response ?? f.message };
   }
