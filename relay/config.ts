@@ -37,7 +37,8 @@ export interface RelayConfig {
   maxQueueLifetimeMs: number;
   /** --delay-warning: one delay DSN per notifying leg still deferred this long after arrival; 0: never. */
   delayWarningMs: number;
-  tls?: { certFile: string; keyFile: string };
+  /** STARTTLS: the files, read at start and again every reloadIntervalMs (0: never; relay/inbound/tls-reload.ts). */
+  tls?: { certFile: string; keyFile: string; reloadIntervalMs: number };
   maxRecipients: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
@@ -137,6 +138,11 @@ const RELAY_FLAGS = {
     help: 'PEM certificate for STARTTLS (with --tls-key); no STARTTLS without it',
   },
   'tls-key': { type: 'string', help: 'PEM private key for STARTTLS' },
+  'tls-reload-interval': {
+    type: 'string',
+    default: '1m',
+    help: 'how often --tls-cert and --tls-key are read again: a renewed certificate is used without a restart; 0 never',
+  },
   'max-recipients': { type: 'string', default: '1000', help: 'recipients per message; more get 452 4.5.3' },
   'max-connections': { type: 'string', default: '1000', help: 'concurrent SMTP connections in total' },
   'max-connections-per-ip': {
@@ -421,7 +427,13 @@ export function parseRelayConfig(
       maxQueueLifetimeMs: duration('max-queue-lifetime', 1000),
       delayWarningMs: duration('delay-warning'),
       ...(cert !== undefined && key !== undefined
-        ? { tls: Object.freeze({ certFile: cert, keyFile: key }) }
+        ? {
+            tls: Object.freeze({
+              certFile: cert,
+              keyFile: key,
+              reloadIntervalMs: duration('tls-reload-interval'),
+            }),
+          }
         : {}),
       maxRecipients: int('max-recipients', 1),
       maxConnections: int('max-connections', 1),

@@ -16,6 +16,7 @@ import { createDnsResolver, type DnsResolver } from './dns.ts';
 import { guardResolver } from './destinations.ts';
 import { createInbound, type Inbound } from './inbound/server.ts';
 import { descriptorAdvice, readOpenFilesLimit } from './fd-limit.ts';
+import { checkTlsPair, watchTlsFiles, type TlsCertificateInfo, type TlsWatch } from './inbound/tls-reload.ts';
 import { startBufferGovernor } from './memory.ts';
 import type { RecipientRouter } from './inbound/rcpt.ts';
 import { startTransitionTimer } from './transitions.ts';
@@ -298,6 +299,10 @@ async function startRelay(
         cert: await readTls('--tls-cert', config.tls.certFile),
       }
     : undefined;
+  // The pair is checked at start as it is at every reload (relay/inbound/tls-reload.ts): a key of another certificate
+  // is an error naming the flags, not a TLS library message.
+  const tlsInfo = tls ? checkTlsPair(tls) : undefined;
+  if (typeof tlsInfo === 'string') throw new Error(`--tls-cert/--tls-key: ${tlsInfo}`);
   let draining = false;
   // Recipient-verification callouts: the server's port, TLS mode, credentials and MX, as delivery; bounded per server.
   const verifier = createCalloutVerifier({
@@ -349,6 +354,34 @@ async function startRelay(
     onBodyBytes: (n, messageBytes) => governor.account(n, messageBytes),
     isPeer: (client) => peerTrust.isPeer(client),
   });
+  let tlsWatch: TlsWatch | undefined;
+  if (config.tls && tls && tlsInfo !== undefined) {
+    const showCertificate = (info: TlsCertificateInfo, msg: string): void => {
+      metrics.tlsCertificateNotAfter.set(Math.floor(info.notAfter.getTime() / 1000));
+      logger.info(
+        { subject: info.subject, notAfter: info.notAfter.toISOString(), sha256: info.fingerprint256 },
+        msg,
+      );
+    };
+    showCertificate(tlsInfo, 'tls: certificate');
+    // A renewed certificate (cert-manager, certbot) is used without a restart: new STARTTLS sessions get it.
+    tlsWatch = watchTlsFiles({
+      certFile: config.tls.certFile,
+      keyFile: config.tls.keyFile,
+      intervalMs: config.tls.reloadIntervalMs,
+      current: tls,
+      onChange: (pair, info) => {
+        inbound.updateTls(pair);
+        showCertificate(info, 'tls: certificate reloaded');
+      },
+      onError: (problem) =>
+        logger.error(
+          { certFile: config.tls?.certFile, keyFile: config.tls?.keyFile, problem },
+          'tls: the files changed but cannot be used; keeping the certificate in use',
+        ),
+    });
+    resources.opened('tls reload', () => tlsWatch?.stop());
+  }
 
   const readinessChecks: ReadinessCheck[] = [
     {
@@ -484,6 +517,7 @@ async function startRelay(
       await admin.close();
       if (!embedded) await telemetry.close();
       governor.stop();
+      tlsWatch?.stop();
       logger.info(
         { reason, queued: (await spool.list()).length, ms: Math.round(performance.now() - started) },
         'relay: stopped',

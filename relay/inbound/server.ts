@@ -101,6 +101,8 @@ export interface Inbound {
   readonly stressed: boolean;
   /** Closes the listener; sessions still open after graceMs get 421 and are closed. */
   close(graceMs: number): Promise<void>;
+  /** STARTTLS from now on with this certificate and key (checked by the caller); sessions already in TLS keep theirs. */
+  updateTls(pair: { key: Buffer; cert: Buffer }): void;
 }
 
 interface Transaction {
@@ -536,6 +538,9 @@ export function createInbound(deps: InboundDeps): Inbound {
         const inTransaction = c._dataStream || (c.session?.envelope && c.session.envelope.mailFrom !== false);
         if (!inTransaction) c.send(reply.code, reply.text, reply.enhanced);
       }
+    },
+    updateTls(pair) {
+      server.updateSecureContext({ key: pair.key, cert: pair.cert });
     },
     close(graceMs) {
       clearInterval(sweeper);

@@ -17,6 +17,7 @@ export interface RelayMetrics {
   deliveryDuration: Histogram<'server'>;
   routingRevision: Gauge<'revision'>;
   /** policy: namespace/name of a DeliveryPolicy with stages; stage: the stage in force (or final). Value 1. */
+  tlsCertificateNotAfter: Gauge;
   policyStage: Gauge<'policy' | 'stage'>;
   /** kind: failed|delayed (a DSN spooled; one with both kinds counts once in each), unroutable (owed, not sent) */
   dsnSent: Counter<'kind'>;
@@ -144,6 +145,12 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       help: 'The routing revision this relay serves (value 1)',
       labelNames: ['revision'],
       aggregator: 'max',
+      registers,
+    }),
+    tlsCertificateNotAfter: new Gauge({
+      name: 'mailroute_tls_certificate_not_after_seconds',
+      help: 'When the STARTTLS certificate in use expires (Unix seconds); absent without --tls-cert. It moves on when a renewed certificate is read (--tls-reload-interval)',
+      aggregator: 'min',
       registers,
     }),
     policyStage: new Gauge({

@@ -694,6 +694,8 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteOperatorNotLeader',
         'MailrouteRelayHeartbeatMissing',
         'MailrouteCopiesFallingBehind',
+        'MailrouteTlsCertificateExpiring',
+        'MailrouteRelayOutOfDescriptors',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');
