@@ -534,6 +534,16 @@ async function startRelay(
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
+    // SIGHUP is what `kill -HUP` and `systemctl reload` send, by habit, to have a daemon read its files again. Without a
+    // handler it ended the process at once, cutting every session; the routing source is watched anyway, and the TLS
+    // files are read now.
+    process.on('SIGHUP', () => {
+      logger.info(
+        { tls: tlsWatch !== undefined },
+        'SIGHUP: reading the TLS files now; the routing source is watched and reloads by itself',
+      );
+      void tlsWatch?.check();
+    });
   }
 
   return {

@@ -456,6 +456,11 @@ async function runPrimary(config: Readonly<RelayConfig>, count: number, logger: 
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // Passed on: each worker reads its TLS files again (relay/relay.ts); without a handler SIGHUP ended the primary.
+    process.on('SIGHUP', () => {
+      logger.info({ workers: slots.length }, 'SIGHUP: passed on to the workers');
+      for (const s of slots) s.worker?.process.kill('SIGHUP');
+    });
   });
   await done;
   return 0;

@@ -116,4 +116,66 @@ describe('STARTTLS certificate renewal', () => {
     expect(await servedFingerprint(relay.smtpPort)).toBe(fingerprint(b));
     expect(relay.proc.exitCode).toBeNull();
   });
+
+  it('SIGHUP reads the files at once (here with no timer: --tls-reload-interval 0) and does not end the relay', async () => {
+    const dir = await tempDir('tls-hup');
+    const files = join(dir, 'tls');
+    await mkdir(files);
+    await writeFile(join(files, 'tls.crt'), a.cert);
+    await writeFile(join(files, 'tls.key'), a.key);
+    await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain('tls.test', 1, 2) });
+    const r = await spawnRelay(
+      loopbackRelayArgs(dir, [
+        '--tls-cert',
+        join(files, 'tls.crt'),
+        '--tls-key',
+        join(files, 'tls.key'),
+        '--tls-reload-interval',
+        '0',
+      ]),
+    );
+    try {
+      expect(await servedFingerprint(r.smtpPort)).toBe(fingerprint(a));
+      // certbot's way: each file rewritten in place
+      await writeFile(join(files, 'tls.crt'), b.cert);
+      await writeFile(join(files, 'tls.key'), b.key);
+      r.kill('SIGHUP');
+      await waitFor(async () => (await servedFingerprint(r.smtpPort)) === fingerprint(b), {
+        timeoutMs: 5000,
+        what: 'the certificate read again on SIGHUP',
+      });
+      expect(r.proc.exitCode).toBeNull();
+      expect(r.logs.some((l) => l.includes('"SIGHUP: reading the TLS files now'))).toBe(true);
+      // and a SIGTERM still stops it gracefully
+      r.kill('SIGTERM');
+      expect(await r.exited).toBe(0);
+    } finally {
+      r.kill('SIGKILL');
+    }
+  });
+
+  it('with --workers 2, SIGHUP to the primary is passed on to each worker, and nothing ends', async () => {
+    const dir = await tempDir('tls-hup-workers');
+    await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain('tls.test', 1, 2) });
+    const r = await spawnRelay(loopbackRelayArgs(dir, ['--workers', '2']));
+    try {
+      r.kill('SIGHUP');
+      await waitFor(
+        () => r.logs.filter((l) => l.includes('"SIGHUP: reading the TLS files now')).length === 2,
+        {
+          timeoutMs: 5000,
+          what: 'both workers to log the SIGHUP',
+        },
+      );
+      expect(r.logs.some((l) => l.includes('"SIGHUP: passed on to the workers"'))).toBe(true);
+      expect(r.proc.exitCode).toBeNull();
+      const c = await RawSmtp.connect(r.smtpPort);
+      expect(await c.reply()).toMatch(/^220 /);
+      c.close();
+      r.kill('SIGTERM');
+      expect(await r.exited).toBe(0);
+    } finally {
+      r.kill('SIGKILL');
+    }
+  });
 });
