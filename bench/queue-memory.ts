@@ -3,56 +3,20 @@
 //
 //   node --expose-gc bench/queue-memory.ts [N=20000]
 //   node bench/queue-memory.ts --fill DIR N PORT1 PORT2   # only write such a spool into DIR (for a relay to start on)
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startDelivery } from '../relay/delivery/engine.ts';
-import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
-import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
-import { deliveryOptions, envelope, localServer } from '../test/support/delivery.ts';
+import { openSpool } from '../relay/spool/spool.ts';
+import { deliveryOptions, writeQueuedDualMessages } from '../test/support/delivery.ts';
 import { freePort } from '../test/support/net.ts';
 
 const logger = pino({ level: 'warn' });
 
 /** n queued dual messages for q.test (servers old and new, as a MailDomain for q.test names them) in dir's spool. */
-async function fill(dir: string, n: number, ports: readonly [number, number]): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await chmod(dir, 0o755);
-  await openSpool({ dir, logger });
-  const gen = newQueueIdGenerator(() => new Date());
-  const body = Buffer.concat([Buffer.from('Subject: queued\r\n\r\n'), Buffer.alloc(4096, 'x')]);
-  for (let i = 0; i < n; i += 500) {
-    await Promise.all(
-      Array.from({ length: Math.min(500, n - i) }, async (_, k) => {
-        const id = gen();
-        const r = `u${i + k}@q.test`;
-        const legs = [
-          {
-            server: localServer('old', ports[0]),
-            recipient: r,
-            role: 'primary',
-            bounces: 'Notify',
-            domain: 'q.test',
-          },
-          {
-            server: localServer('new', ports[1]),
-            recipient: r,
-            role: 'copy',
-            bounces: 'Suppress',
-            domain: 'q.test',
-          },
-        ] as const;
-        const state = initialState(
-          id,
-          envelope([{ recipient: r, legs: [...legs] }], { mailFrom: 'bench@sender.example' }),
-          body.length,
-        );
-        await writeFile(join(dir, 'queue', messageFile(id)), encodeMessageFile(body, state));
-      }),
-    );
-  }
-}
+const fill = (dir: string, n: number, ports: readonly [number, number]): Promise<void> =>
+  writeQueuedDualMessages(dir, n, ports, { domain: 'q.test', legDomain: 'q.test' });
 
 const args = process.argv.slice(2);
 if (args[0] === '--fill') {

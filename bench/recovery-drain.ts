@@ -2,14 +2,13 @@
 // Reports the time until the engine is ready (spool scanned), until the queue is drained, and the peak RSS growth.
 // usage: node bench/recovery-drain.ts [N=20000]
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startDelivery } from '../relay/delivery/engine.ts';
-import { encodeMessageFile, messageFile } from '../relay/spool/format.ts';
-import { initialState, newQueueIdGenerator, openSpool } from '../relay/spool/spool.ts';
-import { deliveryOptions, envelope, localServer } from '../test/support/delivery.ts';
+import { openSpool } from '../relay/spool/spool.ts';
+import { deliveryOptions, writeQueuedDualMessages } from '../test/support/delivery.ts';
 import { freePort } from '../test/support/net.ts';
 
 const n = Number(process.argv[2] ?? 20_000);
@@ -27,34 +26,7 @@ const sinks = ports.map((p) =>
 );
 const logger = pino({ level: 'warn' });
 try {
-  await openSpool({ dir, logger });
-  const gen = newQueueIdGenerator(() => new Date());
-  const body = Buffer.concat([Buffer.from('Subject: recovery\r\n\r\n'), Buffer.alloc(4096, 'x')]);
-  for (let i = 0; i < n; i += 500) {
-    await Promise.all(
-      Array.from({ length: Math.min(500, n - i) }, async (_, k) => {
-        const id = gen();
-        const r = `u${i + k}@example.com`;
-        const state = initialState(
-          id,
-          envelope(
-            [
-              {
-                recipient: r,
-                legs: [
-                  { server: localServer('old', ports[0]!), recipient: r, role: 'primary', bounces: 'Notify' },
-                  { server: localServer('new', ports[1]!), recipient: r, role: 'copy', bounces: 'Suppress' },
-                ],
-              },
-            ],
-            { mailFrom: 'bench@sender.example' },
-          ),
-          body.length,
-        );
-        await writeFile(join(dir, 'queue', messageFile(id)), encodeMessageFile(body, state));
-      }),
-    );
-  }
+  await writeQueuedDualMessages(dir, n, [ports[0]!, ports[1]!], { subject: 'recovery' });
   global.gc?.();
   const base = process.memoryUsage().rss;
   const t0 = performance.now();

@@ -7,7 +7,7 @@ export type FloorMode = DeliveryPolicy['spec']['mode'];
 
 /**
  * The relay's parts floor-relay.ts --with puts in place of its own (here, not in options.ts: the benchmark's copy of
- * the sources for the relay holds floor-relay.ts, this file and accept-log.ts only). client and nodemailer are both outbound clients.
+ * the sources for the relay holds floor-relay.ts, this file, accept-log.ts and smtp-server-options.ts only). client and nodemailer are both outbound clients.
  * log is not a part of the relay: the floor's own files without their fsyncs, made durable by a write-ahead log
  * (accept-log.ts) instead, the design docs/perf.md "The journal's share" measures.
  */

@@ -27,6 +27,7 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { loadManifests } from '../../lib/manifests.ts';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
+import { relayLikeSmtpServerOptions } from './smtp-server-options.ts';
 import { GroupSync } from '../../relay/spool/group-sync.ts';
 import { openAcceptLog } from './accept-log.ts';
 import { formatManifestError } from '../../routing/parse.ts';
@@ -288,20 +289,7 @@ function rawInbound(onMessage: OnMessage): Listener {
 async function smtpServerInbound(onMessage: OnMessage): Promise<Listener> {
   const { SMTPServer } = await import('smtp-server');
   return new SMTPServer({
-    name: 'floor',
-    banner: 'mailroute',
-    size: 50 * 1024 * 1024,
-    maxRecipients: 1000,
-    socketTimeout: 300_000,
-    closeTimeout: 1000,
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideDSN: true,
-    hideREQUIRETLS: true,
-    disableReverseLookup: true,
-    logger: false,
-    decodePunycode: false,
-    greetingDelay: () => 0,
+    ...relayLikeSmtpServerOptions('floor'),
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { SMTPServer } from 'smtp-server';
+import { relayLikeSmtpServerOptions } from './smtp-server-options.ts';
 
 const { values } = parseArgs({
   options: {
@@ -29,20 +30,7 @@ let received = 0;
 /** smtp-server as relay/inbound/server.ts configures it (no TLS), every callback accepting at once. */
 function smtpServer(): { server: Server; close: () => void } {
   const s = new SMTPServer({
-    name: 'bench.test',
-    banner: 'mailroute',
-    size: 10 * 1024 * 1024,
-    maxRecipients: 100,
-    socketTimeout: 60_000,
-    closeTimeout: 1000,
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideDSN: true,
-    hideREQUIRETLS: true,
-    disableReverseLookup: true,
-    logger: false,
-    greetingDelay: () => 0,
-    decodePunycode: false,
+    ...relayLikeSmtpServerOptions('bench.test'),
     onConnect: (_session, cb) => cb(),
     onMailFrom: (_address, _session, cb) => cb(),
     onRcptTo: (_address, _session, cb) => cb(),

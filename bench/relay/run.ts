@@ -164,6 +164,7 @@ function snapshotSources(tmp: string): string {
     'bench/relay/floor-relay.ts',
     'bench/relay/floor-plan.ts',
     'bench/relay/accept-log.ts',
+    'bench/relay/smtp-server-options.ts',
     'package.json',
     'tsconfig.json',
   ]) {

@@ -1,9 +1,13 @@
 // A delivery engine and spooled envelopes outside the relay wiring, for the delivery suites and the delivery
 // benchmarks: the defaults they all used, in one place.
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { DeliveryPlan, Leg, ServerRoute } from '../../routing/model.ts';
 import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
+import { encodeMessageFile, messageFile } from '../../relay/spool/format.ts';
+import { initialState, newQueueIdGenerator, openSpool } from '../../relay/spool/spool.ts';
 import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 
@@ -100,4 +104,58 @@ export function dualEnvelope(primary = 'legacy', copy = 'zoho'): EnvelopeMeta {
     ],
     { clientHostname: 'client', helo: 'client', revision: 'bench' },
   );
+}
+
+/**
+ * Writes n queued dual messages (a 4 KiB body) straight into dir's spool, as a relay leaves them: recipient u<i>@domain
+ * with a primary leg to server old on ports[0] and a Suppress copy to server new on ports[1]. For the benchmarks that
+ * start an engine or a relay on a full spool. `legDomain`: the MailDomain the legs name (their servers are then looked
+ * up in the routing table a relay serves).
+ */
+export async function writeQueuedDualMessages(
+  dir: string,
+  n: number,
+  ports: readonly [number, number],
+  opts: { domain?: string; legDomain?: string; subject?: string } = {},
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o755);
+  await openSpool({ dir, logger: pino({ level: 'warn' }) });
+  const gen = newQueueIdGenerator(() => new Date());
+  const body = Buffer.concat([
+    Buffer.from(`Subject: ${opts.subject ?? 'queued'}\r\n\r\n`),
+    Buffer.alloc(4096, 'x'),
+  ]);
+  const domain = opts.domain ?? 'example.com';
+  const legDomain = opts.legDomain !== undefined ? { domain: opts.legDomain } : {};
+  for (let i = 0; i < n; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, n - i) }, async (_, k) => {
+        const id = gen();
+        const r = `u${i + k}@${domain}`;
+        const legs: Leg[] = [
+          {
+            server: localServer('old', ports[0]),
+            recipient: r,
+            role: 'primary',
+            bounces: 'Notify',
+            ...legDomain,
+          },
+          {
+            server: localServer('new', ports[1]),
+            recipient: r,
+            role: 'copy',
+            bounces: 'Suppress',
+            ...legDomain,
+          },
+        ];
+        const state = initialState(
+          id,
+          envelope([{ recipient: r, legs }], { mailFrom: 'bench@sender.example' }),
+          body.length,
+        );
+        await writeFile(join(dir, 'queue', messageFile(id)), encodeMessageFile(body, state));
+      }),
+    );
+  }
 }
