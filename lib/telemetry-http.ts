@@ -3,6 +3,7 @@
 // What is ready, and what is alive, is injected; how the answers are framed differs by side (TelemetryFraming).
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { listenOn } from './listen.ts';
 
 /** How the answers are framed. */
 export interface TelemetryFraming {
@@ -70,17 +71,7 @@ export function createTelemetryHttp(deps: {
   });
   return {
     server,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.removeListener('error', reject);
-          server.on('error', (err) => deps.onError?.(err));
-          const a = server.address();
-          resolve(typeof a === 'object' && a !== null ? { port: a.port, host: a.address } : { port, host });
-        });
-      });
-    },
+    listen: (port, host) => listenOn(server, port, host, (err) => deps.onError?.(err)),
     close() {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(() => resolve()));

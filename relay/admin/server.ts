@@ -17,8 +17,8 @@
 //   POST   /queue/:id/reroute the same for one message -> 200 { id, changed: [...], unchanged: [...] } or 404
 //   DELETE /queue/:id         drop a message without delivering it (no DSN) -> 200 { deleted: id } or 404
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { listenOn } from '../../lib/listen.ts';
 import { parityView, type ParityReport } from '../../contract/relay-parity.ts';
 import type { DeliveryEngine, DeliveryStats } from '../delivery/engine.ts';
 import type { RerouteResult } from '../delivery/reroute.ts';
@@ -174,19 +174,13 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', reject);
-      // once listening, an accept that fails (EMFILE under a connection flood) is logged, never fatal
-      server.on('error', (err) => log.warn({ err }, 'admin: listener error'));
-      resolve();
-    });
-  });
-  const a = server.address() as AddressInfo;
-  log.info({ host: a.address, port: a.port }, 'admin API listening');
+  // once listening, an accept that fails (EMFILE under a connection flood) is logged, never fatal (lib/listen.ts)
+  const a = await listenOn(server, opts.listen.port, opts.listen.host, (err) =>
+    log.warn({ err }, 'admin: listener error'),
+  );
+  log.info({ host: a.host, port: a.port }, 'admin API listening');
   return {
-    address: { host: a.address, port: a.port },
+    address: { host: a.host, port: a.port },
     tokenFile: opts.tokenFile,
     close: () =>
       new Promise<void>((resolve) => {
