@@ -64,6 +64,7 @@ describe('compile: the table', () => {
       mx: false,
       tls: 'Opportunistic',
       maxConnections: 10,
+      maxRecipientsPerTransaction: 50,
       authSecretRef: { namespace: 'default', name: 'old-smtp' },
     });
     expect(d.testRecipients['alice@example.com']).toMatchObject({

@@ -463,6 +463,7 @@ export function compile(
         ...(s.authSecretRef ? { authSecretRef: { name: s.authSecretRef.name, namespace: ns } } : {}),
         host: s.host,
         maxConnections: s.maxConnections,
+        maxRecipientsPerTransaction: s.maxRecipientsPerTransaction,
         mx: s.mx,
         name: s.name,
         port: s.port,

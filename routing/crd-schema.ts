@@ -2,7 +2,14 @@
 // - scripts/gen-crds.ts turns these into crds/*.yaml (see routing/crds.ts);
 // - routing/types.ts derives the TypeScript spec types from them (FromSchema);
 // - routing/validate.ts validates manifests offline with ajv plus the TS twin of every CEL rule (routing/cel.ts).
-import { BOUNCES, DUAL_SCOPES, MODES, TLS_MODES, UNKNOWN_RECIPIENTS } from './model.ts';
+import {
+  BOUNCES,
+  DEFAULT_RECIPIENTS_PER_TRANSACTION,
+  DUAL_SCOPES,
+  MODES,
+  TLS_MODES,
+  UNKNOWN_RECIPIENTS,
+} from './model.ts';
 
 // Patterns must work both in Go's RE2 (the API server) and in JavaScript's RegExp (ajv): no lookarounds.
 export const DNS_LABEL = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
@@ -152,6 +159,14 @@ export const serverSchema = {
       maximum: 1000,
       default: 10,
       description: 'Maximum concurrent connections per relay pod to this server.',
+    },
+    maxRecipientsPerTransaction: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 1000,
+      default: DEFAULT_RECIPIENTS_PER_TRANSACTION,
+      description:
+        'Recipients per SMTP transaction to this server; a message to more is sent in several transactions (Postfix: default_destination_recipient_limit). Should the server refuse recipients with 452 4.5.3 (or 552 5.5.3) before this many, the rest go in another transaction at once instead of waiting for a retry.',
     },
     probe: {
       type: 'object',

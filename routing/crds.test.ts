@@ -148,6 +148,7 @@ const fullMailDomain: Required<MailDomainSpec> = {
       authSecretRef: { name: 'old-smtp' },
       allowPlaintextAuth: false,
       maxConnections: 5,
+      maxRecipientsPerTransaction: 100,
       probe: { address: 'postmaster@example.net' },
     },
   ],

@@ -199,6 +199,7 @@ describe('diffTables: servers', () => {
           { field: 'mx', before: null, after: true },
           { field: 'tls', before: null, after: 'Opportunistic' },
           { field: 'maxConnections', before: null, after: 10 },
+          { field: 'maxRecipientsPerTransaction', before: null, after: 50 },
         ],
       },
     ]);

@@ -137,6 +137,7 @@ function serverFields(s: ServerRoute | undefined): [string, DiffValue][] {
     ['authSecretRef', ref(s?.authSecretRef)],
     ['allowPlaintextAuth', s?.allowPlaintextAuth === true ? true : null],
     ['maxConnections', s?.maxConnections ?? null],
+    ['maxRecipientsPerTransaction', s?.maxRecipientsPerTransaction ?? null],
   ];
 }
 

@@ -71,7 +71,18 @@ export interface ServerRoute {
   /** Secret with keys username and password; resolved by the relay at delivery time, never copied into the table. */
   authSecretRef?: { namespace: string; name: string };
   maxConnections: number;
+  /**
+   * Recipients per SMTP transaction (spec.servers[].maxRecipientsPerTransaction); a message to more goes in several
+   * transactions. Absent in tables compiled before the field existed: DEFAULT_RECIPIENTS_PER_TRANSACTION.
+   */
+  maxRecipientsPerTransaction?: number;
 }
+
+/**
+ * Recipients per transaction when a server does not say (Postfix's default_destination_recipient_limit): below the
+ * 100 RFC 5321 §4.5.3.1.8 has every server accept, and below the limits of the large providers.
+ */
+export const DEFAULT_RECIPIENTS_PER_TRANSACTION = 50;
 
 export interface TestRecipientRoute {
   /**

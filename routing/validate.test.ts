@@ -43,6 +43,7 @@ describe('validateObject: valid input gets defaults', () => {
       mx: false,
       tls: 'Opportunistic',
       maxConnections: 10,
+      maxRecipientsPerTransaction: 50,
     });
     expect(o.spec.rejectUnknownRecipients).toBe(false);
   });

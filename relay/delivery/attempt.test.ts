@@ -110,6 +110,40 @@ describe('groupJobs: the due legs of a message as SMTP transactions', () => {
     ]);
   });
 
+  it.each<[string, number | undefined, string[], number[][]]>([
+    ['at the limit: one transaction', 3, ['a', 'b', 'c'], [[0, 1, 2]]],
+    ['one over: a second transaction for the rest, in leg order', 3, ['a', 'b', 'c', 'd'], [[0, 1, 2], [3]]],
+    ['limit 1: a transaction per recipient', 1, ['a', 'b'], [[0], [1]]],
+    // two legs to one address (two aliases forwarded to one copy mailbox) are one RCPT TO: they count once and stay
+    // in the transaction that has the address
+    ['a repeated address counts once', 2, ['a', 'b', 'a', 'c'], [[0, 1, 2], [3]]],
+    [
+      'no limit in the table (compiled before the field): 50',
+      undefined,
+      Array.from({ length: 101 }, (_, i) => `r${i}`),
+      [Array.from({ length: 50 }, (_, i) => i), Array.from({ length: 50 }, (_, i) => i + 50), [100]],
+    ],
+  ])('maxRecipientsPerTransaction, %s', (_, limit, locals, want) => {
+    const s: ServerRoute = { ...mx1, ...(limit === undefined ? {} : { maxRecipientsPerTransaction: limit }) };
+    const r = groupJobs('m', state(locals.map((l) => legState(`${l}@x.test`, s, 'primary'))), due(), stored);
+    expect(r.jobs.map((j) => j.indexes)).toEqual(want);
+    for (const j of r.jobs) expect(new Set(j.recipients.values()).size).toBeLessThanOrEqual(limit ?? 50);
+  });
+
+  it('the limit applies per server and role: the copies to another server make their own transactions', () => {
+    const a = { ...mx1, maxRecipientsPerTransaction: 2 };
+    const b = { ...mx2, maxRecipientsPerTransaction: 5 };
+    const legs = ['p', 'q', 'r'].flatMap((l) => [
+      legState(`${l}@x.test`, a, 'primary'),
+      legState(`${l}@y.test`, b, 'copy'),
+    ]);
+    expect(shape(groupJobs('m', state(legs), due(), stored))).toEqual([
+      ['mx1', 'primary', [0, 2]],
+      ['mx2', 'copy', [1, 3, 5]],
+      ['mx1', 'primary', [4]],
+    ]);
+  });
+
   it('the current definition of the server decides the destination, and the job carries the recipients', () => {
     const moved = { ...mx1, port: 2525 };
     const lookup = (): ServerLookup => ({ ok: true, server: moved, from: 'table' });

@@ -9,14 +9,19 @@
 //   attempt(job, destination, deps): the replies per leg index; undefined when the engine stopped before anything
 //     was tried (the state stays as it is).
 import { createHash } from 'node:crypto';
-import type { DomainRoute, LegRole, ServerRoute } from '../../routing/model.ts';
+import {
+  DEFAULT_RECIPIENTS_PER_TRANSACTION,
+  type DomainRoute,
+  type LegRole,
+  type ServerRoute,
+} from '../../routing/model.ts';
 import type { DnsResolver } from '../dns.ts';
 import { isDestinationDenied } from '../destinations.ts';
 import { isFinalLeg, type LegState, type MessageBody, type SpoolState } from '../spool/types.ts';
 import type { Destination } from './destination.ts';
 import { destinationKey } from './destination.ts';
 import { hostPortLabel } from './dsn.ts';
-import type { AttemptReply } from './outcome.ts';
+import { isRecipientLimitReply, type AttemptReply } from './outcome.ts';
 import type { ServerLookup } from './server-lookup.ts';
 import { plaintextAuthRefusal } from '../../lib/smtp-client.ts';
 import { resolveTargets, type ServerTarget } from './transport.ts';
@@ -50,7 +55,9 @@ export interface DueLegs {
 
 /**
  * Groups the due open legs of a message into transactions: same server, role and destination rules -> one
- * transaction (one MAIL FROM, several RCPT TO). held: open legs whose server is gone from the table (in flight or not).
+ * transaction (one MAIL FROM, several RCPT TO), of at most the server's maxRecipientsPerTransaction distinct
+ * recipients (more make further transactions, in leg order). held: open legs whose server is gone from the table (in
+ * flight or not).
  */
 export function groupJobs(
   id: string,
@@ -58,7 +65,9 @@ export function groupJobs(
   due: DueLegs,
   serverFor: (leg: LegState) => ServerLookup,
 ): { jobs: Job[]; held: number } {
-  const groups = new Map<string, Job>();
+  /** The transaction being filled per key, and every transaction in order. */
+  const groups = new Map<string, Job & { to: Set<string> }>();
+  const jobs: (Job & { to: Set<string> })[] = [];
   let held = 0;
   for (const [i, l] of state.legs.entries()) {
     if (isFinalLeg(l)) continue;
@@ -76,6 +85,8 @@ export function groupJobs(
       ? `${dest}|${l.leg.role}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`
       : `unroutable|${found.reason}|${l.leg.role}`;
     let job = groups.get(k);
+    const limit = found.server.maxRecipientsPerTransaction ?? DEFAULT_RECIPIENTS_PER_TRANSACTION;
+    if (job && job.to.size >= limit && !job.to.has(l.leg.recipient)) job = undefined; // full: the next transaction
     if (!job) {
       job = {
         id,
@@ -87,13 +98,16 @@ export function groupJobs(
         from: state.meta.mailFrom,
         size: state.size,
         recipients: new Map(),
+        to: new Set(),
       };
       groups.set(k, job);
+      jobs.push(job);
     }
     job.indexes.push(i);
     job.recipients.set(i, l.leg.recipient);
+    job.to.add(l.leg.recipient);
   }
-  return { jobs: [...groups.values()], held };
+  return { jobs: jobs.map(({ to: _, ...job }) => job), held };
 }
 
 export interface AttemptDeps {
@@ -206,6 +220,7 @@ export async function attempt(
           destination.release();
         }
         destination.record(address, [...byRecipient.values()]);
+        byRecipient = markRecipientLimit(byRecipient);
       }
       replies = new Map(
         job.indexes.map((i) => [
@@ -221,6 +236,26 @@ export async function attempt(
     }
   }
   return done();
+}
+
+/**
+ * The replies of one transaction, with the refusals for its number of recipients marked (outcome.ts
+ * isRecipientLimitReply): 'now' when the server delivered the message to other recipients of it, so each next
+ * transaction makes progress; 'schedule' when it took none.
+ */
+export function markRecipientLimit(
+  byRecipient: ReadonlyMap<string, AttemptReply>,
+): Map<string, AttemptReply> {
+  const replies = [...byRecipient.values()];
+  const progress = replies.some((r) => r.kind === 'smtp' && r.code >= 200 && r.code < 300);
+  return new Map(
+    [...byRecipient].map(([rcpt, r]) => [
+      rcpt,
+      r.kind === 'smtp' && isRecipientLimitReply(r)
+        ? { ...r, recipientLimit: progress ? ('now' as const) : ('schedule' as const) }
+        : r,
+    ]),
+  );
 }
 
 function targetOf(

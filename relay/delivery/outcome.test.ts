@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
 import type { LegState } from '../spool/types.ts';
-import { applyOutcome, decideLeg, enhancedStatus, formatAttemptReply, type AttemptReply } from './outcome.ts';
+import {
+  applyOutcome,
+  decideLeg,
+  enhancedStatus,
+  formatAttemptReply,
+  isRecipientLimitReply,
+  type AttemptReply,
+} from './outcome.ts';
+import { markRecipientLimit } from './attempt.ts';
 
 const server = { name: 's', host: 'h', port: 25, mx: false, tls: 'None' as const, maxConnections: 1 };
 /** A primary leg (the leg of record) always bounces Notify; only a copy leg takes the policy's bounces. */
@@ -107,6 +115,82 @@ describe('decideLeg', () => {
     ],
   ] as const)('%s', (_name, leg, reply, c, want) => {
     expect(decideLeg(leg, reply, c)).toMatchObject(want);
+  });
+});
+
+describe('too many recipients in one transaction', () => {
+  it.each<[string, AttemptReply, boolean]>([
+    ['452 4.5.3', smtp(452, '452 4.5.3 Too many recipients'), true],
+    [
+      "Gmail's multi-line 452-4.5.3",
+      smtp(452, '452-4.5.3 Your message has too many recipients.\n452 4.5.3 see'),
+      true,
+    ],
+    ['552 5.5.3 (an older server)', smtp(552, '552 5.5.3 Too many recipients'), true],
+    ['552 without a status, in words', smtp(552, '552 Too many recipients'), true],
+    ['452 without a status, in words', smtp(452, '452 too many recipients for this message'), true],
+    ['452 4.2.2 mailbox full: the recipient itself', smtp(452, '452 4.2.2 Mailbox full'), false],
+    ['452 4.3.1 insufficient storage', smtp(452, '452 4.3.1 Insufficient system storage'), false],
+    ['452 with another status and the words', smtp(452, '452 4.7.1 too many recipients today'), false],
+    ['550 5.5.3', smtp(550, '550 5.5.3 Too many recipients'), false],
+    ['451 4.5.3', smtp(451, '451 4.5.3 Too many recipients'), false],
+    ['a network failure', { kind: 'network', text: 'too many recipients' }, false],
+  ])('isRecipientLimitReply: %s -> %s', (_, reply, want) => {
+    expect(isRecipientLimitReply(reply)).toBe(want);
+  });
+
+  const over = { kind: 'smtp' as const, code: 452, text: '452 4.5.3 Too many recipients' };
+  it.each<[string, AttemptReply[], (string | undefined)[]]>([
+    ['some taken: the refused ones go at once', [smtp(250, '250 ok'), over, over], [undefined, 'now', 'now']],
+    ['none taken: on the schedule', [over, over], ['schedule', 'schedule']],
+    [
+      'the DATA failed for the ones taken: no progress, on the schedule',
+      [smtp(451, '451 4.3.0 try later'), over],
+      [undefined, 'schedule'],
+    ],
+    [
+      'other refusals are left as they are',
+      [smtp(250, '250 ok'), smtp(550, '550 5.1.1 no such user'), smtp(452, '452 4.2.2 full')],
+      [undefined, undefined, undefined],
+    ],
+  ])('markRecipientLimit: %s', (_, replies, want) => {
+    const marked = markRecipientLimit(new Map(replies.map((r, i) => [`r${i}@x`, r])));
+    expect([...marked.values()].map((r) => (r.kind === 'smtp' ? r.recipientLimit : undefined))).toEqual(want);
+  });
+
+  it.each<[string, AttemptReply, number, object]>([
+    [
+      'now: deferred with its next attempt at once, status 4.5.3',
+      { ...over, recipientLimit: 'now' },
+      0,
+      { state: 'deferred', nextAttemptAt: receivedAt, status: '4.5.3' },
+    ],
+    [
+      'schedule: deferred on the retry schedule',
+      { ...over, recipientLimit: 'schedule' },
+      0,
+      { state: 'deferred', nextAttemptAt: new Date(receivedAt.getTime() + 1000), status: '4.5.3' },
+    ],
+    [
+      'a 552 marked is temporary too, never a bounce',
+      { kind: 'smtp', code: 552, text: '552 5.5.3 Too many recipients', recipientLimit: 'schedule' },
+      0,
+      { state: 'deferred', status: '4.5.3' },
+    ],
+    [
+      'the same 552 unmarked (no transaction said so) stays permanent',
+      smtp(552, '552 5.5.3 Too many recipients'),
+      0,
+      { state: 'failed', status: '5.5.3' },
+    ],
+    [
+      'after the queue lifetime it expires like any deferral',
+      { ...over, recipientLimit: 'now' },
+      61_000,
+      { state: 'failed', status: '4.4.7', expired: true },
+    ],
+  ])('decideLeg, %s', (_, reply, at, want) => {
+    expect(decideLeg(legOf('primary', 'Notify'), reply, ctx(at))).toMatchObject(want);
   });
 });
 

@@ -1,9 +1,11 @@
 // Pure: what happens to one leg of one recipient after a delivery attempt.
 //
 // Exports: AttemptReply (what an attempt produced), LegOutcome, decideLeg(leg, reply, ctx), applyOutcome(leg, outcome),
-// formatAttemptReply(reply), enhancedStatus(reply), delayStatus(reply).
+// formatAttemptReply(reply), enhancedStatus(reply), delayStatus(reply), isRecipientLimitReply(reply).
 //   2xx                                   -> delivered
 //   4xx, timeout, connection or local error -> deferred on the retry schedule, until max-queue-lifetime
+//   452/552 too many recipients           -> deferred, at once when the server took other recipients of the
+//                                            transaction (isRecipientLimitReply; a 552 too: RFC 5321 §4.5.3.1.10)
 //   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead, unless
 //                                            its recipient has no leg of record (a plan spooled before every plan
 //                                            had one: that copy is the only mailbox, so it bounces)
@@ -13,8 +15,13 @@ import type { LegState } from '../spool/types.ts';
 import { nextAttempt } from './retry.ts';
 
 export type AttemptReply =
-  /** The server answered: code and the full reply text (e.g. "550 5.1.1 <bob@x>: no such user"). */
-  | { kind: 'smtp'; code: number; text: string }
+  /**
+   * The server answered: code and the full reply text (e.g. "550 5.1.1 <bob@x>: no such user"). recipientLimit: the
+   * reply refused the recipient for the transaction's number of recipients (isRecipientLimitReply), not for itself:
+   * 'now' when the server took other recipients of the same transaction (the rest go in another transaction at
+   * once), 'schedule' when it took none (retried on the schedule, a 552 too).
+   */
+  | { kind: 'smtp'; code: number; text: string; recipientLimit?: 'now' | 'schedule' }
   /** No usable answer: refused, reset, timeout, TLS or DNS failure. */
   | { kind: 'network'; text: string }
   /** The relay could not try (e.g. credentials missing, body file unreadable): retried like a 4xx. */
@@ -86,6 +93,18 @@ export function enhancedStatus(r: AttemptReply): string {
   return r.kind === 'network' ? '4.4.1' : '4.3.0';
 }
 
+/**
+ * A RCPT reply that refuses a recipient because the transaction has enough of them (RFC 5321 §4.5.3.1.10: 452, or
+ * the 552 of older servers, which a client SHOULD treat as temporary): status x.5.3 (RFC 3463: too many recipients),
+ * or the words "too many recipients" in a reply without a status.
+ */
+export function isRecipientLimitReply(reply: AttemptReply): boolean {
+  if (reply.kind !== 'smtp' || (reply.code !== 452 && reply.code !== 552)) return false;
+  const text = formatAttemptReply(reply);
+  const status = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(text)?.[1];
+  return status !== undefined ? /^[45]\.5\.3$/.test(status) : /too many recipients/i.test(text);
+}
+
 export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext): LegOutcome {
   const text = formatAttemptReply(reply);
   const suppress =
@@ -98,7 +117,9 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
   if (reply.kind === 'smtp' && reply.code >= 200 && reply.code < 300) {
     return { state: 'delivered', metric: 'delivered', reply: text };
   }
-  if (reply.kind === 'smtp' && reply.code >= 500) return final(enhancedStatus(reply), false, text);
+  const overLimit = reply.kind === 'smtp' ? reply.recipientLimit : undefined;
+  if (reply.kind === 'smtp' && reply.code >= 500 && overLimit === undefined)
+    return final(enhancedStatus(reply), false, text);
   // Temporary: 4xx (or a nonsense code), network, local.
   const next = nextAttempt({
     schedule: ctx.retryScheduleMs,
@@ -122,8 +143,9 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
     state: 'deferred',
     metric: 'deferred',
     reply: text,
-    status: delayStatus(reply),
-    nextAttemptAt: next.at,
+    status: overLimit === undefined ? delayStatus(reply) : '4.5.3',
+    // refused for the transaction's size while the server took others: the next transaction goes at once
+    nextAttemptAt: overLimit === 'now' ? ctx.now : next.at,
     delayDsn,
   };
 }

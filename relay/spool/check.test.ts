@@ -66,6 +66,18 @@ describe('checkState: what is read from the spool is checked like SMTP input', (
     ['a port out of range', [...S, 'port'], 70000, /leg\.server\.port/],
     ['a host with a space', [...S, 'host'], 'a b', /leg\.server\.host/],
     ['zero connections', [...S, 'maxConnections'], 0, /maxConnections/],
+    [
+      'zero recipients per transaction',
+      [...S, 'maxRecipientsPerTransaction'],
+      0,
+      /maxRecipientsPerTransaction/,
+    ],
+    [
+      'recipients per transaction not a number',
+      [...S, 'maxRecipientsPerTransaction'],
+      '50',
+      /maxRecipientsPerTransaction/,
+    ],
     ['mx not a boolean', [...S, 'mx'], 'yes', /leg\.server\.mx/],
     ['negative attempts', [...L, 'attempts'], -1, /attempts/],
     ['a reply with a line break', [...L, 'lastReply'], '250 ok\r\nX', /lastReply/],

@@ -45,6 +45,11 @@ function serverProblem(s: unknown): string | undefined {
   if (!oneOf(TLS_MODES, s.tls)) return `tls: ${show(s.tls)} is not one of ${TLS_MODES.join(', ')}`;
   if (!isCount(s.maxConnections) || s.maxConnections === 0)
     return `maxConnections: ${show(s.maxConnections)}`;
+  if (
+    s.maxRecipientsPerTransaction !== undefined &&
+    (!isCount(s.maxRecipientsPerTransaction) || s.maxRecipientsPerTransaction === 0)
+  )
+    return `maxRecipientsPerTransaction: ${show(s.maxRecipientsPerTransaction)}`;
   if (s.authSecretRef !== undefined) {
     const a = s.authSecretRef;
     if (!isObj(a) || typeof a.namespace !== 'string' || typeof a.name !== 'string')

@@ -50,7 +50,7 @@ describe('mailroute diff (two manifest sets)', () => {
     expect(r.stdout).toContain('  primary: exchange -> zoho\n');
     expect(r.stdout).toContain('  dual.scope: TestRecipients -> All\n');
     expect(r.stdout).toContain(
-      '  server legacy: added (host=mail.legacy.example port=587 mx=false tls=Required authSecretRef=default/legacy-smtp maxConnections=4)',
+      '  server legacy: added (host=mail.legacy.example port=587 mx=false tls=Required authSecretRef=default/legacy-smtp maxConnections=4 maxRecipientsPerTransaction=50)',
     );
     expect(r.stdout).toContain(
       '    - bob@example.com -> bob@example.zohomail.example (keeps the primary copy, expires 2026-12-31T00:00:00Z; mail/bob)',

@@ -32,8 +32,11 @@ export interface PeerOptions {
 }
 
 export interface PeerBehaviour {
-  /** Reply to RCPT TO for a given recipient; undefined = accept. e.g. () => ({ code: 450, message: 'try later' }) */
-  rcpt?: (address: string) => { code: number; message: string } | undefined;
+  /**
+   * Reply to RCPT TO for a given recipient; undefined = accept. e.g. () => ({ code: 450, message: 'try later' }).
+   * accepted: the recipients this transaction has taken so far (a server's limit per transaction).
+   */
+  rcpt?: (address: string, accepted: number) => { code: number; message: string } | undefined;
   /** Reply after DATA; undefined = accept. */
   data?: (msg: ReceivedMessage) => { code: number; message: string } | undefined;
   /** Delay before answering DATA, in ms. */
@@ -158,7 +161,7 @@ export async function startSmtpPeer(
       },
       onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void) {
         const answer = (): void => {
-          const r = peer.behaviour.rcpt?.(address.address);
+          const r = peer.behaviour.rcpt?.(address.address, session.envelope.rcptTo.length);
           rcpts.push({
             address: address.address,
             code: r?.code ?? 250,
