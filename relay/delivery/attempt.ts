@@ -65,9 +65,10 @@ export function groupJobs(
   due: DueLegs,
   serverFor: (leg: LegState) => ServerLookup,
 ): { jobs: Job[]; held: number } {
-  /** The transaction being filled per key, and every transaction in order. */
-  const groups = new Map<string, Job & { to: Set<string> }>();
-  const jobs: (Job & { to: Set<string> })[] = [];
+  /** The transaction being filled per key, every transaction in order, and the distinct recipients of each. */
+  const groups = new Map<string, Job>();
+  const jobs: Job[] = [];
+  const tos = new Map<Job, Set<string>>();
   let held = 0;
   for (const [i, l] of state.legs.entries()) {
     if (isFinalLeg(l)) continue;
@@ -85,9 +86,10 @@ export function groupJobs(
       ? `${dest}|${l.leg.role}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`
       : `unroutable|${found.reason}|${l.leg.role}`;
     let job = groups.get(k);
+    let to = job && tos.get(job);
     const limit = found.server.maxRecipientsPerTransaction ?? DEFAULT_RECIPIENTS_PER_TRANSACTION;
-    if (job && job.to.size >= limit && !job.to.has(l.leg.recipient)) job = undefined; // full: the next transaction
-    if (!job) {
+    if (to && to.size >= limit && !to.has(l.leg.recipient)) job = undefined; // full: the next transaction
+    if (!job || !to) {
       job = {
         id,
         indexes: [],
@@ -98,16 +100,17 @@ export function groupJobs(
         from: state.meta.mailFrom,
         size: state.size,
         recipients: new Map(),
-        to: new Set(),
       };
+      to = new Set();
       groups.set(k, job);
       jobs.push(job);
+      tos.set(job, to);
     }
     job.indexes.push(i);
     job.recipients.set(i, l.leg.recipient);
-    job.to.add(l.leg.recipient);
+    to.add(l.leg.recipient);
   }
-  return { jobs: jobs.map(({ to: _, ...job }) => job), held };
+  return { jobs, held };
 }
 
 export interface AttemptDeps {
