@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -72,6 +73,54 @@ describe('loadManifests', () => {
     expect(r.issueLines).toEqual([
       `${join(dir, 'p.yaml')}: DeliveryPolicy/p: spec.domainRef.name: MailDomain default/nope not found (DomainNotFound)`,
     ]);
+  });
+});
+
+describe('what is not a manifest file: before, a named pipe hung the read forever and /dev/zero took 700 MB', () => {
+  it.each<[string, (dir: string) => void, RegExp]>([
+    ['a named pipe', (dir) => execFileSync('mkfifo', [join(dir, 'pipe.yaml')]), /pipe\.yaml$/],
+    ['a link to a device', (dir) => symlinkSync('/dev/zero', join(dir, 'zero.yaml')), /zero\.yaml$/],
+  ])('%s is an error naming it; the other files are read', async (_, make, file) => {
+    const dir = mkdtempSync(join(root, 'special-'));
+    writeFileSync(join(dir, 'a.yaml'), domain('a', 'a.example'));
+    make(dir);
+    const r = await loadManifests([dir]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]?.file).toMatch(file);
+    expect(r.errors[0]?.message).toMatch(/(a named pipe|a device), not a manifest file: not read/);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['a']);
+  });
+
+  it('a named pipe named on the command line is refused too, not waited on', async () => {
+    const dir = mkdtempSync(join(root, 'pipe-'));
+    execFileSync('mkfifo', [join(dir, 'p')]);
+    const r = await loadManifests([join(dir, 'p')]);
+    expect(r.errors.map((e) => e.message)).toEqual(['a named pipe, not a manifest file: not read']);
+  });
+
+  it('a folder is read once: a link back to it (a loop) or to a folder read already is an error naming both', async () => {
+    const dir = mkdtempSync(join(root, 'loop-'));
+    mkdirSync(join(dir, 'sub'));
+    writeFileSync(join(dir, 'a.yaml'), domain('a', 'a.example'));
+    writeFileSync(join(dir, 'sub', 'b.yaml'), domain('b', 'b.example'));
+    symlinkSync('..', join(dir, 'sub', 'up'));
+    symlinkSync('sub', join(dir, 'twin'));
+    const r = await loadManifests([dir]);
+    expect(r.errors.map((e) => [e.file, e.message])).toEqual([
+      [join(dir, 'sub', 'up'), `the folder ${dir} again (a symbolic link): not read twice`],
+      [join(dir, 'twin'), `the folder ${join(dir, 'sub')} again (a symbolic link): not read twice`],
+    ]);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['a', 'b']);
+  });
+
+  it('a link to a folder read nowhere else is followed (a mounted ConfigMap, a shared folder)', async () => {
+    const dir = mkdtempSync(join(root, 'link-'));
+    const shared = mkdtempSync(join(root, 'shared-'));
+    writeFileSync(join(shared, 's.yaml'), domain('s', 's.example'));
+    symlinkSync(shared, join(dir, 'shared'));
+    const r = await loadManifests([dir]);
+    expect(r.errors).toEqual([]);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['s']);
   });
 });
 

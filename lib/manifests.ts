@@ -1,6 +1,7 @@
 // Loads `-f PATH...` arguments: files, or directories (their *.yaml / *.yml / *.json files, recursively, in
 // sorted order) of multi-document YAML. Shared by check/render/route and the relay's --manifests source.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { constants as fsConstants, type Stats } from 'node:fs';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compile, type CompileResult } from '../routing/compile.ts';
 import type { CompileIssue } from '../routing/model.ts';
@@ -47,11 +48,26 @@ export function parseBytes(s: string): number | undefined {
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
+/** What a path that is neither a folder nor a regular file is, for the error that names it. */
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+/**
+ * The manifest files under `path`. Symbolic links are followed (a mounted ConfigMap's files are links), but a folder
+ * is read once: a link back to a folder already read (a loop such as `all -> ..`) is an error naming both, where it
+ * read the same files again and again. A named pipe or a device with a manifest's name is an error: reading one
+ * waited for a writer forever (a relay's reloads with it) or filled memory (/dev/zero).
+ */
 async function listFiles(
   path: string,
   out: { path: string; size: number }[],
   errors: ParsedManifests['errors'],
   top: boolean,
+  folders: Map<string, string>,
 ): Promise<void> {
   let st;
   try {
@@ -64,13 +80,49 @@ async function listFiles(
     return;
   }
   if (st.isDirectory()) {
+    const id = `${st.dev}:${st.ino}`;
+    const seen = folders.get(id);
+    if (seen !== undefined) {
+      errors.push({ file: path, message: `the folder ${seen} again (a symbolic link): not read twice` });
+      return;
+    }
+    folders.set(id, path);
     const entries = (await readdir(path)).sort();
     for (const e of entries) {
       if (e.startsWith('.')) continue; // .git, editor swap files, Kubernetes ..data symlinks of mounted ConfigMaps
-      await listFiles(join(path, e), out, errors, false);
+      await listFiles(join(path, e), out, errors, false, folders);
     }
   } else if (top || MANIFEST_FILE.test(path)) {
-    out.push({ path, size: st.size });
+    if (st.isFile()) out.push({ path, size: st.size });
+    else errors.push({ file: path, message: `${fileKind(st)}, not a manifest file: not read` });
+  }
+}
+
+/**
+ * A manifest file's text, or what stopped it: more than `max` bytes (reading stops there, however far the file goes
+ * on), or not a regular file. Opened without blocking and checked again, so a file replaced by a named pipe since it
+ * was listed is refused, not waited on.
+ */
+async function readManifestFile(
+  file: string,
+  max: number,
+): Promise<{ text: string } | { tooBig: number } | { notFile: string }> {
+  const fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return { notFile: fileKind(st) };
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(max + 1 - total, 1024 * 1024));
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, total);
+      if (bytesRead === 0) return { text: Buffer.concat(chunks, total).toString('utf8') };
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > max) return { tooBig: total };
+    }
+  } finally {
+    await fh.close();
   }
 }
 
@@ -84,7 +136,8 @@ export async function loadManifests(
 ): Promise<ParsedManifests> {
   const errors: ParsedManifests['errors'] = [];
   const files: { path: string; size: number }[] = [];
-  for (const p of paths) await listFiles(p, files, errors, true);
+  const folders = new Map<string, string>();
+  for (const p of paths) await listFiles(p, files, errors, true, folders);
   const parts: ParsedManifests[] = [];
   let total = 0;
   for (const { path: file, size } of files) {
@@ -102,19 +155,26 @@ export async function loadManifests(
       });
       break;
     }
-    let text: string;
+    let read;
     try {
-      text = await readFile(file, 'utf8');
+      read = await readManifestFile(file, limits.maxFileBytes);
     } catch (err) {
       errors.push({ file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
       continue;
     }
-    // the file may have grown since stat()
-    if (text.length > limits.maxFileBytes) {
-      errors.push({ file, message: tooBig(Buffer.byteLength(text)) });
+    if ('notFile' in read) {
+      errors.push({ file, message: `${read.notFile}, not a manifest file: not read` });
       continue;
     }
-    parts.push(parseManifestText(text, file));
+    // the file may have grown since stat()
+    if ('tooBig' in read) {
+      errors.push({
+        file,
+        message: `grew past the ${formatBytes(limits.maxFileBytes)} a manifest file may have while it was read (raise it with --max-manifest-size)`,
+      });
+      continue;
+    }
+    parts.push(parseManifestText(read.text, file));
   }
   const merged = mergeParsed(parts);
   merged.errors.unshift(...errors);

@@ -21,6 +21,8 @@ async function listFiles(
   filter: (name: string) => boolean = () => true,
 ): Promise<{ path: string; ino: number; size: number; mtimeMs: number }[]> {
   const out: { path: string; ino: number; size: number; mtimeMs: number }[] = [];
+  // a folder is walked once, as lib/manifests.ts reads it once: a symbolic link loop is not walked down 8 times
+  const seen = new Set<string>();
   const walk = async (d: string, depth: number): Promise<void> => {
     let names: string[];
     try {
@@ -35,7 +37,11 @@ async function listFiles(
       try {
         const s = await stat(p);
         if (s.isDirectory()) {
-          if (depth < 8) await walk(p, depth + 1);
+          const id = `${s.dev}:${s.ino}`;
+          if (depth < 8 && !seen.has(id)) {
+            seen.add(id);
+            await walk(p, depth + 1);
+          }
         } else if (filter(name)) {
           out.push({ path: p, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs });
         }
@@ -44,6 +50,8 @@ async function listFiles(
       }
     }
   };
+  const top = await stat(dir).catch(() => undefined);
+  if (top !== undefined) seen.add(`${top.dev}:${top.ino}`);
   await walk(dir, 0);
   return out;
 }

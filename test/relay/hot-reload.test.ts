@@ -1,6 +1,7 @@
 // Hot reload of the manifests folder: a change is served within 2 s (seen at /metrics and /readyz), mail after it
 // routes the new way, mail accepted before keeps its plan, and an invalid change keeps the last good table.
-import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
@@ -83,6 +84,37 @@ describe('hot reload', () => {
     expect(await revisionAtMetrics()).toBe(rev1);
     await send('nobody@hot.test', 'still');
     await waitFor(has(b, 'nobody@hot.test', 'still'), { what: 'mail still routed by the last good table' });
+  });
+
+  it('a named pipe dropped into the folder is reported, and the next valid change is still served', async () => {
+    // Before, reading the pipe waited for a writer forever: that reload never ended and no later change was served.
+    const rev0 = await revisionAtMetrics();
+    execFileSync('mkfifo', [join(r.manifests, 'pipe.yaml')]);
+    const err = await waitFor(
+      async () => {
+        const body = JSON.parse((await httpGet(r.relay.http.port, '/readyz')).body) as {
+          lastError: { errors: string[] } | null;
+        };
+        const text = body.lastError?.errors.join('\n') ?? '';
+        return text.includes('pipe.yaml') ? text : undefined;
+      },
+      { timeoutMs: 5000, what: 'the named pipe to be reported' },
+    );
+    expect(err).toMatch(/a named pipe, not a manifest file/);
+    expect(await revisionAtMetrics()).toBe(rev0);
+    await unlink(join(r.manifests, 'pipe.yaml'));
+    await writeFile(
+      join(r.manifests, 'hot.yaml'),
+      dualDomain('hot.test', a.port, b.port, { mode: 'Direct' }),
+    );
+    await waitFor(async () => ((await revisionAtMetrics()) !== rev0 ? true : undefined), {
+      timeoutMs: 5000,
+      what: 'the valid change after the pipe',
+    });
+    await send('again@hot.test', 'after-pipe');
+    await waitFor(has(a, 'again@hot.test', 'after-pipe'), {
+      what: 'mail routed by the change after the pipe',
+    });
   });
 });
 
