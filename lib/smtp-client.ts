@@ -42,9 +42,19 @@ export interface SmtpTimeouts {
   connectionMs: number;
   greetingMs: number;
   socketMs: number;
+  /**
+   * The wait for the reply to the final dot, when longer than socketMs (RFC 5321 §4.5.3.2.6: 10 minutes; Postfix's
+   * smtp_data_done_timeout). The server may be delivering meanwhile: giving up early sends the message again later.
+   */
+  finalReplyMs?: number;
 }
 
-export const DEFAULT_TIMEOUTS: SmtpTimeouts = { connectionMs: 30_000, greetingMs: 60_000, socketMs: 300_000 };
+export const DEFAULT_TIMEOUTS: SmtpTimeouts = {
+  connectionMs: 30_000,
+  greetingMs: 60_000,
+  socketMs: 300_000,
+  finalReplyMs: 600_000,
+};
 
 /**
  * The nodemailer client options for one destination: host (and the name for TLS when host is an address), port, our

@@ -90,6 +90,9 @@ export function handoffTransportFactory(opts: HandoffTransportOptions): HandoffT
       connectionMs: opts.timeouts?.connectionMs ?? 5_000,
       greetingMs: opts.timeouts?.greetingMs ?? 10_000,
       socketMs: opts.timeouts?.socketMs ?? 30_000,
+      // a peer relay answers the final dot once the message is on its disk: no delivery to wait for, and a drain
+      // has a deadline
+      finalReplyMs: 0,
     },
   });
   const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;

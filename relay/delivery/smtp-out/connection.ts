@@ -8,7 +8,8 @@
 // ESMTP parameters of the caller's own for MAIL FROM and for each recipient's RCPT TO (checked before, by the pool).
 //
 // Timeouts as nodemailer's: connectionMs bounds connecting; greetingMs the wait for the greeting and a STARTTLS
-// handshake, neither past connectionMs from the start; socketMs is the inactivity limit from the connect on.
+// handshake, neither past connectionMs from the start; socketMs is the inactivity limit from the connect on, except
+// while the reply to the final dot is awaited: finalReplyMs then, when longer (RFC 5321 §4.5.3.2.6: 10 minutes).
 // A 421 reply ends the connection wherever it comes (RFC 5321 §3.8); so do a server that closes, a socket error, a
 // timeout and a reply nobody asked for. Every operation (open, send, reset) reports exactly once, whatever happens.
 //
@@ -106,6 +107,10 @@ export class SmtpConnection {
   private handlers: Handler[] = [];
   private phaseTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** When the final dot of the transaction in flight was written (performance.now()); undefined otherwise. */
+  private finalSince: number | undefined;
+  /** The socket's inactivity limit was raised towards finalReplyMs, to be set back when the transaction ends. */
+  private finalExtended = false;
   private isIdle = false;
   /** The set-up (greeting, STARTTLS handshake) must end before this (connectionMs after it started). */
   private deadline = 0;
@@ -379,6 +384,11 @@ export class SmtpConnection {
       if (settled) return;
       settled = true;
       this.inBody = false;
+      this.finalSince = undefined;
+      if (this.finalExtended) {
+        this.finalExtended = false;
+        this.socket?.setTimeout(this.s.timeouts.socketMs);
+      }
       if (this.onBreak === onBreak) this.onBreak = undefined;
       stopBody?.();
       done({ result, bodyStarted });
@@ -500,6 +510,7 @@ export class SmtpConnection {
       stopBody = writeBody(socket, body, (failure) => {
         if (failure === undefined) {
           bodyEnded = true;
+          if (!settled) this.finalSince = performance.now();
           return;
         }
         // never the final dot after a body that could not be read in full
@@ -665,6 +676,17 @@ export class SmtpConnection {
   };
 
   private readonly onTimeout = (): void => {
+    // the reply to the final dot gets finalReplyMs from the dot (the server may be delivering meanwhile), not the
+    // inactivity limit: armed only when that limit ran out first, so a transaction pays nothing for it
+    const finalMs = this.s.timeouts.finalReplyMs ?? 0;
+    if (this.finalSince !== undefined && finalMs > this.s.timeouts.socketMs) {
+      const left = finalMs - (performance.now() - this.finalSince);
+      if (left > 0 && this.socket !== undefined) {
+        this.finalExtended = true;
+        this.socket.setTimeout(Math.ceil(left));
+        return;
+      }
+    }
     this.fail(smtpFailure('ETIMEDOUT', 'Timeout'));
   };
 

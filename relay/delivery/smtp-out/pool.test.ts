@@ -374,9 +374,56 @@ describe('421, closes and silence', () => {
       await s.data();
       await s.closed;
     });
-    expect(await send(client(server.port, {}, { ...FAST, socketMs: 300 }))).toEqual({
+    // finalReplyMs 0: the final reply waits socketMs, as any reply (the wait is the next test's)
+    expect(await send(client(server.port, {}, { ...FAST, socketMs: 300, finalReplyMs: 0 }))).toEqual({
       'b@x.example': { kind: 'network', text: 'ETIMEDOUT: Timeout' },
     });
+    expect(server.connections).toBe(1);
+  });
+
+  it('a final reply slower than the inactivity limit but within finalReplyMs (RFC 5321: 10 minutes): delivered once, and the limit is back for the next transaction', async () => {
+    // Before, the inactivity limit (5 minutes by default) applied to the final reply too: a server still delivering
+    // got the message again at the next attempt.
+    let sessions = 0;
+    const server = await scripted(async (s) => {
+      const first = ++sessions === 1;
+      await s.hello(['PIPELINING']);
+      if (first) {
+        for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+        await s.reply('250 ok', '250 ok', '354 go ahead');
+        await s.data();
+        // the server delivering: slower than socketMs (the delay is the server's behaviour, not a synchronization)
+        await new Promise((r) => setTimeout(r, 900));
+        await s.reply('250 2.0.0 queued after a while');
+      }
+      // the next transaction (and the pool's one retry of it on a fresh connection): never answered
+      await expectLine(s, /^MAIL/);
+      await s.closed;
+    });
+    const t = client(server.port, {}, { ...FAST, socketMs: 300, finalReplyMs: 5000 });
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued after a while') });
+    const started = performance.now();
+    expect(await send(t)).toEqual({ 'b@x.example': { kind: 'network', text: 'ETIMEDOUT: Timeout' } });
+    // the silent MAIL timed out on the inactivity limit (twice: the retry on a fresh connection), not on finalReplyMs
+    expect(performance.now() - started).toBeLessThan(2500);
+    expect(server.connections).toBe(2);
+  });
+
+  it('no final reply within finalReplyMs: the timeout, measured from the final dot', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.data();
+      await s.closed;
+    });
+    const started = performance.now();
+    expect(await send(client(server.port, {}, { ...FAST, socketMs: 200, finalReplyMs: 700 }))).toEqual({
+      'b@x.example': { kind: 'network', text: 'ETIMEDOUT: Timeout' },
+    });
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThanOrEqual(650);
+    expect(took).toBeLessThan(3000);
     expect(server.connections).toBe(1);
   });
 

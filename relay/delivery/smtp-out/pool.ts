@@ -105,6 +105,7 @@ export function smtpOutTransportFactory(opts: SmtpOutOptions): (target: ServerTa
     connectionMs: opts.timeouts?.connectionMs ?? DEFAULT_TIMEOUTS.connectionMs,
     greetingMs: opts.timeouts?.greetingMs ?? DEFAULT_TIMEOUTS.greetingMs,
     socketMs: opts.timeouts?.socketMs ?? DEFAULT_TIMEOUTS.socketMs,
+    finalReplyMs: opts.timeouts?.finalReplyMs ?? DEFAULT_TIMEOUTS.finalReplyMs,
   };
   const times = { idleMs: opts.idleMs ?? IDLE_MS, requeueDelayMs: opts.requeueDelayMs ?? REQUEUE_DELAY_MS };
   return (target) =>
