@@ -149,15 +149,18 @@ export async function spawnRelay(
   });
   proc.stderr?.on('data', (c: Buffer) => logs.push(c.toString()));
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  let gone = false;
-  void exited.then(() => (gone = true));
-  const s = await waitFor(
-    () => started ?? (gone ? Promise.reject(new Error(`relay exited:\n${logs.join('\n')}`)) : undefined),
-    {
-      timeoutMs: 15_000,
-      what: 'the relay child to start',
-    },
-  ).catch((err: unknown) => {
+  // a relay that exits before it started fails the wait at once, with its output (waitFor alone waited out its 15 s:
+  // it retries a condition that throws); once all its output is read ('close'), never after it started
+  const endedEarly = new Promise<never>((_, reject) =>
+    proc.on('close', (code) => {
+      if (started === undefined)
+        reject(new Error(`relay exited (${code}) before it started:\n${logs.join('\n')}`));
+    }),
+  );
+  const s = await Promise.race([
+    waitFor(() => started, { timeoutMs: 15_000, what: 'the relay child to start' }),
+    endedEarly,
+  ]).catch((err: unknown) => {
     proc.kill('SIGKILL'); // never leave a child that did not start (it would outlive the test run)
     throw err;
   });

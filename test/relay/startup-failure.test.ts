@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unreachableKubeconfig } from '../support/kubeconfig.ts';
 import { freePort } from '../support/net.ts';
-import { NODE, ROOT, tempDir } from './relay-harness.ts';
+import { NODE, ROOT, spawnRelay, tempDir } from './relay-harness.ts';
 
 /** A loopback port held by a listener that never answers (EADDRINUSE for whoever binds it next). */
 async function busyPort(): Promise<{ port: number; server: Server }> {
@@ -179,5 +179,17 @@ describe('start-up failures end the process before SMTP accepts anything', () =>
     );
     expect(r.code, r.out).toBe(1);
     expect(r.out).toMatch(/EADDRINUSE/);
+  });
+
+  it('the test harness: a relay child that exits before it started fails spawnRelay at once, with its output', async () => {
+    // spawnRelay used to wait out its 15 s for a child that had exited at once (a typo in a test's flags)
+    const started = performance.now();
+    const err = await spawnRelay(['--no-such-flag']).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/relay exited \(\d+\) before it started:[\s\S]*no-such-flag/);
+    expect(performance.now() - started).toBeLessThan(10_000);
   });
 });
