@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatManifestError } from '../routing/parse.ts';
 import { loadAndCompile, loadManifests } from './manifests.ts';
@@ -91,11 +92,23 @@ describe('what is not a manifest file: before, a named pipe hung the read foreve
     expect(r.objects.map((o) => o.metadata.name)).toEqual(['a']);
   });
 
-  it('a named pipe named on the command line is refused too, not waited on', async () => {
+  it('a named pipe named on the command line is read (-f /dev/stdin), through the size bound', async () => {
     const dir = mkdtempSync(join(root, 'pipe-'));
-    execFileSync('mkfifo', [join(dir, 'p')]);
-    const r = await loadManifests([join(dir, 'p')]);
-    expect(r.errors.map((e) => e.message)).toEqual(['a named pipe, not a manifest file: not read']);
+    const pipe = join(dir, 'p');
+    execFileSync('mkfifo', [pipe]);
+    // the writer opens the pipe once the loader does (each open waits for the other side)
+    const writer = writeFile(pipe, domain('piped', 'piped.example'));
+    const r = await loadManifests([pipe]);
+    await writer;
+    expect(r.errors).toEqual([]);
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['piped']);
+  });
+
+  it('a device named on the command line stops at the size bound', async () => {
+    const r = await loadManifests(['/dev/zero'], { maxFileBytes: 1024, maxTotalBytes: 4096 });
+    expect(r.errors.map((e) => e.message)).toEqual([
+      'grew past the 1 KiB a manifest file may have while it was read (raise it with --max-manifest-size)',
+    ]);
   });
 
   it('a folder is read once: a link back to it (a loop) or to a folder read already is an error naming both', async () => {

@@ -48,6 +48,13 @@ export function parseBytes(s: string): number | undefined {
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
+/** A file to read: its size when listed; stream: named on the command line and not a regular file (a pipe). */
+interface ListedFile {
+  path: string;
+  size: number;
+  stream?: true;
+}
+
 /** What a path that is neither a folder nor a regular file is, for the error that names it. */
 function fileKind(st: Stats): string {
   if (st.isFIFO()) return 'a named pipe';
@@ -64,7 +71,7 @@ function fileKind(st: Stats): string {
  */
 async function listFiles(
   path: string,
-  out: { path: string; size: number }[],
+  out: ListedFile[],
   errors: ParsedManifests['errors'],
   top: boolean,
   folders: Map<string, string>,
@@ -92,6 +99,9 @@ async function listFiles(
       if (e.startsWith('.')) continue; // .git, editor swap files, Kubernetes ..data symlinks of mounted ConfigMaps
       await listFiles(join(path, e), out, errors, false, folders);
     }
+  } else if (top && !st.isFile()) {
+    // named on the command line: `-f /dev/stdin` reads what a pipe brings, still through the size bound
+    out.push({ path, size: 0, stream: true });
   } else if (top || MANIFEST_FILE.test(path)) {
     if (st.isFile()) out.push({ path, size: st.size });
     else errors.push({ file: path, message: `${fileKind(st)}, not a manifest file: not read` });
@@ -104,18 +114,19 @@ async function listFiles(
  * was listed is refused, not waited on.
  */
 async function readManifestFile(
-  file: string,
+  file: ListedFile,
   max: number,
 ): Promise<{ text: string } | { tooBig: number } | { notFile: string }> {
-  const fh = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  const fh = await open(file.path, fsConstants.O_RDONLY | (file.stream ? 0 : fsConstants.O_NONBLOCK));
   try {
     const st = await fh.stat();
-    if (!st.isFile()) return { notFile: fileKind(st) };
+    if (!st.isFile() && file.stream !== true) return { notFile: fileKind(st) };
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
       const chunk = Buffer.allocUnsafe(Math.min(max + 1 - total, 1024 * 1024));
-      const { bytesRead } = await fh.read(chunk, 0, chunk.length, total);
+      // a pipe has no positions: read on from where it is
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, file.stream ? null : total);
       if (bytesRead === 0) return { text: Buffer.concat(chunks, total).toString('utf8') };
       chunks.push(chunk.subarray(0, bytesRead));
       total += bytesRead;
@@ -135,12 +146,13 @@ export async function loadManifests(
   limits: ManifestLimits = DEFAULT_MANIFEST_LIMITS,
 ): Promise<ParsedManifests> {
   const errors: ParsedManifests['errors'] = [];
-  const files: { path: string; size: number }[] = [];
+  const files: ListedFile[] = [];
   const folders = new Map<string, string>();
   for (const p of paths) await listFiles(p, files, errors, true, folders);
   const parts: ParsedManifests[] = [];
   let total = 0;
-  for (const { path: file, size } of files) {
+  for (const listed of files) {
+    const { path: file, size } = listed;
     const tooBig = (n: number) =>
       `${formatBytes(n)} is more than the ${formatBytes(limits.maxFileBytes)} a manifest file may have (raise it with --max-manifest-size)`;
     if (size > limits.maxFileBytes) {
@@ -157,7 +169,7 @@ export async function loadManifests(
     }
     let read;
     try {
-      read = await readManifestFile(file, limits.maxFileBytes);
+      read = await readManifestFile(listed, limits.maxFileBytes);
     } catch (err) {
       errors.push({ file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
       continue;

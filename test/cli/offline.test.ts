@@ -85,6 +85,21 @@ describe('mailroute check / render on the examples', () => {
     expect(Object.keys(table.domains)).toEqual(['example.com']);
   });
 
+  it('check -f /dev/stdin reads the manifests a shell pipe brings (a named pipe in a folder is refused instead)', async () => {
+    const file = join(examples, 'demo', 'mailroute.yaml');
+    const r = await new Promise<Run>((resolve) => {
+      execFile(
+        'sh',
+        ['-c', 'cat "$1" | "$2" "$3" check -f /dev/stdin', 'sh', file, nodeBin, mailroute],
+        { cwd: root, timeout: 30_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr }),
+      );
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ok: 2 objects \(1 MailDomain, 1 DeliveryPolicy\)/m);
+  });
+
   it('checks all examples at once (directories are read recursively)', async () => {
     // Every example declares example.com: together they conflict, and check says so.
     const r = await run('check', '-f', examples);
