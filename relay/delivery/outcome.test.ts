@@ -192,6 +192,20 @@ describe('too many recipients in one transaction', () => {
   ])('decideLeg, %s', (_, reply, at, want) => {
     expect(decideLeg(legOf('primary', 'Notify'), reply, ctx(at))).toMatchObject(want);
   });
+
+  it('a leg sent on at once owes no delay notice for it; one left for the schedule does, past --delay-warning', () => {
+    const late = { ...ctx(50_000), delayWarningMs: 40_000 };
+    expect(decideLeg(legOf('primary', 'Notify'), { ...over, recipientLimit: 'now' }, late)).toMatchObject({
+      state: 'deferred',
+      delayDsn: false,
+    });
+    expect(
+      decideLeg(legOf('primary', 'Notify'), { ...over, recipientLimit: 'schedule' }, late),
+    ).toMatchObject({
+      state: 'deferred',
+      delayDsn: true,
+    });
+  });
 });
 
 describe('enhancedStatus and formatAttemptReply', () => {

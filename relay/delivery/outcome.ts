@@ -132,7 +132,9 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
     return final('4.4.7', true, `expired after ${leg.attempts + 1} attempts; last: ${text}`);
   }
   // One delay notice per leg, only for legs whose failure would bounce (never a suppressed copy), never to <>.
+  // (a leg whose next transaction goes at once is not delayed by this reply: it owes no notice for it)
   const delayDsn =
+    overLimit !== 'now' &&
     !suppress &&
     !ctx.nullSender &&
     (ctx.delayWarningMs ?? 0) > 0 &&
