@@ -247,9 +247,10 @@ export async function attempt(
  * transaction makes progress; 'schedule' when it took none.
  */
 export function markRecipientLimit(
-  byRecipient: ReadonlyMap<string, AttemptReply>,
+  byRecipient: Map<string, AttemptReply>,
 ): Map<string, AttemptReply> {
   const replies = [...byRecipient.values()];
+  if (!replies.some(isRecipientLimitReply)) return byRecipient; // the usual case: nothing to mark, nothing copied
   const progress = replies.some((r) => r.kind === 'smtp' && r.code >= 200 && r.code < 300);
   return new Map(
     [...byRecipient].map(([rcpt, r]) => [
