@@ -246,9 +246,7 @@ export async function attempt(
  * isRecipientLimitReply): 'now' when the server delivered the message to other recipients of it, so each next
  * transaction makes progress; 'schedule' when it took none.
  */
-export function markRecipientLimit(
-  byRecipient: Map<string, AttemptReply>,
-): Map<string, AttemptReply> {
+export function markRecipientLimit(byRecipient: Map<string, AttemptReply>): Map<string, AttemptReply> {
   const replies = [...byRecipient.values()];
   if (!replies.some(isRecipientLimitReply)) return byRecipient; // the usual case: nothing to mark, nothing copied
   const progress = replies.some((r) => r.kind === 'smtp' && r.code >= 200 && r.code < 300);
