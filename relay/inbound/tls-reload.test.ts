@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../test/support/tls.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { checkTlsPair, watchTlsFiles, type TlsCertificateInfo, type TlsPair } from './tls-reload.ts';
 
 const a = makeSelfSigned('relay-a.test');
@@ -61,19 +62,25 @@ describe('watchTlsFiles', () => {
     };
   };
 
-  it('takes a new valid pair once, keeps the pair in use through a broken one, and reports each problem once', async () => {
+  /** A watcher of cert.pem and key.pem (pair a in use) over the files above: the subjects taken, the problems told. */
+  const watcher = (intervalMs: number) => {
     const { files: m, read } = files();
     const changes: string[] = [];
     const problems: string[] = [];
     const w = watchTlsFiles({
       certFile: 'cert.pem',
       keyFile: 'key.pem',
-      intervalMs: 0,
+      intervalMs,
       current: pair(a),
       read,
       onChange: (_p, info) => changes.push(info.subject),
       onError: (p) => problems.push(p),
     });
+    return { w, m, changes, problems };
+  };
+
+  it('takes a new valid pair once, keeps the pair in use through a broken one, and reports each problem once', async () => {
+    const { w, m, changes, problems } = watcher(0);
     await w.check();
     expect([changes, problems]).toEqual([[], []]); // unchanged
 
@@ -101,21 +108,10 @@ describe('watchTlsFiles', () => {
   });
 
   it('reads on its own every intervalMs', async () => {
-    const { files: m, read } = files();
-    const changes: string[] = [];
-    const w = watchTlsFiles({
-      certFile: 'cert.pem',
-      keyFile: 'key.pem',
-      intervalMs: 20,
-      current: pair(a),
-      read,
-      onChange: (_p, info) => changes.push(info.subject),
-      onError: () => undefined,
-    });
+    const { w, m, changes } = watcher(20);
     try {
       m.set('cert.pem', Buffer.from(b.cert));
       m.set('key.pem', Buffer.from(b.key));
-      const { waitFor } = await import('../../test/support/wait.ts');
       await waitFor(() => changes.length === 1, { timeoutMs: 2000, what: 'the timer to take the new pair' });
       expect(changes).toEqual(['CN=relay-b.test']);
     } finally {

@@ -3,7 +3,6 @@
 // renews them (a new folder, then ..data swapped to it in one rename), as cert-manager's renewal reaches a pod. A new
 // STARTTLS session gets the new certificate within --tls-reload-interval; a pair whose key does not match is refused
 // with an error, and the certificate in use stays.
-import { spawn } from 'node:child_process';
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -17,8 +16,6 @@ import {
   httpGet,
   loopbackRelayArgs,
   metricValue,
-  NODE,
-  ROOT,
   spawnRelay,
   tempDir,
   writeManifests,
@@ -187,19 +184,15 @@ describe('STARTTLS certificate renewal', () => {
     await writeFile(join(dir, 'tls.crt'), a.cert);
     await writeFile(join(dir, 'tls.key'), b.key);
     await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain('tls.test', 1, 2) });
-    const proc = spawn(
-      NODE,
-      [
-        join(ROOT, 'bin/mailroute.js'),
-        'relay',
-        ...loopbackRelayArgs(dir, ['--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')]),
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+    const err = await spawnRelay(
+      loopbackRelayArgs(dir, ['--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')]),
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
     );
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => proc.on('exit', resolve));
-    expect(code).toBe(1);
-    expect(stderr).toMatch(/--tls-cert\/--tls-key: the key does not go with the certificate/);
+    expect(err).toBeInstanceOf(Error);
+    // exit 1 before it started, its output naming the two flags
+    expect((err as Error).message).toMatch(/^relay exited \(1\) before it started:/);
+    expect((err as Error).message).toMatch(/--tls-cert\/--tls-key: the key does not go with the certificate/);
   });
 });

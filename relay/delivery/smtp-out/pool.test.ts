@@ -83,6 +83,16 @@ async function send(t: ServerTransport, r: SendRequest = req()): Promise<Record<
 }
 
 /**
+ * The server side of a pipelined transaction to one recipient up to the body: MAIL, RCPT and DATA read, accepted in
+ * one write, and the body taken; no final reply (each test decides it). Returns the body (undefined: closed).
+ */
+async function takeBody(s: ScriptedSession): Promise<Buffer | undefined> {
+  for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
+  await s.reply('250 ok', '250 ok', '354 go ahead');
+  return s.data();
+}
+
+/**
  * A pipelined transaction on the server side: MAIL, the RCPTs, DATA read first, then their replies in one write, the
  * body, and the final reply. Returns the body as received (still dot-stuffed).
  */
@@ -369,9 +379,7 @@ describe('421, closes and silence', () => {
   it('no reply after the body: the socket timeout, and the message is not sent again', async () => {
     const server = await scripted(async (s) => {
       await s.hello(['PIPELINING']);
-      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
-      await s.reply('250 ok', '250 ok', '354 go ahead');
-      await s.data();
+      await takeBody(s);
       await s.closed;
     });
     // finalReplyMs 0: the final reply waits socketMs, as any reply (the wait is the next test's)
@@ -389,9 +397,7 @@ describe('421, closes and silence', () => {
       const first = ++sessions === 1;
       await s.hello(['PIPELINING']);
       if (first) {
-        for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
-        await s.reply('250 ok', '250 ok', '354 go ahead');
-        await s.data();
+        await takeBody(s);
         // the server delivering: slower than socketMs (the delay is the server's behaviour, not a synchronization)
         await new Promise((r) => setTimeout(r, 900));
         await s.reply('250 2.0.0 queued after a while');
@@ -412,9 +418,7 @@ describe('421, closes and silence', () => {
   it('no final reply within finalReplyMs: the timeout, measured from the final dot', async () => {
     const server = await scripted(async (s) => {
       await s.hello(['PIPELINING']);
-      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
-      await s.reply('250 ok', '250 ok', '354 go ahead');
-      await s.data();
+      await takeBody(s);
       await s.closed;
     });
     const started = performance.now();
@@ -431,9 +435,7 @@ describe('421, closes and silence', () => {
     const server = await scripted(async (s) => {
       await s.hello(['PIPELINING']);
       await transaction(s);
-      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
-      await s.reply('250 ok', '250 ok', '354 go ahead');
-      await s.data();
+      await takeBody(s);
       s.destroy();
     });
     const t = client(server.port);
@@ -1206,9 +1208,7 @@ describe('the pool', () => {
     const held = new Promise<void>((resolve) => (release = resolve));
     const server = await scripted(async (s) => {
       await s.hello(['PIPELINING']);
-      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
-      await s.reply('250 ok', '250 ok', '354 go ahead');
-      await s.data();
+      await takeBody(s);
       await held;
       await s.reply('250 2.0.0 queued');
       await expectLine(s, 'QUIT');
