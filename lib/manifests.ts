@@ -48,10 +48,15 @@ export function parseBytes(s: string): number | undefined {
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
-/** A file to read: its size when listed; stream: named on the command line and not a regular file (a pipe). */
-interface ListedFile {
+/**
+ * A file to read, as listed: its size, inode and mtime (the relay's folder watcher fingerprints them); stream: named
+ * on the command line and not a regular file (a pipe).
+ */
+export interface ListedFile {
   path: string;
   size: number;
+  ino: number;
+  mtimeMs: number;
   stream?: true;
 }
 
@@ -94,16 +99,25 @@ async function listFiles(
       return;
     }
     folders.set(id, path);
-    const entries = (await readdir(path)).sort();
+    let entries: string[];
+    try {
+      entries = (await readdir(path)).sort();
+    } catch (err) {
+      errors.push({
+        file: path,
+        message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      });
+      return;
+    }
     for (const e of entries) {
       if (e.startsWith('.')) continue; // .git, editor swap files, Kubernetes ..data symlinks of mounted ConfigMaps
       await listFiles(join(path, e), out, errors, false, folders);
     }
   } else if (top && !st.isFile()) {
     // named on the command line: `-f /dev/stdin` reads what a pipe brings, still through the size bound
-    out.push({ path, size: 0, stream: true });
+    out.push({ path, size: 0, ino: st.ino, mtimeMs: st.mtimeMs, stream: true });
   } else if (top || MANIFEST_FILE.test(path)) {
-    if (st.isFile()) out.push({ path, size: st.size });
+    if (st.isFile()) out.push({ path, size: st.size, ino: st.ino, mtimeMs: st.mtimeMs });
     else errors.push({ file: path, message: `${fileKind(st)}, not a manifest file: not read` });
   }
 }
@@ -138,6 +152,20 @@ async function readManifestFile(
 }
 
 /**
+ * The manifest files under `paths` as loadManifests reads them (folders recursively and once each, dot-files
+ * skipped, sorted), and what cannot be read. The one walk: the relay's folder watcher fingerprints the same list.
+ */
+export async function listManifestFiles(
+  paths: readonly string[],
+): Promise<{ files: ListedFile[]; errors: ParsedManifests['errors'] }> {
+  const files: ListedFile[] = [];
+  const errors: ParsedManifests['errors'] = [];
+  const folders = new Map<string, string>();
+  for (const p of paths) await listFiles(p, files, errors, true, folders);
+  return { files, errors };
+}
+
+/**
  * Reads every manifest under `paths`. Never throws for bad input: unreadable paths, YAML errors, unknown kinds
  * and schema errors are returned in `errors`, and the valid objects in `objects` (plus v1 Secrets in `secrets`).
  */
@@ -145,10 +173,7 @@ export async function loadManifests(
   paths: readonly string[],
   limits: ManifestLimits = DEFAULT_MANIFEST_LIMITS,
 ): Promise<ParsedManifests> {
-  const errors: ParsedManifests['errors'] = [];
-  const files: ListedFile[] = [];
-  const folders = new Map<string, string>();
-  for (const p of paths) await listFiles(p, files, errors, true, folders);
+  const { files, errors } = await listManifestFiles(paths);
   const parts: ParsedManifests[] = [];
   let total = 0;
   for (const listed of files) {

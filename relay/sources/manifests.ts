@@ -14,8 +14,6 @@ import {
 import { createPolledSource, type LoadOutcome } from './polled.ts';
 import type { RoutingSource } from './types.ts';
 
-const MANIFEST_FILE = (name: string): boolean => /\.(ya?ml|json)$/i.test(name);
-
 /** Reads and compiles every manifest file under dir with the routing core's loader (the same as `mailroute check`). */
 export async function loadManifestsDir(
   dir: string,
@@ -119,7 +117,6 @@ export function createManifestsSource(opts: {
     kind: 'manifests',
     path: opts.dir,
     required: { flag: '--manifests', kind: 'directory' },
-    filter: MANIFEST_FILE,
     load: () =>
       compiler.load(opts.dir, opts.clock ?? (() => new Date()), opts.limits ?? DEFAULT_MANIFEST_LIMITS),
     logger: opts.logger,

@@ -16,7 +16,6 @@ export interface PolledSourceOptions {
   load: () => Promise<LoadOutcome>;
   logger: Logger;
   clock?: () => Date;
-  filter?: (name: string) => boolean;
   /**
    * What `path` must be when the source starts: start() rejects, naming `flag`, when it is missing or unreadable (a
    * start-up failure: the relay exits). Content that does not load only leaves the relay without a table (not ready).
@@ -117,12 +116,11 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
     opts.kind,
     async () => {
       await requirePath(opts.path, opts.required);
-      const fp = await fingerprint(opts.path, opts.filter);
+      const fp = await fingerprint(opts.path);
       await reload();
       watcher = watchPath(
         {
           path: opts.path,
-          ...(opts.filter ? { filter: opts.filter } : {}),
           ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
           ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
         },

@@ -2,65 +2,22 @@
 // always works (editors that replace files, ConfigMap symlink swaps, file systems without inotify). A change is
 // reported after a short debounce, at most once per poll interval, never concurrently.
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { listManifestFiles } from '../../lib/manifests.ts';
 import { safeDelay } from '../../routing/timer.ts';
 
 export interface WatchOptions {
-  /** A folder (recursive) or a single file. */
+  /** A folder of manifests (listed as lib/manifests.ts reads it) or a single file. */
   path: string;
   debounceMs?: number;
   pollMs?: number;
-  /** File names considered in a folder. */
-  filter?: (name: string) => boolean;
 }
 
-/** Files under dir (recursive, sorted, dot-files skipped) with their stats. */
-async function listFiles(
-  dir: string,
-  filter: (name: string) => boolean = () => true,
-): Promise<{ path: string; ino: number; size: number; mtimeMs: number }[]> {
-  const out: { path: string; ino: number; size: number; mtimeMs: number }[] = [];
-  // a folder is walked once, as lib/manifests.ts reads it once: a symbolic link loop is not walked down 8 times
-  const seen = new Set<string>();
-  const walk = async (d: string, depth: number): Promise<void> => {
-    let names: string[];
-    try {
-      names = await readdir(d);
-    } catch {
-      return;
-    }
-    names.sort();
-    for (const name of names) {
-      if (name.startsWith('.')) continue;
-      const p = join(d, name);
-      try {
-        const s = await stat(p);
-        if (s.isDirectory()) {
-          const id = `${s.dev}:${s.ino}`;
-          if (depth < 8 && !seen.has(id)) {
-            seen.add(id);
-            await walk(p, depth + 1);
-          }
-        } else if (filter(name)) {
-          out.push({ path: p, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs });
-        }
-      } catch {
-        // vanished between readdir and stat: the next poll sees it
-      }
-    }
-  };
-  const top = await stat(dir).catch(() => undefined);
-  if (top !== undefined) seen.add(`${top.dev}:${top.ino}`);
-  await walk(dir, 0);
-  return out;
-}
-
-/** A stat fingerprint: names, sizes, mtimes and inodes of the watched files; '' when the path is missing. */
-export async function fingerprint(
-  path: string,
-  filter: (name: string) => boolean = () => true,
-): Promise<string> {
+/**
+ * A stat fingerprint: for a folder, the manifest files lib/manifests.ts would read (path, inode, size, mtime) and
+ * what it could not list (a pipe dropped in, a loop), so a reload reports it; '' when the path is missing.
+ */
+export async function fingerprint(path: string): Promise<string> {
   let st;
   try {
     st = await stat(path);
@@ -68,8 +25,12 @@ export async function fingerprint(
     return '';
   }
   if (!st.isDirectory()) return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  const files = await listFiles(path, filter);
-  return `dir\n${files.map((f) => `${f.path}\u0000${f.ino}:${f.size}:${f.mtimeMs}`).join('\n')}`;
+  const { files, errors } = await listManifestFiles([path]);
+  return [
+    'dir',
+    ...files.map((f) => `${f.path}\u0000${f.ino}:${f.size}:${f.mtimeMs}`),
+    ...errors.map((e) => `${e.file}\u0000${e.message}`),
+  ].join('\n');
 }
 
 export interface Watcher {
@@ -96,7 +57,7 @@ export function watchPath(opts: WatchOptions, initial: string, onChange: () => P
     try {
       do {
         again = false;
-        const fp = await fingerprint(opts.path, opts.filter);
+        const fp = await fingerprint(opts.path);
         if (fp !== last && !closed) {
           last = fp;
           await onChange();
