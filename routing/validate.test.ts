@@ -173,6 +173,18 @@ const invalid: [string, unknown, string, string][] = [
     '<= 1000',
   ],
   [
+    'maxRecipientsPerTransaction zero',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', maxRecipientsPerTransaction: 0 }] }),
+    'spec.servers[0].maxRecipientsPerTransaction',
+    '>= 1',
+  ],
+  [
+    'maxRecipientsPerTransaction not a whole number',
+    md({ domain: 'example.com', servers: [{ name: 'a', host: 'h', maxRecipientsPerTransaction: 2.5 }] }),
+    'spec.servers[0].maxRecipientsPerTransaction',
+    'integer',
+  ],
+  [
     'duplicate server names (CEL)',
     md({
       domain: 'example.com',
