@@ -181,6 +181,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     now,
     timers,
     concurrency: opts.loadConcurrency ?? 64,
+    fresh: (id) => queue.get(id)?.fresh === true,
     run: (id) => {
       const p = look(id).catch((err: unknown) => {
         log.error({ err, queueId: id }, 'delivery: could not process message; retrying later');
@@ -413,7 +414,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   // ---------------- API ----------------
   const notify = (id: string): void => {
     if (stopped) return;
-    if (!queue.has(id)) queue.add(id, now());
+    if (!queue.has(id)) queue.add(id, now(), true);
     scheduler.wake(id);
   };
 

@@ -7,19 +7,52 @@
 //
 // Exports: Entry, QueueIndex.
 import type { RelayMetrics } from '../telemetry/metrics.ts';
-import { newMessageResults, type TrackedMessage } from './results.ts';
+import type { MessageResults, TrackedMessage } from './results.ts';
 
-export interface Entry extends TrackedMessage {
+/**
+ * One queued message as the engine tracks it. A deferred message at rest holds no set and no result batch (about 100
+ * bytes instead of 570): they are made when first used and let go again when it is deferred (rest()), so the queue a
+ * long outage builds up costs less memory per message (docs/queue.md "A long outage").
+ */
+export class Entry implements TrackedMessage {
   receivedAt: number;
-  kind: 'pending' | 'deferred';
+  /**
+   * New mail: accepted (or a DSN spooled) by this process and not deferred yet. The scheduler's lane of new mail takes
+   * turns with the rest (scheduler.ts). Cleared for good when every open leg waits for a retry.
+   */
+  fresh: boolean;
+  kind: 'pending' | 'deferred' = 'pending';
   /** flush(): try deferred legs regardless of nextAttemptAt. */
-  force: boolean;
+  force = false;
   /** A DSN for the message is being built and spooled (bounce.ts). */
-  dsnBusy: boolean;
-  /** Destinations (destinationKey) this message waits on for a dispatch slot. */
-  blockedOn: Set<string>;
+  dsnBusy = false;
   /** Being removed: no longer in the queue gauge (see QueueIndex.leaving). */
-  leaving: boolean;
+  leaving = false;
+  /** results.ts's batch of results not written yet; undefined when there is none. */
+  results: MessageResults | undefined = undefined;
+  private inflightSet: Set<number> | undefined = undefined;
+  private blockedSet: Set<string> | undefined = undefined;
+
+  constructor(receivedAt: number, fresh: boolean) {
+    this.receivedAt = receivedAt;
+    this.fresh = fresh;
+  }
+
+  /** Leg indexes with a transaction in flight. */
+  get inflight(): Set<number> {
+    return (this.inflightSet ??= new Set());
+  }
+
+  /** Destinations (destinationKey) this message waits on for a dispatch slot. */
+  get blockedOn(): Set<string> {
+    return (this.blockedSet ??= new Set());
+  }
+
+  /** Lets go of the sets while they are empty (the message is deferred: nothing in flight, no slot awaited). */
+  rest(): void {
+    if (this.inflightSet?.size === 0) this.inflightSet = undefined;
+    if (this.blockedSet?.size === 0) this.blockedSet = undefined;
+  }
 }
 
 export class QueueIndex {
@@ -68,18 +101,9 @@ export class QueueIndex {
     return [...this.unroutable.keys()];
   }
 
-  /** A new entry for a message received at receivedAt (ms), replacing any. */
-  add(id: string, receivedAt: number): Entry {
-    const e: Entry = {
-      receivedAt,
-      kind: 'pending',
-      inflight: new Set(),
-      force: false,
-      dsnBusy: false,
-      blockedOn: new Set(),
-      leaving: false,
-      results: newMessageResults(),
-    };
+  /** A new entry for a message received at receivedAt (ms), replacing any. fresh: new mail (Entry.fresh). */
+  add(id: string, receivedAt: number, fresh = false): Entry {
+    const e = new Entry(receivedAt, fresh);
     const old = this.entries.get(id);
     if (old && !old.leaving) this.bump(old.kind, -1);
     this.entries.set(id, e);
@@ -112,6 +136,10 @@ export class QueueIndex {
   }
 
   setKind(id: string, e: Entry, kind: Entry['kind']): void {
+    if (kind === 'deferred') {
+      e.fresh = false;
+      e.rest();
+    }
     if (e.kind === kind) return;
     const old = e.kind;
     e.kind = kind;

@@ -9,7 +9,7 @@
 // Hook point: `onLegFinal` (optional) is told of every leg whose attempt made it final (delivered, failed or
 // suppressed) once that state is durable; a result that could not be written is not reported (it will be repeated).
 //
-// Exports: Results (one per engine), MessageResults / newMessageResults() (the per-message batch the engine keeps),
+// Exports: Results (one per engine), MessageResults (the per-message batch, made and let go of here),
 // PendingResult, Written, LegFinal.
 import type { Logger } from 'pino';
 import { isFinalLeg, type LegState, type Spool, type SpoolState } from '../spool/types.ts';
@@ -30,7 +30,7 @@ export interface MessageResults {
   flushing: Promise<void> | undefined;
 }
 
-export const newMessageResults = (): MessageResults => ({
+const newMessageResults = (): MessageResults => ({
   pending: [],
   waiters: [],
   timer: undefined,
@@ -40,8 +40,9 @@ export const newMessageResults = (): MessageResults => ({
 /** What the results module needs to know of a queued message. */
 export interface TrackedMessage {
   /** Leg indexes with a transaction in flight (the results written are removed from it). */
-  inflight: Set<number>;
-  results: MessageResults;
+  readonly inflight: Set<number>;
+  /** The batch not written yet: made by record(), let go once everything in it is written (undefined: none). */
+  results: MessageResults | undefined;
 }
 
 /** The outcome of one write. state: as spool.update resolved (null: removed, undefined: gone); writeFailed: not written. */
@@ -141,20 +142,26 @@ export class Results {
   /** Queues a result; resolves once it is written (or given up on) and `written` has run. */
   record(id: string, m: TrackedMessage, result: PendingResult): Promise<void> {
     return new Promise<void>((resolve) => {
-      m.results.pending.push(result);
-      m.results.waiters.push(resolve);
+      const r = (m.results ??= newMessageResults());
+      r.pending.push(result);
+      r.waiters.push(resolve);
       this.kick(id, m);
     });
   }
 
   /** Writes what waits for sibling legs now (stop). */
   flushWaiting(id: string, m: TrackedMessage): void {
-    if (m.results.timer !== undefined) this.flush(id, m);
+    if (m.results?.timer !== undefined) this.flush(id, m);
   }
 
   private kick(id: string, m: TrackedMessage): void {
     const r = m.results;
-    if (r.flushing || r.pending.length === 0) return;
+    if (r === undefined || r.flushing) return;
+    if (r.pending.length === 0) {
+      // everything written: a message at rest holds no batch
+      if (r.timer === undefined) m.results = undefined;
+      return;
+    }
     const covered = new Set(r.pending.flatMap((p) => p.job.indexes));
     const othersInFlight = [...m.inflight].some((i) => !covered.has(i));
     if (othersInFlight && !this.d.stopped() && this.d.coalesceMs > 0) {
@@ -169,6 +176,7 @@ export class Results {
 
   private flush(id: string, m: TrackedMessage): void {
     const r = m.results;
+    if (r === undefined) return;
     if (r.timer !== undefined) {
       this.d.timers.clear(r.timer);
       r.timer = undefined;

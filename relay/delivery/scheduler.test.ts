@@ -21,7 +21,7 @@ describe('DueHeap', () => {
 });
 
 /** A scheduler whose runs finish when the test says so. */
-function harness(concurrency = 2) {
+function harness(concurrency = 2, fresh?: (id: string) => boolean) {
   const clock = new FakeClock(0);
   const ran: string[] = [];
   const finish = new Map<string, () => void>();
@@ -29,6 +29,7 @@ function harness(concurrency = 2) {
     now: () => clock.now,
     timers: clock,
     concurrency,
+    ...(fresh ? { fresh } : {}),
     run: (id) => {
       ran.push(id);
       return new Promise<void>((r) => finish.set(id, r));
@@ -81,6 +82,33 @@ describe('Scheduler', () => {
     expect(ran).toEqual(['a', 'b', 'c']);
     await done('a');
     expect(ran).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('new mail and the backlog take turns: a new message never waits behind the whole backlog', async () => {
+    const { ran, s, done } = harness(1, (id) => id.startsWith('new'));
+    for (const id of ['old1', 'old2', 'old3', 'old4', 'old5']) s.wake(id);
+    s.wake('new1');
+    s.wake('new2');
+    await settle();
+    expect(ran).toEqual(['old1']);
+    for (const id of ['old1', 'new1', 'old2', 'new2', 'old3', 'old4']) await done(id);
+    // one lane alone runs in FIFO order; with both waiting, new mail goes first and they alternate
+    expect(ran).toEqual(['old1', 'new1', 'old2', 'new2', 'old3', 'old4', 'old5']);
+  });
+
+  it('a due retry is woken into the lane `fresh` names at that time', async () => {
+    const fresh = new Set(['b']);
+    const { clock, ran, s, done } = harness(1, (id) => fresh.has(id));
+    s.wake('x');
+    s.at('a', 1_000);
+    s.at('b', 1_000);
+    s.at('c', 1_000);
+    await clock.advance(1_000);
+    await done('x');
+    expect(ran).toEqual(['x', 'b']);
+    await done('b');
+    await done('a');
+    expect(ran).toEqual(['x', 'b', 'a', 'c']);
   });
 
   it('a message woken while it runs runs once more after, never twice at once', async () => {

@@ -8,7 +8,7 @@ import type { DeliveryPlan, Leg, ServerRoute } from '../../routing/model.ts';
 import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
 import { encodeMessageFile, messageFile } from '../../relay/spool/format.ts';
 import { initialState, newQueueIdGenerator, openSpool } from '../../relay/spool/spool.ts';
-import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
+import type { EnvelopeMeta, Spool, SpoolState } from '../../relay/spool/types.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 
 /** Routes nothing: a DSN (or anything else the engine routes) is refused as to an unmanaged domain. */
@@ -116,7 +116,13 @@ export async function writeQueuedDualMessages(
   dir: string,
   n: number,
   ports: readonly [number, number],
-  opts: { domain?: string; legDomain?: string; subject?: string } = {},
+  opts: {
+    domain?: string;
+    legDomain?: string;
+    subject?: string;
+    /** How the message stands (default: as accepted, both legs pending). */
+    state?: (s: SpoolState) => SpoolState;
+  } = {},
 ): Promise<void> {
   await mkdir(dir, { recursive: true });
   await chmod(dir, 0o755);
@@ -154,7 +160,10 @@ export async function writeQueuedDualMessages(
           envelope([{ recipient: r, legs }], { mailFrom: 'bench@sender.example' }),
           body.length,
         );
-        await writeFile(join(dir, 'queue', messageFile(id)), encodeMessageFile(body, state));
+        await writeFile(
+          join(dir, 'queue', messageFile(id)),
+          encodeMessageFile(body, opts.state ? opts.state(state) : state),
+        );
       }),
     );
   }
