@@ -188,6 +188,7 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
         from: loaded.state.meta.mailFrom,
         to: remaining,
         raw,
+        ...(loaded.state.meta.body8bit ? { body8bit: true } : {}),
         origin: { queueId: id, relay: opts.relayName },
         roles: plan.roles,
       });

@@ -118,6 +118,7 @@ export function handoffTransportFactory(opts: HandoffTransportOptions): HandoffT
               to: batch,
               raw: req.raw,
               ...(req.size !== undefined ? { size: req.size } : {}),
+              ...(req.body8bit === true ? { body8bit: true } : {}),
               mailParams,
               rcptParams,
             });

@@ -38,6 +38,8 @@ export interface Job {
   role: LegRole;
   from: string;
   size: number;
+  /** The message was received with BODY=8BITMIME (sent on with it where the server offers 8BITMIME). */
+  body8bit: boolean;
   /** leg index -> envelope recipient */
   recipients: Map<number, string>;
 }
@@ -99,6 +101,7 @@ export function groupJobs(
         role: l.leg.role,
         from: state.meta.mailFrom,
         size: state.size,
+        body8bit: state.meta.body8bit,
         recipients: new Map(),
       };
       to = new Set();
@@ -217,7 +220,13 @@ export async function attempt(
       } else {
         try {
           byRecipient = await destination.send(targetOf(server, host, address, auth), (t) =>
-            t.send({ from: job.from, to, raw: deps.body(job.id, job.size), size: job.size }),
+            t.send({
+              from: job.from,
+              to,
+              raw: deps.body(job.id, job.size),
+              size: job.size,
+              ...(job.body8bit ? { body8bit: true } : {}),
+            }),
           );
         } finally {
           destination.release();

@@ -152,7 +152,8 @@ export class Bouncer {
             revision: state.meta.revision,
             // eslint-disable-next-line no-control-regex
             smtputf8: /[^\x00-\x7f]/.test(sender),
-            body8bit: false,
+            // the original's headers (or a UTF-8 address) may bring 8-bit bytes: say so (BODY=8BITMIME, RFC 6152)
+            body8bit: raw.some((b) => b > 0x7f),
           },
           Readable.from([this.trace(id, now), raw]),
         );

@@ -88,6 +88,7 @@ describe('Results: the batch of a message', () => {
         from: 'alice@sender.example',
         size: 10,
         recipients: new Map([[i, `r${i}@example.com`]]),
+        body8bit: false,
       },
       replies: new Map([[i, { kind: 'smtp', code: 250, text: '250 2.0.0 ok' }]]),
       serverLabel: '127.0.0.1:25',

@@ -51,6 +51,8 @@ export interface SendRequest {
   raw: MessageBody;
   /** Bytes in the body file: announced as MAIL FROM SIZE= when the server supports it (RFC 1870). */
   size?: number;
+  /** Received with BODY=8BITMIME: announced again as MAIL FROM BODY=8BITMIME when the server offers 8BITMIME. */
+  body8bit?: boolean;
 }
 
 export interface ServerTransport {

@@ -4,6 +4,8 @@
 // (the secondary is down). After A's drain, B holds the 5 messages with only their copy legs and A's queue ids as
 // their origin; when the secondary is back B delivers the 5 copies, and the primary still has exactly 5 deliveries.
 // Before, B re-planned every recipient in full and the primary got 10.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { MessageView, QueueListView } from '../../relay/admin/view.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
@@ -11,6 +13,7 @@ import { waitFor } from '../support/wait.ts';
 import { dualDomain, httpGet, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
 
 const N = 5;
+const run = promisify(execFile);
 
 describe('drain hands over pending legs only', () => {
   const closers: (() => Promise<void>)[] = [];
@@ -44,7 +47,21 @@ describe('drain hands over pending legs only', () => {
     closers.push(() => a.close());
 
     const ids: string[] = [];
-    for (let i = 0; i < N; i++) {
+    // Message 0 is 8-bit, sent with BODY=8BITMIME (python smtplib): the hand-off and B's delivery keep the parameter.
+    const py = `
+import smtplib
+s = smtplib.SMTP('127.0.0.1', ${a.relay.smtp.port})
+s.ehlo('py.test')
+s.mail('sender@outside.test', ['BODY=8BITMIME'])
+s.rcpt('user0@roll.test')
+code, reply = s.data('From: sender@outside.test\\r\\nTo: user0@roll.test\\r\\nSubject: rollout 0\\r\\n\\r\\nbody 0 caf\\u00e9\\r\\n'.encode('utf-8'))
+assert code == 250, reply
+s.quit()
+print(reply.decode())
+`;
+    const { stdout } = await run('python3', ['-c', py]);
+    ids.push(/queued as ([0-9a-z]{16})/.exec(stdout)?.[1] ?? '');
+    for (let i = 1; i < N; i++) {
       const reply = await submit(a.relay.smtp.port, {
         envelope: { from: 'sender@outside.test', to: [`user${i}@roll.test`] },
         raw: `From: sender@outside.test\r\nTo: user${i}@roll.test\r\nSubject: rollout ${i}\r\n\r\nbody ${i}\r\n`,
@@ -89,6 +106,8 @@ describe('drain hands over pending legs only', () => {
     await waitFor(() => copy.messages.length === N, { timeoutMs: 15_000, what: 'every copy delivered by B' });
     await waitFor(async () => (await listOf(b)).total === 0, { what: "B's queue empty" });
     expect(primary.messages).toHaveLength(N);
+    expect(copy.for('user0@roll.test')[0]?.bodyType).toBe('8bitmime');
+    expect(copy.for('user0@roll.test')[0]?.raw.toString('utf8')).toContain('body 0 café\r\n');
     expect(new Set(copy.messages.flatMap((m) => m.rcptTo))).toEqual(
       new Set(Array.from({ length: N }, (_, i) => `user${i}@roll.test`)),
     );

@@ -12,6 +12,8 @@ interface ReceivedMessage {
   receivedAt: number;
   /** The session ran over TLS (STARTTLS or implicit). */
   secure: boolean;
+  /** MAIL FROM's BODY= parameter as smtp-server read it: '8bitmime' with BODY=8BITMIME, else '7bit'. */
+  bodyType: string;
   /** The user that authenticated, when AUTH was used. */
   user?: string;
   /** The TLS server name (SNI) the client asked for, when it sent one. */
@@ -29,6 +31,8 @@ export interface PeerOptions {
   implicitTls?: boolean;
   /** Loopback address to listen on; default 127.0.0.1 (another 127.x address is a different destination). */
   host?: string;
+  /** Do not offer 8BITMIME in the EHLO reply (an older server). */
+  hide8BitMime?: boolean;
 }
 
 export interface PeerBehaviour {
@@ -143,6 +147,7 @@ export async function startSmtpPeer(
       // Record envelopes as sent: smtp-server would otherwise show a lowercase xn-- domain in Unicode (patch).
       decodePunycode: false,
       size: 64 * 1024 * 1024,
+      ...(options.hide8BitMime === true ? { hide8BITMIME: true } : {}),
       onConnect(_session, cb) {
         stats.connections++;
         stats.open++;
@@ -186,6 +191,7 @@ export async function startSmtpPeer(
             raw: Buffer.concat(chunks),
             receivedAt: Date.now(),
             secure: session.secure,
+            bodyType: (session.envelope as { bodyType?: string }).bodyType ?? '7bit',
             ...(typeof session.user === 'string' ? { user: session.user } : {}),
             ...(typeof (session as { servername?: unknown }).servername === 'string'
               ? { servername: (session as { servername: string }).servername }

@@ -24,6 +24,18 @@ describe('MAIL FROM and RCPT TO', () => {
       { smtputf8: true, size: 10 },
       'MAIL FROM:<ü@x.example> SMTPUTF8 SIZE=10',
     ],
+    [
+      'BODY=8BITMIME after SMTPUTF8, before SIZE',
+      'ü@x.example',
+      { smtputf8: true, body8bit: true, size: 10 },
+      'MAIL FROM:<ü@x.example> SMTPUTF8 BODY=8BITMIME SIZE=10',
+    ],
+    [
+      'a 7-bit body: no BODY=',
+      'a@x.example',
+      { smtputf8: false, body8bit: false },
+      'MAIL FROM:<a@x.example>',
+    ],
   ])('%s', (_what, from, params, line) => {
     expect(mailFromLine(from, params)).toBe(line);
   });
@@ -103,6 +115,9 @@ describe("the caller's ESMTP parameters", () => {
     );
     expect(esmtpParamsProblem(['SMTPUTF8'], MAIL_OWN_PARAMS)).toBe(
       'ESMTP parameter "SMTPUTF8": SMTPUTF8 is the client\'s own',
+    );
+    expect(esmtpParamsProblem(['BODY=7BIT'], MAIL_OWN_PARAMS)).toBe(
+      'ESMTP parameter "BODY=7BIT": BODY is the client\'s own',
     );
     // on RCPT TO the client writes none of its own
     expect(esmtpParamsProblem(['SIZE=10'])).toBeUndefined();

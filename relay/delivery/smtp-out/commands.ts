@@ -36,7 +36,7 @@ export function needsSmtpUtf8(from: string, to: readonly string[]): boolean {
 const ESMTP_PARAM = /^([A-Za-z0-9][A-Za-z0-9-]*)(?:=[\x21-\x3b\x3f-\x7e]+)?$/;
 
 /** What mailFromLine adds itself (from the envelope and the server's extensions). */
-export const MAIL_OWN_PARAMS: readonly string[] = ['SIZE', 'SMTPUTF8'];
+export const MAIL_OWN_PARAMS: readonly string[] = ['SIZE', 'SMTPUTF8', 'BODY'];
 
 /**
  * Why a caller's parameters cannot go on a command line, or undefined: one that is not a single esmtp-param (a space,
@@ -61,6 +61,8 @@ export function esmtpParamsProblem(
 export interface MailParams {
   /** The envelope needs SMTPUTF8 and the server offers it. */
   smtputf8: boolean;
+  /** BODY=8BITMIME: the message was received with it and the server offers 8BITMIME (RFC 6152). */
+  body8bit?: boolean;
   /** SIZE= to announce: the server offers SIZE and the size is known (> 0). */
   size?: number;
 }
@@ -69,6 +71,7 @@ export interface MailParams {
 export function mailFromLine(from: string, params: MailParams, extra?: readonly string[]): string {
   let line = `MAIL FROM:<${from}>`;
   if (params.smtputf8) line += ' SMTPUTF8';
+  if (params.body8bit === true) line += ' BODY=8BITMIME';
   if (params.size !== undefined && params.size > 0) line += ` SIZE=${params.size}`;
   return extra === undefined ? line : withExtra(line, extra);
 }

@@ -59,6 +59,11 @@ export interface Envelope {
   to: readonly string[];
   /** Announced as SIZE= when the server offers SIZE; over the server's limit the message is not sent. */
   size?: number;
+  /**
+   * The message was received with BODY=8BITMIME: announced again when the server offers 8BITMIME (RFC 6152). A server
+   * that does not offer it gets the body as it is, without the parameter (no conversion to 7 bit: it would break DKIM).
+   */
+  body8bit?: boolean;
   /** The caller's ESMTP parameters for MAIL FROM, after the client's own (commands.ts esmtpParamsProblem passed). */
   mailParams?: readonly string[];
   /** The caller's ESMTP parameters for each RCPT TO: rcptParams[i] for to[i] (checked as mailParams). */
@@ -542,6 +547,7 @@ export class SmtpConnection {
       env.from,
       {
         smtputf8: this.ext.smtputf8 && needsSmtpUtf8(env.from, env.to),
+        body8bit: this.ext.eightBitMime && env.body8bit === true,
         ...(this.ext.size && env.size !== undefined ? { size: env.size } : {}),
       },
       env.mailParams,

@@ -14,6 +14,7 @@ describe('parseEhlo', () => {
       {
         pipelining: true,
         smtputf8: true,
+        eightBitMime: true,
         size: true,
         maxSize: 10240000,
         auth: true,
@@ -23,14 +24,23 @@ describe('parseEhlo', () => {
     [
       'a bare greeting line',
       '250 mx.example.com',
-      { pipelining: false, smtputf8: false, size: false, maxSize: 0, auth: false, authMethods: [] },
+      {
+        pipelining: false,
+        smtputf8: false,
+        eightBitMime: false,
+        size: false,
+        maxSize: 0,
+        auth: false,
+        authMethods: [],
+      },
     ],
     [
       'SIZE without a limit, lower case, AUTH= form, mechanisms in any order and case',
-      '250-mx\n250-size\n250-pipelining\n250-AUTH=cram-md5 login\n250 AUTH XOAUTH2 cram-md5',
+      '250-mx\n250-size\n250-8bitmime\n250-pipelining\n250-AUTH=cram-md5 login\n250 AUTH XOAUTH2 cram-md5',
       {
         pipelining: true,
         smtputf8: false,
+        eightBitMime: true,
         size: true,
         maxSize: 0,
         auth: true,
@@ -40,12 +50,28 @@ describe('parseEhlo', () => {
     [
       'AUTH with only mechanisms the client cannot run',
       '250-mx\n250 AUTH XOAUTH2 GSSAPI',
-      { pipelining: false, smtputf8: false, size: false, maxSize: 0, auth: true, authMethods: [] },
+      {
+        pipelining: false,
+        smtputf8: false,
+        eightBitMime: false,
+        size: false,
+        maxSize: 0,
+        auth: true,
+        authMethods: [],
+      },
     ],
     [
       'the names must be whole words',
-      '250-mx\n250-XPIPELINING\n250-SMTPUTF8X\n250 AUTHX PLAIN',
-      { pipelining: false, smtputf8: false, size: false, maxSize: 0, auth: false, authMethods: [] },
+      '250-mx\n250-XPIPELINING\n250-SMTPUTF8X\n250-X8BITMIME\n250 AUTHX PLAIN',
+      {
+        pipelining: false,
+        smtputf8: false,
+        eightBitMime: false,
+        size: false,
+        maxSize: 0,
+        auth: false,
+        authMethods: [],
+      },
     ],
   ])('%s', (_what, reply, want) => {
     expect(parseEhlo(reply)).toEqual(want);

@@ -2,7 +2,7 @@
 // _parseEhloExtensions: the same patterns over the whole reply), and the AUTH mechanism it would pick. Pure.
 //
 // Exports:
-//   Extensions: what the client uses (PIPELINING, SIZE and its limit, SMTPUTF8, AUTH and its mechanisms).
+//   Extensions: what the client uses (PIPELINING, SIZE and its limit, SMTPUTF8, 8BITMIME, AUTH and its mechanisms).
 //   parseEhlo(reply), HELO_EXTENSIONS (after HELO: nothing, but AUTH is tried, as nodemailer does), withoutAuth(ext).
 //   offersStartTls(reply): the EHLO reply lists STARTTLS.
 //   AuthMethod, authMethod(ext): the mechanism to use (the first of PLAIN, LOGIN, CRAM-MD5 the server lists; PLAIN
@@ -13,6 +13,8 @@ export type AuthMethod = 'PLAIN' | 'LOGIN' | 'CRAM-MD5';
 export interface Extensions {
   pipelining: boolean;
   smtputf8: boolean;
+  /** 8BITMIME offered (RFC 6152): MAIL FROM carries BODY=8BITMIME for a message received with it. */
+  eightBitMime: boolean;
   /** SIZE offered (RFC 1870): MAIL FROM carries SIZE=. */
   size: boolean;
   /** The SIZE limit; 0: none given. */
@@ -29,6 +31,7 @@ const PREFERENCE: readonly AuthMethod[] = ['PLAIN', 'LOGIN', 'CRAM-MD5'];
 export const HELO_EXTENSIONS: Extensions = {
   pipelining: false,
   smtputf8: false,
+  eightBitMime: false,
   size: false,
   maxSize: 0,
   // nodemailer after HELO: "assume that authentication is enabled"
@@ -52,6 +55,7 @@ export function parseEhlo(reply: string): Extensions {
   return {
     pipelining: /[ -]PIPELINING\b/im.test(reply),
     smtputf8: /[ -]SMTPUTF8\b/im.test(reply),
+    eightBitMime: /[ -]8BITMIME\b/im.test(reply),
     size: size !== null,
     maxSize: Number(size?.[1]) || 0,
     auth: /[ -]AUTH\b/i.test(reply),

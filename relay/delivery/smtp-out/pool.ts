@@ -208,6 +208,7 @@ class SmtpPool implements SmtpOutTransport {
         from: shaped.from === false ? '' : shaped.from.trim(),
         to,
         ...(req.size ? { size: req.size } : {}),
+        ...(req.body8bit === true ? { body8bit: true } : {}),
       },
       body: req.raw,
       recipients: req.to,
