@@ -22,9 +22,11 @@ export const LAG_BUCKETS_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 *
  * Why a copy was not delivered:
  * - rejected: a 5xx, with bounces Suppress (nobody told);
  * - expired: still deferred at the end of the queue lifetime, with bounces Suppress;
- * - bounced: failed with bounces Notify (the sender got a DSN).
+ * - bounced: failed with bounces Notify (the sender got a DSN);
+ * - shed: ended with bounces Suppress to keep room for primary mail on a spool volume low on space
+ *   (relay/delivery/shed.ts).
  */
-const SUPPRESS_REASONS = ['rejected', 'expired', 'bounced'] as const;
+const SUPPRESS_REASONS = ['rejected', 'expired', 'bounced', 'shed'] as const;
 export type SuppressReason = (typeof SUPPRESS_REASONS)[number];
 
 export interface ParityCounts {

@@ -102,6 +102,19 @@ describe('relay config', () => {
     expect(err(['--manifests', 'd', '--delay-warning', 'soon'])).toMatch(/^--delay-warning: /);
   });
 
+  it('--shed-copies-below / MAILROUTE_SHED_COPIES_BELOW: default 10%, a size or 0; a bad value names the flag', () => {
+    expect(ok(['--manifests', 'd']).shedCopiesBelow).toEqual({ percent: 10 });
+    expect(ok(['--manifests', 'd'], { MAILROUTE_SHED_COPIES_BELOW: '0' }).shedCopiesBelow).toEqual({
+      bytes: 0,
+    });
+    expect(ok(['--manifests', 'd', '--shed-copies-below', '2GiB']).shedCopiesBelow).toEqual({
+      bytes: 2 * 1024 ** 3,
+    });
+    expect(err(['--manifests', 'd', '--shed-copies-below', '95%'])).toMatch(
+      /^--shed-copies-below: must be a share of the volume like 10% \(at most 90%\), a size like 2GiB, or 0/,
+    );
+  });
+
   it('--dns-servers / MAILROUTE_DNS_SERVERS: a list of servers; a bad one names the flag', () => {
     expect(ok(['--manifests', 'd']).dnsServers).toBeUndefined();
     expect(ok(['--manifests', 'd'], { MAILROUTE_DNS_SERVERS: '127.0.0.1:5353,::1' }).dnsServers).toEqual([

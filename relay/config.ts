@@ -5,6 +5,7 @@ import { flagUsage, parseDuration, readFlags, type FlagSpec } from '../lib/flags
 import { parseDnsServers } from './dns.ts';
 import { DEFAULT_MANIFEST_LIMITS, parseBytes, type ManifestLimits } from '../lib/manifests.ts';
 import { isValidClusterId } from './inbound/trace.ts';
+import { parseSpaceThreshold, type SpaceThreshold } from './delivery/shed.ts';
 import { isLogFormat, type LogFormat } from '../lib/logger.ts';
 import { PERMIT_ALL, policyFromFlags, type DestinationPolicy } from '../routing/destinations.ts';
 
@@ -35,6 +36,11 @@ export interface RelayConfig {
   /** Delays between attempts, in ms; the last one repeats. */
   retryScheduleMs: readonly number[];
   maxQueueLifetimeMs: number;
+  /**
+   * --shed-copies-below: while the spool's volume has less free space, copies of the oldest messages that wait on
+   * copies alone are ended (relay/delivery/shed.ts). 0 bytes: never.
+   */
+  shedCopiesBelow: SpaceThreshold;
   /** --delay-warning: one delay DSN per notifying leg still deferred this long after arrival; 0: never. */
   delayWarningMs: number;
   /** STARTTLS: the files, read at start and again every reloadIntervalMs (0: never; relay/inbound/tls-reload.ts). */
@@ -128,6 +134,11 @@ const RELAY_FLAGS = {
     help: 'delays between attempts; the last one repeats',
   },
   'max-queue-lifetime': { type: 'string', default: '5d', help: 'after it a deferred primary leg bounces' },
+  'shed-copies-below': {
+    type: 'string',
+    default: '10%',
+    help: "while the spool's volume has less free space than this (a share like 10% or a size like 2GiB), the copy legs of the oldest messages that wait on copies alone are ended, to keep room for primary mail; 0 disables",
+  },
   'delay-warning': {
     type: 'string',
     default: '4h',
@@ -425,6 +436,13 @@ export function parseRelayConfig(
       maxMessageSize: int('max-message-size', 1024),
       retryScheduleMs: Object.freeze(retryScheduleMs as number[]),
       maxQueueLifetimeMs: duration('max-queue-lifetime', 1000),
+      shedCopiesBelow:
+        parseSpaceThreshold(raw('shed-copies-below') ?? '') ??
+        fail(
+          'shed-copies-below',
+          'must be a share of the volume like 10% (at most 90%), a size like 2GiB, or 0',
+          raw('shed-copies-below') ?? '',
+        ),
       delayWarningMs: duration('delay-warning'),
       ...(cert !== undefined && key !== undefined
         ? {

@@ -11,6 +11,8 @@ import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
+import { realTimers } from './delivery/scheduler.ts';
+import { watchSpoolSpace, type SpoolSpace } from './delivery/shed.ts';
 import { type TransportFactory } from './delivery/transport.ts';
 import { createDnsResolver, type DnsResolver } from './dns.ts';
 import { guardResolver } from './destinations.ts';
@@ -56,6 +58,10 @@ export interface RelayDeps {
   handleSignals?: boolean;
   /** Poll period of file sources (default 500 ms). */
   sourcePollMs?: number;
+  /** How often the spool volume's free space is looked at (relay/delivery/shed.ts; default 10 s). */
+  spaceCheckMs?: number;
+  /** The spool volume's free and total bytes; default statfs (relay/delivery/shed.ts spoolSpace). */
+  spoolSpace?: (dir: string) => Promise<SpoolSpace>;
   /**
    * One of `count` worker processes (relay/workers.ts): no HTTP or admin listener (the primary serves them), connection
    * limits inbound and outbound divided by count, "relay worker started" instead of "relay started".
@@ -271,6 +277,19 @@ async function startRelay(
   });
   resources.opened('delivery', () => delivery.stop());
 
+  // A volume low on space: copies of the oldest messages give way to primary mail (relay/delivery/shed.ts).
+  const spaceWatch = watchSpoolSpace({
+    dir: config.spoolDir,
+    threshold: config.shedCopiesBelow,
+    intervalMs: deps.spaceCheckMs ?? 10_000,
+    timers: realTimers,
+    log: logger,
+    metrics,
+    shed: (enough, reply) => delivery.shedCopies(enough, reply),
+    ...(deps.spoolSpace ? { space: deps.spoolSpace } : {}),
+  });
+  resources.opened('spool space', () => spaceWatch.stop());
+
   // A new table (or new credentials): legs held because their server was gone are looked at again now.
   source.onChange(() => delivery.routingChanged());
 
@@ -284,7 +303,7 @@ async function startRelay(
           meta.recipients.flatMap((x) => x.legs),
         );
         delivery.notify(r.id);
-      }
+      } else if (r.storage) void spaceWatch.check(); // a full volume: shed copies now, not at the next check
       return r;
     },
   };
@@ -510,6 +529,7 @@ async function startRelay(
       }
       await inbound.close(Math.max(1, config.shutdownTimeoutMs - (performance.now() - started)));
       verifier.close();
+      spaceWatch.stop();
       await delivery.stop();
       await cluster?.drain(spool);
       await cluster?.stop();

@@ -362,7 +362,7 @@ const parityStatus = {
       format: 'int64',
       minimum: 0,
       description:
-        'Copy legs that ended undelivered: refused (5xx), expired in the queue, or bounced (bounces Notify). The relay metric mailroute_parity_legs_total has the reasons.',
+        'Copy legs that ended undelivered: refused (5xx), expired in the queue, bounced (bounces Notify), or shed to keep room for primary mail on a spool volume low on space. The relay metric mailroute_parity_legs_total has the reasons.',
     },
     copiesPending: { type: 'integer', format: 'int64', minimum: 0, description: 'Copy legs not final yet.' },
     lagP95: {

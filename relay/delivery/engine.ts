@@ -32,6 +32,7 @@ import { QueueIndex, type Entry } from './queue-index.ts';
 import { rerouteState, type RerouteResult } from './reroute.ts';
 import { Results, type LegFinal, type Written } from './results.ts';
 import { retryDelayMs } from './retry.ts';
+import { shedState, type ShedLeg } from './shed.ts';
 import { every, realTimers, Scheduler, type TimerHandle, type Timers } from './scheduler.ts';
 import type { ServerLookup } from './server-lookup.ts';
 import { smtpOutTransportFactory } from './smtp-out/pool.ts';
@@ -139,6 +140,14 @@ export interface DeliveryEngine {
   rerouteAll(): Promise<{ messages: number; rerouted: number; legs: number; unchanged: number }>;
   /** The routing table changed: held legs (server gone) are looked at again now. */
   routingChanged(): void;
+  /**
+   * Ends the open copy legs of the oldest messages that wait on copies alone (shed.ts), one message at a time, until
+   * enough() (asked before the first and every few messages) says there is room again or every message was passed.
+   */
+  shedCopies(
+    enough: () => Promise<boolean>,
+    reply: string,
+  ): Promise<{ messages: number; legs: number; passed: number }>;
   remove(id: string): Promise<boolean>;
   stop(): Promise<void>;
   stats(): DeliveryStats;
@@ -240,6 +249,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const reschedule = (id: string, e: Entry, state: SpoolState): void => {
     let next = Infinity;
     let open = false;
+    let openRecord = false;
     let anyPending = e.inflight.size > 0;
     const t = now();
     for (const [i, l] of state.legs.entries()) {
@@ -248,6 +258,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         continue;
       }
       open = true;
+      if (l.leg.role === 'primary') openRecord = true;
       if (e.inflight.has(i)) continue;
       if (e.blockedOn.has(destinationKey(serverFor(l).server))) {
         anyPending = true; // woken when the destination has a free slot
@@ -261,6 +272,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         next = Math.min(next, Number.isNaN(at) ? t : at);
       }
     }
+    e.copiesOnly = open && !openRecord;
     queue.setKind(id, e, anyPending || !open ? 'pending' : 'deferred');
     if (next !== scheduler.dueOf(id)) scheduler.at(id, next);
   };
@@ -449,6 +461,51 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     return result;
   };
 
+  /** Messages passed between two asks of enough() while shedding. */
+  const SHED_ASK_EVERY = 8;
+  const shedCopies = async (
+    enough: () => Promise<boolean>,
+    reply: string,
+  ): Promise<{ messages: number; legs: number; passed: number }> => {
+    const total = { messages: 0, legs: 0, passed: 0 };
+    // oldest first: the start-up scan adds the spool's messages in arrival order, new ones follow; only those last
+    // seen waiting on copies alone are read (a message not looked at since the start is not one yet)
+    const candidates = [...queue.all()].filter(([, e]) => e.copiesOnly).map(([id]) => id);
+    for (const id of candidates) {
+      if (stopped) break;
+      if (total.passed++ % SHED_ASK_EVERY === 0 && (await enough())) break;
+      const e = queue.get(id);
+      if (!e?.copiesOnly || e.leaving || e.dsnBusy) continue;
+      const loaded = await spool.load(id);
+      if (!loaded.ok || shedState(loaded.state, e.inflight, clock(), reply) === undefined) continue;
+      let shed: ShedLeg[] = [];
+      const after = await spool.update(id, (s) => {
+        const r = shedState(s, e.inflight, clock(), reply);
+        shed = r?.shed ?? [];
+        return r?.state ?? s;
+      });
+      if (after === undefined || after === null || shed.length === 0) continue;
+      total.messages++;
+      total.legs += shed.length;
+      for (const x of shed) {
+        const server = x.leg.leg.server.name;
+        metrics.deliveries.inc({ server, leg: 'copy', result: x.outcome.metric });
+        opts.onLegFinal?.({
+          queueId: id,
+          leg: x.leg,
+          index: x.index,
+          legs: after.legs,
+          outcome: x.outcome,
+          server,
+          host: '',
+        });
+      }
+      log.warn({ queueId: id, legs: shed.length, reply }, 'delivery: copies shed for spool space');
+      if (queue.get(id) === e) await settle(id, e, after);
+    }
+    return total;
+  };
+
   const ready = (async () => {
     const started = elapsed();
     const ids = await spool.list();
@@ -488,6 +545,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       for (const id of queue.heldIds()) force(id);
     },
     reroute,
+    shedCopies,
     async rerouteAll() {
       const total = { messages: 0, rerouted: 0, legs: 0, unchanged: 0 };
       for (const id of queue.ids()) {

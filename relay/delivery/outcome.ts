@@ -105,14 +105,35 @@ export function isRecipientLimitReply(reply: AttemptReply): boolean {
   return status !== undefined ? /^[45]\.5\.3$/.test(status) : /too many recipients/i.test(text);
 }
 
+/**
+ * Whether a leg that ends undelivered is suppressed (nobody told): a copy with bounces Suppress whose recipient has a
+ * leg of record. Every other leg fails, and its sender gets a DSN (never the null sender).
+ */
+function isSuppressed(leg: LegState, ctx: Pick<DecideContext, 'recipientHasRecord'>): boolean {
+  return leg.leg.role === 'copy' && leg.leg.bounces === 'Suppress' && ctx.recipientHasRecord !== false;
+}
+
+/** How a leg ends undelivered. */
+export type EndOutcome = Extract<LegOutcome, { state: 'failed' | 'suppressed' }>;
+
+/** The outcome of a leg that ends undelivered with this status and reply (suppressed or failed: isSuppressed). */
+export function endLeg(
+  leg: LegState,
+  ctx: Pick<DecideContext, 'recipientHasRecord' | 'nullSender'>,
+  status: string,
+  expired: boolean,
+  why: string,
+): EndOutcome {
+  return isSuppressed(leg, ctx)
+    ? { state: 'suppressed', metric: 'suppressed', reply: why, status, expired }
+    : { state: 'failed', metric: 'failed', reply: why, status, expired, dsn: !ctx.nullSender };
+}
+
 export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext): LegOutcome {
   const text = formatAttemptReply(reply);
-  const suppress =
-    leg.leg.role === 'copy' && leg.leg.bounces === 'Suppress' && ctx.recipientHasRecord !== false;
+  const suppress = isSuppressed(leg, ctx);
   const final = (status: string, expired: boolean, why: string): LegOutcome =>
-    suppress
-      ? { state: 'suppressed', metric: 'suppressed', reply: why, status, expired }
-      : { state: 'failed', metric: 'failed', reply: why, status, expired, dsn: !ctx.nullSender };
+    endLeg(leg, ctx, status, expired, why);
 
   if (reply.kind === 'smtp' && reply.code >= 200 && reply.code < 300) {
     return { state: 'delivered', metric: 'delivered', reply: text };

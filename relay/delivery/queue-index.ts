@@ -28,6 +28,11 @@ export class Entry implements TrackedMessage {
   dsnBusy = false;
   /** Being removed: no longer in the queue gauge (see QueueIndex.leaving). */
   leaving = false;
+  /**
+   * Its state was last seen waiting on copy legs alone (every leg of record final): what a spool volume low on space
+   * may shed (shed.ts). Kept by the engine at every look and write.
+   */
+  copiesOnly = false;
   /** results.ts's batch of results not written yet; undefined when there is none. */
   results: MessageResults | undefined = undefined;
   private inflightSet: Set<number> | undefined = undefined;

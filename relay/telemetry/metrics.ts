@@ -28,6 +28,10 @@ export interface RelayMetrics {
   spoolQuarantined: Gauge;
   /** Files moved to quarantine/ since start. */
   spoolQuarantinedTotal: Counter;
+  /** Bytes still free on the spool's volume (looked at every 10 s; relay/delivery/shed.ts). */
+  spoolFreeBytes: Gauge;
+  /** Copy legs ended to keep room for primary mail on a spool volume low on space (relay/delivery/shed.ts). */
+  copyLegsShed: Counter;
   /**
    * The spool's accept log (relay/spool/accept-log.ts): each write's time from its issue to its completion as the relay
    * takes it up, which is what the 250 of a small message waits for (the disk's commit and the event loop's turn).
@@ -59,7 +63,7 @@ export interface RelayMetrics {
   /**
    * Parity while dual (relay/telemetry/parity.ts), per DeliveryPolicy and TestRecipient ("namespace/name"; '' for a
    * recipient that is none): final legs; leg primary|copy, result delivered|suppressed, reason (suppressed copies)
-   * rejected|expired|bounced.
+   * rejected|expired|bounced|shed.
    */
   parityLegs: Counter<ParityLegLabels>;
   /** Copy legs not final yet. */
@@ -187,6 +191,17 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       help: 'Files moved to the spool quarantine folder since start',
       registers,
     }),
+    spoolFreeBytes: new Gauge({
+      name: 'mailroute_spool_free_bytes',
+      help: "Bytes still free on the spool's volume; under --shed-copies-below, copies of the oldest messages are shed",
+      aggregator: 'min',
+      registers,
+    }),
+    copyLegsShed: new Counter({
+      name: 'mailroute_copy_legs_shed_total',
+      help: 'Copy legs ended undelivered to keep room for primary mail on a spool volume low on space (--shed-copies-below)',
+      registers,
+    }),
     spoolLogWriteSeconds: new Histogram({
       name: 'mailroute_spool_log_write_seconds',
       help: "Accept-log writes, from issue to completion as the relay takes it up: what a small message's 250 waits for",
@@ -245,7 +260,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     }),
     parityLegs: new Counter({
       name: 'mailroute_parity_legs_total',
-      help: 'Final legs per DeliveryPolicy and TestRecipient: leg primary|copy, result delivered|suppressed, reason of a suppressed copy (rejected, expired, bounced)',
+      help: 'Final legs per DeliveryPolicy and TestRecipient: leg primary|copy, result delivered|suppressed, reason of a suppressed copy (rejected, expired, bounced, shed)',
       labelNames: ['policy', 'test_recipient', 'leg', 'result', 'reason'],
       registers,
       collect() {

@@ -197,7 +197,13 @@ export function createParityTracker(
       }
       if (l.leg.role !== 'copy') return;
       const reason: SuppressReason =
-        l.state === 'failed' ? 'bounced' : (l.lastReply ?? '').startsWith('expired') ? 'expired' : 'rejected';
+        l.state === 'failed'
+          ? 'bounced'
+          : (l.lastReply ?? '').startsWith('expired')
+            ? 'expired'
+            : (l.lastReply ?? '').startsWith('shed')
+              ? 'shed'
+              : 'rejected';
       b.counts.suppressed[reason] = (b.counts.suppressed[reason] ?? 0) + 1;
     },
     forget(id) {

@@ -696,6 +696,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteCopiesFallingBehind',
         'MailrouteTlsCertificateExpiring',
         'MailrouteRelayOutOfDescriptors',
+        'MailrouteCopiesShed',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');
