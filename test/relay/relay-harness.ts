@@ -69,6 +69,9 @@ export async function startRelay(
       '0',
       '--shutdown-timeout',
       '2s',
+      // no copy is shed for the host's free space (a test machine's disk may be 90 % full); shed-copies.test.ts sets it
+      '--shed-copies-below',
+      '0',
       ...flags,
     ],
     {
@@ -244,7 +247,7 @@ ${mode === 'Direct' ? '' : '  secondary: new\n'}${mode === 'Dual' ? `  dual:\n  
 }
 
 /** The flags every spawned test relay gets: its folder's manifests and spool, loopback port 0 for SMTP, HTTP and
- * admin, and no held-back greeting; `extra` follows. */
+ * admin, no held-back greeting and no copy shed for the host's free space; `extra` follows. */
 export function loopbackRelayArgs(dir: string, extra: string[] = []): string[] {
   return [
     '--manifests',
@@ -253,6 +256,9 @@ export function loopbackRelayArgs(dir: string, extra: string[] = []): string[] {
     join(dir, 'spool'),
     ...LOOPBACK_LISTENERS,
     '--greeting-delay',
+    '0',
+    // as in startRelay: the host's free space sheds no copy
+    '--shed-copies-below',
     '0',
     ...extra,
   ];
