@@ -12,7 +12,14 @@ import { MemorySpool } from '../../test/support/memory-spool.ts';
 import type { LegState, SpoolState } from '../spool/types.ts';
 import { createRelayMetrics } from '../telemetry/metrics.ts';
 import { startDelivery } from './engine.ts';
-import { parseSpaceThreshold, SHED_STATUS, shedState, thresholdBytes, watchSpoolSpace } from './shed.ts';
+import {
+  parseSpaceThreshold,
+  SHED_STATUS,
+  shedState,
+  shortOfSpace,
+  thresholdBytes,
+  watchSpoolSpace,
+} from './shed.ts';
 
 describe('--shed-copies-below', () => {
   it.each([
@@ -29,6 +36,34 @@ describe('--shed-copies-below', () => {
     ['', undefined],
   ])('%j', (text, want) => {
     expect(parseSpaceThreshold(text)).toEqual(want);
+  });
+
+  it.each([
+    ['plenty of both', { percent: 10 }, 500, 50, undefined],
+    ['bytes short', { percent: 10 }, 99, 50, '0.0 MiB free, under --shed-copies-below 0.0 MiB'],
+    [
+      'files short (a share of the files too)',
+      { percent: 10 },
+      500,
+      9,
+      '9 files (inodes) free of 100, under --shed-copies-below 10',
+    ],
+    [
+      'a byte threshold counts files as its share of the volume',
+      { bytes: 250 },
+      500,
+      24,
+      '24 files (inodes) free of 100, under --shed-copies-below 25',
+    ],
+    ['0 never', { bytes: 0 }, 0, 0, undefined],
+  ] as const)('shortOfSpace: %s', (_what, t, free, freeFiles, want) => {
+    expect(shortOfSpace(t, { free, total: 1000, freeFiles, totalFiles: 100 })).toBe(want);
+  });
+
+  it('a file system that does not count files is judged by bytes alone', () => {
+    expect(
+      shortOfSpace({ percent: 10 }, { free: 500, total: 1000, freeFiles: 0, totalFiles: 0 }),
+    ).toBeUndefined();
   });
 
   it('a share is of the volume; 0 never sheds', () => {
@@ -114,7 +149,13 @@ describe('watchSpoolSpace', () => {
     const metrics = createRelayMetrics(new Registry(), false);
     const passes: string[] = [];
     let i = 0;
-    const space = () => Promise.resolve({ free: free[Math.min(i++, free.length - 1)] ?? 0, total: 1000 });
+    const space = () =>
+      Promise.resolve({
+        free: free[Math.min(i++, free.length - 1)] ?? 0,
+        total: 1000,
+        freeFiles: 90,
+        totalFiles: 100,
+      });
     const w = watchSpoolSpace({
       dir: '/spool',
       threshold: { percent: 10 },

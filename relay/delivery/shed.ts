@@ -13,7 +13,7 @@
 // Exports:
 //   SpaceThreshold, parseSpaceThreshold(text), thresholdBytes(threshold, totalBytes): the flag (pure)
 //   SHED_STATUS, ShedLeg, shedState(state, busy, now, reply): the state with its copies ended, or undefined (pure)
-//   SpoolSpace: the volume's free and total bytes (statfs by default)
+//   SpoolSpace, shortOfSpace(threshold, space): what the volume is short of, bytes or files (inodes) (pure)
 //   watchSpoolSpace(opts): checks the free space on a timer, keeps mailroute_spool_free_bytes, and sheds when low
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
@@ -92,11 +92,32 @@ export interface SpoolSpace {
   /** Bytes an unprivileged process may still write. */
   free: number;
   total: number;
+  /** Files (inodes) still free, and in all; 0 in all where the file system does not count them (btrfs). */
+  freeFiles: number;
+  totalFiles: number;
 }
 
 async function spoolSpace(dir: string): Promise<SpoolSpace> {
   const s = await statfs(dir);
-  return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+  return { free: s.bavail * s.bsize, total: s.blocks * s.bsize, freeFiles: s.ffree, totalFiles: s.files };
+}
+
+const MiB = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+
+/**
+ * What the volume is short of, or undefined: free bytes under the threshold, or free files (inodes) under the same
+ * share of all files (a byte threshold counts as the share of the volume it is). Small messages use up a volume's
+ * inodes before its bytes: ext4 makes one inode per 16 KiB, and a queued message of 4 KiB holds one or two files.
+ */
+export function shortOfSpace(t: SpaceThreshold, s: SpoolSpace): string | undefined {
+  const bytes = thresholdBytes(t, s.total);
+  if (bytes === 0) return undefined;
+  if (s.free < bytes) return `${MiB(s.free)} free, under --shed-copies-below ${MiB(bytes)}`;
+  const share = s.total > 0 ? Math.min(1, bytes / s.total) : 0;
+  const files = Math.floor(s.totalFiles * share);
+  if (s.totalFiles > 0 && s.freeFiles < files)
+    return `${s.freeFiles} files (inodes) free of ${s.totalFiles}, under --shed-copies-below ${files}`;
+  return undefined;
 }
 
 export interface SpaceWatchOptions {
@@ -112,7 +133,7 @@ export interface SpaceWatchOptions {
    * none is left to shed); reply is the text each shed leg records.
    */
   shed: (enough: () => Promise<boolean>, reply: string) => Promise<{ messages: number; legs: number }>;
-  /** The volume's space; default spoolSpace. */
+  /** The volume's space; default statfs. */
   space?: (dir: string) => Promise<SpoolSpace>;
 }
 
@@ -122,50 +143,45 @@ export interface SpaceWatch {
   stop(): void;
 }
 
-const MiB = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
-
 export function watchSpoolSpace(o: SpaceWatchOptions): SpaceWatch {
   const space = o.space ?? spoolSpace;
   let running: Promise<void> | undefined;
   let low = false;
   let stopped = false;
-
-  const once = async (): Promise<void> => {
+  /** The volume's space now, kept in the gauge. */
+  const look = async (): Promise<SpoolSpace> => {
     const s = await space(o.dir);
     o.metrics.spoolFreeBytes.set(s.free);
-    const threshold = thresholdBytes(o.threshold, s.total);
-    if (threshold === 0 || s.free >= threshold) {
-      if (low)
-        o.log.info(
-          { freeBytes: s.free, thresholdBytes: threshold },
-          'spool: free space back above the threshold',
-        );
+    return s;
+  };
+  const figures = (s: SpoolSpace): Record<string, number> => ({ freeBytes: s.free, freeFiles: s.freeFiles });
+
+  const once = async (): Promise<void> => {
+    const s = await look();
+    const short = shortOfSpace(o.threshold, s);
+    if (short === undefined) {
+      if (low) o.log.info(figures(s), 'spool: free space back above the threshold');
       low = false;
       return;
     }
-    const reply = `shed: the spool volume had ${MiB(s.free)} free, under --shed-copies-below ${MiB(threshold)}; the copy gave way to primary mail`;
-    o.log.warn(
-      { freeBytes: s.free, thresholdBytes: threshold },
-      'spool: free space low; shedding copies of the oldest messages',
+    const reply = `shed: the spool volume had ${short}; the copy gave way to primary mail`;
+    o.log.warn({ ...figures(s), short }, 'spool: free space low; shedding copies of the oldest messages');
+    const r = await o.shed(
+      async () => stopped || shortOfSpace(o.threshold, await look()) === undefined,
+      reply,
     );
-    const r = await o.shed(async () => {
-      if (stopped) return true;
-      const current = await space(o.dir);
-      o.metrics.spoolFreeBytes.set(current.free);
-      return current.free >= threshold;
-    }, reply);
     o.metrics.copyLegsShed.inc(r.legs);
-    const after = await space(o.dir);
-    o.metrics.spoolFreeBytes.set(after.free);
-    if (after.free >= threshold) {
-      o.log.warn({ ...r, freeBytes: after.free }, 'spool: copies shed; free space back above the threshold');
+    const after = await look();
+    const still = shortOfSpace(o.threshold, after);
+    if (still === undefined) {
+      o.log.warn({ ...r, ...figures(after) }, 'spool: copies shed; free space back above the threshold');
       low = false;
       return;
     }
     if (!low || r.legs > 0) {
       // once per episode (and whenever more was shed): nothing more to shed; primary mail keeps the rest
       o.log.error(
-        { ...r, freeBytes: after.free, thresholdBytes: threshold },
+        { ...r, ...figures(after), short: still },
         'spool: free space still low with no copy left to shed; new mail gets 452 4.3.1 once the volume is full',
       );
       low = true;
