@@ -182,7 +182,9 @@ spec: {domainRef: {name: load}, mode: Direct, primary: sink}
       `${IMAGE_REPOSITORY}:${PACKAGE_VERSION}`,
       `${IMAGE_REPOSITORY}:${tag}`,
     ]);
-    const load = startLoad(relayIp, ['u@load.test'], 'upgrade', 4, 20_000);
+    // paced: the cap lasts 300 s however fast the relays answer (unpaced, 20,000 messages once ran out in 29 s, before
+    // the rollout had ended; a rollout has taken 150 s)
+    const load = startLoad(relayIp, ['u@load.test'], 'upgrade', 4, 60_000, 200);
     await load.accepted(20, 60_000);
     await helmOk(['upgrade', RELEASE, CHART, '-n', NAMESPACE, '--reuse-values', '--set', `image.tag=${tag}`]);
     await waitRollout();

@@ -238,16 +238,33 @@ export interface Load {
 
 /**
  * Sends messages one after another over `concurrency` sessions to `to` until stopped, recording what the relay
- * answered. Message ids are `${prefix}-<n>`. Bounded: at most `max` messages.
+ * answered. Message ids are `${prefix}-<n>`. Bounded: at most `max` messages. perSecond: at most this many messages
+ * a second in all (the sessions pace themselves), so that `max` lasts max / perSecond seconds however fast the relays
+ * answer; undefined: as fast as they answer.
  */
-export function startLoad(host: string, to: string[], prefix: string, concurrency = 4, max = 5000): Load {
+export function startLoad(
+  host: string,
+  to: string[],
+  prefix: string,
+  concurrency = 4,
+  max = 5000,
+  perSecond?: number,
+): Load {
   const acked = new Set<string>();
   const codes = new Map<number, number>();
   const permanent: string[] = [];
   let stopped = false;
   let seq = 0;
+  // each session sends at most every `spacing` ms (a load generator's pacing, not a synchronization)
+  const spacing = perSecond !== undefined && perSecond > 0 ? (concurrency * 1000) / perSecond : 0;
   const worker = async (): Promise<void> => {
+    let next = performance.now();
     while (!stopped && seq < max) {
+      if (spacing > 0) {
+        const wait = next - performance.now();
+        if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+        next = Math.max(next, performance.now()) + spacing;
+      }
       const id = `${prefix}-${++seq}`;
       const r = await send(host, to, id, 10_000);
       codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
