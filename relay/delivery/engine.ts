@@ -470,7 +470,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const total = { messages: 0, legs: 0, passed: 0 };
     // oldest first: the start-up scan adds the spool's messages in arrival order, new ones follow; only those last
     // seen waiting on copies alone are read (a message not looked at since the start is not one yet)
-    const candidates = [...queue.all()].filter(([, e]) => e.copiesOnly).map(([id]) => id);
+    const candidates: string[] = [];
+    for (const [id, e] of queue.all()) if (e.copiesOnly) candidates.push(id);
     for (const id of candidates) {
       if (stopped) break;
       if (total.passed++ % SHED_ASK_EVERY === 0 && (await enough())) break;
@@ -479,12 +480,27 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       const loaded = await spool.load(id);
       if (!loaded.ok || shedState(loaded.state, e.inflight, clock(), reply) === undefined) continue;
       let shed: ShedLeg[] = [];
-      const after = await spool.update(id, (s) => {
-        const r = shedState(s, e.inflight, clock(), reply);
-        shed = r?.shed ?? [];
-        return r?.state ?? s;
-      });
-      if (after === undefined || after === null || shed.length === 0) continue;
+      let legs: readonly LegState[] = [];
+      let removal = false;
+      let after: SpoolState | null | undefined;
+      try {
+        after = await spool.update(id, (s) => {
+          const r = shedState(s, e.inflight, clock(), reply);
+          shed = r?.shed ?? [];
+          if (r === undefined) return s;
+          legs = r.state.legs;
+          // every leg final and nothing owed: the message goes in the same write (its files are what frees room)
+          removal = e.inflight.size === 0 && allDone(r.state);
+          if (!removal) return r.state;
+          queue.leaving(id, e);
+          return null;
+        });
+      } catch (err) {
+        if (removal) queue.stay(id, e);
+        log.error({ err, queueId: id }, 'delivery: could not shed the copies of a message');
+        continue;
+      }
+      if (after === undefined || shed.length === 0) continue;
       total.messages++;
       total.legs += shed.length;
       for (const x of shed) {
@@ -494,13 +510,18 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           queueId: id,
           leg: x.leg,
           index: x.index,
-          legs: after.legs,
+          legs,
           outcome: x.outcome,
           server,
           host: '',
         });
       }
       log.warn({ queueId: id, legs: shed.length, reply }, 'delivery: copies shed for spool space');
+      if (after === null) {
+        if (queue.get(id) === e) drop(id);
+        log.info({ queueId: id }, 'delivery: message complete, removed from spool');
+        continue;
+      }
       if (queue.get(id) === e) await settle(id, e, after);
     }
     return total;

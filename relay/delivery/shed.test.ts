@@ -246,8 +246,11 @@ describe('the engine sheds oldest first and stops once there is room', () => {
     // enough() is asked before the first candidate and every 8 after: room again at the second ask. Candidates are
     // the messages waiting on copies alone (message 1 is not one): 0 and 2-8 are passed and shed
     let asked = 0;
+    const writes = spool.writes;
     const r = await engine.shedCopies(() => Promise.resolve(++asked > 1), REPLY);
     expect(r).toEqual({ messages: 8, legs: 8, passed: 9 });
+    // one write per message: its removal (every leg final, nothing owed), not a state write and then a removal
+    expect(spool.writes - writes).toBe(8);
     await settle();
     expect(finals).toEqual(ids.slice(0, 9).filter((_, k) => k !== 1));
     // the shed messages are complete and gone; the one waiting on its primary and the last three stay
