@@ -197,6 +197,35 @@ describe('watchSpoolSpace', () => {
     w.stop();
   });
 
+  it('a volume that cannot be looked at is logged once, not at every check, and again after a good look', async () => {
+    const clock = new FakeClock(0);
+    const lines: string[] = [];
+    const log = pino({ level: 'error' }, { write: (l: string) => void lines.push(l) });
+    let fail = true;
+    const w = watchSpoolSpace({
+      dir: '/spool',
+      threshold: { percent: 10 },
+      intervalMs: 1000,
+      timers: clock,
+      log,
+      metrics: createRelayMetrics(new Registry(), false),
+      space: () =>
+        fail
+          ? Promise.reject(new Error('EACCES'))
+          : Promise.resolve({ free: 500, total: 1000, freeFiles: 90, totalFiles: 100 }),
+      shed: () => Promise.resolve({ messages: 0, legs: 0 }),
+    });
+    await w.check();
+    await clock.advance(5000);
+    expect(lines.filter((l) => l.includes('could not look at the free space'))).toHaveLength(1);
+    fail = false;
+    await clock.advance(1000);
+    fail = true;
+    await clock.advance(3000);
+    expect(lines.filter((l) => l.includes('could not look at the free space'))).toHaveLength(2);
+    w.stop();
+  });
+
   it('while the space stays low every check makes a pass; stop() ends them', async () => {
     const { clock, passes, w } = harness([50], 0);
     await w.check();

@@ -148,6 +148,7 @@ export function watchSpoolSpace(o: SpaceWatchOptions): SpaceWatch {
   let running: Promise<void> | undefined;
   let low = false;
   let stopped = false;
+  let failing = false;
   /** The volume's space now, kept in the gauge. */
   const look = async (): Promise<SpoolSpace> => {
     const s = await space(o.dir);
@@ -191,7 +192,16 @@ export function watchSpoolSpace(o: SpaceWatchOptions): SpaceWatch {
   const check = (): Promise<void> => {
     if (stopped) return Promise.resolve();
     running ??= once()
-      .catch((err: unknown) => o.log.error({ err }, 'spool: could not look at the free space'))
+      .then(
+        () => {
+          failing = false;
+        },
+        (err: unknown) => {
+          // once until a look succeeds again, not every interval
+          if (!failing) o.log.error({ err }, 'spool: could not look at the free space');
+          failing = true;
+        },
+      )
       .finally(() => {
         running = undefined;
       });
