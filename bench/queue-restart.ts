@@ -2,7 +2,7 @@
 // for a retry an hour away. How long until the engine has looked at all of them, and how long a new message (to a
 // server that works) waits meanwhile.
 //
-//   node bench/queue-restart.ts [N=100000]
+//   npm run bench:queue-restart -- [N=100000]
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -2,7 +2,7 @@
 // primary leg was delivered and whose copy waits for a retry an hour away, then one shed pass over all of them
 // (enough() never says there is room). Reports messages shed a second and the bytes of spool freed a second.
 //
-//   TMPDIR=/mnt/bench-ext4 node bench/queue-shed.ts [N=20000]
+//   TMPDIR=/mnt/bench-ext4 npm run bench:queue-shed -- [N=20000]
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
