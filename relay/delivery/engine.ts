@@ -478,14 +478,14 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       const e = queue.get(id);
       if (!e?.copiesOnly || e.leaving || e.dsnBusy) continue;
       const loaded = await spool.load(id);
-      if (!loaded.ok || shedState(loaded.state, e.inflight, clock(), reply) === undefined) continue;
+      if (!loaded.ok || shedState(loaded.state, e.inflight, reply) === undefined) continue;
       let shed: ShedLeg[] = [];
       let legs: readonly LegState[] = [];
       let removal = false;
       let after: SpoolState | null | undefined;
       try {
         after = await spool.update(id, (s) => {
-          const r = shedState(s, e.inflight, clock(), reply);
+          const r = shedState(s, e.inflight, reply);
           shed = r?.shed ?? [];
           if (r === undefined) return s;
           legs = r.state.legs;

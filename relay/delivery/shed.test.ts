@@ -121,7 +121,7 @@ describe('shedState: which legs a message gives up', () => {
       ['suppressed'],
     ],
   ] as const)('%s', (_what, legs, meta, want) => {
-    const r = shedState(state([...legs], meta), new Set(), NOW, REPLY);
+    const r = shedState(state([...legs], meta), new Set(), REPLY);
     if (want === undefined) return expect(r).toBeUndefined();
     expect(r?.shed.map((x) => `${x.leg.state}${x.leg.dsnPending === true ? '+dsn' : ''}`)).toEqual(want);
     for (const x of r?.shed ?? []) {
@@ -137,8 +137,8 @@ describe('shedState: which legs a message gives up', () => {
       leg(C, 'deferred'),
       leg({ ...C, recipient: 'b2@new.example' }, 'deferred'),
     ]);
-    expect(shedState(s, new Set([1]), NOW, REPLY)?.shed.map((x) => x.index)).toEqual([2]);
-    expect(shedState(s, new Set([1, 2]), NOW, REPLY)).toBeUndefined();
+    expect(shedState(s, new Set([1]), REPLY)?.shed.map((x) => x.index)).toEqual([2]);
+    expect(shedState(s, new Set([1, 2]), REPLY)).toBeUndefined();
   });
 });
 

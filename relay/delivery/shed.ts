@@ -12,7 +12,7 @@
 //
 // Exports:
 //   SpaceThreshold, parseSpaceThreshold(text), thresholdBytes(threshold, totalBytes): the flag (pure)
-//   SHED_STATUS, ShedLeg, shedState(state, busy, now, reply): the state with its copies ended, or undefined (pure)
+//   SHED_STATUS, ShedLeg, shedState(state, busy, reply): the state with its copies ended, or undefined (pure)
 //   SpoolSpace, shortOfSpace(threshold, space): what the volume is short of, bytes or files (inodes) (pure)
 //   watchSpoolSpace(opts): checks the free space on a timer, keeps mailroute_spool_free_bytes, and sheds when low
 import { statfs } from 'node:fs/promises';
@@ -62,7 +62,6 @@ export interface ShedLeg {
 export function shedState(
   state: SpoolState,
   busy: ReadonlySet<number>,
-  now: Date,
   reply: string,
 ): { state: SpoolState; shed: ShedLeg[] } | undefined {
   if (state.legs.some((l) => l.leg.role === 'primary' && isOpenLeg(l))) return undefined;
@@ -81,7 +80,6 @@ export function shedState(
     delete after.delayPending;
     delete after.expired;
     if (outcome.state === 'failed' && outcome.dsn) after.dsnPending = true;
-    after.lastAttemptAt = now.toISOString();
     shed.push({ index, leg: after, outcome });
     return after;
   });
