@@ -55,25 +55,15 @@ export async function startRelay(
   const spoolDir = join(dir, 'spool');
   await writeManifests(manifests, files);
   const parsed = parseRelayConfig(
-    [
-      '--manifests',
-      manifests,
-      ...LOOPBACK_LISTENERS,
-      '--spool',
-      spoolDir,
+    loopbackRelayArgs(dir, [
       '--hostname',
       'relay.test',
       '--retry-schedule',
       '1s',
-      '--greeting-delay',
-      '0',
       '--shutdown-timeout',
       '2s',
-      // no copy is shed for the host's free space (a test machine's disk may be 90 % full); shed-copies.test.ts sets it
-      '--shed-copies-below',
-      '0',
       ...flags,
-    ],
+    ]),
     {
       // test/support/dns-guard.ts: the relay's lookups go to a closed loopback port unless a test names its servers
       MAILROUTE_DNS_SERVERS: process.env.MAILROUTE_DNS_SERVERS,
@@ -246,7 +236,7 @@ ${mode === 'Direct' ? '' : '  secondary: new\n'}${mode === 'Dual' ? `  dual:\n  
   });
 }
 
-/** The flags every spawned test relay gets: its folder's manifests and spool, loopback port 0 for SMTP, HTTP and
+/** The flags every test relay gets (startRelay's and spawned ones): its folder's manifests and spool, loopback port 0 for SMTP, HTTP and
  * admin, no held-back greeting and no copy shed for the host's free space; `extra` follows. */
 export function loopbackRelayArgs(dir: string, extra: string[] = []): string[] {
   return [
@@ -257,7 +247,7 @@ export function loopbackRelayArgs(dir: string, extra: string[] = []): string[] {
     ...LOOPBACK_LISTENERS,
     '--greeting-delay',
     '0',
-    // as in startRelay: the host's free space sheds no copy
+    // no copy is shed for the host's free space (a test machine's disk may be 90 % full); shed-copies.test.ts sets it
     '--shed-copies-below',
     '0',
     ...extra,
