@@ -179,13 +179,23 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
  * (nothing was contacted, e.g. the leg's server is gone from the table) keeps the previous lastServer.
  */
 export function applyOutcome(leg: LegState, outcome: LegOutcome, now: Date, server: string): LegState {
-  const base: LegState = {
-    ...leg,
-    attempts: leg.attempts + 1,
-    lastAttemptAt: now.toISOString(),
-    lastReply: outcome.reply,
-    ...(server !== '' ? { lastServer: server } : {}),
-  };
+  return withOutcome(
+    {
+      ...leg,
+      attempts: leg.attempts + 1,
+      lastAttemptAt: now.toISOString(),
+      ...(server !== '' ? { lastServer: server } : {}),
+    },
+    outcome,
+  );
+}
+
+/**
+ * The leg in the state the outcome says, with its reply and status; no attempt counted (applyOutcome counts one; a
+ * copy shed for spool space, shed.ts, was not an attempt).
+ */
+export function withOutcome(leg: LegState, outcome: LegOutcome): LegState {
+  const base: LegState = { ...leg, lastReply: outcome.reply };
   delete base.nextAttemptAt;
   delete base.status;
   delete base.expired;

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { parseBytes } from '../../lib/manifests.ts';
 import { isOpenLeg, type LegState, type SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
-import { endLeg, type EndOutcome } from './outcome.ts';
+import { endLeg, withOutcome, type EndOutcome } from './outcome.ts';
 import { every, type Timers } from './scheduler.ts';
 
 /** --shed-copies-below: a share of the volume (percent, 0-90) or a number of bytes; 0 of either: never shed. */
@@ -74,12 +74,7 @@ export function shedState(
     if (l.leg.role !== 'copy' || !isOpenLeg(l) || busy.has(index)) return l;
     if (!handedOver && !recorded.has(l.recipient)) return l;
     const outcome = endLeg(l, { ...ctx, recipientHasRecord: true }, SHED_STATUS, false, reply);
-    const after: LegState = { ...l, state: outcome.state, lastReply: reply };
-    after.status = SHED_STATUS;
-    delete after.nextAttemptAt;
-    delete after.delayPending;
-    delete after.expired;
-    if (outcome.state === 'failed' && outcome.dsn) after.dsnPending = true;
+    const after = withOutcome(l, outcome);
     shed.push({ index, leg: after, outcome });
     return after;
   });
