@@ -477,8 +477,6 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       if (total.passed++ % SHED_ASK_EVERY === 0 && (await enough())) break;
       const e = queue.get(id);
       if (!e?.copiesOnly || e.leaving || e.dsnBusy) continue;
-      const loaded = await spool.load(id);
-      if (!loaded.ok || shedState(loaded.state, e.inflight, reply) === undefined) continue;
       let shed: ShedLeg[] = [];
       let legs: readonly LegState[] = [];
       let removal = false;
@@ -487,7 +485,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         after = await spool.update(id, (s) => {
           const r = shedState(s, e.inflight, reply);
           shed = r?.shed ?? [];
-          if (r === undefined) return s;
+          if (r === undefined) return s; // changed since its last look: nothing is written
           legs = r.state.legs;
           // every leg final and nothing owed: the message goes in the same write (its files are what frees room)
           removal = e.inflight.size === 0 && allDone(r.state);

@@ -94,6 +94,23 @@ describe('spool', () => {
     expect(await spool.load(r.id)).toMatchObject({ ok: false, reason: 'missing' });
   });
 
+  it('an update that returns the state it was given writes nothing', async () => {
+    const spool = await openSpool({ dir, logger, acceptLog: false });
+    const r = await spool.accept(spoolEnvelope(), Readable.from([MESSAGE]));
+    if (!r.ok) throw r.error;
+    const before = await spool.load(r.id);
+    const same = await spool.update(r.id, (s) => s);
+    expect(same).toEqual(before.ok && before.state);
+    // no state file was written beside the message file
+    expect(await readdir(join(dir, 'queue'))).toEqual([`${r.id}.msg`]);
+    const changed = await spool.update(r.id, (s) => ({
+      ...s,
+      legs: s.legs.map((l) => ({ ...l, attempts: 1 })),
+    }));
+    expect(changed?.legs[0]?.attempts).toBe(1);
+    expect((await readdir(join(dir, 'queue'))).sort()).toEqual([`${r.id}.json`, `${r.id}.msg`]);
+  });
+
   it('serves states it wrote from memory (write-through); another instance reads the file', async () => {
     // no accept log: the message has its own file from the start, so its state changes go to a state file
     const spool = await openSpool({ dir, logger, acceptLog: false });

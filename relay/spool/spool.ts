@@ -1214,6 +1214,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
           await removeFiles(id);
           return null;
         }
+        if (next === cur.state) return next; // nothing changed: nothing to write
         if (await relog(id, next)) {
           remember(id, next);
           return next;

@@ -141,8 +141,9 @@ export interface Spool extends SpoolWriter {
   /**
    * Read-modify-write of the message's state file, serialized per id: write tmp, fsync, rename, directory fsync
    * (shared by concurrent callers: group commit). Resolves once the new state survives a power cut. When change
-   * returns null the message is removed instead (resolves null, also once durable). Resolves undefined when the
-   * message is gone.
+   * returns null the message is removed instead (resolves null, also once durable); when it returns the state it was
+   * given, nothing is written (a change must not modify that state in place). Resolves undefined when the message is
+   * gone.
    */
   update(
     id: string,

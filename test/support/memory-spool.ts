@@ -77,7 +77,9 @@ export class MemorySpool implements Spool {
       await Promise.resolve();
       const s = this.states.get(id);
       if (!s) return undefined;
-      const next = change(structuredClone(s));
+      const given = structuredClone(s);
+      const next = change(given);
+      if (next === given) return given; // as the spool: nothing changed, nothing written
       // as a disk does: the change was computed, writing (or removing) it failed
       if (this.failUpdates > 0) {
         this.failUpdates--;
