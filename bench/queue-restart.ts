@@ -10,7 +10,13 @@ import { Readable } from 'node:stream';
 import pino from 'pino';
 import { startDelivery } from '../relay/delivery/engine.ts';
 import { openSpool } from '../relay/spool/spool.ts';
-import { deliveryOptions, envelope, localServer, writeQueuedDualMessages } from '../test/support/delivery.ts';
+import {
+  deliveryOptions,
+  waitingOnCopy,
+  envelope,
+  localServer,
+  writeQueuedDualMessages,
+} from '../test/support/delivery.ts';
 import { freePort } from '../test/support/net.ts';
 import { startSmtpPeer } from '../test/support/smtp-peer.ts';
 
@@ -20,16 +26,8 @@ const dir = await mkdtemp(join(tmpdir(), 'mailroute-queue-restart-'));
 const sink = await startSmtpPeer('sink');
 const sinkPort = sink.port;
 try {
-  const later = new Date(Date.now() + 3_600_000).toISOString();
   await writeQueuedDualMessages(dir, n, [await freePort(), await freePort()], {
-    state: (s) => ({
-      ...s,
-      legs: s.legs.map((l) =>
-        l.leg.role === 'primary'
-          ? { ...l, state: 'delivered', attempts: 1 }
-          : { ...l, state: 'deferred', attempts: 3, nextAttemptAt: later, lastReply: 'connection refused' },
-      ),
-    }),
+    state: waitingOnCopy(new Date(Date.now() + 3_600_000)),
   });
   const t0 = performance.now();
   const spool = await openSpool({ dir, logger });

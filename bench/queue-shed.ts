@@ -3,33 +3,23 @@
 // (enough() never says there is room). Reports messages shed a second and the bytes of spool freed a second.
 //
 //   TMPDIR=/mnt/bench-ext4 npm run bench:queue-shed -- [N=20000]
-import { mkdtemp, rm, statfs } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startDelivery } from '../relay/delivery/engine.ts';
+import { spoolSpace } from '../relay/delivery/shed.ts';
 import { openSpool } from '../relay/spool/spool.ts';
-import { deliveryOptions, writeQueuedDualMessages } from '../test/support/delivery.ts';
+import { deliveryOptions, waitingOnCopy, writeQueuedDualMessages } from '../test/support/delivery.ts';
 import { freePort } from '../test/support/net.ts';
 
 const n = Number(process.argv[2] ?? 20_000);
 const logger = pino({ level: 'error' });
 const dir = await mkdtemp(join(tmpdir(), 'mailroute-queue-shed-'));
-const free = async (): Promise<number> => {
-  const s = await statfs(dir);
-  return s.bavail * s.bsize;
-};
+const free = async (): Promise<number> => (await spoolSpace(dir)).free;
 try {
-  const later = new Date(Date.now() + 3_600_000).toISOString();
   await writeQueuedDualMessages(dir, n, [await freePort(), await freePort()], {
-    state: (s) => ({
-      ...s,
-      legs: s.legs.map((l) =>
-        l.leg.role === 'primary'
-          ? { ...l, state: 'delivered', attempts: 1 }
-          : { ...l, state: 'deferred', attempts: 3, nextAttemptAt: later, lastReply: 'connection refused' },
-      ),
-    }),
+    state: waitingOnCopy(new Date(Date.now() + 3_600_000)),
   });
   const spool = await openSpool({ dir, logger });
   const engine = startDelivery(

@@ -13,7 +13,8 @@
 // Exports:
 //   SpaceThreshold, parseSpaceThreshold(text), thresholdBytes(threshold, totalBytes): the flag (pure)
 //   SHED_STATUS, ShedLeg, shedState(state, busy, reply): the state with its copies ended, or undefined (pure)
-//   SpoolSpace, shortOfSpace(threshold, space): what the volume is short of, bytes or files (inodes) (pure)
+//   SpoolSpace, spoolSpace(dir) (statfs), shortOfSpace(threshold, space): what the volume is short of, bytes or files
+//     (inodes) (pure)
 //   watchSpoolSpace(opts): checks the free space on a timer, keeps mailroute_spool_free_bytes, and sheds when low
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
@@ -90,7 +91,7 @@ export interface SpoolSpace {
   totalFiles: number;
 }
 
-async function spoolSpace(dir: string): Promise<SpoolSpace> {
+export async function spoolSpace(dir: string): Promise<SpoolSpace> {
   const s = await statfs(dir);
   return { free: s.bavail * s.bsize, total: s.blocks * s.bsize, freeFiles: s.ffree, totalFiles: s.files };
 }

@@ -5,10 +5,10 @@
 // volume, after which every new message gets 452 4.3.1, primaries too. Checked: every message whose primary was
 // delivered gives its copy up (suppressed, reason "shed", no DSN, counted) and leaves the spool; a message whose
 // primary still waits keeps both legs.
-import { statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MessageView, QueueListView } from '../../relay/admin/view.ts';
+import { spoolSpace } from '../../relay/delivery/shed.ts';
 import { freePort } from '../support/net.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
@@ -32,8 +32,7 @@ describe('copies shed on a spool volume low on space', () => {
     primary = await startSmtpPeer('primary');
     secondary = await startSmtpPeer('secondary');
     await secondary.down();
-    const s = await statfs(tmpdir());
-    const threshold = s.bavail * s.bsize + 64 * 1024 ** 3;
+    const threshold = (await spoolSpace(tmpdir())).free + 64 * 1024 ** 3;
     r = await startRelay(
       {
         'shed.yaml': dualDomain('shed.test', primary.port, secondary.port),

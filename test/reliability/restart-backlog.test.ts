@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir, writeManifests, domainManifests, dualDomain } from '../relay/relay-harness.ts';
 import { freePort } from '../support/net.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
-import { writeQueuedDualMessages } from '../support/delivery.ts';
+import { waitingOnCopy, writeQueuedDualMessages } from '../support/delivery.ts';
 import { waitFor } from '../support/wait.ts';
 import { metrics, metricSum, relayArgs, spawnRelay, subjectCounts, type RelayChild } from './support.ts';
 
@@ -40,18 +40,10 @@ describe('restart on a backlog', () => {
         policy: '  mode: Direct\n  primary: main\n',
       }),
     });
-    const later = new Date(Date.now() + 3_600_000).toISOString();
     await writeQueuedDualMessages(join(dir, 'spool'), BACKLOG, closed, {
       domain: 'q.test',
       legDomain: 'q.test',
-      state: (s) => ({
-        ...s,
-        legs: s.legs.map((l) =>
-          l.leg.role === 'primary'
-            ? { ...l, state: 'delivered', attempts: 1 }
-            : { ...l, state: 'deferred', attempts: 5, nextAttemptAt: later, lastReply: 'connection refused' },
-        ),
-      }),
+      state: waitingOnCopy(new Date(Date.now() + 3_600_000)),
     });
 
     const r = await spawnRelay(relayArgs(dir));

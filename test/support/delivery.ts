@@ -107,6 +107,22 @@ export function dualEnvelope(primary = 'legacy', copy = 'zoho'): EnvelopeMeta {
 }
 
 /**
+ * How a long outage of the secondary leaves a dual message (for writeQueuedDualMessages' `state`): its leg of record
+ * delivered, its copy deferred until `until` after a few refused attempts.
+ */
+export function waitingOnCopy(until: Date): (s: SpoolState) => SpoolState {
+  const next = until.toISOString();
+  return (s) => ({
+    ...s,
+    legs: s.legs.map((l) =>
+      l.leg.role === 'primary'
+        ? { ...l, state: 'delivered', attempts: 1 }
+        : { ...l, state: 'deferred', attempts: 3, nextAttemptAt: next, lastReply: 'connection refused' },
+    ),
+  });
+}
+
+/**
  * Writes n queued dual messages (a 4 KiB body) straight into dir's spool, as a relay leaves them: recipient u<i>@domain
  * with a primary leg to server old on ports[0] and a Suppress copy to server new on ports[1]. For the benchmarks that
  * start an engine or a relay on a full spool. `legDomain`: the MailDomain the legs name (their servers are then looked
