@@ -14,6 +14,7 @@ import { createRelayMetrics } from '../telemetry/metrics.ts';
 import { startDelivery } from './engine.ts';
 import {
   parseSpaceThreshold,
+  type SpoolSpace,
   SHED_STATUS,
   shedState,
   shortOfSpace,
@@ -143,27 +144,33 @@ describe('shedState: which legs a message gives up', () => {
 });
 
 describe('watchSpoolSpace', () => {
-  /** free: what the volume reports at each look (the last repeats); legsFound: what each pass can shed at most. */
-  const harness = (free: number[], legsFound: number) => {
+  const MiB = 1024 * 1024;
+  /**
+   * free: the MiB free at each look (the last repeats) of a 1000 MiB volume; legsFound: what each pass can shed at
+   * most; space: the volume's look instead. The log's lines are kept.
+   */
+  const harness = (free: number[], legsFound: number, space?: () => Promise<SpoolSpace>) => {
     const clock = new FakeClock(0);
     const metrics = createRelayMetrics(new Registry(), false);
     const passes: string[] = [];
+    const lines: string[] = [];
     let i = 0;
-    const space = () =>
-      Promise.resolve({
-        free: free[Math.min(i++, free.length - 1)] ?? 0,
-        total: 1000,
-        freeFiles: 90,
-        totalFiles: 100,
-      });
     const w = watchSpoolSpace({
       dir: '/spool',
       threshold: { percent: 10 },
       intervalMs: 1000,
       timers: clock,
-      log: pino({ level: 'silent' }),
+      log: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }),
       metrics,
-      space,
+      space:
+        space ??
+        (() =>
+          Promise.resolve({
+            free: (free[Math.min(i++, free.length - 1)] ?? 0) * MiB,
+            total: 1000 * MiB,
+            freeFiles: 90,
+            totalFiles: 100,
+          })),
       shed: async (enough, reply) => {
         passes.push(reply);
         let legs = 0;
@@ -171,7 +178,7 @@ describe('watchSpoolSpace', () => {
         return { messages: legs, legs, passed: legs };
       },
     });
-    return { clock, metrics, passes, w };
+    return { clock, metrics, passes, lines, w };
   };
   const value = async (m: { get(): Promise<{ values: { value: number }[] }> }): Promise<number | undefined> =>
     (await m.get()).values[0]?.value;
@@ -180,7 +187,7 @@ describe('watchSpoolSpace', () => {
     const { metrics, passes, w } = harness([500], 10);
     await w.check();
     expect(passes).toEqual([]);
-    expect(await value(metrics.spoolFreeBytes)).toBe(500);
+    expect(await value(metrics.spoolFreeBytes)).toBe(500 * MiB);
     w.stop();
   });
 
@@ -190,31 +197,20 @@ describe('watchSpoolSpace', () => {
     await w.check();
     expect(passes).toHaveLength(1);
     expect(passes[0]).toBe(
-      'shed: the spool volume had 0.0 MiB free, under --shed-copies-below 0.0 MiB; the copy gave way to primary mail',
+      'shed: the spool volume had 50.0 MiB free, under --shed-copies-below 100.0 MiB; the copy gave way to primary mail',
     );
     expect(await value(metrics.copyLegsShed)).toBe(2);
-    expect(await value(metrics.spoolFreeBytes)).toBe(120);
+    expect(await value(metrics.spoolFreeBytes)).toBe(120 * MiB);
     w.stop();
   });
 
   it('a volume that cannot be looked at is logged once, not at every check, and again after a good look', async () => {
-    const clock = new FakeClock(0);
-    const lines: string[] = [];
-    const log = pino({ level: 'error' }, { write: (l: string) => void lines.push(l) });
     let fail = true;
-    const w = watchSpoolSpace({
-      dir: '/spool',
-      threshold: { percent: 10 },
-      intervalMs: 1000,
-      timers: clock,
-      log,
-      metrics: createRelayMetrics(new Registry(), false),
-      space: () =>
-        fail
-          ? Promise.reject(new Error('EACCES'))
-          : Promise.resolve({ free: 500, total: 1000, freeFiles: 90, totalFiles: 100 }),
-      shed: () => Promise.resolve({ messages: 0, legs: 0 }),
-    });
+    const { clock, lines, w } = harness([500], 0, () =>
+      fail
+        ? Promise.reject(new Error('EACCES'))
+        : Promise.resolve({ free: 500 * MiB, total: 1000 * MiB, freeFiles: 90, totalFiles: 100 }),
+    );
     await w.check();
     await clock.advance(5000);
     expect(lines.filter((l) => l.includes('could not look at the free space'))).toHaveLength(1);
