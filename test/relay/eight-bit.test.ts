@@ -8,7 +8,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, startRelay, type InProcessRelay } from './relay-harness.ts';
+import { makeSelfSigned } from '../support/tls.ts';
+import { domainManifests, dualDomain, startRelay, type InProcessRelay } from './relay-harness.ts';
 
 const run = promisify(execFile);
 
@@ -21,6 +22,8 @@ const STRICT = (m: { raw: Buffer; bodyType: string }): { code: number; message: 
 describe('8-bit bodies: BODY=8BITMIME is passed on', () => {
   let strict: SmtpPeer;
   let older: SmtpPeer;
+  /** Strict too, and wants STARTTLS, then AUTH: the 8BITMIME it offers is read from the EHLO after STARTTLS. */
+  let secure: SmtpPeer;
   let relay: InProcessRelay;
 
   beforeAll(async () => {
@@ -29,12 +32,32 @@ describe('8-bit bodies: BODY=8BITMIME is passed on', () => {
       rcpt: (a) => (a === 'nobody@eight.test' ? { code: 550, message: '5.1.1 no such user' } : undefined),
     });
     older = await startSmtpPeer('older', {}, undefined, { hide8BitMime: true });
-    relay = await startRelay({ 'd.yaml': dualDomain('eight.test', strict.port, older.port) });
+    secure = await startSmtpPeer('secure', { data: STRICT }, undefined, {
+      tls: makeSelfSigned(),
+      auth: { user: 'relay-user', pass: 's3cret' },
+      authRequiresTls: true,
+    });
+    relay = await startRelay({
+      'd.yaml': dualDomain('eight.test', strict.port, older.port),
+      's.yaml': `${domainManifests({
+        domain: 'tls8.test',
+        servers: [
+          `name: main, host: 127.0.0.1, port: ${secure.port}, tls: Required, authSecretRef: {name: tls8-smtp}`,
+        ],
+        policy: '  mode: Direct\n  primary: main\n',
+      })}---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls8-smtp, labels: {mailroute.io/smtp-auth: "true"}}
+stringData: {username: relay-user, password: s3cret}
+`,
+    });
   });
   afterAll(async () => {
     await relay?.close();
     await strict?.close();
     await older?.close();
+    await secure?.close();
   });
 
   /** Sends with python smtplib; mailOptions: MAIL FROM parameters. The body is given as Python bytes literal text. */
@@ -95,5 +118,16 @@ print('ok')
     });
     expect(dsn.bodyType).toBe('8bitmime');
     expect(dsn.raw.toString('utf8')).toContain('Subject: résumé');
+  });
+
+  it('to a server that wants STARTTLS and AUTH: BODY=8BITMIME after the TLS session, delivered as the user', async () => {
+    await send('tina@tls8.test', `'Subject: tls\\r\\n\\r\\nna\\u00efve\\r\\n'.encode('utf-8')`, [
+      'BODY=8BITMIME',
+    ]);
+    const m = await waitFor(() => secure.for('tina@tls8.test')[0], {
+      what: 'the 8-bit message at the secure server',
+    });
+    expect(m).toMatchObject({ bodyType: '8bitmime', secure: true, user: 'relay-user' });
+    expect(m.raw.toString('utf8')).toContain('naïve\r\n');
   });
 });
