@@ -12,7 +12,7 @@ import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
 import { startDelivery, type DeliveryEngine } from './delivery/engine.ts';
 import { realTimers } from './delivery/scheduler.ts';
-import { watchSpoolSpace, type SpoolSpace } from './delivery/shed.ts';
+import { watchSpoolSpace } from './delivery/shed.ts';
 import { type TransportFactory } from './delivery/transport.ts';
 import { createDnsResolver, type DnsResolver } from './dns.ts';
 import { guardResolver } from './destinations.ts';
@@ -60,8 +60,6 @@ export interface RelayDeps {
   sourcePollMs?: number;
   /** How often the spool volume's free space is looked at (relay/delivery/shed.ts; default 10 s). */
   spaceCheckMs?: number;
-  /** The spool volume's free and total bytes; default statfs (relay/delivery/shed.ts spoolSpace). */
-  spoolSpace?: (dir: string) => Promise<SpoolSpace>;
   /**
    * One of `count` worker processes (relay/workers.ts): no HTTP or admin listener (the primary serves them), connection
    * limits inbound and outbound divided by count, "relay worker started" instead of "relay started".
@@ -286,7 +284,6 @@ async function startRelay(
     log: logger,
     metrics,
     shed: (enough, reply) => delivery.shedCopies(enough, reply),
-    ...(deps.spoolSpace ? { space: deps.spoolSpace } : {}),
   });
   resources.opened('spool space', () => spaceWatch.stop());
 
