@@ -255,22 +255,83 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(finals[1]?.leg).toMatchObject({ status: '5.1.1', dsnPending: true });
   });
 
-  it('a state (here: the removal) that cannot be written repeats the attempt after the first retry step', async () => {
+  const gauge = async (h: EngineHarness, name: 'deliveryPaused' | 'resultsUnrecorded'): Promise<number> =>
+    (await h.metrics[name].get()).values[0]?.value ?? 0;
+
+  it('a state (here: the removal) that cannot be written is kept and written again after 1 s; the attempt is not repeated', async () => {
     h = await engineHarness({ retryScheduleMs: [10_000] });
     h.spool.failUpdates = 1;
+    h.spool.failCode = 'EROFS';
     const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
     expect(h.net.sent).toHaveLength(1);
     expect(h.spool.states.has(id)).toBe(true);
-    // the failed write was the removal: the message is still counted and scheduled
+    // the failed write was the removal: the message is still counted
     expect(h.engine.stats()).toMatchObject({ messages: 1, pending: 1 });
     expect(
       (await h.metrics.queueMessages.get()).values.find((v) => v.labels.state === 'pending')?.value,
     ).toBe(1);
-    await h.clock.advance(9_999);
-    expect(h.net.sent).toHaveLength(1);
+    expect([await gauge(h, 'deliveryPaused'), await gauge(h, 'resultsUnrecorded')]).toEqual([1, 1]);
+    await h.clock.advance(999);
+    expect(h.spool.states.has(id)).toBe(true);
     await h.clock.advance(1);
-    expect(h.net.sent).toHaveLength(2);
     expect(h.spool.states.has(id)).toBe(false);
+    expect([await gauge(h, 'deliveryPaused'), await gauge(h, 'resultsUnrecorded')]).toEqual([0, 0]);
+    await h.clock.advance(60_000); // past the retry step: nothing is sent again
+    expect(h.net.sent).toHaveLength(1);
+  });
+
+  it('a kept write refused again is tried after 2 s, then 4 s: the deferral it records is kept, never re-sent', async () => {
+    h = await engineHarness({ retryScheduleMs: [60_000] });
+    h.net.reply = () => busy;
+    h.spool.failUpdates = 3;
+    const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    expect(h.net.sent).toHaveLength(1);
+    for (const step of [1000, 2000]) {
+      await h.clock.advance(step);
+      expect(h.legs(id)?.[0]?.state, `after ${step} ms more`).toBe('pending'); // refused again
+    }
+    await h.clock.advance(3999);
+    expect(h.legs(id)?.[0]?.state).toBe('pending');
+    await h.clock.advance(1);
+    expect(h.legs(id)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+    expect(h.net.sent).toHaveLength(1);
+  });
+
+  it('a read-only spool (EROFS) pauses delivery: no other message is looked at; the first write that succeeds resumes them', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000] });
+    h.spool.failUpdates = 1;
+    h.spool.failCode = 'EROFS';
+    const first = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    const second = await h.accept([{ recipient: 'carol@x.test', legs: [primaryLeg('carol@x.test', mx1)] }]);
+    expect(h.net.sent.map((s) => s.req.to)).toEqual([['bob@x.test']]); // the second waits
+    await h.clock.advance(1000);
+    expect(h.net.sent.map((s) => s.req.to)).toEqual([['bob@x.test'], ['carol@x.test']]);
+    expect([h.spool.states.has(first), h.spool.states.has(second)]).toEqual([false, false]);
+  });
+
+  it('a full disk (ENOSPC) does not pause delivery: the next message goes out, and its write (a removal) writes the kept result', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000] });
+    h.net.reply = (_host, rcpt) => (rcpt.startsWith('bob') ? busy : ok);
+    h.spool.failUpdates = 1; // bob's deferral
+    const first = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    expect([await gauge(h, 'deliveryPaused'), await gauge(h, 'resultsUnrecorded')]).toEqual([0, 1]);
+    const second = await h.accept([{ recipient: 'carol@x.test', legs: [primaryLeg('carol@x.test', mx1)] }]);
+    expect(h.net.sent.map((s) => s.req.to)).toEqual([['bob@x.test'], ['carol@x.test']]);
+    expect(h.spool.states.has(second)).toBe(false);
+    expect(h.legs(first)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+    expect(await gauge(h, 'resultsUnrecorded')).toBe(0);
+  });
+
+  it('stop() gives kept results up at once: the message stays as it was, to be tried again at the next start', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000], stopTimeoutMs: 60_000 });
+    h.spool.failUpdates = 2; // the write, and its try at stop()
+    const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    const stopped = h.stop();
+    await h.clock.advance(0);
+    await stopped; // no wait for the stop deadline: nothing is left in flight
+    expect(h.legs(id)?.[0]?.state).toBe('pending');
+    expect(h.net.sent).toHaveLength(1);
+    expect([await gauge(h, 'deliveryPaused'), await gauge(h, 'resultsUnrecorded')]).toEqual([0, 0]);
   });
 
   it('holds a leg whose server left the table without connecting, and tries it when the table changes', async () => {

@@ -33,6 +33,7 @@ import { rerouteState, type RerouteResult } from './reroute.ts';
 import { Results, type LegFinal, type Written } from './results.ts';
 import { retryDelayMs } from './retry.ts';
 import { shedState, type ShedLeg } from './shed.ts';
+import { StorageHold } from './storage-hold.ts';
 import { every, realTimers, Scheduler, type TimerHandle, type Timers } from './scheduler.ts';
 import type { ServerLookup } from './server-lookup.ts';
 import { smtpOutTransportFactory } from './smtp-out/pool.ts';
@@ -213,6 +214,9 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     backoffMs: opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000),
   });
 
+  // While the spool takes no state writes, results are kept and written again, and no message is looked at.
+  const hold = new StorageHold({ timers, log, metrics, elapsed, wake });
+
   const results = new Results({
     spool,
     clock,
@@ -227,6 +231,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     closed: () => closed,
     ...(opts.onLegFinal ? { onLegFinal: opts.onLegFinal } : {}),
     removing: (id, m) => queue.leaving(id, m as Entry),
+    staying: (id, m) => queue.stay(id, m as Entry),
+    storage: hold,
     written: (id, m, w) => written(id, m as Entry, w),
   });
 
@@ -296,12 +302,14 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const drop = (id: string): void => {
     queue.drop(id);
     scheduler.forget(id);
+    hold.forget(id);
     opts.onMessageGone?.(id);
   };
 
   const look = async (id: string): Promise<void> => {
     const e = queue.get(id);
     if (!e || stopped) return;
+    if (hold.hold(id)) return; // looked at when the spool takes writes again
     const loaded = await spool.load(id);
     if (stopped) return;
     if (!loaded.ok) {
@@ -395,7 +403,6 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       return;
     }
     if (queue.get(id) !== e) return; // deleted meanwhile
-    if (w.removal) queue.stay(id, e); // the removal failed: the message is still queued
     if (w.writeFailed) return retryLater(id);
     if (w.state === undefined) return drop(id); // the message is gone (deleted by an operator, or quarantined)
     return settle(id, e, w.state);
@@ -590,6 +597,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       stopGauges();
       stopReaping();
       destinations.dropWaiters();
+      // Results kept while the spool took no writes get one more try (given up if it fails: repeated at the next start).
+      hold.stop();
       // Results waiting for sibling legs are written now.
       for (const [id, e] of queue.all()) results.flushWaiting(id, e);
       // Wait for everything in flight, including work that started while we waited (a load that finished).

@@ -74,6 +74,8 @@ describe('Results: the batch of a message', () => {
       stopped: () => false,
       closed: () => false,
       removing: () => undefined,
+      staying: () => undefined,
+      storage: { failed: () => undefined, wrote: () => undefined },
       written: (_id, _m, w) => {
         written.push(w.state === null ? 'removed' : 'written');
         return Promise.resolve();

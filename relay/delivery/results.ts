@@ -4,7 +4,9 @@
 // whose legs finish together costs one write (or none: when every leg is final and no DSN is owed the message is
 // removed instead of rewritten). Each reply goes through decideLeg() (outcome.ts); the leg states are written in one
 // spool.update. A crash in the window only repeats an attempt. After the write, `written` (the engine) decides what
-// comes next for the message (a DSN, removal, or its next due time).
+// comes next for the message (a DSN, removal, or its next due time). A write that fails keeps the batch, its legs in
+// flight, for storage-hold.ts to write again: the attempts are not repeated while the spool takes no writes (stopping
+// gives them up instead: they repeat at the next start).
 //
 // Hook point: `onLegFinal` (optional) is told of every leg whose attempt made it final (delivered, failed or
 // suppressed) once that state is durable; a result that could not be written is not reported (it will be repeated).
@@ -17,6 +19,7 @@ import type { RelayMetrics } from '../telemetry/metrics.ts';
 import type { AttemptResult, Job } from './attempt.ts';
 import { applyOutcome, decideLeg, type LegOutcome } from './outcome.ts';
 import type { TimerHandle, Timers } from './scheduler.ts';
+import type { StorageHold } from './storage-hold.ts';
 
 export interface PendingResult extends AttemptResult {
   job: Job;
@@ -49,8 +52,6 @@ export interface TrackedMessage {
 export interface Written {
   state: SpoolState | null | undefined;
   writeFailed: boolean;
-  /** The write was to remove the message (every leg final, nothing owed): `removing` ran before it. */
-  removal: boolean;
 }
 
 /** A leg made final by an attempt, reported once its state is durable. */
@@ -86,9 +87,13 @@ export interface ResultsDeps {
   onLegFinal?: (final: LegFinal) => void;
   /**
    * The write about to happen removes the message: the engine takes it out of the queue gauge first, so no scrape
-   * counts a message whose files are gone (a failed removal is reported to `written` with removal set).
+   * counts a message whose files are gone (`staying` puts it back when the removal failed).
    */
   removing: (id: string, m: TrackedMessage) => void;
+  /** That removal failed: the message is still queued (back in the gauge). */
+  staying: (id: string, m: TrackedMessage) => void;
+  /** Where results that could not be written wait, and who hears that a write succeeded (storage-hold.ts). */
+  storage: Pick<StorageHold, 'failed' | 'wrote'>;
   /** After each write (the results' legs are no longer in flight): what comes next for the message. */
   written: (id: string, m: TrackedMessage, w: Written) => Promise<void>;
 }
@@ -184,18 +189,39 @@ export class Results {
     if (r.flushing || r.pending.length === 0) return;
     const batch = r.pending.splice(0);
     const waiters = r.waiters.splice(0);
+    let kept: { err: unknown } | undefined;
     r.flushing = this.write(id, m, batch)
-      .catch((err: unknown) => this.d.log.error({ err, queueId: id }, 'delivery: recording results failed'))
+      .then(
+        (k) => void (kept = k),
+        (err: unknown) => this.d.log.error({ err, queueId: id }, 'delivery: recording results failed'),
+      )
       .finally(() => {
         r.flushing = undefined;
+        if (kept !== undefined) {
+          // not written, and not given up: the results wait in the batch (their legs stay in flight) and the storage
+          // hold writes them again; the attempts are not repeated
+          r.pending.unshift(...batch);
+          r.waiters.unshift(...waiters);
+          this.d.storage.failed(id, kept.err, () => this.flush(id, m));
+          return;
+        }
         for (const w of waiters) w();
         this.kick(id, m);
       });
   }
 
-  private async write(id: string, m: TrackedMessage, batch: PendingResult[]): Promise<void> {
+  /**
+   * Writes the batch's results and tells `written`. Resolves with the error when the write failed and the results are
+   * to be kept (not stopping: storage-hold.ts writes them again); a failure while stopping gives them up (the attempts
+   * repeat at the next start).
+   */
+  private async write(
+    id: string,
+    m: TrackedMessage,
+    batch: PendingResult[],
+  ): Promise<{ err: unknown } | undefined> {
     const d = this.d;
-    if (d.closed()) return; // after stop(): the attempt is repeated at the next start
+    if (d.closed()) return undefined; // after stop(): the attempt is repeated at the next start
     const now = d.clock();
     const outcomes: {
       r: PendingResult;
@@ -250,10 +276,19 @@ export class Results {
         return { ...s, legs };
       });
     } catch (err) {
-      // The state could not be written: the attempts will be repeated (at-least-once), never lost.
+      if (removal) d.staying(id, m); // the removal failed: the message is still queued
+      if (!d.stopped()) {
+        d.log.warn(
+          { err, queueId: id, results: batch.reduce((n, r) => n + r.job.indexes.length, 0) },
+          'delivery: could not record the result of an attempt; kept in memory and written again (not repeated)',
+        );
+        return { err };
+      }
+      // Stopping: the state could not be written; the attempts will be repeated (at-least-once), never lost.
       writeFailed = true;
       d.log.error({ err, queueId: id }, 'delivery: could not record the result of an attempt');
     }
+    if (!writeFailed) d.storage.wrote(id);
     countDeliveries(d.metrics, outcomes);
     // The fields one transaction's legs share are serialized once per transaction (a child logger) when it has
     // several legs: the lines are the same, with the shared fields first (docs/queue.md "Logs and metrics").
@@ -290,6 +325,7 @@ export class Results {
       }
     }
     for (const i of indexes) m.inflight.delete(i);
-    await d.written(id, m, { state, writeFailed, removal });
+    await d.written(id, m, { state, writeFailed });
+    return undefined;
   }
 }

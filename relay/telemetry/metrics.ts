@@ -32,6 +32,10 @@ export interface RelayMetrics {
   spoolFreeBytes: Gauge;
   /** Copy legs ended to keep room for primary mail on a spool volume low on space (relay/delivery/shed.ts). */
   copyLegsShed: Counter;
+  /** 1 while delivery is paused because the spool takes no state writes (relay/delivery/storage-hold.ts). */
+  deliveryPaused: Gauge;
+  /** Messages whose attempt results are kept in memory because the spool could not record them. */
+  resultsUnrecorded: Gauge;
   /**
    * The spool's accept log (relay/spool/accept-log.ts): each write's time from its issue to its completion as the relay
    * takes it up, which is what the 250 of a small message waits for (the disk's commit and the event loop's turn).
@@ -200,6 +204,17 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     copyLegsShed: new Counter({
       name: 'mailroute_copy_legs_shed_total',
       help: 'Copy legs ended undelivered to keep room for primary mail on a spool volume low on space (--shed-copies-below)',
+      registers,
+    }),
+    deliveryPaused: new Gauge({
+      name: 'mailroute_delivery_paused',
+      help: 'Delivery is paused because the spool takes no state writes (a read-only or failing volume): 1, else 0',
+      aggregator: 'max',
+      registers,
+    }),
+    resultsUnrecorded: new Gauge({
+      name: 'mailroute_results_unrecorded',
+      help: 'Messages whose attempt results the spool could not record, kept in memory and written again (delivered again if the relay stops first)',
       registers,
     }),
     spoolLogWriteSeconds: new Histogram({

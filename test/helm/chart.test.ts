@@ -697,6 +697,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteTlsCertificateExpiring',
         'MailrouteRelayOutOfDescriptors',
         'MailrouteCopiesShed',
+        'MailrouteDeliveryPaused',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');

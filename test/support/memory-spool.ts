@@ -26,8 +26,9 @@ export class MemorySpool implements Spool {
   readonly bodies = new Map<string, Buffer>();
   /** spool.update calls that wrote (or removed) a state. */
   writes = 0;
-  /** The next n updates reject. */
+  /** The next n updates reject, with an error of code failCode. */
   failUpdates = 0;
+  failCode = 'ENOSPC';
   private seq = 0;
   private readonly chains = new Map<string, Promise<unknown>>();
 
@@ -83,7 +84,9 @@ export class MemorySpool implements Spool {
       // as a disk does: the change was computed, writing (or removing) it failed
       if (this.failUpdates > 0) {
         this.failUpdates--;
-        throw new Error('disk full');
+        throw Object.assign(new Error(`${this.failCode}: the state could not be written`), {
+          code: this.failCode,
+        });
       }
       this.writes++;
       if (next === null) {
