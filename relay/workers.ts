@@ -26,6 +26,8 @@ import type { DeliveryEngine, DeliveryStats } from './delivery/engine.ts';
 import type { RerouteResult } from './delivery/reroute.ts';
 import type { RelayHandle } from './relay.ts';
 import { adoptOrphanFolders, workerSpoolDir } from './spool/adopt.ts';
+import { lockSpool } from './spool/lock.ts';
+import { explainUnwritable } from './spool/writable.ts';
 import type { LoadResult } from './spool/types.ts';
 import { createTelemetryServer, type ReadyReport } from './telemetry/http.ts';
 import { safeDelay } from '../routing/timer.ts';
@@ -111,16 +113,32 @@ export async function runRelayProcess(config: Readonly<RelayConfig>): Promise<nu
     format: config.logFormat,
     base: { component: 'relay' },
   });
-  await adoptOrphanFolders(config.spoolDir, workers, logger).catch((err: unknown) => {
+  // One relay process per spool folder (relay/spool/lock.ts), before anything in it is touched.
+  const lock = await explainUnwritable(config.spoolDir, () =>
+    lockSpool(config.spoolDir, {
+      onWait: (owner) =>
+        logger.warn(
+          { spool: config.spoolDir, owner },
+          'relay: the spool is locked by another relay; waiting',
+        ),
+    }),
+  ).catch((err: unknown) => {
     throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
   });
-  if (workers <= 1) {
-    const { runRelay } = await import('./relay.ts');
-    const handle = await runRelay(config, { handleSignals: true, logger });
-    await handle.closed;
-    return 0;
+  try {
+    await adoptOrphanFolders(config.spoolDir, workers, logger).catch((err: unknown) => {
+      throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    if (workers <= 1) {
+      const { runRelay } = await import('./relay.ts');
+      const handle = await runRelay(config, { handleSignals: true, logger });
+      await handle.closed;
+      return 0;
+    }
+    return await runPrimary(config, workers, logger);
+  } finally {
+    lock.release();
   }
-  return runPrimary(config, workers, logger);
 }
 
 // ---------------------------------------------------------------- worker
