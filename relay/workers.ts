@@ -125,6 +125,12 @@ export async function runRelayProcess(config: Readonly<RelayConfig>): Promise<nu
   ).catch((err: unknown) => {
     throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
   });
+  if (lock.unguarded !== undefined) {
+    logger.warn(
+      { spool: config.spoolDir, reason: lock.unguarded },
+      'relay: the spool file system gives no lock; a second relay started on this spool would not be stopped',
+    );
+  }
   try {
     await adoptOrphanFolders(config.spoolDir, workers, logger).catch((err: unknown) => {
       throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);

@@ -73,7 +73,7 @@ describe('lockSpool', () => {
     await take(dir); // at once: no stale lock
   });
 
-  it('a holder file with garbage in it still gives a clear error; a folder that cannot be made throws as it is', async () => {
+  it('a holder file with garbage in it still gives a clear error', async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailroute-lock-'));
     await take(dir);
     for (const garbage of ['not json', '[1,2]', JSON.stringify({ pid: 'x', host: 'h'.repeat(10_000) })]) {
@@ -82,6 +82,29 @@ describe('lockSpool', () => {
       expect(err).toMatch(/is in use by (another relay process|relay process)/);
       expect(err.length).toBeLessThan(1000);
     }
+  });
+
+  it('a lock file something else wrote into is emptied and locked; a file system without locks leaves the relay unguarded, not stopped', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailroute-lock-'));
+    await writeFile(join(dir, LOCK_FILE), 'not a database '.repeat(100));
+    const l = await take(dir);
+    expect(l.unguarded).toBeUndefined();
+    await expect(take(dir)).rejects.toThrow(SpoolInUseError);
+    l.release();
+    const noLocks = await lockSpool(dir, {
+      database: () => ({
+        exec() {
+          throw Object.assign(new Error('disk I/O error'), { errcode: 10 }); // SQLITE_IOERR, as ENOLCK gives
+        },
+        close: () => undefined,
+      }),
+    });
+    expect(noLocks.unguarded).toBe(`${join(dir, LOCK_FILE)}: disk I/O error`);
+    noLocks.release();
+  });
+
+  it('a path under a file throws as it is', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailroute-lock-'));
     await writeFile(join(dir, 'file'), 'x');
     await expect(lockSpool(join(dir, 'file', 'spool'))).rejects.toThrow(/ENOTDIR|EEXIST/);
     expect(await readFile(join(dir, 'file'), 'utf8')).toBe('x');

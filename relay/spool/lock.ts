@@ -13,8 +13,10 @@
 // the error a second relay prints. It is taken by the process the operator started (the primary with --workers; its
 // workers share its spool and exit with it).
 //
-// Exports: lockSpool(dir, opts) -> SpoolLock, SpoolInUseError, LOCK_FILE.
-import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+// A file system that gives no locks does not stop the mail: the relay starts unguarded and says so.
+//
+// Exports: lockSpool(dir, opts) -> SpoolLock, SpoolInUseError, LOCK_FILE, LockDatabase (the seam for tests).
+import { mkdir, open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -23,11 +25,14 @@ import { setTimeout as delay } from 'node:timers/promises';
 export const LOCK_FILE = 'spool.lock';
 const OWNER_FILE = 'spool.lock.json';
 
-/** SQLite's result codes for a lock another connection holds. */
+/** SQLite's result codes: a lock another connection holds; a file that is not a database. */
 const SQLITE_BUSY = 5;
 const SQLITE_LOCKED = 6;
+const SQLITE_NOTADB = 26;
 
 export interface SpoolLock {
+  /** Undefined when the lock is held; else why the file system gave none (the relay runs unguarded). */
+  readonly unguarded: string | undefined;
   /** Lets go of the lock (also done by the kernel when the process ends). Idempotent. */
   release(): void;
 }
@@ -53,19 +58,27 @@ export class SpoolInUseError extends Error {
   }
 }
 
-/** Locks held by this process: referenced here so that no garbage collection closes their database (and lets go). */
-const held = new Set<DatabaseSync>();
-
-function isBusy(err: unknown): boolean {
-  const code = (err as { errcode?: unknown } | null)?.errcode;
-  return code === SQLITE_BUSY || code === SQLITE_LOCKED;
+/** What the lock needs of a database (node:sqlite's DatabaseSync); a seam for tests. */
+export interface LockDatabase {
+  exec(sql: string): void;
+  close(): void;
 }
 
-/** One try: the lock, or undefined when another process holds it; any other failure throws. */
-function tryLock(path: string): DatabaseSync | undefined {
-  let db: DatabaseSync | undefined;
+const openDatabase = (path: string): LockDatabase => new DatabaseSync(path, { timeout: 0 });
+
+/** Locks held by this process: referenced here so that no garbage collection closes their database (and lets go). */
+const held = new Set<LockDatabase>();
+
+const errcode = (err: unknown): unknown => (err as { errcode?: unknown } | null)?.errcode;
+
+/** One try: the lock; 'busy' when another process holds it; 'notadb' for a file that is not a database. */
+function tryLock(
+  path: string,
+  open: (path: string) => LockDatabase,
+): LockDatabase | 'busy' | 'notadb' | { failed: unknown } {
+  let db: LockDatabase | undefined;
   try {
-    db = new DatabaseSync(path, { timeout: 0 });
+    db = open(path);
     // no journal file beside it; the exclusive lock is kept until close()
     db.exec('PRAGMA journal_mode=OFF; PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE');
     return db;
@@ -75,8 +88,10 @@ function tryLock(path: string): DatabaseSync | undefined {
     } catch {
       // closing a database that did not open: nothing to let go of
     }
-    if (isBusy(err)) return undefined;
-    throw err;
+    const code = errcode(err);
+    if (code === SQLITE_BUSY || code === SQLITE_LOCKED) return 'busy';
+    if (code === SQLITE_NOTADB) return 'notadb';
+    return { failed: err };
   }
 }
 
@@ -87,6 +102,8 @@ export interface LockOptions {
   pollMs?: number;
   /** Told once when the first try finds the lock held. */
   onWait?: (owner: LockOwner | undefined) => void;
+  /** Opens the lock's database (default node:sqlite); tests inject failures. */
+  database?: (path: string) => LockDatabase;
 }
 
 async function readOwner(dir: string): Promise<LockOwner | undefined> {
@@ -106,34 +123,55 @@ async function readOwner(dir: string): Promise<LockOwner | undefined> {
 
 /**
  * Takes the spool folder's lock, creating the folder if needed; waits up to waitMs for a holder that is stopping, then
- * throws SpoolInUseError. Other failures (a folder that cannot be written) throw as they are.
+ * throws SpoolInUseError. A folder that cannot be written throws its errno. A file system that gives no locks (the
+ * lock fails otherwise) is not a reason to stop the mail: the lock comes back `unguarded`, with the reason, and the
+ * caller warns.
  */
 export async function lockSpool(dir: string, opts: LockOptions = {}): Promise<SpoolLock> {
   const waitMs = opts.waitMs ?? 10_000;
   const pollMs = opts.pollMs ?? 250;
+  const database = opts.database ?? openDatabase;
   await mkdir(dir, { recursive: true });
   const path = join(dir, LOCK_FILE);
   // made (or opened) here first: a folder the relay may not write fails with its errno (EACCES, EROFS), which
   // explainUnwritable turns into advice; SQLite would only say "unable to open database file"
   await (await open(path, 'a', 0o600)).close();
   const started = performance.now();
-  let db = tryLock(path);
-  if (db === undefined) opts.onWait?.(await readOwner(dir));
-  while (db === undefined) {
+  let told = false;
+  let emptied = false;
+  for (;;) {
+    const r = tryLock(path, database);
+    if (r === 'notadb' && !emptied) {
+      // something else wrote into the lock file (the relay never does): nobody holds it (SQLite reads the file only
+      // under a lock), so it is emptied, once
+      emptied = true;
+      await truncate(path, 0);
+      continue;
+    }
+    if (r !== 'busy' && r !== 'notadb' && !('failed' in r)) {
+      held.add(r);
+      const owner: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+      // advisory (for the error above): not fsynced, and a failure to write it does not matter
+      await writeFile(join(dir, OWNER_FILE), JSON.stringify(owner) + '\n').catch(() => undefined);
+      return {
+        unguarded: undefined,
+        release(): void {
+          if (!held.delete(r)) return;
+          r.close();
+        },
+      };
+    }
+    if (r !== 'busy') {
+      const why =
+        r === 'notadb' ? 'the lock file is not one SQLite can lock' : String((r.failed as Error).message);
+      return { unguarded: `${path}: ${why}`, release: () => undefined };
+    }
+    if (!told) {
+      told = true;
+      opts.onWait?.(await readOwner(dir));
+    }
     const waited = performance.now() - started;
     if (waited >= waitMs) throw new SpoolInUseError(dir, await readOwner(dir), waited);
     await delay(Math.min(pollMs, waitMs - waited));
-    db = tryLock(path);
   }
-  const mine = db;
-  held.add(mine);
-  const owner: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
-  // advisory (for the error above): not fsynced, and a failure to write it does not matter
-  await writeFile(join(dir, OWNER_FILE), JSON.stringify(owner) + '\n').catch(() => undefined);
-  return {
-    release(): void {
-      if (!held.delete(mine)) return;
-      mine.close();
-    },
-  };
 }
