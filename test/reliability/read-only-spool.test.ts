@@ -264,7 +264,10 @@ describe('the spool volume turns read-only under a running relay', () => {
 
     await copy.up();
     const fixed = await target.fix();
-    if (fixed.stopMs !== undefined) expect(fixed.stopMs, 'SIGTERM to exit (ms)').toBeLessThan(30_000);
+    if (fixed.stopMs !== undefined) {
+      expect(fixed.stopMs, 'SIGTERM to exit (ms)').toBeLessThan(30_000);
+      expect(fixed.exitCode).toBe(0);
+    }
     await waitFor(async () => (await queueTotal(target.adminPort())) === 0, {
       timeoutMs: 30_000,
       what: 'queue drained after the fix',
