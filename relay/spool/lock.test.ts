@@ -1,9 +1,14 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LOCK_FILE, lockSpool, SpoolInUseError, type SpoolLock } from './lock.ts';
+
+const runMkfifo = async (path: string): Promise<void> => {
+  await promisify(execFile)('mkfifo', [path]);
+};
 
 let dir: string;
 const locks: SpoolLock[] = [];
@@ -76,12 +81,21 @@ describe('lockSpool', () => {
   it('a holder file with garbage in it still gives a clear error', async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailroute-lock-'));
     await take(dir);
-    for (const garbage of ['not json', '[1,2]', JSON.stringify({ pid: 'x', host: 'h'.repeat(10_000) })]) {
+    for (const garbage of [
+      'not json',
+      '[1,2]',
+      JSON.stringify({ pid: 'x', host: 'h'.repeat(10_000) }),
+      JSON.stringify({ pid: 7, host: 'h' }) + ' '.repeat(64 * 1024 * 1024), // read no further than 4 KiB
+    ]) {
       await writeFile(join(dir, 'spool.lock.json'), garbage);
       const err = String(await take(dir).catch((e: unknown) => e));
       expect(err).toMatch(/is in use by (another relay process|relay process)/);
       expect(err.length).toBeLessThan(1000);
     }
+    // a FIFO in its place (nothing ever writes to it): the error comes, nothing hangs
+    await rm(join(dir, 'spool.lock.json'));
+    await runMkfifo(join(dir, 'spool.lock.json'));
+    await expect(take(dir)).rejects.toThrow('is in use by another relay process');
   });
 
   it('a lock file something else wrote into is emptied and locked; a file system without locks leaves the relay unguarded, not stopped', async () => {

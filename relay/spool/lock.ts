@@ -16,7 +16,8 @@
 // A file system that gives no locks does not stop the mail: the relay starts unguarded and says so.
 //
 // Exports: lockSpool(dir, opts) -> SpoolLock, SpoolInUseError, LOCK_FILE, LockDatabase (the seam for tests).
-import { mkdir, open, readFile, truncate, writeFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open, truncate, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -106,9 +107,22 @@ export interface LockOptions {
   database?: (path: string) => LockDatabase;
 }
 
+/** The holder's record: its first 4 KiB at most (it is a line of JSON; anything larger is not the relay's). */
 async function readOwner(dir: string): Promise<LockOwner | undefined> {
   try {
-    const v = JSON.parse(await readFile(join(dir, OWNER_FILE), 'utf8')) as unknown;
+    const fh = await open(
+      join(dir, OWNER_FILE),
+      fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW,
+    );
+    let text: string;
+    try {
+      const buf = Buffer.alloc(4096);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      text = buf.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await fh.close();
+    }
+    const v = JSON.parse(text) as unknown;
     if (typeof v !== 'object' || v === null) return undefined;
     const o = v as Record<string, unknown>;
     return {
