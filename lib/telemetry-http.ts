@@ -3,6 +3,7 @@
 // What is ready, and what is alive, is injected; how the answers are framed differs by side (TelemetryFraming).
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { httpServerOptions, limitConnections } from './http-limits.ts';
 import { listenOn } from './listen.ts';
 
 /** How the answers are framed. */
@@ -37,7 +38,7 @@ export function createTelemetryHttp(deps: {
   onError?: (err: Error) => void;
 }): TelemetryServer {
   const { framing } = deps;
-  const server = createServer((req, res) => {
+  const server = createServer(httpServerOptions(), (req, res) => {
     const url = (req.url ?? '/').split('?')[0] ?? '/';
     const send = (code: number, body: string, type = framing.textType): void => {
       res.writeHead(code, { 'content-type': type, ...framing.headers });
@@ -69,6 +70,7 @@ export function createTelemetryHttp(deps: {
         return send(404, 'not found\n');
     }
   });
+  limitConnections(server);
   return {
     server,
     listen: (port, host) => listenOn(server, port, host, (err) => deps.onError?.(err)),

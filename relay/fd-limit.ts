@@ -8,7 +8,10 @@
 // readOpenFilesLimit() (reads /proc/self/limits; undefined where there is none).
 import { readFile } from 'node:fs/promises';
 
-/** Descriptors the relay needs besides one per session: pools, spool, log, listeners, watches, large messages. */
+/**
+ * Descriptors the relay needs besides one per session: pools, spool, log, listeners, watches, large messages, and
+ * the HTTP listeners' connections (at most 64 on each, lib/http-limits.ts).
+ */
 export const DESCRIPTOR_HEADROOM = 256;
 
 export interface OpenFilesLimit {

@@ -18,6 +18,7 @@
 //   DELETE /queue/:id         drop a message without delivering it (no DSN) -> 200 { deleted: id } or 404
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { httpServerOptions, limitConnections } from '../../lib/http-limits.ts';
 import { listenOn } from '../../lib/listen.ts';
 import { parityView, type ParityReport } from '../../contract/relay-parity.ts';
 import type { DeliveryEngine, DeliveryStats } from '../delivery/engine.ts';
@@ -167,13 +168,14 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     return send(res, 405, { error: `${method} /queue/${arg}: use GET or DELETE` });
   };
 
-  const server = createServer((req, res) => {
+  const server = createServer(httpServerOptions(), (req, res) => {
     handle(req, res).catch((err: unknown) => {
       log.error({ err }, 'admin: request failed');
       if (!res.headersSent) send(res, 500, { error: err instanceof Error ? err.message : String(err) });
       else res.destroy();
     });
   });
+  limitConnections(server);
   // once listening, an accept that fails (EMFILE under a connection flood) is logged, never fatal (lib/listen.ts)
   const a = await listenOn(server, opts.listen.port, opts.listen.host, (err) =>
     log.warn({ err }, 'admin: listener error'),
