@@ -322,6 +322,23 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(await gauge(h, 'resultsUnrecorded')).toBe(0);
   });
 
+  it('kept results free their destination slots: on a full disk more messages go out than a destination holds', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000] });
+    // 20 deferrals whose state cannot be written (ENOSPC), more than mx1's 16 transactions, then a delivery
+    h.net.reply = (_host, rcpt) => (rcpt.startsWith('later') ? busy : ok);
+    h.spool.failUpdates = 20;
+    for (let i = 0; i < 20; i++)
+      await h.accept([{ recipient: `later${i}@x.test`, legs: [primaryLeg(`later${i}@x.test`, mx1)] }]);
+    expect(await gauge(h, 'resultsUnrecorded')).toBe(20);
+    const last = await h.accept([{ recipient: 'now@x.test', legs: [primaryLeg('now@x.test', mx1)] }]);
+    expect(h.net.sent).toHaveLength(21); // before, the 17th waited for a slot that the kept results held
+    // its removal was written: every kept deferral is written with it, none sent again
+    expect(h.spool.states.has(last)).toBe(false);
+    expect(await gauge(h, 'resultsUnrecorded')).toBe(0);
+    expect([...h.spool.states.values()].every((st) => st.legs[0]?.state === 'deferred')).toBe(true);
+    expect(h.net.sent).toHaveLength(21);
+  });
+
   it('stop() gives kept results up at once: the message stays as it was, to be tried again at the next start', async () => {
     h = await engineHarness({ retryScheduleMs: [10_000], stopTimeoutMs: 60_000 });
     h.spool.failUpdates = 2; // the write, and its try at stop()

@@ -598,7 +598,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       stopReaping();
       destinations.dropWaiters();
       // Results kept while the spool took no writes get one more try (given up if it fails: repeated at the next start).
-      hold.stop();
+      track(hold.stop());
       // Results waiting for sibling legs are written now.
       for (const [id, e] of queue.all()) results.flushWaiting(id, e);
       // Wait for everything in flight, including work that started while we waited (a load that finished).

@@ -156,7 +156,7 @@ export class Results {
 
   /** Writes what waits for sibling legs now (stop). */
   flushWaiting(id: string, m: TrackedMessage): void {
-    if (m.results?.timer !== undefined) this.flush(id, m);
+    if (m.results?.timer !== undefined) void this.flush(id, m);
   }
 
   private kick(id: string, m: TrackedMessage): void {
@@ -172,42 +172,47 @@ export class Results {
     if (othersInFlight && !this.d.stopped() && this.d.coalesceMs > 0) {
       r.timer ??= this.d.timers.set(() => {
         r.timer = undefined;
-        this.flush(id, m);
+        void this.flush(id, m);
       }, this.d.coalesceMs);
       return;
     }
-    this.flush(id, m);
+    void this.flush(id, m);
   }
 
-  private flush(id: string, m: TrackedMessage): void {
+  /** Writes what waits (if no write of the message is in flight); resolves when that write is done. */
+  private flush(id: string, m: TrackedMessage): Promise<void> {
     const r = m.results;
-    if (r === undefined) return;
+    if (r === undefined) return Promise.resolve();
     if (r.timer !== undefined) {
       this.d.timers.clear(r.timer);
       r.timer = undefined;
     }
-    if (r.flushing || r.pending.length === 0) return;
+    if (r.flushing) return r.flushing;
+    if (r.pending.length === 0) return Promise.resolve();
     const batch = r.pending.splice(0);
     const waiters = r.waiters.splice(0);
     let kept: { err: unknown } | undefined;
-    r.flushing = this.write(id, m, batch)
+    const flushing = this.write(id, m, batch)
       .then(
         (k) => void (kept = k),
         (err: unknown) => this.d.log.error({ err, queueId: id }, 'delivery: recording results failed'),
       )
       .finally(() => {
         r.flushing = undefined;
+        // the attempts are over: whoever waits for them goes on (the engine frees their destination's slot), also when
+        // their results are kept
+        for (const w of waiters) w();
         if (kept !== undefined) {
-          // not written, and not given up: the results wait in the batch (their legs stay in flight) and the storage
-          // hold writes them again; the attempts are not repeated
+          // not written, and not given up: the results wait in the batch (their legs stay in flight, so nothing sends
+          // them again) and the storage hold writes them again
           r.pending.unshift(...batch);
-          r.waiters.unshift(...waiters);
           this.d.storage.failed(id, kept.err, () => this.flush(id, m));
           return;
         }
-        for (const w of waiters) w();
         this.kick(id, m);
       });
+    r.flushing = flushing;
+    return flushing;
   }
 
   /**

@@ -34,10 +34,11 @@ function harness() {
   /** A kept write that fails with `code` while `failing()`, else succeeds; records when it ran. */
   const writer = (id: string, failing: () => boolean, code = 'EROFS') => {
     const ran: number[] = [];
-    const again = (): void => {
+    const again = (): Promise<void> => {
       ran.push(clock.elapsed());
       if (failing()) hold.failed(id, errno(code), again);
       else hold.wrote(id);
+      return Promise.resolve();
     };
     return { ran, again };
   };
@@ -103,11 +104,11 @@ describe('StorageHold', () => {
     expect(hold.paused).toBe(false);
   });
 
-  it('stop() tries every kept write once, arms nothing and holds nothing', () => {
+  it('stop() tries every kept write once, arms nothing and holds nothing', async () => {
     const { clock, hold, writer } = harness();
     const a = writer('a', () => false);
     hold.failed('a', errno('EROFS'), a.again);
-    hold.stop();
+    await hold.stop();
     expect(a.ran).toEqual([0]);
     expect([hold.paused, hold.hold('x')]).toEqual([false, false]);
     expect(clock.pending).toBe(0);

@@ -6,7 +6,9 @@
 // to the primary while its copy was still deferred went to the primary again every minute for as long as the volume
 // stayed read-only. Now:
 // - the results of such an attempt are kept in memory (results.ts) and written again here; the attempt is not
-//   repeated: its legs stay in flight, so nothing sends them again;
+//   repeated: its legs stay in flight, so nothing sends them again; the transaction itself is over, so its
+//   destination's slot is free for the next one (on a full disk, 16 kept deferrals held every slot of their server
+//   before, and no delivery that would have freed room could go out);
 // - on EROFS or EIO no other message is looked at (its attempt's result could not be recorded either): each look asks
 //   `hold(id)` and the message waits here. Other errors do not pause: on a full disk (ENOSPC, EDQUOT) delivery is what
 //   frees room (a delivered message's files are removed, which a full disk allows), so it goes on;
@@ -49,7 +51,7 @@ export function pausesDelivery(err: unknown): boolean {
 export class StorageHold {
   private readonly d: StorageHoldDeps;
   /** Messages whose results could not be written: the call that writes them again. */
-  private readonly kept = new Map<string, () => void>();
+  private readonly kept = new Map<string, () => Promise<void>>();
   /** Messages looked at while paused. */
   private readonly waiting = new Set<string>();
   /** Since when (monotonic ms) results are kept; undefined: none. */
@@ -76,7 +78,7 @@ export class StorageHold {
   }
 
   /** The results of message `id` could not be written: `again` writes them again. Pauses delivery on EROFS, EIO. */
-  failed(id: string, err: unknown, again: () => void): void {
+  failed(id: string, err: unknown, again: () => Promise<void>): void {
     this.kept.set(id, again);
     this.d.metrics.resultsUnrecorded.set(this.kept.size);
     const first = this.troubleAt === undefined;
@@ -131,7 +133,7 @@ export class StorageHold {
         ? 'delivery resumed: the spool takes writes again'
         : 'delivery: the spool takes state writes again',
     );
-    for (const w of again) w();
+    for (const w of again) void w();
     for (const w of waiting) this.d.wake(w);
   }
 
@@ -150,9 +152,9 @@ export class StorageHold {
 
   /**
    * The engine stops: every kept write is tried once more (results.ts gives up on one that fails while stopping, and
-   * the attempt repeats at the next start). Nothing is armed afterwards.
+   * the attempt repeats at the next start); resolves when they are done. Nothing is armed afterwards.
    */
-  stop(): void {
+  stop(): Promise<void> {
     if (this.timer !== undefined) this.d.timers.clear(this.timer);
     this.timer = undefined;
     this.troubleAt = undefined;
@@ -162,7 +164,7 @@ export class StorageHold {
     this.kept.clear();
     this.d.metrics.resultsUnrecorded.set(0);
     this.d.metrics.deliveryPaused.set(0);
-    for (const w of again) w();
+    return Promise.all(again.map((w) => w())).then(() => undefined);
   }
 
   private arm(): void {
@@ -185,6 +187,6 @@ export class StorageHold {
     const [id, again] = first.value;
     this.kept.delete(id);
     this.probing = id;
-    again();
+    void again();
   }
 }
