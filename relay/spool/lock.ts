@@ -80,8 +80,9 @@ function tryLock(
   let db: LockDatabase | undefined;
   try {
     db = open(path);
-    // no journal file beside it; the exclusive lock is kept until close()
-    db.exec('PRAGMA journal_mode=OFF; PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE');
+    // no journal file beside it (the journal in memory: OFF is refused on an empty database); the exclusive lock is
+    // kept until close()
+    db.exec('PRAGMA journal_mode=MEMORY; PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE');
     return db;
   } catch (err) {
     try {

@@ -158,11 +158,12 @@ export async function mountLazyFs(opts: {
       }
     },
     async unmount() {
-      if (!gone) {
-        await run('fusermount3', ['-u', opts.mountPoint]).catch(async () => {
-          await run('fusermount3', ['-uz', opts.mountPoint]).catch(() => undefined);
-        });
-      }
+      // a LazyFS that exited on its own (it crashed) leaves its mount behind, dead (ENOTCONN on every access): it is
+      // unmounted as well, and reported with its log once that is done
+      const diedEarlier = gone;
+      await run('fusermount3', ['-u', opts.mountPoint]).catch(async () => {
+        await run('fusermount3', ['-uz', opts.mountPoint]).catch(() => undefined);
+      });
       await waitFor(() => gone, { timeoutMs: 20_000, what: 'lazyfs to exit after unmount' }).catch(
         (err: unknown) => {
           proc.kill('SIGKILL');
@@ -170,6 +171,10 @@ export async function mountLazyFs(opts: {
         },
       );
       await rm(configDir, { recursive: true, force: true });
+      if (diedEarlier)
+        throw new Error(
+          `lazyfs on ${opts.mountPoint} exited (${String(await exited)}) before it was unmounted:\n${logs.join('').slice(-4000)}`,
+        );
     },
   };
 }

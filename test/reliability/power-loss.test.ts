@@ -26,6 +26,7 @@
 // primary delivered exactly once, no copy delivered twice, every copy not shed delivered (at most the one being shed
 // at the cut shed without its log line), no DSN, nothing quarantined.
 import { once } from 'node:events';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -476,8 +477,12 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
     const started = Date.now();
     // SHED_MESSAGES messages whose primary is delivered and whose copy waits: what a long outage of the secondary
     // leaves on the spool
+    // The filling relay runs on the plain folder, which then becomes LazyFS's backing folder: LazyFS (as built here)
+    // crashed in 2 of 6 runs while this relay wrote its 2,000 queue files at shutdown, with the relay itself exiting 0
+    // and logging nothing; the cut under test needs LazyFS only from the shed on.
     const acked = new Set<string>();
-    const { relay: filler } = await startOnSpool(dir);
+    const filler = await spawnRelay(relayArgs(dir));
+    children.push(filler);
     let next = 0;
     const lane = async (): Promise<void> => {
       const t = loadTransport(filler.smtpPort);
@@ -507,7 +512,7 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
     );
     filler.kill('SIGTERM');
     expect(await filler.exited).toBe(0);
-    await unmountSpool();
+    await rename(join(dir, 'spool'), join(dir, 'backing'));
 
     // A relay whose spool volume is under --shed-copies-below (the volume's free space plus 64 GiB) sheds them, one
     // message at a time; the power goes during the pass.
