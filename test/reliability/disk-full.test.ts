@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultSpoolFs, type SpoolFs } from '../../relay/spool/spool.ts';
 import { spoolFsWith } from '../support/spool-fs.ts';
 import { startRelay, type InProcessRelay } from '../relay/relay-harness.ts';
-import { RawSmtp, code } from '../relay/raw-client.ts';
+import { code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
@@ -26,6 +26,7 @@ import {
   relayArgs,
   report,
   run,
+  sendRaw,
   spawnRelay,
   tempDir,
   writeManifests,
@@ -42,20 +43,7 @@ function message(id: string, kib: number): Buffer {
   );
 }
 
-async function sendOne(port: number, body: Buffer): Promise<string> {
-  const c = await RawSmtp.connect(port);
-  try {
-    const replies = await c.begin('sender@origin.test', ['a@disk.test']);
-    const bad = replies.find((r) => code(r) >= 400 || r === '');
-    if (bad !== undefined) return bad;
-    const d = await c.cmd('DATA');
-    if (code(d) !== 354) return d;
-    c.write(Buffer.concat([body, Buffer.from('.\r\n')]));
-    return await c.reply(20_000);
-  } finally {
-    c.close();
-  }
-}
+const sendOne = (port: number, body: Buffer): Promise<string> => sendRaw(port, 'a@disk.test', body);
 
 /** Fallback only (no mount permission): a spool file system with a byte budget, ENOSPC beyond it. */
 function budgetFs(budget: number): SpoolFs {

@@ -23,7 +23,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultSpoolFs, type SpoolFs } from '../../relay/spool/spool.ts';
 import { withCalls } from '../support/spool-fs.ts';
 import { startRelay, type InProcessRelay } from '../relay/relay-harness.ts';
-import { RawSmtp, code } from '../relay/raw-client.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
@@ -36,6 +35,7 @@ import {
   relayArgs,
   report,
   run,
+  sendRaw,
   spawnRelay,
   subjectCounts,
   tempDir,
@@ -46,24 +46,12 @@ import {
 const MESSAGES = 10;
 const TAG = /^ro-\d+$/;
 
-async function sendOne(port: number, subject: string): Promise<string> {
-  const c = await RawSmtp.connect(port);
-  try {
-    const replies = await c.begin('sender@origin.test', ['a@ro.test']);
-    const bad = replies.find((r) => code(r) >= 400 || r === '');
-    if (bad !== undefined) return bad;
-    const d = await c.cmd('DATA');
-    if (code(d) !== 354) return d;
-    c.write(
-      Buffer.from(
-        `Subject: ${subject}\r\nMessage-ID: <${subject}@ro.test>\r\n\r\nbody of ${subject}\r\n.\r\n`,
-      ),
-    );
-    return await c.reply(20_000);
-  } finally {
-    c.close();
-  }
-}
+const sendOne = (port: number, subject: string): Promise<string> =>
+  sendRaw(
+    port,
+    'a@ro.test',
+    Buffer.from(`Subject: ${subject}\r\nMessage-ID: <${subject}@ro.test>\r\n\r\nbody of ${subject}\r\n`),
+  );
 
 function erofs(): Error {
   return Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' });

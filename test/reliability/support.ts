@@ -10,6 +10,7 @@ import nodemailer from 'nodemailer';
 import type { QueueListView } from '../../relay/admin/view.ts';
 import { isOpenLeg } from '../../relay/spool/types.ts';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
+import { RawSmtp, code } from '../relay/raw-client.ts';
 import { waitFor } from '../support/wait.ts';
 import { loopbackRelayArgs, type RelayChild } from '../relay/relay-harness.ts';
 
@@ -273,4 +274,23 @@ export async function allDeliveredAndDrained(
     timeoutMs: o.drainedMs,
     what: 'the queue to drain',
   });
+}
+
+/**
+ * One message over a fresh raw SMTP session: MAIL FROM sender@origin.test, RCPT TO `rcpt`, DATA with `body` (CRLF,
+ * no line starting with a dot) and the terminator. Resolves with the reply to the end of DATA, or the first refusal.
+ */
+export async function sendRaw(port: number, rcpt: string, body: Buffer): Promise<string> {
+  const c = await RawSmtp.connect(port);
+  try {
+    const replies = await c.begin('sender@origin.test', [rcpt]);
+    const bad = replies.find((r) => code(r) >= 400 || r === '');
+    if (bad !== undefined) return bad;
+    const d = await c.cmd('DATA');
+    if (code(d) !== 354) return d;
+    c.write(Buffer.concat([body, Buffer.from('.\r\n')]));
+    return await c.reply(20_000);
+  } finally {
+    c.close();
+  }
 }
