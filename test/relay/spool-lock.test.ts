@@ -7,15 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import {
-  dualDomain,
-  loopbackRelayArgs,
-  spawnRelay,
-  submit,
-  tempDir,
-  writeManifests,
-  type RelayChild,
-} from './relay-harness.ts';
+import { processTree, relayArgs } from '../reliability/support.ts';
+import { dualDomain, spawnRelay, submit, tempDir, writeManifests, type RelayChild } from './relay-harness.ts';
 
 const alive = (pid: number): boolean => {
   try {
@@ -26,24 +19,12 @@ const alive = (pid: number): boolean => {
   }
 };
 
-/** The pids of a process's children (its --workers), from /proc. */
-async function childPids(pid: number): Promise<number[]> {
-  const { readFile } = await import('node:fs/promises');
-  const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
-  return text
-    .trim()
-    .split(/\s+/)
-    .filter((s) => s !== '')
-    .map(Number);
-}
-
 describe('one relay process per spool folder', () => {
   let primary: SmtpPeer;
   let copy: SmtpPeer;
   let dir: string;
   const children: RelayChild[] = [];
-  const args = (extra: string[] = []): string[] =>
-    loopbackRelayArgs(dir, ['--hostname', 'relay.test', '--retry-schedule', '1s', ...extra]);
+  const args = (extra: string[] = []): string[] => relayArgs(dir, extra);
   const start = async (extra: string[] = []): Promise<RelayChild> => {
     const c = await spawnRelay(args(extra));
     children.push(c);
@@ -114,8 +95,8 @@ describe('one relay process per spool folder', () => {
     const pool = await start(['--workers', '2']);
     const workers = await waitFor(
       async () => {
-        const pids = await childPids(pool.pid);
-        return pids.length === 2 ? pids : undefined;
+        const kids = (await processTree(pool.pid)).slice(1);
+        return kids.length === 2 ? kids : undefined;
       },
       { what: 'two workers' },
     );
