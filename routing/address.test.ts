@@ -1,7 +1,7 @@
 // IDN: routing works on A-labels. U-labels become A-labels; A-labels are only lowercased, never
 // decoded; an invalid U-label domain does not parse.
 import { describe, expect, it } from 'vitest';
-import { asciiDomain, parseAddress } from './address.ts';
+import { asciiDomain, parseAddress, splitExtension, withExtension } from './address.ts';
 import { compile } from './compile.ts';
 import { buildIndex, resolve } from './resolve.ts';
 import { deliveryPolicy, mailDomain } from './test-fixtures.ts';
@@ -69,5 +69,37 @@ describe('resolve: a managed xn-- domain', () => {
         ? `accept ${plan.legs.map((l) => l.recipient).join(' ')}`
         : `${plan.verdict} ${plan.reply.code}`;
     expect(got).toBe(want);
+  });
+});
+
+describe('splitExtension (subaddressing, RFC 5233)', () => {
+  it.each([
+    ['alice+news', '+', { base: 'alice', delimiter: '+', extension: 'news' }],
+    ['alice+news+daily', '+', { base: 'alice', delimiter: '+', extension: 'news+daily' }],
+    ['alice+', '+', { base: 'alice', delimiter: '+', extension: '' }],
+    ['alice-news+x', '+-', { base: 'alice', delimiter: '-', extension: 'news+x' }],
+    ['first.last+tag', '+', { base: 'first.last', delimiter: '+', extension: 'tag' }],
+    ['alice', '+', undefined],
+    ['alice+news', '', undefined],
+    ['+alice', '+', undefined],
+    ['"alice+news"', '+', undefined],
+    ['alice-news', '+', undefined],
+  ])('%j with %j', (local, delimiters, want) => {
+    expect(splitExtension(local, delimiters)).toEqual(want);
+  });
+});
+
+describe('withExtension', () => {
+  const ext = { base: 'alice', delimiter: '+', extension: 'news' };
+  it.each([
+    ['alice@new.example', 'alice+news@new.example'],
+    ['a.b@new.example', 'a.b+news@new.example'],
+    ['alice+moved@new.example', 'alice+moved@new.example'],
+    ['"a b"@new.example', '"a b"@new.example'],
+    [`${'a'.repeat(59)}@new.example`, `${'a'.repeat(59)}+news@new.example`],
+    [`${'a'.repeat(60)}@new.example`, `${'a'.repeat(60)}@new.example`],
+  ])('%s -> %s', (to, want) => {
+    expect(withExtension(to, ext, '+')).toBe(want);
+    expect(parseAddress(want).ok).toBe(true);
   });
 });

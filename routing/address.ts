@@ -83,6 +83,44 @@ export function parseAddress(input: string): ParsedAddress {
   return { ok: true, local, domain, address, key: `${local.toLowerCase()}@${domain}` };
 }
 
+/** A local part split at its first recipient delimiter: `alice+news` is `alice`, `+`, `news`. */
+export interface Extension {
+  base: string;
+  delimiter: string;
+  extension: string;
+}
+
+/**
+ * Subaddressing (RFC 5233; Postfix's `recipient_delimiter`): the local part cut at the first of its characters that
+ * is one of `delimiters`. Undefined without a delimiter set, without a delimiter in the local part, when the local part
+ * starts with one (nothing would be left to look up), and for a quoted local part (a delimiter inside quotes is text).
+ */
+export function splitExtension(local: string, delimiters: string): Extension | undefined {
+  if (delimiters === '' || local.startsWith('"')) return undefined;
+  for (let i = 1; i < local.length; i++) {
+    const c = local[i]!;
+    if (delimiters.includes(c))
+      return { base: local.slice(0, i), delimiter: c, extension: local.slice(i + 1) };
+  }
+  return undefined;
+}
+
+/**
+ * `to` with the extension `ext` of the recipient it was looked up for (Postfix's `propagate_unmatched_extensions`):
+ * a TestRecipient `alice` forwarded to `alice@new.example` forwards `alice+news` to `alice+news@new.example`, so that
+ * the mailbox's own rules for `+news` keep working. `to` is returned unchanged when its local part already has an
+ * extension, is quoted, or would be longer than 64 octets with it.
+ */
+export function withExtension(to: string, ext: Extension, delimiters: string): string {
+  const at = to.lastIndexOf('@');
+  if (at <= 0) return to;
+  const local = to.slice(0, at);
+  if (local.startsWith('"') || splitExtension(local, delimiters) !== undefined) return to;
+  const extended = `${local}${ext.delimiter}${ext.extension}`;
+  // over 64 octets the address would not parse (RFC 5321 §4.5.3.1.1): the mailbox without the extension instead
+  return utf8Length(extended) > MAX_LOCAL_LENGTH ? to : `${extended}${to.slice(at)}`;
+}
+
 // eslint-disable-next-line no-control-regex
 const NON_ASCII = /[^\x00-\x7f]/;
 

@@ -480,6 +480,8 @@ export function compile(
     for (const server of [...accountSets.keys()].sort(byCodeUnit)) {
       accounts[server] = [...accountSets.get(server)!].sort(byCodeUnit);
     }
+    const delimiter = d.spec.recipientDelimiter;
+    const recipientDelimiter = delimiter === '' ? {} : { recipientDelimiter: delimiter };
     const rv = d.spec.recipientVerification;
     const recipientVerification =
       rv === undefined
@@ -495,6 +497,7 @@ export function compile(
         ...destinations,
         domain: d.spec.domain,
         mailDomain: objectRef(d),
+        ...recipientDelimiter,
         ...recipientVerification,
         rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
         servers,
@@ -534,6 +537,7 @@ export function compile(
       mode,
       policy: objectRef(p),
       primary: p.spec.primary,
+      ...recipientDelimiter,
       ...recipientVerification,
       rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
       ...compileSecondary(p.spec),

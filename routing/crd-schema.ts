@@ -26,6 +26,8 @@ export const ADDRESS =
 export const IDN_RULE = "self.matches('^[ -~]*$')";
 const IDN_MESSAGE =
   'an internationalised domain must be written in its A-label (punycode) form, e.g. xn--mnchen-3ya.example for münchen.example (`mailroute check` prints the A-label)';
+/** MailDomain.spec.recipientDelimiter: characters that may start an extension (RFC 5233), or none. */
+export const RECIPIENT_DELIMITER = '^[-+_=~#]*$';
 /** A Go-style duration made of s, m and h units, e.g. 90s, 15m, 1h30m. */
 export const DURATION = '^([0-9]{1,6}(s|m|h))+$';
 
@@ -269,6 +271,14 @@ export const mailDomainSpecSchema = {
           description: 'How long a verification answer is cached, e.g. 15m or 1h.',
         },
       },
+    },
+    recipientDelimiter: {
+      type: 'string',
+      maxLength: 6,
+      pattern: RECIPIENT_DELIMITER,
+      default: '+',
+      description:
+        "Subaddressing (Postfix's recipient_delimiter): each of these characters (any of + - _ = ~ #; default +) starts an extension in a local part. alice+news@ that is not listed itself is looked up as alice@ in accounts and TestRecipients, and a TestRecipient's forwardTo gets the extension (alice+news@ forwarded to alice@new.example goes to alice+news@new.example). Legs carry the address as sent. An empty string turns it off.",
     },
     rejectUnknownRecipients: {
       type: 'boolean',

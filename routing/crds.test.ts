@@ -153,6 +153,7 @@ const fullMailDomain: Required<MailDomainSpec> = {
     },
   ],
   accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
+  recipientDelimiter: '+-',
   recipientVerification: { server: 'old', cacheTTL: '15m' },
   rejectUnknownRecipients: true,
 };

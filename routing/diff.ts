@@ -112,6 +112,8 @@ function domainFields(d: DomainRoute | undefined): [string, DiffValue][] {
     ['recipientVerification.server', d?.recipientVerification?.server ?? null],
     ['recipientVerification.cacheTTLSeconds', d?.recipientVerification?.cacheTTLSeconds ?? null],
     ['rejectUnknownRecipients', d === undefined ? null : d.rejectUnknownRecipients],
+    // absent in the table: subaddressing off ('' in the MailDomain, or a table compiled before the field)
+    ['recipientDelimiter', d === undefined ? null : (d.recipientDelimiter ?? '')],
     ['destinations.allow', d?.destinations === undefined ? null : d.destinations.allow.join(',')],
     ['destinations.deny', d?.destinations === undefined ? null : d.destinations.deny.join(',')],
   ];

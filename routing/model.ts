@@ -141,6 +141,11 @@ export interface DomainRoute {
   stages?: StageRoute[];
   /** server name -> sorted lowercase addresses with an account on it */
   accounts: Record<string, string[]>;
+  /**
+   * MailDomain.spec.recipientDelimiter: the characters that start an extension in a local part (routing/address.ts
+   * splitExtension). Absent: subaddressing is off (the MailDomain says '', or a table compiled before the field).
+   */
+  recipientDelimiter?: string;
   recipientVerification?: { server: string; cacheTTLSeconds: number };
   rejectUnknownRecipients: boolean;
   /** lowercase address -> route; only active-or-future TestRecipients of the accepted policy */

@@ -378,6 +378,120 @@ const rows: Row[] = [
     to: 'bob@example.com',
     want: 'accept primary:old:bob@example.com:Notify copy:new:bob@example.com:Suppress',
   },
+  // Subaddressing (MailDomain.spec.recipientDelimiter, default '+'): lists name mailboxes, so alice+news is looked up
+  // as itself, then as alice; legs carry the address as sent, and a TestRecipient's forwardTo gets the extension.
+  {
+    row: 'subaddress: a TestRecipient moved to the new server gets alice+news there, with the extension',
+    objects: () => [
+      exampleDomain(),
+      dualPolicy({ scope: 'TestRecipients' }),
+      tr('alice', { address: 'alice@example.com', forwardTo: 'alice@zoho.example', keepPrimaryCopy: false }),
+    ],
+    to: 'Alice+News@example.com',
+    want: 'accept primary:new:alice+News@zoho.example:Notify',
+  },
+  {
+    row: 'subaddress: a TestRecipient with keepPrimaryCopy gets both legs; the primary keeps the address as sent',
+    objects: () => [
+      exampleDomain(),
+      dualPolicy({ scope: 'TestRecipients', copyRecipientDomain: 'zoho.example' }),
+      tr('alice', { address: 'alice@example.com' }),
+    ],
+    to: 'alice+news@example.com',
+    want: 'accept primary:old:alice+news@example.com:Notify copy:new:alice+news@zoho.example:Suppress',
+  },
+  {
+    row: 'subaddress: a TestRecipient for the subaddress itself wins over its mailbox',
+    objects: () => [
+      exampleDomain(),
+      dualPolicy({ scope: 'TestRecipients' }),
+      tr('alice', { address: 'alice@example.com', forwardTo: 'alice@zoho.example', keepPrimaryCopy: false }),
+      tr('alice-news', { address: 'alice+news@example.com', forwardTo: 'news@zoho.example' }),
+    ],
+    to: 'alice+news@example.com',
+    want: 'accept primary:old:alice+news@example.com:Notify copy:new:news@zoho.example:Suppress',
+  },
+  {
+    row: 'subaddress: a forwardTo that has an extension of its own keeps it',
+    objects: () => [
+      exampleDomain(),
+      dualPolicy({ scope: 'TestRecipients' }),
+      tr('alice', { address: 'alice@example.com', forwardTo: 'alice+migrated@zoho.example' }),
+    ],
+    to: 'alice+news@example.com',
+    want: 'accept primary:old:alice+news@example.com:Notify copy:new:alice+migrated@zoho.example:Suppress',
+  },
+  {
+    row: 'subaddress: Split finds alice+news by the account alice on the primary',
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy()],
+    to: 'alice+news@example.com',
+    want: 'accept primary:old:alice+news@example.com:Notify',
+  },
+  {
+    row: 'subaddress: Dual scope Accounts copies alice+news when alice has an account on the secondary',
+    objects: () => [withAccount('new', 'alice@example.com'), dualPolicy({ scope: 'Accounts' })],
+    to: 'alice+news@example.com',
+    want: 'accept primary:old:alice+news@example.com:Notify copy:new:alice+news@example.com:Suppress',
+  },
+  {
+    row: 'subaddress: verification asks about the address as sent (the server knows its own subaddressing)',
+    objects: () => [verifiedBy('old'), splitPolicy()],
+    to: 'alice+news@example.com',
+    verified: 'absent',
+    asks: 'old:alice+news@example.com',
+    want: 'accept primary:new:alice+news@example.com:Notify',
+  },
+  {
+    row: 'subaddress: rejectUnknownRecipients does not refuse alice+news when alice is listed',
+    objects: () => [
+      exampleDomain({
+        rejectUnknownRecipients: true,
+        accounts: [
+          { server: 'old', addresses: ['alice@example.com'] },
+          { server: 'new', addresses: [] },
+        ],
+      }),
+      dualPolicy(),
+    ],
+    to: 'alice+news@example.com',
+    want: 'accept primary:old:alice+news@example.com:Notify copy:new:alice+news@example.com:Suppress',
+  },
+  {
+    row: 'subaddress: recipientDelimiter "" turns it off (alice+news is unknown on the primary)',
+    objects: () => [
+      exampleDomain({
+        recipientDelimiter: '',
+        accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
+      }),
+      splitPolicy(),
+    ],
+    to: 'alice+news@example.com',
+    want: 'accept primary:new:alice+news@example.com:Notify',
+  },
+  {
+    row: 'subaddress: each character of recipientDelimiter is one (alice-news with "+-")',
+    objects: () => [
+      exampleDomain({
+        recipientDelimiter: '+-',
+        accounts: [{ server: 'old', addresses: ['alice@example.com'] }],
+      }),
+      splitPolicy(),
+    ],
+    to: 'alice-news@example.com',
+    want: 'accept primary:old:alice-news@example.com:Notify',
+  },
+  {
+    row: 'subaddress: "-" is no delimiter by default (mary-jane is not mary)',
+    objects: () => [withAccount('old', 'mary@example.com'), splitPolicy()],
+    to: 'mary-jane@example.com',
+    want: 'accept primary:new:mary-jane@example.com:Notify',
+  },
+  {
+    row: 'subaddress: a local part that starts with the delimiter has no mailbox to find',
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy()],
+    to: '+alice@example.com',
+    want: 'accept primary:new:+alice@example.com:Notify',
+  },
 ];
 
 describe('resolve: the semantics table', () => {

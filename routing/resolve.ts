@@ -1,6 +1,6 @@
 // resolve(index, recipient, ctx) -> DeliveryPlan. Pure: the clock (ctx.now) and recipient verification results
 // (ctx.verified) are passed in. Lookups are Map/Set hits built once by buildIndex(); nothing scans.
-import { parseAddress } from './address.ts';
+import { parseAddress, splitExtension, withExtension } from './address.ts';
 import type {
   Bounces,
   CopyLeg,
@@ -67,6 +67,8 @@ interface DomainIndex {
   /** server name -> lowercase addresses */
   accounts: Map<string, Set<string>>;
   testRecipients: Map<string, TestRecipientEntry>;
+  /** The recipient delimiters ('' when subaddressing is off). */
+  delimiters: string;
 }
 
 /** A RoutingTable prepared for lookups. Build once per revision; immutable afterwards. */
@@ -109,6 +111,7 @@ export function buildIndex(table: RoutingTable): RoutingIndex {
       untilMs: stages.map((s) => instant(s.until)),
       accounts,
       testRecipients,
+      delimiters: route.recipientDelimiter ?? '',
     });
   }
   return { table, domains };
@@ -129,8 +132,9 @@ function copyLeg(domain: string, server: ServerRoute, recipient: string, bounces
 }
 
 /**
- * What is known about the recipient (lookup key `key`) on `server`, where `delivered` is the address a leg to that
- * server would carry (after copyRecipientDomain): listed in accounts (by the recipient's own address) -> exists;
+ * What is known about the recipient (lookup key `key`, and `base` without its extension) on `server`, where
+ * `delivered` is the address a leg to that server would carry (after copyRecipientDomain): listed in accounts (by
+ * the recipient's own address, or without its extension: a list names mailboxes, not their subaddresses) -> exists;
  * else the verification callout's answer about `delivered` when `server` is the verification server (unknown
  * without one); else absent when the server has an accounts list (a list is authoritative for its server); else
  * unknown. The callout asks about the delivered address because that is the mailbox the server must have.
@@ -139,11 +143,12 @@ function fact(
   d: DomainIndex,
   server: string,
   key: string,
+  base: string | undefined,
   delivered: string,
   ctx: ResolveContext,
 ): MailboxFact {
   const list = d.accounts.get(server);
-  if (list?.has(key)) return 'exists';
+  if (list !== undefined && (list.has(key) || (base !== undefined && list.has(base)))) return 'exists';
   if (d.route.recipientVerification?.server === server) return ctx.verified?.(server, delivered) ?? 'unknown';
   return list !== undefined ? 'absent' : 'unknown';
 }
@@ -167,6 +172,9 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   if (r.mode === undefined || primary === undefined)
     return tempfail(parsed.address, noPolicyReply(parsed.domain), 'NoPolicy');
   const { address, key, local } = parsed;
+  // Subaddressing (routing/address.ts): alice+news is looked up as itself, then as alice. Legs keep the address.
+  const ext = d.delimiters === '' ? undefined : splitExtension(local, d.delimiters);
+  const base = ext === undefined ? undefined : `${ext.base.toLowerCase()}@${parsed.domain}`;
   // Every accepted plan names its leg of record first; the type makes a plan of copies alone impossible. Each leg
   // names the policy (and the active TestRecipient) it was planned for: the relay counts parity by them.
   const policy =
@@ -188,7 +196,11 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   const copyRecipientDomain = r.mode === 'Dual' ? r.dual?.copyRecipientDomain : undefined;
   const copyTo = copyRecipientDomain === undefined ? address : `${local}@${copyRecipientDomain}`;
 
-  const tr = r.mode === 'Dual' ? d.testRecipients.get(key) : undefined;
+  const exactTr = r.mode === 'Dual' ? d.testRecipients.get(key) : undefined;
+  // an entry for the address itself wins over its mailbox's, active or not (as a Postfix table lookup)
+  const baseTr =
+    r.mode === 'Dual' && exactTr === undefined && base !== undefined ? d.testRecipients.get(base) : undefined;
+  const tr = exactTr ?? baseTr;
   // Expiry is a schedule of one transition: active in its first "stage", until expiresAt (routing/schedule.ts).
   const activeTr =
     tr !== undefined &&
@@ -204,7 +216,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
             [primary.name, address],
             [r.secondary.name, copyTo],
           ];
-    if (servers.every(([s, delivered]) => fact(d, s, key, delivered, ctx) === 'absent'))
+    if (servers.every(([s, delivered]) => fact(d, s, key, base, delivered, ctx) === 'absent'))
       return reject(address, Replies.unknownRecipient, 'UnknownRecipient');
   }
 
@@ -218,7 +230,12 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
       if (activeTr !== undefined) {
         // keepPrimaryCopy false: the forwardTo mailbox is the only one that gets the message, so it is the leg of
         // record and bounces whatever dual.bounces says (a failure must reach the sender, never be suppressed).
-        const forwardTo = activeTr.defaulted ? copyTo : activeTr.forwardTo;
+        // found by its mailbox (alice for alice+news): the forwardTo mailbox gets the extension too
+        const forwardTo = activeTr.defaulted
+          ? copyTo
+          : baseTr !== undefined && ext !== undefined
+            ? withExtension(activeTr.forwardTo, ext, d.delimiters)
+            : activeTr.forwardTo;
         return activeTr.keepPrimaryCopy
           ? accept(primaryLeg(), copyLeg(domain, secondary, forwardTo, dual.bounces))
           : accept(recordLeg(domain, secondary, forwardTo));
@@ -231,7 +248,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
           return accept(primaryLeg());
         case 'Accounts':
           // Inconclusive verification of the secondary: no copy (the copy is optional, the primary is not).
-          return fact(d, secondary.name, key, copyTo, ctx) === 'exists'
+          return fact(d, secondary.name, key, base, copyTo, ctx) === 'exists'
             ? accept(primaryLeg(), copy())
             : accept(primaryLeg());
         default:
@@ -240,7 +257,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
     }
     case 'Split': {
       const secondary = r.secondary;
-      const known = fact(d, primary.name, key, address, ctx);
+      const known = fact(d, primary.name, key, base, address, ctx);
       switch (known) {
         case 'exists':
           return accept(primaryLeg());

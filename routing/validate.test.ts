@@ -230,6 +230,12 @@ const invalid: [string, unknown, string, string][] = [
     'spec.recipientVerification.cacheTTL',
     'duration',
   ],
+  [
+    'recipientDelimiter that could split a domain or a dotted name',
+    md({ domain: 'example.com', servers, recipientDelimiter: '.@' }),
+    'spec.recipientDelimiter',
+    'characters + - _ = ~ #',
+  ],
   ['bad mode', dp({ mode: 'Triple' }), 'spec.mode', 'must be one of Direct, Dual, Split'],
   [
     'Dual without secondary (CEL)',

@@ -13,6 +13,7 @@ import {
   DOMAIN_PATTERN,
   DURATION,
   HOST,
+  RECIPIENT_DELIMITER,
   STAGES_ORDER_MESSAGE,
 } from './crd-schema.ts';
 import { parseCidr } from './destinations.ts';
@@ -104,6 +105,7 @@ const PATTERN_WORDS: Record<string, string> = {
   [HOST]: 'must be a hostname or an IP address',
   [ADDRESS]: 'must be an email address like local@example.com',
   [DURATION]: 'must be a duration such as 90s, 15m or 1h',
+  [RECIPIENT_DELIMITER]: 'must be made of the characters + - _ = ~ # (each one a delimiter), or empty',
   [CIDR_PATTERN]: 'must be a CIDR such as 10.0.0.0/8 or fd00::/64, or an IP address',
   [DOMAIN_PATTERN]: 'must be a lowercase domain such as corp.test, a wildcard such as *.corp.test, or *',
 };

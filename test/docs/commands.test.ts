@@ -565,7 +565,7 @@ describe('the docs check itself', () => {
       '```',
       '```console',
       '$ npx mailroute check -f m/',
-      'ok: 2 objects (1 MailDomain, 1 DeliveryPolicy), revision 7e3a4ac079df',
+      'ok: 2 objects (1 MailDomain, 1 DeliveryPolicy), revision 9b8da475bcf8',
       '```',
     ].join('\n');
     expect(check(md)).toEqual([{ how: 'ran', detail: 'output as shown' }]);

@@ -88,6 +88,11 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
     ],
     ['bad address pattern', tr('not-an-address'), /spec\.address: Invalid value: "not-an-address"/],
     [
+      'a recipientDelimiter that would split at a dot or the @',
+      `${md('delim', 'delim.example', '[{name: a, host: h1.example}]')}  recipientDelimiter: ".@"\n`,
+      /spec\.recipientDelimiter: Invalid value: "\.@"/,
+    ],
+    [
       'stages out of order',
       dp(
         '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "2026-12-19T02:00:00Z", mode: Dual, primary: a, secondary: b}, {name: s2, until: "2026-12-05T02:00:00Z", mode: Direct, primary: b}]}',
@@ -128,6 +133,21 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
     const r = await apply(yaml);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(message);
+  });
+
+  it('defaults recipientDelimiter to + (subaddressing on)', async () => {
+    const r = await apply(md('plus', 'plus.example', '[{name: a, host: h1.example}]'));
+    expect(r.code, r.stderr).toBe(0);
+    const got = await ctx.cp.kubectl([
+      'get',
+      'md',
+      'plus',
+      '-n',
+      NS,
+      '-o',
+      'jsonpath={.spec.recipientDelimiter}',
+    ]);
+    expect(got.stdout).toBe('+');
   });
 
   it('accepts ordered stages', async () => {

@@ -163,6 +163,24 @@ stringData: {username: relay-user, password: s3cret}
     expect(newPeer.for('alice@tr.test')).toEqual([]);
   });
 
+  it('subaddresses (recipientDelimiter, default +) reach the mailbox their base address routes to', async () => {
+    // carol moved to the new server only: carol+news must go there too, not to the old one; alice's forwardTo gets
+    // the extension; frank+alerts is known on the Split primary by frank's account
+    await send('carol+news@tr.test', 'tr-carol-plus');
+    await send('alice+news@tr.test', 'tr-alice-plus');
+    await send('frank+alerts@split.test', 'split-frank-plus');
+    await waitFor(delivered(newPeer, 'carol+news@tr.test', 'tr-carol-plus'), { what: 'carol+news on new' });
+    await waitFor(delivered(oldPeer, 'alice+news@tr.test', 'tr-alice-plus'), { what: 'alice+news primary' });
+    await waitFor(delivered(newPeer, 'alice+news@tr-copy.test', 'tr-alice-plus'), {
+      what: 'alice+news copy at forwardTo with the extension',
+    });
+    await waitFor(delivered(oldPeer, 'frank+alerts@split.test', 'split-frank-plus'), {
+      what: 'frank+alerts on the primary',
+    });
+    expect(oldPeer.for('carol+news@tr.test')).toEqual([]);
+    expect(newPeer.for('frank+alerts@split.test')).toEqual([]);
+  });
+
   it('Dual scope Accounts with copyRecipientDomain (sent with swaks)', async () => {
     for (const [to, subject] of [
       ['dave@acc.test', 'acc-dave'],
