@@ -46,6 +46,7 @@ const due = (over: Partial<DueLegs> = {}): DueLegs => ({
   blockedOn: new Set(),
   force: false,
   now: NOW,
+  longestStepMs: 3_600_000,
   ...over,
 });
 const shape = (r: ReturnType<typeof groupJobs>) => r.jobs.map((j) => [j.server.name, j.role, j.indexes]);
@@ -76,6 +77,15 @@ describe('groupJobs: the due legs of a message as SMTP transactions', () => {
     [
       'force (flush) makes every deferred leg due',
       { force: true },
+      [
+        ['mx1', 'primary', [0, 1, 3, 4]],
+        ['mx2', 'copy', [2]],
+        ['mx1', 'copy', [6]],
+      ],
+    ],
+    [
+      'a deferred leg due further ahead than the longest retry step is due now (the clock went back)',
+      { longestStepMs: 59_999 },
       [
         ['mx1', 'primary', [0, 1, 3, 4]],
         ['mx2', 'copy', [2]],

@@ -24,6 +24,7 @@ import { hostPortLabel } from './dsn.ts';
 import { isRecipientLimitReply, type AttemptReply } from './outcome.ts';
 import type { ServerLookup } from './server-lookup.ts';
 import { plaintextAuthRefusal } from '../../lib/smtp-client.ts';
+import { dueAt } from './retry.ts';
 import { resolveTargets, type ServerTarget } from './transport.ts';
 
 export interface Job {
@@ -53,6 +54,8 @@ export interface DueLegs {
   /** flush(): deferred legs are due regardless of nextAttemptAt. */
   force: boolean;
   now: number;
+  /** The retry schedule's longest step (retry.ts dueAt: a nextAttemptAt further ahead is due now). */
+  longestStepMs: number;
 }
 
 /**
@@ -79,8 +82,7 @@ export function groupJobs(
     if (!found.ok) held++;
     if (due.inflight.has(i)) continue;
     if (l.state === 'deferred' && !due.force) {
-      const at = l.nextAttemptAt ? Date.parse(l.nextAttemptAt) : 0;
-      if (at > due.now) continue;
+      if (dueAt(l.nextAttemptAt, due.now, due.longestStepMs) > due.now) continue;
     }
     const dest = found.ok ? destinationKey(found.server) : undefined;
     if (dest !== undefined && due.blockedOn.has(dest)) continue;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nextAttempt, retryDelayMs } from './retry.ts';
+import { dueAt, longestStepMs, nextAttempt, retryDelayMs } from './retry.ts';
 
 const m = 60_000;
 describe('retryDelayMs', () => {
@@ -35,4 +35,26 @@ describe('nextAttempt', () => {
       }),
     ).toEqual(want);
   });
+});
+
+describe('longestStepMs', () => {
+  it.each([
+    [[60_000, 300_000, 3_600_000, 900_000], 3_600_000],
+    [[1_000], 1_000],
+    [[], 60_000],
+  ])('%j -> %d', (schedule, want) => expect(longestStepMs(schedule)).toBe(want));
+});
+
+describe('dueAt: a stored nextAttemptAt against a clock that may have gone back', () => {
+  const now = Date.parse('2026-12-07T12:00:00Z');
+  const hour = 3_600_000;
+  it.each<[string, string | undefined, number]>([
+    ['in the future within the longest step: as stored', '2026-12-07T12:30:00Z', now + hour / 2],
+    ['exactly the longest step ahead: as stored', '2026-12-07T13:00:00Z', now + hour],
+    ['in the past: as stored (due)', '2026-12-07T11:00:00Z', now - hour],
+    ['a year ahead (the clock was stepped back a year): now', '2027-12-07T12:00:00Z', now],
+    ['one ms beyond the longest step: now', '2026-12-07T13:00:00.001Z', now],
+    ['absent: now', undefined, now],
+    ['unparsable: now', 'soon', now],
+  ])('%s', (_, stored, want) => expect(dueAt(stored, now, hour)).toBe(want));
 });
