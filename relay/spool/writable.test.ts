@@ -37,3 +37,16 @@ describe('explainUnwritable', () => {
     expect((got as Error).cause).toBe(err);
   });
 });
+
+describe('a read-only spool file system (EROFS)', () => {
+  it('says the file system is read-only and how to recover, not who owns the folder', async () => {
+    const err = Object.assign(new Error('read-only file system'), { code: 'EROFS', syscall: 'open' });
+    const got = await explainUnwritable('/spool', () => Promise.reject(err)).catch((e: unknown) => e);
+    expect(got).toBeInstanceOf(Error);
+    const msg = (got as Error).message;
+    expect(msg).toContain('cannot write the spool folder /spool (EROFS open): its file system is read-only');
+    expect(msg).toContain('delete the pod');
+    expect(msg).not.toContain('fsGroup');
+    expect((got as Error).cause).toBe(err);
+  });
+});

@@ -29,6 +29,20 @@ export function unwritableSpoolMessage(
   );
 }
 
+/**
+ * The message for a spool folder on a read-only file system (EROFS): ownership has nothing to do with it. Either the
+ * volume is mounted read-only, or the kernel remounted it read-only after an I/O error (ext4 errors=remount-ro), in
+ * which case a restart of the container keeps the read-only mount: the pod must be recreated, after the disk is checked.
+ */
+export function readOnlySpoolMessage(dir: string, cause: string): string {
+  return (
+    `spool: cannot write the spool folder ${dir} (${cause}): its file system is read-only. Either the volume is ` +
+    'mounted read-only (check readOnly in the pod spec and the PersistentVolume), or the kernel made it read-only ' +
+    'after an I/O error (the node\'s kernel log says so: "Remounting filesystem read-only"). Then check and repair ' +
+    'the disk and delete the pod (a container restart keeps the read-only mount); the messages on it are not lost'
+  );
+}
+
 function isPermissionError(err: unknown): err is NodeJS.ErrnoException {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   return code === 'EACCES' || code === 'EPERM' || code === 'EROFS';
@@ -46,12 +60,11 @@ export async function explainUnwritable<T>(dir: string, op: () => Promise<T>): P
     } catch {
       st = undefined;
     }
+    const cause = `${err.code ?? 'EACCES'} ${err.syscall ?? ''}`.trim();
+    if (err.code === 'EROFS') throw new Error(readOnlySpoolMessage(dir, cause), { cause: err });
     const self = { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1 };
-    throw new Error(
-      unwritableSpoolMessage(dir, st, self, `${err.code ?? 'EACCES'} ${err.syscall ?? ''}`.trim()),
-      {
-        cause: err,
-      },
-    );
+    throw new Error(unwritableSpoolMessage(dir, st, self, cause), {
+      cause: err,
+    });
   }
 }

@@ -42,6 +42,7 @@ import {
   writeManifests,
   type RelayChild,
 } from './support.ts';
+import { NODE, ROOT } from '../relay/relay-harness.ts';
 
 const MESSAGES = 10;
 const TAG = /^ro-\d+$/;
@@ -169,6 +170,17 @@ describe('the spool volume turns read-only under a running relay', () => {
         child.kill('SIGTERM');
         const exitCode = await child.exited;
         const stopMs = Math.round(performance.now() - t0);
+        // a container restart keeps the read-only mount: a relay started on it exits at once and says why (before:
+        // the advice for a folder owned by another user, fsGroup)
+        const refused = await run(NODE, [join(ROOT, 'bin/mailroute.js'), 'relay', ...relayArgs(dir)], {
+          timeout: 20_000,
+        }).then(
+          () => ({ code: 0, stderr: '' }),
+          (err: { code?: number; stderr?: string }) => ({ code: err.code, stderr: err.stderr ?? '' }),
+        );
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain('its file system is read-only');
+        expect(refused.stderr).not.toContain('fsGroup');
         await run('umount', [spool]);
         // e2fsck exits 1 when it corrected something (the error the kernel recorded): not a failure
         await run('e2fsck', ['-fy', image]).catch((err: { code?: number }) => {
