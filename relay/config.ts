@@ -43,6 +43,8 @@ export interface RelayConfig {
   shedCopiesBelow: SpaceThreshold;
   /** --delay-warning: one delay DSN per notifying leg still deferred this long after arrival; 0: never. */
   delayWarningMs: number;
+  /** --removed-domain-grace: a domain that left the routing table gets 451, not 554, this long; 0: 554 at once. */
+  removedDomainGraceMs: number;
   /** STARTTLS: the files, read at start and again every reloadIntervalMs (0: never; relay/inbound/tls-reload.ts). */
   tls?: { certFile: string; keyFile: string; reloadIntervalMs: number };
   maxRecipients: number;
@@ -138,6 +140,11 @@ const RELAY_FLAGS = {
     type: 'string',
     default: '10%',
     help: "while the spool's volume has less free space than this (a share like 10% or a size like 2GiB), the copy legs of the oldest messages that wait on copies alone are ended, to keep room for primary mail; 0 disables",
+  },
+  'removed-domain-grace': {
+    type: 'string',
+    default: '24h',
+    help: 'a domain that leaves the routing table (its MailDomain deleted, by mistake or not) gets 451 4.3.0, so that senders keep its mail queued, for this long after; then 554 5.7.1 relay access denied; 0 disables',
   },
   'delay-warning': {
     type: 'string',
@@ -444,6 +451,7 @@ export function parseRelayConfig(
           raw('shed-copies-below') ?? '',
         ),
       delayWarningMs: duration('delay-warning'),
+      removedDomainGraceMs: duration('removed-domain-grace'),
       ...(cert !== undefined && key !== undefined
         ? {
             tls: Object.freeze({

@@ -24,6 +24,7 @@ import type { RecipientRouter } from './inbound/rcpt.ts';
 import { startTransitionTimer } from './transitions.ts';
 import { createParityTracker } from './telemetry/parity.ts';
 import { createRouter } from './inbound/router.ts';
+import { RemovedDomains } from './inbound/removed-domains.ts';
 import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
 import { lookupServer } from './delivery/server-lookup.ts';
@@ -195,8 +196,20 @@ async function startRelay(
   // keeps the stage gauge and the log in step with them.
   const transitions = startTransitionTimer({ clock, logger, stageGauge: metrics.policyStage });
   resources.opened('transition timer', () => Promise.resolve(transitions.close()));
+  // Domains that left the table: 451 for --removed-domain-grace, not 554 (inbound/removed-domains.ts).
+  const removed = new RemovedDomains(config.removedDomainGraceMs);
   const swap = (s: RoutingSnapshot): void => {
-    router = createRouter(s.table, s.revision);
+    const left = removed.swap(
+      snapshot === undefined ? undefined : Object.keys(snapshot.table.domains),
+      new Set(Object.keys(s.table.domains)),
+      performance.now(),
+    );
+    if (left.length > 0)
+      logger.warn(
+        { domains: left, revision: s.revision, graceMs: config.removedDomainGraceMs },
+        'domains left the routing table: their mail gets 451 during the grace, then 554 relay access denied',
+      );
+    router = createRouter(s.table, s.revision, (d) => removed.removedFor(d, performance.now()));
     snapshot = s;
     setRevisionGauge(metrics, s.revision);
     transitions.serve(s.table);

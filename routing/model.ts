@@ -219,7 +219,9 @@ export type RefusalReason =
   | 'UnknownRecipient'
   | 'NoPolicy'
   | 'VerificationUnavailable'
-  | 'NoRoutingTable';
+  | 'NoRoutingTable'
+  /** Not from resolve(): the relay's 451 for a domain that left the routing table recently (removed-domains.ts). */
+  | 'DomainRemoved';
 
 /** What is known about a mailbox on a server, from accounts or a verification callout. */
 export type MailboxFact = 'exists' | 'absent' | 'unknown';

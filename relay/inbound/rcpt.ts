@@ -41,7 +41,8 @@ export type RcptDecision = { verdict: 'accept'; accepted: AcceptedRecipient; rev
 
 /** The reason label (the rejection metric's) of a refusal that came from the routing core. */
 export function reasonOf(plan: Exclude<DeliveryPlan, { verdict: 'accept' }>): string {
-  if (plan.reason === 'RelayDenied' || plan.reason === 'UnknownRecipient') return plan.reason;
+  if (plan.reason === 'RelayDenied' || plan.reason === 'UnknownRecipient' || plan.reason === 'DomainRemoved')
+    return plan.reason;
   return plan.verdict === 'reject' ? 'RecipientRejected' : 'RecipientDeferred';
 }
 

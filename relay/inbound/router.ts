@@ -4,8 +4,17 @@ import { domainOf } from '../../routing/address.ts';
 import { buildIndex, resolve, verificationNeeded } from '../../routing/resolve.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import type { RecipientRouter } from './rcpt.ts';
+import { removedDomainText } from './removed-domains.ts';
 
-export function createRouter(table: RoutingTable, revision: string): RecipientRouter {
+/**
+ * `removedFor(domain)`: how long ago (ms) a domain the table does not have left it, while that is within the grace
+ * (removed-domains.ts); its recipients then get 451 4.3.0 instead of 554 5.7.1 relay access denied.
+ */
+export function createRouter(
+  table: RoutingTable,
+  revision: string,
+  removedFor?: (domain: string) => number | undefined,
+): RecipientRouter {
   const index = buildIndex(table);
   return {
     revision,
@@ -23,6 +32,19 @@ export function createRouter(table: RoutingTable, revision: string): RecipientRo
         ...(destinations !== undefined ? { destinations } : {}),
       };
     },
-    resolve: (address, ctx) => resolve(index, address, ctx),
+    resolve: (address, ctx) => {
+      const plan = resolve(index, address, ctx);
+      if (plan.verdict !== 'reject' || plan.reason !== 'RelayDenied' || removedFor === undefined) return plan;
+      const domain = domainOf(plan.recipient);
+      const ago = removedFor(domain);
+      if (ago === undefined) return plan;
+      return {
+        verdict: 'tempfail',
+        recipient: plan.recipient,
+        reply: { code: 451, enhanced: '4.3.0', text: removedDomainText(domain, ago) },
+        reason: 'DomainRemoved',
+        legs: [],
+      };
+    },
   };
 }

@@ -34,7 +34,7 @@ export function unwritableSpoolMessage(
  * volume is mounted read-only, or the kernel remounted it read-only after an I/O error (ext4 errors=remount-ro), in
  * which case a restart of the container keeps the read-only mount: the pod must be recreated, after the disk is checked.
  */
-export function readOnlySpoolMessage(dir: string, cause: string): string {
+function readOnlySpoolMessage(dir: string, cause: string): string {
   return (
     `spool: cannot write the spool folder ${dir} (${cause}): its file system is read-only. Either the volume is ` +
     'mounted read-only (check readOnly in the pod spec and the PersistentVolume), or the kernel made it read-only ' +

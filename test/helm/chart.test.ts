@@ -698,6 +698,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteRelayOutOfDescriptors',
         'MailrouteCopiesShed',
         'MailrouteDeliveryPaused',
+        'MailrouteDomainRemoved',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');
