@@ -82,6 +82,9 @@ describe('splitExtension (subaddressing, RFC 5233)', () => {
     ['alice', '+', undefined],
     ['alice+news', '', undefined],
     ['+alice', '+', undefined],
+    ['+a+b', '+', undefined],
+    ['+++', '+', undefined],
+    ['', '+', undefined],
     ['"alice+news"', '+', undefined],
     ['alice-news', '+', undefined],
   ])('%j with %j', (local, delimiters, want) => {

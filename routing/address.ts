@@ -96,7 +96,7 @@ export interface Extension {
  * starts with one (nothing would be left to look up), and for a quoted local part (a delimiter inside quotes is text).
  */
 export function splitExtension(local: string, delimiters: string): Extension | undefined {
-  if (delimiters === '' || local.startsWith('"')) return undefined;
+  if (delimiters === '' || local.startsWith('"') || delimiters.includes(local[0] ?? '')) return undefined;
   for (let i = 1; i < local.length; i++) {
     const c = local[i]!;
     if (delimiters.includes(c))
