@@ -25,6 +25,7 @@ import { startTransitionTimer } from './transitions.ts';
 import { createParityTracker } from './telemetry/parity.ts';
 import { createRouter } from './inbound/router.ts';
 import { RemovedDomains } from './inbound/removed-domains.ts';
+import { loadRemovedDomains, removedDomainsSaver } from './inbound/removed-domains-store.ts';
 import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
 import { lookupServer } from './delivery/server-lookup.ts';
@@ -196,20 +197,30 @@ async function startRelay(
   // keeps the stage gauge and the log in step with them.
   const transitions = startTransitionTimer({ clock, logger, stageGauge: metrics.policyStage });
   resources.opened('transition timer', () => Promise.resolve(transitions.close()));
-  // Domains that left the table: 451 for --removed-domain-grace, not 554 (inbound/removed-domains.ts).
+  // Domains that left the table: 451 for --removed-domain-grace, not 554 (inbound/removed-domains.ts), remembered in
+  // the spool folder across restarts.
   const removed = new RemovedDomains(config.removedDomainGraceMs);
+  const saveRemoved =
+    config.removedDomainGraceMs > 0 ? removedDomainsSaver(config.spoolDir, logger) : undefined;
+  if (saveRemoved !== undefined) {
+    const saved = await loadRemovedDomains(config.spoolDir, logger);
+    if (saved !== undefined) removed.restore(saved, clock().getTime());
+  }
+  let savedRemoved = saveRemoved === undefined ? '' : JSON.stringify(removed.state());
   const swap = (s: RoutingSnapshot): void => {
-    const left = removed.swap(
-      snapshot === undefined ? undefined : Object.keys(snapshot.table.domains),
-      new Set(Object.keys(s.table.domains)),
-      performance.now(),
-    );
+    const left = removed.swap(new Set(Object.keys(s.table.domains)), clock().getTime());
     if (left.length > 0)
       logger.warn(
         { domains: left, revision: s.revision, graceMs: config.removedDomainGraceMs },
         'domains left the routing table: their mail gets 451 during the grace, then 554 relay access denied',
       );
-    router = createRouter(s.table, s.revision, (d) => removed.removedFor(d, performance.now()));
+    const state = removed.state();
+    const json = JSON.stringify(state);
+    if (saveRemoved !== undefined && json !== savedRemoved) {
+      savedRemoved = json;
+      saveRemoved(state);
+    }
+    router = createRouter(s.table, s.revision, (d) => removed.removedFor(d, clock().getTime()));
     snapshot = s;
     setRevisionGauge(metrics, s.revision);
     transitions.serve(s.table);

@@ -1,51 +1,52 @@
 import { describe, expect, it } from 'vitest';
-import { RemovedDomains, removedDomainText } from './removed-domains.ts';
+import { RemovedDomains, parseRemovedDomainsState, removedDomainText } from './removed-domains.ts';
 
 const H = 3_600_000;
+const T0 = Date.parse('2026-12-07T00:00:00Z');
 const set = (...d: string[]): ReadonlySet<string> => new Set(d);
 
 describe('RemovedDomains: 451 for a domain that left the routing table, for the grace', () => {
   it('remembers the domains a new table drops, from the moment it is served, for the grace only', () => {
     const r = new RemovedDomains(24 * H);
-    expect(r.swap(undefined, set('a.test', 'b.test'), 0)).toEqual([]);
-    expect(r.swap(['a.test', 'b.test'], set('a.test'), 10)).toEqual(['b.test']);
-    expect(r.removedFor('b.test', 10)).toBe(0);
-    expect(r.removedFor('b.test', 10 + H)).toBe(H);
-    expect(r.removedFor('a.test', 10 + H)).toBeUndefined();
-    expect(r.removedFor('b.test', 10 + 24 * H - 1)).toBe(24 * H - 1);
-    expect(r.removedFor('b.test', 10 + 24 * H)).toBeUndefined();
+    expect(r.swap(set('a.test', 'b.test'), T0)).toEqual([]);
+    expect(r.swap(set('a.test'), T0 + 10)).toEqual(['b.test']);
+    expect(r.removedFor('b.test', T0 + 10)).toBe(0);
+    expect(r.removedFor('b.test', T0 + 10 + H)).toBe(H);
+    expect(r.removedFor('a.test', T0 + 10 + H)).toBeUndefined();
+    expect(r.removedFor('b.test', T0 + 10 + 24 * H - 1)).toBe(24 * H - 1);
+    expect(r.removedFor('b.test', T0 + 10 + 24 * H)).toBeUndefined();
     expect(r.size).toBe(0);
   });
 
   it('forgets a domain that comes back, and starts its grace again when it leaves again', () => {
     const r = new RemovedDomains(H);
-    r.swap(undefined, set('a.test'), 0);
-    r.swap(['a.test'], set(), 100);
-    r.swap([], set('a.test'), 200);
-    expect(r.removedFor('a.test', 300)).toBeUndefined();
-    r.swap(['a.test'], set(), 500);
-    expect(r.removedFor('a.test', 600)).toBe(100);
+    r.swap(set('a.test'), T0);
+    r.swap(set(), T0 + 100);
+    r.swap(set('a.test'), T0 + 200);
+    expect(r.removedFor('a.test', T0 + 300)).toBeUndefined();
+    r.swap(set(), T0 + 500);
+    expect(r.removedFor('a.test', T0 + 600)).toBe(100);
   });
 
-  it('the first table removes nothing (a relay that starts has never served the domain)', () => {
+  it('the first table removes nothing (a relay that starts without a saved state has never served the domain)', () => {
     const r = new RemovedDomains(H);
-    expect(r.swap(undefined, set(), 0)).toEqual([]);
-    expect(r.removedFor('a.test', 1)).toBeUndefined();
+    expect(r.swap(set(), T0)).toEqual([]);
+    expect(r.removedFor('a.test', T0 + 1)).toBeUndefined();
   });
 
   it('grace 0: nothing is remembered (554 at once)', () => {
     const r = new RemovedDomains(0);
-    r.swap(undefined, set('a.test'), 0);
-    expect(r.swap(['a.test'], set(), 1)).toEqual([]);
-    expect(r.removedFor('a.test', 1)).toBeUndefined();
+    r.swap(set('a.test'), T0);
+    expect(r.swap(set(), T0 + 1)).toEqual([]);
+    expect(r.removedFor('a.test', T0 + 1)).toBeUndefined();
   });
 
   it('expired entries are pruned at the next swap', () => {
     const r = new RemovedDomains(H);
-    r.swap(undefined, set('a.test', 'b.test'), 0);
-    r.swap(['a.test', 'b.test'], set(), 0);
+    r.swap(set('a.test', 'b.test'), T0);
+    r.swap(set(), T0);
     expect(r.size).toBe(2);
-    r.swap([], set(), 2 * H);
+    r.swap(set(), T0 + 2 * H);
     expect(r.size).toBe(0);
   });
 
@@ -54,4 +55,59 @@ describe('RemovedDomains: 451 for a domain that left the routing table, for the 
     [60_000, 'a.test left the routing table 1 minute ago; try again later'],
     [3 * H, 'a.test left the routing table 180 minutes ago; try again later'],
   ])('the reply text after %d ms', (ago, want) => expect(removedDomainText('a.test', ago)).toBe(want));
+});
+
+describe('RemovedDomains across a restart: state() and restore()', () => {
+  it('a restarted relay keeps the grace of a removal it saw, and counts it from when it happened', () => {
+    const before = new RemovedDomains(24 * H);
+    before.swap(set('a.test', 'b.test'), T0);
+    before.swap(set('a.test'), T0 + H);
+    const saved = before.state();
+    expect(saved).toEqual({ served: ['a.test'], removed: { 'b.test': '2026-12-07T01:00:00.000Z' } });
+    const after = new RemovedDomains(24 * H);
+    after.restore(parseOk(JSON.stringify(saved)), T0 + 2 * H);
+    expect(after.swap(set('a.test'), T0 + 2 * H)).toEqual([]);
+    expect(after.removedFor('b.test', T0 + 2 * H)).toBe(H);
+    expect(after.removedFor('b.test', T0 + 25 * H)).toBeUndefined();
+  });
+
+  it('a domain that left the table while the relay was down starts its grace at the start', () => {
+    const before = new RemovedDomains(24 * H);
+    before.swap(set('a.test', 'b.test'), T0);
+    const after = new RemovedDomains(24 * H);
+    after.restore(before.state(), T0 + 7 * 24 * H);
+    expect(after.swap(set('a.test'), T0 + 7 * 24 * H)).toEqual(['b.test']);
+    expect(after.removedFor('b.test', T0 + 7 * 24 * H + 1)).toBe(1);
+  });
+
+  it('removals older than the grace are not restored; grace 0 restores nothing', () => {
+    const state = { served: ['a.test'], removed: { 'b.test': '2026-12-05T00:00:00Z' } };
+    const r = new RemovedDomains(24 * H);
+    r.restore(state, T0);
+    expect(r.removedFor('b.test', T0)).toBeUndefined();
+    const off = new RemovedDomains(0);
+    off.restore(state, T0);
+    expect(off.swap(set(), T0)).toEqual([]);
+  });
+});
+
+function parseOk(text: string) {
+  const r = parseRemovedDomainsState(text);
+  if (typeof r === 'string') throw new Error(r);
+  return r;
+}
+
+describe('parseRemovedDomainsState: a saved file that is damaged or not ours', () => {
+  it.each([
+    ['', /^not JSON/],
+    ['[]', /not a JSON object/],
+    ['{"served": "a.test", "removed": {}}', /^served:/],
+    ['{"served": [1], "removed": {}}', /^served:/],
+    ['{"served": [], "removed": []}', /^removed:/],
+    ['{"served": [], "removed": {"a.test": "yesterday"}}', /^removed\.a\.test: must be a time/],
+  ])('%j is refused', (text, want) => {
+    const r = parseRemovedDomainsState(text);
+    expect(typeof r).toBe('string');
+    expect(r).toMatch(want);
+  });
 });

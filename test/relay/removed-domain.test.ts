@@ -3,18 +3,23 @@
 // it. Real relays on a manifests folder, real SMTP clients (nodemailer, Python's smtplib), a real destination:
 // - with the default --removed-domain-grace (24 h): 451 4.3.0 naming the domain, logged, counted as DomainRemoved; the
 //   domain's mail is accepted and delivered again as soon as its manifest is back;
+// - a relay restarted on the same spool during the grace still answers 451 (the state is saved in the spool folder);
 // - with --removed-domain-grace 0: 554 5.7.1 relay access denied at once (the behaviour before the grace existed);
 // - a domain the relay never served is refused with 554 either way.
 import { execFile } from 'node:child_process';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRelayConfig } from '../../relay/config.ts';
+import { runRelay, type RelayHandle } from '../../relay/relay.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   dualDomain,
   httpGet,
+  loopbackRelayArgs,
   metricValue,
   startRelay,
   submit,
@@ -37,10 +42,26 @@ s.quit()
   return (await run('python3', ['-c', py])).stdout.trim();
 }
 
+const revision = async (r: RelayHandle): Promise<string | undefined> =>
+  /mailroute_routing_revision_info\{revision="([0-9a-f]{64})"\} 1/.exec(
+    (await httpGet(r.http.port, '/metrics')).body,
+  )?.[1];
+
+/** Runs `change` and waits until the relay serves a new revision. */
+async function served(r: RelayHandle, change: () => Promise<void>): Promise<void> {
+  const before = await revision(r);
+  await change();
+  await waitFor(async () => (await revision(r)) !== before, {
+    what: 'the new table served',
+    timeoutMs: 5_000,
+  });
+}
+
 describe('a domain that leaves the routing table', () => {
   let peer: SmtpPeer;
   let graced: InProcessRelay;
   let strict: InProcessRelay;
+  let restarted: RelayHandle | undefined;
   const manifests = {
     'keep.yaml': '',
     'gone.yaml': '',
@@ -54,28 +75,15 @@ describe('a domain that leaves the routing table', () => {
     strict = await startRelay(manifests, ['--removed-domain-grace', '0']);
   });
   afterAll(async () => {
+    await restarted?.shutdown('test');
     await graced?.close();
     await strict?.close();
     await peer?.close();
   });
 
-  const revision = async (r: InProcessRelay): Promise<string | undefined> =>
-    /mailroute_routing_revision_info\{revision="([0-9a-f]{64})"\} 1/.exec(
-      (await httpGet(r.relay.http.port, '/metrics')).body,
-    )?.[1];
-  /** Runs `change` and waits until the relay serves a new revision. */
-  const served = async (r: InProcessRelay, change: () => Promise<void>): Promise<void> => {
-    const before = await revision(r);
-    await change();
-    await waitFor(async () => (await revision(r)) !== before, {
-      what: 'the new table served',
-      timeoutMs: 5_000,
-    });
-  };
-
-  it('gets 451 during the grace (554 with grace 0), and is delivered again once restored', async () => {
+  it('gets 451 during the grace, also after a restart (554 with grace 0), and is delivered again once restored', async () => {
     expect(await rcptReply(graced.relay.smtp.port, 'ann@gone.test')).toMatch(/^250 /);
-    for (const r of [graced, strict]) await served(r, () => unlink(join(r.manifests, 'gone.yaml')));
+    for (const r of [graced, strict]) await served(r.relay, () => unlink(join(r.manifests, 'gone.yaml')));
     expect(await rcptReply(graced.relay.smtp.port, 'ann@gone.test')).toMatch(
       /^451 4\.3\.0 gone\.test left the routing table less than a minute ago; try again later$/,
     );
@@ -92,13 +100,26 @@ describe('a domain that leaves the routing table', () => {
       metricValue(metricsText, 'mailroute_messages_rejected_total', '{reason="DomainRemoved"}'),
     ).toBeGreaterThanOrEqual(2);
 
+    // a restart on the same spool during the grace (the domain still gone): still 451
+    await graced.relay.shutdown('test');
+    const parsed = parseRelayConfig(loopbackRelayArgs(graced.dir, ['--hostname', 'relay.test']), {
+      MAILROUTE_DNS_SERVERS: process.env.MAILROUTE_DNS_SERVERS,
+    });
+    if (parsed.ok !== true) throw new Error('bad test config');
+    restarted = await runRelay(parsed.config, { logger: pino({ level: 'silent' }), sourcePollMs: 200 });
+    const again = restarted;
+    expect(await rcptReply(again.smtp.port, 'ann@gone.test')).toMatch(
+      /^451 4\.3\.0 gone\.test left the routing table/,
+    );
+    expect(await rcptReply(again.smtp.port, 'ann@never.test')).toMatch(/^554 5\.7\.1 /);
+
     // restored: accepted and delivered again
-    await served(graced, () => writeFile(join(graced.manifests, 'gone.yaml'), manifests['gone.yaml']));
+    await served(again, () => writeFile(join(graced.manifests, 'gone.yaml'), manifests['gone.yaml']));
     expect(
-      await submit(graced.relay.smtp.port, {
+      await submit(again.smtp.port, {
         from: 's@origin.test',
         to: 'ann@gone.test',
-        subject: 'restored',
+        subject: 'back',
         text: 'x',
       }),
     ).toMatch(/^250 /);
