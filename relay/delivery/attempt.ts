@@ -54,8 +54,6 @@ export interface DueLegs {
   /** flush(): deferred legs are due regardless of nextAttemptAt. */
   force: boolean;
   now: number;
-  /** The retry schedule's longest step (retry.ts dueAt: a nextAttemptAt further ahead is due now). */
-  longestStepMs: number;
 }
 
 /**
@@ -82,7 +80,7 @@ export function groupJobs(
     if (!found.ok) held++;
     if (due.inflight.has(i)) continue;
     if (l.state === 'deferred' && !due.force) {
-      if (dueAt(l.nextAttemptAt, due.now, due.longestStepMs) > due.now) continue;
+      if (dueAt(l, due.now) > due.now) continue;
     }
     const dest = found.ok ? destinationKey(found.server) : undefined;
     if (dest !== undefined && due.blockedOn.has(dest)) continue;

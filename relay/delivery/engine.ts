@@ -31,7 +31,7 @@ import type { DsnRateLimit } from './dsn-rate.ts';
 import { QueueIndex, type Entry } from './queue-index.ts';
 import { rerouteState, type RerouteResult } from './reroute.ts';
 import { Results, type LegFinal, type Written } from './results.ts';
-import { dueAt, longestStepMs, retryDelayMs } from './retry.ts';
+import { dueAt, retryDelayMs } from './retry.ts';
 import { shedState, type ShedLeg } from './shed.ts';
 import { StorageHold } from './storage-hold.ts';
 import { every, realTimers, Scheduler, type TimerHandle, type Timers } from './scheduler.ts';
@@ -170,8 +170,6 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   // After a failure that is not a leg's own (a crash, a state that could not be written), the message is looked at
   // again after the first retry step.
   const retryLaterMs = retryDelayMs(opts.retryScheduleMs, 1);
-  // a deferred leg due further ahead than this was scheduled before the clock went back: due now (retry.ts dueAt)
-  const longestStep = longestStepMs(opts.retryScheduleMs);
   const serverFor =
     opts.serverFor ?? ((l: LegState): ServerLookup => ({ ok: true, server: l.leg.server, from: 'stored' }));
 
@@ -276,7 +274,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         anyPending = true;
         next = Math.min(next, t);
       } else {
-        next = Math.min(next, dueAt(l.nextAttemptAt, t, longestStep));
+        next = Math.min(next, dueAt(l, t));
       }
     }
     e.copiesOnly = open && !openRecord;
@@ -329,7 +327,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const { jobs: due, held } = groupJobs(
       id,
       state,
-      { inflight: e.inflight, blockedOn: e.blockedOn, force, now: now(), longestStepMs: longestStep },
+      { inflight: e.inflight, blockedOn: e.blockedOn, force, now: now() },
       serverFor,
     );
     queue.setUnroutable(id, held);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dueAt, longestStepMs, nextAttempt, retryDelayMs } from './retry.ts';
+import { dueAt, nextAttempt, retryDelayMs } from './retry.ts';
 
 const m = 60_000;
 describe('retryDelayMs', () => {
@@ -37,24 +37,43 @@ describe('nextAttempt', () => {
   });
 });
 
-describe('longestStepMs', () => {
-  it.each([
-    [[60_000, 300_000, 3_600_000, 900_000], 3_600_000],
-    [[1_000], 1_000],
-    [[], 60_000],
-  ])('%j -> %d', (schedule, want) => expect(longestStepMs(schedule)).toBe(want));
-});
-
-describe('dueAt: a stored nextAttemptAt against a clock that may have gone back', () => {
+describe('dueAt: the stored times of a deferred leg against a clock that may have gone back', () => {
   const now = Date.parse('2026-12-07T12:00:00Z');
+  const iso = (ms: number) => new Date(ms).toISOString();
   const hour = 3_600_000;
-  it.each<[string, string | undefined, number]>([
-    ['in the future within the longest step: as stored', '2026-12-07T12:30:00Z', now + hour / 2],
-    ['exactly the longest step ahead: as stored', '2026-12-07T13:00:00Z', now + hour],
-    ['in the past: as stored (due)', '2026-12-07T11:00:00Z', now - hour],
-    ['a year ahead (the clock was stepped back a year): now', '2027-12-07T12:00:00Z', now],
-    ['one ms beyond the longest step: now', '2026-12-07T13:00:00.001Z', now],
-    ['absent: now', undefined, now],
-    ['unparsable: now', 'soon', now],
-  ])('%s', (_, stored, want) => expect(dueAt(stored, now, hour)).toBe(want));
+  it.each<[string, { nextAttemptAt?: string; lastAttemptAt?: string }, number]>([
+    [
+      'next in the future, last in the past: as stored',
+      { nextAttemptAt: iso(now + hour), lastAttemptAt: iso(now - 1) },
+      now + hour,
+    ],
+    [
+      'next in the past: as stored (due)',
+      { nextAttemptAt: iso(now - hour), lastAttemptAt: iso(now - 2 * hour) },
+      now - hour,
+    ],
+    [
+      'a schedule shortened since (next a day ahead, last in the past): as stored',
+      { nextAttemptAt: iso(now + 24 * hour), lastAttemptAt: iso(now - 1) },
+      now + 24 * hour,
+    ],
+    [
+      'last attempt a year ahead (the clock went back a year): now',
+      { nextAttemptAt: iso(now + 365 * 24 * hour + hour), lastAttemptAt: iso(now + 365 * 24 * hour) },
+      now,
+    ],
+    [
+      'last attempt 2 minutes ahead: now',
+      { nextAttemptAt: iso(now + 3 * 60_000), lastAttemptAt: iso(now + 2 * 60_000) },
+      now,
+    ],
+    [
+      'last attempt 30 s ahead (within NTP tolerance): as stored',
+      { nextAttemptAt: iso(now + 90_000), lastAttemptAt: iso(now + 30_000) },
+      now + 90_000,
+    ],
+    ['no last attempt: as stored', { nextAttemptAt: iso(now + hour) }, now + hour],
+    ['absent: now', {}, now],
+    ['unparsable: now', { nextAttemptAt: 'soon' }, now],
+  ])('%s', (_, leg, want) => expect(dueAt(leg, now)).toBe(want));
 });

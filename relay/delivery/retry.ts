@@ -1,7 +1,7 @@
 // Pure: when to try a deferred leg again, and when it has expired.
 //
 // Exports: retryDelayMs(schedule, attempts), nextAttempt({ schedule, lifetimeMs, receivedAt, now, attempts }),
-// longestStepMs(schedule), dueAt(nextAttemptAt, nowMs, longestStepMs).
+// dueAt(leg, nowMs).
 // The schedule is a list of delays between attempts (--retry-schedule "1m,5m,15m,1h"); the last step repeats.
 // A leg expires max-queue-lifetime after the message was received: the next attempt is never scheduled later than
 // the expiry time, so the last attempt happens at expiry and a deferral after it is final.
@@ -29,20 +29,22 @@ export function nextAttempt(p: {
   return { kind: 'retry', at: new Date(at) };
 }
 
-/** The longest delay the schedule ever sets between two attempts. */
-export function longestStepMs(schedule: readonly number[]): number {
-  if (schedule.length === 0) return 60_000;
-  return Math.max(0, ...schedule);
-}
+/** How far in the future a leg's last attempt may lie before the clock counts as stepped back (NTP slews less). */
+export const CLOCK_STEP_TOLERANCE_MS = 60_000;
 
 /**
- * When a deferred leg is due (ms since the epoch), from the nextAttemptAt stored with it. A time further ahead of now
- * than the schedule's longest step was not set by it: the wall clock has been stepped back since (a node that booted
- * with its clock ahead and was corrected by NTP, a VM restored from a snapshot), or the schedule was shortened. Such a
- * leg is due now, instead of waiting as long as the clock went back, which can be months. Absent or unparsable: now.
+ * When a deferred leg is due (ms since the epoch), from the times stored with it. A last attempt in the future means
+ * the wall clock was stepped back since (a node that booted with its clock ahead and was corrected by NTP, a VM
+ * restored from a snapshot): nextAttemptAt is then as far off as the clock went back, which can be months, so the leg
+ * is due now; its next deferral is scheduled on the corrected clock. Otherwise nextAttemptAt as stored (a schedule
+ * shortened since keeps the times it set: a restart does not send the whole queue at once). Absent or unparsable: now.
  */
-export function dueAt(nextAttemptAt: string | undefined, nowMs: number, longestMs: number): number {
-  const at = nextAttemptAt === undefined ? nowMs : Date.parse(nextAttemptAt);
-  if (Number.isNaN(at) || at - nowMs > longestMs) return nowMs;
-  return at;
+export function dueAt(
+  leg: { nextAttemptAt?: string | undefined; lastAttemptAt?: string | undefined },
+  nowMs: number,
+): number {
+  const last = leg.lastAttemptAt === undefined ? Number.NaN : Date.parse(leg.lastAttemptAt);
+  if (last - nowMs > CLOCK_STEP_TOLERANCE_MS) return nowMs;
+  const at = leg.nextAttemptAt === undefined ? nowMs : Date.parse(leg.nextAttemptAt);
+  return Number.isNaN(at) ? nowMs : at;
 }
