@@ -30,7 +30,7 @@ export function nextAttempt(p: {
 }
 
 /** How far in the future a leg's last attempt may lie before the clock counts as stepped back (NTP slews less). */
-export const CLOCK_STEP_TOLERANCE_MS = 60_000;
+const CLOCK_STEP_TOLERANCE_MS = 60_000;
 
 /**
  * When a deferred leg is due (ms since the epoch), from the times stored with it. A last attempt in the future means
