@@ -2,18 +2,16 @@
 // snapshot) deferred a message, and NTP then set the clock right. The leg's stored nextAttemptAt is a year away; the
 // relay must try it again within its retry schedule, not in a year. Real relays (runRelay, the first on a clock a year
 // ahead) on one spool folder, a real SMTP peer that refuses at first and then accepts.
-import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { MessageView } from '../../relay/admin/view.ts';
-import { parseRelayConfig } from '../../relay/config.ts';
-import { runRelay, type RelayDeps, type RelayHandle } from '../../relay/relay.ts';
+import type { RelayDeps, RelayHandle } from '../../relay/relay.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   dualDomain,
   httpGet,
-  loopbackRelayArgs,
   queuedId,
+  runRelayIn,
   submit,
   tempDir,
   writeManifests,
@@ -34,25 +32,9 @@ describe('a deferred leg after the clock was stepped back', () => {
     if (dir !== '') await rm(dir, { recursive: true, force: true });
   });
 
+  // a one-hour retry step: the first relay stores a next attempt a year and an hour away
   const start = async (deps: RelayDeps): Promise<RelayHandle> => {
-    // a one-hour step: the clock went back much further than any step of the schedule
-    const parsed = parseRelayConfig(
-      loopbackRelayArgs(dir, [
-        '--hostname',
-        'relay.test',
-        '--retry-schedule',
-        '1h',
-        '--shutdown-timeout',
-        '2s',
-      ]),
-      { MAILROUTE_DNS_SERVERS: process.env.MAILROUTE_DNS_SERVERS },
-    );
-    if (parsed.ok !== true) throw new Error('bad test config');
-    const r = await runRelay(parsed.config, {
-      logger: pino({ level: 'silent' }),
-      sourcePollMs: 200,
-      ...deps,
-    });
+    const r = await runRelayIn(dir, ['--retry-schedule', '1h'], deps);
     relays.push(r);
     return r;
   };

@@ -54,6 +54,28 @@ export async function startRelay(
   const manifests = join(dir, 'manifests');
   const spoolDir = join(dir, 'spool');
   await writeManifests(manifests, files);
+  const relay = await runRelayIn(dir, flags, deps);
+  return {
+    relay,
+    dir,
+    manifests,
+    spoolDir,
+    async close() {
+      await relay.shutdown('test');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * An in-process relay on `dir`'s manifests folder and spool (kept when it shuts down: a second one may start on
+ * them), with startRelay's test flags (hostname relay.test, --retry-schedule 1s, a 2 s shutdown), then `flags`.
+ */
+export async function runRelayIn(
+  dir: string,
+  flags: string[] = [],
+  deps: RelayDeps = {},
+): Promise<RelayHandle> {
   const parsed = parseRelayConfig(
     loopbackRelayArgs(dir, [
       '--hostname',
@@ -70,21 +92,11 @@ export async function startRelay(
     },
   );
   if (parsed.ok !== true) throw new Error(`bad test config: ${parsed.ok === false ? parsed.error : 'help'}`);
-  const relay = await runRelay(parsed.config, {
+  return runRelay(parsed.config, {
     logger: pino({ level: 'silent' }),
     sourcePollMs: 200,
     ...deps,
   });
-  return {
-    relay,
-    dir,
-    manifests,
-    spoolDir,
-    async close() {
-      await relay.shutdown('test');
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 export async function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {

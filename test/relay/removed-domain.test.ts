@@ -10,17 +10,15 @@ import { execFile } from 'node:child_process';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseRelayConfig } from '../../relay/config.ts';
-import { runRelay, type RelayHandle } from '../../relay/relay.ts';
+import type { RelayHandle } from '../../relay/relay.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
   dualDomain,
   httpGet,
-  loopbackRelayArgs,
   metricValue,
+  runRelayIn,
   startRelay,
   submit,
   type InProcessRelay,
@@ -102,11 +100,7 @@ describe('a domain that leaves the routing table', () => {
 
     // a restart on the same spool during the grace (the domain still gone): still 451
     await graced.relay.shutdown('test');
-    const parsed = parseRelayConfig(loopbackRelayArgs(graced.dir, ['--hostname', 'relay.test']), {
-      MAILROUTE_DNS_SERVERS: process.env.MAILROUTE_DNS_SERVERS,
-    });
-    if (parsed.ok !== true) throw new Error('bad test config');
-    restarted = await runRelay(parsed.config, { logger: pino({ level: 'silent' }), sourcePollMs: 200 });
+    restarted = await runRelayIn(graced.dir);
     const again = restarted;
     expect(await rcptReply(again.smtp.port, 'ann@gone.test')).toMatch(
       /^451 4\.3\.0 gone\.test left the routing table/,
