@@ -24,7 +24,7 @@ import type { RecipientRouter } from './inbound/rcpt.ts';
 import { startTransitionTimer } from './transitions.ts';
 import { createParityTracker } from './telemetry/parity.ts';
 import { createRouter } from './inbound/router.ts';
-import { RemovedDomains } from './inbound/removed-domains.ts';
+import { RemovedDomains, type RemovedDomainsState } from './inbound/removed-domains.ts';
 import { loadRemovedDomains, removedDomainsSaver } from './inbound/removed-domains-store.ts';
 import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
@@ -200,13 +200,12 @@ async function startRelay(
   // Domains that left the table: 451 for --removed-domain-grace, not 554 (inbound/removed-domains.ts), remembered in
   // the spool folder across restarts.
   const removed = new RemovedDomains(config.removedDomainGraceMs);
-  const saveRemoved =
-    config.removedDomainGraceMs > 0 ? removedDomainsSaver(config.spoolDir, logger) : undefined;
-  if (saveRemoved !== undefined) {
+  let saveRemoved: ((state: RemovedDomainsState) => void) | undefined;
+  if (config.removedDomainGraceMs > 0) {
     const saved = await loadRemovedDomains(config.spoolDir, logger);
     if (saved !== undefined) removed.restore(saved, clock().getTime());
+    saveRemoved = removedDomainsSaver(config.spoolDir, logger, removed.state());
   }
-  let savedRemoved = saveRemoved === undefined ? '' : JSON.stringify(removed.state());
   const swap = (s: RoutingSnapshot): void => {
     const left = removed.swap(new Set(Object.keys(s.table.domains)), clock().getTime());
     if (left.length > 0)
@@ -214,12 +213,7 @@ async function startRelay(
         { domains: left, revision: s.revision, graceMs: config.removedDomainGraceMs },
         'domains left the routing table: their mail gets 451 during the grace, then 554 relay access denied',
       );
-    const state = removed.state();
-    const json = JSON.stringify(state);
-    if (saveRemoved !== undefined && json !== savedRemoved) {
-      savedRemoved = json;
-      saveRemoved(state);
-    }
+    saveRemoved?.(removed.state());
     router = createRouter(s.table, s.revision, (d) => removed.removedFor(d, clock().getTime()));
     snapshot = s;
     setRevisionGauge(metrics, s.revision);

@@ -33,10 +33,18 @@ export async function loadRemovedDomains(dir: string, log: Logger): Promise<Remo
   return state;
 }
 
-/** Saves states in `dir` one write at a time; while one is written, only the latest of those given waits. */
-export function removedDomainsSaver(dir: string, log: Logger): (state: RemovedDomainsState) => void {
+/**
+ * Saves states in `dir` one write at a time; while one is written, only the latest of those given waits. A state equal
+ * to the last one given (at first: `initial`, what was loaded) is not written again.
+ */
+export function removedDomainsSaver(
+  dir: string,
+  log: Logger,
+  initial: RemovedDomainsState,
+): (state: RemovedDomainsState) => void {
   const file = join(dir, REMOVED_DOMAINS_FILE);
   const tmp = `${file}.tmp`;
+  let last = JSON.stringify(initial);
   let pending: string | undefined;
   let writing = false;
   const drain = async (): Promise<void> => {
@@ -54,7 +62,10 @@ export function removedDomainsSaver(dir: string, log: Logger): (state: RemovedDo
     writing = false;
   };
   return (state) => {
-    pending = JSON.stringify(state);
+    const text = JSON.stringify(state);
+    if (text === last) return;
+    last = text;
+    pending = text;
     if (!writing) void drain();
   };
 }

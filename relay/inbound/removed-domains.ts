@@ -64,11 +64,6 @@ export class RemovedDomains {
     return undefined;
   }
 
-  /** Domains in their grace now. */
-  get size(): number {
-    return this.removedAt.size;
-  }
-
   /** What to save (sorted, so that an unchanged state saves the same bytes). */
   state(): RemovedDomainsState {
     const removed: Record<string, string> = {};
