@@ -277,6 +277,8 @@ async function startRelay(
     // How to reach a leg's server: the table served now, at every attempt (relay/delivery/server-lookup.ts).
     serverFor: (leg) => lookupServer(snapshot?.table, leg),
     replan: (recipient) => route(recipient),
+    // softBounce of the leg's domain in the table served now: turning it off reaches mail already queued
+    softBounce: (recipient) => router?.softBounce(recipient, clock()) === true,
     onLegFinal: (f) => parity.settled(f.queueId, f.index, f.legs),
     onMessageRead: (id, legs) => parity.loaded(id, legs),
     onMessageGone: (id) => parity.forget(id),

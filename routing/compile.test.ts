@@ -107,6 +107,23 @@ describe('compile: the table', () => {
     expect(d.dual).toBeUndefined();
   });
 
+  it('softBounce reaches the route and each stage only when true (a table without it keeps its revision)', () => {
+    const stage = { name: 'cutover', until: '2026-07-01T00:00:00Z', mode: 'Direct', primary: 'new' };
+    const on = compile([
+      exampleDomain(),
+      examplePolicy({ mode: 'Direct', softBounce: true, stages: [{ ...stage, softBounce: true }] }),
+    ]).table.domains['example.com']!;
+    expect(on.softBounce).toBe(true);
+    expect(on.stages?.[0]?.softBounce).toBe(true);
+    const off = compile([
+      exampleDomain(),
+      examplePolicy({ mode: 'Direct', softBounce: false, stages: [{ ...stage, softBounce: false }] }),
+    ]);
+    expect(off.json).not.toContain('softBounce');
+    const absent = compile([exampleDomain(), examplePolicy({ mode: 'Direct', stages: [stage] })]);
+    expect(off.revision).toBe(absent.revision);
+  });
+
   it('is deterministic: input order and duplicates of the same object do not change a byte', () => {
     const objects = syntheticObjects(5, 4);
     const a = compile(objects);

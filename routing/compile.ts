@@ -542,6 +542,7 @@ export function compile(
       rejectUnknownRecipients: d.spec.rejectUnknownRecipients,
       ...compileSecondary(p.spec),
       servers,
+      ...compileSoftBounce(p.spec),
       ...compileSplit(p.spec),
       ...(staged
         ? {
@@ -551,6 +552,7 @@ export function compile(
               name: st.name,
               primary: st.primary,
               ...compileSecondary(st),
+              ...compileSoftBounce(st),
               ...compileSplit(st),
               until: st.until,
             })),
@@ -594,7 +596,10 @@ export function compile(
 }
 
 /** The routing fields of a DeliveryPolicy spec or of one of its stages. */
-type RoutingStateSpec = Pick<DeliveryPolicy['spec'], 'mode' | 'primary' | 'secondary' | 'dual' | 'split'>;
+type RoutingStateSpec = Pick<
+  DeliveryPolicy['spec'],
+  'mode' | 'primary' | 'secondary' | 'dual' | 'split' | 'softBounce'
+>;
 
 /** The policy's own routing fields (field prefix spec.) and each stage's (spec.stages[i].), in that order. */
 function routingStates(p: DeliveryPolicy): { state: RoutingStateSpec; at: string }[] {
@@ -618,6 +623,10 @@ function compileDual(s: RoutingStateSpec): Pick<DomainRoute, 'dual'> {
 }
 function compileSecondary(s: RoutingStateSpec): Pick<DomainRoute, 'secondary'> {
   return s.mode !== 'Direct' && s.secondary !== undefined ? { secondary: s.secondary } : {};
+}
+// Present only when true: a table without soft bounce keeps the revision it had before the field existed.
+function compileSoftBounce(s: RoutingStateSpec): Pick<DomainRoute, 'softBounce'> {
+  return s.softBounce === true ? { softBounce: true } : {};
 }
 function compileSplit(s: RoutingStateSpec): Pick<DomainRoute, 'split'> {
   return s.mode === 'Split'

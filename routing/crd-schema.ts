@@ -438,6 +438,11 @@ const routingStateProperties = {
       },
     },
   },
+  softBounce: {
+    type: 'boolean',
+    description:
+      "Postfix's soft_bounce for this domain, a safety net for a cutover: while true, a permanent refusal (5xx) by a server is retried as if it were temporary, until the relay's queue lifetime ends (then the leg bounces or, a copy with bounces Suppress, is suppressed, as without it), and the relay answers 450 instead of 550 to recipients it would refuse as unknown, so senders keep their mail queued. Off when absent. Put it in a dated stage to have it end by itself.",
+  },
   split: {
     type: 'object',
     description: 'Split delivery settings (mode Split).',
@@ -462,7 +467,7 @@ export const STAGES_ORDER_MESSAGE =
 const stageSchema = {
   type: 'object',
   description:
-    "One dated stage: these routing fields are in force until `until`; then the next stage, and after the last one the policy's own fields. A stage states its whole routing (mode, primary, secondary, dual, split): nothing is inherited from the policy's own fields or from other stages. The domain (domainRef) is the policy's, for every stage.",
+    "One dated stage: these routing fields are in force until `until`; then the next stage, and after the last one the policy's own fields. A stage states its whole routing (mode, primary, secondary, dual, split, softBounce): nothing is inherited from the policy's own fields or from other stages. The domain (domainRef) is the policy's, for every stage.",
   required: ['name', 'until', 'mode', 'primary'],
   'x-kubernetes-validations': [
     ...routingStateRules,

@@ -164,6 +164,7 @@ const fullPolicy: Required<DeliveryPolicySpec> = {
   secondary: 'new',
   dual: { scope: 'Accounts', copyRecipientDomain: 'example.com.new.example', bounces: 'Notify' },
   split: { unknownRecipients: 'Reject' },
+  softBounce: true,
   stages: [
     {
       name: 'trial',
@@ -173,6 +174,7 @@ const fullPolicy: Required<DeliveryPolicySpec> = {
       secondary: 'new',
       dual: { scope: 'All', copyRecipientDomain: 'example.com.new.example', bounces: 'Suppress' },
       split: { unknownRecipients: 'Secondary' },
+      softBounce: true,
     },
   ],
 };

@@ -110,6 +110,29 @@ describe('diffTables: domain fields', () => {
     ]);
   });
 
+  it('softBounce turned on, and a stage that has it', () => {
+    expect(only(BASE, table(exampleDomain(), dual({ softBounce: true }))).fields).toEqual([
+      { field: 'softBounce', before: false, after: true },
+    ]);
+    const staged = table(
+      exampleDomain(),
+      dual({
+        stages: [
+          {
+            name: 'cutover',
+            until: '2026-07-01T00:00:00Z',
+            mode: 'Direct',
+            primary: 'new',
+            softBounce: true,
+          },
+        ],
+      }),
+    );
+    expect(only(BASE, staged).fields).toEqual([
+      { field: 'stages', before: null, after: 'cutover until 2026-07-01T00:00:00Z: Direct new softBounce' },
+    ]);
+  });
+
   it('a policy removed leaves the domain declared without a mode', () => {
     const d = only(BASE, table(exampleDomain()));
     expect(d.fields.map((f) => f.field)).toEqual([

@@ -108,6 +108,7 @@ function domainFields(d: DomainRoute | undefined): [string, DiffValue][] {
     ['dual.copyRecipientDomain', d?.dual?.copyRecipientDomain ?? null],
     ['dual.bounces', d?.dual?.bounces ?? null],
     ['split.unknownRecipients', d?.split?.unknownRecipients ?? null],
+    ['softBounce', d === undefined ? null : d.softBounce === true],
     ['stages', d?.stages === undefined ? null : d.stages.map(stageSummary).join('; ')],
     ['recipientVerification.server', d?.recipientVerification?.server ?? null],
     ['recipientVerification.cacheTTLSeconds', d?.recipientVerification?.cacheTTLSeconds ?? null],
@@ -126,7 +127,8 @@ function stageSummary(s: StageRoute): string {
       ? ''
       : ` scope ${s.dual.scope}${s.dual.copyRecipientDomain !== undefined ? ` copy@${s.dual.copyRecipientDomain}` : ''} bounces ${s.dual.bounces}`;
   const split = s.split === undefined ? '' : ` unknown ${s.split.unknownRecipients}`;
-  return `${s.name} until ${s.until}: ${s.mode} ${s.primary}${s.secondary !== undefined ? `+${s.secondary}` : ''}${copy}${split}`;
+  const soft = s.softBounce === true ? ' softBounce' : '';
+  return `${s.name} until ${s.until}: ${s.mode} ${s.primary}${s.secondary !== undefined ? `+${s.secondary}` : ''}${copy}${split}${soft}`;
 }
 
 /** A server's fields: where it is and how it is spoken to (TLS, credentials). */

@@ -114,6 +114,8 @@ export interface StageRoute {
   secondary?: string;
   dual?: { scope: DualScope; copyRecipientDomain?: string; bounces: Bounces };
   split?: { unknownRecipients: UnknownRecipients };
+  /** DeliveryPolicy softBounce in this stage (present only when true). */
+  softBounce?: true;
 }
 
 /** Everything the relay needs to route one domain. Canonical JSON: keys sorted, arrays sorted where order is not meaningful. */
@@ -134,6 +136,12 @@ export interface DomainRoute {
   secondary?: string;
   dual?: { scope: DualScope; copyRecipientDomain?: string; bounces: Bounces };
   split?: { unknownRecipients: UnknownRecipients };
+  /**
+   * DeliveryPolicy.spec.softBounce (present only when true): a 5xx of a server is retried like a 4xx until the queue
+   * lifetime ends (relay/delivery/outcome.ts), and resolve() answers 450 where it would refuse with 550. A stage in
+   * force replaces it with its own (absent: off).
+   */
+  softBounce?: true;
   /**
    * The policy's dated stages, in order of `until` (strictly increasing); absent when it has none. Until the last
    * one ends, the stage in force replaces mode, primary, secondary, dual and split above.

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAddress } from './address.ts';
 import { compile } from './compile.ts';
 import type { DeliveryPlan, MailboxFact } from './model.ts';
-import { buildIndex, planToJson, resolve, verificationNeeded } from './resolve.ts';
+import { buildIndex, planToJson, resolve, softBounceFor, verificationNeeded } from './resolve.ts';
 import { exampleDomain, examplePolicy, testRecipient } from './test-fixtures.ts';
 import type { MailrouteObject } from './types.ts';
 
@@ -253,6 +253,122 @@ const rows: Row[] = [
   {
     row: 'Split: unknown on the primary with unknownRecipients Reject -> 550 5.1.1',
     objects: () => [withAccount('old', 'alice@example.com'), splitPolicy({ unknownRecipients: 'Reject' })],
+    to: 'bob@example.com',
+    want: 'reject 550 5.1.1',
+  },
+  {
+    row: 'softBounce: Split Reject, unknown on the primary -> tempfail 450 4.1.1 (the sender keeps it queued)',
+    objects: () => [
+      withAccount('old', 'alice@example.com'),
+      examplePolicy({
+        mode: 'Split',
+        secondary: 'new',
+        split: { unknownRecipients: 'Reject' },
+        softBounce: true,
+      }),
+    ],
+    to: 'bob@example.com',
+    want: 'tempfail 450 4.1.1',
+  },
+  {
+    row: 'softBounce: rejectUnknownRecipients, absent on every server -> tempfail 450 4.1.1',
+    objects: () => [
+      exampleDomain({ rejectUnknownRecipients: true, recipientVerification: { server: 'old' } }),
+      examplePolicy({ mode: 'Direct', softBounce: true }),
+    ],
+    to: 'bob@example.com',
+    verified: 'absent',
+    want: 'tempfail 450 4.1.1',
+  },
+  {
+    row: 'softBounce: a known recipient is routed as without it',
+    objects: () => [
+      withAccount('old', 'alice@example.com'),
+      examplePolicy({
+        mode: 'Split',
+        secondary: 'new',
+        split: { unknownRecipients: 'Reject' },
+        softBounce: true,
+      }),
+    ],
+    to: 'alice@example.com',
+    want: 'accept primary:old:alice@example.com:Notify',
+  },
+  {
+    row: 'softBounce: a domain that is not declared is still 554 5.7.1 (soft bounce is per domain)',
+    objects: () => [exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })],
+    to: 'alice@example.org',
+    want: 'reject 554 5.7.1',
+  },
+  {
+    row: 'softBounce in the stage in force -> 450 4.1.1, though the final state has none',
+    objects: () => [
+      withAccount('old', 'alice@example.com'),
+      examplePolicy({
+        mode: 'Split',
+        secondary: 'new',
+        split: { unknownRecipients: 'Reject' },
+        stages: [
+          {
+            name: 'cutover',
+            until: '2026-07-01T00:00:00Z',
+            mode: 'Split',
+            primary: 'old',
+            secondary: 'new',
+            split: { unknownRecipients: 'Reject' },
+            softBounce: true,
+          },
+        ],
+      }),
+    ],
+    to: 'bob@example.com',
+    want: 'tempfail 450 4.1.1',
+  },
+  {
+    row: 'softBounce in a stage that has ended -> 550 5.1.1 again',
+    objects: () => [
+      withAccount('old', 'alice@example.com'),
+      examplePolicy({
+        mode: 'Split',
+        secondary: 'new',
+        split: { unknownRecipients: 'Reject' },
+        stages: [
+          {
+            name: 'cutover',
+            until: '2026-05-01T00:00:00Z',
+            mode: 'Split',
+            primary: 'old',
+            secondary: 'new',
+            split: { unknownRecipients: 'Reject' },
+            softBounce: true,
+          },
+        ],
+      }),
+    ],
+    to: 'bob@example.com',
+    want: 'reject 550 5.1.1',
+  },
+  {
+    row: "softBounce of the policy's own fields is not inherited by the stage in force",
+    objects: () => [
+      withAccount('old', 'alice@example.com'),
+      examplePolicy({
+        mode: 'Split',
+        secondary: 'new',
+        split: { unknownRecipients: 'Reject' },
+        softBounce: true,
+        stages: [
+          {
+            name: 'strict',
+            until: '2026-07-01T00:00:00Z',
+            mode: 'Split',
+            primary: 'old',
+            secondary: 'new',
+            split: { unknownRecipients: 'Reject' },
+          },
+        ],
+      }),
+    ],
     to: 'bob@example.com',
     want: 'reject 550 5.1.1',
   },
@@ -524,6 +640,54 @@ describe('resolve: the semantics table', () => {
     });
     const need = verificationNeeded(idx, to, { now: NOW });
     expect(need && `${need.server}:${need.address}`).toBe(consulted[0]);
+  });
+});
+
+describe('softBounceFor: the soft bounce a leg of a queued message is decided with', () => {
+  const staged = (until: string) =>
+    index([
+      exampleDomain(),
+      examplePolicy({
+        mode: 'Direct',
+        stages: [{ name: 'cutover', until, mode: 'Direct', primary: 'old', softBounce: true }],
+      }),
+    ]);
+  it.each([
+    [
+      'on in the policy',
+      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
+      'bob@example.com',
+      true,
+    ],
+    [
+      'the domain in capitals',
+      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
+      'bob@EXAMPLE.COM',
+      true,
+    ],
+    [
+      'off in the policy',
+      index([exampleDomain(), examplePolicy({ mode: 'Direct' })]),
+      'bob@example.com',
+      false,
+    ],
+    [
+      'a domain outside the table (a DSN to an outside sender)',
+      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
+      'bob@example.org',
+      false,
+    ],
+    ['a domain without a policy', index([exampleDomain()]), 'bob@example.com', false],
+    [
+      'no @ at all',
+      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
+      'example.com',
+      false,
+    ],
+    ['a stage in force with it', staged('2026-07-01T00:00:00Z'), 'bob@example.com', true],
+    ['a stage that ended', staged('2026-05-01T00:00:00Z'), 'bob@example.com', false],
+  ])('%s', (_name, idx, recipient, want) => {
+    expect(softBounceFor(idx, recipient, NOW)).toBe(want);
   });
 });
 

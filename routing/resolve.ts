@@ -1,6 +1,6 @@
 // resolve(index, recipient, ctx) -> DeliveryPlan. Pure: the clock (ctx.now) and recipient verification results
 // (ctx.verified) are passed in. Lookups are Map/Set hits built once by buildIndex(); nothing scans.
-import { parseAddress, splitExtension, withExtension } from './address.ts';
+import { domainOf, parseAddress, splitExtension, withExtension } from './address.ts';
 import type {
   Bounces,
   CopyLeg,
@@ -22,6 +22,8 @@ const Replies = {
   relayDenied: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
   badSyntax: { code: 553, enhanced: '5.1.3', text: 'bad recipient address syntax' },
   unknownRecipient: { code: 550, enhanced: '5.1.1', text: 'mailbox unavailable: recipient unknown' },
+  /** The same under softBounce: the sender keeps the message queued and tries again. */
+  unknownRecipientSoft: { code: 450, enhanced: '4.1.1', text: 'mailbox unavailable: recipient unknown' },
   verificationUnavailable: {
     code: 451,
     enhanced: '4.4.3',
@@ -56,6 +58,8 @@ interface StateIndex {
   secondary: ServerRoute | undefined;
   dual: DomainRoute['dual'];
   split: DomainRoute['split'];
+  /** softBounce in force: a recipient resolve() would refuse with 550 gets 450 (unknownRecipient()). */
+  softBounce: boolean;
 }
 
 interface DomainIndex {
@@ -96,13 +100,14 @@ export function buildIndex(table: RoutingTable): RoutingIndex {
       });
     }
     const state = (
-      s: Pick<DomainRoute, 'mode' | 'primary' | 'secondary' | 'dual' | 'split'>,
+      s: Pick<DomainRoute, 'mode' | 'primary' | 'secondary' | 'dual' | 'split' | 'softBounce'>,
     ): StateIndex => ({
       mode: s.mode,
       primary: s.primary === undefined ? undefined : route.servers[s.primary],
       secondary: s.secondary === undefined ? undefined : route.servers[s.secondary],
       dual: s.dual,
       split: s.split,
+      softBounce: s.softBounce === true,
     });
     const stages = route.stages ?? [];
     domains.set(name.toLowerCase(), {
@@ -153,12 +158,34 @@ function fact(
   return list !== undefined ? 'absent' : 'unknown';
 }
 
+/** The routing state in force for a domain (lowercase) at `now`; undefined: no such domain in the table. */
+function stateAt(index: RoutingIndex, domain: string, now: Date): StateIndex | undefined {
+  const d = index.domains.get(domain);
+  return d === undefined ? undefined : d.states[stageIndexAt(d.untilMs, now.getTime())];
+}
+
+/**
+ * Whether softBounce is in force at `now` for the domain of `recipient` (a leg's accepted recipient): a 5xx on its
+ * legs is then retried like a 4xx (relay/delivery/outcome.ts). False for an address outside the table.
+ */
+export function softBounceFor(index: RoutingIndex, recipient: string, now: Date): boolean {
+  return stateAt(index, domainOf(recipient), now)?.softBounce === true;
+}
+
+/** The refusal of a recipient known absent: 550 5.1.1, or 450 4.1.1 under softBounce (Postfix's soft_bounce). */
+function unknownRecipient(address: string, state: StateIndex): DeliveryPlan {
+  return state.softBounce
+    ? tempfail(address, Replies.unknownRecipientSoft, 'UnknownRecipient')
+    : reject(address, Replies.unknownRecipient, 'UnknownRecipient');
+}
+
 /**
  * The delivery plan of one recipient (docs/design.md §2 semantics table). Safe for any string.
  * - unparsable address: reject 553 5.1.3; domain not declared: reject 554 5.7.1 relay access denied;
  * - declared domain without an accepted policy: tempfail 451 4.3.5 (never guesses a route);
  * - Split with an inconclusive verification callout: tempfail 451 4.4.3 (see docs/routing.md);
- * - rejectUnknownRecipients: 550 5.1.1 only when the recipient is known absent on every server of the policy.
+ * - rejectUnknownRecipients: 550 5.1.1 only when the recipient is known absent on every server of the policy;
+ * - under softBounce, each 550 5.1.1 is 450 4.1.1 instead.
  */
 export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveContext): DeliveryPlan {
   const parsed = parseAddress(recipient);
@@ -217,7 +244,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
             [r.secondary.name, copyTo],
           ];
     if (servers.every(([s, delivered]) => fact(d, s, key, base, delivered, ctx) === 'absent'))
-      return reject(address, Replies.unknownRecipient, 'UnknownRecipient');
+      return unknownRecipient(address, r);
   }
 
   switch (r.mode) {
@@ -265,8 +292,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
           return tempfail(address, Replies.verificationUnavailable, 'VerificationUnavailable');
         case 'absent': {
           const unknown = r.split?.unknownRecipients ?? 'Secondary';
-          if (unknown === 'Reject' || secondary === undefined)
-            return reject(address, Replies.unknownRecipient, 'UnknownRecipient');
+          if (unknown === 'Reject' || secondary === undefined) return unknownRecipient(address, r);
           return accept(recordLeg(domain, secondary, address));
         }
         default:

@@ -52,6 +52,37 @@ describe('check warnings', () => {
   });
 });
 
+describe('softBounce warning', () => {
+  it('warns about softBounce in the final state (no end), not in a dated stage', () => {
+    const domain = exampleDomain({ rejectUnknownRecipients: true });
+    const forever = compile([domain, examplePolicy({ mode: 'Direct', softBounce: true })]);
+    const w = checkWarnings(
+      { origins: new Map([['DeliveryPolicy/default/example-com', 'dp.yaml']]) },
+      forever,
+      new Date(),
+    );
+    expect(w).toEqual([
+      'dp.yaml: DeliveryPolicy/example-com: spec.softBounce: on with no end: every 5xx for example.com is retried until the queue lifetime ends and its sender hears nothing for days; turn it off after the cutover, or set it in a dated stage instead',
+    ]);
+    const staged = compile([
+      domain,
+      examplePolicy({
+        mode: 'Direct',
+        stages: [
+          {
+            name: 'cutover',
+            until: '2026-07-01T00:00:00Z',
+            mode: 'Direct',
+            primary: 'new',
+            softBounce: true,
+          },
+        ],
+      }),
+    ]);
+    expect(checkWarnings({ origins }, staged, new Date('2026-06-01T00:00:00Z'))).toEqual([]);
+  });
+});
+
 describe('backscatter warning', () => {
   it('warns about a domain with no accounts, no recipientVerification and no rejectUnknownRecipients', () => {
     const open = compile([exampleDomain(), examplePolicy({ mode: 'Direct' })]);

@@ -91,7 +91,10 @@ export function stageLines(table: RoutingTable, now: Date): string[] {
   return out;
 }
 
-/** Problems that do not fail `check`: an oversized table, TestRecipients without effect or expired. */
+/**
+ * Problems that do not fail `check`: an oversized table, backscatter, softBounce with no end, TestRecipients without
+ * effect or expired.
+ */
 export function checkWarnings(
   loaded: Pick<ParsedManifests, 'origins'>,
   result: Pick<CompileResult, 'json' | 'table'>,
@@ -110,6 +113,14 @@ export function checkWarnings(
       const md = route.mailDomain;
       const file = loaded.origins.get(`MailDomain/${md.namespace}/${md.name}`) ?? '(input)';
       w.push(`${file}: MailDomain/${md.name}: ${route.domain} ${risk}`);
+    }
+    // softBounce without an end keeps every permanent refusal queued for the whole queue lifetime, indefinitely
+    if (route.softBounce === true && route.policy !== undefined) {
+      const p = route.policy;
+      const file = loaded.origins.get(`DeliveryPolicy/${p.namespace}/${p.name}`) ?? '(input)';
+      w.push(
+        `${file}: DeliveryPolicy/${p.name}: spec.softBounce: on with no end: every 5xx for ${route.domain} is retried until the queue lifetime ends and its sender hears nothing for days; turn it off after the cutover, or set it in a dated stage instead`,
+      );
     }
     for (const [address, tr] of Object.entries(route.testRecipients)) {
       const file = loaded.origins.get(`TestRecipient/${tr.source.namespace}/${tr.source.name}`) ?? '(input)';

@@ -6,7 +6,14 @@
 import { domainOf } from '../../routing/address.ts';
 import type { MailboxFact } from '../../routing/model.ts';
 import { stageAt, type StageInForce } from '../../routing/schedule.ts';
-import { buildIndex, planToJson, resolve, verificationNeeded, type PlanJson } from '../../routing/resolve.ts';
+import {
+  buildIndex,
+  planToJson,
+  resolve,
+  softBounceFor,
+  verificationNeeded,
+  type PlanJson,
+} from '../../routing/resolve.ts';
 import { loadAndCompile } from '../../lib/manifests.ts';
 import {
   fileFlag,
@@ -76,11 +83,15 @@ export async function run(argv: string[]): Promise<number> {
     // The stage in force at --at (or now), when the recipient's policy has dated stages: the same stageAt() resolve() uses.
     const stages = result.table.domains[domainOf(values.to).toLowerCase()]?.stages;
     const stage = stages === undefined ? undefined : stageAt(stages, now);
+    // softBounce in force at --at: the relay's 5xx from a server on these legs is retried, not bounced
+    const softBounce = softBounceFor(index, values.to, now);
     const json: PlanJson & {
       verification?: { server: string; address: string; answer: MailboxFact | null };
       stage?: Omit<StageInForce, 'index'>;
+      softBounce?: true;
     } = {
       ...planToJson(plan),
+      ...(softBounce ? { softBounce: true as const } : {}),
       ...(stage !== undefined
         ? { stage: { name: stage.name, ...(stage.until !== undefined ? { until: stage.until } : {}) } }
         : {}),
@@ -106,6 +117,11 @@ export async function run(argv: string[]): Promise<number> {
     if (json.stage !== undefined) {
       lines.push(
         `  stage:   ${json.stage.name} at ${now.toISOString()}${json.stage.until !== undefined ? `, until ${json.stage.until}` : " (the policy's own fields; every stage has ended)"}`,
+      );
+    }
+    if (json.softBounce === true) {
+      lines.push(
+        '  softBounce: on: a 5xx from a server is retried until the queue lifetime ends (no bounce before), and 550 at RCPT is 450',
       );
     }
     if (json.verification !== undefined) {

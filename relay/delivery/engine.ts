@@ -59,6 +59,11 @@ export interface DeliveryOptions {
   maxQueueLifetimeMs: number;
   /** --delay-warning: a notifying leg still deferred this long after arrival gets one delay DSN; 0/undefined: off. */
   delayWarningMs?: number;
+  /**
+   * Whether softBounce is in force for a leg's recipient (its domain's DeliveryPolicy, in the table served now): a 5xx
+   * on the leg is then retried like a 4xx (outcome.ts). Default: never.
+   */
+  softBounce?: (recipient: string) => boolean;
   /** --dsn-rate: DSNs per minute per recipient domain (burst as many); over it a DSN is deferred (dsn-rate.ts). */
   dsnRate?: DsnRateLimit;
   /** EHLO name, Reporting-MTA and MAILER-DAEMON@ of DSNs. */
@@ -230,6 +235,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     stopped: () => stopped,
     closed: () => closed,
     ...(opts.onLegFinal ? { onLegFinal: opts.onLegFinal } : {}),
+    ...(opts.softBounce ? { softBounce: opts.softBounce } : {}),
     removing: (id, m) => queue.leaving(id, m as Entry),
     staying: (id, m) => queue.stay(id, m as Entry),
     storage: hold,

@@ -118,6 +118,96 @@ describe('decideLeg', () => {
   });
 });
 
+describe('softBounce (a 5xx kept like a 4xx)', () => {
+  const soft = (nowOffsetMs: number, nullSender = false) => ({
+    ...ctx(nowOffsetMs, nullSender),
+    softBounce: true,
+  });
+  it.each([
+    [
+      '550 on primary: deferred on the schedule, status in class 4, counted as soft_bounced',
+      legOf('primary', 'Notify'),
+      smtp(550, '550 5.1.1 no such user'),
+      soft(0),
+      {
+        state: 'deferred',
+        metric: 'soft_bounced',
+        status: '4.1.1',
+        reply: '550 5.1.1 no such user',
+        nextAttemptAt: new Date(receivedAt.getTime() + 1000),
+      },
+    ],
+    [
+      '554 without an enhanced status: 4.0.0',
+      legOf('primary', 'Notify'),
+      smtp(554, '554 go away'),
+      soft(0),
+      { state: 'deferred', metric: 'soft_bounced', status: '4.0.0' },
+    ],
+    [
+      '550 on a copy with Suppress: kept too (the test user gets the copy once the mailbox exists)',
+      legOf('copy', 'Suppress'),
+      smtp(550, '550 5.1.1 no'),
+      soft(0),
+      { state: 'deferred', metric: 'soft_bounced' },
+    ],
+    [
+      '550 at expiry on primary: bounces as without softBounce (4.4.7, with the last reply)',
+      legOf('primary', 'Notify', 4),
+      smtp(550, '550 5.1.1 no such user'),
+      soft(60_000),
+      { state: 'failed', status: '4.4.7', expired: true, dsn: true },
+    ],
+    [
+      '550 at expiry on a copy with Suppress: suppressed',
+      legOf('copy', 'Suppress', 4),
+      smtp(550, '550 5.1.1 no'),
+      soft(61_000),
+      { state: 'suppressed', status: '4.4.7', expired: true },
+    ],
+    [
+      'a 4xx is an ordinary deferral',
+      legOf('primary', 'Notify'),
+      smtp(450, '450 4.2.0 busy'),
+      soft(0),
+      { state: 'deferred', metric: 'deferred', status: '4.2.0' },
+    ],
+    ['250 is delivered', legOf('primary', 'Notify'), smtp(250, '250 ok'), soft(0), { state: 'delivered' }],
+  ] as const)('%s', (_name, leg, reply, c, want) => {
+    expect(decideLeg(leg, reply, c)).toMatchObject(want);
+  });
+
+  it('owes the delay notice of a deferral past --delay-warning, not a failure notice', () => {
+    const out = decideLeg(legOf('primary', 'Notify', 1), smtp(550, '550 5.1.1 no'), {
+      ...soft(30_000),
+      delayWarningMs: 20_000,
+    });
+    expect(out).toMatchObject({ state: 'deferred', delayDsn: true });
+    const after = applyOutcome(
+      legOf('primary', 'Notify', 1),
+      out,
+      new Date(receivedAt.getTime() + 30_000),
+      's',
+    );
+    expect(after).toMatchObject({ state: 'deferred', status: '4.1.1', delayPending: true });
+    expect(after.dsnPending).toBeUndefined();
+  });
+
+  it('a recipient limit refusal keeps its own handling (4.5.3)', () => {
+    const reply: AttemptReply = {
+      kind: 'smtp',
+      code: 452,
+      text: '452 4.5.3 too many recipients',
+      recipientLimit: 'now',
+    };
+    expect(decideLeg(legOf('primary', 'Notify'), reply, soft(0))).toMatchObject({
+      state: 'deferred',
+      metric: 'deferred',
+      status: '4.5.3',
+    });
+  });
+});
+
 describe('too many recipients in one transaction', () => {
   it.each<[string, AttemptReply, boolean]>([
     ['452 4.5.3', smtp(452, '452 4.5.3 Too many recipients'), true],

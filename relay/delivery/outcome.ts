@@ -6,6 +6,7 @@
 //   4xx, timeout, connection or local error -> deferred on the retry schedule, until max-queue-lifetime
 //   452/552 too many recipients           -> deferred, at once when the server took other recipients of the
 //                                            transaction (isRecipientLimitReply; a 552 too: RFC 5321 §4.5.3.1.10)
+//   5xx under softBounce                  -> deferred (metric soft_bounced), status in class 4, until the lifetime
 //   5xx, or a deferral after expiry       -> failed; a copy leg with bounces Suppress -> suppressed instead, unless
 //                                            its recipient has no leg of record (a plan spooled before every plan
 //                                            had one: that copy is the only mailbox, so it bounces)
@@ -35,7 +36,8 @@ export type LegOutcome =
    */
   | {
       state: 'deferred';
-      metric: 'deferred';
+      /** soft_bounced: a 5xx retried because softBounce is in force for the leg's domain (DecideContext). */
+      metric: 'deferred' | 'soft_bounced';
       reply: string;
       status: string;
       nextAttemptAt: Date;
@@ -59,6 +61,11 @@ export interface DecideContext {
    * by an older version may not, and then its copy must not be suppressed. Default true.
    */
   recipientHasRecord?: boolean;
+  /**
+   * softBounce is in force for the leg's domain (DeliveryPolicy spec.softBounce, looked up in the table served now):
+   * a 5xx is retried on the schedule like a 4xx, until the queue lifetime ends. Default false.
+   */
+  softBounce?: boolean;
 }
 
 export function formatAttemptReply(r: AttemptReply): string {
@@ -74,6 +81,11 @@ export function formatAttemptReply(r: AttemptReply): string {
       throw new Error(`unexpected reply ${JSON.stringify(never)}`);
     }
   }
+}
+
+/** The status of a 5xx kept by softBounce: its own, in class 4 (5.1.1 -> 4.1.1), as Postfix's soft_bounce reports. */
+function softStatus(r: AttemptReply): string {
+  return enhancedStatus(r).replace(/^5\./, '4.');
 }
 
 /** The RFC 3463 status a delay notice reports for a temporary reply: a 4xx reply's own, else 4.4.1 (no answer). */
@@ -139,9 +151,9 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
     return { state: 'delivered', metric: 'delivered', reply: text };
   }
   const overLimit = reply.kind === 'smtp' ? reply.recipientLimit : undefined;
-  if (reply.kind === 'smtp' && reply.code >= 500 && overLimit === undefined)
-    return final(enhancedStatus(reply), false, text);
-  // Temporary: 4xx (or a nonsense code), network, local.
+  const permanent = reply.kind === 'smtp' && reply.code >= 500 && overLimit === undefined;
+  if (permanent && ctx.softBounce !== true) return final(enhancedStatus(reply), false, text);
+  // Temporary: 4xx (or a nonsense code), network, local; or a 5xx under softBounce (its status as a 4.x.x).
   const next = nextAttempt({
     schedule: ctx.retryScheduleMs,
     lifetimeMs: ctx.maxQueueLifetimeMs,
@@ -164,9 +176,9 @@ export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext
     ctx.now.getTime() - ctx.receivedAt.getTime() >= (ctx.delayWarningMs ?? 0);
   return {
     state: 'deferred',
-    metric: 'deferred',
+    metric: permanent ? 'soft_bounced' : 'deferred',
     reply: text,
-    status: overLimit === undefined ? delayStatus(reply) : '4.5.3',
+    status: permanent ? softStatus(reply) : overLimit === undefined ? delayStatus(reply) : '4.5.3',
     // refused for the transaction's size while the server took others: the next transaction goes at once
     nextAttemptAt: overLimit === 'now' ? ctx.now : next.at,
     delayDsn,

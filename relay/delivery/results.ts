@@ -85,6 +85,8 @@ export interface ResultsDeps {
   /** stop() finished: nothing more is written (the spool may belong to the next engine). */
   closed: () => boolean;
   onLegFinal?: (final: LegFinal) => void;
+  /** softBounce in force for a leg's recipient (engine.ts); absent: never. */
+  softBounce?: (recipient: string) => boolean;
   /**
    * The write about to happen removes the message: the engine takes it out of the queue gauge first, so no scrape
    * counts a message whose files are gone (`staying` puts it back when the removal failed).
@@ -264,6 +266,12 @@ export class Results {
             const outcome = decideLeg(leg, reply, {
               ...ctx,
               recipientHasRecord: handedOver || recorded.has(leg.recipient),
+              // asked only of a 5xx (the table lookup is not needed for the replies of every leg)
+              softBounce:
+                d.softBounce !== undefined &&
+                reply.kind === 'smtp' &&
+                reply.code >= 500 &&
+                d.softBounce(leg.recipient),
             });
             const after = applyOutcome(leg, outcome, now, r.serverLabel);
             legs[i] = after;

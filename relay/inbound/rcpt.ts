@@ -33,6 +33,8 @@ export interface RecipientRouter {
       }
     | undefined;
   resolve(address: string, ctx: ResolveContext): DeliveryPlan;
+  /** Whether softBounce is in force at `now` for the domain of an accepted recipient (routing/resolve.ts). */
+  softBounce(recipient: string, now: Date): boolean;
 }
 
 export type { Verifier };

@@ -1,7 +1,7 @@
 // Binds one routing snapshot to the RCPT phase: the routing core's index is built once per revision, so a swap is
 // one assignment of a new RecipientRouter.
 import { domainOf } from '../../routing/address.ts';
-import { buildIndex, resolve, verificationNeeded } from '../../routing/resolve.ts';
+import { buildIndex, resolve, softBounceFor, verificationNeeded } from '../../routing/resolve.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import type { RecipientRouter } from './rcpt.ts';
 import { removedDomainText } from './removed-domains.ts';
@@ -32,6 +32,7 @@ export function createRouter(
         ...(destinations !== undefined ? { destinations } : {}),
       };
     },
+    softBounce: (recipient, now) => softBounceFor(index, recipient, now),
     resolve: (address, ctx) => {
       const plan = resolve(index, address, ctx);
       if (plan.verdict !== 'reject' || plan.reason !== 'RelayDenied' || removedFor === undefined) return plan;

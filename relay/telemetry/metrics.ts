@@ -7,7 +7,7 @@ export interface RelayMetrics {
   messagesAccepted: Counter;
   /** reason: a CamelCase constant (RelayDenied, UnknownRecipient, TooLarge, Loop, BareLineFeed, SpoolError, ...) */
   messagesRejected: Counter<'reason'>;
-  /** leg: primary|copy; result: delivered|deferred|failed|suppressed */
+  /** leg: primary|copy; result: delivered|deferred|soft_bounced (a 5xx kept by softBounce)|failed|suppressed */
   deliveries: Counter<'server' | 'leg' | 'result'>;
   /** state: pending|deferred */
   queueMessages: Gauge<'state'>;

@@ -699,6 +699,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteCopiesShed',
         'MailrouteDeliveryPaused',
         'MailrouteDomainRemoved',
+        'MailrouteSoftBounced',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');

@@ -93,6 +93,12 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
       /spec\.recipientDelimiter: Invalid value: "\.@"/,
     ],
     [
+      'a softBounce that is not a boolean',
+      dp('{domainRef: {name: ok}, mode: Direct, primary: b, softBounce: "yes"}'),
+      // server-side apply refuses the type before validation, naming the field
+      /\.spec\.softBounce: expected boolean, got/,
+    ],
+    [
       'stages out of order',
       dp(
         '{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "2026-12-19T02:00:00Z", mode: Dual, primary: a, secondary: b}, {name: s2, until: "2026-12-05T02:00:00Z", mode: Direct, primary: b}]}',
@@ -157,6 +163,25 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
       ),
     );
     expect(r.code, r.stderr).toBe(0);
+  });
+
+  it('accepts softBounce on a policy and on a stage, and keeps it as written', async () => {
+    const r = await apply(
+      dp(
+        '{domainRef: {name: ok}, mode: Direct, primary: b, softBounce: false, stages: [{name: cutover, until: "2026-12-05T02:00:00Z", mode: Direct, primary: b, softBounce: true}]}',
+      ),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const got = await ctx.cp.kubectl([
+      'get',
+      'dp',
+      'p',
+      '-n',
+      NS,
+      '-o',
+      'jsonpath={.spec.softBounce} {.spec.stages[0].softBounce}',
+    ]);
+    expect(got.stdout).toBe('false true');
   });
 
   it('refuses duplicate server names through the CEL rule on a plain create', async () => {

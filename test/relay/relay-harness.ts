@@ -1,10 +1,11 @@
 // Test support for end-to-end relay suites: an in-process relay (runRelay) on free loopback ports with a temp
 // manifests folder and spool, and a spawned relay child (node bin/mailroute.js relay ...) for kill -9, SIGTERM and
 // memory tests. Ports are 0: the child's actual ports are read from its "relay started" log line.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
 import { pino } from 'pino';
@@ -297,4 +298,37 @@ export async function submit(port: number, mail: SendMailOptions, timeoutMs = 10
   } finally {
     t.close();
   }
+}
+
+const runFile = promisify(execFile);
+
+/** The reply to one RCPT TO from Python's smtplib (a client other than nodemailer), as "CODE TEXT". */
+export async function rcptReply(port: number, to: string, from = 's@origin.test'): Promise<string> {
+  const py = `
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))
+s.ehlo('py.test')
+s.mail(sys.argv[2])
+code, text = s.rcpt(sys.argv[3])
+print(code, text.decode())
+s.quit()
+`;
+  return (await runFile('python3', ['-c', py, String(port), from, to])).stdout.trim();
+}
+
+/** The routing revision a relay serves (its metric), or undefined before the first table. */
+async function servedRevision(r: RelayHandle): Promise<string | undefined> {
+  return /mailroute_routing_revision_info\{revision="([0-9a-f]{64})"\} 1/.exec(
+    (await httpGet(r.http.port, '/metrics')).body,
+  )?.[1];
+}
+
+/** Runs `change` (e.g. a manifest written or removed) and waits until the relay serves a new revision. */
+export async function served(r: RelayHandle, change: () => Promise<void>): Promise<void> {
+  const before = await servedRevision(r);
+  await change();
+  await waitFor(async () => (await servedRevision(r)) !== before, {
+    what: 'the new table served',
+    timeoutMs: 5_000,
+  });
 }

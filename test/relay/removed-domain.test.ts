@@ -6,10 +6,8 @@
 // - a relay restarted on the same spool during the grace still answers 451 (the state is saved in the spool folder);
 // - with --removed-domain-grace 0: 554 5.7.1 relay access denied at once (the behaviour before the grace existed);
 // - a domain the relay never served is refused with 554 either way.
-import { execFile } from 'node:child_process';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RelayHandle } from '../../relay/relay.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
@@ -18,42 +16,13 @@ import {
   dualDomain,
   httpGet,
   metricValue,
+  rcptReply,
   runRelayIn,
+  served,
   startRelay,
   submit,
   type InProcessRelay,
 } from './relay-harness.ts';
-
-const run = promisify(execFile);
-
-/** The reply to RCPT TO from Python's smtplib (a client other than the relay's own tests' nodemailer). */
-async function rcptReply(port: number, to: string): Promise<string> {
-  const py = `
-import smtplib
-s = smtplib.SMTP('127.0.0.1', ${port})
-s.ehlo('py.test')
-s.mail('s@origin.test')
-code, text = s.rcpt('${to}')
-print(code, text.decode())
-s.quit()
-`;
-  return (await run('python3', ['-c', py])).stdout.trim();
-}
-
-const revision = async (r: RelayHandle): Promise<string | undefined> =>
-  /mailroute_routing_revision_info\{revision="([0-9a-f]{64})"\} 1/.exec(
-    (await httpGet(r.http.port, '/metrics')).body,
-  )?.[1];
-
-/** Runs `change` and waits until the relay serves a new revision. */
-async function served(r: RelayHandle, change: () => Promise<void>): Promise<void> {
-  const before = await revision(r);
-  await change();
-  await waitFor(async () => (await revision(r)) !== before, {
-    what: 'the new table served',
-    timeoutMs: 5_000,
-  });
-}
 
 describe('a domain that leaves the routing table', () => {
   let peer: SmtpPeer;
