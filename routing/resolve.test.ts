@@ -373,6 +373,51 @@ const rows: Row[] = [
     want: 'reject 550 5.1.1',
   },
   {
+    row: 'postmaster (RFC 5321 §4.5.1): Split Reject with an accounts list that omits it -> primary',
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy({ unknownRecipients: 'Reject' })],
+    to: 'PostMaster@example.com',
+    want: 'accept primary:old:PostMaster@example.com:Notify',
+  },
+  {
+    row: 'postmaster: rejectUnknownRecipients with lists on every server that omit it -> routed, no callout',
+    objects: () => [
+      exampleDomain({
+        rejectUnknownRecipients: true,
+        accounts: [
+          { server: 'old', addresses: ['alice@example.com'] },
+          { server: 'new', addresses: ['carol@example.com'] },
+        ],
+      }),
+      dualPolicy(),
+    ],
+    to: 'postmaster@example.com',
+    want: 'accept primary:old:postmaster@example.com:Notify copy:new:postmaster@example.com:Suppress',
+  },
+  {
+    row: 'postmaster: Split with verification says absent -> still the primary (the callout is not asked)',
+    objects: () => [verifiedBy('old'), splitPolicy()],
+    to: 'postmaster@example.com',
+    want: 'accept primary:old:postmaster@example.com:Notify',
+  },
+  {
+    row: 'postmaster: a subaddress of it follows it (postmaster+dmarc)',
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy({ unknownRecipients: 'Reject' })],
+    to: 'postmaster+dmarc@example.com',
+    want: 'accept primary:old:postmaster+dmarc@example.com:Notify',
+  },
+  {
+    row: 'postmaster is a whole local part: xpostmaster is an ordinary recipient',
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy({ unknownRecipients: 'Reject' })],
+    to: 'xpostmaster@example.com',
+    want: 'reject 550 5.1.1',
+  },
+  {
+    row: 'postmaster is a whole local part: postmaster-x is an ordinary recipient ("-" is no delimiter by default)',
+    objects: () => [withAccount('old', 'alice@example.com'), splitPolicy({ unknownRecipients: 'Reject' })],
+    to: 'postmaster-x@example.com',
+    want: 'reject 550 5.1.1',
+  },
+  {
     row: 'Split: not in the accounts list, verification says exists -> primary',
     objects: () => [
       exampleDomain({

@@ -32,6 +32,9 @@ const Replies = {
   accepted: { code: 250, enhanced: '2.1.5', text: 'recipient ok' },
 } as const satisfies Record<string, Reply>;
 
+/** The local part every server has (RFC 5321 §4.5.1), lowercase, with its @: lookup keys are lowercased. */
+const POSTMASTER = 'postmaster@';
+
 function noPolicyReply(domain: string): Reply {
   return { code: 451, enhanced: '4.3.5', text: `no delivery policy for ${domain}` };
 }
@@ -138,9 +141,9 @@ function copyLeg(domain: string, server: ServerRoute, recipient: string, bounces
 
 /**
  * What is known about the recipient (lookup key `key`, and `base` without its extension) on `server`, where
- * `delivered` is the address a leg to that server would carry (after copyRecipientDomain): listed in accounts (by
- * the recipient's own address, or without its extension: a list names mailboxes, not their subaddresses) -> exists;
- * else the verification callout's answer about `delivered` when `server` is the verification server (unknown
+ * `delivered` is the address a leg to that server would carry (after copyRecipientDomain): postmaster (every server
+ * has it) -> exists; listed in accounts (by the recipient's own address, or without its extension: a list names
+ * mailboxes, not their subaddresses) -> exists; else the verification callout's answer about `delivered` when `server` is the verification server (unknown
  * without one); else absent when the server has an accounts list (a list is authoritative for its server); else
  * unknown. The callout asks about the delivered address because that is the mailbox the server must have.
  */
@@ -152,6 +155,10 @@ function fact(
   delivered: string,
   ctx: ResolveContext,
 ): MailboxFact {
+  // RFC 5321 §4.5.1: every SMTP server must accept mail for postmaster (any case; a subaddress of it too): it exists
+  // on each of them, so it is never refused as unknown, is never a Split recipient for the secondary, and needs no
+  // callout
+  if (key.startsWith(POSTMASTER) || base?.startsWith(POSTMASTER) === true) return 'exists';
   const list = d.accounts.get(server);
   if (list !== undefined && (list.has(key) || (base !== undefined && list.has(base)))) return 'exists';
   if (d.route.recipientVerification?.server === server) return ctx.verified?.(server, delivered) ?? 'unknown';

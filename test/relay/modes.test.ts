@@ -234,6 +234,18 @@ print('ok')
     await waitFor(delivered(oldPeer, 'hank@splitrej.test', 'rej-hank'), { what: 'hank' });
   });
 
+  it('postmaster (RFC 5321 §4.5.1) is accepted and goes to the primary, though the accounts list omits it', async () => {
+    expect(await send('PostMaster@splitrej.test', 'rej-postmaster')).toMatch(/^250 /);
+    await waitFor(delivered(oldPeer, 'PostMaster@splitrej.test', 'rej-postmaster'), { what: 'postmaster' });
+    expect(newPeer.for('PostMaster@splitrej.test')).toEqual([]);
+    // in the Split domain without Reject it stays on the primary too (not an unknown recipient for the secondary)
+    expect(await send('postmaster@split.test', 'split-postmaster')).toMatch(/^250 /);
+    await waitFor(delivered(oldPeer, 'postmaster@split.test', 'split-postmaster'), {
+      what: 'postmaster on primary',
+    });
+    expect(newPeer.for('postmaster@split.test')).toEqual([]);
+  });
+
   it('Split with recipient verification: a real callout decides, and its answer is cached', async () => {
     expect(await send('judy@verify.test', 'verify-judy')).toMatch(/^250 /);
     expect(await send('nobody@verify.test', 'verify-nobody-1')).toMatch(/^250 /);
