@@ -554,6 +554,11 @@ export const deliveryPolicyStatusSchema = {
       description:
         "The stage in force: a spec.stages[].name, or final for the policy's own fields. Absent for a policy without stages.",
     },
+    softBounce: {
+      type: 'boolean',
+      description:
+        "Present (true) while softBounce is in force (the stage in force's, or the policy's own): a 5xx from a server is retried until the queue lifetime ends (written by the operator; kubectl get -o wide's SOFTBOUNCE column).",
+    },
     nextTransition: {
       type: 'string',
       format: 'date-time',
@@ -758,6 +763,13 @@ export const CRD_DEFINITIONS = {
         priority: 1,
         description: 'When the routing next changes by the clock (the end of the stage in force).',
         jsonPath: '.status.nextTransition',
+      },
+      {
+        name: 'SoftBounce',
+        type: 'boolean',
+        priority: 1,
+        description: 'softBounce is in force: permanent refusals are retried, not bounced.',
+        jsonPath: '.status.softBounce',
       },
     ],
   },

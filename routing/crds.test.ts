@@ -67,7 +67,7 @@ describe('crds/*.yaml', () => {
       expect(wide).toEqual(
         {
           MailDomain: ['Servers', 'Verification'],
-          DeliveryPolicy: ['Primary', 'Secondary', 'MailDomain', 'Next'],
+          DeliveryPolicy: ['Primary', 'Secondary', 'MailDomain', 'Next', 'SoftBounce'],
           TestRecipient: ['ForwardTo', 'KeepPrimaryCopy', 'Expires'],
         }[kind],
       );

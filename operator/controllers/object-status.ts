@@ -45,8 +45,10 @@ export interface StatusControllerDeps<O extends MailrouteObject> {
   fields?: (obj: O, now: Date) => StatusFields;
 }
 
-/** Status fields besides the conditions (see StatusControllerDeps.fields): strings, or small objects (parity). */
-export type StatusFields = Readonly<Record<string, string | Readonly<Record<string, unknown>> | undefined>>;
+/** Status fields besides the conditions (see StatusControllerDeps.fields): strings, flags, or small objects (parity). */
+export type StatusFields = Readonly<
+  Record<string, string | boolean | Readonly<Record<string, unknown>> | undefined>
+>;
 
 /** The defined fields of `fields`, and whether they differ from what `status` holds now. */
 export function statusFieldsUpdate(

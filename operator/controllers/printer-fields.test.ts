@@ -46,7 +46,15 @@ describe('policyStatusFields', () => {
       nextTransition: undefined,
     });
     // listed, so that a write removes them
-    expect(Object.keys(f)).toEqual(['domain', 'mode', 'scope', 'stage', 'nextTransition', 'parity']);
+    expect(Object.keys(f)).toEqual([
+      'domain',
+      'mode',
+      'scope',
+      'stage',
+      'softBounce',
+      'nextTransition',
+      'parity',
+    ]);
   });
 
   const staged = dp({
@@ -86,6 +94,27 @@ describe('policyStatusFields', () => {
       });
     },
   );
+});
+
+describe('policyStatusFields: softBounce', () => {
+  const cutover = (own: boolean) =>
+    dp({
+      mode: 'Direct',
+      primary: 'zoho',
+      ...(own ? { softBounce: true } : {}),
+      stages: [
+        { name: 'cutover', until: '2026-12-05T02:00:00Z', mode: 'Direct', primary: 'zoho', softBounce: true },
+      ],
+    });
+  it.each([
+    ['the stage in force has it', cutover(false), '2026-12-01T00:00:00Z', true],
+    ['the stage has ended, the policy has none', cutover(false), '2026-12-05T02:00:00Z', undefined],
+    ["the policy's own fields have it, after the stages", cutover(true), '2026-12-05T02:00:00Z', true],
+    ['a policy without it', dp({ mode: 'Direct' }), '2026-12-01T00:00:00Z', undefined],
+    ['softBounce: false', dp({ mode: 'Direct', softBounce: false }), '2026-12-01T00:00:00Z', undefined],
+  ])('%s: %s', (_name, policy, at, want) => {
+    expect(policyStatusFields(policy, md, new Date(at)).softBounce).toBe(want);
+  });
 });
 
 describe('domainStatusFields', () => {

@@ -135,7 +135,7 @@ spec: {domainRef: {name: down}, mode: Direct, primary: gone}
       await newPeer?.close();
     });
 
-    it('DeliveryPolicy: DOMAIN is the domain, SCOPE the Dual scope; -o wide adds PRIMARY, SECONDARY, MAILDOMAIN, NEXT', async () => {
+    it('DeliveryPolicy: DOMAIN is the domain, SCOPE the Dual scope; -o wide adds PRIMARY, SECONDARY, MAILDOMAIN, NEXT, SOFTBOUNCE', async () => {
       const plain = await kubectl('get', 'dp', '-n', NS);
       expect(headerOf(plain)).toEqual(['NAME', 'DOMAIN', 'MODE', 'SCOPE', 'STAGE', 'READY', 'AGE']);
       const rows = rowsOf(plain);
@@ -154,7 +154,7 @@ spec: {domainRef: {name: down}, mode: Direct, primary: gone}
       const wide = await kubectl('get', 'dp', '-n', NS, '-o', 'wide');
       expect(headerOf(wide)).toEqual([
         ...['NAME', 'DOMAIN', 'MODE', 'SCOPE', 'STAGE', 'READY', 'AGE'],
-        ...['PRIMARY', 'SECONDARY', 'MAILDOMAIN', 'NEXT'],
+        ...['PRIMARY', 'SECONDARY', 'MAILDOMAIN', 'NEXT', 'SOFTBOUNCE'],
       ]);
       expect(pick(rowsOf(wide).get('migration'), 'PRIMARY', 'SECONDARY', 'MAILDOMAIN')).toEqual([
         'old',
@@ -248,11 +248,12 @@ spec: {domainRef: {name: down}, mode: Direct, primary: gone}
         ['Secondary', 1],
         ['MailDomain', 1],
         ['Next', 1],
+        ['SoftBounce', 1],
       ]);
       const row = r.body.rows.find((x) => x.object.metadata.name === 'migration');
-      // no stages: empty Stage and Next cells
+      // no stages: empty Stage and Next cells; no softBounce: an empty SoftBounce cell
       expect(row?.cells.slice(0, 5)).toEqual(['migration', 'example.com', 'Dual', 'TestRecipients', null]);
-      expect(row?.cells.slice(-4)).toEqual(['old', 'new', 'example-com', null]);
+      expect(row?.cells.slice(-5)).toEqual(['old', 'new', 'example-com', null, null]);
     });
   },
   { crds: true },

@@ -30,7 +30,7 @@ spec:
   mode: Direct
   primary: zoho
   stages:
-  - {name: dual, until: "${until}", mode: Dual, primary: legacy, secondary: zoho, dual: {scope: Accounts}}
+  - {name: dual, until: "${until}", mode: Dual, primary: legacy, secondary: zoho, dual: {scope: Accounts}, softBounce: true}
 `;
 
 interface PolicyStatus {
@@ -38,6 +38,7 @@ interface PolicyStatus {
   mode?: string;
   scope?: string;
   stage?: string;
+  softBounce?: boolean;
   nextTransition?: string;
 }
 
@@ -92,7 +93,12 @@ describeCluster(
         { timeoutMs: 20_000, what: 'status.stage dual' },
       );
       if (Date.now() < Date.parse(until)) {
-        expect(during.status).toMatchObject({ mode: 'Dual', scope: 'Accounts', nextTransition: until });
+        expect(during.status).toMatchObject({
+          mode: 'Dual',
+          scope: 'Accounts',
+          softBounce: true,
+          nextTransition: until,
+        });
       }
       // status follows the compile, and the table is applied after it (asynchronously): wait for the table to
       // carry the stage rather than read it once.
@@ -113,7 +119,7 @@ describeCluster(
       // kubectl get shows the stage; -o wide the next transition
       const get = await ctx.cp.kubectl(['get', 'dp', 'migration', '-n', NS, '-o', 'wide']);
       expect(get.stdout).toMatch(
-        /NAME\s+DOMAIN\s+MODE\s+SCOPE\s+STAGE\s+READY\s+AGE\s+PRIMARY\s+SECONDARY\s+MAILDOMAIN\s+NEXT/,
+        /NAME\s+DOMAIN\s+MODE\s+SCOPE\s+STAGE\s+READY\s+AGE\s+PRIMARY\s+SECONDARY\s+MAILDOMAIN\s+NEXT\s+SOFTBOUNCE/,
       );
 
       // No change to the object: the operator requeues itself at until.
@@ -128,6 +134,7 @@ describeCluster(
       expect(after.status).toMatchObject({ mode: 'Direct', stage: 'final' });
       expect(after.status?.scope).toBeUndefined();
       expect(after.status?.nextTransition).toBeUndefined();
+      expect(after.status?.softBounce).toBeUndefined();
       expect(after.status?.observedGeneration).toBe(after.metadata.generation);
     });
 

@@ -1,7 +1,7 @@
 // DeliveryPolicy status: Accepted (Conflict when a second policy targets one MailDomain), ResolvedRefs
 // (DomainNotFound, UnknownServer, ...), Programmed ("N/M relays programmed"), Ready; and, for kubectl get's printer
 // columns, status.domain (the referenced MailDomain's spec.domain), status.mode and status.scope (of the stage in
-// force), status.stage and status.nextTransition (dated stages). The reconcile is requeued at the end of the stage in
+// force), status.stage and status.nextTransition (dated stages), status.softBounce (while in force). The reconcile is requeued at the end of the stage in
 // force, so status follows the schedule without any event from the API server.
 
 import { nextInstant, stageAt } from '../../../routing/schedule.ts';
@@ -13,7 +13,8 @@ import { ObjectStatusController, type StatusControllerDeps, type StatusFields } 
  * Pure: the status fields kubectl shows, at `now`. domain: spec.domain of the MailDomain that domainRef names, absent
  * while it does not exist. mode and scope: of the stage in force (routing/schedule.ts stageAt), or of the policy's own
  * fields; scope is the Dual scope with its default applied (All), absent for Direct and Split. stage: the name of the
- * stage in force, `final` after the last one, absent without stages. nextTransition: the end of the stage in force.
+ * stage in force, `final` after the last one, absent without stages. softBounce: true while the state in force has it.
+ * nextTransition: the end of the stage in force.
  */
 export function policyStatusFields(
   dp: DeliveryPolicy,
@@ -29,6 +30,8 @@ export function policyStatusFields(
     mode: state.mode,
     scope: state.mode === 'Dual' ? (state.dual?.scope ?? 'All') : undefined,
     stage: stages.length > 0 ? inForce.name : undefined,
+    // present only while in force, so that kubectl get -o wide shows it for the policies that have it
+    softBounce: state.softBounce === true ? true : undefined,
     nextTransition: nextInstant(
       stages.map((s) => s.until),
       now,
