@@ -266,3 +266,27 @@ export function assembleShards(
   }
   return { ok: true, revision: index.revision, json };
 }
+
+/**
+ * The table a routing ConfigMap holds now, read with `get` (a ConfigMap by name; undefined when it does not exist; it
+ * throws when the API server cannot be asked): undefined when there is no index, the JSON, or why it cannot be read
+ * whole (an index that does not decode, shards missing or corrupt).
+ */
+export async function readRouting(
+  get: (name: string) => Promise<ConfigMapLike | undefined>,
+  name: string = ROUTING_CONFIGMAP,
+): Promise<{ ok: true; revision: string; json: string } | { ok: false; error: string } | undefined> {
+  const cm = await get(name);
+  if (cm === undefined) return undefined;
+  const idx = decodeIndex(cm);
+  if (!idx.ok) return idx;
+  if (idx.format === 'inline') return { ok: true, revision: idx.revision, json: idx.json };
+  const shards = new Map<string, ConfigMapLike>();
+  for (const s of idx.index.shards) {
+    const got = await get(s.name);
+    if (got !== undefined) shards.set(s.name, got);
+  }
+  const a = assembleShards(idx.index, shards);
+  if (a.ok) return a;
+  return { ok: false, error: a.retry ? `shards missing: ${a.missing.join(', ')}` : a.error };
+}

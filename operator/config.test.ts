@@ -39,9 +39,12 @@ describe('parseOperatorConfig', () => {
       inlineMaxBytes: 921_600,
       secretNamespaces: [],
       preflightIntervalMs: 300_000,
+      removedDomainGraceMs: 86_400_000,
     });
     const off = parseOperatorConfig(['--preflight-interval', 'off'], {});
     expect(off.ok === true && off.config.preflightIntervalMs).toBe(0);
+    const noGrace = parseOperatorConfig(['--removed-domain-grace', '0'], {});
+    expect(noGrace.ok === true && noGrace.config.removedDomainGraceMs).toBe(0);
     expect(Object.isFrozen(r.config)).toBe(true);
   });
 
@@ -74,6 +77,8 @@ describe('parseOperatorConfig', () => {
     [['--shard-max-bytes', '2000000'], /--shard-max-bytes: at most/],
     [['--secret-namespaces', 'ok,Not_OK'], /--secret-namespaces: not a namespace name: "Not_OK"/],
     [['--preflight-interval', 'never'], /--preflight-interval: expected a duration like 5m, or off/],
+    [['--removed-domain-grace=-1h'], /--removed-domain-grace: expected a duration like 24h, or 0, got "-1h"/],
+    [['--removed-domain-grace', 'forever'], /--removed-domain-grace: expected a duration like 24h, or 0/],
     [['--bogus'], /Unknown option '--bogus'/],
   ])('refuses %j naming the flag', (argv, re) => {
     const r = parseOperatorConfig(argv, {});

@@ -33,6 +33,8 @@ export interface OperatorConfig {
   ownerConfigMap: string | undefined;
   /** Where the preflight may connect (routing/destinations.ts): the cluster defaults plus --deny-destinations. */
   destinations: DestinationPolicy;
+  /** How long the table carries a domain that left it (routing/tombstones.ts); 0: not carried. */
+  removedDomainGraceMs: number;
 }
 
 const OPERATOR_FLAGS = {
@@ -85,6 +87,11 @@ const OPERATOR_FLAGS = {
   'allow-destinations': {
     type: 'string',
     help: 'CIDR,... exceptions to the denied destinations',
+  },
+  'removed-domain-grace': {
+    type: 'string',
+    default: '24h',
+    help: "how long the routing table names a domain that left it (a MailDomain deleted), so that every relay, also a new one, answers 451 rather than 554 for its mail during the relay's own --removed-domain-grace; 0: not named",
   },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
   'log-format': {
@@ -166,6 +173,14 @@ export function parseOperatorConfig(
       error: `--preflight-interval: expected a duration like 5m, or off, got "${preflightRaw}"`,
     };
   }
+  const graceRaw = get('removed-domain-grace') ?? '24h';
+  const removedDomainGraceMs = parseDuration(graceRaw);
+  if (removedDomainGraceMs === undefined || removedDomainGraceMs < 0) {
+    return {
+      ok: false,
+      error: `--removed-domain-grace: expected a duration like 24h, or 0, got "${graceRaw}"`,
+    };
+  }
   const secretNamespaces = (get('secret-namespaces') ?? '')
     .split(',')
     .map((x) => x.trim())
@@ -207,6 +222,7 @@ export function parseOperatorConfig(
     logFormat,
     ownerConfigMap,
     destinations,
+    removedDomainGraceMs,
   };
   return { ok: true, config: Object.freeze(config) };
 }

@@ -287,6 +287,7 @@ export class OperatorManager {
       state: this.state,
       inlineMaxBytes: config.inlineMaxBytes,
       shardMaxBytes: config.shardMaxBytes,
+      removedDomainGraceMs: config.removedDomainGraceMs,
       objects: () => [
         ...this.informers.MailDomain.list(),
         ...this.informers.DeliveryPolicy.list(),

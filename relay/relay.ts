@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { grantFromTexts, withGrant } from '../routing/destinations.ts';
 import type { DeliveryPlan, DomainRoute } from '../routing/model.ts';
+import { tableRemovedAgo } from '../routing/tombstones.ts';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
@@ -214,7 +215,14 @@ async function startRelay(
         'domains left the routing table: their mail gets 451 during the grace, then 554 relay access denied',
       );
     saveRemoved?.(removed.state());
-    router = createRouter(s.table, s.revision, (d) => removed.removedFor(d, clock().getTime()));
+    // this relay's own record, or the table's (the operator's, for a relay that did not serve the domain itself)
+    router = createRouter(s.table, s.revision, (d) => {
+      const now = clock().getTime();
+      return (
+        removed.removedFor(d, now) ??
+        tableRemovedAgo(s.table.removedDomains, d, now, config.removedDomainGraceMs)
+      );
+    });
     snapshot = s;
     setRevisionGauge(metrics, s.revision);
     transitions.serve(s.table);

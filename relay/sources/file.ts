@@ -30,6 +30,15 @@ export function checkRoutingTable(x: unknown): string[] {
     }
   }
   if (!Array.isArray(t['sources'])) errs.push('sources: must be an array');
+  const removed = t['removedDomains'];
+  if (
+    removed !== undefined &&
+    (typeof removed !== 'object' ||
+      removed === null ||
+      Array.isArray(removed) ||
+      Object.values(removed).some((v) => typeof v !== 'string'))
+  )
+    errs.push('removedDomains: must be an object of RFC 3339 strings');
   return errs;
 }
 

@@ -11,12 +11,7 @@ import { spawnRelay, submit, type RelayChild } from '../relay/relay-harness.ts';
 import { REPO_ROOT } from '../controlplane/suite.ts';
 import { createKubeRest, type KubeRest } from '../../operator/kube/rest.ts';
 import { microTime } from '../../operator/kube/leader.ts';
-import {
-  assembleShards,
-  decodeIndex,
-  ROUTING_CONFIGMAP,
-  type ConfigMapLike,
-} from '../../contract/routing-configmap.ts';
+import { readRouting, type ConfigMapLike } from '../../contract/routing-configmap.ts';
 import { relayLeaseName, REVISION_ANNOTATION, RELAY_COMPONENT_LABELS } from '../../contract/relay-lease.ts';
 import { PLURALS } from '../../operator/controllers/object-status.ts';
 import type { Kind } from '../../routing/model.ts';
@@ -119,24 +114,11 @@ export async function routingRevision(
   rest: KubeRest,
   namespace: string,
 ): Promise<{ revision: string; json: string } | undefined> {
-  const r = await rest.request<ConfigMapLike>(
-    'GET',
-    `/api/v1/namespaces/${namespace}/configmaps/${ROUTING_CONFIGMAP}`,
-  );
-  if (!r.ok) return undefined;
-  const idx = decodeIndex(r.body);
-  if (!idx.ok) throw new Error(idx.error);
-  if (idx.format === 'inline') return { revision: idx.revision, json: idx.json };
-  const shards = new Map<string, ConfigMapLike>();
-  for (const s of idx.index.shards) {
-    const g = await rest.request<ConfigMapLike>(
-      'GET',
-      `/api/v1/namespaces/${namespace}/configmaps/${s.name}`,
-    );
-    if (g.ok) shards.set(s.name, g.body);
-  }
-  const a = assembleShards(idx.index, shards);
-  return a.ok ? { revision: a.revision, json: a.json } : undefined;
+  const read = await readRouting(async (name) => {
+    const r = await rest.request<ConfigMapLike>('GET', `/api/v1/namespaces/${namespace}/configmaps/${name}`);
+    return r.ok ? r.body : undefined;
+  });
+  return read?.ok === true ? { revision: read.revision, json: read.json } : undefined;
 }
 
 /** Creates or renews a relay heartbeat Lease (what a relay pod does every 10 s). */

@@ -2,7 +2,9 @@
 // routing core and server-side applies the result to ConfigMap mailroute-routing (inline, or sharded when big;
 // contract/routing-configmap.ts). One key ("routing"), so bursts of changes coalesce into one compile.
 // It keeps the compile result (issues, which generation of each object is in which revision) for the status
-// controllers, and garbage-collects shards of revisions no fresh relay serves any more.
+// controllers, and garbage-collects shards of revisions no fresh relay serves any more. The table it applies carries
+// the domains that left it within --removed-domain-grace (routing/tombstones.ts), seeded at start from the table
+// applied before.
 
 import { objectKey } from '../../../routing/parse.ts';
 import type { OwnerReference } from '../../../contract/owner.ts';
@@ -11,10 +13,14 @@ import { compile, type CompileNotice, type CompileResult } from '../../../routin
 import type { DomainClaim, MailrouteObject } from '../../../routing/types.ts';
 import {
   encodeRouting,
+  readRouting,
   REVISION_ANNOTATION,
   SHARD_LABEL,
+  type ConfigMapLike,
   type EncodedRouting,
 } from '../../../contract/routing-configmap.ts';
+import { canonicalJson, sha256Hex } from '../../../routing/canonical.ts';
+import { carryRemovedDomains, nextRemovalExpiry, withRemovedDomains } from '../../../routing/tombstones.ts';
 import { serverSideApply } from '../../kube/ssa.ts';
 import { describeFailure, PARTIAL_METADATA_LIST, type KubeRest } from '../../kube/rest.ts';
 import type { ReconcileOutcome } from '../../kube/workqueue.ts';
@@ -126,6 +132,11 @@ export interface RoutingControllerDeps {
   owners?: () => readonly OwnerReference[];
   /** Drift check interval (re-read the ConfigMap; re-apply if someone changed it). Default 60 s. */
   resyncMs?: number;
+  /**
+   * How long a domain that left the table stays in its removedDomains (routing/tombstones.ts), so that every relay,
+   * also one with an empty spool, answers 451 for it rather than 554. 0: not carried. Default 24 h.
+   */
+  removedDomainGraceMs?: number;
   now?: () => number;
 }
 
@@ -146,6 +157,10 @@ export class RoutingController {
   private gcNeeded = true;
   private dirty = true;
   private last: CompileResult | undefined;
+  /** The domains of the last table, and what it carried as removed (undefined until read back or compiled). */
+  private lastDomains: Set<string> | undefined;
+  private removed: Record<string, string> = {};
+  private seeded = false;
   lastTimings: RoutingTimings | undefined;
 
   constructor(deps: RoutingControllerDeps) {
@@ -174,9 +189,16 @@ export class RoutingController {
     const objects = reuse ? [] : this.d.objects();
     const claims = reuse ? [] : (this.d.claims?.() ?? []);
     const t1 = now();
-    const result = reuse && this.last !== undefined ? this.last : compile(objects, claims);
-    this.last = result;
-    if (!reuse) this.d.onNotices?.(result.notices);
+    const compiled = reuse && this.last !== undefined ? this.last : compile(objects, claims);
+    this.last = compiled;
+    if (!reuse) this.d.onNotices?.(compiled.notices);
+    // What the table served before this operator started (its removed domains, and the domains that may leave now).
+    if (!this.seeded) {
+      const seed = await this.readApplied();
+      if (!seed.ok) return { ok: false, error: seed.error };
+      this.seeded = true;
+    }
+    const result = this.withRemovedDomains(compiled, now());
     const t2 = now();
     const st = this.d.state;
     // Objects whose compiled generation is new to the status controllers (a new object, or a spec change that
@@ -301,7 +323,84 @@ export class RoutingController {
       shards,
     };
     if (!before.ok) return { ok: false, error: before.error };
-    return { ok: true, requeueAfterMs: this.d.resyncMs ?? 60_000 };
+    // a removed domain's grace ends without any event: reconcile then, to drop it from the table
+    const resync = this.d.resyncMs ?? 60_000;
+    const expiry = nextRemovalExpiry(this.removed, this.graceMs);
+    return {
+      ok: true,
+      requeueAfterMs: expiry === undefined ? resync : Math.min(resync, Math.max(1000, expiry - now() + 1)),
+    };
+  }
+
+  private get graceMs(): number {
+    return this.d.removedDomainGraceMs ?? 24 * 3_600_000;
+  }
+
+  /**
+   * The compile result with the removed domains the table carries (routing/tombstones.ts): the domains of the last
+   * table that this one lacks are added, those back or past the grace dropped. Revision and JSON follow the table.
+   */
+  private withRemovedDomains(compiled: CompileResult, nowMs: number): CompileResult {
+    const current = new Set(Object.keys(compiled.table.domains));
+    const before = this.removed;
+    const removed = carryRemovedDomains({
+      previousDomains: this.lastDomains,
+      previousRemoved: before,
+      current,
+      nowMs,
+      graceMs: this.graceMs,
+    });
+    const left = Object.keys(removed).filter((d) => !Object.hasOwn(before, d));
+    if (left.length > 0)
+      this.d.logger.warn(
+        { domains: left, graceMs: this.graceMs },
+        'domains left the routing table: relays answer 451 for their mail during the grace, then 554',
+      );
+    this.removed = removed;
+    this.lastDomains = current;
+    if (Object.keys(removed).length === 0) return compiled;
+    const table = withRemovedDomains(compiled.table, removed);
+    const json = canonicalJson(table);
+    return { ...compiled, table, json, revision: sha256Hex(json) };
+  }
+
+  /**
+   * Reads the table applied before (by an earlier leader, or this process before a restart): its domains and removed
+   * domains seed withRemovedDomains. None applied yet, or one that cannot be read whole (shards gone, not JSON): no
+   * seed (logged). Fails only when the API server cannot be asked, so that the reconcile is retried.
+   */
+  private async readApplied(): Promise<{ ok: true } | { ok: false; error: string }> {
+    let read: Awaited<ReturnType<typeof readRouting>>;
+    try {
+      read = await readRouting(async (name) => {
+        const r = await this.d.rest.request<ConfigMapLike>('GET', `${this.cmPath}/${name}`);
+        if (r.ok) return r.body;
+        if (r.status === 404) return undefined;
+        throw new Error(`read ConfigMap ${name}: ${describeFailure(r)}`);
+      }, this.d.configMapName);
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+    if (read === undefined) return { ok: true }; // nothing applied yet
+    const json = read.ok ? read.json : undefined;
+    let table: Partial<RoutingTable> | undefined;
+    try {
+      table = json === undefined ? undefined : (JSON.parse(json) as Partial<RoutingTable>);
+    } catch {
+      table = undefined;
+    }
+    if (table?.domains === undefined || typeof table.domains !== 'object') {
+      this.d.logger.warn(
+        { configMap: this.d.configMapName },
+        'the applied routing table could not be read: domains removed before this start are not carried',
+      );
+      return { ok: true };
+    }
+    this.lastDomains = new Set(Object.keys(table.domains));
+    const removed = table.removedDomains;
+    if (typeof removed === 'object' && removed !== null)
+      this.removed = Object.fromEntries(Object.entries(removed).filter(([, v]) => typeof v === 'string'));
+    return { ok: true };
   }
 
   /** Someone deleted or changed mailroute-routing: re-apply. */
