@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAddress } from './address.ts';
 import { compile } from './compile.ts';
 import type { DeliveryPlan, MailboxFact } from './model.ts';
-import { buildIndex, planToJson, resolve, softBounceFor, verificationNeeded } from './resolve.ts';
+import { buildIndex, mailboxOf, planToJson, resolve, softBounceFor, verificationNeeded } from './resolve.ts';
 import { exampleDomain, examplePolicy, testRecipient } from './test-fixtures.ts';
 import type { MailrouteObject } from './types.ts';
 
@@ -733,6 +733,24 @@ describe('softBounceFor: the soft bounce a leg of a queued message is decided wi
     ['a stage that ended', staged('2026-05-01T00:00:00Z'), 'bob@example.com', false],
   ])('%s', (_name, idx, recipient, want) => {
     expect(softBounceFor(idx, recipient, NOW)).toBe(want);
+  });
+});
+
+describe('mailboxOf', () => {
+  const idx = index([exampleDomain(), examplePolicy({ mode: 'Direct' })]);
+  const off = index([exampleDomain({ recipientDelimiter: '' }), examplePolicy({ mode: 'Direct' })]);
+  it.each([
+    ['alice+news@example.com', idx, 'alice@example.com'],
+    ['alice+a+b@example.com', idx, 'alice@example.com'],
+    ['alice@example.com', idx, undefined],
+    ['+alice@example.com', idx, undefined],
+    ['"alice+x"@example.com', idx, 'alice@example.com'], // a quoted dot-atom is the same address unquoted
+    ['"alice x+y"@example.com', idx, undefined],
+    ['alice+news@example.org', idx, undefined],
+    ['alice+news@example.com', off, undefined],
+    ['not an address', idx, undefined],
+  ])('%s -> %s', (to, i, want) => {
+    expect(mailboxOf(i, to)).toBe(want);
   });
 });
 

@@ -339,6 +339,20 @@ export function verificationNeeded(
   return asked;
 }
 
+/**
+ * The mailbox a subaddress belongs to under its domain's recipientDelimiter (`alice@example.com` for
+ * `alice+news@example.com`, routing/address.ts splitExtension); undefined for an address without an extension, outside
+ * the table, or at a domain with subaddressing off. The relay's verification cache keys subaddresses by it.
+ */
+export function mailboxOf(index: RoutingIndex, recipient: string): string | undefined {
+  const parsed = parseAddress(recipient);
+  if (!parsed.ok) return undefined;
+  const d = index.domains.get(parsed.domain);
+  if (d === undefined || d.delimiters === '') return undefined;
+  const ext = splitExtension(parsed.local, d.delimiters);
+  return ext === undefined ? undefined : `${ext.base}@${parsed.domain}`;
+}
+
 /** The `mailroute route -o json` shape of a plan. */
 export interface PlanJson {
   recipient: string;

@@ -30,6 +30,8 @@ export interface RecipientRouter {
         cacheTtlMs: number;
         /** The domain's DomainClaim destinations, for the destination policy of the callout. */
         destinations?: DomainRoute['destinations'];
+        /** For a subaddress: the address its mailbox would be asked about (Verifier.check's cache by mailbox). */
+        mailbox?: string;
       }
     | undefined;
   resolve(address: string, ctx: ResolveContext): DeliveryPlan;
@@ -81,7 +83,8 @@ export async function decideRcpt(
   const now = deps.now();
   const ask = router.verificationFor(address, now);
   if (ask !== undefined)
-    fact = (await deps.verifier.check(ask.server, ask.address, ask.cacheTtlMs, ask.destinations)).fact;
+    fact = (await deps.verifier.check(ask.server, ask.address, ask.cacheTtlMs, ask.destinations, ask.mailbox))
+      .fact;
   const ctx: ResolveContext = {
     now,
     ...(fact !== undefined && ask !== undefined

@@ -34,3 +34,30 @@ describe('createRouter: a recipient at a domain that left the routing table', ()
     expect(plan.verdict === 'reject' && plan.reason).toBe('RelayDenied');
   });
 });
+
+describe('createRouter: verificationFor a subaddress names its mailbox', () => {
+  const now = new Date('2026-12-07T00:00:00Z');
+  const router = (delimiter?: string) =>
+    createRouter(
+      compile([
+        exampleDomain({
+          recipientVerification: { server: 'old' },
+          ...(delimiter !== undefined ? { recipientDelimiter: delimiter } : {}),
+        }),
+        examplePolicy({ mode: 'Split', secondary: 'new' }),
+      ]).table,
+      'r1',
+    );
+
+  it.each([
+    ['alice+news@example.com', '+', 'alice+news@example.com', 'alice@example.com'],
+    ['Alice+News@example.com', '+', 'Alice+News@example.com', 'Alice@example.com'],
+    ['alice@example.com', '+', 'alice@example.com', undefined],
+    ['alice+news@example.com', '', 'alice+news@example.com', undefined],
+    ['+news@example.com', '+', '+news@example.com', undefined],
+  ])('%s with delimiter %j: asks %s, mailbox %s', (to, delimiter, address, mailbox) => {
+    const v = router(delimiter).verificationFor(to, now);
+    expect(v?.address).toBe(address);
+    expect(v?.mailbox).toBe(mailbox);
+  });
+});

@@ -1,7 +1,7 @@
 // Binds one routing snapshot to the RCPT phase: the routing core's index is built once per revision, so a swap is
 // one assignment of a new RecipientRouter.
 import { domainOf } from '../../routing/address.ts';
-import { buildIndex, resolve, softBounceFor, verificationNeeded } from '../../routing/resolve.ts';
+import { buildIndex, mailboxOf, resolve, softBounceFor, verificationNeeded } from '../../routing/resolve.ts';
 import type { RoutingTable } from '../../routing/model.ts';
 import type { RecipientRouter } from './rcpt.ts';
 import { removedDomainText } from './removed-domains.ts';
@@ -25,11 +25,16 @@ export function createRouter(
       const server = table.domains[domainOf(address).toLowerCase()]?.servers[v.server];
       if (server === undefined) return undefined;
       const destinations = table.domains[domainOf(address).toLowerCase()]?.destinations;
+      // a subaddress: the address its mailbox would be asked about (the same server), for the verification cache
+      const base = mailboxOf(index, address);
+      const m = base === undefined ? undefined : verificationNeeded(index, base, { now });
+      const mailbox = m !== undefined && m.server === v.server ? m.address : undefined;
       return {
         server,
         address: v.address,
         cacheTtlMs: v.cacheTTLSeconds * 1000,
         ...(destinations !== undefined ? { destinations } : {}),
+        ...(mailbox !== undefined ? { mailbox } : {}),
       };
     },
     softBounce: (recipient, now) => softBounceFor(index, recipient, now),

@@ -82,6 +82,50 @@ describe('createVerifier (cache in front of a pool)', () => {
     expect(asked.filter((a) => a === 'a@x.test')).toHaveLength(2);
   });
 
+  it('a subaddress is answered by its mailbox when that exists: alice+1, alice+2, ... cost one callout', async () => {
+    const { asked, pool } = recording({
+      'alice+1@x.test': 250,
+      'alice+2@x.test': 250,
+      'bob+1@x.test': 550,
+      'bob+2@x.test': 550,
+      'carol@x.test': 250,
+    });
+    const v = createVerifier({ pool });
+    expect(await v.check(server, 'alice+1@x.test', 1000, undefined, 'alice@x.test')).toMatchObject({
+      fact: 'exists',
+      cached: false,
+    });
+    expect(await v.check(server, 'alice+2@x.test', 1000, undefined, 'alice@x.test')).toMatchObject({
+      fact: 'exists',
+      cached: true,
+    });
+    // the mailbox itself, asked later, is known too
+    expect(await v.check(server, 'alice@x.test', 1000)).toMatchObject({ fact: 'exists', cached: true });
+    expect(asked).toEqual(['alice+1@x.test']);
+    // an absent subaddress says nothing about its mailbox: each is asked
+    await v.check(server, 'bob+1@x.test', 1000, undefined, 'bob@x.test');
+    await v.check(server, 'bob+2@x.test', 1000, undefined, 'bob@x.test');
+    expect(asked.filter((a) => a.startsWith('bob'))).toEqual(['bob+1@x.test', 'bob+2@x.test']);
+    // a mailbox asked about first answers for its subaddresses
+    await v.check(server, 'carol@x.test', 1000);
+    expect(await v.check(server, 'carol+x@x.test', 1000, undefined, 'carol@x.test')).toMatchObject({
+      fact: 'exists',
+      cached: true,
+    });
+    expect(asked.filter((a) => a.startsWith('carol'))).toEqual(['carol@x.test']);
+  });
+
+  it('a mailbox entry expires with its TTL, and is per server', async () => {
+    let t = 0;
+    const { asked, pool } = recording({ 'a+1@x.test': 250, 'a+2@x.test': 250 });
+    const v = createVerifier({ pool, now: () => t });
+    await v.check(server, 'a+1@x.test', 1000, undefined, 'a@x.test');
+    t = 1000;
+    await v.check(server, 'a+2@x.test', 1000, undefined, 'a@x.test');
+    await v.check({ ...server, port: 2525 }, 'a+1@x.test', 1000, undefined, 'a@x.test');
+    expect(asked).toEqual(['a+1@x.test', 'a+2@x.test', 'a+1@x.test']);
+  });
+
   it('does not cache a failure to get an answer', async () => {
     const { asked, pool } = recording({});
     const v = createVerifier({ pool });

@@ -8,7 +8,9 @@
 //            server that tempfails one address is not asked again for every RCPT of a burst;
 //   no answer (connection, TLS, AUTH failure, busy, suspended) -> not cached per address; the pool suspends the server
 //            instead (callout.ts), which bounds the cost of a failing server without remembering a wrong answer.
-// Concurrent lookups of one (server, address) share one callout.
+// Concurrent lookups of one (server, address) share one callout. A subaddress (alice+news@) is answered by its
+// mailbox's entry when that says exists, and one found to exist records its mailbox: a sender that varies the
+// extension (alice+1@, alice+2@, ...) makes one callout, not one per address.
 import type { DomainRoute, MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
@@ -31,6 +33,12 @@ export interface Verifier {
     cacheTtlMs: number,
     /** The domain's DomainClaim destinations (DomainRoute.destinations). */
     destinations?: DomainRoute['destinations'],
+    /**
+     * The mailbox `address` is a subaddress of (alice@ for alice+news@, as a leg to `server` would carry it): a
+     * mailbox known to exist answers for each of its subaddresses without a callout, and a subaddress found to exist
+     * records its mailbox as existing. Undefined: `address` is no subaddress.
+     */
+    mailbox?: string,
   ): Promise<CalloutResult>;
 }
 
@@ -83,12 +91,30 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
   const cache = new Map<string, { fact: MailboxFact; reply: string; until: number }>();
   const inflight = new Map<string, Promise<CalloutResult>>();
 
+  const remember = (key: string, entry: { fact: MailboxFact; reply: string; until: number }): void => {
+    cache.delete(key); // a renewed entry moves to the end (the eviction order is insertion order)
+    cache.set(key, entry);
+    if (cache.size > maxEntries) {
+      const oldest = cache.keys().next();
+      if (oldest.done !== true) cache.delete(oldest.value);
+    }
+  };
+  /** A live cache entry, or undefined (an expired one is dropped). */
+  const cached = (key: string) => {
+    const hit = cache.get(key);
+    if (hit === undefined) return undefined;
+    if (hit.until > now()) return hit;
+    cache.delete(key);
+    return undefined;
+  };
+
   const ask = async (
     server: ServerRoute,
     address: string,
     key: string,
     cacheTtlMs: number,
     destinations: DomainRoute['destinations'],
+    mailboxKey: string | undefined,
   ) => {
     const started = now();
     const probe = await opts.pool.probe(server, address, destinations);
@@ -99,11 +125,10 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
       m?.calloutDuration.observe({ server: server.name }, (now() - started) / 1000);
     const ttl = cacheTtlFor(probe, fact, { cacheTtlMs, negativeTtlMs, unknownTtlMs });
     if (ttl > 0) {
-      cache.set(key, { fact, reply, until: now() + ttl });
-      if (cache.size > maxEntries) {
-        const oldest = cache.keys().next();
-        if (oldest.done !== true) cache.delete(oldest.value);
-      }
+      remember(key, { fact, reply, until: now() + ttl });
+      // the subaddress exists, so its mailbox does (an absent one says nothing about the mailbox)
+      if (fact === 'exists' && mailboxKey !== undefined)
+        remember(mailboxKey, { fact, reply, until: now() + ttl });
     }
     return { fact, reply, cached: false };
   };
@@ -112,20 +137,22 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
     get size() {
       return cache.size;
     },
-    async check(server, address, cacheTtlMs, destinations) {
+    async check(server, address, cacheTtlMs, destinations, mailbox) {
       const rules = destinations === undefined ? '' : `\u0000${JSON.stringify(destinations)}`;
-      const key = `${serverId(server)}\u0000${address.toLowerCase()}${rules}`;
-      const hit = cache.get(key);
+      const keyOf = (a: string): string => `${serverId(server)}\u0000${a.toLowerCase()}${rules}`;
+      const key = keyOf(address);
+      const mailboxKey = mailbox === undefined ? undefined : keyOf(mailbox);
+      // the address's own answer, else its mailbox's when that exists (alice+1, alice+2 ... cost one callout)
+      const own = cached(key);
+      const viaMailbox = own === undefined && mailboxKey !== undefined ? cached(mailboxKey) : undefined;
+      const hit = own ?? (viaMailbox?.fact === 'exists' ? viaMailbox : undefined);
       if (hit !== undefined) {
-        if (hit.until > now()) {
-          m?.calloutCacheHits.inc({ server: server.name, result: hit.fact });
-          return { fact: hit.fact, reply: hit.reply, cached: true };
-        }
-        cache.delete(key);
+        m?.calloutCacheHits.inc({ server: server.name, result: hit.fact });
+        return { fact: hit.fact, reply: hit.reply, cached: true };
       }
       const running = inflight.get(key);
       if (running) return running;
-      const p = ask(server, address, key, cacheTtlMs, destinations);
+      const p = ask(server, address, key, cacheTtlMs, destinations, mailboxKey);
       inflight.set(key, p);
       try {
         return await p;
@@ -207,7 +234,8 @@ export function createCalloutVerifier(
       return v.size;
     },
     pool,
-    check: (server, address, ttl, destinations) => v.check(server, address, ttl, destinations),
+    check: (server, address, ttl, destinations, mailbox) =>
+      v.check(server, address, ttl, destinations, mailbox),
     close: () => pool.close(),
   };
 }

@@ -309,6 +309,20 @@ describe('callout amplification is bounded', () => {
     }
   });
 
+  it('subaddresses of one mailbox (user7+1, user7+2, ...): one callout, not one per address', async () => {
+    const before = old.rcpts.filter((x) => x.address.startsWith('user7')).length;
+    const rcpts = Array.from(
+      { length: 50 },
+      (_, i) => `user7+${i}-${Math.random().toString(36).slice(2)}@split.test`,
+    );
+    const replies = await pipelined(rcpts);
+    expect(replies).toHaveLength(50);
+    // known on the primary: every one accepted for it
+    expect(replies.every((x) => code(x) === 250)).toBe(true);
+    const asked = old.rcpts.filter((x) => x.address.startsWith('user7')).slice(before);
+    expect(asked.map((x) => x.address)).toEqual([rcpts[0]]);
+  });
+
   it('after --max-unknown-recipients refusals the session gets 421 4.7.0 and is closed, and it is counted', async () => {
     const rcpts = Array.from({ length: 30 }, (_, i) => `nobody${i}@reject.test`);
     const replies = await pipelined(rcpts);
