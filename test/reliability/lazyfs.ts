@@ -59,6 +59,8 @@ export interface LazyFsMount {
   /** Drops every write not fsynced yet (a power cut) and resolves once LazyFS reports the cache cleared. */
   powerCut(): Promise<void>;
   unmount(): Promise<void>;
+  /** Whether the LazyFS process still runs, or how it ended (a diagnosis for a test that timed out on the mount). */
+  state(): string;
 }
 
 async function mounted(mountPoint: string): Promise<boolean> {
@@ -122,7 +124,13 @@ export async function mountLazyFs(opts: {
   );
   proc.stdout?.on('data', (c: Buffer) => logs.push(c.toString()));
   proc.stderr?.on('data', (c: Buffer) => logs.push(c.toString()));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  let ended = '';
+  const exited = new Promise<number | null>((r) =>
+    proc.on('exit', (code, signal) => {
+      ended = signal !== null ? `killed by ${signal}` : `exited with code ${String(code)}`;
+      r(code);
+    }),
+  );
   let gone = false;
   void exited.then(() => (gone = true));
   await waitFor(
@@ -139,6 +147,7 @@ export async function mountLazyFs(opts: {
   return {
     mountPoint: opts.mountPoint,
     logs,
+    state: () => (gone ? `lazyfs ${ended}; its log: ${logs.join('').slice(-2000)}` : 'lazyfs running'),
     async powerCut() {
       // Listen for the completion notice before asking (LazyFS writes it to its own FIFO once the cache is clear).
       const notices = createReadStream(done, { encoding: 'utf8' });

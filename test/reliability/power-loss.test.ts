@@ -531,6 +531,11 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
       timeoutMs: 60_000,
       intervalMs: 5,
       what: 'a tenth of the copies shed',
+    }).catch((err: unknown) => {
+      // a diagnosis for the times this wait ran out in a full suite run (and never alone): was it LazyFS or the relay?
+      throw new Error(
+        `${(err as Error).message}; ${shedLines()} shed; ${mount?.state() ?? 'no mount'}; the relay's last lines:\n${shedder.logs.slice(-15).join('\n')}`,
+      );
     });
     await powerCut(shedder, Promise.resolve([]));
     const shedAtCut = shedLines();
