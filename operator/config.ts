@@ -33,7 +33,7 @@ export interface OperatorConfig {
   ownerConfigMap: string | undefined;
   /** Where the preflight may connect (routing/destinations.ts): the cluster defaults plus --deny-destinations. */
   destinations: DestinationPolicy;
-  /** How long the table carries a domain that left it (routing/tombstones.ts); 0: not carried. */
+  /** How long the table carries a domain that left it (routing/removed-domains.ts); 0: not carried. */
   removedDomainGraceMs: number;
 }
 

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { grantFromTexts, withGrant } from '../routing/destinations.ts';
 import type { DeliveryPlan, DomainRoute } from '../routing/model.ts';
-import { tableRemovedAgo } from '../routing/tombstones.ts';
+import { RemovedDomains, type RemovedDomainsState } from '../routing/removed-domains.ts';
 import type { RelayConfig } from './config.ts';
 import { startAdminServer, type AdminServer } from './admin/server.ts';
 import { adminTokenPath } from './admin/token.ts';
@@ -25,7 +25,6 @@ import type { RecipientRouter } from './inbound/rcpt.ts';
 import { startTransitionTimer } from './transitions.ts';
 import { createParityTracker } from './telemetry/parity.ts';
 import { createRouter } from './inbound/router.ts';
-import { RemovedDomains, type RemovedDomainsState } from './inbound/removed-domains.ts';
 import { loadRemovedDomains, removedDomainsSaver } from './inbound/removed-domains-store.ts';
 import { workerShare } from './inbound/connect.ts';
 import { dsnRoute } from './delivery/dsn-route.ts';
@@ -208,21 +207,19 @@ async function startRelay(
     saveRemoved = removedDomainsSaver(config.spoolDir, logger, removed.state());
   }
   const swap = (s: RoutingSnapshot): void => {
-    const left = removed.swap(new Set(Object.keys(s.table.domains)), clock().getTime());
+    // the table's own record of removed domains (the operator's) counts too: a relay that never served one answers 451
+    const left = removed.swap(
+      new Set(Object.keys(s.table.domains)),
+      clock().getTime(),
+      s.table.removedDomains,
+    );
     if (left.length > 0)
       logger.warn(
         { domains: left, revision: s.revision, graceMs: config.removedDomainGraceMs },
         'domains left the routing table: their mail gets 451 during the grace, then 554 relay access denied',
       );
     saveRemoved?.(removed.state());
-    // this relay's own record, or the table's (the operator's, for a relay that did not serve the domain itself)
-    router = createRouter(s.table, s.revision, (d) => {
-      const now = clock().getTime();
-      return (
-        removed.removedFor(d, now) ??
-        tableRemovedAgo(s.table.removedDomains, d, now, config.removedDomainGraceMs)
-      );
-    });
+    router = createRouter(s.table, s.revision, (d) => removed.removedFor(d, clock().getTime()));
     snapshot = s;
     setRevisionGauge(metrics, s.revision);
     transitions.serve(s.table);

@@ -168,7 +168,7 @@ export interface RoutingTable {
   /** every object that was compiled, sorted; lets the operator tell which generations a revision contains */
   sources: ObjectRef[];
   /**
-   * Domains that left the table recently: domain -> RFC 3339 instant it left (routing/tombstones.ts). Written by the
+   * Domains that left the table recently: domain -> RFC 3339 instant it left (routing/removed-domains.ts). Written by the
    * operator (--removed-domain-grace), never by compile(); absent when there is none. Relays answer 451 for them
    * during their own grace instead of 554 relay access denied.
    */

@@ -4,7 +4,8 @@
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { parseRemovedDomainsState, type RemovedDomainsState } from './removed-domains.ts';
+import type { RemovedDomainsState } from '../../routing/removed-domains.ts';
+import { parseRemovedDomainsState } from './removed-domains.ts';
 
 const REMOVED_DOMAINS_FILE = 'removed-domains.json';
 const MAX_BYTES = 16 * 1024 * 1024;

@@ -1,60 +1,32 @@
 import { describe, expect, it } from 'vitest';
-import { RemovedDomains, parseRemovedDomainsState, removedDomainText } from './removed-domains.ts';
+import { RemovedDomains } from '../../routing/removed-domains.ts';
+import { parseRemovedDomainsState, removedDomainText } from './removed-domains.ts';
 
 const H = 3_600_000;
 const T0 = Date.parse('2026-12-07T00:00:00Z');
 const set = (...d: string[]): ReadonlySet<string> => new Set(d);
 
-describe('RemovedDomains: 451 for a domain that left the routing table, for the grace', () => {
-  it('remembers the domains a new table drops, from the moment it is served, for the grace only', () => {
-    const r = new RemovedDomains(24 * H);
-    expect(r.swap(set('a.test', 'b.test'), T0)).toEqual([]);
-    expect(r.swap(set('a.test'), T0 + 10)).toEqual(['b.test']);
-    expect(r.removedFor('b.test', T0 + 10)).toBe(0);
-    expect(r.removedFor('b.test', T0 + 10 + H)).toBe(H);
-    expect(r.removedFor('a.test', T0 + 10 + H)).toBeUndefined();
-    expect(r.removedFor('b.test', T0 + 10 + 24 * H - 1)).toBe(24 * H - 1);
-    expect(r.removedFor('b.test', T0 + 10 + 24 * H)).toBeUndefined();
-    expect(r.state().removed).toEqual({});
-  });
-
-  it('forgets a domain that comes back, and starts its grace again when it leaves again', () => {
-    const r = new RemovedDomains(H);
-    r.swap(set('a.test'), T0);
-    r.swap(set(), T0 + 100);
-    r.swap(set('a.test'), T0 + 200);
-    expect(r.removedFor('a.test', T0 + 300)).toBeUndefined();
-    r.swap(set(), T0 + 500);
-    expect(r.removedFor('a.test', T0 + 600)).toBe(100);
-  });
-
-  it('the first table removes nothing (a relay that starts without a saved state has never served the domain)', () => {
-    const r = new RemovedDomains(H);
-    expect(r.swap(set(), T0)).toEqual([]);
-    expect(r.removedFor('a.test', T0 + 1)).toBeUndefined();
-  });
-
-  it('grace 0: nothing is remembered (554 at once)', () => {
-    const r = new RemovedDomains(0);
-    r.swap(set('a.test'), T0);
-    expect(r.swap(set(), T0 + 1)).toEqual([]);
-    expect(r.removedFor('a.test', T0 + 1)).toBeUndefined();
-  });
-
-  it('expired entries are pruned at the next swap', () => {
-    const r = new RemovedDomains(H);
-    r.swap(set('a.test', 'b.test'), T0);
-    r.swap(set(), T0);
-    expect(Object.keys(r.state().removed)).toEqual(['a.test', 'b.test']);
-    r.swap(set(), T0 + 2 * H);
-    expect(r.state().removed).toEqual({});
-  });
-
+describe('removedDomainText', () => {
   it.each([
     [0, 'a.test left the routing table less than a minute ago; try again later'],
     [60_000, 'a.test left the routing table 1 minute ago; try again later'],
     [3 * H, 'a.test left the routing table 180 minutes ago; try again later'],
   ])('the reply text after %d ms', (ago, want) => expect(removedDomainText('a.test', ago)).toBe(want));
+});
+
+describe('parseRemovedDomainsState: a saved file that is damaged or not ours', () => {
+  it.each([
+    ['', /^not JSON/],
+    ['[]', /not a JSON object/],
+    ['{"served": "a.test", "removed": {}}', /^served:/],
+    ['{"served": [1], "removed": {}}', /^served:/],
+    ['{"served": [], "removed": []}', /^removed:/],
+    ['{"served": [], "removed": {"a.test": "yesterday"}}', /^removed\.a\.test: must be a time/],
+  ])('%j is refused', (text, want) => {
+    const r = parseRemovedDomainsState(text);
+    expect(typeof r).toBe('string');
+    expect(r).toMatch(want);
+  });
 });
 
 describe('RemovedDomains across a restart: state() and restore()', () => {
@@ -96,18 +68,3 @@ function parseOk(text: string) {
   if (typeof r === 'string') throw new Error(r);
   return r;
 }
-
-describe('parseRemovedDomainsState: a saved file that is damaged or not ours', () => {
-  it.each([
-    ['', /^not JSON/],
-    ['[]', /not a JSON object/],
-    ['{"served": "a.test", "removed": {}}', /^served:/],
-    ['{"served": [1], "removed": {}}', /^served:/],
-    ['{"served": [], "removed": []}', /^removed:/],
-    ['{"served": [], "removed": {"a.test": "yesterday"}}', /^removed\.a\.test: must be a time/],
-  ])('%j is refused', (text, want) => {
-    const r = parseRemovedDomainsState(text);
-    expect(typeof r).toBe('string');
-    expect(r).toMatch(want);
-  });
-});

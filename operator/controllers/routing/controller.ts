@@ -3,7 +3,7 @@
 // contract/routing-configmap.ts). One key ("routing"), so bursts of changes coalesce into one compile.
 // It keeps the compile result (issues, which generation of each object is in which revision) for the status
 // controllers, and garbage-collects shards of revisions no fresh relay serves any more. The table it applies carries
-// the domains that left it within --removed-domain-grace (routing/tombstones.ts), seeded at start from the table
+// the domains that left it within --removed-domain-grace (routing/removed-domains.ts), seeded at start from the table
 // applied before.
 
 import { objectKey } from '../../../routing/parse.ts';
@@ -20,7 +20,7 @@ import {
   type EncodedRouting,
 } from '../../../contract/routing-configmap.ts';
 import { canonicalJson, sha256Hex } from '../../../routing/canonical.ts';
-import { carryRemovedDomains, nextRemovalExpiry, withRemovedDomains } from '../../../routing/tombstones.ts';
+import { RemovedDomains, withRemovedDomains } from '../../../routing/removed-domains.ts';
 import { serverSideApply } from '../../kube/ssa.ts';
 import { describeFailure, PARTIAL_METADATA_LIST, type KubeRest } from '../../kube/rest.ts';
 import type { ReconcileOutcome } from '../../kube/workqueue.ts';
@@ -133,7 +133,7 @@ export interface RoutingControllerDeps {
   /** Drift check interval (re-read the ConfigMap; re-apply if someone changed it). Default 60 s. */
   resyncMs?: number;
   /**
-   * How long a domain that left the table stays in its removedDomains (routing/tombstones.ts), so that every relay,
+   * How long a domain that left the table stays in its removedDomains (routing/removed-domains.ts), so that every relay,
    * also one with an empty spool, answers 451 for it rather than 554. 0: not carried. Default 24 h.
    */
   removedDomainGraceMs?: number;
@@ -157,14 +157,16 @@ export class RoutingController {
   private gcNeeded = true;
   private dirty = true;
   private last: CompileResult | undefined;
-  /** The domains of the last table, and what it carried as removed (undefined until read back or compiled). */
-  private lastDomains: Set<string> | undefined;
-  private removed: Record<string, string> = {};
+  /** The domains of the tables applied, and those that left them within the grace (seeded from the applied table). */
+  private readonly removed: RemovedDomains;
   private seeded = false;
+  /** The last compile result with its removed domains, reused while neither changes (no JSON and hash again). */
+  private lastWithRemoved: { compiled: CompileResult; removed: string; result: CompileResult } | undefined;
   lastTimings: RoutingTimings | undefined;
 
   constructor(deps: RoutingControllerDeps) {
     this.d = deps;
+    this.removed = new RemovedDomains(deps.removedDomainGraceMs ?? 24 * 3_600_000);
   }
 
   requestGc(): void {
@@ -325,43 +327,37 @@ export class RoutingController {
     if (!before.ok) return { ok: false, error: before.error };
     // a removed domain's grace ends without any event: reconcile then, to drop it from the table
     const resync = this.d.resyncMs ?? 60_000;
-    const expiry = nextRemovalExpiry(this.removed, this.graceMs);
+    const expiry = this.removed.nextExpiry();
     return {
       ok: true,
       requeueAfterMs: expiry === undefined ? resync : Math.min(resync, Math.max(1000, expiry - now() + 1)),
     };
   }
 
-  private get graceMs(): number {
-    return this.d.removedDomainGraceMs ?? 24 * 3_600_000;
-  }
-
   /**
-   * The compile result with the removed domains the table carries (routing/tombstones.ts): the domains of the last
-   * table that this one lacks are added, those back or past the grace dropped. Revision and JSON follow the table.
+   * The compile result with the removed domains the table carries (routing/removed-domains.ts): the domains of the
+   * last table that this one lacks are added, those back or past the grace dropped. Revision and JSON follow the
+   * table; while neither the compile result nor the removed domains change, the last one is reused.
    */
   private withRemovedDomains(compiled: CompileResult, nowMs: number): CompileResult {
-    const current = new Set(Object.keys(compiled.table.domains));
-    const before = this.removed;
-    const removed = carryRemovedDomains({
-      previousDomains: this.lastDomains,
-      previousRemoved: before,
-      current,
-      nowMs,
-      graceMs: this.graceMs,
-    });
-    const left = Object.keys(removed).filter((d) => !Object.hasOwn(before, d));
+    const left = this.removed.swap(new Set(Object.keys(compiled.table.domains)), nowMs);
     if (left.length > 0)
       this.d.logger.warn(
-        { domains: left, graceMs: this.graceMs },
+        { domains: left },
         'domains left the routing table: relays answer 451 for their mail during the grace, then 554',
       );
-    this.removed = removed;
-    this.lastDomains = current;
-    if (Object.keys(removed).length === 0) return compiled;
-    const table = withRemovedDomains(compiled.table, removed);
-    const json = canonicalJson(table);
-    return { ...compiled, table, json, revision: sha256Hex(json) };
+    const removed = this.removed.state().removed;
+    const key = JSON.stringify(removed);
+    const last = this.lastWithRemoved;
+    if (last?.compiled === compiled && last.removed === key) return last.result;
+    let result = compiled;
+    if (Object.keys(removed).length > 0) {
+      const table = withRemovedDomains(compiled.table, removed);
+      const json = canonicalJson(table);
+      result = { ...compiled, table, json, revision: sha256Hex(json) };
+    }
+    this.lastWithRemoved = { compiled, removed: key, result };
+    return result;
   }
 
   /**
@@ -396,10 +392,17 @@ export class RoutingController {
       );
       return { ok: true };
     }
-    this.lastDomains = new Set(Object.keys(table.domains));
-    const removed = table.removedDomains;
-    if (typeof removed === 'object' && removed !== null)
-      this.removed = Object.fromEntries(Object.entries(removed).filter(([, v]) => typeof v === 'string'));
+    const recorded = table.removedDomains;
+    this.removed.restore(
+      {
+        served: Object.keys(table.domains),
+        removed:
+          typeof recorded === 'object' && recorded !== null
+            ? Object.fromEntries(Object.entries(recorded).filter(([, v]) => typeof v === 'string'))
+            : {},
+      },
+      (this.d.now ?? Date.now)(),
+    );
     return { ok: true };
   }
 
