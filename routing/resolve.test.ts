@@ -689,45 +689,25 @@ describe('resolve: the semantics table', () => {
 });
 
 describe('softBounceFor: the soft bounce a leg of a queued message is decided with', () => {
+  const direct = (extra: Record<string, unknown>, domain: Record<string, unknown> = {}) =>
+    index([exampleDomain(domain), examplePolicy({ mode: 'Direct', ...extra })]);
+  const on = direct({ softBounce: true });
+  const idn = direct({ softBounce: true }, { domain: 'xn--mnchen-3ya.test' });
   const staged = (until: string) =>
-    index([
-      exampleDomain(),
-      examplePolicy({
-        mode: 'Direct',
-        stages: [{ name: 'cutover', until, mode: 'Direct', primary: 'old', softBounce: true }],
-      }),
-    ]);
+    direct({ stages: [{ name: 'cutover', until, mode: 'Direct', primary: 'old', softBounce: true }] });
   it.each([
-    [
-      'on in the policy',
-      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
-      'bob@example.com',
-      true,
-    ],
-    [
-      'the domain in capitals',
-      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
-      'bob@EXAMPLE.COM',
-      true,
-    ],
-    [
-      'off in the policy',
-      index([exampleDomain(), examplePolicy({ mode: 'Direct' })]),
-      'bob@example.com',
-      false,
-    ],
-    [
-      'a domain outside the table (a DSN to an outside sender)',
-      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
-      'bob@example.org',
-      false,
-    ],
+    ['on in the policy', on, 'bob@example.com', true],
+    ['the domain in capitals', on, 'bob@EXAMPLE.COM', true],
+    ['off in the policy', direct({}), 'bob@example.com', false],
+    ['a domain outside the table (a DSN to an outside sender)', on, 'bob@example.org', false],
     ['a domain without a policy', index([exampleDomain()]), 'bob@example.com', false],
+    ['no @ at all', on, 'example.com', false],
+    ['an IDN domain as its A-label (an accepted recipient)', idn, 'bob@xn--mnchen-3ya.test', true],
     [
-      'no @ at all',
-      index([exampleDomain(), examplePolicy({ mode: 'Direct', softBounce: true })]),
-      'example.com',
-      false,
+      'an IDN domain in Unicode (an SMTPUTF8 recipient, `mailroute route --to`)',
+      idn,
+      'bob@münchen.test',
+      true,
     ],
     ['a stage in force with it', staged('2026-07-01T00:00:00Z'), 'bob@example.com', true],
     ['a stage that ended', staged('2026-05-01T00:00:00Z'), 'bob@example.com', false],

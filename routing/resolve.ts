@@ -1,6 +1,6 @@
 // resolve(index, recipient, ctx) -> DeliveryPlan. Pure: the clock (ctx.now) and recipient verification results
 // (ctx.verified) are passed in. Lookups are Map/Set hits built once by buildIndex(); nothing scans.
-import { domainOf, parseAddress, splitExtension, withExtension } from './address.ts';
+import { parseAddress, splitExtension, withExtension } from './address.ts';
 import type {
   Bounces,
   CopyLeg,
@@ -165,10 +165,15 @@ function fact(
   return list !== undefined ? 'absent' : 'unknown';
 }
 
-/** The routing state in force for a domain (lowercase) at `now`; undefined: no such domain in the table. */
+/** The routing state of a domain in force at `now`: the stage at `now` (routing/schedule.ts), or the policy's own. */
+function stateIn(d: DomainIndex, now: Date): StateIndex {
+  return d.states[stageIndexAt(d.untilMs, now.getTime())]!;
+}
+
+/** The routing state in force for a domain (lowercase A-labels) at `now`; undefined: no such domain in the table. */
 function stateAt(index: RoutingIndex, domain: string, now: Date): StateIndex | undefined {
   const d = index.domains.get(domain);
-  return d === undefined ? undefined : d.states[stageIndexAt(d.untilMs, now.getTime())];
+  return d === undefined ? undefined : stateIn(d, now);
 }
 
 /**
@@ -176,7 +181,9 @@ function stateAt(index: RoutingIndex, domain: string, now: Date): StateIndex | u
  * legs is then retried like a 4xx (relay/delivery/outcome.ts). False for an address outside the table.
  */
 export function softBounceFor(index: RoutingIndex, recipient: string, now: Date): boolean {
-  return stateAt(index, domainOf(recipient), now)?.softBounce === true;
+  // parsed as resolve() parses it: a U-label domain (an SMTPUTF8 recipient, `mailroute route --to`) finds its A-label
+  const parsed = parseAddress(recipient);
+  return parsed.ok && stateAt(index, parsed.domain, now)?.softBounce === true;
 }
 
 /** The refusal of a recipient known absent: 550 5.1.1, or 450 4.1.1 under softBounce (Postfix's soft_bounce). */
@@ -200,7 +207,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   const d = index.domains.get(parsed.domain);
   if (d === undefined) return reject(parsed.address, Replies.relayDenied, 'RelayDenied');
   // The routing state in force: the stage at ctx.now (routing/schedule.ts), or the policy's own fields.
-  const r = d.states[stageIndexAt(d.untilMs, ctx.now.getTime())]!;
+  const r = stateIn(d, ctx.now);
   const domain = d.route.domain;
   const primary = r.primary;
   if (r.mode === undefined || primary === undefined)

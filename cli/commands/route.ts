@@ -3,7 +3,7 @@
 // recipient-verification callout, it says which server would be asked about which address (the one the leg
 // carries: after copyRecipientDomain) and takes the answer from --verified. It never makes the callout itself: the
 // command is offline (no network, no Secrets), and an answer given on the command line can be any of the three.
-import { domainOf } from '../../routing/address.ts';
+import { parseAddress } from '../../routing/address.ts';
 import type { MailboxFact } from '../../routing/model.ts';
 import { stageAt, type StageInForce } from '../../routing/schedule.ts';
 import {
@@ -81,7 +81,9 @@ export async function run(argv: string[]): Promise<number> {
         : {}),
     });
     // The stage in force at --at (or now), when the recipient's policy has dated stages: the same stageAt() resolve() uses.
-    const stages = result.table.domains[domainOf(values.to).toLowerCase()]?.stages;
+    // the domain as resolve() parses it (a U-label --to finds its A-label)
+    const parsedTo = parseAddress(values.to);
+    const stages = parsedTo.ok ? result.table.domains[parsedTo.domain]?.stages : undefined;
     const stage = stages === undefined ? undefined : stageAt(stages, now);
     // softBounce in force at --at: the relay's 5xx from a server on these legs is retried, not bounced
     const softBounce = softBounceFor(index, values.to, now);

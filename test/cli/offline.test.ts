@@ -499,3 +499,48 @@ spec: {domains: [corp.test], namespaces: {names: [team-a]}}
     expect((JSON.parse(r.stdout) as PlanJson).legs[0]?.host).toBe('mx.team-a.test');
   });
 });
+
+describe('route at an IDN domain written in Unicode', () => {
+  it('--to bob@münchen.test finds the A-label domain: its stage in force and its softBounce', async () => {
+    const sub = join(dir, 'idn-soft');
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(
+      join(sub, 'mail.yaml'),
+      `apiVersion: mailroute.io/v1alpha1
+kind: MailDomain
+metadata: {name: muenchen}
+spec:
+  domain: xn--mnchen-3ya.test
+  servers:
+    - {name: old, host: mail.old.example}
+    - {name: new, host: mail.new.example}
+---
+apiVersion: mailroute.io/v1alpha1
+kind: DeliveryPolicy
+metadata: {name: muenchen}
+spec:
+  domainRef: {name: muenchen}
+  mode: Direct
+  primary: new
+  stages:
+    - {name: cutover, until: '2026-12-12T00:00:00Z', mode: Direct, primary: new, softBounce: true}
+`,
+    );
+    const r = await run(
+      'route',
+      '-f',
+      sub,
+      '--to',
+      'bob@münchen.test',
+      '--at',
+      '2026-12-07T00:00:00Z',
+      '-o',
+      'json',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const p = JSON.parse(r.stdout) as PlanJson & { stage?: { name: string }; softBounce?: boolean };
+    expect(p.verdict).toBe('accept');
+    expect(p.stage?.name).toBe('cutover');
+    expect(p.softBounce).toBe(true);
+  });
+});
