@@ -4,6 +4,7 @@ import { diffTables, sampleRecipients, type DomainDiff } from './diff.ts';
 import type { MailrouteObject } from './types.ts';
 import type { RoutingTable } from './model.ts';
 import {
+  cutoverStage,
   exampleDomain,
   examplePolicy,
   mailDomain,
@@ -114,20 +115,7 @@ describe('diffTables: domain fields', () => {
     expect(only(BASE, table(exampleDomain(), dual({ softBounce: true }))).fields).toEqual([
       { field: 'softBounce', before: false, after: true },
     ]);
-    const staged = table(
-      exampleDomain(),
-      dual({
-        stages: [
-          {
-            name: 'cutover',
-            until: '2026-07-01T00:00:00Z',
-            mode: 'Direct',
-            primary: 'new',
-            softBounce: true,
-          },
-        ],
-      }),
-    );
+    const staged = table(exampleDomain(), dual({ stages: [cutoverStage('2026-07-01T00:00:00Z')] }));
     expect(only(BASE, staged).fields).toEqual([
       { field: 'stages', before: null, after: 'cutover until 2026-07-01T00:00:00Z: Direct new softBounce' },
     ]);

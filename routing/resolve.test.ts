@@ -3,7 +3,7 @@ import { parseAddress } from './address.ts';
 import { compile } from './compile.ts';
 import type { DeliveryPlan, MailboxFact } from './model.ts';
 import { buildIndex, mailboxOf, planToJson, resolve, softBounceFor, verificationNeeded } from './resolve.ts';
-import { exampleDomain, examplePolicy, testRecipient } from './test-fixtures.ts';
+import { cutoverStage, exampleDomain, examplePolicy, testRecipient } from './test-fixtures.ts';
 import type { MailrouteObject } from './types.ts';
 
 const NOW = new Date('2026-06-01T00:00:00Z');
@@ -28,6 +28,30 @@ const dualPolicy = (dual?: Record<string, unknown>) =>
 /** example.com's policy: Split between old and new, with `split` when given. */
 const splitPolicy = (split?: Record<string, unknown>) =>
   examplePolicy({ mode: 'Split', secondary: 'new', ...(split ? { split } : {}) });
+/**
+ * example.com's Split with unknown recipients refused: softBounce in its own fields when `own`, and one dated stage
+ * of the same routing until `stage.until` with the stage's own softBounce when `stage` is given.
+ */
+const splitRejectSoft = (o: { own?: boolean; stage?: { until: string; softBounce: boolean } }) => {
+  const routing = { mode: 'Split', secondary: 'new', split: { unknownRecipients: 'Reject' } };
+  return examplePolicy({
+    ...routing,
+    ...(o.own === true ? { softBounce: true } : {}),
+    ...(o.stage !== undefined
+      ? {
+          stages: [
+            {
+              ...routing,
+              name: 'cutover',
+              until: o.stage.until,
+              primary: 'old',
+              ...(o.stage.softBounce ? { softBounce: true } : {}),
+            },
+          ],
+        }
+      : {}),
+  });
+};
 /** example.com, whose `server` is asked at RCPT time whether a mailbox exists. */
 const verifiedBy = (server: string) => exampleDomain({ recipientVerification: { server } });
 /** example.com, with `address` listed as an account on `server`. */
@@ -258,15 +282,7 @@ const rows: Row[] = [
   },
   {
     row: 'softBounce: Split Reject, unknown on the primary -> tempfail 450 4.1.1 (the sender keeps it queued)',
-    objects: () => [
-      withAccount('old', 'alice@example.com'),
-      examplePolicy({
-        mode: 'Split',
-        secondary: 'new',
-        split: { unknownRecipients: 'Reject' },
-        softBounce: true,
-      }),
-    ],
+    objects: () => [withAccount('old', 'alice@example.com'), splitRejectSoft({ own: true })],
     to: 'bob@example.com',
     want: 'tempfail 450 4.1.1',
   },
@@ -282,15 +298,7 @@ const rows: Row[] = [
   },
   {
     row: 'softBounce: a known recipient is routed as without it',
-    objects: () => [
-      withAccount('old', 'alice@example.com'),
-      examplePolicy({
-        mode: 'Split',
-        secondary: 'new',
-        split: { unknownRecipients: 'Reject' },
-        softBounce: true,
-      }),
-    ],
+    objects: () => [withAccount('old', 'alice@example.com'), splitRejectSoft({ own: true })],
     to: 'alice@example.com',
     want: 'accept primary:old:alice@example.com:Notify',
   },
@@ -304,22 +312,7 @@ const rows: Row[] = [
     row: 'softBounce in the stage in force -> 450 4.1.1, though the final state has none',
     objects: () => [
       withAccount('old', 'alice@example.com'),
-      examplePolicy({
-        mode: 'Split',
-        secondary: 'new',
-        split: { unknownRecipients: 'Reject' },
-        stages: [
-          {
-            name: 'cutover',
-            until: '2026-07-01T00:00:00Z',
-            mode: 'Split',
-            primary: 'old',
-            secondary: 'new',
-            split: { unknownRecipients: 'Reject' },
-            softBounce: true,
-          },
-        ],
-      }),
+      splitRejectSoft({ stage: { until: '2026-07-01T00:00:00Z', softBounce: true } }),
     ],
     to: 'bob@example.com',
     want: 'tempfail 450 4.1.1',
@@ -328,22 +321,7 @@ const rows: Row[] = [
     row: 'softBounce in a stage that has ended -> 550 5.1.1 again',
     objects: () => [
       withAccount('old', 'alice@example.com'),
-      examplePolicy({
-        mode: 'Split',
-        secondary: 'new',
-        split: { unknownRecipients: 'Reject' },
-        stages: [
-          {
-            name: 'cutover',
-            until: '2026-05-01T00:00:00Z',
-            mode: 'Split',
-            primary: 'old',
-            secondary: 'new',
-            split: { unknownRecipients: 'Reject' },
-            softBounce: true,
-          },
-        ],
-      }),
+      splitRejectSoft({ stage: { until: '2026-05-01T00:00:00Z', softBounce: true } }),
     ],
     to: 'bob@example.com',
     want: 'reject 550 5.1.1',
@@ -352,22 +330,7 @@ const rows: Row[] = [
     row: "softBounce of the policy's own fields is not inherited by the stage in force",
     objects: () => [
       withAccount('old', 'alice@example.com'),
-      examplePolicy({
-        mode: 'Split',
-        secondary: 'new',
-        split: { unknownRecipients: 'Reject' },
-        softBounce: true,
-        stages: [
-          {
-            name: 'strict',
-            until: '2026-07-01T00:00:00Z',
-            mode: 'Split',
-            primary: 'old',
-            secondary: 'new',
-            split: { unknownRecipients: 'Reject' },
-          },
-        ],
-      }),
+      splitRejectSoft({ own: true, stage: { until: '2026-07-01T00:00:00Z', softBounce: false } }),
     ],
     to: 'bob@example.com',
     want: 'reject 550 5.1.1',
@@ -693,8 +656,7 @@ describe('softBounceFor: the soft bounce a leg of a queued message is decided wi
     index([exampleDomain(domain), examplePolicy({ mode: 'Direct', ...extra })]);
   const on = direct({ softBounce: true });
   const idn = direct({ softBounce: true }, { domain: 'xn--mnchen-3ya.test' });
-  const staged = (until: string) =>
-    direct({ stages: [{ name: 'cutover', until, mode: 'Direct', primary: 'old', softBounce: true }] });
+  const staged = (until: string) => direct({ stages: [cutoverStage(until, { primary: 'old' })] });
   it.each([
     ['on in the policy', on, 'bob@example.com', true],
     ['the domain in capitals', on, 'bob@EXAMPLE.COM', true],

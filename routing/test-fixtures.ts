@@ -75,6 +75,11 @@ export function examplePolicy(
   return deliveryPolicy(meta, { domainRef: { name: 'example-com' }, primary: 'old', ...spec });
 }
 
+/** A dated stage `cutover` of example.com's policy: Direct to new until `until`, softBounce on; `extra` merged in. */
+export function cutoverStage(until: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name: 'cutover', until, mode: 'Direct', primary: 'new', softBounce: true, ...extra };
+}
+
 /** n domains d<i>.example, each Dual scope TestRecipients, with `perDomain` TestRecipients each. */
 export function syntheticObjects(domains: number, perDomain: number): MailrouteObject[] {
   const out: MailrouteObject[] = [];

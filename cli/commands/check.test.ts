@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compile } from '../../routing/compile.ts';
 import {
+  cutoverStage,
   exampleDomain,
   examplePolicy,
   syntheticObjects,
@@ -66,18 +67,7 @@ describe('softBounce warning', () => {
     ]);
     const staged = compile([
       domain,
-      examplePolicy({
-        mode: 'Direct',
-        stages: [
-          {
-            name: 'cutover',
-            until: '2026-07-01T00:00:00Z',
-            mode: 'Direct',
-            primary: 'new',
-            softBounce: true,
-          },
-        ],
-      }),
+      examplePolicy({ mode: 'Direct', stages: [cutoverStage('2026-07-01T00:00:00Z')] }),
     ]);
     expect(checkWarnings({ origins }, staged, new Date('2026-06-01T00:00:00Z'))).toEqual([]);
   });

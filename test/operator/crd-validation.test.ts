@@ -25,6 +25,9 @@ spec: {policyRef: {name: p}, address: "${address}"}
 describeCluster('CRD schemas and CEL rules', (ctx) => {
   const apply = (yaml: string): Promise<{ code: number; stdout: string; stderr: string }> =>
     ctx.cp.kubectl(['apply', '--server-side', '-n', NS, '-f', '-'], { stdin: yaml });
+  /** One object's fields as the API server keeps them (`kubectl get -o jsonpath=...`). */
+  const field = async (kind: string, name: string, jsonpath: string): Promise<string> =>
+    (await ctx.cp.kubectl(['get', kind, name, '-n', NS, '-o', `jsonpath=${jsonpath}`])).stdout;
 
   beforeAll(async () => {
     await createNamespace(ctx.cp, NS);
@@ -144,16 +147,7 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
   it('defaults recipientDelimiter to + (subaddressing on)', async () => {
     const r = await apply(md('plus', 'plus.example', '[{name: a, host: h1.example}]'));
     expect(r.code, r.stderr).toBe(0);
-    const got = await ctx.cp.kubectl([
-      'get',
-      'md',
-      'plus',
-      '-n',
-      NS,
-      '-o',
-      'jsonpath={.spec.recipientDelimiter}',
-    ]);
-    expect(got.stdout).toBe('+');
+    expect(await field('md', 'plus', '{.spec.recipientDelimiter}')).toBe('+');
   });
 
   it('accepts ordered stages', async () => {
@@ -172,16 +166,7 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
       ),
     );
     expect(r.code, r.stderr).toBe(0);
-    const got = await ctx.cp.kubectl([
-      'get',
-      'dp',
-      'p',
-      '-n',
-      NS,
-      '-o',
-      'jsonpath={.spec.softBounce} {.spec.stages[0].softBounce}',
-    ]);
-    expect(got.stdout).toBe('false true');
+    expect(await field('dp', 'p', '{.spec.softBounce} {.spec.stages[0].softBounce}')).toBe('false true');
   });
 
   it('refuses duplicate server names through the CEL rule on a plain create', async () => {

@@ -17,7 +17,15 @@ import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { deliveryOptions, envelope, localServer } from '../support/delivery.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, startRelay, submit, tempDir, type InProcessRelay } from './relay-harness.ts';
+import {
+  deliveryCount,
+  deliveryStatus,
+  dualDomain,
+  startRelay,
+  submit,
+  tempDir,
+  type InProcessRelay,
+} from './relay-harness.ts';
 
 const testRecipient = (name: string, address: string, forwardTo: string, keepPrimaryCopy: boolean) => `---
 apiVersion: mailroute.io/v1alpha1
@@ -29,12 +37,6 @@ spec:
   forwardTo: ${forwardTo}
   keepPrimaryCopy: ${keepPrimaryCopy}
 `;
-
-/** The message/delivery-status part of a DSN. */
-function deliveryStatus(raw: string): string {
-  const start = raw.indexOf('Content-Type: message/delivery-status');
-  return raw.slice(start, raw.indexOf('Content-Type: text/rfc822-headers', start));
-}
 
 describe('the mailbox of record: a lone forwardTo leg bounces to the sender', () => {
   let oldPeer: SmtpPeer;
@@ -78,12 +80,8 @@ describe('the mailbox of record: a lone forwardTo leg bounces to the sender', ()
     await Promise.all([oldPeer?.close(), newPeer?.close(), senderBox?.close()]);
   });
 
-  const deliveries = async (result: string, leg: string): Promise<number> => {
-    const m = await r.relay.metrics.deliveries.get();
-    return m.values
-      .filter((v) => v.labels.result === result && v.labels.leg === leg)
-      .reduce((a, v) => a + v.value, 0);
-  };
+  const deliveries = (result: string, leg: string): Promise<number> =>
+    deliveryCount(r.relay.metrics, result, leg);
   const dsnsFor = (recipient: string) =>
     senderBox.for(recipient).filter((m) => m.mailFrom === '' && m.raw.toString().includes(recipient));
   /** Submits "to NAME" ("Hello Name.") from `from` to the test recipient NAME@rec.test; `over` adds to the mail. */
@@ -164,10 +162,7 @@ describe('a recipient whose only leg in the message is a suppressible copy', () 
     });
     const metrics = createRelayMetrics(new Registry(), false);
     const engine = startDelivery(deliveryOptions(spool, { route, metrics, retryScheduleMs: [50] }));
-    const results = async (result: string) =>
-      (await metrics.deliveries.get()).values
-        .filter((v) => v.labels.result === result)
-        .reduce((a, v) => a + v.value, 0);
+    const results = (result: string) => deliveryCount(metrics, result);
     try {
       await engine.ready;
       const meta = envelope(

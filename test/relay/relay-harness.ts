@@ -13,6 +13,7 @@ import { expect } from 'vitest';
 import type { MessageView } from '../../relay/admin/view.ts';
 import { parseRelayConfig } from '../../relay/config.ts';
 import { runRelay, type RelayDeps, type RelayHandle } from '../../relay/relay.ts';
+import type { RelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -331,4 +332,21 @@ export async function served(r: RelayHandle, change: () => Promise<void>): Promi
     what: 'the new table served',
     timeoutMs: 5_000,
   });
+}
+
+/** The message/delivery-status part of a DSN's text. */
+export function deliveryStatus(raw: string): string {
+  const start = raw.indexOf('Content-Type: message/delivery-status');
+  return raw.slice(start, raw.indexOf('Content-Type: text/rfc822-headers', start));
+}
+
+/** mailroute_deliveries_total summed over the series with this result (and leg role, when given). */
+export async function deliveryCount(
+  metrics: Pick<RelayMetrics, 'deliveries'>,
+  result: string,
+  leg?: string,
+): Promise<number> {
+  return (await metrics.deliveries.get()).values
+    .filter((v) => v.labels.result === result && (leg === undefined || v.labels.leg === leg))
+    .reduce((a, v) => a + v.value, 0);
 }

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
+  deliveryCount,
+  deliveryStatus,
   dualDomain,
   queuedId,
   queuedView,
@@ -20,12 +22,6 @@ import {
   submit,
   type InProcessRelay,
 } from './relay-harness.ts';
-
-/** The message/delivery-status part of a DSN. */
-function deliveryStatus(raw: string): string {
-  const start = raw.indexOf('Content-Type: message/delivery-status');
-  return raw.slice(start, raw.indexOf('Content-Type: text/rfc822-headers', start));
-}
 
 describe('softBounce: a permanent refusal during a cutover keeps the mail queued', () => {
   let newServer: SmtpPeer;
@@ -66,10 +62,7 @@ describe('softBounce: a permanent refusal during a cutover keeps the mail queued
     await Promise.all([newServer?.close(), senderBox?.close()]);
   });
 
-  const deliveries = async (result: string): Promise<number> => {
-    const m = await r.relay.metrics.deliveries.get();
-    return m.values.filter((v) => v.labels.result === result).reduce((a, v) => a + v.value, 0);
-  };
+  const deliveries = (result: string): Promise<number> => deliveryCount(r.relay.metrics, result);
   const refusals = (address: string) =>
     newServer.rcpts.filter((x) => x.address === address && x.code === 550).length;
   const dsnsTo = (sender: string) => senderBox.for(sender).filter((m) => m.mailFrom === '');
