@@ -10,6 +10,7 @@ import {
   type RoutingControllerDeps,
 } from './controller.ts';
 import { objectKey } from '../../../routing/parse.ts';
+import type { ApiResult } from '../../kube/rest.ts';
 
 const ref = (kind: ObjectRef['kind'], name: string, generation: number): ObjectRef => ({
   kind,
@@ -141,5 +142,115 @@ describe('RoutingController', () => {
       ['team-a/corp DomainContested'],
       [],
     ]);
+  });
+});
+
+describe('RoutingController: the removed domains the applied table carries', () => {
+  const NOW = Date.parse('2026-12-07T00:00:00Z');
+  type Answer = { ok: true; body: unknown } | { ok: false; status: number };
+  /** A rest stub whose routing ConfigMap GET answers `applied()`, and that records each applied ConfigMap's table. */
+  const restWith = (applied: () => Answer) => {
+    const tables: { removedDomains?: Record<string, string> }[] = [];
+    const rest = {
+      request: <T>(method: string, path: string, opts?: { body?: unknown }): Promise<ApiResult<T>> => {
+        if (method === 'PATCH') {
+          const data = (opts?.body as { data?: Record<string, string> } | undefined)?.data;
+          tables.push(
+            JSON.parse(data?.['routing.json'] ?? '{}') as { removedDomains?: Record<string, string> },
+          );
+        }
+        if (method === 'GET' && path.endsWith('/configmaps'))
+          return Promise.resolve({ ok: true as const, status: 200, body: { items: [] } as T });
+        if (method === 'GET') {
+          const a = applied();
+          return Promise.resolve(
+            a.ok
+              ? { ok: true as const, status: 200, body: a.body as T }
+              : {
+                  ok: false as const,
+                  status: a.status,
+                  reason: 'ServiceUnavailable',
+                  message: `HTTP ${a.status}`,
+                },
+          );
+        }
+        return Promise.resolve({ ok: true as const, status: 200, body: {} as T });
+      },
+    };
+    return { rest, tables };
+  };
+  const make = (rest: ReturnType<typeof restWith>['rest'], warned: string[] = []): RoutingController =>
+    new RoutingController({
+      namespace: 'ns',
+      configMapName: 'mailroute-routing',
+      logger: {
+        info: () => undefined,
+        warn: (_o: unknown, msg: string) => warned.push(msg),
+        error: () => undefined,
+      },
+      relayRevisions: () => new Set(),
+      onCompiled: () => undefined,
+      rest,
+      state: new RoutingState(),
+      objects: () => [
+        mailDomain('keep', { domain: 'keep.test', servers: [{ name: 'mx', host: 'mx.keep.test' }] }),
+      ],
+      now: () => NOW,
+    });
+  const appliedTable = (json: string): Answer => ({
+    ok: true,
+    body: { data: { 'routing.json': json, revision: 'abc' } },
+  });
+
+  it('a domain the applied table had and the objects no longer have is carried, with the time it left', async () => {
+    const before = JSON.stringify({
+      apiVersion: 'mailroute.io/v1alpha1',
+      kind: 'RoutingTable',
+      domains: { 'keep.test': {}, 'gone.test': {} },
+      sources: [],
+      removedDomains: {
+        'older.test': '2026-12-06T12:00:00.000Z',
+        'soon.test': '2026-12-06T00:00:30.000Z',
+        'expired.test': '2026-12-05T00:00:00.000Z',
+      },
+    });
+    const { rest, tables } = restWith(() => appliedTable(before));
+    const out = await make(rest).reconcile();
+    expect(tables[0]?.removedDomains).toEqual({
+      'gone.test': '2026-12-07T00:00:00.000Z',
+      'older.test': '2026-12-06T12:00:00.000Z',
+      'soon.test': '2026-12-06T00:00:30.000Z',
+    });
+    // soon.test's grace ends in 30 s, before the 60 s resync: the reconcile comes back then to drop it
+    expect(out).toMatchObject({ ok: true, requeueAfterMs: 30_001 });
+  });
+
+  it.each([
+    ['not JSON', 'not json'],
+    ['JSON without domains', '{"kind": "RoutingTable"}'],
+    ['domains of the wrong type', '{"domains": "gone.test"}'],
+  ])(
+    'an applied table that is %s seeds nothing, and the reconcile goes on (a warning)',
+    async (_name, json) => {
+      const warned: string[] = [];
+      const { rest, tables } = restWith(() => appliedTable(json));
+      expect(await make(rest, warned).reconcile()).toMatchObject({ ok: true });
+      expect(tables[0]?.removedDomains).toBeUndefined();
+      expect(warned.some((m) => m.includes('the applied routing table could not be read'))).toBe(true);
+    },
+  );
+
+  it('an API server that cannot be asked fails the reconcile before anything is applied; the retry seeds', async () => {
+    let down = true;
+    const before = JSON.stringify({ domains: { 'keep.test': {}, 'gone.test': {} } });
+    const { rest, tables } = restWith(() => (down ? { ok: false, status: 503 } : appliedTable(before)));
+    const c = make(rest);
+    const failed = await c.reconcile();
+    expect(failed.ok).toBe(false);
+    expect(failed.ok === false && failed.error).toMatch(/mailroute-routing/);
+    expect(tables).toHaveLength(0);
+    down = false;
+    expect(await c.reconcile()).toMatchObject({ ok: true });
+    expect(tables[0]?.removedDomains).toEqual({ 'gone.test': '2026-12-07T00:00:00.000Z' });
   });
 });
