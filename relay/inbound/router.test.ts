@@ -60,4 +60,21 @@ describe('createRouter: verificationFor a subaddress names its mailbox', () => {
     expect(v?.address).toBe(address);
     expect(v?.mailbox).toBe(mailbox);
   });
+
+  it('the copy address asked about (scope Accounts at copyRecipientDomain): the mailbox is at that domain too', () => {
+    const r = createRouter(
+      compile([
+        exampleDomain({ recipientVerification: { server: 'new' } }),
+        examplePolicy({
+          mode: 'Dual',
+          secondary: 'new',
+          dual: { scope: 'Accounts', copyRecipientDomain: 'copy.example' },
+        }),
+      ]).table,
+      'r1',
+    );
+    const v = r.verificationFor('alice+news@example.com', now);
+    expect(v?.address).toBe('alice+news@copy.example');
+    expect(v?.mailbox).toBe('alice@copy.example');
+  });
 });

@@ -25,10 +25,13 @@ export function createRouter(
       const server = table.domains[domainOf(address).toLowerCase()]?.servers[v.server];
       if (server === undefined) return undefined;
       const destinations = table.domains[domainOf(address).toLowerCase()]?.destinations;
-      // a subaddress: the address its mailbox would be asked about (the same server), for the verification cache
+      // a subaddress: its mailbox at the domain asked about (alice@ for alice+news@, at copyRecipientDomain when the
+      // copy's address is asked), for the verification cache; no second dry run of resolve() on the RCPT path
       const base = mailboxOf(index, address);
-      const m = base === undefined ? undefined : verificationNeeded(index, base, { now });
-      const mailbox = m !== undefined && m.server === v.server ? m.address : undefined;
+      const mailbox =
+        base === undefined
+          ? undefined
+          : `${base.slice(0, base.lastIndexOf('@'))}${v.address.slice(v.address.lastIndexOf('@'))}`;
       return {
         server,
         address: v.address,
