@@ -53,6 +53,8 @@ export interface DueLegs {
   blockedOn: ReadonlySet<string>;
   /** flush(): deferred legs are due regardless of nextAttemptAt. */
   force: boolean;
+  /** Destinations (destinationKey) that answered again after an outage: their deferred legs are due now. */
+  forceTo?: ReadonlySet<string>;
   now: number;
 }
 
@@ -79,10 +81,10 @@ export function groupJobs(
     const found = serverFor(l);
     if (!found.ok) held++;
     if (due.inflight.has(i)) continue;
-    if (l.state === 'deferred' && !due.force) {
+    const dest = found.ok ? destinationKey(found.server) : undefined;
+    if (l.state === 'deferred' && !due.force && !(dest !== undefined && due.forceTo?.has(dest) === true)) {
       if (dueAt(l, due.now) > due.now) continue;
     }
-    const dest = found.ok ? destinationKey(found.server) : undefined;
     if (dest !== undefined && due.blockedOn.has(dest)) continue;
     const k = found.ok
       ? `${dest}|${l.leg.role}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`

@@ -3,6 +3,7 @@
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startDelivery } from './engine.ts';
+import type { AttemptReply } from './outcome.ts';
 import type { LegFinal } from './results.ts';
 import { createLogger } from '../../lib/logger.ts';
 import {
@@ -36,6 +37,12 @@ const mx1 = server('mx1');
 const mx2 = server('mx2');
 
 type Line = Record<string, unknown>;
+
+/** mailroute_destination_recoveries_total of a server. */
+async function counter(harness: EngineHarness, name: string): Promise<number> {
+  const m = await harness.metrics.destinationRecoveries.get();
+  return m.values.find((v) => v.labels.server === name)?.value ?? 0;
+}
 
 describe('delivery engine (fake clock, in-memory spool, fake transport)', () => {
   it('delivers both legs of a dual message and removes it without rewriting the state', async () => {
@@ -84,6 +91,105 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     h.engine.flush();
     await settle();
     expect(h.net.sent).toHaveLength(2);
+  });
+
+  it('flush() tries every deferred leg now, also beyond the 16 transactions a destination holds', async () => {
+    h = await engineHarness({ retryScheduleMs: [3_600_000] });
+    h.net.reply = () => busy;
+    for (let i = 0; i < 40; i++)
+      await h.accept([{ recipient: `r${i}@x.test`, legs: [primaryLeg(`r${i}@x.test`, mx1)] }]);
+    expect(h.engine.stats()).toMatchObject({ messages: 40, deferred: 40 });
+    h.net.sent.length = 0;
+    h.net.reply = () => ok;
+    h.net.hold('mx1.test'); // the first 16 fill the destination; the other 24 wait for a slot
+    h.engine.flush();
+    await settle();
+    expect(h.engine.stats().jobs).toBe(16);
+    h.net.release();
+    for (let i = 0; i < 50 && h.spool.states.size > 0; i++) await settle();
+    expect(h.net.sent).toHaveLength(40);
+    expect(h.spool.states.size).toBe(0);
+  });
+
+  describe('a destination that answers again wakes the deferred mail waiting on it', () => {
+    const down = server('down');
+    const up = server('up');
+
+    it('copies deferred for an hour go as soon as one transaction reaches the server again; other legs keep their times', async () => {
+      h = await engineHarness({ retryScheduleMs: [3_600_000], destinationBackoffMs: 1_000 });
+      let reachable = false;
+      h.net.reply = (host) =>
+        host === 'down.test' && !reachable ? refused : host === 'mx1.test' ? busy : ok;
+      const ids: string[] = [];
+      for (let i = 0; i < 30; i++)
+        ids.push(
+          await h.accept([
+            {
+              recipient: `r${i}@x.test`,
+              legs: [primaryLeg(`r${i}@x.test`, up), copyLeg(`r${i}@y.test`, down)],
+            },
+          ]),
+        );
+      // another message waits on another destination (451 to every recipient: it answers, so it is not down)
+      const other = await h.accept([{ recipient: 'o@x.test', legs: [primaryLeg('o@x.test', mx1)] }]);
+      expect(h.engine.stats()).toMatchObject({ messages: 31, deferred: 31 });
+      expect(h.net.sentTo('down.test')).toBe(1); // one connection, then suspended
+      expect(h.net.sentTo('mx1.test')).toBe(1);
+
+      reachable = true;
+      await h.clock.advance(1_000); // the suspension is over; a new message's copy reaches the server
+      const fresh = await h.accept([
+        { recipient: 'n@x.test', legs: [primaryLeg('n@x.test', up), copyLeg('n@y.test', down)] },
+      ]);
+      for (let i = 0; i < 50 && h.spool.states.size > 1; i++) await settle();
+      for (const id of [...ids, fresh]) expect(h.spool.states.has(id)).toBe(false);
+      expect(h.net.sentTo('down.test')).toBe(1 + 1 + 30);
+      expect(h.net.sentTo('up.test')).toBe(31); // every primary once
+      expect(h.net.sentTo('mx1.test')).toBe(1); // its hour is not over
+      expect(h.legs(other)?.[0]?.attempts).toBe(1);
+      expect(await counter(h, 'down')).toBe(1);
+    });
+
+    it('a refusal of one recipient wakes nothing: a 452 mailbox full keeps its schedule while others are delivered', async () => {
+      h = await engineHarness({ retryScheduleMs: [3_600_000], destinationBackoffMs: 1_000 });
+      h.net.reply = (_host, rcpt) =>
+        rcpt.startsWith('full@') ? { kind: 'smtp', code: 452, text: '452 4.2.2 mailbox full' } : ok;
+      const full = await h.accept([{ recipient: 'full@x.test', legs: [primaryLeg('full@x.test', down)] }]);
+      for (let i = 0; i < 5; i++) {
+        await h.clock.advance(10_000);
+        await h.accept([{ recipient: `r${i}@x.test`, legs: [primaryLeg(`r${i}@x.test`, down)] }]);
+      }
+      expect(h.legs(full)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+      expect(await counter(h, 'down')).toBe(0);
+    });
+
+    it('421 to every connection is an outage too; a server that flaps wakes its queue at most once per backoff', async () => {
+      h = await engineHarness({ retryScheduleMs: [3_600_000], destinationBackoffMs: 60_000 });
+      const closing: AttemptReply = { kind: 'smtp', code: 421, text: '421 4.3.2 service shutting down' };
+      let answer: AttemptReply = closing;
+      h.net.reply = () => answer;
+      const a = await h.accept([{ recipient: 'a@x.test', legs: [primaryLeg('a@x.test', down)] }]);
+      answer = ok;
+      await h.accept([{ recipient: 'b@x.test', legs: [primaryLeg('b@x.test', down)] }]);
+      await settle();
+      expect(h.spool.states.has(a)).toBe(false); // woken by b's delivery
+      answer = closing;
+      const c = await h.accept([{ recipient: 'c@x.test', legs: [primaryLeg('c@x.test', down)] }]);
+      answer = ok;
+      await h.clock.advance(1_000);
+      await h.accept([{ recipient: 'd@x.test', legs: [primaryLeg('d@x.test', down)] }]);
+      await settle();
+      expect(h.legs(c)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 }); // inside the minute: left to its time
+      answer = closing;
+      await h.clock.advance(60_000);
+      const e = await h.accept([{ recipient: 'e@x.test', legs: [primaryLeg('e@x.test', down)] }]);
+      answer = ok;
+      await h.accept([{ recipient: 'f@x.test', legs: [primaryLeg('f@x.test', down)] }]);
+      for (let i = 0; i < 10 && h.spool.states.size > 0; i++) await settle();
+      expect(h.spool.states.has(c)).toBe(false);
+      expect(h.spool.states.has(e)).toBe(false);
+      expect(await counter(h, 'down')).toBe(2);
+    });
   });
 
   it('suspends an unreachable destination on the fake clock: no connection until the backoff has passed', async () => {

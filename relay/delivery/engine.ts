@@ -4,6 +4,7 @@
 //   scheduler.ts    when each message is looked at next (due heap, one armed timer), a bounded number at a time
 //   attempt.ts      which due legs go in one SMTP transaction, and trying it once
 //   destination.ts  per destination (the server a leg is routed to): backpressure, connections, suspension, pools
+//   recovery.ts     which deferred messages wait on which destination: one that answers again wakes them
 //   smtp-out/       the SMTP client those pools are (the default transport)
 //   results.ts      the coalesced state write of attempt results (decideLeg, outcome.ts)
 //   bounce.ts       the DSN hand-off
@@ -29,6 +30,7 @@ import { Bouncer, owesDsn } from './bounce.ts';
 import { destinationKey, Destinations, type Destination } from './destination.ts';
 import type { DsnRateLimit } from './dsn-rate.ts';
 import { QueueIndex, type Entry } from './queue-index.ts';
+import { reachability, Recovery, type Woken } from './recovery.ts';
 import { rerouteState, type RerouteResult } from './reroute.ts';
 import { Results, type LegFinal, type Written } from './results.ts';
 import { dueAt, retryDelayMs } from './retry.ts';
@@ -163,6 +165,8 @@ export interface DeliveryEngine {
 /** Every leg is final and no DSN is owed: the message is done. */
 const allDone = (state: SpoolState): boolean => state.legs.every((l) => isFinalLeg(l) && !l.dsnPending);
 
+const NONE: readonly string[] = [];
+
 export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const { spool, metrics } = opts;
   const log = opts.logger;
@@ -219,6 +223,9 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     backoffMs: opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000),
   });
 
+  // A destination that answers again after an outage: the deferred messages waiting on it are looked at now.
+  const recovery = new Recovery(opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000));
+
   // While the spool takes no state writes, results are kept and written again, and no message is looked at.
   const hold = new StorageHold({ timers, log, metrics, elapsed, wake });
 
@@ -263,6 +270,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     let open = false;
     let openRecord = false;
     let anyPending = e.inflight.size > 0;
+    let waitingOn: string[] | undefined;
     const t = now();
     for (const [i, l] of state.legs.entries()) {
       if (isFinalLeg(l)) {
@@ -272,7 +280,9 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       open = true;
       if (l.leg.role === 'primary') openRecord = true;
       if (e.inflight.has(i)) continue;
-      if (e.blockedOn.has(destinationKey(serverFor(l).server))) {
+      const found = serverFor(l);
+      const key = destinationKey(found.server);
+      if (e.blockedOn.has(key)) {
         anyPending = true; // woken when the destination has a free slot
         continue;
       }
@@ -281,8 +291,11 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         next = Math.min(next, t);
       } else {
         next = Math.min(next, dueAt(l, t));
+        // a held leg (server gone from the table) waits on the table, not on a destination
+        if (found.ok) (waitingOn ??= []).push(key);
       }
     }
+    recovery.wait(e, waitingOn ?? NONE);
     e.copiesOnly = open && !openRecord;
     queue.setKind(id, e, anyPending || !open ? 'pending' : 'deferred');
     if (next !== scheduler.dueOf(id)) scheduler.at(id, next);
@@ -305,6 +318,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   };
 
   const drop = (id: string): void => {
+    const e = queue.get(id);
+    if (e) recovery.forget(e);
     queue.drop(id);
     scheduler.forget(id);
     hold.forget(id);
@@ -328,12 +343,14 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     e.receivedAt = Date.parse(state.meta.receivedAt) || e.receivedAt;
     const force = e.force;
     e.force = false;
+    const forceTo = e.forceTo;
+    e.forceTo = undefined;
     if (state.legs.some(owesDsn) && !e.dsnBusy) return bounce(id, e, state);
 
     const { jobs: due, held } = groupJobs(
       id,
       state,
-      { inflight: e.inflight, blockedOn: e.blockedOn, force, now: now() },
+      { inflight: e.inflight, blockedOn: e.blockedOn, force, ...(forceTo ? { forceTo } : {}), now: now() },
       serverFor,
     );
     queue.setUnroutable(id, held);
@@ -347,7 +364,9 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       }
       const dest = destinations.of(job.server);
       if (!dest.tryDispatch()) {
-        // The destination has enough work queued: wait for a slot instead of holding this transaction in memory.
+        // The destination has enough work queued: wait for a slot instead of holding this transaction in memory. A
+        // flush or a recovery that made its legs due still holds when the slot comes.
+        if (force || forceTo?.has(dest.key) === true) (e.forceTo ??= new Set()).add(dest.key);
         e.blockedOn.add(dest.key);
         dest.wait(id);
         continue;
@@ -395,9 +414,27 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     }
     metrics.deliveryDuration.observe({ server: job.server.name }, result.durationMs / 1000);
     if (aborted) return; // stop() gave up on this attempt; the spool still has the state before it
+    recovered(job, recovery.result(dest.key, reachability(result.replies.values()), elapsed()));
     const e = queue.get(job.id);
     if (!e) return; // deleted meanwhile
     await results.record(job.id, e, { job, ...result });
+  };
+
+  /** A destination answered again after an outage: the deferred legs waiting on it are due now. */
+  const recovered = (job: Job, woken: Woken | undefined): void => {
+    if (woken === undefined || stopped) return;
+    let n = 0;
+    for (const [id, e] of queue.all()) {
+      if (!woken.waits(e)) continue;
+      (e.forceTo ??= new Set()).add(woken.key);
+      scheduler.wake(id);
+      n++;
+    }
+    metrics.destinationRecoveries.inc({ server: job.server.name });
+    log.info(
+      { server: job.server.name, downSeconds: Math.round(woken.downMs / 1000), messages: n },
+      'delivery: server answers again; the deferred messages waiting on it are tried now',
+    );
   };
 
   /** After results were written (results.ts). */
@@ -433,7 +470,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   };
   const stopGauges = every(timers, 1000, refreshGauges);
   // Close pools idle for 5 minutes (their servers would drop the connections anyway).
-  const stopReaping = every(timers, 60_000, () => destinations.reapIdle());
+  const stopReaping = every(timers, 60_000, () => {
+    destinations.reapIdle();
+    recovery.reap(elapsed());
+  });
 
   // ---------------- API ----------------
   const notify = (id: string): void => {

@@ -7,6 +7,7 @@
 //
 // Exports: Entry, QueueIndex.
 import type { RelayMetrics } from '../telemetry/metrics.ts';
+import type { Waiting } from './recovery.ts';
 import type { MessageResults, TrackedMessage } from './results.ts';
 
 /**
@@ -14,7 +15,7 @@ import type { MessageResults, TrackedMessage } from './results.ts';
  * bytes instead of 570): they are made when first used and let go again when it is deferred (rest()), so the queue a
  * long outage builds up costs less memory per message (docs/queue.md "A long outage").
  */
-export class Entry implements TrackedMessage {
+export class Entry implements TrackedMessage, Waiting {
   receivedAt: number;
   /**
    * New mail: accepted (or a DSN spooled) by this process and not deferred yet. The scheduler's lane of new mail takes
@@ -24,6 +25,10 @@ export class Entry implements TrackedMessage {
   kind: 'pending' | 'deferred' = 'pending';
   /** flush(): try deferred legs regardless of nextAttemptAt. */
   force = false;
+  /** Destinations (destinationKey) that answered again after an outage: their deferred legs are due now. */
+  forceTo: Set<string> | undefined = undefined;
+  /** The destinations its deferred legs wait on (recovery.ts keeps it). */
+  waitingOn: object | undefined = undefined;
   /** A DSN for the message is being built and spooled (bounce.ts). */
   dsnBusy = false;
   /** Being removed: no longer in the queue gauge (see QueueIndex.leaving). */

@@ -15,6 +15,11 @@ export interface RelayMetrics {
   /** Open legs held because their server is no longer in the routing table (see `mailroute queue reroute`). */
   queueLegsUnroutable: Gauge;
   deliveryDuration: Histogram<'server'>;
+  /**
+   * A server answered again after an outage (no answer, or only 421), and the deferred messages waiting on it were
+   * tried at once (relay/delivery/recovery.ts).
+   */
+  destinationRecoveries: Counter<'server'>;
   routingRevision: Gauge<'revision'>;
   /** policy: namespace/name of a DeliveryPolicy with stages; stage: the stage in force (or final). Value 1. */
   tlsCertificateNotAfter: Gauge;
@@ -146,6 +151,12 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       help: 'Time of one delivery attempt to a server',
       labelNames: ['server'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    destinationRecoveries: new Counter({
+      name: 'mailroute_destination_recoveries_total',
+      help: 'A server answered again after an outage (no answer, or only 421); the deferred messages waiting on it were tried at once',
+      labelNames: ['server'],
       registers,
     }),
     routingRevision: new Gauge({

@@ -4,6 +4,8 @@
 //   - a server removed from the table: its queued leg is held (not bounced), `queue show` says why, the
 //     mailroute_queue_legs_unroutable gauge counts it, and `queue reroute` onto the new server delivers it without
 //     delivering the primary again.
+//   - a server that was down and comes back: the copies queued for it go at once (the first new message that
+//     reaches it wakes them), not after the hour their retry schedule had reached.
 // Each of these failed before: a queued leg carried the server definition it had at accept, and a Secret change
 // was ignored until a restart (it is not part of the routing revision).
 import { writeFile } from 'node:fs/promises';
@@ -130,6 +132,45 @@ stringData: {username: relay, password: ${password}}
     expect(got.user).toBe('relay');
     // The change is picked up within the 2 s of a manifest change, then the leg's next retry (1 s) sends it.
     expect(Date.now() - rotatedAt).toBeLessThan(5_000);
+  });
+
+  it('a server that comes back gets the mail queued for it at once, not at the end of its hour of retry time', async () => {
+    const primary = await peer('primary');
+    const port = await freePort(); // the secondary is down: nothing listens on its port yet
+    const r = await startRelay({ 'd.yaml': dualDomain('back.test', primary.port, port) }, [
+      '--retry-schedule',
+      '2s,1h',
+    ]);
+    cleanups.push(() => r.close());
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await send(r, `u${i}@back.test`, `queued ${i}`));
+    // each copy tried twice (the second time after 2 s, or suspended): its next try is an hour away
+    await waitFor(
+      async () => {
+        for (const id of ids) {
+          const l = legState(await queuedView(r, id), 'copy');
+          if (l?.state !== 'deferred' || l.attempts < 2) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 15_000, what: 'every copy deferred twice' },
+    );
+    expect(primary.messages).toHaveLength(5);
+
+    const back = await startSmtpPeer('back', {}, port);
+    cleanups.push(() => back.close());
+    const started = Date.now();
+    // new mail reaches the server (after at most the 2 s the destination stays suspended); the queued copies follow
+    await send(r, 'fresh@back.test', 'fresh');
+    await waitFor(() => back.messages.length === 6, {
+      timeoutMs: 15_000,
+      what: 'the five queued copies and the new one at the server that came back',
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    for (const i of [0, 1, 2, 3, 4]) expect(back.for(`u${i}@back.test`)).toHaveLength(1);
+    const metrics = (await httpGet(r.relay.http.port, '/metrics')).body;
+    expect(metricValue(metrics, 'mailroute_destination_recoveries_total', '{server="new"}')).toBe(1);
+    expect(primary.messages).toHaveLength(6); // no primary was delivered again
   });
 
   it('a removed server holds its legs with a reason and a metric; reroute sends them to the new server', async () => {

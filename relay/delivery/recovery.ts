@@ -1,0 +1,147 @@
+// A destination that comes back reaches its queued mail at once (Exchange's queue per next hop; Postfix waits for each
+// message's own retry time, up to its longest backoff). Pure bookkeeping, no I/O and no timers: the engine reports
+// how each transaction went and which destinations each deferred message waits on, and wakes what this returns.
+//
+// - A destination is down after a transaction that got no answer at all (every reply a network failure: refused,
+//   timeout, TLS, DNS, or "delivery temporarily suspended") or only 421 (RFC 5321: the service is not available).
+// - It is up again after a transaction in which the server answered anything else. Only that change wakes anything:
+//   a refusal of one recipient (450 greylisting, 452 mailbox full, a 5xx kept by softBounce) never does, so such a
+//   leg keeps its retry schedule.
+// - The messages woken are those whose deferred legs wait on that destination (their other legs keep their times).
+//   A message is told what it waits on at every reschedule, so one woken and deferred again waits again.
+// - At most one wake per destination per `gapMs`, so a server that flaps (421 to every other connection) cannot turn
+//   the retry schedule of its queue into a loop; a recovery inside the gap leaves the mail to its retry times.
+//
+// Memory: a message waiting on one destination holds one reference to that destination's group (two or more: an
+// array of them); the group counts its messages. A wake scans the queue for the messages holding the group (at most
+// once per gap per destination: a few ms for 100,000 queued messages). A group nobody waits on goes when it has no
+// outage and no wake, or at the next reap() once its gap is over.
+//
+// Exports: reachability(replies), Recovery.
+import type { AttemptReply } from './outcome.ts';
+
+/** What one transaction says about its destination: down, up, or nothing (the relay could not try: credentials). */
+export function reachability(replies: Iterable<AttemptReply>): 'down' | 'up' | undefined {
+  let any = false;
+  let answered = false;
+  for (const r of replies) {
+    if (r.kind === 'local') continue;
+    any = true;
+    if (r.kind === 'smtp' && r.code !== 421) answered = true;
+  }
+  if (answered) return 'up';
+  return any ? 'down' : undefined;
+}
+
+/** One destination: how many messages wait on it, and since when it has been down (monotonic ms). */
+interface Group {
+  readonly key: string;
+  waiting: number;
+  downSince: number | undefined;
+  lastWake: number;
+}
+
+/** What a message remembers of the destinations it waits on (Recovery.wait sets it; undefined: none). */
+export interface Waiting {
+  waitingOn: object | undefined;
+}
+
+export interface Woken {
+  key: string;
+  /** How long the destination was down. */
+  downMs: number;
+  /** Whether a queued message waits on this destination (the engine asks it of every queued message). */
+  waits(m: Waiting): boolean;
+}
+
+export class Recovery {
+  private readonly groups = new Map<string, Group>();
+  private readonly gapMs: number;
+
+  constructor(gapMs: number) {
+    this.gapMs = gapMs;
+  }
+
+  /** The destinations (destinationKey) the message's deferred legs wait on now; replaces what it waited on before. */
+  wait(m: Waiting, keys: readonly string[]): void {
+    const before = groupsOf(m);
+    if (keys.length === 0 && before.length === 0) return; // the hot path: delivered at once, nothing deferred
+    const after: Group[] = [];
+    for (const key of keys) {
+      const g = this.group(key);
+      if (!after.includes(g)) after.push(g);
+    }
+    for (const g of before) if (!after.includes(g)) this.leave(g);
+    for (const g of after) if (!before.includes(g)) g.waiting++;
+    // one destination: the group itself; more: an array of exactly that length (the queue holds one per message)
+    m.waitingOn = after.length === 0 ? undefined : after.length === 1 ? after[0] : after.slice();
+  }
+
+  /** The message is gone from the queue. */
+  forget(m: Waiting): void {
+    for (const g of groupsOf(m)) this.leave(g);
+    m.waitingOn = undefined;
+  }
+
+  /**
+   * How a transaction to the destination went (reachability of its replies), at now (monotonic ms). When the
+   * destination answered after being down, outside the gap since its last wake, and messages wait on it: which ones.
+   */
+  result(key: string, seen: 'down' | 'up' | undefined, now: number): Woken | undefined {
+    if (seen === undefined) return undefined;
+    if (seen === 'down') {
+      this.group(key).downSince ??= now;
+      return undefined;
+    }
+    const g = this.groups.get(key);
+    if (g?.downSince === undefined) return undefined;
+    const downMs = now - g.downSince;
+    g.downSince = undefined;
+    if (g.waiting === 0 || now - g.lastWake < this.gapMs) return undefined;
+    g.lastWake = now;
+    return { key, downMs, waits: (m) => groupsOf(m).includes(g) };
+  }
+
+  /**
+   * Forgets destinations nobody waits on (an outage of a DSN's MX that never answered, a wake whose gap is over), at
+   * now (monotonic ms); the engine's reaping timer.
+   */
+  reap(now: number): void {
+    for (const [key, g] of this.groups) {
+      if (g.waiting === 0 && now - g.lastWake >= this.gapMs) this.groups.delete(key);
+    }
+  }
+
+  /** Destinations known down now (tests, stats). */
+  get down(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.downSince !== undefined) n++;
+    return n;
+  }
+
+  /** Messages waiting on the destination. */
+  waiting(key: string): number {
+    return this.groups.get(key)?.waiting ?? 0;
+  }
+
+  private group(key: string): Group {
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      g = { key, waiting: 0, downSince: undefined, lastWake: -Infinity };
+      this.groups.set(key, g);
+    }
+    return g;
+  }
+
+  private leave(g: Group): void {
+    g.waiting--;
+    // a group that woke its messages stays until reap(): its gap must hold for the next outage too
+    if (g.waiting === 0 && g.downSince === undefined && g.lastWake === -Infinity) this.groups.delete(g.key);
+  }
+}
+
+function groupsOf(m: Waiting): readonly Group[] {
+  const w = m.waitingOn;
+  if (w === undefined) return [];
+  return Array.isArray(w) ? (w as Group[]) : [w as Group];
+}
