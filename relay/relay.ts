@@ -31,6 +31,7 @@ import { dsnRoute } from './delivery/dsn-route.ts';
 import { lookupServer } from './delivery/server-lookup.ts';
 import { createCalloutVerifier } from './inbound/verify.ts';
 import { createSource } from './sources/index.ts';
+import { changedSecrets } from './sources/secrets.ts';
 import { openedResources, type OpenedResources } from './startup.ts';
 import type { RoutingSnapshot, RoutingSource } from './sources/types.ts';
 import { openSpool, type SpoolFs } from './spool/spool.ts';
@@ -312,8 +313,14 @@ async function startRelay(
   });
   resources.opened('spool space', () => spaceWatch.stop());
 
-  // A new table (or new credentials): legs held because their server was gone are looked at again now.
-  source.onChange(() => delivery.routingChanged());
+  // A new table (or new credentials): legs held because their server was gone are looked at again now, and deferred
+  // legs whose server or credentials changed (relay/delivery/recovery.ts).
+  let secretsSeen = source.current()?.secrets;
+  source.onChange((s) => {
+    const changed = changedSecrets(secretsSeen, s.secrets);
+    secretsSeen = s.secrets;
+    delivery.routingChanged(changed);
+  });
 
   // The spool is the only hand-off; the engine is told a new id exists so it need not wait for a scan.
   const writer: SpoolWriter = {

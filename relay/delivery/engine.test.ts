@@ -482,6 +482,37 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(h.engine.stats().unroutableLegs).toBe(0);
   });
 
+  it('a server changed in the table (a fixed host) gets its deferred legs at once; an unchanged one keeps its times', async () => {
+    // the table: x.test's server "old" sits on a wrong host until fixed; y.test's "old" is another server, unchanged
+    let fixed = false;
+    h = await engineHarness({
+      retryScheduleMs: [3_600_000],
+      serverFor: (l) => ({
+        ok: true,
+        server: l.leg.domain === 'x.test' && fixed ? { ...l.leg.server, host: 'fixed.test' } : l.leg.server,
+        from: 'table',
+      }),
+    });
+    h.net.reply = (host) => (host === 'fixed.test' ? ok : refused);
+    const wrong = server('old', { host: 'wrong.test' });
+    const leg = (rcpt: string, domain: string) => ({ ...primaryLeg(rcpt, wrong), domain });
+    const xs: string[] = [];
+    for (let i = 0; i < 20; i++)
+      xs.push(await h.accept([{ recipient: `r${i}@x.test`, legs: [leg(`r${i}@x.test`, 'x.test')] }]));
+    const y = await h.accept([{ recipient: 'y@y.test', legs: [leg('y@y.test', 'y.test')] }]);
+    expect(h.engine.stats()).toMatchObject({ deferred: 21 });
+    fixed = true;
+    h.engine.routingChanged();
+    for (let i = 0; i < 50 && h.spool.states.size > 1; i++) await settle();
+    for (const id of xs) expect(h.spool.states.has(id)).toBe(false);
+    expect(h.net.sentTo('fixed.test')).toBe(20);
+    expect(h.legs(y)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+    // a change that moves nothing wakes nothing
+    h.engine.routingChanged();
+    await settle();
+    expect(h.legs(y)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+  });
+
   it('closes pools idle for 5 minutes of fake time', async () => {
     h = await engineHarness();
     await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);

@@ -17,8 +17,8 @@
 // Exports (called by the relay wiring):
 //   startDelivery(opts: DeliveryOptions): DeliveryEngine
 //   DeliveryEngine: notify(id) (a new message: deliver now), flush() (retry all deferred now), remove(id) (admin
-//     delete), reroute(id|'all') (re-plan open legs with opts.replan), routingChanged() (a new table: retry held legs
-//     now), stop() (stop taking work, let attempts in flight finish within a deadline, leave the rest spooled),
+//     delete), reroute(id|'all') (re-plan open legs with opts.replan), routingChanged(secrets?) (a new table or new
+//     credentials: retry held legs, and deferred legs whose server or credentials changed, now), stop() (stop taking work, let attempts in flight finish within a deadline, leave the rest spooled),
 //     stats() (for /readyz and the queue gauges), ready (resolves when the start-up scan of the spool is done).
 import type { Logger } from 'pino';
 import type { DeliveryPlan, DomainRoute } from '../../routing/model.ts';
@@ -30,7 +30,7 @@ import { Bouncer, owesDsn } from './bounce.ts';
 import { destinationKey, Destinations, type Destination } from './destination.ts';
 import type { DsnRateLimit } from './dsn-rate.ts';
 import { QueueIndex, type Entry } from './queue-index.ts';
-import { reachability, Recovery, type Woken } from './recovery.ts';
+import { reachability, Recovery, type WaitOn, type Woken } from './recovery.ts';
 import { rerouteState, type RerouteResult } from './reroute.ts';
 import { Results, type LegFinal, type Written } from './results.ts';
 import { dueAt, retryDelayMs } from './retry.ts';
@@ -146,8 +146,11 @@ export interface DeliveryEngine {
    */
   reroute(id: string): Promise<RerouteResult | undefined>;
   rerouteAll(): Promise<{ messages: number; rerouted: number; legs: number; unchanged: number }>;
-  /** The routing table changed: held legs (server gone) are looked at again now. */
-  routingChanged(): void;
+  /**
+   * The routing table changed, or the credentials of changedSecrets ("namespace/name"): held legs (server gone) are
+   * looked at again now, and so are deferred legs whose server was changed or whose Secret is among changedSecrets.
+   */
+  routingChanged(changedSecrets?: ReadonlySet<string>): void;
   /**
    * Ends the open copy legs of the oldest messages that wait on copies alone (shed.ts), one message at a time, until
    * enough() (asked before the first and every few messages) says there is room again or every message was passed.
@@ -165,7 +168,7 @@ export interface DeliveryEngine {
 /** Every leg is final and no DSN is owed: the message is done. */
 const allDone = (state: SpoolState): boolean => state.legs.every((l) => isFinalLeg(l) && !l.dsnPending);
 
-const NONE: readonly string[] = [];
+const NONE: readonly WaitOn<LegState>[] = [];
 
 export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const { spool, metrics } = opts;
@@ -224,7 +227,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   });
 
   // A destination that answers again after an outage: the deferred messages waiting on it are looked at now.
-  const recovery = new Recovery(opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000));
+  const recovery = new Recovery<LegState>(opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000));
 
   // While the spool takes no state writes, results are kept and written again, and no message is looked at.
   const hold = new StorageHold({ timers, log, metrics, elapsed, wake });
@@ -270,7 +273,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     let open = false;
     let openRecord = false;
     let anyPending = e.inflight.size > 0;
-    let waitingOn: string[] | undefined;
+    let waitingOn: WaitOn<LegState>[] | undefined;
     const t = now();
     for (const [i, l] of state.legs.entries()) {
       if (isFinalLeg(l)) {
@@ -292,7 +295,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       } else {
         next = Math.min(next, dueAt(l, t));
         // a held leg (server gone from the table) waits on the table, not on a destination
-        if (found.ok) (waitingOn ??= []).push(key);
+        if (found.ok) {
+          const domain = l.leg.domain ?? l.recipient.slice(l.recipient.lastIndexOf('@') + 1);
+          (waitingOn ??= []).push({ key, sampleKey: `${domain}|${l.leg.server.name}`, sample: l });
+        }
       }
     }
     recovery.wait(e, waitingOn ?? NONE);
@@ -611,9 +617,32 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       }
       log.info({ messages: queue.size }, 'delivery: flush requested');
     },
-    routingChanged(): void {
+    routingChanged(changedSecrets?: ReadonlySet<string>): void {
       if (stopped) return;
       for (const id of queue.heldIds()) force(id);
+      // legs whose server was changed (a fixed host, port or TLS mode) go to the new destination now; so do legs
+      // whose server's credentials changed (a rotated password)
+      const moved = recovery.moved((l, before) => {
+        const found = serverFor(l);
+        if (!found.ok) return undefined;
+        const key = destinationKey(found.server);
+        const ref = found.server.authSecretRef;
+        const rotated = ref !== undefined && changedSecrets?.has(`${ref.namespace}/${ref.name}`) === true;
+        return key !== before || rotated ? key : undefined;
+      });
+      if (moved === undefined) return;
+      let n = 0;
+      for (const [id, e] of queue.all()) {
+        const to = moved(e);
+        if (to === undefined) continue;
+        for (const key of to) (e.forceTo ??= new Set()).add(key);
+        scheduler.wake(id);
+        n++;
+      }
+      log.info(
+        { messages: n },
+        'delivery: servers changed in the routing table; their deferred legs are tried now',
+      );
     },
     reroute,
     shedCopies,

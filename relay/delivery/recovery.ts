@@ -12,12 +12,16 @@
 // - At most one wake per destination per `gapMs`, so a server that flaps (421 to every other connection) cannot turn
 //   the retry schedule of its queue into a loop; a recovery inside the gap leaves the mail to its retry times.
 //
+// - After a change of the routing table, the legs whose server was changed (another host, port, TLS mode or
+//   credentials reference: another destination key), or whose credentials were rotated, are due at once: an
+//   operator's fix of a wrong server reaches the mail queued for it without waiting for the retry times (moved()).
+//
 // Memory: a message waiting on one destination holds one reference to that destination's group (two or more: an
-// array of them); the group counts its messages. A wake scans the queue for the messages holding the group (at most
+// array of them); the group counts its messages and keeps one leg per (domain, server name) that waits on it. A wake scans the queue for the messages holding the group (at most
 // once per gap per destination: a few ms for 100,000 queued messages). A group nobody waits on goes when it has no
 // outage and no wake, or at the next reap() once its gap is over.
 //
-// Exports: reachability(replies), Recovery.
+// Exports: reachability(replies), Recovery<S> (S: the engine's leg state, kept as a sample per group).
 import type { AttemptReply } from './outcome.ts';
 
 /** What one transaction says about its destination: down, up, or nothing (the relay could not try: credentials). */
@@ -33,12 +37,23 @@ export function reachability(replies: Iterable<AttemptReply>): 'down' | 'up' | u
   return any ? 'down' : undefined;
 }
 
-/** One destination: how many messages wait on it, and since when it has been down (monotonic ms). */
-interface Group {
+/**
+ * One destination: how many messages wait on it, since when it has been down (monotonic ms), and one leg per
+ * (domain, server name) that waits on it, to find out where those legs go after the routing table changed.
+ */
+interface Group<S> {
   readonly key: string;
   waiting: number;
   downSince: number | undefined;
   lastWake: number;
+  readonly samples: Map<string, S>;
+}
+
+/** A deferred leg's destination: its key, and the leg itself under the name of its (domain, server). */
+export interface WaitOn<S> {
+  key: string;
+  sampleKey: string;
+  sample: S;
 }
 
 /** What a message remembers of the destinations it waits on (Recovery.wait sets it; undefined: none). */
@@ -54,8 +69,8 @@ export interface Woken {
   waits(m: Waiting): boolean;
 }
 
-export class Recovery {
-  private readonly groups = new Map<string, Group>();
+export class Recovery<S> {
+  private readonly groups = new Map<string, Group<S>>();
   private readonly gapMs: number;
 
   constructor(gapMs: number) {
@@ -63,12 +78,13 @@ export class Recovery {
   }
 
   /** The destinations (destinationKey) the message's deferred legs wait on now; replaces what it waited on before. */
-  wait(m: Waiting, keys: readonly string[]): void {
-    const before = groupsOf(m);
-    if (keys.length === 0 && before.length === 0) return; // the hot path: delivered at once, nothing deferred
-    const after: Group[] = [];
-    for (const key of keys) {
-      const g = this.group(key);
+  wait(m: Waiting, waits: readonly WaitOn<S>[]): void {
+    const before = groupsOf<S>(m);
+    if (waits.length === 0 && before.length === 0) return; // the hot path: delivered at once, nothing deferred
+    const after: Group<S>[] = [];
+    for (const w of waits) {
+      const g = this.group(w.key);
+      if (!g.samples.has(w.sampleKey)) g.samples.set(w.sampleKey, w.sample);
       if (!after.includes(g)) after.push(g);
     }
     for (const g of before) if (!after.includes(g)) this.leave(g);
@@ -79,7 +95,7 @@ export class Recovery {
 
   /** The message is gone from the queue. */
   forget(m: Waiting): void {
-    for (const g of groupsOf(m)) this.leave(g);
+    for (const g of groupsOf<S>(m)) this.leave(g);
     m.waitingOn = undefined;
   }
 
@@ -99,7 +115,39 @@ export class Recovery {
     g.downSince = undefined;
     if (g.waiting === 0 || now - g.lastWake < this.gapMs) return undefined;
     g.lastWake = now;
-    return { key, downMs, waits: (m) => groupsOf(m).includes(g) };
+    return { key, downMs, waits: (m) => groupsOf<S>(m).includes(g) };
+  }
+
+  /**
+   * The routing table (or a Secret) changed. dueAfter(sample, key): the destination key to make due now for the
+   * legs like sample that waited on destination key, or undefined when nothing about them changed (the engine:
+   * their server was changed, so they go to another destination, or its credentials were). Returns, for a message,
+   * the destinations to make due at once, so a fixed server gets its queue without waiting for the retry times;
+   * undefined when nothing changed.
+   */
+  moved(
+    dueAfter: (sample: S, key: string) => string | undefined,
+  ): ((m: Waiting) => readonly string[] | undefined) | undefined {
+    const moves = new Map<Group<S>, string[]>();
+    for (const g of this.groups.values()) {
+      if (g.waiting === 0) continue;
+      for (const sample of g.samples.values()) {
+        const to = dueAfter(sample, g.key);
+        if (to === undefined) continue;
+        const list = moves.get(g) ?? [];
+        if (!list.includes(to)) list.push(to);
+        moves.set(g, list);
+      }
+    }
+    if (moves.size === 0) return undefined;
+    return (m) => {
+      let keys: string[] | undefined;
+      for (const g of groupsOf<S>(m)) {
+        const to = moves.get(g);
+        if (to !== undefined) (keys ??= []).push(...to);
+      }
+      return keys;
+    };
   }
 
   /**
@@ -124,24 +172,24 @@ export class Recovery {
     return this.groups.get(key)?.waiting ?? 0;
   }
 
-  private group(key: string): Group {
+  private group(key: string): Group<S> {
     let g = this.groups.get(key);
     if (g === undefined) {
-      g = { key, waiting: 0, downSince: undefined, lastWake: -Infinity };
+      g = { key, waiting: 0, downSince: undefined, lastWake: -Infinity, samples: new Map() };
       this.groups.set(key, g);
     }
     return g;
   }
 
-  private leave(g: Group): void {
+  private leave(g: Group<S>): void {
     g.waiting--;
     // a group that woke its messages stays until reap(): its gap must hold for the next outage too
     if (g.waiting === 0 && g.downSince === undefined && g.lastWake === -Infinity) this.groups.delete(g.key);
   }
 }
 
-function groupsOf(m: Waiting): readonly Group[] {
+function groupsOf<S>(m: Waiting): readonly Group<S>[] {
   const w = m.waitingOn;
   if (w === undefined) return [];
-  return Array.isArray(w) ? (w as Group[]) : [w as Group];
+  return Array.isArray(w) ? (w as Group<S>[]) : [w as Group<S>];
 }

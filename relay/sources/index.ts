@@ -36,9 +36,10 @@ export function createSource(config: RoutingSourceConfig, deps: SourceDeps): Rou
 
 /**
  * The in-cluster source: the API via the in-cluster (or KUBECONFIG) credentials, the mounted file as fallback.
- * Server credentials come from Secret mailroute-credentials in the same namespace (relay/sources/credentials.ts);
- * every snapshot shares one map that is replaced in place when that Secret changes, so a new password is used
- * without a new routing revision.
+ * Server credentials come from Secret mailroute-credentials in the same namespace (relay/sources/credentials.ts).
+ * When that Secret changes, the snapshot in use is published again with the new credentials and the same table and
+ * revision: a new password is used without a new routing revision, and the relay tries the mail deferred for the
+ * old one at once (relay/delivery/recovery.ts).
  */
 function createConfigMapRoutingSource(
   namespace: string,
@@ -49,7 +50,7 @@ function createConfigMapRoutingSource(
   const clock = deps.clock ?? (() => new Date());
   const state = new SourceState();
   let stop: (() => void) | undefined;
-  const secrets = new Map<string, Credentials>();
+  let secrets: ReadonlyMap<string, Credentials> = new Map();
   const fallbackFile =
     fallbackFromFlag ??
     process.env['MAILROUTE_ROUTING_FILE_FALLBACK'] ??
@@ -80,8 +81,9 @@ function createConfigMapRoutingSource(
         name: CREDENTIALS_SECRET,
         api: creds.credentialsApi(kc),
         onCredentials: (next) => {
-          secrets.clear();
-          for (const [k, v] of next) secrets.set(k, v);
+          secrets = new Map(next);
+          const current = state.current;
+          if (current !== undefined) state.publish({ ...current, secrets, loadedAt: clock() }, deps.logger);
         },
         logger: deps.logger,
       });

@@ -1,7 +1,8 @@
 // authSecretRef in cluster mode, on a real API server: the operator collects the username/password of every Secret
 // named by a MailDomain server into Secret mailroute-credentials (its namespace), follows changes of the Secret
 // and of the references, and a real relay process (`mailroute relay --configmap`) authenticates to a destination
-// that requires AUTH with them, picking up a changed password without a new routing revision.
+// that requires AUTH with them, picking up a changed password without a new routing revision (and trying the mail
+// deferred for the old password at once, not at its next retry an hour later).
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNamespace, describeCluster } from '../controlplane/suite.ts';
@@ -111,7 +112,8 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
 
   it('a relay in cluster mode authenticates with them to a server that requires AUTH', async () => {
     dir = await tempDir('creds-relay');
-    relay = await spawnTestRelay(ctx.cp, OP_NS, 'relay-0', dir);
+    // an hour between attempts: mail deferred for a wrong password must go when the Secret changes, not at a retry
+    relay = await spawnTestRelay(ctx.cp, OP_NS, 'relay-0', dir, ['--retry-schedule', '1h']);
     const r = relay;
     await waitFor(
       () => r.logs.some((l) => l.includes('credentials: loaded') && l.includes('mail/smtp-auth')),
@@ -128,30 +130,40 @@ describeCluster('authSecretRef in cluster mode: operator credentials Secret + re
     expect(got('auth-1')[0]?.user).toBe('relay-user');
   });
 
-  it('follows a changed Secret: new password in mailroute-credentials and in the relay, same routing revision', async () => {
+  it('follows a changed Secret: new password in mailroute-credentials and in the relay, same routing revision, and the mail deferred for the old one goes at once', async () => {
     const revision = (await routingRevision(rest, OP_NS))?.revision;
+    // The destination's password was changed first: it now only takes the new one, and refuses the relay's.
+    const port = peer.port;
+    await peer.close();
+    peer = await startSmtpPeer('legacy', {}, port, { auth: { user: 'relay-user', pass: 'n3w-pass' } });
+    const r = relay as RelayChild;
+    await send('bob@auth.example', 'auth-2');
+    await waitFor(
+      () => r.logs.some((l) => l.includes('"result":"deferred"') && l.includes('bob@auth.example')),
+      {
+        timeoutMs: 20_000,
+        what: `auth-2 deferred for the old password\n${r.logs.slice(-10).join('\n')}`,
+      },
+    );
+    // Then the Secret: the relay's next attempt is an hour away, but the new credentials make it due now.
     await apply(secret('relay-user', 'n3w-pass'));
     await waitFor(async () => (await credentials())?.get('mail/smtp-auth')?.password === 'n3w-pass', {
       timeoutMs: 20_000,
       what: 'mailroute-credentials updated',
     });
-    // The destination now only takes the new password.
-    const port = peer.port;
-    await peer.close();
-    peer = await startSmtpPeer('legacy', {}, port, { auth: { user: 'relay-user', pass: 'n3w-pass' } });
-    const r = relay as RelayChild;
     await waitFor(
       () =>
         r.logs.filter((l) => l.includes('credentials: loaded') && l.includes('mail/smtp-auth')).length >= 2,
       { timeoutMs: 15_000, what: 'relay reloaded the credentials' },
     );
-    await send('bob@auth.example', 'auth-2');
     await waitFor(() => got('auth-2').length === 1, { timeoutMs: 20_000, what: 'auth-2 delivered' }).catch(
       (err: unknown) => {
         throw new Error(`${(err as Error).message}\nrelay log:\n${r.logs.slice(-15).join('\n')}`);
       },
     );
     expect(got('auth-2')[0]?.user).toBe('relay-user');
+    await send('carol@auth.example', 'auth-3');
+    await waitFor(() => got('auth-3').length === 1, { timeoutMs: 20_000, what: 'auth-3 delivered' });
     expect((await routingRevision(rest, OP_NS))?.revision).toBe(revision);
   });
 

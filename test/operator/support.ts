@@ -279,6 +279,7 @@ export function spawnTestRelay(
   namespace: string,
   pod: string,
   dir: string,
+  extra: string[] = ['--retry-schedule', '1s'],
 ): Promise<RelayChild> {
   return spawnClusterRelay({
     kubeconfigPath: cp.kubeconfigPath,
@@ -286,7 +287,7 @@ export function spawnTestRelay(
     pod,
     dir,
     hostname: `${pod}.test`,
-    extra: ['--retry-schedule', '1s'],
+    extra,
   });
 }
 

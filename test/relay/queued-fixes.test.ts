@@ -1,6 +1,8 @@
 // Fixes reach queued mail without a restart (--manifests mode, one in-process relay, real smtp-server peers):
-//   - a wrong port corrected in the manifest: the queued message goes to the corrected port at its next retry;
-//   - a rotated Secret (the peer requires AUTH with the new password): delivered within the retry;
+//   - a wrong port corrected in the manifest: the queued message goes to the corrected port at once (its next retry
+//     is an hour away);
+//   - a rotated Secret (the peer requires AUTH with the new password): delivered at once (its next retry is an hour
+//     away);
 //   - a server removed from the table: its queued leg is held (not bounced), `queue show` says why, the
 //     mailroute_queue_legs_unroutable gauge counts it, and `queue reroute` onto the new server delivers it without
 //     delivering the primary again.
@@ -73,10 +75,15 @@ const legState = (v: MessageView | undefined, role: 'primary' | 'copy') =>
   v?.recipients[0]?.legs.find((l) => l.role === role);
 
 describe('fixes reach queued mail without a restart', () => {
-  it('a corrected port in the manifests folder: the queued message is delivered at its next retry', async () => {
+  it('a corrected port in the manifests folder: the queued message is delivered at once, not at its next retry', async () => {
     const dest = await peer('dest');
     const wrongPort = await freePort(); // nothing listens there
-    const r = await relay({ 'd.yaml': dualDomain('port.test', wrongPort, dest.port, { mode: 'Direct' }) });
+    // its next retry is an hour away
+    const r = await startRelay(
+      { 'd.yaml': dualDomain('port.test', wrongPort, dest.port, { mode: 'Direct' }) },
+      ['--retry-schedule', '1h'],
+    );
+    cleanups.push(() => r.close());
     const id = await send(r, 'alice@port.test', 'wrong port');
     await waitFor(async () => legState(await queuedView(r, id), 'primary')?.state === 'deferred', {
       what: 'the leg deferred (connection refused)',
@@ -88,6 +95,7 @@ describe('fixes reach queued mail without a restart', () => {
       join(r.manifests, 'd.yaml'),
       dualDomain('port.test', dest.port, dest.port, { mode: 'Direct' }),
     );
+    // the change is picked up within the 2 s of a manifest change, and the leg's new destination is tried then
     await waitFor(() => dest.for('alice@port.test').length === 1, {
       timeoutMs: 10_000,
       what: 'the queued message at the corrected port',
@@ -98,7 +106,7 @@ describe('fixes reach queued mail without a restart', () => {
     expect(dest.messages).toHaveLength(1);
   });
 
-  it('a rotated Secret: the queued message is delivered with the new password within the retry', async () => {
+  it('a rotated Secret: the queued message is delivered with the new password at once, not at its next retry', async () => {
     const dest = await peer('auth', { auth: { user: 'relay', pass: 'new-password' } });
     const domain = domainManifests({
       domain: 'auth.test',
@@ -112,7 +120,12 @@ kind: Secret
 metadata: {name: old-smtp, labels: {mailroute.io/smtp-auth: "true"}}
 stringData: {username: relay, password: ${password}}
 `;
-    const r = await relay({ 'd.yaml': domain, 'secret.yaml': secret('old-password') });
+    // its next retry is an hour away
+    const r = await startRelay({ 'd.yaml': domain, 'secret.yaml': secret('old-password') }, [
+      '--retry-schedule',
+      '1h',
+    ]);
+    cleanups.push(() => r.close());
     const id = await send(r, 'bob@auth.test', 'rotated');
     const deferred = await waitFor(
       async () => {
@@ -130,7 +143,7 @@ stringData: {username: relay, password: ${password}}
       what: 'the queued message delivered with the new password',
     });
     expect(got.user).toBe('relay');
-    // The change is picked up within the 2 s of a manifest change, then the leg's next retry (1 s) sends it.
+    // The change is picked up within the 2 s of a manifest change, and the leg is tried then.
     expect(Date.now() - rotatedAt).toBeLessThan(5_000);
   });
 
