@@ -156,6 +156,10 @@ export function renderReroute(body: unknown): string {
 function legLine(l: LegView, now: Date): string {
   const parts = [`  ${l.role.padEnd(8)}${l.state.padEnd(11)}${l.server} (${l.address}) <${l.recipient}>`];
   if (l.unroutable) parts.push(`    HELD: ${l.unroutable}`);
+  if (l.softBounced === true)
+    parts.push(
+      '    SOFT BOUNCE: the server refused it for good; softBounce keeps it queued (it bounces at the queue lifetime if still refused)',
+    );
   const details: string[] = [`attempts ${l.attempts}`];
   if (l.nextAttemptAt) details.push(`next in ${formatAge(Date.parse(l.nextAttemptAt) - now.getTime())}`);
   if (l.lastReply) details.push(`last: ${l.lastReply}`);

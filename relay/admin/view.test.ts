@@ -85,4 +85,35 @@ describe('messageView', () => {
       lastReply: '450 busy',
     });
   });
+
+  it.each<[string, Partial<LegState>, boolean]>([
+    ['a 550 kept by softBounce', { state: 'deferred', lastReply: '550 5.1.1 <bob@x>: no such user' }, true],
+    [
+      'a 5xx with a multi-line reply',
+      { state: 'deferred', lastReply: '554-5.7.1 not here\n554 5.7.1 go away' },
+      true,
+    ],
+    [
+      'a 552 too large, under softBounce',
+      { state: 'deferred', lastReply: '552 5.3.4 message too big' },
+      true,
+    ],
+    ['a 4xx', { state: 'deferred', lastReply: '450 4.2.0 busy' }, false],
+    [
+      '552 5.5.3 too many recipients (retried anyway)',
+      { state: 'deferred', lastReply: '552 5.5.3 too many recipients' },
+      false,
+    ],
+    [
+      '552 without status: too many recipients',
+      { state: 'deferred', lastReply: '552 Too many recipients' },
+      false,
+    ],
+    ['a network error', { state: 'deferred', lastReply: 'connect ECONNREFUSED 127.0.0.1:25' }, false],
+    ['a failed leg (bounced)', { state: 'failed', lastReply: '550 5.1.1 no such user' }, false],
+    ['no reply yet', { state: 'deferred' }, false],
+  ])('marks a leg kept by softBounce: %s', (_n, extra, want) => {
+    const v = messageView(state([leg('bob@x', 'primary', extra.state ?? 'deferred', extra)]));
+    expect(v.recipients[0]?.legs[0]?.softBounced === true).toBe(want);
+  });
 });

@@ -2,6 +2,7 @@
 // the `mailroute queue` command (cli/commands/queue.ts), which renders them as text.
 import { isOpenLeg, type LegState, type LegStateName, type SpoolState } from '../spool/types.ts';
 import type { ServerLookup } from '../delivery/server-lookup.ts';
+import { isRecipientLimitReply } from '../delivery/outcome.ts';
 
 export interface LegView {
   role: 'primary' | 'copy';
@@ -10,6 +11,11 @@ export interface LegView {
   address: string;
   /** Set on an open leg whose server is no longer in the routing table: why it is held. */
   unroutable?: string;
+  /**
+   * Set on a deferred leg whose last reply refused it for good (a 5xx other than "too many recipients"): only the
+   * domain's softBounce keeps it queued (docs/routing.md), and it bounces at the queue lifetime if still refused.
+   */
+  softBounced?: true;
   /** Envelope recipient on this leg (after rewriting). */
   recipient: string;
   state: LegStateName;
@@ -49,6 +55,14 @@ export interface QueueListView {
   skipped: number;
 }
 
+/** A deferred leg whose last reply is a 5xx that only softBounce retries (not a "too many recipients" refusal). */
+export function heldBySoftBounce(l: LegState): boolean {
+  if (l.state !== 'deferred' || l.lastReply === undefined) return false;
+  const m = /^(5\d\d)[ -]/.exec(l.lastReply);
+  if (m === null) return false;
+  return !isRecipientLimitReply({ kind: 'smtp', code: Number(m[1]), text: l.lastReply });
+}
+
 function recipientSummary(legs: LegView[]): string {
   return legs.map((l) => `${l.role} ${l.state}`).join(', ');
 }
@@ -65,6 +79,7 @@ export function messageView(s: SpoolState, lookup?: (leg: LegState) => ServerLoo
       server: l.leg.server.name,
       address: `${server.host}:${server.port}`,
       ...(found !== undefined && !found.ok && open ? { unroutable: found.reason } : {}),
+      ...(heldBySoftBounce(l) ? { softBounced: true as const } : {}),
       recipient: l.leg.recipient,
       state: l.state,
       attempts: l.attempts,
