@@ -56,7 +56,7 @@ export interface QueueListView {
 }
 
 /** A deferred leg whose last reply is a 5xx that only softBounce retries (not a "too many recipients" refusal). */
-export function heldBySoftBounce(l: LegState): boolean {
+function heldBySoftBounce(l: LegState): boolean {
   if (l.state !== 'deferred' || l.lastReply === undefined) return false;
   const m = /^(5\d\d)[ -]/.exec(l.lastReply);
   if (m === null) return false;
