@@ -301,7 +301,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         }
       }
     }
-    recovery.wait(e, waitingOn ?? NONE);
+    recovery.wait(e, waitingOn ?? NONE, elapsed());
     e.copiesOnly = open && !openRecord;
     queue.setKind(id, e, anyPending || !open ? 'pending' : 'deferred');
     if (next !== scheduler.dueOf(id)) scheduler.at(id, next);

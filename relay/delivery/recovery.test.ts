@@ -54,24 +54,28 @@ function queue(): {
 }
 
 describe('Recovery', () => {
+  // The engine's order: a transaction's result first, then the message's deferred legs wait (at its reschedule).
+
   it('wakes the messages waiting on a destination that answers after an outage, once', () => {
     const { r, m, woken } = queue();
-    r.wait(m('a'), on('K'));
-    r.wait(m('b'), on('K', 'L'));
-    r.wait(m('c'), on('L'));
     expect(r.result('K', 'down', 1_000)).toBeUndefined();
+    r.result('L', 'up', 1_000);
+    r.wait(m('a'), on('K'), 1_000);
+    r.wait(m('b'), on('K', 'L'), 1_000);
+    r.wait(m('c'), on('L'), 1_000);
     expect(r.down).toBe(1);
     expect(woken(r.result('K', 'up', 5_000))).toEqual({ ids: ['a', 'b'], downMs: 4_000 });
     expect(r.down).toBe(0);
     // up again: no outage in between, nothing to wake
     expect(r.result('K', 'up', 6_000)).toBeUndefined();
+    // L answered all along: legs waiting on it (a 4xx for their recipient) keep their times
+    expect(r.result('L', 'up', 7_000)).toBeUndefined();
   });
 
-  it('an answer without an outage wakes nothing; so does a transaction that says nothing', () => {
+  it('a transaction that says nothing (the relay could not try) changes nothing', () => {
     const { r, m } = queue();
-    r.wait(m('a'), on('K'));
-    expect(r.result('K', 'up', 1)).toBeUndefined();
     r.result('K', 'down', 2);
+    r.wait(m('a'), on('K'), 2);
     expect(r.result('K', undefined, 3)).toBeUndefined();
     expect(r.down).toBe(1);
   });
@@ -82,28 +86,48 @@ describe('Recovery', () => {
     expect(r.result('K', 'up', 2)).toBeUndefined();
   });
 
+  it('a destination not heard from since start counts as down while legs wait on it (a restart)', () => {
+    const { r, m, woken } = queue();
+    r.wait(m('a'), on('K'), 100); // the start-up scan: nothing has been tried yet
+    r.wait(m('b'), on('K'), 100);
+    expect(r.down).toBe(1);
+    expect(woken(r.result('K', 'up', 150))).toEqual({ ids: ['a', 'b'], downMs: 50 });
+    // heard from now: a later wait does not make it down
+    r.wait(m('c'), on('K'), 200);
+    expect(r.down).toBe(0);
+    // nor does one after every message left (the group is gone, but results made it again)
+    r.forget(m('a'));
+    r.forget(m('b'));
+    r.forget(m('c'));
+    r.reap(100_000);
+    r.result('K', 'up', 100_001);
+    r.wait(m('d'), on('K'), 100_001);
+    expect(r.down).toBe(0);
+  });
+
   it('a message that waits elsewhere now, or is gone, is not woken', () => {
     const { r, m, woken } = queue();
-    r.wait(m('a'), on('K'));
-    r.wait(m('b'), on('K'));
-    r.wait(m('c'), on('K'));
-    r.wait(m('a'), on('L'));
+    r.result('K', 'down', 1);
+    r.result('L', 'down', 1);
+    r.wait(m('a'), on('K'), 1);
+    r.wait(m('b'), on('K'), 1);
+    r.wait(m('c'), on('K'), 1);
+    r.wait(m('a'), on('L'), 1);
     r.forget(m('b'));
     expect(m('b').waitingOn).toBeUndefined();
     expect(r.waiting('K')).toBe(1);
     expect(r.waiting('L')).toBe(1);
-    r.result('K', 'down', 1);
     expect(woken(r.result('K', 'up', 2))?.ids).toEqual(['c']);
   });
 
   it('a message told the same destinations again is counted once', () => {
     const { r, m } = queue();
-    r.wait(m('a'), on('K', 'K')); // two legs to K: one group
-    r.wait(m('a'), on('K'));
-    r.wait(m('a'), on('L', 'K'));
+    r.wait(m('a'), on('K', 'K'), 0); // two legs to K: one group
+    r.wait(m('a'), on('K'), 0);
+    r.wait(m('a'), on('L', 'K'), 0);
     expect(r.waiting('K')).toBe(1);
     expect(r.waiting('L')).toBe(1);
-    r.wait(m('a'), on());
+    r.wait(m('a'), on(), 0);
     expect(m('a').waitingOn).toBeUndefined();
     expect(r.waiting('K')).toBe(0);
     expect(r.waiting('L')).toBe(0);
@@ -111,36 +135,36 @@ describe('Recovery', () => {
 
   it('at most one wake per gap, also across an outage whose messages all left', () => {
     const { r, m, woken } = queue();
-    r.wait(m('a'), on('K'));
     r.result('K', 'down', 0);
+    r.wait(m('a'), on('K'), 0);
     expect(woken(r.result('K', 'up', 1_000))?.ids).toEqual(['a']);
     r.forget(m('a'));
-    r.wait(m('c'), on('K'));
     r.result('K', 'down', 2_000);
+    r.wait(m('c'), on('K'), 2_000);
     expect(r.result('K', 'up', 3_000)).toBeUndefined(); // inside the gap: left to its retry time
     r.result('K', 'down', 61_000);
     expect(woken(r.result('K', 'up', 61_500))).toEqual({ ids: ['c'], downMs: 500 });
   });
 
-  it('groups go once nobody waits on them and no outage or gap holds them', () => {
+  it('groups go once nobody waits on them and no gap holds them', () => {
     const { r, m, woken } = queue();
     r.result('Dsn-MX', 'down', 0);
     expect(r.down).toBe(1);
-    r.reap(30_000); // nobody waits on it: its outage is forgotten
+    r.reap(60_000); // nobody waits on it: its outage is forgotten
     expect(r.down).toBe(0);
     const b = m('b');
-    r.wait(b, on('K'));
     r.result('K', 'down', 0);
-    r.result('K', 'up', 1);
+    r.wait(b, on('K'), 0);
+    expect(woken(r.result('K', 'up', 1))?.ids).toEqual(['b']);
     r.forget(b);
-    r.reap(30_000);
-    r.wait(b, on('K'));
+    r.reap(30_000); // inside the gap: kept
     r.result('K', 'down', 40_000);
+    r.wait(b, on('K'), 40_000);
     expect(r.result('K', 'up', 40_001)).toBeUndefined(); // the gap survived the reap
     r.forget(b);
     r.reap(70_000);
-    r.wait(b, on('K'));
     r.result('K', 'down', 70_000);
+    r.wait(b, on('K'), 70_000);
     expect(woken(r.result('K', 'up', 70_001))?.ids).toEqual(['b']);
   });
 
@@ -148,9 +172,9 @@ describe('Recovery', () => {
     const { r, m } = queue();
     const legs = (...x: [string, string, string][]): WaitOn<string>[] =>
       x.map(([key, domain, sample]) => ({ key, sampleKey: `${domain}|old`, sample }));
-    r.wait(m('a'), legs(['K', 'x.test', 'x-leg']));
-    r.wait(m('b'), legs(['K', 'y.test', 'y-leg']));
-    r.wait(m('c'), legs(['L', 'z.test', 'z-leg'], ['K', 'x.test', 'x-leg2']));
+    r.wait(m('a'), legs(['K', 'x.test', 'x-leg']), 0);
+    r.wait(m('b'), legs(['K', 'y.test', 'y-leg']), 0);
+    r.wait(m('c'), legs(['L', 'z.test', 'z-leg'], ['K', 'x.test', 'x-leg2']), 0);
     // nothing moved
     expect(r.moved(() => undefined)).toBeUndefined();
     // x.test's server moved to K2 (the sample of x.test is the first x leg seen); y.test stays on K; z.test has none
@@ -168,16 +192,15 @@ describe('Recovery', () => {
 
   it('moved() ignores destinations nobody waits on any more', () => {
     const { r, m } = queue();
-    r.wait(m('a'), on('K'));
-    r.result('K', 'down', 0);
+    r.wait(m('a'), on('K'), 0);
     r.forget(m('a'));
     expect(r.moved(() => 'K2')).toBeUndefined();
   });
 
   it('moved() can make a destination due where it is (credentials rotated)', () => {
     const { r, m } = queue();
-    r.wait(m('a'), on('K'));
-    r.wait(m('b'), on('L'));
+    r.wait(m('a'), on('K'), 0);
+    r.wait(m('b'), on('L'), 0);
     const moved = r.moved((_s, key) => (key === 'K' ? 'K' : undefined));
     expect(moved?.(m('a'))).toEqual(['K']);
     expect(moved?.(m('b'))).toBeUndefined();

@@ -7,6 +7,9 @@
 // - It is up again after a transaction in which the server answered anything else. Only that change wakes anything:
 //   a refusal of one recipient (450 greylisting, 452 mailbox full, a 5xx kept by softBounce) never does, so such a
 //   leg keeps its retry schedule.
+// - A destination this process has not heard from yet counts as down while legs wait on it: after a restart the
+//   spool's deferred legs wait on destinations nobody has tried since, and the first answer from one sends its
+//   queue at once (else a relay restarted after an outage left its queue to the retry times, up to an hour).
 // - The messages woken are those whose deferred legs wait on that destination (their other legs keep their times).
 //   A message is told what it waits on at every reschedule, so one woken and deferred again waits again.
 // - At most one wake per destination per `gapMs`, so a server that flaps (421 to every other connection) cannot turn
@@ -43,6 +46,8 @@ export function reachability(replies: Iterable<AttemptReply>): 'down' | 'up' | u
  */
 interface Group<S> {
   readonly key: string;
+  /** A transaction to it has told something since the group was made (result()). */
+  seen: boolean;
   waiting: number;
   downSince: number | undefined;
   lastWake: number;
@@ -78,12 +83,15 @@ export class Recovery<S> {
   }
 
   /** The destinations (destinationKey) the message's deferred legs wait on now; replaces what it waited on before. */
-  wait(m: Waiting, waits: readonly WaitOn<S>[]): void {
+  wait(m: Waiting, waits: readonly WaitOn<S>[], now: number): void {
     const before = groupsOf<S>(m);
     if (waits.length === 0 && before.length === 0) return; // the hot path: delivered at once, nothing deferred
     const after: Group<S>[] = [];
     for (const w of waits) {
       const g = this.group(w.key);
+      // Legs wait on a destination this process has not heard from (a restart, a server changed in the table): it
+      // counts as down, so the first answer from it sends them at once instead of at their retry times.
+      if (!g.seen) g.downSince ??= now;
       if (!g.samples.has(w.sampleKey)) g.samples.set(w.sampleKey, w.sample);
       if (!after.includes(g)) after.push(g);
     }
@@ -105,12 +113,13 @@ export class Recovery<S> {
    */
   result(key: string, seen: 'down' | 'up' | undefined, now: number): Woken | undefined {
     if (seen === undefined) return undefined;
+    const g = this.group(key);
+    g.seen = true;
     if (seen === 'down') {
-      this.group(key).downSince ??= now;
+      g.downSince ??= now;
       return undefined;
     }
-    const g = this.groups.get(key);
-    if (g?.downSince === undefined) return undefined;
+    if (g.downSince === undefined) return undefined;
     const downMs = now - g.downSince;
     g.downSince = undefined;
     if (g.waiting === 0 || now - g.lastWake < this.gapMs) return undefined;
@@ -175,7 +184,7 @@ export class Recovery<S> {
   private group(key: string): Group<S> {
     let g = this.groups.get(key);
     if (g === undefined) {
-      g = { key, waiting: 0, downSince: undefined, lastWake: -Infinity, samples: new Map() };
+      g = { key, seen: false, waiting: 0, downSince: undefined, lastWake: -Infinity, samples: new Map() };
       this.groups.set(key, g);
     }
     return g;
@@ -184,7 +193,7 @@ export class Recovery<S> {
   private leave(g: Group<S>): void {
     g.waiting--;
     // a group that woke its messages stays until reap(): its gap must hold for the next outage too
-    if (g.waiting === 0 && g.downSince === undefined && g.lastWake === -Infinity) this.groups.delete(g.key);
+    if (g.waiting === 0 && g.lastWake === -Infinity) this.groups.delete(g.key);
   }
 }
 

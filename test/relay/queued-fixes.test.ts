@@ -1,4 +1,4 @@
-// Fixes reach queued mail without a restart (--manifests mode, one in-process relay, real smtp-server peers):
+// Fixes and recoveries reach queued mail at once (--manifests mode, in-process relays, real smtp-server peers):
 //   - a wrong port corrected in the manifest: the queued message goes to the corrected port at once (its next retry
 //     is an hour away);
 //   - a rotated Secret (the peer requires AUTH with the new password): delivered at once (its next retry is an hour
@@ -8,9 +8,11 @@
 //     delivering the primary again.
 //   - a server that was down and comes back: the copies queued for it go at once (the first new message that
 //     reaches it wakes them), not after the hour their retry schedule had reached.
+//   - the same after a restart: the relay has not heard from the server since it started, and the first answer
+//     from it sends the copies queued during the outage.
 // Each of these failed before: a queued leg carried the server definition it had at accept, and a Secret change
 // was ignored until a restart (it is not part of the routing revision).
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { run as queueCli } from '../../cli/commands/queue.ts';
@@ -25,8 +27,11 @@ import {
   metricValue,
   queuedId,
   queuedView,
+  runRelayIn,
   startRelay,
   submit,
+  tempDir,
+  writeManifests,
   type InProcessRelay,
 } from './relay-harness.ts';
 
@@ -74,7 +79,7 @@ async function cli(r: InProcessRelay, argv: string[]): Promise<{ code: number; o
 const legState = (v: MessageView | undefined, role: 'primary' | 'copy') =>
   v?.recipients[0]?.legs.find((l) => l.role === role);
 
-describe('fixes reach queued mail without a restart', () => {
+describe('fixes and recoveries reach queued mail at once', () => {
   it('a corrected port in the manifests folder: the queued message is delivered at once, not at its next retry', async () => {
     const dest = await peer('dest');
     const wrongPort = await freePort(); // nothing listens there
@@ -184,6 +189,44 @@ stringData: {username: relay, password: ${password}}
     const metrics = (await httpGet(r.relay.http.port, '/metrics')).body;
     expect(metricValue(metrics, 'mailroute_destination_recoveries_total', '{server="new"}')).toBe(1);
     expect(primary.messages).toHaveLength(6); // no primary was delivered again
+  });
+
+  it('a relay restarted after the outage sends the queue at the first answer from the server, not at the retry times', async () => {
+    const primary = await peer('primary');
+    const port = await freePort(); // the secondary is down
+    const dir = await tempDir('restart-back');
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain('again.test', primary.port, port) });
+    const flags = ['--retry-schedule', '1h'];
+    const first = await runRelayIn(dir, flags);
+    const ids: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const reply = await submit(first.smtp.port, {
+          envelope: { from: 'sender@outside.test', to: [`u${i}@again.test`] },
+          raw: `Subject: ${i}\r\n\r\nqueued ${i}\r\n`,
+        });
+        ids.push(queuedId(reply));
+      }
+      await waitFor(() => primary.messages.length === 3, { what: 'the three primaries' });
+    } finally {
+      await first.shutdown('test');
+    }
+    // the secondary comes back, then the relay (its copies' next try is an hour away)
+    const back = await startSmtpPeer('back', {}, port);
+    cleanups.push(() => back.close());
+    const second = await runRelayIn(dir, flags);
+    cleanups.push(() => second.shutdown('test'));
+    await submit(second.smtp.port, {
+      envelope: { from: 'sender@outside.test', to: ['fresh@again.test'] },
+      raw: 'Subject: fresh\r\n\r\nfresh\r\n',
+    });
+    await waitFor(() => back.messages.length === 4, {
+      timeoutMs: 15_000,
+      what: 'the three queued copies and the new one at the server that came back',
+    });
+    for (const i of [0, 1, 2]) expect(back.for(`u${i}@again.test`)).toHaveLength(1);
+    expect(primary.messages).toHaveLength(4);
   });
 
   it('a removed server holds its legs with a reason and a metric; reroute sends them to the new server', async () => {
