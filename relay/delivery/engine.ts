@@ -301,7 +301,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         }
       }
     }
-    recovery.wait(e, waitingOn ?? NONE, elapsed());
+    // a dropped entry may still be rescheduled once: it must not be counted as waiting
+    if (queue.get(id) === e) recovery.wait(e, waitingOn ?? NONE, elapsed());
     e.copiesOnly = open && !openRecord;
     queue.setKind(id, e, anyPending || !open ? 'pending' : 'deferred');
     if (next !== scheduler.dueOf(id)) scheduler.at(id, next);
