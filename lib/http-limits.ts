@@ -7,7 +7,7 @@
 // connection was closed at once without a greeting, and /healthz could not be reached, so the kubelet would have
 // restarted the pod. Now:
 // - at most HTTP_LIMITS.maxConnections at once (Node closes a connection over it as soon as it is accepted), and at
-//   most perAddress from one address, so one client cannot take them all from Prometheus and the kubelet; 64 in all
+//   most perAddress from one address (an IPv6 client: from its /64), so one client cannot take them all from Prometheus and the kubelet; 64 in all
 //   stays within the descriptors the relay keeps beside its SMTP sessions (relay/fd-limit.ts DESCRIPTOR_HEADROOM);
 // - a request's headers must arrive within headersTimeoutMs and the whole request within requestTimeoutMs (checked
 //   every second, not every 30 s); an idle kept-alive connection is closed after keepAliveTimeoutMs.
@@ -15,6 +15,7 @@
 // Exports: HTTP_LIMITS, httpServerOptions(limits) (for createServer), limitConnections(server, limits).
 import type { Server, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
+import { clientNetwork } from './client-network.ts';
 
 export interface HttpLimits {
   readonly maxConnections: number;
@@ -48,7 +49,8 @@ export function limitConnections(server: Server, limits: HttpLimits = HTTP_LIMIT
   server.maxConnections = limits.maxConnections;
   const perAddress = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
+    // an IPv6 client counts by its /64 network (lib/client-network.ts): one host holds all of its addresses
+    const address = clientNetwork(socket.remoteAddress ?? '');
     const n = (perAddress.get(address) ?? 0) + 1;
     if (n > limits.perAddress) {
       socket.destroy();

@@ -95,6 +95,17 @@ describe('relay config', () => {
     expect(err(['--manifests', 'd', '--cluster-id', 'x)'])).toMatch(/^--cluster-id: /);
   });
 
+  it('--client-ipv6-prefix / MAILROUTE_CLIENT_IPV6_PREFIX: default 64, 0 to 128, a bad value names the flag', () => {
+    expect(ok(['--manifests', 'd']).clientIpv6Prefix).toBe(64);
+    expect(ok(['--manifests', 'd', '--client-ipv6-prefix', '128']).clientIpv6Prefix).toBe(128);
+    expect(ok(['--manifests', 'd'], { MAILROUTE_CLIENT_IPV6_PREFIX: '48' }).clientIpv6Prefix).toBe(48);
+    expect(ok(['--manifests', 'd', '--client-ipv6-prefix', '0']).clientIpv6Prefix).toBe(0);
+    expect(err(['--manifests', 'd', '--client-ipv6-prefix', '129'])).toMatch(
+      /^--client-ipv6-prefix: must be an integer from 0 to 128 \(got "129"\)/,
+    );
+    expect(err(['--manifests', 'd', '--client-ipv6-prefix', '/64'])).toMatch(/^--client-ipv6-prefix: /);
+  });
+
   it('--delay-warning / MAILROUTE_DELAY_WARNING: default 4h, 0 turns delay DSNs off, a bad value names the flag', () => {
     expect(ok(['--manifests', 'd']).delayWarningMs).toBe(4 * 3_600_000);
     expect(ok(['--manifests', 'd'], { MAILROUTE_DELAY_WARNING: '0' }).delayWarningMs).toBe(0);

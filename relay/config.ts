@@ -50,6 +50,8 @@ export interface RelayConfig {
   maxRecipients: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  /** --client-ipv6-prefix: the per-IP limits count an IPv6 client by this network (lib/client-network.ts). */
+  clientIpv6Prefix: number;
   idleTimeoutMs: number;
   dataTimeoutMs: number;
   commandTimeoutMs: number;
@@ -167,6 +169,11 @@ const RELAY_FLAGS = {
     type: 'string',
     default: '50',
     help: 'concurrent connections per client IP; more get 421 4.7.0',
+  },
+  'client-ipv6-prefix': {
+    type: 'string',
+    default: '64',
+    help: 'per-IP limits count an IPv6 client by its network of this prefix length (0-128; 128: each address)',
   },
   'idle-timeout': {
     type: 'string',
@@ -464,6 +471,7 @@ export function parseRelayConfig(
       maxRecipients: int('max-recipients', 1),
       maxConnections: int('max-connections', 1),
       maxConnectionsPerIp: int('max-connections-per-ip', 1),
+      clientIpv6Prefix: int('client-ipv6-prefix', 0),
       idleTimeoutMs: duration('idle-timeout', 1000),
       dataTimeoutMs: duration('data-timeout', 1000),
       commandTimeoutMs: duration('command-timeout', 1000),
@@ -494,6 +502,8 @@ export function parseRelayConfig(
       maxUnknownRecipientsPerIp: int('max-unknown-recipients-per-ip', 0),
       destinations: PERMIT_ALL,
     };
+    if (config.clientIpv6Prefix > 128)
+      fail('client-ipv6-prefix', 'must be an integer from 0 to 128', raw('client-ipv6-prefix') ?? '');
     const destinations = policyFromFlags({
       deny: raw('deny-destinations'),
       allow: raw('allow-destinations'),

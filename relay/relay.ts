@@ -381,6 +381,7 @@ async function startRelay(
       maxRecipients: config.maxRecipients,
       maxConnections: split(config.maxConnections),
       maxConnectionsPerIp: split(config.maxConnectionsPerIp),
+      clientIpv6Prefix: config.clientIpv6Prefix,
       idleTimeoutMs: config.idleTimeoutMs,
       dataTimeoutMs: config.dataTimeoutMs,
       commandTimeoutMs: config.commandTimeoutMs,

@@ -37,6 +37,7 @@ import {
 } from './slow.ts';
 import { REPLIES, reject, tempfail, type Verdict } from './verdict.ts';
 import { formatReply } from '../../routing/resolve.ts';
+import { clientNetwork, DEFAULT_IPV6_PREFIX } from '../../lib/client-network.ts';
 import { safeDelay } from '../../routing/timer.ts';
 import { UnknownRecipientLimiter, countsAsUnknown, tooManyUnknownRecipients } from './unknown-limit.ts';
 
@@ -46,6 +47,8 @@ export interface InboundOptions {
   maxRecipients: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  /** The per-IP limits count an IPv6 client by its network of this prefix length (default 64; lib/client-network.ts). */
+  clientIpv6Prefix?: number;
   idleTimeoutMs: number;
   dataTimeoutMs: number;
   /** A command line must be complete this long after its first byte (default 30 s); then 421 4.4.2. */
@@ -132,6 +135,9 @@ export function createInbound(deps: InboundDeps): Inbound {
   const log = deps.logger;
   const m = deps.metrics;
   const counter = new ConnectionCounter();
+  /** What the per-IP limits count a client address under: itself, or its IPv6 network. */
+  const clientKey = (address: string): string =>
+    clientNetwork(address, o.clientIpv6Prefix ?? DEFAULT_IPV6_PREFIX);
   const counted = new Set<string>();
   const gate = new GreetingGate({
     delayMs: safeDelay(o.greetingDelayMs),
@@ -199,7 +205,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     onConnect(session, cb) {
       const ip = session.remoteAddress;
       counted.add(session.id);
-      const n = counter.open(ip);
+      const n = counter.open(clientKey(ip));
       m.connections.inc();
       const v = decideConnect({
         remoteAddress: ip,
@@ -223,7 +229,7 @@ export function createInbound(deps: InboundDeps): Inbound {
       }
       unknownCount.delete(session.id);
       if (!counted.delete(session.id)) return;
-      counter.close(session.remoteAddress);
+      counter.close(clientKey(session.remoteAddress));
       m.connections.dec();
     },
 
@@ -260,9 +266,9 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onRcptTo(address, session, cb) {
-      const ip = session.remoteAddress;
+      const client = clientKey(session.remoteAddress);
       // 421 closes the connection (smtp-server); pipelined commands after it are dropped with it
-      if (unknownLimit.exceeded(ip, unknownCount.get(session.id) ?? 0))
+      if (unknownLimit.exceeded(client, unknownCount.get(session.id) ?? 0))
         return cb(refuse(tooManyUnknownRecipients(), 'RCPT TO', session));
       // A hand-off keeps only the legs still open on the relay that hands the message over (handoff.ts); only a
       // peer relay may name them: from anyone else the parameter is not supported (the recipient keeps its plan).
@@ -278,7 +284,7 @@ export function createInbound(deps: InboundDeps): Inbound {
             if (d.verdict !== 'accept') {
               if (countsAsUnknown(d.reason)) {
                 unknownCount.set(session.id, (unknownCount.get(session.id) ?? 0) + 1);
-                unknownLimit.record(ip);
+                unknownLimit.record(client);
               }
               return cb(refuse(d, 'RCPT TO', session));
             }
@@ -318,7 +324,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         );
       };
       if (legsArg === undefined) return rcptTo();
-      void isPeer(ip).then((peer) => {
+      void isPeer(session.remoteAddress).then((peer) => {
         const notPeer = handoffParamVerdict(LEGS_PARAM, peer);
         if (notPeer !== undefined) return cb(refuse(notPeer, 'RCPT TO', session));
         rcptTo();
