@@ -6,7 +6,9 @@
 //   (--max-connections-per-ip) get the greeting, the other 10 get 421 4.7.0; with --client-ipv6-prefix 128 every
 //   address is its own client and all 60 are greeted;
 // - HTTP (/metrics /healthz, 8 connections per client): 20 connections from 20 addresses of the /64 that send half a
-//   request: 8 are held, 12 closed at once.
+//   request: 8 are held, 12 closed at once;
+// - unknown recipients (--max-unknown-recipients-per-ip 10, Split with unknownRecipients Reject): 3 refused RCPTs
+//   from each of 5 addresses: the 11th, from the fourth address, gets 421 4.7.0; with the prefix 128, all 15 get 550.
 // Before, each address counted apart: one host with a /64 had no connection limit at all.
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
@@ -67,14 +69,29 @@ for s in http:
         pass
     except OSError:
         closed += 1
-print(json.dumps({"greetings": greetings, "httpClosed": closed}))
 for s in held + http:
     s.close()
+# unknown recipients: five addresses of the network, three refused RCPTs each (smtplib), one session per address
+import smtplib
+rcpts = []
+for i in range(1, 6):
+    try:
+        c = smtplib.SMTP("::1", smtp_port, source_address=(f"{net}::{i}", 0), timeout=10)
+        c.ehlo("client.test")
+        c.mail("probe@outside.test")
+        for j in range(3):
+            rcpts.append(c.rcpt(f"nobody{i}-{j}@v6.test")[0])
+        c.quit()
+    except smtplib.SMTPServerDisconnected:
+        rcpts.append(0)
+print(json.dumps({"greetings": greetings, "httpClosed": closed, "rcpts": rcpts}))
 `;
 
 interface Seen {
   greetings: string[];
   httpClosed: number;
+  /** RCPT reply codes of 3 unknown recipients from each of 5 addresses; 0: the connection was closed. */
+  rcpts: number[];
 }
 
 let relay: RelayChild | undefined;
@@ -91,7 +108,14 @@ afterEach(async () => {
 
 async function clientsFromOneNetwork(prefixFlags: string[]): Promise<Seen> {
   dir = await tempDir('ipv6-clients');
-  await writeManifests(join(dir, 'manifests'), { 'd.yaml': dualDomain('v6.test', 2525, 2526) });
+  // Split with unknown recipients refused: only ann@v6.test exists
+  await writeManifests(join(dir, 'manifests'), {
+    'd.yaml': dualDomain('v6.test', 2525, 2526, {
+      mode: 'Split',
+      extraDomain: '  accounts:\n    - {server: old, addresses: [ann@v6.test]}\n',
+      extraPolicy: '  split:\n    unknownRecipients: Reject\n',
+    }),
+  });
   relay = await spawnRelay(
     [
       '--manifests',
@@ -108,6 +132,8 @@ async function clientsFromOneNetwork(prefixFlags: string[]): Promise<Seen> {
       '0',
       '--shed-copies-below',
       '0',
+      '--max-unknown-recipients-per-ip',
+      '10',
       ...prefixFlags,
     ],
     {},
@@ -148,10 +174,15 @@ describe('per-client limits count an IPv6 client by its /64', () => {
     expect(count(seen.greetings, '421')).toBe(10);
     expect(seen.greetings.slice(50)).toEqual(new Array<string>(10).fill('421'));
     expect(seen.httpClosed).toBe(12);
+    // 10 unknown recipients from the network, then 421 and the connection closed, whichever address asks
+    expect(seen.rcpts.slice(0, 10)).toEqual(new Array<number>(10).fill(550));
+    expect(seen.rcpts[10]).toBe(421);
+    expect(seen.rcpts.slice(11).every((c) => c === 421 || c === 0)).toBe(true);
   });
 
   it('--client-ipv6-prefix 128: every address is its own client, all 60 greeted', async () => {
     const seen = await clientsFromOneNetwork(['--client-ipv6-prefix', '128']);
     expect(count(seen.greetings, '220')).toBe(ADDRESSES);
+    expect(seen.rcpts).toEqual(new Array<number>(15).fill(550));
   });
 });
