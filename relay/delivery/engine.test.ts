@@ -150,6 +150,32 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
       expect(await counter(h, 'down')).toBe(1);
     });
 
+    it('both servers of 40 dual messages come back: every leg goes, also those that waited for a slot at either', async () => {
+      h = await engineHarness({ retryScheduleMs: [3_600_000], destinationBackoffMs: 1_000 });
+      let reachable = false;
+      h.net.reply = () => (reachable ? ok : refused);
+      for (let i = 0; i < 40; i++)
+        await h.accept([
+          {
+            recipient: `r${i}@x.test`,
+            legs: [primaryLeg(`r${i}@x.test`, up), copyLeg(`r${i}@y.test`, down)],
+          },
+        ]);
+      expect(h.engine.stats()).toMatchObject({ messages: 40, deferred: 40 });
+      reachable = true;
+      await h.clock.advance(1_000);
+      h.net.hold(); // the first 16 transactions per server stay in flight: the other messages wait for slots
+      await h.accept([
+        { recipient: 'n@x.test', legs: [primaryLeg('n@x.test', up), copyLeg('n@y.test', down)] },
+      ]);
+      await settle();
+      h.net.release();
+      for (let i = 0; i < 100 && h.spool.states.size > 0; i++) await settle();
+      expect(h.spool.states.size).toBe(0);
+      expect(h.net.sentTo('up.test')).toBe(2 + 40);
+      expect(h.net.sentTo('down.test')).toBe(2 + 40);
+    });
+
     it('a refusal of one recipient wakes nothing: a 452 mailbox full keeps its schedule while others are delivered', async () => {
       h = await engineHarness({ retryScheduleMs: [3_600_000], destinationBackoffMs: 1_000 });
       h.net.reply = (_host, rcpt) =>

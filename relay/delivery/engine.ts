@@ -352,6 +352,11 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     e.force = false;
     const forceTo = e.forceTo;
     e.forceTo = undefined;
+    // A flush or wake for a destination the message still waits on for a slot holds until the slot comes (its legs
+    // are skipped in this look).
+    for (const key of e.blockedOn) {
+      if (force || forceTo?.has(key) === true) (e.forceTo ??= new Set()).add(key);
+    }
     if (state.legs.some(owesDsn) && !e.dsnBusy) return bounce(id, e, state);
 
     const { jobs: due, held } = groupJobs(
