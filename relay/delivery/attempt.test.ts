@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ServerRoute } from '../../routing/model.ts';
 import { copyLeg, primaryLeg, server } from '../../test/support/engine-harness.ts';
 import type { LegState, SpoolState } from '../spool/types.ts';
-import { groupJobs, type DueLegs } from './attempt.ts';
+import { addForced, groupJobs, isForced, type DueLegs, type Forced } from './attempt.ts';
 import { destinationKey } from './destination.ts';
 import type { ServerLookup } from './server-lookup.ts';
 
@@ -44,7 +44,6 @@ const stored = (l: LegState): ServerLookup => ({ ok: true, server: l.leg.server,
 const due = (over: Partial<DueLegs> = {}): DueLegs => ({
   inflight: new Set(),
   blockedOn: new Set(),
-  force: false,
   now: NOW,
   ...over,
 });
@@ -75,9 +74,27 @@ describe('groupJobs: the due legs of a message as SMTP transactions', () => {
     ],
     [
       'force (flush) makes every deferred leg due',
-      { force: true },
+      { forced: 'all' },
       [
         ['mx1', 'primary', [0, 1, 3, 4]],
+        ['mx2', 'copy', [2]],
+        ['mx1', 'copy', [6]],
+      ],
+    ],
+    [
+      'forced for one destination (a server back from an outage): its deferred legs are due, no other',
+      { forced: new Set([destinationKey(mx1)]) },
+      [
+        ['mx1', 'primary', [0, 1, 3, 4]],
+        ['mx2', 'copy', [2]],
+        ['mx1', 'copy', [6]],
+      ],
+    ],
+    [
+      'forced for another destination: the deferred leg to mx1 keeps its time',
+      { forced: new Set([destinationKey(mx2)]) },
+      [
+        ['mx1', 'primary', [0, 1, 4]],
         ['mx2', 'copy', [2]],
         ['mx1', 'copy', [6]],
       ],
@@ -167,5 +184,27 @@ describe('groupJobs: the due legs of a message as SMTP transactions', () => {
     const r = groupJobs('m', state([legState('a@x.test', mx1, 'primary')]), due(), lookup);
     expect(r.jobs[0]).toMatchObject({ server: { port: 2525 }, from: 'alice@sender.example', size: 10 });
     expect([...r.jobs[0]!.recipients]).toEqual([[0, 'a@x.test']]);
+  });
+});
+
+describe('Forced', () => {
+  it.each<[string, Forced | undefined, 'all' | string[], Forced]>([
+    ['nothing yet, one destination', undefined, ['K'], new Set(['K'])],
+    ['two destinations merge', new Set(['K']), ['L', 'K'], new Set(['K', 'L'])],
+    ['all absorbs a destination', 'all', ['K'], 'all'],
+    ['a destination is absorbed by all', new Set(['K']), 'all', 'all'],
+  ])('addForced: %s', (_n, before, keys, want) => {
+    expect(addForced(before, keys)).toEqual(want);
+  });
+
+  it.each<[Forced | undefined, string | undefined, boolean]>([
+    [undefined, 'K', false],
+    ['all', 'K', true],
+    ['all', undefined, true],
+    [new Set(['K']), 'K', true],
+    [new Set(['K']), 'L', false],
+    [new Set(['K']), undefined, false],
+  ])('isForced(%o, %s) = %s', (forced, dest, want) => {
+    expect(isForced(forced, dest)).toBe(want);
   });
 });

@@ -45,16 +45,31 @@ export interface Job {
   recipients: Map<number, string>;
 }
 
+/**
+ * Deferred legs made due regardless of their retry time: every one (flush, reroute, a new table: 'all'), or those to
+ * these destinations (destinationKey: a server that answered again after an outage, or that was changed).
+ */
+export type Forced = 'all' | ReadonlySet<string>;
+
+/** Whether legs to the destination (undefined: a leg whose server is gone) are forced. */
+export function isForced(forced: Forced | undefined, dest: string | undefined): boolean {
+  return forced === 'all' || (dest !== undefined && forced?.has(dest) === true);
+}
+
+/** forced with keys added ('all' absorbs everything). */
+export function addForced(forced: Forced | undefined, keys: 'all' | Iterable<string>): Forced {
+  if (forced === 'all' || keys === 'all') return 'all';
+  return new Set([...(forced ?? []), ...keys]);
+}
+
 /** Which legs of the message to try now. */
 export interface DueLegs {
   /** Leg indexes with a transaction in flight: skipped. */
   inflight: ReadonlySet<number>;
   /** Destinations (destinationKey) the message waits on for a dispatch slot: their legs are skipped. */
   blockedOn: ReadonlySet<string>;
-  /** flush(): deferred legs are due regardless of nextAttemptAt. */
-  force: boolean;
-  /** Destinations (destinationKey) that answered again after an outage: their deferred legs are due now. */
-  forceTo?: ReadonlySet<string>;
+  /** Deferred legs due regardless of nextAttemptAt (Forced). */
+  forced?: Forced;
   now: number;
 }
 
@@ -82,7 +97,7 @@ export function groupJobs(
     if (!found.ok) held++;
     if (due.inflight.has(i)) continue;
     const dest = found.ok ? destinationKey(found.server) : undefined;
-    if (l.state === 'deferred' && !due.force && !(dest !== undefined && due.forceTo?.has(dest) === true)) {
+    if (l.state === 'deferred' && !isForced(due.forced, dest)) {
       if (dueAt(l, due.now) > due.now) continue;
     }
     if (dest !== undefined && due.blockedOn.has(dest)) continue;

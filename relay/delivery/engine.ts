@@ -25,7 +25,15 @@ import type { DeliveryPlan, DomainRoute } from '../../routing/model.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
 import { isFinalLeg, type LegState, type Spool, type SpoolState } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
-import { attempt, groupJobs, unroutableResult, type AttemptResult, type Job } from './attempt.ts';
+import {
+  addForced,
+  attempt,
+  groupJobs,
+  isForced,
+  unroutableResult,
+  type AttemptResult,
+  type Job,
+} from './attempt.ts';
 import { Bouncer, owesDsn } from './bounce.ts';
 import { destinationKey, Destinations, type Destination } from './destination.ts';
 import type { DsnRateLimit } from './dsn-rate.ts';
@@ -182,6 +190,8 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   // After a failure that is not a leg's own (a crash, a state that could not be written), the message is looked at
   // again after the first retry step.
   const retryLaterMs = retryDelayMs(opts.retryScheduleMs, 1);
+  // How long an unreachable destination is suspended, and the least time between two recovery wakes of one.
+  const backoffMs = opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000);
   const serverFor =
     opts.serverFor ?? ((l: LegState): ServerLookup => ({ ok: true, server: l.leg.server, from: 'stored' }));
 
@@ -223,11 +233,12 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     now: elapsed,
     factory: opts.transport ?? smtpOutTransportFactory({ hostname: opts.hostname, timeouts: opts.timeouts }),
     connectionShare: Math.max(1, opts.connectionShare ?? 1),
-    backoffMs: opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000),
+    backoffMs,
   });
 
-  // A destination that answers again after an outage: the deferred messages waiting on it are looked at now.
-  const recovery = new Recovery<LegState>(opts.destinationBackoffMs ?? Math.min(retryLaterMs, 60_000));
+  // A destination that answers again after an outage: the deferred messages waiting on it are looked at now (at most
+  // once per suspension time).
+  const recovery = new Recovery<LegState>(backoffMs);
 
   // While the spool takes no state writes, results are kept and written again, and no message is looked at.
   const hold = new StorageHold({ timers, log, metrics, elapsed, wake });
@@ -348,21 +359,14 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const state = loaded.state;
     opts.onMessageRead?.(id, state.legs);
     e.receivedAt = Date.parse(state.meta.receivedAt) || e.receivedAt;
-    const force = e.force;
-    e.force = false;
-    const forceTo = e.forceTo;
-    e.forceTo = undefined;
-    // A flush or wake for a destination the message still waits on for a slot holds until the slot comes (its legs
-    // are skipped in this look).
-    for (const key of e.blockedOn) {
-      if (force || forceTo?.has(key) === true) (e.forceTo ??= new Set()).add(key);
-    }
     if (state.legs.some(owesDsn) && !e.dsnBusy) return bounce(id, e, state);
 
+    const forced = e.forced;
+    e.forced = undefined;
     const { jobs: due, held } = groupJobs(
       id,
       state,
-      { inflight: e.inflight, blockedOn: e.blockedOn, force, ...(forceTo ? { forceTo } : {}), now: now() },
+      { inflight: e.inflight, blockedOn: e.blockedOn, ...(forced ? { forced } : {}), now: now() },
       serverFor,
     );
     queue.setUnroutable(id, held);
@@ -376,9 +380,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       }
       const dest = destinations.of(job.server);
       if (!dest.tryDispatch()) {
-        // The destination has enough work queued: wait for a slot instead of holding this transaction in memory. A
-        // flush or a recovery that made its legs due still holds when the slot comes.
-        if (force || forceTo?.has(dest.key) === true) (e.forceTo ??= new Set()).add(dest.key);
+        // The destination has enough work queued: wait for a slot instead of holding this transaction in memory.
         e.blockedOn.add(dest.key);
         dest.wait(id);
         continue;
@@ -404,6 +406,9 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
           }),
       );
     }
+    // A flush or wake for a destination the message waits on for a slot (since this look or before it: its legs were
+    // skipped) holds until the slot comes.
+    for (const key of e.blockedOn) if (isForced(forced, key)) e.forced = addForced(e.forced, [key]);
     return settle(id, e, state);
   };
 
@@ -426,22 +431,18 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     }
     metrics.deliveryDuration.observe({ server: job.server.name }, result.durationMs / 1000);
     if (aborted) return; // stop() gave up on this attempt; the spool still has the state before it
-    recovered(job, recovery.result(dest.key, reachability(result.replies.values()), elapsed()));
+    const woken = recovery.result(dest.key, reachability(result.replies.values()), elapsed());
+    if (woken !== undefined) recovered(job, woken);
     const e = queue.get(job.id);
     if (!e) return; // deleted meanwhile
     await results.record(job.id, e, { job, ...result });
   };
 
   /** A destination answered again after an outage: the deferred legs waiting on it are due now. */
-  const recovered = (job: Job, woken: Woken | undefined): void => {
-    if (woken === undefined || stopped) return;
-    let n = 0;
-    for (const [id, e] of queue.all()) {
-      if (!woken.waits(e)) continue;
-      (e.forceTo ??= new Set()).add(woken.key);
-      scheduler.wake(id);
-      n++;
-    }
+  const recovered = (job: Job, woken: Woken): void => {
+    if (stopped) return;
+    const key = [woken.key];
+    const n = forceWhere((e) => (woken.waits(e) ? key : undefined));
     metrics.destinationRecoveries.inc({ server: job.server.name });
     log.info(
       { server: job.server.name, downSeconds: Math.round(woken.downMs / 1000), messages: n },
@@ -494,12 +495,25 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     scheduler.wake(id);
   };
 
-  /** Looks at the message now with every open leg due (flush, reroute, a new table). */
-  const force = (id: string): void => {
+  /** Looks at the message now with its open legs due: all of them (flush, reroute, a new table), or those to keys. */
+  const force = (id: string, keys: 'all' | readonly string[] = 'all'): void => {
     const e = queue.get(id);
     if (!e) return;
-    e.force = true;
+    e.forced = addForced(e.forced, keys);
     scheduler.wake(id);
+  };
+
+  /** force() for every queued message that select names destinations of; how many. */
+  const forceWhere = (select: (e: Entry) => readonly string[] | undefined): number => {
+    if (stopped) return 0;
+    let n = 0;
+    for (const [id, e] of queue.all()) {
+      const keys = select(e);
+      if (keys === undefined) continue;
+      force(id, keys);
+      n++;
+    }
+    return n;
   };
 
   const reroute = async (id: string): Promise<RerouteResult | undefined> => {
@@ -637,14 +651,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         return key !== before || rotated ? key : undefined;
       });
       if (moved === undefined) return;
-      let n = 0;
-      for (const [id, e] of queue.all()) {
-        const to = moved(e);
-        if (to === undefined) continue;
-        for (const key of to) (e.forceTo ??= new Set()).add(key);
-        scheduler.wake(id);
-        n++;
-      }
+      const n = forceWhere(moved);
       log.info(
         { messages: n },
         'delivery: servers changed in the routing table; their deferred legs are tried now',

@@ -7,6 +7,7 @@
 //
 // Exports: Entry, QueueIndex.
 import type { RelayMetrics } from '../telemetry/metrics.ts';
+import type { Forced } from './attempt.ts';
 import type { Waiting } from './recovery.ts';
 import type { MessageResults, TrackedMessage } from './results.ts';
 
@@ -23,10 +24,8 @@ export class Entry implements TrackedMessage, Waiting {
    */
   fresh: boolean;
   kind: 'pending' | 'deferred' = 'pending';
-  /** flush(): try deferred legs regardless of nextAttemptAt. */
-  force = false;
-  /** Destinations (destinationKey) that answered again after an outage: their deferred legs are due now. */
-  forceTo: Set<string> | undefined = undefined;
+  /** Deferred legs to try regardless of nextAttemptAt at the next look (attempt.ts Forced): flush, a recovery. */
+  forced: Forced | undefined = undefined;
   /** The destinations its deferred legs wait on (recovery.ts keeps it). */
   waitingOn: object | undefined = undefined;
   /** A DSN for the message is being built and spooled (bounce.ts). */
