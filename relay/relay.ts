@@ -208,6 +208,11 @@ async function startRelay(
     saveRemoved = removedDomainsSaver(config.spoolDir, logger, removed.state());
   }
   const swap = (s: RoutingSnapshot): void => {
+    // The same table with other credentials (a Secret changed; relay/sources): the router it built stays.
+    if (snapshot !== undefined && s.revision === snapshot.revision) {
+      snapshot = s;
+      return;
+    }
     // the table's own record of removed domains (the operator's) counts too: a relay that never served one answers 451
     const left = removed.swap(
       new Set(Object.keys(s.table.domains)),
