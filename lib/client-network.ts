@@ -12,7 +12,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 /** The prefix length an IPv6 client is counted by, unless configured (--client-ipv6-prefix). */
 export const DEFAULT_IPV6_PREFIX = 64;
 
-/** The key of a client address: an IPv4 address, or an IPv6 network "2001:db8:1:2::/64" (128: the address). */
+/** The key of a client address: an IPv4 address, or an IPv6 network "2001:db8:1:2:0:0:0:0/64" (128: the address). */
 export function clientNetwork(address: string, ipv6Prefix: number = DEFAULT_IPV6_PREFIX): string {
   const bare = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
   const zone = bare.indexOf('%');
@@ -31,7 +31,8 @@ export function clientNetwork(address: string, ipv6Prefix: number = DEFAULT_IPV6
     const keep = Math.max(0, Math.min(16, prefix - i * 16));
     return keep === 0 ? 0 : g & ((0xffff << (16 - keep)) & 0xffff);
   });
-  return `${compress(masked)}/${prefix}`;
+  // a key, never shown: the groups in full (no "::"), so equal networks give equal strings
+  return `${masked.map((g) => g.toString(16)).join(':')}/${prefix}`;
 }
 
 /** The eight 16-bit groups of an address node:net accepts as IPv6 (an IPv4 tail, "::ffff:1.2.3.4", is two groups). */
@@ -56,26 +57,4 @@ function ipv6Groups(ip: string): number[] | undefined {
   if (groups.length !== 8 || groups.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff))
     return undefined;
   return groups;
-}
-
-/** RFC 5952 text of eight groups: lowercase, the longest run of two or more zero groups as "::". */
-function compress(groups: number[]): string {
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best === -1) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }

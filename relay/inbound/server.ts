@@ -138,7 +138,8 @@ export function createInbound(deps: InboundDeps): Inbound {
   /** What the per-IP limits count a client address under: itself, or its IPv6 network. */
   const clientKey = (address: string): string =>
     clientNetwork(address, o.clientIpv6Prefix ?? DEFAULT_IPV6_PREFIX);
-  const counted = new Set<string>();
+  /** session id -> the key its client is counted under (clientKey), for the sessions the counter holds */
+  const counted = new Map<string, string>();
   const gate = new GreetingGate({
     delayMs: safeDelay(o.greetingDelayMs),
     ...(o.greetingPassTtlMs !== undefined ? { passTtlMs: o.greetingPassTtlMs } : {}),
@@ -204,8 +205,9 @@ export function createInbound(deps: InboundDeps): Inbound {
 
     onConnect(session, cb) {
       const ip = session.remoteAddress;
-      counted.add(session.id);
-      const n = counter.open(clientKey(ip));
+      const client = clientKey(ip);
+      counted.set(session.id, client);
+      const n = counter.open(client);
       m.connections.inc();
       const v = decideConnect({
         remoteAddress: ip,
@@ -228,8 +230,10 @@ export function createInbound(deps: InboundDeps): Inbound {
         tracked.delete(session.id);
       }
       unknownCount.delete(session.id);
-      if (!counted.delete(session.id)) return;
-      counter.close(clientKey(session.remoteAddress));
+      const client = counted.get(session.id);
+      if (client === undefined) return;
+      counted.delete(session.id);
+      counter.close(client);
       m.connections.dec();
     },
 
@@ -266,7 +270,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onRcptTo(address, session, cb) {
-      const client = clientKey(session.remoteAddress);
+      const client = counted.get(session.id) ?? clientKey(session.remoteAddress);
       // 421 closes the connection (smtp-server); pipelined commands after it are dropped with it
       if (unknownLimit.exceeded(client, unknownCount.get(session.id) ?? 0))
         return cb(refuse(tooManyUnknownRecipients(), 'RCPT TO', session));

@@ -36,13 +36,16 @@ const CLIENT = `
 import json, socket, sys
 smtp_port, http_port, n, n_http = (int(a) for a in sys.argv[1:5])
 net = sys.argv[5]
-held = []
-greetings = []
-for i in range(1, n + 1):
+def connect_from(i, port):
     s = socket.socket(socket.AF_INET6)
     s.settimeout(10)
     s.bind((f"{net}::{i}", 0))
-    s.connect(("::1", smtp_port))
+    s.connect(("::1", port))
+    return s
+held = []
+greetings = []
+for i in range(1, n + 1):
+    s = connect_from(i, smtp_port)
     line = b""
     while not line.endswith(b"\\n"):
         c = s.recv(1)
@@ -53,10 +56,7 @@ for i in range(1, n + 1):
     held.append(s)
 http = []
 for i in range(1, n_http + 1):
-    s = socket.socket(socket.AF_INET6)
-    s.settimeout(2)
-    s.bind((f"{net}::{i}", 0))
-    s.connect(("::1", http_port))
+    s = connect_from(i, http_port)
     s.sendall(b"GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n")
     http.append(s)
 closed = 0
