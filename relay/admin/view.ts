@@ -2,7 +2,7 @@
 // the `mailroute queue` command (cli/commands/queue.ts), which renders them as text.
 import { isOpenLeg, type LegState, type LegStateName, type SpoolState } from '../spool/types.ts';
 import type { ServerLookup } from '../delivery/server-lookup.ts';
-import { isRecipientLimitReply } from '../delivery/outcome.ts';
+import { keptBySoftBounce } from '../delivery/outcome.ts';
 
 export interface LegView {
   role: 'primary' | 'copy';
@@ -55,14 +55,6 @@ export interface QueueListView {
   skipped: number;
 }
 
-/** A deferred leg whose last reply is a 5xx that only softBounce retries (not a "too many recipients" refusal). */
-function heldBySoftBounce(l: LegState): boolean {
-  if (l.state !== 'deferred' || l.lastReply === undefined) return false;
-  const m = /^(5\d\d)[ -]/.exec(l.lastReply);
-  if (m === null) return false;
-  return !isRecipientLimitReply({ kind: 'smtp', code: Number(m[1]), text: l.lastReply });
-}
-
 function recipientSummary(legs: LegView[]): string {
   return legs.map((l) => `${l.role} ${l.state}`).join(', ');
 }
@@ -79,7 +71,7 @@ export function messageView(s: SpoolState, lookup?: (leg: LegState) => ServerLoo
       server: l.leg.server.name,
       address: `${server.host}:${server.port}`,
       ...(found !== undefined && !found.ok && open ? { unroutable: found.reason } : {}),
-      ...(heldBySoftBounce(l) ? { softBounced: true as const } : {}),
+      ...(keptBySoftBounce(l) ? { softBounced: true as const } : {}),
       recipient: l.leg.recipient,
       state: l.state,
       attempts: l.attempts,

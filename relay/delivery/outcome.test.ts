@@ -7,6 +7,7 @@ import {
   enhancedStatus,
   formatAttemptReply,
   isRecipientLimitReply,
+  keptBySoftBounce,
   type AttemptReply,
 } from './outcome.ts';
 import { markRecipientLimit } from './attempt.ts';
@@ -376,5 +377,22 @@ describe('delay notices (--delay-warning)', () => {
     const failed = applyOutcome(deferred, decideLeg(deferred, smtp(550, '550 no'), ctx(11_000)), now, 'x');
     expect(failed).toMatchObject({ state: 'failed', dsnPending: true });
     expect(failed.delayPending).toBeUndefined();
+  });
+});
+
+describe('keptBySoftBounce: read back from the stored leg, it agrees with decideLeg', () => {
+  it.each<[string, AttemptReply, boolean, boolean]>([
+    ['550 under softBounce', smtp(550, '550 5.1.1 no such user'), true, true],
+    ['554 multi-line under softBounce', smtp(554, '554-5.7.1 no\n554 5.7.1 relay denied'), true, true],
+    ['550 without softBounce: failed, not kept', smtp(550, '550 5.1.1 no such user'), false, false],
+    ['451', smtp(451, '451 4.3.0 try later'), true, false],
+    ['552 5.5.3 too many recipients, no progress', smtp(552, '552 5.5.3 too many recipients'), true, false],
+    ['a connection refused', { kind: 'network', text: 'connect ECONNREFUSED' }, true, false],
+  ])('%s', (_n, reply, softBounce, want) => {
+    const marked = markRecipientLimit(new Map([['bob@example.com', reply]])).get('bob@example.com') ?? reply;
+    const outcome = decideLeg(legOf('primary', 'Notify'), marked, { ...ctx(0), softBounce });
+    expect(outcome.metric === 'soft_bounced').toBe(want);
+    const stored = applyOutcome(legOf('primary', 'Notify'), outcome, ctx(0).now, 'h:25');
+    expect(keptBySoftBounce(stored)).toBe(want);
   });
 });

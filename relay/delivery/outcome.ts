@@ -141,6 +141,18 @@ export function endLeg(
     : { state: 'failed', metric: 'failed', reply: why, status, expired, dsn: !ctx.nullSender };
 }
 
+/**
+ * Whether a stored leg is one that decideLeg kept queued only because softBounce was in force: deferred, with a 5xx
+ * last reply that is not a "too many recipients" refusal (decideLeg's `permanent`). For views (queue show).
+ */
+export function keptBySoftBounce(leg: LegState): boolean {
+  if (leg.state !== 'deferred' || leg.lastReply === undefined) return false;
+  const code = /^(5\d\d)[ -]/.exec(leg.lastReply)?.[1];
+  return (
+    code !== undefined && !isRecipientLimitReply({ kind: 'smtp', code: Number(code), text: leg.lastReply })
+  );
+}
+
 export function decideLeg(leg: LegState, reply: AttemptReply, ctx: DecideContext): LegOutcome {
   const text = formatAttemptReply(reply);
   const suppress = isSuppressed(leg, ctx);
