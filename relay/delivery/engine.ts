@@ -441,8 +441,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   /** A destination answered again after an outage: the deferred legs waiting on it are due now. */
   const recovered = (job: Job, woken: Woken): void => {
     if (stopped) return;
-    const key = [woken.key];
-    const n = forceWhere((e) => (woken.waits(e) ? key : undefined));
+    const n = forceWhere(woken.select);
     metrics.destinationRecoveries.inc({ server: job.server.name });
     log.info(
       { server: job.server.name, downSeconds: Math.round(woken.downMs / 1000), messages: n },

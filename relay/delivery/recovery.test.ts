@@ -49,7 +49,7 @@ function queue(): {
     woken: (w) =>
       w === undefined
         ? undefined
-        : { ids: [...all].filter(([, x]) => w.waits(x)).map(([n]) => n), downMs: w.downMs },
+        : { ids: [...all].filter(([, x]) => w.select(x) !== undefined).map(([n]) => n), downMs: w.downMs },
   };
 }
 
@@ -64,7 +64,9 @@ describe('Recovery', () => {
     r.wait(m('b'), on('K', 'L'), 1_000);
     r.wait(m('c'), on('L'), 1_000);
     expect(r.down).toBe(1);
-    expect(woken(r.result('K', 'up', 5_000))).toEqual({ ids: ['a', 'b'], downMs: 4_000 });
+    const w = r.result('K', 'up', 5_000);
+    expect(woken(w)).toEqual({ ids: ['a', 'b'], downMs: 4_000 });
+    expect(w?.select(m('b'))).toEqual(['K']); // only K's legs are made due, not L's
     expect(r.down).toBe(0);
     // up again: no outage in between, nothing to wake
     expect(r.result('K', 'up', 6_000)).toBeUndefined();

@@ -66,12 +66,15 @@ export interface Waiting {
   waitingOn: object | undefined;
 }
 
+/** For a queued message, the destinations whose deferred legs are to be due now; undefined: none (the engine asks it of
+ * every queued message). */
+export type DueNow = (m: Waiting) => readonly string[] | undefined;
+
 export interface Woken {
-  key: string;
   /** How long the destination was down. */
   downMs: number;
-  /** Whether a queued message waits on this destination (the engine asks it of every queued message). */
-  waits(m: Waiting): boolean;
+  /** The messages that wait on it, with its key. */
+  select: DueNow;
 }
 
 export class Recovery<S> {
@@ -124,7 +127,8 @@ export class Recovery<S> {
     g.downSince = undefined;
     if (g.waiting === 0 || now - g.lastWake < this.gapMs) return undefined;
     g.lastWake = now;
-    return { key, downMs, waits: (m) => groupsOf<S>(m).includes(g) };
+    const keys = [key];
+    return { downMs, select: (m) => (groupsOf<S>(m).includes(g) ? keys : undefined) };
   }
 
   /**
@@ -134,9 +138,7 @@ export class Recovery<S> {
    * the destinations to make due at once, so a fixed server gets its queue without waiting for the retry times;
    * undefined when nothing changed.
    */
-  moved(
-    dueAfter: (sample: S, key: string) => string | undefined,
-  ): ((m: Waiting) => readonly string[] | undefined) | undefined {
+  moved(dueAfter: (sample: S, key: string) => string | undefined): DueNow | undefined {
     const moves = new Map<Group<S>, string[]>();
     for (const g of this.groups.values()) {
       if (g.waiting === 0) continue;
