@@ -1,12 +1,12 @@
 // The back half of the relay alone: spool.accept() (fsync, group commit) + the delivery engine, dual legs into two
 // Postfix smtp-sink processes. No inbound SMTP. Shows what the spool and the engine cost per message.
 // usage: node bench/delivery.ts [MESSAGES=5000] [CONCURRENCY=20] [SIZE=4096]
-import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
+import { hostFacts, startSinks } from './sinks.ts';
 import { Registry } from 'prom-client';
 import { startDelivery } from '../relay/delivery/engine.ts';
 import { openSpool } from '../relay/spool/spool.ts';
@@ -21,15 +21,8 @@ const size = Number(process.argv[4] ?? 4096);
 
 const dir = await mkdtemp(join(tmpdir(), 'mailroute-bench-delivery-'));
 await chmod(dir, 0o755);
-const sinks = await Promise.all(
-  [0, 1].map(async () => {
-    const port = await freePort();
-    const args = [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), `127.0.0.1:${port}`, '256'];
-    const proc = spawn('/usr/sbin/smtp-sink', args, { stdio: 'ignore' });
-    return { port, proc };
-  }),
-);
-await new Promise((r) => setTimeout(r, 300)); // smtp-sink start-up (bench only)
+const sinkPorts = [await freePort(), await freePort()];
+const sinks = await startSinks(sinkPorts);
 const logger = pino({ level: 'warn' });
 const metrics = createRelayMetrics(new Registry(), false);
 try {
@@ -47,13 +40,13 @@ try {
           recipient: `u${i}@example.com`,
           legs: [
             {
-              server: localServer('old', sinks[0]!.port),
+              server: localServer('old', sinkPorts[0]!),
               recipient: `u${i}@example.com`,
               role: 'primary',
               bounces: 'Notify',
             },
             {
-              server: localServer('new', sinks[1]!.port),
+              server: localServer('new', sinkPorts[1]!),
               recipient: `u${i}@copy.example`,
               role: 'copy',
               bounces: 'Suppress',
@@ -106,14 +99,13 @@ try {
         drainAfterAcceptMs: Math.round(doneAt - acceptedAt),
         cpuMsPerMessage: Number(((cpu.user + cpu.system) / 1000 / total).toFixed(3)),
         cpuAfterAcceptMs: Math.round((cpu.user + cpu.system - cpu0.user - cpu0.system) / 1000),
-        cpus: cpus().length,
-        node: process.version,
+        ...hostFacts(),
       },
       null,
       2,
     ) + '\n',
   );
 } finally {
-  for (const s of sinks) s.proc.kill('SIGTERM');
+  sinks.stop();
   await rm(dir, { recursive: true, force: true });
 }

@@ -9,12 +9,12 @@
 // The suspension of a destination that refused a connection is 1 s here (destinationBackoffMs), so that the new
 // message is not held by it; with the defaults the first connection after a recovery is at most 60 s after the last
 // refused one, whenever mail for the server comes.
-import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
+import { hostFacts, startSinks } from './sinks.ts';
 import { startDelivery } from '../relay/delivery/engine.ts';
 import { openSpool } from '../relay/spool/spool.ts';
 import { deliveryOptions, envelope, localServer, writeQueuedDualMessages } from '../test/support/delivery.ts';
@@ -27,7 +27,7 @@ await chmod(dir, 0o755);
 const ports = [await freePort(), await freePort()] as const;
 const logger = pino({ level: 'warn' });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const sinks: ReturnType<typeof spawn>[] = [];
+let sinks: { stop(): void } | undefined;
 try {
   await writeQueuedDualMessages(dir, n, ports, { subject: 'outage' });
   const spool = await openSpool({ dir, logger });
@@ -45,17 +45,9 @@ try {
   const deferSeconds = (performance.now() - t0) / 1000;
 
   // the servers come back
-  for (const p of ports)
-    sinks.push(
-      spawn(
-        '/usr/sbin/smtp-sink',
-        [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), `127.0.0.1:${p}`, '256'],
-        {
-          stdio: 'ignore',
-        },
-      ),
-    );
-  await sleep(1_500); // smtp-sink start-up, and the 1 s suspension over (bench only)
+  sinks = await startSinks(ports);
+  // the 1 s suspension since the last refused connection is over (bench only: with it the new message is deferred)
+  await sleep(1_000);
   global.gc?.();
   const base = process.memoryUsage().rss;
   const before = engine.stats();
@@ -95,15 +87,13 @@ try {
         drainMs: Math.round(drainMs),
         messagesPerSec: Math.round((n + 1) / (drainMs / 1000)),
         rssGrowthMiB: Math.round((peak - base) / 1048576),
-        loadavg: loadavg().map((x) => Math.round(x * 10) / 10),
-        cpus: cpus().length,
-        node: process.version,
+        ...hostFacts(),
       },
       null,
       2,
     ) + '\n',
   );
 } finally {
-  for (const s of sinks) s.kill('SIGTERM');
+  sinks?.stop();
   await rm(dir, { recursive: true, force: true });
 }

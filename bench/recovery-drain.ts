@@ -1,11 +1,11 @@
 // A relay restarting on a full spool: N queued dual messages (4 KiB) delivered into two Postfix smtp-sink processes.
 // Reports the time until the engine is ready (spool scanned), until the queue is drained, and the peak RSS growth.
 // usage: node bench/recovery-drain.ts [N=20000]
-import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { hostFacts, startSinks } from './sinks.ts';
 import { startDelivery } from '../relay/delivery/engine.ts';
 import { openSpool } from '../relay/spool/spool.ts';
 import { deliveryOptions, writeQueuedDualMessages } from '../test/support/delivery.ts';
@@ -15,15 +15,7 @@ const n = Number(process.argv[2] ?? 20_000);
 const dir = await mkdtemp(join(tmpdir(), 'mailroute-recovery-'));
 await chmod(dir, 0o755);
 const ports = [await freePort(), await freePort()];
-const sinks = ports.map((p) =>
-  spawn(
-    '/usr/sbin/smtp-sink',
-    [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), `127.0.0.1:${p}`, '256'],
-    {
-      stdio: 'ignore',
-    },
-  ),
-);
+const sinks = await startSinks(ports);
 const logger = pino({ level: 'warn' });
 try {
   await writeQueuedDualMessages(dir, n, [ports[0]!, ports[1]!], { subject: 'recovery' });
@@ -52,15 +44,13 @@ try {
         messagesPerSec: Math.round(n / (drainMs / 1000)),
         rssGrowthMiB: Math.round((peak - base) / 1048576),
         peakJobs,
-        loadavg: loadavg().map((x) => Math.round(x * 10) / 10),
-        cpus: cpus().length,
-        node: process.version,
+        ...hostFacts(),
       },
       null,
       2,
     ) + '\n',
   );
 } finally {
-  for (const s of sinks) s.kill('SIGTERM');
+  sinks.stop();
   await rm(dir, { recursive: true, force: true });
 }
