@@ -7,7 +7,8 @@
 // connection was closed at once without a greeting, and /healthz could not be reached, so the kubelet would have
 // restarted the pod. Now:
 // - at most HTTP_LIMITS.maxConnections at once (Node closes a connection over it as soon as it is accepted), and at
-//   most perAddress from one address (an IPv6 client: from its /64), so one client cannot take them all from Prometheus and the kubelet; 64 in all
+//   most perAddress from one address (an IPv6 client: from its /64), so one client cannot take them all from
+//   Prometheus and the kubelet; 64 in all
 //   stays within the descriptors the relay keeps beside its SMTP sessions (relay/fd-limit.ts DESCRIPTOR_HEADROOM);
 // - a request's headers must arrive within headersTimeoutMs and the whole request within requestTimeoutMs (checked
 //   every second, not every 30 s); an idle kept-alive connection is closed after keepAliveTimeoutMs.

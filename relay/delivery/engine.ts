@@ -18,7 +18,8 @@
 //   startDelivery(opts: DeliveryOptions): DeliveryEngine
 //   DeliveryEngine: notify(id) (a new message: deliver now), flush() (retry all deferred now), remove(id) (admin
 //     delete), reroute(id|'all') (re-plan open legs with opts.replan), routingChanged(secrets?) (a new table or new
-//     credentials: retry held legs, and deferred legs whose server or credentials changed, now), stop() (stop taking work, let attempts in flight finish within a deadline, leave the rest spooled),
+//     credentials: retry held legs, and deferred legs whose server or credentials changed, now), stop() (stop taking
+//     work, let attempts in flight finish within a deadline, leave the rest spooled),
 //     stats() (for /readyz and the queue gauges), ready (resolves when the start-up scan of the spool is done).
 import type { Logger } from 'pino';
 import type { DeliveryPlan, DomainRoute } from '../../routing/model.ts';

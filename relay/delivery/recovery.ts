@@ -20,9 +20,10 @@
 //   operator's fix of a wrong server reaches the mail queued for it without waiting for the retry times (moved()).
 //
 // Memory: a message waiting on one destination holds one reference to that destination's group (two or more: an
-// array of them); the group counts its messages and keeps one leg per (domain, server name) that waits on it. A wake scans the queue for the messages holding the group (at most
-// once per gap per destination: a few ms for 100,000 queued messages). A group nobody waits on goes when it has no
-// outage and no wake, or at the next reap() once its gap is over.
+// array of them); the group counts its messages and keeps one leg per (domain, server name) that waits on it. A wake
+// scans the queue index for the messages holding the group: O(queued messages), 2.5-15 ms for 100,000 on the AMD
+// EPYC VM, at most once per gap per destination. A group nobody waits on goes when it has no wake behind it, or at the next reap() once its gap
+// is over.
 //
 // Exports: reachability(replies), Recovery<S> (S: the engine's leg state, kept as a sample per group).
 import type { AttemptReply } from './outcome.ts';
