@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
-import { waitFor } from '../support/wait.ts';
+import { waitFor, withDeadline } from '../support/wait.ts';
 import { WRITE_CHUNK } from '../../relay/spool/spool.ts';
 import { spoolSpace } from '../../relay/delivery/shed.ts';
 import { lazyfsAvailability, lazyfsBinary, mountLazyFs, type LazyFsMount } from './lazyfs.ts';
@@ -501,7 +501,13 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
         t.close();
       }
     };
-    await Promise.all([lane(), lane(), lane(), lane()]);
+    // each step has its own deadline, so a run that exceeds the test's 300 s says which step hung (once, in a full
+    // suite run on 7 December, it timed out with no bounded wait running out; alone it takes 31-57 s)
+    await withDeadline(
+      120_000,
+      Promise.all([lane(), lane(), lane(), lane()]),
+      'filling the spool with the copy down',
+    );
     await waitFor(
       async () => {
         // (their results are written by then, or at the latest by the SIGTERM below: stop() writes what it holds)
@@ -511,20 +517,28 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
       { timeoutMs: 60_000, intervalMs: 200, what: 'every primary delivered, every copy waiting' },
     );
     filler.kill('SIGTERM');
-    expect(await filler.exited).toBe(0);
+    expect(await withDeadline(30_000, filler.exited, 'the filling relay to exit')).toBe(0);
     await rename(join(dir, 'spool'), join(dir, 'backing'));
 
     // A relay whose spool volume is under --shed-copies-below (the volume's free space plus 64 GiB) sheds them, one
     // message at a time; the power goes during the pass.
-    mount = await mountLazyFs({
-      binary,
-      mountPoint: join(dir, 'spool'),
-      backing: join(dir, 'backing'),
-      workDir: join(dir, 'lazyfs'),
-    });
+    mount = await withDeadline(
+      30_000,
+      mountLazyFs({
+        binary,
+        mountPoint: join(dir, 'spool'),
+        backing: join(dir, 'backing'),
+        workDir: join(dir, 'lazyfs'),
+      }),
+      'mounting LazyFS',
+    );
     const threshold = (await spoolSpace(join(dir, 'spool'))).free + 64 * 1024 ** 3;
     await unmountSpool();
-    const { relay: shedder } = await startOnSpool(dir, ['--shed-copies-below', String(threshold)]);
+    const { relay: shedder } = await withDeadline(
+      30_000,
+      startOnSpool(dir, ['--shed-copies-below', String(threshold)]),
+      'the shedding relay to start',
+    );
     const shedLines = (): number =>
       shedder.logs.filter((l) => l.includes('"delivery: copies shed for spool space"')).length;
     await waitFor(() => shedLines() >= SHED_MESSAGES / 10, {
@@ -537,19 +551,23 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
         `${(err as Error).message}; ${shedLines()} shed; ${mount?.state() ?? 'no mount'}; the relay's last lines:\n${shedder.logs.slice(-15).join('\n')}`,
       );
     });
-    await powerCut(shedder, Promise.resolve([]));
+    await withDeadline(
+      30_000,
+      powerCut(shedder, Promise.resolve([])),
+      `the power cut (${mount?.state() ?? 'no mount'})`,
+    );
     const shedAtCut = shedLines();
 
     // The secondary is back; a relay without shedding delivers what is left.
     await copy.up();
-    const { relay: last } = await startOnSpool(dir);
+    const { relay: last } = await withDeadline(30_000, startOnSpool(dir), 'the last relay to start');
     await waitFor(async () => (await queueTotal(adminPort(last))) === 0, {
       timeoutMs: 120_000,
       intervalMs: 200,
       what: 'the queue to drain',
     });
     last.kill('SIGTERM');
-    const exitCode = await last.exited;
+    const exitCode = await withDeadline(30_000, last.exited, 'the last relay to exit');
     const quarantined = await quarantinedFiles(join(dir, 'spool'));
     await unmountSpool();
 
