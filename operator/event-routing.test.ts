@@ -101,7 +101,9 @@ describe('relaysChanged', () => {
 });
 
 describe('SpecGenerations', () => {
-  const md = (generation?: number) => ({ metadata: { namespace: 'team-a', name: 'd', generation } });
+  const md = (generation?: number, uid = 'u1') => ({
+    metadata: { namespace: 'team-a', name: 'd', generation, uid },
+  });
   it.each([
     {
       name: 'new object: recompile and its status',
@@ -140,6 +142,23 @@ describe('SpecGenerations', () => {
         ['add', md(1)],
       ] as const,
       want: { recompile: true, status: 'team-a/d' },
+    },
+    {
+      name: 're-created while the watch was away (a relist shows an update of another uid, generation 1 again): recompile',
+      events: [
+        ['add', md(1, 'u1')],
+        ['update', md(1, 'u2')],
+      ] as const,
+      want: { recompile: true, status: 'team-a/d' },
+    },
+    {
+      name: 'a status-only update of the re-created object: its status only',
+      events: [
+        ['add', md(1, 'u1')],
+        ['update', md(1, 'u2')],
+        ['update', md(1, 'u2')],
+      ] as const,
+      want: { recompile: false, status: 'team-a/d' },
     },
     {
       name: 'no generation counts as 0',

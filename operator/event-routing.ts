@@ -6,6 +6,7 @@ import type { Kind } from '../routing/model.ts';
 import { objectKey } from '../routing/parse.ts';
 import type { RelayView } from './controllers/status.ts';
 import { statusKey } from './controllers/object-status.ts';
+import { uidOf } from './controllers/routing/controller.ts';
 
 /** Statuses to requeue: all of them, or these routing keys (kind/namespace/name). */
 export type Requeue = { all: true } | { all: false; keys: ReadonlySet<string> };
@@ -17,12 +18,16 @@ export function splitRoutingKey(key: string): { kind: Kind; key: string } {
 }
 
 interface EventMeta {
-  metadata?: { namespace?: string; name?: string; generation?: number };
+  metadata?: { namespace?: string; name?: string; generation?: number; uid?: unknown };
 }
 
-/** The last generation seen of each object: a status-only update (same generation) does not recompile. */
+/**
+ * The last generation (and uid) seen of each object: a status-only update (same generation) does not recompile. An
+ * object of the same name with another uid does (deleted and re-created while the watch was away: a relist may show
+ * it as an update, at generation 1 again).
+ */
 export class SpecGenerations {
-  private readonly seen = new Map<string, number>();
+  private readonly seen = new Map<string, string>();
 
   /** Whether the event recompiles the routing table, and the status key to requeue (none on delete). */
   observe(
@@ -37,9 +42,9 @@ export class SpecGenerations {
       this.seen.delete(id);
       return { recompile: true, status: undefined };
     }
-    const gen = o.metadata?.generation ?? 0;
-    const recompile = this.seen.get(id) !== gen;
-    if (recompile) this.seen.set(id, gen);
+    const version = `${o.metadata?.generation ?? 0} ${uidOf(o.metadata)}`;
+    const recompile = this.seen.get(id) !== version;
+    if (recompile) this.seen.set(id, version);
     return { recompile, status: statusKey(ns, name) };
   }
 }

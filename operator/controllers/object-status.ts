@@ -12,7 +12,7 @@ import type { EventRecorder } from '../kube/ssa.ts';
 import { serverSideApply } from '../kube/ssa.ts';
 import { describeFailure, type KubeRest } from '../kube/rest.ts';
 import type { ReconcileOutcome } from '../kube/workqueue.ts';
-import type { RoutingState } from './routing/controller.ts';
+import { uidOf, type RoutingState } from './routing/controller.ts';
 import { objectKey } from '../../routing/parse.ts';
 import { decideStatus, statusEvents, type RelayView, type StatusFacts } from './status.ts';
 
@@ -105,13 +105,14 @@ export class ObjectStatusController<O extends MailrouteObject> {
     const st = this.d.state;
     // This generation was not compiled yet: its issues are unknown (a new second policy is not "Accepted" until the
     // compile has seen it). The routing controller requeues the object once it has.
-    if (!st.compiledSpec(okey, generation)) return { ok: true };
+    const uid = uidOf(obj.metadata);
+    if (!st.compiledSpec(okey, generation, uid)) return { ok: true };
     const decision = decideStatus({
       kind: this.kind,
       generation,
       issues: st.issuesByKey.get(okey) ?? [],
       missingSecrets: [],
-      compiledGeneration: st.currentGeneration(okey),
+      compiledGeneration: st.currentGeneration(okey, uid),
       compiled: st.compiled,
       relays: this.d.relays(),
       expectedRelays: this.d.expectedRelays?.(),
@@ -119,7 +120,7 @@ export class ObjectStatusController<O extends MailrouteObject> {
         this.kind === 'MailDomain' && st.unroutedMailDomains.has(okey)
           ? (obj as { spec?: { domain?: string } }).spec?.domain
           : undefined,
-      generationIn: (rev) => st.history.generationIn(rev, okey),
+      generationIn: (rev) => st.history.generationIn(rev, okey, uid),
       now,
       ...this.d.extra?.(obj),
     });

@@ -158,6 +158,18 @@ describeCluster('domain grants (DomainClaim) with RBAC and two tenants', (ctx) =
         (await condition(admin, 'MailDomain', 'team-a', 'corp', 'Accepted'))?.status === 'True',
       { timeoutMs: 30_000, what: "team-a's re-created MailDomains Accepted" },
     );
+    // Accepted is written once the compile has seen the re-created object, which can be before its table is applied:
+    // the table is read once it holds both (no policy routes them here, so they are never Programmed)
+    await waitFor(
+      async () => {
+        const r = await routingRevision(admin, OP_NS);
+        const sources = r === undefined ? [] : (JSON.parse(r.json) as RoutingTable).sources;
+        return ['corp', 'shared'].every((n) =>
+          sources.some((o) => o.kind === 'MailDomain' && o.namespace === 'team-a' && o.name === n),
+        );
+      },
+      { timeoutMs: 30_000, what: 'a table with the re-created objects' },
+    );
     expect(await routedBy('corp.test')).toBe('team-a');
     expect(await routedBy('shared.test')).toBe('team-a');
     expect(await routedBy('payroll.corp.test')).toBeUndefined();

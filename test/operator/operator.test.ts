@@ -130,6 +130,59 @@ spec: {domainRef: {name: example-com}, mode: Direct, primary: old}
       expect(await readyMessage('MailDomain', 'example-com')).toBe('2/2 relays programmed');
     });
 
+    it('an object re-created with another spec (kubectl replace --force) is Programmed only where relays route by the new one', async () => {
+      // Deleted and created again, the object starts at generation 1 again: a relay still serving the table of the
+      // one it replaced (also generation 1) does not route by it. Before, the name and generation alone counted it.
+      const tester = (address: string) => `apiVersion: mailroute.io/v1alpha1
+kind: TestRecipient
+metadata: {name: carol}
+spec: {policyRef: {name: example-com}, address: ${address}}
+`;
+      const carolReady = async (): Promise<boolean> =>
+        (await condition(rest, 'TestRecipient', NS, 'carol', 'Ready'))?.message === '2/2 relays programmed';
+      await apply(tester('carol@example.com'));
+      await waitFor(carolReady, { timeoutMs: 20_000, what: 'carol Ready on both relays' });
+      const first = await getObject(rest, 'TestRecipient', NS, 'carol');
+      relays.paused = true;
+      try {
+        const before = (await routingRevision(rest, OP_NS))?.revision;
+        const r = await ctx.cp.kubectl(['replace', '--force', '-n', NS, '-f', '-'], {
+          stdin: tester('carol.test@example.com'),
+        });
+        expect(r.code, r.stderr).toBe(0);
+        const rev = await waitFor(
+          async () => {
+            const x = await routingRevision(rest, OP_NS);
+            return x !== undefined && x.revision !== before && x.json.includes('carol.test@example.com')
+              ? x.revision
+              : undefined;
+          },
+          { timeoutMs: 20_000, what: 'the revision with the new address' },
+        );
+        const second = await getObject(rest, 'TestRecipient', NS, 'carol');
+        expect(second?.metadata.uid).not.toBe(first?.metadata.uid);
+        expect(second?.metadata.generation).toBe(1);
+        await heartbeat(rest, OP_NS, 'relay-0', rev); // relay-1 still routes by the old object
+        const pending = await waitFor(
+          async () => {
+            const c = await condition(rest, 'TestRecipient', NS, 'carol', 'Programmed');
+            return c?.message.startsWith('1/2') === true ? c : undefined;
+          },
+          { timeoutMs: 20_000, what: 'the new carol Programmed 1/2' },
+        );
+        expect(pending).toMatchObject({
+          status: 'False',
+          reason: 'Pending',
+          message: '1/2 relays programmed',
+        });
+      } finally {
+        relays.paused = false; // a failure above must not leave the relays paused for the tests after it
+      }
+      await waitFor(carolReady, { timeoutMs: 20_000, what: 'the new carol Ready on both relays' });
+      const d = await ctx.cp.kubectl(['delete', '-n', NS, 'testrecipient/carol']);
+      expect(d.code, d.stderr).toBe(0);
+    });
+
     it('a dangling policyRef gives ResolvedRefs=False; a second policy for one domain gives Accepted=False Conflict', async () => {
       await apply(`apiVersion: mailroute.io/v1alpha1
 kind: TestRecipient

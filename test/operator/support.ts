@@ -81,7 +81,7 @@ export interface Cond {
 }
 
 interface Obj {
-  metadata: { generation?: number; resourceVersion?: string };
+  metadata: { generation?: number; resourceVersion?: string; uid?: string };
   status?: { observedGeneration?: number; conditions?: Cond[] };
 }
 

@@ -41,6 +41,23 @@ describe('RevisionHistory', () => {
     expect(h.diff('r1', 'unknown')).toBeUndefined();
   });
 
+  it('tells a re-created object from the one it replaced: same name and generation, another uid', () => {
+    const r = new RevisionHistory(4);
+    const d = objectKey('MailDomain', 'ns', 'd');
+    const uids = (uid: string) => (k: string) => (k === d ? uid : '');
+    r.add('old-spec', [ref('MailDomain', 'd', 1)], uids('u1'));
+    // `kubectl replace --force` with another spec: a new object at generation 1, in a new revision
+    r.add('new-spec', [ref('MailDomain', 'd', 1)], uids('u2'));
+    expect(r.generationIn('old-spec', d, 'u1')).toBe(1);
+    expect(r.generationIn('old-spec', d, 'u2')).toBeUndefined(); // a relay serving it does not route by the new one
+    expect(r.generationIn('new-spec', d, 'u2')).toBe(1);
+    expect([...(r.diff('old-spec', 'new-spec') ?? [])]).toEqual([d]);
+    // re-created with the same spec: the same table and revision, which now holds the new object
+    r.add('old-spec', [ref('MailDomain', 'd', 1)], uids('u2'));
+    expect(r.generationIn('old-spec', d, 'u2')).toBe(1);
+    expect(r.generationIn('old-spec', d, 'u1')).toBeUndefined();
+  });
+
   it('keeps only the most recent revisions', () => {
     h.add('r3', []);
     h.add('r1', []); // re-adding refreshes recency
@@ -104,6 +121,48 @@ describe('RoutingController', () => {
     await c.reconcile();
     expect([gathered, applied.length, compiled]).toEqual([2, 2, [-1, 1]]);
     expect(applied[1]).toBe('/api/v1/namespaces/ns/configmaps/mailroute-routing');
+  });
+
+  it('a re-created object (same name, spec and generation, another uid) is not compiled until the next compile', async () => {
+    const rest = {
+      request: <T>(method: string, path: string) =>
+        Promise.resolve({
+          ok: true as const,
+          status: 200,
+          body: (method === 'GET' && path.endsWith('/configmaps') ? { items: [] } : {}) as T,
+        }),
+    };
+    const md = (uid: string) => {
+      const o = mailDomain(
+        { name: 'corp', namespace: 'ns' },
+        { domain: 'corp.test', servers: [{ name: 'mx', host: 'mx.test' }] },
+      );
+      o.metadata.generation = 1;
+      o.metadata['uid'] = uid;
+      return o;
+    };
+    let objects = [md('u1')];
+    const state = new RoutingState();
+    const changed: string[][] = [];
+    const c = controller({
+      rest,
+      state,
+      objects: () => objects,
+      onCompiled: (_r, ch) => changed.push(ch.all ? ['all'] : [...ch.keys]),
+    });
+    await c.reconcile();
+    const key = 'MailDomain/ns/corp';
+    const revision = state.revision;
+    expect([state.compiledSpec(key, 1, 'u1'), state.currentGeneration(key, 'u1')]).toEqual([true, 1]);
+    objects = [md('u2')]; // deleted and created again with the same spec
+    // before the compile: its issues are the old object's, so its status waits
+    expect(state.compiledSpec(key, 1, 'u2')).toBe(false);
+    c.markDirty();
+    await c.reconcile();
+    expect(state.revision).toBe(revision); // the same table
+    expect([state.compiledSpec(key, 1, 'u2'), state.currentGeneration(key, 'u2')]).toEqual([true, 1]);
+    expect(state.currentGeneration(key, 'u1')).toBeUndefined();
+    expect(changed).toEqual([['all'], [key]]); // its status is requeued
   });
 
   it('compiles with the DomainClaims of the cache, and reports the notices of every fresh compile', async () => {

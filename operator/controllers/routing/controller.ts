@@ -28,25 +28,42 @@ import type { Logger } from '../../kube/supervisor.ts';
 
 export const ROUTING_QUEUE_KEY = 'routing';
 
-/** Which generation of each object each recent revision holds (relays may serve an older revision). */
+/**
+ * An object as a compile saw it: its generation and its uid. The uid tells a deleted and re-created object (`kubectl
+ * replace --force`, a restore, Argo CD's Replace) from the one it replaces: both start at generation 1.
+ */
+export interface Held {
+  generation: number;
+  uid: string;
+}
+
+/** An object's uid ('' for one that never went through an API server: a manifest, a unit test's object). */
+export function uidOf(metadata: { readonly [key: string]: unknown } | undefined): string {
+  const uid = metadata?.['uid'];
+  return typeof uid === 'string' ? uid : '';
+}
+
+/** Which object (generation and uid) each recent revision holds (relays may serve an older revision). */
 export class RevisionHistory {
   private readonly max: number;
-  private readonly revisions = new Map<string, Map<string, number>>();
+  private readonly revisions = new Map<string, Map<string, Held>>();
 
   constructor(max = 16) {
     this.max = max;
   }
 
-  add(revision: string, sources: readonly ObjectRef[]): void {
-    if (this.revisions.has(revision)) {
-      // refresh recency
-      const v = this.revisions.get(revision) as Map<string, number>;
-      this.revisions.delete(revision);
-      this.revisions.set(revision, v);
-      return;
+  /**
+   * The revision holds these sources, each with the uid uidOf gives its key ('' when unknown). Adding a revision
+   * again refreshes its recency and its uids: the same table compiled from a re-created object of the same spec is
+   * the same revision, and a relay that serves it routes by the new object.
+   */
+  add(revision: string, sources: readonly ObjectRef[], uidOf: (key: string) => string = () => ''): void {
+    const m = new Map<string, Held>();
+    for (const s of sources) {
+      const key = objectKey(s.kind, s.namespace, s.name);
+      m.set(key, { generation: s.generation, uid: uidOf(key) });
     }
-    const m = new Map<string, number>();
-    for (const s of sources) m.set(objectKey(s.kind, s.namespace, s.name), s.generation);
+    this.revisions.delete(revision);
     this.revisions.set(revision, m);
     while (this.revisions.size > this.max) {
       const oldest = this.revisions.keys().next().value as string;
@@ -54,21 +71,26 @@ export class RevisionHistory {
     }
   }
 
-  generationIn(revision: string, key: string): number | undefined {
-    return this.revisions.get(revision)?.get(key);
+  /** The generation of the object with this uid that the revision holds; undefined: none, or another object. */
+  generationIn(revision: string, key: string, uid = ''): number | undefined {
+    const h = this.revisions.get(revision)?.get(key);
+    return h !== undefined && h.uid === uid ? h.generation : undefined;
   }
 
   has(revision: string): boolean {
     return this.revisions.has(revision);
   }
 
-  /** Object keys whose generation differs between two revisions (present in one only counts); undefined if unknown. */
+  /** Object keys whose generation or uid differs between two revisions (present in one only counts); undefined if unknown. */
   diff(a: string, b: string): Set<string> | undefined {
     const ma = this.revisions.get(a);
     const mb = this.revisions.get(b);
     if (ma === undefined || mb === undefined) return undefined;
     const out = new Set<string>();
-    for (const [k, g] of ma) if (mb.get(k) !== g) out.add(k);
+    for (const [k, h] of ma) {
+      const o = mb.get(k);
+      if (o === undefined || o.generation !== h.generation || o.uid !== h.uid) out.add(k);
+    }
     for (const k of mb.keys()) if (!ma.has(k)) out.add(k);
     return out;
   }
@@ -81,19 +103,23 @@ export class RoutingState {
   /** revision applied to the cluster (undefined until the first apply succeeded) */
   appliedRevision: string | undefined;
   issuesByKey = new Map<string, CompileIssue[]>();
-  /** The generation of every object the last compile was given (included in the table or not). */
-  seen = new Map<string, number>();
+  /** The generation and uid of every object the last compile was given (included in the table or not). */
+  seen = new Map<string, Held>();
   /** MailDomain keys whose domain is in the table without an accepted DeliveryPolicy (status NoPolicy). */
   unroutedMailDomains = new Set<string>();
   readonly history = new RevisionHistory();
 
-  /** Whether the last compile saw this generation of the object: only then are its issues (or their absence) known. */
-  compiledSpec(key: string, generation: number): boolean {
-    return this.seen.get(key) === generation;
+  /**
+   * Whether the last compile saw this generation of this object (uid): only then are its issues (or their absence)
+   * known. A re-created object is not the one it replaces, though its name and generation are the same.
+   */
+  compiledSpec(key: string, generation: number, uid: string): boolean {
+    const h = this.seen.get(key);
+    return h !== undefined && h.generation === generation && h.uid === uid;
   }
 
-  currentGeneration(key: string): number | undefined {
-    return this.revision === undefined ? undefined : this.history.generationIn(this.revision, key);
+  currentGeneration(key: string, uid: string): number | undefined {
+    return this.revision === undefined ? undefined : this.history.generationIn(this.revision, key, uid);
   }
 }
 
@@ -207,11 +233,13 @@ export class RoutingController {
     // changed neither the table nor the issues): their status may now be written.
     const seenChanged = new Set<string>();
     if (!reuse) {
-      const seen = new Map<string, number>();
+      const seen = new Map<string, Held>();
       for (const o of objects) {
         const k = objectKey(o.kind, o.metadata.namespace ?? '', o.metadata.name);
-        seen.set(k, o.metadata.generation ?? 0);
-        if (st.seen.get(k) !== seen.get(k)) seenChanged.add(k);
+        const h = { generation: o.metadata.generation ?? 0, uid: uidOf(o.metadata) };
+        seen.set(k, h);
+        const before = st.seen.get(k);
+        if (before?.generation !== h.generation || before.uid !== h.uid) seenChanged.add(k);
       }
       st.seen = seen;
     }
@@ -226,7 +254,7 @@ export class RoutingController {
       const firstCompile = !st.compiled;
       const previousRevision = st.revision;
       const previousIssues = st.issuesByKey;
-      st.history.add(result.revision, result.table.sources);
+      st.history.add(result.revision, result.table.sources, (k) => st.seen.get(k)?.uid ?? '');
       const byKey = new Map<string, CompileIssue[]>();
       for (const i of result.issues) {
         const k = objectKey(i.kind, i.namespace, i.name);
