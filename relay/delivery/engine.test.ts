@@ -189,6 +189,30 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
       expect(await counter(h, 'down')).toBe(0);
     });
 
+    it('a server under back pressure (452 4.3.1 to every transaction) gets its queue at once when it accepts again', async () => {
+      h = await engineHarness({ retryScheduleMs: [3_600_000], destinationBackoffMs: 60_000 });
+      const pressure: AttemptReply = {
+        kind: 'smtp',
+        code: 452,
+        text: '452 4.3.1 Insufficient system resources',
+      };
+      let full = true;
+      h.net.reply = () => (full ? pressure : ok);
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++)
+        ids.push(await h.accept([{ recipient: `r${i}@x.test`, legs: [primaryLeg(`r${i}@x.test`, down)] }]));
+      expect(h.engine.stats()).toMatchObject({ messages: 10, deferred: 10 });
+      expect(h.legs(ids[0] ?? '')?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+      expect(h.net.sentTo('down.test')).toBe(10); // a refusal is an answer: the destination is not suspended
+      full = false; // the back pressure is over: the next message is accepted, and the queue follows at once
+      await h.clock.advance(1_000);
+      await h.accept([{ recipient: 'n@x.test', legs: [primaryLeg('n@x.test', down)] }]);
+      for (let i = 0; i < 20 && h.spool.states.size > 0; i++) await settle();
+      expect(h.spool.states.size).toBe(0);
+      expect(h.net.sentTo('down.test')).toBe(10 + 1 + 10);
+      expect(await counter(h, 'down')).toBe(1);
+    });
+
     it('421 to every connection is an outage too; a server that flaps wakes its queue at most once per backoff', async () => {
       h = await engineHarness({ retryScheduleMs: [3_600_000], destinationBackoffMs: 60_000 });
       const closing: AttemptReply = { kind: 'smtp', code: 421, text: '421 4.3.2 service shutting down' };

@@ -4,6 +4,8 @@ import { reachability, Recovery, type WaitOn, type Waiting, type Woken } from '.
 
 const smtp = (code: number): AttemptReply => ({ kind: 'smtp', code, text: `${code} x` });
 const net: AttemptReply = { kind: 'network', text: 'connect ECONNREFUSED' };
+const reply = (code: number, text: string): AttemptReply => ({ kind: 'smtp', code, text });
+const bp = reply(452, '452 4.3.1 Insufficient system resources');
 const local: AttemptReply = { kind: 'local', text: 'credentials a/b for server s not available' };
 
 describe('reachability: what one transaction says about its destination', () => {
@@ -19,6 +21,23 @@ describe('reachability: what one transaction says about its destination', () => 
     ['a 5xx: the server answered', [smtp(550)], 'up'],
     ['450 greylisting', [smtp(450)], 'up'],
     ['421 for one recipient, 250 for another', [smtp(421), smtp(250)], 'up'],
+    ["Exchange's back pressure (452 4.3.1 to MAIL FROM, so to every recipient)", [bp, bp], 'down'],
+    ['Postfix with a full queue disk', [reply(452, '452 4.3.1 Insufficient system storage')], 'down'],
+    ['sendmail with a full disk', [reply(452, '452 4.4.5 Insufficient disk space; try again later')], 'down'],
+    [
+      'not accepting network messages',
+      [reply(451, '451 4.3.2 System not accepting network messages')],
+      'down',
+    ],
+    ['a full system for one recipient, 250 for another', [bp, smtp(250)], 'up'],
+    ['greylisting with a status', [reply(451, '451 4.7.1 Greylisted, try again in 5 minutes')], 'up'],
+    ["the sender's domain does not resolve", [reply(451, '451 4.1.8 Sender address domain not found')], 'up'],
+    ['an unspecific 4.3.0', [reply(451, '451 4.3.0 Temporary failure')], 'up'],
+    [
+      'a 5xx that names a full system is an answer (not a temporary state)',
+      [reply(552, '552 5.3.1 full')],
+      'up',
+    ],
     ['the relay could not try (credentials)', [local], undefined],
     ['credentials missing for one, refused for another', [local, net], 'down'],
   ])('%s', (_name, replies, want) => {

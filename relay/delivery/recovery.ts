@@ -3,7 +3,9 @@
 // how each transaction went and which destinations each deferred message waits on, and wakes what this returns.
 //
 // - A destination is down after a transaction that got no answer at all (every reply a network failure: refused,
-//   timeout, TLS, DNS, or "delivery temporarily suspended") or only 421 (RFC 5321: the service is not available).
+//   timeout, TLS, DNS, or "delivery temporarily suspended"), or only replies that say its mail service is not
+//   available now (unavailable(): 421, or a 4xx with RFC 3463's status for a full or congested mail system, which
+//   is how Exchange's back pressure, Postfix and sendmail refuse every transaction while their disk or queue is full).
 // - It is up again after a transaction in which the server answered anything else. Only that change wakes anything:
 //   a refusal of one recipient (450 greylisting, 452 mailbox full, a 5xx kept by softBounce) never does, so such a
 //   leg keeps its retry schedule.
@@ -26,7 +28,23 @@
 // is over.
 //
 // Exports: reachability(replies), Recovery<S> (S: the engine's leg state, kept as a sample per group).
-import type { AttemptReply } from './outcome.ts';
+import { enhancedStatus, type AttemptReply } from './outcome.ts';
+
+/**
+ * Statuses of a 4xx that speak of the receiving mail system, not of this message or recipient (RFC 3463): X.3.1 mail
+ * system full, X.3.2 system not accepting network messages, X.4.5 mail system congestion. Exchange's back pressure
+ * answers "452 4.3.1 Insufficient system resources", Postfix "452 4.3.1 Insufficient system storage", sendmail
+ * "452 4.4.5 Insufficient disk space". Others (a greylisting 451 4.7.1, a sender's domain that does not resolve,
+ * 451 4.1.8, the unspecific 4.3.0) may concern this message alone: the server answered.
+ */
+const SYSTEM_UNAVAILABLE: ReadonlySet<string> = new Set(['4.3.1', '4.3.2', '4.4.5']);
+
+/** The server answered only to say its mail service is not available now: 421, or a 4xx of SYSTEM_UNAVAILABLE. */
+function unavailable(r: AttemptReply): boolean {
+  if (r.kind !== 'smtp') return false;
+  if (r.code === 421) return true;
+  return r.code >= 400 && r.code < 500 && SYSTEM_UNAVAILABLE.has(enhancedStatus(r));
+}
 
 /** What one transaction says about its destination: down, up, or nothing (the relay could not try: credentials). */
 export function reachability(replies: Iterable<AttemptReply>): 'down' | 'up' | undefined {
@@ -35,7 +53,7 @@ export function reachability(replies: Iterable<AttemptReply>): 'down' | 'up' | u
   for (const r of replies) {
     if (r.kind === 'local') continue;
     any = true;
-    if (r.kind === 'smtp' && r.code !== 421) answered = true;
+    if (r.kind === 'smtp' && !unavailable(r)) answered = true;
   }
   if (answered) return 'up';
   return any ? 'down' : undefined;

@@ -10,6 +10,8 @@
 //     reaches it wakes them), not after the hour their retry schedule had reached.
 //   - the same after a restart: the relay has not heard from the server since it started, and the first answer
 //     from it sends the copies queued during the outage.
+//   - the same for a server that refused every transaction with 452 4.3.1 (Exchange's back pressure): it answered,
+//     but only to say its mail system is full.
 // Each of these failed before: a queued leg carried the server definition it had at accept, and a Secret change
 // was ignored until a restart (it is not part of the routing revision).
 import { rm, writeFile } from 'node:fs/promises';
@@ -227,6 +229,48 @@ stringData: {username: relay, password: ${password}}
     });
     for (const i of [0, 1, 2]) expect(back.for(`u${i}@again.test`)).toHaveLength(1);
     expect(primary.messages).toHaveLength(4);
+  });
+
+  it('a server under back pressure (452 4.3.1 to MAIL FROM) gets the mail queued for it as soon as it accepts again', async () => {
+    // Exchange refuses every transaction while its disk or queue is over its limits (back pressure), as Postfix
+    // and sendmail do with a full queue disk: the server answers, so nothing suspends it, but no mail gets in.
+    let full = true;
+    const primary = await peer('primary');
+    const secondary = await startSmtpPeer('secondary', {
+      mail: () => (full ? { code: 452, message: '4.3.1 Insufficient system resources' } : undefined),
+    });
+    cleanups.push(() => secondary.close());
+    const r = await startRelay({ 'd.yaml': dualDomain('pressure.test', primary.port, secondary.port) }, [
+      '--retry-schedule',
+      '1h',
+    ]);
+    cleanups.push(() => r.close());
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await send(r, `u${i}@pressure.test`, `queued ${i}`));
+    await waitFor(
+      async () => {
+        for (const id of ids) {
+          const l = legState(await queuedView(r, id), 'copy');
+          if (l?.state !== 'deferred' || !/^452 4\.3\.1/.test(l.lastReply ?? '')) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 15_000, what: 'every copy deferred by the back pressure, its next try an hour away' },
+    );
+    expect(primary.messages).toHaveLength(5);
+
+    full = false;
+    const started = Date.now();
+    await send(r, 'fresh@pressure.test', 'fresh');
+    await waitFor(() => secondary.messages.length === 6, {
+      timeoutMs: 15_000,
+      what: 'the five queued copies and the new one at the server that accepts again',
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    for (const i of [0, 1, 2, 3, 4]) expect(secondary.for(`u${i}@pressure.test`)).toHaveLength(1);
+    const metrics = (await httpGet(r.relay.http.port, '/metrics')).body;
+    expect(metricValue(metrics, 'mailroute_destination_recoveries_total', '{server="new"}')).toBe(1);
+    expect(primary.messages).toHaveLength(6);
   });
 
   it('a removed server holds its legs with a reason and a metric; reroute sends them to the new server', async () => {

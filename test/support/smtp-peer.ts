@@ -47,6 +47,8 @@ export interface PeerBehaviour {
   dataDelayMs?: number;
   /** Delay before answering RCPT TO, in ms. */
   rcptDelayMs?: number;
+  /** Reply to MAIL FROM; undefined = accept. e.g. () => ({ code: 452, message: '4.3.1 Insufficient system resources' }). */
+  mail?: (from: string) => { code: number; message: string } | undefined;
   /** At MAIL FROM of the n-th transaction on a connection (from 1): true drops the connection instead of answering. */
   dropAtMail?: (n: number) => boolean;
   /** After a message's body arrived in full: true drops the connection instead of answering (nothing is stored). */
@@ -158,11 +160,12 @@ export async function startSmtpPeer(
         stats.open--;
         transactions.delete(session.id);
       },
-      onMailFrom(_address, session, cb) {
+      onMailFrom(address, session, cb) {
         const n = (transactions.get(session.id) ?? 0) + 1;
         transactions.set(session.id, n);
         if (peer.behaviour.dropAtMail?.(n) === true) return drop(session);
-        cb();
+        const r = peer.behaviour.mail?.(address.address);
+        cb(r ? smtpError(r.code, r.message) : null);
       },
       onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void) {
         const answer = (): void => {
