@@ -94,7 +94,42 @@ function machineInfo(): { text: string; json: Record<string, unknown>; journal: 
   };
 }
 
-function versions(tmp: string): Record<string, string> {
+/**
+ * The commit of the relay's sources that run: the checkout's HEAD (+dirty when its sources differ from it), or for
+ * --mailroute-root the tree's own: its HEAD when it is a git checkout, else the first line of its COMMIT file (a
+ * `git archive` copy carries none: write it beside the sources), else "unknown tree DIR". Before 7 December a
+ * --mailroute-root run was labelled with the checkout's HEAD, whatever the tree held.
+ */
+function mailrouteCommit(mailrouteRoot: string | undefined): string {
+  const root = mailrouteRoot ?? repoRoot;
+  const head = sh('git', ['-C', root, 'rev-parse', '--show-toplevel']);
+  if (head !== 'unknown' && resolve(head) === resolve(root)) {
+    const commit = sh('git', ['-C', root, 'rev-parse', '--short', 'HEAD']);
+    const dirty = sh('git', [
+      '-C',
+      root,
+      'status',
+      '--porcelain',
+      '--',
+      'relay',
+      'routing',
+      'cli',
+      'contract',
+      'lib',
+      'patches',
+    ]);
+    return dirty === '' ? commit : `${commit}+dirty`;
+  }
+  try {
+    const first = readFileSync(join(root, 'COMMIT'), 'utf8').split('\n')[0]?.trim() ?? '';
+    if (first !== '') return first;
+  } catch {
+    // no COMMIT file
+  }
+  return `unknown tree ${root}`;
+}
+
+function versions(tmp: string, mailrouteRoot: string | undefined): Record<string, string> {
   const pv = join(tmp, 'postconf-version');
   mkdirSync(pv, { recursive: true });
   writeFileSync(join(pv, 'main.cf'), '');
@@ -104,8 +139,9 @@ function versions(tmp: string): Record<string, string> {
   let smtpServer = 'unknown';
   let nodemailer = 'unknown';
   try {
-    mailroute = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string })
-      .version;
+    mailroute = (
+      JSON.parse(readFileSync(join(mailrouteRoot ?? repoRoot, 'package.json'), 'utf8')) as { version: string }
+    ).version;
     smtpServer = (
       JSON.parse(readFileSync(join(repoRoot, 'node_modules/smtp-server/package.json'), 'utf8')) as {
         version: string;
@@ -119,27 +155,11 @@ function versions(tmp: string): Record<string, string> {
   } catch {
     // Reported as unknown.
   }
-  const commit = sh('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']);
-  const dirty =
-    sh('git', [
-      '-C',
-      repoRoot,
-      'status',
-      '--porcelain',
-      '--',
-      'relay',
-      'routing',
-      'cli',
-      'contract',
-      'lib',
-      'patches',
-    ]) === ''
-      ? ''
-      : '+dirty';
+  const commit = mailrouteCommit(mailrouteRoot);
   return {
     postfix: postfixVersion(pv),
     node,
-    mailroute: `${mailroute} (${commit}${dirty})`,
+    mailroute: `${mailroute} (${commit})`,
     'smtp-server': smtpServer,
     nodemailer,
   };
@@ -657,7 +677,7 @@ async function main(): Promise<number> {
   total.unref();
 
   const machine = machineInfo();
-  const vers = versions(tmp);
+  const vers = versions(tmp, options.mailrouteRoot);
   const argv = process.argv.slice(2);
   // TMPDIR decides the file system of both systems' queues, so the command shown with the results names it.
   // So do BENCH_MAILROUTE_ARGS and BENCH_NODE_ARGS: what the relay ran with.
