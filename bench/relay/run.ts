@@ -59,7 +59,8 @@ const log = (msg: string): void => {
 
 const sh = (cmd: string, args: string[]): string => {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8' }).trim();
+    // a failing command's own message (git outside a checkout: "fatal: not a git repository") is the 'unknown' below
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
     return 'unknown';
   }
