@@ -2,7 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { parseAddress } from './address.ts';
 import { compile } from './compile.ts';
 import type { DeliveryPlan, MailboxFact } from './model.ts';
-import { buildIndex, mailboxOf, planToJson, resolve, softBounceFor, verificationNeeded } from './resolve.ts';
+import {
+  buildIndex,
+  explainRoute,
+  mailboxOf,
+  planToJson,
+  resolve,
+  softBounceFor,
+  verificationNeeded,
+} from './resolve.ts';
 import { cutoverStage, exampleDomain, examplePolicy, testRecipient } from './test-fixtures.ts';
 import type { MailrouteObject } from './types.ts';
 
@@ -675,6 +683,53 @@ describe('softBounceFor: the soft bounce a leg of a queued message is decided wi
     ['a stage that ended', staged('2026-05-01T00:00:00Z'), 'bob@example.com', false],
   ])('%s', (_name, idx, recipient, want) => {
     expect(softBounceFor(idx, recipient, NOW)).toBe(want);
+  });
+});
+
+describe('explainRoute: the lookups resolve() makes, told', () => {
+  const idx = index([
+    exampleDomain(),
+    dualPolicy({ scope: 'TestRecipients', bounces: 'Suppress' }),
+    tr('alice', { address: 'alice@example.com' }),
+    tr('alice-news', { address: 'alice+news@example.com', keepPrimaryCopy: false }),
+    tr('bob', { address: 'bob@example.com', expiresAt: '2026-01-01T00:00:00Z' }),
+  ]);
+  it.each<[string, { source: string; address: string; byMailbox: boolean; active: boolean } | undefined]>([
+    [
+      'alice@example.com',
+      { source: 'default/alice', address: 'alice@example.com', byMailbox: false, active: true },
+    ],
+    [
+      'Alice+Other@Example.com',
+      { source: 'default/alice', address: 'alice@example.com', byMailbox: true, active: true },
+    ],
+    // an entry of its own wins over its mailbox's
+    [
+      'alice+news@example.com',
+      { source: 'default/alice-news', address: 'alice+news@example.com', byMailbox: false, active: true },
+    ],
+    [
+      'bob@example.com',
+      { source: 'default/bob', address: 'bob@example.com', byMailbox: false, active: false },
+    ],
+    ['carol@example.com', undefined],
+  ])('%s', (to, want) => {
+    const e = explainRoute(idx, to, NOW);
+    expect(e?.testRecipient).toEqual(want);
+    expect(e).toMatchObject({
+      policy: 'default/example-com',
+      mode: 'Dual',
+      dual: { scope: 'TestRecipients' },
+    });
+    // and it agrees with the plan: the legs carry the TestRecipient it names, when active
+    const plan = resolve(idx, to, { now: NOW });
+    const tags = plan.verdict === 'accept' ? plan.legs.map((l) => l.testRecipient) : [];
+    expect(tags[0]).toBe(want?.active === true ? want.source : undefined);
+  });
+
+  it('is undefined outside the table and for a bad address', () => {
+    expect(explainRoute(idx, 'a@example.org', NOW)).toBeUndefined();
+    expect(explainRoute(idx, 'not an address', NOW)).toBeUndefined();
   });
 });
 

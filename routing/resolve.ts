@@ -186,6 +186,77 @@ export function softBounceFor(index: RoutingIndex, recipient: string, now: Date)
   return parsed.ok && stateAt(index, parsed.domain, now)?.softBounce === true;
 }
 
+/**
+ * The TestRecipient entry of an address (key: lowercase) in a Dual domain: its own, else its mailbox's (base: alice@
+ * for alice+news@), byMailbox then. An entry for the address itself wins over its mailbox's, active or not (as a
+ * Postfix table lookup).
+ */
+function testRecipientOf(
+  d: DomainIndex,
+  key: string,
+  base: string | undefined,
+): { entry: TestRecipientEntry; address: string; byMailbox: boolean } | undefined {
+  const exact = d.testRecipients.get(key);
+  if (exact !== undefined) return { entry: exact, address: key, byMailbox: false };
+  const entry = base === undefined ? undefined : d.testRecipients.get(base);
+  return entry === undefined || base === undefined ? undefined : { entry, address: base, byMailbox: true };
+}
+
+/** Expiry is a schedule of one transition: active in its first "stage", until expiresAt (routing/schedule.ts). */
+function trActive(tr: TestRecipientEntry, now: Date): boolean {
+  return tr.expiresAtMs === undefined || stageIndexAt([tr.expiresAtMs], now.getTime()) === 0;
+}
+
+/** What decided a recipient's plan, for `mailroute route`: the policy and its state in force, and a TestRecipient. */
+export interface RouteExplanation {
+  /** "namespace/name" of the DeliveryPolicy; undefined: none routes the domain. */
+  policy: string | undefined;
+  mode: DomainRoute['mode'];
+  dual: DomainRoute['dual'];
+  split: DomainRoute['split'];
+  /**
+   * In a Dual state: the TestRecipient found for the address (source "namespace/name", its address), byMailbox when
+   * found by the mailbox of a subaddress, active false once its expiresAt has passed (it routes like everyone else).
+   */
+  testRecipient?: { source: string; address: string; byMailbox: boolean; active: boolean };
+}
+
+/**
+ * The same lookups resolve() makes, told instead of applied; undefined for an address that is not valid or whose
+ * domain is not in the table.
+ */
+export function explainRoute(
+  index: RoutingIndex,
+  recipient: string,
+  now: Date,
+): RouteExplanation | undefined {
+  const parsed = parseAddress(recipient);
+  if (!parsed.ok) return undefined;
+  const d = index.domains.get(parsed.domain);
+  if (d === undefined) return undefined;
+  const r = stateIn(d, now);
+  const ext = d.delimiters === '' ? undefined : splitExtension(parsed.local, d.delimiters);
+  const base = ext === undefined ? undefined : `${ext.base.toLowerCase()}@${parsed.domain}`;
+  const found = r.mode === 'Dual' ? testRecipientOf(d, parsed.key, base) : undefined;
+  const p = d.route.policy;
+  return {
+    policy: p === undefined ? undefined : `${p.namespace}/${p.name}`,
+    mode: r.mode,
+    dual: r.dual,
+    split: r.split,
+    ...(found === undefined
+      ? {}
+      : {
+          testRecipient: {
+            source: found.entry.source,
+            address: found.address,
+            byMailbox: found.byMailbox,
+            active: trActive(found.entry, now),
+          },
+        }),
+  };
+}
+
 /** The refusal of a recipient known absent: 550 5.1.1, or 450 4.1.1 under softBounce (Postfix's soft_bounce). */
 function unknownRecipient(address: string, state: StateIndex): DeliveryPlan {
   return state.softBounce
@@ -237,17 +308,9 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
   const copyRecipientDomain = r.mode === 'Dual' ? r.dual?.copyRecipientDomain : undefined;
   const copyTo = copyRecipientDomain === undefined ? address : `${local}@${copyRecipientDomain}`;
 
-  const exactTr = r.mode === 'Dual' ? d.testRecipients.get(key) : undefined;
-  // an entry for the address itself wins over its mailbox's, active or not (as a Postfix table lookup)
-  const baseTr =
-    r.mode === 'Dual' && exactTr === undefined && base !== undefined ? d.testRecipients.get(base) : undefined;
-  const tr = exactTr ?? baseTr;
-  // Expiry is a schedule of one transition: active in its first "stage", until expiresAt (routing/schedule.ts).
-  const activeTr =
-    tr !== undefined &&
-    (tr.expiresAtMs === undefined || stageIndexAt([tr.expiresAtMs], ctx.now.getTime()) === 0)
-      ? tr
-      : undefined;
+  const found = r.mode === 'Dual' ? testRecipientOf(d, key, base) : undefined;
+  const baseTr = found?.byMailbox === true ? found.entry : undefined;
+  const activeTr = found !== undefined && trActive(found.entry, ctx.now) ? found.entry : undefined;
 
   if (d.route.rejectUnknownRecipients && activeTr === undefined) {
     const servers: [string, string][] =

@@ -8,12 +8,15 @@ import type { MailboxFact } from '../../routing/model.ts';
 import { stageAt, type StageInForce } from '../../routing/schedule.ts';
 import {
   buildIndex,
+  explainRoute,
   planToJson,
   resolve,
   softBounceFor,
   verificationNeeded,
   type PlanJson,
+  type RouteExplanation,
 } from '../../routing/resolve.ts';
+import { explanationLines } from './route-explain.ts';
 import { loadAndCompile } from '../../lib/manifests.ts';
 import {
   fileFlag,
@@ -87,12 +90,16 @@ export async function run(argv: string[]): Promise<number> {
     const stage = stages === undefined ? undefined : stageAt(stages, now);
     // softBounce in force at --at: the relay's 5xx from a server on these legs is retried, not bounced
     const softBounce = softBounceFor(index, values.to, now);
+    // why: the policy and its state in force, the TestRecipient found (routing/resolve.ts explainRoute)
+    const why = explainRoute(index, values.to, now);
     const json: PlanJson & {
+      why?: RouteExplanation;
       verification?: { server: string; address: string; answer: MailboxFact | null };
       stage?: Omit<StageInForce, 'index'>;
       softBounce?: true;
     } = {
       ...planToJson(plan),
+      ...(why !== undefined ? { why } : {}),
       ...(softBounce ? { softBounce: true as const } : {}),
       ...(stage !== undefined
         ? { stage: { name: stage.name, ...(stage.until !== undefined ? { until: stage.until } : {}) } }
@@ -116,6 +123,7 @@ export async function run(argv: string[]): Promise<number> {
         `  ${l.role.padEnd(8)} ${l.server.name} (${where}) -> ${l.recipient} (bounces: ${l.bounces}${record})`,
       );
     }
+    if (why !== undefined) lines.push(...explanationLines(why, json.recipient));
     if (json.stage !== undefined) {
       lines.push(
         `  stage:   ${json.stage.name} at ${now.toISOString()}${json.stage.until !== undefined ? `, until ${json.stage.until}` : " (the policy's own fields; every stage has ended)"}`,

@@ -165,6 +165,23 @@ describe('mailroute route on the examples follows the semantics table', () => {
     ]);
   });
 
+  it('Exchange style: the text output says which TestRecipient gave a copy, by the mailbox for a subaddress, and why none did', async () => {
+    const text = async (to: string) =>
+      (await run('route', '-f', join(examples, 'dual-test-users-exchange'), '--to', to)).stdout;
+    const policy =
+      "  policy:  mail/example-com-pilot (Dual, scope TestRecipients, copies' bounces Suppress)\n";
+    const news = await text('alice+news@example.com');
+    expect(news).toContain(
+      'copy     zoho (MX of mx.zoho.example, port 25) -> alice+news@example.zohomail.example',
+    );
+    expect(news).toContain(
+      `${policy}  test recipient: mail/alice for alice@example.com, the mailbox of alice+news@example.com\n`,
+    );
+    expect(await text('carol@example.com')).toContain(
+      `${policy}  test recipient: none for this address or its mailbox, so no copy (scope TestRecipients copies test recipients only)\n`,
+    );
+  });
+
   it('Exchange style: after expiresAt the test recipient routes like everyone else', async () => {
     const r = await run(
       'route',
@@ -177,7 +194,14 @@ describe('mailroute route on the examples follows the semantics table', () => {
       '-o',
       'json',
     );
-    expect(legs(JSON.parse(r.stdout) as PlanJson)).toEqual(['primary:exchange:bob@example.com:Notify']);
+    const p = JSON.parse(r.stdout) as PlanJson & { why?: { testRecipient?: unknown } };
+    expect(legs(p)).toEqual(['primary:exchange:bob@example.com:Notify']);
+    expect(p.why?.testRecipient).toEqual({
+      source: 'mail/bob',
+      address: 'bob@example.com',
+      byMailbox: false,
+      active: false,
+    });
   });
 
   it.each([
