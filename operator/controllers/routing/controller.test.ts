@@ -80,6 +80,16 @@ describe('RoutingController', () => {
       ...deps,
     });
 
+  /** A rest stub that answers every request with 200: no ConfigMaps listed, an empty body otherwise. */
+  const answeringRest = {
+    request: <T>(method: string, path: string) =>
+      Promise.resolve({
+        ok: true as const,
+        status: 200,
+        body: (method === 'GET' && path.endsWith('/configmaps') ? { items: [] } : {}) as T,
+      }),
+  };
+
   it('compiles only when marked dirty; a periodic resync reuses the last result', async () => {
     const objects = syntheticObjects(2, 2);
     let gathered = 0;
@@ -124,14 +134,7 @@ describe('RoutingController', () => {
   });
 
   it('a re-created object (same name, spec and generation, another uid) is not compiled until the next compile', async () => {
-    const rest = {
-      request: <T>(method: string, path: string) =>
-        Promise.resolve({
-          ok: true as const,
-          status: 200,
-          body: (method === 'GET' && path.endsWith('/configmaps') ? { items: [] } : {}) as T,
-        }),
-    };
+    const rest = answeringRest;
     const md = (uid: string) => {
       const o = mailDomain(
         { name: 'corp', namespace: 'ns' },
@@ -166,14 +169,7 @@ describe('RoutingController', () => {
   });
 
   it('compiles with the DomainClaims of the cache, and reports the notices of every fresh compile', async () => {
-    const rest = {
-      request: <T>(method: string, path: string) =>
-        Promise.resolve({
-          ok: true as const,
-          status: 200,
-          body: (method === 'GET' && path.endsWith('/configmaps') ? { items: [] } : {}) as T,
-        }),
-    };
+    const rest = answeringRest;
     const md = (ns: string) =>
       mailDomain(
         { name: 'corp', namespace: ns },
