@@ -3,8 +3,8 @@
 //
 // Exports: startSinks(ports), hostFacts().
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
+import { accepts } from '../test/support/net.ts';
 import { waitFor } from '../test/support/wait.ts';
 
 /** `smtp-sink 127.0.0.1:PORT 256` on each port (as nobody when root), resolved once each one accepts connections. */
@@ -30,17 +30,6 @@ export async function startSinks(ports: readonly number[]): Promise<{ stop(): vo
     throw err;
   }
   return { stop };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /** Load average, CPUs and the Node version, for a benchmark's report. */

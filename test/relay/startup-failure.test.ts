@@ -4,11 +4,11 @@
 // watched). The same for `mailroute demo` and `mailroute operator`.
 import { spawn } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unreachableKubeconfig } from '../support/kubeconfig.ts';
-import { freePort } from '../support/net.ts';
+import { accepts, freePort } from '../support/net.ts';
 import { NODE, ROOT, spawnRelay, tempDir } from './relay-harness.ts';
 
 /** A loopback port held by a listener that never answers (EADDRINUSE for whoever binds it next). */
@@ -18,18 +18,6 @@ async function busyPort(): Promise<{ port: number; server: Server }> {
   const a = server.address();
   if (a === null || typeof a === 'string') throw new Error('no address');
   return { port: a.port, server };
-}
-
-/** true when something accepted a TCP connection on the port. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /**

@@ -1,6 +1,6 @@
 // Loopback ports and raw requests for tests and benchmarks.
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 /**
  * Where freePort() hands out ports: 12,000-29,999, one block of 500 per test worker. Below the kernel's ephemeral range
@@ -68,5 +68,17 @@ export function rawHttp(
     );
     req.on('error', reject);
     req.end();
+  });
+}
+
+/** true when something accepts a TCP connection on 127.0.0.1:port (closed at once). */
+export function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
   });
 }
