@@ -186,6 +186,16 @@ export function softBounceFor(index: RoutingIndex, recipient: string, now: Date)
   return parsed.ok && stateAt(index, parsed.domain, now)?.softBounce === true;
 }
 
+/** A local part's extension under the domain's delimiters, and its mailbox (lowercase key) when it has one. */
+function subaddress(
+  d: DomainIndex,
+  local: string,
+  domain: string,
+): { ext: ReturnType<typeof splitExtension>; base: string | undefined } {
+  const ext = d.delimiters === '' ? undefined : splitExtension(local, d.delimiters);
+  return { ext, base: ext === undefined ? undefined : `${ext.base.toLowerCase()}@${domain}` };
+}
+
 /**
  * The TestRecipient entry of an address (key: lowercase) in a Dual domain: its own, else its mailbox's (base: alice@
  * for alice+news@), byMailbox then. An entry for the address itself wins over its mailbox's, active or not (as a
@@ -235,8 +245,7 @@ export function explainRoute(
   const d = index.domains.get(parsed.domain);
   if (d === undefined) return undefined;
   const r = stateIn(d, now);
-  const ext = d.delimiters === '' ? undefined : splitExtension(parsed.local, d.delimiters);
-  const base = ext === undefined ? undefined : `${ext.base.toLowerCase()}@${parsed.domain}`;
+  const { base } = subaddress(d, parsed.local, parsed.domain);
   const found = r.mode === 'Dual' ? testRecipientOf(d, parsed.key, base) : undefined;
   const p = d.route.policy;
   return {
@@ -285,8 +294,7 @@ export function resolve(index: RoutingIndex, recipient: string, ctx: ResolveCont
     return tempfail(parsed.address, noPolicyReply(parsed.domain), 'NoPolicy');
   const { address, key, local } = parsed;
   // Subaddressing (routing/address.ts): alice+news is looked up as itself, then as alice. Legs keep the address.
-  const ext = d.delimiters === '' ? undefined : splitExtension(local, d.delimiters);
-  const base = ext === undefined ? undefined : `${ext.base.toLowerCase()}@${parsed.domain}`;
+  const { ext, base } = subaddress(d, local, parsed.domain);
   // Every accepted plan names its leg of record first; the type makes a plan of copies alone impossible. Each leg
   // names the policy (and the active TestRecipient) it was planned for: the relay counts parity by them.
   const policy =
