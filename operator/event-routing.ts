@@ -6,7 +6,7 @@ import type { Kind } from '../routing/model.ts';
 import { objectKey } from '../routing/parse.ts';
 import type { RelayView } from './controllers/status.ts';
 import { statusKey } from './controllers/object-status.ts';
-import { uidOf } from './controllers/routing/controller.ts';
+import { sameHeld, uidOf, type Held } from './controllers/routing/controller.ts';
 
 /** Statuses to requeue: all of them, or these routing keys (kind/namespace/name). */
 export type Requeue = { all: true } | { all: false; keys: ReadonlySet<string> };
@@ -27,7 +27,7 @@ interface EventMeta {
  * it as an update, at generation 1 again).
  */
 export class SpecGenerations {
-  private readonly seen = new Map<string, string>();
+  private readonly seen = new Map<string, Held>();
 
   /** Whether the event recompiles the routing table, and the status key to requeue (none on delete). */
   observe(
@@ -42,9 +42,9 @@ export class SpecGenerations {
       this.seen.delete(id);
       return { recompile: true, status: undefined };
     }
-    const version = `${o.metadata?.generation ?? 0} ${uidOf(o.metadata)}`;
-    const recompile = this.seen.get(id) !== version;
-    if (recompile) this.seen.set(id, version);
+    const held = { generation: o.metadata?.generation ?? 0, uid: uidOf(o.metadata) };
+    const recompile = !sameHeld(this.seen.get(id), held);
+    if (recompile) this.seen.set(id, held);
     return { recompile, status: statusKey(ns, name) };
   }
 }

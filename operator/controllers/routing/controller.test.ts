@@ -25,10 +25,10 @@ describe('RevisionHistory', () => {
   h.add('r2', [ref('MailDomain', 'd', 1), ref('DeliveryPolicy', 'p', 2), ref('TestRecipient', 'u', 1)]);
 
   it('knows the generation of each object in each revision', () => {
-    expect(h.generationIn('r1', objectKey('DeliveryPolicy', 'ns', 'p'))).toBe(1);
-    expect(h.generationIn('r2', objectKey('DeliveryPolicy', 'ns', 'p'))).toBe(2);
-    expect(h.generationIn('r2', objectKey('TestRecipient', 'ns', 't'))).toBeUndefined();
-    expect(h.generationIn('nope', objectKey('MailDomain', 'ns', 'd'))).toBeUndefined();
+    expect(h.generationIn('r1', objectKey('DeliveryPolicy', 'ns', 'p'), '')).toBe(1);
+    expect(h.generationIn('r2', objectKey('DeliveryPolicy', 'ns', 'p'), '')).toBe(2);
+    expect(h.generationIn('r2', objectKey('TestRecipient', 'ns', 't'), '')).toBeUndefined();
+    expect(h.generationIn('nope', objectKey('MailDomain', 'ns', 'd'), '')).toBeUndefined();
   });
 
   it('diffs two revisions by object generation (objects in one of them only count)', () => {

@@ -37,6 +37,11 @@ export interface Held {
   uid: string;
 }
 
+/** The same object at the same generation (undefined: not there). */
+export function sameHeld(a: Held | undefined, b: Held | undefined): boolean {
+  return a !== undefined && b !== undefined && a.generation === b.generation && a.uid === b.uid;
+}
+
 /** An object's uid ('' for one that never went through an API server: a manifest, a unit test's object). */
 export function uidOf(metadata: { readonly [key: string]: unknown } | undefined): string {
   const uid = metadata?.['uid'];
@@ -72,7 +77,7 @@ export class RevisionHistory {
   }
 
   /** The generation of the object with this uid that the revision holds; undefined: none, or another object. */
-  generationIn(revision: string, key: string, uid = ''): number | undefined {
+  generationIn(revision: string, key: string, uid: string): number | undefined {
     const h = this.revisions.get(revision)?.get(key);
     return h !== undefined && h.uid === uid ? h.generation : undefined;
   }
@@ -87,10 +92,7 @@ export class RevisionHistory {
     const mb = this.revisions.get(b);
     if (ma === undefined || mb === undefined) return undefined;
     const out = new Set<string>();
-    for (const [k, h] of ma) {
-      const o = mb.get(k);
-      if (o === undefined || o.generation !== h.generation || o.uid !== h.uid) out.add(k);
-    }
+    for (const [k, h] of ma) if (!sameHeld(h, mb.get(k))) out.add(k);
     for (const k of mb.keys()) if (!ma.has(k)) out.add(k);
     return out;
   }
@@ -114,8 +116,7 @@ export class RoutingState {
    * known. A re-created object is not the one it replaces, though its name and generation are the same.
    */
   compiledSpec(key: string, generation: number, uid: string): boolean {
-    const h = this.seen.get(key);
-    return h !== undefined && h.generation === generation && h.uid === uid;
+    return sameHeld(this.seen.get(key), { generation, uid });
   }
 
   currentGeneration(key: string, uid: string): number | undefined {
@@ -238,8 +239,7 @@ export class RoutingController {
         const k = objectKey(o.kind, o.metadata.namespace ?? '', o.metadata.name);
         const h = { generation: o.metadata.generation ?? 0, uid: uidOf(o.metadata) };
         seen.set(k, h);
-        const before = st.seen.get(k);
-        if (before?.generation !== h.generation || before.uid !== h.uid) seenChanged.add(k);
+        if (!sameHeld(st.seen.get(k), h)) seenChanged.add(k);
       }
       st.seen = seen;
     }
