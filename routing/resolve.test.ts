@@ -727,6 +727,20 @@ describe('explainRoute: the lookups resolve() makes, told', () => {
     expect(tags[0]).toBe(want?.active === true ? want.source : undefined);
   });
 
+  it('finds the TestRecipient of an IDN domain when the address is written in Unicode, by its mailbox', () => {
+    const idn = index([
+      exampleDomain({ domain: 'xn--mnchen-3ya.test' }),
+      dualPolicy({ scope: 'TestRecipients', bounces: 'Suppress' }),
+      tr('bob', { address: 'bob@xn--mnchen-3ya.test' }),
+    ]);
+    expect(explainRoute(idn, 'Bob+x@münchen.test', NOW)?.testRecipient).toEqual({
+      source: 'default/bob',
+      address: 'bob@xn--mnchen-3ya.test',
+      byMailbox: true,
+      active: true,
+    });
+  });
+
   it('is undefined outside the table and for a bad address', () => {
     expect(explainRoute(idx, 'a@example.org', NOW)).toBeUndefined();
     expect(explainRoute(idx, 'not an address', NOW)).toBeUndefined();
