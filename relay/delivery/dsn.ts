@@ -8,6 +8,7 @@
 //      failed or delayed, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date, Will-Retry-Until when delayed);
 //   3. text/rfc822-headers: the original message's headers (never the body).
 // Every line ends in CRLF.
+import { oneLine } from '../../lib/one-line.ts';
 
 export interface DsnRecipient {
   /** The envelope recipient that failed (after rewriting). */
@@ -67,16 +68,6 @@ export function remoteMtaName(label: string): string {
   if (bracketed?.[1]) return bracketed[1];
   const m = /^([^:]+):\d+$/.exec(label);
   return m?.[1] ?? label;
-}
-
-/** One line, no CR/LF, no control characters. */
-function oneLine(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  const controls = /[\x00-\x08\x0b-\x1f\x7f]/g;
-  return s
-    .replace(/[\r\n]+/g, ' ')
-    .replace(controls, '?')
-    .trim();
 }
 
 /** Address types: rfc822 for ASCII, utf-8 (RFC 6533) otherwise. */

@@ -12,6 +12,7 @@
 //                                            had one: that copy is the only mailbox, so it bounces)
 // A DSN is owed for failed (never suppressed) legs of a message whose sender is not the null sender, and a delay DSN
 // (Action: delayed) once per such leg still deferred --delay-warning after arrival.
+import { oneLine } from '../../lib/one-line.ts';
 import type { LegState } from '../spool/types.ts';
 import { nextAttempt } from './retry.ts';
 
@@ -69,7 +70,9 @@ export interface DecideContext {
 }
 
 export function formatAttemptReply(r: AttemptReply): string {
-  const text = r.text.replace(/[\r\n]+/g, ' ').trim();
+  // a reply is kept in the state, logs and DSNs: one line without control characters (a NUL in a remote server's
+  // reply once made the spool refuse the state it was kept in, and quarantine the message, at the next restart)
+  const text = oneLine(r.text);
   switch (r.kind) {
     case 'smtp':
       return text.startsWith(String(r.code)) ? text : `${r.code} ${text}`;

@@ -80,7 +80,8 @@ describe('checkState: what is read from the spool is checked like SMTP input', (
     ],
     ['mx not a boolean', [...S, 'mx'], 'yes', /leg\.server\.mx/],
     ['negative attempts', [...L, 'attempts'], -1, /attempts/],
-    ['a reply with a line break', [...L, 'lastReply'], '250 ok\r\nX', /lastReply/],
+    ['a reply that is not a string', [...L, 'lastReply'], 451, /lastReply/],
+    ['a server label with a NUL', [...L, 'lastServer'], 'mx.example:25\u0000', /lastServer/],
     ['a bad time', [...L, 'nextAttemptAt'], 'soon', /nextAttemptAt/],
     ['delayPending not a boolean', [...L, 'delayPending'], 'yes', /delayPending/],
     ['a delay DSN id with a line break', [...L, 'delayDsnId'], 'x\r\ny', /delayDsnId/],
@@ -94,5 +95,25 @@ describe('checkState: what is read from the spool is checked like SMTP input', (
     const r = checkState(withValue(path, value), ID);
     expect(typeof r).toBe('string');
     expect(r).toMatch(field);
+  });
+
+  it.each([
+    ['a line break', '250 ok\r\nX', '250 ok X'],
+    [
+      'a NUL (a remote server sent it; a version that kept it wrote it)',
+      '451 4.7.1 greylisted\u0000 try later',
+      '451 4.7.1 greylisted? try later',
+    ],
+    ['other control characters', '451\u0001 4.3.0\u007f', '451? 4.3.0?'],
+  ])('repairs a lastReply with %s instead of quarantining the message', (_what, reply, want) => {
+    const r = checkState(withValue([...L, 'lastReply'], reply), ID);
+    if (typeof r === 'string') throw new Error(r);
+    expect(r.legs[0]?.lastReply).toBe(want);
+    expect(r.legs[0]?.state).toBe('deferred');
+  });
+
+  it('returns a clean state as it is', () => {
+    const s = good();
+    expect(checkState(s, ID)).toBe(s);
   });
 });

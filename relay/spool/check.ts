@@ -3,6 +3,7 @@
 // is checked with the code that checks the same field on the way in: recipients with routing's parseAddress (the RCPT
 // phase routes with it), senders with senderProblem (the MAIL phase), enums against routing/model.ts. A state that
 // fails is quarantined by the spool, never delivered.
+import { oneLine } from '../../lib/one-line.ts';
 import { parseAddress, senderProblem } from '../../routing/address.ts';
 import { BOUNCES, LEG_ROLES, TLS_MODES } from '../../routing/model.ts';
 import { LEG_STATE_NAMES, type SpoolState } from './types.ts';
@@ -67,9 +68,10 @@ function legProblem(l: unknown, dsn: boolean): string | undefined {
   for (const k of ['nextAttemptAt', 'lastAttemptAt'] as const) {
     if (l[k] !== undefined && !isTime(l[k])) return `${k}: not a time`;
   }
-  for (const k of ['lastReply', 'lastServer'] as const) {
-    if (l[k] !== undefined && !isLine(l[k])) return `${k}: not a one-line string`;
-  }
+  // lastReply is a remote server's words, kept to be shown: a control character in it (written by a version that kept
+  // them) is repaired by checkState, never a reason to quarantine the message
+  if (l.lastReply !== undefined && typeof l.lastReply !== 'string') return 'lastReply: not a string';
+  if (l.lastServer !== undefined && !isLine(l.lastServer)) return 'lastServer: not a one-line string';
   if (l.status !== undefined && !(typeof l.status === 'string' && STATUS_RE.test(l.status)))
     return `status: ${show(l.status)}`;
   for (const k of ['dsnPending', 'delayPending', 'expired'] as const) {
@@ -91,7 +93,10 @@ function legProblem(l: unknown, dsn: boolean): string | undefined {
   return undefined;
 }
 
-/** Validates what JSON.parse returned for message `id`; a string names the first problem and its field. */
+/**
+ * Validates what JSON.parse returned for message `id`; a string names the first problem and its field. A leg's
+ * lastReply with line breaks or control characters comes back repaired (oneLine), in a copy.
+ */
 export function checkState(x: unknown, id: string): SpoolState | string {
   if (!isObj(x)) return 'not an object';
   if (x.version !== 1) return `version: expected 1, got ${show(x.version)}`;
@@ -115,5 +120,11 @@ export function checkState(x: unknown, id: string): SpoolState | string {
     const p = legProblem(l, dsn);
     if (p !== undefined) return `legs[${i}].${p}`;
   }
-  return x as unknown as SpoolState;
+  const state = x as unknown as SpoolState;
+  if (!state.legs.some((l) => l.lastReply !== undefined && l.lastReply !== oneLine(l.lastReply)))
+    return state;
+  return {
+    ...state,
+    legs: state.legs.map((l) => (l.lastReply === undefined ? l : { ...l, lastReply: oneLine(l.lastReply) })),
+  };
 }
