@@ -21,7 +21,7 @@ import { createInbound, type Inbound } from './inbound/server.ts';
 import { descriptorAdvice, readOpenFilesLimit } from './fd-limit.ts';
 import { checkTlsPair, watchTlsFiles, type TlsCertificateInfo, type TlsWatch } from './inbound/tls-reload.ts';
 import { startBufferGovernor } from './memory.ts';
-import type { RecipientRouter } from './inbound/rcpt.ts';
+import { planRecipient, type RecipientRouter } from './inbound/rcpt.ts';
 import { startTransitionTimer } from './transitions.ts';
 import { createParityTracker } from './telemetry/parity.ts';
 import { createRouter } from './inbound/router.ts';
@@ -270,6 +270,19 @@ async function startRelay(
     const c = snapshot?.secrets.get(`${ref.namespace}/${ref.name}`);
     return Promise.resolve(c ? { user: c.username, pass: c.password } : undefined);
   };
+  // Recipient-verification callouts: the server's port, TLS mode, credentials and MX, as delivery; bounded per server.
+  // (Before the delivery engine: a DSN to a sender in a managed domain that verifies its recipients asks the same way.)
+  const verifier = createCalloutVerifier({
+    heloName: config.hostname,
+    timeoutMs: config.callout.timeoutMs,
+    credentials,
+    resolver: calloutResolver,
+    resolverFor: resolverFor('callout'),
+    maxConnections: split(config.callout.maxConnections),
+    maxQueued: config.callout.maxQueued,
+    negativeTtlMs: config.callout.negativeTtlMs,
+    metrics,
+  });
   // Parity while dual: primaries and copies per policy and TestRecipient (metrics, heartbeat Lease, /queue/stats).
   const parity = createParityTracker(metrics);
   const delivery = startDelivery({
@@ -296,7 +309,9 @@ async function startRelay(
     // DSNs: a managed sender domain goes through its policy; any other through its MX or --dsn-relay.
     route: (sender) =>
       dsnRoute(sender, {
-        route,
+        // as any recipient of the domain: with its recipient verification (a Split domain's policy needs the answer)
+        route: (recipient) =>
+          router ? planRecipient(recipient, { router, verifier, now: clock() }) : route(recipient),
         isManaged: (domain) => snapshot !== undefined && Object.hasOwn(snapshot.table.domains, domain),
         ...(config.dsnRelay ? { dsnRelay: config.dsnRelay } : {}),
       }),
@@ -357,18 +372,6 @@ async function startRelay(
   const tlsInfo = tls ? checkTlsPair(tls) : undefined;
   if (typeof tlsInfo === 'string') throw new Error(`--tls-cert/--tls-key: ${tlsInfo}`);
   let draining = false;
-  // Recipient-verification callouts: the server's port, TLS mode, credentials and MX, as delivery; bounded per server.
-  const verifier = createCalloutVerifier({
-    heloName: config.hostname,
-    timeoutMs: config.callout.timeoutMs,
-    credentials,
-    resolver: calloutResolver,
-    resolverFor: resolverFor('callout'),
-    maxConnections: split(config.callout.maxConnections),
-    maxQueued: config.callout.maxQueued,
-    negativeTtlMs: config.callout.negativeTtlMs,
-    metrics,
-  });
   // The hand-off parameters are honoured only from peer relays: the addresses --peers resolves to and, in cluster
   // mode, those in the other relays' heartbeat Leases (relay/inbound/peer-trust.ts).
   const staticPeers = config.peers === undefined ? [] : parseStaticPeers(config.peers);

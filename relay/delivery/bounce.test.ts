@@ -10,7 +10,11 @@ import { deliveryOptions, envelope } from '../../test/support/delivery.ts';
 import { FakeNet, fakeResolver, primaryLeg, routeTo, server } from '../../test/support/engine-harness.ts';
 import { openSpool } from '../spool/spool.ts';
 import type { LegState } from '../spool/types.ts';
-import { legDsnStatus, owesDsn } from './bounce.ts';
+import { Registry } from 'prom-client';
+import { MemorySpool } from '../../test/support/memory-spool.ts';
+import { createRelayMetrics } from '../telemetry/metrics.ts';
+import type { DeliveryPlan } from '../../routing/model.ts';
+import { Bouncer, DSN_ROUTE_RETRY_MS, legDsnStatus, owesDsn } from './bounce.ts';
 import { startDelivery } from './engine.ts';
 
 const leg = (over: Partial<LegState>): LegState => ({
@@ -171,5 +175,70 @@ describe('state files written before status and expired were stored', () => {
     } finally {
       await engine.stop();
     }
+  });
+});
+
+describe('Bouncer: a DSN with no route to its sender for now', () => {
+  const LIFETIME = 5 * 24 * 3600_000;
+  const tempfail = (recipient: string): DeliveryPlan => ({
+    verdict: 'tempfail',
+    recipient,
+    reply: { code: 451, enhanced: '4.4.3', text: 'recipient verification unavailable' },
+    reason: 'VerificationUnavailable',
+    legs: [],
+  });
+  const setup = async (failedAt: Date, now: Date) => {
+    const spool = new MemorySpool(() => now);
+    const r = await spool.accept(
+      envelope([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', server('mx1'))] }], {
+        mailFrom: 'alice@sender.test',
+        receivedAt: failedAt.toISOString(),
+      }),
+      Readable.from([Buffer.from('Subject: t\r\n\r\nhi\r\n')]),
+    );
+    if (!r.ok) throw r.error;
+    const state = spool.states.get(r.id)!;
+    state.legs[0] = leg({
+      dsnPending: true,
+      lastReply: '550 5.1.1 no',
+      lastAttemptAt: failedAt.toISOString(),
+    });
+    const metrics = createRelayMetrics(new Registry(), false);
+    const bouncer = new Bouncer({
+      spool,
+      clock: () => now,
+      log: pino({ level: 'silent' }),
+      metrics,
+      hostname: 'relay.test',
+      maxQueueLifetimeMs: LIFETIME,
+      route: tempfail,
+      spooled: () => undefined,
+    });
+    return { id: r.id, state, bouncer, spool, metrics };
+  };
+
+  it('is put off, the failure still owed, while the queue lifetime after the failure runs', async () => {
+    const failedAt = new Date('2026-12-01T10:00:00Z');
+    const now = new Date(failedAt.getTime() + LIFETIME - 1000);
+    const { id, state, bouncer, spool, metrics } = await setup(failedAt, now);
+    expect(await bouncer.bounce(id, state)).toEqual({
+      kind: 'later',
+      at: now.getTime() + DSN_ROUTE_RETRY_MS,
+    });
+    expect(spool.states.get(id)?.legs[0]?.dsnPending).toBe(true);
+    const kinds = (await metrics.dsnSent.get()).values.map((v) => [v.labels.kind, v.value]);
+    expect(kinds).toEqual([['deferred', 1]]);
+  });
+
+  it('is given up as undeliverable once that lifetime is over', async () => {
+    const failedAt = new Date('2026-12-01T10:00:00Z');
+    const now = new Date(failedAt.getTime() + LIFETIME + 1000);
+    const { id, state, bouncer, spool, metrics } = await setup(failedAt, now);
+    const r = await bouncer.bounce(id, state);
+    expect(r.kind).toBe('done');
+    expect(spool.states.get(id)?.legs[0]?.dsnPending).toBeUndefined();
+    expect(spool.states.get(id)?.legs[0]?.dsnId).toBe('unroutable');
+    const kinds = (await metrics.dsnSent.get()).values.map((v) => [v.labels.kind, v.value]);
+    expect(kinds).toEqual([['unroutable', 1]]);
   });
 });

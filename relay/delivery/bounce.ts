@@ -60,17 +60,26 @@ export interface BounceDeps {
   maxQueueLifetimeMs: number;
   /** DSNs per minute per recipient domain (dsn-rate.ts); 0: unlimited. */
   dsnRate?: DsnRateLimit;
-  /** Where a DSN to this sender goes. */
-  route: (recipient: string) => DeliveryPlan;
+  /**
+   * Where a DSN to this sender goes: the sender's managed domain's policy (with its recipient verification, as for
+   * any recipient), else its MX. A tempfail (no verification answer yet, no policy for a moment) puts the DSN off.
+   */
+  route: (recipient: string) => DeliveryPlan | Promise<DeliveryPlan>;
   /** A DSN was spooled: deliver it. */
   spooled: (dsnId: string) => void;
 }
 
+/** How soon a DSN without a route to its sender (a tempfail) is tried again. */
+export const DSN_ROUTE_RETRY_MS = 60_000;
+
 export type BounceResult =
   /** The DSN was spooled (or none could go) and the state updated: as spool.update resolved. */
   | { kind: 'done'; state: SpoolState | null | undefined }
-  /** The rate limit for the recipient domain: try again at `at` (ms). */
-  | { kind: 'rate-limited'; at: number }
+  /**
+   * The DSN cannot go yet: the rate limit for the recipient domain, or no route to the sender for now. Try again at
+   * `at` (ms); the message's own legs go on meanwhile.
+   */
+  | { kind: 'later'; at: number }
   /** The DSN could not be spooled: try again later. */
   | { kind: 'failed' };
 
@@ -93,9 +102,29 @@ export class Bouncer {
     if (sender === '') {
       dsnId = 'none';
     } else {
-      const plan = d.route(sender);
+      const plan = await d.route(sender);
+      if (plan.verdict === 'tempfail') {
+        // No route for now (the sender's mailbox not verified yet, its policy not accepted for a moment): the DSN is
+        // put off, as a message to a deferring server would be, until the queue lifetime after the failure ends.
+        const now = d.clock().getTime();
+        const since = Math.min(
+          ...owed
+            .map(({ l }) => (l.lastAttemptAt ? Date.parse(l.lastAttemptAt) : NaN))
+            .filter(Number.isFinite),
+          Date.parse(state.meta.receivedAt) || now,
+        );
+        if (now < since + d.maxQueueLifetimeMs) {
+          d.metrics.dsnSent.inc({ kind: 'deferred' });
+          d.log.info(
+            { queueId: id, sender, reply: plan.reply, retryInMs: DSN_ROUTE_RETRY_MS },
+            'delivery: DSN deferred: no route to the sender for now',
+          );
+          return { kind: 'later', at: now + DSN_ROUTE_RETRY_MS };
+        }
+      }
       if (plan.verdict !== 'accept') {
-        // Undeliverable: the sender's domain is not a valid host name, or its managed domain refuses it.
+        // Undeliverable: the sender's domain is not a valid host name, or its managed domain refuses it (or has had
+        // no route for it for the whole queue lifetime).
         d.log.warn(
           { queueId: id, verdict: plan.verdict, reply: plan.reply },
           'delivery: DSN not sent: the sender address is undeliverable',
@@ -114,7 +143,7 @@ export class Bouncer {
             { queueId: id, domain: rcptDomain, retryInMs: token.retryInMs },
             'delivery: DSN deferred: rate limit for the recipient domain',
           );
-          return { kind: 'rate-limited', at: now.getTime() + token.retryInMs };
+          return { kind: 'later', at: now.getTime() + token.retryInMs };
         }
         const retryUntil = new Date(Date.parse(state.meta.receivedAt) + d.maxQueueLifetimeMs);
         const recipients: DsnRecipient[] = owed.map(({ l }) => {

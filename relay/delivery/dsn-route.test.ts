@@ -18,11 +18,15 @@ const managedPlan = (recipient: string): DeliveryPlan => ({
 const deps = { route: managedPlan, isManaged: (d: string) => d === 'managed.test' };
 
 describe('dsnRoute', () => {
-  it('a managed sender domain goes through its policy', () => {
-    expect(dsnRoute('a@Managed.TEST', deps)).toEqual(managedPlan('a@Managed.TEST'));
+  it('a managed sender domain goes through its policy', async () => {
+    expect(await dsnRoute('a@Managed.TEST', deps)).toEqual(managedPlan('a@Managed.TEST'));
   });
-  it('another domain: one leg of record via MX (its failure is not bounced: a DSN is sent from <>)', () => {
-    expect(dsnRoute('a@example.org', deps)).toEqual({
+  it('a managed sender domain whose route is asynchronous (a verification first): its answer', async () => {
+    const later = { ...deps, route: (r: string) => Promise.resolve(managedPlan(r)) };
+    expect(await dsnRoute('a@managed.test', later)).toEqual(managedPlan('a@managed.test'));
+  });
+  it('another domain: one leg of record via MX (its failure is not bounced: a DSN is sent from <>)', async () => {
+    expect(await dsnRoute('a@example.org', deps)).toEqual({
       verdict: 'accept',
       recipient: 'a@example.org',
       domain: 'example.org',
@@ -43,8 +47,8 @@ describe('dsnRoute', () => {
       ],
     });
   });
-  it('another domain with --dsn-relay: the smarthost', () => {
-    const p = dsnRoute('a@example.org', { ...deps, dsnRelay: { host: '127.0.0.1', port: 2600 } });
+  it('another domain with --dsn-relay: the smarthost', async () => {
+    const p = await dsnRoute('a@example.org', { ...deps, dsnRelay: { host: '127.0.0.1', port: 2600 } });
     expect(p.legs[0]?.server).toEqual({
       name: 'dsn-relay',
       host: '127.0.0.1',
@@ -56,8 +60,8 @@ describe('dsnRoute', () => {
   });
   it.each(['a@localhost', 'a@[127.0.0.1]', 'a@-bad.test', 'a@x..test', 'nodomain', '@x.test', 'a@1.2.3.4'])(
     '%s is undeliverable: reject',
-    (sender) => {
-      expect(dsnRoute(sender, deps).verdict).toBe('reject');
+    async (sender) => {
+      expect((await dsnRoute(sender, deps)).verdict).toBe('reject');
     },
   );
   it.each([

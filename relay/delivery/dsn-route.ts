@@ -10,7 +10,7 @@ import type { DeliveryPlan, ServerRoute } from '../../routing/model.ts';
 
 export interface DsnRouteDeps {
   /** The routing table's plan for a recipient (the relay's route function). */
-  route: (recipient: string) => DeliveryPlan;
+  route: (recipient: string) => DeliveryPlan | Promise<DeliveryPlan>;
   /** True when the (lowercase) domain is declared by a MailDomain in the current table. */
   isManaged: (domain: string) => boolean;
   /** --dsn-relay: smarthost for DSNs to senders outside the managed domains. */
@@ -27,10 +27,10 @@ export function isDeliverableDomain(domain: string): boolean {
   return labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels[labels.length - 1] ?? '');
 }
 
-export function dsnRoute(sender: string, deps: DsnRouteDeps): DeliveryPlan {
+export async function dsnRoute(sender: string, deps: DsnRouteDeps): Promise<DeliveryPlan> {
   const at = sender.lastIndexOf('@');
   const domain = at > 0 ? sender.slice(at + 1).toLowerCase() : '';
-  if (domain !== '' && deps.isManaged(domain)) return deps.route(sender);
+  if (domain !== '' && deps.isManaged(domain)) return await deps.route(sender);
   if (at <= 0 || !isDeliverableDomain(domain)) {
     return {
       verdict: 'reject',

@@ -90,7 +90,7 @@ export interface DeliveryOptions {
     name: string;
   }) => Promise<{ user: string; pass: string } | undefined>;
   /** Where a DSN to this sender goes (relay/delivery/dsn-route.ts): managed domain: its policy; else MX/--dsn-relay. */
-  route: (recipient: string) => DeliveryPlan;
+  route: (recipient: string) => DeliveryPlan | Promise<DeliveryPlan>;
   /** The SMTP client per target; default the relay's own (smtp-out/pool.ts). */
   transport?: TransportFactory;
   /** MX and address lookups (relay/dns.ts); default: the system resolver. */
@@ -279,6 +279,12 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
 
   // ---------------- one message ----------------
 
+  /** A DSN is owed and may be tried now: none is being made, and none was put off until later (Entry.dsnAt). */
+  const dsnNow = (e: Entry, state: SpoolState): boolean =>
+    !e.dsnBusy && (e.dsnAt === undefined || now() >= e.dsnAt) && state.legs.some(owesDsn);
+  /** When an owed DSN is due: now, or the time it was put off until. */
+  const dsnDue = (e: Entry, t: number): number => Math.max(t, e.dsnAt ?? t);
+
   /** Recomputes kind and due time of an entry from a state just read or written. */
   const reschedule = (id: string, e: Entry, state: SpoolState): void => {
     let next = Infinity;
@@ -289,9 +295,11 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const t = now();
     for (const [i, l] of state.legs.entries()) {
       if (isFinalLeg(l)) {
-        if (l.dsnPending && !e.dsnBusy) next = Math.min(next, t);
+        if (l.dsnPending && !e.dsnBusy) next = Math.min(next, dsnDue(e, t));
         continue;
       }
+      // a delay notice owed: its time too (the leg's own retry may come later)
+      if (l.delayPending === true && !e.dsnBusy) next = Math.min(next, dsnDue(e, t));
       open = true;
       if (l.leg.role === 'primary') openRecord = true;
       if (e.inflight.has(i)) continue;
@@ -323,7 +331,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   /** What comes next for a message after its state was read or written: a DSN, removal, or its next due time. */
   const settle = async (id: string, e: Entry, state: SpoolState): Promise<void> => {
     if (stopped) return;
-    if (state.legs.some(owesDsn) && !e.dsnBusy) return bounce(id, e, state);
+    if (dsnNow(e, state)) return bounce(id, e, state);
     if (e.inflight.size === 0 && allDone(state)) return finish(id);
     reschedule(id, e, state);
   };
@@ -360,7 +368,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const state = loaded.state;
     opts.onMessageRead?.(id, state.legs);
     e.receivedAt = Date.parse(state.meta.receivedAt) || e.receivedAt;
-    if (state.legs.some(owesDsn) && !e.dsnBusy) return bounce(id, e, state);
+    if (dsnNow(e, state)) return bounce(id, e, state);
 
     const forced = e.forced;
     e.forced = undefined;
@@ -471,7 +479,13 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     } finally {
       e.dsnBusy = false;
     }
-    if (r.kind === 'rate-limited') return scheduler.at(id, r.at);
+    if (r.kind === 'later') {
+      // The DSN waits; the message's own legs do not: a delay notice held back by its rate limit (or a sender's
+      // domain without a route yet) used to keep a whole backlog from its server after the server was back.
+      e.dsnAt = r.at;
+      return look(id);
+    }
+    e.dsnAt = undefined;
     if (r.kind === 'failed') return retryLater(id);
     if (!r.state) return drop(id);
     return settle(id, e, r.state);
@@ -500,6 +514,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     const e = queue.get(id);
     if (!e) return;
     e.forced = addForced(e.forced, keys);
+    if (keys === 'all') e.dsnAt = undefined; // a flush tries a DSN that was put off, too
     scheduler.wake(id);
   };
 

@@ -30,6 +30,11 @@ export class Entry implements TrackedMessage, Waiting {
   waitingOn: object | undefined = undefined;
   /** A DSN for the message is being built and spooled (bounce.ts). */
   dsnBusy = false;
+  /**
+   * The DSN it owes could not go (its rate limit, or no route to the sender yet): not tried again before this time
+   * (ms). Its legs are delivered meanwhile; undefined when nothing waits.
+   */
+  dsnAt: number | undefined = undefined;
   /** Being removed: no longer in the queue gauge (see QueueIndex.leaving). */
   leaving = false;
   /**

@@ -79,8 +79,32 @@ export async function decideRcpt(
   if (address === undefined) return REPLIES.badIdnDomain();
   // "postmaster" without a domain (RFC 5321 §4.1.1.3) has no route through a relay without local mailboxes.
   if (domainOf(address) === '') return REPLIES.relayDenied();
+  const plan = await planRecipient(address, { router, verifier: deps.verifier, now: deps.now() });
+  switch (plan.verdict) {
+    case 'accept':
+      return {
+        verdict: 'accept',
+        accepted: { recipient: address, legs: plan.legs.map(freezeLeg) },
+        revision: router.revision,
+      };
+    case 'reject':
+      return reject(reasonOf(plan), plan.reply.code, plan.reply.enhanced, plan.reply.text);
+    case 'tempfail':
+      return tempfail(reasonOf(plan), plan.reply.code, plan.reply.enhanced, plan.reply.text);
+  }
+}
+
+/**
+ * The plan of a normalized recipient address: its MailDomain's recipient verification first (a cached callout) when
+ * the domain asks for it, then the routing core with the answer. The RCPT phase, and the DSN to a sender whose domain
+ * is managed here (relay.ts), route with it.
+ */
+export async function planRecipient(
+  address: string,
+  deps: { router: RecipientRouter; verifier: Verifier; now: Date },
+): Promise<DeliveryPlan> {
+  const { router, now } = deps;
   let fact: MailboxFact | undefined;
-  const now = deps.now();
   const ask = router.verificationFor(address, now);
   if (ask !== undefined)
     fact = (await deps.verifier.check(ask.server, ask.address, ask.cacheTtlMs, ask.destinations, ask.mailbox))
@@ -94,19 +118,7 @@ export async function decideRcpt(
         }
       : {}),
   };
-  const plan = router.resolve(address, ctx);
-  switch (plan.verdict) {
-    case 'accept':
-      return {
-        verdict: 'accept',
-        accepted: { recipient: address, legs: plan.legs.map(freezeLeg) },
-        revision: router.revision,
-      };
-    case 'reject':
-      return reject(reasonOf(plan), plan.reply.code, plan.reply.enhanced, plan.reply.text);
-    case 'tempfail':
-      return tempfail(reasonOf(plan), plan.reply.code, plan.reply.enhanced, plan.reply.text);
-  }
+  return router.resolve(address, ctx);
 }
 
 function freezeLeg(leg: Leg): Leg {

@@ -344,6 +344,34 @@ describe('delivery engine', () => {
     expect(h.senderBox.messages.length).toBe(1);
   });
 
+  it('a delay DSN held back by its rate limit does not hold back the message: the backlog goes when the server is back', async () => {
+    // one DSN a minute for the domain: the first message's delay notice takes it, the others' wait for a token
+    h = await harness({ delayWarningMs: 150, retryScheduleMs: [60], dsnRate: { perMinute: 1, burst: 1 } });
+    let busy = true;
+    h.primary.behaviour.rcpt = () => (busy ? { code: 450, message: '4.2.0 mailbox busy' } : undefined);
+    const ids: string[] = [];
+    for (const r of ['bob@example.com', 'carol@example.com', 'dave@example.com'])
+      ids.push(await h.accept([r]));
+    await waitFor(() => h.senderBox.for('alice@sender.example').length === 1, {
+      what: 'the first delay DSN',
+    });
+    const deferred = async (): Promise<number> =>
+      (await h.metrics.dsnSent.get()).values.find((v) => v.labels.kind === 'deferred')?.value ?? 0;
+    await waitFor(async () => (await deferred()) >= 2, { what: 'the other two delay DSNs put off' });
+    busy = false;
+    // every message reaches its server at its next retry (60 ms), not when a DSN token comes (a minute)
+    await waitFor(
+      () => ['bob', 'carol', 'dave'].every((u) => h.primary.for(`${u}@example.com`).length === 1),
+      {
+        what: 'all three delivered to the primary',
+        timeoutMs: 5000,
+      },
+    );
+    await drained(h);
+    // a notice owed for a leg that was delivered meanwhile is moot: no late "delayed" DSN after the delivery
+    expect(h.senderBox.messages.length).toBe(1);
+  });
+
   it('--delay-warning 0 (or a leg delivered before it) sends no delay DSN', async () => {
     h = await harness({ delayWarningMs: 0, retryScheduleMs: [40] });
     let refusals = 0;
