@@ -6,12 +6,13 @@
 //   counted.
 // - receivedHeader()/sanitizeHelo() (helo.ts): whatever the client sent (HELO name, reverse name, address, id,
 //   recipient, TLS names), the prepended header is exactly one folded header field: CRLF only at line ends, every
-//   continuation line starts with a tab, one ';' (before the date), no control characters.
+//   continuation line starts with a tab, one ';' (before the date), no control characters; and its bytes
+//   (receivedHeaderBytes) are valid UTF-8, ASCII without SMTPUTF8, with no control byte but those folds.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { BareLfMode } from '../config.ts';
 import { ContentScanner, type ContentLimits } from './content.ts';
-import { receivedHeader, sanitizeHelo } from './helo.ts';
+import { receivedHeader, receivedHeaderBytes, sanitizeHelo } from './helo.ts';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
 
@@ -201,6 +202,11 @@ describe('receivedHeader / sanitizeHelo (fuzz)', { timeout: 300_000 }, () => {
   const hostile = fc.oneof(
     fc.string({ maxLength: 80 }),
     fc.string({ unit: 'binary', maxLength: 80 }),
+    // any UTF-16 code unit, lone surrogates included
+    fc.string({
+      unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+      maxLength: 80,
+    }),
     fc.constantFrom(
       'evil\r\nX-Injected: yes',
       'a\rX-Injected: 1',
@@ -210,6 +216,11 @@ describe('receivedHeader / sanitizeHelo (fuzz)', { timeout: 300_000 }, () => {
       'a\u2028b\u0085c',
       '\0\0',
       'x'.repeat(600),
+      // low bytes CR, LF, NUL: what a latin1 encoding of the header made of them
+      '"xčĊX-Injected:1čĊX-Other:2"@example.test',
+      'aĀb',
+      'jos\u00e9@example.test',
+      'a\ud800b',
     ),
   );
   it('sanitizeHelo keeps only host name characters, at most 255', () => {
@@ -233,6 +244,7 @@ describe('receivedHeader / sanitizeHelo (fuzz)', { timeout: 300_000 }, () => {
           protocol: hostile,
           id: hostile,
           forRecipient: fc.option(hostile, { nil: undefined }),
+          smtputf8: fc.boolean(),
           tls: fc.option(
             fc.record({
               protocol: fc.option(hostile, { nil: undefined }),
@@ -245,13 +257,14 @@ describe('receivedHeader / sanitizeHelo (fuzz)', { timeout: 300_000 }, () => {
           date: fc.date({ min: new Date(0), max: new Date(4_000_000_000_000), noInvalidDate: true }),
         }),
         (info) => {
-          const h = receivedHeader({
+          const fields: Parameters<typeof receivedHeader>[0] = {
             helo: info.helo,
             clientAddress: info.clientAddress,
             clientHostname: info.clientHostname,
             byHostname: info.byHostname,
             protocol: info.protocol,
             id: info.id,
+            smtputf8: info.smtputf8,
             ...(info.forRecipient !== undefined ? { forRecipient: info.forRecipient } : {}),
             ...(info.tls !== undefined
               ? {
@@ -262,7 +275,8 @@ describe('receivedHeader / sanitizeHelo (fuzz)', { timeout: 300_000 }, () => {
                 }
               : {}),
             date: info.date,
-          });
+          };
+          const h = receivedHeader(fields);
           expect(h.startsWith('Received: from ')).toBe(true);
           expect(h.endsWith('\r\n')).toBe(true);
           const lines = h.slice(0, -2).split('\r\n');
@@ -274,6 +288,20 @@ describe('receivedHeader / sanitizeHelo (fuzz)', { timeout: 300_000 }, () => {
           }
           expect(h.split(';').length).toBe(2);
           expect(lines[0]).toMatch(/^Received: from [A-Za-z0-9.\-_:[\]]+ \(/);
+          // no C1 control, line or paragraph separator or lone surrogate either (a well-formed string)
+          expect(h).not.toMatch(/[\u0080-\u009f\u2028\u2029]/);
+          expect(h.isWellFormed()).toBe(true);
+          // the bytes the relay prepends: that text as UTF-8, ASCII without SMTPUTF8, no control byte but the folds
+          const bytes = receivedHeaderBytes(fields);
+          expect(new TextDecoder('utf-8', { fatal: true }).decode(bytes)).toBe(h);
+          if (!info.smtputf8) expect(bytes.every((b) => b < 0x80)).toBe(true);
+          const byteLines = bytes.subarray(0, -2).toString('latin1').split('\r\n');
+          expect(byteLines.length).toBe(lines.length);
+          for (const [i, line] of byteLines.entries()) {
+            // eslint-disable-next-line no-control-regex
+            expect(line.replace(/^\t/, '')).not.toMatch(/[\x00-\x1f\x7f]/);
+            if (i > 0) expect(line.startsWith('\t')).toBe(true);
+          }
         },
       ),
       { numRuns: RUNS },

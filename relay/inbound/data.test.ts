@@ -9,9 +9,10 @@ import type { BareLfMode } from '../config.ts';
 import { passWhole, stuffWhole } from '../delivery/smtp-out/data-encoder.ts';
 import type { EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
 import { receiveData } from './data.ts';
+import { receivedHeaderBytes } from './helo.ts';
 
 const RUNS = Number(process.env['MAILROUTE_FUZZ_RUNS'] ?? 300);
-const HEADER = 'Received: from client by relay; Sat, 5 Dec 2026 12:00:00 +0000\r\n';
+const HEADER = Buffer.from('Received: from client by relay; Sat, 5 Dec 2026 12:00:00 +0000\r\n');
 
 const meta: EnvelopeMeta = {
   mailFrom: 'a@example.com',
@@ -29,7 +30,8 @@ const meta: EnvelopeMeta = {
 async function run(
   pieces: Buffer[],
   bareLf: BareLfMode,
-): Promise<{ accepted: boolean; bytes: Buffer; ready: boolean | undefined }> {
+  header: Buffer = HEADER,
+): Promise<{ accepted: boolean; bytes: Buffer; ready: boolean | undefined; size?: number }> {
   let bytes = Buffer.alloc(0);
   let ready: boolean | undefined;
   const spool: SpoolWriter = {
@@ -49,14 +51,19 @@ async function run(
   const done = receiveData(source, {
     spool,
     limits: { bareLf, maxBytes: 1 << 20, hopLimit: 50, maxLineLength: 1000 },
-    receivedHeader: HEADER,
+    receivedHeader: header,
     meta,
     dataTimeoutMs: 10_000,
   });
   for (const p of pieces) source.write(p);
   source.end();
   const outcome = await done;
-  return { accepted: outcome.verdict === 'accept', bytes, ready };
+  return {
+    accepted: outcome.verdict === 'accept',
+    bytes,
+    ready,
+    ...(outcome.verdict === 'accept' ? { size: outcome.size } : {}),
+  };
 }
 
 describe('receiveData: the wire-ready vouch', () => {
@@ -79,6 +86,28 @@ describe('receiveData: the wire-ready vouch', () => {
     // no line end at the very end: the encoder adds one before the dot line
     const open = await run([Buffer.from('Subject: x\r\n\r\nhello')], 'reject');
     expect(open).toMatchObject({ accepted: true, ready: false });
+  });
+
+  it("prepends the Received: header's bytes as they are (UTF-8), still vouched for; the size counts the client's bytes", async () => {
+    // č and Ċ: their low bytes are CR and LF, which a latin1 header would have carried
+    const header = receivedHeaderBytes({
+      helo: 'client.test',
+      clientAddress: '192.0.2.1',
+      clientHostname: '',
+      byHostname: 'relay.test',
+      protocol: 'ESMTP',
+      id: 'abc.1',
+      forRecipient: '"xčĊX-Spam-Flag:NO"@example.test',
+      smtputf8: true,
+      date: new Date('2026-12-05T12:00:00Z'),
+    });
+    const body = Buffer.from('Subject: x\r\n\r\nhello\r\n');
+    const r = await run([body], 'reject', header);
+    expect(r).toMatchObject({ accepted: true, ready: true, size: body.length });
+    expect(r.bytes.equals(Buffer.concat([header, body]))).toBe(true);
+    expect(r.bytes.subarray(0, header.length).toString('utf8')).toContain(
+      '\r\n\tfor <"xčĊX-Spam-Flag:NO"@example.test>;\r\n',
+    );
   });
 
   it('vouches exactly when the DATA encoder would insert nothing (any body, any split, both modes)', async () => {

@@ -34,12 +34,12 @@ class MessageGuard extends Transform {
 
   constructor(
     limits: ContentLimits,
-    receivedHeader: string,
+    receivedHeader: Buffer,
     onBytes?: (n: number, messageBytes: number) => void,
   ) {
     super({ highWaterMark: 64 * 1024 });
     this.scanner = new ContentScanner(limits);
-    this.header = Buffer.from(receivedHeader, 'latin1');
+    this.header = receivedHeader;
     this.onBytes = onBytes;
   }
 
@@ -95,7 +95,12 @@ export type DataOutcome = { verdict: 'accept'; id: string; size: number; normali
 export interface DataDeps {
   spool: SpoolWriter;
   limits: ContentLimits;
-  receivedHeader: string;
+  /**
+   * The relay's Received: header as bytes (helo.ts receivedHeaderBytes: UTF-8), prepended as they are, outside the
+   * content checks. The spool's size counts these bytes; the size limit counts the client's bytes only, and the hop
+   * count adds one field for this header, whatever its length.
+   */
+  receivedHeader: Buffer;
   meta: EnvelopeMeta;
   /** Longest time the whole DATA phase may take; then the message is refused 421 4.4.2. */
   dataTimeoutMs: number;

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { toSmtpError } from './adapter.ts';
 import { ConnectionCounter, GreetingGate, decideConnect, workerShare } from './connect.ts';
-import { protocolName, receivedHeader, rfc5322Date, sanitizeHelo } from './helo.ts';
+import {
+  forAddress,
+  protocolName,
+  receivedHeader,
+  receivedHeaderBytes,
+  rfc5322Date,
+  sanitizeHelo,
+} from './helo.ts';
 import { decideMail } from './mail.ts';
 import { domainOf, isNonAscii } from '../../routing/address.ts';
 import type { RefusalReason } from '../../routing/model.ts';
@@ -93,6 +100,55 @@ describe('helo phase and the Received: header', () => {
       'Received: from clientBcc:x (client.example [192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\tby relay.example (mailroute) with ESMTPS id abc.1\r\n\tfor <a@b.exampleX:y>;\r\n\tSat, 28 Nov 2026 16:05:38 +0000\r\n',
     );
     expect(/(?<!\r)\n|\r(?!\n)/.test(h)).toBe(false);
+  });
+  // [what, recipient, SMTPUTF8, what `for <...>` shows ('' : no for clause)]
+  it.each([
+    ['ASCII stays', 'a@example.test', false, 'a@example.test'],
+    ['ASCII, SMTPUTF8', 'a@example.test', true, 'a@example.test'],
+    ['Unicode letters stay with SMTPUTF8', 'josé@example.test', true, 'josé@example.test'],
+    ['no Unicode without SMTPUTF8: left out', 'josé@example.test', false, ''],
+    // č U+010D, Ċ U+010A, Ā U+0100: their low bytes are CR, LF, NUL (the latin1 defect); letters, so kept, as UTF-8
+    [
+      'letters whose low byte is CR or LF stay (UTF-8 makes them safe)',
+      '"xčĊX-Spam-Flag:NOčĊX-Spam-Score:-9"@example.test',
+      true,
+      '"xčĊX-Spam-Flag:NOčĊX-Spam-Score:-9"@example.test',
+    ],
+    ['Ā (low byte NUL) stays', 'Ā@example.test', true, 'Ā@example.test'],
+    ['an astral character stays', '😀@example.test', true, '😀@example.test'],
+    ['CR, LF and what they would inject', 'a@b.example>\r\nX: y', false, 'a@b.exampleX:y'],
+    ['NUL, DEL and other C0 controls go', 'a\u0000b\u007fc\u001bd\te@x.test', false, 'abcde@x.test'],
+    ['C1 controls go (NEL U+0085 included)', 'a\u0080b\u0085c\u009fd@x.test', true, 'abcd@x.test'],
+    ['line and paragraph separators go', 'a\u2028b\u2029c@x.test', true, 'abc@x.test'],
+    ['white space of any kind goes', '"a b\u00a0c\u3000d"@x.test', true, '"abcd"@x.test'],
+    ['bidirectional-text controls go', 'a\u202eb\u2066c@x.test', true, 'abc@x.test'],
+    ['a lone surrogate goes (no UTF-8 form)', 'a\ud800b\udc00c@x.test', true, 'abc@x.test'],
+    ['what ends the clause goes', 'a<b>c;d(e)f@x.test', false, 'abcdef@x.test'],
+    ['nothing left: no clause', '\r\n\u0000<>', true, ''],
+  ])('for <...>: %s', (_what, recipient, smtputf8, want) => {
+    expect(forAddress(recipient, smtputf8)).toBe(want);
+    const h = receivedHeaderBytes({
+      helo: 'client.test',
+      clientAddress: '192.0.2.1',
+      clientHostname: '',
+      byHostname: 'relay.test',
+      protocol: 'ESMTP',
+      id: 'abc.1',
+      forRecipient: recipient,
+      smtputf8,
+      date: new Date('2026-11-28T16:05:38Z'),
+    });
+    const forLine = want === '' ? '' : `\r\n\tfor <${want}>`;
+    const expected = `Received: from client.test ([192.0.2.1])\r\n\tby relay.test (mailroute) with ESMTP id abc.1${forLine};\r\n\tSat, 28 Nov 2026 16:05:38 +0000\r\n`;
+    // the bytes the relay prepends: UTF-8 (ASCII when nothing in it is not), never latin1
+    expect(h.toString('hex')).toBe(Buffer.from(expected, 'utf8').toString('hex'));
+    expect(new TextDecoder('utf-8', { fatal: true }).decode(h)).toBe(expected);
+    if (!smtputf8) expect(h.every((b) => b < 0x80)).toBe(true);
+    // no control byte but the folds the header writes (CRLF, then a tab)
+    const lines = h.subarray(0, -2).toString('latin1').split('\r\n');
+    expect(lines.slice(1).every((l) => l.startsWith('\t'))).toBe(true);
+    // eslint-disable-next-line no-control-regex
+    expect(lines.some((l) => /[\x00-\x08\x0a-\x1f\x7f]/.test(l))).toBe(false);
   });
   it('formats RFC 5322 dates', () => {
     expect(rfc5322Date(new Date('2026-01-05T03:04:05Z'))).toBe('Mon, 5 Jan 2026 03:04:05 +0000');

@@ -13,7 +13,7 @@ import type { RelayMetrics } from '../telemetry/metrics.ts';
 import { toSmtpError } from './adapter.ts';
 import { ConnectionCounter, GreetingGate, decideConnect } from './connect.ts';
 import { receiveData } from './data.ts';
-import { protocolName, receivedHeader, sanitizeHelo } from './helo.ts';
+import { protocolName, receivedHeaderBytes, sanitizeHelo } from './helo.ts';
 import { traceMatcher } from './trace.ts';
 import { decideMail } from './mail.ts';
 import {
@@ -362,7 +362,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         body8bit: env.bodyType === '8bitmime',
         ...(origin ? { origin } : {}),
       };
-      const header = receivedHeader({
+      const header = receivedHeaderBytes({
         helo: session.hostNameAppearsAs,
         clientAddress: session.remoteAddress,
         clientHostname:
@@ -374,6 +374,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         protocol: protocolName(session.openingCommand, session.secure, Boolean(session.user)),
         id: `${session.id}.${session.transaction}`,
         ...(recipients.length === 1 && recipients[0] ? { forRecipient: recipients[0].recipient } : {}),
+        smtputf8: env.smtpUtf8 === true,
         ...(tls ? { tls: { protocol: tls.version, cipher: tls.name } } : {}),
         date: now,
       });

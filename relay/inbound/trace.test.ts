@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { receivedHeader } from './helo.ts';
+import { receivedHeader, receivedHeaderBytes } from './helo.ts';
 import { isValidClusterId, ownTraceLength, traceMatcher } from './trace.ts';
 
 describe('trace', () => {
@@ -44,5 +44,25 @@ describe('trace', () => {
     expect(ownTraceLength(Buffer.from(ours + rest), 'c2')).toBe(0);
     expect(ownTraceLength(Buffer.from(rest + ours), 'c1')).toBe(0);
     expect(ownTraceLength(Buffer.from('Subject: x\r\n\r\n'), 'c1')).toBe(0);
+  });
+
+  it('ownTraceLength counts bytes: a UTF-8 recipient in our header is skipped whole, the next field kept', () => {
+    const ours = receivedHeaderBytes({
+      helo: 'old.example.test',
+      clientAddress: '192.0.2.1',
+      clientHostname: '',
+      byHostname: 'relay-0',
+      clusterId: 'c1',
+      protocol: 'ESMTP',
+      id: 'abc.1',
+      forRecipient: '"xčĊX-Spam-Flag:NO"@example.com',
+      smtputf8: true,
+      date: new Date(0),
+    });
+    const rest = Buffer.from('Subject: x\r\n\r\nbody\r\n');
+    const message = Buffer.concat([ours, rest]);
+    expect(ours.length).toBeGreaterThan(ours.toString('utf8').length);
+    expect(ownTraceLength(message, 'c1')).toBe(ours.length);
+    expect(message.subarray(ownTraceLength(message, 'c1')).equals(rest)).toBe(true);
   });
 });

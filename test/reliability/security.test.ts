@@ -8,6 +8,8 @@
 // - STARTTLS command injection: commands pipelined after STARTTLS in the same packet get no reply, before or after
 //   the handshake;
 // - header injection through EHLO names: no injected header field at the destination, one Received: added;
+// - header injection through an SMTPUTF8 recipient (č and Ċ, whose low bytes are CR and LF): the Received: header
+//   arrives as UTF-8 bytes, with the recipient in it, and no field of the client's before the original ones;
 // - oversized command and content lines, too many recipients.
 import { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -380,6 +382,75 @@ describe('security probes', () => {
     }
     report('security EHLO header injection', { ehloReplies: replies, delivered: got.length });
   });
+
+  // Before, the header went out as latin1, one byte per character: U+010D č became CR and U+010A Ċ became LF, so the
+  // first recipient put two header fields of the client's choosing inside the relay's own trace, and josé came out
+  // as the single byte 0xE9 (not UTF-8).
+  it.each([
+    [
+      'forged fields inside the trace before',
+      `"xčĊX-Spam-Flag:NOčĊX-Spam-Score:-9"@${DOMAIN}`,
+      'utf8-rcpt-hostile',
+    ],
+    ['latin1 bytes before', `josé@${DOMAIN}`, 'utf8-rcpt-plain'],
+  ])(
+    'header injection through a UTF-8 recipient (%s): %s is in a Received: header of UTF-8 bytes with no CR, LF or NUL of the client, the only field before the original ones',
+    async (_before, to, subject) => {
+      const r = await transact(relay.smtpPort, {
+        mailParams: ' SMTPUTF8',
+        rcpts: [to],
+        content: `Subject: ${subject}\r\nX-Original: kept\r\n\r\nbody\r\n.\r\n`,
+      });
+      expect(r.mail).toMatch(/^250 /);
+      expect(r.rcpts[0], `RCPT TO:<${to}>`).toMatch(/^250 /);
+      expect(r.final).toMatch(/^250 /);
+      /** The relay's Received: field as each peer got it. */
+      const seen: Record<string, string> = {};
+      for (const p of [primary, copy]) {
+        await waitFor(() => p.messages.some((m) => subjectOf(m.raw) === subject), {
+          timeoutMs: 10_000,
+          what: `${subject} at ${p.name}`,
+        });
+        const m = p.messages.find((x) => subjectOf(x.raw) === subject)!;
+        expect(m.rcptTo).toEqual([to]);
+        const head = m.raw.subarray(0, m.raw.indexOf('\r\n\r\n') + 2);
+        // the relay's one Received: and then the original fields, nothing else
+        const fields = head
+          .toString('utf8')
+          .slice(0, -2)
+          .split(/\r\n(?![ \t])/);
+        expect(fields.slice(1)).toEqual([`Subject: ${subject}`, 'X-Original: kept']);
+        expect(fields[0]).toMatch(/^Received: from /);
+        // the relay's field as bytes: up to the first CRLF that no folding white space follows
+        const end = /\r\n(?![ \t])/.exec(head.toString('latin1'));
+        expect(end).not.toBeNull();
+        const received = head.subarray(0, end!.index + 2);
+        seen[p.name] = received.toString('utf8');
+        // exactly the header the relay writes, as UTF-8 bytes (with the session id and date the relay chose)
+        const parts =
+          /^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\tby relay\.test \(mailroute relay\.test\) with ESMTP id (\S+)\r\n\tfor <.*>;\r\n\t([^\r\n]+ \+0000)\r\n$/.exec(
+            received.toString('utf8'),
+          );
+        expect(parts, received.toString('utf8')).not.toBeNull();
+        const [, id, date] = parts!;
+        const want = `Received: from client.test ([127.0.0.1])\r\n\tby relay.test (mailroute relay.test) with ESMTP id ${id}\r\n\tfor <${to}>;\r\n\t${date}\r\n`;
+        expect(received.toString('hex')).toBe(Buffer.from(want, 'utf8').toString('hex'));
+        // valid UTF-8: a fatal decoder throws on anything else
+        expect(new TextDecoder('utf-8', { fatal: true }).decode(received)).toBe(want);
+        // no CR, LF or NUL but the field's own folds (every line break a CRLF, every line after the first starting
+        // with a tab) and no other control byte
+        expect(received.includes(0)).toBe(false);
+        expect(hasBare(received)).toBe(false);
+        const lines = received.subarray(0, -2).toString('latin1').split('\r\n');
+        expect(lines.slice(1).every((l) => l.startsWith('\t'))).toBe(true);
+        // eslint-disable-next-line no-control-regex
+        expect(lines.some((l) => /[\x00-\x08\x0a-\x1f\x7f]/.test(l))).toBe(false);
+        // and the body is there, byte for byte
+        expect(m.raw.subarray(head.length).toString('latin1')).toBe('\r\nbody\r\n');
+      }
+      report(`security UTF-8 recipient header injection: ${subject}`, seen);
+    },
+  );
 
   it('oversized lines: a 20 KiB command line ends the session (421) and a 2,000-byte content line gets 554 5.6.0', async () => {
     const c = await RawSmtp.connect(relay.smtpPort);
