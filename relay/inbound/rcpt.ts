@@ -62,6 +62,16 @@ export function normalizeRecipient(address: string): string | undefined {
   return domain === undefined ? undefined : `${address.slice(0, at)}@${domain}`;
 }
 
+/**
+ * The local part carries routing of its own: %, ! or @ (the last only in a quoted local part). The percent hack
+ * (user%other.org@here) and bang paths (other.org!user@here) make a server that honours them send the mail on to
+ * other.org; the relay never does, but the managed server behind it may, and it trusts the relay.
+ */
+export function senderSpecifiedRouting(address: string): boolean {
+  const local = address.slice(0, address.lastIndexOf('@'));
+  return /[%!@]/.test(local);
+}
+
 export async function decideRcpt(
   rawAddress: string,
   deps: {
@@ -79,6 +89,7 @@ export async function decideRcpt(
   if (address === undefined) return REPLIES.badIdnDomain();
   // "postmaster" without a domain (RFC 5321 §4.1.1.3) has no route through a relay without local mailboxes.
   if (domainOf(address) === '') return REPLIES.relayDenied();
+  if (senderSpecifiedRouting(address)) return REPLIES.senderRouting();
   const plan = await planRecipient(address, { router, verifier: deps.verifier, now: deps.now() });
   switch (plan.verdict) {
     case 'accept':

@@ -22,6 +22,17 @@ export function tempfail(reason: string, code: number, enhanced: string, text: s
 /** The replies the relay sends, in one place so tests and docs quote the same text. */
 export const REPLIES = {
   relayDenied: () => reject('RelayDenied', 554, '5.7.1', 'Relay access denied'),
+  /**
+   * A local part with %, ! or @ (user%other.org@managed.example): routing the sender chose, which a primary that still
+   * honours the percent hack would relay onward. Refused as Postfix does by default (allow_untrusted_routing = no).
+   */
+  senderRouting: () =>
+    reject(
+      'SenderRouting',
+      554,
+      '5.7.1',
+      'Relay access denied: sender-specified routing (%, ! or @ in the local part) is not accepted',
+    ),
   unknownRecipient: (text = 'Recipient address rejected: unknown user') =>
     reject('UnknownRecipient', 550, '5.1.1', text),
   /** RFC 6531 §3.4: a non-ASCII address without the SMTPUTF8 parameter on MAIL FROM (Postfix sends the same code). */
