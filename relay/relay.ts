@@ -282,6 +282,7 @@ async function startRelay(
     maxQueued: config.callout.maxQueued,
     negativeTtlMs: config.callout.negativeTtlMs,
     metrics,
+    log: logger,
   });
   // Parity while dual: primaries and copies per policy and TestRecipient (metrics, heartbeat Lease, /queue/stats).
   const parity = createParityTracker(metrics);

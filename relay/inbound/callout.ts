@@ -2,12 +2,12 @@
 //
 //   createCalloutPool(opts).probe(server, address) -> CalloutProbe
 //
-// A probe is `MAIL FROM:<>`, `RCPT TO:<address>`, `RSET` on a connection that speaks the server's language: the
-// client options come from smtpClientOptions() (lib/smtp-client.ts), the same function the delivery pools
-// use, so the callout has the server's port, TLS mode (STARTTLS, RequiredVerify's certificate check, Implicit TLS)
-// and credentials (AUTH with the authSecretRef the delivery path resolves). mx: true asks the most preferred MX
-// host that answers, as delivery would; every host name is resolved through the relay's DNS seam (relay/dns.ts) and
-// an address is connected to, with the name kept for TLS.
+// A probe is `MAIL FROM:<>` (with SMTPUTF8 for a non-ASCII address), `RCPT TO:<address>`, `RSET` on a connection
+// that speaks the server's language: the client options come from smtpClientOptions() (lib/smtp-client.ts), the same
+// function the delivery pools use, so the callout has the server's port, TLS mode (STARTTLS, RequiredVerify's
+// certificate check, Implicit TLS) and credentials (AUTH with the authSecretRef the delivery path resolves). mx: true
+// asks the most preferred MX host that answers, as delivery would; every host name is resolved through the relay's
+// DNS seam (relay/dns.ts) and an address is connected to, with the name kept for TLS.
 //
 // Bounds, per server (its host, port, TLS mode and credentials):
 //   - at most maxConnections callout connections at once, each reused for up to maxProbesPerConnection probes
@@ -20,8 +20,12 @@
 // The SMTP client is nodemailer's SMTPConnection: connect() does the greeting, EHLO, STARTTLS per the options,
 // login() does AUTH. It has no public call for an envelope without DATA, so MAIL/RCPT/RSET go through
 // queueSmtpCommand (relay/delivery/smtp-command.ts), which uses the same internals its own reset() uses.
+//
+// A non-ASCII address (an SMTPUTF8 recipient, RFC 6531) is asked about with `MAIL FROM:<> SMTPUTF8` when the server
+// offered SMTPUTF8 in its EHLO reply, and not at all when it did not (probeMailFrom, below).
 import { createHash } from 'node:crypto';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { isNonAscii } from '../../routing/address.ts';
 import type { DomainRoute, ServerRoute } from '../../routing/model.ts';
 import { resolveTargets } from '../delivery/transport.ts';
 import {
@@ -41,7 +45,44 @@ export type CalloutProbe =
   /** Refused locally without asking: too many probes waiting for this server. */
   | { kind: 'busy'; text: string }
   /** Refused locally without asking: the server failed moments ago (suspendMs). */
-  | { kind: 'suspended'; text: string };
+  | { kind: 'suspended'; text: string }
+  /**
+   * Not asked: the address is not ASCII and the server did not offer SMTPUTF8 in its EHLO reply, so it cannot take
+   * mail for the address over SMTP at all (probeMailFrom). An answer about the server, not about the mailbox.
+   */
+  | { kind: 'unsupported'; text: string };
+
+/**
+ * The MAIL FROM of a probe about `address` on a connection to a server that did (offersSmtpUtf8) or did not offer
+ * SMTPUTF8 in its EHLO reply; or, as `unsupported`, why the server is not asked at all. Pure.
+ *
+ * RFC 6531 §3.4: a non-ASCII address may be sent only in a transaction whose MAIL FROM carries SMTPUTF8. Without it
+ * Postfix answers `553 5.6.7 Must declare SMTPUTF8 to send unicode address`, a refusal of the command that says
+ * nothing about the mailbox (and that the reply's old reading took for `absent`: Split then made the secondary the
+ * mailbox of record). The probe's sender is always `<>`, so the recipient alone decides. An ASCII address is asked
+ * without SMTPUTF8, as before: its answer does not depend on it, which is also why the answer cache is still keyed by
+ * (server, address) and not by whether the client's transaction was SMTPUTF8 (the RCPT phase refuses a non-ASCII
+ * recipient without SMTPUTF8 before any callout, relay/inbound/rcpt.ts).
+ *
+ * RFC 6531 §3.2: a non-ASCII address must not be sent to a server that does not offer SMTPUTF8. Such a server cannot
+ * take mail for the address over SMTP at all (Postfix's own client bounces that mail: "SMTPUTF8 is required, but was
+ * not offered by host"), so it is not asked: its answer would be a syntax refusal, or a lookup of bytes it does not
+ * read as UTF-8, neither of them about the mailbox. The verifier reads `unsupported` as `unknown`, never `absent`:
+ * what a server cannot parse is no evidence that the mailbox lives elsewhere, and `absent` would make Split send the
+ * mail to the secondary as its mailbox of record. `unknown` defers it (Split: 451 4.4.3) until the server offers
+ * SMTPUTF8 — what Postfix's reject_unverified_recipient does by default with a probe that failed that way (450).
+ */
+export function probeMailFrom(
+  address: string,
+  offersSmtpUtf8: boolean,
+): { line: string } | { unsupported: string } {
+  if (!isNonAscii(address)) return { line: 'MAIL FROM:<>' };
+  if (offersSmtpUtf8) return { line: 'MAIL FROM:<> SMTPUTF8' };
+  return {
+    unsupported:
+      'the server does not offer SMTPUTF8, so it cannot take mail for a non-ASCII address (RFC 6531): not asked',
+  };
+}
 
 export interface CalloutPoolOptions {
   /** Our EHLO name. */
@@ -82,9 +123,12 @@ class Session {
   private pending: ((err: Error) => void) | undefined;
 
   private readonly conn: SMTPConnection;
+  /** The server offered SMTPUTF8 in its EHLO reply (the one after STARTTLS, when there was one). */
+  private readonly smtputf8: boolean;
 
   constructor(conn: SMTPConnection) {
     this.conn = conn;
+    this.smtputf8 = offersSmtpUtf8(conn);
     const fail = (err: Error): void => {
       this.dead = true;
       const p = this.pending;
@@ -108,12 +152,15 @@ class Session {
   }
 
   async probe(address: string): Promise<CalloutProbe> {
+    const from = probeMailFrom(address, this.smtputf8);
+    // nothing is sent: the connection stays as it was, for the next probe
+    if ('unsupported' in from) return { kind: 'unsupported', text: from.unsupported };
     this.probes++;
-    const mail = await this.command('MAIL FROM:<>');
+    const mail = await this.command(from.line);
     if (!mail.startsWith('2')) {
       // not about the address; the connection may be fine, but start the next probe clean
       this.close();
-      return { kind: 'failed', text: `MAIL FROM:<>: ${firstLine(mail)}` };
+      return { kind: 'failed', text: `${from.line}: ${firstLine(mail)}` };
     }
     const rcpt = await this.command(`RCPT TO:<${address}>`);
     const rset = await this.command('RSET').catch(() => '');
@@ -147,6 +194,17 @@ class Session {
 
 function firstLine(reply: string): string {
   return reply.split(/\r?\n/)[0]?.trim() ?? '';
+}
+
+/**
+ * Whether the server offered SMTPUTF8 on this connection, as nodemailer read its last EHLO reply (its internal
+ * `_supportedExtensions`, which its own send() consults for SMTPUTF8; like queueSmtpCommand, an internal: a nodemailer
+ * upgrade that changes it makes every server look as if it did not offer SMTPUTF8, which defers non-ASCII recipients
+ * instead of misrouting them, and fails test/relay/callout.test.ts).
+ */
+function offersSmtpUtf8(conn: SMTPConnection): boolean {
+  const ext = (conn as unknown as { _supportedExtensions?: unknown })._supportedExtensions;
+  return Array.isArray(ext) && ext.includes('SMTPUTF8');
 }
 
 /** A server as the pool keys it: where and how to connect, and with which credentials (never the password). */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { CalloutPool, CalloutProbe } from './callout.ts';
-import { cacheTtlFor, createVerifier, factOfReply } from './verify.ts';
+import { cacheTtlFor, createVerifier, factOfReply, refusesForSmtpUtf8 } from './verify.ts';
 
 const ttl = { cacheTtlMs: 3_600_000, negativeTtlMs: 600_000, unknownTtlMs: 30_000 };
 
@@ -13,6 +13,12 @@ describe('cacheTtlFor', () => {
     ['no reply (connection): not cached', { kind: 'failed', text: 'ECONNREFUSED' }, 'unknown', 0],
     ['busy: not cached', { kind: 'busy', text: 'busy' }, 'unknown', 0],
     ['suspended: not cached', { kind: 'suspended', text: 'down' }, 'unknown', 0],
+    [
+      'not asked for want of SMTPUTF8: the unknown TTL',
+      { kind: 'unsupported', text: 'no SMTPUTF8' },
+      'unknown',
+      30_000,
+    ],
   ])('%s', (_name, probe, fact, want) => {
     expect(cacheTtlFor(probe, fact, ttl)).toBe(want);
   });
@@ -32,6 +38,46 @@ describe('cacheTtlFor', () => {
     [530, 'unknown'],
   ] as const)('RCPT %d -> %s', (c, fact) => {
     expect(factOfReply(c)).toBe(fact);
+  });
+});
+
+describe('factOfReply: a refusal for want of SMTPUTF8 is never absent', () => {
+  it.each<[string, number, string, MailboxFact]>([
+    ["Postfix's 553 5.6.7", 553, '553 5.6.7 Must declare SMTPUTF8 to send unicode address', 'unknown'],
+    ['550 5.6.7', 550, '550 5.6.7 Non-ASCII addresses not permitted for that recipient', 'unknown'],
+    ['553 5.6.9 (UTF-8 header)', 553, '553 5.6.9 UTF-8 header message cannot be transferred', 'unknown'],
+    ['any X.6 class, 5.6.10', 550, '550 5.6.10 UTF-8 string reply is required', 'unknown'],
+    [
+      'without an enhanced code, SMTPUTF8 named',
+      553,
+      '553 Must declare SMTPUTF8 to send unicode address',
+      'unknown',
+    ],
+    ['SMTPUTF8 named in lower case', 550, '550 smtputf8 required', 'unknown'],
+    [
+      '550 5.1.1 stays absent',
+      550,
+      '550 5.1.1 <josé@x.test>: Recipient address rejected: User unknown',
+      'absent',
+    ],
+    ['553 5.1.3 (syntax) stays absent', 553, '553 5.1.3 bad address syntax', 'absent'],
+    ['550 without text stays absent', 550, '', 'absent'],
+    ['5.6.7 in the text, not as the status', 550, '550 5.1.1 no such user (see 5.6.7)', 'absent'],
+    ['a 4xx about SMTPUTF8 is unknown as any 4xx', 450, '450 4.6.7 try SMTPUTF8 later', 'unknown'],
+    ['250 exists whatever it says', 250, '250 2.1.5 SMTPUTF8 ok', 'exists'],
+  ])('%s', (_name, c, text, fact) => {
+    expect(factOfReply(c, text)).toBe(fact);
+  });
+
+  it.each([
+    ['553 5.6.7 Must declare SMTPUTF8', true],
+    ['553-5.6.7 first line of many', true],
+    ['550 5.16.7 subject 16, not 6', false],
+    ['550 5.1.1 no such user', false],
+    ['550 4.6.7.1 odd', false],
+    ['', false],
+  ] as const)('refusesForSmtpUtf8(%j) -> %s', (text, want) => {
+    expect(refusesForSmtpUtf8(text)).toBe(want);
   });
 });
 
@@ -124,6 +170,54 @@ describe('createVerifier (cache in front of a pool)', () => {
     await v.check(server, 'a+2@x.test', 1000, undefined, 'a@x.test');
     await v.check({ ...server, port: 2525 }, 'a+1@x.test', 1000, undefined, 'a@x.test');
     expect(asked).toEqual(['a+1@x.test', 'a+2@x.test', 'a+1@x.test']);
+  });
+
+  it('a 553 5.6.7 and a server without SMTPUTF8 are unknown, cached as unknown (30 s, not 10 min), and logged', async () => {
+    let t = 0;
+    const asked: string[] = [];
+    const pool: CalloutPool = {
+      probe: (_s, a) => {
+        asked.push(a);
+        return Promise.resolve<CalloutProbe>(
+          a.endsWith('@pf.test')
+            ? { kind: 'reply', code: 553, text: '553 5.6.7 Must declare SMTPUTF8 to send unicode address' }
+            : { kind: 'unsupported', text: 'no SMTPUTF8' },
+        );
+      },
+      stats: () => ({ connections: 0, waiting: 0 }),
+      close: () => undefined,
+    };
+    const warned: Record<string, unknown>[] = [];
+    const v = createVerifier({ pool, now: () => t, log: { warn: (obj) => warned.push(obj) } });
+    expect(await v.check(server, 'josé@pf.test', 3_600_000)).toEqual({
+      fact: 'unknown',
+      reply: '553 5.6.7 Must declare SMTPUTF8 to send unicode address',
+      cached: false,
+    });
+    expect(await v.check(server, 'josé@old.test', 3_600_000)).toEqual({
+      fact: 'unknown',
+      reply: 'unsupported: no SMTPUTF8',
+      cached: false,
+    });
+    expect(warned).toEqual([
+      {
+        server: 'old',
+        host: '127.0.0.1',
+        port: 25,
+        reply: '553 5.6.7 Must declare SMTPUTF8 to send unicode address',
+      },
+      { server: 'old', host: '127.0.0.1', port: 25, reply: 'unsupported: no SMTPUTF8' },
+    ]);
+    t = 29_999;
+    expect(await v.check(server, 'josé@pf.test', 3_600_000)).toMatchObject({ fact: 'unknown', cached: true });
+    expect(await v.check(server, 'josé@old.test', 3_600_000)).toMatchObject({
+      fact: 'unknown',
+      cached: true,
+    });
+    t = 30_000;
+    await v.check(server, 'josé@pf.test', 3_600_000);
+    await v.check(server, 'josé@old.test', 3_600_000);
+    expect(asked).toEqual(['josé@pf.test', 'josé@old.test', 'josé@pf.test', 'josé@old.test']);
   });
 
   it('does not cache a failure to get an answer', async () => {

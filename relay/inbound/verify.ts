@@ -4,8 +4,10 @@
 // What is cached, and for how long (docs/relay.md "Recipient verification"):
 //   exists  -> the MailDomain's cacheTTL;
 //   absent  -> min(cacheTTL, negativeTtlMs) (default 10 min: a mailbox created during a migration is seen soon);
-//   unknown from an SMTP reply (4xx, or a code that says nothing) -> min(cacheTTL, unknownTtlMs) (default 30 s), so a
-//            server that tempfails one address is not asked again for every RCPT of a burst;
+//   unknown from an SMTP reply (4xx, a code that says nothing, a refusal for want of SMTPUTF8), or because the address
+//            is not ASCII and the server does not offer SMTPUTF8 (callout.ts probeMailFrom) -> min(cacheTTL,
+//            unknownTtlMs) (default 30 s), so a server that tempfails one address is not asked again for every RCPT of
+//            a burst, and a server that starts offering SMTPUTF8 is seen within 30 s;
 //   no answer (connection, TLS, AUTH failure, busy, suspended) -> not cached per address; the pool suspends the server
 //            instead (callout.ts), which bounds the cost of a failing server without remembering a wrong answer.
 // Concurrent lookups of one (server, address) share one callout. A subaddress (alice+news@) is answered by its
@@ -42,11 +44,26 @@ export interface Verifier {
   ): Promise<CalloutResult>;
 }
 
-/** Maps the reply to RCPT TO onto a fact. */
-export function factOfReply(code: number): MailboxFact {
+/**
+ * Maps the reply to RCPT TO (its code, and its first line from the code on) onto a fact. Pure.
+ *
+ * A refusal for want of SMTPUTF8 is never `absent`: Postfix answers a non-ASCII address in a transaction without
+ * SMTPUTF8 `553 5.6.7 Must declare SMTPUTF8 to send unicode address` (RFC 6531 §3.4), whatever its mailboxes are, and
+ * `absent` would make Split send the mail to the secondary as its mailbox of record (cached for 10 minutes) and let
+ * rejectUnknownRecipients refuse it. Every enhanced status of class X.6 (content or media: X.6.7 "non-ASCII addresses
+ * not permitted", X.6.8 to X.6.10 about UTF-8) and any reply that names SMTPUTF8 (a server without enhanced codes)
+ * is such a refusal: `unknown`.
+ */
+export function factOfReply(code: number, text = ''): MailboxFact {
   if (code === 250 || code === 251) return 'exists';
+  if (refusesForSmtpUtf8(text)) return 'unknown';
   if (code === 550 || code === 551 || code === 553) return 'absent';
   return 'unknown';
+}
+
+/** The reply refuses for want of SMTPUTF8 (factOfReply): enhanced status X.6.Y, or SMTPUTF8 named. Pure. */
+export function refusesForSmtpUtf8(text: string): boolean {
+  return /^\d{3}[ -][245]\.6\.\d{1,3}(?![\d.])/.test(text) || /SMTPUTF8/i.test(text);
 }
 
 /** How long an answer is cached, in ms (0: not cached). Pure. */
@@ -55,6 +72,8 @@ export function cacheTtlFor(
   fact: MailboxFact,
   ttl: { cacheTtlMs: number; negativeTtlMs: number; unknownTtlMs: number },
 ): number {
+  // the server's own EHLO said it cannot take the address: kept as an unknown reply is
+  if (probe.kind === 'unsupported') return Math.min(ttl.cacheTtlMs, ttl.unknownTtlMs);
   if (probe.kind !== 'reply') return 0;
   switch (fact) {
     case 'exists':
@@ -74,7 +93,14 @@ export interface VerifierOptions {
   unknownTtlMs?: number;
   maxEntries?: number;
   metrics?: RelayMetrics;
+  /** Told why an answer is `unknown` when the cause is SMTPUTF8 (the operator can act on it: the server's settings). */
+  log?: CalloutLog;
   now?: () => number;
+}
+
+/** Where the verifier says why an answer is inconclusive (the relay's logger). */
+export interface CalloutLog {
+  warn(obj: Record<string, unknown>, msg: string): void;
 }
 
 /** The server as the cache and the metrics name it: the same server asked about the same address is one entry. */
@@ -118,11 +144,18 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
   ) => {
     const started = now();
     const probe = await opts.pool.probe(server, address, destinations);
-    const fact = probe.kind === 'reply' ? factOfReply(probe.code) : 'unknown';
+    const fact = probe.kind === 'reply' ? factOfReply(probe.code, probe.text) : 'unknown';
     const reply = probe.kind === 'reply' ? probe.text : `${probe.kind}: ${probe.text}`;
-    m?.callouts.inc({ server: server.name, result: probe.kind === 'reply' ? fact : probe.kind });
-    if (probe.kind === 'reply' || probe.kind === 'failed')
+    // `unsupported` is an answer from the server (its EHLO), counted as the fact it gives
+    const answered = probe.kind === 'reply' || probe.kind === 'unsupported';
+    m?.callouts.inc({ server: server.name, result: answered ? fact : probe.kind });
+    if (answered || probe.kind === 'failed')
       m?.calloutDuration.observe({ server: server.name }, (now() - started) / 1000);
+    if (probe.kind === 'unsupported' || (probe.kind === 'reply' && refusesForSmtpUtf8(probe.text)))
+      opts.log?.warn(
+        { server: server.name, host: server.host, port: server.port, reply },
+        'recipient verification inconclusive for a non-ASCII address (SMTPUTF8): answered unknown, not absent',
+      );
     const ttl = cacheTtlFor(probe, fact, { cacheTtlMs, negativeTtlMs, unknownTtlMs });
     if (ttl > 0) {
       remember(key, { fact, reply, until: now() + ttl });
@@ -187,6 +220,8 @@ export interface CalloutSettings {
   unknownTtlMs?: number;
   maxEntries?: number;
   metrics?: RelayMetrics;
+  /** Why an answer is unknown, when the cause is SMTPUTF8 (VerifierOptions.log). */
+  log?: CalloutLog;
   now?: () => number;
 }
 
@@ -227,6 +262,7 @@ export function createCalloutVerifier(
     ...(s.unknownTtlMs !== undefined ? { unknownTtlMs: s.unknownTtlMs } : {}),
     ...(s.maxEntries !== undefined ? { maxEntries: s.maxEntries } : {}),
     ...(m ? { metrics: m } : {}),
+    ...(s.log ? { log: s.log } : {}),
     ...(s.now ? { now: s.now } : {}),
   });
   return {

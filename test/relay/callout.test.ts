@@ -480,3 +480,119 @@ describe('callout pool: credentials and failing servers', () => {
     }
   });
 });
+
+describe('SMTPUTF8 recipients (RFC 6531): a callout about a non-ASCII address', () => {
+  // Postfix's way: SMTPUTF8 offered, and a non-ASCII address without it on MAIL FROM gets 553 5.6.7
+  let postfix: SmtpPeer;
+  // a server without SMTPUTF8 that refuses a non-ASCII address's syntax
+  let legacy: SmtpPeer;
+  // the other server of every domain: takes everything
+  let other: SmtpPeer;
+  let r: InProcessRelay;
+  let port: number;
+
+  beforeAll(async () => {
+    const mailboxes = new Set(['josé@utf8.test', 'zoë@copy8.test', 'alice@legacy8.test']);
+    const rcpt = (a: string) => (mailboxes.has(a) ? undefined : { code: 550, message: '5.1.1 no such user' });
+    postfix = await startSmtpPeer('postfix', { rcpt }, undefined, { requireSmtpUtf8: true });
+    legacy = await startSmtpPeer(
+      'legacy',
+      {
+        rcpt: (a) => (/[^\x20-\x7e]/.test(a) ? { code: 553, message: '5.1.3 bad address syntax' } : rcpt(a)),
+      },
+      undefined,
+      { hideSmtpUtf8: true },
+    );
+    other = await startSmtpPeer('other');
+    r = await startRelay({
+      'utf8.yaml': dualDomain('utf8.test', postfix.port, other.port, {
+        mode: 'Split',
+        extraDomain: '  recipientVerification: {server: old, cacheTTL: 1h}\n',
+      }),
+      'legacy8.yaml': dualDomain('legacy8.test', legacy.port, other.port, {
+        mode: 'Split',
+        extraDomain: '  recipientVerification: {server: old, cacheTTL: 1h}\n',
+      }),
+      'copy8.yaml': dualDomain('copy8.test', other.port, postfix.port, {
+        mode: 'Dual',
+        scope: 'Accounts',
+        extraDomain: '  recipientVerification: {server: new, cacheTTL: 1h}\n',
+      }),
+    });
+    port = r.relay.smtp.port;
+  });
+
+  afterAll(async () => {
+    await r?.close();
+    await Promise.all([postfix, legacy, other].map((p) => p?.close()));
+  });
+
+  /** One SMTPUTF8 transaction to `to`; the RCPT reply, and DATA's when the RCPT was taken. */
+  async function sendUtf8(to: string, subject: string): Promise<{ rcpt: string; data?: string }> {
+    const c = await RawSmtp.connect(port);
+    const utf8 = (line: string): Promise<string> => {
+      c.write(Buffer.from(`${line}\r\n`, 'utf8'));
+      return c.reply();
+    };
+    try {
+      await c.reply();
+      expect(code(await c.cmd('EHLO client.test'))).toBe(250);
+      expect(await utf8('MAIL FROM:<sender@origin.test> SMTPUTF8')).toMatch(/^250 /);
+      const rcpt = await utf8(`RCPT TO:<${to}>`);
+      if (code(rcpt) !== 250) return { rcpt };
+      expect(code(await c.cmd('DATA'))).toBe(354);
+      c.write(Buffer.from(`Subject: ${subject}\r\n\r\nhello\r\n.\r\n`, 'utf8'));
+      return { rcpt, data: await c.reply() };
+    } finally {
+      c.close();
+    }
+  }
+
+  it('Split, the mailbox is on the primary: the callout declares SMTPUTF8, and the mail lands on the primary only', async () => {
+    const to = 'josé@utf8.test';
+    const sent = await sendUtf8(to, 'utf8-split');
+    expect(sent.rcpt).toMatch(/^250 /);
+    expect(sent.data).toMatch(/^250 /);
+    await waitFor(() => postfix.for(to).length + other.for(to).length > 0, { what: `${to} delivered` });
+    expect(other.for(to)).toEqual([]);
+    expect(subjects(postfix, to)).toEqual(['utf8-split']);
+    // every RCPT for it (the callout's and the delivery's) went in an SMTPUTF8 transaction and was taken
+    expect(postfix.rcpts.filter((x) => x.address === to)).toEqual([
+      { address: to, code: 250, secure: false, smtputf8: true },
+      { address: to, code: 250, secure: false, smtputf8: true },
+    ]);
+    // a non-ASCII address the primary does not have is still absent there: it goes to the secondary
+    const nobody = 'nadie-ñ@utf8.test';
+    expect((await sendUtf8(nobody, 'utf8-absent')).data).toMatch(/^250 /);
+    await waitFor(() => subjects(other, nobody).includes('utf8-absent'), {
+      what: `${nobody} on the secondary`,
+    });
+    expect(postfix.rcpts.filter((x) => x.address === nobody)).toEqual([
+      { address: nobody, code: 550, secure: false, smtputf8: true },
+    ]);
+  });
+
+  it('Dual scope Accounts: a secondary that has the non-ASCII mailbox gets its copy', async () => {
+    const to = 'zoë@copy8.test';
+    expect((await sendUtf8(to, 'utf8-copy')).data).toMatch(/^250 /);
+    await waitFor(() => subjects(other, to).includes('utf8-copy'), { what: `${to} on the primary` });
+    await waitFor(() => subjects(postfix, to).includes('utf8-copy'), { what: `the copy of ${to}` });
+    expect(postfix.rcpts.filter((x) => x.address === to).every((x) => x.smtputf8 === true)).toBe(true);
+  });
+
+  it('Split, a primary that does not offer SMTPUTF8: not asked, the answer is unknown (451 4.4.3), never the secondary', async () => {
+    const to = 'josé@legacy8.test';
+    const first = await sendUtf8(to, 'utf8-legacy');
+    expect(first.rcpt).toMatch(/^451 4\.4\.3 /);
+    // the sender retries: the same answer, not a guess
+    expect((await sendUtf8(to, 'utf8-legacy-2')).rcpt).toMatch(/^451 4\.4\.3 /);
+    // RFC 6531 §3.2: the non-ASCII address is never sent to a server that did not offer SMTPUTF8
+    expect(legacy.rcpts.filter((x) => /[^\x20-\x7e]/.test(x.address))).toEqual([]);
+    expect(other.for(to)).toEqual([]);
+    // an ASCII recipient of the same server is verified as before
+    expect(await send(port, 'alice@legacy8.test', 'legacy-ascii')).toMatch(/^250 /);
+    await waitFor(() => subjects(legacy, 'alice@legacy8.test').includes('legacy-ascii'), {
+      what: 'alice on the legacy primary',
+    });
+  });
+});

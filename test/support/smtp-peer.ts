@@ -33,6 +33,13 @@ export interface PeerOptions {
   host?: string;
   /** Do not offer 8BITMIME in the EHLO reply (an older server). */
   hide8BitMime?: boolean;
+  /** Do not offer SMTPUTF8 in the EHLO reply (a server without RFC 6531). */
+  hideSmtpUtf8?: boolean;
+  /**
+   * As Postfix (RFC 6531 §3.4): a non-ASCII address at MAIL FROM or RCPT TO in a transaction whose MAIL FROM did not
+   * carry SMTPUTF8 gets `553 5.6.7 Must declare SMTPUTF8 to send unicode address` before the behaviour is asked.
+   */
+  requireSmtpUtf8?: boolean;
 }
 
 export interface PeerBehaviour {
@@ -61,6 +68,8 @@ interface RcptSeen {
   code: number;
   secure: boolean;
   user?: string;
+  /** Present (true) only when the transaction's MAIL FROM carried SMTPUTF8. */
+  smtputf8?: true;
 }
 
 /** One AUTH command the peer received (whatever its outcome): what a client revealed to it. */
@@ -106,6 +115,11 @@ function smtpError(code: number, message: string): Error & { responseCode: numbe
   return Object.assign(new Error(message), { responseCode: code });
 }
 
+/** Postfix's reply to a non-ASCII address in a transaction without SMTPUTF8 (PeerOptions.requireSmtpUtf8). */
+const UNDECLARED_UTF8 = { code: 553, message: '5.6.7 Must declare SMTPUTF8 to send unicode address' };
+// eslint-disable-next-line no-control-regex
+const NON_ASCII = /[^\x00-\x7f]/;
+
 export async function startSmtpPeer(
   name: string,
   behaviour: PeerBehaviour = {},
@@ -119,6 +133,10 @@ export async function startSmtpPeer(
   const transactions = new Map<string, number>();
   const listenPort = port ?? (await freePort());
   let server: SMTPServer | undefined;
+  const undeclaredUtf8 = (address: string, session: SMTPServerSession) =>
+    options.requireSmtpUtf8 === true && session.envelope.smtpUtf8 !== true && NON_ASCII.test(address)
+      ? UNDECLARED_UTF8
+      : undefined;
   /** Destroys the socket under a session: the client sees the connection drop with no reply. */
   const drop = (session: SMTPServerSession): void => {
     const conns = (server as unknown as { connections?: Set<{ id?: string; _socket?: { destroy(): void } }> })
@@ -150,6 +168,7 @@ export async function startSmtpPeer(
       decodePunycode: false,
       size: 64 * 1024 * 1024,
       ...(options.hide8BitMime === true ? { hide8BITMIME: true } : {}),
+      ...(options.hideSmtpUtf8 === true ? { hideSMTPUTF8: true } : {}),
       onConnect(_session, cb) {
         stats.connections++;
         stats.open++;
@@ -164,17 +183,20 @@ export async function startSmtpPeer(
         const n = (transactions.get(session.id) ?? 0) + 1;
         transactions.set(session.id, n);
         if (peer.behaviour.dropAtMail?.(n) === true) return drop(session);
-        const r = peer.behaviour.mail?.(address.address);
+        const r = undeclaredUtf8(address.address, session) ?? peer.behaviour.mail?.(address.address);
         cb(r ? smtpError(r.code, r.message) : null);
       },
       onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void) {
         const answer = (): void => {
-          const r = peer.behaviour.rcpt?.(address.address, session.envelope.rcptTo.length);
+          const r =
+            undeclaredUtf8(address.address, session) ??
+            peer.behaviour.rcpt?.(address.address, session.envelope.rcptTo.length);
           rcpts.push({
             address: address.address,
             code: r?.code ?? 250,
             secure: session.secure,
             ...(typeof session.user === 'string' ? { user: session.user } : {}),
+            ...(session.envelope.smtpUtf8 === true ? { smtputf8: true as const } : {}),
           });
           cb(r ? smtpError(r.code, r.message) : null);
         };
