@@ -260,7 +260,9 @@ export async function attempt(
           },
         ]),
       );
-      // Try the next address or MX host only when this one could not be reached at all.
+      // Try the next address or MX host only when this one could not be reached at all, or would not talk: a greeting
+      // other than 220 (a 554 or 421 banner) is a 'network' reply too (smtp-out/replies.ts failureReply), as
+      // Postfix skips a host that greets with a 5xx. A host that answered anything else keeps its answers.
       if (![...replies.values()].every((r) => r.kind === 'network')) return done();
     }
   }

@@ -1,10 +1,13 @@
 // One SMTP client connection of the relay's delivery path, speaking as nodemailer's client does
 // (smtp-connection/index.js, what the pool used before): connect (TLS from the first byte for tls Implicit), TCP_NODELAY
-// (the final dot must not wait for Nagle, docs/design.md §7), the greeting (220, else EPROTOCOL), EHLO (HELO when it
+// (the final dot must not wait for Nagle, docs/design.md §7), the greeting (220, else EGREETING: this host will not
+// talk, a failure of the host that the caller answers by trying the next one, replies.ts), EHLO (HELO when it
 // is refused, unless TLS is required), STARTTLS per the TLS mode (a refusal is fatal unless the mode is
 // opportunistic, which goes on in plain text without AUTH; EHLO again over TLS), AUTH (PLAIN, LOGIN or CRAM-MD5,
 // chosen as nodemailer does), then transactions: with PIPELINING, MAIL FROM, every RCPT TO and DATA in one write and
-// the replies matched in order; without it, one command at a time; the body as body.ts writes it. An envelope may carry
+// the replies matched in order; without it, one command at a time; the body as body.ts writes it. A recipient refused at
+// RCPT TO keeps its own refusal whatever ends the transaction after it (DATA or the final reply refused, a lost
+// connection): those replies are for the recipients the server accepted (TransactionResult). An envelope may carry
 // ESMTP parameters of the caller's own for MAIL FROM and for each recipient's RCPT TO (checked before, by the pool).
 //
 // Timeouts as nodemailer's: connectionMs bounds connecting; greetingMs the wait for the greeting and a STARTTLS
@@ -193,7 +196,10 @@ export class SmtpConnection {
     this.clearPhase();
     this.greeted = true;
     if (!reply.startsWith('220')) {
-      this.fail(smtpFailure('EPROTOCOL', `Invalid greeting. response=${reply}`, reply));
+      // This host will not talk (a 554 or 421 banner under load, "too many connections"): a failure of this host,
+      // not a refusal of the message, so the next address or MX host is tried (Postfix's smtp_skip_5xx_greeting).
+      const why = /^[45]/.test(reply) ? 'Session refused at the greeting' : 'Invalid greeting';
+      this.fail(smtpFailure('EGREETING', why, reply));
       return;
     }
     this.ehlo();
@@ -398,8 +404,12 @@ export class SmtpConnection {
       stopBody?.();
       done({ result, bodyStarted });
     };
-    const failWith = (failure: SmtpFailure, refused: readonly Rejection[] = []): void =>
-      finish({ ok: false, failure, rejected: refused });
+    // Whatever ends the transaction, a recipient refused at RCPT TO keeps its own refusal (Postfix applies the DATA and
+    // end-of-data replies, or a lost connection, to the recipients the server accepted only): a 450 greylisting is
+    // not bounced by the 552 of another recipient's full mailbox, nor a 550 unknown user deferred by a 451 at the end.
+    // A refused MAIL FROM is everyone's reply (the RCPT TO replies after it, 503s, say nothing of the recipients).
+    const failWith = (failure: SmtpFailure): void =>
+      finish({ ok: false, failure, rejected: mailError === undefined ? [...rejected] : [] });
     // A 421 while the envelope was refused reports the refusal (nodemailer's _onServerClosing: the mail error wins).
     const onBreak = (f: SmtpFailure, kind: BreakKind): void =>
       failWith(kind === 'closing' && mailError !== undefined ? mailError : f);
@@ -423,8 +433,8 @@ export class SmtpConnection {
     }
 
     /** With every MAIL FROM and RCPT TO reply in: the failure that ends the transaction before the body, if any. */
-    const envelopeError = (reply: string): { failure: SmtpFailure; rejected: Rejection[] } | undefined => {
-      if (mailError !== undefined) return { failure: mailError, rejected: [] };
+    const envelopeError = (reply: string): SmtpFailure | undefined => {
+      if (mailError !== undefined) return mailError;
       if (accepted.length > 0) return undefined;
       // a temporary refusal when there is one: the last reply would fail the message although some were deferred
       const deferred = rejected.find(
@@ -432,10 +442,7 @@ export class SmtpConnection {
       );
       const last = rejected.at(-1);
       const shown = deferred?.failure.response ?? (pipelined && last ? last.failure.response : reply);
-      return {
-        failure: smtpFailure('EENVELOPE', "Can't send mail - all recipients were rejected", shown),
-        rejected: [...rejected],
-      };
+      return smtpFailure('EENVELOPE', "Can't send mail - all recipients were rejected", shown);
     };
 
     const advance = (reply: string): void => {
@@ -454,7 +461,7 @@ export class SmtpConnection {
       }
       const err = envelopeError(reply);
       if (err !== undefined) {
-        failWith(err.failure, err.rejected);
+        failWith(err);
         return;
       }
       this.expect(onDataReply);
@@ -483,17 +490,17 @@ export class SmtpConnection {
         const err = envelopeError(reply);
         if (err !== undefined) {
           if (reply[0] !== '3') {
-            failWith(err.failure, err.rejected);
+            failWith(err);
             return;
           }
           if (mailError !== undefined) {
             // DATA taken without a sender: a server that cannot be trusted with an empty message either; drop it
             this.teardown(true);
-            failWith(err.failure, err.rejected);
+            failWith(err);
             return;
           }
           // DATA taken with nobody to deliver to: end the empty message, the session stays usable
-          this.expect(() => failWith(err.failure, err.rejected));
+          this.expect(() => failWith(err));
           this.write('.');
           return;
         }
@@ -705,8 +712,13 @@ export class SmtpConnection {
       this.fail(smtpFailure('ETLS', 'Connection closed unexpectedly', response));
       return;
     }
-    if (this.connected && !this.greeted && response === undefined) {
-      this.fail(smtpFailure('ECONNECTION', 'Connection closed unexpectedly'), 'beforeGreeting');
+    if (this.connected && !this.greeted) {
+      if (response === undefined) {
+        this.fail(smtpFailure('ECONNECTION', 'Connection closed unexpectedly'), 'beforeGreeting');
+        return;
+      }
+      // a banner refusal written without its line end before the close: refused at the greeting all the same
+      this.fail(smtpFailure('EGREETING', 'Session refused at the greeting', response));
       return;
     }
     this.fail(smtpFailure('ECONNECTION', 'Connection closed unexpectedly', response));

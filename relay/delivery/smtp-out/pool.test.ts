@@ -270,16 +270,142 @@ describe('refused recipients', () => {
   });
 });
 
-describe('421, closes and silence', () => {
-  it('a bad greeting: its reply, nothing sent', async () => {
+describe('a refusal after RCPT TO is for the accepted recipients only: each refused one keeps its own reply', () => {
+  // Postfix applies the reply to DATA and to the end of data to the recipients the server accepted. Before, every
+  // recipient got it: a 450 greylisted recipient was bounced by another's 552, a 550 unknown one deferred by a 451.
+  const ab = ['a@x.example', 'b@x.example'];
+
+  it('PIPELINING: a 552 at the end of data does not bounce the recipient greylisted at RCPT (450), nor a 451 defer one refused (550)', async () => {
     const server = await scripted(async (s) => {
-      await s.reply('554 5.7.1 go away');
-      await s.closed;
+      await s.hello(['PIPELINING']);
+      await transaction(
+        s,
+        ['250 2.1.5 ok', '450 4.7.1 <b@x.example>: greylisted'],
+        '552 5.2.2 <a@x.example>: mailbox full',
+      );
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
+      await transaction(s, ['250 2.1.5 ok', '550 5.1.1 <b@x.example>: no such user'], '451 4.3.0 try later');
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
     });
-    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(554, '554 5.7.1 go away') });
-    expect(server.sessions[0]?.lines).toEqual([]);
+    const t = client(server.port);
+    expect(await send(t, req(ab))).toEqual({
+      'a@x.example': smtp(552, '552 5.2.2 <a@x.example>: mailbox full'),
+      'b@x.example': smtp(450, '450 4.7.1 <b@x.example>: greylisted'),
+    });
+    expect(await send(t, req(ab))).toEqual({
+      'a@x.example': smtp(451, '451 4.3.0 try later'),
+      'b@x.example': smtp(550, '550 5.1.1 <b@x.example>: no such user'),
+    });
     expect(server.connections).toBe(1);
   });
+
+  it('PIPELINING: DATA refused after one recipient was accepted: that recipient gets the refusal, the refused one its own', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 2.1.5 ok', '450 4.7.1 greylisted', '554 5.7.1 no data for you');
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
+    });
+    expect(await send(client(server.port), req(ab))).toEqual({
+      'a@x.example': smtp(554, '554 5.7.1 no data for you'),
+      'b@x.example': smtp(450, '450 4.7.1 greylisted'),
+    });
+  });
+
+  it('without PIPELINING: the same for a refused end of data and a refused DATA', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['8BITMIME']);
+      const envelope = async (rcpt: string[]): Promise<void> => {
+        await expectLine(s, 'MAIL FROM:<a@x.example>');
+        await s.reply('250 2.1.0 ok');
+        for (const r of rcpt) {
+          await expectLine(s, /^RCPT TO:</);
+          expect(s.pending()).toBe('');
+          await s.reply(r);
+        }
+        await expectLine(s, 'DATA');
+      };
+      await envelope(['250 2.1.5 ok', '450 4.7.1 greylisted']);
+      await s.reply('354 go ahead');
+      expect((await s.data())?.toString('latin1')).toBe(WIRE);
+      await s.reply('552 5.2.2 <a@x.example>: mailbox full');
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
+      await envelope(['250 2.1.5 ok', '550 5.1.1 no such user']);
+      await s.reply('451 4.3.0 try later');
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
+    });
+    const t = client(server.port);
+    expect(await send(t, req(ab))).toEqual({
+      'a@x.example': smtp(552, '552 5.2.2 <a@x.example>: mailbox full'),
+      'b@x.example': smtp(450, '450 4.7.1 greylisted'),
+    });
+    expect(await send(t, req(ab))).toEqual({
+      'a@x.example': smtp(451, '451 4.3.0 try later'),
+      'b@x.example': smtp(550, '550 5.1.1 no such user'),
+    });
+    expect(server.connections).toBe(1);
+  });
+
+  it('the connection lost after the body: the accepted recipient gets the failure, the refused one its refusal', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '550 5.1.1 no such user', '250 2.1.5 ok', '354 go ahead');
+      await s.data();
+      s.destroy();
+    });
+    expect(await send(client(server.port), req(ab))).toEqual({
+      'a@x.example': smtp(550, '550 5.1.1 no such user'),
+      'b@x.example': { kind: 'network', text: 'ECONNECTION: Connection closed unexpectedly' },
+    });
+  });
+
+  it('the sender refused: its refusal for everyone (the RCPT TO replies after it say nothing)', async () => {
+    const server = await scripted(async (s) => {
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, /^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply(
+        '451 4.3.0 sender check failed',
+        '503 5.5.1 no MAIL',
+        '503 5.5.1 no MAIL',
+        '503 5.5.1 no MAIL',
+      );
+      await expectLine(s, 'RSET');
+      await s.reply('250 2.0.0 reset');
+    });
+    expect(await send(client(server.port), req(ab))).toEqual({
+      'a@x.example': smtp(451, '451 4.3.0 sender check failed'),
+      'b@x.example': smtp(451, '451 4.3.0 sender check failed'),
+    });
+  });
+});
+
+describe('421, closes and silence', () => {
+  it.each([
+    ['554 5.7.1 too many connections from your IP, try later', 'Session refused at the greeting'],
+    ['421 4.7.0 busy, closing', 'Session refused at the greeting'],
+    ['554-5.7.1 listed at\r\n554 5.7.1 a blocklist', 'Session refused at the greeting'],
+    // a 2xx that is not a greeting is no delivery
+    ['250 ok', 'Invalid greeting'],
+  ])(
+    'a greeting of %j: a network failure of this host with its reply in the text (the next host is tried), nothing sent',
+    async (greeting, why) => {
+      const server = await scripted(async (s) => {
+        await s.write(`${greeting}\r\n`);
+        await s.closed;
+      });
+      expect(await send(client(server.port))).toEqual({
+        'b@x.example': { kind: 'network', text: `EGREETING: ${why}: ${greeting.replace('\r\n', '\n')}` },
+      });
+      expect(server.sessions[0]?.lines).toEqual([]);
+      expect(server.connections).toBe(1);
+    },
+  );
 
   it('421 after the greeting (at EHLO): the 421 reply, the connection closed, not tried again', async () => {
     const server = await scripted(async (s) => {
@@ -360,12 +486,23 @@ describe('421, closes and silence', () => {
     expect(server.connections).toBe(2);
   });
 
-  it('a server that closes leaving a failure reply unterminated: that reply', async () => {
-    const server = await scripted(async (s) => {
+  it('a server that closes leaving a failure reply unterminated: that reply (as a greeting: refused at the greeting)', async () => {
+    const server = await scripted(async (s, n) => {
+      if (n === 1) {
+        await s.write('554 5.7.1 no');
+        return s.end();
+      }
+      await s.hello(['PIPELINING']);
+      for (const l of [/^MAIL/, /^RCPT/, 'DATA']) await expectLine(s, l);
       await s.write('421 4.3.2 no');
       s.end();
     });
-    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(421, '421 4.3.2 no') });
+    const t = client(server.port);
+    expect(await send(t)).toEqual({
+      'b@x.example': { kind: 'network', text: 'EGREETING: Session refused at the greeting: 554 5.7.1 no' },
+    });
+    expect(await send(t)).toEqual({ 'b@x.example': smtp(421, '421 4.3.2 no') });
+    expect(server.connections).toBe(2);
   });
 
   it('no greeting: the greeting timeout', async () => {

@@ -3,6 +3,7 @@
 // client this one replaces), and transaction results to one reply per recipient of the request.
 import { describe, expect, it } from 'vitest';
 import type { AttemptReply } from '../outcome.ts';
+import { reachability } from '../recovery.ts';
 import { repliesFromNodemailer } from '../transport.ts';
 import {
   failureReply,
@@ -23,7 +24,6 @@ describe('failureReply: the reply nodemailer’s error for the same situation ga
       'smtp',
     ],
     ['greeting timeout', smtpFailure('ETIMEDOUT', 'Greeting never received'), 'network'],
-    ['bad greeting', smtpFailure('EPROTOCOL', 'Invalid greeting. response=554 no', '554 no'), 'smtp'],
     ['AUTH refused', smtpFailure('EAUTH', 'Invalid login', '535 5.7.8 authentication failed'), 'local'],
     [
       'STARTTLS refused',
@@ -62,6 +62,43 @@ describe('failureReply: the reply nodemailer’s error for the same situation ga
       kind: 'local',
       text: "ESTREAM: ENOENT: no such file or directory, open '/x'",
     });
+  });
+
+  it.each([
+    [
+      '554 5.7.1 too many connections from your IP, try later',
+      'EGREETING: Session refused at the greeting: 554 5.7.1 too many connections from your IP, try later',
+    ],
+    ['421 4.3.2 busy, closing', 'EGREETING: Session refused at the greeting: 421 4.3.2 busy, closing'],
+    // a 2xx that is not 220 must not read as a delivery
+    ['250 hello', 'EGREETING: Invalid greeting: 250 hello'],
+  ])(
+    'unlike nodemailer: a greeting of %j is network, its text kept (the next host is tried; no host: deferred, never bounced)',
+    (greeting, text) => {
+      const why = /^[45]/.test(greeting) ? 'Session refused at the greeting' : 'Invalid greeting';
+      expect(failureReply(smtpFailure('EGREETING', why, greeting))).toEqual({ kind: 'network', text });
+      // nodemailer's EPROTOCOL for it was the server's reply: a 554 bounced the mail, a 250 delivered it
+      const theirs = repliesFromNodemailer(
+        ['r@x'],
+        smtpFailure('EPROTOCOL', `Invalid greeting. response=${greeting}`, greeting),
+        undefined,
+      ).get('r@x');
+      expect(theirs).toMatchObject({ kind: 'smtp', code: Number(greeting.slice(0, 3)) });
+    },
+  );
+
+  it('a refused greeting counts its destination down, as a 421 does (recovery: woken when it answers again)', () => {
+    const banner = smtpFailure(
+      'EGREETING',
+      'Session refused at the greeting',
+      '554 5.7.1 too many connections',
+    );
+    expect(reachability([failureReply(banner)])).toBe('down');
+    expect(
+      reachability([failureReply(smtpFailure('EENVELOPE', 'Mail command failed', '421 4.3.2 bye'))]),
+    ).toBe('down');
+    // an smtp 4xx made of it (the other way to represent it) would have counted as an answer
+    expect(reachability([{ kind: 'smtp', code: 454, text: '454 4.7.1 too many connections' }])).toBe('up');
   });
 
   it.each(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'])(
@@ -175,6 +212,49 @@ describe('transactionReplies', () => {
         'B@x.example': ['smtp', 550],
         'c@bücher.example': ['smtp', 551],
         broken: ['smtp', 450],
+      },
+    ],
+    [
+      // Postfix: the end-of-data reply is for the recipients the server accepted; a refused one keeps its own
+      'the final reply refused (552) after one was greylisted at RCPT (450): the greylisted one keeps its 450',
+      {
+        ok: false,
+        failure: smtpFailure('EMESSAGE', 'Message failed', '552 5.2.2 <a@x.example>: mailbox full'),
+        rejected: [rcpt('B@x.example', '450 4.7.1 greylisted')],
+      },
+      {
+        'a@x.example': ['smtp', 552],
+        'B@x.example': ['smtp', 450],
+        'c@bücher.example': ['smtp', 552],
+        broken: ['smtp', 552],
+      },
+    ],
+    [
+      'the final reply deferred (451) after one was refused at RCPT (550): the refused one keeps its 550',
+      {
+        ok: false,
+        failure: smtpFailure('EMESSAGE', 'Message failed', '451 4.3.0 try again later'),
+        rejected: [rcpt('c@xn--bcher-kva.example', '550 5.1.1 unknown')],
+      },
+      {
+        'a@x.example': ['smtp', 451],
+        'B@x.example': ['smtp', 451],
+        'c@bücher.example': ['smtp', 550],
+        broken: ['smtp', 451],
+      },
+    ],
+    [
+      'the connection lost after a refusal at RCPT: the refusal stays, the rest get the failure',
+      {
+        ok: false,
+        failure: smtpFailure('ECONNECTION', 'Connection closed unexpectedly'),
+        rejected: [rcpt('a@x.example', '550 5.1.1 unknown')],
+      },
+      {
+        'a@x.example': ['smtp', 550],
+        'B@x.example': ['network', 0],
+        'c@bücher.example': ['network', 0],
+        broken: ['network', 0],
       },
     ],
     [

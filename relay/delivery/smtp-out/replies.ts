@@ -1,12 +1,16 @@
 // What a transaction came to, and the reply each recipient gets from it: the same kinds and texts as
 // relay/delivery/transport.ts (errorReply, repliesFromNodemailer) makes of nodemailer's errors and results for the same
-// situations. A failure carries nodemailer's error code (ESOCKET, EAUTH, ...), its message and the server's reply
-// when there was one, built as nodemailer's _formatError builds them. Pure.
+// situations, except where nodemailer's were wrong for the relay (a refused greeting, a SIZE limit, an unreadable body
+// file, this host short of sockets: failureReply), and a recipient refused at RCPT TO keeps its own refusal when the
+// transaction fails after it (nodemailer gave everyone the failure). A failure carries nodemailer's error code
+// (ESOCKET, EAUTH, ...; EGREETING is the relay's own), its message and the server's reply when there was one, built
+// as nodemailer's _formatError builds them. Pure.
 //
 // Exports:
 //   FailureCode, SmtpFailure, smtpFailure(code, message, response?): a failure as nodemailer reports it.
 //   failureReply(failure): its AttemptReply (EAUTH/ETLS/ESTREAM and a socket failing for want of this host's resources,
-//     EMFILE and the like -> local; a reply code -> smtp with the full reply; else network "CODE: message").
+//     EMFILE and the like -> local; EGREETING, a server that greeted with anything but 220 -> network with its reply
+//     in the text; a reply code -> smtp with the full reply; else network "CODE: message").
 //   isTransient(failure): it ended the connection rather than refused what was sent (nodemailer isTransientError).
 //   Rejection, TransactionResult: the outcome of one MAIL FROM .. final reply.
 //   transactionReplies(recipients, addresses, result): one reply per recipient of the request.
@@ -22,7 +26,12 @@ export type FailureCode =
   | 'EENVELOPE'
   | 'EMESSAGE'
   | 'EAUTH'
-  | 'ESTREAM';
+  | 'ESTREAM'
+  /**
+   * The relay's own (nodemailer says EPROTOCOL): the server greeted with something other than 220, usually a 554 or
+   * 421 banner ("too many connections from your IP"). The host will not talk now; it refused no message.
+   */
+  | 'EGREETING';
 
 export interface SmtpFailure {
   /** Absent for the pool's own "Connection pool was closed" when waiting sends are dropped (as nodemailer's). */
@@ -60,6 +69,13 @@ export function failureReply(f: SmtpFailure): AttemptReply {
   // And so is a socket that failed for want of this host's resources (a descriptor, a local port).
   if (f.code === 'EAUTH' || f.code === 'ETLS' || f.code === 'ESTREAM' || LOCAL_ERRNOS.has(f.errno ?? ''))
     return { kind: 'local', text: `${f.code ?? 'ESOCKET'}: ${f.message}` };
+  // A host that will not talk (a 5xx or 4xx banner) refused no message: like a refused connection, it is this host's
+  // failure, so the next address or MX host is tried, the address is suspended for a while (a server that says "too
+  // many connections" is not called by every queued message) and, when no host takes the mail, the leg is deferred
+  // with the banner in its reply. As Postfix with smtp_skip_5xx_greeting (its default), which makes a 5xx greeting a
+  // 4xx; a 'network' reply also counts the destination down (recovery.ts) as a 421 does, so its queue is woken
+  // when it answers again. An smtp 5xx here bounced the mail, and an smtp 4xx would count as an answer.
+  if (f.code === 'EGREETING') return { kind: 'network', text: `${f.code}: ${f.message}` };
   if (f.responseCode !== undefined && f.responseCode > 0) {
     return { kind: 'smtp', code: f.responseCode, text: f.response ?? f.message };
   }
@@ -83,8 +99,9 @@ export type TransactionResult =
   /** The message was accepted (response: the final reply) for the accepted recipients. */
   | { ok: true; response: string; accepted: readonly string[]; rejected: readonly Rejection[] }
   /**
-   * The transaction failed: every recipient gets the failure's reply, except those in rejected (every recipient was
-   * refused at RCPT TO: each gets its own refusal).
+   * The transaction failed: every recipient gets the failure's reply, except those in rejected, refused at RCPT TO,
+   * which keep their own refusal (all of them when every recipient was refused; the failure of DATA, of the final
+   * reply or of the connection after RCPT TO is the accepted recipients' only). Empty when MAIL FROM was refused.
    */
   | { ok: false; failure: SmtpFailure; rejected: readonly Rejection[] };
 

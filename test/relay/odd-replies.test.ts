@@ -1,0 +1,322 @@
+// Replies that used to end in the wrong outcome, through the real engine, a real spool and the relay's own SMTP client
+// against smtp-server peers and raw servers on 127.0.0.1 (the pattern of delivery.test.ts):
+//   - one transaction, one recipient greylisted at RCPT TO (450) and the end of data refused for the other (552): the
+//     552 is the accepted recipient's only. Before, both got it: the greylisted one bounced, with a DSN, although its
+//     own answer asked for a retry. And the reverse: a 550 at RCPT TO is not deferred by a 451 at the end of data.
+//   - a server that greets with a 554 banner ("too many connections", common under load): a failure of that host, not
+//     a refusal of the message. Before, the leg failed for good (a DSN) and a second MX host was never tried; now the
+//     next MX host takes it at once, and with none the leg is deferred, the banner in its reply, and delivered later.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { DeliveryPlan, Leg } from '../../routing/model.ts';
+import { startDelivery, type DeliveryEngine, type DeliveryOptions } from '../../relay/delivery/engine.ts';
+import { openSpool } from '../../relay/spool/spool.ts';
+import type { Spool } from '../../relay/spool/types.ts';
+import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/metrics.ts';
+import { deliveryOptions, envelope, localServer } from '../support/delivery.ts';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
+import { waitFor } from '../support/wait.ts';
+
+const MESSAGE =
+  'From: Alice <alice@sender.example>\r\nTo: a@example.com, b@example.com\r\nSubject: odd replies\r\n' +
+  'Message-ID: <odd@sender.example>\r\n\r\nHello.\r\n';
+const BANNER = '554 5.7.1 too many connections from your IP, try later';
+
+interface AttemptLine {
+  recipient: string;
+  result: string;
+  reply: string;
+  host: string;
+}
+
+interface Harness {
+  spool: Spool;
+  engine: DeliveryEngine;
+  metrics: RelayMetrics;
+  senderBox: SmtpPeer;
+  /** The engine's "delivery attempt" log lines of the test's recipients (not of DSNs), in order. */
+  attempts: AttemptLine[];
+  /** Spools a message from alice@sender.example, each recipient with one leg of record to its leg's server. */
+  accept(legs: Leg[]): Promise<string>;
+  counter(result: string): Promise<number>;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function harness(overrides: Partial<DeliveryOptions> = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailroute-odd-replies-'));
+  const senderBox = await startSmtpPeer('senderbox');
+  // DSNs are routed like any mail: the sender's domain goes to senderBox
+  const route = (rcpt: string): DeliveryPlan =>
+    rcpt.endsWith('@sender.example')
+      ? {
+          verdict: 'accept',
+          recipient: rcpt,
+          domain: 'sender.example',
+          legs: [
+            {
+              server: localServer('senderbox', senderBox.port, 2),
+              recipient: rcpt,
+              role: 'primary',
+              bounces: 'Notify',
+            },
+          ],
+        }
+      : {
+          verdict: 'reject',
+          recipient: rcpt,
+          reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
+          reason: 'RelayDenied',
+          legs: [],
+        };
+  const attempts: AttemptLine[] = [];
+  const logger = pino(
+    { level: 'info' },
+    {
+      write(line: string) {
+        const o = JSON.parse(line) as Partial<AttemptLine> & { msg?: string };
+        if (o.msg === 'delivery attempt' && o.recipient?.endsWith('@example.com') === true) {
+          attempts.push({
+            recipient: o.recipient ?? '',
+            result: o.result ?? '',
+            reply: o.reply ?? '',
+            host: o.host ?? '',
+          });
+        }
+      },
+    },
+  );
+  const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
+  const metrics = createRelayMetrics(new Registry(), false);
+  const engine = startDelivery(
+    deliveryOptions(spool, {
+      logger,
+      metrics,
+      retryScheduleMs: [100],
+      maxQueueLifetimeMs: 60_000,
+      route,
+      timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
+      stopTimeoutMs: 2000,
+      ...overrides,
+    }),
+  );
+  await engine.ready;
+  cleanups.push(async () => {
+    await engine.stop();
+    await senderBox.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return {
+    spool,
+    engine,
+    metrics,
+    senderBox,
+    attempts,
+    async accept(legs) {
+      const meta = envelope(legs.map((leg) => ({ recipient: leg.recipient, legs: [leg] })));
+      const r = await spool.accept(meta, Readable.from([Buffer.from(MESSAGE)]));
+      if (!r.ok) throw r.error;
+      engine.notify(r.id);
+      return r.id;
+    },
+    async counter(result) {
+      const m = await metrics.deliveries.get();
+      return m.values.filter((v) => v.labels.result === result).reduce((a, v) => a + v.value, 0);
+    },
+  };
+}
+
+async function peer(name: string): Promise<SmtpPeer> {
+  const p = await startSmtpPeer(name);
+  cleanups.push(() => p.close());
+  return p;
+}
+
+const drained = async (h: Harness): Promise<void> => {
+  await waitFor(async () => (await h.spool.list()).length === 0 && h.engine.stats().messages === 0, {
+    what: 'the spool to drain',
+  });
+};
+
+/** The Final-Recipient and Status lines of a DSN's delivery-status part. */
+function dsnRecipients(raw: Buffer): string[] {
+  const text = raw.toString();
+  const part = text.slice(text.indexOf('Content-Type: message/delivery-status'));
+  return [...part.matchAll(/^Final-Recipient: rfc822; (\S+)\r\n(?:.*\r\n)*?Status: (\S+)\r$/gm)].map(
+    (m) => `${m[1]} ${m[2]}`,
+  );
+}
+
+/**
+ * A server on host:port (0: a free one) that answers the connections refuse(n) picks (n from 1) with BANNER and
+ * closes, and passes the others through to passTo on 127.0.0.1 (a real SMTP server behind it). connections: how many
+ * it took.
+ */
+async function greeter(
+  host: string,
+  port: number,
+  refuse: (n: number) => boolean,
+  passTo?: number,
+): Promise<{ readonly port: number; readonly connections: number }> {
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const track = (s: Socket): void => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+  };
+  const server: Server = createServer((socket) => {
+    connections++;
+    track(socket);
+    if (refuse(connections) || passTo === undefined) {
+      socket.end(`${BANNER}\r\n`);
+      return;
+    }
+    const upstream = connect(passTo, '127.0.0.1');
+    track(upstream);
+    socket.pipe(upstream).pipe(socket);
+    upstream.on('close', () => socket.destroy());
+    socket.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  const bound = (server.address() as { port: number }).port;
+  return {
+    port: bound,
+    get connections() {
+      return connections;
+    },
+  };
+}
+
+const record = (recipient: string, server: Leg['server']): Leg => ({
+  server,
+  recipient,
+  role: 'primary',
+  bounces: 'Notify',
+});
+
+describe('a refusal after RCPT TO is for the recipients the server accepted', () => {
+  it('b greylisted (450) and the end of data refused for a (552): b deferred and delivered later, a failed with a DSN naming a alone', async () => {
+    const h = await harness();
+    const dest = await peer('dest');
+    let greylisted = 0;
+    dest.behaviour.rcpt = (address) =>
+      address === 'b@example.com' && greylisted++ === 0
+        ? { code: 450, message: '4.7.1 <b@example.com>: greylisted, try again later' }
+        : undefined;
+    dest.behaviour.data = (msg) =>
+      msg.rcptTo.includes('a@example.com')
+        ? { code: 552, message: '5.2.2 <a@example.com>: mailbox full' }
+        : undefined;
+    const server = localServer('dest', dest.port, 2);
+    await h.accept([record('a@example.com', server), record('b@example.com', server)]);
+
+    await drained(h);
+    // a: the 552 of its own transaction; b: its 450, then delivered on the next try, alone
+    expect(h.attempts.map((a) => `${a.recipient} ${a.result} ${a.reply}`)).toEqual([
+      'a@example.com failed 552 5.2.2 <a@example.com>: mailbox full',
+      'b@example.com deferred 450 4.7.1 <b@example.com>: greylisted, try again later',
+      expect.stringMatching(/^b@example\.com delivered 250 /),
+    ]);
+    expect(dest.messages.map((m) => m.rcptTo)).toEqual([['b@example.com']]);
+    // one DSN, for a only
+    const dsns = h.senderBox.for('alice@sender.example');
+    expect(dsns).toHaveLength(1);
+    expect(dsnRecipients(dsns[0]!.raw)).toEqual(['a@example.com 5.2.2']);
+    expect(await h.counter('failed')).toBe(1);
+  });
+
+  it('a refused at RCPT (550) and the end of data deferred for b (451): a failed at once with a DSN, b deferred and delivered later', async () => {
+    const h = await harness();
+    const dest = await peer('dest');
+    let deferred = 0;
+    dest.behaviour.rcpt = (address) =>
+      address === 'a@example.com' ? { code: 550, message: '5.1.1 <a@example.com>: no such user' } : undefined;
+    dest.behaviour.data = () =>
+      deferred++ === 0 ? { code: 451, message: '4.3.0 queue file write error, try later' } : undefined;
+    const server = localServer('dest', dest.port, 2);
+    await h.accept([record('a@example.com', server), record('b@example.com', server)]);
+
+    await drained(h);
+    expect(h.attempts.map((a) => `${a.recipient} ${a.result} ${a.reply}`)).toEqual([
+      'a@example.com failed 550 5.1.1 <a@example.com>: no such user',
+      'b@example.com deferred 451 4.3.0 queue file write error, try later',
+      expect.stringMatching(/^b@example\.com delivered 250 /),
+    ]);
+    expect(dest.messages.map((m) => m.rcptTo)).toEqual([['b@example.com']]);
+    const dsns = h.senderBox.for('alice@sender.example');
+    expect(dsns).toHaveLength(1);
+    expect(dsnRecipients(dsns[0]!.raw)).toEqual(['a@example.com 5.1.1']);
+  });
+});
+
+describe('a server that greets with a 5xx banner is a failure of that host', () => {
+  it('the first connection greeted with 554, the next normally: deferred with the banner in its reply, then delivered; no DSN', async () => {
+    const h = await harness();
+    const dest = await peer('dest');
+    const front = await greeter('127.0.0.1', 0, (n) => n === 1, dest.port);
+    await h.accept([record('a@example.com', localServer('dest', front.port, 2))]);
+
+    await drained(h);
+    expect(h.attempts[0]).toMatchObject({
+      recipient: 'a@example.com',
+      result: 'deferred',
+      reply: `EGREETING: Session refused at the greeting: ${BANNER}`,
+    });
+    expect(h.attempts.at(-1)).toMatchObject({ recipient: 'a@example.com', result: 'delivered' });
+    expect(dest.for('a@example.com')).toHaveLength(1);
+    expect(front.connections).toBeGreaterThanOrEqual(2);
+    expect(await h.counter('failed')).toBe(0);
+    expect(h.senderBox.messages).toEqual([]);
+  });
+
+  it('with mx: true, the first MX host greeting with 554: delivered through the second at once, no deferral', async () => {
+    // two MX hosts on one port, as MX hosts are: the first (preference 10) on 127.0.0.2, the second on 127.0.0.1
+    const dest = await peer('dest');
+    const first = await greeter('127.0.0.2', dest.port, () => true);
+    const h = await harness({
+      resolver: {
+        resolveMx: () =>
+          Promise.resolve([
+            { exchange: 'mx2.example.com', priority: 20 },
+            { exchange: 'mx1.example.com', priority: 10 },
+          ]),
+        addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '127.0.0.2' : '127.0.0.1']),
+      },
+    });
+    const mx = { ...localServer('mxdomain', dest.port, 2), host: 'example.com', mx: true };
+    await h.accept([record('a@example.com', mx)]);
+
+    await drained(h);
+    expect(h.attempts).toEqual([
+      {
+        recipient: 'a@example.com',
+        result: 'delivered',
+        reply: expect.stringMatching(/^250 /) as unknown,
+        host: `mx2.example.com:${dest.port}`,
+      },
+    ]);
+    expect(first.connections).toBe(1);
+    expect(dest.for('a@example.com')).toHaveLength(1);
+    expect(h.senderBox.messages).toEqual([]);
+  });
+});
