@@ -46,6 +46,10 @@ export function smtpServerPatchProblems(): string[] {
   // hold its slot (and a reset does not end in a read error) for up to 5 s
   if (!String(proto['handler_QUIT']).includes('writableLength === 0'))
     problems.push('QUIT closes a plain connection once the 221 is sent');
+  // a client that half-closed after its last command (allowHalfOpen, server.ts) still gets its replies: without it
+  // the 250 of a message pipelined with the client's FIN was never sent, and the client sent the message again
+  if (!String(proto['send']).includes("readyState === 'writeOnly'"))
+    problems.push('send() answers a client that half-closed');
   // a speed patch: connection ids cut from a pool of random bytes, not one randomBytes call per connection
   const server = SMTPServer.prototype as unknown as Record<string, unknown>;
   if (!String(server['_handleProxy']).includes('connectionId()'))

@@ -118,12 +118,17 @@ interface ConnectionInternals {
   session?: SMTPServerSession;
   _dataStream?: unknown;
   /** The command parser; lineStartedAt is added by the patch (relay/inbound/patched.ts checks it). */
-  _parser?: { lineStartedAt?: number; _dataMode?: boolean } | null;
+  _parser?: { lineStartedAt?: number; _dataMode?: boolean; writableLength?: number } | null;
   /** A handler (a callout, the spool) has not answered yet: the client waits for the relay. */
   _handlerPending?: boolean;
   _closing?: boolean;
   /** The socket the idle timer runs on (the TLS socket after STARTTLS). */
-  _socket?: { setTimeout(ms: number): unknown; once(event: 'data', f: () => void): unknown };
+  _socket?: {
+    setTimeout(ms: number): unknown;
+    once(event: 'data' | 'end', f: () => void): unknown;
+    /** The client's FIN was read (allowHalfOpen: the relay's side stays open for the replies it owes). */
+    readonly readableEnded?: boolean;
+  };
   send(code: number, text: string, context?: string | false): void;
   close(): void;
 }
@@ -161,7 +166,16 @@ export function createInbound(deps: InboundDeps): Inbound {
     maxConnections: o.maxConnections,
   };
   /** Sessions by id: when they opened, whether they sent mail, whether they are being evicted. */
-  const tracked = new Map<string, { openedAt: number; sentMail: boolean; evicting: boolean }>();
+  const tracked = new Map<
+    string,
+    {
+      openedAt: number;
+      sentMail: boolean;
+      evicting: boolean;
+      /** The last sweep found the client half-closed and the session idle: the next one closes it. */
+      doneIdle?: boolean;
+    }
+  >();
   let evicting = 0;
   let stressed = false;
 
@@ -197,6 +211,9 @@ export function createInbound(deps: InboundDeps): Inbound {
     hideREQUIRETLS: true,
     hideENHANCEDSTATUSCODES: false,
     disableReverseLookup: true,
+    // A client's FIN does not end the relay's side (net.Server's default would, at once): the replies it is owed
+    // still go out, e.g. the 250 of a message pipelined with its FIN; the sweep closes the session after (slow.ts).
+    allowHalfOpen: true,
     logger: false,
     greetingDelay: (address: string) => gate.delayFor(address),
     // The relay works on A-labels: smtp-server would otherwise rewrite a lowercase xn-- domain to Unicode (patch).
@@ -218,8 +235,13 @@ export function createInbound(deps: InboundDeps): Inbound {
       if (v.verdict === 'accept' && counter.total - evicting > o.maxConnections && !makeRoom()) {
         return cb(refuse(REPLIES.tableFull(), 'connect', session));
       }
-      if (v.verdict === 'accept')
+      if (v.verdict === 'accept') {
         tracked.set(session.id, { openedAt: performance.now(), sentMail: false, evicting: false });
+        // the client's FIN (allowHalfOpen keeps the relay's side open): closed at once when nothing is owed to it,
+        // as net.Server's default did; else once it is answered (the sweep)
+        const c = findConnection(session.id);
+        c?._socket?.once('end', () => setImmediate(() => closeIfAnswered(c)));
+      }
       cb(refuse(v, 'connect', session));
     },
 
@@ -442,7 +464,14 @@ export function createInbound(deps: InboundDeps): Inbound {
     lineStartedAt: c._parser?.lineStartedAt ?? 0,
     busy: Boolean(c._dataStream) || c._parser?._dataMode === true || c._handlerPending === true,
     sentMail: t.sentMail,
+    clientDone: c._socket?.readableEnded === true,
   });
+  /** A half-closed client that the relay owes nothing (no command in hand, none unread) is let go at once. */
+  const closeIfAnswered = (c: ConnectionInternals): void => {
+    const t = c.session ? tracked.get(c.session.id) : undefined;
+    if (t === undefined || c._closing === true) return;
+    if (!factsOf(c, t).busy && (c._parser?.writableLength ?? 0) === 0) c.close();
+  };
   /** Closes one session with a 421, counted under `reason`. */
   const drop = (c: ConnectionInternals, reason: string, text: string, enhanced: string): void => {
     const session = c.session;
@@ -511,6 +540,13 @@ export function createInbound(deps: InboundDeps): Inbound {
       const t = c.session ? tracked.get(c.session.id) : undefined;
       if (t === undefined || t.evicting || c._closing === true) continue;
       const v = sweepSession(factsOf(c, t), now, commandMs, policy.sessionTimeoutMs);
+      if (v === 'ClientDone') {
+        // idle at two sweeps in a row: nothing pipelined is left to answer
+        if (t.doneIdle === true) c.close();
+        else t.doneIdle = true;
+        continue;
+      }
+      t.doneIdle = false;
       if (v === 'CommandTimeout')
         drop(c, v, 'Command line not completed in time, closing connection', '4.4.2');
       else if (v === 'SessionTimeout') drop(c, v, 'Session too long, closing connection', '4.4.2');

@@ -16,6 +16,13 @@ describe('slow clients (pure)', () => {
     ['partial line within the command timeout', f({ lineStartedAt: 1500 }), 2000, 'keep'],
     ['session older than the session timeout', f({}), 10_000, 'SessionTimeout'],
     ['busy (DATA, a callout): never cut here', f({ lineStartedAt: 1, busy: true }), 10_000, 'keep'],
+    ['the client half-closed and nothing is owed to it', f({ clientDone: true }), 1000, 'ClientDone'],
+    [
+      'the client half-closed while its message is stored: kept for the 250',
+      f({ clientDone: true, busy: true }),
+      1000,
+      'keep',
+    ],
   ] as const)('%s', (_name, facts, now, want) => {
     expect(sweepSession(facts, now, 1000, 10_000)).toBe(want);
   });

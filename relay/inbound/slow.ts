@@ -8,7 +8,10 @@
 //   stressTimeoutMs;
 // - with the table full, a new client evicts the oldest connection (connected for 1 s at least) that has not sent a
 //   message and is not sending one (421), so clients that already sent mail keep their slots and a new one is let
-//   in. Without such a connection the new client gets 421 4.7.0 as before.
+//   in. Without such a connection the new client gets 421 4.7.0 as before;
+// - a client that half-closed (its FIN came: it can send nothing more) still gets every reply it is owed (the 250 of
+//   a message it pipelined with its FIN, as `nc -N` and some scripts send), and its session is closed once the relay
+//   owes it nothing: at the second sweep that finds it idle, so the sweep never closes it between two commands.
 // Pure: the sweeper in server.ts feeds it facts and a clock.
 
 export interface SlowClientPolicy {
@@ -33,9 +36,11 @@ export interface SessionFacts {
   busy: boolean;
   /** A message was accepted (250 after DATA) in this session. */
   sentMail: boolean;
+  /** The client half-closed its side (FIN): no command can come any more. */
+  clientDone?: boolean;
 }
 
-export type SweepVerdict = 'keep' | 'CommandTimeout' | 'SessionTimeout';
+export type SweepVerdict = 'keep' | 'CommandTimeout' | 'SessionTimeout' | 'ClientDone';
 
 export function underStress(
   open: number,
@@ -64,6 +69,7 @@ export function sweepSession(
   sessionMs: number,
 ): SweepVerdict {
   if (f.busy) return 'keep';
+  if (f.clientDone === true) return 'ClientDone';
   if (f.lineStartedAt > 0 && now - f.lineStartedAt >= commandMs) return 'CommandTimeout';
   if (now - f.openedAt >= sessionMs) return 'SessionTimeout';
   return 'keep';

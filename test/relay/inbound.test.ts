@@ -284,6 +284,41 @@ describe('inbound limits', () => {
     }
   });
 
+  // `nc -N`, `printf ... | nc` and some scripts send the whole transaction and then their FIN at once. net.Server's
+  // default ended the relay's side on that FIN, so the 250 written after the message was stored had nowhere to go:
+  // the message was kept and delivered, and the client, which saw no 250, sent it again (RFC 5321 §4.1.1.4).
+  it.each([
+    ['with QUIT after the dot', 'QUIT\r\n', /^221 /],
+    ['without QUIT (the relay closes once it owes nothing)', '', /^$/],
+  ])('a client that half-closes after pipelining its message gets its 250, %s', async (_what, quit, last) => {
+    const h = await startInbound(MANIFESTS);
+    const { waitFor } = await import('../support/wait.ts');
+    try {
+      const before = (await h.spooled()).length;
+      const c = await RawSmtp.connect(h.port, '127.0.0.1', { allowHalfOpen: true });
+      expect(await c.reply()).toMatch(/^220/);
+      expect(await c.cmd('EHLO client.test')).toMatch(/^250/);
+      c.write(
+        'MAIL FROM:<a@origin.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n' +
+          `Subject: half-closed\r\n\r\nhello\r\n.\r\n${quit}`,
+      );
+      c.socket.end(); // the client's FIN, right after the last bytes
+      expect(await c.reply()).toMatch(/^250/);
+      expect(await c.reply()).toMatch(/^250/);
+      expect(await c.reply()).toMatch(/^354/);
+      expect(await c.reply()).toMatch(/^250 2\.0\.0 queued as [0-9a-z]{16}$/);
+      expect(await c.reply(5_000)).toMatch(last);
+      // the relay lets the connection go: at once after a 221, within the sweep's two seconds without one
+      await waitFor(() => c.isClosed, {
+        timeoutMs: 5_000,
+        what: 'the relay to close the half-closed session',
+      });
+      expect((await h.spooled()).length).toBe(before + 1);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('an early talker (command before the greeting) gets 421; a client that passed is greeted at once later', async () => {
     const h = await startInbound(MANIFESTS, { greetingDelayMs: 1000 });
     try {
