@@ -5,6 +5,12 @@
 //
 //   list + watch of the one ConfigMap (list-watch.ts) ──> decode ──> (shards? get each) ──> onTable(table, revision)
 //   API unreachable: poll the mounted file; a change of its revision is applied (the kubelet only moves forward)
+//
+// Order: a ConfigMap older than the one last applied (a re-list that was answered before a newer watch event) is
+// not applied: its resourceVersion is compared. The file: while the API is reachable its revision is still read at
+// every poll, so that once the API is gone only what the kubelet writes after that counts as newer; and a file is
+// used only when its table hashes to its revision (the two keys are two reads: a kubelet swap between them paired
+// one revision's table with the other's name).
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -77,6 +83,10 @@ interface ConfigMapSourceStatus {
   apiReachable: boolean;
   watching: boolean;
   lastError: string | undefined;
+  /** The mounted file's revision as last read (undefined without a file, or before it was read). */
+  fileRevision: string | undefined;
+  /** Reads of the mounted file since start (it is read every filePollMs). */
+  filePolls: number;
 }
 
 export interface ConfigMapSource {
@@ -88,6 +98,16 @@ export interface ConfigMapSource {
   start(): Promise<ConfigMapSourceStatus>;
   stop(): void;
   status(): ConfigMapSourceStatus;
+}
+
+/**
+ * Whether resourceVersion a is older than b. resourceVersions are opaque to clients in general, but those of one
+ * object from one API server are etcd revisions, decimal and increasing: only those are compared (anything else,
+ * or either missing, is not older). Pure.
+ */
+export function resourceVersionOlder(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined || !/^\d{1,19}$/.test(a) || !/^\d{1,19}$/.test(b)) return false;
+  return BigInt(a) < BigInt(b);
 }
 
 /** Parses compiled routing JSON with the routing-file source's structural check; a string names the problem. */
@@ -149,6 +169,8 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
   let lastError: string | undefined;
   let shardFailures = 0;
   let lastFileRevision: string | undefined;
+  /** metadata.resourceVersion of the last ConfigMap applied from the API (an order check, resourceVersionOlder). */
+  let appliedVersion: string | undefined;
   const timers = createTimers();
   const later = timers.later;
   /** Serializes decodes so two events never swap out of order. */
@@ -214,6 +236,14 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
   const applyConfigMap = (cm: ConfigMapLike): Promise<void> => {
     const run = async (): Promise<void> => {
       if (timers.stopped) return;
+      const version = cm.metadata?.resourceVersion;
+      if (resourceVersionOlder(version, appliedVersion)) {
+        log.info(
+          { resourceVersion: version, applied: appliedVersion },
+          'routing: ConfigMap older than the one applied (a re-list answered before a newer event); not applied',
+        );
+        return;
+      }
       let r: Fetched;
       try {
         r = await decode(cm);
@@ -223,8 +253,10 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
       }
       if (r.ok) {
         shardFailures = 0;
-        if (r.table !== undefined && r.revision !== revision) swap(r.table, r.revision, 'api');
+        let applied = true;
+        if (r.table !== undefined && r.revision !== revision) applied = swap(r.table, r.revision, 'api');
         else from = 'api';
+        if (applied && version !== undefined) appliedVersion = version;
         lastError = undefined;
         return;
       }
@@ -296,23 +328,54 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
     } catch (err) {
       return { ok: false, retry: true, error: `reading ${opts.fallbackFile}: ${errMessage(err)}` };
     }
+    const digest = sha256Hex(json);
     let rev: string;
     try {
       rev = (await readFile(join(dirname(opts.fallbackFile), REVISION_KEY), 'utf8')).trim();
     } catch {
-      rev = sha256Hex(json);
+      rev = digest;
     }
+    // The revision is the digest of the table's JSON (the operator writes both keys from one table): two reads that
+    // straddle a kubelet swap of the volume give one revision's table and the other's name. Read again later.
+    if (rev !== digest)
+      return {
+        ok: false,
+        retry: true,
+        error: `${opts.fallbackFile}: its revision ${rev.slice(0, 12)} is not its table's (${digest.slice(0, 12)}): read while the volume was being updated; read again`,
+      };
     const table = parseTableJson(json);
     if (typeof table === 'string')
       return { ok: false, retry: false, error: `${opts.fallbackFile}: ${table}` };
     return { ok: true, table, revision: rev };
   };
 
-  /** While the API is unreachable, a change of the mounted file's revision means the kubelet saw a newer one. */
+  /** The mounted file's revision alone (the small key): what the file shows while the API is the source. */
+  const readFileRevision = async (): Promise<string | undefined> => {
+    if (opts.fallbackFile === undefined) return undefined;
+    try {
+      return (await readFile(join(dirname(opts.fallbackFile), REVISION_KEY), 'utf8')).trim();
+    } catch {
+      return undefined;
+    }
+  };
+
+  /**
+   * While the API is unreachable, a change of the mounted file's revision means the kubelet saw a newer one. While it
+   * is reachable, the file's revision is only noted: a revision the file showed while the API was serving newer ones
+   * is not newer when the API goes (it rolled a relay back from the API's latest to the file's older table).
+   */
   let polling = false;
+  let filePolls = 0;
   const pollFile = async (): Promise<void> => {
-    if (timers.stopped || apiReachable || opts.fallbackFile === undefined) {
+    if (timers.stopped || opts.fallbackFile === undefined) {
       polling = false;
+      return;
+    }
+    filePolls++;
+    if (apiReachable) {
+      const shown = await readFileRevision();
+      if (shown !== undefined) lastFileRevision = shown;
+      later(filePollMs, () => void pollFile());
       return;
     }
     const r = await readFallback();
@@ -335,6 +398,8 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
     apiReachable,
     watching: loop.watching,
     lastError,
+    fileRevision: lastFileRevision,
+    filePolls,
   });
 
   return {
@@ -343,6 +408,8 @@ export function startConfigMapSource(opts: ConfigMapSourceOptions): ConfigMapSou
       const file = await readFallback();
       if (file?.ok) lastFileRevision = file.revision;
       const ok = await loop.start();
+      // the file's revision is followed from now on (noted while the API serves, applied when it is gone)
+      startFilePoll();
       if (!ok && file?.ok && file.table !== undefined) {
         swap(file.table, file.revision, 'file');
         log.warn(
