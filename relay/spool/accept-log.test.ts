@@ -580,6 +580,45 @@ describe('accept log in the spool', () => {
     await spool.close();
   });
 
+  it('a message whose write is still on its way when its segment is sealed is not lost with the segment (a slow disk at a rotation)', async () => {
+    // The disk stalls on one write into the log: longer than checkpointAfterMs after the segment is sealed. The
+    // segment used to be checkpointed and retired without the message in that write (the spool took it as its own
+    // only once the write was answered), and a crash before its first state change lost a message answered 250.
+    let slow: string | undefined;
+    const fs = spoolFsWith((p, _f, fh) =>
+      p.endsWith('.seg')
+        ? {
+            async writev(d, pos) {
+              if (slow !== undefined && d.some((b) => b.includes(slow as string))) {
+                slow = undefined;
+                await new Promise<void>((resolve) => setTimeout(resolve, 300)); // the stalled disk
+              }
+              return fh.writev(d, pos);
+            },
+          }
+        : {},
+    );
+    const spool = await open({ fs, logSegmentBytes: 64 * 1024, checkpointAfterMs: 20 });
+    for (let i = 0; i < 4; i++) await accept(spool, 'Subject: fill\r\n\r\n' + 'f'.repeat(12_000));
+    // X's write stalls; Y does not fit what is left of the segment: the segment is sealed while X is on its way
+    slow = 'the-stalled-one';
+    const [x, y] = await Promise.all([
+      accept(spool, 'Subject: the-stalled-one\r\n\r\n' + 'x'.repeat(8_000)),
+      accept(spool, 'Subject: next\r\n\r\n' + 'y'.repeat(12_000)),
+    ]);
+    await waitFor(async () => (await readdir(join(dir, 'log'))).some((n) => n.startsWith('free-')), {
+      what: 'the sealed segment retired',
+    });
+    // a crash now (no close): a new spool on the same folder, as after a restart
+    const again = await open();
+    try {
+      for (const id of [x, y]) expect((await again.load(id)).ok, `message ${id}`).toBe(true);
+    } finally {
+      await again.close();
+      await spool.close();
+    }
+  });
+
   it('segments rotate under load and are retired once their messages are removed or checkpointed (written)', async () => {
     const synced = new Set<string>();
     /** Ids whose removal has returned: a file written for one of them after that would bring it back. */

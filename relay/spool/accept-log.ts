@@ -692,6 +692,12 @@ export class AcceptLog {
       if (seg === undefined) return;
       if (seg.live.size > 0) {
         if (this.o.now() - (seg.sealedAt ?? 0) < this.o.checkpointAfterMs) return;
+        // Every write into it answered first: the spool takes a message as held by the log alone only once its
+        // accept is answered (spool.ts), so a checkpoint while its write was still on its way (a disk slower than
+        // checkpointAfterMs at a segment's end) skipped it, and the segment went free with the message's only copy.
+        // A turn of the event loop after the answers: their continuations (the spool's bookkeeping) have run.
+        await this.answered((w) => w.seg === seg);
+        await new Promise<void>((resolve) => setImmediate(resolve));
         const ids = [...seg.live];
         await this.o.checkpoint(ids);
         for (const id of ids) {
