@@ -6,6 +6,7 @@ import {
   decideLeg,
   enhancedStatus,
   formatAttemptReply,
+  MAX_KEPT_REPLY,
   isRecipientLimitReply,
   keptBySoftBounce,
   type AttemptReply,
@@ -309,6 +310,17 @@ describe('enhancedStatus and formatAttemptReply', () => {
   ])('%j', (reply, status, text) => {
     expect(enhancedStatus(reply)).toBe(status);
     expect(formatAttemptReply(reply)).toBe(text);
+  });
+  it('keeps at most MAX_KEPT_REPLY characters of a long reply, saying how much more there was', () => {
+    const long = smtp(451, `451-4.3.0 ${'x'.repeat(5000)}\r\n451 4.3.0 end`);
+    const kept = formatAttemptReply(long);
+    expect(kept.startsWith('451-4.3.0 xxx')).toBe(true);
+    expect(kept).toMatch(/\.\.\. \(\d+ more\)$/);
+    expect(kept.length).toBeLessThan(MAX_KEPT_REPLY + 30);
+    expect(enhancedStatus(long)).toBe('4.3.0');
+    // exactly at the limit: kept whole
+    const edge = smtp(550, `550 ${'y'.repeat(MAX_KEPT_REPLY - 4)}`);
+    expect(formatAttemptReply(edge)).toBe(`550 ${'y'.repeat(MAX_KEPT_REPLY - 4)}`);
   });
 });
 

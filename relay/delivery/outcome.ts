@@ -69,10 +69,22 @@ export interface DecideContext {
   softBounce?: boolean;
 }
 
+/**
+ * The most of a reply kept (characters): a server may answer with up to 1 MiB (smtp-out/reply.ts), and one reply is
+ * kept on every leg of its transaction; a state of many legs kept whole grew past what the spool reads back (8 MiB),
+ * and the next start quarantined the state file and sent the delivered legs again.
+ */
+export const MAX_KEPT_REPLY = 1000;
+
 export function formatAttemptReply(r: AttemptReply): string {
   // a reply is kept in the state, logs and DSNs: one line without control characters (a NUL in a remote server's
-  // reply once made the spool refuse the state it was kept in, and quarantine the message, at the next restart)
-  const text = oneLine(r.text);
+  // reply once made the spool refuse the state it was kept in, and quarantine the message, at the next restart),
+  // and at most MAX_KEPT_REPLY characters of it
+  const line = oneLine(r.text);
+  const text =
+    line.length > MAX_KEPT_REPLY
+      ? `${line.slice(0, MAX_KEPT_REPLY)}... (${line.length - MAX_KEPT_REPLY} more)`
+      : line;
   switch (r.kind) {
     case 'smtp':
       return text.startsWith(String(r.code)) ? text : `${r.code} ${text}`;

@@ -103,4 +103,66 @@ describe("a remote server's reply kept in the spool", () => {
       expect(await readdir(join(dir, 'quarantine'))).toEqual([]);
     },
   );
+
+  it('a reply of almost a megabyte to each of nine recipients: kept short, so the state reads back after a restart', async () => {
+    // 1,000 lines of 1,000 characters (the client reads replies up to 1 MiB); kept whole on nine legs the state grew
+    // past what the spool reads back (8 MiB): the next start quarantined it and sent delivered legs again
+    const huge = Array.from(
+      { length: 1000 },
+      (_, i) => `452${i < 999 ? '-' : ' '}4.2.2 ${'z'.repeat(990)}`,
+    ).join('\r\n');
+    const rcpts = Array.from({ length: 9 }, (_, i) => `u${i}@example.com`);
+    const peer = await scripted(async (s) => {
+      await s.hello(['8BITMIME']);
+      for (;;) {
+        const line = await s.line();
+        if (line === undefined) return;
+        if (line === 'QUIT') return s.reply('221 bye');
+        if (line.startsWith('MAIL FROM:') || line === 'RSET') await s.reply('250 ok');
+        else if (line.startsWith('RCPT TO:')) await s.write(`${huge}\r\n`);
+        else if (line === 'DATA') await s.reply('554 5.5.1 no valid recipients');
+        else throw new Error(`unexpected ${line}`);
+      }
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'mailroute-reply-text-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    let spool: Spool = await openSpool({ dir, logger });
+    let engine: DeliveryEngine = startDelivery(
+      deliveryOptions(spool, { logger, retryScheduleMs: [3_600_000] }),
+    );
+    cleanups.push(() => engine.stop());
+    await engine.ready;
+    const server = localServer('legacy', peer.port);
+    const r = await spool.accept(
+      envelope(
+        rcpts.map((rc) => ({
+          recipient: rc,
+          legs: [{ server, recipient: rc, role: 'primary' as const, bounces: 'Notify' as const }],
+        })),
+      ),
+      Readable.from([Buffer.from('Subject: t\r\n\r\nhello\r\n')]),
+    );
+    if (!r.ok) throw r.error;
+    engine.notify(r.id);
+    await waitFor(
+      async () => {
+        const st = await spool.load(r.id);
+        return st.ok && st.state.legs.every((l) => l.state === 'deferred');
+      },
+      { what: 'nine legs deferred with the long reply' },
+    );
+    await engine.stop();
+    await spool.close();
+    spool = await openSpool({ dir, logger });
+    engine = startDelivery(deliveryOptions(spool, { logger, retryScheduleMs: [3_600_000] }));
+    await engine.ready;
+    const st = await spool.load(r.id);
+    if (!st.ok) throw new Error(`after the restart: ${st.reason} ${st.error}`);
+    expect(st.state.legs.map((l) => l.state)).toEqual(rcpts.map(() => 'deferred'));
+    for (const l of st.state.legs) {
+      expect(l.lastReply?.startsWith('452-4.2.2 zzz')).toBe(true);
+      expect(l.lastReply?.length).toBeLessThan(1100);
+    }
+    expect(await readdir(join(dir, 'quarantine'))).toEqual([]);
+  });
 });
