@@ -10,7 +10,7 @@ import type {
 } from '../../routing/model.ts';
 import type { AcceptedRecipient } from '../spool/types.ts';
 import { REPLIES, reject, tempfail, type Refusal } from './verdict.ts';
-import { asciiDomain, domainOf, isNonAscii } from '../../routing/address.ts';
+import { asciiDomain, domainOf, isNonAscii, parseAddress } from '../../routing/address.ts';
 import type { Verifier } from './verify.ts';
 
 /** What the RCPT phase needs from the routing core, bound to one routing revision. */
@@ -92,12 +92,19 @@ export async function decideRcpt(
   if (senderSpecifiedRouting(address)) return REPLIES.senderRouting();
   const plan = await planRecipient(address, { router, verifier: deps.verifier, now: deps.now() });
   switch (plan.verdict) {
-    case 'accept':
+    case 'accept': {
+      // Every leg's address is one the spool will read back (relay/spool/check.ts parses each with parseAddress): a
+      // TestRecipient's forwardTo with a local part over 64 octets, or a copy address made too long by its alias
+      // domain, was accepted and spooled, and the next start quarantined the message. Deferred here instead, as
+      // Postfix defers mail whose table lookup fails, until the object is fixed.
+      const bad = plan.legs.map((l) => parseAddress(l.recipient)).find((p) => !p.ok);
+      if (bad !== undefined && !bad.ok) return REPLIES.invalidLegAddress(bad.reason);
       return {
         verdict: 'accept',
         accepted: { recipient: address, legs: plan.legs.map(freezeLeg) },
         revision: router.revision,
       };
+    }
     case 'reject':
       return reject(reasonOf(plan), plan.reply.code, plan.reply.enhanced, plan.reply.text);
     case 'tempfail':

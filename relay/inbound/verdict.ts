@@ -86,6 +86,14 @@ export const REPLIES = {
     ),
   earlyTalker: () => tempfail('EarlyTalker', 421, '4.7.0', 'Protocol error: you talk before the greeting'),
   shuttingDown: () => tempfail('ShuttingDown', 421, '4.3.2', 'Service shutting down, try again later'),
+  /** A leg of the recipient's plan goes to an address that is not valid (a forwardTo or copy address): config. */
+  invalidLegAddress: (why: string) =>
+    tempfail(
+      'InvalidLegAddress',
+      451,
+      '4.3.5',
+      `Configuration error: an address this recipient is delivered to is not valid (${why}); try again later`,
+    ),
   noRoutingTable: () =>
     tempfail('NoRoutingTable', 451, '4.3.0', 'Routing table not loaded yet, try again later'),
   spoolError: () =>

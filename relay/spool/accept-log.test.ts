@@ -589,7 +589,10 @@ describe('accept log in the spool', () => {
       p.endsWith('.seg')
         ? {
             async writev(d, pos) {
-              if (slow !== undefined && d.some((b) => b.includes(slow as string))) {
+              if (
+                slow !== undefined &&
+                d.some((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).includes(slow as string))
+              ) {
                 slow = undefined;
                 await new Promise<void>((resolve) => setTimeout(resolve, 300)); // the stalled disk
               }
