@@ -30,8 +30,14 @@ import { guardAdminRequest } from './guard.ts';
 import { createAdminToken } from './token.ts';
 import { messageView, type MessageView, type QueueListView } from './view.ts';
 
-/** The most messages one GET /queue returns (a page is about 1 KiB per message). */
+/** The most messages one GET /queue returns (a page is about 1 KiB per message with a few recipients). */
 const MAX_PAGE = 1000;
+/**
+ * The most bytes of message views one GET /queue returns (at least one message is listed): a message of 1,000
+ * recipients has a view of about 1.2 MB, and a page of them (1.1 GiB) passed V8's longest string after every view
+ * was built, or the container's memory limit first.
+ */
+const MAX_PAGE_BYTES = 8 * 1024 * 1024;
 
 export interface AdminServerOptions {
   listen: { host: string; port: number };
@@ -48,6 +54,8 @@ export interface AdminServerOptions {
   lookup?: (leg: LegState) => ServerLookup;
   /** Default number of messages GET /queue lists (at most MAX_PAGE). */
   maxList?: number;
+  /** The most bytes of message views in one GET /queue (default MAX_PAGE_BYTES; tests set less). */
+  maxPageBytes?: number;
   /** The parity counters (relay/telemetry/parity.ts), shown by GET /queue/stats. */
   parity?: () => ParityReport;
 }
@@ -72,18 +80,31 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const { spool, engine } = opts;
   const log = opts.logger;
   const defaultLimit = Math.min(opts.maxList ?? MAX_PAGE, MAX_PAGE);
+  const maxPageBytes = opts.maxPageBytes ?? MAX_PAGE_BYTES;
   const token = await createAdminToken(opts.tokenFile);
 
   const list = async (limit: number): Promise<QueueListView> => {
     const ids = await spool.list();
     const messages: MessageView[] = [];
     let skipped = 0;
+    let bytes = 0;
+    let full = false;
     for (const id of ids.slice(0, limit)) {
       const r = await spool.load(id);
-      if (r.ok) messages.push(messageView(r.state, opts.lookup));
-      else skipped++;
+      if (!r.ok) {
+        skipped++;
+        continue;
+      }
+      const view = messageView(r.state, opts.lookup);
+      const size = JSON.stringify(view).length;
+      if (messages.length > 0 && bytes + size > maxPageBytes) {
+        full = true;
+        break;
+      }
+      bytes += size;
+      messages.push(view);
     }
-    return { total: ids.length, truncated: ids.length > limit, messages, skipped };
+    return { total: ids.length, truncated: full || ids.length > limit, messages, skipped };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

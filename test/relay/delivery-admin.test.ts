@@ -106,6 +106,47 @@ describe('queue admin API and CLI', () => {
     expect(copyLeg?.lastReply).toMatch(/ECONNREFUSED/);
   });
 
+  it('GET /queue is bounded by bytes too: past the cap it lists fewer messages (at least one) and says truncated', async () => {
+    const one = JSON.stringify(
+      ((await (await fetch(`http://${adminArg}/queue`)).json()) as QueueListView).messages[0],
+    ).length;
+    const small = await startAdminServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      spool,
+      engine,
+      logger,
+      tokenFile: join(dir, 'admin-small.token'),
+      maxPageBytes: one + 10, // room for one message's view, not two
+    });
+    try {
+      const body = (await (
+        await fetch(`http://127.0.0.1:${small.address.port}/queue`)
+      ).json()) as QueueListView;
+      expect(body.total).toBe(2);
+      expect(body.messages.map((m) => m.id)).toEqual([ids[0]]);
+      expect(body.truncated).toBe(true);
+      const tiny = await startAdminServer({
+        listen: { host: '127.0.0.1', port: 0 },
+        spool,
+        engine,
+        logger,
+        tokenFile: join(dir, 'admin-tiny.token'),
+        maxPageBytes: 1, // smaller than any view: still the first message
+      });
+      try {
+        const t = (await (
+          await fetch(`http://127.0.0.1:${tiny.address.port}/queue`)
+        ).json()) as QueueListView;
+        expect(t.messages.map((m) => m.id)).toEqual([ids[0]]);
+        expect(t.truncated).toBe(true);
+      } finally {
+        await tiny.close();
+      }
+    } finally {
+      await small.close();
+    }
+  });
+
   it('`queue list` shows the legs at a glance', async () => {
     const r = await cli('list', '--admin', adminArg);
     expect(r.code).toBe(0);
