@@ -40,6 +40,7 @@ describe('parseOperatorConfig', () => {
       secretNamespaces: [],
       preflightIntervalMs: 300_000,
       removedDomainGraceMs: 86_400_000,
+      routingResyncMs: 60_000,
     });
     const off = parseOperatorConfig(['--preflight-interval', 'off'], {});
     expect(off.ok === true && off.config.preflightIntervalMs).toBe(0);
@@ -73,6 +74,7 @@ describe('parseOperatorConfig', () => {
     [['--namespace', 'Bad_NS'], /--namespace: not a namespace name/],
     [['--workers', '0'], /--workers: expected an integer >= 1/],
     [['--relist-interval', '10x'], /--relist-interval: expected a duration/],
+    [['--routing-resync', '0'], /--routing-resync: expected a duration/],
     [['--watchdog', '2m'], /--watchdog: must be longer than 630s, the longest a quiet watch lasts, got "2m"/],
     [['--shard-max-bytes', '2000000'], /--shard-max-bytes: at most/],
     [['--secret-namespaces', 'ok,Not_OK'], /--secret-namespaces: not a namespace name: "Not_OK"/],

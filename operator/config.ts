@@ -24,6 +24,11 @@ export interface OperatorConfig {
   /** Namespaces whose Secrets are watched (authSecretRef checks); empty: all namespaces. */
   secretNamespaces: string[];
   relistIntervalMs: number;
+  /**
+   * How often the routing reconcile runs with no change: it checks that the routing ConfigMap and the shards of the
+   * current revision are as the operator wrote them (writes them again if not) and deletes old shards.
+   */
+  routingResyncMs: number;
   /** Preflight probe interval per MailDomain; 0: preflight off. */
   preflightIntervalMs: number;
   watchdogMs: number;
@@ -70,6 +75,11 @@ const OPERATOR_FLAGS = {
   },
   workers: { type: 'string', default: '4', help: 'concurrent status reconciles per kind' },
   'relist-interval': { type: 'string', default: '10m', help: 'periodic full re-list of every informer' },
+  'routing-resync': {
+    type: 'string',
+    default: '1m',
+    help: 'check this often that the routing ConfigMap and the shards of the current revision are as written (written again if someone deleted or changed them), and delete old shards',
+  },
   watchdog: {
     type: 'string',
     default: '15m',
@@ -150,6 +160,7 @@ export function parseOperatorConfig(
     shardMaxBytes: int('shard-max-bytes', 1024),
     workers: int('workers', 1),
     relistIntervalMs: dur('relist-interval'),
+    routingResyncMs: dur('routing-resync'),
     watchdogMs: dur('watchdog'),
   };
   for (const v of Object.values(nums)) if (typeof v === 'string') return { ok: false, error: v };
@@ -217,6 +228,7 @@ export function parseOperatorConfig(
     secretNamespaces,
     preflightIntervalMs,
     relistIntervalMs: nums.relistIntervalMs as number,
+    routingResyncMs: nums.routingResyncMs as number,
     watchdogMs: nums.watchdogMs as number,
     logLevel: get('log-level') ?? 'info',
     logFormat,

@@ -288,6 +288,7 @@ export class OperatorManager {
       inlineMaxBytes: config.inlineMaxBytes,
       shardMaxBytes: config.shardMaxBytes,
       removedDomainGraceMs: config.removedDomainGraceMs,
+      resyncMs: config.routingResyncMs,
       objects: () => [
         ...this.informers.MailDomain.list(),
         ...this.informers.DeliveryPolicy.list(),

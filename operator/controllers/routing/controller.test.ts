@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import type { ObjectRef } from '../../../routing/model.ts';
-import { domainClaim, mailDomain, syntheticObjects } from '../../../routing/test-fixtures.ts';
+import {
+  domainClaim,
+  exampleDomain,
+  examplePolicy,
+  mailDomain,
+  syntheticObjects,
+  testRecipient,
+} from '../../../routing/test-fixtures.ts';
 import type { CompileNotice } from '../../../routing/compile.ts';
-import type { DomainClaim } from '../../../routing/types.ts';
+import type { DomainClaim, MailrouteObject } from '../../../routing/types.ts';
+import { SHARD_LABEL, type ConfigMapLike } from '../../../contract/routing-configmap.ts';
 import {
   RevisionHistory,
   RoutingController,
@@ -307,5 +315,197 @@ describe('RoutingController: the removed domains the applied table carries', () 
     down = false;
     expect(await c.reconcile()).toMatchObject({ ok: true });
     expect(tables[0]?.removedDomains).toEqual({ 'gone.test': '2026-12-07T00:00:00.000Z' });
+  });
+});
+
+/**
+ * ConfigMaps of namespace ns as an API server keeps them: server-side apply (a new resourceVersion only when the
+ * object changed), GET (404 when absent), LIST by the shard label (metadata), DELETE. `fail` makes the next request
+ * that matches answer an error; `calls` records every request as "METHOD name" ("list" for a LIST).
+ */
+function configMapApi() {
+  const base = '/api/v1/namespaces/ns/configmaps';
+  const objects = new Map<string, { body: ConfigMapLike; rv: string }>();
+  let rv = 100;
+  const faults: { method: string; name: string | undefined; status: number }[] = [];
+  const calls: string[] = [];
+  const withRv = (o: { body: ConfigMapLike; rv: string }): ConfigMapLike => ({
+    ...o.body,
+    metadata: { ...o.body.metadata, resourceVersion: o.rv },
+  });
+  const answer = <T>(status: number, body?: unknown): Promise<ApiResult<T>> =>
+    Promise.resolve(
+      status < 300
+        ? { ok: true as const, status, body: body as T }
+        : {
+            ok: false as const,
+            status,
+            reason: status === 404 ? 'NotFound' : 'Failed',
+            message: `HTTP ${status}`,
+          },
+    );
+  const rest = {
+    request: <T>(method: string, path: string, opts?: { body?: unknown }): Promise<ApiResult<T>> => {
+      const name = path.startsWith(`${base}/`) ? path.slice(base.length + 1) : undefined;
+      calls.push(`${method} ${name ?? 'list'}`);
+      const f = faults.findIndex((x) => x.method === method && (x.name === undefined || x.name === name));
+      if (f >= 0) return answer<T>(faults.splice(f, 1)[0]?.status ?? 500);
+      if (name === undefined) {
+        const items = [...objects.values()]
+          .filter((o) => o.body.metadata?.labels?.[SHARD_LABEL] === 'true')
+          .map((o) => ({ metadata: withRv(o).metadata }));
+        return answer<T>(200, { items });
+      }
+      const have = objects.get(name);
+      if (method === 'GET') return have === undefined ? answer<T>(404) : answer<T>(200, withRv(have));
+      if (method === 'DELETE') {
+        objects.delete(name);
+        return answer<T>(have === undefined ? 404 : 200, {});
+      }
+      if (method === 'PATCH') {
+        const body = opts?.body as ConfigMapLike;
+        const same = have !== undefined && JSON.stringify(have.body) === JSON.stringify(body);
+        const o = same ? have : { body, rv: String(++rv) };
+        objects.set(name, o);
+        return answer<T>(200, withRv(o));
+      }
+      return answer<T>(405);
+    },
+  };
+  return {
+    rest,
+    calls,
+    objects,
+    fail: (method: string, name: string | undefined, status = 503) => faults.push({ method, name, status }),
+    /** Someone else changes it (kubectl edit, another writer): a new resourceVersion. */
+    touch: (name: string) => {
+      const o = objects.get(name);
+      if (o !== undefined) objects.set(name, { body: o.body, rv: String(++rv) });
+    },
+  };
+}
+
+describe('RoutingController: a failed reconcile keeps what it owes the statuses', () => {
+  const withUid = <O extends MailrouteObject>(o: O, uid: string): O => {
+    o.metadata.generation = 1;
+    o.metadata['uid'] = uid;
+    return o;
+  };
+  const domain = () => withUid(exampleDomain({}, { name: 'example-com', namespace: 'ns' }), 'md-uid');
+  const policy = () =>
+    withUid(examplePolicy({ mode: 'Direct' }, { name: 'example-com', namespace: 'ns' }), 'dp-uid');
+  const recipients = (n: number) =>
+    Array.from({ length: n }, (_, i) =>
+      withUid(
+        testRecipient(
+          { name: `t${i}`, namespace: 'ns' },
+          { policyRef: { name: 'example-com' }, address: `user${i}@example.com` },
+        ),
+        `tr-${i}`,
+      ),
+    );
+  const make = (api: ReturnType<typeof configMapApi>, objects: () => MailrouteObject[], sharded = false) => {
+    const state = new RoutingState();
+    const requeued: string[][] = [];
+    const c = new RoutingController({
+      namespace: 'ns',
+      configMapName: 'mailroute-routing',
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      relayRevisions: () => new Set(),
+      onCompiled: (_r, ch) => requeued.push(ch.all ? ['all'] : [...ch.keys].sort()),
+      rest: api.rest,
+      state,
+      objects,
+      ...(sharded ? { inlineMaxBytes: 200, shardMaxBytes: 1024 } : {}),
+    });
+    return { c, state, requeued };
+  };
+
+  it('the applied table unreadable at start: nothing is compiled, and the retry compiles what the statuses need', async () => {
+    const api = configMapApi();
+    api.fail('GET', 'mailroute-routing'); // a new leader's first read of the applied table: 503
+    const { c, state, requeued } = make(api, () => [domain(), policy()]);
+    expect((await c.reconcile()).ok).toBe(false);
+    expect(await c.reconcile()).toMatchObject({ ok: true });
+    const key = objectKey('DeliveryPolicy', 'ns', 'example-com');
+    expect([state.compiledSpec(key, 1, 'dp-uid'), state.currentGeneration(key, 'dp-uid')]).toEqual([true, 1]);
+    expect(requeued).toEqual([['all']]);
+  });
+
+  it.each([
+    ['the index', false, 'mailroute-routing'],
+    ['a shard', true, undefined],
+  ])(
+    'a policy deleted, and the apply of %s fails once: the retry requeues its MailDomain (NoPolicy)',
+    async (_what, sharded, failing) => {
+      const api = configMapApi();
+      let objects: MailrouteObject[] = [domain(), policy(), ...recipients(sharded ? 60 : 0)];
+      const { c, state, requeued } = make(api, () => objects, sharded);
+      expect(await c.reconcile()).toMatchObject({ ok: true });
+      expect(requeued).toEqual([['all']]);
+      if (sharded)
+        expect([...api.objects.keys()].filter((n) => n !== 'mailroute-routing').length).toBeGreaterThan(1);
+      objects = objects.filter((o) => o.kind !== 'DeliveryPolicy');
+      c.markDirty();
+      // the first PATCH of the new table fails (a 5xx, an etcd leader change, a timeout)
+      api.fail('PATCH', failing);
+      expect((await c.reconcile()).ok).toBe(false);
+      expect(await c.reconcile()).toMatchObject({ ok: true });
+      const md = objectKey('MailDomain', 'ns', 'example-com');
+      expect(state.unroutedMailDomains.has(md)).toBe(true);
+      expect(requeued.length).toBe(2);
+      expect(requeued[1]).toContain(md);
+      expect(requeued[1]).toContain(objectKey('DeliveryPolicy', 'ns', 'example-com'));
+    },
+  );
+});
+
+describe('RoutingController: the resync finds the shards of the current revision as written', () => {
+  const make = (api: ReturnType<typeof configMapApi>) =>
+    new RoutingController({
+      namespace: 'ns',
+      configMapName: 'mailroute-routing',
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      relayRevisions: () => new Set(),
+      onCompiled: () => undefined,
+      rest: api.rest,
+      state: new RoutingState(),
+      objects: () => syntheticObjects(2, 40),
+      inlineMaxBytes: 200,
+      shardMaxBytes: 1024,
+    });
+  const shards = (api: ReturnType<typeof configMapApi>) =>
+    [...api.objects.keys()].filter((n) => n !== 'mailroute-routing').sort();
+
+  it('costs one GET of the index and one LIST of the shards when nothing changed', async () => {
+    const api = configMapApi();
+    const c = make(api);
+    await c.reconcile();
+    expect(shards(api).length).toBeGreaterThan(1);
+    api.calls.length = 0;
+    expect(await c.reconcile()).toMatchObject({ ok: true });
+    expect(api.calls).toEqual(['GET mailroute-routing', 'GET list']);
+  });
+
+  it('writes again a shard someone deleted, and one someone changed, and nothing else', async () => {
+    const api = configMapApi();
+    const c = make(api);
+    await c.reconcile();
+    const [first, second] = shards(api);
+    if (first === undefined || second === undefined) throw new Error('not sharded');
+    const before = api.objects.get(first)?.body;
+    api.objects.delete(first);
+    api.touch(second);
+    api.calls.length = 0;
+    expect(await c.reconcile()).toMatchObject({ ok: true });
+    expect(api.calls.filter((x) => x.startsWith('PATCH')).sort()).toEqual([
+      `PATCH ${first}`,
+      `PATCH ${second}`,
+    ]);
+    expect(api.objects.get(first)?.body).toEqual(before);
+    // written as the operator wrote them: the next resync writes nothing
+    api.calls.length = 0;
+    await c.reconcile();
+    expect(api.calls.filter((x) => x.startsWith('PATCH'))).toEqual([]);
   });
 });

@@ -141,7 +141,8 @@ export interface RoutingControllerDeps {
   /**
    * Called when the compile result changed, with the object keys (kind/namespace/name) whose issues or compiled
    * generation changed; `all` on the first compile. Only their status can change because of the compile itself
-   * (a change in what the relays serve is handled by the relay watch).
+   * (a change in what the relays serve is handled by the relay watch). Called by the first reconcile after the
+   * compile whose table is in the cluster: after a failed apply, by its retry, with the keys of every compile since.
    */
   onCompiled: (
     result: CompileResult,
@@ -157,7 +158,10 @@ export interface RoutingControllerDeps {
   shardMaxBytes?: number;
   /** ownerReferences of the ConfigMaps it writes (operator/owner.ts); read at each apply. */
   owners?: () => readonly OwnerReference[];
-  /** Drift check interval (re-read the ConfigMap; re-apply if someone changed it). Default 60 s. */
+  /**
+   * How often the reconcile runs without a change (--routing-resync): the index and the current revision's shards are
+   * checked (written again if someone changed or deleted them) and old shards collected. Default 60 s.
+   */
   resyncMs?: number;
   /**
    * How long a domain that left the table stays in its removedDomains (routing/removed-domains.ts), so that every relay,
@@ -177,13 +181,55 @@ export interface RoutingTimings {
   shards: number;
 }
 
+/** Statuses to requeue: all of them, or these object keys (kind/namespace/name). */
+type Requeue = { all: true } | { all: false; keys: ReadonlySet<string> };
+
+function mergeRequeue(a: Requeue | undefined, b: Requeue): Requeue {
+  if (a === undefined) return b;
+  if (a.all || b.all) return { all: true };
+  return { all: false, keys: new Set([...a.keys, ...b.keys]) };
+}
+
+/** The generation and uid of every object a compile is given. */
+function heldBy(objects: readonly MailrouteObject[]): Map<string, Held> {
+  const seen = new Map<string, Held>();
+  for (const o of objects) {
+    seen.set(objectKey(o.kind, o.metadata.namespace ?? '', o.metadata.name), {
+      generation: o.metadata.generation ?? 0,
+      uid: uidOf(o.metadata),
+    });
+  }
+  return seen;
+}
+
+/** A shard ConfigMap as a LIST of metadata shows it. */
+interface ListedShard {
+  name: string;
+  revision: string | undefined;
+  resourceVersion: string | undefined;
+}
+
 export class RoutingController {
   private readonly d: RoutingControllerDeps;
   private lastIssuesJson = '';
-  private appliedShards = new Set<string>();
+  /**
+   * The resourceVersion the API server gave each shard ConfigMap this process wrote, by name. A shard the cluster holds
+   * with another resourceVersion (or not at all) is not the one written: someone changed or deleted it.
+   */
+  private readonly written = new Map<string, string>();
+  /** The resourceVersion of the index as this process last wrote it (undefined: not known). */
+  private indexVersion: string | undefined;
+  /** The shard names of the revision last encoded (to check them without encoding the table again). */
+  private shardNames: { revision: string; names: readonly string[] } | undefined;
   private gcNeeded = true;
   private dirty = true;
-  private last: CompileResult | undefined;
+  /** The last compile and what it was given. */
+  private last: { compiled: CompileResult; seen: Map<string, Held> } | undefined;
+  /**
+   * The statuses the compiles published since the last applied table change (publish): requeued once a reconcile
+   * has applied its table, so that a failed apply and its retry lose none of them.
+   */
+  private owed: Requeue | undefined;
   /** The domains of the tables applied, and those that left them within the grace (seeded from the applied table). */
   private readonly removed: RemovedDomains;
   private seeded = false;
@@ -209,148 +255,66 @@ export class RoutingController {
     return `/api/v1/namespaces/${this.d.namespace}/configmaps`;
   }
 
+  /**
+   * Compile (when marked dirty), publish the result to the status controllers, make the cluster hold the table as
+   * written, requeue the statuses the compile changed, collect old shards. Every step that can fail leaves what the
+   * retry needs: the applied table is read before anything is compiled, a compile is published whole (synchronously)
+   * together with the statuses it owes, and those are requeued only by a reconcile whose table is in the cluster.
+   */
   async reconcile(): Promise<ReconcileOutcome> {
     const now = this.d.now ?? Date.now;
-    const t0 = now();
-    // A periodic resync (drift check, shard GC) with no object change since the last compile reuses its result.
-    const reuse = !this.dirty && this.last !== undefined;
-    this.dirty = false;
-    const objects = reuse ? [] : this.d.objects();
-    const claims = reuse ? [] : (this.d.claims?.() ?? []);
-    const t1 = now();
-    const compiled = reuse && this.last !== undefined ? this.last : compile(objects, claims);
-    this.last = compiled;
-    if (!reuse) this.d.onNotices?.(compiled.notices);
     // What the table served before this operator started (its removed domains, and the domains that may leave now).
+    // Read before anything else: a failure here changes nothing, and the retry starts from the beginning.
     if (!this.seeded) {
       const seed = await this.readApplied();
       if (!seed.ok) return { ok: false, error: seed.error };
       this.seeded = true;
     }
-    const result = this.withRemovedDomains(compiled, now());
+    const t0 = now();
+    // A periodic resync (drift check, shard GC) with no object change since the last compile reuses its result.
+    let last = this.last;
+    const fresh = last === undefined || this.dirty;
+    let objects: MailrouteObject[] = [];
+    let claims: readonly DomainClaim[] = [];
+    if (fresh) {
+      this.dirty = false;
+      objects = this.d.objects();
+      claims = this.d.claims?.() ?? [];
+    }
+    const t1 = now();
+    if (last === undefined || fresh) {
+      const compiled = compile(objects, claims);
+      last = this.last = { compiled, seen: heldBy(objects) };
+      this.d.onNotices?.(compiled.notices);
+    }
+    const result = this.withRemovedDomains(last.compiled, now());
     const t2 = now();
-    const st = this.d.state;
-    // Objects whose compiled generation is new to the status controllers (a new object, or a spec change that
-    // changed neither the table nor the issues): their status may now be written.
-    const seenChanged = new Set<string>();
-    if (!reuse) {
-      const seen = new Map<string, Held>();
-      for (const o of objects) {
-        const k = objectKey(o.kind, o.metadata.namespace ?? '', o.metadata.name);
-        const h = { generation: o.metadata.generation ?? 0, uid: uidOf(o.metadata) };
-        seen.set(k, h);
-        if (!sameHeld(st.seen.get(k), h)) seenChanged.add(k);
-      }
-      st.seen = seen;
-    }
-    const issuesJson = JSON.stringify(result.issues);
-    const changed =
-      result.revision !== st.revision ||
-      issuesJson !== this.lastIssuesJson ||
-      !st.compiled ||
-      seenChanged.size > 0;
-    let changedKeys: { all: true } | { all: false; keys: ReadonlySet<string> } = { all: true };
-    if (changed) {
-      const firstCompile = !st.compiled;
-      const previousRevision = st.revision;
-      const previousIssues = st.issuesByKey;
-      st.history.add(result.revision, result.table.sources, (k) => st.seen.get(k)?.uid ?? '');
-      const byKey = new Map<string, CompileIssue[]>();
-      for (const i of result.issues) {
-        const k = objectKey(i.kind, i.namespace, i.name);
-        const list = byKey.get(k);
-        if (list === undefined) byKey.set(k, [i]);
-        else list.push(i);
-      }
-      st.issuesByKey = byKey;
-      const unrouted = new Set<string>();
-      for (const d of Object.values(result.table.domains))
-        if (d.policy === undefined)
-          unrouted.add(objectKey('MailDomain', d.mailDomain.namespace, d.mailDomain.name));
-      const previousUnrouted = st.unroutedMailDomains;
-      st.unroutedMailDomains = unrouted;
-      st.revision = result.revision;
-      st.compiled = true;
-      this.lastIssuesJson = issuesJson;
-      const generations =
-        firstCompile || previousRevision === undefined
-          ? undefined
-          : st.history.diff(previousRevision, result.revision);
-      if (generations !== undefined) {
-        const keys = new Set(generations);
-        for (const k of new Set([...previousIssues.keys(), ...byKey.keys()])) {
-          if (JSON.stringify(previousIssues.get(k)) !== JSON.stringify(byKey.get(k))) keys.add(k);
-        }
-        for (const k of seenChanged) keys.add(k);
-        // A policy that came or went changes its MailDomain's NoPolicy, not the MailDomain's generation.
-        for (const k of unrouted) if (!previousUnrouted.has(k)) keys.add(k);
-        for (const k of previousUnrouted) if (!unrouted.has(k)) keys.add(k);
-        changedKeys = { all: false, keys };
-      }
-    }
+    this.publish(result, fresh ? last.seen : undefined);
 
     // A failure still applies the table (status must follow the compile) and fails the reconcile at the end, so
     // it is retried with backoff.
     const before =
       this.d.beforeApply === undefined ? { ok: true as const } : await this.d.beforeApply(result.table);
 
-    let encodeMs = 0;
-    let applyMs = 0;
-    let shards = 0;
-    if (st.appliedRevision !== result.revision || (await this.drifted(result.revision))) {
-      const t3 = now();
-      const enc = encodeRouting(result.json, result.revision, {
-        namespace: this.d.namespace,
-        name: this.d.configMapName,
-        ownerReferences: this.d.owners?.() ?? [],
-        ...(this.d.inlineMaxBytes !== undefined ? { inlineMaxBytes: this.d.inlineMaxBytes } : {}),
-        ...(this.d.shardMaxBytes !== undefined ? { shardMaxBytes: this.d.shardMaxBytes } : {}),
-      });
-      const t4 = now();
-      encodeMs = t4 - t3;
-      shards = enc.shards.length;
-      // Shards first (a relay must never see an index whose shards are missing), then the index.
-      for (const s of enc.shards) {
-        if (this.appliedShards.has(s.metadata.name)) continue;
-        const r = await serverSideApply(this.d.rest, `${this.cmPath}/${s.metadata.name}`, s);
-        if (!r.ok) return { ok: false, error: `apply ConfigMap ${s.metadata.name}: ${describeFailure(r)}` };
-        this.appliedShards.add(s.metadata.name);
-      }
-      const r = await serverSideApply(this.d.rest, `${this.cmPath}/${enc.index.metadata.name}`, enc.index);
-      if (!r.ok)
-        return { ok: false, error: `apply ConfigMap ${enc.index.metadata.name}: ${describeFailure(r)}` };
-      applyMs = now() - t4;
-      const previous = st.appliedRevision;
-      st.appliedRevision = result.revision;
-      this.gcNeeded = true;
-      this.d.logger.info(
-        {
-          revision: result.revision,
-          previous,
-          format: enc.format,
-          bytes: result.json.length,
-          shards,
-          objects: objects.length,
-          issues: result.issues.length,
-        },
-        'routing table applied',
-      );
-      this.d.onApplied?.(result.revision, result.json.length, enc.format);
-    }
-    if (changed) this.d.onCompiled(result, changedKeys);
+    const applied = await this.applyTable(result, last.seen.size);
+    // The statuses this compile changed stay owed: the retry requeues them once the table is written.
+    if (!applied.ok) return { ok: false, error: applied.error };
+    const owed = this.owed;
+    this.owed = undefined;
+    if (owed !== undefined) this.d.onCompiled(result, owed);
     if (this.gcNeeded) {
-      const gc = await this.collectShards(result.revision);
+      const gc = await this.collectShards(result.revision, applied.listed);
       if (!gc.ok) this.d.logger.warn({ err: gc.error }, 'shard garbage collection failed; will retry');
       else this.gcNeeded = false;
     }
     this.lastTimings = {
       gatherMs: t1 - t0,
       compileMs: t2 - t1,
-      encodeMs,
-      applyMs,
+      encodeMs: applied.encodeMs,
+      applyMs: applied.applyMs,
       objects: objects.length,
       bytes: result.json.length,
-      shards,
+      shards: applied.shards,
     };
     if (!before.ok) return { ok: false, error: before.error };
     // a removed domain's grace ends without any event: reconcile then, to drop it from the table
@@ -360,6 +324,162 @@ export class RoutingController {
       ok: true,
       requeueAfterMs: expiry === undefined ? resync : Math.min(resync, Math.max(1000, expiry - now() + 1)),
     };
+  }
+
+  /**
+   * Publishes a compile result to the status controllers (RoutingState) and adds the statuses whose facts it changed
+   * to those owed. Synchronous, so a compile is published whole or not at all. `seen`: what a fresh compile was given
+   * (undefined: the compile published before, with other removed domains perhaps).
+   */
+  private publish(result: CompileResult, seen: Map<string, Held> | undefined): void {
+    const st = this.d.state;
+    // Objects whose compiled generation is new to the status controllers (a new object, or a spec change that
+    // changed neither the table nor the issues): their status may now be written.
+    const seenChanged = new Set<string>();
+    if (seen !== undefined) {
+      for (const [k, h] of seen) if (!sameHeld(st.seen.get(k), h)) seenChanged.add(k);
+      st.seen = seen;
+    }
+    const issuesJson = JSON.stringify(result.issues);
+    const changed =
+      result.revision !== st.revision ||
+      issuesJson !== this.lastIssuesJson ||
+      !st.compiled ||
+      seenChanged.size > 0;
+    if (!changed) return;
+    let changedKeys: Requeue = { all: true };
+    const firstCompile = !st.compiled;
+    const previousRevision = st.revision;
+    const previousIssues = st.issuesByKey;
+    st.history.add(result.revision, result.table.sources, (k) => st.seen.get(k)?.uid ?? '');
+    const byKey = new Map<string, CompileIssue[]>();
+    for (const i of result.issues) {
+      const k = objectKey(i.kind, i.namespace, i.name);
+      const list = byKey.get(k);
+      if (list === undefined) byKey.set(k, [i]);
+      else list.push(i);
+    }
+    st.issuesByKey = byKey;
+    const unrouted = new Set<string>();
+    for (const d of Object.values(result.table.domains))
+      if (d.policy === undefined)
+        unrouted.add(objectKey('MailDomain', d.mailDomain.namespace, d.mailDomain.name));
+    const previousUnrouted = st.unroutedMailDomains;
+    st.unroutedMailDomains = unrouted;
+    st.revision = result.revision;
+    st.compiled = true;
+    this.lastIssuesJson = issuesJson;
+    const generations =
+      firstCompile || previousRevision === undefined
+        ? undefined
+        : st.history.diff(previousRevision, result.revision);
+    if (generations !== undefined) {
+      const keys = new Set(generations);
+      for (const k of new Set([...previousIssues.keys(), ...byKey.keys()])) {
+        if (JSON.stringify(previousIssues.get(k)) !== JSON.stringify(byKey.get(k))) keys.add(k);
+      }
+      for (const k of seenChanged) keys.add(k);
+      // A policy that came or went changes its MailDomain's NoPolicy, not the MailDomain's generation.
+      for (const k of unrouted) if (!previousUnrouted.has(k)) keys.add(k);
+      for (const k of previousUnrouted) if (!unrouted.has(k)) keys.add(k);
+      changedKeys = { all: false, keys };
+    }
+    this.owed = mergeRequeue(this.owed, changedKeys);
+  }
+
+  /**
+   * Makes the cluster hold `result` as this process wrote it: each shard of its revision is written unless the API
+   * server holds it with the resourceVersion this process's last write of it returned (so a shard someone deleted or
+   * changed is written again), then the index when the revision is new here or someone changed or deleted the index.
+   * Shards first: a relay must never see an index whose shards are missing. One GET of the index's metadata and, when
+   * the table is sharded or old shards wait for collection, one LIST of the shards' metadata (returned for the
+   * collection) per reconcile; a table is encoded only when something must be written.
+   */
+  private async applyTable(
+    result: CompileResult,
+    objects: number,
+  ): Promise<
+    | { ok: true; listed: ListedShard[] | undefined; encodeMs: number; applyMs: number; shards: number }
+    | { ok: false; error: string }
+  > {
+    const now = this.d.now ?? Date.now;
+    const st = this.d.state;
+    const revision = result.revision;
+    let encoded: EncodedRouting | undefined;
+    let encodeMs = 0;
+    const encode = (): EncodedRouting => {
+      if (encoded === undefined) {
+        const t = now();
+        encoded = encodeRouting(result.json, revision, {
+          namespace: this.d.namespace,
+          name: this.d.configMapName,
+          ownerReferences: this.d.owners?.() ?? [],
+          ...(this.d.inlineMaxBytes !== undefined ? { inlineMaxBytes: this.d.inlineMaxBytes } : {}),
+          ...(this.d.shardMaxBytes !== undefined ? { shardMaxBytes: this.d.shardMaxBytes } : {}),
+        });
+        encodeMs = now() - t;
+        this.shardNames = { revision, names: encoded.shards.map((s) => s.metadata.name) };
+      }
+      return encoded;
+    };
+    const writeIndex = st.appliedRevision !== revision || (await this.indexChanged(revision));
+    const names =
+      this.shardNames?.revision === revision
+        ? this.shardNames.names
+        : encode().shards.map((s) => s.metadata.name);
+    const listed = names.length > 0 || this.gcNeeded ? await this.listShards() : undefined;
+    const versions = new Map(listed?.map((s) => [s.name, s.resourceVersion]));
+    // Without a list (the API server could not be asked), what this process wrote is taken as still there.
+    const stale = new Set(
+      names.filter((n) => {
+        const v = this.written.get(n);
+        return v === undefined || (listed !== undefined && versions.get(n) !== v);
+      }),
+    );
+    if (!writeIndex && stale.size === 0)
+      return { ok: true, listed, encodeMs: 0, applyMs: 0, shards: names.length };
+    const enc = encode();
+    const t = now();
+    if (!writeIndex)
+      this.d.logger.warn(
+        { revision, shards: [...stale] },
+        'shards of the routing table missing or changed (deleted or edited by someone else): writing them again',
+      );
+    for (const s of enc.shards) {
+      if (!stale.has(s.metadata.name)) continue;
+      const r = await serverSideApply<ConfigMapLike>(this.d.rest, `${this.cmPath}/${s.metadata.name}`, s);
+      if (!r.ok) return { ok: false, error: `apply ConfigMap ${s.metadata.name}: ${describeFailure(r)}` };
+      const v = r.body.metadata?.resourceVersion;
+      if (v === undefined) this.written.delete(s.metadata.name);
+      else this.written.set(s.metadata.name, v);
+    }
+    if (writeIndex) {
+      const r = await serverSideApply<ConfigMapLike>(
+        this.d.rest,
+        `${this.cmPath}/${enc.index.metadata.name}`,
+        enc.index,
+      );
+      if (!r.ok)
+        return { ok: false, error: `apply ConfigMap ${enc.index.metadata.name}: ${describeFailure(r)}` };
+      this.indexVersion = r.body.metadata?.resourceVersion;
+      const previous = st.appliedRevision;
+      st.appliedRevision = revision;
+      this.gcNeeded = true;
+      this.d.logger.info(
+        {
+          revision,
+          previous,
+          format: enc.format,
+          bytes: result.json.length,
+          shards: enc.shards.length,
+          objects,
+          issues: result.issues.length,
+        },
+        'routing table applied',
+      );
+      this.d.onApplied?.(revision, result.json.length, enc.format);
+    }
+    return { ok: true, listed, encodeMs, applyMs: now() - t, shards: enc.shards.length };
   }
 
   /**
@@ -434,49 +554,65 @@ export class RoutingController {
     return { ok: true };
   }
 
-  /** Someone deleted or changed mailroute-routing: re-apply. */
-  private async drifted(revision: string): Promise<boolean> {
-    const r = await this.d.rest.request<{ metadata?: { annotations?: Record<string, string> } }>(
-      'GET',
-      `${this.cmPath}/${this.d.configMapName}`,
-      {
-        accept: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1',
-      },
-    );
-    if (r.ok) return r.body.metadata?.annotations?.[REVISION_ANNOTATION] !== revision;
-    if (r.status === 404) {
-      this.appliedShards.clear();
-      return true;
-    }
-    return false; // transient: keep what we have, the next resync checks again
+  /** Someone deleted or changed mailroute-routing (its revision, or anything else when its resourceVersion is known). */
+  private async indexChanged(revision: string): Promise<boolean> {
+    const r = await this.d.rest.request<{
+      metadata?: { annotations?: Record<string, string>; resourceVersion?: string };
+    }>('GET', `${this.cmPath}/${this.d.configMapName}`, {
+      accept: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1',
+    });
+    if (r.ok)
+      return (
+        r.body.metadata?.annotations?.[REVISION_ANNOTATION] !== revision ||
+        (this.indexVersion !== undefined && r.body.metadata?.resourceVersion !== this.indexVersion)
+      );
+    return r.status === 404; // else transient: keep what we have, the next resync checks again
   }
 
-  /** Deletes shards whose revision is neither current nor served by a fresh relay. */
-  private async collectShards(current: string): Promise<{ ok: true } | { ok: false; error: string }> {
+  /** The shard ConfigMaps of this routing ConfigMap (metadata only, one LIST); undefined when it failed (logged). */
+  private async listShards(): Promise<ListedShard[] | undefined> {
     const list = await this.d.rest.request<{
-      items?: { metadata?: { name?: string; annotations?: Record<string, string> } }[];
+      items?: {
+        metadata?: { name?: string; annotations?: Record<string, string>; resourceVersion?: string };
+      }[];
     }>('GET', this.cmPath, {
       query: { labelSelector: `${SHARD_LABEL}=true` },
       accept: PARTIAL_METADATA_LIST,
     });
-    if (!list.ok) return { ok: false, error: describeFailure(list) };
-    const keep = new Set(this.d.relayRevisions());
-    keep.add(current);
+    if (!list.ok) {
+      this.d.logger.warn({ err: describeFailure(list) }, 'listing the routing shards failed; will retry');
+      return undefined;
+    }
+    const out: ListedShard[] = [];
     for (const item of list.body.items ?? []) {
       const name = item.metadata?.name;
-      const rev = item.metadata?.annotations?.[REVISION_ANNOTATION];
       // only our own shards (another ConfigMap name in the same namespace has its own)
-      if (
-        name === undefined ||
-        !name.startsWith(`${this.d.configMapName}-`) ||
-        (rev !== undefined && keep.has(rev))
-      )
-        continue;
+      if (name === undefined || !name.startsWith(`${this.d.configMapName}-`)) continue;
+      out.push({
+        name,
+        revision: item.metadata?.annotations?.[REVISION_ANNOTATION],
+        resourceVersion: item.metadata?.resourceVersion,
+      });
+    }
+    return out;
+  }
+
+  /** Deletes shards whose revision is neither current nor served by a fresh relay (`listed`: this reconcile's list). */
+  private async collectShards(
+    current: string,
+    listed: ListedShard[] | undefined,
+  ): Promise<{ ok: true } | { ok: false; error: string }> {
+    const shards = listed ?? (await this.listShards());
+    if (shards === undefined) return { ok: false, error: 'the shards could not be listed' };
+    const keep = new Set(this.d.relayRevisions());
+    keep.add(current);
+    for (const { name, revision } of shards) {
+      if (revision !== undefined && keep.has(revision)) continue;
       const del = await this.d.rest.request('DELETE', `${this.cmPath}/${name}`);
       if (!del.ok && del.status !== 404)
         return { ok: false, error: `delete ${name}: ${describeFailure(del)}` };
-      this.appliedShards.delete(name);
-      this.d.logger.info({ shard: name, revision: rev }, 'deleted routing shard of an old revision');
+      this.written.delete(name);
+      this.d.logger.info({ shard: name, revision }, 'deleted routing shard of an old revision');
     }
     return { ok: true };
   }
