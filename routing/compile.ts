@@ -1,6 +1,8 @@
 // compile(objects) -> { table, issues, revision }: pure and deterministic. The input order never changes a byte.
 // Cross-object checks become per-object issues (status conditions in a cluster, lines in `check`). An object with
 // an issue is left out of the table; a MailDomain whose policy is left out stays in with no policy (451 4.3.5).
+// Conflicts are decided among all claimants, valid or not: a first one with an issue of its own leaves its domain
+// unrouted or without a policy (mail deferred, not guessed), and is told so (a notice), never that it routes it.
 import { domainOf } from './address.ts';
 import { byCodeUnit, canonicalJson, sha256Hex } from './canonical.ts';
 import type {
@@ -13,8 +15,9 @@ import type {
   TestRecipientRoute,
 } from './model.ts';
 import { API_VERSION } from './model.ts';
-import { canonicalGrantTexts } from './destinations.ts';
+import { canonicalGrantTexts, grantTextErrors } from './destinations.ts';
 import { compileGrants } from './grants.ts';
+import { parseInstant } from './schedule.ts';
 import type { DeliveryPolicy, DomainClaim, MailDomain, MailrouteObject, TestRecipient } from './types.ts';
 
 /** Issue reasons (CamelCase constants, used as condition reasons). */
@@ -43,18 +46,31 @@ export const Reasons = {
   Duplicate: 'Duplicate',
   /** A domain (spec.domain, copyRecipientDomain, forwardTo) that no DomainClaim grants to the object's namespace. */
   NotPermitted: 'NotPermitted',
+  /** A time (TestRecipient expiresAt, a stage's until) that is not an RFC 3339 date-time: never read as "never". */
+  InvalidTime: 'InvalidTime',
+  /**
+   * An entry of the granting DomainClaim's destinations that cannot be read (stored before the CRD's pattern refused
+   * it). A bad deny entry denies every address of the domain's servers, a bad allow entry is dropped. The MailDomain
+   * stays in the table under that rule: its mail waits in the queue, and flows once the claim is fixed.
+   */
+  InvalidDestinations: 'InvalidDestinations',
 } as const;
 type Reason = (typeof Reasons)[keyof typeof Reasons];
 
 /**
- * Something the winner of a conflict should hear about (a Warning Event in a cluster): another object, possibly in a
- * namespace its owner cannot see, declares the same domain and lost. The message never names the other object.
+ * Something an object in a conflict should hear about (a Warning Event in a cluster; a warning line in `check`):
+ * - DomainContested, to the MailDomain that routes a domain: another object, possibly in a namespace its owner cannot
+ *   see, declares the same domain and lost. The message never names an object in another namespace.
+ * - DomainContested, to a MailDomain that takes precedence for its domain but is left out for an issue of its own:
+ *   the domain has no route (its mail is deferred) until it is fixed or deleted.
+ * - PolicyContested, to the oldest DeliveryPolicy of a MailDomain that has newer ones, when it is left out for an issue
+ *   of its own: the MailDomain has no policy (its mail is deferred) until it is fixed or deleted.
  */
 export interface CompileNotice {
   kind: MailrouteObject['kind'];
   namespace: string;
   name: string;
-  reason: 'DomainContested';
+  reason: 'DomainContested' | 'PolicyContested';
   message: string;
 }
 
@@ -144,12 +160,14 @@ export function compile(
   const notices: CompileNotice[] = [];
   const issues: CompileIssue[] = [];
   const bad = new Set<Obj>();
+  /** An issue of `o`; unless `keep`, `o` is left out of the table (and out of every conflict decided after it). */
   const issue = (
     o: Obj,
     condition: CompileIssue['condition'],
     reason: Reason,
     field: string,
     message: string,
+    keep = false,
   ) => {
     issues.push({
       kind: o.kind,
@@ -160,7 +178,19 @@ export function compile(
       field,
       message,
     });
-    bad.add(o);
+    if (!keep) bad.add(o);
+  };
+  /** False, with an Accepted=False InvalidTime issue on `o`, when `text` at `field` is not an RFC 3339 date-time. */
+  const validTime = (o: Obj, field: string, text: string): boolean => {
+    if (parseInstant(text) !== undefined) return true;
+    issue(
+      o,
+      'Accepted',
+      Reasons.InvalidTime,
+      field,
+      `${JSON.stringify(text)} is not an RFC 3339 date-time such as 2026-12-31T00:00:00Z or 2026-12-31T01:00:00+01:00 (a time that cannot be read is never taken as "never"); ${describe(o)} is left out of the routing table until it is fixed`,
+    );
+    return false;
   };
   /** False, with an Accepted=False NotPermitted issue on `o`, when no DomainClaim grants `domain` to its namespace. */
   const permitted = (o: Obj, field: string, domain: string): boolean => {
@@ -221,40 +251,11 @@ export function compile(
   policies.sort(byName);
   recipients.sort(byName); // so that per-policy lists and `sources` come out sorted without sorting again
 
-  // --- MailDomains: the domain must be granted to the namespace; one per domain cluster-wide (the grant's
-  // precedence, then age, decides); accounts must be in the domain. A conflict never names an object in another
-  // namespace: its owner may be another tenant.
+  // --- MailDomains: the domain must be granted to the namespace; servers and accounts must be valid; then one per
+  // domain cluster-wide among the valid ones (the grant's precedence, then age, decides). A conflict never names an
+  // object in another namespace: its owner may be another tenant.
   const granted: MailDomain[] = [];
   for (const d of domains) if (permitted(d, 'spec.domain', d.spec.domain)) granted.push(d);
-  const rank = (d: MailDomain): number => grants.rank(d.metadata.namespace, d.spec.domain) ?? Infinity;
-  for (const group of groupBy(granted, (d) => d.spec.domain).values()) {
-    if (group.length < 2) continue;
-    group.sort((a, b) => rank(a) - rank(b) || byAge(a, b));
-    const [winner, ...losers] = group as [MailDomain, ...MailDomain[]];
-    let foreign = false;
-    for (const l of losers) {
-      const same = l.metadata.namespace === winner.metadata.namespace;
-      foreign ||= !same;
-      issue(
-        l,
-        'Accepted',
-        Reasons.DomainConflict,
-        'spec.domain',
-        same
-          ? `domain ${l.spec.domain} is already declared by ${describe(winner)}`
-          : `domain ${l.spec.domain} is claimed by another object you cannot see`,
-      );
-    }
-    if (foreign) {
-      notices.push({
-        kind: winner.kind,
-        namespace: winner.metadata.namespace,
-        name: winner.metadata.name,
-        reason: 'DomainContested',
-        message: `domain ${winner.spec.domain} is also declared by an object in another namespace; this one routes it`,
-      });
-    }
-  }
   for (const d of domains) {
     d.spec.servers.forEach((s, i) => {
       // Also a CEL rule of the CRD; here for objects stored before the rule existed.
@@ -282,11 +283,73 @@ export function compile(
       });
     });
   }
+  const rank = (d: MailDomain): number => grants.rank(d.metadata.namespace, d.spec.domain) ?? Infinity;
+  for (const group of groupBy(granted, (d) => d.spec.domain).values()) {
+    if (group.length < 2) continue;
+    group.sort((a, b) => rank(a) - rank(b) || byAge(a, b));
+    // Decided among all claimants, valid or not: a first one left out for its own issue leaves the domain without a
+    // route (its mail deferred) rather than handing it to the next, which may be another tenant's (docs/routing.md).
+    const [winner, ...losers] = group as [MailDomain, ...MailDomain[]];
+    const domain = winner.spec.domain;
+    let foreign = false;
+    for (const l of losers) {
+      const same = l.metadata.namespace === winner.metadata.namespace;
+      foreign ||= !same;
+      issue(
+        l,
+        'Accepted',
+        Reasons.DomainConflict,
+        'spec.domain',
+        same
+          ? `domain ${domain} is already declared by ${describe(winner)}`
+          : `domain ${domain} is claimed by another object you cannot see`,
+      );
+    }
+    if (bad.has(winner)) {
+      // never "this one routes it": it does not, and nothing else does while it takes precedence
+      notices.push({
+        kind: winner.kind,
+        namespace: winner.metadata.namespace,
+        name: winner.metadata.name,
+        reason: 'DomainContested',
+        message: `domain ${domain} is also declared by ${foreign ? 'an object in another namespace' : 'another object'}; this one takes precedence but is not accepted (its own issue), so ${domain} has no route and its mail is deferred until this one is fixed or deleted`,
+      });
+    } else if (foreign) {
+      notices.push({
+        kind: winner.kind,
+        namespace: winner.metadata.namespace,
+        name: winner.metadata.name,
+        reason: 'DomainContested',
+        message: `domain ${domain} is also declared by an object in another namespace; this one routes it`,
+      });
+    }
+  }
+  // The granting DomainClaim's destinations: an entry that cannot be read is reported on every MailDomain routed under
+  // the claim, which stays in the table under the fail-closed rule (a bad deny entry denies every address). One left
+  // out for another issue is not routed by it, and shows that issue.
+  for (const d of granted) {
+    if (bad.has(d)) continue;
+    const claim = grants.grantingClaim(d.metadata.namespace, d.spec.domain);
+    for (const e of grantTextErrors(claim?.spec.destinations)) {
+      issue(
+        d,
+        'Accepted',
+        Reasons.InvalidDestinations,
+        `DomainClaim/${claim?.metadata.name ?? ''} spec.destinations.${e.list}[${e.index}]`,
+        e.list === 'deny'
+          ? `${e.message}; a deny entry that cannot be read denies every address, so no server of ${d.spec.domain} is connected to (its mail waits in the queue) until the cluster admin fixes the DomainClaim`
+          : `${e.message}; an allow entry that cannot be read is left out (it permits nothing) until the cluster admin fixes the DomainClaim`,
+        true,
+      );
+    }
+  }
 
-  // --- DeliveryPolicies: refs, one per MailDomain, servers exist, Split can tell who is known.
+  // --- DeliveryPolicies: stage times, refs, servers exist, Split can tell who is known; then one per MailDomain among
+  // the valid ones (the oldest).
   const domainByName = new Map(domains.map((d) => [`${d.metadata.namespace}/${d.metadata.name}`, d]));
   const policyDomain = new Map<DeliveryPolicy, MailDomain>();
   for (const p of policies) {
+    p.spec.stages?.forEach((st, i) => validTime(p, `spec.stages[${i}].until`, st.until));
     const d = domainByName.get(`${p.metadata.namespace}/${p.spec.domainRef.name}`);
     if (d === undefined) {
       issue(
@@ -299,19 +362,6 @@ export function compile(
       continue;
     }
     policyDomain.set(p, d);
-  }
-  for (const group of groupBy([...policyDomain.keys()], (p) => identity(policyDomain.get(p)!)).values()) {
-    group.sort(byAge);
-    const [winner, ...losers] = group as [DeliveryPolicy, ...DeliveryPolicy[]];
-    for (const l of losers) {
-      issue(
-        l,
-        'Accepted',
-        Reasons.Conflict,
-        'spec.domainRef.name',
-        `MailDomain ${l.metadata.namespace}/${l.spec.domainRef.name} already has ${describe(winner)}`,
-      );
-    }
   }
   for (const [p, d] of policyDomain) {
     if (bad.has(p)) continue;
@@ -378,11 +428,38 @@ export function compile(
       }
     }
   }
+  for (const group of groupBy([...policyDomain.keys()], (p) => identity(policyDomain.get(p)!)).values()) {
+    if (group.length < 2) continue;
+    group.sort(byAge);
+    // The oldest wins, valid or not: with an issue of its own the MailDomain has no policy (mail deferred, 451 4.3.5)
+    // rather than a newer policy taking effect by accident (a cut-over prepared next to it, say).
+    const [winner, ...losers] = group as [DeliveryPolicy, ...DeliveryPolicy[]];
+    const mailDomain = `MailDomain ${winner.metadata.namespace}/${winner.spec.domainRef.name}`;
+    for (const l of losers) {
+      issue(
+        l,
+        'Accepted',
+        Reasons.Conflict,
+        'spec.domainRef.name',
+        `${mailDomain} already has ${describe(winner)}`,
+      );
+    }
+    if (bad.has(winner)) {
+      notices.push({
+        kind: winner.kind,
+        namespace: winner.metadata.namespace,
+        name: winner.metadata.name,
+        reason: 'PolicyContested',
+        message: `${mailDomain} has ${losers.length === 1 ? 'a newer DeliveryPolicy' : `${losers.length} newer DeliveryPolicies`}; this one, the oldest, takes precedence but is not accepted (its own issue), so ${mailDomain} has no policy and its mail is deferred (451 4.3.5) until this one is fixed or deleted`,
+      });
+    }
+  }
 
   // --- TestRecipients: ref, address in the domain, one per address.
   const policyByName = new Map(policies.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p]));
   const trByPolicy = new Map<DeliveryPolicy, TestRecipient[]>();
   for (const t of recipients) {
+    if (t.spec.expiresAt !== undefined && !validTime(t, 'spec.expiresAt', t.spec.expiresAt)) continue;
     const p = policyByName.get(`${t.metadata.namespace}/${t.spec.policyRef.name}`);
     if (p === undefined) {
       issue(

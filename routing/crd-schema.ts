@@ -31,6 +31,22 @@ export const RECIPIENT_DELIMITER = '^[-+_=~#]*$';
 /** A Go-style duration made of s, m and h units, e.g. 90s, 15m, 1h30m. */
 export const DURATION = '^([0-9]{1,6}(s|m|h))+$';
 
+// An RFC 3339 date-time (section 5.6), checked field by field: the month's length (February 29 in leap years only,
+// by the Gregorian rule), hours 00-23, minutes and seconds 00-59 (no leap second, as the API server's own format
+// check), a fraction after a dot, and Z or an offset of at most 23:59. T and Z may be lower case (RFC 3339 allows it).
+// The API server's `format: date-time` alone lets through a comma as the fraction's separator and offsets such as
+// +99:99, which nothing can read; this pattern is checked next to it. routing/schedule.ts parseInstant uses it too, so
+// the CRD, `mailroute check` and the compiler agree on what a time is.
+const YEAR_DAY =
+  '[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))';
+const LEAP_YEAR_FEB_29 = '([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29';
+const TIME_OF_DAY = '([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?';
+const UTC_OFFSET = '([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])';
+export const DATE_TIME = `^(${YEAR_DAY}|${LEAP_YEAR_FEB_29})[Tt]${TIME_OF_DAY}${UTC_OFFSET}$`;
+/** How a field that holds an instant is declared: `format: date-time` and the pattern above. */
+const dateTime = (description: string) =>
+  ({ type: 'string', format: 'date-time', pattern: DATE_TIME, description }) as const;
+
 const MAX_SERVERS = 16;
 const MAX_ACCOUNT_ENTRIES = 16;
 const MAX_ADDRESSES_PER_ACCOUNT_ENTRY = 5000;
@@ -84,11 +100,7 @@ const conditions = {
         minimum: 0,
         description: 'The .metadata.generation the condition was set for.',
       },
-      lastTransitionTime: {
-        type: 'string',
-        format: 'date-time',
-        description: 'Last time the condition changed status.',
-      },
+      lastTransitionTime: dateTime('Last time the condition changed status.'),
       reason: {
         type: 'string',
         minLength: 1,
@@ -343,11 +355,7 @@ export const mailDomainStatusSchema = {
               },
             },
           },
-          lastProbeTime: {
-            type: 'string',
-            format: 'date-time',
-            description: 'When the server was last probed.',
-          },
+          lastProbeTime: dateTime('When the server was last probed.'),
         },
       },
     },
@@ -480,12 +488,9 @@ const stageSchema = {
   ],
   properties: {
     name: dnsLabel('DNS label, unique in the list; status.stage shows it while the stage is in force.'),
-    until: {
-      type: 'string',
-      format: 'date-time',
-      description:
-        'RFC 3339 instant (e.g. 2026-12-05T02:00:00Z, or with an offset: 2026-12-05T03:00:00+01:00) at which this stage ends, exclusive. The stage begins where the one before ends (the first: at once).',
-    },
+    until: dateTime(
+      'RFC 3339 instant (e.g. 2026-12-05T02:00:00Z, or with an offset: 2026-12-05T03:00:00+01:00) at which this stage ends, exclusive. The stage begins where the one before ends (the first: at once).',
+    ),
     ...routingStateProperties,
   },
 } as const;
@@ -559,12 +564,9 @@ export const deliveryPolicyStatusSchema = {
       description:
         "Present (true) while softBounce is in force (the stage in force's, or the policy's own): a 5xx from a server is retried until the queue lifetime ends (written by the operator; kubectl get -o wide's SOFTBOUNCE column).",
     },
-    nextTransition: {
-      type: 'string',
-      format: 'date-time',
-      description:
-        'When the routing of this policy next changes by the clock (the end of the stage in force). Absent when nothing is scheduled.',
-    },
+    nextTransition: dateTime(
+      'When the routing of this policy next changes by the clock (the end of the stage in force). Absent when nothing is scheduled.',
+    ),
     parity: parityStatus,
   },
 } as const;
@@ -588,11 +590,9 @@ export const testRecipientSpecSchema = {
       description:
         "true: deliver to the primary mailbox (the mailbox of record) and a copy to forwardTo (bounces as the policy's dual.bounces says) | false: deliver to forwardTo only; it is then the mailbox of record, and its failures bounce to the sender even with dual.bounces Suppress.",
     },
-    expiresAt: {
-      type: 'string',
-      format: 'date-time',
-      description: 'RFC 3339; after it the recipient routes like everyone else.',
-    },
+    expiresAt: dateTime(
+      'RFC 3339 instant (e.g. 2026-12-31T00:00:00Z, or with an offset: 2026-12-31T01:00:00+01:00); from then on the recipient routes like everyone else.',
+    ),
   },
 } as const;
 
@@ -609,11 +609,14 @@ export const DOMAIN_PATTERN =
   '^\\*$|^(\\*\\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$';
 const MAX_GRANT_DOMAINS = 256;
 const MAX_GRANT_NAMESPACES = 256;
+const IPV4_OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
 /**
- * The shape of a CIDR or a bare address (IPv4 a.b.c.d[/n], IPv6 x:y::z[/n]); routing/destinations.ts parseCidr is the
- * full check (offline validation and the compiler use it; a Kubernetes before 1.31 has no CEL isCIDR).
+ * A CIDR or a bare address: IPv4 a.b.c.d[/n] with octets 0-255 (no leading zeros) and a prefix of 0-32, or the shape
+ * of IPv6 x:y::z[/n] with a prefix of 0-128. routing/destinations.ts parseCidr is the full check of an IPv6 address
+ * (offline validation uses it, and the compiler reports an entry it refuses; a Kubernetes before 1.31 has no CEL
+ * isCIDR).
  */
-export const CIDR_PATTERN = '^([0-9]{1,3}(\\.[0-9]{1,3}){3}|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)(/[0-9]{1,3})?$';
+export const CIDR_PATTERN = `^(${IPV4_OCTET}(\\.${IPV4_OCTET}){3}(/(3[0-2]|[12]?[0-9]))?|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$`;
 const MAX_GRANT_CIDRS = 64;
 
 const cidrList = (description: string) =>

@@ -8,6 +8,7 @@ import {
   parseIpAddress,
   canonicalGrantTexts,
   grantFromTexts,
+  grantTextErrors,
   PERMIT_ALL,
   policyFromFlags,
   withGrant,
@@ -268,6 +269,40 @@ describe("withGrant: the global policy combined with a DomainClaim's destination
     expect(g.allow.map((c) => c.text)).toEqual(['10.244.1.7/32']);
     expect(g.deny.map((c) => c.text)).toEqual(['0.0.0.0/0', '::/0']);
     expect(checkDestination(withGrant(PERMIT_ALL, g), '198.51.100.1').permitted).toBe(false);
+  });
+
+  type Lists = { allow?: string[]; deny?: string[] } | undefined;
+  it.each<[string, Lists, string[]]>([
+    ['nothing to report', { allow: ['10.244.1.7'], deny: ['10.0.0.0/8', 'fd00::/64'] }, []],
+    ['no destinations', undefined, []],
+    [
+      'a prefix length too long (the API server let it through before the CRD pattern refused it)',
+      { deny: ['192.0.2.0/24', '10.0.0.0/33'] },
+      ['deny[1] "10.0.0.0/33": prefix length must be 0..32'],
+    ],
+    [
+      'an IPv6 prefix over 128 and an allow entry that is no address',
+      { allow: ['corp.test', '10.244.0.0/16'], deny: ['fd00::/129'] },
+      [
+        'deny[0] "fd00::/129": prefix length must be 0..128',
+        'allow[0] "corp.test" is not an IP address or CIDR (IPv4 a.b.c.d/n or IPv6 x:y::z/n)',
+      ],
+    ],
+    [
+      'an IPv6 shape the pattern cannot judge',
+      { allow: ['1::2::3/64'] },
+      ['allow[0] "1::2::3/64" is not an IP address or CIDR (IPv4 a.b.c.d/n or IPv6 x:y::z/n)'],
+    ],
+  ])('grantTextErrors: %s', (_what, d, want) => {
+    const errors = grantTextErrors(d).map((e) => `${e.list}[${e.index}] ${e.message}`);
+    expect(errors).toEqual(want);
+    // exactly the entries grantFromTexts cannot read: with a bad deny entry it denies every address
+    const g = grantFromTexts(d);
+    if (errors.some((e) => e.startsWith('deny')))
+      expect(g?.deny.map((c) => c.text)).toEqual(['0.0.0.0/0', '::/0']);
+    expect(g?.allow.length ?? 0).toBe(
+      (d?.allow?.length ?? 0) - errors.filter((e) => e.startsWith('allow')).length,
+    );
   });
 
   it('canonicalGrantTexts: canonical, sorted, deduplicated; nothing when both lists are empty', () => {

@@ -262,6 +262,35 @@ export function grantFromTexts(
   return { allow: allow ?? [], deny: typeof deny === 'string' ? denyAll : deny };
 }
 
+/** An entry of a DomainClaim's destinations that grantFromTexts cannot read. */
+interface GrantTextError {
+  list: 'allow' | 'deny';
+  index: number;
+  /** The parser's words, naming the entry: `"10.0.0.0/33": prefix length must be 0..32`. */
+  message: string;
+}
+
+/**
+ * The entries grantFromTexts cannot read, in list order: each bad deny entry (it turns the deny list into "every
+ * address"), then each bad allow entry (it is dropped). The compiler reports them on the MailDomains the claim
+ * applies to.
+ */
+export function grantTextErrors(
+  d: { allow?: readonly string[]; deny?: readonly string[] } | undefined,
+): GrantTextError[] {
+  const errors: GrantTextError[] = [];
+  // read as grantFromTexts reads them: a deny entry through parseCidrList, an allow entry through parseCidr
+  d?.deny?.forEach((t, index) => {
+    const c = parseCidrList([t]);
+    if (typeof c === 'string') errors.push({ list: 'deny', index, message: c });
+  });
+  d?.allow?.forEach((t, index) => {
+    const c = parseCidr(t);
+    if (typeof c === 'string') errors.push({ list: 'allow', index, message: c });
+  });
+  return errors;
+}
+
 /**
  * A DomainClaim's `destinations` as the routing table carries them: canonical CIDR texts, sorted, without duplicates;
  * undefined when both lists are empty. Entries the API server let through but the parser refuses fail closed (as in

@@ -5,6 +5,7 @@
 // module's RoutingDiff, documented in docs/routing.md, "mailroute diff").
 import type { DomainRoute, RoutingTable, ServerRoute, StageRoute, TestRecipientRoute } from './model.ts';
 import { buildIndex, planToJson, resolve, type PlanJson } from './resolve.ts';
+import { parseInstant } from './schedule.ts';
 
 export const DIFF_FORMAT = 'mailroute.io/routing-diff/v1';
 
@@ -237,8 +238,8 @@ function expiringOf(a: DomainRoute | undefined, nowMs: number, withinMs: number)
   const out: { at: number; e: TestRecipientEntry }[] = [];
   for (const [address, tr] of Object.entries(a.testRecipients)) {
     if (tr.expiresAt === undefined) continue;
-    const at = Date.parse(tr.expiresAt);
-    if (Number.isNaN(at) || at <= nowMs || at - nowMs > withinMs) continue;
+    const at = parseInstant(tr.expiresAt);
+    if (at === undefined || at <= nowMs || at - nowMs > withinMs) continue;
     out.push({ at, e: trEntry(address, tr) });
   }
   return out.sort((x, y) => x.at - y.at || x.e.address.localeCompare(y.e.address)).map((x) => x.e);

@@ -44,4 +44,18 @@ describe('compileGrants', () => {
     expect(g.permits('backup', 'other.test')).toBe(false);
     expect(g.permits('owner', 'other.test')).toBe(true);
   });
+
+  it('names the granting DomainClaim, whose destinations apply: the most specific entry first, then the claim name', () => {
+    const g = compileGrants([
+      domainClaim('b-wide', ['*.corp.test'], ['team-a'], { deny: ['10.0.0.0/8'] }),
+      domainClaim('a-exact', ['mx.corp.test'], ['team-a'], { deny: ['192.0.2.0/24'] }),
+      domainClaim('c-exact', ['mx.corp.test'], ['team-a', 'team-b']),
+    ]);
+    expect(g.grantingClaim('team-a', 'MX.corp.test')?.metadata.name).toBe('a-exact');
+    expect(g.destinations('team-a', 'mx.corp.test')).toEqual({ deny: ['192.0.2.0/24'] });
+    expect(g.grantingClaim('team-b', 'mx.corp.test')?.metadata.name).toBe('c-exact');
+    expect(g.grantingClaim('team-a', 'hr.corp.test')?.metadata.name).toBe('b-wide');
+    expect(g.grantingClaim('team-b', 'hr.corp.test')).toBeUndefined();
+    expect(compileGrants([]).grantingClaim('any', 'thing.test')).toBeUndefined();
+  });
 });

@@ -23,6 +23,11 @@ export interface Grants {
    * lists both); undefined when the grants are open or that claim has none.
    */
   destinations(namespace: string, domain: string): DomainClaim['spec']['destinations'];
+  /**
+   * The DomainClaim that grants `domain` to `namespace` (the first in precedence order that lists both), whose
+   * `destinations` apply to the domain's servers; undefined when the grants are open or none grants it.
+   */
+  grantingClaim(namespace: string, domain: string): DomainClaim | undefined;
 }
 
 /** Does a grant pattern (`*`, `*.corp.test`, `corp.test`) cover the lowercase domain? */
@@ -42,7 +47,13 @@ export function specificity(pattern: string): number {
 
 export function compileGrants(claims: readonly DomainClaim[]): Grants {
   if (claims.length === 0) {
-    return { open: true, permits: () => true, rank: () => 0, destinations: () => undefined };
+    return {
+      open: true,
+      permits: () => true,
+      rank: () => 0,
+      destinations: () => undefined,
+      grantingClaim: () => undefined,
+    };
   }
   const sorted = [...claims].sort((a, b) => byCodeUnit(a.metadata.name, b.metadata.name));
   const orders = new Map<string, Map<string, number>>();
@@ -72,14 +83,16 @@ export function compileGrants(claims: readonly DomainClaim[]): Grants {
   };
   /** domain -> namespace -> the DomainClaim that grants it (filled with orders). */
   const grantingClaims = new Map<string, Map<string, DomainClaim>>();
+  const grantingClaim = (namespace: string, domain: string): DomainClaim | undefined => {
+    const d = domain.toLowerCase();
+    orderFor(d);
+    return grantingClaims.get(d)?.get(namespace);
+  };
   return {
     open: false,
     permits: (namespace, domain) => orderFor(domain.toLowerCase()).has(namespace),
     rank: (namespace, domain) => orderFor(domain.toLowerCase()).get(namespace),
-    destinations: (namespace, domain) => {
-      const d = domain.toLowerCase();
-      orderFor(d);
-      return grantingClaims.get(d)?.get(namespace)?.spec.destinations;
-    },
+    destinations: (namespace, domain) => grantingClaim(namespace, domain)?.spec.destinations,
+    grantingClaim,
   };
 }

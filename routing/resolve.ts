@@ -48,7 +48,7 @@ interface TestRecipientEntry {
   /** forwardTo was not set: the copy goes to the local part at the copyRecipientDomain in force. */
   defaulted: boolean;
   keepPrimaryCopy: boolean;
-  /** ms since the epoch; undefined: never expires. */
+  /** ms since the epoch; undefined: never expires; -Infinity: an expiresAt that does not parse (expired). */
   expiresAtMs: number | undefined;
   /** "namespace/name" of the TestRecipient object. */
   source: string;
@@ -93,13 +93,13 @@ export function buildIndex(table: RoutingTable): RoutingIndex {
     }
     const testRecipients = new Map<string, TestRecipientEntry>();
     for (const [address, tr] of Object.entries(route.testRecipients)) {
-      const ms = tr.expiresAt === undefined ? undefined : Date.parse(tr.expiresAt);
       testRecipients.set(address.toLowerCase(), {
         forwardTo: tr.forwardTo,
         defaulted: tr.forwardToDefaulted === true,
         source: `${tr.source.namespace}/${tr.source.name}`,
         keepPrimaryCopy: tr.keepPrimaryCopy,
-        expiresAtMs: ms === undefined || Number.isNaN(ms) ? undefined : ms,
+        // an expiresAt that does not parse has passed (routing/schedule.ts instant), never "no expiry"
+        expiresAtMs: tr.expiresAt === undefined ? undefined : instant(tr.expiresAt),
       });
     }
     const state = (

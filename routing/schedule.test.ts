@@ -3,7 +3,16 @@
 import { describe, expect, it } from 'vitest';
 import { compile } from './compile.ts';
 import { buildIndex, resolve } from './resolve.ts';
-import { FINAL_STAGE, instant, nextInstant, nextTransition, stageAt, stageIndexAt } from './schedule.ts';
+import { DATE_TIME } from './crd-schema.ts';
+import {
+  FINAL_STAGE,
+  instant,
+  nextInstant,
+  nextTransition,
+  parseInstant,
+  stageAt,
+  stageIndexAt,
+} from './schedule.ts';
 import { exampleDomain, examplePolicy, testRecipient } from './test-fixtures.ts';
 import { validateObject } from './validate.ts';
 
@@ -64,9 +73,76 @@ describe('stageIndexAt / stageAt: the stage in force', () => {
     expect(seen).toEqual(['a', FINAL_STAGE, 'b', 'a']);
   });
 
-  it('an unparsable until never ends (validation refuses it before it gets here)', () => {
-    expect(instant('not a date')).toBe(Number.POSITIVE_INFINITY);
-    expect(stageAt([{ name: 'x', until: 'not a date' }], new Date(8.64e15)).name).toBe('x');
+  // The compiler refuses such a stage (InvalidTime); a table written some other way may still carry one.
+  it.each(['not a date', '2026-06-05T00:00:00,5Z', '2026-06-05T00:00:00+99:99', '2026-02-30T00:00:00Z'])(
+    'an unparsable until (%s) has ended, never "never"',
+    (until) => {
+      expect(instant(until)).toBe(Number.NEGATIVE_INFINITY);
+      const stages = [
+        { name: 'x', until },
+        { name: 'y', until: TWO_WEEKS },
+      ];
+      expect(stageAt(stages, new Date(0)).name).toBe('y');
+      expect(stageAt(stages, new Date(TWO_WEEKS)).name).toBe(FINAL_STAGE);
+    },
+  );
+
+  it('no time at all is never (a TestRecipient without expiresAt)', () => {
+    expect(instant(undefined)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('parseInstant: the one definition of a time (the CRD pattern DATE_TIME, check, compile, schedule)', () => {
+  it.each([
+    ['2026-12-05T02:00:00Z', '2026-12-05T02:00:00.000Z'],
+    ['2026-12-05T03:00:00+01:00', '2026-12-05T02:00:00.000Z'],
+    ['2026-12-05T02:00:00-00:00', '2026-12-05T02:00:00.000Z'],
+    ['2026-12-05T02:00:00.5Z', '2026-12-05T02:00:00.500Z'],
+    ['2026-12-05T02:00:00.123456789Z', '2026-12-05T02:00:00.123Z'],
+    ['2026-12-05t02:00:00z', '2026-12-05T02:00:00.000Z'], // RFC 3339 allows lower case
+    ['2026-12-31T23:59:59+23:59', '2026-12-31T00:00:59.000Z'],
+    ['2024-02-29T00:00:00Z', '2024-02-29T00:00:00.000Z'], // a leap year
+    ['2000-02-29T00:00:00Z', '2000-02-29T00:00:00.000Z'], // divisible by 400
+  ])('%s is %s', (text, iso) => {
+    expect(new Date(parseInstant(text)!).toISOString()).toBe(iso);
+    expect(new RegExp(DATE_TIME).test(text)).toBe(true);
+  });
+
+  it.each([
+    ['a comma before the fraction (the API server let it through)', '2026-06-05T00:00:00,5Z'],
+    ['an offset of 99:99 (the API server let it through)', '2026-06-05T00:00:00+99:99'],
+    ['an offset of 24 hours', '2026-06-05T00:00:00+24:00'],
+    ['an offset without a colon', '2026-06-05T00:00:00+0100'],
+    ['no zone', '2026-06-05T00:00:00'],
+    ['a space for T', '2026-06-05 00:00:00Z'],
+    ['no seconds', '2026-06-05T00:00Z'],
+    ['a dot without digits', '2026-06-05T00:00:00.Z'],
+    ['February 30 (Date.parse makes it March 2)', '2026-02-30T00:00:00Z'],
+    ['February 29 of a common year', '2026-02-29T00:00:00Z'],
+    ['February 29 of 1900 (divisible by 100, not 400)', '1900-02-29T00:00:00Z'],
+    ['April 31', '2026-04-31T00:00:00Z'],
+    ['month 13', '2026-13-01T00:00:00Z'],
+    ['day 00', '2026-06-00T00:00:00Z'],
+    ['24:00 (Date.parse makes it the next day)', '2026-06-05T24:00:00Z'],
+    ['a leap second (the API server refuses it too)', '2026-06-30T23:59:60Z'],
+    ['a date alone', '2026-06-05'],
+    ['text', 'tomorrow'],
+    ['a five-digit year', '12026-06-05T00:00:00Z'],
+  ])('refuses %s: %s', (_what, text) => {
+    expect(parseInstant(text)).toBeUndefined();
+    expect(new RegExp(DATE_TIME).test(text)).toBe(false);
+  });
+
+  it('every text the pattern accepts is an instant Date.parse reads (a sample of every month and day)', () => {
+    for (let y = 1896; y <= 2404; y += 4 * 27 + 1) {
+      for (let m = 1; m <= 12; m++) {
+        for (let d = 1; d <= 31; d++) {
+          const text = `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}T12:00:00Z`;
+          const real = new Date(Date.UTC(y, m - 1, d)).getUTCDate() === d;
+          expect(parseInstant(text) !== undefined, text).toBe(real);
+        }
+      }
+    }
   });
 });
 
@@ -277,4 +353,56 @@ describe('compile and resolve with stages', () => {
     expect(r.issues.map((i) => [i.field, i.reason])).toEqual([[field, reason]]);
     expect(r.table.domains['example.com']?.policy).toBeUndefined();
   });
+});
+
+describe('a table not written by the compiler that carries a time that cannot be read', () => {
+  // compile() refuses such objects (InvalidTime); a routing file written by hand, or a table compiled by an older
+  // operator, may still carry one. It counts as passed, never as "never".
+  const base = compile([
+    exampleDomain(),
+    examplePolicy({
+      mode: 'Direct',
+      primary: 'new',
+      stages: [{ name: 'dual', until: TWO_WEEKS, mode: 'Dual', primary: 'old', secondary: 'new' }],
+    }),
+    testRecipient('alice', {
+      policyRef: { name: 'example-com' },
+      address: 'alice@example.com',
+      keepPrimaryCopy: false,
+      expiresAt: TWO_WEEKS,
+    }),
+  ]).table;
+  const withTimes = (until: string, expiresAt: string) => {
+    const table = structuredClone(base);
+    const route = table.domains['example.com']!;
+    route.stages![0]!.until = until;
+    route.testRecipients['alice@example.com']!.expiresAt = expiresAt;
+    return table;
+  };
+  const legs = (table: typeof base, to: string) =>
+    resolve(buildIndex(table), to, { now: new Date(SAT) }).legs.map((l) => `${l.role}:${l.server.name}`);
+
+  it('as written: the stage and the TestRecipient are in force before TWO_WEEKS', () => {
+    expect(legs(base, 'bob@example.com')).toEqual(['primary:old', 'copy:new']);
+    expect(legs(base, 'alice@example.com')).toEqual(['primary:new']);
+  });
+
+  it.each(['2026-12-19T02:00:00,5Z', '2026-12-19T02:00:00+99:99'])(
+    'a stage until %s: the stage has ended (the final state routes); no transition is armed on it',
+    (bad) => {
+      const table = withTimes(bad, TWO_WEEKS);
+      expect(legs(table, 'bob@example.com')).toEqual(['primary:new']);
+      expect(nextTransition(table, new Date(SAT))?.toISOString()).toBe(new Date(TWO_WEEKS).toISOString());
+    },
+  );
+
+  it.each(['2026-12-19T02:00:00,5Z', '2026-12-19T02:00:00+99:99'])(
+    'a TestRecipient expiresAt %s: expired, alice routes like everyone else; no transition is armed on it',
+    (bad) => {
+      const table = withTimes(TWO_WEEKS, bad);
+      expect(legs(table, 'alice@example.com')).toEqual(['primary:old', 'copy:new']);
+      expect(legs(table, 'alice@example.com')).toEqual(legs(table, 'bob@example.com'));
+      expect(nextTransition(withTimes(bad, bad), new Date(SAT))).toBeUndefined();
+    },
+  );
 });

@@ -7,6 +7,11 @@
 // A stage is in force from the end of the stage before it (the first: from any time) until its `until`, exclusive:
 // at `until` exactly, the next stage (or, after the last, the policy's own fields) is in force. TestRecipient expiry
 // follows the same rule: active while now < expiresAt.
+//
+// What a time is: parseInstant, an RFC 3339 date-time as the CRD's pattern (DATE_TIME) says. The compiler refuses a
+// stage or a TestRecipient whose time does not parse (InvalidTime), so a table it wrote holds none; in a table written
+// some other way such a time counts as passed (the stage has ended, the TestRecipient has expired), never as "never".
+import { DATE_TIME } from './crd-schema.ts';
 import type { RoutingTable } from './model.ts';
 
 /** The policy's own fields, in force after the last stage (and always, for a policy without stages). */
@@ -31,7 +36,7 @@ export interface StageInForce {
   until?: string;
 }
 
-/** The stage in force at `now` (see stageIndexAt). Stages without a parsable `until` never end. */
+/** The stage in force at `now` (see stageIndexAt). A stage whose `until` does not parse has ended (see instant). */
 export function stageAt(
   stages: readonly { name: string; until: string }[] | undefined,
   now: Date,
@@ -45,10 +50,26 @@ export function stageAt(
   return s === undefined ? { index: i, name: FINAL_STAGE } : { index: i, name: s.name, until: s.until };
 }
 
-/** ms since the epoch of an RFC 3339 time; +Infinity (never) for a missing or unparsable one. */
+const DATE_TIME_RE = new RegExp(DATE_TIME);
+
+/**
+ * ms since the epoch of an RFC 3339 date-time, or undefined when `text` is not one: the one parser of a time (the
+ * CRD's pattern, offline validation, the compiler and the schedule). A text the pattern accepts is a real calendar
+ * instant, which Date.parse reads exactly; Date.parse alone would move 2026-02-30 to March 2 and 24:00 to the next day.
+ */
+export function parseInstant(text: string): number | undefined {
+  if (!DATE_TIME_RE.test(text)) return undefined;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/**
+ * ms since the epoch of a stage end or an expiry: +Infinity (never) when there is none, -Infinity (already passed)
+ * when it does not parse. The compiler never lets an unparsable one into a table (InvalidTime).
+ */
 export function instant(rfc3339: string | undefined): number {
-  const ms = rfc3339 === undefined ? Number.NaN : Date.parse(rfc3339);
-  return Number.isNaN(ms) ? Number.POSITIVE_INFINITY : ms;
+  if (rfc3339 === undefined) return Number.POSITIVE_INFINITY;
+  return parseInstant(rfc3339) ?? Number.NEGATIVE_INFINITY;
 }
 
 /** The earliest of `times` (RFC 3339) that is after `now`, or undefined when none is. */

@@ -55,6 +55,17 @@ describe('validateObject: valid input gets defaults', () => {
     expect(JSON.stringify(raw)).toBe(before);
   });
 
+  it('a date-time the pattern and the format both refuse is one error line, in words', () => {
+    const r = validateObject(tr({ expiresAt: '2026-06-05T00:00:00,5Z' }));
+    expect(r.ok ? [] : r.errors).toEqual([
+      {
+        path: 'spec.expiresAt',
+        message:
+          'must be an RFC 3339 date-time such as 2026-12-31T00:00:00Z or 2026-12-31T01:00:00+01:00, got "2026-06-05T00:00:00,5Z"',
+      },
+    ]);
+  });
+
   it('accepts every valid variant of the three kinds', () => {
     for (const raw of [
       dp({}),
@@ -281,6 +292,22 @@ const invalid: [string, unknown, string, string][] = [
   ['bad forwardTo', tr({ forwardTo: 'a b@example.com' }), 'spec.forwardTo', 'email address'],
   ['bad expiresAt', tr({ expiresAt: 'tomorrow' }), 'spec.expiresAt', 'RFC 3339'],
   ['expiresAt without zone', tr({ expiresAt: '2026-12-31T00:00:00' }), 'spec.expiresAt', 'RFC 3339'],
+  // the API server's format check lets these through; the CRD's pattern (and this check) does not
+  [
+    'expiresAt with a comma fraction',
+    tr({ expiresAt: '2026-06-05T00:00:00,5Z' }),
+    'spec.expiresAt',
+    'RFC 3339',
+  ],
+  [
+    'expiresAt with offset +99:99',
+    tr({ expiresAt: '2026-06-05T00:00:00+99:99' }),
+    'spec.expiresAt',
+    'RFC 3339',
+  ],
+  // Date.parse makes these March 2 and the next day (the API server's format check refuses them too)
+  ['expiresAt on February 30', tr({ expiresAt: '2026-02-30T00:00:00Z' }), 'spec.expiresAt', 'RFC 3339'],
+  ['expiresAt at 24:00', tr({ expiresAt: '2026-06-05T24:00:00Z' }), 'spec.expiresAt', 'RFC 3339'],
   ['keepPrimaryCopy as string', tr({ keepPrimaryCopy: 'yes' }), 'spec.keepPrimaryCopy', 'must be boolean'],
   [
     'bad status condition',
@@ -533,6 +560,8 @@ describe('DomainClaim (cluster-scoped)', () => {
     [{ allow: ['10.0.0.0/33'] }, 'spec.destinations.allow[0]', 'prefix length must be 0..32'],
     [{ allow: ['1::2::3/64'] }, 'spec.destinations.allow[0]', 'is not an IP address or CIDR'],
     [{ deny: ['010.0.0.1'] }, 'spec.destinations.deny[0]', 'is not an IP address or CIDR'],
+    [{ deny: ['fd00::/129'] }, 'spec.destinations.deny[0]', 'prefix length must be 0..128'],
+    [{ deny: ['10.0.0.0/08'] }, 'spec.destinations.deny[0]', 'must be a CIDR such as 10.0.0.0/8'],
   ])('refuses destinations %j at %s', (destinations, path, message) => {
     const r = validateObject(dc({ ...g, destinations }));
     expect(r.ok).toBe(false);

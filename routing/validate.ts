@@ -9,6 +9,7 @@ import {
   DNS_LABEL,
   DNS_SUBDOMAIN,
   CIDR_PATTERN,
+  DATE_TIME,
   DOMAIN,
   DOMAIN_PATTERN,
   DURATION,
@@ -18,6 +19,7 @@ import {
 } from './crd-schema.ts';
 import { parseCidr } from './destinations.ts';
 import { API_VERSION, CRD_KINDS, type CrdKind } from './model.ts';
+import { parseInstant } from './schedule.ts';
 import type { ManifestObject } from './types.ts';
 
 /** One problem with one field of one object. path is like spec.servers[0].name. */
@@ -33,10 +35,12 @@ export const DEFAULT_NAMESPACE = 'default';
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Schema = { readonly [key: string]: unknown };
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-function isRfc3339(s: string): boolean {
-  return RFC3339.test(s) && !Number.isNaN(Date.parse(s));
-}
+/** The shape of an IPv4 or IPv6 address or CIDR, whatever its numbers (CIDR_PATTERN also checks their ranges). */
+const CIDR_SHAPE = /^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)(\/[0-9]{1,3})?$/;
+
+/** What a date-time field must hold; the same words for its format and its pattern (one error line, not two). */
+const DATE_TIME_WORDS =
+  'must be an RFC 3339 date-time such as 2026-12-31T00:00:00Z or 2026-12-31T01:00:00+01:00';
 
 const metadataSchema = {
   type: 'object',
@@ -80,7 +84,8 @@ function documentSchema(kind: CrdKind): unknown {
 
 function makeAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
-  ajv.addFormat('date-time', { type: 'string', validate: isRfc3339 });
+  // routing/schedule.ts parseInstant: the CRD's DATE_TIME pattern, the one definition of a time
+  ajv.addFormat('date-time', { type: 'string', validate: (s: string) => parseInstant(s) !== undefined });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
   return ajv;
 }
@@ -107,6 +112,7 @@ const PATTERN_WORDS: Record<string, string> = {
   [DURATION]: 'must be a duration such as 90s, 15m or 1h',
   [RECIPIENT_DELIMITER]: 'must be made of the characters + - _ = ~ # (each one a delimiter), or empty',
   [CIDR_PATTERN]: 'must be a CIDR such as 10.0.0.0/8 or fd00::/64, or an IP address',
+  [DATE_TIME]: DATE_TIME_WORDS,
   [DOMAIN_PATTERN]: 'must be a lowercase domain such as corp.test, a wildcard such as *.corp.test, or *',
 };
 
@@ -170,6 +176,11 @@ function describeError(e: ErrorObject): FieldError {
         const hint = domainHint(e.data);
         if (hint !== undefined) return { path, message: hint };
       }
+      if (p['pattern'] === CIDR_PATTERN && typeof e.data === 'string' && CIDR_SHAPE.test(e.data)) {
+        // an address or CIDR in shape with a number out of range: the destination policy's own parser says which
+        const c = parseCidr(e.data);
+        if (typeof c === 'string') return { path, message: c };
+      }
       return {
         path,
         message: `${PATTERN_WORDS[String(p['pattern'])] ?? `must match ${String(p['pattern'])}`}${got}`,
@@ -177,7 +188,7 @@ function describeError(e: ErrorObject): FieldError {
     case 'format':
       return {
         path,
-        message: `${p['format'] === 'date-time' ? 'must be an RFC 3339 date-time such as 2026-12-31T00:00:00Z' : `must be a valid ${String(p['format'])}`}${got}`,
+        message: `${p['format'] === 'date-time' ? DATE_TIME_WORDS : `must be a valid ${String(p['format'])}`}${got}`,
       };
     case 'maxLength':
     case 'minLength':

@@ -230,6 +230,40 @@ describe('decideStatus', () => {
     expect(d.requeueAfterMs).toBeUndefined();
   });
 
+  // The API server's format check let these through; Date.parse gives NaN, which read as "never" kept the recipient
+  // "active until ..." forever. The compile leaves it out (InvalidTime); its status says why, and nothing is requeued.
+  it.each(['2026-06-05T00:00:00,5Z', '2026-06-05T00:00:00+99:99'])(
+    'a TestRecipient whose expiresAt cannot be read (%s) is not Active, and says so',
+    (expiresAt) => {
+      const invalid = {
+        kind: 'TestRecipient' as const,
+        namespace: 'ns',
+        name: 't',
+        condition: 'Accepted' as const,
+        reason: 'InvalidTime',
+        field: 'spec.expiresAt',
+        message: `${JSON.stringify(expiresAt)} is not an RFC 3339 date-time`,
+      };
+      const d = decideStatus({
+        ...base,
+        kind: 'TestRecipient',
+        expiresAt,
+        issues: [invalid],
+        compiledGeneration: undefined,
+      });
+      const active = d.conditions.find((c) => c.type === 'Active');
+      expect(active).toMatchObject({ status: 'False', reason: 'InvalidTime' });
+      expect(active?.message).toBe(
+        `spec.expiresAt: ${JSON.stringify(expiresAt)} is not an RFC 3339 date-time; the recipient routes like any other until it is fixed`,
+      );
+      expect(d.conditions.find((c) => c.type === 'Ready')).toMatchObject({
+        status: 'False',
+        reason: 'InvalidTime',
+      });
+      expect(d.requeueAfterMs).toBeUndefined();
+    },
+  );
+
   it('has no Active condition on other kinds', () => {
     expect(decideStatus(base).conditions.map((c) => c.type)).toEqual([
       'Accepted',

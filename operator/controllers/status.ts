@@ -5,7 +5,7 @@ import type { CompileIssue, Kind } from '../../routing/model.ts';
 import type { DesiredCondition } from '../kube/conditions.ts';
 import { relayLeaseName } from '../../contract/relay-lease.ts';
 import { SECRET_NOT_USABLE } from '../../routing/secret-opt-in.ts';
-import { instant, nextInstant, stageIndexAt } from '../../routing/schedule.ts';
+import { nextInstant, parseInstant, stageIndexAt } from '../../routing/schedule.ts';
 
 const ConditionTypes = {
   Accepted: 'Accepted',
@@ -41,6 +41,8 @@ const StatusReasons = {
   Active: 'Active',
   NoExpiry: 'NoExpiry',
   Expired: 'Expired',
+  /** TestRecipient: spec.expiresAt is not an RFC 3339 date-time (the compile leaves the object out: InvalidTime). */
+  InvalidTime: 'InvalidTime',
   NoRecipientCheck: 'NoRecipientCheck',
   RecipientsChecked: 'RecipientsChecked',
 } as const;
@@ -270,8 +272,17 @@ export function decideStatus(f: StatusFacts): StatusDecision {
         message: 'no expiresAt',
       });
     } else {
+      const expiresMs = parseInstant(f.expiresAt);
       // Active while expiresAt is still ahead: the same rule as resolve() (routing/schedule.ts).
-      if (stageIndexAt([instant(f.expiresAt)], f.now.getTime()) === 0) {
+      if (expiresMs === undefined) {
+        // never "active until" a time nobody can read: the compile leaves the recipient out (Accepted, InvalidTime)
+        conditions.push({
+          type: ConditionTypes.Active,
+          status: 'False',
+          reason: StatusReasons.InvalidTime,
+          message: `spec.expiresAt: ${JSON.stringify(f.expiresAt)} is not an RFC 3339 date-time; the recipient routes like any other until it is fixed`,
+        });
+      } else if (stageIndexAt([expiresMs], f.now.getTime()) === 0) {
         conditions.push({
           type: ConditionTypes.Active,
           status: 'True',

@@ -16,11 +16,21 @@ kind: DeliveryPolicy
 metadata: {name: p}
 spec: ${spec}
 `;
-const tr = (address: string): string => `apiVersion: mailroute.io/v1alpha1
+const tr = (address: string, expiresAt?: string): string => `apiVersion: mailroute.io/v1alpha1
 kind: TestRecipient
 metadata: {name: t}
-spec: {policyRef: {name: p}, address: "${address}"}
+spec: {policyRef: {name: p}, address: "${address}"${expiresAt === undefined ? '' : `, expiresAt: "${expiresAt}"`}}
 `;
+const dc = (destinations: string): string => `apiVersion: mailroute.io/v1alpha1
+kind: DomainClaim
+metadata: {name: grant}
+spec: {domains: [grant.example], namespaces: {names: [${NS}]}, destinations: ${destinations}}
+`;
+/** A policy whose one stage ends at `until`. */
+const staged = (until: string): string =>
+  dp(
+    `{domainRef: {name: ok}, mode: Direct, primary: b, stages: [{name: s1, until: "${until}", mode: Direct, primary: a}]}`,
+  );
 
 describeCluster('CRD schemas and CEL rules', (ctx) => {
   const apply = (yaml: string): Promise<{ code: number; stdout: string; stderr: string }> =>
@@ -137,6 +147,50 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
       ),
       /spec\.stages\[0\]\.until: Invalid value: "Saturday"/,
     ],
+    // The API server's own `format: date-time` accepts these (its pattern has an unescaped dot and no range for the
+    // offset); Date.parse cannot read them, and an unreadable expiry used to mean "never". The CRD's pattern refuses them.
+    [
+      'an expiresAt with a comma before the fraction',
+      tr('a@ok.example', '2026-06-05T00:00:00,5Z'),
+      /spec\.expiresAt: Invalid value: "2026-06-05T00:00:00,5Z"/,
+    ],
+    [
+      'an expiresAt with an offset of +99:99',
+      tr('a@ok.example', '2026-06-05T00:00:00+99:99'),
+      /spec\.expiresAt: Invalid value: "2026-06-05T00:00:00\+99:99"/,
+    ],
+    [
+      // refused by the API server's own format check already; the pattern agrees
+      'an expiresAt on February 30',
+      tr('a@ok.example', '2026-02-30T00:00:00Z'),
+      /spec\.expiresAt: Invalid value: "2026-02-30T00:00:00Z"/,
+    ],
+    [
+      'a stage until with a comma before the fraction',
+      staged('2026-12-05T02:00:00,5Z'),
+      /spec\.stages\[0\]\.until: Invalid value: "2026-12-05T02:00:00,5Z"/,
+    ],
+    [
+      'a stage until with an offset of +99:99',
+      staged('2026-12-05T02:00:00+99:99'),
+      /spec\.stages\[0\]\.until: Invalid value: "2026-12-05T02:00:00\+99:99"/,
+    ],
+    // The shape of a CIDR used to be enough: a prefix of 33 turned the deny list into "every address" in the table.
+    [
+      'a DomainClaim deny entry with an IPv4 prefix of 33',
+      dc('{deny: ["10.0.0.0/33"]}'),
+      /spec\.destinations\.deny\[0\]: Invalid value: "10\.0\.0\.0\/33"/,
+    ],
+    [
+      'a DomainClaim allow entry with an octet over 255',
+      dc('{allow: ["10.0.0.0/8", "999.1.1.1"]}'),
+      /spec\.destinations\.allow\[1\]: Invalid value: "999\.1\.1\.1"/,
+    ],
+    [
+      'a DomainClaim deny entry with an IPv6 prefix of 129',
+      dc('{deny: ["fd00::/129"]}'),
+      /spec\.destinations\.deny\[0\]: Invalid value: "fd00::\/129"/,
+    ],
   ];
   it.each(bad)('refuses %s with a field-named message', async (_name, yaml, message) => {
     const r = await apply(yaml);
@@ -167,6 +221,20 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
     );
     expect(r.code, r.stderr).toBe(0);
     expect(await field('dp', 'p', '{.spec.softBounce} {.spec.stages[0].softBounce}')).toBe('false true');
+  });
+
+  it('accepts RFC 3339 times with an offset, a fraction or lower-case letters, and CIDRs at the edges of their ranges', async () => {
+    for (const yaml of [
+      tr('a@ok.example', '2026-12-31T01:00:00.5+01:00'),
+      tr('a@ok.example', '2028-02-29t00:00:00z'),
+      staged('2026-12-05T02:00:00.123456789-23:59'),
+      dc(
+        '{allow: ["10.244.1.7", "fd00::/64", "::ffff:10.0.0.0/104"], deny: ["0.0.0.0/0", "255.255.255.255/32", "::/128"]}',
+      ),
+    ]) {
+      const r = await apply(yaml);
+      expect(r.code, `${yaml}\n${r.stderr}`).toBe(0);
+    }
   });
 
   it('refuses duplicate server names through the CEL rule on a plain create', async () => {
