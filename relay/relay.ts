@@ -569,8 +569,15 @@ async function startRelay(
       await inbound.close(Math.max(1, config.shutdownTimeoutMs - (performance.now() - started)));
       verifier.close();
       spaceWatch.stop();
-      await delivery.stop();
-      await cluster?.drain(spool);
+      // With a drain, delivery stops taking work at once and the transactions in flight go on: the drain waits for
+      // their results (within --drain-timeout) and hands a message over only once nothing of it is in flight, so a
+      // leg the destination took is never delivered again by the peer (relay/cluster/drain.ts). Without one, delivery
+      // lets them finish for up to 10 s.
+      const drains = cluster?.drains === true;
+      await delivery.stop({ keepRecording: drains });
+      await cluster?.drain(spool, delivery);
+      // Results that arrive from here on are not recorded: those legs stay queued, tried again at the next start.
+      delivery.close();
       await cluster?.stop();
       await source.close();
       await admin.close();

@@ -9,11 +9,12 @@ import { openSpool } from '../spool/spool.ts';
 import type { EnvelopeMeta, LegState, Spool, SpoolState } from '../spool/types.ts';
 import { handoffTransportFactory } from './handoff-transport.ts';
 import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
-import { drainQueue, handoffPlan, markHandedOff } from './drain.ts';
+import { drainQueue, handoffPlan, markHandedOff, type WorkInFlight } from './drain.ts';
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
 import { parsePeerAddress, parseStaticPeers, peersFromLeases, type Peer } from './peers.ts';
 import { buildLease, type LeaseBody } from '../../contract/relay-lease.ts';
 import { clusterSettings, expandPeers, startClusterMode } from './index.ts';
+import { waitFor, withDeadline } from '../../test/support/wait.ts';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
@@ -393,7 +394,7 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
     timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
   });
   /** drainQueue of this suite's spool to `peers`, through the handoff transport. */
-  const drain = (peers: Peer[], deadlineMs = 10_000) =>
+  const drain = (peers: Peer[], deadlineMs = 10_000, work?: WorkInFlight) =>
     drainQueue({
       spool,
       peers: () => Promise.resolve(peers),
@@ -401,7 +402,32 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
       relayName: 'draining.test',
       logger: quiet,
       deadlineMs,
+      ...(work !== undefined ? { work } : {}),
     });
+
+  /** The delivery engine's work in flight as the drain sees it: `done(id)` is its result recorded. */
+  const engineWork = (
+    busy: string[],
+  ): { work: WorkInFlight; done: (id: string) => void; waited: () => boolean } => {
+    const inFlight = new Set(busy);
+    let wake: (() => void) | undefined;
+    return {
+      work: {
+        inFlight: () => inFlight,
+        progress: () => new Promise<void>((r) => (wake = r)),
+      },
+      done(id) {
+        inFlight.delete(id);
+        wake?.();
+      },
+      waited: () => wake !== undefined,
+    };
+  };
+  const accept = async (rcpts: string[]): Promise<string> => {
+    const r = await spool.accept(meta(rcpts), Readable.from([BODY]));
+    if (!r.ok) throw r.error;
+    return r.id;
+  };
 
   it('hands every message to peers byte for byte, with the original sender, and empties the spool', async () => {
     const ids: string[] = [];
@@ -456,6 +482,80 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
     const byRcpt = (rc: string) => left.state.legs.filter((l) => l.recipient === rc).map((l) => l.state);
     expect(byRcpt('open@example.com')).toEqual(['delivered', 'delivered']);
     expect(byRcpt('refused@example.com')).toEqual(['pending', 'pending']);
+  });
+
+  it('hands a message with a transaction in flight over only once its result is recorded, with its open legs only', async () => {
+    await accept(['settled@example.com']);
+    const busy = await accept(['busy@example.com']);
+    const e = engineWork([busy]);
+    const report = drain([{ name: 'a', host: '127.0.0.1', port: peerA.port }], 10_000, e.work);
+    // the settled message goes at once; the other one waits for its transaction
+    await waitFor(() => peerA.messages.length === 1 && e.waited(), {
+      what: 'the settled message handed over',
+    });
+    expect(peerA.messages[0]?.rcptTo).toEqual(['settled@example.com']);
+    // the engine records the result: the primary delivered, the copy deferred
+    await spool.update(busy, (st) => ({
+      ...st,
+      legs: st.legs.map((l) => (l.leg.role === 'primary' ? { ...l, state: 'delivered' } : l)),
+    }));
+    e.done(busy);
+    expect(await report).toMatchObject({ messages: 2, handedOff: 2, left: 0, waitedFor: 1, inFlight: 0 });
+    expect(peerA.messages.map((m) => m.rcptTo)).toEqual([['settled@example.com'], ['busy@example.com']]);
+    expect(peerA.rcpts.map((r) => r.address)).toEqual(['settled@example.com', 'busy@example.com']);
+    expect(await spool.list()).toEqual([]);
+  });
+
+  it('a message whose transaction completes it here is not handed over, and no peer is looked up', async () => {
+    const id = await accept(['done@example.com']);
+    const e = engineWork([id]);
+    let asked = 0;
+    const report = drainQueue({
+      spool,
+      peers: () => {
+        asked++;
+        return Promise.resolve([{ name: 'a', host: '127.0.0.1', port: peerA.port }]);
+      },
+      transport,
+      relayName: 'draining.test',
+      logger: quiet,
+      deadlineMs: 10_000,
+      work: e.work,
+    });
+    await waitFor(() => e.waited(), { what: 'the drain waiting for the transaction' });
+    await spool.remove(id); // delivered on both legs: the engine removed it
+    e.done(id);
+    expect(await report).toMatchObject({ messages: 1, handedOff: 0, left: 0, waitedFor: 1 });
+    expect(asked).toBe(0);
+    expect(peerA.messages).toHaveLength(0);
+  });
+
+  it('a message still in flight at the deadline stays in the spool and is not handed over', async () => {
+    await accept(['settled@example.com']);
+    const busy = await accept(['busy@example.com']);
+    const e = engineWork([busy]);
+    const report = await drain([{ name: 'a', host: '127.0.0.1', port: peerA.port }], 300, e.work);
+    expect(report).toMatchObject({ messages: 2, handedOff: 1, left: 1, waitedFor: 1, inFlight: 1 });
+    expect(peerA.messages.map((m) => m.rcptTo)).toEqual([['settled@example.com']]);
+    expect(await spool.list()).toEqual([busy]);
+  });
+
+  it('a peer lookup that never answers ends at the deadline: the queue stays in the spool', async () => {
+    const id = await accept(['x@example.com']);
+    const report = await withDeadline(
+      5_000,
+      drainQueue({
+        spool,
+        peers: () => new Promise<Peer[]>(() => undefined),
+        transport,
+        relayName: 'draining.test',
+        logger: quiet,
+        deadlineMs: 300,
+      }),
+      'the drain',
+    );
+    expect(report).toMatchObject({ messages: 1, handedOff: 0, left: 1, peers: [] });
+    expect(await spool.list()).toEqual([id]);
   });
 
   it('leaves the queue alone when there is no peer', async () => {
@@ -561,6 +661,81 @@ describe('startClusterMode', () => {
       expect(await spool.list()).toEqual([]);
       await cm.stop();
       expect(deleted).toBe(true);
+    } finally {
+      await peer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a Lease list that never answers: the drain goes on with --peers after the lookup bound', async () => {
+    const api: LeaseApi = {
+      read: () => Promise.resolve(undefined),
+      create: () => Promise.resolve({ resourceVersion: '1' }),
+      replace: () => Promise.resolve({ resourceVersion: '2' }),
+      delete: () => Promise.resolve(),
+      // the API server unreachable, its packets dropped: the list call never returns
+      list: () => new Promise<never>(() => undefined),
+    };
+    const peer = await startSmtpPeer('peer');
+    const dir = await mkdtemp(join(tmpdir(), 'mailroute-cm-'));
+    try {
+      const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
+      const server = {
+        name: 'd',
+        host: '127.0.0.1',
+        port: 9,
+        mx: false,
+        tls: 'None' as const,
+        maxConnections: 1,
+      };
+      const r = await spool.accept(
+        {
+          mailFrom: 'a@b.example',
+          recipients: [
+            {
+              recipient: 'x@example.com',
+              legs: [{ server, recipient: 'x@example.com', role: 'primary', bounces: 'Notify' }],
+            },
+          ],
+          clientAddress: '127.0.0.1',
+          clientHostname: 'l',
+          helo: 'h',
+          receivedAt: NOW.toISOString(),
+          revision: 'r1',
+          smtputf8: false,
+          body8bit: false,
+        },
+        Readable.from(['Subject: x\r\n\r\nbody\r\n']),
+      );
+      if (!r.ok) throw r.error;
+      const settings = clusterSettings(
+        {
+          sourceKind: 'configmap',
+          peers: `127.0.0.1:${peer.port}`,
+          drainOnShutdown: 'auto',
+          drainTimeoutMs: 60_000,
+        },
+        { POD_NAME: 'r-0', POD_NAMESPACE: 'ms', POD_IP: '127.0.0.1' },
+        { host: '0.0.0.0', port: 1 },
+      );
+      if (typeof settings === 'string') throw new Error(settings);
+      const warnings: string[] = [];
+      const cm = startClusterMode({
+        settings,
+        logger: { ...quiet, warn: (_o: object, msg?: string) => void warnings.push(msg ?? '') },
+        hostname: 'r-0.test',
+        revision: 'rev1',
+        leases: api,
+        peerLookupMs: 200,
+      });
+      await cm.beginShutdown();
+      // before, the drain waited on the list call until the pod's grace period ran out
+      const report = await withDeadline(5_000, cm.drain(spool), 'the drain');
+      expect(cm.drains).toBe(true);
+      expect(report).toMatchObject({ messages: 1, handedOff: 1, left: 0, peers: [`127.0.0.1:${peer.port}`] });
+      expect(peer.for('x@example.com')).toHaveLength(1);
+      expect(warnings).toContain('cluster: listing relay leases failed; draining to --peers only');
+      await cm.stop();
     } finally {
       await peer.close();
       await rm(dir, { recursive: true, force: true });

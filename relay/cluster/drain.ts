@@ -5,6 +5,10 @@
 // own table and keeps only the legs of those roles, so a leg delivered before the drain is not delivered again.
 // The local copy (or the handed-off legs of it) is removed only after the peer answered 250, i.e. after the peer has
 // spooled it durably (docs/design.md §4).
+// A message whose SMTP transaction is still in flight (delivery stopped with keepRecording: the attempts go on and
+// their results are recorded) is handed over only once that result is recorded: a leg the destination took is then
+// final and never reaches the peer, which would deliver it again. One still in flight at the deadline stays in the
+// spool, as after a crash (tried again at the next start; at-least-once).
 import type { LegRole } from '../../routing/model.ts';
 import { isOpenLeg, type Spool, type SpoolState } from '../spool/types.ts';
 import type { AttemptReply } from '../delivery/outcome.ts';
@@ -14,6 +18,7 @@ import type { HandoffTransport, HandoffTransportFactory } from './handoff-transp
 import { ownTraceLength } from '../inbound/trace.ts';
 import type { ClusterLogger } from './heartbeat.ts';
 import type { Peer } from './peers.ts';
+import { safeDelay } from '../../routing/timer.ts';
 
 export type HandoffPlan =
   | {
@@ -80,17 +85,33 @@ export function markHandedOff(
   };
 }
 
+/** What the drain asks of the delivery engine (relay/delivery/engine.ts, stopped with keepRecording). */
+export interface WorkInFlight {
+  /** The queued messages whose state is about to change: a transaction in flight, a DSN being spooled. */
+  inFlight(): ReadonlySet<string>;
+  /** Resolves when some of that work is done. */
+  progress(): Promise<void>;
+}
+
 export interface DrainOptions {
   spool: Spool;
-  /** The peers to try, asked once when the drain starts. */
+  /** The peers to try, asked once, when the first message is to be handed over (bounded by the deadline). */
   peers: () => Promise<Peer[]>;
   /** SMTP client to a peer relay (handoff-transport.ts: STARTTLS when offered, no certificate check). */
   transport: HandoffTransportFactory;
   /** This relay's name (--hostname): with the queue id, the origin a handed-over message carries. */
   relayName: string;
   logger: ClusterLogger;
-  /** The drain stops taking new messages after this many ms; what is left stays spooled (and is logged). */
+  /**
+   * After this many ms the drain stops taking new messages and waiting for transactions in flight; what is left stays
+   * spooled (and is logged).
+   */
   deadlineMs: number;
+  /**
+   * The delivery engine's work in flight: a message in it is handed over only once that work is done (its result
+   * recorded); one still in flight at the deadline stays in the spool. Absent: every message is taken as settled.
+   */
+  work?: WorkInFlight;
   /**
    * The relay's cluster id (relay/inbound/trace.ts). A peer of the same cluster refuses a message carrying its trace
    * as a loop, so the Received: header this relay prepended is left out of the hand-off (the peer adds its own: the
@@ -103,12 +124,16 @@ export interface DrainOptions {
 }
 
 export interface DrainReport {
-  /** Messages in the spool when the drain started. */
+  /** Messages of the spool the drain looked at (those queued when it started, and any spooled while it waited). */
   messages: number;
   /** Messages whose open legs all went to peers (and whose local copy was removed unless keepAfter). */
   handedOff: number;
   /** Messages (or parts of them) left in the spool. */
   left: number;
+  /** Messages with a transaction in flight that the drain waited for before handing them over (or not: delivered). */
+  waitedFor: number;
+  /** Of `left`: messages whose transaction was still in flight at the deadline. */
+  inFlight: number;
   /** Recipients handed off with only some of their legs (the others were already finished, and are not repeated). */
   partialRecipients: number;
   peers: string[];
@@ -117,6 +142,21 @@ export interface DrainReport {
 
 const peerKey = (p: Peer): string => `${p.host}:${p.port}`;
 
+const NONE: ReadonlySet<string> = new Set();
+
+/** Resolves with p, or with undefined once ms have passed (p is not waited for any longer). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), safeDelay(ms)))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Hands the whole queue to peers. Never throws for a message: failures are logged and the message stays. */
 export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
   const { spool, logger: log } = opts;
@@ -124,30 +164,43 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
   // the deadline is a duration on the monotonic clock: a step of the wall clock must not cut the drain short
   const started = performance.now();
   const deadline = started + opts.deadlineMs;
-  const ids = await spool.list();
+  const remainingMs = (): number => deadline - performance.now();
   const report: DrainReport = {
-    messages: ids.length,
+    messages: 0,
     handedOff: 0,
     left: 0,
+    waitedFor: 0,
+    inFlight: 0,
     partialRecipients: 0,
     peers: [],
     durationMs: 0,
   };
+  let ids = await spool.list();
   if (ids.length === 0) return { ...report, durationMs: Math.round(performance.now() - started) };
+  /** Every message looked at; those with work in flight when they were first looked at. */
+  const seen = new Set<string>();
+  const waitedFor = new Set<string>();
 
-  let peers: Peer[];
-  try {
-    peers = await opts.peers();
-  } catch (err) {
-    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'drain: finding peers failed');
-    peers = [];
-  }
-  report.peers = peers.map(peerKey);
-  if (peers.length === 0) {
-    log.warn({ queued: ids.length }, 'drain: no peer relay found; the queue stays in the spool');
-    return { ...report, left: ids.length, durationMs: Math.round(performance.now() - started) };
-  }
-  log.info({ queued: ids.length, peers: report.peers }, 'drain: handing the queue to peer relays');
+  // Looked up once, when the first message is to be handed over (not at all when every message was in flight and
+  // completed here), and never past the deadline: an API server that does not answer must not hold the shutdown.
+  let peers: Peer[] | undefined;
+  let lookup: Promise<Peer[]> | undefined;
+  const lookUpPeers = async (): Promise<Peer[]> => {
+    let found: Peer[] | undefined;
+    try {
+      found = await within(opts.peers(), remainingMs());
+      if (found === undefined) log.warn({}, 'drain: no answer from the peer lookup before the deadline');
+    } catch (err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, 'drain: finding peers failed');
+    }
+    peers = found ?? [];
+    report.peers = peers.map(peerKey);
+    const queued = seen.size;
+    if (peers.length === 0) log.warn({ queued }, 'drain: no peer relay found; the queue stays in the spool');
+    else log.info({ queued, peers: report.peers }, 'drain: handing the queue to peer relays');
+    return peers;
+  };
+  const findPeers = (): Promise<Peer[]> => (lookup ??= lookUpPeers());
 
   const transports = new Map<string, HandoffTransport>();
   const transportFor = (p: Peer): HandoffTransport => {
@@ -172,6 +225,11 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
       log.warn({ queueId: id, reason: plan.reason }, 'drain: message stays in the spool');
       return;
     }
+    const to = await findPeers();
+    if (to.length === 0) {
+      report.left++;
+      return;
+    }
     const full = spool.body(id, loaded.state.size);
     const raw =
       opts.clusterId !== undefined
@@ -180,8 +238,8 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
     let remaining = [...plan.recipients];
     const tried: string[] = [];
     // Spread messages over peers; on failure, the next peer.
-    for (let k = 0; k < peers.length && remaining.length > 0; k++) {
-      const peer = peers[(n + k) % peers.length];
+    for (let k = 0; k < to.length && remaining.length > 0; k++) {
+      const peer = to[(n + k) % to.length];
       if (peer === undefined) break;
       const key = peerKey(peer);
       const replies: Map<string, AttemptReply> = await transportFor(peer).send({
@@ -226,34 +284,89 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
     }
   };
 
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < ids.length) {
-      if (performance.now() > deadline) return;
-      const n = next++;
-      const id = ids[n];
-      if (id === undefined) return;
-      try {
-        await drainOne(id, n);
-      } catch (err) {
-        report.left++;
-        log.warn(
-          { queueId: id, err: err instanceof Error ? err.message : String(err) },
-          'drain: hand-off failed; message stays',
-        );
+  let spread = 0; // spreads messages over the peers across rounds
+  /** Hands these settled messages to peers, `concurrency` at a time, none started after the deadline. */
+  const handOver = async (batch: readonly string[]): Promise<void> => {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batch.length) {
+        if (performance.now() > deadline) return;
+        if (peers?.length === 0) return; // no peer to hand to: the rest stays (logged once)
+        const id = batch[next++];
+        if (id === undefined) return;
+        try {
+          await drainOne(id, spread++);
+        } catch (err) {
+          report.left++;
+          log.warn(
+            { queueId: id, err: err instanceof Error ? err.message : String(err) },
+            'drain: hand-off failed; message stays',
+          );
+        }
       }
+    };
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 4, batch.length) }, () => worker()));
+    const notReached = batch.length - next;
+    if (notReached > 0) {
+      report.left += notReached;
+      if (peers?.length !== 0)
+        log.warn({ notReached }, 'drain: deadline passed; the rest of the queue stays in the spool');
     }
   };
+
+  let waited = false;
   try {
-    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 4, ids.length) }, () => worker()));
+    for (;;) {
+      // Settled messages go now; those with work in flight wait for it (their legs are about to change).
+      const busy = opts.work?.inFlight() ?? NONE;
+      const ready: string[] = [];
+      const waiting: string[] = [];
+      for (const id of ids) {
+        seen.add(id);
+        if (busy.has(id)) waiting.push(id);
+        else ready.push(id);
+      }
+      if (ready.length > 0) await handOver(ready);
+      if (waiting.length > 0 && remainingMs() > 0) {
+        for (const id of waiting) {
+          if (waitedFor.has(id)) continue;
+          waitedFor.add(id);
+          log.info({ queueId: id }, 'drain: waiting for the transaction in flight before the hand-off');
+        }
+        await within(opts.work?.progress() ?? Promise.resolve(), remainingMs());
+        waited = true;
+        ids = waiting;
+        continue;
+      }
+      if (waiting.length > 0) {
+        report.left += waiting.length;
+        // those that settled while the last ones were handed over are only late, not in flight
+        const still = opts.work?.inFlight() ?? NONE;
+        const stuck = waiting.filter((id) => still.has(id));
+        report.inFlight = stuck.length;
+        if (stuck.length > 0)
+          log.warn(
+            { queueIds: stuck },
+            'drain: deadline passed with transactions in flight; those messages stay in the spool (tried again at the next start)',
+          );
+        if (stuck.length < waiting.length)
+          log.warn(
+            { notReached: waiting.length - stuck.length },
+            'drain: deadline passed; the rest of the queue stays in the spool',
+          );
+        break;
+      }
+      if (!waited) break;
+      // The work waited for may have spooled a message (a DSN): one more look at the spool.
+      waited = false;
+      ids = (await spool.list()).filter((id) => !seen.has(id));
+      if (ids.length === 0) break;
+    }
   } finally {
     for (const t of transports.values()) t.close();
   }
-  const notReached = ids.length - next;
-  if (notReached > 0) {
-    report.left += notReached;
-    log.warn({ notReached }, 'drain: deadline passed; the rest of the queue stays in the spool');
-  }
+  report.messages = seen.size;
+  report.waitedFor = waitedFor.size;
   report.durationMs = Math.round(performance.now() - started);
   log.info({ ...report }, 'drain: done');
   return report;

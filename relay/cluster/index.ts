@@ -1,7 +1,8 @@
 // The relay's cluster mode, as runRelay (relay/relay.ts) uses it:
 //   const cluster = await startClusterMode({ ... })   after the SMTP listener is up
 //   cluster.setRevision(rev)                         on every table swap (renews the Lease at once)
-//   shutdown: cluster.beginShutdown() -> [inbound closed, delivery stopped] -> cluster.drain(spool) -> cluster.stop()
+//   shutdown: cluster.beginShutdown() -> [inbound closed, delivery stopped (with keepRecording when cluster.drains)]
+//             -> cluster.drain(spool, delivery) -> [delivery closed] -> cluster.stop()
 // With POD_NAME and POD_NAMESPACE (downward API) and a --configmap source, the relay keeps a heartbeat Lease; with
 // --drain-on-shutdown it hands its queue to peers (fresh Leases, or --peers) when it stops.
 import { configMapOwner } from '../../contract/owner.ts';
@@ -10,7 +11,7 @@ import { isIP } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Spool } from '../spool/types.ts';
 import { handoffTransportFactory, type HandoffTransportFactory } from './handoff-transport.ts';
-import { drainQueue, type DrainReport } from './drain.ts';
+import { drainQueue, type DrainReport, type WorkInFlight } from './drain.ts';
 import { encodeParity, type ParityReport } from '../../contract/relay-parity.ts';
 import { leaseApi, startHeartbeat, type ClusterLogger, type Heartbeat, type LeaseApi } from './heartbeat.ts';
 import { parseStaticPeers, type Peer } from './peers.ts';
@@ -88,6 +89,11 @@ export interface ClusterModeOptions {
   lookup?: LookupAll;
   /** The parity counters, reported in the heartbeat Lease (annotation mailroute.io/parity). */
   parity?: () => ParityReport;
+  /**
+   * How long the drain waits for the other relays' Leases (and for the --peers names to resolve) before it goes on
+   * with the --peers it has. Default 3 s.
+   */
+  peerLookupMs?: number;
 }
 
 export interface ClusterMode {
@@ -95,8 +101,14 @@ export interface ClusterMode {
   setRevision(revision: string): void;
   /** Marks the Lease not ready (so no other draining relay picks this one) before the relay stops accepting. */
   beginShutdown(): Promise<void>;
-  /** After inbound and delivery stopped: hands the queue to peers when --drain-on-shutdown. */
-  drain(spool: Spool): Promise<DrainReport | undefined>;
+  /** --drain-on-shutdown: the queue is handed to peers when the relay stops (drain()). */
+  readonly drains: boolean;
+  /**
+   * After inbound and delivery stopped: hands the queue to peers when --drain-on-shutdown. `work` is the delivery
+   * engine stopped with keepRecording: a message with a transaction in flight is handed over only once its result is
+   * recorded, within --drain-timeout (drain.ts).
+   */
+  drain(spool: Spool, work?: WorkInFlight): Promise<DrainReport | undefined>;
   /** Stops the heartbeat and deletes the Lease. */
   stop(): Promise<void>;
   /** The SMTP addresses of the other relays' fresh Leases, ready or not; none without a heartbeat Lease. */
@@ -106,6 +118,19 @@ export interface ClusterMode {
 export type LookupAll = (host: string) => Promise<string[]>;
 
 const defaultLookup: LookupAll = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
+
+const PEER_LOOKUP_MS = 3_000;
+
+/** Resolves with p, or rejects with Error(what timed out) after ms. */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
 
 /**
  * A --peers name such as a headless Service resolves to every relay pod, this one included: each address becomes
@@ -169,17 +194,31 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
   }
 
   let shuttingDown = false;
+  const lookupMs = opts.peerLookupMs ?? PEER_LOOKUP_MS;
+  // Bounded: with the API server unreachable (packets dropped) the Lease list would wait for the TCP timeout, past the
+  // pod's grace period, and the --peers would never be tried. Both lookups run at once, each within lookupMs.
   const peers = async (): Promise<Peer[]> => {
-    const fromLeases = heartbeat
-      ? await heartbeat.peers().catch((err: unknown) => {
+    const leasePeers = heartbeat
+      ? bounded(heartbeat.peers(), lookupMs, 'listing relay leases').catch((err: unknown) => {
           log.warn(
             { err: err instanceof Error ? err.message : String(err) },
-            'cluster: listing relay leases failed',
+            'cluster: listing relay leases failed; draining to --peers only',
           );
           return [] as Peer[];
         })
-      : [];
-    const expanded = await expandPeers(s.staticPeers, opts.lookup ?? defaultLookup);
+      : Promise.resolve([] as Peer[]);
+    const staticPeers = bounded(
+      expandPeers(s.staticPeers, opts.lookup ?? defaultLookup),
+      lookupMs,
+      'resolving --peers',
+    ).catch((err: unknown) => {
+      log.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'cluster: resolving --peers failed; trying the names as they are',
+      );
+      return [...s.staticPeers];
+    });
+    const [fromLeases, expanded] = await Promise.all([leasePeers, staticPeers]);
     const seen = new Set(fromLeases.map((p) => `${p.host}:${p.port}`));
     const own = s.smtp;
     return [
@@ -190,6 +229,7 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
 
   return {
     heartbeat,
+    drains: s.drainOnShutdown,
     setRevision(revision) {
       // A swap during shutdown (the source is closed last) must not advertise this relay as a drain target again.
       void heartbeat?.update(shuttingDown ? { revision } : { revision, ready: true });
@@ -205,11 +245,12 @@ export function startClusterMode(opts: ClusterModeOptions): ClusterMode {
       ]);
       clearTimeout(timer);
     },
-    async drain(spool) {
+    async drain(spool, work) {
       if (!s.drainOnShutdown) return undefined;
       return drainQueue({
         spool,
         peers,
+        ...(work !== undefined ? { work } : {}),
         transport:
           opts.transport ??
           handoffTransportFactory({

@@ -507,6 +507,53 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect([await gauge(h, 'deliveryPaused'), await gauge(h, 'resultsUnrecorded')]).toEqual([0, 0]);
   });
 
+  it('stop({ keepRecording }) returns at once; results that arrive later are recorded until close(); inFlight() names the messages waited for', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000], stopTimeoutMs: 60_000 });
+    h.net.reply = (_host, rcpt) => (rcpt.startsWith('later') ? busy : ok);
+    h.net.hold();
+    const done = await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+    ]);
+    const later = await h.accept([{ recipient: 'later@x.test', legs: [primaryLeg('later@x.test', mx1)] }]);
+    expect(h.net.waiting).toBe(3);
+    let returned = false;
+    const stopped = h.engine.stop({ keepRecording: true }).then(() => (returned = true));
+    await settle();
+    expect(returned).toBe(true); // no wait for the stop deadline (60 s on the fake clock, which does not move)
+    await stopped;
+    expect([...h.engine.inFlight()].sort()).toEqual([done, later].sort());
+    let progressed = false;
+    void h.engine.progress().then(() => (progressed = true));
+    await settle();
+    expect(progressed).toBe(false);
+
+    h.net.release();
+    await settle();
+    expect(progressed).toBe(true);
+    // recorded after stop() returned: the delivered message is removed, the deferred one written
+    expect(h.spool.states.has(done)).toBe(false);
+    expect(h.legs(later)?.[0]?.state).toBe('deferred');
+    expect(h.engine.inFlight().size).toBe(0);
+    await h.engine.progress(); // nothing in flight: at once
+    h.engine.close();
+    expect(h.net.sent).toHaveLength(3); // stopped: nothing new was tried
+  });
+
+  it('close() after stop({ keepRecording }): a result that arrives later is not recorded', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000] });
+    h.net.hold();
+    const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    await h.engine.stop({ keepRecording: true });
+    expect([...h.engine.inFlight()]).toEqual([id]);
+    h.engine.close();
+    const writes = h.spool.writes;
+    h.net.release();
+    await settle();
+    // the spool still has the state before the attempt: tried again at the next start (at-least-once)
+    expect(h.legs(id)?.[0]?.state).toBe('pending');
+    expect(h.spool.writes).toBe(writes);
+  });
+
   it('holds a leg whose server left the table without connecting, and tries it when the table changes', async () => {
     let gone = true;
     h = await engineHarness({

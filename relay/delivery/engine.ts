@@ -19,7 +19,9 @@
 //   DeliveryEngine: notify(id) (a new message: deliver now), flush() (retry all deferred now), remove(id) (admin
 //     delete), reroute(id|'all') (re-plan open legs with opts.replan), routingChanged(secrets?) (a new table or new
 //     credentials: retry held legs, and deferred legs whose server or credentials changed, now), stop() (stop taking
-//     work, let attempts in flight finish within a deadline, leave the rest spooled),
+//     work, let attempts in flight finish within a deadline, leave the rest spooled; with keepRecording: return at
+//     once and record what the attempts in flight bring until close()), close(), inFlight() and progress() (what a
+//     drain waits for before it hands a message to a peer relay, relay/cluster/drain.ts),
 //     stats() (for /readyz and the queue gauges), ready (resolves when the start-up scan of the spool is done).
 import type { Logger } from 'pino';
 import type { DeliveryPlan, DomainRoute } from '../../routing/model.ts';
@@ -169,9 +171,35 @@ export interface DeliveryEngine {
     reply: string,
   ): Promise<{ messages: number; legs: number; passed: number }>;
   remove(id: string): Promise<boolean>;
-  stop(): Promise<void>;
+  /**
+   * Stops taking work. By default it lets the work in flight finish for up to stopTimeoutMs, then closes: results that
+   * arrive later are not recorded (those legs are tried again at the next start). With keepRecording (a drain follows,
+   * relay/cluster/drain.ts) it returns at once: the transactions in flight go on, and their results are recorded as
+   * they arrive until close(); inFlight() says which messages still wait for one.
+   */
+  stop(opts?: StopOptions): Promise<void>;
+  /**
+   * After stop(): from now on nothing is written (the spool is about to close); results still to come are not
+   * recorded. Idempotent.
+   */
+  close(): void;
+  /**
+   * The queued messages with work in flight: a transaction (or its result not written yet), or a DSN being spooled.
+   * Their state is about to change; once the engine stopped, nothing else changes a message's state.
+   */
+  inFlight(): ReadonlySet<string>;
+  /** Resolves when some work in flight is done (at once when none is): then ask inFlight() again. */
+  progress(): Promise<void>;
   stats(): DeliveryStats;
   readonly ready: Promise<void>;
+}
+
+export interface StopOptions {
+  /**
+   * Return at once and keep recording the results of the attempts in flight until close() (default false: wait for
+   * them up to stopTimeoutMs, then close).
+   */
+  keepRecording?: boolean;
 }
 
 /** Every leg is final and no DSN is owed: the message is done. */
@@ -199,7 +227,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const queue = new QueueIndex(metrics);
   const running = new Set<Promise<void>>();
   let stopped = false;
-  let aborted = false;
+  // Set by close(): nothing is written any more, and results that arrive are not recorded.
   let closed = false;
   let recovering = true;
   let jobs = 0;
@@ -439,7 +467,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       return;
     }
     metrics.deliveryDuration.observe({ server: job.server.name }, result.durationMs / 1000);
-    if (aborted) return; // stop() gave up on this attempt; the spool still has the state before it
+    if (closed) return; // the attempt was given up (close()); the spool still has the state before it
     const woken = recovery.result(dest.key, reachability(result.replies.values()), elapsed());
     if (woken !== undefined) recovered(job, woken);
     const e = queue.get(job.id);
@@ -503,6 +531,24 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   });
 
   // ---------------- API ----------------
+  /** Messages with a transaction in flight (or its result not written yet) or a DSN being spooled. */
+  const inFlight = (): Set<string> => {
+    const ids = new Set<string>();
+    // nothing is running that could settle them (cannot happen once stopped: kept results are written or given up)
+    if (running.size === 0) return ids;
+    for (const [id, e] of queue.all()) if (e.inflight.size > 0 || e.dsnBusy) ids.add(id);
+    return ids;
+  };
+
+  /** Nothing is written from here on: the spool may be closed, or belong to the next engine. */
+  const close = (): void => {
+    if (closed) return;
+    // results that arrive from now on are not recorded: those legs are tried again at the next start (at-least-once)
+    closed = true;
+    destinations.close();
+    refreshGauges();
+  };
+
   const notify = (id: string): void => {
     if (stopped) return;
     if (!queue.has(id)) queue.add(id, now(), true);
@@ -692,7 +738,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       if (existed) log.warn({ queueId: id }, 'delivery: message deleted by an operator');
       return existed;
     },
-    async stop(): Promise<void> {
+    async stop(o: StopOptions = {}): Promise<void> {
       if (stopped) return;
       stopped = true;
       scheduler.stop();
@@ -703,6 +749,13 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       track(hold.stop());
       // Results waiting for sibling legs are written now.
       for (const [id, e] of queue.all()) results.flushWaiting(id, e);
+      if (o.keepRecording === true) {
+        // The caller (a drain) waits for the messages in flight itself, and closes the engine.
+        const n = inFlight().size;
+        if (n > 0)
+          log.info({ inFlight: n }, 'delivery: stopped; the attempts in flight go on and are recorded');
+        return;
+      }
       // Wait for everything in flight, including work that started while we waited (a load that finished).
       const deadlineAt = elapsed() + stopTimeoutMs;
       while (running.size > 0 && elapsed() < deadlineAt) {
@@ -716,16 +769,19 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
         if (t !== undefined) timers.clear(t);
       }
       if (running.size > 0) {
-        aborted = true;
         log.warn(
           { inFlight: running.size },
           'delivery: stop deadline passed; attempts in flight stay queued',
         );
       }
-      // From here on nothing is written: the spool may already belong to the next engine.
-      closed = true;
-      destinations.close();
-      refreshGauges();
+      close();
+    },
+    close,
+    inFlight,
+    progress(): Promise<void> {
+      if (running.size === 0) return Promise.resolve();
+      const done = (): void => undefined;
+      return Promise.race([...running]).then(done, done);
     },
     stats: (): DeliveryStats => ({
       messages: queue.size,

@@ -80,9 +80,9 @@ export interface ResultsDeps {
   delayWarningMs: number;
   metrics: Pick<RelayMetrics, 'deliveries'>;
   log: Logger;
-  /** stop() began: results are written at once, and a message is rewritten rather than removed. */
+  /** stop() began: results are written at once (they wait for no sibling leg), and one that fails is given up. */
   stopped: () => boolean;
-  /** stop() finished: nothing more is written (the spool may belong to the next engine). */
+  /** The engine closed (stop() finished, or close() after stop({ keepRecording })): nothing more is written. */
   closed: () => boolean;
   onLegFinal?: (final: LegFinal) => void;
   /** softBounce in force for a leg's recipient (engine.ts); absent: never. */
@@ -279,9 +279,10 @@ export class Results {
           }
         }
         written = legs;
-        // The last open legs just became final and no DSN is owed: remove the message instead of rewriting it.
+        // The last open legs just became final and no DSN is owed: remove the message instead of rewriting it. Also
+        // while stopping: a drain that waited for this attempt must not find a finished message left in the spool.
         const othersInFlight = [...m.inflight].some((i) => !indexes.has(i));
-        removal = !othersInFlight && !d.stopped() && legs.every((l) => isFinalLeg(l) && !l.dsnPending);
+        removal = !othersInFlight && legs.every((l) => isFinalLeg(l) && !l.dsnPending);
         if (removal) {
           d.removing(id, m);
           return null;
