@@ -194,7 +194,7 @@ export interface DeliveryEngine {
   readonly ready: Promise<void>;
 }
 
-export interface StopOptions {
+interface StopOptions {
   /**
    * Return at once and keep recording the results of the attempts in flight until close() (default false: wait for
    * them up to stopTimeoutMs, then close).

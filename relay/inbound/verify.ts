@@ -99,7 +99,7 @@ export interface VerifierOptions {
 }
 
 /** Where the verifier says why an answer is inconclusive (the relay's logger). */
-export interface CalloutLog {
+interface CalloutLog {
   warn(obj: Record<string, unknown>, msg: string): void;
 }
 
