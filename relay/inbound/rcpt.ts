@@ -97,8 +97,12 @@ export async function decideRcpt(
       // TestRecipient's forwardTo with a local part over 64 octets, or a copy address made too long by its alias
       // domain, was accepted and spooled, and the next start quarantined the message. Deferred here instead, as
       // Postfix defers mail whose table lookup fails, until the object is fixed.
-      const bad = plan.legs.map((l) => parseAddress(l.recipient)).find((p) => !p.ok);
-      if (bad !== undefined && !bad.ok) return REPLIES.invalidLegAddress(bad.reason);
+      // (a leg to the recipient itself: resolve() parsed it already)
+      for (const l of plan.legs) {
+        if (l.recipient === address) continue;
+        const p = parseAddress(l.recipient);
+        if (!p.ok) return REPLIES.invalidLegAddress(p.reason);
+      }
       return {
         verdict: 'accept',
         accepted: { recipient: address, legs: plan.legs.map(freezeLeg) },
