@@ -13,7 +13,7 @@ import { drainQueue, handoffPlan, markHandedOff, type WorkInFlight } from './dra
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
 import { parsePeerAddress, parseStaticPeers, peersFromLeases, type Peer } from './peers.ts';
 import { buildLease, type LeaseBody } from '../../contract/relay-lease.ts';
-import { clusterSettings, expandPeers, startClusterMode } from './index.ts';
+import { clusterSettings, expandPeers, startClusterMode, type ClusterSettings } from './index.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
@@ -568,25 +568,14 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
 });
 
 describe('startClusterMode', () => {
-  it('advertises the revision, stays not-ready once shutdown began, drains to --peers, deletes the Lease', async () => {
-    const writes: LeaseBody[] = [];
-    let deleted = false;
-    const api: LeaseApi = {
-      read: () => Promise.resolve(writes.length ? { resourceVersion: String(writes.length) } : undefined),
-      create: (_ns, body) => {
-        writes.push(body);
-        return Promise.resolve({ resourceVersion: String(writes.length) });
-      },
-      replace: (_ns, _n, body) => {
-        writes.push(body);
-        return Promise.resolve({ resourceVersion: String(writes.length) });
-      },
-      delete: () => {
-        deleted = true;
-        return Promise.resolve();
-      },
-      list: () => Promise.resolve([]),
-    };
+  /**
+   * An SMTP peer, a spool in a temp folder holding one message (for x@example.com) and the settings of pod r-0 that
+   * drain to that peer (--peers) within drainTimeoutMs: `test` runs with them, then the peer and the folder go.
+   */
+  async function withQueuedMessage(
+    drainTimeoutMs: number,
+    test: (o: { peer: SmtpPeer; spool: Spool; settings: ClusterSettings }) => Promise<void>,
+  ): Promise<void> {
     const peer = await startSmtpPeer('peer');
     const dir = await mkdtemp(join(tmpdir(), 'mailroute-cm-'));
     try {
@@ -624,12 +613,39 @@ describe('startClusterMode', () => {
           sourceKind: 'configmap',
           peers: `127.0.0.1:${peer.port}`,
           drainOnShutdown: 'auto',
-          drainTimeoutMs: 10_000,
+          drainTimeoutMs,
         },
         { POD_NAME: 'r-0', POD_NAMESPACE: 'ms', POD_IP: '127.0.0.1' },
         { host: '0.0.0.0', port: 1 },
       );
       if (typeof settings === 'string') throw new Error(settings);
+      await test({ peer, spool, settings });
+    } finally {
+      await peer.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('advertises the revision, stays not-ready once shutdown began, drains to --peers, deletes the Lease', async () => {
+    const writes: LeaseBody[] = [];
+    let deleted = false;
+    const api: LeaseApi = {
+      read: () => Promise.resolve(writes.length ? { resourceVersion: String(writes.length) } : undefined),
+      create: (_ns, body) => {
+        writes.push(body);
+        return Promise.resolve({ resourceVersion: String(writes.length) });
+      },
+      replace: (_ns, _n, body) => {
+        writes.push(body);
+        return Promise.resolve({ resourceVersion: String(writes.length) });
+      },
+      delete: () => {
+        deleted = true;
+        return Promise.resolve();
+      },
+      list: () => Promise.resolve([]),
+    };
+    await withQueuedMessage(10_000, async ({ peer, spool, settings }) => {
       const cm = startClusterMode({
         settings,
         logger: quiet,
@@ -661,10 +677,7 @@ describe('startClusterMode', () => {
       expect(await spool.list()).toEqual([]);
       await cm.stop();
       expect(deleted).toBe(true);
-    } finally {
-      await peer.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('a Lease list that never answers: the drain goes on with --peers after the lookup bound', async () => {
@@ -676,49 +689,7 @@ describe('startClusterMode', () => {
       // the API server unreachable, its packets dropped: the list call never returns
       list: () => new Promise<never>(() => undefined),
     };
-    const peer = await startSmtpPeer('peer');
-    const dir = await mkdtemp(join(tmpdir(), 'mailroute-cm-'));
-    try {
-      const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
-      const server = {
-        name: 'd',
-        host: '127.0.0.1',
-        port: 9,
-        mx: false,
-        tls: 'None' as const,
-        maxConnections: 1,
-      };
-      const r = await spool.accept(
-        {
-          mailFrom: 'a@b.example',
-          recipients: [
-            {
-              recipient: 'x@example.com',
-              legs: [{ server, recipient: 'x@example.com', role: 'primary', bounces: 'Notify' }],
-            },
-          ],
-          clientAddress: '127.0.0.1',
-          clientHostname: 'l',
-          helo: 'h',
-          receivedAt: NOW.toISOString(),
-          revision: 'r1',
-          smtputf8: false,
-          body8bit: false,
-        },
-        Readable.from(['Subject: x\r\n\r\nbody\r\n']),
-      );
-      if (!r.ok) throw r.error;
-      const settings = clusterSettings(
-        {
-          sourceKind: 'configmap',
-          peers: `127.0.0.1:${peer.port}`,
-          drainOnShutdown: 'auto',
-          drainTimeoutMs: 60_000,
-        },
-        { POD_NAME: 'r-0', POD_NAMESPACE: 'ms', POD_IP: '127.0.0.1' },
-        { host: '0.0.0.0', port: 1 },
-      );
-      if (typeof settings === 'string') throw new Error(settings);
+    await withQueuedMessage(60_000, async ({ peer, spool, settings }) => {
       const warnings: string[] = [];
       const cm = startClusterMode({
         settings,
@@ -736,9 +707,6 @@ describe('startClusterMode', () => {
       expect(peer.for('x@example.com')).toHaveLength(1);
       expect(warnings).toContain('cluster: listing relay leases failed; draining to --peers only');
       await cm.stop();
-    } finally {
-      await peer.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

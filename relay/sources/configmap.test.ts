@@ -124,6 +124,16 @@ describe('startConfigMapSource: order and the mounted file', () => {
     dirs.push(d);
     return d;
   };
+  /** Tables A, B and C, and a source started while both the mounted file and the API (resourceVersion 10) show A. */
+  const startedOnA = async () => {
+    const h = harness(tmp());
+    const [a, b, c] = [tableFor('a'), tableFor('b'), tableFor('c')];
+    h.mount(a);
+    h.setList(h.cm(a, '10'));
+    const src = h.start();
+    sources.push(src);
+    return { h, src, a, b, c, started: await src.start() };
+  };
 
   it('never serves a mounted table under another revision (a read that straddles the volume update)', async () => {
     const h = harness(tmp());
@@ -143,13 +153,8 @@ describe('startConfigMapSource: order and the mounted file', () => {
   });
 
   it('does not roll back to what the file showed while the API served newer revisions, when the API goes', async () => {
-    const h = harness(tmp());
-    const [a, b, c] = [tableFor('a'), tableFor('b'), tableFor('c')];
-    h.mount(a);
-    h.setList(h.cm(a, '10'));
-    const src = h.start();
-    sources.push(src);
-    expect((await src.start()).revision).toBe(a.revision);
+    const { h, src, a, b, c, started } = await startedOnA();
+    expect(started.revision).toBe(a.revision);
     h.event('MODIFIED', h.cm(b, '11'));
     await waitFor(() => src.status().revision === b.revision, { what: 'B from the API' });
     h.mount(b); // the kubelet catches up with B
@@ -168,13 +173,7 @@ describe('startConfigMapSource: order and the mounted file', () => {
   });
 
   it('does not apply a re-list answered with an older ConfigMap than the newest event applied', async () => {
-    const h = harness(tmp());
-    const [a, b, c] = [tableFor('a'), tableFor('b'), tableFor('c')];
-    h.mount(a);
-    h.setList(h.cm(a, '10'));
-    const src = h.start();
-    sources.push(src);
-    await src.start();
+    const { h, src, a, b, c } = await startedOnA();
     h.event('MODIFIED', h.cm(c, '12'));
     await waitFor(() => src.status().revision === c.revision, { what: 'C from the watch' });
     // the watch ends (410 Gone) and the re-list is answered with B, older than C

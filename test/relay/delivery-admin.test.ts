@@ -110,41 +110,29 @@ describe('queue admin API and CLI', () => {
     const one = JSON.stringify(
       ((await (await fetch(`http://${adminArg}/queue`)).json()) as QueueListView).messages[0],
     ).length;
-    const small = await startAdminServer({
-      listen: { host: '127.0.0.1', port: 0 },
-      spool,
-      engine,
-      logger,
-      tokenFile: join(dir, 'admin-small.token'),
-      maxPageBytes: one + 10, // room for one message's view, not two
-    });
-    try {
-      const body = (await (
-        await fetch(`http://127.0.0.1:${small.address.port}/queue`)
-      ).json()) as QueueListView;
-      expect(body.total).toBe(2);
-      expect(body.messages.map((m) => m.id)).toEqual([ids[0]]);
-      expect(body.truncated).toBe(true);
-      const tiny = await startAdminServer({
+    /** GET /queue from a second admin server on the same spool and engine, its page capped at maxPageBytes. */
+    const pageOf = async (maxPageBytes: number, tokenFile: string): Promise<QueueListView> => {
+      const capped = await startAdminServer({
         listen: { host: '127.0.0.1', port: 0 },
         spool,
         engine,
         logger,
-        tokenFile: join(dir, 'admin-tiny.token'),
-        maxPageBytes: 1, // smaller than any view: still the first message
+        tokenFile: join(dir, tokenFile),
+        maxPageBytes,
       });
       try {
-        const t = (await (
-          await fetch(`http://127.0.0.1:${tiny.address.port}/queue`)
-        ).json()) as QueueListView;
-        expect(t.messages.map((m) => m.id)).toEqual([ids[0]]);
-        expect(t.truncated).toBe(true);
+        return (await (await fetch(`http://127.0.0.1:${capped.address.port}/queue`)).json()) as QueueListView;
       } finally {
-        await tiny.close();
+        await capped.close();
       }
-    } finally {
-      await small.close();
-    }
+    };
+    const body = await pageOf(one + 10, 'admin-small.token'); // room for one message's view, not two
+    expect(body.total).toBe(2);
+    expect(body.messages.map((m) => m.id)).toEqual([ids[0]]);
+    expect(body.truncated).toBe(true);
+    const t = await pageOf(1, 'admin-tiny.token'); // smaller than any view: still the first message
+    expect(t.messages.map((m) => m.id)).toEqual([ids[0]]);
+    expect(t.truncated).toBe(true);
   });
 
   it('`queue list` shows the legs at a glance', async () => {

@@ -7,15 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
-import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DeliveryPlan, Leg, ServerRoute } from '../../routing/model.ts';
+import type { Leg, ServerRoute } from '../../routing/model.ts';
 import { startDelivery, type DeliveryEngine, type DeliveryOptions } from '../../relay/delivery/engine.ts';
 import { openSpool } from '../../relay/spool/spool.ts';
 import type { EnvelopeMeta, Spool } from '../../relay/spool/types.ts';
-import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/metrics.ts';
+import type { RelayMetrics } from '../../relay/telemetry/metrics.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { deliveryOptions, envelope, localServer } from '../support/delivery.ts';
+import { routeSenderDomainTo, startPeerEngine } from '../support/peer-engine.ts';
 import { waitFor } from '../support/wait.ts';
 
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -64,47 +64,18 @@ async function harness(
     },
   ];
   // DSNs are routed like any mail: the sender's domain is managed here and goes to senderBox.
-  const route = (rcpt: string): DeliveryPlan =>
-    rcpt.endsWith('@sender.example')
-      ? {
-          verdict: 'accept',
-          recipient: rcpt,
-          domain: 'sender.example',
-          legs: [
-            {
-              server: server('senderbox', senderBox.port),
-              recipient: rcpt,
-              role: 'primary',
-              bounces: 'Notify',
-            },
-          ],
-        }
-      : {
-          verdict: 'reject',
-          recipient: rcpt,
-          reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
-          reason: 'RelayDenied',
-          legs: [],
-        };
+  const route = routeSenderDomainTo(server('senderbox', senderBox.port));
 
   const state = {} as Harness;
   const start = async (o: Partial<DeliveryOptions>): Promise<void> => {
     state.spool = await openSpool({ dir, logger });
-    state.metrics = createRelayMetrics(new Registry(), false);
-    state.engine = startDelivery(
-      deliveryOptions(state.spool, {
-        logger,
-        metrics: state.metrics,
-        retryScheduleMs: [50],
-        maxQueueLifetimeMs: 60_000,
-        route,
-        timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
-        stopTimeoutMs: 2000,
-        ...overrides,
-        ...o,
-      }),
-    );
-    await state.engine.ready;
+    ({ engine: state.engine, metrics: state.metrics } = await startPeerEngine(state.spool, {
+      logger,
+      retryScheduleMs: [50],
+      route,
+      ...overrides,
+      ...o,
+    }));
   };
   await start({});
   Object.assign(state, {

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { MessageView, QueueListView } from '../../relay/admin/view.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, httpGet, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+import { dualDomain, httpGet, startDrainPair, submit, type InProcessRelay } from './relay-harness.ts';
 
 const N = 5;
 const run = promisify(execFile);
@@ -30,21 +30,7 @@ describe('drain hands over pending legs only', () => {
     );
     await copy.down(); // the secondary has not allowlisted the relay yet
     const files = { 'd.yaml': dualDomain('roll.test', primary.port, copy.port) };
-    // B takes hand-offs only from the addresses its --peers resolve to (relay/inbound/peer-trust.ts): A's, 127.0.0.1.
-    const b: InProcessRelay = await startRelay(files, [
-      '--peers',
-      '127.0.0.1:2525',
-      '--drain-on-shutdown',
-      'false',
-    ]);
-    closers.push(() => b.close());
-    const a: InProcessRelay = await startRelay(files, [
-      '--peers',
-      `127.0.0.1:${b.relay.smtp.port}`,
-      '--drain-on-shutdown',
-      'true',
-    ]);
-    closers.push(() => a.close());
+    const { a, b } = await startDrainPair(files, closers);
 
     const ids: string[] = [];
     // Message 0 is 8-bit, sent with BODY=8BITMIME (python smtplib): the hand-off and B's delivery keep the parameter.

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { QueueListView } from '../../relay/admin/view.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
-import { dualDomain, httpGet, startRelay, submit, type InProcessRelay } from './relay-harness.ts';
+import { dualDomain, httpGet, startDrainPair, submit, type InProcessRelay } from './relay-harness.ts';
 
 // Longer than the delivery engine's stop deadline (10 s; the relay has no flag for it), so that a relay which waits
 // for that deadline and then hands the queue over would hand this message over while its transaction is in flight.
@@ -27,21 +27,7 @@ describe('drain and a transaction in flight', () => {
     const primary: SmtpPeer = await startSmtpPeer('primary', { dataDelayMs: DELAY_MS });
     closers.push(() => primary.close());
     const files = { 'd.yaml': dualDomain('scan.test', primary.port, 1, { mode: 'Direct' }) };
-    // B takes hand-offs only from the addresses its --peers resolve to (relay/inbound/peer-trust.ts): A's, 127.0.0.1.
-    const b: InProcessRelay = await startRelay(files, [
-      '--peers',
-      '127.0.0.1:2525',
-      '--drain-on-shutdown',
-      'false',
-    ]);
-    closers.push(() => b.close());
-    const a: InProcessRelay = await startRelay(files, [
-      '--peers',
-      `127.0.0.1:${b.relay.smtp.port}`,
-      '--drain-on-shutdown',
-      'true',
-    ]);
-    closers.push(() => a.close());
+    const { a, b } = await startDrainPair(files, closers);
     const listOf = async (r: InProcessRelay): Promise<QueueListView> =>
       JSON.parse((await httpGet(r.relay.admin.port, '/queue')).body) as QueueListView;
 

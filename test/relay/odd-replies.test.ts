@@ -12,16 +12,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DeliveryPlan, Leg } from '../../routing/model.ts';
-import { startDelivery, type DeliveryEngine, type DeliveryOptions } from '../../relay/delivery/engine.ts';
+import type { Leg } from '../../routing/model.ts';
+import type { DeliveryEngine, DeliveryOptions } from '../../relay/delivery/engine.ts';
 import { openSpool } from '../../relay/spool/spool.ts';
 import type { Spool } from '../../relay/spool/types.ts';
-import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/metrics.ts';
-import { deliveryOptions, envelope, localServer } from '../support/delivery.ts';
+import type { RelayMetrics } from '../../relay/telemetry/metrics.ts';
+import { envelope, localServer } from '../support/delivery.ts';
+import { routeSenderDomainTo, startPeerEngine } from '../support/peer-engine.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
+import { deliveryCount } from './relay-harness.ts';
 
 const MESSAGE =
   'From: Alice <alice@sender.example>\r\nTo: a@example.com, b@example.com\r\nSubject: odd replies\r\n' +
@@ -56,28 +57,7 @@ async function harness(overrides: Partial<DeliveryOptions> = {}): Promise<Harnes
   const dir = await mkdtemp(join(tmpdir(), 'mailroute-odd-replies-'));
   const senderBox = await startSmtpPeer('senderbox');
   // DSNs are routed like any mail: the sender's domain goes to senderBox
-  const route = (rcpt: string): DeliveryPlan =>
-    rcpt.endsWith('@sender.example')
-      ? {
-          verdict: 'accept',
-          recipient: rcpt,
-          domain: 'sender.example',
-          legs: [
-            {
-              server: localServer('senderbox', senderBox.port, 2),
-              recipient: rcpt,
-              role: 'primary',
-              bounces: 'Notify',
-            },
-          ],
-        }
-      : {
-          verdict: 'reject',
-          recipient: rcpt,
-          reply: { code: 554, enhanced: '5.7.1', text: 'relay access denied' },
-          reason: 'RelayDenied',
-          legs: [],
-        };
+  const route = routeSenderDomainTo(localServer('senderbox', senderBox.port, 2));
   const attempts: AttemptLine[] = [];
   const logger = pino(
     { level: 'info' },
@@ -96,20 +76,12 @@ async function harness(overrides: Partial<DeliveryOptions> = {}): Promise<Harnes
     },
   );
   const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
-  const metrics = createRelayMetrics(new Registry(), false);
-  const engine = startDelivery(
-    deliveryOptions(spool, {
-      logger,
-      metrics,
-      retryScheduleMs: [100],
-      maxQueueLifetimeMs: 60_000,
-      route,
-      timeouts: { connectionMs: 2000, greetingMs: 2000, socketMs: 5000 },
-      stopTimeoutMs: 2000,
-      ...overrides,
-    }),
-  );
-  await engine.ready;
+  const { engine, metrics } = await startPeerEngine(spool, {
+    logger,
+    retryScheduleMs: [100],
+    route,
+    ...overrides,
+  });
   cleanups.push(async () => {
     await engine.stop();
     await senderBox.close();
@@ -128,10 +100,7 @@ async function harness(overrides: Partial<DeliveryOptions> = {}): Promise<Harnes
       engine.notify(r.id);
       return r.id;
     },
-    async counter(result) {
-      const m = await metrics.deliveries.get();
-      return m.values.filter((v) => v.labels.result === result).reduce((a, v) => a + v.value, 0);
-    },
+    counter: (result) => deliveryCount(metrics, result),
   };
 }
 

@@ -70,6 +70,27 @@ export async function startRelay(
 }
 
 /**
+ * Two in-process relays with the same manifests, for the drain suites: A drains to B (--peers) on shutdown, B does not
+ * drain. Each one's close goes into `closers` as soon as it has started.
+ */
+export async function startDrainPair(
+  files: Record<string, string>,
+  closers: (() => Promise<void>)[],
+): Promise<{ a: InProcessRelay; b: InProcessRelay }> {
+  // B takes hand-offs only from the addresses its --peers resolve to (relay/inbound/peer-trust.ts): A's, 127.0.0.1.
+  const b = await startRelay(files, ['--peers', '127.0.0.1:2525', '--drain-on-shutdown', 'false']);
+  closers.push(() => b.close());
+  const a = await startRelay(files, [
+    '--peers',
+    `127.0.0.1:${b.relay.smtp.port}`,
+    '--drain-on-shutdown',
+    'true',
+  ]);
+  closers.push(() => a.close());
+  return { a, b };
+}
+
+/**
  * An in-process relay on `dir`'s manifests folder and spool (kept when it shuts down: a second one may start on
  * them), with startRelay's test flags (hostname relay.test, --retry-schedule 1s, a 2 s shutdown), then `flags`.
  */

@@ -48,6 +48,14 @@ async function serve(s: ScriptedSession, rcptReply: () => string, delivered: Buf
   }
 }
 
+/** A spool on `dir` and a ready engine on it that tries a deferred leg again only after an hour. */
+async function startOn(dir: string): Promise<{ spool: Spool; engine: DeliveryEngine }> {
+  const spool = await openSpool({ dir, logger });
+  const engine = startDelivery(deliveryOptions(spool, { logger, retryScheduleMs: [3_600_000] }));
+  await engine.ready;
+  return { spool, engine };
+}
+
 describe("a remote server's reply kept in the spool", () => {
   it.each([
     ['a NUL', '451 4.7.1 greylisted\u0000 try later', '451 4.7.1 greylisted? try later'],
@@ -60,13 +68,9 @@ describe("a remote server's reply kept in the spool", () => {
       const peer = await scripted((s) => serve(s, () => (greylisting ? reply : '250 2.1.5 ok'), delivered));
       const dir = await mkdtemp(join(tmpdir(), 'mailroute-reply-text-'));
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
-      let spool: Spool = await openSpool({ dir, logger });
       // an hour between tries: only the restart and the flush below try again
-      let engine: DeliveryEngine = startDelivery(
-        deliveryOptions(spool, { logger, retryScheduleMs: [3_600_000] }),
-      );
+      let { spool, engine } = await startOn(dir);
       cleanups.push(() => engine.stop());
-      await engine.ready;
       const legs = [
         {
           server: localServer('legacy', peer.port),
@@ -93,9 +97,7 @@ describe("a remote server's reply kept in the spool", () => {
       // a rollout: the relay stops and starts again; the server takes mail now
       await engine.stop();
       greylisting = false;
-      spool = await openSpool({ dir, logger });
-      engine = startDelivery(deliveryOptions(spool, { logger, retryScheduleMs: [3_600_000] }));
-      await engine.ready;
+      ({ spool, engine } = await startOn(dir));
       engine.flush();
       await waitFor(() => delivered.length === 1, { what: 'the message delivered after the restart' });
       await waitFor(async () => (await spool.list()).length === 0, { what: 'the message removed' });
@@ -126,12 +128,8 @@ describe("a remote server's reply kept in the spool", () => {
     });
     const dir = await mkdtemp(join(tmpdir(), 'mailroute-reply-text-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    let spool: Spool = await openSpool({ dir, logger });
-    let engine: DeliveryEngine = startDelivery(
-      deliveryOptions(spool, { logger, retryScheduleMs: [3_600_000] }),
-    );
+    let { spool, engine } = await startOn(dir);
     cleanups.push(() => engine.stop());
-    await engine.ready;
     const server = localServer('legacy', peer.port);
     const r = await spool.accept(
       envelope(
@@ -153,9 +151,7 @@ describe("a remote server's reply kept in the spool", () => {
     );
     await engine.stop();
     await spool.close();
-    spool = await openSpool({ dir, logger });
-    engine = startDelivery(deliveryOptions(spool, { logger, retryScheduleMs: [3_600_000] }));
-    await engine.ready;
+    ({ spool, engine } = await startOn(dir));
     const st = await spool.load(r.id);
     if (!st.ok) throw new Error(`after the restart: ${st.reason} ${st.error}`);
     expect(st.state.legs.map((l) => l.state)).toEqual(rcpts.map(() => 'deferred'));

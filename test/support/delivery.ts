@@ -12,7 +12,7 @@ import type { EnvelopeMeta, Spool, SpoolState } from '../../relay/spool/types.ts
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
 
 /** Routes nothing: a DSN (or anything else the engine routes) is refused as to an unmanaged domain. */
-function routeNowhere(recipient: string): DeliveryPlan {
+export function routeNowhere(recipient: string): DeliveryPlan {
   return {
     verdict: 'reject',
     recipient,

@@ -27,6 +27,19 @@ const ref = (kind: ObjectRef['kind'], name: string, generation: number): ObjectR
   generation,
 });
 
+/** A controller for namespace ns and ConfigMap mailroute-routing, silent, with no relays; `deps` has the rest. */
+const controller = (
+  deps: Pick<RoutingControllerDeps, 'rest' | 'state' | 'objects'> & Partial<RoutingControllerDeps>,
+): RoutingController =>
+  new RoutingController({
+    namespace: 'ns',
+    configMapName: 'mailroute-routing',
+    logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+    relayRevisions: () => new Set(),
+    onCompiled: () => undefined,
+    ...deps,
+  });
+
 describe('RevisionHistory', () => {
   const h = new RevisionHistory(3);
   h.add('r1', [ref('MailDomain', 'd', 1), ref('DeliveryPolicy', 'p', 1), ref('TestRecipient', 't', 1)]);
@@ -75,19 +88,6 @@ describe('RevisionHistory', () => {
 });
 
 describe('RoutingController', () => {
-  /** A controller for namespace ns and ConfigMap mailroute-routing, silent, with no relays; `deps` has the rest. */
-  const controller = (
-    deps: Pick<RoutingControllerDeps, 'rest' | 'state' | 'objects'> & Partial<RoutingControllerDeps>,
-  ): RoutingController =>
-    new RoutingController({
-      namespace: 'ns',
-      configMapName: 'mailroute-routing',
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
-      relayRevisions: () => new Set(),
-      onCompiled: () => undefined,
-      ...deps,
-    });
-
   /** A rest stub that answers every request with 200: no ConfigMaps listed, an empty body otherwise. */
   const answeringRest = {
     request: <T>(method: string, path: string) =>
@@ -407,11 +407,7 @@ describe('RoutingController: a failed reconcile keeps what it owes the statuses'
   const make = (api: ReturnType<typeof configMapApi>, objects: () => MailrouteObject[], sharded = false) => {
     const state = new RoutingState();
     const requeued: string[][] = [];
-    const c = new RoutingController({
-      namespace: 'ns',
-      configMapName: 'mailroute-routing',
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
-      relayRevisions: () => new Set(),
+    const c = controller({
       onCompiled: (_r, ch) => requeued.push(ch.all ? ['all'] : [...ch.keys].sort()),
       rest: api.rest,
       state,
@@ -462,12 +458,7 @@ describe('RoutingController: a failed reconcile keeps what it owes the statuses'
 
 describe('RoutingController: the resync finds the shards of the current revision as written', () => {
   const make = (api: ReturnType<typeof configMapApi>) =>
-    new RoutingController({
-      namespace: 'ns',
-      configMapName: 'mailroute-routing',
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
-      relayRevisions: () => new Set(),
-      onCompiled: () => undefined,
+    controller({
       rest: api.rest,
       state: new RoutingState(),
       objects: () => syntheticObjects(2, 40),
