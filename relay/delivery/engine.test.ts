@@ -391,6 +391,32 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(h.spool.states.size).toBe(0); // the message and its DSN are gone
   });
 
+  it('a DSN whose making fails after the results are written is tried again on the schedule (not left without a due time)', async () => {
+    const bounces = server('bounces');
+    let failures = 1;
+    const route = routeTo(bounces);
+    h = await engineHarness({
+      retryScheduleMs: [60_000],
+      route: (r) => {
+        if (failures-- > 0) throw new Error('injected: the DSN route failed');
+        return route(r);
+      },
+    });
+    h.net.reply = (host) =>
+      host === 'bounces.test'
+        ? { kind: 'smtp', code: 250, text: '250 ok' }
+        : { kind: 'smtp', code: 550, text: '550 5.1.1 no such user' };
+    const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+    await h.clock.advance(1_000);
+    // the failure is recorded, the DSN is owed, and nothing was sent yet
+    expect(h.legs(id)?.[0]).toMatchObject({ state: 'failed', dsnPending: true });
+    expect(h.net.sentTo('bounces.test')).toBe(0);
+    await h.clock.advance(60_000);
+    const dsn = h.net.sent.find((s) => s.host === 'bounces.test');
+    expect(dsn?.req.to).toEqual(['alice@sender.example']);
+    expect(h.spool.states.size).toBe(0);
+  });
+
   it('tells onLegFinal of each leg made final once it is written, never of a deferral', async () => {
     const finals: LegFinal[] = [];
     h = await engineHarness({ onLegFinal: (f) => finals.push(f) });

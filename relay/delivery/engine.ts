@@ -496,7 +496,17 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     if (queue.get(id) !== e) return; // deleted meanwhile
     if (w.writeFailed) return retryLater(id);
     if (w.state === undefined) return drop(id); // the message is gone (deleted by an operator, or quarantined)
-    return settle(id, e, w.state);
+    try {
+      await settle(id, e, w.state);
+    } catch (err) {
+      // What follows a result (its DSN: the route, the spool's write) failed. The results' writer only logs a throw,
+      // so without this the message had no due time left and waited for a flush or a restart.
+      log.error(
+        { err, queueId: id },
+        'delivery: could not process message after its results; retrying later',
+      );
+      if (queue.get(id) === e) retryLater(id);
+    }
   };
 
   const bounce = async (id: string, e: Entry, state: SpoolState): Promise<void> => {
