@@ -106,4 +106,18 @@ describe('peer trust', () => {
     expect(asked).toBe(2);
     expect(z.lookups).toEqual([]);
   });
+
+  it('a Lease list or a --peers name that never answers counts as none after lookupTimeoutMs; the others still count', async () => {
+    const z = zone({ 'b.example': ['10.0.0.2'] });
+    const t = createPeerTrust({
+      hosts: ['a.example', 'b.example'],
+      // a.example's server and the API server drop the packets: neither lookup ever settles
+      resolve: (h) => (h === 'a.example' ? new Promise<string[]>(() => undefined) : z.resolve(h)),
+      more: () => new Promise<string[]>(() => undefined),
+      lookupTimeoutMs: 50,
+    });
+    // both decisions come (a hung lookup used to hold every hand-off's MAIL FROM until the peer gave up)
+    expect(await t.isPeer('10.0.0.2')).toBe(true);
+    expect(await t.isPeer('10.0.9.9')).toBe(false);
+  });
 });

@@ -23,6 +23,11 @@ export interface PeerTrustOptions {
   refreshMs?: number;
   /** A client not among the addresses has them resolved again, at most this often. Default 2 s. */
   missRefreshMs?: number;
+  /**
+   * The longest one lookup (a --peers name, the Lease list) may take; then it counts as none (not a peer). Default 3 s:
+   * an API server that drops packets held every hand-off's MAIL FROM until the peer's own timeout.
+   */
+  lookupTimeoutMs?: number;
   /** Monotonic milliseconds. */
   now?: () => number;
 }
@@ -41,11 +46,25 @@ export function createPeerTrust(o: PeerTrustOptions): PeerTrust {
   let resolvedAt = -Infinity;
   let inflight: Promise<void> | undefined;
 
+  const lookupMs = o.lookupTimeoutMs ?? 3_000;
+  /** The addresses a lookup finds, or none when it fails or takes longer than lookupMs. */
+  const within = (lookup: () => Promise<string[]>): Promise<string[]> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => resolve([]), lookupMs);
+      timer.unref();
+      const done = (found: string[]): void => {
+        clearTimeout(timer);
+        resolve(found);
+      };
+      lookup().then(done, () => done([]));
+    });
+
   const refresh = (): Promise<void> =>
     (inflight ??= (async () => {
+      const more = o.more;
       const found = await Promise.all([
-        ...hosts.map((h) => o.resolve(h).catch(() => [] as string[])),
-        o.more === undefined ? [] : o.more().catch(() => [] as string[]),
+        ...hosts.map((h) => within(() => o.resolve(h))),
+        more === undefined ? [] : within(more),
       ]);
       addresses = found.flat();
       resolvedAt = now();
