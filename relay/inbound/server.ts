@@ -1,5 +1,6 @@
 // The inbound SMTP server: smtp-server configured for an inbound MX relay (no AUTH), with each callback delegating
 // to its phase module (connect, helo, mail, rcpt, data) and every verdict going through the one adapter.
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import {
   SMTPServer,
@@ -125,7 +126,7 @@ interface ConnectionInternals {
   /** The socket the idle timer runs on (the TLS socket after STARTTLS). */
   _socket?: {
     setTimeout(ms: number): unknown;
-    once(event: 'data' | 'end', f: () => void): unknown;
+    once(event: 'data', f: () => void): unknown;
     /** The client's FIN was read (allowHalfOpen: the relay's side stays open for the replies it owes). */
     readonly readableEnded?: boolean;
   };
@@ -235,13 +236,8 @@ export function createInbound(deps: InboundDeps): Inbound {
       if (v.verdict === 'accept' && counter.total - evicting > o.maxConnections && !makeRoom()) {
         return cb(refuse(REPLIES.tableFull(), 'connect', session));
       }
-      if (v.verdict === 'accept') {
+      if (v.verdict === 'accept')
         tracked.set(session.id, { openedAt: performance.now(), sentMail: false, evicting: false });
-        // the client's FIN (allowHalfOpen keeps the relay's side open): closed at once when nothing is owed to it,
-        // as net.Server's default did; else once it is answered (the sweep)
-        const c = findConnection(session.id);
-        c?._socket?.once('end', () => setImmediate(() => closeIfAnswered(c)));
-      }
       cb(refuse(v, 'connect', session));
     },
 
@@ -458,6 +454,18 @@ export function createInbound(deps: InboundDeps): Inbound {
   };
 
   server.on('error', (err) => log.warn({ err }, 'smtp connection error'));
+  // The client's FIN (allowHalfOpen keeps the relay's side open): the session is closed at once when nothing is owed
+  // to it, as net.Server's default did; else once it is answered (the sweep). Heard on the accepted socket, so no
+  // connection is searched for per connection: only for a FIN on a socket the relay has not ended itself (a client
+  // that half-closed, not one that closes after the relay's own close after 221).
+  server.server.on('connection', (socket: Socket) => {
+    socket.once('end', () =>
+      setImmediate(() => {
+        if (!socket.writable) return;
+        for (const c of internals()) if ((c._socket as unknown) === socket) return closeIfAnswered(c);
+      }),
+    );
+  });
 
   const factsOf = (c: ConnectionInternals, t: { openedAt: number; sentMail: boolean }): SessionFacts => ({
     openedAt: t.openedAt,
