@@ -425,6 +425,25 @@ describe('compile: cross-object issues', () => {
   });
 });
 
+describe('compile: a forwardTo the relay could not read back', () => {
+  it('a local part over 64 octets (the CRD pattern lets it through) is an InvalidAddress issue; the TestRecipient is left out', () => {
+    const long = `${'l'.repeat(65)}@fwd.example`;
+    const { table, issues } = compile([
+      exampleDomain(),
+      examplePolicy({ mode: 'Dual', secondary: 'new', dual: { scope: 'TestRecipients' } }),
+      testRecipient('alice', {
+        policyRef: { name: 'example-com' },
+        address: 'alice@example.com',
+        forwardTo: long,
+        keepPrimaryCopy: false,
+      }),
+    ]);
+    expect(brief(issues)).toEqual(['TestRecipient/alice spec.forwardTo InvalidAddress']);
+    expect(issues[0]?.message).toMatch(/local part longer than 64 octets/);
+    expect(table.domains['example.com']!.testRecipients).toEqual({});
+  });
+});
+
 describe('canonical JSON', () => {
   it('sorts keys recursively by code unit, keeps array order, drops undefined', () => {
     expect(canonicalJson({ b: 1, a: [3, { d: undefined, c: 'x' }], '10': 0, '9': 0, B: null })).toBe(

@@ -3,7 +3,7 @@
 // an issue is left out of the table; a MailDomain whose policy is left out stays in with no policy (451 4.3.5).
 // Conflicts are decided among all claimants, valid or not: a first one with an issue of its own leaves its domain
 // unrouted or without a policy (mail deferred, not guessed), and is told so (a notice), never that it routes it.
-import { domainOf } from './address.ts';
+import { domainOf, parseAddress } from './address.ts';
 import { byCodeUnit, canonicalJson, sha256Hex } from './canonical.ts';
 import type {
   CompileIssue,
@@ -38,6 +38,11 @@ export const Reasons = {
   UnknownServer: 'UnknownServer',
   /** An address (TestRecipient address, MailDomain account) is not in the domain. */
   AddressOutsideDomain: 'AddressOutsideDomain',
+  /**
+   * A TestRecipient's forwardTo that routing's own parser refuses (a local part over 64 octets passes the CRD's
+   * pattern): a leg to it could not be read back from the spool.
+   */
+  InvalidAddress: 'InvalidAddress',
   /** Split (or Dual scope Accounts) cannot know which mailboxes a server has: no accounts and no verification. */
   NoAccountSource: 'NoAccountSource',
   /** A server with authSecretRef and tls None, without allowPlaintextAuth: true. */
@@ -482,6 +487,17 @@ export function compile(
       continue;
     }
     const d = policyDomain.get(p)!;
+    const forwardParsed = t.spec.forwardTo === undefined ? undefined : parseAddress(t.spec.forwardTo);
+    if (forwardParsed !== undefined && !forwardParsed.ok) {
+      issue(
+        t,
+        'Accepted',
+        Reasons.InvalidAddress,
+        'spec.forwardTo',
+        `${JSON.stringify(t.spec.forwardTo)} is not an address the relay can deliver to: ${forwardParsed.reason}`,
+      );
+      continue;
+    }
     const forwardDomain = t.spec.forwardTo === undefined ? undefined : domainOf(t.spec.forwardTo);
     if (forwardDomain !== undefined && !permitted(t, 'spec.forwardTo', forwardDomain)) continue;
     if (domainOf(t.spec.address) !== d.spec.domain) {
