@@ -42,12 +42,13 @@ spec:
 kind: DeliveryPolicy
 metadata: {name: big}
 spec: {domainRef: {name: big}, mode: Dual, primary: ${primary}, secondary: ${primary === 'a' ? 'b' : 'a'}, dual: {scope: TestRecipients}}`,
+    // forwardTo: 64 octets of local part (the most an address may have), incompressible, to make the table large
     ...Array.from(
       { length: recipients },
       (_, i) => `apiVersion: mailroute.io/v1alpha1
 kind: TestRecipient
 metadata: {name: user-${i}}
-spec: {policyRef: {name: big}, address: user-${i}@big.example, forwardTo: u${createHash('sha256').update(String(i)).digest('hex')}@copy.big.example}`,
+spec: {policyRef: {name: big}, address: user-${i}@big.example, forwardTo: u${createHash('sha256').update(String(i)).digest('hex').slice(0, 63)}@copy.big.example}`,
     ),
   ].join('\n---\n');
 
