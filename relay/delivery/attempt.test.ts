@@ -109,6 +109,24 @@ describe('groupJobs: the due legs of a message as SMTP transactions', () => {
     expect(shape(groupJobs('m', state(legs), due(over), stored))).toEqual(want);
   });
 
+  it('a copy whose bounces are suppressed goes out with MAIL FROM:<>, in a transaction apart from a notifying copy', () => {
+    const notifying: LegState = {
+      ...legState('b@y.test', mx2, 'copy'),
+      leg: copyLeg('b@y.test', mx2, 'Notify'),
+    };
+    const r = groupJobs(
+      'm',
+      state([legState('a@x.test', mx1, 'primary'), legState('a@y.test', mx2, 'copy'), notifying]),
+      due(),
+      stored,
+    );
+    expect(r.jobs.map((j) => [j.server.name, j.role, j.from, j.indexes])).toEqual([
+      ['mx1', 'primary', 'alice@sender.example', [0]],
+      ['mx2', 'copy', '', [1]],
+      ['mx2', 'copy', 'alice@sender.example', [2]],
+    ]);
+  });
+
   it('a deferred leg whose last attempt lies in the future is due now: the clock went back since', () => {
     const yearAhead = new Date(NOW + 365 * 24 * 3_600_000);
     const stepped = legState('g@x.test', mx1, 'primary', {

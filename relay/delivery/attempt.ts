@@ -3,7 +3,7 @@
 // returns one reply per leg. It writes nothing; the engine hands the replies to results.ts.
 //
 // Exports:
-//   Job: one transaction (legs of one message with the same server, role and destination rules).
+//   Job: one transaction (legs of one message with the same server, role, reverse path and destination rules).
 //   groupJobs(id, state, due, serverFor): the jobs for the due legs of a message; legs whose server is gone from the
 //     table form jobs with `unroutable` set (nothing is sent for them).
 //   attempt(job, destination, deps): the replies per leg index; undefined when the engine stopped before anything
@@ -74,7 +74,16 @@ export interface DueLegs {
 }
 
 /**
- * Groups the due open legs of a message into transactions: same server, role and destination rules -> one
+ * The MAIL FROM of a leg: the client's, but the null reverse-path for a copy whose bounces are suppressed. A server
+ * that accepts a message and fails it later must notify the reverse-path (RFC 5321 §6.1), and nothing is sent to a
+ * null one (§4.5.5): so neither the relay nor the secondary ever bounces a failed copy to the original sender.
+ */
+export function reversePath(state: SpoolState, l: LegState): string {
+  return l.leg.role === 'copy' && l.leg.bounces === 'Suppress' ? '' : state.meta.mailFrom;
+}
+
+/**
+ * Groups the due open legs of a message into transactions: same server, role, reverse path and destination rules -> one
  * transaction (one MAIL FROM, several RCPT TO), of at most the server's maxRecipientsPerTransaction distinct
  * recipients (more make further transactions, in leg order). held: open legs whose server is gone from the table (in
  * flight or not).
@@ -101,9 +110,10 @@ export function groupJobs(
       if (dueAt(l, due.now) > due.now) continue;
     }
     if (dest !== undefined && due.blockedOn.has(dest)) continue;
+    const from = reversePath(state, l);
     const k = found.ok
-      ? `${dest}|${l.leg.role}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`
-      : `unroutable|${found.reason}|${l.leg.role}`;
+      ? `${dest}|${l.leg.role}|${from}|${found.destinations === undefined ? '' : JSON.stringify(found.destinations)}`
+      : `unroutable|${found.reason}|${l.leg.role}|${from}`;
     let job = groups.get(k);
     let to = job && tos.get(job);
     const limit = found.server.maxRecipientsPerTransaction ?? DEFAULT_RECIPIENTS_PER_TRANSACTION;
@@ -116,7 +126,7 @@ export function groupJobs(
         ...(found.ok && found.destinations !== undefined ? { destinations: found.destinations } : {}),
         ...(found.ok ? {} : { unroutable: found.reason }),
         role: l.leg.role,
-        from: state.meta.mailFrom,
+        from,
         size: state.size,
         body8bit: state.meta.body8bit,
         recipients: new Map(),

@@ -144,6 +144,8 @@ describe('delivery engine', () => {
     expect(p?.raw.toString()).toBe(MESSAGE);
     expect(c?.raw.toString()).toBe(MESSAGE);
     expect(p?.mailFrom).toBe('alice@sender.example');
+    // the copy's bounces are suppressed: the null reverse-path, so the secondary cannot bounce it to alice either
+    expect(c?.mailFrom).toBe('');
     await drained(h);
     expect(await h.counter('delivered', 'primary')).toBe(1);
     expect(await h.counter('delivered', 'copy')).toBe(1);
@@ -272,6 +274,14 @@ describe('delivery engine', () => {
     await waitFor(async () => (await h.counter('failed', 'primary')) === 1);
     await drained(h);
     expect(h.senderBox.messages.length).toBe(0);
+  });
+
+  it('a copy leg with bounces Notify keeps the sender as its reverse path (a later failure may reach the sender)', async () => {
+    h = await harness({}, 'Notify');
+    await h.accept();
+    const c = await waitFor(() => h.copy.for('bob@copy.example.com')[0], { what: 'the copy' });
+    expect(c.mailFrom).toBe('alice@sender.example');
+    await drained(h);
   });
 
   it('a copy leg with bounces Notify does produce a DSN', async () => {
