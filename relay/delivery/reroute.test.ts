@@ -115,6 +115,53 @@ describe('rerouteState', () => {
     expect(r.unchanged).toEqual([{ index: 1, recipient: 'bob@example.com', role: 'copy', reason }]);
   });
 
+  // a TestRecipient switched from keepPrimaryCopy: true to false: its primary moves to the copy's mailbox
+  const copyOnly = accept(primaryLeg('zoho', 'bob@example.zoho.example'));
+  const switched = (copy: LegState['state']): SpoolState =>
+    message(
+      legState(leg('legacy', 'primary'), 'deferred'),
+      legState(leg('zoho', 'copy', 'bob@example.zoho.example'), copy),
+    );
+
+  it('a primary moved to the mailbox a delivered copy reached is delivered, not sent there again', () => {
+    const r = rerouteState(switched('delivered'), () => copyOnly);
+    expect(r.changed).toEqual([
+      {
+        index: 0,
+        recipient: 'bob@example.com',
+        role: 'primary',
+        from: 'legacy <bob@example.com>',
+        to: 'zoho <bob@example.zoho.example> (delivered already by leg 1)',
+      },
+    ]);
+    expect(r.state.legs[0]).toMatchObject({
+      leg: primaryLeg('zoho', 'bob@example.zoho.example'),
+      state: 'delivered',
+      lastReply: 'delivered already by leg 1',
+    });
+    expect(r.state.legs[0]).not.toHaveProperty('nextAttemptAt');
+  });
+
+  it('a primary moved to the mailbox an open copy goes to stays where it was', () => {
+    const s = switched('deferred');
+    const r = rerouteState(s, () => copyOnly);
+    expect(r.state.legs[0]).toBe(s.legs[0]);
+    expect(r.unchanged).toContainEqual({
+      index: 0,
+      recipient: 'bob@example.com',
+      role: 'primary',
+      reason: 'leg 1 of bob@example.com already goes to zoho <bob@example.zoho.example>',
+    });
+  });
+
+  it('a primary moved to the mailbox of a copy that failed goes there: the mailbox does not have the message', () => {
+    const r = rerouteState(switched('suppressed'), () => copyOnly);
+    expect(r.state.legs[0]).toMatchObject({
+      state: 'pending',
+      leg: primaryLeg('zoho', 'bob@example.zoho.example'),
+    });
+  });
+
   it('does not touch a leg in flight, nor add legs the message did not have', () => {
     const s = message(legState(leg('legacy', 'primary'), 'pending'));
     const r = rerouteState(s, () => accept(primaryLeg('new'), copyLeg('zoho')), new Set([0]));

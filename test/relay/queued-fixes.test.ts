@@ -6,6 +6,8 @@
 //   - a server removed from the table: its queued leg is held (not bounced), `queue show` says why, the
 //     mailroute_queue_legs_unroutable gauge counts it, and `queue reroute` onto the new server delivers it without
 //     delivering the primary again.
+//   - a TestRecipient switched to keepPrimaryCopy: false while its primary leg waits on a down server: reroute moves
+//     the primary to the copy's mailbox, which has the message already, and does not send it there a second time.
 //   - a server that was down and comes back: the copies queued for it go at once (the first new message that
 //     reaches it wakes them), not after the hour their retry schedule had reached.
 //   - the same after a restart: the relay has not heard from the server since it started, and the first answer
@@ -338,5 +340,47 @@ stringData: {username: relay, password: ${password}}
     expect(
       metricValue((await httpGet(r.relay.http.port, '/metrics')).body, 'mailroute_queue_legs_unroutable'),
     ).toBe(0);
+  });
+
+  it('reroute does not send a message twice to one mailbox: a test user switched to copy only, primary waiting', async () => {
+    const copy = await peer('copy');
+    const down = await freePort(); // the old server: the primary leg waits on it
+    const manifests = (
+      keep: boolean,
+    ): string => `${dualDomain('tr.test', down, copy.port, { scope: 'TestRecipients' })}---
+apiVersion: mailroute.io/v1alpha1
+kind: TestRecipient
+metadata: {name: dave}
+spec:
+  policyRef: {name: tr-test}
+  address: dave@tr.test
+  forwardTo: dave@tr-copy.test
+  keepPrimaryCopy: ${keep}
+`;
+    const r = await relay({ 'd.yaml': manifests(true) });
+    const id = await send(r, 'dave@tr.test', 'switched');
+    await waitFor(
+      async () => {
+        const v = await queuedView(r, id);
+        return legState(v, 'primary')?.state === 'deferred' && legState(v, 'copy')?.state === 'delivered';
+      },
+      { what: 'primary deferred, copy delivered' },
+    );
+    expect(copy.for('dave@tr-copy.test')).toHaveLength(1);
+
+    // dave is moved: the new mailbox only. The primary leg's new plan is the mailbox the copy reached.
+    await writeFile(join(r.manifests, 'd.yaml'), manifests(false));
+    const out = await waitFor(
+      async () => {
+        const o = (await cli(r, ['reroute', id])).out;
+        return o.includes('1 leg rerouted') ? o : undefined;
+      },
+      { timeoutMs: 10_000, what: 'reroute to see the new plan' },
+    );
+    expect(out).toContain('delivered already by leg 1');
+    await waitFor(async () => (await queuedView(r, id)) === undefined, {
+      what: 'the message gone from the queue',
+    });
+    expect(copy.for('dave@tr-copy.test')).toHaveLength(1);
   });
 });
