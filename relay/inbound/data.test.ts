@@ -31,18 +31,25 @@ async function run(
   pieces: Buffer[],
   bareLf: BareLfMode,
   header: Buffer = HEADER,
-): Promise<{ accepted: boolean; bytes: Buffer; ready: boolean | undefined; size?: number }> {
+): Promise<{ accepted: boolean; bytes: Buffer; ready: boolean | undefined; size?: number; pieces: number }> {
   let bytes = Buffer.alloc(0);
   let ready: boolean | undefined;
+  let spoolPieces = 0;
   const spool: SpoolWriter = {
     async accept(_meta, body, opts) {
       const chunks: Buffer[] = [];
+      // as the spool reads it: 'data' events, one per piece pushed (an async iterator would join what is buffered)
       try {
-        for await (const c of body) chunks.push(c as Buffer);
+        await new Promise<void>((resolve, reject) => {
+          body.on('data', (c: Buffer) => chunks.push(c));
+          body.once('end', resolve);
+          body.once('error', reject);
+        });
       } catch (err) {
         return { ok: false, error: err as Error, storage: false };
       }
       bytes = Buffer.concat(chunks);
+      spoolPieces = chunks.length;
       ready = opts?.wireReady?.();
       return { ok: true, id: 'q1' };
     },
@@ -62,9 +69,27 @@ async function run(
     accepted: outcome.verdict === 'accept',
     bytes,
     ready,
+    pieces: spoolPieces,
     ...(outcome.verdict === 'accept' ? { size: outcome.size } : {}),
   };
 }
+
+describe('receiveData: what reaches the spool', () => {
+  it('joins tiny pieces (a client sending a byte per segment, a line per piece): the spool holds few buffers', async () => {
+    const lines = Array.from({ length: 64_000 }, (_, i) => Buffer.from(i % 2 === 0 ? '.\r\n' : 'x\r\n'));
+    const r = await run([Buffer.from('Subject: x\r\n\r\n'), ...lines], 'reject');
+    expect(r.accepted).toBe(true);
+    expect(r.bytes).toEqual(Buffer.concat([HEADER, Buffer.from('Subject: x\r\n\r\n'), ...lines]));
+    // 192,000 bytes in pieces of at least 16 KiB (the last may be smaller), the Received: header apart
+    expect(r.pieces).toBeLessThanOrEqual(14);
+    // a large piece goes on as it is, after what was held before it
+    const big = Buffer.from(`${'a'.repeat(98)}\r\n`.repeat(42));
+    const mixed = await run([Buffer.from('S: x\r\n\r\n'), big, Buffer.from('\r\n')], 'reject');
+    expect(mixed.bytes).toEqual(
+      Buffer.concat([HEADER, Buffer.from('S: x\r\n\r\n'), big, Buffer.from('\r\n')]),
+    );
+  });
+});
 
 describe('receiveData: the wire-ready vouch', () => {
   it('vouches for a plain body, not for one with a line that starts with a dot', async () => {

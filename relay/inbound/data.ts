@@ -21,6 +21,13 @@ const LF = 0x0a;
 const DOT = 0x2e;
 /** A line that starts with a dot, after the first line. */
 const LF_DOT = Buffer.from('\n.');
+/**
+ * Pieces shorter than this are joined before they go on, up to JOIN_AT bytes. smtp-server passes on the bytes before
+ * every escaped dot as a piece of its own, so a body of `..` lines arrives as one 3-byte piece per line; kept one by
+ * one (the spool holds a small body's pieces), each costs a Buffer object of about 100 bytes: 50 times the bytes.
+ */
+const SMALL_PIECE = 1024;
+const JOIN_AT = 16 * 1024;
 
 class MessageGuard extends Transform {
   readonly scanner: ContentScanner;
@@ -31,6 +38,9 @@ class MessageGuard extends Transform {
   private lastOut = -1;
   private dotLine = false;
   private ended = false;
+  /** Small pieces not yet passed on (SMALL_PIECE), and their bytes. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
 
   constructor(
     limits: ContentLimits,
@@ -49,7 +59,7 @@ class MessageGuard extends Transform {
     this.pushHeader();
     const r = this.scanner.write(chunk);
     if (!r.ok) return cb(new RefusedContent(r.refusal));
-    for (const b of r.out) this.pass(b);
+    for (const b of r.out) this.piece(b);
     cb();
   }
 
@@ -57,9 +67,31 @@ class MessageGuard extends Transform {
     this.pushHeader();
     const r = this.scanner.end();
     if (!r.ok) return cb(new RefusedContent(r.refusal));
-    for (const b of r.out) this.pass(b);
+    for (const b of r.out) this.piece(b);
+    this.release();
     this.ended = true;
     cb();
+  }
+
+  /** A piece of checked content: passed on as it is, or held to be joined with the next small ones. */
+  private piece(b: Buffer): void {
+    if (b.length >= SMALL_PIECE) {
+      this.release();
+      this.pass(b);
+      return;
+    }
+    this.held.push(b);
+    this.heldBytes += b.length;
+    if (this.heldBytes >= JOIN_AT) this.release();
+  }
+
+  /** The held pieces passed on as one buffer. */
+  private release(): void {
+    if (this.held.length === 0) return;
+    const joined = this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held, this.heldBytes);
+    this.held = [];
+    this.heldBytes = 0;
+    this.pass(joined);
   }
 
   /**

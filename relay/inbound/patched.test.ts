@@ -25,6 +25,24 @@ describe('smtp-server patch self-check', () => {
     }
   });
 
+  it('names the escape-dot patch when the parser writes and waits a turn per escape dot', () => {
+    const proto = SMTPStream.prototype as unknown as { _feedDataStream: unknown };
+    const patched = proto._feedDataStream;
+    const perDot = String(patched).replace(
+      'outLen += chunk.copy(out, outLen, from, i)',
+      'dataStream.write(chunk.subarray(0, i))',
+    );
+    expect(perDot).not.toBe(String(patched));
+    proto._feedDataStream = { toString: () => perDot };
+    try {
+      expect(smtpServerPatchProblems()).toEqual([
+        'SMTPStream cuts the escape dots of a chunk out in one pass',
+      ]);
+    } finally {
+      proto._feedDataStream = patched;
+    }
+  });
+
   it('gives every connection its own id of 16 base32 characters, across several pools of random bytes', async () => {
     const server = new SMTPServer({ logger: false });
     const handleProxy = (

@@ -148,4 +148,40 @@ describe('large messages', () => {
     // pass this (the body chunks kept by the spool: +250 MiB)
     expect(growth).toBeLessThan(96);
   });
+
+  it('keeps RSS bounded when bodies are all escaped dots (12 sessions x 250 KiB of `..` lines)', async () => {
+    // smtp-server wrote the bytes before each escape dot as a piece of its own and waited a turn of the event loop,
+    // and the DATA encoder cut the body at every dot it stuffs again: about ten short-lived objects per line on each
+    // side, +200 to +260 MiB of RSS here (+11 MiB with `xx` lines). Patched smtp-server (one pass per chunk) and the
+    // encoder (one copy per chunk): +31 to +37 MiB measured.
+    const before = await delivered();
+    const baseRss = await memKiB(relay.pid, 'VmRSS');
+    const rss = sampleMaxRss(relay.pid, baseRss);
+    const sessions = 12;
+    const body = Buffer.from(`Subject: dots\r\n\r\n${'..\r\n'.repeat(64_000)}`);
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: sessions }, async () => {
+          const c = await RawSmtp.connect(relay.smtpPort);
+          await c.begin('s@origin.test', ['big@big.test']);
+          expect(await c.cmd('DATA')).toMatch(/^354/);
+          if (!c.socket.write(body)) await new Promise((r) => c.socket.once('drain', r));
+          c.write('.\r\n');
+          const reply = await c.reply(60_000);
+          c.close();
+          return reply;
+        }),
+      );
+      expect(replies.filter((r) => /^250 /.test(r))).toHaveLength(sessions);
+      await waitFor(async () => (await delivered()) >= before + sessions, {
+        timeoutMs: 60_000,
+        what: 'the deliveries of the dotted messages',
+      });
+    } finally {
+      rss.stop();
+    }
+    const growth = (rss.max() - baseRss) / 1024;
+    console.log(`12 x 250 KiB of dots: RSS +${growth.toFixed(1)} MiB`);
+    expect(growth).toBeLessThan(64);
+  });
 });

@@ -51,40 +51,52 @@ export class DotStuffer {
     else if (first === DOT && (last === LF || last === START)) head = INSERT_DOT;
     // one byte, one character: text[i] is chunk[i]
     const text = chunk.toString('latin1');
+    // test(), not exec(): no match object per insert (a body of dot lines has one per line); which alternative
+    // matched is read from the character before lastIndex
     NEEDS_INSERT.lastIndex = 0;
-    let m = NEEDS_INSERT.exec(text);
-    if (m === null && head === undefined) return chunk;
-    const parts: Buffer[] = [];
-    let size = 0;
-    let from = 0;
-    /** Inserts `insert` before chunk[at] (at never decreasing from call to call). */
-    const add = (at: number, insert: Buffer): void => {
-      parts.push(chunk.subarray(from, at), insert);
-      size += at - from + insert.length;
-      from = at;
+    let found = NEEDS_INSERT.test(text);
+    if (!found && head === undefined) return chunk;
+    // where to insert what, in order: numbers and shared buffers, no slice of the chunk per insert
+    const at: number[] = [];
+    const what: Buffer[] = [];
+    let size = len;
+    const add = (i: number, insert: Buffer): void => {
+      at.push(i);
+      what.push(insert);
+      size += insert.length;
     };
     if (head !== undefined) add(0, head);
     /** An LF at i is bare: no CR before it (at 0: the previous chunk's last byte). */
     const bareLf = (i: number): boolean => (i > 0 ? text.charCodeAt(i - 1) !== CR : last !== CR);
-    for (; m !== null; m = NEEDS_INSERT.exec(text)) {
-      const i = m.index;
-      if (m[0] === '\r') {
+    for (; found; found = NEEDS_INSERT.test(text)) {
+      const endAt = NEEDS_INSERT.lastIndex;
+      const c = text.charCodeAt(endAt - 1);
+      if (c === CR) {
         // a bare CR: a line end before chunk[i + 1], which is stuffed if it is a dot; a CR that is the chunk's last
         // byte is left to the next chunk (its first byte decides)
-        if (i + 1 >= len) break;
-        add(i + 1, text.charCodeAt(i + 1) === DOT ? INSERT_LF_DOT : INSERT_LF);
-      } else if (m[0] === '\n') {
-        if (bareLf(i)) add(i, INSERT_CR);
+        if (endAt >= len) break;
+        add(endAt, text.charCodeAt(endAt) === DOT ? INSERT_LF_DOT : INSERT_LF);
+      } else if (c === LF) {
+        if (bareLf(endAt - 1)) add(endAt - 1, INSERT_CR);
       } else {
         // an LF (bare or not) and a dot that starts a line
+        const i = endAt - 2;
         if (bareLf(i)) add(i, INSERT_CR);
         add(i + 1, INSERT_DOT);
       }
     }
-    if (parts.length === 0) return chunk;
-    parts.push(chunk.subarray(from));
-    size += len - from;
-    return Buffer.concat(parts, size);
+    if (at.length === 0) return chunk;
+    const out = Buffer.allocUnsafe(size);
+    let o = 0;
+    let from = 0;
+    for (let k = 0; k < at.length; k++) {
+      const i = at[k]!;
+      o += chunk.copy(out, o, from, i);
+      o += what[k]!.copy(out, o);
+      from = i;
+    }
+    chunk.copy(out, o, from);
+    return out;
   }
 
   /** The final dot line, with the line end the body still needs before it. Shared buffers: never write into them. */
