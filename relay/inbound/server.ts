@@ -27,6 +27,7 @@ import {
   type Origin,
 } from './handoff.ts';
 import { assertSmtpServerPatched } from './patched.ts';
+import { MAIL_PARAMS, RCPT_PARAMS, unsupportedParameter } from './params.ts';
 import { decideRcpt, type RecipientRouter, type Verifier } from './rcpt.ts';
 import {
   pickEviction,
@@ -256,6 +257,8 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onMailFrom(address, session, cb) {
+      const unsupported = unsupportedParameter(address.args, MAIL_PARAMS);
+      if (unsupported !== undefined) return cb(refuse(unsupported, 'MAIL FROM', session));
       const mailFrom = (): void => {
         const size =
           address.args !== false && typeof address.args.SIZE === 'string'
@@ -288,6 +291,8 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
 
     onRcptTo(address, session, cb) {
+      const unsupported = unsupportedParameter(address.args, RCPT_PARAMS);
+      if (unsupported !== undefined) return cb(refuse(unsupported, 'RCPT TO', session));
       const client = counted.get(session.id) ?? clientKey(session.remoteAddress);
       // 421 closes the connection (smtp-server); pipelined commands after it are dropped with it
       if (unknownLimit.exceeded(client, unknownCount.get(session.id) ?? 0))

@@ -141,6 +141,31 @@ describe('inbound', () => {
     expect((await h.spool.list()).length).toBe(before);
   });
 
+  it('a parameter the relay does not implement gets 555 5.5.4 naming it (DSN is not offered: NOTIFY=NEVER is not ignored)', async () => {
+    const c = await RawSmtp.connect(h.port);
+    await c.reply();
+    expect(await c.cmd('EHLO client.test')).not.toMatch(/DSN/);
+    expect(await c.cmd('MAIL FROM:<a@origin.test> RET=HDRS')).toMatch(
+      /^555 5\.5\.4 Unsupported parameter RET/,
+    );
+    expect(await c.cmd('MAIL FROM:<a@origin.test> ENVID=abc123')).toMatch(
+      /^555 5\.5\.4 Unsupported parameter ENVID/,
+    );
+    expect(await c.cmd('MAIL FROM:<a@origin.test> foo=bar')).toMatch(
+      /^555 5\.5\.4 Unsupported parameter FOO/,
+    );
+    // what the relay implements is taken
+    expect(await c.cmd('MAIL FROM:<a@origin.test> SIZE=100 BODY=8BITMIME')).toMatch(/^250 /);
+    expect(await c.cmd('RCPT TO:<alice@example.com> NOTIFY=NEVER')).toMatch(
+      /^555 5\.5\.4 Unsupported parameter NOTIFY/,
+    );
+    expect(await c.cmd('RCPT TO:<alice@example.com> ORCPT=rfc822;alice@example.com')).toMatch(
+      /^555 5\.5\.4 Unsupported parameter ORCPT/,
+    );
+    expect(await c.cmd('RCPT TO:<alice@example.com>')).toMatch(/^250 /);
+    c.close();
+  });
+
   it("hop limit as Postfix counts it (the relay's own Received: included): 49 arriving is 554 5.4.6; 48 pass and leave with 49", async () => {
     const hops = (n: number): string =>
       'Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n'.repeat(n);
