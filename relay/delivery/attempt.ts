@@ -272,8 +272,11 @@ export async function attempt(
       );
       // Try the next address or MX host only when this one could not be reached at all, or would not talk: a greeting
       // other than 220 (a 554 or 421 banner) is a 'network' reply too (smtp-out/replies.ts failureReply), as
-      // Postfix skips a host that greets with a 5xx. A host that answered anything else keeps its answers.
-      if (![...replies.values()].every((r) => r.kind === 'network')) return done();
+      // Postfix skips a host that greets with a 5xx. A host that answered anything else keeps its answers; so does
+      // one that went silent or dropped the connection after the final dot (afterEndOfData): it may have taken the
+      // message, and another host would deliver it a second time. Those legs are deferred like any network failure.
+      if (![...replies.values()].every((r) => r.kind === 'network' && r.afterEndOfData !== true))
+        return done();
     }
   }
   return done();

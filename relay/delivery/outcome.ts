@@ -24,8 +24,12 @@ export type AttemptReply =
    * once), 'schedule' when it took none (retried on the schedule, a 552 too).
    */
   | { kind: 'smtp'; code: number; text: string; recipientLimit?: 'now' | 'schedule' }
-  /** No usable answer: refused, reset, timeout, TLS or DNS failure. */
-  | { kind: 'network'; text: string }
+  /**
+   * No usable answer: refused, reset, timeout, TLS or DNS failure. afterEndOfData: the connection was lost, or the
+   * final reply timed out, after the message's final dot was written: the server may have taken the message, so it
+   * must not go to another host in the same attempt (attempt.ts); the leg is retried on the schedule.
+   */
+  | { kind: 'network'; text: string; afterEndOfData?: true }
   /** The relay could not try (e.g. credentials missing, body file unreadable): retried like a 4xx. */
   | { kind: 'local'; text: string };
 

@@ -3,11 +3,13 @@
 // (the final dot must not wait for Nagle, docs/design.md §7), the greeting (220, else EGREETING: this host will not
 // talk, a failure of the host that the caller answers by trying the next one, replies.ts), EHLO (HELO when it
 // is refused, unless TLS is required), STARTTLS per the TLS mode (a refusal is fatal unless the mode is
-// opportunistic, which goes on in plain text without AUTH; EHLO again over TLS), AUTH (PLAIN, LOGIN or CRAM-MD5,
+// opportunistic, which goes on in plain text without AUTH; a failed handshake under opportunistic TLS is ETLS with
+// OpenResult tlsHandshake, for the pool to connect again in plain text; EHLO again over TLS), AUTH (PLAIN, LOGIN or CRAM-MD5,
 // chosen as nodemailer does), then transactions: with PIPELINING, MAIL FROM, every RCPT TO and DATA in one write and
 // the replies matched in order; without it, one command at a time; the body as body.ts writes it. A recipient refused at
 // RCPT TO keeps its own refusal whatever ends the transaction after it (DATA or the final reply refused, a lost
-// connection): those replies are for the recipients the server accepted (TransactionResult). An envelope may carry
+// connection): those replies are for the recipients the server accepted (TransactionResult). A failure without a reply
+// after the final dot was written is marked afterEndOfData (the server may have the message). An envelope may carry
 // ESMTP parameters of the caller's own for MAIL FROM and for each recipient's RCPT TO (checked before, by the pool).
 //
 // Timeouts as nodemailer's: connectionMs bounds connecting; greetingMs the wait for the greeting and a STARTTLS
@@ -49,7 +51,10 @@ export interface ConnectionSettings {
   ignoreTls: boolean;
   /** STARTTLS is sent even when not offered, and nothing goes on without it. */
   requireTls: boolean;
-  /** A refused STARTTLS leaves the session in plain text, without AUTH. */
+  /**
+   * A refused STARTTLS leaves the session in plain text, without AUTH; a failed handshake is reported as such
+   * (OpenResult tlsHandshake) for the caller to connect again without STARTTLS.
+   */
   opportunisticTls: boolean;
   /** For tls.connect: the certificate check and the SNI name. */
   tls: ConnectionOptions;
@@ -75,8 +80,12 @@ export interface Envelope {
 
 export type OpenResult =
   | { ok: true }
-  /** beforeGreeting: the server closed the connection without a word (nodemailer's pool tries once more). */
-  | { ok: false; failure: SmtpFailure; beforeGreeting: boolean };
+  /**
+   * beforeGreeting: the server closed the connection without a word (nodemailer's pool tries once more).
+   * tlsHandshake: under opportunistic TLS, the STARTTLS handshake failed after the server's 220 (an error, a close or
+   * the time running out): the failure is ETLS, and the caller may connect again without STARTTLS (pool.ts).
+   */
+  | { ok: false; failure: SmtpFailure; beforeGreeting: boolean; tlsHandshake: boolean };
 
 export interface SendOutcome {
   result: TransactionResult;
@@ -92,8 +101,11 @@ export interface ConnectionEvents {
 }
 
 type Handler = (reply: string) => void;
-/** closing: a 421 reply; beforeGreeting: the server closed before it greeted. */
-type BreakKind = 'broken' | 'closing' | 'beforeGreeting';
+/**
+ * closing: a 421 reply; beforeGreeting: the server closed before it greeted; tlsHandshake: the STARTTLS handshake
+ * failed under opportunistic TLS.
+ */
+type BreakKind = 'broken' | 'closing' | 'beforeGreeting' | 'tlsHandshake';
 
 /** Idle time before TCP keepalive probes start (nodemailer's: keeps NAT mappings of idle connections). */
 const KEEPALIVE_DELAY_MS = 30_000;
@@ -154,7 +166,12 @@ export class SmtpConnection {
     this.opened = done;
     this.onBreak = (failure, kind) => {
       this.opened = undefined;
-      done({ ok: false, failure, beforeGreeting: kind === 'beforeGreeting' });
+      done({
+        ok: false,
+        failure,
+        beforeGreeting: kind === 'beforeGreeting',
+        tlsHandshake: kind === 'tlsHandshake',
+      });
     };
     this.startPhase(t.connectionMs, 'Connection timeout');
     const where = { host: this.s.host, port: this.s.port };
@@ -408,8 +425,14 @@ export class SmtpConnection {
     // end-of-data replies, or a lost connection, to the recipients the server accepted only): a 450 greylisting is
     // not bounced by the 552 of another recipient's full mailbox, nor a 550 unknown user deferred by a 451 at the end.
     // A refused MAIL FROM is everyone's reply (the RCPT TO replies after it, 503s, say nothing of the recipients).
+    // After the final dot a failure without a reply (lost connection, timeout) leaves the message possibly taken by the
+    // server: marked, so that no other host is given it in the same attempt (replies.ts failureReply, attempt.ts).
     const failWith = (failure: SmtpFailure): void =>
-      finish({ ok: false, failure, rejected: mailError === undefined ? [...rejected] : [] });
+      finish({
+        ok: false,
+        failure: bodyEnded ? { ...failure, afterEndOfData: true } : failure,
+        rejected: mailError === undefined ? [...rejected] : [],
+      });
     // A 421 while the envelope was refused reports the refusal (nodemailer's _onServerClosing: the mail error wins).
     const onBreak = (f: SmtpFailure, kind: BreakKind): void =>
       failWith(kind === 'closing' && mailError !== undefined ? mailError : f);
@@ -682,6 +705,10 @@ export class SmtpConnection {
   }
 
   private readonly onError = (err: Error): void => {
+    if (this.upgrading && this.s.opportunisticTls) {
+      this.failHandshake(err.message);
+      return;
+    }
     const f = smtpFailure('ESOCKET', err.message);
     const errno = (err as NodeJS.ErrnoException).code;
     if (errno !== undefined) f.errno = errno;
@@ -709,7 +736,8 @@ export class SmtpConnection {
     const rest = decodeReply(this.parser.remainder().trim());
     const response = /^[45]\d{2}[ -]/.test(rest) ? rest : undefined;
     if (this.upgrading) {
-      this.fail(smtpFailure('ETLS', 'Connection closed unexpectedly', response));
+      if (this.s.opportunisticTls) this.failHandshake('Connection closed unexpectedly');
+      else this.fail(smtpFailure('ETLS', 'Connection closed unexpectedly', response));
       return;
     }
     if (this.connected && !this.greeted) {
@@ -723,6 +751,15 @@ export class SmtpConnection {
     }
     this.fail(smtpFailure('ECONNECTION', 'Connection closed unexpectedly', response));
   };
+
+  /**
+   * The STARTTLS handshake failed under opportunistic TLS (a server that speaks only TLS 1.0, broken ciphers, one that
+   * never finishes it): ETLS, kind tlsHandshake, so that the pool connects again in plain text, as opportunistic TLS
+   * promises (Postfix's "may" level does the same). Under Required the same breaks stay socket failures and timeouts.
+   */
+  private failHandshake(why: string): void {
+    this.fail(smtpFailure('ETLS', `TLS handshake failed: ${why}`), 'tlsHandshake');
+  }
 
   /** The connection broke: closed, and the operation in flight told (or, with none, the pool). Once. */
   private fail(f: SmtpFailure, kind: BreakKind = 'broken'): void {
@@ -778,7 +815,8 @@ export class SmtpConnection {
     this.clearPhase();
     this.phaseTimer = setTimeout(() => {
       this.phaseTimer = undefined;
-      this.fail(smtpFailure('ETIMEDOUT', message));
+      if (this.upgrading && this.s.opportunisticTls) this.failHandshake(message);
+      else this.fail(smtpFailure('ETIMEDOUT', message));
     }, ms);
   }
 

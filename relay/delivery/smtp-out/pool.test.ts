@@ -112,6 +112,12 @@ async function transaction(
 }
 
 const smtp = (code: number, text: string): AttemptReply => ({ kind: 'smtp', code, text });
+/** A failure without a reply after the final dot was written: the server may have the message (no other host gets it). */
+const afterDot = (text: string): AttemptReply => ({
+  kind: 'network',
+  text: `${text} after the end of data: the message may have been delivered`,
+  afterEndOfData: true,
+});
 
 /** Lines from a socket, for the one test that speaks TLS on the server side itself; stop() lets go of the socket. */
 function lineReader(socket: Socket): { line(): Promise<string>; stop(): void } {
@@ -361,7 +367,7 @@ describe('a refusal after RCPT TO is for the accepted recipients only: each refu
     });
     expect(await send(client(server.port), req(ab))).toEqual({
       'a@x.example': smtp(550, '550 5.1.1 no such user'),
-      'b@x.example': { kind: 'network', text: 'ECONNECTION: Connection closed unexpectedly' },
+      'b@x.example': afterDot('ECONNECTION: Connection closed unexpectedly'),
     });
   });
 
@@ -521,7 +527,7 @@ describe('421, closes and silence', () => {
     });
     // finalReplyMs 0: the final reply waits socketMs, as any reply (the wait is the next test's)
     expect(await send(client(server.port, {}, { ...FAST, socketMs: 300, finalReplyMs: 0 }))).toEqual({
-      'b@x.example': { kind: 'network', text: 'ETIMEDOUT: Timeout' },
+      'b@x.example': afterDot('ETIMEDOUT: Timeout'),
     });
     expect(server.connections).toBe(1);
   });
@@ -560,7 +566,7 @@ describe('421, closes and silence', () => {
     });
     const started = performance.now();
     expect(await send(client(server.port, {}, { ...FAST, socketMs: 200, finalReplyMs: 700 }))).toEqual({
-      'b@x.example': { kind: 'network', text: 'ETIMEDOUT: Timeout' },
+      'b@x.example': afterDot('ETIMEDOUT: Timeout'),
     });
     const took = performance.now() - started;
     expect(took).toBeGreaterThanOrEqual(650);
@@ -577,9 +583,12 @@ describe('421, closes and silence', () => {
     });
     const t = client(server.port);
     expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
-    expect((await send(t))['b@x.example']).toMatchObject({
+    expect((await send(t))['b@x.example']).toEqual({
       kind: 'network',
-      text: expect.stringMatching(/^E(CONNECTION|SOCKET): /) as unknown,
+      text: expect.stringMatching(
+        /^E(CONNECTION|SOCKET): .* after the end of data: the message may have been delivered$/,
+      ) as unknown,
+      afterEndOfData: true,
     });
     expect(server.connections).toBe(1);
   });
@@ -1207,6 +1216,157 @@ describe('TLS modes', () => {
     );
     expect(await secureOf(p, { tls: 'Opportunistic', auth: { user: 'relay', pass: 's3cret' } })).toBe(true);
     expect(p.auths.map((a) => a.secure)).toEqual([true]);
+  });
+});
+
+describe('opportunistic TLS whose STARTTLS handshake fails: plain text on a fresh connection', () => {
+  // Before, the handshake's failure (an error, or its timeout) was a network failure like any other: the address was
+  // suspended and every attempt failed the same way until the queue lifetime bounced the mail.
+  const WITH_STARTTLS = ['PIPELINING', 'STARTTLS', 'AUTH PLAIN'];
+
+  /**
+   * A server offering STARTTLS that breaks the handshake after its 220 as `breakTls` says, and that takes the message
+   * in plain text from a client that does not send STARTTLS.
+   */
+  const breaksTls = (breakTls: (s: ScriptedSession) => Promise<void>) =>
+    scripted(async (s) => {
+      await s.hello(WITH_STARTTLS);
+      const next = await s.line();
+      if (next === 'STARTTLS') {
+        await s.reply('220 2.0.0 go ahead');
+        await breakTls(s);
+        return;
+      }
+      if (next === undefined || !next.startsWith('MAIL FROM:')) throw new Error(`unexpected ${String(next)}`);
+      for (const l of [/^RCPT/, 'DATA']) await expectLine(s, l);
+      await s.reply('250 ok', '250 ok', '354 go ahead');
+      await s.data();
+      await s.reply('250 2.0.0 queued in plain text');
+      await s.closed;
+    });
+  /** Answers the ClientHello with bytes that are no TLS record (what came with the 220 would be dropped unread). */
+  const garbage = async (s: ScriptedSession): Promise<void> => {
+    await waitFor(() => s.pending().length > 0, { what: 'the ClientHello' });
+    await s.write('this is no TLS record\r\n');
+    await s.closed;
+  };
+  const opportunistic = {
+    tls: 'Opportunistic',
+    auth: { user: 'relay', pass: 's3cret' },
+    allowPlaintextAuth: true,
+  } as const;
+
+  it('a handshake that fails (garbage after the 220): delivered in plain text on a second connection, without AUTH', async () => {
+    const server = await breaksTls(garbage);
+    expect(await send(client(server.port, opportunistic))).toEqual({
+      'b@x.example': smtp(250, '250 2.0.0 queued in plain text'),
+    });
+    expect(server.connections).toBe(2);
+    expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test', 'STARTTLS']);
+    // the fallback never asks for TLS, nor sends the password in plain text
+    expect(server.sessions[1]?.lines.slice(0, 2)).toEqual(['EHLO relay.test', 'MAIL FROM:<a@x.example>']);
+    expect(server.sessions[1]?.lines.some((l) => l.startsWith('AUTH') || l === 'STARTTLS')).toBe(false);
+  });
+
+  it('the host is remembered: a new pool of the same factory goes in plain text at once', async () => {
+    const server = await breaksTls(garbage);
+    const factory = smtpOutTransportFactory({ hostname: 'relay.test', timeouts: FAST });
+    const target: ServerTarget = {
+      host: '127.0.0.1',
+      port: server.port,
+      tls: 'Opportunistic',
+      maxConnections: 1,
+    };
+    for (let i = 0; i < 2; i++) {
+      const t = factory(target);
+      cleanups.push(() => t.close());
+      expect(await send(t)).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued in plain text') });
+      t.close();
+    }
+    // one failed handshake, then plain text: the second pool's connection never sent STARTTLS
+    expect(server.connections).toBe(3);
+    expect(server.sessions.map((s) => s.lines.includes('STARTTLS'))).toEqual([true, false, false]);
+  });
+
+  it('a handshake that never completes: its timeout, then plain text', async () => {
+    const server = await breaksTls((s) => s.closed);
+    const started = performance.now();
+    expect(await send(client(server.port, { tls: 'Opportunistic' }, { ...FAST, greetingMs: 300 }))).toEqual({
+      'b@x.example': smtp(250, '250 2.0.0 queued in plain text'),
+    });
+    expect(performance.now() - started).toBeLessThan(2500);
+    expect(server.connections).toBe(2);
+  });
+
+  it('a server that speaks only TLS 1.0 (refused by the client): plain text', async () => {
+    const { key, cert } = makeSelfSigned();
+    let connections = 0;
+    const seen: string[] = [];
+    const server = createServer((plain) => {
+      connections++;
+      plain.on('error', () => undefined);
+      void (async () => {
+        const s = lineReader(plain);
+        plain.write('220 old.test ESMTP\r\n');
+        await s.line();
+        plain.write('250-old.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n');
+        const next = await s.line();
+        seen.push(next);
+        if (next === 'STARTTLS') {
+          s.stop();
+          plain.pause();
+          plain.write('220 go ahead\r\n');
+          // an old server: TLS 1.0 only (its ciphers at OpenSSL's level 0), which the client refuses
+          const secure = new TLSSocket(plain, {
+            isServer: true,
+            key,
+            cert,
+            minVersion: 'TLSv1',
+            maxVersion: 'TLSv1',
+            ciphers: 'DEFAULT@SECLEVEL=0',
+          });
+          secure.on('error', () => undefined);
+          return;
+        }
+        for (let i = 0; i < 2; i++) seen.push(await s.line());
+        plain.write('250 ok\r\n250 ok\r\n354 go ahead\r\n');
+        while ((await s.line()) !== '.');
+        plain.write('250 2.0.0 queued in plain text\r\n');
+      })();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as { port: number }).port;
+    expect(await send(client(port, { tls: 'Opportunistic' }))).toEqual({
+      'b@x.example': smtp(250, '250 2.0.0 queued in plain text'),
+    });
+    expect(connections).toBe(2);
+    expect(seen).toEqual(['STARTTLS', 'MAIL FROM:<a@x.example>', 'RCPT TO:<b@x.example>', 'DATA']);
+  });
+
+  it.each(['Required', 'RequiredVerify'] as const)(
+    '%s: a failed handshake stays a failure (never plain text), one connection',
+    async (tls) => {
+      const server = await breaksTls(garbage);
+      const got = await send(client(server.port, { tls, servername: 'localhost' }));
+      expect(got['b@x.example']).toMatchObject({
+        kind: 'network',
+        text: expect.stringMatching(/^ESOCKET: /) as unknown,
+      });
+      expect(server.connections).toBe(1);
+    },
+  );
+
+  it('Opportunistic with credentials (STARTTLS required for AUTH): a failed handshake is no reason for plain text', async () => {
+    const server = await breaksTls(garbage);
+    const got = await send(
+      client(server.port, { tls: 'Opportunistic', auth: { user: 'relay', pass: 's3cret' } }),
+    );
+    expect(got['b@x.example']).toMatchObject({
+      kind: 'network',
+      text: expect.stringMatching(/^ESOCKET: /) as unknown,
+    });
+    expect(server.connections).toBe(1);
   });
 });
 

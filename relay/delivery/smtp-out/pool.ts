@@ -7,6 +7,9 @@
 //     out, 421) before any byte of the message was written, and a send whose fresh connection the server closed
 //     before its greeting. A message whose bytes were (partly) written is never sent again by the pool: the engine
 //     decides.
+//   - Opportunistic TLS whose STARTTLS handshake failed (connection.ts OpenResult tlsHandshake): the send goes at once
+//     on a fresh connection without STARTTLS (and without AUTH), and the host gets plain text at once for an hour
+//     (tls-fallback.ts; the memory is the factory's, so it outlives idle pools). Nothing of the message was written.
 //   - After a transaction the server refused (MAIL, RCPT, DATA or the final reply, not 421) the connection is RSET and
 //     reused; after any other failure it is closed.
 //   - An idle connection the server closes, or that times out, is dropped; one idle for 4 minutes gets QUIT.
@@ -35,6 +38,7 @@ import type { AttemptReply } from '../outcome.ts';
 import type { SendRequest, ServerTarget, ServerTransport } from '../transport.ts';
 import { envelopeProblem, esmtpParamsProblem, MAIL_OWN_PARAMS } from './commands.ts';
 import { SmtpConnection, type ConnectionSettings, type Envelope, type SendOutcome } from './connection.ts';
+import { PLAIN_TEXT_MS, PlainTextHosts, plainTextSettings } from './tls-fallback.ts';
 import {
   isTransient,
   smtpFailure,
@@ -71,6 +75,11 @@ export interface SmtpOutOptions {
   idleMs?: number;
   /** How long a requeued send waits before it goes on a fresh connection; default 200 ms. */
   requeueDelayMs?: number;
+  /**
+   * How long a host whose STARTTLS handshake failed under opportunistic TLS gets plain text at once (tls-fallback.ts);
+   * default an hour, 0: every connection tries STARTTLS again (and falls back again).
+   */
+  plainTextMs?: number;
 }
 
 /** The connection settings of a target: the TLS mode, certificate check and AUTH decided by smtpClientOptions. */
@@ -108,11 +117,14 @@ export function smtpOutTransportFactory(opts: SmtpOutOptions): (target: ServerTa
     finalReplyMs: opts.timeouts?.finalReplyMs ?? DEFAULT_TIMEOUTS.finalReplyMs,
   };
   const times = { idleMs: opts.idleMs ?? IDLE_MS, requeueDelayMs: opts.requeueDelayMs ?? REQUEUE_DELAY_MS };
+  // one memory for every pool of the factory (the engine's): a pool closed when idle must not forget the host
+  const plainHosts = new PlainTextHosts(opts.plainTextMs ?? PLAIN_TEXT_MS);
   return (target) =>
     new SmtpPool(
       connectionSettings(target, opts.hostname, timeouts),
       Math.max(1, target.maxConnections),
       times,
+      plainHosts,
     );
 }
 
@@ -137,6 +149,8 @@ interface Job {
   addresses: readonly (readonly string[])[];
   /** Failed once on a connection before any byte of it was written: goes only on a fresh connection now. */
   requeued: boolean;
+  /** Its connection's STARTTLS handshake failed (opportunistic TLS): it goes in plain text now, once. */
+  plainText: boolean;
   resolve: (replies: Map<string, AttemptReply>) => void;
 }
 
@@ -187,15 +201,24 @@ class SmtpPool implements SmtpOutTransport {
   /** Requeued sends waiting out requeueDelayMs. */
   private readonly delayed = new Set<{ job: Job; failure: SmtpFailure; timer: NodeJS.Timeout }>();
   private closed = false;
+  /** The settings of a connection after a failed STARTTLS handshake (opportunistic TLS only). */
+  private readonly plainSettings: ConnectionSettings;
+  private readonly plainHosts: PlainTextHosts;
+  /** What plainHosts knows this pool's host by. */
+  private readonly hostKey: string;
 
   constructor(
     settings: ConnectionSettings,
     maxConnections: number,
     times: { idleMs: number; requeueDelayMs: number },
+    plainHosts: PlainTextHosts,
   ) {
     this.settings = settings;
     this.max = maxConnections;
     this.times = times;
+    this.plainSettings = plainTextSettings(settings);
+    this.plainHosts = plainHosts;
+    this.hostKey = `${settings.host}:${settings.port}`;
   }
 
   send(req: SmtpOutRequest): Promise<Map<string, AttemptReply>> {
@@ -214,6 +237,7 @@ class SmtpPool implements SmtpOutTransport {
       recipients: req.to,
       addresses,
       requeued: false,
+      plainText: false,
       resolve: () => undefined,
     };
     if (this.closed) {
@@ -277,8 +301,14 @@ class SmtpPool implements SmtpOutTransport {
     }
   }
 
+  /** The settings of a new connection: without STARTTLS when opportunistic TLS failed its handshake there lately. */
+  private settingsFor(job: Job): ConnectionSettings {
+    if (!this.settings.opportunisticTls) return this.settings;
+    return job.plainText || this.plainHosts.has(this.hostKey) ? this.plainSettings : this.settings;
+  }
+
   private open(job: Job): void {
-    const conn = new SmtpConnection(this.settings, {
+    const conn = new SmtpConnection(this.settingsFor(job), {
       closed: (c) => this.drop(c),
       idleExpired: (c) => this.retire(c),
     });
@@ -289,7 +319,14 @@ class SmtpPool implements SmtpOutTransport {
         return;
       }
       this.conns.delete(conn);
-      if (r.beforeGreeting && !job.requeued && !this.closed) {
+      if (r.tlsHandshake && !job.plainText && !this.closed) {
+        // Opportunistic TLS means plain text when the upgrade fails: at once, on a fresh connection (the server
+        // answered, so nothing to wait for), and for this host's next connections too. Not a failure of the host: it
+        // is neither reported nor suspended.
+        this.plainHosts.remember(this.hostKey);
+        job.plainText = true;
+        this.queue.unshift(job);
+      } else if (r.beforeGreeting && !job.requeued && !this.closed) {
         // the server closed before it said a word (a reused slot it had not freed yet, a restart): once more
         this.requeue(job, r.failure);
       } else {

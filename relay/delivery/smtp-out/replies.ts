@@ -10,7 +10,8 @@
 //   FailureCode, SmtpFailure, smtpFailure(code, message, response?): a failure as nodemailer reports it.
 //   failureReply(failure): its AttemptReply (EAUTH/ETLS/ESTREAM and a socket failing for want of this host's resources,
 //     EMFILE and the like -> local; EGREETING, a server that greeted with anything but 220 -> network with its reply
-//     in the text; a reply code -> smtp with the full reply; else network "CODE: message").
+//     in the text; a reply code -> smtp with the full reply; else network "CODE: message", marked afterEndOfData
+//     with MAY_BE_DELIVERED appended when the final dot had been written).
 //   isTransient(failure): it ended the connection rather than refused what was sent (nodemailer isTransientError).
 //   Rejection, TransactionResult: the outcome of one MAIL FROM .. final reply.
 //   transactionReplies(recipients, addresses, result): one reply per recipient of the request.
@@ -44,7 +45,15 @@ export interface SmtpFailure {
   responseCode?: number;
   /** The system error of a socket failure (ECONNREFUSED, EMFILE, ...), when there was one. */
   errno?: string;
+  /**
+   * The transaction's final dot was written before this failure (connection.ts send): without a reply to it, the
+   * server may have taken the message.
+   */
+  afterEndOfData?: true;
 }
+
+/** What a reply without a code after the final dot says, so that the attempt log and lastReply warn of a duplicate. */
+export const MAY_BE_DELIVERED = 'after the end of data: the message may have been delivered';
 
 /**
  * System errors of a connect or a socket that are this host's shortage, not the server's failure: no descriptor, no
@@ -79,10 +88,12 @@ export function failureReply(f: SmtpFailure): AttemptReply {
   if (f.responseCode !== undefined && f.responseCode > 0) {
     return { kind: 'smtp', code: f.responseCode, text: f.response ?? f.message };
   }
-  return {
-    kind: 'network',
-    text: f.code !== undefined ? `${f.code}: ${f.message}`.trim() : (f.response ?? f.message),
-  };
+  const text = f.code !== undefined ? `${f.code}: ${f.message}`.trim() : (f.response ?? f.message);
+  // No reply to the final dot (a lost connection, a timeout): the server may be holding the message. Not another
+  // host's job in this attempt (it would be a duplicate); retried later, when the first host may say it has it.
+  if (f.afterEndOfData === true)
+    return { kind: 'network', text: `${text} ${MAY_BE_DELIVERED}`, afterEndOfData: true };
+  return { kind: 'network', text };
 }
 
 export function isTransient(f: SmtpFailure): boolean {
