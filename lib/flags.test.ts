@@ -56,6 +56,25 @@ describe('flags', () => {
     expect(readFlags(TABLE, ['--help'], {})).toMatchObject({ ok: true, help: true });
   });
 
+  it('tells where a value came from, and names it so: --flag, or MAILROUTE_<FLAG> from the environment', () => {
+    const from = (argv: string[], env: Record<string, string>) => {
+      const r = readFlags(TABLE, argv, env);
+      if (!r.ok) throw new Error(r.error);
+      return [r.origin('lease-name'), r.nameOf('lease-name')];
+    };
+    expect(from([], {})).toEqual(['default', '--lease-name']);
+    expect(from([], { MAILROUTE_LEASE_NAME: 'e' })).toEqual(['env', 'MAILROUTE_LEASE_NAME']);
+    expect(from([], { MAILROUTE_LEASE_NAME: '' })).toEqual(['default', '--lease-name']);
+    expect(from(['--lease-name', 'f'], { MAILROUTE_LEASE_NAME: 'e' })).toEqual(['argv', '--lease-name']);
+  });
+
+  it('pads the names to the longest, with at least two spaces before the description', () => {
+    const long = 'a-flag-name-longer-than-twenty-four';
+    const u = flagUsage('usage: x', { ...TABLE, [long]: { type: 'string', help: 'the long one' } });
+    expect(u).toContain(`  --${long}  the long one\n`);
+    expect(u).toContain(`  --${'lease-name'.padEnd(long.length + 2)}the lease (default a)\n`);
+  });
+
   it('prints every flag but --help, with its default', () => {
     const u = flagUsage('usage: x', TABLE);
     expect(u).toMatch(/^usage: x\n\nflags \(each also read from MAILROUTE_<FLAG>\):\n/);

@@ -16,11 +16,24 @@ export function envName(flag: string): string {
   return `MAILROUTE_${flag.toUpperCase().replaceAll('-', '_')}`;
 }
 
+/** Where a flag's value came from: the command line, its MAILROUTE_<FLAG> variable, or the table's default. */
+export type FlagOrigin = 'argv' | 'env' | 'default';
+
 export type ReadFlags<T extends FlagTable> =
-  | { ok: true; help: boolean; get: (flag: keyof T & string) => string | undefined }
+  | {
+      ok: true;
+      help: boolean;
+      get: (flag: keyof T & string) => string | undefined;
+      /** So that an error about a bad value names what the admin set: `--listen` or `MAILROUTE_LISTEN`. */
+      origin: (flag: keyof T & string) => FlagOrigin;
+      /** `--listen`, or `MAILROUTE_LISTEN` when the value came from the environment: the name for an error. */
+      nameOf: (flag: keyof T & string) => string;
+    }
   | { ok: false; error: string };
 
-/** Parses argv against the table (unknown flags and positionals are errors); get() is flag, else env, else default. */
+/**
+ * Parses argv against the table (unknown flags and positionals are errors); get() is flag, else env, else default.
+ */
 export function readFlags<T extends FlagTable>(
   table: T,
   argv: readonly string[],
@@ -33,24 +46,32 @@ export function readFlags<T extends FlagTable>(
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message : String(err) };
   }
-  const get = (flag: keyof T & string): string | undefined => {
-    const v = values[flag];
-    if (typeof v === 'string') return v;
+  const origin = (flag: keyof T & string): FlagOrigin => {
+    if (typeof values[flag] === 'string') return 'argv';
     const e = env[envName(flag)];
-    if (e !== undefined && e !== '') return e;
+    return e !== undefined && e !== '' ? 'env' : 'default';
+  };
+  const get = (flag: keyof T & string): string | undefined => {
+    const from = origin(flag);
+    if (from === 'argv') return values[flag] as string;
+    if (from === 'env') return env[envName(flag)];
     return table[flag]?.default;
   };
-  return { ok: true, help: values.help === true, get };
+  const nameOf = (flag: keyof T & string): string => (origin(flag) === 'env' ? envName(flag) : `--${flag}`);
+  return { ok: true, help: values.help === true, get, origin, nameOf };
 }
 
-/** The --help text: the usage line, then one row per flag with its default. */
+/**
+ * The --help text: the usage line, then one row per flag with its default. The names are padded to the longest
+ * (a fixed 24 columns ran --max-unknown-recipients-per-ip into its description), with at least two spaces after.
+ */
 export function flagUsage(usage: string, table: FlagTable): string {
-  const rows = Object.entries(table)
-    .filter(([name]) => name !== 'help')
-    .map(([name, spec]) => {
-      const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
-      return `  --${name.padEnd(24)}${spec.help}${def}`;
-    });
+  const entries = Object.entries(table).filter(([name]) => name !== 'help');
+  const width = Math.max(24, ...entries.map(([name]) => name.length + 2));
+  const rows = entries.map(([name, spec]) => {
+    const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
+    return `  --${name.padEnd(width)}${spec.help}${def}`;
+  });
   return `${usage}\n\nflags (each also read from MAILROUTE_<FLAG>):\n${rows.join('\n')}\n`;
 }
 

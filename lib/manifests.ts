@@ -1,5 +1,6 @@
 // Loads `-f PATH...` arguments: files, or directories (their *.yaml / *.yml / *.json files, recursively, in
 // sorted order) of multi-document YAML. Shared by check/render/route and the relay's --manifests source.
+import { isUtf8 } from 'node:buffer';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -49,15 +50,105 @@ export function parseBytes(s: string): number | undefined {
 }
 
 /**
- * A file to read, as listed: its size, inode and mtime (the relay's folder watcher fingerprints them); stream: named
- * on the command line and not a regular file (a pipe).
+ * A file to read, as listed: its size, inode, mtime and ctime (the relay's folder watcher fingerprints them: ctime
+ * so that a chmod or chown of a file that could not be read is seen); stream: named on the command line and not a
+ * regular file (a pipe).
  */
 export interface ListedFile {
   path: string;
   size: number;
   ino: number;
   mtimeMs: number;
+  ctimeMs: number;
   stream?: true;
+}
+
+/**
+ * Error codes of a read that may succeed later with the same files (a permission fixed on a parent folder, file
+ * descriptors exhausted, a flaky network file system): the relay's watcher retries a load that failed with one of
+ * them, where its fingerprint of the files may not change. ENOENT, ENOTDIR and ELOOP are left out: they describe
+ * the tree (a dangling link, a loop), and a change to the tree changes the fingerprint.
+ */
+const TRANSIENT_READ_CODES: ReadonlySet<string> = new Set([
+  'EACCES',
+  'EPERM',
+  'EMFILE',
+  'ENFILE',
+  'EIO',
+  'EAGAIN',
+  'EBUSY',
+  'EINTR',
+  'ENOMEM',
+  'ESTALE',
+  'ETIMEDOUT',
+]);
+
+/** Whether a failed read may succeed later with the same files (TRANSIENT_READ_CODES). */
+export function isTransientReadError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && TRANSIENT_READ_CODES.has(code);
+}
+
+/** "cannot read: EACCES", marked transient when the code is one a retry may cure. */
+function cannotRead(file: string, err: unknown): ParsedManifests['errors'][number] {
+  return {
+    file,
+    message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    ...(isTransientReadError(err) ? { transient: true as const } : {}),
+  };
+}
+
+/** The byte offset of the first byte that is not part of a well-formed UTF-8 sequence, or undefined when all are. */
+export function firstInvalidUtf8(bytes: Uint8Array): number | undefined {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i] ?? 0;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    // the length of the sequence and the range its second byte must be in (RFC 3629: no overlongs, no surrogates,
+    // nothing above U+10FFFF)
+    let len: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      len = 3;
+      if (b === 0xe0) lo = 0xa0;
+      if (b === 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      len = 4;
+      if (b === 0xf0) lo = 0x90;
+      if (b === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k < len; k++) {
+      const c = bytes[i + k];
+      if (c === undefined) return i;
+      if (k === 1 ? c < lo || c > hi : c < 0x80 || c > 0xbf) return i;
+    }
+    i += len;
+  }
+  return undefined;
+}
+
+/**
+ * A manifest file's bytes as text, or why they are not a manifest: UTF-16 (PowerShell 5's `>`, Notepad's "Unicode":
+ * a BOM FF FE / FE FF, or NUL bytes) gave "a manifest must be a mapping" on line 1, and bytes that are not UTF-8
+ * (Latin-1) became U+FFFD in the field errors. Empty or blank text is an error too: `kubectl get ... -o yaml > f.yaml`
+ * empties the file before kubectl writes, and a relay that loaded it then planned mail without the file's objects (its
+ * TestRecipient copies were never made). A UTF-8 BOM is fine (the YAML parser skips it). Pure.
+ */
+export function decodeManifestBytes(bytes: Buffer): { text: string } | { error: string } {
+  const utf16Bom =
+    bytes.length >= 2 &&
+    ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff));
+  if (utf16Bom || bytes.includes(0)) return { error: 'UTF-16 text: save it as UTF-8' };
+  if (!isUtf8(bytes)) return { error: `not valid UTF-8 (byte offset ${firstInvalidUtf8(bytes) ?? 0})` };
+  const text = bytes.toString('utf8');
+  if (text.replace(/^\uFEFF/, '').trim() === '')
+    return { error: 'empty: delete the file to remove its objects' };
+  return { text };
 }
 
 /** What a path that is neither a folder nor a regular file is, for the error that names it. */
@@ -85,10 +176,7 @@ async function listFiles(
   try {
     st = await stat(path);
   } catch (err) {
-    errors.push({
-      file: path,
-      message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-    });
+    errors.push(cannotRead(path, err));
     return;
   }
   if (st.isDirectory()) {
@@ -103,10 +191,7 @@ async function listFiles(
     try {
       entries = (await readdir(path)).sort();
     } catch (err) {
-      errors.push({
-        file: path,
-        message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      });
+      errors.push(cannotRead(path, err));
       return;
     }
     for (const e of entries) {
@@ -115,22 +200,22 @@ async function listFiles(
     }
   } else if (top && !st.isFile()) {
     // named on the command line: `-f /dev/stdin` reads what a pipe brings, still through the size bound
-    out.push({ path, size: 0, ino: st.ino, mtimeMs: st.mtimeMs, stream: true });
+    out.push({ path, size: 0, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, stream: true });
   } else if (top || MANIFEST_FILE.test(path)) {
-    if (st.isFile()) out.push({ path, size: st.size, ino: st.ino, mtimeMs: st.mtimeMs });
+    if (st.isFile()) out.push({ path, size: st.size, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs });
     else errors.push({ file: path, message: `${fileKind(st)}, not a manifest file: not read` });
   }
 }
 
 /**
- * A manifest file's text, or what stopped it: more than `max` bytes (reading stops there, however far the file goes
+ * A manifest file's bytes, or what stopped it: more than `max` bytes (reading stops there, however far the file goes
  * on), or not a regular file. Opened without blocking and checked again, so a file replaced by a named pipe since it
  * was listed is refused, not waited on.
  */
 async function readManifestFile(
   file: ListedFile,
   max: number,
-): Promise<{ text: string } | { tooBig: number } | { notFile: string }> {
+): Promise<{ bytes: Buffer } | { tooBig: number } | { notFile: string }> {
   const fh = await open(file.path, fsConstants.O_RDONLY | (file.stream ? 0 : fsConstants.O_NONBLOCK));
   try {
     const st = await fh.stat();
@@ -141,7 +226,7 @@ async function readManifestFile(
       const chunk = Buffer.allocUnsafe(Math.min(max + 1 - total, 1024 * 1024));
       // a pipe has no positions: read on from where it is
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, file.stream ? null : total);
-      if (bytesRead === 0) return { text: Buffer.concat(chunks, total).toString('utf8') };
+      if (bytesRead === 0) return { bytes: Buffer.concat(chunks, total) };
       chunks.push(chunk.subarray(0, bytesRead));
       total += bytesRead;
       if (total > max) return { tooBig: total };
@@ -196,7 +281,7 @@ export async function loadManifests(
     try {
       read = await readManifestFile(listed, limits.maxFileBytes);
     } catch (err) {
-      errors.push({ file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+      errors.push(cannotRead(file, err));
       continue;
     }
     if ('notFile' in read) {
@@ -211,7 +296,12 @@ export async function loadManifests(
       });
       continue;
     }
-    parts.push(parseManifestText(read.text, file));
+    const decoded = decodeManifestBytes(read.bytes);
+    if ('error' in decoded) {
+      errors.push({ file, message: decoded.error });
+      continue;
+    }
+    parts.push(parseManifestText(decoded.text, file));
   }
   const merged = mergeParsed(parts);
   merged.errors.unshift(...errors);

@@ -72,7 +72,10 @@ describe('relay config', () => {
   const bad: [string[], RegExp][] = [
     [[], /--manifests: one routing source is required/],
     [['--manifests', 'a', '--routing-file', 'b'], /only one routing source/],
-    [['--manifests', 'a', '--listen', 'nope'], /^--listen: must be HOST:PORT \(got "nope"\)/],
+    [
+      ['--manifests', 'a', '--listen', 'nope'],
+      /^--listen: must be HOST:PORT with a port from 0 to 65535 \(0: any free port\) \(got "nope"\)/,
+    ],
     [['--manifests', 'a', '--listen', '1.2.3.4:70000'], /^--listen: /],
     [['--manifests', 'a', '--max-message-size', '10k'], /^--max-message-size: must be an integer/],
     [['--manifests', 'a', '--retry-schedule', '1m,,5m'], /^--retry-schedule: /],
@@ -152,8 +155,45 @@ describe('relay config', () => {
     });
   }
 
-  it('names the flag for a bad environment value too', () => {
-    expect(err(['--manifests', 'a'], { MAILROUTE_IDLE_TIMEOUT: 'soon' })).toMatch(/^--idle-timeout: /);
+  it('names the environment variable for a bad value that came from it; a flag wins and is named', () => {
+    expect(err(['--manifests', 'a'], { MAILROUTE_IDLE_TIMEOUT: 'soon' })).toMatch(
+      /^MAILROUTE_IDLE_TIMEOUT: must be a duration/,
+    );
+    expect(err(['--manifests', 'a'], { MAILROUTE_LISTEN: 'nope' })).toBe(
+      'MAILROUTE_LISTEN: must be HOST:PORT with a port from 0 to 65535 (0: any free port) (got "nope")',
+    );
+    expect(err(['--manifests', 'a', '--listen', 'nope'], { MAILROUTE_LISTEN: '127.0.0.1:25' })).toMatch(
+      /^--listen: must be HOST:PORT/,
+    );
+    // a rule between flags shows no value: the flag is named whatever set it
+    expect(err([], { MAILROUTE_MANIFESTS: 'a', MAILROUTE_ROUTING_FILE: 'b' })).toMatch(
+      /^--manifests: only one routing source/,
+    );
+  });
+
+  it('a port out of range is named as such', () => {
+    expect(err(['--manifests', 'a', '--listen', '127.0.0.1:70000'])).toBe(
+      '--listen: must be HOST:PORT with a port from 0 to 65535 (0: any free port) (got "127.0.0.1:70000")',
+    );
+    expect(ok(['--manifests', 'a', '--listen', '127.0.0.1:0']).listen).toEqual({
+      host: '127.0.0.1',
+      port: 0,
+    });
+    // a server to connect to has no port 0
+    expect(err(['--manifests', 'a', '--dsn-relay', 'smarthost:0'])).toBe(
+      '--dsn-relay: must be HOST:PORT with a port from 1 to 65535 (got "smarthost:0")',
+    );
+  });
+
+  it('--help: every flag name is followed by two spaces, also the longest (--max-unknown-recipients-per-ip)', () => {
+    const rows = relayUsage()
+      .split('\n')
+      .filter((l) => l.startsWith('  --'));
+    expect(rows.length).toBeGreaterThan(30);
+    for (const row of rows) expect(row, row).toMatch(/^ {2}--[a-z0-9-]+ {2,}\S/);
+    expect(relayUsage()).toMatch(
+      /--max-unknown-recipients-per-ip {2,}unknown or refused recipients from one client/,
+    );
   });
 
   it('parses host:port', () => {

@@ -342,9 +342,12 @@ export function parseRelayConfig(
   if (!flags.ok) return flags;
   if (flags.help) return { ok: 'help' };
   const raw = flags.get;
+  const nameOf = flags.nameOf;
+  // a bad value is named as the admin set it (MAILROUTE_LISTEN=nope names MAILROUTE_LISTEN); a rule between flags
+  // (no value shown) names the flag
   const fail = (flag: RelayFlag, why: string, value?: string): never => {
     const shown = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
-    throw new FlagError(`--${flag}: ${why}${shown}`);
+    throw new FlagError(`${value === undefined ? `--${flag}` : nameOf(flag)}: ${why}${shown}`);
   };
   const int = (flag: RelayFlag, min: number): number => {
     const v = raw(flag) ?? '';
@@ -360,9 +363,17 @@ export function parseRelayConfig(
       return fail(flag, `must be a duration like 500ms, 30s, 5m, 1h, 5d (>= ${min} ms)`, v);
     return ms;
   };
-  const hostPort = (flag: RelayFlag): HostPort => {
+  /** minPort 0 for a listener (0: any free port, as the tests use), 1 for a server to connect to. */
+  const hostPort = (flag: RelayFlag, minPort: 0 | 1): HostPort => {
     const v = raw(flag) ?? '';
-    return parseHostPort(v) ?? fail(flag, 'must be HOST:PORT', v);
+    const hp = parseHostPort(v);
+    if (hp === undefined || hp.port < minPort)
+      return fail(
+        flag,
+        `must be HOST:PORT with a port from ${minPort} to 65535${minPort === 0 ? ' (0: any free port)' : ''}`,
+        v,
+      );
+    return hp;
   };
 
   try {
@@ -441,9 +452,9 @@ export function parseRelayConfig(
 
     const config: RelayConfig = {
       source,
-      listen: hostPort('listen'),
-      http: hostPort('http'),
-      admin: hostPort('admin'),
+      listen: hostPort('listen', 0),
+      http: hostPort('http', 0),
+      admin: hostPort('admin', 0),
       spoolDir: raw('spool') ?? './spool',
       hostname: host,
       clusterId,
@@ -487,7 +498,7 @@ export function parseRelayConfig(
       drainOnShutdown: (raw('drain-on-shutdown') ?? 'auto') as RelayConfig['drainOnShutdown'],
       drainTimeoutMs: duration('drain-timeout'),
       workers: 1,
-      ...(raw('dsn-relay') !== undefined ? { dsnRelay: hostPort('dsn-relay') } : {}),
+      ...(raw('dsn-relay') !== undefined ? { dsnRelay: hostPort('dsn-relay', 1) } : {}),
       dsnRatePerMinute: int('dsn-rate', 0),
       quarantineMaxAgeMs: duration('quarantine-max-age', 1000),
       quarantineMaxFiles: int('quarantine-max-files', 1),

@@ -11,6 +11,11 @@ export interface ManifestError {
   object?: string;
   path?: string;
   message: string;
+  /**
+   * A read that failed for a reason a retry may cure (EACCES, EMFILE, ...), not for what the file says: the relay's
+   * watcher loads again at its next poll even when the files look the same.
+   */
+  transient?: true;
 }
 
 export interface ParsedManifests {
@@ -255,7 +260,19 @@ function addDocument(value: unknown, file: string, line: number, out: ParsedMani
   }
   if (doc['apiVersion'] === 'v1' && kind === 'Secret') {
     const secret = parseSecret(doc, file, out.errors);
-    if (secret !== undefined) out.secrets.push(secret);
+    if (secret === undefined) return;
+    const key = objectKey('Secret', secret.namespace, secret.name);
+    if (out.origins.has(key)) {
+      out.errors.push({
+        file,
+        line,
+        object: objectName('Secret', secret.namespace, secret.name),
+        message: 'declared twice in this file',
+      });
+      return;
+    }
+    out.secrets.push(secret);
+    out.origins.set(key, file);
     return;
   }
   const result = validateObject(doc);
@@ -280,11 +297,11 @@ function addDocument(value: unknown, file: string, line: number, out: ParsedMani
 
 /**
  * Merges the results of several files. An object declared twice (same kind, namespace and name) is an error
- * naming both files; the first one is kept.
+ * naming both files; the first one is kept. Secrets too: a Secret left in `auth.bak.yaml` after a password rotation
+ * in `auth.yaml` used to win silently (sorted first).
  */
 export function mergeParsed(parts: readonly ParsedManifests[]): ParsedManifests {
   const out: ParsedManifests = { objects: [], claims: [], secrets: [], errors: [], origins: new Map() };
-  const secretKeys = new Map<string, string>();
   for (const part of parts) {
     out.errors.push(...part.errors);
     for (const o of part.objects) {
@@ -319,8 +336,17 @@ export function mergeParsed(parts: readonly ParsedManifests[]): ParsedManifests 
     }
     for (const s of part.secrets) {
       const key = objectKey('Secret', s.namespace, s.name);
-      if (secretKeys.has(key)) continue;
-      secretKeys.set(key, key);
+      const file = part.origins.get(key) ?? '?';
+      const first = out.origins.get(key);
+      if (first !== undefined) {
+        out.errors.push({
+          file,
+          object: objectName('Secret', s.namespace, s.name),
+          message: `declared twice (also in ${first})`,
+        });
+        continue;
+      }
+      out.origins.set(key, file);
       out.secrets.push(s);
     }
   }

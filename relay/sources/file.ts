@@ -2,6 +2,7 @@
 // watched. A file that does not parse or does not look like a RoutingTable keeps the last good table.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { isTransientReadError } from '../../lib/manifests.ts';
 import { tableRevision } from '../../routing/compile.ts';
 import { API_VERSION, type RoutingTable } from '../../routing/model.ts';
 import { createPolledSource, type LoadOutcome } from './polled.ts';
@@ -50,7 +51,8 @@ export async function loadRoutingFile(
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    return { ok: false, errors: [`${file}: ${err instanceof Error ? err.message : String(err)}`] };
+    const errors = [`${file}: ${err instanceof Error ? err.message : String(err)}`];
+    return { ok: false, errors, ...(isTransientReadError(err) ? { retry: true as const } : {}) };
   }
   let parsed: unknown;
   try {

@@ -28,7 +28,11 @@ export async function loadManifestsDir(
   }
   if (!isDir) return { ok: false, errors: [`${dir}: no such folder`] };
   const compiled = await loadAndCompile([dir], limits);
-  if (compiled.errorLines.length > 0) return { ok: false, errors: compiled.errorLines };
+  if (compiled.errorLines.length > 0) {
+    // a file that could not be read (EACCES, EMFILE) may be readable at the next poll with nothing else changed
+    const transient = compiled.loaded.errors.some((e) => e.transient === true);
+    return { ok: false, errors: compiled.errorLines, ...(transient ? { retry: true as const } : {}) };
+  }
   const { secrets, warnings } = usableSecrets(compiled);
   return {
     ok: true,
@@ -59,8 +63,10 @@ function createCompileWorker(): {
   let worker: Worker | undefined;
   let nextId = 0;
   const waiting = new Map<number, (o: LoadOutcome) => void>();
-  const failAll = (why: string): void => {
-    for (const done of waiting.values()) done({ ok: false, errors: [why] });
+  /** retry: the worker died of something other than the size of the table, so the next one may well load it. */
+  const failAll = (why: string, retry: boolean): void => {
+    for (const done of waiting.values())
+      done({ ok: false, errors: [why], ...(retry ? { retry: true as const } : {}) });
     waiting.clear();
   };
   const start = (): Worker => {
@@ -79,11 +85,12 @@ function createCompileWorker(): {
         oom
           ? `compiling the manifests needs more than ${COMPILE_WORKER_HEAP_MB} MiB of memory`
           : `the compile worker failed: ${err.message}`,
+        !oom,
       );
     });
     w.on('exit', (code) => {
       if (worker === w) worker = undefined;
-      failAll(`the compile worker exited (${code})`);
+      failAll(`the compile worker exited (${code})`, true);
     });
     return w;
   };

@@ -5,10 +5,11 @@ import { access, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { SourceState } from './state.ts';
 import type { Credentials, RoutingSnapshot, RoutingSource } from './types.ts';
-import { fingerprint, watchPath } from './watcher.ts';
+import { fingerprint, watchPath, type LoadReport, type ReloadReason } from './watcher.ts';
 
+/** retry: the load failed for a reason a retry may cure (EACCES, EMFILE, a compile worker that died), not content. */
 export type LoadOutcome =
-  { ok: true; snapshot: RoutingSnapshot; warnings: string[] } | { ok: false; errors: string[] };
+  { ok: true; snapshot: RoutingSnapshot; warnings: string[] } | { ok: false; errors: string[]; retry?: true };
 
 export interface PolledSourceOptions {
   kind: string;
@@ -36,6 +37,10 @@ function credentialsDigest(secrets: ReadonlyMap<string, Credentials>): string {
   return h.digest('hex');
 }
 
+function sameErrors(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((e, i) => e === b[i]);
+}
+
 async function requirePath(path: string, r: PolledSourceOptions['required']): Promise<void> {
   const fail = (why: string): Error => new Error(`${r.flag} ${path}: ${why}`);
   const code = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
@@ -57,15 +62,20 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
   const state = new SourceState();
   let watcher: { close(): void } | undefined;
 
-  const reload = async (): Promise<void> => {
+  const reload = async (why: ReloadReason = 'change'): Promise<LoadReport> => {
     let outcome: LoadOutcome;
     try {
       outcome = await opts.load();
     } catch (err) {
-      outcome = { ok: false, errors: [err instanceof Error ? err.message : String(err)] };
+      // a load that throws is a fault of the moment (the loaders return content errors), worth a retry
+      outcome = { ok: false, errors: [err instanceof Error ? err.message : String(err)], retry: true };
     }
     if (!outcome.ok) {
+      const report: LoadReport = outcome.retry ? 'retry' : 'done';
+      // a retry that fails the same way is not logged again (a file left unreadable would log every retry)
+      const repeated = why === 'retry' && sameErrors(state.lastError?.errors, outcome.errors);
       state.lastError = { at: clock(), errors: outcome.errors };
+      if (repeated) return report;
       log.error(
         {
           source: opts.kind,
@@ -77,7 +87,7 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
           ? 'routing: invalid change, keeping the last good table'
           : 'routing: cannot load the routing table',
       );
-      return;
+      return report;
     }
     state.lastError = undefined;
     for (const w of outcome.warnings)
@@ -86,7 +96,8 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
     const current = outcome.snapshot;
     const sameTable = previous !== undefined && previous.revision === current.revision;
     // A changed Secret (a rotated password) is a change too, within the same poll as a manifest change.
-    if (sameTable && credentialsDigest(previous.secrets) === credentialsDigest(current.secrets)) return;
+    if (sameTable && credentialsDigest(previous.secrets) === credentialsDigest(current.secrets))
+      return 'done';
     if (sameTable) {
       log.info(
         {
@@ -110,6 +121,7 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
       );
     }
     state.publish(current, log);
+    return 'done';
   };
 
   return state.source(
@@ -117,10 +129,11 @@ export function createPolledSource(opts: PolledSourceOptions): RoutingSource {
     async () => {
       await requirePath(opts.path, opts.required);
       const fp = await fingerprint(opts.path);
-      await reload();
+      const first = await reload();
       watcher = watchPath(
         {
           path: opts.path,
+          retry: first === 'retry',
           ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
           ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
         },

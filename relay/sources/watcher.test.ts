@@ -17,10 +17,10 @@ describe('fingerprint', () => {
     symlinkSync('..', join(root, 'sub', 'up'));
     symlinkSync('sub', join(root, 'twin'));
     const lines = (await fingerprint(root)).split('\n').slice(1);
-    // each manifest file once, then the two links as the loader reports them (so a reload tells the admin)
+    // each manifest file once (inode:size:mtime:ctime), then the two links as the loader reports them (so a reload tells the admin)
     expect(lines.map((l) => l.split('\u0000'))).toEqual([
-      [join(root, 'a.yaml'), expect.stringMatching(/^\d+:1:[\d.]+$/) as unknown],
-      [join(root, 'sub', 'b.yaml'), expect.stringMatching(/^\d+:1:[\d.]+$/) as unknown],
+      [join(root, 'a.yaml'), expect.stringMatching(/^\d+:1:[\d.]+:[\d.]+$/) as unknown],
+      [join(root, 'sub', 'b.yaml'), expect.stringMatching(/^\d+:1:[\d.]+:[\d.]+$/) as unknown],
       [join(root, 'sub', 'up'), `the folder ${root} again (a symbolic link): not read twice`],
       [join(root, 'twin'), `the folder ${join(root, 'sub')} again (a symbolic link): not read twice`],
     ]);
