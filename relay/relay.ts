@@ -94,15 +94,24 @@ function setRevisionGauge(metrics: RelayMetrics, revision: string): void {
 }
 
 /** Writes and removes a probe file in the spool root (not queue/, whose strangers are quarantined at start): catches a read-only or full file system. */
-async function spoolWritable(dir: string): Promise<string | undefined> {
+async function spoolProbe(dir: string): Promise<{ text: string; full: boolean } | undefined> {
   const probe = join(dir, `.readyz-${process.pid}`);
   try {
     await writeFile(probe, 'ok');
     await unlink(probe);
     return undefined;
   } catch (err) {
-    return `spool ${dir} not writable: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+    await unlink(probe).catch(() => undefined); // created, then no room for its two bytes
+    const code = (err as NodeJS.ErrnoException).code;
+    return {
+      text: `spool ${dir} not writable: ${code ?? String(err)}`,
+      full: code === 'ENOSPC' || code === 'EDQUOT',
+    };
   }
+}
+
+async function spoolWritable(dir: string): Promise<string | undefined> {
+  return (await spoolProbe(dir))?.text;
 }
 
 export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = {}): Promise<RelayHandle> {
@@ -181,8 +190,15 @@ async function startRelay(
   }).catch((err: unknown) => {
     throw new Error(`--spool ${config.spoolDir}: ${err instanceof Error ? err.message : String(err)}`);
   });
-  const unwritable = await spoolWritable(config.spoolDir);
-  if (unwritable !== undefined) throw new Error(`--spool: ${unwritable}`);
+  const unwritable = await spoolProbe(config.spoolDir);
+  // A full volume does not stop the start: delivering the queue is what frees it (new mail gets 452 meanwhile, and
+  // /readyz says not writable). Stopping instead left a pod that restarts for ever with its queue undelivered.
+  if (unwritable?.full === true)
+    logger.error(
+      { spool: config.spoolDir },
+      `spool: ${unwritable.text}: starting anyway, so that delivery frees it; new mail is refused with 452 until then`,
+    );
+  else if (unwritable !== undefined) throw new Error(`--spool: ${unwritable.text}`);
 
   // ---- routing: one RecipientRouter per revision, replaced in one assignment ----
   const source = createSource(config.source, {

@@ -27,7 +27,7 @@ import type { ServerLookup } from '../delivery/server-lookup.ts';
 import { isQueueId } from '../spool/spool.ts';
 import type { LegState, Spool } from '../spool/types.ts';
 import { guardAdminRequest } from './guard.ts';
-import { createAdminToken } from './token.ts';
+import { startAdminToken } from './token.ts';
 import { messageView, type MessageView, type QueueListView } from './view.ts';
 
 /** The most messages one GET /queue returns (a page is about 1 KiB per message with a few recipients). */
@@ -81,7 +81,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const log = opts.logger;
   const defaultLimit = Math.min(opts.maxList ?? MAX_PAGE, MAX_PAGE);
   const maxPageBytes = opts.maxPageBytes ?? MAX_PAGE_BYTES;
-  const token = await createAdminToken(opts.tokenFile);
+  const token = await startAdminToken(opts.tokenFile, (message) => log.warn(message));
 
   const list = async (limit: number): Promise<QueueListView> => {
     const ids = await spool.list();

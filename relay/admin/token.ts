@@ -12,7 +12,7 @@ export function adminTokenPath(spoolDir: string): string {
 }
 
 /** Writes a new token to `path` (mode 0600, fsynced, renamed into place) and returns it. */
-export async function createAdminToken(path: string): Promise<string> {
+async function createAdminToken(path: string): Promise<string> {
   const token = randomBytes(32).toString('base64url');
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
@@ -27,6 +27,30 @@ export async function createAdminToken(path: string): Promise<string> {
   await chmod(tmp, 0o600); // the umask cannot widen it, but a pre-existing ACL default might
   await rename(tmp, path);
   return token;
+}
+
+/**
+ * createAdminToken, but on a full volume (ENOSPC, EDQUOT) the token of the last start is kept when its file is still
+ * there (`mailroute queue` reads it), or one held in memory only: a relay that cannot write 45 bytes still starts
+ * and delivers its queue, which is what frees the volume. `warn` says which.
+ */
+export async function startAdminToken(path: string, warn: (message: string) => void): Promise<string> {
+  try {
+    return await createAdminToken(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+    await rm(`${path}.tmp-${process.pid}`, { force: true }).catch(() => undefined);
+    const kept = await readAdminToken(path);
+    if (kept.ok) {
+      warn(`${path}: the volume is full (${code}): the token of the last start is kept`);
+      return kept.token;
+    }
+    warn(
+      `${path}: the volume is full (${code}): the admin API's token is held in memory only, so no client can read it until a restart with room`,
+    );
+    return randomBytes(32).toString('base64url');
+  }
 }
 
 /** The token in a token file, or an error message that names the file. */

@@ -1,7 +1,9 @@
 // The DSN hand-off (Postfix's bounce daemon): for a message whose legs owe a DSN (a failure, or the delay notice of a
 // leg still deferred), builds the DSN (dsn.ts), spools it as a new message from <> routed with `route`, and only then
 // clears what was owed in the message's state. No scheduling of its own: the engine decides what comes next from the
-// result.
+// result. A DSN spooled whose record in the message's state failed (a full disk: the DSN fits the accept log, the
+// state file does not) is remembered in memory, and the next pass records it instead of spooling another: one DSN per
+// owed leg, not one per retry while the disk stays full. A restart in between repeats the DSN rather than losing it.
 //
 // Exports:
 //   owesDsn(leg): a DSN is owed for the leg.
@@ -83,10 +85,25 @@ export type BounceResult =
   /** The DSN could not be spooled: try again later. */
   | { kind: 'failed' };
 
+/** What a DSN is owed for: a failure (dsnPending) or a delay notice (delayPending). */
+type OwedKind = 'failed' | 'delayed';
+
+const owedKind = (l: LegState): OwedKind => (l.dsnPending === true ? 'failed' : 'delayed');
+
+/** The key of one owed leg's DSN in Bouncer.spooled: message, leg index and what it is owed for. */
+const spooledKey = (id: string, leg: number, kind: OwedKind): string => `${id} ${leg} ${kind}`;
+
 export class Bouncer {
   private readonly limiter;
 
   private readonly d: BounceDeps;
+
+  /**
+   * DSNs spooled whose ids are not recorded in their message's state yet (its update failed): spooledKey -> DSN id.
+   * An entry goes once the update has run; one whose message then never comes back (removed through another path
+   * first) stays until the process ends, a few bytes each.
+   */
+  private readonly spooled = new Map<string, string>();
 
   constructor(d: BounceDeps) {
     this.d = d;
@@ -96,10 +113,24 @@ export class Bouncer {
   async bounce(id: string, state: SpoolState): Promise<BounceResult> {
     const { d } = this;
     const owed = state.legs.map((l, i) => ({ l, i })).filter(({ l }) => owesDsn(l));
+    const keys = new Map(owed.map(({ l, i }) => [i, spooledKey(id, i, owedKind(l))]));
+    // the legs whose DSN an earlier pass spooled already (its state update failed) get that DSN's id, not another
+    const dsnIds = new Map<number, string>();
+    for (const [i, key] of keys) {
+      const spooled = this.spooled.get(key);
+      if (spooled !== undefined) dsnIds.set(i, spooled);
+    }
+    const toSend = owed.filter(({ i }) => !dsnIds.has(i));
     const delayed = (l: LegState): boolean => l.dsnPending !== true;
     const sender = state.meta.mailFrom;
     let dsnId: string;
-    if (sender === '') {
+    if (toSend.length === 0) {
+      dsnId = 'none'; // not used: every owed leg has its DSN id already
+      d.log.info(
+        { queueId: id, dsnIds: [...new Set(dsnIds.values())] },
+        'delivery: DSN spooled already; recording it',
+      );
+    } else if (sender === '') {
       dsnId = 'none';
     } else {
       const plan = await d.route(sender);
@@ -108,7 +139,7 @@ export class Bouncer {
         // put off, as a message to a deferring server would be, until the queue lifetime after the failure ends.
         const now = d.clock().getTime();
         const since = Math.min(
-          ...owed
+          ...toSend
             .map(({ l }) => (l.lastAttemptAt ? Date.parse(l.lastAttemptAt) : NaN))
             .filter(Number.isFinite),
           Date.parse(state.meta.receivedAt) || now,
@@ -134,7 +165,7 @@ export class Bouncer {
       } else {
         const now = d.clock();
         // Per recipient domain: a flood of 550s for one managed domain does not become a flood of DSNs.
-        const firstOwed = owed[0];
+        const firstOwed = toSend[0];
         const rcptDomain = firstOwed ? domainOf(firstOwed.l.recipient) : '';
         const token = this.limiter.take(rcptDomain, now.getTime());
         if (!token.ok) {
@@ -146,7 +177,7 @@ export class Bouncer {
           return { kind: 'later', at: now.getTime() + token.retryInMs };
         }
         const retryUntil = new Date(Date.parse(state.meta.receivedAt) + d.maxQueueLifetimeMs);
-        const recipients: DsnRecipient[] = owed.map(({ l }) => {
+        const recipients: DsnRecipient[] = toSend.map(({ l }) => {
           const { status, expired } = legDsnStatus(l);
           return {
             finalRecipient: l.leg.recipient,
@@ -191,33 +222,23 @@ export class Bouncer {
           return { kind: 'failed' };
         }
         dsnId = res.id;
-        const nDelayed = owed.filter(({ l }) => delayed(l)).length;
-        if (nDelayed < owed.length) d.metrics.dsnSent.inc({ kind: 'failed' });
+        // remembered until the state records it: an update that fails must not spool it again at the next pass
+        for (const { i } of toSend) this.spooled.set(keys.get(i) ?? '', res.id);
+        const nDelayed = toSend.filter(({ l }) => delayed(l)).length;
+        if (nDelayed < toSend.length) d.metrics.dsnSent.inc({ kind: 'failed' });
         if (nDelayed > 0) d.metrics.dsnSent.inc({ kind: 'delayed' });
         d.log.info(
-          { queueId: id, dsnId, sender, failed: owed.length - nDelayed, delayed: nDelayed },
+          { queueId: id, dsnId, sender, failed: toSend.length - nDelayed, delayed: nDelayed },
           'delivery: DSN queued',
         );
         d.spooled(res.id);
       }
     }
-    const owedKind = new Map(owed.map(({ l, i }) => [i, delayed(l) ? 'delayed' : 'failed']));
-    const after = await d.spool.update(id, (s) => ({
-      ...s,
-      legs: s.legs.map((l, i) => {
-        const kind = owedKind.get(i);
-        if (kind === 'failed') {
-          const { dsnPending: _drop, ...rest } = l;
-          return { ...rest, dsnId };
-        }
-        if (kind === 'delayed') {
-          // at most one delay notice per leg: delayDsnId stays (a failure meanwhile keeps its own dsnPending)
-          const { delayPending: _drop, ...rest } = l;
-          return { ...rest, delayDsnId: dsnId };
-        }
-        return l;
-      }),
-    }));
+    for (const { i } of toSend) dsnIds.set(i, dsnId);
+    const kinds = new Map(owed.map(({ l, i }) => [i, owedKind(l)]));
+    const after = await d.spool.update(id, (s) => recordDsns(s, kinds, dsnIds));
+    // recorded (or the message is gone): nothing left to remember; a throw above keeps them for the next pass
+    for (const key of keys.values()) this.spooled.delete(key);
     return { kind: 'done', state: after };
   }
 
@@ -230,4 +251,29 @@ export class Bouncer {
       'latin1',
     );
   }
+}
+
+/** The state with what was owed cleared and each leg's DSN id recorded (pure: spool.update's change). */
+function recordDsns(
+  s: SpoolState,
+  kinds: ReadonlyMap<number, OwedKind>,
+  dsnIds: ReadonlyMap<number, string>,
+): SpoolState {
+  return {
+    ...s,
+    legs: s.legs.map((l, i) => {
+      const kind = kinds.get(i);
+      const dsnId = dsnIds.get(i) ?? 'none';
+      if (kind === 'failed') {
+        const { dsnPending: _drop, ...rest } = l;
+        return { ...rest, dsnId };
+      }
+      if (kind === 'delayed') {
+        // at most one delay notice per leg: delayDsnId stays (a failure meanwhile keeps its own dsnPending)
+        const { delayPending: _drop, ...rest } = l;
+        return { ...rest, delayDsnId: dsnId };
+      }
+      return l;
+    }),
+  };
 }

@@ -22,12 +22,16 @@
 // in a later segment, and after a directory fsync that makes those removals and entries durable; retired files are
 // reused for later segments. At start (replayAcceptLog, before the spool reads its queue), the last accept record of
 // each id without a later removal record has its file rewritten from the record unless it is the same, and fsynced
-// either way; then the segments go.
+// either way; then the segments go. On a full volume (ENOSPC, EDQUOT) the messages whose files do not fit stay in the
+// log alone: their segments are kept and taken over by the new AcceptLog as sealed ones (AcceptLogOptions.held), and
+// the spool serves those messages from memory until their segment's checkpoint writes their files (spool.ts): a
+// relay starts, and delivers, on a full spool.
 //
 // A message file larger than a quarter of a segment, and every message while no segment can be made (a small or full
 // volume) or after a failed log write, is made durable by its own fsyncs instead (spool.ts).
 //
-// Exports: encodeRecord, parseSegment, replayAcceptLog (and its ReplayReport), AcceptLog (AcceptLog.open).
+// Exports: encodeRecord, parseSegment, replayAcceptLog (and its ReplayReport, ReplayResult, HeldLog), heldSegments,
+// isNoSpace, AcceptLog (AcceptLog.open).
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -187,21 +191,111 @@ export interface ReplayReport {
   segments: number;
   /** Files set aside in quarantine/: a segment far too large, something not a regular file under a message's name. */
   quarantined: number;
+  /** Of the live records, those whose files a full volume could not take: they stay in the log alone (held). */
+  heldInLog: number;
+}
+
+/**
+ * What a replay on a full volume leaves in the log (keepOnFull): the messages whose files could not be written, and
+ * the segments kept for them, which the spool's AcceptLog takes over as sealed segments (AcceptLogOptions.held).
+ */
+export interface HeldLog {
+  /** The segments kept, oldest first: each with the ids whose last record it holds among `messages`. The segments
+   * after the first of those are kept too (with no id, perhaps): their removal records cancel its earlier accepts. */
+  segments: { seq: number; ids: string[] }[];
+  /** id -> the message file's bytes (its own copy, not a view into the segment). */
+  messages: Map<string, Buffer>;
+}
+
+export interface ReplayOptions {
+  /**
+   * On a full volume (ENOSPC, EDQUOT) keep in the log the messages whose files cannot be written, and report them
+   * (ReplayResult.held), instead of failing: a relay must start on a full spool, since delivering is what frees it.
+   * Without it (a former worker's folder being adopted) such a replay throws an error that says the volume is full.
+   */
+  keepOnFull?: boolean;
+}
+
+export interface ReplayResult extends ReplayReport {
+  /** Set when keepOnFull kept messages in the log. */
+  held?: HeldLog;
+}
+
+/** A volume out of bytes or of inodes (or the user's quota): what space returning fixes. */
+export function isNoSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** The last accept record of each id not removed since, and its segment's number, in order of first appearance. */
+type LiveRecords = Map<string, { data: Buffer; seq: number }>;
+
+/** What restoring one message's file did: written, the same already (fsynced), or no room for it. */
+type Restored = 'restored' | 'same' | 'no space';
+
+/**
+ * Makes <queue>/<id>.msg hold `data`, durably: rewritten in place when missing or different (never renamed over: a
+ * state file beside it stays as it is), fsynced either way. `full`: the volume is known full, so only a file that is
+ * the same already is fsynced. On a full volume a file this call emptied or cut short is removed: the message stays
+ * in the log alone, and a file without its footer under its name would be quarantined when it gets its file.
+ */
+async function restoreFile(fs: SpoolFs, path: string, data: Buffer, full: boolean): Promise<Restored> {
+  const now = await readWhole(fs, path).catch(() => undefined);
+  const same = Buffer.isBuffer(now) && now.equals(data);
+  if (full && !same) {
+    // a file cut short (a checkpoint's write when the process was killed): the record is the message
+    if (now !== undefined) await fs.unlink(path).catch(() => undefined);
+    return 'no space';
+  }
+  const flags = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+  let fh: SpoolFileHandle | undefined;
+  try {
+    fh = await fs.open(path, same ? flags : flags | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o600);
+    if (!same) {
+      await writevAll(fh, [data]);
+      await fh.chmod(0o600);
+    }
+    await fh.sync();
+  } catch (err) {
+    if (!isNoSpace(err)) throw err;
+    await fh?.close().catch(() => undefined);
+    fh = undefined;
+    if (!same) await fs.unlink(path).catch(() => undefined);
+    return 'no space';
+  } finally {
+    await fh?.close();
+  }
+  return same ? 'same' : 'restored';
+}
+
+/** The segments a replay on a full volume keeps: from the first that holds a message kept in the log, on. */
+export function heldSegments(
+  seqs: readonly number[],
+  held: ReadonlyMap<string, number>,
+): { seq: number; ids: string[] }[] {
+  if (held.size === 0) return [];
+  const first = Math.min(...held.values());
+  const kept = seqs.filter((s) => s >= first).map((seq) => ({ seq, ids: [] as string[] }));
+  const bySeq = new Map(kept.map((k) => [k.seq, k.ids]));
+  for (const [id, seq] of held) bySeq.get(seq)?.push(id);
+  return kept;
 }
 
 /**
  * Makes every message the log holds durable in its own file, then removes the log: run before the spool reads its
  * queue (openSpool), and on a folder before its messages are adopted (adopt.ts). `isId` checks a record's queue id.
+ * On a full volume see ReplayOptions.keepOnFull.
  */
 export async function replayAcceptLog(
   spoolDir: string,
   fs: SpoolFs,
   log: Logger,
   isId: (id: string) => boolean,
-): Promise<ReplayReport> {
+  opts: ReplayOptions = {},
+): Promise<ReplayResult> {
   const logDir = join(spoolDir, 'log');
   const queueDir = join(spoolDir, 'queue');
-  const report: ReplayReport = { live: 0, restored: 0, segments: 0, quarantined: 0 };
+  const report: ReplayReport = { live: 0, restored: 0, segments: 0, quarantined: 0, heldInLog: 0 };
   let names: string[];
   try {
     names = await fs.readdir(logDir);
@@ -222,8 +316,7 @@ export async function replayAcceptLog(
     report.quarantined++;
     return aside;
   };
-  /** id -> the message file's bytes, for accept records not removed since */
-  const live = new Map<string, Buffer>();
+  const live: LiveRecords = new Map();
   for (const s of segments) {
     const path = join(logDir, s.name);
     // never larger than a segment as this relay makes them; a file far larger (a sparse file, another program's) is
@@ -241,11 +334,14 @@ export async function replayAcceptLog(
         log.warn({ segment: s.name, id: r.id }, 'accept log: a record with a malformed queue id, skipped');
         continue;
       }
-      if (r.kind === KIND_ACCEPT) live.set(r.id, r.data);
+      if (r.kind === KIND_ACCEPT) live.set(r.id, { data: r.data, seq: s.seq });
       else live.delete(r.id);
     }
   }
-  for (const [id, data] of live) {
+  /** id -> segment number, of the messages a full volume keeps in the log */
+  const heldSeq = new Map<string, number>();
+  const heldData = new Map<string, Buffer>();
+  for (const [id, { data, seq }] of live) {
     report.live++;
     const path = join(queueDir, `${id}.msg`);
     // Something else under the message's name (a FIFO, a directory, a symlink: the spool's contents are input too) is
@@ -258,37 +354,49 @@ export async function replayAcceptLog(
         'accept log: not a regular file under a message name, quarantined',
       );
     }
-    const now = entry?.isFile() === true ? await readWhole(fs, path).catch(() => undefined) : undefined;
-    const same = Buffer.isBuffer(now) && now.equals(data);
-    // rewritten in place (never renamed over: a state file beside it stays as it is), complete from the start
-    const flags = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
-    const fh = await fs.open(path, same ? flags : flags | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o600);
-    try {
-      if (!same) {
-        await writevAll(fh, [data]);
-        await fh.chmod(0o600);
-        report.restored++;
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
+    const done = await restoreFile(fs, path, data, heldSeq.size > 0);
+    if (done === 'restored') report.restored++;
+    else if (done === 'no space') {
+      heldSeq.set(id, seq);
+      heldData.set(id, Buffer.from(data)); // its own copy: the segment's buffer goes
     }
   }
-  if (report.live > 0) await syncDir(fs, queueDir);
-  // every message is durable in its own file now: the segments are free for reuse (their records can never be read
-  // as a later segment's: each names the segment it was written to)
-  for (const s of segments)
+  report.heldInLog = heldSeq.size;
+  if (heldSeq.size > 0 && opts.keepOnFull !== true) throw volumeFull(spoolDir, heldSeq.size);
+  if (report.live > heldSeq.size) await syncDir(fs, queueDir);
+  const kept = heldSegments(
+    segments.map((s) => s.seq),
+    heldSeq,
+  );
+  const keptSeqs = new Set(kept.map((k) => k.seq));
+  // Every message is durable in its own file now, or (a full volume) in a segment kept: the others are free for
+  // reuse (their records can never be read as a later segment's: each names the segment it was written to)
+  const freed = segments.filter((s) => !keptSeqs.has(s.seq));
+  for (const s of freed)
     await fs.rename(join(logDir, s.name), join(logDir, freeName(s.seq))).catch((err: unknown) => {
       // one set aside above is gone from here
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     });
-  if (segments.length > 0) await syncDir(fs, logDir);
+  if (freed.length > 0) await syncDir(fs, logDir);
   if (report.segments > 0)
     log.info(
       { spool: spoolDir, ...report },
-      'accept log: replayed; every message it held is in its own file',
+      heldSeq.size === 0
+        ? 'accept log: replayed; every message it held is in its own file'
+        : 'accept log: replayed; the volume is full: some messages stay in the log until their files fit',
     );
-  return report;
+  return heldSeq.size === 0 ? report : { ...report, held: { segments: kept, messages: heldData } };
+}
+
+/** The error of a replay that may not keep messages in the log (adoption) on a full volume. */
+function volumeFull(spoolDir: string, held: number): Error {
+  return Object.assign(
+    new Error(
+      `accept log of ${spoolDir}: the volume is full (ENOSPC): ${held} messages it holds cannot be written to files ` +
+        'of their own; grow the volume (or free space on it) and start again',
+    ),
+    { code: 'ENOSPC' },
+  );
 }
 
 interface Segment {
@@ -340,10 +448,15 @@ export interface AcceptLogOptions {
   onWrite?: (seconds: number) => void;
   /** A write failed (a metric; the log goes on in a new segment, its records' messages get files of their own). */
   onWriteFailed?: () => void;
+  /**
+   * The segments a replay on a full volume kept (HeldLog.segments): taken over as sealed segments, retired as any
+   * other once their messages are removed or checkpointed (the checkpoint writes their files when space returns).
+   */
+  held?: readonly { seq: number; ids: readonly string[] }[];
 }
 
 export class AcceptLog {
-  private readonly o: Required<Omit<AcceptLogOptions, 'now' | 'onWrite' | 'onWriteFailed'>> &
+  private readonly o: Required<Omit<AcceptLogOptions, 'now' | 'onWrite' | 'onWriteFailed' | 'held'>> &
     Pick<AcceptLogOptions, 'onWrite' | 'onWriteFailed'> & { now: () => number };
   private readonly logDir: string;
   private current: Segment | undefined;
@@ -393,8 +506,26 @@ export class AcceptLog {
     }
     const l = new AcceptLog(o, seq);
     for (const n of names) if (FREE_RE.test(n)) l.free.push(n);
-    l.current = await l.prepare();
+    for (const h of o.held ?? []) await l.takeOver(h.seq, h.ids);
+    try {
+      l.current = await l.prepare();
+    } catch (err) {
+      // With segments taken over, the log is needed even with no room for a new one: it retires them (their removals
+      // and checkpoints). Each message meanwhile is made durable in its own file, as after a failure later on.
+      if (l.sealed.length === 0) throw err;
+      o.log.warn({ err, spool: o.spoolDir }, 'accept log: no new segment for now (a full volume)');
+    }
+    l.kickRetire();
     return l;
+  }
+
+  /** A segment a replay kept (a full volume): sealed now, its messages live in it until removed or checkpointed. */
+  private async takeOver(seq: number, ids: readonly string[]): Promise<void> {
+    // only closed at its retirement: nothing more is written into it
+    const fh = await this.o.fs.openRead(join(this.logDir, segmentName(seq)));
+    const seg: Segment = { seq, fh, used: this.o.segmentBytes, live: new Set(ids), sealedAt: this.o.now() };
+    for (const id of ids) this.segOf.set(id, seg);
+    this.sealed.push(seg);
   }
 
   /**

@@ -58,7 +58,7 @@ import type {
   SpoolState,
 } from './types.ts';
 import { GroupSync } from './group-sync.ts';
-import { AcceptLog, replayAcceptLog, writevAll } from './accept-log.ts';
+import { AcceptLog, replayAcceptLog, writevAll, type HeldLog } from './accept-log.ts';
 import { CompletionMarks } from './marks.ts';
 import { markWireReady } from './wire-ready.ts';
 
@@ -253,6 +253,26 @@ interface Unwritten {
   writing?: Promise<void>;
   /** Its file is written and fsynced; its directory entry is not durable yet (a directory fsync failed). */
   written?: boolean;
+}
+
+/**
+ * A message kept in the accept log alone at start (a full volume) as the spool serves it until it has a file: its
+ * file's bytes split into body and trailer, and its state checked as a load checks one; or why it cannot be read.
+ */
+function messageFromLog(id: string, data: Buffer, maxStateBytes: number): Unwritten | string {
+  const layout = parseFooter(data.subarray(Math.max(0, data.length - FOOTER_LEN)), data.length);
+  if (typeof layout === 'string') return layout;
+  if (layout.jsonLength > maxStateBytes) return `footer claims ${layout.jsonLength} bytes of state`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data.toString('utf8', layout.jsonOffset, layout.jsonOffset + layout.jsonLength));
+  } catch (err) {
+    return `state is not JSON: ${asError(err).message}`;
+  }
+  const state = checkState(parsed, id);
+  if (typeof state === 'string') return `state is malformed: ${state}`;
+  if (state.size !== layout.bodySize) return `state: size ${state.size}, body ${layout.bodySize} bytes`;
+  return { body: data.subarray(0, layout.bodySize), trailer: data.subarray(layout.bodySize), state };
 }
 
 export function isQueueId(s: string): boolean {
@@ -531,8 +551,14 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     restoredFromLog: 0,
     durationMs: 0,
   };
-  // The accept log first: every message it holds is made durable in its own file before the queue is read.
-  const replay = await replayAcceptLog(opts.dir, fs, log, isQueueId);
+  // The accept log first: every message it holds is made durable in its own file before the queue is read. On a full
+  // volume those whose files do not fit stay in the log (replay.held): served from memory below, and written by their
+  // segment's checkpoint once space returns. Failing instead kept a relay on a full spool from starting, and so from
+  // delivering, which is what frees the space (a rollout or an OOM kill gave CrashLoopBackOff). Without the log
+  // (acceptLog: false) nothing would retire the segments kept, so such a start still fails, saying the volume is full.
+  const replay = await replayAcceptLog(opts.dir, fs, log, isQueueId, {
+    keepOnFull: opts.acceptLog !== false,
+  });
   recovery.restoredFromLog = replay.restored;
   // what the replay set aside counts as the start's other quarantined files do (the gauge reads quarantine/ below)
   recovery.quarantined += replay.quarantined;
@@ -581,6 +607,29 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // and removed first, and never touch the queue directory. Until then its bytes are here (the body shared with the
   // body cache) and in the log, from which a restart writes its file (replayAcceptLog).
   const unwritten = new Map<string, Unwritten>();
+  // Records a full volume kept in the log at start (replay.held) whose bytes are no message file this spool can read
+  // (not expected: each passed its CRC): written as they are by their checkpoint, as the replay would have, and
+  // quarantined by the load of the next start. Not listed meanwhile.
+  const unreadableInLog = new Map<string, Buffer>();
+  for (const [id, data] of replay.held?.messages ?? []) {
+    const m = messageFromLog(id, data, maxStateBytes);
+    if (typeof m === 'string') {
+      unreadableInLog.set(id, data);
+      log.error(
+        { queueId: id, reason: m },
+        'spool: a message the accept log holds cannot be read; kept for quarantine',
+      );
+    } else unwritten.set(id, m);
+  }
+  if (replay.held !== undefined) {
+    // no file of their own (the replay removed what it began of one): not in the listing above
+    recovery.messages += unwritten.size;
+    log.error(
+      { spool: opts.dir, heldInLog: replay.held.messages.size },
+      'spool: the volume is full: messages stay in the accept log alone until their files fit; grow the volume or ' +
+        'let delivery free it',
+    );
+  }
   /** Writes a message file whole, durably: created (never over anything), written, fsynced, marked complete. */
   const writeMessageFile = async (id: string, data: Buffer[]): Promise<void> => {
     const path = msgPath(id);
@@ -605,10 +654,18 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
     await fh.close();
   };
+  /** Writes the file of a record kept at start that is no readable message (unreadableInLog), for quarantine. */
+  const writeUnreadable = async (id: string): Promise<void> => {
+    const data = unreadableInLog.get(id);
+    if (data === undefined) return;
+    await writeMessageFile(id, [data]);
+    await dirSync.sync();
+    unreadableInLog.delete(id);
+  };
   /** Gives a message the accept log holds alone its own durable file (and directory entry); once at a time. */
   const materialize = (id: string): Promise<void> => {
     const u = unwritten.get(id);
-    if (u === undefined) return Promise.resolve();
+    if (u === undefined) return writeUnreadable(id);
     return (u.writing ??= (async () => {
       try {
         if (u.written !== true) {
@@ -654,7 +711,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // is only written for a logged message by materialize, which fsyncs it and the directory. (The log fsyncs the
   // directory again before the segment goes, for the removals.)
   const checkpoint = async (ids: readonly string[]): Promise<void> => {
-    const pending = ids.filter((id) => unwritten.has(id));
+    const pending = ids.filter((id) => unwritten.has(id) || unreadableInLog.has(id));
     // CHECKPOINT_PARALLEL at a time: their writes and fsyncs overlap, and their directory fsyncs are shared
     for (let i = 0; i < pending.length; i += CHECKPOINT_PARALLEL) {
       const done = await Promise.allSettled(pending.slice(i, i + CHECKPOINT_PARALLEL).map(materialize));
@@ -663,8 +720,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   };
   const { logWriteSeconds, logWriteFailures } = opts.metrics ?? {};
-  const openLog = (): Promise<AcceptLog> =>
+  const openLog = (held?: HeldLog['segments']): Promise<AcceptLog> =>
     AcceptLog.open({
+      ...(held !== undefined ? { held } : {}),
       spoolDir: opts.dir,
       fs,
       log,
@@ -676,16 +734,21 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       ...(opts.checkpointAfterMs !== undefined ? { checkpointAfterMs: opts.checkpointAfterMs } : {}),
     });
   // No room for a segment (a small or full volume): every message is made durable by its own fsyncs, as a large one.
+  // The segments a full volume kept at start are taken over (their messages' removals and checkpoints need the log):
+  // AcceptLog.open then goes on without a current segment rather than fail, and an error here fails the start.
+  const held = replay.held?.segments;
   const acceptLog =
     opts.acceptLog === false
       ? undefined
-      : await openLog().catch((err: unknown) => {
-          log.warn(
-            { err, spool: opts.dir },
-            'spool: no accept log (its first segment could not be made); fsyncing each message',
-          );
-          return undefined;
-        });
+      : held !== undefined
+        ? await openLog(held)
+        : await openLog().catch((err: unknown) => {
+            log.warn(
+              { err, spool: opts.dir },
+              'spool: no accept log (its first segment could not be made); fsyncing each message',
+            );
+            return undefined;
+          });
 
   // What the metrics read at a scrape: the messages only the log holds, and whether small messages go into it.
   opts.metrics?.setLogSource?.(() => ({
