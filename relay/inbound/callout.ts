@@ -15,7 +15,14 @@
 //   - at most maxQueued probes waiting for a connection; one more gets `busy` at once (the RCPT phase answers
 //     451 4.4.3 without touching the server);
 //   - after a connection could not be set up (refused, TLS or AUTH failure), probes get `suspended` for suspendMs
-//     instead of each trying again.
+//     instead of each trying again;
+//   - each probe has one deadline (deadlineMs, the relay's 2 x --callout-timeout) over all of it: the wait for a
+//     connection, its setup, MAIL and RCPT. The per-socket timeouts alone do not bound it: a tarpit that sends one
+//     byte every 400 ms restarts nodemailer's socket timeout forever, and a probe queued behind it waited for it. On
+//     expiry the probe is `failed` (the client gets 451 4.4.3), it leaves the wait queue, and a connection it was
+//     using or opening is closed, never reused. The answer goes back as soon as the RCPT reply is in; RSET follows
+//     without a client waiting for it, and the connection is reused only once RSET is through (within the
+//     per-command timeout, else it is closed).
 //
 // The SMTP client is nodemailer's SMTPConnection: connect() does the greeting, EHLO, STARTTLS per the options,
 // login() does AUTH. It has no public call for an envelope without DATA, so MAIL/RCPT/RSET go through
@@ -108,6 +115,11 @@ export interface CalloutPoolOptions {
   maxProbesPerConnection: number;
   /** After a connection could not be set up, probes to the server are refused for this long. 0: never. */
   suspendMs: number;
+  /**
+   * The whole of one probe, the wait for a connection included; then it is `failed`. Default: twice the longest of
+   * `timeouts` (the relay passes 2 x --callout-timeout).
+   */
+  deadlineMs?: number;
   /** Told when a connection is opened (metrics). */
   onConnection?: (server: ServerRoute) => void;
   now?: () => number;
@@ -126,8 +138,15 @@ class Session {
   /** The server offered SMTPUTF8 in its EHLO reply (the one after STARTTLS, when there was one). */
   private readonly smtputf8: boolean;
 
-  constructor(conn: SMTPConnection) {
+  /** How long RSET may take before the connection is closed instead of reused (the per-command timeout). */
+  private readonly resetMs: number;
+  /** The credentials it logged in with (authDigest): after a rotation it is not reused. */
+  readonly authDigest: string;
+
+  constructor(conn: SMTPConnection, resetMs: number, authDigest: string) {
     this.conn = conn;
+    this.resetMs = resetMs;
+    this.authDigest = authDigest;
     this.smtputf8 = offersSmtpUtf8(conn);
     const fail = (err: Error): void => {
       this.dead = true;
@@ -151,21 +170,51 @@ class Session {
     });
   }
 
-  async probe(address: string): Promise<CalloutProbe> {
+  /**
+   * MAIL FROM and RCPT TO; the answer, and `reset`, which settles once the connection may be used again (RSET is
+   * through) or has been closed. `deadline` closes the connection: the command waiting for its reply fails at once.
+   */
+  async probe(
+    address: string,
+    deadline: AbortSignal,
+  ): Promise<{ result: CalloutProbe; reset: Promise<void> }> {
     const from = probeMailFrom(address, this.smtputf8);
     // nothing is sent: the connection stays as it was, for the next probe
-    if ('unsupported' in from) return { kind: 'unsupported', text: from.unsupported };
-    this.probes++;
-    const mail = await this.command(from.line);
-    if (!mail.startsWith('2')) {
-      // not about the address; the connection may be fine, but start the next probe clean
-      this.close();
-      return { kind: 'failed', text: `${from.line}: ${firstLine(mail)}` };
+    if ('unsupported' in from)
+      return { result: { kind: 'unsupported', text: from.unsupported }, reset: Promise.resolve() };
+    const expire = (): void => this.destroy('the callout deadline passed');
+    deadline.addEventListener('abort', expire, { once: true });
+    try {
+      this.probes++;
+      const mail = await this.command(from.line);
+      if (!mail.startsWith('2')) {
+        // not about the address; the connection may be fine, but start the next probe clean
+        this.close();
+        return {
+          result: { kind: 'failed', text: `${from.line}: ${firstLine(mail)}` },
+          reset: Promise.resolve(),
+        };
+      }
+      const rcpt = await this.command(`RCPT TO:<${address}>`);
+      return {
+        result: { kind: 'reply', code: Number(rcpt.slice(0, 3)) || 0, text: firstLine(rcpt) },
+        reset: this.reset(),
+      };
+    } finally {
+      deadline.removeEventListener('abort', expire);
     }
-    const rcpt = await this.command(`RCPT TO:<${address}>`);
-    const rset = await this.command('RSET').catch(() => '');
-    if (!rset.startsWith('2')) this.close();
-    return { kind: 'reply', code: Number(rcpt.slice(0, 3)) || 0, text: firstLine(rcpt) };
+  }
+
+  /** RSET, for the next probe; a connection that refuses it, or does not answer within resetMs, is closed. */
+  private async reset(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.resetMs);
+    });
+    const rset = await Promise.race([this.command('RSET').catch(() => ''), late]);
+    clearTimeout(timer);
+    if (rset === 'late') this.destroy('RSET not answered');
+    else if (!rset.startsWith('2')) this.close();
   }
 
   idle(ms: number, onIdle: () => void): void {
@@ -175,6 +224,16 @@ class Session {
 
   busy(): void {
     clearTimeout(this.idleTimer);
+  }
+
+  /** Closes the connection at once, without QUIT (a server that does not answer); a command waiting fails. */
+  destroy(why: string): void {
+    clearTimeout(this.idleTimer);
+    this.dead = true;
+    const p = this.pending;
+    this.pending = undefined;
+    this.conn.close();
+    p?.(new CalloutError(why));
   }
 
   /** QUIT and close (nodemailer closes when the server answers QUIT, or on its socket timeout). */
@@ -221,6 +280,8 @@ interface Waiter {
 interface Lane {
   /** Connections open or being opened. */
   open: number;
+  /** Of those, the ones whose probe has answered and whose RSET is not through yet (neither idle nor free). */
+  resetting: number;
   idle: Session[];
   waiters: Waiter[];
   suspendedUntil: number;
@@ -244,27 +305,43 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
   const now = opts.now ?? Date.now;
   const lanes = new Map<string, Lane>();
   let closed = false;
+  const t = opts.timeouts;
+  const deadlineMs = opts.deadlineMs ?? 2 * Math.max(t.connectionMs, t.greetingMs, t.socketMs);
+  const deadlineText = `no RCPT reply within ${deadlineMs} ms (the callout's deadline)`;
 
   const laneFor = (key: string): Lane => {
     let lane = lanes.get(key);
     if (!lane) {
-      lane = { open: 0, idle: [], waiters: [], suspendedUntil: 0, suspendReason: '', authDigest: '' };
+      lane = {
+        open: 0,
+        resetting: 0,
+        idle: [],
+        waiters: [],
+        suspendedUntil: 0,
+        suspendReason: '',
+        authDigest: '',
+      };
       lanes.set(key, lane);
     }
     return lane;
   };
 
-  /** Sets up one connection: MX, credentials, connect (greeting, EHLO, STARTTLS), AUTH. Throws CalloutError. */
+  /**
+   * Sets up one connection: MX, credentials, connect (greeting, EHLO, STARTTLS), AUTH. Throws CalloutError, also
+   * when `deadline` passes first (the connection being set up is closed).
+   */
   const openSession = async (
     server: ServerRoute,
     auth: { user: string; pass: string } | undefined,
     destinations: DomainRoute['destinations'],
+    deadline: AbortSignal,
   ): Promise<Session> => {
     const resolver = opts.resolverFor?.(destinations) ?? opts.resolver;
     const targets = await resolveTargets(server, resolver);
     if (!targets.ok) throw new CalloutError(targets.reply.text);
     let last = 'no host to connect to';
     for (const host of targets.hosts) {
+      if (deadline.aborted) throw new CalloutError(deadlineText);
       let addresses: string[];
       try {
         addresses = await resolver.addresses(host);
@@ -293,38 +370,47 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
       let failed: ((err: Error) => void) | undefined;
       const onError = (err: Error): void => failed?.(err);
       conn.on('error', onError);
+      // the deadline ends the step under way as a failure (nodemailer's own timeouts restart with every byte)
+      const expire = (): void => failed?.(new CalloutError(deadlineText));
+      deadline.addEventListener('abort', expire, { once: true });
       const step = (run: (done: (err?: Error | null) => void) => void): Promise<Error | undefined> =>
         new Promise((resolve) => {
           failed = resolve;
-          run((err) => resolve(err ?? undefined));
+          if (deadline.aborted) resolve(new CalloutError(deadlineText));
+          else run((err) => resolve(err ?? undefined));
         });
-      const connected = await step((done) => conn.connect(done));
-      if (connected) {
-        conn.close();
-        last = `${host}:${server.port}: ${errText(connected)}`;
-        // the next MX host only when this one could not be reached
-        if (isNetworkError(connected)) continue;
-        throw new CalloutError(last);
-      }
-      opts.onConnection?.(server);
-      if (auth) {
-        const loggedIn = await step((done) => conn.login({ user: auth.user, pass: auth.pass }, done));
-        if (loggedIn) {
+      try {
+        const connected = await step((done) => conn.connect(done));
+        if (connected) {
           conn.close();
-          throw new CalloutError(`${host}:${server.port}: AUTH: ${errText(loggedIn)}`);
+          last = `${host}:${server.port}: ${errText(connected)}`;
+          // the next MX host only when this one could not be reached
+          if (isNetworkError(connected)) continue;
+          throw new CalloutError(last);
         }
+        opts.onConnection?.(server);
+        if (auth) {
+          const loggedIn = await step((done) => conn.login({ user: auth.user, pass: auth.pass }, done));
+          if (loggedIn) {
+            conn.close();
+            throw new CalloutError(`${host}:${server.port}: AUTH: ${errText(loggedIn)}`);
+          }
+        }
+      } finally {
+        deadline.removeEventListener('abort', expire);
       }
       failed = undefined;
       conn.off('error', onError);
       conn.on('error', () => undefined);
-      return new Session(conn);
+      return new Session(conn, opts.timeouts.socketMs, authDigest(auth));
     }
     throw new CalloutError(last);
   };
 
   /** Hands a connection that finished a probe to the next waiter, or parks it idle, or closes it. */
   const release = (lane: Lane, s: Session): void => {
-    if (closed || s.dead || s.probes >= opts.maxProbesPerConnection) {
+    // (a connection still in its RSET when the password rotated was not among the idle ones closed then)
+    if (closed || s.dead || s.probes >= opts.maxProbesPerConnection || s.authDigest !== lane.authDigest) {
       s.close();
       lane.open--;
       // a waiter may now open a connection of its own
@@ -343,15 +429,20 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     });
   };
 
-  /** A connection to use: an idle one, a new one (under the cap), or one handed over after waiting. */
+  /**
+   * A connection to use: an idle one, a new one (under the cap), or one handed over after waiting; or why there is
+   * none. The deadline ends the wait (the probe leaves the queue) and the setup under way.
+   */
   const acquire = async (
     lane: Lane,
     server: ServerRoute,
     auth: { user: string; pass: string } | undefined,
     cap: number,
     destinations: DomainRoute['destinations'],
+    deadline: AbortSignal,
   ): Promise<{ session: Session; reused: boolean } | CalloutProbe> => {
     for (;;) {
+      if (deadline.aborted) return { kind: 'failed', text: deadlineText };
       const idle = lane.idle.pop();
       if (idle) {
         idle.busy();
@@ -359,12 +450,20 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
         lane.open--;
         continue;
       }
-      if (lane.open < cap) {
+      // A connection finishing its RSET is free in a moment: wait for it (one waiter each) rather than open another.
+      const resetSoon = lane.resetting > lane.waiters.length && lane.waiters.length < opts.maxQueued;
+      if (!resetSoon && lane.open < cap) {
         lane.open++;
         try {
-          return { session: await openSession(server, auth, destinations), reused: false };
+          return { session: await openSession(server, auth, destinations, deadline), reused: false };
         } catch (err) {
           lane.open--;
+          if (deadline.aborted) {
+            // This probe ran out of time, maybe after waiting in the queue for most of it: that says nothing about
+            // the server, so no suspension. The slot is free: the next waiter may open a connection.
+            lane.waiters.shift()?.resolve(undefined);
+            return { kind: 'failed', text: deadlineText };
+          }
           const text = errText(err);
           if (opts.suspendMs > 0) {
             lane.suspendedUntil = now() + opts.suspendMs;
@@ -381,10 +480,48 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
           text: `${lane.open} callouts to ${server.name} in progress and ${lane.waiters.length} waiting`,
         };
       }
-      const handed = await new Promise<Session | undefined>((resolve) => lane.waiters.push({ resolve }));
+      const handed = await waitForConnection(lane, deadline);
       if (handed) return { session: handed, reused: true };
       if (lane.suspendedUntil > now())
         return { kind: 'suspended', text: `callouts suspended: ${lane.suspendReason}` };
+    }
+  };
+
+  /** One probe on the lane's connections, until its answer or the deadline (then it cleans up after itself). */
+  const probeOn = async (
+    lane: Lane,
+    server: ServerRoute,
+    address: string,
+    auth: { user: string; pass: string } | undefined,
+    destinations: DomainRoute['destinations'],
+    deadline: AbortSignal,
+  ): Promise<CalloutProbe> => {
+    const cap = Math.max(1, Math.min(opts.maxConnections, server.maxConnections));
+    // A reused connection the server has closed meanwhile fails at once: one more try on a fresh one.
+    for (let attempt = 0; ; attempt++) {
+      const got = await acquire(lane, server, auth, cap, destinations, deadline);
+      if ('kind' in got) return got;
+      if (deadline.aborted) {
+        // handed over just as the deadline passed: it is a good connection, for the next probe
+        release(lane, got.session);
+        return { kind: 'failed', text: deadlineText };
+      }
+      try {
+        const { result, reset } = await got.session.probe(address, deadline);
+        // the answer goes back now; the connection returns to the lane once RSET is through
+        lane.resetting++;
+        void reset.then(() => {
+          lane.resetting--;
+          release(lane, got.session);
+        });
+        return result;
+      } catch (err) {
+        got.session.close();
+        release(lane, got.session);
+        if (deadline.aborted) return { kind: 'failed', text: deadlineText };
+        if (got.reused && attempt === 0) continue;
+        return { kind: 'failed', text: errText(err) };
+      }
     }
   };
 
@@ -410,7 +547,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     if (refused !== undefined) return { kind: 'failed', text: refused };
     const lane = laneFor(laneKey(server, destinations));
     // a rotated password: connections set up with the old one are not reused
-    const digest = auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex') : '';
+    const digest = authDigest(auth);
     if (digest !== lane.authDigest) {
       for (const s of lane.idle.splice(0)) {
         lane.open--;
@@ -420,21 +557,16 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     }
     if (lane.suspendedUntil > now())
       return { kind: 'suspended', text: `callouts suspended: ${lane.suspendReason}` };
-    const cap = Math.max(1, Math.min(opts.maxConnections, server.maxConnections));
-    // A reused connection the server has closed meanwhile fails at once: one more try on a fresh one.
-    for (let attempt = 0; ; attempt++) {
-      const got = await acquire(lane, server, auth, cap, destinations);
-      if ('kind' in got) return got;
-      try {
-        const r = await got.session.probe(address);
-        release(lane, got.session);
-        return r;
-      } catch (err) {
-        got.session.close();
-        release(lane, got.session);
-        if (got.reused && attempt === 0) continue;
-        return { kind: 'failed', text: errText(err) };
-      }
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), deadlineMs);
+    try {
+      // whichever comes first; probeOn, told by the signal, closes what it was using and leaves the queue
+      return await Promise.race([
+        probeOn(lane, server, address, auth, destinations, deadline.signal),
+        aborted(deadline.signal).then((): CalloutProbe => ({ kind: 'failed', text: deadlineText })),
+      ]);
+    } finally {
+      clearTimeout(timer);
     }
   };
 
@@ -458,6 +590,35 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
       }
     },
   };
+}
+
+/** Waits in the lane's queue for a connection handed over (undefined: look again); the deadline takes it out. */
+function waitForConnection(lane: Lane, deadline: AbortSignal): Promise<Session | undefined> {
+  return new Promise((resolve) => {
+    const leave = (): void => {
+      const i = lane.waiters.indexOf(waiter);
+      if (i >= 0) lane.waiters.splice(i, 1);
+      resolve(undefined);
+    };
+    const waiter: Waiter = {
+      resolve: (s) => {
+        deadline.removeEventListener('abort', leave);
+        resolve(s);
+      },
+    };
+    deadline.addEventListener('abort', leave, { once: true });
+    lane.waiters.push(waiter);
+  });
+}
+
+/** The credentials a connection is set up with, as the lane compares them (never the password itself). */
+function authDigest(auth: { user: string; pass: string } | undefined): string {
+  return auth ? createHash('sha256').update(`${auth.user}\0${auth.pass}`).digest('hex') : '';
+}
+
+/** Resolves when the signal aborts (never, when it does not). */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
 
 function isNetworkError(err: Error): boolean {

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { CalloutPool, CalloutProbe } from './callout.ts';
-import { cacheTtlFor, createVerifier, factOfReply, refusesForSmtpUtf8 } from './verify.ts';
+import {
+  cacheSpelling,
+  cacheTtlFor,
+  createVerifier,
+  enhancedStatusOf,
+  factOfReply,
+  noAnswerWarning,
+  refusesForSmtpUtf8,
+} from './verify.ts';
 
 const ttl = { cacheTtlMs: 3_600_000, negativeTtlMs: 600_000, unknownTtlMs: 30_000 };
 
@@ -128,10 +136,12 @@ describe('createVerifier (cache in front of a pool)', () => {
     expect(asked.filter((a) => a === 'a@x.test')).toHaveLength(2);
   });
 
+  // (changed with the fix for a subaddress's answer recorded for its mailbox: the mailbox is now asked first, so the
+  // one callout is about alice@, and an absent mailbox costs one callout more, once per negative TTL)
   it('a subaddress is answered by its mailbox when that exists: alice+1, alice+2, ... cost one callout', async () => {
     const { asked, pool } = recording({
-      'alice+1@x.test': 250,
-      'alice+2@x.test': 250,
+      'alice@x.test': 250,
+      'bob@x.test': 550,
       'bob+1@x.test': 550,
       'bob+2@x.test': 550,
       'carol@x.test': 250,
@@ -147,11 +157,11 @@ describe('createVerifier (cache in front of a pool)', () => {
     });
     // the mailbox itself, asked later, is known too
     expect(await v.check(server, 'alice@x.test', 1000)).toMatchObject({ fact: 'exists', cached: true });
-    expect(asked).toEqual(['alice+1@x.test']);
-    // an absent subaddress says nothing about its mailbox: each is asked
+    expect(asked).toEqual(['alice@x.test']);
+    // an absent mailbox: each subaddress is asked itself (the mailbox once)
     await v.check(server, 'bob+1@x.test', 1000, undefined, 'bob@x.test');
     await v.check(server, 'bob+2@x.test', 1000, undefined, 'bob@x.test');
-    expect(asked.filter((a) => a.startsWith('bob'))).toEqual(['bob+1@x.test', 'bob+2@x.test']);
+    expect(asked.filter((a) => a.startsWith('bob'))).toEqual(['bob@x.test', 'bob+1@x.test', 'bob+2@x.test']);
     // a mailbox asked about first answers for its subaddresses
     await v.check(server, 'carol@x.test', 1000);
     expect(await v.check(server, 'carol+x@x.test', 1000, undefined, 'carol@x.test')).toMatchObject({
@@ -163,13 +173,15 @@ describe('createVerifier (cache in front of a pool)', () => {
 
   it('a mailbox entry expires with its TTL, and is per server', async () => {
     let t = 0;
-    const { asked, pool } = recording({ 'a+1@x.test': 250, 'a+2@x.test': 250 });
+    const { asked, pool } = recording({ 'a@x.test': 250 });
     const v = createVerifier({ pool, now: () => t });
     await v.check(server, 'a+1@x.test', 1000, undefined, 'a@x.test');
+    t = 999;
+    await v.check(server, 'a+2@x.test', 1000, undefined, 'a@x.test');
     t = 1000;
     await v.check(server, 'a+2@x.test', 1000, undefined, 'a@x.test');
     await v.check({ ...server, port: 2525 }, 'a+1@x.test', 1000, undefined, 'a@x.test');
-    expect(asked).toEqual(['a+1@x.test', 'a+2@x.test', 'a+1@x.test']);
+    expect(asked).toEqual(['a@x.test', 'a@x.test', 'a@x.test']);
   });
 
   it('a 553 5.6.7 and a server without SMTPUTF8 are unknown, cached as unknown (30 s, not 10 min), and logged', async () => {
@@ -230,5 +242,159 @@ describe('createVerifier (cache in front of a pool)', () => {
     });
     await v.check(server, 'c@x.test', 1000);
     expect(asked).toHaveLength(2);
+  });
+});
+
+describe('factOfReply: a 550/551/553 is absent only when it refuses the address', () => {
+  it.each<[string, string, MailboxFact]>([
+    // the callout itself refused: every real mailbox was taken for absent
+    [
+      'postscreen',
+      '550 5.7.1 Service unavailable; client [192.0.2.1] blocked using zen.spamhaus.org',
+      'unknown',
+    ],
+    ['Microsoft 365, banned IP', '550 5.7.606 Access denied, banned sending IP [192.0.2.1]', 'unknown'],
+    [
+      'Postfix refusing the null sender at RCPT',
+      '550 5.7.1 <>: Sender address rejected: Access denied',
+      'unknown',
+    ],
+    ['a sender status (X.1.8)', '553 5.1.8 <>: Sender address rejected: Domain not found', 'unknown'],
+    ['Exim, AUTH', '550 Authentication required', 'unknown'],
+    ['Exim, TLS', '550 STARTTLS required', 'unknown'],
+    ['Exim, ACL', '550 Administrative prohibition', 'unknown'],
+    ['relaying', '550 Relaying denied', 'unknown'],
+    ['a block list', '550 Your IP 192.0.2.1 is blacklisted', 'unknown'],
+    ['spam', '550 Message rejected as spam', 'unknown'],
+    ['policy', '553 Rejected by local policy', 'unknown'],
+    ['too many', '550 Too many invalid recipients', 'unknown'],
+    ['the sender, without a status', '550 <>: Sender address rejected', 'unknown'],
+    [
+      "qmail's status at the end",
+      "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+      'unknown',
+    ],
+    ['mail system (X.3)', '550 5.3.0 Mail system error', 'unknown'],
+    ['protocol (X.5)', '550 5.5.1 Bad sequence of commands', 'unknown'],
+    ['routing (X.4.4)', '550 5.4.4 Unable to route', 'unknown'],
+    ['mailbox full (X.2.2): the mailbox is there', '550 5.2.2 Mailbox full', 'unknown'],
+    ['X.0.0 says nothing: the text decides', '550 5.0.0 Access denied', 'unknown'],
+    // the mailbox is not there
+    [
+      'Postfix',
+      '550 5.1.1 <x@example.com>: Recipient address rejected: User unknown in virtual mailbox table',
+      'absent',
+    ],
+    [
+      'Exchange',
+      '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
+      'absent',
+    ],
+    ['Gmail', '550-5.1.1 The email account that you tried to reach does not exist. Please try', 'absent'],
+    [
+      'Microsoft 365 (directory-based edge blocking)',
+      '550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [host.test]',
+      'absent',
+    ],
+    ['Exim', '550 Unrouteable address', 'absent'],
+    ['cPanel', '550 No such user here', 'absent'],
+    [
+      'Postfix without enhanced codes: the table name is no policy',
+      '550 <x@example.com>: Recipient address rejected: User unknown in relay recipient table',
+      'absent',
+    ],
+    [
+      'mailbox disabled (X.2.1)',
+      '550-5.2.1 The email account that you tried to reach is disabled.',
+      'absent',
+    ],
+    ['moved (X.1.6)', '551 5.1.6 User has moved', 'absent'],
+    ['X.1.0', '550 5.1.0 Address rejected', 'absent'],
+    ["qmail's 5.1.1", '550 sorry, no mailbox here by that name. (#5.1.1)', 'absent'],
+    ['the echoed address is no cause', '550 <blockley@example.com> rejected', 'absent'],
+    ['X.0.0 with no cause named', '550 5.0.0 Requested action not taken: mailbox unavailable', 'absent'],
+  ])('%s: %s -> %s', (_name, text, fact) => {
+    expect(factOfReply(Number(text.slice(0, 3)), text)).toBe(fact);
+  });
+
+  it.each([
+    ['550 5.1.1 x', { subject: 1, detail: 1 }],
+    ['550-5.1.10 x', { subject: 1, detail: 10 }],
+    ['553 sorry (#5.7.1)', { subject: 7, detail: 1 }],
+    ['550 4.6.7.1 odd', undefined],
+    ['550 no status', undefined],
+  ] as const)('enhancedStatusOf(%j)', (text, want) => {
+    expect(enhancedStatusOf(text)).toEqual(want);
+  });
+});
+
+describe('noAnswerWarning: why recipients are tempfailed, once per server per minute', () => {
+  const server = (name: string, port = 25): ServerRoute => ({
+    name,
+    host: '127.0.0.1',
+    port,
+    mx: false,
+    tls: 'None',
+    maxConnections: 1,
+  });
+
+  it('warns with the server and the reply, counts what it held back, and forgets the oldest server first', () => {
+    let t = 0;
+    const lines: Record<string, unknown>[] = [];
+    const warn = noAnswerWarning({ warn: (obj) => lines.push(obj) }, () => t, 60_000, 2);
+    warn(server('old'), 'failed', 'MAIL FROM:<>: 550 5.7.1 null sender refused');
+    warn(server('old'), 'suspended', 'callouts suspended: AUTH failed');
+    t = 59_999;
+    warn(server('old'), 'failed', 'again');
+    expect(lines).toEqual([
+      {
+        server: 'old',
+        host: '127.0.0.1',
+        port: 25,
+        result: 'failed',
+        reply: 'MAIL FROM:<>: 550 5.7.1 null sender refused',
+        suppressed: 0,
+      },
+    ]);
+    t = 60_000;
+    warn(server('old'), 'suspended', 'callouts suspended: x');
+    expect(lines[1]).toMatchObject({ result: 'suspended', suppressed: 2 });
+    // another server is its own
+    warn(server('other', 2525), 'failed', 'ECONNREFUSED');
+    expect(lines).toHaveLength(3);
+    // a third server pushes the least recently warned about (old) out: old warns again at once
+    warn(server('third', 2526), 'failed', 'x');
+    warn(server('old'), 'failed', 'y');
+    expect(lines).toHaveLength(5);
+  });
+});
+
+describe('cacheSpelling: NFC and NFD spellings are one entry', () => {
+  it('josé@ as é and as e + U+0301 make one callout, which carries the address as the client sent it', async () => {
+    const nfc = 'jos\u00e9@x.test';
+    const nfd = 'jose\u0301@x.test';
+    expect(cacheSpelling(nfd)).toBe(cacheSpelling(nfc));
+    expect(cacheSpelling('Alice@X.test')).toBe('alice@x.test');
+    const asked: string[] = [];
+    const pool: CalloutPool = {
+      probe: (_s, a) => {
+        asked.push(a);
+        return Promise.resolve<CalloutProbe>({ kind: 'reply', code: 250, text: '250 ok' });
+      },
+      stats: () => ({ connections: 0, waiting: 0 }),
+      close: () => undefined,
+    };
+    const v = createVerifier({ pool });
+    const server: ServerRoute = {
+      name: 'old',
+      host: '127.0.0.1',
+      port: 25,
+      mx: false,
+      tls: 'None',
+      maxConnections: 1,
+    };
+    expect((await v.check(server, nfd, 1000)).fact).toBe('exists');
+    expect(await v.check(server, nfc, 1000)).toMatchObject({ fact: 'exists', cached: true });
+    expect(asked).toEqual([nfd]);
   });
 });

@@ -8,13 +8,17 @@
 //            is not ASCII and the server does not offer SMTPUTF8 (callout.ts probeMailFrom) -> min(cacheTTL,
 //            unknownTtlMs) (default 30 s), so a server that tempfails one address is not asked again for every RCPT of
 //            a burst, and a server that starts offering SMTPUTF8 is seen within 30 s;
-//   no answer (connection, TLS, AUTH failure, busy, suspended) -> not cached per address; the pool suspends the server
-//            instead (callout.ts), which bounds the cost of a failing server without remembering a wrong answer.
-// Concurrent lookups of one (server, address) share one callout. A subaddress (alice+news@) is answered by its
-// mailbox's entry when that says exists, and one found to exist records its mailbox: a sender that varies the
-// extension (alice+1@, alice+2@, ...) makes one callout, not one per address.
+//   no answer (connection, TLS, AUTH failure, busy, suspended, the probe's deadline) -> not cached per address; the
+//            pool suspends the server instead (callout.ts), which bounds the cost of a failing server without
+//            remembering a wrong answer; a warning says why, once per server per minute (noAnswerWarning).
+// Concurrent lookups of one (server, address) share one callout; the key is the address lowercased and in NFC
+// (cacheSpelling). A subaddress (alice+news@) is answered by its mailbox's entry when that says exists; with no entry
+// for the mailbox, the mailbox is asked first, and the subaddress itself only when the mailbox does not exist: a sender
+// that varies the extension (alice+1@, alice+2@, ...) makes one callout, not one per address. A subaddress's answer
+// is never recorded for its mailbox (mary-jane@ is no evidence about mary@).
 import type { DomainRoute, MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
+import { isNonAscii } from '../../routing/address.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
 import { createCalloutPool, type CalloutPool, type CalloutProbe } from './callout.ts';
 
@@ -37,8 +41,8 @@ export interface Verifier {
     destinations?: DomainRoute['destinations'],
     /**
      * The mailbox `address` is a subaddress of (alice@ for alice+news@, as a leg to `server` would carry it): a
-     * mailbox known to exist answers for each of its subaddresses without a callout, and a subaddress found to exist
-     * records its mailbox as existing. Undefined: `address` is no subaddress.
+     * mailbox known to exist answers for each of its subaddresses without a callout, and one not known yet is asked
+     * about first (askSubaddress). Undefined: `address` is no subaddress.
      */
     mailbox?: string,
   ): Promise<CalloutResult>;
@@ -46,6 +50,15 @@ export interface Verifier {
 
 /**
  * Maps the reply to RCPT TO (its code, and its first line from the code on) onto a fact. Pure.
+ *
+ * `absent` sends Split's mail to the secondary as its mailbox of record (or refuses it with 550 5.1.1 under
+ * unknownRecipients: Reject) and is cached for 10 minutes, so only a refusal that says the mailbox is not there may
+ * give it. A 550 is also what a server answers when it refuses the callout itself: postscreen's `550 5.7.1 Service
+ * unavailable; client [IP] blocked using zen.spamhaus.org`, Microsoft 365's `550 5.7.606 Access denied, banned
+ * sending IP`, Postfix refusing the null sender at RCPT (`550 5.7.1 <>: Sender address rejected`, smtpd_delay_reject),
+ * Exim's `550 Authentication required`. Read as `absent`, each of them made every real mailbox of the primary
+ * absent. So a 550/551/553 is `absent` only when it is about the address (refusesTheAddress); otherwise `unknown`
+ * (Split: 451 4.4.3, and the sender retries).
  *
  * A refusal for want of SMTPUTF8 is never `absent`: Postfix answers a non-ASCII address in a transaction without
  * SMTPUTF8 `553 5.6.7 Must declare SMTPUTF8 to send unicode address` (RFC 6531 §3.4), whatever its mailboxes are, and
@@ -57,7 +70,7 @@ export interface Verifier {
 export function factOfReply(code: number, text = ''): MailboxFact {
   if (code === 250 || code === 251) return 'exists';
   if (refusesForSmtpUtf8(text)) return 'unknown';
-  if (code === 550 || code === 551 || code === 553) return 'absent';
+  if (code === 550 || code === 551 || code === 553) return refusesTheAddress(text) ? 'absent' : 'unknown';
   return 'unknown';
 }
 
@@ -65,6 +78,71 @@ export function factOfReply(code: number, text = ''): MailboxFact {
 export function refusesForSmtpUtf8(text: string): boolean {
   return /^\d{3}[ -][245]\.6\.\d{1,3}(?![\d.])/.test(text) || /SMTPUTF8/i.test(text);
 }
+
+/**
+ * The enhanced status code of a reply (RFC 3463): after the code (`550 5.1.1 ...`, `550-5.1.1 ...`), or qmail's
+ * `(#5.1.1)` at the end of the text; undefined when there is none. Pure.
+ */
+export function enhancedStatusOf(text: string): { subject: number; detail: number } | undefined {
+  const m =
+    /^\d{3}[ -][245]\.(\d{1,3})\.(\d{1,3})(?![\d.])/.exec(text) ??
+    /\(#[245]\.(\d{1,3})\.(\d{1,3})\)\s*$/.exec(text);
+  return m ? { subject: Number(m[1]), detail: Number(m[2]) } : undefined;
+}
+
+/**
+ * A 5xx refusal of RCPT (550/551/553) says that the address has no mailbox there, as opposed to refusing the callout
+ * for a cause of its own (factOfReply). Pure.
+ *
+ * With an enhanced status (RFC 3463), its subject decides:
+ *   X.1.x address status (5.1.1 bad mailbox, 5.1.0, 5.1.6 moved, 5.1.10 Exchange's RecipientNotFound) -> yes, except
+ *         X.1.7 and X.1.8, which are about the sender (our `<>`);
+ *   X.2.0 and X.2.1 (mailbox disabled, not accepting messages) -> yes: the server will not take mail for the address,
+ *         now or at delivery; a mailbox disabled on the old provider is one whose user moved on (or left), and the
+ *         secondary, which has the mailbox or refuses it as the primary would, loses nothing; read as unknown, every
+ *         sender would retry for days before the same bounce;
+ *   X.2.2 (mailbox full), X.2.3 (message too long), X.2.4 (mailing list) -> no: the mailbox is there;
+ *   X.4.1 -> yes: Microsoft 365's unknown user is `550 5.4.1 Recipient address rejected: Access denied`
+ *         (directory-based edge blocking); the rest of X.4 (routing, network) -> no;
+ *   X.7 security or policy, X.5 protocol, X.3 mail system, X.6 content -> no: the callout was refused;
+ *   X.0.0 (undefined) says nothing: read as a reply without one.
+ * Without one, the text decides: one that names the sender or a policy cause (TLS, authentication, relaying, a block
+ * list, "prohibited", "policy", "denied", "too many", the client host) is no refusal of the address, unless it also
+ * names an unknown mailbox (Postfix's `User unknown in relay recipient table`); anything else is, as before (`550
+ * Unrouteable address`, `550 No such user here`, a bare 550).
+ */
+export function refusesTheAddress(text: string): boolean {
+  const status = enhancedStatusOf(text);
+  if (status !== undefined && !(status.subject === 0 && status.detail === 0))
+    return statusRefusesTheAddress(status.subject, status.detail);
+  // the address a server echoes (`<blockley@...>`) is no cause of its own
+  const words = text.replace(/<[^>]*>/g, '');
+  if (/\bsender\b/i.test(words)) return false;
+  if (NAMES_UNKNOWN_MAILBOX.test(words)) return true;
+  return !NAMES_POLICY_CAUSE.test(words);
+}
+
+/** refusesTheAddress for an enhanced status X.subject.detail. Pure. */
+function statusRefusesTheAddress(subject: number, detail: number): boolean {
+  switch (subject) {
+    case 1:
+      return detail !== 7 && detail !== 8;
+    case 2:
+      return detail === 0 || detail === 1;
+    case 4:
+      return detail === 1;
+    default:
+      return false;
+  }
+}
+
+/** A reply without an enhanced status that says the mailbox is not there. */
+const NAMES_UNKNOWN_MAILBOX =
+  /user unknown|unknown (user|recipient|mailbox)|no such (user|mailbox|recipient|address)|(mailbox|user|recipient|address|account) (does not exist|doesn't exist|not found|unknown)|unrouteable|unroutable/i;
+
+/** A reply without an enhanced status that names a cause other than the address (refusesTheAddress). */
+const NAMES_POLICY_CAUSE =
+  /tls|\bssl\b|\bauth|\brelay|block|blacklist|spam|\brbl\b|prohibit|policy|denied|too many|client host|reputation/i;
 
 /** How long an answer is cached, in ms (0: not cached). Pure. */
 export function cacheTtlFor(
@@ -93,7 +171,10 @@ export interface VerifierOptions {
   unknownTtlMs?: number;
   maxEntries?: number;
   metrics?: RelayMetrics;
-  /** Told why an answer is `unknown` when the cause is SMTPUTF8 (the operator can act on it: the server's settings). */
+  /**
+   * Told why an answer is `unknown` when the cause is SMTPUTF8 (the operator can act on it: the server's settings),
+   * and why a server gave no answer (noAnswerWarning).
+   */
   log?: CalloutLog;
   now?: () => number;
 }
@@ -108,6 +189,21 @@ function serverId(s: ServerRoute): string {
   return `${s.host}:${s.port}:${s.mx ? 'mx' : 'host'}`;
 }
 
+/** An answer as a callout gave it, with whether the server answered at all (VerifierOptions: "no answer"). */
+type Asked = CalloutResult & { answered: boolean };
+
+/**
+ * The cache's spelling of an address: lowercase, and in Unicode NFC. `josé@` typed as é (U+00E9) or as e + U+0301
+ * (NFD, as some macOS input produces) is one mailbox to every server a migration targets, and was two cache entries
+ * and two callouts. Only the key: the callout and the legs carry the address as the client sent it. (The domain is
+ * an A-label by now, relay/inbound/rcpt.ts normalizeRecipient, so this is the local part's normalization.) An ASCII
+ * address, nearly every one, is not normalized: NFC leaves it as it is.
+ */
+export function cacheSpelling(address: string): string {
+  const lower = address.toLowerCase();
+  return isNonAscii(lower) ? lower.normalize('NFC') : lower;
+}
+
 export function createVerifier(opts: VerifierOptions): Verifier & { readonly size: number } {
   const now = opts.now ?? Date.now;
   const maxEntries = opts.maxEntries ?? 100_000;
@@ -115,7 +211,8 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
   const unknownTtlMs = opts.unknownTtlMs ?? 30_000;
   const m = opts.metrics;
   const cache = new Map<string, { fact: MailboxFact; reply: string; until: number }>();
-  const inflight = new Map<string, Promise<CalloutResult>>();
+  const inflight = new Map<string, Promise<Asked>>();
+  const warnNoAnswer = noAnswerWarning(opts.log, now);
 
   const remember = (key: string, entry: { fact: MailboxFact; reply: string; until: number }): void => {
     cache.delete(key); // a renewed entry moves to the end (the eviction order is insertion order)
@@ -134,14 +231,14 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
     return undefined;
   };
 
+  /** One callout about `address`, its metrics and logs, and its answer cached under `key` (and only there). */
   const ask = async (
     server: ServerRoute,
     address: string,
     key: string,
     cacheTtlMs: number,
     destinations: DomainRoute['destinations'],
-    mailboxKey: string | undefined,
-  ) => {
+  ): Promise<Asked> => {
     const started = now();
     const probe = await opts.pool.probe(server, address, destinations);
     const fact = probe.kind === 'reply' ? factOfReply(probe.code, probe.text) : 'unknown';
@@ -156,14 +253,51 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
         { server: server.name, host: server.host, port: server.port, reply },
         'recipient verification inconclusive for a non-ASCII address (SMTPUTF8): answered unknown, not absent',
       );
+    if (probe.kind === 'failed' || probe.kind === 'suspended') warnNoAnswer(server, probe.kind, probe.text);
     const ttl = cacheTtlFor(probe, fact, { cacheTtlMs, negativeTtlMs, unknownTtlMs });
-    if (ttl > 0) {
-      remember(key, { fact, reply, until: now() + ttl });
-      // the subaddress exists, so its mailbox does (an absent one says nothing about the mailbox)
-      if (fact === 'exists' && mailboxKey !== undefined)
-        remember(mailboxKey, { fact, reply, until: now() + ttl });
-    }
-    return { fact, reply, cached: false };
+    // Only the address asked about: a subaddress's answer is never its mailbox's. With recipientDelimiter "+-",
+    // mary-jane@ may be a mailbox of its own while mary@ is none, and recording mary@ as existing from it overwrote
+    // mary's `absent`: her next mail went to the primary, which refused it.
+    if (ttl > 0) remember(key, { fact, reply, until: now() + ttl });
+    return { fact, reply, cached: false, answered };
+  };
+
+  /** ask(), shared: concurrent lookups of one (server, address) make one callout. */
+  const shared = (
+    server: ServerRoute,
+    address: string,
+    key: string,
+    cacheTtlMs: number,
+    destinations: DomainRoute['destinations'],
+  ): Promise<Asked> => {
+    const running = inflight.get(key);
+    if (running) return running;
+    const p = ask(server, address, key, cacheTtlMs, destinations).finally(() => inflight.delete(key));
+    inflight.set(key, p);
+    return p;
+  };
+
+  /**
+   * A subaddress whose mailbox has no answer yet: the mailbox is asked first, and when it exists, so does the
+   * subaddress (and every other one: alice+1@, alice+2@, ... cost that one callout, which the unknown-recipient
+   * limits would never bound, each being accepted). Otherwise the subaddress is asked itself: the server may have it
+   * as a mailbox of its own (mary-jane@ with the delimiter "-"). When the mailbox got no answer at all (connection,
+   * AUTH, deadline, suspended), neither would the subaddress now: that is the answer, and the client has waited once.
+   */
+  const askSubaddress = async (
+    server: ServerRoute,
+    address: string,
+    key: string,
+    mailbox: string,
+    mailboxKey: string,
+    cacheTtlMs: number,
+    destinations: DomainRoute['destinations'],
+  ): Promise<Asked> => {
+    const viaMailbox = await shared(server, mailbox, mailboxKey, cacheTtlMs, destinations);
+    if (viaMailbox.fact === 'exists' || !viaMailbox.answered) return viaMailbox;
+    const own = cached(key); // asked by another session meanwhile
+    if (own !== undefined) return { fact: own.fact, reply: own.reply, cached: true, answered: true };
+    return shared(server, address, key, cacheTtlMs, destinations);
   };
 
   return {
@@ -172,7 +306,7 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
     },
     async check(server, address, cacheTtlMs, destinations, mailbox) {
       const rules = destinations === undefined ? '' : `\u0000${JSON.stringify(destinations)}`;
-      const keyOf = (a: string): string => `${serverId(server)}\u0000${a.toLowerCase()}${rules}`;
+      const keyOf = (a: string): string => `${serverId(server)}\u0000${cacheSpelling(a)}${rules}`;
       const key = keyOf(address);
       const mailboxKey = mailbox === undefined ? undefined : keyOf(mailbox);
       // the address's own answer, else its mailbox's when that exists (alice+1, alice+2 ... cost one callout)
@@ -183,16 +317,55 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
         m?.calloutCacheHits.inc({ server: server.name, result: hit.fact });
         return { fact: hit.fact, reply: hit.reply, cached: true };
       }
-      const running = inflight.get(key);
-      if (running) return running;
-      const p = ask(server, address, key, cacheTtlMs, destinations, mailboxKey);
-      inflight.set(key, p);
-      try {
-        return await p;
-      } finally {
-        inflight.delete(key);
-      }
+      const asked =
+        mailbox !== undefined && mailboxKey !== undefined && viaMailbox === undefined
+          ? await askSubaddress(server, address, key, mailbox, mailboxKey, cacheTtlMs, destinations)
+          : await shared(server, address, key, cacheTtlMs, destinations);
+      return { fact: asked.fact, reply: asked.reply, cached: asked.cached };
     },
+  };
+}
+
+/**
+ * The warning that a server gave no answer (`failed`: connection, TLS, AUTH, `MAIL FROM:<>` refused, the deadline;
+ * `suspended` after such a failure): Split tempfails every recipient of the server with 451 4.4.3, and without it
+ * no log line said why. At most one per server per minute (the rest are counted in the next one's `suppressed`): a
+ * server that is down is asked for every RCPT. Remembers at most `maxServers` servers (the least recently warned
+ * about is forgotten first).
+ */
+export function noAnswerWarning(
+  log: CalloutLog | undefined,
+  now: () => number,
+  everyMs = 60_000,
+  maxServers = 1_000,
+): (server: ServerRoute, kind: 'failed' | 'suspended', text: string) => void {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (server, kind, text) => {
+    if (log === undefined) return;
+    const id = `${server.name}\u0000${serverId(server)}`;
+    const t = now();
+    const seen = last.get(id);
+    if (seen !== undefined && t - seen.at < everyMs) {
+      seen.suppressed++;
+      return;
+    }
+    last.delete(id);
+    last.set(id, { at: t, suppressed: 0 });
+    if (last.size > maxServers) {
+      const oldest = last.keys().next();
+      if (oldest.done !== true) last.delete(oldest.value);
+    }
+    log.warn(
+      {
+        server: server.name,
+        host: server.host,
+        port: server.port,
+        result: kind,
+        reply: text,
+        suppressed: seen?.suppressed ?? 0,
+      },
+      'recipient verification got no answer from the server: its recipients are tempfailed (451 4.4.3) until it answers',
+    );
   };
 }
 
@@ -200,7 +373,7 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
 export interface CalloutSettings {
   /** Our EHLO name. */
   heloName: string;
-  /** Connection, greeting and per-command timeout. Default 10 s. */
+  /** Connection, greeting and per-command timeout. Default 10 s. A probe as a whole gets twice this (its deadline). */
   timeoutMs?: number;
   credentials?: (ref: {
     namespace: string;
@@ -220,7 +393,7 @@ export interface CalloutSettings {
   unknownTtlMs?: number;
   maxEntries?: number;
   metrics?: RelayMetrics;
-  /** Why an answer is unknown, when the cause is SMTPUTF8 (VerifierOptions.log). */
+  /** Why an answer is unknown (SMTPUTF8), or why there is none (VerifierOptions.log). */
   log?: CalloutLog;
   now?: () => number;
 }
@@ -243,6 +416,8 @@ export function createCalloutVerifier(
   const pool = createCalloutPool({
     hostname: s.heloName,
     timeouts: { connectionMs: t, greetingMs: t, socketMs: t },
+    // a probe as a whole, its wait for a connection included: the client waits at RCPT meanwhile
+    deadlineMs: 2 * t,
     credentials: s.credentials ?? (() => Promise.resolve(undefined)),
     resolver: s.resolver ?? createDnsResolver(),
     ...(s.resolverFor ? { resolverFor: s.resolverFor } : {}),

@@ -320,7 +320,9 @@ describe('callout amplification is bounded', () => {
     // known on the primary: every one accepted for it
     expect(replies.every((x) => code(x) === 250)).toBe(true);
     const asked = old.rcpts.filter((x) => x.address.startsWith('user7')).slice(before);
-    expect(asked.map((x) => x.address)).toEqual([rcpts[0]]);
+    // the one callout asks about the mailbox, whose answer stands for every subaddress (a subaddress's own answer
+    // is never recorded for its mailbox: relay/inbound/verify.ts askSubaddress)
+    expect(asked.map((x) => x.address)).toEqual(['user7@split.test']);
   });
 
   it('after --max-unknown-recipients refusals the session gets 421 4.7.0 and is closed, and it is counted', async () => {
