@@ -17,7 +17,7 @@ export function envName(flag: string): string {
 }
 
 /** Where a flag's value came from: the command line, its MAILROUTE_<FLAG> variable, or the table's default. */
-export type FlagOrigin = 'argv' | 'env' | 'default';
+type FlagOrigin = 'argv' | 'env' | 'default';
 
 export type ReadFlags<T extends FlagTable> =
   | {

@@ -78,7 +78,7 @@ export interface DueLegs {
  * that accepts a message and fails it later must notify the reverse-path (RFC 5321 §6.1), and nothing is sent to a
  * null one (§4.5.5): so neither the relay nor the secondary ever bounces a failed copy to the original sender.
  */
-export function reversePath(state: SpoolState, l: LegState): string {
+function reversePath(state: SpoolState, l: LegState): string {
   return l.leg.role === 'copy' && l.leg.bounces === 'Suppress' ? '' : state.meta.mailFrom;
 }
 

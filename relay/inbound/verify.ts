@@ -111,7 +111,7 @@ export function enhancedStatusOf(text: string): { subject: number; detail: numbe
  * names an unknown mailbox (Postfix's `User unknown in relay recipient table`); anything else is, as before (`550
  * Unrouteable address`, `550 No such user here`, a bare 550).
  */
-export function refusesTheAddress(text: string): boolean {
+function refusesTheAddress(text: string): boolean {
   const status = enhancedStatusOf(text);
   if (status !== undefined && !(status.subject === 0 && status.detail === 0))
     return statusRefusesTheAddress(status.subject, status.detail);

@@ -182,7 +182,7 @@ async function syncDir(fs: SpoolFs, dir: string): Promise<void> {
   }
 }
 
-export interface ReplayReport {
+interface ReplayReport {
   /** Accept records without a removal record: their files were checked (and fsynced). */
   live: number;
   /** Of those, the files rewritten from the log (missing, or not the record's bytes). */
@@ -222,7 +222,7 @@ export interface ReplayResult extends ReplayReport {
 }
 
 /** A volume out of bytes or of inodes (or the user's quota): what space returning fixes. */
-export function isNoSpace(err: unknown): boolean {
+function isNoSpace(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
@@ -269,7 +269,7 @@ async function restoreFile(fs: SpoolFs, path: string, data: Buffer, full: boolea
 }
 
 /** The segments a replay on a full volume keeps: from the first that holds a message kept in the log, on. */
-export function heldSegments(
+function heldSegments(
   seqs: readonly number[],
   held: ReadonlyMap<string, number>,
 ): { seq: number; ids: string[] }[] {

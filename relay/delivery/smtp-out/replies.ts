@@ -53,7 +53,7 @@ export interface SmtpFailure {
 }
 
 /** What a reply without a code after the final dot says, so that the attempt log and lastReply warn of a duplicate. */
-export const MAY_BE_DELIVERED = 'after the end of data: the message may have been delivered';
+const MAY_BE_DELIVERED = 'after the end of data: the message may have been delivered';
 
 /**
  * System errors of a connect or a socket that are this host's shortage, not the server's failure: no descriptor, no

@@ -12,7 +12,7 @@ import type { ConnectionSettings } from './connection.ts';
 /** How long a host whose handshake failed gets plain text at once. */
 export const PLAIN_TEXT_MS = 60 * 60 * 1000;
 /** Hosts remembered at most: the oldest is forgotten first (it then costs one failed handshake again). */
-export const PLAIN_TEXT_HOSTS = 10_000;
+const PLAIN_TEXT_HOSTS = 10_000;
 
 /**
  * The settings of a connection that goes in plain text after a failed handshake: STARTTLS never sent, and no AUTH,
