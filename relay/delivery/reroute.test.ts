@@ -124,7 +124,9 @@ describe('rerouteState', () => {
     );
 
   it('a primary moved to the mailbox a delivered copy reached is delivered, not sent there again', () => {
-    const r = rerouteState(switched('delivered'), () => copyOnly);
+    const s = switched('delivered');
+    s.legs[0] = { ...s.legs[0]!, delayPending: true }; // a delay notice was owed while it waited
+    const r = rerouteState(s, () => copyOnly);
     expect(r.changed).toEqual([
       {
         index: 0,
@@ -140,6 +142,7 @@ describe('rerouteState', () => {
       lastReply: 'delivered already by leg 1',
     });
     expect(r.state.legs[0]).not.toHaveProperty('nextAttemptAt');
+    expect(r.state.legs[0]).not.toHaveProperty('delayPending');
   });
 
   it('a primary moved to the mailbox an open copy goes to stays where it was', () => {

@@ -103,6 +103,8 @@ export function rerouteState(
     }
     const { nextAttemptAt: _drop, ...rest } = l;
     if (twin >= 0) {
+      // delivered: a delay notice still owed for the waiting leg is owed no more
+      delete rest.delayPending;
       // that mailbox has the message already: sending it again would deliver it twice
       changed.push({
         ...base,
