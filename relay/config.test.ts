@@ -109,6 +109,40 @@ describe('relay config', () => {
     expect(err(['--manifests', 'd', '--client-ipv6-prefix', '/64'])).toMatch(/^--client-ipv6-prefix: /);
   });
 
+  it('--max-recipients-in-flight / MAILROUTE_MAX_RECIPIENTS_IN_FLIGHT: default 50000, at least --max-recipients; a bad value names the flag', () => {
+    expect(ok(['--manifests', 'd']).maxRecipientsInFlight).toBe(50_000);
+    expect(ok(['--manifests', 'd', '--max-recipients-in-flight', '2000']).maxRecipientsInFlight).toBe(2000);
+    expect(
+      ok(['--manifests', 'd'], { MAILROUTE_MAX_RECIPIENTS_IN_FLIGHT: '1000' }).maxRecipientsInFlight,
+    ).toBe(1000);
+    // a flag wins over the environment
+    expect(
+      ok(['--manifests', 'd', '--max-recipients-in-flight', '3000'], {
+        MAILROUTE_MAX_RECIPIENTS_IN_FLIGHT: '1000',
+      }).maxRecipientsInFlight,
+    ).toBe(3000);
+    expect(
+      ok(['--manifests', 'd', '--max-recipients', '5', '--max-recipients-in-flight', '5']),
+    ).toMatchObject({
+      maxRecipients: 5,
+      maxRecipientsInFlight: 5,
+    });
+    expect(err(['--manifests', 'd', '--max-recipients-in-flight', '0'])).toBe(
+      '--max-recipients-in-flight: must be an integer >= 1 (got "0")',
+    );
+    expect(err(['--manifests', 'd', '--max-recipients-in-flight', '50k'])).toBe(
+      '--max-recipients-in-flight: must be an integer >= 1 (got "50k")',
+    );
+    expect(err(['--manifests', 'd'], { MAILROUTE_MAX_RECIPIENTS_IN_FLIGHT: '-1' })).toBe(
+      'MAILROUTE_MAX_RECIPIENTS_IN_FLIGHT: must be an integer >= 1 (got "-1")',
+    );
+    // fewer than --max-recipients could never take one full message
+    expect(err(['--manifests', 'd', '--max-recipients-in-flight', '999'])).toBe(
+      '--max-recipients-in-flight: must be at least --max-recipients (1000) (got "999")',
+    );
+    expect(relayUsage()).toMatch(/--max-recipients-in-flight {2,}recipients held in all open transactions/);
+  });
+
   it('--delay-warning / MAILROUTE_DELAY_WARNING: default 4h, 0 turns delay DSNs off, a bad value names the flag', () => {
     expect(ok(['--manifests', 'd']).delayWarningMs).toBe(4 * 3_600_000);
     expect(ok(['--manifests', 'd'], { MAILROUTE_DELAY_WARNING: '0' }).delayWarningMs).toBe(0);

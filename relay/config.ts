@@ -48,6 +48,11 @@ export interface RelayConfig {
   /** STARTTLS: the files, read at start and again every reloadIntervalMs (0: never; relay/inbound/tls-reload.ts). */
   tls?: { certFile: string; keyFile: string; reloadIntervalMs: number };
   maxRecipients: number;
+  /**
+   * --max-recipients-in-flight: recipients accepted in all transactions not yet ended (by DATA, RSET or the close);
+   * more get 452 4.5.3 (relay/inbound/in-flight.ts). At least --max-recipients.
+   */
+  maxRecipientsInFlight: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
   /** --client-ipv6-prefix: the per-IP limits count an IPv6 client by this network (lib/client-network.ts). */
@@ -164,6 +169,11 @@ const RELAY_FLAGS = {
     help: 'how often --tls-cert and --tls-key are read again: a renewed certificate is used without a restart; 0 never',
   },
   'max-recipients': { type: 'string', default: '1000', help: 'recipients per message; more get 452 4.5.3' },
+  'max-recipients-in-flight': {
+    type: 'string',
+    default: '50000',
+    help: 'recipients held in all open transactions (accepted, the transaction not yet ended by DATA, RSET or the close), about 3 KiB each; more get 452 4.5.3; at least --max-recipients',
+  },
   'max-connections': { type: 'string', default: '1000', help: 'concurrent SMTP connections in total' },
   'max-connections-per-ip': {
     type: 'string',
@@ -480,6 +490,7 @@ export function parseRelayConfig(
           }
         : {}),
       maxRecipients: int('max-recipients', 1),
+      maxRecipientsInFlight: int('max-recipients-in-flight', 1),
       maxConnections: int('max-connections', 1),
       maxConnectionsPerIp: int('max-connections-per-ip', 1),
       clientIpv6Prefix: int('client-ipv6-prefix', 0),
@@ -513,6 +524,13 @@ export function parseRelayConfig(
       maxUnknownRecipientsPerIp: int('max-unknown-recipients-per-ip', 0),
       destinations: PERMIT_ALL,
     };
+    // fewer could never take one message with --max-recipients recipients
+    if (config.maxRecipientsInFlight < config.maxRecipients)
+      fail(
+        'max-recipients-in-flight',
+        `must be at least --max-recipients (${config.maxRecipients})`,
+        raw('max-recipients-in-flight') ?? '',
+      );
     if (config.clientIpv6Prefix > 128)
       fail('client-ipv6-prefix', 'must be an integer from 0 to 128', raw('client-ipv6-prefix') ?? '');
     const destinations = policyFromFlags({

@@ -404,6 +404,7 @@ async function startRelay(
       clusterId: config.clusterId,
       maxMessageSize: config.maxMessageSize,
       maxRecipients: config.maxRecipients,
+      maxRecipientsInFlight: split(config.maxRecipientsInFlight),
       maxConnections: split(config.maxConnections),
       maxConnectionsPerIp: split(config.maxConnectionsPerIp),
       clientIpv6Prefix: config.clientIpv6Prefix,

@@ -8,6 +8,7 @@ import {
   type SMTPServerEnvelope,
   type SMTPServerSession,
 } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { BareLfMode } from '../config.ts';
 import type { AcceptedRecipient, EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
@@ -42,11 +43,20 @@ import { formatReply } from '../../routing/resolve.ts';
 import { clientNetwork, DEFAULT_IPV6_PREFIX } from '../../lib/client-network.ts';
 import { safeDelay } from '../../routing/timer.ts';
 import { UnknownRecipientLimiter, countsAsUnknown, tooManyUnknownRecipients } from './unknown-limit.ts';
+import {
+  DEFAULT_MAX_RECIPIENTS_IN_FLIGHT,
+  RecipientsInFlight,
+  openTransaction,
+  tooManyRecipientsInFlight,
+  type Held,
+} from './in-flight.ts';
 
 export interface InboundOptions {
   hostname: string;
   maxMessageSize: number;
   maxRecipients: number;
+  /** Recipients held in every transaction not yet ended; more get 452 4.5.3 (in-flight.ts). Default 50,000. */
+  maxRecipientsInFlight?: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
   /** The per-IP limits count an IPv6 client by its network of this prefix length (default 64; lib/client-network.ts). */
@@ -108,9 +118,11 @@ export interface Inbound {
   close(graceMs: number): Promise<void>;
   /** STARTTLS from now on with this certificate and key (checked by the caller); sessions already in TLS keep theirs. */
   updateTls(pair: { key: Buffer; cert: Buffer }): void;
+  /** Recipients accepted in transactions not yet ended, across all sessions (--max-recipients-in-flight). */
+  readonly recipientsInFlight: number;
 }
 
-interface Transaction {
+interface Transaction extends Held {
   recipients: Map<string, AcceptedRecipient>;
   revision: string;
 }
@@ -135,8 +147,40 @@ interface ConnectionInternals {
   close(): void;
 }
 
+/** Per SMTPServer: what to do with the envelope a connection's _resetSession is about to replace. */
+const resetHooks = new WeakMap<object, (envelope: SMTPServerEnvelope | undefined) => void>();
+let resetHooked = false;
+
+/**
+ * Wraps SMTPConnection.prototype._resetSession once per process: the recipients-in-flight count is released through
+ * it. Without the method the count would only ever grow, so its absence stops the start.
+ */
+function hookResetSession(): void {
+  if (resetHooked) return;
+  const proto = SMTPConnection.prototype as unknown as {
+    _resetSession?: (this: ResettingConnection) => void;
+  };
+  const reset = proto._resetSession;
+  if (typeof reset !== 'function')
+    throw new Error(
+      'smtp-server: SMTPConnection._resetSession is missing; relay/inbound/server.ts relies on it',
+    );
+  proto._resetSession = function (this: ResettingConnection): void {
+    // no session yet at the first call, before the greeting
+    resetHooks.get(this._server)?.(this.session?.envelope);
+    reset.call(this);
+  };
+  resetHooked = true;
+}
+
+interface ResettingConnection {
+  _server: object;
+  session?: { envelope?: SMTPServerEnvelope };
+}
+
 export function createInbound(deps: InboundDeps): Inbound {
   assertSmtpServerPatched();
+  hookResetSession();
   const o = deps.options;
   const clock = deps.clock ?? (() => new Date());
   const log = deps.logger;
@@ -158,6 +202,19 @@ export function createInbound(deps: InboundDeps): Inbound {
   });
   /** session id -> unknown recipients named in it */
   const unknownCount = new Map<string, number>();
+  const inFlight = new RecipientsInFlight(o.maxRecipientsInFlight ?? DEFAULT_MAX_RECIPIENTS_IN_FLIGHT);
+  /**
+   * The transaction of an envelope that smtp-server replaces, or of a session that `closed`, leaves the count. A
+   * closed session's transaction without recipients is recorded as ended: a RCPT still being routed then (a callout)
+   * is answered after the close, and its recipient must not join the count, which nothing would release again.
+   * smtp-server replaces an envelope only between commands, never while a RCPT is pending.
+   */
+  const endTransaction = (env: SMTPServerEnvelope | undefined, closed: boolean): void => {
+    if (env === undefined) return;
+    const t = txns.get(env);
+    if (t !== undefined) inFlight.end(t);
+    else if (closed) txns.set(env, { recipients: new Map(), revision: '', held: 0, ended: true });
+  };
   let draining = false;
   const policy: SlowClientPolicy = {
     idleTimeoutMs: o.idleTimeoutMs,
@@ -249,6 +306,8 @@ export function createInbound(deps: InboundDeps): Inbound {
         tracked.delete(session.id);
       }
       unknownCount.delete(session.id);
+      // every session ends here (QUIT, the client gone, evicted, timed out, refused at connect, shutdown)
+      endTransaction(session.envelope, true); // no envelope yet when it closed before the greeting
       const client = counted.get(session.id);
       if (client === undefined) return;
       counted.delete(session.id);
@@ -297,6 +356,8 @@ export function createInbound(deps: InboundDeps): Inbound {
       // 421 closes the connection (smtp-server); pipelined commands after it are dropped with it
       if (unknownLimit.exceeded(client, unknownCount.get(session.id) ?? 0))
         return cb(refuse(tooManyUnknownRecipients(), 'RCPT TO', session));
+      // refused before any routing or callout work; a RCPT being routed when the bound is reached may still take one
+      if (inFlight.full) return cb(refuse(tooManyRecipientsInFlight(), 'RCPT TO', session));
       // A hand-off keeps only the legs still open on the relay that hands the message over (handoff.ts); only a
       // peer relay may name them: from anyone else the parameter is not supported (the recipient keeps its plan).
       const legsArg = address.args === false ? undefined : address.args[LEGS_PARAM];
@@ -337,10 +398,11 @@ export function createInbound(deps: InboundDeps): Inbound {
             }
             let t = txns.get(session.envelope);
             if (!t) {
-              t = { recipients: new Map(), revision: d.revision };
+              t = { recipients: new Map(), revision: d.revision, ...openTransaction() };
               txns.set(session.envelope, t);
             }
             t.recipients.set(d.accepted.recipient.toLowerCase(), d.accepted);
+            inFlight.hold(t, t.recipients.size);
             t.revision = d.revision;
             cb(null);
           },
@@ -457,6 +519,12 @@ export function createInbound(deps: InboundDeps): Inbound {
     for (const c of internals()) if (c.session?.id === sessionId) return c;
     return undefined;
   };
+
+  // Every end of a transaction but the session's close goes through smtp-server's _resetSession, which replaces
+  // session.envelope: the recipients of the envelope it drops leave the in-flight count right then (an RSET followed
+  // by silence does not hold them until the close). One wrapper on the prototype (hookResetSession) finds this
+  // server's hook by the connection's server.
+  resetHooks.set(server, (env) => endTransaction(env, false));
 
   server.on('error', (err) => log.warn({ err }, 'smtp connection error'));
   // The client's FIN (allowHalfOpen keeps the relay's side open): the session is closed at once when nothing is owed
@@ -575,6 +643,9 @@ export function createInbound(deps: InboundDeps): Inbound {
     },
     get stressed() {
       return stressed;
+    },
+    get recipientsInFlight() {
+      return inFlight.count;
     },
     listen(port, host) {
       return new Promise((resolve, reject) => {
