@@ -429,6 +429,7 @@ async function startRelay(
     onBodyBytes: (n, messageBytes) => governor.account(n, messageBytes),
     isPeer: (client) => peerTrust.isPeer(client),
   });
+  metrics.setRecipientsInFlightSource(() => inbound.recipientsInFlight);
   let tlsWatch: TlsWatch | undefined;
   if (config.tls && tls && tlsInfo !== undefined) {
     const showCertificate = (info: TlsCertificateInfo, msg: string): void => {

@@ -29,6 +29,9 @@ export interface RelayMetrics {
   connections: Gauge;
   /** 1 while the inbound connection table is under stress (3/4 full: the shorter --stress-timeout), else 0. */
   stress: Gauge;
+  /** Recipients held in open transactions (--max-recipients-in-flight); read at each scrape from its source. */
+  recipientsInFlight: Gauge;
+  setRecipientsInFlightSource(source: () => number): void;
   /** Entries in the spool's quarantine/ folder (bounded by age and count). */
   spoolQuarantined: Gauge;
   /** Files moved to quarantine/ since start. */
@@ -109,6 +112,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
   const registers = [registry];
   let parity: ParitySource | undefined;
   let spoolLog: (() => SpoolLogStatus) | undefined;
+  let recipientsInFlight: (() => number) | undefined;
   return {
     registry,
     messagesAccepted: new Counter({
@@ -189,6 +193,15 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       name: 'mailroute_smtp_connections',
       help: 'Open inbound SMTP connections',
       registers,
+    }),
+    recipientsInFlight: new Gauge({
+      name: 'mailroute_smtp_recipients_in_flight',
+      help: 'Recipients accepted in SMTP transactions not yet ended, across all sessions (bound: --max-recipients-in-flight)',
+      registers,
+      collect() {
+        const n = recipientsInFlight?.();
+        if (n !== undefined) this.set(n);
+      },
     }),
     stress: new Gauge({
       name: 'mailroute_smtp_stress',
@@ -320,6 +333,9 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     },
     setSpoolLogSource(source) {
       spoolLog = source;
+    },
+    setRecipientsInFlightSource(source) {
+      recipientsInFlight = source;
     },
   };
 }

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { scriptedServers } from '../support/scripted-smtp.ts';
 import { waitFor } from '../support/wait.ts';
 import { directDomain, startInbound, type InboundHarness } from './inbound-harness.ts';
-import { domainManifests } from './relay-harness.ts';
+import { domainManifests, httpGet, metricValue, startRelay } from './relay-harness.ts';
 import { RawSmtp, code } from './raw-client.ts';
 
 const MANIFESTS = directDomain('example.com', '127.0.0.1', 1);
@@ -194,5 +194,24 @@ describe('recipients in flight across sessions', () => {
     all250(await rcpts(fresh, 'fresh', 2));
     expect(await rcpts(fresh, 'fresh-over', 1)).toEqual([IN_FLIGHT_452]);
     expect(h.inbound.recipientsInFlight).toBe(2);
+  });
+
+  it('the relay takes --max-recipients-in-flight from its flags and shows the count in mailroute_smtp_recipients_in_flight', async () => {
+    const r = await startRelay({ 'd.yaml': MANIFESTS }, [
+      '--max-recipients',
+      '2',
+      '--max-recipients-in-flight',
+      '3',
+    ]);
+    cleanups.push(() => r.close());
+    const gauge = async (): Promise<number | undefined> =>
+      metricValue((await httpGet(r.relay.http.port, '/metrics')).body, 'mailroute_smtp_recipients_in_flight');
+    const a = await inTransaction(r.relay.smtp.port);
+    all250(await rcpts(a, 'a', 2));
+    const b = await inTransaction(r.relay.smtp.port);
+    expect(await rcpts(b, 'b', 2)).toEqual(['250 2.1.5 Accepted', IN_FLIGHT_452]);
+    expect(await gauge()).toBe(3);
+    expect(code(await a.cmd('RSET'))).toBe(250);
+    expect(await gauge()).toBe(1);
   });
 });
