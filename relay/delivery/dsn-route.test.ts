@@ -21,6 +21,14 @@ describe('dsnRoute', () => {
   it('a managed sender domain goes through its policy', async () => {
     expect(await dsnRoute('a@Managed.TEST', deps)).toEqual(managedPlan('a@Managed.TEST'));
   });
+  it('a managed sender domain written with U-labels (an SMTPUTF8 sender) is found by its A-label', async () => {
+    const idn = { route: managedPlan, isManaged: (d: string) => d === 'xn--bcher-kva.example' };
+    for (const sender of ['b@bücher.example', 'b@BÜCHER.example', 'b@bu\u0308cher.example'])
+      expect(await dsnRoute(sender, idn)).toEqual(managedPlan(sender));
+    // not managed: by MX, to the A-label (DNS has no other)
+    const other = await dsnRoute('b@bücher.example', deps);
+    expect(other.verdict === 'accept' && other.legs[0].server.host).toBe('xn--bcher-kva.example');
+  });
   it('a managed sender domain whose route is asynchronous (a verification first): its answer', async () => {
     const later = { ...deps, route: (r: string) => Promise.resolve(managedPlan(r)) };
     expect(await dsnRoute('a@managed.test', later)).toEqual(managedPlan('a@managed.test'));
@@ -58,12 +66,18 @@ describe('dsnRoute', () => {
       maxConnections: 4,
     });
   });
-  it.each(['a@localhost', 'a@[127.0.0.1]', 'a@-bad.test', 'a@x..test', 'nodomain', '@x.test', 'a@1.2.3.4'])(
-    '%s is undeliverable: reject',
-    async (sender) => {
-      expect((await dsnRoute(sender, deps)).verdict).toBe('reject');
-    },
-  );
+  it.each([
+    'a@localhost',
+    'a@[127.0.0.1]',
+    'a@-bad.test',
+    'a@x..test',
+    'nodomain',
+    '@x.test',
+    'a@1.2.3.4',
+    'a@mün\u200dchen.example',
+  ])('%s is undeliverable: reject', async (sender) => {
+    expect((await dsnRoute(sender, deps)).verdict).toBe('reject');
+  });
   it.each([
     ['bücher.example', true],
     ['xn--bcher-kva.example', true],

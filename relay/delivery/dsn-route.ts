@@ -6,6 +6,7 @@
 //     DSN is owed for a message from the null sender (outcome.ts);
 //   - sender whose domain is not a valid host name (or an address literal): the reject plan, so the engine counts the
 //     DSN as unroutable and does not send it.
+import { asciiDomain } from '../../routing/address.ts';
 import type { DeliveryPlan, ServerRoute } from '../../routing/model.ts';
 
 export interface DsnRouteDeps {
@@ -29,7 +30,9 @@ export function isDeliverableDomain(domain: string): boolean {
 
 export async function dsnRoute(sender: string, deps: DsnRouteDeps): Promise<DeliveryPlan> {
   const at = sender.lastIndexOf('@');
-  const domain = at > 0 ? sender.slice(at + 1).toLowerCase() : '';
+  // the A-label, as the table's keys and DNS have it: a sender at `bücher.example` (SMTPUTF8) whose domain is managed
+  // was sent by MX to the relay itself, refused there as a loop, and the DSN (from <>) was lost
+  const domain = at > 0 ? (asciiDomain(sender.slice(at + 1)) ?? '') : '';
   if (domain !== '' && deps.isManaged(domain)) return await deps.route(sender);
   if (at <= 0 || !isDeliverableDomain(domain)) {
     return {

@@ -101,3 +101,44 @@ describe('a DSN to a sender whose domain is Split with recipient verification', 
     expect((await dsnKinds())['unroutable'] ?? 0).toBe(0);
   });
 });
+
+describe('a DSN to an SMTPUTF8 sender whose managed domain it wrote with U-labels', () => {
+  let senderBox: SmtpPeer;
+  let trap: SmtpPeer;
+  let rec: SmtpPeer;
+  let r: InProcessRelay;
+
+  beforeAll(async () => {
+    senderBox = await startSmtpPeer('buecher');
+    trap = await startSmtpPeer('dsn-relay'); // where a DSN to a domain not managed here would go
+    rec = await startSmtpPeer('rec', { rcpt: () => ({ code: 550, message: '5.1.1 no such mailbox here' }) });
+    r = await startRelay(
+      {
+        'buecher.yaml': dualDomain('xn--bcher-kva.example', senderBox.port, senderBox.port, {
+          mode: 'Direct',
+        }),
+        'rec.yaml': dualDomain('rec.test', rec.port, rec.port, { mode: 'Direct' }),
+      },
+      ['--dsn-relay', `127.0.0.1:${trap.port}`],
+    );
+  });
+
+  afterAll(async () => {
+    await r?.close();
+    await Promise.all([senderBox?.close(), trap?.close(), rec?.close()]);
+  });
+
+  it("gets it through its domain's policy, as the A-label sender does (it went by MX to the relay itself: a loop)", async () => {
+    await submit(r.relay.smtp.port, {
+      from: 'jörg@bücher.example',
+      to: 'bob@rec.test',
+      subject: 'idn',
+      text: 'hi',
+    });
+    const dsn = await waitFor(() => senderBox.messages.find((m) => m.mailFrom === ''), {
+      what: "the DSN at the sender domain's server",
+    });
+    expect(dsn.rcptTo).toEqual(['jörg@bücher.example']);
+    expect(trap.messages).toEqual([]);
+  });
+});
