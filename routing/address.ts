@@ -17,7 +17,7 @@ export type ParsedAddress =
       domain: string;
       /** local@domain with the domain lowercased: the envelope recipient legs carry. */
       address: string;
-      /** Fully lowercased: the lookup key for accounts and TestRecipients. */
+      /** Lowercased and in Unicode NFC (cacheSpelling): the lookup key for accounts and TestRecipients. */
       key: string;
     }
   | { ok: false; reason: string };
@@ -80,7 +80,7 @@ export function parseAddress(input: string): ParsedAddress {
   if (domain === undefined) return fail('invalid internationalised domain name');
   if (domain.length > 253) return fail('domain longer than 253 characters in A-label form');
   const address = `${local}@${domain}`;
-  return { ok: true, local, domain, address, key: `${local.toLowerCase()}@${domain}` };
+  return { ok: true, local, domain, address, key: cacheSpelling(address) };
 }
 
 /** A local part split at its first recipient delimiter: `alice+news` is `alice`, `+`, `news`. */
@@ -138,6 +138,19 @@ export function asciiDomain(domain: string): string | undefined {
   if (!NON_ASCII.test(domain)) return domain.toLowerCase();
   const ascii = domainToASCII(domain);
   return ascii === '' || NON_ASCII.test(ascii) ? undefined : ascii;
+}
+
+/**
+ * The one spelling of an address that lookups use: lowercase, and in Unicode NFC. `josé@` typed as é (U+00E9) or as
+ * e + U+0301 (NFD, as some macOS input produces) is one mailbox to every server a migration targets: one accounts
+ * entry, one TestRecipient (routing/compile.ts, routing/resolve.ts buildIndex and parseAddress().key) and one cache
+ * entry of the verification callouts (relay/inbound/verify.ts). Only the key: legs and callouts carry the address as
+ * written. The domain is an A-label by then (ASCII: NFC leaves it as it is), so this is the local part's normalization.
+ * An ASCII address, nearly every one, is not normalized: NFC leaves it as it is.
+ */
+export function cacheSpelling(address: string): string {
+  const lower = address.toLowerCase();
+  return isNonAscii(lower) ? lower.normalize('NFC') : lower;
 }
 
 const encoder = new TextEncoder();

@@ -3,7 +3,7 @@
 // an issue is left out of the table; a MailDomain whose policy is left out stays in with no policy (451 4.3.5).
 // Conflicts are decided among all claimants, valid or not: a first one with an issue of its own leaves its domain
 // unrouted or without a policy (mail deferred, not guessed), and is told so (a notice), never that it routes it.
-import { domainOf, parseAddress } from './address.ts';
+import { cacheSpelling, domainOf, parseAddress } from './address.ts';
 import { byCodeUnit, canonicalJson, sha256Hex } from './canonical.ts';
 import type {
   CompileIssue,
@@ -517,7 +517,7 @@ export function compile(
   for (const list of trByPolicy.values()) {
     const first = new Map<string, TestRecipient[]>();
     for (const t of list) {
-      const key = t.spec.address.toLowerCase();
+      const key = cacheSpelling(t.spec.address);
       const group = first.get(key);
       if (group === undefined) first.set(key, [t]);
       else group.push(t);
@@ -566,7 +566,8 @@ export function compile(
     const accountSets = new Map<string, Set<string>>();
     for (const a of d.spec.accounts ?? []) {
       const set = accountSets.get(a.server) ?? new Set<string>();
-      for (const addr of a.addresses) set.add(addr.toLowerCase());
+      // the lookup spelling (lowercase, NFC): a RCPT in either Unicode spelling finds the mailbox
+      for (const addr of a.addresses) set.add(cacheSpelling(addr));
       accountSets.set(a.server, set);
     }
     const accounts: Record<string, string[]> = {};
@@ -617,7 +618,7 @@ export function compile(
           : { forwardTo, keepPrimaryCopy: t.spec.keepPrimaryCopy, source };
       // With stages the default forwardTo depends on the copyRecipientDomain of the stage in force (resolve()).
       if (staged && t.spec.forwardTo === undefined) route.forwardToDefaulted = true;
-      entries.push([address.toLowerCase(), route]);
+      entries.push([cacheSpelling(address), route]);
     }
     entries.sort((a, b) => byCodeUnit(a[0], b[0]));
     for (const [address, tr] of entries) testRecipients[address] = tr;

@@ -19,9 +19,22 @@ export const DOMAIN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]
 /** A hostname (any case) or an IPv4/IPv6 literal. */
 export const HOST =
   '^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$|^[0-9A-Fa-f:.]+$';
-/** local@domain: a dot-atom local part (RFC 5322 atext) and a hostname domain. Quoted local parts are not allowed in manifests. */
-export const ADDRESS =
-  "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)+$";
+const ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-";
+/** A hostname of at least two labels, any case; an internationalised domain in its A-label form. */
+const ADDRESS_DOMAIN =
+  '[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)+';
+/**
+ * local@domain: a dot-atom local part (RFC 5322 atext, plus any non-ASCII character: SMTPUTF8, RFC 6531, as
+ * routing/address.ts parseAddress accepts) and a hostname domain (ASCII: an internationalised domain in its A-label
+ * form). Quoted local parts are not allowed in manifests. `[^\x00-\x7F]` is one code point in RE2 and in ajv's
+ * RegExp (the `u` flag).
+ */
+export const ADDRESS = `^([${ATEXT}]|[^\\x00-\\x7F])+(\\.([${ATEXT}]|[^\\x00-\\x7F])+)*@${ADDRESS_DOMAIN}$`;
+/**
+ * An ASCII local@domain (RFC 5322 atext only): the operator's acceptance probe (spec.servers[].probe.address) sends
+ * its RCPT TO without SMTPUTF8.
+ */
+export const ASCII_ADDRESS = `^[${ATEXT}]+(\\.[${ATEXT}]+)*@${ADDRESS_DOMAIN}$`;
 /** CEL: a domain written in Unicode (U-labels) is refused with a message that names the form to use. */
 export const IDN_RULE = "self.matches('^[ -~]*$')";
 const IDN_MESSAGE =
@@ -191,7 +204,7 @@ export const serverSchema = {
         address: {
           type: 'string',
           maxLength: 254,
-          pattern: ADDRESS,
+          pattern: ASCII_ADDRESS,
           description:
             'A mailbox this server must accept mail for, e.g. a test user of the migration (after copyRecipientDomain, as a copy would be addressed).',
         },

@@ -1,6 +1,6 @@
 // resolve(index, recipient, ctx) -> DeliveryPlan. Pure: the clock (ctx.now) and recipient verification results
 // (ctx.verified) are passed in. Lookups are Map/Set hits built once by buildIndex(); nothing scans.
-import { parseAddress, splitExtension, withExtension } from './address.ts';
+import { cacheSpelling, parseAddress, splitExtension, withExtension } from './address.ts';
 import type {
   Bounces,
   CopyLeg,
@@ -71,7 +71,7 @@ interface DomainIndex {
   states: StateIndex[];
   /** The stages' ends, ms since the epoch (+Infinity for an unparsable one: that stage never ends). */
   untilMs: number[];
-  /** server name -> lowercase addresses */
+  /** server name -> addresses, lowercase and in NFC (cacheSpelling) */
   accounts: Map<string, Set<string>>;
   testRecipients: Map<string, TestRecipientEntry>;
   /** The recipient delimiters ('' when subaddressing is off). */
@@ -89,11 +89,11 @@ export function buildIndex(table: RoutingTable): RoutingIndex {
   for (const [name, route] of Object.entries(table.domains)) {
     const accounts = new Map<string, Set<string>>();
     for (const [server, list] of Object.entries(route.accounts)) {
-      accounts.set(server, new Set(list.map((a) => a.toLowerCase())));
+      accounts.set(server, new Set(list.map(cacheSpelling)));
     }
     const testRecipients = new Map<string, TestRecipientEntry>();
     for (const [address, tr] of Object.entries(route.testRecipients)) {
-      testRecipients.set(address.toLowerCase(), {
+      testRecipients.set(cacheSpelling(address), {
         forwardTo: tr.forwardTo,
         defaulted: tr.forwardToDefaulted === true,
         source: `${tr.source.namespace}/${tr.source.name}`,
@@ -186,18 +186,18 @@ export function softBounceFor(index: RoutingIndex, recipient: string, now: Date)
   return parsed.ok && stateAt(index, parsed.domain, now)?.softBounce === true;
 }
 
-/** A local part's extension under the domain's delimiters, and its mailbox (lowercase key) when it has one. */
+/** A local part's extension under the domain's delimiters, and its mailbox (key: cacheSpelling) when it has one. */
 function subaddress(
   d: DomainIndex,
   local: string,
   domain: string,
 ): { ext: ReturnType<typeof splitExtension>; base: string | undefined } {
   const ext = d.delimiters === '' ? undefined : splitExtension(local, d.delimiters);
-  return { ext, base: ext === undefined ? undefined : `${ext.base.toLowerCase()}@${domain}` };
+  return { ext, base: ext === undefined ? undefined : cacheSpelling(`${ext.base}@${domain}`) };
 }
 
 /**
- * The TestRecipient entry of an address (key: lowercase) in a Dual domain: its own, else its mailbox's (base: alice@
+ * The TestRecipient entry of an address (key: lowercase, NFC) in a Dual domain: its own, else its mailbox's (base: alice@
  * for alice+news@), byMailbox then. An entry for the address itself wins over its mailbox's, active or not (as a
  * Postfix table lookup).
  */

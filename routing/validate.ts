@@ -1,10 +1,12 @@
 // Offline validation of one object: the CRD's OpenAPI schema (ajv, with defaults applied and unknown fields
 // refused), then the TypeScript twin of every CEL rule. Pure: no I/O.
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { asciiDomain } from './address.ts';
 import { CEL_PREDICATES, firstUnorderedStage } from './cel.ts';
 import {
   ADDRESS,
+  ASCII_ADDRESS,
   CRD_DEFINITIONS,
   DNS_LABEL,
   DNS_SUBDOMAIN,
@@ -53,7 +55,15 @@ const metadataSchema = {
   },
 };
 
-/** The CRD schema made strict for offline use: no x-kubernetes-* keywords, unknown fields refused. */
+/** The patterns of the fields that hold a domain (or an address's): their A-labels are checked (A_LABELS). */
+const DOMAIN_PATTERNS: ReadonlySet<unknown> = new Set([DOMAIN, DOMAIN_PATTERN, ADDRESS, ASCII_ADDRESS]);
+/** A keyword of the offline schema only (strictSchema): every xn-- label of the field's domain is a real A-label. */
+const A_LABELS = 'aLabels';
+
+/**
+ * The CRD schema made strict for offline use: no x-kubernetes-* keywords, unknown fields refused, and the A-labels of
+ * domains checked (RFC 5890 §2.3.2.1, which neither the API server's pattern nor CEL can check).
+ */
 function strictSchema(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(strictSchema);
   if (typeof schema !== 'object' || schema === null) return schema;
@@ -63,7 +73,31 @@ function strictSchema(schema: unknown): unknown {
     out[k] = k === 'enum' || k === 'required' ? v : strictSchema(v);
   }
   if ('properties' in out) out['additionalProperties'] = false;
+  if (DOMAIN_PATTERNS.has(out['pattern'])) out[A_LABELS] = out['pattern'];
   return out;
+}
+
+/**
+ * The first label of `domain` that looks like an A-label (xn--, any case) and is not one: RFC 5890 §2.3.2.1, an A-label
+ * decodes (punycode) to a valid U-label whose A-label is itself. `xn--zz` does not decode; `xn--bucher-xyd` decodes to
+ * bücher in NFD, which is no U-label (the A-label of bücher is xn--bcher-kva, and a U-label RCPT, normalised by IDNA,
+ * could never reach it). undefined when every label is fine, ASCII ones included.
+ */
+function fakeALabel(domain: string): string | undefined {
+  for (const label of domain.toLowerCase().split('.')) {
+    if (!label.startsWith('xn--')) continue;
+    // domainToUnicode gives the input back when it cannot decode it to a valid U-label (UTS #46 with NFC checked)
+    const unicode = domainToUnicode(label);
+    if (unicode === '' || unicode === label || domainToASCII(unicode) !== label) return label;
+  }
+  return undefined;
+}
+
+/** The domain a DOMAIN_PATTERNS field names: after the last @ of an address, without the `*.` of a wildcard. */
+function domainPart(value: string): string {
+  const at = value.lastIndexOf('@');
+  const domain = at < 0 ? value : value.slice(at + 1);
+  return domain.startsWith('*.') ? domain.slice(2) : domain;
 }
 
 function documentSchema(kind: CrdKind): unknown {
@@ -87,6 +121,19 @@ function makeAjv(): Ajv {
   // routing/schedule.ts parseInstant: the CRD's DATE_TIME pattern, the one definition of a time
   ajv.addFormat('date-time', { type: 'string', validate: (s: string) => parseInstant(s) !== undefined });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
+  // the keyword's value is the field's pattern: a value that does not match it has its error already
+  const patterns = new Map<string, RegExp>();
+  ajv.addKeyword({
+    keyword: A_LABELS,
+    type: 'string',
+    schemaType: 'string',
+    errors: false,
+    validate: (pattern: string, value: string) => {
+      let re = patterns.get(pattern);
+      if (re === undefined) patterns.set(pattern, (re = new RegExp(pattern, 'u')));
+      return !re.test(value) || fakeALabel(domainPart(value)) === undefined;
+    },
+  });
   return ajv;
 }
 
@@ -109,6 +156,8 @@ const PATTERN_WORDS: Record<string, string> = {
   [DOMAIN]: 'must be a lowercase fully-qualified domain name such as example.com',
   [HOST]: 'must be a hostname or an IP address',
   [ADDRESS]: 'must be an email address like local@example.com',
+  [ASCII_ADDRESS]:
+    'must be an ASCII email address like local@example.com (the acceptance step sends no SMTPUTF8)',
   [DURATION]: 'must be a duration such as 90s, 15m or 1h',
   [RECIPIENT_DELIMITER]: 'must be made of the characters + - _ = ~ # (each one a delimiter), or empty',
   [CIDR_PATTERN]: 'must be a CIDR such as 10.0.0.0/8 or fd00::/64, or an IP address',
@@ -139,16 +188,21 @@ function join(path: string, key: string): string {
 }
 
 /**
- * Which form to write a domain in, when it is a valid domain in the wrong form: Unicode (U-labels) -> its A-label
- * (punycode) form; upper case -> lower case. undefined when it is no domain at all.
+ * Which form to write a value of a DOMAIN_PATTERNS field in, when it is valid with its domain in another form: Unicode
+ * (U-labels) -> its A-label (punycode) form; upper case -> lower case. undefined when the other form does not help.
  */
-function domainHint(value: string): string | undefined {
-  const ascii = asciiDomain(value);
-  if (ascii === undefined || ascii === value || !new RegExp(DOMAIN).test(ascii)) return undefined;
+function domainHint(value: string, pattern: string): string | undefined {
+  const domain = domainPart(value);
+  const ascii = asciiDomain(domain);
+  if (ascii === undefined || ascii === domain || fakeALabel(ascii) !== undefined) return undefined;
+  const fixed = value.slice(0, value.length - domain.length) + ascii;
+  if (!new RegExp(pattern, 'u').test(fixed)) return undefined;
   // eslint-disable-next-line no-control-regex
-  return /[^\x00-\x7f]/.test(value)
-    ? `an internationalised domain must be written in its A-label (punycode) form: use ${JSON.stringify(ascii)} for ${JSON.stringify(value)}`
-    : `must be a lowercase fully-qualified domain name: use ${JSON.stringify(ascii)}`;
+  if (/[^\x00-\x7f]/.test(domain))
+    return `an internationalised domain must be written in its A-label (punycode) form: use ${JSON.stringify(fixed)} for ${JSON.stringify(value)}`;
+  return pattern === DOMAIN
+    ? `must be a lowercase fully-qualified domain name: use ${JSON.stringify(fixed)}`
+    : `${PATTERN_WORDS[pattern] ?? 'must be lowercase'}: use ${JSON.stringify(fixed)}`;
 }
 
 function describeError(e: ErrorObject): FieldError {
@@ -172,8 +226,8 @@ function describeError(e: ErrorObject): FieldError {
     case 'enum':
       return { path, message: `must be one of ${(p['allowedValues'] as unknown[]).join(', ')}${got}` };
     case 'pattern':
-      if (p['pattern'] === DOMAIN && typeof e.data === 'string') {
-        const hint = domainHint(e.data);
+      if (DOMAIN_PATTERNS.has(p['pattern']) && typeof e.data === 'string') {
+        const hint = domainHint(e.data, String(p['pattern']));
         if (hint !== undefined) return { path, message: hint };
       }
       if (p['pattern'] === CIDR_PATTERN && typeof e.data === 'string' && CIDR_SHAPE.test(e.data)) {
@@ -190,6 +244,13 @@ function describeError(e: ErrorObject): FieldError {
         path,
         message: `${p['format'] === 'date-time' ? DATE_TIME_WORDS : `must be a valid ${String(p['format'])}`}${got}`,
       };
+    case A_LABELS: {
+      const domain = domainPart(String(e.data));
+      return {
+        path,
+        message: `${JSON.stringify(domain)} is not a valid A-label (${fakeALabel(domain) ?? domain} does not decode to an internationalised domain name whose A-label it is; write the domain in Unicode and \`mailroute check\` says which A-label to use)`,
+      };
+    }
     case 'maxLength':
     case 'minLength':
     case 'maximum':

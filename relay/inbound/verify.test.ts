@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { cacheSpelling } from '../../routing/address.ts';
 import type { MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { CalloutPool, CalloutProbe } from './callout.ts';
 import {
-  cacheSpelling,
   cacheTtlFor,
   createVerifier,
   enhancedStatusOf,

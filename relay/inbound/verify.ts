@@ -18,7 +18,7 @@
 // is never recorded for its mailbox (mary-jane@ is no evidence about mary@).
 import type { DomainRoute, MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
-import { isNonAscii } from '../../routing/address.ts';
+import { cacheSpelling } from '../../routing/address.ts';
 import { createDnsResolver, type DnsResolver } from '../dns.ts';
 import { createCalloutPool, type CalloutPool, type CalloutProbe } from './callout.ts';
 
@@ -191,18 +191,6 @@ function serverId(s: ServerRoute): string {
 
 /** An answer as a callout gave it, with whether the server answered at all (VerifierOptions: "no answer"). */
 type Asked = CalloutResult & { answered: boolean };
-
-/**
- * The cache's spelling of an address: lowercase, and in Unicode NFC. `josé@` typed as é (U+00E9) or as e + U+0301
- * (NFD, as some macOS input produces) is one mailbox to every server a migration targets, and was two cache entries
- * and two callouts. Only the key: the callout and the legs carry the address as the client sent it. (The domain is
- * an A-label by now, relay/inbound/rcpt.ts normalizeRecipient, so this is the local part's normalization.) An ASCII
- * address, nearly every one, is not normalized: NFC leaves it as it is.
- */
-export function cacheSpelling(address: string): string {
-  const lower = address.toLowerCase();
-  return isNonAscii(lower) ? lower.normalize('NFC') : lower;
-}
 
 export function createVerifier(opts: VerifierOptions): Verifier & { readonly size: number } {
   const now = opts.now ?? Date.now;

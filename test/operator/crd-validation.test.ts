@@ -101,6 +101,11 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
     ],
     ['bad address pattern', tr('not-an-address'), /spec\.address: Invalid value: "not-an-address"/],
     [
+      'an address whose domain is in U-labels',
+      tr('jos\u00e9@m\u00fcnchen.example'),
+      /spec\.address: Invalid value: "jos\u00e9@m\u00fcnchen\.example"/,
+    ],
+    [
       'a recipientDelimiter that would split at a dot or the @',
       `${md('delim', 'delim.example', '[{name: a, host: h1.example}]')}  recipientDelimiter: ".@"\n`,
       /spec\.recipientDelimiter: Invalid value: "\.@"/,
@@ -221,6 +226,17 @@ describeCluster('CRD schemas and CEL rules', (ctx) => {
     );
     expect(r.code, r.stderr).toBe(0);
     expect(await field('dp', 'p', '{.spec.softBounce} {.spec.stages[0].softBounce}')).toBe('false true');
+  });
+
+  it('accepts a UTF-8 local part (SMTPUTF8) in accounts and TestRecipient addresses: the pattern holds in RE2', async () => {
+    for (const yaml of [
+      tr('jos\u00e9@ok.example'),
+      tr('jose\u0301.\u7528\u6237@ok.example'),
+      `${md('utf8', 'xn--mnchen-3ya.example', '[{name: a, host: h1.example}]')}  accounts: [{server: a, addresses: ["jos\u00e9@xn--mnchen-3ya.example"]}]\n`,
+    ]) {
+      const r = await apply(yaml);
+      expect(r.code, `${yaml}\n${r.stderr}`).toBe(0);
+    }
   });
 
   it('accepts RFC 3339 times with an offset, a fraction or lower-case letters, and CIDRs at the edges of their ranges', async () => {
