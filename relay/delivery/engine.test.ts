@@ -466,6 +466,8 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     h = await engineHarness({ retryScheduleMs: [60_000] });
     h.net.reply = () => busy;
     h.spool.failUpdates = 3;
+    // read-only: kept whatever it records (on a full volume a deferral alone is not kept: below)
+    h.spool.failCode = 'EROFS';
     const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
     expect(h.net.sent).toHaveLength(1);
     for (const step of [1000, 2000]) {
@@ -491,34 +493,61 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect([h.spool.states.has(first), h.spool.states.has(second)]).toEqual([false, false]);
   });
 
-  it('a full disk (ENOSPC) does not pause delivery: the next message goes out, and its write (a removal) writes the kept result', async () => {
+  it('a full disk (ENOSPC) does not pause delivery, and a deferral alone it refused is not kept: tried again on the schedule', async () => {
     h = await engineHarness({ retryScheduleMs: [10_000] });
-    h.net.reply = (_host, rcpt) => (rcpt.startsWith('bob') ? busy : ok);
+    let busyBob = true;
+    h.net.reply = (_host, rcpt) => (rcpt.startsWith('bob') && busyBob ? busy : ok);
     h.spool.failUpdates = 1; // bob's deferral
     const first = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
-    expect([await gauge(h, 'deliveryPaused'), await gauge(h, 'resultsUnrecorded')]).toEqual([0, 1]);
+    // nothing kept: a deferral records nothing a retry could repeat wrongly, and kept it held its leg in flight until
+    // a write succeeded (on a full volume with the destinations back, nothing was ever delivered again)
+    expect([await gauge(h, 'deliveryPaused'), await gauge(h, 'resultsUnrecorded')]).toEqual([0, 0]);
+    expect(h.legs(first)?.[0]).toMatchObject({ state: 'pending', attempts: 0 });
     const second = await h.accept([{ recipient: 'carol@x.test', legs: [primaryLeg('carol@x.test', mx1)] }]);
     expect(h.net.sent.map((s) => s.req.to)).toEqual([['bob@x.test'], ['carol@x.test']]);
     expect(h.spool.states.has(second)).toBe(false);
-    expect(h.legs(first)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
-    expect(await gauge(h, 'resultsUnrecorded')).toBe(0);
+    // bob is tried again at the first retry step, and delivered
+    busyBob = false;
+    await h.clock.advance(10_000);
+    expect(h.net.sent.map((s) => s.req.to)).toEqual([['bob@x.test'], ['carol@x.test'], ['bob@x.test']]);
+    expect(h.spool.states.has(first)).toBe(false);
   });
 
-  it('kept results free their destination slots: on a full disk more messages go out than a destination holds', async () => {
+  it('on a full disk a result that delivered a leg is kept and written by the next write that succeeds, never re-sent', async () => {
+    h = await engineHarness({ retryScheduleMs: [10_000] });
+    h.net.reply = (host) => (host === 'mx2.test' ? busy : ok);
+    h.spool.failUpdates = 1; // the write of "primary delivered, copy deferred"
+    const first = await h.accept([
+      { recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1), copyLeg('bob@y.test', mx2)] },
+    ]);
+    expect(await gauge(h, 'resultsUnrecorded')).toBe(1);
+    const second = await h.accept([{ recipient: 'carol@x.test', legs: [primaryLeg('carol@x.test', mx1)] }]);
+    expect(h.spool.states.has(second)).toBe(false); // its removal succeeded: the kept result is written with it
+    expect(await gauge(h, 'resultsUnrecorded')).toBe(0);
+    expect(h.legs(first)?.map((l) => l.state)).toEqual(['delivered', 'deferred']);
+    await h.clock.advance(10_000);
+    expect(h.net.sent.filter((s) => s.host === 'mx1.test').map((s) => s.req.to)).toEqual([
+      ['bob@x.test'],
+      ['carol@x.test'],
+    ]);
+  });
+
+  it('deferrals a full disk refused free their destination slots: more messages go out than a destination holds', async () => {
     h = await engineHarness({ retryScheduleMs: [10_000] });
     // 20 deferrals whose state cannot be written (ENOSPC), more than mx1's 16 transactions, then a delivery
     h.net.reply = (_host, rcpt) => (rcpt.startsWith('later') ? busy : ok);
     h.spool.failUpdates = 20;
     for (let i = 0; i < 20; i++)
       await h.accept([{ recipient: `later${i}@x.test`, legs: [primaryLeg(`later${i}@x.test`, mx1)] }]);
-    expect(await gauge(h, 'resultsUnrecorded')).toBe(20);
-    const last = await h.accept([{ recipient: 'now@x.test', legs: [primaryLeg('now@x.test', mx1)] }]);
-    expect(h.net.sent).toHaveLength(21); // before, the 17th waited for a slot that the kept results held
-    // its removal was written: every kept deferral is written with it, none sent again
-    expect(h.spool.states.has(last)).toBe(false);
     expect(await gauge(h, 'resultsUnrecorded')).toBe(0);
-    expect([...h.spool.states.values()].every((st) => st.legs[0]?.state === 'deferred')).toBe(true);
+    const last = await h.accept([{ recipient: 'now@x.test', legs: [primaryLeg('now@x.test', mx1)] }]);
     expect(h.net.sent).toHaveLength(21);
+    expect(h.spool.states.has(last)).toBe(false);
+    // the deferrals were not recorded: their legs stay as written, tried again at the retry step
+    expect([...h.spool.states.values()].every((st) => st.legs[0]?.state === 'pending')).toBe(true);
+    await h.clock.advance(10_000);
+    expect(h.net.sent).toHaveLength(41);
+    expect([...h.spool.states.values()].every((st) => st.legs[0]?.state === 'deferred')).toBe(true);
   });
 
   it('stop() gives kept results up at once: the message stays as it was, to be tried again at the next start', async () => {

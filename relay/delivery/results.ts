@@ -6,7 +6,9 @@
 // spool.update. A crash in the window only repeats an attempt. After the write, `written` (the engine) decides what
 // comes next for the message (a DSN, removal, or its next due time). A write that fails keeps the batch, its legs in
 // flight, for storage-hold.ts to write again: the attempts are not repeated while the spool takes no writes (stopping
-// gives them up instead: they repeat at the next start).
+// gives them up instead: they repeat at the next start). A batch of deferrals alone that a full volume refused is
+// given up too: it recorded nothing a retry could repeat wrongly, and kept, it held its legs until a write succeeded,
+// which on a full volume only deliveries would have made possible.
 //
 // Hook point: `onLegFinal` (optional) is told of every leg whose attempt made it final (delivered, failed or
 // suppressed) once that state is durable; a result that could not be written is not reported (it will be repeated).
@@ -20,6 +22,12 @@ import type { AttemptResult, Job } from './attempt.ts';
 import { applyOutcome, decideLeg, type LegOutcome } from './outcome.ts';
 import type { TimerHandle, Timers } from './scheduler.ts';
 import type { StorageHold } from './storage-hold.ts';
+
+/** A full volume: what deliveries free (storage-hold.ts pauses for EROFS and EIO, not for these). */
+function isNoSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
 
 export interface PendingResult extends AttemptResult {
   job: Job;
@@ -291,14 +299,21 @@ export class Results {
       });
     } catch (err) {
       if (removal) d.staying(id, m); // the removal failed: the message is still queued
-      if (!d.stopped()) {
+      // Deferrals alone (nothing delivered, nothing final) are not kept on a full volume: forgetting them loses
+      // nothing (the legs stay open as written, tried again on the schedule or when their server answers again).
+      // Kept, their legs stayed in flight until some write succeeded; on a volume only deliveries could free, with
+      // the destinations back, nothing was ever delivered.
+      const forget =
+        isNoSpace(err) && outcomes.length > 0 && outcomes.every((o) => o.outcome.state === 'deferred');
+      if (!d.stopped() && !forget) {
         d.log.warn(
           { err, queueId: id, results: batch.reduce((n, r) => n + r.job.indexes.length, 0) },
           'delivery: could not record the result of an attempt; kept in memory and written again (not repeated)',
         );
         return { err };
       }
-      // Stopping: the state could not be written; the attempts will be repeated (at-least-once), never lost.
+      // Stopping, or deferrals on a full volume: the state could not be written; the attempts will be repeated
+      // (at-least-once), never lost.
       writeFailed = true;
       d.log.error({ err, queueId: id }, 'delivery: could not record the result of an attempt');
     }

@@ -11,7 +11,9 @@
 //   before, and no delivery that would have freed room could go out);
 // - on EROFS or EIO no other message is looked at (its attempt's result could not be recorded either): each look asks
 //   `hold(id)` and the message waits here. Other errors do not pause: on a full disk (ENOSPC, EDQUOT) delivery is what
-//   frees room (a delivered message's files are removed, which a full disk allows), so it goes on;
+//   frees room (a delivered message's files are removed, which a full disk allows), so it goes on; and a batch of
+//   deferrals alone a full disk refused is not kept at all (results.ts): kept, its legs waited for a write that, with
+//   nothing delivered, never succeeded;
 // - one kept write is tried again after 1 s, then 2, 4 ... at most 30 s (a probe, not a storm of writes);
 // - the first write that succeeds (a probe, or any other) ends it: every kept write goes again, every waiting message
 //   is looked at.

@@ -409,6 +409,37 @@ describe('accept log in the spool', () => {
     await again.close();
   });
 
+  it('the removal of a message with files whose accept record is still live fsyncs the queue folder', async () => {
+    // a power cut undoes unlinks the folder's fsync did not make durable, and a replay deletes no file for a removal
+    // record: the files came back with their state, and the delivered legs were sent again
+    const events: string[] = [];
+    const queueDir = join(dir, 'queue');
+    const spool = await open({
+      logSegmentBytes: 64 * 1024,
+      fs: spoolFsWith(
+        (p, _flags, fh) => (p === queueDir ? { sync: () => (events.push('sync queue/'), fh.sync()) } : {}),
+        {
+          unlink: async (p) => {
+            events.push(`unlink ${p.slice(p.lastIndexOf('.'))}`);
+            await defaultSpoolFs.unlink(p);
+          },
+        },
+      ),
+    });
+    const id = await accept(spool, 'Subject: x\r\n\r\n' + 'y'.repeat(5000));
+    await spool.update(id, (st) => ({
+      ...st,
+      legs: st.legs.map((l) => ({ ...l, attempts: 1, lastReply: `451 4.3.0 ${'z'.repeat(12_000)}` })),
+    }));
+    expect(await queueFiles()).toEqual([`${id}.json`, `${id}.msg`]); // files, and the accept record still live
+    events.length = 0;
+    await spool.remove(id);
+    const unlinked = events.indexOf('unlink .msg');
+    expect(unlinked).toBeGreaterThanOrEqual(0);
+    expect(events.indexOf('sync queue/', unlinked)).toBeGreaterThan(unlinked);
+    await spool.close();
+  });
+
   it('the earlier record of a message whose state changed no longer holds its segment back', async () => {
     // no checkpoint within the test: a segment retires only when nothing in it is still queued
     const spool = await open({ logSegmentBytes: 64 * 1024, checkpointAfterMs: 3_600_000 });
@@ -905,5 +936,79 @@ describe('accept log in the spool', () => {
     expect(await queueFiles()).toEqual([]);
     expect(await spool.list()).toEqual([]);
     await spool.close();
+  });
+});
+
+describe('accept log with no room for a new segment', () => {
+  it('a removal goes into the newest sealed segment; one no segment takes is kept and written once one can be made', async () => {
+    const ctl = { full: false, broken: false, t: 0 };
+    const enospc = (): Promise<never> =>
+      Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC' }));
+    // a new segment (created: O_CREAT) is refused while `full`; a write into an existing one fails while `broken`
+    const fs = spoolFsWith((p, flags, fh) => {
+      if (!p.endsWith('.seg')) return {};
+      const creating = typeof flags === 'number' && (flags & fsConstants.O_CREAT) !== 0;
+      return {
+        writev: (d, at) =>
+          creating && ctl.full ? enospc() : !creating && ctl.broken ? eio() : fh.writev(d, at),
+      };
+    });
+    const lines: string[] = [];
+    const log = await AcceptLog.open({
+      spoolDir: dir,
+      fs,
+      log: pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) }),
+      // the messages' files never fit: a sealed segment stays (its checkpoint fails)
+      checkpoint: () => enospc(),
+      syncQueue: () => Promise.resolve(),
+      now: () => ctl.t,
+      segmentBytes: 64 * 1024,
+      checkpointAfterMs: 20,
+    });
+    const ids = ['aaaaaaaaaaaaaaa1', 'aaaaaaaaaaaaaaa2', 'aaaaaaaaaaaaaaa3'];
+    for (const id of ids) await log.accept(id, [Buffer.from('small message')]);
+    ctl.full = true;
+    // large records until one does not fit: the segment is sealed, and no next one can be made
+    const big = Buffer.alloc(16_000, 0x61);
+    for (let i = 0; i < 4; i++) await log.accept(`bbbbbbbbbbbbbbb${i}`, [big]);
+    await expect(log.accept('bbbbbbbbbbbbbbb4', [big])).rejects.toThrow('no new segment');
+    expect(log.usable).toBe(false);
+    const [first] = (await readdir(join(dir, 'log'))).filter((n) => /^[0-9a-f]{16}\.seg$/.test(n));
+    if (first === undefined) throw new Error('no segment');
+    /** The ids of the removal records in the segment files under log/ now. */
+    const removals = async (): Promise<string[]> => {
+      const found: string[] = [];
+      for (const n of await readdir(join(dir, 'log'))) {
+        if (!/^[0-9a-f]{16}\.seg$/.test(n)) continue;
+        const { records } = parseSegment(await readFile(join(dir, 'log', n)), Number.parseInt(n, 16));
+        for (const r of records) if (r.kind === KIND_REMOVAL) found.push(r.id);
+      }
+      return found.sort();
+    };
+
+    // no current segment: the removal record goes into the sealed one, where its records end (its blocks exist)
+    expect(log.removed(ids[0] ?? '')).toBe(true);
+    await waitFor(async () => (await removals()).includes(ids[0] ?? ''), {
+      what: 'the removal record in the sealed segment',
+    });
+    // a removal that no segment takes (that write fails: nothing more goes into the segment) is kept, not dropped
+    ctl.broken = true;
+    expect(log.removed(ids[1] ?? '')).toBe(true);
+    await waitFor(() => lines.some((l) => l.includes('could not record a removal')), {
+      what: 'the removal not recorded',
+    });
+    // space returns (and the pause after the failed attempt is over): the next tick makes a segment and writes it
+    ctl.broken = false;
+    ctl.full = false;
+    ctl.t += 60_000;
+    await waitFor(async () => (await removals()).includes(ids[1] ?? ''), {
+      what: 'the removal record written once a segment could be made',
+    });
+    await log.close();
+    // a start restores only the message not removed (and the large ones)
+    await mkdir(join(dir, 'queue'), { recursive: true });
+    await replayAcceptLog(dir, defaultSpoolFs, logger, (id) => id.length === 16);
+    const restored = (await readdir(join(dir, 'queue'))).filter((n) => n.startsWith('aaaa'));
+    expect(restored).toEqual([`${ids[2]}.msg`]);
   });
 });

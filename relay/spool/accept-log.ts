@@ -25,7 +25,10 @@
 // either way; then the segments go. On a full volume (ENOSPC, EDQUOT) the messages whose files do not fit stay in the
 // log alone: their segments are kept and taken over by the new AcceptLog as sealed ones (AcceptLogOptions.held), and
 // the spool serves those messages from memory until their segment's checkpoint writes their files (spool.ts): a
-// relay starts, and delivers, on a full spool.
+// relay starts, and delivers, on a full spool. With no room for a new segment, the newest segment kept is reopened
+// where its records end (its blocks exist), and removal records go there: with no current segment a removal record
+// goes into the newest sealed segment while it has room, and one that fits nowhere is kept and tried again at each
+// checkpoint tick (never dropped while the segment of its accept record stays: a restart would deliver it again).
 //
 // A message file larger than a quarter of a segment, and every message while no segment can be made (a small or full
 // volume) or after a failed log write, is made durable by its own fsyncs instead (spool.ts).
@@ -36,6 +39,7 @@ import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
+import { FOOTER_LEN, parseFooter, stateFile } from './format.ts';
 import type { SpoolFileHandle, SpoolFs } from './spool.ts';
 
 const MAGIC = 0x4d524c31; // "MRL1"
@@ -53,6 +57,8 @@ const CHECKPOINT_AFTER_MS = 1000;
 const MAX_SEGMENT_FILE = 64 * 1024 * 1024;
 /** How long after a failed attempt to make a segment (a full disk) the next one waits. */
 const RETRY_PREPARE_MS = 10_000;
+/** A warning repeated at every retry while the volume stays full (ENOSPC, EDQUOT) is logged once in this long. */
+const NO_SPACE_WARN_MS = 60_000;
 const SEGMENT_RE = /^([0-9a-f]{16})\.seg$/;
 const FREE_RE = /^free-[0-9a-f]{16}\.seg$/;
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -200,9 +206,10 @@ interface ReplayReport {
  * the segments kept for them, which the spool's AcceptLog takes over as sealed segments (AcceptLogOptions.held).
  */
 export interface HeldLog {
-  /** The segments kept, oldest first: each with the ids whose last record it holds among `messages`. The segments
-   * after the first of those are kept too (with no id, perhaps): their removal records cancel its earlier accepts. */
-  segments: { seq: number; ids: string[] }[];
+  /** The segments kept, oldest first: each with the ids whose last record it holds among `messages`, and where its
+   * records end (parseSegment). The segments after the first of those are kept too (with no id, perhaps): their
+   * removal records cancel its earlier accepts. */
+  segments: { seq: number; ids: string[]; end: number }[];
   /** id -> the message file's bytes (its own copy, not a view into the segment). */
   messages: Map<string, Buffer>;
 }
@@ -233,15 +240,39 @@ type LiveRecords = Map<string, { data: Buffer; seq: number }>;
 /** What restoring one message's file did: written, the same already (fsynced), or no room for it. */
 type Restored = 'restored' | 'same' | 'no space';
 
+/** Whether a message file holds the same body as `record` (a message file's bytes), with a whole footer of its own. */
+function sameBody(file: Buffer, record: Buffer): boolean {
+  const layout = (b: Buffer) => parseFooter(b.subarray(Math.max(0, b.length - FOOTER_LEN)), b.length);
+  const f = layout(file);
+  const r = layout(record);
+  if (typeof f === 'string' || typeof r === 'string' || f.bodySize !== r.bodySize) return false;
+  return file.compare(record, 0, r.bodySize, 0, f.bodySize) === 0;
+}
+
 /**
  * Makes <queue>/<id>.msg hold `data`, durably: rewritten in place when missing or different (never renamed over: a
  * state file beside it stays as it is), fsynced either way. `full`: the volume is known full, so only a file that is
  * the same already is fsynced. On a full volume a file this call emptied or cut short is removed: the message stays
  * in the log alone, and a file without its footer under its name would be quarantined when it gets its file.
+ *
+ * A whole file of the same body with an earlier state in its trailer, and a state file beside it (`statePath`), is
+ * kept as it is (fsynced): a checkpoint wrote it while a state change went into the log (spool.ts relog), and the
+ * update then wrote the state file, which is as new as the record or newer (the log takes no record of a message once
+ * its file is written). Rewriting it gained nothing; on a full volume it was removed, and the start then removed the
+ * state file as one without its message (a removal cut short): that newer state was lost (a leg delivered again).
  */
-async function restoreFile(fs: SpoolFs, path: string, data: Buffer, full: boolean): Promise<Restored> {
+async function restoreFile(
+  fs: SpoolFs,
+  path: string,
+  statePath: string,
+  data: Buffer,
+  full: boolean,
+): Promise<Restored> {
   const now = await readWhole(fs, path).catch(() => undefined);
-  const same = Buffer.isBuffer(now) && now.equals(data);
+  const same =
+    Buffer.isBuffer(now) &&
+    (now.equals(data) ||
+      (sameBody(now, data) && (await fs.lstat(statePath).catch(() => undefined))?.isFile() === true));
   if (full && !same) {
     // a file cut short (a checkpoint's write when the process was killed): the record is the message
     if (now !== undefined) await fs.unlink(path).catch(() => undefined);
@@ -268,14 +299,17 @@ async function restoreFile(fs: SpoolFs, path: string, data: Buffer, full: boolea
   return same ? 'same' : 'restored';
 }
 
-/** The segments a replay on a full volume keeps: from the first that holds a message kept in the log, on. */
+/**
+ * The segments a replay on a full volume keeps: from the first that holds a message kept in the log, on. `ends`: the
+ * segments read, and where the records of each end.
+ */
 function heldSegments(
-  seqs: readonly number[],
+  ends: ReadonlyMap<number, number>,
   held: ReadonlyMap<string, number>,
-): { seq: number; ids: string[] }[] {
+): HeldLog['segments'] {
   if (held.size === 0) return [];
   const first = Math.min(...held.values());
-  const kept = seqs.filter((s) => s >= first).map((seq) => ({ seq, ids: [] as string[] }));
+  const kept = [...ends].filter(([s]) => s >= first).map(([seq, end]) => ({ seq, ids: [] as string[], end }));
   const bySeq = new Map(kept.map((k) => [k.seq, k.ids]));
   for (const [id, seq] of held) bySeq.get(seq)?.push(id);
   return kept;
@@ -317,6 +351,8 @@ export async function replayAcceptLog(
     return aside;
   };
   const live: LiveRecords = new Map();
+  /** segment number -> where its records end, of the segments read (in order) */
+  const ends = new Map<number, number>();
   for (const s of segments) {
     const path = join(logDir, s.name);
     // never larger than a segment as this relay makes them; a file far larger (a sparse file, another program's) is
@@ -329,7 +365,9 @@ export async function replayAcceptLog(
     }
     if (buf === undefined) continue;
     report.segments++;
-    for (const r of parseSegment(buf, s.seq).records) {
+    const parsed = parseSegment(buf, s.seq);
+    ends.set(s.seq, parsed.end);
+    for (const r of parsed.records) {
       if (!isId(r.id)) {
         log.warn({ segment: s.name, id: r.id }, 'accept log: a record with a malformed queue id, skipped');
         continue;
@@ -354,7 +392,7 @@ export async function replayAcceptLog(
         'accept log: not a regular file under a message name, quarantined',
       );
     }
-    const done = await restoreFile(fs, path, data, heldSeq.size > 0);
+    const done = await restoreFile(fs, path, join(queueDir, stateFile(id)), data, heldSeq.size > 0);
     if (done === 'restored') report.restored++;
     else if (done === 'no space') {
       heldSeq.set(id, seq);
@@ -364,10 +402,8 @@ export async function replayAcceptLog(
   report.heldInLog = heldSeq.size;
   if (heldSeq.size > 0 && opts.keepOnFull !== true) throw volumeFull(spoolDir, heldSeq.size);
   if (report.live > heldSeq.size) await syncDir(fs, queueDir);
-  const kept = heldSegments(
-    segments.map((s) => s.seq),
-    heldSeq,
-  );
+  // of the segments read: one set aside (far too large) is not kept
+  const kept = heldSegments(ends, heldSeq);
   const keptSeqs = new Set(kept.map((k) => k.seq));
   // Every message is durable in its own file now, or (a full volume) in a segment kept: the others are free for
   // reuse (their records can never be read as a later segment's: each names the segment it was written to)
@@ -404,11 +440,15 @@ interface Segment {
   fh: SpoolFileHandle;
   /** Bytes given to writes so far (where the next write goes); the whole segment after a failed write. */
   used: number;
+  /** The bytes records may take: segmentBytes, or a kept segment's size once reopened (AcceptLog.reopen). */
+  capacity: number;
   /** Ids accepted in this segment, not removed or checkpointed yet. */
   live: Set<string>;
   sealedAt?: number;
   /** A write into this segment failed: the records of later writes into it lie beyond a hole and are refused too. */
   failed?: unknown;
+  /** Renamed free: its records are no longer read at a start (a removal of a message it accepted needs no record). */
+  retired?: boolean;
 }
 
 /** One write in flight, answered in the order of issue (issued). */
@@ -452,7 +492,7 @@ export interface AcceptLogOptions {
    * The segments a replay on a full volume kept (HeldLog.segments): taken over as sealed segments, retired as any
    * other once their messages are removed or checkpointed (the checkpoint writes their files when space returns).
    */
-  held?: readonly { seq: number; ids: readonly string[] }[];
+  held?: readonly { seq: number; ids: readonly string[]; end?: number }[];
 }
 
 export class AcceptLog {
@@ -480,6 +520,13 @@ export class AcceptLog {
   private closed = false;
   /** After a segment could not be made, none is tried again before this time. */
   private noSpaceUntil = 0;
+  /** Why the last segment could not be made (the error of the attempts refused until noSpaceUntil). */
+  private prepareFailure: unknown;
+  /** Removed messages whose removal record could not be written yet, and the segment of their accept record: tried
+   * again at each checkpoint tick until written, or until that segment is retired (nothing left to cancel). */
+  private readonly unrecorded = new Map<string, Segment>();
+  /** A warning repeated while the volume stays full -> when it may be logged again (warnQuietly). */
+  private readonly quietUntil = new Map<string, number>();
 
   private constructor(o: AcceptLogOptions, firstSeq: number) {
     this.o = {
@@ -511,9 +558,19 @@ export class AcceptLog {
       l.current = await l.prepare();
     } catch (err) {
       // With segments taken over, the log is needed even with no room for a new one: it retires them (their removals
-      // and checkpoints). Each message meanwhile is made durable in its own file, as after a failure later on.
+      // and checkpoints). Each message meanwhile is made durable in its own file, as after a failure later on. The
+      // removal records go into the newest segment kept, from where its records end (issueRemovals): dropped for want
+      // of a segment, they left the accept records of delivered messages live in the segments kept, and each later
+      // start delivered those messages again.
       if (l.sealed.length === 0) throw err;
-      o.log.warn({ err, spool: o.spoolDir }, 'accept log: no new segment for now (a full volume)');
+      const end = o.held?.at(-1)?.end;
+      const reopened = end !== undefined && (await l.reopen(end));
+      o.log.warn(
+        { err, spool: o.spoolDir },
+        reopened
+          ? 'accept log: no new segment for now (a full volume); removals are recorded in the last segment kept'
+          : 'accept log: no new segment for now (a full volume)',
+      );
     }
     l.kickRetire();
     return l;
@@ -523,9 +580,57 @@ export class AcceptLog {
   private async takeOver(seq: number, ids: readonly string[]): Promise<void> {
     // only closed at its retirement: nothing more is written into it
     const fh = await this.o.fs.openRead(join(this.logDir, segmentName(seq)));
-    const seg: Segment = { seq, fh, used: this.o.segmentBytes, live: new Set(ids), sealedAt: this.o.now() };
+    const bytes = this.o.segmentBytes;
+    const seg: Segment = {
+      seq,
+      fh,
+      used: bytes,
+      capacity: bytes,
+      live: new Set(ids),
+      sealedAt: this.o.now(),
+    };
     for (const id of ids) this.segOf.set(id, seg);
     this.sealed.push(seg);
+  }
+
+  /**
+   * Opens the newest segment taken over (no new segment could be made) for writing at `end`, where its records end, as
+   * the one removal records go into. Its blocks exist: it was made of zeros written and fsynced (prepare), so a write
+   * into it needs no new space on a file system that writes in place (ext4, xfs without shared extents, tmpfs; a
+   * copy-on-write one such as btrfs or ZFS may still refuse it: the write fails, and the removals wait, below). What
+   * lies after `end` is zeroed first (in place, O_DSYNC): a write a crash cut short there, with a later one of this
+   * segment beside it (never answered), must not read as records behind the new ones. False (a warning): a file with
+   * holes or shorter than `end` (not made by prepare: copied, restored), or no write access; the removals then wait
+   * for a new segment (removed).
+   */
+  private async reopen(end: number): Promise<boolean> {
+    const seg = this.sealed.at(-1);
+    if (seg === undefined) return false;
+    const path = join(this.logDir, segmentName(seg.seq));
+    let fh: SpoolFileHandle | undefined;
+    try {
+      fh = await this.o.fs.open(path, WRITE_DSYNC);
+      const st = await fh.stat();
+      // st.blocks counts 512-byte units: fewer than the size, the file has holes (writing into one takes new space)
+      if (!st.isFile() || end > st.size || (st.blocks !== undefined && st.blocks * 512 < st.size))
+        throw new Error(
+          `not preallocated: ${st.size} bytes, ${st.blocks ?? '?'} blocks, records end at ${end}`,
+        );
+      for (let off = end; off < st.size; off += ZEROS.length)
+        await writevAll(fh, [ZEROS.subarray(0, Math.min(ZEROS.length, st.size - off))], off);
+      await seg.fh.close().catch(noop);
+      seg.fh = fh;
+      seg.used = end;
+      seg.capacity = st.size;
+      return true;
+    } catch (err) {
+      await fh?.close().catch(noop);
+      this.o.log.warn(
+        { err, segment: segmentName(seg.seq) },
+        'accept log: the last segment kept cannot take removal records; they wait for a new segment',
+      );
+      return false;
+    }
   }
 
   /**
@@ -559,19 +664,55 @@ export class AcceptLog {
     if (seg === undefined) return false;
     this.segOf.delete(id);
     seg.live.delete(id);
-    // nothing waits for it (no promise made): a failure is logged
-    this.enqueue(KIND_REMOVAL, id, [], noop, (err: unknown) =>
-      this.o.log.warn(
-        { err, queueId: id },
-        'accept log: could not record a removal (delivered again after a power cut)',
-      ),
-    );
+    this.recordRemoval(id, seg);
     this.kickRetire();
     return true;
   }
 
+  /**
+   * Appends the removal record of `id`, whose accept record is in `seg`. Nothing waits for it (no promise made): one
+   * that cannot be written (no segment to write it into: a full volume) is kept and tried again at each checkpoint
+   * tick, until written or until `seg` is retired. Dropped, it left the accept record live in a segment a full volume
+   * kept, and every start after it delivered the message again.
+   */
+  private recordRemoval(id: string, seg: Segment): void {
+    this.enqueue(KIND_REMOVAL, id, [], noop, (err: unknown) => {
+      if (seg.retired === true) return; // its accept record is no longer read: nothing to cancel
+      this.unrecorded.set(id, seg);
+      this.warnQuietly(
+        'removal',
+        err,
+        { queueId: id, unrecorded: this.unrecorded.size },
+        'accept log: could not record a removal yet; trying again (a restart meanwhile delivers it again)',
+      );
+      this.schedule();
+    });
+  }
+
+  /** The removals not recorded yet (unrecorded), tried again. */
+  private retryRemovals(): void {
+    const again = [...this.unrecorded];
+    this.unrecorded.clear();
+    for (const [id, seg] of again) if (seg.retired !== true) this.recordRemoval(id, seg);
+  }
+
+  /**
+   * A warning; one that a full volume (ENOSPC, EDQUOT) repeats at every retry (each second) is logged once a minute
+   * per kind (`what`) while the volume stays full.
+   */
+  private warnQuietly(what: string, err: unknown, fields: object, msg: string): void {
+    if (isNoSpace(err)) {
+      const now = this.o.now();
+      if (now < (this.quietUntil.get(what) ?? -Infinity)) return;
+      this.quietUntil.set(what, now + NO_SPACE_WARN_MS);
+    }
+    this.o.log.warn({ err, ...fields }, msg);
+  }
+
   /** Waits for every record appended so far, then closes the segment files (the log is replayed at the next start). */
   async close(): Promise<void> {
+    // the removals not recorded yet: a last attempt
+    this.retryRemovals();
     this.closed = true;
     clearTimeout(this.timer);
     for (;;) {
@@ -579,6 +720,15 @@ export class AcceptLog {
       if (this.queue.length === 0 && this.issued.length === 0 && !this.rotating && !this.retiring) break;
       await Promise.all([this.answered(() => true), this.rotating, this.retiring]);
     }
+    if (this.unrecorded.size > 0)
+      this.o.log.error(
+        {
+          spool: this.o.spoolDir,
+          unrecorded: this.unrecorded.size,
+          queueIds: [...this.unrecorded.keys()].slice(0, 100),
+        },
+        'accept log: removals that could not be recorded (no room in the log): the next start delivers these messages again',
+      );
     const spare = this.spare;
     this.spare = undefined;
     const handles = [this.current?.fh, ...this.sealed.map((s) => s.fh)];
@@ -632,8 +782,9 @@ export class AcceptLog {
       this.rotating === undefined
     ) {
       const seg = this.current;
+      if (seg === undefined && this.issueRemovals()) continue;
       // the records that fit what is left of the segment, in order
-      let room = seg === undefined ? 0 : this.o.segmentBytes - seg.used;
+      let room = seg === undefined ? 0 : seg.capacity - seg.used;
       const batch: Pending[] = [];
       while (this.queue.length > 0 && (this.queue[0]?.bytes ?? Infinity) <= room) {
         const p = this.queue.shift() as Pending;
@@ -643,7 +794,11 @@ export class AcceptLog {
       if (seg === undefined || batch.length === 0) {
         this.rotating = this.rotate()
           .catch((err: unknown) => {
-            for (const p of this.queue.splice(0)) p.reject(err);
+            // no segment: the removal records still go into the newest sealed one while it has room (issueRemovals)
+            const keep = this.removalSegment() !== undefined;
+            const queued = this.queue.splice(0);
+            for (const p of queued) if (!keep || p.kind !== KIND_REMOVAL) p.reject(err);
+            if (keep) this.queue = queued.filter((p) => p.kind === KIND_REMOVAL);
           })
           .finally(() => {
             this.rotating = undefined;
@@ -651,31 +806,67 @@ export class AcceptLog {
           });
         return;
       }
-      const bufs: Buffer[] = [];
-      let bytes = 0;
-      for (const p of batch) {
-        bufs.push(...encodeRecord(seg.seq, p.kind, p.id, p.data));
-        bytes += p.bytes;
-        if (p.kind === KIND_ACCEPT) {
-          p.earlier = this.segOf.get(p.id);
-          seg.live.add(p.id);
-          this.segOf.set(p.id, seg);
-        }
-      }
-      const position = seg.used;
-      seg.used += bytes;
-      const onWrite = this.o.onWrite;
-      const issuedAt = onWrite === undefined ? 0 : performance.now();
-      const w: Issued = { seg, batch, done: false, failed: undefined };
-      this.issued.push(w);
-      writevAll(seg.fh, bufs, position).then(
-        () => {
-          onWrite?.((performance.now() - issuedAt) / 1000);
-          this.completed(w, undefined);
-        },
-        (err: unknown) => this.completed(w, { err }),
-      );
+      this.write(seg, batch);
     }
+  }
+
+  /**
+   * With no current segment (none could be made: a full volume), the removal records at the head of the queue go into
+   * the newest sealed segment while it has room: the blocks of a segment exist, so this needs no new space, and each
+   * comes after every accept record it cancels (no segment is newer). False: none went (an accept first, or no room).
+   */
+  private issueRemovals(): boolean {
+    const seg = this.removalSegment();
+    if (seg === undefined) return false;
+    let room = seg.capacity - seg.used;
+    const batch: Pending[] = [];
+    for (let p = this.queue[0]; p?.kind === KIND_REMOVAL && p.bytes <= room; p = this.queue[0]) {
+      this.queue.shift();
+      room -= p.bytes;
+      batch.push(p);
+    }
+    if (batch.length === 0) return false;
+    this.write(seg, batch);
+    return true;
+  }
+
+  /** The newest sealed segment if a removal record fits it: written by this log (not one taken over, unless reopened),
+   * no write into it failed. */
+  private removalSegment(): Segment | undefined {
+    const seg = this.sealed.at(-1);
+    return seg !== undefined &&
+      seg.failed === undefined &&
+      seg.capacity - seg.used >= RECORD_HEADER + ID_BYTES
+      ? seg
+      : undefined;
+  }
+
+  /** Issues one write of `batch`'s records at the segment's next offset (issue). */
+  private write(seg: Segment, batch: Pending[]): void {
+    const bufs: Buffer[] = [];
+    let bytes = 0;
+    for (const p of batch) {
+      bufs.push(...encodeRecord(seg.seq, p.kind, p.id, p.data));
+      bytes += p.bytes;
+      if (p.kind === KIND_ACCEPT) {
+        p.earlier = this.segOf.get(p.id);
+        seg.live.add(p.id);
+        this.segOf.set(p.id, seg);
+      }
+    }
+    const position = seg.used;
+    seg.used += bytes;
+    const onWrite = this.o.onWrite;
+    const issuedAt = onWrite === undefined ? 0 : performance.now();
+    const w: Issued = { seg, batch, done: false, failed: undefined };
+    this.issued.push(w);
+    writevAll(seg.fh, bufs, position).then(
+      () => {
+        onWrite?.((performance.now() - issuedAt) / 1000);
+        this.completed(w, undefined);
+      },
+      (err: unknown) => this.completed(w, { err }),
+    );
   }
 
   /** A write has ended: its records, and those of every write after it that has ended too, are answered in order. */
@@ -706,7 +897,7 @@ export class AcceptLog {
     if (failed !== undefined && seg.failed === undefined) {
       // what lies from here on in this segment is unknown: no more records go into it
       seg.failed = failed.err;
-      seg.used = this.o.segmentBytes;
+      seg.used = seg.capacity;
       this.o.log.error(
         { err: failed.err, segment: segmentName(seg.seq) },
         'accept log: a write failed; going on in a new segment',
@@ -768,7 +959,10 @@ export class AcceptLog {
       await this.o.fs.rename(join(this.logDir, reuse), path);
     } else {
       if (this.o.now() < this.noSpaceUntil)
-        throw new Error('accept log: no new segment (the last attempt failed)');
+        throw Object.assign(new Error('accept log: no new segment (the last attempt failed)'), {
+          code: (this.prepareFailure as NodeJS.ErrnoException | undefined)?.code,
+          cause: this.prepareFailure,
+        });
       const fh = await this.o.fs.open(
         path,
         fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
@@ -780,6 +974,9 @@ export class AcceptLog {
           await writevAll(fh, [ZEROS.subarray(0, Math.min(ZEROS.length, this.o.segmentBytes - off))]);
         await fh.sync();
         made = true;
+      } catch (err) {
+        this.prepareFailure = err;
+        throw err;
       } finally {
         await fh.close().catch(() => undefined);
         if (!made) {
@@ -792,14 +989,15 @@ export class AcceptLog {
     }
     await syncDir(this.o.fs, this.logDir);
     const fh = await this.o.fs.open(path, WRITE_DSYNC);
-    return { seq, fh, used: 0, live: new Set() };
+    return { seq, fh, used: 0, capacity: this.o.segmentBytes, live: new Set() };
   }
 
   private kickRetire(): void {
     if (this.retiring !== undefined || this.sealed.length === 0 || this.closed) return;
     this.retiring = this.retire()
       .catch((err: unknown) =>
-        this.o.log.warn({ err }, 'accept log: could not retire a segment; trying again'),
+        // each second while the volume stays full (the checkpoint cannot write its files): logged once a minute then
+        this.warnQuietly('retire', err, {}, 'accept log: could not retire a segment; trying again'),
       )
       .finally(() => {
         this.retiring = undefined;
@@ -807,11 +1005,15 @@ export class AcceptLog {
       });
   }
 
+  /** The checkpoint tick: retires (or checkpoints) sealed segments, and tries the removals not recorded yet again. */
   private schedule(): void {
-    if (this.closed || this.sealed.length === 0 || this.timer !== undefined) return;
+    if (this.closed || this.timer !== undefined) return;
+    if (this.sealed.length === 0 && this.unrecorded.size === 0) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.retryRemovals();
       this.kickRetire();
+      if (this.retiring === undefined) this.schedule(); // else once the retirement ends
     }, this.o.checkpointAfterMs);
     this.timer.unref();
   }
@@ -843,6 +1045,7 @@ export class AcceptLog {
       await seg.fh.close().catch(() => undefined);
       const free = freeName(seg.seq);
       await this.o.fs.rename(join(this.logDir, segmentName(seg.seq)), join(this.logDir, free));
+      seg.retired = true;
       await syncDir(this.o.fs, this.logDir);
       this.free.push(free);
     }

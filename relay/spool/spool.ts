@@ -68,7 +68,8 @@ export interface SpoolFileHandle {
   /** At `position` when given, else at the file position (the accept log writes side by side at offsets). */
   writev(data: Uint8Array[], position?: number): Promise<{ bytesWritten: number }>;
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  stat(): Promise<{ size: number; mode: number; isFile(): boolean }>;
+  /** `blocks`: 512-byte units allocated (node's Stats; the accept log checks a kept segment has no holes). */
+  stat(): Promise<{ size: number; mode: number; blocks?: number; isFile(): boolean }>;
   chmod(mode: number): Promise<void>;
   sync(): Promise<void>;
   close(): Promise<void>;
@@ -797,11 +798,13 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
     if (stateFiles.delete(id)) await unlinkQuiet(statePath(id));
     // Durable before the caller goes on: a removal lost in a power cut delivers every leg again. A message the accept
-    // log still holds gets a removal record there (durable with the log's next write; the log fsyncs the directory
-    // before it lets the accept record go); any other, a directory fsync shared with concurrent accepts, updates and
-    // removals (one per batch).
-    const logged = acceptLog?.removed(id) === true;
-    if (existed && !logged) await dirSync.sync();
+    // log still holds also gets a removal record there; every removed file, a directory fsync shared with concurrent
+    // accepts, updates and removals (one per batch).
+    // A message with a file of its own whose accept record is still live (a state change the log could not take)
+    // needs the directory fsync too: a replay does not delete files for a removal record, so unlinks a power cut
+    // undid brought the message back with its state, and its legs were sent again.
+    acceptLog?.removed(id);
+    if (existed) await dirSync.sync();
     return existed;
   };
 

@@ -12,12 +12,14 @@
 // written: the next pass records that DSN instead of spooling another.
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSegment } from '../../relay/spool/accept-log.ts';
 import { defaultSpoolFs, openSpool, type SpoolFs } from '../../relay/spool/spool.ts';
+import type { SpoolState } from '../../relay/spool/types.ts';
 import { Registry } from 'prom-client';
 import { Bouncer } from '../../relay/delivery/bounce.ts';
 import { createRelayMetrics } from '../../relay/telemetry/metrics.ts';
@@ -56,16 +58,23 @@ function message(id: string, kib: number): Buffer {
 
 const sendOne = (port: number, body: Buffer): Promise<string> => sendRaw(port, 'a@disk.test', body);
 
-/** Fallback only (no mount permission): a spool file system with a byte budget, ENOSPC beyond it. */
+/**
+ * Fallback only (no mount permission): a spool file system with a byte budget, ENOSPC beyond it. A write counts the
+ * bytes it adds beyond the file's end, as on a real volume: one in place (an accept log segment's preallocated zeros)
+ * takes no new space.
+ */
 function budgetFs(budget: number): SpoolFs {
   const sizes = new Map<string, number>();
   let used = 0;
-  const grow = (p: string, n: number): void => {
-    if (used + n > budget) {
+  /** A write of n bytes at `at` into the file at p: refused (ENOSPC) when what it adds does not fit the budget. */
+  const grow = (p: string, at: number, n: number): void => {
+    const size = sizes.get(p) ?? 0;
+    const more = Math.max(0, at + n - size);
+    if (used + more > budget) {
       throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
     }
-    used += n;
-    sizes.set(p, (sizes.get(p) ?? 0) + n);
+    used += more;
+    sizes.set(p, size + more);
   };
   return spoolFsWith(
     (p, flags, fh) => {
@@ -76,17 +85,24 @@ function budgetFs(budget: number): SpoolFs {
         used -= sizes.get(p) ?? 0;
         sizes.set(p, 0);
       }
+      /** the handle's file position (writes without a position) */
+      let pos = 0;
       return {
         write: async (d) => {
-          grow(p, d.length);
-          return fh.write(d);
+          grow(p, pos, d.length);
+          const r = await fh.write(d);
+          pos += r.bytesWritten;
+          return r;
         },
         writev: async (bufs, at) => {
           grow(
             p,
+            at ?? pos,
             bufs.reduce((n, b) => n + b.length, 0),
           );
-          return fh.writev(bufs, at);
+          const r = await fh.writev(bufs, at);
+          if (at === undefined) pos += r.bytesWritten;
+          return r;
         },
       };
     },
@@ -565,5 +581,198 @@ describe('the relay restarted on a spool its accept log filled', () => {
     });
     expect(await quarantinedFiles(spool)).toEqual([]);
     report('restart on a full log', { accepted: acked.size, refused: refused.slice(0, 9) });
+  });
+});
+
+/**
+ * A describe block's spool folder on a 2 MiB volume of its own: a tmpfs mounted there (root), else the real file
+ * system with the byte budget of the first case (budgetFs). Call inside describe().
+ */
+function smallVolume(name: string): { dir: () => string; fs: () => SpoolFs; variant: () => string } {
+  let dir = '';
+  let mounted = false;
+  let fs: SpoolFs | undefined;
+  beforeAll(async () => {
+    dir = join(await tempDir(name), 'spool');
+    await mkdir(dir, { recursive: true });
+    if (process.env['MAILROUTE_DISK_FULL_FALLBACK'] === '1') return;
+    try {
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
+      mounted = true;
+    } catch {
+      mounted = false;
+    }
+  });
+  afterAll(async () => {
+    if (mounted) await run('umount', ['-l', dir]).catch(() => undefined);
+  });
+  return {
+    dir: () => dir,
+    fs: () => (fs ??= mounted ? defaultSpoolFs : budgetFs(2 * 1024 * 1024)),
+    variant: () => (mounted ? 'tmpfs 2 MiB' : 'FALLBACK: injected spool fs, 2 MiB budget'),
+  };
+}
+
+describe('a spool restarted twice on a volume that stays full, with messages delivered in between', () => {
+  const volume = smallVolume('rel-full-twice');
+
+  it('records each removal in the segment the log kept: no delivered message comes back at any restart', async () => {
+    const dir = volume.dir();
+    const base = volume.fs();
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    // the checkpoint's attempts to write a message file (created, then refused by the full volume), per file
+    const creates = new Map<string, number>();
+    const fs: SpoolFs = {
+      ...base,
+      open: (p, flags, mode) => {
+        if (p.endsWith('.msg') && typeof flags === 'number' && (flags & fsConstants.O_CREAT) !== 0)
+          creates.set(p, (creates.get(p) ?? 0) + 1);
+        return base.open(p, flags, mode);
+      },
+    };
+    const small = { dir, logger, fs, logSegmentBytes: 256 * 1024 };
+    const first = await openSpool({ ...small, checkpointAfterMs: 3_600_000 });
+    const sent = new Map<string, Buffer>();
+    for (let i = 0; i < 20; i++) {
+      const body = message(`twice-${i}`, 8);
+      const r = await first.accept(spoolEnvelope(), Readable.from([body]));
+      if (!r.ok) throw r.error;
+      sent.set(r.id, body);
+    }
+    await fillUp(base, join(dir, 'filler'));
+    await first.close();
+    expect(await names(join(dir, 'queue'), /\.msg$/), 'no message has a file of its own').toEqual([]);
+    // the usual case: one segment, never filled; no spare, no free segment
+    expect(await names(join(dir, 'log'), /\.seg$/)).toHaveLength(1);
+
+    let queued = [...sent.keys()];
+    const delivered: string[] = [];
+    const warnings: { retire: number; removal: number }[] = [];
+    // three starts on the still-full volume; before each of the first two stops, 7 messages are delivered (removed)
+    for (const round of [1, 2, 3]) {
+      lines.length = 0;
+      creates.clear();
+      const spool = await openSpool({ ...small, checkpointAfterMs: 20 });
+      try {
+        const listed = await spool.list();
+        expect(
+          listed.filter((id) => delivered.includes(id)),
+          `delivered messages back at start ${round}`,
+        ).toEqual([]);
+        expect(listed, `queued at start ${round}`).toEqual([...queued].sort());
+        if (round === 3) break;
+        const now = queued.slice(0, 7);
+        for (const id of now) expect(await spool.remove(id)).toBe(true);
+        delivered.push(...now);
+        queued = queued.slice(7);
+        // the checkpoint meanwhile tries to write the files of the others at each tick, and the volume refuses them
+        await waitFor(() => Math.max(0, ...creates.values()) >= 5, {
+          what: 'five checkpoint ticks on the full volume',
+        });
+      } finally {
+        await spool.close();
+      }
+      expect(await names(join(dir, 'queue'), /\.msg$/), `files after stop ${round}`).toEqual([]);
+      const count = (what: string): number => lines.filter((l) => l.includes(what)).length;
+      warnings.push({
+        retire: count('could not retire a segment'),
+        removal: count('could not record a removal') + count('removals that could not be recorded'),
+      });
+    }
+    // No removal failed to be recorded; and a checkpoint that fails at each tick while the volume stays full is logged
+    // once, not at each tick (20 ms here)
+    expect(warnings).toEqual([
+      { retire: 1, removal: 0 },
+      { retire: 1, removal: 0 },
+    ]);
+
+    // space returns: the messages still queued get their files, byte for byte; nothing delivered comes back
+    await base.unlink(join(dir, 'filler'));
+    const last = await openSpool({ ...small, checkpointAfterMs: 20 });
+    try {
+      expect(await last.list()).toEqual([...queued].sort());
+      await waitFor(
+        async () =>
+          (await names(join(dir, 'queue'), /\.msg$/)).length === queued.length &&
+          (await names(join(dir, 'log'), /^[0-9a-f]{16}\.seg$/)).length <= 1,
+        { timeoutMs: 10_000, what: 'the files of the messages still queued' },
+      );
+      for (const id of queued)
+        expect((await last.readBody(id)).equals(sent.get(id) ?? Buffer.alloc(0)), `body of ${id}`).toBe(true);
+    } finally {
+      await last.close();
+    }
+    expect(await names(join(dir, 'quarantine'), /./).catch(() => [])).toEqual([]);
+    report('full restarts', {
+      variant: volume.variant(),
+      delivered: delivered.length,
+      queued: queued.length,
+    });
+  });
+});
+
+describe('a message file beside a newer state file, on a full volume, its log record between the two', () => {
+  const volume = smallVolume('rel-full-state');
+
+  it('keeps the file and its state file at the start: the newer state is not lost', async () => {
+    const dir = volume.dir();
+    const fs = volume.fs();
+    const logger = pino({ level: 'silent' });
+    const small = { dir, logger, fs, logSegmentBytes: 256 * 1024 };
+    const first = await openSpool({ ...small, checkpointAfterMs: 3_600_000 });
+    const accept = async (name: string): Promise<string> => {
+      const r = await first.accept(spoolEnvelope(), Readable.from([message(name, 8)]));
+      if (!r.ok) throw r.error;
+      return r.id;
+    };
+    const other = await accept('other'); // in the log alone at the next start: the volume is found full with it
+    const id = await accept('stated');
+    const withAttempts =
+      (n: number) =>
+      (st: SpoolState): SpoolState => ({ ...st, legs: st.legs.map((l) => ({ ...l, attempts: n })) });
+    // a state change while in the log alone: one more record there
+    const changed = await first.update(id, withAttempts(1));
+    if (!changed) throw new Error('no state change');
+    // the first record of the message: its file's bytes with its initial state
+    const [segment] = await names(join(dir, 'log'), /^[0-9a-f]{16}\.seg$/);
+    if (segment === undefined) throw new Error('no segment');
+    const records = parseSegment(
+      await readFile(join(dir, 'log', segment)),
+      Number.parseInt(segment.slice(0, 16), 16),
+    ).records.filter((r) => r.id === id);
+    expect(records.length).toBe(2);
+    const initial = Buffer.from(records[0]?.data ?? Buffer.alloc(0));
+    await first.close();
+    // What a checkpoint that ran beside the state change leaves (spool.ts relog, then update): the file written with
+    // the state before it, then a state file beside it with the newest state (a later change: attempts 2), while the
+    // log's last record of it has the change between the two. The other message has no file (the log alone).
+    await writeFile(join(dir, 'queue', `${id}.msg`), initial, { mode: 0o600 });
+    await writeFile(join(dir, 'queue', `${id}.json`), JSON.stringify(withAttempts(2)(changed)), {
+      mode: 0o600,
+    });
+    await fs.unlink(join(dir, 'queue', `${other}.msg`));
+    await fillUp(fs, join(dir, 'filler'));
+
+    const second = await openSpool({ ...small, checkpointAfterMs: 20 });
+    try {
+      expect(await second.list()).toEqual([other, id].sort());
+      const loaded = await second.load(id);
+      expect(loaded.ok && loaded.state.legs.map((l) => l.attempts), 'the newest state').toEqual([2, 2]);
+      expect(await names(join(dir, 'queue'), /^[^.]+\.(msg|json)$/)).toEqual([`${id}.json`, `${id}.msg`]);
+      expect((await second.readBody(id)).toString('latin1')).toContain('Subject: stated');
+    } finally {
+      await second.close();
+    }
+    await fs.unlink(join(dir, 'filler'));
+    const third = await openSpool(small);
+    try {
+      const loaded = await third.load(id);
+      expect(loaded.ok && loaded.state.legs.map((l) => l.attempts)).toEqual([2, 2]);
+      expect(await third.list()).toEqual([other, id].sort());
+    } finally {
+      await third.close();
+    }
+    report('full start, state file', { variant: volume.variant() });
   });
 });
