@@ -11,6 +11,7 @@ import { RawSmtp, code } from '../relay/raw-client.ts';
 import type { SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import {
+  isDsn,
   adminPort,
   dualDestinations,
   duplicates,
@@ -175,7 +176,7 @@ describe('crash: kill -9 at random points under dual load', () => {
       duplicatesPrimary: duplicates(p),
       duplicatesCopy: duplicates(c),
       quarantined: quarantined.length,
-      bounces: primary.messages.filter((m) => m.mailFrom === '').length,
+      bounces: primary.messages.filter(isDsn).length,
       seconds: Math.round((Date.now() - started) / 100) / 10,
     };
     report('crash', figures);

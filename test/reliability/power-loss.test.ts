@@ -36,6 +36,7 @@ import { WRITE_CHUNK } from '../../relay/spool/spool.ts';
 import { spoolSpace } from '../../relay/delivery/shed.ts';
 import { lazyfsAvailability, lazyfsBinary, mountLazyFs, type LazyFsMount } from './lazyfs.ts';
 import {
+  isDsn,
   adminPort,
   dualDestinations,
   killTree,
@@ -310,7 +311,7 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
         duplicatedLegsPrimary: [...byPrimary.values()].filter((t) => t.length > 1).length,
         duplicatedLegsCopy: [...byCopy.values()].filter((t) => t.length > 1).length,
         maxDeliveriesPerLeg: Math.max(0, ...legs.map((t) => t.length)),
-        bounces: [...primary.messages, ...copy.messages].filter((m) => m.mailFrom === '').length,
+        bounces: [...primary.messages, ...copy.messages].filter(isDsn).length,
       },
     };
   }
@@ -580,7 +581,7 @@ describe.runIf(availability.ok || required)('power loss: cuts on LazyFS under du
       lostPrimary: [...acked].filter((id) => !byPrimary.has(id)).length,
       duplicatedPrimary: [...byPrimary.values()].filter((t) => t.length > 1).length,
       duplicatedCopy: [...byCopy.values()].filter((t) => t.length > 1).length,
-      bounces: [...primary.messages, ...copy.messages].filter((m) => m.mailFrom === '').length,
+      bounces: [...primary.messages, ...copy.messages].filter(isDsn).length,
       quarantined: quarantined.length,
       seconds: Math.round((Date.now() - started) / 100) / 10,
     };

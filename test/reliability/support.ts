@@ -171,9 +171,17 @@ export function duplicates(counts: Map<string, number>): number {
   return d;
 }
 
-/** DSNs (null sender) a peer received. */
+/**
+ * A DSN: the null sender and a delivery-status report. The null sender alone no longer tells: a copy whose bounces
+ * are suppressed goes out with MAIL FROM:<> too (relay/delivery/attempt.ts reversePath).
+ */
+export function isDsn(m: SmtpPeer['messages'][number]): boolean {
+  return m.mailFrom === '' && /report-type=delivery-status/i.test(m.raw.toString('latin1'));
+}
+
+/** DSNs a peer received. */
 export function bounces(peer: SmtpPeer): number {
-  return peer.messages.filter((m) => m.mailFrom === '').length;
+  return peer.messages.filter(isDsn).length;
 }
 
 /** A figures line the docs quote: printed so `npm run test:reliability` shows it. */
