@@ -14,3 +14,9 @@ export function errMessage(err: unknown): string {
   }
   return err.message.split('\n')[0] ?? err.message;
 }
+
+/** A volume out of bytes or inodes, or the user's quota (ENOSPC, EDQUOT): what space returning fixes. */
+export function isNoSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}

@@ -48,6 +48,7 @@ import type { ClusterMode } from './cluster/index.ts';
 import { parseStaticPeers } from './cluster/peers.ts';
 import { createPeerTrust } from './inbound/peer-trust.ts';
 import { createLogger } from '../lib/logger.ts';
+import { isNoSpace } from '../lib/errors.ts';
 
 export interface RelayDeps {
   logger?: Logger;
@@ -102,10 +103,9 @@ async function spoolProbe(dir: string): Promise<{ text: string; full: boolean } 
     return undefined;
   } catch (err) {
     await unlink(probe).catch(() => undefined); // created, then no room for its two bytes
-    const code = (err as NodeJS.ErrnoException).code;
     return {
-      text: `spool ${dir} not writable: ${code ?? String(err)}`,
-      full: code === 'ENOSPC' || code === 'EDQUOT',
+      text: `spool ${dir} not writable: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      full: isNoSpace(err),
     };
   }
 }

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { isNoSpace } from '../../lib/errors.ts';
 
 const ADMIN_TOKEN_FILE = 'admin.token';
 
@@ -38,8 +39,8 @@ export async function startAdminToken(path: string, warn: (message: string) => v
   try {
     return await createAdminToken(path);
   } catch (err) {
+    if (!isNoSpace(err)) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
     await rm(`${path}.tmp-${process.pid}`, { force: true }).catch(() => undefined);
     const kept = await readAdminToken(path);
     if (kept.ok) {

@@ -22,12 +22,7 @@ import type { AttemptResult, Job } from './attempt.ts';
 import { applyOutcome, decideLeg, type LegOutcome } from './outcome.ts';
 import type { TimerHandle, Timers } from './scheduler.ts';
 import type { StorageHold } from './storage-hold.ts';
-
-/** A full volume: what deliveries free (storage-hold.ts pauses for EROFS and EIO, not for these). */
-function isNoSpace(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-}
+import { isNoSpace } from '../../lib/errors.ts';
 
 export interface PendingResult extends AttemptResult {
   job: Job;

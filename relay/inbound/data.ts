@@ -7,6 +7,7 @@ import type { EnvelopeMeta, SpoolWriter } from '../spool/types.ts';
 import { ContentScanner, type ContentLimits } from './content.ts';
 import { REPLIES, type Refusal } from './verdict.ts';
 import { safeDelay } from '../../routing/timer.ts';
+import { isNoSpace } from '../../lib/errors.ts';
 
 /** The body stream failed because a content check refused the message. */
 class RefusedContent extends Error {
@@ -142,11 +143,6 @@ export interface DataDeps {
   onBodyBytes?: (n: number, messageBytes: number) => void;
 }
 
-function isDiskFull(err: Error): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-}
-
 /**
  * Streams one message from smtp-server to the spool. Resolves once the spool answered; by then the client's data
  * was read up to the end of DATA, or it is being drained (smtp-server waits for the end before it replies).
@@ -201,6 +197,6 @@ export async function receiveData(source: Readable, deps: DataDeps): Promise<Dat
   drain();
   if (failure) return failure;
   if (result.error instanceof RefusedContent) return result.error.refusal;
-  if (result.storage) return isDiskFull(result.error) ? REPLIES.diskFull() : REPLIES.spoolError();
+  if (result.storage) return isNoSpace(result.error) ? REPLIES.diskFull() : REPLIES.spoolError();
   return REPLIES.spoolError();
 }

@@ -33,14 +33,15 @@
 // A message file larger than a quarter of a segment, and every message while no segment can be made (a small or full
 // volume) or after a failed log write, is made durable by its own fsyncs instead (spool.ts).
 //
-// Exports: encodeRecord, parseSegment, replayAcceptLog (and its ReplayReport, ReplayResult, HeldLog), heldSegments,
-// isNoSpace, AcceptLog (AcceptLog.open).
+// Exports: encodeRecord, parseSegment, replayAcceptLog (and its ReplayResult, HeldLog),
+// AcceptLog (AcceptLog.open).
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { FOOTER_LEN, parseFooter, stateFile } from './format.ts';
 import type { SpoolFileHandle, SpoolFs } from './spool.ts';
+import { isNoSpace } from '../../lib/errors.ts';
 
 const MAGIC = 0x4d524c31; // "MRL1"
 export const RECORD_HEADER = 24;
@@ -226,12 +227,6 @@ export interface ReplayOptions {
 export interface ReplayResult extends ReplayReport {
   /** Set when keepOnFull kept messages in the log. */
   held?: HeldLog;
-}
-
-/** A volume out of bytes or of inodes (or the user's quota): what space returning fixes. */
-function isNoSpace(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 /** The last accept record of each id not removed since, and its segment's number, in order of first appearance. */
