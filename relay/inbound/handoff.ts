@@ -19,7 +19,7 @@
 // leg of record), so an untrusted LEGS would let any client get a message with no leg of record that notifies; and
 // an untrusted ORIGIN would write forged entries into logs and queue show.
 import type { Leg, LegRole } from '../../routing/model.ts';
-import { reject, type Refusal } from './verdict.ts';
+import { REPLIES, type Refusal } from './verdict.ts';
 
 export const ORIGIN_PARAM = 'X-MAILROUTE-ORIGIN';
 export const LEGS_PARAM = 'X-MAILROUTE-LEGS';
@@ -108,7 +108,5 @@ export function isPeerAddress(client: string, peers: Iterable<string>): boolean 
  * else the reply to any parameter the relay does not support, naming it.
  */
 export function handoffParamVerdict(param: string, fromPeer: boolean): Refusal | undefined {
-  return fromPeer
-    ? undefined
-    : reject('UnsupportedParameter', 555, '5.5.4', `Unsupported parameter ${param}`);
+  return fromPeer ? undefined : REPLIES.unsupportedParameter(param);
 }

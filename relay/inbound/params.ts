@@ -3,7 +3,7 @@
 // (RFC 3461): a NOTIFY=NEVER it accepted and ignored would still have sent its sender a bounce, and RET, ENVID and
 // ORCPT would have been dropped on the way; refused, the client's own MTA keeps the message and reports on it itself.
 import { LEGS_PARAM, ORIGIN_PARAM } from './handoff.ts';
-import { reject, type Refusal } from './verdict.ts';
+import { REPLIES, type Refusal } from './verdict.ts';
 
 /** MAIL FROM: SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531) and a peer relay's hand-off origin. */
 export const MAIL_PARAMS: ReadonlySet<string> = new Set(['SIZE', 'BODY', 'SMTPUTF8', ORIGIN_PARAM]);
@@ -17,8 +17,7 @@ export function unsupportedParameter(
 ): Refusal | undefined {
   if (args === false) return undefined;
   for (const name in args) {
-    if (!supported.has(name))
-      return reject('UnsupportedParameter', 555, '5.5.4', `Unsupported parameter ${name}`);
+    if (!supported.has(name)) return REPLIES.unsupportedParameter(name);
   }
   return undefined;
 }

@@ -22,6 +22,9 @@ export function tempfail(reason: string, code: number, enhanced: string, text: s
 /** The replies the relay sends, in one place so tests and docs quote the same text. */
 export const REPLIES = {
   relayDenied: () => reject('RelayDenied', 554, '5.7.1', 'Relay access denied'),
+  /** A MAIL FROM or RCPT TO parameter the relay does not implement, or a hand-off one from a client not a peer. */
+  unsupportedParameter: (name: string) =>
+    reject('UnsupportedParameter', 555, '5.5.4', `Unsupported parameter ${name}`),
   /**
    * A local part with %, ! or @ (user%other.org@managed.example): routing the sender chose, which a primary that still
    * honours the percent hack would relay onward. Refused as Postfix does by default (allow_untrusted_routing = no).
