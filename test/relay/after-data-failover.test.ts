@@ -8,37 +8,17 @@
 //     cannot have taken the message).
 //   - opportunistic TLS to a server whose STARTTLS handshake fails: delivered in plain text in the same attempt.
 //     Before, every attempt failed the handshake, the address was suspended, and the queue lifetime bounced the mail.
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
-import type { DeliveryEngine, DeliveryOptions } from '../../relay/delivery/engine.ts';
-import { openSpool } from '../../relay/spool/spool.ts';
-import type { Spool } from '../../relay/spool/types.ts';
-import { envelope, localServer } from '../support/delivery.ts';
-import { routeSenderDomainTo, startPeerEngine } from '../support/peer-engine.ts';
+import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
+import { localServer } from '../support/delivery.ts';
+import { startAttemptHarness, type AttemptHarness } from '../support/peer-engine.ts';
 import { expectLine, scriptedServers } from '../support/scripted-smtp.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 
-interface AttemptLine {
-  recipient: string;
-  result: string;
-  reply: string;
-  host: string;
-}
-
-interface Harness {
-  spool: Spool;
-  engine: DeliveryEngine;
-  /** The engine's "delivery attempt" log lines of a@example.com, in order. */
-  attempts: AttemptLine[];
-  accept(leg: Leg, body?: Buffer): Promise<string>;
-}
+type Harness = AttemptHarness;
 
 const cleanups: (() => unknown)[] = [];
 const servers = scriptedServers(cleanups);
@@ -52,52 +32,15 @@ const MESSAGE = Buffer.from(
 );
 const MAY_BE_DELIVERED = 'after the end of data: the message may have been delivered';
 
+/** The engine on a real spool, recording the attempts of a@example.com. */
 async function harness(overrides: Partial<DeliveryOptions> = {}): Promise<Harness> {
-  const dir = await mkdtemp(join(tmpdir(), 'mailroute-after-data-'));
-  const senderBox = await startSmtpPeer('senderbox');
-  const attempts: AttemptLine[] = [];
-  const logger = pino(
-    { level: 'info' },
-    {
-      write(line: string) {
-        const o = JSON.parse(line) as Partial<AttemptLine> & { msg?: string };
-        if (o.msg === 'delivery attempt' && o.recipient === 'a@example.com') {
-          attempts.push({
-            recipient: o.recipient,
-            result: o.result ?? '',
-            reply: o.reply ?? '',
-            host: o.host ?? '',
-          });
-        }
-      },
-    },
-  );
-  const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
-  const { engine } = await startPeerEngine(spool, {
-    logger,
-    retryScheduleMs: [100],
-    route: routeSenderDomainTo(localServer('senderbox', senderBox.port, 2)),
-    ...overrides,
+  return startAttemptHarness({
+    name: 'after-data',
+    message: MESSAGE,
+    keep: (r) => r === 'a@example.com',
+    cleanups,
+    overrides,
   });
-  cleanups.push(async () => {
-    await engine.stop();
-    await senderBox.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return {
-    spool,
-    engine,
-    attempts,
-    async accept(leg, body = MESSAGE) {
-      const r = await spool.accept(
-        envelope([{ recipient: leg.recipient, legs: [leg] }]),
-        Readable.from([body]),
-      );
-      if (!r.ok) throw r.error;
-      engine.notify(r.id);
-      return r.id;
-    },
-  };
 }
 
 const drained = (h: Harness): Promise<boolean> =>
@@ -217,7 +160,7 @@ describe('no reply to the final dot: the message is never given to the next MX h
       });
       const h = await harness({ resolver: mxResolver(), ...over });
       const mx = { ...localServer('mxdomain', second.port, 2), host: 'example.com', mx: true };
-      await h.accept(record(mx));
+      await h.accept([record(mx)]);
 
       await drained(h);
       expect(h.attempts).toEqual([
@@ -251,7 +194,7 @@ describe('no reply to the final dot: the message is never given to the next MX h
     const mx = { ...localServer('mxdomain', second.port, 2), host: 'example.com', mx: true };
     // large enough that the body is still being written when the server breaks the connection
     const big = Buffer.concat([MESSAGE, Buffer.alloc(16 * 1024 * 1024, 'y'), Buffer.from('\r\n')]);
-    await h.accept(record(mx), big);
+    await h.accept([record(mx)], big);
 
     await drained(h);
     expect(h.attempts).toEqual([
@@ -292,7 +235,7 @@ describe('opportunistic TLS whose STARTTLS handshake fails', () => {
       await s.closed;
     });
     const h = await harness();
-    await h.accept(record({ ...localServer('old', server.port, 2), tls: 'Opportunistic' }));
+    await h.accept([record({ ...localServer('old', server.port, 2), tls: 'Opportunistic' })]);
 
     await drained(h);
     expect(h.attempts).toEqual([

@@ -6,20 +6,12 @@
 //   - a server that greets with a 554 banner ("too many connections", common under load): a failure of that host, not
 //     a refusal of the message. Before, the leg failed for good (a DSN) and a second MX host was never tried; now the
 //     next MX host takes it at once, and with none the leg is deferred, the banner in its reply, and delivered later.
-import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
-import type { DeliveryEngine, DeliveryOptions } from '../../relay/delivery/engine.ts';
-import { openSpool } from '../../relay/spool/spool.ts';
-import type { Spool } from '../../relay/spool/types.ts';
-import type { RelayMetrics } from '../../relay/telemetry/metrics.ts';
-import { envelope, localServer } from '../support/delivery.ts';
-import { routeSenderDomainTo, startPeerEngine } from '../support/peer-engine.ts';
+import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
+import { localServer } from '../support/delivery.ts';
+import { startAttemptHarness, type AttemptHarness } from '../support/peer-engine.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { deliveryCount } from './relay-harness.ts';
@@ -29,22 +21,7 @@ const MESSAGE =
   'Message-ID: <odd@sender.example>\r\n\r\nHello.\r\n';
 const BANNER = '554 5.7.1 too many connections from your IP, try later';
 
-interface AttemptLine {
-  recipient: string;
-  result: string;
-  reply: string;
-  host: string;
-}
-
-interface Harness {
-  spool: Spool;
-  engine: DeliveryEngine;
-  metrics: RelayMetrics;
-  senderBox: SmtpPeer;
-  /** The engine's "delivery attempt" log lines of the test's recipients (not of DSNs), in order. */
-  attempts: AttemptLine[];
-  /** Spools a message from alice@sender.example, each recipient with one leg of record to its leg's server. */
-  accept(legs: Leg[]): Promise<string>;
+interface Harness extends AttemptHarness {
   counter(result: string): Promise<number>;
 }
 
@@ -54,54 +31,15 @@ afterEach(async () => {
 });
 
 async function harness(overrides: Partial<DeliveryOptions> = {}): Promise<Harness> {
-  const dir = await mkdtemp(join(tmpdir(), 'mailroute-odd-replies-'));
-  const senderBox = await startSmtpPeer('senderbox');
-  // DSNs are routed like any mail: the sender's domain goes to senderBox
-  const route = routeSenderDomainTo(localServer('senderbox', senderBox.port, 2));
-  const attempts: AttemptLine[] = [];
-  const logger = pino(
-    { level: 'info' },
-    {
-      write(line: string) {
-        const o = JSON.parse(line) as Partial<AttemptLine> & { msg?: string };
-        if (o.msg === 'delivery attempt' && o.recipient?.endsWith('@example.com') === true) {
-          attempts.push({
-            recipient: o.recipient ?? '',
-            result: o.result ?? '',
-            reply: o.reply ?? '',
-            host: o.host ?? '',
-          });
-        }
-      },
-    },
-  );
-  const spool = await openSpool({ dir, logger: pino({ level: 'silent' }) });
-  const { engine, metrics } = await startPeerEngine(spool, {
-    logger,
-    retryScheduleMs: [100],
-    route,
-    ...overrides,
+  // the test's recipients, not the DSNs' (to alice@sender.example)
+  const h = await startAttemptHarness({
+    name: 'odd-replies',
+    message: Buffer.from(MESSAGE),
+    keep: (r) => r.endsWith('@example.com'),
+    cleanups,
+    overrides,
   });
-  cleanups.push(async () => {
-    await engine.stop();
-    await senderBox.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return {
-    spool,
-    engine,
-    metrics,
-    senderBox,
-    attempts,
-    async accept(legs) {
-      const meta = envelope(legs.map((leg) => ({ recipient: leg.recipient, legs: [leg] })));
-      const r = await spool.accept(meta, Readable.from([Buffer.from(MESSAGE)]));
-      if (!r.ok) throw r.error;
-      engine.notify(r.id);
-      return r.id;
-    },
-    counter: (result) => deliveryCount(metrics, result),
-  };
+  return { ...h, counter: (result) => deliveryCount(h.metrics, result) };
 }
 
 async function peer(name: string): Promise<SmtpPeer> {
