@@ -21,7 +21,7 @@ import { isFinalLeg, type LegState, type MessageBody, type SpoolState } from '..
 import type { Destination } from './destination.ts';
 import { destinationKey } from './destination.ts';
 import { hostPortLabel } from './dsn.ts';
-import { isRecipientLimitReply, type AttemptReply } from './outcome.ts';
+import { isRecipientLimitReply, unreachable, type AttemptReply } from './outcome.ts';
 import type { ServerLookup } from './server-lookup.ts';
 import { plaintextAuthRefusal } from '../../lib/smtp-client.ts';
 import { dueAt } from './retry.ts';
@@ -273,10 +273,8 @@ export async function attempt(
       // Try the next address or MX host only when this one could not be reached at all, or would not talk: a greeting
       // other than 220 (a 554 or 421 banner) is a 'network' reply too (smtp-out/replies.ts failureReply), as
       // Postfix skips a host that greets with a 5xx. A host that answered anything else keeps its answers; so does
-      // one that went silent or dropped the connection after the final dot (afterEndOfData): it may have taken the
-      // message, and another host would deliver it a second time. Those legs are deferred like any network failure.
-      if (![...replies.values()].every((r) => r.kind === 'network' && r.afterEndOfData !== true))
-        return done();
+      // one that went silent or dropped the connection after the final dot (outcome.ts unreachable).
+      if (!unreachable(replies.values())) return done();
     }
   }
   return done();

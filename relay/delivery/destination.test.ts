@@ -103,6 +103,21 @@ describe('Destination', () => {
     expect(d.suspension('10.0.0.1')).toBeUndefined();
   });
 
+  it('does not suspend a host that took the message and went silent or dropped after the final dot: the retry goes there first', () => {
+    const { d } = make(server('mx1'), 1, 30_000);
+    const afterDot = {
+      kind: 'network',
+      text: 'ETIMEDOUT: Timeout after the end of data: the message may have been delivered',
+      afterEndOfData: true,
+    } as const;
+    d.record('10.0.0.1', [afterDot]);
+    expect(d.suspension('10.0.0.1')).toBeUndefined();
+    // and it lifts a suspension, as any answer does: the host was reached
+    d.record('10.0.0.1', [refused]);
+    d.record('10.0.0.1', [afterDot, refused]);
+    expect(d.suspension('10.0.0.1')).toBeUndefined();
+  });
+
   it('backoffMs 0 never suspends', () => {
     const { d } = make(server('mx1'), 1, 0);
     d.record('10.0.0.1', [refused]);

@@ -19,7 +19,7 @@
 import type { ServerRoute } from '../../routing/model.ts';
 import { Fifo } from './fifo.ts';
 import { poolKey, type ServerTarget, type ServerTransport, type TransportFactory } from './transport.ts';
-import type { AttemptReply } from './outcome.ts';
+import { unreachable, type AttemptReply } from './outcome.ts';
 
 /** The destination of a server route (see the top of this file). */
 export function destinationKey(server: ServerRoute): string {
@@ -153,15 +153,15 @@ export class Destination {
     return undefined;
   }
 
-  /** Records how a transaction to the address went: no answer at all suspends it, any answer lifts it. */
+  /** Records how a transaction to the address went: no answer at all (outcome.ts unreachable) suspends it, any answer lifts it. */
   record(address: string, replies: readonly AttemptReply[]): void {
-    const unreachable = replies.length > 0 && replies.every((r) => r.kind === 'network');
-    if (unreachable && this.deps.backoffMs > 0) {
+    const down = unreachable(replies);
+    if (down && this.deps.backoffMs > 0) {
       this.suspended.set(address, {
         until: this.deps.now() + this.deps.backoffMs,
         reason: replies[0]?.text ?? 'connection failed',
       });
-    } else if (!unreachable) {
+    } else if (!down) {
       this.suspended.delete(address);
     }
   }

@@ -33,6 +33,22 @@ export type AttemptReply =
   /** The relay could not try (e.g. credentials missing, body file unreadable): retried like a 4xx. */
   | { kind: 'local'; text: string };
 
+/**
+ * The host could not be reached with the message: every reply a network failure (refused, reset, timeout, a greeting
+ * other than 220), none of them after the final dot. Then the next address or MX host is tried in the same attempt
+ * (attempt.ts) and the address is suspended for a while (destination.ts). A host that went silent or dropped the
+ * connection after the final dot was reached and may hold the message: neither happens, and the retry goes to it
+ * first (another host would deliver it a second time).
+ */
+export function unreachable(replies: Iterable<AttemptReply>): boolean {
+  let any = false;
+  for (const r of replies) {
+    if (r.kind !== 'network' || r.afterEndOfData === true) return false;
+    any = true;
+  }
+  return any;
+}
+
 export type LegOutcome =
   | { state: 'delivered'; metric: 'delivered'; reply: string }
   /**
