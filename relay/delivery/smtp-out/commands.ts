@@ -5,8 +5,9 @@
 //
 // Exports:
 //   envelopeProblem(from, to): why nodemailer would refuse this envelope (EENVELOPE), or undefined.
-//   needsSmtpUtf8(from, to): an address is not ASCII (MAIL FROM gets SMTPUTF8 when the server offers it; when it
-//     does not, the addresses go as they are, UTF-8, as nodemailer sends them).
+//   needsSmtpUtf8(from, to): an address is not ASCII (MAIL FROM gets SMTPUTF8 when the server offers it).
+//   isAsciiAddress(address), smtpUtf8Required(address, host): a non-ASCII address is not sent to a server that does
+//     not offer SMTPUTF8; smtpUtf8Required is the permanent refusal it gets instead (connection.ts send).
 //   esmtpParamsProblem(params, own?): why these extra parameters cannot be written (naming the bad one), or undefined.
 //   MAIL_OWN_PARAMS: the parameters mailFromLine writes itself, which a caller's may not repeat.
 //   mailFromLine(from, params, extra?), rcptLine(to, extra?).
@@ -26,6 +27,22 @@ export function envelopeProblem(from: string, to: readonly string[]): string | u
 
 export function needsSmtpUtf8(from: string, to: readonly string[]): boolean {
   return NON_ASCII.test(from) || to.some((r) => NON_ASCII.test(r));
+}
+
+export function isAsciiAddress(address: string): boolean {
+  return !NON_ASCII.test(address);
+}
+
+/**
+ * RFC 6531 §3.2: a non-ASCII address goes only into a transaction whose MAIL FROM carries SMTPUTF8, so never to a server
+ * that does not offer it. Written raw, as nodemailer writes it, the server may refuse it, store the mail under a mangled
+ * mailbox name, or take it for another mailbox. The mail is refused for that address instead, permanently, as Postfix's
+ * client does ("SMTPUTF8 is required, but was not offered by host"), with RFC 6531 §3.6's reply (553 5.6.7). Only the
+ * envelope counts: a UTF-8 header with ASCII addresses still goes (Postfix bounces that too when the client asked for
+ * SMTPUTF8; servers without it take such headers in practice, and bouncing them would lose mail that flows today).
+ */
+export function smtpUtf8Required(address: string, host: string): string {
+  return `553 5.6.7 SMTPUTF8 is required for <${address}>, but was not offered by host ${host}`;
 }
 
 /**

@@ -25,7 +25,16 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { SmtpTimeouts } from '../../../lib/smtp-client.ts';
 import type { MessageBody } from '../../spool/types.ts';
-import { authPlainLine, base64, cramMd5Answer, mailFromLine, needsSmtpUtf8, rcptLine } from './commands.ts';
+import {
+  authPlainLine,
+  base64,
+  cramMd5Answer,
+  isAsciiAddress,
+  mailFromLine,
+  needsSmtpUtf8,
+  rcptLine,
+  smtpUtf8Required,
+} from './commands.ts';
 import { writeBody } from './body.ts';
 import {
   authMethod,
@@ -455,6 +464,39 @@ export class SmtpConnection {
       return;
     }
 
+    // Without SMTPUTF8 at the server, a non-ASCII address is not sent (commands.ts smtpUtf8Required): a non-ASCII
+    // sender fails the whole message, a non-ASCII recipient only itself, refused as if by its RCPT TO.
+    let to = env.to;
+    let rcptParams = env.rcptParams;
+    if (!this.ext.smtputf8 && needsSmtpUtf8(env.from, env.to)) {
+      if (!isAsciiAddress(env.from)) {
+        const f = smtpFailure('EENVELOPE', 'Mail command failed', smtpUtf8Required(env.from, this.s.host));
+        queueMicrotask(() => failWith(f));
+        return;
+      }
+      const keep: number[] = [];
+      env.to.forEach((r, i) => {
+        if (isAsciiAddress(r)) keep.push(i);
+        else
+          rejected.push({
+            recipient: r,
+            failure: smtpFailure('EENVELOPE', 'Recipient command failed', smtpUtf8Required(r, this.s.host)),
+          });
+      });
+      if (keep.length === 0) {
+        const f = smtpFailure(
+          'EENVELOPE',
+          "Can't send mail - all recipients were rejected",
+          smtpUtf8Required(env.to[0] ?? '', this.s.host),
+        );
+        queueMicrotask(() => failWith(f));
+        return;
+      }
+      const params = env.rcptParams;
+      to = keep.map((i) => env.to[i] ?? '');
+      rcptParams = params === undefined ? undefined : keep.map((i) => params[i]);
+    }
+
     /** With every MAIL FROM and RCPT TO reply in: the failure that ends the transaction before the body, if any. */
     const envelopeError = (reply: string): SmtpFailure | undefined => {
       if (mailError !== undefined) return mailError;
@@ -474,12 +516,12 @@ export class SmtpConnection {
         failWith(mailError);
         return;
       }
-      const to = env.to[next];
-      if (to !== undefined) {
-        const extra = env.rcptParams?.[next];
+      const recipient = to[next];
+      if (recipient !== undefined) {
+        const extra = rcptParams?.[next];
         next++;
-        this.expect(onRcpt(to));
-        this.write(rcptLine(to, extra));
+        this.expect(onRcpt(recipient));
+        this.write(rcptLine(recipient, extra));
         return;
       }
       const err = envelopeError(reply);
@@ -576,7 +618,7 @@ export class SmtpConnection {
     const mail = mailFromLine(
       env.from,
       {
-        smtputf8: this.ext.smtputf8 && needsSmtpUtf8(env.from, env.to),
+        smtputf8: this.ext.smtputf8 && needsSmtpUtf8(env.from, to),
         body8bit: this.ext.eightBitMime && env.body8bit === true,
         ...(this.ext.size && env.size !== undefined ? { size: env.size } : {}),
       },
@@ -589,12 +631,11 @@ export class SmtpConnection {
     }
     // RFC 2920: the envelope and DATA in one write, the replies matched in order
     let batch = `${mail}\r\n`;
-    const rcptParams = env.rcptParams;
-    for (let i = 0; i < env.to.length; i++) {
-      const to = env.to[i];
-      if (to === undefined) continue;
-      this.expect(onRcpt(to));
-      batch += `${rcptLine(to, rcptParams?.[i])}\r\n`;
+    for (let i = 0; i < to.length; i++) {
+      const recipient = to[i];
+      if (recipient === undefined) continue;
+      this.expect(onRcpt(recipient));
+      batch += `${rcptLine(recipient, rcptParams?.[i])}\r\n`;
     }
     this.expect(onDataReply);
     this.writeRaw(`${batch}DATA\r\n`);

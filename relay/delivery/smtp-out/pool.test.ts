@@ -649,7 +649,7 @@ describe('the envelope', () => {
     await waitFor(() => server.sessions[0]?.lines.includes('RSET'), { what: 'RSET' });
   });
 
-  it('SMTPUTF8 when an address needs it and the server offers it; otherwise the addresses go as they are', async () => {
+  it('SMTPUTF8 when an address needs it and the server offers it; an ASCII envelope without it', async () => {
     const mails: string[] = [];
     const rcpts: string[] = [];
     const serve = (extensions: string[]) => async (s: ScriptedSession) => {
@@ -663,12 +663,38 @@ describe('the envelope', () => {
     };
     const utf8 = await scripted(serve(['PIPELINING', 'SMTPUTF8']));
     const plain = await scripted(serve(['PIPELINING']));
-    // the IDN domain of a recipient goes in A-labels; a local part that is not ASCII cannot
-    const r = req(['b@bücher.example'], BODY, 'jörg@x.example');
-    expect(await send(client(utf8.port), r)).toEqual({ 'b@bücher.example': smtp(250, '250 2.0.0 queued') });
-    expect(await send(client(plain.port), r)).toEqual({ 'b@bücher.example': smtp(250, '250 2.0.0 queued') });
-    expect(mails).toEqual(['MAIL FROM:<jörg@x.example> SMTPUTF8', 'MAIL FROM:<jörg@x.example>']);
+    // the IDN domain of a recipient goes in A-labels, and needs no SMTPUTF8 then; a local part that is not ASCII does
+    expect(await send(client(utf8.port), req(['b@bücher.example'], BODY, 'jörg@x.example'))).toEqual({
+      'b@bücher.example': smtp(250, '250 2.0.0 queued'),
+    });
+    expect(await send(client(plain.port), req(['b@bücher.example'], BODY, 'a@bücher.example'))).toEqual({
+      'b@bücher.example': smtp(250, '250 2.0.0 queued'),
+    });
+    expect(mails).toEqual(['MAIL FROM:<jörg@x.example> SMTPUTF8', 'MAIL FROM:<a@xn--bcher-kva.example>']);
     expect(rcpts).toEqual(['RCPT TO:<b@xn--bcher-kva.example>', 'RCPT TO:<b@xn--bcher-kva.example>']);
+  });
+
+  it('a server without SMTPUTF8 is never sent a non-ASCII address: 553 5.6.7 for it, the rest delivered', async () => {
+    // smtp-server without SMTPUTF8 in its EHLO reply still takes raw UTF-8 addresses (as many servers do, storing the
+    // mail under whatever the name becomes): what it receives is what was sent
+    const p = await peer({}, { hideSmtpUtf8: true });
+    const required = (a: string): AttemptReply =>
+      smtp(553, `553 5.6.7 SMTPUTF8 is required for <${a}>, but was not offered by host 127.0.0.1`);
+    // a non-ASCII sender: no recipient can be sent the message
+    expect(await send(client(p.port), req(['b@x.example', 'c@x.example'], BODY, 'jörg@x.example'))).toEqual({
+      'b@x.example': required('jörg@x.example'),
+      'c@x.example': required('jörg@x.example'),
+    });
+    // only non-ASCII recipients: none is sent
+    expect(await send(client(p.port), req(['ü@x.example'], BODY))).toEqual({
+      'ü@x.example': required('ü@x.example'),
+    });
+    // mixed: the ASCII recipients get the message, in a transaction without SMTPUTF8
+    const mixed = await send(client(p.port), req(['ü@x.example', 'b@x.example', 'ö@bücher.example'], BODY));
+    expect(mixed['b@x.example']).toMatchObject({ kind: 'smtp', code: 250 });
+    expect(mixed['ü@x.example']).toEqual(required('ü@x.example'));
+    expect(mixed['ö@bücher.example']).toEqual(required('ö@bücher.example'));
+    expect(p.messages.map((m) => [m.mailFrom, m.rcptTo])).toEqual([['a@x.example', ['b@x.example']]]);
   });
 
   it('SMTPUTF8 to smtp-server: the sender arrives as sent', async () => {
