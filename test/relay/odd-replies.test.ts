@@ -6,6 +6,8 @@
 //   - a server that greets with a 554 banner ("too many connections", common under load): a failure of that host, not
 //     a refusal of the message. Before, the leg failed for good (a DSN) and a second MX host was never tried; now the
 //     next MX host takes it at once, and with none the leg is deferred, the banner in its reply, and delivered later.
+//     The same for a 421 at EHLO (a rate limit after the banner): it was the destination's answer, and the leg waited
+//     for its next retry while the second MX host was free.
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
@@ -63,16 +65,20 @@ function dsnRecipients(raw: Buffer): string[] {
   );
 }
 
+/** How greeter refuses a session: the BANNER and a close, or a 220 and then EHLO_421 (and a close). */
+type Refusal = 'banner' | 'ehlo';
+const EHLO_421 = '421 4.7.0 mx1.example.com Try again later, closing connection';
+
 /**
- * A server on host:port (0: a free one) that answers the connections refuse(n) picks (n from 1) with BANNER and
- * closes, and passes the others through to passTo on 127.0.0.1 (a real SMTP server behind it). connections: how many
- * it took.
+ * A server on host:port (0: a free one) that refuses the connections refuse(n) picks (n from 1) as `refusal` says,
+ * and passes the others through to passTo on 127.0.0.1 (a real SMTP server behind it). connections: how many it took.
  */
 async function greeter(
   host: string,
   port: number,
   refuse: (n: number) => boolean,
   passTo?: number,
+  refusal: Refusal = 'banner',
 ): Promise<{ readonly port: number; readonly connections: number }> {
   let connections = 0;
   const sockets = new Set<Socket>();
@@ -85,7 +91,16 @@ async function greeter(
     connections++;
     track(socket);
     if (refuse(connections) || passTo === undefined) {
-      socket.end(`${BANNER}\r\n`);
+      if (refusal === 'banner') {
+        socket.end(`${BANNER}\r\n`);
+        return;
+      }
+      socket.write('220 mx1.example.com ESMTP\r\n');
+      let seen = '';
+      socket.on('data', (d: Buffer) => {
+        seen += d.toString('latin1');
+        if (/^EHLO .*\r\n/.test(seen)) socket.end(`${EHLO_421}\r\n`);
+      });
       return;
     }
     const upstream = connect(passTo, '127.0.0.1');
@@ -196,34 +211,40 @@ describe('a server that greets with a 5xx banner is a failure of that host', () 
     expect(h.senderBox.messages).toEqual([]);
   });
 
-  it('with mx: true, the first MX host greeting with 554: delivered through the second at once, no deferral', async () => {
-    // two MX hosts on one port, as MX hosts are: the first (preference 10) on 127.0.0.2, the second on 127.0.0.1
-    const dest = await peer('dest');
-    const first = await greeter('127.0.0.2', dest.port, () => true);
-    const h = await harness({
-      resolver: {
-        resolveMx: () =>
-          Promise.resolve([
-            { exchange: 'mx2.example.com', priority: 20 },
-            { exchange: 'mx1.example.com', priority: 10 },
-          ]),
-        addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '127.0.0.2' : '127.0.0.1']),
-      },
-    });
-    const mx = { ...localServer('mxdomain', dest.port, 2), host: 'example.com', mx: true };
-    await h.accept([record('a@example.com', mx)]);
+  it.each([
+    ['greeting with 554', 'banner'],
+    ['answering EHLO with 421', 'ehlo'],
+  ] as const)(
+    'with mx: true, the first MX host %s: delivered through the second at once, no deferral',
+    async (_, how) => {
+      // two MX hosts on one port, as MX hosts are: the first (preference 10) on 127.0.0.2, the second on 127.0.0.1
+      const dest = await peer('dest');
+      const first = await greeter('127.0.0.2', dest.port, () => true, undefined, how);
+      const h = await harness({
+        resolver: {
+          resolveMx: () =>
+            Promise.resolve([
+              { exchange: 'mx2.example.com', priority: 20 },
+              { exchange: 'mx1.example.com', priority: 10 },
+            ]),
+          addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '127.0.0.2' : '127.0.0.1']),
+        },
+      });
+      const mx = { ...localServer('mxdomain', dest.port, 2), host: 'example.com', mx: true };
+      await h.accept([record('a@example.com', mx)]);
 
-    await drained(h);
-    expect(h.attempts).toEqual([
-      {
-        recipient: 'a@example.com',
-        result: 'delivered',
-        reply: expect.stringMatching(/^250 /) as unknown,
-        host: `mx2.example.com:${dest.port}`,
-      },
-    ]);
-    expect(first.connections).toBe(1);
-    expect(dest.for('a@example.com')).toHaveLength(1);
-    expect(h.senderBox.messages).toEqual([]);
-  });
+      await drained(h);
+      expect(h.attempts).toEqual([
+        {
+          recipient: 'a@example.com',
+          result: 'delivered',
+          reply: expect.stringMatching(/^250 /) as unknown,
+          host: `mx2.example.com:${dest.port}`,
+        },
+      ]);
+      expect(first.connections).toBe(1);
+      expect(dest.for('a@example.com')).toHaveLength(1);
+      expect(h.senderBox.messages).toEqual([]);
+    },
+  );
 });

@@ -1,8 +1,8 @@
 // One SMTP client connection of the relay's delivery path, speaking as nodemailer's client does
 // (smtp-connection/index.js, what the pool used before): connect (TLS from the first byte for tls Implicit), TCP_NODELAY
 // (the final dot must not wait for Nagle, docs/design.md §7), the greeting (220, else EGREETING: this host will not
-// talk, a failure of the host that the caller answers by trying the next one, replies.ts), EHLO (HELO when it
-// is refused, unless TLS is required), STARTTLS per the TLS mode (a refusal is fatal unless the mode is
+// talk, a failure of the host that the caller answers by trying the next one, replies.ts; so are a 421 to EHLO and a
+// 4xx to HELO), EHLO (HELO when it is refused, unless TLS is required), STARTTLS per the TLS mode (a refusal is fatal unless the mode is
 // opportunistic, which goes on in plain text without AUTH; a failed handshake under opportunistic TLS is ETLS with
 // OpenResult tlsHandshake, for the pool to connect again in plain text; EHLO again over TLS), AUTH (PLAIN, LOGIN or CRAM-MD5,
 // chosen as nodemailer does), then transactions: with PIPELINING, MAIL FROM, every RCPT TO and DATA in one write and
@@ -238,7 +238,10 @@ export class SmtpConnection {
 
   private readonly onEhlo = (reply: string): void => {
     if (reply.startsWith('421')) {
-      this.fail(smtpFailure('ECONNECTION', `Server terminates connection. response=${reply}`, reply));
+      // "closing" at EHLO (a server under load, a rate limit): like a 421 banner, this host will not talk now and
+      // refused no message, so the next address or MX host is tried (Postfix moves on the same way). As an smtp 421
+      // it counted as the destination's answer: the leg waited for its next retry while another MX host was free.
+      this.fail(smtpFailure('EGREETING', 'Session refused at EHLO', reply));
       return;
     }
     if (reply[0] !== '2') {
@@ -262,6 +265,11 @@ export class SmtpConnection {
   };
 
   private readonly onHelo = (reply: string): void => {
+    if (reply[0] === '4') {
+      // EHLO refused, then HELO refused for now: as a 421 at EHLO, the host will not talk now (next host tried)
+      this.fail(smtpFailure('EGREETING', 'Session refused at HELO', reply));
+      return;
+    }
     if (reply[0] !== '2') {
       this.fail(smtpFailure('EPROTOCOL', `Invalid HELO. response=${reply}`, reply));
       return;

@@ -413,15 +413,37 @@ describe('421, closes and silence', () => {
     },
   );
 
-  it('421 after the greeting (at EHLO): the 421 reply, the connection closed, not tried again', async () => {
+  it('421 after the greeting (at EHLO): a network failure of this host, as a 421 banner (the next host is tried), not tried again here', async () => {
     const server = await scripted(async (s) => {
       await s.reply('220 hello');
       await expectLine(s, /^EHLO /);
       await s.reply('421 4.3.2 shutting down');
       await s.closed;
     });
-    expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(421, '421 4.3.2 shutting down') });
+    expect(await send(client(server.port))).toEqual({
+      'b@x.example': { kind: 'network', text: 'EGREETING: Session refused at EHLO: 421 4.3.2 shutting down' },
+    });
     expect(server.connections).toBe(1);
+  });
+
+  it('EHLO refused, then HELO refused for now (4xx): a network failure of this host; a 5xx to HELO stays a refusal', async () => {
+    const helo = (answer: string) => async (s: ScriptedSession) => {
+      await s.reply('220 hello');
+      await expectLine(s, /^EHLO /);
+      await s.reply('502 5.5.2 no EHLO here');
+      await expectLine(s, /^HELO /);
+      await s.reply(answer);
+      await s.closed;
+    };
+    const soft = await scripted(helo('450 4.7.1 try again later'));
+    expect(await send(client(soft.port))).toEqual({
+      'b@x.example': {
+        kind: 'network',
+        text: 'EGREETING: Session refused at HELO: 450 4.7.1 try again later',
+      },
+    });
+    const hard = await scripted(helo('550 5.7.1 go away'));
+    expect(await send(client(hard.port))).toEqual({ 'b@x.example': smtp(550, '550 5.7.1 go away') });
   });
 
   it('421 at MAIL FROM on a fresh connection: the 421 reply, not tried again', async () => {

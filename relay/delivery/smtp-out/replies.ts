@@ -9,7 +9,8 @@
 // Exports:
 //   FailureCode, SmtpFailure, smtpFailure(code, message, response?): a failure as nodemailer reports it.
 //   failureReply(failure): its AttemptReply (EAUTH/ETLS/ESTREAM and a socket failing for want of this host's resources,
-//     EMFILE and the like -> local; EGREETING, a server that greeted with anything but 220 -> network with its reply
+//     EMFILE and the like -> local; EGREETING, a server that greeted with anything but 220 (or refused EHLO with 421,
+//     HELO with a 4xx) -> network with its reply
 //     in the text; a reply code -> smtp with the full reply; else network "CODE: message", marked afterEndOfData
 //     with MAY_BE_DELIVERED appended when the final dot had been written).
 //   isTransient(failure): it ended the connection rather than refused what was sent (nodemailer isTransientError).
@@ -30,7 +31,8 @@ export type FailureCode =
   | 'ESTREAM'
   /**
    * The relay's own (nodemailer says EPROTOCOL): the server greeted with something other than 220, usually a 554 or
-   * 421 banner ("too many connections from your IP"). The host will not talk now; it refused no message.
+   * 421 banner ("too many connections from your IP"), or answered EHLO with 421 or HELO with a 4xx (the same refusal
+   * one command later). The host will not talk now; it refused no message.
    */
   | 'EGREETING';
 
