@@ -88,6 +88,20 @@ describe('parseOperatorConfig', () => {
     if (r.ok === false) expect(r.error).toMatch(re);
   });
 
+  it.each([
+    [{ MAILROUTE_LEADER_ELECT: 'yes' }, /^MAILROUTE_LEADER_ELECT: expected true or false/],
+    [{ MAILROUTE_WORKERS: '0' }, /^MAILROUTE_WORKERS: expected an integer >= 1/],
+    [{ MAILROUTE_RELIST_INTERVAL: '10x' }, /^MAILROUTE_RELIST_INTERVAL: expected a duration/],
+    [{ MAILROUTE_SHARD_MAX_BYTES: '2000000' }, /^MAILROUTE_SHARD_MAX_BYTES: at most/],
+    [{ MAILROUTE_LOG_FORMAT: 'xml' }, /^MAILROUTE_LOG_FORMAT: must be json or pretty/],
+    [{ MAILROUTE_NAMESPACE: 'Bad_NS' }, /^MAILROUTE_NAMESPACE: not a namespace name/],
+    [{ POD_NAMESPACE: 'Bad_NS' }, /^POD_NAMESPACE: not a namespace name/],
+  ])('refuses a bad environment variable %j naming the variable, not the flag', (env, re) => {
+    const r = parseOperatorConfig([], env);
+    expect(r.ok).toBe(false);
+    if (r.ok === false) expect(r.error).toMatch(re);
+  });
+
   it('takes the durations the relay takes (lib/flags.ts): days and decimals', () => {
     const r = parseOperatorConfig(['--relist-interval', '1d', '--preflight-interval', '1.5m'], {});
     expect(r.ok === true && [r.config.relistIntervalMs, r.config.preflightIntervalMs]).toEqual([

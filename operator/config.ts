@@ -1,5 +1,5 @@
 // `mailroute operator` configuration: flags and MAILROUTE_<FLAG> environment variables, parsed once, validated,
-// frozen. A bad value fails fast naming the flag. Flags win over the environment.
+// frozen. A bad value fails fast naming the flag, or the environment variable it came from. Flags win over the environment.
 
 import { hostname } from 'node:os';
 import { flagUsage, parseDuration, readFlags, type FlagSpec } from '../lib/flags.ts';
@@ -136,25 +136,33 @@ export function parseOperatorConfig(
   const int = (flag: keyof typeof OPERATOR_FLAGS, min: number): number | string => {
     const raw = get(flag) ?? '';
     const n = Number(raw);
-    return Number.isInteger(n) && n >= min ? n : `--${flag}: expected an integer >= ${min}, got "${raw}"`;
+    return Number.isInteger(n) && n >= min
+      ? n
+      : `${flags.nameOf(flag)}: expected an integer >= ${min}, got "${raw}"`;
   };
   const dur = (flag: keyof typeof OPERATOR_FLAGS): number | string => {
     const raw = get(flag) ?? '';
     const ms = parseDuration(raw);
     return ms !== undefined && ms > 0
       ? ms
-      : `--${flag}: expected a duration like 30s, 10m, 1.5h, 5d, got "${raw}"`;
+      : `${flags.nameOf(flag)}: expected a duration like 30s, 10m, 1.5h, 5d, got "${raw}"`;
   };
   const leader = get('leader-elect');
   if (leader !== 'true' && leader !== 'false')
-    return { ok: false, error: `--leader-elect: expected true or false, got "${leader ?? ''}"` };
+    return {
+      ok: false,
+      error: `${flags.nameOf('leader-elect')}: expected true or false, got "${leader ?? ''}"`,
+    };
   const httpRaw = get('http') ?? '';
   const hm = /^(.*):(\d{1,5})$/.exec(httpRaw);
   if (hm === null || Number(hm[2]) > 65535)
-    return { ok: false, error: `--http: expected HOST:PORT, got "${httpRaw}"` };
+    return { ok: false, error: `${flags.nameOf('http')}: expected HOST:PORT, got "${httpRaw}"` };
   const namespace = get('namespace') ?? env.POD_NAMESPACE ?? 'mailroute-system';
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace))
-    return { ok: false, error: `--namespace: not a namespace name: "${namespace}"` };
+    return {
+      ok: false,
+      error: `${get('namespace') === undefined ? 'POD_NAMESPACE' : flags.nameOf('namespace')}: not a namespace name: "${namespace}"`,
+    };
   const nums = {
     inlineMaxBytes: int('inline-max-bytes', 1),
     shardMaxBytes: int('shard-max-bytes', 1024),
@@ -169,19 +177,19 @@ export function parseOperatorConfig(
   if ((nums.watchdogMs as number) <= LONGEST_QUIET_WATCH_MS)
     return {
       ok: false,
-      error: `--watchdog: must be longer than ${LONGEST_QUIET_WATCH_MS / 1000}s, the longest a quiet watch lasts, got "${get('watchdog') ?? ''}"`,
+      error: `${flags.nameOf('watchdog')}: must be longer than ${LONGEST_QUIET_WATCH_MS / 1000}s, the longest a quiet watch lasts, got "${get('watchdog') ?? ''}"`,
     };
   if ((nums.shardMaxBytes as number) > 900 * 1024)
     return {
       ok: false,
-      error: '--shard-max-bytes: at most 921600 (a ConfigMap holds 1 MiB, base64 included)',
+      error: `${flags.nameOf('shard-max-bytes')}: at most 921600 (a ConfigMap holds 1 MiB, base64 included)`,
     };
   const preflightRaw = get('preflight-interval') ?? '5m';
   const preflightIntervalMs = preflightRaw === 'off' ? 0 : parseDuration(preflightRaw);
   if (preflightIntervalMs === undefined || (preflightRaw !== 'off' && preflightIntervalMs <= 0)) {
     return {
       ok: false,
-      error: `--preflight-interval: expected a duration like 5m, or off, got "${preflightRaw}"`,
+      error: `${flags.nameOf('preflight-interval')}: expected a duration like 5m, or off, got "${preflightRaw}"`,
     };
   }
   const graceRaw = get('removed-domain-grace') ?? '24h';
@@ -189,7 +197,7 @@ export function parseOperatorConfig(
   if (removedDomainGraceMs === undefined || removedDomainGraceMs < 0) {
     return {
       ok: false,
-      error: `--removed-domain-grace: expected a duration like 24h, or 0, got "${graceRaw}"`,
+      error: `${flags.nameOf('removed-domain-grace')}: expected a duration like 24h, or 0, got "${graceRaw}"`,
     };
   }
   const secretNamespaces = (get('secret-namespaces') ?? '')
@@ -198,19 +206,23 @@ export function parseOperatorConfig(
     .filter((x) => x !== '');
   const badNs = secretNamespaces.find((n) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n));
   if (badNs !== undefined)
-    return { ok: false, error: `--secret-namespaces: not a namespace name: "${badNs}"` };
+    return { ok: false, error: `${flags.nameOf('secret-namespaces')}: not a namespace name: "${badNs}"` };
   const ownerConfigMap = get('owner-configmap');
   if (ownerConfigMap !== undefined && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(ownerConfigMap))
-    return { ok: false, error: `--owner-configmap: not a ConfigMap name: "${ownerConfigMap}"` };
+    return {
+      ok: false,
+      error: `${flags.nameOf('owner-configmap')}: not a ConfigMap name: "${ownerConfigMap}"`,
+    };
   const logFormat = get('log-format') ?? 'json';
   if (!isLogFormat(logFormat))
-    return { ok: false, error: `--log-format: must be json or pretty, got "${logFormat}"` };
+    return { ok: false, error: `${flags.nameOf('log-format')}: must be json or pretty, got "${logFormat}"` };
   const destinations = policyFromFlags({
     deny: get('deny-destinations'),
     allow: get('allow-destinations'),
     clusterDefaults: true,
   });
-  if ('flag' in destinations) return { ok: false, error: `--${destinations.flag}: ${destinations.message}` };
+  if ('flag' in destinations)
+    return { ok: false, error: `${flags.nameOf(destinations.flag)}: ${destinations.message}` };
   const kubeconfig =
     get('kubeconfig') ?? (env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined);
   const config: OperatorConfig = {
