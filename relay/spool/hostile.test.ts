@@ -245,7 +245,13 @@ describe('spool: hostile or damaged contents', () => {
       await utimes(join(q, `old-${i}`), old, old);
     }
     await writeFile(join(q, 'recent'), 'x');
-    const spool = await openSpool({ dir, logger, metrics: m.metrics, quarantineMaxFiles: 5 });
+    const spool = await openSpool({
+      dir,
+      logger,
+      metrics: m.metrics,
+      quarantineMaxFiles: 5,
+      quarantineAgeAfterMs: 0,
+    });
     // the old ones are past the 7-day default
     expect((await quarantined()).sort()).toEqual(['recent']);
     expect(m.gauge.at(-1)).toBe(1);
@@ -259,6 +265,45 @@ describe('spool: hostile or damaged contents', () => {
     expect(left.length).toBe(5);
     expect(left).not.toContain('recent'); // the oldest went first
     expect(m.gauge.at(-1)).toBeLessThanOrEqual(5);
+  });
+
+  it('the age limit is not applied in the first hour, nor after the wall clock jumped ahead: a clock 8 days ahead at boot deletes nothing', async () => {
+    const q = join(dir, 'quarantine');
+    await mkdir(q, { recursive: true });
+    await writeFile(join(q, 'an-hour-ago'), 'x');
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await utimes(join(q, 'an-hour-ago'), hourAgo, hourAgo);
+    fakeWallClock(); // before the spool exists
+    try {
+      stepWallClock(8 * 24 * 3600_000); // the node's clock at boot, before NTP
+      const first = await openSpool({ dir, logger });
+      expect(await quarantined()).toEqual(['an-hour-ago']); // the start's prune: count only
+      await first.close();
+      // a relay that has run an hour (monotonic) and whose wall clock then jumped 8 days ahead: count only again
+      restoreWallClock();
+      fakeWallClock();
+      const m = recorder();
+      const second = await openSpool({
+        dir,
+        logger,
+        metrics: m.metrics,
+        quarantineMaxFiles: 2,
+        quarantineAgeAfterMs: 0,
+      });
+      stepWallClock(8 * 24 * 3600_000);
+      // two damaged files go to quarantine: over the count limit, so a prune comes within a second; they are taken
+      // away meanwhile, so that only the age limit could remove the hour-old entry
+      for (let i = 0; i < 2; i++) {
+        await writeFile(join(dir, 'queue', `${idAt(i)}.msg`), 'not a message file');
+        await second.load(idAt(i));
+      }
+      for (const name of await quarantined()) if (name !== 'an-hour-ago') await rm(join(q, name));
+      await waitFor(() => (m.gauge.at(-1) ?? 3) < 3, { timeoutMs: 5000, what: 'the prune' });
+      expect(await quarantined()).toEqual(['an-hour-ago']);
+      await second.close();
+    } finally {
+      restoreWallClock();
+    }
   });
 
   it('a step of the wall clock back does not hold the next prune back for the size of the step', async () => {

@@ -196,6 +196,12 @@ export interface OpenSpoolOptions {
   maxStateBytes?: number;
   /** Quarantined files older than this are deleted. Default 7 days. */
   quarantineMaxAgeMs?: number;
+  /**
+   * The age limit is applied only once the process has run this long (monotonic): right after a boot is when a
+   * node's clock is most often wrong, before NTP steps it, and a clock 8 days ahead would delete the whole quarantine
+   * at start. Default 1 hour (the hourly prune is the first to apply it).
+   */
+  quarantineAgeAfterMs?: number;
   /** At most this many entries stay in quarantine/ (the oldest go first). Default 1000. */
   quarantineMaxFiles?: number;
   /** A spool fs call in progress for longer than this makes stalled() report it. Default 60 s. */
@@ -341,6 +347,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   const maxStateBytes = opts.maxStateBytes ?? MAX_STATE_BYTES;
   const quarantineMaxAgeMs = opts.quarantineMaxAgeMs ?? 7 * 24 * 3600_000;
   const quarantineMaxFiles = opts.quarantineMaxFiles ?? 1000;
+  const quarantineAgeAfterMs = opts.quarantineAgeAfterMs ?? 3600_000;
   const stallMs = opts.stallMs ?? 60_000;
   const queueDir = join(opts.dir, 'queue');
   const quarantineDir = join(opts.dir, 'quarantine');
@@ -467,12 +474,31 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   let lastPrune = Number.NEGATIVE_INFINITY;
   let pruneSoon: NodeJS.Timeout | undefined;
   const publishQuarantine = (): void => opts.metrics?.quarantined.set(inQuarantine);
-  /** Deletes quarantined entries older than the age limit, then the oldest beyond the count limit. */
+  const openedWall = clock().getTime();
+  const openedMono = performance.now();
+  /**
+   * Whether the age limit may be applied now: not in the process's first quarantineAgeAfterMs, and not after the wall
+   * clock moved ahead of the monotonic one by an hour or more since the spool was opened (a step forward: the files'
+   * ages are not to be trusted then; logged, and only the count limit applies).
+   */
+  const ageTrusted = (now: number): boolean => {
+    const mono = performance.now() - openedMono;
+    if (mono < quarantineAgeAfterMs) return false;
+    const ahead = now - openedWall - mono;
+    if (ahead < 3600_000) return true;
+    log.warn(
+      { dir: quarantineDir, aheadMs: Math.round(ahead) },
+      'spool: the wall clock moved ahead of the monotonic clock since start; quarantine age limit not applied',
+    );
+    return false;
+  };
+  /** Deletes quarantined entries older than the age limit (when ageTrusted), then the oldest beyond the count limit. */
   const pruneQuarantine = (): Promise<void> =>
     (pruning ??= (async () => {
       try {
         const names = await fs.readdir(quarantineDir);
         const now = clock().getTime();
+        const byAge = ageTrusted(now);
         const aged: { name: string; at: number }[] = [];
         for (const name of names) {
           try {
@@ -484,7 +510,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         aged.sort((a, b) => b.at - a.at); // newest first
         let removed = 0;
         for (const [i, e] of aged.entries()) {
-          if (i < quarantineMaxFiles && now - e.at <= quarantineMaxAgeMs) continue;
+          if (i < quarantineMaxFiles && (!byAge || now - e.at <= quarantineMaxAgeMs)) continue;
           await fs.rm(join(quarantineDir, e.name));
           removed++;
         }
