@@ -38,6 +38,17 @@ describe('queue ids', () => {
     const firsts = ids.filter((_, i) => i % 100 === 0);
     expect([...firsts].sort()).toEqual(firsts);
   });
+  it('keep sorting by arrival within a process after the wall clock steps back', () => {
+    let t = 1_700_000_000_000;
+    const gen = newQueueIdGenerator(() => new Date(t));
+    const before = gen();
+    t -= 3_600_000; // NTP steps the clock back an hour
+    const after = gen();
+    expect(after.slice(0, 9)).toBe(before.slice(0, 9)); // the last time kept (the counter orders them)
+    t += 3_600_000 + 5; // the clock passes the last time again
+    const later = gen();
+    expect(later.slice(0, 9) > after.slice(0, 9)).toBe(true);
+  });
   it('rejects path-like input', () => {
     expect(isQueueId('../../etc/passwd')).toBe(false);
     expect(isQueueId('ABCDEFGHIJKLMNOP')).toBe(false);

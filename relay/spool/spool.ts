@@ -288,13 +288,17 @@ export function isQueueId(s: string): boolean {
 
 /**
  * Queue ids: 9 base36 chars of milliseconds (sortable until the year 5188), a 4-char per-process counter and
- * 3 random chars. 16 chars of [0-9a-z]: safe as a file name, sorts by arrival.
+ * 3 random chars. 16 chars of [0-9a-z]: safe as a file name, sorts by arrival (to the millisecond). The time never
+ * goes back within a process: after a step of the wall clock back, ids keep the last time until the clock passes it
+ * (ids of a later process after such a step sort before the earlier ones; they are still unique).
  */
 export function newQueueIdGenerator(clock: () => Date): () => string {
   let counter = Math.floor(Math.random() * 36 ** 4);
+  let last = 0;
   return () => {
     counter = (counter + 1) % 36 ** 4;
-    const time = clock().getTime().toString(36).padStart(9, '0').slice(-9);
+    last = Math.max(last, clock().getTime());
+    const time = last.toString(36).padStart(9, '0').slice(-9);
     const rand = Math.floor(Math.random() * 36 ** 3)
       .toString(36)
       .padStart(3, '0');
