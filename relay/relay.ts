@@ -94,9 +94,15 @@ function setRevisionGauge(metrics: RelayMetrics, revision: string): void {
   metrics.routingRevision.set({ revision }, 1);
 }
 
-/** Writes and removes a probe file in the spool root (not queue/, whose strangers are quarantined at start): catches a read-only or full file system. */
+let probeSeq = 0;
+
+/**
+ * Writes and removes a probe file in the spool root (not queue/, whose strangers are quarantined at start): catches a
+ * read-only or full file system. Each probe has a file of its own: two at once on one name removed each other's file
+ * and answered "not writable: ENOENT" (a probe overlapping a scrape of /readyz took the pod out of service).
+ */
 async function spoolProbe(dir: string): Promise<{ text: string; full: boolean } | undefined> {
-  const probe = join(dir, `.readyz-${process.pid}`);
+  const probe = join(dir, `.readyz-${process.pid}-${++probeSeq}`);
   try {
     await writeFile(probe, 'ok');
     await unlink(probe);
@@ -110,8 +116,31 @@ async function spoolProbe(dir: string): Promise<{ text: string; full: boolean } 
   }
 }
 
-async function spoolWritable(dir: string): Promise<string | undefined> {
-  return (await spoolProbe(dir))?.text;
+/** How long one spool probe's answer serves /readyz: callers at once, or within this time, share it. */
+const SPOOL_PROBE_REUSE_MS = 1000;
+
+/**
+ * The readiness check of the spool: one probe shared by the requests that arrive while it runs or within
+ * SPOOL_PROBE_REUSE_MS after it (anyone who reaches the HTTP port could otherwise make a file write per request).
+ */
+function spoolWritableCheck(dir: string): () => Promise<string | undefined> {
+  /** The latest probe; doneAt once it answered (monotonic). */
+  let last: { doneAt?: number; result: Promise<string | undefined> } | undefined;
+  return () => {
+    if (
+      last !== undefined &&
+      (last.doneAt === undefined || performance.now() - last.doneAt <= SPOOL_PROBE_REUSE_MS)
+    )
+      return last.result;
+    const entry: { doneAt?: number; result: Promise<string | undefined> } = {
+      result: spoolProbe(dir).then((r) => r?.text),
+    };
+    void entry.result.then(() => {
+      entry.doneAt = performance.now();
+    });
+    last = entry;
+    return entry.result;
+  };
 }
 
 export async function runRelay(config: Readonly<RelayConfig>, deps: RelayDeps = {}): Promise<RelayHandle> {
@@ -469,7 +498,7 @@ async function startRelay(
             : `no routing table loaded${source.lastError() ? `: ${source.lastError()?.errors.join('; ')}` : ''}`,
         ),
     },
-    { name: 'spool', check: () => spoolWritable(config.spoolDir) },
+    { name: 'spool', check: spoolWritableCheck(config.spoolDir) },
     { name: 'accepting', check: () => Promise.resolve(draining ? 'shutting down' : undefined) },
   ];
   const telemetry: TelemetryServer = createTelemetryServer({
