@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { oneLine } from './one-line.ts';
+import { clip, oneLine } from './one-line.ts';
 
 describe('oneLine', () => {
   it.each([
@@ -18,5 +18,16 @@ describe('oneLine', () => {
   ])('%s', (_what, input, want) => {
     expect(oneLine(input)).toBe(want);
     expect(/[\r\n\0]/.test(oneLine(input))).toBe(false);
+  });
+});
+
+describe('clip', () => {
+  it.each([
+    ['short text stays', 'abc', 5, 'abc'],
+    ['text of exactly max stays', 'abcde', 5, 'abcde'],
+    ['longer text is cut, with how much more', 'abcdefgh', 5, 'abcde... (3 more)'],
+    ['empty', '', 5, ''],
+  ])('%s', (_what, input, max, want) => {
+    expect(clip(input, max)).toBe(want);
   });
 });

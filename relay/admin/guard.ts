@@ -9,6 +9,7 @@
 //   which a web page cannot read (401 without it, 403 with a wrong one).
 import { timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import { clip } from '../../lib/one-line.ts';
 
 export interface AdminRequest {
   method: string;
@@ -64,7 +65,7 @@ export function guardAdminRequest(
     return {
       ok: false,
       status: 421,
-      error: `Host ${JSON.stringify(host ?? '')} is not this admin API: use its address (or localhost)`,
+      error: `Host ${JSON.stringify(clip(host ?? '', 100))} is not this admin API: use its address (or localhost)`,
     };
   }
   const origin = first(req.headers['origin']);
@@ -72,7 +73,7 @@ export function guardAdminRequest(
     return {
       ok: false,
       status: 403,
-      error: `cross-origin request refused (Origin ${JSON.stringify(origin)})`,
+      error: `cross-origin request refused (Origin ${JSON.stringify(clip(origin, 100))})`,
     };
   }
   const site = first(req.headers['sec-fetch-site']);
@@ -80,7 +81,7 @@ export function guardAdminRequest(
     return {
       ok: false,
       status: 403,
-      error: `browser request refused (Sec-Fetch-Site ${JSON.stringify(site)})`,
+      error: `browser request refused (Sec-Fetch-Site ${JSON.stringify(clip(site, 100))})`,
     };
   }
   if (STATE_CHANGING.has(req.method.toUpperCase())) {

@@ -20,6 +20,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Logger } from 'pino';
 import { httpServerOptions, limitConnections } from '../../lib/http-limits.ts';
 import { listenOn } from '../../lib/listen.ts';
+import { clip } from '../../lib/one-line.ts';
 import { parityView, type ParityReport } from '../../contract/relay-parity.ts';
 import type { DeliveryEngine, DeliveryStats } from '../delivery/engine.ts';
 import type { RerouteResult } from '../delivery/reroute.ts';
@@ -114,7 +115,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     );
     if (!allowed.ok) {
       log.warn(
-        { client: req.socket.remoteAddress, method: req.method, url: req.url, status: allowed.status },
+        {
+          client: req.socket.remoteAddress,
+          method: clip(req.method ?? '', 16),
+          url: clip(req.url ?? '', 256),
+          status: allowed.status,
+        },
         `admin: refused: ${allowed.error}`,
       );
       req.resume();

@@ -12,7 +12,7 @@
 //                                            had one: that copy is the only mailbox, so it bounces)
 // A DSN is owed for failed (never suppressed) legs of a message whose sender is not the null sender, and a delay DSN
 // (Action: delayed) once per such leg still deferred --delay-warning after arrival.
-import { oneLine } from '../../lib/one-line.ts';
+import { clip, oneLine } from '../../lib/one-line.ts';
 import type { LegState } from '../spool/types.ts';
 import { nextAttempt } from './retry.ts';
 
@@ -100,11 +100,7 @@ export function formatAttemptReply(r: AttemptReply): string {
   // a reply is kept in the state, logs and DSNs: one line without control characters (a NUL in a remote server's
   // reply once made the spool refuse the state it was kept in, and quarantine the message, at the next restart),
   // and at most MAX_KEPT_REPLY characters of it
-  const line = oneLine(r.text);
-  const text =
-    line.length > MAX_KEPT_REPLY
-      ? `${line.slice(0, MAX_KEPT_REPLY)}... (${line.length - MAX_KEPT_REPLY} more)`
-      : line;
+  const text = clip(oneLine(r.text), MAX_KEPT_REPLY);
   switch (r.kind) {
     case 'smtp':
       return text.startsWith(String(r.code)) ? text : `${r.code} ${text}`;
