@@ -46,4 +46,17 @@ describe('admin API guard', () => {
     const v = guardAdminRequest({ method, headers }, { listenHost: '127.0.0.1', token: TOKEN });
     expect(v.ok ? 'ok' : v.status).toBe(want);
   });
+
+  it.each([
+    ['host', { host: `a${'h'.repeat(16_000)}.example` }],
+    ['origin', { host: '127.0.0.1:9091', origin: `http://${'o'.repeat(16_000)}.example` }],
+    ['sec-fetch-site', { host: '127.0.0.1:9091', 'sec-fetch-site': 's'.repeat(16_000) }],
+  ])('a refusal quotes at most 100 characters of a 16 KiB %s header', (_name, headers) => {
+    const v = guardAdminRequest({ method: 'GET', headers }, { listenHost: '127.0.0.1', token: TOKEN });
+    expect(v.ok).toBe(false);
+    if (!v.ok) {
+      expect(v.error.length).toBeLessThan(250);
+      expect(v.error).toMatch(/\.\.\. \(\d+ more\)/);
+    }
+  });
 });
