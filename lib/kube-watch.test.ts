@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../test/support/clock.ts';
 import {
   clientTimeoutMs,
   LONGEST_QUIET_WATCH_MS,
@@ -62,6 +63,32 @@ describe('ServerTimedWatch', () => {
     const short = new ServerTimedWatch(kc, { minTimeoutSeconds: 2 });
     expect(Reflect.get(short, 'requestTimeoutMs')).toBe(34_000);
     expect(short.clientTimeoutMs).toBe(34_000);
+  });
+
+  it('measures how long a watch lasted on the monotonic clock: a step of the wall clock forward does not make a watch that failed at once look healthy', async () => {
+    let end: ((err: unknown) => void) | undefined;
+    // the API server's side: the watch is set up, and ended by the test
+    const watch = vi.spyOn(Watch.prototype, 'watch').mockImplementation((_path, _params, _cb, done) => {
+      end = done;
+      return Promise.resolve(new AbortController());
+    });
+    fakeWallClock();
+    try {
+      const w = new ServerTimedWatch(kc, { minTimeoutSeconds: 2 });
+      await w.watch(
+        '/api/v1/configmaps',
+        {},
+        () => undefined,
+        () => undefined,
+      );
+      stepWallClock(3_600_000); // NTP steps the clock forward while the watch runs
+      end?.(undefined); // the server closed it straight away, with no event
+      // before the fix (Date.now): it "lasted" an hour, so it was healthy and re-watched at once, without a backoff
+      expect(w.lastWatchHealthy).toBe(false);
+    } finally {
+      restoreWallClock();
+      watch.mockRestore();
+    }
   });
 
   it.each([1, 0, 2.5, Number.NaN])('refuses minTimeoutSeconds %s', (min) => {

@@ -100,7 +100,7 @@ export class ServerTimedWatch extends Watch {
     callback: WatchCallback,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
-    const started = Date.now();
+    const started = performance.now();
     const n = ++this.watches;
     this.lastEvents = false;
     return super.watch(
@@ -116,7 +116,7 @@ export class ServerTimedWatch extends Watch {
       },
       (err: unknown) => {
         if (this.watches === n)
-          this.lastEndedHealthy = watchWasHealthy(Date.now() - started, this.lastEvents);
+          this.lastEndedHealthy = watchWasHealthy(performance.now() - started, this.lastEvents);
         done(err);
       },
     );

@@ -122,6 +122,7 @@ export interface CalloutPoolOptions {
   deadlineMs?: number;
   /** Told when a connection is opened (metrics). */
   onConnection?: (server: ServerRoute) => void;
+  /** Monotonic milliseconds, for the lane suspensions (a step of the wall clock must not stretch them). */
   now?: () => number;
 }
 
@@ -302,7 +303,7 @@ export interface CalloutPool {
 }
 
 export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
-  const now = opts.now ?? Date.now;
+  const now = opts.now ?? (() => performance.now());
   const lanes = new Map<string, Lane>();
   let closed = false;
   const t = opts.timeouts;

@@ -45,7 +45,10 @@ export class ConnectionCounter {
   }
 }
 
-/** Remembers addresses that passed the early-talker check; bounded, oldest forgotten first. */
+/**
+ * Remembers addresses that passed the early-talker check; bounded, oldest forgotten first. `now`: monotonic
+ * milliseconds (default performance.now()), so that a step of the wall clock does not stretch a pass.
+ */
 export class GreetingGate {
   private readonly passed = new Map<string, number>();
   readonly delayMs: number;
@@ -56,7 +59,7 @@ export class GreetingGate {
   constructor(opts: { delayMs: number; passTtlMs?: number; now?: () => number; maxEntries?: number }) {
     this.delayMs = opts.delayMs;
     this.passTtlMs = opts.passTtlMs ?? 24 * 3_600_000;
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => performance.now());
     this.maxEntries = opts.maxEntries ?? 100_000;
   }
 

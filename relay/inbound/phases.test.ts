@@ -15,6 +15,8 @@ import type { RefusalReason } from '../../routing/model.ts';
 import { normalizeRecipient, reasonOf } from './rcpt.ts';
 import { factOfReply } from './verify.ts';
 import { REPLIES } from './verdict.ts';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
+import { waitFor } from '../../test/support/wait.ts';
 
 describe('verdict adapter', () => {
   it('turns a refusal into an smtp-server error with responseCode and enhancedCode', () => {
@@ -64,6 +66,19 @@ describe('connect phase', () => {
     expect(g.delayFor('a')).toBe(100);
     expect(g.delayFor('c')).toBe(0);
     expect(new GreetingGate({ delayMs: 0 }).delayFor('x')).toBe(0);
+  });
+  it('a step of the wall clock back does not stretch a pass: with its default clock, it ends after passTtl of real time', async () => {
+    fakeWallClock(); // before the gate exists: a default taken from the real Date would not see the step
+    try {
+      const g = new GreetingGate({ delayMs: 100, passTtlMs: 300 });
+      g.pass('a');
+      expect(g.delayFor('a')).toBe(0);
+      stepWallClock(-3_600_000);
+      // before the fix (passes on Date.now): no greeting delay for an hour and 300 ms
+      await waitFor(() => g.delayFor('a') === 100, { timeoutMs: 3_000, what: 'the pass ended' });
+    } finally {
+      restoreWallClock();
+    }
   });
 });
 

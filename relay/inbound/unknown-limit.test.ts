@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
+import { waitFor } from '../../test/support/wait.ts';
 import { countsAsUnknown, UnknownRecipientLimiter } from './unknown-limit.ts';
 
 describe('UnknownRecipientLimiter', () => {
@@ -31,6 +33,28 @@ describe('UnknownRecipientLimiter', () => {
     expect(l.exceeded('192.0.2.1', 0)).toBe(false);
     l.record('192.0.2.1');
     expect(l.exceeded('192.0.2.1', 0)).toBe(false);
+  });
+
+  it('a step of the wall clock back does not stretch the window: with its default clock, the limiter forgives an address once windowMs of real time has passed', async () => {
+    fakeWallClock(); // before the limiter exists: a default taken from the real Date would not see the step
+    try {
+      const l = new UnknownRecipientLimiter({ perSession: 0, perAddress: 2, windowMs: 300 });
+      l.record('192.0.2.1');
+      l.record('192.0.2.1');
+      expect(l.exceeded('192.0.2.1', 0)).toBe(true);
+      stepWallClock(-3_600_000); // NTP sets the clock back an hour
+      expect(l.exceeded('192.0.2.1', 0)).toBe(true); // the window has not passed yet
+      // before the fix (window on Date.now): still refused an hour and 300 ms later
+      await waitFor(() => !l.exceeded('192.0.2.1', 0), {
+        timeoutMs: 3_000,
+        what: 'the address forgiven after the window',
+      });
+      // a new window starts from the monotonic now: one more unknown recipient is not over the limit
+      l.record('192.0.2.1');
+      expect(l.exceeded('192.0.2.1', 0)).toBe(false);
+    } finally {
+      restoreWallClock();
+    }
   });
 
   it('0 disables both limits', () => {

@@ -28,6 +28,7 @@ export interface UnknownLimitOptions {
   windowMs?: number;
   /** Client addresses remembered at most (oldest windows dropped first). Default 10,000. */
   maxAddresses?: number;
+  /** Monotonic milliseconds (default performance.now()): a step of the wall clock must not stretch a window. */
   now?: () => number;
 }
 
@@ -37,7 +38,7 @@ export class UnknownRecipientLimiter {
   private readonly o: Required<UnknownLimitOptions>;
 
   constructor(o: UnknownLimitOptions) {
-    this.o = { windowMs: UNKNOWN_WINDOW_MS, maxAddresses: 10_000, now: Date.now, ...o };
+    this.o = { windowMs: UNKNOWN_WINDOW_MS, maxAddresses: 10_000, now: () => performance.now(), ...o };
   }
 
   /** Whether the next RCPT of a session with `sessionCount` refusals, from `address`, is refused with 421. */

@@ -176,6 +176,10 @@ export interface VerifierOptions {
    * and why a server gave no answer (noAnswerWarning).
    */
   log?: CalloutLog;
+  /**
+   * Monotonic milliseconds, for the cache lifetimes, the callout durations and noAnswerWarning. Default
+   * performance.now(): a step of the wall clock must not stretch a cached answer.
+   */
   now?: () => number;
 }
 
@@ -193,7 +197,7 @@ function serverId(s: ServerRoute): string {
 type Asked = CalloutResult & { answered: boolean };
 
 export function createVerifier(opts: VerifierOptions): Verifier & { readonly size: number } {
-  const now = opts.now ?? Date.now;
+  const now = opts.now ?? (() => performance.now());
   const maxEntries = opts.maxEntries ?? 100_000;
   const negativeTtlMs = opts.negativeTtlMs ?? 10 * 60_000;
   const unknownTtlMs = opts.unknownTtlMs ?? 30_000;
@@ -319,7 +323,7 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
  * `suspended` after such a failure): Split tempfails every recipient of the server with 451 4.4.3, and without it
  * no log line said why. At most one per server per minute (the rest are counted in the next one's `suppressed`): a
  * server that is down is asked for every RCPT. Remembers at most `maxServers` servers (the least recently warned
- * about is forgotten first).
+ * about is forgotten first). `now`: monotonic milliseconds (createVerifier passes its own).
  */
 export function noAnswerWarning(
   log: CalloutLog | undefined,
@@ -383,6 +387,7 @@ export interface CalloutSettings {
   metrics?: RelayMetrics;
   /** Why an answer is unknown (SMTPUTF8), or why there is none (VerifierOptions.log). */
   log?: CalloutLog;
+  /** Monotonic milliseconds, for the cache and the pool's suspensions (VerifierOptions.now). */
   now?: () => number;
 }
 

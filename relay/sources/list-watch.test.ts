@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../../test/support/wait.ts';
+import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
 import { backoffMs, createTimers, httpCode, startListWatch } from './list-watch.ts';
 
 describe('backoffMs', () => {
@@ -49,7 +50,7 @@ type Obj = { metadata: { resourceVersion: string } };
 const obj = (rv: string): Obj => ({ metadata: { resourceVersion: rv } });
 
 /** Drives startListWatch by hand: lists answer `listRv`, each watch is recorded and ended by the test. */
-function loop(backoffMinMs = 5) {
+function loop(backoffMinMs = 5, defaultClock = false) {
   const s = {
     clock: 0,
     listRv: '10',
@@ -75,7 +76,7 @@ function loop(backoffMinMs = 5) {
     backoffMinMs,
     backoffMaxMs: 1000,
     random: () => 0.5,
-    now: () => s.clock,
+    ...(defaultClock ? {} : { now: () => s.clock }),
   });
   return { s, lw };
 }
@@ -116,6 +117,23 @@ describe('startListWatch', () => {
     expect(s.watches[1]?.rv).toBe('10');
     expect(s.lists).toBe(1);
     lw.stop();
+  });
+
+  it('how long a watch lasted is measured on the monotonic clock: a watch closed at once after a step of the wall clock forward still backs off', async () => {
+    fakeWallClock(); // before the loop exists
+    try {
+      const { s, lw } = loop(200, true);
+      await lw.start();
+      await waitFor(() => s.watches.length === 1, { what: 'the first watch' });
+      stepWallClock(3_600_000); // NTP steps the clock an hour forward: on Date.now the watch "lasted" an hour
+      const closed = performance.now();
+      s.watches[0]?.end(undefined);
+      await waitFor(() => s.watches.length === 2, { what: 'the re-watch' });
+      expect(performance.now() - closed).toBeGreaterThanOrEqual(150); // the backoff, not at once
+      lw.stop();
+    } finally {
+      restoreWallClock();
+    }
   });
 
   it.each<[string, unknown]>([
