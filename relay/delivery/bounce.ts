@@ -53,6 +53,11 @@ export function legDsnStatus(l: LegState): { status: string; expired: boolean } 
 export interface BounceDeps {
   spool: Pick<Spool, 'accept' | 'update' | 'readHeaders'>;
   clock: () => Date;
+  /**
+   * The monotonic clock (ms) the rate limit's buckets refill on: a step of the wall clock back must not keep them empty
+   * for as long as the step (docs/design.md §6 rule 10). Default `performance.now()`.
+   */
+  elapsed?: () => number;
   log: Logger;
   metrics: Pick<RelayMetrics, 'dsnSent'>;
   /** EHLO name, Reporting-MTA and MAILER-DAEMON@ of DSNs. */
@@ -79,7 +84,8 @@ export type BounceResult =
   | { kind: 'done'; state: SpoolState | null | undefined }
   /**
    * The DSN cannot go yet: the rate limit for the recipient domain, or no route to the sender for now. Try again at
-   * `at` (ms); the message's own legs go on meanwhile.
+   * `at` (ms on the wall clock, that long after its clock() now: the engine waits for it on the monotonic clock); the
+   * message's own legs go on meanwhile.
    */
   | { kind: 'later'; at: number }
   /** The DSN could not be spooled: try again later. */
@@ -95,6 +101,7 @@ const spooledKey = (id: string, leg: number, kind: OwedKind): string => `${id} $
 
 export class Bouncer {
   private readonly limiter;
+  private readonly elapsed: () => number;
 
   private readonly d: BounceDeps;
 
@@ -108,6 +115,7 @@ export class Bouncer {
   constructor(d: BounceDeps) {
     this.d = d;
     this.limiter = createDsnLimiter(d.dsnRate ?? { perMinute: 0, burst: 0 });
+    this.elapsed = d.elapsed ?? ((): number => performance.now());
   }
 
   async bounce(id: string, state: SpoolState): Promise<BounceResult> {
@@ -167,7 +175,7 @@ export class Bouncer {
         // Per recipient domain: a flood of 550s for one managed domain does not become a flood of DSNs.
         const firstOwed = toSend[0];
         const rcptDomain = firstOwed ? domainOf(firstOwed.l.recipient) : '';
-        const token = this.limiter.take(rcptDomain, now.getTime());
+        const token = this.limiter.take(rcptDomain, this.elapsed());
         if (!token.ok) {
           d.metrics.dsnSent.inc({ kind: 'deferred' });
           d.log.info(

@@ -275,6 +275,66 @@ describe('delivery engine (fake clock, in-memory spool, fake transport)', () => 
     expect(h.net.sent.map((s) => s.req.to)).toContainEqual(['b@x.test']);
   });
 
+  it.each([
+    ['an hour', 3_600_000],
+    ['30 s (less than dueAt() takes for a step)', 30_000],
+  ])(
+    'a step of the wall clock back by %s while a leg is deferred: the next attempt comes after the retry step of monotonic time',
+    async (_what, back) => {
+      h = await engineHarness({ retryScheduleMs: [60_000] });
+      h.net.reply = () => busy;
+      const id = await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);
+      expect(h.legs(id)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+      h.clock.step(-back); // NTP, or a VM restored from a snapshot: nextAttemptAt is now `back` + 60 s away
+      h.net.reply = () => ok;
+      await h.clock.advance(59_999);
+      expect(h.net.sent).toHaveLength(1);
+      await h.clock.advance(1);
+      // On the wall clock the leg waited another `back`: an hour, or a year for a node that booted a year ahead.
+      expect(h.net.sent).toHaveLength(2);
+      expect(h.spool.states.has(id)).toBe(false);
+    },
+  );
+
+  it('a DSN put off by its rate limit goes when a token is due after a step of the wall clock back, not an hour later', async () => {
+    const bounces = server('bounces');
+    h = await engineHarness({
+      retryScheduleMs: [60_000],
+      dsnRate: { perMinute: 1, burst: 1 },
+      route: routeTo(bounces),
+    });
+    h.net.reply = (host) => (host === 'bounces.test' ? ok : noSuchUser);
+    await h.accept([{ recipient: 'a@x.test', legs: [primaryLeg('a@x.test', mx1)] }]);
+    const b = await h.accept([{ recipient: 'b@x.test', legs: [primaryLeg('b@x.test', mx1)] }]);
+    expect(h.net.sentTo('bounces.test')).toBe(1); // a's DSN took the token; b's waits a minute for the next
+    expect(h.legs(b)?.[0]).toMatchObject({ state: 'failed', dsnPending: true });
+    h.clock.step(-3_600_000);
+    await h.clock.advance(59_999);
+    expect(h.net.sentTo('bounces.test')).toBe(1);
+    await h.clock.advance(1);
+    // On the wall clock both the put-off time and the bucket's refill waited for the hour to come round again.
+    expect(h.net.sentTo('bounces.test')).toBe(2);
+    expect(h.spool.states.has(b)).toBe(false);
+  });
+
+  it('a step of the wall clock forward does not bring a deferred leg forward: it keeps its retry step', async () => {
+    h = await engineHarness({ retryScheduleMs: [3_600_000] });
+    h.net.reply = () => busy;
+    const a = await h.accept([{ recipient: 'a@x.test', legs: [primaryLeg('a@x.test', mx1)] }]);
+    await h.clock.advance(600_000);
+    const b = await h.accept([{ recipient: 'b@x.test', legs: [primaryLeg('b@x.test', mx1)] }]);
+    h.clock.step(7_200_000); // both are past due on the wall clock now
+    h.net.reply = () => ok;
+    await h.clock.advance(3_000_000 - 1);
+    expect(h.net.sent).toHaveLength(2);
+    await h.clock.advance(1); // a's hour is over; b has 10 minutes to go
+    expect(h.spool.states.has(a)).toBe(false);
+    expect(h.legs(b)?.[0]).toMatchObject({ state: 'deferred', attempts: 1 });
+    await h.clock.advance(600_000);
+    expect(h.spool.states.has(b)).toBe(false);
+    expect(h.net.sent).toHaveLength(4);
+  });
+
   it('a step of the wall clock forward does not reap a pool in use', async () => {
     h = await engineHarness();
     await h.accept([{ recipient: 'bob@x.test', legs: [primaryLeg('bob@x.test', mx1)] }]);

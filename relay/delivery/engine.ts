@@ -238,13 +238,15 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     p.then(forget, forget);
   };
 
+  // Due times are wall-clock instants (a leg's nextAttemptAt), waited for on the monotonic clock (scheduler.ts).
   const scheduler = new Scheduler({
     now,
+    elapsed,
     timers,
     concurrency: opts.loadConcurrency ?? 64,
     fresh: (id) => queue.get(id)?.fresh === true,
-    run: (id) => {
-      const p = look(id).catch((err: unknown) => {
+    run: (id, due) => {
+      const p = look(id, due).catch((err: unknown) => {
         log.error({ err, queueId: id }, 'delivery: could not process message; retrying later');
         if (queue.has(id)) retryLater(id);
       });
@@ -295,6 +297,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
   const bouncer = new Bouncer({
     spool,
     clock,
+    elapsed,
     log,
     metrics,
     hostname: opts.hostname,
@@ -307,11 +310,14 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
 
   // ---------------- one message ----------------
 
+  // Entry.dsnAt is on the monotonic clock (elapsed()): a DSN put off for its rate limit or for want of a route waits
+  // that long whatever the wall clock does meanwhile.
   /** A DSN is owed and may be tried now: none is being made, and none was put off until later (Entry.dsnAt). */
   const dsnNow = (e: Entry, state: SpoolState): boolean =>
-    !e.dsnBusy && (e.dsnAt === undefined || now() >= e.dsnAt) && state.legs.some(owesDsn);
-  /** When an owed DSN is due: now, or the time it was put off until. */
-  const dsnDue = (e: Entry, t: number): number => Math.max(t, e.dsnAt ?? t);
+    !e.dsnBusy && (e.dsnAt === undefined || elapsed() >= e.dsnAt) && state.legs.some(owesDsn);
+  /** When an owed DSN is due on the wall clock, t being now: t, or as much later as it was put off for still. */
+  const dsnDue = (e: Entry, t: number): number =>
+    e.dsnAt === undefined ? t : t + Math.max(0, e.dsnAt - elapsed());
 
   /** Recomputes kind and due time of an entry from a state just read or written. */
   const reschedule = (id: string, e: Entry, state: SpoolState): void => {
@@ -381,7 +387,11 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     opts.onMessageGone?.(id);
   };
 
-  const look = async (id: string): Promise<void> => {
+  /**
+   * Looks at a message. due: the wall-clock due time that woke it (scheduler.ts), which came on the monotonic clock:
+   * the legs due by then are due now, also when the wall clock was set back meanwhile and is behind it.
+   */
+  const look = async (id: string, due?: number): Promise<void> => {
     const e = queue.get(id);
     if (!e || stopped) return;
     if (hold.hold(id)) return; // looked at when the spool takes writes again
@@ -400,14 +410,19 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
 
     const forced = e.forced;
     e.forced = undefined;
-    const { jobs: due, held } = groupJobs(
+    const { jobs: dueJobs, held } = groupJobs(
       id,
       state,
-      { inflight: e.inflight, blockedOn: e.blockedOn, ...(forced ? { forced } : {}), now: now() },
+      {
+        inflight: e.inflight,
+        blockedOn: e.blockedOn,
+        ...(forced ? { forced } : {}),
+        now: Math.max(now(), due ?? -Infinity),
+      },
       serverFor,
     );
     queue.setUnroutable(id, held);
-    for (const job of due) {
+    for (const job of dueJobs) {
       if (job.unroutable !== undefined) {
         // Nothing to connect to: the legs are deferred with the reason (retried on the schedule and when the table
         // changes; never bounced for it before --max-queue-lifetime).
@@ -520,7 +535,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     if (r.kind === 'later') {
       // The DSN waits; the message's own legs do not: a delay notice held back by its rate limit (or a sender's
       // domain without a route yet) used to keep a whole backlog from its server after the server was back.
-      e.dsnAt = r.at;
+      e.dsnAt = elapsed() + Math.max(0, r.at - now());
       return look(id);
     }
     e.dsnAt = undefined;

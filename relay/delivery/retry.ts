@@ -38,6 +38,8 @@ const CLOCK_STEP_TOLERANCE_MS = 60_000;
  * restored from a snapshot): nextAttemptAt is then as far off as the clock went back, which can be months, so the leg
  * is due now; its next deferral is scheduled on the corrected clock. Otherwise nextAttemptAt as stored (a schedule
  * shortened since keeps the times it set: a restart does not send the whole queue at once). Absent or unparsable: now.
+ * This matters when a state is read (at start, or a look for another reason): a running engine waits for the time it
+ * scheduled on the monotonic clock (scheduler.ts), which a step of the wall clock does not move.
  */
 export function dueAt(
   leg: { nextAttemptAt?: string | undefined; lastAttemptAt?: string | undefined },

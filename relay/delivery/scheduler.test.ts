@@ -27,6 +27,7 @@ function harness(concurrency = 2, fresh?: (id: string) => boolean) {
   const finish = new Map<string, () => void>();
   const s = new Scheduler({
     now: () => clock.now,
+    elapsed: clock.elapsed,
     timers: clock,
     concurrency,
     ...(fresh ? { fresh } : {}),
@@ -133,6 +134,48 @@ describe('Scheduler', () => {
     await clock.advance(100);
     expect(ran).toEqual(['b']);
     expect(clock.pending).toBe(0);
+  });
+
+  it('waits on the monotonic clock: a step of the wall clock back or forward moves no due time', async () => {
+    const clock = new FakeClock(0);
+    const ran: [string, number | undefined][] = [];
+    const s = new Scheduler({
+      now: () => clock.now,
+      elapsed: clock.elapsed,
+      timers: clock,
+      concurrency: 10,
+      run: (id, due) => {
+        ran.push([id, due]);
+        return Promise.resolve();
+      },
+    });
+    // due in 1 s and in an hour; then the wall clock goes back an hour: each still comes after its own wait
+    s.at('a', clock.now + 1_000);
+    s.at('b', clock.now + 3_600_000);
+    expect(s.dueOf('a')).toBe(1_000); // as given, on the wall clock
+    clock.step(-3_600_000);
+    await clock.advance(999);
+    expect(ran).toEqual([]);
+    await clock.advance(1);
+    // run() is told the wall due time that came, which lies an hour ahead of the wall clock now
+    expect(ran).toEqual([['a', 1_000]]);
+    // the wall clock jumps two hours ahead: b is past due on it, but only 59 min of its hour have gone by
+    s.at('c', clock.now + 60_000);
+    clock.step(7_200_000);
+    await clock.advance(60_000);
+    expect(ran.map(([id]) => id)).toEqual(['a', 'c']);
+    await clock.advance(3_600_000 - 61_000 - 1);
+    expect(ran.map(([id]) => id)).toEqual(['a', 'c']);
+    await clock.advance(1);
+    expect(ran).toEqual([
+      ['a', 1_000],
+      ['c', 1_000 - 3_600_000 + 60_000],
+      ['b', 3_600_000],
+    ]);
+    // a wake() brings no due time
+    s.wake('d');
+    await settle();
+    expect(ran.at(-1)).toEqual(['d', undefined]);
   });
 
   it('every() repeats on the injected timers until stopped', async () => {

@@ -6,6 +6,11 @@
 //   DueHeap: a min-heap of (due, id) with lazy deletion.
 //   Scheduler: at(id, due) / dueOf(id) / wake(id) / forget(id) / stop().
 //     - One due time per message (Infinity: nothing scheduled). A single timer is armed for the earliest one.
+//     - A due time is given on the wall clock (it comes from a leg's stored nextAttemptAt), but kept and waited for on
+//       the monotonic clock: at() turns it into "that much later than now" on `elapsed`, so a step of the wall clock
+//       while the message waits (NTP, a resumed virtual machine) neither holds it back for the length of a step back
+//       nor brings it forward with a step forward (docs/queue.md "A clock that went back"). run() is told the wall
+//       due time that came, so the message's legs due by then count as due even when the wall clock is behind it.
 //     - A due (or woken) message is run; at most `concurrency` run at once, the rest wait in FIFO order.
 //     - Two lanes wait: new mail (options.fresh) and the rest (the start-up scan, retries, flushes). When both have
 //       messages waiting they take turns, so new mail never waits behind a whole backlog: a relay restarted on a long
@@ -102,19 +107,34 @@ export class DueHeap {
 }
 
 export interface SchedulerOptions {
+  /** The wall clock (ms): what the due times given to at() are on. */
   now: () => number;
+  /** The monotonic clock (ms): what the scheduler waits on. A step of the wall clock does not move it. */
+  elapsed: () => number;
   timers: Timers;
   /** Messages run at the same time. */
   concurrency: number;
-  /** Looks at one message. Must not reject (the engine catches and reschedules). */
-  run: (id: string) => Promise<void>;
+  /**
+   * Looks at one message. Must not reject (the engine catches and reschedules). due: the wall-clock due time that
+   * came (on the monotonic clock) and woke it; undefined when it was woken for another reason (wake()).
+   */
+  run: (id: string, due: number | undefined) => Promise<void>;
   /** Asked when a message is woken: true puts it in the lane of new mail. Default: one lane. */
   fresh?: (id: string) => boolean;
 }
 
+/** A message's due time: as given (wall clock) and when it comes on the monotonic clock (the heap's key). */
+interface Due {
+  wall: number;
+  mono: number;
+}
+
 export class Scheduler {
+  /** Keyed on the monotonic due time. */
   private readonly heap = new DueHeap();
-  private readonly due = new Map<string, number>();
+  private readonly due = new Map<string, Due>();
+  /** The wall-clock due time that came for a message woken by its timer, until it runs (passed to run()). */
+  private readonly came = new Map<string, number>();
   private readonly waiting = new Fifo<string>();
   private readonly waitingFresh = new Fifo<string>();
   /** The lane the next message is taken from when both have messages waiting. */
@@ -133,19 +153,24 @@ export class Scheduler {
     this.o = o;
   }
 
-  /** When the message is due (ms); Infinity when nothing is scheduled. */
+  /** When the message is due (ms, on the wall clock, as given to at()); Infinity when nothing is scheduled. */
   dueOf(id: string): number {
-    return this.due.get(id) ?? Infinity;
+    return this.due.get(id)?.wall ?? Infinity;
   }
 
-  /** Schedules the message at due (ms); Infinity clears it. Replaces any earlier time. */
+  /**
+   * Schedules the message at due (ms on the wall clock; a leg's time passed through dueAt() in retry.ts already);
+   * Infinity clears it. Replaces any earlier time. It comes max(0, due - now) later on the monotonic clock, whatever
+   * the wall clock does meanwhile.
+   */
   at(id: string, due: number): void {
     if (!Number.isFinite(due)) {
       this.due.delete(id);
       return;
     }
-    this.due.set(id, due);
-    this.heap.push(due, id);
+    const mono = this.o.elapsed() + Math.max(0, due - this.o.now());
+    this.due.set(id, { wall: due, mono });
+    this.heap.push(mono, id);
     this.arm();
   }
 
@@ -166,6 +191,7 @@ export class Scheduler {
   /** The message left the queue: nothing more is scheduled for it. */
   forget(id: string): void {
     this.due.delete(id);
+    this.came.delete(id);
     this.again.delete(id);
   }
 
@@ -176,6 +202,7 @@ export class Scheduler {
     this.waiting.drain();
     this.waitingFresh.drain();
     this.heap.clear();
+    this.came.clear();
   }
 
   private arm(): void {
@@ -186,19 +213,21 @@ export class Scheduler {
     if (this.timer !== undefined) this.o.timers.clear(this.timer);
     this.timerAt = top.due;
     // safeDelay: a due beyond setTimeout's range fires early; tick() then re-arms for the rest
-    this.timer = this.o.timers.set(() => this.tick(), safeDelay(top.due - this.o.now()));
+    this.timer = this.o.timers.set(() => this.tick(), safeDelay(top.due - this.o.elapsed()));
   }
 
   private tick(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
     if (this.stopped) return;
-    const now = this.o.now();
+    const now = this.o.elapsed();
     for (;;) {
       const top = this.heap.peek();
       if (!top || top.due > now) break;
       this.heap.pop();
-      if (this.due.get(top.id) !== top.due) continue; // stale
+      const due = this.due.get(top.id);
+      if (due?.mono !== top.due) continue; // stale
+      this.came.set(top.id, Math.max(this.came.get(top.id) ?? -Infinity, due.wall));
       this.wake(top.id);
     }
     this.arm();
@@ -209,7 +238,9 @@ export class Scheduler {
       const id = this.next();
       if (id === undefined) return;
       this.running++;
-      void this.o.run(id).finally(() => {
+      const came = this.came.get(id);
+      this.came.delete(id);
+      void this.o.run(id, came).finally(() => {
         this.running--;
         this.busy.delete(id);
         if (this.again.delete(id)) this.wake(id);
