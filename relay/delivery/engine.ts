@@ -282,6 +282,10 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
     retryScheduleMs: opts.retryScheduleMs,
     maxQueueLifetimeMs: opts.maxQueueLifetimeMs,
     delayWarningMs: opts.delayWarningMs ?? 0,
+    queuedFor: (id) => {
+      const at = queue.get(id)?.acceptedAt;
+      return at === undefined ? undefined : elapsed() - at;
+    },
     metrics,
     log,
     stopped: () => stopped,
@@ -576,7 +580,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
 
   const notify = (id: string): void => {
     if (stopped) return;
-    if (!queue.has(id)) queue.add(id, now(), true);
+    if (!queue.has(id)) queue.add(id, now(), true).acceptedAt = elapsed();
     scheduler.wake(id);
   };
 

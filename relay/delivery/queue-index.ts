@@ -19,6 +19,11 @@ import type { MessageResults, TrackedMessage } from './results.ts';
 export class Entry implements TrackedMessage, Waiting {
   receivedAt: number;
   /**
+   * When this process accepted the message (the engine's monotonic clock); undefined for a message it found in the
+   * spool. Its age in the queue is then known whatever the wall clock did since (results.ts queueAge).
+   */
+  acceptedAt: number | undefined = undefined;
+  /**
    * New mail: accepted (or a DSN spooled) by this process and not deferred yet. The scheduler's lane of new mail takes
    * turns with the rest (scheduler.ts). Cleared for good when every open leg waits for a retry.
    */

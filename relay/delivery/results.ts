@@ -72,6 +72,17 @@ export interface LegFinal {
   host: string;
 }
 
+/**
+ * The arrival a message's age in the queue is judged from (expiry after --max-queue-lifetime, delay notices): for a
+ * message this process accepted, now minus the monotonic time it has been queued; otherwise its stored receivedAt.
+ * A node whose clock was behind when it took the mail and that NTP then stepped forward expired (and bounced) mail
+ * queued seconds before, and sent delay notices for it; one set back kept it past its lifetime by the step. A
+ * message found in the spool at start keeps the wall clock: a step while the relay was down cannot be told apart.
+ */
+export function arrivalForAge(receivedAt: Date, now: Date, queuedForMs: number | undefined): Date {
+  return queuedForMs === undefined ? receivedAt : new Date(now.getTime() - Math.max(0, queuedForMs));
+}
+
 export interface ResultsDeps {
   spool: Pick<Spool, 'update'>;
   clock: () => Date;
@@ -81,6 +92,11 @@ export interface ResultsDeps {
   retryScheduleMs: readonly number[];
   maxQueueLifetimeMs: number;
   delayWarningMs: number;
+  /**
+   * How long the message has been queued, on the monotonic clock, when this process accepted it; undefined when it
+   * was found in the spool. Expiry and delay notices use it (arrivalForAge) in place of the wall-clock receivedAt.
+   */
+  queuedFor?: (id: string) => number | undefined;
   metrics: Pick<RelayMetrics, 'deliveries'>;
   log: Logger;
   /** stop() began: results are written at once (they wait for no sibling leg), and one that fails is given up. */
@@ -255,7 +271,12 @@ export class Results {
         const handedOver = s.meta.origin !== undefined;
         const ctx = {
           now,
-          receivedAt: new Date(s.meta.receivedAt),
+          // a message a draining peer handed over keeps its first arrival (its time here is not its age)
+          receivedAt: arrivalForAge(
+            new Date(s.meta.receivedAt),
+            now,
+            handedOver ? undefined : d.queuedFor?.(id),
+          ),
           retryScheduleMs: d.retryScheduleMs,
           maxQueueLifetimeMs: d.maxQueueLifetimeMs,
           nullSender: s.meta.mailFrom === '',
