@@ -143,6 +143,20 @@ describe('relay config', () => {
     expect(relayUsage()).toMatch(/--max-recipients-in-flight {2,}recipients held in all open transactions/);
   });
 
+  it('--max-errors / MAILROUTE_MAX_ERRORS: default 20 (Postfix smtpd_hard_error_limit), 0 turns it off, a bad value names the flag', () => {
+    expect(ok(['--manifests', 'd']).maxErrors).toBe(20);
+    expect(ok(['--manifests', 'd', '--max-errors', '0']).maxErrors).toBe(0);
+    expect(ok(['--manifests', 'd'], { MAILROUTE_MAX_ERRORS: '5' }).maxErrors).toBe(5);
+    expect(ok(['--manifests', 'd', '--max-errors', '7'], { MAILROUTE_MAX_ERRORS: '5' }).maxErrors).toBe(7);
+    expect(err(['--manifests', 'd', '--max-errors', 'many'])).toBe(
+      '--max-errors: must be an integer >= 0 (got "many")',
+    );
+    expect(err(['--manifests', 'd'], { MAILROUTE_MAX_ERRORS: '-1' })).toBe(
+      'MAILROUTE_MAX_ERRORS: must be an integer >= 0 (got "-1")',
+    );
+    expect(relayUsage()).toMatch(/--max-errors {2,}other refusals in one session/);
+  });
+
   it('--delay-warning / MAILROUTE_DELAY_WARNING: default 4h, 0 turns delay DSNs off, a bad value names the flag', () => {
     expect(ok(['--manifests', 'd']).delayWarningMs).toBe(4 * 3_600_000);
     expect(ok(['--manifests', 'd'], { MAILROUTE_DELAY_WARNING: '0' }).delayWarningMs).toBe(0);

@@ -104,6 +104,11 @@ export interface RelayConfig {
   maxUnknownRecipients: number;
   /** Unknown recipients per client address within 10 minutes before its RCPTs get 421 4.7.0; 0: no limit. */
   maxUnknownRecipientsPerIp: number;
+  /**
+   * Refusals in one session (those maxUnknownRecipients counts aside) before the next is replaced by 421 4.7.0 and
+   * the connection closed; an accepted message starts the count again (Postfix's smtpd_hard_error_limit). 0: no limit.
+   */
+  maxErrors: number;
 }
 
 /** Every flag of `mailroute relay`; the README table is generated from the same list (docs/relay.md). */
@@ -317,6 +322,11 @@ const RELAY_FLAGS = {
     default: '100',
     help: 'unknown or refused recipients from one client address within 10 minutes before its RCPTs get 421 4.7.0; 0: no limit',
   },
+  'max-errors': {
+    type: 'string',
+    default: '20',
+    help: 'other refusals in one session (not the unknown recipients above) before the next one is 421 4.7.0 and the connection is closed; an accepted message starts the count again; 0: no limit',
+  },
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
 
@@ -522,6 +532,7 @@ export function parseRelayConfig(
       }),
       maxUnknownRecipients: int('max-unknown-recipients', 0),
       maxUnknownRecipientsPerIp: int('max-unknown-recipients-per-ip', 0),
+      maxErrors: int('max-errors', 0),
       destinations: PERMIT_ALL,
     };
     // fewer could never take one message with --max-recipients recipients

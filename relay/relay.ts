@@ -447,6 +447,7 @@ async function startRelay(
       maxLineLength: config.maxLineLength,
       maxUnknownRecipients: config.maxUnknownRecipients,
       maxUnknownRecipientsPerIp: split(config.maxUnknownRecipientsPerIp),
+      maxErrors: config.maxErrors,
       ...(tls ? { tls } : {}),
     },
     router: () => router,

@@ -38,8 +38,9 @@ import {
   type SessionFacts,
   type SlowClientPolicy,
 } from './slow.ts';
-import { REPLIES, reject, tempfail, type Verdict } from './verdict.ts';
+import { MAX_REPLY_TEXT, REPLIES, reject, tempfail, type Refusal, type Verdict } from './verdict.ts';
 import { formatReply } from '../../routing/resolve.ts';
+import { clip } from '../../lib/one-line.ts';
 import { clientNetwork, DEFAULT_IPV6_PREFIX } from '../../lib/client-network.ts';
 import { safeDelay } from '../../routing/timer.ts';
 import { UnknownRecipientLimiter, countsAsUnknown, tooManyUnknownRecipients } from './unknown-limit.ts';
@@ -84,6 +85,12 @@ export interface InboundOptions {
   maxUnknownRecipients?: number;
   /** Unknown recipients per client address within 10 minutes before 421 4.7.0; 0 or absent: no limit. */
   maxUnknownRecipientsPerIp?: number;
+  /**
+   * Refusals in one session, those the unknown-recipient limit counts aside, before the next one is replaced by
+   * 421 4.7.0 and the connection is closed (Postfix's smtpd_hard_error_limit); an accepted message starts the count
+   * again. 0 or absent: no limit.
+   */
+  maxErrors?: number;
   tls?: { key: Buffer; cert: Buffer };
 }
 
@@ -130,6 +137,7 @@ interface Transaction extends Held {
 /** The part of smtp-server's connection object the drain needs (not in its public types). */
 interface ConnectionInternals {
   session?: SMTPServerSession;
+  remoteAddress?: string;
   _dataStream?: unknown;
   /** The command parser; lineStartedAt is added by the patch (relay/inbound/patched.ts checks it). */
   _parser?: { lineStartedAt?: number; _dataMode?: boolean; writableLength?: number } | null;
@@ -178,9 +186,65 @@ interface ResettingConnection {
   session?: { envelope?: SMTPServerEnvelope };
 }
 
+/** The connection each socket error smtp-server reports came from (SMTPConnection._onError), for its log line. */
+const errorSources = new WeakMap<object, ConnectionInternals>();
+let onErrorHooked = false;
+
+/**
+ * Wraps SMTPConnection.prototype._onError once per process to note which connection an error came from: the
+ * server's 'error' event carries the error alone. Without the method the line about a lost client names no session.
+ */
+function hookOnError(): void {
+  if (onErrorHooked) return;
+  onErrorHooked = true;
+  const proto = SMTPConnection.prototype as unknown as {
+    _onError?: (this: ConnectionInternals, err: unknown) => void;
+  };
+  const onError = proto._onError;
+  if (typeof onError !== 'function') return;
+  proto._onError = function (this: ConnectionInternals, err: unknown): void {
+    if (typeof err === 'object' && err !== null) errorSources.set(err, this);
+    onError.call(this, err);
+  };
+}
+
+/**
+ * Socket errors that say the client went away (a reset, a write to a closed peer, a dead network path): smtp-server
+ * reports them only inside a transaction (outside one it closes quietly). They are the client's, not the relay's.
+ */
+const CLIENT_GONE = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_STREAM_DESTROYED',
+  'ERR_SOCKET_CLOSED',
+]);
+
+/** The code of an error that says the client went away, else undefined. */
+function clientGoneCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null || !('code' in err)) return undefined;
+  const code = err.code;
+  return typeof code === 'string' && CLIENT_GONE.has(code) ? code : undefined;
+}
+
+/** How far the transaction of a connection that lost its client had come. */
+function phaseOf(c: ConnectionInternals | undefined): string | undefined {
+  if (c === undefined) return undefined;
+  if (c._dataStream) return 'DATA';
+  const env = c.session?.envelope;
+  if (env !== undefined && env.rcptTo.length > 0) return 'RCPT TO';
+  if (env !== undefined && env.mailFrom !== false) return 'MAIL FROM';
+  return 'connect';
+}
+
 export function createInbound(deps: InboundDeps): Inbound {
   assertSmtpServerPatched();
   hookResetSession();
+  hookOnError();
   const o = deps.options;
   const clock = deps.clock ?? (() => new Date());
   const log = deps.logger;
@@ -233,6 +297,8 @@ export function createInbound(deps: InboundDeps): Inbound {
       evicting: boolean;
       /** The last sweep found the client half-closed and the session idle: the next one closes it. */
       doneIdle?: boolean;
+      /** Refusals counted against --max-errors since the session opened or last had a message accepted. */
+      errors: number;
     }
   >();
   let evicting = 0;
@@ -244,16 +310,30 @@ export function createInbound(deps: InboundDeps): Inbound {
   // the loop check's matcher for this relay's trace, compiled once (not per message)
   const ownTrace = o.clusterId !== undefined ? traceMatcher(o.clusterId) : undefined;
 
+  const maxErrors = o.maxErrors ?? 0;
+  /**
+   * The reply to a refusal, counted and logged. Each refusal counts against --max-errors but those the
+   * unknown-recipient limit counts (they have their own limits, per session and per address): the one past the limit
+   * is replaced by 421 4.7.0, which closes the connection, so a session logs at most --max-errors of them (plus
+   * --max-unknown-recipients) however many commands it pipelines. A 421 closes the connection anyway and stays as it is.
+   * The text is cut to MAX_REPLY_TEXT: the reply and its log line never carry a client's text whole.
+   */
   const refuse = (v: Verdict, what: string, session: SMTPServerSession): Error | null => {
-    const err = toSmtpError(v);
-    if (err && v.verdict !== 'accept') {
-      m.messagesRejected.inc({ reason: v.reason });
-      log.info(
-        { session: session.id, client: session.remoteAddress, phase: what, reply: formatReply(v.reply) },
-        'refused',
-      );
+    if (v.verdict === 'accept') return null;
+    let sent: Refusal = v;
+    const t = tracked.get(session.id);
+    if (t !== undefined && maxErrors > 0 && !countsAsUnknown(v.reason)) {
+      t.errors++;
+      if (t.errors > maxErrors && v.reply.code !== 421) sent = REPLIES.tooManyErrors();
     }
-    return err;
+    if (sent.reply.text.length > MAX_REPLY_TEXT)
+      sent = { ...sent, reply: { ...sent.reply, text: clip(sent.reply.text, MAX_REPLY_TEXT) } };
+    m.messagesRejected.inc({ reason: sent.reason });
+    log.info(
+      { session: session.id, client: session.remoteAddress, phase: what, reply: formatReply(sent.reply) },
+      'refused',
+    );
+    return toSmtpError(sent);
   };
 
   const server = new SMTPServer({
@@ -295,7 +375,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         return cb(refuse(REPLIES.tableFull(), 'connect', session));
       }
       if (v.verdict === 'accept')
-        tracked.set(session.id, { openedAt: performance.now(), sentMail: false, evicting: false });
+        tracked.set(session.id, { openedAt: performance.now(), sentMail: false, evicting: false, errors: 0 });
       cb(refuse(v, 'connect', session));
     },
 
@@ -485,7 +565,11 @@ export function createInbound(deps: InboundDeps): Inbound {
           if (r.verdict !== 'accept') return cb(refuse(r, 'DATA', session));
           m.messagesAccepted.inc();
           const tr = tracked.get(session.id);
-          if (tr !== undefined) tr.sentMail = true;
+          if (tr !== undefined) {
+            tr.sentMail = true;
+            // as Postfix's error count: the errors a client may make "without delivering mail"
+            tr.errors = 0;
+          }
           // the 250 first: the log line is not part of the accept, and would only delay the reply
           cb(null, `2.0.0 queued as ${r.id}`);
           log.info(
@@ -526,7 +610,26 @@ export function createInbound(deps: InboundDeps): Inbound {
   // server's hook by the connection's server.
   resetHooks.set(server, (env) => endTransaction(env, false));
 
-  server.on('error', (err) => log.warn({ err }, 'smtp connection error'));
+  // A client that went away inside a transaction (smtp-server reports nothing outside one) is the client's doing, as
+  // common as flaky networks: one info line with the phase and the address, no stack. Anything else stays a warning.
+  server.on('error', (err: Error & { remoteAddress?: unknown }) => {
+    const code = clientGoneCode(err);
+    if (code === undefined) {
+      log.warn({ err }, 'smtp connection error');
+      return;
+    }
+    const c = errorSources.get(err);
+    const client = c?.session?.remoteAddress ?? c?.remoteAddress ?? err.remoteAddress;
+    log.info(
+      {
+        session: c?.session?.id,
+        client: typeof client === 'string' ? client : undefined,
+        phase: phaseOf(c),
+        code,
+      },
+      'client connection lost',
+    );
+  });
   // The client's FIN (allowHalfOpen keeps the relay's side open): the session is closed at once when nothing is owed
   // to it, as net.Server's default did; else once it is answered (the sweep). Heard on the accepted socket, so no
   // connection is searched for per connection: only for a FIN on a socket the relay has not ended itself (a client

@@ -1,6 +1,16 @@
 // What each SMTP phase decides: accept, or a reply to send (tempfail 4xx / reject 5xx) with the reason counted in
 // mailroute_messages_rejected_total{reason}. One adapter (adapter.ts) turns verdicts into smtp-server errors.
 import type { Reply } from '../../routing/model.ts';
+import { clip } from '../../lib/one-line.ts';
+
+/** The characters of a client's parameter name a reply (and the log line about it) repeats; the rest is counted. */
+const MAX_PARAMETER_NAME = 64;
+
+/**
+ * The longest reply text the relay sends or logs: with the code, the enhanced code and `... (N more)` the line stays
+ * under the 512 octets of RFC 5321 §4.5.3.1.5, whatever client text a reply carries (server.ts refuse).
+ */
+export const MAX_REPLY_TEXT = 400;
 
 export type Verdict =
   | { verdict: 'accept' }
@@ -22,9 +32,12 @@ export function tempfail(reason: string, code: number, enhanced: string, text: s
 /** The replies the relay sends, in one place so tests and docs quote the same text. */
 export const REPLIES = {
   relayDenied: () => reject('RelayDenied', 554, '5.7.1', 'Relay access denied'),
-  /** A MAIL FROM or RCPT TO parameter the relay does not implement, or a hand-off one from a client not a peer. */
+  /**
+   * A MAIL FROM or RCPT TO parameter the relay does not implement, or a hand-off one from a client not a peer. The
+   * name is the client's (up to a command line, 16 KiB): its first 64 characters are repeated.
+   */
   unsupportedParameter: (name: string) =>
-    reject('UnsupportedParameter', 555, '5.5.4', `Unsupported parameter ${name}`),
+    reject('UnsupportedParameter', 555, '5.5.4', `Unsupported parameter ${clip(name, MAX_PARAMETER_NAME)}`),
   /**
    * A local part with %, ! or @ (user%other.org@managed.example): routing the sender chose, which a primary that still
    * honours the percent hack would relay onward. Refused as Postfix does by default (allow_untrusted_routing = no).
@@ -87,6 +100,11 @@ export const REPLIES = {
       '4.7.0',
       'Too many connected clients: closing an idle connection, try again later',
     ),
+  /**
+   * More refusals in one session than --max-errors (Postfix's smtpd_hard_error_limit): the next one is replaced by this
+   * and the connection is closed (server.ts).
+   */
+  tooManyErrors: () => tempfail('TooManyErrors', 421, '4.7.0', 'Too many errors, closing connection'),
   earlyTalker: () => tempfail('EarlyTalker', 421, '4.7.0', 'Protocol error: you talk before the greeting'),
   shuttingDown: () => tempfail('ShuttingDown', 421, '4.3.2', 'Service shutting down, try again later'),
   /** A leg of the recipient's plan goes to an address that is not valid (a forwardTo or copy address): config. */
