@@ -77,6 +77,8 @@ describe('parseOperatorConfig', () => {
     [['--routing-resync', '0'], /--routing-resync: expected a duration/],
     [['--watchdog', '2m'], /--watchdog: must be longer than 630s, the longest a quiet watch lasts, got "2m"/],
     [['--shard-max-bytes', '2000000'], /--shard-max-bytes: at most/],
+    [['--inline-max-bytes', '3000000'], /--inline-max-bytes: at most 1047552 \(a ConfigMap holds 1 MiB/],
+    [['--inline-max-bytes', '1047553'], /--inline-max-bytes: at most 1047552/],
     [['--secret-namespaces', 'ok,Not_OK'], /--secret-namespaces: not a namespace name: "Not_OK"/],
     [['--preflight-interval', 'never'], /--preflight-interval: expected a duration like 5m, or off/],
     [['--removed-domain-grace=-1h'], /--removed-domain-grace: expected a duration like 24h, or 0, got "-1h"/],
@@ -93,6 +95,7 @@ describe('parseOperatorConfig', () => {
     [{ MAILROUTE_WORKERS: '0' }, /^MAILROUTE_WORKERS: expected an integer >= 1/],
     [{ MAILROUTE_RELIST_INTERVAL: '10x' }, /^MAILROUTE_RELIST_INTERVAL: expected a duration/],
     [{ MAILROUTE_SHARD_MAX_BYTES: '2000000' }, /^MAILROUTE_SHARD_MAX_BYTES: at most/],
+    [{ MAILROUTE_INLINE_MAX_BYTES: '2000000' }, /^MAILROUTE_INLINE_MAX_BYTES: at most 1047552/],
     [{ MAILROUTE_LOG_FORMAT: 'xml' }, /^MAILROUTE_LOG_FORMAT: must be json or pretty/],
     [{ MAILROUTE_NAMESPACE: 'Bad_NS' }, /^MAILROUTE_NAMESPACE: not a namespace name/],
     [{ POD_NAMESPACE: 'Bad_NS' }, /^POD_NAMESPACE: not a namespace name/],
@@ -100,6 +103,11 @@ describe('parseOperatorConfig', () => {
     const r = parseOperatorConfig([], env);
     expect(r.ok).toBe(false);
     if (r.ok === false) expect(r.error).toMatch(re);
+  });
+
+  it('takes --inline-max-bytes up to 1047552: an inline table and its revision fit a ConfigMap (1 MiB)', () => {
+    const r = parseOperatorConfig(['--inline-max-bytes', '1047552'], {});
+    expect(r.ok === true && r.config.inlineMaxBytes).toBe(1_047_552);
   });
 
   it('takes the durations the relay takes (lib/flags.ts): days and decimals', () => {

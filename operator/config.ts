@@ -42,6 +42,9 @@ export interface OperatorConfig {
   removedDomainGraceMs: number;
 }
 
+/** The largest --inline-max-bytes: a ConfigMap's data holds at most 1 MiB; 1 KiB is kept for the revision and key names. */
+const MAX_INLINE_BYTES = 1024 * 1024 - 1024;
+
 const OPERATOR_FLAGS = {
   namespace: {
     type: 'string',
@@ -61,7 +64,7 @@ const OPERATOR_FLAGS = {
   'inline-max-bytes': {
     type: 'string',
     default: String(900 * 1024),
-    help: 'largest routing JSON kept inline; bigger tables are sharded',
+    help: 'largest routing JSON kept inline (at most 1047552); bigger tables are sharded',
   },
   'shard-max-bytes': {
     type: 'string',
@@ -178,6 +181,13 @@ export function parseOperatorConfig(
     return {
       ok: false,
       error: `${flags.nameOf('watchdog')}: must be longer than ${LONGEST_QUIET_WATCH_MS / 1000}s, the longest a quiet watch lasts, got "${get('watchdog') ?? ''}"`,
+    };
+  // An inline table is one ConfigMap: its JSON, the revision and the key names must fit the API server's 1 MiB, or every
+  // write of it is refused (422) and the table is never written.
+  if ((nums.inlineMaxBytes as number) > MAX_INLINE_BYTES)
+    return {
+      ok: false,
+      error: `${flags.nameOf('inline-max-bytes')}: at most ${MAX_INLINE_BYTES} (a ConfigMap holds 1 MiB; 1 KiB is kept for the revision and key names), got "${get('inline-max-bytes') ?? ''}"`,
     };
   if ((nums.shardMaxBytes as number) > 900 * 1024)
     return {

@@ -97,7 +97,8 @@ export class ObjectStatusController<O extends MailrouteObject> {
     const obj = this.d.get(namespace, name);
     if (obj === undefined) return { ok: true };
     // Before the first compile (start, failover) there is nothing true to say; writing "not compiled" would flap every
-    // status on each failover. The first compile requeues every object.
+    // status on each failover. The first compile requeues every object: once its table is written, or at once when
+    // that fails (the status then says ApplyFailed).
     if (!this.d.state.compiled) return { ok: true };
     const generation = obj.metadata.generation ?? 0;
     const okey = objectKey(this.kind, namespace, name);
@@ -121,6 +122,7 @@ export class ObjectStatusController<O extends MailrouteObject> {
           ? (obj as { spec?: { domain?: string } }).spec?.domain
           : undefined,
       generationIn: (rev) => st.history.generationIn(rev, okey, uid),
+      applyFailure: st.applyFailure(okey),
       now,
       ...this.d.extra?.(obj),
     });

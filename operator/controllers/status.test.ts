@@ -130,6 +130,35 @@ const rows: Row[] = [
     'no accepted DeliveryPolicy routes example.com: mail for it is deferred (451 4.3.5)',
   ],
   [
+    'the routing table holding this generation could not be written: ApplyFailed names the API error',
+    { applyFailure: 'routing table not written: 404 namespaces "mr-missing" not found' },
+    { Accepted: 'True', ResolvedRefs: 'True', Programmed: 'False/ApplyFailed', Ready: 'False/ApplyFailed' },
+    'routing table not written: 404 namespaces "mr-missing" not found',
+  ],
+  [
+    'a failed write outranks the relay count (no relays yet) and NoPolicy: no relay can be given the table',
+    {
+      kind: 'MailDomain',
+      relays: [],
+      noPolicyFor: 'example.com',
+      applyFailure: 'routing table not written: 403 configmaps "mailroute-routing" is forbidden',
+    },
+    { Programmed: 'False/ApplyFailed', Ready: 'False/ApplyFailed' },
+    'routing table not written: 403 configmaps "mailroute-routing" is forbidden',
+  ],
+  [
+    'a failed write is no news about an object that is not in the table (its own problem says why)',
+    { issues: [conflict], compiledGeneration: undefined, applyFailure: 'routing table not written: 422 x' },
+    { Accepted: 'False/Conflict', Programmed: 'False/NotInRoutingTable', Ready: 'False/Conflict' },
+    'not in the routing table (see Accepted and ResolvedRefs)',
+  ],
+  [
+    'a generation not compiled yet stays NotCompiled while writes fail',
+    { compiledGeneration: 1, applyFailure: 'routing table not written: 422 x' },
+    { Programmed: 'Unknown/NotCompiled' },
+    '',
+  ],
+  [
     'not in the routing table: no relay count (relays on an older revision are no news about it)',
     { issues: [conflict], compiledGeneration: undefined },
     { Programmed: 'False/NotInRoutingTable' },
@@ -191,6 +220,23 @@ describe('decideStatus', () => {
       expect(`${type}=${got[type] ?? 'absent'}`).toBe(`${type}=${v}`);
     if (programmedMsg !== '')
       expect(d.conditions.find((c) => c.type === 'Programmed')?.message).toBe(programmedMsg);
+  });
+
+  it('ApplyFailed: Ready says which condition and why; it is a Warning Event, also for a new object', () => {
+    const d = decideStatus({
+      ...base,
+      applyFailure: 'routing table not written: 404 namespaces "x" not found',
+    });
+    const ready = d.conditions.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({
+      status: 'False',
+      reason: 'ApplyFailed',
+      message: 'Programmed: routing table not written: 404 namespaces "x" not found',
+    });
+    const events = statusEvents([
+      { type: 'Ready', from: undefined, to: 'False', reason: 'ApplyFailed', message: ready?.message ?? '' },
+    ]);
+    expect(events.map((e) => `${e.type} ${e.reason}`)).toEqual(['Warning ApplyFailed']);
   });
 
   it('a missing Secret and one that does not opt in get the same neutral message', () => {

@@ -36,6 +36,11 @@ const StatusReasons = {
   NotCompiled: 'NotCompiled',
   /** MailDomain: no accepted DeliveryPolicy routes its domain (mail for it is deferred with 451 4.3.5). */
   NoPolicy: 'NoPolicy',
+  /**
+   * The routing table holding this generation (or the credentials Secret its servers need) could not be written: the
+   * namespace is missing, RBAC, a webhook refused it, too large. The message names the API error.
+   */
+  ApplyFailed: 'ApplyFailed',
   Ready: 'Ready',
   NotReady: 'NotReady',
   Active: 'Active',
@@ -81,6 +86,11 @@ export interface StatusFacts {
   backscatterRisk?: string | undefined;
   /** MailDomain: its domain, when it is in the routing table but no accepted DeliveryPolicy routes it. */
   noPolicyFor?: string | undefined;
+  /**
+   * Why the cluster lacks this generation's routing (RoutingState.applyFailure: `routing table not written: 404 ...`);
+   * undefined when nothing this object needs failed to be written.
+   */
+  applyFailure?: string | undefined;
   /** TestRecipient spec.expiresAt */
   expiresAt?: string | undefined;
   /**
@@ -200,6 +210,14 @@ export function decideStatus(f: StatusFacts): StatusDecision {
       reason: StatusReasons.NotInRoutingTable,
       // No relay count: relays may still serve an older revision that had it, which is no news about this object.
       message: 'not in the routing table (see Accepted and ResolvedRefs)',
+    };
+  } else if (f.applyFailure !== undefined) {
+    // Before NoPolicy and the relay count: until the table is written, no relay can be given this generation.
+    programmed = {
+      type: ConditionTypes.Programmed,
+      status: 'False',
+      reason: StatusReasons.ApplyFailed,
+      message: f.applyFailure,
     };
   } else if (f.noPolicyFor !== undefined) {
     programmed = {

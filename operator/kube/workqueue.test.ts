@@ -86,6 +86,46 @@ describe('WorkQueue', () => {
     q.shutdown();
   });
 
+  it("caps a failure's backoff at the maxBackoffMs it names (the routing key: its resync), below the queue's 300 s", async () => {
+    let now = 0;
+    const armed: { due: number; fn: () => void; ms: number }[] = [];
+    const timers: Timers = {
+      now: () => now,
+      setTimeout: (fn, ms) => {
+        const t = { due: now + ms, fn, ms };
+        armed.push(t);
+        return t;
+      },
+      clearTimeout: (h) => {
+        const i = armed.indexOf(h as (typeof armed)[number]);
+        if (i >= 0) armed.splice(i, 1);
+      },
+    };
+    const q = new WorkQueue({ name: 't', baseDelayMs: 1000, timers }); // maxDelayMs: the default 300 s
+    let calls = 0;
+    const running = q.run(() => {
+      calls++;
+      return Promise.resolve({ ok: false, error: '404 namespaces "x" not found', maxBackoffMs: 60_000 });
+    });
+    q.add('routing');
+    const delays: number[] = [];
+    for (let i = 1; i <= 10; i++) {
+      await waitFor(() => calls === i && armed.length === 1, { what: `failure ${i} and its retry armed` });
+      const t = armed.shift();
+      if (t === undefined) throw new Error('no retry armed');
+      delays.push(t.ms);
+      now = t.due;
+      t.fn();
+    }
+    expect(delays).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000, 60_000]);
+    // without a cap of its own, a key backs off to the queue's maximum
+    const other = new WorkQueue({ name: 't', baseDelayMs: 1000, timers });
+    expect(Array.from({ length: 10 }, () => other.addRateLimited('k')).slice(-2)).toEqual([256_000, 300_000]);
+    other.shutdown();
+    q.shutdown();
+    await running;
+  });
+
   it('retries a failing handler with backoff until it succeeds, and honours requeueAfterMs', async () => {
     const q = new WorkQueue({ name: 't', baseDelayMs: 2 });
     const results: ReconcileOutcome[] = [

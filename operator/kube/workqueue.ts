@@ -2,7 +2,8 @@
 // - a key waiting in the queue is held once, however often it is added;
 // - a key is never handed to two workers at once: adding it while it is processed marks it dirty, and it is
 //   queued again when the worker is done;
-// - failures requeue with base * 2^failures (capped), success forgets the failures;
+// - failures requeue with base * 2^failures (capped; a handler may cap its own key lower: maxBackoffMs), success
+//   forgets the failures;
 // - a handler may ask to be called again after a delay (requeueAfterMs), e.g. at a TestRecipient's expiresAt.
 //   That delay can be months: timers are armed for at most a day (safeDelay) and re-armed until the moment comes.
 
@@ -42,7 +43,18 @@ export interface QueueMetrics {
 }
 
 export type ReconcileOutcome =
-  { ok: true; requeueAfterMs?: number } | { ok: false; error: string; requeueAfterMs?: number };
+  | { ok: true; requeueAfterMs?: number }
+  | {
+      ok: false;
+      error: string;
+      requeueAfterMs?: number;
+      /**
+       * The longest this failure's retry may wait (the backoff is capped here, below the queue's maxDelayMs): a key
+       * whose retry is cheap and whose cause may be fixed without any event (the routing table's write) is tried
+       * again this often at least.
+       */
+      maxBackoffMs?: number;
+    };
 
 export interface WorkQueueOptions {
   name: string;
@@ -127,11 +139,11 @@ export class WorkQueue {
     this.delayed.set(key, entry);
   }
 
-  /** Queue the key after its backoff: base * 2^failures, capped at maxDelay. */
-  addRateLimited(key: string): number {
+  /** Queue the key after its backoff: base * 2^failures, capped at maxDelay (and at `maxBackoffMs` when given). */
+  addRateLimited(key: string, maxBackoffMs?: number): number {
     const n = this.failures.get(key) ?? 0;
     this.failures.set(key, n + 1);
-    const delay = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** n);
+    const delay = Math.min(this.maxDelayMs, maxBackoffMs ?? Infinity, this.baseDelayMs * 2 ** n);
     this.metrics?.retried();
     this.addAfter(key, delay);
     return delay;
@@ -205,7 +217,7 @@ export class WorkQueue {
         } else if (outcome.requeueAfterMs !== undefined) {
           this.addAfter(key, outcome.requeueAfterMs);
         } else {
-          this.addRateLimited(key);
+          this.addRateLimited(key, outcome.maxBackoffMs);
         }
         this.done(key);
       }

@@ -15,6 +15,7 @@ import {
 import { serverSideApply } from '../../kube/ssa.ts';
 import { withOwners, type OwnerReference } from '../../../contract/owner.ts';
 import { describeFailure, type KubeRest } from '../../kube/rest.ts';
+import { briefFailure } from '../routing/controller.ts';
 import type { Logger } from '../../kube/supervisor.ts';
 
 export interface CredentialsControllerDeps {
@@ -48,7 +49,7 @@ export class CredentialsController {
   }
 
   /** Applies the Secret when its data changed, or when someone changed or deleted it (annotation check). */
-  async apply(table: RoutingTable): Promise<{ ok: true } | { ok: false; error: string }> {
+  async apply(table: RoutingTable): Promise<{ ok: true } | { ok: false; error: string; brief: string }> {
     const refs = referencedSecrets(table);
     this.referenced = new Set(refs);
     const built = buildCredentialsData(refs, this.d.lookup);
@@ -68,7 +69,11 @@ export class CredentialsController {
       withOwners(credentialsSecret(this.d.namespace, built, this.d.name), this.d.owners?.() ?? []),
     );
     if (!r.ok)
-      return { ok: false, error: `apply Secret ${this.d.name ?? CREDENTIALS_SECRET}: ${describeFailure(r)}` };
+      return {
+        ok: false,
+        error: `apply Secret ${this.d.name ?? CREDENTIALS_SECRET}: ${describeFailure(r)}`,
+        brief: briefFailure(r),
+      };
     this.appliedHash = built.hash;
     this.d.logger.info(
       {

@@ -446,12 +446,15 @@ describe('RoutingController: a failed reconcile keeps what it owes the statuses'
       // the first PATCH of the new table fails (a 5xx, an etcd leader change, a timeout)
       api.fail('PATCH', failing);
       expect((await c.reconcile()).ok).toBe(false);
-      expect(await c.reconcile()).toMatchObject({ ok: true });
       const md = objectKey('MailDomain', 'ns', 'example-com');
+      // the write began failing: every status is requeued, and the MailDomain's says why its change is not out
+      expect(requeued).toEqual([['all'], ['all']]);
+      expect(state.applyFailure(md)).toBe('routing table not written: 503 HTTP 503');
+      expect(await c.reconcile()).toMatchObject({ ok: true });
       expect(state.unroutedMailDomains.has(md)).toBe(true);
-      expect(requeued.length).toBe(2);
-      expect(requeued[1]).toContain(md);
-      expect(requeued[1]).toContain(objectKey('DeliveryPolicy', 'ns', 'example-com'));
+      expect(state.applyFailure(md)).toBeUndefined();
+      // written: every status again (what the failure owed, and the ApplyFailed ones)
+      expect(requeued).toEqual([['all'], ['all'], ['all']]);
     },
   );
 });
@@ -498,5 +501,141 @@ describe('RoutingController: the resync finds the shards of the current revision
     api.calls.length = 0;
     await c.reconcile();
     expect(api.calls.filter((x) => x.startsWith('PATCH'))).toEqual([]);
+  });
+});
+
+describe('RoutingController: a table that cannot be written is in every status it concerns', () => {
+  const withUid = <O extends MailrouteObject>(o: O, uid: string, generation = 1): O => {
+    o.metadata.generation = generation;
+    o.metadata['uid'] = uid;
+    return o;
+  };
+  const md = objectKey('MailDomain', 'ns', 'example-com');
+  const dp = objectKey('DeliveryPolicy', 'ns', 'example-com');
+  const tr = objectKey('TestRecipient', 'ns', 't0');
+  const make = (api: ReturnType<typeof configMapApi>, objects: () => MailrouteObject[]) => {
+    const state = new RoutingState();
+    const requeued: string[][] = [];
+    const c = controller({
+      onCompiled: (_r, ch) => requeued.push(ch.all ? ['all'] : [...ch.keys].sort()),
+      rest: api.rest,
+      state,
+      objects,
+      resyncMs: 20_000,
+    });
+    return { c, state, requeued };
+  };
+
+  it('says why for the objects whose change is not out, requeues all when it starts and stops failing, and caps the retry at the resync', async () => {
+    const api = configMapApi();
+    const domain = withUid(exampleDomain({}, { name: 'example-com', namespace: 'ns' }), 'md-uid');
+    let policy = withUid(
+      examplePolicy({ mode: 'Direct' }, { name: 'example-com', namespace: 'ns' }),
+      'dp-uid',
+    );
+    const recipient = withUid(
+      testRecipient(
+        { name: 't0', namespace: 'ns' },
+        { policyRef: { name: 'example-com' }, address: 'a@example.com' },
+      ),
+      'tr-uid',
+    );
+    let objects: MailrouteObject[] = [domain, policy];
+    const { c, state, requeued } = make(api, () => objects);
+    // the operator's namespace does not exist: every write of the index is refused
+    api.fail('PATCH', 'mailroute-routing', 404);
+    api.fail('PATCH', 'mailroute-routing', 404);
+    // the retry waits at most one resync, whatever the queue's backoff has grown to
+    expect(await c.reconcile()).toEqual({
+      ok: false,
+      error: 'apply ConfigMap mailroute-routing: 404 NotFound: HTTP 404',
+      maxBackoffMs: 20_000,
+    });
+    // the statuses of the objects there before the first write are not dropped: all of them are requeued now
+    expect(requeued).toEqual([['all']]);
+    expect([state.applyFailure(md), state.applyFailure(dp)]).toEqual([
+      'routing table not written: 404 HTTP 404',
+      'routing table not written: 404 HTTP 404',
+    ]);
+    // an object created meanwhile: the next compile requeues its status alone (the failure is the same)
+    objects = [domain, policy, recipient];
+    c.markDirty();
+    expect(await c.reconcile()).toMatchObject({ ok: false, maxBackoffMs: 20_000 });
+    expect(requeued).toEqual([['all'], [tr]]);
+    expect(state.applyFailure(tr)).toBe('routing table not written: 404 HTTP 404');
+    // the namespace is there now: written, the failure is gone, and every status is requeued
+    expect(await c.reconcile()).toMatchObject({ ok: true });
+    expect(requeued).toEqual([['all'], [tr], ['all']]);
+    expect([state.tableFailure, state.applyFailure(md), state.applyFailure(tr)]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    // a later change the API server refuses (a webhook, 403): only the changed object is concerned; the others are
+    // routed as the table in the cluster says
+    policy = withUid(
+      examplePolicy({ mode: 'Direct', primary: 'new' }, { name: 'example-com', namespace: 'ns' }),
+      'dp-uid',
+      2,
+    );
+    objects = [domain, policy, recipient];
+    c.markDirty();
+    api.fail('PATCH', 'mailroute-routing', 403);
+    expect((await c.reconcile()).ok).toBe(false);
+    expect(requeued.at(-1)).toEqual(['all']);
+    expect(state.applyFailure(dp)).toBe('routing table not written: 403 HTTP 403');
+    expect([state.applyFailure(md), state.applyFailure(tr)]).toEqual([undefined, undefined]);
+  });
+
+  it('a table the cluster held before this start is no failure for the objects in it', async () => {
+    const api = configMapApi();
+    const objects = () => [
+      withUid(exampleDomain({}, { name: 'example-com', namespace: 'ns' }), 'md-uid'),
+      withUid(examplePolicy({ mode: 'Direct' }, { name: 'example-com', namespace: 'ns' }), 'dp-uid'),
+    ];
+    expect((await make(api, objects).c.reconcile()).ok).toBe(true); // an earlier process wrote it
+    // this process may not write it (RBAC changed), but reads the same table it compiles
+    const { c, state } = make(api, objects);
+    api.fail('PATCH', 'mailroute-routing', 403);
+    expect((await c.reconcile()).ok).toBe(false);
+    expect(state.tableFailure?.error).toBe('403 HTTP 403');
+    expect([state.applyFailure(md), state.applyFailure(dp)]).toEqual([undefined, undefined]);
+  });
+
+  it('a credentials Secret that cannot be written concerns the domains whose servers authenticate', async () => {
+    const api = configMapApi();
+    const auth = withUid(
+      mailDomain(
+        { name: 'corp', namespace: 'ns' },
+        { domain: 'corp.test', servers: [{ name: 'mx', host: 'mx.test', authSecretRef: { name: 'smtp' } }] },
+      ),
+      'corp-uid',
+    );
+    const plain = withUid(exampleDomain({}, { name: 'example-com', namespace: 'ns' }), 'md-uid');
+    let secretFails = true;
+    const state = new RoutingState();
+    const requeued: string[][] = [];
+    const c = controller({
+      onCompiled: (_r, ch) => requeued.push(ch.all ? ['all'] : [...ch.keys].sort()),
+      rest: api.rest,
+      state,
+      objects: () => [auth, plain],
+      beforeApply: () =>
+        Promise.resolve(
+          secretFails
+            ? { ok: false, error: 'apply Secret mailroute-credentials: 403 Forbidden: no', brief: '403 no' }
+            : { ok: true },
+        ),
+    });
+    expect(await c.reconcile()).toMatchObject({ ok: false, maxBackoffMs: 60_000 });
+    expect(state.appliedRevision).toBe(state.revision); // the table is written all the same
+    expect([state.applyFailure(objectKey('MailDomain', 'ns', 'corp')), state.applyFailure(md)]).toEqual([
+      'credentials Secret not written: 403 no',
+      undefined,
+    ]);
+    secretFails = false;
+    expect(await c.reconcile()).toMatchObject({ ok: true });
+    expect(state.credentialsFailure).toBeUndefined();
+    expect(requeued).toEqual([['all'], ['all']]);
   });
 });

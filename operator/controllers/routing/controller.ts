@@ -4,7 +4,8 @@
 // It keeps the compile result (issues, which generation of each object is in which revision) for the status
 // controllers, and garbage-collects shards of revisions no fresh relay serves any more. The table it applies carries
 // the domains that left it within --removed-domain-grace (routing/removed-domains.ts), seeded at start from the table
-// applied before.
+// applied before. When a write fails (the namespace missing, RBAC, a webhook, 422 too large), RoutingState says why, so
+// that the statuses of the objects whose change is not in the cluster say so too (Programmed=False ApplyFailed).
 
 import { objectKey } from '../../../routing/parse.ts';
 import type { OwnerReference } from '../../../contract/owner.ts';
@@ -98,12 +99,42 @@ export class RevisionHistory {
   }
 }
 
+/**
+ * A failed API request in a few words for a status message: `404 namespaces "x" not found` (the HTTP status and the API
+ * server's message, without its reason word), `NetworkError: ...` when there was no answer; at most 300 characters.
+ */
+export function briefFailure(r: { status: number; reason: string; message: string }): string {
+  const s = r.status === 0 ? `${r.reason}: ${r.message}` : `${r.status} ${r.message}`;
+  return s.length > 300 ? `${s.slice(0, 299)}…` : s;
+}
+
+/** Statuses to requeue: all of them, or these object keys (kind/namespace/name). */
+type Requeue = { all: true } | { all: false; keys: ReadonlySet<string> };
+
+/** A write that failed: briefFailure of its last attempt, and since when (epoch ms) it has been failing. */
+interface WriteFailure {
+  error: string;
+  sinceMs: number;
+}
+
 /** What the status controllers read. Mutated only by the routing controller. */
 export class RoutingState {
   compiled = false;
   revision: string | undefined;
   /** revision applied to the cluster (undefined until the first apply succeeded) */
   appliedRevision: string | undefined;
+  /** The revision the routing ConfigMap held when this process first read it (undefined: none, or unreadable). */
+  startRevision: string | undefined;
+  /**
+   * The last write of the routing table (a shard or the index) failed; undefined once one succeeded. `concerns`: the
+   * objects whose status the compiles since the last written table changed (their change is not in the cluster).
+   */
+  tableFailure: (WriteFailure & { concerns: Requeue }) | undefined;
+  /**
+   * The last write of Secret mailroute-credentials failed; `keys`: the MailDomains and DeliveryPolicies of the domains
+   * whose servers authenticate (an authSecretRef), whose mail needs it.
+   */
+  credentialsFailure: (WriteFailure & { keys: ReadonlySet<string> }) | undefined;
   issuesByKey = new Map<string, CompileIssue[]>();
   /** The generation and uid of every object the last compile was given (included in the table or not). */
   seen = new Map<string, Held>();
@@ -121,6 +152,27 @@ export class RoutingState {
 
   currentGeneration(key: string, uid: string): number | undefined {
     return this.revision === undefined ? undefined : this.history.generationIn(this.revision, key, uid);
+  }
+
+  /**
+   * Why the cluster lacks what the last compile made of this object (the status message of Programmed=False
+   * ApplyFailed), or undefined. A failed write of the table concerns the objects whose status the compiles since the
+   * last written table changed (a new generation, a problem found or gone, a MailDomain whose policy came or went;
+   * every object before the first write), unless the cluster holds the compiled revision all the same (the last applied,
+   * else the one read at start): an unchanged object is routed as before. A failed write of the credentials concerns
+   * the objects whose servers authenticate.
+   */
+  applyFailure(key: string): string | undefined {
+    const t = this.tableFailure;
+    if (
+      t !== undefined &&
+      (this.appliedRevision ?? this.startRevision) !== this.revision &&
+      (t.concerns.all || t.concerns.keys.has(key))
+    )
+      return `routing table not written: ${t.error}`;
+    if (this.credentialsFailure?.keys.has(key) === true)
+      return `credentials Secret not written: ${this.credentialsFailure.error}`;
+    return undefined;
   }
 }
 
@@ -143,6 +195,8 @@ export interface RoutingControllerDeps {
    * generation changed; `all` on the first compile. Only their status can change because of the compile itself
    * (a change in what the relays serve is handled by the relay watch). Called by the first reconcile after the
    * compile whose table is in the cluster: after a failed apply, by its retry, with the keys of every compile since.
+   * While writes fail it is called too, so that statuses say so (RoutingState.applyFailure): with `all` when a write
+   * starts or stops failing, or fails for another reason, else with the keys of the compiles since the last call.
    */
   onCompiled: (
     result: CompileResult,
@@ -153,14 +207,20 @@ export interface RoutingControllerDeps {
    * Runs on every reconcile before the table is applied (the credentials Secret: a relay must have the
    * credentials before the table that needs them). A failure fails the reconcile, so it is retried.
    */
-  beforeApply?: (table: RoutingTable) => Promise<{ ok: true } | { ok: false; error: string }>;
+  beforeApply?: (
+    table: RoutingTable,
+  ) => Promise<
+    { ok: true } | { ok: false; error: string; /** briefFailure of the API error */ brief?: string }
+  >;
   inlineMaxBytes?: number;
   shardMaxBytes?: number;
   /** ownerReferences of the ConfigMaps it writes (operator/owner.ts); read at each apply. */
   owners?: () => readonly OwnerReference[];
   /**
    * How often the reconcile runs without a change (--routing-resync): the index and the current revision's shards are
-   * checked (written again if someone changed or deleted them) and old shards collected. Default 60 s.
+   * checked (written again if someone changed or deleted them) and old shards collected. Default 60 s. Also the longest
+   * a failed reconcile waits for its retry: the cause of a failed write (a missing namespace, RBAC, a webhook) is often
+   * fixed without an event the operator sees.
    */
   resyncMs?: number;
   /**
@@ -181,9 +241,6 @@ export interface RoutingTimings {
   shards: number;
 }
 
-/** Statuses to requeue: all of them, or these object keys (kind/namespace/name). */
-type Requeue = { all: true } | { all: false; keys: ReadonlySet<string> };
-
 function mergeRequeue(a: Requeue | undefined, b: Requeue): Requeue {
   if (a === undefined) return b;
   if (a.all || b.all) return { all: true };
@@ -200,6 +257,17 @@ function heldBy(objects: readonly MailrouteObject[]): Map<string, Held> {
     });
   }
   return seen;
+}
+
+/** The MailDomains and DeliveryPolicies of the table's domains whose servers authenticate (their mail needs the credentials). */
+function authenticatingKeys(table: RoutingTable): Set<string> {
+  const keys = new Set<string>();
+  for (const d of Object.values(table.domains)) {
+    if (!Object.values(d.servers).some((s) => s.authSecretRef !== undefined)) continue;
+    keys.add(objectKey('MailDomain', d.mailDomain.namespace, d.mailDomain.name));
+    if (d.policy !== undefined) keys.add(objectKey('DeliveryPolicy', d.policy.namespace, d.policy.name));
+  }
+  return keys;
 }
 
 /** A shard ConfigMap as a LIST of metadata shows it. */
@@ -230,6 +298,8 @@ export class RoutingController {
    * has applied its table, so that a failed apply and its retry lose none of them.
    */
   private owed: Requeue | undefined;
+  /** The statuses the compiles published since statuses were last requeued (owed or not): a failed apply requeues them. */
+  private unreported: Requeue | undefined;
   /** The domains of the tables applied, and those that left them within the grace (seeded from the applied table). */
   private readonly removed: RemovedDomains;
   private seeded = false;
@@ -262,6 +332,13 @@ export class RoutingController {
    * together with the statuses it owes, and those are requeued only by a reconcile whose table is in the cluster.
    */
   async reconcile(): Promise<ReconcileOutcome> {
+    const out = await this.sync();
+    // The retry of a failed reconcile waits at most one resync, however long it has been failing (the queue's backoff
+    // would reach 5 minutes): the table is written within about a minute of its cause being fixed.
+    return out.ok ? out : { ...out, maxBackoffMs: this.d.resyncMs ?? 60_000 };
+  }
+
+  private async sync(): Promise<ReconcileOutcome> {
     const now = this.d.now ?? Date.now;
     // What the table served before this operator started (its removed domains, and the domains that may leave now).
     // Read before anything else: a failure here changes nothing, and the retry starts from the beginning.
@@ -297,10 +374,18 @@ export class RoutingController {
       this.d.beforeApply === undefined ? { ok: true as const } : await this.d.beforeApply(result.table);
 
     const applied = await this.applyTable(result, last.seen.size);
-    // The statuses this compile changed stay owed: the retry requeues them once the table is written.
-    if (!applied.ok) return { ok: false, error: applied.error };
-    const owed = this.owed;
+    const failuresChanged = this.recordWrites(before, applied, result.table);
+    if (!applied.ok) {
+      // The statuses this compile changed stay owed: the retry requeues them once the table is written. Meanwhile
+      // they say why it is not (ApplyFailed): all of them when that began or changed, else those not told yet.
+      const tell: Requeue | undefined = failuresChanged ? { all: true } : this.unreported;
+      this.unreported = undefined;
+      if (tell !== undefined) this.d.onCompiled(result, tell);
+      return { ok: false, error: applied.error };
+    }
+    const owed = failuresChanged ? { all: true as const } : this.owed;
     this.owed = undefined;
+    this.unreported = undefined;
     if (owed !== undefined) this.d.onCompiled(result, owed);
     if (this.gcNeeded) {
       const gc = await this.collectShards(result.revision, applied.listed);
@@ -385,6 +470,56 @@ export class RoutingController {
       changedKeys = { all: false, keys };
     }
     this.owed = mergeRequeue(this.owed, changedKeys);
+    this.unreported = mergeRequeue(this.unreported, changedKeys);
+  }
+
+  /**
+   * Records in RoutingState whether this reconcile's writes of the credentials Secret and of the table failed, and
+   * why. True when that changed (a write began or stopped failing, or fails for another reason): every status may say
+   * something else now.
+   */
+  private recordWrites(
+    credentials: { ok: true } | { ok: false; error: string; brief?: string },
+    table: { ok: true } | { ok: false; error: string; brief: string },
+    routing: RoutingTable,
+  ): boolean {
+    const st = this.d.state;
+    const nowMs = (this.d.now ?? Date.now)();
+    const before = { table: st.tableFailure, credentials: st.credentialsFailure };
+    st.tableFailure = table.ok
+      ? undefined
+      : {
+          error: table.brief,
+          sinceMs: before.table?.sinceMs ?? nowMs,
+          concerns: this.owed ?? { all: false, keys: new Set() },
+        };
+    st.credentialsFailure = credentials.ok
+      ? undefined
+      : {
+          error: credentials.brief ?? credentials.error,
+          sinceMs: before.credentials?.sinceMs ?? nowMs,
+          keys: authenticatingKeys(routing),
+        };
+    const changed =
+      before.table?.error !== st.tableFailure?.error ||
+      before.credentials?.error !== st.credentialsFailure?.error;
+    if (changed) {
+      const failing = [st.tableFailure, st.credentialsFailure].filter((f) => f !== undefined);
+      if (failing.length > 0)
+        this.d.logger.warn(
+          { table: st.tableFailure?.error, credentials: st.credentialsFailure?.error },
+          'routing writes failing: the statuses of the objects they concern say ApplyFailed',
+        );
+      else
+        this.d.logger.info(
+          {
+            failedForMs:
+              nowMs - Math.min(...[before.table, before.credentials].map((f) => f?.sinceMs ?? nowMs)),
+          },
+          'routing writes succeed again',
+        );
+    }
+    return changed;
   }
 
   /**
@@ -400,7 +535,7 @@ export class RoutingController {
     objects: number,
   ): Promise<
     | { ok: true; listed: ListedShard[] | undefined; encodeMs: number; applyMs: number; shards: number }
-    | { ok: false; error: string }
+    | { ok: false; error: string; brief: string }
   > {
     const now = this.d.now ?? Date.now;
     const st = this.d.state;
@@ -448,7 +583,12 @@ export class RoutingController {
     for (const s of enc.shards) {
       if (!stale.has(s.metadata.name)) continue;
       const r = await serverSideApply<ConfigMapLike>(this.d.rest, `${this.cmPath}/${s.metadata.name}`, s);
-      if (!r.ok) return { ok: false, error: `apply ConfigMap ${s.metadata.name}: ${describeFailure(r)}` };
+      if (!r.ok)
+        return {
+          ok: false,
+          error: `apply ConfigMap ${s.metadata.name}: ${describeFailure(r)}`,
+          brief: briefFailure(r),
+        };
       const v = r.body.metadata?.resourceVersion;
       if (v === undefined) this.written.delete(s.metadata.name);
       else this.written.set(s.metadata.name, v);
@@ -460,7 +600,11 @@ export class RoutingController {
         enc.index,
       );
       if (!r.ok)
-        return { ok: false, error: `apply ConfigMap ${enc.index.metadata.name}: ${describeFailure(r)}` };
+        return {
+          ok: false,
+          error: `apply ConfigMap ${enc.index.metadata.name}: ${describeFailure(r)}`,
+          brief: briefFailure(r),
+        };
       this.indexVersion = r.body.metadata?.resourceVersion;
       const previous = st.appliedRevision;
       st.appliedRevision = revision;
@@ -526,6 +670,8 @@ export class RoutingController {
       return { ok: false, error: (err as Error).message };
     }
     if (read === undefined) return { ok: true }; // nothing applied yet
+    // (one that cannot be read whole is not held: a relay cannot load it either)
+    if (read.ok) this.d.state.startRevision = read.revision;
     const json = read.ok ? read.json : undefined;
     let table: Partial<RoutingTable> | undefined;
     try {
