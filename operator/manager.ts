@@ -17,7 +17,7 @@ import type { OperatorConfig } from './config.ts';
 import { LeaderElector } from './kube/leader.ts';
 import type { OwnerReference } from '../contract/owner.ts';
 import { resolveOwnerConfigMap } from './owner.ts';
-import { createKubeRest, type KubeRest } from './kube/rest.ts';
+import { createKubeRest, describeFailure, type KubeRest } from './kube/rest.ts';
 import { createEventRecorder, type EventRecorder } from './kube/ssa.ts';
 import { InformerSupervisor, type InformerEvent, type Logger } from './kube/supervisor.ts';
 import { createTelemetryHttp, type TelemetryServer } from '../lib/telemetry-http.ts';
@@ -33,9 +33,8 @@ import { makeWatchInformer } from '../lib/kube-watch.ts';
 import { WorkQueue, type ReconcileOutcome } from './kube/workqueue.ts';
 import {
   expectedRelayPods,
+  HeartbeatObserver,
   isRelayLease,
-  nextStaleIn,
-  readHeartbeat,
   type LeaseLike,
 } from '../contract/relay-lease.ts';
 import { createDeliveryPolicyController } from './controllers/deliverypolicy/controller.ts';
@@ -67,9 +66,16 @@ export interface ManagerDeps {
   logger: Logger & { debug: (obj: object, msg?: string) => void };
   metrics: OperatorMetrics;
   now?: () => Date;
+  /** Monotonic milliseconds (default performance.now()): how long ago a relay Lease was seen renewed. */
+  monotonic?: () => number;
   /** Start the HTTP server (default true). */
   serveHttp?: boolean;
 }
+
+/** A direct read of the relay Leases (to confirm that relays aged out) gives up after this. */
+const HEARTBEAT_READ_TIMEOUT_MS = 5_000;
+/** After a failed direct read, the next one is tried this much later (meanwhile the relays last seen are kept). */
+const HEARTBEAT_READ_RETRY_MS = 5_000;
 
 type Cached = KubernetesObject & { metadata?: { generation?: number; namespace?: string; name?: string } };
 
@@ -120,6 +126,19 @@ export class OperatorManager {
   /** The fresh relays' parity reports, summed (updateParity). */
   private parity: ParityReport = { policies: {}, testRecipients: {}, dropped: 0 };
   private staleTimer: NodeJS.Timeout | undefined;
+  private readonly monotonic: () => number;
+  /** When each relay Lease was last seen renewed, on the monotonic clock (contract/relay-lease.ts). */
+  private readonly heartbeats = new HeartbeatObserver();
+  /**
+   * Monotonic start of the last direct read of the Leases that succeeded: a relay that aged out after it is kept until
+   * a read confirms it was not renewed (the watch may have gone silent while the relays are fine).
+   */
+  private heartbeatsReadAt = -Infinity;
+  private heartbeatsReading = false;
+  /** No direct read before this (monotonic ms): the last one failed. */
+  private heartbeatsReadNotBefore = -Infinity;
+  /** Why the relay heartbeats cannot be read (the last direct read failed), else undefined. */
+  private heartbeatsUnreadable: string | undefined;
   private running: Promise<unknown>[] = [];
   private leading = false;
   /** ownerReferences of what the operator creates (--owner-configmap), resolved at start. */
@@ -131,6 +150,7 @@ export class OperatorManager {
   constructor(deps: ManagerDeps) {
     this.d = deps;
     this.now = deps.now ?? (() => new Date());
+    this.monotonic = deps.monotonic ?? (() => performance.now());
     this.done = new Promise<StopReason>((r) => (this.resolveDone = r));
     const { config, kubeconfig: kc, logger, metrics } = deps;
     this.rest = createKubeRest(kc);
@@ -356,14 +376,93 @@ export class OperatorManager {
 
   /** Relays with a fresh heartbeat Lease that are not marked ready=false. */
   relays(): RelayView[] {
-    const now = this.now();
-    const out: RelayView[] = [];
+    return this.judgeRelays()
+      .leases.filter((hb) => hb.ready)
+      .map((hb) => ({ name: hb.name, revision: hb.revision }));
+  }
+
+  /**
+   * The relay Leases in the cache that are fresh, ready or not, sorted by name. Fresh: seen renewed within its
+   * duration on this process's monotonic clock (HeartbeatObserver; the relay's wall clock is never compared with
+   * ours). A Lease that went stale after the last successful direct read of the Leases is kept, and `unconfirmed` set:
+   * when the watch goes silent (a dead connection, the API server away), every relay would otherwise look gone.
+   */
+  private judgeRelays(): {
+    leases: { name: string; revision: string | undefined; ready: boolean; lease: LeaseLike }[];
+    unconfirmed: string[];
+  } {
+    const mono = this.monotonic();
+    const wall = this.now();
+    const leases: { name: string; revision: string | undefined; ready: boolean; lease: LeaseLike }[] = [];
+    const unconfirmed: string[] = [];
     for (const l of this.informers.Lease.list() as LeaseLike[]) {
       if (!isRelayLease(l)) continue;
-      const hb = readHeartbeat(l, now);
-      if (hb.fresh && hb.ready) out.push({ name: hb.name, revision: hb.revision });
+      const hb = this.heartbeats.observe(l, mono, wall);
+      if (hb.skewSeconds !== undefined) {
+        this.d.logger.warn(
+          { relay: hb.name, skewSeconds: hb.skewSeconds },
+          "relay heartbeat: the Lease's renewTime is far from this node's clock (clock skew); judged by when it is seen renewed",
+        );
+      }
+      let fresh = hb.fresh;
+      if (!fresh) {
+        const staleAt = this.heartbeats.staleAt(hb.name);
+        if (staleAt !== undefined && staleAt > this.heartbeatsReadAt) {
+          fresh = true;
+          unconfirmed.push(hb.name);
+        }
+      }
+      if (fresh) leases.push({ name: hb.name, revision: hb.revision, ready: hb.ready, lease: l });
     }
-    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    leases.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { leases, unconfirmed };
+  }
+
+  /**
+   * Reads the Leases directly (not through the watch): what it finds renewed counts as seen renewed now, and a relay
+   * it finds unchanged (or gone) since it went stale is dropped. A failed read keeps the relays last seen, so status
+   * does not report relays gone that the operator merely cannot see; it is tried again every 5 s.
+   */
+  private readHeartbeats(): void {
+    if (this.heartbeatsReading || this.stopping || this.monotonic() < this.heartbeatsReadNotBefore) return;
+    this.heartbeatsReading = true;
+    const started = this.monotonic();
+    const ns = this.d.config.namespace;
+    void this.rest
+      .request<{ items?: LeaseLike[] }>('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`, {
+        timeoutMs: HEARTBEAT_READ_TIMEOUT_MS,
+      })
+      .then((r) => {
+        if (r.ok) {
+          const mono = this.monotonic();
+          const wall = this.now();
+          for (const l of r.body.items ?? []) if (isRelayLease(l)) this.heartbeats.observe(l, mono, wall);
+          this.heartbeatsReadAt = started;
+          if (this.heartbeatsUnreadable !== undefined) {
+            this.d.logger.info({ namespace: ns }, 'relay heartbeats readable again');
+            this.heartbeatsUnreadable = undefined;
+          }
+          return;
+        }
+        this.heartbeatsReadNotBefore = this.monotonic() + HEARTBEAT_READ_RETRY_MS;
+        if (this.heartbeatsUnreadable === undefined) {
+          const health = this.informers.Lease.health();
+          this.d.logger.warn(
+            {
+              namespace: ns,
+              err: describeFailure(r),
+              informer: health.healthy ? 'watching' : (health.lastError ?? 'failing'),
+              relays: [...this.relaysSeen.revisions.keys()],
+            },
+            'relay heartbeats cannot be read; status keeps the relays last seen until they can',
+          );
+        }
+        this.heartbeatsUnreadable = describeFailure(r);
+      })
+      .finally(() => {
+        this.heartbeatsReading = false;
+        this.onRelaysMaybeChanged();
+      });
   }
 
   /**
@@ -483,13 +582,11 @@ export class OperatorManager {
    * The relays' parity reports (annotation mailroute.io/parity of the fresh relay Leases), summed; recomputed when an
    * annotation changes, and then every DeliveryPolicy and TestRecipient status is looked at again.
    */
-  private updateParity(): void {
-    const now = this.now();
+  private updateParity(relays: readonly { name: string; lease: LeaseLike }[]): void {
     const texts: string[] = [];
-    for (const l of this.informers.Lease.list() as LeaseLike[]) {
-      if (!isRelayLease(l) || !readHeartbeat(l, now).fresh) continue;
-      const t = l.metadata?.annotations?.[PARITY_ANNOTATION];
-      if (t !== undefined) texts.push(`${l.metadata?.name ?? ''}=${t}`);
+    for (const { name, lease } of relays) {
+      const t = lease.metadata?.annotations?.[PARITY_ANNOTATION];
+      if (t !== undefined) texts.push(`${name}=${t}`);
     }
     const sig = texts.sort().join('\n');
     if (sig === this.paritySignature) return;
@@ -509,14 +606,27 @@ export class OperatorManager {
 
   /** Enqueue statuses when the set of fresh relays or the revision one of them serves changed (event-routing.ts). */
   private onRelaysMaybeChanged(): void {
-    this.updateParity();
-    const relays = this.relays();
+    const cached = this.informers.Lease.list();
+    this.heartbeats.retain(cached.map((l) => l.metadata?.name ?? ''));
+    const judged = this.judgeRelays();
+    this.updateParity(judged.leases);
+    const relays = judged.leases
+      .filter((hb) => hb.ready)
+      .map((hb) => ({ name: hb.name, revision: hb.revision }));
     this.d.metrics.relaysFresh.set(relays.length);
     const expected = this.expectedRelays();
     if (this.staleTimer !== undefined) clearTimeout(this.staleTimer);
-    const staleIn = nextStaleIn(this.informers.Lease.list(), this.now());
-    if (staleIn !== undefined && !this.stopping) {
-      this.staleTimer = setTimeout(() => this.onRelaysMaybeChanged(), safeDelay(staleIn));
+    if (judged.unconfirmed.length > 0) this.readHeartbeats();
+    const mono = this.monotonic();
+    const staleIn = this.heartbeats.nextStaleIn(mono);
+    const retryIn =
+      judged.unconfirmed.length > 0 && !this.heartbeatsReading
+        ? Math.max(0, this.heartbeatsReadNotBefore - mono) + 1
+        : undefined;
+    const wakeIn =
+      staleIn === undefined ? retryIn : retryIn === undefined ? staleIn : Math.min(staleIn, retryIn);
+    if (wakeIn !== undefined && !this.stopping) {
+      this.staleTimer = setTimeout(() => this.onRelaysMaybeChanged(), safeDelay(wakeIn));
       this.staleTimer.unref();
     }
     const change = relaysChanged(this.relaysSeen, relays, expected, (from, to) =>

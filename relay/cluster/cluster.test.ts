@@ -12,12 +12,15 @@ import { startSmtpPeer, type SmtpPeer } from '../../test/support/smtp-peer.ts';
 import { drainQueue, handoffPlan, markHandedOff, type WorkInFlight } from './drain.ts';
 import { startHeartbeat, type LeaseApi, type LeaseRef } from './heartbeat.ts';
 import { parsePeerAddress, parseStaticPeers, peersFromLeases, type Peer } from './peers.ts';
-import { buildLease, type LeaseBody } from '../../contract/relay-lease.ts';
+import { buildLease, readHeartbeat, type LeaseBody, type LeaseLike } from '../../contract/relay-lease.ts';
 import { clusterSettings, expandPeers, startClusterMode, type ClusterSettings } from './index.ts';
 import { waitFor, withDeadline } from '../../test/support/wait.ts';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
 const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+
+/** A one-look judgement at NOW (the observer's judgement is tested with startHeartbeat below). */
+const freshAtNow = (l: LeaseLike): boolean => readHeartbeat(l, NOW).fresh;
 
 describe('lease contents and peers', () => {
   it('builds the heartbeat Lease with revision, ready and smtp annotations', () => {
@@ -82,7 +85,7 @@ describe('lease contents and peers', () => {
         { metadata: { name: 'mailroute-operator-leader' }, spec: { renewTime: NOW } },
       ],
       'self',
-      NOW,
+      freshAtNow,
     );
     expect(peers).toEqual([
       { name: 'mailroute-relay-b', host: '10.0.0.2', port: 2525 },
@@ -102,7 +105,7 @@ describe('lease contents and peers', () => {
           }),
         ],
         'self',
-        NOW,
+        freshAtNow,
         { readyOnly: false },
       ).map((p) => p.host),
     ).toEqual(['10.0.0.2', '10.0.0.4']);
@@ -231,6 +234,98 @@ describe('heartbeat with an injected Lease API', () => {
     expect(hb.lastRenewed()).toBeInstanceOf(Date);
     await hb.stop({ deleteLease: true });
     expect(calls.at(-1)).toBe('delete');
+  });
+});
+
+describe('drain peers and trusted relays: writer and reader on different clocks', () => {
+  // Another relay's Lease as its own heartbeat writes it (buildLease at the writer's wall clock); this relay lists the
+  // Leases through peers() / relayAddresses() at its own wall clock and monotonic clock.
+  const setup = () => {
+    const clock = { wall: NOW.getTime(), mono: 1_000_000 };
+    const leases = new Map<string, LeaseLike>();
+    const write = (pod: string, writerWall: number, smtp: string): void => {
+      leases.set(
+        pod,
+        buildLease({ pod, namespace: 'ns', revision: 'r1', ready: true, smtp }, new Date(writerWall)),
+      );
+    };
+    const warnings: object[] = [];
+    const api: LeaseApi = {
+      read: () => Promise.resolve(undefined),
+      create: () => Promise.resolve({ resourceVersion: '1' }),
+      replace: () => Promise.resolve({ resourceVersion: '1' }),
+      delete: () => Promise.resolve(),
+      list: () => Promise.resolve([...leases.values()]),
+    };
+    const hb = startHeartbeat({
+      api,
+      logger: { ...quiet, warn: (o: object) => warnings.push(o) },
+      renewMs: 3_600_000,
+      now: () => new Date(clock.wall),
+      monotonic: () => clock.mono,
+      initial: { pod: 'self', namespace: 'ns', revision: 'r1', ready: true, smtp: '10.0.0.1:2525' },
+    });
+    const advance = (ms: number): void => {
+      clock.wall += ms;
+      clock.mono += ms;
+    };
+    return { clock, write, hb, advance, warnings };
+  };
+
+  it('finds a relay whose node clock is 45 s behind as a drain peer, just renewed and for as long as it renews', async () => {
+    const { clock, write, hb, advance, warnings } = setup();
+    write('behind', clock.wall - 45_000, '10.0.0.2:2525');
+    write('normal', clock.wall, '10.0.0.3:2525');
+    expect((await hb.peers()).map((p) => p.name)).toEqual([
+      'mailroute-relay-behind',
+      'mailroute-relay-normal',
+    ]);
+    expect(await hb.relayAddresses()).toEqual(['10.0.0.2', '10.0.0.3']);
+    for (let i = 0; i < 6; i++) {
+      advance(10_000);
+      write('behind', clock.wall - 45_000, '10.0.0.2:2525');
+      write('normal', clock.wall, '10.0.0.3:2525');
+      expect(await hb.relayAddresses()).toEqual(['10.0.0.2', '10.0.0.3']);
+    }
+    // the skew is reported once, naming the Lease
+    expect(warnings).toEqual([{ lease: 'mailroute-relay-behind', skewSeconds: -35 }]);
+    await hb.stop();
+  });
+
+  it('drops a relay whose clock ran a day ahead within the lease duration after its last renewal was seen', async () => {
+    const { clock, write, hb, advance, warnings } = setup();
+    // first sight of a renewTime a day ahead: not trusted until it is seen to change
+    write('ahead', clock.wall + 86_400_000, '10.0.0.4:2525');
+    expect(await hb.peers()).toEqual([]);
+    expect(warnings).toEqual([{ lease: 'mailroute-relay-ahead', skewSeconds: 86_400 }]);
+    advance(10_000);
+    write('ahead', clock.wall + 86_400_000, '10.0.0.4:2525'); // alive: renewed
+    expect(await hb.relayAddresses()).toEqual(['10.0.0.4']);
+    // killed: its Lease stays, renewTime a day in our future
+    advance(30_000);
+    expect(await hb.relayAddresses()).toEqual(['10.0.0.4']);
+    advance(1);
+    expect(await hb.relayAddresses()).toEqual([]);
+    expect(await hb.peers()).toEqual([]);
+    await hb.stop();
+  });
+
+  it('with one clock: fresh while renewed, stale 30 s after the last renewal was seen, and not a wall-clock step', async () => {
+    const { clock, write, hb, advance } = setup();
+    write('a', clock.wall, '10.0.0.5:2525');
+    expect(await hb.relayAddresses()).toEqual(['10.0.0.5']);
+    advance(20_000);
+    write('a', clock.wall, '10.0.0.5:2525');
+    clock.wall += 3_600_000; // this node's wall clock steps an hour ahead: the Lease was still just renewed
+    expect(await hb.relayAddresses()).toEqual(['10.0.0.5']);
+    clock.mono += 30_000;
+    expect(await hb.relayAddresses()).toEqual(['10.0.0.5']);
+    clock.mono += 1;
+    expect(await hb.relayAddresses()).toEqual([]);
+    // a Lease abandoned long ago is not trusted at first sight (its address may belong to another pod now)
+    write('old', clock.wall - 3_600_000, '10.0.0.6:2525');
+    expect(await hb.relayAddresses()).toEqual([]);
+    await hb.stop();
   });
 });
 

@@ -5,6 +5,7 @@ import type { OwnerReference } from '../../contract/owner.ts';
 import { CoordinationV1Api, CoreV1Api, KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import {
   buildLease,
+  HeartbeatObserver,
   RELAY_LABEL_SELECTOR,
   RELAY_RENEW_INTERVAL_SECONDS,
   relayLeaseName,
@@ -115,6 +116,8 @@ export interface HeartbeatOptions {
   /** Default 10 s. */
   renewMs?: number;
   now?: () => Date;
+  /** Monotonic milliseconds (default performance.now()): how long ago another relay's Lease was seen renewed. */
+  monotonic?: () => number;
   /** The parity annotation's value, read at every renewal (so the operator sees counts at most 10 s old). */
   parity?: () => string | undefined;
 }
@@ -122,7 +125,11 @@ export interface HeartbeatOptions {
 export interface Heartbeat {
   /** Changes what the Lease says; renews at once when something changed. Resolves when that renewal is done. */
   update(change: Partial<Pick<HeartbeatState, 'revision' | 'ready' | 'smtp'>>): Promise<void>;
-  /** The other relays that are fresh and ready, from their Leases. */
+  /**
+   * The other relays that are fresh and ready, from their Leases. Fresh: this relay saw the Lease's renewTime change
+   * within its duration, by its own monotonic clock, across the lists of peers() and relayAddresses()
+   * (contract/relay-lease.ts HeartbeatObserver); the writer's wall clock is not compared with this one.
+   */
   peers(): Promise<Peer[]>;
   /**
    * The SMTP addresses of the other relays with a fresh Lease, ready or not (a draining relay is not ready): the
@@ -140,6 +147,8 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
   const { api, logger: log } = opts;
   const renewMs = opts.renewMs ?? RELAY_RENEW_INTERVAL_SECONDS * 1000;
   const now = opts.now ?? (() => new Date());
+  const monotonic = opts.monotonic ?? (() => performance.now());
+  const observer = new HeartbeatObserver();
   const state: HeartbeatState = { ...opts.initial };
   const name = relayLeaseName(state.pod);
   let known: LeaseRef | undefined;
@@ -215,6 +224,23 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
     return chain;
   };
 
+  /** Freshness of the Leases of one list, as this relay has seen them change over its lists (client-go's way). */
+  const judge = (leases: readonly LeaseLike[]): ((lease: LeaseLike) => boolean) => {
+    const mono = monotonic();
+    const wall = now();
+    observer.retain(leases.map((l) => l.metadata?.name ?? ''));
+    return (lease) => {
+      const hb = observer.observe(lease, mono, wall);
+      if (hb.skewSeconds !== undefined) {
+        log.warn(
+          { lease: hb.name, skewSeconds: hb.skewSeconds },
+          "heartbeat: a relay Lease's renewTime is far from this node's clock (clock skew); judged by when it is seen renewed",
+        );
+      }
+      return hb.fresh;
+    };
+  };
+
   void renew();
 
   return {
@@ -229,11 +255,12 @@ export function startHeartbeat(opts: HeartbeatOptions): Heartbeat {
       return changed ? renew() : chain;
     },
     async peers() {
-      return peersFromLeases(await api.list(state.namespace, RELAY_LABEL_SELECTOR), state.pod, now());
+      const leases = await api.list(state.namespace, RELAY_LABEL_SELECTOR);
+      return peersFromLeases(leases, state.pod, judge(leases));
     },
     async relayAddresses() {
       const leases = await api.list(state.namespace, RELAY_LABEL_SELECTOR);
-      return peersFromLeases(leases, state.pod, now(), { readyOnly: false }).map((p) => p.host);
+      return peersFromLeases(leases, state.pod, judge(leases), { readyOnly: false }).map((p) => p.host);
     },
     lastRenewed: () => lastRenewed,
     async stop(o = {}) {

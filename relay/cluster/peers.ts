@@ -4,7 +4,6 @@ import {
   READY_ANNOTATION,
   SMTP_ANNOTATION,
   isRelayLease,
-  readHeartbeat,
   relayLeaseName,
   type LeaseLike,
 } from '../../contract/relay-lease.ts';
@@ -26,13 +25,14 @@ export function parsePeerAddress(value: string): { host: string; port: number } 
 }
 
 /**
- * Pure: the other relays a draining relay may hand mail to: relay Leases other than its own, fresh at `now`,
- * annotated ready=true and with a parseable smtp address. Sorted by name (deterministic).
+ * Pure: the other relays a draining relay may hand mail to: relay Leases other than its own that `fresh` judges fresh
+ * (HeartbeatObserver: by when this relay saw them renewed, not by their writer's clock), annotated ready=true and with
+ * a parseable smtp address. Sorted by name (deterministic).
  */
 export function peersFromLeases(
   leases: readonly LeaseLike[],
   selfPod: string,
-  now: Date,
+  fresh: (lease: LeaseLike) => boolean,
   opts: { readyOnly?: boolean } = {},
 ): Peer[] {
   const self = relayLeaseName(selfPod);
@@ -40,7 +40,7 @@ export function peersFromLeases(
   for (const lease of leases) {
     const name = lease.metadata?.name ?? '';
     if (!isRelayLease(lease) || name === self) continue;
-    if (!readHeartbeat(lease, now).fresh) continue;
+    if (!fresh(lease)) continue;
     const ann = lease.metadata?.annotations ?? {};
     if (opts.readyOnly !== false && ann[READY_ANNOTATION] !== 'true') continue;
     const addr = parsePeerAddress(ann[SMTP_ANNOTATION] ?? '');

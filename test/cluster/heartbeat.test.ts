@@ -6,6 +6,7 @@ import { configMapOwner } from '../../contract/owner.ts';
 import { describeCluster } from '../controlplane/suite.ts';
 import { waitFor } from '../support/wait.ts';
 import { readHeartbeat } from '../../contract/relay-lease.ts';
+import { createPeerTrust } from '../../relay/inbound/peer-trust.ts';
 import { leaseApi, startHeartbeat, type Heartbeat } from '../../relay/cluster/heartbeat.ts';
 
 const NS = 'mailroute-system';
@@ -103,6 +104,56 @@ describeCluster(
       expect(await read('mailroute-relay-relay-a')).toBeUndefined();
       await b.stop({ deleteLease: true });
       expect(await read('mailroute-relay-relay-b')).toBeUndefined();
+    });
+
+    it('finds a relay whose node clock is 45 s behind as a drain peer and trusts its hand-offs', async () => {
+      const api = leaseApi(ctx.cp.kubeconfig);
+      const warnings: object[] = [];
+      // relay-behind writes every renewTime from a node clock 45 s behind relay-ok's
+      const behind = startHeartbeat({
+        api,
+        logger: quiet,
+        renewMs: 1_000,
+        now: () => new Date(Date.now() - 45_000),
+        initial: {
+          pod: 'relay-behind',
+          namespace: NS,
+          revision: 'rev1',
+          ready: true,
+          smtp: '127.0.0.1:2611',
+        },
+      });
+      beats.push(behind);
+      await waitFor(() => read('mailroute-relay-relay-behind'), { what: 'lease created' });
+      const ok = startHeartbeat({
+        api,
+        logger: { ...quiet, warn: (o: object) => warnings.push(o) },
+        initial: { pod: 'relay-ok', namespace: NS, revision: 'rev1', ready: true, smtp: '127.0.0.1:2612' },
+      });
+      beats.push(ok);
+      // at first sight (a drain looks its peers up once) and on every later look, as long as it renews
+      expect(await ok.peers()).toEqual([
+        { name: 'mailroute-relay-relay-behind', host: '127.0.0.1', port: 2611 },
+      ]);
+      expect(await ok.relayAddresses()).toEqual(['127.0.0.1']);
+      // the hand-off parameters relay-ok honours: from the addresses of the relays' fresh Leases (peer-trust.ts)
+      const trust = createPeerTrust({
+        hosts: [],
+        resolve: () => Promise.resolve([]),
+        more: () => ok.relayAddresses(),
+      });
+      expect(await trust.isPeer('127.0.0.1')).toBe(true);
+      const renewed = async (): Promise<string> =>
+        String((await read('mailroute-relay-relay-behind'))?.spec?.renewTime);
+      const first = await renewed();
+      await waitFor(async () => (await renewed()) !== first, { what: 'relay-behind renewed' });
+      expect((await ok.peers()).map((p) => p.name)).toEqual(['mailroute-relay-relay-behind']);
+      // the skew is logged, naming the Lease: at least 40 s behind (a lower bound: renewed within 1 s of our look)
+      const skew = warnings as { lease?: string; skewSeconds?: number }[];
+      expect(skew.map((w) => w.lease)).toEqual(['mailroute-relay-relay-behind']);
+      expect(skew[0]?.skewSeconds).toBeLessThanOrEqual(-40);
+      await behind.stop({ deleteLease: true });
+      await ok.stop({ deleteLease: true });
     });
   },
   { crds: false, namespaces: [NS] },
