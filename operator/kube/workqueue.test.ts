@@ -4,6 +4,38 @@ import { MAX_TIMER_DELAY_MS } from '../../routing/timer.ts';
 import { fakeWallClock, restoreWallClock, stepWallClock } from '../../test/support/clock.ts';
 import { waitFor } from '../../test/support/wait.ts';
 
+/** Timers on a hand-moved clock: setTimeout records (due, fn, ms) in `armed`; the test sets `now` and fires them. */
+function fakeTimers(): {
+  now: number;
+  armed: { due: number; fn: () => void; ms: number }[];
+  timers: Timers;
+} {
+  const armed: { due: number; fn: () => void; ms: number }[] = [];
+  let now = 0;
+  const timers: Timers = {
+    now: () => now,
+    setTimeout: (fn, ms) => {
+      const t = { due: now + ms, fn, ms };
+      armed.push(t);
+      return t;
+    },
+    clearTimeout: (h) => {
+      const i = armed.indexOf(h as (typeof armed)[number]);
+      if (i >= 0) armed.splice(i, 1);
+    },
+  };
+  return {
+    get now() {
+      return now;
+    },
+    set now(t: number) {
+      now = t;
+    },
+    armed,
+    timers,
+  };
+}
+
 describe('WorkQueue', () => {
   it('a delayed key comes when its delay has passed, whatever the wall clock does meanwhile (an hour back)', async () => {
     fakeWallClock();
@@ -87,20 +119,8 @@ describe('WorkQueue', () => {
   });
 
   it("caps a failure's backoff at the maxBackoffMs it names (the routing key: its resync), below the queue's 300 s", async () => {
-    let now = 0;
-    const armed: { due: number; fn: () => void; ms: number }[] = [];
-    const timers: Timers = {
-      now: () => now,
-      setTimeout: (fn, ms) => {
-        const t = { due: now + ms, fn, ms };
-        armed.push(t);
-        return t;
-      },
-      clearTimeout: (h) => {
-        const i = armed.indexOf(h as (typeof armed)[number]);
-        if (i >= 0) armed.splice(i, 1);
-      },
-    };
+    const clock = fakeTimers();
+    const { armed, timers } = clock;
     const q = new WorkQueue({ name: 't', baseDelayMs: 1000, timers }); // maxDelayMs: the default 300 s
     let calls = 0;
     const running = q.run(() => {
@@ -114,7 +134,7 @@ describe('WorkQueue', () => {
       const t = armed.shift();
       if (t === undefined) throw new Error('no retry armed');
       delays.push(t.ms);
-      now = t.due;
+      clock.now = t.due;
       t.fn();
     }
     expect(delays).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000, 60_000]);
@@ -170,31 +190,19 @@ describe('WorkQueue', () => {
   });
 
   it('waits out a requeueAfter of 60 days with timers of at most a day, re-armed until it is due', () => {
-    // A fake clock: setTimeout records (due, fn); advance() fires what is due.
-    let now = 0;
-    const armed: { due: number; fn: () => void; ms: number }[] = [];
-    const timers: Timers = {
-      now: () => now,
-      setTimeout: (fn, ms) => {
-        const t = { due: now + ms, fn, ms };
-        armed.push(t);
-        return t;
-      },
-      clearTimeout: (h) => {
-        const i = armed.indexOf(h as (typeof armed)[number]);
-        if (i >= 0) armed.splice(i, 1);
-      },
-    };
+    // A fake clock: setTimeout records (due, fn); advanceTo() fires what is due.
+    const clock = fakeTimers();
+    const { armed, timers } = clock;
     const advanceTo = (t: number): void => {
       for (;;) {
         armed.sort((a, b) => a.due - b.due);
         const next = armed[0];
         if (next === undefined || next.due > t) break;
         armed.shift();
-        now = next.due;
+        clock.now = next.due;
         next.fn();
       }
-      now = t;
+      clock.now = t;
     };
     const day = 86_400_000;
     const q = new WorkQueue({ name: 't', timers });
@@ -209,7 +217,7 @@ describe('WorkQueue', () => {
       fired++;
     }
     expect(q.length).toBe(1);
-    expect(now).toBe(60 * day);
+    expect(clock.now).toBe(60 * day);
     expect(Math.max(...delays)).toBeLessThanOrEqual(MAX_TIMER_DELAY_MS);
     expect(fired).toBe(60); // one timer a day, not a storm
     q.shutdown();
