@@ -40,6 +40,27 @@ const controller = (
     ...deps,
   });
 
+/**
+ * A controller on `api` over `objects` (with `extra` deps) that records what each compile requeues: ['all'], or the
+ * sorted keys.
+ */
+function recording(
+  api: { rest: RoutingControllerDeps['rest'] },
+  objects: () => MailrouteObject[],
+  extra: Partial<RoutingControllerDeps> = {},
+): { c: RoutingController; state: RoutingState; requeued: string[][] } {
+  const state = new RoutingState();
+  const requeued: string[][] = [];
+  const c = controller({
+    onCompiled: (_r, ch) => requeued.push(ch.all ? ['all'] : [...ch.keys].sort()),
+    rest: api.rest,
+    state,
+    objects,
+    ...extra,
+  });
+  return { c, state, requeued };
+}
+
 describe('RevisionHistory', () => {
   const h = new RevisionHistory(3);
   h.add('r1', [ref('MailDomain', 'd', 1), ref('DeliveryPolicy', 'p', 1), ref('TestRecipient', 't', 1)]);
@@ -404,18 +425,8 @@ describe('RoutingController: a failed reconcile keeps what it owes the statuses'
         `tr-${i}`,
       ),
     );
-  const make = (api: ReturnType<typeof configMapApi>, objects: () => MailrouteObject[], sharded = false) => {
-    const state = new RoutingState();
-    const requeued: string[][] = [];
-    const c = controller({
-      onCompiled: (_r, ch) => requeued.push(ch.all ? ['all'] : [...ch.keys].sort()),
-      rest: api.rest,
-      state,
-      objects,
-      ...(sharded ? { inlineMaxBytes: 200, shardMaxBytes: 1024 } : {}),
-    });
-    return { c, state, requeued };
-  };
+  const make = (api: ReturnType<typeof configMapApi>, objects: () => MailrouteObject[], sharded = false) =>
+    recording(api, objects, sharded ? { inlineMaxBytes: 200, shardMaxBytes: 1024 } : {});
 
   it('the applied table unreadable at start: nothing is compiled, and the retry compiles what the statuses need', async () => {
     const api = configMapApi();
@@ -513,18 +524,8 @@ describe('RoutingController: a table that cannot be written is in every status i
   const md = objectKey('MailDomain', 'ns', 'example-com');
   const dp = objectKey('DeliveryPolicy', 'ns', 'example-com');
   const tr = objectKey('TestRecipient', 'ns', 't0');
-  const make = (api: ReturnType<typeof configMapApi>, objects: () => MailrouteObject[]) => {
-    const state = new RoutingState();
-    const requeued: string[][] = [];
-    const c = controller({
-      onCompiled: (_r, ch) => requeued.push(ch.all ? ['all'] : [...ch.keys].sort()),
-      rest: api.rest,
-      state,
-      objects,
-      resyncMs: 20_000,
-    });
-    return { c, state, requeued };
-  };
+  const make = (api: ReturnType<typeof configMapApi>, objects: () => MailrouteObject[]) =>
+    recording(api, objects, { resyncMs: 20_000 });
 
   it('says why for the objects whose change is not out, requeues all when it starts and stops failing, and caps the retry at the resync', async () => {
     const api = configMapApi();
