@@ -570,6 +570,9 @@ export function createInbound(deps: InboundDeps): Inbound {
             // as Postfix's error count: the errors a client may make "without delivering mail"
             tr.errors = 0;
           }
+          // the session's unknown recipients too (the per-address window is not reset): a mailing-list server whose
+          // every message names a few stale addresses is not cut off after the 20th of them on a long connection
+          unknownCount.delete(session.id);
           // the 250 first: the log line is not part of the accept, and would only delay the reply
           cb(null, `2.0.0 queued as ${r.id}`);
           log.info(

@@ -1,7 +1,8 @@
 // Limits on unknown recipients (Postfix's smtpd_hard_error_limit and "too many unknown recipients"): a client that
 // keeps naming recipients the relay refuses is harvesting a directory or probing for an open relay, and every RCPT
 // may cost a verification callout. After `perSession` such refusals in one session, or `perAddress` from one client
-// address within `windowMs`, its next RCPT gets 421 4.7.0 and the connection is closed.
+// address within `windowMs`, its next RCPT gets 421 4.7.0 and the connection is closed. An accepted message starts the
+// session's count again (the server does it, as Postfix counts errors "without delivering mail"); the address's is kept.
 //
 // Counted: RCPT refusals that say something about the recipient (UnknownRecipient 550 5.1.1, RelayDenied 554 5.7.1,
 // RecipientRejected e.g. 553 5.1.3). Not counted: tempfails (451 4.4.3 when a callout was inconclusive or busy,

@@ -169,6 +169,37 @@ describe('--max-errors: refusals one session can cause', () => {
   });
 });
 
+describe('--max-unknown-recipients: an accepted message starts the session count again', () => {
+  it('three messages on one connection, each naming 15 unknown recipients beside 5 known ones (45 in the session, never over 20 between two accepted messages): all three are accepted', async () => {
+    const before = await rejected('TooManyUnknownRecipients');
+    const c = await RawSmtp.connect(relay.relay.smtp.port);
+    expect(code(await c.reply())).toBe(220);
+    expect(code(await c.cmd('EHLO lists.test'))).toBe(250);
+    for (let m = 0; m < 3; m++) {
+      const known = Array.from({ length: 5 }, (_, i) => `RCPT TO:<k${i}@managed.test>`);
+      const unknown = Array.from({ length: 15 }, (_, i) => `RCPT TO:<stale${m}-${i}@elsewhere.test>`);
+      const r = await transaction(c, 'MAIL FROM:<list@origin.test>', [...known, ...unknown]);
+      expect(r.slice(1, 6).every((x) => code(x) === 250)).toBe(true);
+      expect(r.slice(6, 21).every((x) => x.startsWith('554 5.7.1'))).toBe(true);
+      expect(r.at(-1), `message ${m + 1}`).toMatch(/^250 /);
+    }
+    expect(await c.cmd('QUIT')).toMatch(/^221 /);
+    c.close();
+    expect(await rejected('TooManyUnknownRecipients')).toBe(before);
+  });
+
+  it('without an accepted message the limit holds: the RCPT after 20 unknown ones in a session gets 421 4.7.0 and the connection is closed', async () => {
+    const c = await RawSmtp.connect(relay.relay.smtp.port);
+    expect(code(await c.reply())).toBe(220);
+    expect(code(await c.cmd('EHLO harvest.test'))).toBe(250);
+    expect(code(await c.cmd('MAIL FROM:<h@origin.test>'))).toBe(250);
+    for (let i = 0; i < 20; i++)
+      expect(await c.cmd(`RCPT TO:<h${i}@elsewhere.test>`)).toMatch(/^554 5\.7\.1 /);
+    expect(await c.cmd('RCPT TO:<k0@managed.test>')).toMatch(/^421 4\.7\.0 /);
+    await waitFor(() => c.isClosed, { timeoutMs: 30_000, what: 'the relay to close the connection' });
+  });
+});
+
 describe('a client that resets its connection inside a transaction', () => {
   /** The line the relay writes about a socket error: now the first, before this change the second (a warning). */
   const ABOUT_THE_ERROR = new Set(['client connection lost', 'smtp connection error']);
