@@ -1,16 +1,18 @@
 // One SMTP client connection of the relay's delivery path, speaking as nodemailer's client does
 // (smtp-connection/index.js, what the pool used before): connect (TLS from the first byte for tls Implicit), TCP_NODELAY
 // (the final dot must not wait for Nagle, docs/design.md §7), the greeting (220, else EGREETING: this host will not
-// talk, a failure of the host that the caller answers by trying the next one, replies.ts; so are a 421 to EHLO and a
-// 4xx to HELO), EHLO (HELO when it is refused, unless TLS is required), STARTTLS per the TLS mode (a refusal is fatal unless the mode is
-// opportunistic, which goes on in plain text without AUTH; a failed handshake under opportunistic TLS is ETLS with
-// OpenResult tlsHandshake, for the pool to connect again in plain text; EHLO again over TLS), AUTH (PLAIN, LOGIN or CRAM-MD5,
-// chosen as nodemailer does), then transactions: with PIPELINING, MAIL FROM, every RCPT TO and DATA in one write and
-// the replies matched in order; without it, one command at a time; the body as body.ts writes it. A recipient refused at
-// RCPT TO keeps its own refusal whatever ends the transaction after it (DATA or the final reply refused, a lost
-// connection): those replies are for the recipients the server accepted (TransactionResult). A failure without a reply
-// after the final dot was written is marked afterEndOfData (the server may have the message). An envelope may carry
-// ESMTP parameters of the caller's own for MAIL FROM and for each recipient's RCPT TO (checked before, by the pool).
+// talk, a failure of the host that the caller answers by trying the next one, replies.ts; so are a 421 to EHLO, before
+// or after STARTTLS, a 421 to STARTTLS and a 4xx to HELO), EHLO (HELO when it is refused, unless TLS is required),
+// STARTTLS per the TLS mode (a refusal is fatal unless the mode is opportunistic, which goes on in plain text without
+// AUTH; a failed handshake under opportunistic TLS is ETLS with OpenResult tlsHandshake, for the pool to connect again
+// in plain text; EHLO again over TLS, whose reply alone says what the session offers, RFC 3207 §4.2), AUTH (PLAIN,
+// LOGIN or CRAM-MD5, chosen as nodemailer does), then transactions: with PIPELINING, MAIL FROM, every RCPT TO and DATA
+// in one write and the replies matched in order; without it, one command at a time; the body as body.ts writes it. A
+// recipient refused at RCPT TO keeps its own refusal whatever ends the transaction after it (DATA or the final reply
+// refused, a lost connection): those replies are for the recipients the server accepted (TransactionResult). A failure
+// without a reply after the final dot was written is marked afterEndOfData (the server may have the message). An
+// envelope may carry ESMTP parameters of the caller's own for MAIL FROM and for each recipient's RCPT TO (checked
+// before, by the pool).
 //
 // Timeouts as nodemailer's: connectionMs bounds connecting; greetingMs the wait for the greeting and a STARTTLS
 // handshake, neither past connectionMs from the start; socketMs is the inactivity limit from the connect on, except
@@ -283,9 +285,14 @@ export class SmtpConnection {
       this.upgrade();
       return;
     }
+    if (reply.startsWith('421')) {
+      // "closing" instead of "220 ready to start TLS": as a 421 at EHLO, this host will not talk now and refused no
+      // message, whatever the TLS mode (next address or MX host tried). It was the destination's answer (an smtp 421
+      // under opportunistic TLS, a local ETLS under required TLS): the leg waited for its retry on the same host.
+      this.fail(smtpFailure('EGREETING', 'Session refused at STARTTLS', reply));
+      return;
+    }
     if (this.s.opportunisticTls) {
-      // a 421 ends the connection (dispatch), it does not let the session go on in plain text
-      if (isClosing(reply)) return;
       // plain text goes on with what the server announced for it, but credentials are not sent over it
       this.ext = withoutAuth(parseEhlo(this.plaintextEhlo));
       this.authenticate();

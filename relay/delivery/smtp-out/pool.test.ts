@@ -426,6 +426,26 @@ describe('421, closes and silence', () => {
     expect(server.connections).toBe(1);
   });
 
+  it.each(['Opportunistic', 'Required'] as const)(
+    '421 to STARTTLS (tls %s): a network failure of this host, as a 421 at EHLO (the next host is tried), not tried again here',
+    async (tls) => {
+      const server = await scripted(async (s) => {
+        await s.hello(['PIPELINING', 'STARTTLS']);
+        await expectLine(s, 'STARTTLS');
+        await s.reply('421 4.7.0 TLS not available now, closing connection');
+        await s.closed;
+      });
+      expect(await send(client(server.port, { tls }))).toEqual({
+        'b@x.example': {
+          kind: 'network',
+          text: 'EGREETING: Session refused at STARTTLS: 421 4.7.0 TLS not available now, closing connection',
+        },
+      });
+      expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test', 'STARTTLS']);
+      expect(server.connections).toBe(1);
+    },
+  );
+
   it('EHLO refused, then HELO refused for now (4xx): a network failure of this host; a 5xx to HELO stays a refusal', async () => {
     const helo = (answer: string) => async (s: ScriptedSession) => {
       await s.reply('220 hello');

@@ -31,8 +31,8 @@ export type FailureCode =
   | 'ESTREAM'
   /**
    * The relay's own (nodemailer says EPROTOCOL): the server greeted with something other than 220, usually a 554 or
-   * 421 banner ("too many connections from your IP"), or answered EHLO with 421 or HELO with a 4xx (the same refusal
-   * one command later). The host will not talk now; it refused no message.
+   * 421 banner ("too many connections from your IP"), or answered EHLO (before or after STARTTLS) or STARTTLS with 421,
+   * or HELO with a 4xx (the same refusal a command or two later). The host will not talk now; it refused no message.
    */
   | 'EGREETING';
 
