@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, open, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -551,6 +551,33 @@ describe('drainQueue with a real spool and real SMTP peers', () => {
         .flat()
         .sort(),
     );
+  });
+
+  it('a large body a power cut damaged (found at start: mode 0700, size and footer kept, a range of zeros) is quarantined, never handed to a peer; the intact message is', async () => {
+    const big = Buffer.from(
+      'Subject: big\r\n\r\n' +
+        Array.from({ length: 6000 }, (_, i) => `line ${i} of a large body\r\n`).join(''),
+    );
+    expect(big.length).toBeGreaterThan(128 * 1024); // its own file, written in batches, then fsynced
+    const damaged = await spool.accept(meta(['big@example.com']), Readable.from([big]));
+    if (!damaged.ok) throw damaged.error;
+    const intact = await accept(['small@example.com']);
+    await spool.close();
+    const path = join(dir, 'queue', `${damaged.id}.msg`);
+    const fh = await open(path, 'r+');
+    await fh.write(Buffer.alloc(40_000), 0, 40_000, 20_000);
+    await fh.close();
+    await chmod(path, 0o700);
+    spool = await openSpool({ dir, logger });
+
+    const report = await drain([{ name: 'a', host: '127.0.0.1', port: peerA.port }]);
+    expect(report).toMatchObject({ messages: 2, handedOff: 1, left: 1 });
+    expect(peerA.messages.flatMap((m) => m.rcptTo)).toEqual(['small@example.com']);
+    expect(await spool.list()).toEqual([]);
+    expect((await readdir(join(dir, 'quarantine'))).some((f) => f.startsWith(`${damaged.id}.msg`))).toBe(
+      true,
+    );
+    expect(intact).not.toBe(damaged.id);
   });
 
   it('hands only recipients with open legs; keeps what no peer took; fails over between peers', async () => {

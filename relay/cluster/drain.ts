@@ -230,6 +230,13 @@ export async function drainQueue(opts: DrainOptions): Promise<DrainReport> {
       report.left++;
       return;
     }
+    // a file an earlier process wrote is compared with its recorded CRC-32 first: a body a power cut damaged is
+    // quarantined (the spool logs it), never handed to a peer that would deliver it
+    const checked = await spool.checkBody(id);
+    if (!checked.ok) {
+      if (checked.reason !== 'missing') report.left++;
+      return;
+    }
     const full = spool.body(id, loaded.state.size);
     const raw =
       opts.clusterId !== undefined

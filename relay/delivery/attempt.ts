@@ -7,7 +7,8 @@
 //   groupJobs(id, state, due, serverFor): the jobs for the due legs of a message; legs whose server is gone from the
 //     table form jobs with `unroutable` set (nothing is sent for them).
 //   attempt(job, destination, deps): the replies per leg index; undefined when the engine stopped before anything
-//     was tried (the state stays as it is).
+//     was tried (the state stays as it is); `gone` when the message left the spool before its body was sent (it
+//     failed its check against its recorded CRC-32 and was quarantined, or its file is gone).
 import { createHash } from 'node:crypto';
 import {
   DEFAULT_RECIPIENTS_PER_TRANSACTION,
@@ -17,7 +18,13 @@ import {
 } from '../../routing/model.ts';
 import type { DnsResolver } from '../dns.ts';
 import { isDestinationDenied } from '../destinations.ts';
-import { isFinalLeg, type LegState, type MessageBody, type SpoolState } from '../spool/types.ts';
+import {
+  isFinalLeg,
+  type BodyCheck,
+  type LegState,
+  type MessageBody,
+  type SpoolState,
+} from '../spool/types.ts';
 import type { Destination } from './destination.ts';
 import { destinationKey } from './destination.ts';
 import { hostPortLabel } from './dsn.ts';
@@ -152,6 +159,11 @@ export interface AttemptDeps {
   }) => Promise<{ user: string; pass: string } | undefined>;
   resolver: DnsResolver;
   body: (id: string, size: number) => MessageBody;
+  /**
+   * Asked before each send, just before the body is handed to the transport (spool.checkBody): a body read from a
+   * file an earlier process wrote is first compared with its recorded CRC-32, once; a mismatch is never sent.
+   */
+  checkBody: (id: string) => Promise<BodyCheck>;
   stopped: () => boolean;
   /** Credentials lookups that failed (logged by the engine). */
   onCredentialsError: (err: unknown, server: ServerRoute) => void;
@@ -162,6 +174,11 @@ export interface AttemptResult {
   /** host:port of the last host tried ('' when nothing was contacted). */
   serverLabel: string;
   durationMs: number;
+  /**
+   * The message left the spool before its body was sent: it failed its body check (quarantined: corrupt) or its file
+   * is gone (missing). Nothing was sent; replies is empty.
+   */
+  gone?: Extract<BodyCheck, { ok: false }>;
 }
 
 /** The replies of a job whose server is gone from the table: each leg is deferred with the reason. */
@@ -245,19 +262,26 @@ export async function attempt(
         const reply: AttemptReply = { kind: 'network', text: `delivery temporarily suspended: ${suspended}` };
         byRecipient = new Map(to.map((r) => [r, reply]));
       } else {
+        let checked: BodyCheck;
         try {
-          byRecipient = await destination.send(targetOf(server, host, address, auth), (t) =>
-            t.send({
-              from: job.from,
-              to,
-              raw: deps.body(job.id, job.size),
-              size: job.size,
-              ...(job.body8bit ? { body8bit: true } : {}),
-            }),
-          );
+          // the body as accepted, or nothing is sent (the first time a file an earlier process wrote is read)
+          checked = await deps.checkBody(job.id);
+          byRecipient = checked.ok
+            ? await destination.send(targetOf(server, host, address, auth), (t) =>
+                t.send({
+                  from: job.from,
+                  to,
+                  raw: deps.body(job.id, job.size),
+                  size: job.size,
+                  ...(job.body8bit ? { body8bit: true } : {}),
+                }),
+              )
+            : new Map<string, AttemptReply>();
         } finally {
           destination.release();
         }
+        if (!checked.ok)
+          return { replies: new Map(), serverLabel: '', durationMs: deps.now() - started, gone: checked };
         destination.record(address, [...byRecipient.values()]);
         byRecipient = markRecipientLimit(byRecipient);
       }

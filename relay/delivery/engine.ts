@@ -475,6 +475,7 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       credentials: opts.credentials,
       resolver: opts.resolverFor?.(job.destinations) ?? resolver,
       body: (id, size) => spool.body(id, size),
+      checkBody: (id) => spool.checkBody(id),
       stopped: () => stopped,
       onCredentialsError: (err, server) =>
         log.warn({ err, server: server.name }, 'delivery: credentials lookup failed'),
@@ -483,6 +484,17 @@ export function startDelivery(opts: DeliveryOptions): DeliveryEngine {
       // Stopped before anything was tried: the state stays as it is.
       const e = queue.get(job.id);
       for (const i of job.indexes) e?.inflight.delete(i);
+      return;
+    }
+    if (result.gone !== undefined) {
+      // Its body failed its check (the spool quarantined it, and logged why) or its file is gone: nothing was sent,
+      // nothing is recorded. The message's other transactions, waiting on the same check, find it gone too.
+      const e = queue.get(job.id);
+      for (const i of job.indexes) e?.inflight.delete(i);
+      if (e === undefined) return;
+      drop(job.id);
+      if (result.gone.reason === 'corrupt')
+        log.error({ queueId: job.id, reason: result.gone.error }, 'delivery: message quarantined');
       return;
     }
     metrics.deliveryDuration.observe({ server: job.server.name }, result.durationMs / 1000);

@@ -90,6 +90,11 @@ describe('checkState: what is read from the spool is checked like SMTP input', (
     ['another id', ['id'], '0000000000000abd', /id: expected/],
     ['version 2', ['version'], 2, /version/],
     ['legs not a list', ['legs'], {}, /legs: missing/],
+    ['a body CRC-32 as a hex string', ['bodyCrc32'], '0badc0de', /bodyCrc32: "0badc0de"/],
+    ['a negative body CRC-32', ['bodyCrc32'], -1, /bodyCrc32: -1/],
+    ['a body CRC-32 beyond 32 bits', ['bodyCrc32'], 2 ** 32, /bodyCrc32: 4294967296/],
+    ['a fractional body CRC-32', ['bodyCrc32'], 1.5, /bodyCrc32: 1.5/],
+    ['a null body CRC-32', ['bodyCrc32'], null, /bodyCrc32: null/],
   ];
   it.each(cases)('refuses %s, naming the field', (_what, path, value, field) => {
     const r = checkState(withValue(path, value), ID);
@@ -110,6 +115,17 @@ describe('checkState: what is read from the spool is checked like SMTP input', (
     if (typeof r === 'string') throw new Error(r);
     expect(r.legs[0]?.lastReply).toBe(want);
     expect(r.legs[0]?.state).toBe('deferred');
+  });
+
+  it('takes a body CRC-32 from 0 to 2^32 - 1, not 2^32, and a state without one (an earlier version wrote it)', () => {
+    for (const crc of [0, 0x0badc0de, 0xffffffff]) {
+      const s = { ...good(), bodyCrc32: crc };
+      expect(checkState(s, ID)).toBe(s);
+    }
+    expect(checkState({ ...good(), bodyCrc32: 0xffffffff + 1 }, ID)).toBe('bodyCrc32: 4294967296');
+    const old = good();
+    expect('bodyCrc32' in old).toBe(false);
+    expect(checkState(old, ID)).toBe(old);
   });
 
   it('returns a clean state as it is', () => {

@@ -20,6 +20,8 @@ type Obj = Record<string, unknown>;
 const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
 const oneOf = (list: readonly string[], x: unknown): boolean => typeof x === 'string' && list.includes(x);
 const isCount = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const isCrc32 = (x: unknown): boolean =>
+  typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
 const isTime = (x: unknown): boolean => typeof x === 'string' && !Number.isNaN(Date.parse(x));
 const isLine = (x: unknown): boolean => typeof x === 'string' && !LINE_BREAK.test(x);
 const show = (x: unknown): string => JSON.stringify(x)?.slice(0, 80) ?? String(x);
@@ -114,6 +116,8 @@ export function checkState(x: unknown, id: string): SpoolState | string {
     if (typeof m[k] !== 'boolean') return `meta.${k}: not a boolean`;
   }
   if (!isCount(x.size)) return `size: ${show(x.size)}`;
+  // absent in states written before it existed; when present, a CRC-32 (an unsigned 32-bit integer)
+  if (x.bodyCrc32 !== undefined && !isCrc32(x.bodyCrc32)) return `bodyCrc32: ${show(x.bodyCrc32)}`;
   if (!Array.isArray(x.legs)) return 'legs: missing';
   const dsn = m.mailFrom === '';
   for (const [i, l] of (x.legs as unknown[]).entries()) {

@@ -10,6 +10,8 @@
 // accepted message (an O_DSYNC write, or an fsync after a body written in pieces: spool.ts, which also owns the mode
 // that marks the file complete).
 // Later states (attempts, results) go to `<id>.json`, which overrides the initial state while it exists.
+// The state in the trailer records the body's CRC-32 (SpoolState.bodyCrc32, types.ts; absent in files written before
+// it existed): the footer proves the trailer was written, not that the body blocks before it reached the disk.
 import type { SpoolState } from './types.ts';
 
 const MESSAGE_EXT = '.msg';

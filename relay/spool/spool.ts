@@ -26,14 +26,19 @@
 // 0600 follows a second or two later, unless the message was removed first (marks.ts). After a crash, a message file
 // with a valid footer is complete (delivered, even if its 250 never reached the client: at-least-once); one without a
 // footer in mode 0700 was cut short before its fsync, never acknowledged, and is removed; one without a footer in any
-// other mode was damaged after it was complete and is quarantined. Until accept() is done the id is neither listed
-// nor loaded. Directory fsyncs are shared by concurrent accepts, state updates and removals (group commit). State
+// other mode was damaged after it was complete and is quarantined. A valid footer does not vouch for the body: a power
+// cut before the fsync can keep the file's size and last blocks while earlier body blocks read back as zeros, so the
+// initial state records the body's CRC-32 (computed on the batches as they are written) and checkBody compares it,
+// once per process, before delivery first sends the body of a file found at start (never at start itself: the start
+// reads no file); a mismatch is quarantined, whatever the mode. Until accept() is done the id is neither listed nor
+// loaded. Directory fsyncs are shared by concurrent accepts, state updates and removals (group commit). State
 // updates are written to a temp file, fsynced and renamed (update()), so a power cut repeats only the attempts whose
 // results were in flight.
 import { constants as fsConstants } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { checkState } from './check.ts';
 import { explainUnwritable } from './writable.ts';
@@ -49,6 +54,7 @@ import {
 import type {
   AcceptOptions,
   AcceptResult,
+  BodyCheck,
   EnvelopeMeta,
   LegState,
   LoadResult,
@@ -250,6 +256,11 @@ const WRITE_BULK = fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW;
 const MODE_COMPLETE = 0o600;
 /** Message files a checkpoint writes or fsyncs at once (each holds a descriptor and a thread-pool call). */
 const CHECKPOINT_PARALLEL = 32;
+/** Bytes of a body read at a time to compare it with its CRC-32 (checkBody): the memory one check holds. */
+const CHECK_CHUNK = WRITE_CHUNK;
+/** checkBody's answer when there is nothing to check (the common case: no read, no allocation). */
+const BODY_OK: Promise<BodyCheck> = Promise.resolve({ ok: true });
+const hex32 = (n: number): string => n.toString(16).padStart(8, '0');
 
 /** A committed message whose only durable copy is in the accept log: its file's bytes, and its latest state. */
 interface Unwritten {
@@ -333,14 +344,19 @@ function asError(err: unknown): Error {
 /** How long the queue directory's handle is held for fsyncs before it is opened again (syncDir). */
 const DIR_HANDLE_MAX_AGE_MS = 1000;
 
-/** The initial state of an accepted message: every (recipient, leg) pair pending. */
-export function initialState(id: string, meta: EnvelopeMeta, size: number): SpoolState {
+/**
+ * The initial state of an accepted message: every (recipient, leg) pair pending. bodyCrc32: the body's CRC-32, as
+ * accept() computed it (left out, the state is one an earlier version wrote: tests, benchmarks).
+ */
+export function initialState(id: string, meta: EnvelopeMeta, size: number, bodyCrc32?: number): SpoolState {
   const { recipients, ...rest } = meta;
   const legs: LegState[] = [];
   for (const r of recipients) {
     for (const leg of r.legs) legs.push({ recipient: r.recipient, leg, state: 'pending', attempts: 0 });
   }
-  return { version: 1, id, meta: rest, size, legs };
+  return bodyCrc32 === undefined
+    ? { version: 1, id, meta: rest, size, legs }
+    : { version: 1, id, meta: rest, size, bodyCrc32, legs };
 }
 
 export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
@@ -370,6 +386,10 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   // Ids whose message file accept() is writing now: not listed, loaded or updated (their file exists from the first
   // byte on, without a footer and in mode 0700, which a load would take for a write cut short).
   const inProgress = new Set<string>();
+  // Message files found at start (an earlier process wrote them, perhaps just before a power cut) whose body was not
+  // compared with its recorded CRC-32 yet (checkBody); they leave once checked, removed or quarantined. The set the
+  // start's listing makes anyway, kept: files this process writes are never in it.
+  const unchecked = new Set<string>();
 
   // The queue directory's handle is held for its fsyncs (one thread-pool hand-off per directory fsync instead of
   // three: open, fsync, close). A failed fsync drops it, and so does age: a handle older than DIR_HANDLE_MAX_AGE_MS
@@ -553,6 +573,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       fresh.delete(id);
       forgetBody(id);
       stateFiles.delete(id);
+      unchecked.delete(id);
     }
     let moved = 0;
     const stamp = clock().getTime().toString(36);
@@ -596,7 +617,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
   if (replay.quarantined > 0) opts.metrics?.quarantinedTotal.inc(replay.quarantined);
   {
     const listing = await fs.scan(queueDir);
-    const messages = new Set<string>();
+    const messages = unchecked;
     const states: string[] = [];
     const strange: string[] = [];
     for (const dirent of listing) {
@@ -808,6 +829,7 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     if (u?.writing !== undefined) await u.writing.catch(() => undefined);
     fresh.delete(id);
     forgetBody(id);
+    unchecked.delete(id);
     // still open for its mark: closed without it (a file removed needs none)
     marks.release(id);
     if (u !== undefined && unwritten.get(id) === u) {
@@ -1009,6 +1031,79 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
     }
   };
 
+  /** The CRC-32 of the first bodySize bytes of a message file, read CHECK_CHUNK at a time; a string if it is shorter. */
+  const bodyCrc = async (fh: SpoolFileHandle, bodySize: number): Promise<number | string> => {
+    const buf = Buffer.allocUnsafe(Math.min(CHECK_CHUNK, bodySize));
+    let crc = 0;
+    for (let pos = 0; pos < bodySize;) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, bodySize - pos), pos);
+      if (bytesRead === 0) return `message file: the body ends after ${pos} of ${bodySize} bytes`;
+      crc = crc32(buf.subarray(0, bytesRead), crc);
+      pos += bytesRead;
+    }
+    return crc;
+  };
+
+  /**
+   * Compares a message file's body with the CRC-32 in the initial state of its trailer (the file's own record of what
+   * was written with it, whatever <id>.json says since). Quarantines what does not match or cannot be read as a message.
+   */
+  const checkFileBody = async (id: string): Promise<BodyCheck> => {
+    const o = await openSpoolFile(msgPath(id));
+    if (!o.ok) {
+      if (o.missing) return { ok: false, reason: 'missing', error: 'no such message' };
+      return quarantineMessage(id, `message file: ${o.why}`);
+    }
+    let why: string | undefined;
+    try {
+      const layout = await readLayout(o.fh, o.size, true);
+      if (!layout.ok) why = layout.why;
+      else {
+        const st = parseState(id, layout.state ?? Buffer.alloc(0), 'initial state');
+        if (typeof st === 'string') why = st;
+        else if (st.size !== layout.bodySize)
+          why = `initial state: size ${st.size}, body ${layout.bodySize} bytes`;
+        else if (st.bodyCrc32 !== undefined) {
+          const got = await bodyCrc(o.fh, layout.bodySize);
+          if (typeof got === 'string') why = got;
+          else if (got !== st.bodyCrc32) {
+            why =
+              `message file: the body's CRC-32 is ${hex32(got)}, its initial state recorded ${hex32(st.bodyCrc32)}` +
+              ((o.mode & 0o777) === MODE_WRITING
+                ? ' (mode 0700: most likely an accept a power cut interrupted before its fsync, never acknowledged)'
+                : '');
+          }
+        }
+      }
+    } finally {
+      await o.fh.close();
+    }
+    return why === undefined ? { ok: true } : quarantineMessage(id, why);
+  };
+
+  // One check per message at a time: the legs of a message tried together share it.
+  const checking = new Map<string, Promise<BodyCheck>>();
+  const checkBody = (id: string): Promise<BodyCheck> => {
+    if (!unchecked.has(id)) return BODY_OK;
+    let p = checking.get(id);
+    if (p === undefined) {
+      // under the message's lock: an update or removal does not run beside the quarantine
+      p = withLock(id, async () => {
+        if (!unchecked.has(id)) return { ok: true } as const; // removed (or checked) meanwhile
+        const r = await checkFileBody(id);
+        unchecked.delete(id); // a read that failed (EIO) throws instead: checked again next time
+        return r;
+      });
+      const q = p;
+      const forget = (): void => {
+        if (checking.get(id) === q) checking.delete(id);
+      };
+      q.then(forget, forget);
+      checking.set(id, q);
+    }
+    return p;
+  };
+
   const spool: Spool = {
     dir: opts.dir,
     recovery,
@@ -1054,6 +1149,9 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       let storageError: Error | undefined;
       let writing: Promise<void> | undefined;
       let fh: SpoolFileHandle | undefined;
+      // The body's CRC-32, over each batch as it is written (the chunks in hand: no second pass, no copy), for the
+      // initial state (checkBody).
+      let bodyCrc32 = 0;
       const settle = (): void => {
         ended = true;
         if (!writing) onSettled?.();
@@ -1148,6 +1246,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
         }
         if (fh === undefined) await openFile();
         if (!fh || storageError) return;
+        // a batch before the last is body alone (the last one's body was counted before its trailer was added)
+        if (!last) for (const b of data) bodyCrc32 = crc32(b, bodyCrc32);
         try {
           if (!last && bulk === undefined && !acceptLog) bulk = await fs.open(path, WRITE_BULK);
           // writev: no copy into one big buffer; a short write (rare on files) goes on from where it stopped
@@ -1169,7 +1269,8 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       if (!bodyError) {
         if (!storageError) {
           // the initial state goes behind the body, in the same write as the body's last bytes (format.ts)
-          state = initialState(id, meta, size);
+          for (const b of pending) bodyCrc32 = crc32(b, bodyCrc32);
+          state = initialState(id, meta, size, bodyCrc32);
           trailer = encodeTrailer(state);
           pending.push(trailer);
           pendingBytes += trailer.length;
@@ -1361,9 +1462,16 @@ export async function openSpool(opts: OpenSpoolOptions): Promise<Spool> {
       return bodies.get(id) ?? unwritten.get(id)?.body ?? { path: msgPath(id), size };
     },
 
+    checkBody,
+
     async readBody(id: string): Promise<Buffer> {
       const kept = bodies.get(id) ?? unwritten.get(id)?.body;
       if (kept) return kept;
+      const checked = await checkBody(id);
+      if (!checked.ok) {
+        const err = new Error(`spool: ${id}: ${checked.error}`);
+        throw checked.reason === 'missing' ? Object.assign(err, { code: 'ENOENT' }) : err;
+      }
       const { fh, bodySize } = await openBody(id);
       try {
         return await readAt(fh, bodySize, 0);

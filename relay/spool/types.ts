@@ -119,8 +119,18 @@ export interface SpoolState {
   meta: Omit<EnvelopeMeta, 'recipients'>;
   /** Bytes in the body file. */
   size: number;
+  /**
+   * The CRC-32 (zlib's, node:zlib crc32) of those `size` bytes, computed as accept() wrote them. Where a delivery reads
+   * a body from a file an earlier process wrote, it is compared first (Spool.checkBody): a power cut before the
+   * accept's fsync can keep the file's size, state and footer while body blocks read back as zeros. Absent in files
+   * written before it existed (not checked then).
+   */
+  bodyCrc32?: number;
   legs: LegState[];
 }
+
+/** What Spool.checkBody found: the body is as accepted (or cannot be checked: no CRC recorded), or why not. */
+export type BodyCheck = { ok: true } | Extract<LoadResult, { ok: false }>;
 
 export type LoadResult =
   | { ok: true; state: SpoolState }
@@ -159,7 +169,16 @@ export interface Spool extends SpoolWriter {
    * back), else the first size bytes of its message file.
    */
   body(id: string, size: number): MessageBody;
-  /** The whole body in memory, byte for byte as accepted (tests, tools; delivery streams with body()). */
+  /**
+   * Before a body is read from a file an earlier process wrote (found at start): compares its bytes with the CRC-32
+   * its initial state recorded, once per process (concurrent callers share one check). A mismatch (or a file that is no
+   * longer a readable message) moves the message's files to quarantine/, logged at error level, and resolves corrupt:
+   * nothing of it may be sent. Resolves { ok: true } at once for a body this process wrote or holds in memory, one
+   * checked already, and one whose state has no CRC (an earlier version's). A spool that holds every body in memory
+   * (test/support/memory-spool.ts) has nothing to check.
+   */
+  checkBody(id: string): Promise<BodyCheck>;
+  /** The whole body in memory, byte for byte as accepted (checked as checkBody does; tests, tools; delivery streams with body()). */
   readBody(id: string): Promise<Buffer>;
   /** The header block of the body (up to the first empty line), at most maxBytes. For DSNs. */
   readHeaders(id: string, maxBytes?: number): Promise<Buffer>;
