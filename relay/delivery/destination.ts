@@ -9,7 +9,10 @@
 //     running); further messages wait as ids in its FIFO and are woken one per freed slot;
 //   - concurrency: at most ceil(maxConnections / connectionShare) connections in use, in FIFO order;
 //   - suspension: an address it could not reach at all is not connected to again for backoffMs (the attempt is
-//     deferred with "delivery temporarily suspended"), so a dead host costs one timeout, not one per message;
+//     deferred with "delivery temporarily suspended"), so a dead host costs one timeout, not one per message. It is
+//     this destination's: its key holds the TLS mode and credentials, so an address suspended because it could not
+//     give the TLS this destination requires (outcome.ts unreachable) is still tried by the others (another TLS mode,
+//     a DSN via MX with Opportunistic);
 //   - its connection pools (one SMTP client pool per address, TLS name and credentials, smtp-out/pool.ts), closed
 //     after idleMs unused.
 // Time comes from the injected clock only (now: the engine's monotonic clock, so a step of the wall clock neither

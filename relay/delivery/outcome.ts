@@ -35,7 +35,7 @@ export type AttemptReply =
 
 /**
  * The host could not be reached with the message: every reply a network failure (refused, reset, timeout, a greeting
- * other than 220), none of them after the final dot. Then the next address or MX host is tried in the same attempt
+ * other than 220, TLS required that the host cannot give: smtp-out/replies.ts), none of them after the final dot. Then the next address or MX host is tried in the same attempt
  * (attempt.ts) and the address is suspended for a while (destination.ts). A host that went silent or dropped the
  * connection after the final dot was reached and may hold the message: neither happens, and the retry goes to it
  * first (another host would deliver it a second time).

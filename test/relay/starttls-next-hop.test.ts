@@ -6,19 +6,24 @@
 //     suspended (the next message goes straight to the second). A 421 to STARTTLS used to be the destination's answer
 //     (an smtp 421 under Opportunistic, a local ETLS under Required): the leg waited for its next retry, on the same
 //     host, while the second MX host was free.
+//   - under Required, RequiredVerify and Opportunistic with credentials, a host that cannot give TLS (STARTTLS not
+//     offered or refused with other than 421, EHLO refused, a failed handshake, a certificate that does not verify):
+//     a failure of that host too, so the second MX host takes the message and the first is suspended; with no second
+//     host the leg is deferred with the reason in its reply (never bounced). Opportunistic goes on in plain text.
 //   - RFC 3207 §4.2: after STARTTLS the client forgets the first EHLO reply and uses the second's extensions. A server
 //     that offers SMTPUTF8, 8BITMIME or a SIZE limit in plain text only (or over TLS only) is treated as its EHLO over
 //     TLS says, on a fresh connection and on one reused from the pool.
 // The peers are smtp-server instances whose EHLO (and STARTTLS) handler is wrapped per connection (hop() below), so
 // that what they offer can differ between the plain-text and the TLS side of one session.
 import { Readable } from 'node:stream';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Leg, ServerRoute, TlsMode } from '../../routing/model.ts';
 import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
 import { envelope, localServer } from '../support/delivery.ts';
 import { startAttemptHarness, type AttemptHarness } from '../support/peer-engine.ts';
-import { makeSelfSigned } from '../support/tls.ts';
+import { makeSelfSigned, type SelfSigned } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 
 const MESSAGE =
@@ -49,9 +54,21 @@ interface HopOptions {
   tls?: Offer;
   /** 'ehlo-over-tls': the EHLO after the handshake gets REFUSAL; 'starttls': STARTTLS gets REFUSAL instead of 220. */
   refuse?: 'ehlo-over-tls' | 'starttls';
+  /**
+   * How it fails to give TLS: 'not-offered': no STARTTLS in its EHLO, and STARTTLS answered as an unknown command;
+   * 'refused': STARTTLS answered NO_TLS; 'old-tls': STARTTLS's 220, then a handshake the client refuses (the server
+   * speaks only TLS 1.0); 'closed': STARTTLS's 220, then the connection closed before the handshake; 'no-ehlo': the
+   * first EHLO answered NO_EHLO (an old server: HELO only, so no STARTTLS).
+   */
+  starttls?: 'not-offered' | 'refused' | 'old-tls' | 'closed' | 'no-ehlo';
+  /** Its key and certificate; default PEM (for localhost and 127.0.0.1, trusted by nobody). */
+  pem?: SelfSigned;
 }
 
 const REFUSAL = '4.7.0 mx1.example.com Try again later, closing connection';
+/** A STARTTLS refusal other than 421 (Postfix's when its TLS set-up is broken). */
+const NO_TLS = '4.7.0 TLS not available due to local problem';
+const NO_EHLO = '5.5.1 EHLO not implemented';
 
 interface HopMessage {
   mailFrom: string;
@@ -76,6 +93,7 @@ interface Hop {
 /** smtp-server's connection object, as far as hop() reaches into it (smtp-server 3.x). */
 interface Connection {
   session: SMTPServerSession;
+  _socket: { end(): void };
   secure: boolean;
   send(code: number, text: string, context?: false): void;
   handler_EHLO(command: Buffer, done: () => void): void;
@@ -93,9 +111,13 @@ async function hop(host: string, port: number, o: HopOptions = {}): Promise<Hop>
   const ehlos: string[] = [];
   const messages: HopMessage[] = [];
   const server: SMTPServer = new SMTPServer({
-    key: PEM.key,
-    cert: PEM.cert,
-    disabledCommands: ['AUTH'],
+    key: (o.pem ?? PEM).key,
+    cert: (o.pem ?? PEM).cert,
+    disabledCommands: o.starttls === 'not-offered' ? ['AUTH', 'STARTTLS'] : ['AUTH'],
+    // an old server: TLS 1.0 only (its ciphers at OpenSSL's level 0), which the client refuses
+    ...(o.starttls === 'old-tls'
+      ? { minVersion: 'TLSv1', maxVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' }
+      : {}),
     authOptional: true,
     logger: false,
     decodePunycode: false,
@@ -113,6 +135,11 @@ async function hop(host: string, port: number, o: HopOptions = {}): Promise<Hop>
           done();
           return;
         }
+        if (!conn.secure && o.starttls === 'no-ehlo') {
+          conn.send(502, NO_EHLO, false);
+          done();
+          return;
+        }
         const offer = (conn.secure ? o.tls : o.plain) ?? {};
         const options = server.options as EhloOptions;
         const saved: EhloOptions = { ...options };
@@ -126,11 +153,17 @@ async function hop(host: string, port: number, o: HopOptions = {}): Promise<Hop>
         }
       };
       conn.handler_STARTTLS = (command, done) => {
-        if (o.refuse !== 'starttls') {
+        if (o.refuse === 'starttls') {
+          conn.send(421, REFUSAL, false);
+        } else if (o.starttls === 'refused') {
+          conn.send(454, NO_TLS);
+        } else if (o.starttls === 'closed') {
+          conn.send(220, 'Ready to start TLS');
+          conn._socket.end();
+        } else {
           proto.handler_STARTTLS.call(conn, command, done);
           return;
         }
-        conn.send(421, REFUSAL, false);
         done();
       };
       cb();
@@ -377,6 +410,191 @@ describe('RFC 3207: the extensions are those of the EHLO over TLS, on a fresh an
         [['a1@example.com'], bodyType],
         [['a2@example.com'], bodyType],
       ]);
+    },
+  );
+});
+
+describe('a host that cannot give the TLS the mode requires is a failure of that host', () => {
+  // Under Required and RequiredVerify (and Opportunistic with credentials and without allowPlaintextAuth, which requires
+  // STARTTLS for AUTH): a host that does not offer STARTTLS, refuses it with something other than 421, fails the
+  // handshake or (RequiredVerify) presents a certificate that does not verify for its name. As Postfix's smtp client
+  // (smtp_proto.c: smtp_site_fail "TLS is required, but was not offered by host %s", "... host %s refused to start
+  // TLS: %s", a failed handshake), the next MX host is tried at once; the host is suspended as a refusing greeting is
+  // (the suspension is the destination's, and the destination's key holds the TLS mode: destination.ts). With no
+  // other host, the leg is deferred with the reason in its reply, never bounced. A STARTTLS not offered or refused
+  // was a local ETLS: deferred on the same host, the backup MX host never called, until the queue lifetime bounced the
+  // mail; an EHLO refused with a 5xx (HELO only) bounced it at once. A failed handshake or certificate was already a
+  // network failure (ESOCKET, failed over); its reply now says what failed, as the others do.
+  /** Trusted (the process's default CA list) for localhost and 127.0.0.1: the second MX host is called localhost. */
+  const TRUSTED = makeSelfSigned();
+  let defaultCAs: string[] = [];
+  beforeAll(() => {
+    defaultCAs = getCACertificates('default');
+    setDefaultCACertificates([...defaultCAs, TRUSTED.cert]);
+  });
+  afterAll(() => setDefaultCACertificates(defaultCAs));
+
+  /** A TLS mode, or Opportunistic with credentials (no allowPlaintextAuth): STARTTLS required for AUTH. */
+  type Mode = TlsMode | 'Opportunistic+credentials';
+  const CREDENTIALS = { namespace: 'mail', name: 'relay' } as const;
+  const route = (mode: Mode, port: number): ServerRoute => ({
+    ...localServer('mxdomain', port, 2),
+    host: 'example.com',
+    mx: true,
+    ...(mode === 'Opportunistic+credentials'
+      ? { tls: 'Opportunistic', authSecretRef: CREDENTIALS }
+      : { tls: mode }),
+  });
+  /** MX hosts by preference: mx1.example.com on ::1, then (when there is a second) localhost on 127.0.0.1. */
+  const mxHosts = (two: boolean): Partial<DeliveryOptions> => ({
+    resolver: {
+      resolveMx: () =>
+        Promise.resolve([
+          ...(two ? [{ exchange: 'localhost', priority: 20 }] : []),
+          { exchange: 'mx1.example.com', priority: 10 },
+        ]),
+      addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '::1' : '127.0.0.1']),
+    },
+    credentials: () => Promise.resolve({ user: 'relay', pass: 's3cret' }),
+  });
+  const H1 = 'mx1\\.example\\.com\\[::1\\]';
+  const NOT_OFFERED = new RegExp(`ETLS: TLS is required, but was not offered by host ${H1}: 500 `);
+  const REFUSED = new RegExp(
+    `ETLS: TLS is required, but host ${H1} refused to start TLS: 454 ${NO_TLS.replace(/\./g, '\\.')}$`,
+  );
+  const NO_EHLO_REPLY = new RegExp(
+    `ETLS: TLS is required, but was not offered by host ${H1} \\(EHLO refused\\): 502 5\\.5\\.1 EHLO not implemented$`,
+  );
+  const HANDSHAKE = new RegExp(`ETLS: TLS is required, but the TLS handshake with host ${H1} failed: `);
+  const UNVERIFIED = (why: string) =>
+    new RegExp(`ETLS: TLS is required, but the certificate of host ${H1} did not verify: .*${why}`);
+
+  const CASES: [string, Mode, HopOptions, RegExp][] = [
+    ['does not offer STARTTLS', 'Required', { starttls: 'not-offered' }, NOT_OFFERED],
+    ['refuses STARTTLS with 454', 'Required', { starttls: 'refused' }, REFUSED],
+    ['refuses EHLO with 502 (HELO only)', 'Required', { starttls: 'no-ehlo' }, NO_EHLO_REPLY],
+    ['fails the handshake (TLS 1.0 only)', 'Required', { starttls: 'old-tls' }, HANDSHAKE],
+    ['closes the connection after the 220 to STARTTLS', 'Required', { starttls: 'closed' }, HANDSHAKE],
+    ['does not offer STARTTLS', 'RequiredVerify', { starttls: 'not-offered' }, NOT_OFFERED],
+    ['refuses STARTTLS with 454', 'RequiredVerify', { starttls: 'refused' }, REFUSED],
+    ['has a certificate nobody trusts', 'RequiredVerify', {}, UNVERIFIED('self-signed certificate')],
+    [
+      'has a trusted certificate for another name',
+      'RequiredVerify',
+      { pem: TRUSTED },
+      UNVERIFIED("Host: mx1\\.example\\.com\\. is not in the cert's altnames"),
+    ],
+    ['does not offer STARTTLS', 'Opportunistic+credentials', { starttls: 'not-offered' }, NOT_OFFERED],
+    ['refuses STARTTLS with 454', 'Opportunistic+credentials', { starttls: 'refused' }, REFUSED],
+    ['fails the handshake (TLS 1.0 only)', 'Opportunistic+credentials', { starttls: 'old-tls' }, HANDSHAKE],
+  ];
+
+  it.each(CASES)(
+    'the first MX host %s (tls %s): delivered through the second at once, the first suspended',
+    async (_, mode, o) => {
+      const second = await hop('127.0.0.1', 0, { pem: TRUSTED });
+      const first = await hop('::1', second.port, o);
+      // the suspension outlasts the test (it is the first retry step, 100 ms here, by default)
+      const h = await harness({ ...mxHosts(true), destinationBackoffMs: 60_000 });
+      const mx = route(mode, second.port);
+      await h.accept([record('a@example.com', mx)]);
+
+      const delivered = {
+        recipient: 'a@example.com',
+        result: 'delivered',
+        reply: expect.stringMatching(/^250 /) as unknown,
+        host: `localhost:${second.port}`,
+      };
+      // one attempt: no deferral on the first host's failure, the second host called in it
+      expect([await firstAttempts(h, 1), second.connections]).toEqual([[delivered], 1]);
+      await drained(h);
+      // one session with the first host (never plain text), nothing sent to it
+      expect(first.connections).toBe(1);
+      expect(first.ehlos).toEqual(['plain']);
+      expect(first.messages).toEqual([]);
+      expect(second.messages.map((m) => [m.rcptTo, m.secure])).toEqual([[['a@example.com'], true]]);
+
+      // suspended: the next message goes to the second host without calling the first
+      await h.accept([record('b@example.com', mx)]);
+      expect(await firstAttempts(h, 2)).toEqual([delivered, { ...delivered, recipient: 'b@example.com' }]);
+      await drained(h);
+      expect(first.connections).toBe(1);
+      expect(second.messages.map((m) => m.rcptTo)).toEqual([['a@example.com'], ['b@example.com']]);
+      expect(h.senderBox.messages).toEqual([]);
+    },
+  );
+
+  it.each(CASES)(
+    'the only MX host %s (tls %s): deferred with the reason in the reply, never bounced',
+    async (_, mode, o, reason) => {
+      const only = await hop('::1', 0, o);
+      const h = await harness(mxHosts(false));
+      await h.accept([record('a@example.com', route(mode, only.port))]);
+
+      const [first] = await firstAttempts(h, 1);
+      expect(first).toEqual({
+        recipient: 'a@example.com',
+        result: 'deferred',
+        reply: expect.stringMatching(reason) as unknown,
+        host: `mx1.example.com:${only.port}`,
+      });
+      // its retry (100 ms later; within the suspension, it says so, with the reason)
+      const [, retry] = await firstAttempts(h, 2);
+      expect(retry).toMatchObject({ result: 'deferred', reply: expect.stringMatching(reason) as unknown });
+      expect(only.messages).toEqual([]);
+      // in the spool: deferred (a failed leg would have made a DSN)
+      const [id] = await h.spool.list();
+      const loaded = id === undefined ? undefined : await h.spool.load(id);
+      expect(loaded?.ok === true && loaded.state.legs.map((l) => [l.state, l.lastReply])).toEqual([
+        ['deferred', expect.stringMatching(reason)],
+      ]);
+      expect(h.senderBox.messages).toEqual([]);
+    },
+  );
+
+  it('the suspension is the destination’s: a route with another TLS mode to the same MX hosts still uses the first', async () => {
+    const second = await hop('127.0.0.1', 0, { pem: TRUSTED });
+    const first = await hop('::1', second.port, { starttls: 'not-offered' });
+    const h = await harness({ ...mxHosts(true), destinationBackoffMs: 60_000 });
+    await h.accept([record('a@example.com', route('Required', second.port))]);
+    await waitFor(() => second.messages.length === 1, { what: 'the Required message at the second host' });
+    // the same MX hosts under Opportunistic (another destination: its key holds the TLS mode): the first host is not
+    // suspended for it, and takes the message in plain text
+    await h.accept([record('b@example.com', route('Opportunistic', second.port))]);
+    await drained(h);
+    expect(h.attempts.map((a) => `${a.recipient} ${a.result} ${a.host}`)).toEqual([
+      `a@example.com delivered localhost:${second.port}`,
+      `b@example.com delivered mx1.example.com:${second.port}`,
+    ]);
+    expect(first.connections).toBe(2);
+    expect(first.messages.map((m) => [m.rcptTo, m.secure])).toEqual([[['b@example.com'], false]]);
+    expect(second.messages.map((m) => [m.rcptTo, m.secure])).toEqual([[['a@example.com'], true]]);
+  });
+
+  it.each([
+    ['does not offer STARTTLS', { starttls: 'not-offered' }, 1],
+    ['refuses STARTTLS with 454', { starttls: 'refused' }, 1],
+    ['refuses EHLO with 502 (HELO only)', { starttls: 'no-ehlo' }, 1],
+    ['fails the handshake (TLS 1.0 only)', { starttls: 'old-tls' }, 2],
+  ] as const)(
+    'Opportunistic is unchanged: the first MX host %s: delivered through it in plain text',
+    async (_, o, connections) => {
+      const second = await hop('127.0.0.1', 0, { pem: TRUSTED });
+      const first = await hop('::1', second.port, o);
+      const h = await harness(mxHosts(true));
+      await h.accept([record('a@example.com', route('Opportunistic', second.port))]);
+      expect(await firstAttempts(h, 1)).toEqual([
+        {
+          recipient: 'a@example.com',
+          result: 'delivered',
+          reply: expect.stringMatching(/^250 /) as unknown,
+          host: `mx1.example.com:${second.port}`,
+        },
+      ]);
+      await drained(h);
+      expect(first.connections).toBe(connections);
+      expect(first.messages.map((m) => [m.rcptTo, m.secure])).toEqual([[['a@example.com'], false]]);
+      expect(second.messages).toEqual([]);
     },
   );
 });

@@ -5,14 +5,16 @@
 // or after STARTTLS, a 421 to STARTTLS and a 4xx to HELO), EHLO (HELO when it is refused, unless TLS is required),
 // STARTTLS per the TLS mode (a refusal is fatal unless the mode is opportunistic, which goes on in plain text without
 // AUTH; a failed handshake under opportunistic TLS is ETLS with OpenResult tlsHandshake, for the pool to connect again
-// in plain text; EHLO again over TLS, whose reply alone says what the session offers, RFC 3207 §4.2), AUTH (PLAIN,
-// LOGIN or CRAM-MD5, chosen as nodemailer does), then transactions: with PIPELINING, MAIL FROM, every RCPT TO and DATA
-// in one write and the replies matched in order; without it, one command at a time; the body as body.ts writes it. A
-// recipient refused at RCPT TO keeps its own refusal whatever ends the transaction after it (DATA or the final reply
-// refused, a lost connection): those replies are for the recipients the server accepted (TransactionResult). A failure
-// without a reply after the final dot was written is marked afterEndOfData (the server may have the message). An
-// envelope may carry ESMTP parameters of the caller's own for MAIL FROM and for each recipient's RCPT TO (checked
-// before, by the pool).
+// in plain text; when TLS is required, a host that cannot give it, by a refused EHLO or STARTTLS, a failed handshake or
+// a certificate that does not verify, is an ETLS failure of that host, SmtpFailure tlsRequired, as Postfix's "TLS is
+// required, but ..." site failures: the next host is tried; EHLO again over TLS, whose reply alone says what the
+// session offers, RFC 3207 §4.2), AUTH (PLAIN, LOGIN or CRAM-MD5, chosen as nodemailer does), then transactions: with
+// PIPELINING, MAIL FROM, every RCPT TO and DATA in one write and the replies matched in order; without it, one command
+// at a time; the body as body.ts writes it. A recipient refused at RCPT TO keeps its own refusal whatever ends the
+// transaction after it (DATA or the final reply refused, a lost connection): those replies are for the recipients the
+// server accepted (TransactionResult). A failure without a reply after the final dot was written is marked
+// afterEndOfData (the server may have the message). An envelope may carry ESMTP parameters of the caller's own for MAIL
+// FROM and for each recipient's RCPT TO (checked before, by the pool).
 //
 // Timeouts as nodemailer's: connectionMs bounds connecting; greetingMs the wait for the greeting and a STARTTLS
 // handshake, neither past connectionMs from the start; socketMs is the inactivity limit from the connect on, except
@@ -24,7 +26,7 @@
 //   ConnectionSettings, Envelope, OpenResult, SendOutcome, ConnectionEvents.
 //   SmtpConnection: open(done), send(envelope, body, done), reset(done), idle(ms), quit(), close(), alive, messages.
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, TLSSocket, type ConnectionOptions } from 'node:tls';
 import type { SmtpTimeouts } from '../../../lib/smtp-client.ts';
 import type { MessageBody } from '../../spool/types.ts';
 import {
@@ -247,6 +249,12 @@ export class SmtpConnection {
       return;
     }
     if (reply[0] !== '2') {
+      if (this.s.requireTls && !this.secure) {
+        // HELO has no STARTTLS: this host cannot give the TLS required (Postfix falls back to HELO and then finds
+        // STARTTLS not offered). It was the server's reply, and a 5xx bounced the mail while another MX host was free.
+        this.failTlsRequired(`was not offered by host ${this.peer()} (EHLO refused)`, reply);
+        return;
+      }
       if (this.s.requireTls) {
         const why = `EHLO failed but HELO does not support required STARTTLS. response=${reply}`;
         this.fail(smtpFailure('ECONNECTION', why, reply));
@@ -298,7 +306,13 @@ export class SmtpConnection {
       this.authenticate();
       return;
     }
-    this.fail(smtpFailure('ETLS', 'Error upgrading connection with STARTTLS', reply));
+    // TLS is required (sent even when not offered, as nodemailer does) and this host will not give it: a failure of
+    // this host, the next one is tried (Postfix: "TLS is required, but ..."). It was a local ETLS: deferred on the same
+    // host while another MX host was free, until the queue lifetime ran out.
+    const why = offersStartTls(this.plaintextEhlo)
+      ? `host ${this.peer()} refused to start TLS`
+      : `was not offered by host ${this.peer()}`;
+    this.failTlsRequired(why, reply);
   };
 
   private upgrade(): void {
@@ -765,6 +779,21 @@ export class SmtpConnection {
       this.failHandshake(err.message);
       return;
     }
+    if (this.upgrading) {
+      // TLS is required: the handshake failed, or (RequiredVerify) the certificate did not verify for the host name
+      // (node sets authorizationError before it ends the handshake with that error)
+      const s = this.socket;
+      const unverified =
+        s instanceof TLSSocket && s.authorizationError !== undefined && s.authorizationError !== null;
+      this.failTlsRequired(
+        unverified
+          ? `the certificate of host ${this.peer()} did not verify: ${err.message.trim()}`
+          : `the TLS handshake with host ${this.peer()} failed: ${err.message.trim()}`,
+        undefined,
+        (err as NodeJS.ErrnoException).code,
+      );
+      return;
+    }
     const f = smtpFailure('ESOCKET', err.message);
     const errno = (err as NodeJS.ErrnoException).code;
     if (errno !== undefined) f.errno = errno;
@@ -793,7 +822,11 @@ export class SmtpConnection {
     const response = /^[45]\d{2}[ -]/.test(rest) ? rest : undefined;
     if (this.upgrading) {
       if (this.s.opportunisticTls) this.failHandshake('Connection closed unexpectedly');
-      else this.fail(smtpFailure('ETLS', 'Connection closed unexpectedly', response));
+      else
+        this.failTlsRequired(
+          `the TLS handshake with host ${this.peer()} failed: Connection closed`,
+          response,
+        );
       return;
     }
     if (this.connected && !this.greeted) {
@@ -815,6 +848,25 @@ export class SmtpConnection {
    */
   private failHandshake(why: string): void {
     this.fail(smtpFailure('ETLS', `TLS handshake failed: ${why}`), 'tlsHandshake');
+  }
+
+  /**
+   * TLS is required (Required, RequiredVerify, credentials without allowPlaintextAuth) and this host cannot give it: it
+   * does not offer STARTTLS, refuses it (a 421 is EGREETING, onStartTls), fails the handshake, or its certificate does
+   * not verify. ETLS marked tlsRequired: a failure of this host (replies.ts failureReply), so the next address or MX
+   * host is tried at once, as Postfix's smtp_site_fail "TLS is required, but ...". Never plain text.
+   */
+  private failTlsRequired(why: string, reply?: string, errno?: string): void {
+    const f = smtpFailure('ETLS', `TLS is required, but ${why}`, reply);
+    f.tlsRequired = true;
+    if (errno !== undefined) f.errno = errno;
+    this.fail(f);
+  }
+
+  /** The host as Postfix names it in its replies: name[address], or the address (or name) alone. */
+  private peer(): string {
+    const name = this.s.tls.servername;
+    return name !== undefined && name !== this.s.host ? `${name}[${this.s.host}]` : this.s.host;
   }
 
   /** The connection broke: closed, and the operation in flight told (or, with none, the pool). Once. */

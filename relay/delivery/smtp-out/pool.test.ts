@@ -1118,17 +1118,22 @@ describe('TLS modes', () => {
     expect(p.messages.map((m) => m.servername)).toEqual(['localhost', undefined]);
   });
 
-  it('RequiredVerify with a certificate that does not verify: network, nothing sent', async () => {
+  // Under required TLS, a host that cannot give it is a failure of that host (network: the next MX host is tried,
+  // test/relay/starttls-next-hop.test.ts), named as Postfix names it ("TLS is required, but ..."). It was a local ETLS
+  // (not offered, refused), an ESOCKET (handshake, certificate) or the server's reply (EHLO refused: a 5xx bounced).
+  it('RequiredVerify with a certificate that does not verify: network ETLS naming the host, nothing sent', async () => {
     const p = await peer({}, { tls: selfSigned() });
     const got = await send(client(p.port, { tls: 'RequiredVerify', servername: 'localhost' }));
     expect(got['b@x.example']).toMatchObject({
       kind: 'network',
-      text: expect.stringMatching(/^ESOCKET: .*certificate/) as unknown,
+      text: expect.stringMatching(
+        /^ETLS: TLS is required, but the certificate of host localhost\[127\.0\.0\.1\] did not verify: self-signed certificate/,
+      ) as unknown,
     });
     expect(p.messages).toEqual([]);
   });
 
-  it('Required to a server without STARTTLS: STARTTLS is sent anyway, refused: local ETLS, no envelope', async () => {
+  it('Required to a server without STARTTLS: STARTTLS is sent anyway, refused: network ETLS "not offered", no envelope', async () => {
     const server = await scripted(async (s) => {
       await s.hello(['PIPELINING']);
       await expectLine(s, 'STARTTLS');
@@ -1137,12 +1142,35 @@ describe('TLS modes', () => {
     });
     expect(await send(client(server.port, { tls: 'Required' }))).toEqual({
       'b@x.example': {
-        kind: 'local',
-        text: 'ETLS: Error upgrading connection with STARTTLS: 502 5.5.1 unrecognized command',
+        kind: 'network',
+        text: 'ETLS: TLS is required, but was not offered by host 127.0.0.1: 502 5.5.1 unrecognized command',
       },
     });
     expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test', 'STARTTLS']);
   });
+
+  it.each([
+    ['454 4.7.0 TLS not available due to local problem'],
+    ['502 5.5.1 not now'],
+    ['554 5.7.0 no TLS for you'],
+  ])(
+    'Required, STARTTLS offered and refused (%s): network ETLS "refused to start TLS", no envelope',
+    async (refusal) => {
+      const server = await scripted(async (s) => {
+        await s.hello(['PIPELINING', 'STARTTLS']);
+        await expectLine(s, 'STARTTLS');
+        await s.reply(refusal);
+        await s.closed;
+      });
+      expect(await send(client(server.port, { tls: 'Required', servername: 'mx.example' }))).toEqual({
+        'b@x.example': {
+          kind: 'network',
+          text: `ETLS: TLS is required, but host mx.example[127.0.0.1] refused to start TLS: ${refusal}`,
+        },
+      });
+      expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test', 'STARTTLS']);
+    },
+  );
 
   /**
    * A server that speaks STARTTLS itself (the project's peer hides the plain-text side): the greeting, EHLO offering
@@ -1238,7 +1266,7 @@ describe('TLS modes', () => {
     expect(await send(client(server.port))).toEqual({ 'b@x.example': smtp(250, '250 2.0.0 queued') });
   });
 
-  it('EHLO refused when TLS is required: no HELO, the refusal', async () => {
+  it('EHLO refused when TLS is required: no HELO, STARTTLS not offered (network ETLS, never the 5xx: no bounce)', async () => {
     const server = await scripted(async (s) => {
       await s.reply('220 old server');
       await expectLine(s, 'EHLO relay.test');
@@ -1246,7 +1274,10 @@ describe('TLS modes', () => {
       await s.closed;
     });
     expect(await send(client(server.port, { tls: 'Required' }))).toEqual({
-      'b@x.example': smtp(502, '502 5.5.2 what?'),
+      'b@x.example': {
+        kind: 'network',
+        text: 'ETLS: TLS is required, but was not offered by host 127.0.0.1 (EHLO refused): 502 5.5.2 what?',
+      },
     });
     expect(server.sessions[0]?.lines).toEqual(['EHLO relay.test']);
   });
@@ -1271,8 +1302,10 @@ describe('TLS modes', () => {
     const p = await peer({}, { auth: { user: 'relay', pass: 's3cret' } });
     const got = await send(client(p.port, { tls: 'Opportunistic', auth: { user: 'relay', pass: 's3cret' } }));
     expect(got['b@x.example']).toMatchObject({
-      kind: 'local',
-      text: expect.stringMatching(/^ETLS: /) as unknown,
+      kind: 'network',
+      text: expect.stringMatching(
+        /^ETLS: TLS is required, but was not offered by host 127\.0\.0\.1: /,
+      ) as unknown,
     });
     expect(p.auths).toEqual([]);
   });
@@ -1419,7 +1452,9 @@ describe('opportunistic TLS whose STARTTLS handshake fails: plain text on a fres
       const got = await send(client(server.port, { tls, servername: 'localhost' }));
       expect(got['b@x.example']).toMatchObject({
         kind: 'network',
-        text: expect.stringMatching(/^ESOCKET: /) as unknown,
+        text: expect.stringMatching(
+          /^ETLS: TLS is required, but the TLS handshake with host localhost\[127\.0\.0\.1\] failed: .*wrong version number/,
+        ) as unknown,
       });
       expect(server.connections).toBe(1);
     },
@@ -1432,7 +1467,25 @@ describe('opportunistic TLS whose STARTTLS handshake fails: plain text on a fres
     );
     expect(got['b@x.example']).toMatchObject({
       kind: 'network',
-      text: expect.stringMatching(/^ESOCKET: /) as unknown,
+      text: expect.stringMatching(
+        /^ETLS: TLS is required, but the TLS handshake with host 127\.0\.0\.1 failed: /,
+      ) as unknown,
+    });
+    expect(server.connections).toBe(1);
+  });
+
+  it('Required: a server that closes the connection after its 220, before the handshake: network ETLS, one connection', async () => {
+    const server = await breaksTls(async (s) => {
+      await waitFor(() => s.pending().length > 0, { what: 'the ClientHello' });
+      s.end();
+      await s.closed;
+    });
+    const got = await send(client(server.port, { tls: 'Required' }));
+    expect(got['b@x.example']).toMatchObject({
+      kind: 'network',
+      text: expect.stringMatching(
+        /^ETLS: TLS is required, but the TLS handshake with host 127\.0\.0\.1 failed: /,
+      ) as unknown,
     });
     expect(server.connections).toBe(1);
   });

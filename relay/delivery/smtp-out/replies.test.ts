@@ -2,7 +2,7 @@
 // AttemptReply as nodemailer's errors did (repliesFromNodemailer in relay/delivery/transport.ts, the mapping of the
 // client this one replaces), and transaction results to one reply per recipient of the request.
 import { describe, expect, it } from 'vitest';
-import type { AttemptReply } from '../outcome.ts';
+import { unreachable, type AttemptReply } from '../outcome.ts';
 import { reachability } from '../recovery.ts';
 import { repliesFromNodemailer } from '../transport.ts';
 import {
@@ -84,6 +84,40 @@ describe('failureReply: the reply nodemailer’s error for the same situation ga
         undefined,
       ).get('r@x');
       expect(theirs).toMatchObject({ kind: 'smtp', code: Number(greeting.slice(0, 3)) });
+    },
+  );
+
+  it.each([
+    [
+      'STARTTLS refused',
+      'host mx1.example[192.0.2.1] refused to start TLS',
+      '454 4.7.0 TLS not available due to local problem',
+    ],
+    [
+      'EHLO refused (HELO has no STARTTLS)',
+      'was not offered by host 192.0.2.1 (EHLO refused)',
+      '502 5.5.2 what?',
+    ],
+    ['a failed handshake', 'the TLS handshake with host 192.0.2.1 failed: wrong version number', undefined],
+  ] as const)(
+    'unlike nodemailer: TLS required that a host cannot give (%s) is network, its text kept (next host; never local, never bounced)',
+    (_, why, reply) => {
+      const f: SmtpFailure = {
+        ...smtpFailure('ETLS', `TLS is required, but ${why}`, reply),
+        tlsRequired: true,
+      };
+      const mine = failureReply(f);
+      expect(mine).toEqual({ kind: 'network', text: `ETLS: ${f.message}` });
+      // the next address or MX host is tried for it (outcome.ts unreachable, attempt.ts) and its destination counts
+      // down when no host takes the message
+      expect(unreachable([mine])).toBe(true);
+      expect(reachability([mine])).toBe('down');
+      // the same failure without the mark stays what it was: ETLS is local (nodemailer's mapping)
+      const { tlsRequired: _mark, ...plain } = f;
+      expect(failureReply(plain)).toEqual(repliesFromNodemailer(['r@x'], { ...plain }, undefined).get('r@x'));
+      expect(failureReply(plain).kind).toBe('local');
+      // this host short of a resource in the middle of it stays local (not the server's failure, nothing suspended)
+      expect(failureReply({ ...f, errno: 'ENOBUFS' }).kind).toBe('local');
     },
   );
 

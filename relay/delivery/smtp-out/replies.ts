@@ -10,9 +10,9 @@
 //   FailureCode, SmtpFailure, smtpFailure(code, message, response?): a failure as nodemailer reports it.
 //   failureReply(failure): its AttemptReply (EAUTH/ETLS/ESTREAM and a socket failing for want of this host's resources,
 //     EMFILE and the like -> local; EGREETING, a server that greeted with anything but 220 (or refused EHLO with 421,
-//     HELO with a 4xx) -> network with its reply
-//     in the text; a reply code -> smtp with the full reply; else network "CODE: message", marked afterEndOfData
-//     with MAY_BE_DELIVERED appended when the final dot had been written).
+//     HELO with a 4xx), and an ETLS marked tlsRequired (a host that cannot give the TLS required) -> network with its
+//     reply in the text; a reply code -> smtp with the full reply; else network "CODE: message", marked
+//     afterEndOfData with MAY_BE_DELIVERED appended when the final dot had been written).
 //   isTransient(failure): it ended the connection rather than refused what was sent (nodemailer isTransientError).
 //   Rejection, TransactionResult: the outcome of one MAIL FROM .. final reply.
 //   transactionReplies(recipients, addresses, result): one reply per recipient of the request.
@@ -52,6 +52,12 @@ export interface SmtpFailure {
    * server may have taken the message.
    */
   afterEndOfData?: true;
+  /**
+   * An ETLS under a TLS mode that requires TLS (Required, RequiredVerify, credentials without allowPlaintextAuth): this
+   * host does not offer STARTTLS, refused it (or EHLO), failed the handshake or its certificate did not verify. A
+   * failure of the host, as EGREETING, not the relay's own problem (failureReply).
+   */
+  tlsRequired?: true;
 }
 
 /** What a reply without a code after the final dot says, so that the attempt log and lastReply warn of a duplicate. */
@@ -75,6 +81,12 @@ export function smtpFailure(code: FailureCode | undefined, message: string, resp
 }
 
 export function failureReply(f: SmtpFailure): AttemptReply {
+  // A host that cannot give the TLS its destination requires (not offered, refused, a failed handshake, a certificate
+  // that does not verify) is that host's failure, as a refusing greeting below: Postfix's "TLS is required, but was not
+  // offered by host ..." and the like are site failures, and the next host is tried. Not local (that stayed on the same
+  // host until the queue lifetime ran out), and never an smtp reply (a 5xx to EHLO bounced the mail).
+  if (f.tlsRequired === true && !LOCAL_ERRNOS.has(f.errno ?? ''))
+    return { kind: 'network', text: `${f.code ?? 'ETLS'}: ${f.message}` };
   // Authentication and TLS problems are ours (or the peer's) to fix: retried, never bounced.
   // So is a body file the relay could not read in full: the server is not at fault, and must not be suspended.
   // And so is a socket that failed for want of this host's resources (a descriptor, a local port).
