@@ -24,6 +24,11 @@
 //     without a client waiting for it, and the connection is reused only once RSET is through (within the
 //     per-command timeout, else it is closed).
 //
+// A background probe (ProbeOptions.background: the verifier's catch-all probe, verify.ts) is asked on the same terms
+// (the cap, the deadline, the destination policy, a suspension in force) but gives way to the client callouts: it
+// never waits behind one (`busy` when any is waiting), a connection freed goes to a client callout first, and its own
+// failure to set up a connection does not suspend the server (no client's answer depends on it).
+//
 // The SMTP client is nodemailer's SMTPConnection: connect() does the greeting, EHLO, STARTTLS per the options,
 // login() does AUTH. It has no public call for an envelope without DATA, so MAIL/RCPT/RSET go through
 // queueSmtpCommand (relay/delivery/smtp-command.ts), which uses the same internals its own reset() uses.
@@ -276,6 +281,19 @@ function laneKey(server: ServerRoute, destinations: DomainRoute['destinations'])
 
 interface Waiter {
   resolve: (s: Session | undefined) => void;
+  /** A background probe's (ProbeOptions): served after every client callout waiting. */
+  background: boolean;
+}
+
+/** How a probe is asked (CalloutPool.probe). */
+interface ProbeOptions {
+  /**
+   * Nobody waits for the answer (the verifier's catch-all probe, verify.ts): the probe gives way to client callouts
+   * (`busy` at once when any is waiting for a connection; a freed connection goes to a client callout first), and a
+   * connection it cannot set up does not suspend the server. The cap, the deadline, the destination policy and a
+   * suspension in force apply as to any probe.
+   */
+  background?: boolean;
 }
 
 interface Lane {
@@ -296,6 +314,7 @@ export interface CalloutPool {
     server: ServerRoute,
     address: string,
     destinations?: DomainRoute['destinations'],
+    options?: ProbeOptions,
   ): Promise<CalloutProbe>;
   /** Open connections and waiting probes per server key (tests, /metrics). */
   stats(): { connections: number; waiting: number };
@@ -415,10 +434,10 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
       s.close();
       lane.open--;
       // a waiter may now open a connection of its own
-      lane.waiters.shift()?.resolve(undefined);
+      nextWaiter(lane)?.resolve(undefined);
       return;
     }
-    const w = lane.waiters.shift();
+    const w = nextWaiter(lane);
     if (w) return w.resolve(s);
     lane.idle.push(s);
     s.idle(opts.idleMs, () => {
@@ -441,6 +460,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     cap: number,
     destinations: DomainRoute['destinations'],
     deadline: AbortSignal,
+    background: boolean,
   ): Promise<{ session: Session; reused: boolean } | CalloutProbe> => {
     for (;;) {
       if (deadline.aborted) return { kind: 'failed', text: deadlineText };
@@ -462,10 +482,16 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
           if (deadline.aborted) {
             // This probe ran out of time, maybe after waiting in the queue for most of it: that says nothing about
             // the server, so no suspension. The slot is free: the next waiter may open a connection.
-            lane.waiters.shift()?.resolve(undefined);
+            nextWaiter(lane)?.resolve(undefined);
             return { kind: 'failed', text: deadlineText };
           }
           const text = errText(err);
+          if (background) {
+            // no client's answer depends on it: no suspension (the next client callout tries for itself), and the
+            // slot is free for the next waiter
+            nextWaiter(lane)?.resolve(undefined);
+            return { kind: 'failed', text };
+          }
           if (opts.suspendMs > 0) {
             lane.suspendedUntil = now() + opts.suspendMs;
             lane.suspendReason = text;
@@ -475,13 +501,13 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
           return { kind: 'failed', text };
         }
       }
-      if (lane.waiters.length >= opts.maxQueued) {
+      if (lane.waiters.length >= opts.maxQueued || (background && lane.waiters.length > 0)) {
         return {
           kind: 'busy',
           text: `${lane.open} callouts to ${server.name} in progress and ${lane.waiters.length} waiting`,
         };
       }
-      const handed = await waitForConnection(lane, deadline);
+      const handed = await waitForConnection(lane, deadline, background);
       if (handed) return { session: handed, reused: true };
       if (lane.suspendedUntil > now())
         return { kind: 'suspended', text: `callouts suspended: ${lane.suspendReason}` };
@@ -496,11 +522,12 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     auth: { user: string; pass: string } | undefined,
     destinations: DomainRoute['destinations'],
     deadline: AbortSignal,
+    background: boolean,
   ): Promise<CalloutProbe> => {
     const cap = Math.max(1, Math.min(opts.maxConnections, server.maxConnections));
     // A reused connection the server has closed meanwhile fails at once: one more try on a fresh one.
     for (let attempt = 0; ; attempt++) {
-      const got = await acquire(lane, server, auth, cap, destinations, deadline);
+      const got = await acquire(lane, server, auth, cap, destinations, deadline, background);
       if ('kind' in got) return got;
       if (deadline.aborted) {
         // handed over just as the deadline passed: it is a good connection, for the next probe
@@ -530,7 +557,9 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     server: ServerRoute,
     address: string,
     destinations?: DomainRoute['destinations'],
+    options?: ProbeOptions,
   ): Promise<CalloutProbe> => {
+    const background = options?.background === true;
     if (closed) return { kind: 'failed', text: 'shutting down' };
     if (/[\s<>]/.test(address)) return { kind: 'failed', text: 'address not sent: whitespace or <>' };
     let auth: { user: string; pass: string } | undefined;
@@ -563,7 +592,7 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
     try {
       // whichever comes first; probeOn, told by the signal, closes what it was using and leaves the queue
       return await Promise.race([
-        probeOn(lane, server, address, auth, destinations, deadline.signal),
+        probeOn(lane, server, address, auth, destinations, deadline.signal, background),
         aborted(deadline.signal).then((): CalloutProbe => ({ kind: 'failed', text: deadlineText })),
       ]);
     } finally {
@@ -593,8 +622,18 @@ export function createCalloutPool(opts: CalloutPoolOptions): CalloutPool {
   };
 }
 
+/** The waiter a freed connection (or slot) goes to, taken from the queue: the first client callout, else a probe. */
+function nextWaiter(lane: Lane): Waiter | undefined {
+  const i = lane.waiters.findIndex((w) => !w.background);
+  return lane.waiters.splice(i < 0 ? 0 : i, 1)[0];
+}
+
 /** Waits in the lane's queue for a connection handed over (undefined: look again); the deadline takes it out. */
-function waitForConnection(lane: Lane, deadline: AbortSignal): Promise<Session | undefined> {
+function waitForConnection(
+  lane: Lane,
+  deadline: AbortSignal,
+  background: boolean,
+): Promise<Session | undefined> {
   return new Promise((resolve) => {
     const leave = (): void => {
       const i = lane.waiters.indexOf(waiter);
@@ -606,6 +645,7 @@ function waitForConnection(lane: Lane, deadline: AbortSignal): Promise<Session |
         deadline.removeEventListener('abort', leave);
         resolve(s);
       },
+      background,
     };
     deadline.addEventListener('abort', leave, { once: true });
     lane.waiters.push(waiter);

@@ -1,9 +1,12 @@
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { cacheSpelling } from '../../routing/address.ts';
 import type { MailboxFact, ServerRoute } from '../../routing/model.ts';
+import { createRelayMetrics } from '../telemetry/metrics.ts';
 import type { CalloutPool, CalloutProbe } from './callout.ts';
 import {
   cacheTtlFor,
+  catchAllProbeAddress,
   createVerifier,
   enhancedStatusOf,
   factOfReply,
@@ -396,5 +399,237 @@ describe('cacheSpelling: NFC and NFD spellings are one entry', () => {
     expect((await v.check(server, nfd, 1000)).fact).toBe('exists');
     expect(await v.check(server, nfc, 1000)).toMatchObject({ fact: 'exists', cached: true });
     expect(asked).toEqual([nfd]);
+  });
+});
+
+describe('catch-all detection: an address that cannot exist, asked after a callout', () => {
+  const server: ServerRoute = {
+    name: 'old',
+    host: '127.0.0.1',
+    port: 25,
+    mx: false,
+    tls: 'None',
+    maxConnections: 1,
+  };
+  const PROBE = /^mailrouteprobe[a-z2-7]{16}@/;
+  const HOUR = 3_600_000;
+  const REFUSES = 'recipient verification: the server refuses an address that cannot exist (no catch-all)';
+  const NO_ANSWER =
+    'recipient verification: no answer about an address that cannot exist (catch-all unknown)';
+
+  /**
+   * A verifier over a pool that answers a client callout at once (250; `failed` for an address starting with "down",
+   * 550 5.1.1 for "gone", 451 for "later"), and each catch-all probe (a background one) with the next of `probeAnswers` (default: 250) only when the
+   * test calls release().
+   */
+  const setup = (negativeTtlMs = 600_000) => {
+    const clock = { t: 0 };
+    const asked: { address: string; background: boolean; destinations: unknown }[] = [];
+    const probeAnswers: CalloutProbe[] = [];
+    const held: (() => void)[] = [];
+    const p: CalloutPool = {
+      probe: (_s, address, destinations, options) => {
+        const background = options?.background === true;
+        asked.push({ address, background, destinations });
+        if (!background)
+          return Promise.resolve<CalloutProbe>(
+            address.startsWith('down')
+              ? { kind: 'failed', text: 'ECONNREFUSED' }
+              : address.startsWith('gone')
+                ? { kind: 'reply', code: 550, text: '550 5.1.1 no such user' }
+                : address.startsWith('later')
+                  ? { kind: 'reply', code: 451, text: '451 4.3.0 try later' }
+                  : { kind: 'reply', code: 250, text: '250 x' },
+          );
+        const answer = probeAnswers.shift() ?? { kind: 'reply', code: 250, text: '250 2.1.5 ok' };
+        return new Promise<CalloutProbe>((resolve) => held.push(() => resolve(answer)));
+      },
+      stats: () => ({ connections: 0, waiting: 0 }),
+      close: () => undefined,
+    };
+    const metrics = createRelayMetrics(new Registry(), false);
+    const warned: { obj: Record<string, unknown>; msg: string }[] = [];
+    const debug: { obj: Record<string, unknown>; msg: string }[] = [];
+    const v = createVerifier({
+      pool: p,
+      negativeTtlMs,
+      now: () => clock.t,
+      metrics,
+      detectCatchAll: true,
+      log: { warn: (obj, msg) => warned.push({ obj, msg }), debug: (obj, msg) => debug.push({ obj, msg }) },
+    });
+    /** Answers every probe held so far, and lets the verifier take the answers in. */
+    const release = async (): Promise<void> => {
+      for (const r of held.splice(0)) r();
+      await new Promise((r) => setImmediate(r));
+    };
+    const probes = (): string[] => asked.filter((a) => a.background).map((a) => a.address);
+    const gauge = async (): Promise<Record<string, number>> => {
+      const got = await metrics.calloutCatchAll.get();
+      return Object.fromEntries(got.values.map((x) => [`${x.labels.server}/${x.labels.domain}`, x.value]));
+    };
+    let n = 0;
+    /** At `t`, a callout about an address not asked before (and the probe's answer, if one is made). */
+    const calloutAt = async (t: number, domain = 'x.test', ttl = HOUR): Promise<void> => {
+      clock.t = t;
+      await v.check(server, `u${n++}@${domain}`, ttl);
+      await release();
+    };
+    return { clock, asked, probeAnswers, release, probes, metrics, warned, debug, v, gauge, calloutAt };
+  };
+
+  it('catchAllProbeAddress: mailrouteprobe + 16 base32 characters of 80 random bits, a new one each time', () => {
+    expect(catchAllProbeAddress('x.test', () => Buffer.from('foobarfoob'))).toBe(
+      'mailrouteprobemzxw6ytbojtg633c@x.test',
+    );
+    expect(catchAllProbeAddress('x.test', () => Buffer.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]))).toBe(
+      'mailrouteprobeaaaqeayeaudaocaj@x.test',
+    );
+    expect(catchAllProbeAddress('x.test', () => Buffer.alloc(10, 0xff))).toBe(
+      'mailrouteprobe7777777777777777@x.test',
+    );
+    const many = Array.from({ length: 1000 }, () => catchAllProbeAddress('x.test'));
+    expect(many.every((a) => /^mailrouteprobe[a-z2-7]{16}@x\.test$/.test(a))).toBe(true);
+    expect(new Set(many).size).toBe(1000);
+  });
+
+  it('a catch-all: the client is answered first; then one probe, a warning naming the fix, and the gauge 1', async () => {
+    const s = setup();
+    const destinations = { allow: [], deny: ['10.0.0.0/8'] };
+    // the client's answer does not wait for the probe (held until release())
+    expect(await s.v.check(server, 'alice@x.test', HOUR, destinations)).toEqual({
+      fact: 'exists',
+      reply: '250 x',
+      cached: false,
+    });
+    expect(s.asked).toEqual([
+      { address: 'alice@x.test', background: false, destinations },
+      { address: expect.stringMatching(PROBE) as unknown, background: true, destinations },
+    ]);
+    expect(s.probes()[0]).toMatch(/@x\.test$/);
+    expect(s.warned).toEqual([]);
+    await s.release();
+    expect(s.warned).toHaveLength(1);
+    expect(s.warned[0]?.obj).toEqual({
+      server: 'old',
+      host: '127.0.0.1',
+      port: 25,
+      domain: 'x.test',
+      probe: s.probes()[0],
+      reply: '250 2.1.5 ok',
+      periodSeconds: 600,
+    });
+    const msg = s.warned[0]?.msg ?? '';
+    expect(msg).toMatch(/^recipient verification: the server accepts any recipient \(a catch-all\)/);
+    expect(msg).toContain('In Split every recipient goes to it');
+    expect(msg).toContain('spec.accounts ({server: old, addresses: [...]})');
+    expect(msg).toContain('take it out of spec.recipientVerification');
+    expect(await s.gauge()).toEqual({ 'old/x.test': 1 });
+    // the server's answers stand; the probe's is neither cached nor counted as a callout
+    expect((await s.v.check(server, 'bob@x.test', HOUR)).fact).toBe('exists');
+    expect(s.v.size).toBe(2);
+    const callouts = await s.metrics.callouts.get();
+    expect(callouts.values.map((x) => [x.labels.result, x.value])).toEqual([['exists', 2]]);
+  });
+
+  it('at most once per (server, domain) per min(cacheTTL, negative TTL), one warning each; concurrent callouts make one', async () => {
+    const s = setup();
+    await Promise.all(Array.from({ length: 10 }, (_, i) => s.v.check(server, `c${i}@x.test`, HOUR)));
+    expect(s.probes()).toHaveLength(1);
+    await s.release();
+    for (let i = 0; i < 10; i++) await s.calloutAt(599_999);
+    expect(s.probes()).toHaveLength(1);
+    expect(s.warned).toHaveLength(1);
+    // another domain of the server is its own, and so is another server
+    await s.calloutAt(599_999, 'y.test');
+    expect(s.probes()).toHaveLength(2);
+    expect(s.probes()[1]).toMatch(/@y\.test$/);
+    await s.v.check({ ...server, name: 'other', port: 2525 }, 'z@x.test', HOUR);
+    await s.release();
+    expect(s.probes()).toHaveLength(3);
+    expect(await s.gauge()).toEqual({ 'old/x.test': 1, 'old/y.test': 1, 'other/x.test': 1 });
+    // the period is over: asked again (a new address), and warned again
+    await s.calloutAt(600_000);
+    expect(s.probes()).toHaveLength(4);
+    expect(new Set(s.probes()).size).toBe(4);
+    expect(s.warned.map((w) => [w.obj.server, w.obj.domain])).toEqual([
+      ['old', 'x.test'],
+      ['old', 'y.test'],
+      ['other', 'x.test'],
+      ['old', 'x.test'],
+    ]);
+    // a cacheTTL under the negative TTL is the period
+    await s.calloutAt(1_200_000, 'x.test', 60_000);
+    await s.calloutAt(1_259_999, 'x.test', 60_000);
+    expect(s.probes()).toHaveLength(5);
+    await s.calloutAt(1_260_000, 'x.test', 60_000);
+    expect(s.probes()).toHaveLength(6);
+  });
+
+  it('refused as no mailbox: the gauge 0, no warning; 4xx, a 5xx about something else, no answer: unchanged', async () => {
+    const s = setup();
+    s.probeAnswers.push(
+      { kind: 'reply', code: 550, text: '550 5.1.1 no such user' },
+      { kind: 'reply', code: 451, text: '451 4.7.1 greylisted' },
+      { kind: 'reply', code: 250, text: '250 ok' },
+      { kind: 'reply', code: 550, text: '550 5.7.1 client blocked using zen.spamhaus.org' },
+      { kind: 'failed', text: 'ECONNRESET' },
+      { kind: 'reply', code: 550, text: '550 5.1.1 no such user' },
+    );
+    const gaugeAfterCalloutAt = async (t: number) => {
+      await s.calloutAt(t);
+      return s.gauge();
+    };
+    expect(await gaugeAfterCalloutAt(0)).toEqual({ 'old/x.test': 0 });
+    expect(await gaugeAfterCalloutAt(600_000)).toEqual({ 'old/x.test': 0 }); // 451
+    expect(await gaugeAfterCalloutAt(1_200_000)).toEqual({ 'old/x.test': 1 }); // 250
+    expect(await gaugeAfterCalloutAt(1_800_000)).toEqual({ 'old/x.test': 1 }); // 550 about the client
+    expect(await gaugeAfterCalloutAt(2_400_000)).toEqual({ 'old/x.test': 1 }); // no answer
+    expect(await gaugeAfterCalloutAt(3_000_000)).toEqual({ 'old/x.test': 0 }); // the catch-all is off
+    expect(s.probes()).toHaveLength(6);
+    expect(s.warned).toHaveLength(1);
+    expect(s.debug.map((d) => d.msg)).toEqual([REFUSES, NO_ANSWER, NO_ANSWER, NO_ANSWER, REFUSES]);
+    expect(s.debug[1]?.obj).toMatchObject({
+      domain: 'x.test',
+      reply: '451 4.7.1 greylisted',
+      catchAll: false,
+    });
+  });
+
+  it('no probe after an answer other than exists, nor after a cached one; busy or suspended start no period', async () => {
+    const s = setup();
+    // no answer, absent (a refusal is no catch-all's), unknown (routes nothing): no probe
+    expect(await s.v.check(server, 'down1@x.test', HOUR)).toMatchObject({ fact: 'unknown', cached: false });
+    expect(await s.v.check(server, 'gone1@x.test', HOUR)).toMatchObject({ fact: 'absent', cached: false });
+    expect(await s.v.check(server, 'later1@x.test', HOUR)).toMatchObject({ fact: 'unknown', cached: false });
+    await s.release();
+    expect(s.asked.map((a) => a.address)).toEqual(['down1@x.test', 'gone1@x.test', 'later1@x.test']);
+    s.probeAnswers.push({ kind: 'busy', text: 'busy' }, { kind: 'suspended', text: 'suspended' });
+    await s.calloutAt(0);
+    expect(s.probes()).toHaveLength(1);
+    await s.calloutAt(1);
+    expect(s.probes()).toHaveLength(2);
+    expect(await s.gauge()).toEqual({});
+    await s.calloutAt(2);
+    expect(s.probes()).toHaveLength(3);
+    expect(await s.gauge()).toEqual({ 'old/x.test': 1 });
+    // answered from the cache: no callout, no probe, even after the period
+    s.clock.t = 600_002;
+    expect(await s.v.check(server, 'u2@x.test', HOUR)).toMatchObject({ cached: true });
+    expect(s.probes()).toHaveLength(3);
+  });
+
+  it("the series goes once the server has had no callout for the domain for the domain's cacheTTL", async () => {
+    const s = setup();
+    await s.calloutAt(0, 'x.test', HOUR);
+    await s.calloutAt(1000, 'x.test', HOUR);
+    s.clock.t = HOUR + 999;
+    expect(await s.gauge()).toEqual({ 'old/x.test': 1 });
+    s.clock.t = HOUR + 1000;
+    expect(await s.gauge()).toEqual({});
+    // asked about again: at once (the period is long over), and shown again
+    await s.calloutAt(HOUR + 2000);
+    expect(s.probes()).toHaveLength(2);
+    expect(await s.gauge()).toEqual({ 'old/x.test': 1 });
   });
 });

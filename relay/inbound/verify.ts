@@ -16,6 +16,15 @@
 // for the mailbox, the mailbox is asked first, and the subaddress itself only when the mailbox does not exist: a sender
 // that varies the extension (alice+1@, alice+2@, ...) makes one callout, not one per address. A subaddress's answer
 // is never recorded for its mailbox (mary-jane@ is no evidence about mary@).
+//
+// Catch-all servers (catchAllDetection): a server that accepts any local part at RCPT answers every callout `exists`,
+// so Split sends every recipient to it (mail for users who exist only on the secondary ends in its catch-all mailbox,
+// or bounces later) and Dual scope Accounts copies every recipient. After a callout it answered `exists`, the verifier
+// asks it, in the background, about an address that cannot exist at the same domain (catchAllProbeAddress), at most
+// once per (server, domain) per min(cacheTTL, negativeTtlMs); accepted: a warning and
+// mailroute_callout_catch_all{server,domain} 1; refused: 0. Routing does not change (the server does take the mail).
+import { randomBytes } from 'node:crypto';
+import type { Gauge } from 'prom-client';
 import type { DomainRoute, MailboxFact, ServerRoute } from '../../routing/model.ts';
 import type { RelayMetrics } from '../telemetry/metrics.ts';
 import { cacheSpelling } from '../../routing/address.ts';
@@ -181,11 +190,20 @@ export interface VerifierOptions {
    * performance.now(): a step of the wall clock must not stretch a cached answer.
    */
   now?: () => number;
+  /**
+   * Ask a server, after a callout it answered `exists`, whether it accepts an address that cannot exist at the domain
+   * (catchAllDetection). createCalloutVerifier turns it on; off by default here, where the pool is a test's.
+   */
+  detectCatchAll?: boolean;
+  /** Catch-all answers remembered, per (server, domain); the least recently asked about is forgotten first. */
+  maxCatchAllEntries?: number;
 }
 
 /** Where the verifier says why an answer is inconclusive (the relay's logger). */
 interface CalloutLog {
   warn(obj: Record<string, unknown>, msg: string): void;
+  /** What a catch-all probe found when it is no catch-all, or nothing (catchAllDetection). */
+  debug?(obj: Record<string, unknown>, msg: string): void;
 }
 
 /** The server as the cache and the metrics name it: the same server asked about the same address is one entry. */
@@ -205,6 +223,17 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
   const cache = new Map<string, { fact: MailboxFact; reply: string; until: number }>();
   const inflight = new Map<string, Promise<Asked>>();
   const warnNoAnswer = noAnswerWarning(opts.log, now);
+  const catchAll =
+    opts.detectCatchAll === true
+      ? catchAllDetection({
+          pool: opts.pool,
+          negativeTtlMs,
+          now,
+          ...(opts.log ? { log: opts.log } : {}),
+          ...(opts.maxCatchAllEntries !== undefined ? { maxEntries: opts.maxCatchAllEntries } : {}),
+        })
+      : undefined;
+  if (catchAll !== undefined) m?.setCalloutCatchAllSource((gauge) => catchAll.fill(gauge));
 
   const remember = (key: string, entry: { fact: MailboxFact; reply: string; until: number }): void => {
     cache.delete(key); // a renewed entry moves to the end (the eviction order is insertion order)
@@ -251,6 +280,8 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
     // mary-jane@ may be a mailbox of its own while mary@ is none, and recording mary@ as existing from it overwrote
     // mary's `absent`: her next mail went to the primary, which refused it.
     if (ttl > 0) remember(key, { fact, reply, until: now() + ttl });
+    // does the server say so of any recipient? (in the background: the answer goes back now)
+    if (fact === 'exists') catchAll?.afterCallout(server, address, cacheTtlMs, destinations);
     return { fact, reply, cached: false, answered };
   };
 
@@ -314,6 +345,175 @@ export function createVerifier(opts: VerifierOptions): Verifier & { readonly siz
           ? await askSubaddress(server, address, key, mailbox, mailboxKey, cacheTtlMs, destinations)
           : await shared(server, address, key, cacheTtlMs, destinations);
       return { fact: asked.fact, reply: asked.reply, cached: asked.cached };
+    },
+  };
+}
+
+/** The RFC 4648 base32 alphabet, in lower case. */
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/**
+ * An address at `domain` that cannot be a mailbox: `mailrouteprobe` and 16 base32 characters of 80 bits from the
+ * system's cryptographic randomness, a new one at every call (catchAllDetection). Only letters and digits: a server
+ * with subaddressing reads `mailroute-probe-x@` as the mailbox `mailroute@` with an extension (recipient_delimiter
+ * "-", and likewise "_"), and that mailbox may exist; no delimiter is a letter or a digit. Pure but for `random`.
+ */
+export function catchAllProbeAddress(domain: string, random: (n: number) => Buffer = randomBytes): string {
+  let local = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of random(10)) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      local += BASE32[(value >>> bits) & 31];
+    }
+    value &= (1 << bits) - 1;
+  }
+  return `mailrouteprobe${local}@${domain}`;
+}
+
+/** What is known about one (server, domain) (catchAllDetection). */
+interface CatchAllState {
+  /** The server's name in its MailDomain, as the metrics name it. */
+  server: string;
+  domain: string;
+  /** Monotonic ms before which the server is not asked again for the domain. */
+  nextAt: number;
+  /** A probe is under way. */
+  asking: boolean;
+  /** The last conclusive answer: true, it accepted the address that cannot exist; false, it refused it. */
+  catchAll: boolean | undefined;
+  /** The gauge shows it until then: the last `exists` from the server for the domain, plus the domain's cacheTTL. */
+  showUntil: number;
+}
+
+/**
+ * Catch-all detection. A server that accepts any local part at RCPT (and files the unknown ones into one mailbox, or
+ * bounces them later) answers every callout `exists`: in Split every recipient goes to it, also the users who exist
+ * only on the secondary (their mail is lost to them, and nothing said why); in Dual scope Accounts every recipient
+ * gets a copy. Postfix's reject_unverified_recipient has the same blind spot; Exim's callout option `random` and the
+ * commercial verifiers ask about an address that cannot exist, as this does.
+ *
+ * afterCallout(): after a callout the server answered `exists` (the one answer a catch-all makes wrong: an `absent` is
+ * itself a refusal, and `unknown` routes nothing), the server is asked about catchAllProbeAddress() at the domain of
+ * the address asked (the copy's domain for Dual scope Accounts), through the same pool (its bounds, deadline,
+ * destination policy and credentials) as a background probe (callout.ts: it gives way to client callouts and its
+ * failure suspends nothing). Nobody waits for it: the client's answer has gone back already. Its answer is neither
+ * cached nor counted in mailroute_callouts_total, and no client's unknown-recipient limits see it. At most once per
+ * (server, domain) per period, min(cacheTTL, negativeTtlMs) (default 10 min): the time an `absent` answer, which this
+ * one usually is, is trusted; a server whose configuration changes is seen as soon as an absent answer would be; and
+ * it costs the server one RCPT per domain per 10 min, what one random name of a harvest costs. A probe that was not
+ * sent (busy, suspended) does not start the period.
+ *
+ * The answer: accepted (250/251) -> a warning (once per period, as the probe is) and the gauge 1; refused as no
+ * mailbox (factOfReply `absent`) -> 0 and a debug line; anything else (4xx, a 5xx about something else, no answer)
+ * -> unchanged, and a debug line. Routing does not change: the server does take the mail, and the relay cannot tell
+ * where the mailbox is; the operator lists the mailboxes instead (spec.accounts) and takes the server out of
+ * spec.recipientVerification (while it is the verification server, an address not listed is still asked about).
+ *
+ * fill(): the gauge, per (server name, domain), for each server that answered a callout `exists` for the domain within
+ * that domain's cacheTTL (answers from it may still be in the cache): once the server is no longer asked (the fix
+ * above), its series goes within cacheTTL. At most `maxEntries` (server, domain) are remembered; the least recently
+ * asked about goes first (and is asked again at its next callout).
+ */
+function catchAllDetection(o: {
+  pool: CalloutPool;
+  negativeTtlMs: number;
+  now: () => number;
+  log?: CalloutLog;
+  maxEntries?: number;
+}): {
+  afterCallout(
+    server: ServerRoute,
+    address: string,
+    cacheTtlMs: number,
+    destinations: DomainRoute['destinations'],
+  ): void;
+  fill(gauge: Gauge<'server' | 'domain'>): void;
+} {
+  const maxEntries = o.maxEntries ?? 10_000;
+  const states = new Map<string, CatchAllState>();
+
+  const ask = async (
+    st: CatchAllState,
+    server: ServerRoute,
+    periodMs: number,
+    destinations: DomainRoute['destinations'],
+  ): Promise<void> => {
+    const probe = catchAllProbeAddress(st.domain);
+    const started = o.now();
+    let result: CalloutProbe;
+    try {
+      result = await o.pool.probe(server, probe, destinations, { background: true });
+    } catch (err) {
+      result = { kind: 'failed', text: String(err) };
+    } finally {
+      st.asking = false;
+    }
+    // not sent: the next callout may try again
+    if (result.kind !== 'busy' && result.kind !== 'suspended') st.nextAt = started + periodMs;
+    const where = { server: server.name, host: server.host, port: server.port, domain: st.domain, probe };
+    const fact = result.kind === 'reply' ? factOfReply(result.code, result.text) : 'unknown';
+    const reply = result.kind === 'reply' ? result.text : `${result.kind}: ${result.text}`;
+    if (fact === 'exists') {
+      st.catchAll = true;
+      o.log?.warn(
+        { ...where, reply, periodSeconds: Math.round(periodMs / 1000) },
+        `recipient verification: the server accepts any recipient (a catch-all): callouts cannot tell its mailboxes (it accepted an address that cannot exist). In Split every recipient goes to it, also those who exist only on the secondary (their mail ends in its catch-all, or bounces later); in Dual scope Accounts every recipient gets a copy. Routing is unchanged: list its mailboxes in the MailDomain's spec.accounts ({server: ${server.name}, addresses: [...]}) and take it out of spec.recipientVerification`,
+      );
+    } else {
+      if (fact === 'absent') st.catchAll = false;
+      o.log?.debug?.(
+        { ...where, reply, catchAll: st.catchAll ?? null },
+        fact === 'absent'
+          ? 'recipient verification: the server refuses an address that cannot exist (no catch-all)'
+          : 'recipient verification: no answer about an address that cannot exist (catch-all unknown)',
+      );
+    }
+  };
+
+  return {
+    afterCallout(server, address, cacheTtlMs, destinations) {
+      const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+      const key = `${serverId(server)}\u0000${domain}`;
+      const t = o.now();
+      const st: CatchAllState = states.get(key) ?? {
+        server: server.name,
+        domain,
+        nextAt: 0,
+        asking: false,
+        catchAll: undefined,
+        showUntil: 0,
+      };
+      // the most recently asked about moves to the end (the eviction order is insertion order)
+      states.delete(key);
+      states.set(key, st);
+      if (states.size > maxEntries) {
+        const oldest = states.keys().next();
+        if (oldest.done !== true) states.delete(oldest.value);
+      }
+      st.server = server.name;
+      st.showUntil = Math.max(st.showUntil, t + cacheTtlMs);
+      if (st.asking || t < st.nextAt) return;
+      st.asking = true;
+      void ask(st, server, Math.min(cacheTtlMs, o.negativeTtlMs), destinations);
+    },
+    fill(gauge) {
+      gauge.reset();
+      const t = o.now();
+      // one series per (name, domain): two servers of that name (a table changed) show the worse
+      const shown = new Map<string, { server: string; domain: string; value: number }>();
+      for (const st of states.values()) {
+        if (st.catchAll === undefined || st.showUntil <= t) continue;
+        const k = `${st.server}\u0000${st.domain}`;
+        const value = st.catchAll ? 1 : 0;
+        const seen = shown.get(k);
+        if (seen === undefined || value > seen.value)
+          shown.set(k, { server: st.server, domain: st.domain, value });
+      }
+      for (const s of shown.values()) gauge.set({ server: s.server, domain: s.domain }, s.value);
     },
   };
 }
@@ -432,6 +632,7 @@ export function createCalloutVerifier(
     ...(m ? { metrics: m } : {}),
     ...(s.log ? { log: s.log } : {}),
     ...(s.now ? { now: s.now } : {}),
+    detectCatchAll: true,
   });
   return {
     get size() {

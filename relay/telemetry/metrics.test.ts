@@ -20,3 +20,26 @@ describe('createRelayMetrics', () => {
     );
   });
 });
+
+describe('mailroute_callout_catch_all', () => {
+  it('is filled at each read from its source, per server and domain, and its help names the fix', async () => {
+    const m = createRelayMetrics(new Registry(), false);
+    let reads = 0;
+    m.setCalloutCatchAllSource((gauge) => {
+      reads++;
+      gauge.reset();
+      gauge.set({ server: 'old', domain: 'example.com' }, 1);
+      gauge.set({ server: 'zoho', domain: 'example.com.zoho-test.example' }, 0);
+    });
+    const text = await m.registry.metrics();
+    expect(reads).toBe(1);
+    expect(text).toContain('mailroute_callout_catch_all{server="old",domain="example.com"} 1');
+    expect(text).toContain(
+      'mailroute_callout_catch_all{server="zoho",domain="example.com.zoho-test.example"} 0',
+    );
+    const json = (await m.registry.getMetricsAsJSON()).find((x) => x.name === 'mailroute_callout_catch_all');
+    expect(json).toMatchObject({ type: 'gauge', aggregator: 'max' });
+    expect(json?.help).toContain('a catch-all');
+    expect(json?.help).toContain('spec.accounts');
+  });
+});

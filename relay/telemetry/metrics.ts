@@ -69,6 +69,15 @@ export interface RelayMetrics {
   calloutDuration: Histogram<'server'>;
   /** Callout connections opened (each carries several probes). */
   calloutConnections: Counter<'server'>;
+  /**
+   * Per recipient-verification server and the domain asked about (a domain, never an address): 1 when the server
+   * accepted an address that cannot exist there (a catch-all: its callouts answer every recipient "exists"), 0 when
+   * it refused it; no series before an answer, nor once the server has answered no callout `exists` for the domain
+   * for its cacheTTL. Filled at each read from setCalloutCatchAllSource (relay/inbound/verify.ts catchAllDetection).
+   */
+  calloutCatchAll: Gauge<'server' | 'domain'>;
+  /** Sets what fills calloutCatchAll when it is read: the verifier's catch-all answers. */
+  setCalloutCatchAllSource(source: (gauge: Gauge<'server' | 'domain'>) => void): void;
   /** Connections not made because the destination policy denies every address of the host; use: delivery|callout
    * (delivery includes DSNs). The attempt is deferred (deliveries_total result="deferred"). */
   destinationsDenied: Counter<'use'>;
@@ -113,6 +122,7 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
   let parity: ParitySource | undefined;
   let spoolLog: (() => SpoolLogStatus) | undefined;
   let recipientsInFlight: (() => number) | undefined;
+  let calloutCatchAll: ((gauge: Gauge<'server' | 'domain'>) => void) | undefined;
   return {
     registry,
     messagesAccepted: new Counter({
@@ -297,6 +307,17 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
       labelNames: ['server'],
       registers,
     }),
+    calloutCatchAll: new Gauge({
+      name: 'mailroute_callout_catch_all',
+      help: 'A recipient-verification server accepted an address that cannot exist at the domain (a catch-all: callouts cannot tell its mailboxes; in Split every recipient goes to it): 1, refused it: 0. Routing is unchanged; list its mailboxes in the MailDomain spec.accounts and take it out of spec.recipientVerification',
+      labelNames: ['server', 'domain'],
+      // with --workers: 1 when any worker found it
+      aggregator: 'max',
+      registers,
+      collect() {
+        calloutCatchAll?.(this);
+      },
+    }),
     parityLegs: new Counter({
       name: 'mailroute_parity_legs_total',
       help: 'Final legs per DeliveryPolicy and TestRecipient: leg primary|copy, result delivered|suppressed, reason of a suppressed copy (rejected, expired, bounced, shed)',
@@ -336,6 +357,9 @@ export function createRelayMetrics(registry: Registry = new Registry(), defaults
     },
     setRecipientsInFlightSource(source) {
       recipientsInFlight = source;
+    },
+    setCalloutCatchAllSource(source) {
+      calloutCatchAll = source;
     },
   };
 }

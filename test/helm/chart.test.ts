@@ -700,6 +700,7 @@ describeWithTools('helm chart (lint, schema, rendering)', (tools) => {
         'MailrouteDeliveryPaused',
         'MailrouteDomainRemoved',
         'MailrouteSoftBounced',
+        'MailrouteVerificationCatchAll',
       ]),
     );
     const dashboard = one(all, 'ConfigMap', '-dashboard');

@@ -278,7 +278,8 @@ describe('Unicode normalization of the cache key', () => {
     try {
       expect((await rcpt(r.relay.smtp.port, nfc, true)).reply).toMatch(/^250 /);
       expect((await rcpt(r.relay.smtp.port, nfd, true)).reply).toMatch(/^250 /);
-      expect(old.rcpts.map((x) => x.address)).toEqual([nfc]);
+      // (the catch-all probe that follows an `exists`, mailrouteprobe...@utf8.test, is no callout about josé)
+      expect(old.rcpts.map((x) => x.address).filter((a) => !a.startsWith('mailrouteprobe'))).toEqual([nfc]);
     } finally {
       await r.close();
       await old.close();

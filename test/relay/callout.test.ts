@@ -116,14 +116,16 @@ describe('callouts speak the server language and ask about the delivered address
     // asked once each, over TLS, authenticated (the delivery of alice's message adds one more RCPT for her)
     const asked = secure.rcpts.filter((x) => x.code !== 250 || x.address === 'alice@secure.test');
     expect(asked.every((x) => x.secure && x.user === 'relay-user')).toBe(true);
-    const before = secure.rcpts.length;
+    // (the catch-all probe after alice's `exists`, mailrouteprobe...@secure.test, may come at any time: not counted)
+    const callouts = () => secure.rcpts.filter((x) => !x.address.startsWith('mailrouteprobe')).length;
+    const before = callouts();
     // both answers are cached: positive (cacheTTL) and negative
     expect(await send(port, 'alice@secure.test', 'secure-3')).toMatch(/^250 /);
     expect(await send(port, 'nobody@secure.test', 'secure-4')).toMatch(/^250 /);
     await waitFor(() => subjects(secure, 'alice@secure.test').includes('secure-3'), { what: 'alice again' });
     await waitFor(() => subjects(plain, 'nobody@secure.test').includes('secure-4'), { what: 'nobody again' });
     // only the delivery of secure-3 reached the server, no callout
-    expect(secure.rcpts.length - before).toBe(1);
+    expect(callouts() - before).toBe(1);
     expect(secure.rcpts.filter((x) => x.address === 'nobody@secure.test')).toHaveLength(1);
     const hits = await r.relay.metrics.calloutCacheHits.get();
     const hit = (result: string) =>
