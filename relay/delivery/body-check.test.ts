@@ -3,19 +3,19 @@
 // earlier body blocks read back as zeros (ext4 delayed allocation, XFS). Such a file has a valid footer, so the start
 // lists it and loads its state without reading the body; it must never be sent. Real spool files in a temp dir, the
 // engine's transport seam (no sockets), real timers.
-import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fakeResolver } from '../../test/support/engine-harness.ts';
 import { deliveryOptions, spoolEnvelope } from '../../test/support/delivery.ts';
+import { bigBody, chunksOf, trailerState } from '../../test/support/large-body.ts';
 import { withDeadline } from '../../test/support/wait.ts';
-import { encodeMessageFile, FOOTER_LEN, parseFooter } from '../spool/format.ts';
+import { encodeMessageFile } from '../spool/format.ts';
 import { initialState, openSpool } from '../spool/spool.ts';
-import type { Spool, SpoolState } from '../spool/types.ts';
+import type { Spool } from '../spool/types.ts';
 import { startDelivery } from './engine.ts';
 import { readSource, type TransportFactory } from './transport.ts';
 
@@ -29,36 +29,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A body of about `kib` KiB whose every line is different (a zeroed range is never mistaken for the original). */
-function bigBody(kib: number): Buffer {
-  const lines: string[] = ['From: alice@sender.example\r\nSubject: big\r\n\r\n'];
-  let n = 0;
-  for (let size = 0; size < kib * 1024; n++) {
-    const line = `line ${String(n).padStart(7, '0')} of a large message body, with some text to fill it\r\n`;
-    lines.push(line);
-    size += line.length;
-  }
-  return Buffer.from(lines.join(''), 'latin1');
-}
-
-/** The body as it arrives from a socket: 64 KiB chunks. */
-const chunksOf = (b: Buffer): Readable => {
-  const out: Buffer[] = [];
-  for (let i = 0; i < b.length; i += 65536) out.push(b.subarray(i, i + 65536));
-  return Readable.from(out);
-};
-
 const msgPath = (id: string): string => join(dir, 'queue', `${id}.msg`);
-
-/** The initial state in a message file's trailer, as the spool wrote it. */
-async function trailerState(id: string): Promise<SpoolState> {
-  const data = await readFile(msgPath(id));
-  const layout = parseFooter(data.subarray(data.length - FOOTER_LEN), data.length);
-  if (typeof layout === 'string') throw new Error(layout);
-  return JSON.parse(
-    data.toString('utf8', layout.jsonOffset, layout.jsonOffset + layout.jsonLength),
-  ) as SpoolState;
-}
 
 /** What a power cut before the accept's fsync can leave: mode 0700, size and footer kept, a body range read as zeros. */
 async function zeroRange(id: string, from: number, length: number): Promise<void> {
@@ -169,7 +140,7 @@ describe('a large message body checked against its recorded CRC-32 where deliver
   it('an intact large message records the CRC-32 of its body and, after a restart, is delivered byte for byte', async () => {
     const body = bigBody(600);
     const id = await acceptAndClose(body);
-    const st = await trailerState(id);
+    const st = await trailerState(msgPath(id));
     expect(st.size).toBe(body.length);
     expect(st.bodyCrc32).toBe(crc32(body));
 

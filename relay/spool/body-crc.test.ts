@@ -2,7 +2,7 @@
 // path of a large body, of a small one through the accept log and of one written without it; compared once, where
 // delivery first reads a body from a file found at start, never by the start itself; a malformed one is damage.
 // Real files in a temp dir.
-import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,8 +10,9 @@ import { crc32 } from 'node:zlib';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spoolEnvelope } from '../../test/support/delivery.ts';
+import { bigBody, chunksOf, trailerState } from '../../test/support/large-body.ts';
 import { withCalls } from '../../test/support/spool-fs.ts';
-import { encodeMessageFile, FOOTER_LEN, parseFooter } from './format.ts';
+import { encodeMessageFile } from './format.ts';
 import { defaultSpoolFs, initialState, openSpool, type SpoolFs } from './spool.ts';
 import type { SpoolState } from './types.ts';
 
@@ -27,33 +28,7 @@ afterEach(async () => {
 
 const SMALL = Buffer.from('From: a@b.example\r\nSubject: small\r\n\r\nhello\r\n.. dotted\r\n');
 
-/** About kib KiB of distinct lines. */
-function bigBody(kib: number): Buffer {
-  const lines: string[] = ['Subject: big\r\n\r\n'];
-  for (let n = 0, size = 0; size < kib * 1024; n++) {
-    const line = `line ${String(n).padStart(7, '0')} of a large body\r\n`;
-    lines.push(line);
-    size += line.length;
-  }
-  return Buffer.from(lines.join(''), 'latin1');
-}
-
-const chunksOf = (b: Buffer): Readable => {
-  const out: Buffer[] = [];
-  for (let i = 0; i < b.length; i += 65536) out.push(b.subarray(i, i + 65536));
-  return Readable.from(out);
-};
-
 const msgPath = (id: string): string => join(dir, 'queue', `${id}.msg`);
-
-async function trailerState(id: string): Promise<SpoolState> {
-  const data = await readFile(msgPath(id));
-  const layout = parseFooter(data.subarray(data.length - FOOTER_LEN), data.length);
-  if (typeof layout === 'string') throw new Error(layout);
-  return JSON.parse(
-    data.toString('utf8', layout.jsonOffset, layout.jsonOffset + layout.jsonLength),
-  ) as SpoolState;
-}
 
 /** The real spool fs, counting the bytes read from message files (loads, checks, bodies; not the accept log's replay). */
 function countingFs(): { fs: SpoolFs; read: () => number } {
@@ -105,7 +80,7 @@ describe("the body's CRC-32 in the initial state", () => {
       [logged.id, SMALL],
       [direct.id, SMALL],
     ] as const) {
-      const st = await trailerState(id);
+      const st = await trailerState(msgPath(id));
       expect({ id, size: st.size, bodyCrc32: st.bodyCrc32 }).toEqual({
         id,
         size: body.length,

@@ -12,7 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Leg, ServerRoute } from '../../routing/model.ts';
 import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
-import { localServer } from '../support/delivery.ts';
+import { localServer, twoMx } from '../support/delivery.ts';
 import { startAttemptHarness, type AttemptHarness } from '../support/peer-engine.ts';
 import { expectLine, scriptedServers } from '../support/scripted-smtp.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
@@ -129,18 +129,6 @@ async function firstMx(
   };
 }
 
-/** MX 10 = 127.0.0.2 (firstMx), MX 20 = 127.0.0.1 (the peer), both on the peer's port. */
-function mxResolver(): DeliveryOptions['resolver'] {
-  return {
-    resolveMx: () =>
-      Promise.resolve([
-        { exchange: 'mx2.example.com', priority: 20 },
-        { exchange: 'mx1.example.com', priority: 10 },
-      ]),
-    addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '127.0.0.2' : '127.0.0.1']),
-  };
-}
-
 describe('no reply to the final dot: the message is never given to the next MX host in the same attempt', () => {
   it.each([
     ['the connection dropped after the final dot', {}, 'ECONNECTION: Connection closed unexpectedly'],
@@ -158,7 +146,7 @@ describe('no reply to the final dot: the message is never given to the next MX h
         else if (error.startsWith('ECONNECTION')) socket.destroy();
         // else silent: the final reply times out
       });
-      const h = await harness({ resolver: mxResolver(), ...over });
+      const h = await harness({ resolver: twoMx('127.0.0.2'), ...over });
       const mx = { ...localServer('mxdomain', second.port, 2), host: 'example.com', mx: true };
       await h.accept([record(mx)]);
 
@@ -190,7 +178,7 @@ describe('no reply to the final dot: the message is never given to the next MX h
       () => undefined,
       () => true,
     );
-    const h = await harness({ resolver: mxResolver() });
+    const h = await harness({ resolver: twoMx('127.0.0.2') });
     const mx = { ...localServer('mxdomain', second.port, 2), host: 'example.com', mx: true };
     // large enough that the body is still being written when the server breaks the connection
     const big = Buffer.concat([MESSAGE, Buffer.alloc(16 * 1024 * 1024, 'y'), Buffer.from('\r\n')]);

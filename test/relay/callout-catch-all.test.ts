@@ -9,7 +9,6 @@
 //   - a probe that fails (the server drops it, or never answers) changes no client's reply, and suspends nothing;
 //   - the pool serves client callouts before the probe (relay/inbound/callout.ts ProbeOptions.background).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import nodemailer from 'nodemailer';
 import { pino, type Logger } from 'pino';
 import { createCalloutPool } from '../../relay/inbound/callout.ts';
 import { createDnsResolver } from '../../relay/dns.ts';
@@ -19,7 +18,14 @@ import { scriptedServers } from '../support/scripted-smtp.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
 import { code, RawSmtp } from './raw-client.ts';
-import { dualDomain, httpGet, metricValue, startRelay, type InProcessRelay } from './relay-harness.ts';
+import {
+  dualDomain,
+  httpGet,
+  metricValue,
+  startRelay,
+  submit,
+  type InProcessRelay,
+} from './relay-harness.ts';
 
 const PROBE = /^mailrouteprobe[a-z2-7]{16}@/;
 const CATCH_ALL = 'recipient verification: the server accepts any recipient (a catch-all)';
@@ -56,16 +62,9 @@ async function catchAllGauge(r: InProcessRelay, server: string, domain: string):
   return metricValue(body, 'mailroute_callout_catch_all', `{server="${server}",domain="${domain}"}`);
 }
 
-async function send(port: number, to: string, subject: string): Promise<string> {
-  const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
-  try {
-    return (
-      (await t.sendMail({ from: 'sender@origin.test', to, subject, text: subject })) as { response: string }
-    ).response;
-  } finally {
-    t.close();
-  }
-}
+/** One message through the relay (its reply to the end of DATA). */
+const send = (port: number, to: string, subject: string): Promise<string> =>
+  submit(port, { from: 'sender@origin.test', to, subject, text: subject });
 
 /** One session that pipelines the RCPTs at once and reads every reply (no DATA: nothing is delivered). */
 async function pipelined(port: number, rcpts: string[]): Promise<string[]> {

@@ -12,7 +12,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Leg } from '../../routing/model.ts';
 import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
-import { localServer } from '../support/delivery.ts';
+import { localServer, twoMx } from '../support/delivery.ts';
 import { startAttemptHarness, type AttemptHarness } from '../support/peer-engine.ts';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtp-peer.ts';
 import { waitFor } from '../support/wait.ts';
@@ -221,14 +221,7 @@ describe('a server that greets with a 5xx banner is a failure of that host', () 
       const dest = await peer('dest');
       const first = await greeter('127.0.0.2', dest.port, () => true, undefined, how);
       const h = await harness({
-        resolver: {
-          resolveMx: () =>
-            Promise.resolve([
-              { exchange: 'mx2.example.com', priority: 20 },
-              { exchange: 'mx1.example.com', priority: 10 },
-            ]),
-          addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '127.0.0.2' : '127.0.0.1']),
-        },
+        resolver: twoMx('127.0.0.2'),
       });
       const mx = { ...localServer('mxdomain', dest.port, 2), host: 'example.com', mx: true };
       await h.accept([record('a@example.com', mx)]);

@@ -21,7 +21,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Leg, ServerRoute, TlsMode } from '../../routing/model.ts';
 import type { DeliveryOptions } from '../../relay/delivery/engine.ts';
-import { envelope, localServer } from '../support/delivery.ts';
+import { envelope, localServer, twoMx } from '../support/delivery.ts';
 import { startAttemptHarness, type AttemptHarness } from '../support/peer-engine.ts';
 import { makeSelfSigned, type SelfSigned } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
@@ -235,6 +235,25 @@ async function firstAttempts(h: AttemptHarness, n: number): Promise<AttemptHarne
   return h.attempts.slice(0, n);
 }
 
+/**
+ * After a@example.com went through the second MX host: the first is suspended, so b@example.com goes to the second
+ * without calling the first again, and no DSN is sent.
+ */
+async function nextGoesToTheSecond(
+  h: AttemptHarness,
+  mx: ServerRoute,
+  delivered: Record<string, unknown>,
+  first: Hop,
+  second: Hop,
+): Promise<void> {
+  await h.accept([record('b@example.com', mx)]);
+  expect(await firstAttempts(h, 2)).toEqual([delivered, { ...delivered, recipient: 'b@example.com' }]);
+  await drained(h);
+  expect(first.connections).toBe(1);
+  expect(second.messages.map((m) => m.rcptTo)).toEqual([['a@example.com'], ['b@example.com']]);
+  expect(h.senderBox.messages).toEqual([]);
+}
+
 describe('a host that refuses the session after STARTTLS is a failure of that host', () => {
   it.each([
     ['the EHLO over TLS answered 421', 'Opportunistic', 'ehlo-over-tls'],
@@ -248,14 +267,7 @@ describe('a host that refuses the session after STARTTLS is a failure of that ho
       const second = await hop('127.0.0.1', 0);
       const first = await hop('::1', second.port, { refuse });
       const h = await harness({
-        resolver: {
-          resolveMx: () =>
-            Promise.resolve([
-              { exchange: 'mx2.example.com', priority: 20 },
-              { exchange: 'mx1.example.com', priority: 10 },
-            ]),
-          addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '::1' : '127.0.0.1']),
-        },
+        resolver: twoMx('::1'),
         // the suspension outlasts the test (it is the first retry step, 100 ms here, by default)
         destinationBackoffMs: 60_000,
       });
@@ -282,13 +294,7 @@ describe('a host that refuses the session after STARTTLS is a failure of that ho
       expect(first.messages).toEqual([]);
       expect(second.messages.map((m) => [m.rcptTo, m.secure])).toEqual([[['a@example.com'], true]]);
 
-      // suspended: the next message goes to the second host without calling the first
-      await h.accept([record('b@example.com', mx)]);
-      expect(await firstAttempts(h, 2)).toEqual([delivered, { ...delivered, recipient: 'b@example.com' }]);
-      await drained(h);
-      expect(first.connections).toBe(1);
-      expect(second.messages.map((m) => m.rcptTo)).toEqual([['a@example.com'], ['b@example.com']]);
-      expect(h.senderBox.messages).toEqual([]);
+      await nextGoesToTheSecond(h, mx, delivered, first, second);
     },
   );
 });
@@ -447,14 +453,7 @@ describe('a host that cannot give the TLS the mode requires is a failure of that
   });
   /** MX hosts by preference: mx1.example.com on ::1, then (when there is a second) localhost on 127.0.0.1. */
   const mxHosts = (two: boolean): Partial<DeliveryOptions> => ({
-    resolver: {
-      resolveMx: () =>
-        Promise.resolve([
-          ...(two ? [{ exchange: 'localhost', priority: 20 }] : []),
-          { exchange: 'mx1.example.com', priority: 10 },
-        ]),
-      addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? '::1' : '127.0.0.1']),
-    },
+    resolver: twoMx('::1', two ? 'localhost' : null),
     credentials: () => Promise.resolve({ user: 'relay', pass: 's3cret' }),
   });
   const H1 = 'mx1\\.example\\.com\\[::1\\]';
@@ -514,13 +513,7 @@ describe('a host that cannot give the TLS the mode requires is a failure of that
       expect(first.messages).toEqual([]);
       expect(second.messages.map((m) => [m.rcptTo, m.secure])).toEqual([[['a@example.com'], true]]);
 
-      // suspended: the next message goes to the second host without calling the first
-      await h.accept([record('b@example.com', mx)]);
-      expect(await firstAttempts(h, 2)).toEqual([delivered, { ...delivered, recipient: 'b@example.com' }]);
-      await drained(h);
-      expect(first.connections).toBe(1);
-      expect(second.messages.map((m) => m.rcptTo)).toEqual([['a@example.com'], ['b@example.com']]);
-      expect(h.senderBox.messages).toEqual([]);
+      await nextGoesToTheSecond(h, mx, delivered, first, second);
     },
   );
 

@@ -45,6 +45,24 @@ export function localServer(name: string, port: number, maxConnections = 10): Se
   return { name, host: '127.0.0.1', port, mx: false, tls: 'None', maxConnections };
 }
 
+/**
+ * Two MX hosts on one port, as MX hosts are: `mx1.example.com` (preference 10) at `first`, then (unless `second` is
+ * null) the host `second` (preference 20) at 127.0.0.1. Only the addresses differ (127.0.0.2 or ::1 for the first).
+ */
+export function twoMx(
+  first: string,
+  second: string | null = 'mx2.example.com',
+): DeliveryOptions['resolver'] {
+  return {
+    resolveMx: () =>
+      Promise.resolve([
+        ...(second !== null ? [{ exchange: second, priority: 20 }] : []),
+        { exchange: 'mx1.example.com', priority: 10 },
+      ]),
+    addresses: (host) => Promise.resolve([host === 'mx1.example.com' ? first : '127.0.0.1']),
+  };
+}
+
 /** An accepted envelope as the inbound side hands it to spool.accept(): each recipient with its legs. */
 export function envelope(
   recipients: { recipient: string; legs: Leg[] }[],
