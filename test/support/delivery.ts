@@ -49,10 +49,7 @@ export function localServer(name: string, port: number, maxConnections = 10): Se
  * Two MX hosts on one port, as MX hosts are: `mx1.example.com` (preference 10) at `first`, then (unless `second` is
  * null) the host `second` (preference 20) at 127.0.0.1. Only the addresses differ (127.0.0.2 or ::1 for the first).
  */
-export function twoMx(
-  first: string,
-  second: string | null = 'mx2.example.com',
-): DeliveryOptions['resolver'] {
+export function twoMx(first: string, second: string | null = 'mx2.example.com'): DeliveryOptions['resolver'] {
   return {
     resolveMx: () =>
       Promise.resolve([
