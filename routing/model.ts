@@ -160,9 +160,25 @@ export interface DomainRoute {
   testRecipients: Record<string, TestRecipientRoute & { source: ObjectRef }>;
 }
 
+/**
+ * The newest routing-table format this version routes by. A table says which format its readers need in `format`
+ * (absent: 1, every table written until now). A writer raises it only for a table that holds a field an older reader
+ * would ignore and so route differently (a subaddress rule, a dated stage, a destination limit: where mail goes);
+ * an optional field whose absence changes nothing for older readers needs no new format. A reader refuses a table of
+ * a higher format than this (relay/sources/file.ts checkRoutingTable): it keeps routing by the last table it could
+ * read, logs and reports why, and the revision in its heartbeat stays the old one, so the operator does not count it
+ * as programmed for what changed (docs/operations.md, "Upgrades, rollbacks and version skew").
+ */
+export const ROUTING_TABLE_FORMAT = 1;
+
 export interface RoutingTable {
   apiVersion: typeof API_VERSION;
   kind: 'RoutingTable';
+  /**
+   * The lowest format a reader must understand to route by this table (ROUTING_TABLE_FORMAT); absent: 1. Never
+   * written as 1, so that tables of format 1 keep their revisions.
+   */
+  format?: number;
   /** lowercase domain -> route */
   domains: Record<string, DomainRoute>;
   /** every object that was compiled, sorted; lets the operator tell which generations a revision contains */

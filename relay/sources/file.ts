@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { isTransientReadError } from '../../lib/manifests.ts';
 import { tableRevision } from '../../routing/compile.ts';
-import { API_VERSION, type RoutingTable } from '../../routing/model.ts';
+import { API_VERSION, ROUTING_TABLE_FORMAT, type RoutingTable } from '../../routing/model.ts';
 import { createPolledSource, type LoadOutcome } from './polled.ts';
 import type { RoutingSource } from './types.ts';
 
@@ -15,6 +15,18 @@ export function checkRoutingTable(x: unknown): string[] {
   const errs: string[] = [];
   if (t['apiVersion'] !== API_VERSION) errs.push(`apiVersion: must be ${API_VERSION}`);
   if (t['kind'] !== 'RoutingTable') errs.push('kind: must be RoutingTable');
+  // A newer format holds fields this version would ignore and route by differently: refused, never half-read (the
+  // source keeps the last table it read). Checked before the rest: the rest of a newer table may look different.
+  const format = t['format'];
+  if (format !== undefined) {
+    if (typeof format !== 'number' || !Number.isSafeInteger(format) || format < 1)
+      return [...errs, `format: must be a whole number from 1, not ${JSON.stringify(format)?.slice(0, 40)}`];
+    if (format > ROUTING_TABLE_FORMAT)
+      return [
+        ...errs,
+        `format: ${format}: this relay routes by tables of format ${ROUTING_TABLE_FORMAT} at most (a newer operator wrote this one); it keeps the last table it read until the relay is upgraded`,
+      ];
+  }
   const domains = t['domains'];
   if (typeof domains !== 'object' || domains === null || Array.isArray(domains))
     errs.push('domains: must be an object');

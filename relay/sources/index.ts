@@ -50,6 +50,9 @@ function createConfigMapRoutingSource(
   const clock = deps.clock ?? (() => new Date());
   const state = new SourceState();
   let stop: (() => void) | undefined;
+  /** Why the ConfigMap source last refused a table (a newer format, a bad shard), and since when; see lastError. */
+  let refusal: (() => string | undefined) | undefined;
+  let refused: { error: string; at: Date } | undefined;
   let secrets: ReadonlyMap<string, Credentials> = new Map();
   const fallbackFile =
     fallbackFromFlag ??
@@ -66,7 +69,7 @@ function createConfigMapRoutingSource(
     deps.logger.info({ source: 'configmap', revision, from }, 'routing: table loaded');
     state.publish(current, deps.logger);
   };
-  return state.source(
+  const source = state.source(
     'configmap',
     async () => {
       const { KubeConfig } = await import('@kubernetes/client-node');
@@ -96,6 +99,7 @@ function createConfigMapRoutingSource(
         onTable,
         logger: deps.logger,
       });
+      refusal = () => src.status().lastError;
       stop = () => {
         src.stop();
         credWatch.stop();
@@ -105,6 +109,17 @@ function createConfigMapRoutingSource(
     },
     () => stop?.(),
   );
+  // The ConfigMap source keeps serving its table when it refuses a later one (a table of a newer format: operator
+  // upgraded first): /readyz shows why while it lasts, not only a failure at start.
+  return {
+    ...source,
+    lastError: () => {
+      const error = refusal?.();
+      if (error === undefined) return source.lastError();
+      if (refused?.error !== error) refused = { error, at: clock() };
+      return { at: refused.at, errors: [error] };
+    },
+  };
 }
 
 export type { RoutingSource } from './types.ts';

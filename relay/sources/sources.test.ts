@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compile } from '../../routing/compile.ts';
 import { parseManifestText } from '../../routing/parse.ts';
+import { ROUTING_TABLE_FORMAT } from '../../routing/model.ts';
 import { checkRoutingTable, createRoutingFileSource, loadRoutingFile } from './file.ts';
 import { createManifestsSource, loadManifestsDir } from './manifests.ts';
 import type { RoutingSnapshot } from './types.ts';
@@ -132,6 +133,16 @@ describe('routing file', () => {
       'apiVersion: must be mailroute.io/v1alpha1',
     ]);
     const d = await temp();
+    // a table of a newer format than this relay routes by (a newer operator's): refused, never half-read
+    const table = { apiVersion: 'mailroute.io/v1alpha1', kind: 'RoutingTable', domains: {}, sources: [] };
+    expect(checkRoutingTable({ ...table, format: ROUTING_TABLE_FORMAT })).toEqual([]);
+    expect(checkRoutingTable({ ...table, format: ROUTING_TABLE_FORMAT + 1 })).toEqual([
+      `format: ${ROUTING_TABLE_FORMAT + 1}: this relay routes by tables of format ${ROUTING_TABLE_FORMAT} at most (a newer operator wrote this one); it keeps the last table it read until the relay is upgraded`,
+    ]);
+    for (const bad of [0, 1.5, '2', null])
+      expect(checkRoutingTable({ ...table, format: bad })[0]).toMatch(/^format: must be a whole number/);
+    // other fields it does not know are ignored (a field that changes routing comes with a new format)
+    expect(checkRoutingTable({ ...table, later: { x: 1 } })).toEqual([]);
     await writeFile(join(d, 't.json'), '{"broken"');
     const r = await loadRoutingFile(join(d, 't.json'));
     expect(!r.ok && r.errors[0]).toMatch(/not JSON/);

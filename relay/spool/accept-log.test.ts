@@ -5,6 +5,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spoolEnvelope } from '../../test/support/delivery.ts';
@@ -80,6 +81,27 @@ describe('accept log records', () => {
     const p = parseSegment(buf, segment);
     expect(p.records.map((x) => ({ kind: x.kind, id: x.id, data: x.data.toString() }))).toEqual(records);
     expect(p.end).toBe(end);
+  });
+
+  it("skips a whole record of a kind (or reserved bytes) it does not know, a later version's, and reads on", () => {
+    /** `rec` with header byte `at` set to `value` and its CRC made right again: whole, as a later version wrote it. */
+    const later = (rec: Buffer, at: number, value: number): Buffer => {
+      const b = Buffer.from(rec);
+      b.writeUInt8(value, at);
+      b.writeUInt32BE(crc32(b.subarray(RECORD_HEADER), crc32(b.subarray(4, 20))), 20);
+      return b;
+    };
+    const c = concat(encodeRecord(7, KIND_ACCEPT, ID2, [Buffer.from('after')]));
+    for (const odd of [later(a, 12, 3), later(a, 13, 1)]) {
+      const p = parseSegment(Buffer.concat([odd, c, Buffer.alloc(64)]), 7);
+      expect(p.records.map((x) => [x.kind, x.id, x.data.toString()])).toEqual([[KIND_ACCEPT, ID2, 'after']]);
+      expect(p.unknown).toBe(1);
+      expect(p.end).toBe(odd.length + c.length);
+    }
+    // without a right CRC it is a write cut short: nothing after it is trusted
+    const torn = Buffer.from(a);
+    torn.writeUInt8(3, 12);
+    expect(parseSegment(Buffer.concat([torn, c]), 7)).toMatchObject({ records: [], end: 0, unknown: 0 });
   });
 
   it('refuses an id that is not 16 characters', () => {

@@ -13,7 +13,10 @@
 //   0 magic "MRL1" | 4 segment number (u64) | 12 kind (1 accept, 2 removal) | 13 zero (3) | 16 payload length (u32)
 //   | 20 CRC-32 of bytes 4..20 and the payload
 // A segment is parsed from its start until the first record that is not whole, not of this segment (a reused file's
-// earlier life) or fails its CRC (a write cut short).
+// earlier life) or fails its CRC (a write cut short). A whole record of this segment whose CRC holds but whose kind
+// this version does not know (or whose reserved bytes are not zero) was written by a later version: it is skipped,
+// not taken for the end (the records after it are accept records answered 250), and its segment is kept in
+// quarantine/ instead of reused (replayAcceptLog).
 //
 // A message's state change before it has a file (spool.ts update) is one more accept record of the same id: the file's
 // bytes with the new state in the trailer. The later record replaces the earlier one.
@@ -97,24 +100,35 @@ export interface LogRecord {
   data: Buffer;
 }
 
-/** The records of one segment, from its start to the first that is not whole, not of `segment`, or fails its CRC. */
-export function parseSegment(buf: Buffer, segment: number): { records: LogRecord[]; end: number } {
+/**
+ * The records of one segment, from its start to the first that is not whole, not of `segment`, or fails its CRC.
+ * `unknown` counts the whole records skipped for a kind (or reserved bytes) this version does not know: a later
+ * version's (the CRC covers the header, so such a record is whole and meant as it is, not a write cut short).
+ */
+export function parseSegment(
+  buf: Buffer,
+  segment: number,
+): { records: LogRecord[]; end: number; unknown: number } {
   const records: LogRecord[] = [];
   let off = 0;
+  let unknown = 0;
   const want = BigInt(segment);
   while (off + RECORD_HEADER + ID_BYTES <= buf.length) {
     if (buf.readUInt32BE(off) !== MAGIC || buf.readBigUInt64BE(off + 4) !== want) break;
-    const kind = buf.readUInt8(off + 12);
-    if (kind !== KIND_ACCEPT && kind !== KIND_REMOVAL) break;
-    if (buf.readUIntBE(off + 13, 3) !== 0) break;
     const length = buf.readUInt32BE(off + 16);
     if (length < ID_BYTES || off + RECORD_HEADER + length > buf.length) break;
     const payload = buf.subarray(off + RECORD_HEADER, off + RECORD_HEADER + length);
     if (crc32(payload, crc32(buf.subarray(off + 4, off + 20))) !== buf.readUInt32BE(off + 20)) break;
-    records.push({ kind, id: payload.toString('latin1', 0, ID_BYTES), data: payload.subarray(ID_BYTES) });
+    const kind = buf.readUInt8(off + 12);
+    const known = (kind === KIND_ACCEPT || kind === KIND_REMOVAL) && buf.readUIntBE(off + 13, 3) === 0;
     off += RECORD_HEADER + length;
+    if (!known) {
+      unknown++;
+      continue;
+    }
+    records.push({ kind, id: payload.toString('latin1', 0, ID_BYTES), data: payload.subarray(ID_BYTES) });
   }
-  return { records, end: off };
+  return { records, end: off, unknown };
 }
 
 /**
@@ -348,6 +362,8 @@ export async function replayAcceptLog(
   const live: LiveRecords = new Map();
   /** segment number -> where its records end, of the segments read (in order) */
   const ends = new Map<number, number>();
+  /** segments holding records of a kind this version does not know (a later version's): kept, never reused */
+  const foreign = new Set<number>();
   for (const s of segments) {
     const path = join(logDir, s.name);
     // never larger than a segment as this relay makes them; a file far larger (a sparse file, another program's) is
@@ -362,6 +378,13 @@ export async function replayAcceptLog(
     report.segments++;
     const parsed = parseSegment(buf, s.seq);
     ends.set(s.seq, parsed.end);
+    if (parsed.unknown > 0) {
+      foreign.add(s.seq);
+      log.warn(
+        { segment: s.name, records: parsed.unknown },
+        'accept log: records of a kind this version does not know (written by a later version), skipped; the records after them are replayed, and the segment is kept in quarantine/',
+      );
+    }
     for (const r of parsed.records) {
       if (!isId(r.id)) {
         log.warn({ segment: s.name, id: r.id }, 'accept log: a record with a malformed queue id, skipped');
@@ -402,7 +425,15 @@ export async function replayAcceptLog(
   const keptSeqs = new Set(kept.map((k) => k.seq));
   // Every message is durable in its own file now, or (a full volume) in a segment kept: the others are free for
   // reuse (their records can never be read as a later segment's: each names the segment it was written to)
-  const freed = segments.filter((s) => !keptSeqs.has(s.seq));
+  // a segment with a later version's records goes to quarantine/ (for a roll forward or a human), never reused
+  for (const s of segments.filter((x) => foreign.has(x.seq) && !keptSeqs.has(x.seq))) {
+    const aside = await setAside(join(logDir, s.name), s.name);
+    log.warn(
+      { segment: s.name, moved: aside },
+      'accept log: a segment with records of a later version, kept',
+    );
+  }
+  const freed = segments.filter((s) => !keptSeqs.has(s.seq) && !foreign.has(s.seq));
   for (const s of freed)
     await fs.rename(join(logDir, s.name), join(logDir, freeName(s.seq))).catch((err: unknown) => {
       // one set aside above is gone from here

@@ -132,4 +132,32 @@ describe('checkState: what is read from the spool is checked like SMTP input', (
     const s = good();
     expect(checkState(s, ID)).toBe(s);
   });
+
+  it('reads a state with fields this version does not know (a later version wrote them) and keeps them', () => {
+    let s = withValue(['futureTop'], { a: 1 });
+    for (const path of [
+      ['meta', 'futureMeta'],
+      ['legs', 0, 'futureLegState'],
+      ['legs', 0, 'leg', 'futureLeg'],
+      ['legs', 0, 'leg', 'server', 'futureServer'],
+    ]) {
+      const root = s as Record<string | number, unknown>;
+      let o = root;
+      for (const k of path.slice(0, -1)) o = o[k] as Record<string | number, unknown>;
+      o[path[path.length - 1]!] = 'later';
+      s = root;
+    }
+    // with a lastReply to repair, the copy it returns keeps them too
+    const repaired = structuredClone(s) as { legs: { lastReply?: string }[] };
+    repaired.legs[0]!.lastReply = '451 greylisted\0 later';
+    for (const x of [s, repaired]) {
+      const got = checkState(x, ID) as unknown as Record<string, unknown> & SpoolState;
+      expect(typeof got).toBe('object');
+      expect(got['futureTop']).toEqual({ a: 1 });
+      expect(JSON.stringify(got)).toContain('"futureMeta":"later"');
+      expect(JSON.stringify(got)).toContain('"futureLegState":"later"');
+      expect(JSON.stringify(got)).toContain('"futureLeg":"later"');
+      expect(JSON.stringify(got)).toContain('"futureServer":"later"');
+    }
+  });
 });
