@@ -3,6 +3,7 @@ import type { CompileIssue } from '../../routing/model.ts';
 import { WALL_CLOCK_RECHECK_MS, decideStatus, statusEvents, type StatusFacts } from './status.ts';
 
 const now = new Date('2026-11-28T12:00:00Z');
+const OLD = '8a6575315969ba1b6ecbc0bb59b7d3bfd1f1da2a5e37c5c3c5e6f1d2b0a9e8f7';
 const base: StatusFacts = {
   kind: 'DeliveryPolicy',
   generation: 2,
@@ -64,7 +65,7 @@ const rows: Row[] = [
       ],
     },
     { Programmed: 'False/Pending', Ready: 'False/Pending' },
-    '1/2 relays programmed',
+    '1/2 relays programmed; serving an older revision: a (r1)',
   ],
   [
     'unknown revision does not count',
@@ -75,7 +76,7 @@ const rows: Row[] = [
       ],
     },
     { Programmed: 'False/Pending' },
-    '0/2 relays programmed',
+    '0/2 relays programmed; serving an older revision: a (zzz), b (no revision)',
   ],
   [
     'no relays',
@@ -104,6 +105,73 @@ const rows: Row[] = [
     },
     { Programmed: 'True/Programmed', Ready: 'True/Ready' },
     '2/2 relays programmed',
+  ],
+  [
+    'a relay alive on an older revision is named with the revision it serves (12 hex digits), by its pod',
+    {
+      expectedRelays: ['mailroute-relay-0', 'mailroute-relay-1'],
+      relays: [
+        { name: 'mailroute-relay-mailroute-relay-0', revision: 'r2' },
+        { name: 'mailroute-relay-mailroute-relay-1', revision: OLD },
+      ],
+      generationIn: (rev) => ({ [OLD]: 1, r2: 2 })[rev],
+    },
+    { Programmed: 'False/Pending', Ready: 'False/Pending' },
+    '1/2 relays programmed; serving an older revision: mailroute-relay-1 (8a6575315969)',
+  ],
+  [
+    'without a StatefulSet the Lease name is shown as its pod too',
+    {
+      relays: [
+        { name: 'mailroute-relay-relay-0', revision: 'r2' },
+        { name: 'mailroute-relay-relay-1', revision: OLD },
+      ],
+    },
+    { Programmed: 'False/Pending' },
+    '1/2 relays programmed; serving an older revision: relay-1 (8a6575315969)',
+  ],
+  [
+    'missing and lagging relays are both named, missing first',
+    {
+      expectedRelays: ['r-0', 'r-1', 'r-2'],
+      relays: [
+        { name: 'mailroute-relay-r-0', revision: 'r2' },
+        { name: 'mailroute-relay-r-2', revision: 'r1' },
+      ],
+    },
+    { Programmed: 'False/Pending' },
+    '1/3 relays programmed; r-1 has not reported; serving an older revision: r-2 (r1)',
+  ],
+  [
+    'many lagging relays: three are named, the rest counted',
+    {
+      expectedRelays: ['r-0', 'r-1', 'r-2', 'r-3', 'r-4', 'r-5'],
+      relays: ['r-0', 'r-1', 'r-2', 'r-3', 'r-4', 'r-5'].map((p, i) => ({
+        name: `mailroute-relay-${p}`,
+        revision: i === 0 ? 'r2' : i === 1 ? undefined : OLD,
+      })),
+      generationIn: (rev) => ({ [OLD]: 1, r2: 2 })[rev],
+    },
+    { Programmed: 'False/Pending' },
+    '1/6 relays programmed; serving an older revision: r-1 (no revision), r-2 (8a6575315969), r-3 (8a6575315969), and 2 more',
+  ],
+  [
+    'exactly three lagging relays: all named, no count',
+    {
+      relays: [
+        { name: 'a', revision: 'r1' },
+        { name: 'b', revision: 'r1' },
+        { name: 'c', revision: 'r1' },
+      ],
+    },
+    { Programmed: 'False/Pending' },
+    '0/3 relays programmed; serving an older revision: a (r1), b (r1), c (r1)',
+  ],
+  [
+    'not compiled yet: every relay lacks the generation, so none is named as lagging',
+    { compiledGeneration: 1, generation: 3 },
+    { Programmed: 'Unknown/NotCompiled' },
+    'generation 3 not compiled yet; 0/2 relays programmed',
   ],
   [
     'StatefulSet wants 5, none has reported: the first three are named',

@@ -115,33 +115,87 @@ function firstIssue(
   return issues.find((i) => i.condition === condition);
 }
 
-function programmedMessage(n: number, m: number, missing: readonly string[] = []): string {
-  const base = `${n}/${m} relays programmed`;
-  if (missing.length === 0) return base;
-  const shown = missing.length > 3 ? [...missing.slice(0, 3), `${missing.length - 3} more`] : missing;
-  return `${base}; ${shown.join(', ')} ${missing.length === 1 ? 'has' : 'have'} not reported`;
+/** How many relays a message names before it counts the rest ("r-0, r-1, r-2, 2 more"), as Kubernetes messages do. */
+const NAMED_RELAYS = 3;
+
+/** A revision as messages show it: its first 12 hex digits (as `mailroute check` and `mailroute diff` print it). */
+function shortRevision(revision: string): string {
+  return revision.slice(0, 12);
 }
 
-/** Ready/total relays for one generation, and the expected relays that have no fresh heartbeat. */
+/** A relay that is alive (fresh, ready heartbeat) but serves a revision without this generation. */
+interface LaggingRelay {
+  /** The pod (the Lease name without its mailroute-relay- prefix). */
+  pod: string;
+  revision: string | undefined;
+}
+
+/**
+ * "N/M relays programmed", then the relays that keep it below M: those that have not reported (missing or stale
+ * Lease, or ready=false) and those alive on an older revision, with the revision they serve. Each list names at most
+ * three relays and counts the rest.
+ */
+function programmedMessage(
+  n: number,
+  m: number,
+  missing: readonly string[] = [],
+  lagging: readonly LaggingRelay[] = [],
+): string {
+  const parts = [`${n}/${m} relays programmed`];
+  if (missing.length > 0) {
+    parts.push(`${bounded(missing).join(', ')} ${missing.length === 1 ? 'has' : 'have'} not reported`);
+  }
+  if (lagging.length > 0) {
+    const named = lagging.map(
+      (r) => `${r.pod} (${r.revision === undefined ? 'no revision' : shortRevision(r.revision)})`,
+    );
+    parts.push(`serving an older revision: ${bounded(named, 'and ').join(', ')}`);
+  }
+  return parts.join('; ');
+}
+
+function bounded(names: readonly string[], and = ''): string[] {
+  return names.length > NAMED_RELAYS
+    ? [...names.slice(0, NAMED_RELAYS), `${and}${names.length - NAMED_RELAYS} more`]
+    : [...names];
+}
+
+const LEASE_PREFIX = relayLeaseName('');
+
+function podOf(leaseName: string): string {
+  return leaseName.startsWith(LEASE_PREFIX) ? leaseName.slice(LEASE_PREFIX.length) : leaseName;
+}
+
+/**
+ * Ready/total relays for one generation, the expected relays that have no fresh heartbeat, and the counted relays
+ * that have one but serve a revision without this generation (older, unknown to this operator, or none yet).
+ */
 function countProgrammed(f: Pick<StatusFacts, 'relays' | 'expectedRelays' | 'generation' | 'generationIn'>): {
   ready: number;
   total: number;
   missing: string[];
+  lagging: LaggingRelay[];
 } {
   const serves = (r: RelayView): boolean =>
     r.revision !== undefined && f.generationIn(r.revision) === f.generation;
+  const lagging: LaggingRelay[] = [];
+  let ready = 0;
   if (f.expectedRelays === undefined) {
-    return { ready: f.relays.filter(serves).length, total: f.relays.length, missing: [] };
+    for (const r of f.relays) {
+      if (serves(r)) ready++;
+      else lagging.push({ pod: podOf(r.name), revision: r.revision });
+    }
+    return { ready, total: f.relays.length, missing: [], lagging };
   }
   const byLease = new Map(f.relays.map((r) => [r.name, r]));
-  let ready = 0;
   const missing: string[] = [];
   for (const pod of f.expectedRelays) {
     const r = byLease.get(relayLeaseName(pod));
     if (r === undefined) missing.push(pod);
     else if (serves(r)) ready++;
+    else lagging.push({ pod, revision: r.revision });
   }
-  return { ready, total: f.expectedRelays.length, missing };
+  return { ready, total: f.expectedRelays.length, missing, lagging };
 }
 
 export function decideStatus(f: StatusFacts): StatusDecision {
@@ -193,15 +247,16 @@ export function decideStatus(f: StatusFacts): StatusDecision {
     });
   }
 
-  const { ready, total, missing } = countProgrammed(f);
-  const msg = programmedMessage(ready, total, missing);
+  const { ready, total, missing, lagging } = countProgrammed(f);
+  const msg = programmedMessage(ready, total, missing, lagging);
   let programmed: DesiredCondition;
   if (!f.compiled || (f.compiledGeneration !== undefined && f.compiledGeneration !== f.generation)) {
     programmed = {
       type: ConditionTypes.Programmed,
       status: 'Unknown',
       reason: StatusReasons.NotCompiled,
-      message: `generation ${f.generation} not compiled yet; ${msg}`,
+      // Without the relays on older revisions: every relay lacks a generation not compiled yet.
+      message: `generation ${f.generation} not compiled yet; ${programmedMessage(ready, total, missing)}`,
     };
   } else if (f.compiledGeneration === undefined) {
     programmed = {

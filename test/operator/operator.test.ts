@@ -94,31 +94,42 @@ describeCluster(
       expect(get.stdout).toMatch(/example-com\s+example\.com\s+Dual\s+All\s+True/);
     });
 
-    it('a changed policy becomes Programmed on both relays at its new generation; a lagging relay shows 1/2', async () => {
+    it('a changed policy becomes Programmed on both relays at its new generation; a lagging relay shows 1/2 and is named', async () => {
       relays.paused = true;
-      const before = (await routingRevision(rest, OP_NS))?.revision;
-      await apply(`apiVersion: mailroute.io/v1alpha1
+      try {
+        const before = (await routingRevision(rest, OP_NS))?.revision;
+        await apply(`apiVersion: mailroute.io/v1alpha1
 kind: DeliveryPolicy
 metadata: {name: example-com}
 spec: {domainRef: {name: example-com}, mode: Direct, primary: old}
 `);
-      const rev = await waitFor(
-        async () => {
-          const r = await routingRevision(rest, OP_NS);
-          return r !== undefined && r.revision !== before ? r.revision : undefined;
-        },
-        { timeoutMs: 20_000, what: 'a new routing revision' },
-      );
-      await heartbeat(rest, OP_NS, 'relay-0', rev);
-      const pending = await waitFor(
-        async () => {
-          const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Programmed');
-          return c?.observedGeneration === 2 && c.message === '1/2 relays programmed' ? c : undefined;
-        },
-        { timeoutMs: 20_000, what: 'Programmed 1/2 at generation 2' },
-      );
-      expect(pending).toMatchObject({ status: 'False', reason: 'Pending' });
-      relays.paused = false;
+        const rev = await waitFor(
+          async () => {
+            const r = await routingRevision(rest, OP_NS);
+            return r !== undefined && r.revision !== before ? r.revision : undefined;
+          },
+          { timeoutMs: 20_000, what: 'a new routing revision' },
+        );
+        await heartbeat(rest, OP_NS, 'relay-0', rev);
+        const pending = await waitFor(
+          async () => {
+            const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Programmed');
+            return c?.observedGeneration === 2 && c.message.startsWith('1/2 ') ? c : undefined;
+          },
+          { timeoutMs: 20_000, what: 'Programmed 1/2 at generation 2' },
+        );
+        // relay-1's Lease is fresh but still names the revision before the change: the message says which relay
+        // and what it serves (the first 12 hex digits of its revision), not only the count.
+        const lagging = relays.served.get('relay-1');
+        expect(lagging).toBe(before);
+        expect(pending).toMatchObject({
+          status: 'False',
+          reason: 'Pending',
+          message: `1/2 relays programmed; serving an older revision: relay-1 (${String(before).slice(0, 12)})`,
+        });
+      } finally {
+        relays.paused = false; // a failure above must not leave the relays paused for the tests after it
+      }
       await waitFor(
         async () => {
           const c = await condition(rest, 'DeliveryPolicy', NS, 'example-com', 'Ready');
@@ -162,6 +173,7 @@ spec: {policyRef: {name: example-com}, address: ${address}}
         const second = await getObject(rest, 'TestRecipient', NS, 'carol');
         expect(second?.metadata.uid).not.toBe(first?.metadata.uid);
         expect(second?.metadata.generation).toBe(1);
+        const old = relays.served.get('relay-1');
         await heartbeat(rest, OP_NS, 'relay-0', rev); // relay-1 still routes by the old object
         const pending = await waitFor(
           async () => {
@@ -173,7 +185,7 @@ spec: {policyRef: {name: example-com}, address: ${address}}
         expect(pending).toMatchObject({
           status: 'False',
           reason: 'Pending',
-          message: '1/2 relays programmed',
+          message: `1/2 relays programmed; serving an older revision: relay-1 (${String(old).slice(0, 12)})`,
         });
       } finally {
         relays.paused = false; // a failure above must not leave the relays paused for the tests after it

@@ -141,29 +141,37 @@ describeCluster(
     it('reverting the manifest is a rollout: Programmed counts the relays that route by it, then Ready', async () => {
       const generation = (await policy()).metadata.generation;
       relays.paused = true; // the relays have not picked up the revert yet
-      await apply(plainPolicy);
-      const pending = await waitFor(
-        async () => {
-          const c = await condition(rest, 'DeliveryPolicy', NS, 'migration', 'Programmed');
-          return c?.observedGeneration === generation + 1 ? c : undefined;
-        },
-        { timeoutMs: 20_000, what: 'Programmed for the reverted generation' },
-      );
-      expect(pending).toMatchObject({ status: 'False', reason: 'Pending', message: '0/2 relays programmed' });
-      // Programmed is written from the compile; the table is applied right after it.
-      const table = await waitFor(
-        async () => {
-          const t = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
-            domains?: Record<string, { mode: string; primary: string; stages?: unknown }>;
-          };
-          return t.domains?.['example.com']?.mode === 'Dual' ? t : undefined;
-        },
-        { timeoutMs: 10_000, what: 'the reverted routing table' },
-      );
-      expect(table.domains?.['example.com']).toMatchObject({ mode: 'Dual', primary: 'legacy' });
-      expect(table.domains?.['example.com']?.stages).toBeUndefined();
-
-      relays.paused = false;
+      try {
+        await apply(plainPolicy);
+        const pending = await waitFor(
+          async () => {
+            const c = await condition(rest, 'DeliveryPolicy', NS, 'migration', 'Programmed');
+            return c?.observedGeneration === generation + 1 ? c : undefined;
+          },
+          { timeoutMs: 20_000, what: 'Programmed for the reverted generation' },
+        );
+        // both relays are named with the revision they still serve (its first 12 hex digits)
+        const old = (pod: string): string => (relays.served.get(pod) ?? '').slice(0, 12);
+        expect(pending).toMatchObject({
+          status: 'False',
+          reason: 'Pending',
+          message: `0/2 relays programmed; serving an older revision: relay-0 (${old('relay-0')}), relay-1 (${old('relay-1')})`,
+        });
+        // Programmed is written from the compile; the table is applied right after it.
+        const table = await waitFor(
+          async () => {
+            const t = JSON.parse((await routingRevision(rest, OP_NS))?.json ?? '{}') as {
+              domains?: Record<string, { mode: string; primary: string; stages?: unknown }>;
+            };
+            return t.domains?.['example.com']?.mode === 'Dual' ? t : undefined;
+          },
+          { timeoutMs: 10_000, what: 'the reverted routing table' },
+        );
+        expect(table.domains?.['example.com']).toMatchObject({ mode: 'Dual', primary: 'legacy' });
+        expect(table.domains?.['example.com']?.stages).toBeUndefined();
+      } finally {
+        relays.paused = false;
+      }
       const ready = await waitFor(
         async () => {
           const c = await condition(rest, 'DeliveryPolicy', NS, 'migration', 'Ready');
