@@ -92,15 +92,17 @@ describe('factOfReply: a refusal for want of SMTPUTF8 is never absent', () => {
   });
 });
 
+/** The verification server of the createVerifier and catch-all suites (their pools are fakes: nothing connects). */
+const server: ServerRoute = {
+  name: 'old',
+  host: '127.0.0.1',
+  port: 25,
+  mx: false,
+  tls: 'None',
+  maxConnections: 1,
+};
+
 describe('createVerifier (cache in front of a pool)', () => {
-  const server: ServerRoute = {
-    name: 'old',
-    host: '127.0.0.1',
-    port: 25,
-    mx: false,
-    tls: 'None',
-    maxConnections: 1,
-  };
   const recording = (replies: Record<string, number>) => {
     const asked: string[] = [];
     const pool: CalloutPool = {
@@ -403,14 +405,6 @@ describe('cacheSpelling: NFC and NFD spellings are one entry', () => {
 });
 
 describe('catch-all detection: an address that cannot exist, asked after a callout', () => {
-  const server: ServerRoute = {
-    name: 'old',
-    host: '127.0.0.1',
-    port: 25,
-    mx: false,
-    tls: 'None',
-    maxConnections: 1,
-  };
   const PROBE = /^mailrouteprobe[a-z2-7]{16}@/;
   const HOUR = 3_600_000;
   const REFUSES = 'recipient verification: the server refuses an address that cannot exist (no catch-all)';
