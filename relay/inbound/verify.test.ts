@@ -390,14 +390,6 @@ describe('cacheSpelling: NFC and NFD spellings are one entry', () => {
       close: () => undefined,
     };
     const v = createVerifier({ pool });
-    const server: ServerRoute = {
-      name: 'old',
-      host: '127.0.0.1',
-      port: 25,
-      mx: false,
-      tls: 'None',
-      maxConnections: 1,
-    };
     expect((await v.check(server, nfd, 1000)).fact).toBe('exists');
     expect(await v.check(server, nfc, 1000)).toMatchObject({ fact: 'exists', cached: true });
     expect(asked).toEqual([nfd]);
